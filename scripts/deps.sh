@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs what building and testing kdiag-c needs on Debian 12 / Ubuntu, as root.
+# One package per line so each area adds its own without touching the others.
+set -euo pipefail
+pkgs=(
+  build-essential
+  cmake
+  pkg-config
+  libgrpc-dev
+  protobuf-c-compiler
+  libprotobuf-c-dev
+  libnftnl-dev
+  libmnl-dev
+  libjansson-dev
+  libcmocka-dev
+  busybox-static
+  nftables
+  iproute2
+  procps
+  psmisc
+  util-linux
+  python3
+  python3-pytest
+  socat
+  iperf3
+  clang
+  libclang-rt-14-dev
+  nodejs
+  npm
+)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# node/npm may come from elsewhere (not Debian) on a developer machine: fine if present.
+if command -v node >/dev/null && command -v npm >/dev/null; then
+  missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
