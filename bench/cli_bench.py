@@ -1,0 +1,221 @@
+#!/usr/bin/python3
+"""kubectl-diag benchmarks on the simulated cluster, each compared side by side in one run:
+
+  startup   time from `kubectl diag redir pod/P 80:L` to its "redirecting" line, manager present
+            and manager created, against `kubectl port-forward pod/P :80` to "Forwarding from"
+  bulk      one redirected connection (laptop -> pod peer) against one plain kubectl
+            port-forward connection (laptop -> pod), same bytes, same direction, same pod
+  rate      sequential connections per second through one redirect
+
+  bench/cli_bench.py [--build DIR] [--mb N] [--runs N] [--conns N]
+As root (the simulated cluster). Prints one line per measurement and the ratios."""
+import argparse
+import os
+import socket
+import socketserver
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+REPO = os.path.dirname(HERE)
+sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
+sys.dont_write_bytecode = True
+
+PEER = r'''
+import socket, sys, time
+ip, port, mode, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+if mode == 'bulk':   # read everything the laptop sends, until it closes
+    s = socket.create_connection((ip, port), timeout=60)
+    s.sendall(b'B')
+    t0 = time.monotonic(); got = 0
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            break
+        got += len(b)
+    print(got, time.monotonic() - t0)
+else:                # n sequential request/response connections
+    t0 = time.monotonic()
+    for i in range(n):
+        s = socket.create_connection((ip, port), timeout=30)
+        s.sendall(b'p')
+        assert s.recv(1) == b'p'
+        s.close()
+    print(n, time.monotonic() - t0)
+'''
+
+
+class Server(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def local_server(nbytes):
+    """On 'B': sends nbytes and closes; on 'p': answers 'p' and waits for the close; anything else
+    (e.g. a stray HTTP request) is closed at once."""
+    chunk = b'\0' * (1 << 20)
+
+    class H(socketserver.BaseRequestHandler):
+        def handle(self):
+            c = self.request.recv(1)
+            if c == b'B':
+                left = nbytes
+                while left > 0:
+                    self.request.sendall(chunk[:min(left, len(chunk))])
+                    left -= min(left, len(chunk))
+            elif c == b'p':
+                self.request.sendall(b'p')
+                self.request.recv(1)
+    s = Server(('127.0.0.1', 0), H)
+    threading.Thread(target=s.serve_forever, daemon=True).start()
+    return s
+
+
+def wait_line(proc, text, timeout=120):
+    """Reads proc.stdout until a line contains text; returns the time it appeared."""
+    deadline = time.monotonic() + timeout
+    for line in proc.stdout:
+        if text in line:
+            return time.monotonic()
+        if time.monotonic() > deadline:
+            break
+    raise RuntimeError('no %r from %s' % (text, proc.args))
+
+
+def startup(c, cli, pod, port):
+    t0 = time.monotonic()
+    p = subprocess.Popen([cli, 'redir', 'pod/' + pod, '80:%d' % port], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env=c.env())
+    try:
+        return wait_line(p, 'redirecting') - t0
+    finally:
+        p.send_signal(2)
+        p.wait(30)
+
+
+def pf_startup(c, pod):
+    t0 = time.monotonic()
+    p = subprocess.Popen(['kubectl', 'port-forward', 'pod/' + pod, ':80'], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env=c.env())
+    try:
+        return wait_line(p, 'Forwarding from') - t0
+    finally:
+        p.terminate()
+        p.wait(30)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--build', default=os.path.join(REPO, 'build'))
+    ap.add_argument('--mb', type=int, default=256)
+    ap.add_argument('--runs', type=int, default=5)
+    ap.add_argument('--conns', type=int, default=200)
+    a = ap.parse_args()
+    os.environ['KDIAG_CLI'] = cli = os.path.join(os.path.realpath(a.build), 'cli', 'kubectl-diag')
+    os.environ.setdefault('KUBESIM_IMAGES', os.path.join(os.path.realpath(a.build), 'images', 'images.json'))
+    import conftest
+
+    class Req:
+        fins = []
+
+        def addfinalizer(self, f):
+            self.fins.append(f)
+    req = Req()
+    c = conftest.start_cluster(req, [conftest.DEMO])
+    try:
+        run(c, cli, a)
+    finally:
+        for f in req.fins:
+            f()
+
+
+def run(c, cli, a):
+    nbytes = a.mb << 20
+    # a sink in a pod for the plain port-forward baseline: reads until EOF, then closes
+    c.ok('run', 'sink', '--image=curl', '--restart=Never', '--command', '--', 'sh', '-c',
+         'printf "#!/bin/sh\\nexec cat > /dev/null\\n" > /tmp/sink; chmod +x /tmp/sink; '
+         'while true; do nc -l -p 9000 -e /tmp/sink; done')
+    c.wait_running('sink')
+    srv = local_server(nbytes)
+    port = srv.server_address[1]
+
+    # --- startup ---
+    created = []
+    for i in range(a.runs):
+        name = 'fresh-%d' % i
+        c.ok('run', name, '--image=nginx', '--restart=Never')
+        c.wait_running(name)
+        created.append(startup(c, cli, name, port))
+    present = [startup(c, cli, 'nginx', port) for _ in range(a.runs + 1)][1:]  # first run creates it
+    pf = [pf_startup(c, 'nginx') for _ in range(a.runs)]
+    med = statistics.median
+    print('startup  redir, manager present : median %.3f s (runs: %s)' % (med(present), fmt(present)))
+    print('startup  redir, manager created : median %.3f s (runs: %s)' % (med(created), fmt(created)))
+    print('startup  kubectl port-forward   : median %.3f s (runs: %s)' % (med(pf), fmt(pf)))
+    print('ratio    redir present / port-forward startup: %.2f' % (med(present) / med(pf)))
+
+    # --- bulk: laptop -> pod through a redirect vs through kubectl port-forward, alternating ---
+    # (the distroless pod: no other client connects to its port 8080 meanwhile)
+    ip = c.pod('distroless')['status']['podIP']
+    r = subprocess.Popen([cli, 'redir', 'pod/distroless', '8080:%d' % port], stdout=subprocess.PIPE,
+                         stderr=subprocess.DEVNULL, text=True, env=c.env())
+    pfp = subprocess.Popen(['kubectl', 'port-forward', 'pod/sink', ':9000'], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, env=c.env())
+    redir_mbs, pf_mbs = [], []
+    try:
+        wait_line(r, 'redirecting')
+        line = ''
+        for line in pfp.stdout:
+            if line.startswith('Forwarding from 127.0.0.1:'):
+                break
+        lport = int(line.split(':')[1].split()[0])
+        for _ in range(a.runs):
+            out = c.in_node(['python3', '-c', PEER, ip, '8080', 'bulk', '0'], timeout=600)
+            got, secs = out.stdout.split()
+            assert int(got) == nbytes, out.stdout + out.stderr
+            redir_mbs.append(nbytes / float(secs) / 1e6)
+            pf_mbs.append(send_bulk(lport, nbytes))
+        out = c.in_node(['python3', '-c', PEER, ip, '8080', 'rate', str(a.conns)], timeout=600)
+        n, secs = out.stdout.split()
+        rate = int(n) / float(secs)
+    finally:
+        r.send_signal(2)
+        r.wait(30)
+        pfp.terminate()
+        pfp.wait(30)
+    print('bulk     one redirected connection: median %.1f MB/s (runs: %s; %d MiB laptop -> pod peer)'
+          % (med(redir_mbs), fmt(redir_mbs), a.mb))
+    print('bulk     one kubectl port-forward : median %.1f MB/s (runs: %s; %d MiB laptop -> pod)'
+          % (med(pf_mbs), fmt(pf_mbs), a.mb))
+    ratios = [x / y for x, y in zip(redir_mbs, pf_mbs)]
+    print('ratio    redirect / port-forward throughput: median %.2f (runs: %s; goal >= 0.9)'
+          % (med(ratios), fmt(ratios)))
+    print('rate     %d sequential connections through one redirect: %.0f conn/s' % (a.conns, rate))
+    srv.shutdown()
+
+
+def send_bulk(lport, nbytes):
+    """nbytes through kubectl port-forward to the sink pod; MB/s until the sink closes."""
+    chunk = b'\0' * (1 << 20)
+    s = socket.create_connection(('127.0.0.1', lport))
+    t0 = time.monotonic()
+    left = nbytes
+    while left > 0:
+        s.sendall(chunk[:min(left, len(chunk))])
+        left -= min(left, len(chunk))
+    s.shutdown(socket.SHUT_WR)
+    while s.recv(65536):   # the sink's close comes back once it has read everything
+        pass
+    s.close()
+    return nbytes / (time.monotonic() - t0) / 1e6
+
+
+def fmt(xs):
+    return ' '.join('%.2f' % x for x in xs)
+
+
+if __name__ == '__main__':
+    main()

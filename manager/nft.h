@@ -1,0 +1,49 @@
+/* nft — the manager's nftables rules, spoken over netlink (libnftnl + libmnl).
+ *
+ * Everything lives in table `inet kdiag`, created with NFT_TABLE_F_OWNER: the
+ * kernel deletes it when the netlink socket that created it closes, so a
+ * crashed manager leaves no rule behind. The table is made with the first
+ * redirect and then stays, empty chains included, until the socket closes:
+ * the NAT of connections already redirected needs conntrack and the nat hooks
+ * of these base chains, so deleting them would cut the connections a stream
+ * leaves running.
+ *   chain prerouting { type nat hook prerouting priority dstnat - 1; }
+ *       ct state   (no verdict: holds conntrack on while the table exists)
+ *       meta l4proto tcp tcp dport P redirect to :L              (incoming)
+ *   chain output { type nat hook output priority dstnat - 1; }
+ *       meta nfproto ipv4 meta l4proto tcp tcp dport P dnat ip to 127.0.0.1:L
+ *       meta nfproto ipv6 meta l4proto tcp tcp dport P dnat ip6 to [::1]:L   (outgoing)
+ *
+ * Functions return 0 or a negative errno as the kernel reported it (-EPERM
+ * without CAP_NET_ADMIN). A nft_conn is safe to use from several threads.
+ */
+#ifndef KDIAG_NFT_H
+#define KDIAG_NFT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NFT_KDIAG_TABLE "kdiag"
+
+typedef struct nft_conn nft_conn;
+
+/* The rules of one redirect, as handles the kernel assigned. */
+typedef struct {
+    bool outgoing;
+    int n;
+    uint64_t handle[2];
+} nft_rules;
+
+/* Opens the netlink socket. Changes nothing in the kernel. */
+int nft_conn_open(nft_conn **out);
+/* Deletes a table `inet kdiag` left by an earlier manager (kernels without the
+ * owner flag, or a table created by hand). 0 also when there is none. */
+int nft_clear_leftover(nft_conn *c);
+/* Installs the redirect of tcp port `port` to local port `to_port`. */
+int nft_redirect_add(nft_conn *c, bool outgoing, uint16_t port, uint16_t to_port, nft_rules *out);
+/* Removes the rules of one redirect (table and chains stay). */
+int nft_redirect_del(nft_conn *c, const nft_rules *r);
+/* Closes the socket: the kernel drops the owned table with it. */
+void nft_conn_close(nft_conn *c);
+
+#endif

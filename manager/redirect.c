@@ -1,0 +1,453 @@
+/* redirect — see redirect.h. The handler thread of each stream owns its
+ * listeners and accepts on them; the tunnel's thread does everything after. */
+#include "redirect.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/capability.h>
+#include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "kdiag.pb-c.h"
+#include "nft.h"
+#include "tunnel.h"
+
+#define MAX_RESERVED 16
+#define BIND_TRIES 16
+
+typedef struct active {
+    uint16_t port;
+    bool outgoing;
+    uint16_t listen_port; /* 0 until the listeners are bound */
+    struct active *next;
+} active;
+
+struct redirect_mgr {
+    redirect_opts o;
+    tunnel *tun;
+    nft_conn *nft;
+    int nft_err; /* why nft is NULL */
+    pthread_mutex_t lock; /* guards reserved and actives */
+    uint16_t reserved[MAX_RESERVED];
+    int nreserved;
+    active *actives;
+};
+
+/* One Redirect stream. */
+typedef struct {
+    uint32_t port;
+    bool outgoing;
+    int lfd[2]; /* IPv4, IPv6 (-1 when the pod has no IPv6) */
+    uint16_t lport;
+    nft_rules rules;
+    bool rules_in;
+    active *reg;
+} session;
+
+static bool has_cap_net_admin(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+    if (syscall(SYS_capget, &h, d) < 0)
+        return false;
+    return d[CAP_TO_INDEX(CAP_NET_ADMIN)].effective & CAP_TO_MASK(CAP_NET_ADMIN);
+}
+
+static bool port_reserved_locked(const redirect_mgr *m, uint16_t port)
+{
+    if (port == redirect_mgr_tunnel_port(m))
+        return true;
+    for (int i = 0; i < m->nreserved; i++)
+        if (m->reserved[i] == port)
+            return true;
+    for (const active *a = m->actives; a; a = a->next)
+        if (a->listen_port == port)
+            return true;
+    return false;
+}
+
+/* ---- listeners ---- */
+
+static int listen_on(int family, const void *addr, uint16_t port, int *out)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    int one = 1;
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (family == AF_INET) {
+        struct sockaddr_in *s = (struct sockaddr_in *)&ss;
+        s->sin_family = AF_INET;
+        memcpy(&s->sin_addr, addr, 4);
+        s->sin_port = htons(port);
+        len = sizeof *s;
+    } else {
+        struct sockaddr_in6 *s = (struct sockaddr_in6 *)&ss;
+        s->sin6_family = AF_INET6;
+        memcpy(&s->sin6_addr, addr, 16);
+        s->sin6_port = htons(port);
+        len = sizeof *s;
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, SOMAXCONN) < 0 ||
+        getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    *out = fd;
+    return ntohs(family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* Binds an IPv4 and an IPv6 listener to one free port. Incoming traffic is
+ * redirected to the address it arrived on, so those listen on any address;
+ * outgoing traffic is dnat'ed to loopback, so those listen on loopback only. */
+static int session_listen(redirect_mgr *m, session *s)
+{
+    struct in_addr any4 = {htonl(INADDR_ANY)}, lo4 = {htonl(INADDR_LOOPBACK)};
+    struct in6_addr any6 = IN6ADDR_ANY_INIT, lo6 = IN6ADDR_LOOPBACK_INIT;
+    int rc = -EADDRINUSE;
+
+    for (int i = 0; i < BIND_TRIES; i++) {
+        int p = listen_on(AF_INET, s->outgoing ? (void *)&lo4 : (void *)&any4, 0, &s->lfd[0]);
+        if (p < 0)
+            return p;
+        pthread_mutex_lock(&m->lock);
+        bool clash = p == (int)s->port || port_reserved_locked(m, (uint16_t)p);
+        pthread_mutex_unlock(&m->lock);
+        int p6 = clash ? -EADDRINUSE : listen_on(AF_INET6, s->outgoing ? (void *)&lo6 : (void *)&any6, (uint16_t)p, &s->lfd[1]);
+        if (p6 >= 0 || p6 == -EAFNOSUPPORT || p6 == -EADDRNOTAVAIL) {
+            s->lport = (uint16_t)p; /* without IPv6 in the pod, IPv4 alone */
+            pthread_mutex_lock(&m->lock);
+            s->reg->listen_port = s->lport;
+            pthread_mutex_unlock(&m->lock);
+            return 0;
+        }
+        close(s->lfd[0]);
+        s->lfd[0] = -1;
+        rc = p6;
+        if (p6 != -EADDRINUSE)
+            break;
+    }
+    return rc;
+}
+
+/* ---- addresses ---- */
+
+static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
+        snprintf(out, n, "%s:%u", ip, ntohs(s->sin_port));
+    } else {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
+        snprintf(out, n, "[%s]:%u", ip, ntohs(s->sin6_port));
+    }
+}
+
+/* The destination the peer dialled, from conntrack. */
+static int original_dst(int fd, int family, struct sockaddr_storage *ss)
+{
+    socklen_t len = sizeof *ss;
+    memset(ss, 0, sizeof *ss);
+    int rc = family == AF_INET ? getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, ss, &len)
+                               : getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, ss, &len);
+    return rc < 0 ? -errno : 0;
+}
+
+/* ---- the stream ---- */
+
+static int send_response(rpc_call *call, const Kdiag__Solo__Io__RedirectResponse *r)
+{
+    uint8_t buf[256];
+    size_t len = kdiag__solo__io__redirect_response__get_packed_size(r);
+    if (len > sizeof buf)
+        return -EMSGSIZE;
+    kdiag__solo__io__redirect_response__pack(r, buf);
+    return rpc_call_send(call, buf, len);
+}
+
+/* Accepts one redirected connection and announces it. 0, -EAGAIN when there
+ * was none, or the error of rpc_call_send (the stream is gone). */
+static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
+{
+    struct sockaddr_storage peer, orig;
+    socklen_t plen = sizeof peer;
+    char peer_s[64], orig_s[64];
+    uint8_t token[TUNNEL_TOKEN_LEN];
+
+    int fd = accept4(s->lfd[idx], (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0)
+        return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED ? -EAGAIN : -errno;
+    fmt_addr(&peer, peer_s, sizeof peer_s);
+    int rc = original_dst(fd, idx == 0 ? AF_INET : AF_INET6, &orig);
+    uint16_t oport = rc == 0 ? ntohs(((struct sockaddr_in *)&orig)->sin_port) : 0; /* same offset in both */
+    if (rc < 0 || oport == s->lport) {
+        /* Not redirected by our rule: someone dialled the listener itself. */
+        fprintf(stderr, "kdiag-manager: redirect %u: connection from %s did not come through the redirect "
+                "rule: closed\n", s->port, peer_s);
+        close(fd);
+        return 0;
+    }
+    fmt_addr(&orig, orig_s, sizeof orig_s);
+    rc = tunnel_add_peer(m->tun, fd, token);
+    if (rc < 0) {
+        fprintf(stderr, "kdiag-manager: redirect %u: connection from %s dropped: %s\n", s->port, peer_s,
+                strerror(-rc));
+        return 0;
+    }
+    if (m->o.verbose)
+        fprintf(stderr, "kdiag-manager: redirect %u: connection from %s to %s\n", s->port, peer_s, orig_s);
+    Kdiag__Solo__Io__RedirectResponse r = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
+    r.port = (uint32_t)redirect_mgr_tunnel_port(m);
+    r.tunnel_token.data = token;
+    r.tunnel_token.len = sizeof token;
+    r.peer = peer_s;
+    r.original_dst = orig_s;
+    /* If this fails the stream is gone; the peer is reset when its pairing times out. */
+    return send_response(call, &r);
+}
+
+static grpc_status_code nft_error_status(rpc_call *call, const session *s, int rc)
+{
+    const char *dir = s->outgoing ? "outgoing" : "incoming";
+    if (rc == -EPERM && !has_cap_net_admin()) {
+        rpc_call_set_message(call, "cannot redirect %s port %u: kdiag-manager lacks CAP_NET_ADMIN; the ephemeral "
+                             "container needs NET_ADMIN (securityContext.capabilities.add: [NET_ADMIN])", dir, s->port);
+    } else if (rc == -EPERM) {
+        rpc_call_set_message(call, "cannot redirect %s port %u: nftables table inet %s belongs to another process "
+                             "(another kdiag-manager in this pod?): %s", dir, s->port, NFT_KDIAG_TABLE, strerror(-rc));
+    } else {
+        rpc_call_set_message(call, "cannot redirect %s port %u: installing the nftables rule failed: %s (errno %d); "
+                             "the node's kernel needs nf_tables with nat support", dir, s->port, strerror(-rc), -rc);
+    }
+    return GRPC_STATUS_FAILED_PRECONDITION;
+}
+
+/* Registers (port, direction); the status to fail with, or OK. */
+static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, session *s)
+{
+    grpc_status_code st = GRPC_STATUS_OK;
+    const char *dir = s->outgoing ? "outgoing" : "incoming";
+
+    pthread_mutex_lock(&m->lock);
+    if (port_reserved_locked(m, (uint16_t)s->port)) {
+        rpc_call_set_message(call, "port %u is used by kdiag-manager itself (gRPC, tunnel or a redirect "
+                             "listener); redirect another port", s->port);
+        st = GRPC_STATUS_INVALID_ARGUMENT;
+        goto out;
+    }
+    for (const active *a = m->actives; a; a = a->next)
+        if (a->port == s->port && a->outgoing == s->outgoing) {
+            rpc_call_set_message(call, "%s port %u is already redirected by another stream; end that "
+                                 "redirect first", dir, s->port);
+            st = GRPC_STATUS_ALREADY_EXISTS;
+            goto out;
+        }
+    s->reg = calloc(1, sizeof *s->reg);
+    if (!s->reg) {
+        rpc_call_set_message(call, "out of memory");
+        st = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    s->reg->port = (uint16_t)s->port;
+    s->reg->outgoing = s->outgoing;
+    s->reg->next = m->actives;
+    m->actives = s->reg;
+out:
+    pthread_mutex_unlock(&m->lock);
+    return st;
+}
+
+/* Undoes whatever of the session was set up: rules first, so no new
+ * connection is sent to a listener that is about to close. */
+static void session_end(redirect_mgr *m, session *s)
+{
+    if (s->rules_in) {
+        int rc = nft_redirect_del(m->nft, &s->rules);
+        if (rc < 0)
+            fprintf(stderr, "kdiag-manager: redirect %u: removing its nftables rules: %s\n", s->port, strerror(-rc));
+    }
+    for (int i = 0; i < 2; i++)
+        if (s->lfd[i] >= 0)
+            close(s->lfd[i]);
+    if (s->reg) {
+        pthread_mutex_lock(&m->lock);
+        for (active **pp = &m->actives; *pp; pp = &(*pp)->next)
+            if (*pp == s->reg) {
+                *pp = s->reg->next;
+                break;
+            }
+        pthread_mutex_unlock(&m->lock);
+        free(s->reg);
+    }
+    if (m->o.verbose)
+        fprintf(stderr, "kdiag-manager: redirect %u: stream ended, rules and listener removed\n", s->port);
+}
+
+grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
+{
+    redirect_mgr *m = ud;
+    session s = {.lfd = {-1, -1}};
+    grpc_status_code st = GRPC_STATUS_OK;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+
+    int rc = rpc_call_recv(call, &buf, &len);
+    if (rc < 0) {
+        rpc_call_set_message(call, "Redirect needs a RedirectRequest: %s", strerror(-rc));
+        return rc == -ECANCELED ? GRPC_STATUS_CANCELLED : GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    Kdiag__Solo__Io__RedirectRequest *req = kdiag__solo__io__redirect_request__unpack(NULL, len, buf);
+    free(buf);
+    if (!req) {
+        rpc_call_set_message(call, "cannot decode the RedirectRequest");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    s.port = req->port;
+    s.outgoing = req->outgoing;
+    kdiag__solo__io__redirect_request__free_unpacked(req, NULL);
+
+    if (s.port == 0 || s.port > 65535) {
+        rpc_call_set_message(call, "port %u is out of range: give a TCP port from 1 to 65535", s.port);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    if (!m->nft) {
+        rc = m->nft_err;
+        return nft_error_status(call, &s, rc);
+    }
+    if ((st = session_register(m, call, &s)) != GRPC_STATUS_OK)
+        return st;
+    if ((rc = session_listen(m, &s)) < 0) {
+        rpc_call_set_message(call, "cannot open a listener for port %u: %s", s.port, strerror(-rc));
+        st = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    if ((rc = nft_redirect_add(m->nft, s.outgoing, (uint16_t)s.port, s.lport, &s.rules)) < 0) {
+        st = nft_error_status(call, &s, rc);
+        goto out;
+    }
+    s.rules_in = true;
+
+    Kdiag__Solo__Io__RedirectResponse ready = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
+    ready.port = (uint32_t)redirect_mgr_tunnel_port(m);
+    ready.ready = true;
+    if (send_response(call, &ready) < 0) {
+        st = GRPC_STATUS_CANCELLED;
+        goto out;
+    }
+    if (m->o.verbose)
+        fprintf(stderr, "kdiag-manager: redirect %u (%s): capturing, listener port %u\n", s.port,
+                s.outgoing ? "outgoing" : "incoming", s.lport);
+
+    struct pollfd pf[3] = {
+        {.fd = rpc_call_cancel_fd(call), .events = POLLIN},
+        {.fd = s.lfd[0], .events = POLLIN},
+        {.fd = s.lfd[1], .events = POLLIN}, /* -1 is ignored by poll */
+    };
+    for (;;) {
+        if (poll(pf, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            rpc_call_set_message(call, "poll: %s", strerror(errno));
+            st = GRPC_STATUS_INTERNAL;
+            break;
+        }
+        if (pf[0].revents || rpc_call_cancelled(call)) {
+            st = GRPC_STATUS_CANCELLED;
+            break;
+        }
+        rc = 0;
+        for (int i = 0; i < 2 && rc >= 0; i++)
+            if (pf[i + 1].revents)
+                while ((rc = accept_one(m, call, &s, i)) == 0) {
+                }
+        if (rc < 0 && rc != -EAGAIN) {
+            /* EMFILE and friends: the stream lives on; a short pause keeps poll from spinning. */
+            if (rpc_call_cancelled(call)) {
+                st = GRPC_STATUS_CANCELLED;
+                break;
+            }
+            fprintf(stderr, "kdiag-manager: redirect %u: accept: %s\n", s.port, strerror(-rc));
+            poll(NULL, 0, 100);
+        }
+    }
+out:
+    session_end(m, &s);
+    return st;
+}
+
+/* ---- manager ---- */
+
+int redirect_mgr_new(redirect_mgr **out, const redirect_opts *o)
+{
+    struct rlimit rl;
+    redirect_mgr *m = calloc(1, sizeof *m);
+    if (!m)
+        return -ENOMEM;
+    m->o = *o;
+    if (m->o.pair_timeout_ms <= 0)
+        m->o.pair_timeout_ms = 10000;
+    pthread_mutex_init(&m->lock, NULL);
+
+    /* Each redirected connection holds two sockets and two pipes. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    tunnel_opts to = {.pair_timeout_ms = m->o.pair_timeout_ms, .verbose = m->o.verbose};
+    int rc = tunnel_new(&m->tun, &to);
+    if (rc < 0) {
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        return rc;
+    }
+    /* Without nftables the manager still serves everything else; Redirect
+     * then fails with the reason. */
+    m->nft_err = nft_conn_open(&m->nft);
+    if (m->nft) {
+        rc = nft_clear_leftover(m->nft);
+        if (rc < 0 && rc != -EPERM)
+            fprintf(stderr, "kdiag-manager: cannot delete a leftover nftables table inet %s: %s\n", NFT_KDIAG_TABLE,
+                    strerror(-rc));
+    }
+    *out = m;
+    return 0;
+}
+
+int redirect_mgr_tunnel_port(const redirect_mgr *m)
+{
+    return tunnel_port(m->tun);
+}
+
+void redirect_mgr_reserve_port(redirect_mgr *m, uint16_t port)
+{
+    pthread_mutex_lock(&m->lock);
+    if (m->nreserved < MAX_RESERVED)
+        m->reserved[m->nreserved++] = port;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void redirect_mgr_free(redirect_mgr *m)
+{
+    if (!m)
+        return;
+    tunnel_free(m->tun);
+    nft_conn_close(m->nft);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+}

@@ -1,0 +1,60 @@
+/* tunnel — pairs redirected connections with the CLI's tunnel connections and
+ * splices them together.
+ *
+ * Wire protocol of a tunnel connection (client = the CLI, through kubectl
+ * port-forward to 127.0.0.1:<tunnel port> in the pod):
+ *
+ *   client -> manager:  16 bytes  tunnel_token from the RedirectResponse
+ *                        1 byte   status: TUNNEL_STATUS_OK (0x00) = the client
+ *                                 reached its local target; from the next byte
+ *                                 on the connection carries the redirected
+ *                                 connection's data, both ways.
+ *                                 Any other value (send TUNNEL_STATUS_REFUSED,
+ *                                 0x01) = the local target refused: the manager
+ *                                 resets the peer (it sees ECONNRESET) and
+ *                                 closes the tunnel connection.
+ *   Closing the tunnel connection right after the token, without a status
+ *   byte, counts as refused too.
+ *
+ *   The manager never writes before the status byte. An unknown, already used
+ *   or short token closes the tunnel connection at once (logged on stderr);
+ *   pairing is by token only, never by arrival order. A tunnel connection that
+ *   has not sent token and status within the pairing timeout is closed, and a
+ *   redirected connection whose tunnel connection has not arrived by then is
+ *   reset.
+ *
+ * After pairing, both directions are spliced (splice(2) through pipes, no
+ * copies into user space); a FIN on one side becomes a shutdown(SHUT_WR) on the
+ * other, a reset or error on one side resets the other. Resetting the tunnel
+ * connection (SO_LINGER 0 + close) is how the client passes a reset from its
+ * local target on to the peer.
+ *
+ * All sockets are served by one epoll thread per tunnel.
+ */
+#ifndef KDIAG_TUNNEL_H
+#define KDIAG_TUNNEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#define TUNNEL_TOKEN_LEN 16
+#define TUNNEL_STATUS_OK 0x00
+#define TUNNEL_STATUS_REFUSED 0x01
+
+typedef struct {
+    int pair_timeout_ms; /* 0 = 10000 */
+    bool verbose;        /* one stderr line per connection event */
+} tunnel_opts;
+
+typedef struct tunnel tunnel;
+
+/* Listens on 127.0.0.1:0 and starts the tunnel's thread. */
+int tunnel_new(tunnel **out, const tunnel_opts *o);
+int tunnel_port(const tunnel *t);
+/* Hands over a redirected connection (the tunnel owns fd from here on, also
+ * on failure) and returns the fresh random token the client must present. */
+int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN]);
+/* Stops the thread and closes every connection it holds. */
+void tunnel_free(tunnel *t);
+
+#endif

@@ -1,0 +1,729 @@
+/* netlab — see netlab.h. */
+#include "netlab.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ns_fd[3] = {-1, -1, -1};
+static pid_t holder[3];
+
+int64_t netlab_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A child that owns a fresh network namespace until this process dies. */
+static pid_t hold_netns(void)
+{
+    int p[2];
+    char c;
+    CHECK(pipe(p) == 0, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (unshare(CLONE_NEWNET) < 0)
+            _exit(1);
+        if (write(p[1], "x", 1) != 1)
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    CHECK(read(p[0], &c, 1) == 1, "netns holder failed (are we root?)");
+    close(p[0]);
+    return pid;
+}
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+    char cmd[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    CHECK(rc == 0, "command failed (%d): %s", rc, cmd);
+}
+
+void netlab_init(void)
+{
+    struct rlimit rl;
+    char path[64];
+
+    signal(SIGPIPE, SIG_IGN);
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    ns_fd[NS_HOME] = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    CHECK(ns_fd[NS_HOME] >= 0, "open own netns: %s", strerror(errno));
+    for (int i = NS_PEER; i <= NS_POD; i++) {
+        holder[i] = hold_netns();
+        snprintf(path, sizeof path, "/proc/%d/ns/net", holder[i]);
+        ns_fd[i] = open(path, O_RDONLY | O_CLOEXEC);
+        CHECK(ns_fd[i] >= 0, "open %s: %s", path, strerror(errno));
+    }
+    /* The veth is created inside "peer" with its other end straight in "pod":
+     * no interface ever appears in the test's own namespace. */
+    int me = getpid();
+    sh("nsenter --net=/proc/%d/ns/net sh -ec 'ip link set lo up; "
+       "ip link add kdrp%d type veth peer name kdrq%d netns %d; "
+       "ip addr add %s/24 dev kdrp%d; ip -6 addr add %s/64 dev kdrp%d nodad; ip link set kdrp%d up'",
+       holder[NS_PEER], me, me, holder[NS_POD], PEER_IP4, me, PEER_IP6, me, me);
+    sh("nsenter --net=/proc/%d/ns/net sh -ec 'ip link set lo up; "
+       "ip addr add %s/24 dev kdrq%d; ip -6 addr add %s/64 dev kdrq%d nodad; ip link set kdrq%d up'",
+       holder[NS_POD], POD_IP4, me, POD_IP6, me, me);
+    CHECK(setns(ns_fd[NS_POD], CLONE_NEWNET) == 0, "setns pod: %s", strerror(errno));
+}
+
+int netlab_socket(netlab_ns ns, int family)
+{
+    if (ns != NS_POD && setns(ns_fd[ns], CLONE_NEWNET) < 0)
+        return -errno;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int e = errno;
+    if (ns != NS_POD)
+        CHECK(setns(ns_fd[NS_POD], CLONE_NEWNET) == 0, "setns back: %s", strerror(errno));
+    return fd < 0 ? -e : fd;
+}
+
+static int sockaddr_of(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        *len = sizeof *s4;
+        return AF_INET;
+    }
+    CHECK(inet_pton(AF_INET6, ip, &s6->sin6_addr) == 1, "bad ip %s", ip);
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *s6;
+    return AF_INET6;
+}
+
+int netlab_connect(netlab_ns ns, const char *ip, int port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int fam = sockaddr_of(ip, port, &ss, &len);
+    int fd = netlab_socket(ns, fam);
+    if (fd < 0)
+        return fd;
+    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+int netlab_listen(netlab_ns ns, const char *ip, int *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int one = 1;
+    int fam = sockaddr_of(ip, 0, &ss, &len);
+    int fd = netlab_socket(ns, fam);
+    CHECK(fd >= 0, "socket: %s", strerror(-fd));
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    CHECK(bind(fd, (struct sockaddr *)&ss, len) == 0 && listen(fd, 4096) == 0 &&
+              getsockname(fd, (struct sockaddr *)&ss, &len) == 0,
+          "listen on %s: %s", ip, strerror(errno));
+    *port = ntohs(fam == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return fd;
+}
+
+char *netlab_pod_sh(const char *cmd)
+{
+    /* popen forks from this thread, which lives in "pod". */
+    FILE *f = popen(cmd, "r");
+    CHECK(f, "popen %s", cmd);
+    size_t cap = 4096, n = 0;
+    char *out = malloc(cap);
+    CHECK(out, "oom");
+    size_t r;
+    while ((r = fread(out + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n < 2) {
+            cap *= 2;
+            out = realloc(out, cap);
+            CHECK(out, "oom");
+        }
+    }
+    out[n] = 0;
+    pclose(f);
+    return out;
+}
+
+/* ---- the manager ---- */
+
+static void drop_net_admin(void)
+{
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct d[2];
+    /* Out of the bounding set, so execve cannot give it back to root... */
+    if (prctl(PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0) < 0)
+        _exit(121);
+    /* ...and out of the inheritable set, the other way back in. */
+    if (syscall(SYS_capget, &h, d) < 0)
+        _exit(122);
+    d[0].inheritable = d[1].inheritable = 0;
+    if (syscall(SYS_capset, &h, d) < 0)
+        _exit(123);
+}
+
+void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop)
+{
+    int p[2];
+    memset(m, 0, sizeof *m);
+    CHECK(pipe2(p, O_CLOEXEC) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (drop)
+            drop_net_admin();
+        dup2(p[1], 1);
+        signal(SIGPIPE, SIG_DFL);
+        execl(bin, bin, getenv("NETLAB_VERBOSE") ? "-v" : (char *)NULL, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    m->pid = pid;
+    /* Raw reads, not stdio: the three lines may come in one read. */
+    char out[1024];
+    size_t n = 0;
+    int lines = 0;
+    while (lines < 3) {
+        struct pollfd pf = {.fd = p[0], .events = POLLIN};
+        CHECK(poll(&pf, 1, 10000) == 1, "manager printed %d of 3 lines in 10 s", lines);
+        ssize_t r = read(p[0], out + n, sizeof out - 1 - n);
+        CHECK(r > 0, "manager exited after %d lines", lines);
+        n += (size_t)r;
+        out[n] = 0;
+        lines = 0;
+        for (char *q = out; (q = strchr(q, '\n')); q++)
+            lines++;
+    }
+    close(p[0]);
+    CHECK(sscanf(out, "Listening on 127.0.0.1:%d\nToken: %63s\nTunnel on 127.0.0.1:%d", &m->grpc_port, m->token,
+                 &m->tunnel_port) == 3,
+          "manager's first lines: %s", out);
+    char target[64];
+    snprintf(target, sizeof target, "127.0.0.1:%d", m->grpc_port);
+    m->client = rpc_client_new(target, m->token);
+    CHECK(m->client, "rpc_client_new");
+}
+
+void netlab_mgr_kill(netlab_mgr *m)
+{
+    if (m->pid > 0) {
+        kill(m->pid, SIGKILL);
+        waitpid(m->pid, NULL, 0);
+        m->pid = 0;
+    }
+}
+
+void netlab_mgr_stop(netlab_mgr *m)
+{
+    int status = 0;
+    CHECK(kill(m->pid, SIGTERM) == 0, "kill: %s", strerror(errno));
+    for (int i = 0; i < 1000; i++) {
+        pid_t r = waitpid(m->pid, &status, WNOHANG);
+        if (r == m->pid) {
+            m->pid = 0;
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "manager ended with status 0x%x", status);
+            return;
+        }
+        usleep(10000);
+    }
+    CHECK(false, "manager still running 10 s after SIGTERM");
+}
+
+int netlab_mgr_fd_count(const netlab_mgr *m)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", m->pid);
+    DIR *d = opendir(path);
+    CHECK(d, "opendir %s", path);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+long netlab_mgr_rss_kb(const netlab_mgr *m)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", m->pid);
+    FILE *f = fopen(path, "r");
+    CHECK(f, "open %s", path);
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+            break;
+    fclose(f);
+    return kb;
+}
+
+/* ---- the CLI's role ---- */
+
+typedef struct {
+    netlab_cli *c;
+    int t, l; /* tunnel and local connections, both connected */
+} bridge_job;
+
+static void *bridge_main(void *arg)
+{
+    bridge_job *j = arg;
+    netlab_cli *c = j->c;
+    if (c->local_port == NETLAB_TUNNEL_SINK) {
+        /* The tunnel connection is the local server: read and drop to EOF. */
+        char *drop = malloc(1 << 18);
+        CHECK(drop, "oom");
+        while (recv(j->t, drop, 1 << 18, 0) > 0) { /* copies, as the direct sink does */
+        }
+        free(drop);
+        close(j->t);
+    } else {
+        int brc = redirect_client_bridge(j->t, j->l);
+        if (brc < 0 && getenv("NETLAB_VERBOSE"))
+            fprintf(stderr, "netlab: bridge ended: %s\n", strerror(-brc));
+    }
+    pthread_mutex_lock(&c->mu);
+    c->bridges_running--;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    free(j);
+    return NULL;
+}
+
+/* Starts a non-blocking connect; fd or -errno. */
+static int connect_start(netlab_ns ns, int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = netlab_socket(ns, AF_INET);
+    if (fd < 0)
+        return fd;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* Waits for a connect_start; 0 or -errno (the fd is closed on error). */
+static int connect_finish(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (poll(&p, 1, 5000) != 1)
+        err = ETIMEDOUT;
+    else
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
+    if (err) {
+        close(fd);
+        return -err;
+    }
+    fcntl(fd, F_SETFL, 0);
+    return 0;
+}
+
+/* What the CLI does per connection: connect the tunnel and the local target at
+ * the same time, tell the manager the outcome, bridge on a thread. */
+static void serve_connection(netlab_cli *c, const redirect_client_event *ev)
+{
+    bool sink = c->local_port == NETLAB_TUNNEL_SINK;
+    int t = connect_start(NS_POD, (int)ev->tunnel_port);
+    int l = sink ? -1 : connect_start(NS_HOME, c->local_port);
+    if (t >= 0)
+        t = connect_finish(t) == 0 ? t : -1;
+    if (l >= 0)
+        l = connect_finish(l) == 0 ? l : -1;
+    if (t < 0) {
+        fprintf(stderr, "netlab: tunnel connect failed\n");
+        if (l >= 0)
+            close(l);
+        goto done;
+    }
+    if (redirect_client_tunnel_hello(t, ev->token, sink || l >= 0) < 0 || (!sink && l < 0)) {
+        close(t); /* refused: the manager resets the peer */
+        if (l >= 0)
+            close(l);
+        goto done;
+    }
+    bridge_job *j = malloc(sizeof *j);
+    CHECK(j, "oom");
+    *j = (bridge_job){.c = c, .t = t, .l = l};
+    pthread_attr_t a;
+    pthread_t th;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&a, 256 * 1024);
+    CHECK(pthread_create(&th, &a, bridge_main, j) == 0, "pthread_create");
+    pthread_attr_destroy(&a);
+    return;
+done:
+    pthread_mutex_lock(&c->mu);
+    c->bridges_running--;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static int on_event(void *ud, const redirect_client_event *ev)
+{
+    netlab_cli *c = ud;
+    pthread_mutex_lock(&c->mu);
+    c->last_event_us = netlab_now_us();
+    if (ev->ready) {
+        c->ready = true;
+        c->tunnel_port = ev->tunnel_port;
+        pthread_cond_broadcast(&c->cv);
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    c->nconns++;
+    snprintf(c->last_peer, sizeof c->last_peer, "%s", ev->peer);
+    snprintf(c->last_orig, sizeof c->last_orig, "%s", ev->original_dst);
+    memcpy(c->last_token, ev->token, sizeof c->last_token);
+    if (c->local_port == NETLAB_IGNORE) {
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    c->bridges_running++;
+    pthread_mutex_unlock(&c->mu);
+    serve_connection(c, ev);
+    return 0;
+}
+
+static void *cli_main(void *arg)
+{
+    netlab_cli *c = arg;
+    int rc = redirect_client_run(c->rc, on_event, c, &c->st);
+    pthread_mutex_lock(&c->mu);
+    c->run_rc = rc;
+    c->ended = true;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port)
+{
+    memset(c, 0, sizeof *c);
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->local_port = local_port;
+    c->rc = redirect_client_open(m->client, port, outgoing);
+    CHECK(c->rc, "redirect_client_open");
+    CHECK(pthread_create(&c->thread, NULL, cli_main, c) == 0, "pthread_create");
+}
+
+static bool wait_until(netlab_cli *c, bool (*cond)(netlab_cli *), int timeout_ms)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_REALTIME, &dl);
+    dl.tv_sec += timeout_ms / 1000;
+    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (dl.tv_nsec >= 1000000000) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&c->mu);
+    while (!cond(c))
+        if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0)
+            break;
+    bool ok = cond(c);
+    pthread_mutex_unlock(&c->mu);
+    return ok;
+}
+
+static bool ready_or_ended(netlab_cli *c)
+{
+    return c->ready || c->ended;
+}
+
+static bool idle(netlab_cli *c)
+{
+    return c->bridges_running == 0;
+}
+
+bool netlab_cli_wait_ready(netlab_cli *c, int timeout_ms)
+{
+    CHECK(wait_until(c, ready_or_ended, timeout_ms), "no ready message within %d ms", timeout_ms);
+    return c->ready;
+}
+
+void netlab_cli_stop(netlab_cli *c)
+{
+    redirect_client_cancel(c->rc);
+    pthread_join(c->thread, NULL);
+    redirect_client_free(c->rc);
+    c->rc = NULL;
+}
+
+bool netlab_cli_wait_idle(netlab_cli *c, int timeout_ms)
+{
+    return wait_until(c, idle, timeout_ms);
+}
+
+/* ---- echo server ---- */
+
+typedef struct {
+    int fd;
+    uint8_t buf[16384];
+    size_t len, off;
+    bool eof;
+} echo_conn;
+
+struct netlab_echo {
+    int lfd, stop_fd, ep;
+    pthread_t thread;
+};
+
+static void echo_close(netlab_echo *e, echo_conn *c)
+{
+    epoll_ctl(e->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    free(c);
+}
+
+/* Returns false when the connection is finished (and freed). */
+static bool echo_run(netlab_echo *e, echo_conn *c)
+{
+    for (;;) {
+        while (c->off < c->len) {
+            ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off, MSG_NOSIGNAL);
+            if (n < 0 && errno == EAGAIN)
+                return true;
+            if (n < 0) {
+                echo_close(e, c);
+                return false;
+            }
+            c->off += (size_t)n;
+        }
+        c->off = c->len = 0;
+        if (c->eof) {
+            shutdown(c->fd, SHUT_WR);
+            echo_close(e, c);
+            return false;
+        }
+        ssize_t n = recv(c->fd, c->buf, sizeof c->buf, 0);
+        if (n < 0 && errno == EAGAIN)
+            return true;
+        if (n < 0) {
+            echo_close(e, c);
+            return false;
+        }
+        if (n == 0)
+            c->eof = true;
+        c->len = (size_t)n;
+    }
+}
+
+static void *echo_main(void *arg)
+{
+    netlab_echo *e = arg;
+    struct epoll_event evs[64];
+    for (;;) {
+        int n = epoll_wait(e->ep, evs, 64, -1);
+        for (int i = 0; i < n; i++) {
+            if (evs[i].data.ptr == NULL) {
+                for (;;) {
+                    int fd = accept4(e->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+                    if (fd < 0)
+                        break;
+                    echo_conn *c = calloc(1, sizeof *c);
+                    CHECK(c, "oom");
+                    c->fd = fd;
+                    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c};
+                    epoll_ctl(e->ep, EPOLL_CTL_ADD, fd, &ev);
+                    echo_run(e, c);
+                }
+            } else if (evs[i].data.ptr == (void *)e) {
+                return NULL;
+            } else {
+                echo_conn *c = evs[i].data.ptr;
+                /* later events of this batch may name c: it is only freed in echo_run at EOF/error,
+                 * and the kernel reports each fd once per epoll_wait, so no duplicates. */
+                echo_run(e, c);
+            }
+        }
+    }
+}
+
+netlab_echo *netlab_echo_start(int *port)
+{
+    netlab_echo *e = calloc(1, sizeof *e);
+    CHECK(e, "oom");
+    e->lfd = netlab_listen(NS_HOME, "127.0.0.1", port);
+    fcntl(e->lfd, F_SETFL, O_NONBLOCK);
+    e->stop_fd = eventfd(0, EFD_CLOEXEC);
+    e->ep = epoll_create1(EPOLL_CLOEXEC);
+    struct epoll_event el = {.events = EPOLLIN, .data.ptr = NULL};
+    struct epoll_event es = {.events = EPOLLIN, .data.ptr = e};
+    CHECK(epoll_ctl(e->ep, EPOLL_CTL_ADD, e->lfd, &el) == 0 && epoll_ctl(e->ep, EPOLL_CTL_ADD, e->stop_fd, &es) == 0,
+          "epoll");
+    CHECK(pthread_create(&e->thread, NULL, echo_main, e) == 0, "pthread_create");
+    return e;
+}
+
+void netlab_echo_stop(netlab_echo *e)
+{
+    uint64_t one = 1;
+    CHECK(write(e->stop_fd, &one, sizeof one) == sizeof one, "eventfd");
+    pthread_join(e->thread, NULL);
+    close(e->lfd);
+    close(e->stop_fd);
+    close(e->ep);
+    free(e); /* connections still open are the test's failure to report, not freed here */
+}
+
+/* ---- data streams ---- */
+
+#define BLOCK 65536
+
+static uint64_t splitmix(uint64_t *x)
+{
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void block_fill(uint64_t seed, uint64_t block, uint8_t *buf)
+{
+    uint64_t x = seed * 0x100000001b3ULL ^ block;
+    for (size_t i = 0; i < BLOCK; i += 8) {
+        uint64_t v = splitmix(&x);
+        memcpy(buf + i, &v, 8);
+    }
+}
+
+/* The last block made, so small reads do not regenerate 64 KiB each (heap, not
+ * TLS: bridge threads have small stacks). */
+typedef struct {
+    uint64_t seed, block;
+    uint8_t data[BLOCK];
+} block_cache;
+
+static void fill(block_cache *bc, uint64_t seed, uint64_t pos, uint8_t *buf, size_t n)
+{
+    while (n > 0) {
+        uint64_t b = pos / BLOCK;
+        size_t off = pos % BLOCK, k = BLOCK - off < n ? BLOCK - off : n;
+        if (bc->block != b || bc->seed != seed) {
+            block_fill(seed, b, bc->data);
+            bc->block = b;
+            bc->seed = seed;
+        }
+        memcpy(buf, bc->data + off, k);
+        buf += k;
+        pos += k;
+        n -= k;
+    }
+}
+
+static block_cache *cache_new(void)
+{
+    block_cache *bc = malloc(sizeof *bc);
+    CHECK(bc, "oom");
+    bc->block = UINT64_MAX;
+    return bc;
+}
+
+void netlab_stream_fill(uint64_t seed, uint64_t pos, uint8_t *buf, size_t n)
+{
+    block_cache *bc = cache_new();
+    fill(bc, seed, pos, buf, n);
+    free(bc);
+}
+
+int netlab_send_stream(int fd, uint64_t seed, uint64_t n)
+{
+    block_cache *bc = cache_new();
+    uint8_t *buf = malloc(BLOCK);
+    CHECK(buf, "oom");
+    uint64_t pos = 0;
+    int rc = 0;
+    while (pos < n && rc == 0) {
+        size_t k = n - pos < BLOCK ? (size_t)(n - pos) : BLOCK;
+        fill(bc, seed, pos, buf, k);
+        size_t off = 0;
+        while (off < k) {
+            ssize_t w = send(fd, buf + off, k - off, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
+            if (w < 0) {
+                rc = -errno;
+                break;
+            }
+            off += (size_t)w;
+        }
+        pos += k;
+    }
+    free(buf);
+    free(bc);
+    return rc;
+}
+
+int64_t netlab_recv_stream(int fd, uint64_t seed)
+{
+    block_cache *bc = cache_new();
+    uint8_t *buf = malloc(2 * BLOCK);
+    CHECK(buf, "oom");
+    uint8_t *want = buf + BLOCK;
+    int64_t pos = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf, BLOCK, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r < 0)
+                pos = -errno;
+            break;
+        }
+        fill(bc, seed, (uint64_t)pos, want, (size_t)r);
+        if (memcmp(buf, want, (size_t)r) != 0) {
+            pos = -EBADMSG;
+            break;
+        }
+        pos += r;
+    }
+    free(buf);
+    free(bc);
+    return pos;
+}

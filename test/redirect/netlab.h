@@ -1,0 +1,110 @@
+/* netlab — the test bed of the redirect tests and benchmark: network
+ * namespaces "peer" and "pod" joined by a veth, the real kdiag-manager in
+ * "pod", and the CLI's role played in this process.
+ *
+ * The namespaces are anonymous (held by child processes that die with this
+ * one), so nothing is left behind even when a test crashes. Every thread of
+ * the process lives in "pod" (as kubectl port-forward's connections do);
+ * sockets for "peer" and for the test's own namespace ("home", where the local
+ * targets listen on 127.0.0.1) are made with netlab_socket().
+ */
+#ifndef KDIAG_TEST_NETLAB_H
+#define KDIAG_TEST_NETLAB_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#include "redirect_client.h"
+
+#define PEER_IP4 "10.213.0.1"
+#define POD_IP4 "10.213.0.2"
+#define PEER_IP6 "fd00:6b64::1"
+#define POD_IP6 "fd00:6b64::2"
+
+#define CHECK(cond, ...)                                                  \
+    do {                                                                  \
+        if (!(cond)) {                                                    \
+            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                 \
+            fputc('\n', stderr);                                          \
+            exit(1);                                                      \
+        }                                                                 \
+    } while (0)
+
+#define NETLAB_TUNNEL_SINK (-1)
+#define NETLAB_IGNORE (-2) /* the CLI never opens the tunnel connection */
+
+typedef enum { NS_HOME, NS_PEER, NS_POD } netlab_ns;
+
+typedef struct {
+    pid_t pid;
+    int grpc_port, tunnel_port;
+    char token[64];
+    rpc_client *client;
+} netlab_mgr;
+
+/* Creates the namespaces and the veth; moves the calling (main) thread into "pod". */
+void netlab_init(void);
+/* Starts the manager in "pod" (without CAP_NET_ADMIN when asked) and a gRPC client to it. */
+void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop_net_admin);
+void netlab_mgr_kill(netlab_mgr *m);
+/* SIGTERM; fails the test unless the manager exits 0 within 10 s. */
+void netlab_mgr_stop(netlab_mgr *m);
+int netlab_mgr_fd_count(const netlab_mgr *m);
+long netlab_mgr_rss_kb(const netlab_mgr *m);
+
+int netlab_socket(netlab_ns ns, int family);
+/* Blocking connect from a namespace; fd or -errno. */
+int netlab_connect(netlab_ns ns, const char *ip, int port);
+/* Listener on ip:0 in a namespace; *port receives its port. */
+int netlab_listen(netlab_ns ns, const char *ip, int *port);
+int64_t netlab_now_us(void);
+/* Output of a shell command run in "pod" (e.g. nft list tables); malloc'd. */
+char *netlab_pod_sh(const char *cmd);
+
+/* ---- the CLI's role ---- */
+typedef struct netlab_cli {
+    redirect_client *rc;
+    pthread_t thread;
+    int local_port; /* local target on home 127.0.0.1; a closed port plays "refused";
+                       NETLAB_TUNNEL_SINK: no bridge, the tunnel connection is drained here */
+    int run_rc;
+    rpc_status st;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool ready, ended;
+    uint32_t tunnel_port;
+    int nconns;
+    char last_peer[80], last_orig[80];
+    uint8_t last_token[REDIRECT_CLIENT_TOKEN_LEN];
+    int bridges_running;
+    int64_t last_event_us;
+} netlab_cli;
+
+void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port);
+/* true once ready; false if the stream ended first (c->st holds why). */
+bool netlab_cli_wait_ready(netlab_cli *c, int timeout_ms);
+/* Cancels the stream and waits for its thread (bridges keep running). */
+void netlab_cli_stop(netlab_cli *c);
+/* Waits until no bridge thread runs. */
+bool netlab_cli_wait_idle(netlab_cli *c, int timeout_ms);
+
+/* ---- local targets in "home" ---- */
+/* Echo server: echoes every byte, passes the client's FIN back after the echo. */
+typedef struct netlab_echo netlab_echo;
+netlab_echo *netlab_echo_start(int *port);
+void netlab_echo_stop(netlab_echo *e);
+
+/* Deterministic data streams for bulk transfers, verified block by block. */
+void netlab_stream_fill(uint64_t seed, uint64_t pos, uint8_t *buf, size_t n);
+/* Sends n bytes of stream seed; 0 or -errno. */
+int netlab_send_stream(int fd, uint64_t seed, uint64_t n);
+/* Reads to EOF; returns bytes read that matched the stream, -EBADMSG at the
+ * first mismatch, -errno on error. */
+int64_t netlab_recv_stream(int fd, uint64_t seed);
+
+#endif
