@@ -1,0 +1,120 @@
+#include "completion.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const char bash_script[] =
+    "# bash completion for kubectl-diag\n"
+    "_kubectl_diag() {\n"
+    "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" out\n"
+    "  out=$(\"${COMP_WORDS[0]}\" __complete \"${COMP_WORDS[@]:1:COMP_CWORD}\" 2>/dev/null | grep -v '^:')\n"
+    "  COMPREPLY=( $(compgen -W \"$out\" -- \"$cur\") )\n"
+    "}\n"
+    "complete -F _kubectl_diag kubectl-diag\n";
+
+static const char zsh_script[] =
+    "#compdef kubectl-diag\n"
+    "# zsh completion for kubectl-diag\n"
+    "_kubectl_diag() {\n"
+    "  local -a out\n"
+    "  out=(\"${(@f)$(${words[1]} __complete \"${(@)words[2,CURRENT]}\" 2>/dev/null)}\")\n"
+    "  out=(\"${(@)out:#:*}\")\n"
+    "  compadd -- \"${(@)out}\"\n"
+    "}\n"
+    "compdef _kubectl_diag kubectl-diag\n";
+
+int completion_script(FILE *out, const char *shell)
+{
+    if (strcmp(shell, "bash") == 0)
+        fputs(bash_script, out);
+    else if (strcmp(shell, "zsh") == 0)
+        fputs(zsh_script, out);
+    else
+        return -1;
+    return 0;
+}
+
+static const char *const commands[] = {"redir", "ps", "shell", "logs", "list", "version", "completion", NULL};
+static const char *const flag_words[] = {
+    "--namespace", "--context", "--kubeconfig", "--labels", "--pod", "--target", "--dbg-image",
+    "--pull-policy", "--kubectl", "--timeout", "--verbose", "--no-color", "--privileged", "--help",
+    "--outgoing", "--output", "--all", "--container", "--drain-duration", NULL};
+
+static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)
+{
+    size_t pl = strlen(partial);
+    char full[512];
+    snprintf(full, sizeof(full), "%s%s", prefix, cand);
+    if (strncmp(full, partial, pl) == 0)
+        fprintf(out, "%s\n", full);
+}
+
+static void emit_list(FILE *out, const char *const *l, const char *partial)
+{
+    for (int i = 0; l[i]; i++)
+        emit(out, "", l[i], partial);
+}
+
+/* Runs kubectl and offers each output line (with prefix). */
+static void from_kubectl(FILE *out, const kube *k, const char *const *args, const char *prefix, const char *partial)
+{
+    kube_result r;
+    if (kube_run(k, args, NULL, 0, 5000, &r) < 0)
+        return;
+    if (r.status == 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            const char *name = strchr(line, '/') ? strchr(line, '/') + 1 : line;
+            emit(out, prefix, name, partial);
+        }
+    }
+    kube_result_free(&r);
+}
+
+int completion_complete(FILE *out, const kube *k, char **words, int nwords)
+{
+    const char *partial = nwords > 0 ? words[nwords - 1] : "";
+    const char *prev = nwords > 1 ? words[nwords - 2] : "";
+    bool have_cmd = false;
+    kube kk = *k;
+    for (int i = 0; i + 1 < nwords; i++) {
+        for (int c = 0; commands[c]; c++)
+            if (strcmp(words[i], commands[c]) == 0)
+                have_cmd = true;
+        /* the user's own connection flags apply to the lookups */
+        if ((!strcmp(words[i], "-n") || !strcmp(words[i], "--namespace")) && i + 2 < nwords)
+            kk.ns = words[i + 1];
+        if (!strcmp(words[i], "--context") && i + 2 < nwords)
+            kk.context = words[i + 1];
+        if (!strcmp(words[i], "--kubeconfig") && i + 2 < nwords)
+            kk.kubeconfig = words[i + 1];
+    }
+    static const char *const pods_args[] = {"get", "pods", "-o", "name", NULL};
+    static const char *const ns_args[] = {"get", "namespaces", "-o", "name", NULL};
+    static const char *const ctx_args[] = {"config", "get-contexts", "-o", "name", NULL};
+    static const char *const outputs[] = {"wide", "json", NULL};
+    static const char *const shells[] = {"bash", "zsh", NULL};
+    static const char *const pulls[] = {"Always", "IfNotPresent", "Never", NULL};
+    if (!strcmp(prev, "-n") || !strcmp(prev, "--namespace"))
+        from_kubectl(out, &kk, ns_args, "", partial);
+    else if (!strcmp(prev, "--context"))
+        from_kubectl(out, &kk, ctx_args, "", partial);
+    else if (!strcmp(prev, "--pod"))
+        from_kubectl(out, &kk, pods_args, "", partial);
+    else if (!strcmp(prev, "-o") || !strcmp(prev, "--output"))
+        emit_list(out, outputs, partial);
+    else if (!strcmp(prev, "--pull-policy"))
+        emit_list(out, pulls, partial);
+    else if (!strcmp(prev, "completion"))
+        emit_list(out, shells, partial);
+    else if (partial[0] == '-')
+        emit_list(out, flag_words, partial);
+    else if (strncmp(partial, "pod/", 4) == 0)
+        from_kubectl(out, &kk, pods_args, "pod/", partial);
+    else if (!have_cmd)
+        emit_list(out, commands, partial);
+    else
+        from_kubectl(out, &kk, pods_args, "pod/", partial);
+    fprintf(out, ":4\n");
+    return 0;
+}

@@ -1,0 +1,395 @@
+#include "ephem.h"
+
+#include <errno.h>
+#include <regex.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kerr.h"
+#include "podsel.h"
+
+static const char *const cap_names[] = {"NET_ADMIN", "SYS_PTRACE", "SYS_ADMIN", "SYS_CHROOT"};
+
+void ephem_base_name(const char *version, char *out, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *p = (const unsigned char *)version; *p; p++) {
+        h ^= *p;
+        h *= 16777619u;
+    }
+    snprintf(out, n, "dbg-tools-%08x", h);
+}
+
+unsigned ephem_caps_of(const pod_container *c)
+{
+    if (c->privileged)
+        return EPHEM_CAPS_ALL;
+    unsigned caps = 0;
+    for (size_t i = 0; i < c->ncaps; i++) {
+        const char *s = c->caps[i];
+        if (strncmp(s, "CAP_", 4) == 0)
+            s += 4;
+        for (unsigned b = 0; b < 4; b++)
+            if (strcmp(s, cap_names[b]) == 0)
+                caps |= 1u << b;
+    }
+    return caps;
+}
+
+/* Suffix of name after base: 1 for base itself, N for base-N, 0 when not ours. */
+static int suffix_of(const char *name, const char *base)
+{
+    size_t bl = strlen(base);
+    if (strncmp(name, base, bl) != 0)
+        return 0;
+    if (name[bl] == '\0')
+        return 1;
+    if (name[bl] != '-')
+        return 0;
+    char *end;
+    long v = strtol(name + bl + 1, &end, 10);
+    return (*end == '\0' && v >= 2 && v < 100000) ? (int)v : 0;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
+{
+    char base[32];
+    ephem_base_name(o->version, base, sizeof(base));
+    unsigned need = o->privileged ? EPHEM_CAPS_ALL : o->caps;
+    int max_suffix = 0, best_suffix = 0;
+    unsigned union_caps = 0;
+    memset(plan, 0, sizeof(*plan));
+    for (size_t i = 0; i < p->nephemeral; i++) {
+        const pod_container *c = &p->ephemeral[i];
+        int sfx = suffix_of(c->name, base);
+        if (!sfx)
+            continue;
+        if (sfx > max_suffix)
+            max_suffix = sfx;
+        bool alive = c->state == POD_STATE_RUNNING || c->state == POD_STATE_WAITING || !c->has_status;
+        if (!alive || !same(c->image, o->image) || !same(c->target, o->target))
+            continue;
+        if (o->privileged && !c->privileged)
+            continue;
+        unsigned have = ephem_caps_of(c);
+        union_caps |= have;
+        /* prefer a running one; among equals the newest */
+        if ((have & need) == need) {
+            bool better = !best_suffix || c->state == POD_STATE_RUNNING;
+            if (better) {
+                best_suffix = sfx;
+                snprintf(plan->name, sizeof(plan->name), "%s", c->name);
+            }
+        }
+    }
+    if (best_suffix)
+        return 0;
+    plan->create = true;
+    plan->caps = o->privileged ? EPHEM_CAPS_ALL : (need | (union_caps & EPHEM_CAPS_ALL));
+    if (max_suffix == 0)
+        snprintf(plan->name, sizeof(plan->name), "%s", base);
+    else
+        snprintf(plan->name, sizeof(plan->name), "%s-%d", base, max_suffix + 1);
+    return 0;
+}
+
+json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps)
+{
+    json_t *c = json_object();
+    json_object_set_new(c, "name", json_string(name));
+    json_object_set_new(c, "image", json_string(o->image));
+    if (o->pull_policy)
+        json_object_set_new(c, "imagePullPolicy", json_string(o->pull_policy));
+    if (o->target)
+        json_object_set_new(c, "targetContainerName", json_string(o->target));
+    json_object_set_new(c, "stdin", json_false());
+    json_object_set_new(c, "tty", json_false());
+    json_object_set_new(c, "terminationMessagePolicy", json_string("FallbackToLogsOnError"));
+    json_t *sc = json_object();
+    if (o->privileged) {
+        json_object_set_new(sc, "privileged", json_true());
+    } else {
+        json_t *add = json_array();
+        for (unsigned b = 0; b < 4; b++)
+            if (caps & (1u << b))
+                json_array_append_new(add, json_string(cap_names[b]));
+        json_t *cp = json_object();
+        json_object_set_new(cp, "add", add);
+        json_object_set_new(sc, "capabilities", cp);
+    }
+    json_object_set_new(c, "securityContext", sc);
+    return c;
+}
+
+int ephem_parse_logs(const char *logs, ephem_manager *m)
+{
+    regex_t r[3];
+    static const char *const re[] = {
+        "^Listening on [^ \n]+:([0-9]+)",
+        "^Token: ([0-9a-fA-F]{32})",
+        "^Tunnel on [^ \n]+:([0-9]+)",
+    };
+    bool found[3] = {false, false, false};
+    int rc = 0;
+    for (int i = 0; i < 3; i++)
+        if (regcomp(&r[i], re[i], REG_EXTENDED | REG_NEWLINE) != 0) {
+            for (int j = 0; j < i; j++)
+                regfree(&r[j]);
+            return -EINVAL;
+        }
+    for (int i = 0; i < 3; i++) {
+        regmatch_t mm[2];
+        if (regexec(&r[i], logs, 2, mm, 0) != 0)
+            continue;
+        size_t len = (size_t)(mm[1].rm_eo - mm[1].rm_so);
+        const char *s = logs + mm[1].rm_so;
+        if (i == 1) {
+            memcpy(m->token, s, 32);
+            m->token[32] = '\0';
+            found[i] = true;
+        } else {
+            long v = strtol(s, NULL, 10);
+            if (len > 5 || v < 1 || v > 65535)
+                continue;
+            if (i == 0)
+                m->grpc_port = (int)v;
+            else
+                m->tunnel_port = (int)v;
+            found[i] = true;
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        regfree(&r[i]);
+    if (!found[0] || !found[1] || !found[2])
+        rc = -EAGAIN;
+    return rc;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* get --raw + replace --raw: appends the container, retrying on conflicts. */
+static int create(const kube *k, const pod_info *p, const ephem_plan *plan, const ephem_opts *o, char *err,
+                  size_t errlen)
+{
+    char path[512], what[256];
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/ephemeralcontainers", p->ns ? p->ns : "default",
+             p->name);
+    snprintf(what, sizeof(what), "create the debug container %s in pod/%s", plan->name, p->name);
+    int rc = -EIO;
+    for (int attempt = 0; attempt < 4; attempt++) {
+        kube_result r;
+        const char *get_args[] = {"get", "--raw", path, NULL};
+        rc = kube_run(k, get_args, NULL, 0, o->timeout_ms, &r);
+        if (rc < 0) {
+            kube_strerror(k, rc, err, errlen);
+            return rc;
+        }
+        if (r.status != 0) {
+            kerr_explain(what, r.err, p->ns, err, errlen);
+            kube_result_free(&r);
+            return -EIO;
+        }
+        json_t *pod = json_loads(r.out, 0, NULL);
+        kube_result_free(&r);
+        if (!pod) {
+            snprintf(err, errlen, "cannot %s: the API server answered something that is not a Pod", what);
+            return -EPROTO;
+        }
+        json_t *spec = json_object_get(pod, "spec");
+        json_t *list = json_object_get(spec, "ephemeralContainers");
+        if (!json_is_array(list)) {
+            list = json_array();
+            json_object_set_new(spec, "ephemeralContainers", list);
+        }
+        json_array_append_new(list, ephem_container_json(plan->name, o, plan->caps));
+        char *body = json_dumps(pod, JSON_COMPACT);
+        json_decref(pod);
+        if (!body)
+            return -ENOMEM;
+        const char *put_args[] = {"replace", "--raw", path, "-f", "-", NULL};
+        rc = kube_run(k, put_args, body, strlen(body), o->timeout_ms, &r);
+        free(body);
+        if (rc < 0) {
+            kube_strerror(k, rc, err, errlen);
+            return rc;
+        }
+        if (r.status == 0) {
+            kube_result_free(&r);
+            return 0;
+        }
+        kerr_kind kind = kerr_explain(what, r.err, p->ns, err, errlen);
+        kube_result_free(&r);
+        if (kind != KERR_CONFLICT)
+            return -EIO;
+        sleep_ms(100 * (attempt + 1));
+    }
+    return rc < 0 ? rc : -EAGAIN;
+}
+
+struct progress {
+    bool tty;
+    bool shown;
+    char last[256];
+};
+
+static void progress(struct progress *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void progress(struct progress *pg, const char *fmt, ...)
+{
+    char line[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (pg->tty) {
+        fprintf(stderr, "\r\033[K%s", line);
+        pg->shown = true;
+    } else if (strcmp(line, pg->last) != 0) {
+        fprintf(stderr, "%s\n", line);
+    }
+    snprintf(pg->last, sizeof(pg->last), "%s", line);
+}
+
+static void progress_done(struct progress *pg)
+{
+    if (pg->tty && pg->shown)
+        fprintf(stderr, "\r\033[K");
+}
+
+/* Polls the pod until the container runs; errors name the waiting reason. */
+static int wait_running(const kube *k, const pod_info *p0, const char *name, const ephem_opts *o, char *err,
+                        size_t errlen)
+{
+    struct progress pg = {.tty = isatty(2)};
+    int64_t start = now_ms(), deadline = start + o->timeout_ms;
+    char reason[256] = "";
+    int rc, interval = 100;
+    for (;;) {
+        pod_info p;
+        rc = podsel_fetch(k, p0->name, &p, err, errlen);
+        if (rc < 0)
+            break;
+        const pod_container *c = pod_ephemeral_find(&p, name);
+        if (!pod_is_running(&p)) {
+            snprintf(err, errlen, "pod/%s stopped running (phase %s) while its debug container was starting",
+                     p.name, p.phase ? p.phase : "unknown");
+            rc = -ENOENT;
+        } else if (!c) {
+            snprintf(err, errlen,
+                     "the debug container %s was accepted but is not in pod/%s; does this cluster support "
+                     "ephemeral containers (Kubernetes 1.23+)?",
+                     name, p.name);
+            rc = -ENOENT;
+        } else if (c->state == POD_STATE_RUNNING) {
+            rc = 0;
+        } else if (c->state == POD_STATE_TERMINATED) {
+            snprintf(err, errlen,
+                     "the debug container %s in pod/%s exited (code %d, %s%s%s); see: kubectl logs %s -c %s", name,
+                     p.name, c->exit_code, c->reason ? c->reason : "no reason", c->message ? ": " : "",
+                     c->message ? c->message : "", p.name, name);
+            rc = -ECHILD;
+        } else {
+            snprintf(reason, sizeof(reason), "%s%s%s", c->reason ? c->reason : "Pending",
+                     c->message ? ": " : "", c->message ? c->message : "");
+            rc = -EAGAIN;
+        }
+        pod_free(&p);
+        if (rc != -EAGAIN)
+            break;
+        int64_t now = now_ms();
+        if (now >= deadline) {
+            snprintf(err, errlen,
+                     "the debug container %s in pod/%s did not start within %llds (%s). Check the image (--dbg-image "
+                     "%s), or wait longer with --timeout",
+                     name, p0->name, (long long)(o->timeout_ms / 1000), reason, o->image);
+            rc = -ETIMEDOUT;
+            break;
+        }
+        progress(&pg, "waiting for debug container %s in pod/%s: %s (%llds)", name, p0->name, reason,
+                 (long long)((now - start) / 1000));
+        sleep_ms(interval);
+        if (interval < 1000)
+            interval *= 2;
+    }
+    progress_done(&pg);
+    return rc;
+}
+
+static int read_ports(const kube *k, const pod_info *p, const char *name, const ephem_opts *o, ephem_manager *m,
+                      char *err, size_t errlen)
+{
+    int64_t deadline = now_ms() + (o->timeout_ms < 30000 ? o->timeout_ms : 30000);
+    const char *args[] = {"logs", p->name, "-c", name, "--limit-bytes=16384", NULL};
+    char what[256];
+    snprintf(what, sizeof(what), "read the debug container's log (kubectl logs %s -c %s)", p->name, name);
+    for (int delay = 50;; delay = delay < 500 ? delay * 2 : 500) {
+        kube_result r;
+        int rc = kube_run(k, args, NULL, 0, o->timeout_ms, &r);
+        if (rc < 0) {
+            kube_strerror(k, rc, err, errlen);
+            return rc;
+        }
+        if (r.status != 0) {
+            kerr_explain(what, r.err, p->ns, err, errlen);
+            kube_result_free(&r);
+            return -EIO;
+        }
+        rc = ephem_parse_logs(r.out, m);
+        if (rc == -EAGAIN && now_ms() >= deadline) {
+            char first[200];
+            kube_first_line(r.out, first, sizeof(first));
+            snprintf(err, errlen,
+                     "the debug container %s in pod/%s runs but did not print its ports (first log line: \"%s\"); "
+                     "is --dbg-image a kdiag-manager image?",
+                     name, p->name, first);
+        }
+        kube_result_free(&r);
+        if (rc != -EAGAIN || now_ms() >= deadline)
+            return rc == -EAGAIN ? -ETIMEDOUT : rc;
+        sleep_ms(delay);
+    }
+}
+
+int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_manager *out, char *err,
+                 size_t errlen)
+{
+    ephem_plan plan;
+    memset(out, 0, sizeof(*out));
+    int rc = ephem_plan_for(p, o, &plan);
+    if (rc < 0)
+        return rc;
+    if (plan.create) {
+        if (k->verbose)
+            fprintf(stderr, "creating debug container %s in pod/%s\n", plan.name, p->name);
+        rc = create(k, p, &plan, o, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    const pod_container *c = pod_ephemeral_find(p, plan.name);
+    if (plan.create || !c || c->state != POD_STATE_RUNNING) {
+        rc = wait_running(k, p, plan.name, o, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    snprintf(out->container, sizeof(out->container), "%s", plan.name);
+    return read_ports(k, p, plan.name, o, out, err, errlen);
+}

@@ -1,0 +1,427 @@
+#include "flags.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef KDIAG_DEFAULT_IMAGE
+#define KDIAG_DEFAULT_IMAGE "ghcr.io/kdiag-c/kdiag-manager:0.1.0"
+#endif
+
+/* Which commands a flag belongs to (bit per flags_cmd); 0 = global. */
+#define ONLY(c) (1u << (c))
+
+enum opt_id {
+    O_NS, O_CONTEXT, O_KUBECONFIG, O_LABELS, O_POD, O_TARGET, O_IMAGE, O_PULL, O_KUBECTL,
+    O_TIMEOUT, O_VERBOSE, O_HELP, O_NOCOLOR, O_PRIV, O_OUTGOING, O_OUTPUT, O_ALL, O_CONTAINER,
+    O_DRAIN,
+};
+
+struct opt {
+    enum opt_id id;
+    const char *lng;
+    char shrt;
+    bool arg;
+    unsigned only;
+};
+
+static const struct opt opts[] = {
+    {O_NS, "namespace", 'n', true, 0},
+    {O_CONTEXT, "context", 0, true, 0},
+    {O_KUBECONFIG, "kubeconfig", 0, true, 0},
+    {O_LABELS, "labels", 'l', true, 0},
+    {O_LABELS, "selector", 0, true, 0},
+    {O_POD, "pod", 0, true, 0},
+    {O_TARGET, "target", 't', true, 0},
+    {O_IMAGE, "dbg-image", 0, true, 0},
+    {O_PULL, "pull-policy", 0, true, 0},
+    {O_KUBECTL, "kubectl", 0, true, 0},
+    {O_TIMEOUT, "timeout", 0, true, 0},
+    {O_VERBOSE, "verbose", 'v', false, 0},
+    {O_HELP, "help", 'h', false, 0},
+    {O_NOCOLOR, "no-color", 0, false, 0},
+    {O_PRIV, "privileged", 0, false, 0},
+    {O_OUTGOING, "outgoing", 0, false, ONLY(FLAGS_CMD_REDIR)},
+    {O_OUTPUT, "output", 'o', true, ONLY(FLAGS_CMD_PS)},
+    {O_ALL, "all", 0, false, ONLY(FLAGS_CMD_LOGS)},
+    {O_CONTAINER, "container", 'c', true, ONLY(FLAGS_CMD_LOGS)},
+    {O_DRAIN, "drain-duration", 'd', true, ONLY(FLAGS_CMD_LOGS)},
+};
+
+static const char *const cmd_names[] = {
+    [FLAGS_CMD_NONE] = "", [FLAGS_CMD_REDIR] = "redir", [FLAGS_CMD_PS] = "ps",
+    [FLAGS_CMD_SHELL] = "shell", [FLAGS_CMD_LOGS] = "logs", [FLAGS_CMD_LIST] = "list",
+    [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",
+    [FLAGS_CMD_COMPLETION] = "completion", [FLAGS_CMD_HELP] = "help",
+    [FLAGS_CMD_COMPLETE] = "__complete",
+};
+
+const char *flags_cmd_name(flags_cmd c)
+{
+    if ((size_t)c >= sizeof(cmd_names) / sizeof(cmd_names[0]))
+        return "";
+    return cmd_names[c];
+}
+
+static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (err && errlen)
+        vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static int parse_port(const char *s, size_t n, uint16_t *out)
+{
+    if (n == 0 || n > 5)
+        return -EINVAL;
+    unsigned v = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    if (v < 1 || v > 65535)
+        return -ERANGE;
+    *out = (uint16_t)v;
+    return 0;
+}
+
+int flags_parse_port_pair(const char *s, flags_portpair *pp, char *err, size_t errlen)
+{
+    const char *colon = strchr(s, ':');
+    size_t n1 = colon ? (size_t)(colon - s) : strlen(s);
+    int rc = parse_port(s, n1, &pp->pod_port);
+    if (rc == 0 && colon)
+        rc = parse_port(colon + 1, strlen(colon + 1), &pp->local_port);
+    else if (rc == 0)
+        pp->local_port = pp->pod_port;
+    if (rc == -ERANGE)
+        return fail(err, errlen, "port out of range in \"%s\": ports are 1-65535", s);
+    if (rc < 0)
+        return fail(err, errlen,
+                    "invalid port \"%s\": use PODPORT or PODPORT:LOCALPORT, e.g. 80 or 80:8080", s);
+    return 0;
+}
+
+int flags_parse_duration(const char *s, int64_t *ms)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    if (strcmp(s, "0") == 0) {
+        *ms = 0;
+        return 0;
+    }
+    int64_t total = 0;
+    const char *p = s;
+    while (*p) {
+        if (*p < '0' || *p > '9')
+            return -EINVAL;
+        char *end;
+        errno = 0;
+        double v = strtod(p, &end);
+        if (errno || end == p)
+            return -EINVAL;
+        double mul;
+        if (strncmp(end, "ms", 2) == 0) {
+            mul = 1;
+            end += 2;
+        } else if (*end == 's') {
+            mul = 1000;
+            end++;
+        } else if (*end == 'm') {
+            mul = 60000;
+            end++;
+        } else if (*end == 'h') {
+            mul = 3600000;
+            end++;
+        } else {
+            return -EINVAL;
+        }
+        double add = v * mul;
+        if (add > 1e15)
+            return -ERANGE;
+        total += (int64_t)add;
+        p = end;
+    }
+    *ms = total;
+    return 0;
+}
+
+int flags_parse_selector(const char *s, flags_selector *sel, char *err, size_t errlen)
+{
+    sel->value = NULL;
+    sel->container = NULL;
+    const char *colon = strrchr(s, ':');
+    size_t n = colon ? (size_t)(colon - s) : strlen(s);
+    if (n == 0)
+        return fail(err, errlen, "empty selector in \"%s\": use VALUE or VALUE:CONTAINER", s);
+    if (colon && colon[1] == '\0')
+        return fail(err, errlen, "empty container name in \"%s\": drop the ':' or name a container", s);
+    sel->value = strndup(s, n);
+    if (colon)
+        sel->container = strdup(colon + 1);
+    if (!sel->value || (colon && !sel->container))
+        return -ENOMEM;
+    return 0;
+}
+
+static int push_selector(flags_selector **arr, size_t *n, const char *s, char *err, size_t errlen)
+{
+    flags_selector *a = realloc(*arr, (*n + 1) * sizeof(**arr));
+    if (!a)
+        return -ENOMEM;
+    *arr = a;
+    int rc = flags_parse_selector(s, &a[*n], err, errlen);
+    (*n)++; /* counted even on failure so flags_free releases a partial entry */
+    return rc;
+}
+
+static const struct opt *find_long(const char *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (strlen(opts[i].lng) == n && strncmp(opts[i].lng, name, n) == 0)
+            return &opts[i];
+    return NULL;
+}
+
+static const struct opt *find_short(char c)
+{
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        if (opts[i].shrt == c)
+            return &opts[i];
+    return NULL;
+}
+
+static flags_cmd find_cmd(const char *s)
+{
+    for (size_t i = 1; i < sizeof(cmd_names) / sizeof(cmd_names[0]); i++)
+        if (strcmp(cmd_names[i], s) == 0)
+            return (flags_cmd)i;
+    return FLAGS_CMD_NONE;
+}
+
+static const char *pod_ref(const char *s)
+{
+    static const char *const prefixes[] = {"pod/", "pods/", "po/"};
+    for (size_t i = 0; i < 3; i++)
+        if (strncmp(s, prefixes[i], strlen(prefixes[i])) == 0)
+            return s + strlen(prefixes[i]);
+    return NULL;
+}
+
+static int apply(flags *f, const struct opt *o, const char *flagname, const char *val, char *err,
+                 size_t errlen)
+{
+    switch (o->id) {
+    case O_NS: f->ns = val; break;
+    case O_CONTEXT: f->context = val; break;
+    case O_KUBECONFIG: f->kubeconfig = val; break;
+    case O_LABELS: return push_selector(&f->labels, &f->nlabels, val, err, errlen);
+    case O_POD: return push_selector(&f->pods, &f->npods, pod_ref(val) ? pod_ref(val) : val, err, errlen);
+    case O_TARGET: f->target = val; break;
+    case O_IMAGE: f->dbg_image = val; break;
+    case O_PULL:
+        if (strcmp(val, "Always") && strcmp(val, "IfNotPresent") && strcmp(val, "Never"))
+            return fail(err, errlen, "invalid --pull-policy \"%s\": use Always, IfNotPresent or Never", val);
+        f->pull_policy = val;
+        break;
+    case O_KUBECTL: f->kubectl = val; break;
+    case O_TIMEOUT:
+        if (flags_parse_duration(val, &f->timeout_ms) < 0 || f->timeout_ms <= 0)
+            return fail(err, errlen, "invalid --timeout \"%s\": use a duration such as 30s, 2m or 1m30s", val);
+        break;
+    case O_VERBOSE: f->verbose++; break;
+    case O_HELP: f->help = true; break;
+    case O_NOCOLOR: f->no_color = true; break;
+    case O_PRIV: f->privileged = true; break;
+    case O_OUTGOING: f->outgoing = true; break;
+    case O_OUTPUT:
+        if (strcmp(val, "wide") && strcmp(val, "json"))
+            return fail(err, errlen, "invalid %s \"%s\": use -o wide or -o json", flagname, val);
+        f->output = val;
+        break;
+    case O_ALL: f->all = true; break;
+    case O_CONTAINER: f->container = val; break;
+    case O_DRAIN:
+        if (flags_parse_duration(val, &f->drain_ms) < 0)
+            return fail(err, errlen, "invalid %s \"%s\": use a duration such as 500ms or 2s", flagname, val);
+        break;
+    }
+    return 0;
+}
+
+static int positional(flags *f, char *a, char *err, size_t errlen)
+{
+    const char *pod = pod_ref(a);
+    if (pod)
+        return push_selector(&f->pods, &f->npods, pod, err, errlen);
+    if (f->cmd == FLAGS_CMD_NONE) {
+        f->cmd = find_cmd(a);
+        if (f->cmd == FLAGS_CMD_NONE)
+            return fail(err, errlen, "unknown command \"%s\": run 'kubectl diag --help' for the list", a);
+        return 0;
+    }
+    if (f->cmd == FLAGS_CMD_REDIR) {
+        flags_portpair *p = realloc(f->ports, (f->nports + 1) * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->ports = p;
+        int rc = flags_parse_port_pair(a, &p[f->nports], err, errlen);
+        if (rc == 0)
+            f->nports++;
+        return rc;
+    }
+    if ((f->cmd == FLAGS_CMD_COMPLETION || f->cmd == FLAGS_CMD_HELP) && !f->topic) {
+        f->topic = a;
+        return 0;
+    }
+    return fail(err, errlen, "unexpected argument \"%s\" for '%s': run 'kubectl diag %s --help'", a,
+                flags_cmd_name(f->cmd), flags_cmd_name(f->cmd));
+}
+
+/* Handles one flag word at argv[*i]; may consume the next word as its value. */
+static int one_flag(flags *f, int argc, char **argv, int *i, unsigned *seen_only, char *err, size_t errlen)
+{
+    char *a = argv[*i];
+    if (a[1] == '-') {
+        const char *name = a + 2;
+        const char *eq = strchr(name, '=');
+        size_t n = eq ? (size_t)(eq - name) : strlen(name);
+        const struct opt *o = find_long(name, n);
+        if (!o)
+            return fail(err, errlen, "unknown flag \"%s\": run 'kubectl diag --help'", a);
+        const char *val = NULL;
+        if (o->arg) {
+            if (eq)
+                val = eq + 1;
+            else if (*i + 1 < argc)
+                val = argv[++*i];
+            else
+                return fail(err, errlen, "flag --%s needs a value", o->lng);
+        } else if (eq) {
+            return fail(err, errlen, "flag --%s takes no value (got \"%s\")", o->lng, a);
+        }
+        *seen_only |= o->only;
+        return apply(f, o, a, val, err, errlen);
+    }
+    /* short flags: -n ns, -nns, -n=ns, and clusters of switches like -vv */
+    for (const char *p = a + 1; *p; p++) {
+        const struct opt *o = find_short(*p);
+        if (!o)
+            return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag --help'", *p, a);
+        *seen_only |= o->only;
+        if (!o->arg) {
+            int rc = apply(f, o, a, NULL, err, errlen);
+            if (rc < 0)
+                return rc;
+            continue;
+        }
+        const char *val = p + 1;
+        if (*val == '=')
+            val++;
+        if (*val == '\0') {
+            if (*i + 1 >= argc)
+                return fail(err, errlen, "flag -%c needs a value", *p);
+            val = argv[++*i];
+        }
+        return apply(f, o, a, val, err, errlen);
+    }
+    return 0;
+}
+
+int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
+{
+    memset(f, 0, sizeof(*f));
+    const char *env_kubectl = getenv("KUBECTL");
+    f->kubectl = env_kubectl && *env_kubectl ? env_kubectl : "kubectl";
+    f->dbg_image = KDIAG_DEFAULT_IMAGE;
+    f->timeout_ms = 120000;
+    f->drain_ms = 500;
+    const char *nc = getenv("NO_COLOR");
+    f->no_color = nc && *nc;
+    if (err && errlen)
+        err[0] = '\0';
+
+    unsigned seen_only = 0;
+    for (int i = 1; i < argc; i++) {
+        char *a = argv[i];
+        int rc;
+        if (f->cmd == FLAGS_CMD_COMPLETE) {
+            f->words = argv + i;
+            f->nwords = argc - i;
+            break;
+        }
+        if (strcmp(a, "--") == 0) {
+            f->rest = argv + i + 1;
+            f->nrest = argc - i - 1;
+            break;
+        }
+        if (a[0] == '-' && a[1] != '\0')
+            rc = one_flag(f, argc, argv, &i, &seen_only, err, errlen);
+        else
+            rc = positional(f, a, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    if (f->cmd == FLAGS_CMD_COMPLETE)
+        return 0;
+    if (f->help)
+        return 0;
+    if (seen_only & ~ONLY(f->cmd)) {
+        for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+            if (opts[k].only & seen_only & ~ONLY(f->cmd)) {
+                flags_cmd owner = FLAGS_CMD_NONE;
+                for (int c = 1; c < 32; c++)
+                    if (opts[k].only & (1u << c))
+                        owner = (flags_cmd)c;
+                return fail(err, errlen, "flag --%s belongs to '%s', not to '%s'", opts[k].lng,
+                            flags_cmd_name(owner), f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
+            }
+    }
+    if (f->nrest && f->cmd != FLAGS_CMD_SHELL && f->cmd != FLAGS_CMD_LOGS)
+        return fail(err, errlen, "arguments after '--' are only for shell and logs");
+    if (f->cmd != FLAGS_CMD_LOGS) {
+        if (f->npods > 1)
+            return fail(err, errlen, "more than one pod given (%s, %s): '%s' works on one pod",
+                        f->pods[0].value, f->pods[1].value, flags_cmd_name(f->cmd));
+        if (f->nlabels > 1)
+            return fail(err, errlen, "more than one -l selector: '%s' works on one pod", flags_cmd_name(f->cmd));
+        if (f->npods && f->nlabels)
+            return fail(err, errlen, "both a pod (%s) and a selector (%s) given: use one", f->pods[0].value,
+                        f->labels[0].value);
+        if ((f->npods && f->pods[0].container) || (f->nlabels && f->labels[0].container))
+            return fail(err, errlen, "':CONTAINER' in a pod or selector is for logs; use -t/--target CONTAINER");
+    } else if (f->all && (f->npods || f->nlabels)) {
+        return fail(err, errlen, "--all selects every pod: drop --pod/-l, or drop --all");
+    }
+    if (f->cmd == FLAGS_CMD_COMPLETION && f->topic && strcmp(f->topic, "bash") && strcmp(f->topic, "zsh"))
+        return fail(err, errlen, "unknown shell \"%s\" for completion: use bash or zsh", f->topic);
+    if (f->cmd == FLAGS_CMD_COMPLETION && !f->topic)
+        return fail(err, errlen, "completion needs a shell: kubectl diag completion bash|zsh");
+    return 0;
+}
+
+void flags_free(flags *f)
+{
+    for (size_t i = 0; i < f->npods; i++) {
+        free(f->pods[i].value);
+        free(f->pods[i].container);
+    }
+    for (size_t i = 0; i < f->nlabels; i++) {
+        free(f->labels[i].value);
+        free(f->labels[i].container);
+    }
+    free(f->pods);
+    free(f->labels);
+    free(f->ports);
+    f->pods = NULL;
+    f->labels = NULL;
+    f->ports = NULL;
+    f->npods = f->nlabels = f->nports = 0;
+}

@@ -1,0 +1,93 @@
+/* flags — the command line of kubectl-diag.
+ *
+ * Global flags may come before or after the subcommand; `--` ends flag
+ * parsing and what follows goes to the command (ash arguments for shell, the
+ * command to run for logs). Parsing never prints: errors go into err as one
+ * sentence naming the value and the fix, and the caller exits 2. */
+#ifndef KDIAG_CLI_FLAGS_H
+#define KDIAG_CLI_FLAGS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    FLAGS_CMD_NONE = 0,
+    FLAGS_CMD_REDIR,
+    FLAGS_CMD_PS,
+    FLAGS_CMD_SHELL,
+    FLAGS_CMD_LOGS,
+    FLAGS_CMD_LIST,
+    FLAGS_CMD_MANAGE,
+    FLAGS_CMD_VERSION,
+    FLAGS_CMD_COMPLETION,
+    FLAGS_CMD_HELP,
+    FLAGS_CMD_COMPLETE, /* hidden: __complete, used by the completion scripts */
+} flags_cmd;
+
+typedef struct {
+    uint16_t pod_port;
+    uint16_t local_port;
+} flags_portpair;
+
+/* "SELECTOR[:CONTAINER]" or "NAME[:CONTAINER]"; container NULL when absent. */
+typedef struct {
+    char *value;
+    char *container;
+} flags_selector;
+
+typedef struct {
+    flags_cmd cmd;
+    /* global */
+    const char *ns;
+    const char *context;
+    const char *kubeconfig;
+    const char *kubectl;
+    const char *target;
+    const char *dbg_image;
+    const char *pull_policy;
+    int64_t timeout_ms;
+    int verbose;
+    bool help;
+    bool no_color;
+    bool privileged;
+    /* pods: --pod NAME[:C] and pod/NAME (repeatable for logs) */
+    flags_selector *pods;
+    size_t npods;
+    /* -l SELECTOR[:C] (repeatable for logs) */
+    flags_selector *labels;
+    size_t nlabels;
+    /* redir */
+    bool outgoing;
+    flags_portpair *ports;
+    size_t nports;
+    /* ps */
+    const char *output; /* NULL, "wide" or "json" */
+    /* logs */
+    bool all;
+    const char *container;
+    int64_t drain_ms;
+    /* completion / help topic */
+    const char *topic;
+    /* after `--` */
+    char **rest;
+    int nrest;
+    /* __complete: the words being completed */
+    char **words;
+    int nwords;
+} flags;
+
+/* Fills f from argv (argv[0] is the program). Returns 0, or -EINVAL with a
+ * message in err. f must be released with flags_free either way. */
+int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen);
+void flags_free(flags *f);
+
+/* "80" -> 80:80, "80:8080" -> 80:8080; ports 1..65535. */
+int flags_parse_port_pair(const char *s, flags_portpair *pp, char *err, size_t errlen);
+/* Go-style durations: "500ms", "2m", "1m30s", "1h", "0". */
+int flags_parse_duration(const char *s, int64_t *ms);
+/* Splits "VALUE[:CONTAINER]" at the last ':' (label selectors and pod names never contain one). */
+int flags_parse_selector(const char *s, flags_selector *sel, char *err, size_t errlen);
+const char *flags_cmd_name(flags_cmd c);
+
+#endif

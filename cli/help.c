@@ -1,0 +1,179 @@
+#include "help.h"
+
+#ifndef KDIAG_DEFAULT_IMAGE
+#define KDIAG_DEFAULT_IMAGE "ghcr.io/kdiag-c/kdiag-manager:0.1.0"
+#endif
+
+static const char global_flags[] =
+    "Global flags (before or after the command):\n"
+    "  -n, --namespace NS       namespace of the pod (default: the context's)\n"
+    "      --context NAME       kubeconfig context\n"
+    "      --kubeconfig FILE    kubeconfig file (default: $KUBECONFIG or ~/.kube/config)\n"
+    "  -l, --labels SELECTOR    pick the newest Running pod matching SELECTOR\n"
+    "      --pod NAME           the pod (also as a pod/NAME argument)\n"
+    "  -t, --target CONTAINER   container to debug (default: the pod's first)\n"
+    "      --dbg-image IMAGE    debug image (default: " KDIAG_DEFAULT_IMAGE ")\n"
+    "      --pull-policy P      Always, IfNotPresent or Never (default: the cluster's)\n"
+    "      --privileged         run the debug container privileged instead of adding\n"
+    "                           only the capabilities the command needs\n"
+    "      --kubectl PATH       kubectl to run (default: $KUBECTL or kubectl)\n"
+    "      --timeout DURATION   how long to wait for the debug container (default: 2m)\n"
+    "  -v, --verbose            print the kubectl commands run (-vv: also their errors)\n"
+    "      --no-color           no colours (also when NO_COLOR is set)\n"
+    "  -h, --help               help for a command\n";
+
+static const char exit_codes[] =
+    "Exit codes:\n"
+    "  0   success (redir and logs: also after Ctrl-C)\n"
+    "  1   runtime failure (cluster, permissions, pod gone, ...); the message says what to do\n"
+    "  2   usage error (unknown flag, bad port, no pod given)\n"
+    "  N   shell: the remote shell's exit code; logs -- CMD: the command's exit code\n";
+
+static const char main_help[] =
+    "kubectl diag — debug pods you cannot change (distroless, scratch, hardened)\n"
+    "\n"
+    "Usage: kubectl diag COMMAND [flags]\n"
+    "\n"
+    "Commands:\n"
+    "  redir       redirect pod ports (incoming or --outgoing) to local ports\n"
+    "  ps          list the processes of the target container, with listening ports\n"
+    "  shell       a root shell inside the target container, even without a shell in it\n"
+    "  logs        follow the logs of several pods and containers, optionally around a command\n"
+    "  list        the debug containers kubectl diag added in the namespace\n"
+    "  version     versions of kubectl-diag and its debug image\n"
+    "  completion  shell completion script (bash or zsh)\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag ps -l app=nginx\n"
+    "  kubectl diag redir pod/nginx-7c5 80:8080\n"
+    "  kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'\n"
+    "  kubectl diag logs -l app=curl -l app=nginx -- curl -s http://localhost:8080/\n"
+    "\n"
+    "kubectl diag adds an ephemeral container (dbg-tools-…) running kdiag-manager to the pod.\n"
+    "It needs: get pods, create pods/portforward, pods/exec, get pods/log and update\n"
+    "pods/ephemeralcontainers. Under Pod Security \"baseline\" or \"restricted\" the added\n"
+    "capabilities (NET_ADMIN for redir; SYS_PTRACE, SYS_ADMIN, SYS_CHROOT for ps and shell)\n"
+    "are refused: use a namespace whose profile allows them.\n"
+    "\n";
+
+static const char redir_help[] =
+    "Usage: kubectl diag redir [--outgoing] [PODPORT[:LOCALPORT] ...] [flags]\n"
+    "\n"
+    "Redirects connections to the pod's ports (or, with --outgoing, the pod's own outgoing\n"
+    "connections to those ports) to this machine: connections that reach pod port PODPORT are\n"
+    "carried to localhost:LOCALPORT (default: the same port). Without ports, every TCP port\n"
+    "the pod listens on (outside loopback) is redirected to the same local port.\n"
+    "Prints a line when each redirect is active, then one line per connection on stderr.\n"
+    "Ctrl-C removes the redirects and exits 0; if the pod goes away it exits 1.\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag redir pod/nginx 80:8080          # nginx's visitors reach localhost:8080\n"
+    "  kubectl diag redir -l app=web                 # all listening ports, same local ports\n"
+    "  kubectl diag redir --outgoing -l app=curl 80  # the pod's outgoing HTTP reaches localhost:80\n"
+    "\n";
+
+static const char ps_help[] =
+    "Usage: kubectl diag ps [-o wide|json] [flags]\n"
+    "\n"
+    "Lists the processes of the target container (and of the pod, when it shares its PID\n"
+    "namespace) with their listening TCP ports: PID PPID NAME LISTEN. -o wide adds USER (uid),\n"
+    "RSS, STATE and CMDLINE. -o json prints:\n"
+    "  {\"pod\", \"namespace\", \"container\", \"processes\": [{\"pid\", \"ppid\", \"name\", \"cmdline\",\n"
+    "   \"uid\", \"state\", \"rssBytes\", \"startTime\" (RFC 3339 or null),\n"
+    "   \"listen\": [{\"ip\", \"port\", \"protocol\": \"tcp\"}], \"bound\": [{\"ip\", \"port\", \"protocol\": \"udp\"}]}]}\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag ps pod/nginx\n"
+    "  kubectl diag ps -l app=nginx -o json | jq '.processes[].listen'\n"
+    "\n";
+
+static const char shell_help[] =
+    "Usage: kubectl diag shell [flags] [-- ASH-ARGS...]\n"
+    "\n"
+    "Opens a root shell (busybox ash with its applets: ls, ps, top, wget, ...) inside the target\n"
+    "container's filesystem and namespaces, even when the image has no shell at all. Arguments\n"
+    "after -- go to ash. The exit code is the shell's.\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag shell pod/distroless\n"
+    "  kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'\n"
+    "\n";
+
+static const char logs_help[] =
+    "Usage: kubectl diag logs [--all | -l SELECTOR[:CONTAINER] ... | --pod NAME[:CONTAINER] ...]\n"
+    "                         [-c CONTAINER] [-d DURATION] [-- COMMAND ARGS...]\n"
+    "\n"
+    "Follows the logs of every selected container, each line prefixed [pod/container] in a\n"
+    "colour of its own (when stdout is a terminal), starting with the last 10 lines of each.\n"
+    "Pods that appear later and restarted containers are followed from their start; a stream\n"
+    "that breaks while its container runs is resumed where it stopped.\n"
+    "Without a command it follows until Ctrl-C (exit 0). With a command it starts following,\n"
+    "runs the command (its output on stdout) and shows only what was logged since it started,\n"
+    "keeps following for the drain duration after the command exits, then exits with the\n"
+    "command's exit code.\n"
+    "\n"
+    "  --all                    every pod of the namespace\n"
+    "  -c, --container NAME     only this container (default: all of each pod's containers)\n"
+    "  -d, --drain-duration D   how long to keep following after the command (default 500ms)\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag logs -l app=nginx -l app=curl\n"
+    "  kubectl diag logs --pod nginx:nginx -- curl -s http://localhost:8080/\n"
+    "\n";
+
+static const char list_help[] =
+    "Usage: kubectl diag list [flags]\n"
+    "\n"
+    "Lists the debug containers kubectl diag added to the namespace's pods: POD CONTAINER IMAGE\n"
+    "STATE AGE. Ephemeral containers cannot be removed; they stop when their pod is replaced.\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag list -n prod\n"
+    "\n";
+
+static const char manage_help[] =
+    "Usage: kubectl diag manage [flags]\n"
+    "\n"
+    "(development) Ensures the manager runs in the pod and prints \"<container> <grpc port>\";\n"
+    "with -v also its token, for grpcurl through kubectl port-forward.\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag manage pod/nginx -v\n"
+    "\n";
+
+static const char version_help[] =
+    "Usage: kubectl diag version\n\nPrints the version of kubectl-diag and the debug image it uses.\n\n"
+    "Examples:\n"
+    "  kubectl diag version --dbg-image registry.example.com/kdiag-manager:0.1.0\n"
+    "\n";
+
+static const char completion_help[] =
+    "Usage: kubectl diag completion bash|zsh\n"
+    "\n"
+    "Prints a completion script for kubectl-diag. kubectl itself completes 'kubectl diag ...'\n"
+    "through the kubectl_complete-diag script installed next to kubectl-diag.\n"
+    "\n"
+    "Examples:\n"
+    "  source <(kubectl diag completion bash)\n"
+    "  kubectl diag completion zsh > \"${fpath[1]}/_kubectl-diag\"\n"
+    "\n";
+
+void help_print(FILE *out, flags_cmd cmd)
+{
+    const char *body;
+    switch (cmd) {
+    case FLAGS_CMD_REDIR: body = redir_help; break;
+    case FLAGS_CMD_PS: body = ps_help; break;
+    case FLAGS_CMD_SHELL: body = shell_help; break;
+    case FLAGS_CMD_LOGS: body = logs_help; break;
+    case FLAGS_CMD_LIST: body = list_help; break;
+    case FLAGS_CMD_MANAGE: body = manage_help; break;
+    case FLAGS_CMD_VERSION: body = version_help; break;
+    case FLAGS_CMD_COMPLETION: body = completion_help; break;
+    default: body = main_help; break;
+    }
+    fputs(body, out);
+    fputs(global_flags, out);
+    fputc('\n', out);
+    fputs(exit_codes, out);
+}

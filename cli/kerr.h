@@ -1,0 +1,30 @@
+/* kerr — turns kubectl's error output into a message that says what to do.
+ *
+ * Recognised: RBAC denials (which verb on which resource is missing), Pod
+ * Security admission (which profile rejected what, and the way out), missing
+ * pods, clusters without ephemeral containers, unreachable or unauthorised
+ * API servers, validation errors. Anything else is passed through. */
+#ifndef KDIAG_CLI_KERR_H
+#define KDIAG_CLI_KERR_H
+
+#include <stddef.h>
+
+typedef enum {
+    KERR_OTHER = 0,
+    KERR_RBAC,
+    KERR_PODSECURITY,
+    KERR_NOT_FOUND,
+    KERR_NO_EPHEMERAL,
+    KERR_UNREACHABLE,
+    KERR_UNAUTHORIZED,
+    KERR_INVALID,
+    KERR_CONFLICT,
+    KERR_TOO_OLD,
+} kerr_kind;
+
+/* what: what was being attempted ("create the debug container in pod/x");
+ * ns: the namespace, for the suggested commands. Fills buf (one or more
+ * lines, no trailing newline) and returns the kind recognised. */
+kerr_kind kerr_explain(const char *what, const char *kubectl_stderr, const char *ns, char *buf, size_t n);
+
+#endif

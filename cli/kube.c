@@ -1,0 +1,320 @@
+#include "kube.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_ARGS 64
+
+static int build_argv(const kube *k, const char *const *args, char **argv, char *storage, size_t slen)
+{
+    int n = 0;
+    size_t used = 0;
+    argv[n++] = (char *)k->kubectl;
+    const char *names[] = {"--kubeconfig=", "--context=", "--namespace="};
+    const char *vals[] = {k->kubeconfig, k->context, k->ns};
+    for (int i = 0; i < 3; i++) {
+        if (!vals[i] || !*vals[i])
+            continue;
+        int w = snprintf(storage + used, slen - used, "%s%s", names[i], vals[i]);
+        if (w < 0 || (size_t)w >= slen - used)
+            return -E2BIG;
+        argv[n++] = storage + used;
+        used += (size_t)w + 1;
+    }
+    for (int i = 0; args[i]; i++) {
+        if (n >= MAX_ARGS - 1)
+            return -E2BIG;
+        argv[n++] = (char *)args[i];
+    }
+    argv[n] = NULL;
+    return n;
+}
+
+static void trace(const kube *k, char **argv)
+{
+    if (k->verbose <= 0)
+        return;
+    fputs("+", stderr);
+    for (int i = 0; argv[i]; i++)
+        fprintf(stderr, " %s", argv[i]);
+    fputc('\n', stderr);
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p)
+{
+    char *argv[MAX_ARGS];
+    char storage[4096];
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ex[2] = {-1, -1};
+    int rc = build_argv(k, args, argv, storage, sizeof(storage));
+    p->pid = -1;
+    p->in_fd = p->out_fd = p->err_fd = -1;
+    if (rc < 0)
+        return rc;
+    trace(k, argv);
+    if (((flags & KUBE_PIPE_IN) && pipe2(in, O_CLOEXEC) < 0) ||
+        ((flags & (KUBE_PIPE_OUT | KUBE_ERR_TO_OUT)) && pipe2(out, O_CLOEXEC) < 0) ||
+        ((flags & KUBE_PIPE_ERR) && !(flags & KUBE_ERR_TO_OUT) && pipe2(err, O_CLOEXEC) < 0) ||
+        pipe2(ex, O_CLOEXEC) < 0) {
+        rc = -errno;
+        goto out;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        rc = -errno;
+        goto out;
+    }
+    if (pid == 0) {
+        /* child: only async-signal-safe calls until exec */
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid() != parent)
+            _exit(127);
+        if (flags & KUBE_OWN_PGRP)
+            setpgid(0, 0);
+        if (in[0] >= 0)
+            dup2(in[0], 0);
+        if (out[1] >= 0)
+            dup2(out[1], 1);
+        if (err[1] >= 0)
+            dup2(err[1], 2);
+        else if (flags & KUBE_ERR_TO_OUT)
+            dup2(out[1], 2);
+        execvp(argv[0], argv);
+        int e = errno;
+        (void)!write(ex[1], &e, sizeof(e));
+        _exit(127);
+    }
+    close_fd(&ex[1]);
+    int e = 0;
+    ssize_t got;
+    do
+        got = read(ex[0], &e, sizeof(e));
+    while (got < 0 && errno == EINTR);
+    if (got == (ssize_t)sizeof(e)) {
+        waitpid(pid, NULL, 0);
+        rc = -e;
+        goto out;
+    }
+    p->pid = pid;
+    p->in_fd = in[1];
+    p->out_fd = out[0];
+    p->err_fd = err[0];
+    in[1] = out[0] = err[0] = -1;
+    rc = 0;
+out:
+    close_fd(&in[0]);
+    close_fd(&in[1]);
+    close_fd(&out[0]);
+    close_fd(&out[1]);
+    close_fd(&err[0]);
+    close_fd(&err[1]);
+    close_fd(&ex[0]);
+    close_fd(&ex[1]);
+    return rc;
+}
+
+void kube_proc_close(kube_proc *p)
+{
+    close_fd(&p->in_fd);
+    close_fd(&p->out_fd);
+    close_fd(&p->err_fd);
+}
+
+int kube_wait(pid_t pid)
+{
+    int st;
+    pid_t r;
+    do
+        r = waitpid(pid, &st, 0);
+    while (r < 0 && errno == EINTR);
+    if (r < 0)
+        return -errno;
+    if (WIFEXITED(st))
+        return WEXITSTATUS(st);
+    if (WIFSIGNALED(st))
+        return 128 + WTERMSIG(st);
+    return 1;
+}
+
+struct buf {
+    char *d;
+    size_t len, cap;
+};
+
+static int buf_read(struct buf *b, int fd)
+{
+    if (b->cap - b->len < 4097) {
+        size_t nc = b->cap ? b->cap * 2 : 8192;
+        char *d = realloc(b->d, nc);
+        if (!d)
+            return -ENOMEM;
+        b->d = d;
+        b->cap = nc;
+    }
+    ssize_t n = read(fd, b->d + b->len, b->cap - b->len - 1);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : -errno;
+    b->len += (size_t)n;
+    b->d[b->len] = '\0';
+    return n == 0 ? 0 : 1;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kube_run(const kube *k, const char *const *args, const char *in, size_t in_len, int64_t timeout_ms,
+             kube_result *r)
+{
+    kube_proc p;
+    struct buf out = {0}, err = {0};
+    memset(r, 0, sizeof(*r));
+    int rc = kube_spawn(k, args, KUBE_PIPE_IN | KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p);
+    if (rc < 0)
+        return rc;
+    size_t in_off = 0;
+    if (!in || in_len == 0)
+        close_fd(&p.in_fd);
+    else
+        fcntl(p.in_fd, F_SETFL, O_NONBLOCK);
+    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    bool timed_out = false;
+    while (p.out_fd >= 0 || p.err_fd >= 0) {
+        struct pollfd pf[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {p.in_fd, POLLOUT, 0}};
+        int wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            if (left <= 0) {
+                timed_out = true;
+                break;
+            }
+            wait = (int)left;
+        }
+        int n = poll(pf, 3, wait);
+        if (n < 0 && errno != EINTR) {
+            rc = -errno;
+            break;
+        }
+        if (n <= 0)
+            continue;
+        if (pf[0].revents) {
+            int x = buf_read(&out, p.out_fd);
+            if (x <= 0)
+                close_fd(&p.out_fd);
+        }
+        if (pf[1].revents) {
+            int x = buf_read(&err, p.err_fd);
+            if (x <= 0)
+                close_fd(&p.err_fd);
+        }
+        if (pf[2].revents) {
+            ssize_t w = write(p.in_fd, in + in_off, in_len - in_off);
+            if (w > 0)
+                in_off += (size_t)w;
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == in_len)
+                close_fd(&p.in_fd);
+        }
+    }
+    if (timed_out || rc < 0)
+        kill(p.pid, SIGKILL);
+    int st = kube_wait(p.pid);
+    kube_proc_close(&p);
+    r->out = out.d ? out.d : strdup("");
+    r->out_len = out.len;
+    r->err = err.d ? err.d : strdup("");
+    r->err_len = err.len;
+    r->status = st < 0 ? 1 : st;
+    if (k->verbose > 1 && r->err_len)
+        fprintf(stderr, "  kubectl stderr: %s", r->err);
+    if (!r->out || !r->err) {
+        kube_result_free(r);
+        return -ENOMEM;
+    }
+    if (timed_out)
+        return -ETIMEDOUT;
+    return rc;
+}
+
+void kube_result_free(kube_result *r)
+{
+    free(r->out);
+    free(r->err);
+    memset(r, 0, sizeof(*r));
+}
+
+int kube_client_version(const kube *k, int *version)
+{
+    const char *args[] = {"version", "--client", "-o", "json", NULL};
+    kube plain = *k; /* the client version needs no cluster flags */
+    plain.kubeconfig = plain.context = plain.ns = NULL;
+    kube_result r;
+    int rc = kube_run(&plain, args, NULL, 0, 10000, &r);
+    if (rc < 0)
+        return rc;
+    rc = -EPROTO;
+    json_t *j = json_loads(r.out, 0, NULL);
+    json_t *cv = j ? json_object_get(j, "clientVersion") : NULL;
+    const char *maj = json_string_value(json_object_get(cv, "major"));
+    const char *min = json_string_value(json_object_get(cv, "minor"));
+    if (maj && min) {
+        *version = atoi(maj) * 100 + atoi(min); /* minor may be "27+" */
+        rc = 0;
+    }
+    json_decref(j);
+    kube_result_free(&r);
+    return rc;
+}
+
+void kube_first_line(const char *s, char *buf, size_t n)
+{
+    if (!n)
+        return;
+    while (*s == ' ' || *s == '\n' || *s == '\t')
+        s++;
+    size_t len = strcspn(s, "\n");
+    if (len >= n)
+        len = n - 1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+}
+
+void kube_strerror(const kube *k, int rc, char *buf, size_t n)
+{
+    if (rc == -ENOENT)
+        snprintf(buf, n,
+                 "kubectl not found: \"%s\" is not an executable in PATH. Install kubectl 1.23 or newer, or pass "
+                 "--kubectl PATH (or set $KUBECTL)",
+                 k->kubectl);
+    else if (rc == -EACCES)
+        snprintf(buf, n, "cannot execute kubectl \"%s\": permission denied; check --kubectl / $KUBECTL", k->kubectl);
+    else if (rc == -ETIMEDOUT)
+        snprintf(buf, n, "kubectl did not answer in time; is the cluster reachable? (raise --timeout if it is slow)");
+    else
+        snprintf(buf, n, "cannot run kubectl \"%s\": %s", k->kubectl, strerror(-rc));
+}

@@ -1,0 +1,60 @@
+#include "list.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "podsel.h"
+
+size_t list_print(FILE *out, const pod_info *pods, size_t n)
+{
+    size_t rows = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < pods[i].nephemeral; j++) {
+            const pod_container *c = &pods[i].ephemeral[j];
+            if (strncmp(c->name, "dbg-tools-", 10) != 0)
+                continue;
+            if (rows++ == 0)
+                fprintf(out, "%-32s %-24s %-44s %-12s %s\n", "POD", "CONTAINER", "IMAGE", "STATE", "AGE");
+            char age[32] = "-";
+            if (c->started)
+                pod_format_age(pod_age_seconds(c->started), age, sizeof(age));
+            char state[48];
+            if (c->state == POD_STATE_TERMINATED)
+                snprintf(state, sizeof(state), "Exited(%d)", c->exit_code);
+            else if (c->state == POD_STATE_WAITING && c->reason)
+                snprintf(state, sizeof(state), "%s", c->reason);
+            else
+                snprintf(state, sizeof(state), "%s", c->has_status ? pod_state_name(c->state) : "Pending");
+            fprintf(out, "%-32s %-24s %-44s %-12s %s\n", pods[i].name, c->name, c->image ? c->image : "-", state, age);
+        }
+    return rows;
+}
+
+int list_main(const flags *f, const kube *k)
+{
+    pod_info *pods;
+    size_t n;
+    char err[2048];
+    const char *sel = f->nlabels ? f->labels[0].value : NULL;
+    int rc;
+    if (f->npods) {
+        pods = calloc(1, sizeof(*pods));
+        if (!pods)
+            return 1;
+        n = 1;
+        rc = podsel_fetch(k, f->pods[0].value, pods, err, sizeof(err));
+        if (rc < 0)
+            n = 0;
+    } else {
+        rc = podsel_list(k, sel, &pods, &n, err, sizeof(err));
+    }
+    if (rc < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        pod_list_free(pods, n);
+        return 1;
+    }
+    if (list_print(stdout, pods, n) == 0)
+        fprintf(stderr, "no kubectl diag debug containers in %s\n", k->ns ? k->ns : "the current namespace");
+    pod_list_free(pods, n);
+    return 0;
+}

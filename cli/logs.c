@@ -1,0 +1,507 @@
+#include "logs.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kerr.h"
+#include "pod.h"
+#include "podsel.h"
+
+#define MAX_STREAMS 256
+#define TAIL_LINES "10"
+
+static const char *const palette[] = {"32", "33", "34", "35", "36", "31", "92", "93", "94", "95", "96", "91"};
+
+const char *logs_color_for(const char *pod, const char *container)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = pod; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    h = (h ^ '/') * 16777619u;
+    for (const char *p = container; p && *p; p++)
+        h = (h ^ (unsigned char)*p) * 16777619u;
+    return palette[h % (sizeof(palette) / sizeof(palette[0]))];
+}
+
+int logs_parse_ts(const char *line, logs_ts *ts, const char **text)
+{
+    struct tm tm = {0};
+    const char *p = strptime(line, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (!p)
+        return -EINVAL;
+    int32_t ns = 0;
+    if (*p == '.') {
+        int digits = 0;
+        for (p++; *p >= '0' && *p <= '9'; p++)
+            if (digits++ < 9)
+                ns = ns * 10 + (*p - '0');
+        for (; digits < 9; digits++)
+            ns *= 10;
+    }
+    if (*p != 'Z')
+        return -EINVAL; /* kubectl prints UTC */
+    p++;
+    if (*p == ' ')
+        p++;
+    else if (*p != '\0')
+        return -EINVAL;
+    ts->sec = (int64_t)timegm(&tm);
+    ts->nsec = ns;
+    *text = p;
+    return 0;
+}
+
+int logs_ts_cmp(const logs_ts *a, const logs_ts *b)
+{
+    if (a->sec != b->sec)
+        return a->sec < b->sec ? -1 : 1;
+    if (a->nsec != b->nsec)
+        return a->nsec < b->nsec ? -1 : 1;
+    return 0;
+}
+
+/* What the user selected: --all, -l SEL[:C] or --pod NAME[:C]. */
+struct spec {
+    enum { SPEC_ALL, SPEC_LABEL, SPEC_POD } kind;
+    const char *value;
+    const char *container; /* NULL: all (or -c) */
+};
+
+struct stream {
+    char pod[256];
+    char container[256];
+    char cid[256];          /* container id this stream follows */
+    const char *color;
+    kube_proc proc;         /* pid > 0 while a follower runs */
+    char *buf;
+    size_t len, cap;
+    char *errbuf;
+    size_t errlen;
+    bool have_ts;
+    logs_ts last;           /* newest line printed */
+    int at_last;            /* lines printed with exactly that time */
+    int skip_at_last;       /* on resume: lines at `last` to drop again */
+    bool skip_older;        /* on resume: drop lines older than `last` */
+    int64_t retry_after_ms; /* after a failing follower */
+};
+
+struct logs {
+    kube k;
+    bool color;
+    struct spec *specs;
+    size_t nspecs;
+    const char *container; /* -c */
+    struct stream streams[MAX_STREAMS];
+    size_t nstreams;
+    bool cmd_mode;
+    char start_time[40];   /* RFC 3339: followers present at start show lines from here */
+    bool first_poll_done;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void emit(struct logs *L, struct stream *s, const char *text)
+{
+    char prefix[600];
+    if (L->color)
+        snprintf(prefix, sizeof(prefix), "\033[%sm[%s/%s]\033[0m ", s->color, s->pod, s->container);
+    else
+        snprintf(prefix, sizeof(prefix), "[%s/%s] ", s->pod, s->container);
+    /* one write per line keeps lines whole next to the command's own output */
+    size_t pl = strlen(prefix), tl = strlen(text);
+    char *line = malloc(pl + tl + 2);
+    if (!line)
+        return;
+    memcpy(line, prefix, pl);
+    memcpy(line + pl, text, tl);
+    line[pl + tl] = '\n';
+    fwrite(line, 1, pl + tl + 1, stdout);
+    fflush(stdout);
+    free(line);
+}
+
+static void on_line(struct logs *L, struct stream *s, const char *line)
+{
+    logs_ts ts;
+    const char *text;
+    if (logs_parse_ts(line, &ts, &text) < 0) {
+        emit(L, s, line);
+        return;
+    }
+    if (s->skip_older && s->have_ts) {
+        int c = logs_ts_cmp(&ts, &s->last);
+        if (c < 0)
+            return;
+        if (c == 0 && s->skip_at_last > 0) {
+            s->skip_at_last--;
+            return;
+        }
+        s->skip_older = false;
+    }
+    if (s->have_ts && logs_ts_cmp(&ts, &s->last) == 0) {
+        s->at_last++;
+    } else {
+        s->last = ts;
+        s->at_last = 1;
+        s->have_ts = true;
+    }
+    emit(L, s, text);
+}
+
+static int read_stream(struct logs *L, struct stream *s)
+{
+    if (s->cap - s->len < 4097) {
+        size_t nc = s->cap ? s->cap * 2 : 8192;
+        char *b = realloc(s->buf, nc);
+        if (!b)
+            return -ENOMEM;
+        s->buf = b;
+        s->cap = nc;
+    }
+    ssize_t n = read(s->proc.out_fd, s->buf + s->len, s->cap - s->len - 1);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : -errno;
+    if (n == 0) {
+        if (s->len) {
+            s->buf[s->len] = '\0';
+            on_line(L, s, s->buf);
+            s->len = 0;
+        }
+        return 0;
+    }
+    s->len += (size_t)n;
+    s->buf[s->len] = '\0';
+    char *start = s->buf, *nl;
+    while ((nl = strchr(start, '\n'))) {
+        *nl = '\0';
+        on_line(L, s, start);
+        start = nl + 1;
+    }
+    s->len -= (size_t)(start - s->buf);
+    memmove(s->buf, start, s->len);
+    return 1;
+}
+
+static void read_err(struct stream *s)
+{
+    char tmp[1024];
+    ssize_t n = read(s->proc.err_fd, tmp, sizeof(tmp));
+    if (n <= 0) {
+        close(s->proc.err_fd);
+        s->proc.err_fd = -1;
+        return;
+    }
+    char *e = realloc(s->errbuf, s->errlen + (size_t)n + 1);
+    if (!e)
+        return;
+    s->errbuf = e;
+    memcpy(e + s->errlen, tmp, (size_t)n);
+    s->errlen += (size_t)n;
+    e[s->errlen] = '\0';
+}
+
+static void start_follower(struct logs *L, struct stream *s, const char *mode_arg)
+{
+    const char *args[] = {"logs", "-f", "--timestamps", s->pod, "-c", s->container, mode_arg, NULL};
+    free(s->errbuf);
+    s->errbuf = NULL;
+    s->errlen = 0;
+    s->len = 0;
+    int rc = kube_spawn(&L->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &s->proc);
+    if (rc < 0) {
+        char msg[512];
+        kube_strerror(&L->k, rc, msg, sizeof(msg));
+        fprintf(stderr, "error: %s\n", msg);
+        s->proc.pid = -1;
+        s->retry_after_ms = now_ms() + 10000;
+    }
+}
+
+static void follower_ended(struct logs *L, struct stream *s)
+{
+    int st = kube_wait(s->proc.pid);
+    kube_proc_close(&s->proc);
+    s->proc.pid = -1;
+    if (st != 0 && s->errbuf) {
+        char what[600], msg[2048];
+        snprintf(what, sizeof(what), "follow the logs of %s/%s", s->pod, s->container);
+        kerr_explain(what, s->errbuf, L->k.ns, msg, sizeof(msg));
+        fprintf(stderr, "error: %s\n", msg);
+        s->retry_after_ms = now_ms() + 10000;
+    }
+}
+
+static struct stream *find_stream(struct logs *L, const char *pod, const char *container)
+{
+    for (size_t i = 0; i < L->nstreams; i++)
+        if (!strcmp(L->streams[i].pod, pod) && !strcmp(L->streams[i].container, container))
+            return &L->streams[i];
+    return NULL;
+}
+
+/* Starts, resumes or restarts the follower of one running container. */
+static void consider(struct logs *L, const pod_info *p, const pod_container *c)
+{
+    if (c->state != POD_STATE_RUNNING)
+        return;
+    const char *cid = c->id ? c->id : "";
+    struct stream *s = find_stream(L, p->name, c->name);
+    char arg[64];
+    if (!s) {
+        if (L->nstreams == MAX_STREAMS)
+            return;
+        s = &L->streams[L->nstreams++];
+        memset(s, 0, sizeof(*s));
+        s->proc.pid = -1;
+        snprintf(s->pod, sizeof(s->pod), "%s", p->name);
+        snprintf(s->container, sizeof(s->container), "%s", c->name);
+        snprintf(s->cid, sizeof(s->cid), "%s", cid);
+        s->color = logs_color_for(p->name, c->name);
+        if (!L->first_poll_done && L->cmd_mode)
+            snprintf(arg, sizeof(arg), "--since-time=%s", L->start_time);
+        else if (!L->first_poll_done)
+            snprintf(arg, sizeof(arg), "--tail=%s", TAIL_LINES);
+        else
+            snprintf(arg, sizeof(arg), "--tail=-1"); /* a new pod: all of it */
+        start_follower(L, s, arg);
+        return;
+    }
+    if (s->proc.pid > 0 || now_ms() < s->retry_after_ms)
+        return;
+    if (strcmp(s->cid, cid) != 0) { /* restarted: the new container from its start */
+        snprintf(s->cid, sizeof(s->cid), "%s", cid);
+        s->have_ts = false;
+        s->skip_older = false;
+        start_follower(L, s, "--tail=-1");
+        return;
+    }
+    if (!s->have_ts) {
+        start_follower(L, s, "--tail=-1");
+        return;
+    }
+    /* same container, stream ended: resume; sinceTime has 1 s resolution */
+    time_t t = (time_t)s->last.sec;
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    char ts[40];
+    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    snprintf(arg, sizeof(arg), "--since-time=%s", ts);
+    s->skip_older = true;
+    s->skip_at_last = s->at_last;
+    start_follower(L, s, arg);
+}
+
+static void poll_pods(struct logs *L)
+{
+    for (size_t i = 0; i < L->nspecs; i++) {
+        const struct spec *sp = &L->specs[i];
+        pod_info *pods = NULL;
+        size_t n = 0;
+        char err[1024];
+        int rc;
+        if (sp->kind == SPEC_POD) {
+            pods = calloc(1, sizeof(*pods));
+            if (!pods)
+                continue;
+            rc = podsel_fetch(&L->k, sp->value, pods, err, sizeof(err));
+            n = rc == 0 ? 1 : 0;
+            if (rc == -ENOENT && !L->first_poll_done)
+                fprintf(stderr, "pod/%s does not exist (yet): following it once it appears\n", sp->value);
+            else if (rc < 0 && !L->first_poll_done)
+                fprintf(stderr, "error: %s\n", err);
+        } else {
+            rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, &pods, &n, err, sizeof(err));
+            if (rc < 0 && !L->first_poll_done)
+                fprintf(stderr, "error: %s\n", err);
+        }
+        for (size_t j = 0; j < n; j++) {
+            const pod_info *p = &pods[j];
+            if (p->deleting)
+                continue;
+            const char *want = sp->container ? sp->container : L->container;
+            for (size_t c = 0; c < p->ncontainers; c++)
+                if (!want || !strcmp(want, p->containers[c].name))
+                    consider(L, p, &p->containers[c]);
+        }
+        pod_list_free(pods, n);
+    }
+    L->first_poll_done = true;
+}
+
+static pid_t run_command(char **argv)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execvp(argv[0], argv);
+        fprintf(stderr, "error: cannot run \"%s\": %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return pid;
+}
+
+static void stop_followers(struct logs *L)
+{
+    for (size_t i = 0; i < L->nstreams; i++) {
+        struct stream *s = &L->streams[i];
+        if (s->proc.pid > 0) {
+            kill(s->proc.pid, SIGTERM);
+            kube_wait(s->proc.pid);
+        }
+        kube_proc_close(&s->proc);
+        free(s->buf);
+        free(s->errbuf);
+    }
+}
+
+static int build_specs(struct logs *L, const flags *f)
+{
+    size_t n = f->all ? 1 : f->nlabels + f->npods;
+    if (n == 0) {
+        fprintf(stderr, "error: nothing to follow: give --all, -l SELECTOR[:CONTAINER] or --pod NAME[:CONTAINER]\n");
+        return -EINVAL;
+    }
+    L->specs = calloc(n, sizeof(*L->specs));
+    if (!L->specs)
+        return -ENOMEM;
+    if (f->all) {
+        L->specs[0].kind = SPEC_ALL;
+    } else {
+        for (size_t i = 0; i < f->nlabels; i++)
+            L->specs[L->nspecs++] = (struct spec){SPEC_LABEL, f->labels[i].value, f->labels[i].container};
+        for (size_t i = 0; i < f->npods; i++)
+            L->specs[L->nspecs++] = (struct spec){SPEC_POD, f->pods[i].value, f->pods[i].container};
+    }
+    if (f->all)
+        L->nspecs = 1;
+    return 0;
+}
+
+int logs_main(const flags *f, const kube *k)
+{
+    static struct logs L; /* large: keep it off the stack */
+    memset(&L, 0, sizeof(L));
+    L.k = *k;
+    L.container = f->container;
+    L.color = !f->no_color && isatty(1);
+    L.cmd_mode = f->nrest > 0;
+    if (build_specs(&L, f) < 0)
+        return 2;
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(L.start_time, sizeof(L.start_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGTERM);
+    sigaddset(&ss, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &ss, NULL);
+    int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+
+    poll_pods(&L);
+    pid_t cmd = -1;
+    int code = 0;
+    int64_t drain_until = -1, next_poll = now_ms() + LOGS_POLL_MS;
+    if (L.cmd_mode) {
+        cmd = run_command(f->rest);
+        if (cmd < 0) {
+            fprintf(stderr, "error: cannot start \"%s\": %s\n", f->rest[0], strerror(errno));
+            code = 127;
+            drain_until = now_ms();
+        }
+    }
+    for (;;) {
+        int64_t t = now_ms();
+        if (drain_until >= 0 && t >= drain_until)
+            break;
+        if (t >= next_poll) {
+            poll_pods(&L);
+            next_poll = t + LOGS_POLL_MS;
+        }
+        struct pollfd pfd[1 + 2 * MAX_STREAMS];
+        struct stream *owner[1 + 2 * MAX_STREAMS];
+        size_t n = 0;
+        pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
+        for (size_t i = 0; i < L.nstreams; i++) {
+            struct stream *s = &L.streams[i];
+            if (s->proc.pid <= 0)
+                continue;
+            if (s->proc.out_fd >= 0) {
+                owner[n] = s;
+                pfd[n++] = (struct pollfd){s->proc.out_fd, POLLIN, 0};
+            }
+            if (s->proc.err_fd >= 0) {
+                owner[n] = s;
+                pfd[n++] = (struct pollfd){s->proc.err_fd, POLLIN, 0};
+            }
+        }
+        int64_t wait = next_poll - t;
+        if (drain_until >= 0 && drain_until - t < wait)
+            wait = drain_until - t;
+        if (poll(pfd, n, (int)(wait < 0 ? 0 : wait)) < 0 && errno != EINTR)
+            break;
+        for (size_t i = 1; i < n; i++) {
+            if (!pfd[i].revents)
+                continue;
+            struct stream *s = owner[i];
+            if (pfd[i].fd == s->proc.out_fd) {
+                if (read_stream(&L, s) <= 0) {
+                    close(s->proc.out_fd);
+                    s->proc.out_fd = -1;
+                }
+            } else if (pfd[i].fd == s->proc.err_fd) {
+                read_err(s);
+            }
+            if (s->proc.out_fd < 0 && s->proc.err_fd < 0)
+                follower_ended(&L, s);
+        }
+        if (pfd[0].revents) {
+            struct signalfd_siginfo si;
+            bool quit = false;
+            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+                if (si.ssi_signo == SIGCHLD)
+                    continue;
+                if (cmd > 0)
+                    kill(cmd, (int)si.ssi_signo); /* the command decides; we follow its exit */
+                else
+                    quit = true;
+            }
+            if (quit)
+                break;
+            if (cmd > 0) {
+                int st;
+                if (waitpid(cmd, &st, WNOHANG) == cmd) {
+                    code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+                    cmd = -1;
+                    drain_until = now_ms() + f->drain_ms;
+                }
+            }
+        }
+    }
+    stop_followers(&L);
+    free(L.specs);
+    if (cmd > 0)
+        code = kube_wait(cmd);
+    if (sfd >= 0)
+        close(sfd);
+    return code;
+}

@@ -1,0 +1,119 @@
+/* kubectl-diag — entry point: parses the command line and runs a command. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "completion.h"
+#include "flags.h"
+#include "help.h"
+#include "kube.h"
+#include "list.h"
+#include "logs.h"
+#include "ps.h"
+#include "redir.h"
+#include "session.h"
+#include "shell.h"
+
+#ifndef KDIAG_VERSION
+#define KDIAG_VERSION "0.0.0"
+#endif
+#ifndef KDIAG_DEFAULT_IMAGE
+#define KDIAG_DEFAULT_IMAGE "ghcr.io/kdiag-c/kdiag-manager:0.1.0"
+#endif
+
+static session_opts base_opts(const flags *f, unsigned caps, bool forward)
+{
+    return (session_opts){
+        .pod = f->npods ? f->pods[0].value : NULL,
+        .selector = f->nlabels ? f->labels[0].value : NULL,
+        .target = f->target,
+        .image = f->dbg_image,
+        .pull_policy = f->pull_policy,
+        .privileged = f->privileged,
+        .timeout_ms = f->timeout_ms,
+        .caps = caps,
+        .forward = forward,
+    };
+}
+
+static int ps_main(const flags *f, const kube *k)
+{
+    session s;
+    char err[2048];
+    session_opts so = base_opts(f, EPHEM_CAPS_SHELL, true);
+    if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return so.pod || so.selector ? 1 : 2;
+    }
+    Kdiag__Solo__Io__PsResponse *resp;
+    int code = 1;
+    if (ps_fetch(&s, &resp, err, sizeof(err)) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+    } else {
+        ps_format fmt = !f->output ? PS_TABLE : strcmp(f->output, "json") == 0 ? PS_JSON : PS_WIDE;
+        ps_print(stdout, resp, fmt, s.pod.name, s.pod.ns, s.target);
+        kdiag__solo__io__ps_response__free_unpacked(resp, NULL);
+        code = 0;
+    }
+    session_close(&s);
+    return code;
+}
+
+static int manage_main(const flags *f, const kube *k)
+{
+    session s;
+    char err[2048];
+    session_opts so = base_opts(f, EPHEM_CAPS_SHELL, false);
+    if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        return so.pod || so.selector ? 1 : 2;
+    }
+    printf("%s %d\n", s.mgr.container, s.mgr.grpc_port);
+    if (f->verbose)
+        printf("token %s\ntunnel %d\n", s.mgr.token, s.mgr.tunnel_port);
+    session_close(&s);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    flags f;
+    char err[1024];
+    signal(SIGPIPE, SIG_IGN);
+    if (flags_parse(argc, argv, &f, err, sizeof(err)) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        flags_free(&f);
+        return 2;
+    }
+    kube k = {f.kubectl, f.kubeconfig, f.context, f.ns, f.verbose};
+    int code = 0;
+    if (f.help || f.cmd == FLAGS_CMD_NONE || f.cmd == FLAGS_CMD_HELP) {
+        flags_cmd topic = f.cmd;
+        if (f.cmd == FLAGS_CMD_HELP && f.topic) {
+            flags nf;
+            char *targv[] = {argv[0], (char *)f.topic, NULL};
+            topic = flags_parse(2, targv, &nf, err, sizeof(err)) == 0 ? nf.cmd : FLAGS_CMD_NONE;
+            flags_free(&nf);
+        }
+        help_print(stdout, topic);
+        code = f.cmd == FLAGS_CMD_NONE && !f.help ? 2 : 0;
+        flags_free(&f);
+        return code;
+    }
+    switch (f.cmd) {
+    case FLAGS_CMD_REDIR: code = redir_main(&f, &k); break;
+    case FLAGS_CMD_PS: code = ps_main(&f, &k); break;
+    case FLAGS_CMD_SHELL: code = shell_main(&f, &k); break;
+    case FLAGS_CMD_LOGS: code = logs_main(&f, &k); break;
+    case FLAGS_CMD_LIST: code = list_main(&f, &k); break;
+    case FLAGS_CMD_MANAGE: code = manage_main(&f, &k); break;
+    case FLAGS_CMD_VERSION:
+        printf("kubectl-diag %s\nmanager image %s\n", KDIAG_VERSION, f.dbg_image);
+        break;
+    case FLAGS_CMD_COMPLETION: code = completion_script(stdout, f.topic) < 0 ? 2 : 0; break;
+    case FLAGS_CMD_COMPLETE: code = completion_complete(stdout, &k, f.words, f.nwords); break;
+    default: code = 2; break;
+    }
+    flags_free(&f);
+    return code;
+}

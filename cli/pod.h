@@ -1,0 +1,62 @@
+/* pod — the parts of a Pod object (kubectl -o json) that kubectl-diag needs. */
+#ifndef KDIAG_CLI_POD_H
+#define KDIAG_CLI_POD_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum { POD_STATE_NONE = 0, POD_STATE_WAITING, POD_STATE_RUNNING, POD_STATE_TERMINATED } pod_state;
+
+typedef struct {
+    char *name;
+    char *image;
+    char *target;  /* ephemeral: targetContainerName */
+    char **caps;   /* securityContext.capabilities.add */
+    size_t ncaps;
+    bool privileged;
+    /* from the matching status, when there is one */
+    bool has_status;
+    pod_state state;
+    char *reason;   /* waiting/terminated reason */
+    char *message;  /* waiting/terminated message */
+    char *id;       /* containerID without "<runtime>://" */
+    char *started;  /* running.startedAt or terminated.startedAt */
+    int exit_code;
+    int restarts;
+} pod_container;
+
+typedef struct {
+    char *name;
+    char *ns;
+    char *phase;
+    char *ip;
+    char *created;  /* metadata.creationTimestamp */
+    bool deleting;  /* metadata.deletionTimestamp set */
+    bool share_pid; /* spec.shareProcessNamespace */
+    pod_container *containers;
+    size_t ncontainers;
+    pod_container *ephemeral;
+    size_t nephemeral;
+} pod_info;
+
+/* Parses one Pod object. 0 or -EINVAL (not a pod) / -ENOMEM. */
+int pod_parse(const json_t *obj, pod_info *p);
+int pod_parse_str(const char *json, pod_info *p);
+/* Parses a PodList (or a single Pod) into an array. */
+int pod_list_parse(const char *json, pod_info **pods, size_t *n);
+void pod_free(pod_info *p);
+void pod_list_free(pod_info *pods, size_t n);
+
+bool pod_is_running(const pod_info *p);
+const pod_container *pod_container_find(const pod_info *p, const char *name);
+const pod_container *pod_ephemeral_find(const pod_info *p, const char *name);
+/* Newest (creationTimestamp) pod in phase Running and not being deleted, or NULL. */
+const pod_info *pod_newest_running(const pod_info *pods, size_t n);
+/* Seconds since an RFC 3339 timestamp ("2026-11-25T21:00:00Z"), or -1. */
+long pod_age_seconds(const char *rfc3339);
+/* "5s", "3m", "2h", "4d" */
+void pod_format_age(long secs, char *buf, size_t n);
+const char *pod_state_name(pod_state s);
+
+#endif

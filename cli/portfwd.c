@@ -1,0 +1,432 @@
+#include "portfwd.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kerr.h"
+#include "pod.h"
+#include "podsel.h"
+
+enum pf_state { PF_STARTING, PF_UP, PF_DOWN, PF_GONE, PF_FAILED };
+
+struct portfwd {
+    kube k;
+    char pod[256];
+    char container[64];
+    int rgrpc, rtunnel;
+    int64_t timeout_ms;
+    pthread_t th;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    enum pf_state state;
+    bool stopping;
+    unsigned gen;
+    int lgrpc, ltunnel;
+    pid_t child;
+    int stop_efd, gone_efd;
+    char reason[1024];
+};
+
+int portfwd_parse_line(const char *line, int *local, int *remote)
+{
+    unsigned l, r;
+    char tail;
+    if (sscanf(line, "Forwarding from 127.0.0.1:%u -> %u%c", &l, &r, &tail) < 2)
+        return -EINVAL;
+    if (l < 1 || l > 65535 || r < 1 || r > 65535)
+        return -EINVAL;
+    *local = (int)l;
+    *remote = (int)r;
+    return 0;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct linebuf {
+    char d[2048];
+    size_t len;
+};
+
+/* Reads what is available; calls fn for each complete line. 0 at EOF. */
+static int read_lines(int fd, struct linebuf *b, void (*fn)(portfwd *, const char *, bool), portfwd *pf, bool err)
+{
+    ssize_t n = read(fd, b->d + b->len, sizeof(b->d) - 1 - b->len);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN ? 1 : -errno;
+    if (n == 0) {
+        if (b->len) {
+            b->d[b->len] = '\0';
+            fn(pf, b->d, err);
+            b->len = 0;
+        }
+        return 0;
+    }
+    b->len += (size_t)n;
+    b->d[b->len] = '\0';
+    char *start = b->d, *nl;
+    while ((nl = strchr(start, '\n'))) {
+        *nl = '\0';
+        fn(pf, start, err);
+        start = nl + 1;
+    }
+    size_t rest = b->len - (size_t)(start - b->d);
+    if (rest == sizeof(b->d) - 1) { /* a line longer than the buffer: take it as is */
+        fn(pf, b->d, err);
+        rest = 0;
+    }
+    memmove(b->d, start, rest);
+    b->len = rest;
+    return 1;
+}
+
+struct attempt {
+    int lg, lt;
+    bool seen_g, seen_t;
+};
+
+static __thread struct attempt *cur_attempt;
+
+static void on_line(portfwd *pf, const char *line, bool is_err)
+{
+    if (is_err) {
+        if (*line) {
+            pthread_mutex_lock(&pf->mu);
+            snprintf(pf->reason, sizeof(pf->reason), "%s", line);
+            pthread_mutex_unlock(&pf->mu);
+        }
+        if (pf->k.verbose)
+            fprintf(stderr, "port-forward: %s\n", line);
+        return;
+    }
+    int l, r;
+    if (portfwd_parse_line(line, &l, &r) < 0)
+        return; /* "Handling connection for N" and the [::1] lines */
+    struct attempt *a = cur_attempt;
+    if (r == pf->rgrpc && !a->seen_g) {
+        a->lg = l;
+        a->seen_g = true;
+    } else if (r == pf->rtunnel && !a->seen_t) {
+        a->lt = l;
+        a->seen_t = true;
+    }
+    if (a->seen_g && a->seen_t) {
+        pthread_mutex_lock(&pf->mu);
+        if (pf->state != PF_UP) {
+            pf->lgrpc = a->lg;
+            pf->ltunnel = a->lt;
+            pf->gen++;
+            pf->state = PF_UP;
+            pthread_cond_broadcast(&pf->cv);
+        }
+        pthread_mutex_unlock(&pf->mu);
+    }
+}
+
+/* Runs one kubectl port-forward until it exits. true when it came up. */
+static bool run_child(portfwd *pf, int lg, int lt)
+{
+    char pod[300], a1[32], a2[32];
+    snprintf(pod, sizeof(pod), "pod/%s", pf->pod);
+    snprintf(a1, sizeof(a1), "%d:%d", lg, pf->rgrpc);
+    snprintf(a2, sizeof(a2), "%d:%d", lt, pf->rtunnel);
+    if (lg == 0)
+        snprintf(a1, sizeof(a1), ":%d", pf->rgrpc);
+    if (lt == 0)
+        snprintf(a2, sizeof(a2), ":%d", pf->rtunnel);
+    const char *args[] = {"port-forward", "--address", "127.0.0.1", pod, a1, a2, NULL};
+    struct attempt a = {0};
+    cur_attempt = &a;
+    kube_proc p;
+    int rc = kube_spawn(&pf->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p);
+    if (rc < 0) {
+        pthread_mutex_lock(&pf->mu);
+        snprintf(pf->reason, sizeof(pf->reason), "cannot run %s: %s", pf->k.kubectl, strerror(-rc));
+        pthread_mutex_unlock(&pf->mu);
+        return false;
+    }
+    pthread_mutex_lock(&pf->mu);
+    pf->child = p.pid;
+    bool stop = pf->stopping;
+    pthread_mutex_unlock(&pf->mu);
+    if (stop)
+        kill(p.pid, SIGTERM);
+    struct linebuf ob = {.len = 0}, eb = {.len = 0};
+    int64_t up_deadline = now_ms() + (pf->timeout_ms > 0 ? pf->timeout_ms : 60000);
+    bool killed = false;
+    while (p.out_fd >= 0 || p.err_fd >= 0) {
+        struct pollfd fds[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {pf->stop_efd, POLLIN, 0}};
+        int wait = (a.seen_g && a.seen_t) || killed ? -1 : (int)(up_deadline - now_ms());
+        if (wait < -1)
+            wait = 0;
+        int n = poll(fds, 3, wait);
+        if (n == 0 && !killed) { /* never came up */
+            kill(p.pid, SIGTERM);
+            killed = true;
+            continue;
+        }
+        if (n < 0)
+            continue;
+        if (fds[0].revents && read_lines(p.out_fd, &ob, on_line, pf, false) <= 0) {
+            close(p.out_fd);
+            p.out_fd = -1;
+        }
+        if (fds[1].revents && read_lines(p.err_fd, &eb, on_line, pf, true) <= 0) {
+            close(p.err_fd);
+            p.err_fd = -1;
+        }
+        if (fds[2].revents && !killed) {
+            kill(p.pid, SIGTERM);
+            killed = true;
+        }
+    }
+    kube_wait(p.pid);
+    kube_proc_close(&p);
+    pthread_mutex_lock(&pf->mu);
+    pf->child = -1;
+    pthread_mutex_unlock(&pf->mu);
+    cur_attempt = NULL;
+    return a.seen_g && a.seen_t;
+}
+
+/* After the child died: is the pod (and our manager) still there? */
+static bool pod_still_there(portfwd *pf, char *why, size_t n)
+{
+    pod_info p;
+    char err[1024];
+    int rc = podsel_fetch(&pf->k, pf->pod, &p, err, sizeof(err));
+    if (rc == -ENOENT) {
+        snprintf(why, n, "pod/%s is gone (deleted)", pf->pod);
+        return false;
+    }
+    if (rc < 0) /* API trouble: keep trying, the supervisor retries */
+        return true;
+    bool ok = true;
+    const pod_container *c = pod_ephemeral_find(&p, pf->container);
+    if (p.deleting) {
+        snprintf(why, n, "pod/%s is being deleted", pf->pod);
+        ok = false;
+    } else if (!pod_is_running(&p)) {
+        snprintf(why, n, "pod/%s is no longer running (phase %s)", pf->pod, p.phase ? p.phase : "unknown");
+        ok = false;
+    } else if (c && c->state == POD_STATE_TERMINATED) {
+        snprintf(why, n, "the debug container %s in pod/%s exited (code %d); see kubectl logs %s -c %s",
+                 pf->container, pf->pod, c->exit_code, pf->pod, pf->container);
+        ok = false;
+    }
+    pod_free(&p);
+    return ok;
+}
+
+static void *supervise(void *arg)
+{
+    portfwd *pf = arg;
+    int lg = 0, lt = 0, failures = 0;
+    sigset_t ss; /* signals belong to the main thread */
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &ss, NULL);
+    bool ever_up = false;
+    for (;;) {
+        bool up = run_child(pf, lg, lt);
+        pthread_mutex_lock(&pf->mu);
+        if (pf->stopping) {
+            pthread_mutex_unlock(&pf->mu);
+            break;
+        }
+        if (up) {
+            lg = pf->lgrpc; /* come back on the same local ports */
+            lt = pf->ltunnel;
+            ever_up = true;
+            failures = 0;
+        } else {
+            failures++;
+        }
+        if (!ever_up) {
+            pf->state = PF_FAILED;
+            pthread_cond_broadcast(&pf->cv);
+            pthread_mutex_unlock(&pf->mu);
+            break;
+        }
+        pf->state = PF_DOWN;
+        char last[1024];
+        snprintf(last, sizeof(last), "%s", pf->reason);
+        pthread_mutex_unlock(&pf->mu);
+
+        char why[1024];
+        if (!pod_still_there(pf, why, sizeof(why))) {
+            pthread_mutex_lock(&pf->mu);
+            snprintf(pf->reason, sizeof(pf->reason), "%s", why);
+            pf->state = PF_GONE;
+            pthread_cond_broadcast(&pf->cv);
+            pthread_mutex_unlock(&pf->mu);
+            uint64_t one = 1;
+            (void)!write(pf->gone_efd, &one, sizeof(one));
+            break;
+        }
+        fprintf(stderr, "kubectl port-forward to pod/%s ended%s%s%s; restarting it\n", pf->pod, *last ? " (" : "",
+                last, *last ? ")" : "");
+        if (failures >= 2) /* the old local ports may be taken: let kubectl pick */
+            lg = lt = 0;
+        int backoff = failures ? (failures > 5 ? 2000 : 200 * failures) : 0;
+        struct pollfd sp = {pf->stop_efd, POLLIN, 0};
+        if (backoff && poll(&sp, 1, backoff) > 0)
+            break;
+    }
+    return NULL;
+}
+
+int portfwd_start(const kube *k, const char *pod, const char *container, int grpc_port, int tunnel_port,
+                  int64_t timeout_ms, portfwd **out, char *err, size_t errlen)
+{
+    portfwd *pf = calloc(1, sizeof(*pf));
+    *out = NULL;
+    if (!pf)
+        return -ENOMEM;
+    pf->k = *k;
+    snprintf(pf->pod, sizeof(pf->pod), "%s", pod);
+    snprintf(pf->container, sizeof(pf->container), "%s", container);
+    pf->rgrpc = grpc_port;
+    pf->rtunnel = tunnel_port;
+    pf->timeout_ms = timeout_ms;
+    pf->child = -1;
+    pf->stop_efd = eventfd(0, EFD_CLOEXEC);
+    pf->gone_efd = eventfd(0, EFD_CLOEXEC);
+    pthread_mutex_init(&pf->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pf->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    if (pf->stop_efd < 0 || pf->gone_efd < 0 || pthread_create(&pf->th, NULL, supervise, pf) != 0) {
+        if (pf->stop_efd >= 0)
+            close(pf->stop_efd);
+        if (pf->gone_efd >= 0)
+            close(pf->gone_efd);
+        pthread_mutex_destroy(&pf->mu);
+        pthread_cond_destroy(&pf->cv);
+        free(pf);
+        return -EAGAIN;
+    }
+    int lg, lt;
+    int rc = portfwd_wait(pf, 0, timeout_ms, &lg, &lt, err, errlen);
+    if (rc < 0) {
+        portfwd_stop(pf);
+        return rc;
+    }
+    *out = pf;
+    return 0;
+}
+
+int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *lt, char *err, size_t errlen)
+{
+    struct timespec dl;
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    int64_t ns = (int64_t)dl.tv_nsec + (timeout_ms % 1000) * 1000000;
+    dl.tv_sec += timeout_ms / 1000 + ns / 1000000000;
+    dl.tv_nsec = ns % 1000000000;
+    int rc = 0;
+    pthread_mutex_lock(&pf->mu);
+    for (;;) {
+        if (pf->stopping) {
+            rc = -ECANCELED;
+            break;
+        }
+        if (pf->state == PF_GONE) {
+            snprintf(err, errlen, "%s", pf->reason);
+            rc = -ENOENT;
+            break;
+        }
+        if (pf->state == PF_FAILED) {
+            char what[300];
+            snprintf(what, sizeof(what), "port-forward to pod/%s", pf->pod);
+            kerr_explain(what, pf->reason, pf->k.ns, err, errlen);
+            rc = -EIO;
+            break;
+        }
+        if (pf->state == PF_UP && pf->gen > after) {
+            *lg = pf->lgrpc;
+            *lt = pf->ltunnel;
+            rc = (int)pf->gen;
+            break;
+        }
+        if (pthread_cond_timedwait(&pf->cv, &pf->mu, &dl) == ETIMEDOUT) {
+            snprintf(err, errlen, "kubectl port-forward to pod/%s did not come up in time (%s)", pf->pod,
+                     *pf->reason ? pf->reason : "no message");
+            rc = -ETIMEDOUT;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&pf->mu);
+    return rc;
+}
+
+unsigned portfwd_current(portfwd *pf, int *lg, int *lt)
+{
+    pthread_mutex_lock(&pf->mu);
+    unsigned g = pf->state == PF_UP ? pf->gen : 0;
+    *lg = pf->lgrpc;
+    *lt = pf->ltunnel;
+    pthread_mutex_unlock(&pf->mu);
+    return g;
+}
+
+int portfwd_gone_fd(portfwd *pf)
+{
+    return pf->gone_efd;
+}
+
+int portfwd_child_pid(portfwd *pf)
+{
+    pthread_mutex_lock(&pf->mu);
+    int pid = pf->child;
+    pthread_mutex_unlock(&pf->mu);
+    return pid;
+}
+
+void portfwd_cancel(portfwd *pf)
+{
+    pthread_mutex_lock(&pf->mu);
+    pf->stopping = true;
+    if (pf->child > 0)
+        kill(pf->child, SIGTERM);
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+    uint64_t one = 1;
+    (void)!write(pf->stop_efd, &one, sizeof(one));
+}
+
+void portfwd_stop(portfwd *pf)
+{
+    if (!pf)
+        return;
+    portfwd_cancel(pf);
+    pthread_join(pf->th, NULL);
+    close(pf->stop_efd);
+    close(pf->gone_efd);
+    pthread_mutex_destroy(&pf->mu);
+    pthread_cond_destroy(&pf->cv);
+    free(pf);
+}
+
+void portfwd_kick(portfwd *pf, unsigned gen)
+{
+    pthread_mutex_lock(&pf->mu);
+    if (pf->state == PF_UP && pf->gen == gen && pf->child > 0)
+        kill(pf->child, SIGTERM);
+    pthread_mutex_unlock(&pf->mu);
+}

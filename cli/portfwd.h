@@ -1,0 +1,44 @@
+/* portfwd — one supervised `kubectl port-forward pod/P :GRPC :TUNNEL` child
+ * per manager.
+ *
+ * A supervisor thread owns the child: it parses the "Forwarding from
+ * 127.0.0.1:X -> Y" lines, drains kubectl's output, and when the child dies
+ * it checks the pod: still running → restart on the same local ports
+ * (generation + 1); pod or debug container gone → state GONE with a reason. */
+#ifndef KDIAG_CLI_PORTFWD_H
+#define KDIAG_CLI_PORTFWD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kube.h"
+
+typedef struct portfwd portfwd;
+
+/* Starts the forward and waits until it is up (or fails: err says why). */
+int portfwd_start(const kube *k, const char *pod, const char *container, int grpc_port, int tunnel_port,
+                  int64_t timeout_ms, portfwd **out, char *err, size_t errlen);
+/* Waits for a generation newer than `after` (0: any). Returns it (> 0) with
+ * the local ports, -ENOENT when the pod is gone (err says why), -ECANCELED
+ * after portfwd_stop, -ETIMEDOUT. */
+int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *local_grpc, int *local_tunnel, char *err,
+                 size_t errlen);
+/* Current generation and ports without waiting (generation 0 while down). */
+unsigned portfwd_current(portfwd *pf, int *local_grpc, int *local_tunnel);
+/* An fd that turns readable once the pod is gone (for poll loops). */
+int portfwd_gone_fd(portfwd *pf);
+/* Kills the child and makes every portfwd_wait return -ECANCELED; pf stays
+ * valid until portfwd_stop. */
+void portfwd_cancel(portfwd *pf);
+/* Cancels, joins the supervisor and frees pf. */
+void portfwd_stop(portfwd *pf);
+/* Parses one line of kubectl port-forward's output: 0 and the ports for
+ * "Forwarding from 127.0.0.1:LOCAL -> REMOTE", -EINVAL otherwise. */
+int portfwd_parse_line(const char *line, int *local, int *remote);
+/* Calls over generation gen fail: kill that child so the supervisor checks
+ * the pod and restarts it (no-op when gen is not current). */
+void portfwd_kick(portfwd *pf, unsigned gen);
+/* pid of the current kubectl port-forward child, -1 while none. */
+int portfwd_child_pid(portfwd *pf);
+
+#endif

@@ -1,0 +1,372 @@
+#include "redir.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bridge.h"
+#include "kdiag.pb-c.h"
+#include "ps.h"
+#include "session.h"
+
+#define MAX_PORTS 256
+
+struct redir;
+
+struct rport {
+    struct redir *r;
+    flags_portpair pp;
+    pthread_t th;
+    bool started;
+    rpc_stream *stream; /* guarded by r->mu */
+};
+
+struct redir {
+    session s;
+    bool outgoing;
+    pthread_mutex_t mu;
+    bool stopping;
+    int wake_efd;
+    int fatal;
+    char fatal_msg[1024];
+    struct rport *ports;
+    size_t nports;
+};
+
+struct conn_ctx {
+    char line[256];
+};
+
+static void block_signals(void)
+{
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    sigaddset(&s, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &s, NULL);
+}
+
+static void wake(struct redir *r)
+{
+    uint64_t one = 1;
+    (void)!write(r->wake_efd, &one, sizeof(one));
+}
+
+static void set_fatal(struct redir *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_fatal(struct redir *r, const char *fmt, ...)
+{
+    pthread_mutex_lock(&r->mu);
+    if (!r->fatal) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->fatal_msg, sizeof(r->fatal_msg), fmt, ap);
+        va_end(ap);
+        r->fatal = 1;
+    }
+    pthread_mutex_unlock(&r->mu);
+    wake(r);
+}
+
+static bool stopping(struct redir *r)
+{
+    pthread_mutex_lock(&r->mu);
+    bool s = r->stopping;
+    pthread_mutex_unlock(&r->mu);
+    return s;
+}
+
+static void on_done(void *ud, const bridge_result *res)
+{
+    struct conn_ctx *c = ud;
+    if (res->err == -ECONNREFUSED && res->where && strcmp(res->where, "local target") == 0)
+        fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
+    else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE) /* resets are the peers' business */
+        fprintf(stderr, "%s: %s error: %s\n", c->line, res->where ? res->where : "connection", strerror(-res->err));
+    free(c);
+}
+
+/* Adds what to do when the manager's own message does not say it. */
+static const char *hint_for(grpc_status_code code, const char *msg)
+{
+    switch (code) {
+    case GRPC_STATUS_FAILED_PRECONDITION:
+        return strstr(msg, "NET_ADMIN") ? "" : " (the debug container needs the NET_ADMIN capability)";
+    case GRPC_STATUS_ALREADY_EXISTS:
+        return strstr(msg, "first") ? "" : " (another kubectl diag redir redirects this port: stop it first)";
+    case GRPC_STATUS_UNAUTHENTICATED:
+        return " (the manager's token did not match: the debug container may have been replaced)";
+    default:
+        return "";
+    }
+}
+
+static void handle_msg(struct rport *p, const Kdiag__Solo__Io__RedirectResponse *m, int ltunnel, bool *ready,
+                       bool reconnect)
+{
+    struct redir *r = p->r;
+    if (!*ready) {
+        if (!m->ready)
+            return;
+        *ready = true;
+        printf("%s pod/%s:%u → localhost:%u (%s)\n", reconnect ? "re-established" : "redirecting", r->s.pod.name,
+               p->pp.pod_port, p->pp.local_port, r->outgoing ? "outgoing" : "incoming");
+        fflush(stdout);
+        return;
+    }
+    if (m->tunnel_token.len != BRIDGE_TOKEN_LEN)
+        return;
+    struct conn_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    if (r->outgoing)
+        snprintf(c->line, sizeof(c->line), "pod → %s (from %s) ⇒ localhost:%u", m->original_dst, m->peer,
+                 p->pp.local_port);
+    else
+        snprintf(c->line, sizeof(c->line), "pod:%u ← %s ⇒ localhost:%u", p->pp.pod_port, m->peer, p->pp.local_port);
+    fprintf(stderr, "%s\n", c->line);
+    int port = m->port ? (int)m->port : 0;
+    (void)port; /* the manager's tunnel port is reached through our forward: use its local end */
+    if (bridge_start(ltunnel, p->pp.local_port, m->tunnel_token.data, on_done, c) < 0) {
+        fprintf(stderr, "%s: cannot start a thread for it\n", c->line);
+        free(c);
+    }
+}
+
+static void *stream_main(void *arg)
+{
+    struct rport *p = arg;
+    struct redir *r = p->r;
+    unsigned after = 0;
+    bool ever_ready = false;
+    int retries = 0;
+    block_signals();
+    while (!stopping(r)) {
+        int lg, lt;
+        char e[1024];
+        int gen = portfwd_wait(r->s.pf, after, r->s.timeout_ms, &lg, &lt, e, sizeof(e));
+        if (gen == -ECANCELED)
+            break;
+        if (gen < 0) {
+            set_fatal(r, "%s", e);
+            break;
+        }
+        char target[64];
+        snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
+        rpc_client *cl = rpc_client_new(target, r->s.mgr.token);
+        Kdiag__Solo__Io__RedirectRequest req = KDIAG__SOLO__IO__REDIRECT_REQUEST__INIT;
+        req.port = p->pp.pod_port;
+        req.outgoing = r->outgoing;
+        uint8_t reqbuf[32];
+        size_t reqlen = kdiag__solo__io__redirect_request__pack(&req, reqbuf);
+        rpc_stream *st = cl ? rpc_client_stream_open(cl, SESSION_METHOD("Redirect"), reqbuf, reqlen, 0) : NULL;
+        pthread_mutex_lock(&r->mu);
+        p->stream = st;
+        if (r->stopping && st)
+            rpc_stream_cancel(st);
+        pthread_mutex_unlock(&r->mu);
+        rpc_status status = {.code = GRPC_STATUS_UNAVAILABLE};
+        snprintf(status.message, sizeof(status.message), "cannot open the stream");
+        bool ready = false;
+        int rc = st ? 0 : -EIO;
+        while (st) {
+            uint8_t *buf = NULL;
+            size_t len = 0;
+            rc = rpc_stream_read(st, &buf, &len, &status);
+            if (rc != 0)
+                break;
+            Kdiag__Solo__Io__RedirectResponse *m = kdiag__solo__io__redirect_response__unpack(NULL, len, buf);
+            free(buf);
+            if (!m)
+                continue;
+            handle_msg(p, m, lt, &ready, ever_ready);
+            kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
+            if (ready) {
+                ever_ready = true;
+                retries = 0;
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        p->stream = NULL;
+        bool stop = r->stopping;
+        pthread_mutex_unlock(&r->mu);
+        if (st)
+            rpc_stream_free(st);
+        if (cl)
+            rpc_client_free(cl);
+        if (stop)
+            break;
+        grpc_status_code code = rc < 0 ? GRPC_STATUS_UNAVAILABLE : status.code;
+        bool transport = code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_CANCELLED ||
+                         code == GRPC_STATUS_DEADLINE_EXCEEDED || code == GRPC_STATUS_OK ||
+                         code == GRPC_STATUS_UNKNOWN || code == GRPC_STATUS_INTERNAL;
+        if (transport) {
+            fprintf(stderr, "redirect of pod port %u lost (%s); reconnecting\n", p->pp.pod_port,
+                    *status.message ? status.message : "stream ended");
+            portfwd_kick(r->s.pf, (unsigned)gen);
+            after = (unsigned)gen;
+            continue;
+        }
+        /* the old stream may still hold the port for a moment after a reconnect */
+        if (ever_ready && code == GRPC_STATUS_ALREADY_EXISTS && retries++ < 20) {
+            struct timespec ts = {0, 500 * 1000000L};
+            nanosleep(&ts, NULL);
+            after = (unsigned)gen - 1;
+            continue;
+        }
+        set_fatal(r, "redirect of pod/%s port %u failed: %s%s", r->s.pod.name, p->pp.pod_port,
+                  *status.message ? status.message : "no message", hint_for(code, status.message));
+        break;
+    }
+    return NULL;
+}
+
+static void stop_all(struct redir *r)
+{
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    for (size_t i = 0; i < r->nports; i++)
+        if (r->ports[i].stream)
+            rpc_stream_cancel(r->ports[i].stream);
+    pthread_mutex_unlock(&r->mu);
+    /* wakes threads blocked in portfwd_wait; the forward is freed by session_close */
+    if (r->s.pf)
+        portfwd_cancel(r->s.pf);
+    for (size_t i = 0; i < r->nports; i++)
+        if (r->ports[i].started)
+            pthread_join(r->ports[i].th, NULL);
+}
+
+/* No ports given: every non-loopback TCP listener, to the same local port. */
+static int ports_from_ps(struct redir *r, char *err, size_t errlen)
+{
+    Kdiag__Solo__Io__PsResponse *resp;
+    int rc = ps_fetch(&r->s, &resp, err, errlen);
+    if (rc < 0)
+        return rc;
+    uint16_t ports[MAX_PORTS];
+    size_t n = ps_public_tcp_ports(resp, ports, MAX_PORTS);
+    kdiag__solo__io__ps_response__free_unpacked(resp, NULL);
+    if (n == 0) {
+        snprintf(err, errlen,
+                 "pod/%s has no TCP port listening on a non-loopback address; name the ports, e.g. kubectl diag "
+                 "redir 80:8080",
+                 r->s.pod.name);
+        return -ENOENT;
+    }
+    r->ports = calloc(n, sizeof(*r->ports));
+    if (!r->ports)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        r->ports[i].pp = (flags_portpair){ports[i], ports[i]};
+    r->nports = n;
+    return 0;
+}
+
+int redir_main(const flags *f, const kube *k)
+{
+    struct redir r;
+    char err[2048];
+    int code = 1;
+    memset(&r, 0, sizeof(r));
+    r.outgoing = f->outgoing;
+    r.wake_efd = -1;
+    if (f->outgoing && f->nports == 0) {
+        fprintf(stderr, "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080\n");
+        return 2;
+    }
+    pthread_mutex_init(&r.mu, NULL);
+    session_opts so = {
+        .pod = f->npods ? f->pods[0].value : NULL,
+        .selector = f->nlabels ? f->labels[0].value : NULL,
+        .target = f->target,
+        .image = f->dbg_image,
+        .pull_policy = f->pull_policy,
+        .privileged = f->privileged,
+        .timeout_ms = f->timeout_ms,
+        .caps = EPHEM_NET_ADMIN | (f->nports ? 0 : EPHEM_CAPS_SHELL), /* Ps reads other processes' fds */
+        .forward = true,
+    };
+    if (session_open(k, &so, &r.s, err, sizeof(err)) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        pthread_mutex_destroy(&r.mu);
+        return so.pod || so.selector ? 1 : 2;
+    }
+    /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
+     * the main thread takes them from a signalfd. */
+    block_signals();
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGTERM);
+    int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
+    r.wake_efd = eventfd(0, EFD_CLOEXEC);
+    if (sfd < 0 || r.wake_efd < 0) {
+        fprintf(stderr, "error: %s\n", strerror(errno));
+        goto out;
+    }
+    if (f->nports) {
+        r.ports = calloc(f->nports, sizeof(*r.ports));
+        if (!r.ports)
+            goto out;
+        for (size_t i = 0; i < f->nports; i++)
+            r.ports[i].pp = f->ports[i];
+        r.nports = f->nports;
+    } else if (ports_from_ps(&r, err, sizeof(err)) < 0) {
+        fprintf(stderr, "error: %s\n", err);
+        goto out;
+    }
+    for (size_t i = 0; i < r.nports; i++) {
+        r.ports[i].r = &r;
+        if (pthread_create(&r.ports[i].th, NULL, stream_main, &r.ports[i]) == 0)
+            r.ports[i].started = true;
+    }
+    for (;;) {
+        struct pollfd pf[3] = {{sfd, POLLIN, 0}, {r.wake_efd, POLLIN, 0}, {portfwd_gone_fd(r.s.pf), POLLIN, 0}};
+        if (poll(pf, 3, -1) < 0 && errno != EINTR)
+            break;
+        if (pf[0].revents) {
+            struct signalfd_siginfo si;
+            (void)!read(sfd, &si, sizeof(si));
+            fprintf(stderr, "stopping: removing the redirects\n");
+            code = 0;
+            break;
+        }
+        if (pf[2].revents) {
+            int lg, lt;
+            char e[1024];
+            portfwd_wait(r.s.pf, 0, 1, &lg, &lt, e, sizeof(e));
+            fprintf(stderr, "error: %s; the redirect ended\n", e);
+            break;
+        }
+        if (pf[1].revents) {
+            uint64_t v;
+            (void)!read(r.wake_efd, &v, sizeof(v));
+            pthread_mutex_lock(&r.mu);
+            bool fatal = r.fatal;
+            pthread_mutex_unlock(&r.mu);
+            if (fatal) {
+                fprintf(stderr, "error: %s\n", r.fatal_msg);
+                break;
+            }
+        }
+    }
+out:
+    stop_all(&r);
+    session_close(&r.s);
+    free(r.ports);
+    if (sfd >= 0)
+        close(sfd);
+    if (r.wake_efd >= 0)
+        close(r.wake_efd);
+    pthread_mutex_destroy(&r.mu);
+    return code;
+}

@@ -1,0 +1,77 @@
+#include "session.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "podsel.h"
+
+#ifndef KDIAG_VERSION
+#define KDIAG_VERSION "0.0.0"
+#endif
+
+int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen)
+{
+    memset(s, 0, sizeof(*s));
+    s->k = *k;
+    s->timeout_ms = o->timeout_ms;
+    int rc = podsel_one(k, o->pod, o->selector, &s->pod, err, errlen);
+    if (rc < 0)
+        return rc;
+    /* later kubectl calls name the pod's namespace explicitly */
+    if (!s->k.ns && s->pod.ns)
+        s->k.ns = s->pod.ns;
+    const pod_container *t;
+    rc = podsel_target(&s->pod, o->target, &t, err, errlen);
+    if (rc < 0)
+        goto fail;
+    snprintf(s->target, sizeof(s->target), "%s", t->name);
+    snprintf(s->target_id, sizeof(s->target_id), "%s", t->id ? t->id : "");
+    if (t->has_status && t->state != POD_STATE_RUNNING) {
+        snprintf(err, errlen, "container \"%s\" of pod/%s is not running (%s%s%s): a debug container needs a running target",
+                 t->name, s->pod.name, pod_state_name(t->state), t->reason ? ": " : "", t->reason ? t->reason : "");
+        rc = -ENOENT;
+        goto fail;
+    }
+    ephem_opts eo = {
+        .version = KDIAG_VERSION,
+        .image = o->image,
+        .pull_policy = o->pull_policy,
+        .target = s->target,
+        .caps = o->caps,
+        .privileged = o->privileged,
+        .timeout_ms = o->timeout_ms,
+    };
+    rc = ephem_ensure(&s->k, &s->pod, &eo, &s->mgr, err, errlen);
+    if (rc < 0)
+        goto fail;
+    if (o->forward) {
+        rc = portfwd_start(&s->k, s->pod.name, s->mgr.container, s->mgr.grpc_port, s->mgr.tunnel_port,
+                           o->timeout_ms, &s->pf, err, errlen);
+        if (rc < 0)
+            goto fail;
+    }
+    return 0;
+fail:
+    session_close(s);
+    return rc;
+}
+
+void session_close(session *s)
+{
+    if (s->pf)
+        portfwd_stop(s->pf);
+    s->pf = NULL;
+    pod_free(&s->pod);
+}
+
+rpc_client *session_client(session *s, unsigned *gen)
+{
+    int lg, lt;
+    *gen = s->pf ? portfwd_current(s->pf, &lg, &lt) : 0;
+    if (!*gen)
+        return NULL;
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
+    return rpc_client_new(target, s->mgr.token);
+}

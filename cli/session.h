@@ -1,0 +1,48 @@
+/* session — what a command that talks to the manager needs: the pod, its
+ * target container, a running manager and (optionally) the port-forward. */
+#ifndef KDIAG_CLI_SESSION_H
+#define KDIAG_CLI_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ephem.h"
+#include "kube.h"
+#include "pod.h"
+#include "portfwd.h"
+#include "rpc.h"
+
+typedef struct {
+    const char *pod;      /* --pod / pod/NAME, or NULL */
+    const char *selector; /* -l, or NULL */
+    const char *target;   /* -t, or NULL: first container */
+    const char *image;
+    const char *pull_policy;
+    bool privileged;
+    int64_t timeout_ms;
+    unsigned caps;        /* EPHEM_* */
+    bool forward;         /* start the port-forward */
+} session_opts;
+
+typedef struct {
+    kube k;
+    pod_info pod;
+    char target[256];    /* target container name */
+    char target_id[256]; /* its container id ("" when unknown) */
+    ephem_manager mgr;
+    portfwd *pf;
+    int64_t timeout_ms;
+} session;
+
+/* Resolves the pod and target, ensures the manager, starts the forward.
+ * On failure err holds the message for the user. */
+int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen);
+void session_close(session *s);
+/* A gRPC client for the forward's current generation (*gen); NULL when the
+ * forward is down. Caller frees with rpc_client_free. */
+rpc_client *session_client(session *s, unsigned *gen);
+/* "/kdiag.solo.io.Manager/" + method */
+#define SESSION_METHOD(m) "/kdiag.solo.io.Manager/" m
+
+#endif

@@ -1,0 +1,240 @@
+/* Unit tests: command line parsing (flags.c). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "flags.h"
+
+static int parse(flags *f, char *err, const char *first, ...)
+{
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = "kubectl-diag";
+    va_list ap;
+    va_start(ap, first);
+    for (const char *a = first; a; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+    return flags_parse(argc, argv, f, err, 512);
+}
+
+static void port_pairs(void **state)
+{
+    (void)state;
+    flags_portpair pp;
+    char err[256];
+    assert_int_equal(flags_parse_port_pair("80", &pp, err, sizeof(err)), 0);
+    assert_int_equal(pp.pod_port, 80);
+    assert_int_equal(pp.local_port, 80);
+    assert_int_equal(flags_parse_port_pair("80:8080", &pp, err, sizeof(err)), 0);
+    assert_int_equal(pp.pod_port, 80);
+    assert_int_equal(pp.local_port, 8080);
+    assert_int_equal(flags_parse_port_pair("65535:1", &pp, err, sizeof(err)), 0);
+
+    assert_int_equal(flags_parse_port_pair("0", &pp, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "\"0\""));
+    assert_non_null(strstr(err, "1-65535"));
+    assert_int_equal(flags_parse_port_pair("70000", &pp, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "70000"));
+    assert_non_null(strstr(err, "1-65535"));
+    assert_int_equal(flags_parse_port_pair("a:b", &pp, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "\"a:b\""));
+    assert_non_null(strstr(err, "80:8080")); /* says how it should look */
+    assert_int_equal(flags_parse_port_pair("80:", &pp, err, sizeof(err)), -EINVAL);
+    assert_int_equal(flags_parse_port_pair(":80", &pp, err, sizeof(err)), -EINVAL);
+    assert_int_equal(flags_parse_port_pair("80:0", &pp, err, sizeof(err)), -EINVAL);
+    assert_int_equal(flags_parse_port_pair("-1", &pp, err, sizeof(err)), -EINVAL);
+    assert_int_equal(flags_parse_port_pair("123456", &pp, err, sizeof(err)), -EINVAL);
+    assert_int_equal(flags_parse_port_pair("", &pp, err, sizeof(err)), -EINVAL);
+}
+
+static void selectors(void **state)
+{
+    (void)state;
+    flags_selector s;
+    char err[256];
+    assert_int_equal(flags_parse_selector("app=nginx", &s, err, sizeof(err)), 0);
+    assert_string_equal(s.value, "app=nginx");
+    assert_null(s.container);
+    free(s.value);
+    assert_int_equal(flags_parse_selector("app=nginx,tier in (web,api):proxy", &s, err, sizeof(err)), 0);
+    assert_string_equal(s.value, "app=nginx,tier in (web,api)");
+    assert_string_equal(s.container, "proxy");
+    free(s.value);
+    free(s.container);
+    assert_int_equal(flags_parse_selector("example.com/app=x:c", &s, err, sizeof(err)), 0);
+    assert_string_equal(s.value, "example.com/app=x");
+    assert_string_equal(s.container, "c");
+    free(s.value);
+    free(s.container);
+    assert_int_equal(flags_parse_selector("app=x:", &s, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "app=x:"));
+    free(s.value);
+    assert_int_equal(flags_parse_selector(":c", &s, err, sizeof(err)), -EINVAL);
+}
+
+static void durations(void **state)
+{
+    (void)state;
+    int64_t ms;
+    assert_int_equal(flags_parse_duration("500ms", &ms), 0);
+    assert_int_equal(ms, 500);
+    assert_int_equal(flags_parse_duration("2m", &ms), 0);
+    assert_int_equal(ms, 120000);
+    assert_int_equal(flags_parse_duration("1m30s", &ms), 0);
+    assert_int_equal(ms, 90000);
+    assert_int_equal(flags_parse_duration("1.5s", &ms), 0);
+    assert_int_equal(ms, 1500);
+    assert_int_equal(flags_parse_duration("1h", &ms), 0);
+    assert_int_equal(ms, 3600000);
+    assert_int_equal(flags_parse_duration("0", &ms), 0);
+    assert_int_equal(ms, 0);
+    assert_int_equal(flags_parse_duration("90", &ms), -EINVAL);
+    assert_int_equal(flags_parse_duration("-5s", &ms), -EINVAL);
+    assert_int_equal(flags_parse_duration("5x", &ms), -EINVAL);
+    assert_int_equal(flags_parse_duration("", &ms), -EINVAL);
+}
+
+static void globals_anywhere(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    unsetenv("NO_COLOR");
+    unsetenv("KUBECTL");
+    assert_int_equal(parse(&f, err, "-n", "prod", "--context=kind", "redir", "pod/web", "80:8080", "--kubeconfig",
+                           "/tmp/kc", "-t", "app", "443", "--outgoing", "-v", NULL),
+                     0);
+    assert_int_equal(f.cmd, FLAGS_CMD_REDIR);
+    assert_string_equal(f.ns, "prod");
+    assert_string_equal(f.context, "kind");
+    assert_string_equal(f.kubeconfig, "/tmp/kc");
+    assert_string_equal(f.target, "app");
+    assert_true(f.outgoing);
+    assert_int_equal(f.verbose, 1);
+    assert_int_equal(f.npods, 1);
+    assert_string_equal(f.pods[0].value, "web");
+    assert_int_equal(f.nports, 2);
+    assert_int_equal(f.ports[0].pod_port, 80);
+    assert_int_equal(f.ports[0].local_port, 8080);
+    assert_int_equal(f.ports[1].pod_port, 443);
+    assert_int_equal(f.ports[1].local_port, 443);
+    assert_string_equal(f.kubectl, "kubectl");
+    assert_int_equal(f.timeout_ms, 120000);
+    assert_false(f.no_color);
+    flags_free(&f);
+
+    assert_int_equal(parse(&f, err, "ps", "-nprod", "-o", "wide", "-l", "app=web", "--timeout", "30s", NULL), 0);
+    assert_string_equal(f.ns, "prod");
+    assert_string_equal(f.output, "wide");
+    assert_int_equal(f.nlabels, 1);
+    assert_int_equal(f.timeout_ms, 30000);
+    flags_free(&f);
+
+    setenv("KUBECTL", "/opt/kubectl-1.27", 1);
+    setenv("NO_COLOR", "1", 1);
+    assert_int_equal(parse(&f, err, "list", NULL), 0);
+    assert_string_equal(f.kubectl, "/opt/kubectl-1.27");
+    assert_true(f.no_color);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "list", "--kubectl", "/usr/bin/kubectl", NULL), 0);
+    assert_string_equal(f.kubectl, "/usr/bin/kubectl");
+    flags_free(&f);
+    unsetenv("KUBECTL");
+    unsetenv("NO_COLOR");
+}
+
+static void shell_and_logs_rest(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    assert_int_equal(parse(&f, err, "shell", "--pod", "distroless", "--", "-c", "top -n 1", NULL), 0);
+    assert_int_equal(f.cmd, FLAGS_CMD_SHELL);
+    assert_int_equal(f.nrest, 2);
+    assert_string_equal(f.rest[0], "-c");
+    assert_string_equal(f.rest[1], "top -n 1");
+    flags_free(&f);
+
+    assert_int_equal(parse(&f, err, "logs", "-l", "app=a:c1", "-l", "app=b", "--pod", "p:c2", "pod/q", "-d", "2s",
+                           "-c", "main", "--", "sleep", "1", NULL),
+                     0);
+    assert_int_equal(f.nlabels, 2);
+    assert_string_equal(f.labels[0].value, "app=a");
+    assert_string_equal(f.labels[0].container, "c1");
+    assert_null(f.labels[1].container);
+    assert_int_equal(f.npods, 2);
+    assert_string_equal(f.pods[0].value, "p");
+    assert_string_equal(f.pods[0].container, "c2");
+    assert_string_equal(f.pods[1].value, "q");
+    assert_int_equal(f.drain_ms, 2000);
+    assert_string_equal(f.container, "main");
+    assert_int_equal(f.nrest, 2);
+    flags_free(&f);
+}
+
+static void usage_errors(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    assert_int_equal(parse(&f, err, "frobnicate", NULL), -EINVAL);
+    assert_non_null(strstr(err, "frobnicate"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--bogus", NULL), -EINVAL);
+    assert_non_null(strstr(err, "--bogus"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "-o", "json", NULL), -EINVAL);
+    assert_non_null(strstr(err, "'ps'"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "a:b", NULL), -EINVAL);
+    assert_non_null(strstr(err, "a:b"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "-l", "a=1", "-l", "b=2", NULL), -EINVAL);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--pod", "x", "-l", "b=2", NULL), -EINVAL);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--pod", "x:c", NULL), -EINVAL);
+    assert_non_null(strstr(err, "--target"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "-n", NULL), -EINVAL);
+    assert_non_null(strstr(err, "needs a value"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--timeout", "soon", NULL), -EINVAL);
+    assert_non_null(strstr(err, "soon"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--pull-policy", "Sometimes", NULL), -EINVAL);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--", "x", NULL), -EINVAL);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "completion", "fish", NULL), -EINVAL);
+    assert_non_null(strstr(err, "fish"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "logs", "--all", "-l", "a=b", NULL), -EINVAL);
+    flags_free(&f);
+    /* help wins over incomplete commands */
+    assert_int_equal(parse(&f, err, "redir", "-h", NULL), 0);
+    assert_true(f.help);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "__complete", "redir", "--po", NULL), 0);
+    assert_int_equal(f.cmd, FLAGS_CMD_COMPLETE);
+    assert_int_equal(f.nwords, 2);
+    flags_free(&f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),
+        cmocka_unit_test(durations),        cmocka_unit_test(globals_anywhere),
+        cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,240 @@
+/* Unit tests: kubectl error translation (kerr.c), port-forward output
+ * (portfwd.c), log timestamps and colours (logs.c), ps output (ps.c), shell
+ * target selection (shell.c). */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <jansson.h>
+
+#include "kerr.h"
+#include "logs.h"
+#include "portfwd.h"
+#include "ps.h"
+#include "shell.h"
+
+static void rbac(void **state)
+{
+    (void)state;
+    char buf[1024];
+    const char *e = "Error from server (Forbidden): pods \"web\" is forbidden: User \"dev\" cannot create resource "
+                    "\"pods/portforward\" in API group \"\" in the namespace \"prod\"\n";
+    assert_int_equal(kerr_explain("port-forward to pod/web", e, "prod", buf, sizeof(buf)), KERR_RBAC);
+    assert_non_null(strstr(buf, "\"create\"") ? strstr(buf, "\"create\"") : strstr(buf, "'create'"));
+    assert_non_null(strstr(buf, "pods/portforward"));
+    assert_non_null(strstr(buf, "\"prod\""));
+    assert_non_null(strstr(buf, "kubectl auth can-i create pods/portforward -n prod"));
+}
+
+static void podsecurity(void **state)
+{
+    (void)state;
+    char buf[1024];
+    const char *e = "Error from server (Forbidden): pods \"web\" is forbidden: violates PodSecurity "
+                    "\"baseline:latest\": non-default capabilities (container \"dbg-tools-1\" must not include "
+                    "\"NET_ADMIN\" in securityContext.capabilities.add)\n";
+    assert_int_equal(kerr_explain("create the debug container dbg-tools-1 in pod/web", e, "team", buf, sizeof(buf)),
+                     KERR_PODSECURITY);
+    assert_non_null(strstr(buf, "\"baseline\""));
+    assert_non_null(strstr(buf, "NET_ADMIN"));
+    assert_non_null(strstr(buf, "kubectl label namespace team pod-security.kubernetes.io/enforce=privileged"));
+}
+
+static void other_errors(void **state)
+{
+    (void)state;
+    char buf[1024];
+    assert_int_equal(kerr_explain("get pod/x", "Error from server (NotFound): pods \"x\" not found\n", NULL, buf,
+                                  sizeof(buf)),
+                     KERR_NOT_FOUND);
+    assert_non_null(strstr(buf, "\"default\""));
+    assert_int_equal(kerr_explain("create the debug container d in pod/x",
+                                  "Error from server (NotFound): the server could not find the requested resource\n",
+                                  "ns", buf, sizeof(buf)),
+                     KERR_NO_EPHEMERAL);
+    assert_non_null(strstr(buf, "1.23"));
+    assert_int_equal(kerr_explain("get pod/x",
+                                  "E1125 21:36:23.033628 21283 memcache.go:265] \"Unhandled Error\" err=\"dial tcp "
+                                  "127.0.0.1:6443: connect: connection refused\"\n"
+                                  "The connection to the server 127.0.0.1:6443 was refused - did you specify the right "
+                                  "host or port?\n",
+                                  "ns", buf, sizeof(buf)),
+                     KERR_UNREACHABLE);
+    assert_non_null(strstr(buf, "--context"));
+    assert_non_null(strstr(buf, "(The connection to the server 127.0.0.1:6443 was refused")); /* the summary, not klog */
+    assert_int_equal(kerr_explain("get pod/x", "error: You must be logged in to the server (Unauthorized)\n", "ns", buf,
+                                  sizeof(buf)),
+                     KERR_UNAUTHORIZED);
+    assert_int_equal(kerr_explain("create the debug container d in pod/x", "error: unknown flag: --raw\n", "ns", buf,
+                                  sizeof(buf)),
+                     KERR_TOO_OLD);
+    assert_non_null(strstr(buf, "--kubectl"));
+    assert_int_equal(kerr_explain("create the debug container d in pod/p",
+                                  "The Pod \"p\" is invalid: \n* spec.ephemeralContainers[0].ports: Forbidden: cannot "
+                                  "be set for an Ephemeral Container\n",
+                                  "ns", buf, sizeof(buf)),
+                     KERR_INVALID);
+    assert_non_null(strstr(buf, "spec.ephemeralContainers[0].ports"));
+    assert_int_equal(kerr_explain("x", "error: something odd\nmore\n", "ns", buf, sizeof(buf)), KERR_OTHER);
+    assert_string_equal(buf, "cannot x: something odd");
+}
+
+static void forward_lines(void **state)
+{
+    (void)state;
+    int l, r;
+    assert_int_equal(portfwd_parse_line("Forwarding from 127.0.0.1:41235 -> 5000", &l, &r), 0);
+    assert_int_equal(l, 41235);
+    assert_int_equal(r, 5000);
+    assert_int_equal(portfwd_parse_line("Forwarding from [::1]:41235 -> 5000", &l, &r), -EINVAL);
+    assert_int_equal(portfwd_parse_line("Handling connection for 41235", &l, &r), -EINVAL);
+    assert_int_equal(portfwd_parse_line("Forwarding from 127.0.0.1:0 -> 5000", &l, &r), -EINVAL);
+}
+
+static void timestamps(void **state)
+{
+    (void)state;
+    logs_ts a, b;
+    const char *text;
+    assert_int_equal(logs_parse_ts("2026-11-25T21:00:00.1Z hello world", &a, &text), 0);
+    assert_string_equal(text, "hello world");
+    assert_int_equal(a.nsec, 100000000);
+    assert_int_equal(logs_parse_ts("2026-11-25T21:00:00.12Z x", &b, &text), 0);
+    /* as strings ".1Z" > ".12Z"; as times 0.1 < 0.12 */
+    assert_int_equal(logs_ts_cmp(&a, &b), -1);
+    assert_int_equal(logs_parse_ts("2026-11-25T21:00:01Z ", &b, &text), 0);
+    assert_string_equal(text, "");
+    assert_int_equal(b.sec - a.sec, 1);
+    assert_int_equal(logs_ts_cmp(&b, &b), 0);
+    assert_int_equal(logs_parse_ts("2026-11-25T21:00:00.123456789Z", &a, &text), 0);
+    assert_int_equal(a.nsec, 123456789);
+    assert_int_equal(logs_parse_ts("no timestamp here", &a, &text), -EINVAL);
+    assert_int_equal(logs_parse_ts("2026-11-25T21:00:00+02:00 x", &a, &text), -EINVAL);
+}
+
+static void colours(void **state)
+{
+    (void)state;
+    /* stable for a container, across calls (and runs: no randomness) */
+    assert_string_equal(logs_color_for("nginx-1", "nginx"), logs_color_for("nginx-1", "nginx"));
+    assert_string_equal(logs_color_for("a", "bc"), logs_color_for("a", "bc"));
+    /* "a"/"bc" and "ab"/"c" are different containers */
+    int distinct = 0;
+    const char *seen[64];
+    for (int i = 0; i < 64; i++) {
+        char pod[16];
+        snprintf(pod, sizeof(pod), "pod-%d", i);
+        const char *c = logs_color_for(pod, "main");
+        assert_int_equal(strlen(c), 2);
+        bool dup = false;
+        for (int j = 0; j < distinct; j++)
+            dup |= strcmp(seen[j], c) == 0;
+        if (!dup)
+            seen[distinct++] = c;
+    }
+    assert_true(distinct >= 8); /* spread over the palette */
+}
+
+static Kdiag__Solo__Io__PsResponse *fake_ps(void)
+{
+    static Kdiag__Solo__Io__Address a1 = KDIAG__SOLO__IO__ADDRESS__INIT, a2 = KDIAG__SOLO__IO__ADDRESS__INIT,
+                                    a3 = KDIAG__SOLO__IO__ADDRESS__INIT, a4 = KDIAG__SOLO__IO__ADDRESS__INIT;
+    a1.ip = "0.0.0.0", a1.port = 80, a1.protocol = "tcp";
+    a2.ip = "::", a2.port = 80, a2.protocol = "tcp";
+    a3.ip = "127.0.0.1", a3.port = 9000, a3.protocol = "tcp";
+    a4.ip = "10.244.0.7", a4.port = 8443;
+    static Kdiag__Solo__Io__Address *l1[] = {&a1, &a2, &a3};
+    static Kdiag__Solo__Io__Address *l2[] = {&a4};
+    static Kdiag__Solo__Io__ProcessInfo p1 = KDIAG__SOLO__IO__PROCESS_INFO__INIT,
+                                        p2 = KDIAG__SOLO__IO__PROCESS_INFO__INIT;
+    p1.pid = 12, p1.ppid = 1, p1.name = "httpd", p1.listen_addresses = l1, p1.n_listen_addresses = 3;
+    p1.cmdline = "httpd -f -p 80", p1.uid = 101, p1.state = "S", p1.rss_bytes = 4 << 20;
+    p1.start_time_unix_ms = 1764104400000ull;
+    p2.pid = 1, p2.ppid = 0, p2.name = "server", p2.listen_addresses = l2, p2.n_listen_addresses = 1;
+    static Kdiag__Solo__Io__ProcessInfo *ps[] = {&p1, &p2};
+    static Kdiag__Solo__Io__PsResponse r = KDIAG__SOLO__IO__PS_RESPONSE__INIT;
+    r.processes = ps;
+    r.n_processes = 2;
+    return &r;
+}
+
+static void ps_output(void **state)
+{
+    (void)state;
+    Kdiag__Solo__Io__PsResponse *r = fake_ps();
+    uint16_t ports[8];
+    size_t n = ps_public_tcp_ports(r, ports, 8);
+    assert_int_equal(n, 2); /* 80 once, 8443; not the loopback-only 9000 */
+    assert_int_equal(ports[0], 80);
+    assert_int_equal(ports[1], 8443);
+
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ps_print(f, r, PS_TABLE, "nginx", "default", "nginx");
+    fclose(f);
+    assert_non_null(strstr(out, "PID"));
+    assert_non_null(strstr(out, "LISTEN"));
+    assert_null(strstr(out, "CMDLINE"));
+    assert_non_null(strstr(out, "0.0.0.0:80,[::]:80,127.0.0.1:9000"));
+    assert_true(strstr(out, "server") < strstr(out, "httpd")); /* sorted by pid */
+    free(out);
+
+    f = open_memstream(&out, &len);
+    ps_print(f, r, PS_WIDE, "nginx", "default", "nginx");
+    fclose(f);
+    assert_non_null(strstr(out, "CMDLINE"));
+    assert_non_null(strstr(out, "httpd -f -p 80"));
+    assert_non_null(strstr(out, "4096K"));
+    free(out);
+
+    f = open_memstream(&out, &len);
+    ps_print(f, r, PS_JSON, "nginx", "default", "nginx");
+    fclose(f);
+    json_t *j = json_loads(out, 0, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "pod")), "nginx");
+    json_t *procs = json_object_get(j, "processes");
+    assert_int_equal(json_array_size(procs), 2);
+    json_t *h = json_array_get(procs, 1);
+    assert_int_equal(json_integer_value(json_object_get(h, "pid")), 12);
+    assert_int_equal(json_integer_value(json_object_get(h, "uid")), 101);
+    assert_int_equal(json_integer_value(json_object_get(h, "rssBytes")), 4 << 20);
+    assert_string_equal(json_string_value(json_object_get(h, "startTime")), "2025-11-25T21:00:00Z");
+    json_t *l = json_object_get(h, "listen");
+    assert_int_equal(json_array_size(l), 3);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "ip")), "::");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(l, 1), "protocol")), "tcp");
+    assert_true(json_is_array(json_object_get(h, "bound")));
+    assert_true(json_is_null(json_object_get(json_array_get(procs, 0), "startTime")));
+    json_decref(j);
+    free(out);
+}
+
+static void shell_target(void **state)
+{
+    (void)state;
+    const char *argv[2];
+    assert_int_equal(shell_target_args(false, "abc", argv), 1);
+    assert_string_equal(argv[0], "1");
+    assert_int_equal(shell_target_args(true, "abc", argv), 2);
+    assert_string_equal(argv[0], "--container-id");
+    assert_string_equal(argv[1], "abc");
+    assert_int_equal(shell_target_args(true, "", argv), 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rbac),       cmocka_unit_test(podsecurity), cmocka_unit_test(other_errors),
+        cmocka_unit_test(forward_lines), cmocka_unit_test(timestamps), cmocka_unit_test(colours),
+        cmocka_unit_test(ps_output),  cmocka_unit_test(shell_target),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

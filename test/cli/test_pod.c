@@ -1,0 +1,293 @@
+/* Unit tests: pod JSON (pod.c), debug-container planning and manager log
+ * parsing (ephem.c), the list table (list.c). Fixtures in fixtures/. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "ephem.h"
+#include "list.h"
+#include "pod.h"
+
+#ifndef FIXTURES
+#error FIXTURES must name the fixtures directory
+#endif
+
+static char *slurp(const char *name)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", FIXTURES, name);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
+static void pod_fields(void **state)
+{
+    (void)state;
+    pod_info p;
+    assert_int_equal(pod_parse_str(slurp("pod_nginx.json"), &p), 0);
+    assert_string_equal(p.name, "nginx-7c5f");
+    assert_string_equal(p.ns, "default");
+    assert_string_equal(p.phase, "Running");
+    assert_string_equal(p.ip, "10.244.0.7");
+    assert_true(p.share_pid);
+    assert_true(pod_is_running(&p));
+    assert_int_equal(p.ncontainers, 2);
+    const pod_container *n = pod_container_find(&p, "nginx");
+    assert_non_null(n);
+    assert_int_equal(n->state, POD_STATE_RUNNING);
+    assert_string_equal(n->id, "0123456789abcdef"); /* runtime prefix stripped */
+    assert_int_equal(n->restarts, 3);
+    assert_string_equal(n->started, "2026-11-25T20:00:05Z");
+    const pod_container *s = pod_container_find(&p, "sidecar");
+    assert_int_equal(s->state, POD_STATE_WAITING);
+    assert_string_equal(s->reason, "CrashLoopBackOff");
+    assert_null(pod_container_find(&p, "nope"));
+    assert_int_equal(p.nephemeral, 2);
+    const pod_container *e = pod_ephemeral_find(&p, "dbg-tools-0a1b2c3d");
+    assert_string_equal(e->target, "nginx");
+    assert_int_equal(e->ncaps, 3);
+    assert_int_equal(ephem_caps_of(e), EPHEM_CAPS_SHELL);
+    const pod_container *e2 = pod_ephemeral_find(&p, "dbg-tools-0a1b2c3d-2");
+    assert_true(e2->privileged);
+    assert_int_equal(ephem_caps_of(e2), EPHEM_CAPS_ALL);
+    assert_int_equal(e2->state, POD_STATE_TERMINATED);
+    assert_int_equal(e2->exit_code, 137);
+    pod_free(&p);
+
+    assert_int_equal(pod_parse_str("{\"kind\":\"Service\",\"metadata\":{\"name\":\"x\"}}", &p), -EINVAL);
+    assert_int_equal(pod_parse_str("not json", &p), -EINVAL);
+    assert_int_equal(pod_parse_str("{\"kind\":\"Pod\",\"metadata\":{}}", &p), -EINVAL);
+}
+
+static void newest_running(void **state)
+{
+    (void)state;
+    pod_info *pods;
+    size_t n;
+    assert_int_equal(pod_list_parse(slurp("podlist.json"), &pods, &n), 0);
+    assert_int_equal(n, 4);
+    const pod_info *best = pod_newest_running(pods, n);
+    assert_non_null(best);
+    /* newer ones are Pending or being deleted */
+    assert_string_equal(best->name, "web-new");
+    assert_false(pod_is_running(&pods[3]));
+    pod_list_free(pods, n);
+    assert_int_equal(pod_list_parse("{\"kind\":\"PodList\",\"items\":[]}", &pods, &n), 0);
+    assert_int_equal(n, 0);
+    assert_null(pod_newest_running(pods, n));
+    pod_list_free(pods, n);
+}
+
+static pod_info fixture_pod(void)
+{
+    pod_info p;
+    assert_int_equal(pod_parse_str(slurp("pod_nginx.json"), &p), 0);
+    return p;
+}
+
+static ephem_opts opts_for(const char *version, unsigned caps)
+{
+    return (ephem_opts){.version = version, .image = "ghcr.io/kdiag-c/kdiag-manager:0.1.0", .target = "nginx",
+                        .caps = caps, .timeout_ms = 1000};
+}
+
+static void naming(void **state)
+{
+    (void)state;
+    char a[32], b[32];
+    ephem_base_name("0.1.0", a, sizeof(a));
+    ephem_base_name("0.1.0", b, sizeof(b));
+    assert_string_equal(a, b);
+    assert_int_equal(strlen(a), strlen("dbg-tools-") + 8);
+    assert_memory_equal(a, "dbg-tools-", 10);
+    for (const char *p = a + 10; *p; p++)
+        assert_non_null(strchr("0123456789abcdef", *p));
+    ephem_base_name("0.1.1", b, sizeof(b));
+    assert_string_not_equal(a, b);
+}
+
+/* Rewrites the fixture's container names to this version's base name. */
+static void rename_ours(pod_info *p, const char *version)
+{
+    char base[32];
+    ephem_base_name(version, base, sizeof(base));
+    free(p->ephemeral[0].name);
+    p->ephemeral[0].name = strdup(base);
+    char n2[48];
+    snprintf(n2, sizeof(n2), "%s-2", base);
+    free(p->ephemeral[1].name);
+    p->ephemeral[1].name = strdup(n2);
+}
+
+static void plan(void **state)
+{
+    (void)state;
+    char base[32];
+    ephem_base_name("9.9.9", base, sizeof(base));
+    pod_info p = fixture_pod();
+    rename_ours(&p, "9.9.9");
+    ephem_plan pl;
+
+    /* a running one with the shell capabilities serves ps/shell */
+    ephem_opts o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_false(pl.create);
+    assert_string_equal(pl.name, base);
+
+    /* redir needs NET_ADMIN: a new one after -2, with the union of capabilities */
+    o = opts_for("9.9.9", EPHEM_NET_ADMIN);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+    char want[48];
+    snprintf(want, sizeof(want), "%s-3", base);
+    assert_string_equal(pl.name, want);
+    assert_int_equal(pl.caps, EPHEM_CAPS_ALL);
+
+    /* the running one has stopped: never reuse a terminated container */
+    p.ephemeral[0].state = POD_STATE_TERMINATED;
+    o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+    assert_string_equal(pl.name, want);
+    assert_int_equal(pl.caps, EPHEM_CAPS_SHELL);
+
+    /* another image or target is another manager */
+    p.ephemeral[0].state = POD_STATE_RUNNING;
+    o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
+    o.image = "other:1";
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+    o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
+    o.target = "sidecar";
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+
+    /* a still-starting one is waited for, not duplicated */
+    p.ephemeral[0].state = POD_STATE_WAITING;
+    o = opts_for("9.9.9", EPHEM_SYS_PTRACE);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_false(pl.create);
+    assert_string_equal(pl.name, base);
+
+    /* another version's containers are not ours: plain base name */
+    o = opts_for("1.0.0", EPHEM_CAPS_SHELL);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+    ephem_base_name("1.0.0", base, sizeof(base));
+    assert_string_equal(pl.name, base);
+    pod_free(&p);
+}
+
+static void container_json(void **state)
+{
+    (void)state;
+    ephem_opts o = opts_for("0.1.0", EPHEM_NET_ADMIN);
+    o.pull_policy = "IfNotPresent";
+    json_t *c = ephem_container_json("dbg-tools-12345678", &o, EPHEM_NET_ADMIN | EPHEM_SYS_PTRACE);
+    assert_string_equal(json_string_value(json_object_get(c, "name")), "dbg-tools-12345678");
+    assert_string_equal(json_string_value(json_object_get(c, "image")), o.image);
+    assert_string_equal(json_string_value(json_object_get(c, "imagePullPolicy")), "IfNotPresent");
+    assert_string_equal(json_string_value(json_object_get(c, "targetContainerName")), "nginx");
+    json_t *add = json_object_get(json_object_get(json_object_get(c, "securityContext"), "capabilities"), "add");
+    assert_int_equal(json_array_size(add), 2);
+    assert_string_equal(json_string_value(json_array_get(add, 0)), "NET_ADMIN");
+    assert_string_equal(json_string_value(json_array_get(add, 1)), "SYS_PTRACE");
+    /* fields the API forbids on ephemeral containers are never set */
+    assert_null(json_object_get(c, "ports"));
+    assert_null(json_object_get(c, "resources"));
+    assert_null(json_object_get(c, "livenessProbe"));
+    json_decref(c);
+    o.privileged = true;
+    c = ephem_container_json("x", &o, 0);
+    assert_true(json_is_true(json_object_get(json_object_get(c, "securityContext"), "privileged")));
+    json_decref(c);
+}
+
+static void manager_logs(void **state)
+{
+    (void)state;
+    ephem_manager m;
+    memset(&m, 0, sizeof(m));
+    const char *ok = "Listening on 127.0.0.1:41234\nToken: 0123456789abcdef0123456789ABCDEF\n"
+                     "Tunnel on 127.0.0.1:41235\nredirect: port 80 ready\n";
+    assert_int_equal(ephem_parse_logs(ok, &m), 0);
+    assert_int_equal(m.grpc_port, 41234);
+    assert_int_equal(m.tunnel_port, 41235);
+    assert_string_equal(m.token, "0123456789abcdef0123456789ABCDEF");
+
+    /* stderr lines interleaved before and between */
+    memset(&m, 0, sizeof(m));
+    const char *mixed = "warning: something\nListening on 127.0.0.1:5000\nnoise Token: zz\n"
+                        "Token: ffffffffffffffffffffffffffffffff\nTunnel on 127.0.0.1:5001\n";
+    assert_int_equal(ephem_parse_logs(mixed, &m), 0);
+    assert_int_equal(m.grpc_port, 5000);
+    assert_int_equal(m.tunnel_port, 5001);
+
+    /* not all there yet */
+    memset(&m, 0, sizeof(m));
+    assert_int_equal(ephem_parse_logs("Listening on 127.0.0.1:5000\n", &m), -EAGAIN);
+    assert_int_equal(ephem_parse_logs("", &m), -EAGAIN);
+    /* bad values are not taken */
+    assert_int_equal(ephem_parse_logs("Listening on 127.0.0.1:99999\nToken: 0123456789abcdef0123456789abcdef\n"
+                                      "Tunnel on 127.0.0.1:1\n",
+                                      &m),
+                     -EAGAIN);
+    assert_int_equal(ephem_parse_logs("Listening on 127.0.0.1:80\nToken: 0123\nTunnel on 127.0.0.1:1\n", &m),
+                     -EAGAIN);
+}
+
+static void list_table(void **state)
+{
+    (void)state;
+    pod_info p = fixture_pod();
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    assert_int_equal(list_print(f, &p, 1), 2);
+    fclose(f);
+    assert_non_null(strstr(out, "POD"));
+    assert_non_null(strstr(out, "nginx-7c5f"));
+    assert_non_null(strstr(out, "dbg-tools-0a1b2c3d "));
+    assert_non_null(strstr(out, "Running"));
+    assert_non_null(strstr(out, "Exited(137)"));
+    free(out);
+    pod_free(&p);
+}
+
+static void ages(void **state)
+{
+    (void)state;
+    char b[16];
+    pod_format_age(5, b, sizeof(b));
+    assert_string_equal(b, "5s");
+    pod_format_age(600, b, sizeof(b));
+    assert_string_equal(b, "10m");
+    pod_format_age(3 * 3600, b, sizeof(b));
+    assert_string_equal(b, "3h");
+    pod_format_age(3 * 86400, b, sizeof(b));
+    assert_string_equal(b, "3d");
+    assert_true(pod_age_seconds("2000-01-01T00:00:00Z") > 86400L * 365 * 20);
+    assert_int_equal(pod_age_seconds("garbage"), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(pod_fields), cmocka_unit_test(newest_running), cmocka_unit_test(naming),
+        cmocka_unit_test(plan),       cmocka_unit_test(container_json), cmocka_unit_test(manager_logs),
+        cmocka_unit_test(list_table), cmocka_unit_test(ages),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

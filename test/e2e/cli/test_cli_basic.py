@@ -1,0 +1,202 @@
+"""kubectl-diag ps, shell, list, version and the actionable errors, through the real kubectl on
+the simulated cluster."""
+import json
+import os
+
+from conftest import CLI
+
+
+def test_ps_lists_nginx_listener(cluster):
+    r = cluster.diag('ps', '-l', 'app=nginx')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ['PID', 'PPID', 'NAME', 'LISTEN']
+    assert any(':80' in l.split()[-1] for l in lines[1:]), r.stdout
+    # the manager does not list itself
+    assert 'kdiag-manager' not in r.stdout
+
+
+def test_ps_json_schema(cluster):
+    r = cluster.diag('ps', 'pod/nginx', '-o', 'json')
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc['pod'] == 'nginx' and doc['namespace'] == 'default' and doc['container'] == 'nginx'
+    listeners = [a for p in doc['processes'] for a in p['listen']]
+    assert {'port': 80, 'protocol': 'tcp'}.items() <= listeners[0].items(), listeners
+    for p in doc['processes']:
+        assert set(p) == {'pid', 'ppid', 'name', 'cmdline', 'uid', 'state', 'rssBytes', 'startTime',
+                          'listen', 'bound'}
+
+
+def test_ps_wide(cluster):
+    r = cluster.diag('ps', '--pod', 'nginx', '-o', 'wide')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].split() == ['PID', 'PPID', 'NAME', 'LISTEN', 'USER', 'RSS', 'STATE',
+                                                'CMDLINE']
+    assert 'httpd' in r.stdout
+
+
+def test_shell_top_in_distroless_shows_its_binary(cluster):
+    r = cluster.diag('shell', 'pod/distroless', '--', '-c', 'ls /; top -n 1')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'hello-server' in r.stdout          # ls / of the distroless image
+    assert '/hello-server' in r.stdout         # its process in top
+    assert 'kdiag-manager' not in r.stdout.split('Mem:')[0]  # ls / shows the target's root
+
+
+def test_shell_exit_code_is_the_remote_one(cluster):
+    r = cluster.diag('shell', '-l', 'app=distroless', '--', '-c', 'exit 7')
+    assert r.returncode == 7, r.stdout + r.stderr
+
+
+def test_shell_stdin(cluster):
+    r = cluster.diag('shell', 'pod/distroless', input='echo piped-$((6*7))\nexit 3\n')
+    assert r.returncode == 3, r.stderr
+    assert 'piped-42' in r.stdout
+
+
+def test_list_shows_debug_containers(cluster):
+    assert cluster.diag('ps', 'pod/distroless').returncode == 0
+    r = cluster.diag('list')
+    assert r.returncode == 0, r.stderr
+    rows = [l.split() for l in r.stdout.splitlines()]
+    assert rows[0] == ['POD', 'CONTAINER', 'IMAGE', 'STATE', 'AGE']
+    mine = [row for row in rows[1:] if row[0] == 'distroless']
+    assert mine and mine[0][1].startswith('dbg-tools-') and mine[0][3] == 'Running', r.stdout
+
+
+def test_manager_is_reused(cluster):
+    assert cluster.diag('ps', 'pod/curl').returncode == 0
+    before = cluster.pod('curl')['spec'].get('ephemeralContainers', [])
+    assert cluster.diag('ps', 'pod/curl').returncode == 0
+    after = cluster.pod('curl')['spec'].get('ephemeralContainers', [])
+    assert [c['name'] for c in before] == [c['name'] for c in after]
+    assert len(after) == 1 and len(after[0]['name']) == len('dbg-tools-') + 8
+    caps = after[0]['securityContext']['capabilities']['add']
+    assert sorted(caps) == ['SYS_ADMIN', 'SYS_CHROOT', 'SYS_PTRACE']  # no NET_ADMIN for ps
+
+
+def test_manage_prints_container_and_port(cluster):
+    r = cluster.diag('manage', 'pod/nginx')
+    assert r.returncode == 0, r.stderr
+    name, port = r.stdout.split()
+    assert name.startswith('dbg-tools-') and 0 < int(port) < 65536
+
+
+def test_no_pod_matches(cluster):
+    r = cluster.diag('ps', '-l', 'app=nothing-here')
+    assert r.returncode == 1
+    assert 'no pod matches -l app=nothing-here' in r.stderr
+
+
+def test_pod_not_found(cluster):
+    r = cluster.diag('ps', 'pod/ghost')
+    assert r.returncode == 1
+    assert 'pod "ghost" not found' in r.stderr and 'kubectl get pods' in r.stderr
+
+
+def test_unknown_target(cluster):
+    r = cluster.diag('shell', 'pod/nginx', '-t', 'nope', '--', '-c', 'true')
+    assert r.returncode == 1
+    assert 'no container "nope"' in r.stderr and 'nginx' in r.stderr
+
+
+def test_no_pod_given_is_usage(cluster):
+    r = cluster.diag('ps')
+    assert r.returncode == 2
+    assert '--pod' in r.stderr
+
+
+def test_kubectl_missing(cluster):
+    r = cluster.diag('ps', 'pod/nginx', '--kubectl', '/nonexistent/kubectl')
+    assert r.returncode == 1
+    assert 'kubectl not found' in r.stderr and '--kubectl' in r.stderr
+
+
+def test_kubectl_too_old(cluster, tmp_path):
+    # a "kubectl" that knows no --raw, as very old ones: the message says what to do
+    fake_old = tmp_path / 'kubectl-old'
+    fake_old.write_text('#!/bin/sh\nfor a; do [ "$a" = --raw ] && { echo "error: unknown flag: --raw" >&2; '
+                        'exit 1; }; done\nexec /usr/bin/kubectl "$@"\n')
+    fake_old.chmod(0o755)
+    r = cluster.diag('ps', 'pod/distroless', '--target', 'distroless', '--dbg-image', 'old-test:1',
+                     '--kubectl', str(fake_old))
+    assert r.returncode == 1
+    assert 'kubectl 1.23 or newer' in r.stderr, r.stderr
+
+
+def test_usage_errors_name_the_value(cluster):
+    for args, needle in ((['redir', 'pod/nginx', '70000'], '70000'), (['redir', 'pod/nginx', 'a:b'], 'a:b'),
+                         (['redir', 'pod/nginx', '0'], '"0"'), (['ps', '--bogus'], '--bogus')):
+        r = cluster.diag(*args)
+        assert r.returncode == 2, args
+        assert needle in r.stderr, (args, r.stderr)
+
+
+def test_help_has_examples_and_exit_codes(cluster):
+    for cmd in ('redir', 'ps', 'shell', 'logs', 'list', 'completion', 'manage', 'version'):
+        r = cluster.diag(cmd, '--help')
+        assert r.returncode == 0
+        assert 'Examples:' in r.stdout and 'Exit codes:' in r.stdout, cmd
+    r = cluster.diag('--help')
+    assert '  redir ' in r.stdout and '  manage ' not in r.stdout  # manage is hidden
+
+
+def test_version_and_completion(cluster):
+    r = cluster.diag('version')
+    assert r.returncode == 0 and 'kubectl-diag 0.' in r.stdout and 'kdiag-manager' in r.stdout
+    r = cluster.diag('completion', 'bash')
+    assert 'complete -F' in r.stdout
+    r = cluster.diag('__complete', 'ps', 'pod/ng')
+    assert r.stdout.splitlines() == ['pod/nginx', ':4'], r.stdout
+    helper = os.path.join(os.path.dirname(CLI), 'kubectl_complete-diag')
+    import subprocess
+    r = subprocess.run([helper, 're'], capture_output=True, text=True, env=cluster.env(), timeout=30)
+    assert r.stdout.splitlines() == ['redir', ':4'], r.stdout + r.stderr
+    # the bash script end to end: COMPREPLY for `kubectl-diag ps -o <TAB>` and `ps pod/ng<TAB>`
+    env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
+    script = ('source <(kubectl-diag completion bash)\n'
+              'COMP_WORDS=(kubectl-diag ps -o ""); COMP_CWORD=3; _kubectl_diag; echo "${COMPREPLY[@]}"\n'
+              'COMP_WORDS=(kubectl-diag ps pod/ng); COMP_CWORD=2; _kubectl_diag; echo "${COMPREPLY[@]}"\n')
+    r = subprocess.run(['bash', '-c', script], capture_output=True, text=True, env=env, timeout=30)
+    assert r.stdout.splitlines() == ['wide json', 'pod/nginx'], r.stdout + r.stderr
+
+
+def test_pod_not_running(cluster):
+    name = 'done-%d' % os.getpid()
+    cluster.ok('run', name, '--image=curl', '--restart=Never', '--command', '--', 'sh', '-c', 'exit 0')
+    try:
+        from conftest import wait_for
+        wait_for(lambda: cluster.pod(name)['status'].get('phase') == 'Succeeded', 60, what='pod to finish')
+        r = cluster.diag('shell', 'pod/' + name, '--', '-c', 'true')
+        assert r.returncode == 1
+        assert 'pod/%s is not running (phase Succeeded' % name in r.stderr, r.stderr
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_shell_in_shared_pid_namespace_finds_target_by_container_id(cluster):
+    name = 'shared-%d' % os.getpid()
+    manifest = '''apiVersion: v1
+kind: Pod
+metadata:
+  name: %s
+spec:
+  shareProcessNamespace: true
+  containers:
+  - name: web
+    image: nginx
+  - name: app
+    image: distroless
+''' % name
+    cluster.ok('create', '-f', '-', input=manifest)
+    try:
+        cluster.wait_running(name)
+        # PID 1 is the pause process: only the container id finds the right root
+        r = cluster.diag('shell', 'pod/' + name, '-t', 'app', '--', '-c', 'ls /')
+        assert r.returncode == 0, r.stderr
+        assert 'hello-server' in r.stdout.split(), r.stdout
+        r = cluster.diag('shell', 'pod/' + name, '-t', 'web', '--', '-c', 'ls /www')
+        assert r.returncode == 0 and 'index.html' in r.stdout, r.stdout + r.stderr
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')

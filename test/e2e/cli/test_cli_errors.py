@@ -1,0 +1,72 @@
+"""Errors become actions: Pod Security admission and RBAC denials, through the real kubectl on the
+simulated cluster."""
+import os
+
+import pytest
+
+from conftest import wait_for
+
+PSA_NS = 'psa-%d' % os.getpid()
+
+
+@pytest.fixture(scope='module')
+def baseline_ns(cluster):
+    cluster.ok('create', '-f', '-', input='apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n'
+               '    pod-security.kubernetes.io/enforce: baseline\n' % PSA_NS)
+    cluster.ok('run', 'web', '-n', PSA_NS, '--image=nginx', '--restart=Never')
+    cluster.wait_running('web', ns=PSA_NS)
+    yield PSA_NS
+    cluster.kubectl('delete', 'namespace', PSA_NS, '--wait=false')
+
+
+def test_pod_security_baseline_says_profile_and_fix(cluster, baseline_ns):
+    r = cluster.diag('redir', '-n', baseline_ns, 'pod/web', '80:8080')
+    assert r.returncode == 1
+    assert 'Pod Security "baseline"' in r.stderr, r.stderr
+    assert 'NET_ADMIN' in r.stderr
+    assert ('kubectl label namespace %s pod-security.kubernetes.io/enforce=privileged' % baseline_ns) in r.stderr
+    # nothing was added
+    assert not cluster.pod('web', baseline_ns)['spec'].get('ephemeralContainers')
+
+
+def test_pod_security_privileged_flag_is_refused_too(cluster, baseline_ns):
+    r = cluster.diag('shell', '--namespace', baseline_ns, 'pod/web', '--privileged', '--', '-c', 'true')
+    assert r.returncode == 1
+    assert 'Pod Security "baseline"' in r.stderr and 'privileged' in r.stderr, r.stderr
+
+
+def test_rbac_missing_portforward(cluster):
+    r = cluster.diag('--context', 'kubesim-limited', 'ps', 'pod/nginx')
+    assert r.returncode == 1
+    assert 'user "limited"' in r.stderr, r.stderr
+    assert "'create' the resource \"pods/portforward\"" in r.stderr
+    assert 'kubectl auth can-i create pods/portforward -n default' in r.stderr
+
+
+def test_rbac_missing_ephemeralcontainers_update(cluster):
+    name = 'rbac-%d' % os.getpid()  # a pod without a debug container yet
+    cluster.ok('run', name, '--image=nginx', '--restart=Never')
+    try:
+        cluster.wait_running(name)
+        r = cluster.diag('--context', 'kubesim-viewer', 'ps', 'pod/' + name)
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+    assert r.returncode == 1
+    assert 'user "viewer"' in r.stderr, r.stderr
+    assert "'update' the resource \"pods/ephemeralcontainers\"" in r.stderr
+    assert 'kubectl auth can-i update pods/ephemeralcontainers -n default' in r.stderr
+
+
+def test_rbac_missing_exec_for_shell(cluster):
+    # the debug container exists (made by the admin); the limited user may not exec
+    assert cluster.diag('ps', 'pod/distroless').returncode == 0
+    r = cluster.diag('--context', 'kubesim-limited', 'shell', 'pod/distroless', '--', '-c', 'true')
+    assert r.returncode != 0
+    assert 'pods/exec' in r.stderr, r.stderr
+
+
+def test_image_that_cannot_start_times_out_with_reason(cluster):
+    r = cluster.diag('ps', 'pod/nginx', '--dbg-image', 'no-such-image:1', '--timeout', '5s', timeout=60)
+    assert r.returncode == 1
+    assert 'did not start within 5s' in r.stderr, r.stderr
+    assert 'no-such-image:1' in r.stderr

@@ -1,0 +1,205 @@
+"""kubectl diag redir end to end: real kubectl port-forward, real manager, real nftables in the
+simulated pods' network namespaces, real traffic from the curl pod and from the node."""
+import json
+import os
+import re
+import socket
+import socketserver
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, wait_for
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+
+
+def curl_saw(cluster, text, after=0):
+    return any(text in l for l in cluster.logs_since('curl', after))
+
+
+def redirect_rules(ruleset):
+    return [l.strip() for l in ruleset.splitlines() if 'dport' in l]
+
+
+def children(pid):
+    out = []
+    for tid in os.listdir('/proc/%d/task' % pid):
+        try:
+            with open('/proc/%d/task/%s/children' % (pid, tid)) as f:
+                out += [int(x) for x in f.read().split()]
+        except OSError:
+            pass
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode()
+    except OSError:
+        return ''
+
+
+def test_incoming_reaches_local_server_and_ctrl_c_removes_rules(cluster, bg, local_http):
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80 → localhost:%d (incoming)' % srv.port)
+    rules = redirect_rules(cluster.pod_ruleset('nginx'))
+    assert any('dport 80' in l and 'redirect' in l for l in rules), rules
+    mark = len(cluster.logs_since('curl'))
+    # the curl pod fetches http://nginx/ every second: its log shows the local server's answer
+    wait_for(lambda: curl_saw(cluster, srv.marker, mark), 30, what='curl pod to get the local answer')
+    assert any(h.startswith('nginx') for _, h, _ in srv.requests), srv.requests
+    # one line per connection on stderr: pod:80 ← peer ⇒ localhost:port
+    assert re.search(r'pod:80 ← 10\.244\.0\.\d+:\d+ ⇒ localhost:%d' % srv.port, r.err()), r.err()
+    assert r.interrupt() == 0, r.err()
+    # the rules are gone at once, and nginx answers the curl pod again
+    assert redirect_rules(cluster.pod_ruleset('nginx')) == []
+    mark = len(cluster.logs_since('curl'))
+    wait_for(lambda: curl_saw(cluster, 'Welcome to nginx', mark), 30, what='nginx to answer again')
+
+
+def test_outgoing_reaches_local_server(cluster, bg, local_http):
+    srv = local_http()
+    nginx_ip = cluster.pod('nginx')['status']['podIP']
+    r = bg(cluster, 'redir', '--outgoing', '-l', 'app=curl', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/curl:80 → localhost:%d (outgoing)' % srv.port)
+    wait_for(lambda: srv.requests, 30, what="the curl pod's request at the local server")
+    path, host, _ = srv.requests[0]
+    assert path == '/' and host.startswith('nginx')
+    # the connection line names the original destination
+    wait_for(lambda: 'pod → %s:80 (from ' % nginx_ip in r.err(), 10, what='connection line')
+    mark = len(cluster.logs_since('curl'))
+    wait_for(lambda: curl_saw(cluster, srv.marker, mark), 30, what='curl to log the local answer')
+    assert r.interrupt() == 0, r.err()
+    assert redirect_rules(cluster.pod_ruleset('curl')) == []
+
+
+def test_all_listening_ports(cluster, bg, local_http):
+    port = free_port()
+    name = 'allports-%d' % os.getpid()
+    cluster.ok('run', name, '--image=distroless', '--restart=Never', '--', str(port))
+    try:
+        cluster.wait_running(name)
+        wait_for(lambda: str(port) in cluster.diag('ps', 'pod/' + name).stdout, 30, what='the server to listen')
+        srv = local_http(port)
+        r = bg(cluster, 'redir', 'pod/' + name)
+        r.wait_out('redirecting pod/%s:%d → localhost:%d (incoming)' % (name, port, port))
+        ip = cluster.pod(name)['status']['podIP']
+        got = cluster.in_node(['python3', '-c', 'import urllib.request,sys; print(urllib.request.urlopen('
+                               '"http://%s:%d/x", timeout=10).read().decode())' % (ip, port)])
+        assert srv.marker in got.stdout, got.stdout + got.stderr
+        assert r.interrupt() == 0, r.err()
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+class Echo(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 512
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    """Length-prefixed echo (see conn_client.py)."""
+
+    def recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            b = self.request.recv(min(65536, n - len(buf)))
+            if not b:
+                return None
+            buf += b
+        return bytes(buf)
+
+    def handle(self):
+        try:
+            hdr = self.recv_exact(4)
+            body = hdr and self.recv_exact(int.from_bytes(hdr, 'big'))
+            if body:
+                self.request.sendall(body)
+                self.recv_exact(1)  # until the client closes
+        except OSError:
+            pass
+
+
+def test_200_concurrent_connections_intact(cluster, bg):
+    echo = Echo(('127.0.0.1', 0), EchoHandler)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    try:
+        port = echo.server_address[1]
+        r = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % port)
+        r.wait_out('redirecting pod/distroless:8080')
+        ip = cluster.pod('distroless')['status']['podIP']
+        res = cluster.in_node(['python3', os.path.join(HERE, 'conn_client.py'), ip, '8080', '200', '32768'],
+                              timeout=180)
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert 'ok 200/200' in res.stdout, res.stdout + res.stderr
+        assert r.err().count('pod:8080 ← ') >= 200
+        assert r.interrupt() == 0
+    finally:
+        echo.shutdown()
+        echo.server_close()
+
+
+def test_port_forward_killed_is_recovered(cluster, bg, local_http):
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80')
+    wait_for(lambda: srv.requests, 30, what='first redirected request')
+    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    assert len(pf) == 1, [cmdline(p) for p in children(r.proc.pid)]
+    os.kill(pf[0], 9)
+    r.wait_out('re-established pod/nginx:80', timeout=60)
+    assert 'restarting it' in r.err()
+    new_pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    assert len(new_pf) == 1 and new_pf != pf
+    n = len(srv.requests)
+    wait_for(lambda: len(srv.requests) > n, 30, what='requests after the restart')
+    assert r.interrupt() == 0
+    assert redirect_rules(cluster.pod_ruleset('nginx')) == []
+
+
+def test_pod_deleted_mid_redirect_exits_non_zero(cluster, bg, local_http):
+    srv = local_http()
+    name = 'victim-%d' % os.getpid()
+    cluster.ok('run', name, '--image=nginx', '--restart=Never')
+    cluster.wait_running(name)
+    r = bg(cluster, 'redir', 'pod/' + name, '80:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:80' % name)
+    cluster.ok('delete', 'pod', name, '--wait=false')
+    code = r.proc.wait(90)
+    assert code == 1, (code, r.err())
+    assert re.search(r'pod/%s is (gone|being deleted|no longer running)' % name, r.err()), r.err()
+
+
+def test_local_target_refusing_resets_the_peer(cluster, bg):
+    port = free_port()  # nothing listens there
+    r = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % port)
+    r.wait_out('redirecting pod/distroless:8080')
+    ip = cluster.pod('distroless')['status']['podIP']
+    peer = ('import socket, time\n'
+            's = socket.create_connection(("%s", 8080), timeout=10)\n'
+            't = time.monotonic()\n'
+            'try:\n'
+            '    print("eof" if s.recv(10) == b"" else "data", round(time.monotonic() - t, 2))\n'
+            'except ConnectionResetError:\n'
+            '    print("reset", round(time.monotonic() - t, 2))\n' % ip)
+    got = cluster.in_node(['python3', '-c', peer])
+    verdict, secs = got.stdout.split()
+    assert verdict in ('reset', 'eof') and float(secs) < 5, got.stdout + got.stderr
+    wait_for(lambda: 'refused by the local target' in r.err(), 10, what='the refusal on stderr')
+    assert r.interrupt() == 0
+
+
+def test_port_already_redirected_is_a_clear_error(cluster, bg, local_http):
+    srv = local_http()
+    first = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % srv.port)
+    first.wait_out('redirecting pod/distroless:8080')
+    second = cluster.diag('redir', 'pod/distroless', '8080:%d' % srv.port, timeout=60)
+    assert second.returncode == 1
+    assert 'port 8080' in second.stderr and 'already' in second.stderr.lower(), second.stderr
+    assert first.proc.poll() is None  # the first one keeps going
+    assert first.interrupt() == 0
