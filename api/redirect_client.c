@@ -1,5 +1,6 @@
 /* redirect_client — see redirect_client.h. */
 #include "redirect_client.h"
+#include "splice_pump.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -117,76 +118,22 @@ int redirect_client_tunnel_hello(int fd, const uint8_t token[REDIRECT_CLIENT_TOK
 
 /* ---- bridge ---- */
 
-typedef struct {
-    int pipe[2];
-    size_t inpipe, cap;
-    bool eof, shut;
-} direction;
-
-static void close_reset(int fd)
-{
-    struct linger l = {.l_onoff = 1, .l_linger = 0};
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close(fd);
-}
-
-/* Moves data until nothing moves; 0 or -errno. */
-static int pump(direction *d, int from, int to)
-{
-    for (;;) {
-        bool progress = false;
-        if (d->inpipe > 0) {
-            ssize_t n = splice(d->pipe[0], NULL, to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                d->inpipe -= (size_t)n;
-                progress = true;
-            } else if (n < 0 && errno != EAGAIN) {
-                return -errno;
-            }
-        }
-        if (!d->eof && d->inpipe < d->cap) {
-            ssize_t n = splice(from, NULL, d->pipe[1], NULL, d->cap - d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                d->inpipe += (size_t)n;
-                progress = true;
-            } else if (n == 0) {
-                d->eof = true;
-                progress = true;
-            } else if (errno != EAGAIN) {
-                return -errno;
-            }
-        }
-        if (d->eof && d->inpipe == 0 && !d->shut) {
-            shutdown(to, SHUT_WR);
-            d->shut = true;
-        }
-        if (!progress)
-            return 0;
-    }
-}
-
 int redirect_client_bridge(int tunnel_fd, int local_fd)
 {
-    direction d[2] = {{.pipe = {-1, -1}}, {.pipe = {-1, -1}}}; /* 0: tunnel -> local, 1: local -> tunnel */
+    splice_pump d[2] = {{.pipe = {-1, -1}}, {.pipe = {-1, -1}}}; /* 0: tunnel -> local, 1: local -> tunnel */
     int fds[2] = {tunnel_fd, local_fd};
     int rc = 0;
 
     for (int i = 0; i < 2 && rc == 0; i++) {
-        if (pipe2(d[i].pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-            rc = -errno;
-            break;
-        }
-        fcntl(d[i].pipe[1], F_SETPIPE_SZ, BRIDGE_PIPE_BYTES); /* best effort */
-        int sz = fcntl(d[i].pipe[1], F_GETPIPE_SZ);
-        d[i].cap = sz > 0 ? (size_t)sz : 65536;
+        rc = splice_pump_init(&d[i], BRIDGE_PIPE_BYTES);
         int fl = fcntl(fds[i], F_GETFL);
-        if (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) < 0)
+        if (rc == 0 && (fl < 0 || fcntl(fds[i], F_SETFL, fl | O_NONBLOCK) < 0))
             rc = -errno;
     }
     while (rc == 0 && !(d[0].shut && d[1].shut)) {
-        rc = pump(&d[0], tunnel_fd, local_fd);
+        rc = splice_pump_run(&d[0], tunnel_fd, local_fd);
         if (rc == 0)
-            rc = pump(&d[1], local_fd, tunnel_fd);
+            rc = splice_pump_run(&d[1], local_fd, tunnel_fd);
         if (rc < 0 || (d[0].shut && d[1].shut))
             break;
         /* Read a side only while its pipe is empty, write a side while data waits for it:
@@ -212,12 +159,10 @@ int redirect_client_bridge(int tunnel_fd, int local_fd)
             }
     }
     for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 2; j++)
-            if (d[i].pipe[j] >= 0)
-                close(d[i].pipe[j]);
+        splice_pump_close(&d[i]);
     if (rc < 0) {
-        close_reset(tunnel_fd);
-        close_reset(local_fd);
+        splice_close_reset(tunnel_fd);
+        splice_close_reset(local_fd);
     } else {
         close(tunnel_fd);
         close(local_fd);

@@ -21,26 +21,11 @@
 #define KDIAG_DEFAULT_IMAGE "ghcr.io/kdiag-c/kdiag-manager:0.1.0"
 #endif
 
-static session_opts base_opts(const flags *f, unsigned caps, bool forward)
-{
-    return (session_opts){
-        .pod = f->npods ? f->pods[0].value : NULL,
-        .selector = f->nlabels ? f->labels[0].value : NULL,
-        .target = f->target,
-        .image = f->dbg_image,
-        .pull_policy = f->pull_policy,
-        .privileged = f->privileged,
-        .timeout_ms = f->timeout_ms,
-        .caps = caps,
-        .forward = forward,
-    };
-}
-
 static int ps_main(const flags *f, const kube *k)
 {
     session s;
     char err[2048];
-    session_opts so = base_opts(f, EPHEM_CAPS_SHELL, true);
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, true);
     if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
         fprintf(stderr, "error: %s\n", err);
         return so.pod || so.selector ? 1 : 2;
@@ -63,7 +48,7 @@ static int manage_main(const flags *f, const kube *k)
 {
     session s;
     char err[2048];
-    session_opts so = base_opts(f, EPHEM_CAPS_SHELL, false);
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, false);
     if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
         fprintf(stderr, "error: %s\n", err);
         return so.pod || so.selector ? 1 : 2;

@@ -284,17 +284,7 @@ int redir_main(const flags *f, const kube *k)
         return 2;
     }
     pthread_mutex_init(&r.mu, NULL);
-    session_opts so = {
-        .pod = f->npods ? f->pods[0].value : NULL,
-        .selector = f->nlabels ? f->labels[0].value : NULL,
-        .target = f->target,
-        .image = f->dbg_image,
-        .pull_policy = f->pull_policy,
-        .privileged = f->privileged,
-        .timeout_ms = f->timeout_ms,
-        .caps = EPHEM_NET_ADMIN | (f->nports ? 0 : EPHEM_CAPS_SHELL), /* Ps reads other processes' fds */
-        .forward = true,
-    };
+    session_opts so = session_opts_from_flags(f, EPHEM_NET_ADMIN | (f->nports ? 0 : EPHEM_CAPS_SHELL), true); /* Ps reads other processes' fds */
     if (session_open(k, &so, &r.s, err, sizeof(err)) < 0) {
         fprintf(stderr, "error: %s\n", err);
         pthread_mutex_destroy(&r.mu);

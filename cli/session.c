@@ -10,6 +10,21 @@
 #define KDIAG_VERSION "0.0.0"
 #endif
 
+session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward)
+{
+    return (session_opts){
+        .pod = f->npods ? f->pods[0].value : NULL,
+        .selector = f->nlabels ? f->labels[0].value : NULL,
+        .target = f->target,
+        .image = f->dbg_image,
+        .pull_policy = f->pull_policy,
+        .privileged = f->privileged,
+        .timeout_ms = f->timeout_ms,
+        .caps = caps,
+        .forward = forward,
+    };
+}
+
 int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "ephem.h"
+#include "flags.h"
 #include "kube.h"
 #include "pod.h"
 #include "portfwd.h"
@@ -37,6 +38,8 @@ typedef struct {
 
 /* Resolves the pod and target, ensures the manager, starts the forward.
  * On failure err holds the message for the user. */
+/* The options the global flags give, with what the command needs. */
+session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward);
 int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen);
 void session_close(session *s);
 /* A gRPC client for the forward's current generation (*gen); NULL when the

@@ -25,17 +25,7 @@ int shell_main(const flags *f, const kube *k)
 {
     session s;
     char err[2048];
-    session_opts so = {
-        .pod = f->npods ? f->pods[0].value : NULL,
-        .selector = f->nlabels ? f->labels[0].value : NULL,
-        .target = f->target,
-        .image = f->dbg_image,
-        .pull_policy = f->pull_policy,
-        .privileged = f->privileged,
-        .timeout_ms = f->timeout_ms,
-        .caps = EPHEM_CAPS_SHELL,
-        .forward = false,
-    };
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, false);
     if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
         fprintf(stderr, "error: %s\n", err);
         return so.pod || so.selector ? 1 : 2;

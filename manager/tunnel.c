@@ -2,6 +2,7 @@
  * connections in their hello and the spliced pairs; handler threads only add
  * waiting peers (under the lock). */
 #include "tunnel.h"
+#include "splice_pump.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -53,17 +54,11 @@ typedef struct hello {
     struct hello *prev, *next;
 } hello;
 
-typedef struct {
-    int pipe[2];
-    size_t inpipe, cap;
-    bool eof, shut;
-} direction;
-
 /* A paired connection: a = the redirected peer, b = the tunnel connection. */
 typedef struct pair {
     ep_ref ra, rb;
     int a, b;
-    direction ab, ba;
+    splice_pump ab, ba;
     struct pair *prev, *next;
 } pair;
 
@@ -133,15 +128,6 @@ static void logf_(const tunnel *t, bool always, const char *fmt, ...)
     fprintf(stderr, "kdiag-manager: tunnel: %s\n", line);
 }
 
-/* Closes with SO_LINGER 0: the other end sees a reset, not an orderly close. */
-static void close_reset(int fd)
-{
-    struct linger l = {.l_onoff = 1, .l_linger = 0};
-    if (fd < 0)
-        return;
-    setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
-    close(fd);
-}
 
 static unsigned bucket_of(const uint8_t *token)
 {
@@ -175,68 +161,14 @@ static void wake(tunnel *t)
 
 /* ---- splicing ---- */
 
-static int direction_init(direction *d)
-{
-    if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
-        return -errno;
-    fcntl(d->pipe[1], F_SETPIPE_SZ, PIPE_BYTES); /* may fail without CAP_SYS_RESOURCE: keep the default */
-    int sz = fcntl(d->pipe[1], F_GETPIPE_SZ);
-    d->cap = sz > 0 ? (size_t)sz : 65536;
-    return 0;
-}
-
-static void direction_close(direction *d)
-{
-    for (int i = 0; i < 2; i++)
-        if (d->pipe[i] >= 0)
-            close(d->pipe[i]);
-    d->pipe[0] = d->pipe[1] = -1;
-}
-
-/* Moves what it can from -> to until both ends would block (edge-triggered
- * epoll needs that). 0, or -errno on a hard error of either socket. */
-static int pump(direction *d, int from, int to)
-{
-    for (;;) {
-        bool progress = false;
-        if (d->inpipe > 0) {
-            ssize_t n = splice(d->pipe[0], NULL, to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                d->inpipe -= (size_t)n;
-                progress = true;
-            } else if (n < 0 && errno != EAGAIN) {
-                return -errno;
-            }
-        }
-        if (!d->eof && d->inpipe < d->cap) {
-            ssize_t n = splice(from, NULL, d->pipe[1], NULL, d->cap - d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (n > 0) {
-                d->inpipe += (size_t)n;
-                progress = true;
-            } else if (n == 0) {
-                d->eof = true;
-                progress = true;
-            } else if (errno != EAGAIN) {
-                return -errno;
-            }
-        }
-        if (d->eof && d->inpipe == 0 && !d->shut) {
-            shutdown(to, SHUT_WR); /* half-close travels on */
-            d->shut = true;
-        }
-        if (!progress)
-            return 0;
-    }
-}
-
 static void pair_free(tunnel *t, pair *p, bool reset)
 {
     LIST_REMOVE(t->pairs, p);
-    direction_close(&p->ab);
-    direction_close(&p->ba);
+    splice_pump_close(&p->ab);
+    splice_pump_close(&p->ba);
     if (reset) {
-        close_reset(p->a);
-        close_reset(p->b);
+        splice_close_reset(p->a);
+        splice_close_reset(p->b);
     } else {
         close(p->a);
         close(p->b);
@@ -246,9 +178,9 @@ static void pair_free(tunnel *t, pair *p, bool reset)
 
 static void pair_run(tunnel *t, pair *p)
 {
-    int rc = pump(&p->ab, p->a, p->b);
+    int rc = splice_pump_run(&p->ab, p->a, p->b);
     if (rc == 0)
-        rc = pump(&p->ba, p->b, p->a);
+        rc = splice_pump_run(&p->ba, p->b, p->a);
     if (rc < 0) {
         logf_(t, false, "pair reset: %s", strerror(-rc));
         pair_free(t, p, true);
@@ -269,9 +201,9 @@ static void pair_start(tunnel *t, int peer_fd, int tunnel_fd)
     p->ra = (ep_ref){REF_SPLICE, p};
     p->rb = (ep_ref){REF_SPLICE, p};
     LIST_APPEND(t->pairs, p);
-    int rc = direction_init(&p->ab);
+    int rc = splice_pump_init(&p->ab, PIPE_BYTES);
     if (rc == 0)
-        rc = direction_init(&p->ba);
+        rc = splice_pump_init(&p->ba, PIPE_BYTES);
     struct epoll_event ea = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &p->ra};
     struct epoll_event eb = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &p->rb};
     if (rc == 0 && (epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, p->a, &ea) < 0 || epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, p->b, &eb) < 0))
@@ -285,8 +217,8 @@ static void pair_start(tunnel *t, int peer_fd, int tunnel_fd)
     pair_run(t, p);
     return;
 fail:
-    close_reset(peer_fd);
-    close_reset(tunnel_fd);
+    splice_close_reset(peer_fd);
+    splice_close_reset(tunnel_fd);
 }
 
 /* ---- tunnel connections in their hello ---- */
@@ -298,7 +230,7 @@ static void hello_free(tunnel *t, hello *h, bool reset_peer)
         close(h->fd);
     if (h->peer) {
         if (reset_peer)
-            close_reset(h->peer->fd);
+            splice_close_reset(h->peer->fd);
         free(h->peer);
     }
     free(h);
@@ -398,7 +330,7 @@ static int expire(tunnel *t)
             pthread_mutex_unlock(&t->lock);
             logf_(t, true, "no tunnel connection for a redirected connection within %d ms: reset",
                   t->o.pair_timeout_ms);
-            close_reset(w->fd);
+            splice_close_reset(w->fd);
             free(w);
             continue;
         }
@@ -543,7 +475,7 @@ int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN])
 {
     waiting *w = calloc(1, sizeof *w);
     if (!w) {
-        close_reset(fd);
+        splice_close_reset(fd);
         return -ENOMEM;
     }
     w->fd = fd;
@@ -553,7 +485,7 @@ int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN])
         if (getrandom(w->token, TUNNEL_TOKEN_LEN, 0) != TUNNEL_TOKEN_LEN) {
             int e = errno ? -errno : -EIO;
             pthread_mutex_unlock(&t->lock);
-            close_reset(fd);
+            splice_close_reset(fd);
             free(w);
             return e;
         }
@@ -599,7 +531,7 @@ void tunnel_free(tunnel *t)
     while (t->wait.head) {
         waiting *w = t->wait.head;
         claim_locked(t, w->token);
-        close_reset(w->fd);
+        splice_close_reset(w->fd);
         free(w);
     }
     if (t->listen_fd >= 0)
