@@ -21,6 +21,7 @@ pkgs=(
   util-linux
   python3
   python3-pytest
+  openssl
   socat
   iperf3
   clang

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# run.sh: kubectl-diag end to end on a real Kubernetes cluster made with kind (Docker).
+#
+#   run.sh [--keep] [--build-dir DIR] [--dockerfile auto|release|source] [-- PYTEST ARGS...]
+#
+# Creates a kind cluster (or uses KDIAG_KIND_CLUSTER), builds the debug image under the CLI's
+# default image name and a distroless test image, loads both into the cluster, applies
+# manifests.yaml, waits until the workload serves, runs test_kind.py with the real kubectl and
+# kubectl-diag, and deletes the cluster (or, for KDIAG_KIND_CLUSTER, the test namespaces) on
+# exit unless --keep. Exits 77 (skipped) when there is no working Docker daemon or no kind.
+# See README.md for the environment variables.
+set -euo pipefail
+
+SKIP=77
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../../.." && pwd)
+NS=kdiag-e2e
+PSA_NS=kdiag-e2e-baseline
+DISTROLESS_IMAGE=kdiag-e2e-distroless:1
+DISTROLESS_BASE=${KDIAG_KIND_DISTROLESS_BASE:-gcr.io/distroless/static-debian12}
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+log() { printf 'kind-e2e: %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+keep=0
+build=${KDIAG_BUILD_DIR:-$REPO/build}
+dockerfile=auto
+pytest_args=()
+while [ $# -gt 0 ]; do
+  case $1 in
+    --keep) keep=1; shift ;;
+    --build-dir) [ $# -ge 2 ] || die "--build-dir needs a directory"; build=$2; shift 2 ;;
+    --dockerfile) [ $# -ge 2 ] || die "--dockerfile needs auto, release or source"; dockerfile=$2; shift 2 ;;
+    --) shift; pytest_args=("$@"); break ;;
+    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (usage: run.sh [--keep] [--build-dir DIR] [--dockerfile auto|release|source] [-- PYTEST ARGS])" ;;
+  esac
+done
+case $dockerfile in
+  auto|release|source) ;;
+  *) die "--dockerfile '$dockerfile': use auto, release or source" ;;
+esac
+
+# --- what this machine has: skip (77) without Docker or kind, before any other work ----------
+KIND=${KIND:-kind}
+DOCKER=${DOCKER:-docker}
+missing=
+if ! command -v "$KIND" >/dev/null 2>&1; then
+  missing="kind (not on PATH; install it or set KIND=/path/to/kind)"
+fi
+if ! command -v "$DOCKER" >/dev/null 2>&1; then
+  missing="${missing:+$missing and }docker (not on PATH)"
+elif ! docker_err=$(timeout 20 "$DOCKER" info 2>&1 >/dev/null); then
+  docker_err=$(printf '%s\n' "$docker_err" | sed -n '/[^[:space:]]/h; ${x;p}')
+  missing="${missing:+$missing and }a working Docker daemon ('docker info' failed: ${docker_err:-no output})"
+fi
+if [ -n "$missing" ]; then
+  echo "SKIPPED kind e2e: this machine lacks $missing"
+  exit $SKIP
+fi
+
+# --- everything else is required: a missing piece is a failure, not a skip --------------------
+KUBECTL=${KUBECTL:-$(command -v kubectl || true)}
+[ -n "$KUBECTL" ] && [ -x "$KUBECTL" ] || die "kubectl not found: install it or set KUBECTL=/path/to/kubectl"
+"$PYTHON" -c 'import pytest' 2>/dev/null || die "$PYTHON has no pytest: apt-get install python3-pytest"
+[ -d "$build" ] || die "build directory '$build' does not exist: cmake -B '$build' -S '$REPO' && cmake --build '$build' (or pass --build-dir)"
+build=$(cd "$build" && pwd)
+CLI=${KDIAG_CLI:-$build/cli/kubectl-diag}
+for f in "$CLI" "$build/images/hello-server"; do
+  [ -x "$f" ] || die "'$f' is missing: cmake --build '$build' first"
+done
+
+# The image the CLI injects by default: the configured value (ctest passes it), else the build
+# directory's cache, else the top CMakeLists.txt (set(KDIAG_DEFAULT_IMAGE "...${PROJECT_VERSION}")).
+image=${KDIAG_DEFAULT_IMAGE:-}
+if [ -z "$image" ] && [ -f "$build/CMakeCache.txt" ]; then
+  image=$(sed -n 's/^KDIAG_DEFAULT_IMAGE:[A-Z]*=//{p;q}' "$build/CMakeCache.txt")
+fi
+if [ -z "$image" ]; then
+  version=$(sed -n 's/^project([^)]* VERSION \([0-9][0-9.]*\).*/\1/{p;q}' "$REPO/CMakeLists.txt")
+  image=$(sed -n 's/^set(KDIAG_DEFAULT_IMAGE "\([^"]*\)".*/\1/{p;q}' "$REPO/CMakeLists.txt")
+  image=${image//\$\{PROJECT_VERSION\}/$version}
+fi
+case $image in
+  ''|*'${'*|*' '*) die "cannot tell the default debug image (got '$image'): set KDIAG_DEFAULT_IMAGE" ;;
+esac
+
+# Dockerfile.release copies the binaries of the build directory, with the libraries of a
+# Debian 12 container: only right when they were built on Debian 12. Elsewhere build from source.
+if [ "$dockerfile" = auto ]; then
+  dockerfile=source
+  if [ -r /etc/os-release ] && (. /etc/os-release && [ "${ID:-}" = debian ] && [ "${VERSION_ID:-}" = 12 ]); then
+    dockerfile=release
+  fi
+fi
+
+# --- state and cleanup ----------------------------------------------------------------------------
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdiag-kind-e2e.$$.XXXXXX")
+kubeconfig=$tmp/kubeconfig
+created=0
+cluster=${KDIAG_KIND_CLUSTER:-}
+if [ -z "$cluster" ]; then
+  cluster=kdiag-e2e-$$
+fi
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  set +e
+  if [ "$rc" -ne 0 ] && [ -s "$kubeconfig" ]; then
+    log "failed ($rc); cluster state:"
+    KUBECONFIG=$kubeconfig timeout 30 "$KUBECTL" get pods -A -o wide >&2
+    KUBECONFIG=$kubeconfig timeout 30 "$KUBECTL" get events -n "$NS" --sort-by=.lastTimestamp >&2
+    if [ -n "${KDIAG_KIND_LOGS:-}" ]; then
+      timeout 120 "$KIND" export logs "$KDIAG_KIND_LOGS" --name "$cluster" >&2
+    fi
+  fi
+  if [ "$keep" = 1 ]; then
+    log "kept cluster '$cluster': export KUBECONFIG=$kubeconfig"
+  elif [ "$created" = 1 ]; then
+    log "deleting cluster '$cluster'"
+    timeout 180 "$KIND" delete cluster --name "$cluster" --kubeconfig "$kubeconfig" >&2 \
+      || log "could not delete cluster '$cluster': kind delete cluster --name $cluster"
+  elif [ -s "$kubeconfig" ]; then
+    KUBECONFIG=$kubeconfig timeout 60 "$KUBECTL" delete namespace "$NS" "$PSA_NS" \
+      --ignore-not-found --wait=false >/dev/null
+  fi
+  [ "$keep" = 1 ] || rm -rf "$tmp"
+  # 77 means "skipped" to ctest: a failure must never look like one
+  if [ "$rc" -eq $SKIP ]; then rc=1; fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+k() { KUBECONFIG=$kubeconfig "$KUBECTL" "$@"; }
+
+# --- cluster ----------------------------------------------------------------------------------------
+if [ -n "${KDIAG_KIND_CLUSTER:-}" ]; then
+  "$KIND" get clusters 2>/dev/null | grep -qx "$cluster" \
+    || die "KDIAG_KIND_CLUSTER='$cluster' is not a kind cluster here (kind get clusters)"
+  "$KIND" get kubeconfig --name "$cluster" >"$kubeconfig"
+  log "using existing cluster '$cluster'"
+else
+  log "creating cluster '$cluster'${KIND_NODE_IMAGE:+ from $KIND_NODE_IMAGE}"
+  created=1
+  node_image=()
+  if [ -n "${KIND_NODE_IMAGE:-}" ]; then node_image=(--image "$KIND_NODE_IMAGE"); fi
+  timeout 420 "$KIND" create cluster --name "$cluster" --kubeconfig "$kubeconfig" --wait 300s \
+    "${node_image[@]}" >&2
+fi
+
+# --- images -------------------------------------------------------------------------------------------
+# buildx: Dockerfile.release needs BuildKit (RUN --mount); --load puts the result in the local store.
+build_image() { # TAG CONTEXT [docker build args...]
+  local tag=$1 ctx=$2
+  shift 2
+  log "building $tag"
+  timeout 1500 "$DOCKER" buildx build --load -t "$tag" "$@" "$ctx" >&2
+}
+
+if [ "$dockerfile" = release ]; then
+  # A small context with what Dockerfile.release reads: scripts/deps.sh, images/, and under
+  # build/ the build-tree files that images/debug-image.files names (the whole tree may hold
+  # several build directories).
+  ctx=$tmp/debug-context
+  mkdir -p "$ctx/scripts" "$ctx/build"
+  cp "$REPO/scripts/deps.sh" "$ctx/scripts/"
+  cp -R "$REPO/images" "$ctx/images"
+  while read -r what _dest src _rest; do
+    [ "$what" = file ] || continue
+    case $src in /*|src:*) continue ;; esac
+    [ -e "$build/$src" ] || die "'$build/$src' (in images/debug-image.files) is missing: cmake --build '$build' first"
+    mkdir -p "$ctx/build/$(dirname "$src")"
+    cp -L "$build/$src" "$ctx/build/$src"
+  done < <(sed 's/#.*//' "$REPO/images/debug-image.files")
+  build_image "$image" "$ctx" -f "$REPO/Dockerfile.release"
+else
+  build_image "$image" "$REPO" -f "$REPO/Dockerfile"
+fi
+
+dctx=$tmp/distroless-context
+mkdir -p "$dctx"
+cp -L "$build/images/hello-server" "$dctx/hello-server"
+cat >"$dctx/Dockerfile" <<EOF
+FROM $DISTROLESS_BASE
+COPY hello-server /hello-server
+ENTRYPOINT ["/hello-server"]
+EOF
+build_image "$DISTROLESS_IMAGE" "$dctx"
+
+log "loading $image and $DISTROLESS_IMAGE into '$cluster'"
+timeout 300 "$KIND" load docker-image "$image" "$DISTROLESS_IMAGE" --name "$cluster" >&2
+
+# The tests read the nftables rules of a pod's network namespace with the node's nft
+# (docker exec NODE nsenter --net=/proc/PID/ns/net nft list ruleset).
+for node in $("$KIND" get nodes --name "$cluster"); do
+  if ! "$DOCKER" exec "$node" sh -c 'command -v nft' >/dev/null 2>&1; then
+    log "installing nftables in node $node (its image has no nft)"
+    timeout 300 "$DOCKER" exec "$node" sh -c \
+      'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables' \
+      >/dev/null || die "could not install nftables in node $node"
+  fi
+done
+
+# --- workload -----------------------------------------------------------------------------------------
+# Pods created right after their namespace can race its default ServiceAccount: retry the apply.
+applied=0
+for _ in $(seq 1 15); do
+  if k apply -f "$HERE/manifests.yaml" >"$tmp/apply.log" 2>&1; then applied=1; break; fi
+  sleep 2
+done
+[ "$applied" = 1 ] || { cat "$tmp/apply.log" >&2; die "kubectl apply -f manifests.yaml failed"; }
+log "waiting for the pods"
+k wait --for=condition=Ready pod --all -n "$NS" --timeout=300s >&2
+k wait --for=condition=Ready pod --all -n "$PSA_NS" --timeout=120s >&2
+# DNS and the Service work once the curl pod gets nginx's page.
+deadline=$((SECONDS + 120))
+until k logs -n "$NS" curl -c curl --tail=5 2>/dev/null | grep -q 'Welcome to nginx'; do
+  if [ $SECONDS -ge $deadline ]; then
+    k logs -n "$NS" curl -c curl --tail=5 >&2 || true
+    die "the curl pod did not reach http://nginx/ within 120s (cluster DNS or Service not working)"
+  fi
+  sleep 2
+done
+
+# --- the tests ------------------------------------------------------------------------------------------
+log "running test_kind.py (kubectl: $KUBECTL, kubectl-diag: $CLI, debug image: $image)"
+cd "$HERE"
+set +e
+KDIAG_KIND_KUBECONFIG=$kubeconfig KDIAG_KIND_CLUSTER=$cluster KDIAG_KIND_NAMESPACE=$NS \
+  KDIAG_KIND_BASELINE_NAMESPACE=$PSA_NS KDIAG_CLI=$CLI KUBECTL=$KUBECTL DOCKER=$DOCKER \
+  PYTHONDONTWRITEBYTECODE=1 \
+  timeout --kill-after=30 "${KDIAG_KIND_PYTEST_TIMEOUT:-1200}" \
+  "$PYTHON" -m pytest -q -p no:cacheprovider "$HERE/test_kind.py" ${pytest_args[@]+"${pytest_args[@]}"}
+rc=$?
+set -e
+exit "$rc"

@@ -1,0 +1,142 @@
+"""pods/portforward: SPDY/3.1 (plain, or carried in WebSocket binary messages for kubectl 1.31+).
+Each forwarded connection is a pair of streams (error, data) sharing a requestid; the data stream
+is spliced to runtime.connect(pod, port). A refused port FINs both streams and leaves the
+session alone."""
+import socket
+import sys
+import threading
+
+import apierrors
+import resources
+import spdy
+import websocket
+
+WS_PROTOCOL = 'SPDY/3.1+portforward.k8s.io'
+SPDY_PROTOCOL = 'portforward.k8s.io'
+
+
+def serve(sim, req, ns, name):
+    with sim.lock:
+        pod = resources.live_pod(sim, ns, name)
+        phase = pod.get('status', {}).get('phase')
+        if phase != 'Running':
+            raise apierrors.bad_request('pod %s is not running (phase %s)' % (name, phase))
+        uid = pod['metadata']['uid']
+    up = (req.header('Upgrade') or '').lower()
+    sock = req.h.connection
+    if 'websocket' in up:
+        if WS_PROTOCOL not in req.header_all('Sec-WebSocket-Protocol'):
+            raise apierrors.bad_request('unable to upgrade connection: subprotocol %s required' % WS_PROTOCOL)
+        req.switch_protocols([('Upgrade', 'websocket'), ('Connection', 'Upgrade'),
+                              ('Sec-WebSocket-Accept', websocket.accept_key(req.header('Sec-WebSocket-Key') or '')),
+                              ('Sec-WebSocket-Protocol', WS_PROTOCOL)])
+        bs = websocket.ByteStream(websocket.WebSocket(req.h.rfile, sock))
+        read, write = bs.read, bs.write
+    elif 'spdy/3.1' in up:
+        if SPDY_PROTOCOL not in req.header_all('X-Stream-Protocol-Version'):
+            raise apierrors.APIError(403, 'Forbidden', 'unable to upgrade: unable to negotiate protocol: '
+                                     'client supports %s, server supports [%s]' % (
+                                         req.header_all('X-Stream-Protocol-Version'), SPDY_PROTOCOL))
+        req.switch_protocols([('Connection', 'Upgrade'), ('Upgrade', 'SPDY/3.1'),
+                              ('X-Stream-Protocol-Version', SPDY_PROTOCOL)])
+        read, write = req.h.rfile.read, sock.sendall
+    else:
+        raise apierrors.bad_request('Upgrade request required')
+    Session(sim, pod, uid, sock, read, write).run()
+
+
+class Session:
+    def __init__(self, sim, pod, uid, sock, read, write):
+        self.sim, self.pod, self.uid, self.sock = sim, pod, uid, sock
+        self.pairs = {}
+        self.lock = threading.Lock()
+        self.targets = set()
+        self.conn = spdy.Connection(read, write, self.on_stream)
+
+    def run(self):
+        self.sim.register_session(self.uid, self.close)
+        try:
+            self.conn.serve()
+        finally:
+            self.sim.unregister_session(self.uid, self.close)
+            with self.lock:
+                targets = list(self.targets)
+            for s in targets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        """The pod is gone: end the whole session (kubectl then reports the lost connection)."""
+        try:
+            self.conn.goaway()
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def on_stream(self, st):
+        st.reply()
+        h = st.headers
+        rid, kind = h.get('requestid', ''), h.get('streamtype', '')
+        with self.lock:
+            pair = self.pairs.setdefault(rid, {})
+            pair[kind] = st
+        if kind == 'data':
+            with self.lock:
+                self.pairs.pop(rid, None)
+            threading.Thread(target=self.forward, args=(pair.get('error'), st, h.get('port', '')),
+                             daemon=True).start()
+
+    def forward(self, err, data, port):
+        def end():
+            data.close()
+            if err is not None:
+                err.close()
+        try:
+            target = self.sim.runtime.connect(self.pod, int(port))
+        except (OSError, ValueError) as e:
+            if self.sim.verbose:
+                sys.stderr.write('port-forward %s:%s: %s\n' % (self.pod['metadata']['name'], port, e))
+            end()  # refused: this connection ends, the session stays
+            return
+        with self.lock:
+            self.targets.add(target)
+
+        def upstream():
+            while True:
+                chunk = data.read()
+                if not chunk:
+                    break
+                try:
+                    target.sendall(chunk)
+                except OSError:
+                    break
+            try:
+                target.shutdown(socket.SHUT_RDWR if data.reset else socket.SHUT_WR)
+            except OSError:
+                pass
+        refs = [2]
+
+        def release():
+            with self.lock:
+                refs[0] -= 1
+                last = refs[0] == 0
+                if last:
+                    self.targets.discard(target)
+            if last:
+                target.close()
+
+        def upstream_then_release():
+            upstream()
+            release()
+        threading.Thread(target=upstream_then_release, daemon=True).start()
+        try:
+            while True:
+                chunk = target.recv(65536)
+                if not chunk or not data.write(chunk):
+                    break
+        except OSError:
+            pass
+        end()
+        release()
