@@ -52,7 +52,8 @@ fi
 if ! command -v "$DOCKER" >/dev/null 2>&1; then
   missing="${missing:+$missing and }docker (not on PATH)"
 elif ! docker_err=$(timeout 20 "$DOCKER" info 2>&1 >/dev/null); then
-  docker_err=$(printf '%s\n' "$docker_err" | sed -n '/[^[:space:]]/h; ${x;p}')
+  # shellcheck disable=SC2016 # a sed script: its last non-blank line
+  docker_err=$(printf '%s\n' "$docker_err" | sed -n '/[^[:space:]]/h; ${x;p;}')
   missing="${missing:+$missing and }a working Docker daemon ('docker info' failed: ${docker_err:-no output})"
 fi
 if [ -n "$missing" ]; then
@@ -62,7 +63,9 @@ fi
 
 # --- everything else is required: a missing piece is a failure, not a skip --------------------
 KUBECTL=${KUBECTL:-$(command -v kubectl || true)}
-[ -n "$KUBECTL" ] && [ -x "$KUBECTL" ] || die "kubectl not found: install it or set KUBECTL=/path/to/kubectl"
+if [ -z "$KUBECTL" ] || [ ! -x "$KUBECTL" ]; then
+  die "kubectl not found: install it or set KUBECTL=/path/to/kubectl"
+fi
 "$PYTHON" -c 'import pytest' 2>/dev/null || die "$PYTHON has no pytest: apt-get install python3-pytest"
 [ -d "$build" ] || die "build directory '$build' does not exist: cmake -B '$build' -S '$REPO' && cmake --build '$build' (or pass --build-dir)"
 build=$(cd "$build" && pwd)
@@ -75,13 +78,14 @@ done
 # directory's cache, else the top CMakeLists.txt (set(KDIAG_DEFAULT_IMAGE "...${PROJECT_VERSION}")).
 image=${KDIAG_DEFAULT_IMAGE:-}
 if [ -z "$image" ] && [ -f "$build/CMakeCache.txt" ]; then
-  image=$(sed -n 's/^KDIAG_DEFAULT_IMAGE:[A-Z]*=//{p;q}' "$build/CMakeCache.txt")
+  image=$(sed -n 's/^KDIAG_DEFAULT_IMAGE:[A-Z]*=//p' "$build/CMakeCache.txt" | sed -n 1p)
 fi
 if [ -z "$image" ]; then
-  version=$(sed -n 's/^project([^)]* VERSION \([0-9][0-9.]*\).*/\1/{p;q}' "$REPO/CMakeLists.txt")
-  image=$(sed -n 's/^set(KDIAG_DEFAULT_IMAGE "\([^"]*\)".*/\1/{p;q}' "$REPO/CMakeLists.txt")
+  version=$(sed -n 's/^project([^)]* VERSION \([0-9][0-9.]*\).*/\1/p' "$REPO/CMakeLists.txt" | sed -n 1p)
+  image=$(sed -n 's/^set(KDIAG_DEFAULT_IMAGE "\([^"]*\)".*/\1/p' "$REPO/CMakeLists.txt" | sed -n 1p)
   image=${image//\$\{PROJECT_VERSION\}/$version}
 fi
+# shellcheck disable=SC2016 # a literal ${ left over means the version was not found
 case $image in
   ''|*'${'*|*' '*) die "cannot tell the default debug image (got '$image'): set KDIAG_DEFAULT_IMAGE" ;;
 esac
@@ -90,6 +94,7 @@ esac
 # Debian 12 container: only right when they were built on Debian 12. Elsewhere build from source.
 if [ "$dockerfile" = auto ]; then
   dockerfile=source
+  # shellcheck disable=SC1091 # the machine's own file
   if [ -r /etc/os-release ] && (. /etc/os-release && [ "${ID:-}" = debian ] && [ "${VERSION_ID:-}" = 12 ]); then
     dockerfile=release
   fi
@@ -99,15 +104,31 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/kdiag-kind-e2e.$$.XXXXXX")
 kubeconfig=$tmp/kubeconfig
 created=0
-cluster=${KDIAG_KIND_CLUSTER:-}
-if [ -z "$cluster" ]; then
-  cluster=kdiag-e2e-$$
-fi
+cluster=${KDIAG_KIND_CLUSTER:-kdiag-e2e-$$}
+child=
+child_sig=TERM
+
+# bounded SECONDS CMD...: runs CMD with a time limit, in the background so that Ctrl-C or a TERM
+# of this script interrupts the wait at once (bash runs traps only between foreground commands).
+# timeout(1) passes the signal on to CMD's whole process group.
+bounded() {
+  local limit=$1 rc=0
+  shift
+  timeout --signal="$child_sig" --kill-after=30 "$limit" "$@" &
+  child=$!
+  wait "$child" || rc=$?
+  child=
+  return "$rc"
+}
 
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   set +e
+  if [ -n "$child" ]; then
+    kill -s "$child_sig" "$child" 2>/dev/null
+    wait "$child" 2>/dev/null
+  fi
   if [ "$rc" -ne 0 ] && [ -s "$kubeconfig" ]; then
     log "failed ($rc); cluster state:"
     KUBECONFIG=$kubeconfig timeout 30 "$KUBECTL" get pods -A -o wide >&2
@@ -121,7 +142,7 @@ cleanup() {
   elif [ "$created" = 1 ]; then
     log "deleting cluster '$cluster'"
     timeout 180 "$KIND" delete cluster --name "$cluster" --kubeconfig "$kubeconfig" >&2 \
-      || log "could not delete cluster '$cluster': kind delete cluster --name $cluster"
+      || log "could not delete cluster '$cluster': run kind delete cluster --name $cluster"
   elif [ -s "$kubeconfig" ]; then
     KUBECONFIG=$kubeconfig timeout 60 "$KUBECTL" delete namespace "$NS" "$PSA_NS" \
       --ignore-not-found --wait=false >/dev/null
@@ -139,17 +160,18 @@ k() { KUBECONFIG=$kubeconfig "$KUBECTL" "$@"; }
 
 # --- cluster ----------------------------------------------------------------------------------------
 if [ -n "${KDIAG_KIND_CLUSTER:-}" ]; then
-  "$KIND" get clusters 2>/dev/null | grep -qx "$cluster" \
+  # no grep -q: it stops reading early, and pipefail would then see kind's SIGPIPE
+  "$KIND" get clusters 2>/dev/null | grep -x -- "$cluster" >/dev/null \
     || die "KDIAG_KIND_CLUSTER='$cluster' is not a kind cluster here (kind get clusters)"
   "$KIND" get kubeconfig --name "$cluster" >"$kubeconfig"
-  log "using existing cluster '$cluster'"
+  log "using the existing cluster '$cluster'"
 else
   log "creating cluster '$cluster'${KIND_NODE_IMAGE:+ from $KIND_NODE_IMAGE}"
   created=1
   node_image=()
   if [ -n "${KIND_NODE_IMAGE:-}" ]; then node_image=(--image "$KIND_NODE_IMAGE"); fi
-  timeout 420 "$KIND" create cluster --name "$cluster" --kubeconfig "$kubeconfig" --wait 300s \
-    "${node_image[@]}" >&2
+  bounded 420 "$KIND" create cluster --name "$cluster" --kubeconfig "$kubeconfig" --wait 300s \
+    ${node_image[@]+"${node_image[@]}"} >&2
 fi
 
 # --- images -------------------------------------------------------------------------------------------
@@ -158,13 +180,13 @@ build_image() { # TAG CONTEXT [docker build args...]
   local tag=$1 ctx=$2
   shift 2
   log "building $tag"
-  timeout 1500 "$DOCKER" buildx build --load -t "$tag" "$@" "$ctx" >&2
+  bounded 1500 "$DOCKER" buildx build --load -t "$tag" "$@" "$ctx" >&2
 }
 
 if [ "$dockerfile" = release ]; then
   # A small context with what Dockerfile.release reads: scripts/deps.sh, images/, and under
-  # build/ the build-tree files that images/debug-image.files names (the whole tree may hold
-  # several build directories).
+  # build/ the build-tree files that images/debug-image.files names (the source tree may hold
+  # several large build directories).
   ctx=$tmp/debug-context
   mkdir -p "$ctx/scripts" "$ctx/build"
   cp "$REPO/scripts/deps.sh" "$ctx/scripts/"
@@ -172,7 +194,7 @@ if [ "$dockerfile" = release ]; then
   while read -r what _dest src _rest; do
     [ "$what" = file ] || continue
     case $src in /*|src:*) continue ;; esac
-    [ -e "$build/$src" ] || die "'$build/$src' (in images/debug-image.files) is missing: cmake --build '$build' first"
+    [ -e "$build/$src" ] || die "'$build/$src' (named in images/debug-image.files) is missing: cmake --build '$build' first"
     mkdir -p "$ctx/build/$(dirname "$src")"
     cp -L "$build/$src" "$ctx/build/$src"
   done < <(sed 's/#.*//' "$REPO/images/debug-image.files")
@@ -184,22 +206,21 @@ fi
 dctx=$tmp/distroless-context
 mkdir -p "$dctx"
 cp -L "$build/images/hello-server" "$dctx/hello-server"
-cat >"$dctx/Dockerfile" <<EOF
-FROM $DISTROLESS_BASE
-COPY hello-server /hello-server
-ENTRYPOINT ["/hello-server"]
-EOF
+printf 'FROM %s\nCOPY hello-server /hello-server\nENTRYPOINT ["/hello-server"]\n' \
+  "$DISTROLESS_BASE" >"$dctx/Dockerfile"
 build_image "$DISTROLESS_IMAGE" "$dctx"
 
 log "loading $image and $DISTROLESS_IMAGE into '$cluster'"
-timeout 300 "$KIND" load docker-image "$image" "$DISTROLESS_IMAGE" --name "$cluster" >&2
+bounded 300 "$KIND" load docker-image "$image" "$DISTROLESS_IMAGE" --name "$cluster" >&2
 
 # The tests read the nftables rules of a pod's network namespace with the node's nft
 # (docker exec NODE nsenter --net=/proc/PID/ns/net nft list ruleset).
-for node in $("$KIND" get nodes --name "$cluster"); do
+mapfile -t nodes < <("$KIND" get nodes --name "$cluster")
+[ ${#nodes[@]} -gt 0 ] || die "kind get nodes --name $cluster lists no node"
+for node in "${nodes[@]}"; do
   if ! "$DOCKER" exec "$node" sh -c 'command -v nft' >/dev/null 2>&1; then
     log "installing nftables in node $node (its image has no nft)"
-    timeout 300 "$DOCKER" exec "$node" sh -c \
+    bounded 300 "$DOCKER" exec "$node" sh -c \
       'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nftables' \
       >/dev/null || die "could not install nftables in node $node"
   fi
@@ -214,14 +235,14 @@ for _ in $(seq 1 15); do
 done
 [ "$applied" = 1 ] || { cat "$tmp/apply.log" >&2; die "kubectl apply -f manifests.yaml failed"; }
 log "waiting for the pods"
-k wait --for=condition=Ready pod --all -n "$NS" --timeout=300s >&2
-k wait --for=condition=Ready pod --all -n "$PSA_NS" --timeout=120s >&2
+bounded 320 "$KUBECTL" --kubeconfig "$kubeconfig" wait --for=condition=Ready pod --all -n "$NS" --timeout=300s >&2
+bounded 140 "$KUBECTL" --kubeconfig "$kubeconfig" wait --for=condition=Ready pod --all -n "$PSA_NS" --timeout=120s >&2
 # DNS and the Service work once the curl pod gets nginx's page.
 deadline=$((SECONDS + 120))
-until k logs -n "$NS" curl -c curl --tail=5 2>/dev/null | grep -q 'Welcome to nginx'; do
+until k logs -n "$NS" curl -c curl --tail=5 2>/dev/null | grep 'Welcome to nginx' >/dev/null; do
   if [ $SECONDS -ge $deadline ]; then
     k logs -n "$NS" curl -c curl --tail=5 >&2 || true
-    die "the curl pod did not reach http://nginx/ within 120s (cluster DNS or Service not working)"
+    die "the curl pod did not get http://nginx/ within 120s (cluster DNS or the Service does not work)"
   fi
   sleep 2
 done
@@ -229,12 +250,10 @@ done
 # --- the tests ------------------------------------------------------------------------------------------
 log "running test_kind.py (kubectl: $KUBECTL, kubectl-diag: $CLI, debug image: $image)"
 cd "$HERE"
-set +e
-KDIAG_KIND_KUBECONFIG=$kubeconfig KDIAG_KIND_CLUSTER=$cluster KDIAG_KIND_NAMESPACE=$NS \
-  KDIAG_KIND_BASELINE_NAMESPACE=$PSA_NS KDIAG_CLI=$CLI KUBECTL=$KUBECTL DOCKER=$DOCKER \
-  PYTHONDONTWRITEBYTECODE=1 \
-  timeout --kill-after=30 "${KDIAG_KIND_PYTEST_TIMEOUT:-1200}" \
+# SIGINT, not TERM, on a timeout or Ctrl-C: pytest then runs its teardown (stops the CLIs it started)
+child_sig=INT
+export KDIAG_KIND_KUBECONFIG="$kubeconfig" KDIAG_KIND_CLUSTER="$cluster" KDIAG_KIND_NAMESPACE="$NS" \
+  KDIAG_KIND_BASELINE_NAMESPACE="$PSA_NS" KDIAG_CLI="$CLI" KUBECTL="$KUBECTL" DOCKER="$DOCKER" \
+  PYTHONDONTWRITEBYTECODE=1
+bounded "${KDIAG_KIND_PYTEST_TIMEOUT:-1200}" \
   "$PYTHON" -m pytest -q -p no:cacheprovider "$HERE/test_kind.py" ${pytest_args[@]+"${pytest_args[@]}"}
-rc=$?
-set -e
-exit "$rc"

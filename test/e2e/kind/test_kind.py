@@ -1,0 +1,524 @@
+"""kubectl-diag end to end on a real Kubernetes cluster (kind): the scenarios of test/e2e/cli/
+through the real kubectl and the real kubectl-diag, with real images (nginx, curl, a distroless
+server), real kube-proxy Services and DNS, and the nftables rules the node's kernel reports.
+
+run.sh creates the cluster, loads the images, applies manifests.yaml and sets
+KDIAG_KIND_KUBECONFIG, KDIAG_KIND_NAMESPACE, KDIAG_KIND_BASELINE_NAMESPACE, KDIAG_CLI, KUBECTL
+and DOCKER. Without KDIAG_KIND_KUBECONFIG this module is skipped."""
+import http.server
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import tempfile
+import threading
+import time
+
+import pytest
+
+KUBECONFIG = os.environ.get('KDIAG_KIND_KUBECONFIG')
+# Every test is skipped (pytest exits 0) without the cluster run.sh makes. A module-level
+# pytest.skip() would collect nothing, and pytest exits 5 ("no tests collected") for that.
+pytestmark = pytest.mark.skipif(not KUBECONFIG, reason='KDIAG_KIND_KUBECONFIG is not set: run '
+                                'test/e2e/kind/run.sh (needs Docker and kind)')
+
+HERE = os.path.dirname(os.path.realpath(__file__))
+REPO = os.path.realpath(os.path.join(HERE, '..', '..', '..'))
+NS = os.environ.get('KDIAG_KIND_NAMESPACE', 'kdiag-e2e')
+PSA_NS = os.environ.get('KDIAG_KIND_BASELINE_NAMESPACE', 'kdiag-e2e-baseline')
+CLI = os.environ.get('KDIAG_CLI') or os.path.join(REPO, 'build', 'cli', 'kubectl-diag')
+KUBECTL = os.environ.get('KUBECTL') or shutil.which('kubectl') or 'kubectl'
+DOCKER = os.environ.get('DOCKER', 'docker')
+DEFAULT_LIMIT = 240  # seconds per test unless @limit says otherwise
+
+
+def limit(seconds):
+    """Per-test time limit (enforced by the autouse fixture below)."""
+    def deco(f):
+        f.time_limit = seconds
+        return f
+    return deco
+
+
+class TimeLimitExceeded(Exception):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def time_limit(request):
+    seconds = getattr(request.function, 'time_limit', DEFAULT_LIMIT)
+
+    def expired(signum, frame):
+        raise TimeLimitExceeded('%s took longer than its %ds limit' % (request.node.name, seconds))
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.alarm(seconds)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def wait_for(pred, timeout=30, interval=0.5, what='condition'):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
+        time.sleep(interval)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def redirect_rules(ruleset):
+    return [l.strip() for l in ruleset.splitlines() if 'dport' in l]
+
+
+def children(pid):
+    """Direct children of pid (scans /proc: works without CONFIG_PROC_CHILDREN)."""
+    out = []
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        if int(stat.rsplit(')', 1)[1].split()[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def cmdline(pid):
+    try:
+        with open('/proc/%d/cmdline' % pid, 'rb') as f:
+            return f.read().replace(b'\0', b' ').decode()
+    except OSError:
+        return ''
+
+
+def prefixed(out, pod, container):
+    return [l for l in out.splitlines() if l.startswith('[%s/%s] ' % (pod, container))]
+
+
+class Cluster:
+    def env(self):
+        env = dict(os.environ, KUBECONFIG=KUBECONFIG, NO_COLOR='1', KUBECTL=KUBECTL)
+        return env
+
+    def kubectl(self, *args, ns=NS, timeout=60, input=None):
+        argv = [KUBECTL] + (['-n', ns] if ns else []) + list(args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=self.env(),
+                              input=input)
+
+    def ok(self, *args, **kw):
+        r = self.kubectl(*args, **kw)
+        assert r.returncode == 0, 'kubectl %s failed (%d):\n%s%s' % (' '.join(args), r.returncode,
+                                                                     r.stdout, r.stderr)
+        return r.stdout
+
+    def diag(self, *args, ns=NS, timeout=150, input=None):
+        """Runs kubectl-diag to completion."""
+        return subprocess.run([CLI, '-n', ns] + list(args), capture_output=True, text=True,
+                              timeout=timeout, env=self.env(), input=input)
+
+    def pod(self, name, ns=NS):
+        return json.loads(self.ok('get', 'pod', name, '-o', 'json', ns=ns))
+
+    def wait_ready(self, name, ns=NS, timeout=180):
+        self.ok('wait', '--for=condition=Ready', 'pod/' + name, '--timeout=%ds' % timeout, ns=ns,
+                timeout=timeout + 15)
+
+    def logs(self, pod, container):
+        return self.ok('logs', pod, '-c', container).splitlines()
+
+    def saw(self, pod, container, text, after=0):
+        return any(text in l for l in self.logs(pod, container)[after:])
+
+    def exec_in(self, pod, container, argv, input=None, timeout=60):
+        return self.kubectl('exec', '-i', pod, '-c', container, '--', *argv, input=input, timeout=timeout)
+
+    def node_exec(self, node, argv, timeout=30):
+        r = subprocess.run([DOCKER, 'exec', node] + argv, capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, 'docker exec %s %s failed (%d): %s' % (node, ' '.join(argv),
+                                                                        r.returncode, r.stderr)
+        return r.stdout
+
+    def container_pid(self, name, ns=NS):
+        """The node and the node-side pid of the pod's first container (crictl inspect)."""
+        p = self.pod(name, ns)
+        node = p['spec']['nodeName']  # a kind node is the Docker container of that name
+        cid = p['status']['containerStatuses'][0]['containerID'].split('://', 1)[1]
+        return node, json.loads(self.node_exec(node, ['crictl', 'inspect', cid]))['info']['pid']
+
+    def pod_ruleset(self, name, ns=NS):
+        """nft list ruleset in the pod's network namespace, as its node's kernel reports it."""
+        node, pid = self.container_pid(name, ns)
+        return self.node_exec(node, ['nsenter', '--net=/proc/%d/ns/net' % pid, 'nft', 'list', 'ruleset'])
+
+
+class Background:
+    def __init__(self, args):
+        self.dir = tempfile.mkdtemp(prefix='kdiag-kind-bg-%d-' % os.getpid())
+        self.out_path = os.path.join(self.dir, 'out')
+        self.err_path = os.path.join(self.dir, 'err')
+        with open(self.out_path, 'w') as out, open(self.err_path, 'w') as err:
+            self.proc = subprocess.Popen([CLI, '-n', NS] + list(args), stdout=out, stderr=err,
+                                         env=Cluster().env(), stdin=subprocess.DEVNULL)
+
+    def out(self):
+        with open(self.out_path) as f:
+            return f.read()
+
+    def err(self):
+        with open(self.err_path) as f:
+            return f.read()
+
+    def wait_out(self, text, timeout=120):
+        def seen():
+            if text in self.out():
+                return True
+            if self.proc.poll() is not None:
+                raise AssertionError('kubectl-diag exited %s before printing %r:\n%s%s' % (
+                    self.proc.returncode, text, self.out(), self.err()))
+            return False
+        wait_for(seen, timeout, what=repr(text))
+
+    def interrupt(self, timeout=60):
+        self.proc.send_signal(signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # lets it remove its redirects
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope='module')
+def cluster():
+    c = Cluster()
+    for p in ('nginx', 'curl', 'distroless', 'client'):
+        c.wait_ready(p, timeout=120)
+    return c
+
+
+@pytest.fixture
+def bg():
+    """kubectl-diag processes started by a test; stopped at the end whatever happens."""
+    procs = []
+
+    def start(*args):
+        b = Background(args)
+        procs.append(b)
+        return b
+    yield start
+    for b in procs:
+        b.close()
+
+
+class LocalHTTP:
+    """An HTTP server on 127.0.0.1 that answers with a marker and records the requests."""
+
+    def __init__(self, port=0):
+        self.marker = 'local-%d-%d' % (os.getpid(), time.monotonic_ns() % 1000000)
+        self.requests = []
+        outer = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = 'HTTP/1.0'
+
+            def do_GET(self):
+                outer.requests.append((self.path, self.headers.get('Host', ''), self.client_address))
+                body = ('%s\n' % outer.marker).encode()
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        http.server.ThreadingHTTPServer.allow_reuse_address = True
+        self.srv = http.server.ThreadingHTTPServer(('127.0.0.1', port), H)
+        self.port = self.srv.server_address[1]
+        self.th = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.th.start()
+
+    def close(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+@pytest.fixture
+def local_http():
+    servers = []
+
+    def start(port=0):
+        s = LocalHTTP(port)
+        servers.append(s)
+        return s
+    yield start
+    for s in servers:
+        s.close()
+
+
+class Echo(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    request_queue_size = 512
+
+
+class EchoHandler(socketserver.BaseRequestHandler):
+    """Length-prefixed echo: 4-byte big-endian length, that many bytes back, then wait for close."""
+
+    def recv_exact(self, n):
+        buf = bytearray()
+        while len(buf) < n:
+            b = self.request.recv(min(65536, n - len(buf)))
+            if not b:
+                return None
+            buf += b
+        return bytes(buf)
+
+    def handle(self):
+        try:
+            hdr = self.recv_exact(4)
+            body = hdr and self.recv_exact(int.from_bytes(hdr, 'big'))
+            if body:
+                self.request.sendall(body)
+                self.recv_exact(1)  # until the client closes
+        except OSError:
+            pass
+
+
+# Runs in the client pod (python3 - IP PORT N SIZE): N connections open at once, each sends a
+# 4-byte length and SIZE bytes of its own and must get exactly those bytes back. No half-close
+# before the answer (kubectl port-forward closes a stream's local side when the remote side ends).
+CONN_CLIENT = r'''
+import hashlib, socket, sys, threading
+ip, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+ok, errors, start = [], [], threading.Barrier(n)
+def one(i):
+    seed = hashlib.sha256(b'conn-%d' % i).digest()
+    payload = (seed * (size // len(seed) + 1))[:size]
+    try:
+        s = socket.create_connection((ip, port), timeout=90)
+        start.wait(90)
+        s.sendall(len(payload).to_bytes(4, 'big') + payload)
+        got = bytearray()
+        while len(got) < size:
+            b = s.recv(65536)
+            if not b:
+                break
+            got += b
+        s.close()
+        if bytes(got) == payload:
+            ok.append(i)
+        else:
+            errors.append('conn %d: %d bytes back, %s' % (i, len(got), 'differ' if got else 'none'))
+    except Exception as e:
+        errors.append('conn %d: %r' % (i, e))
+        try:
+            start.abort()
+        except Exception:
+            pass
+threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print('ok %d/%d' % (len(ok), n))
+for e in errors[:10]:
+    print(e)
+sys.exit(0 if len(ok) == n else 1)
+'''
+
+
+# --- ps --------------------------------------------------------------------------------------------
+
+def test_ps_lists_nginx_listener(cluster):
+    r = cluster.diag('ps', '-l', 'app=nginx')
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [l for l in r.stdout.splitlines() if l.strip()]
+    assert lines[0].split() == ['PID', 'PPID', 'NAME', 'LISTEN'], r.stdout
+    assert any(re.search(r':80(?!\d)', l.split()[-1]) for l in lines[1:]), r.stdout
+    assert any(l.split()[2].startswith('nginx') for l in lines[1:]), r.stdout
+    assert 'kdiag-manager' not in r.stdout  # the manager does not list itself
+
+
+# --- redir -----------------------------------------------------------------------------------------
+
+def test_incoming_reaches_local_server_and_ctrl_c_removes_rules(cluster, bg, local_http):
+    srv = local_http()
+    r = bg('redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80 → localhost:%d (incoming)' % srv.port)
+    rules = redirect_rules(cluster.pod_ruleset('nginx'))
+    assert any('dport 80' in l and 'redirect' in l for l in rules), rules
+    mark = len(cluster.logs('curl', 'curl'))
+    # the curl pod fetches http://nginx/ (the Service) every second: its log shows the local answer
+    wait_for(lambda: cluster.saw('curl', 'curl', srv.marker, mark), 60,
+             what="the curl pod's log to show the local server's answer")
+    assert any(h.startswith('nginx') for _, h, _ in srv.requests), srv.requests
+    assert re.search(r'pod:80 ← [0-9a-fA-F.:\[\]]+:\d+ ⇒ localhost:%d' % srv.port, r.err()), r.err()
+    assert r.interrupt() == 0, r.err()
+    # Ctrl-C: no rule left in the pod's namespace, and nginx answers the curl pod again
+    assert redirect_rules(cluster.pod_ruleset('nginx')) == []
+    mark = len(cluster.logs('curl', 'curl'))
+    wait_for(lambda: cluster.saw('curl', 'curl', 'Welcome to nginx', mark), 60, what='nginx to answer again')
+
+
+def test_outgoing_reaches_local_server(cluster, bg, local_http):
+    srv = local_http()
+    svc_ip = cluster.ok('get', 'service', 'nginx', '-o', 'jsonpath={.spec.clusterIP}').strip()
+    nginx_ip = cluster.pod('nginx')['status']['podIP']
+    r = bg('redir', '--outgoing', '-l', 'app=curl', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/curl:80 → localhost:%d (outgoing)' % srv.port)
+    wait_for(lambda: srv.requests, 60, what="the curl pod's request at the local server")
+    path, host, _ = srv.requests[0]
+    assert path == '/' and host.startswith('nginx'), srv.requests[0]
+    # the pod dials the Service's address (kube-proxy translates it later, on the node)
+    dest = r'pod → (%s|%s):80 \(from ' % (re.escape(svc_ip), re.escape(nginx_ip))
+    wait_for(lambda: re.search(dest, r.err()), 20, what='the connection line naming the destination')
+    mark = len(cluster.logs('curl', 'curl'))
+    wait_for(lambda: cluster.saw('curl', 'curl', srv.marker, mark), 60, what='curl to log the local answer')
+    assert r.interrupt() == 0, r.err()
+    assert redirect_rules(cluster.pod_ruleset('curl')) == []
+
+
+def test_all_listening_ports(cluster, bg, local_http):
+    port = free_port()  # free here; the pod's server listens on the same number
+    name = 'allports-%d' % os.getpid()
+    image = cluster.pod('distroless')['spec']['containers'][0]['image']
+    cluster.ok('run', name, '--image=' + image, '--image-pull-policy=Never', '--restart=Never', '--', str(port))
+    try:
+        cluster.wait_ready(name)
+        wait_for(lambda: re.search(r':%d(?!\d)' % port, cluster.diag('ps', 'pod/' + name).stdout), 60,
+                 what='the server to listen on %d' % port)
+        srv = local_http(port)
+        r = bg('redir', 'pod/' + name)
+        r.wait_out('redirecting pod/%s:%d → localhost:%d (incoming)' % (name, port, port))
+        ip = cluster.pod(name)['status']['podIP']
+        got = cluster.exec_in('curl', 'curl', ['curl', '-sS', '-m', '10', 'http://%s:%d/x' % (ip, port)])
+        assert srv.marker in got.stdout, got.stdout + got.stderr
+        assert r.interrupt() == 0, r.err()
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false', '--ignore-not-found')
+
+
+@limit(420)
+def test_200_concurrent_connections_intact(cluster, bg):
+    echo = Echo(('127.0.0.1', 0), EchoHandler)
+    threading.Thread(target=echo.serve_forever, daemon=True).start()
+    try:
+        port = echo.server_address[1]
+        r = bg('redir', 'pod/distroless', '8080:%d' % port)
+        r.wait_out('redirecting pod/distroless:8080')
+        ip = cluster.pod('distroless')['status']['podIP']
+        res = cluster.exec_in('client', 'client', ['python3', '-', ip, '8080', '200', '32768'],
+                              input=CONN_CLIENT, timeout=300)
+        assert res.returncode == 0 and 'ok 200/200' in res.stdout, res.stdout + res.stderr
+        wait_for(lambda: r.err().count('pod:8080 ← ') >= 200, 30, what='200 connection lines')
+        assert r.interrupt() == 0, r.err()
+    finally:
+        echo.shutdown()
+        echo.server_close()
+
+
+def test_port_forward_killed_is_recovered(cluster, bg, local_http):
+    srv = local_http()
+    r = bg('redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80')
+    wait_for(lambda: srv.requests, 60, what='the first redirected request')
+    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    assert len(pf) == 1, [cmdline(p) for p in children(r.proc.pid)]
+    os.kill(pf[0], signal.SIGKILL)
+    r.wait_out('re-established pod/nginx:80', timeout=90)
+    assert 'restarting it' in r.err(), r.err()
+    new_pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    assert len(new_pf) == 1 and new_pf != pf, new_pf
+    n = len(srv.requests)
+    wait_for(lambda: len(srv.requests) > n, 60, what='requests after the restart')
+    assert r.interrupt() == 0, r.err()
+    assert redirect_rules(cluster.pod_ruleset('nginx')) == []
+
+
+def test_pod_deleted_mid_redirect_exits_non_zero(cluster, bg, local_http):
+    srv = local_http()
+    name = 'victim-%d' % os.getpid()
+    image = cluster.pod('nginx')['spec']['containers'][0]['image']
+    cluster.ok('run', name, '--image=' + image, '--restart=Never')
+    try:
+        cluster.wait_ready(name)
+        r = bg('redir', 'pod/' + name, '80:%d' % srv.port)
+        r.wait_out('redirecting pod/%s:80' % name)
+        cluster.ok('delete', 'pod', name, '--wait=false')
+        code = r.proc.wait(150)
+        assert code == 1, (code, r.err())
+        assert re.search(r'pod/%s is (gone|being deleted|no longer running)' % name, r.err()), r.err()
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false', '--ignore-not-found')
+
+
+# --- shell -----------------------------------------------------------------------------------------
+
+def test_shell_top_in_distroless_shows_its_binary(cluster):
+    r = cluster.diag('shell', 'pod/distroless', '--', '-c', 'ls /; top -n 1')
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'hello-server' in r.stdout.split()   # ls / of the distroless image
+    assert '/hello-server' in r.stdout          # its process in top
+    assert 'kdiag-manager' not in r.stdout.split('Mem:')[0]  # ls / shows the target's root
+
+
+def test_shell_exit_code_is_the_remote_one(cluster):
+    r = cluster.diag('shell', '-l', 'app=distroless', '--', '-c', 'exit 7')
+    assert r.returncode == 7, r.stdout + r.stderr
+
+
+# --- logs ------------------------------------------------------------------------------------------
+
+def test_logs_of_two_pods_while_a_command_runs(cluster):
+    r = cluster.diag('logs', '-l', 'app=nginx', '-l', 'app=curl:curl', '-d', '1500ms', '--',
+                     'sh', '-c', 'echo command-output; sleep 3; exit 3', timeout=120)
+    assert r.returncode == 3, r.stderr
+    assert 'command-output' in r.stdout.splitlines()
+    curl = prefixed(r.stdout, 'curl', 'curl')
+    nginx = prefixed(r.stdout, 'nginx', 'nginx')
+    assert len(curl) >= 2, r.stdout       # one request a second for ~4.5 s
+    assert len(nginx) >= 2, r.stdout      # nginx's access log has each of them
+    assert all('GET http://nginx/' in l for l in curl), curl
+    assert any('"GET / HTTP/1.1"' in l for l in nginx), nginx
+    assert '\033[' not in r.stdout        # NO_COLOR
+
+
+# --- Pod Security admission ------------------------------------------------------------------------
+
+def test_pod_security_baseline_says_profile_and_fix(cluster):
+    r = cluster.diag('redir', 'pod/web', '80:8080', ns=PSA_NS)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'Pod Security "baseline"' in r.stderr, r.stderr
+    assert 'NET_ADMIN' in r.stderr, r.stderr
+    assert ('kubectl label namespace %s pod-security.kubernetes.io/enforce=privileged' % PSA_NS) in r.stderr
+    assert not cluster.pod('web', PSA_NS)['spec'].get('ephemeralContainers')  # nothing was added
+
+
+def test_pod_security_privileged_flag_is_refused_too(cluster):
+    r = cluster.diag('shell', 'pod/web', '--privileged', '--', '-c', 'true', ns=PSA_NS)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'Pod Security "baseline"' in r.stderr and 'privileged' in r.stderr, r.stderr
