@@ -42,6 +42,8 @@ typedef struct {
     int max_msg_bytes;      /* largest request accepted; 0 = 4 MiB */
     int unary_workers;      /* worker threads for unary calls; 0 = 4 */
     bool verbose;           /* one debug line per call on stderr */
+    int max_streams;        /* concurrent streaming calls (one thread each); more get
+                               RESOURCE_EXHAUSTED; 0 = 256 */
 } rpc_server_opts;
 
 rpc_server *rpc_server_new(const rpc_server_opts *opts);
@@ -53,7 +55,10 @@ int rpc_server_start(rpc_server *s, int *port);
 void rpc_server_shutdown(rpc_server *s);
 void rpc_server_free(rpc_server *s);
 
-/* Next request message (malloc'd, caller frees). 0 = message, -ENODATA =
+/* A call is used by one handler thread; rpc_call_recv and rpc_call_send may
+ * block at the same time in two threads (one of each) for bidi streams. */
+
+/* Next request message (malloc'd, caller frees; never NULL, len may be 0). 0 = message, -ENODATA =
  * client half-closed, -ECANCELED = call cancelled, -EMSGSIZE = over limit. */
 int rpc_call_recv(rpc_call *c, uint8_t **buf, size_t *len);
 /* Sends one response message; blocks until the transport took it. */
@@ -99,5 +104,11 @@ int rpc_stream_read(rpc_stream *s, uint8_t **buf, size_t *len, rpc_status *st);
 /* Thread-safe; a blocked rpc_stream_read returns 1 with GRPC_STATUS_CANCELLED. */
 void rpc_stream_cancel(rpc_stream *s);
 void rpc_stream_free(rpc_stream *s);
+
+/* Bidirectional call: open, then write / close_send and read as above
+ * (one writer and one reader thread at most). */
+rpc_stream *rpc_client_bidi_open(rpc_client *cl, const char *method, int timeout_ms);
+int rpc_stream_write(rpc_stream *s, const uint8_t *buf, size_t len);
+int rpc_stream_close_send(rpc_stream *s);
 
 #endif

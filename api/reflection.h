@@ -1,0 +1,24 @@
+/* reflection — gRPC server reflection (grpc.reflection.v1alpha and v1) over
+ * the descriptor sets embedded at build time (kdiag.proto and the reflection
+ * protos themselves), so generic clients (grpcurl, grpc-js) can list and call
+ * the Manager service without a copy of kdiag.proto. */
+#ifndef KDIAG_REFLECTION_H
+#define KDIAG_REFLECTION_H
+
+#include "rpc.h"
+
+#define REFLECTION_V1ALPHA_METHOD "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+#define REFLECTION_V1_METHOD "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+
+/* Registers both versions' ServerReflectionInfo (bidi streams) on s. */
+int reflection_register(rpc_server *s);
+
+/* Answers one serialized ServerReflectionRequest with a serialized
+ * ServerReflectionResponse (*resp malloc'd). -EBADMSG when req does not
+ * decode; unknown symbols and files are answered with an error_response. */
+int reflection_answer(const uint8_t *req, size_t len, uint8_t **resp, size_t *resp_len);
+
+/* The stream handler (ud unused). */
+grpc_status_code reflection_rpc_handle(rpc_call *call, void *ud);
+
+#endif

@@ -1,0 +1,243 @@
+/* kdiag-manager — serves the kdiag.solo.io.Manager service inside the pod.
+ *
+ * stdout (flushed, in this order; the CLI parses them from the container log):
+ *   Listening on <addr>:<port>
+ *   Token: <32 hex>
+ *   Tunnel on 127.0.0.1:<port>      (when built with redirect and it is available)
+ * Everything else goes to stderr. SIGTERM/SIGINT cancel in-flight calls and
+ * exit 0. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "reflection.h"
+#include "rpc.h"
+#ifdef KDIAG_HAVE_PS
+#include "ps_rpc.h"
+#endif
+#ifdef KDIAG_HAVE_REDIRECT
+#include "redirect.h"
+#endif
+
+#define METHOD_PS "/kdiag.solo.io.Manager/Ps"
+#define METHOD_REDIRECT "/kdiag.solo.io.Manager/Redirect"
+#define METHOD_PPROF "/kdiag.solo.io.Manager/Pprof"
+
+static const char usage[] =
+    "usage: kdiag-manager [--bind ADDR:PORT] [--no-auth] [-v] [--help]\n"
+    "  --bind ADDR:PORT  where to serve gRPC (default 127.0.0.1:0, a free port)\n"
+    "  --no-auth         accept calls without the 'authorization: Bearer <token>' metadata\n"
+    "  -v, --verbose     one debug line per call on stderr\n";
+
+typedef struct {
+    char host[64];      /* as printed in "Listening on" (IPv6 in brackets) */
+    const char *bind;
+    bool no_auth, verbose;
+} manager_opts;
+
+/* ADDR:PORT with an IPv4 literal, a bracketed IPv6 literal or "localhost",
+ * and a port 0-65535. */
+static int parse_bind(const char *v, manager_opts *o)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon || colon == v || !colon[1] || strlen(colon + 1) > 5)
+        return -EINVAL;
+    char *end;
+    long port = strtol(colon + 1, &end, 10);
+    if (*end || port < 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
+        return -EINVAL;
+    size_t hl = (size_t)(colon - v);
+    if (hl >= sizeof o->host)
+        return -EINVAL;
+    memcpy(o->host, v, hl);
+    o->host[hl] = 0;
+    unsigned char a[16];
+    char inner[64];
+    if (o->host[0] == '[' && o->host[hl - 1] == ']') {
+        snprintf(inner, sizeof inner, "%.*s", (int)hl - 2, o->host + 1);
+        if (inet_pton(AF_INET6, inner, a) != 1)
+            return -EINVAL;
+    } else if (inet_pton(AF_INET, o->host, a) != 1 && strcmp(o->host, "localhost") != 0) {
+        return -EINVAL;
+    }
+    o->bind = v;
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, manager_opts *o)
+{
+    static const struct option longs[] = {
+        {"bind", required_argument, NULL, 'b'},
+        {"no-auth", no_argument, NULL, 'n'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    snprintf(o->host, sizeof o->host, "127.0.0.1");
+    o->bind = "127.0.0.1:0";
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":vh", longs, NULL)) != -1) {
+        switch (c) {
+        case 'b':
+            if (parse_bind(optarg, o) < 0) {
+                fprintf(stderr, "kdiag-manager: invalid --bind '%s': want ADDR:PORT with an IP address "
+                        "and a port 0-65535, e.g. 127.0.0.1:0\n%s", optarg, usage);
+                return 2;
+            }
+            break;
+        case 'n': o->no_auth = true; break;
+        case 'v': o->verbose = true; break;
+        case 'h': fputs(usage, stdout); return 0;
+        case ':':
+            fprintf(stderr, "kdiag-manager: option '%s' needs a value\n%s", argv[optind - 1], usage);
+            return 2;
+        default:
+            fprintf(stderr, "kdiag-manager: unknown option '%s'\n%s", argv[optind - 1], usage);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kdiag-manager: unexpected argument '%s'\n%s", argv[optind], usage);
+        return 2;
+    }
+    return -1;
+}
+
+static int make_token(char out[33])
+{
+    unsigned char r[16];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return -errno;
+    for (int i = 0; i < 16; i++)
+        sprintf(out + 2 * i, "%02x", r[i]);
+    return 0;
+}
+
+static grpc_status_code pprof_handle(rpc_call *call, void *ud)
+{
+    (void)ud;
+    rpc_call_set_message(call, "pprof is not supported by kdiag-c's manager (it is not written in Go)");
+    return GRPC_STATUS_UNIMPLEMENTED;
+}
+
+__attribute__((unused)) static grpc_status_code absent_handle(rpc_call *call, void *ud)
+{
+    rpc_call_set_message(call, "%s", (const char *)ud);
+    return GRPC_STATUS_UNIMPLEMENTED;
+}
+
+#ifdef KDIAG_HAVE_REDIRECT
+static grpc_status_code redirect_unavailable(rpc_call *call, void *ud)
+{
+    rpc_call_set_message(call, "redirect is unavailable in this manager: %s (it needs the NET_ADMIN "
+                         "capability and nftables support in the kernel)", strerror((int)(intptr_t)ud));
+    return GRPC_STATUS_FAILED_PRECONDITION;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    manager_opts o = {0};
+    int rc = parse_args(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+
+    /* Block the stop signals before any thread exists (gRPC starts its own);
+     * main takes them with sigwait. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    char token[33];
+    if (!o.no_auth && (rc = make_token(token)) < 0) {
+        fprintf(stderr, "kdiag-manager: cannot make a token: getrandom: %s\n", strerror(-rc));
+        return 1;
+    }
+    rpc_server_opts so = {
+        .bind = o.bind,
+        .token = o.no_auth ? NULL : token,
+        .verbose = o.verbose,
+    };
+    rpc_server *s = rpc_server_new(&so);
+    if (!s) {
+        fprintf(stderr, "kdiag-manager: out of memory\n");
+        return 1;
+    }
+    int exit_code = 1;
+#ifdef KDIAG_HAVE_REDIRECT
+    redirect_mgr *rm = NULL;
+    redirect_opts ro = {.verbose = o.verbose};
+    int rrc = redirect_mgr_new(&rm, &ro);
+    if (rrc < 0)
+        fprintf(stderr, "kdiag-manager: redirect unavailable: %s\n", strerror(-rrc));
+    rc = rm ? rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm)
+            : rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable, (void *)(intptr_t)-rrc);
+#else
+    rc = rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, absent_handle,
+                        "this kdiag-manager was built without redirect");
+#endif
+#ifdef KDIAG_HAVE_PS
+    if (rc == 0)
+        rc = rpc_server_add(s, METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
+#else
+    if (rc == 0)
+        rc = rpc_server_add(s, METHOD_PS, RPC_UNARY, absent_handle, "this kdiag-manager was built without ps");
+#endif
+    if (rc == 0)
+        rc = rpc_server_add(s, METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
+    if (rc == 0)
+        rc = reflection_register(s);
+    if (rc < 0) {
+        fprintf(stderr, "kdiag-manager: registering methods: %s\n", strerror(-rc));
+        goto out;
+    }
+    int port = 0;
+    if ((rc = rpc_server_start(s, &port)) < 0) {
+        fprintf(stderr, "kdiag-manager: cannot listen on %s: the address is not local or the port is "
+                "taken; pick another with --bind\n", o.bind);
+        goto out;
+    }
+#ifdef KDIAG_HAVE_REDIRECT
+    if (rm)
+        redirect_mgr_reserve_port(rm, (uint16_t)port);
+#endif
+    printf("Listening on %s:%d\n", o.host, port);
+    if (!o.no_auth)
+        printf("Token: %s\n", token);
+#ifdef KDIAG_HAVE_REDIRECT
+    if (rm)
+        printf("Tunnel on 127.0.0.1:%d\n", redirect_mgr_tunnel_port(rm));
+#endif
+    fflush(stdout);
+    if (o.no_auth)
+        fprintf(stderr, "kdiag-manager: --no-auth: calls are not authenticated\n");
+
+    /* Between signals, give freed memory back to the kernel once a second:
+     * gRPC 1.51 reads a message in full before rejecting it as too large, and
+     * glibc would keep those pages (per thread arena) for good. */
+    int sig;
+    const struct timespec tick = {1, 0};
+    while ((sig = sigtimedwait(&stop, NULL, &tick)) < 0)
+        if (errno == EAGAIN)
+            malloc_trim(0);
+    if (o.verbose)
+        fprintf(stderr, "kdiag-manager: %s, stopping\n", strsignal(sig));
+    exit_code = 0;
+out:
+    rpc_server_free(s);   /* cancels in-flight calls and waits for their handlers */
+#ifdef KDIAG_HAVE_REDIRECT
+    if (rm)
+        redirect_mgr_free(rm);
+#endif
+    return exit_code;
+}

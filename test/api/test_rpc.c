@@ -1,0 +1,744 @@
+/* test_rpc — the rpc layer (api/rpc.c) end to end over real loopback sockets:
+ * unary, server stream, bidi, cancellation reaching the handler's cancel fd,
+ * deadlines, auth, unknown methods, status messages, message size limit,
+ * stream limit, keepalive detecting a frozen peer, shutdown with calls in
+ * flight. Run under ASan this also checks the layer frees everything. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "rpc.h"
+
+#define TOKEN "0123456789abcdef0123456789abcdef"
+
+static int64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* What the Wait handler observed, for the test thread. */
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, finished;
+    bool saw_cancel;
+    int64_t deadline_ms;
+    int64_t waited_ms;
+} obs = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, false, 0, 0};
+
+static void obs_reset(void)
+{
+    pthread_mutex_lock(&obs.mu);
+    obs.started = obs.finished = 0;
+    obs.saw_cancel = false;
+    obs.deadline_ms = obs.waited_ms = 0;
+    pthread_mutex_unlock(&obs.mu);
+}
+
+/* Waits until cond(obs) or timeout; returns whether cond held. */
+static bool obs_wait(int field_offset, int want, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&obs.mu);
+    int *v = (int *)((char *)&obs + field_offset);
+    while (*v < want)
+        if (pthread_cond_timedwait(&obs.cv, &obs.mu, &until) == ETIMEDOUT)
+            break;
+    bool ok = *v >= want;
+    pthread_mutex_unlock(&obs.mu);
+    return ok;
+}
+
+/* ---- handlers ---- */
+
+static grpc_status_code h_echo(rpc_call *c, void *ud)
+{
+    (void)ud;
+    uint8_t *buf;
+    size_t len;
+    int rc = rpc_call_recv(c, &buf, &len);
+    if (rc < 0)
+        return GRPC_STATUS_CANCELLED;
+    rc = rpc_call_send(c, buf, len);
+    free(buf);
+    return rc < 0 ? GRPC_STATUS_INTERNAL : GRPC_STATUS_OK;
+}
+
+/* Responds "<method>|<authorization>|<peer non-empty>". */
+static grpc_status_code h_whoami(rpc_call *c, void *ud)
+{
+    (void)ud;
+    char out[512];
+    const char *auth = rpc_call_metadata(c, "authorization");
+    int n = snprintf(out, sizeof out, "%s|%s|%s", rpc_call_method(c), auth ? auth : "-",
+                     rpc_call_peer(c)[0] ? "peer" : "nopeer");
+    rpc_call_send(c, (uint8_t *)out, (size_t)n);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_fail(rpc_call *c, void *ud)
+{
+    (void)ud;
+    rpc_call_set_message(c, "nope %d", 42);
+    return GRPC_STATUS_NOT_FOUND;
+}
+
+static grpc_status_code h_noresp(rpc_call *c, void *ud)
+{
+    (void)c;
+    (void)ud;
+    return GRPC_STATUS_OK;
+}
+
+/* Request: decimal count N; responds "0" .. "N-1". */
+static grpc_status_code h_count(rpc_call *c, void *ud)
+{
+    (void)ud;
+    uint8_t *buf;
+    size_t len;
+    if (rpc_call_recv(c, &buf, &len) < 0)
+        return GRPC_STATUS_CANCELLED;
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%.*s", (int)len, (char *)buf);
+    free(buf);
+    int n = atoi(tmp);
+    for (int i = 0; i < n; i++) {
+        int k = snprintf(tmp, sizeof tmp, "%d", i);
+        if (rpc_call_send(c, (uint8_t *)tmp, (size_t)k) < 0)
+            return GRPC_STATUS_CANCELLED;
+    }
+    return GRPC_STATUS_OK;
+}
+
+/* Bidi: answers each message upper-cased, until the client half-closes. */
+static grpc_status_code h_upper(rpc_call *c, void *ud)
+{
+    (void)ud;
+    for (;;) {
+        uint8_t *buf;
+        size_t len;
+        int rc = rpc_call_recv(c, &buf, &len);
+        if (rc == -ENODATA)
+            return GRPC_STATUS_OK;
+        if (rc < 0)
+            return GRPC_STATUS_CANCELLED;
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] >= 'a' && buf[i] <= 'z')
+                buf[i] -= 32;
+        rc = rpc_call_send(c, buf, len);
+        free(buf);
+        if (rc < 0)
+            return GRPC_STATUS_CANCELLED;
+    }
+}
+
+/* Server stream that sends one "ready" message, then waits (poll) on the
+ * cancel fd for up to 20 s and reports what it saw. */
+static grpc_status_code h_wait(rpc_call *c, void *ud)
+{
+    (void)ud;
+    int64_t t0 = now_ms();
+    pthread_mutex_lock(&obs.mu);
+    obs.deadline_ms = rpc_call_deadline_ms(c);
+    obs.started++;
+    pthread_cond_broadcast(&obs.cv);
+    pthread_mutex_unlock(&obs.mu);
+    rpc_call_send(c, (const uint8_t *)"ready", 5);
+    struct pollfd p = {rpc_call_cancel_fd(c), POLLIN, 0};
+    int r = poll(&p, 1, 20000);
+    pthread_mutex_lock(&obs.mu);
+    obs.saw_cancel = r == 1 && rpc_call_cancelled(c);
+    obs.waited_ms = now_ms() - t0;
+    obs.finished++;
+    pthread_cond_broadcast(&obs.cv);
+    pthread_mutex_unlock(&obs.mu);
+    return GRPC_STATUS_CANCELLED;
+}
+
+/* Unary that waits (poll on the cancel fd, up to 20 s) before answering. */
+static grpc_status_code h_slow(rpc_call *c, void *ud)
+{
+    (void)ud;
+    int64_t t0 = now_ms();
+    pthread_mutex_lock(&obs.mu);
+    obs.deadline_ms = rpc_call_deadline_ms(c);
+    obs.started++;
+    pthread_mutex_unlock(&obs.mu);
+    struct pollfd p = {rpc_call_cancel_fd(c), POLLIN, 0};
+    int r = poll(&p, 1, 20000);
+    rpc_call_send(c, (const uint8_t *)"late", 4);
+    pthread_mutex_lock(&obs.mu);
+    obs.saw_cancel = r == 1 && rpc_call_cancelled(c);
+    obs.waited_ms = now_ms() - t0;
+    obs.finished++;
+    pthread_cond_broadcast(&obs.cv);
+    pthread_mutex_unlock(&obs.mu);
+    return GRPC_STATUS_OK;
+}
+
+/* ---- fixtures ---- */
+
+typedef struct {
+    rpc_server *s;
+    int port;
+    char target[64];
+} fixture;
+
+static fixture *fx_start(const char *token, int max_msg, int max_streams, int keepalive_ms)
+{
+    fixture *f = calloc(1, sizeof *f);
+    rpc_server_opts o = {.bind = "127.0.0.1:0", .token = token, .max_msg_bytes = max_msg,
+                         .max_streams = max_streams, .keepalive_ms = keepalive_ms};
+    f->s = rpc_server_new(&o);
+    assert_non_null(f->s);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Whoami", RPC_UNARY, h_whoami, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Fail", RPC_UNARY, h_fail, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/NoResp", RPC_UNARY, h_noresp, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Count", RPC_SERVER_STREAM, h_count, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Upper", RPC_BIDI_STREAM, h_upper, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Wait", RPC_SERVER_STREAM, h_wait, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Slow", RPC_UNARY, h_slow, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), -EEXIST);
+    assert_int_equal(rpc_server_start(f->s, &f->port), 0);
+    assert_true(f->port > 0);
+    snprintf(f->target, sizeof f->target, "127.0.0.1:%d", f->port);
+    obs_reset();
+    return f;
+}
+
+static void fx_stop(fixture *f)
+{
+    rpc_server_free(f->s);
+    free(f);
+}
+
+static int unary(rpc_client *cl, const char *method, const char *req, size_t req_len, char **resp,
+                 size_t *resp_len, int timeout_ms, rpc_status *st)
+{
+    uint8_t *r = NULL;
+    size_t rl = 0;
+    int rc = rpc_client_unary(cl, method, (const uint8_t *)req, req_len, &r, &rl, timeout_ms, st);
+    if (resp) {
+        *resp = (char *)r;
+        *resp_len = rl;
+    } else {
+        free(r);
+    }
+    return rc;
+}
+
+/* ---- tests ---- */
+
+static void test_unary_echo(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_status st;
+    char *resp;
+    size_t len;
+    assert_int_equal(unary(cl, "/t.T/Echo", "hello", 5, &resp, &len, 5000, &st), 0);
+    assert_int_equal(st.code, GRPC_STATUS_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(resp, "hello", 5);
+    free(resp);
+
+    /* empty message (PsRequest{} is zero bytes) */
+    assert_int_equal(unary(cl, "/t.T/Echo", "", 0, &resp, &len, 5000, &st), 0);
+    assert_int_equal(len, 0);
+    assert_non_null(resp);
+    free(resp);
+
+    /* 3 MiB of varied bytes, under the 4 MiB default */
+    size_t big = 3 << 20;
+    char *b = malloc(big);
+    for (size_t i = 0; i < big; i++)
+        b[i] = (char)(i * 131 + (i >> 11));
+    assert_int_equal(unary(cl, "/t.T/Echo", b, big, &resp, &len, 10000, &st), 0);
+    assert_int_equal(len, big);
+    assert_memory_equal(resp, b, big);
+    free(resp);
+    free(b);
+
+    /* metadata, method and peer reach the handler */
+    assert_int_equal(unary(cl, "/t.T/Whoami", "", 0, &resp, &len, 5000, &st), 0);
+    assert_int_equal(len, strlen("/t.T/Whoami|Bearer " TOKEN "|peer"));
+    assert_memory_equal(resp, "/t.T/Whoami|Bearer " TOKEN "|peer", len);
+    free(resp);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_status_and_message(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(NULL, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, NULL);
+    rpc_status st;
+    assert_int_equal(unary(cl, "/t.T/Fail", "", 0, NULL, NULL, 5000, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_NOT_FOUND);
+    assert_string_equal(st.message, "nope 42");
+    assert_int_equal(unary(cl, "/t.T/NoResp", "", 0, NULL, NULL, 5000, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_INTERNAL);
+    assert_non_null(strstr(st.message, "no response"));
+    assert_int_equal(unary(cl, "/t.T/Nope", "", 0, NULL, NULL, 5000, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
+    assert_non_null(strstr(st.message, "/t.T/Nope"));
+    assert_int_equal(unary(cl, "/other.Svc/Echo", "", 0, NULL, NULL, 5000, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_auth(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    const char *bad[] = {NULL, "0123456789abcdef0123456789abcdee", "0123456789abcdef", "", TOKEN "0"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        rpc_client *cl = rpc_client_new(f->target, bad[i]);
+        rpc_status st;
+        assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 5000, &st), -EPROTO);
+        assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+        assert_non_null(strstr(st.message, "authorization: Bearer"));
+        /* also before method lookup: an unknown method is not revealed */
+        assert_int_equal(unary(cl, "/t.T/Nope", "x", 1, NULL, NULL, 5000, &st), -EPROTO);
+        assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+        /* streams too */
+        rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Count", (const uint8_t *)"3", 1, 5000);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
+        assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+        rpc_stream_free(s);
+        rpc_client_free(cl);
+    }
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_status st;
+    assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 5000, &st), 0);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_server_stream(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Count", (const uint8_t *)"500", 3, 10000);
+    assert_non_null(s);
+    rpc_status st;
+    uint8_t *buf;
+    size_t len;
+    for (int i = 0; i < 500; i++) {
+        assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);
+        char want[16];
+        int n = snprintf(want, sizeof want, "%d", i);
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(buf, want, len);
+        free(buf);
+    }
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
+    assert_int_equal(st.code, GRPC_STATUS_OK);
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);   /* stays ended */
+    rpc_stream_free(s);
+
+    /* a unary call on the same channel afterwards */
+    assert_int_equal(unary(cl, "/t.T/Echo", "a", 1, NULL, NULL, 5000, &st), 0);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_bidi(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_stream *s = rpc_client_bidi_open(cl, "/t.T/Upper", 10000);
+    assert_non_null(s);
+    rpc_status st;
+    for (int i = 0; i < 20; i++) {
+        char msg[32], want[32];
+        int n = snprintf(msg, sizeof msg, "msg-%d-abc", i);
+        snprintf(want, sizeof want, "MSG-%d-ABC", i);
+        assert_int_equal(rpc_stream_write(s, (uint8_t *)msg, (size_t)n), 0);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);   /* answer before the next write */
+        assert_int_equal(len, (size_t)n);
+        assert_memory_equal(buf, want, len);
+        free(buf);
+    }
+    assert_int_equal(rpc_stream_close_send(s), 0);
+    assert_int_equal(rpc_stream_write(s, (const uint8_t *)"x", 1), -EPIPE);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
+    assert_int_equal(st.code, GRPC_STATUS_OK);
+    rpc_stream_free(s);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+struct canceller {
+    rpc_stream *s;
+    int delay_ms;
+};
+
+static void *cancel_later(void *arg)
+{
+    struct canceller *c = arg;
+    usleep((useconds_t)c->delay_ms * 1000);
+    rpc_stream_cancel(c->s);
+    return NULL;
+}
+
+static void test_client_cancel_reaches_handler(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    rpc_status st;
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);   /* "ready" */
+    free(buf);
+    assert_int_equal(obs.deadline_ms, -1);   /* no deadline set */
+    struct canceller c = {s, 200};
+    pthread_t t;
+    pthread_create(&t, NULL, cancel_later, &c);
+    int64_t t0 = now_ms();
+    /* the blocked read returns once the other thread cancels */
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
+    assert_int_equal(st.code, GRPC_STATUS_CANCELLED);
+    assert_true(now_ms() - t0 < 5000);
+    pthread_join(t, NULL);
+    assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
+    assert_true(obs.saw_cancel);
+    assert_true(obs.waited_ms < 5000);
+    rpc_stream_free(s);
+
+    /* freeing a stream mid-call cancels it too */
+    obs_reset();
+    s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);
+    free(buf);
+    rpc_stream_free(s);
+    assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
+    assert_true(obs.saw_cancel);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_deadline(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    int64_t t0 = now_ms();
+    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 700);
+    rpc_status st;
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);
+    free(buf);
+    assert_true(obs.deadline_ms > 0 && obs.deadline_ms <= 700);
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
+    assert_int_equal(st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    int64_t took = now_ms() - t0;
+    assert_true(took >= 600 && took < 5000);
+    rpc_stream_free(s);
+    assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
+    assert_true(obs.saw_cancel);
+    assert_true(obs.waited_ms < 3000);
+
+    /* unary: the deadline ends the call and reaches the handler */
+    obs_reset();
+    t0 = now_ms();
+    assert_int_equal(unary(cl, "/t.T/Slow", "x", 1, NULL, NULL, 500, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
+    took = now_ms() - t0;
+    assert_true(took >= 400 && took < 5000);
+    assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
+    assert_true(obs.saw_cancel);
+    assert_true(obs.deadline_ms > 0 && obs.deadline_ms <= 500);
+    /* no deadline: unlimited, and the call still works */
+    assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 0, &st), 0);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_max_message(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 1 << 20, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    size_t big = 2 << 20;
+    char *b = calloc(1, big);
+    rpc_status st;
+    assert_int_equal(unary(cl, "/t.T/Echo", b, big, NULL, NULL, 10000, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    /* on a stream too */
+    rpc_stream *s = rpc_client_bidi_open(cl, "/t.T/Upper", 10000);
+    rpc_stream_write(s, (uint8_t *)b, big);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
+    assert_int_equal(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    rpc_stream_free(s);
+    free(b);
+    /* still serving, exactly at the limit too */
+    b = calloc(1, 1 << 20);
+    char *resp;
+    assert_int_equal(unary(cl, "/t.T/Echo", b, (1 << 20) - 16, &resp, &len, 10000, &st), 0);
+    free(resp);
+    free(b);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static void test_stream_limit(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 2, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_stream *s[3];
+    rpc_status st;
+    uint8_t *buf;
+    size_t len;
+    for (int i = 0; i < 2; i++) {
+        s[i] = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+        assert_int_equal(rpc_stream_read(s[i], &buf, &len, &st), 0);
+        free(buf);
+    }
+    s[2] = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    assert_int_equal(rpc_stream_read(s[2], &buf, &len, &st), 1);
+    assert_int_equal(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
+    rpc_stream_free(s[2]);
+    /* unary calls do not count against streams */
+    assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 5000, &st), 0);
+    rpc_stream_free(s[0]);
+    assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
+    /* a slot is free again (the handler thread may still be finishing) */
+    bool opened = false;
+    for (int tries = 0; tries < 50 && !opened; tries++) {
+        s[2] = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+        opened = rpc_stream_read(s[2], &buf, &len, &st) == 0;
+        if (opened)
+            free(buf);
+        else
+            usleep(20000);
+        if (!opened)
+            rpc_stream_free(s[2]);
+    }
+    assert_true(opened);
+    rpc_stream_free(s[2]);
+    rpc_stream_free(s[1]);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+struct load_arg {
+    const char *target;
+    int calls, ok;
+};
+
+static void *load_thread(void *arg)
+{
+    struct load_arg *a = arg;
+    rpc_client *cl = rpc_client_new(a->target, TOKEN);
+    for (int i = 0; i < a->calls; i++) {
+        char msg[32], *resp;
+        size_t len;
+        rpc_status st;
+        int n = snprintf(msg, sizeof msg, "m%d", i);
+        if (unary(cl, "/t.T/Echo", msg, (size_t)n, &resp, &len, 10000, &st) == 0) {
+            a->ok += len == (size_t)n && !memcmp(resp, msg, len);
+            free(resp);
+        }
+    }
+    rpc_client_free(cl);
+    return NULL;
+}
+
+static void test_concurrent_calls(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    pthread_t t[16];
+    struct load_arg a[16];
+    for (int i = 0; i < 16; i++) {
+        a[i] = (struct load_arg){f->target, 50, 0};
+        pthread_create(&t[i], NULL, load_thread, &a[i]);
+    }
+    int ok = 0;
+    for (int i = 0; i < 16; i++) {
+        pthread_join(t[i], NULL);
+        ok += a[i].ok;
+    }
+    assert_int_equal(ok, 16 * 50);
+    fx_stop(f);
+}
+
+struct stream_reader {
+    rpc_stream *s;
+    rpc_status st;
+    int rc;
+};
+
+static void *read_to_end(void *arg)
+{
+    struct stream_reader *r = arg;
+    uint8_t *buf;
+    size_t len;
+    while ((r->rc = rpc_stream_read(r->s, &buf, &len, &r->st)) == 0)
+        free(buf);
+    return NULL;
+}
+
+static void test_shutdown_cancels_calls(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    struct stream_reader r[3];
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++) {
+        r[i].s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+        pthread_create(&t[i], NULL, read_to_end, &r[i]);
+    }
+    assert_true(obs_wait(offsetof(typeof(obs), started), 3, 5000));
+    int64_t t0 = now_ms();
+    rpc_server_shutdown(f->s);
+    assert_true(now_ms() - t0 < 5000);
+    pthread_mutex_lock(&obs.mu);
+    assert_int_equal(obs.finished, 3);   /* every handler returned before shutdown did */
+    assert_true(obs.saw_cancel);
+    pthread_mutex_unlock(&obs.mu);
+    for (int i = 0; i < 3; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(r[i].rc, 1);
+        assert_int_not_equal(r[i].st.code, GRPC_STATUS_OK);
+        rpc_stream_free(r[i].s);
+    }
+    rpc_status st;
+    assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 2000, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_UNAVAILABLE);
+    rpc_client_free(cl);
+    fx_stop(f);   /* free after shutdown: a second shutdown is a no-op */
+}
+
+/* A client that stops answering (SIGSTOP: its TCP connection stays open but
+ * HTTP/2 pings go unanswered) is detected by the server's keepalive. The
+ * client is this binary re-executed, so gRPC starts fresh in it. */
+static const char *self_path;
+
+static void test_keepalive_detects_frozen_peer(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 500);
+    pid_t pid = fork();
+    if (pid == 0) {
+        execl(self_path, self_path, "--wait-client", f->target, (char *)NULL);
+        _exit(127);
+    }
+    assert_true(pid > 0);
+    assert_true(obs_wait(offsetof(typeof(obs), started), 1, 10000));
+    usleep(100000);
+    kill(pid, SIGSTOP);
+    int64_t t0 = now_ms();
+    assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 10000));
+    int64_t took = now_ms() - t0;
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    assert_true(obs.saw_cancel);
+    /* keepalive 500 ms + timeout 500 ms; generous slack for a loaded machine */
+    assert_true(took < 5000);
+    fx_stop(f);
+}
+
+static void test_bad_bind(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_server_opts o = {.bind = f->target};
+    rpc_server *s2 = rpc_server_new(&o);
+    int port;
+    assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL);   /* taken, no SO_REUSEPORT */
+    rpc_server_free(s2);
+    o.bind = "192.0.2.1:0";   /* not a local address */
+    s2 = rpc_server_new(&o);
+    assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL);
+    rpc_server_free(s2);
+    assert_int_equal(rpc_server_add(f->s, "/late", RPC_UNARY, h_echo, NULL), -EINVAL);
+    fx_stop(f);
+}
+
+static int wait_client(const char *target)
+{
+    rpc_client *cl = rpc_client_new(target, TOKEN);
+    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    uint8_t *buf;
+    size_t len;
+    rpc_status st;
+    while (rpc_stream_read(s, &buf, &len, &st) == 0)
+        free(buf);
+    rpc_stream_free(s);
+    rpc_client_free(cl);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc == 3 && !strcmp(argv[1], "--wait-client"))
+        return wait_client(argv[2]);
+    self_path = "/proc/self/exe";
+    static char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        self_path = exe;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unary_echo),
+        cmocka_unit_test(test_status_and_message),
+        cmocka_unit_test(test_auth),
+        cmocka_unit_test(test_server_stream),
+        cmocka_unit_test(test_bidi),
+        cmocka_unit_test(test_client_cancel_reaches_handler),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_max_message),
+        cmocka_unit_test(test_stream_limit),
+        cmocka_unit_test(test_concurrent_calls),
+        cmocka_unit_test(test_shutdown_cancels_calls),
+        cmocka_unit_test(test_keepalive_detects_frozen_peer),
+        cmocka_unit_test(test_bad_bind),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
