@@ -13,11 +13,15 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 import time
 
 import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+from nsutil import children, wait_for  # noqa: E402
 
 IMAGES_JSON = os.environ["KDIAG_IMAGES_JSON"]
 DEBUG_IMAGE = os.environ["KDIAG_DEFAULT_IMAGE"]
@@ -39,24 +43,6 @@ def tmp():
     d = tempfile.mkdtemp(prefix=TAG + "-")
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def wait_for(pred, what, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
 
 
 class Container:

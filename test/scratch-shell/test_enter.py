@@ -25,6 +25,10 @@ import time
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "pyutil"))
+import nsutil  # noqa: E402
+from nsutil import children  # noqa: E402
+
 ENTER = os.environ["KDIAG_ENTER"]
 ASH = os.environ["KDIAG_ASH"]
 TARGET_BIN = os.environ["KDIAG_SCRATCH_TARGET"]
@@ -52,21 +56,7 @@ def cgroup_base():
 
 
 def wait_for(pred, what, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(x) for x in f.read().split()]
-    except FileNotFoundError:
-        return []
+    return nsutil.wait_for(pred, what, timeout, interval=0.02)   # enter's targets start in ms
 
 
 def exe_of(pid):

@@ -6,11 +6,7 @@ import signal
 import time
 
 from conftest import wait_for
-from test_cli_redir import children, cmdline
-
-
-def prefixed(out, pod, container):
-    return [l for l in out.splitlines() if l.startswith('[%s/%s] ' % (pod, container))]
+from e2e_common import children, cmdline, prefixed
 
 
 def test_two_pods_while_a_command_runs(cluster):

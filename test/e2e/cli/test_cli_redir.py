@@ -1,45 +1,14 @@
 """kubectl diag redir end to end: real kubectl port-forward, real manager, real nftables in the
 simulated pods' network namespaces, real traffic from the curl pod and from the node."""
-import json
 import os
 import re
-import socket
-import socketserver
-import threading
-import time
-
-import pytest
 
 from conftest import free_port, wait_for
-
-HERE = os.path.dirname(os.path.realpath(__file__))
+from e2e_common import CONN_CLIENT, EchoServer, children, cmdline, redirect_rules
 
 
 def curl_saw(cluster, text, after=0):
     return any(text in l for l in cluster.logs_since('curl', after))
-
-
-def redirect_rules(ruleset):
-    return [l.strip() for l in ruleset.splitlines() if 'dport' in l]
-
-
-def children(pid):
-    out = []
-    for tid in os.listdir('/proc/%d/task' % pid):
-        try:
-            with open('/proc/%d/task/%s/children' % (pid, tid)) as f:
-                out += [int(x) for x in f.read().split()]
-        except OSError:
-            pass
-    return out
-
-
-def cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            return f.read().replace(b'\0', b' ').decode()
-    except OSError:
-        return ''
 
 
 def test_incoming_reaches_local_server_and_ctrl_c_removes_rules(cluster, bg, local_http):
@@ -96,52 +65,17 @@ def test_all_listening_ports(cluster, bg, local_http):
         cluster.kubectl('delete', 'pod', name, '--wait=false')
 
 
-class Echo(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 512
-
-
-class EchoHandler(socketserver.BaseRequestHandler):
-    """Length-prefixed echo (see conn_client.py)."""
-
-    def recv_exact(self, n):
-        buf = bytearray()
-        while len(buf) < n:
-            b = self.request.recv(min(65536, n - len(buf)))
-            if not b:
-                return None
-            buf += b
-        return bytes(buf)
-
-    def handle(self):
-        try:
-            hdr = self.recv_exact(4)
-            body = hdr and self.recv_exact(int.from_bytes(hdr, 'big'))
-            if body:
-                self.request.sendall(body)
-                self.recv_exact(1)  # until the client closes
-        except OSError:
-            pass
-
-
 def test_200_concurrent_connections_intact(cluster, bg):
-    echo = Echo(('127.0.0.1', 0), EchoHandler)
-    threading.Thread(target=echo.serve_forever, daemon=True).start()
-    try:
-        port = echo.server_address[1]
+    with EchoServer() as echo:
+        port = echo.port
         r = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % port)
         r.wait_out('redirecting pod/distroless:8080')
         ip = cluster.pod('distroless')['status']['podIP']
-        res = cluster.in_node(['python3', os.path.join(HERE, 'conn_client.py'), ip, '8080', '200', '32768'],
-                              timeout=180)
+        res = cluster.in_node(['python3', CONN_CLIENT, ip, '8080', '200', '32768'], timeout=180)
         assert res.returncode == 0, res.stdout + res.stderr
         assert 'ok 200/200' in res.stdout, res.stdout + res.stderr
         assert r.err().count('pod:8080 ← ') >= 200
         assert r.interrupt() == 0
-    finally:
-        echo.shutdown()
-        echo.server_close()
 
 
 def test_port_forward_killed_is_recovered(cluster, bg, local_http):

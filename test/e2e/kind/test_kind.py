@@ -5,20 +5,22 @@ server), real kube-proxy Services and DNS, and the nftables rules the node's ker
 run.sh creates the cluster, loads the images, applies manifests.yaml and sets
 KDIAG_KIND_KUBECONFIG, KDIAG_KIND_NAMESPACE, KDIAG_KIND_BASELINE_NAMESPACE, KDIAG_CLI, KUBECTL
 and DOCKER. Without KDIAG_KIND_KUBECONFIG this module is skipped."""
-import http.server
+import functools
 import json
 import os
 import re
 import shutil
 import signal
-import socket
-import socketserver
 import subprocess
-import tempfile
-import threading
-import time
+import sys
 
 import pytest
+
+# The helpers of the simulated-cluster suites (test/e2e/e2e_common.py); local_http is a fixture.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), '..'))
+import e2e_common  # noqa: E402
+from e2e_common import (CONN_CLIENT, Background, EchoServer, children, closing_all,  # noqa: E402,F401
+                        cmdline, free_port, local_http, prefixed, redirect_rules)
 
 KUBECONFIG = os.environ.get('KDIAG_KIND_KUBECONFIG')
 # Every test is skipped (pytest exits 0) without the cluster run.sh makes. A module-level
@@ -61,56 +63,8 @@ def time_limit(request):
     signal.signal(signal.SIGALRM, old)
 
 
-def wait_for(pred, timeout=30, interval=0.5, what='condition'):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
-        time.sleep(interval)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def redirect_rules(ruleset):
-    return [l.strip() for l in ruleset.splitlines() if 'dport' in l]
-
-
-def children(pid):
-    """Direct children of pid (scans /proc: works without CONFIG_PROC_CHILDREN)."""
-    out = []
-    for d in os.listdir('/proc'):
-        if not d.isdigit():
-            continue
-        try:
-            with open('/proc/%s/stat' % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
-        if int(stat.rsplit(')', 1)[1].split()[1]) == pid:
-            out.append(int(d))
-    return out
-
-
-def cmdline(pid):
-    try:
-        with open('/proc/%d/cmdline' % pid, 'rb') as f:
-            return f.read().replace(b'\0', b' ').decode()
-    except OSError:
-        return ''
-
-
-def prefixed(out, pod, container):
-    return [l for l in out.splitlines() if l.startswith('[%s/%s] ' % (pod, container))]
+# A real cluster: poll kubectl less often than on the simulated one.
+wait_for = functools.partial(e2e_common.wait_for, interval=0.5)
 
 
 class Cluster:
@@ -169,48 +123,6 @@ class Cluster:
         return self.node_exec(node, ['nsenter', '--net=/proc/%d/ns/net' % pid, 'nft', 'list', 'ruleset'])
 
 
-class Background:
-    def __init__(self, args):
-        self.dir = tempfile.mkdtemp(prefix='kdiag-kind-bg-%d-' % os.getpid())
-        self.out_path = os.path.join(self.dir, 'out')
-        self.err_path = os.path.join(self.dir, 'err')
-        with open(self.out_path, 'w') as out, open(self.err_path, 'w') as err:
-            self.proc = subprocess.Popen([CLI, '-n', NS] + list(args), stdout=out, stderr=err,
-                                         env=Cluster().env(), stdin=subprocess.DEVNULL)
-
-    def out(self):
-        with open(self.out_path) as f:
-            return f.read()
-
-    def err(self):
-        with open(self.err_path) as f:
-            return f.read()
-
-    def wait_out(self, text, timeout=120):
-        def seen():
-            if text in self.out():
-                return True
-            if self.proc.poll() is not None:
-                raise AssertionError('kubectl-diag exited %s before printing %r:\n%s%s' % (
-                    self.proc.returncode, text, self.out(), self.err()))
-            return False
-        wait_for(seen, timeout, what=repr(text))
-
-    def interrupt(self, timeout=60):
-        self.proc.send_signal(signal.SIGINT)
-        return self.proc.wait(timeout)
-
-    def close(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)  # lets it remove its redirects
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
 @pytest.fixture(scope='module')
 def cluster():
     c = Cluster()
@@ -222,133 +134,15 @@ def cluster():
 @pytest.fixture
 def bg():
     """kubectl-diag processes started by a test; stopped at the end whatever happens."""
-    procs = []
-
-    def start(*args):
-        b = Background(args)
-        procs.append(b)
-        return b
-    yield start
-    for b in procs:
-        b.close()
+    # close(): SIGINT first, so that it removes its redirects from the pods
+    yield from closing_all(lambda *args: Background(
+        [CLI, '-n', NS] + list(args), Cluster().env(), 'kdiag-kind-bg-%d-' % os.getpid(),
+        wait_timeout=120, interrupt_timeout=60, close_grace=20))
 
 
-class LocalHTTP:
-    """An HTTP server on 127.0.0.1 that answers with a marker and records the requests."""
-
-    def __init__(self, port=0):
-        self.marker = 'local-%d-%d' % (os.getpid(), time.monotonic_ns() % 1000000)
-        self.requests = []
-        outer = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.0'
-
-            def do_GET(self):
-                outer.requests.append((self.path, self.headers.get('Host', ''), self.client_address))
-                body = ('%s\n' % outer.marker).encode()
-                self.send_response(200)
-                self.send_header('Content-Length', str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        http.server.ThreadingHTTPServer.allow_reuse_address = True
-        self.srv = http.server.ThreadingHTTPServer(('127.0.0.1', port), H)
-        self.port = self.srv.server_address[1]
-        self.th = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.th.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-
-
-@pytest.fixture
-def local_http():
-    servers = []
-
-    def start(port=0):
-        s = LocalHTTP(port)
-        servers.append(s)
-        return s
-    yield start
-    for s in servers:
-        s.close()
-
-
-class Echo(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 512
-
-
-class EchoHandler(socketserver.BaseRequestHandler):
-    """Length-prefixed echo: 4-byte big-endian length, that many bytes back, then wait for close."""
-
-    def recv_exact(self, n):
-        buf = bytearray()
-        while len(buf) < n:
-            b = self.request.recv(min(65536, n - len(buf)))
-            if not b:
-                return None
-            buf += b
-        return bytes(buf)
-
-    def handle(self):
-        try:
-            hdr = self.recv_exact(4)
-            body = hdr and self.recv_exact(int.from_bytes(hdr, 'big'))
-            if body:
-                self.request.sendall(body)
-                self.recv_exact(1)  # until the client closes
-        except OSError:
-            pass
-
-
-# Runs in the client pod (python3 - IP PORT N SIZE): N connections open at once, each sends a
-# 4-byte length and SIZE bytes of its own and must get exactly those bytes back. No half-close
-# before the answer (kubectl port-forward closes a stream's local side when the remote side ends).
-CONN_CLIENT = r'''
-import hashlib, socket, sys, threading
-ip, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-ok, errors, start = [], [], threading.Barrier(n)
-def one(i):
-    seed = hashlib.sha256(b'conn-%d' % i).digest()
-    payload = (seed * (size // len(seed) + 1))[:size]
-    try:
-        s = socket.create_connection((ip, port), timeout=90)
-        start.wait(90)
-        s.sendall(len(payload).to_bytes(4, 'big') + payload)
-        got = bytearray()
-        while len(got) < size:
-            b = s.recv(65536)
-            if not b:
-                break
-            got += b
-        s.close()
-        if bytes(got) == payload:
-            ok.append(i)
-        else:
-            errors.append('conn %d: %d bytes back, %s' % (i, len(got), 'differ' if got else 'none'))
-    except Exception as e:
-        errors.append('conn %d: %r' % (i, e))
-        try:
-            start.abort()
-        except Exception:
-            pass
-threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-print('ok %d/%d' % (len(ok), n))
-for e in errors[:10]:
-    print(e)
-sys.exit(0 if len(ok) == n else 1)
-'''
+# The conn_client.py the simulated-cluster suite runs on its node, sent to python3 in the client pod.
+with open(CONN_CLIENT) as _f:
+    CONN_CLIENT_SOURCE = _f.read()
 
 
 # --- ps --------------------------------------------------------------------------------------------
@@ -424,21 +218,17 @@ def test_all_listening_ports(cluster, bg, local_http):
 
 @limit(420)
 def test_200_concurrent_connections_intact(cluster, bg):
-    echo = Echo(('127.0.0.1', 0), EchoHandler)
-    threading.Thread(target=echo.serve_forever, daemon=True).start()
-    try:
-        port = echo.server_address[1]
+    with EchoServer() as echo:
+        port = echo.port
         r = bg('redir', 'pod/distroless', '8080:%d' % port)
         r.wait_out('redirecting pod/distroless:8080')
         ip = cluster.pod('distroless')['status']['podIP']
-        res = cluster.exec_in('client', 'client', ['python3', '-', ip, '8080', '200', '32768'],
-                              input=CONN_CLIENT, timeout=300)
+        # 90 s per connect and for all 200 to be open (a real cluster's port-forward is slower)
+        res = cluster.exec_in('client', 'client', ['python3', '-', ip, '8080', '200', '32768', '90'],
+                              input=CONN_CLIENT_SOURCE, timeout=300)
         assert res.returncode == 0 and 'ok 200/200' in res.stdout, res.stdout + res.stderr
         wait_for(lambda: r.err().count('pod:8080 ← ') >= 200, 30, what='200 connection lines')
         assert r.interrupt() == 0, r.err()
-    finally:
-        echo.shutdown()
-        echo.server_close()
 
 
 def test_port_forward_killed_is_recovered(cluster, bg, local_http):

@@ -4,13 +4,15 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-import time
+import sys
 
 import pytest
 
 HERE = os.path.dirname(os.path.realpath(__file__))
-KUBESIM = os.path.realpath(os.path.join(HERE, '..', 'kubesim'))
+sys.path.insert(0, os.path.join(HERE, '..', '..'))  # test/e2e, for e2e_common
+# the test files import KUBESIM and wait_for from here
+from e2e_common import KUBESIM, kubesim_up, wait_for  # noqa: E402,F401
+
 REPO = os.path.realpath(os.path.join(HERE, '..', '..', '..', '..'))
 DEMO = os.path.join(REPO, 'test', 'e2e', 'manifests', 'demo.yaml')
 TEST_PODS = os.path.join(HERE, 'pods.yaml')
@@ -96,37 +98,10 @@ def echo_image(state):
 
 
 def start_cluster(request, manifests, users=None, extra_args=()):
-    state = tempfile.mkdtemp(prefix='kubesim-test-%d-' % os.getpid(), dir='/tmp')
-    os.chmod(state, 0o755)
-
-    def down():
-        r = subprocess.run([KUBESIM, 'down', '--state', state], capture_output=True, text=True, timeout=120)
-        if r.returncode == 0:
-            shutil.rmtree(state, ignore_errors=True)
-        else:
-            print('kubesim down failed; state kept in %s:\n%s%s' % (state, r.stdout, r.stderr))
-    request.addfinalizer(down)
     assert os.path.exists(images_json()), 'image store %s missing: build the "images" target' % images_json()
-    argv = [KUBESIM, 'up', '--state', state, '--images', echo_image(state), '--wait', '120']
-    for m in manifests:
-        argv += ['--manifest', m]
-    argv += list(extra_args)
-    if users:
-        path = os.path.join(state, 'test-users.json')
-        with open(path, 'w') as f:
-            json.dump({'users': users}, f)
-        argv += ['--users', path]
     # restarts after 1 s instead of Kubernetes' 10 s back-off keep restart tests short
-    r = subprocess.run(argv, capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, KUBECTL=KUBECTLS['1.32'], KUBESIM_BACKOFF_SECONDS='1'))
-    log = ''
-    if r.returncode != 0:
-        try:
-            with open(os.path.join(state, 'kubesim.log')) as f:
-                log = f.read()[-4000:]
-        except OSError:
-            pass
-    assert r.returncode == 0, 'kubesim up failed:\n%s%s\n--- server log ---\n%s' % (r.stdout, r.stderr, log)
+    state = kubesim_up(request, 'kubesim-test-%d-' % os.getpid(), echo_image, manifests, users, extra_args,
+                       env={'KUBECTL': KUBECTLS['1.32'], 'KUBESIM_BACKOFF_SECONDS': '1'})
     return Cluster(state)
 
 
@@ -137,13 +112,3 @@ def cluster(request):
          'rules': [{'verbs': ['get', 'list', 'watch'], 'resources': ['pods', 'pods/log'],
                     'namespaces': ['default']}]}])
 
-
-def wait_for(pred, timeout=30, interval=0.2, what='condition'):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
-        time.sleep(interval)

@@ -1,14 +1,17 @@
-"""conn_client.py IP PORT N SIZE: N concurrent connections, each sends a 4-byte length and SIZE
-unique bytes and expects exactly the same bytes back (a length-prefixed echo server behind the
-redirect), then closes. No half-close before the answer: kubectl port-forward closes the local
+"""conn_client.py IP PORT N SIZE [TIMEOUT]: N concurrent connections, each sends a 4-byte length
+and SIZE unique bytes and expects exactly the same bytes back (a length-prefixed echo server behind
+the redirect), then closes. No half-close before the answer: kubectl port-forward closes the local
 socket as soon as the remote side of a stream ends, so request/response must not depend on it.
-Prints "ok K/N"; exit 0 only when all N came back intact."""
+TIMEOUT (seconds, default 60) bounds each connect and the wait for all N to be open.
+Prints "ok K/N"; exit 0 only when all N came back intact. Runs on the simulated node (test/e2e/cli)
+and, sent on stdin to `python3 -`, in the kind suite's client pod (test/e2e/kind)."""
 import hashlib
 import socket
 import sys
 import threading
 
 ip, port, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+timeout = float(sys.argv[5]) if len(sys.argv) > 5 else 60
 ok = []
 errors = []
 start = threading.Barrier(n)
@@ -18,8 +21,8 @@ def one(i):
     seed = hashlib.sha256(b'conn-%d' % i).digest()
     payload = (seed * (size // len(seed) + 1))[:size]
     try:
-        s = socket.create_connection((ip, port), timeout=60)
-        start.wait(60)  # all connections open at once
+        s = socket.create_connection((ip, port), timeout=timeout)
+        start.wait(timeout)  # all connections open at once
         s.sendall(len(payload).to_bytes(4, 'big') + payload)
         got = bytearray()
         while len(got) < size:
