@@ -204,7 +204,7 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
         return 0;
     }
     fmt_addr(&orig, orig_s, sizeof orig_s);
-    rc = tunnel_add_peer(m->tun, fd, token);
+    rc = tunnel_add_peer(m->tun, fd, s, token);
     if (rc < 0) {
         fprintf(stderr, "kdiag-manager: redirect %u: connection from %s dropped: %s\n", s->port, peer_s,
                 strerror(-rc));
@@ -285,6 +285,7 @@ static void session_end(redirect_mgr *m, session *s)
     for (int i = 0; i < 2; i++)
         if (s->lfd[i] >= 0)
             close(s->lfd[i]);
+    tunnel_drop_owner(m->tun, s);
     if (s->reg) {
         pthread_mutex_lock(&m->lock);
         for (active **pp = &m->actives; *pp; pp = &(*pp)->next)

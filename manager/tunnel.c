@@ -38,6 +38,7 @@ typedef struct {
 typedef struct waiting {
     uint8_t token[TUNNEL_TOKEN_LEN];
     int fd;
+    const void *owner;
     int64_t deadline;
     struct waiting *hnext;       /* hash chain */
     struct waiting *prev, *next; /* deadline order */
@@ -471,7 +472,7 @@ int tunnel_port(const tunnel *t)
     return t->port;
 }
 
-int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN])
+int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_TOKEN_LEN])
 {
     waiting *w = calloc(1, sizeof *w);
     if (!w) {
@@ -479,6 +480,7 @@ int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN])
         return -ENOMEM;
     }
     w->fd = fd;
+    w->owner = owner;
     w->deadline = now_ms() + t->o.pair_timeout_ms;
     pthread_mutex_lock(&t->lock);
     for (;;) {
@@ -511,6 +513,24 @@ int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN])
         timerfd_settime(t->timer_fd, 0, &its, NULL);
     }
     return 0;
+}
+
+void tunnel_drop_owner(tunnel *t, const void *owner)
+{
+    int n = 0;
+    pthread_mutex_lock(&t->lock);
+    for (waiting *w = t->wait.head, *next; w; w = next) {
+        next = w->next;
+        if (w->owner != owner)
+            continue;
+        claim_locked(t, w->token); /* unclaimed peers are in no epoll set: safe from this thread */
+        splice_close_reset(w->fd);
+        free(w);
+        n++;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (n)
+        logf_(t, false, "%d waiting connection(s) reset: their stream ended", n);
 }
 
 void tunnel_free(tunnel *t)

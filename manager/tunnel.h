@@ -52,8 +52,12 @@ typedef struct tunnel tunnel;
 int tunnel_new(tunnel **out, const tunnel_opts *o);
 int tunnel_port(const tunnel *t);
 /* Hands over a redirected connection (the tunnel owns fd from here on, also
- * on failure) and returns the fresh random token the client must present. */
-int tunnel_add_peer(tunnel *t, int fd, uint8_t token[TUNNEL_TOKEN_LEN]);
+ * on failure) and returns the fresh random token the client must present.
+ * owner tags it for tunnel_drop_owner (the Redirect stream it came through). */
+int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_TOKEN_LEN]);
+/* Resets the owner's connections still waiting for their tunnel connection:
+ * once their stream is gone no client will come for them. Paired ones run on. */
+void tunnel_drop_owner(tunnel *t, const void *owner);
 /* Stops the thread and closes every connection it holds. */
 void tunnel_free(tunnel *t);
 

@@ -370,7 +370,31 @@ static void case_cancel(netlab_mgr *m)
     close(fd);
     CHECK(netlab_cli_wait_idle(&c, 5000), "bridge still running");
     netlab_echo_stop(e);
-    printf("cancel: rules gone %d ms after cancel; the paired connection kept running\n", ms);
+
+    /* A redirected connection still waiting for its tunnel connection is reset
+     * as soon as its stream ends: no client will come for it any more. */
+    netlab_cli ign;
+    netlab_cli_start(&ign, m, PORT, false, NETLAB_IGNORE);
+    CHECK(netlab_cli_wait_ready(&ign, 5000), "not ready: %s", ign.st.message);
+    int waiting = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(waiting >= 0, "peer connect: %s", strerror(-waiting));
+    for (int i = 0; i < 500; i++) { /* until the manager has announced it */
+        pthread_mutex_lock(&ign.mu);
+        int n = ign.nconns;
+        pthread_mutex_unlock(&ign.mu);
+        if (n)
+            break;
+        usleep(10000);
+    }
+    int64_t t1 = netlab_now_us();
+    netlab_cli_stop(&ign);
+    r = read_to_end(waiting, buf, sizeof buf, 3000);
+    int64_t ms_waiting = (netlab_now_us() - t1) / 1000;
+    CHECK(r == -ECONNRESET, "waiting peer got %zd after its stream ended, want a reset", r);
+    CHECK(ms_waiting < 1000, "waiting peer reset %lld ms after its stream ended", (long long)ms_waiting);
+    close(waiting);
+    printf("cancel: rules gone %d ms after cancel; the paired connection kept running; a waiting peer "
+           "was reset %lld ms after its stream ended\n", ms, (long long)ms_waiting);
 }
 
 /* ---- foreign tunnel connections ---- */
