@@ -30,6 +30,7 @@
 #include "ps.h"
 #include "ps_rpc.h"
 #include "rpc.h"
+#include "mgrproc.h"
 
 extern char **environ;
 
@@ -170,48 +171,6 @@ static long rss_kb(pid_t pid)
     return kb;
 }
 
-static pid_t manager_start(int *port, char *token, size_t toklen)
-{
-    int out[2];
-    if (pipe2(out, O_CLOEXEC) < 0)
-        die("pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        die("fork");
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        execl(manager_path, manager_path, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char buf[512];
-    size_t n = 0;
-    *port = 0;
-    token[0] = '\0';
-    while (!token[0] && n < sizeof(buf) - 1) {
-        struct pollfd pfd = { .fd = out[0], .events = POLLIN };
-        if (poll(&pfd, 1, 10000) != 1)
-            break;
-        ssize_t r = read(out[0], buf + n, sizeof(buf) - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        buf[n] = '\0';
-        char *l = strstr(buf, "Listening on 127.0.0.1:");
-        if (l)
-            *port = atoi(l + strlen("Listening on 127.0.0.1:"));
-        char *t = strstr(buf, "Token: ");
-        if (t && strchr(t, '\n'))
-            snprintf(token, toklen, "%.*s", (int)strcspn(t + 7, "\n"), t + 7);
-    }
-    if (!*port || !token[0]) {
-        fprintf(stderr, "ps_bench: kdiag-manager printed no port/token\n");
-        exit(1);
-    }
-    return pid;   /* out[0] stays open: the manager's later lines need a reader end */
-}
-
 static double time_rpc(rpc_client *cl, size_t *procs)
 {
     uint8_t *resp = NULL;
@@ -258,13 +217,15 @@ static int bench(void)
     printf("ratio (ss+ps / ps_collect): %.1fx\n", mb / ma);
 
     if (manager_path) {
-        int port;
-        char token[128], target[64];
-        pid_t mgr = manager_start(&port, token, sizeof(token));
+        char target[64];
+        mgrproc mp;
+        if (mgrproc_start(manager_path, &mp) < 0)
+            die("kdiag-manager");
+        pid_t mgr = mp.pid;
         usleep(200000);
         long idle = rss_kb(mgr);
-        snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-        rpc_client *cl = rpc_client_new(target, token);
+        snprintf(target, sizeof(target), "127.0.0.1:%d", mp.port);
+        rpc_client *cl = rpc_client_new(target, mp.token);
         if (!cl)
             die("rpc_client_new");
         size_t rprocs = 0;
@@ -291,8 +252,7 @@ static int bench(void)
         }
         printf(" (%.1f s for the calls)\n", now_s() - t);
         rpc_client_free(cl);
-        kill(mgr, SIGTERM);
-        waitpid(mgr, NULL, 0);
+        mgrproc_stop(&mp);
     }
     free(a);
     free(b);

@@ -151,6 +151,18 @@ static int expr_add(struct nftnl_rule *r, struct nftnl_expr *e)
     return 0;
 }
 
+/* register 1 == data */
+static int put_cmp_eq(struct nftnl_rule *r, const void *data, uint32_t len)
+{
+    struct nftnl_expr *cmp = nftnl_expr_alloc("cmp");
+    if (expr_add(r, cmp) < 0)
+        return -ENOMEM;
+    nftnl_expr_set_u32(cmp, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
+    nftnl_expr_set_u32(cmp, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
+    nftnl_expr_set(cmp, NFTNL_EXPR_CMP_DATA, data, len);
+    return 0;
+}
+
 /* meta KEY == val (one byte) */
 static int put_meta_eq(struct nftnl_rule *r, uint32_t key, uint8_t val)
 {
@@ -159,13 +171,7 @@ static int put_meta_eq(struct nftnl_rule *r, uint32_t key, uint8_t val)
         return -ENOMEM;
     nftnl_expr_set_u32(m, NFTNL_EXPR_META_KEY, key);
     nftnl_expr_set_u32(m, NFTNL_EXPR_META_DREG, NFT_REG_1);
-    struct nftnl_expr *cmp = nftnl_expr_alloc("cmp");
-    if (expr_add(r, cmp) < 0)
-        return -ENOMEM;
-    nftnl_expr_set_u32(cmp, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(cmp, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
-    nftnl_expr_set(cmp, NFTNL_EXPR_CMP_DATA, &val, sizeof val);
-    return 0;
+    return put_cmp_eq(r, &val, sizeof val);
 }
 
 /* tcp dport == port (the caller matched l4proto tcp first) */
@@ -179,13 +185,7 @@ static int put_dport_eq(struct nftnl_rule *r, uint16_t port)
     nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_OFFSET, 2);
     nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_LEN, sizeof be);
     nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-    struct nftnl_expr *cmp = nftnl_expr_alloc("cmp");
-    if (expr_add(r, cmp) < 0)
-        return -ENOMEM;
-    nftnl_expr_set_u32(cmp, NFTNL_EXPR_CMP_SREG, NFT_REG_1);
-    nftnl_expr_set_u32(cmp, NFTNL_EXPR_CMP_OP, NFT_CMP_EQ);
-    nftnl_expr_set(cmp, NFTNL_EXPR_CMP_DATA, &be, sizeof be);
-    return 0;
+    return put_cmp_eq(r, &be, sizeof be);
 }
 
 static int put_imm(struct nftnl_rule *r, uint32_t reg, const void *data, uint32_t len)

@@ -16,5 +16,5 @@ endif()
 # Built with everything so it cannot rot; run by hand (bench/README.md).
 if(TARGET kdiag_rpc)
   add_executable(ps_bench ${PROJECT_SOURCE_DIR}/bench/ps_bench.c)
-  target_link_libraries(ps_bench PRIVATE kdiag_ps)
+  target_link_libraries(ps_bench PRIVATE kdiag_ps kdiag_testsupport) # defined in test/support
 endif()

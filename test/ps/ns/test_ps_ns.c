@@ -33,6 +33,7 @@
 #include "kdiag.pb-c.h"
 #include "ps_rpc.h"
 #include "rpc.h"
+#include "mgrproc.h"
 #endif
 
 #define MAX_ADDRS 4
@@ -393,47 +394,6 @@ static void test_churn(void **state)
 }
 
 #ifdef PS_NS_HAVE_RPC
-/* Starts the manager with stdout on a pipe and reads its port and token. */
-static int manager_start(int *port, char *token, size_t toklen, int *out_fd)
-{
-    int out[2];
-    assert_int_equal(pipe2(out, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(out[1], 1);
-        execl(manager_path, manager_path, (char *)NULL);
-        _exit(127);
-    }
-    close(out[1]);
-    char buf[512];
-    size_t n = 0;
-    *port = 0;
-    token[0] = '\0';
-    while (!token[0] && n < sizeof(buf) - 1) {
-        struct pollfd pfd = { .fd = out[0], .events = POLLIN };
-        if (poll(&pfd, 1, 10000) != 1)
-            break;
-        ssize_t r = read(out[0], buf + n, sizeof(buf) - 1 - n);
-        if (r <= 0)
-            break;
-        n += (size_t)r;
-        buf[n] = '\0';
-        char *l = strstr(buf, "Listening on 127.0.0.1:");
-        if (l)
-            *port = atoi(l + strlen("Listening on 127.0.0.1:"));
-        char *t = strstr(buf, "Token: ");
-        if (t && strchr(t, '\n'))
-            snprintf(token, toklen, "%.*s", (int)strcspn(t + 7, "\n"), t + 7);
-    }
-    /* Kept open until the manager is gone, so its later lines do not fail. */
-    *out_fd = out[0];
-    if (!*port || !token[0])
-        fail_msg("kdiag-manager printed no port/token: \"%s\"", buf);
-    return pid;
-}
-
 static void test_rpc(void **state)
 {
     (void)state;
@@ -441,12 +401,13 @@ static void test_rpc(void **state)
         fprintf(stderr, "test_ps_ns: no kdiag-manager path given\n");
         skip();
     }
-    int port, out_fd = -1;
-    char token[128];
-    pid_t mgr = manager_start(&port, token, sizeof(token), &out_fd);
+    mgrproc mp;
+    assert_int_equal(mgrproc_start(manager_path, &mp), 0);
+    pid_t mgr = mp.pid;
+    int out_fd = mp.out_fd; /* closed below, once the manager is gone */
     char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", port);
-    rpc_client *cl = rpc_client_new(target, token);
+    snprintf(target, sizeof(target), "127.0.0.1:%d", mp.port);
+    rpc_client *cl = rpc_client_new(target, mp.token);
     assert_non_null(cl);
 
     uint8_t *resp = NULL;
