@@ -91,6 +91,10 @@ static void make_fixture(void)
     }
 }
 
+/* libFuzzer's entry points (it declares them in no header). */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
