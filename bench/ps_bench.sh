@@ -5,4 +5,4 @@ set -eu
 b=${1:-build}
 [ $# -gt 0 ] && shift
 cmake --build "$b" -j2 --target ps_bench kdiag-manager >/dev/null
-exec "$b/manager/ps_bench" --manager "$b/manager/kdiag-manager" "$@"
+exec "$b/bench/ps_bench" --manager "$b/manager/kdiag-manager" "$@"

@@ -3,7 +3,7 @@
  * stdout (flushed, in this order; the CLI parses them from the container log):
  *   Listening on <addr>:<port>
  *   Token: <32 hex>
- *   Tunnel on 127.0.0.1:<port>      (when built with redirect and it is available)
+ *   Tunnel on 127.0.0.1:<port>      (when redirect is available)
  * Everything else goes to stderr. SIGTERM/SIGINT cancel in-flight calls and
  * exit 0. */
 #include <arpa/inet.h>
@@ -18,12 +18,8 @@
 
 #include "reflection.h"
 #include "rpc.h"
-#ifdef KDIAG_HAVE_PS
 #include "ps_rpc.h"
-#endif
-#ifdef KDIAG_HAVE_REDIRECT
 #include "redirect.h"
-#endif
 
 #define METHOD_PS "/kdiag.solo.io.Manager/Ps"
 #define METHOD_REDIRECT "/kdiag.solo.io.Manager/Redirect"
@@ -127,20 +123,12 @@ static grpc_status_code pprof_handle(rpc_call *call, void *ud)
     return GRPC_STATUS_UNIMPLEMENTED;
 }
 
-__attribute__((unused)) static grpc_status_code absent_handle(rpc_call *call, void *ud)
-{
-    rpc_call_set_message(call, "%s", (const char *)ud);
-    return GRPC_STATUS_UNIMPLEMENTED;
-}
-
-#ifdef KDIAG_HAVE_REDIRECT
 static grpc_status_code redirect_unavailable(rpc_call *call, void *ud)
 {
     rpc_call_set_message(call, "redirect is unavailable in this manager: %s (it needs the NET_ADMIN "
                          "capability and nftables support in the kernel)", strerror((int)(intptr_t)ud));
     return GRPC_STATUS_FAILED_PRECONDITION;
 }
-#endif
 
 int main(int argc, char **argv)
 {
@@ -174,7 +162,6 @@ int main(int argc, char **argv)
         return 1;
     }
     int exit_code = 1;
-#ifdef KDIAG_HAVE_REDIRECT
     redirect_mgr *rm = NULL;
     redirect_opts ro = {.verbose = o.verbose};
     int rrc = redirect_mgr_new(&rm, &ro);
@@ -182,17 +169,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kdiag-manager: redirect unavailable: %s\n", strerror(-rrc));
     rc = rm ? rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm)
             : rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable, (void *)(intptr_t)-rrc);
-#else
-    rc = rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, absent_handle,
-                        "this kdiag-manager was built without redirect");
-#endif
-#ifdef KDIAG_HAVE_PS
     if (rc == 0)
         rc = rpc_server_add(s, METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
-#else
-    if (rc == 0)
-        rc = rpc_server_add(s, METHOD_PS, RPC_UNARY, absent_handle, "this kdiag-manager was built without ps");
-#endif
     if (rc == 0)
         rc = rpc_server_add(s, METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
     if (rc == 0)
@@ -207,17 +185,13 @@ int main(int argc, char **argv)
                 "taken; pick another with --bind\n", o.bind);
         goto out;
     }
-#ifdef KDIAG_HAVE_REDIRECT
     if (rm)
         redirect_mgr_reserve_port(rm, (uint16_t)port);
-#endif
     printf("Listening on %s:%d\n", o.host, port);
     if (!o.no_auth)
         printf("Token: %s\n", token);
-#ifdef KDIAG_HAVE_REDIRECT
     if (rm)
         printf("Tunnel on 127.0.0.1:%d\n", redirect_mgr_tunnel_port(rm));
-#endif
     fflush(stdout);
     if (o.no_auth)
         fprintf(stderr, "kdiag-manager: --no-auth: calls are not authenticated\n");
@@ -235,9 +209,7 @@ int main(int argc, char **argv)
     exit_code = 0;
 out:
     rpc_server_free(s);   /* cancels in-flight calls and waits for their handlers */
-#ifdef KDIAG_HAVE_REDIRECT
     if (rm)
         redirect_mgr_free(rm);
-#endif
     return exit_code;
 }

@@ -82,9 +82,7 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
     for (int i = 0; args && args[i]; i++)
         no_auth |= !strcmp(args[i], "--no-auth");
     int want = 1 + !no_auth;
-#ifdef KDIAG_HAVE_REDIRECT
     want++;
-#endif
     if (isolated) {
         const char *argv[20] = {"unshare", "--pid", "--fork", "--mount-proc", "--kill-child", KDIAG_MANAGER_PATH};
         for (int i = 0; args && args[i] && i < 13; i++)
@@ -119,10 +117,8 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
     }
     if (!no_auth && sscanf(m->lines[1], "Token: %63s", m->token) != 1)
         return -1;
-#ifdef KDIAG_HAVE_REDIRECT
     if (sscanf(m->lines[want - 1], "Tunnel on 127.0.0.1:%d", &m->tunnel_port) != 1)
         return -1;
-#endif
     return 0;
 }
 

@@ -35,13 +35,8 @@
 #include "reflection_v1alpha.pb-c.h"
 #include "rpc.h"
 
-#ifdef KDIAG_HAVE_PS
 #define LOAD_METHOD "/kdiag.solo.io.Manager/Ps"
 #define LOAD_WANT GRPC_STATUS_OK
-#else
-#define LOAD_METHOD "/kdiag.solo.io.Manager/Pprof"
-#define LOAD_WANT GRPC_STATUS_UNIMPLEMENTED
-#endif
 
 static mgr_proc M;
 static rpc_client *CL;   /* one long-lived connection, part of the baseline */
@@ -121,25 +116,21 @@ static void invalid_protobuf(void)
     uint8_t *resp = NULL;
     size_t len;
     rpc_status st;
-#ifdef KDIAG_HAVE_PS
     rpc_client_unary(CL, "/kdiag.solo.io.Manager/Ps", garbage, sizeof garbage, &resp, &len, 10000, &st);
     free(resp);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
-#endif
     rpc_stream *s = rpc_client_bidi_open(CL, REFLECTION_V1_METHOD, 10000);
     rpc_stream_write(s, garbage, sizeof garbage);
     assert_int_equal(rpc_stream_read(s, &resp, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
     rpc_stream_free(s);
     /* a Redirect request with a port out of range */
-#ifdef KDIAG_HAVE_REDIRECT
     static const uint8_t bad_port[] = {0x08, 0xff, 0xff, 0x0f};   /* port = 262143 */
     s = rpc_client_stream_open(CL, "/kdiag.solo.io.Manager/Redirect", bad_port, sizeof bad_port, 10000);
     while (rpc_stream_read(s, &resp, &len, &st) == 0)
         free(resp);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
     rpc_stream_free(s);
-#endif
 }
 
 static void huge_message(void)

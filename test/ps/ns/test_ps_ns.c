@@ -29,12 +29,10 @@
 #include <unistd.h>
 
 #include "ps.h"
-#ifdef PS_NS_HAVE_RPC
 #include "kdiag.pb-c.h"
 #include "ps_rpc.h"
 #include "rpc.h"
 #include "mgrproc.h"
-#endif
 
 #define MAX_ADDRS 4
 #define MAX_PROCS 16
@@ -393,7 +391,6 @@ static void test_churn(void **state)
         ;
 }
 
-#ifdef PS_NS_HAVE_RPC
 static void test_rpc(void **state)
 {
     (void)state;
@@ -469,7 +466,6 @@ static void test_rpc(void **state)
     }
     close(out_fd);
 }
-#endif
 
 static void lo_up(void)
 {
@@ -501,9 +497,7 @@ static int ns_main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_collect),
         cmocka_unit_test(test_churn),
-#ifdef PS_NS_HAVE_RPC
         cmocka_unit_test(test_rpc),
-#endif
     };
     return cmocka_run_group_tests(tests, procs_up, procs_down);
 }
