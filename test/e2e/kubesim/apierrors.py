@@ -28,6 +28,15 @@ def already_exists(resource, name):
                     {'name': name, 'kind': resource})
 
 
+# the API server's optimistic-lock message (k8s.io/apiserver registry store.go OptimisticLockErrorMsg)
+OPTIMISTIC_LOCK_MSG = 'the object has been modified; please apply your changes to the latest version and try again'
+
+
+def conflict(resource, name):
+    return APIError(409, 'Conflict', 'Operation cannot be fulfilled on %s "%s": %s' % (
+        resource, name, OPTIMISTIC_LOCK_MSG), {'name': name, 'kind': resource})
+
+
 def bad_request(message):
     return APIError(400, 'BadRequest', message)
 

@@ -196,6 +196,16 @@ def _meta_update(live, new_md):
     return changed
 
 
+def _precondition(resource, live, new):
+    """Optimistic concurrency of update and patch: a result carrying a resourceVersion applies only
+    to that version of the object, else 409; without one the update is unconditional (pods and
+    namespaces allow unconditional updates upstream). Checked before validation, as upstream."""
+    md = new.get('metadata') if isinstance(new, dict) else None
+    rv = md.get('resourceVersion') if isinstance(md, dict) else None
+    if rv and str(rv) != live['metadata'].get('resourceVersion'):
+        raise apierrors.conflict(resource, live['metadata']['name'])
+
+
 def namespaces(sim, req, name):
     if not name:
         if req.method == 'GET':
@@ -242,6 +252,7 @@ def namespace(sim, req, name):
             cur = _with_kind(copy.deepcopy(obj), 'Namespace')
             new = patch_mod.apply(cur, req.json_body(), req.header('Content-Type')) \
                 if req.method == 'PATCH' else req.json_body()
+            _precondition('namespaces', obj, new)
             md = new.get('metadata') or {}
             md.setdefault('labels', {})['kubernetes.io/metadata.name'] = name
             if _meta_update(obj, md):
@@ -366,6 +377,7 @@ def pod(sim, req, ns, name):
             p = live_pod(sim, ns, name)
             cur = _with_kind(copy.deepcopy(p), 'Pod')
             new = patch_mod.apply(cur, body, req.header('Content-Type')) if req.method == 'PATCH' else body
+            _precondition('pods', p, new)
             if _meta_update(p, new.get('metadata') or {}):
                 sim.store.modified('pods', p)
             return req.send_json(200, _with_kind(copy.deepcopy(p), 'Pod'))
@@ -379,25 +391,22 @@ def ephemeral_containers(sim, req, ns, name):
     if req.method not in ('PUT', 'PATCH'):
         raise apierrors.method_not_allowed()
     body = req.json_body()
-    with sim.lock:
-        p = live_pod(sim, ns, name)
-        cur = _with_kind(copy.deepcopy(p), 'Pod')
-        nso = copy.deepcopy(sim.store.get('namespaces', '', ns))
-    if req.method == 'PATCH':
-        new = patch_mod.apply(cur, body, req.header('Content-Type'))
-    else:
-        new = body
+    if req.method == 'PUT':
         bname = (body.get('metadata') or {}).get('name')
         if bname and bname != name:
             raise apierrors.bad_request('the name of the object (%s) does not match the name on the '
                                         'URL (%s)' % (bname, name))
-    new_ecs = (new.get('spec') or {}).get('ephemeralContainers') or []
-    if isinstance(new_ecs, list):
-        for ec in new_ecs:
-            if isinstance(ec, dict):
-                validation.default_container(ec)
-    with sim.lock:
+    with sim.lock:  # one critical section: the resourceVersion checked is the one updated
         p = live_pod(sim, ns, name)
+        new = patch_mod.apply(_with_kind(copy.deepcopy(p), 'Pod'), body, req.header('Content-Type')) \
+            if req.method == 'PATCH' else body
+        _precondition('pods', p, new)
+        nso = copy.deepcopy(sim.store.get('namespaces', '', ns))
+        new_ecs = (new.get('spec') or {}).get('ephemeralContainers') or []
+        if isinstance(new_ecs, list):
+            for ec in new_ecs:
+                if isinstance(ec, dict):
+                    validation.default_container(ec)
         errs = validation.validate_ephemeral_update(p, new_ecs)
         if errs:
             raise apierrors.invalid('Pod', name, errs)

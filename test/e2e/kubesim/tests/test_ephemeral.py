@@ -107,3 +107,47 @@ def test_pod_security_rejects_privileged_and_capabilities(cluster, kv):
                                               'command': ['/bin/busybox', 'sleep', '300'],
                                               'securityContext': {'capabilities': {'add': ['SYS_CHROOT']}}}
     cluster.ok('replace', '--raw', path, '-f', '-', input=json.dumps(pod), version=kv)
+
+
+CONFLICT = ('Operation cannot be fulfilled on pods "%s": the object has been modified; please apply your '
+            'changes to the latest version and try again')
+
+
+@versions('1.27', '1.32', '1.33')
+def test_replace_raw_stale_resource_version_conflicts(cluster, kv):
+    """PUT is optimistic: a body read before the pod changed gets 409 Conflict and changes nothing;
+    the same body without a resourceVersion is applied unconditionally, as by the API server."""
+    path = '/api/v1/namespaces/default/pods/two/ephemeralcontainers'
+    stale = json.loads(cluster.ok('get', '--raw', path, version=kv))
+    cluster.ok('label', 'pod', 'two', '--overwrite', 'touched=' + kv.replace('.', ''), version=kv)
+    name = 'rv-' + kv.replace('.', '')
+    stale['spec'].setdefault('ephemeralContainers', []).append(
+        {'name': name, 'image': 'nginx', 'command': ['/bin/busybox', 'sleep', '300']})
+    r = cluster.kubectl('replace', '--raw', path, '-f', '-', '-v=8', input=json.dumps(stale), version=kv)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert 'Error from server (Conflict): ' + CONFLICT % 'two' in r.stderr
+    # -v=8 logs the Status kubectl decoded: kind Status is implied by its decoding it
+    body = r.stderr.split('server response object: ', 1)[1].split('\nError from server', 1)[0]
+    status = json.loads(body[body.index('['):])[0]
+    assert (status['reason'], status['code'], status['details']) == ('Conflict', 409, {'name': 'two', 'kind': 'pods'})
+    assert name not in ec_names(cluster, 'two')
+    del stale['metadata']['resourceVersion']
+    out = cluster.ok('replace', '--raw', path, '-f', '-', input=json.dumps(stale), version=kv)
+    assert name in [c['name'] for c in json.loads(out)['spec']['ephemeralContainers']]
+
+
+@versions('1.27', '1.33')
+def test_replace_and_patch_pod_stale_resource_version_conflict(cluster, kv):
+    """kubectl replace (PUT pods/NAME) and a patch naming an old resourceVersion: 409, as upstream."""
+    pod = cluster.pod('echo')
+    cluster.ok('label', 'pod', 'echo', '--overwrite', 'touched=' + kv.replace('.', ''), version=kv)
+    pod['metadata']['labels']['stale'] = 'yes'
+    r = cluster.kubectl('replace', '-f', '-', input=json.dumps(pod), version=kv)
+    assert r.returncode == 1
+    assert 'Error from server (Conflict): error when replacing "STDIN": ' + CONFLICT % 'echo' in r.stderr
+    rv = pod['metadata']['resourceVersion']
+    r = cluster.kubectl('patch', 'pod', 'echo', '-p', json.dumps(
+        {'metadata': {'resourceVersion': rv, 'labels': {'stale': 'yes'}}}), version=kv)
+    assert r.returncode == 1
+    assert 'Error from server (Conflict): ' + CONFLICT % 'echo' in r.stderr
+    assert 'stale' not in cluster.pod('echo')['metadata']['labels']
