@@ -5,7 +5,7 @@
  * dependencies and the fully qualified symbols they define (messages, nested
  * messages, enums, services, methods). Answers are built with the protobuf-c
  * code of reflection_v1alpha.proto; v1 is the same on the wire. */
-#include "reflection.h"
+#include "reflection-internal.h"
 
 #include "reflection_v1alpha.pb-c.h"
 
@@ -372,7 +372,8 @@ out:
     return rc;
 }
 
-grpc_status_code reflection_rpc_handle(rpc_call *call, void *ud)
+/* The stream handler of both reflection services (ud unused). */
+static grpc_status_code reflection_rpc_handle(rpc_call *call, void *ud)
 {
     (void)ud;
     for (;;) {

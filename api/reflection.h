@@ -13,12 +13,4 @@
 /* Registers both versions' ServerReflectionInfo (bidi streams) on s. */
 int reflection_register(rpc_server *s);
 
-/* Answers one serialized ServerReflectionRequest with a serialized
- * ServerReflectionResponse (*resp malloc'd). -EBADMSG when req does not
- * decode; unknown symbols and files are answered with an error_response. */
-int reflection_answer(const uint8_t *req, size_t len, uint8_t **resp, size_t *resp_len);
-
-/* The stream handler (ud unused). */
-grpc_status_code reflection_rpc_handle(rpc_call *call, void *ud);
-
 #endif

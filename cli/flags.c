@@ -1,4 +1,4 @@
-#include "flags.h"
+#include "flags-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -58,7 +58,7 @@ static const char *const cmd_names[] = {
     [FLAGS_CMD_COMPLETE] = "__complete",
 };
 
-const char *flags_cmd_name(flags_cmd c)
+static const char *flags_cmd_name(flags_cmd c)
 {
     if ((size_t)c >= sizeof(cmd_names) / sizeof(cmd_names[0]))
         return "";

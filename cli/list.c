@@ -1,4 +1,4 @@
-#include "list.h"
+#include "list-internal.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "logs.h"
+#include "logs-internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-#include "shell.h"
+#include "shell-internal.h"
 
 #include <signal.h>
 #include <stdio.h>

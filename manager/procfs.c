@@ -1,5 +1,5 @@
 /* procfs — process facts for Ps from a proc filesystem (see procfs.h). */
-#include "procfs.h"
+#include "procfs-internal.h"
 
 #include <dirent.h>
 #include <errno.h>

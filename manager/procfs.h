@@ -49,10 +49,4 @@ int procfs_list_pids(const procfs *p, int **pids, size_t *n);
 int procfs_read(const procfs *p, int pid, procfs_proc *out, procfs_sock_fn on_sock, void *ud);
 void procfs_proc_free(procfs_proc *proc);
 
-/* Parsers for one file's contents (NUL-terminated), exposed for tests.
- * procfs_parse_stat fills pid, ppid, name and state and returns the start
- * time in clock ticks since boot and the rss in pages. */
-int procfs_parse_stat(const char *buf, procfs_proc *out, uint64_t *start_ticks, uint64_t *rss_pages);
-int procfs_parse_status_uid(const char *buf, uint32_t *uid);
-
 #endif

@@ -1,5 +1,5 @@
 /* sockdiag — inet socket dumps over NETLINK_SOCK_DIAG (see sockdiag.h). */
-#include "sockdiag.h"
+#include "sockdiag-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -2,8 +2,8 @@
  *
  * One dump per family/protocol: TCP sockets in LISTEN and UDP sockets that are
  * bound but not connected (what `ss -lu` calls UNCONN), IPv4 and IPv6.
- * Parsing (sockdiag_parse) is separate from the I/O (sockdiag_dump_all) so it
- * can be fed crafted netlink buffers. */
+ * Parsing (sockdiag-internal.h) is separate from the I/O (sockdiag_dump_all)
+ * so it can be fed crafted netlink buffers. */
 #ifndef KDIAG_SOCKDIAG_H
 #define KDIAG_SOCKDIAG_H
 
@@ -22,19 +22,6 @@ typedef struct {
     sockdiag_sock *v;
     size_t n, cap;
 } sockdiag_list;
-
-/* Size of a dump request built by sockdiag_build_request. */
-#define SOCKDIAG_REQ_SIZE 128
-
-/* Writes the dump request for family/protocol into buf (len >= SOCKDIAG_REQ_SIZE).
- * Returns the request length or -EINVAL. */
-int sockdiag_build_request(void *buf, size_t len, uint8_t family, uint8_t protocol, uint32_t seq);
-
-/* Parses one datagram of replies to the request with sequence seq, appending
- * the sockets to out (protocol is recorded on each). Returns 1 once the dump
- * is done, 0 when more datagrams follow, the kernel's negative errno for an
- * error reply, -EBADMSG for a malformed or truncated buffer, -ENOMEM. */
-int sockdiag_parse(const void *buf, size_t len, uint32_t seq, uint8_t protocol, sockdiag_list *out);
 
 /* Dumps TCP LISTEN and bound UDP sockets of both families in the caller's
  * network namespace into out (which it empties first). */

@@ -24,7 +24,7 @@
 #include "kdiag.pb-c.h"
 #include "ps_rpc.h"
 #include "redirect.h"
-#include "reflection.h"
+#include "reflection-internal.h"
 #include "rpc.h"
 
 #define TOKEN "00112233445566778899aabbccddeeff"

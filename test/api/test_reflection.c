@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "reflection.h"
+#include "reflection-internal.h"
 #include "reflection_v1alpha.pb-c.h"
 #include "wire.h"
 

@@ -57,7 +57,8 @@ int wire_bytes(wspan msg, uint32_t field, int nth, wspan *out)
     return 0;
 }
 
-int wire_varint_field(wspan msg, uint32_t field, int nth, uint64_t *out)
+/* The nth occurrence of field as a varint; 0 or -1. */
+static int wire_varint_field(wspan msg, uint32_t field, int nth, uint64_t *out)
 {
     int count;
     if (walk(msg, field, nth, &count, NULL, out) < 0 || count <= nth)
@@ -65,7 +66,8 @@ int wire_varint_field(wspan msg, uint32_t field, int nth, uint64_t *out)
     return 0;
 }
 
-int wire_count(wspan msg, uint32_t field)
+/* How many times field occurs; -1 when msg is not valid protobuf. */
+static int wire_count(wspan msg, uint32_t field)
 {
     int count;
     return walk(msg, field, -1, &count, NULL, NULL) < 0 ? -1 : count;

@@ -14,10 +14,6 @@ typedef struct {
 
 /* The nth (0-based) occurrence of field as length-delimited bytes; 0 or -1. */
 int wire_bytes(wspan msg, uint32_t field, int nth, wspan *out);
-/* The nth occurrence of field as a varint; 0 or -1. */
-int wire_varint_field(wspan msg, uint32_t field, int nth, uint64_t *out);
-/* How many times field occurs; -1 when msg is not valid protobuf. */
-int wire_count(wspan msg, uint32_t field);
 bool wire_eq(wspan s, const char *str);
 
 

@@ -9,7 +9,7 @@
 
 #include <cmocka.h>
 
-#include "flags.h"
+#include "flags-internal.h"
 
 static int parse(flags *f, char *err, const char *first, ...)
 {

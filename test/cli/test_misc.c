@@ -14,10 +14,10 @@
 #include <jansson.h>
 
 #include "kerr.h"
-#include "logs.h"
+#include "logs-internal.h"
 #include "portfwd.h"
 #include "ps.h"
-#include "shell.h"
+#include "shell-internal.h"
 
 static void rbac(void **state)
 {

@@ -12,7 +12,7 @@
 #include <cmocka.h>
 
 #include "ephem.h"
-#include "list.h"
+#include "list-internal.h"
 #include "pod.h"
 
 #ifndef FIXTURES

@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "procfs.h"
+#include "procfs-internal.h"
 #include "ps.h"
 
 #define BTIME 1700000000ull

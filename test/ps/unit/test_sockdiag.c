@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sockdiag.h"
+#include "sockdiag-internal.h"
 
 #define SEQ 7
 
