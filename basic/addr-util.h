@@ -1,0 +1,24 @@
+/* addr-util — socket addresses as text, the one way every message and table
+ * of kdiag writes them: "192.0.2.1:80", "[2001:db8::1]:80" and, for a
+ * link-local address, "[fe80::1%eth0]:80" (the scope's interface name, or its
+ * number when no interface has it). */
+#ifndef KDIAG_BASIC_ADDR_UTIL_H
+#define KDIAG_BASIC_ADDR_UTIL_H
+
+#include <net/if.h>
+#include <netinet/in.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+/* Room for the longest text: "[" address "%" interface "]:" port, and NUL. */
+#define ADDR_STR_MAX (1 + INET6_ADDRSTRLEN + 1 + IF_NAMESIZE + 2 + 5 + 1)
+
+/* Formats an AF_INET or AF_INET6 address with its port into buf ("?" for any
+ * other family), cut to n - 1 bytes. Returns buf. */
+const char *addr_format(const struct sockaddr *sa, char *buf, size_t n);
+
+/* The same for an address already in text (as a Ps response carries it):
+ * bracketed when it holds a ':'. Returns buf. */
+const char *addr_format_ip(const char *ip, unsigned port, char *buf, size_t n);
+
+#endif
