@@ -1,5 +1,6 @@
 #include "completion.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,7 @@ int completion_script(FILE *out, const char *shell)
     else if (strcmp(shell, "zsh") == 0)
         fputs(zsh_script, out);
     else
-        return -1;
+        return -EINVAL; /* flags_parse refuses other shells first */
     return 0;
 }
 
@@ -59,9 +60,8 @@ static void emit_list(FILE *out, const char *const *l, const char *partial)
 static void from_kubectl(FILE *out, const kube *k, const char *const *args, const char *prefix, const char *partial)
 {
     kube_result r;
-    if (kube_run(k, args, NULL, 0, 5000, &r) < 0)
-        return;
-    if (r.status == 0) {
+    char err[512];
+    if (kube_run(k, "complete", args, NULL, 0, 5000, &r, err, sizeof(err)) == 0) { /* no messages while completing */
         char *save = NULL;
         for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             const char *name = strchr(line, '/') ? strchr(line, '/') + 1 : line;

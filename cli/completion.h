@@ -7,6 +7,7 @@
 
 #include "kube.h"
 
+/* The completion script for shell ("bash" or "zsh"); -EINVAL for another. */
 int completion_script(FILE *out, const char *shell);
 /* words: what follows "kubectl diag", the last one being completed (may be
  * ""). Prints candidates, one a line, then ":4" (cobra's "no file

@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kerr.h"
 #include "podsel.h"
 
 static const char *const cap_names[] = {"NET_ADMIN", "SYS_PTRACE", "SYS_ADMIN", "SYS_CHROOT"};
@@ -199,15 +198,10 @@ static int create(const kube *k, const pod_info *p, const ephem_plan *plan, cons
     for (int attempt = 0; attempt < 4; attempt++) {
         kube_result r;
         const char *get_args[] = {"get", "--raw", path, NULL};
-        rc = kube_run(k, get_args, NULL, 0, o->timeout_ms, &r);
+        rc = kube_run(k, what, get_args, NULL, 0, o->timeout_ms, &r, err, errlen);
         if (rc < 0) {
-            kube_strerror(k, rc, err, errlen);
-            return rc;
-        }
-        if (r.status != 0) {
-            kerr_explain(what, r.err, p->ns, err, errlen);
             kube_result_free(&r);
-            return -EIO;
+            return rc;
         }
         json_t *pod = json_loads(r.out, 0, NULL);
         kube_result_free(&r);
@@ -224,26 +218,19 @@ static int create(const kube *k, const pod_info *p, const ephem_plan *plan, cons
         json_array_append_new(list, ephem_container_json(plan->name, o, plan->caps));
         char *body = json_dumps(pod, JSON_COMPACT);
         json_decref(pod);
-        if (!body)
+        if (!body) {
+            snprintf(err, errlen, "cannot %s: out of memory", what);
             return -ENOMEM;
+        }
         const char *put_args[] = {"replace", "--raw", path, "-f", "-", NULL};
-        rc = kube_run(k, put_args, body, strlen(body), o->timeout_ms, &r);
+        rc = kube_run(k, what, put_args, body, strlen(body), o->timeout_ms, &r, err, errlen);
         free(body);
-        if (rc < 0) {
-            kube_strerror(k, rc, err, errlen);
-            return rc;
-        }
-        if (r.status == 0) {
-            kube_result_free(&r);
-            return 0;
-        }
-        kerr_kind kind = kerr_explain(what, r.err, p->ns, err, errlen);
         kube_result_free(&r);
-        if (kind != KERR_CONFLICT)
-            return -EIO;
+        if (rc != -EAGAIN) /* -EAGAIN: a conflict, err says so */
+            return rc;
         sleep_ms(100 * (attempt + 1));
     }
-    return rc < 0 ? rc : -EAGAIN;
+    return rc;
 }
 
 struct progress {
@@ -285,7 +272,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
     int rc, interval = 100;
     for (;;) {
         pod_info p;
-        rc = podsel_fetch(k, p0->name, &p, err, errlen);
+        rc = podsel_fetch(k, p0->name, o->timeout_ms, &p, err, errlen);
         if (rc < 0)
             break;
         const pod_container *c = pod_ephemeral_find(&p, name);
@@ -338,22 +325,20 @@ static int read_ports(const kube *k, const pod_info *p, const char *name, const 
                       char *err, size_t errlen)
 {
     int64_t deadline = now_ms() + (o->timeout_ms < 30000 ? o->timeout_ms : 30000);
-    const char *args[] = {"logs", p->name, "-c", name, "--limit-bytes=16384", NULL};
-    char what[256];
+    char pod[300], what[256];
+    snprintf(pod, sizeof(pod), "pod/%s", p->name);
+    const char *args[] = {"logs", pod, "-c", name, "--limit-bytes=16384", NULL};
     snprintf(what, sizeof(what), "read the debug container's log (kubectl logs %s -c %s)", p->name, name);
     for (int delay = 50;; delay = delay < 500 ? delay * 2 : 500) {
         kube_result r;
-        int rc = kube_run(k, args, NULL, 0, o->timeout_ms, &r);
+        int rc = kube_run(k, what, args, NULL, 0, o->timeout_ms, &r, err, errlen);
         if (rc < 0) {
-            kube_strerror(k, rc, err, errlen);
+            kube_result_free(&r);
             return rc;
         }
-        if (r.status != 0) {
-            kerr_explain(what, r.err, p->ns, err, errlen);
-            kube_result_free(&r);
-            return -EIO;
-        }
         rc = ephem_parse_logs(r.out, m);
+        if (rc < 0 && rc != -EAGAIN)
+            snprintf(err, errlen, "cannot %s: %s", what, strerror(-rc));
         if (rc == -EAGAIN && now_ms() >= deadline) {
             char first[200];
             kube_first_line(r.out, first, sizeof(first));

@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +11,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "kerr.h"
 
 #define MAX_ARGS 64
 
@@ -57,7 +58,50 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
-int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p)
+/* Message for a failure to start kubectl (e: the errno of pipe/fork/exec). */
+static void spawn_error(const kube *k, int e, bool exec, char *buf, size_t n)
+{
+    if (exec && e == ENOENT)
+        snprintf(buf, n,
+                 "kubectl not found: \"%s\" is not an executable in PATH. Install kubectl 1.23 or newer, or pass "
+                 "--kubectl PATH (or set $KUBECTL)",
+                 k->kubectl);
+    else if (exec && e == EACCES)
+        snprintf(buf, n, "cannot execute kubectl \"%s\": permission denied; check --kubectl / $KUBECTL", k->kubectl);
+    else
+        snprintf(buf, n, "cannot run kubectl \"%s\": %s", k->kubectl, strerror(e));
+}
+
+/* The forked child: only async-signal-safe calls until exec; reports exec's errno on ex. */
+static void __attribute__((noreturn)) child_exec(char **argv, unsigned flags, pid_t parent, const int *in,
+                                                 const int *out, const int *err, int ex)
+{
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != parent)
+        _exit(127);
+    if (flags & KUBE_OWN_PGRP)
+        setpgid(0, 0);
+    if (in[0] >= 0)
+        dup2(in[0], 0);
+    if (out[1] >= 0)
+        dup2(out[1], 1);
+    if (err[1] >= 0)
+        dup2(err[1], 2);
+    else if (flags & KUBE_ERR_TO_OUT)
+        dup2(out[1], 2);
+    execvp(argv[0], argv);
+    int e = errno;
+    (void)!write(ex, &e, sizeof(e));
+    _exit(127);
+}
+
+int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p, char *errbuf, size_t errlen)
 {
     char *argv[MAX_ARGS];
     char storage[4096];
@@ -65,48 +109,31 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
     int rc = build_argv(k, args, argv, storage, sizeof(storage));
     p->pid = -1;
     p->in_fd = p->out_fd = p->err_fd = -1;
-    if (rc < 0)
-        return rc;
+    p->own_pgrp = false;
+    if (rc < 0) {
+        snprintf(errbuf, errlen, "cannot run kubectl: too many arguments");
+        goto out;
+    }
     trace(k, argv);
     if (((flags & KUBE_PIPE_IN) && pipe2(in, O_CLOEXEC) < 0) ||
         ((flags & (KUBE_PIPE_OUT | KUBE_ERR_TO_OUT)) && pipe2(out, O_CLOEXEC) < 0) ||
         ((flags & KUBE_PIPE_ERR) && !(flags & KUBE_ERR_TO_OUT) && pipe2(err, O_CLOEXEC) < 0) ||
         pipe2(ex, O_CLOEXEC) < 0) {
         rc = -errno;
+        spawn_error(k, -rc, false, errbuf, errlen);
         goto out;
     }
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         rc = -errno;
+        spawn_error(k, -rc, false, errbuf, errlen);
         goto out;
     }
-    if (pid == 0) {
-        /* child: only async-signal-safe calls until exec */
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGTERM, SIG_DFL);
-        prctl(PR_SET_PDEATHSIG, SIGTERM);
-        if (getppid() != parent)
-            _exit(127);
-        if (flags & KUBE_OWN_PGRP)
-            setpgid(0, 0);
-        if (in[0] >= 0)
-            dup2(in[0], 0);
-        if (out[1] >= 0)
-            dup2(out[1], 1);
-        if (err[1] >= 0)
-            dup2(err[1], 2);
-        else if (flags & KUBE_ERR_TO_OUT)
-            dup2(out[1], 2);
-        execvp(argv[0], argv);
-        int e = errno;
-        (void)!write(ex[1], &e, sizeof(e));
-        _exit(127);
-    }
+    if (pid == 0)
+        child_exec(argv, flags, parent, in, out, err, ex[1]);
+    if (flags & KUBE_OWN_PGRP)
+        setpgid(pid, pid); /* also here: a kill of the group right after fork must reach it */
     close_fd(&ex[1]);
     int e = 0;
     ssize_t got;
@@ -115,10 +142,12 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
     while (got < 0 && errno == EINTR);
     if (got == (ssize_t)sizeof(e)) {
         waitpid(pid, NULL, 0);
-        rc = -e;
+        spawn_error(k, e, true, errbuf, errlen);
+        rc = -ENOEXEC;
         goto out;
     }
     p->pid = pid;
+    p->own_pgrp = (flags & KUBE_OWN_PGRP) != 0;
     p->in_fd = in[1];
     p->out_fd = out[0];
     p->err_fd = err[0];
@@ -134,6 +163,14 @@ out:
     close_fd(&ex[0]);
     close_fd(&ex[1]);
     return rc;
+}
+
+void kube_proc_kill(const kube_proc *p, int sig)
+{
+    if (p->pid <= 0)
+        return;
+    if (!p->own_pgrp || kill(-p->pid, sig) < 0)
+        kill(p->pid, sig);
 }
 
 void kube_proc_close(kube_proc *p)
@@ -189,75 +226,95 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int kube_run(const kube *k, const char *const *args, const char *in, size_t in_len, int64_t timeout_ms,
-             kube_result *r)
+/* The errno for a kubectl failure kerr recognised. */
+static int kerr_errno(kerr_kind kind)
 {
-    kube_proc p;
-    struct buf out = {0}, err = {0};
-    memset(r, 0, sizeof(*r));
-    int rc = kube_spawn(k, args, KUBE_PIPE_IN | KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p);
-    if (rc < 0)
-        return rc;
+    switch (kind) {
+    case KERR_NOT_FOUND: return -ENOENT;
+    case KERR_CONFLICT: return -EAGAIN;
+    case KERR_RBAC:
+    case KERR_UNAUTHORIZED: return -EACCES;
+    case KERR_UNREACHABLE: return -EHOSTUNREACH;
+    default: return -EIO;
+    }
+}
+
+/* Feeds in to the child and collects its stdout and stderr until both end or the deadline. */
+static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms, struct buf *out, struct buf *err)
+{
     size_t in_off = 0;
     if (!in || in_len == 0)
-        close_fd(&p.in_fd);
+        close_fd(&p->in_fd);
     else
-        fcntl(p.in_fd, F_SETFL, O_NONBLOCK);
+        fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
     int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
-    bool timed_out = false;
-    while (p.out_fd >= 0 || p.err_fd >= 0) {
-        struct pollfd pf[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {p.in_fd, POLLOUT, 0}};
+    while (p->out_fd >= 0 || p->err_fd >= 0) {
+        struct pollfd pf[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {p->in_fd, POLLOUT, 0}};
         int wait = -1;
         if (deadline >= 0) {
             int64_t left = deadline - now_ms();
-            if (left <= 0) {
-                timed_out = true;
-                break;
-            }
+            if (left <= 0)
+                return -ETIMEDOUT;
             wait = (int)left;
         }
         int n = poll(pf, 3, wait);
-        if (n < 0 && errno != EINTR) {
-            rc = -errno;
-            break;
-        }
+        if (n < 0 && errno != EINTR)
+            return -errno;
         if (n <= 0)
             continue;
-        if (pf[0].revents) {
-            int x = buf_read(&out, p.out_fd);
-            if (x <= 0)
-                close_fd(&p.out_fd);
-        }
-        if (pf[1].revents) {
-            int x = buf_read(&err, p.err_fd);
-            if (x <= 0)
-                close_fd(&p.err_fd);
-        }
+        if (pf[0].revents && buf_read(out, p->out_fd) <= 0)
+            close_fd(&p->out_fd);
+        if (pf[1].revents && buf_read(err, p->err_fd) <= 0)
+            close_fd(&p->err_fd);
         if (pf[2].revents) {
-            ssize_t w = write(p.in_fd, in + in_off, in_len - in_off);
+            ssize_t w = write(p->in_fd, in + in_off, in_len - in_off);
             if (w > 0)
                 in_off += (size_t)w;
             if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == in_len)
-                close_fd(&p.in_fd);
+                close_fd(&p->in_fd);
         }
     }
-    if (timed_out || rc < 0)
-        kill(p.pid, SIGKILL);
+    return 0;
+}
+
+int kube_run(const kube *k, const char *what, const char *const *args, const char *in, size_t in_len,
+             int64_t timeout_ms, kube_result *r, char *err, size_t errlen)
+{
+    kube_proc p;
+    struct buf ob = {0}, eb = {0};
+    memset(r, 0, sizeof(*r));
+    int rc = kube_spawn(k, args, KUBE_PIPE_IN | KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, errlen);
+    if (rc < 0)
+        return rc;
+    rc = pump(&p, in, in_len, timeout_ms, &ob, &eb);
+    if (rc < 0)
+        kube_proc_kill(&p, SIGKILL);
     int st = kube_wait(p.pid);
     kube_proc_close(&p);
-    r->out = out.d ? out.d : strdup("");
-    r->out_len = out.len;
-    r->err = err.d ? err.d : strdup("");
-    r->err_len = err.len;
+    r->out = ob.d ? ob.d : strdup("");
+    r->out_len = ob.len;
+    r->err = eb.d ? eb.d : strdup("");
+    r->err_len = eb.len;
     r->status = st < 0 ? 1 : st;
     if (k->verbose > 1 && r->err_len)
         fprintf(stderr, "  kubectl stderr: %s", r->err);
     if (!r->out || !r->err) {
         kube_result_free(r);
-        return -ENOMEM;
+        rc = -ENOMEM;
+        snprintf(err, errlen, "cannot %s: out of memory reading kubectl's output", what);
+    } else if (rc == -ETIMEDOUT) {
+        snprintf(err, errlen,
+                 "cannot %s: kubectl did not answer within %llds; is the cluster reachable? (raise --timeout if it "
+                 "is slow)",
+                 what, (long long)(timeout_ms / 1000));
+    } else if (rc < 0) {
+        snprintf(err, errlen, "cannot %s: waiting for kubectl failed: %s", what, strerror(-rc));
+    } else if (r->status != 0 && !*r->err) {
+        snprintf(err, errlen, "cannot %s: kubectl exited with status %d and no message", what, r->status);
+        rc = -EIO;
+    } else if (r->status != 0) {
+        rc = kerr_errno(kerr_explain(what, r->err, k->ns, err, errlen));
     }
-    if (timed_out)
-        return -ETIMEDOUT;
     return rc;
 }
 
@@ -266,29 +323,6 @@ void kube_result_free(kube_result *r)
     free(r->out);
     free(r->err);
     memset(r, 0, sizeof(*r));
-}
-
-int kube_client_version(const kube *k, int *version)
-{
-    const char *args[] = {"version", "--client", "-o", "json", NULL};
-    kube plain = *k; /* the client version needs no cluster flags */
-    plain.kubeconfig = plain.context = plain.ns = NULL;
-    kube_result r;
-    int rc = kube_run(&plain, args, NULL, 0, 10000, &r);
-    if (rc < 0)
-        return rc;
-    rc = -EPROTO;
-    json_t *j = json_loads(r.out, 0, NULL);
-    json_t *cv = j ? json_object_get(j, "clientVersion") : NULL;
-    const char *maj = json_string_value(json_object_get(cv, "major"));
-    const char *min = json_string_value(json_object_get(cv, "minor"));
-    if (maj && min) {
-        *version = atoi(maj) * 100 + atoi(min); /* minor may be "27+" */
-        rc = 0;
-    }
-    json_decref(j);
-    kube_result_free(&r);
-    return rc;
 }
 
 void kube_first_line(const char *s, char *buf, size_t n)
@@ -302,19 +336,4 @@ void kube_first_line(const char *s, char *buf, size_t n)
         len = n - 1;
     memcpy(buf, s, len);
     buf[len] = '\0';
-}
-
-void kube_strerror(const kube *k, int rc, char *buf, size_t n)
-{
-    if (rc == -ENOENT)
-        snprintf(buf, n,
-                 "kubectl not found: \"%s\" is not an executable in PATH. Install kubectl 1.23 or newer, or pass "
-                 "--kubectl PATH (or set $KUBECTL)",
-                 k->kubectl);
-    else if (rc == -EACCES)
-        snprintf(buf, n, "cannot execute kubectl \"%s\": permission denied; check --kubectl / $KUBECTL", k->kubectl);
-    else if (rc == -ETIMEDOUT)
-        snprintf(buf, n, "kubectl did not answer in time; is the cluster reachable? (raise --timeout if it is slow)");
-    else
-        snprintf(buf, n, "cannot run kubectl \"%s\": %s", k->kubectl, strerror(-rc));
 }

@@ -28,40 +28,48 @@ typedef struct {
 } kube_result;
 
 /* Runs kubectl ARGS... to completion, feeding in (may be NULL) on stdin and
- * capturing stdout and stderr (NUL-terminated). timeout_ms <= 0: none.
- * 0 when kubectl ran (whatever its exit status), -ENOENT/-EACCES when it
- * cannot be executed, -ETIMEDOUT when killed at the deadline. */
-int kube_run(const kube *k, const char *const *args, const char *in, size_t in_len, int64_t timeout_ms,
-             kube_result *r);
+ * capturing stdout and stderr (NUL-terminated) into r. timeout_ms <= 0: none.
+ * what names the action for messages ("get pod/x").
+ * 0 when kubectl exited 0. Otherwise a negative errno, and err says what
+ * failed and what to do (kerr_explain of kubectl's stderr):
+ *   -ENOEXEC     kubectl cannot be executed (missing, not executable)
+ *   -ETIMEDOUT   killed at the deadline
+ *   -ENOENT      kubectl said the object is not found
+ *   -EAGAIN      a conflict (the object changed meanwhile): try again
+ *   -EACCES      RBAC denial or rejected credentials
+ *   -EHOSTUNREACH the API server is not reachable
+ *   -EIO         any other kubectl failure
+ * r is filled (or zeroed) whatever the result: free it with kube_result_free. */
+int kube_run(const kube *k, const char *what, const char *const *args, const char *in, size_t in_len,
+             int64_t timeout_ms, kube_result *r, char *err, size_t errlen);
 void kube_result_free(kube_result *r);
 
 enum {
     KUBE_PIPE_IN = 1,    /* give the caller a pipe to the child's stdin */
     KUBE_PIPE_OUT = 2,   /* ... from its stdout */
     KUBE_PIPE_ERR = 4,   /* ... from its stderr */
-    KUBE_OWN_PGRP = 8,   /* own process group: the terminal's Ctrl-C does not reach it */
+    KUBE_OWN_PGRP = 8,   /* own process group: the terminal's Ctrl-C does not reach it, and
+                          * kube_proc_kill reaches the whole group (kubectl behind a wrapper) */
     KUBE_ERR_TO_OUT = 16 /* stderr joins the stdout pipe */
 };
 
 typedef struct {
     pid_t pid;
     int in_fd, out_fd, err_fd; /* -1 when not piped; owned by the caller */
+    bool own_pgrp;             /* pid leads its own process group */
 } kube_proc;
 
 /* Starts kubectl ARGS... without waiting. The child gets SIGTERM if this
- * thread's process dies. Same errors as kube_run. */
-int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p);
+ * thread's process dies. 0, or a negative errno (-ENOEXEC: kubectl cannot be
+ * executed) with the message in err. */
+int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p, char *err, size_t errlen);
+/* Sends sig to the child, and to its whole process group when it has its own
+ * (a wrapper script's kubectl grandchildren too). No-op when p->pid <= 0. */
+void kube_proc_kill(const kube_proc *p, int sig);
 /* Closes the proc's fds (not waiting). */
 void kube_proc_close(kube_proc *p);
 /* waitpid wrapper: exit code, or 128+signal. */
 int kube_wait(pid_t pid);
-
-/* kubectl's client version (major*100+minor, e.g. 132), or negative errno. */
-int kube_client_version(const kube *k, int *version);
-
-/* Message for a negative return of kube_run/kube_spawn (kubectl missing, not
- * executable, timed out). */
-void kube_strerror(const kube *k, int rc, char *buf, size_t n);
 
 /* First line of s (for messages), trimmed, at most n-1 bytes. */
 void kube_first_line(const char *s, char *buf, size_t n);

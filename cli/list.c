@@ -1,8 +1,10 @@
 #include "list-internal.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "exitcode.h"
 #include "podsel.h"
 
 size_t list_print(FILE *out, const pod_info *pods, size_t n)
@@ -32,29 +34,22 @@ size_t list_print(FILE *out, const pod_info *pods, size_t n)
 
 int list_main(const flags *f, const kube *k)
 {
-    pod_info *pods;
-    size_t n;
-    char err[2048];
+    pod_info *pods = NULL;
+    size_t n = 0;
+    char err[2048] = "";
     const char *sel = f->nlabels ? f->labels[0].value : NULL;
     int rc;
     if (f->npods) {
         pods = calloc(1, sizeof(*pods));
+        rc = pods ? podsel_fetch(k, f->pods[0].value, f->timeout_ms, pods, err, sizeof(err)) : -ENOMEM;
         if (!pods)
-            return 1;
-        n = 1;
-        rc = podsel_fetch(k, f->pods[0].value, pods, err, sizeof(err));
-        if (rc < 0)
-            n = 0;
+            snprintf(err, sizeof(err), "cannot list debug containers: out of memory");
+        n = rc == 0 ? 1 : 0; /* pod_list_free frees the array either way */
     } else {
-        rc = podsel_list(k, sel, &pods, &n, err, sizeof(err));
+        rc = podsel_list(k, sel, f->timeout_ms, &pods, &n, err, sizeof(err));
     }
-    if (rc < 0) {
-        fprintf(stderr, "error: %s\n", err);
-        pod_list_free(pods, n);
-        return 1;
-    }
-    if (list_print(stdout, pods, n) == 0)
+    if (rc == 0 && list_print(stdout, pods, n) == 0)
         fprintf(stderr, "no kubectl diag debug containers in %s\n", k->ns ? k->ns : "the current namespace");
     pod_list_free(pods, n);
-    return 0;
+    return exitcode_report(stderr, rc, err);
 }

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "exitcode.h"
 #include "kerr.h"
 #include "pod.h"
 #include "podsel.h"
@@ -103,6 +104,7 @@ struct logs {
     const char *container; /* -c */
     struct stream streams[MAX_STREAMS];
     size_t nstreams;
+    int64_t timeout_ms;    /* --timeout: for each pod listing */
     bool cmd_mode;
     char start_time[40];   /* RFC 3339: followers present at start show lines from here */
     bool first_poll_done;
@@ -217,15 +219,15 @@ static void read_err(struct stream *s)
 
 static void start_follower(struct logs *L, struct stream *s, const char *mode_arg)
 {
-    const char *args[] = {"logs", "-f", "--timestamps", s->pod, "-c", s->container, mode_arg, NULL};
+    char pod[300], msg[512];
+    snprintf(pod, sizeof(pod), "pod/%s", s->pod);
+    const char *args[] = {"logs", "-f", "--timestamps", pod, "-c", s->container, mode_arg, NULL};
     free(s->errbuf);
     s->errbuf = NULL;
     s->errlen = 0;
     s->len = 0;
-    int rc = kube_spawn(&L->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &s->proc);
+    int rc = kube_spawn(&L->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &s->proc, msg, sizeof(msg));
     if (rc < 0) {
-        char msg[512];
-        kube_strerror(&L->k, rc, msg, sizeof(msg));
         fprintf(stderr, "error: %s\n", msg);
         s->proc.pid = -1;
         s->retry_after_ms = now_ms() + 10000;
@@ -318,14 +320,15 @@ static void poll_pods(struct logs *L)
             pods = calloc(1, sizeof(*pods));
             if (!pods)
                 continue;
-            rc = podsel_fetch(&L->k, sp->value, pods, err, sizeof(err));
+            rc = podsel_fetch(&L->k, sp->value, L->timeout_ms, pods, err, sizeof(err));
             n = rc == 0 ? 1 : 0;
             if (rc == -ENOENT && !L->first_poll_done)
                 fprintf(stderr, "pod/%s does not exist (yet): following it once it appears\n", sp->value);
             else if (rc < 0 && !L->first_poll_done)
                 fprintf(stderr, "error: %s\n", err);
         } else {
-            rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, &pods, &n, err, sizeof(err));
+            rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, L->timeout_ms, &pods, &n, err,
+                             sizeof(err));
             if (rc < 0 && !L->first_poll_done)
                 fprintf(stderr, "error: %s\n", err);
         }
@@ -343,6 +346,7 @@ static void poll_pods(struct logs *L)
     L->first_poll_done = true;
 }
 
+/* The command after `--`, with the signals this process blocks unblocked. */
 static pid_t run_command(char **argv)
 {
     pid_t pid = fork();
@@ -362,7 +366,7 @@ static void stop_followers(struct logs *L)
     for (size_t i = 0; i < L->nstreams; i++) {
         struct stream *s = &L->streams[i];
         if (s->proc.pid > 0) {
-            kill(s->proc.pid, SIGTERM);
+            kube_proc_kill(&s->proc, SIGTERM);
             kube_wait(s->proc.pid);
         }
         kube_proc_close(&s->proc);
@@ -371,39 +375,140 @@ static void stop_followers(struct logs *L)
     }
 }
 
-static int build_specs(struct logs *L, const flags *f)
+static int build_specs(struct logs *L, const flags *f, char *err, size_t errlen)
 {
     size_t n = f->all ? 1 : f->nlabels + f->npods;
     if (n == 0) {
-        fprintf(stderr, "error: nothing to follow: give --all, -l SELECTOR[:CONTAINER] or --pod NAME[:CONTAINER]\n");
+        snprintf(err, errlen, "nothing to follow: give --all, -l SELECTOR[:CONTAINER] or --pod NAME[:CONTAINER]");
         return -EINVAL;
     }
     L->specs = calloc(n, sizeof(*L->specs));
-    if (!L->specs)
+    if (!L->specs) {
+        snprintf(err, errlen, "cannot follow logs: out of memory");
         return -ENOMEM;
-    if (f->all) {
-        L->specs[0].kind = SPEC_ALL;
-    } else {
-        for (size_t i = 0; i < f->nlabels; i++)
-            L->specs[L->nspecs++] = (struct spec){SPEC_LABEL, f->labels[i].value, f->labels[i].container};
-        for (size_t i = 0; i < f->npods; i++)
-            L->specs[L->nspecs++] = (struct spec){SPEC_POD, f->pods[i].value, f->pods[i].container};
     }
-    if (f->all)
-        L->nspecs = 1;
+    if (f->all) {
+        L->specs[L->nspecs++].kind = SPEC_ALL;
+        return 0;
+    }
+    for (size_t i = 0; i < f->nlabels; i++)
+        L->specs[L->nspecs++] = (struct spec){SPEC_LABEL, f->labels[i].value, f->labels[i].container};
+    for (size_t i = 0; i < f->npods; i++)
+        L->specs[L->nspecs++] = (struct spec){SPEC_POD, f->pods[i].value, f->pods[i].container};
     return 0;
+}
+
+/* The poll set: the signalfd first, then every running follower's pipes (owner[i] says whose). */
+static size_t build_pollset(struct logs *L, int sfd, struct pollfd *pfd, struct stream **owner)
+{
+    size_t n = 0;
+    pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
+    for (size_t i = 0; i < L->nstreams; i++) {
+        struct stream *s = &L->streams[i];
+        if (s->proc.pid <= 0)
+            continue;
+        if (s->proc.out_fd >= 0) {
+            owner[n] = s;
+            pfd[n++] = (struct pollfd){s->proc.out_fd, POLLIN, 0};
+        }
+        if (s->proc.err_fd >= 0) {
+            owner[n] = s;
+            pfd[n++] = (struct pollfd){s->proc.err_fd, POLLIN, 0};
+        }
+    }
+    return n;
+}
+
+/* Reads what the followers wrote; reaps the ones whose pipes both ended. */
+static void read_followers(struct logs *L, const struct pollfd *pfd, struct stream *const *owner, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (!pfd[i].revents)
+            continue;
+        struct stream *s = owner[i];
+        if (pfd[i].fd == s->proc.out_fd) {
+            if (read_stream(L, s) <= 0) {
+                close(s->proc.out_fd);
+                s->proc.out_fd = -1;
+            }
+        } else if (pfd[i].fd == s->proc.err_fd) {
+            read_err(s);
+        }
+        if (s->proc.out_fd < 0 && s->proc.err_fd < 0)
+            follower_ended(L, s);
+    }
+}
+
+/* The run's state between loop turns. */
+struct run {
+    pid_t cmd;           /* the command after `--`, -1 when none (left) */
+    int code;            /* exit code */
+    int64_t drain_until; /* >= 0: stop at this time */
+    int64_t drain_ms;    /* how long to keep following after the command */
+};
+
+/* SIGINT/SIGTERM go to the command when there is one (it decides; we follow its
+ * exit), else they end the run. true: stop now. */
+static bool handle_signals(int sfd, struct run *run)
+{
+    struct signalfd_siginfo si;
+    bool quit = false;
+    while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (si.ssi_signo == SIGCHLD)
+            continue;
+        if (run->cmd > 0)
+            kill(run->cmd, (int)si.ssi_signo);
+        else
+            quit = true;
+    }
+    int st;
+    if (run->cmd > 0 && waitpid(run->cmd, &st, WNOHANG) == run->cmd) {
+        run->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        run->cmd = -1;
+        run->drain_until = now_ms() + run->drain_ms;
+    }
+    return quit;
+}
+
+/* Follows until Ctrl-C, or until the command ended and the drain time passed. */
+static void follow(struct logs *L, int sfd, struct run *run)
+{
+    struct pollfd pfd[1 + 2 * MAX_STREAMS];
+    struct stream *owner[1 + 2 * MAX_STREAMS];
+    int64_t next_poll = now_ms() + LOGS_POLL_MS;
+    for (;;) {
+        int64_t t = now_ms();
+        if (run->drain_until >= 0 && t >= run->drain_until)
+            return;
+        if (t >= next_poll) {
+            poll_pods(L);
+            next_poll = t + LOGS_POLL_MS;
+        }
+        size_t n = build_pollset(L, sfd, pfd, owner);
+        int64_t wait = next_poll - t;
+        if (run->drain_until >= 0 && run->drain_until - t < wait)
+            wait = run->drain_until - t;
+        if (poll(pfd, n, (int)(wait < 0 ? 0 : wait)) < 0 && errno != EINTR)
+            return;
+        read_followers(L, pfd, owner, n);
+        if (pfd[0].revents && handle_signals(sfd, run))
+            return;
+    }
 }
 
 int logs_main(const flags *f, const kube *k)
 {
     static struct logs L; /* large: keep it off the stack */
+    char err[512] = "";
     memset(&L, 0, sizeof(L));
     L.k = *k;
     L.container = f->container;
     L.color = !f->no_color && isatty(1);
     L.cmd_mode = f->nrest > 0;
-    if (build_specs(&L, f) < 0)
-        return 2;
+    L.timeout_ms = f->timeout_ms;
+    int rc = build_specs(&L, f, err, sizeof(err));
+    if (rc < 0)
+        return exitcode_report(stderr, rc, err);
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -418,90 +523,18 @@ int logs_main(const flags *f, const kube *k)
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
 
     poll_pods(&L);
-    pid_t cmd = -1;
-    int code = 0;
-    int64_t drain_until = -1, next_poll = now_ms() + LOGS_POLL_MS;
-    if (L.cmd_mode) {
-        cmd = run_command(f->rest);
-        if (cmd < 0) {
-            fprintf(stderr, "error: cannot start \"%s\": %s\n", f->rest[0], strerror(errno));
-            code = 127;
-            drain_until = now_ms();
-        }
+    struct run run = {.cmd = -1, .code = EXITCODE_OK, .drain_until = -1, .drain_ms = f->drain_ms};
+    if (L.cmd_mode && (run.cmd = run_command(f->rest)) < 0) {
+        fprintf(stderr, "error: cannot start \"%s\": %s\n", f->rest[0], strerror(errno));
+        run.code = 127;
+        run.drain_until = now_ms();
     }
-    for (;;) {
-        int64_t t = now_ms();
-        if (drain_until >= 0 && t >= drain_until)
-            break;
-        if (t >= next_poll) {
-            poll_pods(&L);
-            next_poll = t + LOGS_POLL_MS;
-        }
-        struct pollfd pfd[1 + 2 * MAX_STREAMS];
-        struct stream *owner[1 + 2 * MAX_STREAMS];
-        size_t n = 0;
-        pfd[n++] = (struct pollfd){sfd, POLLIN, 0};
-        for (size_t i = 0; i < L.nstreams; i++) {
-            struct stream *s = &L.streams[i];
-            if (s->proc.pid <= 0)
-                continue;
-            if (s->proc.out_fd >= 0) {
-                owner[n] = s;
-                pfd[n++] = (struct pollfd){s->proc.out_fd, POLLIN, 0};
-            }
-            if (s->proc.err_fd >= 0) {
-                owner[n] = s;
-                pfd[n++] = (struct pollfd){s->proc.err_fd, POLLIN, 0};
-            }
-        }
-        int64_t wait = next_poll - t;
-        if (drain_until >= 0 && drain_until - t < wait)
-            wait = drain_until - t;
-        if (poll(pfd, n, (int)(wait < 0 ? 0 : wait)) < 0 && errno != EINTR)
-            break;
-        for (size_t i = 1; i < n; i++) {
-            if (!pfd[i].revents)
-                continue;
-            struct stream *s = owner[i];
-            if (pfd[i].fd == s->proc.out_fd) {
-                if (read_stream(&L, s) <= 0) {
-                    close(s->proc.out_fd);
-                    s->proc.out_fd = -1;
-                }
-            } else if (pfd[i].fd == s->proc.err_fd) {
-                read_err(s);
-            }
-            if (s->proc.out_fd < 0 && s->proc.err_fd < 0)
-                follower_ended(&L, s);
-        }
-        if (pfd[0].revents) {
-            struct signalfd_siginfo si;
-            bool quit = false;
-            while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-                if (si.ssi_signo == SIGCHLD)
-                    continue;
-                if (cmd > 0)
-                    kill(cmd, (int)si.ssi_signo); /* the command decides; we follow its exit */
-                else
-                    quit = true;
-            }
-            if (quit)
-                break;
-            if (cmd > 0) {
-                int st;
-                if (waitpid(cmd, &st, WNOHANG) == cmd) {
-                    code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-                    cmd = -1;
-                    drain_until = now_ms() + f->drain_ms;
-                }
-            }
-        }
-    }
+    follow(&L, sfd, &run);
     stop_followers(&L);
     free(L.specs);
-    if (cmd > 0)
-        code = kube_wait(cmd);
+    if (run.cmd > 0)
+        run.code = kube_wait(run.cmd);
     if (sfd >= 0)
         close(sfd);
-    return code;
+    return run.code;
 }

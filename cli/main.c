@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "completion.h"
+#include "exitcode.h"
 #include "flags.h"
 #include "help.h"
 #include "kube.h"
@@ -24,51 +25,46 @@
 static int ps_main(const flags *f, const kube *k)
 {
     session s;
-    char err[2048];
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, true);
-    if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "error: %s\n", err);
-        return so.pod || so.selector ? 1 : 2;
-    }
+    char err[2048] = "";
     Kdiag__Solo__Io__PsResponse *resp;
-    int code = 1;
-    if (ps_fetch(&s, &resp, err, sizeof(err)) < 0) {
-        fprintf(stderr, "error: %s\n", err);
-    } else {
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, true);
+    int rc = session_open(k, &so, &s, err, sizeof(err));
+    if (rc < 0)
+        return exitcode_report(stderr, rc, err);
+    rc = ps_fetch(&s, &resp, err, sizeof(err));
+    if (rc == 0) {
         ps_format fmt = !f->output ? PS_TABLE : strcmp(f->output, "json") == 0 ? PS_JSON : PS_WIDE;
         ps_print(stdout, resp, fmt, s.pod.name, s.pod.ns, s.target);
         kdiag__solo__io__ps_response__free_unpacked(resp, NULL);
-        code = 0;
     }
     session_close(&s);
-    return code;
+    return exitcode_report(stderr, rc, err);
 }
 
 static int manage_main(const flags *f, const kube *k)
 {
     session s;
-    char err[2048];
+    char err[2048] = "";
     session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, false);
-    if (session_open(k, &so, &s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "error: %s\n", err);
-        return so.pod || so.selector ? 1 : 2;
-    }
+    int rc = session_open(k, &so, &s, err, sizeof(err));
+    if (rc < 0)
+        return exitcode_report(stderr, rc, err);
     printf("%s %d\n", s.mgr.container, s.mgr.grpc_port);
     if (f->verbose)
         printf("token %s\ntunnel %d\n", s.mgr.token, s.mgr.tunnel_port);
     session_close(&s);
-    return 0;
+    return EXITCODE_OK;
 }
 
 int main(int argc, char **argv)
 {
     flags f;
-    char err[1024];
+    char err[1024] = "";
     signal(SIGPIPE, SIG_IGN);
-    if (flags_parse(argc, argv, &f, err, sizeof(err)) < 0) {
-        fprintf(stderr, "error: %s\n", err);
+    int rc = flags_parse(argc, argv, &f, err, sizeof(err));
+    if (rc < 0) {
         flags_free(&f);
-        return 2;
+        return exitcode_report(stderr, rc, err);
     }
     kube k = {f.kubectl, f.kubeconfig, f.context, f.ns, f.verbose};
     int code = 0;
@@ -81,7 +77,7 @@ int main(int argc, char **argv)
             flags_free(&nf);
         }
         help_print(stdout, topic);
-        code = f.cmd == FLAGS_CMD_NONE && !f.help ? 2 : 0;
+        code = f.cmd == FLAGS_CMD_NONE && !f.help ? EXITCODE_USAGE : EXITCODE_OK;
         flags_free(&f);
         return code;
     }
@@ -95,9 +91,9 @@ int main(int argc, char **argv)
     case FLAGS_CMD_VERSION:
         printf("kubectl-diag %s\nmanager image %s\n", KDIAG_VERSION, f.dbg_image);
         break;
-    case FLAGS_CMD_COMPLETION: code = completion_script(stdout, f.topic) < 0 ? 2 : 0; break;
+    case FLAGS_CMD_COMPLETION: code = exitcode_of(completion_script(stdout, f.topic)); break;
     case FLAGS_CMD_COMPLETE: code = completion_complete(stdout, &k, f.words, f.nwords); break;
-    default: code = 2; break;
+    default: code = EXITCODE_USAGE; break;
     }
     flags_free(&f);
     return code;

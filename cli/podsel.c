@@ -1,29 +1,20 @@
 #include "podsel.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kerr.h"
-
-#define KUBE_TIMEOUT_MS 60000
-
-int podsel_fetch(const kube *k, const char *name, pod_info *p, char *err, size_t errlen)
+int podsel_fetch(const kube *k, const char *name, int64_t timeout_ms, pod_info *p, char *err, size_t errlen)
 {
-    const char *args[] = {"get", "pod", name, "-o", "json", NULL};
+    const char *args[] = {"get", "pod", "-o", "json", "--", name, NULL};
     kube_result r;
-    char what[256];
+    char what[300];
     memset(p, 0, sizeof(*p));
-    int rc = kube_run(k, args, NULL, 0, KUBE_TIMEOUT_MS, &r);
-    if (rc < 0) {
-        kube_strerror(k, rc, err, errlen);
-        return rc;
-    }
     snprintf(what, sizeof(what), "get pod/%s", name);
-    if (r.status != 0) {
-        rc = kerr_explain(what, r.err, k->ns, err, errlen) == KERR_NOT_FOUND ? -ENOENT : -EIO;
-    } else if (pod_parse_str(r.out, p) < 0) {
+    int rc = kube_run(k, what, args, NULL, 0, timeout_ms, &r, err, errlen);
+    if (rc == 0 && pod_parse_str(r.out, p) < 0) {
         snprintf(err, errlen, "cannot %s: kubectl printed something that is not a Pod", what);
         rc = -EPROTO;
     }
@@ -31,23 +22,19 @@ int podsel_fetch(const kube *k, const char *name, pod_info *p, char *err, size_t
     return rc;
 }
 
-int podsel_list(const kube *k, const char *selector, pod_info **pods, size_t *n, char *err, size_t errlen)
+int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_info **pods, size_t *n, char *err,
+                size_t errlen)
 {
-    const char *args[] = {"get", "pods", "-o", "json", selector ? "-l" : NULL, selector, NULL};
+    char sel[512];
+    const char *args[] = {"get", "pods", "-o", "json", selector ? sel : NULL, NULL};
     kube_result r;
-    char what[256];
+    char what[300];
+    snprintf(sel, sizeof(sel), "--selector=%s", selector ? selector : "");
     *pods = NULL;
     *n = 0;
-    int rc = kube_run(k, args, NULL, 0, KUBE_TIMEOUT_MS, &r);
-    if (rc < 0) {
-        kube_strerror(k, rc, err, errlen);
-        return rc;
-    }
     snprintf(what, sizeof(what), "list pods%s%s", selector ? " matching " : "", selector ? selector : "");
-    if (r.status != 0) {
-        kerr_explain(what, r.err, k->ns, err, errlen);
-        rc = -EIO;
-    } else if (pod_list_parse(r.out, pods, n) < 0) {
+    int rc = kube_run(k, what, args, NULL, 0, timeout_ms, &r, err, errlen);
+    if (rc == 0 && pod_list_parse(r.out, pods, n) < 0) {
         snprintf(err, errlen, "cannot %s: kubectl printed something that is not a PodList", what);
         rc = -EPROTO;
     }
@@ -55,7 +42,8 @@ int podsel_list(const kube *k, const char *selector, pod_info **pods, size_t *n,
     return rc;
 }
 
-int podsel_one(const kube *k, const char *name, const char *selector, pod_info *p, char *err, size_t errlen)
+int podsel_one(const kube *k, const char *name, const char *selector, int64_t timeout_ms, pod_info *p, char *err,
+               size_t errlen)
 {
     const char *ns = k->ns ? k->ns : "the current namespace";
     memset(p, 0, sizeof(*p));
@@ -64,7 +52,7 @@ int podsel_one(const kube *k, const char *name, const char *selector, pod_info *
         return -EINVAL;
     }
     if (name) {
-        int rc = podsel_fetch(k, name, p, err, errlen);
+        int rc = podsel_fetch(k, name, timeout_ms, p, err, errlen);
         if (rc < 0)
             return rc;
         if (!pod_is_running(p)) {
@@ -78,7 +66,7 @@ int podsel_one(const kube *k, const char *name, const char *selector, pod_info *
     }
     pod_info *pods;
     size_t n;
-    int rc = podsel_list(k, selector, &pods, &n, err, errlen);
+    int rc = podsel_list(k, selector, timeout_ms, &pods, &n, err, errlen);
     if (rc < 0)
         return rc;
     const pod_info *best = pod_newest_running(pods, n);

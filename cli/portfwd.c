@@ -25,13 +25,14 @@ struct portfwd {
     int rgrpc, rtunnel;
     int64_t timeout_ms;
     pthread_t th;
+    bool started; /* th runs */
     pthread_mutex_t mu;
     pthread_cond_t cv;
     enum pf_state state;
     bool stopping;
     unsigned gen;
     int lgrpc, ltunnel;
-    pid_t child;
+    kube_proc child; /* pid -1 while none */
     int stop_efd, gone_efd;
     char reason[1024];
 };
@@ -151,19 +152,20 @@ static bool run_child(portfwd *pf, int lg, int lt)
     struct attempt a = {0};
     cur_attempt = &a;
     kube_proc p;
-    int rc = kube_spawn(&pf->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p);
+    char err[sizeof(pf->reason)];
+    int rc = kube_spawn(&pf->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, sizeof(err));
     if (rc < 0) {
         pthread_mutex_lock(&pf->mu);
-        snprintf(pf->reason, sizeof(pf->reason), "cannot run %s: %s", pf->k.kubectl, strerror(-rc));
+        snprintf(pf->reason, sizeof(pf->reason), "%s", err);
         pthread_mutex_unlock(&pf->mu);
         return false;
     }
     pthread_mutex_lock(&pf->mu);
-    pf->child = p.pid;
+    pf->child = p;
     bool stop = pf->stopping;
     pthread_mutex_unlock(&pf->mu);
     if (stop)
-        kill(p.pid, SIGTERM);
+        kube_proc_kill(&p, SIGTERM);
     struct linebuf ob = {.len = 0}, eb = {.len = 0};
     int64_t up_deadline = now_ms() + (pf->timeout_ms > 0 ? pf->timeout_ms : 60000);
     bool killed = false;
@@ -174,7 +176,7 @@ static bool run_child(portfwd *pf, int lg, int lt)
             wait = 0;
         int n = poll(fds, 3, wait);
         if (n == 0 && !killed) { /* never came up */
-            kill(p.pid, SIGTERM);
+            kube_proc_kill(&p, SIGTERM);
             killed = true;
             continue;
         }
@@ -189,14 +191,14 @@ static bool run_child(portfwd *pf, int lg, int lt)
             p.err_fd = -1;
         }
         if (fds[2].revents && !killed) {
-            kill(p.pid, SIGTERM);
+            kube_proc_kill(&p, SIGTERM);
             killed = true;
         }
     }
     kube_wait(p.pid);
     kube_proc_close(&p);
     pthread_mutex_lock(&pf->mu);
-    pf->child = -1;
+    pf->child.pid = -1;
     pthread_mutex_unlock(&pf->mu);
     cur_attempt = NULL;
     return a.seen_g && a.seen_t;
@@ -207,7 +209,7 @@ static bool pod_still_there(portfwd *pf, char *why, size_t n)
 {
     pod_info p;
     char err[1024];
-    int rc = podsel_fetch(&pf->k, pf->pod, &p, err, sizeof(err));
+    int rc = podsel_fetch(&pf->k, pf->pod, pf->timeout_ms, &p, err, sizeof(err));
     if (rc == -ENOENT) {
         snprintf(why, n, "pod/%s is gone (deleted)", pf->pod);
         return false;
@@ -290,46 +292,50 @@ static void *supervise(void *arg)
     return NULL;
 }
 
-int portfwd_start(const kube *k, const char *pod, const char *container, int grpc_port, int tunnel_port,
-                  int64_t timeout_ms, portfwd **out, char *err, size_t errlen)
+int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                int tunnel_port, int64_t timeout_ms, char *err, size_t errlen)
 {
+    int rc, lg, lt;
     portfwd *pf = calloc(1, sizeof(*pf));
-    *out = NULL;
-    if (!pf)
+    *ret = NULL;
+    if (!pf) {
+        snprintf(err, errlen, "cannot port-forward to pod/%s: out of memory", pod);
         return -ENOMEM;
+    }
     pf->k = *k;
     snprintf(pf->pod, sizeof(pf->pod), "%s", pod);
     snprintf(pf->container, sizeof(pf->container), "%s", container);
     pf->rgrpc = grpc_port;
     pf->rtunnel = tunnel_port;
     pf->timeout_ms = timeout_ms;
-    pf->child = -1;
-    pf->stop_efd = eventfd(0, EFD_CLOEXEC);
-    pf->gone_efd = eventfd(0, EFD_CLOEXEC);
+    pf->child.pid = -1;
     pthread_mutex_init(&pf->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&pf->cv, &ca);
     pthread_condattr_destroy(&ca);
-    if (pf->stop_efd < 0 || pf->gone_efd < 0 || pthread_create(&pf->th, NULL, supervise, pf) != 0) {
-        if (pf->stop_efd >= 0)
-            close(pf->stop_efd);
-        if (pf->gone_efd >= 0)
-            close(pf->gone_efd);
-        pthread_mutex_destroy(&pf->mu);
-        pthread_cond_destroy(&pf->cv);
-        free(pf);
-        return -EAGAIN;
+    pf->stop_efd = eventfd(0, EFD_CLOEXEC);
+    pf->gone_efd = pf->stop_efd < 0 ? -1 : eventfd(0, EFD_CLOEXEC);
+    if (pf->gone_efd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot port-forward to pod/%s: eventfd: %s", pod, strerror(-rc));
+        goto fail;
     }
-    int lg, lt;
-    int rc = portfwd_wait(pf, 0, timeout_ms, &lg, &lt, err, errlen);
+    rc = -pthread_create(&pf->th, NULL, supervise, pf);
     if (rc < 0) {
-        portfwd_stop(pf);
-        return rc;
+        snprintf(err, errlen, "cannot port-forward to pod/%s: cannot start a thread: %s", pod, strerror(-rc));
+        goto fail;
     }
-    *out = pf;
+    pf->started = true;
+    rc = portfwd_wait(pf, 0, timeout_ms, &lg, &lt, err, errlen);
+    if (rc < 0)
+        goto fail;
+    *ret = pf;
     return 0;
+fail:
+    portfwd_free(pf);
+    return rc;
 }
 
 int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *lt, char *err, size_t errlen)
@@ -343,6 +349,7 @@ int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *
     pthread_mutex_lock(&pf->mu);
     for (;;) {
         if (pf->stopping) {
+            snprintf(err, errlen, "the port-forward to pod/%s was stopped", pf->pod);
             rc = -ECANCELED;
             break;
         }
@@ -390,34 +397,29 @@ int portfwd_gone_fd(portfwd *pf)
     return pf->gone_efd;
 }
 
-int portfwd_child_pid(portfwd *pf)
-{
-    pthread_mutex_lock(&pf->mu);
-    int pid = pf->child;
-    pthread_mutex_unlock(&pf->mu);
-    return pid;
-}
-
 void portfwd_cancel(portfwd *pf)
 {
     pthread_mutex_lock(&pf->mu);
     pf->stopping = true;
-    if (pf->child > 0)
-        kill(pf->child, SIGTERM);
+    kube_proc_kill(&pf->child, SIGTERM);
     pthread_cond_broadcast(&pf->cv);
     pthread_mutex_unlock(&pf->mu);
     uint64_t one = 1;
     (void)!write(pf->stop_efd, &one, sizeof(one));
 }
 
-void portfwd_stop(portfwd *pf)
+void portfwd_free(portfwd *pf)
 {
     if (!pf)
         return;
-    portfwd_cancel(pf);
-    pthread_join(pf->th, NULL);
-    close(pf->stop_efd);
-    close(pf->gone_efd);
+    if (pf->started) {
+        portfwd_cancel(pf);
+        pthread_join(pf->th, NULL);
+    }
+    if (pf->stop_efd >= 0)
+        close(pf->stop_efd);
+    if (pf->gone_efd >= 0)
+        close(pf->gone_efd);
     pthread_mutex_destroy(&pf->mu);
     pthread_cond_destroy(&pf->cv);
     free(pf);
@@ -426,7 +428,7 @@ void portfwd_stop(portfwd *pf)
 void portfwd_kick(portfwd *pf, unsigned gen)
 {
     pthread_mutex_lock(&pf->mu);
-    if (pf->state == PF_UP && pf->gen == gen && pf->child > 0)
-        kill(pf->child, SIGTERM);
+    if (pf->state == PF_UP && pf->gen == gen)
+        kube_proc_kill(&pf->child, SIGTERM);
     pthread_mutex_unlock(&pf->mu);
 }

@@ -15,12 +15,13 @@
 
 typedef struct portfwd portfwd;
 
-/* Starts the forward and waits until it is up (or fails: err says why). */
-int portfwd_start(const kube *k, const char *pod, const char *container, int grpc_port, int tunnel_port,
-                  int64_t timeout_ms, portfwd **out, char *err, size_t errlen);
+/* Starts the forward and waits until it is up. 0 and *ret, or a negative
+ * errno with err saying why. */
+int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                int tunnel_port, int64_t timeout_ms, char *err, size_t errlen);
 /* Waits for a generation newer than `after` (0: any). Returns it (> 0) with
  * the local ports, -ENOENT when the pod is gone (err says why), -ECANCELED
- * after portfwd_stop, -ETIMEDOUT. */
+ * after portfwd_cancel, -ETIMEDOUT; err is filled on every failure. */
 int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *local_grpc, int *local_tunnel, char *err,
                  size_t errlen);
 /* Current generation and ports without waiting (generation 0 while down). */
@@ -28,17 +29,15 @@ unsigned portfwd_current(portfwd *pf, int *local_grpc, int *local_tunnel);
 /* An fd that turns readable once the pod is gone (for poll loops). */
 int portfwd_gone_fd(portfwd *pf);
 /* Kills the child and makes every portfwd_wait return -ECANCELED; pf stays
- * valid until portfwd_stop. */
+ * valid until portfwd_free. */
 void portfwd_cancel(portfwd *pf);
-/* Cancels, joins the supervisor and frees pf. */
-void portfwd_stop(portfwd *pf);
+/* Cancels, joins the supervisor and frees pf; NULL: nothing. */
+void portfwd_free(portfwd *pf);
 /* Parses one line of kubectl port-forward's output: 0 and the ports for
  * "Forwarding from 127.0.0.1:LOCAL -> REMOTE", -EINVAL otherwise. */
 int portfwd_parse_line(const char *line, int *local, int *remote);
 /* Calls over generation gen fail: kill that child so the supervisor checks
  * the pod and restarts it (no-op when gen is not current). */
 void portfwd_kick(portfwd *pf, unsigned gen);
-/* pid of the current kubectl port-forward child, -1 while none. */
-int portfwd_child_pid(portfwd *pf);
 
 #endif

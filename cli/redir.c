@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "bridge.h"
+#include "exitcode.h"
 #include "kdiag.pb-c.h"
 #include "ps.h"
 #include "session.h"
@@ -274,21 +275,21 @@ static int ports_from_ps(struct redir *r, char *err, size_t errlen)
 int redir_main(const flags *f, const kube *k)
 {
     struct redir r;
-    char err[2048];
-    int code = 1;
+    char err[2048] = "";
+    int code = EXITCODE_FAILURE;
     memset(&r, 0, sizeof(r));
     r.outgoing = f->outgoing;
     r.wake_efd = -1;
     if (f->outgoing && f->nports == 0) {
-        fprintf(stderr, "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080\n");
-        return 2;
+        snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
+        return exitcode_report(stderr, -EINVAL, err);
     }
     pthread_mutex_init(&r.mu, NULL);
     session_opts so = session_opts_from_flags(f, EPHEM_NET_ADMIN | (f->nports ? 0 : EPHEM_CAPS_SHELL), true); /* Ps reads other processes' fds */
-    if (session_open(k, &so, &r.s, err, sizeof(err)) < 0) {
-        fprintf(stderr, "error: %s\n", err);
+    int rc = session_open(k, &so, &r.s, err, sizeof(err));
+    if (rc < 0) {
         pthread_mutex_destroy(&r.mu);
-        return so.pod || so.selector ? 1 : 2;
+        return exitcode_report(stderr, rc, err);
     }
     /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
      * the main thread takes them from a signalfd. */

@@ -30,7 +30,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     memset(s, 0, sizeof(*s));
     s->k = *k;
     s->timeout_ms = o->timeout_ms;
-    int rc = podsel_one(k, o->pod, o->selector, &s->pod, err, errlen);
+    int rc = podsel_one(k, o->pod, o->selector, o->timeout_ms, &s->pod, err, errlen);
     if (rc < 0)
         return rc;
     /* later kubectl calls name the pod's namespace explicitly */
@@ -61,8 +61,8 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     if (rc < 0)
         goto fail;
     if (o->forward) {
-        rc = portfwd_start(&s->k, s->pod.name, s->mgr.container, s->mgr.grpc_port, s->mgr.tunnel_port,
-                           o->timeout_ms, &s->pf, err, errlen);
+        rc = portfwd_new(&s->pf, &s->k, s->pod.name, s->mgr.container, s->mgr.grpc_port, s->mgr.tunnel_port,
+                         o->timeout_ms, err, errlen);
         if (rc < 0)
             goto fail;
     }
@@ -74,8 +74,7 @@ fail:
 
 void session_close(session *s)
 {
-    if (s->pf)
-        portfwd_stop(s->pf);
+    portfwd_free(s->pf);
     s->pf = NULL;
     pod_free(&s->pod);
 }
