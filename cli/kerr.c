@@ -1,30 +1,32 @@
 #include "kerr.h"
 
+#include <pthread.h>
 #include <regex.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
-/* Copies submatch i of s into out ("" when absent). */
-static void sub(const char *s, const regmatch_t *m, int i, char *out, size_t n)
+/* What a rule's message is made from: the action, kubectl's stderr, the
+ * namespace ("default" when none was given) and the regex's submatches. */
+struct kctx {
+    const char *what;
+    const char *e;
+    const char *ns;
+    const regmatch_t *m;
+};
+
+/* Copies submatch i of the stderr into out ("" when absent). */
+static const char *sub(const struct kctx *c, int i, char *out, size_t n)
 {
     out[0] = '\0';
-    if (m[i].rm_so < 0)
-        return;
-    size_t len = (size_t)(m[i].rm_eo - m[i].rm_so);
+    if (c->m[i].rm_so < 0)
+        return out;
+    size_t len = (size_t)(c->m[i].rm_eo - c->m[i].rm_so);
     if (len >= n)
         len = n - 1;
-    memcpy(out, s + m[i].rm_so, len);
+    memcpy(out, c->e + c->m[i].rm_so, len);
     out[len] = '\0';
-}
-
-static int match(const char *re, const char *s, regmatch_t *m, size_t nm)
-{
-    regex_t r;
-    if (regcomp(&r, re, REG_EXTENDED) != 0)
-        return 0;
-    int ok = regexec(&r, s, nm, m, 0) == 0;
-    regfree(&r);
-    return ok;
+    return out;
 }
 
 static void first_line(const char *s, char *out, size_t n)
@@ -56,91 +58,160 @@ static void last_line(const char *s, char *out, size_t n)
     first_line(tmp, out, n);
 }
 
+static void say_rbac(const struct kctx *c, char *buf, size_t n)
+{
+    char user[256], verb[64], res[256];
+    sub(c, 1, user, sizeof(user));
+    sub(c, 2, verb, sizeof(verb));
+    sub(c, 3, res, sizeof(res));
+    snprintf(buf, n,
+             "cannot %s: permission denied — user \"%s\" may not '%s' the resource \"%s\" in namespace \"%s\".\n"
+             "Ask a cluster administrator for a Role granting verb \"%s\" on \"%s\" (check with: kubectl auth "
+             "can-i %s %s -n %s).",
+             c->what, user, verb, res, c->ns, verb, res, verb, res, c->ns);
+}
+
+static void say_podsecurity(const struct kctx *c, char *buf, size_t n)
+{
+    char level[64], detail[512];
+    sub(c, 1, level, sizeof(level));
+    sub(c, 3, detail, sizeof(detail));
+    snprintf(buf, n,
+             "cannot %s: namespace \"%s\" enforces the Pod Security \"%s\" profile, which rejects the debug "
+             "container (%s).\n"
+             "The debug container needs added capabilities (and --privileged needs more). Use a namespace "
+             "whose profile allows it, or ask an administrator to relax it, e.g.: kubectl label namespace %s "
+             "pod-security.kubernetes.io/enforce=privileged --overwrite",
+             c->what, c->ns, level, detail, c->ns);
+}
+
+static void say_no_ephemeral(const struct kctx *c, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "cannot %s: this cluster does not serve pods/ephemeralcontainers. kubectl diag needs "
+             "Kubernetes 1.23 or newer with ephemeral containers enabled (EphemeralContainers feature gate).",
+             c->what);
+}
+
+static void say_not_found(const struct kctx *c, char *buf, size_t n)
+{
+    char pod[256];
+    snprintf(buf, n, "cannot %s: pod \"%s\" not found in namespace \"%s\". List pods with: kubectl get pods -n %s",
+             c->what, sub(c, 2, pod, sizeof(pod)), c->ns, c->ns);
+}
+
+/* The API server answered, but could not reach the kubelet of the pod's node
+ * (logs, exec and port-forward go through it). */
+static void say_kubelet_unreachable(const struct kctx *c, char *buf, size_t n)
+{
+    char addr[128], why[256];
+    sub(c, 2, addr, sizeof(addr));
+    sub(c, 3, why, sizeof(why));
+    snprintf(buf, n,
+             "cannot %s: the API server answered, but it cannot reach the kubelet of the pod's node at %s (%s).\n"
+             "The cluster is reachable; the node is not, from the control plane: check the node (kubectl get "
+             "nodes) and that the API server may connect to the kubelet port on it.",
+             c->what, addr, why);
+}
+
+static void say_unreachable(const struct kctx *c, char *buf, size_t n)
+{
+    char last[512];
+    last_line(c->e, last, sizeof(last));
+    snprintf(buf, n,
+             "cannot %s: the cluster is not reachable (%s).\nCheck KUBECONFIG, --kubeconfig and --context "
+             "(kubectl config current-context).",
+             c->what, last);
+}
+
+static void say_unauthorized(const struct kctx *c, char *buf, size_t n)
+{
+    snprintf(buf, n,
+             "cannot %s: the cluster rejected your credentials. Log in again or check the user of "
+             "your kubeconfig context.",
+             c->what);
+}
+
+static void say_conflict(const struct kctx *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "cannot %s: the pod changed while it was being updated; try again.", c->what);
+}
+
+static void say_too_old(const struct kctx *c, char *buf, size_t n)
+{
+    char first[512];
+    first_line(c->e, first, sizeof(first));
+    snprintf(buf, n,
+             "cannot %s: kubectl does not understand a flag kubectl diag uses (%s). Install kubectl 1.23 or "
+             "newer, or point --kubectl / $KUBECTL at one.",
+             c->what, first);
+}
+
+/* kubectl's "* field: message" lines are precise: keep them. */
+static void say_invalid(const struct kctx *c, char *buf, size_t n)
+{
+    size_t len = strlen(c->e);
+    if (len && c->e[len - 1] == '\n')
+        len--;
+    snprintf(buf, n, "cannot %s: the API server rejected the change:\n%.*s", c->what, (int)len, c->e);
+}
+
+struct rule {
+    const char *re;
+    kerr_kind kind;
+    const char *only_for; /* NULL, or a word `what` must contain */
+    void (*say)(const struct kctx *c, char *buf, size_t n);
+};
+
+/* Tried in order; the first match decides. The kubelet rule precedes the
+ * unreachable one: both carry "dial tcp ... i/o timeout". */
+static const struct rule rules[] = {
+    {"User \"([^\"]*)\" cannot ([a-z]+) resource \"([^\"]+)\"", KERR_RBAC, NULL, say_rbac},
+    {"violates PodSecurity \"([a-z]+):?([^\"]*)\": ?([^\n]*)", KERR_PODSECURITY, NULL, say_podsecurity},
+    {"(the server could not find the requested resource|unknown subresource|"
+     "ephemeralcontainers[^\n]*not found|404 page not found)",
+     KERR_NO_EPHEMERAL, "debug container", say_no_ephemeral},
+    {"(pods?|Pod) \"([^\"]+)\" not found", KERR_NOT_FOUND, NULL, say_not_found},
+    {"(error dialing backend|/containerLogs/)[^\n]*dial tcp ([^ \n]+): ([^\n]*)", KERR_KUBELET_UNREACHABLE, NULL,
+     say_kubelet_unreachable},
+    {"(Unable to connect to the server|connection refused|no such host|i/o timeout|"
+     "dial tcp|The connection to the server [^ ]+ was refused)",
+     KERR_UNREACHABLE, NULL, say_unreachable},
+    {"(You must be logged in|Unauthorized|the server has asked for the client to provide credentials)",
+     KERR_UNAUTHORIZED, NULL, say_unauthorized},
+    {"the object has been modified|Operation cannot be fulfilled", KERR_CONFLICT, NULL, say_conflict},
+    {"unknown flag|unknown command|unknown shorthand flag", KERR_TOO_OLD, NULL, say_too_old},
+    {"is invalid:", KERR_INVALID, NULL, say_invalid},
+};
+
+#define NRULES (sizeof(rules) / sizeof(rules[0]))
+#define MAX_SUB 4 /* the most groups any rule has, plus the whole match */
+
+static regex_t compiled[NRULES];
+static bool compiled_ok[NRULES];
+static pthread_once_t compile_once = PTHREAD_ONCE_INIT;
+
+static void compile_rules(void)
+{
+    for (size_t i = 0; i < NRULES; i++)
+        compiled_ok[i] = regcomp(&compiled[i], rules[i].re, REG_EXTENDED) == 0;
+}
+
 kerr_kind kerr_explain(const char *what, const char *e, const char *ns, char *buf, size_t n)
 {
-    regmatch_t m[8];
-    char a[256], b[256], c[256], d[512];
-    const char *nsv = ns && *ns ? ns : "default";
-    if (!e)
-        e = "";
-
-    if (match("User \"([^\"]*)\" cannot ([a-z]+) resource \"([^\"]+)\"", e, m, 8)) {
-        sub(e, m, 1, a, sizeof(a));
-        sub(e, m, 2, b, sizeof(b));
-        sub(e, m, 3, c, sizeof(c));
-        snprintf(buf, n,
-                 "cannot %s: permission denied — user \"%s\" may not '%s' the resource \"%s\" in namespace \"%s\".\n"
-                 "Ask a cluster administrator for a Role granting verb \"%s\" on \"%s\" (check with: kubectl auth "
-                 "can-i %s %s -n %s).",
-                 what, a, b, c, nsv, b, c, b, c, nsv);
-        return KERR_RBAC;
+    regmatch_t m[MAX_SUB];
+    struct kctx c = {what, e ? e : "", ns && *ns ? ns : "default", m};
+    pthread_once(&compile_once, compile_rules);
+    for (size_t i = 0; i < NRULES; i++) {
+        if (!compiled_ok[i] || (rules[i].only_for && !strstr(what, rules[i].only_for)))
+            continue;
+        if (regexec(&compiled[i], c.e, MAX_SUB, m, 0) != 0)
+            continue;
+        rules[i].say(&c, buf, n);
+        return rules[i].kind;
     }
-    if (match("violates PodSecurity \"([a-z]+):?([^\"]*)\": ?([^\n]*)", e, m, 8)) {
-        sub(e, m, 1, a, sizeof(a));
-        sub(e, m, 3, d, sizeof(d));
-        snprintf(buf, n,
-                 "cannot %s: namespace \"%s\" enforces the Pod Security \"%s\" profile, which rejects the debug "
-                 "container (%s).\n"
-                 "The debug container needs added capabilities (and --privileged needs more). Use a namespace "
-                 "whose profile allows it, or ask an administrator to relax it, e.g.: kubectl label namespace %s "
-                 "pod-security.kubernetes.io/enforce=privileged --overwrite",
-                 what, nsv, a, d, nsv);
-        return KERR_PODSECURITY;
-    }
-    if (match("(the server could not find the requested resource|unknown subresource|"
-              "ephemeralcontainers[^\n]*not found|404 page not found)",
-              e, m, 2) &&
-        strstr(what, "debug container")) {
-        snprintf(buf, n,
-                 "cannot %s: this cluster does not serve pods/ephemeralcontainers. kubectl diag needs "
-                 "Kubernetes 1.23 or newer with ephemeral containers enabled (EphemeralContainers feature gate).",
-                 what);
-        return KERR_NO_EPHEMERAL;
-    }
-    if (match("(pods?|Pod) \"([^\"]+)\" not found", e, m, 3)) {
-        sub(e, m, 2, a, sizeof(a));
-        snprintf(buf, n,
-                 "cannot %s: pod \"%s\" not found in namespace \"%s\". List pods with: kubectl get pods -n %s",
-                 what, a, nsv, nsv);
-        return KERR_NOT_FOUND;
-    }
-    if (match("(Unable to connect to the server|connection refused|no such host|i/o timeout|"
-              "dial tcp|The connection to the server [^ ]+ was refused)",
-              e, m, 2)) {
-        last_line(e, d, sizeof(d));
-        snprintf(buf, n,
-                 "cannot %s: the cluster is not reachable (%s).\nCheck KUBECONFIG, --kubeconfig and --context "
-                 "(kubectl config current-context).",
-                 what, d);
-        return KERR_UNREACHABLE;
-    }
-    if (match("(You must be logged in|Unauthorized|the server has asked for the client to provide credentials)",
-              e, m, 2)) {
-        snprintf(buf, n,
-                 "cannot %s: the cluster rejected your credentials. Log in again or check the user of "
-                 "your kubeconfig context.",
-                 what);
-        return KERR_UNAUTHORIZED;
-    }
-    if (match("the object has been modified|Operation cannot be fulfilled", e, m, 1)) {
-        snprintf(buf, n, "cannot %s: the pod changed while it was being updated; try again.", what);
-        return KERR_CONFLICT;
-    }
-    if (match("unknown flag|unknown command|unknown shorthand flag", e, m, 1)) {
-        first_line(e, d, sizeof(d));
-        snprintf(buf, n,
-                 "cannot %s: kubectl does not understand a flag kubectl diag uses (%s). Install kubectl 1.23 or "
-                 "newer, or point --kubectl / $KUBECTL at one.",
-                 what, d);
-        return KERR_TOO_OLD;
-    }
-    if (match("is invalid:", e, m, 1)) {
-        /* keep kubectl's "* field: message" lines, they are precise */
-        snprintf(buf, n, "cannot %s: the API server rejected the change:\n%.*s", what,
-                 (int)strcspn(e, "") - (e[strlen(e) - 1] == '\n' ? 1 : 0), e);
-        return KERR_INVALID;
-    }
-    first_line(e, d, sizeof(d));
-    snprintf(buf, n, "cannot %s: %s", what, *d ? d : "kubectl failed without a message");
+    char first[512];
+    first_line(c.e, first, sizeof(first));
+    snprintf(buf, n, "cannot %s: %s", what, *first ? first : "kubectl failed without a message");
     return KERR_OTHER;
 }

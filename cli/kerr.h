@@ -3,7 +3,8 @@
  * Recognised: RBAC denials (which verb on which resource is missing), Pod
  * Security admission (which profile rejected what, and the way out), missing
  * pods, clusters without ephemeral containers, unreachable or unauthorised
- * API servers, validation errors. Anything else is passed through. */
+ * API servers, a kubelet the API server cannot reach, validation errors.
+ * Anything else is passed through. The patterns are a table compiled once. */
 #ifndef KDIAG_CLI_KERR_H
 #define KDIAG_CLI_KERR_H
 
@@ -15,7 +16,8 @@ typedef enum {
     KERR_PODSECURITY,
     KERR_NOT_FOUND,
     KERR_NO_EPHEMERAL,
-    KERR_UNREACHABLE,
+    KERR_UNREACHABLE,         /* kubectl cannot reach the API server */
+    KERR_KUBELET_UNREACHABLE, /* the API server answered; the node's kubelet behind it did not */
     KERR_UNAUTHORIZED,
     KERR_INVALID,
     KERR_CONFLICT,

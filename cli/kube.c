@@ -234,7 +234,8 @@ static int kerr_errno(kerr_kind kind)
     case KERR_CONFLICT: return -EAGAIN;
     case KERR_RBAC:
     case KERR_UNAUTHORIZED: return -EACCES;
-    case KERR_UNREACHABLE: return -EHOSTUNREACH;
+    case KERR_UNREACHABLE:
+    case KERR_KUBELET_UNREACHABLE: return -EHOSTUNREACH;
     default: return -EIO;
     }
 }

@@ -85,6 +85,36 @@ static void other_errors(void **state)
     assert_string_equal(buf, "cannot x: something odd");
 }
 
+/* kubectl's texts when the API server answers but cannot reach the kubelet
+ * (logs and exec / port-forward), next to the one when kubectl cannot reach the
+ * API server at all: both say "dial tcp ... i/o timeout". */
+static void kubelet_unreachable_is_not_an_unreachable_cluster(void **state)
+{
+    (void)state;
+    char buf[1024];
+    const char *logs = "Error from server: Get \"https://10.0.0.5:10250/containerLogs/default/web/app?follow=true\": "
+                       "dial tcp 10.0.0.5:10250: i/o timeout\n";
+    assert_int_equal(kerr_explain("follow the logs of web/app", logs, "default", buf, sizeof(buf)),
+                     KERR_KUBELET_UNREACHABLE);
+    assert_non_null(strstr(buf, "the API server answered, but it cannot reach the kubelet of the pod's node at "
+                                "10.0.0.5:10250 (i/o timeout)"));
+    assert_null(strstr(buf, "cluster is not reachable"));
+    const char *exec = "Error from server: error dialing backend: dial tcp 10.240.0.22:10250: i/o timeout\n";
+    assert_int_equal(kerr_explain("exec in pod/web", exec, "default", buf, sizeof(buf)), KERR_KUBELET_UNREACHABLE);
+    assert_non_null(strstr(buf, "kubelet of the pod's node at 10.240.0.22:10250"));
+    const char *pf = "error: error upgrading connection: error dialing backend: dial tcp 10.0.0.5:10250: connect: "
+                     "connection refused\n";
+    assert_int_equal(kerr_explain("port-forward to pod/web", pf, "default", buf, sizeof(buf)),
+                     KERR_KUBELET_UNREACHABLE);
+    assert_non_null(strstr(buf, "(connect: connection refused)"));
+
+    const char *cluster = "Unable to connect to the server: dial tcp 10.0.0.1:6443: i/o timeout\n";
+    assert_int_equal(kerr_explain("get pod/web", cluster, "default", buf, sizeof(buf)), KERR_UNREACHABLE);
+    assert_non_null(strstr(buf, "the cluster is not reachable (Unable to connect to the server: dial tcp "
+                                "10.0.0.1:6443: i/o timeout)"));
+    assert_null(strstr(buf, "kubelet"));
+}
+
 static void forward_lines(void **state)
 {
     (void)state;
@@ -233,6 +263,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rbac),       cmocka_unit_test(podsecurity), cmocka_unit_test(other_errors),
+        cmocka_unit_test(kubelet_unreachable_is_not_an_unreachable_cluster),
         cmocka_unit_test(forward_lines), cmocka_unit_test(timestamps), cmocka_unit_test(colours),
         cmocka_unit_test(ps_output),  cmocka_unit_test(shell_target),
     };
