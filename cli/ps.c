@@ -51,6 +51,51 @@ int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t e
     return rc;
 }
 
+/* Length of the character at s: a well-formed UTF-8 sequence (not overlong,
+ * not a surrogate), else 1 (a stray byte). *ok: it is printable (not C0, DEL,
+ * C1, not a stray byte). */
+static size_t char_len(const unsigned char *s, bool *ok)
+{
+    *ok = s[0] >= 0x20 && s[0] < 0x7f;
+    size_t len = s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 1;
+    if (len == 1)
+        return 1;
+    uint32_t cp = len == 2 ? s[0] & 0x1fu : len == 3 ? s[0] & 0x0fu : s[0] & 0x07u;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 1;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if ((len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10ffff)) || (cp >= 0xd800 && cp <= 0xdfff))
+        return 1;
+    *ok = cp >= 0xa0;
+    return len;
+}
+
+/* s for a terminal, the way procps ps shows names and command lines: every
+ * control character (escape sequences, newlines, C1) and every byte that is not
+ * UTF-8 becomes one '?', so a process cannot forge rows or drive the
+ * operator's terminal. Never longer than s; the caller frees it. */
+static char *printable(const char *s)
+{
+    char *out = malloc(strlen(s) + 1), *o = out;
+    const unsigned char *p = (const unsigned char *)s;
+    if (!out)
+        return NULL;
+    while (*p) {
+        bool ok;
+        size_t len = char_len(p, &ok);
+        if (ok)
+            memcpy(o, p, len);
+        else
+            *o = '?';
+        o += ok ? len : 1;
+        p += len;
+    }
+    *o = '\0';
+    return out;
+}
+
 static void addr_str(const Kdiag__Solo__Io__Address *a, char *buf, size_t n)
 {
     if (strchr(a->ip, ':'))
@@ -153,16 +198,21 @@ void ps_print(FILE *out, const Kdiag__Solo__Io__PsResponse *r, ps_format fmt, co
         const Kdiag__Solo__Io__ProcessInfo *p = ps[i];
         char l[512];
         listen_str(p, l, sizeof(l));
+        char *name = printable(p->name), *cmd = printable(*p->cmdline ? p->cmdline : "-");
+        char *state = printable(*p->state ? p->state : "-");
         if (fmt == PS_WIDE) {
             char rss[32];
             rss_str(p->rss_bytes, rss, sizeof(rss));
             fprintf(out, "%-7llu %-7llu %-16s %-24s %-6u %-7s %-5s %s\n", (unsigned long long)p->pid,
-                    (unsigned long long)p->ppid, p->name, l, p->uid, rss, *p->state ? p->state : "-",
-                    *p->cmdline ? p->cmdline : "-");
+                    (unsigned long long)p->ppid, name ? name : "?", l, p->uid, rss, state ? state : "?",
+                    cmd ? cmd : "?");
         } else {
             fprintf(out, "%-7llu %-7llu %-16s %s\n", (unsigned long long)p->pid, (unsigned long long)p->ppid,
-                    p->name, l);
+                    name ? name : "?", l);
         }
+        free(name);
+        free(cmd);
+        free(state);
     }
     free(ps);
 }

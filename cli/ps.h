@@ -13,7 +13,11 @@ typedef enum { PS_TABLE, PS_WIDE, PS_JSON } ps_format;
 /* Calls Ps over the session's forward; *resp is freed with
  * kdiag__solo__io__ps_response__free_unpacked. */
 int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t errlen);
-/* Prints the listing. The JSON schema (stable):
+/* Prints the listing. The table and wide views show control characters and
+ * bytes that are not UTF-8 in names and command lines as '?' (as procps ps
+ * does): a process cannot forge rows or send escape sequences to the
+ * operator's terminal. JSON carries the exact text (JSON-escaped).
+ * The JSON schema (stable):
  *   {"pod": str, "namespace": str, "container": str,
  *    "processes": [{"pid": int, "ppid": int, "name": str, "cmdline": str, "uid": int,
  *                   "state": str, "rssBytes": int, "startTime": RFC 3339 str or null,

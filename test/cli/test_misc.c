@@ -247,6 +247,64 @@ static void ps_output(void **state)
     free(out);
 }
 
+static char *print_ps(const Kdiag__Solo__Io__PsResponse *r, ps_format fmt)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+    ps_print(f, r, fmt, "evil", "default", "app");
+    fclose(f);
+    return out;
+}
+
+static size_t count_char(const char *s, char c)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += *s == c;
+    return n;
+}
+
+/* A process's name and command line cannot forge rows or reach the operator's
+ * terminal: control characters become '?' in the table and wide views; JSON
+ * keeps the exact text. */
+static void ps_escapes_control_characters(void **state)
+{
+    (void)state;
+    static Kdiag__Solo__Io__ProcessInfo p = KDIAG__SOLO__IO__PROCESS_INFO__INIT;
+    static Kdiag__Solo__Io__ProcessInfo *ps[] = {&p};
+    Kdiag__Solo__Io__PsResponse r = KDIAG__SOLO__IO__PS_RESPONSE__INIT;
+    r.processes = ps;
+    r.n_processes = 1;
+    p.pid = 7, p.ppid = 1, p.state = "S";
+    p.name = "ev\x1b[2Jil\x7f";
+    p.cmdline = "sh -c x \x1b]0;pwned\x07\x1b[2J\n1       0       FORGED  0.0.0.0:22 caf\xc3\xa9 \xc2\x9b \xff";
+
+    char *out = print_ps(&r, PS_TABLE);
+    assert_null(strchr(out, '\x1b'));
+    assert_int_equal(count_char(out, '\n'), 2); /* header + one row */
+    assert_non_null(strstr(out, "ev?[2Jil?"));
+    free(out);
+
+    out = print_ps(&r, PS_WIDE);
+    assert_null(strchr(out, '\x1b'));
+    assert_null(strchr(out, '\x07'));
+    assert_int_equal(count_char(out, '\n'), 2);
+    /* valid UTF-8 stays; C1 (U+009B, a CSI) and a stray byte do not */
+    assert_non_null(strstr(out, "sh -c x ?]0;pwned??[2J?1       0       FORGED  0.0.0.0:22 caf\xc3\xa9 ? ?\n"));
+    free(out);
+
+    p.cmdline = "x \x1b]0;pwned\x07\n"; /* jansson takes only UTF-8 */
+    out = print_ps(&r, PS_JSON);
+    json_t *j = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(j);
+    json_t *proc = json_array_get(json_object_get(j, "processes"), 0);
+    assert_string_equal(json_string_value(json_object_get(proc, "name")), "ev\x1b[2Jil\x7f");
+    assert_string_equal(json_string_value(json_object_get(proc, "cmdline")), "x \x1b]0;pwned\x07\n");
+    json_decref(j);
+}
+
 static void shell_target(void **state)
 {
     (void)state;
@@ -265,7 +323,7 @@ int main(void)
         cmocka_unit_test(rbac),       cmocka_unit_test(podsecurity), cmocka_unit_test(other_errors),
         cmocka_unit_test(kubelet_unreachable_is_not_an_unreachable_cluster),
         cmocka_unit_test(forward_lines), cmocka_unit_test(timestamps), cmocka_unit_test(colours),
-        cmocka_unit_test(ps_output),  cmocka_unit_test(shell_target),
+        cmocka_unit_test(ps_output), cmocka_unit_test(ps_escapes_control_characters),  cmocka_unit_test(shell_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -200,3 +200,27 @@ spec:
         assert r.returncode == 0 and 'index.html' in r.stdout, r.stdout + r.stderr
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_ps_escapes_control_characters_of_a_hostile_command_line(cluster):
+    """A workload's command line with an OSC title, a clear-screen and a newline cannot forge a row
+    nor reach the operator's terminal in the table and wide views; -o json keeps it exactly."""
+    name = 'hostile-%d' % os.getpid()
+    evil = '\x1b]0;pwned\x07\x1b[2J\n1       0       FORGED  0.0.0.0:22'
+    pod = {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
+           'spec': {'containers': [{'name': 'app', 'image': 'nginx', 'command': [
+               '/bin/busybox', 'sh', '-c', "trap 'exit 0' TERM; while :; do /bin/busybox sleep 1; done", evil]}]}}
+    cluster.ok('create', '-f', '-', input=json.dumps(pod))
+    try:
+        cluster.wait_running(name)
+        for view in ([], ['-o', 'wide']):
+            r = cluster.diag('ps', 'pod/' + name, *view)
+            assert r.returncode == 0, r.stderr
+            assert '\x1b' not in r.stdout and '\x07' not in r.stdout, repr(r.stdout)
+            assert not any('FORGED' in l.split()[:3] for l in r.stdout.splitlines()), r.stdout
+        assert '?]0;pwned??[2J?1       0       FORGED  0.0.0.0:22' in r.stdout, repr(r.stdout)
+        r = cluster.diag('ps', 'pod/' + name, '-o', 'json')
+        assert r.returncode == 0, r.stderr
+        assert any(p['cmdline'].endswith(evil) for p in json.loads(r.stdout)['processes']), r.stdout
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
