@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -34,6 +35,7 @@ struct nft_conn {
     uint32_t portid;
     uint32_t seq;
     bool table_in; /* created by us and still there (as far as we know) */
+    char table[NFT_TABLE_NAME_MAX];
 };
 
 /* Replies to one batch. */
@@ -109,12 +111,12 @@ static struct nlmsghdr *put_hdr(struct mnl_nlmsg_batch *b, uint16_t type, uint16
     return nftnl_nlmsg_build_hdr(mnl_nlmsg_batch_current(b), type, NFPROTO_INET, flags, seq);
 }
 
-static int put_table(struct mnl_nlmsg_batch *b, uint16_t type, uint16_t flags, uint32_t seq)
+static int put_table(struct mnl_nlmsg_batch *b, const char *table, uint16_t type, uint16_t flags, uint32_t seq)
 {
     struct nftnl_table *t = nftnl_table_alloc();
     if (!t)
         return -ENOMEM;
-    nftnl_table_set_str(t, NFTNL_TABLE_NAME, NFT_KDIAG_TABLE);
+    nftnl_table_set_str(t, NFTNL_TABLE_NAME, table);
     nftnl_table_set_u32(t, NFTNL_TABLE_FAMILY, NFPROTO_INET);
     if (type == NFT_MSG_NEWTABLE)
         nftnl_table_set_u32(t, NFTNL_TABLE_FLAGS, NFT_TABLE_F_OWNER);
@@ -124,12 +126,12 @@ static int put_table(struct mnl_nlmsg_batch *b, uint16_t type, uint16_t flags, u
     return 0;
 }
 
-static int put_chain(struct mnl_nlmsg_batch *b, const char *name, uint32_t hook, uint32_t seq)
+static int put_chain(struct mnl_nlmsg_batch *b, const char *table, const char *name, uint32_t hook, uint32_t seq)
 {
     struct nftnl_chain *ch = nftnl_chain_alloc();
     if (!ch)
         return -ENOMEM;
-    nftnl_chain_set_str(ch, NFTNL_CHAIN_TABLE, NFT_KDIAG_TABLE);
+    nftnl_chain_set_str(ch, NFTNL_CHAIN_TABLE, table);
     nftnl_chain_set_str(ch, NFTNL_CHAIN_NAME, name);
     nftnl_chain_set_u32(ch, NFTNL_CHAIN_FAMILY, NFPROTO_INET);
     nftnl_chain_set_str(ch, NFTNL_CHAIN_TYPE, "nat");
@@ -142,6 +144,18 @@ static int put_chain(struct mnl_nlmsg_batch *b, const char *name, uint32_t hook,
 }
 
 /* ---- rule expressions ---- */
+
+/* A rule of table/chain in family inet; NULL when out of memory. */
+static struct nftnl_rule *rule_new(const char *table, const char *chain)
+{
+    struct nftnl_rule *r = nftnl_rule_alloc();
+    if (!r)
+        return NULL;
+    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, table);
+    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, chain);
+    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
+    return r;
+}
 
 static int expr_add(struct nftnl_rule *r, struct nftnl_expr *e)
 {
@@ -199,16 +213,14 @@ static int put_imm(struct nftnl_rule *r, uint32_t reg, const void *data, uint32_
 }
 
 /* nfproto: 0 = any (incoming redirect), NFPROTO_IPV4 / NFPROTO_IPV6 (outgoing dnat). */
-static int put_rule(struct mnl_nlmsg_batch *b, uint8_t nfproto, uint16_t port, uint16_t to_port, uint32_t seq)
+static int put_rule(struct mnl_nlmsg_batch *b, const char *table, uint8_t nfproto, uint16_t port, uint16_t to_port,
+                    uint32_t seq)
 {
     uint16_t to_be = htons(to_port);
     int rc = -ENOMEM;
-    struct nftnl_rule *r = nftnl_rule_alloc();
+    struct nftnl_rule *r = rule_new(table, nfproto ? CHAIN_OUT : CHAIN_IN);
     if (!r)
         return -ENOMEM;
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_KDIAG_TABLE);
-    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, nfproto ? CHAIN_OUT : CHAIN_IN);
-    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
 
     if (nfproto && put_meta_eq(r, NFT_META_NFPROTO, nfproto) < 0)
         goto out;
@@ -249,18 +261,15 @@ out:
  * reference for the namespace (nf_ct_netns_get). Without it, removing a
  * stream's last redir/dnat rule would switch conntrack off in the pod, and with
  * it the NAT of the connections that stream leaves running. */
-static int put_ct_hold(struct mnl_nlmsg_batch *b, uint32_t seq)
+static int put_ct_hold(struct mnl_nlmsg_batch *b, const char *table, uint32_t seq)
 {
     static const char comment[] = "kdiag: keeps conntrack on for redirected connections";
     int rc = -ENOMEM;
     struct nftnl_udata_buf *ud = nftnl_udata_buf_alloc(NFTNL_UDATA_COMMENT_MAXLEN + 8);
-    struct nftnl_rule *r = nftnl_rule_alloc();
+    struct nftnl_rule *r = rule_new(table, CHAIN_IN);
     struct nftnl_expr *e = nftnl_expr_alloc("ct");
     if (!ud || !r || !e || !nftnl_udata_put_strz(ud, NFTNL_UDATA_RULE_COMMENT, comment))
         goto out;
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_KDIAG_TABLE);
-    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, CHAIN_IN);
-    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_KEY, NFT_CT_STATE);
     nftnl_expr_set_u32(e, NFTNL_EXPR_CT_DREG, NFT_REG_1);
     nftnl_rule_add_expr(r, e);
@@ -278,14 +287,11 @@ out:
     return rc;
 }
 
-static int put_delrule(struct mnl_nlmsg_batch *b, bool outgoing, uint64_t handle, uint32_t seq)
+static int put_delrule(struct mnl_nlmsg_batch *b, const char *table, bool outgoing, uint64_t handle, uint32_t seq)
 {
-    struct nftnl_rule *r = nftnl_rule_alloc();
+    struct nftnl_rule *r = rule_new(table, outgoing ? CHAIN_OUT : CHAIN_IN);
     if (!r)
         return -ENOMEM;
-    nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFT_KDIAG_TABLE);
-    nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, outgoing ? CHAIN_OUT : CHAIN_IN);
-    nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_INET);
     nftnl_rule_set_u64(r, NFTNL_RULE_HANDLE, handle);
     nftnl_rule_nlmsg_build_payload(put_hdr(b, NFT_MSG_DELRULE, NLM_F_ACK, seq), r);
     nftnl_rule_free(r);
@@ -295,12 +301,20 @@ static int put_delrule(struct mnl_nlmsg_batch *b, bool outgoing, uint64_t handle
 
 /* ---- public ---- */
 
-int nft_conn_open(nft_conn **out)
+void nft_table_name(uint16_t tunnel_port, char out[NFT_TABLE_NAME_MAX])
+{
+    snprintf(out, NFT_TABLE_NAME_MAX, NFT_TABLE_PREFIX "%u", tunnel_port);
+}
+
+int nft_conn_open(nft_conn **out, const char *table)
 {
     struct timeval tv = {.tv_sec = REPLY_TIMEOUT_S};
+    if (strlen(table) >= NFT_TABLE_NAME_MAX)
+        return -ENAMETOOLONG;
     nft_conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
+    snprintf(c->table, sizeof c->table, "%s", table);
     c->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
     if (!c->nl) {
         int e = -errno;
@@ -332,7 +346,7 @@ int nft_clear_leftover(nft_conn *c)
     ts.first_seq = c->seq;
     nftnl_batch_begin(mnl_nlmsg_batch_current(b), c->seq++);
     mnl_nlmsg_batch_next(b);
-    rc = put_table(b, NFT_MSG_DELTABLE, NLM_F_ACK, c->seq++);
+    rc = put_table(b, c->table, NFT_MSG_DELTABLE, NLM_F_ACK, c->seq++);
     if (rc == 0) {
         nftnl_batch_end(mnl_nlmsg_batch_current(b), c->seq++);
         mnl_nlmsg_batch_next(b);
@@ -364,20 +378,20 @@ int nft_redirect_add(nft_conn *c, bool outgoing, uint16_t port, uint16_t to_port
     mnl_nlmsg_batch_next(b);
     if (!c->table_in) {
         /* NLM_F_CREATE without EXCL: harmless when the table is still there. */
-        rc = put_table(b, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_ACK, c->seq++);
+        rc = put_table(b, c->table, NFT_MSG_NEWTABLE, NLM_F_CREATE | NLM_F_ACK, c->seq++);
         if (rc == 0)
-            rc = put_chain(b, CHAIN_IN, NF_INET_PRE_ROUTING, c->seq++);
+            rc = put_chain(b, c->table, CHAIN_IN, NF_INET_PRE_ROUTING, c->seq++);
         if (rc == 0)
-            rc = put_chain(b, CHAIN_OUT, NF_INET_LOCAL_OUT, c->seq++);
+            rc = put_chain(b, c->table, CHAIN_OUT, NF_INET_LOCAL_OUT, c->seq++);
         if (rc == 0)
-            rc = put_ct_hold(b, c->seq++);
+            rc = put_ct_hold(b, c->table, c->seq++);
         ts.expected += 4;
     }
     int nrules = outgoing ? 2 : 1;
     for (int i = 0; i < nrules && rc == 0; i++) {
         uint8_t proto = !outgoing ? 0 : i == 0 ? NFPROTO_IPV4 : NFPROTO_IPV6;
         rule_seq[i] = c->seq++;
-        rc = put_rule(b, proto, port, to_port, rule_seq[i]);
+        rc = put_rule(b, c->table, proto, port, to_port, rule_seq[i]);
         ts.expected++;
     }
     if (rc == 0) {
@@ -421,7 +435,7 @@ int nft_redirect_del(nft_conn *c, const nft_rules *r)
     nftnl_batch_begin(mnl_nlmsg_batch_current(b), c->seq++);
     mnl_nlmsg_batch_next(b);
     for (int i = 0; i < r->n && rc == 0; i++) {
-        rc = put_delrule(b, r->outgoing, r->handle[i], c->seq++);
+        rc = put_delrule(b, c->table, r->outgoing, r->handle[i], c->seq++);
         ts.expected++;
     }
     if (rc == 0 && r->n > 0) {

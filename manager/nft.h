@@ -1,6 +1,11 @@
 /* nft — the manager's nftables rules, spoken over netlink (libnftnl + libmnl).
  *
- * Everything lives in table `inet kdiag`, created with NFT_TABLE_F_OWNER: the
+ * Everything lives in one table per manager, `inet kdiag-<tunnel port>`
+ * (nft_table_name): several managers in one pod (one per debug container) never
+ * share a table, and the tunnel port is unique in the pod's network namespace
+ * while its manager lives. Managers before this naming all used `inet kdiag`;
+ * the first of them to redirect owned it for good, which locked every later
+ * one out (docs/notes.md). The table is created with NFT_TABLE_F_OWNER: the
  * kernel deletes it when the netlink socket that created it closes, so a
  * crashed manager leaves no rule behind. The table is made with the first
  * redirect and then stays, empty chains included, until the socket closes:
@@ -23,7 +28,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define NFT_KDIAG_TABLE "kdiag"
+#define NFT_TABLE_PREFIX "kdiag-" /* + the manager's tunnel port */
+#define NFT_TABLE_NAME_MAX 32
 
 typedef struct nft_conn nft_conn;
 
@@ -34,10 +40,13 @@ typedef struct {
     uint64_t handle[2];
 } nft_rules;
 
-/* Opens the netlink socket. Changes nothing in the kernel. */
-int nft_conn_open(nft_conn **out);
-/* Deletes a table `inet kdiag` left by an earlier manager (kernels without the
- * owner flag, or a table created by hand). 0 also when there is none. */
+/* The table name of the manager whose tunnel listens on tunnel_port. */
+void nft_table_name(uint16_t tunnel_port, char out[NFT_TABLE_NAME_MAX]);
+/* Opens the netlink socket for rules in `inet <table>`. Changes nothing in the kernel. */
+int nft_conn_open(nft_conn **out, const char *table);
+/* Deletes a table of our name left behind (one created by hand, or on a kernel
+ * that ignored the owner flag). 0 also when there is none; -EPERM when another
+ * live process owns it. */
 int nft_clear_leftover(nft_conn *c);
 /* Installs the redirect of tcp port `port` to local port `to_port`. */
 int nft_redirect_add(nft_conn *c, bool outgoing, uint16_t port, uint16_t to_port, nft_rules *out);

@@ -37,6 +37,7 @@ struct redirect_mgr {
     tunnel *tun;
     nft_conn *nft;
     int nft_err; /* why nft is NULL */
+    char table[NFT_TABLE_NAME_MAX]; /* ours: inet kdiag-<tunnel port> */
     pthread_mutex_t lock; /* guards reserved and actives */
     uint16_t reserved[MAX_RESERVED];
     int nreserved;
@@ -222,15 +223,18 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
     return send_response(call, &r);
 }
 
-static grpc_status_code nft_error_status(rpc_call *call, const session *s, int rc)
+static grpc_status_code nft_error_status(const redirect_mgr *m, rpc_call *call, const session *s, int rc)
 {
     const char *dir = s->outgoing ? "outgoing" : "incoming";
     if (rc == -EPERM && !has_cap_net_admin()) {
         rpc_call_set_message(call, "cannot redirect %s port %u: kdiag-manager lacks CAP_NET_ADMIN; the ephemeral "
                              "container needs NET_ADMIN (securityContext.capabilities.add: [NET_ADMIN])", dir, s->port);
     } else if (rc == -EPERM) {
-        rpc_call_set_message(call, "cannot redirect %s port %u: nftables table inet %s belongs to another process "
-                             "(another kdiag-manager in this pod?): %s", dir, s->port, NFT_KDIAG_TABLE, strerror(-rc));
+        /* Our table's name carries our tunnel port: no other manager uses it. */
+        const char *t = m->table;
+        rpc_call_set_message(call, "cannot redirect %s port %u: nftables table inet %s, this kdiag-manager's own, "
+                             "is owned by another process in the pod's network namespace; delete it (nft delete "
+                             "table inet %s) or restart the pod", dir, s->port, t, t);
     } else {
         rpc_call_set_message(call, "cannot redirect %s port %u: installing the nftables rule failed: %s (errno %d); "
                              "the node's kernel needs nf_tables with nat support", dir, s->port, strerror(-rc), -rc);
@@ -329,7 +333,7 @@ grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
     }
     if (!m->nft) {
         rc = m->nft_err;
-        return nft_error_status(call, &s, rc);
+        return nft_error_status(m, call, &s, rc);
     }
     if ((st = session_register(m, call, &s)) != GRPC_STATUS_OK)
         return st;
@@ -339,7 +343,7 @@ grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
         goto out;
     }
     if ((rc = nft_redirect_add(m->nft, s.outgoing, (uint16_t)s.port, s.lport, &s.rules)) < 0) {
-        st = nft_error_status(call, &s, rc);
+        st = nft_error_status(m, call, &s, rc);
         goto out;
     }
     s.rules_in = true;
@@ -419,11 +423,12 @@ int redirect_mgr_new(redirect_mgr **out, const redirect_opts *o)
     }
     /* Without nftables the manager still serves everything else; Redirect
      * then fails with the reason. */
-    m->nft_err = nft_conn_open(&m->nft);
+    nft_table_name((uint16_t)tunnel_port(m->tun), m->table);
+    m->nft_err = nft_conn_open(&m->nft, m->table);
     if (m->nft) {
         rc = nft_clear_leftover(m->nft);
-        if (rc < 0 && rc != -EPERM)
-            fprintf(stderr, "kdiag-manager: cannot delete a leftover nftables table inet %s: %s\n", NFT_KDIAG_TABLE,
+        if (rc < 0 && (rc != -EPERM || has_cap_net_admin()))
+            fprintf(stderr, "kdiag-manager: cannot delete a leftover nftables table inet %s: %s\n", m->table,
                     strerror(-rc));
     }
     *out = m;

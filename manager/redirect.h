@@ -23,7 +23,8 @@ typedef struct {
 
 typedef struct redirect_mgr redirect_mgr;
 
-/* Opens the tunnel listener and clears a leftover `inet kdiag` table. Works
+/* Opens the tunnel listener and clears a leftover table of this manager's
+ * name (`inet kdiag-<tunnel port>`, nft.h). Works
  * without CAP_NET_ADMIN too (Redirect calls then fail with FAILED_PRECONDITION).
  * Raises the RLIMIT_NOFILE soft limit to the hard limit: every redirected
  * connection costs six fds. */

@@ -9,28 +9,47 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "netlab.h"
+#include "nft.h"
 
 #define PORT 80
 #define BULK (64ull << 20)
 
 static const char *bin;
+static char table[NFT_TABLE_NAME_MAX]; /* the manager's: inet kdiag-<tunnel port> */
 
-static bool has_kdiag_table(void)
+static bool has_table(const char *name)
 {
     char *out = netlab_pod_sh("nft list tables 2>&1");
-    bool has = strstr(out, "inet kdiag") != NULL;
+    char want[64];
+    snprintf(want, sizeof want, "table inet %s\n", name);
+    bool has = strstr(out, want) != NULL;
     free(out);
     return has;
 }
 
+static bool has_kdiag_table(void)
+{
+    return has_table(table);
+}
+
+/* `nft list table inet <name>` (or one of its chains: "inet NAME CHAIN") as the kernel reports it. */
+static char *nft_list(const char *what, const char *name)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "nft list %s inet %s 2>/dev/null", what, name);
+    return netlab_pod_sh(cmd);
+}
+
 static bool has_rule_for_80(void)
 {
-    char *out = netlab_pod_sh("nft list table inet kdiag 2>/dev/null");
+    char *out = nft_list("table", table);
     bool has = strstr(out, "dport 80 ") != NULL;
     free(out);
     return has;
@@ -206,7 +225,9 @@ static void case_outgoing(netlab_mgr *m)
         CHECK(strcmp(c.last_orig, want[i]) == 0, "original_dst %s, want %s", c.last_orig, want[i]);
     }
     /* Incoming traffic to port 80 is not captured by an outgoing redirect. */
-    char *pre = netlab_pod_sh("nft list chain inet kdiag prerouting");
+    char chain[64];
+    snprintf(chain, sizeof chain, "%s prerouting", table);
+    char *pre = nft_list("chain", chain);
     CHECK(!strstr(pre, "dport 80"), "outgoing rule in prerouting: %s", pre);
     free(pre);
     netlab_cli_stop(&c);
@@ -324,18 +345,18 @@ static void case_kill9(netlab_mgr *m)
     netlab_cli c2;
     netlab_cli_start(&c2, m, PORT, true, 1);
     CHECK(netlab_cli_wait_ready(&c2, 5000), "not ready: %s", c2.st.message);
-    char *rules = netlab_pod_sh("nft list table inet kdiag");
+    char *rules = nft_list("table", table);
     if (getenv("NETLAB_VERBOSE"))
         fputs(rules, stderr);
     CHECK(strstr(rules, "tcp dport 80 redirect to") && strstr(rules, "dnat ip to 127.0.0.1"), "rules: %s", rules);
     free(rules);
     kill(m->pid, SIGKILL);
     int ms = ms_until_table_gone(1000);
-    CHECK(ms >= 0, "kdiag table still there 1 s after kill -9");
+    CHECK(ms >= 0, "table %s still there 1 s after kill -9", table);
     netlab_mgr_kill(m);
     netlab_cli_stop(&c);
     netlab_cli_stop(&c2);
-    printf("kill9: table inet kdiag gone %d ms after kill -9\n", ms);
+    printf("kill9: table inet %s gone %d ms after kill -9\n", table, ms);
 }
 
 /* ---- stream cancel: rules go, paired connections stay ---- */
@@ -515,6 +536,107 @@ static void case_seq(netlab_mgr *m, int n)
     printf("seq: %d connections in %.1f s (%.0f/s); manager fds %d before, %d after\n", n, secs, n / secs, start, now);
 }
 
+/* ---- several managers in one pod ---- */
+
+/* What a manager from before per-manager table names left in a pod: table
+ * `inet kdiag` with the owner flag, a redirect rule in it, held by a live
+ * process. Made by the same code (nft.c) those managers ran. */
+static pid_t hold_old_table(uint16_t port)
+{
+    int p[2];
+    char c = 0;
+    CHECK(pipe(p) == 0, "pipe");
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        nft_conn *nc;
+        nft_rules r;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (nft_conn_open(&nc, "kdiag") == 0 && nft_redirect_add(nc, false, port, 9, &r) == 0)
+            c = 'y';
+        if (write(p[1], &c, 1) != 1 || c != 'y')
+            _exit(1);
+        for (;;)
+            pause();
+    }
+    close(p[1]);
+    CHECK(read(p[0], &c, 1) == 1 && c == 'y', "the old-style table holder failed");
+    close(p[0]);
+    return pid;
+}
+
+/* One echo through incoming port `port` of the pod; true when it came back. */
+static bool echo_through(uint16_t port, const char *msg)
+{
+    char back[64];
+    int fd = netlab_connect(NS_PEER, POD_IP4, port);
+    if (fd < 0)
+        return false;
+    send_all(fd, msg, strlen(msg));
+    shutdown(fd, SHUT_WR);
+    ssize_t r = read_to_end(fd, back, sizeof back, 5000);
+    close(fd);
+    return r == (ssize_t)strlen(msg) && memcmp(back, msg, (size_t)r) == 0;
+}
+
+/* An old pod: an earlier manager owns `inet kdiag`. This manager redirects
+ * in its own table and leaves that one alone. */
+static void case_old_owner(netlab_mgr *m)
+{
+    pid_t old = hold_old_table(PORT + 1);
+    CHECK(has_table("kdiag"), "the old-style table is not there");
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+    netlab_cli_start(&c, m, PORT, false, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "redirect beside an old manager's table: %s", c.st.message);
+    CHECK(echo_through(PORT, "beside the old table"), "no echo through the redirect");
+    char *mine = nft_list("table", table), *theirs = nft_list("table", "kdiag");
+    CHECK(strstr(mine, "dport 80 redirect"), "our rule is not in %s: %s", table, mine);
+    CHECK(strstr(theirs, "dport 81 redirect") && !strstr(theirs, "dport 80 "), "the old table changed: %s", theirs);
+    free(mine);
+    free(theirs);
+    netlab_cli_stop(&c);
+    CHECK(ms_until_rules_gone(1000) >= 0, "our rule stayed after the stream ended");
+    CHECK(has_table("kdiag"), "the old table went with our stream");
+    kill(old, SIGKILL);
+    waitpid(old, NULL, 0);
+    netlab_echo_stop(e);
+    printf("old owner: redirected in table inet %s while another process owns inet kdiag\n", table);
+}
+
+/* A new pod with two managers (two debug containers): each redirects in its
+ * own table, and one going away leaves the other's redirect working. */
+static void case_two_managers(netlab_mgr *m)
+{
+    netlab_mgr m2;
+    char table2[NFT_TABLE_NAME_MAX];
+    netlab_mgr_start(&m2, bin, false);
+    nft_table_name((uint16_t)m2.tunnel_port, table2);
+    CHECK(strcmp(table, table2) != 0, "both managers use table %s", table);
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli a, b;
+    netlab_cli_start(&a, m, PORT, false, lport);
+    CHECK(netlab_cli_wait_ready(&a, 5000), "first manager: %s", a.st.message);
+    netlab_cli_start(&b, &m2, PORT + 1, false, lport);
+    CHECK(netlab_cli_wait_ready(&b, 5000), "second manager: %s", b.st.message);
+    CHECK(echo_through(PORT, "via the first") && echo_through(PORT + 1, "via the second"), "echo");
+    CHECK(has_table(table) && has_table(table2), "one table per manager");
+    netlab_cli_stop(&b);
+    rpc_client_free(m2.client);
+    netlab_mgr_kill(&m2);
+    int ms = -1;
+    for (int i = 0; i < 100 && ms < 0; i++, usleep(10000))
+        ms = has_table(table2) ? -1 : i * 10;
+    CHECK(ms >= 0, "the second manager's table outlived it");
+    CHECK(echo_through(PORT, "first still works"), "the first manager's redirect broke");
+    netlab_cli_stop(&a);
+    netlab_echo_stop(e);
+    printf("two managers: tables inet %s and inet %s side by side; the second gone after ~%d ms, the first "
+           "still redirecting\n", table, table2, ms);
+}
+
 /* ---- errors ---- */
 
 static grpc_status_code end_status(netlab_mgr *m, uint32_t port, bool outgoing, char *msg, size_t n)
@@ -565,7 +687,9 @@ static void case_no_net_admin(netlab_mgr *m)
     char msg[512];
     grpc_status_code code = end_status(m, PORT, false, msg, sizeof msg);
     CHECK(code == GRPC_STATUS_FAILED_PRECONDITION && strstr(msg, "NET_ADMIN"), "code %d: %s", code, msg);
-    CHECK(!has_kdiag_table(), "a kdiag table appeared");
+    char *tables = netlab_pod_sh("nft list tables 2>&1");
+    CHECK(!strstr(tables, "inet kdiag"), "a kdiag table appeared: %s", tables);
+    free(tables);
     printf("no NET_ADMIN: %s\n", msg);
 }
 
@@ -585,6 +709,7 @@ int main(int argc, char **argv)
     netlab_init();
     netlab_mgr m;
     netlab_mgr_start(&m, bin, strcmp(cs, "no_net_admin") == 0);
+    nft_table_name((uint16_t)m.tunnel_port, table);
     CHECK(!has_kdiag_table(), "kdiag table before any redirect");
 
     if (strcmp(cs, "incoming_v4") == 0)
@@ -609,6 +734,10 @@ int main(int argc, char **argv)
         case_errors(&m);
     else if (strcmp(cs, "no_net_admin") == 0)
         case_no_net_admin(&m);
+    else if (strcmp(cs, "old_owner") == 0)
+        case_old_owner(&m);
+    else if (strcmp(cs, "two_managers") == 0)
+        case_two_managers(&m);
     else {
         fprintf(stderr, "unknown case %s\n", cs);
         return 2;
