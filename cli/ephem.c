@@ -65,6 +65,7 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
     ephem_base_name(o->version, base, sizeof(base));
     unsigned need = o->privileged ? EPHEM_CAPS_ALL : o->caps;
     int max_suffix = 0, best_suffix = 0;
+    bool best_running = false;
     unsigned union_caps = 0;
     memset(plan, 0, sizeof(*plan));
     for (size_t i = 0; i < p->nephemeral; i++) {
@@ -81,19 +82,21 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
             continue;
         unsigned have = ephem_caps_of(c);
         union_caps |= have;
-        /* prefer a running one; among equals the newest */
-        if ((have & need) == need) {
-            bool better = !best_suffix || c->state == POD_STATE_RUNNING;
-            if (better) {
-                best_suffix = sfx;
-                snprintf(plan->name, sizeof(plan->name), "%s", c->name);
-            }
+        /* The oldest running one, so that every redirect of a pod goes to one
+         * manager (and, in pods from before per-manager nftables tables, to the
+         * one that owns `inet kdiag`); a starting one only when none runs. */
+        bool running = c->state == POD_STATE_RUNNING;
+        if ((have & need) == need &&
+            (!best_suffix || running > best_running || (running == best_running && sfx < best_suffix))) {
+            best_suffix = sfx;
+            best_running = running;
+            snprintf(plan->name, sizeof(plan->name), "%s", c->name);
         }
     }
     if (best_suffix)
         return 0;
     plan->create = true;
-    plan->caps = o->privileged ? EPHEM_CAPS_ALL : (need | (union_caps & EPHEM_CAPS_ALL));
+    plan->caps = o->privileged ? EPHEM_CAPS_ALL : (need | o->extra_caps | (union_caps & EPHEM_CAPS_ALL));
     if (max_suffix == 0)
         snprintf(plan->name, sizeof(plan->name), "%s", base);
     else

@@ -1,9 +1,9 @@
 /* ephem — the debug (ephemeral) container that runs kdiag-manager in a pod.
  *
- * Name dbg-tools-<8 hex of a hash of the version>; a running (or starting)
- * one with the same image, target and enough capabilities is reused; when
- * none fits, a new one is added with a numeric suffix (-2, -3, ...) and the
- * union of the capabilities of the ones it supersedes. Created with
+ * Name dbg-tools-<8 hex of a hash of the version>; the oldest running (else
+ * a starting) one with the same image, target and enough capabilities is
+ * reused; when none fits, a new one is added with a numeric suffix (-2, -3,
+ * ...) and the union of the capabilities of the ones it supersedes. Created with
  * `kubectl get --raw …/ephemeralcontainers` + `kubectl replace --raw … -f -`,
  * which works on every kubectl from 1.23 (patch --subresource needs 1.32). */
 #ifndef KDIAG_CLI_EPHEM_H
@@ -45,6 +45,7 @@ typedef struct {
     const char *pull_policy; /* NULL: the cluster's default */
     const char *target;      /* targetContainerName */
     unsigned caps;           /* EPHEM_* the command needs */
+    unsigned extra_caps;     /* EPHEM_* also given to a new container (a later step may need them) */
     bool privileged;
     int64_t timeout_ms;      /* for the container to run and print its ports */
 } ephem_opts;

@@ -95,12 +95,18 @@ static void on_done(void *ud, const bridge_result *res)
     free(c);
 }
 
+#define HINT_OLD_TABLE_OWNER                                                                                   \
+    " (an older kdiag-manager in this pod holds the redirect table; kubectl diag sends redirects to the oldest "  \
+    "running debug container with NET_ADMIN, but this pod's table belongs to another one: its managers predate "  \
+    "per-manager tables, so only a restart of the pod clears it)"
+
 /* Adds what to do when the manager's own message does not say it. */
 static const char *hint_for(grpc_status_code code, const char *msg)
 {
     switch (code) {
     case GRPC_STATUS_FAILED_PRECONDITION:
-        return strstr(msg, "NET_ADMIN") ? "" : " (the debug container needs the NET_ADMIN capability)";
+        /* Managers from before per-manager tables: another one owns `inet kdiag` (docs/notes.md). */
+        return strstr(msg, "belongs to another process") ? HINT_OLD_TABLE_OWNER : "";
     case GRPC_STATUS_ALREADY_EXISTS:
         return strstr(msg, "first") ? "" : " (another kubectl diag redir redirects this port: stop it first)";
     case GRPC_STATUS_UNAUTHENTICATED:
@@ -246,11 +252,30 @@ static void stop_all(struct redir *r)
             pthread_join(r->ports[i].th, NULL);
 }
 
+/* Ps through the redirect's manager when it has the capabilities Ps needs,
+ * else through a (possibly new) debug container that has them: the redirects
+ * stay with the pod's oldest manager either way. */
+static int fetch_ps(struct redir *r, const flags *f, const kube *k, Kdiag__Solo__Io__PsResponse **resp, char *err,
+                    size_t errlen)
+{
+    const pod_container *c = pod_ephemeral_find(&r->s.pod, r->s.mgr.container); /* NULL: new, made with them */
+    if (!c || (ephem_caps_of(c) & EPHEM_CAPS_SHELL) == EPHEM_CAPS_SHELL)
+        return ps_fetch(&r->s, resp, err, errlen);
+    session ps;
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, true);
+    int rc = session_open(k, &so, &ps, err, errlen);
+    if (rc == 0) {
+        rc = ps_fetch(&ps, resp, err, errlen);
+        session_close(&ps);
+    }
+    return rc;
+}
+
 /* No ports given: every non-loopback TCP listener, to the same local port. */
-static int ports_from_ps(struct redir *r, char *err, size_t errlen)
+static int ports_from_ps(struct redir *r, const flags *f, const kube *k, char *err, size_t errlen)
 {
     Kdiag__Solo__Io__PsResponse *resp;
-    int rc = ps_fetch(&r->s, &resp, err, errlen);
+    int rc = fetch_ps(r, f, k, &resp, err, errlen);
     if (rc < 0)
         return rc;
     uint16_t ports[MAX_PORTS];
@@ -285,7 +310,8 @@ int redir_main(const flags *f, const kube *k)
         return exitcode_report(stderr, -EINVAL, err);
     }
     pthread_mutex_init(&r.mu, NULL);
-    session_opts so = session_opts_from_flags(f, EPHEM_NET_ADMIN | (f->nports ? 0 : EPHEM_CAPS_SHELL), true); /* Ps reads other processes' fds */
+    session_opts so = session_opts_from_flags(f, EPHEM_NET_ADMIN, true);
+    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_SHELL; /* for Ps (it reads other processes' fds) */
     int rc = session_open(k, &so, &r.s, err, sizeof(err));
     if (rc < 0) {
         pthread_mutex_destroy(&r.mu);
@@ -311,7 +337,7 @@ int redir_main(const flags *f, const kube *k)
         for (size_t i = 0; i < f->nports; i++)
             r.ports[i].pp = f->ports[i];
         r.nports = f->nports;
-    } else if (ports_from_ps(&r, err, sizeof(err)) < 0) {
+    } else if (ports_from_ps(&r, f, k, err, sizeof(err)) < 0) {
         fprintf(stderr, "error: %s\n", err);
         goto out;
     }

@@ -54,6 +54,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         .pull_policy = o->pull_policy,
         .target = s->target,
         .caps = o->caps,
+        .extra_caps = o->extra_caps,
         .privileged = o->privileged,
         .timeout_ms = o->timeout_ms,
     };

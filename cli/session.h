@@ -22,7 +22,8 @@ typedef struct {
     const char *pull_policy;
     bool privileged;
     int64_t timeout_ms;
-    unsigned caps;        /* EPHEM_* */
+    unsigned caps;        /* EPHEM_* the manager must have */
+    unsigned extra_caps;  /* EPHEM_* a new debug container gets too */
     bool forward;         /* start the port-forward */
 } session_opts;
 

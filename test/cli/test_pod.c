@@ -190,6 +190,69 @@ static void plan(void **state)
     pod_free(&p);
 }
 
+/* A pod with debug containers base (NET_ADMIN), base-2 (NET_ADMIN + shell
+ * capabilities) and base-3 (all, still starting): what redir, ps, redir leave. */
+static pod_info three_managers(const char *base, const char *state1)
+{
+    char json[4096];
+    pod_info p;
+    snprintf(json, sizeof(json),
+             "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"default\"},"
+             "\"spec\":{\"containers\":[{\"name\":\"nginx\",\"image\":\"nginx\"}],\"ephemeralContainers\":["
+             "{\"name\":\"%s\",\"image\":\"img\",\"targetContainerName\":\"nginx\","
+             "\"securityContext\":{\"capabilities\":{\"add\":[\"NET_ADMIN\"]}}},"
+             "{\"name\":\"%s-2\",\"image\":\"img\",\"targetContainerName\":\"nginx\",\"securityContext\":"
+             "{\"capabilities\":{\"add\":[\"NET_ADMIN\",\"SYS_PTRACE\",\"SYS_ADMIN\",\"SYS_CHROOT\"]}}},"
+             "{\"name\":\"%s-3\",\"image\":\"img\",\"targetContainerName\":\"nginx\","
+             "\"securityContext\":{\"privileged\":true}}]},"
+             "\"status\":{\"phase\":\"Running\",\"ephemeralContainerStatuses\":["
+             "{\"name\":\"%s\",\"state\":{\"%s\":{}}},{\"name\":\"%s-2\",\"state\":{\"running\":{}}},"
+             "{\"name\":\"%s-3\",\"state\":{\"waiting\":{\"reason\":\"ContainerCreating\"}}}]}}",
+             base, base, base, base, state1, base, base);
+    assert_int_equal(pod_parse_str(json, &p), 0);
+    return p;
+}
+
+/* Every redirect of a pod goes to one manager: the oldest running one with
+ * NET_ADMIN, which in pods from before per-manager tables owns `inet kdiag`. */
+static void plan_oldest_running(void **state)
+{
+    (void)state;
+    char base[32], want[48];
+    ephem_base_name("9.9.9", base, sizeof(base));
+    pod_info p = three_managers(base, "running");
+    ephem_plan pl;
+    ephem_opts o = opts_for("9.9.9", EPHEM_NET_ADMIN);
+    o.image = "img";
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_false(pl.create);
+    assert_string_equal(pl.name, base);
+
+    /* ps needs the shell capabilities: the oldest that has them */
+    o.caps = EPHEM_CAPS_SHELL;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    snprintf(want, sizeof(want), "%s-2", base);
+    assert_string_equal(pl.name, want);
+    pod_free(&p);
+
+    /* the oldest has exited: the next running one, never the starting -3 */
+    p = three_managers(base, "terminated");
+    o.caps = EPHEM_NET_ADMIN;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_false(pl.create);
+    assert_string_equal(pl.name, want);
+    pod_free(&p);
+
+    /* a new container gets the extra capabilities a later step needs */
+    p = fixture_pod();
+    o = opts_for("1.2.3", EPHEM_NET_ADMIN);
+    o.extra_caps = EPHEM_CAPS_SHELL;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+    assert_int_equal(pl.caps, EPHEM_NET_ADMIN | EPHEM_CAPS_SHELL);
+    pod_free(&p);
+}
+
 static void container_json(void **state)
 {
     (void)state;
@@ -286,7 +349,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(pod_fields), cmocka_unit_test(newest_running), cmocka_unit_test(naming),
-        cmocka_unit_test(plan),       cmocka_unit_test(container_json), cmocka_unit_test(manager_logs),
+        cmocka_unit_test(plan),       cmocka_unit_test(plan_oldest_running), cmocka_unit_test(container_json), cmocka_unit_test(manager_logs),
         cmocka_unit_test(list_table), cmocka_unit_test(ages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
