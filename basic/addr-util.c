@@ -1,8 +1,11 @@
 #include "basic/addr-util.h"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
+
+_Static_assert(ADDR_IFNAME_MAX == IF_NAMESIZE, "ADDR_IFNAME_MAX is IF_NAMESIZE");
 
 const char *addr_format_ip(const char *ip, unsigned port, char *buf, size_t n)
 {

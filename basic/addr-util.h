@@ -5,13 +5,15 @@
 #ifndef KDIAG_BASIC_ADDR_UTIL_H
 #define KDIAG_BASIC_ADDR_UTIL_H
 
-#include <net/if.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <sys/socket.h>
 
+/* IF_NAMESIZE, which comes with <net/if.h>: that header clashes with
+ * <linux/if.h>, which netlink users include. */
+#define ADDR_IFNAME_MAX 16
 /* Room for the longest text: "[" address "%" interface "]:" port, and NUL. */
-#define ADDR_STR_MAX (1 + INET6_ADDRSTRLEN + 1 + IF_NAMESIZE + 2 + 5 + 1)
+#define ADDR_STR_MAX (1 + INET6_ADDRSTRLEN + 1 + ADDR_IFNAME_MAX + 2 + 5 + 1)
 
 /* Formats an AF_INET or AF_INET6 address with its port into buf ("?" for any
  * other family), cut to n - 1 bytes. Returns buf. */

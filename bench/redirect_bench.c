@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/time-util.h"
 #include "netlab.h"
 
 #define RPORT 80
@@ -79,7 +80,7 @@ static double bulk(const char *ip, int port, uint64_t bytes)
     static char buf[1 << 20];
     int fd = netlab_connect(NS_PEER, ip, port);
     CHECK(fd >= 0, "connect %s:%d: %s", ip, port, strerror(-fd));
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     for (uint64_t sent = 0; sent < bytes;) {
         ssize_t w = send(fd, buf, sizeof buf, MSG_NOSIGNAL);
         CHECK(w > 0, "send: %s", strerror(errno));
@@ -88,7 +89,7 @@ static double bulk(const char *ip, int port, uint64_t bytes)
     shutdown(fd, SHUT_WR);
     char c;
     CHECK(recv(fd, &c, 1, 0) == 0, "sink did not close"); /* all data taken by the far end */
-    double us = (double)(netlab_now_us() - t0);
+    double us = (double)(time_now_us() - t0);
     close(fd);
     return (double)bytes / us; /* bytes/us = MB/s */
 }
@@ -99,11 +100,11 @@ static int64_t last_t0;
 static double setup_us(const char *ip, int port)
 {
     char c = 'x';
-    int64_t t0 = last_t0 = netlab_now_us();
+    int64_t t0 = last_t0 = time_now_us();
     int fd = netlab_connect(NS_PEER, ip, port);
     CHECK(fd >= 0, "connect: %s", strerror(-fd));
     CHECK(send(fd, &c, 1, MSG_NOSIGNAL) == 1 && recv(fd, &c, 1, 0) == 1, "echo");
-    double us = (double)(netlab_now_us() - t0);
+    double us = (double)(time_now_us() - t0);
     close(fd);
     return us;
 }

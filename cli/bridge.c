@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/signal-util.h"
 #include "redirect_client.h"
 
 _Static_assert(BRIDGE_TOKEN_LEN == REDIRECT_CLIENT_TOKEN_LEN, "tunnel token length");
@@ -67,11 +68,7 @@ static void *run(void *arg)
 {
     struct bridge *b = arg;
     bridge_result r = {0};
-    sigset_t ss; /* signals belong to the main thread */
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGINT);
-    sigaddset(&ss, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &ss, NULL);
+    sig_block_stop(NULL); /* signals belong to the main thread */
 
     /* "localhost": IPv4 first, then IPv6 */
     int local = connect_tcp(AF_INET, "127.0.0.1", b->local_port);

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/time-util.h"
 #include "podsel.h"
 
 static const char *const cap_names[] = {"NET_ADMIN", "SYS_PTRACE", "SYS_ADMIN", "SYS_CHROOT"};
@@ -176,13 +177,6 @@ int ephem_parse_logs(const char *logs, ephem_manager *m)
     return rc;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -270,7 +264,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
                         size_t errlen)
 {
     struct progress pg = {.tty = isatty(2)};
-    int64_t start = now_ms(), deadline = start + o->timeout_ms;
+    int64_t start = time_now_ms(), deadline = start + o->timeout_ms;
     char reason[256] = "";
     int rc, interval = 100;
     for (;;) {
@@ -305,7 +299,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
         pod_free(&p);
         if (rc != -EAGAIN)
             break;
-        int64_t now = now_ms();
+        int64_t now = time_now_ms();
         if (now >= deadline) {
             snprintf(err, errlen,
                      "the debug container %s in pod/%s did not start within %llds (%s). Check the image (--dbg-image "
@@ -327,7 +321,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
 static int read_ports(const kube *k, const pod_info *p, const char *name, const ephem_opts *o, ephem_manager *m,
                       char *err, size_t errlen)
 {
-    int64_t deadline = now_ms() + (o->timeout_ms < 30000 ? o->timeout_ms : 30000);
+    int64_t deadline = time_now_ms() + (o->timeout_ms < 30000 ? o->timeout_ms : 30000);
     char pod[300], what[256];
     snprintf(pod, sizeof(pod), "pod/%s", p->name);
     const char *args[] = {"logs", pod, "-c", name, "--limit-bytes=16384", NULL};
@@ -342,7 +336,7 @@ static int read_ports(const kube *k, const pod_info *p, const char *name, const 
         rc = ephem_parse_logs(r.out, m);
         if (rc < 0 && rc != -EAGAIN)
             snprintf(err, errlen, "cannot %s: %s", what, strerror(-rc));
-        if (rc == -EAGAIN && now_ms() >= deadline) {
+        if (rc == -EAGAIN && time_now_ms() >= deadline) {
             char first[200];
             kube_first_line(r.out, first, sizeof(first));
             snprintf(err, errlen,
@@ -351,7 +345,7 @@ static int read_ports(const kube *k, const pod_info *p, const char *name, const 
                      name, p->name, first);
         }
         kube_result_free(&r);
-        if (rc != -EAGAIN || now_ms() >= deadline)
+        if (rc != -EAGAIN || time_now_ms() >= deadline)
             return rc == -EAGAIN ? -ETIMEDOUT : rc;
         sleep_ms(delay);
     }

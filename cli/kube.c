@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/signal-util.h"
+#include "basic/time-util.h"
 #include "kerr.h"
 
 #define MAX_ARGS 64
@@ -76,9 +78,7 @@ static void spawn_error(const kube *k, int e, bool exec, char *buf, size_t n)
 static void __attribute__((noreturn)) child_exec(char **argv, unsigned flags, pid_t parent, const int *in,
                                                  const int *out, const int *err, int ex)
 {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
+    sig_unblock_all();
     signal(SIGPIPE, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
@@ -219,13 +219,6 @@ static int buf_read(struct buf *b, int fd)
     return n == 0 ? 0 : 1;
 }
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The errno for a kubectl failure kerr recognised. */
 static int kerr_errno(kerr_kind kind)
 {
@@ -248,12 +241,12 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
         close_fd(&p->in_fd);
     else
         fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
-    int64_t deadline = timeout_ms > 0 ? now_ms() + timeout_ms : -1;
+    int64_t deadline = timeout_ms > 0 ? time_now_ms() + timeout_ms : -1;
     while (p->out_fd >= 0 || p->err_fd >= 0) {
         struct pollfd pf[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {p->in_fd, POLLOUT, 0}};
         int wait = -1;
         if (deadline >= 0) {
-            int64_t left = deadline - now_ms();
+            int64_t left = deadline - time_now_ms();
             if (left <= 0)
                 return -ETIMEDOUT;
             wait = (int)left;

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/signal-util.h"
+#include "basic/time-util.h"
 #include "exitcode.h"
 #include "kerr.h"
 #include "pod.h"
@@ -109,13 +111,6 @@ struct logs {
     char start_time[40];   /* RFC 3339: followers present at start show lines from here */
     bool first_poll_done;
 };
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void emit(struct logs *L, struct stream *s, const char *text)
 {
@@ -230,7 +225,7 @@ static void start_follower(struct logs *L, struct stream *s, const char *mode_ar
     if (rc < 0) {
         fprintf(stderr, "error: %s\n", msg);
         s->proc.pid = -1;
-        s->retry_after_ms = now_ms() + 10000;
+        s->retry_after_ms = time_now_ms() + 10000;
     }
 }
 
@@ -244,7 +239,7 @@ static void follower_ended(struct logs *L, struct stream *s)
         snprintf(what, sizeof(what), "follow the logs of %s/%s", s->pod, s->container);
         kerr_explain(what, s->errbuf, L->k.ns, msg, sizeof(msg));
         fprintf(stderr, "error: %s\n", msg);
-        s->retry_after_ms = now_ms() + 10000;
+        s->retry_after_ms = time_now_ms() + 10000;
     }
 }
 
@@ -283,7 +278,7 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
         start_follower(L, s, arg);
         return;
     }
-    if (s->proc.pid > 0 || now_ms() < s->retry_after_ms)
+    if (s->proc.pid > 0 || time_now_ms() < s->retry_after_ms)
         return;
     if (strcmp(s->cid, cid) != 0) { /* restarted: the new container from its start */
         snprintf(s->cid, sizeof(s->cid), "%s", cid);
@@ -351,9 +346,7 @@ static pid_t run_command(char **argv)
 {
     pid_t pid = fork();
     if (pid == 0) {
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
+        sig_unblock_all();
         execvp(argv[0], argv);
         fprintf(stderr, "error: cannot run \"%s\": %s\n", argv[0], strerror(errno));
         _exit(127);
@@ -465,7 +458,7 @@ static bool handle_signals(int sfd, struct run *run)
     if (run->cmd > 0 && waitpid(run->cmd, &st, WNOHANG) == run->cmd) {
         run->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         run->cmd = -1;
-        run->drain_until = now_ms() + run->drain_ms;
+        run->drain_until = time_now_ms() + run->drain_ms;
     }
     return quit;
 }
@@ -475,9 +468,9 @@ static void follow(struct logs *L, int sfd, struct run *run)
 {
     struct pollfd pfd[1 + 2 * MAX_STREAMS];
     struct stream *owner[1 + 2 * MAX_STREAMS];
-    int64_t next_poll = now_ms() + LOGS_POLL_MS;
+    int64_t next_poll = time_now_ms() + LOGS_POLL_MS;
     for (;;) {
-        int64_t t = now_ms();
+        int64_t t = time_now_ms();
         if (run->drain_until >= 0 && t >= run->drain_until)
             return;
         if (t >= next_poll) {
@@ -515,11 +508,7 @@ int logs_main(const flags *f, const kube *k)
     strftime(L.start_time, sizeof(L.start_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
 
     sigset_t ss;
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGINT);
-    sigaddset(&ss, SIGTERM);
-    sigaddset(&ss, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &ss, NULL);
+    sig_block(&ss, SIGINT, SIGTERM, SIGCHLD, -1);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
 
     poll_pods(&L);
@@ -527,7 +516,7 @@ int logs_main(const flags *f, const kube *k)
     if (L.cmd_mode && (run.cmd = run_command(f->rest)) < 0) {
         fprintf(stderr, "error: cannot start \"%s\": %s\n", f->rest[0], strerror(errno));
         run.code = 127;
-        run.drain_until = now_ms();
+        run.drain_until = time_now_ms();
     }
     follow(&L, sfd, &run);
     stop_followers(&L);

@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/signal-util.h"
+#include "basic/time-util.h"
 #include "kerr.h"
 #include "pod.h"
 #include "podsel.h"
@@ -48,13 +50,6 @@ int portfwd_parse_line(const char *line, int *local, int *remote)
     *local = (int)l;
     *remote = (int)r;
     return 0;
-}
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 struct linebuf {
@@ -167,11 +162,11 @@ static bool run_child(portfwd *pf, int lg, int lt)
     if (stop)
         kube_proc_kill(&p, SIGTERM);
     struct linebuf ob = {.len = 0}, eb = {.len = 0};
-    int64_t up_deadline = now_ms() + (pf->timeout_ms > 0 ? pf->timeout_ms : 60000);
+    int64_t up_deadline = time_now_ms() + (pf->timeout_ms > 0 ? pf->timeout_ms : 60000);
     bool killed = false;
     while (p.out_fd >= 0 || p.err_fd >= 0) {
         struct pollfd fds[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {pf->stop_efd, POLLIN, 0}};
-        int wait = (a.seen_g && a.seen_t) || killed ? -1 : (int)(up_deadline - now_ms());
+        int wait = (a.seen_g && a.seen_t) || killed ? -1 : (int)(up_deadline - time_now_ms());
         if (wait < -1)
             wait = 0;
         int n = poll(fds, 3, wait);
@@ -237,11 +232,7 @@ static void *supervise(void *arg)
 {
     portfwd *pf = arg;
     int lg = 0, lt = 0, failures = 0;
-    sigset_t ss; /* signals belong to the main thread */
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGINT);
-    sigaddset(&ss, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &ss, NULL);
+    sig_block_stop(NULL); /* signals belong to the main thread */
     bool ever_up = false;
     for (;;) {
         bool up = run_child(pf, lg, lt);

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "basic/addr-util.h"
+
 int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t errlen)
 {
     Kdiag__Solo__Io__PsRequest req = KDIAG__SOLO__IO__PS_REQUEST__INIT;
@@ -96,21 +98,13 @@ static char *printable(const char *s)
     return out;
 }
 
-static void addr_str(const Kdiag__Solo__Io__Address *a, char *buf, size_t n)
-{
-    if (strchr(a->ip, ':'))
-        snprintf(buf, n, "[%s]:%u", a->ip, a->port);
-    else
-        snprintf(buf, n, "%s:%u", a->ip, a->port);
-}
-
 static void listen_str(const Kdiag__Solo__Io__ProcessInfo *p, char *buf, size_t n)
 {
     size_t used = 0;
     buf[0] = '\0';
     for (size_t i = 0; i < p->n_listen_addresses && used < n; i++) {
-        char a[80];
-        addr_str(p->listen_addresses[i], a, sizeof(a));
+        char a[ADDR_STR_MAX];
+        addr_format_ip(p->listen_addresses[i]->ip, p->listen_addresses[i]->port, a, sizeof a);
         used += (size_t)snprintf(buf + used, n - used, "%s%s", i ? "," : "", a);
     }
     if (!buf[0])

@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/signal-util.h"
 #include "bridge.h"
 #include "exitcode.h"
 #include "kdiag.pb-c.h"
@@ -46,15 +47,6 @@ struct redir {
 struct conn_ctx {
     char line[256];
 };
-
-static void block_signals(void)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGINT);
-    sigaddset(&s, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &s, NULL);
-}
 
 static void wake(struct redir *r)
 {
@@ -155,7 +147,7 @@ static void *stream_main(void *arg)
     unsigned after = 0;
     bool ever_ready = false;
     int retries = 0;
-    block_signals();
+    sig_block_stop(NULL);
     while (!stopping(r)) {
         int lg, lt;
         char e[1024];
@@ -319,11 +311,8 @@ int redir_main(const flags *f, const kube *k)
     }
     /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
      * the main thread takes them from a signalfd. */
-    block_signals();
     sigset_t ss;
-    sigemptyset(&ss);
-    sigaddset(&ss, SIGINT);
-    sigaddset(&ss, SIGTERM);
+    sig_block_stop(&ss);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
     r.wake_efd = eventfd(0, EFD_CLOEXEC);
     if (sfd < 0 || r.wake_efd < 0) {

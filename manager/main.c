@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "basic/signal-util.h"
 #include "reflection.h"
 #include "rpc.h"
 #include "ps_rpc.h"
@@ -140,10 +141,7 @@ int main(int argc, char **argv)
     /* Block the stop signals before any thread exists (gRPC starts its own);
      * main takes them with sigwait. */
     sigset_t stop;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGTERM);
-    sigaddset(&stop, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &stop, NULL);
+    sig_block_stop(&stop);
     signal(SIGPIPE, SIG_IGN);
 
     char token[33];

@@ -18,6 +18,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "basic/addr-util.h"
 #include "kdiag.pb-c.h"
 #include "nft.h"
 #include "tunnel.h"
@@ -146,20 +147,6 @@ static int session_listen(redirect_mgr *m, session *s)
 
 /* ---- addresses ---- */
 
-static void fmt_addr(const struct sockaddr_storage *ss, char *out, size_t n)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-        inet_ntop(AF_INET, &s->sin_addr, ip, sizeof ip);
-        snprintf(out, n, "%s:%u", ip, ntohs(s->sin_port));
-    } else {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-        inet_ntop(AF_INET6, &s->sin6_addr, ip, sizeof ip);
-        snprintf(out, n, "[%s]:%u", ip, ntohs(s->sin6_port));
-    }
-}
-
 /* The destination the peer dialled, from conntrack. */
 static int original_dst(int fd, int family, struct sockaddr_storage *ss)
 {
@@ -188,13 +175,13 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
 {
     struct sockaddr_storage peer, orig;
     socklen_t plen = sizeof peer;
-    char peer_s[64], orig_s[64];
+    char peer_s[ADDR_STR_MAX], orig_s[ADDR_STR_MAX];
     uint8_t token[TUNNEL_TOKEN_LEN];
 
     int fd = accept4(s->lfd[idx], (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return errno == EAGAIN || errno == EINTR || errno == ECONNABORTED ? -EAGAIN : -errno;
-    fmt_addr(&peer, peer_s, sizeof peer_s);
+    addr_format((struct sockaddr *)&peer, peer_s, sizeof peer_s);
     int rc = original_dst(fd, idx == 0 ? AF_INET : AF_INET6, &orig);
     uint16_t oport = rc == 0 ? ntohs(((struct sockaddr_in *)&orig)->sin_port) : 0; /* same offset in both */
     if (rc < 0 || oport == s->lport) {
@@ -204,7 +191,7 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
         close(fd);
         return 0;
     }
-    fmt_addr(&orig, orig_s, sizeof orig_s);
+    addr_format((struct sockaddr *)&orig, orig_s, sizeof orig_s);
     rc = tunnel_add_peer(m->tun, fd, s, token);
     if (rc < 0) {
         fprintf(stderr, "kdiag-manager: redirect %u: connection from %s dropped: %s\n", s->port, peer_s,

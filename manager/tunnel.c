@@ -22,6 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/signal-util.h"
+#include "basic/time-util.h"
+
 #define HELLO_LEN (TUNNEL_TOKEN_LEN + 1)
 #define NBUCKETS 1024
 #define PIPE_BYTES (1024 * 1024) /* best effort; fewer when the user's pipe budget is spent */
@@ -108,13 +111,6 @@ struct tunnel {
             (l).tail = (e)->prev;         \
         (e)->prev = (e)->next = NULL;     \
     } while (0)
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void logf_(const tunnel *t, bool always, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void logf_(const tunnel *t, bool always, const char *fmt, ...)
@@ -289,7 +285,7 @@ static void accept_tunnels(tunnel *t)
                 logf_(t, true, "accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
                 struct epoll_event ev = {.events = 0, .data.ptr = &t->rlisten};
                 epoll_ctl(t->ep_fd, EPOLL_CTL_MOD, t->listen_fd, &ev);
-                t->accept_resume = now_ms() + ACCEPT_PAUSE_MS;
+                t->accept_resume = time_now_ms() + ACCEPT_PAUSE_MS;
             }
             return; /* EAGAIN, or a connection that died before accept */
         }
@@ -300,7 +296,7 @@ static void accept_tunnels(tunnel *t)
         }
         h->fd = fd;
         h->ref = (ep_ref){REF_HELLO, h};
-        h->deadline = now_ms() + t->o.pair_timeout_ms;
+        h->deadline = time_now_ms() + t->o.pair_timeout_ms;
         LIST_APPEND(t->hellos, h);
         struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &h->ref};
         if (epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -314,7 +310,7 @@ static void accept_tunnels(tunnel *t)
 /* Expires hellos and waiting peers; returns ms until the next deadline, -1 for none. */
 static int expire(tunnel *t)
 {
-    int64_t now = now_ms(), next = -1;
+    int64_t now = time_now_ms(), next = -1;
 
     while (t->hellos.head && t->hellos.head->deadline <= now) {
         logf_(t, true, "tunnel connection sent no complete token within %d ms: closed", t->o.pair_timeout_ms);
@@ -368,12 +364,10 @@ static void *tunnel_main(void *arg)
 {
     tunnel *t = arg;
     struct epoll_event evs[128];
-    sigset_t all;
 
     /* Signals belong to the main thread; SIGPIPE from a splice into a dead
      * socket stays pending here instead of killing the manager. */
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, NULL);
+    sig_block_all();
 
     for (;;) {
         int timeout = expire(t);
@@ -481,7 +475,7 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_T
     }
     w->fd = fd;
     w->owner = owner;
-    w->deadline = now_ms() + t->o.pair_timeout_ms;
+    w->deadline = time_now_ms() + t->o.pair_timeout_ms;
     pthread_mutex_lock(&t->lock);
     for (;;) {
         if (getrandom(w->token, TUNNEL_TOKEN_LEN, 0) != TUNNEL_TOKEN_LEN) {

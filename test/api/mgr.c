@@ -13,12 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-long long mgr_now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
+#include "basic/time-util.h"
 
 static pid_t spawn_argv(const char **argv, int *out, int *err);
 
@@ -61,7 +56,7 @@ static int read_line(int fd, char *buf, size_t sz, long long deadline)
     size_t n = 0;
     while (n + 1 < sz) {
         struct pollfd p = {fd, POLLIN, 0};
-        long long left = deadline - mgr_now_ms();
+        long long left = deadline - time_now_ms();
         if (left <= 0 || poll(&p, 1, (int)left) != 1)
             return -1;
         char c;
@@ -94,7 +89,7 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
     if (m->wait_pid < 0)
         return -1;
     m->pid = m->wait_pid;
-    long long deadline = mgr_now_ms() + 10000;
+    long long deadline = time_now_ms() + 10000;
     for (; m->n_lines < want; m->n_lines++)
         if (read_line(m->out_fd, m->lines[m->n_lines], sizeof m->lines[0], deadline) < 0)
             return -1;
@@ -124,13 +119,13 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
 
 static int wait_exit(pid_t pid, int timeout_ms)
 {
-    long long deadline = mgr_now_ms() + timeout_ms;
+    long long deadline = time_now_ms() + timeout_ms;
     int status;
     for (;;) {
         pid_t r = waitpid(pid, &status, WNOHANG);
         if (r == pid)
             return status;
-        if (mgr_now_ms() > deadline) {
+        if (time_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             return -1;
@@ -167,10 +162,10 @@ int mgr_run(const char *const *args, char *err, size_t errsz)
     if (pid < 0)
         return -1;
     size_t n = 0;
-    long long deadline = mgr_now_ms() + 10000;
+    long long deadline = time_now_ms() + 10000;
     for (;;) {
         struct pollfd p = {efd, POLLIN, 0};
-        long long left = deadline - mgr_now_ms();
+        long long left = deadline - time_now_ms();
         if (left <= 0 || poll(&p, 1, (int)left) != 1)
             break;
         ssize_t r = read(efd, err + n, errsz - 1 - n);

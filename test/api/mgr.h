@@ -32,6 +32,5 @@ int mgr_run(const char *const *args, char *err, size_t errsz);
 
 int mgr_fd_count(pid_t pid);
 long mgr_rss_kb(pid_t pid);
-long long mgr_now_ms(void);
 
 #endif

@@ -30,6 +30,7 @@
 
 #include <cmocka.h>
 
+#include "basic/time-util.h"
 #include "mgr.h"
 #include "reflection.h"
 #include "reflection_v1alpha.pb-c.h"
@@ -285,9 +286,9 @@ static void vanishing_clients(void)
 
 static int settle_fds(int want, int timeout_ms)
 {
-    long long until = mgr_now_ms() + timeout_ms;
+    long long until = time_now_ms() + timeout_ms;
     int n;
-    while ((n = mgr_fd_count(M.pid)) > want && mgr_now_ms() < until)
+    while ((n = mgr_fd_count(M.pid)) > want && time_now_ms() < until)
         usleep(100000);
     return n;
 }
@@ -301,9 +302,9 @@ static void test_frozen_client_dropped_within_30s(void **state)
     usleep(200000);
     int with = mgr_fd_count(M.pid);   /* includes the client's connection */
     kill(pid, SIGSTOP);
-    long long t0 = mgr_now_ms();
+    long long t0 = time_now_ms();
     int n = settle_fds(with - 1, 40000);
-    long long took = mgr_now_ms() - t0;
+    long long took = time_now_ms() - t0;
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     close(fd);
@@ -319,7 +320,7 @@ static void test_hostile_rounds(void **state)
     long base_rss = mgr_rss_kb(M.pid);
     long rss[3];
     for (int round = 0; round < 3; round++) {
-        long long t0 = mgr_now_ms();
+        long long t0 = time_now_ms();
         random_bytes();
         invalid_protobuf();
         huge_message();
@@ -330,7 +331,7 @@ static void test_hostile_rounds(void **state)
         usleep(1500000);   /* the manager trims freed memory once a second */
         rss[round] = mgr_rss_kb(M.pid);
         fprintf(stderr, "round %d: %lld ms, fds %d (baseline %d), rss %ld kB (baseline %ld kB)\n", round,
-                mgr_now_ms() - t0, fds, base_fds, rss[round], base_rss);
+                time_now_ms() - t0, fds, base_fds, rss[round], base_rss);
         assert_int_equal(fds, base_fds);
     }
 #ifndef __SANITIZE_ADDRESS__

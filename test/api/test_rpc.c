@@ -21,16 +21,10 @@
 
 #include <cmocka.h>
 
+#include "basic/time-util.h"
 #include "rpc.h"
 
 #define TOKEN "0123456789abcdef0123456789abcdef"
-
-static int64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* What the Wait handler observed, for the test thread. */
 static struct {
@@ -160,7 +154,7 @@ static grpc_status_code h_upper(rpc_call *c, void *ud)
 static grpc_status_code h_wait(rpc_call *c, void *ud)
 {
     (void)ud;
-    int64_t t0 = now_ms();
+    int64_t t0 = time_now_ms();
     pthread_mutex_lock(&obs.mu);
     obs.deadline_ms = rpc_call_deadline_ms(c);
     obs.started++;
@@ -171,7 +165,7 @@ static grpc_status_code h_wait(rpc_call *c, void *ud)
     int r = poll(&p, 1, 20000);
     pthread_mutex_lock(&obs.mu);
     obs.saw_cancel = r == 1 && rpc_call_cancelled(c);
-    obs.waited_ms = now_ms() - t0;
+    obs.waited_ms = time_now_ms() - t0;
     obs.finished++;
     pthread_cond_broadcast(&obs.cv);
     pthread_mutex_unlock(&obs.mu);
@@ -182,7 +176,7 @@ static grpc_status_code h_wait(rpc_call *c, void *ud)
 static grpc_status_code h_slow(rpc_call *c, void *ud)
 {
     (void)ud;
-    int64_t t0 = now_ms();
+    int64_t t0 = time_now_ms();
     pthread_mutex_lock(&obs.mu);
     obs.deadline_ms = rpc_call_deadline_ms(c);
     obs.started++;
@@ -192,7 +186,7 @@ static grpc_status_code h_slow(rpc_call *c, void *ud)
     rpc_call_send(c, (const uint8_t *)"late", 4);
     pthread_mutex_lock(&obs.mu);
     obs.saw_cancel = r == 1 && rpc_call_cancelled(c);
-    obs.waited_ms = now_ms() - t0;
+    obs.waited_ms = time_now_ms() - t0;
     obs.finished++;
     pthread_cond_broadcast(&obs.cv);
     pthread_mutex_unlock(&obs.mu);
@@ -432,11 +426,11 @@ static void test_client_cancel_reaches_handler(void **state)
     struct canceller c = {s, 200};
     pthread_t t;
     pthread_create(&t, NULL, cancel_later, &c);
-    int64_t t0 = now_ms();
+    int64_t t0 = time_now_ms();
     /* the blocked read returns once the other thread cancels */
     assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_CANCELLED);
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(time_now_ms() - t0 < 5000);
     pthread_join(t, NULL);
     assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
     assert_true(obs.saw_cancel);
@@ -460,7 +454,7 @@ static void test_deadline(void **state)
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
     rpc_client *cl = rpc_client_new(f->target, TOKEN);
-    int64_t t0 = now_ms();
+    int64_t t0 = time_now_ms();
     rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 700);
     rpc_status st;
     uint8_t *buf;
@@ -470,7 +464,7 @@ static void test_deadline(void **state)
     assert_true(obs.deadline_ms > 0 && obs.deadline_ms <= 700);
     assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
-    int64_t took = now_ms() - t0;
+    int64_t took = time_now_ms() - t0;
     assert_true(took >= 600 && took < 5000);
     rpc_stream_free(s);
     assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
@@ -479,10 +473,10 @@ static void test_deadline(void **state)
 
     /* unary: the deadline ends the call and reaches the handler */
     obs_reset();
-    t0 = now_ms();
+    t0 = time_now_ms();
     assert_int_equal(unary(cl, "/t.T/Slow", "x", 1, NULL, NULL, 500, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
-    took = now_ms() - t0;
+    took = time_now_ms() - t0;
     assert_true(took >= 400 && took < 5000);
     assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
     assert_true(obs.saw_cancel);
@@ -633,9 +627,9 @@ static void test_shutdown_cancels_calls(void **state)
         pthread_create(&t[i], NULL, read_to_end, &r[i]);
     }
     assert_true(obs_wait(offsetof(typeof(obs), started), 3, 5000));
-    int64_t t0 = now_ms();
+    int64_t t0 = time_now_ms();
     rpc_server_shutdown(f->s);
-    assert_true(now_ms() - t0 < 5000);
+    assert_true(time_now_ms() - t0 < 5000);
     pthread_mutex_lock(&obs.mu);
     assert_int_equal(obs.finished, 3);   /* every handler returned before shutdown did */
     assert_true(obs.saw_cancel);
@@ -671,9 +665,9 @@ static void test_keepalive_detects_frozen_peer(void **state)
     assert_true(obs_wait(offsetof(typeof(obs), started), 1, 10000));
     usleep(100000);
     kill(pid, SIGSTOP);
-    int64_t t0 = now_ms();
+    int64_t t0 = time_now_ms();
     assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 10000));
-    int64_t took = now_ms() - t0;
+    int64_t took = time_now_ms() - t0;
     kill(pid, SIGKILL);
     waitpid(pid, NULL, 0);
     assert_true(obs.saw_cancel);

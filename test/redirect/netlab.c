@@ -22,15 +22,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/time-util.h"
+
 static int ns_fd[3] = {-1, -1, -1};
 static pid_t holder[3];
-
-int64_t netlab_now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* A child that owns a fresh network namespace until this process dies. */
 static pid_t hold_netns(void)
@@ -407,7 +402,7 @@ static int on_event(void *ud, const redirect_client_event *ev)
 {
     netlab_cli *c = ud;
     pthread_mutex_lock(&c->mu);
-    c->last_event_us = netlab_now_us();
+    c->last_event_us = time_now_us();
     if (ev->ready) {
         c->ready = true;
         c->tunnel_port = ev->tunnel_port;

@@ -62,7 +62,6 @@ int netlab_socket(netlab_ns ns, int family);
 int netlab_connect(netlab_ns ns, const char *ip, int port);
 /* Listener on ip:0 in a namespace; *port receives its port. */
 int netlab_listen(netlab_ns ns, const char *ip, int *port);
-int64_t netlab_now_us(void);
 /* Output of a shell command run in "pod" (e.g. nft list tables); malloc'd. */
 char *netlab_pod_sh(const char *cmd);
 

@@ -15,6 +15,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "basic/addr-util.h"
+#include "basic/time-util.h"
 #include "netlab.h"
 #include "nft.h"
 
@@ -58,10 +60,10 @@ static bool has_rule_for_80(void)
 /* ms until no kdiag rule for port 80 is left, or -1 after limit_ms. */
 static int ms_until_rules_gone(int limit_ms)
 {
-    int64_t t0 = netlab_now_us();
-    while (netlab_now_us() - t0 < (int64_t)limit_ms * 1000) {
+    int64_t t0 = time_now_us();
+    while (time_now_us() - t0 < (int64_t)limit_ms * 1000) {
         if (!has_rule_for_80())
-            return (int)((netlab_now_us() - t0) / 1000);
+            return (int)((time_now_us() - t0) / 1000);
         usleep(10000);
     }
     return -1;
@@ -70,10 +72,10 @@ static int ms_until_rules_gone(int limit_ms)
 /* ms until the kdiag table is gone, or -1 after limit_ms. */
 static int ms_until_table_gone(int limit_ms)
 {
-    int64_t t0 = netlab_now_us();
-    while (netlab_now_us() - t0 < (int64_t)limit_ms * 1000) {
+    int64_t t0 = time_now_us();
+    while (time_now_us() - t0 < (int64_t)limit_ms * 1000) {
         if (!has_kdiag_table())
-            return (int)((netlab_now_us() - t0) / 1000);
+            return (int)((time_now_us() - t0) / 1000);
         usleep(10000);
     }
     return -1;
@@ -83,9 +85,9 @@ static int ms_until_table_gone(int limit_ms)
 static ssize_t read_to_end(int fd, char *buf, size_t cap, int timeout_ms)
 {
     size_t n = 0;
-    int64_t dl = netlab_now_us() + (int64_t)timeout_ms * 1000;
+    int64_t dl = time_now_us() + (int64_t)timeout_ms * 1000;
     for (;;) {
-        int left = (int)((dl - netlab_now_us()) / 1000);
+        int left = (int)((dl - time_now_us()) / 1000);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (left <= 0 || poll(&p, 1, left) == 0)
             return -ETIMEDOUT;
@@ -105,19 +107,12 @@ static void send_all(int fd, const void *buf, size_t len)
     CHECK(send(fd, buf, len, MSG_NOSIGNAL) == (ssize_t)len, "send: %s", strerror(errno));
 }
 
-static void local_port_of(int fd, char *out, size_t n)
+static void local_addr_of(int fd, char *out, size_t n)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    char ip[64];
     CHECK(getsockname(fd, (struct sockaddr *)&ss, &len) == 0, "getsockname");
-    if (ss.ss_family == AF_INET) {
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, ip, sizeof ip);
-        snprintf(out, n, "%s:%u", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    } else {
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, ip, sizeof ip);
-        snprintf(out, n, "[%s]:%u", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-    }
+    addr_format((struct sockaddr *)&ss, out, n);
 }
 
 /* ---- bulk: 64 MB each way through peer -> nft -> manager -> tunnel -> local ---- */
@@ -171,17 +166,17 @@ static void case_incoming(netlab_mgr *m, bool v6)
     CHECK((int)c.tunnel_port == m->tunnel_port, "ready names tunnel port %u, manager printed %d", c.tunnel_port,
           m->tunnel_port);
 
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     int fd = netlab_connect(NS_PEER, v6 ? POD_IP6 : POD_IP4, PORT);
     CHECK(fd >= 0, "peer connect: %s", strerror(-fd));
-    char me[80];
-    local_port_of(fd, me, sizeof me);
+    char me[ADDR_STR_MAX];
+    local_addr_of(fd, me, sizeof me);
     pthread_t snd;
     pthread_create(&snd, NULL, peer_send, &fd);
     int64_t got = netlab_recv_stream(fd, 2);
     pthread_join(snd, NULL);
     pthread_join(srv, NULL);
-    double secs = (double)(netlab_now_us() - t0) / 1e6;
+    double secs = (double)(time_now_us() - t0) / 1e6;
     CHECK(got == (int64_t)BULK, "peer received %lld of %llu bytes intact", (long long)got, BULK);
     CHECK(b.got == (int64_t)BULK, "local server received %lld of %llu bytes intact", (long long)b.got, BULK);
     close(fd);
@@ -253,7 +248,7 @@ static void case_concurrent(netlab_mgr *m)
     static size_t got[NCONC];
     struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(PORT)};
     inet_pton(AF_INET, POD_IP4, &sa.sin_addr);
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     for (int i = 0; i < NCONC; i++) {
         CHECK(getrandom(payload[i], PAYLOAD, 0) == PAYLOAD, "getrandom");
         snprintf(payload[i], 32, "connection %d:", i);
@@ -304,7 +299,7 @@ static void case_concurrent(netlab_mgr *m)
             }
         }
     }
-    double secs = (double)(netlab_now_us() - t0) / 1e6;
+    double secs = (double)(time_now_us() - t0) / 1e6;
     CHECK(c.nconns == NCONC, "%d connection messages for %d connections", c.nconns, NCONC);
     CHECK(netlab_cli_wait_idle(&c, 10000), "bridges still running");
     netlab_cli_stop(&c);
@@ -322,12 +317,12 @@ static void case_refused(netlab_mgr *m)
     netlab_cli c;
     netlab_cli_start(&c, m, PORT, false, closed_port);
     CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     int fd = netlab_connect(NS_PEER, POD_IP4, PORT);
     CHECK(fd >= 0, "peer connect: %s", strerror(-fd));
     char buf[16];
     ssize_t r = read_to_end(fd, buf, sizeof buf, 3000);
-    int64_t ms = (netlab_now_us() - t0) / 1000;
+    int64_t ms = (time_now_us() - t0) / 1000;
     CHECK(r == -ECONNRESET, "peer got %zd (%s), want a reset", r, r < 0 ? strerror((int)-r) : "data/EOF");
     CHECK(ms < 1000, "reset took %lld ms", (long long)ms);
     close(fd);
@@ -376,11 +371,11 @@ static void case_cancel(netlab_mgr *m)
     send_all(fd, "before", 6);
     CHECK(recv(fd, buf, sizeof buf, 0) == 6 && memcmp(buf, "before", 6) == 0, "echo before cancel");
 
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     netlab_cli_stop(&c);
     int ms = ms_until_rules_gone(1000);
     CHECK(ms >= 0, "kdiag rule still there 1 s after the stream was cancelled");
-    ms = (int)((netlab_now_us() - t0) / 1000);
+    ms = (int)((time_now_us() - t0) / 1000);
     int fd2 = netlab_connect(NS_PEER, POD_IP4, PORT);
     CHECK(fd2 == -ECONNREFUSED, "new connection after cancel: %d, want ECONNREFUSED", fd2);
 
@@ -407,10 +402,10 @@ static void case_cancel(netlab_mgr *m)
             break;
         usleep(10000);
     }
-    int64_t t1 = netlab_now_us();
+    int64_t t1 = time_now_us();
     netlab_cli_stop(&ign);
     r = read_to_end(waiting, buf, sizeof buf, 3000);
-    int64_t ms_waiting = (netlab_now_us() - t1) / 1000;
+    int64_t ms_waiting = (time_now_us() - t1) / 1000;
     CHECK(r == -ECONNRESET, "waiting peer got %zd after its stream ended, want a reset", r);
     CHECK(ms_waiting < 1000, "waiting peer reset %lld ms after its stream ended", (long long)ms_waiting);
     close(waiting);
@@ -422,11 +417,11 @@ static void case_cancel(netlab_mgr *m)
 
 static int64_t ms_until_closed(int fd, int limit_ms)
 {
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     char buf[64];
     ssize_t r = read_to_end(fd, buf, sizeof buf, limit_ms);
     CHECK(r == 0 || r == -ECONNRESET, "tunnel connection not closed (%zd)", r);
-    return (netlab_now_us() - t0) / 1000;
+    return (time_now_us() - t0) / 1000;
 }
 
 static void case_foreign(netlab_mgr *m)
@@ -443,7 +438,7 @@ static void case_foreign(netlab_mgr *m)
     CHECK(netlab_cli_wait_ready(&ign, 5000), "not ready: %s", ign.st.message);
     int orphan = netlab_connect(NS_PEER, POD_IP4, PORT + 1);
     CHECK(orphan >= 0, "peer connect: %s", strerror(-orphan));
-    int64_t t_silent = netlab_now_us();
+    int64_t t_silent = time_now_us();
     int silent = netlab_connect(NS_POD, "127.0.0.1", m->tunnel_port);
     CHECK(silent >= 0, "connect tunnel");
 
@@ -478,11 +473,11 @@ static void case_foreign(netlab_mgr *m)
     int64_t ms_reused = ms_until_closed(reusedf, 1000);
 
     ms_until_closed(silent, 12000);
-    int64_t ms_silent = (netlab_now_us() - t_silent) / 1000;
+    int64_t ms_silent = (time_now_us() - t_silent) / 1000;
     CHECK(ms_silent >= 9000, "silent tunnel connection closed after %lld ms, before the 10 s timeout",
           (long long)ms_silent);
     ssize_t r = read_to_end(orphan, buf, sizeof buf, 3000);
-    int64_t ms_orphan = (netlab_now_us() - t_silent) / 1000;
+    int64_t ms_orphan = (time_now_us() - t_silent) / 1000;
     CHECK(r == -ECONNRESET && ms_orphan >= 9000, "unpaired peer: %zd after %lld ms, want a reset after ~10 s", r,
           (long long)ms_orphan);
     CHECK(ign.nconns == 1, "%d messages for the unpaired peer", ign.nconns);
@@ -509,7 +504,7 @@ static void case_seq(netlab_mgr *m, int n)
     netlab_cli_start(&c, m, PORT, false, lport);
     CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
     int start = netlab_mgr_fd_count(m);
-    int64_t t0 = netlab_now_us();
+    int64_t t0 = time_now_us();
     for (int i = 0; i < n; i++) {
         char msg[32], back[32];
         int fd = netlab_connect(NS_PEER, POD_IP4, PORT);
@@ -521,7 +516,7 @@ static void case_seq(netlab_mgr *m, int n)
         CHECK(r == len && memcmp(back, msg, (size_t)len) == 0, "connection %d: echo %zd", i, r);
         close(fd);
     }
-    double secs = (double)(netlab_now_us() - t0) / 1e6;
+    double secs = (double)(time_now_us() - t0) / 1e6;
     CHECK(netlab_cli_wait_idle(&c, 5000), "bridges still running");
     int now = 0;
     for (int i = 0; i < 100; i++) {
