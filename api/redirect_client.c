@@ -32,8 +32,7 @@ redirect_client *redirect_client_open(rpc_client *cl, uint32_t port, bool outgoi
     redirect_client *rc = calloc(1, sizeof *rc);
     if (!rc)
         return NULL;
-    rc->stream = rpc_client_stream_open(cl, REDIRECT_CLIENT_METHOD, buf, len, 0);
-    if (!rc->stream) {
+    if (rpc_client_stream_open(&rc->stream, cl, REDIRECT_CLIENT_METHOD, buf, len, 0) < 0) {
         free(rc);
         return NULL;
     }

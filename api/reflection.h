@@ -5,7 +5,7 @@
 #ifndef KDIAG_REFLECTION_H
 #define KDIAG_REFLECTION_H
 
-#include "rpc.h"
+#include "rpc_server.h"
 
 #define REFLECTION_V1ALPHA_METHOD "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 #define REFLECTION_V1_METHOD "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"

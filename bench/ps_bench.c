@@ -225,8 +225,8 @@ static int bench(void)
         usleep(200000);
         long idle = rss_kb(mgr);
         snprintf(target, sizeof(target), "127.0.0.1:%d", mp.port);
-        rpc_client *cl = rpc_client_new(target, mp.token);
-        if (!cl)
+        rpc_client *cl;
+        if (rpc_client_new(&cl, target, mp.token) < 0)
             die("rpc_client_new");
         size_t rprocs = 0;
         time_rpc(cl, NULL);

@@ -160,13 +160,16 @@ static void *stream_main(void *arg)
         }
         char target[64];
         snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-        rpc_client *cl = rpc_client_new(target, r->s.mgr.token);
+        rpc_client *cl;
+        rpc_stream *st = NULL;
+        rpc_client_new(&cl, target, r->s.mgr.token);
         Kdiag__Solo__Io__RedirectRequest req = KDIAG__SOLO__IO__REDIRECT_REQUEST__INIT;
         req.port = p->pp.pod_port;
         req.outgoing = r->outgoing;
         uint8_t reqbuf[32];
         size_t reqlen = kdiag__solo__io__redirect_request__pack(&req, reqbuf);
-        rpc_stream *st = cl ? rpc_client_stream_open(cl, SESSION_METHOD("Redirect"), reqbuf, reqlen, 0) : NULL;
+        if (cl)
+            rpc_client_stream_open(&st, cl, SESSION_METHOD("Redirect"), reqbuf, reqlen, 0);
         pthread_mutex_lock(&r->mu);
         p->stream = st;
         if (r->stopping && st)

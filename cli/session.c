@@ -88,5 +88,7 @@ rpc_client *session_client(session *s, unsigned *gen)
         return NULL;
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-    return rpc_client_new(target, s->mgr.token);
+    rpc_client *cl;
+    rpc_client_new(&cl, target, s->mgr.token);   /* NULL on failure */
+    return cl;
 }

@@ -154,8 +154,8 @@ int main(int argc, char **argv)
         .token = o.no_auth ? NULL : token,
         .verbose = o.verbose,
     };
-    rpc_server *s = rpc_server_new(&so);
-    if (!s) {
+    rpc_server *s;
+    if (rpc_server_new(&s, &so) < 0) {
         fprintf(stderr, "kdiag-manager: out of memory\n");
         return 1;
     }

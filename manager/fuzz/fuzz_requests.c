@@ -106,7 +106,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     po.proc_root = proc_root;
     po.exclude_pid = -1;
     rpc_server_opts so = {.bind = "127.0.0.1:0", .token = TOKEN, .max_msg_bytes = 1 << 20};
-    rpc_server *s = rpc_server_new(&so);   /* lives for the whole run */
+    rpc_server *s;   /* lives for the whole run */
+    if (rpc_server_new(&s, &so) < 0)
+        abort();
     redirect_mgr *rm = NULL;
     redirect_opts ro = {.pair_timeout_ms = 1000};
     if (redirect_mgr_new(&rm, &ro) < 0)
@@ -119,7 +121,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     redirect_mgr_reserve_port(rm, (uint16_t)port);
     char target[32];
     snprintf(target, sizeof target, "127.0.0.1:%d", port);
-    cl = rpc_client_new(target, TOKEN);
+    if (rpc_client_new(&cl, target, TOKEN) < 0)
+        abort();
     return 0;
 }
 
@@ -162,7 +165,9 @@ static void call_redirect(const uint8_t *d, size_t n)
     /* A valid port opens a stream that stays open: a short deadline ends it.
      * A bad port must be refused, and on a loaded machine under ASan the answer
      * can take longer than that: give it time, so only a wrong answer fails. */
-    rpc_stream *s = rpc_client_stream_open(cl, "/kdiag.solo.io.Manager/Redirect", d, n, bad_port ? 10000 : 30);
+    rpc_stream *s;
+    if (rpc_client_stream_open(&s, cl, "/kdiag.solo.io.Manager/Redirect", d, n, bad_port ? 10000 : 30) < 0)
+        abort();
     uint8_t *buf;
     size_t len;
     rpc_status st;
@@ -180,7 +185,9 @@ static void call_redirect(const uint8_t *d, size_t n)
 
 static void call_reflection(const uint8_t *d, size_t n)
 {
-    rpc_stream *s = rpc_client_bidi_open(cl, REFLECTION_V1_METHOD, 10000);
+    rpc_stream *s;
+    if (rpc_client_bidi_open(&s, cl, REFLECTION_V1_METHOD, 10000) < 0)
+        abort();
     uint8_t *buf;
     size_t len;
     rpc_status st;

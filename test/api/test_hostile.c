@@ -120,14 +120,15 @@ static void invalid_protobuf(void)
     rpc_client_unary(CL, "/kdiag.solo.io.Manager/Ps", garbage, sizeof garbage, &resp, &len, 10000, &st);
     free(resp);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
-    rpc_stream *s = rpc_client_bidi_open(CL, REFLECTION_V1_METHOD, 10000);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_bidi_open(&s, CL, REFLECTION_V1_METHOD, 10000), 0);
     rpc_stream_write(s, garbage, sizeof garbage);
     assert_int_equal(rpc_stream_read(s, &resp, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
     rpc_stream_free(s);
     /* a Redirect request with a port out of range */
     static const uint8_t bad_port[] = {0x08, 0xff, 0xff, 0x0f};   /* port = 262143 */
-    s = rpc_client_stream_open(CL, "/kdiag.solo.io.Manager/Redirect", bad_port, sizeof bad_port, 10000);
+    assert_int_equal(rpc_client_stream_open(&s, CL, "/kdiag.solo.io.Manager/Redirect", bad_port, sizeof bad_port, 10000), 0);
     while (rpc_stream_read(s, &resp, &len, &st) == 0)
         free(resp);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
@@ -145,7 +146,8 @@ static void huge_message(void)
     /* without the token: refused before the message is read, so the
      * manager never buffers it */
     long before = mgr_rss_kb(M.pid);
-    rpc_client *anon = rpc_client_new(M.target, NULL);
+    rpc_client *anon;
+    assert_int_equal(rpc_client_new(&anon, M.target, NULL), 0);
     rpc_client_unary(anon, LOAD_METHOD, big, n, &resp, &len, 30000, &st);
     rpc_client_free(anon);
     assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
@@ -348,9 +350,13 @@ static void test_hostile_rounds(void **state)
 
 static int client_main(const char *mode, const char *target, const char *token)
 {
-    rpc_client *cl = rpc_client_new(target, token);
+    rpc_client *cl;
+    if (rpc_client_new(&cl, target, token) < 0)
+        return 1;
     if (!strcmp(mode, "stream")) {
-        rpc_stream *s = rpc_client_bidi_open(cl, REFLECTION_V1ALPHA_METHOD, 0);
+        rpc_stream *s;
+        if (rpc_client_bidi_open(&s, cl, REFLECTION_V1ALPHA_METHOD, 0) < 0)
+            return 1;
         Grpc__Reflection__V1alpha__ServerReflectionRequest r = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__INIT;
         r.message_request_case = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
         r.list_services = (char *)"";
@@ -380,7 +386,8 @@ static int setup(void **state)
     (void)state;
     if (mgr_start_isolated(&M, NULL) < 0)
         return -1;
-    CL = rpc_client_new(M.target, M.token);
+    if (rpc_client_new(&CL, M.target, M.token) < 0)
+        return -1;
     for (int i = 0; i < 30; i++)   /* warm up: caches, thread pools, the connection */
         call_ok();
     return 0;

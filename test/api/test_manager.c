@@ -86,7 +86,8 @@ static void test_startup_lines(void **state)
 static void test_pprof_unimplemented(void **state)
 {
     mgr_proc *m = *state;
-    rpc_client *cl = rpc_client_new(m->target, m->token);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, m->target, m->token), 0);
     Kdiag__Solo__Io__PprofRequest req = KDIAG__SOLO__IO__PPROF_REQUEST__INIT;
     req.pid = 1;
     uint8_t buf[16], *resp = NULL;
@@ -110,7 +111,8 @@ static void test_auth_required(void **state)
     const char *tokens[] = {NULL, wrong, ""};
     const char *methods[] = {PS, PPROF, "/x.Y/Z", REFLECTION_V1ALPHA_METHOD};
     for (int t = 0; t < 3; t++) {
-        rpc_client *cl = rpc_client_new(m->target, tokens[t]);
+        rpc_client *cl;
+        assert_int_equal(rpc_client_new(&cl, m->target, tokens[t]), 0);
         for (int i = 0; i < 4; i++) {
             uint8_t *resp = NULL;
             size_t rlen;
@@ -129,7 +131,8 @@ static void test_no_auth_flag(void **state)
     const char *args[] = {"--no-auth", "-v", NULL};
     assert_int_equal(mgr_start(&m, args), 0);
     assert_null(strstr(m.lines[1], "Token"));
-    rpc_client *cl = rpc_client_new(m.target, NULL);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, m.target, NULL), 0);
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
@@ -163,10 +166,12 @@ static void reflect(rpc_stream *s, int which, const char *arg, Grpc__Reflection_
 static void test_reflection(void **state)
 {
     mgr_proc *m = *state;
-    rpc_client *cl = rpc_client_new(m->target, m->token);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, m->target, m->token), 0);
     const char *methods[] = {REFLECTION_V1ALPHA_METHOD, REFLECTION_V1_METHOD};
     for (int v = 0; v < 2; v++) {
-        rpc_stream *s = rpc_client_bidi_open(cl, methods[v], 10000);
+        rpc_stream *s;
+        assert_int_equal(rpc_client_bidi_open(&s, cl, methods[v], 10000), 0);
         Grpc__Reflection__V1alpha__ServerReflectionResponse *r;
         reflect(s, GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES, "", &r);
         assert_int_equal(r->message_response_case,
@@ -208,7 +213,8 @@ static void test_ps_sees_listener(void **state)
     getsockname(fd, (struct sockaddr *)&a, &al);
     uint32_t port = ntohs(a.sin_port);
 
-    rpc_client *cl = rpc_client_new(m->target, m->token);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, m->target, m->token), 0);
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
@@ -257,8 +263,10 @@ static void test_signal_with_call_in_flight(void **state)
     for (int i = 0; i < 2; i++) {
         mgr_proc m;
         assert_int_equal(mgr_start(&m, NULL), 0);
-        rpc_client *cl = rpc_client_new(m.target, m.token);
-        struct reader r = {rpc_client_bidi_open(cl, REFLECTION_V1ALPHA_METHOD, 0), {0, ""}, 0};
+        rpc_client *cl;
+        assert_int_equal(rpc_client_new(&cl, m.target, m.token), 0);
+        struct reader r = {NULL, {0, ""}, 0};
+        assert_int_equal(rpc_client_bidi_open(&r.s, cl, REFLECTION_V1ALPHA_METHOD, 0), 0);
         Grpc__Reflection__V1alpha__ServerReflectionResponse *resp;
         reflect(r.s, GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES, "", &resp);
         grpc__reflection__v1alpha__server_reflection_response__free_unpacked(resp, NULL);
@@ -328,7 +336,8 @@ static void test_bind_flag(void **state)
     assert_memory_equal(m2.lines[0], "Listening on [::1]:", 19);
     char target[64];
     snprintf(target, sizeof target, "[::1]:%d", m2.port);
-    rpc_client *cl = rpc_client_new(target, m2.token);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, target, m2.token), 0);
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;

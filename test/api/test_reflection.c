@@ -13,6 +13,7 @@
 
 #include "reflection-internal.h"
 #include "reflection_v1alpha.pb-c.h"
+#include "rpc.h"
 #include "wire.h"
 
 typedef Grpc__Reflection__V1alpha__ServerReflectionRequest req_t;
@@ -152,16 +153,19 @@ static void test_over_grpc(void **state)
 {
     (void)state;
     rpc_server_opts o = {.bind = "127.0.0.1:0", .token = "tok"};
-    rpc_server *s = rpc_server_new(&o);
+    rpc_server *s;
+    assert_int_equal(rpc_server_new(&s, &o), 0);
     assert_int_equal(reflection_register(s), 0);
     int port;
     assert_int_equal(rpc_server_start(s, &port), 0);
     char target[32];
     snprintf(target, sizeof target, "127.0.0.1:%d", port);
-    rpc_client *cl = rpc_client_new(target, "tok");
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, target, "tok"), 0);
     const char *methods[] = {REFLECTION_V1ALPHA_METHOD, REFLECTION_V1_METHOD};
     for (int m = 0; m < 2; m++) {
-        rpc_stream *st = rpc_client_bidi_open(cl, methods[m], 10000);
+        rpc_stream *st;
+        assert_int_equal(rpc_client_bidi_open(&st, cl, methods[m], 10000), 0);
         for (int i = 0; i < 3; i++) {
             size_t len;
             uint8_t *req = i == 1 ? pack_req(CASE(FILE_CONTAINING_SYMBOL), "kdiag.solo.io.Manager", &len)

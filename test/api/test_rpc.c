@@ -1,8 +1,9 @@
-/* test_rpc — the rpc layer (api/rpc.c) end to end over real loopback sockets:
- * unary, server stream, bidi, cancellation reaching the handler's cancel fd,
- * deadlines, auth, unknown methods, status messages, message size limit,
- * stream limit, keepalive detecting a frozen peer, shutdown with calls in
- * flight. Run under ASan this also checks the layer frees everything. */
+/* test_rpc — the rpc layer (api/rpc_server.c, api/rpc_client.c) end to end
+ * over real loopback sockets: unary, server stream, bidi, cancellation
+ * reaching the handler's cancel fd, deadlines, auth, unknown methods, status
+ * messages, message size limit, stream limit, keepalive detecting a frozen
+ * peer, shutdown with calls in flight, a server whose requests for calls
+ * fail. Run under ASan this also checks the layer frees everything. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -23,6 +24,7 @@
 
 #include "basic/time-util.h"
 #include "rpc.h"
+#include "rpc_server-internal.h"
 
 #define TOKEN "0123456789abcdef0123456789abcdef"
 
@@ -206,8 +208,7 @@ static fixture *fx_start(const char *token, int max_msg, int max_streams, int ke
     fixture *f = calloc(1, sizeof *f);
     rpc_server_opts o = {.bind = "127.0.0.1:0", .token = token, .max_msg_bytes = max_msg,
                          .max_streams = max_streams, .keepalive_ms = keepalive_ms};
-    f->s = rpc_server_new(&o);
-    assert_non_null(f->s);
+    assert_int_equal(rpc_server_new(&f->s, &o), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Whoami", RPC_UNARY, h_whoami, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Fail", RPC_UNARY, h_fail, NULL), 0);
@@ -251,7 +252,8 @@ static void test_unary_echo(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     rpc_status st;
     char *resp;
     size_t len;
@@ -291,7 +293,8 @@ static void test_status_and_message(void **state)
 {
     (void)state;
     fixture *f = fx_start(NULL, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, NULL);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, NULL), 0);
     rpc_status st;
     assert_int_equal(unary(cl, "/t.T/Fail", "", 0, NULL, NULL, 5000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_NOT_FOUND);
@@ -314,7 +317,8 @@ static void test_auth(void **state)
     fixture *f = fx_start(TOKEN, 0, 0, 0);
     const char *bad[] = {NULL, "0123456789abcdef0123456789abcdee", "0123456789abcdef", "", TOKEN "0"};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
-        rpc_client *cl = rpc_client_new(f->target, bad[i]);
+        rpc_client *cl;
+        assert_int_equal(rpc_client_new(&cl, f->target, bad[i]), 0);
         rpc_status st;
         assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 5000, &st), -EPROTO);
         assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
@@ -323,7 +327,8 @@ static void test_auth(void **state)
         assert_int_equal(unary(cl, "/t.T/Nope", "x", 1, NULL, NULL, 5000, &st), -EPROTO);
         assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
         /* streams too */
-        rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Count", (const uint8_t *)"3", 1, 5000);
+        rpc_stream *s;
+        assert_int_equal(rpc_client_stream_open(&s, cl, "/t.T/Count", (const uint8_t *)"3", 1, 5000), 0);
         uint8_t *buf;
         size_t len;
         assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
@@ -331,7 +336,8 @@ static void test_auth(void **state)
         rpc_stream_free(s);
         rpc_client_free(cl);
     }
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     rpc_status st;
     assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 5000, &st), 0);
     rpc_client_free(cl);
@@ -342,8 +348,10 @@ static void test_server_stream(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
-    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Count", (const uint8_t *)"500", 3, 10000);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_stream_open(&s, cl, "/t.T/Count", (const uint8_t *)"500", 3, 10000), 0);
     assert_non_null(s);
     rpc_status st;
     uint8_t *buf;
@@ -371,8 +379,10 @@ static void test_bidi(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
-    rpc_stream *s = rpc_client_bidi_open(cl, "/t.T/Upper", 10000);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_bidi_open(&s, cl, "/t.T/Upper", 10000), 0);
     assert_non_null(s);
     rpc_status st;
     for (int i = 0; i < 20; i++) {
@@ -415,8 +425,10 @@ static void test_client_cancel_reaches_handler(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
-    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_stream_open(&s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 0), 0);
     rpc_status st;
     uint8_t *buf;
     size_t len;
@@ -439,7 +451,7 @@ static void test_client_cancel_reaches_handler(void **state)
 
     /* freeing a stream mid-call cancels it too */
     obs_reset();
-    s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    assert_int_equal(rpc_client_stream_open(&s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 0), 0);
     assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);
     free(buf);
     rpc_stream_free(s);
@@ -453,9 +465,11 @@ static void test_deadline(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     int64_t t0 = time_now_ms();
-    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 700);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_stream_open(&s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 700), 0);
     rpc_status st;
     uint8_t *buf;
     size_t len;
@@ -491,14 +505,16 @@ static void test_max_message(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 1 << 20, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     size_t big = 2 << 20;
     char *b = calloc(1, big);
     rpc_status st;
     assert_int_equal(unary(cl, "/t.T/Echo", b, big, NULL, NULL, 10000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
     /* on a stream too */
-    rpc_stream *s = rpc_client_bidi_open(cl, "/t.T/Upper", 10000);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_bidi_open(&s, cl, "/t.T/Upper", 10000), 0);
     rpc_stream_write(s, (uint8_t *)b, big);
     uint8_t *buf;
     size_t len;
@@ -520,17 +536,18 @@ static void test_stream_limit(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 2, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     rpc_stream *s[3];
     rpc_status st;
     uint8_t *buf;
     size_t len;
     for (int i = 0; i < 2; i++) {
-        s[i] = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+        assert_int_equal(rpc_client_stream_open(&s[i], cl, "/t.T/Wait", (const uint8_t *)"", 0, 0), 0);
         assert_int_equal(rpc_stream_read(s[i], &buf, &len, &st), 0);
         free(buf);
     }
-    s[2] = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    assert_int_equal(rpc_client_stream_open(&s[2], cl, "/t.T/Wait", (const uint8_t *)"", 0, 0), 0);
     assert_int_equal(rpc_stream_read(s[2], &buf, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_RESOURCE_EXHAUSTED);
     rpc_stream_free(s[2]);
@@ -541,7 +558,7 @@ static void test_stream_limit(void **state)
     /* a slot is free again (the handler thread may still be finishing) */
     bool opened = false;
     for (int tries = 0; tries < 50 && !opened; tries++) {
-        s[2] = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+        assert_int_equal(rpc_client_stream_open(&s[2], cl, "/t.T/Wait", (const uint8_t *)"", 0, 0), 0);
         opened = rpc_stream_read(s[2], &buf, &len, &st) == 0;
         if (opened)
             free(buf);
@@ -565,7 +582,9 @@ struct load_arg {
 static void *load_thread(void *arg)
 {
     struct load_arg *a = arg;
-    rpc_client *cl = rpc_client_new(a->target, TOKEN);
+    rpc_client *cl;
+    if (rpc_client_new(&cl, a->target, TOKEN) < 0)
+        return NULL;   /* a->ok stays short */
     for (int i = 0; i < a->calls; i++) {
         char msg[32], *resp;
         size_t len;
@@ -619,11 +638,12 @@ static void test_shutdown_cancels_calls(void **state)
 {
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
-    rpc_client *cl = rpc_client_new(f->target, TOKEN);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     struct stream_reader r[3];
     pthread_t t[3];
     for (int i = 0; i < 3; i++) {
-        r[i].s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+        assert_int_equal(rpc_client_stream_open(&r[i].s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 0), 0);
         pthread_create(&t[i], NULL, read_to_end, &r[i]);
     }
     assert_true(obs_wait(offsetof(typeof(obs), started), 3, 5000));
@@ -681,22 +701,73 @@ static void test_bad_bind(void **state)
     (void)state;
     fixture *f = fx_start(TOKEN, 0, 0, 0);
     rpc_server_opts o = {.bind = f->target};
-    rpc_server *s2 = rpc_server_new(&o);
+    rpc_server *s2;
+    assert_int_equal(rpc_server_new(&s2, &o), 0);
     int port;
     assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL);   /* taken, no SO_REUSEPORT */
     rpc_server_free(s2);
     o.bind = "192.0.2.1:0";   /* not a local address */
-    s2 = rpc_server_new(&o);
+    assert_int_equal(rpc_server_new(&s2, &o), 0);
     assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL);
     rpc_server_free(s2);
     assert_int_equal(rpc_server_add(f->s, "/late", RPC_UNARY, h_echo, NULL), -EINVAL);
     fx_stop(f);
 }
 
+/* Runs fn with this process's stderr (fd 2) going to a file; returns what was
+ * written there (malloc'd). */
+static char *capture_stderr(void (*fn)(void *), void *arg)
+{
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    int saved = dup(2);
+    dup2(fileno(log), 2);
+    fn(arg);
+    dup2(saved, 2);
+    close(saved);
+    long n = lseek(fileno(log), 0, SEEK_END);   /* fd 2 wrote through the same file offset */
+    char *out = calloc(1, (size_t)n + 1);
+    assert_int_equal(pread(fileno(log), out, (size_t)n, 0), n);
+    fclose(log);
+    return out;
+}
+
+static void twelve_calls(void *arg)
+{
+    fixture *f = arg;
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
+    rpc_status st;
+    for (int i = 0; i < 12; i++)
+        assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 10000, &st), 0);
+    rpc_client_free(cl);
+}
+
+/* A server that cannot ask gRPC for new calls (the 8 it keeps outstanding run
+ * out) says so on stderr, keeps retrying, and serves again once it can; it
+ * used to go deaf without a word. */
+static void test_request_failures_are_loud_and_recover(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    rpc_server_fail_next_requests(f->s, 20);
+    int64_t t0 = time_now_ms();
+    char *log = capture_stderr(twelve_calls, f);
+    int64_t took = time_now_ms() - t0;
+    fprintf(stderr, "12 calls with 20 failed requests for calls: %lld ms; stderr:\n%s", (long long)took, log);
+    assert_non_null(strstr(log, "kdiag rpc: cannot wait for new calls (Cannot allocate memory)"));
+    assert_non_null(strstr(log, "0 of 8 requests outstanding, no call can arrive"));
+    assert_non_null(strstr(log, "kdiag rpc: waiting for new calls again (8 requests outstanding)"));
+    free(log);
+    fx_stop(f);
+}
+
 static int wait_client(const char *target)
 {
-    rpc_client *cl = rpc_client_new(target, TOKEN);
-    rpc_stream *s = rpc_client_stream_open(cl, "/t.T/Wait", (const uint8_t *)"", 0, 0);
+    rpc_client *cl;
+    rpc_stream *s;
+    if (rpc_client_new(&cl, target, TOKEN) < 0 || rpc_client_stream_open(&s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 0) < 0)
+        return 1;
     uint8_t *buf;
     size_t len;
     rpc_status st;
@@ -733,6 +804,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shutdown_cancels_calls),
         cmocka_unit_test(test_keepalive_detects_frozen_peer),
         cmocka_unit_test(test_bad_bind),
+        cmocka_unit_test(test_request_failures_are_loud_and_recover),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -232,8 +232,7 @@ void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop)
           "manager's first lines: %s", out);
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", m->grpc_port);
-    m->client = rpc_client_new(target, m->token);
-    CHECK(m->client, "rpc_client_new");
+    CHECK(rpc_client_new(&m->client, target, m->token) == 0, "rpc_client_new");
 }
 
 void netlab_mgr_kill(netlab_mgr *m)

@@ -404,8 +404,8 @@ static void test_rpc(void **state)
     int out_fd = mp.out_fd; /* closed below, once the manager is gone */
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", mp.port);
-    rpc_client *cl = rpc_client_new(target, mp.token);
-    assert_non_null(cl);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, target, mp.token), 0);
 
     uint8_t *resp = NULL;
     size_t resp_len = 0;

@@ -1,0 +1,49 @@
+/* rpc_client — the client half of the rpc layer (see rpc.h, docs/rpc.md).
+ *
+ * One channel per client, the token sent on every call. Each call is driven
+ * by the thread that calls in: plain blocking code. */
+#ifndef KDIAG_RPC_CLIENT_H
+#define KDIAG_RPC_CLIENT_H
+
+#include <grpc/status.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rpc_client rpc_client;
+typedef struct rpc_stream rpc_stream;
+
+typedef struct {
+    grpc_status_code code;
+    char message[512];
+} rpc_status;
+
+/* target "127.0.0.1:PORT"; token may be NULL (no authorization header).
+ * *ret is NULL on failure. */
+int rpc_client_new(rpc_client **ret, const char *target, const char *token);
+void rpc_client_free(rpc_client *cl);
+
+/* Unary call. timeout_ms <= 0 means no deadline. On return st holds the
+ * call's status; 0 is returned when st->code == GRPC_STATUS_OK and *resp
+ * (malloc'd) holds the response, -EPROTO otherwise. */
+int rpc_client_unary(rpc_client *cl, const char *method, const uint8_t *req, size_t req_len,
+                     uint8_t **resp, size_t *resp_len, int timeout_ms, rpc_status *st);
+
+/* Server-streaming call: sends req and half-closes. A failure to send
+ * surfaces as the call's status on the first read. *ret is NULL on failure. */
+int rpc_client_stream_open(rpc_stream **ret, rpc_client *cl, const char *method, const uint8_t *req,
+                           size_t req_len, int timeout_ms);
+/* Next message: 0 = message (malloc'd), 1 = stream ended (status in st),
+ * negative errno on local failure. */
+int rpc_stream_read(rpc_stream *s, uint8_t **buf, size_t *len, rpc_status *st);
+/* Thread-safe; a blocked rpc_stream_read returns 1 with GRPC_STATUS_CANCELLED. */
+void rpc_stream_cancel(rpc_stream *s);
+void rpc_stream_free(rpc_stream *s);
+
+/* Bidirectional call: open, then write / close_send and read as above
+ * (one writer and one reader thread at most). *ret is NULL on failure. */
+int rpc_client_bidi_open(rpc_stream **ret, rpc_client *cl, const char *method, int timeout_ms);
+int rpc_stream_write(rpc_stream *s, const uint8_t *buf, size_t len);
+int rpc_stream_close_send(rpc_stream *s);
+
+#endif

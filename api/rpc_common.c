@@ -1,0 +1,69 @@
+/* rpc_common — see rpc_common.h. */
+#include "rpc_common.h"
+
+#include <errno.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+static pthread_once_t rpc_once = PTHREAD_ONCE_INIT;
+static atomic_int rpc_live;   /* servers, clients and streams alive */
+
+/* At exit, gRPC's threads are stopped when nothing of ours still uses them;
+ * otherwise (exit() with a call in flight) gRPC is left to the kernel. */
+static void rpc_atexit(void)
+{
+    if (atomic_load(&rpc_live) == 0)
+        grpc_shutdown_blocking();
+}
+
+/* A grpc_init / grpc_shutdown pair per client tore down and restarted gRPC's
+ * threads every time a caller made a fresh client (the CLI does per attempt). */
+static void rpc_start(void)
+{
+    grpc_init();
+    atexit(rpc_atexit);
+}
+
+void rpc_ref(void)
+{
+    pthread_once(&rpc_once, rpc_start);
+    atomic_fetch_add(&rpc_live, 1);
+}
+
+void rpc_unref(void)
+{
+    atomic_fetch_sub(&rpc_live, 1);
+}
+
+grpc_byte_buffer *rpc_bb_from(const uint8_t *buf, size_t len)
+{
+    grpc_slice sl = grpc_slice_from_copied_buffer((const char *)buf, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+    grpc_slice_unref(sl);
+    return bb;
+}
+
+int rpc_bb_take(grpc_byte_buffer *bb, uint8_t **buf, size_t *len)
+{
+    grpc_byte_buffer_reader r;
+    int rc = -EBADMSG;   /* undecompressable */
+    if (grpc_byte_buffer_reader_init(&r, bb)) {
+        grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
+        size_t n = GRPC_SLICE_LENGTH(sl);
+        uint8_t *p = malloc(n ? n : 1);
+        rc = p ? 0 : -ENOMEM;
+        if (p) {
+            memcpy(p, GRPC_SLICE_START_PTR(sl), n);
+            *buf = p;
+            *len = n;
+        }
+        grpc_slice_unref(sl);
+        grpc_byte_buffer_reader_destroy(&r);
+    }
+    grpc_byte_buffer_destroy(bb);
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* rpc_common — what the server and client halves of the rpc layer share:
+ * gRPC's one-per-process start, byte buffer copies, channel-arg helpers.
+ * Private to api/rpc_server.c and api/rpc_client.c. */
+#ifndef KDIAG_RPC_COMMON_H
+#define KDIAG_RPC_COMMON_H
+
+#include <grpc/byte_buffer.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Both ends ping an idle connection this often and drop it when a ping goes
+ * unanswered this long: a vanished peer is gone in ~20 s (docs/rpc.md). */
+#define RPC_KEEPALIVE_MS 10000
+
+#define RPC_ARG_INT(key, v) {GRPC_ARG_INTEGER, (char *)(key), {.integer = (v)}}
+
+/* Starts gRPC once per process, on first use (it stays up until exit, where
+ * it is shut down when no rpc object is left). Every rpc object counts itself
+ * with rpc_ref / rpc_unref. */
+void rpc_ref(void);
+void rpc_unref(void);
+
+grpc_byte_buffer *rpc_bb_from(const uint8_t *buf, size_t len);
+/* Copies a received message out (malloc'd, never NULL) and destroys bb. */
+int rpc_bb_take(grpc_byte_buffer *bb, uint8_t **buf, size_t *len);
+
+#endif
