@@ -73,11 +73,36 @@ out:
     return ret;
 }
 
+/* The prefixes runtimes put before a container id in a cgroup directory name:
+ * "cri-containerd-<id>.scope" (containerd, systemd driver), "crio-<id>.scope"
+ * or "crio-<id>" (CRI-O), "docker-<id>.scope" (Docker), "libpod-<id>.scope"
+ * (Podman). The cgroupfs drivers of containerd and Docker use the bare id. */
+static const char *const runtime_prefixes[] = {"cri-containerd-", "crio-", "docker-", "libpod-"};
+
+/* One cgroup path component names the container id: "<id>", or a runtime
+ * prefix + "<id>" with an optional ".scope" ("crio-conmon-<id>.scope", the
+ * monitor next to a CRI-O container, is not the container). */
+static int component_is_id(const char *c, size_t len, const char *id, size_t idlen)
+{
+    if (len >= 6 && memcmp(c + len - 6, ".scope", 6) == 0)
+        len -= 6;
+    if (len == idlen && memcmp(c, id, idlen) == 0)
+        return 1;
+    for (size_t i = 0; i < sizeof(runtime_prefixes) / sizeof(runtime_prefixes[0]); i++) {
+        size_t pl = strlen(runtime_prefixes[i]);
+        if (len == pl + idlen && memcmp(c, runtime_prefixes[i], pl) == 0 && memcmp(c + pl, id, idlen) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 /* Lines look like "hierarchy-id:controllers:path"; only the path is matched
- * so an id never matches a controller name. */
+ * (so an id never matches a controller name), one whole component at a time
+ * (so an id never matches part of a longer id or of a pod uid). */
 static int cgroup_has_id(const char *content, const char *id)
 {
     const char *line = content;
+    size_t idlen = strlen(id);
 
     while (*line) {
         const char *end = strchr(line, '\n');
@@ -85,12 +110,12 @@ static int cgroup_has_id(const char *content, const char *id)
         const char *c1 = memchr(line, ':', len);
         const char *c2 = c1 ? memchr(c1 + 1, ':', len - (size_t)(c1 + 1 - line)) : NULL;
 
-        if (c2) {
-            size_t plen = len - (size_t)(c2 + 1 - line);
-            size_t idlen = strlen(id);
-            for (size_t i = 0; idlen <= plen && i + idlen <= plen; i++)
-                if (memcmp(c2 + 1 + i, id, idlen) == 0)
-                    return 1;
+        for (const char *c = c2 ? c2 + 1 : line + len; c < line + len;) {
+            const char *slash = memchr(c, '/', (size_t)(line + len - c));
+            size_t clen = slash ? (size_t)(slash - c) : (size_t)(line + len - c);
+            if (component_is_id(c, clen, id, idlen))
+                return 1;
+            c += clen + 1;
         }
         if (!end)
             break;

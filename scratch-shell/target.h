@@ -11,8 +11,10 @@
  * ([A-Za-z0-9._-], 1..128 chars). Returns the id or NULL if invalid. */
 const char *target_normalize_id(const char *raw);
 
-/* Lowest PID under proc_root (normally "/proc") whose /proc/PID/cgroup has a
- * path containing id, skipping `self`. 0 / -ESRCH (no match) / -errno. */
+/* Lowest PID under proc_root (normally "/proc") whose /proc/PID/cgroup path
+ * has a component naming the container id (the bare id, or the runtimes'
+ * "cri-containerd-<id>.scope", "crio-<id>.scope", "docker-<id>.scope", ...),
+ * skipping `self`. 0 / -ESRCH (no match) / -errno. */
 int target_find_by_container_id(const char *proc_root, const char *id, pid_t self,
                                 pid_t *out);
 

@@ -42,6 +42,18 @@ static int setup(void **state)
     put("4", "cgroup", "0::/kubepods/pod-x/c0ffee42\n", 28); /* "self" below */
     put("12", "cgroup", "0::/kubepods/pod-x/beef\n", 24);
     put("abc", "cgroup", "0::/c0ffee42\n", 13);                /* not a pid */
+    static const char *const forms[][2] = {
+        {"100", "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1a2b.slice/"
+                "cri-containerd-aaa111.scope\n"},
+        {"101", "0::/kubepods.slice/kubepods-burstable.slice/crio-bbb222.scope\n"},
+        {"102", "0::/system.slice/docker-ccc333.scope\n"},
+        {"103", "0::/kubepods/burstable/pod-y/ddd444\n"},
+        {"104", "0::/kubepods/pod-x/eee555eee\n"},                 /* eee555 is only part of an id */
+        {"105", "0::/kubepods.slice/crio-conmon-fff666.scope\n"},  /* CRI-O's monitor, not the container */
+        {"106", "0::/kubepods/podggg777-uid/hhh888\n"},            /* ggg777 is only part of a pod uid */
+    };
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
+        put(forms[i][0], "cgroup", forms[i][1], strlen(forms[i][1]));
     put("5", "environ", "PATH=/a:/b\0TERM=dumb\0HOME=/h\0", 29);
     put("6", "environ", "A=1\0B=2", 7);                         /* no final NUL */
     put("8", "environ", "", 0);
@@ -73,6 +85,28 @@ static void test_no_match_and_controller_names(void **state)
     assert_int_equal(target_find_by_container_id(proc_root, "name", 0, &pid), -ESRCH);
     assert_int_equal(target_find_by_container_id(proc_root, "deadbeef", 0, &pid), -ESRCH);
     assert_int_equal(target_find_by_container_id("/nonexistent-proc", "x", 0, &pid), -ENOENT);
+}
+
+/* The id names a whole cgroup path component, bare or in the runtimes' forms;
+ * it never matches part of a longer id or of a pod uid. */
+static void test_id_is_a_whole_path_component(void **state)
+{
+    static const struct {
+        const char *id;
+        int ret;
+        pid_t pid;
+    } cases[] = {
+        {"aaa111", 0, 100}, {"bbb222", 0, 101}, {"ccc333", 0, 102}, {"ddd444", 0, 103},
+        {"eee555", -ESRCH, 0}, {"fff666", -ESRCH, 0}, {"ggg777", -ESRCH, 0}, {"aaa11", -ESRCH, 0},
+        {"containerd-aaa111", -ESRCH, 0},
+    };
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        pid_t pid = 0;
+        assert_int_equal(target_find_by_container_id(proc_root, cases[i].id, 0, &pid), cases[i].ret);
+        if (cases[i].ret == 0)
+            assert_int_equal(pid, cases[i].pid);
+    }
 }
 
 static void test_normalize_id(void **state)
@@ -127,6 +161,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lowest_pid_wins_and_self_is_skipped),
         cmocka_unit_test(test_no_match_and_controller_names),
+        cmocka_unit_test(test_id_is_a_whole_path_component),
         cmocka_unit_test(test_normalize_id),
         cmocka_unit_test(test_environ_term_from_caller),
         cmocka_unit_test(test_environ_edge_cases),
