@@ -10,6 +10,9 @@
  * PROGRAM runs with the target's environment (/proc/PID/environ), except TERM,
  * which describes the caller's terminal and so comes from the caller (absent if
  * the caller has none); its cwd is the target's cwd (/ if unreadable).
+ * A terminal on stdin from this container's devpts (kubectl exec -it) keeps its
+ * name in the target: PROGRAM runs in a private copy of the target's mount
+ * namespace where this container's /dev/pts covers the target's.
  * -v reports on stderr whether setns(pidfd) or /proc/PID/ns did the work.
  *
  * Exit status: PROGRAM's status (128+N if it died of signal N); 2 for a usage
@@ -29,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -153,6 +158,39 @@ static const int forwarded[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGU
  * Signals the terminal generates (Ctrl-C, resize) are not forwarded: the
  * kernel already delivers them to the foreground process group, which is the
  * child's (or the child's job's when the shell does job control). */
+/* A terminal from `kubectl exec -it` is a pty of the debug container's devpts,
+ * which the target's /dev/pts does not show: tty(1), ttyname(3) and job control
+ * in the shell would say "not a tty". A detached copy of our /dev/pts, taken
+ * before leaving (-1 when stdin is no such pty or the kernel lacks open_tree). */
+static int pts_clone(void)
+{
+    char *name = ttyname(0);
+
+    if (!name || strncmp(name, "/dev/pts/", 9) != 0)
+        return -1;
+    return (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/pts", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+}
+
+/* After the switch: in a private copy of the target's mount namespace (the
+ * target never sees it), our devpts goes over its /dev/pts. Best effort: on
+ * any failure the shell still runs, only without a named terminal. */
+static void pts_attach(int ptsfd, int verbose)
+{
+    const char *why = NULL;
+
+    if (ptsfd < 0)
+        return;
+    if (unshare(CLONE_NEWNS) < 0)
+        why = "unshare";
+    else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        why = "mount --make-rprivate /";
+    else if (syscall(SYS_move_mount, ptsfd, "", AT_FDCWD, "/dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        why = "move_mount /dev/pts";
+    if (why && verbose)
+        fprintf(stderr, "enter: the terminal keeps no name in the target (%s: %s)\n", why, strerror(errno));
+    close(ptsfd);
+}
+
 static int run_child(int progfd, const char *prog, char **argv, char **envp)
 {
     sigset_t set, old;
@@ -207,7 +245,7 @@ static int run_child(int progfd, const char *prog, char **argv, char **envp)
 int main(int argc, char **argv)
 {
     const char *proc = "/proc", *container_id = NULL;
-    int i = 1, verbose = 0, progfd, ret;
+    int i = 1, verbose = 0, progfd, ptsfd, ret;
     struct statfs sfs;
     struct stat st;
     struct nsjoin j;
@@ -295,9 +333,11 @@ int main(int argc, char **argv)
         close(j.pidfd);
         j.pidfd = -1;
     }
+    ptsfd = pts_clone();
     ret = nsjoin_enter(&j, &jerr);
     if (ret < 0)
         join_fail(pid, &jerr, -ret);
+    pts_attach(ptsfd, verbose);
     if (verbose)
         fprintf(stderr, "enter: joined PID %d via %s\n", (int)pid,
                 j.used_pidfd ? "pidfd" : "/proc/PID/ns");

@@ -174,13 +174,18 @@ def collect_tree(pid):
 
 
 def start_container(env, root, cid, argv, new_pidns=True, join_pid=None, hostname=None,
-                    environ=None):
-    """Starts argv chrooted in root, in cgroup cid; returns the target's host PID."""
+                    environ=None, devpts=False):
+    """Starts argv chrooted in root, in cgroup cid; returns the target's host PID. devpts: the
+    root is a mount point with its own devpts at /dev/pts, as a container runtime makes it."""
     cg = env.cgroup(cid)
     envs = " ".join(shlex.quote(e) for e in (environ or []))
     inner = ""
     if hostname:
         inner += f"hostname {shlex.quote(hostname)} && "
+    if devpts:
+        q = shlex.quote(root)
+        inner += (f"mount --bind {q} {q} && mount -t devpts -o newinstance,ptmxmode=0666 devpts "
+                  f"{q}/dev/pts && ")
     inner += (f"mount -t proc proc {shlex.quote(root)}/proc && "
               f"exec env -i {envs} {CHROOT} {shlex.quote(root)} {shlex.join(argv)}")
     ns = "--mount --uts --ipc --net --propagation private"
@@ -228,13 +233,15 @@ def debug_root(env):
 
 
 def run_debug(target_pid, debug_root, args, drop=(), no_proc=False, stdin=None, timeout=15,
-              extra_env=None):
+              extra_env=None, pty=False):
     """Runs /usr/local/bin/enter ARGS in a fresh debug container sharing target_pid's PID ns."""
     argv = [NSENTER, f"--target={target_pid}", "--pid", "--",
             UNSHARE, "--mount", "--propagation=private", "--",
             sys.executable, DEBUGCTR, debug_root]
     if no_proc:
         argv.append("--no-proc")
+    if pty:
+        argv.append("--pty")
     for cap in drop:
         argv += ["--drop", cap]
     argv += ["--", ENTER_IN_DEBUG] + list(args)
@@ -420,6 +427,23 @@ def test_interactive_session_and_ctrl_c(scratch, debug_root):
         assert s.p.wait(timeout=10) == 4
     finally:
         s.close()
+
+
+def test_terminal_keeps_its_name_in_the_target(env, debug_root):
+    """`kubectl exec -it` gives a pty of the debug container's devpts; in the target (its own devpts
+    at /dev/pts) `tty` names it instead of saying "not a tty", and the target's /dev/pts is
+    untouched."""
+    root = os.path.join(env.tmp, "ttytarget")
+    make_root(root, {"/kdiag-scratch-target": TARGET_BIN}, dirs=("proc", "dev/pts"))
+    pid = start_container(env, root, fake_id("ttytarget"), ["/kdiag-scratch-target", "/"], devpts=True)
+    r = run_debug(pid, debug_root, ["1", SHELL, "-c", "tty; test -t 0 && echo stdin-is-a-tty"], pty=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^/dev/pts/0\r?$", r.stdout, re.M), r.stdout
+    assert "stdin-is-a-tty" in r.stdout
+    # the target's own mount namespace still has its own (empty) devpts
+    with open(f"/proc/{pid}/mountinfo") as f:
+        pts = [l for l in f if " /dev/pts " in l]
+    assert len(pts) == 1 and os.listdir(f"/proc/{pid}/root/dev/pts") == ["ptmx"], pts
 
 
 # --- shared PID namespace with a pause process as PID 1 -------------------------------------
