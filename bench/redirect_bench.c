@@ -222,9 +222,9 @@ int main(int argc, char **argv)
         close(fds[i]);
     }
     netlab_cli_wait_idle(&ce, 10000);
-    netlab_cli_stop(&ce);
-    netlab_cli_stop(&cs);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&ce);
+    netlab_cli_free(&cs);
+    netlab_cli_free(&c);
     rpc_client_free(m.client);
     netlab_mgr_stop(&m);
     return 0;

@@ -1,130 +1,313 @@
+/* bridge — see bridge.h. A connection lives on the loop thread: both
+ * connects in flight (watched for EPOLLOUT), then the hello, then a splice
+ * pair of the loop. */
 #include "bridge.h"
+#include "bridge-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "basic/signal-util.h"
-#include "redirect_client.h"
+#include "splice_loop.h"
+#include "splice_pump.h"
 
-_Static_assert(BRIDGE_TOKEN_LEN == REDIRECT_CLIENT_TOKEN_LEN, "tunnel token length");
+#define FDS_PER_CONN 6   /* two sockets, two pipes */
+#define FDS_RESERVED 256 /* kubectl's pipes, gRPC, stdio, ... */
+#define CONNECTING 1     /* conn.terr / conn.lerr while the connect is in flight */
 
-struct bridge {
-    int tunnel_port;
-    uint16_t local_port;
-    uint8_t token[BRIDGE_TOKEN_LEN];
+typedef struct conn {
+    bridge *b;
+    splice_watch wt, wl; /* connect of the tunnel / local side in flight */
+    int tfd, lfd;
+    int terr, lerr; /* 0 connected, CONNECTING, or -errno */
+    bool local_v6;  /* the local connect tries ::1 (127.0.0.1 refused) */
+    uint16_t tunnel_port, local_port;
+    uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
     bridge_done_fn done;
     void *ud;
+    struct conn *prev, *next; /* b->connecting */
+} conn;
+
+struct bridge {
+    splice_loop *loop;
+    int max_conns;
+    atomic_int active;  /* started, done not yet called */
+    int running;        /* loop thread: connecting + spliced */
+    conn *connecting;   /* loop thread */
+    bridge_socket_fn sock_fn;
+    void *sock_ud;
 };
 
-static atomic_int active;
-
-int bridge_active(void)
+static int default_socket(void *ud, bool local, int family)
 {
-    return atomic_load(&active);
+    (void)ud;
+    (void)local;
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    return fd < 0 ? -errno : fd;
 }
 
-static int connect_tcp(int family, const char *ip, uint16_t port)
+void bridge_set_socket_fn(bridge *b, bridge_socket_fn fn, void *ud)
 {
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct sockaddr_storage ss;
+    b->sock_fn = fn;
+    b->sock_ud = ud;
+}
+
+/* ---- the end of a connection ---- */
+
+static void finish(conn *c, int err, const char *where)
+{
+    bridge *b = c->b;
+    bridge_result r = {.err = err, .where = where};
+    if (c->done)
+        c->done(c->ud, &r);
+    b->running--;
+    atomic_fetch_sub(&b->active, 1);
+    free(c);
+}
+
+static void unlink_connecting(conn *c)
+{
+    bridge *b = c->b;
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (b->connecting == c)
+        b->connecting = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void close_side(conn *c, int *fd, splice_watch *w)
+{
+    if (*fd < 0)
+        return;
+    if (c->b->loop && !splice_loop_stopping(c->b->loop))
+        splice_loop_unwatch(c->b->loop, *fd, w);
+    close(*fd);
+    *fd = -1;
+}
+
+/* Ends a connection that never reached the splice. */
+static void fail(conn *c, int err, const char *where)
+{
+    unlink_connecting(c);
+    close_side(c, &c->tfd, &c->wt);
+    close_side(c, &c->lfd, &c->wl);
+    finish(c, err, where);
+}
+
+static void on_pair_done(void *ud, int err)
+{
+    finish(ud, err, "connection");
+}
+
+/* ---- connecting ---- */
+
+/* Starts a non-blocking connect on a fresh socket: 0 connected, CONNECTING, or -errno. */
+static int connect_start(conn *c, bool local, int family, uint16_t port, int *fd, splice_watch *w)
+{
+    struct sockaddr_storage ss = {0};
     socklen_t len;
-    memset(&ss, 0, sizeof(ss));
     if (family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        a->sin_family = AF_INET;
-        a->sin_port = htons(port);
-        inet_pton(AF_INET, ip, &a->sin_addr);
-        len = sizeof(*a);
+        *a = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        len = sizeof *a;
     } else {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        a->sin6_family = AF_INET6;
-        a->sin6_port = htons(port);
-        inet_pton(AF_INET6, ip, &a->sin6_addr);
-        len = sizeof(*a);
-    }
-    if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
-        int e = errno;
-        close(fd);
-        return -e;
+        *a = (struct sockaddr_in6){.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = in6addr_loopback};
+        len = sizeof *a;
     }
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
+    *fd = c->b->sock_fn(c->b->sock_ud, local, family);
+    if (*fd < 0)
+        return *fd;
+    if (fcntl(*fd, F_SETFL, O_NONBLOCK) < 0)
+        return -errno;
+    setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(*fd, (struct sockaddr *)&ss, len) == 0)
+        return 0;
+    if (errno != EINPROGRESS)
+        return -errno;
+    int rc = splice_loop_watch(c->b->loop, *fd, EPOLLOUT, w);
+    return rc < 0 ? rc : CONNECTING;
 }
 
-static void *run(void *arg)
+/* "localhost": IPv4 first, then IPv6. */
+static void local_connect(conn *c)
 {
-    struct bridge *b = arg;
-    bridge_result r = {0};
-    sig_block_stop(NULL); /* signals belong to the main thread */
-
-    /* "localhost": IPv4 first, then IPv6 */
-    int local = connect_tcp(AF_INET, "127.0.0.1", b->local_port);
-    if (local == -ECONNREFUSED)
-        local = connect_tcp(AF_INET6, "::1", b->local_port);
-    int tunnel = connect_tcp(AF_INET, "127.0.0.1", (uint16_t)b->tunnel_port);
-    if (tunnel < 0) {
-        r.err = tunnel;
-        r.where = "tunnel";
-        if (local >= 0)
-            close(local);
-        goto out;
+    close_side(c, &c->lfd, &c->wl);
+    c->lerr = connect_start(c, true, c->local_v6 ? AF_INET6 : AF_INET, c->local_port, &c->lfd, &c->wl);
+    if (c->lerr == -ECONNREFUSED && !c->local_v6) {
+        c->local_v6 = true;
+        local_connect(c);
     }
-    r.err = redirect_client_tunnel_hello(tunnel, b->token, local >= 0);
-    if (r.err < 0 || local < 0) {
-        r.where = r.err < 0 ? "tunnel" : "local target";
-        if (r.err == 0)
-            r.err = local;
-        close(tunnel);
-        if (local >= 0)
-            close(local);
-        goto out;
-    }
-    r.err = redirect_client_bridge(tunnel, local); /* closes both */
-    r.where = "connection";
-out:
-    if (b->done)
-        b->done(b->ud, &r);
-    free(b);
-    atomic_fetch_sub(&active, 1);
-    return NULL;
 }
 
-int bridge_start(int tunnel_port, uint16_t local_port, const uint8_t token[BRIDGE_TOKEN_LEN], bridge_done_fn done,
-                 void *ud)
+/* Both connects done: hello, then splice (or refuse). */
+static void proceed(conn *c)
 {
-    struct bridge *b = calloc(1, sizeof(*b));
+    if (c->terr == CONNECTING || c->lerr == CONNECTING)
+        return;
+    if (c->terr < 0) {
+        fail(c, c->terr, "tunnel");
+        return;
+    }
+    uint8_t hello[REDIRECT_CLIENT_HELLO_LEN];
+    redirect_client_hello(hello, c->token, c->lerr == 0);
+    ssize_t n = send(c->tfd, hello, sizeof hello, MSG_NOSIGNAL);
+    if (n != (ssize_t)sizeof hello) { /* a fresh socket has room for 17 bytes: anything else is an error */
+        fail(c, n < 0 ? -errno : -EIO, "tunnel");
+        return;
+    }
+    if (c->lerr < 0) { /* refused: closing the tunnel connection makes the manager reset the peer */
+        fail(c, c->lerr, c->lerr == -EBUSY ? "limit" : "local target");
+        return;
+    }
+    unlink_connecting(c);
+    int tfd = c->tfd, lfd = c->lfd;
+    splice_loop_unwatch(c->b->loop, tfd, &c->wt);
+    splice_loop_unwatch(c->b->loop, lfd, &c->wl);
+    c->tfd = c->lfd = -1;
+    int rc = splice_loop_pair(c->b->loop, tfd, lfd, on_pair_done, c); /* owns both fds now */
+    if (rc < 0)
+        finish(c, rc, rc == -EBUSY ? "limit" : "connection");
+}
+
+static int connect_result(int fd)
+{
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    return -err;
+}
+
+static void on_tunnel(splice_watch *w, uint32_t events)
+{
+    (void)events;
+    conn *c = (conn *)((char *)w - offsetof(conn, wt));
+    splice_loop_rewatch(c->b->loop, c->tfd, 0, &c->wt);
+    c->terr = connect_result(c->tfd);
+    proceed(c);
+}
+
+static void on_local(splice_watch *w, uint32_t events)
+{
+    (void)events;
+    conn *c = (conn *)((char *)w - offsetof(conn, wl));
+    splice_loop_rewatch(c->b->loop, c->lfd, 0, &c->wl);
+    c->lerr = connect_result(c->lfd);
+    if (c->lerr == -ECONNREFUSED && !c->local_v6) {
+        c->local_v6 = true;
+        local_connect(c);
+    }
+    proceed(c);
+}
+
+/* The post of bridge_start, on the loop thread. */
+static void begin(void *ud)
+{
+    conn *c = ud;
+    bridge *b = c->b;
+    b->running++;
+    if (splice_loop_stopping(b->loop)) {
+        finish(c, -ECANCELED, "connection");
+        return;
+    }
+    c->next = b->connecting;
+    if (b->connecting)
+        b->connecting->prev = c;
+    b->connecting = c;
+    c->terr = connect_start(c, false, AF_INET, c->tunnel_port, &c->tfd, &c->wt);
+    if (b->running > b->max_conns)
+        c->lerr = -EBUSY; /* refused below, through the tunnel hello */
+    else
+        local_connect(c);
+    proceed(c);
+}
+
+/* ---- public ---- */
+
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
+                 bridge_done_fn done, void *ud)
+{
+    conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    *c = (conn){.b = b, .wt = {on_tunnel}, .wl = {on_local}, .tfd = -1, .lfd = -1, .tunnel_port = tunnel_port,
+                .local_port = local_port, .done = done, .ud = ud};
+    memcpy(c->token, token, REDIRECT_CLIENT_TOKEN_LEN);
+    atomic_fetch_add(&b->active, 1);
+    int rc = splice_loop_post(b->loop, begin, c);
+    if (rc < 0) {
+        atomic_fetch_sub(&b->active, 1);
+        free(c);
+    }
+    return rc;
+}
+
+int bridge_active(const bridge *b)
+{
+    return atomic_load(&b->active);
+}
+
+int bridge_max_conns(const bridge *b)
+{
+    return b->max_conns;
+}
+
+/* As many connections as the open-files limit (raised to the hard one) allows. */
+static int conns_for_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+        return 64;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    rlim_t n = rl.rlim_cur > FDS_RESERVED + FDS_PER_CONN ? (rl.rlim_cur - FDS_RESERVED) / FDS_PER_CONN : 1;
+    return n < SPLICE_LOOP_MAX_PAIRS ? (int)n : SPLICE_LOOP_MAX_PAIRS;
+}
+
+int bridge_new(bridge **ret, const bridge_opts *o)
+{
+    bridge *b = calloc(1, sizeof *b);
     if (!b)
         return -ENOMEM;
-    b->tunnel_port = tunnel_port;
-    b->local_port = local_port;
-    memcpy(b->token, token, BRIDGE_TOKEN_LEN);
-    b->done = done;
-    b->ud = ud;
-    pthread_attr_t at;
-    pthread_attr_init(&at);
-    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&at, 256 * 1024);
-    pthread_t th;
-    atomic_fetch_add(&active, 1);
-    int rc = pthread_create(&th, &at, run, b);
-    pthread_attr_destroy(&at);
-    if (rc != 0) {
-        atomic_fetch_sub(&active, 1);
+    int fit = conns_for_nofile();
+    b->max_conns = o->max_conns > 0 && o->max_conns < fit ? o->max_conns : fit;
+    b->sock_fn = default_socket;
+    splice_loop_opts lo = {.max_pairs = b->max_conns};
+    int rc = splice_loop_new(&b->loop, &lo);
+    if (rc < 0)
         free(b);
-        return -rc;
+    else
+        *ret = b;
+    return rc;
+}
+
+void bridge_free(bridge *b)
+{
+    if (!b)
+        return;
+    splice_loop_free(b->loop); /* joins; cancels queued starts and running pairs */
+    b->loop = NULL;
+    while (b->connecting) {
+        conn *c = b->connecting;
+        fail(c, -ECANCELED, "connection");
     }
-    return 0;
+    free(b);
 }

@@ -1,28 +1,46 @@
-/* bridge — the CLI's end of one redirected connection.
+/* bridge — the CLI's end of redirected connections.
  *
- * Connects to the local target, then through the port-forward to the
- * manager's tunnel port, and hands both to api/redirect_client: the tunnel
- * hello (token + "target reached/refused"; on refusal the manager resets the
- * peer) and the splice both ways with half-closes and resets passed on.
- * Each bridge runs on a detached thread of its own. */
+ * For each connection message of a Redirect stream, bridge_start connects to
+ * the local target (127.0.0.1, then ::1) and, through the port-forward, to
+ * the manager's tunnel port at the same time, sends the tunnel hello (target
+ * reached or refused: on refusal the manager resets the peer) and splices
+ * both ways, half-closes and resets passed on. All of it runs on one
+ * splice loop (api/splice_loop.h) per bridge: one thread however many
+ * connections. At most max_conns connections run at once; one more is
+ * refused the same way as a refusing local target, and reported.
+ * bridge_free closes what still runs and leaves no thread and no fd. */
 #ifndef KDIAG_CLI_BRIDGE_H
 #define KDIAG_CLI_BRIDGE_H
 
 #include <stdint.h>
 
-#define BRIDGE_TOKEN_LEN 16
+#include "redirect_client.h"
 
 typedef struct {
-    int err;            /* 0, or negative errno: -ECONNREFUSED local target refused, ... */
-    const char *where;  /* "local target", "tunnel" or "connection" for err */
+    int err;           /* 0, or negative errno: -ECONNREFUSED local target refused, -EBUSY over the limit, ... */
+    const char *where; /* "local target", "tunnel", "limit" or "connection" for err */
 } bridge_result;
 
+/* Runs once per bridge_start that returned 0, on the bridge's thread, also
+ * for connections bridge_free ends (err -ECANCELED). */
 typedef void (*bridge_done_fn)(void *ud, const bridge_result *r);
 
-/* Starts the bridge; done (may be NULL) runs on its thread at the end. */
-int bridge_start(int tunnel_port, uint16_t local_port, const uint8_t token[BRIDGE_TOKEN_LEN], bridge_done_fn done,
-                 void *ud);
-/* Bridges currently running (for clean shutdown and tests). */
-int bridge_active(void);
+typedef struct {
+    int max_conns; /* 0 = as many as the open-files limit allows, at most SPLICE_LOOP_MAX_PAIRS */
+} bridge_opts;
+
+typedef struct bridge bridge;
+
+/* Starts the bridge's thread; raises the open-files soft limit to the hard one. */
+int bridge_new(bridge **ret, const bridge_opts *o);
+void bridge_free(bridge *b);
+/* Any thread: bridges one redirected connection (tunnel_port: the local end
+ * of the port-forward to the manager's tunnel). 0, or -ENOMEM (done is then
+ * not called). */
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
+                 bridge_done_fn done, void *ud);
+/* Connections started and not yet done. */
+int bridge_active(const bridge *b);
+int bridge_max_conns(const bridge *b);
 
 #endif

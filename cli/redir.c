@@ -18,6 +18,7 @@
 #include "exitcode.h"
 #include "kdiag.pb-c.h"
 #include "ps.h"
+#include "redirect_client.h"
 #include "session.h"
 
 #define MAX_PORTS 256
@@ -29,7 +30,7 @@ struct rport {
     flags_portpair pp;
     pthread_t th;
     bool started;
-    rpc_stream *stream; /* guarded by r->mu */
+    redirect_client *rc; /* guarded by r->mu */
 };
 
 struct redir {
@@ -42,9 +43,11 @@ struct redir {
     char fatal_msg[1024];
     struct rport *ports;
     size_t nports;
+    bridge *bridge;
 };
 
 struct conn_ctx {
+    struct redir *r;
     char line[256];
 };
 
@@ -80,10 +83,13 @@ static bool stopping(struct redir *r)
 static void on_done(void *ud, const bridge_result *res)
 {
     struct conn_ctx *c = ud;
-    if (res->err == -ECONNREFUSED && res->where && strcmp(res->where, "local target") == 0)
+    if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
         fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
-    else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE) /* resets are the peers' business */
-        fprintf(stderr, "%s: %s error: %s\n", c->line, res->where ? res->where : "connection", strerror(-res->err));
+    else if (res->err == -EBUSY)
+        fprintf(stderr, "%s: refused: %d connections are bridged already (the limit)\n", c->line,
+                bridge_max_conns(c->r->bridge));
+    else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE && res->err != -ECANCELED)
+        fprintf(stderr, "%s: %s error: %s\n", c->line, res->where, strerror(-res->err)); /* resets are the peers' business */
     free(c);
 }
 
@@ -108,36 +114,86 @@ static const char *hint_for(grpc_status_code code, const char *msg)
     }
 }
 
-static void handle_msg(struct rport *p, const Kdiag__Solo__Io__RedirectResponse *m, int ltunnel, bool *ready,
-                       bool reconnect)
+/* One Redirect stream over one generation of the port-forward. */
+struct stream_run {
+    struct rport *p;
+    uint16_t ltunnel; /* the forward's local end of the manager's tunnel port */
+    bool reconnect;   /* a stream of this port was ready before */
+    bool ready;
+};
+
+static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
 {
+    struct rport *p = sr->p;
     struct redir *r = p->r;
-    if (!*ready) {
-        if (!m->ready)
-            return;
-        *ready = true;
-        printf("%s pod/%s:%u → localhost:%u (%s)\n", reconnect ? "re-established" : "redirecting", r->s.pod.name,
-               p->pp.pod_port, p->pp.local_port, r->outgoing ? "outgoing" : "incoming");
-        fflush(stdout);
-        return;
-    }
-    if (m->tunnel_token.len != BRIDGE_TOKEN_LEN)
-        return;
     struct conn_ctx *c = calloc(1, sizeof(*c));
     if (!c)
         return;
+    c->r = r;
     if (r->outgoing)
-        snprintf(c->line, sizeof(c->line), "pod → %s (from %s) ⇒ localhost:%u", m->original_dst, m->peer,
+        snprintf(c->line, sizeof(c->line), "pod → %s (from %s) ⇒ localhost:%u", ev->original_dst, ev->peer,
                  p->pp.local_port);
     else
-        snprintf(c->line, sizeof(c->line), "pod:%u ← %s ⇒ localhost:%u", p->pp.pod_port, m->peer, p->pp.local_port);
+        snprintf(c->line, sizeof(c->line), "pod:%u ← %s ⇒ localhost:%u", p->pp.pod_port, ev->peer,
+                 p->pp.local_port);
     fprintf(stderr, "%s\n", c->line);
-    int port = m->port ? (int)m->port : 0;
-    (void)port; /* the manager's tunnel port is reached through our forward: use its local end */
-    if (bridge_start(ltunnel, p->pp.local_port, m->tunnel_token.data, on_done, c) < 0) {
-        fprintf(stderr, "%s: cannot start a thread for it\n", c->line);
+    /* ev->tunnel_port is the manager's, in the pod: we reach it through our forward */
+    if (bridge_start(r->bridge, sr->ltunnel, p->pp.local_port, ev->token, on_done, c) < 0) {
+        fprintf(stderr, "%s: out of memory: not bridged\n", c->line);
         free(c);
     }
+}
+
+static int on_event(void *ud, const redirect_client_event *ev)
+{
+    struct stream_run *sr = ud;
+    struct rport *p = sr->p;
+    if (ev->ready) {
+        if (!sr->ready)
+            printf("%s pod/%s:%u → localhost:%u (%s)\n", sr->reconnect ? "re-established" : "redirecting",
+                   p->r->s.pod.name, p->pp.pod_port, p->pp.local_port, p->r->outgoing ? "outgoing" : "incoming");
+        fflush(stdout);
+        sr->ready = true;
+    } else if (sr->ready) {
+        announce_conn(sr, ev);
+    }
+    return 0;
+}
+
+/* Runs the port's stream to its end; st says how it ended. */
+static void run_stream(struct stream_run *sr, int lgrpc, rpc_status *st)
+{
+    struct rport *p = sr->p;
+    struct redir *r = p->r;
+    char target[64];
+    redirect_client *rc = NULL;
+    snprintf(target, sizeof(target), "127.0.0.1:%d", lgrpc);
+    rpc_client *cl = NULL;
+    int err = rpc_client_new(&cl, target, r->s.mgr.token);
+    if (err == 0)
+        err = redirect_client_new(&rc, cl, p->pp.pod_port, r->outgoing);
+    pthread_mutex_lock(&r->mu);
+    p->rc = rc;
+    if (r->stopping && rc)
+        redirect_client_cancel(rc);
+    pthread_mutex_unlock(&r->mu);
+    if (err == 0) {
+        redirect_client_run(rc, on_event, sr, st);
+    } else {
+        st->code = GRPC_STATUS_UNAVAILABLE;
+        snprintf(st->message, sizeof(st->message), "cannot open the stream: %s", strerror(-err));
+    }
+    pthread_mutex_lock(&r->mu);
+    p->rc = NULL;
+    pthread_mutex_unlock(&r->mu);
+    redirect_client_free(rc);
+    rpc_client_free(cl);
+}
+
+static bool is_transport(grpc_status_code code)
+{
+    return code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_CANCELLED || code == GRPC_STATUS_DEADLINE_EXCEEDED ||
+           code == GRPC_STATUS_OK || code == GRPC_STATUS_UNKNOWN || code == GRPC_STATUS_INTERNAL;
 }
 
 static void *stream_main(void *arg)
@@ -158,59 +214,16 @@ static void *stream_main(void *arg)
             set_fatal(r, "%s", e);
             break;
         }
-        char target[64];
-        snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-        rpc_client *cl;
-        rpc_stream *st = NULL;
-        rpc_client_new(&cl, target, r->s.mgr.token);
-        Kdiag__Solo__Io__RedirectRequest req = KDIAG__SOLO__IO__REDIRECT_REQUEST__INIT;
-        req.port = p->pp.pod_port;
-        req.outgoing = r->outgoing;
-        uint8_t reqbuf[32];
-        size_t reqlen = kdiag__solo__io__redirect_request__pack(&req, reqbuf);
-        if (cl)
-            rpc_client_stream_open(&st, cl, SESSION_METHOD("Redirect"), reqbuf, reqlen, 0);
-        pthread_mutex_lock(&r->mu);
-        p->stream = st;
-        if (r->stopping && st)
-            rpc_stream_cancel(st);
-        pthread_mutex_unlock(&r->mu);
-        rpc_status status = {.code = GRPC_STATUS_UNAVAILABLE};
-        snprintf(status.message, sizeof(status.message), "cannot open the stream");
-        bool ready = false;
-        int rc = st ? 0 : -EIO;
-        while (st) {
-            uint8_t *buf = NULL;
-            size_t len = 0;
-            rc = rpc_stream_read(st, &buf, &len, &status);
-            if (rc != 0)
-                break;
-            Kdiag__Solo__Io__RedirectResponse *m = kdiag__solo__io__redirect_response__unpack(NULL, len, buf);
-            free(buf);
-            if (!m)
-                continue;
-            handle_msg(p, m, lt, &ready, ever_ready);
-            kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
-            if (ready) {
-                ever_ready = true;
-                retries = 0;
-            }
+        struct stream_run sr = {.p = p, .ltunnel = (uint16_t)lt, .reconnect = ever_ready};
+        rpc_status status = {0};
+        run_stream(&sr, lg, &status);
+        if (sr.ready) {
+            ever_ready = true;
+            retries = 0;
         }
-        pthread_mutex_lock(&r->mu);
-        p->stream = NULL;
-        bool stop = r->stopping;
-        pthread_mutex_unlock(&r->mu);
-        if (st)
-            rpc_stream_free(st);
-        if (cl)
-            rpc_client_free(cl);
-        if (stop)
+        if (stopping(r))
             break;
-        grpc_status_code code = rc < 0 ? GRPC_STATUS_UNAVAILABLE : status.code;
-        bool transport = code == GRPC_STATUS_UNAVAILABLE || code == GRPC_STATUS_CANCELLED ||
-                         code == GRPC_STATUS_DEADLINE_EXCEEDED || code == GRPC_STATUS_OK ||
-                         code == GRPC_STATUS_UNKNOWN || code == GRPC_STATUS_INTERNAL;
-        if (transport) {
+        if (is_transport(status.code)) {
             fprintf(stderr, "redirect of pod port %u lost (%s); reconnecting\n", p->pp.pod_port,
                     *status.message ? status.message : "stream ended");
             portfwd_kick(r->s.pf, (unsigned)gen);
@@ -218,14 +231,14 @@ static void *stream_main(void *arg)
             continue;
         }
         /* the old stream may still hold the port for a moment after a reconnect */
-        if (ever_ready && code == GRPC_STATUS_ALREADY_EXISTS && retries++ < 20) {
+        if (ever_ready && status.code == GRPC_STATUS_ALREADY_EXISTS && retries++ < 20) {
             struct timespec ts = {0, 500 * 1000000L};
             nanosleep(&ts, NULL);
             after = (unsigned)gen - 1;
             continue;
         }
         set_fatal(r, "redirect of pod/%s port %u failed: %s%s", r->s.pod.name, p->pp.pod_port,
-                  *status.message ? status.message : "no message", hint_for(code, status.message));
+                  *status.message ? status.message : "no message", hint_for(status.code, status.message));
         break;
     }
     return NULL;
@@ -236,8 +249,8 @@ static void stop_all(struct redir *r)
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
     for (size_t i = 0; i < r->nports; i++)
-        if (r->ports[i].stream)
-            rpc_stream_cancel(r->ports[i].stream);
+        if (r->ports[i].rc)
+            redirect_client_cancel(r->ports[i].rc);
     pthread_mutex_unlock(&r->mu);
     /* wakes threads blocked in portfwd_wait; the forward is freed by session_close */
     if (r->s.pf)
@@ -284,19 +297,108 @@ static int ports_from_ps(struct redir *r, const flags *f, const kube *k, char *e
         return -ENOENT;
     }
     r->ports = calloc(n, sizeof(*r->ports));
-    if (!r->ports)
+    if (!r->ports) {
+        snprintf(err, errlen, "out of memory");
         return -ENOMEM;
+    }
     for (size_t i = 0; i < n; i++)
         r->ports[i].pp = (flags_portpair){ports[i], ports[i]};
     r->nports = n;
     return 0;
 }
 
+/* The ports to redirect: the flags', or every public listener of the pod. */
+static int choose_ports(struct redir *r, const flags *f, const kube *k, char *err, size_t errlen)
+{
+    if (!f->nports)
+        return ports_from_ps(r, f, k, err, errlen);
+    r->ports = calloc(f->nports, sizeof(*r->ports));
+    if (!r->ports) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < f->nports; i++)
+        r->ports[i].pp = f->ports[i];
+    r->nports = f->nports;
+    return 0;
+}
+
+/* Waits for Ctrl-C / SIGTERM (exit 0), the pod gone or a stream's fatal error (exit 1). */
+static int wait_for_end(struct redir *r, int sfd)
+{
+    for (;;) {
+        struct pollfd pf[3] = {{sfd, POLLIN, 0}, {r->wake_efd, POLLIN, 0}, {portfwd_gone_fd(r->s.pf), POLLIN, 0}};
+        if (poll(pf, 3, -1) < 0 && errno != EINTR)
+            return EXITCODE_FAILURE;
+        if (pf[0].revents) {
+            struct signalfd_siginfo si;
+            (void)!read(sfd, &si, sizeof(si));
+            fprintf(stderr, "stopping: removing the redirects\n");
+            return EXITCODE_OK;
+        }
+        if (pf[2].revents) {
+            int lg, lt;
+            char e[1024];
+            portfwd_wait(r->s.pf, 0, 1, &lg, &lt, e, sizeof(e));
+            fprintf(stderr, "error: %s; the redirect ended\n", e);
+            return EXITCODE_FAILURE;
+        }
+        if (pf[1].revents) {
+            uint64_t v;
+            (void)!read(r->wake_efd, &v, sizeof(v));
+            pthread_mutex_lock(&r->mu);
+            bool fatal = r->fatal;
+            pthread_mutex_unlock(&r->mu);
+            if (fatal) {
+                fprintf(stderr, "error: %s\n", r->fatal_msg);
+                return EXITCODE_FAILURE;
+            }
+        }
+    }
+}
+
+/* After the session is open: the bridge, one stream thread per port, then
+ * waits for the end. Returns the exit code. */
+static int run_redirects(struct redir *r, const flags *f, const kube *k)
+{
+    char err[2048] = "";
+    int code;
+    /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
+     * the main thread takes them from a signalfd. */
+    sigset_t ss;
+    sig_block_stop(&ss);
+    int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
+    r->wake_efd = eventfd(0, EFD_CLOEXEC);
+    int rc = sfd < 0 || r->wake_efd < 0 ? -errno : 0;
+    if (rc < 0)
+        snprintf(err, sizeof(err), "%s", strerror(-rc));
+    if (rc == 0 && (rc = bridge_new(&r->bridge, &(bridge_opts){0})) < 0)
+        snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
+    if (rc == 0)
+        rc = choose_ports(r, f, k, err, sizeof(err));
+    if (rc < 0) {
+        code = exitcode_report(stderr, rc, err);
+        goto out;
+    }
+    for (size_t i = 0; i < r->nports; i++) {
+        r->ports[i].r = r;
+        if (pthread_create(&r->ports[i].th, NULL, stream_main, &r->ports[i]) == 0)
+            r->ports[i].started = true;
+    }
+    code = wait_for_end(r, sfd);
+out:
+    stop_all(r);
+    bridge_free(r->bridge); /* after the streams: nothing starts a connection any more */
+    if (sfd >= 0)
+        close(sfd);
+    return code;
+}
+
 int redir_main(const flags *f, const kube *k)
 {
     struct redir r;
     char err[2048] = "";
-    int code = EXITCODE_FAILURE;
+    int code;
     memset(&r, 0, sizeof(r));
     r.outgoing = f->outgoing;
     r.wake_efd = -1;
@@ -309,71 +411,12 @@ int redir_main(const flags *f, const kube *k)
     so.extra_caps = f->nports ? 0 : EPHEM_CAPS_SHELL; /* for Ps (it reads other processes' fds) */
     int rc = session_open(k, &so, &r.s, err, sizeof(err));
     if (rc < 0) {
-        pthread_mutex_destroy(&r.mu);
-        return exitcode_report(stderr, rc, err);
+        code = exitcode_report(stderr, rc, err);
+    } else {
+        code = run_redirects(&r, f, k);
+        session_close(&r.s);
     }
-    /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
-     * the main thread takes them from a signalfd. */
-    sigset_t ss;
-    sig_block_stop(&ss);
-    int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
-    r.wake_efd = eventfd(0, EFD_CLOEXEC);
-    if (sfd < 0 || r.wake_efd < 0) {
-        fprintf(stderr, "error: %s\n", strerror(errno));
-        goto out;
-    }
-    if (f->nports) {
-        r.ports = calloc(f->nports, sizeof(*r.ports));
-        if (!r.ports)
-            goto out;
-        for (size_t i = 0; i < f->nports; i++)
-            r.ports[i].pp = f->ports[i];
-        r.nports = f->nports;
-    } else if (ports_from_ps(&r, f, k, err, sizeof(err)) < 0) {
-        fprintf(stderr, "error: %s\n", err);
-        goto out;
-    }
-    for (size_t i = 0; i < r.nports; i++) {
-        r.ports[i].r = &r;
-        if (pthread_create(&r.ports[i].th, NULL, stream_main, &r.ports[i]) == 0)
-            r.ports[i].started = true;
-    }
-    for (;;) {
-        struct pollfd pf[3] = {{sfd, POLLIN, 0}, {r.wake_efd, POLLIN, 0}, {portfwd_gone_fd(r.s.pf), POLLIN, 0}};
-        if (poll(pf, 3, -1) < 0 && errno != EINTR)
-            break;
-        if (pf[0].revents) {
-            struct signalfd_siginfo si;
-            (void)!read(sfd, &si, sizeof(si));
-            fprintf(stderr, "stopping: removing the redirects\n");
-            code = 0;
-            break;
-        }
-        if (pf[2].revents) {
-            int lg, lt;
-            char e[1024];
-            portfwd_wait(r.s.pf, 0, 1, &lg, &lt, e, sizeof(e));
-            fprintf(stderr, "error: %s; the redirect ended\n", e);
-            break;
-        }
-        if (pf[1].revents) {
-            uint64_t v;
-            (void)!read(r.wake_efd, &v, sizeof(v));
-            pthread_mutex_lock(&r.mu);
-            bool fatal = r.fatal;
-            pthread_mutex_unlock(&r.mu);
-            if (fatal) {
-                fprintf(stderr, "error: %s\n", r.fatal_msg);
-                break;
-            }
-        }
-    }
-out:
-    stop_all(&r);
-    session_close(&r.s);
     free(r.ports);
-    if (sfd >= 0)
-        close(sfd);
     if (r.wake_efd >= 0)
         close(r.wake_efd);
     pthread_mutex_destroy(&r.mu);

@@ -1,41 +1,29 @@
-/* tunnel — see tunnel.h. One epoll thread owns the listener, the tunnel
- * connections in their hello and the spliced pairs; handler threads only add
- * waiting peers (under the lock). */
+/* tunnel — see tunnel.h. The splice loop's thread owns the listener, the
+ * tunnel connections in their hello and the spliced pairs; handler threads
+ * only add waiting peers (under the lock). */
 #include "tunnel.h"
+#include "splice_loop.h"
 #include "splice_pump.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "basic/signal-util.h"
 #include "basic/time-util.h"
 
 #define HELLO_LEN (TUNNEL_TOKEN_LEN + 1)
 #define NBUCKETS 1024
-#define PIPE_BYTES (1024 * 1024) /* best effort; fewer when the user's pipe budget is spent */
-#define ACCEPT_PAUSE_MS 100     /* after EMFILE, so a full fd table does not spin */
-
-typedef enum { REF_LISTENER, REF_WAKE, REF_TIMER, REF_HELLO, REF_SPLICE } ref_kind;
-
-typedef struct {
-    ref_kind kind;
-    void *obj;
-} ep_ref;
+#define ACCEPT_PAUSE_MS 100 /* after EMFILE, so a full fd table does not spin */
 
 /* A redirected connection waiting for its tunnel connection. */
 typedef struct waiting {
@@ -49,7 +37,8 @@ typedef struct waiting {
 
 /* A tunnel connection that has not finished token + status. */
 typedef struct hello {
-    ep_ref ref;
+    splice_watch w;
+    tunnel *t;
     int fd;
     uint8_t buf[HELLO_LEN];
     size_t got;
@@ -58,58 +47,47 @@ typedef struct hello {
     struct hello *prev, *next;
 } hello;
 
-/* A paired connection: a = the redirected peer, b = the tunnel connection. */
-typedef struct pair {
-    ep_ref ra, rb;
-    int a, b;
-    splice_pump ab, ba;
-    struct pair *prev, *next;
-} pair;
-
-#define LIST_DECL(T) \
-    struct {         \
+#define LIST_DECL(T)    \
+    struct {            \
         T *head, *tail; \
     }
 
 struct tunnel {
     tunnel_opts o;
-    int listen_fd, wake_fd, timer_fd, ep_fd, port;
-    ep_ref rlisten, rwake, rtimer;
-    pthread_t thread;
-    bool thread_started;
+    int listen_fd, timer_fd, port;
+    splice_watch wlisten, wtimer;
+    splice_loop *loop;
     int64_t accept_resume; /* 0 = accepting */
 
-    pthread_mutex_t lock; /* guards buckets, waiting list, stop */
+    pthread_mutex_t lock; /* guards buckets and the waiting list */
     waiting *buckets[NBUCKETS];
     LIST_DECL(waiting) wait;
-    bool stop;
 
-    LIST_DECL(hello) hellos; /* thread only */
-    LIST_DECL(pair) pairs;   /* thread only */
+    LIST_DECL(hello) hellos; /* loop thread only */
 };
 
-#define LIST_APPEND(l, e)       \
-    do {                        \
-        (e)->next = NULL;       \
-        (e)->prev = (l).tail;   \
-        if ((l).tail)           \
+#define LIST_APPEND(l, e)         \
+    do {                          \
+        (e)->next = NULL;         \
+        (e)->prev = (l).tail;     \
+        if ((l).tail)             \
             (l).tail->next = (e); \
-        else                    \
-            (l).head = (e);     \
-        (l).tail = (e);         \
+        else                      \
+            (l).head = (e);       \
+        (l).tail = (e);           \
     } while (0)
 
-#define LIST_REMOVE(l, e)                 \
-    do {                                  \
-        if ((e)->prev)                    \
-            (e)->prev->next = (e)->next;  \
-        else                              \
-            (l).head = (e)->next;         \
-        if ((e)->next)                    \
-            (e)->next->prev = (e)->prev;  \
-        else                              \
-            (l).tail = (e)->prev;         \
-        (e)->prev = (e)->next = NULL;     \
+#define LIST_REMOVE(l, e)                \
+    do {                                 \
+        if ((e)->prev)                   \
+            (e)->prev->next = (e)->next; \
+        else                             \
+            (l).head = (e)->next;        \
+        if ((e)->next)                   \
+            (e)->next->prev = (e)->prev; \
+        else                             \
+            (l).tail = (e)->prev;        \
+        (e)->prev = (e)->next = NULL;    \
     } while (0)
 
 static void logf_(const tunnel *t, bool always, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -124,7 +102,6 @@ static void logf_(const tunnel *t, bool always, const char *fmt, ...)
     va_end(ap);
     fprintf(stderr, "kdiag-manager: tunnel: %s\n", line);
 }
-
 
 static unsigned bucket_of(const uint8_t *token)
 {
@@ -148,74 +125,26 @@ static waiting *claim_locked(tunnel *t, const uint8_t *token)
     return NULL;
 }
 
-static void wake(tunnel *t)
-{
-    uint64_t one = 1;
-    if (write(t->wake_fd, &one, sizeof one) < 0) {
-        /* counter saturated: the thread is awake anyway */
-    }
-}
-
 /* ---- splicing ---- */
 
-static void pair_free(tunnel *t, pair *p, bool reset)
+static void on_pair_done(void *ud, int err)
 {
-    LIST_REMOVE(t->pairs, p);
-    splice_pump_close(&p->ab);
-    splice_pump_close(&p->ba);
-    if (reset) {
-        splice_close_reset(p->a);
-        splice_close_reset(p->b);
-    } else {
-        close(p->a);
-        close(p->b);
-    }
-    free(p);
-}
-
-static void pair_run(tunnel *t, pair *p)
-{
-    int rc = splice_pump_run(&p->ab, p->a, p->b);
-    if (rc == 0)
-        rc = splice_pump_run(&p->ba, p->b, p->a);
-    if (rc < 0) {
-        logf_(t, false, "pair reset: %s", strerror(-rc));
-        pair_free(t, p, true);
-    } else if (p->ab.shut && p->ba.shut) {
+    tunnel *t = ud;
+    if (err < 0)
+        logf_(t, false, "pair reset: %s", strerror(-err));
+    else
         logf_(t, false, "pair closed");
-        pair_free(t, p, false);
-    }
 }
 
 static void pair_start(tunnel *t, int peer_fd, int tunnel_fd)
 {
-    pair *p = calloc(1, sizeof *p);
-    if (!p)
-        goto fail;
-    p->a = peer_fd;
-    p->b = tunnel_fd;
-    p->ab.pipe[0] = p->ab.pipe[1] = p->ba.pipe[0] = p->ba.pipe[1] = -1;
-    p->ra = (ep_ref){REF_SPLICE, p};
-    p->rb = (ep_ref){REF_SPLICE, p};
-    LIST_APPEND(t->pairs, p);
-    int rc = splice_pump_init(&p->ab, PIPE_BYTES);
-    if (rc == 0)
-        rc = splice_pump_init(&p->ba, PIPE_BYTES);
-    struct epoll_event ea = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &p->ra};
-    struct epoll_event eb = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = &p->rb};
-    if (rc == 0 && (epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, p->a, &ea) < 0 || epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, p->b, &eb) < 0))
-        rc = -errno;
-    if (rc < 0) {
+    int rc = splice_loop_pair(t->loop, peer_fd, tunnel_fd, on_pair_done, t);
+    if (rc == -EBUSY)
+        logf_(t, true, "%d connections spliced already (the limit): peer reset", splice_loop_max_pairs(t->loop));
+    else if (rc < 0)
         logf_(t, true, "cannot splice a paired connection: %s", strerror(-rc));
-        pair_free(t, p, true); /* closing the fds also drops them from epoll */
-        return;
-    }
-    logf_(t, false, "paired");
-    pair_run(t, p);
-    return;
-fail:
-    splice_close_reset(peer_fd);
-    splice_close_reset(tunnel_fd);
+    else
+        logf_(t, false, "paired");
 }
 
 /* ---- tunnel connections in their hello ---- */
@@ -223,8 +152,11 @@ fail:
 static void hello_free(tunnel *t, hello *h, bool reset_peer)
 {
     LIST_REMOVE(t->hellos, h);
-    if (h->fd >= 0)
+    if (h->fd >= 0) {
+        if (t->loop)
+            splice_loop_unwatch(t->loop, h->fd, &h->w);
         close(h->fd);
+    }
     if (h->peer) {
         if (reset_peer)
             splice_close_reset(h->peer->fd);
@@ -233,12 +165,13 @@ static void hello_free(tunnel *t, hello *h, bool reset_peer)
     free(h);
 }
 
-static void hello_read(tunnel *t, hello *h)
+/* Reads what came of token + status; false when h is finished (and freed). */
+static bool hello_fill(tunnel *t, hello *h)
 {
     while (h->got < HELLO_LEN) {
         ssize_t n = read(h->fd, h->buf + h->got, HELLO_LEN - h->got);
         if (n < 0 && errno == EAGAIN)
-            return;
+            return true;
         if (n <= 0) {
             if (h->peer)
                 logf_(t, false, "client closed the tunnel after the token: local target refused, resetting the peer");
@@ -246,7 +179,7 @@ static void hello_read(tunnel *t, hello *h)
                 logf_(t, true, "tunnel connection closed after %zu of %d token bytes: dropped", h->got,
                       TUNNEL_TOKEN_LEN);
             hello_free(t, h, true);
-            return;
+            return false;
         }
         h->got += (size_t)n;
         if (h->got >= TUNNEL_TOKEN_LEN && !h->peer) {
@@ -256,37 +189,55 @@ static void hello_read(tunnel *t, hello *h)
             if (!h->peer) {
                 logf_(t, true, "tunnel connection with an unknown or used token: closed");
                 hello_free(t, h, false);
-                return;
+                return false;
             }
         }
     }
-    waiting *w = h->peer;
-    int peer_fd = w->fd, tunnel_fd = h->fd;
+    return true;
+}
+
+static void hello_read(tunnel *t, hello *h)
+{
+    if (!hello_fill(t, h) || h->got < HELLO_LEN)
+        return;
     uint8_t status = h->buf[TUNNEL_TOKEN_LEN];
     if (status != TUNNEL_STATUS_OK) {
         logf_(t, false, "client reports status %u (local target refused): resetting the peer", status);
         hello_free(t, h, true);
         return;
     }
-    epoll_ctl(t->ep_fd, EPOLL_CTL_DEL, tunnel_fd, NULL);
+    int peer_fd = h->peer->fd, tunnel_fd = h->fd;
+    splice_loop_unwatch(t->loop, tunnel_fd, &h->w);
     h->fd = -1;
-    free(w);
+    free(h->peer);
     h->peer = NULL;
     hello_free(t, h, false);
     pair_start(t, peer_fd, tunnel_fd);
 }
 
-static void accept_tunnels(tunnel *t)
+static void on_hello(splice_watch *w, uint32_t events)
 {
+    (void)events;
+    hello *h = (hello *)((char *)w - offsetof(hello, w));
+    hello_read(h->t, h);
+}
+
+static void accept_pause(tunnel *t)
+{
+    logf_(t, true, "accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+    splice_loop_rewatch(t->loop, t->listen_fd, 0, &t->wlisten);
+    t->accept_resume = time_now_ms() + ACCEPT_PAUSE_MS;
+}
+
+static void on_listener(splice_watch *w, uint32_t events)
+{
+    (void)events;
+    tunnel *t = (tunnel *)((char *)w - offsetof(tunnel, wlisten));
     for (;;) {
         int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                logf_(t, true, "accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
-                struct epoll_event ev = {.events = 0, .data.ptr = &t->rlisten};
-                epoll_ctl(t->ep_fd, EPOLL_CTL_MOD, t->listen_fd, &ev);
-                t->accept_resume = time_now_ms() + ACCEPT_PAUSE_MS;
-            }
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                accept_pause(t);
             return; /* EAGAIN, or a connection that died before accept */
         }
         hello *h = calloc(1, sizeof *h);
@@ -294,12 +245,9 @@ static void accept_tunnels(tunnel *t)
             close(fd);
             continue;
         }
-        h->fd = fd;
-        h->ref = (ep_ref){REF_HELLO, h};
-        h->deadline = time_now_ms() + t->o.pair_timeout_ms;
+        *h = (hello){.w = {on_hello}, .t = t, .fd = fd, .deadline = time_now_ms() + t->o.pair_timeout_ms};
         LIST_APPEND(t->hellos, h);
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.ptr = &h->ref};
-        if (epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        if (splice_loop_watch(t->loop, fd, EPOLLIN | EPOLLRDHUP, &h->w) < 0) {
             hello_free(t, h, false);
             continue;
         }
@@ -307,18 +255,20 @@ static void accept_tunnels(tunnel *t)
     }
 }
 
-/* Expires hellos and waiting peers; returns ms until the next deadline, -1 for none. */
-static int expire(tunnel *t)
+static void on_timer(splice_watch *w, uint32_t events)
 {
-    int64_t now = time_now_ms(), next = -1;
-
-    while (t->hellos.head && t->hellos.head->deadline <= now) {
-        logf_(t, true, "tunnel connection sent no complete token within %d ms: closed", t->o.pair_timeout_ms);
-        hello_free(t, t->hellos.head, true);
+    (void)events;
+    tunnel *t = (tunnel *)((char *)w - offsetof(tunnel, wtimer));
+    uint64_t v;
+    if (read(t->timer_fd, &v, sizeof v) < 0) {
+        /* spurious: expire() runs before the next wait anyway */
     }
-    if (t->hellos.head)
-        next = t->hellos.head->deadline;
+}
 
+/* Resets waiting peers past their deadline; returns the next deadline, -1 for none. */
+static int64_t expire_waiting(tunnel *t, int64_t now)
+{
+    int64_t next = -1;
     for (;;) {
         pthread_mutex_lock(&t->lock);
         waiting *w = t->wait.head;
@@ -331,16 +281,30 @@ static int expire(tunnel *t)
             free(w);
             continue;
         }
-        if (w && (next < 0 || w->deadline < next))
+        if (w)
             next = w->deadline;
         pthread_mutex_unlock(&t->lock);
-        break;
+        return next;
     }
+}
 
+/* The loop's tick: expires hellos and waiting peers, resumes accepting;
+ * returns ms until the next deadline, -1 for none. */
+static int expire(void *ud)
+{
+    tunnel *t = ud;
+    int64_t now = time_now_ms(), next;
+
+    while (t->hellos.head && t->hellos.head->deadline <= now) {
+        logf_(t, true, "tunnel connection sent no complete token within %d ms: closed", t->o.pair_timeout_ms);
+        hello_free(t, t->hellos.head, true);
+    }
+    next = expire_waiting(t, now);
+    if (t->hellos.head && (next < 0 || t->hellos.head->deadline < next))
+        next = t->hellos.head->deadline;
     if (t->accept_resume) {
         if (t->accept_resume <= now) {
-            struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &t->rlisten};
-            epoll_ctl(t->ep_fd, EPOLL_CTL_MOD, t->listen_fd, &ev);
+            splice_loop_rewatch(t->loop, t->listen_fd, EPOLLIN, &t->wlisten);
             t->accept_resume = 0;
         } else if (next < 0 || t->accept_resume < next) {
             next = t->accept_resume;
@@ -349,68 +313,6 @@ static int expire(tunnel *t)
     if (next < 0)
         return -1;
     return next - now > 0 ? (int)(next - now) : 0;
-}
-
-/* Drops later events of this batch that point into an object about to be handled
- * (and maybe freed). Compares addresses only: the object is not read. */
-static void forget(struct epoll_event *evs, int from, int n, const ep_ref *x, const ep_ref *y)
-{
-    for (int j = from; j < n; j++)
-        if (evs[j].data.ptr == x || (y && evs[j].data.ptr == y))
-            evs[j].data.ptr = NULL;
-}
-
-static void *tunnel_main(void *arg)
-{
-    tunnel *t = arg;
-    struct epoll_event evs[128];
-
-    /* Signals belong to the main thread; SIGPIPE from a splice into a dead
-     * socket stays pending here instead of killing the manager. */
-    sig_block_all();
-
-    for (;;) {
-        int timeout = expire(t);
-        int n = epoll_wait(t->ep_fd, evs, 128, timeout);
-        if (n < 0 && errno != EINTR)
-            break;
-        for (int i = 0; i < n; i++) {
-            ep_ref *r = evs[i].data.ptr;
-            if (!r)
-                continue; /* belonged to an object handled earlier in this batch */
-            switch (r->kind) {
-            case REF_LISTENER:
-                accept_tunnels(t);
-                break;
-            case REF_WAKE:
-            case REF_TIMER: {
-                uint64_t v;
-                if (read(r->kind == REF_WAKE ? t->wake_fd : t->timer_fd, &v, sizeof v) < 0) {
-                    /* spurious */
-                }
-                break;
-            }
-            case REF_HELLO: {
-                hello *h = r->obj;
-                forget(evs, i + 1, n, &h->ref, NULL);
-                hello_read(t, h);
-                break;
-            }
-            case REF_SPLICE: {
-                pair *p = r->obj;
-                forget(evs, i + 1, n, &p->ra, &p->rb); /* one run serves both ends; p may be freed */
-                pair_run(t, p);
-                break;
-            }
-            }
-        }
-        pthread_mutex_lock(&t->lock);
-        bool stop = t->stop;
-        pthread_mutex_unlock(&t->lock);
-        if (stop)
-            break;
-    }
-    return NULL;
 }
 
 /* ---- public ---- */
@@ -426,38 +328,29 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
     t->o = *o;
     if (t->o.pair_timeout_ms <= 0)
         t->o.pair_timeout_ms = 10000;
-    t->listen_fd = t->wake_fd = t->timer_fd = t->ep_fd = -1;
+    t->wlisten.fn = on_listener;
+    t->wtimer.fn = on_timer;
     pthread_mutex_init(&t->lock, NULL);
 
     t->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    t->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     t->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-    t->ep_fd = epoll_create1(EPOLL_CLOEXEC);
-    if (t->listen_fd < 0 || t->wake_fd < 0 || t->timer_fd < 0 || t->ep_fd < 0 || bind(t->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+    if (t->listen_fd < 0 || t->timer_fd < 0 || bind(t->listen_fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
         listen(t->listen_fd, SOMAXCONN) < 0 || getsockname(t->listen_fd, (struct sockaddr *)&sa, &salen) < 0) {
         rc = -errno;
-        goto fail;
+        goto out;
     }
     t->port = ntohs(sa.sin_port);
-    t->rlisten = (ep_ref){REF_LISTENER, t};
-    t->rwake = (ep_ref){REF_WAKE, t};
-    t->rtimer = (ep_ref){REF_TIMER, t};
-    struct epoll_event el = {.events = EPOLLIN, .data.ptr = &t->rlisten};
-    struct epoll_event ew = {.events = EPOLLIN, .data.ptr = &t->rwake};
-    struct epoll_event et = {.events = EPOLLIN, .data.ptr = &t->rtimer};
-    if (epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, t->listen_fd, &el) < 0 || epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, t->wake_fd, &ew) < 0 ||
-        epoll_ctl(t->ep_fd, EPOLL_CTL_ADD, t->timer_fd, &et) < 0) {
-        rc = -errno;
-        goto fail;
-    }
-    rc = -pthread_create(&t->thread, NULL, tunnel_main, t);
+    splice_loop_opts lo = {.max_pairs = t->o.max_pairs, .tick = expire, .ud = t};
+    rc = splice_loop_new(&t->loop, &lo);
+    if (rc == 0)
+        rc = splice_loop_watch(t->loop, t->timer_fd, EPOLLIN, &t->wtimer);
+    if (rc == 0)
+        rc = splice_loop_watch(t->loop, t->listen_fd, EPOLLIN, &t->wlisten);
+out:
     if (rc < 0)
-        goto fail;
-    t->thread_started = true;
-    *out = t;
-    return 0;
-fail:
-    tunnel_free(t);
+        tunnel_free(t);
+    else
+        *out = t;
     return rc;
 }
 
@@ -531,15 +424,8 @@ void tunnel_free(tunnel *t)
 {
     if (!t)
         return;
-    if (t->thread_started) {
-        pthread_mutex_lock(&t->lock);
-        t->stop = true;
-        pthread_mutex_unlock(&t->lock);
-        wake(t);
-        pthread_join(t->thread, NULL);
-    }
-    while (t->pairs.head)
-        pair_free(t, t->pairs.head, false);
+    splice_loop_free(t->loop); /* joins the thread, closes the pairs */
+    t->loop = NULL;
     while (t->hellos.head)
         hello_free(t, t->hellos.head, true);
     while (t->wait.head) {
@@ -550,12 +436,8 @@ void tunnel_free(tunnel *t)
     }
     if (t->listen_fd >= 0)
         close(t->listen_fd);
-    if (t->wake_fd >= 0)
-        close(t->wake_fd);
     if (t->timer_fd >= 0)
         close(t->timer_fd);
-    if (t->ep_fd >= 0)
-        close(t->ep_fd);
     pthread_mutex_destroy(&t->lock);
     free(t);
 }

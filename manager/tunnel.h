@@ -29,7 +29,8 @@
  * connection (SO_LINGER 0 + close) is how the client passes a reset from its
  * local target on to the peer.
  *
- * All sockets are served by one epoll thread per tunnel.
+ * All sockets are served by one splice loop (api/splice_loop.h) per tunnel;
+ * paired connections beyond max_pairs are refused (the peer is reset).
  */
 #ifndef KDIAG_TUNNEL_H
 #define KDIAG_TUNNEL_H
@@ -44,6 +45,7 @@
 typedef struct {
     int pair_timeout_ms; /* 0 = 10000 */
     bool verbose;        /* one stderr line per connection event */
+    int max_pairs;       /* connections spliced at once; 0 = SPLICE_LOOP_MAX_PAIRS */
 } tunnel_opts;
 
 typedef struct tunnel tunnel;

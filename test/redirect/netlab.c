@@ -289,112 +289,74 @@ long netlab_mgr_rss_kb(const netlab_mgr *m)
     return kb;
 }
 
-/* ---- the CLI's role ---- */
+/* ---- the CLI's role: redirect_client + the CLI's bridge (cli/bridge.c) ---- */
 
-typedef struct {
-    netlab_cli *c;
-    int t, l; /* tunnel and local connections, both connected */
-} bridge_job;
-
-static void *bridge_main(void *arg)
+/* The bridge's sockets: local targets in "home", the tunnel in "pod". */
+static int bridge_socket(void *ud, bool local, int family)
 {
-    bridge_job *j = arg;
-    netlab_cli *c = j->c;
-    if (c->local_port == NETLAB_TUNNEL_SINK) {
-        /* The tunnel connection is the local server: read and drop to EOF. */
-        char *drop = malloc(1 << 18);
-        CHECK(drop, "oom");
-        while (recv(j->t, drop, 1 << 18, 0) > 0) { /* copies, as the direct sink does */
-        }
-        free(drop);
-        close(j->t);
-    } else {
-        int brc = redirect_client_bridge(j->t, j->l);
-        if (brc < 0 && getenv("NETLAB_VERBOSE"))
-            fprintf(stderr, "netlab: bridge ended: %s\n", strerror(-brc));
-    }
+    (void)ud;
+    return netlab_socket(local ? NS_HOME : NS_POD, family);
+}
+
+static void conn_done(netlab_cli *c)
+{
     pthread_mutex_lock(&c->mu);
     c->bridges_running--;
     pthread_cond_broadcast(&c->cv);
     pthread_mutex_unlock(&c->mu);
+}
+
+static void on_bridge_done(void *ud, const bridge_result *r)
+{
+    netlab_cli *c = ud;
+    if (r->err < 0 && getenv("NETLAB_VERBOSE"))
+        fprintf(stderr, "netlab: bridge ended: %s: %s\n", r->where, strerror(-r->err));
+    pthread_mutex_lock(&c->mu);
+    if (r->err == -EBUSY)
+        c->refused_at_limit++;
+    pthread_mutex_unlock(&c->mu);
+    conn_done(c);
+}
+
+typedef struct {
+    netlab_cli *c;
+    uint16_t port;
+    uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
+} sink_job;
+
+/* NETLAB_TUNNEL_SINK: no bridge, the tunnel connection is the local server
+ * (what the manager alone costs): read and drop to EOF. */
+static void *sink_main(void *arg)
+{
+    sink_job *j = arg;
+    uint8_t hello[REDIRECT_CLIENT_HELLO_LEN];
+    int t = netlab_connect(NS_POD, "127.0.0.1", j->port);
+    CHECK(t >= 0, "tunnel connect: %s", strerror(-t));
+    redirect_client_hello(hello, j->token, true);
+    CHECK(send(t, hello, sizeof hello, MSG_NOSIGNAL) == (ssize_t)sizeof hello, "hello");
+    char *drop = malloc(1 << 18);
+    CHECK(drop, "oom");
+    while (recv(t, drop, 1 << 18, 0) > 0) { /* copies, as the direct sink does */
+    }
+    free(drop);
+    close(t);
+    conn_done(j->c);
     free(j);
     return NULL;
 }
 
-/* Starts a non-blocking connect; fd or -errno. */
-static int connect_start(netlab_ns ns, int port)
+static void sink_start(netlab_cli *c, const redirect_client_event *ev)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int fd = netlab_socket(ns, AF_INET);
-    if (fd < 0)
-        return fd;
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
-        int e = -errno;
-        close(fd);
-        return e;
-    }
-    return fd;
-}
-
-/* Waits for a connect_start; 0 or -errno (the fd is closed on error). */
-static int connect_finish(int fd)
-{
-    struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int err = 0;
-    socklen_t el = sizeof err;
-    if (poll(&p, 1, 5000) != 1)
-        err = ETIMEDOUT;
-    else
-        getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el);
-    if (err) {
-        close(fd);
-        return -err;
-    }
-    fcntl(fd, F_SETFL, 0);
-    return 0;
-}
-
-/* What the CLI does per connection: connect the tunnel and the local target at
- * the same time, tell the manager the outcome, bridge on a thread. */
-static void serve_connection(netlab_cli *c, const redirect_client_event *ev)
-{
-    bool sink = c->local_port == NETLAB_TUNNEL_SINK;
-    int t = connect_start(NS_POD, (int)ev->tunnel_port);
-    int l = sink ? -1 : connect_start(NS_HOME, c->local_port);
-    if (t >= 0)
-        t = connect_finish(t) == 0 ? t : -1;
-    if (l >= 0)
-        l = connect_finish(l) == 0 ? l : -1;
-    if (t < 0) {
-        fprintf(stderr, "netlab: tunnel connect failed\n");
-        if (l >= 0)
-            close(l);
-        goto done;
-    }
-    if (redirect_client_tunnel_hello(t, ev->token, sink || l >= 0) < 0 || (!sink && l < 0)) {
-        close(t); /* refused: the manager resets the peer */
-        if (l >= 0)
-            close(l);
-        goto done;
-    }
-    bridge_job *j = malloc(sizeof *j);
+    sink_job *j = malloc(sizeof *j);
     CHECK(j, "oom");
-    *j = (bridge_job){.c = c, .t = t, .l = l};
+    *j = (sink_job){.c = c, .port = (uint16_t)ev->tunnel_port};
+    memcpy(j->token, ev->token, sizeof j->token);
     pthread_attr_t a;
     pthread_t th;
     pthread_attr_init(&a);
     pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&a, 256 * 1024);
-    CHECK(pthread_create(&th, &a, bridge_main, j) == 0, "pthread_create");
+    CHECK(pthread_create(&th, &a, sink_main, j) == 0, "pthread_create");
     pthread_attr_destroy(&a);
-    return;
-done:
-    pthread_mutex_lock(&c->mu);
-    c->bridges_running--;
-    pthread_cond_broadcast(&c->cv);
-    pthread_mutex_unlock(&c->mu);
 }
 
 static int on_event(void *ud, const redirect_client_event *ev)
@@ -419,7 +381,12 @@ static int on_event(void *ud, const redirect_client_event *ev)
     }
     c->bridges_running++;
     pthread_mutex_unlock(&c->mu);
-    serve_connection(c, ev);
+    if (c->local_port == NETLAB_TUNNEL_SINK)
+        sink_start(c, ev);
+    else
+        /* the CLI bridges to its port-forward's end; here the tunnel is reached directly */
+        CHECK(bridge_start(c->br, (uint16_t)ev->tunnel_port, (uint16_t)c->local_port, ev->token, on_bridge_done, c) == 0,
+              "bridge_start");
     return 0;
 }
 
@@ -435,15 +402,22 @@ static void *cli_main(void *arg)
     return NULL;
 }
 
-void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port)
+void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns)
 {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->local_port = local_port;
-    c->rc = redirect_client_open(m->client, port, outgoing);
-    CHECK(c->rc, "redirect_client_open");
+    bridge_opts bo = {.max_conns = max_conns};
+    CHECK(bridge_new(&c->br, &bo) == 0, "bridge_new");
+    bridge_set_socket_fn(c->br, bridge_socket, NULL);
+    CHECK(redirect_client_new(&c->rc, m->client, port, outgoing) == 0, "redirect_client_new");
     CHECK(pthread_create(&c->thread, NULL, cli_main, c) == 0, "pthread_create");
+}
+
+void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port)
+{
+    netlab_cli_start_capped(c, m, port, outgoing, local_port, 0);
 }
 
 static bool wait_until(netlab_cli *c, bool (*cond)(netlab_cli *), int timeout_ms)
@@ -492,6 +466,14 @@ void netlab_cli_stop(netlab_cli *c)
 bool netlab_cli_wait_idle(netlab_cli *c, int timeout_ms)
 {
     return wait_until(c, idle, timeout_ms);
+}
+
+void netlab_cli_free(netlab_cli *c)
+{
+    if (c->rc)
+        netlab_cli_stop(c);
+    bridge_free(c->br);
+    c->br = NULL;
 }
 
 /* ---- echo server ---- */

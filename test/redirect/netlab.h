@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
+#include "bridge.h"
+#include "bridge-internal.h"
 #include "redirect_client.h"
 
 #define PEER_IP4 "10.213.0.1"
@@ -65,9 +67,10 @@ int netlab_listen(netlab_ns ns, const char *ip, int *port);
 /* Output of a shell command run in "pod" (e.g. nft list tables); malloc'd. */
 char *netlab_pod_sh(const char *cmd);
 
-/* ---- the CLI's role ---- */
+/* ---- the CLI's role: redirect_client and the CLI's own bridge (cli/bridge.c) ---- */
 typedef struct netlab_cli {
     redirect_client *rc;
+    bridge *br;
     pthread_t thread;
     int local_port; /* local target on home 127.0.0.1; a closed port plays "refused";
                        NETLAB_TUNNEL_SINK: no bridge, the tunnel connection is drained here */
@@ -81,16 +84,21 @@ typedef struct netlab_cli {
     char last_peer[80], last_orig[80];
     uint8_t last_token[REDIRECT_CLIENT_TOKEN_LEN];
     int bridges_running;
+    int refused_at_limit; /* connections the bridge refused at its limit */
     int64_t last_event_us;
 } netlab_cli;
 
 void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port);
+/* Same, with a bridge limited to max_conns connections at once (0: the default). */
+void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns);
 /* true once ready; false if the stream ended first (c->st holds why). */
 bool netlab_cli_wait_ready(netlab_cli *c, int timeout_ms);
-/* Cancels the stream and waits for its thread (bridges keep running). */
+/* Cancels the stream and waits for its thread (bridged connections keep running). */
 void netlab_cli_stop(netlab_cli *c);
-/* Waits until no bridge thread runs. */
+/* Waits until no bridged connection runs. */
 bool netlab_cli_wait_idle(netlab_cli *c, int timeout_ms);
+/* Stops the stream if running and frees the bridge (ends what still runs). */
+void netlab_cli_free(netlab_cli *c);
 
 /* ---- local targets in "home" ---- */
 /* Echo server: echoes every byte, passes the client's FIN back after the echo. */

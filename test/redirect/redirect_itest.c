@@ -1,8 +1,10 @@
 /* Redirect end to end: real namespaces, real nftables, real traffic, the real
- * kdiag-manager. This process plays the CLI (redirect_client + bridges).
+ * kdiag-manager. This process plays the CLI with the CLI's own code
+ * (api/redirect_client + cli/bridge).
  *   redirect_itest <kdiag-manager> <case>
  */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -19,6 +21,7 @@
 #include "basic/time-util.h"
 #include "netlab.h"
 #include "nft.h"
+#include "splice_loop.h"
 
 #define PORT 80
 #define BULK (64ull << 20)
@@ -187,7 +190,7 @@ static void case_incoming(netlab_mgr *m, bool v6)
     CHECK(strcmp(c.last_orig, want_orig) == 0, "original_dst %s, want %s", c.last_orig, want_orig);
     CHECK(strcmp(c.last_peer, me) == 0, "peer %s, want %s", c.last_peer, me);
     CHECK(netlab_cli_wait_idle(&c, 5000), "bridge still running");
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     printf("incoming %s: 2 x 64 MB intact in %.2f s, original_dst %s, peer %s\n", v6 ? "IPv6" : "IPv4", secs,
            c.last_orig, c.last_peer);
 }
@@ -225,7 +228,7 @@ static void case_outgoing(netlab_mgr *m)
     char *pre = nft_list("chain", chain);
     CHECK(!strstr(pre, "dport 80"), "outgoing rule in prerouting: %s", pre);
     free(pre);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     netlab_echo_stop(e);
     printf("outgoing: IPv4 and IPv6 reach the local server, original_dst right\n");
 }
@@ -302,7 +305,7 @@ static void case_concurrent(netlab_mgr *m)
     double secs = (double)(time_now_us() - t0) / 1e6;
     CHECK(c.nconns == NCONC, "%d connection messages for %d connections", c.nconns, NCONC);
     CHECK(netlab_cli_wait_idle(&c, 10000), "bridges still running");
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     netlab_echo_stop(e);
     printf("concurrent: %d connections open at once, every reply matched its request, %.2f s\n", NCONC, secs);
 }
@@ -326,7 +329,7 @@ static void case_refused(netlab_mgr *m)
     CHECK(r == -ECONNRESET, "peer got %zd (%s), want a reset", r, r < 0 ? strerror((int)-r) : "data/EOF");
     CHECK(ms < 1000, "reset took %lld ms", (long long)ms);
     close(fd);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     printf("refused: the peer saw a reset after %lld ms\n", (long long)ms);
 }
 
@@ -349,8 +352,8 @@ static void case_kill9(netlab_mgr *m)
     int ms = ms_until_table_gone(1000);
     CHECK(ms >= 0, "table %s still there 1 s after kill -9", table);
     netlab_mgr_kill(m);
-    netlab_cli_stop(&c);
-    netlab_cli_stop(&c2);
+    netlab_cli_free(&c);
+    netlab_cli_free(&c2);
     printf("kill9: table inet %s gone %d ms after kill -9\n", table, ms);
 }
 
@@ -385,6 +388,7 @@ static void case_cancel(netlab_mgr *m)
     CHECK(r == 5 && memcmp(buf, "after", 5) == 0, "paired connection after cancel: %zd", r);
     close(fd);
     CHECK(netlab_cli_wait_idle(&c, 5000), "bridge still running");
+    netlab_cli_free(&c);
     netlab_echo_stop(e);
 
     /* A redirected connection still waiting for its tunnel connection is reset
@@ -409,6 +413,7 @@ static void case_cancel(netlab_mgr *m)
     CHECK(r == -ECONNRESET, "waiting peer got %zd after its stream ended, want a reset", r);
     CHECK(ms_waiting < 1000, "waiting peer reset %lld ms after its stream ended", (long long)ms_waiting);
     close(waiting);
+    netlab_cli_free(&ign);
     printf("cancel: rules gone %d ms after cancel; the paired connection kept running; a waiting peer "
            "was reset %lld ms after its stream ended\n", ms, (long long)ms_waiting);
 }
@@ -482,12 +487,12 @@ static void case_foreign(netlab_mgr *m)
           (long long)ms_orphan);
     CHECK(ign.nconns == 1, "%d messages for the unpaired peer", ign.nconns);
     close(orphan);
-    netlab_cli_stop(&ign);
+    netlab_cli_free(&ign);
     close(silent);
     close(shortf);
     close(wrongf);
     close(reusedf);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     netlab_echo_stop(e);
     printf("foreign: short token closed in %lld ms, wrong token in %lld ms, reused token in %lld ms, "
            "silent connection after %lld ms; the real connection paired; an unpaired peer was reset after %lld ms\n",
@@ -526,7 +531,7 @@ static void case_seq(netlab_mgr *m, int n)
     }
     CHECK(now == start, "manager holds %d fds after %d connections, %d before", now, n, start);
     CHECK(c.nconns == n, "%d connection messages for %d connections", c.nconns, n);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     netlab_echo_stop(e);
     printf("seq: %d connections in %.1f s (%.0f/s); manager fds %d before, %d after\n", n, secs, n / secs, start, now);
 }
@@ -591,7 +596,7 @@ static void case_old_owner(netlab_mgr *m)
     CHECK(strstr(theirs, "dport 81 redirect") && !strstr(theirs, "dport 80 "), "the old table changed: %s", theirs);
     free(mine);
     free(theirs);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     CHECK(ms_until_rules_gone(1000) >= 0, "our rule stayed after the stream ended");
     CHECK(has_table("kdiag"), "the old table went with our stream");
     kill(old, SIGKILL);
@@ -618,7 +623,7 @@ static void case_two_managers(netlab_mgr *m)
     CHECK(netlab_cli_wait_ready(&b, 5000), "second manager: %s", b.st.message);
     CHECK(echo_through(PORT, "via the first") && echo_through(PORT + 1, "via the second"), "echo");
     CHECK(has_table(table) && has_table(table2), "one table per manager");
-    netlab_cli_stop(&b);
+    netlab_cli_free(&b);
     rpc_client_free(m2.client);
     netlab_mgr_kill(&m2);
     int ms = -1;
@@ -626,10 +631,144 @@ static void case_two_managers(netlab_mgr *m)
         ms = has_table(table2) ? -1 : i * 10;
     CHECK(ms >= 0, "the second manager's table outlived it");
     CHECK(echo_through(PORT, "first still works"), "the first manager's redirect broke");
-    netlab_cli_stop(&a);
+    netlab_cli_free(&a);
     netlab_echo_stop(e);
     printf("two managers: tables inet %s and inet %s side by side; the second gone after ~%d ms, the first "
            "still redirecting\n", table, table2, ms);
+}
+
+/* ---- the CLI's bridge: its connection limit and its drain ---- */
+
+/* Peer connection through the redirect whose one-byte echo came back; fd. */
+static int echoed_conn(void)
+{
+    char ch = 'e';
+    int fd = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(fd >= 0, "peer connect: %s", strerror(-fd));
+    send_all(fd, &ch, 1);
+    CHECK(read_to_end(fd, &ch, 1, 5000) == 1 && ch == 'e', "echo");
+    return fd;
+}
+
+static int count_dir(const char *path)
+{
+    int n = 0;
+    DIR *d = opendir(path);
+    CHECK(d, "opendir %s", path);
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Threads of this process named like the splice loop's. */
+static int loop_threads(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    CHECK(d, "opendir task");
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        char path[300], comm[64] = "";
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
+            n++;
+        if (f)
+            fclose(f);
+    }
+    closedir(d);
+    return n;
+}
+
+static int refusals(netlab_cli *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->refused_at_limit;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+/* A redirect of PORT bridged to the local port, ready. */
+static void cli_ready(netlab_cli *c, netlab_mgr *m, int lport, int max_conns)
+{
+    netlab_cli_start_capped(c, m, PORT, false, lport, max_conns);
+    CHECK(netlab_cli_wait_ready(c, 5000), "not ready: %s", c->st.message);
+}
+
+#define LIMIT 3
+
+static void case_bridge_limit(netlab_mgr *m)
+{
+    int lport, fds[LIMIT];
+    char buf[16];
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+    cli_ready(&c, m, lport, LIMIT);
+    for (int i = 0; i < LIMIT; i++)
+        fds[i] = echoed_conn();
+    /* one more than the limit: refused at once, the peer sees a reset */
+    int64_t t0 = time_now_us();
+    int over = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(over >= 0, "peer connect: %s", strerror(-over));
+    ssize_t r = read_to_end(over, buf, sizeof buf, 3000);
+    int64_t ms = (time_now_us() - t0) / 1000;
+    CHECK(r == -ECONNRESET && ms < 1000, "connection over the limit: %zd after %lld ms, want a reset", r, (long long)ms);
+    for (int i = 0; i < 500 && refusals(&c) == 0; i++) /* the bridge reports after closing the tunnel */
+        usleep(10000);
+    CHECK(refusals(&c) == 1, "%d refusals at the limit", refusals(&c));
+    close(over);
+    /* the ones within the limit still work, and a freed place is used again */
+    send_all(fds[0], "x", 1);
+    CHECK(read_to_end(fds[0], buf, 1, 5000) == 1 && buf[0] == 'x', "echo within the limit");
+    close(fds[0]);
+    for (int i = 0; i < 500 && bridge_active(c.br) >= LIMIT; i++)
+        usleep(10000);
+    fds[0] = echoed_conn();
+    for (int i = 0; i < LIMIT; i++)
+        close(fds[i]);
+    CHECK(netlab_cli_wait_idle(&c, 5000), "bridge still running");
+    netlab_cli_free(&c);
+    netlab_echo_stop(e);
+    printf("bridge_limit: connection %d refused with a reset after %lld ms, the %d within the limit served\n",
+           LIMIT + 1, (long long)ms, LIMIT);
+}
+
+#define NDRAIN 50
+
+static void case_bridge_drain(netlab_mgr *m)
+{
+    int lport, fds[NDRAIN];
+    char buf[16];
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+    /* a first stream connects the gRPC channel: the fds counted below are the bridge's */
+    cli_ready(&c, m, lport, 0);
+    netlab_cli_free(&c);
+    CHECK(ms_until_rules_gone(1000) >= 0, "rules left");
+    int fd0 = count_dir("/proc/self/fd");
+    CHECK(loop_threads() == 0, "a splice loop thread before the bridge");
+
+    cli_ready(&c, m, lport, 0);
+    CHECK(loop_threads() == 1, "%d splice loop threads with one bridge", loop_threads());
+    for (int i = 0; i < NDRAIN; i++)
+        fds[i] = echoed_conn();
+    int fd_open = count_dir("/proc/self/fd");
+    netlab_cli_free(&c); /* what Ctrl-C does: the bridge ends with connections open */
+    for (int i = 0; i < NDRAIN; i++) {
+        ssize_t r = read_to_end(fds[i], buf, sizeof buf, 3000);
+        CHECK(r == 0 || r == -ECONNRESET, "connection %d after the bridge ended: %zd", i, r);
+        close(fds[i]);
+    }
+    int fd1 = count_dir("/proc/self/fd");
+    CHECK(loop_threads() == 0, "%d splice loop threads after bridge_free", loop_threads());
+    CHECK(fd1 == fd0, "%d fds before the bridge, %d with %d connections, %d after", fd0, fd_open, NDRAIN, fd1);
+    netlab_echo_stop(e);
+    printf("bridge_drain: %d open connections ended by bridge_free; fds %d -> %d -> %d; no loop thread left\n", NDRAIN,
+           fd0, fd_open, fd1);
 }
 
 /* ---- errors ---- */
@@ -639,7 +778,7 @@ static grpc_status_code end_status(netlab_mgr *m, uint32_t port, bool outgoing, 
     netlab_cli c;
     netlab_cli_start(&c, m, port, outgoing, 1);
     CHECK(!netlab_cli_wait_ready(&c, 5000), "port %u: ready, want an error", port);
-    netlab_cli_stop(&c);
+    netlab_cli_free(&c);
     snprintf(msg, n, "%s", c.st.message);
     CHECK(c.run_rc == -EPROTO, "run_rc %d", c.run_rc);
     return c.st.code;
@@ -668,13 +807,13 @@ static void case_errors(netlab_mgr *m)
     printf("same port twice: %s\n", msg);
     netlab_cli_start(&b, m, PORT, true, 1); /* the other direction is another redirect */
     CHECK(netlab_cli_wait_ready(&b, 5000), "outgoing 80 beside incoming 80: %s", b.st.message);
-    netlab_cli_stop(&b);
-    netlab_cli_stop(&a);
+    netlab_cli_free(&b);
+    netlab_cli_free(&a);
     /* Once the first ended, the port is free again. */
     CHECK(ms_until_rules_gone(1000) >= 0, "rules left after both streams ended");
     netlab_cli_start(&a, m, PORT, false, 1);
     CHECK(netlab_cli_wait_ready(&a, 5000), "again after the end: %s", a.st.message);
-    netlab_cli_stop(&a);
+    netlab_cli_free(&a);
 }
 
 static void case_no_net_admin(netlab_mgr *m)
@@ -725,6 +864,10 @@ int main(int argc, char **argv)
         case_foreign(&m);
     else if (strcmp(cs, "seq") == 0)
         case_seq(&m, 10000);
+    else if (strcmp(cs, "bridge_limit") == 0)
+        case_bridge_limit(&m);
+    else if (strcmp(cs, "bridge_drain") == 0)
+        case_bridge_drain(&m);
     else if (strcmp(cs, "errors") == 0)
         case_errors(&m);
     else if (strcmp(cs, "no_net_admin") == 0)
