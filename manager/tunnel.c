@@ -24,6 +24,20 @@
 #define HELLO_LEN (TUNNEL_TOKEN_LEN + 1)
 #define NBUCKETS 1024
 #define ACCEPT_PAUSE_MS 100 /* after EMFILE, so a full fd table does not spin */
+#define NOISE_WINDOW_MS 10000 /* failed connections are logged as one summary line per window */
+
+/* What can go wrong with connections before they are paired: anyone in the
+ * pod can cause these (no token needed for most), so they are counted and
+ * summed up once per NOISE_WINDOW_MS instead of logged one by one. */
+typedef enum {
+    NOISE_SHORT,    /* tunnel connection closed before token + status */
+    NOISE_TOKEN,    /* unknown or used token */
+    NOISE_SILENT,   /* no token within the pairing timeout */
+    NOISE_UNPAIRED, /* redirected connection without a tunnel connection in time */
+    NOISE_LIMIT,    /* paired beyond max_pairs */
+    NOISE_ACCEPT,   /* accept paused (fd table or memory full) */
+    NOISE_KINDS
+} noise_kind;
 
 /* A redirected connection waiting for its tunnel connection. */
 typedef struct waiting {
@@ -58,6 +72,8 @@ struct tunnel {
     splice_watch wlisten, wtimer;
     splice_loop *loop;
     int64_t accept_resume; /* 0 = accepting */
+    unsigned noise[NOISE_KINDS]; /* loop thread only */
+    int64_t noise_until;         /* end of the current summary window, 0 = none open */
 
     pthread_mutex_t lock; /* guards buckets and the waiting list */
     waiting *buckets[NBUCKETS];
@@ -95,12 +111,40 @@ static void logf_(const tunnel *t, bool always, const char *fmt, ...)
 {
     if (!always && !t->o.verbose)
         return;
-    char line[256];
+    char line[512]; /* room for the noise summary */
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
     fprintf(stderr, "kdiag-manager: tunnel: %s\n", line);
+}
+
+/* Counts one failure for the next summary line. Loop thread. */
+static void noise(tunnel *t, noise_kind k)
+{
+    if (!t->noise_until)
+        t->noise_until = time_now_ms() + NOISE_WINDOW_MS;
+    t->noise[k]++;
+}
+
+/* Logs the summary once its window is over (or at once when force); returns
+ * the window's end while one is open, else -1. Counts only: nothing a peer
+ * sent reaches the log. */
+static int64_t noise_flush(tunnel *t, int64_t now, bool force)
+{
+    if (!t->noise_until || (!force && now < t->noise_until))
+        return t->noise_until ? t->noise_until : -1;
+    const unsigned *n = t->noise;
+    logf_(t, true,
+          "%u bad connections in the last %d s: %u closed before token and status, %u with an unknown or used "
+          "token, %u silent for %d ms; %u redirected connections got no tunnel connection in time (reset), %u "
+          "over the limit of %d (reset); accept paused %u times",
+          n[NOISE_SHORT] + n[NOISE_TOKEN] + n[NOISE_SILENT], NOISE_WINDOW_MS / 1000, n[NOISE_SHORT], n[NOISE_TOKEN],
+          n[NOISE_SILENT], t->o.pair_timeout_ms, n[NOISE_UNPAIRED], n[NOISE_LIMIT],
+          t->o.max_pairs, n[NOISE_ACCEPT]);
+    memset(t->noise, 0, sizeof t->noise);
+    t->noise_until = 0;
+    return -1;
 }
 
 static unsigned bucket_of(const uint8_t *token)
@@ -139,9 +183,10 @@ static void on_pair_done(void *ud, int err)
 static void pair_start(tunnel *t, int peer_fd, int tunnel_fd)
 {
     int rc = splice_loop_pair(t->loop, peer_fd, tunnel_fd, on_pair_done, t);
-    if (rc == -EBUSY)
-        logf_(t, true, "%d connections spliced already (the limit): peer reset", splice_loop_max_pairs(t->loop));
-    else if (rc < 0)
+    if (rc == -EBUSY) {
+        noise(t, NOISE_LIMIT);
+        logf_(t, false, "%d connections spliced already (the limit): peer reset", t->o.max_pairs);
+    } else if (rc < 0)
         logf_(t, true, "cannot splice a paired connection: %s", strerror(-rc));
     else
         logf_(t, false, "paired");
@@ -173,11 +218,12 @@ static bool hello_fill(tunnel *t, hello *h)
         if (n < 0 && errno == EAGAIN)
             return true;
         if (n <= 0) {
-            if (h->peer)
+            if (h->peer) {
                 logf_(t, false, "client closed the tunnel after the token: local target refused, resetting the peer");
-            else
-                logf_(t, true, "tunnel connection closed after %zu of %d token bytes: dropped", h->got,
-                      TUNNEL_TOKEN_LEN);
+            } else {
+                noise(t, NOISE_SHORT);
+                logf_(t, false, "tunnel connection closed after %zu of %d token bytes", h->got, TUNNEL_TOKEN_LEN);
+            }
             hello_free(t, h, true);
             return false;
         }
@@ -187,7 +233,8 @@ static bool hello_fill(tunnel *t, hello *h)
             h->peer = claim_locked(t, h->buf);
             pthread_mutex_unlock(&t->lock);
             if (!h->peer) {
-                logf_(t, true, "tunnel connection with an unknown or used token: closed");
+                noise(t, NOISE_TOKEN);
+                logf_(t, false, "tunnel connection with an unknown or used token: closed");
                 hello_free(t, h, false);
                 return false;
             }
@@ -224,7 +271,8 @@ static void on_hello(splice_watch *w, uint32_t events)
 
 static void accept_pause(tunnel *t)
 {
-    logf_(t, true, "accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
+    noise(t, NOISE_ACCEPT);
+    logf_(t, false, "accept: %s; pausing %d ms", strerror(errno), ACCEPT_PAUSE_MS);
     splice_loop_rewatch(t->loop, t->listen_fd, 0, &t->wlisten);
     t->accept_resume = time_now_ms() + ACCEPT_PAUSE_MS;
 }
@@ -275,7 +323,8 @@ static int64_t expire_waiting(tunnel *t, int64_t now)
         if (w && w->deadline <= now) {
             claim_locked(t, w->token);
             pthread_mutex_unlock(&t->lock);
-            logf_(t, true, "no tunnel connection for a redirected connection within %d ms: reset",
+            noise(t, NOISE_UNPAIRED);
+            logf_(t, false, "no tunnel connection for a redirected connection within %d ms: reset",
                   t->o.pair_timeout_ms);
             splice_close_reset(w->fd);
             free(w);
@@ -296,12 +345,16 @@ static int expire(void *ud)
     int64_t now = time_now_ms(), next;
 
     while (t->hellos.head && t->hellos.head->deadline <= now) {
-        logf_(t, true, "tunnel connection sent no complete token within %d ms: closed", t->o.pair_timeout_ms);
+        noise(t, NOISE_SILENT);
+        logf_(t, false, "tunnel connection sent no complete token within %d ms: closed", t->o.pair_timeout_ms);
         hello_free(t, t->hellos.head, true);
     }
     next = expire_waiting(t, now);
     if (t->hellos.head && (next < 0 || t->hellos.head->deadline < next))
         next = t->hellos.head->deadline;
+    int64_t summary = noise_flush(t, now, false);
+    if (summary >= 0 && (next < 0 || summary < next))
+        next = summary;
     if (t->accept_resume) {
         if (t->accept_resume <= now) {
             splice_loop_rewatch(t->loop, t->listen_fd, EPOLLIN, &t->wlisten);
@@ -328,6 +381,8 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
     t->o = *o;
     if (t->o.pair_timeout_ms <= 0)
         t->o.pair_timeout_ms = 10000;
+    if (t->o.max_pairs <= 0)
+        t->o.max_pairs = SPLICE_LOOP_MAX_PAIRS;
     t->wlisten.fn = on_listener;
     t->wtimer.fn = on_timer;
     pthread_mutex_init(&t->lock, NULL);
@@ -426,6 +481,7 @@ void tunnel_free(tunnel *t)
         return;
     splice_loop_free(t->loop); /* joins the thread, closes the pairs */
     t->loop = NULL;
+    noise_flush(t, 0, true);
     while (t->hellos.head)
         hello_free(t, t->hellos.head, true);
     while (t->wait.head) {

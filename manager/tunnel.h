@@ -17,11 +17,13 @@
  *   byte, counts as refused too.
  *
  *   The manager never writes before the status byte. An unknown, already used
- *   or short token closes the tunnel connection at once (logged on stderr);
- *   pairing is by token only, never by arrival order. A tunnel connection that
- *   has not sent token and status within the pairing timeout is closed, and a
- *   redirected connection whose tunnel connection has not arrived by then is
- *   reset.
+ *   or short token closes the tunnel connection at once; pairing is by token
+ *   only, never by arrival order. A tunnel connection that has not sent token
+ *   and status within the pairing timeout is closed, and a redirected
+ *   connection whose tunnel connection has not arrived by then is reset.
+ *   Anyone in the pod can cause these: they are counted and logged as one
+ *   summary line per 10 s (counts only, nothing the peer sent), one line each
+ *   only with verbose.
  *
  * After pairing, both directions are spliced (splice(2) through pipes, no
  * copies into user space); a FIN on one side becomes a shutdown(SHUT_WR) on the
@@ -44,7 +46,7 @@
 
 typedef struct {
     int pair_timeout_ms; /* 0 = 10000 */
-    bool verbose;        /* one stderr line per connection event */
+    bool verbose;        /* one stderr line per connection event (not only summaries) */
     int max_pairs;       /* connections spliced at once; 0 = SPLICE_LOOP_MAX_PAIRS */
 } tunnel_opts;
 

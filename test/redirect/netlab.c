@@ -193,6 +193,13 @@ static void drop_net_admin(void)
         _exit(123);
 }
 
+static const char *next_stderr; /* netlab_mgr_stderr_to */
+
+void netlab_mgr_stderr_to(const char *path)
+{
+    next_stderr = path;
+}
+
 void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop)
 {
     int p[2];
@@ -205,11 +212,17 @@ void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop)
         if (drop)
             drop_net_admin();
         dup2(p[1], 1);
+        if (next_stderr) {
+            int fd = open(next_stderr, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd < 0 || dup2(fd, 2) < 0)
+                _exit(124);
+        }
         signal(SIGPIPE, SIG_DFL);
         execl(bin, bin, getenv("NETLAB_VERBOSE") ? "-v" : (char *)NULL, (char *)NULL);
         _exit(127);
     }
     close(p[1]);
+    next_stderr = NULL;
     m->pid = pid;
     /* Raw reads, not stdio: the three lines may come in one read. */
     char out[1024];

@@ -53,6 +53,8 @@ typedef struct {
 void netlab_init(void);
 /* Starts the manager in "pod" (without CAP_NET_ADMIN when asked) and a gRPC client to it. */
 void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop_net_admin);
+/* The next netlab_mgr_start writes the manager's stderr to path (truncated) instead of ours. */
+void netlab_mgr_stderr_to(const char *path);
 void netlab_mgr_kill(netlab_mgr *m);
 /* SIGTERM; fails the test unless the manager exits 0 within 10 s. */
 void netlab_mgr_stop(netlab_mgr *m);

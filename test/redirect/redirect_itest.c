@@ -775,6 +775,74 @@ static void case_bridge_drain(netlab_mgr *m)
            fd0, fd_open, fd1);
 }
 
+/* ---- a flood of bad tunnel connections: the log stays short and unforged ---- */
+
+#define NFLOOD 3000
+static const char forged[] = "\nListening on 127.0.0.1:1\nToken: forged\nTunnel on 127.0.0.1:2\n";
+static char flood_log[64];
+
+/* One bad tunnel connection of three kinds: forged lines as the token
+ * (unknown), 5 bytes of them (short), nothing at all (short). */
+static void bad_tunnel_conn(netlab_mgr *m, int i)
+{
+    int fd = netlab_connect(NS_POD, "127.0.0.1", m->tunnel_port);
+    CHECK(fd >= 0, "tunnel connect %d: %s", i, strerror(-fd));
+    if (i % 3 == 0)
+        send_all(fd, forged, sizeof forged - 1);
+    else if (i % 3 == 1)
+        send_all(fd, forged, 5);
+    close(fd);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "r");
+    CHECK(f, "open %s", path);
+    char *buf = calloc(1, 1 << 20);
+    CHECK(buf, "oom");
+    *len = fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return buf;
+}
+
+static void case_tunnel_flood(netlab_mgr *m)
+{
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+    netlab_cli_start(&c, m, PORT, false, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    int64_t t0 = time_now_us();
+    for (int i = 0; i < NFLOOD; i++)
+        bad_tunnel_conn(m, i);
+    double secs = (double)(time_now_us() - t0) / 1e6;
+    CHECK(echo_through(PORT, "real traffic during the flood"), "the redirect broke under the flood");
+    /* the summary comes when its 10 s window closes */
+    size_t len = 0;
+    char *log = NULL;
+    for (int i = 0; i < 150; i++, usleep(100000)) {
+        free(log);
+        log = read_file(flood_log, &len);
+        if (strstr(log, "bad connections"))
+            break;
+    }
+    int lines = 0;
+    for (char *q = log; (q = strchr(q, '\n')); q++)
+        lines++;
+    CHECK(strstr(log, "tunnel: 3000 bad connections in the last 10 s: 2000 closed before token and status, 1000 with "
+                      "an unknown or used token"),
+          "no summary of the %d bad connections in the manager's log:\n%s", NFLOOD, log);
+    CHECK(!strstr(log, "Listening on") && !strstr(log, "Token:") && !strstr(log, "Tunnel on"),
+          "forged lines in the manager's log:\n%s", log);
+    CHECK(lines <= 3 && len < 1024, "manager's log: %d lines, %zu bytes after %d bad connections:\n%s", lines, len,
+          NFLOOD, log);
+    free(log);
+    netlab_cli_free(&c);
+    netlab_echo_stop(e);
+    printf("tunnel_flood: %d bad tunnel connections in %.1f s (a third with forged start-up lines): %d log line(s), "
+           "%zu bytes, nothing forged\n", NFLOOD, secs, lines, len);
+}
+
 /* ---- errors ---- */
 
 static grpc_status_code end_status(netlab_mgr *m, uint32_t port, bool outgoing, char *msg, size_t n)
@@ -846,6 +914,10 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     netlab_init();
     netlab_mgr m;
+    if (strcmp(cs, "tunnel_flood") == 0) { /* its test reads the manager's log */
+        snprintf(flood_log, sizeof flood_log, "/tmp/kdiag-flood-%d.log", (int)getpid());
+        netlab_mgr_stderr_to(flood_log);
+    }
     netlab_mgr_start(&m, bin, strcmp(cs, "no_net_admin") == 0);
     nft_table_name((uint16_t)m.tunnel_port, table);
     CHECK(!has_kdiag_table(), "kdiag table before any redirect");
@@ -872,6 +944,8 @@ int main(int argc, char **argv)
         case_bridge_limit(&m);
     else if (strcmp(cs, "bridge_drain") == 0)
         case_bridge_drain(&m);
+    else if (strcmp(cs, "tunnel_flood") == 0)
+        case_tunnel_flood(&m);
     else if (strcmp(cs, "errors") == 0)
         case_errors(&m);
     else if (strcmp(cs, "no_net_admin") == 0)
@@ -887,6 +961,8 @@ int main(int argc, char **argv)
     rpc_client_free(m.client);
     if (m.pid > 0)
         netlab_mgr_stop(&m); /* SIGTERM: a clean exit, checked (and leak-checked under ASan) */
+    if (*flood_log)
+        unlink(flood_log);
     printf("PASS %s\n", cs);
     return 0;
 }
