@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -31,6 +32,7 @@ typedef struct conn {
     int tfd, lfd;
     int terr, lerr; /* 0 connected, CONNECTING, or -errno */
     bool local_v6;  /* the local connect tries ::1 (127.0.0.1 refused) */
+    bool hello_sent;
     uint16_t tunnel_port, local_port;
     uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
     bridge_done_fn done;
@@ -41,8 +43,7 @@ typedef struct conn {
 struct bridge {
     splice_loop *loop;
     int max_conns;
-    atomic_int active;  /* started, done not yet called */
-    int running;        /* loop thread: connecting + spliced */
+    atomic_int active;  /* started, done not yet called: the number the limit counts */
     conn *connecting;   /* loop thread */
     bridge_socket_fn sock_fn;
     void *sock_ud;
@@ -70,7 +71,6 @@ static void finish(conn *c, int err, const char *where)
     bridge_result r = {.err = err, .where = where};
     if (c->done)
         c->done(c->ud, &r);
-    b->running--;
     atomic_fetch_sub(&b->active, 1);
     free(c);
 }
@@ -111,10 +111,15 @@ static void on_pair_done(void *ud, int err)
     finish(ud, err, "connection");
 }
 
-/* ---- connecting ---- */
+/* ---- connecting ----
+ *
+ * bridge_start begins on the caller's thread (the stream's): both connects,
+ * and the hello when both are settled, which on loopback is usually at once.
+ * The loop thread then watches what is still in flight and splices: the
+ * manager gets the hello without waiting for the loop thread to wake. */
 
 /* Starts a non-blocking connect on a fresh socket: 0 connected, CONNECTING, or -errno. */
-static int connect_start(conn *c, bool local, int family, uint16_t port, int *fd, splice_watch *w)
+static int connect_start(conn *c, bool local, int family, uint16_t port, int *fd)
 {
     struct sockaddr_storage ss = {0};
     socklen_t len;
@@ -137,37 +142,65 @@ static int connect_start(conn *c, bool local, int family, uint16_t port, int *fd
     setsockopt(*fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (connect(*fd, (struct sockaddr *)&ss, len) == 0)
         return 0;
-    if (errno != EINPROGRESS)
-        return -errno;
-    int rc = splice_loop_watch(c->b->loop, *fd, EPOLLOUT, w);
-    return rc < 0 ? rc : CONNECTING;
+    return errno == EINPROGRESS ? CONNECTING : -errno;
 }
 
-/* "localhost": IPv4 first, then IPv6. */
-static void local_connect(conn *c)
+static int connect_result(int fd)
 {
-    close_side(c, &c->lfd, &c->wl);
-    c->lerr = connect_start(c, true, c->local_v6 ? AF_INET6 : AF_INET, c->local_port, &c->lfd, &c->wl);
-    if (c->lerr == -ECONNREFUSED && !c->local_v6) {
-        c->local_v6 = true;
-        local_connect(c);
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+        return -errno;
+    return -err;
+}
+
+/* Resolves connects that are already done, without waiting. */
+static void settle(conn *c)
+{
+    struct pollfd p[2] = {{.fd = c->terr == CONNECTING ? c->tfd : -1, .events = POLLOUT},
+                          {.fd = c->lerr == CONNECTING ? c->lfd : -1, .events = POLLOUT}};
+    if ((p[0].fd >= 0 || p[1].fd >= 0) && poll(p, 2, 0) > 0) {
+        if (p[0].revents)
+            c->terr = connect_result(c->tfd);
+        if (p[1].revents)
+            c->lerr = connect_result(c->lfd);
     }
 }
 
-/* Both connects done: hello, then splice (or refuse). */
+/* "localhost": 127.0.0.1, and ::1 when that refused. */
+static void local_connect(conn *c)
+{
+    c->lerr = connect_start(c, true, AF_INET, c->local_port, &c->lfd);
+    settle(c);
+    if (c->lerr == -ECONNREFUSED) {
+        if (c->lfd >= 0)
+            close(c->lfd);
+        c->local_v6 = true;
+        c->lerr = connect_start(c, true, AF_INET6, c->local_port, &c->lfd);
+    }
+}
+
+/* Sends the hello once the tunnel is connected and the local side settled. */
+static void hello(conn *c)
+{
+    if (c->hello_sent || c->terr != 0 || c->lerr == CONNECTING)
+        return;
+    uint8_t buf[REDIRECT_CLIENT_HELLO_LEN];
+    redirect_client_hello(buf, c->token, c->lerr == 0);
+    ssize_t n = send(c->tfd, buf, sizeof buf, MSG_NOSIGNAL);
+    if (n != (ssize_t)sizeof buf) /* a fresh socket has room for 17 bytes: anything else is an error */
+        c->terr = n < 0 ? -errno : -EIO;
+    c->hello_sent = c->terr == 0;
+}
+
+/* Loop thread: once both connects are done, hello, then splice (or refuse). */
 static void proceed(conn *c)
 {
     if (c->terr == CONNECTING || c->lerr == CONNECTING)
         return;
+    hello(c);
     if (c->terr < 0) {
         fail(c, c->terr, "tunnel");
-        return;
-    }
-    uint8_t hello[REDIRECT_CLIENT_HELLO_LEN];
-    redirect_client_hello(hello, c->token, c->lerr == 0);
-    ssize_t n = send(c->tfd, hello, sizeof hello, MSG_NOSIGNAL);
-    if (n != (ssize_t)sizeof hello) { /* a fresh socket has room for 17 bytes: anything else is an error */
-        fail(c, n < 0 ? -errno : -EIO, "tunnel");
         return;
     }
     if (c->lerr < 0) { /* refused: closing the tunnel connection makes the manager reset the peer */
@@ -184,13 +217,14 @@ static void proceed(conn *c)
         finish(c, rc, rc == -EBUSY ? "limit" : "connection");
 }
 
-static int connect_result(int fd)
+/* Loop thread: watches a connect still in flight (*err set when that fails). */
+static void watch_connect(conn *c, int fd, int *err, splice_watch *w)
 {
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
-        return -errno;
-    return -err;
+    if (*err != CONNECTING)
+        return;
+    int rc = splice_loop_watch(c->b->loop, fd, EPOLLOUT, w);
+    if (rc < 0)
+        *err = rc;
 }
 
 static void on_tunnel(splice_watch *w, uint32_t events)
@@ -209,8 +243,10 @@ static void on_local(splice_watch *w, uint32_t events)
     splice_loop_rewatch(c->b->loop, c->lfd, 0, &c->wl);
     c->lerr = connect_result(c->lfd);
     if (c->lerr == -ECONNREFUSED && !c->local_v6) {
+        close_side(c, &c->lfd, &c->wl);
         c->local_v6 = true;
-        local_connect(c);
+        c->lerr = connect_start(c, true, AF_INET6, c->local_port, &c->lfd);
+        watch_connect(c, c->lfd, &c->lerr, &c->wl);
     }
     proceed(c);
 }
@@ -220,20 +256,16 @@ static void begin(void *ud)
 {
     conn *c = ud;
     bridge *b = c->b;
-    b->running++;
-    if (splice_loop_stopping(b->loop)) {
-        finish(c, -ECANCELED, "connection");
-        return;
-    }
     c->next = b->connecting;
     if (b->connecting)
         b->connecting->prev = c;
     b->connecting = c;
-    c->terr = connect_start(c, false, AF_INET, c->tunnel_port, &c->tfd, &c->wt);
-    if (b->running > b->max_conns)
-        c->lerr = -EBUSY; /* refused below, through the tunnel hello */
-    else
-        local_connect(c);
+    if (splice_loop_stopping(b->loop)) {
+        fail(c, -ECANCELED, "connection");
+        return;
+    }
+    watch_connect(c, c->tfd, &c->terr, &c->wt);
+    watch_connect(c, c->lfd, &c->lerr, &c->wl);
     proceed(c);
 }
 
@@ -248,10 +280,21 @@ int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uin
     *c = (conn){.b = b, .wt = {on_tunnel}, .wl = {on_local}, .tfd = -1, .lfd = -1, .tunnel_port = tunnel_port,
                 .local_port = local_port, .done = done, .ud = ud};
     memcpy(c->token, token, REDIRECT_CLIENT_TOKEN_LEN);
-    atomic_fetch_add(&b->active, 1);
+    bool over = atomic_fetch_add(&b->active, 1) >= b->max_conns;
+    c->terr = connect_start(c, false, AF_INET, tunnel_port, &c->tfd);
+    if (over)
+        c->lerr = -EBUSY; /* refused through the tunnel hello */
+    else
+        local_connect(c);
+    settle(c);
+    hello(c);
     int rc = splice_loop_post(b->loop, begin, c);
     if (rc < 0) {
         atomic_fetch_sub(&b->active, 1);
+        if (c->tfd >= 0)
+            close(c->tfd);
+        if (c->lfd >= 0)
+            close(c->lfd);
         free(c);
     }
     return rc;

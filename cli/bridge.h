@@ -35,8 +35,10 @@ typedef struct bridge bridge;
 int bridge_new(bridge **ret, const bridge_opts *o);
 void bridge_free(bridge *b);
 /* Any thread: bridges one redirected connection (tunnel_port: the local end
- * of the port-forward to the manager's tunnel). 0, or -ENOMEM (done is then
- * not called). */
+ * of the port-forward to the manager's tunnel). Starts both connects and,
+ * when they are already settled (loopback usually is), sends the hello on
+ * the caller's thread without blocking; the rest runs on the bridge's thread.
+ * 0, or -ENOMEM (done is then not called). */
 int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
                  bridge_done_fn done, void *ud);
 /* Connections started and not yet done. */
