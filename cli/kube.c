@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/dynbuf.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "kerr.h"
@@ -196,29 +197,6 @@ int kube_wait(pid_t pid)
     return 1;
 }
 
-struct buf {
-    char *d;
-    size_t len, cap;
-};
-
-static int buf_read(struct buf *b, int fd)
-{
-    if (b->cap - b->len < 4097) {
-        size_t nc = b->cap ? b->cap * 2 : 8192;
-        char *d = realloc(b->d, nc);
-        if (!d)
-            return -ENOMEM;
-        b->d = d;
-        b->cap = nc;
-    }
-    ssize_t n = read(fd, b->d + b->len, b->cap - b->len - 1);
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 1 : -errno;
-    b->len += (size_t)n;
-    b->d[b->len] = '\0';
-    return n == 0 ? 0 : 1;
-}
-
 /* The errno for a kubectl failure kerr recognised. */
 static int kerr_errno(kerr_kind kind)
 {
@@ -234,7 +212,7 @@ static int kerr_errno(kerr_kind kind)
 }
 
 /* Feeds in to the child and collects its stdout and stderr until both end or the deadline. */
-static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms, struct buf *out, struct buf *err)
+static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms, dynbuf *out, dynbuf *err)
 {
     size_t in_off = 0;
     if (!in || in_len == 0)
@@ -256,9 +234,9 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
             return -errno;
         if (n <= 0)
             continue;
-        if (pf[0].revents && buf_read(out, p->out_fd) <= 0)
+        if (pf[0].revents && dynbuf_read(out, p->out_fd) <= 0)
             close_fd(&p->out_fd);
-        if (pf[1].revents && buf_read(err, p->err_fd) <= 0)
+        if (pf[1].revents && dynbuf_read(err, p->err_fd) <= 0)
             close_fd(&p->err_fd);
         if (pf[2].revents) {
             ssize_t w = write(p->in_fd, in + in_off, in_len - in_off);
@@ -275,7 +253,7 @@ int kube_run(const kube *k, const char *what, const char *const *args, const cha
              int64_t timeout_ms, kube_result *r, char *err, size_t errlen)
 {
     kube_proc p;
-    struct buf ob = {0}, eb = {0};
+    dynbuf ob = {0}, eb = {0};
     memset(r, 0, sizeof(*r));
     int rc = kube_spawn(k, args, KUBE_PIPE_IN | KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, errlen);
     if (rc < 0)
@@ -285,10 +263,10 @@ int kube_run(const kube *k, const char *what, const char *const *args, const cha
         kube_proc_kill(&p, SIGKILL);
     int st = kube_wait(p.pid);
     kube_proc_close(&p);
-    r->out = ob.d ? ob.d : strdup("");
     r->out_len = ob.len;
-    r->err = eb.d ? eb.d : strdup("");
+    r->out = dynbuf_steal(&ob);
     r->err_len = eb.len;
+    r->err = dynbuf_steal(&eb);
     r->status = st < 0 ? 1 : st;
     if (k->verbose > 1 && r->err_len)
         fprintf(stderr, "  kubectl stderr: %s", r->err);

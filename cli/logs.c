@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/dynbuf.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "exitcode.h"
@@ -22,6 +23,7 @@
 
 #define MAX_STREAMS 256
 #define TAIL_LINES "10"
+#define RETRY_MS 10000 /* before following a container again whose kubectl logs failed */
 
 static const char *const palette[] = {"32", "33", "34", "35", "36", "31", "92", "93", "94", "95", "96", "91"};
 
@@ -86,8 +88,7 @@ struct stream {
     char cid[256];          /* container id this stream follows */
     const char *color;
     kube_proc proc;         /* pid > 0 while a follower runs */
-    char *buf;
-    size_t len, cap;
+    dynbuf out;             /* the follower's output; complete lines are consumed */
     char *errbuf;
     size_t errlen;
     bool have_ts;
@@ -162,35 +163,20 @@ static void on_line(struct logs *L, struct stream *s, const char *line)
 
 static int read_stream(struct logs *L, struct stream *s)
 {
-    if (s->cap - s->len < 4097) {
-        size_t nc = s->cap ? s->cap * 2 : 8192;
-        char *b = realloc(s->buf, nc);
-        if (!b)
-            return -ENOMEM;
-        s->buf = b;
-        s->cap = nc;
+    int rc = dynbuf_read(&s->out, s->proc.out_fd);
+    if (rc <= 0) {
+        if (rc == 0 && s->out.len) /* the last line, without its newline */
+            on_line(L, s, s->out.p);
+        dynbuf_consume(&s->out, s->out.len);
+        return rc;
     }
-    ssize_t n = read(s->proc.out_fd, s->buf + s->len, s->cap - s->len - 1);
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN ? 1 : -errno;
-    if (n == 0) {
-        if (s->len) {
-            s->buf[s->len] = '\0';
-            on_line(L, s, s->buf);
-            s->len = 0;
-        }
-        return 0;
-    }
-    s->len += (size_t)n;
-    s->buf[s->len] = '\0';
-    char *start = s->buf, *nl;
+    char *start = s->out.p, *nl;
     while ((nl = strchr(start, '\n'))) {
         *nl = '\0';
         on_line(L, s, start);
         start = nl + 1;
     }
-    s->len -= (size_t)(start - s->buf);
-    memmove(s->buf, start, s->len);
+    dynbuf_consume(&s->out, (size_t)(start - s->out.p));
     return 1;
 }
 
@@ -220,12 +206,12 @@ static void start_follower(struct logs *L, struct stream *s, const char *mode_ar
     free(s->errbuf);
     s->errbuf = NULL;
     s->errlen = 0;
-    s->len = 0;
+    dynbuf_consume(&s->out, s->out.len);
     int rc = kube_spawn(&L->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &s->proc, msg, sizeof(msg));
     if (rc < 0) {
         fprintf(stderr, "error: %s\n", msg);
         s->proc.pid = -1;
-        s->retry_after_ms = time_now_ms() + 10000;
+        s->retry_after_ms = time_now_ms() + RETRY_MS;
     }
 }
 
@@ -239,7 +225,7 @@ static void follower_ended(struct logs *L, struct stream *s)
         snprintf(what, sizeof(what), "follow the logs of %s/%s", s->pod, s->container);
         kerr_explain(what, s->errbuf, L->k.ns, msg, sizeof(msg));
         fprintf(stderr, "error: %s\n", msg);
-        s->retry_after_ms = time_now_ms() + 10000;
+        s->retry_after_ms = time_now_ms() + RETRY_MS;
     }
 }
 
@@ -363,7 +349,7 @@ static void stop_followers(struct logs *L)
             kube_wait(s->proc.pid);
         }
         kube_proc_close(&s->proc);
-        free(s->buf);
+        dynbuf_free(&s->out);
         free(s->errbuf);
     }
 }

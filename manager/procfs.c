@@ -10,6 +10,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "basic/alloc-util.h"
+
 struct procfs {
     int rootfd;
     uint64_t btime_ms;  /* boot time, ms since the epoch */
@@ -174,14 +176,9 @@ int procfs_list_pids(const procfs *p, int **pids, size_t *n)
         int pid = parse_pid(de->d_name);
         if (pid < 0)
             continue;
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 256;
-            int *nv = realloc(v, cap * sizeof(*v));
-            if (!nv) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            v = nv;
+        if (GROW_ARRAY(v, cap, cnt + 1, 256) < 0) {
+            rc = -ENOMEM;
+            goto out;
         }
         v[cnt++] = pid;
     }

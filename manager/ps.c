@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "basic/alloc-util.h"
+
 /* Open-addressing table inode -> index into the socket list; key 0 = empty
  * (sockdiag never returns inode 0). */
 typedef struct {
@@ -58,14 +60,8 @@ static int on_sock(uint64_t ino, void *ud)
     for (size_t i = 0; i < p->n_socks; i++)
         if (p->socks[i].inode == ino)
             return 0;   /* the same socket on another fd (dup) */
-    if (p->n_socks == c->cur_cap) {
-        size_t cap = c->cur_cap ? c->cur_cap * 2 : 4;
-        sockdiag_sock *v = realloc(p->socks, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        p->socks = v;
-        c->cur_cap = cap;
-    }
+    if (GROW_ARRAY(p->socks, c->cur_cap, p->n_socks + 1, 4) < 0)
+        return -ENOMEM;
     p->socks[p->n_socks++] = c->socks->v[c->tab[s].idx];
     return 0;
 }

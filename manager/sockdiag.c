@@ -15,6 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/alloc-util.h"
+
 /* The kernel never builds dump datagrams larger than this (netlink_recvmsg caps
  * max_recvmsg_len at 32 KiB), so one buffer of this size takes any of them. */
 #define SOCKDIAG_RECV_SIZE 32768
@@ -42,14 +44,8 @@ int sockdiag_build_request(void *buf, size_t len, uint8_t family, uint8_t protoc
 
 static int list_push(sockdiag_list *l, const sockdiag_sock *s)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        sockdiag_sock *v = realloc(l->v, cap * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (GROW_ARRAY(l->v, l->cap, l->n + 1, 64) < 0)
+        return -ENOMEM;
     l->v[l->n++] = *s;
     return 0;
 }
