@@ -4,6 +4,7 @@ test/e2e on sys.path (relative to its own __file__); nothing here knows which cl
 import http.server
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -32,6 +33,37 @@ def wait_for(pred, timeout=30, interval=0.2, what='condition'):
         if time.monotonic() > deadline:
             raise AssertionError('timed out after %ss waiting for %s' % (timeout, what))
         time.sleep(interval)
+
+
+def recv_all(sock, bufsize=65536):
+    """Everything sock receives until the peer ends its stream."""
+    data = bytearray()
+    while True:
+        chunk = sock.recv(bufsize)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+
+
+class FdExpect:
+    """Reads fd (e.g. a pty master) until a token appears; everything read stays in .buf."""
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.buf = b''
+
+    def expect(self, token, timeout=20):
+        deadline = time.monotonic() + timeout
+        while token not in self.buf:
+            left = deadline - time.monotonic()
+            assert left > 0, 'no %r in %r' % (token, self.buf)
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # EIO: the pty's other side is closed
+                    chunk = b''
+                assert chunk, 'end of output before %r; output %r' % (token, self.buf)
+                self.buf += chunk
 
 
 def kubesim_up(request, prefix, images, manifests, users=None, extra_args=(), env=None):

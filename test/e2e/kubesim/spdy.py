@@ -143,32 +143,28 @@ class Connection:
         self.closed = False
 
     # -- writing -------------------------------------------------------------
+    def _write_frame(self, frame):
+        """Caller holds wlock. False once the connection failed."""
+        try:
+            self.write(frame)
+            return True
+        except OSError:
+            self.closed = True
+            return False
+
     def send_control(self, ftype, flags, payload, headers=None):
-        with self.wlock:
+        with self.wlock:  # also orders the header blocks of the shared deflate stream
             if self.closed:
                 return False
             if headers is not None:
                 payload += self.deflate.compress(encode_headers(headers)) + \
                     self.deflate.flush(zlib.Z_SYNC_FLUSH)
-            frame = struct.pack('!HHI', 0x8003, ftype, (flags << 24) | len(payload)) + payload
-            try:
-                self.write(frame)
-                return True
-            except OSError:
-                self.closed = True
-                return False
+            return self._write_frame(struct.pack('!HHI', 0x8003, ftype, (flags << 24) | len(payload)) + payload)
 
     def send_data(self, sid, flags, data):
         frame = struct.pack('!II', sid & 0x7FFFFFFF, (flags << 24) | len(data)) + data
         with self.wlock:
-            if self.closed:
-                return False
-            try:
-                self.write(frame)
-                return True
-            except OSError:
-                self.closed = True
-                return False
+            return not self.closed and self._write_frame(frame)
 
     def goaway(self):
         with self.slock:

@@ -341,13 +341,21 @@ def run_pause(spec):
     return exit_code(status)
 
 
-def run_container(spec):
+def enter_pid_ns(spec):
+    """A shim's start: into the shims' cgroup, every namespace file to join opened, and the PID
+    namespace of the children to come entered (a joined one, or a new one with new_pid).
+    Returns the fds of the other namespaces."""
     join_cgroup(spec.get('shim_cgroup'))
     ns = open_ns(spec)
     if 'pid' in ns:
         setns(ns.pop('pid'), CLONE_NEWPID, 'pid')  # only our children enter it
     elif spec.get('new_pid'):
         unshare(CLONE_NEWPID)
+    return ns
+
+
+def run_container(spec):
+    ns = enter_pid_ns(spec)
     # stdout/stderr pipes, or one pty with tty: true (its output is the "stdout" stream). With
     # stdin: true the shim keeps the writing end open, so a shell waits instead of reading EOF.
     keep = []
@@ -477,10 +485,7 @@ def shim_loop(child, streams, log_fd, cgroup):
 
 
 def run_exec(spec):
-    join_cgroup(spec.get('shim_cgroup'))
-    ns = open_ns(spec)
-    if 'pid' in ns:
-        setns(ns.pop('pid'), CLONE_NEWPID, 'pid')
+    ns = enter_pid_ns(spec)
     r, w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:

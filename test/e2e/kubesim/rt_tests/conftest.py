@@ -14,6 +14,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))  # test/e2e, for e2e_common
 
 import runtime  # noqa: E402
 
@@ -147,7 +148,7 @@ def rt(images):
     info = None
     try:
         r.setup()
-        info = {'netns': r.node_netns, 'cgroup': r._state['cgroup'], 'links': links}
+        info = {'netns': r.node_netns, 'cgroup': r.cgroup_root, 'links': links}
         yield r
     finally:
         r.teardown()

@@ -13,6 +13,7 @@ import pytest
 
 import runtime
 from conftest import BUSYBOX, check_nothing_left, _host_links
+from e2e_common import FdExpect, recv_all
 
 TS = r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z'
 DEFAULT_CAPS_MASK = 0xa80425fb  # containerd/docker default set
@@ -288,16 +289,7 @@ def test_exec_tty_and_resize(rt):
                               ' stty size; test -t 0 && exit 5'], True, True, size=(90, 20))
     try:
         assert e.stdin_fd == e.stdout_fd and e.stderr_fd is None
-        buf = b''
-
-        def expect(s, timeout=5):
-            nonlocal buf
-            deadline = time.monotonic() + timeout
-            while s not in buf:
-                left = deadline - time.monotonic()
-                assert left > 0, 'no %r in %r' % (s, buf)
-                if select.select([e.stdout_fd], [], [], left)[0]:
-                    buf += os.read(e.stdout_fd, 4096)
+        expect = FdExpect(e.stdout_fd).expect
         expect(b'20 90')  # the size given at start, before the command ran
         e.resize(100, 30)
         os.write(e.stdin_fd, b'a\n')
@@ -366,12 +358,7 @@ def test_connect_listening_refused_and_200_concurrent(rt):
             c.settimeout(20)
             token = b'%016d' % i
             c.sendall(token)
-            data = b''
-            while True:
-                b = c.recv(65536)
-                if not b:
-                    break
-                data += b
+            data = recv_all(c)
             c.close()
             results.append(data == token * 4096)
         except Exception as ex:  # collected and asserted below
@@ -561,8 +548,8 @@ while not all(p['status'].get('phase') == 'Running' for p in pods):
     assert time.time() < deadline
     time.sleep(0.05)
 e = rt.exec(pods[0], 'c', ['sleep', '1000'], False, False)
-assert (rt._state['cgroup'] is None) == bool(os.environ.get('KUBESIM_NO_CGROUPS'))
-print(json.dumps({'netns': rt.node_netns, 'cgroup': rt._state['cgroup']}), flush=True)
+assert (rt.cgroup_root is None) == bool(os.environ.get('KUBESIM_NO_CGROUPS'))
+print(json.dumps({'netns': rt.node_netns, 'cgroup': rt.cgroup_root}), flush=True)
 time.sleep(1000)
 ''' % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), state, images)
     proc = subprocess.Popen(['/usr/bin/python3', '-c', script], stdout=subprocess.PIPE, text=True)
@@ -662,7 +649,7 @@ def test_without_cgroups(images, monkeypatch):
     try:
         r.setup()
         info = {'netns': r.node_netns, 'cgroup': None, 'links': links}
-        assert r._state['cgroup'] is None
+        assert r.cgroup_root is None
         a = start(r, make_pod('a', [ctr('c', 'exec sleep 1000')]))
         b = start(r, make_pod('b', [ctr('x', 'exec sleep 1001'), ctr('y', 'sleep 1002 & wait')],
                               shareProcessNamespace=True))

@@ -3,12 +3,12 @@ stderr, exit codes, unknown containers and commands, and a tty under a pty with 
 import fcntl
 import os
 import pty
-import select
 import struct
 import termios
 import time
 
 from conftest import versions
+from e2e_common import FdExpect
 
 SPDY_ONLY = {'KUBECTL_REMOTE_COMMAND_WEBSOCKETS': 'false'}
 
@@ -52,22 +52,7 @@ def test_exec_tty_with_resize(cluster, kv):
                       version=kv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                       preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
     os.close(slave)
-    buf = b''
-
-    def expect(token, timeout=20):
-        nonlocal buf
-        deadline = time.monotonic() + timeout
-        while token not in buf:
-            left = deadline - time.monotonic()
-            assert left > 0, 'no %r in %r' % (token, buf)
-            r, _, _ = select.select([master], [], [], left)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:
-                    chunk = b''
-                assert chunk, 'kubectl ended before %r; output %r' % (token, buf)
-                buf += chunk
+    expect = FdExpect(master).expect
     try:
         # the size is asked once the user typed a line (the command itself may start before the
         # client's first resize message arrives, as on a real node)

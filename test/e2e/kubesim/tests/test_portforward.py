@@ -12,6 +12,7 @@ import time
 import pytest
 
 from conftest import versions, wait_for
+from e2e_common import recv_all
 
 SPDY_ONLY = {'KUBECTL_PORT_FORWARD_WEBSOCKETS': 'false'}
 
@@ -49,12 +50,7 @@ def echo_roundtrip(port, size, seed):
     try:
         w = threading.Thread(target=lambda: (c.sendall(data), c.shutdown(socket.SHUT_WR)))
         w.start()
-        got = bytearray()
-        while True:
-            chunk = c.recv(262144)
-            if not chunk:
-                break
-            got += chunk
+        got = recv_all(c, 262144)
         w.join()
     finally:
         c.close()
@@ -117,12 +113,7 @@ def test_http_through_port_forward(cluster):
     try:
         c = socket.create_connection(('127.0.0.1', pf.local[80]), timeout=10)
         c.sendall(b'GET / HTTP/1.0\r\nHost: nginx\r\n\r\n')
-        resp = b''
-        while True:
-            chunk = c.recv(65536)
-            if not chunk:
-                break
-            resp += chunk
+        resp = recv_all(c)
         c.close()
         assert resp.startswith(b'HTTP/1.') and b' 200 ' in resp.split(b'\r\n')[0]
         assert b'Welcome to nginx' in resp
