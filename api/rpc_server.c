@@ -25,6 +25,7 @@
 
 #include "basic/time-util.h"
 #include "rpc_common.h"
+#include "rpc_log.h"
 #include "rpc_server-internal.h"
 
 #define RPC_PENDING_REQUESTS 8     /* grpc_server_request_call kept outstanding */
@@ -67,6 +68,7 @@ struct rpc_call {
     char *method, *peer, *msg;
     char **md_kv;                   /* key0, val0, key1, ... NUL-terminated copies */
     size_t md_n;
+    bool authed;                    /* the peer proved the token (or none is needed) */
     bool sent_md, half_closed, got_unary;
     uint8_t *resp;                  /* unary response, sent with the status */
     size_t resp_len;
@@ -135,6 +137,7 @@ int rpc_server_new(rpc_server **ret, const rpc_server_opts *opts)
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->cv, NULL);
     rpc_ref();
+    rpc_log_capture_grpc();
     *ret = s;
     return 0;
 }
@@ -245,9 +248,9 @@ static void requests_refill(rpc_server *s)
     if (rc < 0 && !down) {
         bool deaf = pending == 0 && !s->deaf_reported;   /* the moment it stops hearing anything */
         if (!s->short_of_requests || deaf || time_now_ms() - s->short_reported_ms >= RPC_REARM_REPORT_MS) {
-            fprintf(stderr, "kdiag rpc: cannot wait for new calls (%s): %d of %d requests outstanding%s; "
-                    "retrying every %d ms\n", strerror(-rc), pending, RPC_PENDING_REQUESTS,
-                    pending ? "" : ", no call can arrive", RPC_REARM_RETRY_MS);
+            rpc_log("cannot wait for new calls (%s): %d of %d requests outstanding%s; retrying every %d ms",
+                    strerror(-rc), pending, RPC_PENDING_REQUESTS, pending ? "" : ", no call can arrive",
+                    RPC_REARM_RETRY_MS);
             s->short_reported_ms = time_now_ms();
             s->deaf_reported |= pending == 0;
         }
@@ -255,12 +258,15 @@ static void requests_refill(rpc_server *s)
             s->short_since_ms = s->short_reported_ms;
         s->short_of_requests = true;
     } else if (s->short_of_requests && !down) {
-        fprintf(stderr, "kdiag rpc: waiting for new calls again (%d requests outstanding) after %lld ms\n",
-                pending, (long long)(time_now_ms() - s->short_since_ms));
+        rpc_log("waiting for new calls again (%d requests outstanding) after %lld ms", pending,
+                (long long)(time_now_ms() - s->short_since_ms));
         s->short_of_requests = s->deaf_reported = false;
     }
 }
 
+/* Says how a call ended: calls that failed on the server's side or were
+ * refused always, others when verbose. Whatever the peer chose is escaped;
+ * lines about peers without the token are rate-limited (rpc_log.h). */
 static void call_log(rpc_call *c, grpc_status_code code)
 {
     rpc_server *s = c->srv;
@@ -268,9 +274,18 @@ static void call_log(rpc_call *c, grpc_status_code code)
                    code == GRPC_STATUS_UNAUTHENTICATED || code == GRPC_STATUS_RESOURCE_EXHAUSTED;
     if (!s->o.verbose && !notable)
         return;
-    fprintf(stderr, "kdiag rpc: %s from %s: status %d%s%s (%lld ms)\n", c->method ? c->method : "?",
-            c->peer ? c->peer : "?", (int)code, c->msg ? ": " : "", c->msg ? c->msg : "",
-            (long long)(time_now_ms() - c->start_ms));
+    char method[RPC_LOG_FIELD], peer[RPC_LOG_FIELD], msg[2 * RPC_LOG_FIELD];
+    rpc_log_escape(method, sizeof method, GRPC_SLICE_START_PTR(c->details.method),
+                   GRPC_SLICE_LENGTH(c->details.method));
+    rpc_log_escape(peer, sizeof peer, c->peer, c->peer ? strlen(c->peer) : 0);
+    rpc_log_escape(msg, sizeof msg, c->msg, c->msg ? strlen(c->msg) : 0);
+    long long ms = time_now_ms() - c->start_ms;
+    if (c->authed)
+        rpc_log("%s from %s: status %d%s%s (%lld ms)", method, peer, (int)code, c->msg ? ": " : "",
+                c->msg ? msg : "", ms);
+    else
+        rpc_log_noise("%s from %s: status %d%s%s (%lld ms)", method, peer, (int)code, c->msg ? ": " : "",
+                      c->msg ? msg : "", ms);
 }
 
 /* Finishes a call the loop will not hand to a handler; never blocks. */
@@ -369,6 +384,7 @@ static void call_route(rpc_server *s, rpc_call *c)
                     "with the token kdiag-manager printed");
         return;
     }
+    c->authed = true;
     for (size_t i = 0; i < s->n_methods; i++)
         if (!strcmp(s->methods[i].path, c->method))
             c->m = &s->methods[i];
@@ -443,18 +459,26 @@ static void on_close(rpc_call *c)
     call_unref(c);
 }
 
+/* How long the loop may block: until the next retry when short of requests
+ * for calls, until the noise summary is due, else for ever. */
+static gpr_timespec loop_deadline(rpc_server *s)
+{
+    int64_t ms = rpc_log_noise_tick();
+    if (s->short_of_requests && (ms < 0 || ms > RPC_REARM_RETRY_MS))
+        ms = RPC_REARM_RETRY_MS;
+    if (ms < 0)
+        return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+    return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
 static void *loop_main(void *arg)
 {
     rpc_server *s = arg;
     for (;;) {
-        gpr_timespec until = s->short_of_requests
-                                 ? gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                                                gpr_time_from_millis(RPC_REARM_RETRY_MS, GPR_TIMESPAN))
-                                 : gpr_inf_future(GPR_CLOCK_MONOTONIC);
-        grpc_event ev = grpc_completion_queue_next(s->cq, until, NULL);
+        grpc_event ev = grpc_completion_queue_next(s->cq, loop_deadline(s), NULL);
         if (ev.type == GRPC_QUEUE_SHUTDOWN)
             break;
-        if (ev.type == GRPC_QUEUE_TIMEOUT)
+        if (ev.type == GRPC_QUEUE_TIMEOUT && s->short_of_requests)
             requests_refill(s);
         if (ev.type != GRPC_OP_COMPLETE)
             continue;

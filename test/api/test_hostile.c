@@ -2,7 +2,8 @@
  * count and RSS stay flat: random bytes to the port, invalid protobuf, a
  * 64 MB message, 1,000 concurrent calls, clients killed mid-call, and a
  * client that freezes (its connection must be dropped within 30 s by the
- * manager's keepalive). */
+ * manager's keepalive). Its log (stderr) cannot be forged by peers without
+ * the token: their paths are escaped, a flood of them is summed up. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -25,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,6 +42,7 @@
 #define LOAD_WANT GRPC_STATUS_OK
 
 static mgr_proc M;
+static int mgr_log = -1;   /* the manager's stderr: a file the test reads */
 static rpc_client *CL;   /* one long-lived connection, part of the baseline */
 static char self_exe[4096];
 
@@ -151,6 +154,7 @@ static void huge_message(void)
     rpc_client_unary(anon, LOAD_METHOD, big, n, &resp, &len, 30000, &st);
     rpc_client_free(anon);
     assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+    fprintf(stderr, "64 MB without the token: manager RSS %+ld kB\n", mgr_rss_kb(M.pid) - before);
 #ifndef __SANITIZE_ADDRESS__
     assert_true(mgr_rss_kb(M.pid) - before < 16 * 1024);
 #else
@@ -348,6 +352,122 @@ static void test_hostile_rounds(void **state)
 #endif
 }
 
+/* ---- the manager's log ---- */
+
+static off_t log_size(void)
+{
+    struct stat st;
+    return fstat(mgr_log, &st) == 0 ? st.st_size : 0;
+}
+
+/* What the manager wrote to stderr from offset from on (malloc'd). */
+static char *log_since(off_t from)
+{
+    off_t n = log_size() - from;
+    char *out = calloc(1, (size_t)(n > 0 ? n : 0) + 1);
+    if (n > 0 && pread(mgr_log, out, (size_t)n, from) != n)
+        out[0] = 0;
+    return out;
+}
+
+static bool line_starts_with(const char *log, const char *prefix)
+{
+    for (const char *l = log; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL)
+        if (!strncmp(l, prefix, strlen(prefix)))
+            return true;
+    return false;
+}
+
+/* Paths that would write the manager's start-up lines (and terminal escapes)
+ * into its log, sent without the token: they reach the log escaped, each on
+ * its one line, a long one cut. */
+static void test_forged_paths_logged_escaped(void **state)
+{
+    (void)state;
+    static const char *forged[] = {
+        "/x\nListening on 127.0.0.1:1\nToken: forged\nTunnel on 127.0.0.1:2\n",
+        "/x\r\nListening on 127.0.0.1:1\r\nToken: forged\r\n",
+        "/x\x1b[2J\x1b]0;owned\x07\nTunnel on 127.0.0.1:2\n",
+    };
+    char *paths[3];
+    for (size_t i = 0; i < 3; i++) {   /* the last one 2 KiB long */
+        size_t n = strlen(forged[i]), pad = i == 2 ? 2048 : 0;
+        paths[i] = calloc(1, n + pad + 1);
+        memcpy(paths[i], forged[i], n);
+        memset(paths[i] + n, 'A', pad);
+    }
+    off_t from = log_size();
+    rpc_client *anon;
+    assert_int_equal(rpc_client_new(&anon, M.target, NULL), 0);
+    for (size_t i = 0; i < sizeof forged / sizeof *forged; i++) {
+        rpc_status st;
+        uint8_t *resp = NULL;
+        size_t len;
+        rpc_client_unary(anon, paths[i], (const uint8_t *)"", 0, &resp, &len, 10000, &st);
+        free(resp);
+        free(paths[i]);
+        assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+    }
+    rpc_client_free(anon);
+    char *log = log_since(from);
+    fprintf(stderr, "the manager logged:\n%s", log);
+    assert_false(line_starts_with(log, "Listening on"));
+    assert_false(line_starts_with(log, "Token:"));
+    assert_false(line_starts_with(log, "Tunnel on"));
+    assert_null(strchr(log, '\r'));
+    assert_null(strchr(log, '\x1b'));
+    assert_non_null(strstr(log, "/x\\nListening on 127.0.0.1:1\\nToken: forged\\nTunnel on"));
+    assert_non_null(strstr(log, "AAA... from"));
+    for (char *l = log, *nl; (nl = strchr(l, '\n')); l = nl + 1)
+        assert_true(nl - l < 600);
+    free(log);
+}
+
+/* Thousands of calls without the token write a bounded number of bytes to the
+ * log: a few lines, then one summary per period that counts the rest. */
+static void test_unauthenticated_flood_summed_up(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    off_t from = log_size();
+    rpc_client *anon;
+    assert_int_equal(rpc_client_new(&anon, M.target, NULL), 0);
+    long long t0 = time_now_ms();
+    for (int i = 0; i < N; i++) {
+        rpc_status st;
+        uint8_t *resp = NULL;
+        size_t len;
+        rpc_client_unary(anon, i % 2 ? LOAD_METHOD : "/x\nToken: forged", (const uint8_t *)"", 0, &resp, &len,
+                         10000, &st);
+        free(resp);
+        assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+    }
+    rpc_client_free(anon);
+    long long took = time_now_ms() - t0;
+    off_t grown = log_size() - from;
+    /* every refused call counted: in summaries of the periods it spans */
+    unsigned long counted = 0;
+    char *log = NULL;
+    for (long long until = time_now_ms() + 25000; counted < N - 10 && time_now_ms() < until; usleep(200000)) {
+        free(log);
+        log = log_since(from);
+        counted = 0;
+        for (const char *p = log; (p = strstr(p, "kdiag rpc: ")); p++) {
+            unsigned long n;
+            if (sscanf(p, "kdiag rpc: %lu more lines about peers without the token", &n) == 1)
+                counted += n;
+        }
+    }
+    off_t total = log_size() - from;
+    fprintf(stderr, "%d calls without the token in %lld ms: %lld log bytes during, %lld after the summaries, "
+            "%lu counted in summaries\n", N, took, (long long)grown, (long long)total, counted);
+    free(log);
+    assert_true(grown <= 2048);
+    assert_true(total <= 4096);
+    assert_true(counted >= N - 10);
+    call_ok();
+}
+
 static int client_main(const char *mode, const char *target, const char *token)
 {
     rpc_client *cl;
@@ -384,7 +504,16 @@ static int client_main(const char *mode, const char *target, const char *token)
 static int setup(void **state)
 {
     (void)state;
-    if (mgr_start_isolated(&M, NULL) < 0)
+    FILE *f = tmpfile();
+    if (!f || (mgr_log = dup(fileno(f))) < 0)
+        return -1;
+    fclose(f);
+    int saved = dup(2);   /* the manager inherits the file as its stderr */
+    dup2(mgr_log, 2);
+    int rc = mgr_start_isolated(&M, NULL);
+    dup2(saved, 2);
+    close(saved);
+    if (rc < 0)
         return -1;
     if (rpc_client_new(&CL, M.target, M.token) < 0)
         return -1;
@@ -411,6 +540,11 @@ static int teardown(void **state)
     rpc_client_free(CL);
     if (M.pid > 0)
         mgr_stop(&M, SIGKILL, 10000);
+    off_t size = log_size();
+    char *tail = log_since(size > 4096 ? size - 4096 : 0);
+    fprintf(stderr, "---- the manager's stderr (%lld bytes), last 4 KiB:\n%s----\n", (long long)size, tail);
+    free(tail);
+    close(mgr_log);
     return 0;
 }
 
@@ -439,6 +573,8 @@ int main(int argc, char **argv)
     }
     close(sk);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_forged_paths_logged_escaped),
+        cmocka_unit_test(test_unauthenticated_flood_summed_up),
         cmocka_unit_test(test_frozen_client_dropped_within_30s),
         cmocka_unit_test(test_hostile_rounds),
         cmocka_unit_test(test_clean_exit_after_abuse),
