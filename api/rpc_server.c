@@ -614,6 +614,11 @@ static int server_bind(rpc_server *s)
         RPC_ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
         RPC_ARG_INT(GRPC_ARG_ALLOW_REUSEPORT, 0),   /* a taken port is an error */
         RPC_ARG_INT(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4096),
+        /* Without BDP probing the receive window stays at 64 KiB: a peer's data
+         * in flight before its call is refused (no token) cannot grow to tens
+         * of MB in core's buffers. Requests are small; responses are paced by
+         * the client's window, not this. */
+        RPC_ARG_INT(GRPC_ARG_HTTP2_BDP_PROBE, 0),
     };
     grpc_channel_args ca = {sizeof args / sizeof *args, args};
     s->server = grpc_server_create(&ca, NULL);
