@@ -56,13 +56,13 @@ class FdExpect:
         deadline = time.monotonic() + timeout
         while token not in self.buf:
             left = deadline - time.monotonic()
-            assert left > 0, 'no %r in %r' % (token, self.buf)
+            assert left > 0, 'no %r in %r' % (token, self.buf[-2000:])
             if select.select([self.fd], [], [], left)[0]:
                 try:
                     chunk = os.read(self.fd, 4096)
                 except OSError:  # EIO: the pty's other side is closed
                     chunk = b''
-                assert chunk, 'end of output before %r; output %r' % (token, self.buf)
+                assert chunk, 'end of output before %r; output %r' % (token, self.buf[-2000:])
                 self.buf += chunk
 
 

@@ -93,6 +93,10 @@ def serve(sim, req, ns, name):
         req.h.wfile.flush()
         while follow and not limit.done() and not stop.is_set() and not sim.stopping:
             more = f.read()
+            if not more and _rotated(f, path):
+                more = f.read()  # written to the old file before the rotation
+                f.close()
+                f = open(path, 'rb')  # go on in the new file
             if more:
                 pending += more
                 chunks = pending.split(b'\n')
@@ -115,6 +119,14 @@ def serve(sim, req, ns, name):
     finally:
         f.close()
         sim.unregister_session(uid, closer)
+
+
+def _rotated(f, path):
+    """Has the runtime moved the log away from path (rotation) since f was opened?"""
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except OSError:
+        return False
 
 
 def _still_running(sim, ns, name, uid, c, path, previous):

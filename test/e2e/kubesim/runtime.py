@@ -72,6 +72,8 @@ class Runtime:
         self.lock = threading.RLock()
         # Kubernetes backs off 10s, 20s, ... 5min between restarts; tests may shorten it.
         self.backoff_base = float(os.environ.get('KUBESIM_BACKOFF_SECONDS', '10'))
+        # the kubelet's containerLogMaxSize (bytes, 0: never rotate)
+        self.log_max_size = logs.max_size_from_env()
         self.stages = stages.Stages(self.dir)
         self.node = sandbox.Node(self.stages)
         self._pods = {}

@@ -206,6 +206,7 @@ def _stage_spec(rt, p, c, img, run, cgroup):
     cdir = os.path.join(p.dir, 'ctr', c.name)
     spec = {'join': join, 'new_pid': new_pid, 'cgroup': cgroup,
             'shim_cgroup': rt.node.cg('shims'), 'log': logs.create(p.dir, c.name, run),
+            'log_max_size': rt.log_max_size, 'log_max_files': logs.MAX_FILES,
             'rootfs': {'image': img['rootfs'], 'scratch': os.path.join(cdir, 'scratch-%d' % run),
                        'hosts': p.dir + '/hosts', 'hostname': p.dir + '/hostname',
                        'privileged': bool(sc.get('privileged')),

@@ -374,7 +374,7 @@ def run_container(spec):
             keep.append(stdin_w)
         child_fds = (stdin_r, out_w, err_w)
     r, w = os.pipe2(os.O_CLOEXEC)
-    log_fd = os.open(spec['log'], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    log = LogFile(spec['log'], spec.get('log_max_size') or 0, spec.get('log_max_files') or 1)
     child = os.fork()
     if child == 0:
         try:
@@ -407,7 +407,7 @@ def run_container(spec):
     for fd in ns.values():
         os.close(fd)
     started = relay_start(child, r)
-    return shim_loop(child, streams, log_fd, spec.get('cgroup') if started else None)
+    return shim_loop(child, streams, log, spec.get('cgroup') if started else None)
 
 
 def rfc3339nano(ns):
@@ -418,9 +418,52 @@ def rfc3339nano(ns):
 
 
 MAX_LINE = 16 * 1024  # longer lines are split into several records
+ROTATED_SUFFIX = '%Y%m%d-%H%M%S'  # the kubelet's name for a rotated log: <log>.<UTC time>
 
 
-def shim_loop(child, streams, log_fd, cgroup):
+class LogFile:
+    """The container log, rotated as the kubelet does: once it has max_size bytes (0: never) it
+    is renamed <path>.<UTC time> and a new file takes its path, atomically (the path never
+    vanishes); only the newest max_files - 1 rotated files are kept."""
+
+    def __init__(self, path, max_size, max_files):
+        self.path, self.max_size, self.max_files = path, max_size, max_files
+        self.fd = self._open(path)
+        self.size = os.fstat(self.fd).st_size
+
+    @staticmethod
+    def _open(path):
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+
+    def write(self, record):
+        write_all(self.fd, record)
+        self.size += len(record)
+        if self.max_size and self.size >= self.max_size:
+            self._rotate()
+
+    def _rotate(self):
+        rotated = '%s.%s' % (self.path, time.strftime(ROTATED_SUFFIX, time.gmtime()))
+        fresh = self.path + '.new'
+        try:
+            if os.path.exists(rotated):  # a second rotation within one second replaces the first
+                os.unlink(rotated)
+            os.link(self.path, rotated)
+            fd = self._open(fresh)
+            os.rename(fresh, self.path)
+        except OSError:
+            return  # keep writing the current file
+        os.close(self.fd)
+        self.fd, self.size = fd, 0
+        folder, base = os.path.split(self.path)
+        old = sorted(f for f in os.listdir(folder) if f.startswith(base + '.') and f != base + '.new')
+        for f in old[:max(0, len(old) - (self.max_files - 1))]:
+            try:
+                os.unlink(os.path.join(folder, f))
+            except OSError:
+                pass
+
+
+def shim_loop(child, streams, log, cgroup):
     """Copy the child's stdout/stderr into the log until it exits and its pipes are closed."""
     bufs = {fd: b'' for fd, _ in streams}
     names = dict(streams)
@@ -430,7 +473,7 @@ def shim_loop(child, streams, log_fd, cgroup):
     drain_deadline = None
 
     def emit(fd, line):
-        write_all(log_fd, rfc3339nano(time.time_ns()).encode() + b' ' + names[fd] + b' ' + line + b'\n')
+        log.write(rfc3339nano(time.time_ns()).encode() + b' ' + names[fd] + b' ' + line + b'\n')
 
     while open_fds:
         timeout = None

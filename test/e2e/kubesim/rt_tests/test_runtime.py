@@ -216,6 +216,24 @@ def test_env_args_working_dir_and_logs_format(rt):
         rt.log_path(pod, 'nope')
 
 
+def test_log_rotation_at_max_size(rt):
+    """At log_max_size the log becomes 0.log.<UTC time> and a new 0.log starts; log_path is the
+    current file, which has only the newest records."""
+    rt.log_max_size = 4096
+    pod = start(rt, make_pod('chatty', [ctr('c', 'i=0; while [ $i -lt 1000 ]; do echo "line $i"; i=$((i+1)); done;'
+                                                  ' exec sleep 1000')]))
+    wait_for(rt, lambda: 'stdout line 999\n' in log_text(rt, pod, 'c'), 10, 'the last line')
+    path = rt.log_path(pod, 'c')
+    files = sorted(os.listdir(os.path.dirname(path)))
+    assert files[0] == '0.log' and 1 <= len(files) - 1 <= 4, files
+    assert all(re.fullmatch(r'0\.log\.\d{8}-\d{6}', f) for f in files[1:]), files
+    assert os.path.getsize(path) < 4096
+    text = log_text(rt, pod, 'c')
+    assert ' line 0\n' not in text
+    numbers = [int(n) for n in re.findall(r' line (\d+)$', text, re.M)]
+    assert numbers == list(range(numbers[0], 1000))
+
+
 def test_restart_always_counts_and_keeps_last_state(rt):
     pod = make_pod('crashy', [ctr('c', 'echo run-$RANDOM; sleep 0.2; exit 3')])
     rt.run_pod(pod)
