@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/list.h"
 #include "basic/signal-util.h"
 
 #define BATCH 128 /* epoll events handled per wait */
@@ -31,7 +32,7 @@ typedef struct pair {
     splice_pump ab, ba;
     splice_done_fn done;
     void *ud;
-    struct pair *prev, *next;
+    list_node link; /* l->pairs */
 } pair;
 
 struct splice_loop {
@@ -48,7 +49,7 @@ struct splice_loop {
     bool stop;
 
     /* loop thread only */
-    pair *pairs;
+    list_node pairs;
     struct epoll_event evs[BATCH];
     int ev_i, ev_n; /* the batch being handled */
 };
@@ -69,12 +70,7 @@ static void pair_end(pair *p, int err)
     splice_loop *l = p->l;
     forget(l, &p->wa);
     forget(l, &p->wb);
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        l->pairs = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
+    list_del(&p->link);
     splice_pump_close(&p->ab);
     splice_pump_close(&p->ba);
     if (err < 0 && err != -ECANCELED) { /* passes a reset on; a stopped loop just closes */
@@ -168,10 +164,7 @@ int splice_loop_pair(splice_loop *l, int a, int b, splice_done_fn done, void *ud
         rc = -errno;
     if (rc < 0)
         goto fail;
-    p->next = l->pairs;
-    if (l->pairs)
-        l->pairs->prev = p;
-    l->pairs = p;
+    list_add(&l->pairs, &p->link);
     atomic_fetch_add(&l->npairs, 1);
     pair_run(p, 0, -1); /* data may be waiting already: edge-triggered epoll will not say so */
     return 0;
@@ -314,6 +307,7 @@ int splice_loop_new(splice_loop **ret, const splice_loop_opts *o)
     if (l->o.pipe_bytes == 0)
         l->o.pipe_bytes = SPLICE_LOOP_PIPE_BYTES;
     l->wake.fn = on_wake;
+    list_init(&l->pairs);
     pthread_mutex_init(&l->lock, NULL);
     l->ep_fd = epoll_create1(EPOLL_CLOEXEC);
     l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -350,8 +344,9 @@ void splice_loop_free(splice_loop *l)
         pthread_join(l->thread, NULL);
     }
     run_posts(l); /* with stopping set: they free what they carry */
-    while (l->pairs)
-        pair_end(l->pairs, -ECANCELED);
+    pair *p;
+    while ((p = list_first_entry_or_null(&l->pairs, pair, link)))
+        pair_end(p, -ECANCELED);
     if (l->wake_fd >= 0)
         close(l->wake_fd);
     if (l->ep_fd >= 0)

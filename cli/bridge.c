@@ -19,6 +19,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/list.h"
 #include "splice_loop.h"
 #include "splice_pump.h"
 
@@ -37,14 +38,14 @@ typedef struct conn {
     uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
     bridge_done_fn done;
     void *ud;
-    struct conn *prev, *next; /* b->connecting */
+    list_node link; /* b->connecting while not spliced */
 } conn;
 
 struct bridge {
     splice_loop *loop;
     int max_conns;
     atomic_int active;  /* started, done not yet called: the number the limit counts */
-    conn *connecting;   /* loop thread */
+    list_node connecting; /* loop thread */
     bridge_socket_fn sock_fn;
     void *sock_ud;
 };
@@ -75,18 +76,6 @@ static void finish(conn *c, int err, const char *where)
     free(c);
 }
 
-static void unlink_connecting(conn *c)
-{
-    bridge *b = c->b;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (b->connecting == c)
-        b->connecting = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-}
-
 static void close_side(conn *c, int *fd, splice_watch *w)
 {
     if (*fd < 0)
@@ -100,7 +89,7 @@ static void close_side(conn *c, int *fd, splice_watch *w)
 /* Ends a connection that never reached the splice. */
 static void fail(conn *c, int err, const char *where)
 {
-    unlink_connecting(c);
+    list_del(&c->link);
     close_side(c, &c->tfd, &c->wt);
     close_side(c, &c->lfd, &c->wl);
     finish(c, err, where);
@@ -207,7 +196,7 @@ static void proceed(conn *c)
         fail(c, c->lerr, c->lerr == -EBUSY ? "limit" : "local target");
         return;
     }
-    unlink_connecting(c);
+    list_del(&c->link);
     int tfd = c->tfd, lfd = c->lfd;
     splice_loop_unwatch(c->b->loop, tfd, &c->wt);
     splice_loop_unwatch(c->b->loop, lfd, &c->wl);
@@ -256,10 +245,7 @@ static void begin(void *ud)
 {
     conn *c = ud;
     bridge *b = c->b;
-    c->next = b->connecting;
-    if (b->connecting)
-        b->connecting->prev = c;
-    b->connecting = c;
+    list_add(&b->connecting, &c->link);
     if (splice_loop_stopping(b->loop)) {
         fail(c, -ECANCELED, "connection");
         return;
@@ -279,6 +265,7 @@ int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uin
         return -ENOMEM;
     *c = (conn){.b = b, .wt = {on_tunnel}, .wl = {on_local}, .tfd = -1, .lfd = -1, .tunnel_port = tunnel_port,
                 .local_port = local_port, .done = done, .ud = ud};
+    list_init(&c->link);
     memcpy(c->token, token, REDIRECT_CLIENT_TOKEN_LEN);
     bool over = atomic_fetch_add(&b->active, 1) >= b->max_conns;
     c->terr = connect_start(c, false, AF_INET, tunnel_port, &c->tfd);
@@ -333,6 +320,7 @@ int bridge_new(bridge **ret, const bridge_opts *o)
     int fit = conns_for_nofile();
     b->max_conns = o->max_conns > 0 && o->max_conns < fit ? o->max_conns : fit;
     b->sock_fn = default_socket;
+    list_init(&b->connecting);
     splice_loop_opts lo = {.max_pairs = b->max_conns};
     int rc = splice_loop_new(&b->loop, &lo);
     if (rc < 0)
@@ -348,9 +336,8 @@ void bridge_free(bridge *b)
         return;
     splice_loop_free(b->loop); /* joins; cancels queued starts and running pairs */
     b->loop = NULL;
-    while (b->connecting) {
-        conn *c = b->connecting;
+    conn *c;
+    while ((c = list_first_entry_or_null(&b->connecting, conn, link)))
         fail(c, -ECANCELED, "connection");
-    }
     free(b);
 }

@@ -19,6 +19,7 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include "basic/list.h"
 #include "basic/time-util.h"
 
 #define HELLO_LEN (TUNNEL_TOKEN_LEN + 1)
@@ -46,7 +47,7 @@ typedef struct waiting {
     const void *owner;
     int64_t deadline;
     struct waiting *hnext;       /* hash chain */
-    struct waiting *prev, *next; /* deadline order */
+    list_node link;              /* t->wait, deadline order */
 } waiting;
 
 /* A tunnel connection that has not finished token + status. */
@@ -58,13 +59,8 @@ typedef struct hello {
     size_t got;
     int64_t deadline;
     waiting *peer; /* claimed by a valid token, waiting for the status byte */
-    struct hello *prev, *next;
+    list_node link; /* t->hellos, deadline order */
 } hello;
-
-#define LIST_DECL(T)    \
-    struct {            \
-        T *head, *tail; \
-    }
 
 struct tunnel {
     tunnel_opts o;
@@ -77,34 +73,10 @@ struct tunnel {
 
     pthread_mutex_t lock; /* guards buckets and the waiting list */
     waiting *buckets[NBUCKETS];
-    LIST_DECL(waiting) wait;
+    list_node wait; /* waiting */
 
-    LIST_DECL(hello) hellos; /* loop thread only */
+    list_node hellos; /* hello, loop thread only */
 };
-
-#define LIST_APPEND(l, e)         \
-    do {                          \
-        (e)->next = NULL;         \
-        (e)->prev = (l).tail;     \
-        if ((l).tail)             \
-            (l).tail->next = (e); \
-        else                      \
-            (l).head = (e);       \
-        (l).tail = (e);           \
-    } while (0)
-
-#define LIST_REMOVE(l, e)                \
-    do {                                 \
-        if ((e)->prev)                   \
-            (e)->prev->next = (e)->next; \
-        else                             \
-            (l).head = (e)->next;        \
-        if ((e)->next)                   \
-            (e)->next->prev = (e)->prev; \
-        else                             \
-            (l).tail = (e)->prev;        \
-        (e)->prev = (e)->next = NULL;    \
-    } while (0)
 
 static void logf_(const tunnel *t, bool always, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void logf_(const tunnel *t, bool always, const char *fmt, ...)
@@ -162,7 +134,7 @@ static waiting *claim_locked(tunnel *t, const uint8_t *token)
         waiting *w = *pp;
         if (memcmp(w->token, token, TUNNEL_TOKEN_LEN) == 0) {
             *pp = w->hnext;
-            LIST_REMOVE(t->wait, w);
+            list_del(&w->link);
             return w;
         }
     }
@@ -196,7 +168,7 @@ static void pair_start(tunnel *t, int peer_fd, int tunnel_fd)
 
 static void hello_free(tunnel *t, hello *h, bool reset_peer)
 {
-    LIST_REMOVE(t->hellos, h);
+    list_del(&h->link);
     if (h->fd >= 0) {
         if (t->loop)
             splice_loop_unwatch(t->loop, h->fd, &h->w);
@@ -294,7 +266,7 @@ static void on_listener(splice_watch *w, uint32_t events)
             continue;
         }
         *h = (hello){.w = {on_hello}, .t = t, .fd = fd, .deadline = time_now_ms() + t->o.pair_timeout_ms};
-        LIST_APPEND(t->hellos, h);
+        list_add_tail(&t->hellos, &h->link);
         if (splice_loop_watch(t->loop, fd, EPOLLIN | EPOLLRDHUP, &h->w) < 0) {
             hello_free(t, h, false);
             continue;
@@ -319,7 +291,7 @@ static int64_t expire_waiting(tunnel *t, int64_t now)
     int64_t next = -1;
     for (;;) {
         pthread_mutex_lock(&t->lock);
-        waiting *w = t->wait.head;
+        waiting *w = list_first_entry_or_null(&t->wait, waiting, link);
         if (w && w->deadline <= now) {
             claim_locked(t, w->token);
             pthread_mutex_unlock(&t->lock);
@@ -344,14 +316,15 @@ static int expire(void *ud)
     tunnel *t = ud;
     int64_t now = time_now_ms(), next;
 
-    while (t->hellos.head && t->hellos.head->deadline <= now) {
+    hello *h;
+    while ((h = list_first_entry_or_null(&t->hellos, hello, link)) && h->deadline <= now) {
         noise(t, NOISE_SILENT);
         logf_(t, false, "tunnel connection sent no complete token within %d ms: closed", t->o.pair_timeout_ms);
-        hello_free(t, t->hellos.head, true);
+        hello_free(t, h, true);
     }
     next = expire_waiting(t, now);
-    if (t->hellos.head && (next < 0 || t->hellos.head->deadline < next))
-        next = t->hellos.head->deadline;
+    if ((h = list_first_entry_or_null(&t->hellos, hello, link)) && (next < 0 || h->deadline < next))
+        next = h->deadline;
     int64_t summary = noise_flush(t, now, false);
     if (summary >= 0 && (next < 0 || summary < next))
         next = summary;
@@ -383,6 +356,8 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
         t->o.pair_timeout_ms = 10000;
     if (t->o.max_pairs <= 0)
         t->o.max_pairs = SPLICE_LOOP_MAX_PAIRS;
+    list_init(&t->wait);
+    list_init(&t->hellos);
     t->wlisten.fn = on_listener;
     t->wtimer.fn = on_timer;
     pthread_mutex_init(&t->lock, NULL);
@@ -443,8 +418,8 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_T
     unsigned b = bucket_of(w->token);
     w->hnext = t->buckets[b];
     t->buckets[b] = w;
-    bool was_empty = t->wait.head == NULL;
-    LIST_APPEND(t->wait, w); /* same timeout for all: appending keeps deadline order */
+    bool was_empty = list_empty(&t->wait);
+    list_add_tail(&t->wait, &w->link); /* same timeout for all: appending keeps deadline order */
     memcpy(token, w->token, TUNNEL_TOKEN_LEN);
     pthread_mutex_unlock(&t->lock);
     if (was_empty) {
@@ -461,8 +436,8 @@ void tunnel_drop_owner(tunnel *t, const void *owner)
 {
     int n = 0;
     pthread_mutex_lock(&t->lock);
-    for (waiting *w = t->wait.head, *next; w; w = next) {
-        next = w->next;
+    waiting *w, *tmp;
+    list_for_each_entry_safe(w, tmp, &t->wait, link) {
         if (w->owner != owner)
             continue;
         claim_locked(t, w->token); /* unclaimed peers are in no epoll set: safe from this thread */
@@ -482,10 +457,11 @@ void tunnel_free(tunnel *t)
     splice_loop_free(t->loop); /* joins the thread, closes the pairs */
     t->loop = NULL;
     noise_flush(t, 0, true);
-    while (t->hellos.head)
-        hello_free(t, t->hellos.head, true);
-    while (t->wait.head) {
-        waiting *w = t->wait.head;
+    hello *h;
+    while ((h = list_first_entry_or_null(&t->hellos, hello, link)))
+        hello_free(t, h, true);
+    waiting *w;
+    while ((w = list_first_entry_or_null(&t->wait, waiting, link))) {
         claim_locked(t, w->token);
         splice_close_reset(w->fd);
         free(w);
