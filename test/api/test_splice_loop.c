@@ -1,0 +1,231 @@
+/* test_splice_loop — api/splice_loop over real loopback TCP connections:
+ * bytes and half-closes both ways, a reset passed on, the pair limit, and
+ * splice_loop_free ending what still runs with no thread left. */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "splice_loop.h"
+
+/* A connected loopback pair: *out is the end the test keeps, the return value the other. */
+static int tcp_pair(int *out)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof sa;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(l >= 0);
+    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    *out = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(connect(*out, (struct sockaddr *)&sa, sizeof sa), 0);
+    int fd = accept(l, NULL, NULL);
+    assert_true(fd >= 0);
+    close(l);
+    return fd;
+}
+
+/* What a pair's end and a post on the loop thread report to the test. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int a, b, rc;
+    bool added;
+    int ended, err;
+} obs;
+
+static splice_loop *loop;
+
+static void on_done(void *ud, int err)
+{
+    obs *o = ud;
+    pthread_mutex_lock(&o->mu);
+    o->ended++;
+    o->err = err;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void add_on_loop(void *ud)
+{
+    obs *o = ud;
+    int rc = splice_loop_pair(loop, o->a, o->b, on_done, o);
+    pthread_mutex_lock(&o->mu);
+    o->rc = rc;
+    o->added = true;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Splices two fresh connections; *x and *y are their far ends. Returns splice_loop_pair's result. */
+static int add_pair(obs *o, int *x, int *y)
+{
+    *o = (obs){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    o->a = tcp_pair(x);
+    o->b = tcp_pair(y);
+    assert_int_equal(splice_loop_post(loop, add_on_loop, o), 0);
+    pthread_mutex_lock(&o->mu);
+    while (!o->added)
+        pthread_cond_wait(&o->cv, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+    return o->rc;
+}
+
+static void wait_ended(obs *o)
+{
+    pthread_mutex_lock(&o->mu);
+    while (!o->ended)
+        pthread_cond_wait(&o->cv, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+}
+
+/* Reads to EOF or error (2 s at most): bytes, or -errno. */
+static ssize_t read_all(int fd, char *buf, size_t cap)
+{
+    size_t n = 0;
+    for (;;) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 2000) != 1)
+            return -ETIMEDOUT;
+        ssize_t r = recv(fd, buf + n, cap - n, 0);
+        if (r < 0)
+            return -errno;
+        if (r == 0 || (n += (size_t)r) == cap)
+            return (ssize_t)n;
+    }
+}
+
+static int loop_threads(void)
+{
+    int n = 0;
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
+            n++;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    splice_loop_opts o = {.max_pairs = 2};
+    return splice_loop_new(&loop, &o);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    splice_loop_free(loop);
+    loop = NULL;
+    return 0;
+}
+
+static void test_bytes_and_half_closes_both_ways(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[64];
+    assert_int_equal(add_pair(&o, &x, &y), 0);
+    assert_int_equal(send(x, "hello", 5, 0), 5);
+    shutdown(x, SHUT_WR);
+    assert_int_equal(read_all(y, buf, sizeof buf), 5); /* the data, then EOF: the half-close came through */
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(send(y, "back", 4, 0), 4); /* the other direction still runs */
+    shutdown(y, SHUT_WR);
+    assert_int_equal(read_all(x, buf, sizeof buf), 4);
+    assert_memory_equal(buf, "back", 4);
+    wait_ended(&o);
+    assert_int_equal(o.err, 0);
+    close(x);
+    close(y);
+}
+
+static void test_reset_passed_on(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[8];
+    assert_int_equal(add_pair(&o, &x, &y), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    setsockopt(x, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    close(x);
+    assert_int_equal(read_all(y, buf, sizeof buf), -ECONNRESET);
+    wait_ended(&o);
+    assert_true(o.err < 0);
+    close(y);
+}
+
+static void test_limit_refuses_with_a_reset(void **state)
+{
+    (void)state;
+    obs o1, o2, o3;
+    int x1, y1, x2, y2, x3, y3;
+    char buf[8];
+    assert_int_equal(add_pair(&o1, &x1, &y1), 0);
+    assert_int_equal(add_pair(&o2, &x2, &y2), 0);
+    assert_int_equal(splice_loop_npairs(loop), 2);
+    assert_int_equal(add_pair(&o3, &x3, &y3), -EBUSY); /* the limit is 2 */
+    assert_int_equal(read_all(x3, buf, sizeof buf), -ECONNRESET);
+    assert_int_equal(read_all(y3, buf, sizeof buf), -ECONNRESET);
+    assert_int_equal(o3.ended, 0); /* refused pairs get no done call */
+    int ends[] = {x1, y1, x2, y2, x3, y3};
+    for (size_t i = 0; i < sizeof ends / sizeof *ends; i++)
+        close(ends[i]);
+    wait_ended(&o1);
+    wait_ended(&o2);
+}
+
+static void test_free_ends_everything(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[8];
+    assert_int_equal(loop_threads(), 1);
+    assert_int_equal(add_pair(&o, &x, &y), 0);
+    splice_loop_free(loop);
+    loop = NULL;
+    assert_int_equal(o.ended, 1);
+    assert_int_equal(o.err, -ECANCELED);
+    assert_int_equal(read_all(x, buf, sizeof buf), 0); /* closed, not reset */
+    assert_int_equal(read_all(y, buf, sizeof buf), 0);
+    assert_int_equal(loop_threads(), 0);
+    close(x);
+    close(y);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_bytes_and_half_closes_both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_passed_on, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limit_refuses_with_a_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_free_ends_everything, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
