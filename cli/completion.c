@@ -35,6 +35,8 @@ int completion_script(FILE *out, const char *shell)
     return 0;
 }
 
+#define COMPLETION_KUBECTL_MS 5000 /* a completion that waits longer is worse than none */
+
 static const char *const commands[] = {"redir", "ps", "shell", "logs", "list", "version", "completion", NULL};
 static const char *const flag_words[] = {
     "--namespace", "--context", "--kubeconfig", "--labels", "--pod", "--target", "--dbg-image",
@@ -61,7 +63,7 @@ static void from_kubectl(FILE *out, const kube *k, const char *const *args, cons
 {
     kube_result r;
     char err[512];
-    if (kube_run(k, "complete", args, NULL, 0, 5000, &r, err, sizeof(err)) == 0) { /* no messages while completing */
+    if (kube_run(k, "complete", args, NULL, 0, COMPLETION_KUBECTL_MS, &r, err, sizeof(err)) == 0) { /* no messages while completing */
         char *save = NULL;
         for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             const char *name = strchr(line, '/') ? strchr(line, '/') + 1 : line;

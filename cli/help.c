@@ -17,7 +17,8 @@ static const char global_flags[] =
     "      --privileged         run the debug container privileged instead of adding\n"
     "                           only the capabilities the command needs\n"
     "      --kubectl PATH       kubectl to run (default: $KUBECTL or kubectl)\n"
-    "      --timeout DURATION   how long to wait for the debug container (default: 2m)\n"
+    "      --timeout DURATION   how long to wait for each kubectl call, the debug container and\n"
+    "                           the port-forward (default: 2m)\n"
     "  -v, --verbose            print the kubectl commands run (-vv: also their errors)\n"
     "      --no-color           no colours (also when NO_COLOR is set)\n"
     "  -h, --help               help for a command\n";

@@ -19,6 +19,10 @@
 #include "podsel.h"
 
 enum pf_state { PF_STARTING, PF_UP, PF_DOWN, PF_GONE, PF_FAILED };
+/* What the supervisor last said while the forward was down. */
+enum pf_note { PF_NOTE_NONE, PF_NOTE_ENDED, PF_NOTE_API_DOWN, PF_NOTE_FAILING };
+
+#define PF_RETRY_MAX_MS 2000 /* the slowest restart pace while the forward stays down */
 
 struct portfwd {
     kube k;
@@ -37,6 +41,7 @@ struct portfwd {
     kube_proc child; /* pid -1 while none */
     int stop_efd, gone_efd;
     char reason[1024];
+    enum pf_note said; /* the supervisor thread's own */
 };
 
 int portfwd_parse_line(const char *line, int *local, int *remote)
@@ -122,6 +127,9 @@ static void on_line(portfwd *pf, const char *line, bool is_err)
     if (a->seen_g && a->seen_t) {
         pthread_mutex_lock(&pf->mu);
         if (pf->state != PF_UP) {
+            if (pf->said == PF_NOTE_API_DOWN || pf->said == PF_NOTE_FAILING)
+                fprintf(stderr, "kubectl port-forward to pod/%s is up again\n", pf->pod);
+            pf->said = PF_NOTE_NONE;
             pf->lgrpc = a->lg;
             pf->ltunnel = a->lt;
             pf->gen++;
@@ -199,83 +207,105 @@ static bool run_child(portfwd *pf, int lg, int lt)
     return a.seen_g && a.seen_t;
 }
 
-/* After the child died: is the pod (and our manager) still there? */
-static bool pod_still_there(portfwd *pf, char *why, size_t n)
+/* After the child died: is the pod (and our manager) still there? 0 yes;
+ * -ENOENT gone (why says how); -EAGAIN the API server did not answer (why
+ * says what kubectl said). */
+static int pod_check(portfwd *pf, char *why, size_t n)
 {
     pod_info p;
-    char err[1024];
-    int rc = podsel_fetch(&pf->k, pf->pod, pf->timeout_ms, &p, err, sizeof(err));
+    int rc = podsel_fetch(&pf->k, pf->pod, pf->timeout_ms, &p, why, n);
     if (rc == -ENOENT) {
         snprintf(why, n, "pod/%s is gone (deleted)", pf->pod);
-        return false;
+        return -ENOENT;
     }
-    if (rc < 0) /* API trouble: keep trying, the supervisor retries */
-        return true;
-    bool ok = true;
+    if (rc < 0)
+        return -EAGAIN;
     const pod_container *c = pod_ephemeral_find(&p, pf->container);
     if (p.deleting) {
         snprintf(why, n, "pod/%s is being deleted", pf->pod);
-        ok = false;
+        rc = -ENOENT;
     } else if (!pod_is_running(&p)) {
         snprintf(why, n, "pod/%s is no longer running (phase %s)", pf->pod, p.phase ? p.phase : "unknown");
-        ok = false;
+        rc = -ENOENT;
     } else if (c && c->state == POD_STATE_TERMINATED) {
         snprintf(why, n, "the debug container %s in pod/%s exited (code %d); see kubectl logs %s -c %s",
                  pf->container, pf->pod, c->exit_code, pf->pod, pf->container);
-        ok = false;
+        rc = -ENOENT;
     }
     pod_free(&p);
-    return ok;
+    return rc;
+}
+
+/* Tells the user what the down forward waits for, once per change of state:
+ * `kubectl diag redir` keeps retrying for as long as the pod exists. */
+static void note_down(portfwd *pf, enum pf_note note, const char *last, const char *why)
+{
+    if (note == pf->said && note != PF_NOTE_ENDED)
+        return;
+    pf->said = note;
+    if (note == PF_NOTE_ENDED)
+        fprintf(stderr, "kubectl port-forward to pod/%s ended%s%s%s; restarting it\n", pf->pod,
+                *last ? " (" : "", last, *last ? ")" : "");
+    else if (note == PF_NOTE_API_DOWN)
+        fprintf(stderr,
+                "kubectl port-forward to pod/%s is down and the pod cannot be checked: %s\n"
+                "waiting for the API server to answer; retrying every %d s\n",
+                pf->pod, why, PF_RETRY_MAX_MS / 1000);
+    else
+        fprintf(stderr, "kubectl port-forward to pod/%s does not come up (%s); retrying every %d s\n", pf->pod,
+                *last ? last : "no message", PF_RETRY_MAX_MS / 1000);
+}
+
+/* The supervisor gave up on pf: state (PF_FAILED or PF_GONE) with reason. */
+static void finish(portfwd *pf, enum pf_state state, const char *reason)
+{
+    pthread_mutex_lock(&pf->mu);
+    if (reason)
+        snprintf(pf->reason, sizeof(pf->reason), "%s", reason);
+    pf->state = state;
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+    uint64_t one = 1;
+    if (state == PF_GONE)
+        (void)!write(pf->gone_efd, &one, sizeof(one));
 }
 
 static void *supervise(void *arg)
 {
     portfwd *pf = arg;
     int lg = 0, lt = 0, failures = 0;
-    sig_block_stop(NULL); /* signals belong to the main thread */
     bool ever_up = false;
+    char last[1024], why[1024];
+    sig_block_stop(NULL); /* signals belong to the main thread */
     for (;;) {
         bool up = run_child(pf, lg, lt);
         pthread_mutex_lock(&pf->mu);
-        if (pf->stopping) {
-            pthread_mutex_unlock(&pf->mu);
-            break;
-        }
+        bool stop = pf->stopping;
         if (up) {
             lg = pf->lgrpc; /* come back on the same local ports */
             lt = pf->ltunnel;
-            ever_up = true;
-            failures = 0;
-        } else {
-            failures++;
         }
-        if (!ever_up) {
-            pf->state = PF_FAILED;
-            pthread_cond_broadcast(&pf->cv);
-            pthread_mutex_unlock(&pf->mu);
-            break;
-        }
-        pf->state = PF_DOWN;
-        char last[1024];
         snprintf(last, sizeof(last), "%s", pf->reason);
+        if (!stop && (ever_up || up))
+            pf->state = PF_DOWN;
         pthread_mutex_unlock(&pf->mu);
-
-        char why[1024];
-        if (!pod_still_there(pf, why, sizeof(why))) {
-            pthread_mutex_lock(&pf->mu);
-            snprintf(pf->reason, sizeof(pf->reason), "%s", why);
-            pf->state = PF_GONE;
-            pthread_cond_broadcast(&pf->cv);
-            pthread_mutex_unlock(&pf->mu);
-            uint64_t one = 1;
-            (void)!write(pf->gone_efd, &one, sizeof(one));
+        if (stop)
+            break;
+        ever_up |= up;
+        failures = up ? 0 : failures + 1;
+        if (!ever_up) {
+            finish(pf, PF_FAILED, NULL);
             break;
         }
-        fprintf(stderr, "kubectl port-forward to pod/%s ended%s%s%s; restarting it\n", pf->pod, *last ? " (" : "",
-                last, *last ? ")" : "");
+        int rc = pod_check(pf, why, sizeof(why));
+        if (rc == -ENOENT) {
+            finish(pf, PF_GONE, why);
+            break;
+        }
+        note_down(pf, rc == -EAGAIN ? PF_NOTE_API_DOWN : up ? PF_NOTE_ENDED : PF_NOTE_FAILING, last, why);
         if (failures >= 2) /* the old local ports may be taken: let kubectl pick */
             lg = lt = 0;
-        int backoff = failures ? (failures > 5 ? 2000 : 200 * failures) : 0;
+        int backoff = failures ? (failures > 5 ? PF_RETRY_MAX_MS : 200 * failures) : 0;
         struct pollfd sp = {pf->stop_efd, POLLIN, 0};
         if (backoff && poll(&sp, 1, backoff) > 0)
             break;

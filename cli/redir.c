@@ -210,6 +210,8 @@ static void *stream_main(void *arg)
         int gen = portfwd_wait(r->s.pf, after, r->s.timeout_ms, &lg, &lt, e, sizeof(e));
         if (gen == -ECANCELED)
             break;
+        if (gen == -ETIMEDOUT && after) /* down for long: the forward's supervisor says why, and retries */
+            continue;
         if (gen < 0) {
             set_fatal(r, "%s", e);
             break;

@@ -224,3 +224,11 @@ def test_ps_escapes_control_characters_of_a_hostile_command_line(cluster):
         assert any(p['cmdline'].endswith(evil) for p in json.loads(r.stdout)['processes']), r.stdout
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_pod_named_like_a_flag_is_a_name_not_a_kubectl_flag(cluster):
+    for name in ('--help', '-x', '--namespace=kube-system'):
+        for cmd in (['ps'], ['list', '--pod']):
+            r = cluster.diag(*(cmd + ['pod/' + name if cmd == ['ps'] else name]))
+            assert r.returncode == 1, (cmd, name, r.stdout, r.stderr)
+            assert 'pod "%s" not found in namespace "default"' % name in r.stderr, (cmd, name, r.stderr)

@@ -2,8 +2,11 @@
 simulated pods' network namespaces, real traffic from the curl pod and from the node."""
 import os
 import re
+import time
 
-from conftest import free_port, wait_for
+import pytest
+
+from conftest import KUBECTLS, free_port, wait_for
 from e2e_common import CONN_CLIENT, EchoServer, children, cmdline, redirect_rules
 
 
@@ -137,3 +140,61 @@ def test_port_already_redirected_is_a_clear_error(cluster, bg, local_http):
     assert 'port 8080' in second.stderr and 'already' in second.stderr.lower(), second.stderr
     assert first.proc.poll() is None  # the first one keeps going
     assert first.interrupt() == 0
+
+
+def test_api_server_gone_is_said_once_and_redir_keeps_trying(cluster, bg, local_http, tmp_path):
+    """With the API server unreachable the forward cannot be checked nor restarted: redir says so
+    once, with what it waits for, keeps trying past --timeout, and recovers when it answers."""
+    srv = local_http()
+    kc = tmp_path / 'kubeconfig'
+    good = open(cluster.kubeconfig).read()
+    kc.write_text(good)
+    r = bg(cluster, '--kubeconfig', str(kc), '--timeout', '5s', 'redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80')
+    kc.write_text(re.sub(r'server: https://\S+', 'server: https://127.0.0.1:1', good))
+    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    assert len(pf) == 1
+    os.kill(pf[0], 9)
+    waiting = 'waiting for the API server to answer'
+    wait_for(lambda: waiting in r.err(), 30, what='the API server message')
+    assert 'The connection to the server 127.0.0.1:1 was refused' in r.err(), r.err()
+    time.sleep(12)  # past --timeout, several retries
+    assert r.proc.poll() is None, r.err()
+    assert r.err().count(waiting) == 1, r.err()  # once per state change, not per retry
+    kc.write_text(good)
+    r.wait_out('re-established pod/nginx:80', timeout=60)
+    assert 'kubectl port-forward to pod/nginx is up again' in r.err()
+    n = len(srv.requests)
+    wait_for(lambda: len(srv.requests) > n, 30, what='requests after the API server is back')
+    assert r.interrupt() == 0, r.err()
+
+
+def marked_processes(mark):
+    found = []
+    for d in os.listdir('/proc'):
+        try:
+            with open('/proc/%s/environ' % d, 'rb') as f:
+                if ('KDIAG_WRAPPED=%s' % mark).encode() in f.read().split(b'\0'):
+                    found.append(int(d))
+        except (OSError, ValueError):
+            pass
+    return found
+
+
+# logs follows a quiet pod: a follower that gets lines would die of SIGPIPE anyway
+@pytest.mark.parametrize('command', [['redir', 'pod/nginx', '80:{port}'], ['logs', '-l', 'app=distroless']])
+def test_ctrl_c_leaves_no_kubectl_behind_a_wrapper_script(cluster, bg, local_http, tmp_path, command):
+    """kubectl behind a wrapper script (not exec'd) is a grandchild: Ctrl-C must reach it too."""
+    mark = '%d-%d' % (os.getpid(), time.time_ns())
+    wrapper = tmp_path / 'kubectl'
+    wrapper.write_text('#!/bin/sh\nexport KDIAG_WRAPPED=%s\n%s "$@"\n' % (mark, KUBECTLS['default']))
+    wrapper.chmod(0o755)
+    srv = local_http()
+    r = bg(cluster, *[a.format(port=srv.port) for a in command], kubectl=str(wrapper))
+    if command[0] == 'redir':
+        r.wait_out('redirecting pod/nginx:80')
+    wait_for(lambda: any(cmdline(p).startswith(KUBECTLS['default'] + ' ') for p in marked_processes(mark)),
+             30, what='kubectl (not just its wrapper) running')
+    assert r.interrupt() == 0, r.err()
+    wait_for(lambda: not marked_processes(mark), 10,
+             what='no kubectl left: %s' % [cmdline(p) for p in marked_processes(mark)])
