@@ -21,7 +21,7 @@
 typedef struct post {
     void (*fn)(void *ud);
     void *ud;
-    struct post *next;
+    list_node link; /* l->posts */
 } post;
 
 /* a and b spliced both ways; wa/wb are their epoll entries. */
@@ -45,7 +45,7 @@ struct splice_loop {
     atomic_int npairs;
 
     pthread_mutex_t lock; /* guards posts and stop */
-    post *posts, *posts_tail;
+    list_node posts;
     bool stop;
 
     /* loop thread only */
@@ -220,12 +220,8 @@ int splice_loop_post(splice_loop *l, void (*fn)(void *ud), void *ud)
         return -ENOMEM;
     *p = (post){.fn = fn, .ud = ud};
     pthread_mutex_lock(&l->lock);
-    bool was_empty = l->posts == NULL;
-    if (l->posts_tail)
-        l->posts_tail->next = p;
-    else
-        l->posts = p;
-    l->posts_tail = p;
+    bool was_empty = list_empty(&l->posts);
+    list_add_tail(&l->posts, &p->link);
     pthread_mutex_unlock(&l->lock);
     if (was_empty) {
         uint64_t one = 1;
@@ -244,16 +240,15 @@ bool splice_loop_stopping(const splice_loop *l)
 /* Runs every queued post; returns whether the loop is asked to stop. */
 static bool run_posts(splice_loop *l)
 {
+    list_node todo = LIST_INIT(todo);
+    post *p, *tmp;
     pthread_mutex_lock(&l->lock);
-    post *p = l->posts;
+    list_splice_tail_init(&todo, &l->posts);
     bool stop = l->stop;
-    l->posts = l->posts_tail = NULL;
     pthread_mutex_unlock(&l->lock);
-    while (p) {
-        post *next = p->next;
+    list_for_each_entry_safe(p, tmp, &todo, link) {
         p->fn(p->ud);
         free(p);
-        p = next;
     }
     return stop;
 }
@@ -308,6 +303,7 @@ int splice_loop_new(splice_loop **ret, const splice_loop_opts *o)
         l->o.pipe_bytes = SPLICE_LOOP_PIPE_BYTES;
     l->wake.fn = on_wake;
     list_init(&l->pairs);
+    list_init(&l->posts);
     pthread_mutex_init(&l->lock, NULL);
     l->ep_fd = epoll_create1(EPOLL_CLOEXEC);
     l->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);

@@ -19,6 +19,8 @@
 #include <unistd.h>
 
 #include "basic/addr-util.h"
+#include "basic/list.h"
+#include "basic/sock-util.h"
 #include "kdiag.pb-c.h"
 #include "nft.h"
 #include "tunnel.h"
@@ -30,7 +32,7 @@ typedef struct active {
     uint16_t port;
     bool outgoing;
     uint16_t listen_port; /* 0 until the listeners are bound */
-    struct active *next;
+    list_node link;       /* on redirect_mgr.actives */
 } active;
 
 struct redirect_mgr {
@@ -42,7 +44,7 @@ struct redirect_mgr {
     pthread_mutex_t lock; /* guards reserved and actives */
     uint16_t reserved[MAX_RESERVED];
     int nreserved;
-    active *actives;
+    list_node actives;
 };
 
 /* One Redirect stream. */
@@ -72,7 +74,8 @@ static bool port_reserved_locked(const redirect_mgr *m, uint16_t port)
     for (int i = 0; i < m->nreserved; i++)
         if (m->reserved[i] == port)
             return true;
-    for (const active *a = m->actives; a; a = a->next)
+    const active *a;
+    list_for_each_entry(a, &m->actives, link)
         if (a->listen_port == port)
             return true;
     return false;
@@ -242,7 +245,8 @@ static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, sessio
         st = GRPC_STATUS_INVALID_ARGUMENT;
         goto out;
     }
-    for (const active *a = m->actives; a; a = a->next)
+    const active *a;
+    list_for_each_entry(a, &m->actives, link)
         if (a->port == s->port && a->outgoing == s->outgoing) {
             rpc_call_set_message(call, "%s port %u is already redirected by another stream; end that "
                                  "redirect first", dir, s->port);
@@ -257,8 +261,7 @@ static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, sessio
     }
     s->reg->port = (uint16_t)s->port;
     s->reg->outgoing = s->outgoing;
-    s->reg->next = m->actives;
-    m->actives = s->reg;
+    list_add(&m->actives, &s->reg->link);
 out:
     pthread_mutex_unlock(&m->lock);
     return st;
@@ -279,11 +282,7 @@ static void session_end(redirect_mgr *m, session *s)
     tunnel_drop_owner(m->tun, s);
     if (s->reg) {
         pthread_mutex_lock(&m->lock);
-        for (active **pp = &m->actives; *pp; pp = &(*pp)->next)
-            if (*pp == s->reg) {
-                *pp = s->reg->next;
-                break;
-            }
+        list_del(&s->reg->link);
         pthread_mutex_unlock(&m->lock);
         free(s->reg);
     }
@@ -375,7 +374,7 @@ grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
                 break;
             }
             fprintf(stderr, "kdiag-manager: redirect %u: accept: %s\n", s.port, strerror(-rc));
-            poll(NULL, 0, 100);
+            poll(NULL, 0, ACCEPT_PAUSE_MS);
         }
     }
 out:
@@ -392,8 +391,7 @@ int redirect_mgr_new(redirect_mgr **out, const redirect_opts *o)
     if (!m)
         return -ENOMEM;
     m->o = *o;
-    if (m->o.pair_timeout_ms <= 0)
-        m->o.pair_timeout_ms = 10000;
+    list_init(&m->actives);
     pthread_mutex_init(&m->lock, NULL);
 
     /* Each redirected connection holds two sockets and two pipes. */

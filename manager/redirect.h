@@ -17,7 +17,7 @@
 #include "rpc.h"
 
 typedef struct {
-    int pair_timeout_ms; /* 0 = 10000 */
+    int pair_timeout_ms; /* 0 = TUNNEL_PAIR_TIMEOUT_MS (tunnel.h) */
     bool verbose;
 } redirect_opts;
 

@@ -20,11 +20,11 @@
 #include <unistd.h>
 
 #include "basic/list.h"
+#include "basic/sock-util.h"
 #include "basic/time-util.h"
 
 #define HELLO_LEN (TUNNEL_TOKEN_LEN + 1)
 #define NBUCKETS 1024
-#define ACCEPT_PAUSE_MS 100 /* after EMFILE, so a full fd table does not spin */
 #define NOISE_WINDOW_MS 10000 /* failed connections are logged as one summary line per window */
 
 /* What can go wrong with connections before they are paired: anyone in the
@@ -256,7 +256,7 @@ static void on_listener(splice_watch *w, uint32_t events)
     for (;;) {
         int fd = accept4(t->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+            if (accept_exhausted(errno))
                 accept_pause(t);
             return; /* EAGAIN, or a connection that died before accept */
         }
@@ -353,7 +353,7 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
         return -ENOMEM;
     t->o = *o;
     if (t->o.pair_timeout_ms <= 0)
-        t->o.pair_timeout_ms = 10000;
+        t->o.pair_timeout_ms = TUNNEL_PAIR_TIMEOUT_MS;
     if (t->o.max_pairs <= 0)
         t->o.max_pairs = SPLICE_LOOP_MAX_PAIRS;
     list_init(&t->wait);

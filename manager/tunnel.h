@@ -44,8 +44,12 @@
 #define TUNNEL_STATUS_OK 0x00
 #define TUNNEL_STATUS_REFUSED 0x01
 
+/* How long a redirected connection waits for its tunnel connection, and a
+ * tunnel connection for its complete hello, by default. */
+#define TUNNEL_PAIR_TIMEOUT_MS 10000
+
 typedef struct {
-    int pair_timeout_ms; /* 0 = 10000 */
+    int pair_timeout_ms; /* 0 = TUNNEL_PAIR_TIMEOUT_MS */
     bool verbose;        /* one stderr line per connection event (not only summaries) */
     int max_pairs;       /* connections spliced at once; 0 = SPLICE_LOOP_MAX_PAIRS */
 } tunnel_opts;
