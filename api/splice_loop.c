@@ -1,5 +1,5 @@
 /* splice_loop — see splice_loop.h. */
-#include "splice_loop.h"
+#include "splice_loop-internal.h"
 #include "splice_pump.h"
 
 #include <errno.h>
@@ -182,11 +182,6 @@ fail:
 int splice_loop_npairs(const splice_loop *l)
 {
     return atomic_load(&l->npairs);
-}
-
-int splice_loop_max_pairs(const splice_loop *l)
-{
-    return l->o.max_pairs;
 }
 
 /* ---- watches ---- */

@@ -57,9 +57,6 @@ void splice_loop_free(splice_loop *l);
 int splice_loop_post(splice_loop *l, void (*fn)(void *ud), void *ud);
 /* True once splice_loop_free started: a post then should free what it carries. */
 bool splice_loop_stopping(const splice_loop *l);
-/* Pairs running now (any thread). */
-int splice_loop_npairs(const splice_loop *l);
-int splice_loop_max_pairs(const splice_loop *l);
 
 /* Loop thread (or before the loop runs anything of the owner's): */
 int splice_loop_watch(splice_loop *l, int fd, uint32_t events, splice_watch *w);

@@ -1,4 +1,4 @@
-/* bridge-internal — test seam of cli/bridge.c (not for the CLI's modules). */
+/* bridge-internal — test seams of cli/bridge.c (not for the CLI's modules). */
 #ifndef KDIAG_CLI_BRIDGE_INTERNAL_H
 #define KDIAG_CLI_BRIDGE_INTERNAL_H
 
@@ -12,5 +12,8 @@
  * different network namespaces. Set before the first bridge_start. */
 typedef int (*bridge_socket_fn)(void *ud, bool local, int family);
 void bridge_set_socket_fn(bridge *b, bridge_socket_fn fn, void *ud);
+
+/* Connections started and not yet done. */
+int bridge_active(const bridge *b);
 
 #endif

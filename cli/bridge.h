@@ -41,8 +41,6 @@ void bridge_free(bridge *b);
  * 0, or -ENOMEM (done is then not called). */
 int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
                  bridge_done_fn done, void *ud);
-/* Connections started and not yet done. */
-int bridge_active(const bridge *b);
 int bridge_max_conns(const bridge *b);
 
 #endif

@@ -19,7 +19,7 @@
 
 #include <cmocka.h>
 
-#include "splice_loop.h"
+#include "splice_loop-internal.h"
 
 /* A connected loopback pair: *out is the end the test keeps, the return value the other. */
 static int tcp_pair(int *out)

@@ -654,13 +654,6 @@ static block_cache *cache_new(void)
     return bc;
 }
 
-void netlab_stream_fill(uint64_t seed, uint64_t pos, uint8_t *buf, size_t n)
-{
-    block_cache *bc = cache_new();
-    fill(bc, seed, pos, buf, n);
-    free(bc);
-}
-
 int netlab_send_stream(int fd, uint64_t seed, uint64_t n)
 {
     block_cache *bc = cache_new();

@@ -109,7 +109,6 @@ netlab_echo *netlab_echo_start(int *port);
 void netlab_echo_stop(netlab_echo *e);
 
 /* Deterministic data streams for bulk transfers, verified block by block. */
-void netlab_stream_fill(uint64_t seed, uint64_t pos, uint8_t *buf, size_t n);
 /* Sends n bytes of stream seed; 0 or -errno. */
 int netlab_send_stream(int fd, uint64_t seed, uint64_t n);
 /* Reads to EOF; returns bytes read that matched the stream, -EBADMSG at the
