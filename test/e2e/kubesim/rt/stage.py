@@ -122,8 +122,9 @@ CAP_LAST = cap_last()  # read now: after pivot_root there may be no /proc
 def apply_caps_and_ids(spec):
     """Capabilities as containerd applies them: spec['caps'] is a list of capability numbers, or
     None to keep every capability (privileged). The rest leaves the bounding set (so no execve
-    can get it back), then uid/gid change, then effective=permitted=inheritable=caps, so an
-    execve() as root ends up with exactly these capabilities and a non-root one with none."""
+    can get it back), then uid/gid change, then effective=permitted=caps with an empty inheritable
+    set (containerd's default since GHSA-c9cp-9c75-9v8c), so an execve() as root ends up with
+    exactly these capabilities and a non-root one with none."""
     caps = spec.get('caps')
     last = CAP_LAST
     if caps is not None:
@@ -145,7 +146,8 @@ def set_caps(caps, last):
     data = (CapData * 2)()
     for i in range(2):
         word = (mask >> (32 * i)) & 0xffffffff
-        data[i].effective = data[i].permitted = data[i].inheritable = word
+        data[i].effective = data[i].permitted = word
+        data[i].inheritable = 0
     _check(libc.capset(ctypes.byref(hdr), data), 'capset')
 
 

@@ -16,7 +16,10 @@ from conftest import BUSYBOX, check_nothing_left, _host_links
 from e2e_common import FdExpect, recv_all
 
 TS = r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z'
-DEFAULT_CAPS_MASK = 0xa80425fb  # containerd/docker default set
+# containerd's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+# NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP
+DEFAULT_CAPS_MASK = sum(1 << n for n in (0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31))
+assert DEFAULT_CAPS_MASK == 0xa80425fb
 
 
 def make_pod(name, containers, ns='default', **spec):
@@ -457,6 +460,10 @@ def test_capabilities_really_applied(rt):
     pod = start(rt, make_pod('caps', [ctr('app', 'exec sleep 1000')]))
     caps = _caps_of(rt, pod, 'app')
     assert caps['CapEff'] == caps['CapPrm'] == caps['CapBnd'] == DEFAULT_CAPS_MASK
+    assert caps['CapInh'] == caps['CapAmb'] == 0  # containerd sets no inheritable capabilities
+    with open('/proc/%d/status' % host_pid(rt, pod, 'app')) as f:  # the container's main process too
+        main = {k: int(v, 16) for k, v in (line.split(':\t') for line in f if line.startswith('Cap'))}
+    assert main == caps
 
     def eph(name, sc, cmd):
         ec = {'name': name, 'image': 'tools', 'command': ['sh', '-c', cmd],

@@ -90,3 +90,14 @@ def test_exec_process_killed_when_client_goes_away(cluster, kv):
         p.kill()
         p.wait()
     wait_for(lambda: not running(), 15, what='the exec process to be killed after the client left')
+
+
+def test_default_capabilities_are_containerds(cluster):
+    """Without a securityContext the container's process 1 and an exec'd one have containerd's
+    default set (CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE
+    NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP) and nothing inheritable or ambient."""
+    default = '%016x' % 0xa80425fb
+    for status in ('/proc/1/status', '/proc/self/status'):
+        out = cluster.ok('exec', 'nginx', '--', '/bin/busybox', 'grep', '^Cap', status)
+        assert dict(line.split(':\t') for line in out.splitlines()) == {
+            'CapInh': '0' * 16, 'CapPrm': default, 'CapEff': default, 'CapBnd': default, 'CapAmb': '0' * 16}
