@@ -1,6 +1,7 @@
-/* bridge — see bridge.h. A connection lives on the loop thread: both
- * connects in flight (watched for EPOLLOUT), then the hello, then a splice
- * pair of the loop. */
+/* bridge — see bridge.h. A connection starts on the caller's thread (both
+ * connects, the hello when they settled at once), then lives on the loop
+ * thread: connects still in flight (watched for EPOLLOUT), the hello if not
+ * sent yet, then a splice pair of the loop. */
 #include "bridge.h"
 #include "bridge-internal.h"
 
