@@ -8,8 +8,6 @@
 
 #include "kdiag.pb-c.h"
 
-#define STATUS_OK 0x00      /* = TUNNEL_STATUS_OK in manager/tunnel.h */
-#define STATUS_REFUSED 0x01 /* = TUNNEL_STATUS_REFUSED */
 
 struct redirect_client {
     rpc_stream *stream;
@@ -27,7 +25,7 @@ int redirect_client_new(redirect_client **ret, rpc_client *cl, uint32_t port, bo
     redirect_client *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    rc = rpc_client_stream_open(&c->stream, cl, REDIRECT_CLIENT_METHOD, buf, len, 0);
+    rc = rpc_client_stream_open(&c->stream, cl, CONTRACT_METHOD_REDIRECT, buf, len, 0);
     if (rc < 0)
         free(c);
     else
@@ -54,7 +52,7 @@ int redirect_client_run(redirect_client *rc, redirect_client_fn fn, void *ud, rp
             return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_CANCELLED ? 0 : -EPROTO;
         Kdiag__Solo__Io__RedirectResponse *m = kdiag__solo__io__redirect_response__unpack(NULL, len, buf);
         free(buf);
-        if (!m || (!m->ready && m->tunnel_token.len != REDIRECT_CLIENT_TOKEN_LEN)) {
+        if (!m || (!m->ready && m->tunnel_token.len != CONTRACT_TUNNEL_TOKEN_LEN)) {
             if (m)
                 kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
             st->code = GRPC_STATUS_INTERNAL;
@@ -69,7 +67,7 @@ int redirect_client_run(redirect_client *rc, redirect_client_fn fn, void *ud, rp
             .original_dst = m->original_dst ? m->original_dst : "",
         };
         if (!m->ready)
-            memcpy(ev.token, m->tunnel_token.data, REDIRECT_CLIENT_TOKEN_LEN);
+            memcpy(ev.token, m->tunnel_token.data, CONTRACT_TUNNEL_TOKEN_LEN);
         r = fn(ud, &ev);
         kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
         if (r < 0) {
@@ -92,9 +90,9 @@ void redirect_client_free(redirect_client *rc)
     free(rc);
 }
 
-void redirect_client_hello(uint8_t out[REDIRECT_CLIENT_HELLO_LEN], const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
+void redirect_client_hello(uint8_t out[CONTRACT_TUNNEL_HELLO_LEN], const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
                            bool target_ok)
 {
-    memcpy(out, token, REDIRECT_CLIENT_TOKEN_LEN);
-    out[REDIRECT_CLIENT_TOKEN_LEN] = target_ok ? STATUS_OK : STATUS_REFUSED;
+    memcpy(out, token, CONTRACT_TUNNEL_TOKEN_LEN);
+    out[CONTRACT_TUNNEL_TOKEN_LEN] = target_ok ? CONTRACT_TUNNEL_STATUS_OK : CONTRACT_TUNNEL_STATUS_REFUSED;
 }

@@ -18,17 +18,14 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "contract.h"
 #include "rpc.h"
-
-#define REDIRECT_CLIENT_METHOD "/kdiag.solo.io.Manager/Redirect"
-#define REDIRECT_CLIENT_TOKEN_LEN 16
-#define REDIRECT_CLIENT_HELLO_LEN (REDIRECT_CLIENT_TOKEN_LEN + 1) /* token + status byte */
 
 typedef struct {
     bool ready;           /* first event: rules installed, traffic is being captured */
     uint32_t tunnel_port; /* the manager's tunnel port (in the pod) */
     /* The rest is set for connections (ready == false): */
-    uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     const char *peer;         /* "ip:port", IPv6 as "[ip]:port" */
     const char *original_dst; /* what the peer dialled */
 } redirect_client_event;
@@ -55,7 +52,7 @@ void redirect_client_free(redirect_client *rc);
 
 /* The tunnel hello: token + status (target_ok = the local target accepted the
  * connection, then bridge; false = it refused, the manager resets the peer). */
-void redirect_client_hello(uint8_t out[REDIRECT_CLIENT_HELLO_LEN], const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
+void redirect_client_hello(uint8_t out[CONTRACT_TUNNEL_HELLO_LEN], const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
                            bool target_ok);
 
 #endif

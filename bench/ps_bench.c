@@ -177,7 +177,7 @@ static double time_rpc(rpc_client *cl, size_t *procs)
     size_t len = 0;
     rpc_status st;
     double t = now_s();
-    if (rpc_client_unary(cl, PS_RPC_METHOD, (const uint8_t *)"", 0, &resp, &len, 30000, &st) != 0) {
+    if (rpc_client_unary(cl, CONTRACT_METHOD_PS, (const uint8_t *)"", 0, &resp, &len, 30000, &st) != 0) {
         fprintf(stderr, "ps_bench: Ps failed: %d %s\n", st.code, st.message);
         exit(1);
     }

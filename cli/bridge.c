@@ -36,7 +36,7 @@ typedef struct conn {
     bool local_v6;  /* the local connect tries ::1 (127.0.0.1 refused) */
     bool hello_sent;
     uint16_t tunnel_port, local_port;
-    uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     bridge_done_fn done;
     void *ud;
     list_node link; /* b->connecting while not spliced */
@@ -175,7 +175,7 @@ static void hello(conn *c)
 {
     if (c->hello_sent || c->terr != 0 || c->lerr == CONNECTING)
         return;
-    uint8_t buf[REDIRECT_CLIENT_HELLO_LEN];
+    uint8_t buf[CONTRACT_TUNNEL_HELLO_LEN];
     redirect_client_hello(buf, c->token, c->lerr == 0);
     ssize_t n = send(c->tfd, buf, sizeof buf, MSG_NOSIGNAL);
     if (n != (ssize_t)sizeof buf) /* a fresh socket has room for 17 bytes: anything else is an error */
@@ -258,7 +258,7 @@ static void begin(void *ud)
 
 /* ---- public ---- */
 
-int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
                  bridge_done_fn done, void *ud)
 {
     conn *c = calloc(1, sizeof *c);
@@ -267,7 +267,7 @@ int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uin
     *c = (conn){.b = b, .wt = {on_tunnel}, .wl = {on_local}, .tfd = -1, .lfd = -1, .tunnel_port = tunnel_port,
                 .local_port = local_port, .done = done, .ud = ud};
     list_init(&c->link);
-    memcpy(c->token, token, REDIRECT_CLIENT_TOKEN_LEN);
+    memcpy(c->token, token, CONTRACT_TUNNEL_TOKEN_LEN);
     bool over = atomic_fetch_add(&b->active, 1) >= b->max_conns;
     c->terr = connect_start(c, false, AF_INET, tunnel_port, &c->tfd);
     if (over)

@@ -39,7 +39,7 @@ void bridge_free(bridge *b);
  * when they are already settled (loopback usually is), sends the hello on
  * the caller's thread without blocking; the rest runs on the bridge's thread.
  * 0, or -ENOMEM (done is then not called). */
-int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[REDIRECT_CLIENT_TOKEN_LEN],
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
                  bridge_done_fn done, void *ud);
 int bridge_max_conns(const bridge *b);
 

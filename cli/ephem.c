@@ -1,7 +1,6 @@
 #include "ephem.h"
 
 #include <errno.h>
-#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,13 +84,15 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
         union_caps |= have;
         /* The oldest running one, so that every redirect of a pod goes to one
          * manager (and, in pods from before per-manager nftables tables, to the
-         * one that owns `inet kdiag`); a starting one only when none runs. */
+         * one that owns `inet kdiag`); a starting one only when none runs.
+         * Never one whose manager cannot prove a secret (none in its spec). */
         bool running = c->state == POD_STATE_RUNNING;
-        if ((have & need) == need &&
+        if ((have & need) == need && contract_secret_valid(c->secret) &&
             (!best_suffix || running > best_running || (running == best_running && sfx < best_suffix))) {
             best_suffix = sfx;
             best_running = running;
             snprintf(plan->name, sizeof(plan->name), "%s", c->name);
+            snprintf(plan->secret, sizeof(plan->secret), "%s", c->secret);
         }
     }
     if (best_suffix)
@@ -105,7 +106,7 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
     return 0;
 }
 
-json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps)
+json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps, const char *secret)
 {
     json_t *c = json_object();
     json_object_set_new(c, "name", json_string(name));
@@ -114,6 +115,9 @@ json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned cap
         json_object_set_new(c, "imagePullPolicy", json_string(o->pull_policy));
     if (o->target)
         json_object_set_new(c, "targetContainerName", json_string(o->target));
+    json_t *env = json_array();
+    json_array_append_new(env, json_pack("{s:s, s:s}", "name", CONTRACT_SECRET_ENV, "value", secret));
+    json_object_set_new(c, "env", env);
     json_object_set_new(c, "stdin", json_false());
     json_object_set_new(c, "tty", json_false());
     json_object_set_new(c, "terminationMessagePolicy", json_string("FallbackToLogsOnError"));
@@ -133,47 +137,47 @@ json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned cap
     return c;
 }
 
-int ephem_parse_logs(const char *logs, ephem_manager *m)
+int ephem_read_banner(const char *log, const char *secret, bool need_tunnel, const char *pod, const char *name,
+                      ephem_manager *m, char *err, size_t errlen)
 {
-    regex_t r[3];
-    static const char *const re[] = {
-        "^Listening on [^ \n]+:([0-9]+)",
-        "^Token: ([0-9a-fA-F]{32})",
-        "^Tunnel on [^ \n]+:([0-9]+)",
-    };
-    bool found[3] = {false, false, false};
+    contract_banner b;
+    contract_find_result r;
     int rc = 0;
-    for (int i = 0; i < 3; i++)
-        if (regcomp(&r[i], re[i], REG_EXTENDED | REG_NEWLINE) != 0) {
-            for (int j = 0; j < i; j++)
-                regfree(&r[j]);
-            return -EINVAL;
-        }
-    for (int i = 0; i < 3; i++) {
-        regmatch_t mm[2];
-        if (regexec(&r[i], logs, 2, mm, 0) != 0)
-            continue;
-        size_t len = (size_t)(mm[1].rm_eo - mm[1].rm_so);
-        const char *s = logs + mm[1].rm_so;
-        if (i == 1) {
-            memcpy(m->token, s, 32);
-            m->token[32] = '\0';
-            found[i] = true;
-        } else {
-            long v = strtol(s, NULL, 10);
-            if (len > 5 || v < 1 || v > 65535)
-                continue;
-            if (i == 0)
-                m->grpc_port = (int)v;
-            else
-                m->tunnel_port = (int)v;
-            found[i] = true;
-        }
-    }
-    for (int i = 0; i < 3; i++)
-        regfree(&r[i]);
-    if (!found[0] || !found[1] || !found[2])
+    contract_banner_find(log, strlen(log), secret, &b, &r);
+    if (r.found && b.token[0] && (b.tunnel_port || !need_tunnel)) {
+        m->grpc_port = b.grpc_port;
+        m->tunnel_port = b.tunnel_port;
+        snprintf(m->token, sizeof(m->token), "%s", b.token);
+    } else if (r.found && b.token[0]) {
+        snprintf(err, errlen,
+                 "the manager in the debug container %s of pod/%s runs without its redirect tunnel (its log says "
+                 "why: kubectl logs %s -c %s)",
+                 name, pod, pod, name);
+        rc = -ENOTSUP;
+    } else if (r.found) {
+        snprintf(err, errlen,
+                 "the manager in the debug container %s of pod/%s runs without a token (--no-auth): kubectl-diag "
+                 "does not talk to an unauthenticated manager",
+                 name, pod);
+        rc = -EPROTO;
+    } else if (r.rejected || r.pending) {
+        /* final unless the last banner may still get its Proof line */
+        snprintf(err, errlen,
+                 "the log of the debug container %s in pod/%s holds start-up lines that do not prove the secret in "
+                 "its spec (%s): a process in the pod wrote them, or the manager's own lines were rotated out of the "
+                 "log. Not connecting to a manager that cannot be verified; recreate the pod for a fresh one",
+                 name, pod, CONTRACT_SECRET_ENV);
+        rc = r.pending ? -EAGAIN : -EKEYREJECTED;
+    } else {
+        char first[200];
+        kube_first_line(log, first, sizeof(first));
+        snprintf(err, errlen,
+                 "the debug container %s in pod/%s runs but did not print its ports (first log line: \"%s\"); "
+                 "is --dbg-image a kdiag-manager image? (A manager that has run for long may have had its log "
+                 "rotated: then recreate the pod.)",
+                 name, pod, first);
         rc = -EAGAIN;
+    }
     return rc;
 }
 
@@ -183,36 +187,70 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* get --raw + replace --raw: appends the container, retrying on conflicts. */
-static int create(const kube *k, const pod_info *p, const ephem_plan *plan, const ephem_opts *o, char *err,
-                  size_t errlen)
+/* The pod as JSON with spec.ephemeralContainers, planned again: another run
+ * may have added a container this one can use since `p` was read. Sets
+ * *pod (a new reference) and *plan. */
+static int get_and_plan(const kube *k, const pod_info *p, const char *path, const ephem_opts *o, json_t **pod,
+                        ephem_plan *plan, char *err, size_t errlen)
+{
+    char what[256];
+    kube_result r;
+    pod_info fresh;
+    const char *get_args[] = {"get", "--raw", path, NULL};
+    snprintf(what, sizeof(what), "create the debug container in pod/%s", p->name);
+    int rc = kube_run(k, what, get_args, NULL, 0, o->timeout_ms, &r, err, errlen);
+    if (rc < 0)
+        goto out;
+    *pod = json_loads(r.out, 0, NULL);
+    if (!*pod || pod_parse(*pod, &fresh) < 0) {
+        snprintf(err, errlen, "cannot %s: the API server answered something that is not a Pod", what);
+        rc = -EPROTO;
+        goto out;
+    }
+    rc = ephem_plan_for(&fresh, o, plan);
+    pod_free(&fresh);
+out:
+    if (rc < 0 && *pod) {
+        json_decref(*pod);
+        *pod = NULL;
+    }
+    kube_result_free(&r);
+    return rc;
+}
+
+/* get --raw + replace --raw: appends the planned container with a fresh
+ * secret. On a conflict (the pod changed since it was read) it reads the pod
+ * and plans again: when another run has just added a container this command
+ * can use, *plan turns into reusing it. */
+static int create(const kube *k, const pod_info *p, const ephem_opts *o, ephem_plan *plan, char *err, size_t errlen)
 {
     char path[512], what[256];
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/ephemeralcontainers", p->ns ? p->ns : "default",
              p->name);
-    snprintf(what, sizeof(what), "create the debug container %s in pod/%s", plan->name, p->name);
-    int rc = -EIO;
+    int rc = -EAGAIN;
     for (int attempt = 0; attempt < 4; attempt++) {
+        json_t *pod = NULL;
         kube_result r;
-        const char *get_args[] = {"get", "--raw", path, NULL};
-        rc = kube_run(k, what, get_args, NULL, 0, o->timeout_ms, &r, err, errlen);
-        if (rc < 0) {
-            kube_result_free(&r);
+        rc = get_and_plan(k, p, path, o, &pod, plan, err, errlen);
+        if (rc < 0 || !plan->create) {
+            json_decref(pod);
             return rc;
         }
-        json_t *pod = json_loads(r.out, 0, NULL);
-        kube_result_free(&r);
-        if (!pod) {
-            snprintf(err, errlen, "cannot %s: the API server answered something that is not a Pod", what);
-            return -EPROTO;
+        if ((rc = contract_secret_new(plan->secret)) < 0) {
+            snprintf(err, errlen, "cannot make a secret for the debug container: getrandom: %s", strerror(-rc));
+            json_decref(pod);
+            return rc;
         }
+        if (k->verbose)
+            fprintf(stderr, "creating debug container %s in pod/%s\n", plan->name, p->name);
+        snprintf(what, sizeof(what), "create the debug container %s in pod/%s", plan->name, p->name);
         json_t *spec = json_object_get(pod, "spec");
         json_t *list = json_object_get(spec, "ephemeralContainers");
         if (!json_is_array(list)) {
             list = json_array();
             json_object_set_new(spec, "ephemeralContainers", list);
         }
-        json_array_append_new(list, ephem_container_json(plan->name, o, plan->caps));
+        json_array_append_new(list, ephem_container_json(plan->name, o, plan->caps, plan->secret));
         char *body = json_dumps(pod, JSON_COMPACT);
         json_decref(pod);
         if (!body) {
@@ -318,32 +356,19 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
     return rc;
 }
 
-static int read_ports(const kube *k, const pod_info *p, const char *name, const ephem_opts *o, ephem_manager *m,
-                      char *err, size_t errlen)
+static int read_ports(const kube *k, const pod_info *p, const ephem_plan *plan, const ephem_opts *o,
+                      ephem_manager *m, char *err, size_t errlen)
 {
     int64_t deadline = time_now_ms() + (o->timeout_ms < 30000 ? o->timeout_ms : 30000);
     char pod[300], what[256];
     snprintf(pod, sizeof(pod), "pod/%s", p->name);
-    const char *args[] = {"logs", pod, "-c", name, "--limit-bytes=16384", NULL};
-    snprintf(what, sizeof(what), "read the debug container's log (kubectl logs %s -c %s)", p->name, name);
+    const char *args[] = {"logs", pod, "-c", plan->name, "--limit-bytes=16384", NULL};
+    snprintf(what, sizeof(what), "read the debug container's log (kubectl logs %s -c %s)", p->name, plan->name);
     for (int delay = 50;; delay = delay < 500 ? delay * 2 : 500) {
         kube_result r;
         int rc = kube_run(k, what, args, NULL, 0, o->timeout_ms, &r, err, errlen);
-        if (rc < 0) {
-            kube_result_free(&r);
-            return rc;
-        }
-        rc = ephem_parse_logs(r.out, m);
-        if (rc < 0 && rc != -EAGAIN)
-            snprintf(err, errlen, "cannot %s: %s", what, strerror(-rc));
-        if (rc == -EAGAIN && time_now_ms() >= deadline) {
-            char first[200];
-            kube_first_line(r.out, first, sizeof(first));
-            snprintf(err, errlen,
-                     "the debug container %s in pod/%s runs but did not print its ports (first log line: \"%s\"); "
-                     "is --dbg-image a kdiag-manager image?",
-                     name, p->name, first);
-        }
+        if (rc == 0)
+            rc = ephem_read_banner(r.out, plan->secret, o->need_tunnel, p->name, plan->name, m, err, errlen);
         kube_result_free(&r);
         if (rc != -EAGAIN || time_now_ms() >= deadline)
             return rc == -EAGAIN ? -ETIMEDOUT : rc;
@@ -360,9 +385,7 @@ int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_ma
     if (rc < 0)
         return rc;
     if (plan.create) {
-        if (k->verbose)
-            fprintf(stderr, "creating debug container %s in pod/%s\n", plan.name, p->name);
-        rc = create(k, p, &plan, o, err, errlen);
+        rc = create(k, p, o, &plan, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -373,5 +396,5 @@ int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_ma
             return rc;
     }
     snprintf(out->container, sizeof(out->container), "%s", plan.name);
-    return read_ports(k, p, plan.name, o, out, err, errlen);
+    return read_ports(k, p, &plan, o, out, err, errlen);
 }

@@ -5,7 +5,14 @@
  * reused; when none fits, a new one is added with a numeric suffix (-2, -3,
  * ...) and the union of the capabilities of the ones it supersedes. Created with
  * `kubectl get --raw …/ephemeralcontainers` + `kubectl replace --raw … -f -`,
- * which works on every kubectl from 1.23 (patch --subresource needs 1.32). */
+ * which works on every kubectl from 1.23 (patch --subresource needs 1.32);
+ * on a conflict (another run changed the pod) the plan is made again on the
+ * fresh pod, so a container that run just added is reused.
+ *
+ * Each container gets a random secret in its environment (CONTRACT_SECRET_ENV);
+ * its manager's start-up lines are accepted only with a proof of that secret
+ * (api/contract.h), so lines a workload writes into the log are never taken.
+ * Containers without a secret are not reused. */
 #ifndef KDIAG_CLI_EPHEM_H
 #define KDIAG_CLI_EPHEM_H
 
@@ -14,6 +21,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "contract.h"
 #include "kube.h"
 #include "pod.h"
 
@@ -30,13 +38,14 @@ typedef struct {
     char name[64];
     bool create;    /* false: reuse `name` (running or starting) */
     unsigned caps;  /* capabilities to add when creating */
+    char secret[CONTRACT_SECRET_HEX_LEN + 1]; /* reuse: the container's; create: set by ephem_ensure */
 } ephem_plan;
 
 typedef struct {
     char container[64];
     int grpc_port;
-    int tunnel_port;
-    char token[33];
+    int tunnel_port;    /* 0: this manager has no tunnel (redirect unavailable) */
+    char token[CONTRACT_TOKEN_HEX_LEN + 1];
 } ephem_manager;
 
 typedef struct {
@@ -47,6 +56,7 @@ typedef struct {
     unsigned caps;           /* EPHEM_* the command needs */
     unsigned extra_caps;     /* EPHEM_* also given to a new container (a later step may need them) */
     bool privileged;
+    bool need_tunnel;        /* the command redirects: the manager's tunnel must be up */
     int64_t timeout_ms;      /* for the container to run and print its ports */
 } ephem_opts;
 
@@ -57,10 +67,16 @@ unsigned ephem_caps_of(const pod_container *c);
 /* Decides whether to reuse or create; pure, for tests. */
 int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan);
 /* The container object to append to spec.ephemeralContainers (new reference). */
-json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps);
-/* Port and token from the manager's log: 0 when all three lines are there,
- * -EAGAIN when some are still missing. */
-int ephem_parse_logs(const char *logs, ephem_manager *m);
+json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps, const char *secret);
+/* Ports and token from the log of debug container `name` in pod/pod, taken
+ * only from start-up lines that prove `secret`: 0 when they are there with
+ * what the command needs; -EAGAIN while they may still come (err: what is
+ * there so far); -EKEYREJECTED
+ * when the log holds only lines that do not prove it (forged, or the genuine
+ * ones rotated away); -ENOTSUP when a tunnel is needed and this manager has
+ * none. err says which (on -EAGAIN for the caller that gives up). Pure. */
+int ephem_read_banner(const char *log, const char *secret, bool need_tunnel, const char *pod, const char *name,
+                      ephem_manager *m, char *err, size_t errlen);
 
 /* Makes sure a suitable manager runs in pod p, waiting (with progress on
  * stderr) until it runs and has printed its ports. err gets an actionable

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "contract.h"
+
 static char *dup_str(const json_t *j)
 {
     const char *s = json_string_value(j);
@@ -22,6 +24,7 @@ static void container_free(pod_container *c)
     free(c->name);
     free(c->image);
     free(c->target);
+    free(c->secret);
     for (size_t i = 0; i < c->ncaps; i++)
         free(c->caps[i]);
     free(c->caps);
@@ -36,6 +39,12 @@ static int parse_spec(const json_t *j, pod_container *c)
     c->name = dup_str(get(j, "name"));
     c->image = dup_str(get(j, "image"));
     c->target = dup_str(get(j, "targetContainerName"));
+    const json_t *env = get(j, "env");
+    for (size_t i = 0; i < json_array_size(env) && !c->secret; i++) {
+        const json_t *e = json_array_get(env, i);
+        if (json_is_string(get(e, "name")) && strcmp(json_string_value(get(e, "name")), CONTRACT_SECRET_ENV) == 0)
+            c->secret = dup_str(get(e, "value"));
+    }
     const json_t *sc = get(j, "securityContext");
     c->privileged = json_is_true(get(sc, "privileged"));
     const json_t *add = get(get(sc, "capabilities"), "add");

@@ -12,6 +12,7 @@ typedef struct {
     char *name;
     char *image;
     char *target;  /* ephemeral: targetContainerName */
+    char *secret;  /* ephemeral: env CONTRACT_SECRET_ENV (a debug container's), or NULL */
     char **caps;   /* securityContext.capabilities.add */
     size_t ncaps;
     bool privileged;

@@ -151,8 +151,9 @@ static bool run_child(portfwd *pf, int lg, int lt)
         snprintf(a1, sizeof(a1), ":%d", pf->rgrpc);
     if (lt == 0)
         snprintf(a2, sizeof(a2), ":%d", pf->rtunnel);
-    const char *args[] = {"port-forward", "--address", "127.0.0.1", pod, a1, a2, NULL};
-    struct attempt a = {0};
+    /* a manager without a tunnel (tunnel port 0): the gRPC port alone */
+    const char *args[] = {"port-forward", "--address", "127.0.0.1", pod, a1, pf->rtunnel ? a2 : NULL, NULL};
+    struct attempt a = {.seen_t = !pf->rtunnel};
     cur_attempt = &a;
     kube_proc p;
     char err[sizeof(pf->reason)];

@@ -16,7 +16,7 @@
 typedef struct portfwd portfwd;
 
 /* Starts the forward and waits until it is up. 0 and *ret, or a negative
- * errno with err saying why. */
+ * errno with err saying why. tunnel_port 0 forwards the gRPC port alone. */
 int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
                 int tunnel_port, int64_t timeout_ms, char *err, size_t errlen);
 /* Waits for a generation newer than `after` (0: any). Returns it (> 0) with

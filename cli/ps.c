@@ -26,7 +26,7 @@ int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t e
         uint8_t *out = NULL;
         size_t outlen = 0;
         rpc_status st = {0};
-        rc = rpc_client_unary(cl, SESSION_METHOD("Ps"), reqbuf, reqlen, &out, &outlen, (int)s->timeout_ms, &st);
+        rc = rpc_client_unary(cl, CONTRACT_METHOD_PS, reqbuf, reqlen, &out, &outlen, (int)s->timeout_ms, &st);
         rpc_client_free(cl);
         if (rc == 0) {
             *resp = kdiag__solo__io__ps_response__unpack(NULL, outlen, out);

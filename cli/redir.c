@@ -411,6 +411,7 @@ int redir_main(const flags *f, const kube *k)
     pthread_mutex_init(&r.mu, NULL);
     session_opts so = session_opts_from_flags(f, EPHEM_NET_ADMIN, true);
     so.extra_caps = f->nports ? 0 : EPHEM_CAPS_SHELL; /* for Ps (it reads other processes' fds) */
+    so.tunnel = true;
     int rc = session_open(k, &so, &r.s, err, sizeof(err));
     if (rc < 0) {
         code = exitcode_report(stderr, rc, err);

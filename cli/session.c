@@ -56,6 +56,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         .caps = o->caps,
         .extra_caps = o->extra_caps,
         .privileged = o->privileged,
+        .need_tunnel = o->tunnel,
         .timeout_ms = o->timeout_ms,
     };
     rc = ephem_ensure(&s->k, &s->pod, &eo, &s->mgr, err, errlen);

@@ -25,6 +25,7 @@ typedef struct {
     unsigned caps;        /* EPHEM_* the manager must have */
     unsigned extra_caps;  /* EPHEM_* a new debug container gets too */
     bool forward;         /* start the port-forward */
+    bool tunnel;          /* the command redirects: wait for the manager's tunnel */
 } session_opts;
 
 typedef struct {
@@ -46,7 +47,5 @@ void session_close(session *s);
 /* A gRPC client for the forward's current generation (*gen); NULL when the
  * forward is down. Caller frees with rpc_client_free. */
 rpc_client *session_client(session *s, unsigned *gen);
-/* "/kdiag.solo.io.Manager/" + method */
-#define SESSION_METHOD(m) "/kdiag.solo.io.Manager/" m
 
 #endif

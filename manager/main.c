@@ -1,11 +1,9 @@
 /* kdiag-manager — serves the kdiag.solo.io.Manager service inside the pod.
  *
- * stdout (flushed, in this order; the CLI parses them from the container log):
- *   Listening on <addr>:<port>
- *   Token: <32 hex>
- *   Tunnel on 127.0.0.1:<port>      (when redirect is available)
- * Everything else goes to stderr. SIGTERM/SIGINT cancel in-flight calls and
- * exit 0. */
+ * stdout: the start-up lines of api/contract.h in one write (the CLI finds
+ * them in the container log), ended by a Proof line when the environment
+ * holds CONTRACT_SECRET_ENV. Everything else goes to stderr. SIGTERM/SIGINT
+ * cancel in-flight calls and exit 0. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -17,14 +15,11 @@
 #include <sys/random.h>
 
 #include "basic/signal-util.h"
+#include "contract.h"
 #include "reflection.h"
 #include "rpc.h"
 #include "ps_rpc.h"
 #include "redirect.h"
-
-#define METHOD_PS "/kdiag.solo.io.Manager/Ps"
-#define METHOD_REDIRECT "/kdiag.solo.io.Manager/Redirect"
-#define METHOD_PPROF "/kdiag.solo.io.Manager/Pprof"
 
 static const char usage[] =
     "usage: kdiag-manager [--bind ADDR:PORT] [--no-auth] [-v] [--help]\n"
@@ -107,14 +102,43 @@ static int parse_args(int argc, char **argv, manager_opts *o)
     return -1;
 }
 
-static int make_token(char out[33])
+static int make_token(char out[CONTRACT_TOKEN_HEX_LEN + 1])
 {
-    unsigned char r[16];
+    unsigned char r[CONTRACT_TOKEN_HEX_LEN / 2];
     if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
         return -errno;
-    for (int i = 0; i < 16; i++)
+    for (size_t i = 0; i < sizeof r; i++)
         sprintf(out + 2 * i, "%02x", r[i]);
     return 0;
+}
+
+/* Takes the secret the CLI put into the container's environment and wipes it
+ * there: the original environment block is what /proc/PID/environ shows, and
+ * children must not inherit it. 0 (secret "" when there is none) or -EINVAL. */
+static int take_secret(char out[CONTRACT_SECRET_HEX_LEN + 1])
+{
+    char *v = getenv(CONTRACT_SECRET_ENV);
+    int rc = 0;
+    out[0] = '\0';
+    if (!v)
+        return 0;
+    if (contract_secret_valid(v))
+        memcpy(out, v, CONTRACT_SECRET_HEX_LEN + 1);
+    else
+        rc = -EINVAL;
+    memset(v, 0, strlen(v));
+    unsetenv(CONTRACT_SECRET_ENV);
+    return rc;
+}
+
+/* The start-up lines in one write, so nothing else lands between them. */
+static int print_banner(const contract_banner *b, const char *secret)
+{
+    char buf[512];
+    int rc = contract_banner_format(b, secret[0] ? secret : NULL, buf, sizeof buf);
+    if (rc == 0 && (fputs(buf, stdout) == EOF || fflush(stdout) == EOF))
+        rc = -EIO;
+    return rc;
 }
 
 static grpc_status_code pprof_handle(rpc_call *call, void *ud)
@@ -144,7 +168,11 @@ int main(int argc, char **argv)
     sig_block_stop(&stop);
     signal(SIGPIPE, SIG_IGN);
 
-    char token[33];
+    char token[CONTRACT_TOKEN_HEX_LEN + 1], secret[CONTRACT_SECRET_HEX_LEN + 1];
+    if (take_secret(secret) < 0) {
+        fprintf(stderr, "kdiag-manager: %s must be %d hex digits\n", CONTRACT_SECRET_ENV, CONTRACT_SECRET_HEX_LEN);
+        return 2;
+    }
     if (!o.no_auth && (rc = make_token(token)) < 0) {
         fprintf(stderr, "kdiag-manager: cannot make a token: getrandom: %s\n", strerror(-rc));
         return 1;
@@ -165,12 +193,12 @@ int main(int argc, char **argv)
     int rrc = redirect_mgr_new(&rm, &ro);
     if (rrc < 0)
         fprintf(stderr, "kdiag-manager: redirect unavailable: %s\n", strerror(-rrc));
-    rc = rm ? rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm)
-            : rpc_server_add(s, METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable, (void *)(intptr_t)-rrc);
+    rc = rm ? rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm)
+            : rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable, (void *)(intptr_t)-rrc);
     if (rc == 0)
-        rc = rpc_server_add(s, METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
+        rc = rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
     if (rc == 0)
-        rc = rpc_server_add(s, METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
+        rc = rpc_server_add(s, CONTRACT_METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
     if (rc == 0)
         rc = reflection_register(s);
     if (rc < 0) {
@@ -185,12 +213,16 @@ int main(int argc, char **argv)
     }
     if (rm)
         redirect_mgr_reserve_port(rm, (uint16_t)port);
-    printf("Listening on %s:%d\n", o.host, port);
+    contract_banner banner = {.grpc_port = port};
+    snprintf(banner.host, sizeof banner.host, "%s", o.host);
     if (!o.no_auth)
-        printf("Token: %s\n", token);
+        memcpy(banner.token, token, sizeof banner.token);
     if (rm)
-        printf("Tunnel on 127.0.0.1:%d\n", redirect_mgr_tunnel_port(rm));
-    fflush(stdout);
+        banner.tunnel_port = redirect_mgr_tunnel_port(rm);
+    if ((rc = print_banner(&banner, secret)) < 0) {
+        fprintf(stderr, "kdiag-manager: cannot print the start-up lines: %s\n", strerror(-rc));
+        goto out;
+    }
     if (o.no_auth)
         fprintf(stderr, "kdiag-manager: --no-auth: calls are not authenticated\n");
 

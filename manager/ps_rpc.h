@@ -5,12 +5,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "contract.h"
 #include "ps.h"
 #include "rpc.h"
 
-#define PS_RPC_METHOD "/kdiag.solo.io.Manager/Ps"
-
-/* Unary handler for rpc_server_add(s, PS_RPC_METHOD, RPC_UNARY, ps_rpc_handle, ud).
+/* Unary handler for rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, ud).
  * ud is a const ps_opts * or NULL (this /proc, excluding the manager itself). */
 grpc_status_code ps_rpc_handle(rpc_call *call, void *ud);
 

@@ -179,7 +179,7 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
     struct sockaddr_storage peer, orig;
     socklen_t plen = sizeof peer;
     char peer_s[ADDR_STR_MAX], orig_s[ADDR_STR_MAX];
-    uint8_t token[TUNNEL_TOKEN_LEN];
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
 
     int fd = accept4(s->lfd[idx], (struct sockaddr *)&peer, &plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)

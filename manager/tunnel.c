@@ -23,7 +23,6 @@
 #include "basic/sock-util.h"
 #include "basic/time-util.h"
 
-#define HELLO_LEN (TUNNEL_TOKEN_LEN + 1)
 #define NBUCKETS 1024
 #define NOISE_WINDOW_MS 10000 /* failed connections are logged as one summary line per window */
 
@@ -42,7 +41,7 @@ typedef enum {
 
 /* A redirected connection waiting for its tunnel connection. */
 typedef struct waiting {
-    uint8_t token[TUNNEL_TOKEN_LEN];
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     int fd;
     const void *owner;
     int64_t deadline;
@@ -55,7 +54,7 @@ typedef struct hello {
     splice_watch w;
     tunnel *t;
     int fd;
-    uint8_t buf[HELLO_LEN];
+    uint8_t buf[CONTRACT_TUNNEL_HELLO_LEN];
     size_t got;
     int64_t deadline;
     waiting *peer; /* claimed by a valid token, waiting for the status byte */
@@ -132,7 +131,7 @@ static waiting *claim_locked(tunnel *t, const uint8_t *token)
     waiting **pp = &t->buckets[bucket_of(token)];
     for (; *pp; pp = &(*pp)->hnext) {
         waiting *w = *pp;
-        if (memcmp(w->token, token, TUNNEL_TOKEN_LEN) == 0) {
+        if (memcmp(w->token, token, CONTRACT_TUNNEL_TOKEN_LEN) == 0) {
             *pp = w->hnext;
             list_del(&w->link);
             return w;
@@ -185,8 +184,8 @@ static void hello_free(tunnel *t, hello *h, bool reset_peer)
 /* Reads what came of token + status; false when h is finished (and freed). */
 static bool hello_fill(tunnel *t, hello *h)
 {
-    while (h->got < HELLO_LEN) {
-        ssize_t n = read(h->fd, h->buf + h->got, HELLO_LEN - h->got);
+    while (h->got < CONTRACT_TUNNEL_HELLO_LEN) {
+        ssize_t n = read(h->fd, h->buf + h->got, CONTRACT_TUNNEL_HELLO_LEN - h->got);
         if (n < 0 && errno == EAGAIN)
             return true;
         if (n <= 0) {
@@ -194,13 +193,13 @@ static bool hello_fill(tunnel *t, hello *h)
                 logf_(t, false, "client closed the tunnel after the token: local target refused, resetting the peer");
             } else {
                 noise(t, NOISE_SHORT);
-                logf_(t, false, "tunnel connection closed after %zu of %d token bytes", h->got, TUNNEL_TOKEN_LEN);
+                logf_(t, false, "tunnel connection closed after %zu of %d token bytes", h->got, CONTRACT_TUNNEL_TOKEN_LEN);
             }
             hello_free(t, h, true);
             return false;
         }
         h->got += (size_t)n;
-        if (h->got >= TUNNEL_TOKEN_LEN && !h->peer) {
+        if (h->got >= CONTRACT_TUNNEL_TOKEN_LEN && !h->peer) {
             pthread_mutex_lock(&t->lock);
             h->peer = claim_locked(t, h->buf);
             pthread_mutex_unlock(&t->lock);
@@ -217,10 +216,10 @@ static bool hello_fill(tunnel *t, hello *h)
 
 static void hello_read(tunnel *t, hello *h)
 {
-    if (!hello_fill(t, h) || h->got < HELLO_LEN)
+    if (!hello_fill(t, h) || h->got < CONTRACT_TUNNEL_HELLO_LEN)
         return;
-    uint8_t status = h->buf[TUNNEL_TOKEN_LEN];
-    if (status != TUNNEL_STATUS_OK) {
+    uint8_t status = h->buf[CONTRACT_TUNNEL_TOKEN_LEN];
+    if (status != CONTRACT_TUNNEL_STATUS_OK) {
         logf_(t, false, "client reports status %u (local target refused): resetting the peer", status);
         hello_free(t, h, true);
         return;
@@ -389,7 +388,7 @@ int tunnel_port(const tunnel *t)
     return t->port;
 }
 
-int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_TOKEN_LEN])
+int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN])
 {
     waiting *w = calloc(1, sizeof *w);
     if (!w) {
@@ -401,7 +400,7 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_T
     w->deadline = time_now_ms() + t->o.pair_timeout_ms;
     pthread_mutex_lock(&t->lock);
     for (;;) {
-        if (getrandom(w->token, TUNNEL_TOKEN_LEN, 0) != TUNNEL_TOKEN_LEN) {
+        if (getrandom(w->token, CONTRACT_TUNNEL_TOKEN_LEN, 0) != CONTRACT_TUNNEL_TOKEN_LEN) {
             int e = errno ? -errno : -EIO;
             pthread_mutex_unlock(&t->lock);
             splice_close_reset(fd);
@@ -410,7 +409,7 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_T
         }
         /* 128 random bits do not collide; checked anyway, tokens must be unique. */
         waiting *dup = t->buckets[bucket_of(w->token)];
-        while (dup && memcmp(dup->token, w->token, TUNNEL_TOKEN_LEN) != 0)
+        while (dup && memcmp(dup->token, w->token, CONTRACT_TUNNEL_TOKEN_LEN) != 0)
             dup = dup->hnext;
         if (!dup)
             break;
@@ -420,7 +419,7 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_T
     t->buckets[b] = w;
     bool was_empty = list_empty(&t->wait);
     list_add_tail(&t->wait, &w->link); /* same timeout for all: appending keeps deadline order */
-    memcpy(token, w->token, TUNNEL_TOKEN_LEN);
+    memcpy(token, w->token, CONTRACT_TUNNEL_TOKEN_LEN);
     pthread_mutex_unlock(&t->lock);
     if (was_empty) {
         /* The thread may sleep without a deadline: a timer wakes it when this one

@@ -5,11 +5,11 @@
  * port-forward to 127.0.0.1:<tunnel port> in the pod):
  *
  *   client -> manager:  16 bytes  tunnel_token from the RedirectResponse
- *                        1 byte   status: TUNNEL_STATUS_OK (0x00) = the client
+ *                        1 byte   status: CONTRACT_TUNNEL_STATUS_OK (0x00) = the client
  *                                 reached its local target; from the next byte
  *                                 on the connection carries the redirected
  *                                 connection's data, both ways.
- *                                 Any other value (send TUNNEL_STATUS_REFUSED,
+ *                                 Any other value (send CONTRACT_TUNNEL_STATUS_REFUSED,
  *                                 0x01) = the local target refused: the manager
  *                                 resets the peer (it sees ECONNRESET) and
  *                                 closes the tunnel connection.
@@ -40,9 +40,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#define TUNNEL_TOKEN_LEN 16
-#define TUNNEL_STATUS_OK 0x00
-#define TUNNEL_STATUS_REFUSED 0x01
+#include "contract.h"
 
 /* How long a redirected connection waits for its tunnel connection, and a
  * tunnel connection for its complete hello, by default. */
@@ -62,7 +60,7 @@ int tunnel_port(const tunnel *t);
 /* Hands over a redirected connection (the tunnel owns fd from here on, also
  * on failure) and returns the fresh random token the client must present.
  * owner tags it for tunnel_drop_owner (the Redirect stream it came through). */
-int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[TUNNEL_TOKEN_LEN]);
+int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN]);
 /* Resets the owner's connections still waiting for their tunnel connection:
  * once their stream is gone no client will come for them. Paired ones run on. */
 void tunnel_drop_owner(tunnel *t, const void *owner);

@@ -7,6 +7,7 @@ pkgs=(
   cmake
   pkg-config
   libgrpc-dev
+  libssl-dev
   protobuf-c-compiler
   libprotobuf-c-dev
   libnftnl-dev

@@ -25,6 +25,6 @@ fi
 if [ -z "${KDIAG_NO_FUZZ:-}" ]; then
   CC=clang cmake -S . -B build-fuzz -DKDIAG_FUZZ=ON -DKDIAG_SANITIZE=ON \
     -DKDIAG_FUZZ_SECONDS="${KDIAG_FUZZ_SECONDS:-30}" >/dev/null
-  cmake --build build-fuzz -j"$jobs" --target fuzz_requests
+  cmake --build build-fuzz -j"$jobs" --target fuzz_requests fuzz_banner
   (cd build-fuzz && ctest --output-on-failure -L fuzz)
 fi

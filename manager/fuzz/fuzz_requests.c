@@ -25,6 +25,7 @@
 #include "ps_rpc.h"
 #include "redirect.h"
 #include "reflection-internal.h"
+#include "contract.h"
 #include "rpc.h"
 
 #define TOKEN "00112233445566778899aabbccddeeff"
@@ -115,7 +116,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         abort();
     int port;
     if (rpc_server_add(s, PS_RPC_METHOD, RPC_UNARY, ps_rpc_handle, &po) < 0 ||
-        rpc_server_add(s, "/kdiag.solo.io.Manager/Redirect", RPC_SERVER_STREAM, redirect_rpc_handle, rm) < 0 ||
+        rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm) < 0 ||
         reflection_register(s) < 0 || rpc_server_start(s, &port) < 0)
         abort();
     redirect_mgr_reserve_port(rm, (uint16_t)port);
@@ -166,7 +167,7 @@ static void call_redirect(const uint8_t *d, size_t n)
      * A bad port must be refused, and on a loaded machine under ASan the answer
      * can take longer than that: give it time, so only a wrong answer fails. */
     rpc_stream *s;
-    if (rpc_client_stream_open(&s, cl, "/kdiag.solo.io.Manager/Redirect", d, n, bad_port ? 10000 : 30) < 0)
+    if (rpc_client_stream_open(&s, cl, CONTRACT_METHOD_REDIRECT, d, n, bad_port ? 10000 : 30) < 0)
         abort();
     uint8_t *buf;
     size_t len;

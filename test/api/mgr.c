@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "basic/time-util.h"
+#include "contract.h"
 
 static pid_t spawn_argv(const char **argv, int *out, int *err);
 
@@ -76,8 +77,8 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
     bool no_auth = false;
     for (int i = 0; args && args[i]; i++)
         no_auth |= !strcmp(args[i], "--no-auth");
-    int want = 1 + !no_auth;
-    want++;
+    /* Listening, Token, Tunnel, Proof */
+    int want = 1 + !no_auth + 1 + contract_secret_valid(getenv(CONTRACT_SECRET_ENV));
     if (isolated) {
         const char *argv[20] = {"unshare", "--pid", "--fork", "--mount-proc", "--kill-child", KDIAG_MANAGER_PATH};
         for (int i = 0; args && args[i] && i < 13; i++)
@@ -90,12 +91,18 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
         return -1;
     m->pid = m->wait_pid;
     long long deadline = time_now_ms() + 10000;
-    for (; m->n_lines < want; m->n_lines++)
+    size_t tn = 0;
+    for (; m->n_lines < want; m->n_lines++) {
         if (read_line(m->out_fd, m->lines[m->n_lines], sizeof m->lines[0], deadline) < 0)
             return -1;
-    const char *colon = strrchr(m->lines[0], ':');
-    if (strncmp(m->lines[0], "Listening on ", 13) || !colon || sscanf(colon + 1, "%d", &m->port) != 1)
+        tn += (size_t)snprintf(m->text + tn, sizeof m->text - tn, "%s\n", m->lines[m->n_lines]);
+    }
+    contract_banner b;
+    contract_find_result r;
+    contract_banner_find(m->text, tn, NULL, &b, &r);
+    if (!r.found)
         return -1;
+    m->port = b.grpc_port;
     snprintf(m->target, sizeof m->target, "127.0.0.1:%d", m->port);
     if (isolated) {   /* the manager is unshare's only child */
         char path[64];
@@ -110,11 +117,9 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
             return -1;
         m->pid = child;
     }
-    if (!no_auth && sscanf(m->lines[1], "Token: %63s", m->token) != 1)
-        return -1;
-    if (sscanf(m->lines[want - 1], "Tunnel on 127.0.0.1:%d", &m->tunnel_port) != 1)
-        return -1;
-    return 0;
+    snprintf(m->token, sizeof m->token, "%s", b.token);
+    m->tunnel_port = b.tunnel_port;
+    return (!no_auth && !m->token[0]) || !m->tunnel_port ? -1 : 0;
 }
 
 static int wait_exit(pid_t pid, int timeout_ms)

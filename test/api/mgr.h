@@ -12,13 +12,15 @@ typedef struct {
     char token[64];
     char target[64];
     char lines[4][256];   /* stdout lines as printed */
+    char text[1024];      /* the same, joined with their newlines */
     int n_lines;
     int out_fd;           /* rest of stdout */
 } mgr_proc;
 
 /* Starts KDIAG_MANAGER_PATH with args (NULL-terminated, may be NULL) and
- * reads its startup lines (Listening, Token unless --no-auth, Tunnel when
- * built with redirect). 0, or -1 when it did not print them within 10 s. */
+ * reads its start-up lines (Listening, Token unless --no-auth, Tunnel when
+ * built with redirect, Proof when CONTRACT_SECRET_ENV is set) with
+ * api/contract's parser. 0, or -1 when it did not print them within 10 s. */
 int mgr_start(mgr_proc *m, const char *const *args);
 /* The same with the manager in fresh PID and mount namespaces (its own
  * /proc), so Ps lists only what the test starts there: run through

@@ -36,9 +36,10 @@
 #include "mgr.h"
 #include "reflection.h"
 #include "reflection_v1alpha.pb-c.h"
+#include "contract.h"
 #include "rpc.h"
 
-#define LOAD_METHOD "/kdiag.solo.io.Manager/Ps"
+#define LOAD_METHOD CONTRACT_METHOD_PS
 #define LOAD_WANT GRPC_STATUS_OK
 
 static mgr_proc M;
@@ -120,7 +121,7 @@ static void invalid_protobuf(void)
     uint8_t *resp = NULL;
     size_t len;
     rpc_status st;
-    rpc_client_unary(CL, "/kdiag.solo.io.Manager/Ps", garbage, sizeof garbage, &resp, &len, 10000, &st);
+    rpc_client_unary(CL, CONTRACT_METHOD_PS, garbage, sizeof garbage, &resp, &len, 10000, &st);
     free(resp);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
     rpc_stream *s;
@@ -131,7 +132,7 @@ static void invalid_protobuf(void)
     rpc_stream_free(s);
     /* a Redirect request with a port out of range */
     static const uint8_t bad_port[] = {0x08, 0xff, 0xff, 0x0f};   /* port = 262143 */
-    assert_int_equal(rpc_client_stream_open(&s, CL, "/kdiag.solo.io.Manager/Redirect", bad_port, sizeof bad_port, 10000), 0);
+    assert_int_equal(rpc_client_stream_open(&s, CL, CONTRACT_METHOD_REDIRECT, bad_port, sizeof bad_port, 10000), 0);
     while (rpc_stream_read(s, &resp, &len, &st) == 0)
         free(resp);
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);

@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "basic/time-util.h"
+#include "contract.h"
 #include "kdiag.pb-c.h"
 #include "mgr.h"
 #include "reflection.h"
@@ -26,9 +27,6 @@
 #include "rpc.h"
 #include "wire.h"
 
-#define PS "/kdiag.solo.io.Manager/Ps"
-#define PPROF "/kdiag.solo.io.Manager/Pprof"
-#define REDIRECT "/kdiag.solo.io.Manager/Redirect"
 
 static int setup(void **state)
 {
@@ -83,6 +81,46 @@ static void test_startup_lines(void **state)
     assert_int_equal(WEXITSTATUS(st), 0);
 }
 
+/* Started with the secret in its environment, the manager ends its start-up
+ * lines with a proof of it, and wipes it from what /proc shows. */
+static void test_proof_of_secret(void **state)
+{
+    (void)state;
+    const char *secret = "00112233445566778899aabbccddeeff";
+    setenv(CONTRACT_SECRET_ENV, secret, 1);
+    mgr_proc m;
+    int rc = mgr_start(&m, NULL);
+    unsetenv(CONTRACT_SECRET_ENV);
+    assert_int_equal(rc, 0);
+    assert_memory_equal(m.lines[m.n_lines - 1], "Proof: ", 7);
+    contract_banner b;
+    contract_find_result r;
+    contract_banner_find(m.text, strlen(m.text), secret, &b, &r);
+    assert_true(r.found && r.proven);
+    assert_int_equal(b.grpc_port, m.port);
+    assert_string_equal(b.token, m.token);
+    contract_banner_find(m.text, strlen(m.text), "ffeeddccbbaa99887766554433221100", &b, &r);
+    assert_false(r.found);
+    assert_int_equal(r.rejected, 1);
+
+    char path[64], env[8192];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)m.pid);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    assert_null(memmem(env, n, secret, strlen(secret)));
+    int st = mgr_stop(&m, SIGTERM, 10000);
+    assert_true(WIFEXITED(st));
+
+    char err[1024];
+    setenv(CONTRACT_SECRET_ENV, "not-hex", 1);
+    rc = mgr_run(NULL, err, sizeof err);
+    unsetenv(CONTRACT_SECRET_ENV);
+    assert_int_equal(rc, 2);
+    assert_non_null(strstr(err, CONTRACT_SECRET_ENV " must be 32 hex digits"));
+}
+
 static void test_pprof_unimplemented(void **state)
 {
     mgr_proc *m = *state;
@@ -93,12 +131,12 @@ static void test_pprof_unimplemented(void **state)
     uint8_t buf[16], *resp = NULL;
     size_t n = kdiag__solo__io__pprof_request__pack(&req, buf), rlen;
     rpc_status st;
-    assert_int_equal(rpc_client_unary(cl, PPROF, buf, n, &resp, &rlen, 5000, &st), -EPROTO);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, buf, n, &resp, &rlen, 5000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
     assert_string_equal(st.message, "pprof is not supported by kdiag-c's manager (it is not written in Go)");
-    assert_int_equal(rpc_client_unary(cl, "/kdiag.solo.io.Manager/Nope", buf, n, &resp, &rlen, 5000, &st), -EPROTO);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_SERVICE "Nope", buf, n, &resp, &rlen, 5000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
-    assert_non_null(strstr(st.message, "/kdiag.solo.io.Manager/Nope"));
+    assert_non_null(strstr(st.message, CONTRACT_SERVICE "Nope"));
     rpc_client_free(cl);
 }
 
@@ -109,7 +147,7 @@ static void test_auth_required(void **state)
     snprintf(wrong, sizeof wrong, "%s", m->token);
     wrong[0] = wrong[0] == '0' ? '1' : '0';
     const char *tokens[] = {NULL, wrong, ""};
-    const char *methods[] = {PS, PPROF, "/x.Y/Z", REFLECTION_V1ALPHA_METHOD};
+    const char *methods[] = {CONTRACT_METHOD_PS, CONTRACT_METHOD_PPROF, "/x.Y/Z", REFLECTION_V1ALPHA_METHOD};
     for (int t = 0; t < 3; t++) {
         rpc_client *cl;
         assert_int_equal(rpc_client_new(&cl, m->target, tokens[t]), 0);
@@ -136,7 +174,7 @@ static void test_no_auth_flag(void **state)
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    assert_int_equal(rpc_client_unary(cl, PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
     rpc_client_free(cl);
     int s = mgr_stop(&m, SIGTERM, 10000);
@@ -218,7 +256,7 @@ static void test_ps_sees_listener(void **state)
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    assert_int_equal(rpc_client_unary(cl, PS, (const uint8_t *)"", 0, &resp, &rlen, 10000, &st), 0);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PS, (const uint8_t *)"", 0, &resp, &rlen, 10000, &st), 0);
     Kdiag__Solo__Io__PsResponse *r = kdiag__solo__io__ps_response__unpack(NULL, rlen, resp);
     free(resp);
     assert_non_null(r);
@@ -341,7 +379,7 @@ static void test_bind_flag(void **state)
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    assert_int_equal(rpc_client_unary(cl, PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
     rpc_client_free(cl);
     mgr_stop(&m2, SIGTERM, 10000);
@@ -352,6 +390,7 @@ int main(void)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_startup_lines),
+        cmocka_unit_test(test_proof_of_secret),
         cmocka_unit_test(test_pprof_unimplemented),
         cmocka_unit_test(test_auth_required),
         cmocka_unit_test(test_no_auth_flag),

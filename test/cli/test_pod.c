@@ -140,11 +140,19 @@ static void plan(void **state)
     rename_ours(&p, "9.9.9");
     ephem_plan pl;
 
-    /* a running one with the shell capabilities serves ps/shell */
+    /* a running one with the shell capabilities serves ps/shell, with its secret */
     ephem_opts o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
     assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
     assert_false(pl.create);
     assert_string_equal(pl.name, base);
+    assert_string_equal(pl.secret, "00112233445566778899aabbccddeeff");
+
+    /* one whose manager cannot prove a secret (none in its spec) is not reused */
+    char *secret = p.ephemeral[0].secret;
+    p.ephemeral[0].secret = NULL;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_true(pl.create);
+    p.ephemeral[0].secret = secret;
 
     /* redir needs NET_ADMIN: a new one after -2, with the union of capabilities */
     o = opts_for("9.9.9", EPHEM_NET_ADMIN);
@@ -191,7 +199,9 @@ static void plan(void **state)
 }
 
 /* A pod with debug containers base (NET_ADMIN), base-2 (NET_ADMIN + shell
- * capabilities) and base-3 (all, still starting): what redir, ps, redir leave. */
+ * capabilities) and base-3 (all, still starting): what redir, ps, redir leave;
+ * each with a secret in its spec, as the CLI makes them. */
+#define ENV_SECRET "\"env\":[{\"name\":\"KDIAG_SECRET\",\"value\":\"00112233445566778899aabbccddeeff\"}],"
 static pod_info three_managers(const char *base, const char *state1)
 {
     char json[4096];
@@ -199,11 +209,11 @@ static pod_info three_managers(const char *base, const char *state1)
     snprintf(json, sizeof(json),
              "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"web\",\"namespace\":\"default\"},"
              "\"spec\":{\"containers\":[{\"name\":\"nginx\",\"image\":\"nginx\"}],\"ephemeralContainers\":["
-             "{\"name\":\"%s\",\"image\":\"img\",\"targetContainerName\":\"nginx\","
+             "{\"name\":\"%s\",\"image\":\"img\",\"targetContainerName\":\"nginx\"," ENV_SECRET
              "\"securityContext\":{\"capabilities\":{\"add\":[\"NET_ADMIN\"]}}},"
-             "{\"name\":\"%s-2\",\"image\":\"img\",\"targetContainerName\":\"nginx\",\"securityContext\":"
+             "{\"name\":\"%s-2\",\"image\":\"img\",\"targetContainerName\":\"nginx\"," ENV_SECRET "\"securityContext\":"
              "{\"capabilities\":{\"add\":[\"NET_ADMIN\",\"SYS_PTRACE\",\"SYS_ADMIN\",\"SYS_CHROOT\"]}}},"
-             "{\"name\":\"%s-3\",\"image\":\"img\",\"targetContainerName\":\"nginx\","
+             "{\"name\":\"%s-3\",\"image\":\"img\",\"targetContainerName\":\"nginx\"," ENV_SECRET
              "\"securityContext\":{\"privileged\":true}}]},"
              "\"status\":{\"phase\":\"Running\",\"ephemeralContainerStatuses\":["
              "{\"name\":\"%s\",\"state\":{\"%s\":{}}},{\"name\":\"%s-2\",\"state\":{\"running\":{}}},"
@@ -258,7 +268,8 @@ static void container_json(void **state)
     (void)state;
     ephem_opts o = opts_for("0.1.0", EPHEM_NET_ADMIN);
     o.pull_policy = "IfNotPresent";
-    json_t *c = ephem_container_json("dbg-tools-12345678", &o, EPHEM_NET_ADMIN | EPHEM_SYS_PTRACE);
+    json_t *c = ephem_container_json("dbg-tools-12345678", &o, EPHEM_NET_ADMIN | EPHEM_SYS_PTRACE,
+                                     "00112233445566778899aabbccddeeff");
     assert_string_equal(json_string_value(json_object_get(c, "name")), "dbg-tools-12345678");
     assert_string_equal(json_string_value(json_object_get(c, "image")), o.image);
     assert_string_equal(json_string_value(json_object_get(c, "imagePullPolicy")), "IfNotPresent");
@@ -267,48 +278,72 @@ static void container_json(void **state)
     assert_int_equal(json_array_size(add), 2);
     assert_string_equal(json_string_value(json_array_get(add, 0)), "NET_ADMIN");
     assert_string_equal(json_string_value(json_array_get(add, 1)), "SYS_PTRACE");
+    /* the secret its manager proves, in the environment only */
+    json_t *env = json_object_get(c, "env");
+    assert_int_equal(json_array_size(env), 1);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(env, 0), "name")), "KDIAG_SECRET");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(env, 0), "value")),
+                        "00112233445566778899aabbccddeeff");
     /* fields the API forbids on ephemeral containers are never set */
     assert_null(json_object_get(c, "ports"));
     assert_null(json_object_get(c, "resources"));
     assert_null(json_object_get(c, "livenessProbe"));
     json_decref(c);
     o.privileged = true;
-    c = ephem_container_json("x", &o, 0);
+    c = ephem_container_json("x", &o, 0, "00112233445566778899aabbccddeeff");
     assert_true(json_is_true(json_object_get(json_object_get(c, "securityContext"), "privileged")));
     json_decref(c);
+}
+
+#define SECRET "00112233445566778899aabbccddeeff"
+
+static void banner(const char *secret, bool tunnel, char *out, size_t n)
+{
+    contract_banner b = {.grpc_port = 41234, .tunnel_port = tunnel ? 41235 : 0};
+    snprintf(b.host, sizeof b.host, "127.0.0.1");
+    snprintf(b.token, sizeof b.token, "0123456789abcdef0123456789abcdef");
+    assert_int_equal(contract_banner_format(&b, secret, out, n), 0);
 }
 
 static void manager_logs(void **state)
 {
     (void)state;
     ephem_manager m;
+    char log[2048], g[512], err[512];
     memset(&m, 0, sizeof(m));
-    const char *ok = "Listening on 127.0.0.1:41234\nToken: 0123456789abcdef0123456789ABCDEF\n"
-                     "Tunnel on 127.0.0.1:41235\nredirect: port 80 ready\n";
-    assert_int_equal(ephem_parse_logs(ok, &m), 0);
+    banner(SECRET, true, g, sizeof g);
+    snprintf(log, sizeof log, "warning: something\n%sredirect: port 80 ready\n", g);
+    assert_int_equal(ephem_read_banner(log, SECRET, true, "nginx", "dbg", &m, err, sizeof err), 0);
     assert_int_equal(m.grpc_port, 41234);
     assert_int_equal(m.tunnel_port, 41235);
-    assert_string_equal(m.token, "0123456789abcdef0123456789ABCDEF");
+    assert_string_equal(m.token, "0123456789abcdef0123456789abcdef");
 
-    /* stderr lines interleaved before and between */
+    /* a manager without a tunnel serves ps at once; redir is told why not */
     memset(&m, 0, sizeof(m));
-    const char *mixed = "warning: something\nListening on 127.0.0.1:5000\nnoise Token: zz\n"
-                        "Token: ffffffffffffffffffffffffffffffff\nTunnel on 127.0.0.1:5001\n";
-    assert_int_equal(ephem_parse_logs(mixed, &m), 0);
-    assert_int_equal(m.grpc_port, 5000);
-    assert_int_equal(m.tunnel_port, 5001);
+    banner(SECRET, false, g, sizeof g);
+    snprintf(log, sizeof log, "kdiag-manager: redirect unavailable: Too many open files\n%s", g);
+    assert_int_equal(ephem_read_banner(log, SECRET, false, "nginx", "dbg", &m, err, sizeof err), 0);
+    assert_int_equal(m.grpc_port, 41234);
+    assert_int_equal(m.tunnel_port, 0);
+    assert_int_equal(ephem_read_banner(log, SECRET, true, "nginx", "dbg", &m, err, sizeof err), -ENOTSUP);
+    assert_non_null(strstr(err, "runs without its redirect tunnel"));
+    assert_non_null(strstr(err, "kubectl logs nginx -c dbg"));
 
-    /* not all there yet */
+    /* lines forged with another secret (or none) are refused, not guessed */
+    banner("ffeeddccbbaa99887766554433221100", true, g, sizeof g);
+    assert_int_equal(ephem_read_banner(g, SECRET, false, "nginx", "dbg", &m, err, sizeof err), -EKEYREJECTED);
+    assert_non_null(strstr(err, "do not prove the secret"));
+    banner(NULL, true, g, sizeof g);
+    snprintf(log, sizeof log, "%s%s", g, g);
+    assert_int_equal(ephem_read_banner(log, SECRET, false, "nginx", "dbg", &m, err, sizeof err), -EAGAIN);
+    assert_non_null(strstr(err, "do not prove the secret")); /* the last one may still get a proof */
+
+    /* not there yet */
     memset(&m, 0, sizeof(m));
-    assert_int_equal(ephem_parse_logs("Listening on 127.0.0.1:5000\n", &m), -EAGAIN);
-    assert_int_equal(ephem_parse_logs("", &m), -EAGAIN);
-    /* bad values are not taken */
-    assert_int_equal(ephem_parse_logs("Listening on 127.0.0.1:99999\nToken: 0123456789abcdef0123456789abcdef\n"
-                                      "Tunnel on 127.0.0.1:1\n",
-                                      &m),
-                     -EAGAIN);
-    assert_int_equal(ephem_parse_logs("Listening on 127.0.0.1:80\nToken: 0123\nTunnel on 127.0.0.1:1\n", &m),
-                     -EAGAIN);
+    assert_int_equal(ephem_read_banner("", SECRET, false, "nginx", "dbg", &m, err, sizeof err), -EAGAIN);
+    assert_non_null(strstr(err, "did not print its ports"));
+    assert_int_equal(ephem_read_banner(g, SECRET, false, "nginx", "dbg", &m, err, sizeof err), -EAGAIN);
+    assert_int_equal(m.grpc_port, 0);
 }
 
 static void list_table(void **state)

@@ -240,9 +240,13 @@ void netlab_mgr_start(netlab_mgr *m, const char *bin, bool drop)
             lines++;
     }
     close(p[0]);
-    CHECK(sscanf(out, "Listening on 127.0.0.1:%d\nToken: %63s\nTunnel on 127.0.0.1:%d", &m->grpc_port, m->token,
-                 &m->tunnel_port) == 3,
-          "manager's first lines: %s", out);
+    contract_banner b;
+    contract_find_result fr;
+    contract_banner_find(out, n, NULL, &b, &fr);
+    CHECK(b.grpc_port && b.token[0] && b.tunnel_port, "manager's first lines: %s", out);
+    m->grpc_port = b.grpc_port;
+    m->tunnel_port = b.tunnel_port;
+    snprintf(m->token, sizeof m->token, "%s", b.token);
     char target[64];
     snprintf(target, sizeof target, "127.0.0.1:%d", m->grpc_port);
     CHECK(rpc_client_new(&m->client, target, m->token) == 0, "rpc_client_new");
@@ -334,7 +338,7 @@ static void on_bridge_done(void *ud, const bridge_result *r)
 typedef struct {
     netlab_cli *c;
     uint16_t port;
-    uint8_t token[REDIRECT_CLIENT_TOKEN_LEN];
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
 } sink_job;
 
 /* NETLAB_TUNNEL_SINK: no bridge, the tunnel connection is the local server
@@ -342,7 +346,7 @@ typedef struct {
 static void *sink_main(void *arg)
 {
     sink_job *j = arg;
-    uint8_t hello[REDIRECT_CLIENT_HELLO_LEN];
+    uint8_t hello[CONTRACT_TUNNEL_HELLO_LEN];
     int t = netlab_connect(NS_POD, "127.0.0.1", j->port);
     CHECK(t >= 0, "tunnel connect: %s", strerror(-t));
     redirect_client_hello(hello, j->token, true);

@@ -84,7 +84,7 @@ typedef struct netlab_cli {
     uint32_t tunnel_port;
     int nconns;
     char last_peer[80], last_orig[80];
-    uint8_t last_token[REDIRECT_CLIENT_TOKEN_LEN];
+    uint8_t last_token[CONTRACT_TUNNEL_TOKEN_LEN];
     int bridges_running;
     int refused_at_limit; /* connections the bridge refused at its limit */
     int64_t last_event_us;

@@ -11,8 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define LISTEN_PREFIX "Listening on 127.0.0.1:"
-#define TOKEN_PREFIX "Token: "
+#include "contract.h"
 
 int mgrproc_start(const char *path, mgrproc *m)
 {
@@ -39,7 +38,8 @@ int mgrproc_start(const char *path, mgrproc *m)
 
     char buf[512];
     size_t n = 0;
-    while (!m->token[0] && n < sizeof(buf) - 1) {
+    contract_banner b = {0};
+    while (!b.token[0] && n < sizeof(buf) - 1) {
         struct pollfd pfd = {.fd = out[0], .events = POLLIN};
         if (poll(&pfd, 1, 10000) != 1)
             break;
@@ -48,14 +48,11 @@ int mgrproc_start(const char *path, mgrproc *m)
             break;
         n += (size_t)r;
         buf[n] = '\0';
-        char *l = strstr(buf, LISTEN_PREFIX);
-        if (l)
-            m->port = atoi(l + strlen(LISTEN_PREFIX));
-        char *t = strstr(buf, TOKEN_PREFIX);
-        if (t && strchr(t, '\n'))
-            snprintf(m->token, sizeof m->token, "%.*s", (int)strcspn(t + strlen(TOKEN_PREFIX), "\n"),
-                     t + strlen(TOKEN_PREFIX));
+        contract_find_result fr;
+        contract_banner_find(buf, n, NULL, &b, &fr);
     }
+    m->port = b.grpc_port;
+    snprintf(m->token, sizeof m->token, "%s", b.token);
     if (!m->port || !m->token[0]) {
         fprintf(stderr, "mgrproc: %s printed no port/token: \"%.*s\"\n", path, (int)n, buf);
         mgrproc_stop(m);

@@ -410,7 +410,7 @@ static void test_rpc(void **state)
     uint8_t *resp = NULL;
     size_t resp_len = 0;
     rpc_status st;
-    int rc = rpc_client_unary(cl, PS_RPC_METHOD, (const uint8_t *)"", 0, &resp, &resp_len, 10000, &st);
+    int rc = rpc_client_unary(cl, CONTRACT_METHOD_PS, (const uint8_t *)"", 0, &resp, &resp_len, 10000, &st);
     if (rc != 0)
         fail_msg("Ps: rc %d status %d %s", rc, st.code, st.message);
     Kdiag__Solo__Io__PsResponse *r = kdiag__solo__io__ps_response__unpack(NULL, resp_len, resp);

@@ -1,0 +1,77 @@
+/* contract — everything kubectl-diag and kdiag-manager must agree on besides
+ * the messages of api/kdiag.proto: the method paths, the tunnel hello, the
+ * start-up lines the manager prints and how a client checks that they come
+ * from the manager it created. Specified in docs/contract.md. */
+#ifndef KDIAG_CONTRACT_H
+#define KDIAG_CONTRACT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* gRPC method paths of the Manager service. */
+#define CONTRACT_SERVICE "/kdiag.solo.io.Manager/"
+#define CONTRACT_METHOD_PS CONTRACT_SERVICE "Ps"
+#define CONTRACT_METHOD_REDIRECT CONTRACT_SERVICE "Redirect"
+#define CONTRACT_METHOD_PPROF CONTRACT_SERVICE "Pprof"
+
+/* Tunnel hello: the 16-byte tunnel_token of a RedirectResponse, then one
+ * status byte; OK = the client reached its local target, anything else
+ * (send REFUSED) = it refused, the manager resets the peer. */
+#define CONTRACT_TUNNEL_TOKEN_LEN 16
+#define CONTRACT_TUNNEL_STATUS_OK 0x00
+#define CONTRACT_TUNNEL_STATUS_REFUSED 0x01
+#define CONTRACT_TUNNEL_HELLO_LEN (CONTRACT_TUNNEL_TOKEN_LEN + 1)
+
+/* The bearer token: 32 hex digits (16 random bytes). */
+#define CONTRACT_TOKEN_HEX_LEN 32
+/* The environment variable of the debug container that carries the secret
+ * the CLI chose for it, and the secret's form: 32 hex digits. */
+#define CONTRACT_SECRET_ENV "KDIAG_SECRET"
+#define CONTRACT_SECRET_HEX_LEN 32
+/* Proof line: hex of HMAC-SHA256(secret, CONTRACT_PROOF_CONTEXT + the lines
+ * above it, newlines included). */
+#define CONTRACT_PROOF_HEX_LEN 64
+
+/* The start-up lines (stdout, one write, in this order):
+ *   Listening on <host>:<port>
+ *   Token: <32 hex>                  unless --no-auth
+ *   Tunnel on 127.0.0.1:<port>       when redirect is available
+ *   Proof: <64 hex>                  when started with CONTRACT_SECRET_ENV */
+typedef struct {
+    char host[64];        /* as printed: an IPv4 literal, [IPv6] or "localhost" */
+    int grpc_port;        /* 1-65535 */
+    char token[CONTRACT_TOKEN_HEX_LEN + 1];  /* "" when the manager runs --no-auth */
+    int tunnel_port;      /* 0: no tunnel (redirect unavailable in this manager) */
+} contract_banner;
+
+/* What contract_banner_find saw. */
+typedef struct {
+    bool found;     /* *b is filled */
+    bool proven;    /* ... and its Proof line proves the secret */
+    int rejected;   /* banners skipped: a wrong proof, or none before the next banner line */
+    bool pending;   /* the last banner has no Proof line yet (more log may come) */
+} contract_find_result;
+
+/* Writes the start-up lines for b into out (NUL-terminated), with the Proof
+ * line when secret is not NULL. 0, -EINVAL for a secret of the wrong form,
+ * -ENOSPC when out is too small. */
+int contract_banner_format(const contract_banner *b, const char *secret, char *out, size_t outlen);
+
+/* Finds the manager's start-up lines in text[0..len) (a container log: other
+ * lines around them are skipped). A banner is a run of consecutive lines in
+ * the order above, starting at "Listening on"; lines between them that look
+ * like none of them (stderr the runtime interleaved) are skipped, and only
+ * complete lines (ending in '\n') count. With secret NULL, the first banner
+ * is taken as far as it goes (a test reading a manager it started). With a
+ * secret, only a banner whose Proof line matches counts; others (forged by a
+ * process in the pod, or proofless) are skipped. Pure: no I/O. Always
+ * returns 0 and fills *r. */
+int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b,
+                         contract_find_result *r);
+
+/* Is s a secret of the right form (CONTRACT_SECRET_HEX_LEN hex digits)? */
+bool contract_secret_valid(const char *s);
+/* A fresh random secret (CONTRACT_SECRET_HEX_LEN hex digits + NUL). */
+int contract_secret_new(char out[CONTRACT_SECRET_HEX_LEN + 1]);
+
+#endif
