@@ -55,6 +55,7 @@ void rpc_log_escape(char *out, size_t outsz, const void *in, size_t len)
     out[o] = 0;
 }
 
+static void log_line(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
 static void log_line(const char *fmt, va_list ap)
 {
     char line[2048];

@@ -84,7 +84,7 @@ static inline void list_splice_tail_init(list_node *to, list_node *from)
 }
 
 /* The struct of type T whose member m is the node n. */
-#define list_entry(n, T, m) ((T *)((char *)(n) - offsetof(T, m)))
+#define list_entry(n, T, m) ((T *)((char *)(n) - (offsetof(T, m))))
 
 /* The first element, or NULL for an empty list. */
 #define list_first_entry_or_null(head, T, m) (list_empty(head) ? NULL : list_entry((head)->next, T, m))

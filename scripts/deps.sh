@@ -26,6 +26,7 @@ pkgs=(
   socat
   iperf3
   clang
+  clang-format
   libclang-rt-14-dev
   nodejs
   npm
