@@ -21,11 +21,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "contract.h"
 #include "kdiag.pb-c.h"
 #include "ps_rpc.h"
 #include "redirect.h"
 #include "reflection-internal.h"
-#include "contract.h"
 #include "rpc.h"
 
 #define TOKEN "00112233445566778899aabbccddeeff"
@@ -115,7 +115,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (redirect_mgr_new(&rm, &ro) < 0)
         abort();
     int port;
-    if (rpc_server_add(s, PS_RPC_METHOD, RPC_UNARY, ps_rpc_handle, &po) < 0 ||
+    if (rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, &po) < 0 ||
         rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm) < 0 ||
         reflection_register(s) < 0 || rpc_server_start(s, &port) < 0)
         abort();
@@ -149,7 +149,7 @@ static void call_ps(const uint8_t *d, size_t n)
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    rpc_client_unary(cl, PS_RPC_METHOD, d, n, &resp, &rlen, 10000, &st);
+    rpc_client_unary(cl, CONTRACT_METHOD_PS, d, n, &resp, &rlen, 10000, &st);
     free(resp);
     if (st.code != GRPC_STATUS_OK && st.code != GRPC_STATUS_INVALID_ARGUMENT) {
         fprintf(stderr, "Ps answered %d: %s\n", st.code, st.message);
