@@ -359,7 +359,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
 static int read_ports(const kube *k, const pod_info *p, const ephem_plan *plan, const ephem_opts *o,
                       ephem_manager *m, char *err, size_t errlen)
 {
-    int64_t deadline = time_now_ms() + (o->timeout_ms < 30000 ? o->timeout_ms : 30000);
+    int64_t deadline = time_now_ms() + o->timeout_ms; /* --timeout, as every wait */
     char pod[300], what[256];
     snprintf(pod, sizeof(pod), "pod/%s", p->name);
     const char *args[] = {"logs", pod, "-c", plan->name, "--limit-bytes=16384", NULL};

@@ -1,6 +1,7 @@
 """Errors become actions: Pod Security admission and RBAC denials, through the real kubectl on the
 simulated cluster."""
 import os
+import time
 
 import pytest
 
@@ -70,3 +71,19 @@ def test_image_that_cannot_start_times_out_with_reason(cluster):
     assert r.returncode == 1
     assert 'did not start within 5s' in r.stderr, r.stderr
     assert 'no-such-image:1' in r.stderr
+
+
+def test_debug_image_without_ports_waits_for_the_whole_timeout(cluster):
+    """--timeout bounds the wait for the manager's start-up lines too (it was capped at 30 s)."""
+    name = 'noports-%d' % os.getpid()
+    cluster.ok('run', name, '--image=distroless', '--restart=Never')
+    try:
+        cluster.wait_running(name)
+        t0 = time.monotonic()
+        r = cluster.diag('ps', 'pod/' + name, '--dbg-image', 'curl', '--timeout', '34s', timeout=150)
+        elapsed = time.monotonic() - t0
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+    assert r.returncode == 1, r.stderr
+    assert 'did not print its ports' in r.stderr, r.stderr
+    assert elapsed >= 34, elapsed
