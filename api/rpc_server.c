@@ -31,6 +31,7 @@
 #define RPC_PENDING_REQUESTS 8     /* grpc_server_request_call kept outstanding */
 #define RPC_REARM_RETRY_MS 100     /* retry when fewer are outstanding */
 #define RPC_REARM_REPORT_MS 10000  /* repeat the complaint while it lasts */
+#define RPC_HANDSHAKE_MS 5000      /* clients send the preface at once, also through port-forward */
 
 typedef enum { TAG_NEW, TAG_OP, TAG_CLOSE, TAG_REJECT, TAG_SHUTDOWN } tag_kind;
 
@@ -619,6 +620,10 @@ static int server_bind(rpc_server *s)
          * of MB in core's buffers. Requests are small; responses are paced by
          * the client's window, not this. */
         RPC_ARG_INT(GRPC_ARG_HTTP2_BDP_PROBE, 0),
+        /* A connection that has not sent the HTTP/2 preface and SETTINGS
+         * this long after accept is closed (default 120 s; idle connections
+         * used to last until keepalive gave up, ~20 s). */
+        RPC_ARG_INT(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, RPC_HANDSHAKE_MS),
     };
     grpc_channel_args ca = {sizeof args / sizeof *args, args};
     s->server = grpc_server_create(&ca, NULL);
