@@ -1,4 +1,4 @@
-#include "ephem.h"
+#include "ephem-internal.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -16,7 +16,6 @@
 #ifndef KDIAG_CLI_EPHEM_H
 #define KDIAG_CLI_EPHEM_H
 
-#include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,13 +32,6 @@ enum {
     EPHEM_CAPS_SHELL = EPHEM_SYS_PTRACE | EPHEM_SYS_ADMIN | EPHEM_SYS_CHROOT,
     EPHEM_CAPS_ALL = 15u,
 };
-
-typedef struct {
-    char name[64];
-    bool create;    /* false: reuse `name` (running or starting) */
-    unsigned caps;  /* capabilities to add when creating */
-    char secret[CONTRACT_SECRET_HEX_LEN + 1]; /* reuse: the container's; create: set by ephem_ensure */
-} ephem_plan;
 
 typedef struct {
     char container[64];
@@ -60,23 +52,8 @@ typedef struct {
     int64_t timeout_ms;      /* for the container to run and print its ports */
 } ephem_opts;
 
-/* "dbg-tools-" + 8 hex of FNV-1a(version). */
-void ephem_base_name(const char *version, char *out, size_t n);
 /* EPHEM_* bits of a container's added capabilities (all when privileged). */
 unsigned ephem_caps_of(const pod_container *c);
-/* Decides whether to reuse or create; pure, for tests. */
-int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan);
-/* The container object to append to spec.ephemeralContainers (new reference). */
-json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps, const char *secret);
-/* Ports and token from the log of debug container `name` in pod/pod, taken
- * only from start-up lines that prove `secret`: 0 when they are there with
- * what the command needs; -EAGAIN while they may still come (err: what is
- * there so far); -EKEYREJECTED
- * when the log holds only lines that do not prove it (forged, or the genuine
- * ones rotated away); -ENOTSUP when a tunnel is needed and this manager has
- * none. err says which (on -EAGAIN for the caller that gives up). Pure. */
-int ephem_read_banner(const char *log, const char *secret, bool need_tunnel, const char *pod, const char *name,
-                      ephem_manager *m, char *err, size_t errlen);
 
 /* Makes sure a suitable manager runs in pod p, waiting (with progress on
  * stderr) until it runs and has printed its ports. err gets an actionable

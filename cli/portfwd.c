@@ -1,4 +1,4 @@
-#include "portfwd.h"
+#include "portfwd-internal.h"
 
 #include <errno.h>
 #include <poll.h>

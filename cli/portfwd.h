@@ -33,9 +33,6 @@ int portfwd_gone_fd(portfwd *pf);
 void portfwd_cancel(portfwd *pf);
 /* Cancels, joins the supervisor and frees pf; NULL: nothing. */
 void portfwd_free(portfwd *pf);
-/* Parses one line of kubectl port-forward's output: 0 and the ports for
- * "Forwarding from 127.0.0.1:LOCAL -> REMOTE", -EINVAL otherwise. */
-int portfwd_parse_line(const char *line, int *local, int *remote);
 /* Calls over generation gen fail: kill that child so the supervisor checks
  * the pod and restarts it (no-op when gen is not current). */
 void portfwd_kick(portfwd *pf, unsigned gen);

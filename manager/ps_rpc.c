@@ -1,5 +1,5 @@
 /* ps_rpc — Ps over gRPC: decode PsRequest, collect, encode PsResponse. */
-#include "ps_rpc.h"
+#include "ps_rpc-internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

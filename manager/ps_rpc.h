@@ -2,9 +2,6 @@
 #ifndef KDIAG_PS_RPC_H
 #define KDIAG_PS_RPC_H
 
-#include <stddef.h>
-#include <stdint.h>
-
 #include "contract.h"
 #include "ps.h"
 #include "rpc.h"
@@ -12,8 +9,5 @@
 /* Unary handler for rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, ud).
  * ud is a const ps_opts * or NULL (this /proc, excluding the manager itself). */
 grpc_status_code ps_rpc_handle(rpc_call *call, void *ud);
-
-/* Serializes l as a kdiag.solo.io.PsResponse; *buf is malloc'd. */
-int ps_rpc_encode(const ps_list *l, uint8_t **buf, size_t *len);
 
 #endif

@@ -15,7 +15,7 @@
 
 #include "kerr.h"
 #include "logs-internal.h"
-#include "portfwd.h"
+#include "portfwd-internal.h"
 #include "ps.h"
 #include "shell-internal.h"
 

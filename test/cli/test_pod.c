@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "ephem.h"
+#include "ephem-internal.h"
 #include "list-internal.h"
 #include "pod.h"
 

@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "kdiag.pb-c.h"
-#include "ps_rpc.h"
+#include "ps_rpc-internal.h"
 
 static sockdiag_sock mk(uint8_t family, uint8_t proto, const char *ip, uint16_t port, uint64_t ino)
 {
