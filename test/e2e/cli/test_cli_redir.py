@@ -195,6 +195,8 @@ def test_ctrl_c_leaves_no_kubectl_behind_a_wrapper_script(cluster, bg, local_htt
         r.wait_out('redirecting pod/nginx:80')
     wait_for(lambda: any(cmdline(p).startswith(KUBECTLS['default'] + ' ') for p in marked_processes(mark)),
              30, what='kubectl (not just its wrapper) running')
+    if command[0] == 'logs':
+        time.sleep(3)  # its first lines written: an orphan would not die of SIGPIPE then
     assert r.interrupt() == 0, r.err()
     wait_for(lambda: not marked_processes(mark), 10,
              what='no kubectl left: %s' % [cmdline(p) for p in marked_processes(mark)])
