@@ -140,6 +140,41 @@ static void on_line(portfwd *pf, const char *line, bool is_err)
     }
 }
 
+/* Reads the child's output until both pipes end; kills it (the whole group) when
+ * it is not up within --timeout or when pf is stopped. */
+static void watch_child(portfwd *pf, kube_proc *p, const struct attempt *a)
+{
+    struct linebuf ob = {.len = 0}, eb = {.len = 0};
+    int64_t up_deadline = time_now_ms() + pf->timeout_ms;
+    bool killed = false;
+    while (p->out_fd >= 0 || p->err_fd >= 0) {
+        struct pollfd fds[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {pf->stop_efd, POLLIN, 0}};
+        int wait = (a->seen_g && a->seen_t) || killed ? -1 : (int)(up_deadline - time_now_ms());
+        if (wait < -1)
+            wait = 0;
+        int n = poll(fds, 3, wait);
+        if (n == 0 && !killed) { /* never came up */
+            kube_proc_kill(p, SIGTERM);
+            killed = true;
+            continue;
+        }
+        if (n < 0)
+            continue;
+        if (fds[0].revents && read_lines(p->out_fd, &ob, on_line, pf, false) <= 0) {
+            close(p->out_fd);
+            p->out_fd = -1;
+        }
+        if (fds[1].revents && read_lines(p->err_fd, &eb, on_line, pf, true) <= 0) {
+            close(p->err_fd);
+            p->err_fd = -1;
+        }
+        if (fds[2].revents && !killed) {
+            kube_proc_kill(p, SIGTERM);
+            killed = true;
+        }
+    }
+}
+
 /* Runs one kubectl port-forward until it exits. true when it came up. */
 static bool run_child(portfwd *pf, int lg, int lt)
 {
@@ -154,57 +189,28 @@ static bool run_child(portfwd *pf, int lg, int lt)
     /* a manager without a tunnel (tunnel port 0): the gRPC port alone */
     const char *args[] = {"port-forward", "--address", "127.0.0.1", pod, a1, pf->rtunnel ? a2 : NULL, NULL};
     struct attempt a = {.seen_t = !pf->rtunnel};
-    cur_attempt = &a;
     kube_proc p;
     char err[sizeof(pf->reason)];
     int rc = kube_spawn(&pf->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, sizeof(err));
-    if (rc < 0) {
-        pthread_mutex_lock(&pf->mu);
-        snprintf(pf->reason, sizeof(pf->reason), "%s", err);
-        pthread_mutex_unlock(&pf->mu);
-        return false;
-    }
     pthread_mutex_lock(&pf->mu);
-    pf->child = p;
+    if (rc < 0)
+        snprintf(pf->reason, sizeof(pf->reason), "%s", err);
+    else
+        pf->child = p;
     bool stop = pf->stopping;
     pthread_mutex_unlock(&pf->mu);
+    if (rc < 0)
+        return false;
     if (stop)
         kube_proc_kill(&p, SIGTERM);
-    struct linebuf ob = {.len = 0}, eb = {.len = 0};
-    int64_t up_deadline = time_now_ms() + (pf->timeout_ms > 0 ? pf->timeout_ms : 60000);
-    bool killed = false;
-    while (p.out_fd >= 0 || p.err_fd >= 0) {
-        struct pollfd fds[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {pf->stop_efd, POLLIN, 0}};
-        int wait = (a.seen_g && a.seen_t) || killed ? -1 : (int)(up_deadline - time_now_ms());
-        if (wait < -1)
-            wait = 0;
-        int n = poll(fds, 3, wait);
-        if (n == 0 && !killed) { /* never came up */
-            kube_proc_kill(&p, SIGTERM);
-            killed = true;
-            continue;
-        }
-        if (n < 0)
-            continue;
-        if (fds[0].revents && read_lines(p.out_fd, &ob, on_line, pf, false) <= 0) {
-            close(p.out_fd);
-            p.out_fd = -1;
-        }
-        if (fds[1].revents && read_lines(p.err_fd, &eb, on_line, pf, true) <= 0) {
-            close(p.err_fd);
-            p.err_fd = -1;
-        }
-        if (fds[2].revents && !killed) {
-            kube_proc_kill(&p, SIGTERM);
-            killed = true;
-        }
-    }
+    cur_attempt = &a;
+    watch_child(pf, &p, &a);
+    cur_attempt = NULL;
     kube_wait(p.pid);
     kube_proc_close(&p);
     pthread_mutex_lock(&pf->mu);
     pf->child.pid = -1;
     pthread_mutex_unlock(&pf->mu);
-    cur_attempt = NULL;
     return a.seen_g && a.seen_t;
 }
 
