@@ -343,6 +343,23 @@ def run_pause(spec):
     return exit_code(status)
 
 
+def exec_child(spec, r, w, prepare):
+    """The forked child's way to the container's command: prepare() (namespaces, fds, root),
+    the capabilities and user, then execve of argv with the spec's environment. A failure goes to
+    the shim on w (a missing binary in runc's words) and the child exits 127."""
+    try:
+        os.close(r)
+        os.close(STATUS_FD)
+        prepare()
+        apply_caps_and_ids(spec)
+        os.execvpe(spec['argv'][0], spec['argv'], dict(e.split('=', 1) for e in spec['env']))
+    except BaseException as e:
+        if isinstance(e, FileNotFoundError) and e.filename == spec['argv'][0]:
+            e = OSError(errno.ENOENT, 'exec: "%s": executable file not found in $PATH' % spec['argv'][0])
+        report_error(w, e)
+        os._exit(127)
+
+
 def enter_pid_ns(spec):
     """A shim's start: into the shims' cgroup, every namespace file to join opened, and the PID
     namespace of the children to come entered (a joined one, or a new one with new_pid).
@@ -379,9 +396,7 @@ def run_container(spec):
     log = LogFile(spec['log'], spec.get('log_max_size') or 0, spec.get('log_max_files') or 1)
     child = os.fork()
     if child == 0:
-        try:
-            os.close(r)
-            os.close(STATUS_FD)
+        def prepare():
             if spec.get('tty'):
                 os.setsid()
             for i, fd in enumerate(child_fds):
@@ -396,14 +411,7 @@ def run_container(spec):
                     setns(ns[kind], NS_FLAGS[kind], kind)
             setup_rootfs(spec)
             os.chdir(spec['cwd'])
-            apply_caps_and_ids(spec)
-            os.execvpe(spec['argv'][0], spec['argv'], dict(e.split('=', 1) for e in spec['env']))
-        except BaseException as e:
-            if isinstance(e, FileNotFoundError) and e.filename == spec['argv'][0]:
-                e = OSError(errno.ENOENT, 'exec: "%s": executable file not found in $PATH'
-                            % spec['argv'][0])
-            report_error(w, e)
-            os._exit(127)
+        exec_child(spec, r, w, prepare)
     for fd in set(child_fds) | {w}:
         os.close(fd)
     for fd in ns.values():
@@ -534,9 +542,7 @@ def run_exec(spec):
     r, w = os.pipe2(os.O_CLOEXEC)
     child = os.fork()
     if child == 0:
-        try:
-            os.close(r)
-            os.close(STATUS_FD)
+        def prepare():
             join_cgroup(spec.get('cgroup'))
             for kind in ('cgroup', 'ipc', 'uts', 'net', 'mnt'):  # mnt last: it moves our root
                 if kind in ns:
@@ -548,14 +554,7 @@ def run_exec(spec):
             if spec.get('tty'):
                 os.setsid()
                 fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-            apply_caps_and_ids(spec)
-            os.execvpe(spec['argv'][0], spec['argv'], dict(e.split('=', 1) for e in spec['env']))
-        except BaseException as e:
-            if isinstance(e, FileNotFoundError) and e.filename == spec['argv'][0]:
-                e = OSError(errno.ENOENT, 'exec: "%s": executable file not found in $PATH'
-                            % spec['argv'][0])
-            report_error(w, e)
-            os._exit(127)
+        exec_child(spec, r, w, prepare)
     os.close(w)
     # Only the child may hold the caller's pipes / pty, so the runtime sees EOF when it exits.
     null = os.open('/dev/null', os.O_RDWR)
