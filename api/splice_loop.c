@@ -70,6 +70,11 @@ static void pair_end(pair *p, int err)
     splice_loop *l = p->l;
     forget(l, &p->wa);
     forget(l, &p->wb);
+    /* Out of the epoll set before the close: a forked child may hold the
+     * sockets too, and then close() would leave them registered with a
+     * pointer to the pair freed below. */
+    epoll_ctl(l->ep_fd, EPOLL_CTL_DEL, p->a, NULL);
+    epoll_ctl(l->ep_fd, EPOLL_CTL_DEL, p->b, NULL);
     list_del(&p->link);
     splice_pump_close(&p->ab);
     splice_pump_close(&p->ba);
@@ -77,7 +82,7 @@ static void pair_end(pair *p, int err)
         splice_close_reset(p->a);
         splice_close_reset(p->b);
     } else {
-        close(p->a); /* also leaves the epoll set */
+        close(p->a);
         close(p->b);
     }
     atomic_fetch_sub(&l->npairs, 1);
