@@ -22,6 +22,11 @@
 #define CONTRACT_TUNNEL_STATUS_REFUSED 0x01
 #define CONTRACT_TUNNEL_HELLO_LEN (CONTRACT_TUNNEL_TOKEN_LEN + 1)
 
+/* Limits of RedirectRequest fields (api/kdiag.proto): session_id bytes, and
+ * skip_sources entries (the node's addresses: one per family, and spares). */
+#define CONTRACT_REDIRECT_SESSION_ID_MAX 32
+#define CONTRACT_REDIRECT_SKIP_SOURCES_MAX 4
+
 /* The bearer token: 32 hex digits (16 random bytes). */
 #define CONTRACT_TOKEN_HEX_LEN 32
 /* The environment variable of the debug container that carries the secret

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "kdiag.pb-c.h"
 
@@ -13,19 +14,54 @@ struct redirect_client {
     rpc_stream *stream;
 };
 
-int redirect_client_new(redirect_client **ret, rpc_client *cl, uint32_t port, bool outgoing)
+int redirect_client_session_id(uint8_t out[REDIRECT_CLIENT_SESSION_ID_LEN])
+{
+    ssize_t n = getrandom(out, REDIRECT_CLIENT_SESSION_ID_LEN, 0);
+    if (n == REDIRECT_CLIENT_SESSION_ID_LEN)
+        return 0;
+    return n < 0 ? -errno : -EIO;
+}
+
+static bool has_session(const redirect_client_req *r)
+{
+    for (size_t i = 0; i < REDIRECT_CLIENT_SESSION_ID_LEN; i++)
+        if (r->session_id[i])
+            return true;
+    return false;
+}
+
+/* The serialized RedirectRequest: its length, or -EMSGSIZE when cap is short. */
+static int pack_request(const redirect_client_req *r, uint8_t *buf, size_t cap)
 {
     Kdiag__Solo__Io__RedirectRequest req = KDIAG__SOLO__IO__REDIRECT_REQUEST__INIT;
-    uint8_t buf[32];
-    req.port = port;
-    req.outgoing = outgoing;
-    size_t len = kdiag__solo__io__redirect_request__pack(&req, buf);
+    req.port = r->port;
+    req.outgoing = r->outgoing;
+    if (has_session(r)) {
+        req.session_id.data = (uint8_t *)r->session_id;
+        req.session_id.len = REDIRECT_CLIENT_SESSION_ID_LEN;
+    }
+    req.skip_sources = (char **)r->skip_sources;
+    req.n_skip_sources = r->nskip_sources < CONTRACT_REDIRECT_SKIP_SOURCES_MAX ? r->nskip_sources
+                                                                  : CONTRACT_REDIRECT_SKIP_SOURCES_MAX;
+    req.include_loopback = r->include_loopback;
+    size_t len = kdiag__solo__io__redirect_request__get_packed_size(&req);
+    if (len > cap)
+        return -EMSGSIZE;
+    return (int)kdiag__solo__io__redirect_request__pack(&req, buf);
+}
+
+int redirect_client_new(redirect_client **ret, rpc_client *cl, const redirect_client_req *req)
+{
+    uint8_t buf[512];
+    int len = pack_request(req, buf, sizeof buf);
     int rc;
 
+    if (len < 0)
+        return len;
     redirect_client *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    rc = rpc_client_stream_open(&c->stream, cl, CONTRACT_METHOD_REDIRECT, buf, len, 0);
+    rc = rpc_client_stream_open(&c->stream, cl, CONTRACT_METHOD_REDIRECT, buf, (size_t)len, 0);
     if (rc < 0)
         free(c);
     else

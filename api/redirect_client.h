@@ -1,8 +1,9 @@
 /* redirect_client — the client's side of Redirect, used by the CLI (cli/redir.c)
  * and the redirect tests.
  *
+ *   redirect_client_req req = {.port = 80, .session_id = sid};
  *   redirect_client *rc;
- *   redirect_client_new(&rc, cl, 80, false);
+ *   redirect_client_new(&rc, cl, &req);
  *   redirect_client_run(rc, on_event, ud, &st);   // blocks until the stream ends
  *   ... from any thread: redirect_client_cancel(rc);
  *
@@ -21,6 +22,21 @@
 #include "contract.h"
 #include "rpc.h"
 
+#define REDIRECT_CLIENT_SESSION_ID_LEN 16 /* what the CLI sends (at most CONTRACT_REDIRECT_SESSION_ID_MAX) */
+
+/* A RedirectRequest (api/kdiag.proto). */
+typedef struct {
+    uint32_t port;
+    bool outgoing;
+    /* One run of the client: a stream of the same session takes a port over
+     * from a stale one at once. All zero: no session. */
+    uint8_t session_id[REDIRECT_CLIENT_SESSION_ID_LEN];
+    /* incoming: sources left alone (the node's addresses: kubelet probes) */
+    const char *skip_sources[CONTRACT_REDIRECT_SKIP_SOURCES_MAX];
+    size_t nskip_sources;
+    bool include_loopback; /* outgoing: catch the pod's connections to itself too */
+} redirect_client_req;
+
 typedef struct {
     bool ready;           /* first event: rules installed, traffic is being captured */
     uint32_t tunnel_port; /* the manager's tunnel port (in the pod) */
@@ -38,8 +54,11 @@ typedef int (*redirect_client_fn)(void *ud, const redirect_client_event *ev);
 
 typedef struct redirect_client redirect_client;
 
-/* Starts the call (no deadline). -ENOMEM, or -EIO when the call cannot start. */
-int redirect_client_new(redirect_client **ret, rpc_client *cl, uint32_t port, bool outgoing);
+/* A fresh random session id; 0 or -errno. */
+int redirect_client_session_id(uint8_t out[REDIRECT_CLIENT_SESSION_ID_LEN]);
+/* Starts the call (no deadline). -ENOMEM, -EMSGSIZE for a request too large, or
+ * -EIO when the call cannot start. */
+int redirect_client_new(redirect_client **ret, rpc_client *cl, const redirect_client_req *req);
 /* Reads the stream until it ends. 0 when it ended OK or by redirect_client_cancel,
  * -EPROTO when the manager ended it with an error (in *st: e.g. ALREADY_EXISTS,
  * INVALID_ARGUMENT, FAILED_PRECONDITION), -EBADMSG for an undecodable message

@@ -160,7 +160,8 @@ def run(c, cli, a):
     # --- bulk: laptop -> pod through a redirect vs through kubectl port-forward, alternating ---
     # (the distroless pod: no other client connects to its port 8080 meanwhile)
     ip = c.pod('distroless')['status']['podIP']
-    r = subprocess.Popen([cli, 'redir', 'pod/distroless', '8080:%d' % port], stdout=subprocess.PIPE,
+    # --include-probes: the peer runs on the node, whose connections are left alone by default
+    r = subprocess.Popen([cli, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, env=c.env())
     pfp = subprocess.Popen(['kubectl', 'port-forward', 'pod/sink', ':9000'], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True, env=c.env())

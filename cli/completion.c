@@ -41,7 +41,8 @@ static const char *const commands[] = {"redir", "ps", "shell", "logs", "list", "
 static const char *const flag_words[] = {
     "--namespace", "--context", "--kubeconfig", "--labels", "--pod", "--target", "--dbg-image",
     "--pull-policy", "--kubectl", "--timeout", "--verbose", "--no-color", "--privileged", "--help",
-    "--outgoing", "--output", "--all", "--container", "--drain-duration", NULL};
+    "--outgoing", "--include-probes", "--include-loopback", "--output", "--all", "--container", "--drain-duration",
+    NULL};
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)
 {

@@ -16,7 +16,7 @@
 enum opt_id {
     O_NS, O_CONTEXT, O_KUBECONFIG, O_LABELS, O_POD, O_TARGET, O_IMAGE, O_PULL, O_KUBECTL,
     O_TIMEOUT, O_VERBOSE, O_HELP, O_NOCOLOR, O_PRIV, O_OUTGOING, O_OUTPUT, O_ALL, O_CONTAINER,
-    O_DRAIN,
+    O_DRAIN, O_INC_PROBES, O_INC_LOOPBACK,
 };
 
 struct opt {
@@ -44,6 +44,8 @@ static const struct opt opts[] = {
     {O_NOCOLOR, "no-color", 0, false, 0},
     {O_PRIV, "privileged", 0, false, 0},
     {O_OUTGOING, "outgoing", 0, false, ONLY(FLAGS_CMD_REDIR)},
+    {O_INC_PROBES, "include-probes", 0, false, ONLY(FLAGS_CMD_REDIR)},
+    {O_INC_LOOPBACK, "include-loopback", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_OUTPUT, "output", 'o', true, ONLY(FLAGS_CMD_PS)},
     {O_ALL, "all", 0, false, ONLY(FLAGS_CMD_LOGS)},
     {O_CONTAINER, "container", 'c', true, ONLY(FLAGS_CMD_LOGS)},
@@ -241,6 +243,8 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_NOCOLOR: f->no_color = true; break;
     case O_PRIV: f->privileged = true; break;
     case O_OUTGOING: f->outgoing = true; break;
+    case O_INC_PROBES: f->include_probes = true; break;
+    case O_INC_LOOPBACK: f->include_loopback = true; break;
     case O_OUTPUT:
         if (strcmp(val, "wide") && strcmp(val, "json"))
             return fail(err, errlen, "invalid %s \"%s\": use -o wide or -o json", flagname, val);
@@ -384,6 +388,11 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
                             flags_cmd_name(owner), f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
             }
     }
+    if (f->include_probes && f->outgoing)
+        return fail(err, errlen, "--include-probes is for incoming redirects (the node's probes reach the pod); "
+                    "drop it or --outgoing");
+    if (f->include_loopback && !f->outgoing)
+        return fail(err, errlen, "--include-loopback is for --outgoing redirects (the pod's connections to itself)");
     if (f->nrest && f->cmd != FLAGS_CMD_SHELL && f->cmd != FLAGS_CMD_LOGS)
         return fail(err, errlen, "arguments after '--' are only for shell and logs");
     if (f->cmd != FLAGS_CMD_LOGS) {

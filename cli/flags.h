@@ -59,6 +59,8 @@ typedef struct {
     size_t nlabels;
     /* redir */
     bool outgoing;
+    bool include_probes;   /* incoming: redirect the node's connections (kubelet probes) too */
+    bool include_loopback; /* outgoing: redirect the pod's connections to itself too */
     flags_portpair *ports;
     size_t nports;
     /* ps */

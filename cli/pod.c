@@ -118,6 +118,19 @@ static int parse_containers(const json_t *specs, const json_t *statuses, pod_con
     return 0;
 }
 
+/* status.hostIPs (1.28+), else status.hostIP: the node's addresses. */
+static void parse_host_ips(const json_t *status, pod_info *p)
+{
+    const json_t *list = get(status, "hostIPs"), *e;
+    size_t i;
+    json_array_foreach(list, i, e) {
+        if (p->nhost_ips < POD_HOST_IPS_MAX && (p->host_ips[p->nhost_ips] = dup_str(get(e, "ip"))))
+            p->nhost_ips++;
+    }
+    if (p->nhost_ips == 0 && (p->host_ips[0] = dup_str(get(status, "hostIP"))))
+        p->nhost_ips = 1;
+}
+
 int pod_parse(const json_t *obj, pod_info *p)
 {
     memset(p, 0, sizeof(*p));
@@ -131,6 +144,7 @@ int pod_parse(const json_t *obj, pod_info *p)
     p->deleting = get(md, "deletionTimestamp") != NULL && !json_is_null(get(md, "deletionTimestamp"));
     p->phase = dup_str(get(status, "phase"));
     p->ip = dup_str(get(status, "podIP"));
+    parse_host_ips(status, p);
     p->share_pid = json_is_true(get(spec, "shareProcessNamespace"));
     if (!p->name) {
         pod_free(p);
@@ -210,6 +224,8 @@ void pod_free(pod_info *p)
     free(p->ns);
     free(p->phase);
     free(p->ip);
+    for (size_t i = 0; i < p->nhost_ips; i++)
+        free(p->host_ips[i]);
     free(p->created);
     for (size_t i = 0; i < p->ncontainers; i++)
         container_free(&p->containers[i]);

@@ -27,11 +27,15 @@ typedef struct {
     int restarts;
 } pod_container;
 
+#define POD_HOST_IPS_MAX 4
+
 typedef struct {
     char *name;
     char *ns;
     char *phase;
     char *ip;
+    char *host_ips[POD_HOST_IPS_MAX]; /* status.hostIPs (else hostIP): the node, source of kubelet probes */
+    size_t nhost_ips;
     char *created;  /* metadata.creationTimestamp */
     bool deleting;  /* metadata.deletionTimestamp set */
     bool share_pid; /* spec.shareProcessNamespace */

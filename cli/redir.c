@@ -22,6 +22,7 @@
 #include "session.h"
 
 #define MAX_PORTS 256
+#define STALE_STREAM_RETRIES 60 /* x 500 ms: beyond an old manager's keepalive timeout */
 
 struct redir;
 
@@ -36,6 +37,7 @@ struct rport {
 struct redir {
     session s;
     bool outgoing;
+    redirect_client_req req; /* what every stream of this run asks, port aside */
     pthread_mutex_t mu;
     bool stopping;
     int wake_efd;
@@ -170,8 +172,10 @@ static void run_stream(struct stream_run *sr, int lgrpc, rpc_status *st)
     snprintf(target, sizeof(target), "127.0.0.1:%d", lgrpc);
     rpc_client *cl = NULL;
     int err = rpc_client_new(&cl, target, r->s.mgr.token);
+    redirect_client_req req = r->req;
+    req.port = p->pp.pod_port;
     if (err == 0)
-        err = redirect_client_new(&rc, cl, p->pp.pod_port, r->outgoing);
+        err = redirect_client_new(&rc, cl, &req);
     pthread_mutex_lock(&r->mu);
     p->rc = rc;
     if (r->stopping && rc)
@@ -232,8 +236,9 @@ static void *stream_main(void *arg)
             after = (unsigned)gen;
             continue;
         }
-        /* the old stream may still hold the port for a moment after a reconnect */
-        if (ever_ready && status.code == GRPC_STATUS_ALREADY_EXISTS && retries++ < 20) {
+        /* A manager that predates session ids keeps a stale stream until its keepalive
+         * gives up on it (10 s + 10 s); newer ones hand the port to our session at once. */
+        if (ever_ready && status.code == GRPC_STATUS_ALREADY_EXISTS && retries++ < STALE_STREAM_RETRIES) {
             struct timespec ts = {0, 500 * 1000000L};
             nanosleep(&ts, NULL);
             after = (unsigned)gen - 1;
@@ -260,6 +265,20 @@ static void stop_all(struct redir *r)
     for (size_t i = 0; i < r->nports; i++)
         if (r->ports[i].started)
             pthread_join(r->ports[i].th, NULL);
+}
+
+/* What each Redirect of this run asks: one session id for all its streams (a
+ * reconnect takes its ports over at once), the node's addresses left alone
+ * unless --include-probes, the pod's own connections unless --include-loopback. */
+static int request_of(const flags *f, const pod_info *pod, redirect_client_req *req)
+{
+    memset(req, 0, sizeof(*req));
+    req->outgoing = f->outgoing;
+    req->include_loopback = f->include_loopback;
+    for (size_t i = 0; !f->outgoing && !f->include_probes && i < pod->nhost_ips; i++)
+        if (req->nskip_sources < CONTRACT_REDIRECT_SKIP_SOURCES_MAX)
+            req->skip_sources[req->nskip_sources++] = pod->host_ips[i];
+    return redirect_client_session_id(req->session_id);
 }
 
 /* Ps through the redirect's manager when it has the capabilities Ps needs,
@@ -376,6 +395,8 @@ static int run_redirects(struct redir *r, const flags *f, const kube *k)
         snprintf(err, sizeof(err), "%s", strerror(-rc));
     if (rc == 0 && (rc = bridge_new(&r->bridge, &(bridge_opts){0})) < 0)
         snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
+    if (rc == 0 && (rc = request_of(f, &r->s.pod, &r->req)) < 0)
+        snprintf(err, sizeof(err), "cannot make a session id: %s", strerror(-rc));
     if (rc == 0)
         rc = choose_ports(r, f, k, err, sizeof(err));
     if (rc < 0) {

@@ -19,6 +19,7 @@
 #include <libnftnl/rule.h>
 #include <libnftnl/table.h>
 #include <libnftnl/udata.h>
+#include <linux/if_arp.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netfilter/nfnetlink.h>
@@ -47,7 +48,7 @@ typedef struct {
     struct {
         uint32_t seq;
         uint64_t handle;
-    } echo[2];
+    } echo[NFT_RULES_MAX];
 } talk_state;
 
 static bool seq_is_old(const talk_state *ts, uint32_t seq)
@@ -74,7 +75,7 @@ static int on_data(const struct nlmsghdr *nlh, void *data)
 
     if (seq_is_old(ts, nlh->nlmsg_seq))
         return MNL_CB_OK;
-    if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWRULE && ts->nechoes < 2) {
+    if (NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWRULE && ts->nechoes < NFT_RULES_MAX) {
         struct nftnl_rule *r = nftnl_rule_alloc();
         if (!r)
             return MNL_CB_ERROR;
@@ -177,29 +178,44 @@ static int put_cmp_eq(struct nftnl_rule *r, const void *data, uint32_t len)
     return 0;
 }
 
-/* meta KEY == val (one byte) */
-static int put_meta_eq(struct nftnl_rule *r, uint32_t key, uint8_t val)
+/* meta KEY == val (len bytes, host order as the kernel stores it) */
+static int put_meta_eq(struct nftnl_rule *r, uint32_t key, const void *val, uint32_t len)
 {
     struct nftnl_expr *m = nftnl_expr_alloc("meta");
     if (expr_add(r, m) < 0)
         return -ENOMEM;
     nftnl_expr_set_u32(m, NFTNL_EXPR_META_KEY, key);
     nftnl_expr_set_u32(m, NFTNL_EXPR_META_DREG, NFT_REG_1);
-    return put_cmp_eq(r, &val, sizeof val);
+    return put_cmp_eq(r, val, len);
 }
 
-/* tcp dport == port (the caller matched l4proto tcp first) */
-static int put_dport_eq(struct nftnl_rule *r, uint16_t port)
+static int put_meta_eq8(struct nftnl_rule *r, uint32_t key, uint8_t val)
 {
-    uint16_t be = htons(port);
+    return put_meta_eq(r, key, &val, sizeof val);
+}
+
+/* header field (base, offset, len) == data */
+static int put_payload_eq(struct nftnl_rule *r, uint32_t base, uint32_t offset, const void *data, uint32_t len)
+{
     struct nftnl_expr *p = nftnl_expr_alloc("payload");
     if (expr_add(r, p) < 0)
         return -ENOMEM;
-    nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_BASE, NFT_PAYLOAD_TRANSPORT_HEADER);
-    nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_OFFSET, 2);
-    nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_LEN, sizeof be);
+    nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_BASE, base);
+    nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_OFFSET, offset);
+    nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_LEN, len);
     nftnl_expr_set_u32(p, NFTNL_EXPR_PAYLOAD_DREG, NFT_REG_1);
-    return put_cmp_eq(r, &be, sizeof be);
+    return put_cmp_eq(r, data, len);
+}
+
+/* [meta nfproto F] meta l4proto tcp tcp dport P: how every rule of a redirect starts. */
+static int put_match(struct nftnl_rule *r, uint8_t nfproto, uint16_t port)
+{
+    uint16_t be = htons(port);
+    if (nfproto && put_meta_eq8(r, NFT_META_NFPROTO, nfproto) < 0)
+        return -ENOMEM;
+    if (put_meta_eq8(r, NFT_META_L4PROTO, IPPROTO_TCP) < 0)
+        return -ENOMEM;
+    return put_payload_eq(r, NFT_PAYLOAD_TRANSPORT_HEADER, 2, &be, sizeof be);
 }
 
 static int put_imm(struct nftnl_rule *r, uint32_t reg, const void *data, uint32_t len)
@@ -212,19 +228,24 @@ static int put_imm(struct nftnl_rule *r, uint32_t reg, const void *data, uint32_
     return 0;
 }
 
-/* nfproto: 0 = any (incoming redirect), NFPROTO_IPV4 / NFPROTO_IPV6 (outgoing dnat). */
-static int put_rule(struct mnl_nlmsg_batch *b, const char *table, uint8_t nfproto, uint16_t port, uint16_t to_port,
-                    uint32_t seq)
+static void put_newrule(struct mnl_nlmsg_batch *b, struct nftnl_rule *r, uint32_t seq)
 {
-    uint16_t to_be = htons(to_port);
+    nftnl_rule_nlmsg_build_payload(
+        put_hdr(b, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK | NLM_F_ECHO, seq), r);
+    mnl_nlmsg_batch_next(b);
+}
+
+/* The redirect rule. nfproto: 0 = any (incoming redirect), NFPROTO_IPV4 /
+ * NFPROTO_IPV6 (outgoing dnat to loopback). */
+static int put_redirect_rule(struct mnl_nlmsg_batch *b, const char *table, uint8_t nfproto, const nft_redirect *rd,
+                             uint32_t seq)
+{
+    uint16_t to_be = htons(rd->to_port);
     int rc = -ENOMEM;
     struct nftnl_rule *r = rule_new(table, nfproto ? CHAIN_OUT : CHAIN_IN);
     if (!r)
         return -ENOMEM;
-
-    if (nfproto && put_meta_eq(r, NFT_META_NFPROTO, nfproto) < 0)
-        goto out;
-    if (put_meta_eq(r, NFT_META_L4PROTO, IPPROTO_TCP) < 0 || put_dport_eq(r, port) < 0)
+    if (put_match(r, nfproto, rd->port) < 0)
         goto out;
     if (!nfproto) {
         if (put_imm(r, NFT_REG_1, &to_be, sizeof to_be) < 0)
@@ -248,9 +269,37 @@ static int put_rule(struct mnl_nlmsg_batch *b, const char *table, uint8_t nfprot
         nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
         nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_2);
     }
-    nftnl_rule_nlmsg_build_payload(
-        put_hdr(b, NFT_MSG_NEWRULE, NLM_F_CREATE | NLM_F_APPEND | NLM_F_ACK | NLM_F_ECHO, seq), r);
-    mnl_nlmsg_batch_next(b);
+    put_newrule(b, r, seq);
+    rc = 0;
+out:
+    nftnl_rule_free(r);
+    return rc;
+}
+
+/* A rule that lets a redirect's port pass untouched: from source `src`
+ * (incoming), or out through loopback (outgoing, src NULL). */
+static int put_skip_rule(struct mnl_nlmsg_batch *b, const char *table, const nft_redirect *rd, const nft_addr *src,
+                         uint32_t seq)
+{
+    static const uint16_t loopback = ARPHRD_LOOPBACK;
+    int rc = -ENOMEM;
+    struct nftnl_rule *r = rule_new(table, rd->outgoing ? CHAIN_OUT : CHAIN_IN);
+    if (!r)
+        return -ENOMEM;
+    if (src) {
+        bool v4 = src->family == AF_INET;
+        if (put_match(r, v4 ? NFPROTO_IPV4 : NFPROTO_IPV6, rd->port) < 0 ||
+            put_payload_eq(r, NFT_PAYLOAD_NETWORK_HEADER, v4 ? 12 : 8, src->addr, v4 ? 4 : 16) < 0) /* saddr */
+            goto out;
+    } else if (put_meta_eq(r, NFT_META_OIFTYPE, &loopback, sizeof loopback) < 0 || put_match(r, 0, rd->port) < 0) {
+        goto out;
+    }
+    struct nftnl_expr *e = nftnl_expr_alloc("immediate");
+    if (expr_add(r, e) < 0)
+        goto out;
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_DREG, NFT_REG_VERDICT);
+    nftnl_expr_set_u32(e, NFTNL_EXPR_IMM_VERDICT, NFT_RETURN);
+    put_newrule(b, r, seq);
     rc = 0;
 out:
     nftnl_rule_free(r);
@@ -362,14 +411,42 @@ int nft_clear_leftover(nft_conn *c)
     return rc;
 }
 
-int nft_redirect_add(nft_conn *c, bool outgoing, uint16_t port, uint16_t to_port, nft_rules *out)
+/* The redirect's rules, skips first, into batch b; their sequence numbers
+ * into seq[]. The number of rules, or -errno. */
+static int put_redirect(nft_conn *c, struct mnl_nlmsg_batch *b, const nft_redirect *rd, uint32_t seq[NFT_RULES_MAX])
+{
+    static const uint8_t out_protos[2] = {NFPROTO_IPV4, NFPROTO_IPV6};
+    int n = 0, rc = 0;
+
+    for (int i = 0; i < rd->nskip_src && rc == 0; i++) {
+        seq[n] = c->seq++;
+        rc = put_skip_rule(b, c->table, rd, &rd->skip_src[i], seq[n++]);
+    }
+    if (rc == 0 && rd->skip_loopback) {
+        seq[n] = c->seq++;
+        rc = put_skip_rule(b, c->table, rd, NULL, seq[n++]);
+    }
+    for (int i = 0; i < (rd->outgoing ? 2 : 1) && rc == 0; i++) {
+        seq[n] = c->seq++;
+        rc = put_redirect_rule(b, c->table, rd->outgoing ? out_protos[i] : 0, rd, seq[n++]);
+    }
+    return rc < 0 ? rc : n;
+}
+
+static bool redirect_valid(const nft_redirect *rd)
+{
+    return rd->port && rd->to_port && rd->nskip_src >= 0 && rd->nskip_src <= NFT_SKIP_SOURCES_MAX &&
+           !(rd->outgoing && rd->nskip_src) && !(!rd->outgoing && rd->skip_loopback);
+}
+
+int nft_redirect_add(nft_conn *c, const nft_redirect *rd, nft_rules *out)
 {
     char buf[16384];
     talk_state ts = {0};
-    uint32_t rule_seq[2] = {0, 0};
-    int rc = 0;
+    uint32_t rule_seq[NFT_RULES_MAX];
+    int rc = 0, nrules = 0;
 
-    if (port == 0 || to_port == 0)
+    if (!redirect_valid(rd))
         return -EINVAL;
     pthread_mutex_lock(&c->lock);
     struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(buf, sizeof buf);
@@ -387,21 +464,20 @@ int nft_redirect_add(nft_conn *c, bool outgoing, uint16_t port, uint16_t to_port
             rc = put_ct_hold(b, c->table, c->seq++);
         ts.expected += 4;
     }
-    int nrules = outgoing ? 2 : 1;
-    for (int i = 0; i < nrules && rc == 0; i++) {
-        uint8_t proto = !outgoing ? 0 : i == 0 ? NFPROTO_IPV4 : NFPROTO_IPV6;
-        rule_seq[i] = c->seq++;
-        rc = put_rule(b, c->table, proto, port, to_port, rule_seq[i]);
-        ts.expected++;
+    if (rc == 0) {
+        nrules = put_redirect(c, b, rd, rule_seq);
+        rc = nrules < 0 ? nrules : 0;
     }
     if (rc == 0) {
+        ts.expected += nrules;
         nftnl_batch_end(mnl_nlmsg_batch_current(b), c->seq++);
         mnl_nlmsg_batch_next(b);
         rc = talk(c, b, &ts);
     }
+    mnl_nlmsg_batch_stop(b);
     if (rc == 0) {
         memset(out, 0, sizeof *out);
-        out->outgoing = outgoing;
+        out->outgoing = rd->outgoing;
         for (int i = 0; i < nrules; i++)
             for (int j = 0; j < ts.nechoes; j++)
                 if (ts.echo[j].seq == rule_seq[i]) {
@@ -409,17 +485,12 @@ int nft_redirect_add(nft_conn *c, bool outgoing, uint16_t port, uint16_t to_port
                     break;
                 }
         c->table_in = true;
-        if (out->n != nrules) {
-            rc = -EPROTO; /* no handle echoed: the rules are in, but could not be removed one by one */
-            nft_rules partial = *out;
-            pthread_mutex_unlock(&c->lock);
-            nft_redirect_del(c, &partial);
-            mnl_nlmsg_batch_stop(b);
-            return rc;
-        }
     }
-    mnl_nlmsg_batch_stop(b);
     pthread_mutex_unlock(&c->lock);
+    if (rc == 0 && out->n != nrules) {
+        nft_redirect_del(c, out); /* no handle echoed for some: the rules are in, but not removable one by one */
+        rc = -EPROTO;
+    }
     return rc;
 }
 

@@ -13,25 +13,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "basic/addr-util.h"
 #include "basic/list.h"
 #include "basic/sock-util.h"
+#include "contract.h"
 #include "kdiag.pb-c.h"
 #include "nft.h"
 #include "tunnel.h"
 
 #define MAX_RESERVED 16
 #define BIND_TRIES 16
+#define SESSION_ID_MAX CONTRACT_REDIRECT_SESSION_ID_MAX
+_Static_assert(CONTRACT_REDIRECT_SKIP_SOURCES_MAX <= NFT_SKIP_SOURCES_MAX, "nft.h holds every skip source");
+/* How long a takeover waits for the stream it replaces to let go; that stream
+ * only misses it while blocked sending to a client that stopped reading. */
+#define TAKEOVER_WAIT_MS 5000
 
+/* A (port, direction) held by a live stream. */
 typedef struct active {
     uint16_t port;
     bool outgoing;
     uint16_t listen_port; /* 0 until the listeners are bound */
+    uint64_t id;          /* unique per registration: what a takeover waits on */
+    uint8_t session_id[SESSION_ID_MAX];
+    size_t session_id_len; /* 0: the client named no session */
+    int takeover_fd;       /* eventfd: a stream of the same session wants the port */
     list_node link;       /* on redirect_mgr.actives */
 } active;
 
@@ -41,16 +54,21 @@ struct redirect_mgr {
     nft_conn *nft;
     int nft_err; /* why nft is NULL */
     char table[NFT_TABLE_NAME_MAX]; /* ours: inet kdiag-<tunnel port> */
-    pthread_mutex_t lock; /* guards reserved and actives */
+    pthread_mutex_t lock; /* guards reserved, actives and next_id */
+    pthread_cond_t released; /* an active was removed */
     uint16_t reserved[MAX_RESERVED];
     int nreserved;
     list_node actives;
+    uint64_t next_id;
 };
 
 /* One Redirect stream. */
 typedef struct {
     uint32_t port;
     bool outgoing;
+    uint8_t session_id[SESSION_ID_MAX];
+    size_t session_id_len;
+    nft_redirect rd; /* what the rules catch; port and to_port filled at start */
     int lfd[2]; /* IPv4, IPv6 (-1 when the pod has no IPv6) */
     uint16_t lport;
     nft_rules rules;
@@ -232,11 +250,58 @@ static grpc_status_code nft_error_status(const redirect_mgr *m, rpc_call *call, 
     return GRPC_STATUS_FAILED_PRECONDITION;
 }
 
-/* Registers (port, direction); the status to fail with, or OK. */
+static bool same_session(const active *a, const session *s)
+{
+    return a->session_id_len > 0 && a->session_id_len == s->session_id_len &&
+           memcmp(a->session_id, s->session_id, s->session_id_len) == 0;
+}
+
+static active *find_active_locked(redirect_mgr *m, uint32_t port, bool outgoing)
+{
+    active *a;
+    list_for_each_entry(a, &m->actives, link)
+        if (a->port == port && a->outgoing == outgoing)
+            return a;
+    return NULL;
+}
+
+static bool active_alive_locked(const redirect_mgr *m, uint64_t id)
+{
+    const active *a;
+    list_for_each_entry(a, &m->actives, link)
+        if (a->id == id)
+            return true;
+    return false;
+}
+
+/* Asks the stream holding `a` to end and waits until it has (its rules and
+ * listener gone). False when it did not let go within TAKEOVER_WAIT_MS. */
+static bool take_over_locked(redirect_mgr *m, active *a)
+{
+    struct timespec dl;
+    uint64_t one = 1, id = a->id;
+
+    (void)!write(a->takeover_fd, &one, sizeof one);
+    clock_gettime(CLOCK_MONOTONIC, &dl);
+    dl.tv_sec += TAKEOVER_WAIT_MS / 1000;
+    dl.tv_nsec += (long)(TAKEOVER_WAIT_MS % 1000) * 1000000L;
+    if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+    }
+    while (active_alive_locked(m, id))
+        if (pthread_cond_timedwait(&m->released, &m->lock, &dl) == ETIMEDOUT)
+            return !active_alive_locked(m, id);
+    return true;
+}
+
+/* Registers (port, direction), taking it over from a stream of the same
+ * session; the status to fail with, or OK. */
 static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, session *s)
 {
     grpc_status_code st = GRPC_STATUS_OK;
     const char *dir = s->outgoing ? "outgoing" : "incoming";
+    active *a;
 
     pthread_mutex_lock(&m->lock);
     if (port_reserved_locked(m, (uint16_t)s->port)) {
@@ -245,22 +310,33 @@ static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, sessio
         st = GRPC_STATUS_INVALID_ARGUMENT;
         goto out;
     }
-    const active *a;
-    list_for_each_entry(a, &m->actives, link)
-        if (a->port == s->port && a->outgoing == s->outgoing) {
+    while ((a = find_active_locked(m, s->port, s->outgoing))) {
+        if (!same_session(a, s)) {
             rpc_call_set_message(call, "%s port %u is already redirected by another stream; end that "
                                  "redirect first", dir, s->port);
             st = GRPC_STATUS_ALREADY_EXISTS;
             goto out;
         }
+        if (!take_over_locked(m, a)) {
+            rpc_call_set_message(call, "%s port %u is held by an earlier stream of this session that did not "
+                                 "let go within %d s; try again", dir, s->port, TAKEOVER_WAIT_MS / 1000);
+            st = GRPC_STATUS_ALREADY_EXISTS;
+            goto out;
+        }
+    }
     s->reg = calloc(1, sizeof *s->reg);
-    if (!s->reg) {
-        rpc_call_set_message(call, "out of memory");
+    if (!s->reg || (s->reg->takeover_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+        rpc_call_set_message(call, "cannot register the redirect: %s", strerror(s->reg ? errno : ENOMEM));
+        free(s->reg);
+        s->reg = NULL;
         st = GRPC_STATUS_RESOURCE_EXHAUSTED;
         goto out;
     }
     s->reg->port = (uint16_t)s->port;
     s->reg->outgoing = s->outgoing;
+    s->reg->id = ++m->next_id;
+    memcpy(s->reg->session_id, s->session_id, s->session_id_len);
+    s->reg->session_id_len = s->session_id_len;
     list_add(&m->actives, &s->reg->link);
 out:
     pthread_mutex_unlock(&m->lock);
@@ -283,20 +359,49 @@ static void session_end(redirect_mgr *m, session *s)
     if (s->reg) {
         pthread_mutex_lock(&m->lock);
         list_del(&s->reg->link);
+        pthread_cond_broadcast(&m->released);
         pthread_mutex_unlock(&m->lock);
+        close(s->reg->takeover_fd);
         free(s->reg);
     }
     if (m->o.verbose)
         fprintf(stderr, "kdiag-manager: redirect %u: stream ended, rules and listener removed\n", s->port);
 }
 
-grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
+/* What the redirect leaves alone: the sources (incoming) and loopback (outgoing). */
+static grpc_status_code skips_from_request(rpc_call *call, const Kdiag__Solo__Io__RedirectRequest *req,
+                                           nft_redirect *rd)
 {
-    redirect_mgr *m = ud;
-    session s = {.lfd = {-1, -1}};
-    grpc_status_code st = GRPC_STATUS_OK;
+    if (req->outgoing ? req->n_skip_sources > 0 : req->include_loopback) {
+        rpc_call_set_message(call, "%s applies to %s redirects only", req->outgoing ? "skip_sources" : "include_loopback",
+                             req->outgoing ? "incoming" : "outgoing");
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    if (req->n_skip_sources > CONTRACT_REDIRECT_SKIP_SOURCES_MAX) {
+        rpc_call_set_message(call, "%zu skip_sources; at most %d", req->n_skip_sources,
+                             CONTRACT_REDIRECT_SKIP_SOURCES_MAX);
+        return GRPC_STATUS_INVALID_ARGUMENT;
+    }
+    for (size_t i = 0; i < req->n_skip_sources; i++) {
+        nft_addr *a = &rd->skip_src[i];
+        const char *ip = req->skip_sources[i];
+        a->family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+        if (inet_pton(a->family, ip, a->addr) != 1) {
+            rpc_call_set_message(call, "skip_sources: \"%s\" is not an IPv4 or IPv6 address", ip);
+            return GRPC_STATUS_INVALID_ARGUMENT;
+        }
+    }
+    rd->nskip_src = (int)req->n_skip_sources;
+    rd->skip_loopback = req->outgoing && !req->include_loopback;
+    return GRPC_STATUS_OK;
+}
+
+/* Reads and checks the RedirectRequest into s; the status to fail with, or OK. */
+static grpc_status_code session_from_request(rpc_call *call, session *s)
+{
     uint8_t *buf = NULL;
     size_t len = 0;
+    grpc_status_code st = GRPC_STATUS_OK;
 
     int rc = rpc_call_recv(call, &buf, &len);
     if (rc < 0) {
@@ -309,75 +414,104 @@ grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
         rpc_call_set_message(call, "cannot decode the RedirectRequest");
         return GRPC_STATUS_INVALID_ARGUMENT;
     }
-    s.port = req->port;
-    s.outgoing = req->outgoing;
+    s->port = req->port;
+    s->outgoing = req->outgoing;
+    if (req->port == 0 || req->port > 65535) {
+        rpc_call_set_message(call, "port %u is out of range: give a TCP port from 1 to 65535", req->port);
+        st = GRPC_STATUS_INVALID_ARGUMENT;
+    } else if (req->session_id.len > SESSION_ID_MAX) {
+        rpc_call_set_message(call, "session_id has %zu bytes; at most %d", req->session_id.len, SESSION_ID_MAX);
+        st = GRPC_STATUS_INVALID_ARGUMENT;
+    } else if ((st = skips_from_request(call, req, &s->rd)) == GRPC_STATUS_OK) {
+        s->session_id_len = req->session_id.len;
+        if (s->session_id_len)
+            memcpy(s->session_id, req->session_id.data, s->session_id_len);
+    }
     kdiag__solo__io__redirect_request__free_unpacked(req, NULL);
+    return st;
+}
 
-    if (s.port == 0 || s.port > 65535) {
-        rpc_call_set_message(call, "port %u is out of range: give a TCP port from 1 to 65535", s.port);
-        return GRPC_STATUS_INVALID_ARGUMENT;
-    }
-    if (!m->nft) {
-        rc = m->nft_err;
-        return nft_error_status(m, call, &s, rc);
-    }
-    if ((st = session_register(m, call, &s)) != GRPC_STATUS_OK)
+/* Listener, rules, the ready message; the status to fail with, or OK. */
+static grpc_status_code session_start(redirect_mgr *m, rpc_call *call, session *s)
+{
+    grpc_status_code st;
+    int rc;
+
+    if (!m->nft)
+        return nft_error_status(m, call, s, m->nft_err);
+    if ((st = session_register(m, call, s)) != GRPC_STATUS_OK)
         return st;
-    if ((rc = session_listen(m, &s)) < 0) {
-        rpc_call_set_message(call, "cannot open a listener for port %u: %s", s.port, strerror(-rc));
-        st = GRPC_STATUS_RESOURCE_EXHAUSTED;
-        goto out;
+    if ((rc = session_listen(m, s)) < 0) {
+        rpc_call_set_message(call, "cannot open a listener for port %u: %s", s->port, strerror(-rc));
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
     }
-    if ((rc = nft_redirect_add(m->nft, s.outgoing, (uint16_t)s.port, s.lport, &s.rules)) < 0) {
-        st = nft_error_status(m, call, &s, rc);
-        goto out;
-    }
-    s.rules_in = true;
+    s->rd.outgoing = s->outgoing;
+    s->rd.port = (uint16_t)s->port;
+    s->rd.to_port = s->lport;
+    if ((rc = nft_redirect_add(m->nft, &s->rd, &s->rules)) < 0)
+        return nft_error_status(m, call, s, rc);
+    s->rules_in = true;
 
     Kdiag__Solo__Io__RedirectResponse ready = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
     ready.port = (uint32_t)redirect_mgr_tunnel_port(m);
     ready.ready = true;
-    if (send_response(call, &ready) < 0) {
-        st = GRPC_STATUS_CANCELLED;
-        goto out;
-    }
+    if (send_response(call, &ready) < 0)
+        return GRPC_STATUS_CANCELLED;
     if (m->o.verbose)
-        fprintf(stderr, "kdiag-manager: redirect %u (%s): capturing, listener port %u\n", s.port,
-                s.outgoing ? "outgoing" : "incoming", s.lport);
+        fprintf(stderr, "kdiag-manager: redirect %u (%s): capturing, listener port %u\n", s->port,
+                s->outgoing ? "outgoing" : "incoming", s->lport);
+    return GRPC_STATUS_OK;
+}
 
-    struct pollfd pf[3] = {
+/* Accepts and announces redirected connections until the call ends or a
+ * stream of the same session takes the port over. */
+static grpc_status_code session_serve(redirect_mgr *m, rpc_call *call, session *s)
+{
+    struct pollfd pf[4] = {
         {.fd = rpc_call_cancel_fd(call), .events = POLLIN},
-        {.fd = s.lfd[0], .events = POLLIN},
-        {.fd = s.lfd[1], .events = POLLIN}, /* -1 is ignored by poll */
+        {.fd = s->reg->takeover_fd, .events = POLLIN},
+        {.fd = s->lfd[0], .events = POLLIN},
+        {.fd = s->lfd[1], .events = POLLIN}, /* -1 is ignored by poll */
     };
     for (;;) {
-        if (poll(pf, 3, -1) < 0) {
+        if (poll(pf, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             rpc_call_set_message(call, "poll: %s", strerror(errno));
-            st = GRPC_STATUS_INTERNAL;
-            break;
+            return GRPC_STATUS_INTERNAL;
         }
-        if (pf[0].revents || rpc_call_cancelled(call)) {
-            st = GRPC_STATUS_CANCELLED;
-            break;
+        if (pf[0].revents || rpc_call_cancelled(call))
+            return GRPC_STATUS_CANCELLED;
+        if (pf[1].revents) {
+            rpc_call_set_message(call, "taken over by a newer stream of the same session (the client reconnected)");
+            return GRPC_STATUS_ABORTED;
         }
-        rc = 0;
+        int rc = 0;
         for (int i = 0; i < 2 && rc >= 0; i++)
-            if (pf[i + 1].revents)
-                while ((rc = accept_one(m, call, &s, i)) == 0) {
+            if (pf[i + 2].revents)
+                while ((rc = accept_one(m, call, s, i)) == 0) {
                 }
         if (rc < 0 && rc != -EAGAIN) {
             /* EMFILE and friends: the stream lives on; a short pause keeps poll from spinning. */
-            if (rpc_call_cancelled(call)) {
-                st = GRPC_STATUS_CANCELLED;
-                break;
-            }
-            fprintf(stderr, "kdiag-manager: redirect %u: accept: %s\n", s.port, strerror(-rc));
+            if (rpc_call_cancelled(call))
+                return GRPC_STATUS_CANCELLED;
+            fprintf(stderr, "kdiag-manager: redirect %u: accept: %s\n", s->port, strerror(-rc));
             poll(NULL, 0, ACCEPT_PAUSE_MS);
         }
     }
-out:
+}
+
+grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
+{
+    redirect_mgr *m = ud;
+    session s = {.lfd = {-1, -1}};
+
+    grpc_status_code st = session_from_request(call, &s);
+    if (st != GRPC_STATUS_OK)
+        return st;
+    st = session_start(m, call, &s);
+    if (st == GRPC_STATUS_OK)
+        st = session_serve(m, call, &s);
     session_end(m, &s);
     return st;
 }
@@ -393,6 +527,11 @@ int redirect_mgr_new(redirect_mgr **out, const redirect_opts *o)
     m->o = *o;
     list_init(&m->actives);
     pthread_mutex_init(&m->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&m->released, &ca);
+    pthread_condattr_destroy(&ca);
 
     /* Each redirected connection holds two sockets and two pipes. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
@@ -402,6 +541,7 @@ int redirect_mgr_new(redirect_mgr **out, const redirect_opts *o)
     tunnel_opts to = {.pair_timeout_ms = m->o.pair_timeout_ms, .verbose = m->o.verbose};
     int rc = tunnel_new(&m->tun, &to);
     if (rc < 0) {
+        pthread_cond_destroy(&m->released);
         pthread_mutex_destroy(&m->lock);
         free(m);
         return rc;
@@ -439,6 +579,7 @@ void redirect_mgr_free(redirect_mgr *m)
         return;
     tunnel_free(m->tun);
     nft_conn_close(m->nft);
+    pthread_cond_destroy(&m->released);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }

@@ -229,12 +229,40 @@ static void usage_errors(void **state)
     flags_free(&f);
 }
 
+/* --include-probes (incoming) and --include-loopback (outgoing): what a redirect leaves alone by default. */
+static void redir_includes(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    assert_int_equal(parse(&f, err, "redir", "pod/web", "80", NULL), 0);
+    assert_false(f.include_probes);
+    assert_false(f.include_loopback);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "pod/web", "80", "--include-probes", NULL), 0);
+    assert_true(f.include_probes);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "--outgoing", "--include-loopback", "-l", "app=a", "80", NULL), 0);
+    assert_true(f.include_loopback);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "--outgoing", "--include-probes", "80", NULL), -EINVAL);
+    assert_non_null(strstr(err, "--include-probes"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "--include-loopback", "80", NULL), -EINVAL);
+    assert_non_null(strstr(err, "--outgoing"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--include-probes", NULL), -EINVAL);
+    assert_non_null(strstr(err, "'redir'"));
+    flags_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),
         cmocka_unit_test(durations),        cmocka_unit_test(globals_anywhere),
         cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
+        cmocka_unit_test(redir_includes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -41,6 +41,9 @@ static void pod_fields(void **state)
     assert_string_equal(p.ns, "default");
     assert_string_equal(p.phase, "Running");
     assert_string_equal(p.ip, "10.244.0.7");
+    assert_int_equal(p.nhost_ips, 2); /* hostIPs (dual stack); hostIP alone only without them */
+    assert_string_equal(p.host_ips[0], "172.18.0.2");
+    assert_string_equal(p.host_ips[1], "fc00:f853:ccd:e793::2");
     assert_true(p.share_pid);
     assert_true(pod_is_running(&p));
     assert_int_equal(p.ncontainers, 2);
@@ -64,6 +67,11 @@ static void pod_fields(void **state)
     assert_int_equal(ephem_caps_of(e2), EPHEM_CAPS_ALL);
     assert_int_equal(e2->state, POD_STATE_TERMINATED);
     assert_int_equal(e2->exit_code, 137);
+    pod_free(&p);
+
+    assert_int_equal(pod_parse_str("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"old\"},\"status\":{\"hostIP\":\"10.1.2.3\"}}", &p), 0);
+    assert_int_equal(p.nhost_ips, 1); /* before 1.28: hostIP only */
+    assert_string_equal(p.host_ips[0], "10.1.2.3");
     pod_free(&p);
 
     assert_int_equal(pod_parse_str("{\"kind\":\"Service\",\"metadata\":{\"name\":\"x\"}}", &p), -EINVAL);

@@ -419,7 +419,7 @@ static void *cli_main(void *arg)
     return NULL;
 }
 
-void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns)
+static void cli_start(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port, int max_conns)
 {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
@@ -428,8 +428,19 @@ void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool o
     bridge_opts bo = {.max_conns = max_conns};
     CHECK(bridge_new(&c->br, &bo) == 0, "bridge_new");
     bridge_set_socket_fn(c->br, bridge_socket, NULL);
-    CHECK(redirect_client_new(&c->rc, m->client, port, outgoing) == 0, "redirect_client_new");
+    CHECK(redirect_client_new(&c->rc, m->client, req) == 0, "redirect_client_new");
     CHECK(pthread_create(&c->thread, NULL, cli_main, c) == 0, "pthread_create");
+}
+
+void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns)
+{
+    redirect_client_req req = {.port = port, .outgoing = outgoing};
+    cli_start(c, m, &req, local_port, max_conns);
+}
+
+void netlab_cli_start_req(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port)
+{
+    cli_start(c, m, req, local_port, 0);
 }
 
 void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port)

@@ -93,6 +93,8 @@ typedef struct netlab_cli {
 void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port);
 /* Same, with a bridge limited to max_conns connections at once (0: the default). */
 void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns);
+/* Same, with a whole request (session id, skips) and the default bridge. */
+void netlab_cli_start_req(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port);
 /* true once ready; false if the stream ended first (c->st holds why). */
 bool netlab_cli_wait_ready(netlab_cli *c, int timeout_ms);
 /* Cancels the stream and waits for its thread (bridged connections keep running). */

@@ -552,7 +552,8 @@ static pid_t hold_old_table(uint16_t port)
         nft_conn *nc;
         nft_rules r;
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (nft_conn_open(&nc, "kdiag") == 0 && nft_redirect_add(nc, false, port, 9, &r) == 0)
+        nft_redirect rd = {.port = port, .to_port = 9};
+        if (nft_conn_open(&nc, "kdiag") == 0 && nft_redirect_add(nc, &rd, &r) == 0)
             c = 'y';
         if (write(p[1], &c, 1) != 1 || c != 'y')
             _exit(1);
@@ -856,6 +857,234 @@ static grpc_status_code end_status(netlab_mgr *m, uint32_t port, bool outgoing, 
     return c.st.code;
 }
 
+/* ---- what a redirect leaves alone ---- */
+
+/* "app": a server in the pod that answers "app" to every connection, one at a time. */
+typedef struct {
+    int fd;
+    pthread_t th;
+} app_server;
+
+static void *app_main(void *arg)
+{
+    app_server *a = arg;
+    for (;;) {
+        int c = accept(a->fd, NULL, NULL);
+        if (c < 0)
+            return NULL;
+        char drain[64];
+        send_all(c, "app", 3);
+        shutdown(c, SHUT_WR);
+        while (recv(c, drain, sizeof drain, 0) > 0) { /* until the client's FIN: no reset */
+        }
+        close(c);
+    }
+}
+
+static void app_start(app_server *a, uint16_t port)
+{
+    struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(port), .sin6_addr = IN6ADDR_ANY_INIT};
+    int one = 1, zero = 0;
+    a->fd = netlab_socket(NS_POD, AF_INET6);
+    setsockopt(a->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(a->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
+    CHECK(bind(a->fd, (struct sockaddr *)&s6, sizeof s6) == 0 && listen(a->fd, 64) == 0, "app: %s", strerror(errno));
+    CHECK(pthread_create(&a->th, NULL, app_main, a) == 0, "pthread_create");
+}
+
+static void app_stop(app_server *a)
+{
+    shutdown(a->fd, SHUT_RDWR); /* wakes accept */
+    pthread_join(a->th, NULL);
+    close(a->fd);
+}
+
+/* What a connection from ns to ip:port gets: "app", the echo of msg, or "" (refused/failed). */
+static void who_answers(netlab_ns ns, const char *ip, uint16_t port, char *out, size_t n)
+{
+    static const char msg[] = "echo";
+    out[0] = 0;
+    int fd = netlab_connect(ns, ip, port);
+    if (fd < 0)
+        return;
+    send_all(fd, msg, sizeof msg - 1);
+    shutdown(fd, SHUT_WR);
+    ssize_t r = read_to_end(fd, out, n - 1, 5000);
+    out[r > 0 ? r : 0] = 0;
+    close(fd);
+}
+
+static void expect_answer(netlab_ns ns, const char *ip, const char *want, const char *why)
+{
+    char got[64];
+    who_answers(ns, ip, PORT, got, sizeof got);
+    CHECK(strcmp(got, want) == 0, "%s: %s:80 answered \"%s\", want \"%s\"", why, ip, got, want);
+}
+
+/* The node's connections (the kubelet's probes; here: the peer's IPv4
+ * address as the node's) reach the app, not the local target, unless the
+ * client leaves skip_sources empty (--include-probes). */
+static void case_skip_source(netlab_mgr *m)
+{
+    app_server app;
+    app_start(&app, PORT); /* IPv4 and IPv6 */
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    redirect_client_req req = {.port = PORT, .skip_sources = {PEER_IP4}, .nskip_sources = 1};
+    netlab_cli c;
+    netlab_cli_start_req(&c, m, &req, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    char *rules = nft_list("table", table);
+    CHECK(strstr(rules, "tcp dport 80 ip saddr " PEER_IP4 " return"), "no skip rule in the kernel: %s", rules);
+    free(rules);
+    expect_answer(NS_PEER, POD_IP4, "app", "from the node's address");
+    expect_answer(NS_PEER, POD_IP6, "echo", "from another address of the same peer");
+    netlab_cli_free(&c);
+
+    netlab_cli_start(&c, m, PORT, false, lport); /* --include-probes: no skip_sources */
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    expect_answer(NS_PEER, POD_IP4, "echo", "from the node's address with probes included");
+    netlab_cli_free(&c);
+    netlab_echo_stop(e);
+    app_stop(&app);
+    printf("skip source: the node's connections reach the app by default, the local target with the flag\n");
+}
+
+/* An outgoing redirect leaves the pod's connections to itself (a sidecar to
+ * the app on localhost, or to its own IP) alone unless include_loopback. */
+static void case_loopback(netlab_mgr *m)
+{
+    app_server app;
+    app_start(&app, PORT); /* IPv4 and IPv6 */
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+    netlab_cli_start(&c, m, PORT, true, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    char *rules = nft_list("table", table);
+    CHECK(strstr(rules, "oiftype loopback tcp dport 80 return"), "no loopback rule in the kernel: %s", rules);
+    free(rules);
+    expect_answer(NS_POD, "127.0.0.1", "app", "to localhost");
+    expect_answer(NS_POD, "::1", "app", "to ::1");
+    expect_answer(NS_POD, POD_IP4, "app", "to the pod's own IP");
+    expect_answer(NS_POD, PEER_IP4, "echo", "to another host");
+    netlab_cli_free(&c);
+
+    redirect_client_req req = {.port = PORT, .outgoing = true, .include_loopback = true};
+    netlab_cli_start_req(&c, m, &req, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    expect_answer(NS_POD, "127.0.0.1", "echo", "to localhost with loopback included");
+    expect_answer(NS_POD, "::1", "echo", "to ::1 with loopback included");
+    netlab_cli_free(&c);
+    netlab_echo_stop(e);
+    app_stop(&app);
+    printf("loopback: the pod's connections to itself reach the app by default, the local target with the flag\n");
+}
+
+/* ---- takeover by the same session ---- */
+
+static int hold_ready(void *ud, const redirect_client_event *ev)
+{
+    (void)ud;
+    if (ev->ready) {
+        CHECK(write(1, "ready\n", 6) == 6, "write");
+    }
+    return 0;
+}
+
+/* --hold-stream: a separate client process (this binary, re-executed) that
+ * holds a redirect of `port` for session `sid` and says "ready" on stdout. It
+ * is a process of its own so that SIGSTOP freezes it as a lost client looks to
+ * the manager: the connection stays up, nothing answers. */
+static int hold_stream(const char *grpc_port, const char *token, const char *sid_hex, const char *port)
+{
+    char target[64];
+    rpc_client *cl;
+    redirect_client_req req = {.port = (uint32_t)atoi(port)};
+    for (int i = 0; i < REDIRECT_CLIENT_SESSION_ID_LEN; i++)
+        CHECK(sscanf(sid_hex + 2 * i, "%2hhx", &req.session_id[i]) == 1, "bad session id");
+    snprintf(target, sizeof target, "127.0.0.1:%s", grpc_port);
+    CHECK(rpc_client_new(&cl, target, token) == 0, "rpc_client_new");
+    redirect_client *rc;
+    CHECK(redirect_client_new(&rc, cl, &req) == 0, "redirect_client_new");
+    rpc_status st;
+    int r = redirect_client_run(rc, hold_ready, NULL, &st);
+    fprintf(stderr, "hold-stream: the stream ended (%d): %s\n", r, st.message);
+    return 1;
+}
+
+static pid_t start_holder(netlab_mgr *m, const uint8_t sid[REDIRECT_CLIENT_SESSION_ID_LEN], int *out_fd)
+{
+    char gp[16], hex[2 * REDIRECT_CLIENT_SESSION_ID_LEN + 1], port[16], exe[4096];
+    int p[2];
+    for (int i = 0; i < REDIRECT_CLIENT_SESSION_ID_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", sid[i]);
+    snprintf(gp, sizeof gp, "%d", m->grpc_port);
+    snprintf(port, sizeof port, "%d", PORT);
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    CHECK(n > 0 && pipe(p) == 0, "readlink/pipe");
+    exe[n] = 0;
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork");
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(p[1], 1);
+        execl(exe, exe, "--hold-stream", gp, m->token, hex, port, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    *out_fd = p[0];
+    char buf[8] = "";
+    struct pollfd pf = {.fd = p[0], .events = POLLIN};
+    CHECK(poll(&pf, 1, 10000) == 1 && read(p[0], buf, sizeof buf - 1) > 0 && strncmp(buf, "ready", 5) == 0,
+          "the holding client did not get ready");
+    return pid;
+}
+
+/* A client that lost its connection silently (SIGSTOP: the manager cannot
+ * tell for ~20 s) reconnects with the same session id: its new stream takes
+ * the port over at once, traffic flows through it; other sessions still get
+ * ALREADY_EXISTS. */
+static void case_takeover(netlab_mgr *m)
+{
+    redirect_client_req req = {.port = PORT};
+    CHECK(redirect_client_session_id(req.session_id) == 0, "session id");
+    int hold_fd, lport;
+    pid_t holder = start_holder(m, req.session_id, &hold_fd);
+    CHECK(kill(holder, SIGSTOP) == 0, "SIGSTOP");
+    netlab_echo *e = netlab_echo_start(&lport);
+
+    char msg[512];
+    CHECK(end_status(m, PORT, false, msg, sizeof msg) == GRPC_STATUS_ALREADY_EXISTS, "no session: %s", msg);
+    redirect_client_req other = {.port = PORT};
+    CHECK(redirect_client_session_id(other.session_id) == 0, "session id");
+    netlab_cli o;
+    netlab_cli_start_req(&o, m, &other, 1);
+    CHECK(!netlab_cli_wait_ready(&o, 5000) && o.st.code == GRPC_STATUS_ALREADY_EXISTS, "another session: %s",
+          o.st.message);
+    netlab_cli_free(&o);
+
+    int64_t t0 = time_now_us();
+    netlab_cli c;
+    netlab_cli_start_req(&c, m, &req, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "same session: %s", c.st.message);
+    int64_t ms = (time_now_us() - t0) / 1000;
+    CHECK(ms < 2000, "takeover took %lld ms", (long long)ms);
+    CHECK(echo_through(PORT, "through the new stream"), "no echo through the new stream");
+    CHECK(c.nconns == 1, "%d connection messages on the new stream", c.nconns);
+    char *rules = nft_list("table", table);
+    const char *first = strstr(rules, "dport 80 redirect");
+    CHECK(first && !strstr(first + 1, "dport 80 redirect"), "one rule for port 80: %s", rules);
+    free(rules);
+    netlab_cli_free(&c);
+    kill(holder, SIGKILL);
+    waitpid(holder, NULL, 0);
+    close(hold_fd);
+    netlab_echo_stop(e);
+    printf("takeover: a stream of the same session replaced the frozen one in %lld ms; other sessions and "
+           "none got ALREADY_EXISTS\n", (long long)ms);
+}
+
 static void case_errors(netlab_mgr *m)
 {
     char msg[512];
@@ -901,6 +1130,8 @@ static void case_no_net_admin(netlab_mgr *m)
 
 int main(int argc, char **argv)
 {
+    if (argc == 6 && strcmp(argv[1], "--hold-stream") == 0)
+        return hold_stream(argv[2], argv[3], argv[4], argv[5]);
     if (argc != 3) {
         fprintf(stderr, "usage: redirect_itest KDIAG_MANAGER CASE\n");
         return 2;
@@ -954,6 +1185,12 @@ int main(int argc, char **argv)
         case_old_owner(&m);
     else if (strcmp(cs, "two_managers") == 0)
         case_two_managers(&m);
+    else if (strcmp(cs, "takeover") == 0)
+        case_takeover(&m);
+    else if (strcmp(cs, "skip_source") == 0)
+        case_skip_source(&m);
+    else if (strcmp(cs, "loopback") == 0)
+        case_loopback(&m);
     else {
         fprintf(stderr, "unknown case %s\n", cs);
         return 2;

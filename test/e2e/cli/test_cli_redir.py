@@ -57,7 +57,8 @@ def test_all_listening_ports(cluster, bg, local_http):
         cluster.wait_running(name)
         wait_for(lambda: str(port) in cluster.diag('ps', 'pod/' + name).stdout, 30, what='the server to listen')
         srv = local_http(port)
-        r = bg(cluster, 'redir', 'pod/' + name)
+        # the request comes from the node, whose address is the pod's hostIP: left alone by default
+        r = bg(cluster, 'redir', '--include-probes', 'pod/' + name)
         r.wait_out('redirecting pod/%s:%d → localhost:%d (incoming)' % (name, port, port))
         ip = cluster.pod(name)['status']['podIP']
         got = cluster.in_node(['python3', '-c', 'import urllib.request,sys; print(urllib.request.urlopen('
@@ -71,7 +72,7 @@ def test_all_listening_ports(cluster, bg, local_http):
 def test_200_concurrent_connections_intact(cluster, bg):
     with EchoServer() as echo:
         port = echo.port
-        r = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % port)
+        r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)  # clients on the node
         r.wait_out('redirecting pod/distroless:8080')
         ip = cluster.pod('distroless')['status']['podIP']
         res = cluster.in_node(['python3', CONN_CLIENT, ip, '8080', '200', '32768'], timeout=180)
@@ -114,7 +115,7 @@ def test_pod_deleted_mid_redirect_exits_non_zero(cluster, bg, local_http):
 
 def test_local_target_refusing_resets_the_peer(cluster, bg):
     port = free_port()  # nothing listens there
-    r = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % port)
+    r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)  # the peer is on the node
     r.wait_out('redirecting pod/distroless:8080')
     ip = cluster.pod('distroless')['status']['podIP']
     peer = ('import socket, time\n'
