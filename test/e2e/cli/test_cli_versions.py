@@ -26,7 +26,8 @@ def test_ps_shell_redir_logs(cluster, bg, local_http, kubectl):
         r = cluster.diag('shell', 'pod/' + name, '--kubectl', kubectl, '--', '-c', 'hostname; exit 5')
         assert r.returncode == 5 and name in r.stdout, r.stdout + r.stderr
         srv = local_http()
-        red = bg(cluster, 'redir', 'pod/' + name, '80:%d' % srv.port, kubectl=kubectl)
+        # the request comes from the node (the pod's hostIP), left alone by default
+        red = bg(cluster, 'redir', '--include-probes', 'pod/' + name, '80:%d' % srv.port, kubectl=kubectl)
         red.wait_out('redirecting pod/%s:80' % name)
         ip = cluster.pod(name)['status']['podIP']
         got = cluster.in_node(['python3', '-c', 'import urllib.request; print(urllib.request.urlopen('
