@@ -1,8 +1,15 @@
 #!/usr/bin/env bash
 # Installs what building and testing kdiag-c needs on Debian 12 / Ubuntu, as root.
+#   scripts/deps.sh            everything: build, tests, images (the default)
+#   scripts/deps.sh --build    only what compiling the shipped binaries needs (Dockerfile)
+#   scripts/deps.sh --runtime  only the shared libraries the debug image's binaries load
+#                              beyond glibc (Dockerfile.release)
 # One package per line so each area adds its own without touching the others.
 set -euo pipefail
-pkgs=(
+runtime=(
+  libmnl0              # the one library linked dynamically besides glibc (no libmnl.a)
+)
+build=(
   build-essential
   cmake
   pkg-config
@@ -13,8 +20,10 @@ pkgs=(
   libnftnl-dev
   libmnl-dev
   libjansson-dev
-  libcmocka-dev
   busybox-static
+)
+tests=(
+  libcmocka-dev
   nftables
   iproute2
   procps
@@ -30,7 +39,19 @@ pkgs=(
   libclang-rt-14-dev
   nodejs
   npm
+  # images (scripts/image.sh, test/images): an OCI toolchain and the debian:12 base
+  podman
+  runc
+  buildah
+  skopeo
+  debootstrap
 )
+case ${1:-} in
+  "") pkgs=("${build[@]}" "${tests[@]}") ;;
+  --build) pkgs=("${build[@]}") ;;
+  --runtime) pkgs=("${runtime[@]}") ;;
+  *) echo "usage: deps.sh [--build | --runtime]" >&2; exit 2 ;;
+esac
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -175,33 +175,17 @@ else
 fi
 
 # --- images -------------------------------------------------------------------------------------------
-# buildx: Dockerfile.release needs BuildKit (RUN --mount); --load puts the result in the local store.
+# The same script as every other build of the debug image (Docker with BuildKit here).
+log "building $image ($dockerfile)"
+bounded 1500 "$REPO/scripts/image.sh" --engine docker --build-dir "$build" --tag "$image" "$dockerfile" >&2
+
+# buildx --load puts the result in the local store.
 build_image() { # TAG CONTEXT [docker build args...]
   local tag=$1 ctx=$2
   shift 2
   log "building $tag"
   bounded 1500 "$DOCKER" buildx build --load -t "$tag" "$@" "$ctx" >&2
 }
-
-if [ "$dockerfile" = release ]; then
-  # A small context with what Dockerfile.release reads: scripts/deps.sh, images/, and under
-  # build/ the build-tree files that images/debug-image.files names (the source tree may hold
-  # several large build directories).
-  ctx=$tmp/debug-context
-  mkdir -p "$ctx/scripts" "$ctx/build"
-  cp "$REPO/scripts/deps.sh" "$ctx/scripts/"
-  cp -R "$REPO/images" "$ctx/images"
-  while read -r what _dest src _rest; do
-    [ "$what" = file ] || continue
-    case $src in /*|src:*) continue ;; esac
-    [ -e "$build/$src" ] || die "'$build/$src' (named in images/debug-image.files) is missing: cmake --build '$build' first"
-    mkdir -p "$ctx/build/$(dirname "$src")"
-    cp -L "$build/$src" "$ctx/build/$src"
-  done < <(sed 's/#.*//' "$REPO/images/debug-image.files")
-  build_image "$image" "$ctx" -f "$REPO/Dockerfile.release"
-else
-  build_image "$image" "$REPO" -f "$REPO/Dockerfile"
-fi
 
 dctx=$tmp/distroless-context
 mkdir -p "$dctx"
