@@ -31,6 +31,7 @@ tests=(
   util-linux
   python3
   python3-pytest
+  python3-yaml
   openssl
   socat
   iperf3
