@@ -1,0 +1,95 @@
+"""The README's Role is exactly what kubectl diag needs: a user holding just that Role (its
+YAML read from README.md) runs ps, redir, shell and logs; a user holding it minus any one verb
+gets the error naming that verb and resource, and the `kubectl auth can-i` line to check it."""
+import os
+import re
+
+import pytest
+import yaml
+
+from conftest import DEMO, REPO, start_cluster, wait_for
+
+TOKEN = 'rbac-%d-%%s-0123456789' % os.getpid()
+
+
+def readme_role():
+    with open(os.path.join(REPO, 'README.md')) as f:
+        text = f.read()
+    blocks = [yaml.safe_load(b) for b in re.findall(r'```yaml\n(.*?)```', text, re.S)]
+    roles = [b for b in blocks if isinstance(b, dict) and b.get('kind') == 'Role']
+    assert len(roles) == 1, 'README.md has one Role'
+    return roles[0]
+
+
+def pairs(role):
+    """(verb, resource) of every rule; the Role only names the core group."""
+    out = []
+    for rule in role['rules']:
+        assert rule['apiGroups'] == ['']
+        out += [(v, r) for r in rule['resources'] for v in rule['verbs']]
+    return out
+
+
+def user(name, grants):
+    return {'name': name, 'token': TOKEN % name,
+            'rules': [{'verbs': [v], 'resources': [r], 'namespaces': ['default']} for v, r in grants]}
+
+
+ROLE = readme_role()
+PAIRS = pairs(ROLE)
+LESS = {'%s-%s' % (v, r.replace('/', '-')): (v, r) for v, r in PAIRS}
+
+
+@pytest.fixture(scope='module')
+def cluster(request):
+    users = [user('diag', PAIRS)]
+    users += [user('less-' + k, [p for p in PAIRS if p != missing]) for k, missing in LESS.items()]
+    return start_cluster(request, [DEMO], users=users)
+
+
+def test_role_is_what_the_cli_needs():
+    assert ROLE['metadata']['name'] == 'kubectl-diag'
+    assert sorted(PAIRS) == sorted([
+        ('get', 'pods'), ('list', 'pods'), ('get', 'pods/ephemeralcontainers'),
+        ('update', 'pods/ephemeralcontainers'), ('get', 'pods/log'),
+        ('create', 'pods/portforward'), ('create', 'pods/exec')])
+
+
+def test_ps_redir_shell_logs_with_exactly_the_role(cluster, bg, local_http):
+    as_user = ('--context', 'kubesim-diag')
+    r = cluster.diag(*as_user, 'ps', '-l', 'app=nginx')
+    assert r.returncode == 0 and ':80' in r.stdout, r.stdout + r.stderr
+    r = cluster.diag(*as_user, 'shell', 'pod/distroless', '--', '-c', 'ls /')
+    assert r.returncode == 0 and 'hello-server' in r.stdout.split(), r.stdout + r.stderr
+    r = cluster.diag(*as_user, 'logs', '--pod', 'curl', '--', 'true', timeout=60)
+    assert r.returncode == 0, r.stderr
+    srv = local_http()
+    r = bg(cluster, *as_user, 'redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80 → localhost:%d (incoming)' % srv.port)
+    wait_for(lambda: srv.requests, 30, what="the curl pod's request at the local server")
+    assert r.interrupt() == 0, r.err()
+
+
+@pytest.mark.parametrize('less', sorted(LESS))
+def test_one_verb_less_is_named(cluster, less):
+    verb, resource = LESS[less]
+    name = 'rbac-%s' % less.replace('pods-', '')[:40]   # a pod without a debug container yet
+    cluster.ok('run', name, '--image=nginx', '--restart=Never')
+    try:
+        cluster.wait_running(name)
+        as_user = ('--context', 'kubesim-less-' + less)
+        if resource == 'pods/exec':
+            r = cluster.diag(*as_user, 'shell', 'pod/' + name, '--', '-c', 'true')
+        elif (verb, resource) == ('list', 'pods'):
+            r = cluster.diag(*as_user, 'ps', '-l', 'run=' + name)
+        else:
+            r = cluster.diag(*as_user, 'ps', 'pod/' + name)
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+    assert r.returncode != 0
+    if resource == 'pods/exec':   # the shell runs kubectl exec, whose own error says it
+        assert 'User "less-%s" cannot create resource "pods/exec"' % less in r.stderr, r.stderr
+        return
+    assert 'user "less-%s"' % less in r.stderr, r.stderr
+    assert "'%s' the resource \"%s\"" % (verb, resource) in r.stderr, r.stderr
+    assert 'kubectl auth can-i %s %s -n default' % (verb, resource) in r.stderr, r.stderr
