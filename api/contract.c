@@ -1,9 +1,8 @@
 #include "contract.h"
 
 #include <errno.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <nettle/hmac.h>
+#include <nettle/memops.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,17 +57,18 @@ int contract_secret_new(char out[CONTRACT_SECRET_HEX_LEN + 1])
  * few hundred bytes at most (parse_addr bounds them). */
 static int proof_of(const char *secret, const char *lines, size_t n, char out[CONTRACT_PROOF_HEX_LEN + 1])
 {
-    unsigned char msg[1024], mac[EVP_MAX_MD_SIZE];
-    unsigned int maclen = 0;
+    unsigned char msg[1024], mac[SHA256_DIGEST_SIZE];
     size_t cl = strlen(PROOF_CONTEXT);
     if (n > sizeof msg - cl)
         return -E2BIG;
     memcpy(msg, PROOF_CONTEXT, cl);
     memcpy(msg + cl, lines, n);
-    if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), msg, cl + n, mac, &maclen) ||
-        maclen * 2 != CONTRACT_PROOF_HEX_LEN)
-        return -EIO;
-    to_hex(mac, maclen, out);
+    _Static_assert(sizeof mac * 2 == CONTRACT_PROOF_HEX_LEN, "a proof is the hex of one SHA-256");
+    struct hmac_sha256_ctx ctx;
+    hmac_sha256_set_key(&ctx, strlen(secret), (const uint8_t *)secret);
+    hmac_sha256_update(&ctx, cl + n, msg);
+    hmac_sha256_digest(&ctx, sizeof mac, mac);
+    to_hex(mac, sizeof mac, out);
     return 0;
 }
 
@@ -253,7 +253,7 @@ static bool proof_matches(const char *secret, const candidate *c)
     /* the manager writes lowercase; compare in constant time */
     for (size_t i = 0; i <= CONTRACT_PROOF_HEX_LEN; i++)
         got[i] = (char)(c->proof[i] >= 'A' && c->proof[i] <= 'F' ? c->proof[i] - 'A' + 'a' : c->proof[i]);
-    return CRYPTO_memcmp(got, want, CONTRACT_PROOF_HEX_LEN) == 0;
+    return memeql_sec(got, want, CONTRACT_PROOF_HEX_LEN) != 0;
 }
 
 int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b,

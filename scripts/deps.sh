@@ -14,7 +14,7 @@ build=(
   cmake
   pkg-config
   libgrpc-dev
-  libssl-dev
+  nettle-dev
   protobuf-c-compiler
   libprotobuf-c-dev
   libnftnl-dev

@@ -40,8 +40,10 @@ static void format_prints_the_lines_in_order(void **state)
     assert_int_equal(contract_banner_format(&b, NULL, out, sizeof out), 0);
     assert_string_equal(out, "Listening on 127.0.0.1:41234\n");
     assert_int_equal(contract_banner_format(&b, SECRET, out, sizeof out), 0);
-    assert_memory_equal(out, "Listening on 127.0.0.1:41234\nProof: ", 36);
-    assert_int_equal(strlen(out), 36 + CONTRACT_PROOF_HEX_LEN + 1);
+    /* known answer, from an independent HMAC: printf 'kdiag-manager start-up lines v1\n'
+     * 'Listening on 127.0.0.1:41234\n' | openssl dgst -sha256 -hmac SECRET */
+    assert_string_equal(out, "Listening on 127.0.0.1:41234\n"
+                             "Proof: 41c6bf153b40acead7e37e5fd0b2970fe6b67c1abe0ad68601982dc78fe5ed71\n");
     assert_int_equal(contract_banner_format(&b, "short", out, sizeof out), -EINVAL);
     assert_int_equal(contract_banner_format(&b, SECRET, out, 40), -ENOSPC);
 }
