@@ -9,7 +9,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -18,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -27,6 +25,7 @@
 #include <unistd.h>
 
 #include "kdiag.pb-c.h"
+#include "netns.h"
 #include "ps.h"
 #include "ps_rpc.h"
 #include "rpc.h"
@@ -60,19 +59,6 @@ static void die(const char *what)
 {
     perror(what);
     exit(1);
-}
-
-static void lo_up(void)
-{
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr = { 0 };
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-        die("lo");
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-        die("lo up");
-    close(fd);
 }
 
 /* n processes, each holding one listener (v4 and v6 alternately). */
@@ -196,7 +182,8 @@ static int bench(void)
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ||
         mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
         die("mount /proc");
-    lo_up();
+    if (netns_lo_up() < 0)
+        die("lo up");
     double t = now_s();
     spawn_listeners(n_procs);
     printf("namespace: %d processes, %d listening sockets (spawned in %.1f s)\n", n_procs, n_procs, now_s() - t);

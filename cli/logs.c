@@ -89,8 +89,7 @@ struct stream {
     const char *color;
     kube_proc proc;         /* pid > 0 while a follower runs */
     dynbuf out;             /* the follower's output; complete lines are consumed */
-    char *errbuf;
-    size_t errlen;
+    dynbuf err;             /* the follower's stderr, for the message when it fails */
     bool have_ts;
     logs_ts last;           /* newest line printed */
     int at_last;            /* lines printed with exactly that time */
@@ -182,20 +181,10 @@ static int read_stream(struct logs *L, struct stream *s)
 
 static void read_err(struct stream *s)
 {
-    char tmp[1024];
-    ssize_t n = read(s->proc.err_fd, tmp, sizeof(tmp));
-    if (n <= 0) {
+    if (dynbuf_read(&s->err, s->proc.err_fd) <= 0) {
         close(s->proc.err_fd);
         s->proc.err_fd = -1;
-        return;
     }
-    char *e = realloc(s->errbuf, s->errlen + (size_t)n + 1);
-    if (!e)
-        return;
-    s->errbuf = e;
-    memcpy(e + s->errlen, tmp, (size_t)n);
-    s->errlen += (size_t)n;
-    e[s->errlen] = '\0';
 }
 
 static void start_follower(struct logs *L, struct stream *s, const char *mode_arg)
@@ -203,9 +192,7 @@ static void start_follower(struct logs *L, struct stream *s, const char *mode_ar
     char pod[300], msg[512];
     snprintf(pod, sizeof(pod), "pod/%s", s->pod);
     const char *args[] = {"logs", "-f", "--timestamps", pod, "-c", s->container, mode_arg, NULL};
-    free(s->errbuf);
-    s->errbuf = NULL;
-    s->errlen = 0;
+    dynbuf_free(&s->err);
     dynbuf_consume(&s->out, s->out.len);
     int rc = kube_spawn(&L->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &s->proc, msg, sizeof(msg));
     if (rc < 0) {
@@ -220,10 +207,10 @@ static void follower_ended(struct logs *L, struct stream *s)
     int st = kube_wait(s->proc.pid);
     kube_proc_close(&s->proc);
     s->proc.pid = -1;
-    if (st != 0 && s->errbuf) {
+    if (st != 0 && s->err.p) {
         char what[600], msg[2048];
         snprintf(what, sizeof(what), "follow the logs of %s/%s", s->pod, s->container);
-        kerr_explain(what, s->errbuf, L->k.ns, msg, sizeof(msg));
+        kerr_explain(what, s->err.p, L->k.ns, msg, sizeof(msg));
         fprintf(stderr, "error: %s\n", msg);
         s->retry_after_ms = time_now_ms() + RETRY_MS;
     }
@@ -350,7 +337,7 @@ static void stop_followers(struct logs *L)
         }
         kube_proc_close(&s->proc);
         dynbuf_free(&s->out);
-        free(s->errbuf);
+        dynbuf_free(&s->err);
     }
 }
 

@@ -11,18 +11,17 @@
  * Runs in a network namespace of its own when root (Redirect then installs
  * its nftables rules there), with Ps reading a one-process fixture proc root. */
 #include <errno.h>
-#include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "contract.h"
 #include "kdiag.pb-c.h"
+#include "netns.h"
 #include "ps_rpc.h"
 #include "redirect.h"
 #include "reflection-internal.h"
@@ -31,17 +30,6 @@
 #define TOKEN "00112233445566778899aabbccddeeff"
 
 static rpc_client *cl;
-
-static void lo_up(void)
-{
-    int sk = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr = {.ifr_name = "lo"};
-    ifr.ifr_flags = IFF_UP | IFF_LOOPBACK | IFF_RUNNING;
-    if (sk >= 0)
-        ioctl(sk, SIOCSIFFLAGS, &ifr);
-    if (sk >= 0)
-        close(sk);
-}
 
 static char proc_root[] = "/tmp/kdiag-fuzz-proc-XXXXXX";
 
@@ -101,7 +89,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc;
     (void)argv;
     if (geteuid() == 0 && unshare(CLONE_NEWNET) == 0)
-        lo_up();
+        netns_lo_up();
     make_fixture();
     static ps_opts po;
     po.proc_root = proc_root;

@@ -12,7 +12,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sched.h>
@@ -20,7 +19,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -28,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "netns.h"
 #include "ps.h"
 #include "kdiag.pb-c.h"
 #include "ps_rpc.h"
@@ -469,19 +468,11 @@ static void test_rpc(void **state)
 
 static void lo_up(void)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    struct ifreq ifr = { 0 };
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) < 0)
-        goto fail;
-    ifr.ifr_flags |= IFF_UP;
-    if (ioctl(fd, SIOCSIFFLAGS, &ifr) < 0)
-        goto fail;
-    close(fd);
-    return;
-fail:
-    perror("test_ps_ns: bringing lo up");
-    exit(1);
+    int rc = netns_lo_up();
+    if (rc < 0) {
+        fprintf(stderr, "test_ps_ns: bringing lo up: %s\n", strerror(-rc));
+        exit(1);
+    }
 }
 
 /* Runs as pid 1 of the new namespaces. */
