@@ -54,7 +54,8 @@ def test_redir_ps_redir_keeps_working_and_uses_the_oldest_manager(cluster, bg, l
         # the rule is in the oldest manager's own table, the newer manager has none
         ruleset = cluster.pod_ruleset(name)
         tables = re.findall(r'^table inet (\S+)', ruleset, re.M)
-        assert tables == ['kdiag-%d' % tunnel_port(cluster, name, first)], ruleset
+        first_port = tunnel_port(cluster, name, first)
+        assert tables == ['kdiag-%d' % first_port], ruleset
         assert re.search(r'tcp dport 8080 redirect to :\d+', ruleset), ruleset
         # a second redirect of the same port goes to the same manager, which refuses it
         again = cluster.diag('redir', 'pod/' + name, '8080:%d' % srv.port, timeout=60)
@@ -62,6 +63,13 @@ def test_redir_ps_redir_keeps_working_and_uses_the_oldest_manager(cluster, bg, l
         assert 'NET_ADMIN' not in again.stderr, again.stderr
         assert r.interrupt() == 0, r.err()
         assert second not in cluster.pod_ruleset(name)
+        # without ports: the oldest manager lacks Ps's capabilities, so the ports are listed through
+        # the second; the redirect still goes to the oldest
+        r = bg(cluster, 'redir', 'pod/' + name)
+        r.wait_out('redirecting pod/%s:8080 → localhost:8080' % name)
+        assert debug_containers(cluster, name) == [first, second]
+        assert re.findall(r'^table inet (\S+)', cluster.pod_ruleset(name), re.M) == ['kdiag-%d' % first_port]
+        assert r.interrupt() == 0, r.err()
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
 
