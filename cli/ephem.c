@@ -297,7 +297,20 @@ static void progress_done(struct progress *pg)
         fprintf(stderr, "\r\033[K");
 }
 
-/* Polls the pod until the container runs; errors name the waiting reason. */
+/* Waiting reasons of a kubelet that cannot get the image: no use waiting for
+ * them to pass (the kubelet retries, but with the same image reference). */
+static bool image_pull_failed(const char *reason)
+{
+    static const char *const reasons[] = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+                                          "ErrImageNeverPull"};
+    for (size_t i = 0; reason && i < sizeof reasons / sizeof *reasons; i++)
+        if (strcmp(reason, reasons[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Polls the pod until the container runs; errors name the waiting reason,
+ * and an image the cluster cannot pull at once. */
 static int wait_running(const kube *k, const pod_info *p0, const char *name, const ephem_opts *o, char *err,
                         size_t errlen)
 {
@@ -329,6 +342,12 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
                      p.name, c->exit_code, c->reason ? c->reason : "no reason", c->message ? ": " : "",
                      c->message ? c->message : "", p.name, name);
             rc = -ECHILD;
+        } else if (image_pull_failed(c->reason)) {
+            snprintf(err, errlen,
+                     "the cluster cannot pull the debug image %s for pod/%s (%s%s%s). Build it with "
+                     "scripts/image.sh and push it to a registry the cluster pulls from, or pass --dbg-image",
+                     o->image, p.name, c->reason, c->message ? ": " : "", c->message ? c->message : "");
+            rc = -ENOENT;
         } else {
             snprintf(reason, sizeof(reason), "%s%s%s", c->reason ? c->reason : "Pending",
                      c->message ? ": " : "", c->message ? c->message : "");
