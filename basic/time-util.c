@@ -2,11 +2,13 @@
 
 #include <time.h>
 
+#define NS_PER_S 1000000000L
+
 static int64_t now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+    return (int64_t)ts.tv_sec * NS_PER_S + ts.tv_nsec;
 }
 
 int64_t time_now_ms(void)
@@ -17,4 +19,19 @@ int64_t time_now_ms(void)
 int64_t time_now_us(void)
 {
     return now_ns() / 1000;
+}
+
+struct timespec time_deadline_ts(clockid_t clock, int64_t ms)
+{
+    struct timespec ts;
+    if (ms < 0)
+        ms = 0;
+    clock_gettime(clock, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= NS_PER_S) {
+        ts.tv_sec++;
+        ts.tv_nsec -= NS_PER_S;
+    }
+    return ts;
 }

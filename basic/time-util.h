@@ -4,9 +4,15 @@
 #define KDIAG_BASIC_TIME_UTIL_H
 
 #include <stdint.h>
+#include <time.h>
 
 /* CLOCK_MONOTONIC in milliseconds / microseconds. */
 int64_t time_now_ms(void);
 int64_t time_now_us(void);
+
+/* The absolute time ms from now (a negative ms counts as 0) on clock, for
+ * pthread_cond_timedwait (clock: the condition variable's, CLOCK_REALTIME
+ * unless set otherwise). */
+struct timespec time_deadline_ts(clockid_t clock, int64_t ms);
 
 #endif

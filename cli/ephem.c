@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/hash.h"
 #include "basic/time-util.h"
 #include "podsel.h"
 
@@ -15,12 +16,7 @@ static const char *const cap_names[] = {"NET_ADMIN", "SYS_PTRACE", "SYS_ADMIN", 
 
 void ephem_base_name(const char *version, char *out, size_t n)
 {
-    uint32_t h = 2166136261u;
-    for (const unsigned char *p = (const unsigned char *)version; *p; p++) {
-        h ^= *p;
-        h *= 16777619u;
-    }
-    snprintf(out, n, "dbg-tools-%08x", h);
+    snprintf(out, n, "dbg-tools-%08x", fnv1a32(FNV1A32_INIT, version));
 }
 
 unsigned ephem_caps_of(const pod_container *c)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "basic/dynbuf.h"
+#include "basic/hash.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "exitcode.h"
@@ -29,12 +30,7 @@ static const char *const palette[] = {"32", "33", "34", "35", "36", "31", "92", 
 
 const char *logs_color_for(const char *pod, const char *container)
 {
-    uint32_t h = 2166136261u;
-    for (const char *p = pod; p && *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
-    h = (h ^ '/') * 16777619u;
-    for (const char *p = container; p && *p; p++)
-        h = (h ^ (unsigned char)*p) * 16777619u;
+    uint32_t h = fnv1a32(fnv1a32(fnv1a32(FNV1A32_INIT, pod), "/"), container);
     return palette[h % (sizeof(palette) / sizeof(palette[0]))];
 }
 

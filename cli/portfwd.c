@@ -368,11 +368,7 @@ fail:
 
 int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *lt, char *err, size_t errlen)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    int64_t ns = (int64_t)dl.tv_nsec + (timeout_ms % 1000) * 1000000;
-    dl.tv_sec += timeout_ms / 1000 + ns / 1000000000;
-    dl.tv_nsec = ns % 1000000000;
+    struct timespec dl = time_deadline_ts(CLOCK_MONOTONIC, timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&pf->mu);
     for (;;) {

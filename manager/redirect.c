@@ -23,6 +23,7 @@
 #include "basic/addr-util.h"
 #include "basic/list.h"
 #include "basic/sock-util.h"
+#include "basic/time-util.h"
 #include "contract.h"
 #include "kdiag.pb-c.h"
 #include "nft.h"
@@ -282,13 +283,7 @@ static bool take_over_locked(redirect_mgr *m, active *a)
     uint64_t one = 1, id = a->id;
 
     (void)!write(a->takeover_fd, &one, sizeof one);
-    clock_gettime(CLOCK_MONOTONIC, &dl);
-    dl.tv_sec += TAKEOVER_WAIT_MS / 1000;
-    dl.tv_nsec += (long)(TAKEOVER_WAIT_MS % 1000) * 1000000L;
-    if (dl.tv_nsec >= 1000000000L) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000L;
-    }
+    dl = time_deadline_ts(CLOCK_MONOTONIC, TAKEOVER_WAIT_MS);
     while (active_alive_locked(m, id))
         if (pthread_cond_timedwait(&m->released, &m->lock, &dl) == ETIMEDOUT)
             return !active_alive_locked(m, id);

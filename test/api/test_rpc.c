@@ -50,14 +50,7 @@ static void obs_reset(void)
 /* Waits until cond(obs) or timeout; returns whether cond held. */
 static bool obs_wait(int field_offset, int want, int timeout_ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += timeout_ms / 1000;
-    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = time_deadline_ts(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&obs.mu);
     int *v = (int *)((char *)&obs + field_offset);
     while (*v < want)

@@ -1,4 +1,4 @@
-/* time-util: the clock is monotonic and ms and us agree. */
+/* time-util: the clock is monotonic, ms and us agree, deadlines are ms ahead. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,11 +35,30 @@ static void never_goes_back(void **state)
     }
 }
 
+static void deadline_is_ms_ahead_and_normalised(void **state)
+{
+    (void)state;
+    for (int64_t ms = 0; ms < 3000; ms += 137) {
+        struct timespec now, dl;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        dl = time_deadline_ts(CLOCK_MONOTONIC, ms);
+        assert_true(dl.tv_nsec >= 0 && dl.tv_nsec < 1000000000L);
+        int64_t ahead = (int64_t)(dl.tv_sec - now.tv_sec) * 1000 + (dl.tv_nsec - now.tv_nsec) / 1000000;
+        assert_true(ahead >= ms - 1 && ahead <= ms + 1000); /* + however long this thread was not running */
+    }
+    struct timespec now, dl;
+    clock_gettime(CLOCK_REALTIME, &now);
+    dl = time_deadline_ts(CLOCK_REALTIME, -5000); /* counts as 0 */
+    assert_true(dl.tv_sec >= now.tv_sec && dl.tv_sec - now.tv_sec <= 1);
+    assert_true(dl.tv_nsec >= 0 && dl.tv_nsec < 1000000000L);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ms_and_us_count_the_same_clock),
         cmocka_unit_test(never_goes_back),
+        cmocka_unit_test(deadline_is_ms_ahead_and_normalised),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -450,14 +450,7 @@ void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing
 
 static bool wait_until(netlab_cli *c, bool (*cond)(netlab_cli *), int timeout_ms)
 {
-    struct timespec dl;
-    clock_gettime(CLOCK_REALTIME, &dl);
-    dl.tv_sec += timeout_ms / 1000;
-    dl.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-    if (dl.tv_nsec >= 1000000000) {
-        dl.tv_sec++;
-        dl.tv_nsec -= 1000000000;
-    }
+    struct timespec dl = time_deadline_ts(CLOCK_REALTIME, timeout_ms);
     pthread_mutex_lock(&c->mu);
     while (!cond(c))
         if (pthread_cond_timedwait(&c->cv, &c->mu, &dl) != 0)
