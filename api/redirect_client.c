@@ -44,6 +44,7 @@ static int pack_request(const redirect_client_req *r, uint8_t *buf, size_t cap)
     req.n_skip_sources = r->nskip_sources < CONTRACT_REDIRECT_SKIP_SOURCES_MAX ? r->nskip_sources
                                                                   : CONTRACT_REDIRECT_SKIP_SOURCES_MAX;
     req.include_loopback = r->include_loopback;
+    req.half_close = r->half_close;
     size_t len = kdiag__solo__io__redirect_request__get_packed_size(&req);
     if (len > cap)
         return -EMSGSIZE;
@@ -98,6 +99,9 @@ int redirect_client_run(redirect_client *rc, redirect_client_fn fn, void *ud, rp
         }
         redirect_client_event ev = {
             .ready = m->ready,
+            .half_close = m->ready && m->half_close,
+            .peer_write_closed = m->peer_write_closed,
+            .peer_write_closed_after = m->peer_write_closed_after,
             .tunnel_port = m->port,
             .peer = m->peer ? m->peer : "",
             .original_dst = m->original_dst ? m->original_dst : "",
@@ -124,6 +128,21 @@ void redirect_client_free(redirect_client *rc)
         return;
     rpc_stream_free(rc->stream);
     free(rc);
+}
+
+int redirect_client_half_close(rpc_client *cl, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes,
+                               int timeout_ms, rpc_status *st)
+{
+    Kdiag__Solo__Io__HalfCloseRequest req = KDIAG__SOLO__IO__HALF_CLOSE_REQUEST__INIT;
+    uint8_t buf[64], *resp = NULL;
+    size_t resp_len = 0;
+    req.tunnel_token.data = (uint8_t *)token;
+    req.tunnel_token.len = CONTRACT_TUNNEL_TOKEN_LEN;
+    req.bytes = bytes;
+    size_t len = kdiag__solo__io__half_close_request__pack(&req, buf);
+    int rc = rpc_client_unary(cl, CONTRACT_METHOD_HALF_CLOSE, buf, len, &resp, &resp_len, timeout_ms, st);
+    free(resp);
+    return rc;
 }
 
 void redirect_client_hello(uint8_t out[CONTRACT_TUNNEL_HELLO_LEN], const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],

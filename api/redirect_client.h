@@ -35,15 +35,21 @@ typedef struct {
     const char *skip_sources[CONTRACT_REDIRECT_SKIP_SOURCES_MAX];
     size_t nskip_sources;
     bool include_loopback; /* outgoing: catch the pod's connections to itself too */
+    bool half_close;       /* half-closes out of band (docs/redirect.md "Half-close") */
 } redirect_client_req;
 
 typedef struct {
     bool ready;           /* first event: rules installed, traffic is being captured */
+    bool half_close;      /* ready: half-closes travel out of band on this stream (asked for and granted) */
     uint32_t tunnel_port; /* the manager's tunnel port (in the pod) */
     /* The rest is set for connections (ready == false): */
     uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     const char *peer;         /* "ip:port", IPv6 as "[ip]:port" */
     const char *original_dst; /* what the peer dialled */
+    /* Not a new connection but a report on the connection of token: its peer
+     * closed its write side after peer_write_closed_after bytes. */
+    bool peer_write_closed;
+    uint64_t peer_write_closed_after;
 } redirect_client_event;
 
 /* Called on the thread running redirect_client_run, one event at a time;
@@ -56,7 +62,10 @@ typedef struct redirect_client redirect_client;
 
 /* A fresh random session id; 0 or -errno. */
 int redirect_client_session_id(uint8_t out[REDIRECT_CLIENT_SESSION_ID_LEN]);
-/* Starts the call (no deadline). -ENOMEM, -EMSGSIZE for a request too large, or
+/* Starts the call (no deadline). With req->half_close the client asks the
+ * manager to carry half-closes out of band: it then sends no FIN through a
+ * tunnel connection but calls redirect_client_half_close, and acts on
+ * peer_write_closed events. -ENOMEM, -EMSGSIZE for a request too large, or
  * -EIO when the call cannot start. */
 int redirect_client_new(redirect_client **ret, rpc_client *cl, const redirect_client_req *req);
 /* Reads the stream until it ends. 0 when it ended OK or by redirect_client_cancel,
@@ -68,6 +77,12 @@ int redirect_client_run(redirect_client *rc, redirect_client_fn fn, void *ud, rp
 /* Thread-safe: ends the stream; the manager removes the rules at once. */
 void redirect_client_cancel(redirect_client *rc);
 void redirect_client_free(redirect_client *rc);
+
+/* HalfClose (blocking unary call, timeout_ms): the client's end of the
+ * connection of token closed its write side after bytes. 0, or -EPROTO with
+ * the status in *st (NOT_FOUND: that connection has ended). */
+int redirect_client_half_close(rpc_client *cl, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes,
+                               int timeout_ms, rpc_status *st);
 
 /* The tunnel hello: token + status (target_ok = the local target accepted the
  * connection, then bridge; false = it refused, the manager resets the peer). */

@@ -25,13 +25,13 @@ typedef struct post {
 } post;
 
 /* a and b spliced both ways; wa/wb are their epoll entries. */
-typedef struct pair {
+typedef struct splice_pair {
     splice_loop *l;
     splice_watch wa, wb;
     int a, b;
     splice_pump ab, ba;
-    splice_done_fn done;
-    void *ud;
+    splice_pair_opts o;
+    bool eof_told; /* o.a_eof ran */
     list_node link; /* l->pairs */
 } pair;
 
@@ -86,8 +86,8 @@ static void pair_end(pair *p, int err)
         close(p->b);
     }
     atomic_fetch_sub(&l->npairs, 1);
-    if (p->done)
-        p->done(p->ud, err);
+    if (p->o.done)
+        p->o.done(p->o.ud, err);
     free(p);
 }
 
@@ -107,6 +107,11 @@ static void pair_run(pair *p, uint32_t events, int errfd)
         rc = splice_pump_run(&p->ab, p->a, p->b);
     if (rc == 0)
         rc = splice_pump_run(&p->ba, p->b, p->a);
+    if (rc == 0 && p->ab.shut && p->o.a_eof && !p->eof_told) {
+        p->eof_told = true;
+        if (!p->o.a_eof(p->o.ud, p->ab.moved))
+            shutdown(p->b, SHUT_WR); /* no one to tell: the FIN travels after all */
+    }
     if (rc < 0)
         pair_end(p, rc);
     else if (p->ab.shut && p->ba.shut)
@@ -137,7 +142,19 @@ static int set_nonblock(int fd)
     return 0;
 }
 
+void splice_pair_shut_after(splice_pair *p, uint64_t bytes)
+{
+    p->ba.shut_at = bytes;
+    pair_run(p, 0, -1);
+}
+
 int splice_loop_pair(splice_loop *l, int a, int b, splice_done_fn done, void *ud)
+{
+    splice_pair_opts o = {.done = done, .ud = ud};
+    return splice_loop_pair_opts(l, a, b, &o, NULL);
+}
+
+int splice_loop_pair_opts(splice_loop *l, int a, int b, const splice_pair_opts *o, splice_pair **ret)
 {
     int rc = 0;
     pair *p = NULL;
@@ -154,7 +171,7 @@ int splice_loop_pair(splice_loop *l, int a, int b, splice_done_fn done, void *ud
         rc = -ENOMEM;
         goto fail;
     }
-    *p = (pair){.l = l, .wa = {pair_on_a}, .wb = {pair_on_b}, .a = a, .b = b, .done = done, .ud = ud,
+    *p = (pair){.l = l, .wa = {pair_on_a}, .wb = {pair_on_b}, .a = a, .b = b, .o = *o,
                 .ab = {.pipe = {-1, -1}}, .ba = {.pipe = {-1, -1}}};
     rc = set_nonblock(a);
     if (rc == 0)
@@ -163,6 +180,7 @@ int splice_loop_pair(splice_loop *l, int a, int b, splice_done_fn done, void *ud
         rc = splice_pump_init(&p->ab, l->o.pipe_bytes);
     if (rc == 0)
         rc = splice_pump_init(&p->ba, l->o.pipe_bytes);
+    p->ab.hold_fin = o->a_eof != NULL;
     struct epoll_event ea = {.events = PAIR_EVENTS, .data.ptr = &p->wa};
     struct epoll_event eb = {.events = PAIR_EVENTS, .data.ptr = &p->wb};
     if (rc == 0 && (epoll_ctl(l->ep_fd, EPOLL_CTL_ADD, a, &ea) < 0 || epoll_ctl(l->ep_fd, EPOLL_CTL_ADD, b, &eb) < 0))
@@ -171,6 +189,8 @@ int splice_loop_pair(splice_loop *l, int a, int b, splice_done_fn done, void *ud
         goto fail;
     list_add(&l->pairs, &p->link);
     atomic_fetch_add(&l->npairs, 1);
+    if (ret)
+        *ret = p;
     pair_run(p, 0, -1); /* data may be waiting already: edge-triggered epoll will not say so */
     return 0;
 fail:

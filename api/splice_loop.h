@@ -3,7 +3,8 @@
  *
  * One thread and one epoll set serve every pair: bytes go through pipes with
  * splice(2) (api/splice_pump.h), a FIN on one side becomes shutdown(SHUT_WR)
- * on the other, a reset or error on one side resets the other. The number of
+ * on the other (or is reported to the owner, splice_pair_opts.a_eof), a reset
+ * or error on one side resets the other. The number of
  * pairs is capped (splice_loop_pair refuses with -EBUSY at the cap), and
  * splice_loop_free leaves no thread and no fd behind.
  *
@@ -35,6 +36,21 @@ struct splice_watch {
 
 /* A pair ended: 0 when both directions finished, else the -errno that reset it. */
 typedef void (*splice_done_fn)(void *ud, int err);
+
+/* Out-of-band half-close, for a b that must not carry a FIN (kubectl
+ * port-forward ends the whole stream at the first FIN): a reached EOF and all
+ * of its bytes (count given) are written to b. Return true when the owner
+ * passes that on out of band (b stays open), false to send the FIN on b after
+ * all. Loop thread. */
+typedef bool (*splice_eof_fn)(void *ud, uint64_t bytes);
+
+typedef struct splice_pair splice_pair;
+
+typedef struct {
+    splice_done_fn done; /* may be NULL */
+    splice_eof_fn a_eof; /* NULL: a's FIN becomes shutdown(b, SHUT_WR) */
+    void *ud;
+} splice_pair_opts;
 
 typedef struct {
     int max_pairs;     /* 0 = SPLICE_LOOP_MAX_PAIRS */
@@ -69,5 +85,12 @@ void splice_loop_unwatch(splice_loop *l, int fd, splice_watch *w);
  * -EBUSY at the cap, or an -errno of the set-up (a and b are reset then, and
  * done is not called). done (may be NULL) runs on the loop thread at the end. */
 int splice_loop_pair(splice_loop *l, int a, int b, splice_done_fn done, void *ud);
+/* Loop thread: the same with opts; *ret (may be NULL) is the pair, valid
+ * until its done runs. */
+int splice_loop_pair_opts(splice_loop *l, int a, int b, const splice_pair_opts *o, splice_pair **ret);
+/* Loop thread: b's side closed its write side after bytes (reported out of
+ * band): shuts a's write side once that many bytes of b's reached a (at once
+ * when they did). May end the pair (done runs before this returns). */
+void splice_pair_shut_after(splice_pair *p, uint64_t bytes);
 
 #endif

@@ -7,7 +7,7 @@
 
 int splice_pump_init(splice_pump *d, size_t pipe_bytes)
 {
-    *d = (splice_pump){.pipe = {-1, -1}};
+    *d = (splice_pump){.pipe = {-1, -1}, .shut_at = UINT64_MAX};
     if (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
     fcntl(d->pipe[1], F_SETPIPE_SZ, (int)pipe_bytes); /* may fail without CAP_SYS_RESOURCE: keep the default */
@@ -32,6 +32,7 @@ int splice_pump_run(splice_pump *d, int from, int to)
             ssize_t n = splice(d->pipe[0], NULL, to, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
                 d->inpipe -= (size_t)n;
+                d->moved += (uint64_t)n;
                 progress = true;
             } else if (n < 0 && errno != EAGAIN) {
                 return -errno;
@@ -49,8 +50,9 @@ int splice_pump_run(splice_pump *d, int from, int to)
                 return -errno;
             }
         }
-        if (d->eof && d->inpipe == 0 && !d->shut) {
-            shutdown(to, SHUT_WR); /* the half-close travels on */
+        if (!d->shut && (d->moved >= d->shut_at || (d->eof && d->inpipe == 0))) {
+            if (!d->hold_fin || d->moved >= d->shut_at)
+                shutdown(to, SHUT_WR); /* the half-close travels on */
             d->shut = true;
         }
         if (!progress)

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -35,20 +36,37 @@ typedef struct conn {
     int terr, lerr; /* 0 connected, CONNECTING, or -errno */
     bool local_v6;  /* the local connect tries ::1 (127.0.0.1 refused) */
     bool hello_sent;
+    bool half_close; /* the stream carries half-closes out of band */
+    splice_pair *sp; /* once spliced */
     uint16_t tunnel_port, local_port;
     uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     bridge_done_fn done;
     void *ud;
-    list_node link; /* b->connecting while not spliced */
+    list_node link; /* b->connecting while not spliced, then b->spliced */
 } conn;
+
+/* A half-close of a local target for the sender thread to report. */
+typedef struct {
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    uint64_t bytes;
+    list_node link; /* b->reports */
+} report;
 
 struct bridge {
     splice_loop *loop;
     int max_conns;
     atomic_int active;  /* started, done not yet called: the number the limit counts */
-    list_node connecting; /* loop thread */
+    list_node connecting, spliced; /* loop thread */
     bridge_socket_fn sock_fn;
     void *sock_ud;
+    bridge_opts o;
+
+    pthread_t sender; /* runs o.half_close (a blocking RPC) off the loop thread */
+    bool sender_started;
+    pthread_mutex_t mu; /* guards reports, stop */
+    pthread_cond_t cv;
+    list_node reports;
+    bool stop;
 };
 
 static int default_socket(void *ud, bool local, int family)
@@ -98,7 +116,47 @@ static void fail(conn *c, int err, const char *where)
 
 static void on_pair_done(void *ud, int err)
 {
-    finish(ud, err, "connection");
+    conn *c = ud;
+    list_del(&c->link);
+    finish(c, err, "connection");
+}
+
+/* The local target closed its write side, all its bytes are in the tunnel:
+ * queued for the sender thread instead of a FIN through the tunnel. */
+static bool on_local_eof(void *ud, uint64_t bytes)
+{
+    conn *c = ud;
+    bridge *b = c->b;
+    report *r = malloc(sizeof *r);
+    if (!r)
+        return false;
+    memcpy(r->token, c->token, sizeof r->token);
+    r->bytes = bytes;
+    pthread_mutex_lock(&b->mu);
+    list_add_tail(&b->reports, &r->link);
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    return true;
+}
+
+static void *sender_main(void *arg)
+{
+    bridge *b = arg;
+    pthread_mutex_lock(&b->mu);
+    for (;;) {
+        while (list_empty(&b->reports) && !b->stop)
+            pthread_cond_wait(&b->cv, &b->mu);
+        report *r = list_first_entry_or_null(&b->reports, report, link);
+        if (b->stop || !r)
+            break;
+        list_del(&r->link);
+        pthread_mutex_unlock(&b->mu);
+        b->o.half_close(b->o.half_close_ud, r->token, r->bytes);
+        free(r);
+        pthread_mutex_lock(&b->mu);
+    }
+    pthread_mutex_unlock(&b->mu);
+    return NULL;
 }
 
 /* ---- connecting ----
@@ -197,14 +255,20 @@ static void proceed(conn *c)
         fail(c, c->lerr, c->lerr == -EBUSY ? "limit" : "local target");
         return;
     }
+    bridge *b = c->b;
     list_del(&c->link);
+    list_add(&b->spliced, &c->link);
     int tfd = c->tfd, lfd = c->lfd;
-    splice_loop_unwatch(c->b->loop, tfd, &c->wt);
-    splice_loop_unwatch(c->b->loop, lfd, &c->wl);
+    splice_loop_unwatch(b->loop, tfd, &c->wt);
+    splice_loop_unwatch(b->loop, lfd, &c->wl);
     c->tfd = c->lfd = -1;
-    int rc = splice_loop_pair(c->b->loop, tfd, lfd, on_pair_done, c); /* owns both fds now */
-    if (rc < 0)
+    /* The local side is a, the tunnel b: with half_close, the local FIN goes out of band. */
+    splice_pair_opts po = {.done = on_pair_done, .a_eof = c->half_close ? on_local_eof : NULL, .ud = c};
+    int rc = splice_loop_pair_opts(b->loop, lfd, tfd, &po, &c->sp); /* owns both fds now; c may be gone */
+    if (rc < 0) {
+        list_del(&c->link);
         finish(c, rc, rc == -EBUSY ? "limit" : "connection");
+    }
 }
 
 /* Loop thread: watches a connect still in flight (*err set when that fails). */
@@ -259,13 +323,14 @@ static void begin(void *ud)
 /* ---- public ---- */
 
 int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
-                 bridge_done_fn done, void *ud)
+                 bool half_close, bridge_done_fn done, void *ud)
 {
     conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
     *c = (conn){.b = b, .wt = {on_tunnel}, .wl = {on_local}, .tfd = -1, .lfd = -1, .tunnel_port = tunnel_port,
-                .local_port = local_port, .done = done, .ud = ud};
+                .local_port = local_port, .done = done, .ud = ud,
+                .half_close = half_close && b->o.half_close};
     list_init(&c->link);
     memcpy(c->token, token, CONTRACT_TUNNEL_TOKEN_LEN);
     bool over = atomic_fetch_add(&b->active, 1) >= b->max_conns;
@@ -285,6 +350,39 @@ int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uin
             close(c->lfd);
         free(c);
     }
+    return rc;
+}
+
+/* A peer_write_closed report on its way to the loop thread. */
+typedef struct {
+    bridge *b;
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    uint64_t bytes;
+} peer_closed;
+
+static void peer_closed_run(void *ud)
+{
+    peer_closed *pc = ud;
+    conn *c;
+    if (!splice_loop_stopping(pc->b->loop))
+        list_for_each_entry(c, &pc->b->spliced, link)
+            if (memcmp(c->token, pc->token, sizeof c->token) == 0) {
+                splice_pair_shut_after(c->sp, pc->bytes); /* may end c */
+                break;
+            }
+    free(pc);
+}
+
+int bridge_peer_closed(bridge *b, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes)
+{
+    peer_closed *pc = malloc(sizeof *pc);
+    if (!pc)
+        return -ENOMEM;
+    *pc = (peer_closed){.b = b, .bytes = bytes};
+    memcpy(pc->token, token, sizeof pc->token);
+    int rc = splice_loop_post(b->loop, peer_closed_run, pc);
+    if (rc < 0)
+        free(pc);
     return rc;
 }
 
@@ -321,11 +419,22 @@ int bridge_new(bridge **ret, const bridge_opts *o)
     int fit = conns_for_nofile();
     b->max_conns = o->max_conns > 0 && o->max_conns < fit ? o->max_conns : fit;
     b->sock_fn = default_socket;
+    b->o = *o;
     list_init(&b->connecting);
+    list_init(&b->spliced);
+    list_init(&b->reports);
+    pthread_mutex_init(&b->mu, NULL);
+    pthread_cond_init(&b->cv, NULL);
+    int rc = 0;
+    if (o->half_close) {
+        rc = -pthread_create(&b->sender, NULL, sender_main, b);
+        b->sender_started = rc == 0;
+    }
     splice_loop_opts lo = {.max_pairs = b->max_conns};
-    int rc = splice_loop_new(&b->loop, &lo);
+    if (rc == 0)
+        rc = splice_loop_new(&b->loop, &lo);
     if (rc < 0)
-        free(b);
+        bridge_free(b);
     else
         *ret = b;
     return rc;
@@ -340,5 +449,18 @@ void bridge_free(bridge *b)
     conn *c;
     while ((c = list_first_entry_or_null(&b->connecting, conn, link)))
         fail(c, -ECANCELED, "connection");
+    pthread_mutex_lock(&b->mu);
+    b->stop = true;
+    pthread_cond_signal(&b->cv);
+    pthread_mutex_unlock(&b->mu);
+    if (b->sender_started)
+        pthread_join(b->sender, NULL);
+    report *r;
+    while ((r = list_first_entry_or_null(&b->reports, report, link))) { /* their connections are closed */
+        list_del(&r->link);
+        free(r);
+    }
+    pthread_cond_destroy(&b->cv);
+    pthread_mutex_destroy(&b->mu);
     free(b);
 }

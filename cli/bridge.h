@@ -4,7 +4,8 @@
  * the local target (127.0.0.1, then ::1) and, through the port-forward, to
  * the manager's tunnel port at the same time, sends the tunnel hello (target
  * reached or refused: on refusal the manager resets the peer) and splices
- * both ways, half-closes and resets passed on. All of it runs on one
+ * both ways, half-closes (in the tunnel, or out of band: docs/redirect.md
+ * "Half-close") and resets passed on. All of it runs on one
  * splice loop (api/splice_loop.h) per bridge: one thread however many
  * connections. At most max_conns connections run at once; one more is
  * refused the same way as a refusing local target, and reported.
@@ -12,6 +13,7 @@
 #ifndef KDIAG_CLI_BRIDGE_H
 #define KDIAG_CLI_BRIDGE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "redirect_client.h"
@@ -25,8 +27,17 @@ typedef struct {
  * for connections bridge_free ends (err -ECANCELED). */
 typedef void (*bridge_done_fn)(void *ud, const bridge_result *r);
 
+/* Tells the manager that the local target of the connection of token closed
+ * its write side after bytes (HalfClose). Runs on a thread of the bridge's
+ * own, one call at a time: it may block. */
+typedef void (*bridge_half_close_fn)(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes);
+
 typedef struct {
     int max_conns; /* 0 = as many as the open-files limit allows, at most SPLICE_LOOP_MAX_PAIRS */
+    /* NULL: half-closes travel as FINs through the tunnel, also for
+     * connections started with half_close. */
+    bridge_half_close_fn half_close;
+    void *half_close_ud;
 } bridge_opts;
 
 typedef struct bridge bridge;
@@ -38,9 +49,16 @@ void bridge_free(bridge *b);
  * of the port-forward to the manager's tunnel). Starts both connects and,
  * when they are already settled (loopback usually is), sends the hello on
  * the caller's thread without blocking; the rest runs on the bridge's thread.
- * 0, or -ENOMEM (done is then not called). */
+ * half_close (the stream granted it): no FIN goes into the tunnel; the local
+ * target's half-close goes to opts.half_close, the peer's comes through
+ * bridge_peer_closed. 0, or -ENOMEM (done is then not called). */
 int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
-                 bridge_done_fn done, void *ud);
+                 bool half_close, bridge_done_fn done, void *ud);
+/* Any thread, after the bridge_start of token (from the same thread: the
+ * order of the two is kept): the peer closed its write side after bytes;
+ * the local target's write side is shut once that many bytes reached it.
+ * Unknown or ended connections are ignored. 0 or -ENOMEM. */
+int bridge_peer_closed(bridge *b, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes);
 int bridge_max_conns(const bridge *b);
 
 #endif

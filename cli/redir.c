@@ -23,6 +23,7 @@
 
 #define MAX_PORTS 256
 #define STALE_STREAM_RETRIES 60 /* x 500 ms: beyond an old manager's keepalive timeout */
+#define HALF_CLOSE_TIMEOUT_MS 10000 /* a HalfClose call, and waiting for the forward to carry it */
 
 struct redir;
 
@@ -46,6 +47,8 @@ struct redir {
     struct rport *ports;
     size_t nports;
     bridge *bridge;
+    rpc_client *hc_client; /* the bridge's sender thread only: HalfClose calls */
+    int hc_port;           /* hc_client's forward port */
 };
 
 struct conn_ctx {
@@ -122,6 +125,7 @@ struct stream_run {
     uint16_t ltunnel; /* the forward's local end of the manager's tunnel port */
     bool reconnect;   /* a stream of this port was ready before */
     bool ready;
+    bool half_close;  /* the manager carries half-closes out of band */
 };
 
 static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
@@ -140,7 +144,7 @@ static void announce_conn(struct stream_run *sr, const redirect_client_event *ev
                  p->pp.local_port);
     fprintf(stderr, "%s\n", c->line);
     /* ev->tunnel_port is the manager's, in the pod: we reach it through our forward */
-    if (bridge_start(r->bridge, sr->ltunnel, p->pp.local_port, ev->token, on_done, c) < 0) {
+    if (bridge_start(r->bridge, sr->ltunnel, p->pp.local_port, ev->token, sr->half_close, on_done, c) < 0) {
         fprintf(stderr, "%s: out of memory: not bridged\n", c->line);
         free(c);
     }
@@ -156,10 +160,35 @@ static int on_event(void *ud, const redirect_client_event *ev)
                    p->r->s.pod.name, p->pp.pod_port, p->pp.local_port, p->r->outgoing ? "outgoing" : "incoming");
         fflush(stdout);
         sr->ready = true;
+        sr->half_close = ev->half_close;
+    } else if (sr->ready && ev->peer_write_closed) {
+        bridge_peer_closed(p->r->bridge, ev->token, ev->peer_write_closed_after);
     } else if (sr->ready) {
         announce_conn(sr, ev);
     }
     return 0;
+}
+
+/* The bridge's HalfClose sender: a call through the forward as it is now. */
+static void send_half_close(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes)
+{
+    struct redir *r = ud;
+    int lg, lt;
+    char e[1024], target[64];
+    rpc_status st = {0};
+    if (portfwd_wait(r->s.pf, 0, HALF_CLOSE_TIMEOUT_MS, &lg, &lt, e, sizeof(e)) < 0)
+        return; /* the forward is down: so are the tunnel connections it carried */
+    if (lg != r->hc_port) {
+        rpc_client_free(r->hc_client);
+        r->hc_client = NULL;
+        snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
+        if (rpc_client_new(&r->hc_client, target, r->s.mgr.token) < 0)
+            return;
+        r->hc_port = lg;
+    }
+    if (redirect_client_half_close(r->hc_client, token, bytes, HALF_CLOSE_TIMEOUT_MS, &st) < 0 &&
+        st.code != GRPC_STATUS_NOT_FOUND) /* NOT_FOUND: the connection ended meanwhile */
+        fprintf(stderr, "passing a half-close on to the manager failed: %s\n", st.message);
 }
 
 /* Runs the port's stream to its end; st says how it ended. */
@@ -174,6 +203,7 @@ static void run_stream(struct stream_run *sr, int lgrpc, rpc_status *st)
     int err = rpc_client_new(&cl, target, r->s.mgr.token);
     redirect_client_req req = r->req;
     req.port = p->pp.pod_port;
+    req.half_close = true;
     if (err == 0)
         err = redirect_client_new(&rc, cl, &req);
     pthread_mutex_lock(&r->mu);
@@ -393,7 +423,8 @@ static int run_redirects(struct redir *r, const flags *f, const kube *k)
     int rc = sfd < 0 || r->wake_efd < 0 ? -errno : 0;
     if (rc < 0)
         snprintf(err, sizeof(err), "%s", strerror(-rc));
-    if (rc == 0 && (rc = bridge_new(&r->bridge, &(bridge_opts){0})) < 0)
+    bridge_opts bo = {.half_close = send_half_close, .half_close_ud = r};
+    if (rc == 0 && (rc = bridge_new(&r->bridge, &bo)) < 0)
         snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
     if (rc == 0 && (rc = request_of(f, &r->s.pod, &r->req)) < 0)
         snprintf(err, sizeof(err), "cannot make a session id: %s", strerror(-rc));
@@ -412,6 +443,7 @@ static int run_redirects(struct redir *r, const flags *f, const kube *k)
 out:
     stop_all(r);
     bridge_free(r->bridge); /* after the streams: nothing starts a connection any more */
+    rpc_client_free(r->hc_client);
     if (sfd >= 0)
         close(sfd);
     return code;

@@ -195,6 +195,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "kdiag-manager: redirect unavailable: %s\n", strerror(-rrc));
     rc = rm ? rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm)
             : rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable, (void *)(intptr_t)-rrc);
+    if (rc == 0 && rm)
+        rc = rpc_server_add(s, CONTRACT_METHOD_HALF_CLOSE, RPC_UNARY, redirect_half_close_handle, rm);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
     if (rc == 0)

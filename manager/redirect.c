@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/capability.h>
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
@@ -75,6 +76,8 @@ typedef struct {
     nft_rules rules;
     bool rules_in;
     active *reg;
+    bool half_close; /* half-closes out of band (docs/redirect.md "Half-close") */
+    int report[2]; /* half_close streams: the tunnel's reports of peers' half-closes; else -1 */
 } session;
 
 static bool has_cap_net_admin(void)
@@ -214,7 +217,7 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
         return 0;
     }
     addr_format((struct sockaddr *)&orig, orig_s, sizeof orig_s);
-    rc = tunnel_add_peer(m->tun, fd, s, token);
+    rc = tunnel_add_peer(m->tun, fd, s, s->report[1], token);
     if (rc < 0) {
         fprintf(stderr, "kdiag-manager: redirect %u: connection from %s dropped: %s\n", s->port, peer_s,
                 strerror(-rc));
@@ -338,6 +341,24 @@ out:
     return st;
 }
 
+/* Passes the tunnel's half-close reports on to the client. 0, or the error
+ * of rpc_call_send (the stream is gone). */
+static int send_reports(redirect_mgr *m, rpc_call *call, session *s)
+{
+    tunnel_report tr;
+    int rc = 0;
+    while (rc == 0 && read(s->report[0], &tr, sizeof tr) == (ssize_t)sizeof tr) {
+        Kdiag__Solo__Io__RedirectResponse r = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
+        r.port = (uint32_t)redirect_mgr_tunnel_port(m);
+        r.tunnel_token.data = tr.token;
+        r.tunnel_token.len = sizeof tr.token;
+        r.peer_write_closed = true;
+        r.peer_write_closed_after = tr.bytes;
+        rc = send_response(call, &r);
+    }
+    return rc;
+}
+
 /* Undoes whatever of the session was set up: rules first, so no new
  * connection is sent to a listener that is about to close. */
 static void session_end(redirect_mgr *m, session *s)
@@ -351,6 +372,9 @@ static void session_end(redirect_mgr *m, session *s)
         if (s->lfd[i] >= 0)
             close(s->lfd[i]);
     tunnel_drop_owner(m->tun, s);
+    for (int i = 0; i < 2; i++)
+        if (s->report[i] >= 0)
+            close(s->report[i]);
     if (s->reg) {
         pthread_mutex_lock(&m->lock);
         list_del(&s->reg->link);
@@ -422,6 +446,7 @@ static grpc_status_code session_from_request(rpc_call *call, session *s)
         if (s->session_id_len)
             memcpy(s->session_id, req->session_id.data, s->session_id_len);
     }
+    s->half_close = req->half_close;
     kdiag__solo__io__redirect_request__free_unpacked(req, NULL);
     return st;
 }
@@ -446,10 +471,15 @@ static grpc_status_code session_start(redirect_mgr *m, rpc_call *call, session *
     if ((rc = nft_redirect_add(m->nft, &s->rd, &s->rules)) < 0)
         return nft_error_status(m, call, s, rc);
     s->rules_in = true;
+    if (s->half_close && pipe2(s->report, O_NONBLOCK | O_CLOEXEC) < 0) {
+        rpc_call_set_message(call, "pipe: %s", strerror(errno));
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
 
     Kdiag__Solo__Io__RedirectResponse ready = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
     ready.port = (uint32_t)redirect_mgr_tunnel_port(m);
     ready.ready = true;
+    ready.half_close = s->half_close;
     if (send_response(call, &ready) < 0)
         return GRPC_STATUS_CANCELLED;
     if (m->o.verbose)
@@ -462,14 +492,15 @@ static grpc_status_code session_start(redirect_mgr *m, rpc_call *call, session *
  * stream of the same session takes the port over. */
 static grpc_status_code session_serve(redirect_mgr *m, rpc_call *call, session *s)
 {
-    struct pollfd pf[4] = {
+    struct pollfd pf[5] = {
         {.fd = rpc_call_cancel_fd(call), .events = POLLIN},
         {.fd = s->reg->takeover_fd, .events = POLLIN},
         {.fd = s->lfd[0], .events = POLLIN},
         {.fd = s->lfd[1], .events = POLLIN}, /* -1 is ignored by poll */
+        {.fd = s->report[0], .events = POLLIN},
     };
     for (;;) {
-        if (poll(pf, 4, -1) < 0) {
+        if (poll(pf, 5, -1) < 0) {
             if (errno == EINTR)
                 continue;
             rpc_call_set_message(call, "poll: %s", strerror(errno));
@@ -481,7 +512,7 @@ static grpc_status_code session_serve(redirect_mgr *m, rpc_call *call, session *
             rpc_call_set_message(call, "taken over by a newer stream of the same session (the client reconnected)");
             return GRPC_STATUS_ABORTED;
         }
-        int rc = 0;
+        int rc = pf[4].revents ? send_reports(m, call, s) : 0;
         for (int i = 0; i < 2 && rc >= 0; i++)
             if (pf[i + 2].revents)
                 while ((rc = accept_one(m, call, s, i)) == 0) {
@@ -499,7 +530,7 @@ static grpc_status_code session_serve(redirect_mgr *m, rpc_call *call, session *
 grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
 {
     redirect_mgr *m = ud;
-    session s = {.lfd = {-1, -1}};
+    session s = {.lfd = {-1, -1}, .report = {-1, -1}};
 
     grpc_status_code st = session_from_request(call, &s);
     if (st != GRPC_STATUS_OK)
@@ -508,6 +539,37 @@ grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud)
     if (st == GRPC_STATUS_OK)
         st = session_serve(m, call, &s);
     session_end(m, &s);
+    return st;
+}
+
+grpc_status_code redirect_half_close_handle(rpc_call *call, void *ud)
+{
+    redirect_mgr *m = ud;
+    uint8_t *buf = NULL, out[1];
+    size_t len = 0;
+    grpc_status_code st = GRPC_STATUS_OK;
+    int rc = rpc_call_recv(call, &buf, &len);
+    Kdiag__Solo__Io__HalfCloseRequest *req = rc == 0 ? kdiag__solo__io__half_close_request__unpack(NULL, len, buf) : NULL;
+    free(buf);
+    if (!req || req->tunnel_token.len != CONTRACT_TUNNEL_TOKEN_LEN) {
+        rpc_call_set_message(call, "HalfClose needs a HalfCloseRequest with a %d-byte tunnel_token",
+                             CONTRACT_TUNNEL_TOKEN_LEN);
+        st = GRPC_STATUS_INVALID_ARGUMENT;
+        goto out;
+    }
+    rc = tunnel_half_close(m->tun, req->tunnel_token.data, req->bytes);
+    if (rc < 0) {
+        rpc_call_set_message(call, "no spliced connection has this tunnel_token (it ended, or never was): %s",
+                             strerror(-rc));
+        st = rc == -ENOENT ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
+    Kdiag__Solo__Io__HalfCloseResponse resp = KDIAG__SOLO__IO__HALF_CLOSE_RESPONSE__INIT;
+    len = kdiag__solo__io__half_close_response__pack(&resp, out);
+    rpc_call_send(call, out, len);
+out:
+    if (req)
+        kdiag__solo__io__half_close_request__free_unpacked(req, NULL);
     return st;
 }
 

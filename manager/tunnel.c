@@ -44,6 +44,7 @@ typedef struct waiting {
     uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     int fd;
     const void *owner;
+    int report_fd;               /* see tunnel_add_peer */
     int64_t deadline;
     struct waiting *hnext;       /* hash chain */
     list_node link;              /* t->wait, deadline order */
@@ -61,6 +62,16 @@ typedef struct hello {
     list_node link; /* t->hellos, deadline order */
 } hello;
 
+/* A spliced connection: the peer is the pair's a, the tunnel connection its b. */
+typedef struct paired {
+    tunnel *t;
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    const void *owner;
+    int report_fd;   /* -1: half-closes travel as FINs; guarded by t->lock */
+    splice_pair *sp; /* loop thread */
+    list_node link;  /* t->paired, under t->lock */
+} paired;
+
 struct tunnel {
     tunnel_opts o;
     int listen_fd, timer_fd, port;
@@ -75,6 +86,7 @@ struct tunnel {
     list_node wait; /* waiting */
 
     list_node hellos; /* hello, loop thread only */
+    list_node paired; /* paired, under lock */
 };
 
 static void logf_(const tunnel *t, bool always, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -142,18 +154,57 @@ static waiting *claim_locked(tunnel *t, const uint8_t *token)
 
 /* ---- splicing ---- */
 
+static void paired_free(paired *p)
+{
+    pthread_mutex_lock(&p->t->lock);
+    list_del(&p->link);
+    pthread_mutex_unlock(&p->t->lock);
+    free(p);
+}
+
 static void on_pair_done(void *ud, int err)
 {
-    tunnel *t = ud;
+    paired *p = ud;
+    tunnel *t = p->t;
+    paired_free(p);
     if (err < 0)
         logf_(t, false, "pair reset: %s", strerror(-err));
     else
         logf_(t, false, "pair closed");
 }
 
-static void pair_start(tunnel *t, int peer_fd, int tunnel_fd)
+/* The peer closed its write side: tells its stream (a tunnel_report on its
+ * pipe) instead of sending a FIN through the tunnel. False when there is no
+ * stream to tell (it ended) or its pipe is full. */
+static bool on_peer_eof(void *ud, uint64_t bytes)
 {
-    int rc = splice_loop_pair(t->loop, peer_fd, tunnel_fd, on_pair_done, t);
+    paired *p = ud;
+    tunnel_report r = {.bytes = bytes};
+    memcpy(r.token, p->token, sizeof r.token);
+    pthread_mutex_lock(&p->t->lock);
+    bool told = p->report_fd >= 0 && write(p->report_fd, &r, sizeof r) == (ssize_t)sizeof r;
+    pthread_mutex_unlock(&p->t->lock);
+    return told;
+}
+
+static void pair_start(tunnel *t, waiting *w, int tunnel_fd)
+{
+    int rc = -ENOMEM;
+    paired *p = calloc(1, sizeof *p);
+    if (p) {
+        *p = (paired){.t = t, .owner = w->owner, .report_fd = w->report_fd};
+        memcpy(p->token, w->token, sizeof p->token);
+        pthread_mutex_lock(&t->lock);
+        list_add(&t->paired, &p->link);
+        pthread_mutex_unlock(&t->lock);
+        splice_pair_opts po = {.done = on_pair_done, .a_eof = p->report_fd >= 0 ? on_peer_eof : NULL, .ud = p};
+        rc = splice_loop_pair_opts(t->loop, w->fd, tunnel_fd, &po, &p->sp); /* p may be gone on return */
+        if (rc < 0)
+            paired_free(p);
+    } else {
+        splice_close_reset(w->fd);
+        splice_close_reset(tunnel_fd);
+    }
     if (rc == -EBUSY) {
         noise(t, NOISE_LIMIT);
         logf_(t, false, "%d connections spliced already (the limit): peer reset", t->o.max_pairs);
@@ -224,13 +275,14 @@ static void hello_read(tunnel *t, hello *h)
         hello_free(t, h, true);
         return;
     }
-    int peer_fd = h->peer->fd, tunnel_fd = h->fd;
+    waiting *peer = h->peer;
+    int tunnel_fd = h->fd;
     splice_loop_unwatch(t->loop, tunnel_fd, &h->w);
     h->fd = -1;
-    free(h->peer);
     h->peer = NULL;
     hello_free(t, h, false);
-    pair_start(t, peer_fd, tunnel_fd);
+    pair_start(t, peer, tunnel_fd);
+    free(peer);
 }
 
 static void on_hello(splice_watch *w, uint32_t events)
@@ -357,6 +409,7 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
         t->o.max_pairs = SPLICE_LOOP_MAX_PAIRS;
     list_init(&t->wait);
     list_init(&t->hellos);
+    list_init(&t->paired);
     t->wlisten.fn = on_listener;
     t->wtimer.fn = on_timer;
     pthread_mutex_init(&t->lock, NULL);
@@ -388,7 +441,7 @@ int tunnel_port(const tunnel *t)
     return t->port;
 }
 
-int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN])
+int tunnel_add_peer(tunnel *t, int fd, const void *owner, int report_fd, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN])
 {
     waiting *w = calloc(1, sizeof *w);
     if (!w) {
@@ -397,6 +450,7 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[CONTRACT
     }
     w->fd = fd;
     w->owner = owner;
+    w->report_fd = report_fd;
     w->deadline = time_now_ms() + t->o.pair_timeout_ms;
     pthread_mutex_lock(&t->lock);
     for (;;) {
@@ -444,9 +498,59 @@ void tunnel_drop_owner(tunnel *t, const void *owner)
         free(w);
         n++;
     }
+    paired *p;
+    list_for_each_entry(p, &t->paired, link)
+        if (p->owner == owner)
+            p->report_fd = -1; /* its stream is gone: FINs travel again */
     pthread_mutex_unlock(&t->lock);
     if (n)
         logf_(t, false, "%d waiting connection(s) reset: their stream ended", n);
+}
+
+/* A HalfClose on its way to the loop thread. */
+typedef struct {
+    tunnel *t;
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    uint64_t bytes;
+} half_close;
+
+static void half_close_run(void *ud)
+{
+    half_close *hc = ud;
+    tunnel *t = hc->t;
+    splice_pair *sp = NULL;
+    if (!splice_loop_stopping(t->loop)) {
+        pthread_mutex_lock(&t->lock);
+        paired *p;
+        list_for_each_entry(p, &t->paired, link)
+            if (memcmp(p->token, hc->token, sizeof p->token) == 0)
+                sp = p->sp;
+        pthread_mutex_unlock(&t->lock);
+    }
+    if (sp) /* only this thread ends pairs: sp stays valid */
+        splice_pair_shut_after(sp, hc->bytes);
+    free(hc);
+}
+
+int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes)
+{
+    bool found = false;
+    pthread_mutex_lock(&t->lock);
+    paired *p;
+    list_for_each_entry(p, &t->paired, link)
+        found = found || memcmp(p->token, token, sizeof p->token) == 0;
+    pthread_mutex_unlock(&t->lock);
+    if (!found)
+        return -ENOENT;
+    half_close *hc = malloc(sizeof *hc);
+    if (!hc)
+        return -ENOMEM;
+    *hc = (half_close){.t = t, .bytes = bytes};
+    memcpy(hc->token, token, sizeof hc->token);
+    int rc = splice_loop_post(t->loop, half_close_run, hc);
+    if (rc < 0)
+        free(hc);
+    return rc;
 }
 
 void tunnel_free(tunnel *t)

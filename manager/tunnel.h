@@ -27,7 +27,9 @@
  *
  * After pairing, both directions are spliced (splice(2) through pipes, no
  * copies into user space); a FIN on one side becomes a shutdown(SHUT_WR) on the
- * other, a reset or error on one side resets the other. Resetting the tunnel
+ * other, unless half-closes travel out of band (report_fd of tunnel_add_peer,
+ * tunnel_half_close; docs/redirect.md "Half-close"); a reset or error on one
+ * side resets the other. Resetting the tunnel
  * connection (SO_LINGER 0 + close) is how the client passes a reset from its
  * local target on to the peer.
  *
@@ -57,12 +59,27 @@ typedef struct tunnel tunnel;
 /* Listens on 127.0.0.1:0 and starts the tunnel's thread. */
 int tunnel_new(tunnel **out, const tunnel_opts *o);
 int tunnel_port(const tunnel *t);
+/* What the tunnel writes to a report_fd when a peer closed its write side. */
+typedef struct {
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    uint64_t bytes; /* the peer sent this many bytes, all of them written to the tunnel connection */
+} tunnel_report;
+
 /* Hands over a redirected connection (the tunnel owns fd from here on, also
  * on failure) and returns the fresh random token the client must present.
- * owner tags it for tunnel_drop_owner (the Redirect stream it came through). */
-int tunnel_add_peer(tunnel *t, int fd, const void *owner, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN]);
+ * owner tags it for tunnel_drop_owner (the Redirect stream it came through).
+ * report_fd -1: the peer's FIN becomes a FIN on the tunnel connection; else
+ * (a non-blocking pipe of the owner's, open until tunnel_drop_owner returns)
+ * the tunnel connection gets no FIN: a tunnel_report is written there, and the
+ * client's half-close comes back through tunnel_half_close. */
+int tunnel_add_peer(tunnel *t, int fd, const void *owner, int report_fd, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN]);
+/* Any thread: the client's end of the connection of token closed its write
+ * side after bytes: the peer's write side is shut once that many bytes
+ * reached it. -ENOENT when no such connection is spliced (any more). */
+int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes);
 /* Resets the owner's connections still waiting for their tunnel connection:
- * once their stream is gone no client will come for them. Paired ones run on. */
+ * once their stream is gone no client will come for them. Paired ones run on
+ * (their half-closes as FINs again: the owner's report_fd is not used after). */
 void tunnel_drop_owner(tunnel *t, const void *owner);
 /* Stops the thread and closes every connection it holds. */
 void tunnel_free(tunnel *t);

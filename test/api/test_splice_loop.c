@@ -46,6 +46,11 @@ typedef struct {
     int a, b, rc;
     bool added;
     int ended, err;
+    bool oob;           /* a's FIN is reported (a_eof), not sent on b */
+    int eofs;           /* a_eof calls */
+    uint64_t eof_bytes; /* ... and their count */
+    splice_pair *sp;
+    uint64_t shut_after; /* for shut_on_loop */
 } obs;
 
 static splice_loop *loop;
@@ -60,10 +65,22 @@ static void on_done(void *ud, int err)
     pthread_mutex_unlock(&o->mu);
 }
 
+static bool on_a_eof(void *ud, uint64_t bytes)
+{
+    obs *o = ud;
+    pthread_mutex_lock(&o->mu);
+    o->eofs++;
+    o->eof_bytes = bytes;
+    pthread_cond_broadcast(&o->cv);
+    pthread_mutex_unlock(&o->mu);
+    return true;
+}
+
 static void add_on_loop(void *ud)
 {
     obs *o = ud;
-    int rc = splice_loop_pair(loop, o->a, o->b, on_done, o);
+    splice_pair_opts po = {.done = on_done, .a_eof = o->oob ? on_a_eof : NULL, .ud = o};
+    int rc = splice_loop_pair_opts(loop, o->a, o->b, &po, &o->sp);
     pthread_mutex_lock(&o->mu);
     o->rc = rc;
     o->added = true;
@@ -72,9 +89,9 @@ static void add_on_loop(void *ud)
 }
 
 /* Splices two fresh connections; *x and *y are their far ends. Returns splice_loop_pair's result. */
-static int add_pair(obs *o, int *x, int *y)
+static int add_pair_oob(obs *o, bool oob, int *x, int *y)
 {
-    *o = (obs){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    *o = (obs){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .oob = oob};
     o->a = tcp_pair(x);
     o->b = tcp_pair(y);
     assert_int_equal(splice_loop_post(loop, add_on_loop, o), 0);
@@ -83,6 +100,11 @@ static int add_pair(obs *o, int *x, int *y)
         pthread_cond_wait(&o->cv, &o->mu);
     pthread_mutex_unlock(&o->mu);
     return o->rc;
+}
+
+static int add_pair(obs *o, int *x, int *y)
+{
+    return add_pair_oob(o, false, x, y);
 }
 
 static void wait_ended(obs *o)
@@ -164,6 +186,44 @@ static void test_bytes_and_half_closes_both_ways(void **state)
     close(y);
 }
 
+static void shut_on_loop(void *ud)
+{
+    obs *o = ud;
+    splice_pair_shut_after(o->sp, o->shut_after);
+}
+
+/* a's FIN is reported with its byte count and b stays open; b's side's
+ * half-close, told out of band, shuts a after that many bytes. */
+static void test_half_close_out_of_band(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[64];
+    assert_int_equal(add_pair_oob(&o, true, &x, &y), 0);
+    assert_int_equal(send(x, "hello", 5, 0), 5);
+    shutdown(x, SHUT_WR);
+    pthread_mutex_lock(&o.mu);
+    while (!o.eofs)
+        pthread_cond_wait(&o.cv, &o.mu);
+    pthread_mutex_unlock(&o.mu);
+    assert_int_equal(o.eof_bytes, 5);
+    assert_int_equal(recv(y, buf, sizeof buf, 0), 5);
+    struct pollfd p = {.fd = y, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, 200), 0); /* no FIN on b */
+    assert_int_equal(send(y, "back", 4, 0), 4);
+    o.shut_after = 4;
+    assert_int_equal(splice_loop_post(loop, shut_on_loop, &o), 0); /* may come before the bytes */
+    assert_int_equal(read_all(x, buf, sizeof buf), 4); /* the bytes, then EOF */
+    assert_memory_equal(buf, "back", 4);
+    wait_ended(&o); /* both directions done: b is closed */
+    assert_int_equal(o.err, 0);
+    assert_int_equal(o.eofs, 1);
+    assert_int_equal(read_all(y, buf, sizeof buf), 0);
+    close(x);
+    close(y);
+}
+
 static void test_reset_passed_on(void **state)
 {
     (void)state;
@@ -223,6 +283,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bytes_and_half_closes_both_ways, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_half_close_out_of_band, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_passed_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_refuses_with_a_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_ends_everything, setup, teardown),

@@ -19,7 +19,7 @@ bool wire_eq(wspan s, const char *str);
 
 
 /* Checks a serialized FileDescriptorProto is kdiag.proto: name, package,
- * service Manager with Redirect (server streaming), Ps, Pprof and their
+ * service Manager with Redirect (server streaming), Ps, Pprof, HalfClose and their
  * request/response types. NULL when it is, else what is wrong. */
 const char *wire_check_kdiag_file(wspan fdp);
 #endif

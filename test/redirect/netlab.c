@@ -383,9 +383,15 @@ static int on_event(void *ud, const redirect_client_event *ev)
     c->last_event_us = time_now_us();
     if (ev->ready) {
         c->ready = true;
+        c->half_close = ev->half_close;
         c->tunnel_port = ev->tunnel_port;
         pthread_cond_broadcast(&c->cv);
         pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    if (ev->peer_write_closed) {
+        pthread_mutex_unlock(&c->mu);
+        CHECK(bridge_peer_closed(c->br, ev->token, ev->peer_write_closed_after) == 0, "bridge_peer_closed");
         return 0;
     }
     c->nconns++;
@@ -402,9 +408,19 @@ static int on_event(void *ud, const redirect_client_event *ev)
         sink_start(c, ev);
     else
         /* the CLI bridges to its port-forward's end; here the tunnel is reached directly */
-        CHECK(bridge_start(c->br, (uint16_t)ev->tunnel_port, (uint16_t)c->local_port, ev->token, on_bridge_done, c) == 0,
+        CHECK(bridge_start(c->br, (uint16_t)ev->tunnel_port, (uint16_t)c->local_port, ev->token, c->half_close,
+                           on_bridge_done, c) == 0,
               "bridge_start");
     return 0;
+}
+
+/* The bridge's HalfClose sender, as the CLI's (minus the forward). */
+static void send_half_close(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes)
+{
+    netlab_cli *c = ud;
+    rpc_status st = {0};
+    if (redirect_client_half_close(c->client, token, bytes, 10000, &st) < 0 && st.code != GRPC_STATUS_NOT_FOUND)
+        fprintf(stderr, "netlab: HalfClose: %s\n", st.message);
 }
 
 static void *cli_main(void *arg)
@@ -425,10 +441,13 @@ static void cli_start(netlab_cli *c, netlab_mgr *m, const redirect_client_req *r
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->local_port = local_port;
-    bridge_opts bo = {.max_conns = max_conns};
+    c->client = m->client;
+    bridge_opts bo = {.max_conns = max_conns, .half_close = send_half_close, .half_close_ud = c};
     CHECK(bridge_new(&c->br, &bo) == 0, "bridge_new");
     bridge_set_socket_fn(c->br, bridge_socket, NULL);
-    CHECK(redirect_client_new(&c->rc, m->client, req) == 0, "redirect_client_new");
+    redirect_client_req r = *req;
+    r.half_close = local_port != NETLAB_IGNORE && local_port != NETLAB_TUNNEL_SINK; /* they take the FINs */
+    CHECK(redirect_client_new(&c->rc, m->client, &r) == 0, "redirect_client_new");
     CHECK(pthread_create(&c->thread, NULL, cli_main, c) == 0, "pthread_create");
 }
 

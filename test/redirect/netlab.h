@@ -88,6 +88,8 @@ typedef struct netlab_cli {
     int bridges_running;
     int refused_at_limit; /* connections the bridge refused at its limit */
     int64_t last_event_us;
+    rpc_client *client; /* the manager's, for HalfClose */
+    bool half_close;    /* the stream carries half-closes out of band (bridging only) */
 } netlab_cli;
 
 void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port);
