@@ -96,9 +96,9 @@ class Cluster:
         return self.ok('logs', pod).splitlines()[since_lines:]
 
 
-def start_cluster(request, manifests, users=None):
+def start_cluster(request, manifests, users=None, env=None):
     state = kubesim_up(request, 'kdiag-cli-e2e-%d-' % os.getpid(), images_json(), manifests, users,
-                       env={'KUBECTL': KUBECTLS['default']})
+                       env=dict({'KUBECTL': KUBECTLS['default']}, **(env or {})))
     c = Cluster(state)
     for p in ('nginx', 'curl', 'distroless'):
         c.wait_running(p)

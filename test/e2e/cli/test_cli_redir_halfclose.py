@@ -1,13 +1,26 @@
 """Half-close through kubectl diag redir (issue 14 item 6): kubectl port-forward ends the whole
-stream at the first FIN, so half-closes travel out of band (docs/redirect.md) and no data is lost.
-A peer on the node talks to the pod's port; the local program behind the redirect runs here."""
+stream at the first FIN from the pod's side, and containerd's forward closes both directions 1 s
+after either ended, so half-closes travel out of band (docs/redirect.md) and no data is lost.
+Every test runs on two clusters: kubesim's default forward (a FIN passes as a half-close, so only
+kubectl's own ending counts) and one that ends connections the way containerd does
+(KUBESIM_PORTFORWARD=containerd). A peer on the node talks to the pod's port; the local program
+behind the redirect runs here."""
 import hashlib
 import socket
 import threading
 
+import pytest
+
+from conftest import DEMO, start_cluster
 from e2e_common import recv_all, wait_for
 
 SIZE = 20 * 1024 * 1024
+
+
+@pytest.fixture(scope='session', params=['kubesim', 'containerd'])
+def cluster(request):
+    env = {'KUBESIM_PORTFORWARD': 'containerd'} if request.param == 'containerd' else {}
+    return start_cluster(request, [DEMO], env=env)
 
 
 def payload(tag, size=SIZE):

@@ -1,10 +1,17 @@
 """pods/portforward: SPDY/3.1 (plain, or carried in WebSocket binary messages for kubectl 1.31+).
 Each forwarded connection is a pair of streams (error, data) sharing a requestid; the data stream
 is spliced to runtime.connect(pod, port). A refused port FINs both streams and leaves the
-session alone."""
+session alone.
+
+A FIN from either side is passed on as a half-close by default. With KUBESIM_PORTFORWARD=containerd
+in kubesim's environment the forward ends as containerd's does (pkg/cri/server
+sandbox_portforward_linux.go): no half-close reaches the other side, and 1 s after one direction
+ended both are closed, whatever the other was still sending."""
+import os
 import socket
 import sys
 import threading
+import time
 
 import apierrors
 import resources
@@ -13,6 +20,8 @@ import websocket
 
 WS_PROTOCOL = 'SPDY/3.1+portforward.k8s.io'
 SPDY_PROTOCOL = 'portforward.k8s.io'
+CONTAINERD = os.environ.get('KUBESIM_PORTFORWARD') == 'containerd'
+CONTAINERD_GRACE = 1.0  # seconds containerd waits for the other direction before closing both
 
 
 def serve(sim, req, ns, name):
@@ -43,6 +52,13 @@ def serve(sim, req, ns, name):
     else:
         raise apierrors.bad_request('Upgrade request required')
     Session(sim, pod, uid, sock, read, write).run()
+
+
+def shut(sock, how=socket.SHUT_RDWR):
+    try:
+        sock.shutdown(how)
+    except OSError:  # closed meanwhile
+        pass
 
 
 class Session:
@@ -102,6 +118,15 @@ class Session:
             return
         with self.lock:
             self.targets.add(target)
+        ended = []
+
+        def direction_ended():
+            """containerd: the first direction to end closes both after the grace."""
+            with self.lock:
+                ended.append(True)
+                first = len(ended) == 1
+            if first:
+                threading.Timer(CONTAINERD_GRACE, shut, args=(target,)).start()
 
         def upstream():
             while True:
@@ -112,10 +137,10 @@ class Session:
                     target.sendall(chunk)
                 except OSError:
                     break
-            try:
-                target.shutdown(socket.SHUT_RDWR if data.reset else socket.SHUT_WR)
-            except OSError:
-                pass
+            if CONTAINERD and not data.reset:
+                direction_ended()
+                return
+            shut(target, socket.SHUT_RDWR if data.reset else socket.SHUT_WR)
         refs = [2]
 
         def release():
@@ -138,5 +163,9 @@ class Session:
                     break
         except OSError:
             pass
+        if CONTAINERD:
+            direction_ended()
+            if len(ended) < 2:
+                time.sleep(CONTAINERD_GRACE)  # the other direction may still deliver until then
         end()
         release()
