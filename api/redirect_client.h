@@ -80,7 +80,7 @@ void redirect_client_free(redirect_client *rc);
 
 /* HalfClose (blocking unary call, timeout_ms): the client's end of the
  * connection of token closed its write side after bytes. 0, or -EPROTO with
- * the status in *st (NOT_FOUND: that connection has ended). */
+ * the status in *st. */
 int redirect_client_half_close(rpc_client *cl, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes,
                                int timeout_ms, rpc_status *st);
 

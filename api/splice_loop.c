@@ -181,6 +181,8 @@ int splice_loop_pair_opts(splice_loop *l, int a, int b, const splice_pair_opts *
     if (rc == 0)
         rc = splice_pump_init(&p->ba, l->o.pipe_bytes);
     p->ab.hold_fin = o->a_eof != NULL;
+    if (o->a_shut_known)
+        p->ba.shut_at = o->a_shut_after;
     struct epoll_event ea = {.events = PAIR_EVENTS, .data.ptr = &p->wa};
     struct epoll_event eb = {.events = PAIR_EVENTS, .data.ptr = &p->wb};
     if (rc == 0 && (epoll_ctl(l->ep_fd, EPOLL_CTL_ADD, a, &ea) < 0 || epoll_ctl(l->ep_fd, EPOLL_CTL_ADD, b, &eb) < 0))

@@ -50,6 +50,8 @@ typedef struct {
     splice_done_fn done; /* may be NULL */
     splice_eof_fn a_eof; /* NULL: a's FIN becomes shutdown(b, SHUT_WR) */
     void *ud;
+    bool a_shut_known;    /* b's side already closed its write side ... */
+    uint64_t a_shut_after; /* ... after this many bytes: as splice_pair_shut_after */
 } splice_pair_opts;
 
 typedef struct {

@@ -186,8 +186,7 @@ static void send_half_close(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_
             return;
         r->hc_port = lg;
     }
-    if (redirect_client_half_close(r->hc_client, token, bytes, HALF_CLOSE_TIMEOUT_MS, &st) < 0 &&
-        st.code != GRPC_STATUS_NOT_FOUND) /* NOT_FOUND: the connection ended meanwhile */
+    if (redirect_client_half_close(r->hc_client, token, bytes, HALF_CLOSE_TIMEOUT_MS, &st) < 0)
         fprintf(stderr, "passing a half-close on to the manager failed: %s\n", st.message);
 }
 

@@ -559,9 +559,8 @@ grpc_status_code redirect_half_close_handle(rpc_call *call, void *ud)
     }
     rc = tunnel_half_close(m->tun, req->tunnel_token.data, req->bytes);
     if (rc < 0) {
-        rpc_call_set_message(call, "no spliced connection has this tunnel_token (it ended, or never was): %s",
-                             strerror(-rc));
-        st = rc == -ENOENT ? GRPC_STATUS_NOT_FOUND : GRPC_STATUS_RESOURCE_EXHAUSTED;
+        rpc_call_set_message(call, "out of memory");
+        st = GRPC_STATUS_RESOURCE_EXHAUSTED;
         goto out;
     }
     Kdiag__Solo__Io__HalfCloseResponse resp = KDIAG__SOLO__IO__HALF_CLOSE_RESPONSE__INIT;

@@ -35,7 +35,7 @@ void redirect_mgr_reserve_port(redirect_mgr *m, uint16_t port);
 /* Handler of /kdiag.solo.io.Manager/Redirect (RPC_SERVER_STREAM); ud = redirect_mgr*. */
 grpc_status_code redirect_rpc_handle(rpc_call *call, void *ud);
 /* Handler of /kdiag.solo.io.Manager/HalfClose (RPC_UNARY); ud = redirect_mgr*.
- * NOT_FOUND when the token's connection is not spliced (any more). */
+ * OK also for a token of no connection (it may have ended meanwhile). */
 grpc_status_code redirect_half_close_handle(rpc_call *call, void *ud);
 /* Closes everything: the kernel drops the nftables table with the netlink socket. */
 void redirect_mgr_free(redirect_mgr *m);

@@ -45,6 +45,8 @@ typedef struct waiting {
     int fd;
     const void *owner;
     int report_fd;               /* see tunnel_add_peer */
+    bool shut_known;             /* the client's HalfClose came before the pairing: */
+    uint64_t shut_after;         /* shut the peer after this many bytes */
     int64_t deadline;
     struct waiting *hnext;       /* hash chain */
     list_node link;              /* t->wait, deadline order */
@@ -197,7 +199,8 @@ static void pair_start(tunnel *t, waiting *w, int tunnel_fd)
         pthread_mutex_lock(&t->lock);
         list_add(&t->paired, &p->link);
         pthread_mutex_unlock(&t->lock);
-        splice_pair_opts po = {.done = on_pair_done, .a_eof = p->report_fd >= 0 ? on_peer_eof : NULL, .ud = p};
+        splice_pair_opts po = {.done = on_pair_done, .a_eof = p->report_fd >= 0 ? on_peer_eof : NULL, .ud = p,
+                               .a_shut_known = w->shut_known, .a_shut_after = w->shut_after};
         rc = splice_loop_pair_opts(t->loop, w->fd, tunnel_fd, &po, &p->sp); /* p may be gone on return */
         if (rc < 0)
             paired_free(p);
@@ -514,6 +517,20 @@ typedef struct {
     uint64_t bytes;
 } half_close;
 
+/* The connection of token not paired yet (the call overtook the tunnel
+ * connection's hello): the peer waiting for it, or NULL. Loop thread. */
+static waiting *unpaired(tunnel *t, const uint8_t *token)
+{
+    hello *h;
+    list_for_each_entry(h, &t->hellos, link)
+        if (h->peer && memcmp(h->peer->token, token, CONTRACT_TUNNEL_TOKEN_LEN) == 0)
+            return h->peer;
+    waiting *w = t->buckets[bucket_of(token)]; /* under t->lock */
+    while (w && memcmp(w->token, token, CONTRACT_TUNNEL_TOKEN_LEN) != 0)
+        w = w->hnext;
+    return w;
+}
+
 static void half_close_run(void *ud)
 {
     half_close *hc = ud;
@@ -525,6 +542,11 @@ static void half_close_run(void *ud)
         list_for_each_entry(p, &t->paired, link)
             if (memcmp(p->token, hc->token, sizeof p->token) == 0)
                 sp = p->sp;
+        waiting *w = sp ? NULL : unpaired(t, hc->token);
+        if (w) { /* pair_start applies it */
+            w->shut_known = true;
+            w->shut_after = hc->bytes;
+        }
         pthread_mutex_unlock(&t->lock);
     }
     if (sp) /* only this thread ends pairs: sp stays valid */
@@ -534,14 +556,6 @@ static void half_close_run(void *ud)
 
 int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes)
 {
-    bool found = false;
-    pthread_mutex_lock(&t->lock);
-    paired *p;
-    list_for_each_entry(p, &t->paired, link)
-        found = found || memcmp(p->token, token, sizeof p->token) == 0;
-    pthread_mutex_unlock(&t->lock);
-    if (!found)
-        return -ENOENT;
     half_close *hc = malloc(sizeof *hc);
     if (!hc)
         return -ENOMEM;

@@ -75,7 +75,8 @@ typedef struct {
 int tunnel_add_peer(tunnel *t, int fd, const void *owner, int report_fd, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN]);
 /* Any thread: the client's end of the connection of token closed its write
  * side after bytes: the peer's write side is shut once that many bytes
- * reached it. -ENOENT when no such connection is spliced (any more). */
+ * reached it (also when the call overtook the tunnel connection's hello).
+ * Unknown or ended connections are ignored. 0 or -ENOMEM. */
 int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes);
 /* Resets the owner's connections still waiting for their tunnel connection:
  * once their stream is gone no client will come for them. Paired ones run on

@@ -419,7 +419,7 @@ static void send_half_close(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_
 {
     netlab_cli *c = ud;
     rpc_status st = {0};
-    if (redirect_client_half_close(c->client, token, bytes, 10000, &st) < 0 && st.code != GRPC_STATUS_NOT_FOUND)
+    if (redirect_client_half_close(c->client, token, bytes, 10000, &st) < 0)
         fprintf(stderr, "netlab: HalfClose: %s\n", st.message);
 }
 

@@ -359,6 +359,19 @@ static void case_kill9(netlab_mgr *m)
 
 /* ---- stream cancel: rules go, paired connections stay ---- */
 
+/* Waits (5 s at most) until the manager announced a connection on c's stream. */
+static void wait_announced(netlab_cli *c)
+{
+    for (int i = 0; i < 500; i++) {
+        pthread_mutex_lock(&c->mu);
+        int n = c->nconns;
+        pthread_mutex_unlock(&c->mu);
+        if (n)
+            break;
+        usleep(10000);
+    }
+}
+
 static void case_cancel(netlab_mgr *m)
 {
     int lport;
@@ -398,14 +411,7 @@ static void case_cancel(netlab_mgr *m)
     CHECK(netlab_cli_wait_ready(&ign, 5000), "not ready: %s", ign.st.message);
     int waiting = netlab_connect(NS_PEER, POD_IP4, PORT);
     CHECK(waiting >= 0, "peer connect: %s", strerror(-waiting));
-    for (int i = 0; i < 500; i++) { /* until the manager has announced it */
-        pthread_mutex_lock(&ign.mu);
-        int n = ign.nconns;
-        pthread_mutex_unlock(&ign.mu);
-        if (n)
-            break;
-        usleep(10000);
-    }
+    wait_announced(&ign);
     int64_t t1 = time_now_us();
     netlab_cli_stop(&ign);
     r = read_to_end(waiting, buf, sizeof buf, 3000);
@@ -416,6 +422,41 @@ static void case_cancel(netlab_mgr *m)
     netlab_cli_free(&ign);
     printf("cancel: rules gone %d ms after cancel; the paired connection kept running; a waiting peer "
            "was reset %lld ms after its stream ended\n", ms, (long long)ms_waiting);
+}
+
+/* ---- half-close ---- */
+
+/* A HalfClose that overtakes its connection's tunnel hello is kept for the
+ * pairing: the peer gets the client's bytes, then EOF. */
+static void case_half_close_early(netlab_mgr *m)
+{
+    netlab_cli ign;
+    netlab_cli_start(&ign, m, PORT, false, NETLAB_IGNORE);
+    CHECK(netlab_cli_wait_ready(&ign, 5000), "not ready: %s", ign.st.message);
+    int peer = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(peer >= 0, "peer connect: %s", strerror(-peer));
+    uint8_t hello[CONTRACT_TUNNEL_HELLO_LEN + 3];
+    wait_announced(&ign);
+    redirect_client_hello(hello, ign.last_token, true);
+    rpc_status st = {0};
+    CHECK(redirect_client_half_close(m->client, hello, 3, 5000, &st) == 0, "HalfClose: %s", st.message);
+    usleep(100000); /* the manager has taken it in */
+    memcpy(hello + CONTRACT_TUNNEL_HELLO_LEN, "abc", 3);
+    int tun = netlab_connect(NS_POD, "127.0.0.1", m->tunnel_port);
+    CHECK(tun >= 0, "tunnel connect");
+    send_all(tun, hello, sizeof hello);
+    char buf[16];
+    ssize_t r = read_to_end(peer, buf, sizeof buf, 3000);
+    CHECK(r == 3 && memcmp(buf, "abc", 3) == 0, "peer got %zd bytes, want abc then EOF", r);
+    send_all(peer, "xy", 2); /* the other direction still runs */
+    shutdown(peer, SHUT_WR);
+    r = read_to_end(tun, buf, sizeof buf, 3000);
+    CHECK(r == 2 && memcmp(buf, "xy", 2) == 0, "tunnel got %zd bytes, want xy then EOF", r);
+    close(tun);
+    close(peer);
+    netlab_cli_stop(&ign);
+    netlab_cli_free(&ign);
+    printf("half_close_early: a HalfClose ahead of its hello shut the peer after its 3 bytes\n");
 }
 
 /* ---- foreign tunnel connections ---- */
@@ -1169,6 +1210,8 @@ int main(int argc, char **argv)
         case_cancel(&m);
     else if (strcmp(cs, "foreign") == 0)
         case_foreign(&m);
+    else if (strcmp(cs, "half_close_early") == 0)
+        case_half_close_early(&m);
     else if (strcmp(cs, "seq") == 0)
         case_seq(&m, 10000);
     else if (strcmp(cs, "bridge_limit") == 0)
