@@ -98,6 +98,29 @@ static char *printable(const char *s)
     return out;
 }
 
+/* s as a JSON string: the exact text, except that bytes which are not UTF-8
+ * (JSON cannot carry them; jansson refuses them) become U+FFFD. */
+static json_t *json_text(const char *s)
+{
+    static const char replacement[] = "\xef\xbf\xbd";
+    size_t n = strlen(s);
+    char *out = malloc(n * (sizeof replacement - 1) + 1), *o = out;
+    const unsigned char *p = (const unsigned char *)s;
+    if (!out)
+        return NULL;
+    while (*p) {
+        bool ok;
+        size_t len = char_len(p, &ok);
+        bool stray = len == 1 && *p >= 0x80;
+        memcpy(o, stray ? (const unsigned char *)replacement : p, stray ? sizeof replacement - 1 : len);
+        o += stray ? sizeof replacement - 1 : len;
+        p += len;
+    }
+    json_t *j = json_stringn(out, (size_t)(o - out));
+    free(out);
+    return j;
+}
+
 static void listen_str(const Kdiag__Solo__Io__ProcessInfo *p, char *buf, size_t n)
 {
     size_t used = 0;
@@ -152,9 +175,9 @@ static void print_json(FILE *out, Kdiag__Solo__Io__ProcessInfo **ps, size_t n, c
             strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
             start = json_string(ts);
         }
-        json_t *o = json_pack("{s:I, s:I, s:s, s:s, s:I, s:s, s:I, s:o, s:o, s:o}", "pid", (json_int_t)p->pid,
-                              "ppid", (json_int_t)p->ppid, "name", p->name, "cmdline", p->cmdline, "uid",
-                              (json_int_t)p->uid, "state", p->state, "rssBytes", (json_int_t)p->rss_bytes,
+        json_t *o = json_pack("{s:I, s:I, s:o, s:o, s:I, s:o, s:I, s:o, s:o, s:o}", "pid", (json_int_t)p->pid,
+                              "ppid", (json_int_t)p->ppid, "name", json_text(p->name), "cmdline",
+                              json_text(p->cmdline), "uid", (json_int_t)p->uid, "state", json_text(p->state), "rssBytes", (json_int_t)p->rss_bytes,
                               "startTime", start, "listen",
                               addrs_json(p->listen_addresses, p->n_listen_addresses, "tcp"), "bound",
                               addrs_json(p->bound_addresses, p->n_bound_addresses, "udp"));

@@ -303,6 +303,20 @@ static void ps_escapes_control_characters(void **state)
     assert_string_equal(json_string_value(json_object_get(proc, "name")), "ev\x1b[2Jil\x7f");
     assert_string_equal(json_string_value(json_object_get(proc, "cmdline")), "x \x1b]0;pwned\x07\n");
     json_decref(j);
+
+    /* bytes that are not UTF-8 become U+FFFD: the process is still listed */
+    p.name = "bad\xff";
+    p.cmdline = "caf\xc3\xa9 \xc3 \xed\xa0\x80";
+    out = print_ps(&r, PS_JSON);
+    j = json_loads(out, 0, NULL);
+    free(out);
+    assert_non_null(j);
+    proc = json_array_get(json_object_get(j, "processes"), 0);
+    assert_non_null(proc);
+    assert_string_equal(json_string_value(json_object_get(proc, "name")), "bad\xef\xbf\xbd");
+    assert_string_equal(json_string_value(json_object_get(proc, "cmdline")),
+                        "caf\xc3\xa9 \xef\xbf\xbd \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+    json_decref(j);
 }
 
 static void shell_target(void **state)
