@@ -132,6 +132,34 @@ def test_both_dockerfiles_same_files(images, tmp_path):
             assert tars["release"].extractfile("usr/local/bin/" + name).read() == f.read(), name
 
 
+def test_cmake_rootfs_holds_the_image_files(images, tmp_path):
+    """The debug rootfs CMake assembles for the simulated cluster (<build>/images/debug/rootfs)
+    and the image Dockerfile.release builds: same paths, types, modes, sizes and bytes."""
+    ids, _ = images
+    tar = export(ids["release"], str(tmp_path))
+    in_image = {}
+    for m in tar.getmembers():
+        data = tar.extractfile(m).read() if m.isreg() else m.linkname
+        in_image[m.name.rstrip("/")] = (m.type, m.mode & 0o7777, data)
+    root = os.path.join(BUILD, "images", "debug", "rootfs")
+    in_rootfs = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            if os.path.islink(p):
+                t, data = tarfile.SYMTYPE, os.readlink(p)
+            elif os.path.isdir(p):
+                t, data = tarfile.DIRTYPE, ""
+            else:
+                with open(p, "rb") as f:
+                    t, data = tarfile.REGTYPE, f.read()
+            in_rootfs[os.path.relpath(p, root)] = (t, st.st_mode & 0o7777, data)
+    assert sorted(in_rootfs) == sorted(in_image)
+    for name in in_rootfs:
+        assert in_rootfs[name] == in_image[name], name
+
+
 def start_manager(image_id, containers, name, target):
     """Runs the image's entrypoint as kubectl diag does: in the target's PID and
     network namespaces. Returns (pid, start-up lines, seconds from the

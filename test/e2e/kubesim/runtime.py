@@ -67,7 +67,7 @@ class Runtime:
         self.state_dir = os.path.abspath(state_dir)
         self.dir = os.path.join(self.state_dir, 'runtime')
         self.images_json = images_json
-        self.images = images.Store(images_json)
+        self.images = images.open_store(images_json)
         self.notify = notify
         self.lock = threading.RLock()
         # Kubernetes backs off 10s, 20s, ... 5min between restarts; tests may shorten it.

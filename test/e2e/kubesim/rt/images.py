@@ -3,6 +3,7 @@ and ids a runtime reports for an image."""
 import hashlib
 import json
 import os
+import subprocess
 
 from rt import host
 
@@ -67,3 +68,40 @@ class Store:
                 host.log('cannot read image store %s: %s' % (self.path, e))
                 return None
         return self._images.get(normalize_image(ref))
+
+
+PODMAN_PREFIX = 'podman:'
+
+
+class PodmanStore:
+    """--images podman:JSON: an image podman's store has (scripts/image.sh builds the debug
+    image there) runs from `podman image mount` with the entrypoint, cmd, env and working dir
+    of `podman image inspect`; any other name comes from the JSON store."""
+
+    def __init__(self, fallback_json):
+        self.fallback = Store(fallback_json)
+        self.path = 'podman + ' + fallback_json
+        self._mounted = {}   # image id -> rootfs
+
+    def get(self, ref):
+        r = subprocess.run(['podman', 'image', 'inspect', canonical_image(ref)], capture_output=True, text=True)
+        if r.returncode != 0:
+            return self.fallback.get(ref)
+        info = json.loads(r.stdout)[0]
+        iid, cfg = info['Id'], info.get('Config') or {}
+        if iid not in self._mounted:
+            m = subprocess.run(['podman', 'image', 'mount', iid], capture_output=True, text=True)
+            if m.returncode != 0:
+                host.log('podman image mount %s: %s' % (iid, m.stderr.strip()))
+                return None
+            self._mounted[iid] = m.stdout.strip()
+        return {'rootfs': self._mounted[iid], 'entrypoint': cfg.get('Entrypoint') or [],
+                'cmd': cfg.get('Cmd') or [], 'env': cfg.get('Env') or [],
+                'workingDir': cfg.get('WorkingDir') or '/', 'podmanId': iid}
+
+
+def open_store(spec):
+    """images.json, or podman's store in front of one (PODMAN_PREFIX + JSON)."""
+    if spec.startswith(PODMAN_PREFIX):
+        return PodmanStore(spec[len(PODMAN_PREFIX):])
+    return Store(spec)
