@@ -8,7 +8,7 @@ import sys
 
 REPO = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
 IMAGE = os.environ["KDIAG_DEFAULT_IMAGE"]
-SUITES = ["test_cli_basic.py", "test_cli_redir.py"]
+SUITES = ["test_cli_basic.py", "test_cli_redir.py", "test_cli_logs.py"]
 
 
 def main():
