@@ -188,10 +188,10 @@ static bool parse_proof(const line *l, char proof[CONTRACT_PROOF_HEX_LEN + 1])
 
 /* A banner being read: the lines taken so far, in order. */
 typedef struct {
-    line taken[3];   /* Listening, Token, Tunnel (as found) */
+    line taken[3]; /* Listening, Token, Tunnel (as found) */
     int ntaken;
-    int next_step;   /* index into steps of the next kind that may come */
-    char proof[CONTRACT_PROOF_HEX_LEN + 1];  /* "" until a Proof line ends it */
+    int next_step;                          /* index into steps of the next kind that may come */
+    char proof[CONTRACT_PROOF_HEX_LEN + 1]; /* "" until a Proof line ends it */
 } candidate;
 
 static bool (*const steps[])(const line *, contract_banner *) = {parse_token, parse_tunnel};
@@ -256,8 +256,7 @@ static bool proof_matches(const char *secret, const candidate *c)
     return memeql_sec(got, want, CONTRACT_PROOF_HEX_LEN) != 0;
 }
 
-int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b,
-                         contract_find_result *r)
+int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b, contract_find_result *r)
 {
     size_t pos = 0;
     line l;

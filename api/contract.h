@@ -44,18 +44,18 @@
  *   Tunnel on 127.0.0.1:<port>       when redirect is available
  *   Proof: <64 hex>                  when started with CONTRACT_SECRET_ENV */
 typedef struct {
-    char host[64];        /* as printed: an IPv4 literal, [IPv6] or "localhost" */
-    int grpc_port;        /* 1-65535 */
-    char token[CONTRACT_TOKEN_HEX_LEN + 1];  /* "" when the manager runs --no-auth */
-    int tunnel_port;      /* 0: no tunnel (redirect unavailable in this manager) */
+    char host[64];                          /* as printed: an IPv4 literal, [IPv6] or "localhost" */
+    int grpc_port;                          /* 1-65535 */
+    char token[CONTRACT_TOKEN_HEX_LEN + 1]; /* "" when the manager runs --no-auth */
+    int tunnel_port;                        /* 0: no tunnel (redirect unavailable in this manager) */
 } contract_banner;
 
 /* What contract_banner_find saw. */
 typedef struct {
-    bool found;     /* *b is filled */
-    bool proven;    /* ... and its Proof line proves the secret */
-    int rejected;   /* banners skipped: a wrong proof, or none before the next banner line */
-    bool pending;   /* the last banner has no Proof line yet (more log may come) */
+    bool found;   /* *b is filled */
+    bool proven;  /* ... and its Proof line proves the secret */
+    int rejected; /* banners skipped: a wrong proof, or none before the next banner line */
+    bool pending; /* the last banner has no Proof line yet (more log may come) */
 } contract_find_result;
 
 /* Writes the start-up lines for b into out (NUL-terminated), with the Proof
@@ -72,8 +72,7 @@ int contract_banner_format(const contract_banner *b, const char *secret, char *o
  * secret, only a banner whose Proof line matches counts; others (forged by a
  * process in the pod, or proofless) are skipped. Pure: no I/O. Always
  * returns 0 and fills *r. */
-int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b,
-                         contract_find_result *r);
+int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b, contract_find_result *r);
 
 /* Is s a secret of the right form (CONTRACT_SECRET_HEX_LEN hex digits)? */
 bool contract_secret_valid(const char *s);

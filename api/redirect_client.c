@@ -41,8 +41,9 @@ static int pack_request(const redirect_client_req *r, uint8_t *buf, size_t cap)
         req.session_id.len = REDIRECT_CLIENT_SESSION_ID_LEN;
     }
     req.skip_sources = (char **)r->skip_sources;
-    req.n_skip_sources = r->nskip_sources < CONTRACT_REDIRECT_SKIP_SOURCES_MAX ? r->nskip_sources
-                                                                  : CONTRACT_REDIRECT_SKIP_SOURCES_MAX;
+    req.n_skip_sources = r->nskip_sources < CONTRACT_REDIRECT_SKIP_SOURCES_MAX
+                             ? r->nskip_sources
+                             : CONTRACT_REDIRECT_SKIP_SOURCES_MAX;
     req.include_loopback = r->include_loopback;
     req.half_close = r->half_close;
     size_t len = kdiag__solo__io__redirect_request__get_packed_size(&req);

@@ -19,7 +19,7 @@ struct reflection_blob {
     const uint8_t *data;
     size_t len;
 };
-extern const struct reflection_blob reflection_descriptor_sets[];   /* reflection_desc.c */
+extern const struct reflection_blob reflection_descriptor_sets[]; /* reflection_desc.c */
 extern const size_t reflection_descriptor_sets_n;
 
 typedef struct {
@@ -29,13 +29,13 @@ typedef struct {
 
 typedef struct {
     char *name;
-    span bytes;        /* one serialized FileDescriptorProto */
+    span bytes; /* one serialized FileDescriptorProto */
     char **deps;
     size_t n_deps;
 } ref_file;
 
 typedef struct {
-    char *name;        /* fully qualified, no leading dot */
+    char *name; /* fully qualified, no leading dot */
     size_t file;
     bool service;
 } ref_symbol;
@@ -79,8 +79,7 @@ static int wire_next(wire *w, uint32_t *field, span *val)
     val->p = NULL;
     val->n = 0;
     switch (key & 7) {
-    case 0:
-        return wire_varint(w, &v) ? 0 : -EBADMSG;
+    case 0: return wire_varint(w, &v) ? 0 : -EBADMSG;
     case 1:
         if (w->end - w->p < 8)
             return -EBADMSG;
@@ -98,8 +97,7 @@ static int wire_next(wire *w, uint32_t *field, span *val)
             return -EBADMSG;
         w->p += 4;
         return 0;
-    default:
-        return -EBADMSG;
+    default: return -EBADMSG;
     }
 }
 
@@ -311,7 +309,8 @@ int reflection_answer(const uint8_t *req_buf, size_t len, uint8_t **out, size_t 
             lsr.n_service++;
         }
         lsr.service = svcp;
-        resp.message_response_case = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
+        resp.message_response_case =
+            GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_LIST_SERVICES_RESPONSE;
         resp.list_services_response = &lsr;
         break;
     case GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_FILE_BY_FILENAME:
@@ -326,7 +325,8 @@ int reflection_answer(const uint8_t *req_buf, size_t len, uint8_t **out, size_t 
         /* proto3 files here declare no extensions: a known type has none */
         if (file_of_symbol(req->all_extension_numbers_of_type) >= 0) {
             enr.base_type_name = req->all_extension_numbers_of_type;
-            resp.message_response_case = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
+            resp.message_response_case =
+                GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_ALL_EXTENSION_NUMBERS_RESPONSE;
             resp.all_extension_numbers_response = &enr;
         } else {
             what = req->all_extension_numbers_of_type;
@@ -336,7 +336,8 @@ int reflection_answer(const uint8_t *req_buf, size_t len, uint8_t **out, size_t 
         what = "extension";
         break;
     default:
-        snprintf(errmsg, sizeof errmsg, "empty reflection request: set one of list_services, "
+        snprintf(errmsg, sizeof errmsg,
+                 "empty reflection request: set one of list_services, "
                  "file_by_filename, file_containing_symbol");
         er.error_code = GRPC_STATUS_INVALID_ARGUMENT;
         er.error_message = errmsg;
@@ -347,7 +348,8 @@ int reflection_answer(const uint8_t *req_buf, size_t len, uint8_t **out, size_t 
     if (fi >= 0) {
         collect((size_t)fi, seen, fds, &fdr.n_file_descriptor_proto);
         fdr.file_descriptor_proto = fds;
-        resp.message_response_case = GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
+        resp.message_response_case =
+            GRPC__REFLECTION__V1ALPHA__SERVER_REFLECTION_RESPONSE__MESSAGE_RESPONSE_FILE_DESCRIPTOR_RESPONSE;
         resp.file_descriptor_response = &fdr;
     } else if (what) {
         snprintf(errmsg, sizeof errmsg, "%.200s not found", what);

@@ -21,7 +21,7 @@
 
 struct rpc_client {
     grpc_channel *ch;
-    char *auth;   /* "Bearer <token>" or NULL */
+    char *auth; /* "Bearer <token>" or NULL */
 };
 
 struct rpc_stream {
@@ -34,7 +34,7 @@ struct rpc_stream {
     grpc_slice details;
     const char *error_string;
     bool got_md, ended, closed_send;
-    int tag_status;   /* addresses of these are the pluck tags */
+    int tag_status; /* addresses of these are the pluck tags */
     int tag_send, tag_read;
 };
 
@@ -65,7 +65,7 @@ int rpc_client_new(rpc_client **ret, const char *target, const char *token)
     };
     grpc_channel_args ca = {sizeof args / sizeof *args, args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-    cl->ch = grpc_channel_create(target, creds, &ca);   /* a bad target gives a channel whose calls fail */
+    cl->ch = grpc_channel_create(target, creds, &ca); /* a bad target gives a channel whose calls fail */
     grpc_channel_credentials_release(creds);
     *ret = cl;
     return 0;
@@ -136,7 +136,7 @@ static int stream_start(rpc_stream *s)
     ops[1].data.recv_status_on_client.error_string = &s->error_string;
     if (grpc_call_start_batch(s->call, &ops[0], 1, &s->tag_send, NULL) != GRPC_CALL_OK)
         return -EIO;
-    pluck(s, &s->tag_send);   /* a failure here shows in the status */
+    pluck(s, &s->tag_send); /* a failure here shows in the status */
     if (grpc_call_start_batch(s->call, &ops[1], 1, &s->tag_status, NULL) != GRPC_CALL_OK) {
         grpc_call_cancel(s->call, NULL);
         return -EIO;
@@ -187,7 +187,7 @@ int rpc_client_stream_open(rpc_stream **ret, rpc_client *cl, const char *method,
 static int unary_read(rpc_stream *s, const char *method, uint8_t **buf, size_t *len, rpc_status *st)
 {
     int rc = rpc_stream_read(s, buf, len, st);
-    if (rc == 0) {   /* a message: the status follows */
+    if (rc == 0) { /* a message: the status follows */
         uint8_t *extra = NULL;
         size_t elen;
         rc = rpc_stream_read(s, &extra, &elen, st);
@@ -201,8 +201,8 @@ static int unary_read(rpc_stream *s, const char *method, uint8_t **buf, size_t *
     return rc;
 }
 
-int rpc_client_unary(rpc_client *cl, const char *method, const uint8_t *req, size_t req_len,
-                     uint8_t **resp, size_t *resp_len, int timeout_ms, rpc_status *st)
+int rpc_client_unary(rpc_client *cl, const char *method, const uint8_t *req, size_t req_len, uint8_t **resp,
+                     size_t *resp_len, int timeout_ms, rpc_status *st)
 {
     rpc_status local;
     if (!st)
@@ -281,7 +281,7 @@ int rpc_stream_read(rpc_stream *s, uint8_t **buf, size_t *len, rpc_status *st)
         ops[n].op = GRPC_OP_RECV_MESSAGE;
         ops[n++].data.recv_message.recv_message = &bb;
         if (grpc_call_start_batch(s->call, ops, n, &s->tag_read, NULL) != GRPC_CALL_OK)
-            return -EINVAL;   /* a read is already in progress */
+            return -EINVAL; /* a read is already in progress */
         pluck(s, &s->tag_read);
         if (bb)
             return rpc_bb_take(bb, buf, len);

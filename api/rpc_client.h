@@ -26,8 +26,8 @@ void rpc_client_free(rpc_client *cl);
 /* Unary call. timeout_ms <= 0 means no deadline. On return st holds the
  * call's status; 0 is returned when st->code == GRPC_STATUS_OK and *resp
  * (malloc'd) holds the response, -EPROTO otherwise. */
-int rpc_client_unary(rpc_client *cl, const char *method, const uint8_t *req, size_t req_len,
-                     uint8_t **resp, size_t *resp_len, int timeout_ms, rpc_status *st);
+int rpc_client_unary(rpc_client *cl, const char *method, const uint8_t *req, size_t req_len, uint8_t **resp,
+                     size_t *resp_len, int timeout_ms, rpc_status *st);
 
 /* Server-streaming call: sends req and half-closes. A failure to send
  * surfaces as the call's status on the first read. *ret is NULL on failure. */

@@ -10,7 +10,7 @@
 #include <string.h>
 
 static pthread_once_t rpc_once = PTHREAD_ONCE_INIT;
-static atomic_int rpc_live;   /* servers, clients and streams alive */
+static atomic_int rpc_live; /* servers, clients and streams alive */
 
 /* At exit, gRPC's threads are stopped when nothing of ours still uses them;
  * otherwise (exit() with a call in flight) gRPC is left to the kernel. */
@@ -50,7 +50,7 @@ grpc_byte_buffer *rpc_bb_from(const uint8_t *buf, size_t len)
 int rpc_bb_take(grpc_byte_buffer *bb, uint8_t **buf, size_t *len)
 {
     grpc_byte_buffer_reader r;
-    int rc = -EBADMSG;   /* undecompressable */
+    int rc = -EBADMSG; /* undecompressable */
     if (grpc_byte_buffer_reader_init(&r, bb)) {
         grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
         size_t n = GRPC_SLICE_LENGTH(sl);

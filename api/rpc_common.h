@@ -12,7 +12,13 @@
  * unanswered this long: a vanished peer is gone in ~20 s (docs/rpc.md). */
 #define RPC_KEEPALIVE_MS 10000
 
-#define RPC_ARG_INT(key, v) {GRPC_ARG_INTEGER, (char *)(key), {.integer = (v)}}
+#define RPC_ARG_INT(key, v) \
+    { \
+        GRPC_ARG_INTEGER, (char *)(key), \
+        { \
+            .integer = (v) \
+        } \
+    }
 
 /* Starts gRPC once per process, on first use (it stays up until exit, where
  * it is shut down when no rpc object is left). Every rpc object counts itself

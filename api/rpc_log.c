@@ -14,8 +14,8 @@
 static struct {
     pthread_mutex_t mu;
     int64_t period_start_ms;
-    int shown;                 /* lines shown in this period */
-    unsigned long suppressed;  /* lines counted instead */
+    int shown;                /* lines shown in this period */
+    unsigned long suppressed; /* lines counted instead */
 } noise = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0};
 
 void rpc_log_escape(char *out, size_t outsz, const void *in, size_t len)
@@ -29,7 +29,12 @@ void rpc_log_escape(char *out, size_t outsz, const void *in, size_t len)
         char e[4];
         size_t n = 0;
         unsigned char ch = p[i];
-        const char *c = ch == '\n' ? "n" : ch == '\r' ? "r" : ch == '\t' ? "t" : ch == '\\' ? "\\" : ch == '"' ? "\"" : NULL;
+        const char *c = ch == '\n'   ? "n"
+                        : ch == '\r' ? "r"
+                        : ch == '\t' ? "t"
+                        : ch == '\\' ? "\\"
+                        : ch == '"'  ? "\""
+                                     : NULL;
         if (c) {
             e[n++] = '\\';
             e[n++] = *c;
@@ -41,7 +46,7 @@ void rpc_log_escape(char *out, size_t outsz, const void *in, size_t len)
             e[n++] = hex[ch >> 4];
             e[n++] = hex[ch & 15];
         }
-        if (o + n + 4 > outsz)   /* room left for "..." and the NUL */
+        if (o + n + 4 > outsz) /* room left for "..." and the NUL */
             break;
         memcpy(out + o, e, n);
         o += n;
@@ -62,7 +67,7 @@ static void log_line(const char *fmt, va_list ap)
     int n = vsnprintf(line, sizeof line, fmt, ap);
     if (n < 0)
         return;
-    fprintf(stderr, "kdiag rpc: %s\n", line);   /* one write: lines from threads do not mix */
+    fprintf(stderr, "kdiag rpc: %s\n", line); /* one write: lines from threads do not mix */
 }
 
 void rpc_log(const char *fmt, ...)
@@ -79,8 +84,8 @@ static void noise_roll(int64_t now)
     if (now - noise.period_start_ms < RPC_NOISE_PERIOD_MS)
         return;
     if (noise.suppressed)
-        rpc_log("%lu more lines about peers without the token in the last %d s, not shown",
-                noise.suppressed, RPC_NOISE_PERIOD_MS / 1000);
+        rpc_log("%lu more lines about peers without the token in the last %d s, not shown", noise.suppressed,
+                RPC_NOISE_PERIOD_MS / 1000);
     noise.period_start_ms = now;
     noise.shown = 0;
     noise.suppressed = 0;

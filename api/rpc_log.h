@@ -9,9 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define RPC_LOG_FIELD 128              /* buffer for one peer-chosen string as shown */
-#define RPC_NOISE_PERIOD_MS 10000      /* noise is counted per period ... */
-#define RPC_NOISE_LINES 3              /* ... and this many lines of it shown in each */
+#define RPC_LOG_FIELD 128         /* buffer for one peer-chosen string as shown */
+#define RPC_NOISE_PERIOD_MS 10000 /* noise is counted per period ... */
+#define RPC_NOISE_LINES 3         /* ... and this many lines of it shown in each */
 
 /* Copies in[0..len) into out (outsz >= 4 bytes) as printable ASCII: '\\',
  * '"', '\n', '\r', '\t' as C escapes, other bytes outside 0x20-0x7e as \xNN;

@@ -28,10 +28,10 @@
 #include "rpc_log.h"
 #include "rpc_server-internal.h"
 
-#define RPC_PENDING_REQUESTS 8     /* grpc_server_request_call kept outstanding */
-#define RPC_REARM_RETRY_MS 100     /* retry when fewer are outstanding */
-#define RPC_REARM_REPORT_MS 10000  /* repeat the complaint while it lasts */
-#define RPC_HANDSHAKE_MS 5000      /* clients send the preface at once, also through port-forward */
+#define RPC_PENDING_REQUESTS 8    /* grpc_server_request_call kept outstanding */
+#define RPC_REARM_RETRY_MS 100    /* retry when fewer are outstanding */
+#define RPC_REARM_REPORT_MS 10000 /* repeat the complaint while it lasts */
+#define RPC_HANDSHAKE_MS 5000     /* clients send the preface at once, also through port-forward */
 
 typedef enum { TAG_NEW, TAG_OP, TAG_CLOSE, TAG_REJECT, TAG_SHUTDOWN } tag_kind;
 
@@ -43,7 +43,7 @@ typedef struct {
 /* One in-flight op a handler thread waits for; lives on its stack. */
 typedef struct {
     rpc_tag tag;
-    bool done, ok;   /* under the call's mu */
+    bool done, ok; /* under the call's mu */
 } rpc_op_wait;
 
 typedef struct {
@@ -59,29 +59,29 @@ struct rpc_call {
     grpc_call_details details;
     grpc_metadata_array md;
     rpc_tag new_tag, close_tag, reject_tag;
-    pthread_mutex_t mu;             /* the ops this call's handler waits for */
+    pthread_mutex_t mu; /* the ops this call's handler waits for */
     pthread_cond_t cv;
-    int close_cancelled;            /* written by core for RECV_CLOSE_ON_SERVER */
+    int close_cancelled; /* written by core for RECV_CLOSE_ON_SERVER */
     atomic_bool cancelled;
-    atomic_int refs;                /* handler/reject side + close op */
+    atomic_int refs; /* handler/reject side + close op */
     int cancel_fd;
     const rpc_method *m;
     char *method, *peer, *msg;
-    char **md_kv;                   /* key0, val0, key1, ... NUL-terminated copies */
+    char **md_kv; /* key0, val0, key1, ... NUL-terminated copies */
     size_t md_n;
-    bool authed;                    /* the peer proved the token (or none is needed) */
+    bool authed; /* the peer proved the token (or none is needed) */
     bool sent_md, half_closed, got_unary;
-    uint8_t *resp;                  /* unary response, sent with the status */
+    uint8_t *resp; /* unary response, sent with the status */
     size_t resp_len;
     grpc_slice status_slice;
     bool has_status_slice;
     int64_t start_ms;
-    struct rpc_call *next;          /* unary work queue */
+    struct rpc_call *next; /* unary work queue */
 };
 
 struct rpc_server {
     rpc_server_opts o;
-    char *bind, *auth;              /* auth = "Bearer <token>" or NULL */
+    char *bind, *auth; /* auth = "Bearer <token>" or NULL */
     rpc_method *methods;
     size_t n_methods;
     grpc_server *server;
@@ -90,17 +90,17 @@ struct rpc_server {
     int n_workers;
     bool started, stopped;
     rpc_tag shutdown_tag;
-    atomic_int fail_requests;       /* test seam */
+    atomic_int fail_requests; /* test seam */
 
     /* loop thread only */
     bool short_of_requests, deaf_reported;
     int64_t short_since_ms, short_reported_ms;
 
-    pthread_mutex_t mu;             /* guards everything below */
-    pthread_cond_t cv;              /* server state changes */
+    pthread_mutex_t mu; /* guards everything below */
+    pthread_cond_t cv;  /* server state changes */
     rpc_call *q_head, *q_tail;
     bool shutting_down, shutdown_seen, workers_stop;
-    int live_calls, pending_requests, active_streams;   /* shutdown waits for 0, 0, 0 */
+    int live_calls, pending_requests, active_streams; /* shutdown waits for 0, 0, 0 */
 };
 
 /* Binary ("-bin") values stop at their first NUL: nothing here reads them. */
@@ -247,7 +247,7 @@ static void requests_refill(rpc_server *s)
     bool down = s->shutting_down;
     pthread_mutex_unlock(&s->mu);
     if (rc < 0 && !down) {
-        bool deaf = pending == 0 && !s->deaf_reported;   /* the moment it stops hearing anything */
+        bool deaf = pending == 0 && !s->deaf_reported; /* the moment it stops hearing anything */
         if (!s->short_of_requests || deaf || time_now_ms() - s->short_reported_ms >= RPC_REARM_REPORT_MS) {
             rpc_log("cannot wait for new calls (%s): %d of %d requests outstanding%s; retrying every %d ms",
                     strerror(-rc), pending, RPC_PENDING_REQUESTS, pending ? "" : ", no call can arrive",
@@ -318,7 +318,7 @@ static bool auth_ok(const rpc_server *s, const rpc_call *c)
         if (GRPC_SLICE_LENGTH(v) != want)
             return false;
         const uint8_t *p = GRPC_SLICE_START_PTR(v);
-        unsigned char diff = 0;   /* constant time over the token's length */
+        unsigned char diff = 0; /* constant time over the token's length */
         for (size_t j = 0; j < want; j++)
             diff |= p[j] ^ (uint8_t)s->auth[j];
         return diff == 0;
@@ -341,7 +341,7 @@ static void call_start_stream(rpc_server *s, rpc_call *c)
         return;
     }
     pthread_t t;
-    pthread_attr_t attr;   /* detached: shutdown waits for active_streams == 0 */
+    pthread_attr_t attr; /* detached: shutdown waits for active_streams == 0 */
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     int err = pthread_create(&t, &attr, stream_main, c);
@@ -433,7 +433,7 @@ static void on_new_call(rpc_server *s, rpc_call *c, bool ok)
     requests_refill(s);
     if (ok) {
         call_accept(s, c);
-    } else {   /* server shutting down: the call never existed */
+    } else { /* server shutting down: the call never existed */
         atomic_init(&c->refs, 1);
         call_unref(c);
     }
@@ -455,7 +455,7 @@ static void on_close(rpc_call *c)
     if (c->close_cancelled) {
         atomic_store(&c->cancelled, true);
         if (c->cancel_fd >= 0)
-            (void)eventfd_write(c->cancel_fd, 1);   /* cannot overflow: written once */
+            (void)eventfd_write(c->cancel_fd, 1); /* cannot overflow: written once */
     }
     call_unref(c);
 }
@@ -485,18 +485,10 @@ static void *loop_main(void *arg)
             continue;
         rpc_tag *t = ev.tag;
         switch (t->kind) {
-        case TAG_NEW:
-            on_new_call(s, t->owner, ev.success);
-            break;
-        case TAG_OP:
-            on_op_done((rpc_op_wait *)t, ev.success);
-            break;
-        case TAG_CLOSE:
-            on_close(t->owner);
-            break;
-        case TAG_REJECT:
-            call_unref(t->owner);
-            break;
+        case TAG_NEW: on_new_call(s, t->owner, ev.success); break;
+        case TAG_OP: on_op_done((rpc_op_wait *)t, ev.success); break;
+        case TAG_CLOSE: on_close(t->owner); break;
+        case TAG_REJECT: call_unref(t->owner); break;
         case TAG_SHUTDOWN:
             pthread_mutex_lock(&s->mu);
             s->shutdown_seen = true;
@@ -594,7 +586,7 @@ static void *stream_main(void *arg)
     rpc_call *c = arg;
     rpc_server *s = c->srv;
     call_run(c);
-    pthread_mutex_lock(&s->mu);   /* s is not touched after the unlock below */
+    pthread_mutex_lock(&s->mu); /* s is not touched after the unlock below */
     s->active_streams--;
     pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
@@ -613,7 +605,7 @@ static int server_bind(rpc_server *s)
         /* clients ping every 10 s: allow that and more, without strikes */
         RPC_ARG_INT(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000),
         RPC_ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
-        RPC_ARG_INT(GRPC_ARG_ALLOW_REUSEPORT, 0),   /* a taken port is an error */
+        RPC_ARG_INT(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a taken port is an error */
         RPC_ARG_INT(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4096),
         /* Without BDP probing the receive window stays at 64 KiB: a peer's data
          * in flight before its call is refused (no token) cannot grow to tens
@@ -796,10 +788,22 @@ int rpc_call_send(rpc_call *c, const uint8_t *buf, size_t len)
     return ok ? 0 : -ECANCELED;
 }
 
-int rpc_call_cancel_fd(rpc_call *c) { return c->cancel_fd; }
-bool rpc_call_cancelled(const rpc_call *c) { return atomic_load(&((rpc_call *)c)->cancelled); }
-const char *rpc_call_method(const rpc_call *c) { return c->method; }
-const char *rpc_call_peer(const rpc_call *c) { return c->peer ? c->peer : ""; }
+int rpc_call_cancel_fd(rpc_call *c)
+{
+    return c->cancel_fd;
+}
+bool rpc_call_cancelled(const rpc_call *c)
+{
+    return atomic_load(&((rpc_call *)c)->cancelled);
+}
+const char *rpc_call_method(const rpc_call *c)
+{
+    return c->method;
+}
+const char *rpc_call_peer(const rpc_call *c)
+{
+    return c->peer ? c->peer : "";
+}
 
 const char *rpc_call_metadata(const rpc_call *c, const char *key)
 {

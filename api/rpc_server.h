@@ -16,9 +16,9 @@ typedef struct rpc_server rpc_server;
 typedef struct rpc_call rpc_call;
 
 typedef enum {
-    RPC_UNARY,          /* one request, one response */
-    RPC_SERVER_STREAM,  /* one request, many responses */
-    RPC_BIDI_STREAM,    /* many requests, many responses */
+    RPC_UNARY,         /* one request, one response */
+    RPC_SERVER_STREAM, /* one request, many responses */
+    RPC_BIDI_STREAM,   /* many requests, many responses */
 } rpc_kind;
 
 /* A handler returns the status to finish the call with; it may set a message
@@ -28,14 +28,14 @@ typedef enum {
 typedef grpc_status_code (*rpc_handler_fn)(rpc_call *call, void *ud);
 
 typedef struct {
-    const char *bind;       /* "127.0.0.1:0" */
-    const char *token;      /* when non-NULL, calls need "authorization: Bearer <token>",
+    const char *bind;  /* "127.0.0.1:0" */
+    const char *token; /* when non-NULL, calls need "authorization: Bearer <token>",
                                else UNAUTHENTICATED */
-    int keepalive_ms;       /* ping interval to detect vanished peers; 0 = 10000 */
-    int max_msg_bytes;      /* largest request accepted; 0 = 4 MiB */
-    int unary_workers;      /* worker threads for unary calls; 0 = 4 */
-    bool verbose;           /* one debug line per call on stderr */
-    int max_streams;        /* concurrent streaming calls (one thread each); more get
+    int keepalive_ms;  /* ping interval to detect vanished peers; 0 = 10000 */
+    int max_msg_bytes; /* largest request accepted; 0 = 4 MiB */
+    int unary_workers; /* worker threads for unary calls; 0 = 4 */
+    bool verbose;      /* one debug line per call on stderr */
+    int max_streams;   /* concurrent streaming calls (one thread each); more get
                                RESOURCE_EXHAUSTED; 0 = 256 */
 } rpc_server_opts;
 

@@ -31,7 +31,7 @@ typedef struct splice_pair {
     int a, b;
     splice_pump ab, ba;
     splice_pair_opts o;
-    bool eof_told; /* o.a_eof ran */
+    bool eof_told;  /* o.a_eof ran */
     list_node link; /* l->pairs */
 } pair;
 
@@ -118,7 +118,7 @@ static void pair_run(pair *p, uint32_t events, int errfd)
         pair_end(p, 0);
 }
 
-#define PAIR_OF(w, field) ((pair *)((char *)(w) - offsetof(pair, field)))
+#define PAIR_OF(w, field) ((pair *)((char *)(w)-offsetof(pair, field)))
 
 static void pair_on_a(splice_watch *w, uint32_t events)
 {
@@ -171,8 +171,14 @@ int splice_loop_pair_opts(splice_loop *l, int a, int b, const splice_pair_opts *
         rc = -ENOMEM;
         goto fail;
     }
-    *p = (pair){.l = l, .wa = {pair_on_a}, .wb = {pair_on_b}, .a = a, .b = b, .o = *o,
-                .ab = {.pipe = {-1, -1}}, .ba = {.pipe = {-1, -1}}};
+    *p = (pair){.l = l,
+                .wa = {pair_on_a},
+                .wb = {pair_on_b},
+                .a = a,
+                .b = b,
+                .o = *o,
+                .ab = {.pipe = {-1, -1}},
+                .ba = {.pipe = {-1, -1}}};
     rc = set_nonblock(a);
     if (rc == 0)
         rc = set_nonblock(b);

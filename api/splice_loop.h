@@ -20,9 +20,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SPLICE_LOOP_MAX_PAIRS 4096           /* default cap */
-#define SPLICE_LOOP_PIPE_BYTES (1024 * 1024) /* per direction, best effort */
-#define SPLICE_LOOP_THREAD_NAME "kdiag-splice"  /* the loop's thread, as ps and /proc show it */
+#define SPLICE_LOOP_MAX_PAIRS 4096             /* default cap */
+#define SPLICE_LOOP_PIPE_BYTES (1024 * 1024)   /* per direction, best effort */
+#define SPLICE_LOOP_THREAD_NAME "kdiag-splice" /* the loop's thread, as ps and /proc show it */
 
 typedef struct splice_loop splice_loop;
 
@@ -50,7 +50,7 @@ typedef struct {
     splice_done_fn done; /* may be NULL */
     splice_eof_fn a_eof; /* NULL: a's FIN becomes shutdown(b, SHUT_WR) */
     void *ud;
-    bool a_shut_known;    /* b's side already closed its write side ... */
+    bool a_shut_known;     /* b's side already closed its write side ... */
     uint64_t a_shut_after; /* ... after this many bytes: as splice_pair_shut_after */
 } splice_pair_opts;
 

@@ -6,7 +6,7 @@
 #include <stddef.h>
 
 typedef struct {
-    char *p;          /* NULL until the first byte; then p[len] == '\0' */
+    char *p; /* NULL until the first byte; then p[len] == '\0' */
     size_t len, cap;
 } dynbuf;
 

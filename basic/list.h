@@ -23,7 +23,10 @@ typedef struct list_node {
 } list_node;
 
 /* An empty list (or an unlinked node), for static and declaration-time use. */
-#define LIST_INIT(name) {&(name), &(name)}
+#define LIST_INIT(name) \
+    { \
+        &(name), &(name) \
+    }
 
 static inline void list_init(list_node *n)
 {
@@ -91,14 +94,13 @@ static inline void list_splice_tail_init(list_node *to, list_node *from)
 
 /* Iterates e (a pointer to the element type) over the list at head, where m
  * names the list_node member; e must not be removed meanwhile. */
-#define list_for_each_entry(e, head, m)                                      \
+#define list_for_each_entry(e, head, m) \
     for (e = list_entry((head)->next, __typeof__(*e), m); &e->m != (head); \
          e = list_entry(e->m.next, __typeof__(*e), m))
 
 /* The same, but e may be removed (and freed): tmp holds the next element. */
-#define list_for_each_entry_safe(e, tmp, head, m)                                   \
-    for (e = list_entry((head)->next, __typeof__(*e), m),                           \
-        tmp = list_entry(e->m.next, __typeof__(*e), m);                             \
+#define list_for_each_entry_safe(e, tmp, head, m) \
+    for (e = list_entry((head)->next, __typeof__(*e), m), tmp = list_entry(e->m.next, __typeof__(*e), m); \
          &e->m != (head); e = tmp, tmp = list_entry(tmp->m.next, __typeof__(*e), m))
 
 #endif

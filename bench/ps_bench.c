@@ -70,8 +70,8 @@ static void spawn_listeners(int n)
     for (int i = 0; i < n; i++) {
         int v6 = i & 1;
         int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+        struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct sockaddr_in6 a6 = {.sin6_family = AF_INET6};
         int rc = v6 ? bind(fd, (struct sockaddr *)&a6, sizeof(a6)) : bind(fd, (struct sockaddr *)&a4, sizeof(a4));
         if (fd < 0 || rc < 0 || listen(fd, 16) < 0)
             die("listener");
@@ -79,7 +79,7 @@ static void spawn_listeners(int n)
         if (pid < 0)
             die("fork");
         if (pid == 0) {
-            char name[32];   /* the kernel keeps 15 bytes */
+            char name[32]; /* the kernel keeps 15 bytes */
             snprintf(name, sizeof(name), "bench-%d", i);
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             prctl(PR_SET_NAME, name);
@@ -103,7 +103,7 @@ static void spawn_listeners(int n)
 
 static double time_ps_collect(size_t *procs, size_t *socks)
 {
-    ps_list l = { 0 };
+    ps_list l = {0};
     double t = now_s();
     if (ps_collect(NULL, &l) < 0)
         die("ps_collect");
@@ -134,8 +134,8 @@ static void run_quiet(char *const argv[])
 
 static double time_ss_ps(void)
 {
-    char *ss[] = { "ss", "-ltnup", NULL };
-    char *ps[] = { "ps", "-eo", "pid,ppid,comm", NULL };
+    char *ss[] = {"ss", "-ltnup", NULL};
+    char *ps[] = {"ps", "-eo", "pid,ppid,comm", NULL};
     double t = now_s();
     run_quiet(ss);
     run_quiet(ps);
@@ -244,7 +244,7 @@ static int bench(void)
     free(a);
     free(b);
     fflush(stdout);
-    kill(-1, SIGKILL);  /* pid 1 here: every listener */
+    kill(-1, SIGKILL); /* pid 1 here: every listener */
     while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
         ;
     return 0;

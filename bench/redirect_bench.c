@@ -167,59 +167,60 @@ int main(int argc, char **argv)
     /* Throughput: alternate, 3 runs each, median. */
     double d[3], r[3], t[3];
     if (!*only || !strcmp(only, "tput")) {
-    bulk(POD_IP4, dsink_port, bytes / 8); /* warm-up */
-    bulk(POD_IP4, RPORT, bytes / 8);
-    double cpu = 0;
-    for (int i = 0; i < 3; i++) {
-        d[i] = bulk(POD_IP4, dsink_port, bytes);
-        r[i] = bulk(POD_IP4, RPORT, bytes);
-        double c0 = mgr_cpu_s(&m);
-        t[i] = bulk(POD_IP4, RPORT + 2, bytes);
-        cpu += mgr_cpu_s(&m) - c0;
-    }
-    double dm = pct(d, 3, 0.5), rm = pct(r, 3, 0.5), tm = pct(t, 3, 0.5);
-    printf("throughput (%.1f GiB, 1 connection, median of 3): direct %.0f MB/s; "
-           "redirect to the tunnel's end %.0f MB/s, ratio %.2f (goal >= 0.8); "
-           "redirect + CLI bridge to a local server %.0f MB/s, ratio %.2f\n",
-           (double)bytes / (1 << 30), dm, tm, tm / dm, rm, rm / dm);
-    printf("  manager CPU: %.2f s per GiB relayed (user + system, all threads)\n", cpu / (3.0 * (double)bytes / (1 << 30)));
+        bulk(POD_IP4, dsink_port, bytes / 8); /* warm-up */
+        bulk(POD_IP4, RPORT, bytes / 8);
+        double cpu = 0;
+        for (int i = 0; i < 3; i++) {
+            d[i] = bulk(POD_IP4, dsink_port, bytes);
+            r[i] = bulk(POD_IP4, RPORT, bytes);
+            double c0 = mgr_cpu_s(&m);
+            t[i] = bulk(POD_IP4, RPORT + 2, bytes);
+            cpu += mgr_cpu_s(&m) - c0;
+        }
+        double dm = pct(d, 3, 0.5), rm = pct(r, 3, 0.5), tm = pct(t, 3, 0.5);
+        printf("throughput (%.1f GiB, 1 connection, median of 3): direct %.0f MB/s; "
+               "redirect to the tunnel's end %.0f MB/s, ratio %.2f (goal >= 0.8); "
+               "redirect + CLI bridge to a local server %.0f MB/s, ratio %.2f\n",
+               (double)bytes / (1 << 30), dm, tm, tm / dm, rm, rm / dm);
+        printf("  manager CPU: %.2f s per GiB relayed (user + system, all threads)\n",
+               cpu / (3.0 * (double)bytes / (1 << 30)));
     }
 
     /* Connection setup: interleaved samples. */
     static double ds[SAMPLES], rs[SAMPLES], es[SAMPLES];
     if (!*only || !strcmp(only, "setup")) {
-    for (int i = 0; i < SAMPLES; i++) {
-        ds[i] = setup_us(POD_IP4, decho_port);
-        rs[i] = setup_us(POD_IP4, RPORT + 1);
-        pthread_mutex_lock(&ce.mu);
-        es[i] = (double)(ce.last_event_us - last_t0);
-        pthread_mutex_unlock(&ce.mu);
-    }
-    double dmed = pct(ds, SAMPLES, 0.5), dp99 = pct(ds, SAMPLES, 0.99);
-    double rmed = pct(rs, SAMPLES, 0.5), rp99 = pct(rs, SAMPLES, 0.99);
-    printf("setup (connect + 1 byte echoed, %d samples): direct median %.0f us p99 %.0f us; redirect median %.0f us "
-           "p99 %.0f us; extra median %.0f us (goal <= 300) p99 %.0f us\n",
-           SAMPLES, dmed, dp99, rmed, rp99, rmed - dmed, rp99 - dp99);
-    printf("  of which: connect -> connection message at the CLI, median %.0f us\n", pct(es, SAMPLES, 0.5));
+        for (int i = 0; i < SAMPLES; i++) {
+            ds[i] = setup_us(POD_IP4, decho_port);
+            rs[i] = setup_us(POD_IP4, RPORT + 1);
+            pthread_mutex_lock(&ce.mu);
+            es[i] = (double)(ce.last_event_us - last_t0);
+            pthread_mutex_unlock(&ce.mu);
+        }
+        double dmed = pct(ds, SAMPLES, 0.5), dp99 = pct(ds, SAMPLES, 0.99);
+        double rmed = pct(rs, SAMPLES, 0.5), rp99 = pct(rs, SAMPLES, 0.99);
+        printf("setup (connect + 1 byte echoed, %d samples): direct median %.0f us p99 %.0f us; redirect median %.0f us "
+               "p99 %.0f us; extra median %.0f us (goal <= 300) p99 %.0f us\n",
+               SAMPLES, dmed, dp99, rmed, rp99, rmed - dmed, rp99 - dp99);
+        printf("  of which: connect -> connection message at the CLI, median %.0f us\n", pct(es, SAMPLES, 0.5));
     }
 
     /* RSS with 1,000 redirected connections open. */
     CHECK(netlab_cli_wait_idle(&ce, 10000), "bridges still running");
     if (!*only || !strcmp(only, "rss")) {
-    long rss0 = netlab_mgr_rss_kb(&m);
-    static int fds[NOPEN];
-    for (int i = 0; i < NOPEN; i++) {
-        char ch = 'y';
-        fds[i] = netlab_connect(NS_PEER, POD_IP4, RPORT + 1);
-        CHECK(fds[i] >= 0, "connect %d", i);
-        CHECK(send(fds[i], &ch, 1, MSG_NOSIGNAL) == 1 && recv(fds[i], &ch, 1, 0) == 1, "echo %d", i);
-    }
-    long rss1 = netlab_mgr_rss_kb(&m);
-    int nfd = netlab_mgr_fd_count(&m);
-    printf("manager RSS: %.1f MB idle, %.1f MB with %d redirected connections open (%d fds) (goal <= 48 MB)\n",
-           rss0 / 1024.0, rss1 / 1024.0, NOPEN, nfd);
-    for (int i = 0; i < NOPEN; i++)
-        close(fds[i]);
+        long rss0 = netlab_mgr_rss_kb(&m);
+        static int fds[NOPEN];
+        for (int i = 0; i < NOPEN; i++) {
+            char ch = 'y';
+            fds[i] = netlab_connect(NS_PEER, POD_IP4, RPORT + 1);
+            CHECK(fds[i] >= 0, "connect %d", i);
+            CHECK(send(fds[i], &ch, 1, MSG_NOSIGNAL) == 1 && recv(fds[i], &ch, 1, 0) == 1, "echo %d", i);
+        }
+        long rss1 = netlab_mgr_rss_kb(&m);
+        int nfd = netlab_mgr_fd_count(&m);
+        printf("manager RSS: %.1f MB idle, %.1f MB with %d redirected connections open (%d fds) (goal <= 48 MB)\n",
+               rss0 / 1024.0, rss1 / 1024.0, NOPEN, nfd);
+        for (int i = 0; i < NOPEN; i++)
+            close(fds[i]);
     }
     netlab_cli_wait_idle(&ce, 10000);
     netlab_cli_free(&ce);

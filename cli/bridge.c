@@ -55,7 +55,7 @@ typedef struct {
 struct bridge {
     splice_loop *loop;
     int max_conns;
-    atomic_int active;  /* started, done not yet called: the number the limit counts */
+    atomic_int active;             /* started, done not yet called: the number the limit counts */
     list_node connecting, spliced; /* loop thread */
     bridge_socket_fn sock_fn;
     void *sock_ud;
@@ -173,7 +173,8 @@ static int connect_start(conn *c, bool local, int family, uint16_t port, int *fd
     socklen_t len;
     if (family == AF_INET) {
         struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        *a = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons(port),
+        *a = (struct sockaddr_in){.sin_family = AF_INET,
+                                  .sin_port = htons(port),
                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         len = sizeof *a;
     } else {
@@ -322,14 +323,21 @@ static void begin(void *ud)
 
 /* ---- public ---- */
 
-int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
-                 bool half_close, bridge_done_fn done, void *ud)
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port,
+                 const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_done_fn done, void *ud)
 {
     conn *c = calloc(1, sizeof *c);
     if (!c)
         return -ENOMEM;
-    *c = (conn){.b = b, .wt = {on_tunnel}, .wl = {on_local}, .tfd = -1, .lfd = -1, .tunnel_port = tunnel_port,
-                .local_port = local_port, .done = done, .ud = ud,
+    *c = (conn){.b = b,
+                .wt = {on_tunnel},
+                .wl = {on_local},
+                .tfd = -1,
+                .lfd = -1,
+                .tunnel_port = tunnel_port,
+                .local_port = local_port,
+                .done = done,
+                .ud = ud,
                 .half_close = half_close && b->o.half_close};
     list_init(&c->link);
     memcpy(c->token, token, CONTRACT_TUNNEL_TOKEN_LEN);

@@ -52,8 +52,8 @@ void bridge_free(bridge *b);
  * half_close (the stream granted it): no FIN goes into the tunnel; the local
  * target's half-close goes to opts.half_close, the peer's comes through
  * bridge_peer_closed. 0, or -ENOMEM (done is then not called). */
-int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
-                 bool half_close, bridge_done_fn done, void *ud);
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port,
+                 const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_done_fn done, void *ud);
 /* Any thread, after the bridge_start of token (from the same thread: the
  * order of the two is kept): the peer closed its write side after bytes;
  * the local target's write side is shut once that many bytes reached it.

@@ -39,9 +39,27 @@ int completion_script(FILE *out, const char *shell)
 
 static const char *const commands[] = {"redir", "ps", "shell", "logs", "list", "version", "completion", NULL};
 static const char *const flag_words[] = {
-    "--namespace", "--context", "--kubeconfig", "--labels", "--pod", "--target", "--dbg-image",
-    "--pull-policy", "--kubectl", "--timeout", "--verbose", "--no-color", "--privileged", "--help",
-    "--outgoing", "--include-probes", "--include-loopback", "--output", "--all", "--container", "--drain-duration",
+    "--namespace",
+    "--context",
+    "--kubeconfig",
+    "--labels",
+    "--pod",
+    "--target",
+    "--dbg-image",
+    "--pull-policy",
+    "--kubectl",
+    "--timeout",
+    "--verbose",
+    "--no-color",
+    "--privileged",
+    "--help",
+    "--outgoing",
+    "--include-probes",
+    "--include-loopback",
+    "--output",
+    "--all",
+    "--container",
+    "--drain-duration",
     NULL};
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)
@@ -64,7 +82,8 @@ static void from_kubectl(FILE *out, const kube *k, const char *const *args, cons
 {
     kube_result r;
     char err[512];
-    if (kube_run(k, "complete", args, NULL, 0, COMPLETION_KUBECTL_MS, &r, err, sizeof(err)) == 0) { /* no messages while completing */
+    if (kube_run(k, "complete", args, NULL, 0, COMPLETION_KUBECTL_MS, &r, err, sizeof(err)) ==
+        0) { /* no messages while completing */
         char *save = NULL;
         for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             const char *name = strchr(line, '/') ? strchr(line, '/') + 1 : line;

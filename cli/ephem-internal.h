@@ -11,8 +11,8 @@
 
 typedef struct {
     char name[64];
-    bool create;    /* false: reuse `name` (running or starting) */
-    unsigned caps;  /* capabilities to add when creating */
+    bool create;                              /* false: reuse `name` (running or starting) */
+    unsigned caps;                            /* capabilities to add when creating */
     char secret[CONTRACT_SECRET_HEX_LEN + 1]; /* reuse: the container's; create: set by ephem_ensure */
 } ephem_plan;
 

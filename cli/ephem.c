@@ -297,8 +297,7 @@ static void progress_done(struct progress *pg)
  * them to pass (the kubelet retries, but with the same image reference). */
 static bool image_pull_failed(const char *reason)
 {
-    static const char *const reasons[] = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
-                                          "ErrImageNeverPull"};
+    static const char *const reasons[] = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"};
     for (size_t i = 0; reason && i < sizeof reasons / sizeof *reasons; i++)
         if (strcmp(reason, reasons[i]) == 0)
             return true;
@@ -307,8 +306,7 @@ static bool image_pull_failed(const char *reason)
 
 /* Polls the pod until the container runs; errors name the waiting reason,
  * and an image the cluster cannot pull at once. */
-static int wait_running(const kube *k, const pod_info *p0, const char *name, const ephem_opts *o, char *err,
-                        size_t errlen)
+static int wait_running(const kube *k, const pod_info *p0, const char *name, const ephem_opts *o, char *err, size_t errlen)
 {
     struct progress pg = {.tty = isatty(2)};
     int64_t start = time_now_ms(), deadline = start + o->timeout_ms;
@@ -345,8 +343,8 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
                      o->image, p.name, c->reason, c->message ? ": " : "", c->message ? c->message : "");
             rc = -ENOENT;
         } else {
-            snprintf(reason, sizeof(reason), "%s%s%s", c->reason ? c->reason : "Pending",
-                     c->message ? ": " : "", c->message ? c->message : "");
+            snprintf(reason, sizeof(reason), "%s%s%s", c->reason ? c->reason : "Pending", c->message ? ": " : "",
+                     c->message ? c->message : "");
             rc = -EAGAIN;
         }
         pod_free(&p);
@@ -391,8 +389,7 @@ static int read_ports(const kube *k, const pod_info *p, const ephem_plan *plan, 
     }
 }
 
-int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_manager *out, char *err,
-                 size_t errlen)
+int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_manager *out, char *err, size_t errlen)
 {
     ephem_plan plan;
     memset(out, 0, sizeof(*out));

@@ -36,20 +36,20 @@ enum {
 typedef struct {
     char container[64];
     int grpc_port;
-    int tunnel_port;    /* 0: this manager has no tunnel (redirect unavailable) */
+    int tunnel_port; /* 0: this manager has no tunnel (redirect unavailable) */
     char token[CONTRACT_TOKEN_HEX_LEN + 1];
 } ephem_manager;
 
 typedef struct {
-    const char *version;     /* names the container */
+    const char *version; /* names the container */
     const char *image;
     const char *pull_policy; /* NULL: the cluster's default */
     const char *target;      /* targetContainerName */
     unsigned caps;           /* EPHEM_* the command needs */
     unsigned extra_caps;     /* EPHEM_* also given to a new container (a later step may need them) */
     bool privileged;
-    bool need_tunnel;        /* the command redirects: the manager's tunnel must be up */
-    int64_t timeout_ms;      /* for the container to run and print its ports */
+    bool need_tunnel;   /* the command redirects: the manager's tunnel must be up */
+    int64_t timeout_ms; /* for the container to run and print its ports */
 } ephem_opts;
 
 /* EPHEM_* bits of a container's added capabilities (all when privileged). */
@@ -58,7 +58,6 @@ unsigned ephem_caps_of(const pod_container *c);
 /* Makes sure a suitable manager runs in pod p, waiting (with progress on
  * stderr) until it runs and has printed its ports. err gets an actionable
  * message on failure. */
-int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_manager *out, char *err,
-                 size_t errlen);
+int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_manager *out, char *err, size_t errlen);
 
 #endif

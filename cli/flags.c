@@ -14,9 +14,27 @@
 #define ONLY(c) (1u << (c))
 
 enum opt_id {
-    O_NS, O_CONTEXT, O_KUBECONFIG, O_LABELS, O_POD, O_TARGET, O_IMAGE, O_PULL, O_KUBECTL,
-    O_TIMEOUT, O_VERBOSE, O_HELP, O_NOCOLOR, O_PRIV, O_OUTGOING, O_OUTPUT, O_ALL, O_CONTAINER,
-    O_DRAIN, O_INC_PROBES, O_INC_LOOPBACK,
+    O_NS,
+    O_CONTEXT,
+    O_KUBECONFIG,
+    O_LABELS,
+    O_POD,
+    O_TARGET,
+    O_IMAGE,
+    O_PULL,
+    O_KUBECTL,
+    O_TIMEOUT,
+    O_VERBOSE,
+    O_HELP,
+    O_NOCOLOR,
+    O_PRIV,
+    O_OUTGOING,
+    O_OUTPUT,
+    O_ALL,
+    O_CONTAINER,
+    O_DRAIN,
+    O_INC_PROBES,
+    O_INC_LOOPBACK,
 };
 
 struct opt {
@@ -53,11 +71,10 @@ static const struct opt opts[] = {
 };
 
 static const char *const cmd_names[] = {
-    [FLAGS_CMD_NONE] = "", [FLAGS_CMD_REDIR] = "redir", [FLAGS_CMD_PS] = "ps",
-    [FLAGS_CMD_SHELL] = "shell", [FLAGS_CMD_LOGS] = "logs", [FLAGS_CMD_LIST] = "list",
-    [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",
-    [FLAGS_CMD_COMPLETION] = "completion", [FLAGS_CMD_HELP] = "help",
-    [FLAGS_CMD_COMPLETE] = "__complete",
+    [FLAGS_CMD_NONE] = "",         [FLAGS_CMD_REDIR] = "redir",         [FLAGS_CMD_PS] = "ps",
+    [FLAGS_CMD_SHELL] = "shell",   [FLAGS_CMD_LOGS] = "logs",           [FLAGS_CMD_LIST] = "list",
+    [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",     [FLAGS_CMD_COMPLETION] = "completion",
+    [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete",
 };
 
 static const char *flags_cmd_name(flags_cmd c)
@@ -106,8 +123,7 @@ int flags_parse_port_pair(const char *s, flags_portpair *pp, char *err, size_t e
     if (rc == -ERANGE)
         return fail(err, errlen, "port out of range in \"%s\": ports are 1-65535", s);
     if (rc < 0)
-        return fail(err, errlen,
-                    "invalid port \"%s\": use PODPORT or PODPORT:LOCALPORT, e.g. 80 or 80:8080", s);
+        return fail(err, errlen, "invalid port \"%s\": use PODPORT or PODPORT:LOCALPORT, e.g. 80 or 80:8080", s);
     return 0;
 }
 
@@ -217,8 +233,7 @@ static const char *pod_ref(const char *s)
     return NULL;
 }
 
-static int apply(flags *f, const struct opt *o, const char *flagname, const char *val, char *err,
-                 size_t errlen)
+static int apply(flags *f, const struct opt *o, const char *flagname, const char *val, char *err, size_t errlen)
 {
     switch (o->id) {
     case O_NS: f->ns = val; break;
@@ -389,7 +404,8 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
             }
     }
     if (f->include_probes && f->outgoing)
-        return fail(err, errlen, "--include-probes is for incoming redirects (the node's probes reach the pod); "
+        return fail(err, errlen,
+                    "--include-probes is for incoming redirects (the node's probes reach the pod); "
                     "drop it or --outgoing");
     if (f->include_loopback && !f->outgoing)
         return fail(err, errlen, "--include-loopback is for --outgoing redirects (the pod's connections to itself)");
@@ -397,8 +413,8 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return fail(err, errlen, "arguments after '--' are only for shell and logs");
     if (f->cmd != FLAGS_CMD_LOGS) {
         if (f->npods > 1)
-            return fail(err, errlen, "more than one pod given (%s, %s): '%s' works on one pod",
-                        f->pods[0].value, f->pods[1].value, flags_cmd_name(f->cmd));
+            return fail(err, errlen, "more than one pod given (%s, %s): '%s' works on one pod", f->pods[0].value,
+                        f->pods[1].value, flags_cmd_name(f->cmd));
         if (f->nlabels > 1)
             return fail(err, errlen, "more than one -l selector: '%s' works on one pod", flags_cmd_name(f->cmd));
         if (f->npods && f->nlabels)

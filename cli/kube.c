@@ -76,8 +76,8 @@ static void spawn_error(const kube *k, int e, bool exec, char *buf, size_t n)
 }
 
 /* The forked child: only async-signal-safe calls until exec; reports exec's errno on ex. */
-static void __attribute__((noreturn)) child_exec(char **argv, unsigned flags, pid_t parent, const int *in,
-                                                 const int *out, const int *err, int ex)
+static void __attribute__((noreturn))
+child_exec(char **argv, unsigned flags, pid_t parent, const int *in, const int *out, const int *err, int ex)
 {
     sig_unblock_all();
     signal(SIGPIPE, SIG_DFL);

@@ -81,11 +81,11 @@ struct spec {
 struct stream {
     char pod[256];
     char container[256];
-    char cid[256];          /* container id this stream follows */
+    char cid[256]; /* container id this stream follows */
     const char *color;
-    kube_proc proc;         /* pid > 0 while a follower runs */
-    dynbuf out;             /* the follower's output; complete lines are consumed */
-    dynbuf err;             /* the follower's stderr, for the message when it fails */
+    kube_proc proc; /* pid > 0 while a follower runs */
+    dynbuf out;     /* the follower's output; complete lines are consumed */
+    dynbuf err;     /* the follower's stderr, for the message when it fails */
     bool have_ts;
     logs_ts last;           /* newest line printed */
     int at_last;            /* lines printed with exactly that time */
@@ -102,9 +102,9 @@ struct logs {
     const char *container; /* -c */
     struct stream streams[MAX_STREAMS];
     size_t nstreams;
-    int64_t timeout_ms;    /* --timeout: for each pod listing */
+    int64_t timeout_ms; /* --timeout: for each pod listing */
     bool cmd_mode;
-    char start_time[40];   /* RFC 3339: followers present at start show lines from here */
+    char start_time[40]; /* RFC 3339: followers present at start show lines from here */
     bool first_poll_done;
 };
 

@@ -107,7 +107,8 @@ static int parse_containers(const json_t *specs, const json_t *statuses, pod_con
             return rc;
         size_t k;
         const json_t *st;
-        json_array_foreach(statuses, k, st) {
+        json_array_foreach(statuses, k, st)
+        {
             const char *nm = json_string_value(get(st, "name"));
             if (nm && strcmp(nm, cs[i].name) == 0) {
                 parse_status(st, &cs[i]);
@@ -123,7 +124,8 @@ static void parse_host_ips(const json_t *status, pod_info *p)
 {
     const json_t *list = get(status, "hostIPs"), *e;
     size_t i;
-    json_array_foreach(list, i, e) {
+    json_array_foreach(list, i, e)
+    {
         if (p->nhost_ips < POD_HOST_IPS_MAX && (p->host_ips[p->nhost_ips] = dup_str(get(e, "ip"))))
             p->nhost_ips++;
     }

@@ -11,18 +11,18 @@ typedef enum { POD_STATE_NONE = 0, POD_STATE_WAITING, POD_STATE_RUNNING, POD_STA
 typedef struct {
     char *name;
     char *image;
-    char *target;  /* ephemeral: targetContainerName */
-    char *secret;  /* ephemeral: env CONTRACT_SECRET_ENV (a debug container's), or NULL */
-    char **caps;   /* securityContext.capabilities.add */
+    char *target; /* ephemeral: targetContainerName */
+    char *secret; /* ephemeral: env CONTRACT_SECRET_ENV (a debug container's), or NULL */
+    char **caps;  /* securityContext.capabilities.add */
     size_t ncaps;
     bool privileged;
     /* from the matching status, when there is one */
     bool has_status;
     pod_state state;
-    char *reason;   /* waiting/terminated reason */
-    char *message;  /* waiting/terminated message */
-    char *id;       /* containerID without "<runtime>://" */
-    char *started;  /* running.startedAt or terminated.startedAt */
+    char *reason;  /* waiting/terminated reason */
+    char *message; /* waiting/terminated message */
+    char *id;      /* containerID without "<runtime>://" */
+    char *started; /* running.startedAt or terminated.startedAt */
     int exit_code;
     int restarts;
 } pod_container;

@@ -56,7 +56,8 @@ int podsel_one(const kube *k, const char *name, const char *selector, int64_t ti
         if (rc < 0)
             return rc;
         if (!pod_is_running(p)) {
-            snprintf(err, errlen, "pod/%s is not running (phase %s%s): wait for it (kubectl get pod %s -w) or pick "
+            snprintf(err, errlen,
+                     "pod/%s is not running (phase %s%s): wait for it (kubectl get pod %s -w) or pick "
                      "another pod",
                      name, p->phase ? p->phase : "unknown", p->deleting ? ", being deleted" : "", name);
             pod_free(p);

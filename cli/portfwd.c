@@ -251,8 +251,8 @@ static void note_down(portfwd *pf, enum pf_note note, const char *last, const ch
         return;
     pf->said = note;
     if (note == PF_NOTE_ENDED)
-        fprintf(stderr, "kubectl port-forward to pod/%s ended%s%s%s; restarting it\n", pf->pod,
-                *last ? " (" : "", last, *last ? ")" : "");
+        fprintf(stderr, "kubectl port-forward to pod/%s ended%s%s%s; restarting it\n", pf->pod, *last ? " (" : "",
+                last, *last ? ")" : "");
     else if (note == PF_NOTE_API_DOWN)
         fprintf(stderr,
                 "kubectl port-forward to pod/%s is down and the pod cannot be checked: %s\n"

@@ -38,8 +38,8 @@ int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t e
             return 0;
         }
         free(out);
-        snprintf(err, errlen, "Ps call to the manager (%s in pod/%s) failed: %s (gRPC status %d)", s->mgr.container,
-                 s->pod.name, *st.message ? st.message : "no message", (int)st.code);
+        snprintf(err, errlen, "Ps call to the manager (%s in pod/%s) failed: %s (gRPC status %d)",
+                 s->mgr.container, s->pod.name, *st.message ? st.message : "no message", (int)st.code);
         if (st.code != GRPC_STATUS_UNAVAILABLE)
             return rc;
         portfwd_kick(s->pf, gen);
@@ -59,7 +59,10 @@ int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t e
 static size_t char_len(const unsigned char *s, bool *ok)
 {
     *ok = s[0] >= 0x20 && s[0] < 0x7f;
-    size_t len = s[0] >= 0xf0 && s[0] < 0xf5 ? 4 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2 : 1;
+    size_t len = s[0] >= 0xf0 && s[0] < 0xf5   ? 4
+                 : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
+                 : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
+                                               : 1;
     if (len == 1)
         return 1;
     uint32_t cp = len == 2 ? s[0] & 0x1fu : len == 3 ? s[0] & 0x0fu : s[0] & 0x07u;
@@ -175,16 +178,16 @@ static void print_json(FILE *out, Kdiag__Solo__Io__ProcessInfo **ps, size_t n, c
             strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
             start = json_string(ts);
         }
-        json_t *o = json_pack("{s:I, s:I, s:o, s:o, s:I, s:o, s:I, s:o, s:o, s:o}", "pid", (json_int_t)p->pid,
-                              "ppid", (json_int_t)p->ppid, "name", json_text(p->name), "cmdline",
-                              json_text(p->cmdline), "uid", (json_int_t)p->uid, "state", json_text(p->state), "rssBytes", (json_int_t)p->rss_bytes,
-                              "startTime", start, "listen",
-                              addrs_json(p->listen_addresses, p->n_listen_addresses, "tcp"), "bound",
-                              addrs_json(p->bound_addresses, p->n_bound_addresses, "udp"));
+        json_t *o =
+            json_pack("{s:I, s:I, s:o, s:o, s:I, s:o, s:I, s:o, s:o, s:o}", "pid", (json_int_t)p->pid, "ppid",
+                      (json_int_t)p->ppid, "name", json_text(p->name), "cmdline", json_text(p->cmdline), "uid",
+                      (json_int_t)p->uid, "state", json_text(p->state), "rssBytes", (json_int_t)p->rss_bytes,
+                      "startTime", start, "listen", addrs_json(p->listen_addresses, p->n_listen_addresses, "tcp"),
+                      "bound", addrs_json(p->bound_addresses, p->n_bound_addresses, "udp"));
         json_array_append_new(procs, o);
     }
-    json_t *root = json_pack("{s:s, s:s, s:s, s:o}", "pod", pod ? pod : "", "namespace", ns ? ns : "",
-                             "container", container ? container : "", "processes", procs);
+    json_t *root = json_pack("{s:s, s:s, s:s, s:o}", "pod", pod ? pod : "", "namespace", ns ? ns : "", "container",
+                             container ? container : "", "processes", procs);
     char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     if (s)
         fprintf(out, "%s\n", s);
@@ -246,8 +249,7 @@ size_t ps_public_tcp_ports(const Kdiag__Solo__Io__PsResponse *r, uint16_t *ports
         const Kdiag__Solo__Io__ProcessInfo *p = r->processes[i];
         for (size_t j = 0; j < p->n_listen_addresses; j++) {
             const Kdiag__Solo__Io__Address *a = p->listen_addresses[j];
-            if (loopback(a->ip) || (*a->protocol && strcmp(a->protocol, "tcp") != 0) || a->port == 0 ||
-                a->port > 65535)
+            if (loopback(a->ip) || (*a->protocol && strcmp(a->protocol, "tcp") != 0) || a->port == 0 || a->port > 65535)
                 continue;
             size_t k = 0;
             while (k < n && ports[k] < a->port)

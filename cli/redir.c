@@ -22,7 +22,7 @@
 #include "session.h"
 
 #define MAX_PORTS 256
-#define STALE_STREAM_RETRIES 60 /* x 500 ms: beyond an old manager's keepalive timeout */
+#define STALE_STREAM_RETRIES 60     /* x 500 ms: beyond an old manager's keepalive timeout */
 #define HALF_CLOSE_TIMEOUT_MS 10000 /* a HalfClose call, and waiting for the forward to carry it */
 
 struct redir;
@@ -98,9 +98,9 @@ static void on_done(void *ud, const bridge_result *res)
     free(c);
 }
 
-#define HINT_OLD_TABLE_OWNER                                                                                   \
-    " (an older kdiag-manager in this pod holds the redirect table; kubectl diag sends redirects to the oldest "  \
-    "running debug container with NET_ADMIN, but this pod's table belongs to another one: its managers predate "  \
+#define HINT_OLD_TABLE_OWNER \
+    " (an older kdiag-manager in this pod holds the redirect table; kubectl diag sends redirects to the oldest " \
+    "running debug container with NET_ADMIN, but this pod's table belongs to another one: its managers predate " \
     "per-manager tables, so only a restart of the pod clears it)"
 
 /* Adds what to do when the manager's own message does not say it. */
@@ -114,8 +114,7 @@ static const char *hint_for(grpc_status_code code, const char *msg)
         return strstr(msg, "first") ? "" : " (another kubectl diag redir redirects this port: stop it first)";
     case GRPC_STATUS_UNAUTHENTICATED:
         return " (the manager's token did not match: the debug container may have been replaced)";
-    default:
-        return "";
+    default: return "";
     }
 }
 
@@ -125,7 +124,7 @@ struct stream_run {
     uint16_t ltunnel; /* the forward's local end of the manager's tunnel port */
     bool reconnect;   /* a stream of this port was ready before */
     bool ready;
-    bool half_close;  /* the manager carries half-closes out of band */
+    bool half_close; /* the manager carries half-closes out of band */
 };
 
 static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
@@ -140,8 +139,7 @@ static void announce_conn(struct stream_run *sr, const redirect_client_event *ev
         snprintf(c->line, sizeof(c->line), "pod → %s (from %s) ⇒ localhost:%u", ev->original_dst, ev->peer,
                  p->pp.local_port);
     else
-        snprintf(c->line, sizeof(c->line), "pod:%u ← %s ⇒ localhost:%u", p->pp.pod_port, ev->peer,
-                 p->pp.local_port);
+        snprintf(c->line, sizeof(c->line), "pod:%u ← %s ⇒ localhost:%u", p->pp.pod_port, ev->peer, p->pp.local_port);
     fprintf(stderr, "%s\n", c->line);
     /* ev->tunnel_port is the manager's, in the pod: we reach it through our forward */
     if (bridge_start(r->bridge, sr->ltunnel, p->pp.local_port, ev->token, sr->half_close, on_done, c) < 0) {

@@ -43,7 +43,8 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     snprintf(s->target, sizeof(s->target), "%s", t->name);
     snprintf(s->target_id, sizeof(s->target_id), "%s", t->id ? t->id : "");
     if (t->has_status && t->state != POD_STATE_RUNNING) {
-        snprintf(err, errlen, "container \"%s\" of pod/%s is not running (%s%s%s): a debug container needs a running target",
+        snprintf(err, errlen,
+                 "container \"%s\" of pod/%s is not running (%s%s%s): a debug container needs a running target",
                  t->name, s->pod.name, pod_state_name(t->state), t->reason ? ": " : "", t->reason ? t->reason : "");
         rc = -ENOENT;
         goto fail;
@@ -90,6 +91,6 @@ rpc_client *session_client(session *s, unsigned *gen)
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
     rpc_client *cl;
-    rpc_client_new(&cl, target, s->mgr.token);   /* NULL on failure */
+    rpc_client_new(&cl, target, s->mgr.token); /* NULL on failure */
     return cl;
 }

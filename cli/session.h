@@ -22,10 +22,10 @@ typedef struct {
     const char *pull_policy;
     bool privileged;
     int64_t timeout_ms;
-    unsigned caps;        /* EPHEM_* the manager must have */
-    unsigned extra_caps;  /* EPHEM_* a new debug container gets too */
-    bool forward;         /* start the port-forward */
-    bool tunnel;          /* the command redirects: wait for the manager's tunnel */
+    unsigned caps;       /* EPHEM_* the manager must have */
+    unsigned extra_caps; /* EPHEM_* a new debug container gets too */
+    bool forward;        /* start the port-forward */
+    bool tunnel;         /* the command redirects: wait for the manager's tunnel */
 } session_opts;
 
 typedef struct {

@@ -28,7 +28,7 @@ static const char usage[] =
     "  -v, --verbose     one debug line per call on stderr\n";
 
 typedef struct {
-    char host[64];      /* as printed in "Listening on" (IPv6 in brackets) */
+    char host[64]; /* as printed in "Listening on" (IPv6 in brackets) */
     const char *bind;
     bool no_auth, verbose;
 } manager_opts;
@@ -79,8 +79,10 @@ static int parse_args(int argc, char **argv, manager_opts *o)
         switch (c) {
         case 'b':
             if (parse_bind(optarg, o) < 0) {
-                fprintf(stderr, "kdiag-manager: invalid --bind '%s': want ADDR:PORT with an IP address "
-                        "and a port 0-65535, e.g. 127.0.0.1:0\n%s", optarg, usage);
+                fprintf(stderr,
+                        "kdiag-manager: invalid --bind '%s': want ADDR:PORT with an IP address "
+                        "and a port 0-65535, e.g. 127.0.0.1:0\n%s",
+                        optarg, usage);
                 return 2;
             }
             break;
@@ -90,9 +92,7 @@ static int parse_args(int argc, char **argv, manager_opts *o)
         case ':':
             fprintf(stderr, "kdiag-manager: option '%s' needs a value\n%s", argv[optind - 1], usage);
             return 2;
-        default:
-            fprintf(stderr, "kdiag-manager: unknown option '%s'\n%s", argv[optind - 1], usage);
-            return 2;
+        default: fprintf(stderr, "kdiag-manager: unknown option '%s'\n%s", argv[optind - 1], usage); return 2;
         }
     }
     if (optind < argc) {
@@ -150,8 +150,10 @@ static grpc_status_code pprof_handle(rpc_call *call, void *ud)
 
 static grpc_status_code redirect_unavailable(rpc_call *call, void *ud)
 {
-    rpc_call_set_message(call, "redirect is unavailable in this manager: %s (it needs the NET_ADMIN "
-                         "capability and nftables support in the kernel)", strerror((int)(intptr_t)ud));
+    rpc_call_set_message(call,
+                         "redirect is unavailable in this manager: %s (it needs the NET_ADMIN "
+                         "capability and nftables support in the kernel)",
+                         strerror((int)(intptr_t)ud));
     return GRPC_STATUS_FAILED_PRECONDITION;
 }
 
@@ -194,7 +196,8 @@ int main(int argc, char **argv)
     if (rrc < 0)
         fprintf(stderr, "kdiag-manager: redirect unavailable: %s\n", strerror(-rrc));
     rc = rm ? rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm)
-            : rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable, (void *)(intptr_t)-rrc);
+            : rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_unavailable,
+                             (void *)(intptr_t)-rrc);
     if (rc == 0 && rm)
         rc = rpc_server_add(s, CONTRACT_METHOD_HALF_CLOSE, RPC_UNARY, redirect_half_close_handle, rm);
     if (rc == 0)
@@ -209,8 +212,10 @@ int main(int argc, char **argv)
     }
     int port = 0;
     if ((rc = rpc_server_start(s, &port)) < 0) {
-        fprintf(stderr, "kdiag-manager: cannot listen on %s: the address is not local or the port is "
-                "taken; pick another with --bind\n", o.bind);
+        fprintf(stderr,
+                "kdiag-manager: cannot listen on %s: the address is not local or the port is "
+                "taken; pick another with --bind\n",
+                o.bind);
         goto out;
     }
     if (rm)
@@ -240,7 +245,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "kdiag-manager: %s, stopping\n", strsignal(sig));
     exit_code = 0;
 out:
-    rpc_server_free(s);   /* cancels in-flight calls and waits for their handlers */
+    rpc_server_free(s); /* cancels in-flight calls and waits for their handlers */
     if (rm)
         redirect_mgr_free(rm);
     return exit_code;

@@ -35,8 +35,8 @@
 #define NFT_TABLE_PREFIX "kdiag-" /* + the manager's tunnel port */
 #define NFT_TABLE_NAME_MAX 32
 
-#define NFT_SKIP_SOURCES_MAX 4                       /* the node's addresses: one per family, and spares */
-#define NFT_RULES_MAX (NFT_SKIP_SOURCES_MAX + 2)      /* skips + one redirect rule per family */
+#define NFT_SKIP_SOURCES_MAX 4                   /* the node's addresses: one per family, and spares */
+#define NFT_RULES_MAX (NFT_SKIP_SOURCES_MAX + 2) /* skips + one redirect rule per family */
 
 typedef struct nft_conn nft_conn;
 

@@ -14,9 +14,9 @@
 
 struct procfs {
     int rootfd;
-    uint64_t btime_ms;  /* boot time, ms since the epoch */
-    long ticks;         /* clock ticks per second (stat's starttime unit) */
-    long pagesize;      /* stat's rss unit */
+    uint64_t btime_ms; /* boot time, ms since the epoch */
+    long ticks;        /* clock ticks per second (stat's starttime unit) */
+    long pagesize;     /* stat's rss unit */
 };
 
 /* A vanished process shows as ENOENT or ESRCH depending on the moment. */
@@ -293,7 +293,7 @@ static int scan_fds(int dirfd, const char *path, procfs_sock_fn on_sock, void *u
 {
     int fd = openat(dirfd, path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return 0;   /* gone, zombie or not ours to look at: no sockets */
+        return 0; /* gone, zombie or not ours to look at: no sockets */
     char ents[8192] __attribute__((aligned(8)));
     char link[64];
     int rc = 0;
@@ -309,7 +309,7 @@ static int scan_fds(int dirfd, const char *path, procfs_sock_fn on_sock, void *u
             /* Truncation is fine: only "socket:[N]" matters, and it is short. */
             ssize_t l = readlinkat(fd, de->d_name, link, sizeof(link) - 1);
             if (l < 0 && errno == EACCES)
-                goto out;   /* not allowed to look at this process's files at all */
+                goto out; /* not allowed to look at this process's files at all */
             if (l < 9 || memcmp(link, "socket:[", 8) != 0)
                 continue;
             link[l] = '\0';

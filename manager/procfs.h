@@ -16,12 +16,12 @@
 typedef struct {
     int pid;
     int ppid;
-    char name[64];              /* comm, as in /proc/PID/stat */
-    char state;                 /* R, S, D, Z, ... */
-    uint32_t uid;               /* real uid */
+    char name[64]; /* comm, as in /proc/PID/stat */
+    char state;    /* R, S, D, Z, ... */
+    uint32_t uid;  /* real uid */
     uint64_t rss_bytes;
     uint64_t start_time_unix_ms;
-    char *cmdline;              /* argv joined by spaces; malloc'd, never NULL after procfs_read */
+    char *cmdline; /* argv joined by spaces; malloc'd, never NULL after procfs_read */
 } procfs_proc;
 
 typedef struct procfs procfs;

@@ -55,11 +55,11 @@ static int on_sock(uint64_t ino, void *ud)
     while (c->tab[s].key && c->tab[s].key != ino)
         s = (s + 1) & c->mask;
     if (!c->tab[s].key)
-        return 0;   /* not a listening/bound inet socket */
+        return 0; /* not a listening/bound inet socket */
     ps_proc *p = c->cur;
     for (size_t i = 0; i < p->n_socks; i++)
         if (p->socks[i].inode == ino)
-            return 0;   /* the same socket on another fd (dup) */
+            return 0; /* the same socket on another fd (dup) */
     if (GROW_ARRAY(p->socks, c->cur_cap, p->n_socks + 1, 4) < 0)
         return -ENOMEM;
     p->socks[p->n_socks++] = c->socks->v[c->tab[s].idx];
@@ -71,9 +71,9 @@ int ps_collect(const ps_opts *opts, ps_list *out)
     const char *root = opts && opts->proc_root ? opts->proc_root : "/proc";
     int exclude = opts ? opts->exclude_pid : 0;
     procfs *pfs = NULL;
-    sockdiag_list socks = { 0 };
-    ps_ctx ctx = { .socks = &socks };
-    ps_list l = { 0 };
+    sockdiag_list socks = {0};
+    ps_ctx ctx = {.socks = &socks};
+    ps_list l = {0};
     int *pids = NULL;
     size_t npids = 0;
     int rc;
@@ -82,7 +82,7 @@ int ps_collect(const ps_opts *opts, ps_list *out)
     if (rc < 0)
         goto out;
     if (exclude == 0)
-        exclude = procfs_self_pid(pfs);   /* -ENOENT: we are not in this /proc */
+        exclude = procfs_self_pid(pfs); /* -ENOENT: we are not in this /proc */
     rc = sockdiag_dump_all(&socks);
     if (rc < 0)
         goto out;

@@ -9,18 +9,18 @@
 
 typedef struct {
     procfs_proc info;
-    sockdiag_sock *socks;   /* TCP LISTEN and bound UDP sockets it holds, each once */
+    sockdiag_sock *socks; /* TCP LISTEN and bound UDP sockets it holds, each once */
     size_t n_socks;
 } ps_proc;
 
 typedef struct {
-    ps_proc *procs;         /* ascending pid */
+    ps_proc *procs; /* ascending pid */
     size_t n;
 } ps_list;
 
 typedef struct {
-    const char *proc_root;  /* NULL = "/proc" */
-    int exclude_pid;        /* 0 = the caller itself, as proc_root numbers it; -1 = none */
+    const char *proc_root; /* NULL = "/proc" */
+    int exclude_pid;       /* 0 = the caller itself, as proc_root numbers it; -1 = none */
 } ps_opts;
 
 /* Lists every process in opts->proc_root except the excluded one, with the

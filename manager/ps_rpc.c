@@ -101,7 +101,7 @@ grpc_status_code ps_rpc_handle(rpc_call *call, void *ud)
     const ps_opts *opts = ud;
     uint8_t *req = NULL, *resp = NULL;
     size_t req_len = 0, resp_len = 0;
-    ps_list l = { 0 };
+    ps_list l = {0};
     grpc_status_code code = GRPC_STATUS_OK;
 
     int rc = rpc_call_recv(call, &req, &req_len);

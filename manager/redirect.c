@@ -47,17 +47,17 @@ typedef struct active {
     uint8_t session_id[SESSION_ID_MAX];
     size_t session_id_len; /* 0: the client named no session */
     int takeover_fd;       /* eventfd: a stream of the same session wants the port */
-    list_node link;       /* on redirect_mgr.actives */
+    list_node link;        /* on redirect_mgr.actives */
 } active;
 
 struct redirect_mgr {
     redirect_opts o;
     tunnel *tun;
     nft_conn *nft;
-    int nft_err; /* why nft is NULL */
+    int nft_err;                    /* why nft is NULL */
     char table[NFT_TABLE_NAME_MAX]; /* ours: inet kdiag-<tunnel port> */
-    pthread_mutex_t lock; /* guards reserved, actives and next_id */
-    pthread_cond_t released; /* an active was removed */
+    pthread_mutex_t lock;           /* guards reserved, actives and next_id */
+    pthread_cond_t released;        /* an active was removed */
     uint16_t reserved[MAX_RESERVED];
     int nreserved;
     list_node actives;
@@ -71,13 +71,13 @@ typedef struct {
     uint8_t session_id[SESSION_ID_MAX];
     size_t session_id_len;
     nft_redirect rd; /* what the rules catch; port and to_port filled at start */
-    int lfd[2]; /* IPv4, IPv6 (-1 when the pod has no IPv6) */
+    int lfd[2];      /* IPv4, IPv6 (-1 when the pod has no IPv6) */
     uint16_t lport;
     nft_rules rules;
     bool rules_in;
     active *reg;
     bool half_close; /* half-closes out of band (docs/redirect.md "Half-close") */
-    int report[2]; /* half_close streams: the tunnel's reports of peers' half-closes; else -1 */
+    int report[2];   /* half_close streams: the tunnel's reports of peers' half-closes; else -1 */
 } session;
 
 static bool has_cap_net_admin(void)
@@ -153,7 +153,8 @@ static int session_listen(redirect_mgr *m, session *s)
         pthread_mutex_lock(&m->lock);
         bool clash = p == (int)s->port || port_reserved_locked(m, (uint16_t)p);
         pthread_mutex_unlock(&m->lock);
-        int p6 = clash ? -EADDRINUSE : listen_on(AF_INET6, s->outgoing ? (void *)&lo6 : (void *)&any6, (uint16_t)p, &s->lfd[1]);
+        int p6 = clash ? -EADDRINUSE
+                       : listen_on(AF_INET6, s->outgoing ? (void *)&lo6 : (void *)&any6, (uint16_t)p, &s->lfd[1]);
         if (p6 >= 0 || p6 == -EAFNOSUPPORT || p6 == -EADDRNOTAVAIL) {
             s->lport = (uint16_t)p; /* without IPv6 in the pod, IPv4 alone */
             pthread_mutex_lock(&m->lock);
@@ -211,8 +212,10 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
     uint16_t oport = rc == 0 ? ntohs(((struct sockaddr_in *)&orig)->sin_port) : 0; /* same offset in both */
     if (rc < 0 || oport == s->lport) {
         /* Not redirected by our rule: someone dialled the listener itself. */
-        fprintf(stderr, "kdiag-manager: redirect %u: connection from %s did not come through the redirect "
-                "rule: closed\n", s->port, peer_s);
+        fprintf(stderr,
+                "kdiag-manager: redirect %u: connection from %s did not come through the redirect "
+                "rule: closed\n",
+                s->port, peer_s);
         close(fd);
         return 0;
     }
@@ -239,17 +242,23 @@ static grpc_status_code nft_error_status(const redirect_mgr *m, rpc_call *call, 
 {
     const char *dir = s->outgoing ? "outgoing" : "incoming";
     if (rc == -EPERM && !has_cap_net_admin()) {
-        rpc_call_set_message(call, "cannot redirect %s port %u: kdiag-manager lacks CAP_NET_ADMIN; the ephemeral "
-                             "container needs NET_ADMIN (securityContext.capabilities.add: [NET_ADMIN])", dir, s->port);
+        rpc_call_set_message(call,
+                             "cannot redirect %s port %u: kdiag-manager lacks CAP_NET_ADMIN; the ephemeral "
+                             "container needs NET_ADMIN (securityContext.capabilities.add: [NET_ADMIN])",
+                             dir, s->port);
     } else if (rc == -EPERM) {
         /* Our table's name carries our tunnel port: no other manager uses it. */
         const char *t = m->table;
-        rpc_call_set_message(call, "cannot redirect %s port %u: nftables table inet %s, this kdiag-manager's own, "
+        rpc_call_set_message(call,
+                             "cannot redirect %s port %u: nftables table inet %s, this kdiag-manager's own, "
                              "is owned by another process in the pod's network namespace; delete it (nft delete "
-                             "table inet %s) or restart the pod", dir, s->port, t, t);
+                             "table inet %s) or restart the pod",
+                             dir, s->port, t, t);
     } else {
-        rpc_call_set_message(call, "cannot redirect %s port %u: installing the nftables rule failed: %s (errno %d); "
-                             "the node's kernel needs nf_tables with nat support", dir, s->port, strerror(-rc), -rc);
+        rpc_call_set_message(call,
+                             "cannot redirect %s port %u: installing the nftables rule failed: %s (errno %d); "
+                             "the node's kernel needs nf_tables with nat support",
+                             dir, s->port, strerror(-rc), -rc);
     }
     return GRPC_STATUS_FAILED_PRECONDITION;
 }
@@ -303,21 +312,27 @@ static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, sessio
 
     pthread_mutex_lock(&m->lock);
     if (port_reserved_locked(m, (uint16_t)s->port)) {
-        rpc_call_set_message(call, "port %u is used by kdiag-manager itself (gRPC, tunnel or a redirect "
-                             "listener); redirect another port", s->port);
+        rpc_call_set_message(call,
+                             "port %u is used by kdiag-manager itself (gRPC, tunnel or a redirect "
+                             "listener); redirect another port",
+                             s->port);
         st = GRPC_STATUS_INVALID_ARGUMENT;
         goto out;
     }
     while ((a = find_active_locked(m, s->port, s->outgoing))) {
         if (!same_session(a, s)) {
-            rpc_call_set_message(call, "%s port %u is already redirected by another stream; end that "
-                                 "redirect first", dir, s->port);
+            rpc_call_set_message(call,
+                                 "%s port %u is already redirected by another stream; end that "
+                                 "redirect first",
+                                 dir, s->port);
             st = GRPC_STATUS_ALREADY_EXISTS;
             goto out;
         }
         if (!take_over_locked(m, a)) {
-            rpc_call_set_message(call, "%s port %u is held by an earlier stream of this session that did not "
-                                 "let go within %d s; try again", dir, s->port, TAKEOVER_WAIT_MS / 1000);
+            rpc_call_set_message(call,
+                                 "%s port %u is held by an earlier stream of this session that did not "
+                                 "let go within %d s; try again",
+                                 dir, s->port, TAKEOVER_WAIT_MS / 1000);
             st = GRPC_STATUS_ALREADY_EXISTS;
             goto out;
         }
@@ -388,11 +403,11 @@ static void session_end(redirect_mgr *m, session *s)
 }
 
 /* What the redirect leaves alone: the sources (incoming) and loopback (outgoing). */
-static grpc_status_code skips_from_request(rpc_call *call, const Kdiag__Solo__Io__RedirectRequest *req,
-                                           nft_redirect *rd)
+static grpc_status_code skips_from_request(rpc_call *call, const Kdiag__Solo__Io__RedirectRequest *req, nft_redirect *rd)
 {
     if (req->outgoing ? req->n_skip_sources > 0 : req->include_loopback) {
-        rpc_call_set_message(call, "%s applies to %s redirects only", req->outgoing ? "skip_sources" : "include_loopback",
+        rpc_call_set_message(call, "%s applies to %s redirects only",
+                             req->outgoing ? "skip_sources" : "include_loopback",
                              req->outgoing ? "incoming" : "outgoing");
         return GRPC_STATUS_INVALID_ARGUMENT;
     }

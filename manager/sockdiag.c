@@ -63,8 +63,7 @@ int sockdiag_parse(const void *buf, size_t len, uint32_t seq, uint8_t protocol, 
         size_t plen = mnl_nlmsg_get_payload_len(nlh);
         const void *payload = mnl_nlmsg_get_payload(nlh);
         switch (nlh->nlmsg_type) {
-        case NLMSG_NOOP:
-            continue;
+        case NLMSG_NOOP: continue;
         case NLMSG_DONE: {
             /* A dump's DONE carries the dump's status as an int. */
             int err = 0;
@@ -78,7 +77,7 @@ int sockdiag_parse(const void *buf, size_t len, uint32_t seq, uint8_t protocol, 
                 return -EBADMSG;
             memcpy(&e, payload, sizeof(e));
             if (e.error == 0)
-                continue;   /* an ack */
+                continue; /* an ack */
             return e.error < 0 ? e.error : -EBADMSG;
         }
         case SOCK_DIAG_BY_FAMILY: {
@@ -86,8 +85,10 @@ int sockdiag_parse(const void *buf, size_t len, uint32_t seq, uint8_t protocol, 
             if (plen < sizeof(m))
                 return -EBADMSG;
             memcpy(&m, payload, sizeof(m));
-            sockdiag_sock s = { .inode = m.idiag_inode, .family = m.idiag_family,
-                                .protocol = protocol, .port = ntohs(m.id.idiag_sport) };
+            sockdiag_sock s = {.inode = m.idiag_inode,
+                               .family = m.idiag_family,
+                               .protocol = protocol,
+                               .port = ntohs(m.id.idiag_sport)};
             if (s.family == AF_INET)
                 memcpy(s.addr, m.id.idiag_src, 4);
             else if (s.family == AF_INET6)
@@ -95,14 +96,13 @@ int sockdiag_parse(const void *buf, size_t len, uint32_t seq, uint8_t protocol, 
             else
                 return -EBADMSG;
             if (s.inode == 0)
-                continue;   /* not owned by any file: no process to match it to */
+                continue; /* not owned by any file: no process to match it to */
             int rc = list_push(out, &s);
             if (rc < 0)
                 return rc;
             continue;
         }
-        default:
-            return -EBADMSG;
+        default: return -EBADMSG;
         }
     }
     /* Datagrams hold whole messages; anything left over is a truncated one
@@ -110,8 +110,8 @@ int sockdiag_parse(const void *buf, size_t len, uint32_t seq, uint8_t protocol, 
     return left <= 0 ? 0 : -EBADMSG;
 }
 
-static int dump_one(struct mnl_socket *nl, uint8_t *buf, uint8_t family, uint8_t protocol,
-                    uint32_t seq, sockdiag_list *out)
+static int dump_one(struct mnl_socket *nl, uint8_t *buf, uint8_t family, uint8_t protocol, uint32_t seq,
+                    sockdiag_list *out)
 {
     int n = sockdiag_build_request(buf, SOCKDIAG_RECV_SIZE, family, protocol, seq);
     if (n < 0)
@@ -133,9 +133,13 @@ static int dump_one(struct mnl_socket *nl, uint8_t *buf, uint8_t family, uint8_t
 
 int sockdiag_dump_all(sockdiag_list *out)
 {
-    static const struct { uint8_t family, protocol; } dumps[] = {
-        { AF_INET, IPPROTO_TCP }, { AF_INET6, IPPROTO_TCP },
-        { AF_INET, IPPROTO_UDP }, { AF_INET6, IPPROTO_UDP },
+    static const struct {
+        uint8_t family, protocol;
+    } dumps[] = {
+        {AF_INET, IPPROTO_TCP},
+        {AF_INET6, IPPROTO_TCP},
+        {AF_INET, IPPROTO_UDP},
+        {AF_INET6, IPPROTO_UDP},
     };
     struct mnl_socket *nl = NULL;
     uint8_t *buf = NULL;

@@ -11,11 +11,11 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t inode;     /* matches "socket:[inode]" in /proc/PID/fd */
-    uint8_t family;     /* AF_INET or AF_INET6 */
-    uint8_t protocol;   /* IPPROTO_TCP or IPPROTO_UDP */
-    uint16_t port;      /* host byte order */
-    uint8_t addr[16];   /* 4 bytes used for AF_INET */
+    uint64_t inode;   /* matches "socket:[inode]" in /proc/PID/fd */
+    uint8_t family;   /* AF_INET or AF_INET6 */
+    uint8_t protocol; /* IPPROTO_TCP or IPPROTO_UDP */
+    uint16_t port;    /* host byte order */
+    uint8_t addr[16]; /* 4 bytes used for AF_INET */
 } sockdiag_sock;
 
 typedef struct {

@@ -44,12 +44,12 @@ typedef struct waiting {
     uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
     int fd;
     const void *owner;
-    int report_fd;               /* see tunnel_add_peer */
-    bool shut_known;             /* the client's HalfClose came before the pairing: */
-    uint64_t shut_after;         /* shut the peer after this many bytes */
+    int report_fd;       /* see tunnel_add_peer */
+    bool shut_known;     /* the client's HalfClose came before the pairing: */
+    uint64_t shut_after; /* shut the peer after this many bytes */
     int64_t deadline;
-    struct waiting *hnext;       /* hash chain */
-    list_node link;              /* t->wait, deadline order */
+    struct waiting *hnext; /* hash chain */
+    list_node link;        /* t->wait, deadline order */
 } waiting;
 
 /* A tunnel connection that has not finished token + status. */
@@ -60,7 +60,7 @@ typedef struct hello {
     uint8_t buf[CONTRACT_TUNNEL_HELLO_LEN];
     size_t got;
     int64_t deadline;
-    waiting *peer; /* claimed by a valid token, waiting for the status byte */
+    waiting *peer;  /* claimed by a valid token, waiting for the status byte */
     list_node link; /* t->hellos, deadline order */
 } hello;
 
@@ -79,7 +79,7 @@ struct tunnel {
     int listen_fd, timer_fd, port;
     splice_watch wlisten, wtimer;
     splice_loop *loop;
-    int64_t accept_resume; /* 0 = accepting */
+    int64_t accept_resume;       /* 0 = accepting */
     unsigned noise[NOISE_KINDS]; /* loop thread only */
     int64_t noise_until;         /* end of the current summary window, 0 = none open */
 
@@ -125,8 +125,7 @@ static int64_t noise_flush(tunnel *t, int64_t now, bool force)
           "token, %u silent for %d ms; %u redirected connections got no tunnel connection in time (reset), %u "
           "over the limit of %d (reset); accept paused %u times",
           n[NOISE_SHORT] + n[NOISE_TOKEN] + n[NOISE_SILENT], NOISE_WINDOW_MS / 1000, n[NOISE_SHORT], n[NOISE_TOKEN],
-          n[NOISE_SILENT], t->o.pair_timeout_ms, n[NOISE_UNPAIRED], n[NOISE_LIMIT],
-          t->o.max_pairs, n[NOISE_ACCEPT]);
+          n[NOISE_SILENT], t->o.pair_timeout_ms, n[NOISE_UNPAIRED], n[NOISE_LIMIT], t->o.max_pairs, n[NOISE_ACCEPT]);
     memset(t->noise, 0, sizeof t->noise);
     t->noise_until = 0;
     return -1;
@@ -199,8 +198,11 @@ static void pair_start(tunnel *t, waiting *w, int tunnel_fd)
         pthread_mutex_lock(&t->lock);
         list_add(&t->paired, &p->link);
         pthread_mutex_unlock(&t->lock);
-        splice_pair_opts po = {.done = on_pair_done, .a_eof = p->report_fd >= 0 ? on_peer_eof : NULL, .ud = p,
-                               .a_shut_known = w->shut_known, .a_shut_after = w->shut_after};
+        splice_pair_opts po = {.done = on_pair_done,
+                               .a_eof = p->report_fd >= 0 ? on_peer_eof : NULL,
+                               .ud = p,
+                               .a_shut_known = w->shut_known,
+                               .a_shut_after = w->shut_after};
         rc = splice_loop_pair_opts(t->loop, w->fd, tunnel_fd, &po, &p->sp); /* p may be gone on return */
         if (rc < 0)
             paired_free(p);
@@ -247,7 +249,8 @@ static bool hello_fill(tunnel *t, hello *h)
                 logf_(t, false, "client closed the tunnel after the token: local target refused, resetting the peer");
             } else {
                 noise(t, NOISE_SHORT);
-                logf_(t, false, "tunnel connection closed after %zu of %d token bytes", h->got, CONTRACT_TUNNEL_TOKEN_LEN);
+                logf_(t, false, "tunnel connection closed after %zu of %d token bytes", h->got,
+                      CONTRACT_TUNNEL_TOKEN_LEN);
             }
             hello_free(t, h, true);
             return false;

@@ -55,15 +55,14 @@ enum {
     EXIT_NOTFOUND = 127,
 };
 
-static const char usage_line[] =
-    "usage: enter [-v] PID PROGRAM [ARGS...] | enter [-v] --container-id ID PROGRAM [ARGS...]";
+static const char usage_line[] = "usage: enter [-v] PID PROGRAM [ARGS...] | enter [-v] --container-id ID PROGRAM [ARGS...]";
 
 /* The one line for people: "enter: <cause>: <fix>", written with a single
  * write(2) so it never interleaves with the other process's output. */
 static void __attribute__((noreturn, format(printf, 2, 3))) fail(int code, const char *fmt, ...)
 {
     char line[1024] = "enter: ";
-    size_t pre = strlen(line), max = sizeof(line) - 1;   /* room for '\n' */
+    size_t pre = strlen(line), max = sizeof(line) - 1; /* room for '\n' */
     va_list ap;
     int n;
 
@@ -75,7 +74,7 @@ static void __attribute__((noreturn, format(printf, 2, 3))) fail(int code, const
         len = max - 1;
     line[len++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, len);
-    (void)w;   /* nothing better to do if stderr is gone */
+    (void)w; /* nothing better to do if stderr is gone */
     _exit(code);
 }
 
@@ -92,8 +91,10 @@ static pid_t parse_pid(const char *s)
     errno = 0;
     v = strtol(s, &end, 10);
     if (errno || *end || end == s || v <= 0 || v > 4194304)
-        fail(EXIT_USAGE, "'%s' is not a PID: give the target's process id (a positive number) "
-                         "or --container-id ID; %s", s, usage_line);
+        fail(EXIT_USAGE,
+             "'%s' is not a PID: give the target's process id (a positive number) "
+             "or --container-id ID; %s",
+             s, usage_line);
     return (pid_t)v;
 }
 
@@ -111,32 +112,38 @@ static void __attribute__((noreturn)) join_fail(pid_t pid, const struct nsjoin_e
 
     switch (e->step) {
     case NSJOIN_STEP_PROCESS:
-        fail(EXIT_ENTER, "no process with PID %d (it exited): is the target container running?",
-             (int)pid);
+        fail(EXIT_ENTER, "no process with PID %d (it exited): is the target container running?", (int)pid);
     case NSJOIN_STEP_ROOT:
-        fail(EXIT_ENTER, "cannot open /proc/%d/root: %s: add capability SYS_PTRACE to this "
-                         "container (and run as root)", (int)pid, why);
+        fail(EXIT_ENTER,
+             "cannot open /proc/%d/root: %s: add capability SYS_PTRACE to this "
+             "container (and run as root)",
+             (int)pid, why);
     case NSJOIN_STEP_NSOPEN:
-        fail(EXIT_ENTER, "cannot open /proc/%d/ns/%s: %s: add capability SYS_PTRACE to this "
-                         "container (and run as root)", (int)pid, e->ns, why);
+        fail(EXIT_ENTER,
+             "cannot open /proc/%d/ns/%s: %s: add capability SYS_PTRACE to this "
+             "container (and run as root)",
+             (int)pid, e->ns, why);
     case NSJOIN_STEP_SETNS:
         if (err == EPERM)
-            fail(EXIT_ENTER, "cannot join the %s namespace of PID %d: %s: %s", e->ns, (int)pid,
-                 why, cap_hint(e->ns));
+            fail(EXIT_ENTER, "cannot join the %s namespace of PID %d: %s: %s", e->ns, (int)pid, why, cap_hint(e->ns));
         if (err == EINVAL && strcmp(e->ns, "pid") == 0)
-            fail(EXIT_ENTER, "cannot join the pid namespace of PID %d: %s: it is not below this "
-                             "container's PID namespace; start this container in the target's PID "
-                             "namespace (kubectl debug --target / targetContainerName)",
+            fail(EXIT_ENTER,
+                 "cannot join the pid namespace of PID %d: %s: it is not below this "
+                 "container's PID namespace; start this container in the target's PID "
+                 "namespace (kubectl debug --target / targetContainerName)",
                  (int)pid, why);
-        fail(EXIT_ENTER, "cannot join the %s namespace of PID %d: %s: run enter as root with "
-                         "SYS_ADMIN in the target's user namespace", e->ns, (int)pid, why);
+        fail(EXIT_ENTER,
+             "cannot join the %s namespace of PID %d: %s: run enter as root with "
+             "SYS_ADMIN in the target's user namespace",
+             e->ns, (int)pid, why);
     case NSJOIN_STEP_CHROOT:
         if (err == EPERM)
-            fail(EXIT_ENTER, "cannot chroot into the root of PID %d: %s: add capability "
-                             "SYS_CHROOT to this container", (int)pid, why);
+            fail(EXIT_ENTER,
+                 "cannot chroot into the root of PID %d: %s: add capability "
+                 "SYS_CHROOT to this container",
+                 (int)pid, why);
         fail(EXIT_ENTER, "cannot change into the root of PID %d: %s", (int)pid, why);
-    case NSJOIN_STEP_NONE:
-        break;
+    case NSJOIN_STEP_NONE: break;
     }
     fail(EXIT_ENTER, "cannot enter PID %d: %s", (int)pid, why);
 }
@@ -150,8 +157,7 @@ static int exit_code_of(int status)
     return EXIT_ENTER;
 }
 
-static const int forwarded[] = { SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2,
-                                 SIGWINCH, SIGALRM, SIGCONT };
+static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2, SIGWINCH, SIGALRM, SIGCONT};
 
 /* The child runs PROGRAM; we stay as its parent, pass on signals that a
  * process sent us (kubectl/runtime stopping the exec) and exit with its status.
@@ -204,8 +210,10 @@ static int run_child(int progfd, const char *prog, char **argv, char **envp)
 
     child = fork();
     if (child < 0)
-        fail(EXIT_ENTER, "cannot fork into the PID namespace of the target: %s: has its PID 1 "
-                         "exited, or is the pids limit reached?", strerror(errno));
+        fail(EXIT_ENTER,
+             "cannot fork into the PID namespace of the target: %s: has its PID 1 "
+             "exited, or is the pids limit reached?",
+             strerror(errno));
     if (child == 0) {
         /* A shell must not outlive an enter that was killed (exec session gone). */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -216,11 +224,15 @@ static int run_child(int progfd, const char *prog, char **argv, char **envp)
         syscall(SYS_execveat, progfd, "", argv, envp, AT_EMPTY_PATH);
         int e = errno;
         if (e == ENOENT)
-            fail(EXIT_NOTFOUND, "cannot execute '%s' in the target: %s: PROGRAM must be a "
-                                "static binary (scripts and dynamic binaries need files the "
-                                "target does not have)", prog, strerror(e));
-        fail(EXIT_NOEXEC, "cannot execute '%s' in the target: %s: PROGRAM must be a static "
-                          "binary for this machine", prog, strerror(e));
+            fail(EXIT_NOTFOUND,
+                 "cannot execute '%s' in the target: %s: PROGRAM must be a "
+                 "static binary (scripts and dynamic binaries need files the "
+                 "target does not have)",
+                 prog, strerror(e));
+        fail(EXIT_NOEXEC,
+             "cannot execute '%s' in the target: %s: PROGRAM must be a static "
+             "binary for this machine",
+             prog, strerror(e));
     }
     close(progfd);
 
@@ -229,7 +241,7 @@ static int run_child(int progfd, const char *prog, char **argv, char **envp)
         int sig = sigwaitinfo(&set, &si);
 
         if (sig < 0)
-            continue;   /* EINTR from a stop/continue */
+            continue; /* EINTR from a stop/continue */
         if (sig == SIGCHLD) {
             int status;
             pid_t r = waitpid(child, &status, WNOHANG);
@@ -237,7 +249,7 @@ static int run_child(int progfd, const char *prog, char **argv, char **envp)
                 return exit_code_of(status);
             continue;
         }
-        if (si.si_code <= 0)    /* SI_USER, SI_QUEUE, SI_TKILL: sent by a process */
+        if (si.si_code <= 0) /* SI_USER, SI_QUEUE, SI_TKILL: sent by a process */
             kill(child, sig);
     }
 }
@@ -285,24 +297,27 @@ int main(int argc, char **argv)
     if (container_id) {
         const char *id = target_normalize_id(container_id);
         if (!id)
-            fail(EXIT_USAGE, "'%s' is not a container id: give the id from the pod's "
-                             "status.containerStatuses[].containerID (containerd://<id> or <id>)",
+            fail(EXIT_USAGE,
+                 "'%s' is not a container id: give the id from the pod's "
+                 "status.containerStatuses[].containerID (containerd://<id> or <id>)",
                  container_id);
         ret = target_find_by_container_id(proc, id, getpid(), &pid);
         if (ret == -ESRCH)
-            fail(EXIT_ENTER, "no process whose cgroup path contains container id '%s': is the "
-                             "container running, and does this container share its PID namespace "
-                             "(shareProcessNamespace or kubectl debug --target)?", id);
+            fail(EXIT_ENTER,
+                 "no process whose cgroup path contains container id '%s': is the "
+                 "container running, and does this container share its PID namespace "
+                 "(shareProcessNamespace or kubectl debug --target)?",
+                 id);
         if (ret < 0)
-            fail(EXIT_ENTER, "cannot scan %s for container id '%s': %s", proc, id,
-                 strerror(-ret));
+            fail(EXIT_ENTER, "cannot scan %s for container id '%s': %s", proc, id, strerror(-ret));
     } else {
         char path[64];
         pid = parse_pid(argv[i++]);
         snprintf(path, sizeof(path), "%s/%d", proc, (int)pid);
         if (access(path, F_OK) < 0)
-            fail(EXIT_ENTER, "no process with PID %d: is the target container running, and does "
-                             "this container share its PID namespace (kubectl debug --target)?",
+            fail(EXIT_ENTER,
+                 "no process with PID %d: is the target container running, and does "
+                 "this container share its PID namespace (kubectl debug --target)?",
                  (int)pid);
     }
     const char *prog = argv[i];
@@ -312,10 +327,13 @@ int main(int argc, char **argv)
     if (progfd < 0)
         fail(errno == ENOENT ? EXIT_NOTFOUND : EXIT_NOEXEC,
              "cannot open PROGRAM '%s': %s: give the path of a static program in this (debug) "
-             "image, e.g. /usr/local/bin/ash", prog, strerror(errno));
+             "image, e.g. /usr/local/bin/ash",
+             prog, strerror(errno));
     if (fstat(progfd, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-        fail(EXIT_NOEXEC, "PROGRAM '%s' is not an executable file: give the path of a static "
-                          "program in this (debug) image, e.g. /usr/local/bin/ash", prog);
+        fail(EXIT_NOEXEC,
+             "PROGRAM '%s' is not an executable file: give the path of a static "
+             "program in this (debug) image, e.g. /usr/local/bin/ash",
+             prog);
 
     nsjoin_init(&j);
     ret = nsjoin_open(&j, proc, pid, &jerr);
@@ -323,10 +341,12 @@ int main(int argc, char **argv)
         join_fail(pid, &jerr, -ret);
     ret = target_read_environ(proc, pid, getenv("TERM"), &envp);
     if (ret == -EACCES || ret == -EPERM)
-        fail(EXIT_ENTER, "cannot read /proc/%d/environ: %s: add capability SYS_PTRACE to this "
-                         "container (and run as root)", (int)pid, strerror(-ret));
+        fail(EXIT_ENTER,
+             "cannot read /proc/%d/environ: %s: add capability SYS_PTRACE to this "
+             "container (and run as root)",
+             (int)pid, strerror(-ret));
     if (ret == -ENOENT || ret == -ESRCH)
-        join_fail(pid, &(struct nsjoin_err){ .step = NSJOIN_STEP_PROCESS }, -ret);
+        join_fail(pid, &(struct nsjoin_err){.step = NSJOIN_STEP_PROCESS}, -ret);
     if (ret < 0)
         fail(EXIT_ENTER, "cannot read /proc/%d/environ: %s", (int)pid, strerror(-ret));
     if (getenv("KDIAG_ENTER_FORCE_PROC_NS") && j.pidfd >= 0) {
@@ -339,8 +359,7 @@ int main(int argc, char **argv)
         join_fail(pid, &jerr, -ret);
     pts_attach(ptsfd, verbose);
     if (verbose)
-        fprintf(stderr, "enter: joined PID %d via %s\n", (int)pid,
-                j.used_pidfd ? "pidfd" : "/proc/PID/ns");
+        fprintf(stderr, "enter: joined PID %d via %s\n", (int)pid, j.used_pidfd ? "pidfd" : "/proc/PID/ns");
     nsjoin_close(&j);
 
     ret = run_child(progfd, prog, prog_argv, envp);

@@ -28,12 +28,8 @@ static const struct {
     const char *name;
     int flag;
 } ns_table[NSJOIN_NS_COUNT] = {
-    { "cgroup", CLONE_NEWCGROUP },
-    { "ipc", CLONE_NEWIPC },
-    { "uts", CLONE_NEWUTS },
-    { "net", CLONE_NEWNET },
-    { "pid", CLONE_NEWPID },
-    { "mnt", CLONE_NEWNS },
+    {"cgroup", CLONE_NEWCGROUP}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+    {"net", CLONE_NEWNET},       {"pid", CLONE_NEWPID}, {"mnt", CLONE_NEWNS},
 };
 
 void nsjoin_init(struct nsjoin *j)
@@ -94,7 +90,7 @@ int nsjoin_open(struct nsjoin *j, const char *proc_root, pid_t pid, struct nsjoi
             char dir[PATH_MAX];
             snprintf(dir, sizeof(dir), "%s/%d", proc_root, (int)pid);
             if (e == ENOENT && access(dir, F_OK) == 0)
-                continue;   /* the kernel lacks this namespace type (cgroup < 4.6) */
+                continue; /* the kernel lacks this namespace type (cgroup < 4.6) */
             err->step = proc_gone(e) ? NSJOIN_STEP_PROCESS : NSJOIN_STEP_NSOPEN;
             err->ns = ns_table[i].name;
             return -e;
@@ -108,8 +104,7 @@ int nsjoin_open(struct nsjoin *j, const char *proc_root, pid_t pid, struct nsjoi
 
     /* The /proc handles above are only trustworthy if the PID was not reused
      * while we opened them: the pidfd pins the original process. */
-    if (j->pidfd >= 0 && syscall(SYS_pidfd_send_signal, j->pidfd, 0, NULL, 0) < 0 &&
-        errno == ESRCH) {
+    if (j->pidfd >= 0 && syscall(SYS_pidfd_send_signal, j->pidfd, 0, NULL, 0) < 0 && errno == ESRCH) {
         err->step = NSJOIN_STEP_PROCESS;
         return -ESRCH;
     }

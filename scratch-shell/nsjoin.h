@@ -12,26 +12,26 @@ enum { NSJOIN_NS_COUNT = 6 };
 
 struct nsjoin {
     pid_t pid;
-    int pidfd;                      /* -1 when pidfd_open is unavailable */
-    int nsfd[NSJOIN_NS_COUNT];      /* -1: kernel lacks it, or we already share it */
-    int rootfd;                     /* /proc/PID/root */
-    int cwdfd;                      /* /proc/PID/cwd, -1 if unreadable (then "/") */
-    int used_pidfd;                 /* set by nsjoin_enter: setns(pidfd) did the work */
+    int pidfd;                 /* -1 when pidfd_open is unavailable */
+    int nsfd[NSJOIN_NS_COUNT]; /* -1: kernel lacks it, or we already share it */
+    int rootfd;                /* /proc/PID/root */
+    int cwdfd;                 /* /proc/PID/cwd, -1 if unreadable (then "/") */
+    int used_pidfd;            /* set by nsjoin_enter: setns(pidfd) did the work */
 };
 
 /* Where a failure happened, so the edge can name the cause and the fix. */
 enum nsjoin_step {
     NSJOIN_STEP_NONE,
-    NSJOIN_STEP_PROCESS,   /* the process is gone */
-    NSJOIN_STEP_ROOT,      /* opening /proc/PID/root (ptrace access) */
-    NSJOIN_STEP_NSOPEN,    /* opening /proc/PID/ns/<ns> (ptrace access) */
-    NSJOIN_STEP_SETNS,     /* setns into <ns> */
-    NSJOIN_STEP_CHROOT,    /* chroot into the target's root */
+    NSJOIN_STEP_PROCESS, /* the process is gone */
+    NSJOIN_STEP_ROOT,    /* opening /proc/PID/root (ptrace access) */
+    NSJOIN_STEP_NSOPEN,  /* opening /proc/PID/ns/<ns> (ptrace access) */
+    NSJOIN_STEP_SETNS,   /* setns into <ns> */
+    NSJOIN_STEP_CHROOT,  /* chroot into the target's root */
 };
 
 struct nsjoin_err {
     enum nsjoin_step step;
-    const char *ns;        /* "mnt", "pid", ... for NSOPEN / SETNS */
+    const char *ns; /* "mnt", "pid", ... for NSOPEN / SETNS */
 };
 
 void nsjoin_init(struct nsjoin *j);

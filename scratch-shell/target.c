@@ -124,8 +124,7 @@ static int cgroup_has_id(const char *content, const char *id)
     return 0;
 }
 
-int target_find_by_container_id(const char *proc_root, const char *id, pid_t self,
-                                pid_t *out)
+int target_find_by_container_id(const char *proc_root, const char *id, pid_t self, pid_t *out)
 {
     DIR *d = opendir(proc_root);
     struct dirent *de;
@@ -144,7 +143,7 @@ int target_find_by_container_id(const char *proc_root, const char *id, pid_t sel
             continue;
         snprintf(path, sizeof(path), "%s/%ld/cgroup", proc_root, pid);
         if (read_file(path, &content, &len) < 0)
-            continue;   /* exited meanwhile, or a kernel thread we may not read */
+            continue; /* exited meanwhile, or a kernel thread we may not read */
         if (cgroup_has_id(content, id))
             best = pid;
         free(content);
@@ -156,8 +155,7 @@ int target_find_by_container_id(const char *proc_root, const char *id, pid_t sel
     return 0;
 }
 
-int target_read_environ(const char *proc_root, pid_t pid, const char *term,
-                        char ***out_env)
+int target_read_environ(const char *proc_root, pid_t pid, const char *term, char ***out_env)
 {
     char path[PATH_MAX], *content = NULL, *block = NULL, **env = NULL;
     size_t len, n = 0, termlen = term ? strlen("TERM=") + strlen(term) + 1 : 0;

@@ -15,14 +15,12 @@ const char *target_normalize_id(const char *raw);
  * has a component naming the container id (the bare id, or the runtimes'
  * "cri-containerd-<id>.scope", "crio-<id>.scope", "docker-<id>.scope", ...),
  * skipping `self`. 0 / -ESRCH (no match) / -errno. */
-int target_find_by_container_id(const char *proc_root, const char *id, pid_t self,
-                                pid_t *out);
+int target_find_by_container_id(const char *proc_root, const char *id, pid_t self, pid_t *out);
 
 /* Reads proc_root/PID/environ into a NULL-terminated vector whose strings
  * live in one block; `term` (may be NULL) replaces any TERM of the target.
  * Free with target_env_free(). 0 / -errno. */
-int target_read_environ(const char *proc_root, pid_t pid, const char *term,
-                        char ***out_env);
+int target_read_environ(const char *proc_root, pid_t pid, const char *term, char ***out_env);
 void target_env_free(char **env);
 
 #endif

@@ -22,7 +22,7 @@
 static void on_term(int sig)
 {
     (void)sig;
-    _exit(0);   /* as PID 1 we only die on signals we handle */
+    _exit(0); /* as PID 1 we only die on signals we handle */
 }
 
 static int write_all(int fd, const char *p, size_t n)
@@ -73,7 +73,7 @@ static void serve(int fd, const struct sockaddr_in *peer)
     char buf[8192], line[256], out[512], addr[INET_ADDRSTRLEN];
     int is_http;
 
-    alarm(5);   /* the child's whole life: never a stuck process */
+    alarm(5); /* the child's whole life: never a stuck process */
     read_request(fd, buf, sizeof(buf), &is_http);
     size_t l = strcspn(buf, "\r\n");
     if (l >= sizeof(line))
@@ -83,15 +83,15 @@ static void serve(int fd, const struct sockaddr_in *peer)
     if (is_http) {
         snprintf(out, sizeof(out),
                  "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                 "Connection: close\r\n\r\n%s", strlen(BODY), BODY);
+                 "Connection: close\r\n\r\n%s",
+                 strlen(BODY), BODY);
     } else {
         snprintf(out, sizeof(out), "hello from distroless: %s\n", line);
     }
     write_all(fd, out, strlen(out));
     shutdown(fd, SHUT_WR);
     inet_ntop(AF_INET, &peer->sin_addr, addr, sizeof(addr));
-    printf("hello-server: %s:%u \"%s\" -> %s\n", addr, ntohs(peer->sin_port), line,
-           is_http ? "200" : "echo");
+    printf("hello-server: %s:%u \"%s\" -> %s\n", addr, ntohs(peer->sin_port), line, is_http ? "200" : "echo");
     fflush(stdout);
 }
 
@@ -99,7 +99,7 @@ int main(int argc, char **argv)
 {
     const char *port_s = argc > 1 ? argv[1] : getenv("PORT");
     long port = port_s ? strtol(port_s, NULL, 10) : 8080;
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
     int one = 1, lfd;
 
     if (port <= 0 || port > 65535) {
@@ -108,7 +108,7 @@ int main(int argc, char **argv)
     }
     signal(SIGTERM, on_term);
     signal(SIGINT, on_term);
-    signal(SIGCHLD, SIG_IGN);   /* children reap themselves */
+    signal(SIGCHLD, SIG_IGN); /* children reap themselves */
     signal(SIGPIPE, SIG_IGN);
 
     sa.sin_port = htons((unsigned short)port);
@@ -126,7 +126,7 @@ int main(int argc, char **argv)
         socklen_t plen = sizeof(peer);
         int cfd = accept4(lfd, (struct sockaddr *)&peer, &plen, SOCK_CLOEXEC);
         if (cfd < 0)
-            continue;   /* EINTR, ECONNABORTED, EMFILE: keep serving */
+            continue; /* EINTR, ECONNABORTED, EMFILE: keep serving */
         pid_t child = fork();
         if (child == 0) {
             close(lfd);

@@ -95,7 +95,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     po.proc_root = proc_root;
     po.exclude_pid = -1;
     rpc_server_opts so = {.bind = "127.0.0.1:0", .token = TOKEN, .max_msg_bytes = 1 << 20};
-    rpc_server *s;   /* lives for the whole run */
+    rpc_server *s; /* lives for the whole run */
     if (rpc_server_new(&s, &so) < 0)
         abort();
     redirect_mgr *rm = NULL;

@@ -35,7 +35,7 @@ static pid_t spawn_argv(const char **argv, int *out, int *err)
         return -1;
     pid_t pid = fork();
     if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);   /* never outlive a failed test */
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a failed test */
         dup2(po[1], 1);
         if (err)
             dup2(pe[1], 2);
@@ -104,7 +104,7 @@ static int start(mgr_proc *m, const char *const *args, bool isolated)
         return -1;
     m->port = b.grpc_port;
     snprintf(m->target, sizeof m->target, "127.0.0.1:%d", m->port);
-    if (isolated) {   /* the manager is unshare's only child */
+    if (isolated) { /* the manager is unshare's only child */
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)m->wait_pid, (int)m->wait_pid);
         FILE *f = fopen(path, "r");

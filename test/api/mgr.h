@@ -6,15 +6,15 @@
 #include <sys/types.h>
 
 typedef struct {
-    pid_t pid;            /* the manager (signals, /proc) */
-    pid_t wait_pid;       /* what to wait for: the manager or its unshare wrapper */
+    pid_t pid;      /* the manager (signals, /proc) */
+    pid_t wait_pid; /* what to wait for: the manager or its unshare wrapper */
     int port, tunnel_port;
     char token[64];
     char target[64];
-    char lines[4][256];   /* stdout lines as printed */
-    char text[1024];      /* the same, joined with their newlines */
+    char lines[4][256]; /* stdout lines as printed */
+    char text[1024];    /* the same, joined with their newlines */
     int n_lines;
-    int out_fd;           /* rest of stdout */
+    int out_fd; /* rest of stdout */
 } mgr_proc;
 
 /* Starts KDIAG_MANAGER_PATH with args (NULL-terminated, may be NULL) and

@@ -114,7 +114,7 @@ static void forged_banner_is_skipped(void **state)
     find(text, SECRET, &out, &r);
     assert_false(r.found);
     assert_int_equal(r.rejected, 1);
-    assert_true(r.pending);   /* the proofless one at the end might still get its proof */
+    assert_true(r.pending); /* the proofless one at the end might still get its proof */
     assert_int_equal(out.grpc_port, 0);
     assert_string_equal(out.token, "");
 
@@ -194,8 +194,8 @@ static void values_out_of_range_are_not_taken(void **state)
     assert_true(r.found);
     assert_string_equal(out.token, "");
     assert_int_equal(out.tunnel_port, 0);
-    find("Listening on 127.0.0.1:0\nListening on :80\nListening on a b:80\nListening on 127.0.0.1:8x\n", NULL, &out,
-         &r);
+    find("Listening on 127.0.0.1:0\nListening on :80\nListening on a b:80\nListening on 127.0.0.1:8x\n", NULL,
+         &out, &r);
     assert_false(r.found);
     /* IPv6 hosts keep their brackets */
     find("Listening on [::1]:443\n", NULL, &out, &r);

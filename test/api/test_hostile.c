@@ -47,7 +47,7 @@
 #define LOAD_WANT GRPC_STATUS_OK
 
 static mgr_proc M;
-static int mgr_log = -1;   /* the manager's stderr: a file the test reads */
+static int mgr_log = -1; /* the manager's stderr: a file the test reads */
 static rpc_client *CL;   /* one long-lived connection, part of the baseline */
 static char self_exe[4096];
 
@@ -63,7 +63,8 @@ static uint64_t rnd(void)
 static int tcp_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
         close(fd);
@@ -121,7 +122,8 @@ static void random_bytes(void)
 
 static void invalid_protobuf(void)
 {
-    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0x0a, 0x7f};
+    static const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                      0xff, 0xff, 0xff, 0x01, 0x0a, 0x7f};
     uint8_t *resp = NULL;
     size_t len;
     rpc_status st;
@@ -135,7 +137,7 @@ static void invalid_protobuf(void)
     assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
     rpc_stream_free(s);
     /* a Redirect request with a port out of range */
-    static const uint8_t bad_port[] = {0x08, 0xff, 0xff, 0x0f};   /* port = 262143 */
+    static const uint8_t bad_port[] = {0x08, 0xff, 0xff, 0x0f}; /* port = 262143 */
     assert_int_equal(rpc_client_stream_open(&s, CL, CONTRACT_METHOD_REDIRECT, bad_port, sizeof bad_port, 10000), 0);
     while (rpc_stream_read(s, &resp, &len, &st) == 0)
         free(resp);
@@ -190,7 +192,9 @@ static void concurrent_calls(int n)
     } *c = calloc((size_t)n, sizeof *c);
     char auth[128];
     snprintf(auth, sizeof auth, "Bearer %s", M.token);
-    grpc_metadata md = {grpc_slice_from_static_string("authorization"), grpc_slice_from_copied_string(auth), {{NULL, NULL, NULL, NULL}}};
+    grpc_metadata md = {grpc_slice_from_static_string("authorization"),
+                        grpc_slice_from_copied_string(auth),
+                        {{NULL, NULL, NULL, NULL}}};
     grpc_slice empty = grpc_empty_slice();
     grpc_byte_buffer *req = grpc_raw_byte_buffer_create(&empty, 1);
     grpc_slice method = grpc_slice_from_static_string(LOAD_METHOD);
@@ -219,7 +223,8 @@ static void concurrent_calls(int n)
     }
     int done = 0, ok = 0;
     while (done < n) {
-        grpc_event ev = grpc_completion_queue_next(cq, gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(150, GPR_TIMESPAN)), NULL);
+        grpc_event ev = grpc_completion_queue_next(
+            cq, gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(150, GPR_TIMESPAN)), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
             break;
         struct cc *x = ev.tag;
@@ -285,7 +290,7 @@ static void vanishing_clients(void)
     for (int i = 0; i < 30; i++) {
         assert_true(wait_ready(fd[i], 20000));
         if (i % 2 == 0)
-            usleep((useconds_t)(rnd() % 3000));   /* kill the unary ones at random points */
+            usleep((useconds_t)(rnd() % 3000)); /* kill the unary ones at random points */
         kill(pid[i], SIGKILL);
     }
     for (int i = 0; i < 30; i++) {
@@ -311,7 +316,7 @@ static void test_frozen_client_dropped_within_30s(void **state)
     pid_t pid = spawn_client("stream", &fd);
     assert_true(wait_ready(fd, 20000));
     usleep(200000);
-    int with = mgr_fd_count(M.pid);   /* includes the client's connection */
+    int with = mgr_fd_count(M.pid); /* includes the client's connection */
     kill(pid, SIGSTOP);
     long long t0 = time_now_ms();
     int n = settle_fds(with - 1, 40000);
@@ -352,10 +357,10 @@ static void test_idle_connections_bounded(void **state)
 {
     (void)state;
     struct rlimit rl;
-    getrlimit(RLIMIT_NOFILE, &rl);   /* raised in main, before the manager started */
+    getrlimit(RLIMIT_NOFILE, &rl); /* raised in main, before the manager started */
     int n = rl.rlim_cur > 9500 ? 9000 : (int)rl.rlim_cur - 500;
 #ifdef __SANITIZE_ADDRESS__
-    n = 2000;   /* ASan slows the manager several times: this checks leaks, not load */
+    n = 2000; /* ASan slows the manager several times: this checks leaks, not load */
 #endif
     assert_true(n >= 1000);
     int base_fds = settle_fds(0, 0);
@@ -390,7 +395,7 @@ static void test_idle_connections_bounded(void **state)
         if (fd[i] >= 0)
             close(fd[i]);
     free(fd);
-    usleep(1500000);   /* the manager trims freed memory once a second */
+    usleep(1500000); /* the manager trims freed memory once a second */
     long after = mgr_rss_kb(M.pid);
     atomic_store(&sm.stop, true);
     pthread_join(sampler, NULL);
@@ -399,9 +404,10 @@ static void test_idle_connections_bounded(void **state)
     assert_int_equal(refused, 0);
     assert_int_equal(st.code, LOAD_WANT);
     call_ok();
-    fprintf(stderr, "%d idle connections (opened in %lld ms, at most %d manager fds, a call meanwhile took %lld ms): "
-            "dropped after %lld ms; manager RSS %ld kB before, %ld kB peak, %ld kB after\n", n, opened, most, served,
-            dropped, base, peak, after);
+    fprintf(stderr,
+            "%d idle connections (opened in %lld ms, at most %d manager fds, a call meanwhile took %lld ms): "
+            "dropped after %lld ms; manager RSS %ld kB before, %ld kB peak, %ld kB after\n",
+            n, opened, most, served, dropped, base, peak, after);
     assert_true(fds <= base_fds);
     assert_true(settle_fds(base_fds, 10000) <= base_fds);
     /* the handshake deadline (5 s) drops them, not keepalive (20 s) */
@@ -430,7 +436,7 @@ static void test_hostile_rounds(void **state)
         vanishing_clients();
         call_ok();
         int fds = settle_fds(base_fds, 10000);
-        usleep(1500000);   /* the manager trims freed memory once a second */
+        usleep(1500000); /* the manager trims freed memory once a second */
         rss[round] = mgr_rss_kb(M.pid);
         fprintf(stderr, "round %d: %lld ms, fds %d (baseline %d), rss %ld kB (baseline %ld kB)\n", round,
                 time_now_ms() - t0, fds, base_fds, rss[round], base_rss);
@@ -486,7 +492,7 @@ static void test_forged_paths_logged_escaped(void **state)
         "/x\x1b[2J\x1b]0;owned\x07\nTunnel on 127.0.0.1:2\n",
     };
     char *paths[3];
-    for (size_t i = 0; i < 3; i++) {   /* the last one 2 KiB long */
+    for (size_t i = 0; i < 3; i++) { /* the last one 2 KiB long */
         size_t n = strlen(forged[i]), pad = i == 2 ? 2048 : 0;
         paths[i] = calloc(1, n + pad + 1);
         memcpy(paths[i], forged[i], n);
@@ -555,8 +561,10 @@ static void test_unauthenticated_flood_summed_up(void **state)
         }
     }
     off_t total = log_size() - from;
-    fprintf(stderr, "%d calls without the token in %lld ms: %lld log bytes during, %lld after the summaries, "
-            "%lu counted in summaries\n", N, took, (long long)grown, (long long)total, counted);
+    fprintf(stderr,
+            "%d calls without the token in %lld ms: %lld log bytes during, %lld after the summaries, "
+            "%lu counted in summaries\n",
+            N, took, (long long)grown, (long long)total, counted);
     free(log);
     assert_true(grown <= 2048);
     assert_true(total <= 4096);
@@ -604,7 +612,7 @@ static int setup(void **state)
     if (!f || (mgr_log = dup(fileno(f))) < 0)
         return -1;
     fclose(f);
-    int saved = dup(2);   /* the manager inherits the file as its stderr */
+    int saved = dup(2); /* the manager inherits the file as its stderr */
     dup2(mgr_log, 2);
     int rc = mgr_start_isolated(&M, NULL);
     dup2(saved, 2);
@@ -613,7 +621,7 @@ static int setup(void **state)
         return -1;
     if (rpc_client_new(&CL, M.target, M.token) < 0)
         return -1;
-    for (int i = 0; i < 30; i++)   /* warm up: caches, thread pools, the connection */
+    for (int i = 0; i < 30; i++) /* warm up: caches, thread pools, the connection */
         call_ok();
     return 0;
 }
@@ -653,7 +661,7 @@ int main(int argc, char **argv)
         return 1;
     self_exe[n] = 0;
     signal(SIGPIPE, SIG_IGN);
-    struct rlimit rl;   /* room for thousands of connections, here and in the manager */
+    struct rlimit rl; /* room for thousands of connections, here and in the manager */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
         rl.rlim_cur = rl.rlim_max > 20000 ? 20000 : rl.rlim_max;
         setrlimit(RLIMIT_NOFILE, &rl);

@@ -155,7 +155,8 @@ static void test_auth_required(void **state)
             uint8_t *resp = NULL;
             size_t rlen;
             rpc_status st;
-            assert_int_equal(rpc_client_unary(cl, methods[i], (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
+            assert_int_equal(rpc_client_unary(cl, methods[i], (const uint8_t *)"", 0, &resp, &rlen, 5000, &st),
+                             -EPROTO);
             assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
         }
         rpc_client_free(cl);
@@ -174,7 +175,8 @@ static void test_no_auth_flag(void **state)
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st),
+                     -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
     rpc_client_free(cl);
     int s = mgr_stop(&m, SIGTERM, 10000);
@@ -379,7 +381,8 @@ static void test_bind_flag(void **state)
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), -EPROTO);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PPROF, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st),
+                     -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
     rpc_client_free(cl);
     mgr_stop(&m2, SIGTERM, 10000);
@@ -389,16 +392,11 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_startup_lines),
-        cmocka_unit_test(test_proof_of_secret),
-        cmocka_unit_test(test_pprof_unimplemented),
-        cmocka_unit_test(test_auth_required),
-        cmocka_unit_test(test_no_auth_flag),
-        cmocka_unit_test(test_reflection),
-        cmocka_unit_test(test_ps_sees_listener),
-        cmocka_unit_test(test_signal_with_call_in_flight),
-        cmocka_unit_test(test_bad_flags),
-        cmocka_unit_test(test_bind_flag),
+        cmocka_unit_test(test_startup_lines),       cmocka_unit_test(test_proof_of_secret),
+        cmocka_unit_test(test_pprof_unimplemented), cmocka_unit_test(test_auth_required),
+        cmocka_unit_test(test_no_auth_flag),        cmocka_unit_test(test_reflection),
+        cmocka_unit_test(test_ps_sees_listener),    cmocka_unit_test(test_signal_with_call_in_flight),
+        cmocka_unit_test(test_bad_flags),           cmocka_unit_test(test_bind_flag),
         cmocka_unit_test(test_clean_exit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -92,8 +92,9 @@ static void test_list_services(void **state)
 static void test_file_containing_symbol(void **state)
 {
     (void)state;
-    const char *syms[] = {"kdiag.solo.io.Manager", "kdiag.solo.io.Manager.Ps", "kdiag.solo.io.PsRequest",
-                          ".kdiag.solo.io.ProcessInfo", "kdiag.solo.io.Address", "kdiag.solo.io.Manager.Redirect"};
+    const char *syms[] = {"kdiag.solo.io.Manager",   "kdiag.solo.io.Manager.Ps",
+                          "kdiag.solo.io.PsRequest", ".kdiag.solo.io.ProcessInfo",
+                          "kdiag.solo.io.Address",   "kdiag.solo.io.Manager.Redirect"};
     for (size_t i = 0; i < sizeof syms / sizeof *syms; i++) {
         resp_t *r = ask(CASE(FILE_CONTAINING_SYMBOL), syms[i]);
         expect_kdiag_file(r);
@@ -201,10 +202,8 @@ static void test_over_grpc(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_list_services),
-        cmocka_unit_test(test_file_containing_symbol),
-        cmocka_unit_test(test_file_by_filename),
-        cmocka_unit_test(test_extensions_and_bad_requests),
+        cmocka_unit_test(test_list_services),    cmocka_unit_test(test_file_containing_symbol),
+        cmocka_unit_test(test_file_by_filename), cmocka_unit_test(test_extensions_and_bad_requests),
         cmocka_unit_test(test_over_grpc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -199,8 +199,11 @@ typedef struct {
 static fixture *fx_start(const char *token, int max_msg, int max_streams, int keepalive_ms)
 {
     fixture *f = calloc(1, sizeof *f);
-    rpc_server_opts o = {.bind = "127.0.0.1:0", .token = token, .max_msg_bytes = max_msg,
-                         .max_streams = max_streams, .keepalive_ms = keepalive_ms};
+    rpc_server_opts o = {.bind = "127.0.0.1:0",
+                         .token = token,
+                         .max_msg_bytes = max_msg,
+                         .max_streams = max_streams,
+                         .keepalive_ms = keepalive_ms};
     assert_int_equal(rpc_server_new(&f->s, &o), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Whoami", RPC_UNARY, h_whoami, NULL), 0);
@@ -359,7 +362,7 @@ static void test_server_stream(void **state)
     }
     assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_OK);
-    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);   /* stays ended */
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1); /* stays ended */
     rpc_stream_free(s);
 
     /* a unary call on the same channel afterwards */
@@ -385,7 +388,7 @@ static void test_bidi(void **state)
         assert_int_equal(rpc_stream_write(s, (uint8_t *)msg, (size_t)n), 0);
         uint8_t *buf;
         size_t len;
-        assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);   /* answer before the next write */
+        assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0); /* answer before the next write */
         assert_int_equal(len, (size_t)n);
         assert_memory_equal(buf, want, len);
         free(buf);
@@ -425,9 +428,9 @@ static void test_client_cancel_reaches_handler(void **state)
     rpc_status st;
     uint8_t *buf;
     size_t len;
-    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);   /* "ready" */
+    assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0); /* "ready" */
     free(buf);
-    assert_int_equal(obs.deadline_ms, -1);   /* no deadline set */
+    assert_int_equal(obs.deadline_ms, -1); /* no deadline set */
     struct canceller c = {s, 200};
     pthread_t t;
     pthread_create(&t, NULL, cancel_later, &c);
@@ -577,7 +580,7 @@ static void *load_thread(void *arg)
     struct load_arg *a = arg;
     rpc_client *cl;
     if (rpc_client_new(&cl, a->target, TOKEN) < 0)
-        return NULL;   /* a->ok stays short */
+        return NULL; /* a->ok stays short */
     for (int i = 0; i < a->calls; i++) {
         char msg[32], *resp;
         size_t len;
@@ -644,7 +647,7 @@ static void test_shutdown_cancels_calls(void **state)
     rpc_server_shutdown(f->s);
     assert_true(time_now_ms() - t0 < 5000);
     pthread_mutex_lock(&obs.mu);
-    assert_int_equal(obs.finished, 3);   /* every handler returned before shutdown did */
+    assert_int_equal(obs.finished, 3); /* every handler returned before shutdown did */
     assert_true(obs.saw_cancel);
     pthread_mutex_unlock(&obs.mu);
     for (int i = 0; i < 3; i++) {
@@ -657,7 +660,7 @@ static void test_shutdown_cancels_calls(void **state)
     assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 2000, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNAVAILABLE);
     rpc_client_free(cl);
-    fx_stop(f);   /* free after shutdown: a second shutdown is a no-op */
+    fx_stop(f); /* free after shutdown: a second shutdown is a no-op */
 }
 
 /* A client that stops answering (SIGSTOP: its TCP connection stays open but
@@ -697,9 +700,9 @@ static void test_bad_bind(void **state)
     rpc_server *s2;
     assert_int_equal(rpc_server_new(&s2, &o), 0);
     int port;
-    assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL);   /* taken, no SO_REUSEPORT */
+    assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL); /* taken, no SO_REUSEPORT */
     rpc_server_free(s2);
-    o.bind = "192.0.2.1:0";   /* not a local address */
+    o.bind = "192.0.2.1:0"; /* not a local address */
     assert_int_equal(rpc_server_new(&s2, &o), 0);
     assert_int_equal(rpc_server_start(s2, &port), -EADDRNOTAVAIL);
     rpc_server_free(s2);
@@ -718,7 +721,7 @@ static char *capture_stderr(void (*fn)(void *), void *arg)
     fn(arg);
     dup2(saved, 2);
     close(saved);
-    long n = lseek(fileno(log), 0, SEEK_END);   /* fd 2 wrote through the same file offset */
+    long n = lseek(fileno(log), 0, SEEK_END); /* fd 2 wrote through the same file offset */
     char *out = calloc(1, (size_t)n + 1);
     assert_int_equal(pread(fileno(log), out, (size_t)n, 0), n);
     fclose(log);
@@ -759,7 +762,8 @@ static int wait_client(const char *target)
 {
     rpc_client *cl;
     rpc_stream *s;
-    if (rpc_client_new(&cl, target, TOKEN) < 0 || rpc_client_stream_open(&s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 0) < 0)
+    if (rpc_client_new(&cl, target, TOKEN) < 0 ||
+        rpc_client_stream_open(&s, cl, "/t.T/Wait", (const uint8_t *)"", 0, 0) < 0)
         return 1;
     uint8_t *buf;
     size_t len;

@@ -140,7 +140,8 @@ static int loop_threads(void)
         char path[300], comm[32] = "";
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
-        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
+        if (f && fgets(comm, sizeof comm, f) &&
+            strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
             n++;
         if (f)
             fclose(f);
@@ -214,7 +215,7 @@ static void test_half_close_out_of_band(void **state)
     assert_int_equal(send(y, "back", 4, 0), 4);
     o.shut_after = 4;
     assert_int_equal(splice_loop_post(loop, shut_on_loop, &o), 0); /* may come before the bytes */
-    assert_int_equal(read_all(x, buf, sizeof buf), 4); /* the bytes, then EOF */
+    assert_int_equal(read_all(x, buf, sizeof buf), 4);             /* the bytes, then EOF */
     assert_memory_equal(buf, "back", 4);
     wait_ended(&o); /* both directions done: b is closed */
     assert_int_equal(o.err, 0);

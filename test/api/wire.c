@@ -25,9 +25,20 @@ static int walk(wspan msg, uint32_t want, int nth, int *count, wspan *bytes, uin
             return -1;
         wspan b = {NULL, 0};
         switch (key & 7) {
-        case 0: if (!varint(&p, end, &v)) return -1; break;
-        case 1: if (end - p < 8) return -1; p += 8; break;
-        case 5: if (end - p < 4) return -1; p += 4; break;
+        case 0:
+            if (!varint(&p, end, &v))
+                return -1;
+            break;
+        case 1:
+            if (end - p < 8)
+                return -1;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4)
+                return -1;
+            p += 4;
+            break;
         case 2:
             if (!varint(&p, end, &v) || v > (uint64_t)(end - p))
                 return -1;
@@ -40,8 +51,10 @@ static int walk(wspan msg, uint32_t want, int nth, int *count, wspan *bytes, uin
         if ((uint32_t)(key >> 3) != want)
             continue;
         if (*count == nth) {
-            if (bytes) *bytes = b;
-            if (num) *num = v;
+            if (bytes)
+                *bytes = b;
+            if (num)
+                *num = v;
         }
         (*count)++;
     }
@@ -92,7 +105,10 @@ const char *wire_check_kdiag_file(wspan fdp)
         return "package is not kdiag.solo.io";
     if (wire_bytes(fdp, 6, 0, &svc) < 0 || wire_bytes(svc, 1, 0, &v) < 0 || !wire_eq(v, "Manager"))
         return "no service Manager";
-    static const struct { const char *name, *in, *out; bool sstream; } want[] = {
+    static const struct {
+        const char *name, *in, *out;
+        bool sstream;
+    } want[] = {
         {"Redirect", ".kdiag.solo.io.RedirectRequest", ".kdiag.solo.io.RedirectResponse", true},
         {"Ps", ".kdiag.solo.io.PsRequest", ".kdiag.solo.io.PsResponse", false},
         {"Pprof", ".kdiag.solo.io.PprofRequest", ".kdiag.solo.io.PprofResponse", false},

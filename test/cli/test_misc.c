@@ -68,11 +68,11 @@ static void other_errors(void **state)
                      KERR_UNREACHABLE);
     assert_non_null(strstr(buf, "--context"));
     assert_non_null(strstr(buf, "(The connection to the server 127.0.0.1:6443 was refused")); /* the summary, not klog */
-    assert_int_equal(kerr_explain("get pod/x", "error: You must be logged in to the server (Unauthorized)\n", "ns", buf,
-                                  sizeof(buf)),
+    assert_int_equal(kerr_explain("get pod/x", "error: You must be logged in to the server (Unauthorized)\n", "ns",
+                                  buf, sizeof(buf)),
                      KERR_UNAUTHORIZED);
-    assert_int_equal(kerr_explain("create the debug container d in pod/x", "error: unknown flag: --raw\n", "ns", buf,
-                                  sizeof(buf)),
+    assert_int_equal(kerr_explain("create the debug container d in pod/x", "error: unknown flag: --raw\n", "ns",
+                                  buf, sizeof(buf)),
                      KERR_TOO_OLD);
     assert_non_null(strstr(buf, "--kubectl"));
     assert_int_equal(kerr_explain("create the debug container d in pod/p",
@@ -334,10 +334,16 @@ static void shell_target(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(rbac),       cmocka_unit_test(podsecurity), cmocka_unit_test(other_errors),
+        cmocka_unit_test(rbac),
+        cmocka_unit_test(podsecurity),
+        cmocka_unit_test(other_errors),
         cmocka_unit_test(kubelet_unreachable_is_not_an_unreachable_cluster),
-        cmocka_unit_test(forward_lines), cmocka_unit_test(timestamps), cmocka_unit_test(colours),
-        cmocka_unit_test(ps_output), cmocka_unit_test(ps_escapes_control_characters),  cmocka_unit_test(shell_target),
+        cmocka_unit_test(forward_lines),
+        cmocka_unit_test(timestamps),
+        cmocka_unit_test(colours),
+        cmocka_unit_test(ps_output),
+        cmocka_unit_test(ps_escapes_control_characters),
+        cmocka_unit_test(shell_target),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,7 +69,9 @@ static void pod_fields(void **state)
     assert_int_equal(e2->exit_code, 137);
     pod_free(&p);
 
-    assert_int_equal(pod_parse_str("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"old\"},\"status\":{\"hostIP\":\"10.1.2.3\"}}", &p), 0);
+    assert_int_equal(
+        pod_parse_str("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"old\"},\"status\":{\"hostIP\":\"10.1.2.3\"}}", &p),
+        0);
     assert_int_equal(p.nhost_ips, 1); /* before 1.28: hostIP only */
     assert_string_equal(p.host_ips[0], "10.1.2.3");
     pod_free(&p);
@@ -107,8 +109,11 @@ static pod_info fixture_pod(void)
 
 static ephem_opts opts_for(const char *version, unsigned caps)
 {
-    return (ephem_opts){.version = version, .image = "ghcr.io/kdiag-c/kdiag-manager:0.1.0", .target = "nginx",
-                        .caps = caps, .timeout_ms = 1000};
+    return (ephem_opts){.version = version,
+                        .image = "ghcr.io/kdiag-c/kdiag-manager:0.1.0",
+                        .target = "nginx",
+                        .caps = caps,
+                        .timeout_ms = 1000};
 }
 
 static void naming(void **state)
@@ -391,9 +396,9 @@ static void ages(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(pod_fields), cmocka_unit_test(newest_running), cmocka_unit_test(naming),
-        cmocka_unit_test(plan),       cmocka_unit_test(plan_oldest_running), cmocka_unit_test(container_json), cmocka_unit_test(manager_logs),
-        cmocka_unit_test(list_table), cmocka_unit_test(ages),
+        cmocka_unit_test(pod_fields),   cmocka_unit_test(newest_running),      cmocka_unit_test(naming),
+        cmocka_unit_test(plan),         cmocka_unit_test(plan_oldest_running), cmocka_unit_test(container_json),
+        cmocka_unit_test(manager_logs), cmocka_unit_test(list_table),          cmocka_unit_test(ages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

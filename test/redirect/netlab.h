@@ -27,14 +27,14 @@
 #define PEER_IP6 "fd00:6b64::1"
 #define POD_IP6 "fd00:6b64::2"
 
-#define CHECK(cond, ...)                                                  \
-    do {                                                                  \
-        if (!(cond)) {                                                    \
+#define CHECK(cond, ...) \
+    do { \
+        if (!(cond)) { \
             fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                 \
-            fputc('\n', stderr);                                          \
-            exit(1);                                                      \
-        }                                                                 \
+            fprintf(stderr, __VA_ARGS__); \
+            fputc('\n', stderr); \
+            exit(1); \
+        } \
     } while (0)
 
 #define NETLAB_TUNNEL_SINK (-1)

@@ -421,7 +421,8 @@ static void case_cancel(netlab_mgr *m)
     close(waiting);
     netlab_cli_free(&ign);
     printf("cancel: rules gone %d ms after cancel; the paired connection kept running; a waiting peer "
-           "was reset %lld ms after its stream ended\n", ms, (long long)ms_waiting);
+           "was reset %lld ms after its stream ended\n",
+           ms, (long long)ms_waiting);
 }
 
 /* ---- half-close ---- */
@@ -676,7 +677,8 @@ static void case_two_managers(netlab_mgr *m)
     netlab_cli_free(&a);
     netlab_echo_stop(e);
     printf("two managers: tables inet %s and inet %s side by side; the second gone after ~%d ms, the first "
-           "still redirecting\n", table, table2, ms);
+           "still redirecting\n",
+           table, table2, ms);
 }
 
 /* ---- the CLI's bridge: its connection limit and its drain ---- */
@@ -717,7 +719,8 @@ static int loop_threads(void)
             continue;
         snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
         FILE *f = fopen(path, "r");
-        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
+        if (f && fgets(comm, sizeof comm, f) &&
+            strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
             n++;
         if (f)
             fclose(f);
@@ -758,7 +761,8 @@ static void case_bridge_limit(netlab_mgr *m)
     CHECK(over >= 0, "peer connect: %s", strerror(-over));
     ssize_t r = read_to_end(over, buf, sizeof buf, 3000);
     int64_t ms = (time_now_us() - t0) / 1000;
-    CHECK(r == -ECONNRESET && ms < 1000, "connection over the limit: %zd after %lld ms, want a reset", r, (long long)ms);
+    CHECK(r == -ECONNRESET && ms < 1000, "connection over the limit: %zd after %lld ms, want a reset", r,
+          (long long)ms);
     for (int i = 0; i < 500 && refusals(&c) == 0; i++) /* the bridge reports after closing the tunnel */
         usleep(10000);
     CHECK(refusals(&c) == 1, "%d refusals at the limit", refusals(&c));
@@ -813,8 +817,8 @@ static void case_bridge_drain(netlab_mgr *m)
     CHECK(loop_threads() == 0, "%d splice loop threads after bridge_free", loop_threads());
     CHECK(fd1 == fd0, "%d fds before the bridge, %d with %d connections, %d after", fd0, fd_open, NDRAIN, fd1);
     netlab_echo_stop(e);
-    printf("bridge_drain: %d open connections ended by bridge_free; fds %d -> %d -> %d; no loop thread left\n", NDRAIN,
-           fd0, fd_open, fd1);
+    printf("bridge_drain: %d open connections ended by bridge_free; fds %d -> %d -> %d; no loop thread left\n",
+           NDRAIN, fd0, fd_open, fd1);
 }
 
 /* ---- a flood of bad tunnel connections: the log stays short and unforged ---- */
@@ -882,7 +886,8 @@ static void case_tunnel_flood(netlab_mgr *m)
     netlab_cli_free(&c);
     netlab_echo_stop(e);
     printf("tunnel_flood: %d bad tunnel connections in %.1f s (a third with forged start-up lines): %d log line(s), "
-           "%zu bytes, nothing forged\n", NFLOOD, secs, lines, len);
+           "%zu bytes, nothing forged\n",
+           NFLOOD, secs, lines, len);
 }
 
 /* ---- errors ---- */
@@ -1123,7 +1128,8 @@ static void case_takeover(netlab_mgr *m)
     close(hold_fd);
     netlab_echo_stop(e);
     printf("takeover: a stream of the same session replaced the frozen one in %lld ms; other sessions and "
-           "none got ALREADY_EXISTS\n", (long long)ms);
+           "none got ALREADY_EXISTS\n",
+           (long long)ms);
 }
 
 static void case_errors(netlab_mgr *m)

@@ -35,27 +35,27 @@ static int setup(void **state)
     snprintf(proc_root, sizeof(proc_root), "/tmp/kdiag-target-test-%d-XXXXXX", (int)getpid());
     assert_non_null(mkdtemp(proc_root));
     put("1", "cgroup", "0::/kubepods/pod-x/pause0000\n", 29);
-    put("3", "cgroup", "4:name=c0ffee42:/other\n", 23);   /* id only in a controller name */
+    put("3", "cgroup", "4:name=c0ffee42:/other\n", 23); /* id only in a controller name */
     const char *two = "12:pids:/kubepods/pod-x/c0ffee42\n0::/kubepods/pod-x/c0ffee42\n";
     put("7", "cgroup", two, strlen(two));
-    put("5", "cgroup", "0::/kubepods/pod-x/c0ffee42", 27); /* no final newline */
+    put("5", "cgroup", "0::/kubepods/pod-x/c0ffee42", 27);   /* no final newline */
     put("4", "cgroup", "0::/kubepods/pod-x/c0ffee42\n", 28); /* "self" below */
     put("12", "cgroup", "0::/kubepods/pod-x/beef\n", 24);
-    put("abc", "cgroup", "0::/c0ffee42\n", 13);                /* not a pid */
+    put("abc", "cgroup", "0::/c0ffee42\n", 13); /* not a pid */
     static const char *const forms[][2] = {
         {"100", "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1a2b.slice/"
                 "cri-containerd-aaa111.scope\n"},
         {"101", "0::/kubepods.slice/kubepods-burstable.slice/crio-bbb222.scope\n"},
         {"102", "0::/system.slice/docker-ccc333.scope\n"},
         {"103", "0::/kubepods/burstable/pod-y/ddd444\n"},
-        {"104", "0::/kubepods/pod-x/eee555eee\n"},                 /* eee555 is only part of an id */
-        {"105", "0::/kubepods.slice/crio-conmon-fff666.scope\n"},  /* CRI-O's monitor, not the container */
-        {"106", "0::/kubepods/podggg777-uid/hhh888\n"},            /* ggg777 is only part of a pod uid */
+        {"104", "0::/kubepods/pod-x/eee555eee\n"},                /* eee555 is only part of an id */
+        {"105", "0::/kubepods.slice/crio-conmon-fff666.scope\n"}, /* CRI-O's monitor, not the container */
+        {"106", "0::/kubepods/podggg777-uid/hhh888\n"},           /* ggg777 is only part of a pod uid */
     };
     for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++)
         put(forms[i][0], "cgroup", forms[i][1], strlen(forms[i][1]));
     put("5", "environ", "PATH=/a:/b\0TERM=dumb\0HOME=/h\0", 29);
-    put("6", "environ", "A=1\0B=2", 7);                         /* no final NUL */
+    put("6", "environ", "A=1\0B=2", 7); /* no final NUL */
     put("8", "environ", "", 0);
     return 0;
 }
@@ -96,9 +96,9 @@ static void test_id_is_a_whole_path_component(void **state)
         int ret;
         pid_t pid;
     } cases[] = {
-        {"aaa111", 0, 100}, {"bbb222", 0, 101}, {"ccc333", 0, 102}, {"ddd444", 0, 103},
-        {"eee555", -ESRCH, 0}, {"fff666", -ESRCH, 0}, {"ggg777", -ESRCH, 0}, {"aaa11", -ESRCH, 0},
-        {"containerd-aaa111", -ESRCH, 0},
+        {"aaa111", 0, 100},    {"bbb222", 0, 101},    {"ccc333", 0, 102},
+        {"ddd444", 0, 103},    {"eee555", -ESRCH, 0}, {"fff666", -ESRCH, 0},
+        {"ggg777", -ESRCH, 0}, {"aaa11", -ESRCH, 0},  {"containerd-aaa111", -ESRCH, 0},
     };
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

@@ -89,7 +89,7 @@ static int mksock(int family, int type, const char *ip, int listen_too)
 {
     int fd = socket(family, type | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
-    struct sockaddr_storage ss = { 0 };
+    struct sockaddr_storage ss = {0};
     socklen_t sl;
     if (family == AF_INET) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -225,7 +225,7 @@ static int procs_up(void **state)
 
     fds[0] = mksock(AF_INET, SOCK_STREAM, "127.0.0.1", 1);
     fds[1] = mksock(AF_INET6, SOCK_STREAM, "::1", 1);
-    fds[2] = dup(fds[0]);                       /* same socket twice: listed once */
+    fds[2] = dup(fds[0]); /* same socket twice: listed once */
     p = want_new(0, me, "kdt-lo", 'S');
     add_addr(p, "tcp", fds[0]);
     add_addr(p, "tcp", fds[1]);
@@ -233,10 +233,9 @@ static int procs_up(void **state)
 
     fds[0] = mksock(AF_INET, SOCK_DGRAM, "0.0.0.0", 0);
     fds[1] = mksock(AF_INET6, SOCK_DGRAM, "::", 0);
-    fds[2] = mksock(AF_INET, SOCK_DGRAM, "127.0.0.1", 0);   /* connected: a client, not listed */
-    fds[3] = mksock(AF_INET, SOCK_STREAM, "127.0.0.1", 0);  /* bound, not listening: not listed */
-    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons(9),
-                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    fds[2] = mksock(AF_INET, SOCK_DGRAM, "127.0.0.1", 0);  /* connected: a client, not listed */
+    fds[3] = mksock(AF_INET, SOCK_STREAM, "127.0.0.1", 0); /* bound, not listening: not listed */
+    struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(9), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fds[2], (struct sockaddr *)&to, sizeof(to)), 0);
     p = want_new(0, me, "kdt-udp", 'S');
     add_addr(p, "udp", fds[0]);
@@ -305,8 +304,8 @@ static void check(proc_t *got, int n_got, const int *extra_pids, int n_extra)
             assert_true(g->rss > 0);
         /* btime has 1 s resolution; allow a little more for clock steps. */
         if (g->start_ms + 3000 < t0_ms || g->start_ms > t1 + 3000)
-            fail_msg("pid %d start %llu not within [%llu, %llu]", g->pid,
-                     (unsigned long long)g->start_ms, (unsigned long long)t0_ms, (unsigned long long)t1);
+            fail_msg("pid %d start %llu not within [%llu, %llu]", g->pid, (unsigned long long)g->start_ms,
+                     (unsigned long long)t0_ms, (unsigned long long)t1);
         assert_int_equal(g->n_addrs, w->n_addrs);
         addr_t wa[MAX_ADDRS];
         memcpy(wa, w->addrs, sizeof(wa));
@@ -348,7 +347,7 @@ static int from_list(const ps_list *l, proc_t *out, int max)
 static void test_collect(void **state)
 {
     (void)state;
-    ps_list l = { 0 };
+    ps_list l = {0};
     proc_t got[MAX_PROCS * 2];
     assert_int_equal(ps_collect(NULL, &l), 0);
     /* The caller (pid 1 here) is left out. */
@@ -377,7 +376,7 @@ static void test_churn(void **state)
         }
     }
     for (int i = 0; i < 100; i++) {
-        ps_list l = { 0 };
+        ps_list l = {0};
         assert_int_equal(ps_collect(NULL, &l), 0);
         assert_true(l.n >= (size_t)n_want);
         ps_list_free(&l);
@@ -519,7 +518,7 @@ int main(int argc, char **argv)
         if (init < 0)
             _exit(1);
         if (init == 0)
-            exit(ns_main());    /* exit, not _exit: leak checks run in there */
+            exit(ns_main()); /* exit, not _exit: leak checks run in there */
         int ws = 0;
         while (waitpid(init, &ws, 0) < 0 && errno == EINTR)
             ;
@@ -527,7 +526,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "test_ps_ns: namespace init killed by signal %d\n", WTERMSIG(ws));
         _exit(WIFEXITED(ws) ? WEXITSTATUS(ws) : 1);
     }
-    alarm(100);     /* never hang: dying takes the namespace init with us (PDEATHSIG) */
+    alarm(100); /* never hang: dying takes the namespace init with us (PDEATHSIG) */
     int ws = 0;
     while (waitpid(mid, &ws, 0) < 0 && errno == EINTR)
         ;

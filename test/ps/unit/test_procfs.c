@@ -34,7 +34,10 @@ static void put(const char *rel, const void *data, size_t len)
     fclose(f);
 }
 
-static void putstr(const char *rel, const char *s) { put(rel, s, strlen(s)); }
+static void putstr(const char *rel, const char *s)
+{
+    put(rel, s, strlen(s));
+}
 
 static void mkd(const char *rel)
 {
@@ -51,8 +54,7 @@ static void lnk(const char *target, const char *rel)
 }
 
 /* A stat line with the fields procfs reads: state, ppid, starttime, rss. */
-static void put_stat(int pid, const char *comm, char state, int ppid, unsigned long long start,
-                     unsigned long long rss)
+static void put_stat(int pid, const char *comm, char state, int ppid, unsigned long long start, unsigned long long rss)
 {
     char rel[32], buf[512];
     snprintf(rel, sizeof(rel), "%d/stat", pid);
@@ -76,7 +78,9 @@ static void put_status(int pid, unsigned uid)
 
 static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
-    (void)sb; (void)flag; (void)ftw;
+    (void)sb;
+    (void)flag;
+    (void)ftw;
     return remove(p);
 }
 
@@ -133,7 +137,9 @@ static void test_parse_stat(void **state)
     uint64_t st = 0, rss = 0;
     memset(&p, 0, sizeof(p));
     assert_int_equal(procfs_parse_stat("42 (a) b (c)) D 7 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 "
-                                       "99 100 5 0\n", &p, &st, &rss), 0);
+                                       "99 100 5 0\n",
+                                       &p, &st, &rss),
+                     0);
     assert_int_equal(p.pid, 42);
     assert_string_equal(p.name, "a) b (c)");
     assert_int_equal(p.state, 'D');
@@ -150,12 +156,11 @@ static void test_parse_stat(void **state)
     assert_int_equal(procfs_parse_stat("", &p, &st, &rss), -EBADMSG);
     assert_int_equal(procfs_parse_stat("1 (x S 1", &p, &st, &rss), -EBADMSG);
     assert_int_equal(procfs_parse_stat("1 (x) S 1 1\n", &p, &st, &rss), -EBADMSG);
-    assert_int_equal(procfs_parse_stat("1 (x) SS 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9",
-                                       &p, &st, &rss), -EBADMSG);
-    assert_int_equal(procfs_parse_stat("1 (x) S -1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9",
-                                       &p, &st, &rss), -EBADMSG);
-    assert_int_equal(procfs_parse_stat("x (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9",
-                                       &p, &st, &rss), -EBADMSG);
+    assert_int_equal(procfs_parse_stat("1 (x) SS 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9", &p, &st, &rss),
+                     -EBADMSG);
+    assert_int_equal(procfs_parse_stat("1 (x) S -1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9", &p, &st, &rss),
+                     -EBADMSG);
+    assert_int_equal(procfs_parse_stat("x (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9", &p, &st, &rss), -EBADMSG);
 
     uint32_t uid = 0;
     assert_int_equal(procfs_parse_status_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n", &uid), 0);
@@ -203,14 +208,14 @@ static void test_read_fixture(void **state)
     size_t n = 0;
     assert_int_equal(procfs_list_pids(pfs, &pids, &n), 0);
     assert_int_equal(n, 5);
-    int want[] = { 100, 101, 102, 103, 104 };
+    int want[] = {100, 101, 102, 103, 104};
     for (size_t i = 0; i < n; i++)
         assert_int_equal(pids[i], want[i]);
     free(pids);
 
     long ticks = sysconf(_SC_CLK_TCK);
     procfs_proc p;
-    uint64_t socks[16] = { 0 };
+    uint64_t socks[16] = {0};
     assert_int_equal(procfs_read(pfs, 100, &p, collect_sock, socks), 0);
     assert_int_equal(p.pid, 100);
     assert_int_equal(p.ppid, 1);
@@ -220,7 +225,7 @@ static void test_read_fixture(void **state)
     assert_int_equal(p.rss_bytes, 3 * (uint64_t)sysconf(_SC_PAGESIZE));
     assert_int_equal(p.start_time_unix_ms, BTIME * 1000 + 250 * 1000 / (uint64_t)ticks);
     assert_string_equal(p.cmdline, "/bin/srv -c a b");
-    assert_int_equal(socks[0], 2);      /* fd 3 and its dup fd 4; ps dedups */
+    assert_int_equal(socks[0], 2); /* fd 3 and its dup fd 4; ps dedups */
     assert_int_equal(socks[1], 4242);
     assert_int_equal(socks[2], 4242);
     procfs_proc_free(&p);
@@ -263,7 +268,7 @@ static void test_collect_fixture(void **state)
 {
     (void)state;
     int lt = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(lt, (struct sockaddr *)&a4, sizeof(a4)), 0);
     assert_int_equal(listen(lt, 4), 0);
     socklen_t sl = sizeof(a4);
@@ -272,8 +277,8 @@ static void test_collect_fixture(void **state)
     assert_int_equal(fstat(lt, &st), 0);
     tree_build(st.st_ino);
 
-    ps_list l = { 0 };
-    ps_opts o = { .proc_root = root, .exclude_pid = -1 };
+    ps_list l = {0};
+    ps_opts o = {.proc_root = root, .exclude_pid = -1};
     assert_int_equal(ps_collect(&o, &l), 0);
     assert_int_equal(l.n, 3);
     assert_int_equal(l.procs[0].info.pid, 100);

@@ -16,7 +16,7 @@
 
 static sockdiag_sock mk(uint8_t family, uint8_t proto, const char *ip, uint16_t port, uint64_t ino)
 {
-    sockdiag_sock s = { .inode = ino, .family = family, .protocol = proto, .port = port };
+    sockdiag_sock s = {.inode = ino, .family = family, .protocol = proto, .port = port};
     assert_int_equal(inet_pton(family, ip, s.addr), 1);
     return s;
 }
@@ -32,13 +32,19 @@ static void test_round_trip(void **state)
     };
     ps_proc procs[2];
     memset(procs, 0, sizeof(procs));
-    procs[0].info = (procfs_proc){ .pid = 4194304, .ppid = 1, .name = "web (x)", .state = 'S',
-                                   .uid = 4294967294u, .rss_bytes = 123456789012ull,
-                                   .start_time_unix_ms = 1764100000123ull, .cmdline = "nginx -g daemon off;" };
+    procs[0].info = (procfs_proc){
+        .pid = 4194304,
+        .ppid = 1,
+        .name = "web (x)",
+        .state = 'S',
+        .uid = 4294967294u,
+        .rss_bytes = 123456789012ull,
+        .start_time_unix_ms = 1764100000123ull,
+        .cmdline = "nginx -g daemon off;"};
     procs[0].socks = socks;
     procs[0].n_socks = 4;
-    procs[1].info = (procfs_proc){ .pid = 2, .ppid = 0, .name = "idle", .state = 'Z', .cmdline = "" };
-    ps_list l = { .procs = procs, .n = 2 };
+    procs[1].info = (procfs_proc){.pid = 2, .ppid = 0, .name = "idle", .state = 'Z', .cmdline = ""};
+    ps_list l = {.procs = procs, .n = 2};
 
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -82,7 +88,7 @@ static void test_round_trip(void **state)
 
     /* Field numbers of the original kdiag are on the wire where it expects
      * them: pid = field 1 varint (tag 0x08) inside processes = field 1 (0x0a). */
-    ps_list one = { .procs = &procs[1], .n = 1 };
+    ps_list one = {.procs = &procs[1], .n = 1};
     assert_int_equal(ps_rpc_encode(&one, &buf, &len), 0);
     assert_true(len > 4);
     assert_int_equal(buf[0], 0x0a);
@@ -91,7 +97,7 @@ static void test_round_trip(void **state)
     free(buf);
 
     /* An empty listing encodes as an empty message. */
-    ps_list none = { 0 };
+    ps_list none = {0};
     assert_int_equal(ps_rpc_encode(&none, &buf, &len), 0);
     assert_int_equal(len, 0);
     free(buf);

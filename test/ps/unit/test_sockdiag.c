@@ -42,7 +42,7 @@ static struct inet_diag_msg diag_msg(uint8_t family, const char *ip, uint16_t po
     m.idiag_family = family;
     m.idiag_state = 10;
     m.id.idiag_sport = htons(port);
-    m.id.idiag_dport = htons(9);    /* must not be confused with the local port */
+    m.id.idiag_dport = htons(9); /* must not be confused with the local port */
     inet_pton(family, ip, m.id.idiag_src);
     m.idiag_inode = inode;
     return m;
@@ -61,9 +61,9 @@ static void test_request(void **state)
     struct inet_diag_req_v2 *r = NLMSG_DATA(h);
     assert_int_equal(r->sdiag_family, AF_INET6);
     assert_int_equal(r->sdiag_protocol, IPPROTO_UDP);
-    assert_int_equal(r->idiag_states, 1u << 7);     /* unconnected UDP only */
+    assert_int_equal(r->idiag_states, 1u << 7); /* unconnected UDP only */
     sockdiag_build_request(buf, sizeof(buf), AF_INET, IPPROTO_TCP, 1);
-    assert_int_equal(r->idiag_states, 1u << 10);    /* TCP LISTEN only */
+    assert_int_equal(r->idiag_states, 1u << 10); /* TCP LISTEN only */
 
     assert_int_equal(sockdiag_build_request(buf, 10, AF_INET, IPPROTO_TCP, 1), -EINVAL);
     assert_int_equal(sockdiag_build_request(buf, sizeof(buf), AF_UNIX, IPPROTO_TCP, 1), -EINVAL);
@@ -75,10 +75,10 @@ static void test_parse_dump(void **state)
     (void)state;
     uint8_t buf[4096] __attribute__((aligned(4)));
     size_t off = 0;
-    sockdiag_list l = { 0 };
+    sockdiag_list l = {0};
     struct inet_diag_msg m1 = diag_msg(AF_INET, "10.1.2.3", 8080, 1001);
     struct inet_diag_msg m2 = diag_msg(AF_INET6, "fd00::1", 443, 1002);
-    struct inet_diag_msg m0 = diag_msg(AF_INET, "0.0.0.0", 1, 0);   /* no inode: skipped */
+    struct inet_diag_msg m0 = diag_msg(AF_INET, "0.0.0.0", 1, 0); /* no inode: skipped */
     put_msg(buf, &off, SOCK_DIAG_BY_FAMILY, SEQ, &m1, sizeof(m1));
     put_msg(buf, &off, SOCK_DIAG_BY_FAMILY, SEQ, &m0, sizeof(m0));
     /* First datagram: no DONE yet, more to come. */
@@ -125,11 +125,11 @@ static void test_parse_errors(void **state)
     (void)state;
     uint8_t buf[4096] __attribute__((aligned(4)));
     size_t off = 0;
-    sockdiag_list l = { 0 };
+    sockdiag_list l = {0};
     struct inet_diag_msg m = diag_msg(AF_INET, "127.0.0.1", 80, 5);
 
     /* Kernel error reply. */
-    struct nlmsgerr e = { .error = -EPERM };
+    struct nlmsgerr e = {.error = -EPERM};
     put_msg(buf, &off, NLMSG_ERROR, SEQ, &e, sizeof(e));
     assert_int_equal(sockdiag_parse(buf, off, SEQ, IPPROTO_TCP, &l), -EPERM);
 
@@ -207,8 +207,8 @@ static void test_dump_live(void **state)
     int lt = socket(AF_INET, SOCK_STREAM, 0);
     int lu = socket(AF_INET6, SOCK_DGRAM, 0);
     int bt = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-    struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT };
+    struct sockaddr_in a4 = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
     assert_int_equal(bind(lt, (struct sockaddr *)&a4, sizeof(a4)), 0);
     assert_int_equal(listen(lt, 4), 0);
     assert_int_equal(bind(bt, (struct sockaddr *)&a4, sizeof(a4)), 0);
@@ -218,7 +218,7 @@ static void test_dump_live(void **state)
     sl = sizeof(a6);
     getsockname(lu, (struct sockaddr *)&a6, &sl);
 
-    sockdiag_list l = { 0 };
+    sockdiag_list l = {0};
     assert_int_equal(sockdiag_dump_all(&l), 0);
     int found_t = 0, found_u = 0;
     char ip[64];
