@@ -339,7 +339,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
         } else if (image_pull_failed(c->reason)) {
             snprintf(err, errlen,
                      "the cluster cannot pull the debug image %s for pod/%s (%s%s%s). Build it with "
-                     "scripts/image.sh and push it to a registry the cluster pulls from, or pass --dbg-image",
+                     "scripts/image.sh and push it to a registry the cluster pulls from, or pass --dbg-image (or set KDIAG_DBG_IMAGE)",
                      o->image, p.name, c->reason, c->message ? ": " : "", c->message ? c->message : "");
             rc = -ENOENT;
         } else {

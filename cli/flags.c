@@ -359,7 +359,8 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     memset(f, 0, sizeof(*f));
     const char *env_kubectl = getenv("KUBECTL");
     f->kubectl = env_kubectl && *env_kubectl ? env_kubectl : "kubectl";
-    f->dbg_image = KDIAG_DEFAULT_IMAGE;
+    const char *env_image = getenv("KDIAG_DBG_IMAGE");
+    f->dbg_image = env_image && *env_image ? env_image : KDIAG_DEFAULT_IMAGE;
     f->timeout_ms = 120000;
     f->drain_ms = 500;
     const char *nc = getenv("NO_COLOR");

@@ -12,7 +12,7 @@ static const char global_flags[] =
     "  -l, --labels SELECTOR    pick the newest Running pod matching SELECTOR\n"
     "      --pod NAME           the pod (also as a pod/NAME argument)\n"
     "  -t, --target CONTAINER   container to debug (default: the pod's first)\n"
-    "      --dbg-image IMAGE    debug image (default: " KDIAG_DEFAULT_IMAGE ")\n"
+    "      --dbg-image IMAGE    debug image (default: $KDIAG_DBG_IMAGE, else " KDIAG_DEFAULT_IMAGE ")\n"
     "      --pull-policy P      Always, IfNotPresent or Never (default: the cluster's)\n"
     "      --privileged         run the debug container privileged instead of adding\n"
     "                           only the capabilities the command needs\n"

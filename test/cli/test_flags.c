@@ -149,6 +149,19 @@ static void globals_anywhere(void **state)
     flags_free(&f);
     unsetenv("KUBECTL");
     unsetenv("NO_COLOR");
+
+    /* the debug image: --dbg-image, else $KDIAG_DBG_IMAGE, else the default */
+    assert_int_equal(parse(&f, err, "list", NULL), 0);
+    assert_string_equal(f.dbg_image, KDIAG_DEFAULT_IMAGE);
+    flags_free(&f);
+    setenv("KDIAG_DBG_IMAGE", "registry.example/kdiag-manager:dev", 1);
+    assert_int_equal(parse(&f, err, "list", NULL), 0);
+    assert_string_equal(f.dbg_image, "registry.example/kdiag-manager:dev");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "list", "--dbg-image", "other:1", NULL), 0);
+    assert_string_equal(f.dbg_image, "other:1");
+    flags_free(&f);
+    unsetenv("KDIAG_DBG_IMAGE");
 }
 
 static void shell_and_logs_rest(void **state)
