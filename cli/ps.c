@@ -77,49 +77,46 @@ static size_t char_len(const unsigned char *s, bool *ok)
     return len;
 }
 
-/* s for a terminal, the way procps ps shows names and command lines: every
- * control character (escape sequences, newlines, C1) and every byte that is not
- * UTF-8 becomes one '?', so a process cannot forge rows or drive the
- * operator's terminal. Never longer than s; the caller frees it. */
-static char *printable(const char *s)
+/* s with every character that is not kept replaced by repl (malloc'd, NUL-
+ * terminated; *n its length). keep_controls: only bytes that are not UTF-8
+ * are replaced, else control characters too. */
+static char *recode(const char *s, bool keep_controls, const char *repl, size_t *n)
 {
-    char *out = malloc(strlen(s) + 1), *o = out;
+    size_t rlen = strlen(repl);
+    char *out = malloc(strlen(s) * (rlen > 1 ? rlen : 1) + 1), *o = out;
     const unsigned char *p = (const unsigned char *)s;
     if (!out)
         return NULL;
     while (*p) {
         bool ok;
         size_t len = char_len(p, &ok);
-        if (ok)
-            memcpy(o, p, len);
-        else
-            *o = '?';
-        o += ok ? len : 1;
+        bool keep = ok || (keep_controls && !(len == 1 && *p >= 0x80));
+        memcpy(o, keep ? (const char *)p : repl, keep ? len : rlen);
+        o += keep ? len : rlen;
         p += len;
     }
     *o = '\0';
+    *n = (size_t)(o - out);
     return out;
+}
+
+/* s for a terminal, the way procps ps shows names and command lines: every
+ * control character (escape sequences, newlines, C1) and every byte that is not
+ * UTF-8 becomes one '?', so a process cannot forge rows or drive the
+ * operator's terminal. The caller frees it. */
+static char *printable(const char *s)
+{
+    size_t n;
+    return recode(s, false, "?", &n);
 }
 
 /* s as a JSON string: the exact text, except that bytes which are not UTF-8
  * (JSON cannot carry them; jansson refuses them) become U+FFFD. */
 static json_t *json_text(const char *s)
 {
-    static const char replacement[] = "\xef\xbf\xbd";
-    size_t n = strlen(s);
-    char *out = malloc(n * (sizeof replacement - 1) + 1), *o = out;
-    const unsigned char *p = (const unsigned char *)s;
-    if (!out)
-        return NULL;
-    while (*p) {
-        bool ok;
-        size_t len = char_len(p, &ok);
-        bool stray = len == 1 && *p >= 0x80;
-        memcpy(o, stray ? (const unsigned char *)replacement : p, stray ? sizeof replacement - 1 : len);
-        o += stray ? sizeof replacement - 1 : len;
-        p += len;
-    }
-    json_t *j = json_stringn(out, (size_t)(o - out));
+    size_t n;
+    char *out = recode(s, true, "\xef\xbf\xbd", &n);
+    json_t *j = out ? json_stringn(out, n) : NULL;
     free(out);
     return j;
 }
