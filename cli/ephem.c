@@ -12,7 +12,20 @@
 #include "basic/time-util.h"
 #include "podsel.h"
 
-static const char *const cap_names[] = {"NET_ADMIN", "SYS_PTRACE", "SYS_ADMIN", "SYS_CHROOT"};
+/* Indexed by bit number of the EPHEM_* capabilities. */
+static const char *const cap_names[EPHEM_NCAPS] = {
+    "NET_ADMIN", "SYS_PTRACE",   "SYS_ADMIN",       "SYS_CHROOT", "NET_RAW", "SETUID", "SETGID",
+    "KILL",      "DAC_OVERRIDE", "DAC_READ_SEARCH", "CHOWN",      "FOWNER",  "FSETID", "MKNOD",
+};
+
+void ephem_caps_format(unsigned caps, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned b = 0; b < EPHEM_NCAPS; b++)
+        if (caps & (1u << b) && len < n)
+            len += (size_t)snprintf(out + len, n - len, "%s%s", len ? ", " : "", cap_names[b]);
+}
 
 void ephem_base_name(const char *version, char *out, size_t n)
 {
@@ -28,7 +41,7 @@ unsigned ephem_caps_of(const pod_container *c)
         const char *s = c->caps[i];
         if (strncmp(s, "CAP_", 4) == 0)
             s += 4;
-        for (unsigned b = 0; b < 4; b++)
+        for (unsigned b = 0; b < EPHEM_NCAPS; b++)
             if (strcmp(s, cap_names[b]) == 0)
                 caps |= 1u << b;
     }
@@ -122,7 +135,7 @@ json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned cap
         json_object_set_new(sc, "privileged", json_true());
     } else {
         json_t *add = json_array();
-        for (unsigned b = 0; b < 4; b++)
+        for (unsigned b = 0; b < EPHEM_NCAPS; b++)
             if (caps & (1u << b))
                 json_array_append_new(add, json_string(cap_names[b]));
         json_t *cp = json_object();

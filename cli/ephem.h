@@ -24,13 +24,53 @@
 #include "kube.h"
 #include "pod.h"
 
+/* Capabilities a debug container can be given, one bit each; their names
+ * (NET_ADMIN, ...) come from ephem_caps_format. */
 enum {
-    EPHEM_NET_ADMIN = 1u,
-    EPHEM_SYS_PTRACE = 2u,
-    EPHEM_SYS_ADMIN = 4u,
-    EPHEM_SYS_CHROOT = 8u,
+    EPHEM_NET_ADMIN = 1u << 0,
+    EPHEM_SYS_PTRACE = 1u << 1,
+    EPHEM_SYS_ADMIN = 1u << 2,
+    EPHEM_SYS_CHROOT = 1u << 3,
+    EPHEM_NET_RAW = 1u << 4,
+    EPHEM_SETUID = 1u << 5,
+    EPHEM_SETGID = 1u << 6,
+    EPHEM_KILL = 1u << 7,
+    EPHEM_DAC_OVERRIDE = 1u << 8,
+    EPHEM_DAC_READ_SEARCH = 1u << 9,
+    EPHEM_CHOWN = 1u << 10,
+    EPHEM_FOWNER = 1u << 11,
+    EPHEM_FSETID = 1u << 12,
+    EPHEM_MKNOD = 1u << 13,
+    EPHEM_NCAPS = 14,
+    EPHEM_CAPS_ALL = (1u << EPHEM_NCAPS) - 1,
+    /* containerd's default set (as far as these bits go): every container
+     * has them unless it drops them; Pod Security baseline allows adding all
+     * of them but NET_RAW */
+    EPHEM_CAPS_RUNTIME_DEFAULT = EPHEM_NET_RAW | EPHEM_CHOWN | EPHEM_DAC_OVERRIDE | EPHEM_FOWNER | EPHEM_FSETID |
+                                 EPHEM_KILL | EPHEM_SETGID | EPHEM_SETUID | EPHEM_SYS_CHROOT | EPHEM_MKNOD,
+};
+
+/* What each command needs of the debug container: the one table (README's
+ * "Capabilities" says why). Commands pass their row to session_opts.caps. */
+enum {
+    /* other processes' /proc/PID/fd and sockets */
+    EPHEM_CAPS_PS = EPHEM_SYS_PTRACE,
+    /* nftables rules in the pod's network namespace */
+    EPHEM_CAPS_REDIR = EPHEM_NET_ADMIN,
+    /* the target's namespaces (setns) and root (chroot), via /proc/PID */
     EPHEM_CAPS_SHELL = EPHEM_SYS_PTRACE | EPHEM_SYS_ADMIN | EPHEM_SYS_CHROOT,
-    EPHEM_CAPS_ALL = 15u,
+    /* as shell, plus the target's user and signals to what it runs */
+    EPHEM_CAPS_EXEC = EPHEM_CAPS_SHELL | EPHEM_SETUID | EPHEM_SETGID | EPHEM_KILL,
+    /* as shell, plus files of any owner read and written with owner, mode and device nodes kept */
+    EPHEM_CAPS_CP = EPHEM_CAPS_SHELL | EPHEM_DAC_OVERRIDE | EPHEM_DAC_READ_SEARCH | EPHEM_CHOWN | EPHEM_FOWNER |
+                    EPHEM_FSETID | EPHEM_MKNOD,
+    /* AF_PACKET sockets */
+    EPHEM_CAPS_CAPTURE = EPHEM_NET_RAW,
+    /* kubectl logs only: no debug container */
+    EPHEM_CAPS_LOGS = 0,
+    /* every command: the default profile's set (--profile general) */
+    EPHEM_CAPS_GENERAL = EPHEM_CAPS_PS | EPHEM_CAPS_REDIR | EPHEM_CAPS_SHELL | EPHEM_CAPS_EXEC | EPHEM_CAPS_CP |
+                         EPHEM_CAPS_CAPTURE | EPHEM_CAPS_LOGS,
 };
 
 typedef struct {
@@ -54,6 +94,8 @@ typedef struct {
 
 /* EPHEM_* bits of a container's added capabilities (all when privileged). */
 unsigned ephem_caps_of(const pod_container *c);
+/* "NET_ADMIN, SYS_PTRACE": the names of the bits in caps, in bit order. */
+void ephem_caps_format(unsigned caps, char *out, size_t n);
 
 /* Makes sure a suitable manager runs in pod p, waiting (with progress on
  * stderr) until it runs and has printed its ports. err gets an actionable
