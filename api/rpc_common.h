@@ -9,8 +9,9 @@
 #include <stdint.h>
 
 /* Both ends ping an idle connection this often and drop it when a ping goes
- * unanswered this long: a vanished peer is gone in ~20 s (docs/rpc.md). */
-#define RPC_KEEPALIVE_MS 10000
+ * unanswered this long: a vanished (killed, frozen, cut off) peer is gone in
+ * ~10 s, and with it a CLI's redirect rules (docs/rpc.md). */
+#define RPC_KEEPALIVE_MS 5000
 
 #define RPC_ARG_INT(key, v) \
     { \

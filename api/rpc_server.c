@@ -602,7 +602,7 @@ static int server_bind(rpc_server *s)
         RPC_ARG_INT(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, s->o.keepalive_ms),
         RPC_ARG_INT(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1),
         RPC_ARG_INT(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
-        /* clients ping every 10 s: allow that and more, without strikes */
+        /* clients ping every 5 s: allow that and more, without strikes */
         RPC_ARG_INT(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000),
         RPC_ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
         RPC_ARG_INT(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a taken port is an error */
@@ -614,7 +614,7 @@ static int server_bind(rpc_server *s)
         RPC_ARG_INT(GRPC_ARG_HTTP2_BDP_PROBE, 0),
         /* A connection that has not sent the HTTP/2 preface and SETTINGS
          * this long after accept is closed (default 120 s; idle connections
-         * used to last until keepalive gave up, ~20 s). */
+         * used to last until keepalive gave up). */
         RPC_ARG_INT(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, RPC_HANDSHAKE_MS),
     };
     grpc_channel_args ca = {sizeof args / sizeof *args, args};

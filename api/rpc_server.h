@@ -31,7 +31,7 @@ typedef struct {
     const char *bind;  /* "127.0.0.1:0" */
     const char *token; /* when non-NULL, calls need "authorization: Bearer <token>",
                                else UNAUTHENTICATED */
-    int keepalive_ms;  /* ping interval to detect vanished peers; 0 = 10000 */
+    int keepalive_ms;  /* ping interval to detect vanished peers; 0 = 5000 (RPC_KEEPALIVE_MS) */
     int max_msg_bytes; /* largest request accepted; 0 = 4 MiB */
     int unary_workers; /* worker threads for unary calls; 0 = 4 */
     bool verbose;      /* one debug line per call on stderr */

@@ -1,6 +1,6 @@
 """kubectl diag redir reconnecting after the path to the pod broke silently: its new stream takes the
-port over from the stale one at once (same session id), instead of waiting ~20 s for the manager's
-keepalive to give up on the old one."""
+port over from the stale one at once (same session id), instead of waiting for the manager's
+keepalive to give up on the old one (~10 s)."""
 import os
 import re
 import signal
@@ -58,7 +58,7 @@ def test_reconnect_takes_the_port_over_from_a_stale_stream(cluster, bg, local_ht
         r.wait_out('re-established pod/distroless:8080', timeout=60)
         secs = time.monotonic() - t0
         print('re-established %.2f s after the port-forward was killed' % secs)
-        # the stale stream would hold the port ~20 s (keepalive 10 s + 10 s); the takeover is at once,
+        # the stale stream would hold the port ~10 s (keepalive 5 s + 5 s); the takeover is at once,
         # so what is left is kubectl port-forward's restart
         assert secs < 5, (secs, r.err())
         assert 'already redirected' not in r.err(), r.err()

@@ -1,0 +1,88 @@
+"""Leases: when a kubectl diag redir disappears without removing its redirects (killed, its
+kubectl port-forward killed while it cannot come back, frozen), the manager removes its nftables
+rules within 15 s, through the connection ending or gRPC keepalive (5 s ping + 5 s timeout)."""
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import wait_for
+from e2e_common import children, cmdline, redirect_rules
+
+LEASE_S = 15
+
+
+@pytest.fixture(scope='module')
+def pod(cluster):
+    name = 'lease-%d' % os.getpid()
+    cluster.ok('run', name, '--image=distroless', '--restart=Never')
+    cluster.wait_running(name)
+    yield name
+    cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def start(cluster, bg, pod, local_http):
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/' + pod, '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080' % pod)
+    assert redirect_rules(cluster.pod_ruleset(pod)), cluster.pod_ruleset(pod)
+    return r
+
+
+def seconds_until_rules_gone(cluster, pod, t0):
+    wait_for(lambda: not redirect_rules(cluster.pod_ruleset(pod)), 30, interval=0.1, what='the rules to go')
+    return time.monotonic() - t0
+
+
+def port_forward_of(r):
+    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    assert pf, [cmdline(p) for p in children(r.proc.pid)]
+    return pf
+
+
+def test_cli_killed_rules_gone_within_15s(cluster, bg, pod, local_http):
+    r = start(cluster, bg, pod, local_http)
+    t0 = time.monotonic()
+    r.proc.kill()
+    r.proc.wait(10)
+    secs = seconds_until_rules_gone(cluster, pod, t0)
+    print('kill -9 of the CLI: rules gone after %.2f s' % secs)
+    assert secs < LEASE_S
+
+
+def test_port_forward_killed_rules_gone_within_15s(cluster, bg, pod, local_http):
+    """The CLI cannot come back (stopped) while its port-forward dies: the path to it is gone.
+    Once it runs again it re-establishes the redirect."""
+    r = start(cluster, bg, pod, local_http)
+    os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        for p in port_forward_of(r):
+            os.kill(p, signal.SIGKILL)
+        secs = seconds_until_rules_gone(cluster, pod, t0)
+        print('kill -9 of kubectl port-forward: rules gone after %.2f s' % secs)
+        assert secs < LEASE_S
+    finally:
+        os.kill(r.proc.pid, signal.SIGCONT)
+    r.wait_out('re-established pod/%s:8080' % pod, timeout=60)
+    assert redirect_rules(cluster.pod_ruleset(pod))
+    assert r.interrupt() == 0, r.err()
+
+
+def test_cli_frozen_rules_gone_within_15s(cluster, bg, pod, local_http):
+    """SIGSTOP: the port-forward stays up and carries the manager's pings to a process that never
+    answers them; keepalive gives up. Once it runs again it re-establishes the redirect."""
+    r = start(cluster, bg, pod, local_http)
+    os.kill(r.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        secs = seconds_until_rules_gone(cluster, pod, t0)
+        print('SIGSTOP of the CLI: rules gone after %.2f s' % secs)
+        assert secs < LEASE_S
+        assert port_forward_of(r)  # the forward was up all along
+    finally:
+        os.kill(r.proc.pid, signal.SIGCONT)
+    r.wait_out('re-established pod/%s:8080' % pod, timeout=60)
+    assert redirect_rules(cluster.pod_ruleset(pod))
+    assert r.interrupt() == 0, r.err()
