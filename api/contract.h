@@ -14,6 +14,7 @@
 #define CONTRACT_METHOD_REDIRECT CONTRACT_SERVICE "Redirect"
 #define CONTRACT_METHOD_PPROF CONTRACT_SERVICE "Pprof"
 #define CONTRACT_METHOD_HALF_CLOSE CONTRACT_SERVICE "HalfClose"
+#define CONTRACT_METHOD_CAPTURE CONTRACT_SERVICE "Capture"
 
 /* Tunnel hello: the 16-byte tunnel_token of a RedirectResponse, then one
  * status byte; OK = the client reached its local target, anything else

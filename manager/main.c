@@ -15,6 +15,7 @@
 #include <sys/random.h>
 
 #include "basic/signal-util.h"
+#include "capture.h"
 #include "contract.h"
 #include "reflection.h"
 #include "rpc.h"
@@ -202,6 +203,8 @@ int main(int argc, char **argv)
         rc = rpc_server_add(s, CONTRACT_METHOD_HALF_CLOSE, RPC_UNARY, redirect_half_close_handle, rm);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
+    if (rc == 0)
+        rc = rpc_server_add(s, CONTRACT_METHOD_CAPTURE, RPC_SERVER_STREAM, capture_rpc_handle, NULL);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
     if (rc == 0)

@@ -21,6 +21,7 @@ build=(
   libmnl-dev
   libjansson-dev
   busybox-static
+  libpcap-dev          # the manager's capture filters (pcap_compile), linked statically
 )
 tests=(
   libcmocka-dev
@@ -35,6 +36,7 @@ tests=(
   openssl
   socat
   iperf3
+  tcpdump              # capture tests read the files back; the capture benchmark's baseline
   clang
   clang-format
   libclang-rt-14-dev

@@ -113,10 +113,11 @@ const char *wire_check_kdiag_file(wspan fdp)
         {"Ps", ".kdiag.solo.io.PsRequest", ".kdiag.solo.io.PsResponse", false},
         {"Pprof", ".kdiag.solo.io.PprofRequest", ".kdiag.solo.io.PprofResponse", false},
         {"HalfClose", ".kdiag.solo.io.HalfCloseRequest", ".kdiag.solo.io.HalfCloseResponse", false},
+        {"Capture", ".kdiag.solo.io.CaptureRequest", ".kdiag.solo.io.CaptureResponse", true},
     };
     enum { N_METHODS = sizeof want / sizeof *want };
     if (wire_count(svc, 2) != N_METHODS)
-        return "Manager does not have the 4 methods";
+        return "Manager does not have the methods listed here";
     for (int i = 0; i < N_METHODS; i++) {
         uint64_t ss = 0;
         if (wire_bytes(svc, 2, i, &m) < 0 || wire_bytes(m, 1, 0, &v) < 0 || !wire_eq(v, want[i].name))

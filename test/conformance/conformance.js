@@ -139,7 +139,7 @@ async function main() {
       assert.strictEqual(fdp.name, 'kdiag.proto');
       assert.strictEqual(fdp.package, 'kdiag.solo.io');
       const svc = fdp.service.find((s) => s.name === 'Manager');
-      assert.deepStrictEqual(svc.method.map((x) => x.name), ['Redirect', 'Ps', 'Pprof', 'HalfClose']);
+      assert.deepStrictEqual(svc.method.map((x) => x.name), ['Redirect', 'Ps', 'Pprof', 'HalfClose', 'Capture']);
       assert.ok(svc.method[0].serverStreaming);
 
       const set = descriptor.FileDescriptorSet.encode({ file: fdps.map((b) => descriptor.FileDescriptorProto.decode(b)) }).finish();

@@ -95,9 +95,14 @@ void netlab_init(void)
 
 int netlab_socket(netlab_ns ns, int family)
 {
+    return netlab_socket_type(ns, family, SOCK_STREAM);
+}
+
+int netlab_socket_type(netlab_ns ns, int family, int type)
+{
     if (ns != NS_POD && setns(ns_fd[ns], CLONE_NEWNET) < 0)
         return -errno;
-    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = socket(family, type | SOCK_CLOEXEC, 0);
     int e = errno;
     if (ns != NS_POD)
         CHECK(setns(ns_fd[NS_POD], CLONE_NEWNET) == 0, "setns back: %s", strerror(errno));

@@ -62,6 +62,8 @@ int netlab_mgr_fd_count(const netlab_mgr *m);
 long netlab_mgr_rss_kb(const netlab_mgr *m);
 
 int netlab_socket(netlab_ns ns, int family);
+/* The same with another type (SOCK_DGRAM). */
+int netlab_socket_type(netlab_ns ns, int family, int type);
 /* Blocking connect from a namespace; fd or -errno. */
 int netlab_connect(netlab_ns ns, const char *ip, int port);
 /* Listener on ip:0 in a namespace; *port receives its port. */

@@ -1,0 +1,426 @@
+/* capture — see capture.h and docs/capture.md. */
+#include "capture-internal.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/if_ether.h>
+#include <net/if.h>
+#include <net/if_arp.h>
+#include <pcap/pcap.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "basic/time-util.h"
+#include "kdiag.pb-c.h"
+
+/* The ring: 8 blocks of 1 MiB. A block goes to us when full or after
+ * CAPTURE_BLOCK_TOV_MS, and becomes one CaptureResponse. */
+#define CAPTURE_BLOCK_SIZE (1u << 20)
+#define CAPTURE_BLOCKS 8u
+#define CAPTURE_BLOCK_TOV_MS 10u
+#define CAPTURE_RESERVE 32u /* headroom before a cooked packet: its SLL2 header goes there */
+#define CAPTURE_FILTER_MAX 4096u
+
+typedef struct {
+    int fd;
+    uint8_t *ring;
+    unsigned next; /* the block to read next */
+    bool cooked;   /* SOCK_DGRAM: the link-layer header is rebuilt as SLL2 */
+    uint32_t snaplen, linktype;
+    uint64_t count, captured, kernel_drops;
+    Kdiag__Solo__Io__CapturePacket *pkts; /* one block's packets, data pointing into the ring */
+    Kdiag__Solo__Io__CapturePacket **pptrs;
+    size_t cap;
+    uint8_t *out; /* the packed message */
+    size_t out_cap;
+} capture_run;
+
+#ifdef KDIAG_PCAP_STATIC
+/* libpcap's D-Bus capture source, never used (only pcap_compile is): defined
+ * here so the static link does not pull pcap-dbus.o and libdbus with it
+ * (cmake/static-deps.cmake). */
+int dbus_findalldevs(void *devlist, char *errbuf);
+pcap_t *dbus_create(const char *device, char *errbuf, int *is_ours);
+int dbus_findalldevs(void *devlist, char *errbuf)
+{
+    (void)devlist;
+    (void)errbuf;
+    return 0;
+}
+pcap_t *dbus_create(const char *device, char *errbuf, int *is_ours)
+{
+    (void)device;
+    (void)errbuf;
+    *is_ours = 0;
+    return NULL;
+}
+#endif
+
+int capture_fix_program(struct sock_filter *f, size_t n, bool cooked, uint32_t snap)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct sock_filter *p = &f[i];
+        if (BPF_CLASS(p->code) == BPF_RET && BPF_RVAL(p->code) == BPF_K && p->k)
+            p->k = snap;
+        if (!cooked || (BPF_CLASS(p->code) != BPF_LD && BPF_CLASS(p->code) != BPF_LDX))
+            continue;
+        unsigned mode = BPF_MODE(p->code);
+        if ((mode != BPF_ABS && mode != BPF_IND && mode != BPF_MSH) || p->k >= (uint32_t)SKF_AD_OFF)
+            continue;
+        if (p->k >= CAPTURE_SLL2_LEN)
+            p->k -= CAPTURE_SLL2_LEN;
+        else if (p->k == 0)
+            p->k = (uint32_t)(SKF_AD_OFF + SKF_AD_PROTOCOL);
+        else if (p->k == 4)
+            p->k = (uint32_t)(SKF_AD_OFF + SKF_AD_IFINDEX);
+        else if (p->k == 10)
+            p->k = (uint32_t)(SKF_AD_OFF + SKF_AD_PKTTYPE);
+        else
+            return -EINVAL;
+    }
+    return 0;
+}
+
+void capture_sll2_header(uint8_t out[CAPTURE_SLL2_LEN], const struct sockaddr_ll *sll)
+{
+    uint32_t ifindex = htonl((uint32_t)sll->sll_ifindex);
+    uint16_t hatype = htons(sll->sll_hatype);
+    memset(out, 0, CAPTURE_SLL2_LEN);
+    memcpy(out, &sll->sll_protocol, 2); /* already in network order */
+    memcpy(out + 4, &ifindex, 4);
+    memcpy(out + 8, &hatype, 2);
+    out[10] = sll->sll_pkttype;
+    out[11] = sll->sll_halen < 8 ? sll->sll_halen : 8;
+    memcpy(out + 12, sll->sll_addr, out[11]);
+}
+
+/* Packs resp and sends it. 0 or -errno (-ECANCELED: the call ended). */
+static int send_resp(rpc_call *call, capture_run *r, const Kdiag__Solo__Io__CaptureResponse *resp)
+{
+    size_t n = kdiag__solo__io__capture_response__get_packed_size(resp);
+    if (n > r->out_cap) {
+        uint8_t *o = realloc(r->out, n);
+        if (!o)
+            return -ENOMEM;
+        r->out = o;
+        r->out_cap = n;
+    }
+    kdiag__solo__io__capture_response__pack(resp, r->out);
+    return rpc_call_send(call, r->out, n);
+}
+
+/* Adds the kernel's drops since the last call to r->kernel_drops. */
+static void read_drops(capture_run *r)
+{
+    struct tpacket_stats_v3 st;
+    socklen_t len = sizeof st;
+    if (getsockopt(r->fd, SOL_PACKET, PACKET_STATISTICS, &st, &len) == 0)
+        r->kernel_drops += st.tp_drops;
+}
+
+static int grow(capture_run *r, size_t n)
+{
+    if (n <= r->cap)
+        return 0;
+    Kdiag__Solo__Io__CapturePacket *p = realloc(r->pkts, n * sizeof *p);
+    if (p)
+        r->pkts = p;
+    Kdiag__Solo__Io__CapturePacket **pp = realloc(r->pptrs, n * sizeof *pp);
+    if (pp)
+        r->pptrs = pp;
+    if (!p || !pp)
+        return -ENOMEM;
+    r->cap = n;
+    return 0;
+}
+
+/* Sends the packets of one block the kernel handed over (up to the count
+ * limit). 0 or -errno. */
+static int send_block(rpc_call *call, capture_run *r, struct tpacket_block_desc *bd)
+{
+    size_t n = bd->hdr.bh1.num_pkts;
+    if (r->count && n > r->count - r->captured)
+        n = r->count - r->captured;
+    int rc = grow(r, n);
+    if (rc < 0)
+        return rc;
+    const size_t sll_off = TPACKET_ALIGN(sizeof(struct tpacket3_hdr));
+    uint8_t *h = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+    for (size_t i = 0; i < n; i++) {
+        struct tpacket3_hdr *th = (struct tpacket3_hdr *)h;
+        const struct sockaddr_ll *sll = (const struct sockaddr_ll *)(h + sll_off);
+        Kdiag__Solo__Io__CapturePacket *p = &r->pkts[i];
+        kdiag__solo__io__capture_packet__init(p);
+        p->timestamp_ns = (uint64_t)th->tp_sec * 1000000000u + th->tp_nsec;
+        p->ifindex = (uint32_t)sll->sll_ifindex;
+        uint32_t hdr = 0;
+        uint8_t *data = h + th->tp_mac;
+        if (r->cooked) {
+            /* PACKET_RESERVE leaves room between the sockaddr_ll and the packet */
+            if (th->tp_net < sll_off + sizeof *sll + CAPTURE_SLL2_LEN)
+                return -EPROTO;
+            data = h + th->tp_net - CAPTURE_SLL2_LEN;
+            capture_sll2_header(data, sll);
+            hdr = CAPTURE_SLL2_LEN;
+        }
+        p->original_length = th->tp_len + hdr;
+        p->data.data = data;
+        p->data.len = th->tp_snaplen + hdr < r->snaplen ? th->tp_snaplen + hdr : r->snaplen;
+        r->pptrs[i] = p;
+        h += th->tp_next_offset;
+    }
+    read_drops(r);
+    r->captured += n;
+    Kdiag__Solo__Io__CaptureResponse resp = KDIAG__SOLO__IO__CAPTURE_RESPONSE__INIT;
+    resp.packets = r->pptrs;
+    resp.n_packets = n;
+    resp.captured = r->captured;
+    resp.kernel_drops = r->kernel_drops;
+    return send_resp(call, r, &resp);
+}
+
+/* The ready message: link type, snap length and the namespace's interfaces. */
+static int send_ready(rpc_call *call, capture_run *r)
+{
+    Kdiag__Solo__Io__CaptureResponse resp = KDIAG__SOLO__IO__CAPTURE_RESPONSE__INIT;
+    Kdiag__Solo__Io__CaptureInterface ifs[64], *ifp[64];
+    struct if_nameindex *ni = if_nameindex();
+    size_t n = 0;
+    for (size_t i = 0; ni && ni[i].if_index && n < 64; i++, n++) {
+        kdiag__solo__io__capture_interface__init(&ifs[n]);
+        ifs[n].index = ni[i].if_index;
+        ifs[n].name = ni[i].if_name;
+        ifp[n] = &ifs[n];
+    }
+    resp.ready = true;
+    resp.linktype = r->linktype;
+    resp.snaplen = r->snaplen;
+    resp.interfaces = ifp;
+    resp.n_interfaces = n;
+    int rc = send_resp(call, r, &resp);
+    if (ni)
+        if_freenameindex(ni);
+    return rc;
+}
+
+/* Compiles filter for r->linktype and attaches it to r->fd. 0, or -EINVAL
+ * with the reason in err. */
+static int attach_filter(capture_run *r, const char *filter, char *err, size_t errlen)
+{
+    struct bpf_program prog = {0};
+    pcap_t *p = pcap_open_dead((int)r->linktype, (int)r->snaplen);
+    int rc = -ENOMEM;
+    if (!p)
+        goto out;
+    if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+        snprintf(err, errlen, "filter '%s': %s", filter, pcap_geterr(p));
+        rc = -EINVAL;
+        goto out;
+    }
+    uint32_t snap = r->cooked ? (r->snaplen > CAPTURE_SLL2_LEN ? r->snaplen - CAPTURE_SLL2_LEN : 1) : r->snaplen;
+    struct sock_fprog fp = {.len = (unsigned short)prog.bf_len, .filter = (struct sock_filter *)prog.bf_insns};
+    if (capture_fix_program(fp.filter, fp.len, r->cooked, snap) < 0) {
+        snprintf(err, errlen,
+                 "filter '%s' reads link-layer fields the kernel does not give on interface 'any'; "
+                 "capture on one interface (-i) to use it",
+                 filter);
+        rc = -EINVAL;
+        goto out;
+    }
+    rc = 0;
+    if (setsockopt(r->fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "attaching filter '%s' to the socket: %s", filter, strerror(errno));
+    }
+out:
+    pcap_freecode(&prog);
+    if (p)
+        pcap_close(p);
+    return rc;
+}
+
+/* The ARPHRD_* type of interface name, or -1. */
+static int if_hatype(const char *name)
+{
+    struct ifreq ifr = {0};
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), type = -1;
+    snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "%s", name);
+    if (fd >= 0 && ioctl(fd, SIOCGIFHWADDR, &ifr) == 0)
+        type = ifr.ifr_hwaddr.sa_family;
+    if (fd >= 0)
+        close(fd);
+    return type;
+}
+
+/* The socket, its ring and filter, bound to ifname ("" or "any": all).
+ * 0, or -errno with the reason in err (-EINVAL: the request's fault, -EPERM:
+ * no CAP_NET_RAW). */
+static int open_socket(capture_run *r, const char *ifname, const char *filter, char *err, size_t errlen)
+{
+    unsigned ifindex = 0;
+    int rc;
+    if (ifname[0] && strcmp(ifname, "any") != 0) {
+        if (strlen(ifname) >= IF_NAMESIZE || !(ifindex = if_nametoindex(ifname))) {
+            snprintf(err, errlen, "no interface '%s' in the pod's network namespace", ifname);
+            return -EINVAL;
+        }
+    }
+    /* One Ethernet(-like) interface: its frames as they are; else cooked. */
+    int hatype = ifindex ? if_hatype(ifname) : ARPHRD_NONE;
+    r->cooked = hatype != ARPHRD_ETHER && hatype != ARPHRD_LOOPBACK;
+    r->linktype = r->cooked ? CAPTURE_LINKTYPE_SLL2 : CAPTURE_LINKTYPE_ETHERNET;
+    /* Protocol 0: nothing is queued before the filter is on and bind names ETH_P_ALL. */
+    int fd = socket(AF_PACKET, (r->cooked ? SOCK_DGRAM : SOCK_RAW) | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "cannot open a packet socket: %s%s", strerror(errno),
+                 errno == EPERM ? " (capture needs the NET_RAW capability)" : "");
+        return rc;
+    }
+    r->fd = fd;
+    int ver = TPACKET_V3, reserve = CAPTURE_RESERVE;
+    struct tpacket_req3 req = {
+        .tp_block_size = CAPTURE_BLOCK_SIZE,
+        .tp_block_nr = CAPTURE_BLOCKS,
+        .tp_frame_size = 2048,
+        .tp_frame_nr = CAPTURE_BLOCK_SIZE / 2048 * CAPTURE_BLOCKS,
+        .tp_retire_blk_tov = CAPTURE_BLOCK_TOV_MS,
+    };
+    if (setsockopt(fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof ver) < 0 ||
+        setsockopt(fd, SOL_PACKET, PACKET_RESERVE, &reserve, sizeof reserve) < 0 ||
+        setsockopt(fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "setting up the TPACKET_V3 ring: %s", strerror(errno));
+        return rc;
+    }
+    void *ring = mmap(NULL, (size_t)CAPTURE_BLOCK_SIZE * CAPTURE_BLOCKS, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (ring == MAP_FAILED) {
+        rc = -errno;
+        snprintf(err, errlen, "mapping the ring: %s", strerror(errno));
+        return rc;
+    }
+    r->ring = ring;
+    if ((rc = attach_filter(r, filter, err, errlen)) < 0)
+        return rc;
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex};
+    if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
+        rc = -errno;
+        snprintf(err, errlen, "binding the packet socket to '%s': %s", ifindex ? ifname : "any", strerror(errno));
+        return rc;
+    }
+    return 0;
+}
+
+/* Streams blocks until the count, the duration or the call ends. 0 or -errno. */
+static int capture_loop(rpc_call *call, capture_run *r, uint32_t duration_ms)
+{
+    int64_t deadline = duration_ms ? time_now_ms() + duration_ms : 0;
+    bool closing = false; /* past the deadline: one last block timeout for what the kernel holds */
+    for (;;) {
+        struct tpacket_block_desc *bd;
+        while ((bd = (void *)(r->ring + (size_t)r->next * CAPTURE_BLOCK_SIZE)),
+               __atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER) {
+            int rc = send_block(call, r, bd);
+            __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+            r->next = (r->next + 1) % CAPTURE_BLOCKS;
+            if (rc < 0)
+                return rc;
+            if (r->count && r->captured >= r->count)
+                return 0;
+        }
+        int timeout = -1;
+        if (deadline) {
+            int64_t left = deadline - time_now_ms();
+            if (left <= 0 && closing)
+                return 0;
+            if (left <= 0) {
+                closing = true;
+                deadline += 2 * CAPTURE_BLOCK_TOV_MS;
+                left = 2 * CAPTURE_BLOCK_TOV_MS;
+            }
+            timeout = (int)left;
+        }
+        struct pollfd pf[2] = {{.fd = r->fd, .events = POLLIN}, {.fd = rpc_call_cancel_fd(call), .events = POLLIN}};
+        if (poll(pf, 2, timeout) < 0 && errno != EINTR)
+            return -errno;
+        if (pf[1].revents || rpc_call_cancelled(call))
+            return -ECANCELED;
+        if (pf[0].revents & (POLLERR | POLLNVAL))
+            return -EIO;
+    }
+}
+
+/* The request, checked. NULL with code and message set on the call. */
+static Kdiag__Solo__Io__CaptureRequest *read_request(rpc_call *call, grpc_status_code *code)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    Kdiag__Solo__Io__CaptureRequest *req = NULL;
+    int rc = rpc_call_recv(call, &buf, &len);
+    *code = GRPC_STATUS_INVALID_ARGUMENT;
+    if (rc == -ECANCELED) {
+        *code = GRPC_STATUS_CANCELLED;
+    } else if (rc < 0) {
+        rpc_call_set_message(call, "Capture: no request message (%s); send one CaptureRequest", strerror(-rc));
+    } else if (!(req = kdiag__solo__io__capture_request__unpack(NULL, len, buf))) {
+        rpc_call_set_message(call, "Capture: request (%zu bytes) is not a valid kdiag.solo.io.CaptureRequest", len);
+    } else if (req->snaplen > CAPTURE_SNAPLEN_MAX) {
+        rpc_call_set_message(call, "Capture: snaplen %u is over the maximum %u", req->snaplen, CAPTURE_SNAPLEN_MAX);
+    } else if (strlen(req->filter) > CAPTURE_FILTER_MAX) {
+        rpc_call_set_message(call, "Capture: the filter has %zu bytes, at most %u are taken", strlen(req->filter),
+                             CAPTURE_FILTER_MAX);
+    } else {
+        *code = GRPC_STATUS_OK;
+    }
+    free(buf);
+    if (*code != GRPC_STATUS_OK && req) {
+        kdiag__solo__io__capture_request__free_unpacked(req, NULL);
+        req = NULL;
+    }
+    return req;
+}
+
+grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
+{
+    (void)ud;
+    capture_run r = {.fd = -1};
+    char err[512] = "";
+    grpc_status_code code;
+    Kdiag__Solo__Io__CaptureRequest *req = read_request(call, &code);
+    if (!req)
+        return code;
+    r.snaplen = req->snaplen ? req->snaplen : CAPTURE_SNAPLEN_MAX;
+    r.count = req->count;
+    int rc = open_socket(&r, req->interface, req->filter, err, sizeof err);
+    if (rc == 0 && (rc = send_ready(call, &r)) == 0)
+        rc = capture_loop(call, &r, req->duration_ms);
+    if (rc == 0) { /* the final counts */
+        Kdiag__Solo__Io__CaptureResponse resp = KDIAG__SOLO__IO__CAPTURE_RESPONSE__INIT;
+        read_drops(&r);
+        resp.captured = r.captured;
+        resp.kernel_drops = r.kernel_drops;
+        rc = send_resp(call, &r, &resp);
+    }
+    code = rc == 0                                        ? GRPC_STATUS_OK
+           : rc == -ECANCELED || rpc_call_cancelled(call) ? GRPC_STATUS_CANCELLED
+           : rc == -EINVAL                                ? GRPC_STATUS_INVALID_ARGUMENT
+           : rc == -EPERM                                 ? GRPC_STATUS_FAILED_PRECONDITION
+                                                          : GRPC_STATUS_INTERNAL;
+    if (code != GRPC_STATUS_OK && code != GRPC_STATUS_CANCELLED)
+        rpc_call_set_message(call, "Capture: %s", err[0] ? err : strerror(-rc));
+    if (r.ring)
+        munmap(r.ring, (size_t)CAPTURE_BLOCK_SIZE * CAPTURE_BLOCKS);
+    if (r.fd >= 0)
+        close(r.fd);
+    free(r.pkts);
+    free(r.pptrs);
+    free(r.out);
+    kdiag__solo__io__capture_request__free_unpacked(req, NULL);
+    return code;
+}

@@ -1,0 +1,327 @@
+/* Capture end to end: namespaces "peer" and "pod" joined by a veth
+ * (test/redirect/netlab), the real kdiag-manager in "pod", this process
+ * playing the CLI with the CLI's own client (api/capture_client), a scripted
+ * UDP exchange, and the file read back with libpcap and tcpdump.
+ *   capture_itest <kdiag-manager> <case>
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pcap/pcap.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "basic/time-util.h"
+#include "capture_client.h"
+#include "netlab.h"
+
+#define UDP_PORT 7777
+#define FILTER "udp port 7777"
+#define EXCHANGES 10
+#define ETH_HDR 14
+#define SLL2_HDR 20
+#define IP_UDP_HDR 28
+
+static char path[64], veth[32];
+
+static void remove_file(void)
+{
+    unlink(path);
+}
+
+typedef struct {
+    netlab_mgr *m;
+    capture_client_req req;
+    capture_client *cc;
+    int fd;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool ready, ended;
+    int rc;
+    capture_client_stats s;
+    rpc_status st;
+} cap_run;
+
+static int on_progress(void *ud, const capture_client_stats *s)
+{
+    cap_run *r = ud;
+    pthread_mutex_lock(&r->mu);
+    r->ready = s->ready;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return 0;
+}
+
+static void *cap_thread(void *arg)
+{
+    cap_run *r = arg;
+    int rc = capture_client_run(r->cc, r->fd, on_progress, r, &r->s, &r->st);
+    pthread_mutex_lock(&r->mu);
+    r->rc = rc;
+    r->ended = true;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+/* Starts a capture into path; waits until the manager captures (or the stream ended). */
+static void cap_start(cap_run *r, netlab_mgr *m, const capture_client_req *req)
+{
+    memset(r, 0, sizeof *r);
+    r->m = m;
+    r->req = *req;
+    pthread_mutex_init(&r->mu, NULL);
+    pthread_cond_init(&r->cv, NULL);
+    r->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(r->fd >= 0, "open %s: %s", path, strerror(errno));
+    CHECK(capture_client_new(&r->cc, m->client, &r->req) == 0, "capture_client_new");
+    CHECK(pthread_create(&r->thread, NULL, cap_thread, r) == 0, "pthread_create");
+    pthread_mutex_lock(&r->mu);
+    struct timespec ts = time_deadline_ts(CLOCK_REALTIME, 10000);
+    while (!r->ready && !r->ended)
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0)
+            break;
+    bool ok = r->ready || r->ended;
+    pthread_mutex_unlock(&r->mu);
+    CHECK(ok, "no ready message within 10 s");
+}
+
+/* Waits for the stream to end by itself (count or duration), 10 s at most. */
+static void cap_join(cap_run *r)
+{
+    pthread_mutex_lock(&r->mu);
+    struct timespec ts = time_deadline_ts(CLOCK_REALTIME, 10000);
+    while (!r->ended)
+        if (pthread_cond_timedwait(&r->cv, &r->mu, &ts) != 0)
+            break;
+    bool ended = r->ended;
+    pthread_mutex_unlock(&r->mu);
+    CHECK(ended, "the capture did not end within 10 s (%llu packets)", (unsigned long long)r->s.packets);
+    pthread_join(r->thread, NULL);
+    capture_client_free(r->cc);
+    close(r->fd);
+}
+
+/* n UDP datagrams of sizes[i] bytes from peer to pod:UDP_PORT, each echoed back. */
+static void exchange(const size_t *sizes, int n)
+{
+    int srv = netlab_socket_type(NS_POD, AF_INET, SOCK_DGRAM);
+    int cli = netlab_socket_type(NS_PEER, AF_INET, SOCK_DGRAM);
+    CHECK(srv >= 0 && cli >= 0, "udp sockets");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(UDP_PORT)};
+    inet_pton(AF_INET, POD_IP4, &a.sin_addr);
+    CHECK(bind(srv, (struct sockaddr *)&a, sizeof a) == 0, "bind: %s", strerror(errno));
+    static char buf[65536];
+    memset(buf, 'x', sizeof buf);
+    for (int i = 0; i < n; i++) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        CHECK(sendto(cli, buf, sizes[i], 0, (struct sockaddr *)&a, sizeof a) == (ssize_t)sizes[i], "sendto");
+        ssize_t got = recvfrom(srv, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+        CHECK(got == (ssize_t)sizes[i], "pod got %zd of %zu", got, sizes[i]);
+        CHECK(sendto(srv, buf, (size_t)got, 0, (struct sockaddr *)&from, fl) == got, "echo");
+        CHECK(recv(cli, buf, sizeof buf, 0) == got, "peer got the echo");
+    }
+    close(srv);
+    close(cli);
+}
+
+typedef struct {
+    int linktype;
+    uint64_t packets, caplen, len;
+    uint32_t max_caplen;
+} pcap_sum;
+
+/* The file read back with libpcap; fails the test on a read error (a torn record). */
+static pcap_sum read_back(void)
+{
+    char errbuf[PCAP_ERRBUF_SIZE];
+    pcap_t *p = pcap_open_offline_with_tstamp_precision(path, PCAP_TSTAMP_PRECISION_NANO, errbuf);
+    CHECK(p, "libpcap cannot open %s: %s", path, errbuf);
+    pcap_sum s = {.linktype = pcap_datalink(p)};
+    struct pcap_pkthdr *h;
+    const u_char *d;
+    int rc;
+    while ((rc = pcap_next_ex(p, &h, &d)) == 1) {
+        s.packets++;
+        s.caplen += h->caplen;
+        s.len += h->len;
+        if (h->caplen > s.max_caplen)
+            s.max_caplen = h->caplen;
+    }
+    CHECK(rc == PCAP_ERROR_BREAK, "reading %s after %llu packets: %s", path, (unsigned long long)s.packets,
+          pcap_geterr(p));
+    pcap_close(p);
+    return s;
+}
+
+/* tcpdump -r: it must exit 0 and print one line per packet. */
+static void tcpdump_reads(uint64_t packets)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "tcpdump -n -r %s 2>/dev/null >%s.txt; echo $? $(wc -l <%s.txt); rm -f %s.txt", path,
+             path, path, path);
+    FILE *f = popen(cmd, "r");
+    CHECK(f, "popen");
+    char line[256] = "";
+    CHECK(fgets(line, sizeof line, f), "no output from the tcpdump command");
+    pclose(f);
+    unsigned st = 99;
+    unsigned long long lines = 0;
+    CHECK(sscanf(line, "%u %llu", &st, &lines) == 2 && st == 0 && lines == packets,
+          "tcpdump -r: exit %u, %llu lines, want 0 and %llu", st, lines, (unsigned long long)packets);
+}
+
+static const size_t sizes[EXCHANGES] = {1, 64, 100, 200, 300, 512, 700, 1000, 1200, 1400};
+
+/* The exchange on one interface or all: exactly 2 * EXCHANGES packets with exactly their bytes. */
+static void case_exchange(netlab_mgr *m, bool any)
+{
+    cap_run r;
+    capture_client_req req = {.interface = any ? "any" : veth, .filter = FILTER, .count = 2 * EXCHANGES};
+    cap_start(&r, m, &req);
+    CHECK(r.s.ready, "not ready: %s", r.st.message);
+    exchange(sizes, EXCHANGES);
+    cap_join(&r);
+    CHECK(r.rc == 0, "capture ended with %d: %s", r.rc, r.st.message);
+    uint64_t want = 0, hdr = any ? SLL2_HDR : ETH_HDR;
+    for (int i = 0; i < EXCHANGES; i++)
+        want += 2 * (hdr + IP_UDP_HDR + sizes[i]);
+    pcap_sum s = read_back();
+    CHECK(s.linktype == (any ? DLT_LINUX_SLL2 : DLT_EN10MB), "linktype %d", s.linktype);
+    CHECK(s.packets == 2 * EXCHANGES && s.len == want && s.caplen == want,
+          "%llu packets, %llu bytes (%llu captured), want %d and %llu", (unsigned long long)s.packets,
+          (unsigned long long)s.len, (unsigned long long)s.caplen, 2 * EXCHANGES, (unsigned long long)want);
+    CHECK(r.s.packets == s.packets && r.s.captured == s.packets && r.s.kernel_drops == 0,
+          "client counted %llu, manager %llu, drops %llu", (unsigned long long)r.s.packets,
+          (unsigned long long)r.s.captured, (unsigned long long)r.s.kernel_drops);
+    bool named = false;
+    for (size_t i = 0; i < r.s.nifaces; i++)
+        if (strcmp(r.s.ifaces[i].name, veth) == 0)
+            named = r.s.ifaces[i].packets == 2 * EXCHANGES;
+    CHECK(named, "the packets are not counted on %s", veth);
+    tcpdump_reads(2 * EXCHANGES);
+    printf("ok: %s: %llu packets, %llu bytes\n", any ? "any" : veth, (unsigned long long)s.packets,
+           (unsigned long long)s.len);
+}
+
+/* A filter that matches nothing of the exchange captures nothing: the file is its header. */
+static void case_filter_nothing(netlab_mgr *m)
+{
+    cap_run r;
+    capture_client_req req = {.filter = "udp port 7778", .duration_ms = 500};
+    cap_start(&r, m, &req);
+    exchange(sizes, EXCHANGES);
+    cap_join(&r);
+    CHECK(r.rc == 0, "capture ended with %d: %s", r.rc, r.st.message);
+    pcap_sum s = read_back();
+    CHECK(s.packets == 0 && r.s.captured == 0 && r.s.bytes == 24, "%llu packets, %llu bytes",
+          (unsigned long long)s.packets, (unsigned long long)r.s.bytes);
+    tcpdump_reads(0);
+    printf("ok: nothing captured\n");
+}
+
+/* A filter libpcap rejects: INVALID_ARGUMENT with libpcap's message on one line, no file header. */
+static void case_bad_filter(netlab_mgr *m)
+{
+    cap_run r;
+    capture_client_req req = {.filter = "udp porx 7777"};
+    cap_start(&r, m, &req);
+    cap_join(&r);
+    CHECK(r.rc == -EPROTO && r.st.code == GRPC_STATUS_INVALID_ARGUMENT, "rc %d status %d", r.rc, (int)r.st.code);
+    CHECK(strstr(r.st.message, "udp porx 7777") && strstr(r.st.message, "syntax error") && !strchr(r.st.message, '\n'),
+          "message: %s", r.st.message);
+    CHECK(r.s.bytes == 0, "wrote %llu bytes", (unsigned long long)r.s.bytes);
+    capture_client_req bad_if = {.interface = "nosuch0"};
+    cap_start(&r, m, &bad_if);
+    cap_join(&r);
+    CHECK(r.st.code == GRPC_STATUS_INVALID_ARGUMENT && strstr(r.st.message, "nosuch0"), "message: %s", r.st.message);
+    printf("ok: %s\n", r.st.message);
+}
+
+/* -s 64: records keep 64 bytes, their length stays the packet's. */
+static void case_snaplen(netlab_mgr *m)
+{
+    cap_run r;
+    capture_client_req req = {.interface = veth, .filter = FILTER, .snaplen = 64, .count = 2 * EXCHANGES};
+    cap_start(&r, m, &req);
+    exchange(sizes, EXCHANGES);
+    cap_join(&r);
+    CHECK(r.rc == 0 && r.s.snaplen == 64, "rc %d snaplen %u: %s", r.rc, r.s.snaplen, r.st.message);
+    uint64_t want_len = 0, want_cap = 0;
+    for (int i = 0; i < EXCHANGES; i++) {
+        uint64_t l = ETH_HDR + IP_UDP_HDR + sizes[i];
+        want_len += 2 * l;
+        want_cap += 2 * (l < 64 ? l : 64);
+    }
+    pcap_sum s = read_back();
+    CHECK(s.packets == 2 * EXCHANGES && s.len == want_len && s.caplen == want_cap && s.max_caplen == 64,
+          "%llu packets, len %llu caplen %llu (max %u), want len %llu caplen %llu", (unsigned long long)s.packets,
+          (unsigned long long)s.len, (unsigned long long)s.caplen, s.max_caplen, (unsigned long long)want_len,
+          (unsigned long long)want_cap);
+    tcpdump_reads(2 * EXCHANGES);
+    printf("ok: snaplen 64\n");
+}
+
+/* Cancelled in the middle of a flood (what Ctrl-C does): the file holds whole records only. */
+static void case_cancel(netlab_mgr *m)
+{
+    cap_run r;
+    capture_client_req req = {.filter = FILTER};
+    cap_start(&r, m, &req);
+    size_t big[200];
+    for (int i = 0; i < 200; i++)
+        big[i] = 1000 + (size_t)i;
+    for (int round = 0; round < 5; round++)
+        exchange(big, 200);
+    usleep(100 * 1000); /* a few of the manager's blocks reach us */
+    capture_client_cancel(r.cc);
+    cap_join(&r);
+    CHECK(r.rc == 0 && r.s.packets > 0, "rc %d, %llu packets: %s", r.rc, (unsigned long long)r.s.packets, r.st.message);
+    pcap_sum s = read_back();
+    CHECK(s.packets == r.s.packets, "file has %llu packets, client wrote %llu", (unsigned long long)s.packets,
+          (unsigned long long)r.s.packets);
+    tcpdump_reads(s.packets);
+    printf("ok: cancelled after %llu packets\n", (unsigned long long)s.packets);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: capture_itest KDIAG_MANAGER CASE\n");
+        return 2;
+    }
+    if (geteuid() != 0) {
+        fprintf(stderr, "capture_itest needs root (network namespaces)\n");
+        return 1;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    snprintf(path, sizeof path, "/tmp/kdiag-capture-%d.pcap", (int)getpid());
+    snprintf(veth, sizeof veth, "kdrq%d", (int)getpid()); /* netlab's pod end of the veth */
+    atexit(remove_file);
+    netlab_init();
+    netlab_mgr m;
+    netlab_mgr_start(&m, argv[1], false);
+    const char *cs = argv[2];
+    if (strcmp(cs, "exchange_any") == 0)
+        case_exchange(&m, true);
+    else if (strcmp(cs, "exchange_iface") == 0)
+        case_exchange(&m, false);
+    else if (strcmp(cs, "filter_nothing") == 0)
+        case_filter_nothing(&m);
+    else if (strcmp(cs, "bad_filter") == 0)
+        case_bad_filter(&m);
+    else if (strcmp(cs, "snaplen") == 0)
+        case_snaplen(&m);
+    else if (strcmp(cs, "cancel") == 0)
+        case_cancel(&m);
+    else
+        CHECK(false, "unknown case %s", cs);
+    rpc_client_free(m.client);
+    netlab_mgr_stop(&m);
+    return 0;
+}
