@@ -15,6 +15,8 @@
 #define CONTRACT_METHOD_PPROF CONTRACT_SERVICE "Pprof"
 #define CONTRACT_METHOD_HALF_CLOSE CONTRACT_SERVICE "HalfClose"
 #define CONTRACT_METHOD_CAPTURE CONTRACT_SERVICE "Capture"
+#define CONTRACT_METHOD_COPY_FROM CONTRACT_SERVICE "CopyFrom"
+#define CONTRACT_METHOD_COPY_TO CONTRACT_SERVICE "CopyTo"
 
 /* Tunnel hello: the 16-byte tunnel_token of a RedirectResponse, then one
  * status byte; OK = the client reached its local target, anything else
@@ -28,6 +30,10 @@
  * skip_sources entries (the node's addresses: one per family, and spares). */
 #define CONTRACT_REDIRECT_SESSION_ID_MAX 32
 #define CONTRACT_REDIRECT_SKIP_SOURCES_MAX 4
+
+/* Copy streams (docs/cp.md): CopyChunk.data holds at most this many bytes,
+ * well under the 4 MiB message limit of both ends. */
+#define CONTRACT_COPY_DATA_MAX (128 * 1024)
 
 /* The bearer token: 32 hex digits (16 random bytes). */
 #define CONTRACT_TOKEN_HEX_LEN 32

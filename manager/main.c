@@ -17,6 +17,7 @@
 #include "basic/signal-util.h"
 #include "capture.h"
 #include "contract.h"
+#include "copy_rpc.h"
 #include "reflection.h"
 #include "rpc.h"
 #include "ps_rpc.h"
@@ -207,6 +208,10 @@ int main(int argc, char **argv)
         rc = rpc_server_add(s, CONTRACT_METHOD_CAPTURE, RPC_SERVER_STREAM, capture_rpc_handle, NULL);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
+    if (rc == 0)
+        rc = rpc_server_add(s, CONTRACT_METHOD_COPY_FROM, RPC_SERVER_STREAM, copy_rpc_from, NULL);
+    if (rc == 0) /* a client stream, served as bidi */
+        rc = rpc_server_add(s, CONTRACT_METHOD_COPY_TO, RPC_BIDI_STREAM, copy_rpc_to, NULL);
     if (rc == 0)
         rc = reflection_register(s);
     if (rc < 0) {

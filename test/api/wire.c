@@ -107,19 +107,21 @@ const char *wire_check_kdiag_file(wspan fdp)
         return "no service Manager";
     static const struct {
         const char *name, *in, *out;
-        bool sstream;
+        bool sstream, cstream;
     } want[] = {
-        {"Redirect", ".kdiag.solo.io.RedirectRequest", ".kdiag.solo.io.RedirectResponse", true},
-        {"Ps", ".kdiag.solo.io.PsRequest", ".kdiag.solo.io.PsResponse", false},
-        {"Pprof", ".kdiag.solo.io.PprofRequest", ".kdiag.solo.io.PprofResponse", false},
-        {"HalfClose", ".kdiag.solo.io.HalfCloseRequest", ".kdiag.solo.io.HalfCloseResponse", false},
-        {"Capture", ".kdiag.solo.io.CaptureRequest", ".kdiag.solo.io.CaptureResponse", true},
+        {"Redirect", ".kdiag.solo.io.RedirectRequest", ".kdiag.solo.io.RedirectResponse", true, false},
+        {"Ps", ".kdiag.solo.io.PsRequest", ".kdiag.solo.io.PsResponse", false, false},
+        {"Pprof", ".kdiag.solo.io.PprofRequest", ".kdiag.solo.io.PprofResponse", false, false},
+        {"HalfClose", ".kdiag.solo.io.HalfCloseRequest", ".kdiag.solo.io.HalfCloseResponse", false, false},
+        {"Capture", ".kdiag.solo.io.CaptureRequest", ".kdiag.solo.io.CaptureResponse", true, false},
+        {"CopyFrom", ".kdiag.solo.io.CopyFromRequest", ".kdiag.solo.io.CopyChunk", true, false},
+        {"CopyTo", ".kdiag.solo.io.CopyToRequest", ".kdiag.solo.io.CopyToResponse", false, true},
     };
     enum { N_METHODS = sizeof want / sizeof *want };
     if (wire_count(svc, 2) != N_METHODS)
         return "Manager does not have the methods listed here";
     for (int i = 0; i < N_METHODS; i++) {
-        uint64_t ss = 0;
+        uint64_t ss = 0, cs = 0;
         if (wire_bytes(svc, 2, i, &m) < 0 || wire_bytes(m, 1, 0, &v) < 0 || !wire_eq(v, want[i].name))
             return "method names differ";
         if (wire_bytes(m, 2, 0, &v) < 0 || !wire_eq(v, want[i].in))
@@ -129,6 +131,9 @@ const char *wire_check_kdiag_file(wspan fdp)
         wire_varint_field(m, 6, 0, &ss);
         if ((ss != 0) != want[i].sstream)
             return "server_streaming differs";
+        wire_varint_field(m, 5, 0, &cs);
+        if ((cs != 0) != want[i].cstream)
+            return "client_streaming differs";
     }
     int n_msgs = wire_count(fdp, 4);
     bool ps_response = false;

@@ -1,0 +1,229 @@
+/* copy_client — see copy_client.h and docs/cp.md. */
+#include "copy_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "contract.h"
+
+int copy_client_errno(grpc_status_code code)
+{
+    switch (code) {
+    case GRPC_STATUS_OK: return 0;
+    case GRPC_STATUS_NOT_FOUND: return -ENOENT;
+    case GRPC_STATUS_PERMISSION_DENIED: return -EACCES;
+    case GRPC_STATUS_RESOURCE_EXHAUSTED: return -ENOSPC;
+    case GRPC_STATUS_ALREADY_EXISTS: return -EEXIST;
+    case GRPC_STATUS_FAILED_PRECONDITION: return -ENOTDIR;
+    case GRPC_STATUS_INVALID_ARGUMENT: return -EPROTO; /* not -EINVAL: that is a usage error of the CLI */
+    case GRPC_STATUS_CANCELLED: return -ECANCELED;
+    case GRPC_STATUS_UNAVAILABLE: return -ECONNRESET;
+    case GRPC_STATUS_DEADLINE_EXCEEDED: return -ETIMEDOUT;
+    case GRPC_STATUS_UNIMPLEMENTED: return -EOPNOTSUPP;
+    default: return -EIO;
+    }
+}
+
+grpc_status_code copy_client_status(int rc)
+{
+    switch (-rc) {
+    case 0: return GRPC_STATUS_OK;
+    case ENOENT:
+    case ESRCH: return GRPC_STATUS_NOT_FOUND;
+    case EACCES:
+    case EPERM:
+    case EROFS: return GRPC_STATUS_PERMISSION_DENIED;
+    case ENOSPC:
+    case EDQUOT:
+    case EFBIG:
+    case ENOMEM: return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    case EEXIST: return GRPC_STATUS_ALREADY_EXISTS;
+    case ENOTDIR:
+    case EISDIR:
+    case ENOTEMPTY: return GRPC_STATUS_FAILED_PRECONDITION;
+    case EINVAL:
+    case EPROTO:
+    case ENAMETOOLONG:
+    case ELOOP:
+    case EXDEV: return GRPC_STATUS_INVALID_ARGUMENT;
+    case ECANCELED: return GRPC_STATUS_CANCELLED;
+    default: return GRPC_STATUS_INTERNAL;
+    }
+}
+
+static Kdiag__Solo__Io__Target *target_msg(Kdiag__Solo__Io__Target *m, const copy_client_target *t)
+{
+    kdiag__solo__io__target__init(m);
+    m->container_id = t && t->container_id ? (char *)t->container_id : (char *)"";
+    m->pid = t ? t->pid : 0;
+    return m;
+}
+
+/* The call ended with st: 0 when OK, else its message into err. */
+static int status_rc(const rpc_status *st, char *err, size_t errlen)
+{
+    if (st->code == GRPC_STATUS_OK)
+        return 0;
+    snprintf(err, errlen, "%s", st->message[0] ? st->message : "the manager ended the copy without a message");
+    return copy_client_errno(st->code);
+}
+
+static void progress(const copy_client_opts *o, const copytree_stats *st)
+{
+    if (o && o->progress)
+        o->progress(o->ud, st);
+}
+
+int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *remote, const char *local,
+                     const copy_client_opts *o, char *err, size_t errlen)
+{
+    copytree_recv *r = NULL;
+    rpc_stream *s = NULL;
+    uint8_t *req = NULL;
+    err[0] = '\0';
+    int rc = copytree_recv_new(&r, AT_FDCWD, local, 0, geteuid() == 0, err, errlen);
+    if (rc < 0)
+        return rc;
+    Kdiag__Solo__Io__Target tm;
+    Kdiag__Solo__Io__CopyFromRequest m = KDIAG__SOLO__IO__COPY_FROM_REQUEST__INIT;
+    m.target = target_msg(&tm, t);
+    m.path = (char *)remote;
+    size_t len = kdiag__solo__io__copy_from_request__get_packed_size(&m);
+    rc = -ENOMEM;
+    if (!(req = malloc(len)))
+        goto fail;
+    kdiag__solo__io__copy_from_request__pack(&m, req);
+    rc = rpc_client_stream_open(&s, cl, CONTRACT_METHOD_COPY_FROM, req, len, o ? o->timeout_ms : 0);
+    if (rc < 0)
+        goto fail;
+    for (;;) {
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        rpc_status st = {0};
+        rc = rpc_stream_read(s, &buf, &n, &st);
+        if (rc == 1) {
+            rc = status_rc(&st, err, errlen);
+            if (rc == 0)
+                rc = copytree_recv_finish(r, err, errlen);
+            break;
+        }
+        if (rc < 0)
+            goto fail;
+        Kdiag__Solo__Io__CopyChunk *c = kdiag__solo__io__copy_chunk__unpack(NULL, n, buf);
+        free(buf);
+        if (!c) {
+            rc = -EPROTO;
+            snprintf(err, errlen, "the manager sent an undecodable CopyChunk (%zu bytes)", n);
+            break;
+        }
+        bool tick = c->entry || c->data.len > CONTRACT_COPY_DATA_MAX / 2;
+        rc = copytree_recv_chunk(r, c, err, errlen);
+        kdiag__solo__io__copy_chunk__free_unpacked(c, NULL);
+        if (rc < 0)
+            break;
+        if (tick)
+            progress(o, copytree_recv_stats(r));
+    }
+    if (rc == 0)
+        progress(o, copytree_recv_stats(r));
+    goto out;
+fail:
+    snprintf(err, errlen, "cannot copy from %s: the call failed: %s", remote, strerror(-rc));
+out:
+    rpc_stream_free(s); /* cancels a call still running */
+    copytree_recv_free(r);
+    free(req);
+    return rc;
+}
+
+typedef struct {
+    rpc_stream *s;
+    uint8_t *buf;
+    size_t cap;
+    copytree_stats stats;
+    const copy_client_opts *o;
+} to_state;
+
+/* copytree_send's emit: one CopyToRequest per chunk. -ECONNRESET when the
+ * manager is no longer reading (it ended the call: its status says why). */
+static int to_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    to_state *ts = ud;
+    Kdiag__Solo__Io__CopyToRequest m = KDIAG__SOLO__IO__COPY_TO_REQUEST__INIT;
+    m.chunk = (Kdiag__Solo__Io__CopyChunk *)c;
+    size_t len = kdiag__solo__io__copy_to_request__get_packed_size(&m);
+    if (len > ts->cap) {
+        uint8_t *nb = realloc(ts->buf, len);
+        if (!nb)
+            return -ENOMEM;
+        ts->buf = nb;
+        ts->cap = len;
+    }
+    kdiag__solo__io__copy_to_request__pack(&m, ts->buf);
+    if (rpc_stream_write(ts->s, ts->buf, len) < 0)
+        return -ECONNRESET;
+    if (c->entry)
+        ts->stats.entries++;
+    ts->stats.bytes += c->data.len;
+    if (c->entry || c->data.len > CONTRACT_COPY_DATA_MAX / 2)
+        progress(ts->o, &ts->stats);
+    return 0;
+}
+
+int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *t, const char *remote,
+                   const copy_client_opts *o, char *err, size_t errlen)
+{
+    to_state ts = {.o = o};
+    err[0] = '\0';
+    Kdiag__Solo__Io__Target tm;
+    Kdiag__Solo__Io__CopyToRequest m = KDIAG__SOLO__IO__COPY_TO_REQUEST__INIT;
+    m.target = target_msg(&tm, t);
+    m.path = (char *)remote;
+    int rc = rpc_client_bidi_open(&ts.s, cl, CONTRACT_METHOD_COPY_TO, o ? o->timeout_ms : 0);
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot copy to %s: the call failed: %s", remote, strerror(-rc));
+        return rc;
+    }
+    size_t len = kdiag__solo__io__copy_to_request__get_packed_size(&m);
+    rc = -ENOMEM;
+    if ((ts.buf = malloc(len))) {
+        ts.cap = len;
+        kdiag__solo__io__copy_to_request__pack(&m, ts.buf);
+        rc = rpc_stream_write(ts.s, ts.buf, len) < 0 ? -ECONNRESET : 0;
+    }
+    if (rc == 0)
+        rc = copytree_send(AT_FDCWD, local, 0, to_emit, &ts, NULL, err, errlen);
+    if (rc == -ENOMEM && !err[0])
+        snprintf(err, errlen, "cannot copy %s: out of memory", local);
+    if (rc < 0 && rc != -ECONNRESET)
+        goto out; /* a local failure: freeing the stream cancels the call, the manager removes its temporaries */
+    if (rc == 0)
+        rpc_stream_close_send(ts.s);
+    /* The CopyToResponse (when all went well), then the status. */
+    for (;;) {
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        rpc_status st = {0};
+        int r = rpc_stream_read(ts.s, &buf, &n, &st);
+        free(buf);
+        if (r == 1) {
+            rc = status_rc(&st, err, errlen);
+            break;
+        }
+        if (r < 0) {
+            rc = r;
+            snprintf(err, errlen, "cannot copy to %s: the call failed: %s", remote, strerror(-r));
+            break;
+        }
+    }
+    if (rc == 0)
+        progress(o, &ts.stats);
+out:
+    rpc_stream_free(ts.s);
+    free(ts.buf);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* copy_client — the client's side of CopyFrom and CopyTo (docs/cp.md), used by
+ * the CLI (cli/cp.c) and the copy tests: the remote tree is streamed to or
+ * from a local path through copytree, so the local side also writes through
+ * temporary names and keeps modes and mtimes (owners when running as root).
+ *
+ * Both return 0 or -errno with one line in err: the manager's status message
+ * for a failure on its side ("cannot open /x: No such file or directory
+ * (ENOENT)"), copytree's for one on the local side. */
+#ifndef KDIAG_COPY_CLIENT_H
+#define KDIAG_COPY_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "copytree.h"
+#include "rpc.h"
+
+/* Which container's root the remote path is in (api/kdiag.proto Target):
+ * container_id (NULL or "" for none) or pid; neither: the manager's PID 1. */
+typedef struct {
+    const char *container_id;
+    uint64_t pid;
+} copy_client_target;
+
+/* Called now and then (and once at the end) with what has been copied so far. */
+typedef void (*copy_client_progress_fn)(void *ud, const copytree_stats *st);
+
+typedef struct {
+    copy_client_progress_fn progress; /* may be NULL */
+    void *ud;
+    int timeout_ms; /* of the whole call; <= 0: none */
+} copy_client_opts;
+
+/* remote (in t's root) → local (an existing directory receives it under its name). */
+int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *remote, const char *local,
+                     const copy_client_opts *o, char *err, size_t errlen);
+/* local → remote. */
+int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *t, const char *remote,
+                   const copy_client_opts *o, char *err, size_t errlen);
+
+/* The status code the manager ends a copy with for -errno rc (-ENOENT →
+ * NOT_FOUND, ...), and back: both directions of the mapping in one place. */
+grpc_status_code copy_client_status(int rc);
+int copy_client_errno(grpc_status_code code);
+
+#endif

@@ -1,0 +1,712 @@
+/* copytree — see copytree.h and docs/cp.md. */
+#include "copytree.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "contract.h"
+
+/* Deeper trees are refused: each level holds a directory stream open. */
+#define COPYTREE_DEPTH_MAX 256
+/* The longest entry path (relative to the copied root). */
+#define COPYTREE_PATH_MAX PATH_MAX
+
+const char *copytree_strerror(int rc, char *buf, size_t len)
+{
+    int e = rc < 0 ? -rc : rc;
+    const char *name = strerrorname_np(e);
+    snprintf(buf, len, "%s (%s)", strerror(e), name ? name : "?");
+    return buf;
+}
+
+/* err = fmt + ": " + the cause; returns rc. */
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+{
+    char cause[128];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (n >= 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n, ": %s", copytree_strerror(rc, cause, sizeof cause));
+    return rc;
+}
+
+static int openat2_fd(int dirfd, const char *path, int flags, uint64_t resolve)
+{
+    struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .resolve = resolve};
+    long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Splits a user path into its directory and last component, trailing slashes
+ * dropped: "/a/b/" → "/a", "b"; "b" → ".", "b"; "/" → "/", "". The last
+ * component is "" when the path names a directory's contents ("/", "x/.",
+ * "x/.."): then dir is the whole path. */
+static int split_path(const char *path, char *dir, size_t dirlen, char *base, size_t baselen)
+{
+    size_t n = strlen(path);
+    if (n == 0)
+        return -EINVAL;
+    if (n >= dirlen || n >= baselen)
+        return -ENAMETOOLONG;
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    const char *slash = memrchr(path, '/', n);
+    const char *b = slash ? slash + 1 : path;
+    size_t bl = n - (size_t)(b - path);
+    if (bl == 0 || (bl == 1 && b[0] == '.') || (bl == 2 && b[0] == '.' && b[1] == '.')) {
+        snprintf(dir, dirlen, "%.*s", (int)n, path);
+        base[0] = '\0';
+        return 0;
+    }
+    if (!slash)
+        snprintf(dir, dirlen, ".");
+    else if (slash == path)
+        snprintf(dir, dirlen, "/");
+    else
+        snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
+    snprintf(base, baselen, "%.*s", (int)bl, b);
+    return 0;
+}
+
+/* ---- sending ---- */
+
+typedef struct {
+    copytree_emit_fn emit;
+    void *ud;
+    copytree_stats stats;
+    char rel[COPYTREE_PATH_MAX];       /* entry path */
+    char shown[COPYTREE_PATH_MAX * 2]; /* the same as the user sees it, for messages */
+    uint8_t *buf;
+    char *err;
+    size_t errlen;
+} sender;
+
+static int emit_entry(sender *s, const struct stat *st, const char *link)
+{
+    Kdiag__Solo__Io__CopyEntry e = KDIAG__SOLO__IO__COPY_ENTRY__INIT;
+    Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
+    e.path = s->rel;
+    e.mode = st->st_mode;
+    e.uid = st->st_uid;
+    e.gid = st->st_gid;
+    e.mtime_sec = st->st_mtim.tv_sec;
+    e.mtime_nsec = (uint32_t)st->st_mtim.tv_nsec;
+    e.size = S_ISREG(st->st_mode) ? (uint64_t)st->st_size : 0;
+    e.link_target = link ? (char *)link : (char *)"";
+    c.entry = &e;
+    s->stats.entries++;
+    return s->emit(s->ud, &c);
+}
+
+static int emit_hole(sender *s, uint64_t n)
+{
+    Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
+    c.hole = n;
+    return n ? s->emit(s->ud, &c) : 0;
+}
+
+/* The content of a regular file of size bytes: its data ranges as data, its
+ * holes as holes. A file that shrank meanwhile ends in a hole (zeros), so the
+ * stream always carries exactly size bytes. */
+static int send_content(sender *s, int fd, off_t size)
+{
+    off_t off = 0;
+    while (off < size) {
+        off_t data = lseek(fd, off, SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            data = size;
+        else if (data < 0)
+            data = off; /* no SEEK_DATA here: read it all */
+        if (data > size)
+            data = size;
+        if (data > off) {
+            int rc = emit_hole(s, (uint64_t)(data - off));
+            if (rc < 0)
+                return rc;
+            off = data;
+            continue;
+        }
+        off_t end = lseek(fd, off, SEEK_HOLE);
+        if (end < 0 || end > size)
+            end = size;
+        while (off < end) {
+            size_t want = (size_t)(end - off) < CONTRACT_COPY_DATA_MAX ? (size_t)(end - off) : CONTRACT_COPY_DATA_MAX;
+            ssize_t n = pread(fd, s->buf, want, off);
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                return fail(s->err, s->errlen, -errno, "cannot read %s", s->shown);
+            if (n == 0)
+                return emit_hole(s, (uint64_t)(size - off));
+            Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
+            c.data.data = s->buf;
+            c.data.len = (size_t)n;
+            int rc = s->emit(s->ud, &c);
+            if (rc < 0)
+                return rc;
+            off += n;
+            s->stats.bytes += (uint64_t)n;
+        }
+    }
+    return 0;
+}
+
+static int send_at(sender *s, int dirfd, const char *name, int depth);
+
+/* The entries of the open directory fd, after its own entry. */
+static int send_dir_entries(sender *s, int fd, int depth)
+{
+    if (depth >= COPYTREE_DEPTH_MAX)
+        return fail(s->err, s->errlen, -ELOOP, "cannot copy %s: more than %d levels deep", s->shown,
+                    COPYTREE_DEPTH_MAX);
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+    if (!d) {
+        int rc = fail(s->err, s->errlen, -errno, "cannot list %s", s->shown);
+        if (dfd >= 0)
+            close(dfd);
+        return rc;
+    }
+    size_t rl = strlen(s->rel), sl = strlen(s->shown);
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (errno = 0, de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        int a = snprintf(s->rel + rl, sizeof s->rel - rl, "%s%s", rl ? "/" : "", de->d_name);
+        int b = snprintf(s->shown + sl, sizeof s->shown - sl, "%s%s", sl && s->shown[sl - 1] == '/' ? "" : "/",
+                         de->d_name);
+        if (a < 0 || (size_t)a >= sizeof s->rel - rl || b < 0 || (size_t)b >= sizeof s->shown - sl)
+            rc = fail(s->err, s->errlen, -ENAMETOOLONG, "cannot copy %s", s->shown);
+        else
+            rc = send_at(s, fd, de->d_name, depth + 1);
+        s->rel[rl] = '\0';
+        s->shown[sl] = '\0';
+    }
+    if (rc == 0 && errno)
+        rc = fail(s->err, s->errlen, -errno, "cannot list %s", s->shown);
+    closedir(d);
+    return rc;
+}
+
+/* name in dirfd (a single component, never followed): its entry, then its
+ * content or what it holds. */
+static int send_at(sender *s, int dirfd, const char *name, int depth)
+{
+    struct stat st;
+    int fd = -1, rc = 0;
+    if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return fail(s->err, s->errlen, -errno, "cannot copy %s", s->shown);
+    if (S_ISLNK(st.st_mode)) {
+        char link[PATH_MAX];
+        ssize_t n = readlinkat(dirfd, name, link, sizeof link - 1);
+        if (n < 0)
+            return fail(s->err, s->errlen, -errno, "cannot read the symlink %s", s->shown);
+        link[n] = '\0';
+        return emit_entry(s, &st, link);
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        return 0; /* FIFOs, sockets, devices */
+    /* Opened without following, then described by the fd: what is sent is
+     * what was opened, even if the name changed since the fstatat. */
+    int flags = S_ISDIR(st.st_mode) ? O_RDONLY | O_DIRECTORY : O_RDONLY | O_NONBLOCK | O_NOCTTY;
+    fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        rc = fail(s->err, s->errlen, -errno, "cannot open %s", s->shown);
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
+        goto out;
+    rc = emit_entry(s, &st, NULL);
+    if (rc == 0)
+        rc = S_ISDIR(st.st_mode) ? send_dir_entries(s, fd, depth) : send_content(s, fd, st.st_size);
+out:
+    close_fd(&fd);
+    return rc;
+}
+
+int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_fn emit, void *ud,
+                  copytree_stats *stats, char *err, size_t errlen)
+{
+    sender *s = calloc(1, sizeof *s);
+    char dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1];
+    int fd = -1, rc;
+    if (!s || !(s->buf = malloc(CONTRACT_COPY_DATA_MAX))) {
+        rc = fail(err, errlen, -ENOMEM, "cannot copy %s", path);
+        goto out;
+    }
+    *s = (sender){.emit = emit, .ud = ud, .buf = s->buf, .err = err, .errlen = errlen};
+    snprintf(s->shown, sizeof s->shown, "%s", path);
+    rc = split_path(path, dir, sizeof dir, base, sizeof base);
+    if (rc < 0) {
+        rc = fail(err, errlen, rc, "cannot copy \"%s\"", path);
+        goto out;
+    }
+    if (!base[0]) { /* a directory's contents: the directory itself, named "" */
+        fd = openat2_fd(rootfd, dir, O_RDONLY | O_DIRECTORY, resolve);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0) {
+            rc = fail(err, errlen, fd < 0 ? fd : -errno, "cannot open %s", path);
+            goto out;
+        }
+        rc = emit_entry(s, &st, NULL);
+        if (rc == 0)
+            rc = send_dir_entries(s, fd, 0);
+        goto out;
+    }
+    fd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve);
+    if (fd < 0) {
+        rc = fail(err, errlen, fd, "cannot open %s", dir);
+        goto out;
+    }
+    snprintf(s->rel, sizeof s->rel, "%s", base);
+    rc = send_at(s, fd, base, 0);
+out:
+    if (rc == 0 && stats)
+        *stats = s->stats;
+    close_fd(&fd);
+    if (s)
+        free(s->buf);
+    free(s);
+    return rc;
+}
+
+/* ---- receiving ---- */
+
+#define TMP_NAME_LEN 32
+
+/* A directory being written: where it goes and, when new, its temporary name
+ * and the attributes it gets once its entries are in. */
+typedef struct {
+    int fd;                 /* O_PATH */
+    int parentfd;           /* borrowed: the level below, or the destination directory */
+    char tmp[TMP_NAME_LEN]; /* "" when it existed (merged into, left as it was) */
+    char *name;
+    char *rel; /* its entry path */
+    Kdiag__Solo__Io__CopyEntry meta;
+} recv_level;
+
+struct copytree_recv {
+    int destfd;      /* O_PATH directory the root goes into */
+    char *root_name; /* its name there; NULL: dest is an existing directory, named by the root entry */
+    char *dest;      /* as the user gave it */
+    bool keep_owner, started, finished;
+    bool root_unnamed; /* the root entry is "" (a directory's contents) */
+    recv_level *levels;
+    size_t depth;
+    /* the regular file being written (fd -1: none) */
+    int fd, file_parent;
+    char file_tmp[TMP_NAME_LEN];
+    char *file_name;
+    Kdiag__Solo__Io__CopyEntry file_meta;
+    uint64_t off;
+    copytree_stats stats;
+    char shown[COPYTREE_PATH_MAX * 2];
+};
+
+static int tmp_name(char out[TMP_NAME_LEN])
+{
+    uint8_t r[8];
+    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        return -errno;
+    snprintf(out, TMP_NAME_LEN, ".kdiag-cp-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5],
+             r[6], r[7]);
+    return 0;
+}
+
+/* Removes name in dirfd and, for a directory, everything under it. */
+static void remove_tree(int dirfd, const char *name, int depth)
+{
+    if (unlinkat(dirfd, name, 0) == 0 || (errno != EISDIR && errno != EPERM) || depth > COPYTREE_DEPTH_MAX)
+        return;
+    int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d)))
+            if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+                remove_tree(fd, de->d_name, depth + 1);
+        closedir(d);
+    } else if (fd >= 0) {
+        close(fd);
+    }
+    unlinkat(dirfd, name, AT_REMOVEDIR);
+}
+
+/* The user's view of entry path rel: under dest, or in place of the root. */
+static const char *shown(copytree_recv *r, const char *rel)
+{
+    const char *tail = rel;
+    if (r->root_name && !r->root_unnamed) { /* the root's own name is replaced by dest */
+        tail = strchr(rel, '/');
+        tail = tail ? tail + 1 : "";
+    }
+    size_t dl = strlen(r->dest);
+    snprintf(r->shown, sizeof r->shown, "%s%s%s", r->dest, tail[0] && dl && r->dest[dl - 1] != '/' ? "/" : "", tail);
+    return r->shown;
+}
+
+int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
+                      char *err, size_t errlen)
+{
+    copytree_recv *r = calloc(1, sizeof *r);
+    char dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1];
+    int rc = -ENOMEM, fd = -1;
+    *ret = NULL;
+    if (!r || !(r->dest = strdup(dest))) {
+        fail(err, errlen, rc, "cannot copy to %s", dest);
+        goto out;
+    }
+    r->destfd = r->fd = -1;
+    r->keep_owner = keep_owner;
+    struct stat st;
+    fd = openat2_fd(rootfd, dest, O_PATH, resolve);
+    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        r->destfd = fd; /* into it */
+        fd = -1;
+    } else if (fd >= 0 || fd == -ENOENT) {
+        rc = split_path(dest, dir, sizeof dir, base, sizeof base);
+        if (rc == 0 && !base[0])
+            rc = -ENOTDIR;
+        if (rc < 0) {
+            fail(err, errlen, rc, "cannot copy to %s", dest);
+            goto out;
+        }
+        r->destfd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve);
+        if (r->destfd < 0) {
+            rc = fail(err, errlen, r->destfd, "cannot copy to %s: %s", dest, dir);
+            goto out;
+        }
+        if (!(r->root_name = strdup(base)))
+            goto out;
+    } else {
+        rc = fail(err, errlen, fd, "cannot copy to %s", dest);
+        goto out;
+    }
+    *ret = r;
+    r = NULL;
+    rc = 0;
+out:
+    close_fd(&fd);
+    copytree_recv_free(r);
+    return rc;
+}
+
+/* A single name: not empty, no '/', not "." or "..". */
+static bool name_ok(const char *n)
+{
+    return n[0] && !strchr(n, '/') && strcmp(n, ".") && strcmp(n, "..");
+}
+
+static void level_close(recv_level *l)
+{
+    close_fd(&l->fd);
+    free(l->name);
+    free(l->rel);
+}
+
+/* Owner, mode, mtime of name in dirfd (owner first: chown clears set-id bits). */
+static int set_attrs(copytree_recv *r, int dirfd, const char *name, int fd, const Kdiag__Solo__Io__CopyEntry *m)
+{
+    struct timespec ts[2] = {{0, UTIME_OMIT}, {m->mtime_sec, m->mtime_nsec}};
+    bool link = S_ISLNK(m->mode);
+    int rc = 0;
+    if (r->keep_owner) {
+        rc = fd >= 0 ? fchown(fd, m->uid, m->gid) : fchownat(dirfd, name, m->uid, m->gid, AT_SYMLINK_NOFOLLOW);
+        if (rc < 0 && errno != EPERM && errno != EINVAL) /* no CAP_CHOWN, or an id unmapped here */
+            return -errno;
+    }
+    if (!link && (fd >= 0 ? fchmod(fd, m->mode & 07777) : fchmodat(dirfd, name, m->mode & 07777, 0)) < 0)
+        return -errno;
+    rc = fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
+    return rc < 0 ? -errno : 0;
+}
+
+/* Completes the file being written: size, attributes, rename into place. */
+static int file_finish(copytree_recv *r, char *err, size_t errlen)
+{
+    if (r->fd < 0)
+        return 0;
+    const char *rel = r->file_meta.path;
+    int rc = 0;
+    if (r->off != r->file_meta.size) {
+        rc = -EPROTO;
+        fail(err, errlen, rc, "the stream ended %s after %llu of its %llu bytes", shown(r, rel),
+             (unsigned long long)r->off, (unsigned long long)r->file_meta.size);
+    } else if (ftruncate(r->fd, (off_t)r->off) < 0 || (rc = set_attrs(r, -1, NULL, r->fd, &r->file_meta)) < 0) {
+        rc = fail(err, errlen, rc < 0 ? rc : -errno, "cannot write %s", shown(r, rel));
+    }
+    int fd = r->fd;
+    r->fd = -1;
+    if (close(fd) < 0 && rc == 0)
+        rc = fail(err, errlen, -errno, "cannot write %s", shown(r, rel));
+    if (rc == 0 && renameat(r->file_parent, r->file_tmp, r->file_parent, r->file_name) < 0)
+        rc = fail(err, errlen, -errno, "cannot rename into place %s", shown(r, rel));
+    if (rc < 0)
+        unlinkat(r->file_parent, r->file_tmp, 0);
+    free(r->file_name);
+    free(r->file_meta.path);
+    r->file_name = r->file_meta.path = NULL;
+    return rc;
+}
+
+/* The directory on top is complete: its attributes, then its final name. */
+static int level_pop(copytree_recv *r, char *err, size_t errlen)
+{
+    recv_level *l = &r->levels[--r->depth];
+    int rc = 0;
+    if (l->tmp[0]) {
+        rc = set_attrs(r, l->parentfd, l->tmp, -1, &l->meta);
+        if (rc < 0)
+            fail(err, errlen, rc, "cannot set the attributes of %s", shown(r, l->rel));
+        else if (renameat2(l->parentfd, l->tmp, l->parentfd, l->name, RENAME_NOREPLACE) < 0)
+            rc = fail(err, errlen, -errno, "cannot rename into place %s", shown(r, l->rel));
+        if (rc < 0)
+            remove_tree(l->parentfd, l->tmp, 0);
+    }
+    level_close(l);
+    return rc;
+}
+
+static int push_dir(copytree_recv *r, int parentfd, const char *name, const Kdiag__Solo__Io__CopyEntry *e,
+                    bool exists, char *err, size_t errlen)
+{
+    if (r->depth >= COPYTREE_DEPTH_MAX)
+        return fail(err, errlen, -ELOOP, "cannot create %s: more than %d levels deep", shown(r, e->path),
+                    COPYTREE_DEPTH_MAX);
+    recv_level *nl = realloc(r->levels, (r->depth + 1) * sizeof *nl);
+    if (!nl)
+        return fail(err, errlen, -ENOMEM, "cannot create %s", shown(r, e->path));
+    r->levels = nl;
+    recv_level *l = &nl[r->depth];
+    *l = (recv_level){.fd = -1, .parentfd = parentfd};
+    int rc = 0;
+    while (!exists) {
+        if ((rc = tmp_name(l->tmp)) < 0 || mkdirat(parentfd, l->tmp, 0700) == 0)
+            break;
+        if (errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+    }
+    if (rc < 0)
+        return fail(err, errlen, rc, "cannot create %s", shown(r, e->path));
+    l->fd = openat(parentfd, exists ? name : l->tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (l->fd < 0) {
+        rc = fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
+        if (!exists)
+            unlinkat(parentfd, l->tmp, AT_REMOVEDIR);
+        return rc;
+    }
+    if (exists)
+        l->tmp[0] = '\0';
+    l->meta = *e; /* the strings are the message's: dropped */
+    l->meta.path = l->meta.link_target = NULL;
+    l->name = strdup(name);
+    l->rel = strdup(e->path);
+    r->depth++;
+    if (!l->name || !l->rel)
+        return fail(err, errlen, -ENOMEM, "cannot create %s", shown(r, e->path));
+    r->stats.entries++;
+    return 0;
+}
+
+static int make_link(copytree_recv *r, int parentfd, const char *name, const Kdiag__Solo__Io__CopyEntry *e,
+                     char *err, size_t errlen)
+{
+    char tmp[TMP_NAME_LEN];
+    int rc;
+    while ((rc = tmp_name(tmp)) == 0 && symlinkat(e->link_target, parentfd, tmp) < 0)
+        if (errno != EEXIST)
+            return fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
+    if (rc == 0)
+        rc = set_attrs(r, parentfd, tmp, -1, e);
+    if (rc == 0 && renameat(parentfd, tmp, parentfd, name) < 0)
+        rc = -errno;
+    if (rc < 0) {
+        unlinkat(parentfd, tmp, 0);
+        return fail(err, errlen, rc, "cannot create %s", shown(r, e->path));
+    }
+    r->stats.entries++;
+    return 0;
+}
+
+static int open_file(copytree_recv *r, int parentfd, const char *name, const Kdiag__Solo__Io__CopyEntry *e,
+                     char *err, size_t errlen)
+{
+    int rc;
+    while ((rc = tmp_name(r->file_tmp)) == 0 &&
+           (r->fd = openat(parentfd, r->file_tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600)) < 0)
+        if (errno != EEXIST)
+            return fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
+    if (rc < 0)
+        return fail(err, errlen, rc, "cannot create %s", shown(r, e->path));
+    r->file_parent = parentfd;
+    r->file_meta = *e;
+    r->file_meta.link_target = NULL;
+    r->file_name = strdup(name);
+    r->file_meta.path = strdup(e->path);
+    r->off = 0;
+    r->stats.entries++;
+    if (!r->file_name || !r->file_meta.path)
+        return fail(err, errlen, -ENOMEM, "cannot create %s", shown(r, e->path));
+    return 0;
+}
+
+/* Where entry e goes: the directory fd and the name in it. Closes the
+ * directories it is not in. */
+static int place(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, int *parentfd, const char **name,
+                 char *err, size_t errlen)
+{
+    if (!r->started) {
+        r->started = true;
+        r->root_unnamed = !e->path[0];
+        *parentfd = r->destfd;
+        if (r->root_name) {
+            *name = r->root_name;
+        } else if (!e->path[0]) { /* a directory's contents: into dest itself */
+            *name = ".";
+        } else if (!name_ok(e->path)) {
+            return fail(err, errlen, -EPROTO, "invalid name \"%s\" in the copy stream", e->path);
+        } else {
+            *name = e->path;
+        }
+        return 0;
+    }
+    while (r->depth) {
+        const char *top = r->levels[r->depth - 1].rel;
+        size_t tl = strlen(top);
+        const char *rest = tl == 0 ? e->path
+                           : !strncmp(e->path, top, tl) && e->path[tl] == '/'
+                               ? e->path + tl + 1
+                               : NULL;
+        if (rest && name_ok(rest)) {
+            *parentfd = r->levels[r->depth - 1].fd;
+            *name = rest;
+            return 0;
+        }
+        int rc = level_pop(r, err, errlen);
+        if (rc < 0)
+            return rc;
+    }
+    return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream is outside the copied tree", e->path);
+}
+
+static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, char *err, size_t errlen)
+{
+    int rc = file_finish(r, err, errlen);
+    if (rc < 0)
+        return rc;
+    if (!e->path || !e->link_target)
+        return fail(err, errlen, -EPROTO, "an entry without a path in the copy stream");
+    int parentfd = -1;
+    const char *name = NULL;
+    rc = place(r, e, &parentfd, &name, err, errlen);
+    if (rc < 0)
+        return rc;
+    struct stat st;
+    bool exists = fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
+    if (!exists && errno != ENOENT)
+        return fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
+    if (S_ISDIR(e->mode)) {
+        if (exists && !S_ISDIR(st.st_mode))
+            return fail(err, errlen, -ENOTDIR, "cannot overwrite %s with a directory", shown(r, e->path));
+        return push_dir(r, parentfd, name, e, exists, err, errlen);
+    }
+    if (exists && S_ISDIR(st.st_mode))
+        return fail(err, errlen, -EISDIR, "cannot overwrite the directory %s with a %s", shown(r, e->path),
+                    S_ISLNK(e->mode) ? "symlink" : "file");
+    if (S_ISLNK(e->mode) && e->link_target[0])
+        return make_link(r, parentfd, name, e, err, errlen);
+    if (S_ISREG(e->mode))
+        return open_file(r, parentfd, name, e, err, errlen);
+    return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream has an unknown type (mode %o)", e->path,
+                e->mode);
+}
+
+int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen)
+{
+    if (r->finished)
+        return fail(err, errlen, -EPROTO, "a chunk after the end of the copy stream");
+    if (c->entry)
+        return recv_entry(r, c->entry, err, errlen);
+    if (r->fd < 0 || (c->data.len && c->hole))
+        return fail(err, errlen, -EPROTO, "file content outside a file in the copy stream");
+    uint64_t n = c->hole ? c->hole : c->data.len;
+    if (n > r->file_meta.size - r->off)
+        return fail(err, errlen, -EPROTO, "more content than the %llu bytes of %s in the copy stream",
+                    (unsigned long long)r->file_meta.size, shown(r, r->file_meta.path));
+    for (size_t done = 0; !c->hole && done < c->data.len;) {
+        ssize_t w = pwrite(r->fd, c->data.data + done, c->data.len - done, (off_t)(r->off + done));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return fail(err, errlen, -errno, "cannot write %s", shown(r, r->file_meta.path));
+        done += (size_t)w;
+    }
+    r->off += n;
+    if (!c->hole)
+        r->stats.bytes += n;
+    return 0;
+}
+
+int copytree_recv_finish(copytree_recv *r, char *err, size_t errlen)
+{
+    if (!r->started)
+        return fail(err, errlen, -EPROTO, "the copy stream ended before its first entry");
+    int rc = file_finish(r, err, errlen);
+    while (rc == 0 && r->depth)
+        rc = level_pop(r, err, errlen);
+    if (rc == 0)
+        r->finished = true;
+    return rc;
+}
+
+const copytree_stats *copytree_recv_stats(const copytree_recv *r)
+{
+    return &r->stats;
+}
+
+void copytree_recv_free(copytree_recv *r)
+{
+    if (!r)
+        return;
+    if (r->fd >= 0) {
+        close(r->fd);
+        unlinkat(r->file_parent, r->file_tmp, 0);
+    }
+    free(r->file_name);
+    free(r->file_meta.path);
+    while (r->depth) {
+        recv_level *l = &r->levels[--r->depth];
+        if (l->tmp[0])
+            remove_tree(l->parentfd, l->tmp, 0);
+        level_close(l);
+    }
+    free(r->levels);
+    close_fd(&r->destfd);
+    free(r->root_name);
+    free(r->dest);
+    free(r);
+}

@@ -1,0 +1,67 @@
+/* copytree — a file tree as a stream of CopyChunk messages (api/kdiag.proto,
+ * docs/cp.md), both ways; used by the manager (inside a container's root) and
+ * by the CLI (on the local side).
+ *
+ * copytree_send walks a tree and hands each chunk to a callback: directories
+ * recursively, symlinks as links, sparse files as data and holes
+ * (SEEK_DATA/SEEK_HOLE), one CONTRACT_COPY_DATA_MAX buffer whatever the size.
+ * A copytree_recv writes chunks into a tree: every new file, symlink and
+ * directory under a temporary name (.kdiag-cp-<hex>) in its destination
+ * directory, renamed into place once complete, with its mode, owner (when
+ * allowed) and mtime; freeing an unfinished one removes what is still under a
+ * temporary name. Entry names never contain '/', ".." or ".": nothing is
+ * created outside the destination and no symlink is followed below it.
+ *
+ * Paths the user gave are resolved with openat2 and `resolve` (RESOLVE_* of
+ * linux/openat2.h): RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS with a
+ * container's root as rootfd keeps ".." and absolute symlinks inside it; 0
+ * with AT_FDCWD is the plain local meaning.
+ *
+ * Functions return 0 or -errno and, on failure, one line in err naming the
+ * path and the cause: "cannot open /etc/x: No such file or directory (ENOENT)". */
+#ifndef KDIAG_COPYTREE_H
+#define KDIAG_COPYTREE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kdiag.pb-c.h"
+
+typedef struct {
+    uint64_t entries; /* files, directories and symlinks */
+    uint64_t bytes;   /* file content (holes not counted) */
+} copytree_stats;
+
+/* Called with each chunk (valid during the call). A negative return stops the
+ * walk; copytree_send returns it (err is then left to the caller). */
+typedef int (*copytree_emit_fn)(void *ud, const Kdiag__Solo__Io__CopyChunk *c);
+
+/* Streams path (resolved under rootfd). A path whose last component is "."
+ * or "..", or "/", streams a directory's contents (root entry name ""). FIFOs,
+ * sockets and devices are skipped. stats may be NULL. */
+int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_fn emit, void *ud,
+                  copytree_stats *stats, char *err, size_t errlen);
+
+typedef struct copytree_recv copytree_recv;
+
+/* Prepares to write a stream to dest (resolved under rootfd, a final symlink
+ * followed): an existing directory receives the tree under its root entry's
+ * name, anything else is replaced by it, a missing dest is created (its
+ * parent must exist). Owners are set when keep_owner (failures for lack of
+ * privilege are ignored). The destination is checked here, before any data. */
+int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
+                      char *err, size_t errlen);
+/* The next chunk of the stream. -EPROTO for a stream that breaks the rules. */
+int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen);
+/* The stream ended: completes the last file and the open directories and
+ * renames the tree into place. */
+int copytree_recv_finish(copytree_recv *r, char *err, size_t errlen);
+const copytree_stats *copytree_recv_stats(const copytree_recv *r);
+/* Frees r; unless finished, removes every temporary name it made. NULL is fine. */
+void copytree_recv_free(copytree_recv *r);
+
+/* "No such file or directory (ENOENT)" for -ENOENT: the message tail of every error. */
+const char *copytree_strerror(int rc, char *buf, size_t len);
+
+#endif
