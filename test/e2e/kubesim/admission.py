@@ -32,7 +32,7 @@ class Users:
         return u
 
     @staticmethod
-    def authorize(user, verb, resource, namespace, name):
+    def authorize(user, verb, resource, namespace, name, group=''):
         """Raises 403 shaped like the RBAC authorizer's denial."""
         for r in user.get('rules', []):
             verbs, res = r.get('verbs', []), r.get('resources', [])
@@ -42,8 +42,8 @@ class Users:
                 return
         base = resource.split('/')[0]
         scope = 'in the namespace "%s"' % namespace if namespace else 'at the cluster scope'
-        msg = 'User "%s" cannot %s resource "%s" in API group "" %s' % (
-            user['name'], verb, resource, scope)
+        msg = 'User "%s" cannot %s resource "%s" in API group "%s" %s' % (
+            user['name'], verb, resource, group, scope)
         raise apierrors.forbidden(base, name, msg)
 
 

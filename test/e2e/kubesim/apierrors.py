@@ -41,13 +41,15 @@ def bad_request(message):
     return APIError(400, 'BadRequest', message)
 
 
-def invalid(kind, name, causes):
+def invalid(kind, name, causes, group=''):
     """causes: list of (reason, field, body) where body is e.g. 'Required value'."""
     msgs = ['%s: %s' % (f, b) if f else b for _, f, b in causes]
     agg = msgs[0] if len(msgs) == 1 else '[' + ', '.join(msgs) + ']'
-    return APIError(422, 'Invalid', '%s "%s" is invalid: %s' % (kind, name, agg),
-                    {'name': name, 'kind': kind,
-                     'causes': [{'reason': r, 'message': b, 'field': f} for r, f, b in causes]})
+    details = {'name': name, 'kind': kind, 'causes': [{'reason': r, 'message': b, 'field': f} for r, f, b in causes]}
+    if group:
+        details['group'] = group
+    return APIError(422, 'Invalid', '%s "%s" is invalid: %s' % (kind + ('.' + group if group else ''), name, agg),
+                    details)
 
 
 def forbidden(resource, name, message):

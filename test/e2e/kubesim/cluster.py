@@ -94,6 +94,9 @@ class Cluster:
             ns_obj['status']['phase'] = 'Terminating'
             ns_obj['metadata'].setdefault('deletionTimestamp', store_mod.now_rfc3339())
             self.store.modified('namespaces', ns_obj)
+            for kind in ('services', 'deployments', 'replicasets', 'statefulsets'):
+                for o in [o for (ons, _), o in self.store.objs[kind].items() if ons == name]:
+                    self.store.remove(kind, o)
             pods = [p for (pns, _), p in self.store.objs['pods'].items() if pns == name]
         for p in pods:
             self.delete_pod(p, 1)

@@ -1,7 +1,7 @@
-"""The little of Kubernetes' protobuf encoding kubectl uses towards us: typed clients (e.g.
-`kubectl create namespace`) POST application/vnd.kubernetes.protobuf bodies. Decodes the
-'k8s\\0' + runtime.Unknown envelope and the ObjectMeta fields that matter (name, generateName,
-namespace, labels, annotations) into the JSON shape the rest of the server uses."""
+"""The little of Kubernetes' protobuf encoding kubectl uses towards us: typed clients (`kubectl
+create namespace`, `create deployment`, `create service`) POST application/vnd.kubernetes.protobuf
+bodies. Decodes the 'k8s\\0' + runtime.Unknown envelope and the fields those commands fill (SCHEMA)
+into the JSON shape the rest of the server uses."""
 
 MAGIC = b'k8s\x00'
 PROTOBUF = 'application/vnd.kubernetes.protobuf'
@@ -54,32 +54,79 @@ def _map_entry(b):
     return k, v
 
 
-def object_meta(b):
-    md = {}
-    names = {1: 'name', 2: 'generateName', 3: 'namespace'}
+# message → {field number: (JSON name, type)}; a type is 'str', 'int', 'bool', 'map' (string to
+# string), 'intstr' or a message, '[' in front when repeated. Fields not listed are dropped: these
+# are the fields kubectl's typed clients fill (create namespace, deployment, service).
+SCHEMA = {
+    'ObjectMeta': {1: ('name', 'str'), 2: ('generateName', 'str'), 3: ('namespace', 'str'),
+                   11: ('labels', 'map'), 12: ('annotations', 'map')},
+    'Namespace': {1: ('metadata', 'ObjectMeta')},
+    'Deployment': {1: ('metadata', 'ObjectMeta'), 2: ('spec', 'DeploymentSpec')},
+    'DeploymentSpec': {1: ('replicas', 'int'), 2: ('selector', 'LabelSelector'), 3: ('template', 'PodTemplateSpec'),
+                       5: ('minReadySeconds', 'int'), 6: ('revisionHistoryLimit', 'int'), 7: ('paused', 'bool'),
+                       9: ('progressDeadlineSeconds', 'int')},
+    'LabelSelector': {1: ('matchLabels', 'map'), 2: ('matchExpressions', '[LabelSelectorRequirement')},
+    'LabelSelectorRequirement': {1: ('key', 'str'), 2: ('operator', 'str'), 3: ('values', '[str')},
+    'PodTemplateSpec': {1: ('metadata', 'ObjectMeta'), 2: ('spec', 'PodSpec')},
+    'PodSpec': {2: ('containers', '[Container'), 3: ('restartPolicy', 'str'),
+                4: ('terminationGracePeriodSeconds', 'int')},
+    'Container': {1: ('name', 'str'), 2: ('image', 'str'), 3: ('command', '[str'), 4: ('args', '[str'),
+                  5: ('workingDir', 'str'), 6: ('ports', '[ContainerPort'), 7: ('env', '[EnvVar'),
+                  14: ('imagePullPolicy', 'str')},
+    'ContainerPort': {1: ('name', 'str'), 3: ('containerPort', 'int'), 4: ('protocol', 'str')},
+    'EnvVar': {1: ('name', 'str'), 2: ('value', 'str')},
+    'Service': {1: ('metadata', 'ObjectMeta'), 2: ('spec', 'ServiceSpec')},
+    'ServiceSpec': {1: ('ports', '[ServicePort'), 2: ('selector', 'map'), 3: ('clusterIP', 'str'), 4: ('type', 'str')},
+    'ServicePort': {1: ('name', 'str'), 2: ('protocol', 'str'), 3: ('port', 'int'), 4: ('targetPort', 'intstr')},
+}
+
+
+def _value(typ, wt, v):
+    if typ == 'str':
+        return v.decode()
+    if typ == 'int':
+        return v - (1 << 64) if v >= 1 << 63 else v
+    if typ == 'bool':
+        return bool(v)
+    if typ == 'intstr':
+        d = {n: val for n, _, val in fields(v)}
+        return d.get(3, b'').decode() if d.get(1) == 1 else d.get(2, 0)
+    return message(typ, v)
+
+
+def message(name, b):
+    """Decodes message `name` of SCHEMA into its JSON shape."""
+    out = {}
     for num, wt, v in fields(b):
-        if num in names and wt == 2:
-            md[names[num]] = v.decode()
-        elif num in (11, 12) and wt == 2:
+        if num not in SCHEMA[name]:
+            continue
+        key, typ = SCHEMA[name][num]
+        if typ == 'map':
             k, val = _map_entry(v)
-            md.setdefault('labels' if num == 11 else 'annotations', {})[k] = val
-    return md
+            out.setdefault(key, {})[k] = val
+        elif typ.startswith('['):
+            out.setdefault(key, []).append(_value(typ[1:], wt, v))
+        elif typ not in ('str', 'bool') or v:  # Go writes empty strings and false; JSON omits them
+            out[key] = _value(typ, wt, v)
+    return out
 
 
 def decode(body):
-    """→ (kind, object dict with metadata only)."""
+    """→ (kind, object dict); kind '' or without a schema: the object holds what the envelope says."""
     if not body.startswith(MAGIC):
         raise DecodeError('missing k8s protobuf magic')
-    kind, raw = '', b''
+    kind, api_version, raw = '', 'v1', b''
     for num, _, v in fields(body[4:]):
         if num == 1:
             for n2, _, v2 in fields(v):
-                if n2 == 2:
+                if n2 == 1:
+                    api_version = v2.decode()
+                elif n2 == 2:
                     kind = v2.decode()
         elif num == 2:
             raw = v
-    obj = {'kind': kind, 'apiVersion': 'v1', 'metadata': {}}
-    for num, _, v in fields(raw):
-        if num == 1:
-            obj['metadata'] = object_meta(v)
+    obj = {'kind': kind, 'apiVersion': api_version}
+    if kind in SCHEMA:
+        obj.update(message(kind, raw))
+    obj.setdefault('metadata', {})
     return kind, obj

@@ -6,7 +6,6 @@ import json
 import queue
 import random
 import select
-import string
 import time
 
 import admission
@@ -25,7 +24,7 @@ def _selectors(req):
 
 
 def _with_kind(obj, kind):
-    out = {'kind': kind, 'apiVersion': 'v1'}
+    out = {'kind': kind, 'apiVersion': API_VERSIONS.get(kind, 'v1')}
     out.update(obj)
     return out
 
@@ -90,7 +89,18 @@ POD_COLS = [('Name', 'string', 'name', 0), ('Ready', 'string', '', 0), ('Status'
 NS_COLS = [('Name', 'string', 'name', 0), ('Status', 'string', '', 0), ('Age', 'string', '', 0)]
 
 
-KINDS = {'pods': 'Pod', 'namespaces': 'Namespace', 'events': 'Event'}
+KINDS = {'pods': 'Pod', 'namespaces': 'Namespace', 'events': 'Event'}  # resource → kind
+API_VERSIONS = {}  # kind → apiVersion where it is not v1
+TABLES = {}  # resource → (columns, row function) of the resources other modules serve
+
+
+def register(resource, kind, api_version, cols, rowf):
+    """Makes list, watch and Table output serve another module's resource."""
+    KINDS[resource] = kind
+    API_VERSIONS[kind] = api_version
+    TABLES[resource] = (cols, rowf)
+
+
 EVENT_COLS = [('Last Seen', 'string', '', 0), ('Type', 'string', '', 0), ('Reason', 'string', '', 0),
               ('Object', 'string', '', 0), ('Message', 'string', '', 0)]
 
@@ -99,6 +109,8 @@ def table(kind, objs, rv, defs=True):
     k = KINDS[kind]
     if kind == 'pods':
         cols, rowf = POD_COLS, pod_row
+    elif kind in TABLES:
+        cols, rowf = TABLES[kind]
     elif kind == 'namespaces':
         cols, rowf = NS_COLS, lambda o: [o['metadata']['name'], o.get('status', {}).get('phase', 'Active'),
                                          _age(o['metadata'].get('creationTimestamp'))]
@@ -120,7 +132,7 @@ def list_or_watch(sim, req, kind, ns):
     if req.wants_table():
         return req.send_json(200, table(kind, items, rv))
     k = KINDS[kind]
-    return req.send_json(200, {'kind': k + 'List', 'apiVersion': 'v1', 'metadata': {'resourceVersion': rv},
+    return req.send_json(200, {'kind': k + 'List', 'apiVersion': API_VERSIONS.get(k, 'v1'), 'metadata': {'resourceVersion': rv},
                                'items': [_with_kind(o, k) for o in items]})
 
 
@@ -304,8 +316,20 @@ def _is_apply(req):
     return (req.header('Content-Type') or '').startswith('application/apply-patch')
 
 
+def random_suffix():
+    """The five characters generateName appends (utilrand.String: no vowels, no look-alikes)."""
+    return ''.join(random.choice('bcdfghjklmnpqrstvwxz2456789') for _ in range(5))
+
+
 def create_pod(sim, req, ns, body=None):
     body = req.json_body() if body is None else body
+    pod = add_pod(sim, ns, body, 'All' in req.qall('dryRun'))
+    return req.send_json(201, _with_kind(sim.snapshot(pod), 'Pod'))
+
+
+def add_pod(sim, ns, body, dry_run=False):
+    """Defaults, validates, admits, stores and starts a pod; returns the live pod. APIError
+    otherwise. The controllers create their pods here too."""
     if body.get('kind') not in (None, 'Pod'):
         raise apierrors.bad_request('the API version in the data (%s) does not match the expected kind Pod'
                                     % body.get('kind'))
@@ -314,8 +338,7 @@ def create_pod(sim, req, ns, body=None):
         raise apierrors.bad_request('the namespace of the provided object does not match the '
                                     'namespace sent on the request')
     if not md.get('name') and md.get('generateName'):
-        md['name'] = md['generateName'] + ''.join(random.choice(string.ascii_lowercase + string.digits)
-                                                  for _ in range(5))
+        md['name'] = md['generateName'] + random_suffix()
     pod = _default_pod(body, ns)
     name = md.get('name', '')
     with sim.lock:
@@ -331,14 +354,14 @@ def create_pod(sim, req, ns, body=None):
     if errs:
         raise apierrors.invalid('Pod', name, errs)
     admission.pod_security(nso, pod)
-    if 'All' in req.qall('dryRun'):
-        return req.send_json(201, _with_kind(pod, 'Pod'))
+    if dry_run:
+        return pod
     try:
         sim.store.add('pods', pod)
     except KeyError:
         raise apierrors.already_exists('pods', name)
     sim.start_pod(pod)
-    return req.send_json(201, _with_kind(sim.snapshot(pod), 'Pod'))
+    return pod
 
 
 def live_pod(sim, ns, name):

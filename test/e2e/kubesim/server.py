@@ -14,6 +14,7 @@ import k8sproto
 import logs
 import portforward
 import resources
+import workloads
 
 
 class Request:
@@ -70,7 +71,7 @@ class Request:
                 kind, obj = k8sproto.decode(raw)
             except k8sproto.DecodeError as e:
                 raise apierrors.bad_request('the body of the request could not be decoded: %s' % e)
-            if kind != 'Namespace':  # only namespaces reach us as protobuf; their spec is empty
+            if kind not in k8sproto.SCHEMA:
                 raise apierrors.APIError(415, 'UnsupportedMediaType', 'the body of the request was in an '
                                          'unknown format - accepted media types include: application/json')
             return obj
@@ -198,7 +199,19 @@ def route(sim, req):
     if p == ['openapi', 'v3']:
         return req.send_json(200, discovery.openapi_v3_root())
     if p == ['openapi', 'v3', 'api', 'v1']:
-        return req.send_json(200, discovery.openapi_v3_core())
+        return req.send_json(200, discovery.openapi_v3_doc(''))
+    if p == ['apis', 'apps']:
+        return req.send_json(200, discovery.apps_group())
+    if p == ['apis', 'apps', 'v1']:
+        return req.send_json(200, discovery.apps_v1())
+    if p == ['openapi', 'v3', 'apis', 'apps', 'v1']:
+        return req.send_json(200, discovery.openapi_v3_doc('apps'))
+    wl = workloads.parse_path(p)
+    if wl:
+        group, ns, resource, name, sub = wl
+        sim.users.authorize(req.user, verb_of(req, not name), resource + ('/' + sub if sub else ''), ns, name,
+                            group)
+        return workloads.serve(sim, req, resource, ns, name, sub)
     if p[:1] in (['openapi'], ['apis']) or p[:2] != ['api', 'v1']:
         raise apierrors.APIError(404, 'NotFound', 'the server could not find the requested resource')
     rest = p[2:]

@@ -1,4 +1,4 @@
-"""Object store of the simulated API server: namespaces and pods as JSON dicts, one global
+"""Object store of the simulated API server: namespaces, pods and workloads as JSON dicts, one global
 resourceVersion counter, and watch fan-out with a bounded event history (so a watch can
 resume from a recent resourceVersion, as kubectl does after a list)."""
 import collections
@@ -51,12 +51,15 @@ class Watch:
 
 
 class Store:
-    """kind is 'pods' or 'namespaces'. Objects are keyed (namespace, name); namespaces use ''."""
+    """kind is a resource name ('pods', 'namespaces', 'deployments', …). Objects are keyed
+    (namespace, name); namespaces use ''."""
 
     def __init__(self, lock=None):
         self.lock = lock or threading.RLock()
         self.rv = 1
-        self.objs = {'pods': {}, 'namespaces': {}, 'events': {}}
+        self.objs = {k: {} for k in ('pods', 'namespaces', 'events', 'services', 'deployments', 'replicasets',
+                                     'statefulsets')}
+        self.on_change = None  # called (under the lock) after every event: wakes the controllers
         self.history = collections.deque(maxlen=HISTORY)  # (rv, kind, type, obj-copy)
         self.watches = set()
 
@@ -72,6 +75,8 @@ class Store:
         for w in list(self.watches):
             if w.matches(kind, snap):
                 w.q.put((etype, snap))
+        if self.on_change:
+            self.on_change()
 
     # -- public --------------------------------------------------------------
     def current_rv(self):

@@ -167,9 +167,12 @@ def test_discovery_and_other_resources(cluster, kv):
     rows = {l.split()[0]: l.split() for l in out.splitlines()[1:]}
     assert rows['pods'][1:] == ['po', 'v1', 'true', 'Pod']
     assert rows['namespaces'][1:] == ['ns', 'v1', 'false', 'Namespace']
+    assert rows['deployments'][1:] == ['deploy', 'apps/v1', 'true', 'Deployment']
+    assert rows['statefulsets'][1:] == ['sts', 'apps/v1', 'true', 'StatefulSet']
+    assert rows['services'][1:] == ['svc', 'v1', 'true', 'Service']
     assert 'pod/nginx' in cluster.ok('get', 'all', '-o', 'name', version=kv)
     r = cluster.kubectl('get', 'events', version=kv)
     assert r.returncode == 0 and 'No resources found in default namespace.' in r.stderr
     assert 'Events:' in cluster.ok('describe', 'pod', 'nginx', version=kv)
-    r = cluster.kubectl('get', 'deployments', version=kv)
-    assert r.returncode == 1 and 'the server doesn\'t have a resource type "deployments"' in r.stderr
+    r = cluster.kubectl('get', 'cronjobs', version=kv)
+    assert r.returncode == 1 and 'the server doesn\'t have a resource type "cronjobs"' in r.stderr
