@@ -37,7 +37,8 @@ int completion_script(FILE *out, const char *shell)
 
 #define COMPLETION_KUBECTL_MS 5000 /* a completion that waits longer is worse than none */
 
-static const char *const commands[] = {"redir", "ps", "shell", "logs", "list", "version", "completion", NULL};
+static const char *const commands[] = {"redir", "ps",      "shell",      "logs", "capture",
+                                       "list",  "version", "completion", NULL};
 static const char *const flag_words[] = {
     "--namespace",
     "--context",
@@ -60,6 +61,12 @@ static const char *const flag_words[] = {
     "--all",
     "--container",
     "--drain-duration",
+    "--interface",
+    "--filter",
+    "--snaplen",
+    "--count",
+    "--duration",
+    "--write",
     NULL};
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)

@@ -35,6 +35,12 @@ enum opt_id {
     O_DRAIN,
     O_INC_PROBES,
     O_INC_LOOPBACK,
+    O_IFACE,
+    O_FILTER,
+    O_SNAPLEN,
+    O_COUNT,
+    O_DURATION,
+    O_WRITE,
 };
 
 struct opt {
@@ -68,13 +74,19 @@ static const struct opt opts[] = {
     {O_ALL, "all", 0, false, ONLY(FLAGS_CMD_LOGS)},
     {O_CONTAINER, "container", 'c', true, ONLY(FLAGS_CMD_LOGS)},
     {O_DRAIN, "drain-duration", 'd', true, ONLY(FLAGS_CMD_LOGS)},
+    {O_IFACE, "interface", 'i', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_FILTER, "filter", 'f', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_SNAPLEN, "snaplen", 's', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_COUNT, "count", 'c', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_DURATION, "duration", 'd', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_WRITE, "write", 'w', true, ONLY(FLAGS_CMD_CAPTURE)},
 };
 
 static const char *const cmd_names[] = {
     [FLAGS_CMD_NONE] = "",         [FLAGS_CMD_REDIR] = "redir",         [FLAGS_CMD_PS] = "ps",
     [FLAGS_CMD_SHELL] = "shell",   [FLAGS_CMD_LOGS] = "logs",           [FLAGS_CMD_LIST] = "list",
     [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",     [FLAGS_CMD_COMPLETION] = "completion",
-    [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete",
+    [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete", [FLAGS_CMD_CAPTURE] = "capture",
 };
 
 static const char *flags_cmd_name(flags_cmd c)
@@ -208,12 +220,20 @@ static const struct opt *find_long(const char *name, size_t n)
     return NULL;
 }
 
-static const struct opt *find_short(char c)
+/* A letter may mean one flag per command (-c: logs' --container, capture's
+ * --count): the command's own flag first, else the first with the letter. */
+static const struct opt *find_short(char c, flags_cmd cmd)
 {
-    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
-        if (opts[i].shrt == c)
+    const struct opt *first = NULL;
+    for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+        if (opts[i].shrt != c)
+            continue;
+        if (opts[i].only & ONLY(cmd))
             return &opts[i];
-    return NULL;
+        if (!first)
+            first = &opts[i];
+    }
+    return first;
 }
 
 static flags_cmd find_cmd(const char *s)
@@ -271,6 +291,28 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
         if (flags_parse_duration(val, &f->drain_ms) < 0)
             return fail(err, errlen, "invalid %s \"%s\": use a duration such as 500ms or 2s", flagname, val);
         break;
+    case O_IFACE: f->iface = val; break;
+    case O_FILTER: f->filter = val; break;
+    case O_SNAPLEN:
+    case O_COUNT: {
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(val, &end, 10);
+        bool snap = o->id == O_SNAPLEN;
+        if (errno || end == val || *end || val[0] == '-' || v == 0 || (snap && v > 262144))
+            return fail(err, errlen, "invalid %s \"%s\": use %s", flagname, val,
+                        snap ? "a snap length of 1-262144 bytes" : "a packet count of 1 or more");
+        if (snap)
+            f->snaplen = (uint32_t)v;
+        else
+            f->count = v;
+        break;
+    }
+    case O_DURATION:
+        if (flags_parse_duration(val, &f->duration_ms) < 0 || f->duration_ms <= 0 || f->duration_ms > UINT32_MAX)
+            return fail(err, errlen, "invalid %s \"%s\": use a duration such as 10s or 2m", flagname, val);
+        break;
+    case O_WRITE: f->write = val; break;
     }
     return 0;
 }
@@ -331,7 +373,7 @@ static int one_flag(flags *f, int argc, char **argv, int *i, unsigned *seen_only
     }
     /* short flags: -n ns, -nns, -n=ns, and clusters of switches like -vv */
     for (const char *p = a + 1; *p; p++) {
-        const struct opt *o = find_short(*p);
+        const struct opt *o = find_short(*p, f->cmd);
         if (!o)
             return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag --help'", *p, a);
         *seen_only |= o->only;

@@ -23,6 +23,7 @@ typedef enum {
     FLAGS_CMD_COMPLETION,
     FLAGS_CMD_HELP,
     FLAGS_CMD_COMPLETE, /* hidden: __complete, used by the completion scripts */
+    FLAGS_CMD_CAPTURE,
 } flags_cmd;
 
 typedef struct {
@@ -69,6 +70,13 @@ typedef struct {
     bool all;
     const char *container;
     int64_t drain_ms;
+    /* capture */
+    const char *iface;   /* -i: NULL = all interfaces */
+    const char *filter;  /* -f */
+    uint32_t snaplen;    /* -s: 0 = the manager's default */
+    uint64_t count;      /* -c: 0 = no limit */
+    int64_t duration_ms; /* -d: 0 = no limit */
+    const char *write;   /* -w FILE or "-" (stdout); NULL = stdout unless it is a terminal */
     /* completion / help topic */
     const char *topic;
     /* after `--` */

@@ -25,7 +25,7 @@ static const char global_flags[] =
 
 static const char exit_codes[] =
     "Exit codes:\n"
-    "  0   success (redir and logs: also after Ctrl-C)\n"
+    "  0   success (redir, logs and capture: also after Ctrl-C)\n"
     "  1   runtime failure (cluster, permissions, pod gone, ...); the message says what to do\n"
     "  2   usage error (unknown flag, bad port, no pod given)\n"
     "  N   shell: the remote shell's exit code; logs -- CMD: the command's exit code\n";
@@ -40,6 +40,7 @@ static const char main_help[] =
     "  ps          list the processes of the target container, with listening ports\n"
     "  shell       a root shell inside the target container, even without a shell in it\n"
     "  logs        follow the logs of several pods and containers, optionally around a command\n"
+    "  capture     capture the pod's packets into a pcap file (or stdout, for tcpdump/wireshark)\n"
     "  list        the debug containers kubectl diag added in the namespace\n"
     "  version     versions of kubectl-diag and its debug image\n"
     "  completion  shell completion script (bash or zsh)\n"
@@ -127,6 +128,31 @@ static const char logs_help[] =
     "  kubectl diag logs --pod nginx:nginx -- curl -s http://localhost:8080/\n"
     "\n";
 
+static const char capture_help[] =
+    "Usage: kubectl diag capture [-i IFACE] [-f FILTER] [-s SNAPLEN] [-c COUNT] [-d DURATION]\n"
+    "                            [-w FILE|-] [flags]\n"
+    "\n"
+    "Captures the pod's packets (all its containers share one network namespace) and writes them\n"
+    "as pcap to FILE or, with -w -, to stdout; progress and the summary go to stderr. The filter\n"
+    "runs in the pod's kernel. Stops after COUNT packets, after DURATION, or on Ctrl-C (exit 0);\n"
+    "then prints the packets captured and dropped (by the kernel when the capture could not keep\n"
+    "up, and lost in the stream). The file is valid at any point it stops. The debug container\n"
+    "needs only the NET_RAW capability. A filter or interface the pod rejects exits 2.\n"
+    "\n"
+    "  -i, --interface IFACE    one interface (Ethernet link type); default: all of them\n"
+    "                           (\"any\", link type LINUX_SLL2: each packet names its interface)\n"
+    "  -f, --filter FILTER      what to capture, in tcpdump's filter syntax (pcap-filter(7))\n"
+    "  -s, --snaplen BYTES      bytes kept per packet (default and maximum: 262144)\n"
+    "  -c, --count N            stop after N packets\n"
+    "  -d, --duration D         stop after D (e.g. 30s, 5m)\n"
+    "  -w, --write FILE|-       the pcap file; - for stdout (default: stdout, unless a terminal)\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag capture -l app=web -f 'tcp port 80' -w web.pcap\n"
+    "  kubectl diag capture pod/api -i eth0 -c 100 -w - | tcpdump -nr -\n"
+    "  kubectl diag capture -l app=web -w - | wireshark -k -i -\n"
+    "\n";
+
 static const char list_help[] =
     "Usage: kubectl diag list [flags]\n"
     "\n"
@@ -172,6 +198,7 @@ void help_print(FILE *out, flags_cmd cmd)
     case FLAGS_CMD_PS: body = ps_help; break;
     case FLAGS_CMD_SHELL: body = shell_help; break;
     case FLAGS_CMD_LOGS: body = logs_help; break;
+    case FLAGS_CMD_CAPTURE: body = capture_help; break;
     case FLAGS_CMD_LIST: body = list_help; break;
     case FLAGS_CMD_MANAGE: body = manage_help; break;
     case FLAGS_CMD_VERSION: body = version_help; break;

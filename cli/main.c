@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "capture.h"
 #include "completion.h"
 #include "exitcode.h"
 #include "flags.h"
@@ -86,6 +87,7 @@ int main(int argc, char **argv)
     case FLAGS_CMD_PS: code = ps_main(&f, &k); break;
     case FLAGS_CMD_SHELL: code = shell_main(&f, &k); break;
     case FLAGS_CMD_LOGS: code = logs_main(&f, &k); break;
+    case FLAGS_CMD_CAPTURE: code = capture_main(&f, &k); break;
     case FLAGS_CMD_LIST: code = list_main(&f, &k); break;
     case FLAGS_CMD_MANAGE: code = manage_main(&f, &k); break;
     case FLAGS_CMD_VERSION: printf("kubectl-diag %s\nmanager image %s\n", KDIAG_VERSION, f.dbg_image); break;

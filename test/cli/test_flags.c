@@ -269,12 +269,47 @@ static void redir_includes(void **state)
     flags_free(&f);
 }
 
+/* capture's -c and -d are its own (count, duration), logs' stay container and drain. */
+static void capture_flags(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    assert_int_equal(parse(&f, err, "capture", "pod/web", "-i", "eth0", "-f", "tcp port 80", "-s", "96", "-c",
+                           "10", "-d", "1m30s", "-w", "-", NULL),
+                     0);
+    assert_int_equal(f.cmd, FLAGS_CMD_CAPTURE);
+    assert_string_equal(f.iface, "eth0");
+    assert_string_equal(f.filter, "tcp port 80");
+    assert_int_equal(f.snaplen, 96);
+    assert_int_equal(f.count, 10);
+    assert_int_equal(f.duration_ms, 90000);
+    assert_string_equal(f.write, "-");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "--count=5", "--duration", "2s", "--snaplen=262144", NULL), 0);
+    assert_int_equal(f.count, 5);
+    assert_int_equal(f.duration_ms, 2000);
+    assert_int_equal(f.snaplen, 262144);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "-s", "262145", NULL), -EINVAL);
+    assert_non_null(strstr(err, "snap length"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "-c", "0", NULL), -EINVAL);
+    assert_non_null(strstr(err, "packet count"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "-d", "soon", NULL), -EINVAL);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--filter", "tcp", NULL), -EINVAL);
+    assert_non_null(strstr(err, "belongs to 'capture'"));
+    flags_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),           cmocka_unit_test(durations),
         cmocka_unit_test(globals_anywhere), cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
-        cmocka_unit_test(redir_includes),
+        cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,122 @@
+"""kubectl-diag capture through the real kubectl on the simulated cluster: a scripted UDP
+exchange from the node to the curl and distroless pods, read back with tcpdump -r."""
+import os
+import subprocess
+import tempfile
+
+from conftest import CLI, wait_for
+
+PORT = 9999
+SIZES = [1, 100, 500, 1000, 1400]
+
+
+def send_udp(cluster, pod, sizes, port=PORT):
+    """Datagrams of the given sizes from the node to the pod (nothing listens: the pod answers
+    ICMP, which a 'udp port' filter leaves out)."""
+    ip = cluster.pod(pod)['status']['podIP']
+    code = ('import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
+            'for n in %r: s.sendto(b"x"*n, (%r, %d))\n' % (sizes, ip, port))
+    r = cluster.in_node(['python3', '-c', code])
+    assert r.returncode == 0, r.stderr
+
+
+def tcpdump_read(path_or_bytes):
+    """tcpdump -r of a file (or of bytes on its stdin): (exit code, packet lines)."""
+    if isinstance(path_or_bytes, bytes):
+        r = subprocess.run(['tcpdump', '-n', '-r', '-'], input=path_or_bytes, capture_output=True, timeout=30)
+    else:
+        r = subprocess.run(['tcpdump', '-n', '-r', path_or_bytes], capture_output=True, timeout=30)
+    return r.returncode, r.stdout.decode().splitlines(), r.stderr.decode()
+
+
+def pcap_lengths(data):
+    """(linktype, [(caplen, len)]) of a pcap file, read by hand beside tcpdump."""
+    import struct
+    magic, _, _, _, _, snap, lt = struct.unpack('<IHHiIII', data[:24])
+    assert magic == 0xa1b23c4d, hex(magic)
+    recs, off = [], 24
+    while off < len(data):
+        _, _, caplen, length = struct.unpack('<IIII', data[off:off + 16])
+        recs.append((caplen, length))
+        off += 16 + caplen
+    assert off == len(data), 'a torn record at the end'
+    return lt, recs
+
+
+def start_capture(cluster, bg, *args):
+    p = bg(cluster, 'capture', *args)
+    wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='capturing on')
+    assert 'capturing on' in p.err(), p.err()
+    return p
+
+
+def test_capture_curl_any_exact_packets_and_bytes(cluster, bg, tmp_path):
+    out = str(tmp_path / 'curl.pcap')
+    p = start_capture(cluster, bg, 'pod/curl', '-f', 'udp port %d' % PORT, '-c', str(len(SIZES)), '-w', out)
+    send_udp(cluster, 'curl', SIZES)
+    assert p.proc.wait(30) == 0, p.err()
+    with open(out, 'rb') as f:
+        lt, recs = pcap_lengths(f.read())
+    assert lt == 276  # LINUX_SLL2: all interfaces
+    assert recs == [(20 + 28 + n, 20 + 28 + n) for n in SIZES], recs
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0 and len(lines) == len(SIZES), err
+    assert all('UDP' in l and '.%d:' % PORT in l for l in lines), lines
+    assert '%d packets captured' % len(SIZES) in p.err() and '0 dropped by the kernel' in p.err(), p.err()
+    assert 'eth0 %d' % len(SIZES) in p.err(), p.err()
+
+
+def test_capture_distroless_one_interface_to_stdout(cluster):
+    r = subprocess.Popen([CLI, 'capture', 'pod/distroless', '-i', 'eth0', '-f', 'udp port %d' % PORT,
+                          '-c', '3', '-s', '64', '-w', '-'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        # send until the capture is ready (its ready line is on stderr, read after the end)
+        def done():
+            send_udp(cluster, 'distroless', [1000])
+            return r.poll() is not None
+        wait_for(done, 90, interval=0.5, what='3 packets captured')
+        out, err = r.communicate(timeout=30)
+    finally:
+        if r.poll() is None:
+            r.kill()
+    assert r.returncode == 0, err.decode()
+    lt, recs = pcap_lengths(out)
+    assert lt == 1 and recs == [(64, 14 + 28 + 1000)] * 3, (lt, recs)  # Ethernet, cut at 64 bytes
+    rc, lines, terr = tcpdump_read(out)
+    assert rc == 0 and len(lines) == 3, terr
+    assert b'capturing on eth0' in err and b'3 packets captured' in err, err
+
+
+def test_capture_ctrl_c_leaves_a_valid_file(cluster, bg, tmp_path):
+    out = str(tmp_path / 'int.pcap')
+    p = start_capture(cluster, bg, '-l', 'app=distroless', '-f', 'udp', '-w', out)
+    for _ in range(5):
+        send_udp(cluster, 'distroless', [1200] * 200)
+    wait_for(lambda: os.path.getsize(out) > 24, 30, what='packets in the file')
+    assert p.interrupt() == 0, p.err()
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0 and lines, err
+    assert '%d packets captured' % len(lines) in p.err(), p.err()
+
+
+def test_capture_bad_filter_one_line_exit_2(cluster, tmp_path):
+    out = str(tmp_path / 'bad.pcap')
+    r = cluster.diag('capture', 'pod/curl', '-f', 'tcp porx 80', '-w', out)
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+    assert len(lines) == 1 and "filter 'tcp porx 80'" in lines[0] and 'syntax error' in lines[0], r.stderr
+    assert not os.path.exists(out)
+
+
+def test_capture_refuses_a_terminal_stdout(cluster):
+    # no -w and stdout a terminal: the pcap bytes would go to the screen
+    import pty
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([CLI, 'capture', 'pod/curl'], stdout=slave, stderr=subprocess.PIPE,
+                           env=cluster.env(), timeout=60)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 2 and b'-w FILE' in r.stderr, r.stderr
