@@ -17,6 +17,7 @@
 #define CONTRACT_METHOD_CAPTURE CONTRACT_SERVICE "Capture"
 #define CONTRACT_METHOD_COPY_FROM CONTRACT_SERVICE "CopyFrom"
 #define CONTRACT_METHOD_COPY_TO CONTRACT_SERVICE "CopyTo"
+#define CONTRACT_METHOD_EXEC CONTRACT_SERVICE "Exec"
 
 /* Tunnel hello: the 16-byte tunnel_token of a RedirectResponse, then one
  * status byte; OK = the client reached its local target, anything else
@@ -34,6 +35,11 @@
 /* Copy streams (docs/cp.md): CopyChunk.data holds at most this many bytes,
  * well under the 4 MiB message limit of both ends. */
 #define CONTRACT_COPY_DATA_MAX (128 * 1024)
+/* Exec (docs/exec.md): the largest stdin or output chunk one message carries,
+ * and the exit codes of a program that did not start (as in POSIX shells). */
+#define CONTRACT_EXEC_CHUNK (32 * 1024)
+#define CONTRACT_EXEC_NOT_FOUND 127
+#define CONTRACT_EXEC_NOT_EXECUTABLE 126
 
 /* The bearer token: 32 hex digits (16 random bytes). */
 #define CONTRACT_TOKEN_HEX_LEN 32

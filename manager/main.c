@@ -18,20 +18,26 @@
 #include "capture.h"
 #include "contract.h"
 #include "copy_rpc.h"
+#include "exec.h"
 #include "reflection.h"
 #include "rpc.h"
 #include "ps_rpc.h"
 #include "redirect.h"
 
+#define DEFAULT_BUSYBOX "/usr/local/bin/ash"
+
 static const char usage[] =
-    "usage: kdiag-manager [--bind ADDR:PORT] [--no-auth] [-v] [--help]\n"
+    "usage: kdiag-manager [--bind ADDR:PORT] [--no-auth] [--busybox PATH] [-v] [--help]\n"
     "  --bind ADDR:PORT  where to serve gRPC (default 127.0.0.1:0, a free port)\n"
+    "  --busybox PATH    the static busybox whose applets Exec runs with tools\n"
+    "                    (default " DEFAULT_BUSYBOX ", as in the debug image)\n"
     "  --no-auth         accept calls without the 'authorization: Bearer <token>' metadata\n"
     "  -v, --verbose     one debug line per call on stderr\n";
 
 typedef struct {
     char host[64]; /* as printed in "Listening on" (IPv6 in brackets) */
     const char *bind;
+    const char *busybox;
     bool no_auth, verbose;
 } manager_opts;
 
@@ -67,14 +73,13 @@ static int parse_bind(const char *v, manager_opts *o)
 static int parse_args(int argc, char **argv, manager_opts *o)
 {
     static const struct option longs[] = {
-        {"bind", required_argument, NULL, 'b'},
-        {"no-auth", no_argument, NULL, 'n'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"bind", required_argument, NULL, 'b'},    {"no-auth", no_argument, NULL, 'n'},
+        {"busybox", required_argument, NULL, 'B'}, {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     snprintf(o->host, sizeof o->host, "127.0.0.1");
     o->bind = "127.0.0.1:0";
+    o->busybox = DEFAULT_BUSYBOX;
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":vh", longs, NULL)) != -1) {
@@ -89,6 +94,7 @@ static int parse_args(int argc, char **argv, manager_opts *o)
             }
             break;
         case 'n': o->no_auth = true; break;
+        case 'B': o->busybox = optarg; break;
         case 'v': o->verbose = true; break;
         case 'h': fputs(usage, stdout); return 0;
         case ':':
@@ -208,6 +214,9 @@ int main(int argc, char **argv)
         rc = rpc_server_add(s, CONTRACT_METHOD_CAPTURE, RPC_SERVER_STREAM, capture_rpc_handle, NULL);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
+    exec_opts eo = {.busybox = o.busybox};
+    if (rc == 0)
+        rc = rpc_server_add(s, CONTRACT_METHOD_EXEC, RPC_BIDI_STREAM, exec_rpc_handle, &eo);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_COPY_FROM, RPC_SERVER_STREAM, copy_rpc_from, NULL);
     if (rc == 0) /* a client stream, served as bidi */

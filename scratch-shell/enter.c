@@ -165,36 +165,27 @@ static const int forwarded[] = {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUS
  * kernel already delivers them to the foreground process group, which is the
  * child's (or the child's job's when the shell does job control). */
 /* A terminal from `kubectl exec -it` is a pty of the debug container's devpts,
- * which the target's /dev/pts does not show: tty(1), ttyname(3) and job control
- * in the shell would say "not a tty". A detached copy of our /dev/pts, taken
- * before leaving (-1 when stdin is no such pty or the kernel lacks open_tree). */
+ * which the target's /dev/pts does not show (nsjoin_pts_clone): -1 when stdin
+ * is no such pty or the kernel cannot copy the mount. */
 static int pts_clone(void)
 {
     char *name = ttyname(0);
 
     if (!name || strncmp(name, "/dev/pts/", 9) != 0)
         return -1;
-    return (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/pts", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    return nsjoin_pts_clone();
 }
 
-/* After the switch: in a private copy of the target's mount namespace (the
- * target never sees it), our devpts goes over its /dev/pts. Best effort: on
- * any failure the shell still runs, only without a named terminal. */
+/* Best effort: on any failure the shell still runs, only without a named terminal. */
 static void pts_attach(int ptsfd, int verbose)
 {
-    const char *why = NULL;
+    const char *why;
 
     if (ptsfd < 0)
         return;
-    if (unshare(CLONE_NEWNS) < 0)
-        why = "unshare";
-    else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
-        why = "mount --make-rprivate /";
-    else if (syscall(SYS_move_mount, ptsfd, "", AT_FDCWD, "/dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0)
-        why = "move_mount /dev/pts";
-    if (why && verbose)
-        fprintf(stderr, "enter: the terminal keeps no name in the target (%s: %s)\n", why, strerror(errno));
-    close(ptsfd);
+    int rc = nsjoin_pts_attach(ptsfd, &why);
+    if (rc < 0 && verbose)
+        fprintf(stderr, "enter: the terminal keeps no name in the target (%s: %s)\n", why, strerror(-rc));
 }
 
 static int run_child(int progfd, const char *prog, char **argv, char **envp)

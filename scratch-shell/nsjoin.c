@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <sched.h>
+#include <sys/mount.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -169,4 +170,27 @@ void nsjoin_close(struct nsjoin *j)
         if (j->nsfd[i] >= 0)
             close(j->nsfd[i]);
     nsjoin_init(j);
+}
+
+int nsjoin_pts_clone(void)
+{
+    int fd = (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/pts", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
+int nsjoin_pts_attach(int ptsfd, const char **what)
+{
+    int rc = 0;
+
+    *what = NULL;
+    if (unshare(CLONE_NEWNS) < 0)
+        *what = "unshare";
+    else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        *what = "mount --make-rprivate /";
+    else if (syscall(SYS_move_mount, ptsfd, "", AT_FDCWD, "/dev/pts", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        *what = "move_mount /dev/pts";
+    if (*what)
+        rc = -errno;
+    close(ptsfd);
+    return rc;
 }

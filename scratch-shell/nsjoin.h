@@ -46,4 +46,16 @@ int nsjoin_enter(struct nsjoin *j, struct nsjoin_err *err);
 
 void nsjoin_close(struct nsjoin *j);
 
+/* A pty of our own devpts (kubectl exec -it into this container, or one the
+ * manager made) is not under the target's /dev/pts: tty(1), ttyname(3) and a
+ * shell's job control would say "not a tty". nsjoin_pts_clone, before
+ * nsjoin_enter, takes a detached copy of our /dev/pts (an fd, or -errno: the
+ * kernel lacks open_tree). nsjoin_pts_attach, after it, puts that copy over
+ * the target's /dev/pts in a private copy of the target's mount namespace
+ * (the target never sees it) and closes ptsfd; 0, or -errno with *what naming
+ * the step that failed. Only system calls: safe in a child forked from a
+ * multi-threaded process, as nsjoin_enter is. */
+int nsjoin_pts_clone(void);
+int nsjoin_pts_attach(int ptsfd, const char **what);
+
 #endif

@@ -1,0 +1,466 @@
+/* test_exec — the Exec RPC of the real kdiag-manager: a target process in a
+ * mount namespace of its own (a tmpfs with a marker file only it sees), and
+ * programs run in it through api/exec_client: exit codes, signals, stdin,
+ * the pty, flow control, cancellation, busybox tools. */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "basic/time-util.h"
+#include "exec_client.h"
+#include "mgr.h"
+#include "rpc.h"
+
+typedef struct {
+    mgr_proc m;
+    pid_t target; /* sh in its own mount namespace, /mnt a tmpfs with the marker */
+    rpc_client *cl;
+} fixture;
+
+typedef struct {
+    char *out, *err;
+    size_t outlen, errlen;
+    int code, sig, rc;
+    char error[256];
+    rpc_status st;
+} result;
+
+static fixture *fx;
+
+static int setup(void **state)
+{
+    fx = calloc(1, sizeof *fx);
+    const char *args[] = {"--busybox", KDIAG_ASH, NULL};
+    if (mgr_start(&fx->m, args) < 0)
+        return -1;
+    fx->target = fork();
+    if (fx->target == 0) {
+        execlp("unshare", "unshare", "--mount", "--propagation", "private", "sh", "-c",
+               "mount -t tmpfs kdiag-exec /mnt && touch /mnt/kdiag-exec-marker && exec sleep 1000", (char *)NULL);
+        _exit(127);
+    }
+    /* wait for the marker to be in place: the target is then sleep */
+    for (int i = 0; i < 500; i++) {
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)fx->target);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "sleep", 5) == 0)
+            i = 500;
+        if (f)
+            fclose(f);
+        usleep(10000);
+    }
+    if (rpc_client_new(&fx->cl, fx->m.target, fx->m.token) < 0)
+        return -1;
+    *state = fx;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rpc_client_free(fx->cl);
+    kill(fx->target, SIGKILL);
+    waitpid(fx->target, NULL, 0);
+    mgr_stop(&fx->m, SIGKILL, 10000);
+    free(fx);
+    return 0;
+}
+
+static void append(char **buf, size_t *len, const uint8_t *data, size_t n)
+{
+    *buf = realloc(*buf, *len + n + 1);
+    memcpy(*buf + *len, data, n);
+    *len += n;
+    (*buf)[*len] = 0;
+}
+
+typedef struct {
+    exec_client *ec;
+    const void *in;
+    size_t inlen;
+    bool close;
+} feeder;
+
+static void *feed_main(void *arg)
+{
+    feeder *f = arg;
+    if (f->inlen)
+        exec_client_stdin(f->ec, f->in, f->inlen);
+    if (f->close)
+        exec_client_stdin_close(f->ec);
+    return NULL;
+}
+
+/* Reads ec to the end into r. */
+static void collect(exec_client *ec, result *r)
+{
+    exec_client_event ev;
+    int rc;
+    r->code = r->sig = -1;
+    while ((rc = exec_client_read(ec, &ev, &r->st)) == 0) {
+        if (ev.kind == EXEC_CLIENT_STDOUT)
+            append(&r->out, &r->outlen, ev.data, ev.len);
+        else if (ev.kind == EXEC_CLIENT_STDERR)
+            append(&r->err, &r->errlen, ev.data, ev.len);
+        else {
+            r->code = ev.code;
+            r->sig = ev.signal;
+            snprintf(r->error, sizeof r->error, "%s", ev.error);
+            break;
+        }
+    }
+    r->rc = rc == 0 ? exec_client_finish(ec, &r->st) : rc;
+}
+
+/* Runs st in the target with in as stdin (then stdin-close). */
+static void run(exec_client_start *st, const void *in, size_t inlen, result *r)
+{
+    exec_client *ec;
+    pthread_t th;
+    memset(r, 0, sizeof *r);
+    if (!st->pid && !st->container_id)
+        st->pid = (uint64_t)fx->target;
+    assert_int_equal(exec_client_new(&ec, fx->cl, st), 0);
+    feeder f = {ec, in, inlen, true};
+    assert_int_equal(pthread_create(&th, NULL, feed_main, &f), 0);
+    collect(ec, r);
+    pthread_join(th, NULL);
+    exec_client_free(ec);
+}
+
+static void result_free(result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+#define ARGV(...) (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(char *)
+
+static void test_runs_in_the_targets_mount_namespace(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("ls", "/mnt")};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.code, 0);
+    assert_non_null(r.out);
+    assert_non_null(strstr(r.out, "kdiag-exec-marker"));
+    assert_null(access("/mnt/kdiag-exec-marker", F_OK) == 0 ? "" : NULL); /* not in ours */
+    result_free(&r);
+}
+
+static void test_exit_code_and_stderr(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo out; echo err >&2; exit 7")};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.code, 7);
+    assert_int_equal(r.sig, 0);
+    assert_string_equal(r.out, "out\n");
+    assert_string_equal(r.err, "err\n");
+    assert_string_equal(r.error, "");
+    result_free(&r);
+}
+
+static void test_exit_by_signal_is_reported(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "kill -TERM $$")};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.sig, SIGTERM);
+    assert_int_equal(r.code, 128 + SIGTERM);
+    result_free(&r);
+}
+
+static void test_missing_command_is_127_not_executable_126(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("kdiag-no-such-command")};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.code, 127);
+    assert_non_null(strstr(r.error, "kdiag-no-such-command: command not found"));
+    result_free(&r);
+    exec_client_start st2 = {.argv = ARGV("/etc/passwd")};
+    run(&st2, NULL, 0, &r);
+    assert_int_equal(r.code, 126);
+    assert_non_null(strstr(r.error, "/etc/passwd: cannot execute"));
+    result_free(&r);
+}
+
+static void test_env_and_workdir(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo $KDIAG_X; pwd"),
+                            .env = (const char *const[]){"KDIAG_X=fortytwo"},
+                            .nenv = 1,
+                            .workdir = "/mnt"};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "fortytwo\n/mnt\n");
+    result_free(&r);
+}
+
+static void test_stdin_round_trip_exact(void **state)
+{
+    (void)state;
+    result r;
+    size_t n = 3 * 1024 * 1024 + 17;
+    uint8_t *in = malloc(n);
+    for (size_t i = 0; i < n; i += 256)
+        assert_true(getrandom(in + i, n - i < 256 ? n - i : 256, 0) > 0);
+    exec_client_start st = {.argv = ARGV("cat")};
+    run(&st, in, n, &r);
+    assert_int_equal(r.code, 0);
+    assert_int_equal(r.outlen, n);
+    assert_memory_equal(r.out, in, n);
+    free(in);
+    result_free(&r);
+}
+
+static void test_tty_has_a_name_and_size(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "tty; stty size"), .tty = true, .rows = 33, .cols = 77};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.code, 0);
+    assert_non_null(r.out);
+    assert_non_null(strstr(r.out, "/dev/pts/"));
+    assert_non_null(strstr(r.out, "33 77"));
+    assert_null(strstr(r.out, "not a tty"));
+    result_free(&r);
+}
+
+/* Reads until out holds want. */
+static void read_until(exec_client *ec, result *r, const char *want)
+{
+    exec_client_event ev;
+    while (!r->out || !strstr(r->out, want)) {
+        assert_int_equal(exec_client_read(ec, &ev, &r->st), 0);
+        if (ev.kind == EXEC_CLIENT_STDOUT)
+            append(&r->out, &r->outlen, ev.data, ev.len);
+        assert_int_not_equal(ev.kind, EXEC_CLIENT_EXIT);
+    }
+}
+
+static void test_tty_resize_reaches_the_program(void **state)
+{
+    (void)state;
+    result r = {0};
+    exec_client *ec;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; read x; stty size"),
+                            .tty = true,
+                            .rows = 10,
+                            .cols = 20,
+                            .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    read_until(ec, &r, "ready");
+    assert_int_equal(exec_client_resize(ec, 40, 100), 0);
+    assert_int_equal(exec_client_stdin(ec, "go\n", 3), 0);
+    collect(ec, &r);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "40 100"));
+    exec_client_free(ec);
+    result_free(&r);
+}
+
+static void test_ctrl_c_byte_interrupts_the_foreground_job(void **state)
+{
+    (void)state;
+    result r = {0};
+    exec_client *ec;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; sleep 100"), .tty = true, .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    read_until(ec, &r, "ready");
+    usleep(200000); /* sleep has started */
+    assert_int_equal(exec_client_stdin(ec, "\x03", 1), 0);
+    collect(ec, &r);
+    assert_int_equal(r.sig, SIGINT);
+    exec_client_free(ec);
+    result_free(&r);
+}
+
+static void test_signal_message_reaches_the_process_group(void **state)
+{
+    (void)state;
+    result r = {0};
+    exec_client *ec;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec sleep 100"), .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    read_until(ec, &r, "ready");
+    assert_int_equal(exec_client_signal(ec, SIGUSR1), 0);
+    collect(ec, &r);
+    assert_int_equal(r.sig, SIGUSR1);
+    exec_client_free(ec);
+    result_free(&r);
+}
+
+static bool gone(pid_t pid)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return true;
+    char *rp = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+    fclose(f);
+    return rp && rp[2] == 'Z';
+}
+
+static void test_cancel_kills_the_process_tree(void **state)
+{
+    (void)state;
+    result r = {0};
+    exec_client *ec;
+    int fds = mgr_fd_count(fx->m.pid);
+    exec_client_start st = {.argv = ARGV("sh", "-c", "sleep 1000 & echo pids $$ $! end; wait"),
+                            .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    read_until(ec, &r, "end");
+    int sh = 0, sl = 0;
+    assert_int_equal(sscanf(strstr(r.out, "pids"), "pids %d %d", &sh, &sl), 2);
+    assert_false(gone(sh) || gone(sl));
+    exec_client_cancel(ec);
+    exec_client_free(ec);
+    int64_t deadline = time_now_ms() + 10000;
+    while ((!gone(sh) || !gone(sl) || mgr_fd_count(fx->m.pid) > fds) && time_now_ms() < deadline)
+        usleep(20000);
+    assert_true(gone(sh));
+    assert_true(gone(sl));
+    assert_true(mgr_fd_count(fx->m.pid) <= fds);
+    result_free(&r);
+}
+
+static void test_stalled_reader_does_not_grow_the_manager(void **state)
+{
+    (void)state;
+    result r = {0};
+    exec_client *ec;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec cat /dev/zero"), .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    read_until(ec, &r, "ready");
+    sleep(1); /* windows fill, the sends block */
+    long before = mgr_rss_kb(fx->m.pid);
+    sleep(3);
+    long after = mgr_rss_kb(fx->m.pid);
+    fprintf(stderr, "manager RSS with a stalled reader: %ld kB, 3 s later %ld kB\n", before, after);
+    assert_true(after - before < 4096);
+    /* and the stream still flows when read again */
+    exec_client_event ev;
+    size_t got = 0;
+    while (got < 8 * 1024 * 1024) {
+        assert_int_equal(exec_client_read(ec, &ev, &r.st), 0);
+        got += ev.len;
+    }
+    exec_client_cancel(ec);
+    exec_client_free(ec);
+    result_free(&r);
+}
+
+static void test_tools_run_busybox_in_the_target(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = ARGV("ls", "/mnt"), .tools = true};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.code, 0);
+    assert_non_null(strstr(r.out, "kdiag-exec-marker"));
+    result_free(&r);
+    exec_client_start st2 = {.argv = ARGV("ash", "-c", "echo $((6*7))"), .tools = true};
+    run(&st2, NULL, 0, &r);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "42\n");
+    result_free(&r);
+}
+
+static void test_bad_start_is_refused(void **state)
+{
+    (void)state;
+    result r;
+    exec_client_start st = {.argv = NULL, .argc = 0};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.rc, 1);
+    assert_int_equal(r.st.code, GRPC_STATUS_INVALID_ARGUMENT);
+    result_free(&r);
+    exec_client_start st2 = {.argv = ARGV("true"), .pid = 999999999};
+    run(&st2, NULL, 0, &r);
+    assert_int_equal(r.rc, 1);
+    assert_true(r.st.code == GRPC_STATUS_NOT_FOUND || r.st.code == GRPC_STATUS_INVALID_ARGUMENT);
+    result_free(&r);
+}
+
+/* Many calls leave no process, fd or thread behind. */
+static void test_many_execs_leave_nothing(void **state)
+{
+    (void)state;
+    result r;
+    int fds = -1;
+    for (int i = 0; i < 200; i++) {
+        exec_client_start st = {.argv = ARGV("true"), .tty = i % 2};
+        run(&st, NULL, 0, &r);
+        assert_int_equal(r.code, 0);
+        result_free(&r);
+        if (i == 9)
+            fds = mgr_fd_count(fx->m.pid);
+    }
+    /* gRPC's own fds come and go: allow it a moment */
+    int64_t deadline = time_now_ms() + 3000;
+    while (mgr_fd_count(fx->m.pid) > fds && time_now_ms() < deadline)
+        usleep(20000);
+    if (mgr_fd_count(fx->m.pid) > fds) { /* what is left, for the log */
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd >&2", (int)fx->m.pid);
+        assert_true(system(cmd) >= 0);
+    }
+    assert_true(mgr_fd_count(fx->m.pid) <= fds);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)fx->m.pid, (int)fx->m.pid);
+    FILE *f = fopen(path, "r");
+    char kids[64] = "";
+    assert_non_null(f);
+    assert_null(fgets(kids, sizeof kids, f));
+    fclose(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_runs_in_the_targets_mount_namespace),
+        cmocka_unit_test(test_exit_code_and_stderr),
+        cmocka_unit_test(test_exit_by_signal_is_reported),
+        cmocka_unit_test(test_missing_command_is_127_not_executable_126),
+        cmocka_unit_test(test_env_and_workdir),
+        cmocka_unit_test(test_stdin_round_trip_exact),
+        cmocka_unit_test(test_tty_has_a_name_and_size),
+        cmocka_unit_test(test_tty_resize_reaches_the_program),
+        cmocka_unit_test(test_ctrl_c_byte_interrupts_the_foreground_job),
+        cmocka_unit_test(test_signal_message_reaches_the_process_group),
+        cmocka_unit_test(test_cancel_kills_the_process_tree),
+        cmocka_unit_test(test_stalled_reader_does_not_grow_the_manager),
+        cmocka_unit_test(test_tools_run_busybox_in_the_target),
+        cmocka_unit_test(test_bad_start_is_refused),
+        cmocka_unit_test(test_many_execs_leave_nothing),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
