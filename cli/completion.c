@@ -53,6 +53,8 @@ static const char *const flag_words[] = {
     "--verbose",
     "--no-color",
     "--privileged",
+    "--profile",
+    "--new-container",
     "--help",
     "--outgoing",
     "--include-probes",

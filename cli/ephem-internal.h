@@ -18,8 +18,10 @@ typedef struct {
 
 /* "dbg-tools-" + 8 hex of FNV-1a(version). */
 void ephem_base_name(const char *version, char *out, size_t n);
-/* Decides whether to reuse or create. */
-int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan);
+/* Decides whether to reuse or create; -EPERM (err says why and what to do)
+ * when the pod's container lacks what the command needs and o->new_container
+ * is not set, or when o->profile does not give it. */
+int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, char *err, size_t errlen);
 /* The container object to append to spec.ephemeralContainers (new reference). */
 json_t *ephem_container_json(const char *name, const ephem_opts *o, unsigned caps, const char *secret);
 /* Ports and token from the log of debug container `name` in pod/pod, taken

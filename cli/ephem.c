@@ -68,7 +68,56 @@ static bool same(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
-int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
+/* Indexed by ephem_profile: what a new container adds. */
+static const struct {
+    const char *name;
+    unsigned caps;
+} profiles[] = {
+    [EPHEM_PROFILE_GENERAL] = {"general", EPHEM_CAPS_GENERAL},
+    [EPHEM_PROFILE_NETADMIN] = {"netadmin", EPHEM_NET_ADMIN | EPHEM_NET_RAW},
+    [EPHEM_PROFILE_BASELINE] = {"baseline", EPHEM_CAPS_GENERAL &EPHEM_CAPS_BASELINE},
+    [EPHEM_PROFILE_RESTRICTED] = {"restricted", 0}, /* what the command needs: profile_caps */
+    [EPHEM_PROFILE_SYSADMIN] = {"sysadmin", EPHEM_CAPS_ALL},
+};
+
+int ephem_profile_parse(const char *name, ephem_profile *out)
+{
+    for (size_t i = 0; i < sizeof profiles / sizeof *profiles; i++)
+        if (strcmp(name, profiles[i].name) == 0) {
+            *out = (ephem_profile)i;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* What a new container adds under o's profile. */
+static unsigned profile_caps(const ephem_opts *o)
+{
+    if (o->privileged)
+        return EPHEM_CAPS_ALL;
+    if (o->profile == EPHEM_PROFILE_RESTRICTED)
+        return (o->caps | o->extra_caps) & ~EPHEM_CAPS_RUNTIME_DEFAULT;
+    return profiles[o->profile].caps;
+}
+
+/* The one line for a pod whose debug container c lacks what the command needs. */
+static int say_lacks(const pod_info *p, const ephem_opts *o, const pod_container *c, char *err, size_t errlen)
+{
+    char missing[256];
+    unsigned have = ephem_caps_of(c) | EPHEM_CAPS_RUNTIME_DEFAULT;
+    if (o->privileged && !c->privileged)
+        snprintf(missing, sizeof missing, "privileged mode");
+    else
+        ephem_caps_format(o->caps & ~have, missing, sizeof missing);
+    snprintf(err, errlen,
+             "the debug container %s of pod/%s lacks %s, which %s needs, and a pod's debug containers can be neither "
+             "changed nor removed: recreate the pod and run kubectl diag with --profile general (the default), or "
+             "add a second debug container with --new-container",
+             c->name, p->name, missing, o->command ? o->command : "this command");
+    return -EPERM;
+}
+
+int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, char *err, size_t errlen)
 {
     char base[32];
     ephem_base_name(o->version, base, sizeof(base));
@@ -76,6 +125,7 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
     int max_suffix = 0, best_suffix = 0;
     bool best_running = false;
     unsigned union_caps = 0;
+    const pod_container *lacking = NULL; /* the first of ours that lacks what is needed */
     memset(plan, 0, sizeof(*plan));
     for (size_t i = 0; i < p->nephemeral; i++) {
         const pod_container *c = &p->ephemeral[i];
@@ -84,20 +134,22 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
             continue;
         if (sfx > max_suffix)
             max_suffix = sfx;
+        /* never one whose manager cannot prove a secret (none in its spec) */
         bool alive = c->state == POD_STATE_RUNNING || c->state == POD_STATE_WAITING || !c->has_status;
-        if (!alive || !same(c->image, o->image) || !same(c->target, o->target))
-            continue;
-        if (o->privileged && !c->privileged)
+        if (!alive || !same(c->image, o->image) || !same(c->target, o->target) || !contract_secret_valid(c->secret))
             continue;
         unsigned have = ephem_caps_of(c);
         union_caps |= have;
+        if (((have | EPHEM_CAPS_RUNTIME_DEFAULT) & need) != need || (o->privileged && !c->privileged)) {
+            if (!lacking)
+                lacking = c;
+            continue;
+        }
         /* The oldest running one, so that every redirect of a pod goes to one
          * manager (and, in pods from before per-manager nftables tables, to the
-         * one that owns `inet kdiag`); a starting one only when none runs.
-         * Never one whose manager cannot prove a secret (none in its spec). */
+         * one that owns `inet kdiag`); a starting one only when none runs. */
         bool running = c->state == POD_STATE_RUNNING;
-        if ((have & need) == need && contract_secret_valid(c->secret) &&
-            (!best_suffix || running > best_running || (running == best_running && sfx < best_suffix))) {
+        if (!best_suffix || running > best_running || (running == best_running && sfx < best_suffix)) {
             best_suffix = sfx;
             best_running = running;
             snprintf(plan->name, sizeof(plan->name), "%s", c->name);
@@ -106,8 +158,20 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan)
     }
     if (best_suffix)
         return 0;
+    if (lacking && !o->new_container)
+        return say_lacks(p, o, lacking, err, errlen);
+    unsigned add = profile_caps(o), want = need | o->extra_caps;
+    if (((add | EPHEM_CAPS_RUNTIME_DEFAULT) & want) != want) {
+        char missing[256];
+        ephem_caps_format(want & ~(add | EPHEM_CAPS_RUNTIME_DEFAULT), missing, sizeof missing);
+        snprintf(err, errlen,
+                 "--profile %s does not give %s, which %s needs: use --profile general (the default) or --profile "
+                 "restricted (only what the command needs)",
+                 profiles[o->profile].name, missing, o->command ? o->command : "this command");
+        return -EPERM;
+    }
     plan->create = true;
-    plan->caps = o->privileged ? EPHEM_CAPS_ALL : (need | o->extra_caps | (union_caps & EPHEM_CAPS_ALL));
+    plan->caps = add | (lacking ? need | union_caps : 0); /* a second one supersedes the first */
     if (max_suffix == 0)
         snprintf(plan->name, sizeof(plan->name), "%s", base);
     else
@@ -216,7 +280,7 @@ static int get_and_plan(const kube *k, const pod_info *p, const char *path, cons
         rc = -EPROTO;
         goto out;
     }
-    rc = ephem_plan_for(&fresh, o, plan);
+    rc = ephem_plan_for(&fresh, o, plan, err, errlen);
     pod_free(&fresh);
 out:
     if (rc < 0 && *pod) {
@@ -406,7 +470,7 @@ int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_ma
 {
     ephem_plan plan;
     memset(out, 0, sizeof(*out));
-    int rc = ephem_plan_for(p, o, &plan);
+    int rc = ephem_plan_for(p, o, &plan, err, errlen);
     if (rc < 0)
         return rc;
     if (plan.create) {

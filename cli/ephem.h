@@ -1,18 +1,24 @@
 /* ephem — the debug (ephemeral) container that runs kdiag-manager in a pod.
  *
- * Name dbg-tools-<8 hex of a hash of the version>; the oldest running (else
- * a starting) one with the same image, target and enough capabilities is
- * reused; when none fits, a new one is added with a numeric suffix (-2, -3,
- * ...) and the union of the capabilities of the ones it supersedes. Created with
- * `kubectl get --raw …/ephemeralcontainers` + `kubectl replace --raw … -f -`,
- * which works on every kubectl from 1.23 (patch --subresource needs 1.32);
- * on a conflict (another run changed the pod) the plan is made again on the
- * fresh pod, so a container that run just added is reused.
+ * One per pod (and target, image, version): ephemeral containers can be
+ * neither changed nor removed, so every command reuses the pod's running (else
+ * starting) one — the oldest running one that has what the command needs.
+ * The first gets the capabilities of its --profile (default general: what
+ * every command needs). When the pod's containers lack what a command needs,
+ * the command fails with a message that names the missing capabilities and
+ * the fix, unless --new-container asks for another one (name -2, -3, ...; the
+ * union of the capabilities of the ones it supersedes and the profile's).
+ * Created with `kubectl get --raw …/ephemeralcontainers` + `kubectl replace
+ * --raw … -f -`, which works on every kubectl from 1.23 (patch --subresource
+ * needs 1.32); on a conflict (another run changed the pod) the plan is made
+ * again on the fresh pod, so a container that run just added is reused.
  *
  * Each container gets a random secret in its environment (CONTRACT_SECRET_ENV);
  * its manager's start-up lines are accepted only with a proof of that secret
  * (api/contract.h), so lines a workload writes into the log are never taken.
- * Containers without a secret are not reused. */
+ * Containers without a secret (none in their spec) are not ours to talk to:
+ * they are neither reused nor counted, so a pod holding only such a container
+ * gets one of ours beside it. */
 #ifndef KDIAG_CLI_EPHEM_H
 #define KDIAG_CLI_EPHEM_H
 
@@ -48,6 +54,8 @@ enum {
      * of them but NET_RAW */
     EPHEM_CAPS_RUNTIME_DEFAULT = EPHEM_NET_RAW | EPHEM_CHOWN | EPHEM_DAC_OVERRIDE | EPHEM_FOWNER | EPHEM_FSETID |
                                  EPHEM_KILL | EPHEM_SETGID | EPHEM_SETUID | EPHEM_SYS_CHROOT | EPHEM_MKNOD,
+    /* what Pod Security baseline lets a container add */
+    EPHEM_CAPS_BASELINE = EPHEM_CAPS_RUNTIME_DEFAULT & ~EPHEM_NET_RAW,
 };
 
 /* What each command needs of the debug container: the one table (README's
@@ -73,6 +81,18 @@ enum {
                          EPHEM_CAPS_CAPTURE | EPHEM_CAPS_LOGS,
 };
 
+/* --profile: what a new debug container gets (README: "Profiles"). */
+typedef enum {
+    EPHEM_PROFILE_GENERAL = 0, /* EPHEM_CAPS_GENERAL: every command */
+    EPHEM_PROFILE_NETADMIN,    /* NET_ADMIN, NET_RAW: redir, capture */
+    EPHEM_PROFILE_BASELINE,    /* only what Pod Security baseline allows */
+    EPHEM_PROFILE_RESTRICTED,  /* only what the command needs beyond the runtime's default set */
+    EPHEM_PROFILE_SYSADMIN,    /* privileged (= --privileged) */
+} ephem_profile;
+
+/* 0 and *out for a profile name; -EINVAL for another. */
+int ephem_profile_parse(const char *name, ephem_profile *out);
+
 typedef struct {
     char container[64];
     int grpc_port;
@@ -85,11 +105,14 @@ typedef struct {
     const char *image;
     const char *pull_policy; /* NULL: the cluster's default */
     const char *target;      /* targetContainerName */
+    const char *command;     /* for messages: "redir" */
     unsigned caps;           /* EPHEM_* the command needs */
-    unsigned extra_caps;     /* EPHEM_* also given to a new container (a later step may need them) */
-    bool privileged;
-    bool need_tunnel;   /* the command redirects: the manager's tunnel must be up */
-    int64_t timeout_ms; /* for the container to run and print its ports */
+    unsigned extra_caps; /* EPHEM_* a new container also gets under the restricted profile (a later step needs them) */
+    ephem_profile profile; /* what a new container gets */
+    bool privileged;       /* needs a privileged container (--privileged, --profile sysadmin) */
+    bool new_container;    /* add one when the pod's lack what the command needs */
+    bool need_tunnel;      /* the command redirects: the manager's tunnel must be up */
+    int64_t timeout_ms;    /* for the container to run and print its ports */
 } ephem_opts;
 
 /* EPHEM_* bits of a container's added capabilities (all when privileged). */
@@ -99,7 +122,8 @@ void ephem_caps_format(unsigned caps, char *out, size_t n);
 
 /* Makes sure a suitable manager runs in pod p, waiting (with progress on
  * stderr) until it runs and has printed its ports. err gets an actionable
- * message on failure. */
+ * message on failure: -EPERM when the pod's debug container lacks what the
+ * command needs (or the profile does not give it). */
 int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_manager *out, char *err, size_t errlen);
 
 #endif

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ephem.h"
+
 #ifndef KDIAG_DEFAULT_IMAGE
 #define KDIAG_DEFAULT_IMAGE "ghcr.io/kdiag-c/kdiag-manager:0.1.0"
 #endif
@@ -28,6 +30,8 @@ enum opt_id {
     O_HELP,
     O_NOCOLOR,
     O_PRIV,
+    O_PROFILE,
+    O_NEWCTR,
     O_OUTGOING,
     O_OUTPUT,
     O_ALL,
@@ -67,6 +71,8 @@ static const struct opt opts[] = {
     {O_HELP, "help", 'h', false, 0},
     {O_NOCOLOR, "no-color", 0, false, 0},
     {O_PRIV, "privileged", 0, false, 0},
+    {O_PROFILE, "profile", 0, true, 0},
+    {O_NEWCTR, "new-container", 0, false, 0},
     {O_OUTGOING, "outgoing", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_INC_PROBES, "include-probes", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_INC_LOOPBACK, "include-loopback", 0, false, ONLY(FLAGS_CMD_REDIR)},
@@ -89,7 +95,7 @@ static const char *const cmd_names[] = {
     [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete", [FLAGS_CMD_CAPTURE] = "capture",
 };
 
-static const char *flags_cmd_name(flags_cmd c)
+const char *flags_cmd_name(flags_cmd c)
 {
     if ((size_t)c >= sizeof(cmd_names) / sizeof(cmd_names[0]))
         return "";
@@ -277,6 +283,15 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_HELP: f->help = true; break;
     case O_NOCOLOR: f->no_color = true; break;
     case O_PRIV: f->privileged = true; break;
+    case O_PROFILE: {
+        ephem_profile prof;
+        if (ephem_profile_parse(val, &prof) < 0)
+            return fail(err, errlen,
+                        "invalid --profile \"%s\": use general, netadmin, baseline, restricted or sysadmin", val);
+        f->profile = val;
+        break;
+    }
+    case O_NEWCTR: f->new_container = true; break;
     case O_OUTGOING: f->outgoing = true; break;
     case O_INC_PROBES: f->include_probes = true; break;
     case O_INC_LOOPBACK: f->include_loopback = true; break;

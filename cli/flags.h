@@ -52,6 +52,8 @@ typedef struct {
     bool help;
     bool no_color;
     bool privileged;
+    const char *profile; /* --profile, validated; NULL: general */
+    bool new_container;  /* --new-container */
     /* pods: --pod NAME[:C] and pod/NAME (repeatable for logs) */
     flags_selector *pods;
     size_t npods;
@@ -89,6 +91,8 @@ typedef struct {
 
 /* Fills f from argv (argv[0] is the program). Returns 0, or -EINVAL with a
  * message in err. f must be released with flags_free either way. */
+/* "redir" for FLAGS_CMD_REDIR; "" for none. */
+const char *flags_cmd_name(flags_cmd c);
 int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen);
 void flags_free(flags *f);
 

@@ -79,7 +79,8 @@ static void say_podsecurity(const struct kctx *c, char *buf, size_t n)
     snprintf(buf, n,
              "cannot %s: namespace \"%s\" enforces the Pod Security \"%s\" profile, which rejects the debug "
              "container (%s).\n"
-             "The debug container needs added capabilities (and --privileged needs more). Use a namespace "
+             "The debug container needs added capabilities (and --privileged needs more; capture and logs work "
+             "with --profile baseline). Use a namespace "
              "whose profile allows it, or ask an administrator to relax it, e.g.: kubectl label namespace %s "
              "pod-security.kubernetes.io/enforce=privileged --overwrite",
              c->what, c->ns, level, detail, c->ns);

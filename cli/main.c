@@ -28,7 +28,7 @@ static int ps_main(const flags *f, const kube *k)
     session s;
     char err[2048] = "";
     Kdiag__Solo__Io__PsResponse *resp;
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, true);
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_PS, true);
     int rc = session_open(k, &so, &s, err, sizeof(err));
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
@@ -46,7 +46,7 @@ static int manage_main(const flags *f, const kube *k)
 {
     session s;
     char err[2048] = "";
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, false);
+    session_opts so = session_opts_from_flags(f, 0, false); /* any manager; a new one gets its profile's */
     int rc = session_open(k, &so, &s, err, sizeof(err));
     if (rc < 0)
         return exitcode_report(stderr, rc, err);

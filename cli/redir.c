@@ -315,10 +315,10 @@ static int fetch_ps(struct redir *r, const flags *f, const kube *k, Kdiag__Solo_
                     size_t errlen)
 {
     const pod_container *c = pod_ephemeral_find(&r->s.pod, r->s.mgr.container); /* NULL: new, made with them */
-    if (!c || (ephem_caps_of(c) & EPHEM_CAPS_SHELL) == EPHEM_CAPS_SHELL)
+    if (!c || ((ephem_caps_of(c) | EPHEM_CAPS_RUNTIME_DEFAULT) & EPHEM_CAPS_PS) == EPHEM_CAPS_PS)
         return ps_fetch(&r->s, resp, err, errlen);
     session ps;
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, true);
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_PS, true);
     int rc = session_open(k, &so, &ps, err, errlen);
     if (rc == 0) {
         rc = ps_fetch(&ps, resp, err, errlen);
@@ -459,8 +459,8 @@ int redir_main(const flags *f, const kube *k)
         return exitcode_report(stderr, -EINVAL, err);
     }
     pthread_mutex_init(&r.mu, NULL);
-    session_opts so = session_opts_from_flags(f, EPHEM_NET_ADMIN, true);
-    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_SHELL; /* for Ps (it reads other processes' fds) */
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_REDIR, true);
+    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
     so.tunnel = true;
     int rc = session_open(k, &so, &r.s, err, sizeof(err));
     if (rc < 0) {

@@ -12,13 +12,19 @@
 
 session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward)
 {
+    ephem_profile profile = EPHEM_PROFILE_GENERAL;
+    if (f->profile)
+        ephem_profile_parse(f->profile, &profile); /* flags_parse checked it */
     return (session_opts){
         .pod = f->npods ? f->pods[0].value : NULL,
         .selector = f->nlabels ? f->labels[0].value : NULL,
         .target = f->target,
         .image = f->dbg_image,
         .pull_policy = f->pull_policy,
-        .privileged = f->privileged,
+        .privileged = f->privileged || profile == EPHEM_PROFILE_SYSADMIN,
+        .profile = profile,
+        .new_container = f->new_container,
+        .command = flags_cmd_name(f->cmd),
         .timeout_ms = f->timeout_ms,
         .caps = caps,
         .forward = forward,
@@ -54,9 +60,12 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         .image = o->image,
         .pull_policy = o->pull_policy,
         .target = s->target,
+        .command = o->command,
         .caps = o->caps,
         .extra_caps = o->extra_caps,
+        .profile = o->profile,
         .privileged = o->privileged,
+        .new_container = o->new_container,
         .need_tunnel = o->tunnel,
         .timeout_ms = o->timeout_ms,
     };

@@ -21,9 +21,12 @@ typedef struct {
     const char *image;
     const char *pull_policy;
     bool privileged;
+    ephem_profile profile; /* what a new debug container gets */
+    bool new_container;    /* may add one when the pod's lacks what is needed */
+    const char *command;   /* for messages */
     int64_t timeout_ms;
-    unsigned caps;       /* EPHEM_* the manager must have */
-    unsigned extra_caps; /* EPHEM_* a new debug container gets too */
+    unsigned caps;       /* EPHEM_* the manager must have (EPHEM_CAPS_<command>) */
+    unsigned extra_caps; /* EPHEM_* a later step needs: a new debug container gets them too */
     bool forward;        /* start the port-forward */
     bool tunnel;         /* the command redirects: wait for the manager's tunnel */
 } session_opts;

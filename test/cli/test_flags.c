@@ -304,12 +304,32 @@ static void capture_flags(void **state)
     flags_free(&f);
 }
 
+/* --profile takes one of the profile names; --new-container is a switch. */
+static void profiles(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    assert_int_equal(parse(&f, err, "ps", "pod/web", NULL), 0);
+    assert_null(f.profile);
+    assert_false(f.new_container);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "shell", "--profile", "restricted", "pod/web", "--new-container", NULL), 0);
+    assert_string_equal(f.profile, "restricted");
+    assert_true(f.new_container);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--profile=legacy", NULL), -EINVAL);
+    assert_non_null(strstr(err, "\"legacy\""));
+    assert_non_null(strstr(err, "general, netadmin, baseline, restricted or sysadmin"));
+    flags_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),           cmocka_unit_test(durations),
         cmocka_unit_test(globals_anywhere), cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
-        cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags),
+        cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags), cmocka_unit_test(profiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -161,70 +161,155 @@ static void rename_ours(pod_info *p, const char *version)
     p->ephemeral[1].name = strdup(n2);
 }
 
+/* One debug container per pod: the running one is reused when it has what the
+ * command needs; when it lacks something the command fails with what and how
+ * instead of adding another, unless --new-container asks for one. */
 static void plan(void **state)
 {
     (void)state;
-    char base[32];
+    char base[32], want[48], err[1024] = "";
     ephem_base_name("9.9.9", base, sizeof(base));
+    snprintf(want, sizeof(want), "%s-3", base);
     pod_info p = fixture_pod();
     rename_ours(&p, "9.9.9");
     ephem_plan pl;
 
     /* a running one with the shell capabilities serves ps/shell, with its secret */
     ephem_opts o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_false(pl.create);
     assert_string_equal(pl.name, base);
     assert_string_equal(pl.secret, "00112233445566778899aabbccddeeff");
 
-    /* one whose manager cannot prove a secret (none in its spec) is not reused */
+    /* what the runtime gives every container counts (capture: NET_RAW) */
+    o = opts_for("9.9.9", EPHEM_CAPS_CAPTURE);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_false(pl.create);
+
+    /* one whose manager cannot prove a secret (none in its spec) is neither
+     * reused nor counted: a new one with the profile's capabilities */
     char *secret = p.ephemeral[0].secret;
     p.ephemeral[0].secret = NULL;
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);
+    assert_string_equal(pl.name, want);
+    assert_int_equal(pl.caps, EPHEM_CAPS_GENERAL);
     p.ephemeral[0].secret = secret;
 
-    /* redir needs NET_ADMIN: a new one after -2, with the union of capabilities */
-    o = opts_for("9.9.9", EPHEM_NET_ADMIN);
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
-    assert_true(pl.create);
-    char want[48];
-    snprintf(want, sizeof(want), "%s-3", base);
-    assert_string_equal(pl.name, want);
-    assert_int_equal(pl.caps, EPHEM_CAPS_SHELL | EPHEM_NET_ADMIN);
+    /* redir needs NET_ADMIN, which it lacks: no second container, one line
+     * naming what is missing and the fix */
+    o = opts_for("9.9.9", EPHEM_CAPS_REDIR);
+    o.command = "redir";
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EPERM);
+    assert_non_null(strstr(err, base));
+    assert_non_null(strstr(err, "lacks NET_ADMIN, which redir needs"));
+    assert_non_null(strstr(err, "--profile general"));
+    assert_non_null(strstr(err, "--new-container"));
+    assert_null(strchr(err, '\n'));
 
-    /* the running one has stopped: never reuse a terminated container */
+    /* --new-container adds one after -2 that supersedes it: the union of
+     * capabilities, also under the least-privilege profile */
+    o.new_container = true;
+    o.profile = EPHEM_PROFILE_RESTRICTED;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_true(pl.create);
+    assert_string_equal(pl.name, want);
+    assert_int_equal(pl.caps, EPHEM_NET_ADMIN | EPHEM_CAPS_SHELL);
+
+    /* --privileged needs a privileged one */
+    o = opts_for("9.9.9", EPHEM_CAPS_PS);
+    o.privileged = true;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EPERM);
+    assert_non_null(strstr(err, "lacks privileged mode"));
+
+    /* the running one has stopped: never reuse a terminated container; a new
+     * one gets what every command needs, or (restricted) what this one does
+     * beyond the runtime's default set */
     p.ephemeral[0].state = POD_STATE_TERMINATED;
     o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);
     assert_string_equal(pl.name, want);
-    assert_int_equal(pl.caps, EPHEM_CAPS_SHELL);
+    assert_int_equal(pl.caps, EPHEM_CAPS_GENERAL);
+    o.profile = EPHEM_PROFILE_RESTRICTED;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_int_equal(pl.caps, EPHEM_SYS_PTRACE | EPHEM_SYS_ADMIN);
 
     /* another image or target is another manager */
     p.ephemeral[0].state = POD_STATE_RUNNING;
     o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
     o.image = "other:1";
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);
     o = opts_for("9.9.9", EPHEM_CAPS_SHELL);
     o.target = "sidecar";
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);
 
     /* a still-starting one is waited for, not duplicated */
     p.ephemeral[0].state = POD_STATE_WAITING;
     o = opts_for("9.9.9", EPHEM_SYS_PTRACE);
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_false(pl.create);
     assert_string_equal(pl.name, base);
 
     /* another version's containers are not ours: plain base name */
     o = opts_for("1.0.0", EPHEM_CAPS_SHELL);
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);
     ephem_base_name("1.0.0", base, sizeof(base));
     assert_string_equal(pl.name, base);
+    pod_free(&p);
+}
+
+/* What a new container gets under each profile, and a profile that does not
+ * give what the command needs refused before anything is added. */
+static void plan_profiles(void **state)
+{
+    (void)state;
+    char err[1024] = "";
+    pod_info p = fixture_pod(); /* no containers of version 1.2.3 */
+    ephem_plan pl;
+    ephem_opts o = opts_for("1.2.3", EPHEM_CAPS_PS);
+    o.command = "ps";
+    o.profile = EPHEM_PROFILE_NETADMIN;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EPERM);
+    assert_non_null(strstr(err, "--profile netadmin does not give SYS_PTRACE, which ps needs"));
+    o.caps = EPHEM_CAPS_REDIR;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_int_equal(pl.caps, EPHEM_NET_ADMIN | EPHEM_NET_RAW);
+
+    /* baseline: capture works on the runtime's NET_RAW, and nothing Pod
+     * Security baseline refuses is added */
+    o.caps = EPHEM_CAPS_CAPTURE;
+    o.profile = EPHEM_PROFILE_BASELINE;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_int_equal(pl.caps & ~EPHEM_CAPS_BASELINE, 0);
+    assert_true(pl.caps & EPHEM_SYS_CHROOT);
+    o.caps = EPHEM_CAPS_SHELL;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EPERM);
+    assert_non_null(strstr(err, "SYS_PTRACE, SYS_ADMIN"));
+
+    /* restricted: redir without ports also gets what listing them needs */
+    o = opts_for("1.2.3", EPHEM_CAPS_REDIR);
+    o.extra_caps = EPHEM_CAPS_PS;
+    o.profile = EPHEM_PROFILE_RESTRICTED;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_int_equal(pl.caps, EPHEM_NET_ADMIN | EPHEM_SYS_PTRACE);
+    o.caps = EPHEM_CAPS_CAPTURE; /* in the default set: nothing added */
+    o.extra_caps = 0;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_int_equal(pl.caps, 0);
+
+    /* every command's row is in the general set */
+    const unsigned rows[] = {EPHEM_CAPS_PS, EPHEM_CAPS_REDIR,   EPHEM_CAPS_SHELL, EPHEM_CAPS_EXEC,
+                             EPHEM_CAPS_CP, EPHEM_CAPS_CAPTURE, EPHEM_CAPS_LOGS};
+    for (size_t i = 0; i < sizeof rows / sizeof *rows; i++)
+        assert_int_equal(rows[i] & ~EPHEM_CAPS_GENERAL, 0);
+    ephem_profile prof;
+    assert_int_equal(ephem_profile_parse("restricted", &prof), 0);
+    assert_int_equal(prof, EPHEM_PROFILE_RESTRICTED);
+    assert_int_equal(ephem_profile_parse("legacy", &prof), -EINVAL);
     pod_free(&p);
 }
 
@@ -258,19 +343,19 @@ static pod_info three_managers(const char *base, const char *state1)
 static void plan_oldest_running(void **state)
 {
     (void)state;
-    char base[32], want[48];
+    char base[32], want[48], err[1024];
     ephem_base_name("9.9.9", base, sizeof(base));
     pod_info p = three_managers(base, "running");
     ephem_plan pl;
     ephem_opts o = opts_for("9.9.9", EPHEM_NET_ADMIN);
     o.image = "img";
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_false(pl.create);
     assert_string_equal(pl.name, base);
 
     /* ps needs the shell capabilities: the oldest that has them */
     o.caps = EPHEM_CAPS_SHELL;
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     snprintf(want, sizeof(want), "%s-2", base);
     assert_string_equal(pl.name, want);
     pod_free(&p);
@@ -278,18 +363,9 @@ static void plan_oldest_running(void **state)
     /* the oldest has exited: the next running one, never the starting -3 */
     p = three_managers(base, "terminated");
     o.caps = EPHEM_NET_ADMIN;
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_false(pl.create);
     assert_string_equal(pl.name, want);
-    pod_free(&p);
-
-    /* a new container gets the extra capabilities a later step needs */
-    p = fixture_pod();
-    o = opts_for("1.2.3", EPHEM_NET_ADMIN);
-    o.extra_caps = EPHEM_CAPS_SHELL;
-    assert_int_equal(ephem_plan_for(&p, &o, &pl), 0);
-    assert_true(pl.create);
-    assert_int_equal(pl.caps, EPHEM_NET_ADMIN | EPHEM_CAPS_SHELL);
     pod_free(&p);
 }
 
@@ -413,9 +489,16 @@ static void ages(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(pod_fields),     cmocka_unit_test(caps_names),   cmocka_unit_test(newest_running),
-        cmocka_unit_test(naming),         cmocka_unit_test(plan),         cmocka_unit_test(plan_oldest_running),
-        cmocka_unit_test(container_json), cmocka_unit_test(manager_logs), cmocka_unit_test(list_table),
+        cmocka_unit_test(pod_fields),
+        cmocka_unit_test(caps_names),
+        cmocka_unit_test(newest_running),
+        cmocka_unit_test(naming),
+        cmocka_unit_test(plan),
+        cmocka_unit_test(plan_profiles),
+        cmocka_unit_test(plan_oldest_running),
+        cmocka_unit_test(container_json),
+        cmocka_unit_test(manager_logs),
+        cmocka_unit_test(list_table),
         cmocka_unit_test(ages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

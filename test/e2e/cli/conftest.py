@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -21,6 +22,8 @@ SDK = '/usr/lib/google-cloud-sdk/bin'
 KUBECTLS = {'default': '/usr/bin/kubectl', '1.27': os.path.join(SDK, 'kubectl.1.27'),
             '1.33': os.path.join(SDK, 'kubectl.1.33')}
 CLI = os.environ.get('KDIAG_CLI') or os.path.join(REPO, 'build', 'cli', 'kubectl-diag')
+DEBUG_IMAGE = subprocess.run([CLI, 'version'], capture_output=True, text=True,
+                             check=True).stdout.split()[-1]   # "manager image <name>"
 LIMITED_TOKEN = 'limited-%d-0123456789' % os.getpid()
 VIEWER_TOKEN = 'viewer-%d-0123456789' % os.getpid()
 
@@ -122,3 +125,24 @@ def cluster(request):
 def bg():
     """kubectl-diag processes started by a test; killed at the end whatever happens."""
     yield from closing_all(lambda cluster, *args, kubectl=None: cluster.diag_bg(*args, kubectl=kubectl))
+
+
+@pytest.fixture
+def fresh_pod(cluster):
+    """An nginx pod without a debug container yet; deleted at the end."""
+    name = 'fresh-%d-%d' % (os.getpid(), int(time.monotonic() * 1000) % 100000)
+    cluster.ok('run', name, '--image=nginx', '--restart=Never')
+    try:
+        cluster.wait_running(name)
+        yield name
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def debug_base_name():
+    """The CLI's debug container name for its version (ephem_base_name: FNV-1a of it)."""
+    version = subprocess.run([CLI, 'version'], capture_output=True, text=True, check=True).stdout.split()[1]
+    h = 2166136261
+    for b in version.encode():
+        h = ((h ^ b) * 16777619) & 0xffffffff
+    return 'dbg-tools-%08x' % h

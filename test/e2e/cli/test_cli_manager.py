@@ -12,11 +12,9 @@ import time
 
 import pytest
 
-from conftest import DEMO, KUBECTLS, Cluster, images_json, kubesim_up, wait_for
+from conftest import DEBUG_IMAGE, DEMO, KUBECTLS, Cluster, debug_base_name, images_json, kubesim_up, wait_for
 
 FIXED_PORT_IMAGE = 'kdiag-manager-fixed-port:1'
-DEBUG_IMAGE = subprocess.run([os.environ['KDIAG_CLI'], 'version'], capture_output=True, text=True,
-                             check=True).stdout.split()[-1]   # "manager image <name>"
 EPHEMERAL = 61000
 FORGED_SECRET = '0123456789abcdef0123456789abcdef'
 
@@ -44,18 +42,6 @@ def cluster(request):
     for p in ('nginx', 'curl', 'distroless'):
         c.wait_running(p)
     return c
-
-
-@pytest.fixture
-def fresh_pod(cluster):
-    """A pod without a debug container yet; deleted at the end."""
-    name = 'mgr-%d-%d' % (os.getpid(), int(time.monotonic() * 1000) % 100000)
-    cluster.ok('run', name, '--image=nginx', '--restart=Never')
-    try:
-        cluster.wait_running(name)
-        yield name
-    finally:
-        cluster.kubectl('delete', 'pod', name, '--wait=false')
 
 
 def barrier_kubectl(tmp, parties):
@@ -141,22 +127,12 @@ def test_ps_does_not_wait_for_a_tunnel_that_did_not_start(cluster, fresh_pod):
         helper.wait()
 
 
-def base_name():
-    """The CLI's debug container name for its version (ephem_base_name: FNV-1a of it)."""
-    version = subprocess.run([os.environ['KDIAG_CLI'], 'version'], capture_output=True, text=True,
-                             check=True).stdout.split()[1]
-    h = 2166136261
-    for b in version.encode():
-        h = ((h ^ b) * 16777619) & 0xffffffff
-    return 'dbg-tools-%08x' % h
-
-
 def add_forging_container(cluster, pod, lines):
     """A debug container as the CLI would make it for ps (its name, image, target, capabilities,
     a secret in its spec), whose log holds `lines`, as a workload could make it hold them. Being
     the oldest that fits, it is the one kubectl-diag takes."""
     script = "printf '%s'; exec sleep 3600" % ''.join(l + '\\n' for l in lines)
-    container = {'name': base_name(), 'image': DEBUG_IMAGE, 'targetContainerName': pod,
+    container = {'name': debug_base_name(), 'image': DEBUG_IMAGE, 'targetContainerName': pod,
                  'command': ['/usr/local/bin/ash', '-c', script],
                  'env': [{'name': 'KDIAG_SECRET', 'value': FORGED_SECRET}],
                  'securityContext': {'capabilities': {'add': ['SYS_PTRACE', 'SYS_ADMIN', 'SYS_CHROOT']}}}
@@ -177,7 +153,7 @@ def test_forged_start_up_lines_are_refused(cluster, fresh_pod):
     assert 'do not prove the secret' in r.stderr, r.stderr
     assert 'PID' not in r.stdout
     assert time.monotonic() - start < 20
-    assert [c['name'] for c in cluster.pod(fresh_pod)['spec']['ephemeralContainers']] == [base_name()]
+    assert [c['name'] for c in cluster.pod(fresh_pod)['spec']['ephemeralContainers']] == [debug_base_name()]
 
 
 def test_forged_start_up_lines_without_proof_are_refused(cluster, fresh_pod):

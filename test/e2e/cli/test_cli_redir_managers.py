@@ -32,10 +32,10 @@ def fetch_from_curl_pod(cluster, ip, port):
     return r.stdout + r.stderr
 
 
-def redirect_and_fetch(cluster, bg, name, srv):
+def redirect_and_fetch(cluster, bg, name, srv, *flags):
     """Starts redir of pod port 8080 to srv; returns the running redir once a request from another
     pod reached srv."""
-    r = bg(cluster, 'redir', 'pod/' + name, '8080:%d' % srv.port)
+    r = bg(cluster, 'redir', 'pod/' + name, '8080:%d' % srv.port, *flags)
     r.wait_out('redirecting pod/%s:8080' % name)
     ip = cluster.pod(name)['status']['podIP']
     wait_for(lambda: srv.marker in fetch_from_curl_pod(cluster, ip, 8080), 30, what='the local answer')
@@ -46,10 +46,11 @@ def test_redir_ps_redir_keeps_working_and_uses_the_oldest_manager(cluster, bg, l
     name = fresh_pod(cluster, 'rpr')
     try:
         srv = local_http()
-        assert redirect_and_fetch(cluster, bg, name, srv).interrupt() == 0
-        ps = cluster.diag('ps', 'pod/' + name)
+        # two managers, as older runs left them: the first without Ps's capabilities
+        assert redirect_and_fetch(cluster, bg, name, srv, '--profile', 'netadmin').interrupt() == 0
+        ps = cluster.diag('ps', 'pod/' + name, '--new-container')
         assert ps.returncode == 0, ps.stderr
-        first, second = debug_containers(cluster, name)  # ps needed capabilities the first lacks
+        first, second = debug_containers(cluster, name)
         r = redirect_and_fetch(cluster, bg, name, srv)
         # the rule is in the oldest manager's own table, the newer manager has none
         ruleset = cluster.pod_ruleset(name)

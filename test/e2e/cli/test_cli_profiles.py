@@ -1,0 +1,128 @@
+"""One debug container per pod, and --profile (README "Capabilities and profiles"): every command
+reuses the pod's kdiag debug container; one that lacks what a command needs is named in one line
+with the fix instead of a second container being added. Through the real kubectl on the simulated
+cluster, which gives containers containerd's default capability set plus what they add."""
+import json
+import os
+import secrets
+
+import pytest
+
+from conftest import DEBUG_IMAGE, debug_base_name, wait_for
+
+GENERAL = {'NET_ADMIN', 'SYS_PTRACE', 'SYS_ADMIN', 'SYS_CHROOT', 'NET_RAW', 'SETUID', 'SETGID', 'KILL',
+           'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'CHOWN', 'FOWNER', 'FSETID', 'MKNOD'}
+
+
+def debug_containers(cluster, pod):
+    return cluster.pod(pod)['spec'].get('ephemeralContainers', [])
+
+
+def added_caps(container):
+    return set(((container.get('securityContext') or {}).get('capabilities') or {}).get('add') or [])
+
+
+def redirect_once(cluster, bg, pod, *flags):
+    """redir of pod port 80 until it says it redirects, then Ctrl-C; its exit code."""
+    r = bg(cluster, 'redir', 'pod/' + pod, '80:%d' % (20000 + os.getpid() % 20000), *flags)
+    r.wait_out('redirecting pod/%s:80' % pod)
+    return r.interrupt()
+
+
+def test_ps_redir_shell_leave_one_debug_container(cluster, bg, fresh_pod):
+    r = cluster.diag('ps', 'pod/' + fresh_pod)
+    assert r.returncode == 0, r.stderr
+    [first] = debug_containers(cluster, fresh_pod)
+    assert added_caps(first) == GENERAL   # the default profile: what every command needs
+    assert redirect_once(cluster, bg, fresh_pod) == 0
+    r = cluster.diag('shell', 'pod/' + fresh_pod, '--', '-c', 'echo in-$((6*7))')
+    assert r.returncode == 0 and 'in-42' in r.stdout, r.stdout + r.stderr
+    assert [c['name'] for c in debug_containers(cluster, fresh_pod)] == [first['name']]
+
+
+def test_restricted_then_redir_names_net_admin_and_the_fix(cluster, bg, fresh_pod):
+    r = cluster.diag('ps', 'pod/' + fresh_pod, '--profile', 'restricted')
+    assert r.returncode == 0, r.stderr
+    assert any(':80' in l.split()[-1] for l in r.stdout.splitlines()[1:]), r.stdout
+    [first] = debug_containers(cluster, fresh_pod)
+    assert added_caps(first) == {'SYS_PTRACE'}   # ps needs nothing else beyond the runtime's defaults
+    r = cluster.diag('redir', 'pod/' + fresh_pod, '80:8080')
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert 'lacks NET_ADMIN, which redir needs' in r.stderr and first['name'] in r.stderr, r.stderr
+    assert '--profile general' in r.stderr and '--new-container' in r.stderr, r.stderr
+    assert len(debug_containers(cluster, fresh_pod)) == 1
+    # asked for explicitly, a second one is added, with the first one's capabilities too
+    assert redirect_once(cluster, bg, fresh_pod, '--new-container') == 0
+    first, second = debug_containers(cluster, fresh_pod)
+    assert added_caps(second) >= {'SYS_PTRACE', 'NET_ADMIN'}
+
+
+def test_profile_that_lacks_what_the_command_needs_adds_nothing(cluster, fresh_pod):
+    r = cluster.diag('ps', 'pod/' + fresh_pod, '--profile', 'netadmin')
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert '--profile netadmin does not give SYS_PTRACE, which ps needs' in r.stderr, r.stderr
+    assert debug_containers(cluster, fresh_pod) == []
+    r = cluster.diag('ps', 'pod/' + fresh_pod, '--profile', 'admin')
+    assert r.returncode == 2 and 'invalid --profile "admin"' in r.stderr, r.stderr
+
+
+def add_old_manager(cluster, pod, name, caps):
+    """A debug container as an older kubectl-diag made it: its own secret, the capabilities it
+    gave the command of that run."""
+    container = {'name': name, 'image': DEBUG_IMAGE, 'targetContainerName': pod,
+                 'env': [{'name': 'KDIAG_SECRET', 'value': secrets.token_hex(16)}],
+                 'securityContext': {'capabilities': {'add': caps}}}
+    path = '/api/v1/namespaces/default/pods/%s/ephemeralcontainers' % pod
+    obj = json.loads(cluster.ok('get', '--raw', path))
+    obj['spec'].setdefault('ephemeralContainers', []).append(container)
+    cluster.ok('replace', '--raw', path, '-f', '-', input=json.dumps(obj))
+    wait_for(lambda: 'Tunnel on' in cluster.kubectl('logs', pod, '-c', name).stdout, 60,
+             what='the manager of %s' % name)
+
+
+def test_pod_with_two_managers_from_older_runs(cluster, bg, fresh_pod):
+    """redir, then ps, of older runs left base (NET_ADMIN) and base-2 (NET_ADMIN and the shell's):
+    every command finds one that fits, redirects stay with the oldest, nothing is added."""
+    base = debug_base_name()
+    add_old_manager(cluster, fresh_pod, base, ['NET_ADMIN'])
+    add_old_manager(cluster, fresh_pod, base + '-2', ['NET_ADMIN', 'SYS_PTRACE', 'SYS_ADMIN', 'SYS_CHROOT'])
+    r = cluster.diag('ps', 'pod/' + fresh_pod)
+    assert r.returncode == 0, r.stderr
+    r = cluster.diag('shell', 'pod/' + fresh_pod, '--', '-c', 'echo in-$((6*7))')
+    assert r.returncode == 0 and 'in-42' in r.stdout, r.stdout + r.stderr
+    assert redirect_once(cluster, bg, fresh_pod) == 0
+    r = bg(cluster, 'redir', 'pod/' + fresh_pod)   # lists the ports through base-2
+    r.wait_out('redirecting pod/%s:80' % fresh_pod)
+    assert r.interrupt() == 0, r.err()
+    assert [c['name'] for c in debug_containers(cluster, fresh_pod)] == [base, base + '-2']
+
+
+@pytest.fixture
+def baseline_ns(cluster):
+    """A namespace that enforces Pod Security baseline, with an nginx pod web."""
+    ns = 'prof-psa-%d' % os.getpid()
+    cluster.ok('create', '-f', '-', input='apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n'
+               '    pod-security.kubernetes.io/enforce: baseline\n' % ns)
+    try:
+        cluster.ok('run', 'web', '-n', ns, '--image=nginx', '--restart=Never')
+        cluster.wait_running('web', ns=ns)
+        yield ns
+    finally:
+        cluster.kubectl('delete', 'namespace', ns, '--wait=false')
+
+
+def test_baseline_profile_passes_pod_security_baseline(cluster, baseline_ns):
+    r = cluster.diag('ps', '-n', baseline_ns, 'pod/web')
+    assert r.returncode == 1 and 'Pod Security "baseline"' in r.stderr, r.stderr
+    assert '--profile baseline' in r.stderr, r.stderr
+    assert not cluster.pod('web', baseline_ns)['spec'].get('ephemeralContainers')
+    r = cluster.diag('manage', '-n', baseline_ns, 'pod/web', '--profile', 'baseline')
+    assert r.returncode == 0, r.stderr
+    [c] = cluster.pod('web', baseline_ns)['spec']['ephemeralContainers']
+    assert added_caps(c) and added_caps(c) <= {'SYS_CHROOT', 'SETUID', 'SETGID', 'KILL', 'DAC_OVERRIDE', 'CHOWN',
+                                               'FOWNER', 'FSETID', 'MKNOD'}, c
+    # its manager runs; ps needs more than baseline gives: said, nothing added
+    r = cluster.diag('ps', '-n', baseline_ns, 'pod/web')
+    assert r.returncode == 1 and 'lacks SYS_PTRACE, which ps needs' in r.stderr, r.stderr
+    assert len(cluster.pod('web', baseline_ns)['spec']['ephemeralContainers']) == 1
