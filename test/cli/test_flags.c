@@ -329,7 +329,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),           cmocka_unit_test(durations),
         cmocka_unit_test(globals_anywhere), cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
-        cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags), cmocka_unit_test(profiles),
+        cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags),       cmocka_unit_test(profiles),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
