@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ephem.h"
+
 static const char bash_script[] =
     "# bash completion for kubectl-diag\n"
     "_kubectl_diag() {\n"
@@ -136,6 +138,9 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
         emit_list(out, outputs, partial);
     else if (!strcmp(prev, "--pull-policy"))
         emit_list(out, pulls, partial);
+    else if (!strcmp(prev, "--profile"))
+        for (unsigned i = 0; ephem_profile_name(i); i++)
+            emit(out, "", ephem_profile_name(i), partial);
     else if (!strcmp(prev, "completion"))
         emit_list(out, shells, partial);
     else if (partial[0] == '-')

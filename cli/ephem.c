@@ -90,6 +90,11 @@ int ephem_profile_parse(const char *name, ephem_profile *out)
     return -EINVAL;
 }
 
+const char *ephem_profile_name(unsigned p)
+{
+    return p < sizeof profiles / sizeof *profiles ? profiles[p].name : NULL;
+}
+
 /* What a new container adds under o's profile. */
 static unsigned profile_caps(const ephem_opts *o)
 {

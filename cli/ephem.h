@@ -92,6 +92,8 @@ typedef enum {
 
 /* 0 and *out for a profile name; -EINVAL for another. */
 int ephem_profile_parse(const char *name, ephem_profile *out);
+/* The name of profile p; NULL past the last (for listing them). */
+const char *ephem_profile_name(unsigned p);
 
 typedef struct {
     char container[64];

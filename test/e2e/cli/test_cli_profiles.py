@@ -126,3 +126,31 @@ def test_baseline_profile_passes_pod_security_baseline(cluster, baseline_ns):
     r = cluster.diag('ps', '-n', baseline_ns, 'pod/web')
     assert r.returncode == 1 and 'lacks SYS_PTRACE, which ps needs' in r.stderr, r.stderr
     assert len(cluster.pod('web', baseline_ns)['spec']['ephemeralContainers']) == 1
+
+
+def test_ps_of_another_users_process_needs_only_sys_ptrace(cluster):
+    """The table's row for ps: with SYS_PTRACE added to the runtime's default set (DAC_OVERRIDE
+    among them) the manager, root, reads the sockets of a process that runs as another user."""
+    name = 'prof-uid-%d' % os.getpid()
+    cluster.ok('create', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
+        'spec': {'restartPolicy': 'Never', 'containers': [
+            {'name': 'app', 'image': 'distroless', 'securityContext': {'runAsUser': 1000, 'runAsGroup': 1000}}]}}))
+    try:
+        cluster.wait_running(name)
+        r = cluster.diag('ps', 'pod/' + name, '--profile', 'restricted', '-o', 'json')
+        assert r.returncode == 0, r.stderr
+        [c] = debug_containers(cluster, name)
+        assert added_caps(c) == {'SYS_PTRACE'}
+        procs = json.loads(r.stdout)['processes']
+        assert any(p['uid'] == 1000 and {'port': 8080, 'protocol': 'tcp'}.items() <= l.items()
+                   for p in procs for l in p['listen']), procs
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_profile_names_complete(cluster):
+    r = cluster.diag('__complete', 'ps', '--profile', 're')
+    assert r.stdout.splitlines() == ['restricted', ':4'], r.stdout
+    r = cluster.diag('__complete', 'ps', '--profile', '')
+    assert r.stdout.splitlines()[:-1] == ['general', 'netadmin', 'baseline', 'restricted', 'sysadmin'], r.stdout
