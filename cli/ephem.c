@@ -116,9 +116,10 @@ static int say_lacks(const pod_info *p, const ephem_opts *o, const pod_container
         ephem_caps_format(o->caps & ~have, missing, sizeof missing);
     snprintf(err, errlen,
              "the debug container %s of pod/%s lacks %s, which %s needs, and a pod's debug containers can be neither "
-             "changed nor removed: recreate the pod and run kubectl diag with --profile general (the default), or "
-             "add a second debug container with --new-container",
-             c->name, p->name, missing, o->command ? o->command : "this command");
+             "changed nor removed: recreate the pod and run kubectl diag with %s, or add a second debug container "
+             "with --new-container",
+             c->name, p->name, missing, o->command ? o->command : "this command",
+             o->privileged ? "--profile sysadmin" : "--profile general (the default)");
     return -EPERM;
 }
 

@@ -221,6 +221,7 @@ static void plan(void **state)
     o.privileged = true;
     assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EPERM);
     assert_non_null(strstr(err, "lacks privileged mode"));
+    assert_non_null(strstr(err, "--profile sysadmin"));
 
     /* the running one has stopped: never reuse a terminated container; a new
      * one gets what every command needs, or (restricted) what this one does
