@@ -5,6 +5,7 @@ cluster, which gives containers containerd's default capability set plus what th
 import json
 import os
 import secrets
+import time
 
 import pytest
 
@@ -101,7 +102,7 @@ def test_pod_with_two_managers_from_older_runs(cluster, bg, fresh_pod):
 @pytest.fixture
 def baseline_ns(cluster):
     """A namespace that enforces Pod Security baseline, with an nginx pod web."""
-    ns = 'prof-psa-%d' % os.getpid()
+    ns = 'prof-psa-%d-%d' % (os.getpid(), int(time.monotonic() * 1000) % 100000)
     cluster.ok('create', '-f', '-', input='apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n  labels:\n'
                '    pod-security.kubernetes.io/enforce: baseline\n' % ns)
     try:
@@ -154,3 +155,26 @@ def test_profile_names_complete(cluster):
     assert r.stdout.splitlines() == ['restricted', ':4'], r.stdout
     r = cluster.diag('__complete', 'ps', '--profile', '')
     assert r.stdout.splitlines()[:-1] == ['general', 'netadmin', 'baseline', 'restricted', 'sysadmin'], r.stdout
+
+
+def test_capture_works_under_pod_security_baseline(cluster, bg, baseline_ns, tmp_path):
+    """The table's baseline column: capture's NET_RAW is in the runtime's default set, so with
+    --profile baseline it runs in a namespace that enforces baseline; redir then says what is missing."""
+    out = str(tmp_path / 'web.pcap')
+    p = bg(cluster, 'capture', '-n', baseline_ns, 'pod/web', '--profile', 'baseline', '-f', 'udp port 9999',
+           '-c', '3', '-w', out)
+    ip = cluster.pod('web', baseline_ns)['status']['podIP']
+    send = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
+            's.sendto(b"x"*100, (%r, 9999))\n' % ip)
+
+    def done():   # send until the capture, once ready, has its 3 packets
+        assert cluster.in_node(['python3', '-c', send]).returncode == 0
+        return p.proc.poll() is not None
+    wait_for(done, 90, interval=0.5, what='3 packets captured')
+    assert p.proc.wait(30) == 0, p.err()
+    assert '3 packets captured' in p.err(), p.err()
+    [c] = cluster.pod('web', baseline_ns)['spec']['ephemeralContainers']
+    assert 'NET_RAW' not in added_caps(c), c
+    r = cluster.diag('redir', '-n', baseline_ns, 'pod/web', '80:8080')
+    assert r.returncode == 1 and 'lacks NET_ADMIN, which redir needs' in r.stderr, r.stderr
+    assert len(cluster.pod('web', baseline_ns)['spec']['ephemeralContainers']) == 1
