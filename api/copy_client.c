@@ -72,6 +72,27 @@ static int status_rc(const rpc_status *st, char *err, size_t errlen)
     return copy_client_errno(st->code);
 }
 
+void copy_client_cancel_now(copy_client_cancel *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->cancelled = true;
+    if (c->s)
+        rpc_stream_cancel(c->s);
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* s is the call of o's copy from now on (NULL: no longer). */
+static void cancel_attach(const copy_client_opts *o, rpc_stream *s)
+{
+    if (!o || !o->cancel)
+        return;
+    pthread_mutex_lock(&o->cancel->mu);
+    o->cancel->s = s;
+    if (s && o->cancel->cancelled)
+        rpc_stream_cancel(s);
+    pthread_mutex_unlock(&o->cancel->mu);
+}
+
 static void progress(const copy_client_opts *o, const copytree_stats *st)
 {
     if (o && o->progress)
@@ -100,6 +121,7 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
     rc = rpc_client_stream_open(&s, cl, CONTRACT_METHOD_COPY_FROM, req, len, o ? o->timeout_ms : 0);
     if (rc < 0)
         goto fail;
+    cancel_attach(o, s);
     for (;;) {
         uint8_t *buf = NULL;
         size_t n = 0;
@@ -134,6 +156,7 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
 fail:
     snprintf(err, errlen, "cannot copy from %s: the call failed: %s", remote, strerror(-rc));
 out:
+    cancel_attach(o, NULL);
     rpc_stream_free(s); /* cancels a call still running */
     copytree_recv_free(r);
     free(req);
@@ -188,6 +211,7 @@ int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *
         snprintf(err, errlen, "cannot copy to %s: the call failed: %s", remote, strerror(-rc));
         return rc;
     }
+    cancel_attach(o, ts.s);
     size_t len = kdiag__solo__io__copy_to_request__get_packed_size(&m);
     rc = -ENOMEM;
     if ((ts.buf = malloc(len))) {
@@ -223,6 +247,7 @@ int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *
     if (rc == 0)
         progress(o, &ts.stats);
 out:
+    cancel_attach(o, NULL);
     rpc_stream_free(ts.s);
     free(ts.buf);
     return rc;

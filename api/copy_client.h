@@ -9,6 +9,8 @@
 #ifndef KDIAG_COPY_CLIENT_H
 #define KDIAG_COPY_CLIENT_H
 
+#include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,10 +27,25 @@ typedef struct {
 /* Called now and then (and once at the end) with what has been copied so far. */
 typedef void (*copy_client_progress_fn)(void *ud, const copytree_stats *st);
 
+/* Lets another thread stop a copy (Ctrl-C): the call is cancelled, the copy
+ * returns -ECANCELED, and both sides remove their temporaries. */
 typedef struct {
-    copy_client_progress_fn progress; /* may be NULL */
+    pthread_mutex_t mu;
+    rpc_stream *s; /* the call in progress */
+    bool cancelled;
+} copy_client_cancel;
+#define COPY_CLIENT_CANCEL_INIT \
+    { \
+        PTHREAD_MUTEX_INITIALIZER, NULL, false \
+    }
+/* Thread-safe; before the call starts, it is cancelled as soon as it does. */
+void copy_client_cancel_now(copy_client_cancel *c);
+
+typedef struct {
+    copy_client_progress_fn progress; /* may be NULL; called on the copying thread */
     void *ud;
-    int timeout_ms; /* of the whole call; <= 0: none */
+    int timeout_ms;             /* of the whole call; <= 0: none */
+    copy_client_cancel *cancel; /* may be NULL */
 } copy_client_opts;
 
 /* remote (in t's root) → local (an existing directory receives it under its name). */

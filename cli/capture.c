@@ -68,7 +68,8 @@ static void print_summary(const capture_cli *c, const char *path)
     const capture_client_stats *s = &c->s;
     if (c->tty && c->last_count_ms)
         fputc('\n', stderr);
-    fprintf(stderr, "%llu packets captured (%llu bytes written to %s), %llu dropped by the kernel, %llu lost in "
+    fprintf(stderr,
+            "%llu packets captured (%llu bytes written to %s), %llu dropped by the kernel, %llu lost in "
             "the stream",
             (unsigned long long)s->packets, (unsigned long long)s->bytes, strcmp(path, "-") ? path : "stdout",
             (unsigned long long)s->kernel_drops,

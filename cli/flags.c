@@ -93,6 +93,7 @@ static const char *const cmd_names[] = {
     [FLAGS_CMD_SHELL] = "shell",   [FLAGS_CMD_LOGS] = "logs",           [FLAGS_CMD_LIST] = "list",
     [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",     [FLAGS_CMD_COMPLETION] = "completion",
     [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete", [FLAGS_CMD_CAPTURE] = "capture",
+    [FLAGS_CMD_CP] = "cp",
 };
 
 const char *flags_cmd_name(flags_cmd c)
@@ -250,7 +251,7 @@ static flags_cmd find_cmd(const char *s)
     return FLAGS_CMD_NONE;
 }
 
-static const char *pod_ref(const char *s)
+const char *flags_pod_ref(const char *s)
 {
     static const char *const prefixes[] = {"pod/", "pods/", "po/"};
     for (size_t i = 0; i < 3; i++)
@@ -266,7 +267,8 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_CONTEXT: f->context = val; break;
     case O_KUBECONFIG: f->kubeconfig = val; break;
     case O_LABELS: return push_selector(&f->labels, &f->nlabels, val, err, errlen);
-    case O_POD: return push_selector(&f->pods, &f->npods, pod_ref(val) ? pod_ref(val) : val, err, errlen);
+    case O_POD:
+        return push_selector(&f->pods, &f->npods, flags_pod_ref(val) ? flags_pod_ref(val) : val, err, errlen);
     case O_TARGET: f->target = val; break;
     case O_IMAGE: f->dbg_image = val; break;
     case O_PULL:
@@ -334,7 +336,13 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
 
 static int positional(flags *f, char *a, char *err, size_t errlen)
 {
-    const char *pod = pod_ref(a);
+    if (f->cmd == FLAGS_CMD_CP) { /* SOURCE DEST: "pod/NAME:/path" is an operand, not --pod */
+        if (f->ncp_args == 2)
+            return fail(err, errlen, "cp takes two paths, SOURCE and DEST; \"%s\" is a third", a);
+        f->cp_args[f->ncp_args++] = a;
+        return 0;
+    }
+    const char *pod = flags_pod_ref(a);
     if (pod)
         return push_selector(&f->pods, &f->npods, pod, err, errlen);
     if (f->cmd == FLAGS_CMD_NONE) {
@@ -485,6 +493,8 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     }
     if (f->cmd == FLAGS_CMD_COMPLETION && f->topic && strcmp(f->topic, "bash") && strcmp(f->topic, "zsh"))
         return fail(err, errlen, "unknown shell \"%s\" for completion: use bash or zsh", f->topic);
+    if (f->cmd == FLAGS_CMD_CP && f->ncp_args != 2)
+        return fail(err, errlen, "cp needs SOURCE and DEST: kubectl diag cp POD:/PATH LOCAL or cp LOCAL POD:/PATH");
     if (f->cmd == FLAGS_CMD_COMPLETION && !f->topic)
         return fail(err, errlen, "completion needs a shell: kubectl diag completion bash|zsh");
     return 0;

@@ -24,6 +24,7 @@ typedef enum {
     FLAGS_CMD_HELP,
     FLAGS_CMD_COMPLETE, /* hidden: __complete, used by the completion scripts */
     FLAGS_CMD_CAPTURE,
+    FLAGS_CMD_CP,
 } flags_cmd;
 
 typedef struct {
@@ -79,6 +80,9 @@ typedef struct {
     uint64_t count;      /* -c: 0 = no limit */
     int64_t duration_ms; /* -d: 0 = no limit */
     const char *write;   /* -w FILE or "-" (stdout); NULL = stdout unless it is a terminal */
+    /* cp: SOURCE DEST as given */
+    const char *cp_args[2];
+    int ncp_args;
     /* completion / help topic */
     const char *topic;
     /* after `--` */
@@ -95,5 +99,7 @@ typedef struct {
 const char *flags_cmd_name(flags_cmd c);
 int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen);
 void flags_free(flags *f);
+/* What follows a pod/, pods/ or po/ prefix of s, or NULL without one. */
+const char *flags_pod_ref(const char *s);
 
 #endif

@@ -43,6 +43,7 @@ static const char main_help[] =
     "  redir       redirect pod ports (incoming or --outgoing) to local ports\n"
     "  ps          list the processes of the target container, with listening ports\n"
     "  shell       a root shell inside the target container, even without a shell in it\n"
+    "  cp          copy files and directories between the target container and this machine\n"
     "  logs        follow the logs of several pods and containers, optionally around a command\n"
     "  capture     capture the pod's packets into a pcap file (or stdout, for tcpdump/wireshark)\n"
     "  list        the debug containers kubectl diag added in the namespace\n"
@@ -53,6 +54,7 @@ static const char main_help[] =
     "  kubectl diag ps -l app=nginx\n"
     "  kubectl diag redir pod/nginx-7c5 80:8080\n"
     "  kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'\n"
+    "  kubectl diag cp pod/web:/etc/nginx ./nginx\n"
     "  kubectl diag logs -l app=curl -l app=nginx -- curl -s http://localhost:8080/\n"
     "\n"
     "kubectl diag adds an ephemeral container (dbg-tools-…) running kdiag-manager to the pod.\n"
@@ -108,6 +110,7 @@ static const char shell_help[] =
     "Examples:\n"
     "  kubectl diag shell pod/distroless\n"
     "  kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'\n"
+    "  kubectl diag cp pod/web:/etc/nginx ./nginx\n"
     "\n";
 
 static const char logs_help[] =
@@ -177,6 +180,27 @@ static const char manage_help[] =
     "  kubectl diag manage pod/nginx -v\n"
     "\n";
 
+static const char cp_help[] =
+    "Usage: kubectl diag cp POD:/PATH LOCAL\n"
+    "       kubectl diag cp LOCAL POD:/PATH\n"
+    "\n"
+    "Copies files and directories (recursively) between the target container and this\n"
+    "machine through the debug container's manager: the container needs no tar, nor any other\n"
+    "program. Like cp -r: an existing directory as DEST receives SOURCE under its name, any other\n"
+    "DEST is SOURCE's new name; DIR/. copies a directory's contents. Modes, mtimes and owners\n"
+    "(locally: when run as root) are kept, symlinks are copied as links, sparse files stay sparse.\n"
+    "Paths in the pod are resolved inside the container's root: '..' and absolute symlinks\n"
+    "cannot leave it. Nothing half-written is ever left under the final name: each file is\n"
+    "written under a temporary name and renamed when complete; on an error or Ctrl-C the\n"
+    "temporaries are removed. POD is NAME or pod/NAME; ':PATH' takes the pod of --pod or -l.\n"
+    "A progress line is drawn on stderr when it is a terminal.\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag cp pod/web:/etc/nginx ./nginx    # a directory out of the pod\n"
+    "  kubectl diag cp ./fix.conf web:/etc/nginx/     # a file into an existing directory\n"
+    "  kubectl diag cp -l app=web -t app :/var/log/app.log .\n"
+    "\n";
+
 static const char version_help[] =
     "Usage: kubectl diag version\n\nPrints the version of kubectl-diag and the debug image it uses.\n\n"
     "Examples:\n"
@@ -204,6 +228,7 @@ void help_print(FILE *out, flags_cmd cmd)
     case FLAGS_CMD_LOGS: body = logs_help; break;
     case FLAGS_CMD_CAPTURE: body = capture_help; break;
     case FLAGS_CMD_LIST: body = list_help; break;
+    case FLAGS_CMD_CP: body = cp_help; break;
     case FLAGS_CMD_MANAGE: body = manage_help; break;
     case FLAGS_CMD_VERSION: body = version_help; break;
     case FLAGS_CMD_COMPLETION: body = completion_help; break;

@@ -5,6 +5,7 @@
 
 #include "capture.h"
 #include "completion.h"
+#include "cp.h"
 #include "exitcode.h"
 #include "flags.h"
 #include "help.h"
@@ -89,6 +90,7 @@ int main(int argc, char **argv)
     case FLAGS_CMD_LOGS: code = logs_main(&f, &k); break;
     case FLAGS_CMD_CAPTURE: code = capture_main(&f, &k); break;
     case FLAGS_CMD_LIST: code = list_main(&f, &k); break;
+    case FLAGS_CMD_CP: code = cp_main(&f, &k); break;
     case FLAGS_CMD_MANAGE: code = manage_main(&f, &k); break;
     case FLAGS_CMD_VERSION: printf("kubectl-diag %s\nmanager image %s\n", KDIAG_VERSION, f.dbg_image); break;
     case FLAGS_CMD_COMPLETION: code = exitcode_of(completion_script(stdout, f.topic)); break;

@@ -1,0 +1,199 @@
+/* cp — see cp.h. The copy runs on a thread of its own; the main thread takes
+ * Ctrl-C (the copy is cancelled: both sides remove their temporaries) and
+ * draws the progress line when stderr is a terminal. */
+#include "cp-internal.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "basic/signal-util.h"
+#include "copy_client.h"
+#include "exitcode.h"
+#include "session.h"
+
+int cp_parse_operand(const char *arg, cp_operand *op, char *err, size_t errlen)
+{
+    *op = (cp_operand){.path = arg};
+    const char *colon = strchr(arg, ':');
+    if (colon) {
+        size_t n = (size_t)(colon - arg);
+        const char *name = flags_pod_ref(arg);
+        if (!name || name > colon)
+            name = arg;
+        size_t nl = n - (size_t)(name - arg);
+        if (!memchr(name, '/', nl)) {
+            if (nl >= sizeof op->pod) {
+                snprintf(err, errlen, "pod name too long in \"%s\"", arg);
+                return -EINVAL;
+            }
+            op->remote = true;
+            memcpy(op->pod, name, nl);
+            op->pod[nl] = '\0';
+            op->path = colon + 1;
+        }
+    }
+    if (!op->path[0]) {
+        snprintf(err, errlen, "no path in \"%s\": write %s, e.g. %s/etc/hosts", arg,
+                 op->remote ? "POD:/PATH" : "a local path", op->remote ? arg : "./");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+const char *cp_human_bytes(unsigned long long n, char *out, size_t outlen)
+{
+    static const char *const units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)n;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < sizeof units / sizeof units[0]) {
+        v /= 1024;
+        u++;
+    }
+    if (u == 0)
+        snprintf(out, outlen, "%llu B", n);
+    else
+        snprintf(out, outlen, "%.1f %s", v, units[u]);
+    return out;
+}
+
+typedef struct {
+    rpc_client *cl;
+    copy_client_target target;
+    const char *remote, *local;
+    bool from; /* remote → local */
+    copy_client_cancel cancel;
+    pthread_mutex_t mu; /* guards st and done */
+    copytree_stats st;
+    bool done;
+    int rc;
+    char err[2048];
+} cp_job;
+
+static void job_progress(void *ud, const copytree_stats *st)
+{
+    cp_job *j = ud;
+    pthread_mutex_lock(&j->mu);
+    j->st = *st;
+    pthread_mutex_unlock(&j->mu);
+}
+
+static void *job_main(void *arg)
+{
+    cp_job *j = arg;
+    copy_client_opts o = {.progress = job_progress, .ud = j, .cancel = &j->cancel};
+    int rc = j->from ? copy_client_from(j->cl, &j->target, j->remote, j->local, &o, j->err, sizeof j->err)
+                     : copy_client_to(j->cl, j->local, &j->target, j->remote, &o, j->err, sizeof j->err);
+    pthread_mutex_lock(&j->mu);
+    j->rc = rc;
+    j->done = true;
+    pthread_mutex_unlock(&j->mu);
+    return NULL;
+}
+
+/* "\r<bytes>, <n> entries" over the previous line; final ends it. */
+static void draw(const copytree_stats *st, bool final)
+{
+    char b[32];
+    fprintf(stderr, "\r\033[Kcp: %s, %llu %s%s", cp_human_bytes(st->bytes, b, sizeof b),
+            (unsigned long long)st->entries, st->entries == 1 ? "entry" : "entries", final ? "\n" : "");
+    fflush(stderr);
+}
+
+/* Waits for the copy, drawing progress on a terminal (and the totals at the
+ * end); a stop signal cancels it. */
+static void wait_job(cp_job *j, const sigset_t *stop)
+{
+    bool tty = isatty(2);
+    const struct timespec tick = {0, 200 * 1000 * 1000};
+    for (;;) {
+        int sig = sigtimedwait(stop, NULL, &tick);
+        if (sig > 0)
+            copy_client_cancel_now(&j->cancel);
+        pthread_mutex_lock(&j->mu);
+        copytree_stats st = j->st;
+        bool done = j->done;
+        pthread_mutex_unlock(&j->mu);
+        if (tty)
+            draw(&st, done);
+        if (done)
+            return;
+    }
+}
+
+/* The pod and the paths from the two operands; the pod goes into so. */
+static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[2], char *err, size_t errlen)
+{
+    int rc = cp_parse_operand(f->cp_args[0], &ops[0], err, errlen);
+    if (rc == 0)
+        rc = cp_parse_operand(f->cp_args[1], &ops[1], err, errlen);
+    if (rc < 0)
+        return rc;
+    if (ops[0].remote == ops[1].remote) {
+        snprintf(err, errlen,
+                 "cp copies between a pod and this machine: give one POD:PATH and one local path, e.g. "
+                 "kubectl diag cp pod/web:/etc/nginx ./nginx (a local path with ':' is written ./a:b)");
+        return -EINVAL;
+    }
+    const cp_operand *rem = ops[0].remote ? &ops[0] : &ops[1];
+    if (rem->pod[0] && (so->pod || so->selector)) {
+        snprintf(err, errlen, "the pod is named twice (\"%s:\" and %s): use one", rem->pod, so->pod ? "--pod" : "-l");
+        return -EINVAL;
+    }
+    if (rem->pod[0])
+        so->pod = rem->pod;
+    if (!so->pod && !so->selector) {
+        snprintf(err, errlen, "no pod: write POD:PATH (e.g. web-0:/etc/hosts), or :PATH with --pod or -l");
+        return -EINVAL;
+    }
+    j->from = ops[0].remote;
+    j->remote = rem->path;
+    j->local = ops[0].remote ? ops[1].path : ops[0].path;
+    return 0;
+}
+
+int cp_main(const flags *f, const kube *k)
+{
+    cp_job j = {.cancel = COPY_CLIENT_CANCEL_INIT, .mu = PTHREAD_MUTEX_INITIALIZER};
+    cp_operand ops[2];
+    session s;
+    char err[2560] = "";
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_CP, true);
+    int rc = operands(f, &so, &j, ops, err, sizeof err);
+    if (rc < 0)
+        return exitcode_report(stderr, rc, err);
+    rc = session_open(k, &so, &s, err, sizeof err);
+    if (rc < 0)
+        return exitcode_report(stderr, rc, err);
+    j.target.container_id = s.target_id;
+    unsigned gen;
+    if (!(j.cl = session_client(&s, &gen))) {
+        snprintf(err, sizeof err, "no port-forward to pod/%s", s.pod.name);
+        rc = -ENOTCONN;
+        goto out;
+    }
+    /* From here every thread (the copy's and gRPC's) inherits blocked
+     * SIGINT/SIGTERM; wait_job takes them. */
+    sigset_t stop;
+    sig_block_stop(&stop);
+    pthread_t th;
+    if ((rc = -pthread_create(&th, NULL, job_main, &j)) < 0) {
+        snprintf(err, sizeof err, "cannot start the copy: %s", strerror(-rc));
+        goto out;
+    }
+    wait_job(&j, &stop);
+    pthread_join(th, NULL);
+    rc = j.rc;
+    if (rc == -ECANCELED && j.cancel.cancelled)
+        snprintf(err, sizeof err, "cp interrupted: nothing was left half-written");
+    else if (rc < 0)
+        snprintf(err, sizeof err, "cp %s pod/%s: %s", j.from ? "from" : "to", s.pod.name, j.err);
+out:
+    rpc_client_free(j.cl);
+    session_close(&s);
+    return exitcode_report(stderr, rc, err);
+}

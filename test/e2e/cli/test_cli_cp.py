@@ -1,0 +1,196 @@
+"""kubectl diag cp through the real kubectl on the simulated cluster: files and a tree both ways in
+the distroless pod (no tar, no shell), a selector with ':PATH', paths kept inside the container's
+root, a missing path, the progress line only on a terminal, and Ctrl-C mid-file."""
+import json
+import os
+import pty
+import signal
+import subprocess
+
+from conftest import CLI, images_json, wait_for
+
+
+def image_file(image, path):
+    with open(images_json()) as f:
+        return os.path.join(json.load(f)['images'][image]['rootfs'], path.lstrip('/'))
+
+
+def make_tree(top):
+    os.makedirs(os.path.join(top, 'sub', 'deeper'))
+    files = {'a.txt': (b'alpha\n', 0o640), 'sub/b.bin': (os.urandom(300000), 0o600),
+             'sub/deeper/c': (b'', 0o755), 'big.sparse': (None, 0o644)}
+    for name, (data, mode) in files.items():
+        p = os.path.join(top, name)
+        with open(p, 'wb') as f:
+            if data is None:  # 64 MiB with a little data at each end
+                f.write(b'head')
+                f.seek(64 << 20)
+                f.write(b'tail')
+            else:
+                f.write(data)
+        os.chmod(p, mode)
+        os.utime(p, ns=(1_600_000_000_123_456_789, 1_600_000_000_123_456_789))
+    os.chown(os.path.join(top, 'a.txt'), 1234, 4321)
+    os.symlink('../a.txt', os.path.join(top, 'sub', 'link'))
+    os.utime(os.path.join(top, 'sub', 'link'), ns=(1_500_000_000_000_000_001,) * 2, follow_symlinks=False)
+    os.chmod(os.path.join(top, 'sub'), 0o750)
+    for d in ('sub/deeper', 'sub', ''):
+        os.utime(os.path.join(top, d), ns=(1_400_000_000_000_000_002,) * 2)
+
+
+def describe(top):
+    """Everything cp keeps, per relative path."""
+    out = {}
+    for d, dirs, files in os.walk(top):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            st = os.lstat(p)
+            rel = os.path.relpath(p, top)
+            entry = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+            if os.path.islink(p):
+                entry += (os.readlink(p),)
+            elif os.path.isfile(p):
+                with open(p, 'rb') as f:
+                    entry += (f.read(),)
+            out[rel] = entry
+    st = os.lstat(top)
+    out['.'] = (st.st_mode, st.st_uid, st.st_gid, st.st_mtime_ns)
+    return out
+
+
+def write_big(path, mib=768):
+    """mib MiB of data (no holes): a copy long enough to interrupt."""
+    with open(path, 'wb') as f:
+        block = os.urandom(1 << 20)
+        for _ in range(mib):
+            f.write(block)
+    return path
+
+
+def no_temporaries(top):
+    return [n for _, dirs, files in os.walk(top) for n in dirs + files if n.startswith('.kdiag-cp-')]
+
+
+def test_cp_file_out_of_distroless(cluster, tmp_path):
+    r = cluster.diag('cp', 'pod/distroless:/hello-server', str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    got, orig = tmp_path / 'hello-server', image_file('distroless', '/hello-server')
+    assert got.read_bytes() == open(orig, 'rb').read()
+    assert os.stat(got).st_mode == os.stat(orig).st_mode
+    assert os.stat(got).st_mtime_ns == os.stat(orig).st_mtime_ns
+    assert 'cp:' not in r.stderr  # no progress line: stderr is not a terminal
+
+
+def test_cp_tree_round_trip_through_distroless(cluster, tmp_path):
+    src, back = str(tmp_path / 'tree'), str(tmp_path / 'back')
+    make_tree(src)
+    r = cluster.diag('cp', src, 'distroless:/tmp')  # an existing directory: /tmp/tree
+    assert r.returncode == 0, r.stderr
+    r = cluster.diag('cp', 'pod/distroless:/tmp/tree', back)  # a new name
+    assert r.returncode == 0, r.stderr
+    assert describe(back) == describe(src)
+    st = os.stat(os.path.join(back, 'big.sparse'))
+    assert st.st_size == (64 << 20) + 4 and st.st_blocks * 512 < (1 << 20), 'not sparse'
+    assert no_temporaries(str(tmp_path)) == []
+
+
+def test_cp_into_nginx_by_selector(cluster, tmp_path):
+    f = tmp_path / 'note.txt'
+    f.write_text('from the laptop\n')
+    r = cluster.diag('cp', str(f), '-l', 'app=nginx', ':/tmp/renamed.txt')
+    assert r.returncode == 0, r.stderr
+    r = cluster.diag('cp', '-l', 'app=nginx', '-t', 'nginx', ':/tmp/renamed.txt', str(tmp_path / 'again'))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'again').read_text() == 'from the laptop\n'
+
+
+def test_cp_paths_stay_inside_the_container(cluster, tmp_path):
+    r = cluster.diag('cp', 'distroless:../../../../hello-server', str(tmp_path / 'hs'))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'hs').read_bytes() == open(image_file('distroless', '/hello-server'), 'rb').read()
+    f = tmp_path / 'x'
+    f.write_text('x\n')
+    marker = 'kdiag-cp-e2e-escape-%d' % os.getpid()
+    r = cluster.diag('cp', str(f), 'distroless:/../../../' + marker)
+    assert r.returncode == 0, r.stderr
+    assert not os.path.exists('/' + marker)
+    r = cluster.diag('cp', 'distroless:/' + marker, str(tmp_path / 'y'))  # it is at the container's /
+    assert r.returncode == 0, r.stderr
+
+
+def test_cp_missing_path_says_which_and_why(cluster, tmp_path):
+    r = cluster.diag('cp', 'pod/distroless:/no/such/file', str(tmp_path / 'out'))
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith('error: cp from pod/distroless: '), r.stderr
+    assert '/no/such' in lines[-1] and '(ENOENT)' in lines[-1], r.stderr
+    assert not (tmp_path / 'out').exists()
+    r = cluster.diag('cp', str(tmp_path / 'missing'), 'distroless:/tmp/')
+    assert r.returncode == 1 and str(tmp_path / 'missing') in r.stderr and '(ENOENT)' in r.stderr, r.stderr
+    r = cluster.diag('cp', 'a', 'b')
+    assert r.returncode == 2 and 'POD:PATH' in r.stderr, r.stderr
+
+
+def test_cp_progress_line_on_a_terminal(cluster, tmp_path):
+    master, slave = pty.openpty()
+    p = subprocess.Popen([CLI, 'cp', 'pod/distroless:/hello-server', str(tmp_path)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=slave, env=cluster.env())
+    os.close(slave)
+    seen = b''
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: every writer is gone
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert p.wait(timeout=120) == 0, seen
+    assert b'\rcp: ' not in p.stdout.read()
+    assert b'\r\x1b[Kcp: ' in seen and b'1 entry\r\n' in seen, seen
+
+
+def test_cp_ctrl_c_leaves_nothing_in_the_pod(cluster, tmp_path):
+    big = write_big(tmp_path / 'big')
+
+    def pod_tmp():
+        r = cluster.diag('shell', 'pod/nginx', '--', '-c', 'ls -a /tmp')
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    p = subprocess.Popen([CLI, 'cp', str(big), 'pod/nginx:/tmp/big'], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        wait_for(lambda: any(n.startswith('.kdiag-cp-') for n in pod_tmp()) or p.poll() is not None, 60,
+                 what='the temporary file in the pod')
+        assert p.poll() is None, 'the copy ended before it could be interrupted'
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=30) == 1
+        assert 'interrupted' in p.stderr.read().decode()
+        wait_for(lambda: not [n for n in pod_tmp() if n.startswith('.kdiag-cp-') or n == 'big'], 20,
+                 what='no temporary and no big in the pod\'s /tmp')
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_cp_ctrl_c_leaves_nothing_here(cluster, tmp_path):
+    big = write_big(tmp_path / 'big')
+    r = cluster.diag('cp', str(big), 'pod/nginx:/tmp/whole', timeout=300)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / 'out'
+    out.mkdir()
+    p = subprocess.Popen([CLI, 'cp', 'pod/nginx:/tmp/whole', str(out)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        wait_for(lambda: no_temporaries(str(out)) or p.poll() is not None, 60, interval=0.02,
+                 what='the temporary file here')
+        assert p.poll() is None, 'the copy ended before it could be interrupted'
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=30) == 1
+        assert 'interrupted' in p.stderr.read().decode()
+        assert os.listdir(out) == []
+    finally:
+        p.kill()
+        p.wait()
