@@ -48,6 +48,11 @@ unsigned ephem_caps_of(const pod_container *c)
     return caps;
 }
 
+bool ephem_container_has(const pod_container *c, unsigned caps)
+{
+    return ((ephem_caps_of(c) | EPHEM_CAPS_RUNTIME_DEFAULT) & caps) == caps;
+}
+
 /* Suffix of name after base: 1 for base itself, N for base-N, 0 when not ours. */
 static int suffix_of(const char *name, const char *base)
 {
@@ -75,7 +80,7 @@ static const struct {
 } profiles[] = {
     [EPHEM_PROFILE_GENERAL] = {"general", EPHEM_CAPS_GENERAL},
     [EPHEM_PROFILE_NETADMIN] = {"netadmin", EPHEM_NET_ADMIN | EPHEM_NET_RAW},
-    [EPHEM_PROFILE_BASELINE] = {"baseline", EPHEM_CAPS_GENERAL &EPHEM_CAPS_BASELINE},
+    [EPHEM_PROFILE_BASELINE] = {"baseline", (EPHEM_CAPS_GENERAL & EPHEM_CAPS_BASELINE)},
     [EPHEM_PROFILE_RESTRICTED] = {"restricted", 0}, /* what the command needs: profile_caps */
     [EPHEM_PROFILE_SYSADMIN] = {"sysadmin", EPHEM_CAPS_ALL},
 };
@@ -144,9 +149,8 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
         bool alive = c->state == POD_STATE_RUNNING || c->state == POD_STATE_WAITING || !c->has_status;
         if (!alive || !same(c->image, o->image) || !same(c->target, o->target) || !contract_secret_valid(c->secret))
             continue;
-        unsigned have = ephem_caps_of(c);
-        union_caps |= have;
-        if (((have | EPHEM_CAPS_RUNTIME_DEFAULT) & need) != need || (o->privileged && !c->privileged)) {
+        union_caps |= ephem_caps_of(c);
+        if (!ephem_container_has(c, need) || (o->privileged && !c->privileged)) {
             if (!lacking)
                 lacking = c;
             continue;

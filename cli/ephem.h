@@ -119,6 +119,8 @@ typedef struct {
 
 /* EPHEM_* bits of a container's added capabilities (all when privileged). */
 unsigned ephem_caps_of(const pod_container *c);
+/* Whether container c has caps: added, or in the runtime's default set. */
+bool ephem_container_has(const pod_container *c, unsigned caps);
 /* "NET_ADMIN, SYS_PTRACE": the names of the bits in caps, in bit order. */
 void ephem_caps_format(unsigned caps, char *out, size_t n);
 

@@ -315,7 +315,7 @@ static int fetch_ps(struct redir *r, const flags *f, const kube *k, Kdiag__Solo_
                     size_t errlen)
 {
     const pod_container *c = pod_ephemeral_find(&r->s.pod, r->s.mgr.container); /* NULL: new, made with them */
-    if (!c || ((ephem_caps_of(c) | EPHEM_CAPS_RUNTIME_DEFAULT) & EPHEM_CAPS_PS) == EPHEM_CAPS_PS)
+    if (!c || ephem_container_has(c, EPHEM_CAPS_PS))
         return ps_fetch(&r->s, resp, err, errlen);
     session ps;
     session_opts so = session_opts_from_flags(f, EPHEM_CAPS_PS, true);

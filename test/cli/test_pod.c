@@ -115,6 +115,9 @@ static void caps_names(void **state)
     char *names[] = {"CAP_NET_RAW", "MKNOD", "SYS_PTRACE", "NET_BIND_SERVICE"};
     pod_container c = {.caps = names, .ncaps = 4};
     assert_int_equal(ephem_caps_of(&c), EPHEM_NET_RAW | EPHEM_MKNOD | EPHEM_SYS_PTRACE);
+    /* what it has also counts the runtime's default set (KILL) */
+    assert_true(ephem_container_has(&c, EPHEM_SYS_PTRACE | EPHEM_KILL));
+    assert_false(ephem_container_has(&c, EPHEM_NET_ADMIN | EPHEM_KILL));
     char out[256];
     ephem_caps_format(EPHEM_NET_ADMIN | EPHEM_NET_RAW | EPHEM_MKNOD, out, sizeof out);
     assert_string_equal(out, "NET_ADMIN, NET_RAW, MKNOD");
