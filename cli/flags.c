@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ephem.h"
+#include "podsel.h"
 
 #ifndef KDIAG_DEFAULT_IMAGE
 #define KDIAG_DEFAULT_IMAGE "ghcr.io/kdiag-c/kdiag-manager:0.1.0"
@@ -342,9 +343,17 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
         f->cp_args[f->ncp_args++] = a;
         return 0;
     }
-    const char *pod = flags_pod_ref(a);
+    const char *pod = flags_pod_ref(a), *kind;
     if (pod)
         return push_selector(&f->pods, &f->npods, pod, err, errlen);
+    const char *name = podsel_workload_ref(a, &kind);
+    if (name) {
+        char ref[512];
+        if (!*name || *name == ':')
+            return fail(err, errlen, "no name in \"%s\": use e.g. deploy/NAME", a);
+        snprintf(ref, sizeof(ref), "%s/%s", kind, name);
+        return push_selector(&f->workloads, &f->nworkloads, ref, err, errlen);
+    }
     if (f->cmd == FLAGS_CMD_NONE) {
         f->cmd = find_cmd(a);
         if (f->cmd == FLAGS_CMD_NONE)
@@ -483,13 +492,20 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
                         f->pods[1].value, flags_cmd_name(f->cmd));
         if (f->nlabels > 1)
             return fail(err, errlen, "more than one -l selector: '%s' works on one pod", flags_cmd_name(f->cmd));
+        if (f->nworkloads > 1)
+            return fail(err, errlen, "more than one workload given (%s, %s): '%s' works on one pod",
+                        f->workloads[0].value, f->workloads[1].value, flags_cmd_name(f->cmd));
         if (f->npods && f->nlabels)
             return fail(err, errlen, "both a pod (%s) and a selector (%s) given: use one", f->pods[0].value,
                         f->labels[0].value);
-        if ((f->npods && f->pods[0].container) || (f->nlabels && f->labels[0].container))
+        if (f->nworkloads && (f->npods || f->nlabels))
+            return fail(err, errlen, "both %s and %s given: use one", f->workloads[0].value,
+                        f->npods ? f->pods[0].value : f->labels[0].value);
+        if ((f->npods && f->pods[0].container) || (f->nlabels && f->labels[0].container) ||
+            (f->nworkloads && f->workloads[0].container))
             return fail(err, errlen, "':CONTAINER' in a pod or selector is for logs; use -t/--target CONTAINER");
-    } else if (f->all && (f->npods || f->nlabels)) {
-        return fail(err, errlen, "--all selects every pod: drop --pod/-l, or drop --all");
+    } else if (f->all && (f->npods || f->nlabels || f->nworkloads)) {
+        return fail(err, errlen, "--all selects every pod: drop --pod/-l/deploy/…, or drop --all");
     }
     if (f->cmd == FLAGS_CMD_COMPLETION && f->topic && strcmp(f->topic, "bash") && strcmp(f->topic, "zsh"))
         return fail(err, errlen, "unknown shell \"%s\" for completion: use bash or zsh", f->topic);
@@ -510,11 +526,17 @@ void flags_free(flags *f)
         free(f->labels[i].value);
         free(f->labels[i].container);
     }
+    for (size_t i = 0; i < f->nworkloads; i++) {
+        free(f->workloads[i].value);
+        free(f->workloads[i].container);
+    }
     free(f->pods);
     free(f->labels);
+    free(f->workloads);
     free(f->ports);
     f->pods = NULL;
     f->labels = NULL;
+    f->workloads = NULL;
     f->ports = NULL;
-    f->npods = f->nlabels = f->nports = 0;
+    f->npods = f->nlabels = f->nworkloads = f->nports = 0;
 }

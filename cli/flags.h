@@ -61,6 +61,9 @@ typedef struct {
     /* -l SELECTOR[:C] (repeatable for logs) */
     flags_selector *labels;
     size_t nlabels;
+    /* deploy/NAME[:C], sts/, rs/, svc/ … as "deployment/NAME" etc. (repeatable for logs) */
+    flags_selector *workloads;
+    size_t nworkloads;
     /* redir */
     bool outgoing;
     bool include_probes;   /* incoming: redirect the node's connections (kubelet probes) too */

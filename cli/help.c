@@ -11,6 +11,9 @@ static const char global_flags[] =
     "      --kubeconfig FILE    kubeconfig file (default: $KUBECONFIG or ~/.kube/config)\n"
     "  -l, --labels SELECTOR    pick the newest Running pod matching SELECTOR\n"
     "      --pod NAME           the pod (also as a pod/NAME argument)\n"
+    "  deploy/NAME              a workload: the newest Running pod its selector matches (logs:\n"
+    "                           every one); also sts/NAME, rs/NAME, svc/NAME and the long forms\n"
+    "                           (deployment/, statefulset/, replicaset/, service/)\n"
     "  -t, --target CONTAINER   container to debug (default: the pod's first)\n"
     "      --dbg-image IMAGE    debug image (default: $KDIAG_DBG_IMAGE, else " KDIAG_DEFAULT_IMAGE ")\n"
     "      --pull-policy P      Always, IfNotPresent or Never (default: the cluster's)\n"
@@ -80,6 +83,7 @@ static const char redir_help[] =
     "Examples:\n"
     "  kubectl diag redir pod/nginx 80:8080          # nginx's visitors reach localhost:8080\n"
     "  kubectl diag redir -l app=web                 # all listening ports, same local ports\n"
+    "  kubectl diag redir deploy/web 8080            # a replica of Deployment web\n"
     "  kubectl diag redir --outgoing -l app=curl 80  # the pod's outgoing HTTP reaches localhost:80\n"
     "\n";
 
@@ -98,6 +102,7 @@ static const char ps_help[] =
     "Examples:\n"
     "  kubectl diag ps pod/nginx\n"
     "  kubectl diag ps -l app=nginx -o json | jq '.processes[].listen'\n"
+    "  kubectl diag ps svc/web                       # a pod behind Service web\n"
     "\n";
 
 static const char shell_help[] =
@@ -114,7 +119,8 @@ static const char shell_help[] =
     "\n";
 
 static const char logs_help[] =
-    "Usage: kubectl diag logs [--all | -l SELECTOR[:CONTAINER] ... | --pod NAME[:CONTAINER] ...]\n"
+    "Usage: kubectl diag logs [--all | -l SELECTOR[:CONTAINER] ... | --pod NAME[:CONTAINER] ... |\n"
+    "                          deploy/NAME[:CONTAINER] ...]\n"
     "                         [-c CONTAINER] [-d DURATION] [-- COMMAND ARGS...]\n"
     "\n"
     "Follows the logs of every selected container, each line prefixed [pod/container] in a\n"
@@ -133,6 +139,7 @@ static const char logs_help[] =
     "Examples:\n"
     "  kubectl diag logs -l app=nginx -l app=curl\n"
     "  kubectl diag logs --pod nginx:nginx -- curl -s http://localhost:8080/\n"
+    "  kubectl diag logs deploy/web sts/db:db        # every replica of both\n"
     "\n";
 
 static const char capture_help[] =

@@ -101,6 +101,14 @@ static void say_not_found(const struct kctx *c, char *buf, size_t n)
              c->what, sub(c, 2, pod, sizeof(pod)), c->ns, c->ns);
 }
 
+static void say_object_not_found(const struct kctx *c, char *buf, size_t n)
+{
+    char res[64], name[256];
+    sub(c, 1, res, sizeof(res));
+    snprintf(buf, n, "cannot %s: %s \"%s\" not found in namespace \"%s\". List them with: kubectl get %s -n %s",
+             c->what, res, sub(c, 2, name, sizeof(name)), c->ns, res, c->ns);
+}
+
 /* The API server answered, but could not reach the kubelet of the pod's node
  * (logs, exec and port-forward go through it). */
 static void say_kubelet_unreachable(const struct kctx *c, char *buf, size_t n)
@@ -173,6 +181,8 @@ static const struct rule rules[] = {
      "ephemeralcontainers[^\n]*not found|404 page not found)",
      KERR_NO_EPHEMERAL, "debug container", say_no_ephemeral},
     {"(pods?|Pod) \"([^\"]+)\" not found", KERR_NOT_FOUND, NULL, say_not_found},
+    {"(deployments\\.apps|statefulsets\\.apps|replicasets\\.apps|services) \"([^\"]+)\" not found", KERR_NOT_FOUND,
+     NULL, say_object_not_found},
     {"(error dialing backend|/containerLogs/)[^\n]*dial tcp ([^ \n]+): ([^\n]*)", KERR_KUBELET_UNREACHABLE, NULL,
      say_kubelet_unreachable},
     {"(Unable to connect to the server|connection refused|no such host|i/o timeout|"

@@ -37,8 +37,13 @@ int list_main(const flags *f, const kube *k)
     pod_info *pods = NULL;
     size_t n = 0;
     char err[2048] = "";
+    char *wsel = NULL;
     const char *sel = f->nlabels ? f->labels[0].value : NULL;
-    int rc;
+    int rc = 0;
+    if (f->nworkloads && (rc = podsel_workload(k, f->workloads[0].value, f->timeout_ms, &wsel, err, sizeof(err))) < 0)
+        return exitcode_report(stderr, rc, err);
+    if (wsel)
+        sel = wsel;
     if (f->npods) {
         pods = calloc(1, sizeof(*pods));
         rc = pods ? podsel_fetch(k, f->pods[0].value, f->timeout_ms, pods, err, sizeof(err)) : -ENOMEM;
@@ -51,5 +56,6 @@ int list_main(const flags *f, const kube *k)
     if (rc == 0 && list_print(stdout, pods, n) == 0)
         fprintf(stderr, "no kubectl diag debug containers in %s\n", k->ns ? k->ns : "the current namespace");
     pod_list_free(pods, n);
+    free(wsel);
     return exitcode_report(stderr, rc, err);
 }

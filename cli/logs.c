@@ -71,11 +71,13 @@ int logs_ts_cmp(const logs_ts *a, const logs_ts *b)
     return 0;
 }
 
-/* What the user selected: --all, -l SEL[:C] or --pod NAME[:C]. */
+/* What the user selected: --all, -l SEL[:C], --pod NAME[:C], or a workload's
+ * selector (deploy/NAME[:C] …, resolved once at the start). */
 struct spec {
     enum { SPEC_ALL, SPEC_LABEL, SPEC_POD } kind;
     const char *value;
     const char *container; /* NULL: all (or -c) */
+    char *owned;           /* value when it is a workload's selector */
 };
 
 struct stream {
@@ -339,9 +341,11 @@ static void stop_followers(struct logs *L)
 
 static int build_specs(struct logs *L, const flags *f, char *err, size_t errlen)
 {
-    size_t n = f->all ? 1 : f->nlabels + f->npods;
+    size_t n = f->all ? 1 : f->nlabels + f->npods + f->nworkloads;
     if (n == 0) {
-        snprintf(err, errlen, "nothing to follow: give --all, -l SELECTOR[:CONTAINER] or --pod NAME[:CONTAINER]");
+        snprintf(err, errlen,
+                 "nothing to follow: give --all, -l SELECTOR[:CONTAINER], --pod NAME[:CONTAINER] or "
+                 "deploy/NAME[:CONTAINER] (also sts/, rs/, svc/)");
         return -EINVAL;
     }
     L->specs = calloc(n, sizeof(*L->specs));
@@ -354,10 +358,24 @@ static int build_specs(struct logs *L, const flags *f, char *err, size_t errlen)
         return 0;
     }
     for (size_t i = 0; i < f->nlabels; i++)
-        L->specs[L->nspecs++] = (struct spec){SPEC_LABEL, f->labels[i].value, f->labels[i].container};
+        L->specs[L->nspecs++] = (struct spec){SPEC_LABEL, f->labels[i].value, f->labels[i].container, NULL};
     for (size_t i = 0; i < f->npods; i++)
-        L->specs[L->nspecs++] = (struct spec){SPEC_POD, f->pods[i].value, f->pods[i].container};
+        L->specs[L->nspecs++] = (struct spec){SPEC_POD, f->pods[i].value, f->pods[i].container, NULL};
+    for (size_t i = 0; i < f->nworkloads; i++) {
+        char *sel;
+        int rc = podsel_workload(&L->k, f->workloads[i].value, L->timeout_ms, &sel, err, errlen);
+        if (rc < 0)
+            return rc;
+        L->specs[L->nspecs++] = (struct spec){SPEC_LABEL, sel, f->workloads[i].container, sel};
+    }
     return 0;
+}
+
+static void free_specs(struct logs *L)
+{
+    for (size_t i = 0; i < L->nspecs; i++)
+        free(L->specs[i].owned);
+    free(L->specs);
 }
 
 /* The poll set: the signalfd first, then every running follower's pipes (owner[i] says whose). */
@@ -469,8 +487,10 @@ int logs_main(const flags *f, const kube *k)
     L.cmd_mode = f->nrest > 0;
     L.timeout_ms = f->timeout_ms;
     int rc = build_specs(&L, f, err, sizeof(err));
-    if (rc < 0)
+    if (rc < 0) {
+        free_specs(&L);
         return exitcode_report(stderr, rc, err);
+    }
     time_t now = time(NULL);
     struct tm tm;
     gmtime_r(&now, &tm);
@@ -489,7 +509,7 @@ int logs_main(const flags *f, const kube *k)
     }
     follow(&L, sfd, &run);
     stop_followers(&L);
-    free(L.specs);
+    free_specs(&L);
     if (run.cmd > 0)
         run.code = kube_wait(run.cmd);
     if (sfd >= 0)

@@ -1,6 +1,8 @@
 #include "podsel.h"
 
 #include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,13 +44,15 @@ int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_inf
     return rc;
 }
 
-int podsel_one(const kube *k, const char *name, const char *selector, int64_t timeout_ms, pod_info *p, char *err,
-               size_t errlen)
+int podsel_one(const kube *k, const char *name, const char *selector, const char *workload, int64_t timeout_ms,
+               pod_info *p, char *err, size_t errlen)
 {
     const char *ns = k->ns ? k->ns : "the current namespace";
     memset(p, 0, sizeof(*p));
     if (!name && !selector) {
-        snprintf(err, errlen, "no pod given: name one with --pod NAME (or pod/NAME) or select with -l LABEL=VALUE");
+        snprintf(err, errlen,
+                 "no pod given: name one with --pod NAME (or pod/NAME), name a workload (deploy/NAME, "
+                 "sts/NAME, rs/NAME, svc/NAME) or select with -l LABEL=VALUE");
         return -EINVAL;
     }
     if (name) {
@@ -72,12 +76,20 @@ int podsel_one(const kube *k, const char *name, const char *selector, int64_t ti
         return rc;
     const pod_info *best = pod_newest_running(pods, n);
     if (!best) {
-        if (n == 0)
-            snprintf(err, errlen, "no pod matches -l %s in %s: check the labels with kubectl get pods --show-labels",
-                     selector, ns);
+        char what[600];
+        if (workload)
+            snprintf(what, sizeof(what), "%s (selector %s)", workload, selector);
         else
-            snprintf(err, errlen, "%zu pod(s) match -l %s in %s but none is running (e.g. pod/%s is %s)", n,
-                     selector, ns, pods[0].name, pods[0].phase ? pods[0].phase : "unknown");
+            snprintf(what, sizeof(what), "-l %s", selector);
+        if (n == 0 && workload)
+            snprintf(err, errlen, "no pod matches %s in %s: check with kubectl get pods -l '%s'", what, ns, selector);
+        else if (n == 0)
+            snprintf(err, errlen, "no pod matches %s in %s: check the labels with kubectl get pods --show-labels",
+                     what, ns);
+        else
+            snprintf(err, errlen, "%zu pod(s) match %s in %s but none is running (e.g. pod/%s is %s%s)", n, what,
+                     ns, pods[0].name, pods[0].phase ? pods[0].phase : "unknown",
+                     pods[0].deleting ? ", being deleted" : "");
         pod_list_free(pods, n);
         return -ENOENT;
     }
@@ -108,4 +120,151 @@ int podsel_target(const pod_info *p, const char *want, const pod_container **c, 
         used += (size_t)snprintf(names + used, sizeof(names) - used, "%s%s", i ? ", " : "", p->containers[i].name);
     snprintf(err, errlen, "pod/%s has no container \"%s\": use -t with one of: %s", p->name, want, names);
     return -ENOENT;
+}
+
+static const struct {
+    const char *prefix;
+    const char *kind;
+} workload_prefixes[] = {
+    {"deploy/", "deployment"},
+    {"deployment/", "deployment"},
+    {"deployments/", "deployment"},
+    {"deployment.apps/", "deployment"},
+    {"sts/", "statefulset"},
+    {"statefulset/", "statefulset"},
+    {"statefulsets/", "statefulset"},
+    {"statefulset.apps/", "statefulset"},
+    {"rs/", "replicaset"},
+    {"replicaset/", "replicaset"},
+    {"replicasets/", "replicaset"},
+    {"replicaset.apps/", "replicaset"},
+    {"svc/", "service"},
+    {"service/", "service"},
+    {"services/", "service"},
+};
+
+const char *podsel_workload_ref(const char *arg, const char **kind)
+{
+    for (size_t i = 0; i < sizeof(workload_prefixes) / sizeof(workload_prefixes[0]); i++) {
+        size_t n = strlen(workload_prefixes[i].prefix);
+        if (strncmp(arg, workload_prefixes[i].prefix, n) == 0) {
+            *kind = workload_prefixes[i].kind;
+            return arg + n;
+        }
+    }
+    return NULL;
+}
+
+/* A selector being written into a fixed buffer; ok turns false when it is full. */
+struct selbuf {
+    char s[4096];
+    size_t used;
+    bool ok;
+};
+
+static void sel_add(struct selbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sel_add(struct selbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = b->ok ? vsnprintf(b->s + b->used, sizeof(b->s) - b->used, fmt, ap) : -1;
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(b->s) - b->used)
+        b->ok = false;
+    else
+        b->used += (size_t)n;
+}
+
+/* One matchExpressions entry as kubectl -l says it: k in (a,b), k notin (a,b), k, !k. */
+static void sel_expression(struct selbuf *b, const json_t *e)
+{
+    const char *key = json_string_value(json_object_get(e, "key"));
+    const char *op = json_string_value(json_object_get(e, "operator"));
+    const char *sep = b->used ? "," : "";
+    if (!key || !op) {
+        b->ok = false;
+    } else if (strcmp(op, "Exists") == 0) {
+        sel_add(b, "%s%s", sep, key);
+    } else if (strcmp(op, "DoesNotExist") == 0) {
+        sel_add(b, "%s!%s", sep, key);
+    } else if (strcmp(op, "In") == 0 || strcmp(op, "NotIn") == 0) {
+        sel_add(b, "%s%s %s (", sep, key, strcmp(op, "In") == 0 ? "in" : "notin");
+        size_t i;
+        json_t *v;
+        json_array_foreach(json_object_get(e, "values"), i, v)
+        {
+            if (!json_is_string(v))
+                b->ok = false;
+            sel_add(b, "%s%s", i ? "," : "", json_string_value(v));
+        }
+        sel_add(b, ")");
+    } else {
+        b->ok = false;
+    }
+}
+
+int podsel_selector_of(const char *ref, const char *json, char **sel, char *err, size_t errlen)
+{
+    struct selbuf b = {.used = 0, .ok = true};
+    int rc = -EINVAL;
+    *sel = NULL;
+    json_t *root = json_loads(json, 0, NULL);
+    const char *kind = json_string_value(json_object_get(root, "kind"));
+    json_t *s = json_object_get(json_object_get(root, "spec"), "selector");
+    if (!kind) {
+        snprintf(err, errlen, "cannot get %s: kubectl printed something that is not a Kubernetes object", ref);
+        goto out;
+    }
+    bool service = strcmp(kind, "Service") == 0;
+    const char *key;
+    json_t *v;
+    json_object_foreach(service ? s : json_object_get(s, "matchLabels"), key, v)
+    {
+        if (!json_is_string(v))
+            b.ok = false;
+        sel_add(&b, "%s%s=%s", b.used ? "," : "", key, json_string_value(v));
+    }
+    size_t i;
+    json_array_foreach(service ? NULL : json_object_get(s, "matchExpressions"), i, v) sel_expression(&b, v);
+    if (!b.ok) {
+        snprintf(err, errlen,
+                 "cannot use the selector of %s: it is not one kubectl -l can express; select its pods "
+                 "with -l",
+                 ref);
+    } else if (b.used == 0) {
+        snprintf(err, errlen,
+                 service ? "%s has no selector: no pod belongs to it (its endpoints are set by hand); name a pod "
+                           "(pod/NAME) or select pods with -l"
+                         : "%s has an empty selector: name a pod (pod/NAME) or select pods with -l",
+                 ref);
+        rc = -ENOENT;
+    } else {
+        *sel = strdup(b.s);
+        rc = *sel ? 0 : -ENOMEM;
+        if (!*sel)
+            snprintf(err, errlen, "cannot use the selector of %s: out of memory", ref);
+    }
+out:
+    json_decref(root);
+    return rc;
+}
+
+int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char *err, size_t errlen)
+{
+    char kind[32], what[300];
+    const char *slash = strchr(ref, '/');
+    *sel = NULL;
+    if (!slash || slash == ref || (size_t)(slash - ref) >= sizeof(kind) || !slash[1]) {
+        snprintf(err, errlen, "\"%s\" names no workload: use deploy/NAME, sts/NAME, rs/NAME or svc/NAME", ref);
+        return -EINVAL;
+    }
+    snprintf(kind, sizeof(kind), "%.*s", (int)(slash - ref), ref);
+    snprintf(what, sizeof(what), "get %s", ref);
+    const char *args[] = {"get", kind, "-o", "json", "--", slash + 1, NULL};
+    kube_result r;
+    int rc = kube_run(k, what, args, NULL, 0, timeout_ms, &r, err, errlen);
+    if (rc == 0)
+        rc = podsel_selector_of(ref, r.out, sel, err, errlen);
+    kube_result_free(&r);
+    return rc;
 }

@@ -18,9 +18,29 @@ int podsel_fetch(const kube *k, const char *name, int64_t timeout_ms, pod_info *
 int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_info **pods, size_t *n, char *err,
                 size_t errlen);
 /* The pod named `name`, or the newest Running pod matching `selector`;
- * it must be Running. -EINVAL (a usage error) when neither is given. */
-int podsel_one(const kube *k, const char *name, const char *selector, int64_t timeout_ms, pod_info *p, char *err,
-               size_t errlen);
+ * it must be Running. -EINVAL (a usage error) when neither is given.
+ * workload: the KIND/NAME the selector came from (podsel_workload), named in
+ * the messages instead of -l; NULL for -l. */
+int podsel_one(const kube *k, const char *name, const char *selector, const char *workload, int64_t timeout_ms,
+               pod_info *p, char *err, size_t errlen);
+
+/* Workload targets: an object whose selector picks the pods. */
+
+/* The workload an argument names: deploy/, deployment/, deployments/,
+ * deployment.apps/, sts/, statefulset/…, rs/, replicaset/…, svc/, service/,
+ * services/ followed by NAME. *kind is then "deployment", "statefulset",
+ * "replicaset" or "service"; returns NAME (inside arg), or NULL when arg names
+ * no workload. */
+const char *podsel_workload_ref(const char *arg, const char **kind);
+/* The label selector, in kubectl -l syntax, of a workload object (kubectl
+ * get -o json): spec.selector's matchLabels and matchExpressions, or a
+ * Service's spec.selector map. ref ("deployment/web") names it in messages.
+ * 0 and a malloc'd *sel; -ENOENT when it selects no pods (a Service without a
+ * selector); -EINVAL when json is not such an object. */
+int podsel_selector_of(const char *ref, const char *json, char **sel, char *err, size_t errlen);
+/* kubectl get KIND -o json -- NAME for ref "KIND/NAME", then
+ * podsel_selector_of. -ENOENT also when the object does not exist. */
+int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char *err, size_t errlen);
 /* The container called want (first container when NULL); err lists the
  * pod's containers when it is unknown. */
 int podsel_target(const pod_info *p, const char *want, const pod_container **c, char *err, size_t errlen);

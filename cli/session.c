@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "podsel.h"
@@ -18,6 +19,7 @@ session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward
     return (session_opts){
         .pod = f->npods ? f->pods[0].value : NULL,
         .selector = f->nlabels ? f->labels[0].value : NULL,
+        .workload = f->nworkloads ? f->workloads[0].value : NULL,
         .target = f->target,
         .image = f->dbg_image,
         .pull_policy = f->pull_policy,
@@ -36,7 +38,11 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     memset(s, 0, sizeof(*s));
     s->k = *k;
     s->timeout_ms = o->timeout_ms;
-    int rc = podsel_one(k, o->pod, o->selector, o->timeout_ms, &s->pod, err, errlen);
+    char *sel = NULL;
+    int rc = o->workload ? podsel_workload(k, o->workload, o->timeout_ms, &sel, err, errlen) : 0;
+    if (rc == 0)
+        rc = podsel_one(k, o->pod, sel ? sel : o->selector, o->workload, o->timeout_ms, &s->pod, err, errlen);
+    free(sel);
     if (rc < 0)
         return rc;
     /* later kubectl calls name the pod's namespace explicitly */

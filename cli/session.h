@@ -17,6 +17,7 @@
 typedef struct {
     const char *pod;      /* --pod / pod/NAME, or NULL */
     const char *selector; /* -l, or NULL */
+    const char *workload; /* deploy/NAME …, canonical "deployment/NAME" (podsel_workload_ref), or NULL */
     const char *target;   /* -t, or NULL: first container */
     const char *image;
     const char *pull_policy;

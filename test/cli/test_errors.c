@@ -126,7 +126,7 @@ static void podsel_explains_not_found(void **state)
     assert_int_equal(podsel_fetch(&k, "ghost", 5000, &p, err, sizeof(err)), -ENOENT);
     assert_non_null(strstr(err, "pod \"ghost\" not found in namespace \"team\""));
     canary(err, sizeof(err));
-    assert_int_equal(podsel_one(&k, NULL, NULL, 5000, &p, err, sizeof(err)), -EINVAL);
+    assert_int_equal(podsel_one(&k, NULL, NULL, NULL, 5000, &p, err, sizeof(err)), -EINVAL);
     assert_int_equal(exitcode_of(-EINVAL), 2);
     assert_non_null(strstr(err, "no pod given"));
 }

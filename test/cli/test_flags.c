@@ -324,12 +324,62 @@ static void profiles(void **state)
     flags_free(&f);
 }
 
+static void workload_targets(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    static const char *const same[][2] = {
+        {"deploy/web", "deployment/web"},
+        {"deployments/web", "deployment/web"},
+        {"deployment.apps/web", "deployment/web"},
+        {"sts/db", "statefulset/db"},
+        {"statefulset/db", "statefulset/db"},
+        {"rs/web-5f", "replicaset/web-5f"},
+        {"replicaset/web-5f", "replicaset/web-5f"},
+        {"svc/web", "service/web"},
+        {"service/web", "service/web"},
+    };
+    for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
+        assert_int_equal(parse(&f, err, "ps", same[i][0], NULL), 0);
+        assert_int_equal(f.nworkloads, 1);
+        assert_string_equal(f.workloads[0].value, same[i][1]);
+        assert_int_equal(f.npods + f.nlabels, 0);
+        flags_free(&f);
+    }
+    assert_int_equal(parse(&f, err, "logs", "deploy/web:nginx", "sts/db", "-l", "app=x", NULL), 0);
+    assert_int_equal(f.nworkloads, 2);
+    assert_string_equal(f.workloads[0].container, "nginx");
+    assert_string_equal(f.workloads[1].value, "statefulset/db");
+    flags_free(&f);
+
+    assert_int_equal(parse(&f, err, "redir", "deploy/", NULL), -EINVAL);
+    assert_non_null(strstr(err, "no name in \"deploy/\""));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "deploy/a", "svc/b", NULL), -EINVAL);
+    assert_non_null(strstr(err, "more than one workload given (deployment/a, service/b)"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "deploy/a", "pod/b", NULL), -EINVAL);
+    assert_non_null(strstr(err, "both deployment/a and b given"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "-l", "app=a", "sts/b", NULL), -EINVAL);
+    assert_non_null(strstr(err, "both statefulset/b and app=a given"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "deploy/a:c", NULL), -EINVAL);
+    assert_non_null(strstr(err, "-t/--target"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "logs", "--all", "svc/a", NULL), -EINVAL);
+    assert_non_null(strstr(err, "--all selects every pod"));
+    flags_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),           cmocka_unit_test(durations),
         cmocka_unit_test(globals_anywhere), cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
         cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags),       cmocka_unit_test(profiles),
+        cmocka_unit_test(workload_targets),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

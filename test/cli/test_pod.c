@@ -14,6 +14,7 @@
 #include "ephem-internal.h"
 #include "list-internal.h"
 #include "pod.h"
+#include "podsel.h"
 
 #ifndef FIXTURES
 #error FIXTURES must name the fixtures directory
@@ -490,6 +491,48 @@ static void ages(void **state)
     assert_int_equal(pod_age_seconds("garbage"), -1);
 }
 
+static void workload_selectors(void **state)
+{
+    (void)state;
+    char err[512], *sel;
+    assert_int_equal(podsel_selector_of("deployment/web",
+                                        "{\"kind\":\"Deployment\",\"spec\":{\"selector\":{\"matchLabels\":"
+                                        "{\"app\":\"web\",\"tier\":\"front\"}}}}",
+                                        &sel, err, sizeof(err)),
+                     0);
+    assert_string_equal(sel, "app=web,tier=front");
+    free(sel);
+    assert_int_equal(podsel_selector_of("statefulset/db",
+                                        "{\"kind\":\"StatefulSet\",\"spec\":{\"selector\":{\"matchLabels\":{\"a\":"
+                                        "\"1\"},\"matchExpressions\":[{\"key\":\"t\",\"operator\":\"In\",\"values\":"
+                                        "[\"x\",\"y\"]},{\"key\":\"u\",\"operator\":\"NotIn\",\"values\":[\"z\"]},"
+                                        "{\"key\":\"v\",\"operator\":\"Exists\"},{\"key\":\"w\",\"operator\":"
+                                        "\"DoesNotExist\"}]}}}",
+                                        &sel, err, sizeof(err)),
+                     0);
+    assert_string_equal(sel, "a=1,t in (x,y),u notin (z),v,!w");
+    free(sel);
+    assert_int_equal(podsel_selector_of("service/web", "{\"kind\":\"Service\",\"spec\":{\"selector\":{\"app\":\"web\"}}}",
+                                        &sel, err, sizeof(err)),
+                     0);
+    assert_string_equal(sel, "app=web");
+    free(sel);
+
+    assert_int_equal(podsel_selector_of("service/ext", "{\"kind\":\"Service\",\"spec\":{\"ports\":[]}}", &sel, err,
+                                        sizeof(err)),
+                     -ENOENT);
+    assert_null(sel);
+    assert_non_null(strstr(err, "service/ext has no selector"));
+    assert_int_equal(podsel_selector_of("deployment/x",
+                                        "{\"kind\":\"Deployment\",\"spec\":{\"selector\":{\"matchExpressions\":"
+                                        "[{\"key\":\"t\",\"operator\":\"Near\"}]}}}",
+                                        &sel, err, sizeof(err)),
+                     -EINVAL);
+    assert_non_null(strstr(err, "cannot use the selector of deployment/x"));
+    assert_int_equal(podsel_selector_of("deployment/x", "not json", &sel, err, sizeof(err)), -EINVAL);
+    assert_non_null(strstr(err, "not a Kubernetes object"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +547,7 @@ int main(void)
         cmocka_unit_test(manager_logs),
         cmocka_unit_test(list_table),
         cmocka_unit_test(ages),
+        cmocka_unit_test(workload_selectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,181 @@
+"""Workload targets end to end: ps, logs and redir on deploy/NAME, sts/NAME, rs/NAME and svc/NAME
+pick the pods the object's selector matches, on the simulated cluster's controllers."""
+import json
+import os
+
+import pytest
+
+from conftest import wait_for
+from e2e_common import prefixed
+
+SUFFIX = str(os.getpid())
+WORKLOADS = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      terminationGracePeriodSeconds: 2
+      containers: [{name: httpd, image: nginx}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: poller}
+spec:
+  replicas: 2
+  selector:
+    matchExpressions: [{key: app, operator: In, values: [poller]}]
+  template:
+    metadata: {labels: {app: poller}}
+    spec:
+      containers: [{name: poll, image: curl, args: ["http://nginx/"]}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  replicas: 2
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: db, image: distroless}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: external}
+spec:
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: idle}
+spec:
+  replicas: 0
+  selector: {matchLabels: {app: idle}}
+  template:
+    metadata: {labels: {app: idle}}
+    spec:
+      containers: [{name: c, image: nginx}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: stuck}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: stuck}}
+  template:
+    metadata: {labels: {app: stuck}}
+    spec:
+      containers: [{name: c, image: no-such-image-%s}]
+""" % SUFFIX
+
+
+def names(cluster, selector):
+    pods = json.loads(cluster.ok('get', 'pods', '-l', selector, '-o', 'json'))['items']
+    return sorted(p['metadata']['name'] for p in pods if not p['metadata'].get('deletionTimestamp'))
+
+
+@pytest.fixture(scope='module')
+def workloads(cluster):
+    cluster.ok('apply', '-f', '-', input=WORKLOADS)
+    for w in ('deploy/web', 'deploy/poller', 'sts/db'):
+        cluster.ok('rollout', 'status', w, '--timeout=90s', timeout=100)
+    return cluster
+
+
+def ps_pod(cluster, *target):
+    r = cluster.diag('ps', '-o', 'json', *target)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)['pod']
+
+
+def test_ps_on_a_deployment_replicaset_and_service_picks_a_replica(workloads):
+    web = names(workloads, 'app=web')
+    assert len(web) == 3
+    for target in ('deploy/web', 'deployment/web', 'deployment.apps/web', 'svc/web', 'service/web'):
+        assert ps_pod(workloads, target) in web, target
+    rs = json.loads(workloads.ok('get', 'rs', '-l', 'app=web', '-o', 'json'))['items'][0]['metadata']['name']
+    assert ps_pod(workloads, 'rs/' + rs) in web
+
+
+def test_ps_on_a_statefulset_picks_one_of_its_ordinals(workloads):
+    assert names(workloads, 'app=db') == ['db-0', 'db-1']
+    assert ps_pod(workloads, 'sts/db') in ('db-0', 'db-1')
+    assert ps_pod(workloads, 'statefulset/db') in ('db-0', 'db-1')
+
+
+def test_logs_of_a_deployment_follow_every_replica(workloads):
+    pods = names(workloads, 'app=poller')
+    assert len(pods) == 2
+    r = workloads.diag('logs', 'deploy/poller', '-d', '1500ms', '--', 'sleep', '3', timeout=60)
+    assert r.returncode == 0, r.stderr
+    for p in pods:  # matchExpressions became "app in (poller)": both replicas, each line prefixed
+        lines = prefixed(r.stdout, p, 'poll')
+        assert lines and all('GET http://nginx/' in l for l in lines), (p, r.stdout)
+
+
+def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
+    srv = local_http()
+    r = bg(workloads, 'redir', '--include-probes', 'deploy/web', '80:%d' % srv.port)
+    r.wait_out('→ localhost:%d (incoming)' % srv.port)
+    line = [l for l in r.out().splitlines() if 'redirecting pod/' in l][0]
+    pod = line.split('pod/')[1].split(':')[0]
+    assert pod in names(workloads, 'app=web'), line
+    ip = workloads.pod(pod)['status']['podIP']
+    got = workloads.in_node(['python3', '-c', 'import urllib.request; print(urllib.request.urlopen('
+                             '"http://%s/x", timeout=10).read().decode())' % ip])
+    assert srv.marker in got.stdout, got.stdout + got.stderr
+    assert r.interrupt() == 0, r.err()
+
+
+def test_after_a_rollout_the_new_replicas_are_picked(workloads):
+    old = names(workloads, 'app=web')
+    workloads.ok('rollout', 'restart', 'deploy/web')
+    workloads.ok('rollout', 'status', 'deploy/web', '--timeout=90s', timeout=100)
+    new = names(workloads, 'app=web')
+    assert len(new) == 3 and not set(new) & set(old), (old, new)
+    assert ps_pod(workloads, 'deploy/web') in new  # never an old pod still terminating
+
+
+def test_errors_name_the_object_and_the_fix(workloads):
+    r = workloads.diag('ps', 'deploy/nope')
+    assert r.returncode == 1
+    assert 'deployments.apps "nope" not found in namespace "default"' in r.stderr, r.stderr
+    assert 'kubectl get deployments.apps -n default' in r.stderr, r.stderr
+    r = workloads.diag('redir', 'svc/missing', '80')
+    assert r.returncode == 1 and 'services "missing" not found' in r.stderr, r.stderr
+    r = workloads.diag('ps', 'svc/external')
+    assert r.returncode == 1 and 'service/external has no selector' in r.stderr, r.stderr
+    r = workloads.diag('logs', 'svc/external')
+    assert r.returncode == 1 and 'service/external has no selector' in r.stderr, r.stderr
+    r = workloads.diag('ps', 'deploy/idle')
+    assert r.returncode == 1
+    assert 'no pod matches deployment/idle (selector app=idle) in the current namespace' in r.stderr, r.stderr
+    assert "kubectl get pods -l 'app=idle'" in r.stderr, r.stderr
+    wait_for(lambda: names(workloads, 'app=stuck'), 30, what='the stuck pod')
+    r = workloads.diag('ps', 'deploy/stuck')
+    assert r.returncode == 1
+    assert '1 pod(s) match deployment/stuck (selector app=stuck) in the current namespace but none is running' \
+        in r.stderr, r.stderr
+    r = workloads.diag('ps', 'deploy/web', '-l', 'app=web')
+    assert r.returncode == 2 and 'both deployment/web and app=web given' in r.stderr, r.stderr
+
+
+def test_help_names_the_workload_targets(cluster):
+    for cmd in ('ps', 'logs', 'redir'):
+        out = cluster.diag(cmd, '--help').stdout
+        assert 'deploy/NAME' in out and 'svc/NAME' in out, (cmd, out)
