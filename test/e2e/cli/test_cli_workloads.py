@@ -1,7 +1,8 @@
-"""Workload targets end to end: ps, logs and redir on deploy/NAME, sts/NAME, rs/NAME and svc/NAME
+"""Workload targets end to end: ps, logs, redir and capture on deploy/NAME, sts/NAME, rs/NAME and svc/NAME
 pick the pods the object's selector matches, on the simulated cluster's controllers."""
 import json
 import os
+import subprocess
 
 import pytest
 
@@ -142,6 +143,21 @@ def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
     assert r.interrupt() == 0, r.err()
 
 
+def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
+    out = str(tmp_path / 'svc.pcap')
+    p = bg(workloads, 'capture', 'svc/web', '-f', 'udp port 9999', '-c', '2', '-w', out)
+    wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='capturing on')
+    pod = p.err().split(' in pod/')[1].split(' ')[0]
+    assert pod in names(workloads, 'app=web'), p.err()
+    ip = workloads.pod(pod)['status']['podIP']
+    code = 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n' \
+           'for n in (10, 20): s.sendto(b"x"*n, (%r, 9999))\n' % ip
+    assert workloads.in_node(['python3', '-c', code]).returncode == 0
+    assert p.proc.wait(30) == 0, p.err()
+    r = subprocess.run(['tcpdump', '-n', '-r', out], capture_output=True, text=True, timeout=30)
+    assert len([l for l in r.stdout.splitlines() if ip + '.9999' in l]) == 2, r.stdout + r.stderr
+
+
 def test_after_a_rollout_the_new_replicas_are_picked(workloads):
     old = names(workloads, 'app=web')
     workloads.ok('rollout', 'restart', 'deploy/web')
@@ -176,6 +192,6 @@ def test_errors_name_the_object_and_the_fix(workloads):
 
 
 def test_help_names_the_workload_targets(cluster):
-    for cmd in ('ps', 'logs', 'redir'):
+    for cmd in ('ps', 'logs', 'redir', 'capture'):
         out = cluster.diag(cmd, '--help').stdout
         assert 'deploy/NAME' in out and 'svc/NAME' in out, (cmd, out)

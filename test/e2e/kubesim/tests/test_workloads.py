@@ -190,6 +190,10 @@ def test_expose_deployment(cluster):
     cluster.ok('apply', '-f', '-', input=deployment_manifest('exposed', 1))
     assert 'service/exposed exposed' in cluster.ok('expose', 'deploy/exposed', '--port=80')
     assert json.loads(cluster.ok('get', 'svc', 'exposed', '-o', 'json'))['spec']['selector'] == {'app': 'exposed'}
+    for kv in ('1.27', '1.33'):  # the 'all' category
+        listed = cluster.ok('get', 'all', '-o', 'name', version=kv).split()
+        assert 'deployment.apps/exposed' in listed and 'service/exposed' in listed, listed
+        assert [n for n in listed if n.startswith('replicaset.apps/exposed-')], listed
     cluster.ok('delete', 'svc/exposed', 'deploy/exposed')
 
 
