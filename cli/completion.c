@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ephem.h"
+#include "podsel.h"
 
 static const char bash_script[] =
     "# bash completion for kubectl-diag\n"
@@ -107,7 +108,7 @@ static void from_kubectl(FILE *out, const kube *k, const char *const *args, cons
 int completion_complete(FILE *out, const kube *k, char **words, int nwords)
 {
     const char *partial = nwords > 0 ? words[nwords - 1] : "";
-    const char *prev = nwords > 1 ? words[nwords - 2] : "";
+    const char *prev = nwords > 1 ? words[nwords - 2] : "", *kind;
     bool have_cmd = false;
     kube kk = *k;
     for (int i = 0; i + 1 < nwords; i++) {
@@ -147,7 +148,12 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
         emit_list(out, flag_words, partial);
     else if (strncmp(partial, "pod/", 4) == 0)
         from_kubectl(out, &kk, pods_args, "pod/", partial);
-    else if (!have_cmd)
+    else if (podsel_workload_ref(partial, &kind)) { /* deploy/, sts/ …: that kind's names after the prefix typed */
+        const char *args[] = {"get", kind, "-o", "name", NULL};
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "%.*s", (int)(strchr(partial, '/') + 1 - partial), partial);
+        from_kubectl(out, &kk, args, prefix, partial);
+    } else if (!have_cmd)
         emit_list(out, commands, partial);
     else
         from_kubectl(out, &kk, pods_args, "pod/", partial);

@@ -195,3 +195,10 @@ def test_help_names_the_workload_targets(cluster):
     for cmd in ('ps', 'logs', 'redir', 'capture'):
         out = cluster.diag(cmd, '--help').stdout
         assert 'deploy/NAME' in out and 'svc/NAME' in out, (cmd, out)
+
+
+def test_workload_names_complete(workloads):
+    r = workloads.diag('__complete', 'ps', 'deploy/')
+    assert {'deploy/web', 'deploy/poller', 'deploy/idle'} <= set(r.stdout.splitlines()), r.stdout
+    r = workloads.diag('__complete', 'logs', 'sts/d')
+    assert r.stdout.splitlines() == ['sts/db', ':4'], r.stdout
