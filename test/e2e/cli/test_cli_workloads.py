@@ -202,3 +202,10 @@ def test_workload_names_complete(workloads):
     assert {'deploy/web', 'deploy/poller', 'deploy/idle'} <= set(r.stdout.splitlines()), r.stdout
     r = workloads.diag('__complete', 'logs', 'sts/d')
     assert r.stdout.splitlines() == ['sts/db', ':4'], r.stdout
+
+
+def test_reading_the_workload_needs_get_on_it(workloads):
+    # the viewer may read pods but not deployments: the message names the missing rule
+    r = workloads.diag('--context', 'kubesim-viewer', 'ps', 'deploy/web')
+    assert r.returncode == 1, r.stderr
+    assert 'may not \'get\' the resource "deployments"' in r.stderr, r.stderr
