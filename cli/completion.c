@@ -40,8 +40,8 @@ int completion_script(FILE *out, const char *shell)
 
 #define COMPLETION_KUBECTL_MS 5000 /* a completion that waits longer is worse than none */
 
-static const char *const commands[] = {"redir", "ps",      "shell",      "logs", "capture",
-                                       "list",  "version", "completion", NULL};
+static const char *const commands[] = {"redir",   "ps",   "shell",   "exec",       "logs",
+                                       "capture", "list", "version", "completion", NULL};
 static const char *const flag_words[] = {
     "--namespace",
     "--context",
@@ -72,6 +72,9 @@ static const char *const flag_words[] = {
     "--count",
     "--duration",
     "--write",
+    "--stdin",
+    "--tty",
+    "--tools",
     NULL};
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)

@@ -46,6 +46,9 @@ enum opt_id {
     O_COUNT,
     O_DURATION,
     O_WRITE,
+    O_STDIN,
+    O_TTY,
+    O_TOOLS,
 };
 
 struct opt {
@@ -87,6 +90,9 @@ static const struct opt opts[] = {
     {O_COUNT, "count", 'c', true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_DURATION, "duration", 'd', true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_WRITE, "write", 'w', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_STDIN, "stdin", 'i', false, ONLY(FLAGS_CMD_EXEC)},
+    {O_TTY, "tty", 0, false, ONLY(FLAGS_CMD_EXEC)},
+    {O_TOOLS, "tools", 0, false, ONLY(FLAGS_CMD_EXEC)},
 };
 
 static const char *const cmd_names[] = {
@@ -94,7 +100,7 @@ static const char *const cmd_names[] = {
     [FLAGS_CMD_SHELL] = "shell",   [FLAGS_CMD_LOGS] = "logs",           [FLAGS_CMD_LIST] = "list",
     [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",     [FLAGS_CMD_COMPLETION] = "completion",
     [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete", [FLAGS_CMD_CAPTURE] = "capture",
-    [FLAGS_CMD_CP] = "cp",
+    [FLAGS_CMD_CP] = "cp",         [FLAGS_CMD_EXEC] = "exec",
 };
 
 const char *flags_cmd_name(flags_cmd c)
@@ -331,6 +337,9 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
             return fail(err, errlen, "invalid %s \"%s\": use a duration such as 10s or 2m", flagname, val);
         break;
     case O_WRITE: f->write = val; break;
+    case O_STDIN: f->stdin_open = true; break;
+    case O_TTY: f->tty = true; break;
+    case O_TOOLS: f->tools = true; break;
     }
     return 0;
 }
@@ -382,6 +391,11 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
 static int one_flag(flags *f, int argc, char **argv, int *i, unsigned *seen_only, char *err, size_t errlen)
 {
     char *a = argv[*i];
+    if (strcmp(a, "-it") == 0 || strcmp(a, "-ti") == 0) { /* kubectl exec's; -t alone is --target */
+        *seen_only |= ONLY(FLAGS_CMD_EXEC);
+        f->stdin_open = f->tty = true;
+        return 0;
+    }
     if (a[1] == '-') {
         const char *name = a + 2;
         const char *eq = strchr(name, '=');
@@ -484,8 +498,10 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
                     "drop it or --outgoing");
     if (f->include_loopback && !f->outgoing)
         return fail(err, errlen, "--include-loopback is for --outgoing redirects (the pod's connections to itself)");
-    if (f->nrest && f->cmd != FLAGS_CMD_SHELL && f->cmd != FLAGS_CMD_LOGS)
-        return fail(err, errlen, "arguments after '--' are only for shell and logs");
+    if (f->nrest && f->cmd != FLAGS_CMD_SHELL && f->cmd != FLAGS_CMD_LOGS && f->cmd != FLAGS_CMD_EXEC)
+        return fail(err, errlen, "arguments after '--' are only for shell, exec and logs");
+    if (f->cmd == FLAGS_CMD_EXEC && !f->nrest)
+        return fail(err, errlen, "exec needs a command after '--': kubectl diag exec pod/NAME -- CMD [ARGS...]");
     if (f->cmd != FLAGS_CMD_LOGS) {
         if (f->npods > 1)
             return fail(err, errlen, "more than one pod given (%s, %s): '%s' works on one pod", f->pods[0].value,

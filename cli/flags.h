@@ -25,6 +25,7 @@ typedef enum {
     FLAGS_CMD_COMPLETE, /* hidden: __complete, used by the completion scripts */
     FLAGS_CMD_CAPTURE,
     FLAGS_CMD_CP,
+    FLAGS_CMD_EXEC,
 } flags_cmd;
 
 typedef struct {
@@ -86,6 +87,10 @@ typedef struct {
     /* cp: SOURCE DEST as given */
     const char *cp_args[2];
     int ncp_args;
+    /* exec */
+    bool stdin_open; /* -i: pass stdin to the command */
+    bool tty;        /* --tty (-it): on a terminal */
+    bool tools;      /* --tools: a busybox applet of the debug image */
     /* completion / help topic */
     const char *topic;
     /* after `--` */

@@ -35,7 +35,7 @@ static const char exit_codes[] =
     "  0   success (redir, logs and capture: also after Ctrl-C)\n"
     "  1   runtime failure (cluster, permissions, pod gone, ...); the message says what to do\n"
     "  2   usage error (unknown flag, bad port, no pod given)\n"
-    "  N   shell: the remote shell's exit code; logs -- CMD: the command's exit code\n";
+    "  N   shell, exec: the remote command's exit code; logs -- CMD: the command's exit code\n";
 
 static const char main_help[] =
     "kubectl diag — debug pods you cannot change (distroless, scratch, hardened)\n"
@@ -47,6 +47,7 @@ static const char main_help[] =
     "  ps          list the processes of the target container, with listening ports\n"
     "  shell       a root shell inside the target container, even without a shell in it\n"
     "  cp          copy files and directories between the target container and this machine\n"
+    "  exec        run a command of the target container (or a busybox applet) inside it\n"
     "  logs        follow the logs of several pods and containers, optionally around a command\n"
     "  capture     capture the pod's packets into a pcap file (or stdout, for tcpdump/wireshark)\n"
     "  list        the debug containers kubectl diag added in the namespace\n"
@@ -61,8 +62,8 @@ static const char main_help[] =
     "  kubectl diag logs -l app=curl -l app=nginx -- curl -s http://localhost:8080/\n"
     "\n"
     "kubectl diag adds an ephemeral container (dbg-tools-…) running kdiag-manager to the pod.\n"
-    "It needs: get pods, create pods/portforward, pods/exec, get pods/log and update\n"
-    "pods/ephemeralcontainers. Under Pod Security \"baseline\" or \"restricted\" the added\n"
+    "It needs: get pods, create pods/portforward, get pods/log and update\n"
+    "pods/ephemeralcontainers (shell and exec run through the manager: no pods/exec). Under Pod Security \"baseline\" or \"restricted\" the added\n"
     "capabilities (NET_ADMIN for redir; SYS_PTRACE, SYS_ADMIN, SYS_CHROOT for ps and shell)\n"
     "are refused: use a namespace whose profile allows them.\n"
     "\n";
@@ -110,12 +111,35 @@ static const char shell_help[] =
     "\n"
     "Opens a root shell (busybox ash with its applets: ls, ps, top, wget, ...) inside the target\n"
     "container's filesystem and namespaces, even when the image has no shell at all. Arguments\n"
-    "after -- go to ash. The exit code is the shell's.\n"
+    "after -- go to ash. The exit code is the shell's. On a terminal the shell gets one (raw\n"
+    "mode: Ctrl-C reaches the remote foreground job, the window size follows yours); otherwise\n"
+    "stdin, stdout and stderr are pipes (the end of stdin ends the shell's input).\n"
+    "It runs through the manager over the port-forward: no pods/exec permission is needed.\n"
     "\n"
     "Examples:\n"
     "  kubectl diag shell pod/distroless\n"
     "  kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'\n"
     "  kubectl diag cp pod/web:/etc/nginx ./nginx\n"
+    "  echo 'cat /etc/os-release' | kubectl diag shell pod/distroless\n"
+    "\n";
+
+static const char exec_help[] =
+    "Usage: kubectl diag exec [-i] [--tty | -it] [--tools] [flags] -- COMMAND [ARGS...]\n"
+    "\n"
+    "Runs COMMAND inside the target container, as root, with the container's environment:\n"
+    "one of its own programs (a name is looked up in its PATH) or, with --tools, a busybox\n"
+    "applet of the debug image (ls, ps, wget, nslookup, ...) that the image itself lacks.\n"
+    "The exit code is the command's (128+N when signal N ended it; 127 when it was not found,\n"
+    "126 when it could not be executed, with a line saying why).\n"
+    "\n"
+    "  -i, --stdin              pass stdin to the command (else it reads an empty input)\n"
+    "      --tty                run it on a terminal (needs stdin to be one); -it: both\n"
+    "      --tools              COMMAND is a busybox applet of the debug image\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag exec pod/distroless -- /hello-server --version\n"
+    "  kubectl diag exec --tools -l app=distroless -- ls -l /\n"
+    "  kubectl diag exec -it pod/nginx -- nginx -T\n"
     "\n";
 
 static const char logs_help[] =
@@ -232,6 +256,7 @@ void help_print(FILE *out, flags_cmd cmd)
     case FLAGS_CMD_REDIR: body = redir_help; break;
     case FLAGS_CMD_PS: body = ps_help; break;
     case FLAGS_CMD_SHELL: body = shell_help; break;
+    case FLAGS_CMD_EXEC: body = exec_help; break;
     case FLAGS_CMD_LOGS: body = logs_help; break;
     case FLAGS_CMD_CAPTURE: body = capture_help; break;
     case FLAGS_CMD_LIST: body = list_help; break;

@@ -87,6 +87,7 @@ int main(int argc, char **argv)
     case FLAGS_CMD_REDIR: code = redir_main(&f, &k); break;
     case FLAGS_CMD_PS: code = ps_main(&f, &k); break;
     case FLAGS_CMD_SHELL: code = shell_main(&f, &k); break;
+    case FLAGS_CMD_EXEC: code = exec_main(&f, &k); break;
     case FLAGS_CMD_LOGS: code = logs_main(&f, &k); break;
     case FLAGS_CMD_CAPTURE: code = capture_main(&f, &k); break;
     case FLAGS_CMD_LIST: code = list_main(&f, &k); break;

@@ -6,10 +6,10 @@
 
 #include "shell.h"
 
-/* enter's target arguments: "--container-id ID" when the pod shares one PID
- * namespace (PID 1 is then the pause process), else "1" (the target's own
- * PID 1, whose PID namespace targetContainerName made the debug container
- * join). Returns the number of words written to argv (1 or 2). */
-int shell_target_args(bool share_pid, const char *container_id, const char **argv);
+/* Exec's target: the container id when the pod shares one PID namespace (its
+ * PID 1 is then the pause process), else NULL: the manager's PID 1, the
+ * target's own first process (targetContainerName put the debug container in
+ * its PID namespace). */
+const char *shell_target_id(bool share_pid, const char *container_id);
 
 #endif

@@ -1,85 +1,292 @@
 #include "shell-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <termios.h>
 #include <unistd.h>
 
+#include "contract.h"
+#include "exec_client.h"
 #include "exitcode.h"
 #include "session.h"
 
-#define ENTER_PATH "/usr/local/bin/enter"
-#define ASH_PATH "/usr/local/bin/ash"
+/* Exit code when a second Ctrl-C gave up on a program that ignored the first. */
+#define EXIT_INTERRUPTED (128 + SIGINT)
 
-int shell_target_args(bool share_pid, const char *container_id, const char **argv)
+/* Signals of this process that go to the program (SIGWINCH: the new size). */
+static const int forwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH};
+
+/* A call in progress: the reader thread writes the output, the main thread
+ * sends stdin, sizes and signals. */
+typedef struct {
+    exec_client *ec;
+    int done[2];    /* the reader ended */
+    int code;       /* the program's exit code */
+    bool failed;    /* the call ended without an exit: err says why */
+    bool cancelled; /* by a second Ctrl-C */
+    rpc_status st;
+    char error[512]; /* why the program did not start */
+} shell_run;
+
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
 {
-    if (share_pid && container_id && *container_id) {
-        argv[0] = "--container-id";
-        argv[1] = container_id;
-        return 2;
-    }
-    argv[0] = "1";
-    return 1;
+    int e = errno;
+    unsigned char c = (unsigned char)sig;
+    ssize_t n = write(sig_pipe[1], &c, 1);
+    (void)n; /* a full pipe already holds enough wake-ups */
+    errno = e;
 }
 
-/* kubectl exec -i[t] pod/P -c MANAGER -- enter TARGET ash ARGS...: args[] gets at most max-1 words. */
-static int exec_args(const flags *f, const session *s, const char *pod, const char **args, int max, char *err,
-                     size_t errlen)
+const char *shell_target_id(bool share_pid, const char *container_id)
 {
-    int n = 0;
-    args[n++] = "exec";
-    args[n++] = isatty(0) ? "-it" : "-i";
-    args[n++] = pod;
-    args[n++] = "-c";
-    args[n++] = s->mgr.container;
-    args[n++] = "--";
-    args[n++] = ENTER_PATH;
-    n += shell_target_args(s->pod.share_pid, s->target_id, args + n);
-    args[n++] = ASH_PATH;
-    if (f->nrest > max - n - 1) {
-        snprintf(err, errlen, "too many shell arguments (%d); pass a script with -c instead", f->nrest);
-        return -E2BIG;
+    return share_pid && container_id && *container_id ? container_id : NULL;
+}
+
+static void write_all(int fd, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = write(fd, p, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* our stdout is gone: the rest is dropped */
+        p += w;
+        n -= (size_t)w;
     }
+}
+
+static void *reader_main(void *arg)
+{
+    shell_run *r = arg;
+    exec_client_event ev;
+    int rc;
+    while ((rc = exec_client_read(r->ec, &ev, &r->st)) == 0) {
+        if (ev.kind == EXEC_CLIENT_EXIT) {
+            r->code = ev.code;
+            snprintf(r->error, sizeof r->error, "%s", ev.error);
+            break;
+        }
+        write_all(ev.kind == EXEC_CLIENT_STDOUT ? STDOUT_FILENO : STDERR_FILENO, ev.data, ev.len);
+    }
+    if (rc != 0) {
+        r->failed = true;
+        if (rc < 0)
+            snprintf(r->st.message, sizeof r->st.message, "%s", strerror(-rc));
+    }
+    ssize_t n = write(r->done[1], "x", 1);
+    (void)n;
+    return NULL;
+}
+
+static void send_size(exec_client *ec)
+{
+    struct winsize ws;
+    if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+        exec_client_resize(ec, ws.ws_row, ws.ws_col);
+}
+
+/* Stdin, signals and resizes to the program until the reader ends. */
+static void send_input(shell_run *r, bool forward_stdin)
+{
+    bool in_open = forward_stdin;
+    int interrupts = 0;
+    if (!forward_stdin)
+        exec_client_stdin_close(r->ec);
+    for (;;) {
+        struct pollfd pf[3] = {{r->done[0], POLLIN, 0}, {sig_pipe[0], POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}};
+        if (poll(pf, 3, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return;
+        }
+        if (pf[0].revents)
+            return;
+        unsigned char sig;
+        if (pf[1].revents && read(sig_pipe[0], &sig, 1) == 1) {
+            if (sig == SIGWINCH)
+                send_size(r->ec);
+            else if (sig == SIGINT && ++interrupts > 1) { /* it ignored the first: give up */
+                r->cancelled = true;
+                exec_client_cancel(r->ec);
+            } else
+                exec_client_signal(r->ec, sig);
+        }
+        if (pf[2].revents) {
+            uint8_t buf[CONTRACT_EXEC_CHUNK];
+            ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+            if (n > 0 && exec_client_stdin(r->ec, buf, (size_t)n) == 0)
+                continue;
+            if (n < 0 && errno == EINTR)
+                continue;
+            in_open = false; /* EOF (Ctrl-D of a cooked terminal, end of a pipe) */
+            exec_client_stdin_close(r->ec);
+        }
+    }
+}
+
+/* Runs st over the session's forward; returns the exit code. */
+static int run(session *s, exec_client_start *st, bool forward_stdin)
+{
+    unsigned gen;
+    struct termios saved;
+    struct sigaction sa = {.sa_handler = on_signal}, old[sizeof forwarded / sizeof *forwarded];
+    shell_run r = {.done = {-1, -1}};
+    char err[1024] = "";
+    pthread_t th;
+    bool raw = false, threaded = false;
+    int rc = -EIO;
+
+    rpc_client *cl = session_client(s, &gen);
+    if (!cl) {
+        snprintf(err, sizeof err, "no port-forward to pod/%s", s->pod.name);
+        return exitcode_report(stderr, -ENOTCONN, err);
+    }
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(r.done, O_CLOEXEC) < 0) {
+        snprintf(err, sizeof err, "cannot make a pipe: %s", strerror(errno));
+        goto out;
+    }
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+        sigaction(forwarded[i], &sa, &old[i]);
+    if (st->tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
+        struct termios t = saved;
+        struct winsize ws;
+        cfmakeraw(&t);
+        raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
+        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+            st->rows = ws.ws_row;
+            st->cols = ws.ws_col;
+        }
+    }
+    if ((rc = exec_client_new(&r.ec, cl, st)) < 0) {
+        snprintf(err, sizeof err, "cannot start the Exec call: %s", strerror(-rc));
+        goto restore;
+    }
+    threaded = pthread_create(&th, NULL, reader_main, &r) == 0;
+    if (threaded) {
+        send_input(&r, forward_stdin);
+        pthread_join(th, NULL);
+    }
+    if (threaded && !r.failed)
+        exec_client_finish(r.ec, &r.st);
+restore:
+    if (raw)
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
+    for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
+        sigaction(forwarded[i], &old[i], NULL);
+    if (rc == 0 && !threaded) {
+        snprintf(err, sizeof err, "cannot start a thread: out of resources");
+        rc = -EAGAIN;
+    } else if (rc == 0 && r.cancelled) {
+        rc = EXIT_INTERRUPTED;
+    } else if (rc == 0 && r.failed) {
+        snprintf(err, sizeof err, "Exec call to the manager (%s in pod/%s) failed: %s (gRPC status %d)%s",
+                 s->mgr.container, s->pod.name, *r.st.message ? r.st.message : "no message", (int)r.st.code,
+                 r.st.code == GRPC_STATUS_UNIMPLEMENTED
+                     ? ": its debug image predates Exec; use a newer --dbg-image in a new pod (or --new-container)"
+                     : "");
+        rc = -EIO;
+    } else if (rc == 0) {
+        if (*r.error)
+            fprintf(stderr, "error: %s\n", r.error);
+        rc = r.code;
+    }
+out:
+    exec_client_free(r.ec);
+    rpc_client_free(cl);
+    for (int i = 0; i < 2; i++) {
+        if (r.done[i] >= 0)
+            close(r.done[i]);
+        if (sig_pipe[i] >= 0)
+            close(sig_pipe[i]);
+        sig_pipe[i] = -1;
+    }
+    return rc < 0 ? exitcode_report(stderr, rc, err) : rc;
+}
+
+/* The session for a command of kind caps, then run(). */
+static int open_and_run(const flags *f, const kube *k, unsigned caps, exec_client_start *st, bool forward_stdin)
+{
+    session s;
+    char err[2048] = "";
+    session_opts so = session_opts_from_flags(f, caps, true);
+    int rc = session_open(k, &so, &s, err, sizeof(err));
+    if (rc < 0)
+        return exitcode_report(stderr, rc, err);
+    st->container_id = shell_target_id(s.pod.share_pid, s.target_id);
+    int code = run(&s, st, forward_stdin);
+    session_close(&s);
+    return code;
+}
+
+/* argv: first, then f's words after `--` (the caller frees). */
+static const char **words(const char *first, const flags *f, size_t *argc)
+{
+    const char **argv = calloc((size_t)f->nrest + 2, sizeof *argv);
+    size_t n = 0;
+    if (!argv)
+        return NULL;
+    if (first)
+        argv[n++] = first;
     for (int i = 0; i < f->nrest; i++)
-        args[n++] = f->rest[i];
-    args[n] = NULL;
-    return 0;
+        argv[n++] = f->rest[i];
+    *argc = n;
+    return argv;
 }
 
-/* Runs kubectl in the foreground; like system(), the terminal's signals are for the remote shell. */
-static int run_foreground(const kube *k, const char *const *args, int *code, char *err, size_t errlen)
+/* TERM of this terminal, for a program on a remote one. */
+static size_t term_env(bool tty, char *buf, size_t len, const char **env)
 {
-    struct sigaction ign = {.sa_handler = SIG_IGN}, oint, oquit;
-    sigemptyset(&ign.sa_mask);
-    sigaction(SIGINT, &ign, &oint);
-    sigaction(SIGQUIT, &ign, &oquit);
-    kube_proc p;
-    int rc = kube_spawn(k, args, 0, &p, err, errlen);
-    if (rc == 0) {
-        *code = kube_wait(p.pid);
-        if (*code < 0)
-            *code = EXITCODE_FAILURE;
-    }
-    sigaction(SIGINT, &oint, NULL);
-    sigaction(SIGQUIT, &oquit, NULL);
-    return rc;
+    const char *term = getenv("TERM");
+    if (!tty || !term || !*term)
+        return 0;
+    snprintf(buf, len, "TERM=%s", term);
+    env[0] = buf;
+    return 1;
 }
 
 int shell_main(const flags *f, const kube *k)
 {
-    session s;
-    char err[2048] = "", pod[300];
-    const char *args[64];
-    int code = EXITCODE_FAILURE;
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_SHELL, false);
-    int rc = session_open(k, &so, &s, err, sizeof(err));
-    if (rc < 0)
-        return exitcode_report(stderr, rc, err);
-    snprintf(pod, sizeof(pod), "pod/%s", s.pod.name);
-    rc = exec_args(f, &s, pod, args, 64, err, sizeof(err));
-    if (rc == 0)
-        rc = run_foreground(&s.k, args, &code, err, sizeof(err));
-    session_close(&s);
-    return rc < 0 ? exitcode_report(stderr, rc, err) : code;
+    char term[256];
+    const char *env[1];
+    size_t argc;
+    bool tty = isatty(STDIN_FILENO);
+    const char **argv = words("ash", f, &argc);
+    if (!argv)
+        return exitcode_report(stderr, -ENOMEM, "out of memory");
+    exec_client_start st = {.argv = argv, .argc = argc, .tools = true, .tty = tty, .env = env};
+    st.nenv = term_env(tty, term, sizeof term, env);
+    int code = open_and_run(f, k, EPHEM_CAPS_SHELL, &st, true);
+    free(argv);
+    return code;
+}
+
+int exec_main(const flags *f, const kube *k)
+{
+    char term[256];
+    const char *env[1];
+    size_t argc;
+    bool tty = f->tty;
+    if (tty && !isatty(STDIN_FILENO)) {
+        fprintf(stderr, "warning: --tty: stdin is not a terminal; running without one\n");
+        tty = false;
+    }
+    const char **argv = words(NULL, f, &argc);
+    if (!argv)
+        return exitcode_report(stderr, -ENOMEM, "out of memory");
+    exec_client_start st = {.argv = argv, .argc = argc, .tools = f->tools, .tty = tty, .env = env};
+    st.nenv = term_env(tty, term, sizeof term, env);
+    int code = open_and_run(f, k, EPHEM_CAPS_EXEC, &st, f->stdin_open);
+    free(argv);
+    return code;
 }

@@ -373,13 +373,39 @@ static void workload_targets(void **state)
     flags_free(&f);
 }
 
+/* exec: -i, --tty, -it (kubectl exec's; -t alone stays --target), --tools, a command required. */
+static void exec_flags(void **state)
+{
+    (void)state;
+    flags f;
+    char err[512];
+    assert_int_equal(parse(&f, err, "exec", "-it", "pod/web", "-t", "app", "--", "sh", "-c", "tty", NULL), 0);
+    assert_int_equal(f.cmd, FLAGS_CMD_EXEC);
+    assert_true(f.stdin_open && f.tty && !f.tools);
+    assert_string_equal(f.target, "app");
+    assert_int_equal(f.nrest, 3);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "exec", "-i", "--tools", "pod/web", "--", "ls", NULL), 0);
+    assert_true(f.stdin_open && !f.tty && f.tools);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "exec", "pod/web", NULL), -EINVAL);
+    assert_non_null(strstr(err, "exec needs a command after '--'"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "-it", "pod/web", NULL), -EINVAL);
+    assert_non_null(strstr(err, "belongs to 'exec'"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "-i", "eth0", "pod/web", NULL), 0); /* -i stays capture's */
+    assert_string_equal(f.iface, "eth0");
+    flags_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(port_pairs),       cmocka_unit_test(selectors),           cmocka_unit_test(durations),
         cmocka_unit_test(globals_anywhere), cmocka_unit_test(shell_and_logs_rest), cmocka_unit_test(usage_errors),
         cmocka_unit_test(redir_includes),   cmocka_unit_test(capture_flags),       cmocka_unit_test(profiles),
-        cmocka_unit_test(workload_targets),
+        cmocka_unit_test(workload_targets), cmocka_unit_test(exec_flags),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

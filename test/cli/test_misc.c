@@ -322,13 +322,10 @@ static void ps_escapes_control_characters(void **state)
 static void shell_target(void **state)
 {
     (void)state;
-    const char *argv[2];
-    assert_int_equal(shell_target_args(false, "abc", argv), 1);
-    assert_string_equal(argv[0], "1");
-    assert_int_equal(shell_target_args(true, "abc", argv), 2);
-    assert_string_equal(argv[0], "--container-id");
-    assert_string_equal(argv[1], "abc");
-    assert_int_equal(shell_target_args(true, "", argv), 1);
+    assert_null(shell_target_id(false, "abc"));
+    assert_string_equal(shell_target_id(true, "abc"), "abc");
+    assert_null(shell_target_id(true, ""));
+    assert_null(shell_target_id(true, NULL));
 }
 
 int main(void)

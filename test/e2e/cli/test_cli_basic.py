@@ -135,7 +135,7 @@ def test_usage_errors_name_the_value(cluster):
 
 
 def test_help_has_examples_and_exit_codes(cluster):
-    for cmd in ('redir', 'ps', 'shell', 'logs', 'list', 'completion', 'manage', 'version'):
+    for cmd in ('redir', 'ps', 'shell', 'exec', 'logs', 'list', 'completion', 'manage', 'version'):
         r = cluster.diag(cmd, '--help')
         assert r.returncode == 0
         assert 'Examples:' in r.stdout and 'Exit codes:' in r.stdout, cmd

@@ -1,0 +1,137 @@
+"""kubectl diag shell and exec through the manager's Exec RPC (docs/exec.md), through the real
+kubectl (port-forward only) on the simulated cluster: pipes, a real terminal (Python's pty: the
+shell's `tty`, resize, Ctrl-C, exit code, the terminal restored), programs of the target,
+busybox tools, a missing command."""
+import fcntl
+import os
+import pty
+import select
+import struct
+import termios
+import time
+
+from conftest import CLI
+
+
+def test_shell_on_pipes_in_the_distroless_pod(cluster):
+    r = cluster.diag('shell', 'pod/distroless', input='ls /\ntty\necho done-$((6*7))\nexit 4\n')
+    assert r.returncode == 4, r.stdout + r.stderr
+    assert 'hello-server' in r.stdout.split()
+    assert 'not a tty' in r.stdout          # pipes, not a terminal
+    assert 'done-42' in r.stdout
+
+
+def test_exec_runs_a_program_of_the_target(cluster):
+    r = cluster.diag('exec', 'pod/distroless', '--', '/hello-server', '0')
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "hello-server: invalid port '0'" in r.stderr
+
+
+def test_exec_target_path_and_stdin(cluster):
+    r = cluster.diag('exec', '-i', 'pod/nginx', '--', 'sh', '-c', 'read x; echo got-$x; exit 3', input='abc\n')
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert r.stdout == 'got-abc\n'
+
+
+def test_exec_tools_ls(cluster):
+    r = cluster.diag('exec', '--tools', 'pod/distroless', '--', 'ls', '/')
+    assert r.returncode == 0, r.stderr
+    assert 'hello-server' in r.stdout.split()
+    assert 'kdiag-manager' not in r.stdout   # the target's root, not the debug image's
+
+
+def test_exec_missing_command_is_127_with_one_line(cluster):
+    r = cluster.diag('exec', 'pod/distroless', '--', 'no-such-command', 'x')
+    assert r.returncode == 127, r.stdout + r.stderr
+    assert r.stderr.strip().splitlines() == ["error: no-such-command: command not found in the target's PATH"]
+
+
+def test_exec_needs_a_command(cluster):
+    r = cluster.diag('exec', 'pod/distroless')
+    assert r.returncode == 2
+    assert "exec needs a command after '--'" in r.stderr
+
+
+class Term:
+    """kubectl-diag on a pty of its own, the way a person runs it."""
+
+    def __init__(self, cluster, args, rows=24, cols=80):
+        env = cluster.env({'TERM': 'xterm'})
+        # the parent shell prints the CLI's exit code and the terminal's mode after it ends
+        cmd = '"$0" "$@"; echo "rc=$?"; stty -a'
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            os.execve('/bin/sh', ['/bin/sh', '-c', cmd, CLI] + list(args), env)
+        self.resize(rows, cols)
+        self.out = b''
+
+    def resize(self, rows, cols):
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack('HHHH', rows, cols, 0, 0))
+
+    def send(self, data):
+        os.write(self.fd, data.encode())
+
+    def expect(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.out:
+            left = deadline - time.monotonic()
+            assert left > 0, 'no %r in %r' % (text, self.out[-2000:])
+            if select.select([self.fd], [], [], left)[0]:
+                try:
+                    chunk = os.read(self.fd, 65536)
+                except OSError:
+                    chunk = b''
+                assert chunk, 'the terminal closed without %r in %r' % (text, self.out[-2000:])
+                self.out += chunk
+        return self.out.decode(errors='replace')
+
+    def close(self):
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+        os.close(self.fd)
+
+
+def test_interactive_shell_has_a_terminal_and_returns_the_exit_code(cluster):
+    t = Term(cluster, ['shell', 'pod/distroless'], rows=33, cols=91)
+    try:
+        t.expect('# ')
+        t.send('tty; stty size\r')
+        out = t.expect('33 91')
+        assert '/dev/pts/' in out and 'not a tty' not in out, out
+        t.send('exit 5\r')
+        out = t.expect('rc=5')
+        mode = t.expect('echok').split('rc=5')[1]   # stty -a of the local terminal, after kubectl-diag
+        assert ' icanon' in mode and ' echo ' in mode, mode   # cooked again: restored
+    finally:
+        t.close()
+
+
+def test_interactive_shell_resize_and_ctrl_c(cluster):
+    t = Term(cluster, ['shell', 'pod/distroless'])
+    try:
+        t.expect('# ')
+        t.resize(40, 120)                   # the kernel sends kubectl-diag SIGWINCH
+        time.sleep(0.5)
+        t.send('stty size\r')
+        t.expect('40 120')
+        t.send('sleep 100\r')
+        time.sleep(1)
+        t.send('\x03')                      # a byte in raw mode: the remote terminal's ^C
+        t.send('echo after-$((20+22))\r')
+        t.expect('after-42', timeout=20)    # sleep interrupted, the shell still there
+        t.send('exit\r')
+        t.expect('rc=0')
+    finally:
+        t.close()
+
+
+def test_exec_it_runs_on_a_terminal(cluster):
+    t = Term(cluster, ['exec', '-it', 'pod/nginx', '--', 'sh', '-c', 'tty; exit 6'])
+    try:
+        out = t.expect('rc=6')
+        assert '/dev/pts/' in out, out
+    finally:
+        t.close()
