@@ -2,6 +2,7 @@
  * mount namespace of its own (a tmpfs with a marker file only it sees), and
  * programs run in it through api/exec_client: exit codes, signals, stdin,
  * the pty, flow control, cancellation, busybox tools. */
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -410,19 +411,57 @@ static void test_bad_start_is_refused(void **state)
     result_free(&r);
 }
 
-/* Many calls leave no process, fd or thread behind. */
+/* Processes whose parent is pid (any of its threads). */
+static int children_of(pid_t pid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d))) {
+        char path[300], line[512];
+        int ppid = 0;
+        snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+        FILE *f = atoi(e->d_name) > 0 ? fopen(path, "r") : NULL;
+        char *rp = f && fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
+        if (rp && sscanf(rp + 1, " %*c %d", &ppid) == 1 && ppid == pid)
+            n++;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
+static int threads_of(pid_t pid)
+{
+    char path[64], line[256];
+    int n = -1;
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f))
+        if (sscanf(line, "Threads: %d", &n) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* 1,000 calls leave no process, fd or thread behind. */
 static void test_many_execs_leave_nothing(void **state)
 {
     (void)state;
     result r;
-    int fds = -1;
-    for (int i = 0; i < 200; i++) {
+    int fds = -1, threads = -1;
+    for (int i = 0; i < 1000; i++) {
         exec_client_start st = {.argv = ARGV("true"), .tty = i % 2};
         run(&st, NULL, 0, &r);
         assert_int_equal(r.code, 0);
         result_free(&r);
-        if (i == 9)
+        if (i == 9) {
             fds = mgr_fd_count(fx->m.pid);
+            threads = threads_of(fx->m.pid);
+        }
     }
     /* gRPC's own fds come and go: allow it a moment */
     int64_t deadline = time_now_ms() + 3000;
@@ -434,13 +473,10 @@ static void test_many_execs_leave_nothing(void **state)
         assert_true(system(cmd) >= 0);
     }
     assert_true(mgr_fd_count(fx->m.pid) <= fds);
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)fx->m.pid, (int)fx->m.pid);
-    FILE *f = fopen(path, "r");
-    char kids[64] = "";
-    assert_non_null(f);
-    assert_null(fgets(kids, sizeof kids, f));
-    fclose(f);
+    assert_int_equal(children_of(fx->m.pid), 0);
+    while (threads_of(fx->m.pid) > threads && time_now_ms() < deadline + 3000)
+        usleep(20000);
+    assert_true(threads_of(fx->m.pid) <= threads);
 }
 
 int main(void)
