@@ -40,8 +40,8 @@ int completion_script(FILE *out, const char *shell)
 
 #define COMPLETION_KUBECTL_MS 5000 /* a completion that waits longer is worse than none */
 
-static const char *const commands[] = {"redir",   "ps",   "shell",   "exec",       "logs",
-                                       "capture", "list", "version", "completion", NULL};
+static const char *const commands[] = {"redir", "ps",   "shell",   "exec",       "logs", "capture",
+                                       "cp",    "list", "version", "completion", NULL};
 static const char *const flag_words[] = {
     "--namespace",
     "--context",

@@ -3,10 +3,12 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "completion.h"
 #include "cp-internal.h"
 #include "flags.h"
 
@@ -73,6 +75,18 @@ static void test_flags_take_two_operands(void **state)
     flags_free(&f);
 }
 
+static void test_completion_offers_cp(void **state)
+{
+    (void)state;
+    char buf[4096] = "";
+    FILE *out = fmemopen(buf, sizeof buf - 1, "w");
+    kube k = {"/bin/false", NULL, NULL, NULL, 0};
+    char *words[] = {"c"};
+    completion_complete(out, &k, words, 1);
+    fclose(out);
+    assert_non_null(strstr(buf, "cp\n"));
+}
+
 static void test_human_bytes(void **state)
 {
     (void)state;
@@ -88,6 +102,7 @@ int main(void)
         cmocka_unit_test(test_operand_forms),
         cmocka_unit_test(test_operand_without_path),
         cmocka_unit_test(test_flags_take_two_operands),
+        cmocka_unit_test(test_completion_offers_cp),
         cmocka_unit_test(test_human_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
