@@ -5,7 +5,8 @@ make pods of them, on one thread woken by every change of the store.
 What the controllers do, as far as kubectl can tell:
 * a Deployment owns one ReplicaSet per pod template, named <deployment>-<pod-template-hash>; a
   changed template (kubectl rollout restart) makes a new one, scaled to spec.replicas at once,
-  while the old ones keep only as many pods as the new one still lacks available ones;
+  while the old ones keep only as many pods as the new one still lacks available ones; a rollout
+  that makes no progress for progressDeadlineSeconds is ProgressDeadlineExceeded;
 * a ReplicaSet keeps spec.replicas pods named <replicaset>-<5 characters>, each with an
   ownerReference to it and the pod-template-hash label;
 * a StatefulSet creates <name>-0 … <name>-(n-1) in order, each once the one before is Ready,
@@ -15,6 +16,7 @@ What the controllers do, as far as kubectl can tell:
   propagation; --cascade=orphan removes the ownerReferences instead).
 Services are stored only: a selector, a cluster IP, no proxying and no Endpoints."""
 import copy
+import datetime
 import sys
 import threading
 import traceback
@@ -389,6 +391,14 @@ def _condition(old, ctype, status, reason, message):
     return c
 
 
+def _seconds_since(ts):
+    try:
+        t = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return 0
+    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
+
+
 class Controllers:
     """The deployment, replicaset, statefulset and garbage-collection loops, as one."""
 
@@ -407,10 +417,10 @@ class Controllers:
         while not self.sim.stopping:
             self.wake.wait(1.0)
             self.wake.clear()
-            if self.sim.stopping:
-                break
             try:
-                with self.sim.lock:
+                with self.sim.lock:  # checked under the lock: shutdown lists the pods to stop after us
+                    if self.sim.stopping:
+                        break
                     self.reconcile()
             except Exception:
                 traceback.print_exc()
@@ -534,11 +544,16 @@ class Controllers:
             avail = _condition(old, 'Available', 'False', 'MinimumReplicasUnavailable',
                                'Deployment does not have minimum availability.')
         name = new['metadata']['name']
+        busy, late = 'ReplicaSet "%s" is progressing.' % name, 'ReplicaSet "%s" has timed out progressing.' % name
+        prev = next((c for c in old if c.get('type') == 'Progressing'), {})
         if st['updatedReplicas'] == want and st['replicas'] == want and st['availableReplicas'] == want:
             prog = _condition(old, 'Progressing', 'True', 'NewReplicaSetAvailable',
                               'ReplicaSet "%s" has successfully progressed.' % name)
+        elif prev.get('message') == late or (prev.get('message') == busy and _seconds_since(
+                prev.get('lastUpdateTime')) > d['spec'].get('progressDeadlineSeconds', 600)):
+            prog = _condition(old, 'Progressing', 'False', 'ProgressDeadlineExceeded', late)
         else:
-            prog = _condition(old, 'Progressing', 'True', 'ReplicaSetUpdated', 'ReplicaSet "%s" is progressing.' % name)
+            prog = _condition(old, 'Progressing', 'True', 'ReplicaSetUpdated', busy)
         st['conditions'] = [avail, prog]
         self._set_status('deployments', d, st)
 

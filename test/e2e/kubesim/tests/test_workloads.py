@@ -90,6 +90,20 @@ def test_scale_and_rollout_restart(cluster, kv):
     cluster.ok('delete', 'deploy', name, version=kv)
 
 
+def test_rollout_status_fails_past_the_progress_deadline(cluster):
+    m = json.loads(deployment_manifest('late', 1))
+    m['spec']['progressDeadlineSeconds'] = 2
+    m['spec']['template']['spec']['containers'][0]['image'] = 'no-such-image:1'
+    cluster.ok('apply', '-f', '-', input=json.dumps(m))
+    for kv in ('1.27', '1.32', '1.33'):
+        r = cluster.kubectl('rollout', 'status', 'deploy/late', '--timeout=60s', version=kv, timeout=70)
+        assert r.returncode == 1 and 'error: deployment "late" exceeded its progress deadline' in r.stderr, \
+            r.stdout + r.stderr
+    cond = {c['type']: c for c in json.loads(cluster.ok('get', 'deploy', 'late', '-o', 'json'))['status']['conditions']}
+    assert (cond['Progressing']['status'], cond['Progressing']['reason']) == ('False', 'ProgressDeadlineExceeded')
+    cluster.ok('delete', 'deploy', 'late')
+
+
 def test_apply_is_idempotent_and_selector_must_match(cluster):
     m = json.loads(deployment_manifest('exprs'))
     m['spec']['selector'] = {'matchExpressions': [{'key': 'app', 'operator': 'In', 'values': ['exprs']}]}
