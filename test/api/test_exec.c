@@ -8,6 +8,7 @@
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -379,6 +380,46 @@ static void test_stalled_reader_does_not_grow_the_manager(void **state)
     result_free(&r);
 }
 
+typedef struct {
+    exec_client *ec;
+    atomic_size_t sent;
+} pusher;
+
+static void *push_main(void *arg)
+{
+    pusher *p = arg;
+    static uint8_t chunk[64 * 1024];
+    while (atomic_load(&p->sent) < 256u * 1024 * 1024 && exec_client_stdin(p->ec, chunk, sizeof chunk) == 0)
+        atomic_fetch_add(&p->sent, sizeof chunk);
+    return NULL;
+}
+
+/* A program that does not read its stdin stalls the client's sends; the manager does not buffer. */
+static void test_unread_stdin_stalls_the_client(void **state)
+{
+    (void)state;
+    result r = {0};
+    pusher p = {0};
+    pthread_t th;
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec sleep 100"), .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&p.ec, fx->cl, &st), 0);
+    read_until(p.ec, &r, "ready");
+    assert_int_equal(pthread_create(&th, NULL, push_main, &p), 0);
+    sleep(1);
+    size_t sent = atomic_load(&p.sent);
+    long before = mgr_rss_kb(fx->m.pid);
+    sleep(2);
+    long after = mgr_rss_kb(fx->m.pid);
+    fprintf(stderr, "stdin nobody reads: %zu KiB taken, then %zu KiB; manager RSS %ld kB, then %ld kB\n",
+            sent >> 10, atomic_load(&p.sent) >> 10, before, after);
+    assert_true(atomic_load(&p.sent) < 64u * 1024 * 1024);
+    assert_true(after - before < 4096);
+    exec_client_cancel(p.ec);
+    pthread_join(th, NULL);
+    exec_client_free(p.ec);
+    result_free(&r);
+}
+
 static void test_tools_run_busybox_in_the_target(void **state)
 {
     (void)state;
@@ -494,6 +535,7 @@ int main(void)
         cmocka_unit_test(test_signal_message_reaches_the_process_group),
         cmocka_unit_test(test_cancel_kills_the_process_tree),
         cmocka_unit_test(test_stalled_reader_does_not_grow_the_manager),
+        cmocka_unit_test(test_unread_stdin_stalls_the_client),
         cmocka_unit_test(test_tools_run_busybox_in_the_target),
         cmocka_unit_test(test_bad_start_is_refused),
         cmocka_unit_test(test_many_execs_leave_nothing),
