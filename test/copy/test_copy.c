@@ -6,6 +6,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -27,6 +28,7 @@
 #include "contract.h"
 #include "copy_client.h"
 #include "mgr.h"
+#include "mgrproc.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define UNDER_ASAN 1
@@ -418,6 +420,86 @@ static void test_errors_name_path_and_cause(void **state)
     snprintf(p, sizeof p, "%s/missing", local);
     assert_int_equal(copy_to(p, "/x", err, sizeof err), -ENOENT);
     assert_non_null(strstr(err, p));
+
+    /* A file of the tree where the destination has a directory. */
+    snprintf(p, sizeof p, "%s/clash", local);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/clash/x", local);
+    write_file(p, "x\n", 0644, 0, 0, 1500000000);
+    snprintf(p, sizeof p, "%s/clash", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/clash/x", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/clash", local);
+    assert_int_equal(copy_to(p, "/", err, sizeof err), -ENOTDIR); /* EISDIR: FAILED_PRECONDITION too */
+    assert_non_null(strstr(err, "cannot overwrite the directory /clash/x with a file"));
+    assert_non_null(strstr(err, "(EISDIR)"));
+    snprintf(p, sizeof p, "%s/clash", root);
+    const char *const only_x[] = {"x", NULL};
+    assert_dir_holds(p, only_x);
+}
+
+/* A manager without privilege over the target's files (uid 65534, no
+ * capabilities): EACCES named with the path, both ways, nothing written. */
+static void test_permission_denied_names_path(void **state)
+{
+    (void)state;
+    char p[256], err[1024], wrapper[256];
+    snprintf(p, sizeof p, "%s/secret", root);
+    write_file(p, "secret\n", 0600, 0, 0, 1500000000);
+    snprintf(p, sizeof p, "%s/locked", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    /* The target runs as 65534 too (and stays dumpable), so its /proc/PID/root opens. */
+    int ready[2];
+    assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
+    pid_t t = fork();
+    if (t == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (chroot(root) < 0 || chdir("/") < 0 || setgroups(0, NULL) < 0 || setgid(65534) < 0 ||
+            setuid(65534) < 0 || prctl(PR_SET_DUMPABLE, 1) < 0)
+            _exit(1);
+        close(ready[1]);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char c;
+    assert_int_equal(read(ready[0], &c, 1), 0);
+    close(ready[0]);
+    snprintf(wrapper, sizeof wrapper, "%s/nobody-manager", base);
+    FILE *f = fopen(wrapper, "w");
+    assert_non_null(f);
+    fprintf(f, "#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups %s\n", KDIAG_MANAGER_PATH);
+    fclose(f);
+    assert_int_equal(chmod(wrapper, 0755), 0);
+    mgrproc m;
+    assert_int_equal(mgrproc_start(wrapper, &m), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", m.port);
+    rpc_client *ncl;
+    assert_int_equal(rpc_client_new(&ncl, addr, m.token), 0);
+    copy_client_target nt = {.pid = (uint64_t)t};
+    copy_client_opts o = {.timeout_ms = 60000};
+
+    snprintf(p, sizeof p, "%s/got-secret", local);
+    assert_int_equal(copy_client_from(ncl, &nt, "/secret", p, &o, err, sizeof err), -EACCES);
+    assert_non_null(strstr(err, "/secret"));
+    assert_non_null(strstr(err, "(EACCES)"));
+    assert_int_equal(access(p, F_OK), -1);
+
+    snprintf(p, sizeof p, "%s/for-locked", local);
+    write_file(p, "in\n", 0644, 0, 0, 1500000000);
+    assert_int_equal(copy_client_to(ncl, p, &nt, "/locked/in", &o, err, sizeof err), -EACCES);
+    assert_non_null(strstr(err, "/locked/in"));
+    assert_non_null(strstr(err, "(EACCES)"));
+    snprintf(p, sizeof p, "%s/locked", root);
+    const char *const none[] = {NULL};
+    assert_dir_holds(p, none);
+
+    rpc_client_free(ncl);
+    mgrproc_stop(&m);
+    kill(t, SIGKILL);
+    waitpid(t, NULL, 0);
 }
 
 static long vm_kb(pid_t pid, const char *key)
@@ -582,7 +664,7 @@ int main(void)
         cmocka_unit_test(test_round_trip_keeps_tree),    cmocka_unit_test(test_existing_directory_receives),
         cmocka_unit_test(test_paths_stay_inside_root),   cmocka_unit_test(test_errors_name_path_and_cause),
         cmocka_unit_test(test_sparse_file_stays_sparse), cmocka_unit_test(test_disk_full_leaves_nothing),
-        cmocka_unit_test(test_cancel_leaves_no_temp),
+        cmocka_unit_test(test_cancel_leaves_no_temp),    cmocka_unit_test(test_permission_denied_names_path),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
