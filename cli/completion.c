@@ -62,6 +62,7 @@ static const char *const flag_words[] = {
     "--outgoing",
     "--include-probes",
     "--include-loopback",
+    "--all-pods",
     "--output",
     "--all",
     "--container",

@@ -49,6 +49,7 @@ enum opt_id {
     O_STDIN,
     O_TTY,
     O_TOOLS,
+    O_ALL_PODS,
 };
 
 struct opt {
@@ -80,6 +81,7 @@ static const struct opt opts[] = {
     {O_OUTGOING, "outgoing", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_INC_PROBES, "include-probes", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_INC_LOOPBACK, "include-loopback", 0, false, ONLY(FLAGS_CMD_REDIR)},
+    {O_ALL_PODS, "all-pods", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_OUTPUT, "output", 'o', true, ONLY(FLAGS_CMD_PS)},
     {O_ALL, "all", 0, false, ONLY(FLAGS_CMD_LOGS)},
     {O_CONTAINER, "container", 'c', true, ONLY(FLAGS_CMD_LOGS)},
@@ -304,6 +306,7 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_OUTGOING: f->outgoing = true; break;
     case O_INC_PROBES: f->include_probes = true; break;
     case O_INC_LOOPBACK: f->include_loopback = true; break;
+    case O_ALL_PODS: f->all_pods = true; break;
     case O_OUTPUT:
         if (strcmp(val, "wide") && strcmp(val, "json"))
             return fail(err, errlen, "invalid %s \"%s\": use -o wide or -o json", flagname, val);

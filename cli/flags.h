@@ -69,6 +69,7 @@ typedef struct {
     bool outgoing;
     bool include_probes;   /* incoming: redirect the node's connections (kubelet probes) too */
     bool include_loopback; /* outgoing: redirect the pod's connections to itself too */
+    bool all_pods;         /* every running pod of -l at once */
     flags_portpair *ports;
     size_t nports;
     /* ps */

@@ -69,7 +69,7 @@ static const char main_help[] =
     "\n";
 
 static const char redir_help[] =
-    "Usage: kubectl diag redir [--outgoing] [PODPORT[:LOCALPORT] ...] [flags]\n"
+    "Usage: kubectl diag redir [--outgoing] [--all-pods] [PODPORT[:LOCALPORT] ...] [flags]\n"
     "\n"
     "Redirects connections to the pod's ports (or, with --outgoing, the pod's own outgoing\n"
     "connections to those ports) to this machine: connections that reach pod port PODPORT are\n"
@@ -77,6 +77,9 @@ static const char redir_help[] =
     "the pod listens on (outside loopback) is redirected to the same local port.\n"
     "Prints a line when each redirect is active, then one line per connection on stderr.\n"
     "Ctrl-C removes the redirects and exits 0; if the pod goes away it exits 1.\n"
+    "With -l the redirect follows the selector's pods: when the pod goes, the newest running\n"
+    "one takes over; --all-pods redirects every running pod at once (connection lines name\n"
+    "their pod), adds new ones as they start and drops deleted ones, one line each.\n"
     "Left alone unless asked: connections from the pod's node (the kubelet's probes; they keep\n"
     "reaching the pod) unless --include-probes, and with --outgoing the pod's connections to\n"
     "itself (localhost:PORT, e.g. a sidecar to the app) unless --include-loopback.\n"
@@ -86,6 +89,7 @@ static const char redir_help[] =
     "  kubectl diag redir -l app=web                 # all listening ports, same local ports\n"
     "  kubectl diag redir deploy/web 8080            # a replica of Deployment web\n"
     "  kubectl diag redir --outgoing -l app=curl 80  # the pod's outgoing HTTP reaches localhost:80\n"
+    "  kubectl diag redir --all-pods -l app=web 80:8080  # every replica's visitors, also new ones\n"
     "\n";
 
 static const char ps_help[] =

@@ -13,10 +13,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/list.h"
 #include "basic/signal-util.h"
+#include "basic/time-util.h"
 #include "bridge.h"
 #include "exitcode.h"
 #include "kdiag.pb-c.h"
+#include "podsel.h"
+#include "podwatch.h"
 #include "ps.h"
 #include "redirect_client.h"
 #include "session.h"
@@ -24,36 +28,89 @@
 #define MAX_PORTS 256
 #define STALE_STREAM_RETRIES 60     /* x 500 ms: beyond an old manager's keepalive timeout */
 #define HALF_CLOSE_TIMEOUT_MS 10000 /* a HalfClose call, and waiting for the forward to carry it */
+#define REATTACH_DELAY_MS 1000      /* a followed pod whose debug container ended gets a new one after this */
+#define OPEN_RETRY_MS 5000          /* a followed pod that could not be redirected is tried again after this */
+/* Tunnel connections go through port-forwards of their own, one connection
+ * per forward while there are enough: a connection whose local reader stalls
+ * stops its kubectl port-forward (it then reads nothing more from the API
+ * server), so it must share it with no other connection and never with the
+ * gRPC stream (bench/README.md). POOL_WARM start with the redirect; more
+ * start while there are fewer than connections + 1 (a spare), up to
+ * POOL_DEFAULT (KDIAG_REDIR_POOL for the benchmark); beyond that, a new
+ * connection takes the least loaded. */
+#define POOL_WARM 2
+#define POOL_DEFAULT 8
+#define POOL_MAX 16
 
 struct redir;
+struct podrun;
 
 struct rport {
-    struct redir *r;
+    struct podrun *pr;
     flags_portpair pp;
     pthread_t th;
     bool started;
     redirect_client *rc; /* guarded by r->mu */
 };
 
-struct redir {
+/* One pod's redirects: its session (manager, forward), a Redirect stream
+ * per port, a bridge, and a pool of forwards for the tunnel connections. */
+struct podrun {
+    struct redir *r;
+    char name[256];
     session s;
-    bool outgoing;
-    redirect_client_req req; /* what every stream of this run asks, port aside */
-    pthread_mutex_t mu;
-    bool stopping;
-    int wake_efd;
-    int fatal;
-    char fatal_msg[1024];
+    redirect_client_req req;
     struct rport *ports;
     size_t nports;
     bridge *bridge;
     rpc_client *hc_client; /* the bridge's sender thread only: HalfClose calls */
     int hc_port;           /* hc_client's forward port */
+    pthread_t opener;      /* session, ports, bridge, then keeps the pool */
+    bool opener_started;
+    pthread_cond_t grow; /* the opener waits on it for pool_want */
+    /* guarded by r->mu */
+    portfwd *pool[POOL_MAX];
+    int load[POOL_MAX]; /* bridged connections per pool member */
+    size_t npool, pool_want;
+    bool stopping;
+    bool opened, handled; /* the opener finished its part / the main thread took the result */
+    int open_rc;
+    char open_err[2048];
+    list_node link; /* r->runs */
+};
+
+/* A pod the watch reported (main thread and watch thread, under r->mu). */
+struct known {
+    char *name, *created;
+    bool ready;
+    int64_t not_before; /* no new run before this (ms, monotonic) */
+};
+
+struct redir {
+    const flags *f;
+    kube k;
+    bool follow;          /* -l or a workload: the watch picks up new pods */
+    char *selector;       /* -l, or the workload's selector */
+    const char *workload; /* deploy/NAME …, for messages; NULL for -l */
+    bool all_pods;        /* every ready pod, lines name their pod */
+    uint8_t sid[REDIRECT_CLIENT_SESSION_ID_LEN];
+    size_t pool_size;
+    pthread_mutex_t mu;
+    bool stopping;
+    bool ever_up;
+    int wake_efd;
+    int fatal;
+    char fatal_msg[1024];
+    list_node runs; /* struct podrun, main thread */
+    podwatch *watch;
+    struct known *known; /* guarded by mu */
+    size_t nknown;
 };
 
 struct conn_ctx {
-    struct redir *r;
-    char line[256];
+    struct podrun *pr;
+    int slot; /* pool member carrying it, -1: the gRPC forward */
+    char line[384];
 };
 
 static void wake(struct redir *r)
@@ -77,24 +134,30 @@ static void set_fatal(struct redir *r, const char *fmt, ...)
     wake(r);
 }
 
-static bool stopping(struct redir *r)
+static bool stopping(struct podrun *pr)
 {
-    pthread_mutex_lock(&r->mu);
-    bool s = r->stopping;
-    pthread_mutex_unlock(&r->mu);
+    pthread_mutex_lock(&pr->r->mu);
+    bool s = pr->r->stopping || pr->stopping;
+    pthread_mutex_unlock(&pr->r->mu);
     return s;
 }
 
 static void on_done(void *ud, const bridge_result *res)
 {
     struct conn_ctx *c = ud;
+    struct redir *r = c->pr->r;
     if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
         fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
     else if (res->err == -EBUSY)
         fprintf(stderr, "%s: refused: %d connections are bridged already (the limit)\n", c->line,
-                bridge_max_conns(c->r->bridge));
+                bridge_max_conns(c->pr->bridge));
     else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE && res->err != -ECANCELED)
         fprintf(stderr, "%s: %s error: %s\n", c->line, res->where, strerror(-res->err)); /* resets are the peers' business */
+    if (c->slot >= 0) {
+        pthread_mutex_lock(&r->mu);
+        c->pr->load[c->slot]--;
+        pthread_mutex_unlock(&r->mu);
+    }
     free(c);
 }
 
@@ -127,24 +190,56 @@ struct stream_run {
     bool half_close; /* the manager carries half-closes out of band */
 };
 
+/* The least loaded pool member that is up (its local port), or -1; asks
+ * for a forward per connection and one spare. */
+static int pick_forward(struct podrun *pr, uint16_t *port)
+{
+    int best = -1, lg, lt;
+    size_t busy = 1; /* the spare */
+    pthread_mutex_lock(&pr->r->mu);
+    for (size_t i = 0; i < pr->npool; i++)
+        if ((best < 0 || pr->load[i] < pr->load[best]) && portfwd_current(pr->pool[i], &lg, &lt)) {
+            best = (int)i;
+            *port = (uint16_t)lg;
+        }
+    if (best >= 0)
+        pr->load[best]++;
+    for (size_t i = 0; i < pr->npool; i++)
+        busy += (size_t)pr->load[i];
+    busy += best < 0; /* this one, on the gRPC forward */
+    if (busy > pr->pool_want && pr->pool_want < pr->r->pool_size) {
+        pr->pool_want = busy < pr->r->pool_size ? busy : pr->r->pool_size;
+        pthread_cond_signal(&pr->grow);
+    }
+    pthread_mutex_unlock(&pr->r->mu);
+    return best;
+}
+
 static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
 {
     struct rport *p = sr->p;
-    struct redir *r = p->r;
+    struct podrun *pr = p->pr;
     struct conn_ctx *c = calloc(1, sizeof(*c));
     if (!c)
         return;
-    c->r = r;
-    if (r->outgoing)
-        snprintf(c->line, sizeof(c->line), "pod → %s (from %s) ⇒ localhost:%u", ev->original_dst, ev->peer,
+    c->pr = pr;
+    char who[300] = "pod";
+    if (pr->r->all_pods)
+        snprintf(who, sizeof(who), "pod/%s", pr->name);
+    if (pr->r->f->outgoing)
+        snprintf(c->line, sizeof(c->line), "%s → %s (from %s) ⇒ localhost:%u", who, ev->original_dst, ev->peer,
                  p->pp.local_port);
     else
-        snprintf(c->line, sizeof(c->line), "pod:%u ← %s ⇒ localhost:%u", p->pp.pod_port, ev->peer, p->pp.local_port);
+        snprintf(c->line, sizeof(c->line), "%s:%u ← %s ⇒ localhost:%u", who, p->pp.pod_port, ev->peer,
+                 p->pp.local_port);
     fprintf(stderr, "%s\n", c->line);
-    /* ev->tunnel_port is the manager's, in the pod: we reach it through our forward */
-    if (bridge_start(r->bridge, sr->ltunnel, p->pp.local_port, ev->token, sr->half_close, on_done, c) < 0) {
+    /* ev->tunnel_port is the manager's, in the pod: we reach it through a forward */
+    uint16_t port = sr->ltunnel;
+    c->slot = pick_forward(pr, &port);
+    if (bridge_start(pr->bridge, port, p->pp.local_port, ev->token, sr->half_close, on_done, c) < 0) {
         fprintf(stderr, "%s: out of memory: not bridged\n", c->line);
-        free(c);
+        bridge_result res = {.err = -ECANCELED, .where = "connection"};
+        on_done(c, &res);
     }
 }
 
@@ -155,57 +250,58 @@ static int on_event(void *ud, const redirect_client_event *ev)
     if (ev->ready) {
         if (!sr->ready)
             printf("%s pod/%s:%u → localhost:%u (%s)\n", sr->reconnect ? "re-established" : "redirecting",
-                   p->r->s.pod.name, p->pp.pod_port, p->pp.local_port, p->r->outgoing ? "outgoing" : "incoming");
+                   p->pr->name, p->pp.pod_port, p->pp.local_port, p->pr->r->f->outgoing ? "outgoing" : "incoming");
         fflush(stdout);
         sr->ready = true;
         sr->half_close = ev->half_close;
     } else if (sr->ready && ev->peer_write_closed) {
-        bridge_peer_closed(p->r->bridge, ev->token, ev->peer_write_closed_after);
+        bridge_peer_closed(p->pr->bridge, ev->token, ev->peer_write_closed_after);
     } else if (sr->ready) {
         announce_conn(sr, ev);
     }
     return 0;
 }
 
-/* The bridge's HalfClose sender: a call through the forward as it is now. */
+/* The bridge's HalfClose sender: a call through the gRPC forward as it is now. */
 static void send_half_close(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes)
 {
-    struct redir *r = ud;
+    struct podrun *pr = ud;
     int lg, lt;
     char e[1024], target[64];
     rpc_status st = {0};
-    if (portfwd_wait(r->s.pf, 0, HALF_CLOSE_TIMEOUT_MS, &lg, &lt, e, sizeof(e)) < 0)
+    if (portfwd_wait(pr->s.pf, 0, HALF_CLOSE_TIMEOUT_MS, &lg, &lt, e, sizeof(e)) < 0)
         return; /* the forward is down: so are the tunnel connections it carried */
-    if (lg != r->hc_port) {
-        rpc_client_free(r->hc_client);
-        r->hc_client = NULL;
+    if (lg != pr->hc_port) {
+        rpc_client_free(pr->hc_client);
+        pr->hc_client = NULL;
         snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-        if (rpc_client_new(&r->hc_client, target, r->s.mgr.token) < 0)
+        if (rpc_client_new(&pr->hc_client, target, pr->s.mgr.token) < 0)
             return;
-        r->hc_port = lg;
+        pr->hc_port = lg;
     }
-    if (redirect_client_half_close(r->hc_client, token, bytes, HALF_CLOSE_TIMEOUT_MS, &st) < 0)
-        fprintf(stderr, "passing a half-close on to the manager failed: %s\n", st.message);
+    if (redirect_client_half_close(pr->hc_client, token, bytes, HALF_CLOSE_TIMEOUT_MS, &st) < 0)
+        fprintf(stderr, "passing a half-close on to the manager of pod/%s failed: %s\n", pr->name, st.message);
 }
 
 /* Runs the port's stream to its end; st says how it ended. */
 static void run_stream(struct stream_run *sr, int lgrpc, rpc_status *st)
 {
     struct rport *p = sr->p;
-    struct redir *r = p->r;
+    struct podrun *pr = p->pr;
+    struct redir *r = pr->r;
     char target[64];
     redirect_client *rc = NULL;
     snprintf(target, sizeof(target), "127.0.0.1:%d", lgrpc);
     rpc_client *cl = NULL;
-    int err = rpc_client_new(&cl, target, r->s.mgr.token);
-    redirect_client_req req = r->req;
+    int err = rpc_client_new(&cl, target, pr->s.mgr.token);
+    redirect_client_req req = pr->req;
     req.port = p->pp.pod_port;
     req.half_close = true;
     if (err == 0)
         err = redirect_client_new(&rc, cl, &req);
     pthread_mutex_lock(&r->mu);
     p->rc = rc;
-    if (r->stopping && rc)
+    if ((r->stopping || pr->stopping) && rc)
         redirect_client_cancel(rc);
     pthread_mutex_unlock(&r->mu);
     if (err == 0) {
@@ -230,16 +326,17 @@ static bool is_transport(grpc_status_code code)
 static void *stream_main(void *arg)
 {
     struct rport *p = arg;
-    struct redir *r = p->r;
+    struct podrun *pr = p->pr;
+    struct redir *r = pr->r;
     unsigned after = 0;
     bool ever_ready = false;
     int retries = 0;
     sig_block_stop(NULL);
-    while (!stopping(r)) {
+    while (!stopping(pr)) {
         int lg, lt;
         char e[1024];
-        int gen = portfwd_wait(r->s.pf, after, r->s.timeout_ms, &lg, &lt, e, sizeof(e));
-        if (gen == -ECANCELED)
+        int gen = portfwd_wait(pr->s.pf, after, pr->s.timeout_ms, &lg, &lt, e, sizeof(e));
+        if (gen == -ECANCELED || (gen == -ENOENT && r->follow)) /* gone: the main thread drops the pod */
             break;
         if (gen == -ETIMEDOUT && after) /* down for long: the forward's supervisor says why, and retries */
             continue;
@@ -254,64 +351,49 @@ static void *stream_main(void *arg)
             ever_ready = true;
             retries = 0;
         }
-        if (stopping(r))
+        if (stopping(pr))
             break;
         if (is_transport(status.code)) {
-            fprintf(stderr, "redirect of pod port %u lost (%s); reconnecting\n", p->pp.pod_port,
+            fprintf(stderr, "redirect of pod/%s port %u lost (%s); reconnecting\n", pr->name, p->pp.pod_port,
                     *status.message ? status.message : "stream ended");
-            portfwd_kick(r->s.pf, (unsigned)gen);
+            portfwd_kick(pr->s.pf, (unsigned)gen);
             after = (unsigned)gen;
             continue;
         }
         /* A manager that predates session ids keeps a stale stream until its keepalive
-         * gives up on it (10 s + 10 s); newer ones hand the port to our session at once. */
+         * gives up on it; newer ones hand the port to our session at once. */
         if (ever_ready && status.code == GRPC_STATUS_ALREADY_EXISTS && retries++ < STALE_STREAM_RETRIES) {
             struct timespec ts = {0, 500 * 1000000L};
             nanosleep(&ts, NULL);
             after = (unsigned)gen - 1;
             continue;
         }
-        set_fatal(r, "redirect of pod/%s port %u failed: %s%s", r->s.pod.name, p->pp.pod_port,
+        set_fatal(r, "redirect of pod/%s port %u failed: %s%s", pr->name, p->pp.pod_port,
                   *status.message ? status.message : "no message", hint_for(status.code, status.message));
         break;
     }
     return NULL;
 }
 
-static void stop_all(struct redir *r)
-{
-    pthread_mutex_lock(&r->mu);
-    r->stopping = true;
-    for (size_t i = 0; i < r->nports; i++)
-        if (r->ports[i].rc)
-            redirect_client_cancel(r->ports[i].rc);
-    pthread_mutex_unlock(&r->mu);
-    /* wakes threads blocked in portfwd_wait; the forward is freed by session_close */
-    if (r->s.pf)
-        portfwd_cancel(r->s.pf);
-    for (size_t i = 0; i < r->nports; i++)
-        if (r->ports[i].started)
-            pthread_join(r->ports[i].th, NULL);
-}
-
 /* What each Redirect of this run asks: one session id for all its streams (a
  * reconnect takes its ports over at once), the node's addresses left alone
  * unless --include-probes, the pod's own connections unless --include-loopback. */
-static int request_of(const flags *f, const pod_info *pod, redirect_client_req *req)
+static void request_of(const struct redir *r, const pod_info *pod, redirect_client_req *req)
 {
+    const flags *f = r->f;
     memset(req, 0, sizeof(*req));
     req->outgoing = f->outgoing;
     req->include_loopback = f->include_loopback;
     for (size_t i = 0; !f->outgoing && !f->include_probes && i < pod->nhost_ips; i++)
         if (req->nskip_sources < CONTRACT_REDIRECT_SKIP_SOURCES_MAX)
             req->skip_sources[req->nskip_sources++] = pod->host_ips[i];
-    return redirect_client_session_id(req->session_id);
+    memcpy(req->session_id, r->sid, sizeof req->session_id);
 }
 
 /* Ps through the redirect's manager when it has the capabilities Ps needs,
  * else through a (possibly new) debug container that has them: the redirects
  * stay with the pod's oldest manager either way. */
-static int fetch_ps(struct redir *r, const flags *f, const kube *k, Kdiag__Solo__Io__PsResponse **resp, char *err,
+static int fetch_ps(struct podrun *r, const flags *f, const kube *k, Kdiag__Solo__Io__PsResponse **resp, char *err,
                     size_t errlen)
 {
     const pod_container *c = pod_ephemeral_find(&r->s.pod, r->s.mgr.container); /* NULL: new, made with them */
@@ -319,6 +401,8 @@ static int fetch_ps(struct redir *r, const flags *f, const kube *k, Kdiag__Solo_
         return ps_fetch(&r->s, resp, err, errlen);
     session ps;
     session_opts so = session_opts_from_flags(f, EPHEM_CAPS_PS, true);
+    so.pod = r->name; /* this run's pod, whatever the flags selected */
+    so.selector = so.workload = NULL;
     int rc = session_open(k, &so, &ps, err, errlen);
     if (rc == 0) {
         rc = ps_fetch(&ps, resp, err, errlen);
@@ -328,7 +412,7 @@ static int fetch_ps(struct redir *r, const flags *f, const kube *k, Kdiag__Solo_
 }
 
 /* No ports given: every non-loopback TCP listener, to the same local port. */
-static int ports_from_ps(struct redir *r, const flags *f, const kube *k, char *err, size_t errlen)
+static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *err, size_t errlen)
 {
     Kdiag__Solo__Io__PsResponse *resp;
     int rc = fetch_ps(r, f, k, &resp, err, errlen);
@@ -356,7 +440,7 @@ static int ports_from_ps(struct redir *r, const flags *f, const kube *k, char *e
 }
 
 /* The ports to redirect: the flags', or every public listener of the pod. */
-static int choose_ports(struct redir *r, const flags *f, const kube *k, char *err, size_t errlen)
+static int choose_ports(struct podrun *r, const flags *f, const kube *k, char *err, size_t errlen)
 {
     if (!f->nports)
         return ports_from_ps(r, f, k, err, errlen);
@@ -371,12 +455,298 @@ static int choose_ports(struct redir *r, const flags *f, const kube *k, char *er
     return 0;
 }
 
-/* Waits for Ctrl-C / SIGTERM (exit 0), the pod gone or a stream's fatal error (exit 1). */
+/* ---- one pod ---- */
+
+/* The opener thread: session, bridge and ports (the main thread then starts
+ * the streams), then the pool of forwards for the tunnel connections. */
+static void *opener_main(void *arg)
+{
+    struct podrun *pr = arg;
+    struct redir *r = pr->r;
+    const flags *f = r->f;
+    char err[2048] = "";
+    sig_block_stop(NULL);
+    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_REDIR, true);
+    so.pod = pr->name;
+    so.selector = so.workload = NULL;
+    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
+    so.tunnel = true;
+    int rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
+    bridge_opts bo = {.half_close = send_half_close, .half_close_ud = pr};
+    if (rc == 0 && (rc = bridge_new(&pr->bridge, &bo)) < 0)
+        snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
+    if (rc == 0) {
+        request_of(r, &pr->s.pod, &pr->req);
+        rc = choose_ports(pr, f, &pr->s.k, err, sizeof(err));
+    }
+    pthread_mutex_lock(&r->mu);
+    pr->opened = true;
+    pr->open_rc = rc;
+    snprintf(pr->open_err, sizeof(pr->open_err), "%s", err);
+    pthread_mutex_unlock(&r->mu);
+    wake(r);
+    pthread_mutex_lock(&r->mu);
+    pr->pool_want = r->pool_size < POOL_WARM ? r->pool_size : POOL_WARM;
+    while (rc == 0 && !r->stopping && !pr->stopping) {
+        if (pr->npool >= pr->pool_want) {
+            pthread_cond_wait(&pr->grow, &r->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&r->mu);
+        portfwd *pf;
+        rc = portfwd_new(&pf, &pr->s.k, pr->s.pod.name, pr->s.mgr.container, pr->s.mgr.tunnel_port, 0,
+                         pr->s.timeout_ms, err, sizeof(err)); /* failing: the tunnel uses the gRPC forward */
+        pthread_mutex_lock(&r->mu);
+        if (rc == 0)
+            pr->pool[pr->npool++] = pf;
+    }
+    pthread_mutex_unlock(&r->mu);
+    return NULL;
+}
+
+static int podrun_new(struct redir *r, const char *name)
+{
+    struct podrun *pr = calloc(1, sizeof(*pr));
+    if (!pr)
+        return -ENOMEM;
+    pr->r = r;
+    snprintf(pr->name, sizeof(pr->name), "%s", name);
+    pthread_cond_init(&pr->grow, NULL);
+    int rc = -pthread_create(&pr->opener, NULL, opener_main, pr);
+    if (rc < 0) {
+        pthread_cond_destroy(&pr->grow);
+        free(pr);
+        return rc;
+    }
+    pr->opener_started = true;
+    list_add_tail(&r->runs, &pr->link);
+    return 0;
+}
+
+/* Main thread, once opened: a stream thread per port. */
+static void podrun_start(struct podrun *pr)
+{
+    for (size_t i = 0; i < pr->nports; i++) {
+        pr->ports[i].pr = pr;
+        if (pthread_create(&pr->ports[i].th, NULL, stream_main, &pr->ports[i]) == 0)
+            pr->ports[i].started = true;
+    }
+}
+
+/* Main thread: ends the pod's streams (the manager removes their rules) and frees it. */
+static void podrun_free(struct podrun *pr)
+{
+    struct redir *r = pr->r;
+    pthread_mutex_lock(&r->mu);
+    pr->stopping = true;
+    pthread_cond_signal(&pr->grow);
+    for (size_t i = 0; i < pr->nports; i++)
+        if (pr->ports[i].rc)
+            redirect_client_cancel(pr->ports[i].rc);
+    bool opened = pr->opened;
+    pthread_mutex_unlock(&r->mu);
+    if (opened && pr->s.pf) /* wakes threads blocked in portfwd_wait */
+        portfwd_cancel(pr->s.pf);
+    if (pr->opener_started)
+        pthread_join(pr->opener, NULL);
+    if (pr->s.pf)
+        portfwd_cancel(pr->s.pf);
+    for (size_t i = 0; i < pr->nports; i++)
+        if (pr->ports[i].started)
+            pthread_join(pr->ports[i].th, NULL);
+    bridge_free(pr->bridge); /* after the streams: nothing starts a connection any more */
+    for (size_t i = 0; i < pr->npool; i++)
+        portfwd_free(pr->pool[i]);
+    rpc_client_free(pr->hc_client);
+    session_close(&pr->s);
+    free(pr->ports);
+    pthread_cond_destroy(&pr->grow);
+    list_del(&pr->link);
+    free(pr);
+}
+
+/* ---- the pods of a selector ---- */
+
+/* r->mu held. */
+static struct known *known_find(struct redir *r, const char *name)
+{
+    for (size_t i = 0; i < r->nknown; i++)
+        if (strcmp(r->known[i].name, name) == 0)
+            return &r->known[i];
+    return NULL;
+}
+
+static void known_remove(struct redir *r, struct known *k)
+{
+    free(k->name);
+    free(k->created);
+    *k = r->known[--r->nknown];
+}
+
+/* The watch thread: keeps r->known as the API server sees the pods. */
+static void on_pod(void *ud, podwatch_event *ev)
+{
+    struct redir *r = ud;
+    pthread_mutex_lock(&r->mu);
+    struct known *k = known_find(r, ev->pod.name);
+    if (!k && ev->type != PODWATCH_DELETED) {
+        struct known *n = realloc(r->known, (r->nknown + 1) * sizeof(*n));
+        if (n) {
+            r->known = n;
+            k = &n[r->nknown++];
+            *k = (struct known){.name = strdup(ev->pod.name)};
+            if (!k->name)
+                r->nknown--, k = NULL;
+        }
+    }
+    if (k) {
+        free(k->created);
+        k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
+        k->ready = ev->type != PODWATCH_DELETED && ev->ready;
+    }
+    pthread_mutex_unlock(&r->mu);
+    wake(r);
+}
+
+static struct podrun *run_of(struct redir *r, const char *name)
+{
+    struct podrun *pr;
+    list_for_each_entry(pr, &r->runs, link)
+        if (strcmp(pr->name, name) == 0)
+            return pr;
+    return NULL;
+}
+
+/* Main thread: drops the runs of pods no longer ready, starts runs for new
+ * ready pods (every one with --all-pods, else the newest when none runs).
+ * Returns the poll timeout until a delayed start is due (-1: none). */
+static int reconcile(struct redir *r)
+{
+    struct podrun *pr, *tmp;
+    int64_t now = time_now_ms(), due = -1;
+    pthread_mutex_lock(&r->mu);
+    list_for_each_entry_safe(pr, tmp, &r->runs, link) {
+        struct known *k = known_find(r, pr->name);
+        if (k && !k->ready && !pr->stopping) {
+            fprintf(stderr, "pod/%s is deleted or no longer running: its redirect is dropped\n", pr->name);
+            pr->stopping = true; /* freed below, or once its opener ends */
+        }
+    }
+    for (size_t i = 0; i < r->nknown; i++)
+        if (!r->known[i].ready && !run_of(r, r->known[i].name))
+            known_remove(r, &r->known[i--]);
+    const char *start[64];
+    size_t n = 0;
+    struct known *best = NULL;
+    for (size_t i = 0; i < r->nknown; i++) {
+        struct known *k = &r->known[i];
+        if (!k->ready || run_of(r, k->name))
+            continue;
+        if (k->not_before > now) {
+            due = due < 0 || k->not_before < due ? k->not_before : due;
+            continue;
+        }
+        if (r->all_pods && n < sizeof(start) / sizeof(*start))
+            start[n++] = k->name;
+        else if (!best || (k->created && best->created && strcmp(k->created, best->created) > 0))
+            best = k;
+    }
+    bool none = true;
+    list_for_each_entry(pr, &r->runs, link)
+        none &= pr->stopping;
+    if (!r->all_pods && best && none)
+        start[n++] = best->name;
+    for (size_t i = 0; i < n; i++) {
+        fprintf(stderr, "pod/%s is running: redirecting it\n", start[i]);
+        if (podrun_new(r, start[i]) < 0)
+            fprintf(stderr, "pod/%s: cannot start a thread: not redirected\n", start[i]);
+    }
+    pthread_mutex_unlock(&r->mu);
+    list_for_each_entry_safe(pr, tmp, &r->runs, link) {
+        pthread_mutex_lock(&r->mu);
+        bool drop = pr->stopping && pr->handled;
+        pthread_mutex_unlock(&r->mu);
+        if (drop)
+            podrun_free(pr);
+    }
+    return due < 0 ? -1 : (int)(due - now);
+}
+
+/* A run's pod or debug container is gone: followed pods are re-attached
+ * after REATTACH_DELAY_MS if still ready, else the redirect ends. */
+static int on_gone(struct redir *r, struct podrun *pr)
+{
+    int lg, lt;
+    char e[1024];
+    portfwd_wait(pr->s.pf, 0, 1, &lg, &lt, e, sizeof(e));
+    if (!r->follow) {
+        fprintf(stderr, "error: %s; the redirect ended\n", e);
+        return EXITCODE_FAILURE;
+    }
+    fprintf(stderr, "%s: its redirect is dropped\n", e);
+    pthread_mutex_lock(&r->mu);
+    struct known *k = known_find(r, pr->name);
+    if (k)
+        k->not_before = time_now_ms() + REATTACH_DELAY_MS;
+    pthread_mutex_unlock(&r->mu);
+    podrun_free(pr);
+    return -1;
+}
+
+/* Main thread: starts the streams of runs whose opener finished. An exit
+ * code when the redirect cannot go on, else -1. */
+static int take_opened(struct redir *r)
+{
+    struct podrun *pr, *tmp;
+    list_for_each_entry_safe(pr, tmp, &r->runs, link) {
+        pthread_mutex_lock(&r->mu);
+        bool now = pr->opened && !pr->handled;
+        pr->handled |= now;
+        bool dropped = pr->stopping;
+        pthread_mutex_unlock(&r->mu);
+        if (!now)
+            continue;
+        if (dropped) {
+            podrun_free(pr);
+        } else if (pr->open_rc == 0) {
+            r->ever_up = true;
+            podrun_start(pr);
+        } else if (!r->follow || (!r->ever_up && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
+            return exitcode_report(stderr, pr->open_rc, pr->open_err);
+        } else {
+            fprintf(stderr, "pod/%s: cannot redirect: %s; trying again in %d s\n", pr->name, pr->open_err,
+                    OPEN_RETRY_MS / 1000);
+            pthread_mutex_lock(&r->mu);
+            struct known *k = known_find(r, pr->name);
+            if (k)
+                k->not_before = time_now_ms() + OPEN_RETRY_MS;
+            pthread_mutex_unlock(&r->mu);
+            podrun_free(pr);
+        }
+    }
+    return -1;
+}
+
+/* ---- the run ---- */
+
+/* Waits for Ctrl-C / SIGTERM (exit 0), a fatal error (exit 1), and with a
+ * named pod for it to go (exit 1); meanwhile starts, follows and drops runs. */
 static int wait_for_end(struct redir *r, int sfd)
 {
     for (;;) {
-        struct pollfd pf[3] = {{sfd, POLLIN, 0}, {r->wake_efd, POLLIN, 0}, {portfwd_gone_fd(r->s.pf), POLLIN, 0}};
-        if (poll(pf, 3, -1) < 0 && errno != EINTR)
+        int code = take_opened(r);
+        if (code >= 0)
+            return code;
+        int timeout = r->follow ? reconcile(r) : -1;
+        size_t n = 2;
+        struct podrun *pr, *ready[256];
+        struct pollfd pf[2 + 256] = {{sfd, POLLIN, 0}, {r->wake_efd, POLLIN, 0}};
+        list_for_each_entry(pr, &r->runs, link)
+            if (pr->handled && !pr->stopping && n < 2 + 256) {
+                ready[n - 2] = pr;
+                pf[n++] = (struct pollfd){portfwd_gone_fd(pr->s.pf), POLLIN, 0};
+            }
+        if (poll(pf, n, timeout) < 0 && errno != EINTR)
             return EXITCODE_FAILURE;
         if (pf[0].revents) {
             struct signalfd_siginfo si;
@@ -384,13 +754,9 @@ static int wait_for_end(struct redir *r, int sfd)
             fprintf(stderr, "stopping: removing the redirects\n");
             return EXITCODE_OK;
         }
-        if (pf[2].revents) {
-            int lg, lt;
-            char e[1024];
-            portfwd_wait(r->s.pf, 0, 1, &lg, &lt, e, sizeof(e));
-            fprintf(stderr, "error: %s; the redirect ended\n", e);
-            return EXITCODE_FAILURE;
-        }
+        for (size_t i = 2; i < n; i++)
+            if (pf[i].revents && (code = on_gone(r, ready[i - 2])) >= 0)
+                return code;
         if (pf[1].revents) {
             uint64_t v;
             (void)!read(r->wake_efd, &v, sizeof(v));
@@ -405,73 +771,109 @@ static int wait_for_end(struct redir *r, int sfd)
     }
 }
 
-/* After the session is open: the bridge, one stream thread per port, then
- * waits for the end. Returns the exit code. */
-static int run_redirects(struct redir *r, const flags *f, const kube *k)
+/* The pods to start with: the named one, the newest running one of the
+ * selector, or with --all-pods every running one. */
+static int first_pods(struct redir *r, char err[2048])
 {
+    const flags *f = r->f;
+    const char *sel = r->selector;
+    pod_info one, *pods = NULL;
+    size_t n = 0, started = 0;
+    int rc;
+    if (f->npods)
+        return podrun_new(r, f->pods[0].value);
+    if (r->all_pods && (rc = podsel_list(&r->k, sel, r->f->timeout_ms, &pods, &n, err, 2048)) < 0)
+        return rc;
+    for (size_t i = 0; i < n; i++)
+        if (pod_is_running(&pods[i]) && !pods[i].deleting && podrun_new(r, pods[i].name) == 0)
+            started++;
+    pod_list_free(pods, n);
+    if (started)
+        return 0;
+    /* the newest, or the message saying why there is none */
+    rc = podsel_one(&r->k, NULL, sel, r->workload, f->timeout_ms, &one, err, 2048);
+    if (rc == 0) {
+        rc = podrun_new(r, one.name);
+        pod_free(&one);
+    }
+    return rc;
+}
+
+static void stop_all(struct redir *r)
+{
+    podwatch_free(r->watch); /* no callback after this */
+    r->watch = NULL;
+    struct podrun *pr;
+    pthread_mutex_lock(&r->mu);
+    r->stopping = true;
+    list_for_each_entry(pr, &r->runs, link)
+        pthread_cond_signal(&pr->grow);
+    pthread_mutex_unlock(&r->mu);
+    while ((pr = list_first_entry_or_null(&r->runs, struct podrun, link)))
+        podrun_free(pr);
+    for (size_t i = 0; i < r->nknown; i++) {
+        free(r->known[i].name);
+        free(r->known[i].created);
+    }
+    free(r->known);
+}
+
+/* The most tunnel forwards per pod: KDIAG_REDIR_POOL (0-16, for the benchmark) or POOL_DEFAULT. */
+static size_t pool_size(void)
+{
+    const char *v = getenv("KDIAG_REDIR_POOL");
+    long n = v && *v ? strtol(v, NULL, 10) : POOL_DEFAULT;
+    return n < 0 ? 0 : n > POOL_MAX ? POOL_MAX : (size_t)n;
+}
+
+int redir_main(const flags *f, const kube *k)
+{
+    struct redir r = {.f = f, .k = *k, .wake_efd = -1, .pool_size = pool_size()};
     char err[2048] = "";
-    int code;
+    int code, rc;
+    list_init(&r.runs);
+    if (f->outgoing && f->nports == 0) {
+        snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
+        return exitcode_report(stderr, -EINVAL, err);
+    }
+    if (f->all_pods && (f->npods || !(f->nlabels || f->nworkloads))) {
+        snprintf(err, sizeof(err),
+                 "kubectl diag redir --all-pods needs -l SELECTOR or a workload instead of one "
+                 "pod, e.g. --all-pods -l app=web or --all-pods deploy/web");
+        return exitcode_report(stderr, -EINVAL, err);
+    }
+    r.all_pods = f->all_pods;
+    pthread_mutex_init(&r.mu, NULL);
     /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
      * the main thread takes them from a signalfd. */
     sigset_t ss;
     sig_block_stop(&ss);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
-    r->wake_efd = eventfd(0, EFD_CLOEXEC);
-    int rc = sfd < 0 || r->wake_efd < 0 ? -errno : 0;
+    r.wake_efd = eventfd(0, EFD_CLOEXEC);
+    rc = sfd < 0 || r.wake_efd < 0 ? -errno : 0;
     if (rc < 0)
         snprintf(err, sizeof(err), "%s", strerror(-rc));
-    bridge_opts bo = {.half_close = send_half_close, .half_close_ud = r};
-    if (rc == 0 && (rc = bridge_new(&r->bridge, &bo)) < 0)
-        snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
-    if (rc == 0 && (rc = request_of(f, &r->s.pod, &r->req)) < 0)
+    if (rc == 0 && (rc = redirect_client_session_id(r.sid)) < 0)
         snprintf(err, sizeof(err), "cannot make a session id: %s", strerror(-rc));
+    if (rc == 0 && !f->npods && f->nworkloads) {
+        r.workload = f->workloads[0].value;
+        rc = podsel_workload(&r.k, r.workload, f->timeout_ms, &r.selector, err, sizeof(err));
+    } else if (rc == 0 && !f->npods && f->nlabels && !(r.selector = strdup(f->labels[0].value))) {
+        rc = -ENOMEM;
+        snprintf(err, sizeof(err), "out of memory");
+    }
+    r.follow = r.selector != NULL;
     if (rc == 0)
-        rc = choose_ports(r, f, k, err, sizeof(err));
-    if (rc < 0) {
-        code = exitcode_report(stderr, rc, err);
-        goto out;
-    }
-    for (size_t i = 0; i < r->nports; i++) {
-        r->ports[i].r = r;
-        if (pthread_create(&r->ports[i].th, NULL, stream_main, &r->ports[i]) == 0)
-            r->ports[i].started = true;
-    }
-    code = wait_for_end(r, sfd);
-out:
-    stop_all(r);
-    bridge_free(r->bridge); /* after the streams: nothing starts a connection any more */
-    rpc_client_free(r->hc_client);
+        rc = first_pods(&r, err);
+    if (rc == 0 && r.follow)
+        rc = podwatch_new(&r.watch, &r.k, r.k.ns, r.selector, on_pod, &r, err, sizeof(err));
+    code = rc < 0 ? exitcode_report(stderr, rc, err) : wait_for_end(&r, sfd);
+    stop_all(&r);
     if (sfd >= 0)
         close(sfd);
-    return code;
-}
-
-int redir_main(const flags *f, const kube *k)
-{
-    struct redir r;
-    char err[2048] = "";
-    int code;
-    memset(&r, 0, sizeof(r));
-    r.outgoing = f->outgoing;
-    r.wake_efd = -1;
-    if (f->outgoing && f->nports == 0) {
-        snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
-        return exitcode_report(stderr, -EINVAL, err);
-    }
-    pthread_mutex_init(&r.mu, NULL);
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_REDIR, true);
-    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
-    so.tunnel = true;
-    int rc = session_open(k, &so, &r.s, err, sizeof(err));
-    if (rc < 0) {
-        code = exitcode_report(stderr, rc, err);
-    } else {
-        code = run_redirects(&r, f, k);
-        session_close(&r.s);
-    }
-    free(r.ports);
     if (r.wake_efd >= 0)
         close(r.wake_efd);
+    free(r.selector);
     pthread_mutex_destroy(&r.mu);
     return code;
 }

@@ -141,6 +141,12 @@ def cmdline(pid):
         return ''
 
 
+def grpc_forwards(pid):
+    """kubectl diag redir's port-forwards that carry gRPC (its two ports: gRPC and tunnel); those of
+    the tunnel connections' pool carry the tunnel port alone."""
+    return [p for p in children(pid) if 'port-forward' in cmdline(p) and cmdline(p).split()[-3].startswith('pod/')]
+
+
 def prefixed(out, pod, container):
     """The lines of kubectl-diag logs output that came from pod/container."""
     return [l for l in out.splitlines() if l.startswith('[%s/%s] ' % (pod, container))]

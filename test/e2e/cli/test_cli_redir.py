@@ -7,7 +7,7 @@ import time
 import pytest
 
 from conftest import KUBECTLS, free_port, wait_for
-from e2e_common import CONN_CLIENT, EchoServer, children, cmdline, redirect_rules
+from e2e_common import CONN_CLIENT, EchoServer, children, cmdline, grpc_forwards, redirect_rules
 
 
 def curl_saw(cluster, text, after=0):
@@ -87,12 +87,12 @@ def test_port_forward_killed_is_recovered(cluster, bg, local_http):
     r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
     r.wait_out('redirecting pod/nginx:80')
     wait_for(lambda: srv.requests, 30, what='first redirected request')
-    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    pf = grpc_forwards(r.proc.pid)
     assert len(pf) == 1, [cmdline(p) for p in children(r.proc.pid)]
     os.kill(pf[0], 9)
     r.wait_out('re-established pod/nginx:80', timeout=60)
     assert 'restarting it' in r.err()
-    new_pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    new_pf = grpc_forwards(r.proc.pid)
     assert len(new_pf) == 1 and new_pf != pf
     n = len(srv.requests)
     wait_for(lambda: len(srv.requests) > n, 30, what='requests after the restart')
@@ -153,7 +153,7 @@ def test_api_server_gone_is_said_once_and_redir_keeps_trying(cluster, bg, local_
     r = bg(cluster, '--kubeconfig', str(kc), '--timeout', '5s', 'redir', 'pod/nginx', '80:%d' % srv.port)
     r.wait_out('redirecting pod/nginx:80')
     kc.write_text(re.sub(r'server: https://\S+', 'server: https://127.0.0.1:1', good))
-    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    pf = grpc_forwards(r.proc.pid)
     assert len(pf) == 1
     os.kill(pf[0], 9)
     waiting = 'waiting for the API server to answer'

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from conftest import wait_for
-from e2e_common import children, cmdline
+from e2e_common import children, cmdline, grpc_forwards
 
 
 def nsenter(cluster, pod, argv):
@@ -51,7 +51,7 @@ def test_reconnect_takes_the_port_over_from_a_stale_stream(cluster, bg, local_ht
     wait_for(lambda: srv.marker in fetch_from_curl_pod(cluster, ip, 8080), 30, what='the first redirect')
     try:
         freeze_connections_to(cluster, 'distroless', grpc_port(cluster, 'distroless'))
-        pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+        pf = grpc_forwards(r.proc.pid)
         assert len(pf) == 1, [cmdline(p) for p in children(r.proc.pid)]
         t0 = time.monotonic()
         os.kill(pf[0], signal.SIGKILL)

@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.realpath(__file__)), '..'))
 import e2e_common  # noqa: E402
 from e2e_common import (CONN_CLIENT, Background, EchoServer, children, closing_all,  # noqa: E402,F401
-                        cmdline, free_port, local_http, prefixed, redirect_rules)
+                        cmdline, free_port, grpc_forwards, local_http, prefixed, redirect_rules)
 
 KUBECONFIG = os.environ.get('KDIAG_KIND_KUBECONFIG')
 # Every test is skipped (pytest exits 0) without the cluster run.sh makes. A module-level
@@ -236,12 +236,12 @@ def test_port_forward_killed_is_recovered(cluster, bg, local_http):
     r = bg('redir', 'pod/nginx', '80:%d' % srv.port)
     r.wait_out('redirecting pod/nginx:80')
     wait_for(lambda: srv.requests, 60, what='the first redirected request')
-    pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    pf = grpc_forwards(r.proc.pid)
     assert len(pf) == 1, [cmdline(p) for p in children(r.proc.pid)]
     os.kill(pf[0], signal.SIGKILL)
     r.wait_out('re-established pod/nginx:80', timeout=90)
     assert 'restarting it' in r.err(), r.err()
-    new_pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
+    new_pf = grpc_forwards(r.proc.pid)
     assert len(new_pf) == 1 and new_pf != pf, new_pf
     n = len(srv.requests)
     wait_for(lambda: len(srv.requests) > n, 60, what='requests after the restart')

@@ -1,0 +1,36 @@
+/* podwatch — follows the pods a selector matches: one `kubectl get --raw
+ * /api/v1/namespaces/NS/pods?watch=1&labelSelector=...` child at a time,
+ * resumed from the last resourceVersion when it ends (the API server closes
+ * watches every 30-60 min; kubectl may die), listed afresh when that version
+ * is too old (410 Expired). Each event reaches the callback on the watch's
+ * own thread, in order. */
+#ifndef KDIAG_CLI_PODWATCH_H
+#define KDIAG_CLI_PODWATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kube.h"
+#include "pod.h"
+
+typedef enum { PODWATCH_ADDED, PODWATCH_MODIFIED, PODWATCH_DELETED } podwatch_type;
+
+typedef struct {
+    podwatch_type type;
+    pod_info pod; /* the callback may take it (zero it then); freed after the call otherwise */
+    bool ready;   /* Running, not being deleted, and no Ready condition saying False */
+} podwatch_event;
+
+typedef void (*podwatch_fn)(void *ud, podwatch_event *ev);
+
+typedef struct podwatch podwatch;
+
+/* Starts watching pods matching selector in ns (NULL: the context's
+ * namespace). 0, or a negative errno with err saying why. */
+int podwatch_new(podwatch **ret, const kube *k, const char *ns, const char *selector, podwatch_fn fn, void *ud,
+                 char *err, size_t errlen);
+/* Stops the child, joins the thread; NULL: nothing. No callback runs after. */
+void podwatch_free(podwatch *w);
+
+#endif

@@ -1,0 +1,104 @@
+"""kubectl diag redir following a selector's pods: --all-pods redirects every running pod at once,
+a deleted pod's redirect is dropped, a new matching pod is redirected within 2 s of running; without
+--all-pods a replaced pod's successor takes over. Real kubectl, real traffic from the node."""
+import os
+import re
+import time
+
+import pytest
+
+from conftest import wait_for
+from e2e_common import children, cmdline
+
+FOLLOW_GOAL_S = 2.0
+
+
+def make_pods(cluster, label, names):
+    for n in names:
+        cluster.ok('run', n, '--image=distroless', '--restart=Never', '--labels=app=' + label)
+    for n in names:
+        cluster.wait_running(n)
+
+
+def fetch(cluster, pod, port=8080):
+    ip = cluster.pod(pod)['status']['podIP']
+    r = cluster.in_node(['python3', '-c', 'import urllib.request; print(urllib.request.urlopen('
+                         '"http://%s:%d/", timeout=10).read().decode())' % (ip, port)], timeout=30)
+    return r.stdout + r.stderr
+
+
+def forwards_to(r, pod):
+    return [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p) and 'pod/%s ' % pod in cmdline(p)]
+
+
+def running_at(cluster, pod):
+    """The monotonic time at which the test first sees pod Running (polled; so a little late)."""
+    return wait_for(lambda: cluster.pod(pod).get('status', {}).get('phase') == 'Running' and time.monotonic(), 60,
+                    interval=0.05, what='pod %s running' % pod)
+
+
+@pytest.fixture
+def label(cluster):
+    label = 'follow-%d-%d' % (os.getpid(), time.monotonic_ns() % 100000)
+    yield label
+    cluster.kubectl('delete', 'pod', '-l', 'app=' + label, '--wait=false')
+
+
+def test_all_pods_each_pod_reaches_the_local_port(cluster, bg, label, local_http):
+    srv = local_http()
+    pods = ['%s-%d' % (label, i) for i in range(3)]
+    make_pods(cluster, label, pods)
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    for p in pods:
+        r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (p, srv.port))
+    for p in pods:
+        assert srv.marker in fetch(cluster, p), p
+        # the connection line names its pod
+        wait_for(lambda: re.search(r'pod/%s:8080 ← 10\.244\.0\.\d+:\d+ ⇒ localhost:%d' % (p, srv.port), r.err()),
+                 10, what='the connection line of ' + p)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_all_pods_drops_deleted_and_redirects_new_within_2s(cluster, bg, label, local_http):
+    srv = local_http()
+    pods = ['%s-%d' % (label, i) for i in range(2)]
+    make_pods(cluster, label, pods)
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    for p in pods:
+        r.wait_out('redirecting pod/%s:8080' % p)
+    assert forwards_to(r, pods[0])
+    cluster.ok('delete', 'pod', pods[0], '--wait=false')
+    wait_for(lambda: re.search(r'pod/%s (is deleted|is gone|is being deleted).*its redirect is dropped' % pods[0],
+                               r.err()), 30, what='the line dropping ' + pods[0])
+    wait_for(lambda: not forwards_to(r, pods[0]), 10, what='the forwards of %s to end' % pods[0])
+    assert srv.marker in fetch(cluster, pods[1])  # the other pod is still redirected
+
+    new = '%s-new' % label
+    t_create = time.monotonic()
+    cluster.ok('run', new, '--image=distroless', '--restart=Never', '--labels=app=' + label)
+    t_running = running_at(cluster, new)
+    r.wait_out('redirecting pod/%s:8080' % new, timeout=30)
+    t_redir = wait_for(lambda: 'redirecting pod/%s:8080' % new in r.out() and time.monotonic(), 1, interval=0.02)
+    print('new pod: redirect active %.2f s after it was seen Running (%.2f s after kubectl run)' % (
+        t_redir - t_running, t_redir - t_create))
+    assert 'pod/%s is running: redirecting it' % new in r.err()
+    assert t_redir - t_running < FOLLOW_GOAL_S, r.err()
+    assert srv.marker in fetch(cluster, new)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_selector_follows_a_replaced_pod(cluster, bg, label, local_http):
+    srv = local_http()
+    old = '%s-old' % label
+    make_pods(cluster, label, [old])
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080' % old)
+    new = '%s-new' % label
+    cluster.ok('delete', 'pod', old, '--wait=false')
+    cluster.ok('run', new, '--image=distroless', '--restart=Never', '--labels=app=' + label)
+    r.wait_out('redirecting pod/%s:8080' % new, timeout=60)
+    assert r.proc.poll() is None, r.err()
+    assert srv.marker in fetch(cluster, new)
+    # one pod at a time without --all-pods: the connection lines keep their short form
+    wait_for(lambda: 'pod:8080 ← ' in r.err(), 10, what='the connection line')
+    assert r.interrupt() == 0, r.err()
