@@ -77,7 +77,7 @@ static const char redir_help[] =
     "the pod listens on (outside loopback) is redirected to the same local port.\n"
     "Prints a line when each redirect is active, then one line per connection on stderr.\n"
     "Ctrl-C removes the redirects and exits 0; if the pod goes away it exits 1.\n"
-    "With -l the redirect follows the selector's pods: when the pod goes, the newest running\n"
+    "With -l or a workload the redirect follows its pods: when the pod goes, the newest running\n"
     "one takes over; --all-pods redirects every running pod at once (connection lines name\n"
     "their pod), adds new ones as they start and drops deleted ones, one line each.\n"
     "Left alone unless asked: connections from the pod's node (the kubelet's probes; they keep\n"

@@ -58,6 +58,7 @@ struct rport {
 struct podrun {
     struct redir *r;
     char name[256];
+    pod_info pod_read; /* the pod as the watch saw it (spares a kubectl get), or zero */
     session s;
     redirect_client_req req;
     struct rport *ports;
@@ -82,6 +83,7 @@ struct podrun {
 /* A pod the watch reported (main thread and watch thread, under r->mu). */
 struct known {
     char *name, *created;
+    pod_info pod; /* the latest event's, until a run takes it (then zero) */
     bool ready;
     int64_t not_before; /* no new run before this (ms, monotonic) */
 };
@@ -468,6 +470,7 @@ static void *opener_main(void *arg)
     sig_block_stop(NULL);
     session_opts so = session_opts_from_flags(f, EPHEM_CAPS_REDIR, true);
     so.pod = pr->name;
+    so.pod_read = pr->pod_read.name ? &pr->pod_read : NULL;
     so.selector = so.workload = NULL;
     so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
     so.tunnel = true;
@@ -504,17 +507,23 @@ static void *opener_main(void *arg)
     return NULL;
 }
 
-static int podrun_new(struct redir *r, const char *name)
+/* pod_read: the pod as read, taken over (zeroed) when not NULL. */
+static int podrun_new(struct redir *r, const char *name, pod_info *pod_read)
 {
     struct podrun *pr = calloc(1, sizeof(*pr));
     if (!pr)
         return -ENOMEM;
     pr->r = r;
+    if (pod_read) {
+        pr->pod_read = *pod_read;
+        memset(pod_read, 0, sizeof(*pod_read));
+    }
     snprintf(pr->name, sizeof(pr->name), "%s", name);
     pthread_cond_init(&pr->grow, NULL);
     int rc = -pthread_create(&pr->opener, NULL, opener_main, pr);
     if (rc < 0) {
         pthread_cond_destroy(&pr->grow);
+        pod_free(&pr->pod_read);
         free(pr);
         return rc;
     }
@@ -559,6 +568,7 @@ static void podrun_free(struct podrun *pr)
         portfwd_free(pr->pool[i]);
     rpc_client_free(pr->hc_client);
     session_close(&pr->s);
+    pod_free(&pr->pod_read);
     free(pr->ports);
     pthread_cond_destroy(&pr->grow);
     list_del(&pr->link);
@@ -580,6 +590,7 @@ static void known_remove(struct redir *r, struct known *k)
 {
     free(k->name);
     free(k->created);
+    pod_free(&k->pod);
     *k = r->known[--r->nknown];
 }
 
@@ -603,6 +614,9 @@ static void on_pod(void *ud, podwatch_event *ev)
         free(k->created);
         k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
         k->ready = ev->type != PODWATCH_DELETED && ev->ready;
+        pod_free(&k->pod);
+        k->pod = ev->pod;
+        memset(&ev->pod, 0, sizeof(ev->pod));
     }
     pthread_mutex_unlock(&r->mu);
     wake(r);
@@ -635,7 +649,7 @@ static int reconcile(struct redir *r)
     for (size_t i = 0; i < r->nknown; i++)
         if (!r->known[i].ready && !run_of(r, r->known[i].name))
             known_remove(r, &r->known[i--]);
-    const char *start[64];
+    struct known *start[64];
     size_t n = 0;
     struct known *best = NULL;
     for (size_t i = 0; i < r->nknown; i++) {
@@ -647,7 +661,7 @@ static int reconcile(struct redir *r)
             continue;
         }
         if (r->all_pods && n < sizeof(start) / sizeof(*start))
-            start[n++] = k->name;
+            start[n++] = k;
         else if (!best || (k->created && best->created && strcmp(k->created, best->created) > 0))
             best = k;
     }
@@ -655,11 +669,11 @@ static int reconcile(struct redir *r)
     list_for_each_entry(pr, &r->runs, link)
         none &= pr->stopping;
     if (!r->all_pods && best && none)
-        start[n++] = best->name;
+        start[n++] = best;
     for (size_t i = 0; i < n; i++) {
-        fprintf(stderr, "pod/%s is running: redirecting it\n", start[i]);
-        if (podrun_new(r, start[i]) < 0)
-            fprintf(stderr, "pod/%s: cannot start a thread: not redirected\n", start[i]);
+        fprintf(stderr, "pod/%s is running: redirecting it\n", start[i]->name);
+        if (podrun_new(r, start[i]->name, start[i]->pod.name ? &start[i]->pod : NULL) < 0)
+            fprintf(stderr, "pod/%s: cannot start a thread: not redirected\n", start[i]->name);
     }
     pthread_mutex_unlock(&r->mu);
     list_for_each_entry_safe(pr, tmp, &r->runs, link) {
@@ -781,11 +795,11 @@ static int first_pods(struct redir *r, char err[2048])
     size_t n = 0, started = 0;
     int rc;
     if (f->npods)
-        return podrun_new(r, f->pods[0].value);
+        return podrun_new(r, f->pods[0].value, NULL);
     if (r->all_pods && (rc = podsel_list(&r->k, sel, r->f->timeout_ms, &pods, &n, err, 2048)) < 0)
         return rc;
     for (size_t i = 0; i < n; i++)
-        if (pod_is_running(&pods[i]) && !pods[i].deleting && podrun_new(r, pods[i].name) == 0)
+        if (pod_is_running(&pods[i]) && !pods[i].deleting && podrun_new(r, pods[i].name, &pods[i]) == 0)
             started++;
     pod_list_free(pods, n);
     if (started)
@@ -793,7 +807,7 @@ static int first_pods(struct redir *r, char err[2048])
     /* the newest, or the message saying why there is none */
     rc = podsel_one(&r->k, NULL, sel, r->workload, f->timeout_ms, &one, err, 2048);
     if (rc == 0) {
-        rc = podrun_new(r, one.name);
+        rc = podrun_new(r, one.name, &one);
         pod_free(&one);
     }
     return rc;
@@ -811,10 +825,8 @@ static void stop_all(struct redir *r)
     pthread_mutex_unlock(&r->mu);
     while ((pr = list_first_entry_or_null(&r->runs, struct podrun, link)))
         podrun_free(pr);
-    for (size_t i = 0; i < r->nknown; i++) {
-        free(r->known[i].name);
-        free(r->known[i].created);
-    }
+    while (r->nknown)
+        known_remove(r, &r->known[0]);
     free(r->known);
 }
 

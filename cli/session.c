@@ -40,7 +40,10 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     s->timeout_ms = o->timeout_ms;
     char *sel = NULL;
     int rc = o->workload ? podsel_workload(k, o->workload, o->timeout_ms, &sel, err, errlen) : 0;
-    if (rc == 0)
+    if (o->pod_read) {
+        s->pod = *o->pod_read;
+        memset(o->pod_read, 0, sizeof(*o->pod_read));
+    } else if (rc == 0)
         rc = podsel_one(k, o->pod, sel ? sel : o->selector, o->workload, o->timeout_ms, &s->pod, err, errlen);
     free(sel);
     if (rc < 0)

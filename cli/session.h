@@ -18,6 +18,7 @@ typedef struct {
     const char *pod;      /* --pod / pod/NAME, or NULL */
     const char *selector; /* -l, or NULL */
     const char *workload; /* deploy/NAME …, canonical "deployment/NAME" (podsel_workload_ref), or NULL */
+    pod_info *pod_read;   /* the Running pod as just read (a watch's event), or NULL: session_open takes it over */
     const char *target;   /* -t, or NULL: first container */
     const char *image;
     const char *pull_policy;

@@ -1,6 +1,7 @@
 """kubectl diag redir following a selector's pods: --all-pods redirects every running pod at once,
 a deleted pod's redirect is dropped, a new matching pod is redirected within 2 s of running; without
 --all-pods a replaced pod's successor takes over. Real kubectl, real traffic from the node."""
+import json
 import os
 import re
 import time
@@ -102,3 +103,52 @@ def test_selector_follows_a_replaced_pod(cluster, bg, label, local_http):
     # one pod at a time without --all-pods: the connection lines keep their short form
     wait_for(lambda: 'pod:8080 ← ' in r.err(), 10, what='the connection line')
     assert r.interrupt() == 0, r.err()
+
+
+def test_all_pods_of_a_deployment_follow_a_rollout(cluster, bg, local_http):
+    srv = local_http()
+    name = 'fweb-%d' % os.getpid()
+    cluster.ok('apply', '-f', '-', input="""
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %s}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: %s}}
+  template:
+    metadata: {labels: {app: %s}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      containers: [{name: web, image: distroless}]
+""" % (name, name, name))
+    try:
+        cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=90s', timeout=100)
+        old = running_pods(cluster, name)
+        assert len(old) == 2, old
+        r = bg(cluster, 'redir', '--all-pods', 'deploy/' + name, '--include-probes', '8080:%d' % srv.port)
+        for p in old:
+            r.wait_out('redirecting pod/%s:8080' % p)
+        cluster.ok('rollout', 'restart', 'deploy/' + name)
+        cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=90s', timeout=100)
+        new = wait_for(lambda: (lambda ps: len(ps) == 2 and not set(ps) & set(old) and ps)(running_pods(cluster, name)),
+                       60, what='the new replicas alone')
+        t0 = time.monotonic()
+        for p in new:
+            r.wait_out('redirecting pod/%s:8080' % p, timeout=30)
+        print('rollout: both new replicas redirected %.2f s after kubectl rollout status returned'
+              % (time.monotonic() - t0))
+        for p in old:
+            wait_for(lambda: re.search(r'pod/%s .*its redirect is dropped' % p, r.err()), 30,
+                     what='the line dropping ' + p)
+        for p in new:
+            assert srv.marker in fetch(cluster, p), p
+        assert r.proc.poll() is None, r.err()
+        assert r.interrupt() == 0, r.err()
+    finally:
+        cluster.kubectl('delete', 'deploy', name, '--wait=false')
+
+
+def running_pods(cluster, label):
+    pods = json.loads(cluster.ok('get', 'pods', '-l', 'app=' + label, '-o', 'json'))['items']
+    return sorted(p['metadata']['name'] for p in pods
+                  if p['status'].get('phase') == 'Running' and not p['metadata'].get('deletionTimestamp'))
