@@ -646,10 +646,12 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
     int rp[2];
     pthread_t th;
     grpc_status_code code = GRPC_STATUS_OK;
-    if (pipe2(rp, O_CLOEXEC) < 0 || (r->in.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+    if (pipe2(rp, O_CLOEXEC) < 0)
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make a pipe: %s", strerror(errno));
-    r->report = rp[0];
+    r->report = rp[0]; /* both closed by the caller, also on failure */
     p->report = rp[1];
+    if ((r->in.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+        return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make an eventfd: %s", strerror(errno));
     p->manager = getpid();
     r->keeper = raw_fork();
     if (r->keeper == 0)
