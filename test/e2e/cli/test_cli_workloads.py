@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import wait_for
+from conftest import KUBECTLS, wait_for
 from e2e_common import prefixed
 
 SUFFIX = str(os.getpid())
@@ -111,6 +111,15 @@ def test_ps_on_a_deployment_replicaset_and_service_picks_a_replica(workloads):
         assert ps_pod(workloads, target) in web, target
     rs = json.loads(workloads.ok('get', 'rs', '-l', 'app=web', '-o', 'json'))['items'][0]['metadata']['name']
     assert ps_pod(workloads, 'rs/' + rs) in web
+
+
+@pytest.mark.parametrize('kv', ['1.27', '1.33'])
+def test_workloads_resolve_through_older_and_newer_kubectl(workloads, kv):
+    r = workloads.diag('ps', '-o', 'json', 'svc/web', kubectl=KUBECTLS[kv])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)['pod'] in names(workloads, 'app=web')
+    r = workloads.diag('ps', 'deploy/nope', kubectl=KUBECTLS[kv])
+    assert r.returncode == 1 and 'deployments.apps "nope" not found' in r.stderr, r.stderr
 
 
 def test_ps_on_a_statefulset_picks_one_of_its_ordinals(workloads):
