@@ -152,3 +152,34 @@ def running_pods(cluster, label):
     pods = json.loads(cluster.ok('get', 'pods', '-l', 'app=' + label, '-o', 'json'))['items']
     return sorted(p['metadata']['name'] for p in pods
                   if p['status'].get('phase') == 'Running' and not p['metadata'].get('deletionTimestamp'))
+
+
+def manager_pids(cluster, pod):
+    """Host pids of the kdiag-manager processes in pod's network namespace."""
+    netns = os.stat('/proc/%d/ns/net' % cluster.pod_pid(pod)).st_ino
+    out = []
+    for d in os.listdir('/proc'):
+        try:
+            if d.isdigit() and 'kdiag-manager' in cmdline(int(d)) and os.stat('/proc/%s/ns/net' % d).st_ino == netns:
+                out.append(int(d))
+        except OSError:
+            pass
+    return out
+
+
+def test_selector_reattaches_when_the_manager_dies(cluster, bg, label, local_http):
+    srv = local_http()
+    pod = '%s-0' % label
+    make_pods(cluster, label, [pod])
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080' % pod)
+    pids = manager_pids(cluster, pod)
+    assert len(pids) == 1, pids
+    os.kill(pids[0], 9)
+    wait_for(lambda: re.search(r'debug container \S+ in pod/%s exited.*its redirect is dropped' % pod, r.err()), 60,
+             what='the line dropping the dead manager')
+    wait_for(lambda: r.out().count('redirecting pod/%s:8080' % pod) == 2, 60, what='the redirect on a new manager')
+    assert 'pod/%s is running: redirecting it' % pod in r.err()
+    assert len(cluster.pod(pod)['spec']['ephemeralContainers']) == 2
+    assert srv.marker in fetch(cluster, pod)
+    assert r.interrupt() == 0, r.err()

@@ -35,6 +35,11 @@ def seconds_until_rules_gone(cluster, pod, t0):
     return time.monotonic() - t0
 
 
+def forwards_to(pod):
+    return [int(d) for d in os.listdir('/proc') if d.isdigit() and 'port-forward' in cmdline(int(d))
+            and 'pod/%s ' % pod in cmdline(int(d))]
+
+
 def port_forward_of(r):
     pf = [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)]
     assert pf, [cmdline(p) for p in children(r.proc.pid)]
@@ -49,6 +54,8 @@ def test_cli_killed_rules_gone_within_15s(cluster, bg, pod, local_http):
     secs = seconds_until_rules_gone(cluster, pod, t0)
     print('kill -9 of the CLI: rules gone after %.2f s' % secs)
     assert secs < LEASE_S
+    # its kubectl children (the gRPC forward and the tunnel pool) go with it
+    wait_for(lambda: not forwards_to(pod), 10, what='the port-forwards of the killed CLI to exit')
 
 
 def test_port_forward_killed_rules_gone_within_15s(cluster, bg, pod, local_http):
