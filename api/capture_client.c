@@ -87,38 +87,133 @@ static int on_ready(int fd, const Kdiag__Solo__Io__CaptureResponse *m, capture_c
     return rc;
 }
 
-/* The batch's records in one write: a capture ends between whole records. */
-static int on_packets(capture_client *c, int fd, const Kdiag__Solo__Io__CaptureResponse *m, capture_client_stats *s)
+/* Packets go from the received bytes straight into pcap records: protobuf-c's
+ * unpack would allocate and copy each packet (measured: most of the client's
+ * CPU, bench/README.md). A cursor over wire bytes, every length checked. */
+typedef struct {
+    const uint8_t *p, *end;
+} wire;
+
+static bool wire_varint(wire *w, uint64_t *v)
 {
-    size_t need = 0;
-    for (size_t i = 0; i < m->n_packets; i++)
-        need += PCAP_REC_HDR + m->packets[i]->data.len;
-    if (need > c->cap) {
-        uint8_t *b = realloc(c->buf, need);
+    *v = 0;
+    for (unsigned sh = 0; sh < 64 && w->p < w->end; sh += 7) {
+        uint8_t b = *w->p++;
+        *v |= (uint64_t)(b & 0x7f) << sh;
+        if (!(b & 0x80))
+            return true;
+    }
+    return false;
+}
+
+/* The next field: number, wire type, and a varint in *v or a length-delimited
+ * value in *sub (fixed-width values are skipped). 0, or -EBADMSG. */
+static int wire_field(wire *w, uint32_t *num, unsigned *type, uint64_t *v, wire *sub)
+{
+    uint64_t tag;
+    if (!wire_varint(w, &tag))
+        return -EBADMSG;
+    *num = (uint32_t)(tag >> 3);
+    *type = tag & 7;
+    size_t left = (size_t)(w->end - w->p);
+    switch (*type) {
+    case 0: return wire_varint(w, v) ? 0 : -EBADMSG;
+    case 1: return left >= 8 ? (w->p += 8, 0) : -EBADMSG;
+    case 5: return left >= 4 ? (w->p += 4, 0) : -EBADMSG;
+    case 2:
+        if (!wire_varint(w, v) || *v > (uint64_t)(w->end - w->p))
+            return -EBADMSG;
+        sub->p = w->p;
+        sub->end = w->p + *v;
+        w->p += *v;
+        return 0;
+    default: return -EBADMSG;
+    }
+}
+
+/* Appends the pcap record of one CapturePacket (wire bytes pk) to c->buf at *used. */
+static int add_record(capture_client *c, size_t *used, wire pk, capture_client_stats *s)
+{
+    uint64_t ts = 0, olen = 0, ifindex = 0, v;
+    wire data = {NULL, NULL}, sub;
+    uint32_t num;
+    unsigned type;
+    while (pk.p < pk.end) {
+        if (wire_field(&pk, &num, &type, &v, &sub) < 0)
+            return -EBADMSG;
+        if (type == 0 && num == 1)
+            ts = v;
+        else if (type == 0 && num == 2)
+            olen = v;
+        else if (type == 0 && num == 3)
+            ifindex = v;
+        else if (type == 2 && num == 4)
+            data = sub;
+    }
+    size_t caplen = (size_t)(data.end - data.p);
+    if (caplen > UINT32_MAX - PCAP_REC_HDR)
+        return -EBADMSG;
+    if (*used + PCAP_REC_HDR + caplen > c->cap) {
+        size_t cap = 2 * (*used + PCAP_REC_HDR + caplen);
+        uint8_t *b = realloc(c->buf, cap);
         if (!b)
             return -ENOMEM;
         c->buf = b;
-        c->cap = need;
+        c->cap = cap;
     }
-    uint8_t *p = c->buf;
-    for (size_t i = 0; i < m->n_packets; i++) {
-        const Kdiag__Solo__Io__CapturePacket *k = m->packets[i];
-        uint32_t caplen = (uint32_t)k->data.len;
-        put32(p, (uint32_t)(k->timestamp_ns / 1000000000u));
-        put32(p + 4, (uint32_t)(k->timestamp_ns % 1000000000u));
-        put32(p + 8, caplen);
-        put32(p + 12, k->original_length > caplen ? k->original_length : caplen);
-        memcpy(p + PCAP_REC_HDR, k->data.data, caplen);
-        p += PCAP_REC_HDR + caplen;
-        for (size_t j = 0; j < s->nifaces; j++)
-            if (s->ifaces[j].index == k->ifindex)
-                s->ifaces[j].packets++;
+    uint8_t *p = c->buf + *used;
+    put32(p, (uint32_t)(ts / 1000000000u));
+    put32(p + 4, (uint32_t)(ts % 1000000000u));
+    put32(p + 8, (uint32_t)caplen);
+    put32(p + 12, olen > caplen && olen <= UINT32_MAX ? (uint32_t)olen : (uint32_t)caplen);
+    if (caplen)
+        memcpy(p + PCAP_REC_HDR, data.p, caplen);
+    *used += PCAP_REC_HDR + caplen;
+    for (size_t j = 0; j < s->nifaces; j++)
+        if (s->ifaces[j].index == ifindex)
+            s->ifaces[j].packets++;
+    return 0;
+}
+
+/* A batch (a CaptureResponse after the ready one): its records in one write,
+ * so a capture ends between whole records; the manager's counts. */
+static int on_packets(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
+{
+    wire w = {buf, buf + len}, sub;
+    size_t used = 0;
+    uint64_t n = 0, v;
+    uint32_t num;
+    unsigned type;
+    while (w.p < w.end) {
+        int rc = wire_field(&w, &num, &type, &v, &sub);
+        if (rc == 0 && type == 2 && num == 5) {
+            rc = add_record(c, &used, sub, s);
+            n++;
+        } else if (rc == 0 && type == 0 && num == 6 && v > s->captured) {
+            s->captured = v;
+        } else if (rc == 0 && type == 0 && num == 7 && v > s->kernel_drops) {
+            s->kernel_drops = v;
+        } else if (rc == 0 && type == 0 && num == 1 && v) {
+            rc = -EBADMSG; /* a second ready message */
+        }
+        if (rc < 0)
+            return rc;
     }
-    int rc = write_all(fd, c->buf, need);
+    int rc = write_all(fd, c->buf, used);
     if (rc == 0) {
-        s->packets += m->n_packets;
-        s->bytes += need;
+        s->packets += n;
+        s->bytes += used;
     }
+    return rc;
+}
+
+/* The first message: ready, decoded whole. */
+static int on_first(int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
+{
+    Kdiag__Solo__Io__CaptureResponse *m = kdiag__solo__io__capture_response__unpack(NULL, len, buf);
+    int rc = m && m->ready ? on_ready(fd, m, s) : -EBADMSG;
+    if (m)
+        kdiag__solo__io__capture_response__free_unpacked(m, NULL);
     return rc;
 }
 
@@ -141,22 +236,12 @@ int capture_client_run(capture_client *c, int fd, capture_client_fn fn, void *ud
         }
         if (r == 1)
             return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_CANCELLED ? 0 : -EPROTO;
-        Kdiag__Solo__Io__CaptureResponse *m = kdiag__solo__io__capture_response__unpack(NULL, len, buf);
+        r = s->ready ? on_packets(c, fd, buf, len, s) : on_first(fd, buf, len, s);
         free(buf);
-        if (!m || (!s->ready && !m->ready)) {
-            if (m)
-                kdiag__solo__io__capture_response__free_unpacked(m, NULL);
+        if (r == -EBADMSG) {
             st->code = GRPC_STATUS_INTERNAL;
             snprintf(st->message, sizeof st->message, "undecodable CaptureResponse from the manager");
-            rpc_stream_cancel(c->stream);
-            return -EBADMSG;
         }
-        r = m->ready ? on_ready(fd, m, s) : on_packets(c, fd, m, s);
-        if (m->captured > s->captured)
-            s->captured = m->captured;
-        if (m->kernel_drops > s->kernel_drops)
-            s->kernel_drops = m->kernel_drops;
-        kdiag__solo__io__capture_response__free_unpacked(m, NULL);
         if (r == 0 && fn)
             r = fn(ud, s);
         if (r < 0) {

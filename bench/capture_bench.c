@@ -43,10 +43,10 @@ static int sender = -1;
 
 typedef struct {
     uint64_t sent, got, drops;
-    double secs;    /* sending took */
-    double cpu_s;   /* the capturer's CPU (manager or tcpdump) during the trial */
+    double secs;     /* sending took */
+    double cpu_s;    /* the capturer's CPU (manager or tcpdump) during the trial */
     double client_s; /* kdiag: the client's (this process but the sender) */
-    bool gen_limit; /* the sender could not reach the rate asked */
+    bool gen_limit;  /* the sender could not reach the rate asked */
 } trial;
 
 /* n datagrams of payload bytes at rate per second; returns the seconds it took. */
@@ -249,20 +249,19 @@ static void run(netlab_mgr *m, size_t payload, uint64_t rate, double secs, trial
     }
     printf("    %-7s %5zu B  %8llu pps asked, %8.0f sent: %llu of %llu, %llu kernel drops; CPU %.2f s%s\n",
            m ? "kdiag" : "tcpdump", payload, (unsigned long long)rate, (double)t->sent / t->secs,
-           (unsigned long long)t->got, (unsigned long long)t->sent, (unsigned long long)t->drops, t->cpu_s + t->client_s,
-           m ? " (manager + client)" : "");
+           (unsigned long long)t->got, (unsigned long long)t->sent, (unsigned long long)t->drops,
+           t->cpu_s + t->client_s, m ? " (manager + client)" : "");
 }
 
 typedef struct {
     netlab_mgr *m; /* NULL: tcpdump */
     bool failed;
-    int short_runs;   /* rungs in a row where the sender fell short of the rate */
-    bool gen_limited; /* ... twice: the sender's limit, not this capturer's */
+    bool gen_limited; /* the rate asked is twice what the sender reached: its limit, not the capturer's */
     double rate;      /* the highest rate sent with zero drops */
     trial best;
 } ladder;
 
-/* Rates 25k, x1.25, ... up to the first loss (or the sender's limit: short twice in a row) of each
+/* Rates 25k, x1.25, ... up to the first loss (or the sender's limit) of each
  * capturer, the two taking turns at each rate so that the load of the
  * machine, which changes, weighs on both alike. */
 static void climb(ladder *l, size_t n, size_t payload, double secs)
@@ -283,8 +282,7 @@ static void climb(ladder *l, size_t n, size_t payload, double secs)
                 l[i].best = t;
                 l[i].rate = (double)t.sent / t.secs;
             }
-            l[i].short_runs = t.gen_limit ? l[i].short_runs + 1 : 0;
-            l[i].gen_limited = l[i].short_runs >= 2;
+            l[i].gen_limited = r * 1.25 > 2 * l[i].rate;
         }
         if (!any)
             return;
