@@ -606,6 +606,8 @@ static int place(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, int *par
             *name = rest;
             return 0;
         }
+        if (r->depth == 1) /* the root is completed by copytree_recv_finish only */
+            break;
         int rc = level_pop(r, err, errlen);
         if (rc < 0)
             return rc;
@@ -615,6 +617,8 @@ static int place(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, int *par
 
 static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, char *err, size_t errlen)
 {
+    if (r->started && !r->depth) /* the root was a file or symlink: nothing follows it */
+        return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream is outside the copied tree", e->path);
     int rc = file_finish(r, err, errlen);
     if (rc < 0)
         return rc;

@@ -1,0 +1,187 @@
+/* copytree_recv against hostile streams (a manager, or a client, that lies):
+ * names that climb, entries outside the tree, entries through a symlink the
+ * stream itself made, more or less content than announced. Each is refused
+ * (-EPROTO, or the error making the entry met) and leaves nothing, inside the
+ * destination or beside it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "copytree.h"
+
+static char top[64], dst[128];
+
+/* One chunk of a test stream. */
+typedef struct {
+    char kind; /* 'e' entry, 'd' data, 'h' hole */
+    const char *path;
+    unsigned mode;
+    unsigned long long n; /* size (entry), bytes (data), length (hole) */
+    const char *link;
+} step;
+
+/* Feeds the steps; returns the first failure, or finish's result. */
+static int feed(const step *s, size_t n, char *err, size_t errlen)
+{
+    copytree_recv *r;
+    int rc = copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, errlen);
+    assert_int_equal(rc, 0);
+    static uint8_t data[4096];
+    memset(data, 'z', sizeof data);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        Kdiag__Solo__Io__CopyEntry e = KDIAG__SOLO__IO__COPY_ENTRY__INIT;
+        Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
+        if (s[i].kind == 'e') {
+            e.path = (char *)s[i].path;
+            e.mode = s[i].mode;
+            e.size = s[i].n;
+            e.link_target = (char *)(s[i].link ? s[i].link : "");
+            e.mtime_sec = 1500000000;
+            c.entry = &e;
+        } else if (s[i].kind == 'd') {
+            c.data.data = data;
+            c.data.len = (size_t)s[i].n;
+        } else {
+            c.hole = s[i].n;
+        }
+        rc = copytree_recv_chunk(r, &c, err, errlen);
+    }
+    if (rc == 0)
+        rc = copytree_recv_finish(r, err, errlen);
+    copytree_recv_free(r);
+    return rc;
+}
+
+static int count_entries(const char *dir)
+{
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "find %s -mindepth 1 | wc -l", dir);
+    FILE *p = popen(cmd, "r");
+    int n = -1;
+    assert_int_equal(fscanf(p, "%d", &n), 1);
+    pclose(p);
+    return n;
+}
+
+/* Refused (-EPROTO, or the error that making the entry met); nothing in dst,
+ * nothing but dst beside it. */
+static void refused(const step *s, size_t n)
+{
+    char err[512] = "";
+    int rc = feed(s, n, err, sizeof err);
+    assert_true(rc < 0);
+    assert_non_null(strstr(err, rc == -EPROTO ? "(EPROTO)" : "(E"));
+    assert_int_equal(count_entries(dst), 0);
+    assert_int_equal(count_entries(top), 1);
+}
+
+#define REFUSED(...)                                                                                                   \
+    do {                                                                                                               \
+        const step s_[] = {__VA_ARGS__};                                                                               \
+        refused(s_, sizeof s_ / sizeof s_[0]);                                                                         \
+    } while (0)
+
+static int setup(void **state)
+{
+    (void)state;
+    snprintf(top, sizeof top, "/tmp/kdiag-copytree-XXXXXX");
+    if (!mkdtemp(top))
+        return -1;
+    snprintf(dst, sizeof dst, "%s/dst", top);
+    return mkdir(dst, 0755);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", top);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void test_names_that_climb(void **state)
+{
+    (void)state;
+    REFUSED({'e', "..", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', ".", S_IFDIR | 0755, 0, NULL}, {'e', "x", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', "a/b", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "a/../x", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "a/", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "/etc", S_IFREG | 0644, 0, NULL});
+}
+
+static void test_entries_outside_the_tree(void **state)
+{
+    (void)state;
+    /* A second root, and a child of a file. */
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "b", S_IFDIR | 0755, 0, NULL});
+    REFUSED({'e', "f", S_IFREG | 0644, 0, NULL}, {'e', "f/x", S_IFREG | 0644, 0, NULL});
+    /* A child before its directory. */
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "a/b/c", S_IFREG | 0644, 0, NULL});
+}
+
+static void test_no_entry_through_a_symlink(void **state)
+{
+    (void)state;
+    /* The stream makes a/l -> / (or ..), then writes "through" it. */
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "a/l", S_IFLNK | 0777, 0, "/"},
+            {'e', "a/l/x", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "a/l", S_IFLNK | 0777, 0, ".."},
+            {'e', "a/l", S_IFDIR | 0755, 0, NULL}, {'e', "a/l/x", S_IFREG | 0644, 0, NULL});
+}
+
+static void test_content_must_match_size(void **state)
+{
+    (void)state;
+    REFUSED({'d', NULL, 0, 10, NULL});
+    REFUSED({'e', "f", S_IFREG | 0644, 5, NULL}, {'d', NULL, 0, 10, NULL});
+    REFUSED({'e', "f", S_IFREG | 0644, 5, NULL}, {'h', NULL, 0, 6, NULL});
+    REFUSED({'e', "f", S_IFREG | 0644, 100, NULL}, {'d', NULL, 0, 10, NULL});
+    REFUSED({'e', "a", S_IFDIR | 0755, 0, NULL}, {'e', "a/f", S_IFREG | 0644, 100, NULL},
+            {'e', "a/g", S_IFREG | 0644, 0, NULL});
+    REFUSED({'e', "d", S_IFDIR | 0755, 0, NULL}, {'d', NULL, 0, 1, NULL});
+    REFUSED({'e', "x", S_IFIFO | 0644, 0, NULL});
+    REFUSED({'e', "l", S_IFLNK | 0777, 0, ""});
+}
+
+/* The same machinery accepts a well-formed stream. */
+static void test_valid_stream_lands(void **state)
+{
+    (void)state;
+    const step s[] = {
+        {'e', "a", S_IFDIR | 0755, 0, NULL},  {'e', "a/f", S_IFREG | 0640, 8192 + 10, NULL},
+        {'d', NULL, 0, 10, NULL},             {'h', NULL, 0, 8192, NULL},
+        {'e', "a/l", S_IFLNK | 0777, 0, "f"}, {'e', "a/sub", S_IFDIR | 0700, 0, NULL},
+        {'e', "a/sub/g", S_IFREG | 0600, 0, NULL},
+    };
+    char err[512] = "", p[256];
+    assert_int_equal(feed(s, sizeof s / sizeof s[0], err, sizeof err), 0);
+    struct stat st;
+    snprintf(p, sizeof p, "%s/a/f", dst);
+    assert_int_equal(stat(p, &st), 0);
+    assert_int_equal(st.st_size, 8192 + 10);
+    assert_int_equal(st.st_mode & 07777, 0640);
+    assert_int_equal(st.st_mtime, 1500000000);
+    assert_int_equal(count_entries(dst), 5);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_names_that_climb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_entries_outside_the_tree, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_no_entry_through_a_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_content_must_match_size, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_valid_stream_lands, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
