@@ -17,6 +17,7 @@ What the controllers do, as far as kubectl can tell:
 Services are stored only: a selector, a cluster IP, no proxying and no Endpoints."""
 import copy
 import datetime
+import json
 import sys
 import threading
 import traceback
@@ -91,7 +92,7 @@ def template_hash(template):
     """FNV-1a of the template, its decimal digits in rand.SafeEncodeString's alphabet (the shape of
     the pod-template-hash and controller-revision-hash labels)."""
     h = 0x811C9DC5
-    for b in store_mod.dumps(template).encode():
+    for b in json.dumps(template, sort_keys=True, separators=(',', ':')).encode():
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
     return ''.join(HASH_ALPHABET[ord(c) % len(HASH_ALPHABET)] for c in str(h))
 
@@ -119,8 +120,18 @@ def terminating(obj):
 
 
 # -- defaults and validation ---------------------------------------------------------------
+def _prune(o):
+    """o without its null fields: the API server stores Go structs, where null and absent are one."""
+    if isinstance(o, dict):
+        return {k: _prune(v) for k, v in o.items() if v is not None}
+    if isinstance(o, list):
+        return [_prune(v) for v in o]
+    return o
+
+
 def _default(resource, obj):
-    spec = obj.setdefault('spec', {})
+    obj['spec'] = _prune(obj.get('spec') or {})
+    spec = obj['spec']
     if resource == 'services':
         spec.setdefault('type', 'ClusterIP')
         spec.setdefault('sessionAffinity', 'None')
@@ -289,6 +300,7 @@ def _update(sim, req, resource, ns, name, sub):
             spec = copy.deepcopy(new.get('spec') or {})
         cand = {'metadata': live['metadata'], 'spec': spec}
         _default(resource, cand)
+        spec = cand['spec']
         errs = _validate(resource, cand)
         if errs:
             raise apierrors.invalid(kind, name, errs, RESOURCES[resource][1])
@@ -495,11 +507,14 @@ class Controllers:
         new = next((r for r in rss if r['metadata']['labels'].get('pod-template-hash') == h), None)
         olds = [r for r in rss if r is not new]
         want = spec.get('replicas', 1)
+        top = int(rss[-1]['metadata'].get('annotations', {}).get(REVISION, 0)) if rss else 0
         if new is None:
-            rev = int(rss[-1]['metadata'].get('annotations', {}).get(REVISION, 0)) + 1 if rss else 1
-            new = self._new_replicaset(d, h, rev, want)
+            new = self._new_replicaset(d, h, top + 1, want)
             if new is None:
                 return
+        elif new is not rss[-1]:  # back to an older template (rollout undo): it becomes the newest revision
+            new['metadata']['annotations'][REVISION] = str(top + 1)
+            self.store.modified('replicasets', new)
         self._set_replicas(new, want)
         room = max(0, want - (new.get('status') or {}).get('availableReplicas', 0))
         for r in reversed(olds):  # the newest old pods serve until the new ones are available

@@ -104,6 +104,26 @@ def test_rollout_status_fails_past_the_progress_deadline(cluster):
     cluster.ok('delete', 'deploy', 'late')
 
 
+@versions('1.27', '1.33')
+def test_rollout_undo_returns_to_the_old_replicaset(cluster, kv):
+    name = 'undo-' + kv.replace('.', '')
+    cluster.ok('create', 'deployment', name, '--image=nginx', '--replicas=2', version=kv)
+    cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=60s', version=kv, timeout=70)
+    first = cluster.ok('get', 'rs', '-l', 'app=' + name, '-o', 'name', version=kv).split()
+    cluster.ok('set', 'image', 'deploy/' + name, 'nginx=curl', version=kv)
+    cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=60s', version=kv, timeout=70)
+    assert ('deployment.apps/%s rolled back' % name) in cluster.ok('rollout', 'undo', 'deploy/' + name, version=kv)
+    cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=60s', version=kv, timeout=70)
+    rs = json.loads(cluster.ok('get', 'rs', '-l', 'app=' + name, '-o', 'json'))['items']
+    assert len(rs) == 2, [r['metadata']['name'] for r in rs]  # the first one again, not a third
+    live = [r for r in rs if r['spec']['replicas'] == 2]
+    assert ['replicaset.apps/' + live[0]['metadata']['name']] == first
+    assert live[0]['metadata']['annotations']['deployment.kubernetes.io/revision'] == '3'
+    history = cluster.ok('rollout', 'history', 'deploy/' + name, version=kv).split()
+    assert '2' in history and '3' in history and '1' not in history, history
+    cluster.ok('delete', 'deploy', name, version=kv)
+
+
 def test_apply_is_idempotent_and_selector_must_match(cluster):
     m = json.loads(deployment_manifest('exprs'))
     m['spec']['selector'] = {'matchExpressions': [{'key': 'app', 'operator': 'In', 'values': ['exprs']}]}
