@@ -37,7 +37,7 @@
 #define CONTRACT_COPY_DATA_MAX (128 * 1024)
 /* Exec (docs/exec.md): the largest stdin or output chunk one message carries,
  * and the exit codes of a program that did not start (as in POSIX shells). */
-#define CONTRACT_EXEC_CHUNK (32 * 1024)
+#define CONTRACT_EXEC_CHUNK (128 * 1024)
 #define CONTRACT_EXEC_NOT_FOUND 127
 #define CONTRACT_EXEC_NOT_EXECUTABLE 126
 

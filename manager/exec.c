@@ -36,6 +36,8 @@
 /* How long output is still read after the program exited and its session was
  * killed: a process that left it (setsid) may hold the pipe. */
 #define DRAIN_MS 500
+/* The program's stdout and stderr pipes: two chunks. */
+#define PIPE_SIZE (2 * CONTRACT_EXEC_CHUNK)
 /* How long (10 ms rounds) the keeper reaps the program's orphans after its exit. */
 #define REAP_ROUNDS 100
 
@@ -390,6 +392,9 @@ static int plan_pipes(exec_plan *p, int *in, int *out, int *err)
     *out = fds[1][0];
     p->child_fd[2] = fds[2][1];
     *err = fds[2][0];
+    /* room for a whole chunk per read (best effort: the default is 64 KiB) */
+    (void)fcntl(*out, F_SETPIPE_SZ, PIPE_SIZE);
+    (void)fcntl(*err, F_SETPIPE_SZ, PIPE_SIZE);
     return set_nonblock(*in) < 0 || set_nonblock(*out) < 0 || set_nonblock(*err) < 0 ? -errno : 0;
 }
 
