@@ -138,6 +138,17 @@ def test_logs_of_a_deployment_follow_every_replica(workloads):
         assert lines and all('GET http://nginx/' in l for l in lines), (p, r.stdout)
 
 
+def test_logs_of_a_deployment_show_what_each_replica_logs(workloads):
+    pods = names(workloads, 'app=web')
+    ips = [workloads.pod(p)['status']['podIP'] for p in pods]
+    code = 'import urllib.request\nfor ip in %r: urllib.request.urlopen("http://%%s/" %% ip, timeout=10).read()' % ips
+    r = workloads.diag('logs', 'deploy/web', '-d', '1500ms', '--',
+                       'ip', 'netns', 'exec', workloads.node_netns(), 'python3', '-c', code, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for p in pods:  # one request each, one log line each, each prefixed with its replica
+        assert prefixed(r.stdout, p, 'httpd'), (p, r.stdout)
+
+
 def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
     srv = local_http()
     r = bg(workloads, 'redir', '--include-probes', 'deploy/web', '80:%d' % srv.port)
