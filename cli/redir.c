@@ -37,10 +37,11 @@
  * gRPC stream (bench/README.md). POOL_WARM start with the redirect; more
  * start while there are fewer than connections + 1 (a spare), up to
  * POOL_DEFAULT (KDIAG_REDIR_POOL for the benchmark); beyond that, a new
- * connection takes the least loaded. */
+ * connection takes the least loaded. The extra ones end when idle. */
 #define POOL_WARM 2
 #define POOL_DEFAULT 8
 #define POOL_MAX 16
+#define POOL_IDLE_MS 30000 /* a forward beyond the warm ones ends after this long without a connection */
 
 struct redir;
 struct podrun;
@@ -71,7 +72,8 @@ struct podrun {
     pthread_cond_t grow; /* the opener waits on it for pool_want */
     /* guarded by r->mu */
     portfwd *pool[POOL_MAX];
-    int load[POOL_MAX]; /* bridged connections per pool member */
+    int load[POOL_MAX];           /* bridged connections per pool member */
+    int64_t idle_since[POOL_MAX]; /* when its load last fell to 0 */
     size_t npool, pool_want;
     bool stopping;
     bool opened, handled; /* the opener finished its part / the main thread took the result */
@@ -157,7 +159,8 @@ static void on_done(void *ud, const bridge_result *res)
         fprintf(stderr, "%s: %s error: %s\n", c->line, res->where, strerror(-res->err)); /* resets are the peers' business */
     if (c->slot >= 0) {
         pthread_mutex_lock(&r->mu);
-        c->pr->load[c->slot]--;
+        if (--c->pr->load[c->slot] == 0)
+            c->pr->idle_since[c->slot] = time_now_ms();
         pthread_mutex_unlock(&r->mu);
     }
     free(c);
@@ -459,6 +462,20 @@ static int choose_ports(struct podrun *r, const flags *f, const kube *k, char *e
 
 /* ---- one pod ---- */
 
+/* r->mu held: ends the last extra forwards while idle for POOL_IDLE_MS
+ * (the last only: a connection's slot stays valid). */
+static void pool_shrink(struct podrun *pr)
+{
+    while (pr->npool > POOL_WARM && pr->load[pr->npool - 1] == 0 &&
+           time_now_ms() - pr->idle_since[pr->npool - 1] >= POOL_IDLE_MS) {
+        portfwd *pf = pr->pool[--pr->npool];
+        pr->pool_want = pr->npool;
+        pthread_mutex_unlock(&pr->r->mu);
+        portfwd_free(pf);
+        pthread_mutex_lock(&pr->r->mu);
+    }
+}
+
 /* The opener thread: session, bridge and ports (the main thread then starts
  * the streams), then the pool of forwards for the tunnel connections. */
 static void *opener_main(void *arg)
@@ -492,7 +509,9 @@ static void *opener_main(void *arg)
     pr->pool_want = r->pool_size < POOL_WARM ? r->pool_size : POOL_WARM;
     while (rc == 0 && !r->stopping && !pr->stopping) {
         if (pr->npool >= pr->pool_want) {
-            pthread_cond_wait(&pr->grow, &r->mu);
+            struct timespec dl = time_deadline_ts(CLOCK_MONOTONIC, POOL_IDLE_MS / 4);
+            if (pthread_cond_timedwait(&pr->grow, &r->mu, &dl) == ETIMEDOUT)
+                pool_shrink(pr);
             continue;
         }
         pthread_mutex_unlock(&r->mu);
@@ -500,8 +519,10 @@ static void *opener_main(void *arg)
         rc = portfwd_new(&pf, &pr->s.k, pr->s.pod.name, pr->s.mgr.container, pr->s.mgr.tunnel_port, 0,
                          pr->s.timeout_ms, err, sizeof(err)); /* failing: the tunnel uses the gRPC forward */
         pthread_mutex_lock(&r->mu);
-        if (rc == 0)
+        if (rc == 0) {
+            pr->idle_since[pr->npool] = time_now_ms();
             pr->pool[pr->npool++] = pf;
+        }
     }
     pthread_mutex_unlock(&r->mu);
     return NULL;
@@ -519,7 +540,11 @@ static int podrun_new(struct redir *r, const char *name, pod_info *pod_read)
         memset(pod_read, 0, sizeof(*pod_read));
     }
     snprintf(pr->name, sizeof(pr->name), "%s", name);
-    pthread_cond_init(&pr->grow, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&pr->grow, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = -pthread_create(&pr->opener, NULL, opener_main, pr);
     if (rc < 0) {
         pthread_cond_destroy(&pr->grow);

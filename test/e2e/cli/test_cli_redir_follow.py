@@ -183,3 +183,24 @@ def test_selector_reattaches_when_the_manager_dies(cluster, bg, label, local_htt
     assert len(cluster.pod(pod)['spec']['ephemeralContainers']) == 2
     assert srv.marker in fetch(cluster, pod)
     assert r.interrupt() == 0, r.err()
+
+
+def test_watch_resumes_from_its_resource_version(cluster, bg, label, local_http):
+    srv = local_http()
+    pods = ['%s-0' % label]
+    make_pods(cluster, label, pods)
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080' % pods[0])
+
+    def watches():
+        return [p for p in children(r.proc.pid) if 'get --raw' in cmdline(p) and 'watch=1' in cmdline(p)]
+    first = wait_for(watches, 10, what='the watch')
+    assert 'resourceVersion=' not in cmdline(first[0])  # the first one lists
+    os.kill(first[0], 9)
+    again = wait_for(lambda: [p for p in watches() if p not in first], 10, what='the watch to restart')
+    assert re.search(r'resourceVersion=\d+', cmdline(again[0])), cmdline(again[0])
+    new = '%s-1' % label
+    make_pods(cluster, label, [new])
+    r.wait_out('redirecting pod/%s:8080' % new, timeout=30)
+    assert srv.marker in fetch(cluster, new)
+    assert r.interrupt() == 0, r.err()
