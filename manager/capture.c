@@ -145,40 +145,44 @@ static int grow(capture_run *r, size_t n)
 }
 
 /* Sends the packets of one block the kernel handed over (up to the count
- * limit). 0 or -errno. */
+ * limit). A loopback device's packets come twice, going out and coming in:
+ * like libpcap, only the incoming copy is kept. 0 or -errno. */
 static int send_block(rpc_call *call, capture_run *r, struct tpacket_block_desc *bd)
 {
-    size_t n = bd->hdr.bh1.num_pkts;
-    if (r->count && n > r->count - r->captured)
-        n = r->count - r->captured;
-    int rc = grow(r, n);
+    size_t total = bd->hdr.bh1.num_pkts, n = 0;
+    int rc = grow(r, total);
     if (rc < 0)
         return rc;
     const size_t sll_off = TPACKET_ALIGN(sizeof(struct tpacket3_hdr));
     uint8_t *h = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
-    for (size_t i = 0; i < n; i++) {
-        struct tpacket3_hdr *th = (struct tpacket3_hdr *)h;
-        const struct sockaddr_ll *sll = (const struct sockaddr_ll *)(h + sll_off);
-        Kdiag__Solo__Io__CapturePacket *p = &r->pkts[i];
+    for (size_t i = 0; i < total && (!r->count || r->captured + n < r->count); i++) {
+        uint8_t *pkt = h;
+        struct tpacket3_hdr *th = (struct tpacket3_hdr *)pkt;
+        const struct sockaddr_ll *sll = (const struct sockaddr_ll *)(pkt + sll_off);
+        h += th->tp_next_offset;
+        if (sll->sll_pkttype == PACKET_OUTGOING && sll->sll_hatype == ARPHRD_LOOPBACK)
+            continue;
+        Kdiag__Solo__Io__CapturePacket *p = &r->pkts[n];
         kdiag__solo__io__capture_packet__init(p);
         p->timestamp_ns = (uint64_t)th->tp_sec * 1000000000u + th->tp_nsec;
         p->ifindex = (uint32_t)sll->sll_ifindex;
         uint32_t hdr = 0;
-        uint8_t *data = h + th->tp_mac;
+        uint8_t *data = pkt + th->tp_mac;
         if (r->cooked) {
             /* PACKET_RESERVE leaves room between the sockaddr_ll and the packet */
             if (th->tp_net < sll_off + sizeof *sll + CAPTURE_SLL2_LEN)
                 return -EPROTO;
-            data = h + th->tp_net - CAPTURE_SLL2_LEN;
+            data = pkt + th->tp_net - CAPTURE_SLL2_LEN;
             capture_sll2_header(data, sll);
             hdr = CAPTURE_SLL2_LEN;
         }
         p->original_length = th->tp_len + hdr;
         p->data.data = data;
         p->data.len = th->tp_snaplen + hdr < r->snaplen ? th->tp_snaplen + hdr : r->snaplen;
-        r->pptrs[i] = p;
-        h += th->tp_next_offset;
+        r->pptrs[n++] = p;
     }
+    if (n == 0)
+        return 0;
     read_drops(r);
     r->captured += n;
     Kdiag__Solo__Io__CaptureResponse resp = KDIAG__SOLO__IO__CAPTURE_RESPONSE__INIT;

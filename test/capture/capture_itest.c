@@ -209,6 +209,34 @@ static void case_exchange(netlab_mgr *m, bool any)
            (unsigned long long)s.len);
 }
 
+/* Datagrams from the pod to itself over lo, seen by the kernel going out and
+ * coming in: each captured once, as tcpdump does, on lo and on any. */
+static void case_loopback(netlab_mgr *m, bool any)
+{
+    cap_run r;
+    capture_client_req req = {.interface = any ? "any" : "lo", .filter = FILTER, .duration_ms = 1500};
+    cap_start(&r, m, &req);
+    int srv = netlab_socket_type(NS_POD, AF_INET, SOCK_DGRAM);
+    int cli = netlab_socket_type(NS_POD, AF_INET, SOCK_DGRAM);
+    CHECK(srv >= 0 && cli >= 0, "udp sockets");
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(UDP_PORT), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    CHECK(bind(srv, (struct sockaddr *)&a, sizeof a) == 0, "bind: %s", strerror(errno));
+    char buf[64];
+    for (int i = 0; i < EXCHANGES; i++) {
+        CHECK(sendto(cli, "loop", 4, 0, (struct sockaddr *)&a, sizeof a) == 4, "sendto");
+        CHECK(recv(srv, buf, sizeof buf, 0) == 4, "recv");
+    }
+    close(srv);
+    close(cli);
+    cap_join(&r);
+    CHECK(r.rc == 0, "capture ended with %d: %s", r.rc, r.st.message);
+    pcap_sum s = read_back();
+    CHECK(s.packets == EXCHANGES && r.s.captured == EXCHANGES, "%llu packets (manager: %llu), want %d",
+          (unsigned long long)s.packets, (unsigned long long)r.s.captured, EXCHANGES);
+    tcpdump_reads(EXCHANGES);
+    printf("ok: loopback on %s: %llu packets\n", any ? "any" : "lo", (unsigned long long)s.packets);
+}
+
 /* A filter that matches nothing of the exchange captures nothing: the file is its header. */
 static void case_filter_nothing(netlab_mgr *m)
 {
@@ -311,6 +339,10 @@ int main(int argc, char **argv)
         case_exchange(&m, true);
     else if (strcmp(cs, "exchange_iface") == 0)
         case_exchange(&m, false);
+    else if (strcmp(cs, "loopback_lo") == 0)
+        case_loopback(&m, false);
+    else if (strcmp(cs, "loopback_any") == 0)
+        case_loopback(&m, true);
     else if (strcmp(cs, "filter_nothing") == 0)
         case_filter_nothing(&m);
     else if (strcmp(cs, "bad_filter") == 0)
