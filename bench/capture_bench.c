@@ -1,6 +1,6 @@
 /* capture_bench — kdiag's capture path against tcpdump -w on the same traffic,
  * side by side in one run (root; by hand, not a ctest):
- *   capture_bench KDIAG_MANAGER [seconds per trial, default 1] [64|1514: one frame size]
+ *   capture_bench KDIAG_MANAGER [seconds per trial, default 1] [64|1514|both] [readers]
  *
  * Test bed of test/redirect (netlab): namespaces "peer" and "pod" joined by a
  * veth. UDP datagrams go from "peer" to a socket in "pod" that never reads, at
@@ -16,6 +16,10 @@
  * turns at each rate;
  * the ratio kdiag / tcpdump (goal >= 0.8); CPU per million packets of the
  * manager (and of tcpdump) at that rate.
+ * With "readers": the two ways of reading an AF_PACKET socket the manager
+ * could use, alone (this process counts the packets, nothing is written):
+ * recvmmsg (64 a call, SO_RCVBUF as large as the ring) against the manager's
+ * TPACKET_V3 ring: zero-drop rate and CPU per million packets of each.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +28,10 @@
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/if_ether.h>
+#include <linux/if_packet.h>
+#include <net/if.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -40,6 +48,12 @@
 
 static char veth[32], path[64];
 static int sender = -1;
+static netlab_mgr *mgr;
+
+typedef enum { CAP_KDIAG, CAP_TCPDUMP, CAP_RECVMMSG, CAP_RING } capturer;
+static const char *const cap_names[] = {"kdiag", "tcpdump", "recvmmsg", "ring"};
+#define RING_BLOCK (1u << 18) /* the manager's ring (manager/capture.c) */
+#define RING_BLOCKS 128u
 
 typedef struct {
     uint64_t sent, got, drops;
@@ -234,27 +248,131 @@ done:
     unlink(path);
 }
 
+/* ---- readers alone: recvmmsg or a TPACKET_V3 ring ---- */
+typedef struct {
+    capturer kind;
+    int fd;
+    uint8_t *ring;
+    bool stop;    /* __atomic */
+    uint64_t got; /* __atomic: our datagrams seen */
+    double cpu_s;
+} reader;
+
+static bool is_ours(const uint8_t *f, size_t n)
+{
+    return n >= 42 && f[12] == 0x08 && f[13] == 0 && f[23] == IPPROTO_UDP && f[36] == 0 && f[37] == UDP_PORT;
+}
+
+static void *reader_main(void *arg)
+{
+    reader *r = arg;
+    static uint8_t bufs[64][2048];
+    struct iovec iov[64];
+    struct mmsghdr msgs[64];
+    for (int i = 0; i < 64; i++) {
+        iov[i] = (struct iovec){bufs[i], sizeof bufs[i]};
+        msgs[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[i], .msg_iovlen = 1}};
+    }
+    double t0 = thread_cpu_s();
+    unsigned next = 0;
+    while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+        uint64_t n = 0;
+        if (r->kind == CAP_RECVMMSG) {
+            int k = recvmmsg(r->fd, msgs, 64, MSG_DONTWAIT, NULL);
+            for (int i = 0; i < k; i++)
+                n += is_ours(bufs[i], msgs[i].msg_len);
+            if (k <= 0)
+                poll(&(struct pollfd){r->fd, POLLIN, 0}, 1, 20);
+        } else {
+            struct tpacket_block_desc *bd = (void *)(r->ring + (size_t)next * RING_BLOCK);
+            if (!(__atomic_load_n(&bd->hdr.bh1.block_status, __ATOMIC_ACQUIRE) & TP_STATUS_USER)) {
+                poll(&(struct pollfd){r->fd, POLLIN, 0}, 1, 20);
+                continue;
+            }
+            uint8_t *h = (uint8_t *)bd + bd->hdr.bh1.offset_to_first_pkt;
+            for (uint32_t i = 0; i < bd->hdr.bh1.num_pkts; i++) {
+                struct tpacket3_hdr *th = (void *)h;
+                n += is_ours(h + th->tp_mac, th->tp_snaplen);
+                h += th->tp_next_offset;
+            }
+            __atomic_store_n(&bd->hdr.bh1.block_status, TP_STATUS_KERNEL, __ATOMIC_RELEASE);
+            next = (next + 1) % RING_BLOCKS;
+        }
+        __atomic_add_fetch(&r->got, n, __ATOMIC_RELEASE);
+    }
+    r->cpu_s = thread_cpu_s() - t0;
+    return NULL;
+}
+
+static void trial_reader(capturer kind, size_t payload, uint64_t rate, double secs, trial *t)
+{
+    reader r = {.kind = kind};
+    uint64_t n = (uint64_t)((double)rate * secs);
+    r.fd = socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0);
+    CHECK(r.fd >= 0, "packet socket: %s", strerror(errno));
+    if (kind == CAP_RING) {
+        int ver = TPACKET_V3;
+        struct tpacket_req3 req = {.tp_block_size = RING_BLOCK,
+                                   .tp_block_nr = RING_BLOCKS,
+                                   .tp_frame_size = 2048,
+                                   .tp_frame_nr = RING_BLOCK / 2048 * RING_BLOCKS,
+                                   .tp_retire_blk_tov = 10};
+        CHECK(setsockopt(r.fd, SOL_PACKET, PACKET_VERSION, &ver, sizeof ver) == 0 &&
+                  setsockopt(r.fd, SOL_PACKET, PACKET_RX_RING, &req, sizeof req) == 0,
+              "ring: %s", strerror(errno));
+        r.ring = mmap(NULL, (size_t)RING_BLOCK * RING_BLOCKS, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, 0);
+        CHECK(r.ring != MAP_FAILED, "mmap: %s", strerror(errno));
+    } else {
+        int sz = (int)(RING_BLOCK * RING_BLOCKS);
+        CHECK(setsockopt(r.fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof sz) == 0, "SO_RCVBUFFORCE: %s",
+              strerror(errno));
+    }
+    struct sockaddr_ll sll = {.sll_family = AF_PACKET,
+                              .sll_protocol = htons(ETH_P_ALL),
+                              .sll_ifindex = (int)if_nametoindex(veth)};
+    CHECK(bind(r.fd, (struct sockaddr *)&sll, sizeof sll) == 0, "bind: %s", strerror(errno));
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, reader_main, &r) == 0, "thread");
+    t->secs = blast(payload, rate, n);
+    for (int64_t end = time_now_ms() + 2000; time_now_ms() < end && __atomic_load_n(&r.got, __ATOMIC_ACQUIRE) < n;)
+        usleep(10000);
+    __atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    struct tpacket_stats_v3 st = {0};
+    socklen_t len = kind == CAP_RING ? sizeof st : sizeof(struct tpacket_stats);
+    getsockopt(r.fd, SOL_PACKET, PACKET_STATISTICS, &st, &len);
+    t->sent = n;
+    t->got = r.got;
+    t->drops = st.tp_drops;
+    t->cpu_s = r.cpu_s;
+    if (r.ring)
+        munmap(r.ring, (size_t)RING_BLOCK * RING_BLOCKS);
+    close(r.fd);
+}
+
 /* One trial; retried twice when the sender fell short of the rate (load). */
-static void run(netlab_mgr *m, size_t payload, uint64_t rate, double secs, trial *t)
+static void run(capturer kind, size_t payload, uint64_t rate, double secs, trial *t)
 {
     for (int attempt = 0; attempt < 3; attempt++) {
         memset(t, 0, sizeof *t);
-        if (m)
-            trial_kdiag(m, payload, rate, secs, t);
-        else
+        if (kind == CAP_KDIAG)
+            trial_kdiag(mgr, payload, rate, secs, t);
+        else if (kind == CAP_TCPDUMP)
             trial_tcpdump(payload, rate, secs, t);
+        else
+            trial_reader(kind, payload, rate, secs, t);
         t->gen_limit = (double)t->sent / t->secs < 0.9 * (double)rate;
         if (!t->gen_limit)
             break;
     }
-    printf("    %-7s %5zu B  %8llu pps asked, %8.0f sent: %llu of %llu, %llu kernel drops; CPU %.2f s%s\n",
-           m ? "kdiag" : "tcpdump", payload, (unsigned long long)rate, (double)t->sent / t->secs,
+    printf("    %-8s %5zu B  %8llu pps asked, %8.0f sent: %llu of %llu, %llu kernel drops; CPU %.2f s%s\n",
+           cap_names[kind], payload, (unsigned long long)rate, (double)t->sent / t->secs,
            (unsigned long long)t->got, (unsigned long long)t->sent, (unsigned long long)t->drops,
-           t->cpu_s + t->client_s, m ? " (manager + client)" : "");
+           t->cpu_s + t->client_s, kind == CAP_KDIAG ? " (manager + client)" : "");
 }
 
 typedef struct {
-    netlab_mgr *m; /* NULL: tcpdump */
+    capturer kind;
     bool failed;
     bool gen_limited; /* the rate asked is twice what the sender reached: its limit, not the capturer's */
     double rate;      /* the highest rate sent with zero drops */
@@ -273,7 +391,7 @@ static void climb(ladder *l, size_t n, size_t payload, double secs)
                 continue;
             any = true;
             trial t;
-            run(l[i].m, payload, (uint64_t)r, secs, &t);
+            run(l[i].kind, payload, (uint64_t)r, secs, &t);
             if (t.got != t.sent || t.drops) {
                 l[i].failed = true;
                 continue;
@@ -292,7 +410,7 @@ static void climb(ladder *l, size_t n, size_t payload, double secs)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: capture_bench KDIAG_MANAGER [seconds per trial] [64|1514]\n");
+        fprintf(stderr, "usage: capture_bench KDIAG_MANAGER [seconds per trial] [64|1514|both] [readers]\n");
         return 2;
     }
     double secs = argc > 2 ? atof(argv[2]) : 1.0;
@@ -302,6 +420,8 @@ int main(int argc, char **argv)
     netlab_init();
     netlab_mgr m;
     netlab_mgr_start(&m, argv[1], false);
+    mgr = &m;
+    bool readers = argc > 4 && strcmp(argv[4], "readers") == 0;
 
     /* the pod's socket takes the datagrams and never reads: no ICMP back */
     int sink = netlab_socket_type(NS_POD, AF_INET, SOCK_DGRAM);
@@ -317,10 +437,20 @@ int main(int argc, char **argv)
         const char *what;
     } sizes[] = {{22, "64-byte frames"}, {1472, "1514-byte frames (1500-byte IP packets)"}};
     for (size_t i = 0; i < 2; i++) {
-        if (argc > 3 && (size_t)atoi(argv[3]) != sizes[i].payload + 42)
+        if (argc > 3 && atoi(argv[3]) && (size_t)atoi(argv[3]) != sizes[i].payload + 42)
             continue;
-        ladder l[2] = {{.m = &m}, {.m = NULL}};
         printf("%s, %.1f s per trial:\n", sizes[i].what, secs);
+        if (readers) {
+            ladder l[2] = {{.kind = CAP_RECVMMSG}, {.kind = CAP_RING}};
+            climb(l, 2, sizes[i].payload, secs);
+            printf("  zero-drop rate: recvmmsg %s%.0f pps, TPACKET_V3 ring %s%.0f pps; CPU per million packets: "
+                   "recvmmsg %.3f s, ring %.3f s\n",
+                   l[0].gen_limited ? ">= " : "", l[0].rate, l[1].gen_limited ? ">= " : "", l[1].rate,
+                   l[0].best.got ? l[0].best.cpu_s * 1e6 / (double)l[0].best.got : 0,
+                   l[1].best.got ? l[1].best.cpu_s * 1e6 / (double)l[1].best.got : 0);
+            continue;
+        }
+        ladder l[2] = {{.kind = CAP_KDIAG}, {.kind = CAP_TCPDUMP}};
         climb(l, 2, sizes[i].payload, secs);
         printf("  zero-drop rate: kdiag %s%.0f pps, tcpdump -w %s%.0f pps: ratio %.2f (goal >= 0.8)%s\n",
                l[0].gen_limited ? ">= " : "", l[0].rate, l[1].gen_limited ? ">= " : "", l[1].rate,
