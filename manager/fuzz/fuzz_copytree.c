@@ -1,0 +1,87 @@
+/* fuzz_copytree — libFuzzer target for the receiving side of a copy
+ * (api/copytree.c), which writes what the peer streams: the manager for
+ * CopyTo, the CLI for CopyFrom (a manager in a pod the user does not trust).
+ * Input: CopyChunk messages, each after a 2-byte big-endian length, fed to
+ * one copytree_recv into an existing directory. Properties beyond "no crash,
+ * no leak, no UB":
+ *   - nothing is ever created beside the destination directory;
+ *   - a refused stream leaves the destination empty (no temporaries, nothing
+ *     under a final name). */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "copytree.h"
+
+static char top[64], dst[96];
+
+static size_t entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    size_t n = 0;
+    struct dirent *de;
+    if (!d)
+        abort();
+    while ((de = readdir(d)))
+        n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+    closedir(d);
+    return n;
+}
+
+static void empty(const char *dir)
+{
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/* %s/.[!.]* 2>/dev/null", dir, dir);
+    if (system(cmd) < 0)
+        abort();
+}
+
+static void cleanup(void)
+{
+    empty(dst);
+    rmdir(dst);
+    rmdir(top);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n);
+int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
+{
+    if (!top[0]) {
+        snprintf(top, sizeof top, "/tmp/kdiag-fuzz-copytree-%d", (int)getpid());
+        snprintf(dst, sizeof dst, "%s/dst", top);
+        if (mkdir(top, 0700) < 0 || mkdir(dst, 0700) < 0)
+            abort();
+        atexit(cleanup);
+    }
+    char err[1024];
+    copytree_recv *r;
+    if (copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, sizeof err) < 0)
+        abort();
+    int rc = 0;
+    while (rc == 0 && n >= 2) {
+        size_t len = (size_t)d[0] << 8 | d[1];
+        d += 2;
+        n -= 2;
+        if (len > n)
+            len = n;
+        Kdiag__Solo__Io__CopyChunk *c = kdiag__solo__io__copy_chunk__unpack(NULL, len, d);
+        d += len;
+        n -= len;
+        if (!c)
+            break;
+        rc = copytree_recv_chunk(r, c, err, sizeof err);
+        kdiag__solo__io__copy_chunk__free_unpacked(c, NULL);
+    }
+    if (rc == 0)
+        rc = copytree_recv_finish(r, err, sizeof err);
+    copytree_recv_free(r);
+    if (entries(top) != 1 || (rc < 0 && entries(dst) != 0))
+        abort();
+    empty(dst);
+    return 0;
+}
