@@ -84,10 +84,10 @@ static void refused(const step *s, size_t n)
     assert_int_equal(count_entries(top), 1);
 }
 
-#define REFUSED(...)                                                                                                   \
-    do {                                                                                                               \
-        const step s_[] = {__VA_ARGS__};                                                                               \
-        refused(s_, sizeof s_ / sizeof s_[0]);                                                                         \
+#define REFUSED(...) \
+    do { \
+        const step s_[] = {__VA_ARGS__}; \
+        refused(s_, sizeof s_ / sizeof s_[0]); \
     } while (0)
 
 static int setup(void **state)
@@ -158,9 +158,12 @@ static void test_valid_stream_lands(void **state)
 {
     (void)state;
     const step s[] = {
-        {'e', "a", S_IFDIR | 0755, 0, NULL},  {'e', "a/f", S_IFREG | 0640, 8192 + 10, NULL},
-        {'d', NULL, 0, 10, NULL},             {'h', NULL, 0, 8192, NULL},
-        {'e', "a/l", S_IFLNK | 0777, 0, "f"}, {'e', "a/sub", S_IFDIR | 0700, 0, NULL},
+        {'e', "a", S_IFDIR | 0755, 0, NULL},
+        {'e', "a/f", S_IFREG | 0640, 8192 + 10, NULL},
+        {'d', NULL, 0, 10, NULL},
+        {'h', NULL, 0, 8192, NULL},
+        {'e', "a/l", S_IFLNK | 0777, 0, "f"},
+        {'e', "a/sub", S_IFDIR | 0700, 0, NULL},
         {'e', "a/sub/g", S_IFREG | 0600, 0, NULL},
     };
     char err[512] = "", p[256];
