@@ -62,7 +62,7 @@ const char *cp_human_bytes(unsigned long long n, char *out, size_t outlen)
 }
 
 typedef struct {
-    rpc_client *cl;
+    session *s;
     copy_client_target target;
     const char *remote, *local;
     bool from; /* remote → local */
@@ -82,12 +82,38 @@ static void job_progress(void *ud, const copytree_stats *st)
     pthread_mutex_unlock(&j->mu);
 }
 
+/* The copy. A forward that just restarted may refuse the first call: when
+ * nothing moved yet, once more over a fresh one (as ps does). */
 static void *job_main(void *arg)
 {
     cp_job *j = arg;
     copy_client_opts o = {.progress = job_progress, .ud = j, .cancel = &j->cancel};
-    int rc = j->from ? copy_client_from(j->cl, &j->target, j->remote, j->local, &o, j->err, sizeof j->err)
-                     : copy_client_to(j->cl, j->local, &j->target, j->remote, &o, j->err, sizeof j->err);
+    int rc = -ENOTCONN;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        unsigned gen;
+        rpc_client *cl = session_client(j->s, &gen);
+        if (!cl) {
+            snprintf(j->err, sizeof j->err, "no port-forward to pod/%s", j->s->pod.name);
+            rc = -ENOTCONN;
+            break;
+        }
+        rc = j->from ? copy_client_from(cl, &j->target, j->remote, j->local, &o, j->err, sizeof j->err)
+                     : copy_client_to(cl, j->local, &j->target, j->remote, &o, j->err, sizeof j->err);
+        rpc_client_free(cl);
+        pthread_mutex_lock(&j->mu);
+        bool moved = j->st.entries > 0;
+        pthread_mutex_unlock(&j->mu);
+        pthread_mutex_lock(&j->cancel.mu);
+        bool stopped = j->cancel.cancelled;
+        pthread_mutex_unlock(&j->cancel.mu);
+        int lg, lt;
+        char werr[512];
+        if (rc != -ECONNRESET || moved || stopped)
+            break;
+        portfwd_kick(j->s->pf, gen);
+        if (portfwd_wait(j->s->pf, gen, j->s->timeout_ms, &lg, &lt, werr, sizeof werr) < 0)
+            break;
+    }
     pthread_mutex_lock(&j->mu);
     j->rc = rc;
     j->done = true;
@@ -169,13 +195,8 @@ int cp_main(const flags *f, const kube *k)
     rc = session_open(k, &so, &s, err, sizeof err);
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
+    j.s = &s;
     j.target.container_id = s.target_id;
-    unsigned gen;
-    if (!(j.cl = session_client(&s, &gen))) {
-        snprintf(err, sizeof err, "no port-forward to pod/%s", s.pod.name);
-        rc = -ENOTCONN;
-        goto out;
-    }
     /* From here every thread (the copy's and gRPC's) inherits blocked
      * SIGINT/SIGTERM; wait_job takes them. */
     sigset_t stop;
@@ -188,12 +209,11 @@ int cp_main(const flags *f, const kube *k)
     wait_job(&j, &stop);
     pthread_join(th, NULL);
     rc = j.rc;
-    if (rc == -ECANCELED && j.cancel.cancelled)
+    if (rc == -ECANCELED && j.cancel.cancelled) /* the thread that set it */
         snprintf(err, sizeof err, "cp interrupted: nothing was left half-written");
     else if (rc < 0)
         snprintf(err, sizeof err, "cp %s pod/%s: %s", j.from ? "from" : "to", s.pod.name, j.err);
 out:
-    rpc_client_free(j.cl);
     session_close(&s);
     return exitcode_report(stderr, rc, err);
 }
