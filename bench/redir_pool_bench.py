@@ -8,14 +8,16 @@ for each size of the pool of tunnel port-forwards (KDIAG_REDIR_POOL):
   stalled   7 such redirected connections while an 8th one's local reader never reads,
             aggregate MB/s of the 7 against the 8-connection figure
 
-  bench/redir_pool_bench.py [--build DIR] [--mb N] [--pools 0,2,4,8]
+  bench/redir_pool_bench.py [--build DIR] [--mb N] [--pools 0,2,4,8] [--runs N]
 
-Each pool size first runs a round of 8 connections that grows the pool.
+Each pool size first runs a round of 8 connections that grows the pool, then --runs rounds of
+the three measurements, alternated; medians and per-round ratios are printed.
 As root (the simulated cluster). Prints one line per measurement and the ratios."""
 import argparse
 import os
 import socket
 import socketserver
+import statistics
 import subprocess
 import sys
 import threading
@@ -161,6 +163,7 @@ def main():
     ap.add_argument('--build', default=os.path.join(REPO, 'build'))
     ap.add_argument('--mb', type=int, default=32)
     ap.add_argument('--pools', default='0,2,4,8')
+    ap.add_argument('--runs', type=int, default=3)
     a = ap.parse_args()
     os.environ['KDIAG_CLI'] = cli = os.path.join(os.path.realpath(a.build), 'cli', 'kubectl-diag')
     os.environ.setdefault('KUBESIM_IMAGES', os.path.join(os.path.realpath(a.build), 'images', 'images.json'))
@@ -202,24 +205,35 @@ def run(c, cli, a):
                 deadline = time.monotonic() + 30
                 while len(forwards(r.pid)) < want and time.monotonic() < deadline:
                     time.sleep(0.2)
-                plain = plain_eight(c, pod, 9100, nbytes)
-                eight = redirected(c, ip, 'R' * CONNS, nbytes)
-                stalled = redirected(c, ip, 'S' + 'R' * (CONNS - 1), nbytes)
-                stop.set()
+                plain, eight, stalled = [], [], []
+                for _ in range(a.runs):  # alternated, each stalled connection released before the next round
+                    plain.append(plain_eight(c, pod, 9100, nbytes))
+                    eight.append(redirected(c, ip, 'R' * CONNS, nbytes))
+                    stalled.append(redirected(c, ip, 'S' + 'R' * (CONNS - 1), nbytes))
+                    stop.set()
+                    time.sleep(0.5)
+                    stop.clear()
             finally:
                 r.send_signal(2)
                 r.wait(60)
                 stop.clear()
-            print('pool %d  8 plain port-forward connections: %.1f MB/s; 8 redirected: %.1f MB/s; 7 redirected + '
-                  '1 stalled: %.1f MB/s' % (pool, plain, eight, stalled))
-            print('pool %d  ratio redirected / plain: %.2f (goal >= 0.9); stalled / eight: %.2f (goal >= 0.8)'
-                  % (pool, eight / plain, stalled / eight))
+            med = statistics.median
+            print('pool %d  medians of %d: 8 plain port-forward connections %.1f MB/s; 8 redirected %.1f MB/s; '
+                  '7 redirected + 1 stalled %.1f MB/s' % (pool, a.runs, med(plain), med(eight), med(stalled)))
+            r1 = [e / p for e, p in zip(eight, plain)]
+            r2 = [st / e for st, e in zip(stalled, eight)]
+            print('pool %d  ratio redirected / plain: median %.2f (runs %s; goal >= 0.9); stalled / eight: median '
+                  '%.2f (runs %s; goal >= 0.8)' % (pool, med(r1), fmt(r1), med(r2), fmt(r2)))
             sys.stdout.flush()
     finally:
         stop.set()
         sink.shutdown()
         src.terminate()
         src.wait(10)
+
+
+def fmt(xs):
+    return ' '.join('%.2f' % x for x in xs)
 
 
 if __name__ == '__main__':
