@@ -8,7 +8,8 @@ What the controllers do, as far as kubectl can tell:
   while the old ones keep only as many pods as the new one still lacks available ones; a rollout
   that makes no progress for progressDeadlineSeconds is ProgressDeadlineExceeded;
 * a ReplicaSet keeps spec.replicas pods named <replicaset>-<5 characters>, each with an
-  ownerReference to it and the pod-template-hash label;
+  ownerReference to it and the pod-template-hash label; a pod is available once Ready for
+  minReadySeconds (the controllers wake at least once a second to see it);
 * a StatefulSet creates <name>-0 … <name>-(n-1) in order, each once the one before is Ready,
   removes them from the highest ordinal down, and replaces pods of an older template from the
   highest ordinal down, one at a time;
@@ -110,8 +111,18 @@ def owner_ref(owner, kind):
             'controller': True, 'blockOwnerDeletion': True}
 
 
-def pod_ready(pod):
-    return any(c.get('type') == 'Ready' and c.get('status') == 'True'
+def _seconds_since(ts):
+    try:
+        t = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
+    except (TypeError, ValueError):
+        return 0
+    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
+
+
+def pod_ready(pod, min_ready_seconds=0):
+    """Ready, and (available) for at least min_ready_seconds."""
+    return any(c.get('type') == 'Ready' and c.get('status') == 'True' and
+               (not min_ready_seconds or _seconds_since(c.get('lastTransitionTime')) >= min_ready_seconds)
                for c in (pod.get('status') or {}).get('conditions') or [])
 
 
@@ -403,14 +414,6 @@ def _condition(old, ctype, status, reason, message):
     return c
 
 
-def _seconds_since(ts):
-    try:
-        t = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        return 0
-    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
-
-
 class Controllers:
     """The deployment, replicaset, statefulset and garbage-collection loops, as one."""
 
@@ -538,7 +541,8 @@ class Controllers:
                            'annotations': {'deployment.kubernetes.io/desired-replicas': str(want),
                                            REVISION: str(rev)},
                            'ownerReferences': [owner_ref(d, 'Deployment')]},
-              'spec': {'replicas': 0, 'selector': selector, 'template': tmpl}, 'status': {}}
+              'spec': {'replicas': 0, 'minReadySeconds': d['spec'].get('minReadySeconds', 0), 'selector': selector,
+                       'template': tmpl}, 'status': {}}
         try:
             return self.store.add('replicasets', rs)
         except KeyError:
@@ -585,9 +589,10 @@ class Controllers:
             for p in victims[:len(pods) - want]:
                 self._delete_pod(p)
         n_ready = sum(1 for p in pods if pod_ready(p))
+        n_available = sum(1 for p in pods if pod_ready(p, rs['spec'].get('minReadySeconds', 0)))
         self._set_status('replicasets', rs, {
             'replicas': len(pods), 'fullyLabeledReplicas': len(pods), 'readyReplicas': n_ready,
-            'availableReplicas': n_ready, 'observedGeneration': rs['metadata'].get('generation', 1)})
+            'availableReplicas': n_available, 'observedGeneration': rs['metadata'].get('generation', 1)})
 
     def _statefulset(self, s):
         name, spec = s['metadata']['name'], s['spec']

@@ -90,6 +90,18 @@ def test_scale_and_rollout_restart(cluster, kv):
     cluster.ok('delete', 'deploy', name, version=kv)
 
 
+def test_min_ready_seconds_delays_availability(cluster):
+    m = json.loads(deployment_manifest('minready', 1))
+    m['spec']['minReadySeconds'] = 3
+    cluster.ok('apply', '-f', '-', input=json.dumps(m))
+    wait_for(lambda: pods_of(cluster, 'app=minready'), 30, what='the minready pod')
+    cluster.ok('wait', '--for=condition=Ready', 'pod', '-l', 'app=minready', '--timeout=60s', timeout=70)
+    ready = time.monotonic()  # at most a second after the pod became Ready
+    cluster.ok('rollout', 'status', 'deploy/minready', '--timeout=60s', timeout=70)
+    assert time.monotonic() - ready >= 1, 'available before minReadySeconds (3 s; times have 1 s resolution)'
+    cluster.ok('delete', 'deploy', 'minready')
+
+
 def test_rollout_status_fails_past_the_progress_deadline(cluster):
     m = json.loads(deployment_manifest('late', 1))
     m['spec']['progressDeadlineSeconds'] = 2
