@@ -6,7 +6,8 @@ What the controllers do, as far as kubectl can tell:
 * a Deployment owns one ReplicaSet per pod template, named <deployment>-<pod-template-hash>; a
   changed template (kubectl rollout restart) makes a new one, scaled to spec.replicas at once,
   while the old ones keep only as many pods as the new one still lacks available ones; a rollout
-  that makes no progress for progressDeadlineSeconds is ProgressDeadlineExceeded;
+  that makes no progress for progressDeadlineSeconds is ProgressDeadlineExceeded; a paused one
+  (kubectl rollout pause) makes no new ReplicaSet until resumed;
 * a ReplicaSet keeps spec.replicas pods named <replicaset>-<5 characters>, each with an
   ownerReference to it and the pod-template-hash label; a pod is available once Ready for
   minReadySeconds (the controllers wake at least once a second to see it);
@@ -511,6 +512,8 @@ class Controllers:
         olds = [r for r in rss if r is not new]
         want = spec.get('replicas', 1)
         top = int(rss[-1]['metadata'].get('annotations', {}).get(REVISION, 0)) if rss else 0
+        if new is None and spec.get('paused'):  # a paused Deployment rolls nothing out
+            return self._deployment_status(d, None, rss, want)
         if new is None:
             new = self._new_replicaset(d, h, top + 1, want)
             if new is None:
@@ -552,7 +555,7 @@ class Controllers:
         def total(key):
             return sum((r.get('status') or {}).get(key, 0) for r in rss)
         st = {'observedGeneration': d['metadata'].get('generation', 1), 'replicas': total('replicas'),
-              'updatedReplicas': (new.get('status') or {}).get('replicas', 0),
+              'updatedReplicas': (new.get('status') or {}).get('replicas', 0) if new else 0,
               'readyReplicas': total('readyReplicas'), 'availableReplicas': total('availableReplicas')}
         st['unavailableReplicas'] = max(0, want - st['availableReplicas'])
         old = (d.get('status') or {}).get('conditions') or []
@@ -562,10 +565,12 @@ class Controllers:
         else:
             avail = _condition(old, 'Available', 'False', 'MinimumReplicasUnavailable',
                                'Deployment does not have minimum availability.')
-        name = new['metadata']['name']
+        name = new['metadata']['name'] if new else ''
         busy, late = 'ReplicaSet "%s" is progressing.' % name, 'ReplicaSet "%s" has timed out progressing.' % name
         prev = next((c for c in old if c.get('type') == 'Progressing'), {})
-        if st['updatedReplicas'] == want and st['replicas'] == want and st['availableReplicas'] == want:
+        if d['spec'].get('paused'):
+            prog = _condition(old, 'Progressing', 'Unknown', 'DeploymentPaused', 'Deployment is paused')
+        elif st['updatedReplicas'] == want and st['replicas'] == want and st['availableReplicas'] == want:
             prog = _condition(old, 'Progressing', 'True', 'NewReplicaSetAvailable',
                               'ReplicaSet "%s" has successfully progressed.' % name)
         elif prev.get('message') == late or (prev.get('message') == busy and _seconds_since(

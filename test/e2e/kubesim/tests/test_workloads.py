@@ -90,6 +90,27 @@ def test_scale_and_rollout_restart(cluster, kv):
     cluster.ok('delete', 'deploy', name, version=kv)
 
 
+@versions('1.27', '1.33')
+def test_paused_deployment_rolls_out_on_resume(cluster, kv):
+    name = 'paused-' + kv.replace('.', '')
+    cluster.ok('create', 'deployment', name, '--image=nginx', version=kv)
+    cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=60s', version=kv, timeout=70)
+    cluster.ok('rollout', 'pause', 'deploy/' + name, version=kv)
+    cluster.ok('set', 'image', 'deploy/' + name, 'nginx=curl', version=kv)
+    r = cluster.kubectl('rollout', 'restart', 'deploy/' + name, version=kv)
+    assert r.returncode == 1 and "can't restart paused deployment (run rollout resume first)" in r.stderr, r.stderr
+    time.sleep(2)
+    assert len(cluster.ok('get', 'rs', '-l', 'app=' + name, '-o', 'name').split()) == 1
+    d = json.loads(cluster.ok('get', 'deploy', name, '-o', 'json'))
+    assert {c['type']: c['reason'] for c in d['status']['conditions']}['Progressing'] == 'DeploymentPaused'
+    cluster.ok('rollout', 'resume', 'deploy/' + name, version=kv)
+    cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=60s', version=kv, timeout=70)
+    assert len(cluster.ok('get', 'rs', '-l', 'app=' + name, '-o', 'name').split()) == 2
+    assert [p['spec']['containers'][0]['image'] for p in pods_of(cluster, 'app=' + name)
+            if not p['metadata'].get('deletionTimestamp')] == ['curl']
+    cluster.ok('delete', 'deploy', name, version=kv)
+
+
 def test_min_ready_seconds_delays_availability(cluster):
     m = json.loads(deployment_manifest('minready', 1))
     m['spec']['minReadySeconds'] = 3
