@@ -1,5 +1,5 @@
 /* capture_client — see capture_client.h. */
-#include "capture_client.h"
+#include "capture_client-internal.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -13,11 +13,6 @@
 #define PCAP_FILE_HDR 24
 #define PCAP_REC_HDR 16
 
-struct capture_client {
-    rpc_stream *stream;
-    uint8_t *buf; /* one batch of records */
-    size_t cap;
-};
 
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
@@ -131,8 +126,9 @@ static int wire_field(wire *w, uint32_t *num, unsigned *type, uint64_t *v, wire 
     }
 }
 
-/* Appends the pcap record of one CapturePacket (wire bytes pk) to c->buf at *used. */
-static int add_record(capture_client *c, size_t *used, wire pk, capture_client_stats *s)
+/* Appends the pcap record of one CapturePacket (wire bytes pk) to c->buf at
+ * *used, and counts it in ifc[] at the index of its interface in s. */
+static int add_record(capture_client *c, size_t *used, wire pk, const capture_client_stats *s, uint64_t *ifc)
 {
     uint64_t ts = 0, olen = 0, ifindex = 0, v;
     wire data = {NULL, NULL}, sub;
@@ -171,28 +167,26 @@ static int add_record(capture_client *c, size_t *used, wire pk, capture_client_s
     *used += PCAP_REC_HDR + caplen;
     for (size_t j = 0; j < s->nifaces; j++)
         if (s->ifaces[j].index == ifindex)
-            s->ifaces[j].packets++;
+            ifc[j]++;
     return 0;
 }
 
-/* A batch (a CaptureResponse after the ready one): its records in one write,
- * so a capture ends between whole records; the manager's counts. */
-static int on_packets(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
+int capture_client_batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
 {
     wire w = {buf, buf + len}, sub;
     size_t used = 0;
-    uint64_t n = 0, v;
+    uint64_t n = 0, v, captured = s->captured, drops = s->kernel_drops, ifc[CAPTURE_CLIENT_IFACES_MAX] = {0};
     uint32_t num;
     unsigned type;
     while (w.p < w.end) {
         int rc = wire_field(&w, &num, &type, &v, &sub);
         if (rc == 0 && type == 2 && num == 5) {
-            rc = add_record(c, &used, sub, s);
+            rc = add_record(c, &used, sub, s, ifc);
             n++;
-        } else if (rc == 0 && type == 0 && num == 6 && v > s->captured) {
-            s->captured = v;
-        } else if (rc == 0 && type == 0 && num == 7 && v > s->kernel_drops) {
-            s->kernel_drops = v;
+        } else if (rc == 0 && type == 0 && num == 6 && v > captured) {
+            captured = v;
+        } else if (rc == 0 && type == 0 && num == 7 && v > drops) {
+            drops = v;
         } else if (rc == 0 && type == 0 && num == 1 && v) {
             rc = -EBADMSG; /* a second ready message */
         }
@@ -200,11 +194,15 @@ static int on_packets(capture_client *c, int fd, const uint8_t *buf, size_t len,
             return rc;
     }
     int rc = write_all(fd, c->buf, used);
-    if (rc == 0) {
-        s->packets += n;
-        s->bytes += used;
-    }
-    return rc;
+    if (rc < 0)
+        return rc;
+    s->packets += n;
+    s->bytes += used;
+    s->captured = captured;
+    s->kernel_drops = drops;
+    for (size_t j = 0; j < s->nifaces; j++)
+        s->ifaces[j].packets += ifc[j];
+    return 0;
 }
 
 /* The first message: ready, decoded whole. */
@@ -236,7 +234,7 @@ int capture_client_run(capture_client *c, int fd, capture_client_fn fn, void *ud
         }
         if (r == 1)
             return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_CANCELLED ? 0 : -EPROTO;
-        r = s->ready ? on_packets(c, fd, buf, len, s) : on_first(fd, buf, len, s);
+        r = s->ready ? capture_client_batch(c, fd, buf, len, s) : on_first(fd, buf, len, s);
         free(buf);
         if (r == -EBADMSG) {
             st->code = GRPC_STATUS_INTERNAL;

@@ -20,12 +20,12 @@ static void fix_cooked(void **state)
 {
     (void)state;
     struct sock_filter f[] = {
-        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0),         /* SLL2 protocol */
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),         /* SLL2 ifindex */
-        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 10),        /* SLL2 packet type */
-        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 20 + 9),    /* the IP protocol */
-        BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 20),       /* the IP header length */
-        BPF_STMT(BPF_LD | BPF_H | BPF_IND, 20 + 2),    /* the UDP destination port */
+        BPF_STMT(BPF_LD | BPF_H | BPF_ABS, 0),                   /* SLL2 protocol */
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 4),                   /* SLL2 ifindex */
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 10),                  /* SLL2 packet type */
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 20 + 9),              /* the IP protocol */
+        BPF_STMT(BPF_LDX | BPF_B | BPF_MSH, 20),                 /* the IP header length */
+        BPF_STMT(BPF_LD | BPF_H | BPF_IND, 20 + 2),              /* the UDP destination port */
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, AD(SKF_AD_VLAN_TAG)), /* already ancillary: kept */
         BPF_STMT(BPF_RET | BPF_K, 262144),
         BPF_STMT(BPF_RET | BPF_K, 0),
@@ -73,8 +73,8 @@ static void sll2_header(void **state)
                               .sll_halen = 6,
                               .sll_addr = {0x02, 0x42, 0xac, 0x11, 0x00, 0x02, 0xee, 0xee}};
     uint8_t h[CAPTURE_SLL2_LEN];
-    const uint8_t want[CAPTURE_SLL2_LEN] = {0x08, 0x00, 0, 0, 0, 0, 0, 7, 0, 1,
-                                            PACKET_OUTGOING, 6, 0x02, 0x42, 0xac, 0x11, 0x00, 0x02, 0, 0};
+    const uint8_t want[CAPTURE_SLL2_LEN] = {0x08, 0x00, 0,    0,    0,    0,    0,    7, 0, 1, PACKET_OUTGOING,
+                                            6,    0x02, 0x42, 0xac, 0x11, 0x00, 0x02, 0, 0};
     capture_sll2_header(h, &sll);
     assert_memory_equal(h, want, sizeof want);
 }

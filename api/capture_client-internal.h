@@ -1,0 +1,20 @@
+/* capture_client-internal — test seam of api/capture_client.c: a batch
+ * decoded and written without a stream (fuzz_capture). */
+#ifndef KDIAG_CAPTURE_CLIENT_INTERNAL_H
+#define KDIAG_CAPTURE_CLIENT_INTERNAL_H
+
+#include "capture_client.h"
+
+struct capture_client {
+    rpc_stream *stream; /* NULL in the fuzzer */
+    uint8_t *buf;       /* one batch of records */
+    size_t cap;
+};
+
+/* A batch (the wire bytes of a CaptureResponse after the ready one): its
+ * pcap records to fd in one write, so a capture ends between whole records;
+ * the packets, bytes and the manager's counts into s. 0, -EBADMSG (nothing
+ * written), -ENOMEM, or the write's -errno. */
+int capture_client_batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s);
+
+#endif
