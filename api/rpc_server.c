@@ -6,11 +6,14 @@
  * blocks: it wakes the handler waiting for an op (each call has its own
  * lock and condition), writes a call's eventfd on cancellation, and answers
  * rejected calls (auth, unknown method, overload) with an async batch.
- * Handlers run on worker threads (unary) or a thread per call (streams). */
+ * Handlers run on worker threads (unary) or a thread per call (streams).
+ * Connections come from our own listener (rpc_accept.h), which bounds them
+ * and hands each to core once it has sent the HTTP/2 preface. */
 #include "rpc_server.h"
 
 #include <errno.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
@@ -21,9 +24,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/addr-util.h"
 #include "basic/time-util.h"
+#include "rpc_accept.h"
 #include "rpc_common.h"
 #include "rpc_log.h"
 #include "rpc_server-internal.h"
@@ -31,7 +37,7 @@
 #define RPC_PENDING_REQUESTS 8    /* grpc_server_request_call kept outstanding */
 #define RPC_REARM_RETRY_MS 100    /* retry when fewer are outstanding */
 #define RPC_REARM_REPORT_MS 10000 /* repeat the complaint while it lasts */
-#define RPC_HANDSHAKE_MS 5000     /* clients send the preface at once, also through port-forward */
+#define RPC_PREFACE_MS 5000       /* clients send the preface at once, also through port-forward */
 
 typedef enum { TAG_NEW, TAG_OP, TAG_CLOSE, TAG_REJECT, TAG_SHUTDOWN } tag_kind;
 
@@ -85,6 +91,8 @@ struct rpc_server {
     rpc_method *methods;
     size_t n_methods;
     grpc_server *server;
+    grpc_server_credentials *creds; /* insecure: for the connections rpc_accept hands over */
+    rpc_accept *acc;
     grpc_completion_queue *cq;
     pthread_t loop, *workers;
     int n_workers;
@@ -124,6 +132,8 @@ int rpc_server_new(rpc_server **ret, const rpc_server_opts *opts)
         s->o.unary_workers = 4;
     if (s->o.max_streams <= 0)
         s->o.max_streams = 256;
+    if (s->o.max_conns <= 0)
+        s->o.max_conns = RPC_MAX_CONNS;
     s->bind = strdup(opts->bind ? opts->bind : "127.0.0.1:0");
     if (opts->token && asprintf(&s->auth, "Bearer %s", opts->token) < 0)
         s->auth = NULL;
@@ -184,8 +194,7 @@ static void call_free(rpc_call *c)
         free(c->md_kv[i]);
     free(c->md_kv);
     free(c->method);
-    if (c->peer)
-        gpr_free(c->peer);
+    free(c->peer);
     free(c->msg);
     free(c->resp);
     pthread_mutex_destroy(&c->mu);
@@ -399,6 +408,24 @@ static void call_route(rpc_server *s, rpc_call *c)
         call_reject(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
 }
 
+/* The peer's address. Core names a connection handed to it by fd "fd:N";
+ * the fd lives as long as the call's connection. */
+static char *call_peer(grpc_call *call)
+{
+    char *p = grpc_call_get_peer(call), *out = NULL;
+    int fd;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (p && sscanf(p, "fd:%d", &fd) == 1 && getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+        char a[ADDR_STR_MAX];
+        out = strdup(addr_format((struct sockaddr *)&ss, a, sizeof a));
+    }
+    if (!out && p)
+        out = strdup(p);
+    gpr_free(p);
+    return out;
+}
+
 /* A new call arrived (loop thread): copy what handlers read, start the close
  * op that reports cancellation, route it. */
 static void call_accept(rpc_server *s, rpc_call *c)
@@ -406,7 +433,7 @@ static void call_accept(rpc_server *s, rpc_call *c)
     c->start_ms = time_now_ms();
     atomic_init(&c->refs, 2);
     c->method = slice_strdup(c->details.method);
-    c->peer = grpc_call_get_peer(c->call);
+    c->peer = call_peer(c->call);
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     c->md_kv = calloc(2 * c->md.count + 1, sizeof *c->md_kv);
     if (c->md_kv)
@@ -593,7 +620,15 @@ static void *stream_main(void *arg)
     return NULL;
 }
 
-/* Creates the core server and binds; the port, or -EADDRNOTAVAIL. */
+/* rpc_accept's hand-over: the connection sent the HTTP/2 preface. */
+static void server_take_fd(int fd, void *ud)
+{
+    rpc_server *s = ud;
+    grpc_server_add_channel_from_fd(s->server, fd, s->creds);
+}
+
+/* Creates the core server and binds our own listener (core's has no bound on
+ * connections, rpc_accept.h); the port, or -EADDRNOTAVAIL. */
 static int server_bind(rpc_server *s)
 {
     grpc_arg args[] = {
@@ -605,31 +640,28 @@ static int server_bind(rpc_server *s)
         /* clients ping every 5 s: allow that and more, without strikes */
         RPC_ARG_INT(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 1000),
         RPC_ARG_INT(GRPC_ARG_HTTP2_MAX_PING_STRIKES, 0),
-        RPC_ARG_INT(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a taken port is an error */
         RPC_ARG_INT(GRPC_ARG_MAX_CONCURRENT_STREAMS, 4096),
         /* Without BDP probing the receive window stays at 64 KiB: a peer's data
          * in flight before its call is refused (no token) cannot grow to tens
          * of MB in core's buffers. Requests are small; responses are paced by
          * the client's window, not this. */
         RPC_ARG_INT(GRPC_ARG_HTTP2_BDP_PROBE, 0),
-        /* A connection that has not sent the HTTP/2 preface and SETTINGS
-         * this long after accept is closed (default 120 s; idle connections
-         * used to last until keepalive gave up). */
-        RPC_ARG_INT(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, RPC_HANDSHAKE_MS),
     };
     grpc_channel_args ca = {sizeof args / sizeof *args, args};
     s->server = grpc_server_create(&ca, NULL);
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int p = grpc_server_add_http2_port(s->server, s->bind, creds);
-    grpc_server_credentials_release(creds);
-    return p > 0 ? p : -EADDRNOTAVAIL;
+    s->creds = grpc_insecure_server_credentials_create();
+    rpc_accept_opts ao = {s->bind, s->o.max_conns, RPC_PREFACE_MS, server_take_fd, s};
+    int p, rc = rpc_accept_new(&s->acc, &ao, &p);
+    return rc < 0 ? rc : p;
 }
 
 /* Undoes server_bind when nothing was started: the queue drains at once. */
 static void server_unbind(rpc_server *s)
 {
+    rpc_accept_free(s->acc);
+    s->acc = NULL;
     grpc_server_destroy(s->server);
     grpc_completion_queue_shutdown(s->cq);
     while (grpc_completion_queue_next(s->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
@@ -671,7 +703,7 @@ int rpc_server_start(rpc_server *s, int *port)
     }
     grpc_server_start(s->server);
     s->started = true;
-    if ((rc = server_staff(s)) < 0) {
+    if ((rc = server_staff(s)) < 0 || (rc = rpc_accept_start(s->acc)) < 0) {
         rpc_server_shutdown(s);
         return rc;
     }
@@ -685,6 +717,8 @@ void rpc_server_shutdown(rpc_server *s)
     if (!s->started || s->stopped)
         return;
     s->stopped = true;
+    rpc_accept_free(s->acc); /* no new connection from here on */
+    s->acc = NULL;
     pthread_mutex_lock(&s->mu);
     s->shutting_down = true;
     pthread_mutex_unlock(&s->mu);
@@ -715,6 +749,8 @@ void rpc_server_free(rpc_server *s)
         grpc_server_destroy(s->server);
     if (s->cq)
         grpc_completion_queue_destroy(s->cq);
+    if (s->creds)
+        grpc_server_credentials_release(s->creds);
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].path);
     free(s->methods);

@@ -12,6 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Connections open at once, default: clients (one connection each per CLI
+ * run, grpcurl, tests) need a handful; each costs gRPC core 12-18 KiB. */
+#define RPC_MAX_CONNS 256
+
 typedef struct rpc_server rpc_server;
 typedef struct rpc_call rpc_call;
 
@@ -37,6 +41,7 @@ typedef struct {
     bool verbose;      /* one debug line per call on stderr */
     int max_streams;   /* concurrent streaming calls (one thread each); more get
                                RESOURCE_EXHAUSTED; 0 = 256 */
+    int max_conns;     /* open connections at most (api/rpc_accept.h); 0 = RPC_MAX_CONNS */
 } rpc_server_opts;
 
 /* *ret is NULL on failure. */
