@@ -109,8 +109,11 @@ static void pair_run(pair *p, uint32_t events, int errfd)
         rc = splice_pump_run(&p->ba, p->b, p->a);
     if (rc == 0 && p->ab.shut && p->o.a_eof && !p->eof_told) {
         p->eof_told = true;
-        if (!p->o.a_eof(p->o.ud, p->ab.moved))
-            shutdown(p->b, SHUT_WR); /* no one to tell: the FIN travels after all */
+        /* With b -> a done as well, a FIN on b cuts nothing off (both
+         * directions are over) and costs the owner no report. Else a FIN
+         * only when there is no one to tell. */
+        if (p->ba.shut || !p->o.a_eof(p->o.ud, p->ab.moved))
+            shutdown(p->b, SHUT_WR);
     }
     if (rc < 0)
         pair_end(p, rc);

@@ -41,7 +41,8 @@ typedef void (*splice_done_fn)(void *ud, int err);
  * port-forward ends the whole stream at the first FIN): a reached EOF and all
  * of its bytes (count given) are written to b. Return true when the owner
  * passes that on out of band (b stays open), false to send the FIN on b after
- * all. Loop thread. */
+ * all. Not called when b -> a is over already: then the FIN goes on b (a full
+ * close, nothing left to cut off). Loop thread. */
 typedef bool (*splice_eof_fn)(void *ud, uint64_t bytes);
 
 typedef struct splice_pair splice_pair;

@@ -225,6 +225,30 @@ static void test_half_close_out_of_band(void **state)
     close(y);
 }
 
+/* b's side closed first (its half-close told out of band, a shut); then a's
+ * FIN goes on b as a FIN: both directions are over, nothing to report. */
+static void test_full_close_sends_fin_unreported(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[64];
+    assert_int_equal(add_pair_oob(&o, true, &x, &y), 0);
+    assert_int_equal(send(y, "bye", 3, 0), 3);
+    o.shut_after = 3;
+    assert_int_equal(splice_loop_post(loop, shut_on_loop, &o), 0);
+    assert_int_equal(read_all(x, buf, sizeof buf), 3); /* the bytes, then EOF */
+    assert_int_equal(send(x, "ok", 2, 0), 2);
+    shutdown(x, SHUT_WR);
+    assert_int_equal(read_all(y, buf, sizeof buf), 2); /* the bytes, then the FIN */
+    assert_memory_equal(buf, "ok", 2);
+    wait_ended(&o);
+    assert_int_equal(o.err, 0);
+    assert_int_equal(o.eofs, 0);
+    close(x);
+    close(y);
+}
+
 static void test_reset_passed_on(void **state)
 {
     (void)state;
@@ -285,6 +309,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_bytes_and_half_closes_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_out_of_band, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_full_close_sends_fin_unreported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_passed_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_refuses_with_a_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_ends_everything, setup, teardown),
