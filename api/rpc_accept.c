@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -30,10 +31,11 @@ static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"; /* RFC 9113 3.
 typedef struct conn {
     rpc_accept *a;
     splice_watch w;
-    int fd; /* waiting: the connection; handed: a duplicate, watched for the hang-up */
-    bool handed;
+    int fd;           /* waiting: the connection; handed: a duplicate, watched for the hang-up */
+    int gfd;          /* handed: gRPC's fd */
+    bool authed;      /* handed: made a call with the token; under a->mu */
     int64_t deadline; /* waiting: when it is closed without the preface */
-    list_node link;   /* a->waiting (oldest first) or a->handed */
+    list_node link;   /* a->waiting or a->handed */
 } conn;
 
 typedef struct {
@@ -45,7 +47,7 @@ typedef struct {
 /* Connections closed in this period, for the summary line. */
 typedef struct {
     int64_t start_ms;
-    unsigned long full, evicted, silent, other;
+    unsigned long full, evicted, evicted_handed, silent, other;
 } accept_noise;
 
 struct rpc_accept {
@@ -53,8 +55,10 @@ struct rpc_accept {
     splice_loop *loop;
     listener l[ACCEPT_LISTENERS];
     int n_l;
+    pthread_mutex_t mu; /* guards handed and its conns' authed */
+    list_node handed;   /* oldest first */
     /* loop thread only */
-    list_node waiting, handed;
+    list_node waiting; /* oldest first */
     int open;
     int64_t resume_ms; /* accept paused (out of fds) until then; 0 = not paused */
     accept_noise noise;
@@ -143,9 +147,11 @@ static int noise_tick(rpc_accept *a)
     if (left > 0)
         return (int)left;
     rpc_log("closed %lu connections to the gRPC port in %d s: %lu over the limit of %d open, %lu to make room "
-            "(no HTTP/2 preface yet), %lu without the preface within %d ms, %lu not HTTP/2",
-            n->full + n->evicted + n->silent + n->other, RPC_NOISE_PERIOD_MS / 1000, n->full, a->o.max_conns,
-            n->evicted, n->silent, a->o.preface_ms, n->other);
+            "(%lu without the HTTP/2 preface yet, %lu without a call with the token), %lu without the preface "
+            "within %d ms, %lu not HTTP/2",
+            n->full + n->evicted + n->evicted_handed + n->silent + n->other, RPC_NOISE_PERIOD_MS / 1000, n->full,
+            a->o.max_conns, n->evicted + n->evicted_handed, n->evicted, n->evicted_handed, n->silent,
+            a->o.preface_ms, n->other);
     *n = (accept_noise){0};
     return -1;
 }
@@ -155,7 +161,9 @@ static void conn_close(conn *c)
     rpc_accept *a = c->a;
     splice_loop_unwatch(a->loop, c->fd, &c->w);
     close(c->fd);
+    pthread_mutex_lock(&a->mu);
     list_del(&c->link);
+    pthread_mutex_unlock(&a->mu);
     a->open--;
     free(c);
 }
@@ -178,10 +186,12 @@ static void conn_hand(conn *c)
         conn_close(c);
         return;
     }
-    c->handed = true;
+    c->gfd = gfd;
     c->w.fn = on_handed;
     list_del(&c->link);
+    pthread_mutex_lock(&a->mu);
     list_add_tail(&a->handed, &c->link);
+    pthread_mutex_unlock(&a->mu);
     splice_loop_rewatch(a->loop, c->fd, 0, &c->w); /* EPOLLHUP and EPOLLERR come anyway */
     a->o.hand(gfd, a->o.ud);
 }
@@ -207,15 +217,36 @@ static void on_waiting(splice_watch *w, uint32_t events)
     }
 }
 
-/* Room for one more: the oldest waiting connection goes, or none is possible. */
+/* The oldest handed-over connection without a call with the token, or NULL. */
+static conn *oldest_unauthed(rpc_accept *a)
+{
+    conn *c, *found = NULL;
+    pthread_mutex_lock(&a->mu);
+    list_for_each_entry(c, &a->handed, link)
+        if (!c->authed) {
+            found = c;
+            break;
+        }
+    pthread_mutex_unlock(&a->mu);
+    return found;
+}
+
+/* Room for one more: the oldest waiting connection goes, else the oldest
+ * handed-over one without a call with the token (gRPC sees it shut down and
+ * closes its end), else none is possible. */
 static bool make_room(rpc_accept *a)
 {
     if (a->open < a->o.max_conns)
         return true;
     conn *old = list_first_entry_or_null(&a->waiting, conn, link);
-    if (!old)
+    if (old) {
+        noise_note(a, &a->noise.evicted);
+    } else if ((old = oldest_unauthed(a))) {
+        noise_note(a, &a->noise.evicted_handed);
+        shutdown(old->fd, SHUT_RDWR);
+    } else {
         return false;
-    noise_note(a, &a->noise.evicted);
+    }
     conn_close(old);
     return true;
 }
@@ -302,6 +333,7 @@ int rpc_accept_new(rpc_accept **ret, const rpc_accept_opts *o, int *port)
     a->o = *o;
     list_init(&a->waiting);
     list_init(&a->handed);
+    pthread_mutex_init(&a->mu, NULL);
     int rc = bind_all(a, o->bind, port);
     if (rc < 0) {
         rpc_accept_free(a);
@@ -322,11 +354,31 @@ int rpc_accept_start(rpc_accept *a)
     return rc;
 }
 
-void rpc_accept_free(rpc_accept *a)
+void rpc_accept_stop(rpc_accept *a)
 {
     if (!a)
         return;
     splice_loop_free(a->loop);
+    a->loop = NULL;
+}
+
+void rpc_accept_authed(rpc_accept *a, int fd)
+{
+    conn *c;
+    pthread_mutex_lock(&a->mu);
+    for (list_node *n = a->handed.prev; n != &a->handed; n = n->prev) /* newest first: fd numbers are reused */
+        if ((c = list_entry(n, conn, link))->gfd == fd) {
+            c->authed = true;
+            break;
+        }
+    pthread_mutex_unlock(&a->mu);
+}
+
+void rpc_accept_free(rpc_accept *a)
+{
+    if (!a)
+        return;
+    rpc_accept_stop(a);
     conn *c, *tmp;
     list_splice_tail_init(&a->handed, &a->waiting);
     list_for_each_entry_safe(c, tmp, &a->handed, link) {
@@ -336,5 +388,6 @@ void rpc_accept_free(rpc_accept *a)
     }
     for (int i = 0; i < a->n_l; i++)
         close(a->l[i].fd);
+    pthread_mutex_destroy(&a->mu);
     free(a);
 }

@@ -7,9 +7,10 @@
  * to api/rpc_server.c.
  *
  * Bounds: at most max_conns connections open (waiting + handed over); at the
- * limit a new one closes the oldest waiting one, or is closed itself when
- * every open connection was handed over. A waiting connection is closed when
- * it has not sent the preface within preface_ms, or sent something else.
+ * limit a new one closes the oldest waiting one, else the oldest handed-over
+ * one that has made no call with the token (rpc_accept_authed), else it is
+ * closed itself. A waiting connection is closed when it has not sent the
+ * preface within preface_ms, or sent something else.
  * Closed connections are summed up in one log line per period (rpc_log.h),
  * never one line each. A handed-over connection is counted until gRPC
  * closes it: the thread keeps a duplicate of its fd and sees the hang-up
@@ -39,5 +40,10 @@ int rpc_accept_start(rpc_accept *a);
 /* Stops the thread and closes the listeners, the waiting connections and
  * the duplicates it keeps (gRPC's fds stay gRPC's). NULL does nothing. */
 void rpc_accept_free(rpc_accept *a);
+/* Stops the thread only (no more hand-overs); rpc_accept_authed stays safe. */
+void rpc_accept_stop(rpc_accept *a);
+/* Any thread: the connection gRPC got as fd made a call with the token, so
+ * it is never closed to make room. */
+void rpc_accept_authed(rpc_accept *a, int fd);
 
 #endif

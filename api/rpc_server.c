@@ -73,6 +73,7 @@ struct rpc_call {
     int cancel_fd;
     const rpc_method *m;
     char *method, *peer, *msg;
+    int conn_fd;  /* gRPC's fd of the call's connection (rpc_accept's hand-over), or -1 */
     char **md_kv; /* key0, val0, key1, ... NUL-terminated copies */
     size_t md_n;
     bool authed; /* the peer proved the token (or none is needed) */
@@ -395,6 +396,8 @@ static void call_route(rpc_server *s, rpc_call *c)
         return;
     }
     c->authed = true;
+    if (s->auth && c->conn_fd >= 0)
+        rpc_accept_authed(s->acc, c->conn_fd); /* its connection is never closed to make room */
     for (size_t i = 0; i < s->n_methods; i++)
         if (!strcmp(s->methods[i].path, c->method))
             c->m = &s->methods[i];
@@ -408,15 +411,16 @@ static void call_route(rpc_server *s, rpc_call *c)
         call_reject(c, GRPC_STATUS_UNAVAILABLE, "server is shutting down");
 }
 
-/* The peer's address. Core names a connection handed to it by fd "fd:N";
- * the fd lives as long as the call's connection. */
-static char *call_peer(grpc_call *call)
+/* The peer's address, and in *fd the connection's fd: core names a connection
+ * handed to it by fd "fd:N"; the fd lives as long as the call's connection. */
+static char *call_peer(grpc_call *call, int *fd)
 {
     char *p = grpc_call_get_peer(call), *out = NULL;
-    int fd;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (p && sscanf(p, "fd:%d", &fd) == 1 && getpeername(fd, (struct sockaddr *)&ss, &len) == 0) {
+    if (!p || sscanf(p, "fd:%d", fd) != 1)
+        *fd = -1;
+    if (*fd >= 0 && getpeername(*fd, (struct sockaddr *)&ss, &len) == 0) {
         char a[ADDR_STR_MAX];
         out = strdup(addr_format((struct sockaddr *)&ss, a, sizeof a));
     }
@@ -433,7 +437,7 @@ static void call_accept(rpc_server *s, rpc_call *c)
     c->start_ms = time_now_ms();
     atomic_init(&c->refs, 2);
     c->method = slice_strdup(c->details.method);
-    c->peer = call_peer(c->call);
+    c->peer = call_peer(c->call, &c->conn_fd);
     c->cancel_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     c->md_kv = calloc(2 * c->md.count + 1, sizeof *c->md_kv);
     if (c->md_kv)
@@ -717,8 +721,7 @@ void rpc_server_shutdown(rpc_server *s)
     if (!s->started || s->stopped)
         return;
     s->stopped = true;
-    rpc_accept_free(s->acc); /* no new connection from here on */
-    s->acc = NULL;
+    rpc_accept_stop(s->acc); /* no new connection from here on */
     pthread_mutex_lock(&s->mu);
     s->shutting_down = true;
     pthread_mutex_unlock(&s->mu);
@@ -751,6 +754,7 @@ void rpc_server_free(rpc_server *s)
         grpc_completion_queue_destroy(s->cq);
     if (s->creds)
         grpc_server_credentials_release(s->creds);
+    rpc_accept_free(s->acc);
     for (size_t i = 0; i < s->n_methods; i++)
         free(s->methods[i].path);
     free(s->methods);
