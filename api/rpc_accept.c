@@ -360,6 +360,15 @@ void rpc_accept_stop(rpc_accept *a)
         return;
     splice_loop_free(a->loop);
     a->loop = NULL;
+    for (int i = 0; i < a->n_l; i++) /* new connections are refused, not left in the backlog */
+        close(a->l[i].fd);
+    a->n_l = 0;
+    conn *c, *tmp;
+    list_for_each_entry_safe(c, tmp, &a->waiting, link) {
+        close(c->fd);
+        list_del(&c->link);
+        free(c);
+    }
 }
 
 void rpc_accept_authed(rpc_accept *a, int fd)
@@ -380,14 +389,11 @@ void rpc_accept_free(rpc_accept *a)
         return;
     rpc_accept_stop(a);
     conn *c, *tmp;
-    list_splice_tail_init(&a->handed, &a->waiting);
     list_for_each_entry_safe(c, tmp, &a->handed, link) {
         close(c->fd);
         list_del(&c->link);
         free(c);
     }
-    for (int i = 0; i < a->n_l; i++)
-        close(a->l[i].fd);
     pthread_mutex_destroy(&a->mu);
     free(a);
 }

@@ -40,7 +40,9 @@ int rpc_accept_start(rpc_accept *a);
 /* Stops the thread and closes the listeners, the waiting connections and
  * the duplicates it keeps (gRPC's fds stay gRPC's). NULL does nothing. */
 void rpc_accept_free(rpc_accept *a);
-/* Stops the thread only (no more hand-overs); rpc_accept_authed stays safe. */
+/* Stops the thread and closes the listeners and the waiting connections (no
+ * more hand-overs; new connections are refused); rpc_accept_authed stays
+ * safe until rpc_accept_free. */
 void rpc_accept_stop(rpc_accept *a);
 /* Any thread: the connection gRPC got as fd made a call with the token, so
  * it is never closed to make room. */
