@@ -488,13 +488,13 @@ static int threads_of(pid_t pid)
     return n;
 }
 
-/* 1,000 calls leave no process, fd or thread behind. */
+/* EXEC_MANY (1,000) calls leave no process, fd or thread behind. */
 static void test_many_execs_leave_nothing(void **state)
 {
     (void)state;
     result r;
     int fds = -1, threads = -1;
-    for (int i = 0; i < 1000; i++) {
+    for (int i = 0; i < EXEC_MANY; i++) {
         exec_client_start st = {.argv = ARGV("true"), .tty = i % 2};
         run(&st, NULL, 0, &r);
         assert_int_equal(r.code, 0);
