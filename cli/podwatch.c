@@ -15,6 +15,7 @@
 #include "basic/dynbuf.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
+#include "kerr.h"
 
 #define PODWATCH_RETRY_MAX_MS 2000 /* the slowest restart pace while the watch keeps failing */
 #define PODWATCH_LINE_MAX (8u << 20)
@@ -182,9 +183,13 @@ static void *watch_main(void *arg)
         if (run_child(w, &got, last, sizeof last))
             break;
         failures = got ? 0 : failures + 1;
-        if (failures >= 3 && !said)
-            fprintf(stderr, "watching the pods matching -l %s fails (%s); retrying every %d s\n", w->selector,
-                    *last ? last : "kubectl ended", PODWATCH_RETRY_MAX_MS / 1000);
+        if (failures >= 3 && !said) {
+            char why[1024];
+            if (!*last || kerr_explain("watch the pods", last, w->ns, why, sizeof why) == KERR_OTHER)
+                snprintf(why, sizeof why, "%s", *last ? last : "kubectl ended");
+            fprintf(stderr, "watching the pods matching -l %s fails; retrying every %d s: %s\n", w->selector,
+                    PODWATCH_RETRY_MAX_MS / 1000, why);
+        }
         said = failures >= 3;
         int backoff = failures ? (failures > 5 ? PODWATCH_RETRY_MAX_MS : 200 * failures) : 0;
         struct pollfd sp = {w->stop_efd, POLLIN, 0};

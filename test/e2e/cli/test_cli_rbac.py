@@ -1,6 +1,6 @@
 """The README's Role is exactly what kubectl diag needs: a user holding just that Role (its
 YAML read from README.md) runs ps, redir, shell, exec and logs (no pods/exec); a user holding it minus any one verb
-gets the error naming that verb and resource, and the `kubectl auth can-i` line to check it."""
+(watch: only a redir that follows -l) gets the error naming that verb and resource, and the `kubectl auth can-i` line to check it."""
 import os
 import re
 
@@ -52,7 +52,7 @@ def test_role_is_what_the_cli_needs():
     assert sorted(PAIRS) == sorted([
         ('get', 'pods'), ('list', 'pods'), ('get', 'pods/ephemeralcontainers'),
         ('update', 'pods/ephemeralcontainers'), ('get', 'pods/log'),
-        ('create', 'pods/portforward')])
+        ('create', 'pods/portforward'), ('watch', 'pods')])
 
 
 def test_ps_redir_shell_logs_with_exactly_the_role(cluster, bg, local_http):
@@ -73,20 +73,29 @@ def test_ps_redir_shell_logs_with_exactly_the_role(cluster, bg, local_http):
 
 
 @pytest.mark.parametrize('less', sorted(LESS))
-def test_one_verb_less_is_named(cluster, less):
+def test_one_verb_less_is_named(cluster, bg, local_http, less):
     verb, resource = LESS[less]
     name = 'rbac-%s' % less.replace('pods-', '')[:40]   # a pod without a debug container yet
     cluster.ok('run', name, '--image=nginx', '--restart=Never')
     try:
         cluster.wait_running(name)
         as_user = ('--context', 'kubesim-less-' + less)
-        if (verb, resource) == ('list', 'pods'):
-            r = cluster.diag(*as_user, 'ps', '-l', 'run=' + name)
+        if (verb, resource) == ('watch', 'pods'):
+            # only a redir that follows -l watches: it keeps its pod and says what is missing
+            r = bg(cluster, *as_user, 'redir', '-l', 'run=' + name, '80:%d' % local_http().port)
+            wait_for(lambda: 'watching the pods matching -l run=%s fails' % name in r.err(), 60,
+                     what='the watch failure line')
+            assert r.interrupt() == 0, r.err()
+            code, err = 1, r.err()
         else:
-            r = cluster.diag(*as_user, 'ps', 'pod/' + name)
+            if (verb, resource) == ('list', 'pods'):
+                r = cluster.diag(*as_user, 'ps', '-l', 'run=' + name)
+            else:
+                r = cluster.diag(*as_user, 'ps', 'pod/' + name)
+            code, err = r.returncode, r.stderr
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
-    assert r.returncode != 0
-    assert 'user "less-%s"' % less in r.stderr, r.stderr
-    assert "'%s' the resource \"%s\"" % (verb, resource) in r.stderr, r.stderr
-    assert 'kubectl auth can-i %s %s -n default' % (verb, resource) in r.stderr, r.stderr
+    assert code != 0
+    assert 'user "less-%s"' % less in err, err
+    assert "'%s' the resource \"%s\"" % (verb, resource) in err, err
+    assert 'kubectl auth can-i %s %s -n default' % (verb, resource) in err, err
