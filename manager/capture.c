@@ -18,6 +18,7 @@
 
 #include "basic/time-util.h"
 #include "kdiag.pb-c.h"
+#include "proto_check.h"
 
 /* The ring: 128 blocks of 256 KiB, 32 MiB of kernel memory while a capture
  * runs. Packets cross two processes and gRPC before they are on disk, and a
@@ -341,6 +342,8 @@ static int capture_loop(rpc_call *call, capture_run *r, uint32_t duration_ms)
                 return rc;
             if (r->count && r->captured >= r->count)
                 return 0;
+            if (deadline && time_now_ms() >= deadline)
+                break; /* a client slower than the traffic always finds a full block */
         }
         int timeout = -1;
         if (deadline) {
@@ -378,6 +381,8 @@ static Kdiag__Solo__Io__CaptureRequest *read_request(rpc_call *call, grpc_status
         rpc_call_set_message(call, "Capture: no request message (%s); send one CaptureRequest", strerror(-rc));
     } else if (!(req = kdiag__solo__io__capture_request__unpack(NULL, len, buf))) {
         rpc_call_set_message(call, "Capture: request (%zu bytes) is not a valid kdiag.solo.io.CaptureRequest", len);
+    } else if (proto_has_nul_string(&kdiag__solo__io__capture_request__descriptor, buf, len)) {
+        rpc_call_set_message(call, "Capture: the interface or the filter has a NUL byte");
     } else if (req->snaplen > CAPTURE_SNAPLEN_MAX) {
         rpc_call_set_message(call, "Capture: snaplen %u is over the maximum %u", req->snaplen, CAPTURE_SNAPLEN_MAX);
     } else if (strlen(req->filter) > CAPTURE_FILTER_MAX) {

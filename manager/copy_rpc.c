@@ -14,6 +14,7 @@
 #include "contract.h"
 #include "copytree.h"
 #include "kdiag.pb-c.h"
+#include "proto_check.h"
 #include "target.h"
 
 #define COPY_RESOLVE (RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
@@ -59,7 +60,11 @@ static int recv_first(rpc_call *call, const ProtobufCMessageDescriptor *d, Proto
     int rc = rpc_call_recv(call, &buf, &len);
     if (rc == 0 && !(*m = protobuf_c_message_unpack(d, NULL, len, buf)))
         rc = -EPROTO;
-    if (rc < 0 && rc != -ECANCELED)
+    if (rc == 0 && proto_has_nul_string(d, buf, len)) {
+        snprintf(err, errlen, "%s: the path has a NUL byte", rpc_call_method(call));
+        rc = -EINVAL;
+    }
+    if (rc < 0 && rc != -ECANCELED && !err[0])
         snprintf(err, errlen, "%s: no valid %s as the first message (%s)", rpc_call_method(call), d->name,
                  strerror(-rc));
     free(buf);
@@ -130,9 +135,13 @@ static int to_chunks(rpc_call *call, copytree_recv *r, char *err, size_t errlen)
             return rc == -EMSGSIZE ? -EPROTO : rc;
         }
         Kdiag__Solo__Io__CopyToRequest *m = kdiag__solo__io__copy_to_request__unpack(NULL, len, buf);
+        bool nul = proto_has_nul_string(&kdiag__solo__io__copy_to_request__descriptor, buf, len);
         free(buf);
         if (!m || !m->chunk) {
             snprintf(err, errlen, "CopyTo: a message after the first is not a CopyToRequest with a chunk");
+            rc = -EPROTO;
+        } else if (nul) {
+            snprintf(err, errlen, "CopyTo: an entry's name or link target has a NUL byte");
             rc = -EPROTO;
         } else {
             rc = copytree_recv_chunk(r, m->chunk, err, errlen);

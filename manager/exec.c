@@ -26,6 +26,7 @@
 #include "contract.h"
 #include "kdiag.pb-c.h"
 #include "nsjoin.h"
+#include "proto_check.h"
 #include "target.h"
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -74,8 +75,9 @@ typedef struct {
     rpc_call *call;
     int in_fd; /* stdin pipe, or a dup of the pty master; this thread's */
     bool tty;
-    int stop_fd;     /* eventfd: the call is ending, drop stdin */
-    atomic_int pgid; /* the program's session and process group, 0 before it started */
+    int stop_fd;          /* eventfd: the call is ending, drop stdin */
+    atomic_int pgid;      /* the program's session and process group, 0 before it started */
+    atomic_int early_sig; /* a signal that came before the program started: sent when it does */
 } exec_input;
 
 /* The handler's side of one call. */
@@ -453,11 +455,25 @@ static void input_write(exec_input *in, const uint8_t *buf, size_t n)
     }
 }
 
-static void input_signal(exec_input *in, int sig)
+/* Sends the signal kept by input_signal, once, whichever thread comes second. */
+static void send_early_signal(exec_input *in)
 {
     pid_t pg = atomic_load(&in->pgid);
-    if (!pg || sig <= 0 || sig >= NSIG)
+    int sig = pg ? atomic_exchange(&in->early_sig, 0) : 0;
+    if (sig && kill(-pg, sig) < 0 && errno == ESRCH)
+        kill(pg, sig); /* before its setsid: the process itself */
+}
+
+static void input_signal(exec_input *in, int sig)
+{
+    if (sig <= 0 || sig >= NSIG)
         return;
+    pid_t pg = atomic_load(&in->pgid);
+    if (!pg) { /* a Ctrl-C right behind the start: kept for the program */
+        atomic_store(&in->early_sig, sig);
+        send_early_signal(in);
+        return;
+    }
     if (in->tty && in->in_fd >= 0) { /* the terminal's foreground job, as Ctrl-C would */
         pid_t fg = tcgetpgrp(in->in_fd);
         if (fg > 0)
@@ -547,7 +563,10 @@ static void read_report(exec_run *r)
         return;
     }
     switch (rec.kind) {
-    case REPORT_STARTED: atomic_store(&r->in.pgid, rec.pid); break;
+    case REPORT_STARTED:
+        atomic_store(&r->in.pgid, rec.pid);
+        send_early_signal(&r->in);
+        break;
     case REPORT_EXITED:
         r->exited = true;
         r->status = rec.status;
@@ -702,13 +721,24 @@ grpc_status_code exec_rpc_handle(rpc_call *call, void *ud)
         return fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     *r = (exec_run){
         .call = call, .out_fd = -1, .err_fd = -1, .report = -1, .in = {.call = call, .in_fd = -1, .stop_fd = -1}};
-    if (rpc_call_recv(call, &buf, &len) < 0) {
+    int rc = rpc_call_recv(call, &buf, &len);
+    if (rc == -ECANCELED) {
         code = GRPC_STATUS_CANCELLED;
+        goto out;
+    }
+    if (rc < 0) {
+        code = fail(call, GRPC_STATUS_INVALID_ARGUMENT, "no ExecRequest (%s): the first must be a start message",
+                    strerror(-rc));
         goto out;
     }
     m = kdiag__solo__io__exec_request__unpack(NULL, len, buf);
     if (!m || m->msg_case != KDIAG__SOLO__IO__EXEC_REQUEST__MSG_START || !m->start) {
         code = fail(call, GRPC_STATUS_INVALID_ARGUMENT, "the first ExecRequest must be a start message");
+        goto out;
+    }
+    if (proto_has_nul_string(&kdiag__solo__io__exec_request__descriptor, buf, len)) {
+        code = fail(call, GRPC_STATUS_INVALID_ARGUMENT,
+                    "ExecStart has a string with a NUL byte (argv, env, workdir or container id): nothing was run");
         goto out;
     }
     r->in.tty = m->start->tty;
