@@ -47,6 +47,8 @@ typedef struct active {
     uint8_t session_id[SESSION_ID_MAX];
     size_t session_id_len; /* 0: the client named no session */
     int takeover_fd;       /* eventfd: a stream of the same session wants the port */
+    const void *heir;      /* that stream, which takes this one's connections over ... */
+    int heir_report;       /* ... with its report pipe (-1: half-closes as FINs) */
     list_node link;        /* on redirect_mgr.actives */
 } active;
 
@@ -328,7 +330,10 @@ static grpc_status_code session_register(redirect_mgr *m, rpc_call *call, sessio
             st = GRPC_STATUS_ALREADY_EXISTS;
             goto out;
         }
+        a->heir = s;
+        a->heir_report = s->report[1];
         if (!take_over_locked(m, a)) {
+            a->heir = NULL;
             rpc_call_set_message(call,
                                  "%s port %u is held by an earlier stream of this session that did not "
                                  "let go within %d s; try again",
@@ -386,6 +391,17 @@ static void session_end(redirect_mgr *m, session *s)
     for (int i = 0; i < 2; i++)
         if (s->lfd[i] >= 0)
             close(s->lfd[i]);
+    if (s->reg) { /* taken over: the new stream reports for its connections */
+        pthread_mutex_lock(&m->lock);
+        if (s->reg->heir) {
+            tunnel_move_owner(m->tun, s, s->reg->heir, s->reg->heir_report);
+            tunnel_report tr; /* and the reports this stream did not send */
+            while (s->report[0] >= 0 && s->reg->heir_report >= 0 &&
+                   read(s->report[0], &tr, sizeof tr) == (ssize_t)sizeof tr)
+                (void)!write(s->reg->heir_report, &tr, sizeof tr);
+        }
+        pthread_mutex_unlock(&m->lock);
+    }
     tunnel_drop_owner(m->tun, s);
     for (int i = 0; i < 2; i++)
         if (s->report[i] >= 0)
@@ -474,6 +490,11 @@ static grpc_status_code session_start(redirect_mgr *m, rpc_call *call, session *
 
     if (!m->nft)
         return nft_error_status(m, call, s, m->nft_err);
+    /* before the registration: a takeover hands this pipe to the stream it replaces */
+    if (s->half_close && pipe2(s->report, O_NONBLOCK | O_CLOEXEC) < 0) {
+        rpc_call_set_message(call, "pipe: %s", strerror(errno));
+        return GRPC_STATUS_RESOURCE_EXHAUSTED;
+    }
     if ((st = session_register(m, call, s)) != GRPC_STATUS_OK)
         return st;
     if ((rc = session_listen(m, s)) < 0) {
@@ -486,10 +507,6 @@ static grpc_status_code session_start(redirect_mgr *m, rpc_call *call, session *
     if ((rc = nft_redirect_add(m->nft, &s->rd, &s->rules)) < 0)
         return nft_error_status(m, call, s, rc);
     s->rules_in = true;
-    if (s->half_close && pipe2(s->report, O_NONBLOCK | O_CLOEXEC) < 0) {
-        rpc_call_set_message(call, "pipe: %s", strerror(errno));
-        return GRPC_STATUS_RESOURCE_EXHAUSTED;
-    }
 
     Kdiag__Solo__Io__RedirectResponse ready = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
     ready.port = (uint32_t)redirect_mgr_tunnel_port(m);

@@ -513,6 +513,20 @@ void tunnel_drop_owner(tunnel *t, const void *owner)
         logf_(t, false, "%d waiting connection(s) reset: their stream ended", n);
 }
 
+void tunnel_move_owner(tunnel *t, const void *from, const void *to, int report_fd)
+{
+    pthread_mutex_lock(&t->lock);
+    waiting *w;
+    list_for_each_entry(w, &t->wait, link)
+        if (w->owner == from)
+            w->owner = to, w->report_fd = report_fd;
+    paired *p;
+    list_for_each_entry(p, &t->paired, link)
+        if (p->owner == from)
+            p->owner = to, p->report_fd = report_fd;
+    pthread_mutex_unlock(&t->lock);
+}
+
 /* A HalfClose on its way to the loop thread. */
 typedef struct {
     tunnel *t;

@@ -82,6 +82,10 @@ int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN],
  * once their stream is gone no client will come for them. Paired ones run on
  * (their half-closes as FINs again: the owner's report_fd is not used after). */
 void tunnel_drop_owner(tunnel *t, const void *owner);
+/* Gives from's connections (waiting and paired) to the stream to, whose
+ * report_fd (as in tunnel_add_peer) carries their half-closes from now on:
+ * the stream that took from's port over (same session). */
+void tunnel_move_owner(tunnel *t, const void *from, const void *to, int report_fd);
 /* Stops the thread and closes every connection it holds. */
 void tunnel_free(tunnel *t);
 

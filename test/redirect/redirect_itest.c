@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -1132,6 +1133,73 @@ static void case_takeover(netlab_mgr *m)
            (long long)ms);
 }
 
+/* The second stream of a takeover, as the CLI's reconnect runs it: the same
+ * bridge gets its reports. */
+typedef struct {
+    netlab_cli *c; /* the first stream's, whose bridge holds the connection */
+    redirect_client *rc;
+    pthread_t thread;
+    atomic_int ready, reports;
+} heir_stream;
+
+static int heir_event(void *ud, const redirect_client_event *ev)
+{
+    heir_stream *h = ud;
+    if (ev->ready)
+        atomic_store(&h->ready, 1);
+    if (ev->peer_write_closed) {
+        atomic_fetch_add(&h->reports, 1);
+        CHECK(bridge_peer_closed(h->c->br, ev->token, ev->peer_write_closed_after) == 0, "bridge_peer_closed");
+    }
+    return 0;
+}
+
+static void *heir_main(void *arg)
+{
+    heir_stream *h = arg;
+    rpc_status st;
+    redirect_client_run(h->rc, heir_event, h, &st);
+    return NULL;
+}
+
+/* A connection open while its stream is taken over by a stream of the same
+ * session (the CLI reconnected): its peer's half-close is reported on the new
+ * stream, not sent as a FIN through the tunnel. */
+static void case_takeover_half_close(netlab_mgr *m)
+{
+    redirect_client_req req = {.port = PORT, .half_close = true};
+    CHECK(redirect_client_session_id(req.session_id) == 0, "session id");
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+    netlab_cli_start_req(&c, m, &req, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000) && c.half_close, "first stream: %s", c.st.message);
+    int fd = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(fd >= 0, "connect");
+    char buf[16];
+    CHECK(send(fd, "abc", 3, 0) == 3 && recv(fd, buf, sizeof buf, 0) == 3, "echo before the takeover");
+
+    heir_stream h = {.c = &c};
+    CHECK(redirect_client_new(&h.rc, m->client, &req) == 0, "redirect_client_new");
+    CHECK(pthread_create(&h.thread, NULL, heir_main, &h) == 0, "pthread_create");
+    for (int i = 0; i < 500 && !atomic_load(&h.ready); i++)
+        usleep(10000);
+    CHECK(atomic_load(&h.ready), "the second stream did not get ready");
+
+    shutdown(fd, SHUT_WR);
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    CHECK(poll(&pf, 1, 5000) == 1 && recv(fd, buf, sizeof buf, 0) == 0, "no EOF after the half-close");
+    CHECK(atomic_load(&h.reports) == 1, "%d half-close reports on the new stream (0: a FIN crossed the tunnel)",
+          atomic_load(&h.reports));
+    close(fd);
+    redirect_client_cancel(h.rc);
+    pthread_join(h.thread, NULL);
+    redirect_client_free(h.rc);
+    netlab_cli_free(&c);
+    netlab_echo_stop(e);
+    printf("takeover_half_close: the half-close of a connection open during the takeover went to the new stream\n");
+}
+
 static void case_errors(netlab_mgr *m)
 {
     char msg[512];
@@ -1236,6 +1304,8 @@ int main(int argc, char **argv)
         case_two_managers(&m);
     else if (strcmp(cs, "takeover") == 0)
         case_takeover(&m);
+    else if (strcmp(cs, "takeover_half_close") == 0)
+        case_takeover_half_close(&m);
     else if (strcmp(cs, "skip_source") == 0)
         case_skip_source(&m);
     else if (strcmp(cs, "loopback") == 0)
