@@ -38,6 +38,10 @@ static int target_root(const Kdiag__Solo__Io__Target *t, int *rootfd, char *err,
             return rc == -ESRCH ? -ENOENT : rc;
         }
     } else if (t && t->pid) {
+        if (t->pid > INT_MAX) { /* cut to a pid_t it would name another process */
+            snprintf(err, errlen, "PID %llu is out of range", (unsigned long long)t->pid);
+            return -EINVAL;
+        }
         pid = (pid_t)t->pid;
     }
     snprintf(path, sizeof path, "/proc/%d/root", (int)pid);

@@ -446,6 +446,22 @@ static void test_exec_and_capture_strings_with_nul_refused(void **state)
     assert_serving();
 }
 
+/* A PID past pid_t's range is refused, not cut to the target's (2^32 + PID). */
+static void test_copy_pid_out_of_range_refused(void **state)
+{
+    (void)state;
+    Kdiag__Solo__Io__Target t = KDIAG__SOLO__IO__TARGET__INIT;
+    Kdiag__Solo__Io__CopyFromRequest r = KDIAG__SOLO__IO__COPY_FROM_REQUEST__INIT;
+    uint8_t buf[64];
+    t.pid = (1ull << 32) + (uint64_t)target;
+    r.target = &t;
+    r.path = (char *)"/etc/passwd";
+    size_t n = kdiag__solo__io__copy_from_request__pack(&r, buf);
+    rpc_stream *s;
+    assert_int_equal(rpc_client_stream_open(&s, CL, CONTRACT_METHOD_COPY_FROM, buf, n, 20000), 0);
+    assert_status(finish(s), GRPC_STATUS_INVALID_ARGUMENT, "out of range");
+}
+
 /* ".." , an absolute symlink to / and a parent that is one: all stay in DIR. */
 static void test_copy_escapes_stay_in_the_root(void **state)
 {
@@ -777,6 +793,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_exec_huge_argv),
         cmocka_unit_test(test_copy_path_with_nul_refused),
         cmocka_unit_test(test_exec_and_capture_strings_with_nul_refused),
+        cmocka_unit_test(test_copy_pid_out_of_range_refused),
         cmocka_unit_test(test_copy_escapes_stay_in_the_root),
         cmocka_unit_test(test_capture_limits),
         cmocka_unit_test(test_capture_duration_under_a_flood),
