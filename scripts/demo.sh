@@ -4,6 +4,8 @@
 #   1. kubectl diag ps       on the nginx pod
 #   2. kubectl diag redir    nginx:80 -> a local server that prints the curl pod's requests
 #   3. kubectl diag shell    in the distroless pod (an image with no shell at all)
+#   4. kubectl diag exec, cp and capture, briefly: a busybox applet the pod lacks, a directory
+#      copied out of it, a few of its packets
 # then tears the cluster down.
 #   scripts/demo.sh           the demo
 #   scripts/demo.sh --keep    leave the cluster up and print the KUBECONFIG to use
@@ -20,7 +22,7 @@ for a in "$@"; do
   case "$a" in
     --keep) keep=1 ;;
     --no-build) nobuild=1 ;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$a' (use --keep, --no-build or --help)" >&2; exit 2 ;;
   esac
 done
@@ -104,6 +106,15 @@ kubectl logs curl --tail=8
 step "shell: a shell in the distroless pod, whose image is one static binary"
 show "kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'"
 kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'
+
+step "exec, cp, capture: through the same debug container, still no pods/exec"
+show kubectl diag exec --tools pod/distroless -- ls -l /etc
+kubectl diag exec --tools pod/distroless -- ls -l /etc
+show kubectl diag cp pod/distroless:/etc "$state/etc"
+kubectl diag cp pod/distroless:/etc "$state/etc"
+ls -l "$state/etc"
+show "kubectl diag capture -l app=nginx -i eth0 -f 'tcp port 80' -c 6 -d 15s -w - | tcpdump -lnr -"
+kubectl diag capture -l app=nginx -i eth0 -f 'tcp port 80' -c 6 -d 15s -w - | tcpdump -lnr - 2>/dev/null
 
 step "list: the debug containers kubectl diag added"
 show kubectl diag list
