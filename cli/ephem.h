@@ -69,9 +69,10 @@ enum {
     EPHEM_CAPS_SHELL = EPHEM_SYS_PTRACE | EPHEM_SYS_ADMIN | EPHEM_SYS_CHROOT,
     /* as shell, plus the target's user and signals to what it runs */
     EPHEM_CAPS_EXEC = EPHEM_CAPS_SHELL | EPHEM_SETUID | EPHEM_SETGID | EPHEM_KILL,
-    /* as shell, plus files of any owner read and written with owner, mode and device nodes kept */
-    EPHEM_CAPS_CP = EPHEM_CAPS_SHELL | EPHEM_DAC_OVERRIDE | EPHEM_DAC_READ_SEARCH | EPHEM_CHOWN | EPHEM_FOWNER |
-                    EPHEM_FSETID | EPHEM_MKNOD,
+    /* the target's /proc/PID/root (nothing joined or chrooted), files of any
+     * owner read and written, owners, modes and set-id bits kept (docs/cp.md) */
+    EPHEM_CAPS_CP = EPHEM_SYS_PTRACE | EPHEM_DAC_OVERRIDE | EPHEM_DAC_READ_SEARCH | EPHEM_CHOWN | EPHEM_FOWNER |
+                    EPHEM_FSETID,
     /* AF_PACKET sockets */
     EPHEM_CAPS_CAPTURE = EPHEM_NET_RAW,
     /* kubectl logs only: no debug container */

@@ -12,7 +12,7 @@ import pytest
 from conftest import DEBUG_IMAGE, debug_base_name, wait_for
 
 GENERAL = {'NET_ADMIN', 'SYS_PTRACE', 'SYS_ADMIN', 'SYS_CHROOT', 'NET_RAW', 'SETUID', 'SETGID', 'KILL',
-           'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'CHOWN', 'FOWNER', 'FSETID', 'MKNOD'}
+           'DAC_OVERRIDE', 'DAC_READ_SEARCH', 'CHOWN', 'FOWNER', 'FSETID'}
 
 
 def debug_containers(cluster, pod):
@@ -39,6 +39,21 @@ def test_ps_redir_shell_leave_one_debug_container(cluster, bg, fresh_pod):
     r = cluster.diag('shell', 'pod/' + fresh_pod, '--', '-c', 'echo in-$((6*7))')
     assert r.returncode == 0 and 'in-42' in r.stdout, r.stdout + r.stderr
     assert [c['name'] for c in debug_containers(cluster, fresh_pod)] == [first['name']]
+
+
+def test_cp_restricted_adds_only_ptrace_and_read_search_and_copies(cluster, fresh_pod, tmp_path):
+    f = tmp_path / 'in.txt'
+    f.write_text('restricted cp\n')
+    os.chown(f, 101, 101)  # nginx's user: kept in the pod (CHOWN is in the runtime's defaults)
+    r = cluster.diag('cp', str(f), 'pod/%s:/tmp/in.txt' % fresh_pod, '--profile', 'restricted')
+    assert r.returncode == 0, r.stderr
+    [first] = debug_containers(cluster, fresh_pod)
+    assert added_caps(first) == {'SYS_PTRACE', 'DAC_READ_SEARCH'}  # no SYS_ADMIN, SYS_CHROOT
+    r = cluster.diag('cp', 'pod/%s:/tmp/in.txt' % fresh_pod, str(tmp_path / 'back'))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'back').read_text() == 'restricted cp\n'
+    assert os.stat(tmp_path / 'back').st_uid == 101
+    assert len(debug_containers(cluster, fresh_pod)) == 1
 
 
 def test_restricted_then_redir_names_net_admin_and_the_fix(cluster, bg, fresh_pod):
