@@ -62,10 +62,12 @@ static const char main_help[] =
     "  kubectl diag logs -l app=curl -l app=nginx -- curl -s http://localhost:8080/\n"
     "\n"
     "kubectl diag adds an ephemeral container (dbg-tools-…) running kdiag-manager to the pod.\n"
-    "It needs: get pods, create pods/portforward, get pods/log and update\n"
-    "pods/ephemeralcontainers (shell and exec run through the manager: no pods/exec). Under Pod Security \"baseline\" or \"restricted\" the added\n"
-    "capabilities (NET_ADMIN for redir; SYS_PTRACE, SYS_ADMIN, SYS_CHROOT for ps and shell)\n"
-    "are refused: use a namespace whose profile allows them.\n"
+    "One per pod: later commands reuse it. It needs: get, list, watch pods; get, update\n"
+    "pods/ephemeralcontainers; get pods/log; create pods/portforward (shell, exec and cp\n"
+    "run through the manager: no pods/exec). Pod Security \"baseline\" or \"restricted\"\n"
+    "refuses what --profile general (the default) adds: SYS_PTRACE (ps, shell, exec, cp),\n"
+    "SYS_ADMIN (shell, exec, cp), DAC_READ_SEARCH (cp), NET_ADMIN (redir). Use a namespace\n"
+    "whose profile allows them; capture works under \"baseline\" with --profile baseline.\n"
     "\n";
 
 static const char redir_help[] =
@@ -123,7 +125,6 @@ static const char shell_help[] =
     "Examples:\n"
     "  kubectl diag shell pod/distroless\n"
     "  kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'\n"
-    "  kubectl diag cp pod/web:/etc/nginx ./nginx\n"
     "  echo 'cat /etc/os-release' | kubectl diag shell pod/distroless\n"
     "\n";
 
