@@ -66,7 +66,7 @@ static const char main_help[] =
     "pods/ephemeralcontainers; get pods/log; create pods/portforward (shell, exec and cp\n"
     "run through the manager: no pods/exec). Pod Security \"baseline\" or \"restricted\"\n"
     "refuses what --profile general (the default) adds: SYS_PTRACE (ps, shell, exec, cp),\n"
-    "SYS_ADMIN (shell, exec, cp), DAC_READ_SEARCH (cp), NET_ADMIN (redir). Use a namespace\n"
+    "SYS_ADMIN (shell, exec), DAC_READ_SEARCH (cp), NET_ADMIN (redir). Use a namespace\n"
     "whose profile allows them; capture works under \"baseline\" with --profile baseline.\n"
     "\n";
 
