@@ -142,9 +142,9 @@ static const char exec_help[] =
     "      --tools              COMMAND is a busybox applet of the debug image\n"
     "\n"
     "Examples:\n"
-    "  kubectl diag exec pod/distroless -- /hello-server --version\n"
+    "  kubectl diag exec pod/nginx -- nginx -T           # the image's own program\n"
     "  kubectl diag exec --tools -l app=distroless -- ls -l /\n"
-    "  kubectl diag exec -it pod/nginx -- nginx -T\n"
+    "  kubectl diag exec -it pod/app -- /app/cli         # stdin and a terminal\n"
     "\n";
 
 static const char logs_help[] =
