@@ -1,5 +1,5 @@
 /* exec_client — the client's side of Exec (docs/exec.md), used by the CLI
- * (cli/exec.c) and the Exec tests.
+ * (cli/shell.c: shell and exec) and the Exec tests.
  *
  *   exec_client_start st = {.argv = argv, .argc = 2, .tools = true};
  *   exec_client *ec;
