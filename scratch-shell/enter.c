@@ -1,9 +1,9 @@
 /* enter: run PROGRAM inside the namespaces and root filesystem of a target
  * process: a shell into a container that has none. `kubectl diag shell` no longer
  * uses it (the manager's Exec joins the target with the same nsjoin/target code);
- * it stays in the debug image for use by hand where pods/exec is allowed
- * (kubectl exec -it POD -c dbg-tools-... -- enter 1 /usr/local/bin/ash) and is tested on its
- * own (test/scratch-shell). PROGRAM is opened (O_PATH) in our own filesystem before we leave it and
+ * it stays in the debug image for use by hand (run in the debug container by
+ * kubectl exec, where pods/exec is allowed) and is tested on its own
+ * (test/scratch-shell). PROGRAM is opened (O_PATH) in our own filesystem before we leave it and
  * executed from that fd after the switch, so it never has to exist in the
  * target's image.
  *
