@@ -49,7 +49,7 @@ typedef struct waiting {
     uint64_t shut_after; /* shut the peer after this many bytes */
     int64_t deadline;
     struct waiting *hnext; /* hash chain */
-    list_node link;        /* t->wait, deadline order */
+    list_node link;        /* t->wait, deadline order; once claimed t->claimed */
 } waiting;
 
 /* A tunnel connection that has not finished token + status. */
@@ -83,9 +83,10 @@ struct tunnel {
     unsigned noise[NOISE_KINDS]; /* loop thread only */
     int64_t noise_until;         /* end of the current summary window, 0 = none open */
 
-    pthread_mutex_t lock; /* guards buckets and the waiting list */
+    pthread_mutex_t lock; /* guards buckets and the waiting lists */
     waiting *buckets[NBUCKETS];
-    list_node wait; /* waiting */
+    list_node wait;    /* waiting */
+    list_node claimed; /* waiting, claimed by a hello: drop and move reach them until pair_start */
 
     list_node hellos; /* hello, loop thread only */
     list_node paired; /* paired, under lock */
@@ -192,14 +193,20 @@ static void pair_start(tunnel *t, waiting *w, int tunnel_fd)
 {
     int rc = -ENOMEM;
     paired *p = calloc(1, sizeof *p);
+    bool report = false;
+    /* from claimed to paired in one step: tunnel_drop_owner and tunnel_move_owner see it in one of them */
+    pthread_mutex_lock(&t->lock);
+    list_del(&w->link);
     if (p) {
         *p = (paired){.t = t, .owner = w->owner, .report_fd = w->report_fd};
         memcpy(p->token, w->token, sizeof p->token);
-        pthread_mutex_lock(&t->lock);
         list_add(&t->paired, &p->link);
-        pthread_mutex_unlock(&t->lock);
+        report = p->report_fd >= 0;
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (p) {
         splice_pair_opts po = {.done = on_pair_done,
-                               .a_eof = p->report_fd >= 0 ? on_peer_eof : NULL,
+                               .a_eof = report ? on_peer_eof : NULL,
                                .ud = p,
                                .a_shut_known = w->shut_known,
                                .a_shut_after = w->shut_after};
@@ -230,6 +237,9 @@ static void hello_free(tunnel *t, hello *h, bool reset_peer)
         close(h->fd);
     }
     if (h->peer) {
+        pthread_mutex_lock(&t->lock);
+        list_del(&h->peer->link);
+        pthread_mutex_unlock(&t->lock);
         if (reset_peer)
             splice_close_reset(h->peer->fd);
         free(h->peer);
@@ -259,6 +269,8 @@ static bool hello_fill(tunnel *t, hello *h)
         if (h->got >= CONTRACT_TUNNEL_TOKEN_LEN && !h->peer) {
             pthread_mutex_lock(&t->lock);
             h->peer = claim_locked(t, h->buf);
+            if (h->peer)
+                list_add(&t->claimed, &h->peer->link);
             pthread_mutex_unlock(&t->lock);
             if (!h->peer) {
                 noise(t, NOISE_TOKEN);
@@ -414,6 +426,7 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
     if (t->o.max_pairs <= 0)
         t->o.max_pairs = SPLICE_LOOP_MAX_PAIRS;
     list_init(&t->wait);
+    list_init(&t->claimed);
     list_init(&t->hellos);
     list_init(&t->paired);
     t->wlisten.fn = on_listener;
@@ -504,6 +517,9 @@ void tunnel_drop_owner(tunnel *t, const void *owner)
         free(w);
         n++;
     }
+    list_for_each_entry(w, &t->claimed, link)
+        if (w->owner == owner)
+            w->report_fd = -1; /* they have their tunnel connection: they pair and run on */
     paired *p;
     list_for_each_entry(p, &t->paired, link)
         if (p->owner == owner)
@@ -518,6 +534,9 @@ void tunnel_move_owner(tunnel *t, const void *from, const void *to, int report_f
     pthread_mutex_lock(&t->lock);
     waiting *w;
     list_for_each_entry(w, &t->wait, link)
+        if (w->owner == from)
+            w->owner = to, w->report_fd = report_fd;
+    list_for_each_entry(w, &t->claimed, link)
         if (w->owner == from)
             w->owner = to, w->report_fd = report_fd;
     paired *p;
@@ -535,14 +554,14 @@ typedef struct {
 } half_close;
 
 /* The connection of token not paired yet (the call overtook the tunnel
- * connection's hello): the peer waiting for it, or NULL. Loop thread. */
+ * connection's hello): the peer waiting for it, or NULL. Under t->lock. */
 static waiting *unpaired(tunnel *t, const uint8_t *token)
 {
-    hello *h;
-    list_for_each_entry(h, &t->hellos, link)
-        if (h->peer && memcmp(h->peer->token, token, CONTRACT_TUNNEL_TOKEN_LEN) == 0)
-            return h->peer;
-    waiting *w = t->buckets[bucket_of(token)]; /* under t->lock */
+    waiting *w;
+    list_for_each_entry(w, &t->claimed, link)
+        if (memcmp(w->token, token, CONTRACT_TUNNEL_TOKEN_LEN) == 0)
+            return w;
+    w = t->buckets[bucket_of(token)];
     while (w && memcmp(w->token, token, CONTRACT_TUNNEL_TOKEN_LEN) != 0)
         w = w->hnext;
     return w;

@@ -79,8 +79,9 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, int report_fd, uint8_t
  * Unknown or ended connections are ignored. 0 or -ENOMEM. */
 int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes);
 /* Resets the owner's connections still waiting for their tunnel connection:
- * once their stream is gone no client will come for them. Paired ones run on
- * (their half-closes as FINs again: the owner's report_fd is not used after). */
+ * once their stream is gone no client will come for them. Paired ones, and
+ * those whose tunnel connection is in its hello, run on (their half-closes as
+ * FINs again: the owner's report_fd is not used after this returns). */
 void tunnel_drop_owner(tunnel *t, const void *owner);
 /* Gives from's connections (waiting and paired) to the stream to, whose
  * report_fd (as in tunnel_add_peer) carries their half-closes from now on:
