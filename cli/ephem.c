@@ -456,13 +456,29 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
     return rc;
 }
 
+#define LOG_LIMIT "--limit-bytes=16384" /* the start-up lines come first */
+
+int ephem_log_prefetch(const kube *k, const char *pod, const char *version, kube_proc *p)
+{
+    char ref[300], base[32], err[256];
+    ephem_base_name(version, base, sizeof(base));
+    snprintf(ref, sizeof(ref), "pod/%s", pod);
+    const char *args[] = {"logs", ref, "-c", base, LOG_LIMIT, NULL};
+    return kube_start(k, args, p, err, sizeof(err));
+}
+
+/* The manager's ports and token from its log; pre: the log as prefetched, or
+ * NULL. What pre holds is checked as a fresh read is, and only taken when it
+ * proves the manager: anything else reads the log again. */
 static int read_ports(const kube *k, const pod_info *p, const ephem_plan *plan, const ephem_opts *o,
-                      ephem_manager *m, char *err, size_t errlen)
+                      const char *pre, ephem_manager *m, char *err, size_t errlen)
 {
     int64_t deadline = time_now_ms() + o->timeout_ms; /* --timeout, as every wait */
     char pod[300], what[256];
+    if (pre && ephem_read_banner(pre, plan->secret, o->need_tunnel, p->name, plan->name, m, err, errlen) == 0)
+        return 0;
     snprintf(pod, sizeof(pod), "pod/%s", p->name);
-    const char *args[] = {"logs", pod, "-c", plan->name, "--limit-bytes=16384", NULL};
+    const char *args[] = {"logs", pod, "-c", plan->name, LOG_LIMIT, NULL};
     snprintf(what, sizeof(what), "read the debug container's log (kubectl logs %s -c %s)", p->name, plan->name);
     for (int delay = 50;; delay = delay < 500 ? delay * 2 : 500) {
         kube_result r;
@@ -494,6 +510,16 @@ int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_ma
         if (rc < 0)
             return rc;
     }
+    /* the prefetched log is of the base name, read before p: of use only
+     * when that container already ran then */
+    kube_result pre = {0};
+    char base[32], ignored[256];
+    ephem_base_name(o->version, base, sizeof(base));
+    if (o->prefetch && o->prefetch->pid > 0 && !plan.create && c && c->state == POD_STATE_RUNNING &&
+        strcmp(plan.name, base) == 0)
+        kube_finish(k, "read the log", o->prefetch, NULL, 0, o->timeout_ms, &pre, ignored, sizeof(ignored));
     snprintf(out->container, sizeof(out->container), "%s", plan.name);
-    return read_ports(k, p, &plan, o, out, err, errlen);
+    rc = read_ports(k, p, &plan, o, pre.status == 0 ? pre.out : NULL, out, err, errlen);
+    kube_result_free(&pre);
+    return rc;
 }

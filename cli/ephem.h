@@ -116,6 +116,8 @@ typedef struct {
     bool new_container;    /* add one when the pod's lack what the command needs */
     bool need_tunnel;      /* the command redirects: the manager's tunnel must be up */
     int64_t timeout_ms;    /* for the container to run and print its ports */
+    kube_proc *prefetch;   /* ephem_log_prefetch's, or NULL: ephem_ensure finishes it when it is of use; the
+                            * caller abandons it (kube_abandon) in any case */
 } ephem_opts;
 
 /* EPHEM_* bits of a container's added capabilities (all when privileged). */
@@ -125,6 +127,10 @@ bool ephem_container_has(const pod_container *c, unsigned caps);
 /* "NET_ADMIN, SYS_PTRACE": the names of the bits in caps, in bit order. */
 void ephem_caps_format(unsigned caps, char *out, size_t n);
 
+/* Starts reading the log of the debug container pod most likely has (the
+ * base name for version) before the pod is read, so that the two kubectl
+ * calls overlap. 0, or as kube_start. */
+int ephem_log_prefetch(const kube *k, const char *pod, const char *version, kube_proc *p);
 /* Makes sure a suitable manager runs in pod p, waiting (with progress on
  * stderr) until it runs and has printed its ports. err gets an actionable
  * message on failure: -EPERM when the pod's debug container lacks what the

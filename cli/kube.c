@@ -249,20 +249,43 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
     return 0;
 }
 
+int kube_start(const kube *k, const char *const *args, kube_proc *p, char *err, size_t errlen)
+{
+    return kube_spawn(k, args, KUBE_PIPE_IN | KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, p, err, errlen);
+}
+
+void kube_abandon(kube_proc *p)
+{
+    if (p->pid > 0) {
+        kube_proc_kill(p, SIGKILL);
+        kube_wait(p->pid);
+    }
+    kube_proc_close(p);
+    p->pid = -1;
+}
+
 int kube_run(const kube *k, const char *what, const char *const *args, const char *in, size_t in_len,
              int64_t timeout_ms, kube_result *r, char *err, size_t errlen)
 {
     kube_proc p;
-    dynbuf ob = {0}, eb = {0};
     memset(r, 0, sizeof(*r));
-    int rc = kube_spawn(k, args, KUBE_PIPE_IN | KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, errlen);
+    int rc = kube_start(k, args, &p, err, errlen);
     if (rc < 0)
         return rc;
-    rc = pump(&p, in, in_len, timeout_ms, &ob, &eb);
+    return kube_finish(k, what, &p, in, in_len, timeout_ms, r, err, errlen);
+}
+
+int kube_finish(const kube *k, const char *what, kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
+                kube_result *r, char *err, size_t errlen)
+{
+    dynbuf ob = {0}, eb = {0};
+    memset(r, 0, sizeof(*r));
+    int rc = pump(p, in, in_len, timeout_ms, &ob, &eb);
     if (rc < 0)
-        kube_proc_kill(&p, SIGKILL);
-    int st = kube_wait(p.pid);
-    kube_proc_close(&p);
+        kube_proc_kill(p, SIGKILL);
+    int st = kube_wait(p->pid);
+    kube_proc_close(p);
+    p->pid = -1;
     r->out_len = ob.len;
     r->out = dynbuf_steal(&ob);
     r->err_len = eb.len;

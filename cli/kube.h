@@ -54,7 +54,7 @@ enum {
 };
 
 typedef struct {
-    pid_t pid;
+    pid_t pid;                 /* -1 when none (kube_finish and kube_abandon set it) */
     int in_fd, out_fd, err_fd; /* -1 when not piped; owned by the caller */
     bool own_pgrp;             /* pid leads its own process group */
 } kube_proc;
@@ -70,6 +70,17 @@ void kube_proc_kill(const kube_proc *p, int sig);
 void kube_proc_close(kube_proc *p);
 /* waitpid wrapper: exit code, or 128+signal. */
 int kube_wait(pid_t pid);
+
+/* kube_run in two steps, so that kubectl calls that do not depend on each
+ * other overlap: kube_start spawns kubectl ARGS... (0, or as kube_spawn);
+ * kube_finish feeds in, collects and waits as kube_run does; kube_abandon
+ * kills and reaps instead. Every started proc ends in one of the two.
+ * Until then the output waits in the pipes: for small outputs only
+ * (a pipe holds 64 KiB). */
+int kube_start(const kube *k, const char *const *args, kube_proc *p, char *err, size_t errlen);
+int kube_finish(const kube *k, const char *what, kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
+                kube_result *r, char *err, size_t errlen);
+void kube_abandon(kube_proc *p);
 
 /* First line of s (for messages), trimmed, at most n-1 bytes. */
 void kube_first_line(const char *s, char *buf, size_t n);

@@ -39,6 +39,10 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     s->k = *k;
     s->timeout_ms = o->timeout_ms;
     char *sel = NULL;
+    /* a named pod: its manager's log is read while the pod is */
+    kube_proc pre = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
+    if (o->pod && !o->workload && !o->pod_read)
+        ephem_log_prefetch(k, o->pod, KDIAG_VERSION, &pre);
     int rc = o->workload ? podsel_workload(k, o->workload, o->timeout_ms, &sel, err, errlen) : 0;
     if (o->pod_read) {
         s->pod = *o->pod_read;
@@ -47,7 +51,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         rc = podsel_one(k, o->pod, sel ? sel : o->selector, o->workload, o->timeout_ms, &s->pod, err, errlen);
     free(sel);
     if (rc < 0)
-        return rc;
+        goto fail;
     /* later kubectl calls name the pod's namespace explicitly */
     if (!s->k.ns && s->pod.ns)
         s->k.ns = s->pod.ns;
@@ -77,8 +81,10 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         .new_container = o->new_container,
         .need_tunnel = o->tunnel,
         .timeout_ms = o->timeout_ms,
+        .prefetch = &pre,
     };
     rc = ephem_ensure(&s->k, &s->pod, &eo, &s->mgr, err, errlen);
+    kube_abandon(&pre);
     if (rc < 0)
         goto fail;
     if (o->forward) {
@@ -89,6 +95,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     }
     return 0;
 fail:
+    kube_abandon(&pre);
     session_close(s);
     return rc;
 }
