@@ -9,6 +9,11 @@ struct capture_client {
     rpc_stream *stream; /* NULL in the fuzzer */
     uint8_t *buf;       /* one batch of records */
     size_t cap;
+    char iface[32];     /* the request's interface: "" for all */
+    capture_pcapng *ng; /* pcapng output, or NULL: pcap */
+    char *ng_name;
+    uint32_t ng_id[CAPTURE_CLIENT_IFACES_MAX]; /* pcapng interface id of s->ifaces[i] */
+    uint32_t ng_other;                         /* of packets on an interface not in ready; UINT32_MAX: none yet */
 };
 
 /* A batch (the wire bytes of a CaptureResponse after the ready one): its

@@ -2,6 +2,7 @@
 #include "capture_client-internal.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,20 @@
 
 #define PCAP_FILE_HDR 24
 #define PCAP_REC_HDR 16
+/* pcapng (draft-ietf-opsawg-pcapng): block types, header sizes, options */
+#define NG_SHB 0x0a0d0d0au
+#define NG_IDB 1u
+#define NG_EPB 6u
+#define NG_EPB_HDR 28 /* type, length, interface, ts high, ts low, caplen, len */
+#define NG_OPT_IF_NAME 2
+#define NG_OPT_IF_DESCRIPTION 3
+#define NG_OPT_IF_TSRESOL 9
 
+struct capture_pcapng {
+    int fd;
+    pthread_mutex_t mu; /* one block (or batch of blocks) at a time; next_id */
+    uint32_t next_id;
+};
 
 static int write_all(int fd, const uint8_t *p, size_t n)
 {
@@ -33,6 +47,123 @@ static void put32(uint8_t *p, uint32_t v)
     memcpy(p, &v, 4); /* pcap is written in the writer's byte order; the magic tells readers which */
 }
 
+static size_t pad4(size_t n)
+{
+    return (n + 3) & ~(size_t)3;
+}
+
+int capture_pcapng_new(capture_pcapng **ret, int fd)
+{
+    uint8_t h[28] = {0};
+    uint16_t major = 1, minor = 0;
+    put32(h, NG_SHB);
+    put32(h + 4, sizeof h);
+    put32(h + 8, 0x1a2b3c4du); /* byte-order magic: the writer's order, as for pcap */
+    memcpy(h + 12, &major, 2);
+    memcpy(h + 14, &minor, 2);
+    memset(h + 16, 0xff, 8); /* section length: unknown */
+    put32(h + 24, sizeof h);
+    capture_pcapng *w = calloc(1, sizeof *w);
+    if (!w)
+        return -ENOMEM;
+    w->fd = fd;
+    pthread_mutex_init(&w->mu, NULL);
+    int rc = write_all(fd, h, sizeof h);
+    if (rc < 0)
+        capture_pcapng_free(w);
+    else
+        *ret = w;
+    return rc;
+}
+
+void capture_pcapng_free(capture_pcapng *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+int capture_client_set_pcapng(capture_client *c, capture_pcapng *w, const char *name)
+{
+    free(c->ng_name);
+    if (!(c->ng_name = strdup(name)))
+        return -ENOMEM;
+    c->ng = w;
+    return 0;
+}
+
+/* Room for n more bytes in c->buf after used. */
+static int buf_reserve(capture_client *c, size_t used, size_t n)
+{
+    if (used + n <= c->cap)
+        return 0;
+    size_t cap = 2 * (used + n);
+    uint8_t *b = realloc(c->buf, cap);
+    if (!b)
+        return -ENOMEM;
+    c->buf = b;
+    c->cap = cap;
+    return 0;
+}
+
+static size_t ng_option(uint8_t *p, uint16_t code, const void *v, size_t len)
+{
+    uint16_t l = (uint16_t)len;
+    memcpy(p, &code, 2);
+    memcpy(p + 2, &l, 2);
+    memcpy(p + 4, v, len);
+    memset(p + 4 + len, 0, pad4(len) - len);
+    return 4 + pad4(len);
+}
+
+/* Appends an interface description block for interface ifname of this
+ * capture to c->buf at *used, with the next interface id of c->ng (its lock
+ * held) in *id. */
+static int ng_add_idb(capture_client *c, size_t *used, const char *ifname, const capture_client_stats *s, uint32_t *id)
+{
+    char desc[512];
+    int dl = snprintf(desc, sizeof desc, "%s %s", c->ng_name, ifname);
+    size_t nl = strlen(ifname), len = 16 + 4 + pad4(nl) + 4 + pad4((size_t)dl) + 4 + 4 + 4 + 4;
+    if (dl < 0 || (size_t)dl >= sizeof desc || nl > 0xffff || buf_reserve(c, *used, len) < 0)
+        return -ENOMEM;
+    uint8_t *p = c->buf + *used, tsresol = 9; /* timestamps in ns */
+    uint16_t lt = (uint16_t)s->linktype, zero = 0;
+    put32(p, NG_IDB);
+    put32(p + 4, (uint32_t)len);
+    memcpy(p + 8, &lt, 2);
+    memcpy(p + 10, &zero, 2);
+    put32(p + 12, s->snaplen);
+    size_t o = 16;
+    o += ng_option(p + o, NG_OPT_IF_NAME, ifname, nl);
+    o += ng_option(p + o, NG_OPT_IF_DESCRIPTION, desc, (size_t)dl);
+    o += ng_option(p + o, NG_OPT_IF_TSRESOL, &tsresol, 1);
+    memset(p + o, 0, 4); /* opt_endofopt */
+    put32(p + o + 4, (uint32_t)len);
+    *used += len;
+    *id = c->ng->next_id++;
+    return 0;
+}
+
+/* The pcapng interface blocks of this capture's interfaces: the one asked
+ * for, or all the ready message names. Under c->ng's lock. */
+static int ng_on_ready(capture_client *c, capture_client_stats *s)
+{
+    size_t used = 0;
+    int rc = 0;
+    c->ng_other = UINT32_MAX;
+    for (size_t i = 0; i < s->nifaces && rc == 0; i++) {
+        c->ng_id[i] = UINT32_MAX;
+        if (!c->iface[0] || strcmp(c->iface, s->ifaces[i].name) == 0)
+            rc = ng_add_idb(c, &used, s->ifaces[i].name, s, &c->ng_id[i]);
+    }
+    if (rc == 0)
+        rc = write_all(c->ng->fd, c->buf, used);
+    if (rc == 0)
+        s->bytes += used;
+    return rc;
+}
+
 int capture_client_new(capture_client **ret, rpc_client *cl, const capture_client_req *r)
 {
     Kdiag__Solo__Io__CaptureRequest req = KDIAG__SOLO__IO__CAPTURE_REQUEST__INIT;
@@ -50,6 +181,8 @@ int capture_client_new(capture_client **ret, rpc_client *cl, const capture_clien
     if (buf && c) {
         kdiag__solo__io__capture_request__pack(&req, buf);
         rc = rpc_client_stream_open(&c->stream, cl, CONTRACT_METHOD_CAPTURE, buf, len, 0);
+        if (strcmp(req.interface, "any") != 0)
+            snprintf(c->iface, sizeof c->iface, "%s", req.interface);
     }
     free(buf);
     if (rc < 0)
@@ -59,7 +192,7 @@ int capture_client_new(capture_client **ret, rpc_client *cl, const capture_clien
     return rc;
 }
 
-static int on_ready(int fd, const Kdiag__Solo__Io__CaptureResponse *m, capture_client_stats *s)
+static int on_ready(capture_client *c, int fd, const Kdiag__Solo__Io__CaptureResponse *m, capture_client_stats *s)
 {
     uint8_t h[PCAP_FILE_HDR] = {0};
     put32(h, CAPTURE_CLIENT_PCAP_MAGIC_NS);
@@ -75,6 +208,12 @@ static int on_ready(int fd, const Kdiag__Solo__Io__CaptureResponse *m, capture_c
         capture_client_iface *f = &s->ifaces[s->nifaces++];
         f->index = m->interfaces[i]->index;
         snprintf(f->name, sizeof f->name, "%s", m->interfaces[i]->name);
+    }
+    if (c->ng) {
+        pthread_mutex_lock(&c->ng->mu);
+        int rc = ng_on_ready(c, s);
+        pthread_mutex_unlock(&c->ng->mu);
+        return rc;
     }
     int rc = write_all(fd, h, sizeof h);
     if (rc == 0)
@@ -126,8 +265,9 @@ static int wire_field(wire *w, uint32_t *num, unsigned *type, uint64_t *v, wire 
     }
 }
 
-/* Appends the pcap record of one CapturePacket (wire bytes pk) to c->buf at
- * *used, and counts it in ifc[] at the index of its interface in s. */
+/* Appends the pcap record (or pcapng block, c->ng's lock held) of one
+ * CapturePacket (wire bytes pk) to c->buf at *used, and counts it in ifc[]
+ * at the index of its interface in s. */
 static int add_record(capture_client *c, size_t *used, wire pk, const capture_client_stats *s, uint64_t *ifc)
 {
     uint64_t ts = 0, olen = 0, ifindex = 0, v;
@@ -147,31 +287,52 @@ static int add_record(capture_client *c, size_t *used, wire pk, const capture_cl
             data = sub;
     }
     size_t caplen = (size_t)(data.end - data.p);
-    if (caplen > UINT32_MAX - PCAP_REC_HDR)
+    if (caplen > UINT32_MAX - 64)
         return -EBADMSG;
-    if (*used + PCAP_REC_HDR + caplen > c->cap) {
-        size_t cap = 2 * (*used + PCAP_REC_HDR + caplen);
-        uint8_t *b = realloc(c->buf, cap);
-        if (!b)
+    size_t j = 0;
+    while (j < s->nifaces && s->ifaces[j].index != ifindex)
+        j++;
+    if (j < s->nifaces)
+        ifc[j]++;
+    uint32_t len = olen > caplen && olen <= UINT32_MAX ? (uint32_t)olen : (uint32_t)caplen;
+    if (!c->ng) {
+        if (buf_reserve(c, *used, PCAP_REC_HDR + caplen) < 0)
             return -ENOMEM;
-        c->buf = b;
-        c->cap = cap;
+        uint8_t *p = c->buf + *used;
+        put32(p, (uint32_t)(ts / 1000000000u));
+        put32(p + 4, (uint32_t)(ts % 1000000000u));
+        put32(p + 8, (uint32_t)caplen);
+        put32(p + 12, len);
+        if (caplen)
+            memcpy(p + PCAP_REC_HDR, data.p, caplen);
+        *used += PCAP_REC_HDR + caplen;
+        return 0;
     }
+    uint32_t id = j < s->nifaces ? c->ng_id[j] : UINT32_MAX;
+    if (id == UINT32_MAX && c->ng_other == UINT32_MAX && ng_add_idb(c, used, "other", s, &c->ng_other) < 0)
+        return -ENOMEM; /* an interface the ready message did not name (or not the one asked for) */
+    if (id == UINT32_MAX)
+        id = c->ng_other;
+    size_t blen = NG_EPB_HDR + pad4(caplen) + 4;
+    if (buf_reserve(c, *used, blen) < 0)
+        return -ENOMEM;
     uint8_t *p = c->buf + *used;
-    put32(p, (uint32_t)(ts / 1000000000u));
-    put32(p + 4, (uint32_t)(ts % 1000000000u));
-    put32(p + 8, (uint32_t)caplen);
-    put32(p + 12, olen > caplen && olen <= UINT32_MAX ? (uint32_t)olen : (uint32_t)caplen);
+    put32(p, NG_EPB);
+    put32(p + 4, (uint32_t)blen);
+    put32(p + 8, id);
+    put32(p + 12, (uint32_t)(ts >> 32));
+    put32(p + 16, (uint32_t)ts);
+    put32(p + 20, (uint32_t)caplen);
+    put32(p + 24, len);
     if (caplen)
-        memcpy(p + PCAP_REC_HDR, data.p, caplen);
-    *used += PCAP_REC_HDR + caplen;
-    for (size_t j = 0; j < s->nifaces; j++)
-        if (s->ifaces[j].index == ifindex)
-            ifc[j]++;
+        memcpy(p + NG_EPB_HDR, data.p, caplen);
+    memset(p + NG_EPB_HDR + caplen, 0, pad4(caplen) - caplen);
+    put32(p + blen - 4, (uint32_t)blen);
+    *used += blen;
     return 0;
 }
 
-int capture_client_batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
+static int batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
 {
     wire w = {buf, buf + len}, sub;
     size_t used = 0;
@@ -193,7 +354,7 @@ int capture_client_batch(capture_client *c, int fd, const uint8_t *buf, size_t l
         if (rc < 0)
             return rc;
     }
-    int rc = write_all(fd, c->buf, used);
+    int rc = write_all(c->ng ? c->ng->fd : fd, c->buf, used);
     if (rc < 0)
         return rc;
     s->packets += n;
@@ -205,11 +366,26 @@ int capture_client_batch(capture_client *c, int fd, const uint8_t *buf, size_t l
     return 0;
 }
 
+int capture_client_batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
+{
+    if (!c->ng)
+        return batch(c, fd, buf, len, s);
+    pthread_mutex_lock(&c->ng->mu);
+    uint32_t other = c->ng_other, next = c->ng->next_id;
+    int rc = batch(c, fd, buf, len, s);
+    if (rc < 0 && other != c->ng_other) { /* its interface block was not written */
+        c->ng_other = other;
+        c->ng->next_id = next;
+    }
+    pthread_mutex_unlock(&c->ng->mu);
+    return rc;
+}
+
 /* The first message: ready, decoded whole. */
-static int on_first(int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
+static int on_first(capture_client *c, int fd, const uint8_t *buf, size_t len, capture_client_stats *s)
 {
     Kdiag__Solo__Io__CaptureResponse *m = kdiag__solo__io__capture_response__unpack(NULL, len, buf);
-    int rc = m && m->ready ? on_ready(fd, m, s) : -EBADMSG;
+    int rc = m && m->ready ? on_ready(c, fd, m, s) : -EBADMSG;
     if (m)
         kdiag__solo__io__capture_response__free_unpacked(m, NULL);
     return rc;
@@ -234,7 +410,7 @@ int capture_client_run(capture_client *c, int fd, capture_client_fn fn, void *ud
         }
         if (r == 1)
             return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_CANCELLED ? 0 : -EPROTO;
-        r = s->ready ? capture_client_batch(c, fd, buf, len, s) : on_first(fd, buf, len, s);
+        r = s->ready ? capture_client_batch(c, fd, buf, len, s) : on_first(c, fd, buf, len, s);
         free(buf);
         if (r == -EBADMSG) {
             st->code = GRPC_STATUS_INTERNAL;
@@ -259,6 +435,7 @@ void capture_client_free(capture_client *c)
     if (!c)
         return;
     rpc_stream_free(c->stream);
+    free(c->ng_name);
     free(c->buf);
     free(c);
 }

@@ -12,7 +12,14 @@
  * type the manager chose (Ethernet for one Ethernet interface, LINUX_SLL2 for
  * "any"); records are written whole, one batch per write, so a capture that
  * ends at any point (cancel, Ctrl-C) leaves a valid file. Functions return 0
- * or a negative errno. Stream: docs/capture.md. */
+ * or a negative errno. Stream: docs/capture.md.
+ *
+ * pcapng instead: capture_pcapng_new(&w, fd) writes the section header, then
+ * capture_client_set_pcapng(cc, w, "pod/web-1") before run. Several clients
+ * (one per pod, each on its own thread) may share one w: each adds an
+ * interface block per interface of its pod ("eth0", description "pod/web-1
+ * eth0", ns timestamps) and writes its batches whole under w's lock, so the
+ * file holds the packets in the order their batches arrived. */
 #ifndef KDIAG_CAPTURE_CLIENT_H
 #define KDIAG_CAPTURE_CLIENT_H
 #include <stdbool.h>
@@ -55,6 +62,11 @@ typedef struct {
 typedef int (*capture_client_fn)(void *ud, const capture_client_stats *s);
 
 typedef struct capture_client capture_client;
+typedef struct capture_pcapng capture_pcapng;
+
+/* Writes the pcapng section header to fd (not owned). -ENOMEM or the write's -errno. */
+int capture_pcapng_new(capture_pcapng **ret, int fd);
+void capture_pcapng_free(capture_pcapng *w);
 
 /* Starts the call (no deadline). -ENOMEM, -EMSGSIZE for a request too
  * large, or -EIO when the call cannot start. */
@@ -69,6 +81,9 @@ int capture_client_new(capture_client **ret, rpc_client *cl, const capture_clien
  * -errno when the stream broke (st UNAVAILABLE). st may be NULL. */
 int capture_client_run(capture_client *cc, int fd, capture_client_fn fn, void *ud, capture_client_stats *s,
                        rpc_status *st);
+/* Before run: write into w (not owned, outlives cc) instead of run's fd;
+ * name ("pod/web-1") goes in each interface's description. -ENOMEM. */
+int capture_client_set_pcapng(capture_client *cc, capture_pcapng *w, const char *name);
 /* Thread-safe: ends the stream; what was written stays a valid file. */
 void capture_client_cancel(capture_client *cc);
 void capture_client_free(capture_client *cc);

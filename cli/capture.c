@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -14,20 +15,44 @@
 #include "basic/time-util.h"
 #include "capture_client.h"
 #include "exitcode.h"
+#include "podsel.h"
 #include "session.h"
 
+#define CAPTURE_PODS_MAX 64
+
+typedef struct capture_cli capture_cli;
+
+/* One pod's capture, on its own thread. */
 typedef struct {
+    capture_cli *cli;
+    session sess;
+    bool opened;  /* sess is open (before the thread for one pod, in it for --all-pods) */
+    pod_info pod; /* --all-pods: the pod as listed, until the thread's session takes it */
+    rpc_client *cl;
     capture_client *cc;
-    int out_fd;
-    int done_efd; /* written when the stream ended */
-    bool tty;     /* stderr is a terminal: a live packet count */
+    pthread_t th;
+    bool started; /* th runs */
     bool counting;
     int64_t last_count_ms;
-    const char *pod, *iface;
     int rc;
     capture_client_stats s;
     rpc_status st;
-} capture_cli;
+    char err[1024]; /* why the session or the call did not start */
+} capture_pod;
+
+struct capture_cli {
+    const flags *f;
+    const kube *k;
+    int out_fd;
+    capture_pcapng *ng; /* pcapng output, or NULL: pcap */
+    int done_efd;       /* written once by each pod's thread when its stream ended */
+    bool tty;           /* stderr is a terminal: a live packet count (one pod) */
+    const char *iface;
+    pthread_mutex_t mu; /* stopping, and each pod's cc while they start */
+    bool stopping;
+    capture_pod *pods;
+    size_t npods;
+};
 
 static const char *linktype_name(uint32_t lt)
 {
@@ -36,95 +61,231 @@ static const char *linktype_name(uint32_t lt)
 
 static int on_progress(void *ud, const capture_client_stats *s)
 {
-    capture_cli *c = ud;
-    if (s->ready && s->packets == 0 && !c->counting) {
-        fprintf(stderr, "capturing on %s in pod/%s (", c->iface, c->pod);
-        for (size_t i = 0; i < s->nifaces; i++)
-            fprintf(stderr, "%s%s", i ? ", " : "", s->ifaces[i].name);
-        fprintf(stderr, "), %s, snaplen %u; Ctrl-C to stop\n", linktype_name(s->linktype), s->snaplen);
-        c->counting = true;
+    capture_pod *p = ud;
+    capture_cli *c = p->cli;
+    if (s->ready && s->packets == 0 && !p->counting) {
+        char line[1024];
+        int n = snprintf(line, sizeof line, "capturing on %s in pod/%s (", c->iface, p->sess.pod.name);
+        for (size_t i = 0; i < s->nifaces && n > 0 && (size_t)n < sizeof line; i++)
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", i ? ", " : "", s->ifaces[i].name);
+        if (n > 0 && (size_t)n < sizeof line)
+            snprintf(line + n, sizeof line - (size_t)n, "), %s, snaplen %u; Ctrl-C to stop\n",
+                     linktype_name(s->linktype), s->snaplen);
+        fputs(line, stderr); /* one write: several pods print theirs at once */
+        p->counting = true;
         return 0;
     }
     int64_t now = time_now_ms();
-    if (c->tty && now - c->last_count_ms >= 1000) {
+    if (c->tty && c->npods == 1 && now - p->last_count_ms >= 1000) {
         fprintf(stderr, "\r%llu packets", (unsigned long long)s->packets);
-        c->last_count_ms = now;
+        p->last_count_ms = now;
     }
     return 0;
 }
 
+/* Opens the pod's session (--all-pods) and client, unless Ctrl-C came first. */
+static int pod_start(capture_pod *p)
+{
+    capture_cli *c = p->cli;
+    if (!p->opened) {
+        session_opts so = session_opts_from_flags(c->f, EPHEM_CAPS_CAPTURE, true);
+        so.pod = NULL;
+        so.selector = so.workload = NULL;
+        so.pod_read = &p->pod;
+        int rc = session_open(c->k, &so, &p->sess, p->err, sizeof p->err);
+        if (rc < 0)
+            return rc;
+        p->opened = true;
+    }
+    unsigned gen;
+    rpc_client *cl = p->cl = session_client(&p->sess, &gen);
+    if (!cl) {
+        snprintf(p->err, sizeof p->err, "no port-forward to pod/%s", p->sess.pod.name);
+        return -ENOTCONN;
+    }
+    capture_client_req req = {.interface = c->f->iface,
+                              .filter = c->f->filter,
+                              .snaplen = c->f->snaplen,
+                              .count = c->f->count,
+                              .duration_ms = (uint32_t)c->f->duration_ms};
+    char name[300];
+    snprintf(name, sizeof name, "pod/%s", p->sess.pod.name);
+    pthread_mutex_lock(&c->mu);
+    int rc = c->stopping ? 0 : capture_client_new(&p->cc, cl, &req);
+    if (rc == 0 && p->cc && c->ng)
+        rc = capture_client_set_pcapng(p->cc, c->ng, name);
+    pthread_mutex_unlock(&c->mu);
+    if (rc < 0)
+        snprintf(p->err, sizeof p->err, "cannot start the Capture call: %s", strerror(-rc));
+    return rc;
+}
+
 static void *capture_thread(void *arg)
 {
-    capture_cli *c = arg;
-    c->rc = capture_client_run(c->cc, c->out_fd, on_progress, c, &c->s, &c->st);
+    capture_pod *p = arg;
+    p->rc = pod_start(p);
+    if (p->rc == 0 && p->cc)
+        p->rc = capture_client_run(p->cc, p->cli->out_fd, on_progress, p, &p->s, &p->st);
     uint64_t one = 1;
-    (void)!write(c->done_efd, &one, sizeof one);
+    (void)!write(p->cli->done_efd, &one, sizeof one);
     return NULL;
 }
 
-/* The end: packets captured and dropped, per interface. */
-static void print_summary(const capture_cli *c, const char *path)
+/* The end: packets captured and dropped, per interface; "pod/NAME: " first with several pods. */
+static void print_summary(const capture_cli *c, const capture_pod *p, const char *path)
 {
-    const capture_client_stats *s = &c->s;
-    if (c->tty && c->last_count_ms)
+    const capture_client_stats *s = &p->s;
+    if (c->tty && p->last_count_ms)
         fputc('\n', stderr);
-    fprintf(stderr,
-            "%llu packets captured (%llu bytes written to %s), %llu dropped by the kernel, %llu lost in "
-            "the stream",
-            (unsigned long long)s->packets, (unsigned long long)s->bytes, strcmp(path, "-") ? path : "stdout",
-            (unsigned long long)s->kernel_drops,
-            (unsigned long long)(s->captured > s->packets ? s->captured - s->packets : 0));
+    char line[2048];
+    int n = snprintf(line, sizeof line,
+                     "%s%s%s%llu packets captured (%llu bytes written to %s), %llu dropped by the kernel, %llu "
+                     "lost in the stream",
+                     c->npods > 1 ? "pod/" : "", c->npods > 1 ? p->sess.pod.name : "", c->npods > 1 ? ": " : "",
+                     (unsigned long long)s->packets, (unsigned long long)s->bytes,
+                     strcmp(path, "-") ? path : "stdout", (unsigned long long)s->kernel_drops,
+                     (unsigned long long)(s->captured > s->packets ? s->captured - s->packets : 0));
     const char *sep = "; ";
-    for (size_t i = 0; i < s->nifaces; i++)
+    for (size_t i = 0; i < s->nifaces && n > 0 && (size_t)n < sizeof line; i++)
         if (s->ifaces[i].packets) {
-            fprintf(stderr, "%s%s %llu", sep, s->ifaces[i].name, (unsigned long long)s->ifaces[i].packets);
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %llu", sep, s->ifaces[i].name,
+                          (unsigned long long)s->ifaces[i].packets);
             sep = ", ";
         }
-    fputc('\n', stderr);
+    fprintf(stderr, "%s\n", line);
 }
 
-/* Runs the stream until it ends or a stop signal (sfd) cancels it. */
+/* Runs every pod's stream until they end or a stop signal (sfd) cancels them. */
 static void run_until_end(capture_cli *c, int sfd)
 {
-    pthread_t th;
-    if (pthread_create(&th, NULL, capture_thread, c) != 0) {
-        c->rc = -EAGAIN;
-        snprintf(c->st.message, sizeof c->st.message, "cannot start a thread");
-        return;
+    size_t running = 0;
+    for (size_t i = 0; i < c->npods; i++) {
+        capture_pod *p = &c->pods[i];
+        if ((p->started = pthread_create(&p->th, NULL, capture_thread, p) == 0)) {
+            running++;
+            continue;
+        }
+        p->rc = -EAGAIN;
+        snprintf(p->err, sizeof p->err, "cannot start a thread");
     }
-    for (;;) {
+    for (size_t left = running; left;) {
         struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = c->done_efd, .events = POLLIN}};
         if (poll(pf, 2, -1) < 0 && errno != EINTR)
             break;
-        if (pf[1].revents)
-            break;
+        uint64_t n;
+        if (pf[1].revents && read(c->done_efd, &n, sizeof n) == sizeof n)
+            left -= n < left ? n : left;
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             (void)!read(sfd, &si, sizeof si);
-            capture_client_cancel(c->cc); /* the batch being written is finished first */
+            pthread_mutex_lock(&c->mu);
+            c->stopping = true; /* pods still opening their session capture nothing */
+            for (size_t i = 0; i < c->npods; i++)
+                if (c->pods[i].cc)
+                    capture_client_cancel(c->pods[i].cc); /* the batch being written is finished first */
+            pthread_mutex_unlock(&c->mu);
             break;
         }
     }
-    pthread_join(th, NULL);
+    for (size_t i = 0; i < c->npods; i++)
+        if (c->pods[i].started)
+            pthread_join(c->pods[i].th, NULL);
 }
 
-/* The exit code of how the capture ended; the message for the user in err. */
-static int capture_result(const capture_cli *c, const char *path, char *err, size_t errlen)
+/* The exit code of how one pod's capture ended; the message for the user in err. */
+static int capture_result(const capture_pod *p, const char *path, char *err, size_t errlen)
 {
-    if (c->rc == 0 || c->rc == -EPIPE) /* -EPIPE: the reader of stdout went away */
+    if (p->rc == 0 || p->rc == -EPIPE) /* -EPIPE: the reader of stdout went away */
         return 0;
-    if (c->rc == -EPROTO && c->st.code == GRPC_STATUS_INVALID_ARGUMENT) {
-        snprintf(err, errlen, "%s", c->st.message);
+    if (!p->s.ready && p->err[0]) {
+        snprintf(err, errlen, "%s", p->err);
+        return p->rc;
+    }
+    if (p->rc == -EPROTO && p->st.code == GRPC_STATUS_INVALID_ARGUMENT) {
+        snprintf(err, errlen, "%s", p->st.message);
         return -EINVAL;
     }
-    if (c->rc == -EPROTO || c->rc == -EBADMSG) {
-        snprintf(err, errlen, "%s (gRPC status %d)", c->st.message, (int)c->st.code);
+    if (p->rc == -EPROTO || p->rc == -EBADMSG) {
+        snprintf(err, errlen, "%s (gRPC status %d)", p->st.message, (int)p->st.code);
         return -EPROTO;
     }
-    snprintf(err, errlen, "the capture ended: %s%s%s", c->st.message[0] ? c->st.message : strerror(-c->rc),
-             c->s.bytes ? "; what was captured until then is in " : "",
-             c->s.bytes ? (strcmp(path, "-") ? path : "stdout") : "");
-    return c->rc;
+    snprintf(err, errlen, "the capture ended: %s%s%s", p->st.message[0] ? p->st.message : strerror(-p->rc),
+             p->s.bytes ? "; what was captured until then is in " : "",
+             p->s.bytes ? (strcmp(path, "-") ? path : "stdout") : "");
+    return p->rc;
+}
+
+/* --all-pods: the running pods of -l or the workload into c->pods. */
+static int list_pods(capture_cli *c, char *err, size_t errlen)
+{
+    const flags *f = c->f;
+    if (f->npods || !(f->nlabels || f->nworkloads)) {
+        snprintf(err, errlen,
+                 "kubectl diag capture --all-pods needs -l SELECTOR or a workload instead of one pod, e.g. "
+                 "--all-pods -l app=web or --all-pods deploy/web");
+        return -EINVAL;
+    }
+    char *sel = NULL;
+    pod_info *all = NULL;
+    size_t n = 0;
+    int rc = f->nworkloads ? podsel_workload(c->k, f->workloads[0].value, f->timeout_ms, &sel, err, errlen) : 0;
+    if (rc == 0)
+        rc = podsel_list(c->k, sel ? sel : f->labels[0].value, f->timeout_ms, &all, &n, err, errlen);
+    if (rc == 0 && !(c->pods = calloc(n ? n : 1, sizeof *c->pods)))
+        rc = -ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if (pod_is_running(&all[i]) && !all[i].deleting && c->npods < CAPTURE_PODS_MAX) {
+            capture_pod *p = &c->pods[c->npods++];
+            p->cli = c;
+            p->pod = all[i];
+            memset(&all[i], 0, sizeof all[i]); /* taken over */
+        }
+    if (rc == 0 && c->npods == 0) {
+        snprintf(err, errlen, "no running pod matches %s",
+                 f->nworkloads ? f->workloads[0].value
+                 : sel         ? sel
+                               : f->labels[0].value);
+        rc = -ENOENT;
+    }
+    pod_list_free(all, n);
+    free(sel);
+    return rc;
+}
+
+/* One pod: its session is opened here, before the file is made, so that a
+ * pod that cannot be reached leaves no file behind. */
+static int open_one(capture_cli *c, char *err, size_t errlen)
+{
+    if (!(c->pods = calloc(1, sizeof *c->pods)))
+        return -ENOMEM;
+    capture_pod *p = &c->pods[0];
+    c->npods = 1;
+    p->cli = c;
+    session_opts so = session_opts_from_flags(c->f, EPHEM_CAPS_CAPTURE, true);
+    int rc = session_open(c->k, &so, &p->sess, err, errlen);
+    p->opened = rc == 0;
+    return rc;
+}
+
+/* The first failure as the command's result; the others on their own lines. */
+static int capture_results(const capture_cli *c, const char *path, char *err, size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < c->npods; i++) {
+        const capture_pod *p = &c->pods[i];
+        char msg[1536];
+        int prc = capture_result(p, path, msg, sizeof msg);
+        const char *name = p->opened ? p->sess.pod.name : p->pod.name;
+        if (prc < 0 && c->npods == 1)
+            snprintf(err, errlen, "%s", msg);
+        else if (prc < 0 && rc == 0)
+            snprintf(err, errlen, "pod/%s: %s", name, msg);
+        else if (prc < 0)
+            fprintf(stderr, "error: pod/%s: %s\n", name, msg);
+        if (rc == 0)
+            rc = prc;
+    }
+    return rc;
 }
 
 int capture_main(const flags *f, const kube *k)
@@ -138,64 +299,65 @@ int capture_main(const flags *f, const kube *k)
                  "(-w - | tcpdump -r -, or | wireshark -k -i -)");
         return exitcode_report(stderr, -EINVAL, err);
     }
-    capture_cli c = {.out_fd = STDOUT_FILENO, .done_efd = -1, .tty = isatty(STDERR_FILENO)};
+    bool ng = f->format ? strcmp(f->format, "pcapng") == 0 : f->all_pods;
+    if (f->all_pods && !ng)
+        return exitcode_report(stderr, -EINVAL,
+                               "--all-pods writes pcapng (pcap has no interface names to tell the pods apart): "
+                               "drop --format pcap");
+    capture_cli c = {.f = f, .k = k, .out_fd = STDOUT_FILENO, .done_efd = -1, .tty = isatty(STDERR_FILENO)};
     c.iface = f->iface ? f->iface : "any";
-    session s;
-    session_opts so = session_opts_from_flags(f, EPHEM_CAPS_CAPTURE, true);
-    int rc = session_open(k, &so, &s, err, sizeof err);
-    if (rc < 0)
-        return exitcode_report(stderr, rc, err);
-    c.pod = s.pod.name;
+    pthread_mutex_init(&c.mu, NULL);
     int sfd = -1;
-    rpc_client *cl = NULL;
     bool created = false;
+    int rc = f->all_pods ? list_pods(&c, err, sizeof err) : open_one(&c, err, sizeof err);
+    if (rc < 0)
+        goto out;
     if (!to_stdout && (c.out_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
         rc = -errno;
         snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(errno));
         goto out;
     }
     created = !to_stdout;
+    if (ng && (rc = capture_pcapng_new(&c.ng, c.out_fd)) < 0) {
+        snprintf(err, sizeof err, "cannot write %s: %s", to_stdout ? "stdout" : path, strerror(-rc));
+        goto out;
+    }
     /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
      * this one takes them from a signalfd. */
     sigset_t ss;
     sig_block_stop(&ss);
     sfd = signalfd(-1, &ss, SFD_CLOEXEC);
     c.done_efd = eventfd(0, EFD_CLOEXEC);
-    unsigned gen;
     if (sfd < 0 || c.done_efd < 0) {
         rc = -errno;
         snprintf(err, sizeof err, "%s", strerror(errno));
         goto out;
     }
-    if (!(cl = session_client(&s, &gen))) {
-        rc = -ENOTCONN;
-        snprintf(err, sizeof err, "no port-forward to pod/%s", s.pod.name);
-        goto out;
-    }
-    capture_client_req req = {.interface = f->iface,
-                              .filter = f->filter,
-                              .snaplen = f->snaplen,
-                              .count = f->count,
-                              .duration_ms = (uint32_t)f->duration_ms};
-    if ((rc = capture_client_new(&c.cc, cl, &req)) < 0) {
-        snprintf(err, sizeof err, "cannot start the Capture call: %s", strerror(-rc));
-        goto out;
-    }
     run_until_end(&c, sfd);
-    if (c.s.ready)
-        print_summary(&c, path);
-    rc = capture_result(&c, path, err, sizeof err);
-out:
-    capture_client_free(c.cc);
-    rpc_client_free(cl);
+    for (size_t i = 0; i < c.npods; i++)
+        if (c.pods[i].s.ready)
+            print_summary(&c, &c.pods[i], path);
+    rc = capture_results(&c, path, err, sizeof err);
+out:;
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < c.npods; i++) {
+        capture_pod *p = &c.pods[i];
+        bytes += p->s.bytes;
+        capture_client_free(p->cc);
+        rpc_client_free(p->cl);
+        session_close(&p->sess);
+        pod_free(&p->pod);
+    }
+    free(c.pods);
+    capture_pcapng_free(c.ng);
     if (created)
         close(c.out_fd);
-    if (created && rc < 0 && c.s.bytes == 0)
+    if (created && rc < 0 && bytes == 0)
         unlink(path); /* nothing captured: no empty file left behind */
     if (sfd >= 0)
         close(sfd);
     if (c.done_efd >= 0)
         close(c.done_efd);
-    session_close(&s);
+    pthread_mutex_destroy(&c.mu);
     return exitcode_report(stderr, rc, err);
 }

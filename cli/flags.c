@@ -50,6 +50,7 @@ enum opt_id {
     O_TTY,
     O_TOOLS,
     O_ALL_PODS,
+    O_FORMAT,
 };
 
 struct opt {
@@ -81,7 +82,7 @@ static const struct opt opts[] = {
     {O_OUTGOING, "outgoing", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_INC_PROBES, "include-probes", 0, false, ONLY(FLAGS_CMD_REDIR)},
     {O_INC_LOOPBACK, "include-loopback", 0, false, ONLY(FLAGS_CMD_REDIR)},
-    {O_ALL_PODS, "all-pods", 0, false, ONLY(FLAGS_CMD_REDIR)},
+    {O_ALL_PODS, "all-pods", 0, false, ONLY(FLAGS_CMD_REDIR) | ONLY(FLAGS_CMD_CAPTURE)},
     {O_OUTPUT, "output", 'o', true, ONLY(FLAGS_CMD_PS)},
     {O_ALL, "all", 0, false, ONLY(FLAGS_CMD_LOGS)},
     {O_CONTAINER, "container", 'c', true, ONLY(FLAGS_CMD_LOGS)},
@@ -92,10 +93,13 @@ static const struct opt opts[] = {
     {O_COUNT, "count", 'c', true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_DURATION, "duration", 'd', true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_WRITE, "write", 'w', true, ONLY(FLAGS_CMD_CAPTURE)},
+    {O_FORMAT, "format", 0, true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_STDIN, "stdin", 'i', false, ONLY(FLAGS_CMD_EXEC)},
     {O_TTY, "tty", 0, false, ONLY(FLAGS_CMD_EXEC)},
     {O_TOOLS, "tools", 0, false, ONLY(FLAGS_CMD_EXEC)},
 };
+
+_Static_assert(sizeof opts / sizeof opts[0] <= 64, "flags_parse marks the flags given in a uint64_t");
 
 static const char *const cmd_names[] = {
     [FLAGS_CMD_NONE] = "",         [FLAGS_CMD_REDIR] = "redir",         [FLAGS_CMD_PS] = "ps",
@@ -340,6 +344,11 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
             return fail(err, errlen, "invalid %s \"%s\": use a duration such as 10s or 2m", flagname, val);
         break;
     case O_WRITE: f->write = val; break;
+    case O_FORMAT:
+        if (strcmp(val, "pcap") && strcmp(val, "pcapng"))
+            return fail(err, errlen, "invalid --format \"%s\": use pcap or pcapng", val);
+        f->format = val;
+        break;
     case O_STDIN: f->stdin_open = true; break;
     case O_TTY: f->tty = true; break;
     case O_TOOLS: f->tools = true; break;
@@ -391,11 +400,11 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
 }
 
 /* Handles one flag word at argv[*i]; may consume the next word as its value. */
-static int one_flag(flags *f, int argc, char **argv, int *i, unsigned *seen_only, char *err, size_t errlen)
+static int one_flag(flags *f, int argc, char **argv, int *i, uint64_t *seen, char *err, size_t errlen)
 {
     char *a = argv[*i];
     if (strcmp(a, "-it") == 0 || strcmp(a, "-ti") == 0) { /* kubectl exec's; -t alone is --target */
-        *seen_only |= ONLY(FLAGS_CMD_EXEC);
+        *seen |= 1ull << (find_long("tty", 3) - opts);
         f->stdin_open = f->tty = true;
         return 0;
     }
@@ -417,7 +426,7 @@ static int one_flag(flags *f, int argc, char **argv, int *i, unsigned *seen_only
         } else if (eq) {
             return fail(err, errlen, "flag --%s takes no value (got \"%s\")", o->lng, a);
         }
-        *seen_only |= o->only;
+        *seen |= 1ull << (o - opts);
         return apply(f, o, a, val, err, errlen);
     }
     /* short flags: -n ns, -nns, -n=ns, and clusters of switches like -vv */
@@ -425,7 +434,7 @@ static int one_flag(flags *f, int argc, char **argv, int *i, unsigned *seen_only
         const struct opt *o = find_short(*p, f->cmd);
         if (!o)
             return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag --help'", *p, a);
-        *seen_only |= o->only;
+        *seen |= 1ull << (o - opts);
         if (!o->arg) {
             int rc = apply(f, o, a, NULL, err, errlen);
             if (rc < 0)
@@ -459,7 +468,7 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     if (err && errlen)
         err[0] = '\0';
 
-    unsigned seen_only = 0;
+    uint64_t seen = 0; /* bit k: opts[k] was given */
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         int rc;
@@ -474,7 +483,7 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
             break;
         }
         if (a[0] == '-' && a[1] != '\0')
-            rc = one_flag(f, argc, argv, &i, &seen_only, err, errlen);
+            rc = one_flag(f, argc, argv, &i, &seen, err, errlen);
         else
             rc = positional(f, a, err, errlen);
         if (rc < 0)
@@ -484,17 +493,15 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return 0;
     if (f->help)
         return 0;
-    if (seen_only & ~ONLY(f->cmd)) {
-        for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
-            if (opts[k].only & seen_only & ~ONLY(f->cmd)) {
-                flags_cmd owner = FLAGS_CMD_NONE;
-                for (int c = 1; c < 32; c++)
-                    if (opts[k].only & (1u << c))
-                        owner = (flags_cmd)c;
-                return fail(err, errlen, "flag --%s belongs to '%s', not to '%s'", opts[k].lng,
-                            flags_cmd_name(owner), f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
-            }
-    }
+    for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+        if ((seen >> k & 1) && opts[k].only && !(opts[k].only & ONLY(f->cmd))) {
+            flags_cmd owner = FLAGS_CMD_NONE;
+            for (int c = 1; c < 32; c++)
+                if (opts[k].only & (1u << c))
+                    owner = (flags_cmd)c;
+            return fail(err, errlen, "flag --%s belongs to '%s', not to '%s'", opts[k].lng, flags_cmd_name(owner),
+                        f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
+        }
     if (f->include_probes && f->outgoing)
         return fail(err, errlen,
                     "--include-probes is for incoming redirects (the node's probes reach the pod); "

@@ -85,6 +85,7 @@ typedef struct {
     uint64_t count;      /* -c: 0 = no limit */
     int64_t duration_ms; /* -d: 0 = no limit */
     const char *write;   /* -w FILE or "-" (stdout); NULL = stdout unless it is a terminal */
+    const char *format;  /* --format: "pcap", "pcapng", or NULL (pcapng with --all-pods, else pcap) */
     /* cp: SOURCE DEST as given */
     const char *cp_args[2];
     int ncp_args;

@@ -173,7 +173,7 @@ static const char logs_help[] =
 
 static const char capture_help[] =
     "Usage: kubectl diag capture [-i IFACE] [-f FILTER] [-s SNAPLEN] [-c COUNT] [-d DURATION]\n"
-    "                            [-w FILE|-] [flags]\n"
+    "                            [--format pcap|pcapng] [--all-pods] [-w FILE|-] [flags]\n"
     "\n"
     "Captures the pod's packets (all its containers share one network namespace) and writes them\n"
     "as pcap to FILE or, with -w -, to stdout; progress and the summary go to stderr. The filter\n"
@@ -181,6 +181,8 @@ static const char capture_help[] =
     "then prints the packets captured and dropped (by the kernel when the capture could not keep\n"
     "up, and lost in the stream). The file is valid at any point it stops. The debug container\n"
     "needs only the NET_RAW capability. A filter or interface the pod rejects exits 2.\n"
+    "--all-pods captures every running pod of -l or a workload at once into one pcapng file:\n"
+    "each pod's interfaces are named in it (\"pod/web-1 eth0\"), a summary per pod on stderr.\n"
     "\n"
     "  -i, --interface IFACE    one interface (Ethernet link type); default: all of them\n"
     "                           (\"any\", link type LINUX_SLL2: each packet names its interface)\n"
@@ -189,11 +191,15 @@ static const char capture_help[] =
     "  -c, --count N            stop after N packets\n"
     "  -d, --duration D         stop after D (e.g. 30s, 5m)\n"
     "  -w, --write FILE|-       the pcap file; - for stdout (default: stdout, unless a terminal)\n"
+    "      --format pcap|pcapng pcapng names the pod and its interfaces (default: pcap for one\n"
+    "                           pod, pcapng with --all-pods)\n"
+    "      --all-pods           every running pod of -l SELECTOR or deploy/NAME, into one file\n"
     "\n"
     "Examples:\n"
     "  kubectl diag capture -l app=web -f 'tcp port 80' -w web.pcap\n"
     "  kubectl diag capture pod/api -i eth0 -c 100 -w - | tcpdump -nr -\n"
     "  kubectl diag capture -l app=web -w - | wireshark -k -i -\n"
+    "  kubectl diag capture deploy/web --all-pods -f 'tcp port 80' -w web.pcapng\n"
     "\n";
 
 static const char list_help[] =

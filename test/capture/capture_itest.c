@@ -26,6 +26,9 @@
 #define IP_UDP_HDR 28
 
 static char path[64], veth[32];
+static capture_pcapng *ng_w; /* set: cap_start writes pcapng into ng_fd as pod "ng_name" */
+static int ng_fd = -1;
+static const char *ng_name;
 
 static void remove_file(void)
 {
@@ -76,9 +79,11 @@ static void cap_start(cap_run *r, netlab_mgr *m, const capture_client_req *req)
     r->req = *req;
     pthread_mutex_init(&r->mu, NULL);
     pthread_cond_init(&r->cv, NULL);
-    r->fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    r->fd = ng_w ? dup(ng_fd) : open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     CHECK(r->fd >= 0, "open %s: %s", path, strerror(errno));
     CHECK(capture_client_new(&r->cc, m->client, &r->req) == 0, "capture_client_new");
+    if (ng_w)
+        CHECK(capture_client_set_pcapng(r->cc, ng_w, ng_name) == 0, "capture_client_set_pcapng");
     CHECK(pthread_create(&r->thread, NULL, cap_thread, r) == 0, "pthread_create");
     pthread_mutex_lock(&r->mu);
     struct timespec ts = time_deadline_ts(CLOCK_REALTIME, 10000);
@@ -317,6 +322,89 @@ static void case_cancel(netlab_mgr *m)
     printf("ok: cancelled after %llu packets\n", (unsigned long long)s.packets);
 }
 
+/* The interface blocks of a pcapng file (description of each id) and the
+ * packets of each id, read by hand beside libpcap: every block whole. */
+typedef struct {
+    char desc[8][64];
+    uint32_t nif;
+    uint64_t packets[8];
+} ng_sum;
+
+static ng_sum ng_read(void)
+{
+    static uint8_t b[1 << 20];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    CHECK(fd >= 0, "open %s", path);
+    ssize_t n = read(fd, b, sizeof b);
+    close(fd);
+    CHECK(n >= 28 && n < (ssize_t)sizeof b, "read %zd bytes", n);
+    ng_sum s = {0};
+    uint32_t type, len;
+    memcpy(&type, b, 4);
+    CHECK(type == 0x0a0d0d0a, "no section header");
+    for (size_t off = 0; off < (size_t)n; off += len) {
+        CHECK(off + 12 <= (size_t)n, "a torn block at %zu", off);
+        memcpy(&type, b + off, 4);
+        memcpy(&len, b + off + 4, 4);
+        CHECK(len >= 12 && len % 4 == 0 && off + len <= (size_t)n, "block at %zu: length %u", off, len);
+        if (type == 1) { /* IDB: options from offset 16; if_description is code 3 */
+            CHECK(s.nif < 8, "too many interfaces");
+            for (size_t o = off + 16; o + 4 <= off + len - 4;) {
+                uint16_t code, ol;
+                memcpy(&code, b + o, 2);
+                memcpy(&ol, b + o + 2, 2);
+                if (code == 0)
+                    break;
+                if (code == 3)
+                    snprintf(s.desc[s.nif], sizeof s.desc[0], "%.*s", (int)ol, (const char *)b + o + 4);
+                o += 4 + ((ol + 3u) & ~3u);
+            }
+            s.nif++;
+        } else if (type == 6) {
+            uint32_t id;
+            memcpy(&id, b + off + 8, 4);
+            CHECK(id < s.nif, "a packet on interface %u before its block", id);
+            s.packets[id]++;
+        }
+    }
+    return s;
+}
+
+/* Two captures (two "pods") into one pcapng file at once: each packet on an
+ * interface of its capture, named by it; tcpdump reads the file whole. */
+static void case_pcapng_two(netlab_mgr *m)
+{
+    ng_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(ng_fd >= 0 && capture_pcapng_new(&ng_w, ng_fd) == 0, "pcapng writer");
+    cap_run a, b;
+    capture_client_req any = {.filter = FILTER, .count = 2 * EXCHANGES};
+    ng_name = "pod/a";
+    cap_start(&a, m, &any);
+    ng_name = "pod/b";
+    cap_start(&b, m, &any);
+    exchange(sizes, EXCHANGES);
+    cap_join(&a);
+    cap_join(&b);
+    CHECK(a.rc == 0 && b.rc == 0, "captures ended with %d, %d", a.rc, b.rc);
+    ng_sum s = ng_read();
+    uint64_t pa = 0, pb = 0;
+    for (uint32_t i = 0; i < s.nif; i++) {
+        printf("interface %u: %s, %llu packets\n", i, s.desc[i], (unsigned long long)s.packets[i]);
+        const char *sp = strchr(s.desc[i], ' ');
+        CHECK(sp && (strncmp(s.desc[i], "pod/a ", 6) == 0 || strncmp(s.desc[i], "pod/b ", 6) == 0), "interface %s",
+              s.desc[i]);
+        CHECK(!s.packets[i] || strcmp(sp + 1, veth) == 0, "%llu packets on %s", (unsigned long long)s.packets[i],
+              s.desc[i]);
+        *(s.desc[i][4] == 'a' ? &pa : &pb) += s.packets[i];
+    }
+    CHECK(pa == 2 * EXCHANGES && pb == 2 * EXCHANGES, "pod/a %llu packets, pod/b %llu, want %d each",
+          (unsigned long long)pa, (unsigned long long)pb, 2 * EXCHANGES);
+    tcpdump_reads(4 * EXCHANGES);
+    capture_pcapng_free(ng_w);
+    close(ng_fd);
+    printf("ok: pcapng of two captures, %llu + %llu packets\n", (unsigned long long)pa, (unsigned long long)pb);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -351,6 +439,8 @@ int main(int argc, char **argv)
         case_snaplen(&m);
     else if (strcmp(cs, "cancel") == 0)
         case_cancel(&m);
+    else if (strcmp(cs, "pcapng_two") == 0)
+        case_pcapng_two(&m);
     else
         CHECK(false, "unknown case %s", cs);
     rpc_client_free(m.client);

@@ -302,6 +302,19 @@ static void capture_flags(void **state)
     assert_int_equal(parse(&f, err, "ps", "--filter", "tcp", NULL), -EINVAL);
     assert_non_null(strstr(err, "belongs to 'capture'"));
     flags_free(&f);
+    /* --all-pods belongs to redir and capture, not to the others; --format is pcap or pcapng */
+    assert_int_equal(parse(&f, err, "--all-pods", "capture", "-l", "app=web", "--format", "pcapng", NULL), 0);
+    assert_true(f.all_pods);
+    assert_string_equal(f.format, "pcapng");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "--all-pods", "-l", "app=web", NULL), 0);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "--all-pods", "-l", "app=web", NULL), -EINVAL);
+    assert_non_null(strstr(err, "flag --all-pods belongs to"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "--format", "pcapx", NULL), -EINVAL);
+    assert_non_null(strstr(err, "use pcap or pcapng"));
+    flags_free(&f);
 }
 
 /* --profile takes one of the profile names; --new-container is a switch. */

@@ -3,6 +3,9 @@ exchange from the node to the curl and distroless pods, read back with tcpdump -
 import os
 import subprocess
 import tempfile
+import time
+
+import pytest
 
 from conftest import CLI, wait_for
 
@@ -120,3 +123,91 @@ def test_capture_refuses_a_terminal_stdout(cluster):
         os.close(slave)
         os.close(master)
     assert r.returncode == 2 and b'-w FILE' in r.stderr, r.stderr
+
+
+def pcapng_blocks(data):
+    """({interface id: (if_name, if_description)}, [(interface id, caplen)]) of a pcapng file read by hand;
+    every block whole."""
+    import struct
+    assert struct.unpack('<I', data[:4])[0] == 0x0a0d0d0a, 'no section header'
+    ifaces, pkts, off = {}, [], 0
+    while off < len(data):
+        btype, blen = struct.unpack('<II', data[off:off + 8])
+        assert blen >= 12 and blen % 4 == 0 and off + blen <= len(data), 'a torn block at %d' % off
+        body = data[off + 8:off + blen - 4]
+        if btype == 1:
+            opts, o = {}, 8
+            while o + 4 <= len(body):
+                code, olen = struct.unpack('<HH', body[o:o + 4])
+                if code == 0:
+                    break
+                opts[code] = body[o + 4:o + 4 + olen]
+                o += 4 + (olen + 3) // 4 * 4
+            ifaces[len(ifaces)] = (opts[2].decode(), opts[3].decode())
+        elif btype == 6:
+            iface, _, _, caplen = struct.unpack('<IIII', body[:16])
+            assert iface in ifaces, 'a packet before its interface block'
+            pkts.append((iface, caplen))
+        off += blen
+    return ifaces, pkts
+
+
+@pytest.fixture
+def capture_label(cluster):
+    label = 'pcapng-%d-%d' % (os.getpid(), time.monotonic_ns() % 100000)
+    yield label
+    cluster.kubectl('delete', 'pod', '-l', 'app=' + label, '--wait=false')
+
+
+def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, bg, capture_label, tmp_path):
+    pods = ['%s-%d' % (capture_label, i) for i in range(3)]
+    for n in pods:
+        cluster.ok('run', n, '--image=distroless', '--restart=Never', '--labels=app=' + capture_label)
+    for n in pods:
+        cluster.wait_running(n)
+    out = str(tmp_path / 'all.pcapng')
+    p = bg(cluster, 'capture', '--all-pods', '-l', 'app=' + capture_label, '-f', 'udp port %d' % PORT, '-w', out)
+    wait_for(lambda: p.err().count('capturing on') == 3 or p.proc.poll() is not None, 120, what='3 pods capturing')
+    assert p.err().count('capturing on') == 3, p.err()
+    sizes = {n: [100 + 10 * i] * (i + 1) for i, n in enumerate(pods)}  # pod i: i+1 datagrams of its own size
+    for n in pods:
+        send_udp(cluster, n, sizes[n])
+
+    def all_in():
+        with open(out, 'rb') as f:
+            return len(pcapng_blocks(f.read())[1]) >= 6
+    wait_for(all_in, 30, what='6 packets in the file')
+    assert p.interrupt() == 0, p.err()
+    with open(out, 'rb') as f:
+        ifaces, pkts = pcapng_blocks(f.read())
+    got = {n: [] for n in pods}
+    for iface, caplen in pkts:
+        name, desc = ifaces[iface]
+        pod, ifname = desc.split(' ')
+        assert ifname == name == 'eth0', ifaces[iface]
+        got[pod[len('pod/'):]].append(caplen - 20 - 28)  # SLL2 + IPv4 + UDP
+    assert got == sizes, (got, ifaces)
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0 and len(lines) == 6, err
+    for i, n in enumerate(pods):
+        assert 'pod/%s: %d packets captured' % (n, i + 1) in p.err(), p.err()
+
+
+def test_capture_all_pods_needs_a_selector_and_pcapng(cluster, tmp_path):
+    r = cluster.diag('capture', '--all-pods', 'pod/curl', '-w', str(tmp_path / 'x'))
+    assert r.returncode == 2 and 'needs -l SELECTOR or a workload' in r.stderr, r.stderr
+    r = cluster.diag('capture', '--all-pods', '-l', 'app=curl', '--format', 'pcap', '-w', str(tmp_path / 'x'))
+    assert r.returncode == 2 and 'drop --format pcap' in r.stderr, r.stderr
+
+
+def test_capture_format_pcapng_names_the_pods_interfaces(cluster, bg, tmp_path):
+    out = str(tmp_path / 'curl.pcapng')
+    p = start_capture(cluster, bg, 'pod/curl', '--format', 'pcapng', '-f', 'udp port %d' % PORT, '-c', '2', '-w', out)
+    send_udp(cluster, 'curl', [300, 400])
+    assert p.proc.wait(30) == 0, p.err()
+    with open(out, 'rb') as f:
+        ifaces, pkts = pcapng_blocks(f.read())
+    assert ('eth0', 'pod/curl eth0') in ifaces.values() and ('lo', 'pod/curl lo') in ifaces.values(), ifaces
+    assert [(ifaces[i][0], caplen - 48) for i, caplen in pkts] == [('eth0', 300), ('eth0', 400)], (ifaces, pkts)
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0 and len(lines) == 2, err

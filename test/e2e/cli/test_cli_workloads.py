@@ -167,7 +167,7 @@ def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
     out = str(tmp_path / 'svc.pcap')
     p = bg(workloads, 'capture', 'svc/web', '-f', 'udp port 9999', '-c', '2', '-w', out)
     wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='capturing on')
-    pod = p.err().split(' in pod/')[1].split(' ')[0]
+    pod = p.err().split('capturing on any in pod/')[1].split(' ')[0]  # not the 'waiting for debug container' line
     assert pod in names(workloads, 'app=web'), p.err()
     ip = workloads.pod(pod)['status']['podIP']
     code = 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n' \
@@ -176,6 +176,24 @@ def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
     assert p.proc.wait(30) == 0, p.err()
     r = subprocess.run(['tcpdump', '-n', '-r', out], capture_output=True, text=True, timeout=30)
     assert len([l for l in r.stdout.splitlines() if ip + '.9999' in l]) == 2, r.stdout + r.stderr
+
+
+def test_capture_all_pods_of_a_deployment_into_one_pcapng(workloads, bg, tmp_path):
+    from test_cli_capture import pcapng_blocks
+    out = str(tmp_path / 'web.pcapng')
+    pods = names(workloads, 'app=web')
+    p = bg(workloads, 'capture', 'deploy/web', '--all-pods', '-f', 'udp port 9999', '-c', '1', '-w', out)
+    wait_for(lambda: p.err().count('capturing on') == len(pods) or p.proc.poll() is not None, 120,
+             what='every replica capturing')
+    for i, pod in enumerate(pods):  # one datagram each, of its own size; -c 1 ends each pod's stream
+        code = 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n' \
+               's.sendto(b"x"*%d, (%r, 9999))\n' % (100 + i, workloads.pod(pod)['status']['podIP'])
+        assert workloads.in_node(['python3', '-c', code]).returncode == 0
+    assert p.proc.wait(30) == 0, p.err()
+    with open(out, 'rb') as f:
+        ifaces, pkts = pcapng_blocks(f.read())
+    got = sorted((ifaces[i][1], caplen - 48) for i, caplen in pkts)  # SLL2 + IPv4 + UDP
+    assert got == [('pod/%s eth0' % pod, 100 + i) for i, pod in enumerate(pods)], (got, p.err())
 
 
 def test_after_a_rollout_the_new_replicas_are_picked(workloads):
