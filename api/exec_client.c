@@ -54,6 +54,7 @@ int exec_client_new(exec_client **ret, rpc_client *cl, const exec_client_start *
     t.pid = st->pid;
     s.target = &t;
     s.tools = st->tools;
+    s.root = st->root;
     kdiag__solo__io__exec_request__init(&m);
     m.msg_case = KDIAG__SOLO__IO__EXEC_REQUEST__MSG_START;
     m.start = &s;

@@ -31,6 +31,7 @@ typedef struct {
     const char *container_id; /* the target: a container id, */
     uint64_t pid;             /* or a PID; neither: the manager's PID 1 */
     bool tools;               /* argv is a busybox applet of the debug image */
+    bool root;                /* as root, not as the target's uid, gid and groups */
 } exec_client_start;
 
 typedef enum { EXEC_CLIENT_STDOUT, EXEC_CLIENT_STDERR, EXEC_CLIENT_EXIT } exec_client_kind;

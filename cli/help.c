@@ -131,9 +131,10 @@ static const char shell_help[] =
 static const char exec_help[] =
     "Usage: kubectl diag exec [-i] [--tty | -it] [--tools] [flags] -- COMMAND [ARGS...]\n"
     "\n"
-    "Runs COMMAND inside the target container, as root, with the container's environment:\n"
-    "one of its own programs (a name is looked up in its PATH) or, with --tools, a busybox\n"
-    "applet of the debug image (ls, ps, wget, nslookup, ...) that the image itself lacks.\n"
+    "Runs COMMAND inside the target container with the container's environment: one of its\n"
+    "own programs (a name is looked up in its PATH), as the container's user like kubectl exec,\n"
+    "or, with --tools, a busybox applet of the debug image (ls, ps, wget, nslookup, ...) that\n"
+    "the image itself lacks, as root.\n"
     "The exit code is the command's (128+N when signal N ended it; 127 when it was not found,\n"
     "126 when it could not be executed, with a line saying why).\n"
     "\n"

@@ -264,7 +264,7 @@ int shell_main(const flags *f, const kube *k)
     const char **argv = words("ash", f, &argc);
     if (!argv)
         return exitcode_report(stderr, -ENOMEM, "out of memory");
-    exec_client_start st = {.argv = argv, .argc = argc, .tools = true, .tty = tty, .env = env};
+    exec_client_start st = {.argv = argv, .argc = argc, .tools = true, .root = true, .tty = tty, .env = env};
     st.nenv = term_env(tty, term, sizeof term, env);
     int code = open_and_run(f, k, EPHEM_CAPS_SHELL, &st, true);
     free(argv);
@@ -284,7 +284,7 @@ int exec_main(const flags *f, const kube *k)
     const char **argv = words(NULL, f, &argc);
     if (!argv)
         return exitcode_report(stderr, -ENOMEM, "out of memory");
-    exec_client_start st = {.argv = argv, .argc = argc, .tools = f->tools, .tty = tty, .env = env};
+    exec_client_start st = {.argv = argv, .argc = argc, .tools = f->tools, .root = f->tools, .tty = tty, .env = env};
     st.nenv = term_env(tty, term, sizeof term, env);
     int code = open_and_run(f, k, EPHEM_CAPS_EXEC, &st, f->stdin_open);
     free(argv);

@@ -24,6 +24,7 @@
 
 #include "basic/time-util.h"
 #include "contract.h"
+#include "exec-internal.h"
 #include "kdiag.pb-c.h"
 #include "nsjoin.h"
 #include "proto_check.h"
@@ -41,10 +42,12 @@
 #define PIPE_SIZE (2 * CONTRACT_EXEC_CHUNK)
 /* How long (10 ms rounds) the keeper reaps the program's orphans after its exit. */
 #define REAP_ROUNDS 100
+/* Rounds (2 ms apart) of killing the program's descendants. */
+#define KILL_ROUNDS 500
 
 /* Records on the report pipe, one write each (atomic: smaller than PIPE_BUF). */
 enum { REPORT_JOIN_FAILED = 1, REPORT_STARTED, REPORT_EXEC_FAILED, REPORT_EXITED };
-enum { FAILED_EXEC, FAILED_WORKDIR };
+enum { FAILED_EXEC, FAILED_WORKDIR, FAILED_USER };
 typedef struct {
     int kind;
     int err;        /* JOIN_FAILED, EXEC_FAILED: errno */
@@ -68,6 +71,8 @@ typedef struct {
     int child_fd[3];     /* the program's stdin, stdout, stderr (tty: the slave) */
     int report;          /* write end of the report pipe */
     pid_t manager;
+    bool as_target; /* run with the target's ids instead of root's */
+    exec_ids ids;   /* as_target: the target's */
 } exec_plan;
 
 /* The client's messages, on a thread of their own (recv and send block). */
@@ -131,6 +136,20 @@ static int exec_path(const exec_plan *p)
     return err;
 }
 
+/* The target's uid, gid and groups; the terminal becomes the user's, as login
+ * does. Raw system calls: glibc's wrappers would signal the manager's threads,
+ * which this child does not have. */
+static int program_drop(const exec_plan *p, int tty)
+{
+    if (p->ptyname[0])
+        (void)fchown(tty, p->ids.uid, (gid_t)-1);
+    if (syscall(SYS_setgroups, p->ids.ngroups, p->ids.groups) < 0 ||
+        syscall(SYS_setresgid, p->ids.gid, p->ids.gid, p->ids.gid) < 0 ||
+        syscall(SYS_setresuid, p->ids.uid, p->ids.uid, p->ids.uid) < 0)
+        return -1;
+    return 0;
+}
+
 static void __attribute__((noreturn)) program_exec(const exec_plan *p)
 {
     exec_report r = {.kind = REPORT_EXEC_FAILED, .what = FAILED_EXEC};
@@ -154,7 +173,10 @@ static void __attribute__((noreturn)) program_exec(const exec_plan *p)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     sigaction(SIGPIPE, &dfl, NULL); /* the manager ignores it; exec keeps that */
-    if (p->workdir && chdir(p->workdir) < 0) {
+    if (p->as_target && program_drop(p, in) < 0) {
+        r.what = FAILED_USER;
+        r.err = errno;
+    } else if (p->workdir && chdir(p->workdir) < 0) {
         r.what = FAILED_WORKDIR;
         r.err = errno;
     } else if (p->toolfd >= 0) {
@@ -316,6 +338,52 @@ static grpc_status_code target_pid(rpc_call *call, const Kdiag__Solo__Io__Target
     return GRPC_STATUS_OK;
 }
 
+int exec_parse_status_ids(const char *buf, exec_ids *out)
+{
+    const char *u = strstr(buf, "\nUid:"), *g = strstr(buf, "\nGid:"), *gs = strstr(buf, "\nGroups:");
+    unsigned long ru, eu, rg, eg;
+    char *end;
+    /* Uid:/Gid: real effective saved fs; the effective ids are the ones the process acts with */
+    if (!u || !g || !gs || sscanf(u + 5, "%lu %lu", &ru, &eu) != 2 || sscanf(g + 5, "%lu %lu", &rg, &eg) != 2 ||
+        eu > UINT32_MAX - 1 || eg > UINT32_MAX - 1)
+        return -EBADMSG;
+    out->uid = (uint32_t)eu;
+    out->gid = (uint32_t)eg;
+    out->ngroups = 0;
+    for (const char *q = gs + 8; *q && *q != '\n'; q = end) {
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (!*q || *q == '\n')
+            break;
+        errno = 0;
+        unsigned long v = strtoul(q, &end, 10);
+        if (errno || end == q || v > UINT32_MAX - 1)
+            return -EBADMSG;
+        if (out->ngroups == EXEC_GROUPS_MAX)
+            return -E2BIG;
+        out->groups[out->ngroups++] = (uint32_t)v;
+    }
+    return 0;
+}
+
+/* The target's ids from its /proc/PID/status. */
+static int read_ids(pid_t pid, exec_ids *ids)
+{
+    char path[64], buf[4096];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC), rc;
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf + 1, sizeof buf - 2);
+    rc = n < 0 ? -errno : 0;
+    close(fd);
+    if (rc < 0)
+        return rc;
+    buf[0] = '\n'; /* every field, the first too, after a newline */
+    buf[n + 1] = 0;
+    return exec_parse_status_ids(buf, ids);
+}
+
 /* ExecStart.env over the target's environment; p->path from the result. */
 static int plan_env(exec_plan *p, const Kdiag__Solo__Io__ExecStart *s)
 {
@@ -420,6 +488,13 @@ static grpc_status_code plan_make(exec_plan *p, const Kdiag__Solo__Io__ExecStart
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
     memcpy(p->argv, s->argv, s->n_argv * sizeof *p->argv);
     p->workdir = s->workdir && *s->workdir ? s->workdir : NULL;
+    p->as_target = !s->root;
+    if (p->as_target && (rc = read_ids(p->pid, &p->ids)) < 0)
+        return rc == -ENOENT || rc == -ESRCH
+                   ? join_status(r->call, p->pid, NSJOIN_STEP_PROCESS, NULL, -rc)
+                   : fail(r->call, GRPC_STATUS_FAILED_PRECONDITION,
+                          "cannot read the user of PID %d from /proc/%d/status: %s", (int)p->pid, (int)p->pid,
+                          strerror(-rc));
     if (s->tools && (p->toolfd = open(o->busybox, O_PATH | O_CLOEXEC)) < 0)
         return fail(r->call, GRPC_STATUS_FAILED_PRECONDITION, "the debug image has no busybox at %s: %s",
                     o->busybox, strerror(errno));
@@ -527,29 +602,97 @@ static void *input_main(void *arg)
 
 /* ------------------------------------------------------------ the handler */
 
-/* SIGKILL to every process of session sid (the program's: its jobs too). */
-static void kill_session(pid_t sid)
+/* One line of /proc/PID/stat. */
+typedef struct {
+    int pid, ppid, sid;
+    char state;
+} exec_ps;
+
+static int ps_cmp(const void *a, const void *b)
+{
+    return ((const exec_ps *)a)->pid - ((const exec_ps *)b)->pid;
+}
+
+/* Every process of /proc, sorted by pid; NULL when out of memory. */
+static exec_ps *ps_list(size_t *n)
 {
     DIR *d = opendir("/proc");
     struct dirent *e;
-    kill(-sid, SIGKILL);
+    size_t cap = 0;
+    exec_ps *v = NULL;
+    *n = 0;
     while (d && (e = readdir(d))) {
         char path[300], line[1024];
-        int pid = atoi(e->d_name), s = 0;
-        if (pid <= 0)
+        exec_ps p = {.pid = atoi(e->d_name)};
+        if (p.pid <= 0)
             continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", pid);
+        snprintf(path, sizeof path, "/proc/%d/stat", p.pid);
         FILE *f = fopen(path, "re");
         if (!f)
             continue;
         char *rp = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
         fclose(f);
         /* after "(comm)": state ppid pgrp session */
-        if (rp && sscanf(rp + 1, " %*c %*d %*d %d", &s) == 1 && s == sid)
-            kill(pid, SIGKILL);
+        if (!rp || sscanf(rp + 1, " %c %d %*d %d", &p.state, &p.ppid, &p.sid) != 3)
+            continue;
+        if (*n == cap) {
+            exec_ps *nv = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof *v);
+            if (!nv)
+                break;
+            v = nv;
+        }
+        v[(*n)++] = p;
     }
     if (d)
         closedir(d);
+    if (v)
+        qsort(v, *n, sizeof *v, ps_cmp);
+    return v;
+}
+
+/* SIGKILL to every process of session sid (the program's: its jobs too). */
+static void kill_session(pid_t sid)
+{
+    size_t n;
+    exec_ps *v = ps_list(&n);
+    kill(-sid, SIGKILL);
+    for (size_t i = 0; v && i < n; i++)
+        if (v[i].sid == sid)
+            kill(v[i].pid, SIGKILL);
+    free(v);
+}
+
+/* Whether e descends from root (the ppid chain, at most 64 steps up). */
+static bool ps_descends(const exec_ps *v, size_t n, const exec_ps *e, pid_t root)
+{
+    for (int depth = 0; e && depth < 64; depth++) {
+        if (e->ppid == root)
+            return true;
+        exec_ps key = {.pid = e->ppid};
+        e = bsearch(&key, v, n, sizeof *v, ps_cmp);
+    }
+    return false;
+}
+
+/* SIGKILL to every live descendant of the keeper, in rounds until there is
+ * none: what left the program's session (setsid) and forks meanwhile. The
+ * keeper is their subreaper (same PID namespace), so the children of a killed
+ * process become its own and the next round finds them. */
+static void kill_tree(pid_t keeper)
+{
+    for (int round = 0; round < KILL_ROUNDS; round++) {
+        size_t n, live = 0;
+        exec_ps *v = ps_list(&n);
+        for (size_t i = 0; v && i < n; i++)
+            if (v[i].state != 'Z' && ps_descends(v, n, &v[i], keeper)) {
+                kill(v[i].pid, SIGKILL);
+                live++;
+            }
+        free(v);
+        if (!live)
+            break;
+        nanosleep(&(struct timespec){0, 2 * 1000 * 1000}, NULL);
+    }
 }
 
 static void read_report(exec_run *r)
@@ -572,6 +715,7 @@ static void read_report(exec_run *r)
         r->status = rec.status;
         if (atomic_load(&r->in.pgid))
             kill_session(atomic_load(&r->in.pgid));
+        kill_tree(r->keeper);
         break;
     case REPORT_JOIN_FAILED:
         r->join_failed = true;
@@ -650,7 +794,12 @@ static int send_exit(exec_run *r, const Kdiag__Solo__Io__ExecStart *s)
     }
     if (r->failed.kind == REPORT_EXEC_FAILED) {
         const char *a0 = s->argv[0];
-        if (r->failed.what == FAILED_WORKDIR)
+        if (r->failed.what == FAILED_USER)
+            snprintf(err, sizeof err,
+                     "cannot take the target's uid, gid and groups: %s: the manager needs SETUID, "
+                     "SETGID",
+                     strerror(r->failed.err));
+        else if (r->failed.what == FAILED_WORKDIR)
             snprintf(err, sizeof err, "cannot change to the working directory %s: %s", s->workdir,
                      strerror(r->failed.err));
         else if (r->failed.err == ENOENT && !strchr(a0, '/'))
@@ -689,6 +838,7 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
         pid_t pg = atomic_load(&r->in.pgid);
         if (pg)
             kill_session(pg);
+        kill_tree(r->keeper);
         kill(r->keeper, SIGKILL); /* the program dies with it (PDEATHSIG) */
         code = GRPC_STATUS_CANCELLED;
     } else if (r->join_failed) {

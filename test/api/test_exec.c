@@ -3,6 +3,7 @@
  * programs run in it through api/exec_client: exit codes, signals, stdin,
  * the pty, flow control, cancellation, busybox tools. */
 #include <dirent.h>
+#include <grp.h>
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -41,6 +42,21 @@ typedef struct {
 
 static fixture *fx;
 
+/* Waits (up to 5 s) until pid runs sleep. */
+static void wait_sleep(pid_t pid)
+{
+    for (int i = 0; i < 500; i++) {
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+        FILE *f = fopen(path, "r");
+        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "sleep", 5) == 0)
+            i = 500;
+        if (f)
+            fclose(f);
+        usleep(10000);
+    }
+}
+
 static int setup(void **state)
 {
     fx = calloc(1, sizeof *fx);
@@ -53,17 +69,7 @@ static int setup(void **state)
                "mount -t tmpfs kdiag-exec /mnt && touch /mnt/kdiag-exec-marker && exec sleep 1000", (char *)NULL);
         _exit(127);
     }
-    /* wait for the marker to be in place: the target is then sleep */
-    for (int i = 0; i < 500; i++) {
-        char path[64], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/%d/comm", (int)fx->target);
-        FILE *f = fopen(path, "r");
-        if (f && fgets(comm, sizeof comm, f) && strncmp(comm, "sleep", 5) == 0)
-            i = 500;
-        if (f)
-            fclose(f);
-        usleep(10000);
-    }
+    wait_sleep(fx->target); /* then the marker is in place */
     if (rpc_client_new(&fx->cl, fx->m.target, fx->m.token) < 0)
         return -1;
     *state = fx;
@@ -452,6 +458,98 @@ static void test_bad_start_is_refused(void **state)
     result_free(&r);
 }
 
+/* A target running as uid 1000, gid 1000, groups 1000 and 1001 (sleep). */
+static pid_t user_target(void)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        gid_t groups[] = {1000, 1001};
+        if (setgroups(2, groups) < 0 || setresgid(1000, 1000, 1000) < 0 || setresuid(1000, 1000, 1000) < 0)
+            _exit(126);
+        execlp("sleep", "sleep", "1000", (char *)NULL);
+        _exit(127);
+    }
+    if (pid > 0)
+        wait_sleep(pid);
+    return pid;
+}
+
+static void test_runs_as_the_targets_user_unless_root_is_asked(void **state)
+{
+    (void)state;
+    result r;
+    pid_t t = user_target();
+    assert_true(t > 0);
+    exec_client_start st = {.argv = ARGV("sh", "-c", "id -u; id -g; id -G"), .pid = (uint64_t)t};
+    run(&st, NULL, 0, &r);
+    exec_client_start st2 = {.argv = ARGV("id", "-u"), .pid = (uint64_t)t, .root = true};
+    result r2;
+    run(&st2, NULL, 0, &r2);
+    kill(t, SIGKILL);
+    waitpid(t, NULL, 0);
+    assert_int_equal(r.code, 0);
+    assert_string_equal(r.out, "1000\n1000\n1000 1001\n");
+    assert_int_equal(r2.code, 0);
+    assert_string_equal(r2.out, "0\n");
+    result_free(&r);
+    result_free(&r2);
+}
+
+/* Processes whose cmdline is exactly argv (NUL-separated, n bytes). */
+static int count_cmdline(const char *argv, size_t n)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    int count = 0;
+    while (d && (e = readdir(d))) {
+        char path[300], buf[256];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", e->d_name);
+        FILE *f = atoi(e->d_name) > 0 ? fopen(path, "r") : NULL;
+        if (f && fread(buf, 1, sizeof buf, f) == n && memcmp(buf, argv, n) == 0)
+            count++;
+        if (f)
+            fclose(f);
+    }
+    if (d)
+        closedir(d);
+    return count;
+}
+
+static void test_setsid_escapees_are_killed_when_the_program_exits(void **state)
+{
+    (void)state;
+    result r;
+    static const char sleeper[] = "sleep\0"
+                                  "1013";
+    exec_client_start st = {.argv = ARGV("sh", "-c",
+                                         "setsid sleep 1013 & setsid sh -c 'sleep 1013 & wait' & "
+                                         "sleep 0.3; exit 0")};
+    run(&st, NULL, 0, &r);
+    assert_int_equal(r.code, 0);
+    int64_t deadline = time_now_ms() + 2000;
+    while (count_cmdline(sleeper, sizeof sleeper) > 0 && time_now_ms() < deadline)
+        usleep(20000);
+    assert_int_equal(count_cmdline(sleeper, sizeof sleeper), 0);
+    result_free(&r);
+}
+
+static void test_signal_before_the_start_is_delivered(void **state)
+{
+    (void)state;
+    result r;
+    exec_client *ec;
+    exec_client_start st = {.argv = ARGV("sleep", "30"), .pid = (uint64_t)fx->target};
+    int64_t t0 = time_now_ms();
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    assert_int_equal(exec_client_signal(ec, SIGTERM), 0); /* the program is not running yet */
+    memset(&r, 0, sizeof r);
+    collect(ec, &r);
+    exec_client_free(ec);
+    assert_int_equal(r.sig, SIGTERM);
+    assert_true(time_now_ms() - t0 < 10000);
+    result_free(&r);
+}
+
 /* Processes whose parent is pid (any of its threads). */
 static int children_of(pid_t pid)
 {
@@ -538,6 +636,9 @@ int main(void)
         cmocka_unit_test(test_unread_stdin_stalls_the_client),
         cmocka_unit_test(test_tools_run_busybox_in_the_target),
         cmocka_unit_test(test_bad_start_is_refused),
+        cmocka_unit_test(test_runs_as_the_targets_user_unless_root_is_asked),
+        cmocka_unit_test(test_setsid_escapees_are_killed_when_the_program_exits),
+        cmocka_unit_test(test_signal_before_the_start_is_delivered),
         cmocka_unit_test(test_many_execs_leave_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
