@@ -37,6 +37,7 @@ tests=(
   socat
   iperf3
   tcpdump              # capture tests read the files back; the capture benchmark's baseline
+  tmux                 # cli_e2e_exec drives the interactive shell through a real terminal emulator
   clang
   clang-format
   libclang-rt-14-dev

@@ -1,12 +1,16 @@
 """kubectl diag shell and exec through the manager's Exec RPC (docs/exec.md), through the real
 kubectl (port-forward only) on the simulated cluster: pipes, a real terminal (Python's pty: the
-shell's `tty`, resize, Ctrl-C, exit code, the terminal restored), programs of the target,
-busybox tools, a missing command."""
+shell's `tty`, resize, Ctrl-C, exit code, the terminal restored; and the same in tmux, a real
+terminal emulator), programs of the target, busybox tools, a missing command."""
 import fcntl
 import os
 import pty
 import select
+import shlex
+import shutil
 import struct
+import subprocess
+import tempfile
 import termios
 import time
 
@@ -133,5 +137,67 @@ def test_exec_it_runs_on_a_terminal(cluster):
     try:
         out = t.expect('rc=6')
         assert '/dev/pts/' in out, out
+    finally:
+        t.close()
+
+
+class Tmux:
+    """kubectl-diag in a detached tmux session on a private server (its socket in a temporary
+    directory: -S, since -L leaves the socket file behind), read with capture-pane; the CLI's
+    exit code goes to a file."""
+
+    def __init__(self, cluster, args, rows, cols):
+        self.dir = tempfile.mkdtemp(prefix='kdiag-tmux-')
+        self.rc = os.path.join(self.dir, 'rc')
+        self.sock = os.path.join(self.dir, 'tmux')
+        self.env = cluster.env({'TERM': 'xterm'})
+        cmd = '%s; echo rc=$? > %s' % (shlex.join([CLI] + list(args)), shlex.quote(self.rc))
+        self.tmux('new-session', '-d', '-s', 'diag', '-x', str(cols), '-y', str(rows), cmd)
+
+    def tmux(self, *args):
+        return subprocess.run(['tmux', '-S', self.sock, '-f', '/dev/null'] + list(args), env=self.env,
+                              capture_output=True, text=True, timeout=30, check=True).stdout
+
+    def send(self, *keys):
+        self.tmux('send-keys', '-t', 'diag', *keys)
+
+    def expect(self, text, timeout=60):
+        deadline = time.monotonic() + timeout
+        while True:
+            screen = self.tmux('capture-pane', '-p', '-J', '-t', 'diag', '-S', '-200')
+            if text in screen:
+                return screen
+            assert time.monotonic() < deadline, 'no %r on the screen:\n%s' % (text, screen)
+            time.sleep(0.2)
+
+    def exit_code(self, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not os.path.exists(self.rc) or not open(self.rc).read().endswith('\n'):
+            assert time.monotonic() < deadline, 'kubectl-diag did not end'
+            time.sleep(0.2)
+        return open(self.rc).read().strip()
+
+    def close(self):
+        subprocess.run(['tmux', '-S', self.sock, 'kill-server'], capture_output=True, timeout=30)
+        shutil.rmtree(self.dir)
+
+
+def test_shell_in_tmux_resize_ctrl_c_and_exit_code(cluster):
+    t = Tmux(cluster, ['shell', 'pod/distroless'], rows=24, cols=80)
+    try:
+        t.expect('# ')
+        t.send('stty size', 'Enter')
+        t.expect('24 80')
+        t.tmux('resize-window', '-t', 'diag', '-x', '120', '-y', '40')
+        time.sleep(0.5)                      # tmux's SIGWINCH, then the resize message
+        t.send('stty size', 'Enter')
+        t.expect('40 120')
+        t.send('sleep 100', 'Enter')
+        time.sleep(1)
+        t.send('C-c')                        # the remote terminal's ^C for the foreground job
+        t.send('echo after-$((20+22))', 'Enter')
+        t.expect('after-42', timeout=20)     # sleep interrupted, the shell still there
+        t.send('exit 3', 'Enter')
+        assert t.exit_code() == 'rc=3'
     finally:
         t.close()
