@@ -22,7 +22,7 @@ for a in "$@"; do
   case "$a" in
     --keep) keep=1 ;;
     --no-build) nobuild=1 ;;
-    -h|--help) sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$a' (use --keep, --no-build or --help)" >&2; exit 2 ;;
   esac
 done
