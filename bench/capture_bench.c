@@ -49,6 +49,7 @@
 static char veth[32], path[64];
 static int sender = -1;
 static netlab_mgr *mgr;
+static bool pcapng; /* kdiag trials write pcapng */
 
 typedef enum { CAP_KDIAG, CAP_TCPDUMP, CAP_RECVMMSG, CAP_RING } capturer;
 static const char *const cap_names[] = {"kdiag", "tcpdump", "recvmmsg", "ring"};
@@ -170,6 +171,9 @@ static void trial_kdiag(netlab_mgr *m, size_t payload, uint64_t rate, double sec
     capture_client_req req = {.interface = veth, .filter = FILTER, .count = n};
     r.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     CHECK(r.fd >= 0 && capture_client_new(&r.cc, m->client, &req) == 0, "start kdiag capture");
+    capture_pcapng *w = NULL;
+    if (pcapng)
+        CHECK(capture_pcapng_new(&w, r.fd) == 0 && capture_client_set_pcapng(r.cc, w, "pod/bench") == 0, "pcapng");
     pthread_t th;
     CHECK(pthread_create(&th, NULL, kd_thread, &r) == 0, "thread");
     CHECK(kd_wait(&r, &r.ready, 10000), "kdiag capture not ready: %s", r.st.message);
@@ -185,6 +189,7 @@ static void trial_kdiag(netlab_mgr *m, size_t payload, uint64_t rate, double sec
     t->got = r.s.packets;
     t->drops = r.s.kernel_drops;
     capture_client_free(r.cc);
+    capture_pcapng_free(w);
     close(r.fd);
     unlink(path);
 }
@@ -410,7 +415,7 @@ static void climb(ladder *l, size_t n, size_t payload, double secs)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: capture_bench KDIAG_MANAGER [seconds per trial] [64|1514|both] [readers]\n");
+        fprintf(stderr, "usage: capture_bench KDIAG_MANAGER [seconds per trial] [64|1514|both] [readers|pcapng]\n");
         return 2;
     }
     double secs = argc > 2 ? atof(argv[2]) : 1.0;
@@ -422,6 +427,7 @@ int main(int argc, char **argv)
     netlab_mgr_start(&m, argv[1], false);
     mgr = &m;
     bool readers = argc > 4 && strcmp(argv[4], "readers") == 0;
+    pcapng = argc > 4 && strcmp(argv[4], "pcapng") == 0; /* kdiag writes pcapng (tcpdump -w stays pcap) */
 
     /* the pod's socket takes the datagrams and never reads: no ICMP back */
     int sink = netlab_socket_type(NS_POD, AF_INET, SOCK_DGRAM);
