@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "contract.h"
@@ -16,11 +17,14 @@
 /* pcapng (draft-ietf-opsawg-pcapng): block types, header sizes, options */
 #define NG_SHB 0x0a0d0d0au
 #define NG_IDB 1u
+#define NG_ISB 5u
 #define NG_EPB 6u
 #define NG_EPB_HDR 28 /* type, length, interface, ts high, ts low, caplen, len */
 #define NG_OPT_IF_NAME 2
 #define NG_OPT_IF_DESCRIPTION 3
 #define NG_OPT_IF_TSRESOL 9
+#define NG_OPT_ISB_IFRECV 4
+#define NG_OPT_ISB_OSDROP 7
 
 struct capture_pcapng {
     int fd;
@@ -159,6 +163,44 @@ static int ng_on_ready(capture_client *c, capture_client_stats *s)
     }
     if (rc == 0)
         rc = write_all(c->ng->fd, c->buf, used);
+    if (rc == 0)
+        s->bytes += used;
+    return rc;
+}
+
+/* At the end: an Interface Statistics Block for each interface block of
+ * this capture: the packets written on it (isb_ifrecv) and, on the first
+ * only, the kernel's drops (isb_osdrop: one socket serves all of them). */
+static int ng_stats(capture_client *c, capture_client_stats *s)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    uint64_t ts = (uint64_t)now.tv_sec * 1000000000u + (uint64_t)now.tv_nsec;
+    size_t used = 0;
+    bool first = true;
+    for (size_t i = 0; i < s->nifaces; i++) {
+        if (c->ng_id[i] == UINT32_MAX)
+            continue;
+        size_t len = 20 + 12 + (first ? 12 : 0) + 4 + 4;
+        if (buf_reserve(c, used, len) < 0)
+            return -ENOMEM;
+        uint8_t *p = c->buf + used;
+        put32(p, NG_ISB);
+        put32(p + 4, (uint32_t)len);
+        put32(p + 8, c->ng_id[i]);
+        put32(p + 12, (uint32_t)(ts >> 32));
+        put32(p + 16, (uint32_t)ts);
+        size_t o = 20 + ng_option(p + 20, NG_OPT_ISB_IFRECV, &s->ifaces[i].packets, 8);
+        if (first)
+            o += ng_option(p + o, NG_OPT_ISB_OSDROP, &s->kernel_drops, 8);
+        memset(p + o, 0, 4);
+        put32(p + o + 4, (uint32_t)len);
+        used += len;
+        first = false;
+    }
+    pthread_mutex_lock(&c->ng->mu);
+    int rc = write_all(c->ng->fd, c->buf, used);
+    pthread_mutex_unlock(&c->ng->mu);
     if (rc == 0)
         s->bytes += used;
     return rc;
@@ -408,8 +450,10 @@ int capture_client_run(capture_client *c, int fd, capture_client_fn fn, void *ud
             snprintf(st->message, sizeof st->message, "reading the stream: %s", strerror(-r));
             return r;
         }
+        if (r == 1 && st->code != GRPC_STATUS_OK && st->code != GRPC_STATUS_CANCELLED)
+            return -EPROTO;
         if (r == 1)
-            return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_CANCELLED ? 0 : -EPROTO;
+            return c->ng && s->ready ? ng_stats(c, s) : 0;
         r = s->ready ? capture_client_batch(c, fd, buf, len, s) : on_first(c, fd, buf, len, s);
         free(buf);
         if (r == -EBADMSG) {

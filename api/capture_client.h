@@ -19,7 +19,8 @@
  * (one per pod, each on its own thread) may share one w: each adds an
  * interface block per interface of its pod ("eth0", description "pod/web-1
  * eth0", ns timestamps) and writes its batches whole under w's lock, so the
- * file holds the packets in the order their batches arrived. */
+ * file holds the packets in the order their batches arrived; when the stream
+ * ends, run adds a statistics block per interface (packets, kernel drops). */
 #ifndef KDIAG_CAPTURE_CLIENT_H
 #define KDIAG_CAPTURE_CLIENT_H
 #include <stdbool.h>

@@ -42,7 +42,7 @@ static void test_malformed_is_refused(void **state)
     (void)state;
     exec_ids ids;
     assert_int_equal(exec_parse_status_ids("", &ids), -EBADMSG);
-    assert_int_equal(exec_parse_status_ids("\nUid:\t1\t1\nGroups:\t\n", &ids), -EBADMSG);      /* no Gid */
+    assert_int_equal(exec_parse_status_ids("\nUid:\t1\t1\nGroups:\t\n", &ids), -EBADMSG);          /* no Gid */
     assert_int_equal(exec_parse_status_ids("\nUid:\t1\nGid:\t1\t1\nGroups:\t\n", &ids), -EBADMSG); /* one uid */
     assert_int_equal(exec_parse_status_ids("\nUid:\t1\t1\nGid:\t1\t1\nGroups:\tx\n", &ids), -EBADMSG);
     assert_int_equal(exec_parse_status_ids("\nUid:\t1\t4294967295\nGid:\t1\t1\nGroups:\t\n", &ids), -EBADMSG);

@@ -328,6 +328,8 @@ typedef struct {
     char desc[8][64];
     uint32_t nif;
     uint64_t packets[8];
+    uint64_t ifrecv[8]; /* isb_ifrecv of the interface's statistics block */
+    uint32_t nstats;
 } ng_sum;
 
 static ng_sum ng_read(void)
@@ -365,6 +367,14 @@ static ng_sum ng_read(void)
             memcpy(&id, b + off + 8, 4);
             CHECK(id < s.nif, "a packet on interface %u before its block", id);
             s.packets[id]++;
+        } else if (type == 5) { /* ISB: isb_ifrecv (4) is its first option */
+            uint32_t id;
+            uint16_t code;
+            memcpy(&id, b + off + 8, 4);
+            memcpy(&code, b + off + 20, 2);
+            CHECK(id < s.nif && code == 4 && len >= 40, "statistics block of interface %u", id);
+            memcpy(&s.ifrecv[id], b + off + 24, 8);
+            s.nstats++;
         }
     }
     return s;
@@ -395,8 +405,11 @@ static void case_pcapng_two(netlab_mgr *m)
               s.desc[i]);
         CHECK(!s.packets[i] || strcmp(sp + 1, veth) == 0, "%llu packets on %s", (unsigned long long)s.packets[i],
               s.desc[i]);
+        CHECK(s.ifrecv[i] == s.packets[i], "%s: isb_ifrecv %llu, %llu packets", s.desc[i],
+              (unsigned long long)s.ifrecv[i], (unsigned long long)s.packets[i]);
         *(s.desc[i][4] == 'a' ? &pa : &pb) += s.packets[i];
     }
+    CHECK(s.nstats == s.nif, "%u statistics blocks for %u interfaces", s.nstats, s.nif);
     CHECK(pa == 2 * EXCHANGES && pb == 2 * EXCHANGES, "pod/a %llu packets, pod/b %llu, want %d each",
           (unsigned long long)pa, (unsigned long long)pb, 2 * EXCHANGES);
     tcpdump_reads(4 * EXCHANGES);
