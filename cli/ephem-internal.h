@@ -16,8 +16,6 @@ typedef struct {
     char secret[CONTRACT_SECRET_HEX_LEN + 1]; /* reuse: the container's; create: set by ephem_ensure */
 } ephem_plan;
 
-/* "dbg-tools-" + 8 hex of FNV-1a(version). */
-void ephem_base_name(const char *version, char *out, size_t n);
 /* Decides whether to reuse or create; -EPERM (err says why and what to do)
  * when the pod's container lacks what the command needs and o->new_container
  * is not set, or when o->profile does not give it. */

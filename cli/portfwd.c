@@ -323,7 +323,19 @@ static void *supervise(void *arg)
 int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
                 int tunnel_port, int64_t timeout_ms, char *err, size_t errlen)
 {
-    int rc, lg, lt;
+    int lg, lt;
+    int rc = portfwd_start(ret, k, pod, container, grpc_port, tunnel_port, timeout_ms, err, errlen);
+    if (rc == 0 && (rc = portfwd_wait(*ret, 0, timeout_ms, &lg, &lt, err, errlen)) < 0) {
+        portfwd_free(*ret);
+        *ret = NULL;
+    }
+    return rc < 0 ? rc : 0;
+}
+
+int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                  int tunnel_port, int64_t timeout_ms, char *err, size_t errlen)
+{
+    int rc;
     portfwd *pf = calloc(1, sizeof(*pf));
     *ret = NULL;
     if (!pf) {
@@ -356,9 +368,6 @@ int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *conta
         goto fail;
     }
     pf->started = true;
-    rc = portfwd_wait(pf, 0, timeout_ms, &lg, &lt, err, errlen);
-    if (rc < 0)
-        goto fail;
     *ret = pf;
     return 0;
 fail:

@@ -19,6 +19,9 @@ typedef struct portfwd portfwd;
  * errno with err saying why. tunnel_port 0 forwards the gRPC port alone. */
 int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
                 int tunnel_port, int64_t timeout_ms, char *err, size_t errlen);
+/* portfwd_new without the wait: portfwd_wait(pf, 0, …) tells when it is up. */
+int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                  int tunnel_port, int64_t timeout_ms, char *err, size_t errlen);
 /* Waits for a generation newer than `after` (0: any). Returns it (> 0) with
  * the local ports, -ENOENT when the pod is gone (err says why), -ECANCELED
  * after portfwd_cancel, -ETIMEDOUT; err is filled on every failure. */

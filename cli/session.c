@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "podsel.h"
 
@@ -33,6 +35,65 @@ session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward
     };
 }
 
+/* The pod and manager ports of the last session opened with a pod named on
+ * the command line: the next session to that pod starts its port-forward
+ * with them while it reads the pod and the log. Only a guess (a cache, not
+ * shared with anything that trusts it): the forward is used only when the
+ * manager's proven start-up lines give the same ports; nothing goes through
+ * it before. */
+static void last_path(char *buf, size_t n)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(buf, n, "%s/kdiag-last-session", xdg);
+    else if (home && *home)
+        snprintf(buf, n, "%s/.cache/kdiag-last-session", home);
+    else
+        buf[0] = '\0';
+}
+
+static void last_key(const kube *k, const char *pod, char *buf, size_t n)
+{
+    const char *env = getenv("KUBECONFIG");
+    snprintf(buf, n, "%s|%s|%s|%s|%s|%s\n", KDIAG_VERSION, k->kubeconfig ? k->kubeconfig : "", env ? env : "",
+             k->context ? k->context : "", k->ns ? k->ns : "", pod);
+}
+
+static bool last_ports(const kube *k, const char *pod, int *grpc, int *tunnel)
+{
+    char path[1024], key[2048], line[2048];
+    bool hit = false;
+    last_path(path, sizeof(path));
+    FILE *f = *path ? fopen(path, "re") : NULL;
+    if (!f)
+        return false;
+    last_key(k, pod, key, sizeof(key));
+    if (fgets(line, sizeof(line), f) && strcmp(line, key) == 0 && fgets(line, sizeof(line), f))
+        hit = sscanf(line, "%d %d", grpc, tunnel) == 2 && *grpc > 0;
+    fclose(f);
+    return hit;
+}
+
+static void last_save(const kube *k, const char *pod, int grpc, int tunnel)
+{
+    char path[1024], tmp[1100], key[2048];
+    last_path(path, sizeof(path));
+    if (!*path)
+        return;
+    char *slash = strrchr(path, '/');
+    *slash = '\0';
+    mkdir(path, 0700); /* ~/.cache, when it is not there */
+    *slash = '/';
+    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "we");
+    if (!f)
+        return;
+    last_key(k, pod, key, sizeof(key));
+    fprintf(f, "%s%d %d\n", key, grpc, tunnel);
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
 int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
@@ -41,8 +102,15 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     char *sel = NULL;
     /* a named pod: its manager's log is read while the pod is */
     kube_proc pre = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
-    if (o->pod && !o->workload && !o->pod_read)
+    bool named = o->pod && !o->workload && !o->pod_read;
+    portfwd *guess = NULL; /* started with last_ports */
+    int gg = 0, gt = 0;
+    char base[32], ignored[256];
+    ephem_base_name(KDIAG_VERSION, base, sizeof(base));
+    if (named)
         ephem_log_prefetch(k, o->pod, KDIAG_VERSION, &pre);
+    if (named && o->forward && last_ports(k, o->pod, &gg, &gt))
+        portfwd_start(&guess, k, o->pod, base, gg, gt, o->timeout_ms, ignored, sizeof(ignored));
     int rc = o->workload ? podsel_workload(k, o->workload, o->timeout_ms, &sel, err, errlen) : 0;
     if (o->pod_read) {
         s->pod = *o->pod_read;
@@ -87,15 +155,27 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     kube_abandon(&pre);
     if (rc < 0)
         goto fail;
-    if (o->forward) {
+    if (o->forward && guess && strcmp(s->mgr.container, base) == 0 && s->mgr.grpc_port == gg &&
+        s->mgr.tunnel_port == gt) {
+        int lg, lt;
+        s->pf = guess;
+        guess = NULL;
+        rc = portfwd_wait(s->pf, 0, o->timeout_ms, &lg, &lt, err, errlen);
+        if (rc < 0)
+            goto fail;
+    } else if (o->forward) {
         rc = portfwd_new(&s->pf, &s->k, s->pod.name, s->mgr.container, s->mgr.grpc_port, s->mgr.tunnel_port,
                          o->timeout_ms, err, errlen);
         if (rc < 0)
             goto fail;
+        if (named)
+            last_save(k, o->pod, s->mgr.grpc_port, s->mgr.tunnel_port);
     }
+    portfwd_free(guess);
     return 0;
 fail:
     kube_abandon(&pre);
+    portfwd_free(guess);
     session_close(s);
     return rc;
 }

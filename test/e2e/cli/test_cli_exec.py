@@ -201,3 +201,19 @@ def test_shell_in_tmux_resize_ctrl_c_and_exit_code(cluster):
         assert t.exit_code() == 'rc=3'
     finally:
         t.close()
+
+
+def test_remembered_ports_are_a_guess_that_a_wrong_one_does_not_break(cluster, tmp_path):
+    """The last session's manager ports start the next port-forward early; a wrong guess is dropped."""
+    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
+    shell = [CLI, 'shell', 'pod/distroless', '--', '-c', 'echo hi']
+    r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    saved = (tmp_path / 'kdiag-last-session').read_text().split('\n')
+    assert saved[0].endswith('|distroless') and len(saved[1].split()) == 2, saved
+    r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)   # the guess used
+    assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    (tmp_path / 'kdiag-last-session').write_text('%s\n1 2\n' % saved[0])               # a wrong guess
+    r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    assert (tmp_path / 'kdiag-last-session').read_text().split('\n')[1] == saved[1]
