@@ -650,18 +650,6 @@ static exec_ps *ps_list(size_t *n)
     return v;
 }
 
-/* SIGKILL to every process of session sid (the program's: its jobs too). */
-static void kill_session(pid_t sid)
-{
-    size_t n;
-    exec_ps *v = ps_list(&n);
-    kill(-sid, SIGKILL);
-    for (size_t i = 0; v && i < n; i++)
-        if (v[i].sid == sid)
-            kill(v[i].pid, SIGKILL);
-    free(v);
-}
-
 /* Whether e descends from root (the ppid chain, at most 64 steps up). */
 static bool ps_descends(const exec_ps *v, size_t n, const exec_ps *e, pid_t root)
 {
@@ -674,17 +662,20 @@ static bool ps_descends(const exec_ps *v, size_t n, const exec_ps *e, pid_t root
     return false;
 }
 
-/* SIGKILL to every live descendant of the keeper, in rounds until there is
- * none: what left the program's session (setsid) and forks meanwhile. The
- * keeper is their subreaper (same PID namespace), so the children of a killed
- * process become its own and the next round finds them. */
-static void kill_tree(pid_t keeper)
+/* SIGKILL to what the program leaves: its session sid (0: not started), and
+ * every live descendant of the keeper, in rounds until there is none, for
+ * what left the session (setsid) or forked meanwhile. The keeper is their
+ * subreaper (same PID namespace), so the children of a killed process become
+ * its own and the next round finds them. */
+static void kill_rest(pid_t sid, pid_t keeper)
 {
+    if (sid)
+        kill(-sid, SIGKILL);
     for (int round = 0; round < KILL_ROUNDS; round++) {
         size_t n, live = 0;
         exec_ps *v = ps_list(&n);
         for (size_t i = 0; v && i < n; i++)
-            if (v[i].state != 'Z' && ps_descends(v, n, &v[i], keeper)) {
+            if (v[i].state != 'Z' && ((sid && v[i].sid == sid) || ps_descends(v, n, &v[i], keeper))) {
                 kill(v[i].pid, SIGKILL);
                 live++;
             }
@@ -713,9 +704,7 @@ static void read_report(exec_run *r)
     case REPORT_EXITED:
         r->exited = true;
         r->status = rec.status;
-        if (atomic_load(&r->in.pgid))
-            kill_session(atomic_load(&r->in.pgid));
-        kill_tree(r->keeper);
+        kill_rest(atomic_load(&r->in.pgid), r->keeper);
         break;
     case REPORT_JOIN_FAILED:
         r->join_failed = true;
@@ -836,9 +825,7 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
     bool threaded = pthread_create(&th, NULL, input_main, &r->in) == 0;
     if (pump(r) < 0) {
         pid_t pg = atomic_load(&r->in.pgid);
-        if (pg)
-            kill_session(pg);
-        kill_tree(r->keeper);
+        kill_rest(pg, r->keeper);
         kill(r->keeper, SIGKILL); /* the program dies with it (PDEATHSIG) */
         code = GRPC_STATUS_CANCELLED;
     } else if (r->join_failed) {
