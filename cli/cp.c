@@ -14,6 +14,7 @@
 #include "basic/signal-util.h"
 #include "copy_client.h"
 #include "exitcode.h"
+#include "podsel.h"
 #include "session.h"
 
 int cp_parse_operand(const char *arg, cp_operand *op, char *err, size_t errlen)
@@ -21,12 +22,12 @@ int cp_parse_operand(const char *arg, cp_operand *op, char *err, size_t errlen)
     *op = (cp_operand){.path = arg};
     const char *colon = strchr(arg, ':');
     if (colon) {
-        size_t n = (size_t)(colon - arg);
-        const char *name = flags_pod_ref(arg);
-        if (!name || name > colon)
-            name = arg;
-        size_t nl = n - (size_t)(name - arg);
-        if (!memchr(name, '/', nl)) {
+        const char *kind, *wl = podsel_workload_ref(arg, &kind), *name = flags_pod_ref(arg);
+        op->workload = wl && wl < colon && !memchr(wl, '/', (size_t)(colon - wl));
+        if (op->workload || !name || name > colon)
+            name = arg; /* a workload keeps its KIND/ */
+        size_t nl = (size_t)(colon - name);
+        if (op->workload || !memchr(name, '/', nl)) {
             if (nl >= sizeof op->pod) {
                 snprintf(err, errlen, "pod name too long in \"%s\"", arg);
                 return -EINVAL;
@@ -166,13 +167,18 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
         return -EINVAL;
     }
     const cp_operand *rem = ops[0].remote ? &ops[0] : &ops[1];
-    if (rem->pod[0] && (so->pod || so->selector)) {
-        snprintf(err, errlen, "the pod is named twice (\"%s:\" and %s): use one", rem->pod, so->pod ? "--pod" : "-l");
+    if (rem->pod[0] && (so->pod || so->selector || so->workload)) {
+        snprintf(err, errlen, "the pod is named twice (\"%s:\" and %s): use one", rem->pod,
+                 so->pod        ? "--pod"
+                 : so->selector ? "-l"
+                                : so->workload);
         return -EINVAL;
     }
-    if (rem->pod[0])
+    if (rem->workload)
+        so->workload = rem->pod;
+    else if (rem->pod[0])
         so->pod = rem->pod;
-    if (!so->pod && !so->selector) {
+    if (!so->pod && !so->selector && !so->workload) {
         snprintf(err, errlen, "no pod: write POD:PATH (e.g. web-0:/etc/hosts), or :PATH with --pod or -l");
         return -EINVAL;
     }

@@ -17,25 +17,29 @@ static void test_operand_forms(void **state)
     (void)state;
     static const struct {
         const char *arg;
-        bool remote;
+        bool remote, workload;
         const char *pod, *path;
     } cases[] = {
-        {"web:/etc/hosts", true, "web", "/etc/hosts"},
-        {"pod/web-0:/var/log", true, "web-0", "/var/log"},
-        {"pods/web:rel/x", true, "web", "rel/x"},
-        {"po/web:/", true, "web", "/"},
-        {":/etc", true, "", "/etc"},
-        {"./a:b", false, "", "./a:b"},
-        {"dir/a:b", false, "", "dir/a:b"},
-        {"/abs/path", false, "", "/abs/path"},
-        {"plain", false, "", "plain"},
-        {"ns/web:/x", false, "", "ns/web:/x"},
+        {"web:/etc/hosts", true, false, "web", "/etc/hosts"},
+        {"pod/web-0:/var/log", true, false, "web-0", "/var/log"},
+        {"pods/web:rel/x", true, false, "web", "rel/x"},
+        {"po/web:/", true, false, "web", "/"},
+        {":/etc", true, false, "", "/etc"},
+        {"./a:b", false, false, "", "./a:b"},
+        {"dir/a:b", false, false, "", "dir/a:b"},
+        {"/abs/path", false, false, "", "/abs/path"},
+        {"plain", false, false, "", "plain"},
+        {"ns/web:/x", false, false, "", "ns/web:/x"},
+        {"deploy/web:/etc/hosts", true, true, "deploy/web", "/etc/hosts"},
+        {"svc/web:x", true, true, "svc/web", "x"},
+        {"deploy/a/b:c", false, false, "", "deploy/a/b:c"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cp_operand op;
         char err[256] = "";
         assert_int_equal(cp_parse_operand(cases[i].arg, &op, err, sizeof err), 0);
         assert_int_equal(op.remote, cases[i].remote);
+        assert_int_equal(op.workload, cases[i].workload);
         assert_string_equal(op.pod, cases[i].pod);
         assert_string_equal(op.path, cases[i].path);
     }

@@ -247,3 +247,13 @@ def test_reading_the_workload_needs_get_on_it(workloads):
     r = workloads.diag('--context', 'kubesim-viewer', 'ps', 'deploy/web')
     assert r.returncode == 1, r.stderr
     assert 'may not \'get\' the resource "deployments"' in r.stderr, r.stderr
+
+
+def test_cp_to_and_from_a_deployment_uses_one_replica(workloads, tmp_path):
+    f = tmp_path / 'note'
+    f.write_text('to a replica\n')
+    r = workloads.diag('cp', str(f), 'deploy/web:/tmp/note')
+    assert r.returncode == 0, r.stderr
+    r = workloads.diag('cp', 'deploy/web:/tmp/note', str(tmp_path / 'back'))  # the same replica again
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'back').read_text() == 'to a replica\n'
