@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +28,12 @@ static const int forwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH};
  * sends stdin, sizes and signals. */
 typedef struct {
     exec_client *ec;
-    int done[2];    /* the reader ended */
-    int code;       /* the program's exit code */
-    bool failed;    /* the call ended without an exit: err says why */
-    bool cancelled; /* by a second Ctrl-C */
+    int done[2];           /* the reader ended */
+    int wake[2];           /* the signal thread left something in pending */
+    atomic_uint pending;   /* 1 << signal, for the main thread to send */
+    int code;              /* the program's exit code */
+    bool failed;           /* the call ended without an exit: err says why */
+    atomic_bool cancelled; /* by a second Ctrl-C */
     rpc_status st;
     char error[512]; /* why the program did not start */
 } shell_run;
@@ -94,15 +97,42 @@ static void send_size(exec_client *ec)
         exec_client_resize(ec, ws.ws_row, ws.ws_col);
 }
 
+/* The signal thread: a second Ctrl-C cancels the call at once (the main
+ * thread may be blocked sending stdin the program does not read, which also
+ * holds back any message behind it); anything else is left in r->pending for
+ * the main thread, the call's one writer, woken through r->wake. */
+static void *signals_main(void *arg)
+{
+    shell_run *r = arg;
+    int interrupts = 0;
+    for (;;) {
+        struct pollfd pf[2] = {{r->done[0], POLLIN, 0}, {sig_pipe[0], POLLIN, 0}};
+        if (poll(pf, 2, -1) < 0 && errno != EINTR)
+            return NULL;
+        if (pf[0].revents)
+            return NULL;
+        unsigned char sig;
+        if (!pf[1].revents || read(sig_pipe[0], &sig, 1) != 1)
+            continue;
+        if (sig == SIGINT && ++interrupts > 1) { /* it ignored the first: give up */
+            r->cancelled = true;
+            exec_client_cancel(r->ec);
+            continue;
+        }
+        atomic_fetch_or(&r->pending, 1u << sig);
+        ssize_t n = write(r->wake[1], "x", 1);
+        (void)n; /* a full pipe already holds enough wake-ups */
+    }
+}
+
 /* Stdin, signals and resizes to the program until the reader ends. */
 static void send_input(shell_run *r, bool forward_stdin)
 {
     bool in_open = forward_stdin;
-    int interrupts = 0;
     if (!forward_stdin)
         exec_client_stdin_close(r->ec);
     for (;;) {
-        struct pollfd pf[3] = {{r->done[0], POLLIN, 0}, {sig_pipe[0], POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}};
+        struct pollfd pf[3] = {{r->done[0], POLLIN, 0}, {r->wake[0], POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}};
         if (poll(pf, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -110,15 +140,19 @@ static void send_input(shell_run *r, bool forward_stdin)
         }
         if (pf[0].revents)
             return;
-        unsigned char sig;
-        if (pf[1].revents && read(sig_pipe[0], &sig, 1) == 1) {
-            if (sig == SIGWINCH)
-                send_size(r->ec);
-            else if (sig == SIGINT && ++interrupts > 1) { /* it ignored the first: give up */
-                r->cancelled = true;
-                exec_client_cancel(r->ec);
-            } else
-                exec_client_signal(r->ec, sig);
+        if (pf[1].revents) {
+            char drain[64];
+            ssize_t n = read(r->wake[0], drain, sizeof drain);
+            (void)n;
+            unsigned sigs = atomic_exchange(&r->pending, 0);
+            for (int sig = 1; sig < 32; sig++) {
+                if (!(sigs & (1u << sig)))
+                    continue;
+                if (sig == SIGWINCH)
+                    send_size(r->ec);
+                else
+                    exec_client_signal(r->ec, sig);
+            }
         }
         if (pf[2].revents) {
             uint8_t buf[CONTRACT_EXEC_CHUNK];
@@ -139,7 +173,7 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     unsigned gen;
     struct termios saved;
     struct sigaction sa = {.sa_handler = on_signal}, old[sizeof forwarded / sizeof *forwarded];
-    shell_run r = {.done = {-1, -1}};
+    shell_run r = {.done = {-1, -1}, .wake = {-1, -1}};
     char err[1024] = "";
     pthread_t th;
     bool raw = false, threaded = false;
@@ -150,7 +184,8 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
         snprintf(err, sizeof err, "no port-forward to pod/%s", s->pod.name);
         return exitcode_report(stderr, -ENOTCONN, err);
     }
-    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(r.done, O_CLOEXEC) < 0) {
+    if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(r.done, O_CLOEXEC) < 0 ||
+        pipe2(r.wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, sizeof err, "cannot make a pipe: %s", strerror(errno));
         goto out;
     }
@@ -174,8 +209,16 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     }
     threaded = pthread_create(&th, NULL, reader_main, &r) == 0;
     if (threaded) {
-        send_input(&r, forward_stdin);
+        pthread_t sig_th;
+        bool sig_threaded = pthread_create(&sig_th, NULL, signals_main, &r) == 0;
+        if (sig_threaded)
+            send_input(&r, forward_stdin);
+        else
+            exec_client_cancel(r.ec);
         pthread_join(th, NULL);
+        if (sig_threaded)
+            pthread_join(sig_th, NULL);
+        threaded = sig_threaded;
     }
     if (threaded && !r.failed)
         exec_client_finish(r.ec, &r.st);
@@ -207,6 +250,8 @@ out:
     for (int i = 0; i < 2; i++) {
         if (r.done[i] >= 0)
             close(r.done[i]);
+        if (r.wake[i] >= 0)
+            close(r.wake[i]);
         if (sig_pipe[i] >= 0)
             close(sig_pipe[i]);
         sig_pipe[i] = -1;

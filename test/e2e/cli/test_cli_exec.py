@@ -217,3 +217,26 @@ def test_remembered_ports_are_a_guess_that_a_wrong_one_does_not_break(cluster, t
     r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
     assert (tmp_path / 'kdiag-last-session').read_text().split('\n')[1] == saved[1]
+
+
+def test_second_ctrl_c_ends_a_program_that_does_not_read_its_stdin(cluster):
+    """stdin fills the stream's window, so the CLI's send blocks; the second Ctrl-C still ends it."""
+    yes = subprocess.Popen(['yes'], stdout=subprocess.PIPE)
+    p = subprocess.Popen([CLI, 'exec', '-i', '--tools', 'pod/distroless', '--', 'sh', '-c',
+                          'echo started; exec sleep 100'],
+                         stdin=yes.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    yes.stdout.close()
+    try:
+        assert p.stdout.readline() == b'started\n'
+        time.sleep(1)                       # yes has filled the window by now
+        p.send_signal(2)
+        time.sleep(0.5)
+        p.send_signal(2)
+        t0 = time.monotonic()
+        assert p.wait(20) == 130, p.stderr.read()
+        assert time.monotonic() - t0 < 10
+    finally:
+        for x in (p, yes):
+            if x.poll() is None:
+                x.kill()
+                x.wait()
