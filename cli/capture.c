@@ -218,13 +218,7 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
 /* --all-pods: the running pods of -l or the workload into c->pods. */
 static int list_pods(capture_cli *c, char *err, size_t errlen)
 {
-    const flags *f = c->f;
-    if (f->npods || !(f->nlabels || f->nworkloads)) {
-        snprintf(err, errlen,
-                 "kubectl diag capture --all-pods needs -l SELECTOR or a workload instead of one pod, e.g. "
-                 "--all-pods -l app=web or --all-pods deploy/web");
-        return -EINVAL;
-    }
+    const flags *f = c->f; /* flags_parse saw to -l or a workload */
     char *sel = NULL;
     pod_info *all = NULL;
     size_t n = 0;

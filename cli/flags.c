@@ -530,6 +530,11 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         if ((f->npods && f->pods[0].container) || (f->nlabels && f->labels[0].container) ||
             (f->nworkloads && f->workloads[0].container))
             return fail(err, errlen, "':CONTAINER' in a pod or selector is for logs; use -t/--target CONTAINER");
+        if (f->all_pods && (f->npods || !(f->nlabels || f->nworkloads)))
+            return fail(err, errlen,
+                        "kubectl diag %s --all-pods needs -l SELECTOR or a workload instead of one pod, e.g. "
+                        "--all-pods -l app=web or --all-pods deploy/web",
+                        flags_cmd_name(f->cmd));
     } else if (f->all && (f->npods || f->nlabels || f->nworkloads)) {
         return fail(err, errlen, "--all selects every pod: drop --pod/-l/deploy/…, or drop --all");
     }

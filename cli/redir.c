@@ -873,12 +873,6 @@ int redir_main(const flags *f, const kube *k)
         snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
         return exitcode_report(stderr, -EINVAL, err);
     }
-    if (f->all_pods && (f->npods || !(f->nlabels || f->nworkloads))) {
-        snprintf(err, sizeof(err),
-                 "kubectl diag redir --all-pods needs -l SELECTOR or a workload instead of one "
-                 "pod, e.g. --all-pods -l app=web or --all-pods deploy/web");
-        return exitcode_report(stderr, -EINVAL, err);
-    }
     r.all_pods = f->all_pods;
     pthread_mutex_init(&r.mu, NULL);
     /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;

@@ -312,6 +312,15 @@ static void capture_flags(void **state)
     assert_int_equal(parse(&f, err, "ps", "--all-pods", "-l", "app=web", NULL), -EINVAL);
     assert_non_null(strstr(err, "flag --all-pods belongs to"));
     flags_free(&f);
+    /* --all-pods needs pods to fan out over: -l or a workload, not one pod or none */
+    assert_int_equal(parse(&f, err, "redir", "--all-pods", "pod/web", NULL), -EINVAL);
+    assert_non_null(strstr(err, "kubectl diag redir --all-pods needs -l SELECTOR or a workload"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "--all-pods", NULL), -EINVAL);
+    assert_non_null(strstr(err, "kubectl diag capture --all-pods needs -l SELECTOR or a workload"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "--all-pods", "deploy/web", NULL), 0);
+    flags_free(&f);
     assert_int_equal(parse(&f, err, "capture", "--format", "pcapx", NULL), -EINVAL);
     assert_non_null(strstr(err, "use pcap or pcapng"));
     flags_free(&f);
