@@ -133,6 +133,20 @@ static void parse_host_ips(const json_t *status, pod_info *p)
         p->nhost_ips = 1;
 }
 
+/* The Ready condition says "False". */
+static bool parse_unready(const json_t *status)
+{
+    const json_t *c;
+    size_t i;
+    json_array_foreach(get(status, "conditions"), i, c)
+    {
+        const char *type = json_string_value(get(c, "type")), *st = json_string_value(get(c, "status"));
+        if (type && st && strcmp(type, "Ready") == 0)
+            return strcmp(st, "False") == 0;
+    }
+    return false;
+}
+
 int pod_parse(const json_t *obj, pod_info *p)
 {
     memset(p, 0, sizeof(*p));
@@ -148,6 +162,7 @@ int pod_parse(const json_t *obj, pod_info *p)
     p->ip = dup_str(get(status, "podIP"));
     parse_host_ips(status, p);
     p->share_pid = json_is_true(get(spec, "shareProcessNamespace"));
+    p->unready = parse_unready(status);
     if (!p->name) {
         pod_free(p);
         return -EINVAL;
@@ -248,6 +263,11 @@ void pod_list_free(pod_info *pods, size_t n)
 bool pod_is_running(const pod_info *p)
 {
     return p->phase && strcmp(p->phase, "Running") == 0 && !p->deleting;
+}
+
+bool pod_is_ready(const pod_info *p)
+{
+    return pod_is_running(p) && !p->unready;
 }
 
 static const pod_container *find(const pod_container *cs, size_t n, const char *name)

@@ -39,6 +39,7 @@ typedef struct {
     char *created;  /* metadata.creationTimestamp */
     bool deleting;  /* metadata.deletionTimestamp set */
     bool share_pid; /* spec.shareProcessNamespace */
+    bool unready;   /* status.conditions: Ready is "False" */
     pod_container *containers;
     size_t ncontainers;
     pod_container *ephemeral;
@@ -54,6 +55,9 @@ void pod_free(pod_info *p);
 void pod_list_free(pod_info *pods, size_t n);
 
 bool pod_is_running(const pod_info *p);
+/* Running, not being deleted, and no Ready condition saying False (a pod
+ * without one, as kubesim's, is ready when running). */
+bool pod_is_ready(const pod_info *p);
 const pod_container *pod_container_find(const pod_info *p, const char *name);
 const pod_container *pod_ephemeral_find(const pod_info *p, const char *name);
 /* Newest (creationTimestamp) pod in phase Running and not being deleted, or NULL. */

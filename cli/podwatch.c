@@ -32,22 +32,6 @@ struct podwatch {
     char rv[64]; /* the watch thread's: where the next child resumes */
 };
 
-static bool ready_of(const json_t *obj, const pod_info *p)
-{
-    if (!pod_is_running(p) || p->deleting)
-        return false;
-    size_t i;
-    json_t *c;
-    json_array_foreach(json_object_get(json_object_get(obj, "status"), "conditions"), i, c)
-    {
-        const char *type = json_string_value(json_object_get(c, "type"));
-        const char *status = json_string_value(json_object_get(c, "status"));
-        if (type && status && strcmp(type, "Ready") == 0)
-            return strcmp(status, "False") != 0;
-    }
-    return true; /* no Ready condition (kubesim): running is ready */
-}
-
 int podwatch_parse_line(const char *line, podwatch_event *ev, char *rv, size_t rvlen)
 {
     static const char *const types[] = {
@@ -74,7 +58,7 @@ int podwatch_parse_line(const char *line, podwatch_event *ev, char *rv, size_t r
                 break;
             }
             ev->type = (podwatch_type)i;
-            ev->ready = ready_of(obj, &ev->pod);
+            ev->ready = pod_is_ready(&ev->pod);
             rc = PODWATCH_LINE_EVENT;
         }
 out:

@@ -19,7 +19,7 @@ typedef enum { PODWATCH_ADDED, PODWATCH_MODIFIED, PODWATCH_DELETED } podwatch_ty
 typedef struct {
     podwatch_type type;
     pod_info pod; /* the callback may take it (zero it then); freed after the call otherwise */
-    bool ready;   /* Running, not being deleted, and no Ready condition saying False */
+    bool ready;   /* pod_is_ready(&pod) */
 } podwatch_event;
 
 typedef void (*podwatch_fn)(void *ud, podwatch_event *ev);

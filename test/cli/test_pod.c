@@ -101,6 +101,30 @@ static void newest_running(void **state)
     pod_list_free(pods, n);
 }
 
+/* Ready: running, not being deleted, and no Ready condition saying False;
+ * a pod without conditions (kubesim) is ready when running. */
+static void ready_condition(void **state)
+{
+    (void)state;
+    static const char *const cases[][2] = {
+        {"\"Running\"}", "1"},
+        {"\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}", "1"},
+        {"\"Running\",\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"True\"},{\"type\":\"Ready\","
+         "\"status\":\"False\"}]}",
+         "0"},
+        {"\"Pending\"}", "0"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char json[512];
+        pod_info p;
+        snprintf(json, sizeof json, "{\"kind\":\"Pod\",\"metadata\":{\"name\":\"w\"},\"status\":{\"phase\":%s}",
+                 cases[i][0]);
+        assert_int_equal(pod_parse_str(json, &p), 0);
+        assert_int_equal(pod_is_ready(&p), cases[i][1][0] == '1');
+        pod_free(&p);
+    }
+}
+
 static pod_info fixture_pod(void)
 {
     pod_info p;
@@ -539,6 +563,7 @@ int main(void)
         cmocka_unit_test(pod_fields),
         cmocka_unit_test(caps_names),
         cmocka_unit_test(newest_running),
+        cmocka_unit_test(ready_condition),
         cmocka_unit_test(naming),
         cmocka_unit_test(plan),
         cmocka_unit_test(plan_profiles),
