@@ -219,29 +219,23 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
 static int list_pods(capture_cli *c, char *err, size_t errlen)
 {
     const flags *f = c->f; /* flags_parse saw to -l or a workload */
+    const char *workload = f->nworkloads ? f->workloads[0].value : NULL;
     char *sel = NULL;
-    pod_info *all = NULL;
+    pod_info *pods = NULL;
     size_t n = 0;
-    int rc = f->nworkloads ? podsel_workload(c->k, f->workloads[0].value, f->timeout_ms, &sel, err, errlen) : 0;
+    int rc = workload ? podsel_workload(c->k, workload, f->timeout_ms, &sel, err, errlen) : 0;
     if (rc == 0)
-        rc = podsel_list(c->k, sel ? sel : f->labels[0].value, f->timeout_ms, &all, &n, err, errlen);
-    if (rc == 0 && !(c->pods = calloc(n ? n : 1, sizeof *c->pods)))
+        rc = podsel_running(c->k, sel ? sel : f->labels[0].value, workload, CAPTURE_PODS_MAX, f->timeout_ms, &pods,
+                            &n, err, errlen);
+    if (rc == 0 && !(c->pods = calloc(n, sizeof *c->pods)))
         rc = -ENOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++)
-        if (pod_is_running(&all[i]) && !all[i].deleting && c->npods < CAPTURE_PODS_MAX) {
-            capture_pod *p = &c->pods[c->npods++];
-            p->cli = c;
-            p->pod = all[i];
-            memset(&all[i], 0, sizeof all[i]); /* taken over */
-        }
-    if (rc == 0 && c->npods == 0) {
-        snprintf(err, errlen, "no running pod matches %s",
-                 f->nworkloads ? f->workloads[0].value
-                 : sel         ? sel
-                               : f->labels[0].value);
-        rc = -ENOENT;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        capture_pod *p = &c->pods[c->npods++];
+        p->cli = c;
+        p->pod = pods[i];
+        memset(&pods[i], 0, sizeof pods[i]); /* taken over */
     }
-    pod_list_free(all, n);
+    pod_list_free(pods, n);
     free(sel);
     return rc;
 }

@@ -44,10 +44,29 @@ int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_inf
     return rc;
 }
 
+/* Why no pod of selector (listed: pods, n) can be used. */
+static void none_running(const kube *k, const char *selector, const char *workload, const pod_info *pods, size_t n,
+                         char *err, size_t errlen)
+{
+    const char *ns = k->ns ? k->ns : "the current namespace";
+    char what[600];
+    if (workload)
+        snprintf(what, sizeof(what), "%s (selector %s)", workload, selector);
+    else
+        snprintf(what, sizeof(what), "-l %s", selector);
+    if (n == 0 && workload)
+        snprintf(err, errlen, "no pod matches %s in %s: check with kubectl get pods -l '%s'", what, ns, selector);
+    else if (n == 0)
+        snprintf(err, errlen, "no pod matches %s in %s: check the labels with kubectl get pods --show-labels",
+                 what, ns);
+    else
+        snprintf(err, errlen, "%zu pod(s) match %s in %s but none is running (e.g. pod/%s is %s%s)", n, what, ns,
+                 pods[0].name, pods[0].phase ? pods[0].phase : "unknown", pods[0].deleting ? ", being deleted" : "");
+}
+
 int podsel_one(const kube *k, const char *name, const char *selector, const char *workload, int64_t timeout_ms,
                pod_info *p, char *err, size_t errlen)
 {
-    const char *ns = k->ns ? k->ns : "the current namespace";
     memset(p, 0, sizeof(*p));
     if (!name && !selector) {
         snprintf(err, errlen,
@@ -76,20 +95,7 @@ int podsel_one(const kube *k, const char *name, const char *selector, const char
         return rc;
     const pod_info *best = pod_newest_running(pods, n);
     if (!best) {
-        char what[600];
-        if (workload)
-            snprintf(what, sizeof(what), "%s (selector %s)", workload, selector);
-        else
-            snprintf(what, sizeof(what), "-l %s", selector);
-        if (n == 0 && workload)
-            snprintf(err, errlen, "no pod matches %s in %s: check with kubectl get pods -l '%s'", what, ns, selector);
-        else if (n == 0)
-            snprintf(err, errlen, "no pod matches %s in %s: check the labels with kubectl get pods --show-labels",
-                     what, ns);
-        else
-            snprintf(err, errlen, "%zu pod(s) match %s in %s but none is running (e.g. pod/%s is %s%s)", n, what,
-                     ns, pods[0].name, pods[0].phase ? pods[0].phase : "unknown",
-                     pods[0].deleting ? ", being deleted" : "");
+        none_running(k, selector, workload, pods, n, err, errlen);
         pod_list_free(pods, n);
         return -ENOENT;
     }
@@ -97,6 +103,33 @@ int podsel_one(const kube *k, const char *name, const char *selector, const char
     *p = *best;
     memset((pod_info *)best, 0, sizeof(*best));
     pod_list_free(pods, n);
+    return 0;
+}
+
+int podsel_running(const kube *k, const char *selector, const char *workload, size_t max, int64_t timeout_ms,
+                   pod_info **pods, size_t *n, char *err, size_t errlen)
+{
+    size_t all, kept = 0;
+    int rc = podsel_list(k, selector, timeout_ms, pods, &all, err, errlen);
+    *n = 0;
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < all && kept < max; i++)
+        if (pod_is_running(&(*pods)[i])) {
+            pod_info keep = (*pods)[i];
+            memset(&(*pods)[i], 0, sizeof keep);
+            (*pods)[kept++] = keep;
+        }
+    if (kept == 0)
+        none_running(k, selector, workload, *pods, all, err, errlen);
+    for (size_t i = kept; i < all; i++)
+        pod_free(&(*pods)[i]);
+    if (kept == 0) {
+        free(*pods);
+        *pods = NULL;
+        return -ENOENT;
+    }
+    *n = kept;
     return 0;
 }
 

@@ -23,6 +23,11 @@ int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_inf
  * the messages instead of -l; NULL for -l. */
 int podsel_one(const kube *k, const char *name, const char *selector, const char *workload, int64_t timeout_ms,
                pod_info *p, char *err, size_t errlen);
+/* --all-pods: the Running pods matching selector, at most max, in a
+ * malloc'd array (pod_list_free(*pods, *n)). -ENOENT when none is, err
+ * saying why as podsel_one does; workload as there. */
+int podsel_running(const kube *k, const char *selector, const char *workload, size_t max, int64_t timeout_ms,
+                   pod_info **pods, size_t *n, char *err, size_t errlen);
 
 /* Workload targets: an object whose selector picks the pods. */
 

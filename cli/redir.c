@@ -812,29 +812,25 @@ static int wait_for_end(struct redir *r, int sfd)
 
 /* The pods to start with: the named one, the newest running one of the
  * selector, or with --all-pods every running one. */
-static int first_pods(struct redir *r, char err[2048])
+static int first_pods(struct redir *r, char *err, size_t errlen)
 {
     const flags *f = r->f;
-    const char *sel = r->selector;
     pod_info one, *pods = NULL;
-    size_t n = 0, started = 0;
+    size_t n = 0;
     int rc;
-    if (f->npods)
-        return podrun_new(r, f->pods[0].value, NULL);
-    if (r->all_pods && (rc = podsel_list(&r->k, sel, r->f->timeout_ms, &pods, &n, err, 2048)) < 0)
-        return rc;
-    for (size_t i = 0; i < n; i++)
-        if (pod_is_running(&pods[i]) && !pods[i].deleting && podrun_new(r, pods[i].name, &pods[i]) == 0)
-            started++;
-    pod_list_free(pods, n);
-    if (started)
-        return 0;
-    /* the newest, or the message saying why there is none */
-    rc = podsel_one(&r->k, NULL, sel, r->workload, f->timeout_ms, &one, err, 2048);
-    if (rc == 0) {
+    if (f->npods) {
+        rc = podrun_new(r, f->pods[0].value, NULL);
+    } else if (r->all_pods) {
+        rc = podsel_running(&r->k, r->selector, r->workload, SIZE_MAX, f->timeout_ms, &pods, &n, err, errlen);
+        for (size_t i = 0; i < n && rc == 0; i++)
+            rc = podrun_new(r, pods[i].name, &pods[i]);
+        pod_list_free(pods, n);
+    } else if ((rc = podsel_one(&r->k, NULL, r->selector, r->workload, f->timeout_ms, &one, err, errlen)) == 0) {
         rc = podrun_new(r, one.name, &one);
         pod_free(&one);
     }
+    if (rc < 0 && !*err)
+        snprintf(err, errlen, "cannot start a thread: %s", strerror(-rc));
     return rc;
 }
 
@@ -895,7 +891,7 @@ int redir_main(const flags *f, const kube *k)
     }
     r.follow = r.selector != NULL;
     if (rc == 0)
-        rc = first_pods(&r, err);
+        rc = first_pods(&r, err, sizeof(err));
     if (rc == 0 && r.follow)
         rc = podwatch_new(&r.watch, &r.k, r.k.ns, r.selector, on_pod, &r, err, sizeof(err));
     code = rc < 0 ? exitcode_report(stderr, rc, err) : wait_for_end(&r, sfd);
