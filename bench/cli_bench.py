@@ -9,20 +9,14 @@
 
   bench/cli_bench.py [--build DIR] [--mb N] [--runs N] [--conns N]
 As root (the simulated cluster). Prints one line per measurement and the ratios."""
-import argparse
-import os
 import socket
 import socketserver
-import statistics
 import subprocess
-import sys
-import threading
 import time
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
-sys.dont_write_bytecode = True
+from statistics import median as med
+
+from benchlib import fmt, main, port_forward, send_zeros, serve, wait_line
 
 PEER = r'''
 import socket, sys, time
@@ -48,41 +42,18 @@ else:                # n sequential request/response connections
 '''
 
 
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-
 def local_server(nbytes):
     """On 'B': sends nbytes and closes; on 'p': answers 'p' and waits for the close; anything else
     (e.g. a stray HTTP request) is closed at once."""
-    chunk = b'\0' * (1 << 20)
-
     class H(socketserver.BaseRequestHandler):
         def handle(self):
             c = self.request.recv(1)
             if c == b'B':
-                left = nbytes
-                while left > 0:
-                    self.request.sendall(chunk[:min(left, len(chunk))])
-                    left -= min(left, len(chunk))
+                send_zeros(self.request, nbytes)
             elif c == b'p':
                 self.request.sendall(b'p')
                 self.request.recv(1)
-    s = Server(('127.0.0.1', 0), H)
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    return s
-
-
-def wait_line(proc, text, timeout=120):
-    """Reads proc.stdout until a line contains text; returns the time it appeared."""
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        if text in line:
-            return time.monotonic()
-        if time.monotonic() > deadline:
-            break
-    raise RuntimeError('no %r from %s' % (text, proc.args))
+    return serve(H)
 
 
 def startup(c, cli, pod, port):
@@ -90,7 +61,7 @@ def startup(c, cli, pod, port):
     p = subprocess.Popen([cli, 'redir', 'pod/' + pod, '80:%d' % port], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, env=c.env())
     try:
-        return wait_line(p, 'redirecting') - t0
+        return wait_line(p, 'redirecting')[1] - t0
     finally:
         p.send_signal(2)
         p.wait(30)
@@ -101,35 +72,10 @@ def pf_startup(c, pod):
     p = subprocess.Popen(['kubectl', 'port-forward', 'pod/' + pod, ':80'], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, env=c.env())
     try:
-        return wait_line(p, 'Forwarding from') - t0
+        return wait_line(p, 'Forwarding from')[1] - t0
     finally:
         p.terminate()
         p.wait(30)
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--build', default=os.path.join(REPO, 'build'))
-    ap.add_argument('--mb', type=int, default=256)
-    ap.add_argument('--runs', type=int, default=5)
-    ap.add_argument('--conns', type=int, default=200)
-    a = ap.parse_args()
-    os.environ['KDIAG_CLI'] = cli = os.path.join(os.path.realpath(a.build), 'cli', 'kubectl-diag')
-    os.environ.setdefault('KUBESIM_IMAGES', os.path.join(os.path.realpath(a.build), 'images', 'images.json'))
-    import conftest
-
-    class Req:
-        fins = []
-
-        def addfinalizer(self, f):
-            self.fins.append(f)
-    req = Req()
-    c = conftest.start_cluster(req, [conftest.DEMO])
-    try:
-        run(c, cli, a)
-    finally:
-        for f in req.fins:
-            f()
 
 
 def run(c, cli, a):
@@ -151,7 +97,6 @@ def run(c, cli, a):
         created.append(startup(c, cli, name, port))
     present = [startup(c, cli, 'nginx', port) for _ in range(a.runs + 1)][1:]  # first run creates it
     pf = [pf_startup(c, 'nginx') for _ in range(a.runs)]
-    med = statistics.median
     print('startup  redir, manager present : median %.3f s (runs: %s)' % (med(present), fmt(present)))
     print('startup  redir, manager created : median %.3f s (runs: %s)' % (med(created), fmt(created)))
     print('startup  kubectl port-forward   : median %.3f s (runs: %s)' % (med(pf), fmt(pf)))
@@ -163,30 +108,22 @@ def run(c, cli, a):
     # --include-probes: the peer runs on the node, whose connections are left alone by default
     r = subprocess.Popen([cli, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port], stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True, env=c.env())
-    pfp = subprocess.Popen(['kubectl', 'port-forward', 'pod/sink', ':9000'], stdout=subprocess.PIPE,
-                           stderr=subprocess.DEVNULL, text=True, env=c.env())
     redir_mbs, pf_mbs = [], []
     try:
         wait_line(r, 'redirecting')
-        line = ''
-        for line in pfp.stdout:
-            if line.startswith('Forwarding from 127.0.0.1:'):
-                break
-        lport = int(line.split(':')[1].split()[0])
-        for _ in range(a.runs):
-            out = c.in_node(['python3', '-c', PEER, ip, '8080', 'bulk', '0'], timeout=600)
-            got, secs = out.stdout.split()
-            assert int(got) == nbytes, out.stdout + out.stderr
-            redir_mbs.append(nbytes / float(secs) / 1e6)
-            pf_mbs.append(send_bulk(lport, nbytes))
-        out = c.in_node(['python3', '-c', PEER, ip, '8080', 'rate', str(a.conns)], timeout=600)
-        n, secs = out.stdout.split()
-        rate = int(n) / float(secs)
+        with port_forward(c, 'sink', 9000) as lport:
+            for _ in range(a.runs):
+                out = c.in_node(['python3', '-c', PEER, ip, '8080', 'bulk', '0'], timeout=600)
+                got, secs = out.stdout.split()
+                assert int(got) == nbytes, out.stdout + out.stderr
+                redir_mbs.append(nbytes / float(secs) / 1e6)
+                pf_mbs.append(send_bulk(lport, nbytes))
+            out = c.in_node(['python3', '-c', PEER, ip, '8080', 'rate', str(a.conns)], timeout=600)
+            n, secs = out.stdout.split()
+            rate = int(n) / float(secs)
     finally:
         r.send_signal(2)
         r.wait(30)
-        pfp.terminate()
-        pfp.wait(30)
     print('bulk     one redirected connection: median %.1f MB/s (runs: %s; %d MiB laptop -> pod peer)'
           % (med(redir_mbs), fmt(redir_mbs), a.mb))
     print('bulk     one kubectl port-forward : median %.1f MB/s (runs: %s; %d MiB laptop -> pod)'
@@ -200,13 +137,9 @@ def run(c, cli, a):
 
 def send_bulk(lport, nbytes):
     """nbytes through kubectl port-forward to the sink pod; MB/s until the sink closes."""
-    chunk = b'\0' * (1 << 20)
     s = socket.create_connection(('127.0.0.1', lport))
     t0 = time.monotonic()
-    left = nbytes
-    while left > 0:
-        s.sendall(chunk[:min(left, len(chunk))])
-        left -= min(left, len(chunk))
+    send_zeros(s, nbytes)
     s.shutdown(socket.SHUT_WR)
     while s.recv(65536):   # the sink's close comes back once it has read everything
         pass
@@ -214,9 +147,5 @@ def send_bulk(lport, nbytes):
     return nbytes / (time.monotonic() - t0) / 1e6
 
 
-def fmt(xs):
-    return ' '.join('%.2f' % x for x in xs)
-
-
 if __name__ == '__main__':
-    main()
+    main(run, mb=256, runs=5, conns=200)

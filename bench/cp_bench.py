@@ -7,19 +7,12 @@ file (random bytes, --mb MiB) into and out of the same pod, a busybox pod given 
   bench/cp_bench.py [--build DIR] [--mb N] [--runs N]
 As root (the simulated cluster). Prints one line per run and the ratios (kubectl cp's time /
 kubectl diag cp's: above 1 means kubectl diag cp is faster)."""
-import argparse
 import filecmp
 import os
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
+from statistics import median
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
-sys.dont_write_bytecode = True
+from benchlib import main, timed
 
 TARBOX = '''apiVersion: v1
 kind: Pod
@@ -31,14 +24,6 @@ spec:
     env: [{name: PATH, value: /tmp/bin:/bin}]
     command: [sh, -c, 'mkdir -p /tmp/bin && for a in tar rm; do ln -sf /bin/busybox /tmp/bin/$a; done && exec sleep 86400']
 '''
-
-
-def timed(argv, env):
-    t0 = time.monotonic()
-    r = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600)
-    dt = time.monotonic() - t0
-    assert r.returncode == 0, '%s failed:\n%s%s' % (' '.join(argv), r.stdout, r.stderr)
-    return dt
 
 
 def run(c, cli, a):
@@ -64,51 +49,26 @@ def run(c, cli, a):
             fixed['diag'].append(timed([cli, 'cp', tiny, 'pod/tarbox:/tmp/tiny'], env) +
                                  timed([cli, 'cp', 'pod/tarbox:/tmp/tiny', tiny + '.d%d' % i], env))
         print('1 byte in and out: kubectl cp %.2f s, kubectl diag cp %.2f s (medians)' %
-              (statistics.median(fixed['kubectl']), statistics.median(fixed['diag'])), flush=True)
-        times = {k: [] for k in ('to kubectl', 'to diag', 'from kubectl', 'from diag')}
+              (median(fixed['kubectl']), median(fixed['diag'])), flush=True)
+        times = {k: [] for k in ('into kubectl', 'into diag', 'out of kubectl', 'out of diag')}
         for i in range(a.runs):
-            times['to kubectl'].append(timed(kubectl + ['cp', src, 'tarbox:/tmp/k%d' % i], env))
-            times['to diag'].append(timed([cli, 'cp', src, 'pod/tarbox:/tmp/d%d' % i], env))
+            times['into kubectl'].append(timed(kubectl + ['cp', src, 'tarbox:/tmp/k%d' % i], env))
+            times['into diag'].append(timed([cli, 'cp', src, 'pod/tarbox:/tmp/d%d' % i], env))
             out_k, out_d = os.path.join(d, 'k%d' % i), os.path.join(d, 'd%d' % i)
-            times['from kubectl'].append(timed(kubectl + ['cp', 'tarbox:/tmp/k%d' % i, out_k], env))
-            times['from diag'].append(timed([cli, 'cp', 'pod/tarbox:/tmp/d%d' % i, out_d], env))
+            times['out of kubectl'].append(timed(kubectl + ['cp', 'tarbox:/tmp/k%d' % i, out_k], env))
+            times['out of diag'].append(timed([cli, 'cp', 'pod/tarbox:/tmp/d%d' % i, out_d], env))
             assert filecmp.cmp(src, out_k, shallow=False) and filecmp.cmp(src, out_d, shallow=False)
             os.unlink(out_k)
             os.unlink(out_d)
             c.ok('exec', 'tarbox', '--', 'rm', '-f', '/tmp/k%d' % i, '/tmp/d%d' % i)
             print('run %d: into the pod kubectl cp %.2f s, diag cp %.2f s; out of it kubectl cp %.2f s, '
-                  'diag cp %.2f s' % (i, times['to kubectl'][-1], times['to diag'][-1], times['from kubectl'][-1],
-                                      times['from diag'][-1]), flush=True)
-    for way in ('to', 'from'):
-        k, dg = statistics.median(times[way + ' kubectl']), statistics.median(times[way + ' diag'])
+                  'diag cp %.2f s' % (i, times['into kubectl'][-1], times['into diag'][-1],
+                                      times['out of kubectl'][-1], times['out of diag'][-1]), flush=True)
+    for way in ('into', 'out of'):
+        k, dg = median(times[way + ' kubectl']), median(times[way + ' diag'])
         print('%s the pod, %d MiB: kubectl cp %.2f s (%.0f MB/s), kubectl diag cp %.2f s (%.0f MB/s): '
-              'ratio %.2f' % ('into' if way == 'to' else 'out of', a.mb, k, a.mb * 1.048576 / k, dg,
-                              a.mb * 1.048576 / dg, k / dg))
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--build', default=os.path.join(REPO, 'build'))
-    ap.add_argument('--mb', type=int, default=256)
-    ap.add_argument('--runs', type=int, default=3)
-    a = ap.parse_args()
-    os.environ['KDIAG_CLI'] = cli = os.path.join(os.path.realpath(a.build), 'cli', 'kubectl-diag')
-    os.environ.setdefault('KUBESIM_IMAGES', os.path.join(os.path.realpath(a.build), 'images', 'images.json'))
-    import conftest
-
-    class Req:
-        fins = []
-
-        def addfinalizer(self, f):
-            self.fins.append(f)
-    req = Req()
-    c = conftest.start_cluster(req, [conftest.DEMO])
-    try:
-        run(c, cli, a)
-    finally:
-        for f in req.fins:
-            f()
+              'ratio %.2f' % (way, a.mb, k, a.mb * 1.048576 / k, dg, a.mb * 1.048576 / dg, k / dg))
 
 
 if __name__ == '__main__':
-    main()
+    main(run, mb=256, runs=3)

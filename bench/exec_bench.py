@@ -9,31 +9,9 @@ the same debug container, on the simulated cluster, alternated in one run:
 
   bench/exec_bench.py [--build DIR] [--runs N] [--mb N]
 As root (the simulated cluster). Prints one line per measurement and the ratios."""
-import argparse
-import os
-import statistics
-import subprocess
-import sys
-import time
+from statistics import median as med
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
-sys.dont_write_bytecode = True
-
-
-def timed(argv, env, want_bytes=None):
-    """Seconds argv took; its stdout must hold want_bytes bytes when given."""
-    t0 = time.monotonic()
-    r = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    secs = time.monotonic() - t0
-    assert r.returncode == 0, r.stderr
-    assert want_bytes is None or len(r.stdout) == want_bytes, (len(r.stdout), r.stderr)
-    return secs
-
-
-def fmt(xs):
-    return ' '.join('%.2f' % x for x in xs)
+from benchlib import fmt, main, timed
 
 
 def run(c, cli, a):
@@ -45,7 +23,6 @@ def run(c, cli, a):
     for _ in range(a.runs):
         diag.append(timed([cli, 'shell', 'pod/distroless', '--', '-c', 'true'], env))
         kube.append(timed(kexec + ['true'], env))
-    med = statistics.median
     print('rtt   kubectl diag shell -- -c true : median %.3f s (runs: %s)' % (med(diag), fmt(diag)))
     print('rtt   kubectl exec ... ash -c true  : median %.3f s (runs: %s)' % (med(kube), fmt(kube)))
     print('ratio diag shell / kubectl exec round trip: %.2f (goal <= 1)' % (med(diag) / med(kube)))
@@ -62,29 +39,5 @@ def run(c, cli, a):
     print('load average after: %s' % open('/proc/loadavg').read().split(' ', 3)[:3])
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--build', default=os.path.join(REPO, 'build'))
-    ap.add_argument('--runs', type=int, default=11)
-    ap.add_argument('--mb', type=int, default=64)
-    a = ap.parse_args()
-    os.environ['KDIAG_CLI'] = cli = os.path.join(os.path.realpath(a.build), 'cli', 'kubectl-diag')
-    os.environ.setdefault('KUBESIM_IMAGES', os.path.join(os.path.realpath(a.build), 'images', 'images.json'))
-    import conftest
-
-    class Req:
-        fins = []
-
-        def addfinalizer(self, f):
-            self.fins.append(f)
-    req = Req()
-    c = conftest.start_cluster(req, [conftest.DEMO])
-    try:
-        run(c, cli, a)
-    finally:
-        for f in req.fins:
-            f()
-
-
 if __name__ == '__main__':
-    main()
+    main(run, runs=11, mb=64)

@@ -13,20 +13,16 @@ for each size of the pool of tunnel port-forwards (KDIAG_REDIR_POOL):
 Each pool size first runs a round of 8 connections that grows the pool, then --runs rounds of
 the three measurements, alternated; medians and per-round ratios are printed.
 As root (the simulated cluster). Prints one line per measurement and the ratios."""
-import argparse
-import os
 import socket
 import socketserver
-import statistics
 import subprocess
 import sys
 import threading
 import time
+from statistics import median as med
 
-HERE = os.path.dirname(os.path.realpath(__file__))
-REPO = os.path.dirname(HERE)
-sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
-sys.dont_write_bytecode = True
+from benchlib import fmt, main, port_forward, serve, wait_line
+
 CONNS = 8
 DEADLINE = 60  # s: a stalled run reports the bytes sent by then
 
@@ -83,12 +79,6 @@ S(('127.0.0.1', int(sys.argv[1])), H).serve_forever()
 '''
 
 
-class Server(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 64
-
-
 def local_sink(stop):
     """The redirect's local target: 'R' reads until EOF and closes; 'S' never reads (until stop)."""
     class H(socketserver.BaseRequestHandler):
@@ -98,9 +88,7 @@ def local_sink(stop):
                 return
             while self.request.recv(1 << 20):
                 pass
-    s = Server(('127.0.0.1', 0), H)
-    threading.Thread(target=s.serve_forever, daemon=True).start()
-    return s
+    return serve(H)
 
 
 def forwards(pid):
@@ -108,26 +96,9 @@ def forwards(pid):
     return [p for p in children(pid) if 'port-forward' in cmdline(p)]
 
 
-def wait_line(proc, text, timeout=120):
-    deadline = time.monotonic() + timeout
-    for line in proc.stdout:
-        if text in line:
-            return
-        if time.monotonic() > deadline:
-            break
-    raise RuntimeError('no %r from %s' % (text, proc.args))
-
-
 def plain_eight(c, pod, port, nbytes):
     """8 concurrent connections through one kubectl port-forward, each reading nbytes: MB/s."""
-    pf = subprocess.Popen(['kubectl', 'port-forward', 'pod/' + pod, ':%d' % port], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, env=c.env())
-    try:
-        line = ''
-        for line in pf.stdout:
-            if line.startswith('Forwarding from 127.0.0.1:'):
-                break
-        lport = int(line.split(':')[1].split()[0])
+    with port_forward(c, pod, port) as lport:
         got = [0] * CONNS
 
         def one(i):
@@ -147,40 +118,12 @@ def plain_eight(c, pod, port, nbytes):
         secs = time.monotonic() - t0
         assert sum(got) == CONNS * nbytes, got
         return sum(got) / secs / 1e6
-    finally:
-        pf.terminate()
-        pf.wait(30)
 
 
 def redirected(c, ip, modes, nbytes):
     out = c.in_node(['python3', '-c', PEER, ip, '8080', str(nbytes), modes, str(DEADLINE)], timeout=DEADLINE + 60)
     secs, sent = out.stdout.split()
     return int(sent) / float(secs) / 1e6
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--build', default=os.path.join(REPO, 'build'))
-    ap.add_argument('--mb', type=int, default=32)
-    ap.add_argument('--pools', default='0,2,4,8')
-    ap.add_argument('--runs', type=int, default=3)
-    a = ap.parse_args()
-    os.environ['KDIAG_CLI'] = cli = os.path.join(os.path.realpath(a.build), 'cli', 'kubectl-diag')
-    os.environ.setdefault('KUBESIM_IMAGES', os.path.join(os.path.realpath(a.build), 'images', 'images.json'))
-    import conftest
-
-    class Req:
-        fins = []
-
-        def addfinalizer(self, f):
-            self.fins.append(f)
-    req = Req()
-    c = conftest.start_cluster(req, [conftest.DEMO])
-    try:
-        run(c, cli, a)
-    finally:
-        for f in req.fins:
-            f()
 
 
 def run(c, cli, a):
@@ -217,7 +160,6 @@ def run(c, cli, a):
                 r.send_signal(2)
                 r.wait(60)
                 stop.clear()
-            med = statistics.median
             print('pool %d  medians of %d: 8 plain port-forward connections %.1f MB/s; 8 redirected %.1f MB/s; '
                   '7 redirected + 1 stalled %.1f MB/s' % (pool, a.runs, med(plain), med(eight), med(stalled)))
             r1 = [e / p for e, p in zip(eight, plain)]
@@ -232,9 +174,5 @@ def run(c, cli, a):
         src.wait(10)
 
 
-def fmt(xs):
-    return ' '.join('%.2f' % x for x in xs)
-
-
 if __name__ == '__main__':
-    main()
+    main(run, mb=32, pools='0,2,4,8', runs=3)
