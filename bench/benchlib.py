@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
@@ -17,7 +18,7 @@ sys.dont_write_bytecode = True
 def main(run, **options):
     """Parses --build DIR and the bench's own options (name=default; the type is the default's),
     starts a simulated cluster with the demo pods for the build's kubectl-diag, calls
-    run(cluster, cli, args) and removes the cluster whatever happens."""
+    run(cluster, cli, args) and removes the cluster whatever happens (also when its start fails)."""
     ap = argparse.ArgumentParser()
     ap.add_argument('--build', default=os.path.join(REPO, 'build'))
     for name, default in options.items():
@@ -28,17 +29,11 @@ def main(run, **options):
     os.environ.setdefault('KUBESIM_IMAGES', os.path.join(build, 'images', 'images.json'))
     import conftest  # reads KDIAG_CLI when imported
 
-    class Request:  # the one thing of a pytest request start_cluster uses
-        fins = []
-
-        def addfinalizer(self, f):
-            self.fins.append(f)
-    req = Request()
-    c = conftest.start_cluster(req, [conftest.DEMO])
+    fins = []  # what start_cluster leaves to the pytest request it is given: the cluster's removal
     try:
-        run(c, cli, a)
+        run(conftest.start_cluster(types.SimpleNamespace(addfinalizer=fins.append), [conftest.DEMO]), cli, a)
     finally:
-        for f in req.fins:
+        for f in fins:
             f()
 
 
