@@ -98,11 +98,9 @@ static int pod_start(capture_pod *p)
         p->opened = true;
     }
     unsigned gen;
-    rpc_client *cl = p->cl = session_client(&p->sess, &gen);
-    if (!cl) {
-        snprintf(p->err, sizeof p->err, "no port-forward to pod/%s", p->sess.pod.name);
-        return -ENOTCONN;
-    }
+    int rc = session_client(&p->sess, &p->cl, &gen, p->err, sizeof p->err);
+    if (rc < 0)
+        return rc;
     capture_client_req req = {.interface = c->f->iface,
                               .filter = c->f->filter,
                               .snaplen = c->f->snaplen,
@@ -111,7 +109,7 @@ static int pod_start(capture_pod *p)
     char name[300];
     snprintf(name, sizeof name, "pod/%s", p->sess.pod.name);
     pthread_mutex_lock(&c->mu);
-    int rc = c->stopping ? 0 : capture_client_new(&p->cc, cl, &req);
+    rc = c->stopping ? 0 : capture_client_new(&p->cc, p->cl, &req);
     if (rc == 0 && p->cc && c->ng)
         rc = capture_client_set_pcapng(p->cc, c->ng, name);
     pthread_mutex_unlock(&c->mu);

@@ -92,12 +92,9 @@ static void *job_main(void *arg)
     int rc = -ENOTCONN;
     for (int attempt = 0; attempt < 2; attempt++) {
         unsigned gen;
-        rpc_client *cl = session_client(j->s, &gen);
-        if (!cl) {
-            snprintf(j->err, sizeof j->err, "no port-forward to pod/%s", j->s->pod.name);
-            rc = -ENOTCONN;
+        rpc_client *cl;
+        if ((rc = session_client(j->s, &cl, &gen, j->err, sizeof j->err)) < 0)
             break;
-        }
         rc = j->from ? copy_client_from(cl, &j->target, j->remote, j->local, &o, j->err, sizeof j->err)
                      : copy_client_to(cl, j->local, &j->target, j->remote, &o, j->err, sizeof j->err);
         rpc_client_free(cl);

@@ -18,11 +18,9 @@ int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t e
     /* a forward that just restarted may refuse the first call: retry once on a fresh one */
     for (int attempt = 0; attempt < 2; attempt++) {
         unsigned gen;
-        rpc_client *cl = session_client(s, &gen);
-        if (!cl) {
-            snprintf(err, errlen, "no port-forward to pod/%s", s->pod.name);
-            return -ENOTCONN;
-        }
+        rpc_client *cl;
+        if ((rc = session_client(s, &cl, &gen, err, errlen)) < 0)
+            return rc;
         uint8_t *out = NULL;
         size_t outlen = 0;
         rpc_status st = {0};

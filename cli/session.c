@@ -187,15 +187,19 @@ void session_close(session *s)
     pod_free(&s->pod);
 }
 
-rpc_client *session_client(session *s, unsigned *gen)
+int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_t errlen)
 {
     int lg, lt;
+    *ret = NULL;
     *gen = s->pf ? portfwd_current(s->pf, &lg, &lt) : 0;
-    if (!*gen)
-        return NULL;
+    if (!*gen) {
+        snprintf(err, errlen, "no port-forward to pod/%s", s->pod.name);
+        return -ENOTCONN;
+    }
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-    rpc_client *cl;
-    rpc_client_new(&cl, target, s->mgr.token); /* NULL on failure */
-    return cl;
+    int rc = rpc_client_new(ret, target, s->mgr.token);
+    if (rc < 0)
+        snprintf(err, errlen, "cannot make a gRPC client for pod/%s: %s", s->pod.name, strerror(-rc));
+    return rc;
 }

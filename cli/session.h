@@ -49,8 +49,9 @@ typedef struct {
 session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward);
 int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen);
 void session_close(session *s);
-/* A gRPC client for the forward's current generation (*gen); NULL when the
- * forward is down. Caller frees with rpc_client_free. */
-rpc_client *session_client(session *s, unsigned *gen);
+/* A gRPC client for the forward's current generation (*gen): 0, or
+ * -ENOTCONN when the forward is down (another -errno when the client cannot
+ * be made), err saying so. Caller frees *ret with rpc_client_free. */
+int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_t errlen);
 
 #endif

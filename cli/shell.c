@@ -179,11 +179,9 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     bool raw = false, threaded = false;
     int rc = -EIO;
 
-    rpc_client *cl = session_client(s, &gen);
-    if (!cl) {
-        snprintf(err, sizeof err, "no port-forward to pod/%s", s->pod.name);
-        return exitcode_report(stderr, -ENOTCONN, err);
-    }
+    rpc_client *cl;
+    if ((rc = session_client(s, &cl, &gen, err, sizeof err)) < 0)
+        return exitcode_report(stderr, rc, err);
     if (pipe2(sig_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(r.done, O_CLOEXEC) < 0 ||
         pipe2(r.wake, O_CLOEXEC | O_NONBLOCK) < 0) {
         snprintf(err, sizeof err, "cannot make a pipe: %s", strerror(errno));
