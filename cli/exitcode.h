@@ -5,6 +5,8 @@
  *   0  ok (also after Ctrl-C)
  *   2  usage error: -EINVAL (bad flags, no pod named, ...)
  *   1  any other failure: the message says what to do
+ *  130 (128 + SIGINT) shell/exec: a second Ctrl-C gave up on a program that
+ *      ignored the first
  * shell and `logs -- CMD` return the remote shell's / the command's code
  * instead of a result of their own. */
 #ifndef KDIAG_CLI_EXITCODE_H
@@ -12,7 +14,7 @@
 
 #include <stdio.h>
 
-enum { EXITCODE_OK = 0, EXITCODE_FAILURE = 1, EXITCODE_USAGE = 2 };
+enum { EXITCODE_OK = 0, EXITCODE_FAILURE = 1, EXITCODE_USAGE = 2, EXITCODE_INTERRUPTED = 130 };
 
 /* The exit code for rc (0 or a negative errno). */
 int exitcode_of(int rc);

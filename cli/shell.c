@@ -18,9 +18,6 @@
 #include "exitcode.h"
 #include "session.h"
 
-/* Exit code when a second Ctrl-C gave up on a program that ignored the first. */
-#define EXIT_INTERRUPTED (128 + SIGINT)
-
 /* Signals of this process that go to the program (SIGWINCH: the new size). */
 static const int forwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH};
 
@@ -229,7 +226,7 @@ restore:
         snprintf(err, sizeof err, "cannot start a thread: out of resources");
         rc = -EAGAIN;
     } else if (rc == 0 && r.cancelled) {
-        rc = EXIT_INTERRUPTED;
+        rc = EXITCODE_INTERRUPTED;
     } else if (rc == 0 && r.failed) {
         snprintf(err, sizeof err, "Exec call to the manager (%s in pod/%s) failed: %s (gRPC status %d)%s",
                  s->mgr.container, s->pod.name, *r.st.message ? r.st.message : "no message", (int)r.st.code,
