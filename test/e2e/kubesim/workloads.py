@@ -26,6 +26,7 @@ import traceback
 
 import apierrors
 import patch as patch_mod
+import podutil
 import resources
 import selectors_k8s as sel
 import store as store_mod
@@ -113,11 +114,8 @@ def owner_ref(owner, kind):
 
 
 def _seconds_since(ts):
-    try:
-        t = datetime.datetime.strptime(ts, '%Y-%m-%dT%H:%M:%SZ').replace(tzinfo=datetime.timezone.utc)
-    except (TypeError, ValueError):
-        return 0
-    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds()
+    t = podutil.parse_time(ts) if ts else None
+    return (datetime.datetime.now(datetime.timezone.utc) - t).total_seconds() if t else 0
 
 
 def pod_ready(pod, min_ready_seconds=0):
