@@ -141,6 +141,13 @@ def cmdline(pid):
         return ''
 
 
+def forwards_to(pod, pids=None):
+    """The kubectl port-forwards to pod among pids (default: every process)."""
+    if pids is None:
+        pids = [int(d) for d in os.listdir('/proc') if d.isdigit()]
+    return [p for p in pids if 'port-forward' in cmdline(p) and 'pod/%s ' % pod in cmdline(p)]
+
+
 def grpc_forwards(pid):
     """kubectl diag redir's port-forwards that carry gRPC (its two ports: gRPC and tunnel); those of
     the tunnel connections' pool carry the tunnel port alone."""

@@ -13,8 +13,8 @@ import pytest
 HERE = os.path.dirname(os.path.realpath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))  # test/e2e, for e2e_common
 # free_port and wait_for are imported by the test files from here; local_http is a fixture.
-from e2e_common import (Background, closing_all, free_port, kubesim_up, local_http,  # noqa: E402,F401
-                        wait_for)
+from e2e_common import (Background, closing_all, cmdline, free_port, kubesim_up,  # noqa: E402,F401
+                        local_http, wait_for)
 
 REPO = os.path.realpath(os.path.join(HERE, '..', '..', '..'))
 DEMO = os.path.join(REPO, 'test', 'e2e', 'manifests', 'demo.yaml')
@@ -98,6 +98,48 @@ class Cluster:
     def logs_since(self, pod, since_lines=0):
         return self.ok('logs', pod).splitlines()[since_lines:]
 
+    def run_pods(self, label, names, image='distroless'):
+        """Pods names of image, labelled app=label, once all of them run."""
+        for n in names:
+            self.ok('run', n, '--image=' + image, '--restart=Never', '--labels=app=' + label)
+        for n in names:
+            self.wait_running(n)
+
+    def pod_names(self, selector, running=False):
+        """The sorted names of the pods selector matches that are not being deleted (and, with
+        running, are Running)."""
+        pods = json.loads(self.ok('get', 'pods', '-l', selector, '-o', 'json'))['items']
+        return sorted(p['metadata']['name'] for p in pods if not p['metadata'].get('deletionTimestamp')
+                      and (not running or p['status'].get('phase') == 'Running'))
+
+    def send_udp(self, pod, sizes, port, ns='default'):
+        """Datagrams of the given sizes from the node to the pod (nothing listens: the pod answers
+        ICMP, which a 'udp port' filter leaves out)."""
+        ip = self.pod(pod, ns)['status']['podIP']
+        code = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
+                'for n in %r: s.sendto(b"x"*n, (%r, %d))\n' % (list(sizes), ip, port))
+        r = self.in_node(['python3', '-c', code])
+        assert r.returncode == 0, r.stderr
+
+    def http_get(self, pod, port=80, path='/'):
+        """The body of an HTTP GET from the node to the pod's IP, else the error: stdout + stderr."""
+        ip = self.pod(pod)['status']['podIP']
+        r = self.in_node(['python3', '-c', 'import urllib.request; print(urllib.request.urlopen('
+                          '"http://%s:%d%s", timeout=10).read().decode())' % (ip, port, path)], timeout=30)
+        return r.stdout + r.stderr
+
+    def pids_in_pod(self, pod, needle):
+        """Host pids of the processes in pod's network namespace whose command line holds needle."""
+        netns = os.stat('/proc/%d/ns/net' % self.pod_pid(pod)).st_ino
+        out = []
+        for d in filter(str.isdigit, os.listdir('/proc')):
+            try:
+                if needle in cmdline(int(d)) and os.stat('/proc/%s/ns/net' % d).st_ino == netns:
+                    out.append(int(d))
+            except OSError:
+                pass
+        return out
+
 
 def start_cluster(request, manifests, users=None, env=None):
     state = kubesim_up(request, 'kdiag-cli-e2e-%d-' % os.getpid(), images_json(), manifests, users,
@@ -137,6 +179,15 @@ def fresh_pod(cluster):
         yield name
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+@pytest.fixture
+def label(request, cluster):
+    """A value of the app label unique to the test; the pods that carry it are deleted at the end."""
+    label = '%s-%d-%d' % (request.module.__name__[len('test_cli_'):].replace('_', '-'), os.getpid(),
+                          time.monotonic_ns() % 100000)
+    yield label
+    cluster.kubectl('delete', 'pod', '-l', 'app=' + label, '--wait=false')
 
 
 def debug_base_name():

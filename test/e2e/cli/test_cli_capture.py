@@ -2,25 +2,11 @@
 exchange from the node to the curl and distroless pods, read back with tcpdump -r."""
 import os
 import subprocess
-import tempfile
-import time
-
-import pytest
 
 from conftest import CLI, wait_for
 
 PORT = 9999
 SIZES = [1, 100, 500, 1000, 1400]
-
-
-def send_udp(cluster, pod, sizes, port=PORT):
-    """Datagrams of the given sizes from the node to the pod (nothing listens: the pod answers
-    ICMP, which a 'udp port' filter leaves out)."""
-    ip = cluster.pod(pod)['status']['podIP']
-    code = ('import socket,sys\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
-            'for n in %r: s.sendto(b"x"*n, (%r, %d))\n' % (sizes, ip, port))
-    r = cluster.in_node(['python3', '-c', code])
-    assert r.returncode == 0, r.stderr
 
 
 def tcpdump_read(path_or_bytes):
@@ -56,7 +42,7 @@ def start_capture(cluster, bg, *args):
 def test_capture_curl_any_exact_packets_and_bytes(cluster, bg, tmp_path):
     out = str(tmp_path / 'curl.pcap')
     p = start_capture(cluster, bg, 'pod/curl', '-f', 'udp port %d' % PORT, '-c', str(len(SIZES)), '-w', out)
-    send_udp(cluster, 'curl', SIZES)
+    cluster.send_udp('curl', SIZES, PORT)
     assert p.proc.wait(30) == 0, p.err()
     with open(out, 'rb') as f:
         lt, recs = pcap_lengths(f.read())
@@ -76,7 +62,7 @@ def test_capture_distroless_one_interface_to_stdout(cluster):
     try:
         # send until the capture is ready (its ready line is on stderr, read after the end)
         def done():
-            send_udp(cluster, 'distroless', [1000])
+            cluster.send_udp('distroless', [1000], PORT)
             return r.poll() is not None
         wait_for(done, 90, interval=0.5, what='3 packets captured')
         out, err = r.communicate(timeout=30)
@@ -95,7 +81,7 @@ def test_capture_ctrl_c_leaves_a_valid_file(cluster, bg, tmp_path):
     out = str(tmp_path / 'int.pcap')
     p = start_capture(cluster, bg, '-l', 'app=distroless', '-f', 'udp', '-w', out)
     for _ in range(5):
-        send_udp(cluster, 'distroless', [1200] * 200)
+        cluster.send_udp('distroless', [1200] * 200, PORT)
     wait_for(lambda: os.path.getsize(out) > 24, 30, what='packets in the file')
     assert p.interrupt() == 0, p.err()
     rc, lines, err = tcpdump_read(out)
@@ -152,26 +138,16 @@ def pcapng_blocks(data):
     return ifaces, pkts
 
 
-@pytest.fixture
-def capture_label(cluster):
-    label = 'pcapng-%d-%d' % (os.getpid(), time.monotonic_ns() % 100000)
-    yield label
-    cluster.kubectl('delete', 'pod', '-l', 'app=' + label, '--wait=false')
-
-
-def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, bg, capture_label, tmp_path):
-    pods = ['%s-%d' % (capture_label, i) for i in range(3)]
-    for n in pods:
-        cluster.ok('run', n, '--image=distroless', '--restart=Never', '--labels=app=' + capture_label)
-    for n in pods:
-        cluster.wait_running(n)
+def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, bg, label, tmp_path):
+    pods = ['%s-%d' % (label, i) for i in range(3)]
+    cluster.run_pods(label, pods)
     out = str(tmp_path / 'all.pcapng')
-    p = bg(cluster, 'capture', '--all-pods', '-l', 'app=' + capture_label, '-f', 'udp port %d' % PORT, '-w', out)
+    p = bg(cluster, 'capture', '--all-pods', '-l', 'app=' + label, '-f', 'udp port %d' % PORT, '-w', out)
     wait_for(lambda: p.err().count('capturing on') == 3 or p.proc.poll() is not None, 120, what='3 pods capturing')
     assert p.err().count('capturing on') == 3, p.err()
     sizes = {n: [100 + 10 * i] * (i + 1) for i, n in enumerate(pods)}  # pod i: i+1 datagrams of its own size
     for n in pods:
-        send_udp(cluster, n, sizes[n])
+        cluster.send_udp(n, sizes[n], PORT)
 
     def all_in():
         with open(out, 'rb') as f:
@@ -203,7 +179,7 @@ def test_capture_all_pods_needs_a_selector_and_pcapng(cluster, tmp_path):
 def test_capture_format_pcapng_names_the_pods_interfaces(cluster, bg, tmp_path):
     out = str(tmp_path / 'curl.pcapng')
     p = start_capture(cluster, bg, 'pod/curl', '--format', 'pcapng', '-f', 'udp port %d' % PORT, '-c', '2', '-w', out)
-    send_udp(cluster, 'curl', [300, 400])
+    cluster.send_udp('curl', [300, 400], PORT)
     assert p.proc.wait(30) == 0, p.err()
     with open(out, 'rb') as f:
         ifaces, pkts = pcapng_blocks(f.read())

@@ -199,14 +199,10 @@ def test_cp_ctrl_c_leaves_nothing_here(cluster, tmp_path):
 
 def manager_hwm_kib(cluster, pod):
     """Peak RSS (VmHWM) of the kdiag-managers in pod's network namespace, in KiB."""
-    netns = os.stat('/proc/%d/ns/net' % cluster.pod_pid(pod)).st_ino
     peaks = []
-    for d in filter(str.isdigit, os.listdir('/proc')):
+    for pid in cluster.pids_in_pod(pod, 'kdiag-manager'):
         try:
-            with open('/proc/%s/cmdline' % d, 'rb') as f:
-                if b'kdiag-manager' not in f.read() or os.stat('/proc/%s/ns/net' % d).st_ino != netns:
-                    continue
-            with open('/proc/%s/status' % d) as f:
+            with open('/proc/%d/status' % pid) as f:
                 peaks += [int(l.split()[1]) for l in f if l.startswith('VmHWM:')]
         except OSError:
             pass

@@ -178,12 +178,9 @@ def test_capture_works_under_pod_security_baseline(cluster, bg, baseline_ns, tmp
     out = str(tmp_path / 'web.pcap')
     p = bg(cluster, 'capture', '-n', baseline_ns, 'pod/web', '--profile', 'baseline', '-f', 'udp port 9999',
            '-c', '3', '-w', out)
-    ip = cluster.pod('web', baseline_ns)['status']['podIP']
-    send = ('import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n'
-            's.sendto(b"x"*100, (%r, 9999))\n' % ip)
 
     def done():   # send until the capture, once ready, has its 3 packets
-        assert cluster.in_node(['python3', '-c', send]).returncode == 0
+        cluster.send_udp('web', [100], 9999, ns=baseline_ns)
         return p.proc.poll() is not None
     wait_for(done, 90, interval=0.5, what='3 packets captured')
     assert p.proc.wait(30) == 0, p.err()

@@ -1,35 +1,22 @@
 """kubectl diag redir following a selector's pods: --all-pods redirects every running pod at once,
 a deleted pod's redirect is dropped, a new matching pod is redirected within 2 s of running; without
 --all-pods a replaced pod's successor takes over. Real kubectl, real traffic from the node."""
-import json
 import os
 import re
 import time
 
-import pytest
-
 from conftest import wait_for
-from e2e_common import children, cmdline
+from e2e_common import children, cmdline, forwards_to
 
 FOLLOW_GOAL_S = 2.0
 
 
-def make_pods(cluster, label, names):
-    for n in names:
-        cluster.ok('run', n, '--image=distroless', '--restart=Never', '--labels=app=' + label)
-    for n in names:
-        cluster.wait_running(n)
-
-
-def fetch(cluster, pod, port=8080):
-    ip = cluster.pod(pod)['status']['podIP']
-    r = cluster.in_node(['python3', '-c', 'import urllib.request; print(urllib.request.urlopen('
-                         '"http://%s:%d/", timeout=10).read().decode())' % (ip, port)], timeout=30)
-    return r.stdout + r.stderr
-
-
-def forwards_to(r, pod):
-    return [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p) and 'pod/%s ' % pod in cmdline(p)]
+def redirect_all(cluster, bg, label, srv, pods):
+    """redir --all-pods of app=label's port 8080 to srv, once it redirects each of pods."""
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    for p in pods:
+        r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (p, srv.port))
+    return r
 
 
 def running_at(cluster, pod):
@@ -38,22 +25,13 @@ def running_at(cluster, pod):
                     interval=0.05, what='pod %s running' % pod)
 
 
-@pytest.fixture
-def label(cluster):
-    label = 'follow-%d-%d' % (os.getpid(), time.monotonic_ns() % 100000)
-    yield label
-    cluster.kubectl('delete', 'pod', '-l', 'app=' + label, '--wait=false')
-
-
 def test_all_pods_each_pod_reaches_the_local_port(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-%d' % (label, i) for i in range(3)]
-    make_pods(cluster, label, pods)
-    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    cluster.run_pods(label, pods)
+    r = redirect_all(cluster, bg, label, srv, pods)
     for p in pods:
-        r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (p, srv.port))
-    for p in pods:
-        assert srv.marker in fetch(cluster, p), p
+        assert srv.marker in cluster.http_get(p, 8080), p
         # the connection line names its pod
         wait_for(lambda: re.search(r'pod/%s:8080 ← 10\.244\.0\.\d+:\d+ ⇒ localhost:%d' % (p, srv.port), r.err()),
                  10, what='the connection line of ' + p)
@@ -63,16 +41,15 @@ def test_all_pods_each_pod_reaches_the_local_port(cluster, bg, label, local_http
 def test_all_pods_drops_deleted_and_redirects_new_within_2s(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-%d' % (label, i) for i in range(2)]
-    make_pods(cluster, label, pods)
-    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
-    for p in pods:
-        r.wait_out('redirecting pod/%s:8080' % p)
-    assert forwards_to(r, pods[0])
+    cluster.run_pods(label, pods)
+    r = redirect_all(cluster, bg, label, srv, pods)
+    assert forwards_to(pods[0], children(r.proc.pid))
     cluster.ok('delete', 'pod', pods[0], '--wait=false')
     wait_for(lambda: re.search(r'pod/%s (is deleted|is gone|is being deleted).*its redirect is dropped' % pods[0],
                                r.err()), 30, what='the line dropping ' + pods[0])
-    wait_for(lambda: not forwards_to(r, pods[0]), 10, what='the forwards of %s to end' % pods[0])
-    assert srv.marker in fetch(cluster, pods[1])  # the other pod is still redirected
+    wait_for(lambda: not forwards_to(pods[0], children(r.proc.pid)), 10,
+             what='the forwards of %s to end' % pods[0])
+    assert srv.marker in cluster.http_get(pods[1], 8080)  # the other pod is still redirected
 
     new = '%s-new' % label
     t_create = time.monotonic()
@@ -84,14 +61,14 @@ def test_all_pods_drops_deleted_and_redirects_new_within_2s(cluster, bg, label, 
         t_redir - t_running, t_redir - t_create))
     assert 'pod/%s is running: redirecting it' % new in r.err()
     assert t_redir - t_running < FOLLOW_GOAL_S, r.err()
-    assert srv.marker in fetch(cluster, new)
+    assert srv.marker in cluster.http_get(new, 8080)
     assert r.interrupt() == 0, r.err()
 
 
 def test_selector_follows_a_replaced_pod(cluster, bg, label, local_http):
     srv = local_http()
     old = '%s-old' % label
-    make_pods(cluster, label, [old])
+    cluster.run_pods(label, [old])
     r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
     r.wait_out('redirecting pod/%s:8080' % old)
     new = '%s-new' % label
@@ -99,7 +76,7 @@ def test_selector_follows_a_replaced_pod(cluster, bg, label, local_http):
     cluster.ok('run', new, '--image=distroless', '--restart=Never', '--labels=app=' + label)
     r.wait_out('redirecting pod/%s:8080' % new, timeout=60)
     assert r.proc.poll() is None, r.err()
-    assert srv.marker in fetch(cluster, new)
+    assert srv.marker in cluster.http_get(new, 8080)
     # one pod at a time without --all-pods: the connection lines keep their short form
     wait_for(lambda: 'pod:8080 ← ' in r.err(), 10, what='the connection line')
     assert r.interrupt() == 0, r.err()
@@ -123,15 +100,18 @@ spec:
 """ % (name, name, name))
     try:
         cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=90s', timeout=100)
-        old = running_pods(cluster, name)
+        old = cluster.pod_names('app=' + name, running=True)
         assert len(old) == 2, old
         r = bg(cluster, 'redir', '--all-pods', 'deploy/' + name, '--include-probes', '8080:%d' % srv.port)
         for p in old:
             r.wait_out('redirecting pod/%s:8080' % p)
         cluster.ok('rollout', 'restart', 'deploy/' + name)
         cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=90s', timeout=100)
-        new = wait_for(lambda: (lambda ps: len(ps) == 2 and not set(ps) & set(old) and ps)(running_pods(cluster, name)),
-                       60, what='the new replicas alone')
+
+        def replaced():
+            ps = cluster.pod_names('app=' + name, running=True)
+            return len(ps) == 2 and not set(ps) & set(old) and ps
+        new = wait_for(replaced, 60, what='the new replicas alone')
         t0 = time.monotonic()
         for p in new:
             r.wait_out('redirecting pod/%s:8080' % p, timeout=30)
@@ -141,39 +121,20 @@ spec:
             wait_for(lambda: re.search(r'pod/%s .*its redirect is dropped' % p, r.err()), 30,
                      what='the line dropping ' + p)
         for p in new:
-            assert srv.marker in fetch(cluster, p), p
+            assert srv.marker in cluster.http_get(p, 8080), p
         assert r.proc.poll() is None, r.err()
         assert r.interrupt() == 0, r.err()
     finally:
         cluster.kubectl('delete', 'deploy', name, '--wait=false')
 
 
-def running_pods(cluster, label):
-    pods = json.loads(cluster.ok('get', 'pods', '-l', 'app=' + label, '-o', 'json'))['items']
-    return sorted(p['metadata']['name'] for p in pods
-                  if p['status'].get('phase') == 'Running' and not p['metadata'].get('deletionTimestamp'))
-
-
-def manager_pids(cluster, pod):
-    """Host pids of the kdiag-manager processes in pod's network namespace."""
-    netns = os.stat('/proc/%d/ns/net' % cluster.pod_pid(pod)).st_ino
-    out = []
-    for d in os.listdir('/proc'):
-        try:
-            if d.isdigit() and 'kdiag-manager' in cmdline(int(d)) and os.stat('/proc/%s/ns/net' % d).st_ino == netns:
-                out.append(int(d))
-        except OSError:
-            pass
-    return out
-
-
 def test_selector_reattaches_when_the_manager_dies(cluster, bg, label, local_http):
     srv = local_http()
     pod = '%s-0' % label
-    make_pods(cluster, label, [pod])
+    cluster.run_pods(label, [pod])
     r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
     r.wait_out('redirecting pod/%s:8080' % pod)
-    pids = manager_pids(cluster, pod)
+    pids = cluster.pids_in_pod(pod, 'kdiag-manager')
     assert len(pids) == 1, pids
     os.kill(pids[0], 9)
     wait_for(lambda: re.search(r'debug container \S+ in pod/%s exited.*its redirect is dropped' % pod, r.err()), 60,
@@ -181,16 +142,15 @@ def test_selector_reattaches_when_the_manager_dies(cluster, bg, label, local_htt
     wait_for(lambda: r.out().count('redirecting pod/%s:8080' % pod) == 2, 60, what='the redirect on a new manager')
     assert 'pod/%s is running: redirecting it' % pod in r.err()
     assert len(cluster.pod(pod)['spec']['ephemeralContainers']) == 2
-    assert srv.marker in fetch(cluster, pod)
+    assert srv.marker in cluster.http_get(pod, 8080)
     assert r.interrupt() == 0, r.err()
 
 
 def test_watch_resumes_from_its_resource_version(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-0' % label]
-    make_pods(cluster, label, pods)
-    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
-    r.wait_out('redirecting pod/%s:8080' % pods[0])
+    cluster.run_pods(label, pods)
+    r = redirect_all(cluster, bg, label, srv, pods)
 
     def watches():
         return [p for p in children(r.proc.pid) if 'get --raw' in cmdline(p) and 'watch=1' in cmdline(p)]
@@ -200,7 +160,7 @@ def test_watch_resumes_from_its_resource_version(cluster, bg, label, local_http)
     again = wait_for(lambda: [p for p in watches() if p not in first], 10, what='the watch to restart')
     assert re.search(r'resourceVersion=\d+', cmdline(again[0])), cmdline(again[0])
     new = '%s-1' % label
-    make_pods(cluster, label, [new])
+    cluster.run_pods(label, [new])
     r.wait_out('redirecting pod/%s:8080' % new, timeout=30)
-    assert srv.marker in fetch(cluster, new)
+    assert srv.marker in cluster.http_get(new, 8080)
     assert r.interrupt() == 0, r.err()

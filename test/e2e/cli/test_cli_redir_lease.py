@@ -8,7 +8,7 @@ import time
 import pytest
 
 from conftest import wait_for
-from e2e_common import children, cmdline, redirect_rules
+from e2e_common import children, cmdline, forwards_to, redirect_rules
 
 LEASE_S = 15
 
@@ -33,11 +33,6 @@ def start(cluster, bg, pod, local_http):
 def seconds_until_rules_gone(cluster, pod, t0):
     wait_for(lambda: not redirect_rules(cluster.pod_ruleset(pod)), 30, interval=0.1, what='the rules to go')
     return time.monotonic() - t0
-
-
-def forwards_to(pod):
-    return [int(d) for d in os.listdir('/proc') if d.isdigit() and 'port-forward' in cmdline(int(d))
-            and 'pod/%s ' % pod in cmdline(int(d))]
 
 
 def port_forward_of(r):

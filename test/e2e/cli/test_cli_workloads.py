@@ -85,11 +85,6 @@ spec:
 """ % SUFFIX
 
 
-def names(cluster, selector):
-    pods = json.loads(cluster.ok('get', 'pods', '-l', selector, '-o', 'json'))['items']
-    return sorted(p['metadata']['name'] for p in pods if not p['metadata'].get('deletionTimestamp'))
-
-
 @pytest.fixture(scope='module')
 def workloads(cluster):
     cluster.ok('apply', '-f', '-', input=WORKLOADS)
@@ -105,7 +100,7 @@ def ps_pod(cluster, *target):
 
 
 def test_ps_on_a_deployment_replicaset_and_service_picks_a_replica(workloads):
-    web = names(workloads, 'app=web')
+    web = workloads.pod_names('app=web')
     assert len(web) == 3
     for target in ('deploy/web', 'deployment/web', 'deployment.apps/web', 'svc/web', 'service/web'):
         assert ps_pod(workloads, target) in web, target
@@ -117,19 +112,19 @@ def test_ps_on_a_deployment_replicaset_and_service_picks_a_replica(workloads):
 def test_workloads_resolve_through_older_and_newer_kubectl(workloads, kv):
     r = workloads.diag('ps', '-o', 'json', 'svc/web', kubectl=KUBECTLS[kv])
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)['pod'] in names(workloads, 'app=web')
+    assert json.loads(r.stdout)['pod'] in workloads.pod_names('app=web')
     r = workloads.diag('ps', 'deploy/nope', kubectl=KUBECTLS[kv])
     assert r.returncode == 1 and 'deployments.apps "nope" not found' in r.stderr, r.stderr
 
 
 def test_ps_on_a_statefulset_picks_one_of_its_ordinals(workloads):
-    assert names(workloads, 'app=db') == ['db-0', 'db-1']
+    assert workloads.pod_names('app=db') == ['db-0', 'db-1']
     assert ps_pod(workloads, 'sts/db') in ('db-0', 'db-1')
     assert ps_pod(workloads, 'statefulset/db') in ('db-0', 'db-1')
 
 
 def test_logs_of_a_deployment_follow_every_replica(workloads):
-    pods = names(workloads, 'app=poller')
+    pods = workloads.pod_names('app=poller')
     assert len(pods) == 2
     r = workloads.diag('logs', 'deploy/poller', '-d', '1500ms', '--', 'sleep', '3', timeout=60)
     assert r.returncode == 0, r.stderr
@@ -139,7 +134,7 @@ def test_logs_of_a_deployment_follow_every_replica(workloads):
 
 
 def test_logs_of_a_deployment_show_what_each_replica_logs(workloads):
-    pods = names(workloads, 'app=web')
+    pods = workloads.pod_names('app=web')
     ips = [workloads.pod(p)['status']['podIP'] for p in pods]
     code = 'import urllib.request\nfor ip in %r: urllib.request.urlopen("http://%%s/" %% ip, timeout=10).read()' % ips
     r = workloads.diag('logs', 'deploy/web', '-d', '1500ms', '--',
@@ -155,11 +150,9 @@ def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
     r.wait_out('→ localhost:%d (incoming)' % srv.port)
     line = [l for l in r.out().splitlines() if 'redirecting pod/' in l][0]
     pod = line.split('pod/')[1].split(':')[0]
-    assert pod in names(workloads, 'app=web'), line
-    ip = workloads.pod(pod)['status']['podIP']
-    got = workloads.in_node(['python3', '-c', 'import urllib.request; print(urllib.request.urlopen('
-                             '"http://%s/x", timeout=10).read().decode())' % ip])
-    assert srv.marker in got.stdout, got.stdout + got.stderr
+    assert pod in workloads.pod_names('app=web'), line
+    got = workloads.http_get(pod, 80, '/x')
+    assert srv.marker in got, got
     assert r.interrupt() == 0, r.err()
 
 
@@ -168,11 +161,9 @@ def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
     p = bg(workloads, 'capture', 'svc/web', '-f', 'udp port 9999', '-c', '2', '-w', out)
     wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='capturing on')
     pod = p.err().split('capturing on any in pod/')[1].split(' ')[0]  # not the 'waiting for debug container' line
-    assert pod in names(workloads, 'app=web'), p.err()
+    assert pod in workloads.pod_names('app=web'), p.err()
     ip = workloads.pod(pod)['status']['podIP']
-    code = 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n' \
-           'for n in (10, 20): s.sendto(b"x"*n, (%r, 9999))\n' % ip
-    assert workloads.in_node(['python3', '-c', code]).returncode == 0
+    workloads.send_udp(pod, [10, 20], 9999)
     assert p.proc.wait(30) == 0, p.err()
     r = subprocess.run(['tcpdump', '-n', '-r', out], capture_output=True, text=True, timeout=30)
     assert len([l for l in r.stdout.splitlines() if ip + '.9999' in l]) == 2, r.stdout + r.stderr
@@ -181,14 +172,12 @@ def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
 def test_capture_all_pods_of_a_deployment_into_one_pcapng(workloads, bg, tmp_path):
     from test_cli_capture import pcapng_blocks
     out = str(tmp_path / 'web.pcapng')
-    pods = names(workloads, 'app=web')
+    pods = workloads.pod_names('app=web')
     p = bg(workloads, 'capture', 'deploy/web', '--all-pods', '-f', 'udp port 9999', '-c', '1', '-w', out)
     wait_for(lambda: p.err().count('capturing on') == len(pods) or p.proc.poll() is not None, 120,
              what='every replica capturing')
     for i, pod in enumerate(pods):  # one datagram each, of its own size; -c 1 ends each pod's stream
-        code = 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n' \
-               's.sendto(b"x"*%d, (%r, 9999))\n' % (100 + i, workloads.pod(pod)['status']['podIP'])
-        assert workloads.in_node(['python3', '-c', code]).returncode == 0
+        workloads.send_udp(pod, [100 + i], 9999)
     assert p.proc.wait(30) == 0, p.err()
     with open(out, 'rb') as f:
         ifaces, pkts = pcapng_blocks(f.read())
@@ -197,10 +186,10 @@ def test_capture_all_pods_of_a_deployment_into_one_pcapng(workloads, bg, tmp_pat
 
 
 def test_after_a_rollout_the_new_replicas_are_picked(workloads):
-    old = names(workloads, 'app=web')
+    old = workloads.pod_names('app=web')
     workloads.ok('rollout', 'restart', 'deploy/web')
     workloads.ok('rollout', 'status', 'deploy/web', '--timeout=90s', timeout=100)
-    new = names(workloads, 'app=web')
+    new = workloads.pod_names('app=web')
     assert len(new) == 3 and not set(new) & set(old), (old, new)
     assert ps_pod(workloads, 'deploy/web') in new  # never an old pod still terminating
 
@@ -220,7 +209,7 @@ def test_errors_name_the_object_and_the_fix(workloads):
     assert r.returncode == 1
     assert 'no pod matches deployment/idle (selector app=idle) in the current namespace' in r.stderr, r.stderr
     assert "kubectl get pods -l 'app=idle'" in r.stderr, r.stderr
-    wait_for(lambda: names(workloads, 'app=stuck'), 30, what='the stuck pod')
+    wait_for(lambda: workloads.pod_names('app=stuck'), 30, what='the stuck pod')
     r = workloads.diag('ps', 'deploy/stuck')
     assert r.returncode == 1
     assert '1 pod(s) match deployment/stuck (selector app=stuck) in the current namespace but none is running' \
