@@ -4,6 +4,7 @@ driven through the real kubectl by the real kubectl-diag binary.
 Environment (set by CMakeLists.txt): KDIAG_CLI (kubectl-diag), KUBESIM_IMAGES (image store)."""
 import json
 import os
+import struct
 import subprocess
 import sys
 import time
@@ -179,6 +180,32 @@ def fresh_pod(cluster):
         yield name
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def pcapng_blocks(data):
+    """({interface id: (if_name, if_description)}, [(interface id, caplen)]) of a pcapng file read by hand;
+    every block whole."""
+    assert struct.unpack('<I', data[:4])[0] == 0x0a0d0d0a, 'no section header'
+    ifaces, pkts, off = {}, [], 0
+    while off < len(data):
+        btype, blen = struct.unpack('<II', data[off:off + 8])
+        assert blen >= 12 and blen % 4 == 0 and off + blen <= len(data), 'a torn block at %d' % off
+        body = data[off + 8:off + blen - 4]
+        if btype == 1:
+            opts, o = {}, 8
+            while o + 4 <= len(body):
+                code, olen = struct.unpack('<HH', body[o:o + 4])
+                if code == 0:
+                    break
+                opts[code] = body[o + 4:o + 4 + olen]
+                o += 4 + (olen + 3) // 4 * 4
+            ifaces[len(ifaces)] = (opts[2].decode(), opts[3].decode())
+        elif btype == 6:
+            iface, _, _, caplen = struct.unpack('<IIII', body[:16])
+            assert iface in ifaces, 'a packet before its interface block'
+            pkts.append((iface, caplen))
+        off += blen
+    return ifaces, pkts
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ exchange from the node to the curl and distroless pods, read back with tcpdump -
 import os
 import subprocess
 
-from conftest import CLI, wait_for
+from conftest import CLI, pcapng_blocks, wait_for
 
 PORT = 9999
 SIZES = [1, 100, 500, 1000, 1400]
@@ -109,33 +109,6 @@ def test_capture_refuses_a_terminal_stdout(cluster):
         os.close(slave)
         os.close(master)
     assert r.returncode == 2 and b'-w FILE' in r.stderr, r.stderr
-
-
-def pcapng_blocks(data):
-    """({interface id: (if_name, if_description)}, [(interface id, caplen)]) of a pcapng file read by hand;
-    every block whole."""
-    import struct
-    assert struct.unpack('<I', data[:4])[0] == 0x0a0d0d0a, 'no section header'
-    ifaces, pkts, off = {}, [], 0
-    while off < len(data):
-        btype, blen = struct.unpack('<II', data[off:off + 8])
-        assert blen >= 12 and blen % 4 == 0 and off + blen <= len(data), 'a torn block at %d' % off
-        body = data[off + 8:off + blen - 4]
-        if btype == 1:
-            opts, o = {}, 8
-            while o + 4 <= len(body):
-                code, olen = struct.unpack('<HH', body[o:o + 4])
-                if code == 0:
-                    break
-                opts[code] = body[o + 4:o + 4 + olen]
-                o += 4 + (olen + 3) // 4 * 4
-            ifaces[len(ifaces)] = (opts[2].decode(), opts[3].decode())
-        elif btype == 6:
-            iface, _, _, caplen = struct.unpack('<IIII', body[:16])
-            assert iface in ifaces, 'a packet before its interface block'
-            pkts.append((iface, caplen))
-        off += blen
-    return ifaces, pkts
 
 
 def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, bg, label, tmp_path):

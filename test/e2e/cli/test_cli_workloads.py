@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import KUBECTLS, wait_for
+from conftest import KUBECTLS, pcapng_blocks, wait_for
 from e2e_common import prefixed
 
 SUFFIX = str(os.getpid())
@@ -170,7 +170,6 @@ def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
 
 
 def test_capture_all_pods_of_a_deployment_into_one_pcapng(workloads, bg, tmp_path):
-    from test_cli_capture import pcapng_blocks
     out = str(tmp_path / 'web.pcapng')
     pods = workloads.pod_names('app=web')
     p = bg(workloads, 'capture', 'deploy/web', '--all-pods', '-f', 'udp port 9999', '-c', '1', '-w', out)
