@@ -14,7 +14,7 @@ import tempfile
 import termios
 import time
 
-from conftest import CLI
+from conftest import CLI, wait_for
 
 
 def test_shell_on_pipes_in_the_distroless_pod(cluster):
@@ -98,6 +98,26 @@ class Term:
         os.close(self.fd)
 
 
+def until(term, keys, text, timeout=20):
+    """Sends keys to term (a Term or a Tmux) until text shows: for what the CLI passes on in its
+    own time, such as a resize."""
+    deadline = time.monotonic() + timeout
+    while True:
+        term.send(*keys)
+        try:
+            return term.expect(text, timeout=1)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+
+
+def wait_started(cluster, pod, command, before):
+    """Waits until a process with command line command, not one of the host pids before, runs in pod
+    (so a Ctrl-C sent next reaches it, not the shell that starts it)."""
+    wait_for(lambda: set(cluster.pids_in_pod(pod, command)) - set(before), 30,
+             what='%r running in pod/%s' % (command, pod))
+
+
 def test_interactive_shell_has_a_terminal_and_returns_the_exit_code(cluster):
     t = Term(cluster, ['shell', 'pod/distroless'], rows=33, cols=91)
     try:
@@ -118,11 +138,10 @@ def test_interactive_shell_resize_and_ctrl_c(cluster):
     try:
         t.expect('# ')
         t.resize(40, 120)                   # the kernel sends kubectl-diag SIGWINCH
-        time.sleep(0.5)
-        t.send('stty size\r')
-        t.expect('40 120')
+        until(t, ('stty size\r',), '40 120')
+        before = cluster.pids_in_pod('distroless', 'sleep 100')
         t.send('sleep 100\r')
-        time.sleep(1)
+        wait_started(cluster, 'distroless', 'sleep 100', before)
         t.send('\x03')                      # a byte in raw mode: the remote terminal's ^C
         t.send('echo after-$((20+22))\r')
         t.expect('after-42', timeout=20)    # sleep interrupted, the shell still there
@@ -189,11 +208,10 @@ def test_shell_in_tmux_resize_ctrl_c_and_exit_code(cluster):
         t.send('stty size', 'Enter')
         t.expect('24 80')
         t.tmux('resize-window', '-t', 'diag', '-x', '120', '-y', '40')
-        time.sleep(0.5)                      # tmux's SIGWINCH, then the resize message
-        t.send('stty size', 'Enter')
-        t.expect('40 120')
+        until(t, ('stty size', 'Enter'), '40 120')   # tmux's SIGWINCH, then the resize message
+        before = cluster.pids_in_pod('distroless', 'sleep 100')
         t.send('sleep 100', 'Enter')
-        time.sleep(1)
+        wait_started(cluster, 'distroless', 'sleep 100', before)
         t.send('C-c')                        # the remote terminal's ^C for the foreground job
         t.send('echo after-$((20+22))', 'Enter')
         t.expect('after-42', timeout=20)     # sleep interrupted, the shell still there
