@@ -1,7 +1,9 @@
 """Deployments, ReplicaSets, StatefulSets and Services through the real kubectl: create, apply,
 scale, rollout restart and rollout status, garbage collection, and the pods each controller makes."""
 import json
+import os
 import re
+import select
 import subprocess
 import time
 
@@ -99,9 +101,12 @@ def test_paused_deployment_rolls_out_on_resume(cluster, kv):
     cluster.ok('set', 'image', 'deploy/' + name, 'nginx=curl', version=kv)
     r = cluster.kubectl('rollout', 'restart', 'deploy/' + name, version=kv)
     assert r.returncode == 1 and "can't restart paused deployment (run rollout resume first)" in r.stderr, r.stderr
-    time.sleep(2)
+
+    def observed():  # the controller has seen the new template: what it would roll out, it has made
+        d = json.loads(cluster.ok('get', 'deploy', name, '-o', 'json'))
+        return d['status'].get('observedGeneration') == d['metadata']['generation'] and d
+    d = wait_for(observed, 30, what='deploy/%s observed' % name)
     assert len(cluster.ok('get', 'rs', '-l', 'app=' + name, '-o', 'name').split()) == 1
-    d = json.loads(cluster.ok('get', 'deploy', name, '-o', 'json'))
     assert {c['type']: c['reason'] for c in d['status']['conditions']}['Progressing'] == 'DeploymentPaused'
     cluster.ok('rollout', 'resume', 'deploy/' + name, version=kv)
     cluster.ok('rollout', 'status', 'deploy/' + name, '--timeout=60s', version=kv, timeout=70)
@@ -290,10 +295,21 @@ def test_pod_watch_resumes_from_resource_version(cluster):
     later = watch_from(mid)  # what came after the first watch ended is not compared
     assert rvs(later, mid, last) == rvs(events, mid, last)
     w = cluster.popen('get', 'pods', '-l', 'app=resume', '--watch', '-o', 'json', stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, text=True)
-    time.sleep(2)
-    w.terminate()
-    out, _ = w.communicate(timeout=10)
-    first, _ = json.JSONDecoder().raw_decode(out)
+                      stderr=subprocess.PIPE)
+    out = b''
+
+    def first_object():  # the watch's first object, once whole
+        nonlocal out
+        if select.select([w.stdout], [], [], 0.2)[0]:
+            out += os.read(w.stdout.fileno(), 65536)
+        try:
+            return json.JSONDecoder().raw_decode(out.decode())[0]
+        except ValueError:
+            return None
+    try:
+        first = wait_for(first_object, 30, what='the first object of the watch')
+    finally:
+        w.terminate()
+        w.communicate(timeout=10)
     assert first['kind'] == 'Pod' and first['metadata']['labels']['app'] == 'resume', out
     cluster.ok('delete', 'deploy', 'resume')
