@@ -182,6 +182,15 @@ def fresh_pod(cluster):
         cluster.kubectl('delete', 'pod', name, '--wait=false')
 
 
+def start_capture(cluster, bg, *args, pods=1):
+    """kubectl-diag capture ARGS in the background, once it says it captures on each of pods pods."""
+    p = bg(cluster, 'capture', *args)
+    wait_for(lambda: p.err().count('capturing on') >= pods or p.proc.poll() is not None, 60 + 30 * pods,
+             what='%d pod(s) capturing' % pods)
+    assert p.err().count('capturing on') == pods, p.err()
+    return p
+
+
 def pcapng_blocks(data):
     """({interface id: (if_name, if_description)}, [(interface id, caplen)]) of a pcapng file read by hand;
     every block whole."""

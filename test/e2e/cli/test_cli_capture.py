@@ -3,7 +3,7 @@ exchange from the node to the curl and distroless pods, read back with tcpdump -
 import os
 import subprocess
 
-from conftest import CLI, pcapng_blocks, wait_for
+from conftest import CLI, pcapng_blocks, start_capture, wait_for
 
 PORT = 9999
 SIZES = [1, 100, 500, 1000, 1400]
@@ -30,13 +30,6 @@ def pcap_lengths(data):
         off += 16 + caplen
     assert off == len(data), 'a torn record at the end'
     return lt, recs
-
-
-def start_capture(cluster, bg, *args):
-    p = bg(cluster, 'capture', *args)
-    wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='capturing on')
-    assert 'capturing on' in p.err(), p.err()
-    return p
 
 
 def test_capture_curl_any_exact_packets_and_bytes(cluster, bg, tmp_path):
@@ -115,9 +108,8 @@ def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, 
     pods = ['%s-%d' % (label, i) for i in range(3)]
     cluster.run_pods(label, pods)
     out = str(tmp_path / 'all.pcapng')
-    p = bg(cluster, 'capture', '--all-pods', '-l', 'app=' + label, '-f', 'udp port %d' % PORT, '-w', out)
-    wait_for(lambda: p.err().count('capturing on') == 3 or p.proc.poll() is not None, 120, what='3 pods capturing')
-    assert p.err().count('capturing on') == 3, p.err()
+    p = start_capture(cluster, bg, '--all-pods', '-l', 'app=' + label, '-f', 'udp port %d' % PORT, '-w', out,
+                      pods=3)
     sizes = {n: [100 + 10 * i] * (i + 1) for i, n in enumerate(pods)}  # pod i: i+1 datagrams of its own size
     for n in pods:
         cluster.send_udp(n, sizes[n], PORT)

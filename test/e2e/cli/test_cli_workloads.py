@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from conftest import KUBECTLS, pcapng_blocks, wait_for
+from conftest import KUBECTLS, pcapng_blocks, start_capture, wait_for
 from e2e_common import prefixed
 
 SUFFIX = str(os.getpid())
@@ -158,8 +158,7 @@ def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
 
 def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
     out = str(tmp_path / 'svc.pcap')
-    p = bg(workloads, 'capture', 'svc/web', '-f', 'udp port 9999', '-c', '2', '-w', out)
-    wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='capturing on')
+    p = start_capture(workloads, bg, 'svc/web', '-f', 'udp port 9999', '-c', '2', '-w', out)
     pod = p.err().split('capturing on any in pod/')[1].split(' ')[0]  # not the 'waiting for debug container' line
     assert pod in workloads.pod_names('app=web'), p.err()
     ip = workloads.pod(pod)['status']['podIP']
@@ -172,9 +171,8 @@ def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
 def test_capture_all_pods_of_a_deployment_into_one_pcapng(workloads, bg, tmp_path):
     out = str(tmp_path / 'web.pcapng')
     pods = workloads.pod_names('app=web')
-    p = bg(workloads, 'capture', 'deploy/web', '--all-pods', '-f', 'udp port 9999', '-c', '1', '-w', out)
-    wait_for(lambda: p.err().count('capturing on') == len(pods) or p.proc.poll() is not None, 120,
-             what='every replica capturing')
+    p = start_capture(workloads, bg, 'deploy/web', '--all-pods', '-f', 'udp port 9999', '-c', '1', '-w', out,
+                      pods=len(pods))
     for i, pod in enumerate(pods):  # one datagram each, of its own size; -c 1 ends each pod's stream
         workloads.send_udp(pod, [100 + i], 9999)
     assert p.proc.wait(30) == 0, p.err()
