@@ -316,9 +316,12 @@ def _is_apply(req):
     return (req.header('Content-Type') or '').startswith('application/apply-patch')
 
 
+SAFE_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789'  # utilrand's: no vowels, no look-alikes
+
+
 def random_suffix():
-    """The five characters generateName appends (utilrand.String: no vowels, no look-alikes)."""
-    return ''.join(random.choice('bcdfghjklmnpqrstvwxz2456789') for _ in range(5))
+    """The five characters generateName appends (utilrand.String)."""
+    return ''.join(random.choice(SAFE_ALPHABET) for _ in range(5))
 
 
 def create_pod(sim, req, ns, body=None):

@@ -40,7 +40,6 @@ RESOURCES = {
     'services': ('Service', '', ['svc']),
 }
 CONTROLLER_KINDS = ('deployments', 'replicasets', 'statefulsets')
-HASH_ALPHABET = 'bcdfghjklmnpqrstvwxz2456789'  # rand.SafeEncodeString's
 REVISION = 'deployment.kubernetes.io/revision'
 
 
@@ -97,7 +96,7 @@ def template_hash(template):
     h = 0x811C9DC5
     for b in json.dumps(template, sort_keys=True, separators=(',', ':')).encode():
         h = ((h ^ b) * 0x01000193) & 0xFFFFFFFF
-    return ''.join(HASH_ALPHABET[ord(c) % len(HASH_ALPHABET)] for c in str(h))
+    return ''.join(resources.SAFE_ALPHABET[ord(c) % len(resources.SAFE_ALPHABET)] for c in str(h))
 
 
 def controller_uid(obj):
