@@ -11,9 +11,11 @@ from e2e_common import children, cmdline, forwards_to
 FOLLOW_GOAL_S = 2.0
 
 
-def redirect_all(cluster, bg, label, srv, pods):
-    """redir --all-pods of app=label's port 8080 to srv, once it redirects each of pods."""
-    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+def redirect(cluster, bg, label, srv, pods, *flags):
+    """Runs pods labelled app=label, then redir -l app=label (and flags) of port 8080 to srv, once it
+    redirects each of them."""
+    cluster.run_pods(label, pods)
+    r = bg(cluster, 'redir', *flags, '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
     for p in pods:
         r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (p, srv.port))
     return r
@@ -28,8 +30,7 @@ def running_at(cluster, pod):
 def test_all_pods_each_pod_reaches_the_local_port(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-%d' % (label, i) for i in range(3)]
-    cluster.run_pods(label, pods)
-    r = redirect_all(cluster, bg, label, srv, pods)
+    r = redirect(cluster, bg, label, srv, pods, '--all-pods')
     for p in pods:
         assert srv.marker in cluster.http_get(p, 8080), p
         # the connection line names its pod
@@ -41,8 +42,7 @@ def test_all_pods_each_pod_reaches_the_local_port(cluster, bg, label, local_http
 def test_all_pods_drops_deleted_and_redirects_new_within_2s(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-%d' % (label, i) for i in range(2)]
-    cluster.run_pods(label, pods)
-    r = redirect_all(cluster, bg, label, srv, pods)
+    r = redirect(cluster, bg, label, srv, pods, '--all-pods')
     assert forwards_to(pods[0], children(r.proc.pid))
     cluster.ok('delete', 'pod', pods[0], '--wait=false')
     wait_for(lambda: re.search(r'pod/%s (is deleted|is gone|is being deleted).*its redirect is dropped' % pods[0],
@@ -68,9 +68,7 @@ def test_all_pods_drops_deleted_and_redirects_new_within_2s(cluster, bg, label, 
 def test_selector_follows_a_replaced_pod(cluster, bg, label, local_http):
     srv = local_http()
     old = '%s-old' % label
-    cluster.run_pods(label, [old])
-    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
-    r.wait_out('redirecting pod/%s:8080' % old)
+    r = redirect(cluster, bg, label, srv, [old])
     new = '%s-new' % label
     cluster.ok('delete', 'pod', old, '--wait=false')
     cluster.ok('run', new, '--image=distroless', '--restart=Never', '--labels=app=' + label)
@@ -131,9 +129,7 @@ spec:
 def test_selector_reattaches_when_the_manager_dies(cluster, bg, label, local_http):
     srv = local_http()
     pod = '%s-0' % label
-    cluster.run_pods(label, [pod])
-    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
-    r.wait_out('redirecting pod/%s:8080' % pod)
+    r = redirect(cluster, bg, label, srv, [pod])
     pids = cluster.pids_in_pod(pod, 'kdiag-manager')
     assert len(pids) == 1, pids
     os.kill(pids[0], 9)
@@ -149,8 +145,7 @@ def test_selector_reattaches_when_the_manager_dies(cluster, bg, label, local_htt
 def test_watch_resumes_from_its_resource_version(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-0' % label]
-    cluster.run_pods(label, pods)
-    r = redirect_all(cluster, bg, label, srv, pods)
+    r = redirect(cluster, bg, label, srv, pods, '--all-pods')
 
     def watches():
         return [p for p in children(r.proc.pid) if 'get --raw' in cmdline(p) and 'watch=1' in cmdline(p)]
