@@ -95,6 +95,7 @@ struct redir {
     kube k;
     bool follow;          /* -l or a workload: the watch picks up new pods */
     char *selector;       /* -l, or the workload's selector */
+    char ns[256];         /* -n, else the first pods' (the watch's namespace); "" when unknown */
     const char *workload; /* deploy/NAME …, for messages; NULL for -l */
     bool all_pods;        /* every ready pod, lines name their pod */
     uint8_t sid[REDIRECT_CLIENT_SESSION_ID_LEN];
@@ -822,10 +823,14 @@ static int first_pods(struct redir *r, char *err, size_t errlen)
         rc = podrun_new(r, f->pods[0].value, NULL);
     } else if (r->all_pods) {
         rc = podsel_running(&r->k, r->selector, r->workload, SIZE_MAX, f->timeout_ms, &pods, &n, err, errlen);
+        if (rc == 0 && !r->ns[0] && pods[0].ns)
+            snprintf(r->ns, sizeof(r->ns), "%s", pods[0].ns);
         for (size_t i = 0; i < n && rc == 0; i++)
             rc = podrun_new(r, pods[i].name, &pods[i]);
         pod_list_free(pods, n);
     } else if ((rc = podsel_one(&r->k, NULL, r->selector, r->workload, f->timeout_ms, &one, err, errlen)) == 0) {
+        if (!r->ns[0] && one.ns)
+            snprintf(r->ns, sizeof(r->ns), "%s", one.ns);
         rc = podrun_new(r, one.name, &one);
         pod_free(&one);
     }
@@ -865,6 +870,8 @@ int redir_main(const flags *f, const kube *k)
     char err[2048] = "";
     int code, rc;
     list_init(&r.runs);
+    if (k->ns) /* else the pods' own: podwatch need not ask kubectl for the context's */
+        snprintf(r.ns, sizeof(r.ns), "%s", k->ns);
     if (f->outgoing && f->nports == 0) {
         snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
         return exitcode_report(stderr, -EINVAL, err);
@@ -893,7 +900,7 @@ int redir_main(const flags *f, const kube *k)
     if (rc == 0)
         rc = first_pods(&r, err, sizeof(err));
     if (rc == 0 && r.follow)
-        rc = podwatch_new(&r.watch, &r.k, r.k.ns, r.selector, on_pod, &r, err, sizeof(err));
+        rc = podwatch_new(&r.watch, &r.k, r.ns[0] ? r.ns : NULL, r.selector, on_pod, &r, err, sizeof(err));
     code = rc < 0 ? exitcode_report(stderr, rc, err) : wait_for_end(&r, sfd);
     stop_all(&r);
     if (sfd >= 0)
