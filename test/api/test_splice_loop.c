@@ -20,24 +20,7 @@
 #include <cmocka.h>
 
 #include "splice_loop-internal.h"
-
-/* A connected loopback pair: *out is the end the test keeps, the return value the other. */
-static int tcp_pair(int *out)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(l, 1), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
-    *out = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(connect(*out, (struct sockaddr *)&sa, sizeof sa), 0);
-    int fd = accept(l, NULL, NULL);
-    assert_true(fd >= 0);
-    close(l);
-    return fd;
-}
+#include "tsock.h"
 
 /* What a pair's end and a post on the loop thread report to the test. */
 typedef struct {
@@ -92,8 +75,8 @@ static void add_on_loop(void *ud)
 static int add_pair_oob(obs *o, bool oob, int *x, int *y)
 {
     *o = (obs){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .oob = oob};
-    o->a = tcp_pair(x);
-    o->b = tcp_pair(y);
+    assert_int_equal(tsock_loopback_pair(x, &o->a, 0), 0);
+    assert_int_equal(tsock_loopback_pair(y, &o->b, 0), 0);
     assert_int_equal(splice_loop_post(loop, add_on_loop, o), 0);
     pthread_mutex_lock(&o->mu);
     while (!o->added)

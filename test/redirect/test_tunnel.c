@@ -16,27 +16,10 @@
 
 #include <cmocka.h>
 
+#include "tsock.h"
 #include "tunnel.h"
 
 #define WAIT_MS 5000
-
-/* A connected loopback pair: *out is the end the test keeps, the return value the other. */
-static int tcp_pair(int *out)
-{
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof sa;
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(l >= 0);
-    assert_int_equal(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
-    assert_int_equal(listen(l, 1), 0);
-    assert_int_equal(getsockname(l, (struct sockaddr *)&sa, &len), 0);
-    *out = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_int_equal(connect(*out, (struct sockaddr *)&sa, sizeof sa), 0);
-    int fd = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    assert_true(fd >= 0);
-    close(l);
-    return fd;
-}
 
 static int tunnel_dial(tunnel *t, const uint8_t *token)
 {
@@ -62,7 +45,8 @@ static bool readable(int fd)
  * *peer is the peer's far end; returns the claiming tunnel connection. */
 static int claimed_peer(tunnel *t, const void *owner, int report_fd, int *peer, uint8_t *token)
 {
-    int near = tcp_pair(peer);
+    int near;
+    assert_int_equal(tsock_loopback_pair(peer, &near, SOCK_NONBLOCK), 0);
     assert_int_equal(tunnel_add_peer(t, near, owner, report_fd, token), 0);
     int c[2] = {tunnel_dial(t, token), tunnel_dial(t, token)};
     struct pollfd pf[2] = {{.fd = c[0], .events = POLLIN}, {.fd = c[1], .events = POLLIN}};
