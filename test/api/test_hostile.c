@@ -44,6 +44,7 @@
 #include "reflection_v1alpha.pb-c.h"
 #include "contract.h"
 #include "rpc.h"
+#include "tsan.h"
 
 #define LOAD_METHOD CONTRACT_METHOD_PS
 #define LOAD_WANT GRPC_STATUS_OK
@@ -164,7 +165,7 @@ static void huge_message(void)
     rpc_client_free(anon);
     assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
     fprintf(stderr, "64 MB without the token: manager RSS %+ld kB\n", mgr_rss_kb(M.pid) - before);
-#ifndef __SANITIZE_ADDRESS__
+#ifndef UNDER_ASAN
     assert_true(mgr_rss_kb(M.pid) - before < 16 * 1024);
 #else
     (void)before;
@@ -399,7 +400,7 @@ static void test_idle_connections_bounded(void **state)
     struct rlimit rl;
     getrlimit(RLIMIT_NOFILE, &rl); /* raised in main, before the manager started */
     int n = rl.rlim_cur > 9500 ? 9000 : (int)rl.rlim_cur - 500;
-#ifdef __SANITIZE_ADDRESS__
+#ifdef UNDER_ASAN
     n = 2000; /* ASan slows the manager several times: this checks leaks, not load */
 #endif
     assert_true(n >= 1000);
@@ -436,7 +437,7 @@ static void test_idle_connections_bounded(void **state)
     assert_true(fds <= base_fds);
     assert_true(sm.peak_fds <= base_fds + RPC_MAX_CONNS + 8);
     assert_true(dropped < 10000); /* the 5 s preface deadline */
-#ifndef __SANITIZE_ADDRESS__
+#ifndef UNDER_ASAN
     /* Under ASan the quarantine holds freed memory. */
     assert_true(sm.peak_rss - base < 4 * 1024);
     assert_true(after - base < 2 * 1024);
@@ -535,7 +536,7 @@ static void test_preface_connections_bounded(void **state)
     /* gRPC's fd + the watched duplicate each; one closed to make room keeps
      * gRPC's fd for the moment gRPC takes to see it shut down */
     assert_true(sm.peak_fds <= base_fds + 3 * RPC_MAX_CONNS);
-#ifndef __SANITIZE_ADDRESS__
+#ifndef UNDER_ASAN
     assert_true(sm.peak_rss - base < 12 * 1024);
     assert_true(after - base < 4 * 1024);
 #endif
@@ -562,7 +563,7 @@ static void test_hostile_rounds(void **state)
                 time_now_ms() - t0, fds, base_fds, rss[round], base_rss);
         assert_int_equal(fds, base_fds);
     }
-#ifndef __SANITIZE_ADDRESS__
+#ifndef UNDER_ASAN
     /* The first round fills allocator caches; after that, no growth. The
      * 64 MB message is read in full before gRPC 1.51 rejects it (see
      * docs/rpc.md), the manager's periodic malloc_trim gives it back. Under ASan the quarantine holds freed memory, so RSS says

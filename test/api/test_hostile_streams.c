@@ -37,15 +37,7 @@
 #include "kdiag.pb-c.h"
 #include "mgr.h"
 #include "rpc.h"
-
-/* Under ASan the quarantine holds freed memory: RSS says nothing there. */
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
+#include "tsan.h"
 
 static mgr_proc M;
 static rpc_client *CL;

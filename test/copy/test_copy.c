@@ -29,14 +29,7 @@
 #include "copy_client.h"
 #include "mgr.h"
 #include "mgrproc.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
+#include "tsan.h"
 
 static char base[64];   /* a tmpfs */
 static char root[128];  /* the target's root */
