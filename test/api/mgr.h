@@ -32,7 +32,4 @@ int mgr_stop(mgr_proc *m, int sig, int timeout_ms);
  * returns the exit code, stderr in err. */
 int mgr_run(const char *const *args, char *err, size_t errsz);
 
-int mgr_fd_count(pid_t pid);
-long mgr_rss_kb(pid_t pid);
-
 #endif

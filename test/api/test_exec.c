@@ -25,6 +25,7 @@
 #include "exec_client.h"
 #include "mgr.h"
 #include "rpc.h"
+#include "tproc.h"
 
 typedef struct {
     mgr_proc m;
@@ -341,7 +342,7 @@ static void test_cancel_kills_the_process_tree(void **state)
     (void)state;
     result r = {0};
     exec_client *ec;
-    int fds = mgr_fd_count(fx->m.pid);
+    int fds = tproc_fd_count(fx->m.pid);
     exec_client_start st = {.argv = ARGV("sh", "-c", "sleep 1000 & echo pids $$ $! end; wait"),
                             .pid = (uint64_t)fx->target};
     assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
@@ -352,11 +353,11 @@ static void test_cancel_kills_the_process_tree(void **state)
     exec_client_cancel(ec);
     exec_client_free(ec);
     int64_t deadline = time_now_ms() + 10000;
-    while ((!gone(sh) || !gone(sl) || mgr_fd_count(fx->m.pid) > fds) && time_now_ms() < deadline)
+    while ((!gone(sh) || !gone(sl) || tproc_fd_count(fx->m.pid) > fds) && time_now_ms() < deadline)
         usleep(20000);
     assert_true(gone(sh));
     assert_true(gone(sl));
-    assert_true(mgr_fd_count(fx->m.pid) <= fds);
+    assert_true(tproc_fd_count(fx->m.pid) <= fds);
     result_free(&r);
 }
 
@@ -369,9 +370,9 @@ static void test_stalled_reader_does_not_grow_the_manager(void **state)
     assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
     read_until(ec, &r, "ready");
     sleep(1); /* windows fill, the sends block */
-    long before = mgr_rss_kb(fx->m.pid);
+    long before = tproc_status(fx->m.pid, "VmRSS");
     sleep(3);
-    long after = mgr_rss_kb(fx->m.pid);
+    long after = tproc_status(fx->m.pid, "VmRSS");
     fprintf(stderr, "manager RSS with a stalled reader: %ld kB, 3 s later %ld kB\n", before, after);
     assert_true(after - before < 4096);
     /* and the stream still flows when read again */
@@ -413,9 +414,9 @@ static void test_unread_stdin_stalls_the_client(void **state)
     assert_int_equal(pthread_create(&th, NULL, push_main, &p), 0);
     sleep(1);
     size_t sent = atomic_load(&p.sent);
-    long before = mgr_rss_kb(fx->m.pid);
+    long before = tproc_status(fx->m.pid, "VmRSS");
     sleep(2);
-    long after = mgr_rss_kb(fx->m.pid);
+    long after = tproc_status(fx->m.pid, "VmRSS");
     fprintf(stderr, "stdin nobody reads: %zu KiB taken, then %zu KiB; manager RSS %ld kB, then %ld kB\n",
             sent >> 10, atomic_load(&p.sent) >> 10, before, after);
     assert_true(atomic_load(&p.sent) < 64u * 1024 * 1024);
@@ -572,20 +573,6 @@ static int children_of(pid_t pid)
     return n;
 }
 
-static int threads_of(pid_t pid)
-{
-    char path[64], line[256];
-    int n = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "Threads: %d", &n) == 1)
-            break;
-    if (f)
-        fclose(f);
-    return n;
-}
-
 /* EXEC_MANY (1,000) calls leave no process, fd or thread behind. */
 static void test_many_execs_leave_nothing(void **state)
 {
@@ -598,24 +585,24 @@ static void test_many_execs_leave_nothing(void **state)
         assert_int_equal(r.code, 0);
         result_free(&r);
         if (i == 9) {
-            fds = mgr_fd_count(fx->m.pid);
-            threads = threads_of(fx->m.pid);
+            fds = tproc_fd_count(fx->m.pid);
+            threads = tproc_status(fx->m.pid, "Threads");
         }
     }
     /* gRPC's own fds come and go: allow it a moment */
     int64_t deadline = time_now_ms() + 3000;
-    while (mgr_fd_count(fx->m.pid) > fds && time_now_ms() < deadline)
+    while (tproc_fd_count(fx->m.pid) > fds && time_now_ms() < deadline)
         usleep(20000);
-    if (mgr_fd_count(fx->m.pid) > fds) { /* what is left, for the log */
+    if (tproc_fd_count(fx->m.pid) > fds) { /* what is left, for the log */
         char cmd[64];
         snprintf(cmd, sizeof cmd, "ls -l /proc/%d/fd >&2", (int)fx->m.pid);
         assert_true(system(cmd) >= 0);
     }
-    assert_true(mgr_fd_count(fx->m.pid) <= fds);
+    assert_true(tproc_fd_count(fx->m.pid) <= fds);
     assert_int_equal(children_of(fx->m.pid), 0);
-    while (threads_of(fx->m.pid) > threads && time_now_ms() < deadline + 3000)
+    while (tproc_status(fx->m.pid, "Threads") > threads && time_now_ms() < deadline + 3000)
         usleep(20000);
-    assert_true(threads_of(fx->m.pid) <= threads);
+    assert_true(tproc_status(fx->m.pid, "Threads") <= threads);
 }
 
 int main(void)

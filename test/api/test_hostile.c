@@ -40,6 +40,7 @@
 
 #include "basic/time-util.h"
 #include "mgr.h"
+#include "tproc.h"
 #include "reflection.h"
 #include "reflection_v1alpha.pb-c.h"
 #include "contract.h"
@@ -158,15 +159,15 @@ static void huge_message(void)
     rpc_status st;
     /* without the token: refused before the message is read, so the
      * manager never buffers it */
-    long before = mgr_rss_kb(M.pid);
+    long before = tproc_status(M.pid, "VmRSS");
     rpc_client *anon;
     assert_int_equal(rpc_client_new(&anon, M.target, NULL), 0);
     rpc_client_unary(anon, LOAD_METHOD, big, n, &resp, &len, 30000, &st);
     rpc_client_free(anon);
     assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
-    fprintf(stderr, "64 MB without the token: manager RSS %+ld kB\n", mgr_rss_kb(M.pid) - before);
+    fprintf(stderr, "64 MB without the token: manager RSS %+ld kB\n", tproc_status(M.pid, "VmRSS") - before);
 #ifndef UNDER_ASAN
-    assert_true(mgr_rss_kb(M.pid) - before < 16 * 1024);
+    assert_true(tproc_status(M.pid, "VmRSS") - before < 16 * 1024);
 #else
     (void)before;
 #endif
@@ -307,7 +308,7 @@ static int settle_fds(int want, int timeout_ms)
 {
     long long until = time_now_ms() + timeout_ms;
     int n;
-    while ((n = mgr_fd_count(M.pid)) > want && time_now_ms() < until)
+    while ((n = tproc_fd_count(M.pid)) > want && time_now_ms() < until)
         usleep(100000);
     return n;
 }
@@ -319,7 +320,7 @@ static void test_frozen_client_dropped_within_15s(void **state)
     pid_t pid = spawn_client("stream", &fd);
     assert_true(wait_ready(fd, 20000));
     usleep(200000);
-    int with = mgr_fd_count(M.pid); /* includes the client's connection */
+    int with = tproc_fd_count(M.pid); /* includes the client's connection */
     kill(pid, SIGSTOP);
     long long t0 = time_now_ms();
     int n = settle_fds(with - 1, 40000);
@@ -343,8 +344,8 @@ static void *sample_main(void *arg)
 {
     struct sampler *sm = arg;
     while (!atomic_load(&sm->stop)) {
-        long rss = mgr_rss_kb(M.pid);
-        int fds = mgr_fd_count(M.pid);
+        long rss = tproc_status(M.pid, "VmRSS");
+        int fds = tproc_fd_count(M.pid);
         sm->peak_rss = rss > sm->peak_rss ? rss : sm->peak_rss;
         sm->peak_fds = fds > sm->peak_fds ? fds : sm->peak_fds;
         usleep(20000);
@@ -405,7 +406,7 @@ static void test_idle_connections_bounded(void **state)
 #endif
     assert_true(n >= 1000);
     int base_fds = settle_fds(0, 0);
-    long base = mgr_rss_kb(M.pid);
+    long base = tproc_status(M.pid, "VmRSS");
     struct sampler sm = {.peak_rss = base};
     pthread_t sampler;
     assert_int_equal(pthread_create(&sampler, NULL, sample_main, &sm), 0);
@@ -426,7 +427,7 @@ static void test_idle_connections_bounded(void **state)
             close(fd[i]);
     free(fd);
     usleep(1500000); /* the manager trims freed memory once a second */
-    long after = mgr_rss_kb(M.pid);
+    long after = tproc_status(M.pid, "VmRSS");
     atomic_store(&sm.stop, true);
     pthread_join(sampler, NULL);
     fprintf(stderr,
@@ -487,7 +488,7 @@ static void test_preface_connections_bounded(void **state)
     enum { N = 1000 };
     static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     int base_fds = settle_fds(0, 0);
-    long base = mgr_rss_kb(M.pid);
+    long base = tproc_status(M.pid, "VmRSS");
     struct sampler sm = {.peak_rss = base};
     pthread_t sampler;
     assert_int_equal(pthread_create(&sampler, NULL, sample_main, &sm), 0);
@@ -522,7 +523,7 @@ static void test_preface_connections_bounded(void **state)
     for (int i = 0; i < N; i++)
         close(fd[i]);
     usleep(1500000);
-    long after = mgr_rss_kb(M.pid);
+    long after = tproc_status(M.pid, "VmRSS");
     atomic_store(&sm.stop, true);
     pthread_join(sampler, NULL);
     int held = N - closed;
@@ -546,7 +547,7 @@ static void test_hostile_rounds(void **state)
 {
     (void)state;
     int base_fds = settle_fds(0, 0);
-    long base_rss = mgr_rss_kb(M.pid);
+    long base_rss = tproc_status(M.pid, "VmRSS");
     long rss[3];
     for (int round = 0; round < 3; round++) {
         long long t0 = time_now_ms();
@@ -558,7 +559,7 @@ static void test_hostile_rounds(void **state)
         call_ok();
         int fds = settle_fds(base_fds, 10000);
         usleep(1500000); /* the manager trims freed memory once a second */
-        rss[round] = mgr_rss_kb(M.pid);
+        rss[round] = tproc_status(M.pid, "VmRSS");
         fprintf(stderr, "round %d: %lld ms, fds %d (baseline %d), rss %ld kB (baseline %ld kB)\n", round,
                 time_now_ms() - t0, fds, base_fds, rss[round], base_rss);
         assert_int_equal(fds, base_fds);

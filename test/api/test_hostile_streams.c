@@ -36,8 +36,10 @@
 #include "exec_client.h"
 #include "kdiag.pb-c.h"
 #include "mgr.h"
+#include "tproc.h"
 #include "rpc.h"
 #include "tsan.h"
+#include "tshell.h"
 
 static mgr_proc M;
 static rpc_client *CL;
@@ -46,18 +48,6 @@ static char dir[64] = "/tmp/kdiag-hostile-streams-XXXXXX";
 static char self_exe[PATH_MAX];
 
 /* ---- helpers ---- */
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    if (system(cmd) != 0)
-        fail_msg("failed: %s", cmd);
-}
 
 /* A stream's messages dropped, its status returned. */
 static rpc_status finish(rpc_stream *s)
@@ -226,20 +216,7 @@ static void assert_serving(void)
  * shrink by themselves. */
 static int mgr_threads(void)
 {
-    char path[300], comm[32];
-    snprintf(path, sizeof path, "/proc/%d/task", (int)M.pid);
-    DIR *d = opendir(path);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));) {
-        snprintf(path, sizeof path, "/proc/%d/task/%.20s/comm", (int)M.pid, e->d_name);
-        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
-        n += f && fgets(comm, sizeof comm, f) && !strcmp(comm, "kdiag-manager\n");
-        if (f)
-            fclose(f);
-    }
-    if (d)
-        closedir(d);
-    return n;
+    return tproc_threads_named(M.pid, "kdiag-manager\n");
 }
 
 /* Processes whose command line holds marker (the Execs' sleeps), and the manager's children. */
@@ -678,8 +655,8 @@ static void vanish_round(int round, int fds0, int threads0, long *rss)
         assert_int_equal(read(out[i], &c, 1), 1);
     }
     count_procs(SLEEP_MARK, &marked, &children);
-    int fds1 = mgr_fd_count(M.pid), threads1 = mgr_threads();
-    long rss1 = mgr_rss_kb(M.pid);
+    int fds1 = tproc_fd_count(M.pid), threads1 = mgr_threads();
+    long rss1 = tproc_status(M.pid, "VmRSS");
     assert_int_equal(marked, CLIENTS * EXECS_PER_CLIENT);
     for (int i = 0; i < CLIENTS; i++) {
         kill(pid[i], SIGKILL);
@@ -691,12 +668,12 @@ static void vanish_round(int round, int fds0, int threads0, long *rss)
     do {
         usleep(50000);
         count_procs(SLEEP_MARK, &marked, &children);
-        fds = mgr_fd_count(M.pid);
+        fds = tproc_fd_count(M.pid);
         threads = mgr_threads();
     } while ((marked || children || fds > fds0 || threads > threads0) && time_now_ms() < until);
     long long took = time_now_ms() - t0;
     usleep(1500000); /* the manager trims freed memory once a second */
-    *rss = mgr_rss_kb(M.pid);
+    *rss = tproc_status(M.pid, "VmRSS");
     fprintf(stderr,
             "round %d: %d Execs of %d killed clients gone after %lld ms; manager fds %d -> %d -> %d, threads %d -> "
             "%d -> %d, RSS %ld kB with them, %ld kB after\n",
@@ -712,8 +689,8 @@ static void test_vanishing_exec_clients_leave_nothing(void **state)
 {
     (void)state;
     assert_serving();
-    int fds0 = mgr_fd_count(M.pid), threads0 = mgr_threads();
-    long rss0 = mgr_rss_kb(M.pid), rss[3];
+    int fds0 = tproc_fd_count(M.pid), threads0 = mgr_threads();
+    long rss0 = tproc_status(M.pid, "VmRSS"), rss[3];
     for (int round = 0; round < 3; round++)
         vanish_round(round, fds0, threads0, &rss[round]);
     fprintf(stderr, "RSS before %ld kB, after each round %ld, %ld, %ld kB\n", rss0, rss[0], rss[1], rss[2]);
@@ -744,10 +721,11 @@ static int setup(void **state)
     if (!mkdtemp(dir))
         return -1;
     /* DIR: busybox as sh, sleep, cat; etc/passwd a marker; abs -> /, up -> ../../.., loop -> loop */
-    sh("mkdir -p %s/bin %s/etc && cp %s %s/bin/busybox && for a in sh sleep cat; do ln %s/bin/busybox %s/bin/$a; "
-       "done && echo 'inside the target' > %s/etc/passwd && ln -s / %s/abs && ln -s ../../.. %s/up && ln -s loop "
-       "%s/loop",
-       dir, dir, KDIAG_ASH, dir, dir, dir, dir, dir, dir, dir);
+    if (tshell("mkdir -p %s/bin %s/etc && cp %s %s/bin/busybox && for a in sh sleep cat; do ln %s/bin/busybox %s/bin/$a; "
+               "done && echo 'inside the target' > %s/etc/passwd && ln -s / %s/abs && ln -s ../../.. %s/up && ln -s loop "
+               "%s/loop",
+               dir, dir, KDIAG_ASH, dir, dir, dir, dir, dir, dir, dir) != 0)
+        return -1;
     target = fork();
     if (target == 0) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -775,9 +753,7 @@ static int teardown(void **state)
         mgr_stop(&M, SIGTERM, 10000);
     kill(target, SIGKILL);
     waitpid(target, NULL, 0);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) == 0 ? 0 : -1;
+    return tshell("rm -rf %s", dir) == 0 ? 0 : -1;
 }
 
 int main(int argc, char **argv)

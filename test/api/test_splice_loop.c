@@ -20,6 +20,7 @@
 #include <cmocka.h>
 
 #include "splice_loop-internal.h"
+#include "tproc.h"
 #include "tsock.h"
 
 /* What a pair's end and a post on the loop thread report to the test. */
@@ -112,26 +113,6 @@ static ssize_t read_all(int fd, char *buf, size_t cap)
         if (r == 0 || (n += (size_t)r) == cap)
             return (ssize_t)n;
     }
-}
-
-static int loop_threads(void)
-{
-    int n = 0;
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char path[300], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/self/task/%s/comm", e->d_name);
-        FILE *f = e->d_name[0] != '.' ? fopen(path, "r") : NULL;
-        if (f && fgets(comm, sizeof comm, f) &&
-            strncmp(comm, SPLICE_LOOP_THREAD_NAME, strlen(SPLICE_LOOP_THREAD_NAME)) == 0)
-            n++;
-        if (f)
-            fclose(f);
-    }
-    if (d)
-        closedir(d);
-    return n;
 }
 
 static int setup(void **state)
@@ -274,7 +255,7 @@ static void test_free_ends_everything(void **state)
     obs o;
     int x, y;
     char buf[8];
-    assert_int_equal(loop_threads(), 1);
+    assert_int_equal(tproc_threads_named(getpid(), SPLICE_LOOP_THREAD_NAME), 1);
     assert_int_equal(add_pair(&o, &x, &y), 0);
     splice_loop_free(loop);
     loop = NULL;
@@ -282,7 +263,7 @@ static void test_free_ends_everything(void **state)
     assert_int_equal(o.err, -ECANCELED);
     assert_int_equal(read_all(x, buf, sizeof buf), 0); /* closed, not reset */
     assert_int_equal(read_all(y, buf, sizeof buf), 0);
-    assert_int_equal(loop_threads(), 0);
+    assert_int_equal(tproc_threads_named(getpid(), SPLICE_LOOP_THREAD_NAME), 0);
     close(x);
     close(y);
 }

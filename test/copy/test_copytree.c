@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "copytree.h"
+#include "tshell.h"
 
 static char top[64], dst[128];
 
@@ -103,9 +104,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", top);
-    return system(cmd) == 0 ? 0 : -1;
+    return tshell("rm -rf %s", top) == 0 ? 0 : -1;
 }
 
 static void test_names_that_climb(void **state)

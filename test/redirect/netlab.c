@@ -2,7 +2,6 @@
 #include "netlab.h"
 
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -23,6 +22,8 @@
 #include <unistd.h>
 
 #include "basic/time-util.h"
+#include "tproc.h"
+#include "tshell.h"
 
 static int ns_fd[3] = {-1, -1, -1};
 static pid_t holder[3];
@@ -50,18 +51,6 @@ static pid_t hold_netns(void)
     return pid;
 }
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-    char cmd[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    CHECK(rc == 0, "command failed (%d): %s", rc, cmd);
-}
-
 void netlab_init(void)
 {
     struct rlimit rl;
@@ -83,13 +72,15 @@ void netlab_init(void)
     /* The veth is created inside "peer" with its other end straight in "pod":
      * no interface ever appears in the test's own namespace. */
     int me = getpid();
-    sh("nsenter --net=/proc/%d/ns/net sh -ec 'ip link set lo up; "
-       "ip link add kdrp%d type veth peer name kdrq%d netns %d; "
-       "ip addr add %s/24 dev kdrp%d; ip -6 addr add %s/64 dev kdrp%d nodad; ip link set kdrp%d up'",
-       holder[NS_PEER], me, me, holder[NS_POD], PEER_IP4, me, PEER_IP6, me, me);
-    sh("nsenter --net=/proc/%d/ns/net sh -ec 'ip link set lo up; "
-       "ip addr add %s/24 dev kdrq%d; ip -6 addr add %s/64 dev kdrq%d nodad; ip link set kdrq%d up'",
-       holder[NS_POD], POD_IP4, me, POD_IP6, me, me);
+    CHECK(tshell("nsenter --net=/proc/%d/ns/net sh -ec 'ip link set lo up; "
+                 "ip link add kdrp%d type veth peer name kdrq%d netns %d; "
+                 "ip addr add %s/24 dev kdrp%d; ip -6 addr add %s/64 dev kdrp%d nodad; ip link set kdrp%d up'",
+                 holder[NS_PEER], me, me, holder[NS_POD], PEER_IP4, me, PEER_IP6, me, me) == 0,
+          "the veth in peer");
+    CHECK(tshell("nsenter --net=/proc/%d/ns/net sh -ec 'ip link set lo up; "
+                 "ip addr add %s/24 dev kdrq%d; ip -6 addr add %s/64 dev kdrq%d nodad; ip link set kdrq%d up'",
+                 holder[NS_POD], POD_IP4, me, POD_IP6, me, me) == 0,
+          "the veth in pod");
     CHECK(setns(ns_fd[NS_POD], CLONE_NEWNET) == 0, "setns pod: %s", strerror(errno));
 }
 
@@ -284,30 +275,15 @@ void netlab_mgr_stop(netlab_mgr *m)
 
 int netlab_mgr_fd_count(const netlab_mgr *m)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", m->pid);
-    DIR *d = opendir(path);
-    CHECK(d, "opendir %s", path);
-    int n = 0;
-    struct dirent *e;
-    while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
-    closedir(d);
+    int n = tproc_fd_count(m->pid);
+    CHECK(n >= 0, "/proc/%d/fd: %s", m->pid, strerror(-n));
     return n;
 }
 
 long netlab_mgr_rss_kb(const netlab_mgr *m)
 {
-    char path[64], line[256];
-    long kb = -1;
-    snprintf(path, sizeof path, "/proc/%d/status", m->pid);
-    FILE *f = fopen(path, "r");
-    CHECK(f, "open %s", path);
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-            break;
-    fclose(f);
+    long kb = tproc_status(m->pid, "VmRSS");
+    CHECK(kb >= 0, "no VmRSS in /proc/%d/status", m->pid);
     return kb;
 }
 
