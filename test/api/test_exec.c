@@ -273,18 +273,22 @@ static void read_until(exec_client *ec, result *r, const char *want)
     }
 }
 
+/* Starts st in the target and reads its output until want shows. */
+static exec_client *start_until(exec_client_start st, result *r, const char *want)
+{
+    exec_client *ec;
+    st.pid = (uint64_t)fx->target;
+    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
+    read_until(ec, r, want);
+    return ec;
+}
+
 static void test_tty_resize_reaches_the_program(void **state)
 {
     (void)state;
     result r = {0};
-    exec_client *ec;
-    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; read x; stty size"),
-                            .tty = true,
-                            .rows = 10,
-                            .cols = 20,
-                            .pid = (uint64_t)fx->target};
-    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
-    read_until(ec, &r, "ready");
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; read x; stty size"), .tty = true, .rows = 10, .cols = 20};
+    exec_client *ec = start_until(st, &r, "ready");
     assert_int_equal(exec_client_resize(ec, 40, 100), 0);
     assert_int_equal(exec_client_stdin(ec, "go\n", 3), 0);
     collect(ec, &r);
@@ -298,10 +302,8 @@ static void test_ctrl_c_byte_interrupts_the_foreground_job(void **state)
 {
     (void)state;
     result r = {0};
-    exec_client *ec;
-    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; sleep 100"), .tty = true, .pid = (uint64_t)fx->target};
-    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
-    read_until(ec, &r, "ready");
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; sleep 100"), .tty = true};
+    exec_client *ec = start_until(st, &r, "ready");
     usleep(200000); /* sleep has started */
     assert_int_equal(exec_client_stdin(ec, "\x03", 1), 0);
     collect(ec, &r);
@@ -314,10 +316,8 @@ static void test_signal_message_reaches_the_process_group(void **state)
 {
     (void)state;
     result r = {0};
-    exec_client *ec;
-    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec sleep 100"), .pid = (uint64_t)fx->target};
-    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
-    read_until(ec, &r, "ready");
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec sleep 100")};
+    exec_client *ec = start_until(st, &r, "ready");
     assert_int_equal(exec_client_signal(ec, SIGUSR1), 0);
     collect(ec, &r);
     assert_int_equal(r.sig, SIGUSR1);
@@ -341,12 +341,9 @@ static void test_cancel_kills_the_process_tree(void **state)
 {
     (void)state;
     result r = {0};
-    exec_client *ec;
     int fds = tproc_fd_count(fx->m.pid);
-    exec_client_start st = {.argv = ARGV("sh", "-c", "sleep 1000 & echo pids $$ $! end; wait"),
-                            .pid = (uint64_t)fx->target};
-    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
-    read_until(ec, &r, "end");
+    exec_client_start st = {.argv = ARGV("sh", "-c", "sleep 1000 & echo pids $$ $! end; wait")};
+    exec_client *ec = start_until(st, &r, "end");
     int sh = 0, sl = 0;
     assert_int_equal(sscanf(strstr(r.out, "pids"), "pids %d %d", &sh, &sl), 2);
     assert_false(gone(sh) || gone(sl));
@@ -365,10 +362,8 @@ static void test_stalled_reader_does_not_grow_the_manager(void **state)
 {
     (void)state;
     result r = {0};
-    exec_client *ec;
-    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec cat /dev/zero"), .pid = (uint64_t)fx->target};
-    assert_int_equal(exec_client_new(&ec, fx->cl, &st), 0);
-    read_until(ec, &r, "ready");
+    exec_client_start st = {.argv = ARGV("sh", "-c", "echo ready; exec cat /dev/zero")};
+    exec_client *ec = start_until(st, &r, "ready");
     sleep(1); /* windows fill, the sends block */
     long before = tproc_status(fx->m.pid, "VmRSS");
     sleep(3);
