@@ -195,6 +195,21 @@ static int copy_to(const char *from, const char *remote, char *err, size_t errle
     return copy_client_to(cl, from, &tgt, remote, &o, err, errlen);
 }
 
+/* The same, failing the test with the client's message. */
+static void copy_from_ok(const char *remote, const char *to)
+{
+    char err[1024];
+    if (copy_from(remote, to, err, sizeof err) < 0)
+        fail_msg("CopyFrom %s: %s", remote, err);
+}
+
+static void copy_to_ok(const char *from, const char *remote)
+{
+    char err[1024];
+    if (copy_to(from, remote, err, sizeof err) < 0)
+        fail_msg("CopyTo %s: %s", remote, err);
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -287,18 +302,14 @@ static void make_tree(const char *top)
 static void test_round_trip_keeps_tree(void **state)
 {
     (void)state;
-    char src[256], out[256], back[256], err[1024];
+    char src[256], out[256], back[256];
     snprintf(src, sizeof src, "%s/src", root);
     snprintf(out, sizeof out, "%s/out", local);
     snprintf(back, sizeof back, "%s/back", root);
     make_tree(src);
-    int rc = copy_from("/src", out, err, sizeof err);
-    if (rc < 0)
-        fail_msg("CopyFrom: %s", err);
+    copy_from_ok("/src", out);
     assert_same_tree(src, out);
-    rc = copy_to(out, "/back", err, sizeof err);
-    if (rc < 0)
-        fail_msg("CopyTo: %s", err);
+    copy_to_ok(out, "/back");
     assert_same_tree(src, back);
     const char *const only[] = {"src", "back", NULL};
     assert_dir_holds(root, only);
@@ -309,26 +320,23 @@ static void test_round_trip_keeps_tree(void **state)
 static void test_existing_directory_receives(void **state)
 {
     (void)state;
-    char p[256], err[1024];
+    char p[256];
     snprintf(p, sizeof p, "%s/in", root);
     assert_int_equal(mkdir(p, 0755), 0);
     snprintf(p, sizeof p, "%s/in/old", root);
     write_file(p, "old\n", 0644, 0, 0, 1500000000);
     snprintf(p, sizeof p, "%s/one", local);
     write_file(p, "one\n", 0644, 0, 0, 1500000000);
-    if (copy_to(p, "/in", err, sizeof err) < 0)
-        fail_msg("CopyTo: %s", err);
+    copy_to_ok(p, "/in");
     snprintf(p, sizeof p, "%s/in/one", root);
     assert_string_equal(slurp(p), "one\n");
     snprintf(p, sizeof p, "%s/one", local);
-    if (copy_to(p, "/in/old", err, sizeof err) < 0) /* replaces */
-        fail_msg("CopyTo: %s", err);
+    copy_to_ok(p, "/in/old"); /* replaces */
     snprintf(p, sizeof p, "%s/in/old", root);
     assert_string_equal(slurp(p), "one\n");
     snprintf(p, sizeof p, "%s/merged", local);
     assert_int_equal(mkdir(p, 0755), 0);
-    if (copy_from("/in/.", p, err, sizeof err) < 0)
-        fail_msg("CopyFrom: %s", err);
+    copy_from_ok("/in/.", p);
     const char *const want[] = {"one", "old", NULL};
     assert_dir_holds(p, want);
 }
@@ -353,8 +361,7 @@ static void test_paths_stay_inside_root(void **state)
     const char *escapes[] = {"../../etc/passwd", "/../../../etc/passwd", "/abs/etc/passwd", "/up/etc/passwd"};
     for (size_t i = 0; i < sizeof escapes / sizeof escapes[0]; i++) {
         snprintf(p, sizeof p, "%s/esc%zu", local, i);
-        if (copy_from(escapes[i], p, err, sizeof err) < 0)
-            fail_msg("CopyFrom %s: %s", escapes[i], err);
+        copy_from_ok(escapes[i], p);
         assert_string_equal(slurp(p), "inside\n");
     }
     snprintf(p, sizeof p, "%s/looped", local);
@@ -365,9 +372,8 @@ static void test_paths_stay_inside_root(void **state)
 
     /* Writes: through the absolute symlink and up with "..", still inside. */
     snprintf(p, sizeof p, "%s/esc0", local);
-    if (copy_to(p, "/abs/kdiag-cp-escaped", err, sizeof err) < 0 ||
-        copy_to(p, "../../../kdiag-cp-escaped2", err, sizeof err) < 0)
-        fail_msg("CopyTo: %s", err);
+    copy_to_ok(p, "/abs/kdiag-cp-escaped");
+    copy_to_ok(p, "../../../kdiag-cp-escaped2");
     assert_int_equal(access("/kdiag-cp-escaped", F_OK), -1);
     assert_int_equal(access("/kdiag-cp-escaped2", F_OK), -1);
     snprintf(p, sizeof p, "%s/kdiag-cp-escaped", root);
@@ -377,8 +383,7 @@ static void test_paths_stay_inside_root(void **state)
 
     /* The symlink itself is copied as a link, not followed. */
     snprintf(p, sizeof p, "%s/abslink", local);
-    if (copy_from("/abs", p, err, sizeof err) < 0)
-        fail_msg("CopyFrom /abs: %s", err);
+    copy_from_ok("/abs", p);
     char l[64] = "";
     assert_true(readlink(p, l, sizeof l - 1) > 0);
     assert_string_equal(l, "/");
@@ -519,7 +524,7 @@ static long vm_kb(pid_t pid, const char *key)
 static void test_sparse_file_stays_sparse(void **state)
 {
     (void)state;
-    char p[256], out[256], back[256], err[1024];
+    char p[256], out[256], back[256];
     snprintf(p, sizeof p, "%s/sparse", root);
     int fd = open(p, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
     assert_true(fd >= 0);
@@ -537,11 +542,9 @@ static void test_sparse_file_stays_sparse(void **state)
     long hwm0 = vm_kb(mgr.pid, "VmHWM:");
     long long t0 = time_now_ms();
     snprintf(out, sizeof out, "%s/sparse", local);
-    if (copy_from("/sparse", out, err, sizeof err) < 0)
-        fail_msg("CopyFrom: %s", err);
+    copy_from_ok("/sparse", out);
     snprintf(back, sizeof back, "%s/sparse-back", root);
-    if (copy_to(out, "/sparse-back", err, sizeof err) < 0)
-        fail_msg("CopyTo: %s", err);
+    copy_to_ok(out, "/sparse-back");
     long long ms = time_now_ms() - t0;
     long hwm1 = vm_kb(mgr.pid, "VmHWM:");
     const char *paths[] = {out, back};
