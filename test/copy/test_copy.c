@@ -210,6 +210,33 @@ static void copy_to_ok(const char *from, const char *remote)
         fail_msg("CopyTo %s: %s", remote, err);
 }
 
+/* A target: a child sleeping with its root at `root`; when nobody, as uid
+ * and gid 65534 and still dumpable (so its /proc/PID/root opens to such a
+ * manager). Its pid once it chrooted, or -1. */
+static pid_t target_start(bool nobody)
+{
+    int ready[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (chroot(root) < 0 || chdir("/") < 0)
+            _exit(1);
+        if (nobody &&
+            (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0 || prctl(PR_SET_DUMPABLE, 1) < 0))
+            _exit(1);
+        close(ready[1]);
+        for (;;)
+            pause();
+    }
+    close(ready[1]);
+    char c;
+    ssize_t r = pid > 0 ? read(ready[0], &c, 1) : -1; /* EOF once it chrooted (or died) */
+    close(ready[0]);
+    return r == 0 ? pid : -1;
+}
+
 static int setup(void **state)
 {
     (void)state;
@@ -226,23 +253,9 @@ static int setup(void **state)
     if (mkdir(root, 0755) < 0 || mkdir(local, 0755) < 0)
         return -1;
     /* The target: a process whose root is `root`. */
-    int ready[2];
-    if (pipe2(ready, O_CLOEXEC) < 0)
+    target_pid = target_start(false);
+    if (target_pid < 0)
         return -1;
-    target_pid = fork();
-    if (target_pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (chroot(root) < 0 || chdir("/") < 0)
-            _exit(1);
-        close(ready[1]);
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    char c;
-    if (read(ready[0], &c, 1) != 0) /* EOF once it chrooted (or died) */
-        return -1;
-    close(ready[0]);
     tgt.pid = (uint64_t)target_pid;
     if (mgr_start(&mgr, NULL) < 0)
         return -1;
@@ -448,22 +461,8 @@ static void test_permission_denied_names_path(void **state)
     snprintf(p, sizeof p, "%s/locked", root);
     assert_int_equal(mkdir(p, 0755), 0);
     /* The target runs as 65534 too (and stays dumpable), so its /proc/PID/root opens. */
-    int ready[2];
-    assert_int_equal(pipe2(ready, O_CLOEXEC), 0);
-    pid_t t = fork();
-    if (t == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (chroot(root) < 0 || chdir("/") < 0 || setgroups(0, NULL) < 0 || setgid(65534) < 0 ||
-            setuid(65534) < 0 || prctl(PR_SET_DUMPABLE, 1) < 0)
-            _exit(1);
-        close(ready[1]);
-        for (;;)
-            pause();
-    }
-    close(ready[1]);
-    char c;
-    assert_int_equal(read(ready[0], &c, 1), 0);
-    close(ready[0]);
+    pid_t t = target_start(true);
+    assert_true(t > 0);
     snprintf(wrapper, sizeof wrapper, "%s/nobody-manager", base);
     FILE *f = fopen(wrapper, "w");
     assert_non_null(f);
