@@ -278,30 +278,58 @@ def namespace(sim, req, name):
 
 
 # -- pods -----------------------------------------------------------------------------------
-def _default_pod(pod, ns):
-    md = pod.setdefault('metadata', {})
-    md['namespace'] = ns
-    for k in ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp',
-              'deletionGracePeriodSeconds', 'generation', 'managedFields', 'selfLink'):
-        md.pop(k, None)
-    pod.pop('kind', None)
-    pod.pop('apiVersion', None)
-    spec = pod.setdefault('spec', {})
+def default_pod_spec(spec):
+    """The defaults the API server gives a pod spec, a pod's or a pod template's."""
     for c in (spec.get('containers') or []) + (spec.get('initContainers') or []):
         validation.default_container(c)
         c.setdefault('resources', {})
-    spec.setdefault('restartPolicy', 'Always')
-    spec.setdefault('terminationGracePeriodSeconds', 30)
-    spec.setdefault('dnsPolicy', 'ClusterFirst')
-    spec.setdefault('securityContext', {})
-    spec.setdefault('schedulerName', 'default-scheduler')
-    spec.setdefault('enableServiceLinks', True)
+    for k, v in (('restartPolicy', 'Always'), ('terminationGracePeriodSeconds', 30), ('dnsPolicy', 'ClusterFirst'),
+                 ('securityContext', {}), ('schedulerName', 'default-scheduler'), ('enableServiceLinks', True)):
+        spec.setdefault(k, v)
+
+
+def _default_pod(pod):
+    spec = pod.setdefault('spec', {})
+    default_pod_spec(spec)
     spec.setdefault('preemptionPolicy', 'PreemptLowerPriority')
     spec.setdefault('priority', 0)
     spec.setdefault('serviceAccountName', 'default')
     spec.setdefault('serviceAccount', spec['serviceAccountName'])
     pod['status'] = {'phase': 'Pending', 'qosClass': 'BestEffort'}
     return pod
+
+
+def new_object(body, kind, ns):
+    """body made a new kind object of namespace ns (the request's): its kind and namespace checked,
+    a name made from generateName, what the server sets dropped. Returns its metadata; APIError."""
+    if body.get('kind') not in (None, kind):
+        raise apierrors.bad_request('the API version in the data (%s) does not match the expected kind %s'
+                                    % (body.get('kind'), kind))
+    md = body.setdefault('metadata', {})
+    if md.get('namespace') and md['namespace'] != ns:
+        raise apierrors.bad_request('the namespace of the provided object does not match the '
+                                    'namespace sent on the request')
+    if not md.get('name') and md.get('generateName'):
+        md['name'] = md['generateName'] + random_suffix()
+    for k in ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp',
+              'deletionGracePeriodSeconds', 'generation', 'managedFields', 'selfLink'):
+        md.pop(k, None)
+    body.pop('kind', None)
+    body.pop('apiVersion', None)
+    md['namespace'] = ns
+    return md
+
+
+def creatable_namespace(sim, resource, name, ns):
+    """The namespace ns, if a new object (resource, name) may go into it; NotFound, or Forbidden while
+    it terminates. Under sim.lock."""
+    nso = sim.store.get('namespaces', '', ns)
+    if nso is None:
+        raise apierrors.not_found('namespaces', ns)
+    if nso['status'].get('phase') == 'Terminating':
+        raise apierrors.forbidden(resource, name, 'unable to create new content in namespace %s because it is '
+                                  'being terminated' % ns)
+    return nso
 
 
 def pods_collection(sim, req, ns):
@@ -333,26 +361,11 @@ def create_pod(sim, req, ns, body=None):
 def add_pod(sim, ns, body, dry_run=False):
     """Defaults, validates, admits, stores and starts a pod; returns the live pod. APIError
     otherwise. The controllers create their pods here too."""
-    if body.get('kind') not in (None, 'Pod'):
-        raise apierrors.bad_request('the API version in the data (%s) does not match the expected kind Pod'
-                                    % body.get('kind'))
-    md = body.setdefault('metadata', {})
-    if md.get('namespace') and md['namespace'] != ns:
-        raise apierrors.bad_request('the namespace of the provided object does not match the '
-                                    'namespace sent on the request')
-    if not md.get('name') and md.get('generateName'):
-        md['name'] = md['generateName'] + random_suffix()
-    pod = _default_pod(body, ns)
+    md = new_object(body, 'Pod', ns)
+    pod = _default_pod(body)
     name = md.get('name', '')
     with sim.lock:
-        nso = sim.store.get('namespaces', '', ns)
-        if nso is None:
-            raise apierrors.not_found('namespaces', ns)
-        if nso['status'].get('phase') == 'Terminating':
-            raise apierrors.APIError(403, 'Forbidden', 'pods "%s" is forbidden: unable to create new '
-                                     'content in namespace %s because it is being terminated' % (name, ns),
-                                     {'name': name, 'kind': 'pods'})
-        nso = copy.deepcopy(nso)
+        nso = copy.deepcopy(creatable_namespace(sim, 'pods', name, ns))
     errs = validation.validate_pod_create(pod)
     if errs:
         raise apierrors.invalid('Pod', name, errs)

@@ -150,13 +150,7 @@ def _default(resource, obj):
         return
     spec.setdefault('replicas', 1)
     spec.setdefault('revisionHistoryLimit', 10)
-    tspec = spec.setdefault('template', {}).setdefault('spec', {})
-    for c in tspec.get('containers') or []:
-        validation.default_container(c)
-        c.setdefault('resources', {})
-    for k, v in (('restartPolicy', 'Always'), ('terminationGracePeriodSeconds', 30),
-                 ('dnsPolicy', 'ClusterFirst'), ('securityContext', {}), ('schedulerName', 'default-scheduler')):
-        tspec.setdefault(k, v)
+    resources.default_pod_spec(spec.setdefault('template', {}).setdefault('spec', {}))
     if resource == 'deployments':
         spec.setdefault('strategy', {'type': 'RollingUpdate',
                                      'rollingUpdate': {'maxUnavailable': '25%', 'maxSurge': '25%'}})
@@ -238,21 +232,7 @@ def _live(sim, resource, ns, name):
 
 def _create(sim, req, resource, ns, body):
     kind = RESOURCES[resource][0]
-    if body.get('kind') not in (None, kind):
-        raise apierrors.bad_request('the API version in the data (%s) does not match the expected kind %s'
-                                    % (body.get('kind'), kind))
-    md = body.setdefault('metadata', {})
-    if md.get('namespace') and md['namespace'] != ns:
-        raise apierrors.bad_request('the namespace of the provided object does not match the '
-                                    'namespace sent on the request')
-    if not md.get('name') and md.get('generateName'):
-        md['name'] = md['generateName'] + resources.random_suffix()
-    for k in ('uid', 'resourceVersion', 'creationTimestamp', 'deletionTimestamp', 'generation',
-              'managedFields', 'selfLink'):
-        md.pop(k, None)
-    body.pop('kind', None)
-    body.pop('apiVersion', None)
-    md['namespace'] = ns
+    md = resources.new_object(body, kind, ns)
     _default(resource, body)
     errs = _validate(resource, body)
     if errs:
@@ -261,12 +241,7 @@ def _create(sim, req, resource, ns, body):
     if resource != 'services':
         md['generation'] = 1
     with sim.lock:
-        nso = sim.store.get('namespaces', '', ns)
-        if nso is None:
-            raise apierrors.not_found('namespaces', ns)
-        if nso['status'].get('phase') == 'Terminating':
-            raise apierrors.forbidden(resource, md['name'], 'unable to create new content in namespace %s '
-                                      'because it is being terminated' % ns)
+        resources.creatable_namespace(sim, resource, md['name'], ns)
         if resource == 'services' and body['spec'].get('type') != 'ExternalName' and \
                 not body['spec'].get('clusterIP'):
             body['spec']['clusterIP'] = _allocate_cluster_ip(sim)
