@@ -237,6 +237,16 @@ def test_remembered_ports_are_a_guess_that_a_wrong_one_does_not_break(cluster, t
     assert (tmp_path / 'kdiag-last-session').read_text().split('\n')[1] == saved[1]
 
 
+def stalled(pid):
+    """Whether pid wrote nothing in 0.5 s: the pipe it writes is full and not read (/proc/PID/io)."""
+    def written():
+        with open('/proc/%d/io' % pid) as f:
+            return next(int(l.split()[1]) for l in f if l.startswith('wchar:'))
+    before = written()
+    time.sleep(0.5)
+    return written() == before
+
+
 def test_second_ctrl_c_ends_a_program_that_does_not_read_its_stdin(cluster):
     """stdin fills the stream's window, so the CLI's send blocks; the second Ctrl-C still ends it."""
     yes = subprocess.Popen(['yes'], stdout=subprocess.PIPE)
@@ -246,7 +256,7 @@ def test_second_ctrl_c_ends_a_program_that_does_not_read_its_stdin(cluster):
     yes.stdout.close()
     try:
         assert p.stdout.readline() == b'started\n'
-        time.sleep(1)                       # yes has filled the window by now
+        wait_for(lambda: stalled(yes.pid), 30, interval=0, what='the CLI to stop reading its stdin')
         p.send_signal(2)
         time.sleep(0.5)
         p.send_signal(2)
