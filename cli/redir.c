@@ -273,15 +273,14 @@ static void send_half_close(void *ud, const uint8_t token[CONTRACT_TUNNEL_TOKEN_
 {
     struct podrun *pr = ud;
     int lg, lt;
-    char e[1024], target[64];
+    char e[1024];
     rpc_status st = {0};
     if (portfwd_wait(pr->s.pf, 0, HALF_CLOSE_TIMEOUT_MS, &lg, &lt, e, sizeof(e)) < 0)
         return; /* the forward is down: so are the tunnel connections it carried */
     if (lg != pr->hc_port) {
         rpc_client_free(pr->hc_client);
         pr->hc_client = NULL;
-        snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-        if (rpc_client_new(&pr->hc_client, target, pr->s.mgr.token) < 0)
+        if (session_client_at(&pr->s, lg, &pr->hc_client) < 0)
             return;
         pr->hc_port = lg;
     }
@@ -295,11 +294,9 @@ static void run_stream(struct stream_run *sr, int lgrpc, rpc_status *st)
     struct rport *p = sr->p;
     struct podrun *pr = p->pr;
     struct redir *r = pr->r;
-    char target[64];
     redirect_client *rc = NULL;
-    snprintf(target, sizeof(target), "127.0.0.1:%d", lgrpc);
     rpc_client *cl = NULL;
-    int err = rpc_client_new(&cl, target, pr->s.mgr.token);
+    int err = session_client_at(&pr->s, lgrpc, &cl);
     redirect_client_req req = pr->req;
     req.port = p->pp.pod_port;
     req.half_close = true;

@@ -187,6 +187,13 @@ void session_close(session *s)
     pod_free(&s->pod);
 }
 
+int session_client_at(const session *s, int lport, rpc_client **ret)
+{
+    char target[64];
+    snprintf(target, sizeof(target), "127.0.0.1:%d", lport);
+    return rpc_client_new(ret, target, s->mgr.token);
+}
+
 int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_t errlen)
 {
     int lg, lt;
@@ -196,9 +203,7 @@ int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_
         snprintf(err, errlen, "no port-forward to pod/%s", s->pod.name);
         return -ENOTCONN;
     }
-    char target[64];
-    snprintf(target, sizeof(target), "127.0.0.1:%d", lg);
-    int rc = rpc_client_new(ret, target, s->mgr.token);
+    int rc = session_client_at(s, lg, ret);
     if (rc < 0)
         snprintf(err, errlen, "cannot make a gRPC client for pod/%s: %s", s->pod.name, strerror(-rc));
     return rc;

@@ -53,5 +53,8 @@ void session_close(session *s);
  * -ENOTCONN when the forward is down (another -errno when the client cannot
  * be made), err saying so. Caller frees *ret with rpc_client_free. */
 int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_t errlen);
+/* A gRPC client to the manager through the forward's local port lport (as
+ * portfwd_wait gives it): 0 or -errno, *ret NULL then. */
+int session_client_at(const session *s, int lport, rpc_client **ret);
 
 #endif
