@@ -11,6 +11,7 @@
 
 #include "contract.h"
 #include "kdiag.pb-c.h"
+#include "wire.h"
 
 #define PCAP_FILE_HDR 24
 #define PCAP_REC_HDR 16
@@ -265,47 +266,7 @@ static int on_ready(capture_client *c, int fd, const Kdiag__Solo__Io__CaptureRes
 
 /* Packets go from the received bytes straight into pcap records: protobuf-c's
  * unpack would allocate and copy each packet (measured: most of the client's
- * CPU, bench/README.md). A cursor over wire bytes, every length checked. */
-typedef struct {
-    const uint8_t *p, *end;
-} wire;
-
-static bool wire_varint(wire *w, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned sh = 0; sh < 64 && w->p < w->end; sh += 7) {
-        uint8_t b = *w->p++;
-        *v |= (uint64_t)(b & 0x7f) << sh;
-        if (!(b & 0x80))
-            return true;
-    }
-    return false;
-}
-
-/* The next field: number, wire type, and a varint in *v or a length-delimited
- * value in *sub (fixed-width values are skipped). 0, or -EBADMSG. */
-static int wire_field(wire *w, uint32_t *num, unsigned *type, uint64_t *v, wire *sub)
-{
-    uint64_t tag;
-    if (!wire_varint(w, &tag))
-        return -EBADMSG;
-    *num = (uint32_t)(tag >> 3);
-    *type = tag & 7;
-    size_t left = (size_t)(w->end - w->p);
-    switch (*type) {
-    case 0: return wire_varint(w, v) ? 0 : -EBADMSG;
-    case 1: return left >= 8 ? (w->p += 8, 0) : -EBADMSG;
-    case 5: return left >= 4 ? (w->p += 4, 0) : -EBADMSG;
-    case 2:
-        if (!wire_varint(w, v) || *v > (uint64_t)(w->end - w->p))
-            return -EBADMSG;
-        sub->p = w->p;
-        sub->end = w->p + *v;
-        w->p += *v;
-        return 0;
-    default: return -EBADMSG;
-    }
-}
+ * CPU, bench/README.md). They are read with api/wire.h, every length checked. */
 
 /* Appends the pcap record (or pcapng block, c->ng's lock held) of one
  * CapturePacket (wire bytes pk) to c->buf at *used, and counts it in ifc[]
@@ -316,18 +277,19 @@ static int add_record(capture_client *c, size_t *used, wire pk, const capture_cl
     wire data = {NULL, NULL}, sub;
     uint32_t num;
     unsigned type;
-    while (pk.p < pk.end) {
-        if (wire_field(&pk, &num, &type, &v, &sub) < 0)
-            return -EBADMSG;
-        if (type == 0 && num == 1)
+    int rc;
+    while ((rc = wire_next(&pk, &num, &type, &v, &sub)) == 0) {
+        if (type == WIRE_VARINT && num == 1)
             ts = v;
-        else if (type == 0 && num == 2)
+        else if (type == WIRE_VARINT && num == 2)
             olen = v;
-        else if (type == 0 && num == 3)
+        else if (type == WIRE_VARINT && num == 3)
             ifindex = v;
-        else if (type == 2 && num == 4)
+        else if (type == WIRE_LEN && num == 4)
             data = sub;
     }
+    if (rc < 0)
+        return rc;
     size_t caplen = (size_t)(data.end - data.p);
     if (caplen > UINT32_MAX - 64)
         return -EBADMSG;
@@ -381,22 +343,24 @@ static int batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capt
     uint64_t n = 0, v, captured = s->captured, drops = s->kernel_drops, ifc[CAPTURE_CLIENT_IFACES_MAX] = {0};
     uint32_t num;
     unsigned type;
-    while (w.p < w.end) {
-        int rc = wire_field(&w, &num, &type, &v, &sub);
-        if (rc == 0 && type == 2 && num == 5) {
+    int rc;
+    while ((rc = wire_next(&w, &num, &type, &v, &sub)) == 0) {
+        if (type == WIRE_LEN && num == 5) {
             rc = add_record(c, &used, sub, s, ifc);
             n++;
-        } else if (rc == 0 && type == 0 && num == 6 && v > captured) {
+        } else if (type == WIRE_VARINT && num == 6 && v > captured) {
             captured = v;
-        } else if (rc == 0 && type == 0 && num == 7 && v > drops) {
+        } else if (type == WIRE_VARINT && num == 7 && v > drops) {
             drops = v;
-        } else if (rc == 0 && type == 0 && num == 1 && v) {
+        } else if (type == WIRE_VARINT && num == 1 && v) {
             rc = -EBADMSG; /* a second ready message */
         }
         if (rc < 0)
             return rc;
     }
-    int rc = write_all(c->ng ? c->ng->fd : fd, c->buf, used);
+    if (rc < 0)
+        return rc;
+    rc = write_all(c->ng ? c->ng->fd : fd, c->buf, used);
     if (rc < 0)
         return rc;
     s->packets += n;

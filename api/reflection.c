@@ -1,13 +1,14 @@
 /* reflection — gRPC server reflection over the embedded descriptor sets.
  *
  * The descriptor sets (FileDescriptorSet, field 1 = FileDescriptorProto) are
- * walked once with a tiny protobuf wire reader to index file names, their
+ * walked once with api/wire.h's reader to index file names, their
  * dependencies and the fully qualified symbols they define (messages, nested
  * messages, enums, services, methods). Answers are built with the protobuf-c
  * code of reflection_v1alpha.proto; v1 is the same on the wire. */
 #include "reflection-internal.h"
 
 #include "reflection_v1alpha.pb-c.h"
+#include "wire.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -49,56 +50,16 @@ static struct {
 } idx;
 static pthread_once_t idx_once = PTHREAD_ONCE_INIT;
 
-/* ---- protobuf wire reading (only what descriptors use) ---- */
-
-typedef struct {
-    const uint8_t *p, *end;
-} wire;
-
-static bool wire_varint(wire *w, uint64_t *v)
+/* The next field of w (api/wire.h); a length-delimited value lands in *val,
+ * any other leaves val->p NULL. 0 = field, 1 = end, <0 = bad. */
+static int ref_next(wire *w, uint32_t *field, span *val)
 {
-    *v = 0;
-    for (int shift = 0; shift < 64 && w->p < w->end; shift += 7) {
-        uint8_t b = *w->p++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80))
-            return true;
-    }
-    return false;
-}
-
-/* Next field; length-delimited values land in *val. 0 = field, 1 = end, <0 = bad. */
-static int wire_next(wire *w, uint32_t *field, span *val)
-{
-    uint64_t key, v;
-    if (w->p == w->end)
-        return 1;
-    if (!wire_varint(w, &key))
-        return -EBADMSG;
-    *field = (uint32_t)(key >> 3);
-    val->p = NULL;
-    val->n = 0;
-    switch (key & 7) {
-    case 0: return wire_varint(w, &v) ? 0 : -EBADMSG;
-    case 1:
-        if (w->end - w->p < 8)
-            return -EBADMSG;
-        w->p += 8;
-        return 0;
-    case 2:
-        if (!wire_varint(w, &v) || v > (uint64_t)(w->end - w->p))
-            return -EBADMSG;
-        val->p = w->p;
-        val->n = v;
-        w->p += v;
-        return 0;
-    case 5:
-        if (w->end - w->p < 4)
-            return -EBADMSG;
-        w->p += 4;
-        return 0;
-    default: return -EBADMSG;
-    }
+    unsigned type;
+    uint64_t v;
+    wire sub = {NULL, NULL};
+    int rc = wire_next(w, field, &type, &v, &sub);
+    *val = (span){sub.p, (size_t)(sub.end - sub.p)};
+    return rc;
 }
 
 static char *span_str(span s)
@@ -135,7 +96,7 @@ static span msg_name(span m)
     wire w = {m.p, m.p + m.n};
     uint32_t f;
     span v;
-    while (wire_next(&w, &f, &v) == 0)
+    while (ref_next(&w, &f, &v) == 0)
         if (f == 1 && v.p)
             return v;
     return (span){(const uint8_t *)"", 0};
@@ -151,7 +112,7 @@ static int index_decl(span m, const char *prefix, size_t file, char kind)
     wire w = {m.p, m.p + m.n};
     uint32_t f;
     span v;
-    while (rc == 0 && (rc = wire_next(&w, &f, &v)) == 0) {
+    while (rc == 0 && (rc = ref_next(&w, &f, &v)) == 0) {
         if (!v.p)
             continue;
         if (kind == 'm' && f == 3)
@@ -185,13 +146,13 @@ static int index_file(span fdp)
     span v;
     /* the package comes before the declarations in protoc's output, but do
      * not rely on it: read it first */
-    while (rc == 0 && (rc = wire_next(&w, &f, &v)) == 0)
+    while (rc == 0 && (rc = ref_next(&w, &f, &v)) == 0)
         if (f == 2 && v.p) {
             free(pkg);
             rc = (pkg = span_str(v)) ? 0 : -ENOMEM;
         }
     w.p = fdp.p;
-    while (rc >= 0 && (rc = wire_next(&w, &f, &v)) == 0) {
+    while (rc >= 0 && (rc = ref_next(&w, &f, &v)) == 0) {
         if (!v.p)
             continue;
         if (f == 1) {
@@ -225,7 +186,7 @@ static void index_build(void)
         uint32_t f;
         span v;
         int rc;
-        while ((rc = wire_next(&w, &f, &v)) == 0)
+        while ((rc = ref_next(&w, &f, &v)) == 0)
             if (f == 1 && v.p && (rc = index_file(v)) < 0)
                 break;
         if (rc < 0)
