@@ -1,7 +1,6 @@
 /* exec — see exec.h and docs/exec.md. */
 #include "exec.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,6 +26,7 @@
 #include "exec-internal.h"
 #include "kdiag.pb-c.h"
 #include "nsjoin.h"
+#include "procfs.h"
 #include "proto_check.h"
 #include "target.h"
 
@@ -602,7 +602,8 @@ static void *input_main(void *arg)
 
 /* ------------------------------------------------------------ the handler */
 
-/* One line of /proc/PID/stat. */
+/* What the tree walk keeps of a process's stat (small: the walk runs in many
+ * threads at once when many calls end together). */
 typedef struct {
     int pid, ppid, sid;
     char state;
@@ -613,40 +614,20 @@ static int ps_cmp(const void *a, const void *b)
     return ((const exec_ps *)a)->pid - ((const exec_ps *)b)->pid;
 }
 
-/* Every process of /proc, sorted by pid; NULL when out of memory. */
-static exec_ps *ps_list(size_t *n)
+/* Every process of pf, sorted by pid (procfs_list_pids' order); those that
+ * exit meanwhile are left out. NULL when out of memory. */
+static exec_ps *ps_list(const procfs *pf, size_t *n)
 {
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    size_t cap = 0;
+    int *pids = NULL;
+    size_t np = 0;
     exec_ps *v = NULL;
+    procfs_proc p;
     *n = 0;
-    while (d && (e = readdir(d))) {
-        char path[300], line[1024];
-        exec_ps p = {.pid = atoi(e->d_name)};
-        if (p.pid <= 0)
-            continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", p.pid);
-        FILE *f = fopen(path, "re");
-        if (!f)
-            continue;
-        char *rp = fgets(line, sizeof line, f) ? strrchr(line, ')') : NULL;
-        fclose(f);
-        /* after "(comm)": state ppid pgrp session */
-        if (!rp || sscanf(rp + 1, " %c %d %*d %d", &p.state, &p.ppid, &p.sid) != 3)
-            continue;
-        if (*n == cap) {
-            exec_ps *nv = realloc(v, (cap = cap ? 2 * cap : 256) * sizeof *v);
-            if (!nv)
-                break;
-            v = nv;
-        }
-        v[(*n)++] = p;
-    }
-    if (d)
-        closedir(d);
-    if (v)
-        qsort(v, *n, sizeof *v, ps_cmp);
+    if (procfs_list_pids(pf, &pids, &np) == 0 && (v = malloc((np ? np : 1) * sizeof *v)))
+        for (size_t i = 0; i < np; i++)
+            if (procfs_read_stat(pf, pids[i], &p) == 0)
+                v[(*n)++] = (exec_ps){p.pid, p.ppid, p.sid, p.state};
+    free(pids);
     return v;
 }
 
@@ -669,11 +650,14 @@ static bool ps_descends(const exec_ps *v, size_t n, const exec_ps *e, pid_t root
  * its own and the next round finds them. */
 static void kill_rest(pid_t sid, pid_t keeper)
 {
+    procfs *pf = NULL;
     if (sid)
         kill(-sid, SIGKILL);
+    if (procfs_open("/proc", &pf) < 0)
+        return;
     for (int round = 0; round < KILL_ROUNDS; round++) {
         size_t n, live = 0;
-        exec_ps *v = ps_list(&n);
+        exec_ps *v = ps_list(pf, &n);
         for (size_t i = 0; v && i < n; i++)
             if (v[i].state != 'Z' && ((sid && v[i].sid == sid) || ps_descends(v, n, &v[i], keeper))) {
                 kill(v[i].pid, SIGKILL);
@@ -684,6 +668,7 @@ static void kill_rest(pid_t sid, pid_t keeper)
             break;
         nanosleep(&(struct timespec){0, 2 * 1000 * 1000}, NULL);
     }
+    procfs_close(pf);
 }
 
 static void read_report(exec_run *r)

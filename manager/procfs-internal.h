@@ -5,7 +5,7 @@
 
 #include "procfs.h"
 
-/* Fills pid, ppid, name and state from /proc/PID/stat and returns the start
+/* Fills pid, ppid, sid, name and state from /proc/PID/stat and returns the start
  * time in clock ticks since boot and the rss in pages. */
 int procfs_parse_stat(const char *buf, procfs_proc *out, uint64_t *start_ticks, uint64_t *rss_pages);
 /* The real uid from /proc/PID/status. */

@@ -232,16 +232,16 @@ int procfs_parse_stat(const char *buf, procfs_proc *out, uint64_t *start_ticks, 
             seen++;
             continue;
         }
-        if (field != 4 && field != 22 && field != 24)
+        if (field != 4 && field != 6 && field != 22 && field != 24)
             continue;
         errno = 0;
         unsigned long long v = strtoull(tok, &end, 10);
         if (errno || end != s || *tok == '-')
             return -EBADMSG;
-        if (field == 4) {
+        if (field == 4 || field == 6) {
             if (v > 0x7fffffff)
                 return -EBADMSG;
-            out->ppid = (int)v;
+            *(field == 4 ? &out->ppid : &out->sid) = (int)v;
         } else if (field == 22) {
             *start_ticks = v;
         } else {
@@ -249,7 +249,7 @@ int procfs_parse_stat(const char *buf, procfs_proc *out, uint64_t *start_ticks, 
         }
         seen++;
     }
-    return seen == 4 ? 0 : -EBADMSG;
+    return seen == 5 ? 0 : -EBADMSG;
 }
 
 int procfs_parse_status_uid(const char *buf, uint32_t *uid)
@@ -330,33 +330,40 @@ out:
     return rc;
 }
 
+/* Paths from the root rather than a pid directory fd: two syscalls fewer per
+ * process, and a pid reused within the microseconds of one read is not a
+ * concern for a listing. */
+int procfs_read_stat(const procfs *p, int pid, procfs_proc *out)
+{
+    char path[32], buf[4096];
+    uint64_t start_ticks = 0, rss_pages = 0;
+
+    memset(out, 0, sizeof(*out));
+    snprintf(path, sizeof(path), "%d/stat", pid);
+    ssize_t n = read_at(p->rootfd, path, buf, sizeof(buf));
+    if (n < 0)
+        return (int)n;
+    int rc = procfs_parse_stat(buf, out, &start_ticks, &rss_pages);
+    if (rc < 0)
+        return rc;
+    out->rss_bytes = rss_pages * (uint64_t)p->pagesize;
+    out->start_time_unix_ms = p->btime_ms + start_ticks * 1000 / (uint64_t)p->ticks;
+    return 0;
+}
+
 int procfs_read(const procfs *p, int pid, procfs_proc *out, procfs_sock_fn on_sock, void *ud)
 {
     char path[32];
     char buf[4096];
     char *cmd = NULL;
-    uint64_t start_ticks = 0, rss_pages = 0;
-    int rc;
 
-    /* Paths from the root rather than a pid directory fd: two syscalls fewer
-     * per process, and a pid reused within the microseconds of one read is
-     * not a concern for a listing. */
-    memset(out, 0, sizeof(*out));
+    int rc = procfs_read_stat(p, pid, out);
+    if (rc < 0)
+        return rc; /* out holds nothing to free */
     int plen = snprintf(path, sizeof(path), "%d/", pid);
     char *leaf = path + plen;
     size_t leafcap = sizeof(path) - (size_t)plen;
-
-    snprintf(leaf, leafcap, "stat");
-    ssize_t n = read_at(p->rootfd, path, buf, sizeof(buf));
-    if (n < 0) {
-        rc = (int)n;
-        goto out;
-    }
-    rc = procfs_parse_stat(buf, out, &start_ticks, &rss_pages);
-    if (rc < 0)
-        goto out;
-    out->rss_bytes = rss_pages * (uint64_t)p->pagesize;
-    out->start_time_unix_ms = p->btime_ms + start_ticks * 1000 / (uint64_t)p->ticks;
+    ssize_t n;
 
     /* Only the first lines matter (Uid is the 9th); a short read is fine. */
     snprintf(leaf, leafcap, "status");

@@ -16,6 +16,7 @@
 typedef struct {
     int pid;
     int ppid;
+    int sid;       /* session id */
     char name[64]; /* comm, as in /proc/PID/stat */
     char state;    /* R, S, D, Z, ... */
     uint32_t uid;  /* real uid */
@@ -48,5 +49,10 @@ int procfs_list_pids(const procfs *p, int **pids, size_t *n);
  * (a zombie's, or no permission) as no sockets. On error out holds nothing to free. */
 int procfs_read(const procfs *p, int pid, procfs_proc *out, procfs_sock_fn on_sock, void *ud);
 void procfs_proc_free(procfs_proc *proc);
+
+/* Only pid's stat: the fields of out that come from it (pid, ppid, sid,
+ * name, state, rss, start time); no uid, cmdline NULL. For a walk that needs
+ * no more, such as the process tree. Returns 0, -ENOENT, -EBADMSG. */
+int procfs_read_stat(const procfs *p, int pid, procfs_proc *out);
 
 #endif

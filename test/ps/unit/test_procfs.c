@@ -144,6 +144,7 @@ static void test_parse_stat(void **state)
     assert_string_equal(p.name, "a) b (c)");
     assert_int_equal(p.state, 'D');
     assert_int_equal(p.ppid, 7);
+    assert_int_equal(p.sid, 1);
     assert_int_equal(st, 99);
     assert_int_equal(rss, 5);
 
@@ -229,6 +230,14 @@ static void test_read_fixture(void **state)
     assert_int_equal(socks[1], 4242);
     assert_int_equal(socks[2], 4242);
     procfs_proc_free(&p);
+
+    /* the stat alone (exec's process-tree walk): no uid, no cmdline */
+    assert_int_equal(procfs_read_stat(pfs, 100, &p), 0);
+    assert_int_equal(p.ppid, 1);
+    assert_int_equal(p.state, 'S');
+    assert_int_equal(p.uid, 0);
+    assert_null(p.cmdline);
+    assert_int_equal(procfs_read_stat(pfs, 999, &p), -ENOENT);
 
     memset(socks, 0, sizeof(socks));
     assert_int_equal(procfs_read(pfs, 101, &p, collect_sock, socks), 0);
