@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/alloc-util.h"
 #include "contract.h"
 #include "kdiag.pb-c.h"
 #include "wire.h"
@@ -101,15 +102,7 @@ int capture_client_set_pcapng(capture_client *c, capture_pcapng *w, const char *
 /* Room for n more bytes in c->buf after used. */
 static int buf_reserve(capture_client *c, size_t used, size_t n)
 {
-    if (used + n <= c->cap)
-        return 0;
-    size_t cap = 2 * (used + n);
-    uint8_t *b = realloc(c->buf, cap);
-    if (!b)
-        return -ENOMEM;
-    c->buf = b;
-    c->cap = cap;
-    return 0;
+    return GROW_ARRAY(c->buf, c->cap, used + n, 64 * 1024);
 }
 
 static size_t ng_option(uint8_t *p, uint16_t code, const void *v, size_t len)

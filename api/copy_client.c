@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "basic/alloc-util.h"
 #include "contract.h"
 
 int copy_client_errno(grpc_status_code code)
@@ -179,13 +180,8 @@ static int to_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
     Kdiag__Solo__Io__CopyToRequest m = KDIAG__SOLO__IO__COPY_TO_REQUEST__INIT;
     m.chunk = (Kdiag__Solo__Io__CopyChunk *)c;
     size_t len = kdiag__solo__io__copy_to_request__get_packed_size(&m);
-    if (len > ts->cap) {
-        uint8_t *nb = realloc(ts->buf, len);
-        if (!nb)
-            return -ENOMEM;
-        ts->buf = nb;
-        ts->cap = len;
-    }
+    if (GROW_ARRAY(ts->buf, ts->cap, len, 4096) < 0)
+        return -ENOMEM;
     kdiag__solo__io__copy_to_request__pack(&m, ts->buf);
     if (rpc_stream_write(ts->s, ts->buf, len) < 0)
         return -ECONNRESET;

@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/alloc-util.h"
 #include "basic/time-util.h"
 #include "kdiag.pb-c.h"
 #include "proto_check.h"
@@ -109,13 +110,8 @@ void capture_sll2_header(uint8_t out[CAPTURE_SLL2_LEN], const struct sockaddr_ll
 static int send_resp(rpc_call *call, capture_run *r, const Kdiag__Solo__Io__CaptureResponse *resp)
 {
     size_t n = kdiag__solo__io__capture_response__get_packed_size(resp);
-    if (n > r->out_cap) {
-        uint8_t *o = realloc(r->out, n);
-        if (!o)
-            return -ENOMEM;
-        r->out = o;
-        r->out_cap = n;
-    }
+    if (GROW_ARRAY(r->out, r->out_cap, n, 4096) < 0)
+        return -ENOMEM;
     kdiag__solo__io__capture_response__pack(resp, r->out);
     return rpc_call_send(call, r->out, n);
 }
