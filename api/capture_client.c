@@ -70,6 +70,7 @@ int capture_pcapng_new(capture_pcapng **ret, int fd)
     memset(h + 16, 0xff, 8); /* section length: unknown */
     put32(h + 24, sizeof h);
     capture_pcapng *w = calloc(1, sizeof *w);
+    *ret = NULL;
     if (!w)
         return -ENOMEM;
     w->fd = fd;
@@ -209,6 +210,7 @@ int capture_client_new(capture_client **ret, rpc_client *cl, const capture_clien
     req.count = r->count;
     req.duration_ms = r->duration_ms;
     size_t len = kdiag__solo__io__capture_request__get_packed_size(&req);
+    *ret = NULL;
     if (len > 65536)
         return -EMSGSIZE;
     uint8_t *buf = malloc(len ? len : 1);
