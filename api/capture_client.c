@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "basic/alloc-util.h"
+#include "basic/fd-util.h"
 #include "contract.h"
 #include "kdiag.pb-c.h"
 #include "wire.h"
@@ -33,20 +34,6 @@ struct capture_pcapng {
     pthread_mutex_t mu; /* one block (or batch of blocks) at a time; next_id */
     uint32_t next_id;
 };
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0)
-            return -errno;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
 
 static void put32(uint8_t *p, uint32_t v)
 {
@@ -75,7 +62,7 @@ int capture_pcapng_new(capture_pcapng **ret, int fd)
         return -ENOMEM;
     w->fd = fd;
     pthread_mutex_init(&w->mu, NULL);
-    int rc = write_all(fd, h, sizeof h);
+    int rc = fd_write_all(fd, h, sizeof h);
     if (rc < 0)
         capture_pcapng_free(w);
     else
@@ -157,7 +144,7 @@ static int ng_on_ready(capture_client *c, capture_client_stats *s)
             rc = ng_add_idb(c, &used, s->ifaces[i].name, s, &c->ng_id[i]);
     }
     if (rc == 0)
-        rc = write_all(c->ng->fd, c->buf, used);
+        rc = fd_write_all(c->ng->fd, c->buf, used);
     if (rc == 0)
         s->bytes += used;
     return rc;
@@ -194,7 +181,7 @@ static int ng_stats(capture_client *c, capture_client_stats *s)
         first = false;
     }
     pthread_mutex_lock(&c->ng->mu);
-    int rc = write_all(c->ng->fd, c->buf, used);
+    int rc = fd_write_all(c->ng->fd, c->buf, used);
     pthread_mutex_unlock(&c->ng->mu);
     if (rc == 0)
         s->bytes += used;
@@ -253,7 +240,7 @@ static int on_ready(capture_client *c, int fd, const Kdiag__Solo__Io__CaptureRes
         pthread_mutex_unlock(&c->ng->mu);
         return rc;
     }
-    int rc = write_all(fd, h, sizeof h);
+    int rc = fd_write_all(fd, h, sizeof h);
     if (rc == 0)
         s->bytes += sizeof h;
     return rc;
@@ -355,7 +342,7 @@ static int batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capt
     }
     if (rc < 0)
         return rc;
-    rc = write_all(c->ng ? c->ng->fd : fd, c->buf, used);
+    rc = fd_write_all(c->ng ? c->ng->fd : fd, c->buf, used);
     if (rc < 0)
         return rc;
     s->packets += n;

@@ -15,6 +15,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "basic/fd-util.h"
 #include "contract.h"
 
 /* Deeper trees are refused: each level holds a directory stream open. */
@@ -49,13 +50,6 @@ static int openat2_fd(int dirfd, const char *path, int flags, uint64_t resolve)
     struct open_how how = {.flags = (uint64_t)flags | O_CLOEXEC, .resolve = resolve};
     long fd = syscall(SYS_openat2, dirfd, path, &how, sizeof how);
     return fd < 0 ? -errno : (int)fd;
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
 }
 
 /* Splits a user path into its directory and last component, trailing slashes
@@ -242,7 +236,7 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
     if (rc == 0)
         rc = S_ISDIR(st.st_mode) ? send_dir_entries(s, fd, depth) : send_content(s, fd, st.st_size);
 out:
-    close_fd(&fd);
+    fd_close(&fd);
     return rc;
 }
 
@@ -285,7 +279,7 @@ int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_
 out:
     if (rc == 0 && stats)
         *stats = s->stats;
-    close_fd(&fd);
+    fd_close(&fd);
     if (s)
         free(s->buf);
     free(s);
@@ -408,7 +402,7 @@ int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_
     r = NULL;
     rc = 0;
 out:
-    close_fd(&fd);
+    fd_close(&fd);
     copytree_recv_free(r);
     return rc;
 }
@@ -421,7 +415,7 @@ static bool name_ok(const char *n)
 
 static void level_close(recv_level *l)
 {
-    close_fd(&l->fd);
+    fd_close(&l->fd);
     free(l->name);
     free(l->rel);
 }
@@ -709,7 +703,7 @@ void copytree_recv_free(copytree_recv *r)
         level_close(l);
     }
     free(r->levels);
-    close_fd(&r->destfd);
+    fd_close(&r->destfd);
     free(r->root_name);
     free(r->dest);
     free(r);

@@ -3,7 +3,6 @@
 #include "splice_pump.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -12,6 +11,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/fd-util.h"
 #include "basic/list.h"
 #include "basic/signal-util.h"
 
@@ -137,14 +137,6 @@ static void pair_on_b(splice_watch *w, uint32_t events)
     pair_run(p, events, p->b);
 }
 
-static int set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
-        return -errno;
-    return 0;
-}
-
 void splice_pair_shut_after(splice_pair *p, uint64_t bytes)
 {
     p->ba.shut_at = bytes;
@@ -182,9 +174,9 @@ int splice_loop_pair_opts(splice_loop *l, int a, int b, const splice_pair_opts *
                 .o = *o,
                 .ab = {.pipe = {-1, -1}},
                 .ba = {.pipe = {-1, -1}}};
-    rc = set_nonblock(a);
+    rc = fd_nonblock(a);
     if (rc == 0)
-        rc = set_nonblock(b);
+        rc = fd_nonblock(b);
     if (rc == 0)
         rc = splice_pump_init(&p->ab, l->o.pipe_bytes);
     if (rc == 0)

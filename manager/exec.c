@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/fd-util.h"
 #include "basic/time-util.h"
 #include "contract.h"
 #include "exec-internal.h"
@@ -256,20 +257,13 @@ static void plan_init(exec_plan *p)
         p->child_fd[i] = -1;
 }
 
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
-}
-
 /* Releases what the handler no longer needs once the keeper has forked. */
 static void plan_free(exec_plan *p)
 {
     nsjoin_close(&p->j);
-    close_fd(&p->toolfd);
-    close_fd(&p->ptsfd);
-    close_fd(&p->report);
+    fd_close(&p->toolfd);
+    fd_close(&p->ptsfd);
+    fd_close(&p->report);
     for (int i = 0; i < 3; i++)
         if (p->child_fd[i] >= 0 && (i == 0 || p->child_fd[i] != p->child_fd[i - 1]))
             close(p->child_fd[i]);
@@ -414,12 +408,6 @@ static int plan_env(exec_plan *p, const Kdiag__Solo__Io__ExecStart *s)
     return 0;
 }
 
-static int set_nonblock(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
-}
-
 /* The program's terminal: the master for the handler (out) and a dup for
  * stdin (in), the slave for the child. */
 static int plan_pty(exec_plan *p, const Kdiag__Solo__Io__ExecStart *s, int *in, int *out)
@@ -431,7 +419,7 @@ static int plan_pty(exec_plan *p, const Kdiag__Solo__Io__ExecStart *s, int *in, 
     if (grantpt(m) < 0 || unlockpt(m) < 0 || ptsname_r(m, p->ptyname, sizeof p->ptyname) != 0 ||
         (s->rows && s->cols && ioctl(m, TIOCSWINSZ, &ws) < 0) ||
         (p->child_fd[0] = open(p->ptyname, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 ||
-        (*in = fcntl(m, F_DUPFD_CLOEXEC, 0)) < 0 || set_nonblock(m) < 0) {
+        (*in = fcntl(m, F_DUPFD_CLOEXEC, 0)) < 0 || fd_nonblock(m) < 0) {
         int e = errno;
         close(m);
         return -e;
@@ -465,7 +453,7 @@ static int plan_pipes(exec_plan *p, int *in, int *out, int *err)
     /* room for a whole chunk per read (best effort: the default is 64 KiB) */
     (void)fcntl(*out, F_SETPIPE_SZ, PIPE_SIZE);
     (void)fcntl(*err, F_SETPIPE_SZ, PIPE_SIZE);
-    return set_nonblock(*in) < 0 || set_nonblock(*out) < 0 || set_nonblock(*err) < 0 ? -errno : 0;
+    return fd_nonblock(*in) < 0 || fd_nonblock(*out) < 0 || fd_nonblock(*err) < 0 ? -errno : 0;
 }
 
 /* Everything but the fork; on failure the call's status. */
@@ -524,7 +512,7 @@ static void input_write(exec_input *in, const uint8_t *buf, size_t n)
                 return;
         } else if (w < 0 && errno != EINTR) {
             if (!in->tty)
-                close_fd(&in->in_fd); /* EPIPE: nobody reads stdin any more */
+                fd_close(&in->in_fd); /* EPIPE: nobody reads stdin any more */
             return;
         }
     }
@@ -576,7 +564,7 @@ static void input_apply(exec_input *in, const Kdiag__Solo__Io__ExecRequest *m)
             uint8_t eof = tcgetattr(in->in_fd, &t) == 0 ? t.c_cc[VEOF] : 4;
             input_write(in, &eof, 1);
         } else {
-            close_fd(&in->in_fd);
+            fd_close(&in->in_fd);
         }
         break;
     default: break; /* a second start: ignored */
@@ -596,7 +584,7 @@ static void *input_main(void *arg)
         input_apply(in, m);
         kdiag__solo__io__exec_request__free_unpacked(m, NULL);
     }
-    close_fd(&in->in_fd);
+    fd_close(&in->in_fd);
     return NULL;
 }
 
@@ -678,7 +666,7 @@ static void read_report(exec_run *r)
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
         return;
     if (n != (ssize_t)sizeof rec) { /* EOF: the keeper is gone */
-        close_fd(&r->report);
+        fd_close(&r->report);
         return;
     }
     switch (rec.kind) {
@@ -706,7 +694,7 @@ static int pump_output(exec_run *r, int *fd, bool err)
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return 0;
     if (n <= 0) { /* EOF, or EIO: the terminal's last slave closed */
-        close_fd(fd);
+        fd_close(fd);
         return 0;
     }
     Kdiag__Solo__Io__ExecResponse m;
@@ -869,11 +857,11 @@ grpc_status_code exec_rpc_handle(rpc_call *call, void *ud)
         code = run(r, &p, m->start);
 out:
     plan_free(&p);
-    close_fd(&r->in.in_fd);
-    close_fd(&r->in.stop_fd);
-    close_fd(&r->out_fd);
-    close_fd(&r->err_fd);
-    close_fd(&r->report);
+    fd_close(&r->in.in_fd);
+    fd_close(&r->in.stop_fd);
+    fd_close(&r->out_fd);
+    fd_close(&r->err_fd);
+    fd_close(&r->report);
     if (m)
         kdiag__solo__io__exec_request__free_unpacked(m, NULL);
     free(buf);

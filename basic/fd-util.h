@@ -1,0 +1,19 @@
+/* fd-util — the small file descriptor chores every module does (systemd's
+ * src/basic/fd-util.h, cut to what kdiag uses). */
+#ifndef KDIAG_BASIC_FD_UTIL_H
+#define KDIAG_BASIC_FD_UTIL_H
+
+#include <stddef.h>
+
+/* Closes *fd when it is open (>= 0) and sets it to -1: safe to call twice,
+ * and on an fd that was never opened. */
+void fd_close(int *fd);
+
+/* Sets O_NONBLOCK on fd. 0 or -errno. */
+int fd_nonblock(int fd);
+
+/* Writes all n bytes of p to fd (a blocking fd), retrying short writes and
+ * EINTR. 0 or -errno (-EPIPE: the reader went away). */
+int fd_write_all(int fd, const void *p, size_t n);
+
+#endif
