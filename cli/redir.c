@@ -18,6 +18,7 @@
 #include "basic/time-util.h"
 #include "bridge.h"
 #include "exitcode.h"
+#include "fwdpool.h"
 #include "kdiag.pb-c.h"
 #include "podsel.h"
 #include "podwatch.h"
@@ -30,18 +31,7 @@
 #define HALF_CLOSE_TIMEOUT_MS 10000 /* a HalfClose call, and waiting for the forward to carry it */
 #define REATTACH_DELAY_MS 1000      /* a followed pod whose debug container ended gets a new one after this */
 #define OPEN_RETRY_MS 5000          /* a followed pod that could not be redirected is tried again after this */
-/* Tunnel connections go through port-forwards of their own, one connection
- * per forward while there are enough: a connection whose local reader stalls
- * stops its kubectl port-forward (it then reads nothing more from the API
- * server), so it must share it with no other connection and never with the
- * gRPC stream (bench/README.md). POOL_WARM start with the redirect; more
- * start while there are fewer than connections + 1 (a spare), up to
- * POOL_DEFAULT (KDIAG_REDIR_POOL for the benchmark); beyond that, a new
- * connection takes the least loaded. The extra ones end when idle. */
-#define POOL_WARM 2
-#define POOL_DEFAULT 8
-#define POOL_MAX 16
-#define POOL_IDLE_MS 30000 /* a forward beyond the warm ones ends after this long without a connection */
+#define POOL_DEFAULT 8              /* tunnel forwards per pod (fwdpool.h); KDIAG_REDIR_POOL for the benchmark */
 
 struct redir;
 struct podrun;
@@ -67,14 +57,10 @@ struct podrun {
     bridge *bridge;
     rpc_client *hc_client; /* the bridge's sender thread only: HalfClose calls */
     int hc_port;           /* hc_client's forward port */
-    pthread_t opener;      /* session, ports, bridge, then keeps the pool */
+    fwdpool *pool;         /* the tunnel connections' forwards, or NULL */
+    pthread_t opener;      /* session, ports, bridge and pool */
     bool opener_started;
-    pthread_cond_t grow; /* the opener waits on it for pool_want */
     /* guarded by r->mu */
-    portfwd *pool[POOL_MAX];
-    int load[POOL_MAX];           /* bridged connections per pool member */
-    int64_t idle_since[POOL_MAX]; /* when its load last fell to 0 */
-    size_t npool, pool_want;
     bool stopping;
     bool opened, handled; /* the opener finished its part / the main thread took the result */
     int open_rc;
@@ -150,7 +136,6 @@ static bool stopping(struct podrun *pr)
 static void on_done(void *ud, const bridge_result *res)
 {
     struct conn_ctx *c = ud;
-    struct redir *r = c->pr->r;
     if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
         fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
     else if (res->err == -EBUSY)
@@ -158,12 +143,7 @@ static void on_done(void *ud, const bridge_result *res)
                 bridge_max_conns(c->pr->bridge));
     else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE && res->err != -ECANCELED)
         fprintf(stderr, "%s: %s error: %s\n", c->line, res->where, strerror(-res->err)); /* resets are the peers' business */
-    if (c->slot >= 0) {
-        pthread_mutex_lock(&r->mu);
-        if (--c->pr->load[c->slot] == 0)
-            c->pr->idle_since[c->slot] = time_now_ms();
-        pthread_mutex_unlock(&r->mu);
-    }
+    fwdpool_release(c->pr->pool, c->slot);
     free(c);
 }
 
@@ -196,31 +176,6 @@ struct stream_run {
     bool half_close; /* the manager carries half-closes out of band */
 };
 
-/* The least loaded pool member that is up (its local port), or -1; asks
- * for a forward per connection and one spare. */
-static int pick_forward(struct podrun *pr, uint16_t *port)
-{
-    int best = -1, lg, lt;
-    size_t busy = 1; /* the spare */
-    pthread_mutex_lock(&pr->r->mu);
-    for (size_t i = 0; i < pr->npool; i++)
-        if ((best < 0 || pr->load[i] < pr->load[best]) && portfwd_current(pr->pool[i], &lg, &lt)) {
-            best = (int)i;
-            *port = (uint16_t)lg;
-        }
-    if (best >= 0)
-        pr->load[best]++;
-    for (size_t i = 0; i < pr->npool; i++)
-        busy += (size_t)pr->load[i];
-    busy += best < 0; /* this one, on the gRPC forward */
-    if (busy > pr->pool_want && pr->pool_want < pr->r->pool_size) {
-        pr->pool_want = busy < pr->r->pool_size ? busy : pr->r->pool_size;
-        pthread_cond_signal(&pr->grow);
-    }
-    pthread_mutex_unlock(&pr->r->mu);
-    return best;
-}
-
 static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
 {
     struct rport *p = sr->p;
@@ -241,7 +196,7 @@ static void announce_conn(struct stream_run *sr, const redirect_client_event *ev
     fprintf(stderr, "%s\n", c->line);
     /* ev->tunnel_port is the manager's, in the pod: we reach it through a forward */
     uint16_t port = sr->ltunnel;
-    c->slot = pick_forward(pr, &port);
+    c->slot = fwdpool_pick(pr->pool, &port);
     if (bridge_start(pr->bridge, port, p->pp.local_port, ev->token, sr->half_close, on_done, c) < 0) {
         fprintf(stderr, "%s: out of memory: not bridged\n", c->line);
         bridge_result res = {.err = -ECANCELED, .where = "connection"};
@@ -460,22 +415,8 @@ static int choose_ports(struct podrun *r, const flags *f, const kube *k, char *e
 
 /* ---- one pod ---- */
 
-/* r->mu held: ends the last extra forwards while idle for POOL_IDLE_MS
- * (the last only: a connection's slot stays valid). */
-static void pool_shrink(struct podrun *pr)
-{
-    while (pr->npool > POOL_WARM && pr->load[pr->npool - 1] == 0 &&
-           time_now_ms() - pr->idle_since[pr->npool - 1] >= POOL_IDLE_MS) {
-        portfwd *pf = pr->pool[--pr->npool];
-        pr->pool_want = pr->npool;
-        pthread_mutex_unlock(&pr->r->mu);
-        portfwd_free(pf);
-        pthread_mutex_lock(&pr->r->mu);
-    }
-}
-
-/* The opener thread: session, bridge and ports (the main thread then starts
- * the streams), then the pool of forwards for the tunnel connections. */
+/* The opener thread: session, bridge, ports and the pool of forwards for
+ * the tunnel connections; the main thread then starts the streams. */
 static void *opener_main(void *arg)
 {
     struct podrun *pr = arg;
@@ -497,32 +438,15 @@ static void *opener_main(void *arg)
         request_of(r, &pr->s.pod, &pr->req);
         rc = choose_ports(pr, f, &pr->s.k, err, sizeof(err));
     }
+    if (rc == 0) /* failing: the tunnel connections take the gRPC forward */
+        fwdpool_new(&pr->pool, &pr->s.k, pr->s.pod.name, pr->s.mgr.container, pr->s.mgr.tunnel_port, r->pool_size,
+                    pr->s.timeout_ms);
     pthread_mutex_lock(&r->mu);
     pr->opened = true;
     pr->open_rc = rc;
     snprintf(pr->open_err, sizeof(pr->open_err), "%s", err);
     pthread_mutex_unlock(&r->mu);
     wake(r);
-    pthread_mutex_lock(&r->mu);
-    pr->pool_want = r->pool_size < POOL_WARM ? r->pool_size : POOL_WARM;
-    while (rc == 0 && !r->stopping && !pr->stopping) {
-        if (pr->npool >= pr->pool_want) {
-            struct timespec dl = time_deadline_ts(CLOCK_MONOTONIC, POOL_IDLE_MS / 4);
-            if (pthread_cond_timedwait(&pr->grow, &r->mu, &dl) == ETIMEDOUT)
-                pool_shrink(pr);
-            continue;
-        }
-        pthread_mutex_unlock(&r->mu);
-        portfwd *pf;
-        rc = portfwd_new(&pf, &pr->s.k, pr->s.pod.name, pr->s.mgr.container, pr->s.mgr.tunnel_port, 0,
-                         pr->s.timeout_ms, err, sizeof(err)); /* failing: the tunnel uses the gRPC forward */
-        pthread_mutex_lock(&r->mu);
-        if (rc == 0) {
-            pr->idle_since[pr->npool] = time_now_ms();
-            pr->pool[pr->npool++] = pf;
-        }
-    }
-    pthread_mutex_unlock(&r->mu);
     return NULL;
 }
 
@@ -538,14 +462,8 @@ static int podrun_new(struct redir *r, const char *name, pod_info *pod_read)
         memset(pod_read, 0, sizeof(*pod_read));
     }
     snprintf(pr->name, sizeof(pr->name), "%s", name);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pr->grow, &ca);
-    pthread_condattr_destroy(&ca);
     int rc = -pthread_create(&pr->opener, NULL, opener_main, pr);
     if (rc < 0) {
-        pthread_cond_destroy(&pr->grow);
         pod_free(&pr->pod_read);
         free(pr);
         return rc;
@@ -571,7 +489,6 @@ static void podrun_free(struct podrun *pr)
     struct redir *r = pr->r;
     pthread_mutex_lock(&r->mu);
     pr->stopping = true;
-    pthread_cond_signal(&pr->grow);
     for (size_t i = 0; i < pr->nports; i++)
         if (pr->ports[i].rc)
             redirect_client_cancel(pr->ports[i].rc);
@@ -587,13 +504,11 @@ static void podrun_free(struct podrun *pr)
         if (pr->ports[i].started)
             pthread_join(pr->ports[i].th, NULL);
     bridge_free(pr->bridge); /* after the streams: nothing starts a connection any more */
-    for (size_t i = 0; i < pr->npool; i++)
-        portfwd_free(pr->pool[i]);
+    fwdpool_free(pr->pool);
     rpc_client_free(pr->hc_client);
     session_close(&pr->s);
     pod_free(&pr->pod_read);
     free(pr->ports);
-    pthread_cond_destroy(&pr->grow);
     list_del(&pr->link);
     free(pr);
 }
@@ -843,8 +758,6 @@ static void stop_all(struct redir *r)
     struct podrun *pr;
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
-    list_for_each_entry(pr, &r->runs, link)
-        pthread_cond_signal(&pr->grow);
     pthread_mutex_unlock(&r->mu);
     while ((pr = list_first_entry_or_null(&r->runs, struct podrun, link)))
         podrun_free(pr);
@@ -858,7 +771,7 @@ static size_t pool_size(void)
 {
     const char *v = getenv("KDIAG_REDIR_POOL");
     long n = v && *v ? strtol(v, NULL, 10) : POOL_DEFAULT;
-    return n < 0 ? 0 : n > POOL_MAX ? POOL_MAX : (size_t)n;
+    return n < 0 ? 0 : n > FWDPOOL_MAX ? FWDPOOL_MAX : (size_t)n;
 }
 
 int redir_main(const flags *f, const kube *k)
