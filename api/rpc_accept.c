@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "basic/addr-util.h"
 #include "basic/list.h"
 #include "basic/sock-util.h"
 #include "basic/time-util.h"
@@ -102,21 +103,14 @@ static int listen_on(const char *ip, int port, int *bound)
 /* "ADDR:PORT" -> listeners; the port of the first for all (port 0: a free one). */
 static int bind_all(rpc_accept *a, const char *bind, int *port)
 {
-    const char *colon = strrchr(bind, ':');
     char host[64];
-    if (!colon || (size_t)(colon - bind) >= sizeof host)
+    unsigned p;
+    if (addr_parse_listen(bind, host, sizeof host, &p) < 0)
         return -EADDRNOTAVAIL;
-    memcpy(host, bind, (size_t)(colon - bind));
-    host[colon - bind] = 0;
-    size_t hl = strlen(host);
-    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']') {
-        memmove(host, host + 1, hl - 2);
-        host[hl - 2] = 0;
-    }
     const char *ips[ACCEPT_LISTENERS] = {host, NULL};
     if (!strcmp(host, "localhost"))
         ips[0] = "127.0.0.1", ips[1] = "::1";
-    *port = atoi(colon + 1);
+    *port = (int)p;
     for (int i = 0; i < ACCEPT_LISTENERS && ips[i]; i++) {
         int fd = listen_on(ips[i], *port, port);
         if (fd < 0 && i == 0)

@@ -1,7 +1,9 @@
 #include "basic/addr-util.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <net/if.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -36,4 +38,29 @@ const char *addr_format(const struct sockaddr *sa, char *buf, size_t n)
     }
     snprintf(buf, n, "?");
     return buf;
+}
+
+int addr_parse_listen(const char *s, char *ip, size_t n, unsigned *port)
+{
+    const char *colon = strrchr(s, ':');
+    if (!colon || colon == s || !colon[1] || strlen(colon + 1) > 5)
+        return -EINVAL;
+    unsigned long v = 0;
+    for (const char *d = colon + 1; *d; d++) {
+        if (*d < '0' || *d > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned long)(*d - '0');
+    }
+    size_t hl = (size_t)(colon - s);
+    bool bracketed = hl >= 2 && s[0] == '[' && s[hl - 1] == ']';
+    size_t len = bracketed ? hl - 2 : hl;
+    if (v > 65535 || len >= n)
+        return -EINVAL;
+    memcpy(ip, bracketed ? s + 1 : s, len);
+    ip[len] = '\0';
+    unsigned char a[sizeof(struct in6_addr)];
+    if (bracketed ? inet_pton(AF_INET6, ip, a) != 1 : inet_pton(AF_INET, ip, a) != 1 && strcmp(ip, "localhost") != 0)
+        return -EINVAL;
+    *port = (unsigned)v;
+    return 0;
 }

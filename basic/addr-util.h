@@ -23,4 +23,10 @@ const char *addr_format(const struct sockaddr *sa, char *buf, size_t n);
  * bracketed when it holds a ':'. Returns buf. */
 const char *addr_format_ip(const char *ip, unsigned port, char *buf, size_t n);
 
+/* Parses a listener's "ADDR:PORT": an IPv4 literal, a bracketed IPv6 literal
+ * ("[::1]:0") or "localhost", then a port of 0-65535 in digits (0: a free
+ * one). The address goes to ip without brackets. 0, or -EINVAL for anything
+ * else (also an address longer than n - 1). */
+int addr_parse_listen(const char *s, char *ip, size_t n, unsigned *port);
+
 #endif

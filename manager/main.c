@@ -4,7 +4,6 @@
  * them in the container log), ended by a Proof line when the environment
  * holds CONTRACT_SECRET_ENV. Everything else goes to stderr. SIGTERM/SIGINT
  * cancel in-flight calls and exit 0. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
 #include <malloc.h>
@@ -14,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "basic/addr-util.h"
 #include "basic/signal-util.h"
 #include "capture.h"
 #include "contract.h"
@@ -45,27 +45,15 @@ typedef struct {
  * and a port 0-65535. */
 static int parse_bind(const char *v, manager_opts *o)
 {
-    const char *colon = strrchr(v, ':');
-    if (!colon || colon == v || !colon[1] || strlen(colon + 1) > 5)
+    char ip[64];
+    unsigned port;
+    if (addr_parse_listen(v, ip, sizeof ip, &port) < 0)
         return -EINVAL;
-    char *end;
-    long port = strtol(colon + 1, &end, 10);
-    if (*end || port < 0 || port > 65535 || colon[1] < '0' || colon[1] > '9')
-        return -EINVAL;
-    size_t hl = (size_t)(colon - v);
+    size_t hl = (size_t)(strrchr(v, ':') - v); /* the host as printed: IPv6 in brackets */
     if (hl >= sizeof o->host)
         return -EINVAL;
     memcpy(o->host, v, hl);
     o->host[hl] = 0;
-    unsigned char a[16];
-    char inner[64];
-    if (o->host[0] == '[' && o->host[hl - 1] == ']') {
-        snprintf(inner, sizeof inner, "%.*s", (int)hl - 2, o->host + 1);
-        if (inet_pton(AF_INET6, inner, a) != 1)
-            return -EINVAL;
-    } else if (inet_pton(AF_INET, o->host, a) != 1 && strcmp(o->host, "localhost") != 0) {
-        return -EINVAL;
-    }
     o->bind = v;
     return 0;
 }

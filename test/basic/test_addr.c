@@ -1,6 +1,7 @@
 /* addr_format / addr_format_ip: the text every message and table shows for a
  * socket address. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <net/if.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -98,6 +99,36 @@ static void text_ip_is_bracketed_when_v6(void **state)
     assert_string_equal(addr_format_ip("::1", 53, buf, sizeof buf), "[::1]:53");
 }
 
+static void listen_address_parses_v4_v6_and_localhost(void **state)
+{
+    (void)state;
+    char ip[64];
+    unsigned port = 1;
+    assert_int_equal(addr_parse_listen("127.0.0.1:0", ip, sizeof ip, &port), 0);
+    assert_string_equal(ip, "127.0.0.1");
+    assert_int_equal(port, 0);
+    assert_int_equal(addr_parse_listen("[::1]:65535", ip, sizeof ip, &port), 0);
+    assert_string_equal(ip, "::1");
+    assert_int_equal(port, 65535);
+    assert_int_equal(addr_parse_listen("localhost:80", ip, sizeof ip, &port), 0);
+    assert_string_equal(ip, "localhost");
+    assert_int_equal(port, 80);
+}
+
+static void listen_address_refuses_the_malformed(void **state)
+{
+    (void)state;
+    char ip[64];
+    unsigned port;
+    const char *bad[] = {"nonsense",     "127.0.0.1:", "127.0.0.1:70000", "127.0.0.1:123456",
+                         "127.0.0.1:+1", "[::1:0",     "::1:0",           "[127.0.0.1]:0",
+                         "[]:0",         ":80",        "host:80",         "1.2.3.4:8a"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+        assert_int_equal(addr_parse_listen(bad[i], ip, sizeof ip, &port), -EINVAL);
+    char small[4];
+    assert_int_equal(addr_parse_listen("10.0.0.1:1", small, sizeof small, &port), -EINVAL); /* does not fit */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -108,6 +139,8 @@ int main(void)
         cmocka_unit_test(longest_text_fits),
         cmocka_unit_test(short_buffer_is_cut_and_terminated),
         cmocka_unit_test(other_family_is_a_question_mark),
+        cmocka_unit_test(listen_address_parses_v4_v6_and_localhost),
+        cmocka_unit_test(listen_address_refuses_the_malformed),
         cmocka_unit_test(text_ip_is_bracketed_when_v6),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
