@@ -32,6 +32,9 @@
 #define CONTRACT_REDIRECT_SESSION_ID_MAX 32
 #define CONTRACT_REDIRECT_SKIP_SOURCES_MAX 4
 
+/* Capture (docs/capture.md): the longest CaptureRequest.filter, in bytes. */
+#define CONTRACT_CAPTURE_FILTER_MAX 4096u
+
 /* Copy streams (docs/cp.md): CopyChunk.data holds at most this many bytes,
  * well under the 4 MiB message limit of both ends. */
 #define CONTRACT_COPY_DATA_MAX (128 * 1024)

@@ -18,6 +18,7 @@
 
 #include "basic/alloc-util.h"
 #include "basic/time-util.h"
+#include "contract.h"
 #include "kdiag.pb-c.h"
 #include "proto_check.h"
 
@@ -31,7 +32,6 @@
 #define CAPTURE_BLOCKS 128u
 #define CAPTURE_BLOCK_TOV_MS 10u
 #define CAPTURE_RESERVE 32u /* headroom before a cooked packet: its SLL2 header goes there */
-#define CAPTURE_FILTER_MAX 4096u
 
 typedef struct {
     int fd;
@@ -381,9 +381,9 @@ static Kdiag__Solo__Io__CaptureRequest *read_request(rpc_call *call, grpc_status
         rpc_call_set_message(call, "Capture: the interface or the filter has a NUL byte");
     } else if (req->snaplen > CAPTURE_SNAPLEN_MAX) {
         rpc_call_set_message(call, "Capture: snaplen %u is over the maximum %u", req->snaplen, CAPTURE_SNAPLEN_MAX);
-    } else if (strlen(req->filter) > CAPTURE_FILTER_MAX) {
+    } else if (strlen(req->filter) > CONTRACT_CAPTURE_FILTER_MAX) {
         rpc_call_set_message(call, "Capture: the filter has %zu bytes, at most %u are taken", strlen(req->filter),
-                             CAPTURE_FILTER_MAX);
+                             CONTRACT_CAPTURE_FILTER_MAX);
     } else {
         *code = GRPC_STATUS_OK;
     }
