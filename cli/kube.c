@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "basic/dynbuf.h"
+#include "basic/fd-util.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "kerr.h"
@@ -52,13 +53,6 @@ static void trace(const kube *k, char **argv)
     for (int i = 0; argv[i]; i++)
         fprintf(stderr, " %s", argv[i]);
     fputc('\n', stderr);
-}
-
-static void close_fd(int *fd)
-{
-    if (*fd >= 0)
-        close(*fd);
-    *fd = -1;
 }
 
 /* Message for a failure to start kubectl (e: the errno of pipe/fork/exec). */
@@ -135,7 +129,7 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
         child_exec(argv, flags, parent, in, out, err, ex[1]);
     if (flags & KUBE_OWN_PGRP)
         setpgid(pid, pid); /* also here: a kill of the group right after fork must reach it */
-    close_fd(&ex[1]);
+    fd_close(&ex[1]);
     int e = 0;
     ssize_t got;
     do
@@ -155,14 +149,14 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
     in[1] = out[0] = err[0] = -1;
     rc = 0;
 out:
-    close_fd(&in[0]);
-    close_fd(&in[1]);
-    close_fd(&out[0]);
-    close_fd(&out[1]);
-    close_fd(&err[0]);
-    close_fd(&err[1]);
-    close_fd(&ex[0]);
-    close_fd(&ex[1]);
+    fd_close(&in[0]);
+    fd_close(&in[1]);
+    fd_close(&out[0]);
+    fd_close(&out[1]);
+    fd_close(&err[0]);
+    fd_close(&err[1]);
+    fd_close(&ex[0]);
+    fd_close(&ex[1]);
     return rc;
 }
 
@@ -176,9 +170,9 @@ void kube_proc_kill(const kube_proc *p, int sig)
 
 void kube_proc_close(kube_proc *p)
 {
-    close_fd(&p->in_fd);
-    close_fd(&p->out_fd);
-    close_fd(&p->err_fd);
+    fd_close(&p->in_fd);
+    fd_close(&p->out_fd);
+    fd_close(&p->err_fd);
 }
 
 int kube_wait(pid_t pid)
@@ -216,7 +210,7 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
 {
     size_t in_off = 0;
     if (!in || in_len == 0)
-        close_fd(&p->in_fd);
+        fd_close(&p->in_fd);
     else
         fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
     int64_t deadline = timeout_ms > 0 ? time_now_ms() + timeout_ms : -1;
@@ -235,15 +229,15 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
         if (n <= 0)
             continue;
         if (pf[0].revents && dynbuf_read(out, p->out_fd) <= 0)
-            close_fd(&p->out_fd);
+            fd_close(&p->out_fd);
         if (pf[1].revents && dynbuf_read(err, p->err_fd) <= 0)
-            close_fd(&p->err_fd);
+            fd_close(&p->err_fd);
         if (pf[2].revents) {
             ssize_t w = write(p->in_fd, in + in_off, in_len - in_off);
             if (w > 0)
                 in_off += (size_t)w;
             if ((w < 0 && errno != EAGAIN && errno != EINTR) || in_off == in_len)
-                close_fd(&p->in_fd);
+                fd_close(&p->in_fd);
         }
     }
     return 0;

@@ -13,6 +13,7 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include "basic/fd-util.h"
 #include "contract.h"
 #include "exec_client.h"
 #include "exitcode.h"
@@ -51,19 +52,6 @@ const char *shell_target_id(bool share_pid, const char *container_id)
     return share_pid && container_id && *container_id ? container_id : NULL;
 }
 
-static void write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return; /* our stdout is gone: the rest is dropped */
-        p += w;
-        n -= (size_t)w;
-    }
-}
-
 static void *reader_main(void *arg)
 {
     shell_run *r = arg;
@@ -75,7 +63,8 @@ static void *reader_main(void *arg)
             snprintf(r->error, sizeof r->error, "%s", ev.error);
             break;
         }
-        write_all(ev.kind == EXEC_CLIENT_STDOUT ? STDOUT_FILENO : STDERR_FILENO, ev.data, ev.len);
+        /* our stdout gone: the rest is dropped */
+        (void)fd_write_all(ev.kind == EXEC_CLIENT_STDOUT ? STDOUT_FILENO : STDERR_FILENO, ev.data, ev.len);
     }
     if (rc != 0) {
         r->failed = true;
