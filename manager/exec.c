@@ -518,13 +518,22 @@ static void input_write(exec_input *in, const uint8_t *buf, size_t n)
     }
 }
 
+/* To the process group pg; before the program's setsid (the keeper has
+ * reported its PID, the program has not run far yet) there is no such group:
+ * then to the process itself, which keeps the signal blocked until it starts. */
+static void signal_group(pid_t pg, int sig)
+{
+    if (kill(-pg, sig) < 0 && errno == ESRCH)
+        kill(pg, sig);
+}
+
 /* Sends the signal kept by input_signal, once, whichever thread comes second. */
 static void send_early_signal(exec_input *in)
 {
     pid_t pg = atomic_load(&in->pgid);
     int sig = pg ? atomic_exchange(&in->early_sig, 0) : 0;
-    if (sig && kill(-pg, sig) < 0 && errno == ESRCH)
-        kill(pg, sig); /* before its setsid: the process itself */
+    if (sig)
+        signal_group(pg, sig);
 }
 
 static void input_signal(exec_input *in, int sig)
@@ -542,7 +551,7 @@ static void input_signal(exec_input *in, int sig)
         if (fg > 0)
             pg = fg;
     }
-    kill(-pg, sig);
+    signal_group(pg, sig);
 }
 
 static void input_apply(exec_input *in, const Kdiag__Solo__Io__ExecRequest *m)
