@@ -603,7 +603,14 @@ static void test_capture_of_its_own_stream_ends_at_its_duration(void **state)
 
 #define EXECS_PER_CLIENT 10
 #define CLIENTS 6
-#define SLEEP_MARK "4242.4242"
+/* The sleeps' argument: "4242.<pid of the test>", so that another run of
+ * this test on the machine (CI's sanitizer pass, a loop) is not counted. */
+static char sleep_mark[32];
+
+static void sleep_mark_for(pid_t test)
+{
+    snprintf(sleep_mark, sizeof sleep_mark, "4242.%d", (int)test);
+}
 
 /* A child (this binary re-executed): opens EXECS_PER_CLIENT Execs of a sleep
  * in the target, writes 'r' once each printed its line, then waits to be killed. */
@@ -612,7 +619,9 @@ static int client_main(const char *tgt, const char *token, const char *pid)
     rpc_client *cl;
     if (rpc_client_new(&cl, tgt, token) < 0)
         return 1;
-    static const char script[] = "echo up; exec sleep " SLEEP_MARK;
+    char script[64];
+    sleep_mark_for(getppid());
+    snprintf(script, sizeof script, "echo up; exec sleep %s", sleep_mark);
     const char *argv[] = {"sh", "-c", script};
     exec_client_start st = {.argv = argv, .argc = 3, .pid = strtoull(pid, NULL, 10)};
     for (int i = 0; i < EXECS_PER_CLIENT; i++) {
@@ -637,6 +646,7 @@ static void vanish_round(int round, int fds0, int threads0, long *rss)
     int out[CLIENTS], marked, children;
     char tpid[16];
     snprintf(tpid, sizeof tpid, "%d", (int)target);
+    sleep_mark_for(getpid());
     for (int i = 0; i < CLIENTS; i++) {
         int p[2];
         assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -654,7 +664,11 @@ static void vanish_round(int round, int fds0, int threads0, long *rss)
         char c;
         assert_int_equal(read(out[i], &c, 1), 1);
     }
-    count_procs(SLEEP_MARK, &marked, &children);
+    /* each shell printed "up" and then execs the sleep: wait for the last exec */
+    long long ready_until = time_now_ms() + 10000;
+    do
+        count_procs(sleep_mark, &marked, &children);
+    while (marked < CLIENTS * EXECS_PER_CLIENT && time_now_ms() < ready_until && usleep(20000) == 0);
     int fds1 = tproc_fd_count(M.pid), threads1 = mgr_threads();
     long rss1 = tproc_status(M.pid, "VmRSS");
     assert_int_equal(marked, CLIENTS * EXECS_PER_CLIENT);
@@ -667,7 +681,7 @@ static void vanish_round(int round, int fds0, int threads0, long *rss)
     int fds, threads;
     do {
         usleep(50000);
-        count_procs(SLEEP_MARK, &marked, &children);
+        count_procs(sleep_mark, &marked, &children);
         fds = tproc_fd_count(M.pid);
         threads = mgr_threads();
     } while ((marked || children || fds > fds0 || threads > threads0) && time_now_ms() < until);
