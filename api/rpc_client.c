@@ -71,6 +71,16 @@ int rpc_client_new(rpc_client **ret, const char *target, const char *token)
     return 0;
 }
 
+int rpc_client_set_token(rpc_client *cl, const char *token)
+{
+    char *auth = NULL;
+    if (token && asprintf(&auth, "Bearer %s", token) < 0)
+        return -ENOMEM;
+    free(cl->auth);
+    cl->auth = auth;
+    return 0;
+}
+
 void rpc_client_free(rpc_client *cl)
 {
     if (!cl)

@@ -21,6 +21,10 @@ typedef struct {
 /* target "127.0.0.1:PORT"; token may be NULL (no authorization header).
  * *ret is NULL on failure. */
 int rpc_client_new(rpc_client **ret, const char *target, const char *token);
+/* Sends token (NULL: none) with the calls started from now on; for a client
+ * that first checked who it talks to (Hello). Not while calls start in other
+ * threads. 0 or -ENOMEM. */
+int rpc_client_set_token(rpc_client *cl, const char *token);
 void rpc_client_free(rpc_client *cl);
 
 /* Unary call. timeout_ms <= 0 means no deadline. On return st holds the

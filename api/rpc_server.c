@@ -57,6 +57,7 @@ typedef struct {
     rpc_kind kind;
     rpc_handler_fn fn;
     void *ud;
+    bool open; /* served without the token (rpc_server_add_open) */
 } rpc_method;
 
 struct rpc_call {
@@ -154,7 +155,7 @@ int rpc_server_new(rpc_server **ret, const rpc_server_opts *opts)
     return 0;
 }
 
-int rpc_server_add(rpc_server *s, const char *method, rpc_kind kind, rpc_handler_fn fn, void *ud)
+static int method_add(rpc_server *s, const char *method, rpc_kind kind, rpc_handler_fn fn, void *ud, bool open)
 {
     if (s->started || !method || method[0] != '/' || !fn)
         return -EINVAL;
@@ -171,8 +172,27 @@ int rpc_server_add(rpc_server *s, const char *method, rpc_kind kind, rpc_handler
     m->kind = kind;
     m->fn = fn;
     m->ud = ud;
+    m->open = open;
     s->n_methods++;
     return 0;
+}
+
+int rpc_server_add(rpc_server *s, const char *method, rpc_kind kind, rpc_handler_fn fn, void *ud)
+{
+    return method_add(s, method, kind, fn, ud, false);
+}
+
+int rpc_server_add_open(rpc_server *s, const char *method, rpc_handler_fn fn, void *ud)
+{
+    return method_add(s, method, RPC_UNARY, fn, ud, true);
+}
+
+static const rpc_method *method_find(const rpc_server *s, const char *path)
+{
+    for (size_t i = 0; i < s->n_methods; i++)
+        if (!strcmp(s->methods[i].path, path))
+            return &s->methods[i];
+    return NULL;
 }
 
 void rpc_server_fail_next_requests(rpc_server *s, int n)
@@ -381,8 +401,10 @@ static bool call_queue_unary(rpc_server *s, rpc_call *c)
     return !down;
 }
 
-/* Auth before method lookup (an unknown method is not revealed), then hands
- * the call to a worker or a stream thread. */
+/* Auth before method lookup (an unknown method is not revealed; only an open
+ * method is served without the token, and its call stays unauthenticated:
+ * its connection is not marked, its log lines are noise), then hands the call
+ * to a worker or a stream thread. */
 static void call_route(rpc_server *s, rpc_call *c)
 {
     if (!c->method || c->cancel_fd < 0 || !c->md_kv) {
@@ -390,17 +412,20 @@ static void call_route(rpc_server *s, rpc_call *c)
         return;
     }
     if (!auth_ok(s, c)) {
-        call_reject(c, GRPC_STATUS_UNAUTHENTICATED,
-                    "missing or wrong token: send metadata 'authorization: Bearer <token>' "
-                    "with the token kdiag-manager printed");
-        return;
+        const rpc_method *m = method_find(s, c->method);
+        if (!m || !m->open) {
+            call_reject(c, GRPC_STATUS_UNAUTHENTICATED,
+                        "missing or wrong token: send metadata 'authorization: Bearer <token>' "
+                        "with the token kdiag-manager printed");
+            return;
+        }
+        c->m = m;
+    } else {
+        c->authed = true;
+        if (s->auth && c->conn_fd >= 0)
+            rpc_accept_authed(s->acc, c->conn_fd); /* its connection is never closed to make room */
+        c->m = method_find(s, c->method);
     }
-    c->authed = true;
-    if (s->auth && c->conn_fd >= 0)
-        rpc_accept_authed(s->acc, c->conn_fd); /* its connection is never closed to make room */
-    for (size_t i = 0; i < s->n_methods; i++)
-        if (!strcmp(s->methods[i].path, c->method))
-            c->m = &s->methods[i];
     if (!c->m) {
         call_reject(c, GRPC_STATUS_UNIMPLEMENTED, "unknown method %s", c->method);
         return;

@@ -48,6 +48,10 @@ typedef struct {
 int rpc_server_new(rpc_server **ret, const rpc_server_opts *opts);
 /* method is the full path, e.g. "/kdiag.solo.io.Manager/Ps". */
 int rpc_server_add(rpc_server *s, const char *method, rpc_kind kind, rpc_handler_fn fn, void *ud);
+/* A unary method served also without the token (the peer has not proven
+ * anything yet: Hello). Its calls share the unary workers and count as
+ * unauthenticated (rpc_log_noise, no mark on the connection). */
+int rpc_server_add_open(rpc_server *s, const char *method, rpc_handler_fn fn, void *ud);
 /* Binds and starts serving; *port receives the bound port. */
 int rpc_server_start(rpc_server *s, int *port);
 /* Cancels every in-flight call, waits for handlers to return, stops. */
