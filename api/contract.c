@@ -72,6 +72,39 @@ static int proof_of(const char *secret, const char *lines, size_t n, char out[CO
     return 0;
 }
 
+int contract_hello_proof(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                         const contract_hello *h, uint8_t out[CONTRACT_HELLO_PROOF_LEN])
+{
+    if (!contract_secret_valid(secret) || h->grpc_port < 1 || h->grpc_port > 65535 || h->tunnel_port < 0 ||
+        h->tunnel_port > 65535)
+        return -EINVAL;
+    const size_t cl = sizeof CONTRACT_HELLO_CONTEXT - 1;
+    uint8_t msg[sizeof CONTRACT_HELLO_CONTEXT - 1 + CONTRACT_HELLO_NONCE_LEN + 5];
+    memcpy(msg, CONTRACT_HELLO_CONTEXT, cl);
+    memcpy(msg + cl, nonce, CONTRACT_HELLO_NONCE_LEN);
+    uint8_t *q = msg + cl + CONTRACT_HELLO_NONCE_LEN;
+    q[0] = h->target_found ? 1 : 0;
+    q[1] = (uint8_t)(h->grpc_port >> 8);
+    q[2] = (uint8_t)h->grpc_port;
+    q[3] = (uint8_t)(h->tunnel_port >> 8);
+    q[4] = (uint8_t)h->tunnel_port;
+    _Static_assert(CONTRACT_HELLO_PROOF_LEN == SHA256_DIGEST_SIZE, "a hello proof is one SHA-256");
+    struct hmac_sha256_ctx ctx;
+    hmac_sha256_set_key(&ctx, strlen(secret), (const uint8_t *)secret);
+    hmac_sha256_update(&ctx, sizeof msg, msg);
+    hmac_sha256_digest(&ctx, CONTRACT_HELLO_PROOF_LEN, out);
+    return 0;
+}
+
+bool contract_hello_check(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                          const contract_hello *h, const uint8_t *proof, size_t len)
+{
+    uint8_t want[CONTRACT_HELLO_PROOF_LEN];
+    if (len != sizeof want || contract_hello_proof(secret, nonce, h, want) < 0)
+        return false;
+    return memeql_sec(want, proof, sizeof want) != 0;
+}
+
 int contract_banner_format(const contract_banner *b, const char *secret, char *out, size_t outlen)
 {
     if (secret && !contract_secret_valid(secret))

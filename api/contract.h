@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* gRPC method paths of the Manager service. */
 #define CONTRACT_SERVICE "/kdiag.solo.io.Manager/"
@@ -18,6 +19,7 @@
 #define CONTRACT_METHOD_COPY_FROM CONTRACT_SERVICE "CopyFrom"
 #define CONTRACT_METHOD_COPY_TO CONTRACT_SERVICE "CopyTo"
 #define CONTRACT_METHOD_EXEC CONTRACT_SERVICE "Exec"
+#define CONTRACT_METHOD_HELLO CONTRACT_SERVICE "Hello"
 
 /* Tunnel hello: the 16-byte tunnel_token of a RedirectResponse, then one
  * status byte; OK = the client reached its local target, anything else
@@ -89,6 +91,31 @@ int contract_banner_format(const contract_banner *b, const char *secret, char *o
  * process in the pod, or proofless) are skipped. Pure: no I/O. Always
  * returns 0 and fills *r. */
 int contract_banner_find(const char *text, size_t len, const char *secret, contract_banner *b, contract_find_result *r);
+
+/* Hello (docs/contract.md): a client that knows a manager's secret from an
+ * earlier session checks, before it sends the token, that the manager behind
+ * a port still is that one. The client sends a fresh nonce; the manager
+ * answers what it is (its ports, whether the target container runs) and
+ * proof = HMAC-SHA256(secret, CONTRACT_HELLO_CONTEXT + nonce + found (1 byte)
+ * + grpc port + tunnel port (2 bytes each, big-endian)). The context differs
+ * from the start-up lines' so that an answer is never a Proof line. */
+#define CONTRACT_HELLO_CONTEXT "kdiag-manager hello v1\n"
+#define CONTRACT_HELLO_NONCE_LEN 32
+#define CONTRACT_HELLO_PROOF_LEN 32
+
+typedef struct {
+    bool target_found; /* the Target of the request has a process */
+    int grpc_port;     /* the manager's, as its start-up lines give it */
+    int tunnel_port;   /* 0: no tunnel */
+} contract_hello;
+
+/* The proof of h for nonce. 0, or -EINVAL for a secret of the wrong form or
+ * a port out of range. */
+int contract_hello_proof(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                         const contract_hello *h, uint8_t out[CONTRACT_HELLO_PROOF_LEN]);
+/* Does proof[0..len) prove h for nonce? Constant time over the proof. */
+bool contract_hello_check(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                          const contract_hello *h, const uint8_t *proof, size_t len);
 
 /* Is s a secret of the right form (CONTRACT_SECRET_HEX_LEN hex digits)? */
 bool contract_secret_valid(const char *s);

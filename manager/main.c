@@ -19,6 +19,7 @@
 #include "contract.h"
 #include "copy_rpc.h"
 #include "exec.h"
+#include "hello.h"
 #include "reflection.h"
 #include "rpc.h"
 #include "ps_rpc.h"
@@ -215,6 +216,11 @@ int main(int argc, char **argv)
         rc = rpc_server_add(s, CONTRACT_METHOD_COPY_FROM, RPC_SERVER_STREAM, copy_rpc_from, NULL);
     if (rc == 0) /* a client stream, served as bidi */
         rc = rpc_server_add(s, CONTRACT_METHOD_COPY_TO, RPC_BIDI_STREAM, copy_rpc_to, NULL);
+    hello_opts ho = {.tunnel_port = rm ? redirect_mgr_tunnel_port(rm) : 0}; /* grpc_port once it listens */
+    if (rc == 0 && secret[0]) {
+        memcpy(ho.secret, secret, sizeof ho.secret);
+        rc = rpc_server_add_open(s, CONTRACT_METHOD_HELLO, hello_rpc_handle, &ho);
+    }
     if (rc == 0)
         rc = reflection_register(s);
     if (rc < 0) {
@@ -231,6 +237,7 @@ int main(int argc, char **argv)
     }
     if (rm)
         redirect_mgr_reserve_port(rm, (uint16_t)port);
+    atomic_store(&ho.grpc_port, port);
     contract_banner banner = {.grpc_port = port};
     snprintf(banner.host, sizeof banner.host, "%s", o.host);
     if (!o.no_auth)

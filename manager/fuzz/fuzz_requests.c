@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "contract.h"
+#include "hello.h"
 #include "kdiag.pb-c.h"
 #include "netns.h"
 #include "ps_rpc.h"
@@ -29,7 +30,7 @@
 
 #define TOKEN "00112233445566778899aabbccddeeff"
 
-static rpc_client *cl;
+static rpc_client *cl, *open_cl; /* with the token, and without it (Hello) */
 
 static char proc_root[] = "/tmp/kdiag-fuzz-proc-XXXXXX";
 
@@ -103,14 +104,17 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     if (redirect_mgr_new(&rm, &ro) < 0)
         abort();
     int port;
+    static hello_opts ho = {.secret = "00112233445566778899aabbccddeeff"};
     if (rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, &po) < 0 ||
+        rpc_server_add_open(s, CONTRACT_METHOD_HELLO, hello_rpc_handle, &ho) < 0 ||
         rpc_server_add(s, CONTRACT_METHOD_REDIRECT, RPC_SERVER_STREAM, redirect_rpc_handle, rm) < 0 ||
         reflection_register(s) < 0 || rpc_server_start(s, &port) < 0)
         abort();
     redirect_mgr_reserve_port(rm, (uint16_t)port);
+    atomic_store(&ho.grpc_port, port);
     char target[32];
     snprintf(target, sizeof target, "127.0.0.1:%d", port);
-    if (rpc_client_new(&cl, target, TOKEN) < 0)
+    if (rpc_client_new(&cl, target, TOKEN) < 0 || rpc_client_new(&open_cl, target, NULL) < 0)
         abort();
     return 0;
 }
@@ -132,15 +136,16 @@ static void decode_only(const uint8_t *d, size_t n)
         free(out);
 }
 
-static void call_ps(const uint8_t *d, size_t n)
+/* A unary call of d, which must answer OK or INVALID_ARGUMENT. */
+static void call_unary(rpc_client *c, const char *method, const uint8_t *d, size_t n)
 {
     uint8_t *resp = NULL;
     size_t rlen;
     rpc_status st;
-    rpc_client_unary(cl, CONTRACT_METHOD_PS, d, n, &resp, &rlen, 10000, &st);
+    rpc_client_unary(c, method, d, n, &resp, &rlen, 10000, &st);
     free(resp);
     if (st.code != GRPC_STATUS_OK && st.code != GRPC_STATUS_INVALID_ARGUMENT) {
-        fprintf(stderr, "Ps answered %d: %s\n", st.code, st.message);
+        fprintf(stderr, "%s answered %d: %s\n", method, st.code, st.message);
         abort();
     }
 }
@@ -193,11 +198,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     const uint8_t *d = data + 1;
     size_t n = size - 1;
-    switch (data[0] % 4) {
+    switch (data[0] % 5) {
     case 0: decode_only(d, n); break;
-    case 1: call_ps(d, n); break;
+    case 1: call_unary(cl, CONTRACT_METHOD_PS, d, n); break;
     case 2: call_redirect(d, n); break;
     case 3: call_reflection(d, n); break;
+    case 4: call_unary(open_cl, CONTRACT_METHOD_HELLO, d, n); break; /* served without the token */
     }
     return 0;
 }

@@ -4,6 +4,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -219,6 +220,39 @@ static void secrets(void **state)
     assert_false(contract_secret_valid("0011223344556677889900aabbccddeg"));
 }
 
+/* Hello: the proof covers the nonce and every field; another secret, nonce or
+ * field does not check; the proof is never the same as a Proof line's. */
+static void hello_proof_covers_every_field(void **state)
+{
+    (void)state;
+    uint8_t nonce[CONTRACT_HELLO_NONCE_LEN], other[CONTRACT_HELLO_NONCE_LEN], proof[CONTRACT_HELLO_PROOF_LEN];
+    for (int i = 0; i < CONTRACT_HELLO_NONCE_LEN; i++) {
+        nonce[i] = (uint8_t)i;
+        other[i] = (uint8_t)(i + 1);
+    }
+    const contract_hello h = {.target_found = true, .grpc_port = 40123, .tunnel_port = 40124};
+    assert_int_equal(contract_hello_proof(SECRET, nonce, &h, proof), 0);
+    assert_true(contract_hello_check(SECRET, nonce, &h, proof, sizeof proof));
+    assert_false(contract_hello_check(OTHER_SECRET, nonce, &h, proof, sizeof proof));
+    assert_false(contract_hello_check(SECRET, other, &h, proof, sizeof proof));
+    assert_false(contract_hello_check(SECRET, nonce, &h, proof, sizeof proof - 1));
+    contract_hello v[] = {h, h, h};
+    v[0].target_found = false;
+    v[1].grpc_port = 40124;
+    v[2].tunnel_port = 0;
+    for (size_t i = 0; i < sizeof v / sizeof *v; i++)
+        assert_false(contract_hello_check(SECRET, nonce, &v[i], proof, sizeof proof));
+    uint8_t flipped[CONTRACT_HELLO_PROOF_LEN];
+    memcpy(flipped, proof, sizeof proof);
+    flipped[31] ^= 1;
+    assert_false(contract_hello_check(SECRET, nonce, &h, flipped, sizeof flipped));
+    const contract_hello bad_port = {.grpc_port = 0}, bad_tunnel = {.grpc_port = 1, .tunnel_port = 65536};
+    assert_int_equal(contract_hello_proof(SECRET, nonce, &bad_port, proof), -EINVAL);
+    assert_int_equal(contract_hello_proof(SECRET, nonce, &bad_tunnel, proof), -EINVAL);
+    assert_int_equal(contract_hello_proof("not-a-secret", nonce, &h, proof), -EINVAL);
+    assert_false(contract_hello_check("not-a-secret", nonce, &h, proof, sizeof proof));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +263,7 @@ int main(void)
         cmocka_unit_test(interleaved_and_partial_lines),
         cmocka_unit_test(values_out_of_range_are_not_taken),
         cmocka_unit_test(secrets),
+        cmocka_unit_test(hello_proof_covers_every_field),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

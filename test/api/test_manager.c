@@ -20,6 +20,7 @@
 
 #include "basic/time-util.h"
 #include "contract.h"
+#include "hello_client.h"
 #include "kdiag.pb-c.h"
 #include "mgr.h"
 #include "reflection.h"
@@ -83,15 +84,23 @@ static void test_startup_lines(void **state)
 
 /* Started with the secret in its environment, the manager ends its start-up
  * lines with a proof of it, and wipes it from what /proc shows. */
+#define SECRET "00112233445566778899aabbccddeeff"
+
+/* A manager of its own, started with SECRET in its environment. */
+static void start_with_secret(mgr_proc *m)
+{
+    setenv(CONTRACT_SECRET_ENV, SECRET, 1);
+    int rc = mgr_start(m, NULL);
+    unsetenv(CONTRACT_SECRET_ENV);
+    assert_int_equal(rc, 0);
+}
+
 static void test_proof_of_secret(void **state)
 {
     (void)state;
-    const char *secret = "00112233445566778899aabbccddeeff";
-    setenv(CONTRACT_SECRET_ENV, secret, 1);
+    const char *secret = SECRET;
     mgr_proc m;
-    int rc = mgr_start(&m, NULL);
-    unsetenv(CONTRACT_SECRET_ENV);
-    assert_int_equal(rc, 0);
+    start_with_secret(&m);
     assert_memory_equal(m.lines[m.n_lines - 1], "Proof: ", 7);
     contract_banner b;
     contract_find_result r;
@@ -115,10 +124,57 @@ static void test_proof_of_secret(void **state)
 
     char err[1024];
     setenv(CONTRACT_SECRET_ENV, "not-hex", 1);
-    rc = mgr_run(NULL, err, sizeof err);
+    int rc = mgr_run(NULL, err, sizeof err);
     unsetenv(CONTRACT_SECRET_ENV);
     assert_int_equal(rc, 2);
     assert_non_null(strstr(err, CONTRACT_SECRET_ENV " must be 32 hex digits"));
+}
+
+/* Hello needs no token and proves the secret; everything else still needs
+ * the token; the client that asked sends the token on the same connection. */
+static void test_hello_proves_the_secret_without_the_token(void **state)
+{
+    const char *secret = SECRET;
+    mgr_proc m;
+    start_with_secret(&m);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, m.target, NULL), 0);
+    contract_hello h;
+    rpc_status st;
+    assert_int_equal(hello_call(cl, secret, NULL, 5000, &h, &st), 0);
+    assert_int_equal(h.grpc_port, m.port);
+    assert_int_equal(h.tunnel_port, m.tunnel_port);
+    assert_true(h.target_found); /* PID 1 */
+    assert_int_equal(hello_call(cl, secret, "containerd://0123456789abcdef", 5000, &h, &st), 0);
+    assert_false(h.target_found);
+    assert_int_equal(hello_call(cl, "ffeeddccbbaa99887766554433221100", NULL, 5000, &h, &st), -EPERM);
+
+    uint8_t *resp = NULL;
+    size_t rlen;
+    static const uint8_t short_nonce[] = {0x0a, 0x02, 1, 2};
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_HELLO, short_nonce, sizeof short_nonce, &resp, &rlen,
+                                      5000, &st),
+                     -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(st.message, "nonce has 2 bytes"));
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PS, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st),
+                     -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+    assert_int_equal(rpc_client_set_token(cl, m.token), 0);
+    assert_int_equal(rpc_client_unary(cl, CONTRACT_METHOD_PS, (const uint8_t *)"", 0, &resp, &rlen, 5000, &st), 0);
+    free(resp);
+    rpc_client_free(cl);
+    assert_true(WIFEXITED(mgr_stop(&m, SIGTERM, 10000)));
+
+    /* a manager without a secret has nothing to prove: Hello is not served */
+    mgr_proc *shared = *state;
+    assert_int_equal(rpc_client_new(&cl, shared->target, NULL), 0);
+    assert_int_equal(hello_call(cl, secret, NULL, 5000, &h, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
+    assert_int_equal(rpc_client_set_token(cl, shared->token), 0);
+    assert_int_equal(hello_call(cl, secret, NULL, 5000, &h, &st), -EPROTO);
+    assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
+    rpc_client_free(cl);
 }
 
 static void test_pprof_unimplemented(void **state)
@@ -392,11 +448,17 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_startup_lines),       cmocka_unit_test(test_proof_of_secret),
-        cmocka_unit_test(test_pprof_unimplemented), cmocka_unit_test(test_auth_required),
-        cmocka_unit_test(test_no_auth_flag),        cmocka_unit_test(test_reflection),
-        cmocka_unit_test(test_ps_sees_listener),    cmocka_unit_test(test_signal_with_call_in_flight),
-        cmocka_unit_test(test_bad_flags),           cmocka_unit_test(test_bind_flag),
+        cmocka_unit_test(test_startup_lines),
+        cmocka_unit_test(test_proof_of_secret),
+        cmocka_unit_test(test_hello_proves_the_secret_without_the_token),
+        cmocka_unit_test(test_pprof_unimplemented),
+        cmocka_unit_test(test_auth_required),
+        cmocka_unit_test(test_no_auth_flag),
+        cmocka_unit_test(test_reflection),
+        cmocka_unit_test(test_ps_sees_listener),
+        cmocka_unit_test(test_signal_with_call_in_flight),
+        cmocka_unit_test(test_bad_flags),
+        cmocka_unit_test(test_bind_flag),
         cmocka_unit_test(test_clean_exit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -117,6 +117,7 @@ const char *wire_check_kdiag_file(wspan fdp)
         {"CopyFrom", ".kdiag.solo.io.CopyFromRequest", ".kdiag.solo.io.CopyChunk", true, false},
         {"CopyTo", ".kdiag.solo.io.CopyToRequest", ".kdiag.solo.io.CopyToResponse", false, true},
         {"Exec", ".kdiag.solo.io.ExecRequest", ".kdiag.solo.io.ExecResponse", true, true},
+        {"Hello", ".kdiag.solo.io.HelloRequest", ".kdiag.solo.io.HelloResponse", false, false},
     };
     enum { N_METHODS = sizeof want / sizeof *want };
     if (wire_count(svc, 2) != N_METHODS)

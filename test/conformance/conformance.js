@@ -11,6 +11,7 @@ const path = require('path');
 const { spawn } = require('child_process');
 const net = require('net');
 const fs = require('fs');
+const crypto = require('crypto');
 const dgram = require('dgram');
 const assert = require('assert');
 
@@ -20,6 +21,7 @@ const protoLoader = require(path.join(modules, '@grpc/proto-loader'));
 const descriptor = require(path.join(modules, 'protobufjs/ext/descriptor'));
 
 const loadOpts = { keepCase: true, longs: Number, defaults: true, oneofs: true };
+const SECRET = '00112233445566778899aabbccddeeff'; // the debug container's KDIAG_SECRET
 let passed = 0, failed = 0;
 
 async function check(name, fn) {
@@ -35,7 +37,7 @@ async function check(name, fn) {
 
 function startManager() {
   return new Promise((resolve, reject) => {
-    const p = spawn(managerPath, [], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(managerPath, [], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, KDIAG_SECRET: SECRET } });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`no startup lines: ${out}`)), 10000);
     p.stdout.on('data', (d) => {
@@ -225,6 +227,20 @@ async function main() {
     }
   });
 
+  await check('Hello without a token: the proof is HMAC-SHA256 over the context, nonce and fields (docs/contract.md)', async () => {
+    const nonce = crypto.randomBytes(32);
+    const { err, resp } = await unary(client, 'Hello', { nonce }, bearer(null));
+    assert.ifError(err);
+    assert.strictEqual(resp.grpc_port, m.port);
+    assert.strictEqual(resp.target_found, true);
+    const fields = Buffer.from([resp.target_found ? 1 : 0, resp.grpc_port >> 8, resp.grpc_port & 255,
+      resp.tunnel_port >> 8, resp.tunnel_port & 255]);
+    const want = crypto.createHmac('sha256', SECRET).update('kdiag-manager hello v1\n').update(nonce).update(fields).digest();
+    assert.deepStrictEqual(Buffer.from(resp.proof), want);
+    const short = await unary(client, 'Hello', { nonce: nonce.subarray(0, 8) }, bearer(null));
+    assert.strictEqual(short.err.code, grpc.status.INVALID_ARGUMENT);
+  });
+
   await check('Pprof is UNIMPLEMENTED with the message', async () => {
     const { err } = await unary(client, 'Pprof', { pid: 1 }, bearer(m.token));
     assert.strictEqual(err.code, grpc.status.UNIMPLEMENTED);
@@ -249,7 +265,7 @@ async function main() {
       const svc = fdp.service.find((s) => s.name === 'Manager');
       const kinds = svc.method.map((x) => `${x.name} ${x.clientStreaming ? 'stream' : 'one'}>${x.serverStreaming ? 'stream' : 'one'}`);
       assert.deepStrictEqual(kinds, ['Redirect one>stream', 'Ps one>one', 'Pprof one>one', 'HalfClose one>one',
-        'Capture one>stream', 'CopyFrom one>stream', 'CopyTo stream>one', 'Exec stream>stream']);
+        'Capture one>stream', 'CopyFrom one>stream', 'CopyTo stream>one', 'Exec stream>stream', 'Hello one>one']);
 
       const set = descriptor.FileDescriptorSet.encode({ file: fdps.map((b) => descriptor.FileDescriptorProto.decode(b)) }).finish();
       const dyn = grpc.loadPackageDefinition(protoLoader.loadFileDescriptorSetFromBuffer(set, loadOpts));
