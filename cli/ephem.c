@@ -519,6 +519,9 @@ int ephem_ensure(const kube *k, const pod_info *p, const ephem_opts *o, ephem_ma
         strcmp(plan.name, base) == 0)
         kube_finish(k, "read the log", o->prefetch, NULL, 0, o->timeout_ms, &pre, ignored, sizeof(ignored));
     snprintf(out->container, sizeof(out->container), "%s", plan.name);
+    snprintf(out->secret, sizeof(out->secret), "%s", plan.secret);
+    out->caps = (plan.create || !c ? plan.caps : ephem_caps_of(c)) | EPHEM_CAPS_RUNTIME_DEFAULT;
+    out->privileged = plan.create || !c ? o->privileged : c->privileged;
     rc = read_ports(k, p, &plan, o, pre.status == 0 ? pre.out : NULL, out, err, errlen);
     kube_result_free(&pre);
     return rc;

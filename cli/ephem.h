@@ -101,6 +101,9 @@ typedef struct {
     int grpc_port;
     int tunnel_port; /* 0: this manager has no tunnel (redirect unavailable) */
     char token[CONTRACT_TOKEN_HEX_LEN + 1];
+    char secret[CONTRACT_SECRET_HEX_LEN + 1]; /* of its spec, which its start-up lines proved */
+    unsigned caps;                            /* EPHEM_* it has, the runtime's default set included */
+    bool privileged;
 } ephem_manager;
 
 typedef struct {

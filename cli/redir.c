@@ -430,6 +430,7 @@ static void *opener_main(void *arg)
     so.selector = so.workload = NULL;
     so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
     so.tunnel = true;
+    so.quick = false; /* the pod as read: its node's addresses are the probes' sources (skip_sources) */
     int rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
     bridge_opts bo = {.half_close = send_half_close, .half_close_ud = pr};
     if (rc == 0 && (rc = bridge_new(&pr->bridge, &bo)) < 0)

@@ -1,12 +1,14 @@
 #include "session.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "hello_client.h"
 #include "podsel.h"
 
 #ifndef KDIAG_VERSION
@@ -32,15 +34,34 @@ session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward
         .timeout_ms = f->timeout_ms,
         .caps = caps,
         .forward = forward,
+        .quick = true,
     };
 }
 
-/* The pod and manager ports of the last session opened with a pod named on
- * the command line: the next session to that pod starts its port-forward
- * with them while it reads the pod and the log. Only a guess (a cache, not
- * shared with anything that trusts it): the forward is used only when the
- * manager's proven start-up lines give the same ports; nothing goes through
- * it before. */
+/* The last session opened with a pod named on the command line, remembered
+ * in $XDG_CACHE_HOME/kdiag-last-session (else ~/.cache/kdiag-last-session,
+ * mode 0600): which kubeconfig, context, namespace and pod, and what the
+ * proven start-up lines and the pod said (docs/contract.md, "Remembered
+ * sessions"). The next session to that pod first tries it alone: one
+ * port-forward, and a Hello in which the manager proves the remembered
+ * secret before the token goes anywhere. When anything differs it is only a
+ * guess for the port-forward that runs beside the pod's get and log. */
+typedef struct {
+    int grpc, tunnel;
+    char container[64];
+    unsigned caps;
+    int privileged, share_pid;
+    char token[CONTRACT_TOKEN_HEX_LEN + 1];
+    char secret[CONTRACT_SECRET_HEX_LEN + 1];
+    char ns[256];
+    char req_target[256]; /* -t as given, "-" for the default */
+    char target[256];
+    char target_id[256]; /* "-" when unknown */
+    char image[512];     /* the debug image the session asked for */
+} remembered;
+
+#define REMEMBERED_FMT "%d %d %63s %u %d %d %32s %32s %255s %255s %255s %255s %511s"
+
 static void last_path(char *buf, size_t n)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -59,7 +80,7 @@ static void last_key(const kube *k, const char *pod, char *buf, size_t n)
              k->context ? k->context : "", k->ns ? k->ns : "", pod);
 }
 
-static bool last_ports(const kube *k, const char *pod, int *grpc, int *tunnel)
+static bool last_read(const kube *k, const char *pod, remembered *r)
 {
     char path[1024], key[2048], line[2048];
     bool hit = false;
@@ -68,13 +89,21 @@ static bool last_ports(const kube *k, const char *pod, int *grpc, int *tunnel)
     if (!f)
         return false;
     last_key(k, pod, key, sizeof(key));
+    memset(r, 0, sizeof(*r));
     if (fgets(line, sizeof(line), f) && strcmp(line, key) == 0 && fgets(line, sizeof(line), f))
-        hit = sscanf(line, "%d %d", grpc, tunnel) == 2 && *grpc > 0;
+        hit = sscanf(line, REMEMBERED_FMT, &r->grpc, &r->tunnel, r->container, &r->caps, &r->privileged, &r->share_pid,
+                     r->token, r->secret, r->ns, r->req_target, r->target, r->target_id, r->image) == 13 &&
+              r->grpc > 0 && r->grpc <= 65535 && r->tunnel >= 0 && r->tunnel <= 65535;
     fclose(f);
     return hit;
 }
 
-static void last_save(const kube *k, const char *pod, int grpc, int tunnel)
+static const char *dash(const char *s)
+{
+    return s && *s ? s : "-";
+}
+
+static void last_save(const kube *k, const char *pod, const session *s, const session_opts *o)
 {
     char path[1024], tmp[1100], key[2048];
     last_path(path, sizeof(path));
@@ -85,13 +114,97 @@ static void last_save(const kube *k, const char *pod, int grpc, int tunnel)
     mkdir(path, 0700); /* ~/.cache, when it is not there */
     *slash = '/';
     snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "we");
-    if (!f)
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* it holds a token */
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return;
+    }
     last_key(k, pod, key, sizeof(key));
-    fprintf(f, "%s%d %d\n", key, grpc, tunnel);
+    const ephem_manager *m = &s->mgr;
+    fprintf(f, "%s%d %d %s %u %d %d %s %s %s %s %s %s %s\n", key, m->grpc_port, m->tunnel_port, m->container,
+            m->caps, m->privileged, s->pod.share_pid, dash(m->token), dash(m->secret), dash(s->pod.ns),
+            dash(o->target), dash(s->target), dash(s->target_id), dash(o->image));
     if (fclose(f) != 0 || rename(tmp, path) < 0)
         unlink(tmp);
+}
+
+/* Could the full path pick the remembered container for o? (ephem_plan_for's
+ * rules: the target and image as asked, what the command needs.) */
+static bool remembered_fits(const remembered *r, const session_opts *o)
+{
+    unsigned need = o->privileged ? EPHEM_CAPS_ALL : o->caps;
+    return o->quick && !o->new_container && strcmp(r->image, dash(o->image)) == 0 &&
+           contract_secret_valid(r->secret) && strcmp(r->token, "-") != 0 && strcmp(r->ns, "-") != 0 &&
+           strcmp(r->req_target, dash(o->target)) == 0 && (r->caps & need) == need &&
+           (!o->privileged || r->privileged) && (!o->tunnel || r->tunnel > 0);
+}
+
+#define QUICK_WAIT_MS 5000 /* for the remembered port-forward to listen */
+#define HELLO_TIMEOUT_MS 3000
+
+/* The remembered session alone: its port-forward, then Hello. 0 with s
+ * filled, or -errno with why (for -v) in err; the caller then takes the
+ * full path. */
+static int quick_open(const kube *k, const session_opts *o, const remembered *r, session *s, char *err, size_t errlen)
+{
+    int lg, lt;
+    int64_t wait = o->timeout_ms > 0 && o->timeout_ms < QUICK_WAIT_MS ? o->timeout_ms : QUICK_WAIT_MS;
+    bool share_pid = r->share_pid != 0;
+    const char *tid = strcmp(r->target_id, "-") ? r->target_id : "";
+    int rc = portfwd_start(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, o->timeout_ms, err, errlen);
+    if (rc < 0)
+        return rc;
+    unsigned gen = (unsigned)portfwd_wait(s->pf, 0, wait, &lg, &lt, err, errlen);
+    if ((int)gen < 0)
+        return (int)gen;
+    if ((rc = session_client_at(s, lg, &s->client)) < 0) {
+        snprintf(err, errlen, "cannot make a gRPC client: %s", strerror(-rc));
+        return rc;
+    }
+    contract_hello h;
+    rpc_status st;
+    /* the target as Exec finds it: by id in a pod that shares one PID namespace, else PID 1 */
+    rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
+    if (rc == -EPROTO)
+        snprintf(err, errlen, "Hello failed: status %d: %.400s", (int)st.code, st.message);
+    else if (rc == -EPERM)
+        snprintf(err, errlen, "the answer to Hello does not prove the remembered secret");
+    else if (rc < 0)
+        snprintf(err, errlen, "Hello: %s", strerror(-rc));
+    if (rc < 0)
+        return rc;
+    if (h.grpc_port != r->grpc || h.tunnel_port != r->tunnel || !h.target_found) {
+        snprintf(err, errlen, "the manager's ports (%d, %d) or its target (%s) changed", h.grpc_port,
+                 h.tunnel_port, h.target_found ? "found" : "not found");
+        return -ESTALE;
+    }
+    if ((rc = rpc_client_set_token(s->client, r->token)) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return rc;
+    }
+    s->client_gen = gen;
+    s->pod.name = strdup(o->pod);
+    s->pod.ns = strdup(r->ns);
+    s->pod.share_pid = share_pid;
+    if (!s->pod.name || !s->pod.ns) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (!s->k.ns)
+        s->k.ns = s->pod.ns;
+    snprintf(s->target, sizeof(s->target), "%s", r->target);
+    snprintf(s->target_id, sizeof(s->target_id), "%s", tid);
+    ephem_manager *m = &s->mgr;
+    snprintf(m->container, sizeof(m->container), "%s", r->container);
+    m->grpc_port = r->grpc;
+    m->tunnel_port = r->tunnel;
+    memcpy(m->token, r->token, sizeof(m->token));
+    memcpy(m->secret, r->secret, sizeof(m->secret));
+    m->caps = r->caps;
+    m->privileged = r->privileged != 0;
+    return 0;
 }
 
 int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen)
@@ -103,14 +216,36 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     /* a named pod: its manager's log is read while the pod is */
     kube_proc pre = {.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
     bool named = o->pod && !o->workload && !o->pod_read;
-    portfwd *guess = NULL; /* started with last_ports */
+    portfwd *guess = NULL; /* started from the remembered session */
     int gg = 0, gt = 0;
     char base[32], ignored[256];
     ephem_base_name(KDIAG_VERSION, base, sizeof(base));
+    remembered r;
+    bool known = named && o->forward && last_read(k, o->pod, &r);
+    if (known && remembered_fits(&r, o)) {
+        char why[512] = "";
+        int qrc = quick_open(k, o, &r, s, why, sizeof why);
+        if (qrc == 0) {
+            if (k->verbose > 0)
+                fprintf(stderr, "kubectl-diag: the manager of the last session (%s in pod/%s) proved its secret\n",
+                        r.container, o->pod);
+            return 0;
+        }
+        if (k->verbose > 0)
+            fprintf(stderr, "kubectl-diag: not the last session's manager (%s); reading the pod\n", why);
+        session_close(s);
+        memset(s, 0, sizeof(*s));
+        s->k = *k;
+        s->timeout_ms = o->timeout_ms;
+        known = false; /* its ports are no guess either */
+    }
     if (named)
         ephem_log_prefetch(k, o->pod, KDIAG_VERSION, &pre);
-    if (named && o->forward && last_ports(k, o->pod, &gg, &gt))
+    if (known && strcmp(r.container, base) == 0) {
+        gg = r.grpc;
+        gt = r.tunnel;
         portfwd_start(&guess, k, o->pod, base, gg, gt, o->timeout_ms, ignored, sizeof(ignored));
+    }
     int rc = o->workload ? podsel_workload(k, o->workload, o->timeout_ms, &sel, err, errlen) : 0;
     if (o->pod_read) {
         s->pod = *o->pod_read;
@@ -168,9 +303,9 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
                          o->timeout_ms, err, errlen);
         if (rc < 0)
             goto fail;
-        if (named)
-            last_save(k, o->pod, s->mgr.grpc_port, s->mgr.tunnel_port);
     }
+    if (named && o->forward)
+        last_save(k, o->pod, s, o);
     portfwd_free(guess);
     return 0;
 fail:
@@ -182,6 +317,8 @@ fail:
 
 void session_close(session *s)
 {
+    rpc_client_free(s->client);
+    s->client = NULL;
     portfwd_free(s->pf);
     s->pf = NULL;
     pod_free(&s->pod);
@@ -202,6 +339,11 @@ int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_
     if (!*gen) {
         snprintf(err, errlen, "no port-forward to pod/%s", s->pod.name);
         return -ENOTCONN;
+    }
+    if (s->client && s->client_gen == *gen) { /* the one Hello went over: its connection is up */
+        *ret = s->client;
+        s->client = NULL;
+        return 0;
     }
     int rc = session_client_at(s, lg, ret);
     if (rc < 0)

@@ -31,6 +31,8 @@ typedef struct {
     unsigned extra_caps; /* EPHEM_* a later step needs: a new debug container gets them too */
     bool forward;        /* start the port-forward */
     bool tunnel;         /* the command redirects: wait for the manager's tunnel */
+    bool quick;          /* a named pod may be reached through the remembered session alone (s->pod then
+                 * has only the name, namespace and share_pid) */
 } session_opts;
 
 typedef struct {
@@ -40,6 +42,8 @@ typedef struct {
     char target_id[256]; /* its container id ("" when unknown) */
     ephem_manager mgr;
     portfwd *pf;
+    rpc_client *client;  /* the remembered session's, with the token once Hello proved the secret */
+    unsigned client_gen; /* the forward's generation it went over */
     int64_t timeout_ms;
 } session;
 

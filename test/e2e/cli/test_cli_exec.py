@@ -221,20 +221,61 @@ def test_shell_in_tmux_resize_ctrl_c_and_exit_code(cluster):
         t.close()
 
 
-def test_remembered_ports_are_a_guess_that_a_wrong_one_does_not_break(cluster, tmp_path):
-    """The last session's manager ports start the next port-forward early; a wrong guess is dropped."""
+MANAGER = os.path.join(os.path.dirname(os.path.dirname(os.path.realpath(CLI))), 'manager', 'kdiag-manager')
+
+
+def remembered(path):
+    key, fields = path.read_text().split('\n')[:2]
+    return key, fields.split()
+
+
+def kubectl_calls(stderr):
+    """The kubectl subcommands -v traced ("+ kubectl ... get pod ...")."""
+    verbs = ('get', 'logs', 'port-forward', 'replace', 'exec')
+    return [next((w for w in l.split() if w in verbs), l) for l in stderr.splitlines() if l.startswith('+ ')]
+
+
+def test_remembered_session_needs_only_a_port_forward_and_a_proof(cluster, tmp_path):
+    """The last session to a named pod is tried alone (one port-forward, Hello), and only a
+    manager that proves the remembered secret gets the token; anything else falls back."""
     env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
+    cache = tmp_path / 'kdiag-last-session'
     shell = [CLI, 'shell', 'pod/distroless', '--', '-c', 'echo hi']
     r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
-    saved = (tmp_path / 'kdiag-last-session').read_text().split('\n')
-    assert saved[0].endswith('|distroless') and len(saved[1].split()) == 2, saved
-    r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)   # the guess used
+    key, saved = remembered(cache)
+    assert key.endswith('|distroless') and len(saved) == 13, saved
+    assert os.stat(cache).st_mode & 0o777 == 0o600                 # it holds the token
+
+    r = subprocess.run(shell[:1] + ['-v'] + shell[1:], env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
-    (tmp_path / 'kdiag-last-session').write_text('%s\n1 2\n' % saved[0])               # a wrong guess
+    assert 'proved its secret' in r.stderr, r.stderr
+    assert kubectl_calls(r.stderr) == ['port-forward'], r.stderr   # no get, no logs
+
+    # An impostor in the pod's network namespace: a manager with another secret, on the port the
+    # remembered session names. It gets a Hello and nothing else: no call that carries the token.
+    pid = cluster.pod_pid('distroless')
+    imp = subprocess.Popen(['nsenter', '--net=/proc/%d/ns/net' % pid, MANAGER, '--bind', '127.0.0.1:0', '-v'],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env=dict(os.environ, KDIAG_SECRET='0123456789abcdef0123456789abcdef'))
+    try:
+        port = int(imp.stdout.readline().split(':')[-1])
+        cache.write_text('%s\n%s\n' % (key, ' '.join([str(port)] + saved[1:])))
+        r = subprocess.run(shell[:1] + ['-v'] + shell[1:], env=env, capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+        assert 'does not prove the remembered secret' in r.stderr, r.stderr
+        assert 'get' in kubectl_calls(r.stderr), r.stderr             # then the pod was read
+    finally:
+        imp.terminate()
+        log = imp.communicate(timeout=30)[1]
+    calls = [l for l in log.splitlines() if ' from ' in l and ': status ' in l]
+    assert calls and all('/Hello from' in l for l in calls), log
+    assert remembered(cache)[1] == saved                              # the true manager again
+
+    cache.write_text('%s\n1 2\n' % key)                              # not a record: read the pod
     r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
-    assert (tmp_path / 'kdiag-last-session').read_text().split('\n')[1] == saved[1]
+    assert remembered(cache)[1] == saved
 
 
 def stalled(pid):
