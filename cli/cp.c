@@ -4,13 +4,17 @@
 #include "cp-internal.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/fd-util.h"
 #include "basic/signal-util.h"
 #include "copy_client.h"
 #include "exitcode.h"
@@ -71,6 +75,7 @@ typedef struct {
     pthread_mutex_t mu; /* guards st and done */
     copytree_stats st;
     bool done;
+    int done_fd; /* eventfd: readable once done */
     int rc;
     char err[2048];
 } cp_job;
@@ -116,6 +121,7 @@ static void *job_main(void *arg)
     j->rc = rc;
     j->done = true;
     pthread_mutex_unlock(&j->mu);
+    eventfd_write(j->done_fd, 1);
     return NULL;
 }
 
@@ -128,15 +134,18 @@ static void draw(const copytree_stats *st, bool final)
     fflush(stderr);
 }
 
-/* Waits for the copy, drawing progress on a terminal (and the totals at the
- * end); a stop signal cancels it. */
-static void wait_job(cp_job *j, const sigset_t *stop)
+#define PROGRESS_MS 200
+
+/* Waits for the copy (its end at once, not at the next tick), drawing
+ * progress on a terminal (and the totals at the end); a stop signal cancels
+ * it. sfd: a signalfd of the stop signals. */
+static void wait_job(cp_job *j, int sfd)
 {
     bool tty = isatty(2);
-    const struct timespec tick = {0, 200 * 1000 * 1000};
     for (;;) {
-        int sig = sigtimedwait(stop, NULL, &tick);
-        if (sig > 0)
+        struct pollfd p[2] = {{j->done_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+        struct signalfd_siginfo si;
+        if (poll(p, 2, PROGRESS_MS) > 0 && p[1].revents && read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
             copy_client_cancel_now(&j->cancel);
         pthread_mutex_lock(&j->mu);
         copytree_stats st = j->st;
@@ -187,7 +196,8 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
 
 int cp_main(const flags *f, const kube *k)
 {
-    cp_job j = {.cancel = COPY_CLIENT_CANCEL_INIT, .mu = PTHREAD_MUTEX_INITIALIZER};
+    cp_job j = {.cancel = COPY_CLIENT_CANCEL_INIT, .mu = PTHREAD_MUTEX_INITIALIZER, .done_fd = -1};
+    int sfd = -1;
     cp_operand ops[2];
     session s;
     char err[2560] = "";
@@ -205,11 +215,18 @@ int cp_main(const flags *f, const kube *k)
     sigset_t stop;
     sig_block_stop(&stop);
     pthread_t th;
+    j.done_fd = eventfd(0, EFD_CLOEXEC);
+    sfd = signalfd(-1, &stop, SFD_CLOEXEC);
+    if (j.done_fd < 0 || sfd < 0) {
+        rc = -errno;
+        snprintf(err, sizeof err, "cannot start the copy: %s", strerror(errno));
+        goto out;
+    }
     if ((rc = -pthread_create(&th, NULL, job_main, &j)) < 0) {
         snprintf(err, sizeof err, "cannot start the copy: %s", strerror(-rc));
         goto out;
     }
-    wait_job(&j, &stop);
+    wait_job(&j, sfd);
     pthread_join(th, NULL);
     rc = j.rc;
     if (rc == -ECANCELED && j.cancel.cancelled) /* the thread that set it */
@@ -217,6 +234,8 @@ int cp_main(const flags *f, const kube *k)
     else if (rc < 0)
         snprintf(err, sizeof err, "cp %s pod/%s: %s", j.from ? "from" : "to", s.pod.name, j.err);
 out:
+    fd_close(&j.done_fd);
+    fd_close(&sfd);
     session_close(&s);
     return exitcode_report(stderr, rc, err);
 }
