@@ -62,7 +62,8 @@ grpc_status_code hello_rpc_handle(rpc_call *call, void *ud)
         code = GRPC_STATUS_INVALID_ARGUMENT;
         goto out;
     }
-    contract_hello h = {.target_found = target_found(r->target), .grpc_port = atomic_load(&o->grpc_port),
+    contract_hello h = {.target_found = target_found(r->target),
+                        .grpc_port = atomic_load(&o->grpc_port),
                         .tunnel_port = o->tunnel_port};
     uint8_t proof[CONTRACT_HELLO_PROOF_LEN];
     if (!h.grpc_port) {
