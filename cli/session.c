@@ -1,17 +1,16 @@
 #include "session.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "hello_client.h"
 #include "podsel.h"
+#include "remember.h"
 
 #ifndef KDIAG_VERSION
 #define KDIAG_VERSION "0.0.0"
@@ -40,96 +39,28 @@ session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward
     };
 }
 
-/* The last session opened with a pod named on the command line, remembered
- * in $XDG_CACHE_HOME/kdiag-last-session (else ~/.cache/kdiag-last-session,
- * mode 0600): which kubeconfig, context, namespace and pod, and what the
- * proven start-up lines and the pod said (docs/contract.md, "Remembered
- * sessions"). The next session to that pod first tries it alone: one
- * port-forward, and a Hello in which the manager proves the remembered
- * secret before the token goes anywhere. When anything differs it is only a
- * guess for the port-forward that runs beside the pod's get and log. */
-typedef struct {
-    int grpc, tunnel;
-    char container[64];
-    unsigned caps;
-    int privileged, share_pid;
-    char token[CONTRACT_TOKEN_HEX_LEN + 1];
-    char secret[CONTRACT_SECRET_HEX_LEN + 1];
-    char ns[256];
-    char req_target[256]; /* -t as given, "-" for the default */
-    char target[256];
-    char target_id[256]; /* "-" when unknown */
-    char image[512];     /* the debug image the session asked for */
-} remembered;
-
-#define REMEMBERED_FMT "%d %d %63s %u %d %d %32s %32s %255s %255s %255s %255s %511s"
-
-static void last_path(char *buf, size_t n)
+/* The record of s for remember_save. */
+static void remembered_of(const session *s, const session_opts *o, remembered *r)
 {
-    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
-    if (xdg && *xdg)
-        snprintf(buf, n, "%s/kdiag-last-session", xdg);
-    else if (home && *home)
-        snprintf(buf, n, "%s/.cache/kdiag-last-session", home);
-    else
-        buf[0] = '\0';
-}
-
-static void last_key(const kube *k, const char *pod, char *buf, size_t n)
-{
-    const char *env = getenv("KUBECONFIG");
-    snprintf(buf, n, "%s|%s|%s|%s|%s|%s\n", KDIAG_VERSION, k->kubeconfig ? k->kubeconfig : "", env ? env : "",
-             k->context ? k->context : "", k->ns ? k->ns : "", pod);
-}
-
-static bool last_read(const kube *k, const char *pod, remembered *r)
-{
-    char path[1024], key[2048], line[2048];
-    bool hit = false;
-    last_path(path, sizeof(path));
-    FILE *f = *path ? fopen(path, "re") : NULL;
-    if (!f)
-        return false;
-    last_key(k, pod, key, sizeof(key));
-    memset(r, 0, sizeof(*r));
-    if (fgets(line, sizeof(line), f) && strcmp(line, key) == 0 && fgets(line, sizeof(line), f))
-        hit = sscanf(line, REMEMBERED_FMT, &r->grpc, &r->tunnel, r->container, &r->caps, &r->privileged, &r->share_pid,
-                     r->token, r->secret, r->ns, r->req_target, r->target, r->target_id, r->image) == 13 &&
-              r->grpc > 0 && r->grpc <= 65535 && r->tunnel >= 0 && r->tunnel <= 65535;
-    fclose(f);
-    return hit;
+    const ephem_manager *m = &s->mgr;
+    *r = (remembered){.grpc = m->grpc_port,
+                      .tunnel = m->tunnel_port,
+                      .caps = m->caps,
+                      .privileged = m->privileged,
+                      .share_pid = s->pod.share_pid};
+    snprintf(r->container, sizeof r->container, "%s", m->container);
+    memcpy(r->token, m->token, sizeof r->token);
+    memcpy(r->secret, m->secret, sizeof r->secret);
+    snprintf(r->ns, sizeof r->ns, "%s", s->pod.ns ? s->pod.ns : "");
+    snprintf(r->req_target, sizeof r->req_target, "%s", o->target ? o->target : "");
+    snprintf(r->target, sizeof r->target, "%s", s->target);
+    snprintf(r->target_id, sizeof r->target_id, "%s", s->target_id);
+    snprintf(r->image, sizeof r->image, "%s", o->image ? o->image : "");
 }
 
 static const char *dash(const char *s)
 {
     return s && *s ? s : "-";
-}
-
-static void last_save(const kube *k, const char *pod, const session *s, const session_opts *o)
-{
-    char path[1024], tmp[1100], key[2048];
-    last_path(path, sizeof(path));
-    if (!*path)
-        return;
-    char *slash = strrchr(path, '/');
-    *slash = '\0';
-    mkdir(path, 0700); /* ~/.cache, when it is not there */
-    *slash = '/';
-    snprintf(tmp, sizeof(tmp), "%s.%d", path, (int)getpid());
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600); /* it holds a token */
-    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
-    if (!f) {
-        if (fd >= 0)
-            close(fd);
-        return;
-    }
-    last_key(k, pod, key, sizeof(key));
-    const ephem_manager *m = &s->mgr;
-    fprintf(f, "%s%d %d %s %u %d %d %s %s %s %s %s %s %s\n", key, m->grpc_port, m->tunnel_port, m->container,
-            m->caps, m->privileged, s->pod.share_pid, dash(m->token), dash(m->secret), dash(s->pod.ns),
-            dash(o->target), dash(s->target), dash(s->target_id), dash(o->image));
-    if (fclose(f) != 0 || rename(tmp, path) < 0)
-        unlink(tmp);
 }
 
 /* Could the full path pick the remembered container for o? (ephem_plan_for's
@@ -231,7 +162,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     char base[32], ignored[256];
     ephem_base_name(KDIAG_VERSION, base, sizeof(base));
     remembered r;
-    bool known = named && o->forward && last_read(k, o->pod, &r);
+    bool known = named && o->forward && remember_read(k, o->pod, &r);
     if (known && remembered_fits(&r, o)) {
         char why[512] = "";
         int qrc = quick_open(k, o, &r, s, why, sizeof why);
@@ -314,8 +245,11 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         if (rc < 0)
             goto fail;
     }
-    if (named && o->forward)
-        last_save(k, o->pod, s, o);
+    if (named && o->forward) {
+        remembered rec;
+        remembered_of(s, o, &rec);
+        remember_save(k, o->pod, &rec);
+    }
     portfwd_free(guess);
     return 0;
 fail:

@@ -229,6 +229,11 @@ def remembered(path):
     return key, fields.split()
 
 
+def session_files(cache_home):
+    d = cache_home / 'kdiag' / 'sessions'
+    return {p.read_text().split('\n')[0].rsplit('|', 1)[1]: p for p in d.iterdir()} if d.exists() else {}
+
+
 def kubectl_calls(stderr):
     """The kubectl subcommands -v traced ("+ kubectl ... get pod ...")."""
     verbs = ('get', 'logs', 'port-forward', 'replace', 'exec')
@@ -239,13 +244,19 @@ def test_remembered_session_needs_only_a_port_forward_and_a_proof(cluster, tmp_p
     """The last session to a named pod is tried alone (one port-forward, Hello), and only a
     manager that proves the remembered secret gets the token; anything else falls back."""
     env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
-    cache = tmp_path / 'kdiag-last-session'
     shell = [CLI, 'shell', 'pod/distroless', '--', '-c', 'echo hi']
     r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    cache = session_files(tmp_path)['distroless']
     key, saved = remembered(cache)
-    assert key.endswith('|distroless') and len(saved) == 13, saved
+    assert len(saved) == 13, saved
     assert os.stat(cache).st_mode & 0o777 == 0o600                 # it holds the token
+    assert os.stat(cache.parent).st_mode & 0o777 == 0o700
+
+    # one record per pod: a session to another pod leaves this one in place
+    r = subprocess.run([CLI, 'ps', 'pod/nginx'], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(session_files(tmp_path)) == ['distroless', 'nginx']
 
     r = subprocess.run(shell[:1] + ['-v'] + shell[1:], env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
@@ -273,9 +284,13 @@ def test_remembered_session_needs_only_a_port_forward_and_a_proof(cluster, tmp_p
     assert remembered(cache)[1] == saved                              # the true manager again
 
     cache.write_text('%s\n1 2\n' % key)                              # not a record: read the pod
+    old = cache.parent / 'deadbeef'                                  # a record 31 days old
+    old.write_text('x\n')
+    os.utime(old, (time.time() - 31 * 86400,) * 2)
     r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
     assert remembered(cache)[1] == saved
+    assert not old.exists()                                           # removed when one was saved
 
 
 def stalled(pid):

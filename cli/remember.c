@@ -1,0 +1,120 @@
+#include "remember.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "basic/hash.h"
+
+#ifndef KDIAG_VERSION
+#define KDIAG_VERSION "0.0.0"
+#endif
+
+#define RECORD_FMT "%d %d %63s %u %d %d %32s %32s %255s %255s %255s %255s %511s"
+
+/* The sessions directory ("" when there is neither $XDG_CACHE_HOME nor
+ * $HOME); with make, its missing parents are made (0700). */
+static void dir_path(char *buf, size_t n, bool make)
+{
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    char base[1024];
+    if (xdg && *xdg)
+        snprintf(base, sizeof base, "%s", xdg);
+    else if (home && *home)
+        snprintf(base, sizeof base, "%s/.cache", home);
+    else {
+        buf[0] = '\0';
+        return;
+    }
+    snprintf(buf, n, "%s/kdiag/sessions", base);
+    if (make) {
+        char kd[1100];
+        snprintf(kd, sizeof kd, "%s/kdiag", base);
+        mkdir(base, 0700);
+        mkdir(kd, 0700);
+        mkdir(buf, 0700);
+    }
+}
+
+static void key_of(const kube *k, const char *pod, char *buf, size_t n)
+{
+    const char *env = getenv("KUBECONFIG");
+    snprintf(buf, n, "%s|%s|%s|%s|%s|%s\n", KDIAG_VERSION, k->kubeconfig ? k->kubeconfig : "", env ? env : "",
+             k->context ? k->context : "", k->ns ? k->ns : "", pod);
+}
+
+/* dir/<8 hex of FNV-1a(key)>: a collision only makes two pods share a file,
+ * and the key inside tells them apart. */
+static void file_path(const char *dir, const char *key, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/%08x", dir, fnv1a32(FNV1A32_INIT, key));
+}
+
+bool remember_read(const kube *k, const char *pod, remembered *r)
+{
+    char dir[1100], path[1200], key[2048], line[2048];
+    bool hit = false;
+    dir_path(dir, sizeof dir, false);
+    if (!*dir)
+        return false;
+    key_of(k, pod, key, sizeof key);
+    file_path(dir, key, path, sizeof path);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return false;
+    memset(r, 0, sizeof *r);
+    if (fgets(line, sizeof line, f) && strcmp(line, key) == 0 && fgets(line, sizeof line, f))
+        hit = sscanf(line, RECORD_FMT, &r->grpc, &r->tunnel, r->container, &r->caps, &r->privileged, &r->share_pid,
+                     r->token, r->secret, r->ns, r->req_target, r->target, r->target_id, r->image) == 13 &&
+              r->grpc > 0 && r->grpc <= 65535 && r->tunnel >= 0 && r->tunnel <= 65535;
+    fclose(f);
+    return hit;
+}
+
+static const char *dash(const char *s)
+{
+    return *s ? s : "-";
+}
+
+/* Removes the records (and leftover temporaries) not written for max_age. */
+static void prune(const char *dir, time_t max_age)
+{
+    DIR *d = opendir(dir);
+    struct stat st;
+    time_t now = time(NULL);
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            S_ISREG(st.st_mode) && now - st.st_mtime > max_age)
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (d)
+        closedir(d);
+}
+
+void remember_save(const kube *k, const char *pod, const remembered *r)
+{
+    char dir[1100], path[1200], tmp[1300], key[2048];
+    dir_path(dir, sizeof dir, true);
+    if (!*dir)
+        return;
+    key_of(k, pod, key, sizeof key);
+    file_path(dir, key, path, sizeof path);
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    fprintf(f, "%s%d %d %s %u %d %d %s %s %s %s %s %s %s\n", key, r->grpc, r->tunnel, dash(r->container), r->caps,
+            r->privileged, r->share_pid, dash(r->token), dash(r->secret), dash(r->ns), dash(r->req_target),
+            dash(r->target), dash(r->target_id), dash(r->image));
+    if (fclose(f) != 0 || rename(tmp, path) < 0)
+        unlink(tmp);
+    prune(dir, (time_t)REMEMBER_MAX_AGE_DAYS * 24 * 3600);
+}

@@ -1,0 +1,41 @@
+/* remember — the sessions kubectl-diag remembers, one small file per pod
+ * named on the command line, under $XDG_CACHE_HOME/kdiag/sessions (else
+ * ~/.cache/kdiag/sessions; directories 0700, files 0600: they hold a token
+ * and a secret). A record says which kubeconfig, context, namespace and pod
+ * (the key) and what the proven start-up lines and the pod said; session.c
+ * decides when it may be used (docs/contract.md, "Remembered sessions"). */
+#ifndef KDIAG_CLI_REMEMBER_H
+#define KDIAG_CLI_REMEMBER_H
+
+#include <stdbool.h>
+
+#include "contract.h"
+#include "kube.h"
+
+typedef struct {
+    int grpc, tunnel;
+    char container[64];
+    unsigned caps;   /* EPHEM_* the debug container has */
+    int privileged;  /* 0 or 1 */
+    int share_pid;   /* the pod's shareProcessNamespace */
+    char token[CONTRACT_TOKEN_HEX_LEN + 1];
+    char secret[CONTRACT_SECRET_HEX_LEN + 1];
+    char ns[256];
+    char req_target[256]; /* -t as given, "-" for the default */
+    char target[256];
+    char target_id[256]; /* "-" when unknown */
+    char image[512];     /* the debug image the session asked for */
+} remembered;
+
+/* Records older than this are removed when a record is saved. */
+#define REMEMBER_MAX_AGE_DAYS 30
+
+/* The record for pod under k's kubeconfig, context and namespace: true and
+ * *r filled, or false (none, another key, unreadable). */
+bool remember_read(const kube *k, const char *pod, remembered *r);
+/* Saves r for pod (atomically: a temporary file renamed), then removes
+ * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
+ * cache. Empty strings are written as "-". */
+void remember_save(const kube *k, const char *pod, const remembered *r);
+
+#endif
