@@ -68,6 +68,7 @@ step "simulated cluster (test/e2e/kubesim) with test/e2e/manifests/demo.yaml"
 test/e2e/kubesim/kubesim up --state "$state" --images "$build/images/images.json" \
   --manifest test/e2e/manifests/demo.yaml --wait 120
 export KUBECONFIG="$state/kubeconfig"
+export XDG_CACHE_HOME="$state/cache" # the sessions kubectl diag remembers go with this cluster
 kubectl wait --for=condition=Ready pod/nginx pod/curl pod/distroless --timeout=120s >/dev/null
 show kubectl get pods
 kubectl get pods

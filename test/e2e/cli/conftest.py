@@ -39,7 +39,9 @@ class Cluster:
         self.kubeconfig = os.path.join(state, 'kubeconfig')
 
     def env(self, extra=None):
-        env = dict(os.environ, KUBECONFIG=self.kubeconfig, NO_COLOR='1')
+        # the remembered sessions (~/.cache/kdiag/sessions) go with the cluster's state
+        env = dict(os.environ, KUBECONFIG=self.kubeconfig, NO_COLOR='1',
+                   XDG_CACHE_HOME=os.path.join(self.state, 'cache'))
         env.pop('KUBECTL', None)
         env.update(extra or {})
         return env
