@@ -15,9 +15,9 @@
 typedef struct {
     int grpc, tunnel;
     char container[64];
-    unsigned caps;   /* EPHEM_* the debug container has */
-    int privileged;  /* 0 or 1 */
-    int share_pid;   /* the pod's shareProcessNamespace */
+    unsigned caps;  /* EPHEM_* the debug container has */
+    int privileged; /* 0 or 1 */
+    int share_pid;  /* the pod's shareProcessNamespace */
     char token[CONTRACT_TOKEN_HEX_LEN + 1];
     char secret[CONTRACT_SECRET_HEX_LEN + 1];
     char ns[256];

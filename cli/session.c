@@ -168,12 +168,12 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         int qrc = quick_open(k, o, &r, s, why, sizeof why);
         if (qrc == 0) {
             if (k->verbose > 0)
-                fprintf(stderr, "kubectl-diag: the manager of the last session (%s in pod/%s) proved its secret\n",
+                fprintf(stderr, "kubectl-diag: the remembered manager (%s in pod/%s) proved its secret\n",
                         r.container, o->pod);
             return 0;
         }
         if (k->verbose > 0)
-            fprintf(stderr, "kubectl-diag: not the last session's manager (%s); reading the pod\n", why);
+            fprintf(stderr, "kubectl-diag: not the remembered manager (%s); reading the pod\n", why);
         session_close(s);
         memset(s, 0, sizeof(*s));
         s->k = *k;
