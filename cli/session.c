@@ -272,7 +272,7 @@ int session_client_at(const session *s, int lport, rpc_client **ret)
 {
     char target[64];
     snprintf(target, sizeof(target), "127.0.0.1:%d", lport);
-    return rpc_client_new(ret, target, s->mgr.token);
+    return rpc_client_new(ret, target, s->mgr.token[0] ? s->mgr.token : NULL); /* none yet: Hello */
 }
 
 int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_t errlen)
