@@ -23,31 +23,27 @@
  * PID, else 1 (the debug container's target). */
 static int target_root(const Kdiag__Solo__Io__Target *t, int *rootfd, char *err, size_t errlen)
 {
-    pid_t pid = 1;
+    pid_t pid;
     char cause[128], path[64];
-    if (t && t->container_id[0]) {
-        const char *id = target_normalize_id(t->container_id);
-        if (!id) {
-            snprintf(err, errlen, "invalid container id \"%s\"", t->container_id);
-            return -EINVAL;
-        }
-        int rc = target_find_by_container_id("/proc", id, getpid(), &pid);
-        if (rc < 0) {
-            snprintf(err, errlen, "no process of container %s in the manager's PID namespace: %s", id,
-                     copytree_strerror(rc == -ESRCH ? -ENOENT : rc, cause, sizeof cause));
-            return rc == -ESRCH ? -ENOENT : rc;
-        }
-    } else if (t && t->pid) {
-        if (t->pid > INT_MAX) { /* cut to a pid_t it would name another process */
-            snprintf(err, errlen, "PID %llu is out of range", (unsigned long long)t->pid);
-            return -EINVAL;
-        }
-        pid = (pid_t)t->pid;
+    int rc = target_resolve("/proc", t ? t->container_id : NULL, t ? t->pid : 0, getpid(), &pid);
+    if (rc == -EINVAL) {
+        snprintf(err, errlen, "invalid container id \"%s\"", t->container_id);
+        return -EINVAL;
+    }
+    if (rc == -ERANGE) {
+        snprintf(err, errlen, "PID %llu is out of range", (unsigned long long)t->pid);
+        return -EINVAL;
+    }
+    if (rc < 0) {
+        snprintf(err, errlen, "no process of container %s in the manager's PID namespace: %s",
+                 target_normalize_id(t->container_id),
+                 copytree_strerror(rc == -ESRCH ? -ENOENT : rc, cause, sizeof cause));
+        return rc == -ESRCH ? -ENOENT : rc;
     }
     snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
     *rootfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (*rootfd < 0) {
-        int rc = -errno;
+        rc = -errno;
         snprintf(err, errlen, "cannot open %s (the target's root)%s: %s", path,
                  rc == -EACCES || rc == -EPERM ? ", the debug container needs SYS_PTRACE" : "",
                  copytree_strerror(rc, cause, sizeof cause));

@@ -314,21 +314,15 @@ static grpc_status_code join_status(rpc_call *call, pid_t pid, int step, const c
 
 static grpc_status_code target_pid(rpc_call *call, const Kdiag__Solo__Io__Target *t, pid_t *pid)
 {
-    *pid = 1;
-    if (t && t->container_id && *t->container_id) {
-        const char *id = target_normalize_id(t->container_id);
-        if (!id)
-            return fail(call, GRPC_STATUS_INVALID_ARGUMENT, "'%s' is not a container id", t->container_id);
-        if (target_find_by_container_id("/proc", id, getpid(), pid) < 0)
-            return fail(call, GRPC_STATUS_NOT_FOUND,
-                        "no process of container %s: is it running, and does the manager share its PID "
-                        "namespace?",
-                        id);
-    } else if (t && t->pid) {
-        if (t->pid > INT_MAX)
-            return fail(call, GRPC_STATUS_INVALID_ARGUMENT, "PID %llu is out of range", (unsigned long long)t->pid);
-        *pid = (pid_t)t->pid;
-    }
+    int rc = target_resolve("/proc", t ? t->container_id : NULL, t ? t->pid : 0, getpid(), pid);
+    if (rc == -EINVAL)
+        return fail(call, GRPC_STATUS_INVALID_ARGUMENT, "'%s' is not a container id", t->container_id);
+    if (rc == -ERANGE)
+        return fail(call, GRPC_STATUS_INVALID_ARGUMENT, "PID %llu is out of range", (unsigned long long)t->pid);
+    if (rc < 0)
+        return fail(call, GRPC_STATUS_NOT_FOUND,
+                    "no process of container %s: is it running, and does the manager share its PID namespace?",
+                    target_normalize_id(t->container_id));
     return GRPC_STATUS_OK;
 }
 

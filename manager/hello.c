@@ -1,9 +1,7 @@
 #include "hello.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -12,22 +10,13 @@
 #include "proto_check.h"
 #include "target.h"
 
-/* Whether the target a later call would work on has a process: the same
- * lookup as Exec and the Copy calls (an empty target is PID 1). */
+/* Whether the target a later call would work on has a process: the lookup
+ * Exec and the Copy calls make (target_resolve). */
 static bool target_found(const Kdiag__Solo__Io__Target *t)
 {
-    pid_t pid = 1;
-    if (t && t->container_id && *t->container_id) {
-        char id[160];
-        snprintf(id, sizeof id, "%s", t->container_id);
-        const char *bare = target_normalize_id(id);
-        return bare && target_find_by_container_id("/proc", bare, getpid(), &pid) == 0;
-    }
-    if (t && t->pid) {
-        if (t->pid > INT_MAX)
-            return false;
-        pid = (pid_t)t->pid;
-    }
+    pid_t pid;
+    if (target_resolve("/proc", t ? t->container_id : NULL, t ? t->pid : 0, getpid(), &pid) < 0)
+        return false;
     return kill(pid, 0) == 0 || errno == EPERM;
 }
 

@@ -27,6 +27,20 @@ const char *target_normalize_id(const char *raw)
     return id;
 }
 
+int target_resolve(const char *proc_root, const char *container_id, uint64_t pid, pid_t self, pid_t *out)
+{
+    *out = 1;
+    if (container_id && *container_id) {
+        const char *id = target_normalize_id(container_id);
+        return id ? target_find_by_container_id(proc_root, id, self, out) : -EINVAL;
+    }
+    if (pid > INT_MAX)
+        return -ERANGE;
+    if (pid)
+        *out = (pid_t)pid;
+    return 0;
+}
+
 /* Reads a whole (small, procfs) file into a NUL-terminated heap buffer. */
 static int read_file(const char *path, char **out, size_t *out_len)
 {

@@ -109,6 +109,22 @@ static void test_id_is_a_whole_path_component(void **state)
     }
 }
 
+/* A request's Target: container id (any runtime prefix) first, else the pid, else 1. */
+static void test_resolve(void **state)
+{
+    pid_t pid = 0;
+    (void)state;
+    assert_int_equal(target_resolve(proc_root, "containerd://c0ffee42", 7, 4, &pid), 0);
+    assert_int_equal(pid, 5);
+    assert_int_equal(target_resolve(proc_root, "", 42, 4, &pid), 0);
+    assert_int_equal(pid, 42);
+    assert_int_equal(target_resolve(proc_root, NULL, 0, 4, &pid), 0);
+    assert_int_equal(pid, 1);
+    assert_int_equal(target_resolve(proc_root, "a/b", 0, 4, &pid), -EINVAL);
+    assert_int_equal(target_resolve(proc_root, "deadbeef", 0, 4, &pid), -ESRCH);
+    assert_int_equal(target_resolve(proc_root, NULL, (uint64_t)INT_MAX + 1, 4, &pid), -ERANGE);
+}
+
 static void test_normalize_id(void **state)
 {
     (void)state;
@@ -162,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_lowest_pid_wins_and_self_is_skipped),
         cmocka_unit_test(test_no_match_and_controller_names),
         cmocka_unit_test(test_id_is_a_whole_path_component),
+        cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_normalize_id),
         cmocka_unit_test(test_environ_term_from_caller),
         cmocka_unit_test(test_environ_edge_cases),
