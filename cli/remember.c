@@ -55,6 +55,18 @@ static void file_path(const char *dir, const char *key, char *buf, size_t n)
     snprintf(buf, n, "%s/%08x", dir, fnv1a32(FNV1A32_INIT, key));
 }
 
+/* The file holds "-" for an empty string (fields are space-separated). */
+static const char *dash(const char *s)
+{
+    return *s ? s : "-";
+}
+
+static void undash(char *s)
+{
+    if (strcmp(s, "-") == 0)
+        s[0] = '\0';
+}
+
 bool remember_read(const kube *k, const char *pod, remembered *r)
 {
     char dir[1100], path[1200], key[2048], line[2048];
@@ -73,12 +85,10 @@ bool remember_read(const kube *k, const char *pod, remembered *r)
                      r->token, r->secret, r->ns, r->req_target, r->target, r->target_id, r->image) == 13 &&
               r->grpc > 0 && r->grpc <= 65535 && r->tunnel >= 0 && r->tunnel <= 65535;
     fclose(f);
+    char *strs[] = {r->container, r->token, r->secret, r->ns, r->req_target, r->target, r->target_id, r->image};
+    for (size_t i = 0; i < sizeof strs / sizeof *strs; i++)
+        undash(strs[i]);
     return hit;
-}
-
-static const char *dash(const char *s)
-{
-    return *s ? s : "-";
 }
 
 /* Removes the records (and leftover temporaries) not written for max_age. */

@@ -21,9 +21,9 @@ typedef struct {
     char token[CONTRACT_TOKEN_HEX_LEN + 1];
     char secret[CONTRACT_SECRET_HEX_LEN + 1];
     char ns[256];
-    char req_target[256]; /* -t as given, "-" for the default */
+    char req_target[256]; /* -t as given, "" for the default */
     char target[256];
-    char target_id[256]; /* "-" when unknown */
+    char target_id[256]; /* "" when unknown */
     char image[512];     /* the debug image the session asked for */
 } remembered;
 
@@ -35,7 +35,7 @@ typedef struct {
 bool remember_read(const kube *k, const char *pod, remembered *r);
 /* Saves r for pod (atomically: a temporary file renamed), then removes
  * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
- * cache. Empty strings are written as "-". */
+ * cache. */
 void remember_save(const kube *k, const char *pod, const remembered *r);
 
 #endif

@@ -39,6 +39,11 @@ session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward
     };
 }
 
+static const char *or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
 /* The record of s for remember_save. */
 static void remembered_of(const session *s, const session_opts *o, remembered *r)
 {
@@ -51,16 +56,11 @@ static void remembered_of(const session *s, const session_opts *o, remembered *r
     snprintf(r->container, sizeof r->container, "%s", m->container);
     memcpy(r->token, m->token, sizeof r->token);
     memcpy(r->secret, m->secret, sizeof r->secret);
-    snprintf(r->ns, sizeof r->ns, "%s", s->pod.ns ? s->pod.ns : "");
-    snprintf(r->req_target, sizeof r->req_target, "%s", o->target ? o->target : "");
+    snprintf(r->ns, sizeof r->ns, "%s", or_empty(s->pod.ns));
+    snprintf(r->req_target, sizeof r->req_target, "%s", or_empty(o->target));
     snprintf(r->target, sizeof r->target, "%s", s->target);
     snprintf(r->target_id, sizeof r->target_id, "%s", s->target_id);
-    snprintf(r->image, sizeof r->image, "%s", o->image ? o->image : "");
-}
-
-static const char *dash(const char *s)
-{
-    return s && *s ? s : "-";
+    snprintf(r->image, sizeof r->image, "%s", or_empty(o->image));
 }
 
 /* Could the full path pick the remembered container for o? (ephem_plan_for's
@@ -68,9 +68,9 @@ static const char *dash(const char *s)
 static bool remembered_fits(const remembered *r, const session_opts *o)
 {
     unsigned need = o->privileged ? EPHEM_CAPS_ALL : o->caps;
-    return o->quick && !o->new_container && strcmp(r->image, dash(o->image)) == 0 &&
-           contract_secret_valid(r->secret) && strcmp(r->token, "-") != 0 && strcmp(r->ns, "-") != 0 &&
-           strcmp(r->req_target, dash(o->target)) == 0 && (r->caps & need) == need &&
+    return o->quick && !o->new_container && strcmp(r->image, or_empty(o->image)) == 0 &&
+           contract_secret_valid(r->secret) && r->token[0] && r->ns[0] &&
+           strcmp(r->req_target, or_empty(o->target)) == 0 && (r->caps & need) == need &&
            (!o->privileged || r->privileged) && (!o->tunnel || r->tunnel > 0);
 }
 
@@ -85,7 +85,7 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
     int lg, lt;
     int64_t wait = o->timeout_ms > 0 && o->timeout_ms < QUICK_WAIT_MS ? o->timeout_ms : QUICK_WAIT_MS;
     bool share_pid = r->share_pid != 0;
-    const char *tid = strcmp(r->target_id, "-") ? r->target_id : "";
+    const char *tid = r->target_id;
     int rc = portfwd_start(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, o->timeout_ms, err, errlen);
     if (rc < 0)
         return rc;
