@@ -65,7 +65,10 @@ int rpc_client_new(rpc_client **ret, const char *target, const char *token)
     };
     grpc_channel_args ca = {sizeof args / sizeof *args, args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    sigset_t old;
+    rpc_signals_off(&old);                            /* the channel starts gRPC's event engine threads */
     cl->ch = grpc_channel_create(target, creds, &ca); /* a bad target gives a channel whose calls fail */
+    rpc_signals_on(&old);
     grpc_channel_credentials_release(creds);
     *ret = cl;
     return 0;

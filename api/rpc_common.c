@@ -5,6 +5,7 @@
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,11 +22,30 @@ static void rpc_atexit(void)
 }
 
 /* A grpc_init / grpc_shutdown pair per client tore down and restarted gRPC's
- * threads every time a caller made a fresh client (the CLI does per attempt). */
+ * threads every time a caller made a fresh client (the CLI does per attempt).
+ * gRPC starts its threads here, and they start the rest: with every signal
+ * blocked meanwhile, none of them ever takes a signal meant for the
+ * program's own threads (basic/signal-util.h), whenever the first client or
+ * server is made. */
 static void rpc_start(void)
 {
+    sigset_t old;
+    rpc_signals_off(&old);
     grpc_init();
+    rpc_signals_on(&old);
     atexit(rpc_atexit);
+}
+
+void rpc_signals_off(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+void rpc_signals_on(const sigset_t *old)
+{
+    pthread_sigmask(SIG_SETMASK, old, NULL);
 }
 
 void rpc_ref(void)

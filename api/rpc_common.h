@@ -5,6 +5,7 @@
 #define KDIAG_RPC_COMMON_H
 
 #include <grpc/byte_buffer.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,12 @@
  * it is shut down when no rpc object is left). Every rpc object counts itself
  * with rpc_ref / rpc_unref. */
 void rpc_ref(void);
+/* Around what makes gRPC start threads (grpc_init, a channel): every signal
+ * blocked in the calling thread meanwhile, so that gRPC's threads, which
+ * inherit the mask, never take a signal meant for the program's own threads
+ * (basic/signal-util.h), however early the first client is made. */
+void rpc_signals_off(sigset_t *old);
+void rpc_signals_on(const sigset_t *old);
 void rpc_unref(void);
 
 grpc_byte_buffer *rpc_bb_from(const uint8_t *buf, size_t len);

@@ -1,8 +1,6 @@
 #include "session.h"
 
 #include <errno.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,22 +90,14 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
     unsigned gen = (unsigned)portfwd_wait(s->pf, 0, wait, &lg, &lt, err, errlen);
     if ((int)gen < 0)
         return (int)gen;
-    /* gRPC starts its threads here, before the command blocks the stop
-     * signals for its own: they must not take a Ctrl-C meant for the command
-     * (signal-util.h), so they start with the signals blocked */
-    sigset_t stop, old;
-    sigemptyset(&stop);
-    sigaddset(&stop, SIGINT);
-    sigaddset(&stop, SIGTERM);
-    pthread_sigmask(SIG_BLOCK, &stop, &old);
+    if ((rc = session_client_at(s, lg, &s->client)) < 0) {
+        snprintf(err, errlen, "cannot make a gRPC client: %s", strerror(-rc));
+        return rc;
+    }
     contract_hello h;
     rpc_status st;
-    if ((rc = session_client_at(s, lg, &s->client)) == 0)
-        /* the target as Exec finds it: by id in a pod that shares one PID namespace, else PID 1 */
-        rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
-    else
-        st = (rpc_status){.code = GRPC_STATUS_INTERNAL, .message = "cannot make a gRPC client"};
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* the target as Exec finds it: by id in a pod that shares one PID namespace, else PID 1 */
+    rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
     if (rc == -EPROTO)
         snprintf(err, errlen, "Hello failed: status %d: %.400s", (int)st.code, st.message);
     else if (rc == -EPERM)
