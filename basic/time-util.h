@@ -3,6 +3,7 @@
 #ifndef KDIAG_BASIC_TIME_UTIL_H
 #define KDIAG_BASIC_TIME_UTIL_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -14,5 +15,9 @@ int64_t time_now_us(void);
  * pthread_cond_timedwait (clock: the condition variable's, CLOCK_REALTIME
  * unless set otherwise). */
 struct timespec time_deadline_ts(clockid_t clock, int64_t ms);
+
+/* pthread_cond_init for a condition variable whose timed waits take
+ * time_deadline_ts(CLOCK_MONOTONIC, ...). 0 or -errno. */
+int time_cond_init_monotonic(pthread_cond_t *cv);
 
 #endif

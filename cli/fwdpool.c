@@ -118,11 +118,7 @@ int fwdpool_new(fwdpool **ret, const kube *k, const char *pod, const char *conta
     if (!p)
         return -ENOMEM;
     pthread_mutex_init(&p->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&p->grow, &ca);
-    pthread_condattr_destroy(&ca);
+    time_cond_init_monotonic(&p->grow);
     p->k = *k;
     p->port = port;
     p->max = max < FWDPOOL_MAX ? max : FWDPOOL_MAX;

@@ -350,11 +350,7 @@ int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *con
     pf->timeout_ms = timeout_ms;
     pf->child.pid = -1;
     pthread_mutex_init(&pf->mu, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&pf->cv, &ca);
-    pthread_condattr_destroy(&ca);
+    time_cond_init_monotonic(&pf->cv);
     pf->stop_efd = eventfd(0, EFD_CLOEXEC);
     pf->gone_efd = pf->stop_efd < 0 ? -1 : eventfd(0, EFD_CLOEXEC);
     if (pf->gone_efd < 0) {

@@ -615,11 +615,7 @@ int redirect_mgr_new(redirect_mgr **out, const redirect_opts *o)
     m->o = *o;
     list_init(&m->actives);
     pthread_mutex_init(&m->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&m->released, &ca);
-    pthread_condattr_destroy(&ca);
+    time_cond_init_monotonic(&m->released);
 
     /* Each redirected connection holds two sockets and two pipes. */
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {

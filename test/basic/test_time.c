@@ -1,4 +1,5 @@
 /* time-util: the clock is monotonic, ms and us agree, deadlines are ms ahead. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -53,12 +54,33 @@ static void deadline_is_ms_ahead_and_normalised(void **state)
     assert_true(dl.tv_nsec >= 0 && dl.tv_nsec < 1000000000L);
 }
 
+/* A timed wait on such a condition variable ends at the monotonic deadline. */
+static void monotonic_cond_times_out_on_time(void **state)
+{
+    (void)state;
+    pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t cv;
+    assert_int_equal(time_cond_init_monotonic(&cv), 0);
+    int64_t t0 = time_now_ms();
+    struct timespec dl = time_deadline_ts(CLOCK_MONOTONIC, 50);
+    pthread_mutex_lock(&mu);
+    int rc;
+    while ((rc = pthread_cond_timedwait(&cv, &mu, &dl)) == 0)
+        ;
+    pthread_mutex_unlock(&mu);
+    int64_t took = time_now_ms() - t0;
+    assert_int_equal(rc, ETIMEDOUT);
+    assert_true(took >= 49 && took < 5000);
+    pthread_cond_destroy(&cv);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ms_and_us_count_the_same_clock),
         cmocka_unit_test(never_goes_back),
         cmocka_unit_test(deadline_is_ms_ahead_and_normalised),
+        cmocka_unit_test(monotonic_cond_times_out_on_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
