@@ -229,6 +229,10 @@ int procfs_parse_stat(const char *buf, procfs_proc *out, uint64_t *start_ticks, 
             if (s - tok != 1)
                 return -EBADMSG;
             out->state = *tok;
+            /* A task being reaped (X, dead) reads ppid 0 and session -1:
+             * it is gone, like one whose files have vanished. */
+            if (*tok == 'X')
+                return -ENOENT;
             seen++;
             continue;
         }

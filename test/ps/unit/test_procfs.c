@@ -163,6 +163,11 @@ static void test_parse_stat(void **state)
                      -EBADMSG);
     assert_int_equal(procfs_parse_stat("x (x) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 9 9 9", &p, &st, &rss), -EBADMSG);
 
+    /* As the kernel shows a task it is reaping (seen in a fork loop): gone, not malformed. */
+    assert_int_equal(procfs_parse_stat("6020 (churn) X 0 -1 -1 0 -1 4227148 17 0 0 0 0 0 0 0 20 0 0 0 820942 0 0 0\n",
+                                       &p, &st, &rss),
+                     -ENOENT);
+
     uint32_t uid = 0;
     assert_int_equal(procfs_parse_status_uid("Name:\tx\nUid:\t1000\t0\t0\t0\n", &uid), 0);
     assert_int_equal(uid, 1000);
