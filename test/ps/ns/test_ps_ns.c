@@ -148,7 +148,9 @@ static proc_t *want_new(int pid, int ppid, const char *name, char state)
     return p;
 }
 
-static void wait_zombie(int pid)
+/* Waits until /proc shows pid in state (a worker that has just written its
+ * sync byte may not have reached pause() yet). */
+static void wait_state(int pid, char state)
 {
     char path[64], buf[256];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
@@ -159,11 +161,11 @@ static void wait_zombie(int pid)
         fclose(f);
         buf[n] = '\0';
         char *rp = strrchr(buf, ')');
-        if (rp && rp[1] == ' ' && rp[2] == 'Z')
+        if (rp && rp[1] == ' ' && rp[2] == state)
             return;
         usleep(2000);
     }
-    fail_msg("pid %d did not become a zombie", pid);
+    fail_msg("pid %d did not reach state %c", pid, state);
 }
 
 /* Forks kdt-tcp4-par (no sockets of its own) which forks kdt-tcp4-kid holding
@@ -247,7 +249,8 @@ static int procs_up(void **state)
 
     p = want_new(0, me, "kdt-zombie", 'Z');
     p->pid = spawn(p->name, NULL, 0, 1);
-    wait_zombie(p->pid);
+    for (int i = 0; i < n_want; i++)
+        wait_state(want[i].pid, want[i].state);
     return 0;
 }
 
