@@ -471,7 +471,8 @@ static void test_deadline(void **state)
     size_t len;
     assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 0);
     free(buf);
-    assert_true(obs.deadline_ms > 0 && obs.deadline_ms <= 700);
+    /* the handler sees what is left of it (0 when it ran that late: ASan on 2 cores); -1 is none */
+    assert_true(obs.deadline_ms >= 0 && obs.deadline_ms <= 700);
     assert_int_equal(rpc_stream_read(s, &buf, &len, &st), 1);
     assert_int_equal(st.code, GRPC_STATUS_DEADLINE_EXCEEDED);
     int64_t took = time_now_ms() - t0;
@@ -490,7 +491,7 @@ static void test_deadline(void **state)
     assert_true(took >= 400 && took < 5000);
     assert_true(obs_wait(offsetof(typeof(obs), finished), 1, 5000));
     assert_true(obs.saw_cancel);
-    assert_true(obs.deadline_ms > 0 && obs.deadline_ms <= 500);
+    assert_true(obs.deadline_ms >= 0 && obs.deadline_ms <= 500);
     /* no deadline: unlimited, and the call still works */
     assert_int_equal(unary(cl, "/t.T/Echo", "x", 1, NULL, NULL, 0, &st), 0);
     rpc_client_free(cl);
