@@ -28,6 +28,13 @@
 #define CONTRACT_TUNNEL_STATUS_OK 0x00
 #define CONTRACT_TUNNEL_STATUS_REFUSED 0x01
 #define CONTRACT_TUNNEL_HELLO_LEN (CONTRACT_TUNNEL_TOKEN_LEN + 1)
+/* Spare tunnel connections (docs/redirect.md "Spare tunnel connections"): the
+ * stream's spare_token then this status parks one; at most SPARES_MAX per
+ * stream. The manager announces a connection on a parked one with a 2-byte
+ * big-endian length and a RedirectResponse of at most ANNOUNCE_MAX bytes. */
+#define CONTRACT_TUNNEL_STATUS_SPARE 0x02
+#define CONTRACT_TUNNEL_SPARES_MAX 4
+#define CONTRACT_TUNNEL_ANNOUNCE_MAX 512
 
 /* Limits of RedirectRequest fields (api/kdiag.proto): session_id bytes, and
  * skip_sources entries (the node's addresses: one per family, and spares). */

@@ -88,34 +88,45 @@ int redirect_client_run(redirect_client *rc, redirect_client_fn fn, void *ud, rp
         }
         if (r == 1) /* ended: OK, cancelled by us, or the manager's error */
             return st->code == GRPC_STATUS_OK || st->code == GRPC_STATUS_CANCELLED ? 0 : -EPROTO;
-        Kdiag__Solo__Io__RedirectResponse *m = kdiag__solo__io__redirect_response__unpack(NULL, len, buf);
+        r = redirect_client_decode(buf, len, fn, ud);
         free(buf);
-        if (!m || (!m->ready && m->tunnel_token.len != CONTRACT_TUNNEL_TOKEN_LEN)) {
-            if (m)
-                kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
+        if (r == -EBADMSG) {
             st->code = GRPC_STATUS_INTERNAL;
             snprintf(st->message, sizeof st->message, "undecodable RedirectResponse from the manager");
-            rpc_stream_cancel(rc->stream);
-            return -EBADMSG;
         }
-        redirect_client_event ev = {
-            .ready = m->ready,
-            .half_close = m->ready && m->half_close,
-            .peer_write_closed = m->peer_write_closed,
-            .peer_write_closed_after = m->peer_write_closed_after,
-            .tunnel_port = m->port,
-            .peer = m->peer ? m->peer : "",
-            .original_dst = m->original_dst ? m->original_dst : "",
-        };
-        if (!m->ready)
-            memcpy(ev.token, m->tunnel_token.data, CONTRACT_TUNNEL_TOKEN_LEN);
-        r = fn(ud, &ev);
-        kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
         if (r < 0) {
             rpc_stream_cancel(rc->stream);
             return r;
         }
     }
+}
+
+int redirect_client_decode(const uint8_t *buf, size_t len, redirect_client_fn fn, void *ud)
+{
+    Kdiag__Solo__Io__RedirectResponse *m = kdiag__solo__io__redirect_response__unpack(NULL, len, buf);
+    if (!m || (!m->ready && m->tunnel_token.len != CONTRACT_TUNNEL_TOKEN_LEN) ||
+        (m->ready && m->spare_token.len != 0 && m->spare_token.len != CONTRACT_TUNNEL_TOKEN_LEN)) {
+        if (m)
+            kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
+        return -EBADMSG;
+    }
+    redirect_client_event ev = {
+        .ready = m->ready,
+        .half_close = m->ready && m->half_close,
+        .has_spare = m->ready && m->spare_token.len == CONTRACT_TUNNEL_TOKEN_LEN,
+        .peer_write_closed = m->peer_write_closed,
+        .peer_write_closed_after = m->peer_write_closed_after,
+        .tunnel_port = m->port,
+        .peer = m->peer ? m->peer : "",
+        .original_dst = m->original_dst ? m->original_dst : "",
+    };
+    if (!m->ready)
+        memcpy(ev.token, m->tunnel_token.data, CONTRACT_TUNNEL_TOKEN_LEN);
+    if (ev.has_spare)
+        memcpy(ev.spare_token, m->spare_token.data, CONTRACT_TUNNEL_TOKEN_LEN);
+    int r = fn(ud, &ev);
+    kdiag__solo__io__redirect_response__free_unpacked(m, NULL);
+    return r;
 }
 
 void redirect_client_cancel(redirect_client *rc)
@@ -151,4 +162,11 @@ void redirect_client_hello(uint8_t out[CONTRACT_TUNNEL_HELLO_LEN], const uint8_t
 {
     memcpy(out, token, CONTRACT_TUNNEL_TOKEN_LEN);
     out[CONTRACT_TUNNEL_TOKEN_LEN] = target_ok ? CONTRACT_TUNNEL_STATUS_OK : CONTRACT_TUNNEL_STATUS_REFUSED;
+}
+
+void redirect_client_spare_hello(uint8_t out[CONTRACT_TUNNEL_HELLO_LEN],
+                                 const uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN])
+{
+    memcpy(out, spare_token, CONTRACT_TUNNEL_TOKEN_LEN);
+    out[CONTRACT_TUNNEL_TOKEN_LEN] = CONTRACT_TUNNEL_STATUS_SPARE;
 }

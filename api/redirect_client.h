@@ -39,8 +39,12 @@ typedef struct {
 } redirect_client_req;
 
 typedef struct {
-    bool ready;           /* first event: rules installed, traffic is being captured */
-    bool half_close;      /* ready: half-closes travel out of band on this stream (asked for and granted) */
+    bool ready;      /* first event: rules installed, traffic is being captured */
+    bool half_close; /* ready: half-closes travel out of band on this stream (asked for and granted) */
+    /* ready: the manager takes spare tunnel connections presenting spare_token
+     * (redirect_client_spare_hello; docs/redirect.md "Spare tunnel connections") */
+    bool has_spare;
+    uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN];
     uint32_t tunnel_port; /* the manager's tunnel port (in the pod) */
     /* The rest is set for connections (ready == false): */
     uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
@@ -83,6 +87,16 @@ void redirect_client_free(redirect_client *rc);
  * the status in *st. */
 int redirect_client_half_close(rpc_client *cl, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes,
                                int timeout_ms, rpc_status *st);
+
+/* Decodes one RedirectResponse (from the stream, or a spare's announcement)
+ * and calls fn with its event: fn's return, or -EBADMSG when it does not
+ * decode or lacks its token. */
+int redirect_client_decode(const uint8_t *buf, size_t len, redirect_client_fn fn, void *ud);
+
+/* The hello that parks a spare tunnel connection: the stream's spare_token
+ * + CONTRACT_TUNNEL_STATUS_SPARE. */
+void redirect_client_spare_hello(uint8_t out[CONTRACT_TUNNEL_HELLO_LEN],
+                                 const uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN]);
 
 /* The tunnel hello: token + status (target_ok = the local target accepted the
  * connection, then bridge; false = it refused, the manager resets the peer). */

@@ -37,6 +37,13 @@ typedef struct conn {
     bool local_v6;  /* the local connect tries ::1 (127.0.0.1 refused) */
     bool hello_sent;
     bool half_close; /* the stream carries half-closes out of band */
+    /* A spare (bridge_park): parked until the announcement, which makes it an
+     * ordinary connection. */
+    bool parked, spare_hello_sent;
+    uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN];
+    uint8_t ann[2 + CONTRACT_TUNNEL_ANNOUNCE_MAX];
+    size_t ann_got;
+    bridge_announce_fn announce;
     splice_pair *sp; /* once spliced */
     uint16_t tunnel_port, local_port;
     uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
@@ -91,7 +98,8 @@ static void finish(conn *c, int err, const char *where)
     bridge_result r = {.err = err, .where = where};
     if (c->done)
         c->done(c->ud, &r);
-    atomic_fetch_sub(&b->active, 1);
+    if (!c->parked) /* a spare counts once announced */
+        atomic_fetch_sub(&b->active, 1);
     free(c);
 }
 
@@ -282,10 +290,16 @@ static void watch_connect(conn *c, int fd, int *err, splice_watch *w)
         *err = rc;
 }
 
+static void spare_event(conn *c);
+
 static void on_tunnel(splice_watch *w, uint32_t events)
 {
     (void)events;
     conn *c = (conn *)((char *)w - offsetof(conn, wt));
+    if (c->parked) {
+        spare_event(c);
+        return;
+    }
     splice_loop_rewatch(c->b->loop, c->tfd, 0, &c->wt);
     c->terr = connect_result(c->tfd);
     proceed(c);
@@ -321,14 +335,120 @@ static void begin(void *ud)
     proceed(c);
 }
 
+/* ---- spares ----
+ *
+ * A spare connects to the tunnel, sends the stream's spare_token with the
+ * SPARE status and waits, on the loop thread, for the announcement of a
+ * connection: a 2-byte big-endian length and a RedirectResponse. Then it goes
+ * on as bridge_start does after its tunnel connect, with the announced token. */
+
+/* Sends the spare hello once the tunnel connect is done; watches for the announcement. */
+static int spare_hello(conn *c)
+{
+    uint8_t buf[CONTRACT_TUNNEL_HELLO_LEN];
+    redirect_client_spare_hello(buf, c->spare_token);
+    ssize_t n = send(c->tfd, buf, sizeof buf, MSG_NOSIGNAL);
+    if (n != (ssize_t)sizeof buf)
+        return n < 0 ? -errno : -EIO;
+    c->spare_hello_sent = true;
+    return splice_loop_rewatch(c->b->loop, c->tfd, EPOLLIN | EPOLLRDHUP, &c->wt);
+}
+
+static int take_announcement(void *ud, const redirect_client_event *ev)
+{
+    conn *c = ud;
+    if (ev->ready || ev->peer_write_closed)
+        return -EBADMSG; /* only a connection's message belongs on a spare */
+    memcpy(c->token, ev->token, sizeof c->token);
+    if (c->announce)
+        c->announce(c->ud, ev);
+    return 0;
+}
+
+/* Reads what came of the announcement: 0 once it is complete, -EAGAIN
+ * before, or the -errno that ends the spare (0 bytes: -ECONNRESET). */
+static int spare_read(conn *c)
+{
+    for (;;) {
+        size_t want = 2;
+        if (c->ann_got >= 2) {
+            size_t len = ((size_t)c->ann[0] << 8) | c->ann[1];
+            if (len == 0 || len > CONTRACT_TUNNEL_ANNOUNCE_MAX)
+                return -EBADMSG;
+            want = 2 + len;
+            if (c->ann_got == want)
+                return redirect_client_decode(c->ann + 2, len, take_announcement, c) < 0 ? -EBADMSG : 0;
+        }
+        ssize_t n = read(c->tfd, c->ann + c->ann_got, want - c->ann_got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == EAGAIN ? -EAGAIN : -errno;
+        if (n == 0)
+            return -ECONNRESET;
+        c->ann_got += (size_t)n;
+    }
+}
+
+/* Loop thread: the spare's tunnel socket is ready. */
+static void spare_event(conn *c)
+{
+    int rc;
+    if (!c->spare_hello_sent) { /* the connect finished */
+        c->terr = connect_result(c->tfd);
+        rc = c->terr < 0 ? c->terr : spare_hello(c);
+        if (rc < 0)
+            fail(c, rc, "spare");
+        return;
+    }
+    rc = spare_read(c);
+    if (rc == -EAGAIN)
+        return;
+    if (rc < 0) {
+        fail(c, rc, "spare");
+        return;
+    }
+    /* Announced: from here on as bridge_start after its tunnel connect. */
+    c->parked = false;
+    splice_loop_rewatch(c->b->loop, c->tfd, 0, &c->wt);
+    if (atomic_fetch_add(&c->b->active, 1) >= c->b->max_conns)
+        c->lerr = -EBUSY; /* refused through the tunnel hello */
+    else
+        local_connect(c);
+    settle(c);
+    hello(c);
+    watch_connect(c, c->lfd, &c->lerr, &c->wl);
+    proceed(c);
+}
+
+/* The post of bridge_park, on the loop thread. */
+static void begin_spare(void *ud)
+{
+    conn *c = ud;
+    bridge *b = c->b;
+    list_add(&b->connecting, &c->link);
+    if (splice_loop_stopping(b->loop)) {
+        fail(c, -ECANCELED, "spare");
+        return;
+    }
+    int rc = c->terr;
+    if (rc == CONNECTING)
+        rc = splice_loop_watch(b->loop, c->tfd, EPOLLOUT, &c->wt);
+    else if (rc == 0 && (rc = splice_loop_watch(b->loop, c->tfd, 0, &c->wt)) == 0)
+        rc = spare_hello(c);
+    if (rc < 0)
+        fail(c, rc, "spare");
+}
+
 /* ---- public ---- */
 
-int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port,
-                 const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_done_fn done, void *ud)
+/* A connection (or spare) of the bridge, before its connects. */
+static conn *conn_new(bridge *b, uint16_t tunnel_port, uint16_t local_port, bool half_close, bridge_done_fn done,
+                      void *ud)
 {
     conn *c = calloc(1, sizeof *c);
     if (!c)
-        return -ENOMEM;
+        return NULL;
     *c = (conn){.b = b,
                 .wt = {on_tunnel},
                 .wl = {on_local},
@@ -340,6 +460,35 @@ int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port,
                 .ud = ud,
                 .half_close = half_close && b->o.half_close};
     list_init(&c->link);
+    return c;
+}
+
+int bridge_park(bridge *b, uint16_t tunnel_port, uint16_t local_port,
+                const uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_announce_fn announce,
+                bridge_done_fn done, void *ud)
+{
+    conn *c = conn_new(b, tunnel_port, local_port, half_close, done, ud);
+    if (!c)
+        return -ENOMEM;
+    c->parked = true;
+    c->announce = announce;
+    memcpy(c->spare_token, spare_token, CONTRACT_TUNNEL_TOKEN_LEN);
+    c->terr = connect_start(c, false, AF_INET, tunnel_port, &c->tfd);
+    int rc = splice_loop_post(b->loop, begin_spare, c);
+    if (rc < 0) {
+        if (c->tfd >= 0)
+            close(c->tfd);
+        free(c);
+    }
+    return rc;
+}
+
+int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port,
+                 const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_done_fn done, void *ud)
+{
+    conn *c = conn_new(b, tunnel_port, local_port, half_close, done, ud);
+    if (!c)
+        return -ENOMEM;
     memcpy(c->token, token, CONTRACT_TUNNEL_TOKEN_LEN);
     bool over = atomic_fetch_add(&b->active, 1) >= b->max_conns;
     c->terr = connect_start(c, false, AF_INET, tunnel_port, &c->tfd);

@@ -20,7 +20,7 @@
 
 typedef struct {
     int err;           /* 0, or negative errno: -ECONNREFUSED local target refused, -EBUSY over the limit, ... */
-    const char *where; /* "local target", "tunnel", "limit" or "connection" for err */
+    const char *where; /* "local target", "tunnel", "limit", "connection" or "spare" for err */
 } bridge_result;
 
 /* Runs once per bridge_start that returned 0, on the bridge's thread, also
@@ -54,6 +54,20 @@ void bridge_free(bridge *b);
  * bridge_peer_closed. 0, or -ENOMEM (done is then not called). */
 int bridge_start(bridge *b, uint16_t tunnel_port, uint16_t local_port,
                  const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_done_fn done, void *ud);
+/* A spare's connection was announced (ev: its RedirectResponse, valid during
+ * the call); the bridge goes on as for bridge_start of ev->token. Runs on the
+ * bridge's thread, before the local connect: keep it short. */
+typedef void (*bridge_announce_fn)(void *ud, const redirect_client_event *ev);
+/* Any thread: parks a spare tunnel connection (docs/redirect.md "Spare tunnel
+ * connections") with the stream's spare_token: once the manager announces a
+ * connection on it, announce runs and the connection is bridged as by
+ * bridge_start; done runs at its end, or with where "spare" when the spare
+ * ended unannounced (the manager closes a stream's spares when it ends).
+ * Counts against max_conns once announced (over it, the connection is
+ * refused as by bridge_start). 0 or -ENOMEM (done is then not called). */
+int bridge_park(bridge *b, uint16_t tunnel_port, uint16_t local_port,
+                const uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN], bool half_close, bridge_announce_fn announce,
+                bridge_done_fn done, void *ud);
 /* Any thread, after the bridge_start of token (from the same thread: the
  * order of the two is kept): the peer closed its write side after bytes;
  * the local target's write side is shut once that many bytes reached it.

@@ -32,6 +32,7 @@
 #define REATTACH_DELAY_MS 1000      /* a followed pod whose debug container ended gets a new one after this */
 #define OPEN_RETRY_MS 5000          /* a followed pod that could not be redirected is tried again after this */
 #define POOL_DEFAULT 8              /* tunnel forwards per pod (fwdpool.h); KDIAG_REDIR_POOL for the benchmark */
+#define SPARES_DEFAULT 1            /* spare tunnel connections per stream; KDIAG_REDIR_SPARES for the benchmark */
 
 struct redir;
 struct podrun;
@@ -42,6 +43,14 @@ struct rport {
     pthread_t th;
     bool started;
     redirect_client *rc; /* guarded by r->mu */
+    /* Spare tunnel connections of the current stream (docs/redirect.md),
+     * guarded by r->mu: the stream's thread and the bridge's park them. */
+    bool has_spare; /* the stream is ready and its manager takes spares */
+    uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN];
+    unsigned spare_gen; /* one per ready stream: older spares are not counted */
+    int parked;         /* this generation's spares not yet announced nor ended */
+    uint16_t spare_ltunnel;
+    bool spare_half_close;
 };
 
 /* One pod's redirects: its session (manager, forward), a Redirect stream
@@ -86,6 +95,7 @@ struct redir {
     bool all_pods;        /* every ready pod, lines name their pod */
     uint8_t sid[REDIRECT_CLIENT_SESSION_ID_LEN];
     size_t pool_size;
+    int spares; /* per stream */
     pthread_mutex_t mu;
     bool stopping;
     bool ever_up;
@@ -100,7 +110,10 @@ struct redir {
 
 struct conn_ctx {
     struct podrun *pr;
-    int slot; /* pool member carrying it, -1: the gRPC forward */
+    struct rport *p;
+    int slot;     /* pool member carrying it, -1: the gRPC forward */
+    bool spare;   /* a parked spare, not announced yet */
+    unsigned gen; /* its stream's spare_gen */
     char line[384];
 };
 
@@ -133,10 +146,21 @@ static bool stopping(struct podrun *pr)
     return s;
 }
 
+static void spare_gone(struct conn_ctx *c)
+{
+    pthread_mutex_lock(&c->pr->r->mu);
+    if (c->spare && c->gen == c->p->spare_gen)
+        c->p->parked--;
+    c->spare = false;
+    pthread_mutex_unlock(&c->pr->r->mu);
+}
+
 static void on_done(void *ud, const bridge_result *res)
 {
     struct conn_ctx *c = ud;
-    if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
+    if (c->spare) /* ended unannounced: the stream ended or its forward broke (the stream says so) */
+        spare_gone(c);
+    else if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
         fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
     else if (res->err == -EBUSY)
         fprintf(stderr, "%s: refused: %d connections are bridged already (the limit)\n", c->line,
@@ -176,14 +200,11 @@ struct stream_run {
     bool half_close; /* the manager carries half-closes out of band */
 };
 
-static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
+/* The connection's line, printed once. */
+static void conn_line(struct conn_ctx *c, const redirect_client_event *ev)
 {
-    struct rport *p = sr->p;
-    struct podrun *pr = p->pr;
-    struct conn_ctx *c = calloc(1, sizeof(*c));
-    if (!c)
-        return;
-    c->pr = pr;
+    struct rport *p = c->p;
+    struct podrun *pr = c->pr;
     char who[300] = "pod";
     if (pr->r->all_pods)
         snprintf(who, sizeof(who), "pod/%s", pr->name);
@@ -194,6 +215,60 @@ static void announce_conn(struct stream_run *sr, const redirect_client_event *ev
         snprintf(c->line, sizeof(c->line), "%s:%u ← %s ⇒ localhost:%u", who, p->pp.pod_port, ev->peer,
                  p->pp.local_port);
     fprintf(stderr, "%s\n", c->line);
+}
+
+static void top_up(struct rport *p);
+
+/* Bridge thread: the manager announced a connection on a spare. */
+static void on_spare_announce(void *ud, const redirect_client_event *ev)
+{
+    struct conn_ctx *c = ud;
+    spare_gone(c);
+    conn_line(c, ev);
+    top_up(c->p);
+}
+
+/* Any thread: parks spares until the stream has its share (none when its
+ * manager takes none, the stream is not ready, or the bridge is full: the
+ * next connection tries again). */
+static void top_up(struct rport *p)
+{
+    struct podrun *pr = p->pr;
+    struct redir *r = pr->r;
+    for (;;) {
+        pthread_mutex_lock(&r->mu);
+        struct conn_ctx *c = NULL;
+        if (p->has_spare && p->parked < r->spares && !r->stopping && !pr->stopping && (c = calloc(1, sizeof(*c)))) {
+            *c = (struct conn_ctx){.pr = pr, .p = p, .spare = true, .gen = p->spare_gen};
+            p->parked++;
+        }
+        uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+        memcpy(token, p->spare_token, sizeof(token));
+        uint16_t port = p->spare_ltunnel;
+        bool hc = p->spare_half_close;
+        pthread_mutex_unlock(&r->mu);
+        if (!c)
+            return;
+        c->slot = fwdpool_pick(pr->pool, &port);
+        if (bridge_park(pr->bridge, port, p->pp.local_port, token, hc, on_spare_announce, on_done, c) < 0) {
+            spare_gone(c);
+            fwdpool_release(pr->pool, c->slot);
+            free(c);
+            return;
+        }
+    }
+}
+
+static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
+{
+    struct rport *p = sr->p;
+    struct podrun *pr = p->pr;
+    struct conn_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return;
+    c->pr = pr;
+    c->p = p;
+    conn_line(c, ev);
     /* ev->tunnel_port is the manager's, in the pod: we reach it through a forward */
     uint16_t port = sr->ltunnel;
     c->slot = fwdpool_pick(pr->pool, &port);
@@ -202,6 +277,7 @@ static void announce_conn(struct stream_run *sr, const redirect_client_event *ev
         bridge_result res = {.err = -ECANCELED, .where = "connection"};
         on_done(c, &res);
     }
+    top_up(p); /* on the stream: no spare was parked (a burst, or the bridge was full) */
 }
 
 static int on_event(void *ud, const redirect_client_event *ev)
@@ -215,6 +291,15 @@ static int on_event(void *ud, const redirect_client_event *ev)
         fflush(stdout);
         sr->ready = true;
         sr->half_close = ev->half_close;
+        pthread_mutex_lock(&p->pr->r->mu);
+        p->has_spare = ev->has_spare;
+        memcpy(p->spare_token, ev->spare_token, sizeof(p->spare_token));
+        p->spare_gen++;
+        p->parked = 0;
+        p->spare_ltunnel = sr->ltunnel;
+        p->spare_half_close = ev->half_close;
+        pthread_mutex_unlock(&p->pr->r->mu);
+        top_up(p);
     } else if (sr->ready && ev->peer_write_closed) {
         bridge_peer_closed(p->pr->bridge, ev->token, ev->peer_write_closed_after);
     } else if (sr->ready) {
@@ -264,6 +349,9 @@ static void run_stream(struct stream_run *sr, int lgrpc, rpc_status *st)
     pthread_mutex_unlock(&r->mu);
     if (err == 0) {
         redirect_client_run(rc, on_event, sr, st);
+        pthread_mutex_lock(&r->mu);
+        p->has_spare = false; /* the manager closes this stream's spares */
+        pthread_mutex_unlock(&r->mu);
     } else {
         st->code = GRPC_STATUS_UNAVAILABLE;
         snprintf(st->message, sizeof(st->message), "cannot open the stream: %s", strerror(-err));
@@ -767,6 +855,14 @@ static void stop_all(struct redir *r)
     free(r->known);
 }
 
+/* Spare tunnel connections per stream: KDIAG_REDIR_SPARES (0-4, for the benchmark) or SPARES_DEFAULT. */
+static int spares_per_stream(void)
+{
+    const char *v = getenv("KDIAG_REDIR_SPARES");
+    long n = v && *v ? strtol(v, NULL, 10) : SPARES_DEFAULT;
+    return n < 0 ? 0 : n > CONTRACT_TUNNEL_SPARES_MAX ? CONTRACT_TUNNEL_SPARES_MAX : (int)n;
+}
+
 /* The most tunnel forwards per pod: KDIAG_REDIR_POOL (0-16, for the benchmark) or POOL_DEFAULT. */
 static size_t pool_size(void)
 {
@@ -777,7 +873,7 @@ static size_t pool_size(void)
 
 int redir_main(const flags *f, const kube *k)
 {
-    struct redir r = {.f = f, .k = *k, .wake_efd = -1, .pool_size = pool_size()};
+    struct redir r = {.f = f, .k = *k, .wake_efd = -1, .pool_size = pool_size(), .spares = spares_per_stream()};
     char err[2048] = "";
     int code, rc;
     list_init(&r.runs);

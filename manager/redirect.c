@@ -236,6 +236,13 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
     r.tunnel_token.len = sizeof token;
     r.peer = peer_s;
     r.original_dst = orig_s;
+    uint8_t buf[CONTRACT_TUNNEL_ANNOUNCE_MAX];
+    size_t len = kdiag__solo__io__redirect_response__get_packed_size(&r);
+    if (len <= sizeof buf) {
+        kdiag__solo__io__redirect_response__pack(&r, buf);
+        if (tunnel_spare_announce(m->tun, s, buf, len) > 0)
+            return 0; /* on one of the client's parked tunnel connections */
+    }
     /* If this fails the stream is gone; the peer is reset when its pairing times out. */
     return send_response(call, &r);
 }
@@ -508,10 +515,15 @@ static grpc_status_code session_start(redirect_mgr *m, rpc_call *call, session *
         return nft_error_status(m, call, s, rc);
     s->rules_in = true;
 
+    uint8_t spare[CONTRACT_TUNNEL_TOKEN_LEN];
     Kdiag__Solo__Io__RedirectResponse ready = KDIAG__SOLO__IO__REDIRECT_RESPONSE__INIT;
     ready.port = (uint32_t)redirect_mgr_tunnel_port(m);
     ready.ready = true;
     ready.half_close = s->half_close;
+    if (tunnel_spare_token(m->tun, s, spare) == 0) { /* else no spares: connections come on the stream */
+        ready.spare_token.data = spare;
+        ready.spare_token.len = sizeof spare;
+    }
     if (send_response(call, &ready) < 0)
         return GRPC_STATUS_CANCELLED;
     if (m->o.verbose)

@@ -52,7 +52,8 @@ typedef struct waiting {
     list_node link;        /* t->wait, deadline order; once claimed t->claimed */
 } waiting;
 
-/* A tunnel connection that has not finished token + status. */
+/* A tunnel connection that has not finished token + status, or a parked spare
+ * (docs/redirect.md "Spare tunnel connections"). */
 typedef struct hello {
     splice_watch w;
     tunnel *t;
@@ -60,9 +61,19 @@ typedef struct hello {
     uint8_t buf[CONTRACT_TUNNEL_HELLO_LEN];
     size_t got;
     int64_t deadline;
-    waiting *peer;  /* claimed by a valid token, waiting for the status byte */
-    list_node link; /* t->hellos, deadline order */
+    waiting *peer;     /* claimed by a valid token, waiting for the status byte */
+    bool spare_asked;  /* the token is a stream's spare_token: parks on SPARE */
+    const void *owner; /* parked: the stream whose next connection it may carry */
+    bool taken;        /* parked, under t->lock: taken for an announcement (or dropped); a post ends it */
+    list_node link;    /* t->hellos in deadline order; parked: t->spares, under t->lock */
 } hello;
+
+/* A stream's spare_token: tunnel connections presenting it park for it. */
+typedef struct spare_reg {
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    const void *owner;
+    list_node link; /* t->regs, under t->lock */
+} spare_reg;
 
 /* A spliced connection: the peer is the pair's a, the tunnel connection its b. */
 typedef struct paired {
@@ -90,6 +101,8 @@ struct tunnel {
 
     list_node hellos; /* hello, loop thread only */
     list_node paired; /* paired, under lock */
+    list_node regs;   /* spare_reg, under lock */
+    list_node spares; /* hello, parked, under lock */
 };
 
 static void logf_(const tunnel *t, bool always, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -228,6 +241,63 @@ static void pair_start(tunnel *t, waiting *w, int tunnel_fd)
 
 /* ---- tunnel connections in their hello ---- */
 
+/* Caller holds t->lock. The registration of a spare_token, or NULL. */
+static spare_reg *reg_find_locked(tunnel *t, const uint8_t *token)
+{
+    spare_reg *r;
+    list_for_each_entry(r, &t->regs, link)
+        if (memcmp(r->token, token, CONTRACT_TUNNEL_TOKEN_LEN) == 0)
+            return r;
+    return NULL;
+}
+
+static void hello_free(tunnel *t, hello *h, bool reset_peer);
+
+/* A complete spare hello: parks h for its stream (its watch stays: EOF or
+ * bytes from the client end it), or closes it (wrong status, stream gone, or
+ * the stream's spares at their limit). */
+static void park(tunnel *t, hello *h, uint8_t status)
+{
+    int n = 0;
+    pthread_mutex_lock(&t->lock);
+    spare_reg *r = status == CONTRACT_TUNNEL_STATUS_SPARE ? reg_find_locked(t, h->buf) : NULL;
+    hello *o;
+    list_for_each_entry(o, &t->spares, link)
+        n += r && o->owner == r->owner;
+    if (r && n < CONTRACT_TUNNEL_SPARES_MAX) {
+        list_del(&h->link);
+        h->owner = r->owner;
+        list_add_tail(&t->spares, &h->link);
+    }
+    pthread_mutex_unlock(&t->lock);
+    if (h->owner) {
+        logf_(t, false, "spare tunnel connection parked");
+        return;
+    }
+    noise(t, NOISE_TOKEN);
+    logf_(t, false, "spare tunnel connection with status %u, for an ended stream or over %d: closed", status,
+          CONTRACT_TUNNEL_SPARES_MAX);
+    hello_free(t, h, false);
+}
+
+/* Loop thread: a parked spare is readable or hung up. Taken for an
+ * announcement: the post owns it (and reads the client's hello); else the
+ * client closed it or sent what a parked connection must not: closed. */
+static void parked_event(tunnel *t, hello *h)
+{
+    pthread_mutex_lock(&t->lock);
+    bool taken = h->taken;
+    if (!taken)
+        list_del(&h->link);
+    pthread_mutex_unlock(&t->lock);
+    if (taken) {
+        splice_loop_rewatch(t->loop, h->fd, 0, &h->w);
+        return;
+    }
+    logf_(t, false, "spare tunnel connection closed by the client");
+    hello_free(t, h, false);
+}
+
 static void hello_free(tunnel *t, hello *h, bool reset_peer)
 {
     list_del(&h->link);
@@ -266,13 +336,15 @@ static bool hello_fill(tunnel *t, hello *h)
             return false;
         }
         h->got += (size_t)n;
-        if (h->got >= CONTRACT_TUNNEL_TOKEN_LEN && !h->peer) {
+        if (h->got >= CONTRACT_TUNNEL_TOKEN_LEN && !h->peer && !h->spare_asked) {
             pthread_mutex_lock(&t->lock);
             h->peer = claim_locked(t, h->buf);
             if (h->peer)
                 list_add(&t->claimed, &h->peer->link);
+            else
+                h->spare_asked = reg_find_locked(t, h->buf) != NULL;
             pthread_mutex_unlock(&t->lock);
-            if (!h->peer) {
+            if (!h->peer && !h->spare_asked) {
                 noise(t, NOISE_TOKEN);
                 logf_(t, false, "tunnel connection with an unknown or used token: closed");
                 hello_free(t, h, false);
@@ -288,6 +360,10 @@ static void hello_read(tunnel *t, hello *h)
     if (!hello_fill(t, h) || h->got < CONTRACT_TUNNEL_HELLO_LEN)
         return;
     uint8_t status = h->buf[CONTRACT_TUNNEL_TOKEN_LEN];
+    if (h->spare_asked) {
+        park(t, h, status);
+        return;
+    }
     if (status != CONTRACT_TUNNEL_STATUS_OK) {
         logf_(t, false, "client reports status %u (local target refused): resetting the peer", status);
         hello_free(t, h, true);
@@ -307,7 +383,10 @@ static void on_hello(splice_watch *w, uint32_t events)
 {
     (void)events;
     hello *h = (hello *)((char *)w - offsetof(hello, w));
-    hello_read(h->t, h);
+    if (h->owner)
+        parked_event(h->t, h);
+    else
+        hello_read(h->t, h);
 }
 
 static void accept_pause(tunnel *t)
@@ -429,6 +508,8 @@ int tunnel_new(tunnel **out, const tunnel_opts *o)
     list_init(&t->claimed);
     list_init(&t->hellos);
     list_init(&t->paired);
+    list_init(&t->regs);
+    list_init(&t->spares);
     t->wlisten.fn = on_listener;
     t->wtimer.fn = on_timer;
     pthread_mutex_init(&t->lock, NULL);
@@ -504,6 +585,103 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, int report_fd, uint8_t
     return 0;
 }
 
+int tunnel_spare_token(tunnel *t, const void *owner, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN])
+{
+    spare_reg *r = calloc(1, sizeof *r);
+    if (!r)
+        return -ENOMEM;
+    r->owner = owner;
+    if (getrandom(r->token, sizeof r->token, 0) != (ssize_t)sizeof r->token) {
+        int e = errno ? -errno : -EIO;
+        free(r);
+        return e;
+    }
+    pthread_mutex_lock(&t->lock);
+    list_add(&t->regs, &r->link);
+    pthread_mutex_unlock(&t->lock);
+    memcpy(token, r->token, sizeof r->token);
+    return 0;
+}
+
+/* The post of a spare taken off t->spares. Announced: from now on an
+ * ordinary tunnel connection in its hello (the client answers the
+ * announcement with token + status), else closed. */
+typedef struct {
+    tunnel *t;
+    hello *h;
+    bool announced;
+} spare_job;
+
+static void spare_run(void *ud)
+{
+    spare_job *j = ud;
+    tunnel *t = j->t;
+    hello *h = j->h;
+    bool announced = j->announced;
+    free(j);
+    if (!announced || splice_loop_stopping(t->loop)) {
+        hello_free(t, h, false);
+        return;
+    }
+    h->owner = NULL;
+    h->taken = false;
+    h->spare_asked = false;
+    h->got = 0;
+    h->deadline = time_now_ms() + t->o.pair_timeout_ms;
+    list_add_tail(&t->hellos, &h->link); /* same timeout for all: deadline order */
+    splice_loop_rewatch(t->loop, h->fd, EPOLLIN | EPOLLRDHUP, &h->w);
+    hello_read(t, h);
+}
+
+static void spare_post(tunnel *t, hello *h, bool announced)
+{
+    spare_job *j = malloc(sizeof *j);
+    if (j) {
+        *j = (spare_job){.t = t, .h = h, .announced = announced};
+        if (splice_loop_post(t->loop, spare_run, j) == 0)
+            return;
+        free(j);
+    }
+    /* Cannot reach the loop thread: the fd stays in its epoll set and h
+     * stays allocated (parked_event leaves taken spares alone), closed by
+     * tunnel_free. Only out of memory gets here. */
+    pthread_mutex_lock(&t->lock);
+    list_add_tail(&t->spares, &h->link);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int tunnel_spare_announce(tunnel *t, const void *owner, const uint8_t *msg, size_t len)
+{
+    uint8_t buf[2 + CONTRACT_TUNNEL_ANNOUNCE_MAX];
+    if (len > CONTRACT_TUNNEL_ANNOUNCE_MAX)
+        return 0;
+    buf[0] = (uint8_t)(len >> 8);
+    buf[1] = (uint8_t)len;
+    memcpy(buf + 2, msg, len);
+    for (;;) {
+        hello *h, *found = NULL;
+        pthread_mutex_lock(&t->lock);
+        list_for_each_entry(h, &t->spares, link)
+            if (h->owner == owner && !h->taken) {
+                found = h;
+                break;
+            }
+        if (found) {
+            found->taken = true;
+            list_del(&found->link);
+        }
+        pthread_mutex_unlock(&t->lock);
+        if (!found)
+            return 0;
+        /* Nothing was written to a parked connection before: its send buffer has room. */
+        ssize_t n = send(found->fd, buf, 2 + len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        bool ok = n == (ssize_t)(2 + len);
+        spare_post(t, found, ok);
+        if (ok)
+            return 1;
+    }
+}
+
 void tunnel_drop_owner(tunnel *t, const void *owner)
 {
     int n = 0;
@@ -524,9 +702,28 @@ void tunnel_drop_owner(tunnel *t, const void *owner)
     list_for_each_entry(p, &t->paired, link)
         if (p->owner == owner)
             p->report_fd = -1; /* its stream is gone: FINs travel again */
+    spare_reg *r, *rtmp;
+    list_for_each_entry_safe(r, rtmp, &t->regs, link)
+        if (r->owner == owner) {
+            list_del(&r->link);
+            free(r);
+        }
+    list_node gone;
+    list_init(&gone);
+    hello *h, *htmp;
+    list_for_each_entry_safe(h, htmp, &t->spares, link)
+        if (h->owner == owner) {
+            h->taken = true;
+            list_del(&h->link);
+            list_add_tail(&gone, &h->link);
+        }
     pthread_mutex_unlock(&t->lock);
     if (n)
         logf_(t, false, "%d waiting connection(s) reset: their stream ended", n);
+    list_for_each_entry_safe(h, htmp, &gone, link) {
+        list_del(&h->link);
+        spare_post(t, h, false);
+    }
 }
 
 void tunnel_move_owner(tunnel *t, const void *from, const void *to, int report_fd)
@@ -613,6 +810,13 @@ void tunnel_free(tunnel *t)
     hello *h;
     while ((h = list_first_entry_or_null(&t->hellos, hello, link)))
         hello_free(t, h, true);
+    while ((h = list_first_entry_or_null(&t->spares, hello, link)))
+        hello_free(t, h, false);
+    spare_reg *r;
+    while ((r = list_first_entry_or_null(&t->regs, spare_reg, link))) {
+        list_del(&r->link);
+        free(r);
+    }
     waiting *w;
     while ((w = list_first_entry_or_null(&t->wait, waiting, link))) {
         claim_locked(t, w->token);

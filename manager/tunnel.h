@@ -25,6 +25,14 @@
  *   summary line per 10 s (counts only, nothing the peer sent), one line each
  *   only with verbose.
  *
+ * Spare tunnel connections: a client may open tunnel connections ahead of
+ * time with its stream's spare_token (tunnel_spare_token) and status
+ * CONTRACT_TUNNEL_STATUS_SPARE; they park, without a timeout, until the
+ * manager writes a connection's announcement on one (a 2-byte big-endian
+ * length and the RedirectResponse the stream would have carried), after
+ * which the client sends that connection's token + status on it as above.
+ * The announcement saves the stream message and the client's connect.
+ *
  * After pairing, both directions are spliced (splice(2) through pipes, no
  * copies into user space); a FIN on one side becomes a shutdown(SHUT_WR) on the
  * other, unless half-closes travel out of band (report_fd of tunnel_add_peer,
@@ -78,10 +86,21 @@ int tunnel_add_peer(tunnel *t, int fd, const void *owner, int report_fd, uint8_t
  * reached it (also when the call overtook the tunnel connection's hello).
  * Unknown or ended connections are ignored. 0 or -ENOMEM. */
 int tunnel_half_close(tunnel *t, const uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN], uint64_t bytes);
+/* Spare tunnel connections (docs/redirect.md): a fresh random spare_token for
+ * owner's ready message; tunnel connections presenting it with
+ * CONTRACT_TUNNEL_STATUS_SPARE park (at most CONTRACT_TUNNEL_SPARES_MAX) until
+ * tunnel_drop_owner. 0 or -errno. */
+int tunnel_spare_token(tunnel *t, const void *owner, uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN]);
+/* Any thread: writes the announcement msg (a packed RedirectResponse of a
+ * connection tunnel_add_peer took) on one of owner's parked spares, which
+ * then waits for the client's hello like any tunnel connection. 1 when sent,
+ * 0 when owner has no spare parked (announce it on the stream instead). */
+int tunnel_spare_announce(tunnel *t, const void *owner, const uint8_t *msg, size_t len);
 /* Resets the owner's connections still waiting for their tunnel connection:
  * once their stream is gone no client will come for them. Paired ones, and
  * those whose tunnel connection is in its hello, run on (their half-closes as
- * FINs again: the owner's report_fd is not used after this returns). */
+ * FINs again: the owner's report_fd is not used after this returns). Its
+ * spare_token ends and its parked spares are closed. */
 void tunnel_drop_owner(tunnel *t, const void *owner);
 /* Gives from's connections (waiting and paired) to the stream to, whose
  * report_fd (as in tunnel_add_peer) carries their half-closes from now on:

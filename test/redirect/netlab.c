@@ -357,6 +357,78 @@ static void sink_start(netlab_cli *c, const redirect_client_event *ev)
     pthread_attr_destroy(&a);
 }
 
+/* A spare of the CLI's (cli/redir.c does the same). */
+typedef struct {
+    netlab_cli *c;
+    bool announced;
+} spare_ctx;
+
+static void top_up(netlab_cli *c);
+
+/* Caller holds c->mu: a new connection, on the stream or a spare. */
+static void count_conn_locked(netlab_cli *c, const redirect_client_event *ev)
+{
+    c->last_event_us = time_now_us();
+    c->nconns++;
+    snprintf(c->last_peer, sizeof c->last_peer, "%s", ev->peer);
+    snprintf(c->last_orig, sizeof c->last_orig, "%s", ev->original_dst);
+    memcpy(c->last_token, ev->token, sizeof c->last_token);
+    c->bridges_running++;
+}
+
+static void on_spare_announce(void *ud, const redirect_client_event *ev)
+{
+    spare_ctx *s = ud;
+    netlab_cli *c = s->c;
+    s->announced = true;
+    pthread_mutex_lock(&c->mu);
+    c->parked--;
+    c->on_spares++;
+    count_conn_locked(c, ev);
+    pthread_mutex_unlock(&c->mu);
+    top_up(c);
+}
+
+static void on_spare_done(void *ud, const bridge_result *r)
+{
+    spare_ctx *s = ud;
+    netlab_cli *c = s->c;
+    bool announced = s->announced;
+    free(s);
+    if (announced) {
+        on_bridge_done(c, r);
+        return;
+    }
+    pthread_mutex_lock(&c->mu);
+    c->parked--;
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void top_up(netlab_cli *c)
+{
+    for (;;) {
+        pthread_mutex_lock(&c->mu);
+        bool want = c->has_spare && !c->ended && c->parked < c->spares;
+        if (want)
+            c->parked++;
+        pthread_mutex_unlock(&c->mu);
+        if (!want)
+            return;
+        spare_ctx *s = calloc(1, sizeof *s);
+        CHECK(s, "oom");
+        s->c = c;
+        int rc = bridge_park(c->br, (uint16_t)c->tunnel_port, (uint16_t)c->local_port, c->spare_token,
+                             c->half_close, on_spare_announce, on_spare_done, s);
+        if (rc < 0) { /* at the bridge's limit: the next connection tries again */
+            free(s);
+            pthread_mutex_lock(&c->mu);
+            c->parked--;
+            pthread_mutex_unlock(&c->mu);
+            return;
+        }
+    }
+}
+
 static int on_event(void *ud, const redirect_client_event *ev)
 {
     netlab_cli *c = ud;
@@ -366,8 +438,12 @@ static int on_event(void *ud, const redirect_client_event *ev)
         c->ready = true;
         c->half_close = ev->half_close;
         c->tunnel_port = ev->tunnel_port;
+        c->offered_spare = ev->has_spare;
+        c->has_spare = ev->has_spare && c->spares > 0;
+        memcpy(c->spare_token, ev->spare_token, sizeof c->spare_token);
         pthread_cond_broadcast(&c->cv);
         pthread_mutex_unlock(&c->mu);
+        top_up(c);
         return 0;
     }
     if (ev->peer_write_closed) {
@@ -375,23 +451,22 @@ static int on_event(void *ud, const redirect_client_event *ev)
         CHECK(bridge_peer_closed(c->br, ev->token, ev->peer_write_closed_after) == 0, "bridge_peer_closed");
         return 0;
     }
-    c->nconns++;
-    snprintf(c->last_peer, sizeof c->last_peer, "%s", ev->peer);
-    snprintf(c->last_orig, sizeof c->last_orig, "%s", ev->original_dst);
-    memcpy(c->last_token, ev->token, sizeof c->last_token);
+    count_conn_locked(c, ev);
     if (c->local_port == NETLAB_IGNORE) {
+        c->bridges_running--;
         pthread_mutex_unlock(&c->mu);
         return 0;
     }
-    c->bridges_running++;
     pthread_mutex_unlock(&c->mu);
-    if (c->local_port == NETLAB_TUNNEL_SINK)
+    if (c->local_port == NETLAB_TUNNEL_SINK) {
         sink_start(c, ev);
-    else
+    } else {
         /* the CLI bridges to its port-forward's end; here the tunnel is reached directly */
         CHECK(bridge_start(c->br, (uint16_t)ev->tunnel_port, (uint16_t)c->local_port, ev->token, c->half_close,
                            on_bridge_done, c) == 0,
               "bridge_start");
+        top_up(c);
+    }
     return 0;
 }
 
@@ -416,12 +491,14 @@ static void *cli_main(void *arg)
     return NULL;
 }
 
-static void cli_start(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port, int max_conns)
+static void cli_start(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port, int max_conns,
+                      int spares)
 {
     memset(c, 0, sizeof *c);
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cv, NULL);
     c->local_port = local_port;
+    c->spares = local_port != NETLAB_IGNORE && local_port != NETLAB_TUNNEL_SINK ? spares : 0;
     c->client = m->client;
     bridge_opts bo = {.max_conns = max_conns, .half_close = send_half_close, .half_close_ud = c};
     CHECK(bridge_new(&c->br, &bo) == 0, "bridge_new");
@@ -435,17 +512,23 @@ static void cli_start(netlab_cli *c, netlab_mgr *m, const redirect_client_req *r
 void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns)
 {
     redirect_client_req req = {.port = port, .outgoing = outgoing};
-    cli_start(c, m, &req, local_port, max_conns);
+    cli_start(c, m, &req, local_port, max_conns, 1);
 }
 
 void netlab_cli_start_req(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port)
 {
-    cli_start(c, m, req, local_port, 0);
+    cli_start(c, m, req, local_port, 0, 1);
 }
 
 void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port)
 {
     netlab_cli_start_capped(c, m, port, outgoing, local_port, 0);
+}
+
+void netlab_cli_start_nospares(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port)
+{
+    redirect_client_req req = {.port = port, .outgoing = outgoing};
+    cli_start(c, m, &req, local_port, 0, 0);
 }
 
 static bool wait_until(netlab_cli *c, bool (*cond)(netlab_cli *), int timeout_ms)

@@ -92,6 +92,13 @@ typedef struct netlab_cli {
     int64_t last_event_us;
     rpc_client *client; /* the manager's, for HalfClose */
     bool half_close;    /* the stream carries half-closes out of band (bridging only) */
+    /* Spare tunnel connections, as the CLI parks them (bridging only) */
+    int spares;         /* how many to keep parked: 1, 0 with netlab_cli_start_nospares */
+    bool offered_spare; /* the ready message had a spare_token */
+    bool has_spare;     /* ... and this client parks spares */
+    uint8_t spare_token[CONTRACT_TUNNEL_TOKEN_LEN];
+    int parked;    /* parked, not yet announced nor ended */
+    int on_spares; /* connections announced on a spare (the rest came on the stream) */
 } netlab_cli;
 
 void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port);
@@ -99,6 +106,8 @@ void netlab_cli_start(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing
 void netlab_cli_start_capped(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port, int max_conns);
 /* Same, with a whole request (session id, skips) and the default bridge. */
 void netlab_cli_start_req(netlab_cli *c, netlab_mgr *m, const redirect_client_req *req, int local_port);
+/* Same as netlab_cli_start, parking no spares: every connection comes on the stream. */
+void netlab_cli_start_nospares(netlab_cli *c, netlab_mgr *m, uint32_t port, bool outgoing, int local_port);
 /* true once ready; false if the stream ended first (c->st holds why). */
 bool netlab_cli_wait_ready(netlab_cli *c, int timeout_ms);
 /* Cancels the stream and waits for its thread (bridged connections keep running). */

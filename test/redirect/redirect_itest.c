@@ -544,6 +544,21 @@ static void case_foreign(netlab_mgr *m)
 
 /* ---- 10,000 connections in sequence: no fd leak ---- */
 
+static int echoed_conn(void);
+
+/* The manager's fd count once it held still for 100 ms. */
+static int stable_fd_count(const netlab_mgr *m)
+{
+    int last = -1, same = 0;
+    for (int i = 0; i < 200 && same < 5; i++) {
+        int n = netlab_mgr_fd_count(m);
+        same = n == last ? same + 1 : 0;
+        last = n;
+        usleep(20000);
+    }
+    return last;
+}
+
 static void case_seq(netlab_mgr *m, int n)
 {
     int lport;
@@ -551,9 +566,11 @@ static void case_seq(netlab_mgr *m, int n)
     netlab_cli c;
     netlab_cli_start(&c, m, PORT, false, lport);
     CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
-    int start = netlab_mgr_fd_count(m);
+    /* counted with the spare tunnel connection parked, as it is between connections */
+    close(echoed_conn());
+    int start = stable_fd_count(m);
     int64_t t0 = time_now_us();
-    for (int i = 0; i < n; i++) {
+    for (int i = 1; i < n; i++) {
         char msg[32], back[32];
         int fd = netlab_connect(NS_PEER, POD_IP4, PORT);
         CHECK(fd >= 0, "connection %d: %s", i, strerror(-fd));
@@ -987,6 +1004,8 @@ static void case_skip_source(netlab_mgr *m)
     expect_answer(NS_PEER, POD_IP4, "app", "from the node's address");
     expect_answer(NS_PEER, POD_IP6, "echo", "from another address of the same peer");
     netlab_cli_free(&c);
+    /* the manager ends the stream after the client: until then the port is taken */
+    CHECK(ms_until_rules_gone(1000) >= 0, "rules left after the first stream");
 
     netlab_cli_start(&c, m, PORT, false, lport); /* --include-probes: no skip_sources */
     CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
@@ -1016,6 +1035,8 @@ static void case_loopback(netlab_mgr *m)
     expect_answer(NS_POD, POD_IP4, "app", "to the pod's own IP");
     expect_answer(NS_POD, PEER_IP4, "echo", "to another host");
     netlab_cli_free(&c);
+    /* the manager ends the stream after the client: until then the port is taken */
+    CHECK(ms_until_rules_gone(1000) >= 0, "rules left after the first stream");
 
     redirect_client_req req = {.port = PORT, .outgoing = true, .include_loopback = true};
     netlab_cli_start_req(&c, m, &req, lport);
@@ -1026,6 +1047,189 @@ static void case_loopback(netlab_mgr *m)
     netlab_echo_stop(e);
     app_stop(&app);
     printf("loopback: the pod's connections to itself reach the app by default, the local target with the flag\n");
+}
+
+/* ---- spare tunnel connections ---- */
+
+static void read_exact(int fd, void *buf, size_t n, int timeout_ms)
+{
+    size_t got = 0;
+    int64_t dl = time_now_us() + (int64_t)timeout_ms * 1000;
+    while (got < n) {
+        int left = (int)((dl - time_now_us()) / 1000);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        CHECK(left > 0 && poll(&p, 1, left) == 1, "%zu of %zu bytes within %d ms", got, n, timeout_ms);
+        ssize_t r = recv(fd, (char *)buf + got, n - got, 0);
+        CHECK(r > 0, "%zu of %zu bytes, then %s", got, n, r == 0 ? "EOF" : strerror(errno));
+        got += (size_t)r;
+    }
+}
+
+/* A tunnel connection that presents c's spare_token with status. */
+static int spare_connect(netlab_mgr *m, const netlab_cli *c, uint8_t status)
+{
+    uint8_t hello[CONTRACT_TUNNEL_HELLO_LEN];
+    redirect_client_spare_hello(hello, c->spare_token);
+    hello[CONTRACT_TUNNEL_TOKEN_LEN] = status;
+    int t = netlab_connect(NS_POD, "127.0.0.1", m->tunnel_port);
+    CHECK(t >= 0, "tunnel connect: %s", strerror(-t));
+    send_all(t, hello, sizeof hello);
+    return t;
+}
+
+typedef struct {
+    uint8_t token[CONTRACT_TUNNEL_TOKEN_LEN];
+    char peer[80], orig[80];
+} announced;
+
+static int grab(void *ud, const redirect_client_event *ev)
+{
+    announced *a = ud;
+    CHECK(!ev->ready && !ev->peer_write_closed, "a spare got a message that is not a connection's");
+    memcpy(a->token, ev->token, sizeof a->token);
+    snprintf(a->peer, sizeof a->peer, "%s", ev->peer);
+    snprintf(a->orig, sizeof a->orig, "%s", ev->original_dst);
+    return 0;
+}
+
+/* Waits for the announcement on one of n spares: its index, the message in *a. */
+static int await_announcement(const int *sp, int n, announced *a)
+{
+    struct pollfd p[CONTRACT_TUNNEL_SPARES_MAX];
+    for (int i = 0; i < n; i++)
+        p[i] = (struct pollfd){.fd = sp[i], .events = POLLIN};
+    CHECK(poll(p, (nfds_t)n, 3000) >= 1, "no spare got an announcement within 3 s");
+    for (int i = 0; i < n; i++) {
+        if (sp[i] < 0 || !p[i].revents)
+            continue;
+        uint8_t len[2], msg[CONTRACT_TUNNEL_ANNOUNCE_MAX];
+        read_exact(sp[i], len, 2, 1000);
+        size_t l = ((size_t)len[0] << 8) | len[1];
+        CHECK(l > 0 && l <= sizeof msg, "announcement of %zu bytes", l);
+        read_exact(sp[i], msg, l, 1000);
+        CHECK(redirect_client_decode(msg, l, grab, a) == 0, "undecodable announcement");
+        return i;
+    }
+    CHECK(false, "poll said ready, no spare was");
+    return -1;
+}
+
+static int conns_on_spares(netlab_cli *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->on_spares;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
+#define SPARE_ROUNDS 10
+
+static void case_spares(netlab_mgr *m)
+{
+    int lport;
+    netlab_echo *e = netlab_echo_start(&lport);
+    netlab_cli c;
+
+    /* The CLI's bridge parks one and tops up: connections come on spares. */
+    netlab_cli_start(&c, m, PORT, false, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    CHECK(c.offered_spare, "no spare_token on the ready message");
+    for (int i = 0; i < SPARE_ROUNDS; i++) {
+        usleep(100000); /* the spare of the connection before has parked */
+        close(echoed_conn());
+    }
+    int on_spares = conns_on_spares(&c);
+    CHECK(on_spares >= SPARE_ROUNDS - 2 && c.nconns == SPARE_ROUNDS, "%d of %d connections on spares", on_spares,
+          c.nconns);
+    netlab_cli_free(&c);
+    CHECK(ms_until_rules_gone(1000) >= 0, "rules left");
+
+    /* A client that parks none gets every connection on the stream. */
+    netlab_cli_start_nospares(&c, m, PORT, false, lport);
+    CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
+    for (int i = 0; i < 3; i++)
+        close(echoed_conn());
+    CHECK(c.nconns == 3 && conns_on_spares(&c) == 0, "%d connections, %d on spares without spares", c.nconns,
+          conns_on_spares(&c));
+    netlab_cli_free(&c);
+    CHECK(ms_until_rules_gone(1000) >= 0, "rules left");
+
+    /* The protocol by hand. */
+    int fd0 = stable_fd_count(m);
+    netlab_cli ign;
+    netlab_cli_start(&ign, m, PORT, false, NETLAB_IGNORE);
+    CHECK(netlab_cli_wait_ready(&ign, 5000), "not ready: %s", ign.st.message);
+    CHECK(ign.offered_spare, "no spare_token on the ready message");
+    int bad = spare_connect(m, &ign, CONTRACT_TUNNEL_STATUS_OK);
+    int64_t ms_bad = ms_until_closed(bad, 2000);
+    close(bad);
+    int sp[CONTRACT_TUNNEL_SPARES_MAX + 1];
+    for (int i = 0; i <= CONTRACT_TUNNEL_SPARES_MAX; i++)
+        sp[i] = spare_connect(m, &ign, CONTRACT_TUNNEL_STATUS_SPARE);
+    int64_t ms_over = ms_until_closed(sp[CONTRACT_TUNNEL_SPARES_MAX], 2000);
+    close(sp[CONTRACT_TUNNEL_SPARES_MAX]);
+    for (int i = 0; i < CONTRACT_TUNNEL_SPARES_MAX; i++) {
+        struct pollfd p = {.fd = sp[i], .events = POLLIN};
+        CHECK(poll(&p, 1, 100) == 0, "parked spare %d closed or written to", i);
+    }
+
+    /* announced on a spare, not on the stream; the client answers there */
+    int peer = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(peer >= 0, "peer connect: %s", strerror(-peer));
+    announced a;
+    int k = await_announcement(sp, CONTRACT_TUNNEL_SPARES_MAX, &a);
+    char want_orig[64];
+    snprintf(want_orig, sizeof want_orig, "%s:%d", POD_IP4, PORT);
+    CHECK(strcmp(a.orig, want_orig) == 0 && strncmp(a.peer, PEER_IP4 ":", strlen(PEER_IP4) + 1) == 0,
+          "announced %s -> %s", a.peer, a.orig);
+    usleep(100000);
+    CHECK(ign.nconns == 0, "the stream announced it too");
+    uint8_t hello[CONTRACT_TUNNEL_HELLO_LEN];
+    redirect_client_hello(hello, a.token, true);
+    send_all(sp[k], hello, sizeof hello);
+    char buf[8];
+    send_all(peer, "ping", 4);
+    read_exact(sp[k], buf, 4, 3000);
+    CHECK(memcmp(buf, "ping", 4) == 0, "tunnel got %.4s", buf);
+    send_all(sp[k], "pong", 4);
+    read_exact(peer, buf, 4, 3000);
+    CHECK(memcmp(buf, "pong", 4) == 0, "peer got %.4s", buf);
+    close(peer);
+    CHECK(ms_until_closed(sp[k], 2000) >= 0, "paired spare");
+    close(sp[k]);
+    sp[k] = -1;
+
+    /* refused in answer to the announcement: the peer is reset */
+    peer = netlab_connect(NS_PEER, POD_IP4, PORT);
+    CHECK(peer >= 0, "peer connect: %s", strerror(-peer));
+    k = await_announcement(sp, CONTRACT_TUNNEL_SPARES_MAX, &a);
+    redirect_client_hello(hello, a.token, false);
+    send_all(sp[k], hello, sizeof hello);
+    ssize_t r = read_to_end(peer, buf, sizeof buf, 3000);
+    CHECK(r == -ECONNRESET, "refused on a spare: the peer got %zd, want a reset", r);
+    close(peer);
+    close(sp[k]);
+    sp[k] = -1;
+
+    /* the stream's end closes the spares still parked */
+    netlab_cli_stop(&ign);
+    int left = 0;
+    for (int i = 0; i < CONTRACT_TUNNEL_SPARES_MAX; i++)
+        if (sp[i] >= 0) {
+            CHECK(ms_until_closed(sp[i], 2000) < 1000, "parked spare after the stream's end");
+            close(sp[i]);
+            left++;
+        }
+    netlab_cli_free(&ign);
+    CHECK(ms_until_rules_gone(1000) >= 0, "rules left");
+    int fd1 = stable_fd_count(m);
+    CHECK(fd1 == fd0, "manager fds %d after, %d before", fd1, fd0);
+    netlab_echo_stop(e);
+    printf("spares: %d of %d connections came on the bridge's spares; by hand: a wrong status closed in %lld ms, "
+           "spare %d over the limit in %lld ms; announced, answered, bridged; refused -> peer reset; %d parked "
+           "closed at the stream's end; manager fds %d before, %d after\n",
+           on_spares, SPARE_ROUNDS, (long long)ms_bad, CONTRACT_TUNNEL_SPARES_MAX + 1, (long long)ms_over, left,
+           fd0, fd1);
 }
 
 /* ---- takeover by the same session ---- */
@@ -1308,6 +1512,8 @@ int main(int argc, char **argv)
         case_takeover_half_close(&m);
     else if (strcmp(cs, "skip_source") == 0)
         case_skip_source(&m);
+    else if (strcmp(cs, "spares") == 0)
+        case_spares(&m);
     else if (strcmp(cs, "loopback") == 0)
         case_loopback(&m);
     else {

@@ -82,6 +82,44 @@ def test_200_concurrent_connections_intact(cluster, bg):
         assert r.interrupt() == 0
 
 
+def tunnel_conns(cluster, pod):
+    """Established connections to the manager's tunnel port in the pod, as its /proc/net/tcp lists
+    them (the port is in the name of the manager's table, inet kdiag-<tunnel port>)."""
+    rules = cluster.pod_ruleset(pod)
+    m = re.search(r'table inet kdiag-(\d+)', rules)
+    assert m, rules
+    local = '0100007F:%04X' % int(m.group(1))
+    with open('/proc/%d/net/tcp' % cluster.pod_pid(pod)) as f:
+        rows = [l.split() for l in f.readlines()[1:]]
+    return sum(1 for r in rows if r[1] == local and r[3] == '01')
+
+
+@pytest.mark.parametrize('spares', ['default', '0'])
+def test_spare_tunnel_connection_is_parked_and_topped_up(cluster, bg, monkeypatch, spares):
+    # docs/redirect.md "Spare tunnel connections": one parked per stream, a new one after each
+    # connection announced on it; KDIAG_REDIR_SPARES=0 parks none (every connection on the stream)
+    want = 1
+    if spares != 'default':
+        monkeypatch.setenv('KDIAG_REDIR_SPARES', spares)
+        want = int(spares)
+    with EchoServer() as echo:
+        r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8081:%d' % echo.port)  # peer on the node
+        r.wait_out('redirecting pod/distroless:8081')
+        parked = lambda: tunnel_conns(cluster, 'distroless')
+        wait_for(lambda: parked() == want, 10, what='%d spare(s) parked' % want)
+        ip = cluster.pod('distroless')['status']['podIP']
+        for i in range(3):
+            res = cluster.in_node(['python3', CONN_CLIENT, ip, '8081', '1', '65536'], timeout=60)
+            assert 'ok 1/1' in res.stdout, res.stdout + res.stderr
+            wait_for(lambda: parked() == want, 10, what='%d spare(s) parked after connection %d' % (want, i + 1))
+        time.sleep(0.5)
+        assert parked() == want
+        assert r.err().count('pod:8081 ← ') == 3, r.err()
+        assert r.interrupt() == 0
+        # the stream's end closes its spares
+        wait_for(lambda: parked() == 0, 10, what='spares closed after the redirect ended')
+
+
 def test_port_forward_killed_is_recovered(cluster, bg, local_http):
     srv = local_http()
     r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
