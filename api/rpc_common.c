@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,9 @@ static void rpc_atexit(void)
  * server is made. */
 static void rpc_start(void)
 {
+    char poll_ms[16];
+    snprintf(poll_ms, sizeof poll_ms, "%d", RPC_CLIENT_POLL_MS);
+    setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", poll_ms, 0); /* read by grpc_init; a user's value wins */
     sigset_t old;
     rpc_signals_off(&old);
     grpc_init();

@@ -13,6 +13,12 @@
  * unanswered this long: a vanished (killed, frozen, cut off) peer is gone in
  * ~10 s, and with it a CLI's redirect rules (docs/rpc.md). */
 #define RPC_KEEPALIVE_MS 5000
+/* How often gRPC core reads a client channel with no call in flight (its
+ * "backup poller", GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS; 5 s by
+ * default). A peer's keepalive ping is answered only then, so this must stay
+ * well below the peer's ping timeout (RPC_KEEPALIVE_MS), or the peer drops
+ * idle clients (test_rpc: test_idle_client_keeps_its_connection). */
+#define RPC_CLIENT_POLL_MS 1000
 
 #define RPC_ARG_INT(key, v) \
     { \

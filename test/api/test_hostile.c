@@ -8,6 +8,7 @@
  * gRPC). Its log (stderr) cannot be forged by peers without the token: their
  * paths are escaped, a flood of them is summed up. */
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grpc/byte_buffer.h>
@@ -543,6 +544,50 @@ static void test_preface_connections_bounded(void **state)
 #endif
 }
 
+/* Whether this process holds the socket of inode (one of its fds). */
+static bool own_socket(unsigned long inode)
+{
+    char want[64], link[64], path[300];
+    snprintf(want, sizeof want, "socket:[%lu]", inode);
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    bool found = false;
+    while (d && !found && (de = readdir(d))) {
+        snprintf(path, sizeof path, "/proc/self/fd/%s", de->d_name);
+        ssize_t n = readlink(path, link, sizeof link - 1);
+        if (n > 0) {
+            link[n] = 0;
+            found = strcmp(link, want) == 0;
+        }
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Every TCP socket of a connection to the manager's port (either end), for a
+ * round whose fds did not settle: whose end it is and in what state. */
+static void dump_conns(void)
+{
+    for (int v6 = 0; v6 < 2; v6++) {
+        FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) {
+            unsigned lport, rport, st;
+            unsigned long inode;
+            if (sscanf(line, " %*d: %*[0-9A-F]:%x %*[0-9A-F]:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
+                       &rport, &st, &inode) != 4 ||
+                (lport != (unsigned)M.port && rport != (unsigned)M.port) || st == 10 /* LISTEN */)
+                continue;
+            fprintf(stderr, "  tcp%s %s end, port %u -> %u, state %02X%s\n", v6 ? "6" : "",
+                    lport == (unsigned)M.port ? "manager's" : "client's", lport, rport, st,
+                    rport == (unsigned)M.port && own_socket(inode) ? ", held by this test process" : "");
+        }
+        if (f)
+            fclose(f);
+    }
+}
+
 static void test_hostile_rounds(void **state)
 {
     (void)state;
@@ -564,6 +609,8 @@ static void test_hostile_rounds(void **state)
         rss[round] = tproc_status(M.pid, "VmRSS");
         fprintf(stderr, "round %d: %lld ms, fds %d (baseline %d), rss %ld kB (baseline %ld kB)\n", round,
                 time_now_ms() - t0, fds, base_fds, rss[round], base_rss);
+        if (fds != base_fds)
+            dump_conns();
         assert_int_equal(fds, base_fds);
     }
 #ifndef UNDER_ASAN

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/wait.h>
+#include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -85,6 +86,14 @@ static grpc_status_code h_whoami(rpc_call *c, void *ud)
     int n = snprintf(out, sizeof out, "%s|%s|%s", rpc_call_method(c), auth ? auth : "-",
                      rpc_call_peer(c)[0] ? "peer" : "nopeer");
     rpc_call_send(c, (uint8_t *)out, (size_t)n);
+    return GRPC_STATUS_OK;
+}
+
+static grpc_status_code h_peer(rpc_call *c, void *ud)
+{
+    (void)ud;
+    const char *peer = rpc_call_peer(c);
+    rpc_call_send(c, (const uint8_t *)peer, strlen(peer));
     return GRPC_STATUS_OK;
 }
 
@@ -208,6 +217,7 @@ static fixture *fx_start(const char *token, int max_msg, int max_streams, int ke
     assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Whoami", RPC_UNARY, h_whoami, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Fail", RPC_UNARY, h_fail, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Peer", RPC_UNARY, h_peer, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/NoResp", RPC_UNARY, h_noresp, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Count", RPC_SERVER_STREAM, h_count, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Upper", RPC_BIDI_STREAM, h_upper, NULL), 0);
@@ -693,6 +703,45 @@ static void test_keepalive_detects_frozen_peer(void **state)
     fx_stop(f);
 }
 
+/* A client with no call in flight answers the server's keepalive pings in
+ * time. gRPC core reads an idle channel only from its backup poller (every
+ * 5 s by default, as long as the server's ping timeout), so before
+ * RPC_CLIENT_POLL_MS servers dropped idle C-core clients now and then: with
+ * the manager's 5 s keepalive an idle client's connection was replaced about
+ * every 20 s, and a call racing the drop failed with "Broken pipe". The
+ * client runs in a process of its own (in this one the server's threads
+ * would poll its socket too); the server pings every 2 s with a 2 s timeout
+ * and the connection must outlive three pings. */
+static void test_idle_client_keeps_its_connection(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 2000);
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        dup2(p[1], 1);
+        execl(self_path, self_path, "--idle-client", f->target, (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    char out[512] = "";
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof out - 1 && (r = read(p[0], out + got, sizeof out - 1 - got)) > 0)
+        got += (size_t)r;
+    close(p[0]);
+    int ws = 0;
+    waitpid(pid, &ws, 0);
+    char before[128] = "", after[128] = "";
+    if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0 || sscanf(out, "%127s %127s", before, after) != 2)
+        fail_msg("idle client: status %d, said %s", ws, out);
+    if (strcmp(before, after) != 0)
+        fail_msg("the idle client's connection was replaced: %s, then %s", before, after);
+    fx_stop(f);
+}
+
 static void test_bad_bind(void **state)
 {
     (void)state;
@@ -776,10 +825,37 @@ static int wait_client(const char *target)
     return 0;
 }
 
+/* --idle-client: the server's view of this client's address, then again
+ * after 7 s without a call, on stdout. */
+static int idle_client(const char *target)
+{
+    rpc_client *cl;
+    if (rpc_client_new(&cl, target, TOKEN) < 0)
+        return 1;
+    for (int i = 0; i < 2; i++) {
+        if (i)
+            sleep(7);
+        char *resp = NULL;
+        size_t len = 0;
+        rpc_status st;
+        if (unary(cl, "/t.T/Peer", "", 0, &resp, &len, 5000, &st) < 0) {
+            printf("call-failed:%d ", st.code);
+        } else {
+            printf("%.*s ", (int)len, resp);
+        }
+        free(resp);
+    }
+    printf("\n");
+    rpc_client_free(cl);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--wait-client"))
         return wait_client(argv[2]);
+    if (argc == 3 && !strcmp(argv[1], "--idle-client"))
+        return idle_client(argv[2]);
     self_path = "/proc/self/exe";
     static char exe[4096];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
@@ -801,6 +877,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_concurrent_calls),
         cmocka_unit_test(test_shutdown_cancels_calls),
         cmocka_unit_test(test_keepalive_detects_frozen_peer),
+        cmocka_unit_test(test_idle_client_keeps_its_connection),
         cmocka_unit_test(test_bad_bind),
         cmocka_unit_test(test_request_failures_are_loud_and_recover),
     };
