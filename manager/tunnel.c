@@ -33,6 +33,7 @@ typedef enum {
     NOISE_SHORT,    /* tunnel connection closed before token + status */
     NOISE_TOKEN,    /* unknown or used token */
     NOISE_SILENT,   /* no token within the pairing timeout */
+    NOISE_SPARE,    /* a spare refused: wrong status, its stream ended, or over CONTRACT_TUNNEL_SPARES_MAX */
     NOISE_UNPAIRED, /* redirected connection without a tunnel connection in time */
     NOISE_LIMIT,    /* paired beyond max_pairs */
     NOISE_ACCEPT,   /* accept paused (fd table or memory full) */
@@ -136,10 +137,12 @@ static int64_t noise_flush(tunnel *t, int64_t now, bool force)
     const unsigned *n = t->noise;
     logf_(t, true,
           "%u bad connections in the last %d s: %u closed before token and status, %u with an unknown or used "
-          "token, %u silent for %d ms; %u redirected connections got no tunnel connection in time (reset), %u "
-          "over the limit of %d (reset); accept paused %u times",
-          n[NOISE_SHORT] + n[NOISE_TOKEN] + n[NOISE_SILENT], NOISE_WINDOW_MS / 1000, n[NOISE_SHORT], n[NOISE_TOKEN],
-          n[NOISE_SILENT], t->o.pair_timeout_ms, n[NOISE_UNPAIRED], n[NOISE_LIMIT], t->o.max_pairs, n[NOISE_ACCEPT]);
+          "token, %u silent for %d ms, %u spares refused (status, ended stream or over %d); %u redirected "
+          "connections got no tunnel connection in time (reset), %u over the limit of %d (reset); accept paused %u "
+          "times",
+          n[NOISE_SHORT] + n[NOISE_TOKEN] + n[NOISE_SILENT] + n[NOISE_SPARE], NOISE_WINDOW_MS / 1000,
+          n[NOISE_SHORT], n[NOISE_TOKEN], n[NOISE_SILENT], t->o.pair_timeout_ms, n[NOISE_SPARE],
+          CONTRACT_TUNNEL_SPARES_MAX, n[NOISE_UNPAIRED], n[NOISE_LIMIT], t->o.max_pairs, n[NOISE_ACCEPT]);
     memset(t->noise, 0, sizeof t->noise);
     t->noise_until = 0;
     return -1;
@@ -274,7 +277,7 @@ static void park(tunnel *t, hello *h, uint8_t status)
         logf_(t, false, "spare tunnel connection parked");
         return;
     }
-    noise(t, NOISE_TOKEN);
+    noise(t, NOISE_SPARE);
     logf_(t, false, "spare tunnel connection with status %u, for an ended stream or over %d: closed", status,
           CONTRACT_TUNNEL_SPARES_MAX);
     hello_free(t, h, false);
