@@ -236,15 +236,16 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
     r.tunnel_token.len = sizeof token;
     r.peer = peer_s;
     r.original_dst = orig_s;
+    /* packed once: the same bytes go on a parked spare or, without one, on the stream */
     uint8_t buf[CONTRACT_TUNNEL_ANNOUNCE_MAX];
     size_t len = kdiag__solo__io__redirect_response__get_packed_size(&r);
-    if (len <= sizeof buf) {
-        kdiag__solo__io__redirect_response__pack(&r, buf);
-        if (tunnel_spare_announce(m->tun, s, buf, len) > 0)
-            return 0; /* on one of the client's parked tunnel connections */
-    }
+    if (len > sizeof buf)
+        return -EMSGSIZE;
+    kdiag__solo__io__redirect_response__pack(&r, buf);
+    if (tunnel_spare_announce(m->tun, s, buf, len) > 0)
+        return 0;
     /* If this fails the stream is gone; the peer is reset when its pairing times out. */
-    return send_response(call, &r);
+    return rpc_call_send(call, buf, len);
 }
 
 static grpc_status_code nft_error_status(const redirect_mgr *m, rpc_call *call, const session *s, int rc)
