@@ -96,13 +96,6 @@ static double bulk(const char *ip, int port, uint64_t bytes)
 
 static int64_t last_t0;
 
-static int conns_on_spares(netlab_cli *c)
-{
-    pthread_mutex_lock(&c->mu);
-    int n = c->on_spares;
-    pthread_mutex_unlock(&c->mu);
-    return n;
-}
 
 /* us for connect + one byte there and back. */
 static double setup_us(const char *ip, int port)
@@ -217,7 +210,7 @@ int main(int argc, char **argv)
                "p99 %.0f us; extra median %.0f us (goal <= 300) p99 %.0f us\n",
                SAMPLES, dmed, dp99, rmed, rp99, rmed - dmed, rp99 - dp99);
         printf("  of which: connect -> connection announced at the CLI, median %.0f us; %d of %d on a spare\n",
-               pct(es, SAMPLES, 0.5), conns_on_spares(&ce), ce.nconns);
+               pct(es, SAMPLES, 0.5), netlab_cli_on_spares(&ce), ce.nconns);
         printf("  without spares (every connection on the stream): median %.0f us p99 %.0f us, extra median %.0f us "
                "p99 %.0f us; connect -> stream message at the CLI, median %.0f us\n",
                nmed, np99, nmed - dmed, np99 - dp99, pct(nes, SAMPLES, 0.5));

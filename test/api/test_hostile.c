@@ -446,35 +446,61 @@ static void test_idle_connections_bounded(void **state)
 #endif
 }
 
+/* One TCP socket of this network namespace, as /proc/net/tcp or tcp6 lists it
+ * (gRPC's sockets are IPv6 ones with v4-mapped addresses). */
+typedef struct {
+    unsigned lport, rport, state;
+    unsigned long inode;
+    bool v6;
+} tcp_sock;
+
+/* Calls fn for every TCP socket of the namespace. */
+static void tcp_socks(void (*fn)(const tcp_sock *t, void *ud), void *ud)
+{
+    for (int v6 = 0; v6 < 2; v6++) {
+        FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
+        char line[512];
+        while (f && fgets(line, sizeof line, f)) {
+            tcp_sock t = {.v6 = v6};
+            if (sscanf(line, " %*d: %*[0-9A-F]:%x %*[0-9A-F]:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &t.lport,
+                       &t.rport, &t.state, &t.inode) == 4)
+                fn(&t, ud);
+        }
+        if (f)
+            fclose(f);
+    }
+}
+
+typedef struct {
+    const int *skip_port;
+    int nskip, *out, max, found;
+} client_scan;
+
+static void client_port(const tcp_sock *t, void *ud)
+{
+    client_scan *cs = ud;
+    if (t->rport != (unsigned)M.port || t->state != 1 /* ESTABLISHED */)
+        return;
+    for (int i = 0; i < cs->nskip; i++)
+        if (cs->skip_port[i] == (int)t->lport)
+            return;
+    if (cs->found < cs->max)
+        cs->out[cs->found++] = (int)t->lport;
+}
+
 /* The local ports of established connections to the manager's port in this
- * network namespace (/proc/net/tcp and tcp6: gRPC's sockets are IPv6 ones
- * with v4-mapped addresses), except those of skip[0..n); at most max. */
+ * network namespace, except those of skip[0..n); at most max. */
 static int client_ports(const int *skip, int n, int *out, int max)
 {
-    int skip_port[1000], found = 0;
+    int skip_port[1000];
     for (int i = 0; i < n && i < 1000; i++) {
         struct sockaddr_in a;
         socklen_t len = sizeof a;
         skip_port[i] = getsockname(skip[i], (struct sockaddr *)&a, &len) == 0 ? ntohs(a.sin_port) : -1;
     }
-    for (int v6 = 0; v6 < 2; v6++) {
-        FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
-        char line[512];
-        while (f && fgets(line, sizeof line, f)) {
-            unsigned lport, rport, st;
-            if (sscanf(line, " %*d: %*[0-9A-F]:%x %*[0-9A-F]:%x %x", &lport, &rport, &st) != 3 ||
-                rport != (unsigned)M.port || st != 1)
-                continue;
-            bool skipped = false;
-            for (int i = 0; i < n && !skipped; i++)
-                skipped = skip_port[i] == (int)lport;
-            if (!skipped && found < max)
-                out[found++] = (int)lport;
-        }
-        if (f)
-            fclose(f);
-    }
-    return found;
+    client_scan cs = {.skip_port = skip_port, .nskip = n < 1000 ? n : 1000, .out = out, .max = max};
+    tcp_socks(client_port, &cs);
+    return cs.found;
 }
 
 /* Connections that send the HTTP/2 preface and then nothing reach gRPC, up
@@ -565,27 +591,21 @@ static bool own_socket(unsigned long inode)
     return found;
 }
 
+static void dump_conn(const tcp_sock *t, void *ud)
+{
+    (void)ud;
+    if ((t->lport != (unsigned)M.port && t->rport != (unsigned)M.port) || t->state == 10 /* LISTEN */)
+        return;
+    fprintf(stderr, "  tcp%s %s end, port %u -> %u, state %02X%s\n", t->v6 ? "6" : "",
+            t->lport == (unsigned)M.port ? "manager's" : "client's", t->lport, t->rport, t->state,
+            t->rport == (unsigned)M.port && own_socket(t->inode) ? ", held by this test process" : "");
+}
+
 /* Every TCP socket of a connection to the manager's port (either end), for a
  * round whose fds did not settle: whose end it is and in what state. */
 static void dump_conns(void)
 {
-    for (int v6 = 0; v6 < 2; v6++) {
-        FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "r");
-        char line[512];
-        while (f && fgets(line, sizeof line, f)) {
-            unsigned lport, rport, st;
-            unsigned long inode;
-            if (sscanf(line, " %*d: %*[0-9A-F]:%x %*[0-9A-F]:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &lport,
-                       &rport, &st, &inode) != 4 ||
-                (lport != (unsigned)M.port && rport != (unsigned)M.port) || st == 10 /* LISTEN */)
-                continue;
-            fprintf(stderr, "  tcp%s %s end, port %u -> %u, state %02X%s\n", v6 ? "6" : "",
-                    lport == (unsigned)M.port ? "manager's" : "client's", lport, rport, st,
-                    rport == (unsigned)M.port && own_socket(inode) ? ", held by this test process" : "");
-        }
-        if (f)
-            fclose(f);
-    }
+    tcp_socks(dump_conn, NULL);
 }
 
 static void test_hostile_rounds(void **state)

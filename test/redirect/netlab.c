@@ -567,6 +567,14 @@ void netlab_cli_stop(netlab_cli *c)
     c->rc = NULL;
 }
 
+int netlab_cli_on_spares(netlab_cli *c)
+{
+    pthread_mutex_lock(&c->mu);
+    int n = c->on_spares;
+    pthread_mutex_unlock(&c->mu);
+    return n;
+}
+
 bool netlab_cli_wait_idle(netlab_cli *c, int timeout_ms)
 {
     return wait_until(c, idle, timeout_ms);

@@ -112,6 +112,8 @@ void netlab_cli_start_nospares(netlab_cli *c, netlab_mgr *m, uint32_t port, bool
 bool netlab_cli_wait_ready(netlab_cli *c, int timeout_ms);
 /* Cancels the stream and waits for its thread (bridged connections keep running). */
 void netlab_cli_stop(netlab_cli *c);
+/* Connections announced on a spare so far (c->on_spares, read under c->mu). */
+int netlab_cli_on_spares(netlab_cli *c);
 /* Waits until no bridged connection runs. */
 bool netlab_cli_wait_idle(netlab_cli *c, int timeout_ms);
 /* Stops the stream if running and frees the bridge (ends what still runs). */

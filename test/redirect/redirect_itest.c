@@ -1114,13 +1114,6 @@ static int await_announcement(const int *sp, int n, announced *a)
     return -1;
 }
 
-static int conns_on_spares(netlab_cli *c)
-{
-    pthread_mutex_lock(&c->mu);
-    int n = c->on_spares;
-    pthread_mutex_unlock(&c->mu);
-    return n;
-}
 
 #define SPARE_ROUNDS 10
 
@@ -1138,7 +1131,7 @@ static void case_spares(netlab_mgr *m)
         usleep(100000); /* the spare of the connection before has parked */
         close(echoed_conn());
     }
-    int on_spares = conns_on_spares(&c);
+    int on_spares = netlab_cli_on_spares(&c);
     CHECK(on_spares >= SPARE_ROUNDS - 2 && c.nconns == SPARE_ROUNDS, "%d of %d connections on spares", on_spares,
           c.nconns);
     netlab_cli_free(&c);
@@ -1149,8 +1142,8 @@ static void case_spares(netlab_mgr *m)
     CHECK(netlab_cli_wait_ready(&c, 5000), "not ready: %s", c.st.message);
     for (int i = 0; i < 3; i++)
         close(echoed_conn());
-    CHECK(c.nconns == 3 && conns_on_spares(&c) == 0, "%d connections, %d on spares without spares", c.nconns,
-          conns_on_spares(&c));
+    CHECK(c.nconns == 3 && netlab_cli_on_spares(&c) == 0, "%d connections, %d on spares without spares", c.nconns,
+          netlab_cli_on_spares(&c));
     netlab_cli_free(&c);
     CHECK(ms_until_rules_gone(1000) >= 0, "rules left");
 
