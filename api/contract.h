@@ -47,6 +47,11 @@
 /* Copy streams (docs/cp.md): CopyChunk.data holds at most this many bytes,
  * well under the 4 MiB message limit of both ends. */
 #define CONTRACT_COPY_DATA_MAX (128 * 1024)
+/* A chunk's data goes as CopyChunk.zstd only when zstd (this level) makes it at
+ * least 1/CONTRACT_COPY_ZSTD_GAIN smaller: less saved costs the receiver more
+ * to decompress than the bytes cost to carry (docs/cp.md "Compression"). */
+#define CONTRACT_COPY_ZSTD_LEVEL (-1)
+#define CONTRACT_COPY_ZSTD_GAIN 8
 /* Exec (docs/exec.md): the largest stdin or output chunk one message carries,
  * and the exit codes of a program that did not start (as in POSIX shells). */
 #define CONTRACT_EXEC_CHUNK (128 * 1024)

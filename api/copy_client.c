@@ -10,6 +10,7 @@
 
 #include "basic/alloc-util.h"
 #include "contract.h"
+#include "copyz.h"
 
 int copy_client_errno(grpc_status_code code)
 {
@@ -104,16 +105,20 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
                      const copy_client_opts *o, char *err, size_t errlen)
 {
     copytree_recv *r = NULL;
+    copyz *z = NULL;
     rpc_stream *s = NULL;
     uint8_t *req = NULL;
     err[0] = '\0';
     int rc = copytree_recv_new(&r, AT_FDCWD, local, 0, geteuid() == 0, err, errlen);
     if (rc < 0)
         return rc;
+    if ((rc = copyz_new(&z)) < 0)
+        goto fail;
     Kdiag__Solo__Io__Target tm;
     Kdiag__Solo__Io__CopyFromRequest m = KDIAG__SOLO__IO__COPY_FROM_REQUEST__INIT;
     m.target = target_msg(&tm, t);
     m.path = (char *)remote;
+    m.zstd = !(o && o->no_zstd);
     size_t len = kdiag__solo__io__copy_from_request__get_packed_size(&m);
     rc = -ENOMEM;
     if (!(req = malloc(len)))
@@ -143,8 +148,11 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
             snprintf(err, errlen, "the manager sent an undecodable CopyChunk (%zu bytes)", n);
             break;
         }
-        bool tick = c->entry || c->data.len > CONTRACT_COPY_DATA_MAX / 2;
-        rc = copytree_recv_chunk(r, c, err, errlen);
+        Kdiag__Solo__Io__CopyChunk dc;
+        rc = copyz_unpack(z, c, &dc, err, errlen);
+        bool tick = dc.entry || dc.data.len > CONTRACT_COPY_DATA_MAX / 2;
+        if (rc == 0)
+            rc = copytree_recv_chunk(r, &dc, err, errlen);
         kdiag__solo__io__copy_chunk__free_unpacked(c, NULL);
         if (rc < 0)
             break;
@@ -160,6 +168,7 @@ out:
     cancel_attach(o, NULL);
     rpc_stream_free(s); /* cancels a call still running */
     copytree_recv_free(r);
+    copyz_free(z);
     free(req);
     return rc;
 }
@@ -170,6 +179,7 @@ typedef struct {
     size_t cap;
     copytree_stats stats;
     const copy_client_opts *o;
+    copyz *z; /* NULL: data goes as it is */
 } to_state;
 
 /* copytree_send's emit: one CopyToRequest per chunk. -ECONNRESET when the
@@ -178,7 +188,12 @@ static int to_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
 {
     to_state *ts = ud;
     Kdiag__Solo__Io__CopyToRequest m = KDIAG__SOLO__IO__COPY_TO_REQUEST__INIT;
+    Kdiag__Solo__Io__CopyChunk zc;
     m.chunk = (Kdiag__Solo__Io__CopyChunk *)c;
+    if (ts->z) {
+        copyz_pack(ts->z, c, &zc);
+        m.chunk = &zc;
+    }
     size_t len = kdiag__solo__io__copy_to_request__get_packed_size(&m);
     if (GROW_ARRAY(ts->buf, ts->cap, len, 4096) < 0)
         return -ENOMEM;
@@ -210,7 +225,7 @@ int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *
     cancel_attach(o, ts.s);
     size_t len = kdiag__solo__io__copy_to_request__get_packed_size(&m);
     rc = -ENOMEM;
-    if ((ts.buf = malloc(len))) {
+    if ((ts.buf = malloc(len)) && (o && o->no_zstd ? 0 : copyz_new(&ts.z)) == 0) {
         ts.cap = len;
         kdiag__solo__io__copy_to_request__pack(&m, ts.buf);
         rc = rpc_stream_write(ts.s, ts.buf, len) < 0 ? -ECONNRESET : 0;
@@ -246,5 +261,6 @@ out:
     cancel_attach(o, NULL);
     rpc_stream_free(ts.s);
     free(ts.buf);
+    copyz_free(ts.z);
     return rc;
 }

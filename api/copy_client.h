@@ -46,6 +46,7 @@ typedef struct {
     void *ud;
     int timeout_ms;             /* of the whole call; <= 0: none */
     copy_client_cancel *cancel; /* may be NULL */
+    bool no_zstd;               /* file content goes as it is both ways (docs/cp.md "Compression") */
 } copy_client_opts;
 
 /* remote (in t's root) → local (an existing directory receives it under its name). */

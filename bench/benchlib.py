@@ -22,7 +22,7 @@ def main(run, **options):
     ap = argparse.ArgumentParser()
     ap.add_argument('--build', default=os.path.join(REPO, 'build'))
     for name, default in options.items():
-        ap.add_argument('--' + name, type=type(default), default=default)
+        ap.add_argument('--' + name.replace('_', '-'), dest=name, type=type(default), default=default)
     a = ap.parse_args()
     build = os.path.realpath(a.build)
     os.environ['KDIAG_CLI'] = cli = os.path.join(build, 'cli', 'kubectl-diag')

@@ -1,14 +1,22 @@
 #!/usr/bin/python3
 """kubectl diag cp against kubectl cp on the simulated cluster, side by side in one run: the same
-file (random bytes, --mb MiB) into and out of the same pod, a busybox pod given a `tar` on its PATH
-(kubectl cp needs one; kubectl diag cp does not; rm for the clean-up). Each command end to end, as a user runs it
-(kubectl diag cp: pod lookup, the running manager, its port-forward, the copy). Runs alternate.
+file (--mb MiB) into and out of the same pod, a busybox pod given a `tar` on its PATH (kubectl cp
+needs one; kubectl diag cp does not; rm for the clean-up). Two files: random bytes (nothing to
+compress) and the first --mb MiB of a tar of /usr/lib (libraries: zstd -1 makes them ~2.7x
+smaller). kubectl diag cp runs twice: as it is (file content as zstd where that pays) and with
+KDIAG_CP_ZSTD=0 (content as it is). Each command end to end, as a user runs it (kubectl diag cp:
+pod lookup, the running manager, its port-forward, the copy). Runs alternate.
 
-  bench/cp_bench.py [--build DIR] [--mb N] [--runs N]
-As root (the simulated cluster). Prints one line per run and the ratios (kubectl cp's time /
-kubectl diag cp's: above 1 means kubectl diag cp is faster)."""
+  bench/cp_bench.py [--build DIR] [--mb N] [--runs N] [--link-mbit N]
+As root (the simulated cluster). --link-mbit N: the API server's traffic on loopback goes
+through N Mbit/s each way (tc htb classes on lo, removed at the end), as to a
+cluster over a network. Prints one line per run and the ratios (kubectl cp's time / kubectl
+diag cp's: above 1 means kubectl diag cp is faster)."""
+import contextlib
 import filecmp
 import os
+import re
+import subprocess
 import tempfile
 from statistics import median
 
@@ -24,51 +32,111 @@ spec:
     env: [{name: PATH, value: /tmp/bin:/bin}]
     command: [sh, -c, 'mkdir -p /tmp/bin && for a in tar rm; do ln -sf /bin/busybox /tmp/bin/$a; done && exec sleep 86400']
 '''
+WAYS = ('kubectl', 'diag', 'diag plain')
+
+
+def make_files(d, mb):
+    files = {'random': os.path.join(d, 'random'), 'libraries': os.path.join(d, 'libraries')}
+    with open(files['random'], 'wb') as f:
+        for _ in range(mb):
+            f.write(os.urandom(1 << 20))
+    with open(files['libraries'], 'wb') as f:
+        tar = subprocess.Popen(['tar', 'cf', '-', '/usr/lib'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        left = mb << 20
+        while left:
+            b = tar.stdout.read(min(left, 1 << 20))
+            assert b, 'tar of /usr/lib gave less than %d MiB' % mb
+            f.write(b)
+            left -= len(b)
+        tar.kill()
+        tar.wait()
+    return files
+
+
+@contextlib.contextmanager
+def link(port, mbit):
+    """Traffic to and from 127.0.0.1:port each through its own htb class of mbit Mbit/s (a
+    full-duplex link); the rest of lo in a class of 100 Gbit/s."""
+    if not mbit:
+        yield
+        return
+
+    def tc(*args):
+        subprocess.run(['tc'] + list(args), check=True, stderr=subprocess.DEVNULL)
+    tc('qdisc', 'add', 'dev', 'lo', 'root', 'handle', '1:', 'htb', 'default', '20')
+    try:
+        tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', '1:20', 'htb', 'rate', '100gbit')
+        for cls, key in (('1:10', 'dport'), ('1:11', 'sport')):
+            tc('class', 'add', 'dev', 'lo', 'parent', '1:', 'classid', cls, 'htb', 'rate', '%dmbit' % mbit,
+               'ceil', '%dmbit' % mbit, 'burst', '256kb')
+            tc('filter', 'add', 'dev', 'lo', 'parent', '1:', 'protocol', 'ip', 'u32', 'match', 'ip', key, str(port),
+               '0xffff', 'flowid', cls)
+        yield
+    finally:
+        subprocess.run(['tc', 'qdisc', 'del', 'dev', 'lo', 'root'], check=False)
+
+
+def api_port(env):
+    with open(env['KUBECONFIG']) as f:
+        return int(re.search(r'server: https?://[^:\s]+:(\d+)', f.read()).group(1))
 
 
 def run(c, cli, a):
     c.ok('apply', '-f', '-', input=TARBOX)
     c.wait_running('tarbox')
     env = c.env()
-    kubectl = ['/usr/bin/kubectl']
-    with tempfile.TemporaryDirectory(prefix='kdiag-cp-bench-') as d:
-        src = os.path.join(d, 'src')
-        with open(src, 'wb') as f:
-            for _ in range(a.mb):
-                f.write(os.urandom(1 << 20))
+    envs = {'kubectl': env, 'diag': env, 'diag plain': dict(env, KDIAG_CP_ZSTD='0')}
+
+    def into(way, src, name):
+        if way == 'kubectl':
+            return timed(['/usr/bin/kubectl', 'cp', src, 'tarbox:/tmp/' + name], env)
+        return timed([cli, 'cp', src, 'pod/tarbox:/tmp/' + name], envs[way])
+
+    def out(way, name, dst):
+        if way == 'kubectl':
+            return timed(['/usr/bin/kubectl', 'cp', 'tarbox:/tmp/' + name, dst], env)
+        return timed([cli, 'cp', 'pod/tarbox:/tmp/' + name, dst], envs[way])
+
+    with tempfile.TemporaryDirectory(prefix='kdiag-cp-bench-') as d, link(api_port(env), a.link_mbit):
+        files = make_files(d, a.mb)
         # the debug container once, outside the measurements (kubectl cp has no such step)
-        timed([cli, 'cp', src, 'pod/tarbox:/tmp/warm'], env)
+        timed([cli, 'cp', files['random'], 'pod/tarbox:/tmp/warm'], env)
         # the fixed cost of each command: a 1-byte file in and out
         tiny = os.path.join(d, 'tiny')
         with open(tiny, 'wb') as f:
             f.write(b'x')
         fixed = {'kubectl': [], 'diag': []}
         for i in range(a.runs):
-            fixed['kubectl'].append(timed(kubectl + ['cp', tiny, 'tarbox:/tmp/tiny'], env) +
-                                    timed(kubectl + ['cp', 'tarbox:/tmp/tiny', tiny + '.k'], env))
-            fixed['diag'].append(timed([cli, 'cp', tiny, 'pod/tarbox:/tmp/tiny'], env) +
-                                 timed([cli, 'cp', 'pod/tarbox:/tmp/tiny', tiny + '.d%d' % i], env))
+            for way in fixed:
+                fixed[way].append(into(way, tiny, 'tiny') + out(way, 'tiny', '%s.%s%d' % (tiny, way, i)))
         print('1 byte in and out: kubectl cp %.2f s, kubectl diag cp %.2f s (medians)' %
               (median(fixed['kubectl']), median(fixed['diag'])), flush=True)
-        times = {k: [] for k in ('into kubectl', 'into diag', 'out of kubectl', 'out of diag')}
+        times = {}
         for i in range(a.runs):
-            times['into kubectl'].append(timed(kubectl + ['cp', src, 'tarbox:/tmp/k%d' % i], env))
-            times['into diag'].append(timed([cli, 'cp', src, 'pod/tarbox:/tmp/d%d' % i], env))
-            out_k, out_d = os.path.join(d, 'k%d' % i), os.path.join(d, 'd%d' % i)
-            times['out of kubectl'].append(timed(kubectl + ['cp', 'tarbox:/tmp/k%d' % i, out_k], env))
-            times['out of diag'].append(timed([cli, 'cp', 'pod/tarbox:/tmp/d%d' % i, out_d], env))
-            assert filecmp.cmp(src, out_k, shallow=False) and filecmp.cmp(src, out_d, shallow=False)
-            os.unlink(out_k)
-            os.unlink(out_d)
-            c.ok('exec', 'tarbox', '--', 'rm', '-f', '/tmp/k%d' % i, '/tmp/d%d' % i)
-            print('run %d: into the pod kubectl cp %.2f s, diag cp %.2f s; out of it kubectl cp %.2f s, '
-                  'diag cp %.2f s' % (i, times['into kubectl'][-1], times['into diag'][-1],
-                                      times['out of kubectl'][-1], times['out of diag'][-1]), flush=True)
-    for way in ('into', 'out of'):
-        k, dg = median(times[way + ' kubectl']), median(times[way + ' diag'])
-        print('%s the pod, %d MiB: kubectl cp %.2f s (%.0f MB/s), kubectl diag cp %.2f s (%.0f MB/s): '
-              'ratio %.2f' % (way, a.mb, k, a.mb * 1.048576 / k, dg, a.mb * 1.048576 / dg, k / dg))
+            for data, src in files.items():
+                row = []
+                for way in WAYS:
+                    name = '%s-%s-%d' % (data, way.replace(' ', '-'), i)
+                    t_in = into(way, src, name)
+                    back = os.path.join(d, name)
+                    t_out = out(way, name, back)
+                    assert filecmp.cmp(src, back, shallow=False), '%s: the copy out differs' % name
+                    os.unlink(back)
+                    c.ok('exec', 'tarbox', '--', 'rm', '-f', '/tmp/' + name)
+                    times.setdefault((data, way, 'into'), []).append(t_in)
+                    times.setdefault((data, way, 'out of'), []).append(t_out)
+                    row.append('%s %.2f/%.2f' % (way, t_in, t_out))
+                print('run %d, %s (s into/out of the pod): %s' % (i, data, ', '.join(row)), flush=True)
+    for data in files:
+        for direction in ('into', 'out of'):
+            k = median(times[(data, 'kubectl', direction)])
+            line = '%s %s the pod, %d MiB: kubectl cp %.2f s (%.0f MB/s)' % (data, direction, a.mb, k,
+                                                                        a.mb * 1.048576 / k)
+            for way in WAYS[1:]:
+                t = median(times[(data, way, direction)])
+                line += ', %s cp %.2f s (%.0f MB/s): ratio %.2f' % (way, t, a.mb * 1.048576 / t, k / t)
+            print(line)
 
 
 if __name__ == '__main__':
-    main(run, mb=256, runs=3)
+    main(run, mb=256, runs=3, link_mbit=0)

@@ -93,7 +93,9 @@ static void job_progress(void *ud, const copytree_stats *st)
 static void *job_main(void *arg)
 {
     cp_job *j = arg;
-    copy_client_opts o = {.progress = job_progress, .ud = j, .cancel = &j->cancel};
+    const char *zstd = getenv("KDIAG_CP_ZSTD"); /* "0": file content as it is (docs/cp.md) */
+    copy_client_opts o = {
+        .progress = job_progress, .ud = j, .cancel = &j->cancel, .no_zstd = zstd && strcmp(zstd, "0") == 0};
     int rc = -ENOTCONN;
     for (int attempt = 0; attempt < 2; attempt++) {
         unsigned gen;

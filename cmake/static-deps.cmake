@@ -1,7 +1,7 @@
 # Links the shipped binaries' heavy dependencies statically: gRPC without TLS
 # (grpc_unsecure: every channel is plaintext over loopback, a port-forward or
 # the pod network, so no libssl/libcrypto), its absl/upb/re2/c-ares/zlib,
-# protobuf-c, libnftnl, jansson, nettle, libpcap and libstdc++/libgcc. What stays
+# protobuf-c, libnftnl, jansson, nettle, libpcap, zstd and libstdc++/libgcc. What stays
 # dynamic is glibc and libmnl (Debian ships no libmnl.a). The debug image then
 # holds ~11 MB instead of ~23 MB, and kubectl-diag runs on any glibc >= 2.36.
 # Included after pkg_check_modules() has made the PkgConfig:: targets; it
@@ -55,6 +55,10 @@ set_target_properties(PkgConfig::JANSSON PROPERTIES INTERFACE_LINK_LIBRARIES "${
 # nettle: HMAC-SHA256 of the manager's start-up lines (api/contract.c).
 _kdiag_archives(_crypto_a nettle)
 set_target_properties(PkgConfig::CRYPTO PROPERTIES INTERFACE_LINK_LIBRARIES "${_crypto_a}")
+
+# zstd: cp's compression (api/copyz.c).
+_kdiag_archives(_zstd_a zstd)
+set_target_properties(PkgConfig::ZSTD PROPERTIES INTERFACE_LINK_LIBRARIES "${_zstd_a}")
 
 # libpcap: only its filter compiler is used. Its D-Bus capture source would
 # pull libdbus (and libsystemd, which has no .a): manager/capture.c defines

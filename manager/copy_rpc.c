@@ -13,6 +13,7 @@
 #include "copy_client.h"
 #include "contract.h"
 #include "copytree.h"
+#include "copyz.h"
 #include "kdiag.pb-c.h"
 #include "proto_check.h"
 #include "target.h"
@@ -84,11 +85,17 @@ static grpc_status_code finish(rpc_call *call, int rc, const char *err)
 typedef struct {
     rpc_call *call;
     uint8_t *buf;
+    copyz *z; /* the client takes zstd */
 } from_state;
 
 static int from_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
 {
     from_state *fs = ud;
+    Kdiag__Solo__Io__CopyChunk zc;
+    if (fs->z) {
+        copyz_pack(fs->z, c, &zc);
+        c = &zc;
+    }
     size_t len = kdiag__solo__io__copy_chunk__pack(c, fs->buf);
     return rpc_call_send(fs->call, fs->buf, len) < 0 ? -ECANCELED : 0;
 }
@@ -109,7 +116,7 @@ grpc_status_code copy_rpc_from(rpc_call *call, void *ud)
         goto out;
     /* The largest chunk: CONTRACT_COPY_DATA_MAX of data, or an entry with two paths. */
     rc = -ENOMEM;
-    if (!(fs.buf = malloc(CONTRACT_COPY_DATA_MAX + 3 * PATH_MAX)))
+    if (!(fs.buf = malloc(CONTRACT_COPY_DATA_MAX + 3 * PATH_MAX)) || (m->zstd && copyz_new(&fs.z) < 0))
         goto out;
     rc = copytree_send(rootfd, m->path, COPY_RESOLVE, from_emit, &fs, NULL, err, sizeof err);
 out:
@@ -118,11 +125,12 @@ out:
     if (rootfd >= 0)
         close(rootfd);
     free(fs.buf);
+    copyz_free(fs.z);
     return finish(call, rc, err);
 }
 
 /* The chunks after the first message, until the client half-closes. */
-static int to_chunks(rpc_call *call, copytree_recv *r, char *err, size_t errlen)
+static int to_chunks(rpc_call *call, copytree_recv *r, copyz *z, char *err, size_t errlen)
 {
     for (;;) {
         uint8_t *buf = NULL;
@@ -144,7 +152,10 @@ static int to_chunks(rpc_call *call, copytree_recv *r, char *err, size_t errlen)
             snprintf(err, errlen, "CopyTo: an entry's name or link target has a NUL byte");
             rc = -EPROTO;
         } else {
-            rc = copytree_recv_chunk(r, m->chunk, err, errlen);
+            Kdiag__Solo__Io__CopyChunk c;
+            rc = copyz_unpack(z, m->chunk, &c, err, errlen);
+            if (rc == 0)
+                rc = copytree_recv_chunk(r, &c, err, errlen);
         }
         if (m)
             kdiag__solo__io__copy_to_request__free_unpacked(m, NULL);
@@ -159,6 +170,7 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     char err[1024] = "";
     ProtobufCMessage *pm = NULL;
     copytree_recv *r = NULL;
+    copyz *z = NULL;
     int rootfd = -1;
     int rc = recv_first(call, &kdiag__solo__io__copy_to_request__descriptor, &pm, err, sizeof err);
     if (rc < 0)
@@ -172,8 +184,10 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     rc = target_root(m->target, &rootfd, err, sizeof err);
     if (rc == 0)
         rc = copytree_recv_new(&r, rootfd, m->path, COPY_RESOLVE, true, err, sizeof err);
+    if (rc == 0 && (rc = copyz_new(&z)) < 0)
+        snprintf(err, sizeof err, "CopyTo: out of memory");
     if (rc == 0)
-        rc = to_chunks(call, r, err, sizeof err);
+        rc = to_chunks(call, r, z, err, sizeof err);
     if (rc == 0) {
         const copytree_stats *st = copytree_recv_stats(r);
         Kdiag__Solo__Io__CopyToResponse resp = KDIAG__SOLO__IO__COPY_TO_RESPONSE__INIT;
@@ -185,6 +199,7 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     }
 out:
     copytree_recv_free(r); /* an unfinished copy: its temporary names go */
+    copyz_free(z);
     if (pm)
         protobuf_c_message_free_unpacked(pm, NULL);
     if (rootfd >= 0)

@@ -22,6 +22,7 @@ build=(
   libjansson-dev
   busybox-static
   libpcap-dev          # the manager's capture filters (pcap_compile), linked statically
+  libzstd-dev          # cp's compression (api/copyz.c), linked statically
 )
 tests=(
   libcmocka-dev

@@ -183,15 +183,17 @@ static char *slurp(const char *path)
     return buf;
 }
 
+static bool no_zstd; /* the copies below send file content as it is */
+
 static int copy_from(const char *remote, const char *to, char *err, size_t errlen)
 {
-    copy_client_opts o = {.timeout_ms = 60000};
+    copy_client_opts o = {.timeout_ms = 60000, .no_zstd = no_zstd};
     return copy_client_from(cl, &tgt, remote, to, &o, err, errlen);
 }
 
 static int copy_to(const char *from, const char *remote, char *err, size_t errlen)
 {
-    copy_client_opts o = {.timeout_ms = 60000};
+    copy_client_opts o = {.timeout_ms = 60000, .no_zstd = no_zstd};
     return copy_client_to(cl, from, &tgt, remote, &o, err, errlen);
 }
 
@@ -563,6 +565,91 @@ static void test_sparse_file_stays_sparse(void **state)
 #endif
 }
 
+/* What crossed the manager's TCP connections so far, as the kernel counts it
+ * (ss's bytes_received and bytes_acked of every socket on the manager's port):
+ * into the manager in *in, out of it in *out. */
+static void wire_bytes(long long *in, long long *out)
+{
+    char cmd[128], word[256];
+    snprintf(cmd, sizeof cmd, "ss -Htin 'sport = :%d'", mgr.port);
+    FILE *f = popen(cmd, "r");
+    assert_non_null(f);
+    *in = *out = 0;
+    while (fscanf(f, "%255s", word) == 1) {
+        if (!strncmp(word, "bytes_received:", 15))
+            *in += atoll(word + 15);
+        else if (!strncmp(word, "bytes_acked:", 12))
+            *out += atoll(word + 12);
+    }
+    assert_int_equal(pclose(f), 0);
+}
+
+/* 8 MiB of log-like text (compresses) or of random bytes (does not). */
+static void write_payload(const char *path, bool text)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    char line[128];
+    uint8_t rnd[4096];
+    for (long long done = 0; done < 8 * MIB;) {
+        size_t n;
+        if (text) {
+            n = (size_t)snprintf(line, sizeof line,
+                                 "2026-12-02T19:%02lld:%02lld.%06lld level=info msg=\"request %lld done\"\n",
+                                 done / 60000 % 60, done / 1000 % 60, done % 1000000, done / 64);
+        } else {
+            assert_int_equal(getrandom(rnd, sizeof rnd, 0), (ssize_t)sizeof rnd);
+            n = sizeof rnd;
+        }
+        n = (size_t)(8 * MIB - done) < n ? (size_t)(8 * MIB - done) : n;
+        assert_int_equal(write(fd, text ? (void *)line : rnd, n), (ssize_t)n);
+        done += (long long)n;
+    }
+    close(fd);
+}
+
+/* What crossed the manager's socket, counted by the kernel: text goes as
+ * zstd both ways (less than a quarter of its size), random bytes as they are
+ * (no more than a chunk's framing over), and text as it is when the client
+ * asks for that (no_zstd). Every copy arrives intact. */
+static void test_zstd_on_the_wire(void **state)
+{
+    (void)state;
+    static const struct {
+        bool text, plain;
+        double at_most; /* of the file's size */
+    } cases[] = {{true, false, 0.25}, {false, false, 1.01}, {true, true, 1.01}};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        char src[256], in[256], out[256], remote[64];
+        snprintf(src, sizeof src, "%s/payload%zu", local, i);
+        snprintf(remote, sizeof remote, "/payload%zu", i);
+        snprintf(in, sizeof in, "%s%s", root, remote);
+        snprintf(out, sizeof out, "%s/payload%zu-back", local, i);
+        write_payload(src, cases[i].text);
+        no_zstd = cases[i].plain;
+        long long in0, out0, in1, out1, in2, out2;
+        wire_bytes(&in0, &out0);
+        copy_to_ok(src, remote);
+        wire_bytes(&in1, &out1);
+        copy_from_ok(remote, out);
+        wire_bytes(&in2, &out2);
+        no_zstd = false;
+        long long to_wire = in1 - in0, from_wire = out2 - out1;
+        fprintf(stderr, "%s%s, 8 MiB: %lld bytes on the wire to the manager, %lld from it\n",
+                cases[i].text ? "text" : "random", cases[i].plain ? " (no_zstd)" : "", to_wire, from_wire);
+        if (!same_content(src, in) || !same_content(src, out))
+            fail_msg("case %zu: a copy differs from the original", i);
+        long long most = (long long)(cases[i].at_most * 8 * MIB);
+        if (to_wire > most || from_wire > most)
+            fail_msg("case %zu: %lld and %lld bytes crossed the socket, more than %lld", i, to_wire, from_wire, most);
+        if (cases[i].at_most > 1 && (to_wire < 8 * MIB || from_wire < 8 * MIB))
+            fail_msg("case %zu: %lld and %lld bytes crossed the socket, less than the file", i, to_wire, from_wire);
+        unlink(src);
+        unlink(in);
+        unlink(out);
+    }
+}
+
 /* A full disk on the writing side: ENOSPC named with the path, nothing under
  * the final name, no temporary left; both directions. */
 static void test_disk_full_leaves_nothing(void **state)
@@ -660,6 +747,7 @@ int main(void)
         cmocka_unit_test(test_paths_stay_inside_root),   cmocka_unit_test(test_errors_name_path_and_cause),
         cmocka_unit_test(test_sparse_file_stays_sparse), cmocka_unit_test(test_disk_full_leaves_nothing),
         cmocka_unit_test(test_cancel_leaves_no_temp),    cmocka_unit_test(test_permission_denied_names_path),
+        cmocka_unit_test(test_zstd_on_the_wire),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -95,6 +95,29 @@ def test_cp_tree_round_trip_through_distroless(cluster, tmp_path):
     assert no_temporaries(str(tmp_path)) == []
 
 
+def test_cp_zstd_and_plain_chunks_round_trip(cluster, tmp_path):
+    """Chunks that compress (log text) and chunks that do not (random bytes), interleaved in one
+    file, into the pod and back out, through kubectl: byte for byte, with zstd (the default) and
+    with KDIAG_CP_ZSTD=0 (docs/cp.md "Compression"; test/copy counts the bytes on the wire)."""
+    src = tmp_path / 'mixed.log'
+    with open(src, 'wb') as f:
+        for i in range(30):
+            f.write(b''.join(b'2026-12-02T20:%02d:%02d level=info msg="request %d done"\n' % (i, k % 60, k)
+                             for k in range(6000)) if i % 3 else os.urandom(300000))
+    size = src.stat().st_size
+    assert size > 8 << 20
+    for env in ({}, {'KDIAG_CP_ZSTD': '0'}):
+        name = 'mixed-%d.log' % len(env)
+        r = subprocess.run([CLI, 'cp', str(src), 'distroless:/tmp/' + name], capture_output=True,
+                           text=True, timeout=120, env=cluster.env(env))
+        assert r.returncode == 0, r.stderr
+        back = tmp_path / ('back-' + name)
+        r = subprocess.run([CLI, 'cp', 'distroless:/tmp/' + name, str(back)], capture_output=True,
+                           text=True, timeout=120, env=cluster.env(env))
+        assert r.returncode == 0, r.stderr
+        assert back.read_bytes() == src.read_bytes(), env
+
+
 def test_cp_into_nginx_by_selector(cluster, tmp_path):
     f = tmp_path / 'note.txt'
     f.write_text('from the laptop\n')
