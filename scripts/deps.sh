@@ -51,6 +51,14 @@ tests=(
   skopeo
   debootstrap
 )
+# What ends up inside the shipped binaries: the compiler, glibc's and libgcc's
+# static parts, the static archives. Installed at an older version than apt's
+# candidate, they are brought up to it (by the default mode, which builds and
+# tests): the Dockerfile's build, on a fresh debian:12, gets the candidates, and
+# test/images/test_oci.py checks that both builds hold the same bytes.
+embedded=(gcc-12 cpp-12 binutils libc6-dev libgcc-12-dev libstdc++-12-dev libgrpc-dev libabsl-dev libre2-dev
+  libc-ares-dev zlib1g-dev libprotobuf-c-dev libnftnl-dev libjansson-dev nettle-dev libpcap0.8-dev libzstd-dev
+  busybox-static)
 case ${1:-} in
   "") pkgs=("${build[@]}" "${tests[@]}") ;;
   --build) pkgs=("${build[@]}") ;;
@@ -66,9 +74,21 @@ if command -v node >/dev/null && command -v npm >/dev/null; then
   missing=("${missing[@]/nodejs}"); missing=("${missing[@]/npm}")
 fi
 missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+export DEBIAN_FRONTEND=noninteractive
+if [ -z "${1:-}" ]; then
+  apt-get update -qq || echo "deps: apt-get update failed: the installed versions stay" >&2
+  for p in "${embedded[@]}"; do
+    have=$(dpkg-query -W -f='${Version}' "$p" 2>/dev/null || true)
+    want=$(apt-cache policy "$p" 2>/dev/null | awk '/Candidate:/ {print $2}')
+    if [ -n "$have" ] && [ -n "$want" ] && [ "$want" != "(none)" ] && [ "$have" != "$want" ]; then
+      echo "deps: $p $have -> $want (as the Dockerfile's build gets it)" >&2
+      missing+=("$p")
+    fi
+  done
+elif [ ${#missing[@]} -gt 0 ]; then
+  apt-get update -qq
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deps: installing ${missing[*]}" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi

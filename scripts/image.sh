@@ -25,13 +25,18 @@
 #   network spares netavark's bridge and the firewall rules it adds to the host.
 # * build --pull=never: no registry is needed; a missing base is an error here.
 # The debian:12 base comes from `debootstrap --variant=minbase bookworm` with the
-# Debian mirror apt already uses, imported as docker.io/library/debian:12.
+# Debian mirror apt already uses, given the apt sources of the official image
+# (bookworm, bookworm-updates, bookworm-security: the Dockerfile's build then
+# gets the packages this host has, so both images hold the same binaries),
+# imported as docker.io/library/debian:12. A base imported by an older
+# image.sh (its comment is not BASE_MARK) is made again.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 die() { echo "image.sh: $*" >&2; exit 1; }
 log() { echo "image.sh: $*" >&2; }
 
 BASE=docker.io/library/debian:12
+BASE_MARK="kdiag-base 2: debootstrap minbase, debian:12's apt sources"
 engine=podman build_dir=$repo/build what=() run=0 tag=
 while [ $# -gt 0 ]; do
   case $1 in
@@ -63,26 +68,42 @@ mkdir -p "$out"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# The Debian mirror apt uses (deb822 .sources or one-line sources.list).
-debian_mirror() {
-  local m
-  m=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -m1 debian) ||
-    m=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' | grep -m1 debian) ||
-    m=http://deb.debian.org/debian
+# The mirror apt uses for the Debian archive (PATTERN debian) or its security
+# updates (PATTERN debian-security): deb822 .sources or one-line lists.
+apt_mirror() {
+  local pat=$1 fallback=$2 m
+  m=$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' | grep -E -m1 "$pat/?\$") ||
+    m=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list | awk '{print $2}' |
+      grep -E -m1 "$pat/?\$") ||
+    m=$fallback
   echo "$m"
 }
 
 build_base() {
-  if "${eng[@]}" image exists "$BASE" 2>/dev/null || "${eng[@]}" image inspect "$BASE" >/dev/null 2>&1; then
+  if [ "$("${eng[@]}" image inspect -f '{{.Comment}}' "$BASE" 2>/dev/null)" = "$BASE_MARK" ]; then
     return 0
   fi
   command -v debootstrap >/dev/null || die "debootstrap missing (scripts/deps.sh installs it)"
-  local mirror=${KDIAG_DEBIAN_MIRROR:-$(debian_mirror)}
-  log "no $BASE in the $engine store: debootstrap --variant=minbase bookworm from $mirror"
+  local mirror=${KDIAG_DEBIAN_MIRROR:-$(apt_mirror debian http://deb.debian.org/debian)}
+  local security=${KDIAG_DEBIAN_SECURITY_MIRROR:-$(apt_mirror debian-security http://deb.debian.org/debian-security)}
+  log "no $BASE of this image.sh in the $engine store: debootstrap --variant=minbase bookworm from $mirror"
   debootstrap --variant=minbase bookworm "$tmp/base" "$mirror" >"$tmp/debootstrap.log" 2>&1 ||
     { tail -20 "$tmp/debootstrap.log" >&2; die "debootstrap failed (log above)"; }
-  rm -rf "$tmp/base/var/cache/apt/archives/"*.deb "$tmp/base/var/lib/apt/lists/"*
-  tar -C "$tmp/base" -c . | "${eng[@]}" import - "$BASE" >/dev/null
+  rm -rf "$tmp/base/var/cache/apt/archives/"*.deb "$tmp/base/var/lib/apt/lists/"* "$tmp/base/etc/apt/sources.list"
+  cat >"$tmp/base/etc/apt/sources.list.d/debian.sources" <<EOF
+Types: deb
+URIs: $mirror
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: $security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+EOF
+  tar -C "$tmp/base" -c . | "${eng[@]}" import --message "$BASE_MARK" - "$BASE" >/dev/null
   rm -rf "$tmp/base"
 }
 
