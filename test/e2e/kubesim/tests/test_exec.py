@@ -48,7 +48,10 @@ def test_exec_tty_with_resize(cluster, kv):
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack('HHHH', 30, 100, 0, 0))
     p = cluster.popen('exec', '-it', 'nginx', '--', '/bin/busybox', 'sh', '-c',
-                      'read w; /bin/busybox stty size; read x; /bin/busybox stty size; read y; echo "got:$y"',
+                      # the sleep: kubectl's websocket exec may exit on the status before it wrote the
+                      # last output (kubernetes/kubernetes#124571); the output, not that race, is tested
+                      'read w; /bin/busybox stty size; read x; /bin/busybox stty size; read y; echo "got:$y"; '
+                      '/bin/busybox sleep 1',
                       version=kv, stdin=slave, stdout=slave, stderr=slave, start_new_session=True,
                       preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
     os.close(slave)
