@@ -82,6 +82,7 @@ typedef struct {
     int in_fd; /* stdin pipe, or a dup of the pty master; this thread's */
     bool tty;
     int stop_fd;          /* eventfd: the call is ending, drop stdin */
+    int bad_fd;           /* eventfd: a message did not decode, the call ends (INVALID_ARGUMENT) */
     atomic_int pgid;      /* the program's session and process group, 0 before it started */
     atomic_int early_sig; /* a signal that came before the program started: sent when it does */
 } exec_input;
@@ -582,8 +583,10 @@ static void *input_main(void *arg)
     while (rpc_call_recv(in->call, &buf, &len) == 0) {
         Kdiag__Solo__Io__ExecRequest *m = kdiag__solo__io__exec_request__unpack(NULL, len, buf);
         free(buf);
-        if (!m)
+        if (!m) {
+            eventfd_write(in->bad_fd, 1);
             break;
+        }
         input_apply(in, m);
         kdiag__solo__io__exec_request__free_unpacked(m, NULL);
     }
@@ -712,7 +715,8 @@ static int pump_output(exec_run *r, int *fd, bool err)
 }
 
 /* Until the keeper is gone and the output is read (or DRAIN_MS after).
- * -ECANCELED when the call was cancelled. */
+ * -ECANCELED when the call was cancelled, -EPROTO when a client message did
+ * not decode. */
 static int pump(exec_run *r)
 {
     int64_t drain_until = 0;
@@ -726,12 +730,17 @@ static int pump(exec_run *r)
             if (timeout <= 0)
                 break;
         }
-        struct pollfd pf[4] = {
-            {r->out_fd, POLLIN, 0}, {r->err_fd, POLLIN, 0}, {r->report, POLLIN, 0}, {cancel, POLLIN, 0}};
-        if (poll(pf, 4, timeout) < 0 && errno != EINTR)
+        struct pollfd pf[5] = {{r->out_fd, POLLIN, 0},
+                               {r->err_fd, POLLIN, 0},
+                               {r->report, POLLIN, 0},
+                               {cancel, POLLIN, 0},
+                               {r->in.bad_fd, POLLIN, 0}};
+        if (poll(pf, 5, timeout) < 0 && errno != EINTR)
             return -errno;
         if (pf[3].revents)
             return -ECANCELED;
+        if (pf[4].revents)
+            return -EPROTO;
         if (pf[2].revents)
             read_report(r);
         if (pf[0].revents && pump_output(r, &r->out_fd, false) < 0)
@@ -788,7 +797,7 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make a pipe: %s", strerror(errno));
     r->report = rp[0]; /* both closed by the caller, also on failure */
     p->report = rp[1];
-    if ((r->in.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+    if ((r->in.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 || (r->in.bad_fd = eventfd(0, EFD_CLOEXEC)) < 0)
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make an eventfd: %s", strerror(errno));
     p->manager = getpid();
     r->keeper = raw_fork();
@@ -799,11 +808,14 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
     if (r->keeper < 0)
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot fork: %s", strerror(fork_err));
     bool threaded = pthread_create(&th, NULL, input_main, &r->in) == 0;
-    if (pump(r) < 0) {
+    int rc = pump(r);
+    if (rc < 0) {
         pid_t pg = atomic_load(&r->in.pgid);
         kill_rest(pg, r->keeper);
         kill(r->keeper, SIGKILL); /* the program dies with it (PDEATHSIG) */
-        code = GRPC_STATUS_CANCELLED;
+        code = rc == -EPROTO ? fail(r->call, GRPC_STATUS_INVALID_ARGUMENT,
+                                    "an ExecRequest after the start does not decode: the program was killed")
+                             : GRPC_STATUS_CANCELLED;
     } else if (r->join_failed) {
         code = join_status(r->call, p->pid, r->failed.what, r->failed.ns, r->failed.err);
     } else if (!r->exited) {
@@ -832,8 +844,11 @@ grpc_status_code exec_rpc_handle(rpc_call *call, void *ud)
     plan_init(&p);
     if (!r)
         return fail(call, GRPC_STATUS_RESOURCE_EXHAUSTED, "out of memory");
-    *r = (exec_run){
-        .call = call, .out_fd = -1, .err_fd = -1, .report = -1, .in = {.call = call, .in_fd = -1, .stop_fd = -1}};
+    *r = (exec_run){.call = call,
+                    .out_fd = -1,
+                    .err_fd = -1,
+                    .report = -1,
+                    .in = {.call = call, .in_fd = -1, .stop_fd = -1, .bad_fd = -1}};
     int rc = rpc_call_recv(call, &buf, &len);
     if (rc == -ECANCELED) {
         code = GRPC_STATUS_CANCELLED;
@@ -862,6 +877,7 @@ out:
     plan_free(&p);
     fd_close(&r->in.in_fd);
     fd_close(&r->in.stop_fd);
+    fd_close(&r->in.bad_fd);
     fd_close(&r->out_fd);
     fd_close(&r->err_fd);
     fd_close(&r->report);

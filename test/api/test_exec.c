@@ -22,7 +22,9 @@
 #include <cmocka.h>
 
 #include "basic/time-util.h"
+#include "contract.h"
 #include "exec_client.h"
+#include "kdiag.pb-c.h"
 #include "mgr.h"
 #include "rpc.h"
 #include "tproc.h"
@@ -454,6 +456,58 @@ static void test_bad_start_is_refused(void **state)
     result_free(&r);
 }
 
+/* A message after the start that does not decode ends the call with
+ * INVALID_ARGUMENT, and the program is killed (nothing could reach its stdin
+ * or signal it any more). The raw stream: exec_client only sends good ones. */
+static void test_undecodable_message_ends_the_call(void **state)
+{
+    (void)state;
+    rpc_stream *s;
+    assert_int_equal(rpc_client_bidi_open(&s, fx->cl, CONTRACT_METHOD_EXEC, 30000), 0);
+    char *argv[] = {"sh", "-c", "echo pid $$ end; exec sleep 1000"};
+    Kdiag__Solo__Io__Target t = KDIAG__SOLO__IO__TARGET__INIT;
+    t.pid = (uint64_t)fx->target;
+    Kdiag__Solo__Io__ExecStart st = KDIAG__SOLO__IO__EXEC_START__INIT;
+    st.n_argv = 3;
+    st.argv = argv;
+    st.target = &t;
+    Kdiag__Solo__Io__ExecRequest m = KDIAG__SOLO__IO__EXEC_REQUEST__INIT;
+    m.msg_case = KDIAG__SOLO__IO__EXEC_REQUEST__MSG_START;
+    m.start = &st;
+    uint8_t buf[512];
+    assert_int_equal(rpc_stream_write(s, buf, kdiag__solo__io__exec_request__pack(&m, buf)), 0);
+    int pid = 0;
+    rpc_status status = {0};
+    uint8_t *msg;
+    size_t len;
+    while (!pid && rpc_stream_read(s, &msg, &len, &status) == 0) {
+        Kdiag__Solo__Io__ExecResponse *r = kdiag__solo__io__exec_response__unpack(NULL, len, msg);
+        free(msg);
+        assert_non_null(r);
+        if (r->msg_case == KDIAG__SOLO__IO__EXEC_RESPONSE__MSG_STDOUT_CHUNK) {
+            char line[64];
+            snprintf(line, sizeof line, "%.*s", (int)r->stdout_chunk.len, (char *)r->stdout_chunk.data);
+            assert_int_equal(sscanf(line, "pid %d end", &pid), 1);
+        }
+        kdiag__solo__io__exec_response__free_unpacked(r, NULL);
+    }
+    assert_true(pid > 0);
+    assert_false(gone(pid));
+    static const uint8_t junk[] = {0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f}; /* field 1: a length past the end */
+    assert_int_equal(rpc_stream_write(s, junk, sizeof junk), 0);
+    int rc;
+    while ((rc = rpc_stream_read(s, &msg, &len, &status)) == 0)
+        free(msg);
+    assert_int_equal(rc, 1);
+    assert_int_equal(status.code, GRPC_STATUS_INVALID_ARGUMENT);
+    assert_non_null(strstr(status.message, "does not decode"));
+    rpc_stream_free(s);
+    int64_t deadline = time_now_ms() + 10000;
+    while (!gone(pid) && time_now_ms() < deadline)
+        usleep(20000);
+    assert_true(gone(pid));
+}
+
 /* A target running as uid 1000, gid 1000, groups 1000 and 1001 (sleep). */
 static pid_t user_target(void)
 {
@@ -621,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_runs_as_the_targets_user_unless_root_is_asked),
         cmocka_unit_test(test_setsid_escapees_are_killed_when_the_program_exits),
         cmocka_unit_test(test_signal_before_the_start_is_delivered),
+        cmocka_unit_test(test_undecodable_message_ends_the_call),
         cmocka_unit_test(test_many_execs_leave_nothing),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
