@@ -18,6 +18,13 @@ typedef struct {
     char message[512];
 } rpc_status;
 
+/* Sets what gRPC core reads from the environment when it starts, for
+ * clients: GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS (RPC_CLIENT_POLL_MS,
+ * docs/rpc.md), unless the user set it. setenv races with getenv on other
+ * threads, so a program calls this before it starts any; gRPC's start (the
+ * first client or server) calls it too, for the programs that do not. */
+void rpc_client_env(void);
+
 /* target "127.0.0.1:PORT"; token may be NULL (no authorization header).
  * *ret is NULL on failure. */
 int rpc_client_new(rpc_client **ret, const char *target, const char *token);

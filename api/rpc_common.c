@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "rpc_client.h"
+
 static pthread_once_t rpc_once = PTHREAD_ONCE_INIT;
 static atomic_int rpc_live; /* servers, clients and streams alive */
 
@@ -30,14 +32,19 @@ static void rpc_atexit(void)
  * server is made. */
 static void rpc_start(void)
 {
-    char poll_ms[16];
-    snprintf(poll_ms, sizeof poll_ms, "%d", RPC_CLIENT_POLL_MS);
-    setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", poll_ms, 0); /* read by grpc_init; a user's value wins */
+    rpc_client_env();
     sigset_t old;
     rpc_signals_off(&old);
     grpc_init();
     rpc_signals_on(&old);
     atexit(rpc_atexit);
+}
+
+void rpc_client_env(void)
+{
+    char poll_ms[16];
+    snprintf(poll_ms, sizeof poll_ms, "%d", RPC_CLIENT_POLL_MS);
+    setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", poll_ms, 0); /* read by grpc_init; a user's value wins */
 }
 
 void rpc_signals_off(sigset_t *old)

@@ -14,6 +14,7 @@
 #include "logs.h"
 #include "ps.h"
 #include "redir.h"
+#include "rpc.h"
 #include "session.h"
 #include "shell.h"
 
@@ -63,6 +64,7 @@ int main(int argc, char **argv)
     flags f;
     char err[1024] = "";
     signal(SIGPIPE, SIG_IGN);
+    rpc_client_env(); /* before any thread: it calls setenv */
     int rc = flags_parse(argc, argv, &f, err, sizeof(err));
     if (rc < 0) {
         flags_free(&f);
