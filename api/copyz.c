@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <zstd.h>
 
 #include "contract.h"
@@ -70,7 +71,11 @@ int copyz_unpack(copyz *z, const Kdiag__Solo__Io__CopyChunk *in, Kdiag__Solo__Io
         snprintf(err, errlen, "a copy chunk with compressed data beside other content");
         return -EPROTO;
     }
-    unsigned long long size = ZSTD_getFrameContentSize(p, len);
+    /* The frame format of RFC 8878 only: libzstd would also decode the legacy
+     * formats of zstd 0.5-0.7, code that no sender of ours needs. */
+    static const uint8_t magic[4] = {0x28, 0xb5, 0x2f, 0xfd}; /* ZSTD_MAGICNUMBER, little-endian */
+    unsigned long long size =
+        len >= 4 && memcmp(p, magic, 4) == 0 ? ZSTD_getFrameContentSize(p, len) : ZSTD_CONTENTSIZE_ERROR;
     if (size == ZSTD_CONTENTSIZE_ERROR || size == ZSTD_CONTENTSIZE_UNKNOWN || size == 0 ||
         size > CONTRACT_COPY_DATA_MAX || ZSTD_findFrameCompressedSize(p, len) != len) {
         snprintf(err, errlen, "a copy chunk's compressed data is not one zstd frame of 1 to %d bytes",
