@@ -105,15 +105,12 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
                      const copy_client_opts *o, char *err, size_t errlen)
 {
     copytree_recv *r = NULL;
-    copyz *z = NULL;
     rpc_stream *s = NULL;
     uint8_t *req = NULL;
     err[0] = '\0';
     int rc = copytree_recv_new(&r, AT_FDCWD, local, 0, geteuid() == 0, err, errlen);
     if (rc < 0)
         return rc;
-    if ((rc = copyz_new(&z)) < 0)
-        goto fail;
     Kdiag__Solo__Io__Target tm;
     Kdiag__Solo__Io__CopyFromRequest m = KDIAG__SOLO__IO__COPY_FROM_REQUEST__INIT;
     m.target = target_msg(&tm, t);
@@ -148,11 +145,8 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
             snprintf(err, errlen, "the manager sent an undecodable CopyChunk (%zu bytes)", n);
             break;
         }
-        Kdiag__Solo__Io__CopyChunk dc;
-        rc = copyz_unpack(z, c, &dc, err, errlen);
-        bool tick = dc.entry || dc.data.len > CONTRACT_COPY_DATA_MAX / 2;
-        if (rc == 0)
-            rc = copytree_recv_chunk(r, &dc, err, errlen);
+        bool tick = c->entry || c->zstd.len || c->data.len > CONTRACT_COPY_DATA_MAX / 2;
+        rc = copytree_recv_chunk(r, c, err, errlen);
         kdiag__solo__io__copy_chunk__free_unpacked(c, NULL);
         if (rc < 0)
             break;
@@ -168,7 +162,6 @@ out:
     cancel_attach(o, NULL);
     rpc_stream_free(s); /* cancels a call still running */
     copytree_recv_free(r);
-    copyz_free(z);
     free(req);
     return rc;
 }

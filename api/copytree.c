@@ -17,6 +17,7 @@
 
 #include "basic/fd-util.h"
 #include "contract.h"
+#include "copyz.h"
 
 /* Deeper trees are refused: each level holds a directory stream open. */
 #define COPYTREE_DEPTH_MAX 256
@@ -317,6 +318,7 @@ struct copytree_recv {
     uint64_t off;
     copytree_stats stats;
     char shown[COPYTREE_PATH_MAX * 2];
+    copyz *z; /* made at the first zstd chunk */
 };
 
 static int tmp_name(char out[TMP_NAME_LEN])
@@ -645,6 +647,15 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
 
 int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen)
 {
+    Kdiag__Solo__Io__CopyChunk dc;
+    if (c->zstd.len) {
+        if (!r->z && copyz_new(&r->z) < 0)
+            return fail(err, errlen, -ENOMEM, "cannot decompress the copy stream");
+        int rc = copyz_unpack(r->z, c, &dc, err, errlen);
+        if (rc < 0)
+            return rc;
+        c = &dc;
+    }
     if (r->finished)
         return fail(err, errlen, -EPROTO, "a chunk after the end of the copy stream");
     if (c->entry)
@@ -703,6 +714,7 @@ void copytree_recv_free(copytree_recv *r)
         level_close(l);
     }
     free(r->levels);
+    copyz_free(r->z);
     fd_close(&r->destfd);
     free(r->root_name);
     free(r->dest);

@@ -52,7 +52,8 @@ typedef struct copytree_recv copytree_recv;
  * privilege are ignored). The destination is checked here, before any data. */
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
                       char *err, size_t errlen);
-/* The next chunk of the stream. -EPROTO for a stream that breaks the rules. */
+/* The next chunk of the stream, its zstd decoded here (api/copyz.h). -EPROTO
+ * for a stream that breaks the rules. */
 int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen);
 /* The stream ended: completes the last file and the open directories and
  * renames the tree into place. */

@@ -130,7 +130,7 @@ out:
 }
 
 /* The chunks after the first message, until the client half-closes. */
-static int to_chunks(rpc_call *call, copytree_recv *r, copyz *z, char *err, size_t errlen)
+static int to_chunks(rpc_call *call, copytree_recv *r, char *err, size_t errlen)
 {
     for (;;) {
         uint8_t *buf = NULL;
@@ -152,10 +152,7 @@ static int to_chunks(rpc_call *call, copytree_recv *r, copyz *z, char *err, size
             snprintf(err, errlen, "CopyTo: an entry's name or link target has a NUL byte");
             rc = -EPROTO;
         } else {
-            Kdiag__Solo__Io__CopyChunk c;
-            rc = copyz_unpack(z, m->chunk, &c, err, errlen);
-            if (rc == 0)
-                rc = copytree_recv_chunk(r, &c, err, errlen);
+            rc = copytree_recv_chunk(r, m->chunk, err, errlen);
         }
         if (m)
             kdiag__solo__io__copy_to_request__free_unpacked(m, NULL);
@@ -170,7 +167,6 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     char err[1024] = "";
     ProtobufCMessage *pm = NULL;
     copytree_recv *r = NULL;
-    copyz *z = NULL;
     int rootfd = -1;
     int rc = recv_first(call, &kdiag__solo__io__copy_to_request__descriptor, &pm, err, sizeof err);
     if (rc < 0)
@@ -184,10 +180,8 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     rc = target_root(m->target, &rootfd, err, sizeof err);
     if (rc == 0)
         rc = copytree_recv_new(&r, rootfd, m->path, COPY_RESOLVE, true, err, sizeof err);
-    if (rc == 0 && (rc = copyz_new(&z)) < 0)
-        snprintf(err, sizeof err, "CopyTo: out of memory");
     if (rc == 0)
-        rc = to_chunks(call, r, z, err, sizeof err);
+        rc = to_chunks(call, r, err, sizeof err);
     if (rc == 0) {
         const copytree_stats *st = copytree_recv_stats(r);
         Kdiag__Solo__Io__CopyToResponse resp = KDIAG__SOLO__IO__COPY_TO_RESPONSE__INIT;
@@ -199,7 +193,6 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     }
 out:
     copytree_recv_free(r); /* an unfinished copy: its temporary names go */
-    copyz_free(z);
     if (pm)
         protobuf_c_message_free_unpacked(pm, NULL);
     if (rootfd >= 0)

@@ -1,10 +1,9 @@
 /* fuzz_copytree — libFuzzer target for the receiving side of a copy
  * (api/copytree.c), which writes what the peer streams: the manager for
  * CopyTo, the CLI for CopyFrom (a manager in a pod the user does not trust).
- * Input: CopyChunk messages, each after a 2-byte big-endian length, fed as
- * the receivers do (copyz_unpack, then copytree_recv_chunk) to one
- * copytree_recv into an existing directory. Properties beyond "no crash,
- * no leak, no UB":
+ * Input: CopyChunk messages (zstd ones too), each after a 2-byte big-endian
+ * length, fed to one copytree_recv into an existing directory. Properties
+ * beyond "no crash, no leak, no UB":
  *   - nothing is ever created beside the destination directory;
  *   - a refused stream leaves no temporary (.kdiag-cp-*) anywhere under the
  *     destination, and nothing at all unless its root entry was "" (a
@@ -20,7 +19,6 @@
 #include <unistd.h>
 
 #include "copytree.h"
-#include "copyz.h"
 
 static char top[64], dst[96];
 
@@ -74,8 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     }
     char err[1024];
     copytree_recv *r;
-    static copyz *z;
-    if ((!z && copyz_new(&z) < 0) || copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, sizeof err) < 0)
+    if (copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, sizeof err) < 0)
         abort();
     int rc = 0, first = 1, merge = 0;
     while (rc == 0 && n >= 2) {
@@ -92,10 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
         if (first && c->entry)
             merge = !c->entry->path || !*c->entry->path;
         first = 0;
-        Kdiag__Solo__Io__CopyChunk dc;
-        rc = copyz_unpack(z, c, &dc, err, sizeof err);
-        if (rc == 0)
-            rc = copytree_recv_chunk(r, &dc, err, sizeof err);
+        rc = copytree_recv_chunk(r, c, err, sizeof err);
         kdiag__solo__io__copy_chunk__free_unpacked(c, NULL);
     }
     if (rc == 0)
