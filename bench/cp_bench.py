@@ -7,20 +7,21 @@ smaller). kubectl diag cp runs twice: as it is (file content as zstd where that 
 KDIAG_CP_ZSTD=0 (content as it is). Each command end to end, as a user runs it (kubectl diag cp:
 pod lookup, the running manager, its port-forward, the copy). Runs alternate.
 
-  bench/cp_bench.py [--build DIR] [--mb N] [--runs N] [--link-mbit N]
+  bench/cp_bench.py [--build DIR] [--mb N] [--runs N] [--link-mbit N] [--delay-ms N]
 As root (the simulated cluster). --link-mbit N: the API server's traffic on loopback goes
 through N Mbit/s each way (tc htb classes on lo, removed at the end), as to a
-cluster over a network. Prints one line per run and the ratios (kubectl cp's time / kubectl
+cluster over a network. --delay-ms N: every command reaches the API server through a proxy that
+holds each byte N ms each way (test/e2e/cli/delayproxy.py; this kernel has no netem). Prints one line per run and the ratios (kubectl cp's time / kubectl
 diag cp's: above 1 means kubectl diag cp is faster)."""
 import contextlib
 import filecmp
 import os
-import re
 import subprocess
 import tempfile
 from statistics import median
 
 from benchlib import main, timed
+from delayproxy import DelayProxy, api_port, kubeconfig_through
 
 TARBOX = '''apiVersion: v1
 kind: Pod
@@ -76,15 +77,25 @@ def link(port, mbit):
         subprocess.run(['tc', 'qdisc', 'del', 'dev', 'lo', 'root'], check=False)
 
 
-def api_port(env):
-    with open(env['KUBECONFIG']) as f:
-        return int(re.search(r'server: https?://[^:\s]+:(\d+)', f.read()).group(1))
+@contextlib.contextmanager
+def delayed(env, ms, d):
+    """env, with its kubeconfig through a DelayProxy of ms each way when ms is not 0."""
+    if not ms:
+        yield env
+        return
+    with DelayProxy(api_port(env['KUBECONFIG']), ms) as p:
+        yield dict(env, KUBECONFIG=kubeconfig_through(env['KUBECONFIG'], p, os.path.join(d, 'kubeconfig')))
 
 
 def run(c, cli, a):
     c.ok('apply', '-f', '-', input=TARBOX)
     c.wait_running('tarbox')
-    env = c.env()
+    with tempfile.TemporaryDirectory(prefix='kdiag-cp-bench-') as d, link(api_port(c.kubeconfig), a.link_mbit), \
+            delayed(c.env(), a.delay_ms, d) as env:
+        copies(c, cli, a, d, env)
+
+
+def copies(c, cli, a, d, env):
     envs = {'kubectl': env, 'diag': env, 'diag plain': dict(env, KDIAG_CP_ZSTD='0')}
 
     def into(way, src, name):
@@ -97,36 +108,35 @@ def run(c, cli, a):
             return timed(['/usr/bin/kubectl', 'cp', 'tarbox:/tmp/' + name, dst], env)
         return timed([cli, 'cp', 'pod/tarbox:/tmp/' + name, dst], envs[way])
 
-    with tempfile.TemporaryDirectory(prefix='kdiag-cp-bench-') as d, link(api_port(env), a.link_mbit):
-        files = make_files(d, a.mb)
-        # the debug container once, outside the measurements (kubectl cp has no such step)
-        timed([cli, 'cp', files['random'], 'pod/tarbox:/tmp/warm'], env)
-        # the fixed cost of each command: a 1-byte file in and out
-        tiny = os.path.join(d, 'tiny')
-        with open(tiny, 'wb') as f:
-            f.write(b'x')
-        fixed = {'kubectl': [], 'diag': []}
-        for i in range(a.runs):
-            for way in fixed:
-                fixed[way].append(into(way, tiny, 'tiny') + out(way, 'tiny', '%s.%s%d' % (tiny, way, i)))
-        print('1 byte in and out: kubectl cp %.2f s, kubectl diag cp %.2f s (medians)' %
-              (median(fixed['kubectl']), median(fixed['diag'])), flush=True)
-        times = {}
-        for i in range(a.runs):
-            for data, src in files.items():
-                row = []
-                for way in WAYS:
-                    name = '%s-%s-%d' % (data, way.replace(' ', '-'), i)
-                    t_in = into(way, src, name)
-                    back = os.path.join(d, name)
-                    t_out = out(way, name, back)
-                    assert filecmp.cmp(src, back, shallow=False), '%s: the copy out differs' % name
-                    os.unlink(back)
-                    c.ok('exec', 'tarbox', '--', 'rm', '-f', '/tmp/' + name)
-                    times.setdefault((data, way, 'into'), []).append(t_in)
-                    times.setdefault((data, way, 'out of'), []).append(t_out)
-                    row.append('%s %.2f/%.2f' % (way, t_in, t_out))
-                print('run %d, %s (s into/out of the pod): %s' % (i, data, ', '.join(row)), flush=True)
+    files = make_files(d, a.mb)
+    # the debug container once, outside the measurements (kubectl cp has no such step)
+    timed([cli, 'cp', files['random'], 'pod/tarbox:/tmp/warm'], env)
+    # the fixed cost of each command: a 1-byte file in and out
+    tiny = os.path.join(d, 'tiny')
+    with open(tiny, 'wb') as f:
+        f.write(b'x')
+    fixed = {'kubectl': [], 'diag': []}
+    for i in range(a.runs):
+        for way in fixed:
+            fixed[way].append(into(way, tiny, 'tiny') + out(way, 'tiny', '%s.%s%d' % (tiny, way, i)))
+    print('1 byte in and out: kubectl cp %.2f s, kubectl diag cp %.2f s (medians)' %
+          (median(fixed['kubectl']), median(fixed['diag'])), flush=True)
+    times = {}
+    for i in range(a.runs):
+        for data, src in files.items():
+            row = []
+            for way in WAYS:
+                name = '%s-%s-%d' % (data, way.replace(' ', '-'), i)
+                t_in = into(way, src, name)
+                back = os.path.join(d, name)
+                t_out = out(way, name, back)
+                assert filecmp.cmp(src, back, shallow=False), '%s: the copy out differs' % name
+                os.unlink(back)
+                c.ok('exec', 'tarbox', '--', 'rm', '-f', '/tmp/' + name)
+                times.setdefault((data, way, 'into'), []).append(t_in)
+                times.setdefault((data, way, 'out of'), []).append(t_out)
+                row.append('%s %.2f/%.2f' % (way, t_in, t_out))
+            print('run %d, %s (s into/out of the pod): %s' % (i, data, ', '.join(row)), flush=True)
     for data in files:
         for direction in ('into', 'out of'):
             k = median(times[(data, 'kubectl', direction)])
@@ -139,4 +149,4 @@ def run(c, cli, a):
 
 
 if __name__ == '__main__':
-    main(run, mb=256, runs=3, link_mbit=0)
+    main(run, mb=256, runs=3, link_mbit=0, delay_ms=0)
