@@ -6,7 +6,9 @@
  * the manager's own accept loop, dropped at the 5 s preface deadline) and a
  * thousand that send the HTTP/2 preface only (at most RPC_MAX_CONNS reach
  * gRPC). Its log (stderr) cannot be forged by peers without the token: their
- * paths are escaped, a flood of them is summed up. */
+ * paths are escaped, a flood of them is summed up. Peers without the token
+ * that flood refused calls with data get at most a receive window each
+ * buffered. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
@@ -645,7 +647,6 @@ static void test_hostile_rounds(void **state)
 #endif
 }
 
-/* One refused call carrying a big message, for refused_flood. */
 /* One refused call carrying a big message, for refused_flood. */
 struct refused {
     rpc_client *anon;
