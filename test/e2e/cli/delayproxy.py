@@ -83,7 +83,11 @@ class DelayProxy:
                         dst.shutdown(socket.SHUT_WR)
                         return
                     dst.sendall(data)
-                except OSError:
+                except OSError:  # the far side is gone: stop reading for it too
+                    try:
+                        src.shutdown(socket.SHUT_RD)
+                    except OSError:
+                        pass
                     return
         for f in (reader, writer):
             threading.Thread(target=f, daemon=True).start()
