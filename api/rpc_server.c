@@ -38,7 +38,7 @@
 #define RPC_REARM_RETRY_MS 100         /* retry when fewer are outstanding */
 #define RPC_REARM_REPORT_MS 10000      /* repeat the complaint while it lasts */
 #define RPC_PREFACE_MS 5000            /* clients send the preface at once, also through port-forward */
-#define RPC_SERVER_MEMORY (256u << 20) /* gRPC core's buffers, all connections together */
+#define RPC_SERVER_MEMORY (128u << 20) /* gRPC core's buffers, all connections together */
 
 typedef enum { TAG_NEW, TAG_OP, TAG_CLOSE, TAG_REJECT, TAG_SHUTDOWN } tag_kind;
 
@@ -662,11 +662,11 @@ static void server_take_fd(int fd, void *ud)
 static int server_bind(rpc_server *s)
 {
     /* What gRPC core may hold for all connections together. Each connection's
-     * receive window is at least 16 MiB while the quota is under 20% used,
-     * then shrinks towards the bandwidth-delay product, and to nothing at
-     * 100%; past it core cancels streams ("Buffers full"). 8 copies into one
-     * pod at once fit (manager peak RSS 65 MB); a 64 MiB quota cancelled one
-     * of 4. */
+     * receive window is max(16 MiB, 2 x the BDP it measures) while the quota
+     * is under 20% used, then shrinks towards the BDP, and to nothing at
+     * 100%; past it core cancels streams ("Buffers full"). Eight 256 MiB
+     * copies into one pod at once fit (manager peak RSS 33-51 MB); a 64 MiB
+     * quota cancelled one of four. */
     grpc_resource_quota *rq = grpc_resource_quota_create("kdiag-manager");
     grpc_resource_quota_resize(rq, RPC_SERVER_MEMORY);
     grpc_arg args[] = {

@@ -703,11 +703,11 @@ static bool refused_flood(const char *target)
 
 /* The manager probes the bandwidth-delay product and grows its receive window
  * for fast peers (docs/rpc.md, "receive window": cp into a pod across a
- * network needs it); gRPC core then announces at least 16 MiB per connection.
- * Peers without the token get no more than that buffered: four of them, each
- * on its own connection, run refused_flood at once, and the manager's RSS,
- * sampled every 20 ms, peaks less than 4 x 16 MiB above where it was
- * (measured: +5 to +28 MB; +0.4 MB with the window fixed at 64 KiB). */
+ * network needs it); gRPC core then announces 16 MiB or more per connection.
+ * Peers without the token get about that much buffered at most: four of
+ * them, each on its own connection, run refused_flood at once, and the
+ * manager's RSS, sampled every 20 ms, peaks less than 4 x 16 MiB above where
+ * it was (measured: +5 to +28 MB; +0.4 MB with the window fixed at 64 KiB). */
 static void test_refused_data_with_a_grown_window(void **state)
 {
     (void)state;

@@ -290,10 +290,35 @@ def test_cp_1gib_round_trip_same_sha256_in_constant_memory(cluster, tmp_path):
     finally:  # pytest keeps the last runs' tmp_path: not 2 GiB of them
         os.unlink(back)
     print('peak RSS kB: CLI in %d, CLI out %d, managers %s' % (cli_in, cli_out, managers))
-    # 8.5-9 MB from 64 MiB to 1 GiB with a 64 KiB receive window; 11-20 MB at 1 GiB since it grows
-    # (docs/rpc.md, "receive window")
-    assert managers and max(managers) < 32 << 10, managers
+    # 8.5-9 MB from 64 MiB to 1 GiB with a 64 KiB receive window. Since it grows (docs/rpc.md,
+    # "receive window"): 11-20 MB when this test runs alone, 45 MB after the tests before it left
+    # the page cache dirty and the manager's writes lag; its gRPC memory is capped at 128 MiB
+    assert managers and max(managers) < 96 << 10, managers
     # The CLI's is not constant yet: 51-55 MB at 64 MiB; at 1 GiB 54-166 MB into the pod (166 with
     # a 1 MiB manager window on trial) and 67-138 MB out of it, varying run to run (gRPC core's
     # buffers or malloc's arenas: not found)
     assert max(cli_in, cli_out) < 256 << 10, (cli_in, cli_out)
+
+
+def test_cp_six_at_once_into_one_pod(cluster, tmp_path):
+    """Six copies of 128 MiB into one pod at once, six CLIs and connections: all complete and
+    arrive whole. Each connection may get 16 MiB of the manager's gRPC memory buffered; past its
+    quota gRPC core cancels streams (docs/rpc.md, "gRPC core's memory"). With a 32 MiB quota this
+    failed in one run of two (RST_STREAM 11); 64 MiB passed here but cancelled one of four 256 MiB
+    copies by hand. Last in this file: the page cache it leaves dirty slows the pod's writes, and
+    a manager that writes slower than data arrives buffers up to its window (the nginx one then
+    peaked at 60-66 MB in test_cp_1gib_round_trip_same_sha256_in_constant_memory)."""
+    src = tmp_path / 'r128'
+    src.write_bytes(os.urandom(128 << 20))
+    names = ['/tmp/six-%d' % i for i in range(6)]
+    try:
+        procs = [subprocess.Popen([CLI, 'cp', str(src), 'pod/distroless:' + n], stdin=subprocess.DEVNULL,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env()) for n in names]
+        errs = [p.communicate(timeout=300)[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errs
+        r = cluster.diag('shell', 'pod/distroless', '--', '-c', 'sha256sum ' + ' '.join(names))
+        assert r.returncode == 0, r.stderr
+        want = hashlib.sha256(src.read_bytes()).hexdigest()
+        assert [line.split()[0] for line in r.stdout.splitlines()] == [want] * 6, r.stdout
+    finally:
+        cluster.diag('shell', 'pod/distroless', '--', '-c', 'rm -f ' + ' '.join(names))
