@@ -21,7 +21,7 @@ import tempfile
 from statistics import median
 
 from benchlib import main, timed
-from delayproxy import DelayProxy, api_port, kubeconfig_through
+from delayproxy import SERVER, delayed_kubeconfig
 
 TARBOX = '''apiVersion: v1
 kind: Pod
@@ -77,14 +77,19 @@ def link(port, mbit):
         subprocess.run(['tc', 'qdisc', 'del', 'dev', 'lo', 'root'], check=False)
 
 
+def api_port(kubeconfig):
+    with open(kubeconfig) as f:
+        return int(SERVER.search(f.read()).group(2))
+
+
 @contextlib.contextmanager
 def delayed(env, ms, d):
-    """env, with its kubeconfig through a DelayProxy of ms each way when ms is not 0."""
+    """env, with its API server ms away each way (delayed_kubeconfig) when ms is not 0."""
     if not ms:
         yield env
         return
-    with DelayProxy(api_port(env['KUBECONFIG']), ms) as p:
-        yield dict(env, KUBECONFIG=kubeconfig_through(env['KUBECONFIG'], p, os.path.join(d, 'kubeconfig')))
+    with delayed_kubeconfig(env['KUBECONFIG'], ms, os.path.join(d, 'kubeconfig')) as kc:
+        yield dict(env, KUBECONFIG=kc)
 
 
 def run(c, cli, a):

@@ -1,16 +1,22 @@
 """A TCP proxy on loopback that holds every byte for a fixed time each way: a cluster's API server
-as far away as over a network (this kernel has no netem). `kubeconfig_through(path, proxy, out)`
-writes a copy of a kubeconfig whose server goes through the proxy; everything kubectl does,
-port-forward included, then crosses the delay.
+as far away as over a network (this kernel has no netem). `delayed_kubeconfig` writes a copy of a
+kubeconfig whose server goes through the proxy; everything kubectl does, port-forward included,
+then crosses the delay.
 
-    with DelayProxy(api_port, 25) as p:      # 25 ms each way, 50 ms round trip
-        kubeconfig_through(kc, p, kc2)
-"""
+    with delayed_kubeconfig(kc, 25, kc2):    # 25 ms each way, 50 ms round trip
+        ...KUBECONFIG=kc2...
+
+Each direction holds at most QUEUE bytes in flight, then stops reading, so a sender is slowed by
+TCP as over a link instead of filling the proxy."""
 import collections
+import contextlib
 import re
 import socket
 import threading
 import time
+
+QUEUE = 4 << 20  # bytes in flight per direction: 80 MB/s at 50 ms
+SERVER = re.compile(r'(server: https?://[^:\s]+:)(\d+)')
 
 
 class DelayProxy:
@@ -56,16 +62,21 @@ class DelayProxy:
     def _pipe(self, src, dst):
         """Two threads: one reads and stamps each chunk with when it may go, one sends it then."""
         q, cv = collections.deque(), threading.Condition()
+        held = [0]  # bytes queued
 
         def reader():
             while True:
+                with cv:
+                    while held[0] >= QUEUE:
+                        cv.wait()
                 try:
                     data = src.recv(262144)
                 except OSError:
                     data = b''
                 with cv:
                     q.append((time.monotonic() + self.delay, data))
-                    cv.notify()
+                    held[0] += len(data)
+                    cv.notify_all()
                 if not data:
                     return
 
@@ -88,20 +99,25 @@ class DelayProxy:
                         src.shutdown(socket.SHUT_RD)
                     except OSError:
                         pass
+                    with cv:
+                        held[0] = 0
+                        q.clear()
+                        cv.notify_all()
                     return
+                with cv:
+                    held[0] -= len(data)
+                    cv.notify_all()
         for f in (reader, writer):
             threading.Thread(target=f, daemon=True).start()
 
 
-def api_port(kubeconfig):
-    with open(kubeconfig) as f:
-        return int(re.search(r'server: https?://[^:\s]+:(\d+)', f.read()).group(1))
-
-
-def kubeconfig_through(kubeconfig, proxy, out):
-    """out: kubeconfig with its server's port replaced by the proxy's."""
+@contextlib.contextmanager
+def delayed_kubeconfig(kubeconfig, delay_ms, out):
+    """Writes out: kubeconfig with its API server behind a DelayProxy of delay_ms each way, which
+    runs until the block ends."""
     with open(kubeconfig) as f:
         text = f.read()
-    with open(out, 'w') as f:
-        f.write(re.sub(r'(server: https?://[^:\s]+:)(\d+)', r'\g<1>%d' % proxy.port, text))
-    return out
+    with DelayProxy(int(SERVER.search(text).group(2)), delay_ms) as p:
+        with open(out, 'w') as f:
+            f.write(SERVER.sub(r'\g<1>%d' % p.port, text))
+        yield out
