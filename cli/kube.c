@@ -69,9 +69,35 @@ static void spawn_error(const kube *k, int e, bool exec, char *buf, size_t n)
         snprintf(buf, n, "cannot run kubectl \"%s\": %s", k->kubectl, strerror(e));
 }
 
+/* environ with each NAME=VALUE of set in place of any variable of that name: a new array of
+ * environ's and set's strings (free the array alone), or NULL without memory. */
+static char **env_with(const char *const *set)
+{
+    size_t n = 0, m = 0, k = 0;
+    while (environ[n])
+        n++;
+    while (set[m])
+        m++;
+    char **e = calloc(n + m + 1, sizeof(*e));
+    if (!e)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        bool replaced = false;
+        for (size_t j = 0; j < m && !replaced; j++) {
+            size_t len = strcspn(set[j], "=");
+            replaced = strncmp(environ[i], set[j], len) == 0 && environ[i][len] == '=';
+        }
+        if (!replaced)
+            e[k++] = environ[i];
+    }
+    for (size_t j = 0; j < m; j++)
+        e[k++] = (char *)set[j];
+    return e;
+}
+
 /* The forked child: only async-signal-safe calls until exec; reports exec's errno on ex. */
 static void __attribute__((noreturn))
-child_exec(char **argv, unsigned flags, pid_t parent, const int *in, const int *out, const int *err, int ex)
+child_exec(char **argv, char **envp, unsigned flags, pid_t parent, const int *in, const int *out, const int *err, int ex)
 {
     sig_unblock_all();
     signal(SIGPIPE, SIG_DFL);
@@ -90,7 +116,7 @@ child_exec(char **argv, unsigned flags, pid_t parent, const int *in, const int *
         dup2(err[1], 2);
     else if (flags & KUBE_ERR_TO_OUT)
         dup2(out[1], 2);
-    execvp(argv[0], argv);
+    execvpe(argv[0], argv, envp);
     int e = errno;
     (void)!write(ex, &e, sizeof(e));
     _exit(127);
@@ -98,7 +124,14 @@ child_exec(char **argv, unsigned flags, pid_t parent, const int *in, const int *
 
 int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p, char *errbuf, size_t errlen)
 {
+    return kube_spawn_env(k, args, NULL, flags, p, errbuf, errlen);
+}
+
+int kube_spawn_env(const kube *k, const char *const *args, const char *const *env, unsigned flags, kube_proc *p,
+                   char *errbuf, size_t errlen)
+{
     char *argv[MAX_ARGS];
+    char **envp = environ;
     char storage[4096];
     int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, ex[2] = {-1, -1};
     int rc = build_argv(k, args, argv, storage, sizeof(storage));
@@ -110,6 +143,11 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
         goto out;
     }
     trace(k, argv);
+    if (env && !(envp = env_with(env))) {
+        rc = -ENOMEM;
+        spawn_error(k, ENOMEM, false, errbuf, errlen);
+        goto out;
+    }
     if (((flags & KUBE_PIPE_IN) && pipe2(in, O_CLOEXEC) < 0) ||
         ((flags & (KUBE_PIPE_OUT | KUBE_ERR_TO_OUT)) && pipe2(out, O_CLOEXEC) < 0) ||
         ((flags & KUBE_PIPE_ERR) && !(flags & KUBE_ERR_TO_OUT) && pipe2(err, O_CLOEXEC) < 0) ||
@@ -126,7 +164,7 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
         goto out;
     }
     if (pid == 0)
-        child_exec(argv, flags, parent, in, out, err, ex[1]);
+        child_exec(argv, envp, flags, parent, in, out, err, ex[1]);
     if (flags & KUBE_OWN_PGRP)
         setpgid(pid, pid); /* also here: a kill of the group right after fork must reach it */
     fd_close(&ex[1]);
@@ -149,6 +187,8 @@ int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc
     in[1] = out[0] = err[0] = -1;
     rc = 0;
 out:
+    if (envp != environ)
+        free(envp);
     fd_close(&in[0]);
     fd_close(&in[1]);
     fd_close(&out[0]);

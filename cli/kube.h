@@ -63,6 +63,10 @@ typedef struct {
  * thread's process dies. 0, or a negative errno (-ENOEXEC: kubectl cannot be
  * executed) with the message in err. */
 int kube_spawn(const kube *k, const char *const *args, unsigned flags, kube_proc *p, char *err, size_t errlen);
+/* kube_spawn with env's NAME=VALUE strings (NULL-terminated) in the child's
+ * environment, in place of the variables of those names. */
+int kube_spawn_env(const kube *k, const char *const *args, const char *const *env, unsigned flags, kube_proc *p,
+                   char *err, size_t errlen);
 /* Sends sig to the child, and to its whole process group when it has its own
  * (a wrapper script's kubectl grandchildren too). No-op when p->pid <= 0. */
 void kube_proc_kill(const kube_proc *p, int sig);

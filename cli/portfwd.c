@@ -4,6 +4,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,19 @@ enum pf_note { PF_NOTE_NONE, PF_NOTE_ENDED, PF_NOTE_API_DOWN, PF_NOTE_FAILING };
 
 #define PF_RETRY_MAX_MS 2000 /* the slowest restart pace while the forward stays down */
 
+/* The protocol kubectl port-forward speaks to the API server (kubectl 1.30+
+ * reads KUBECTL_PORT_FORWARD_WEBSOCKETS; older ones speak SPDY alone). SPDY
+ * first: the API server passes it to the kubelet as it is, and it costs
+ * kubectl and the server less per byte than SPDY inside WebSocket messages
+ * (docs/cp.md). WebSockets when the SPDY upgrade is refused (a proxy that
+ * passes only WebSockets; an API server without SPDY), or when the user
+ * chose by setting the variable. */
+enum pf_proto { PF_PROTO_USER, PF_PROTO_SPDY, PF_PROTO_WEBSOCKET };
+#define PF_PROTO_ENV "KUBECTL_PORT_FORWARD_WEBSOCKETS"
+/* One API server per process: once refused, later forwards (redir's tunnel
+ * pool) start with WebSockets. */
+static atomic_bool spdy_refused;
+
 struct portfwd {
     kube k;
     char pod[256];
@@ -41,7 +55,8 @@ struct portfwd {
     kube_proc child; /* pid -1 while none */
     int stop_efd, gone_efd;
     char reason[1024];
-    enum pf_note said; /* the supervisor thread's own */
+    enum pf_note said;   /* the supervisor thread's own */
+    enum pf_proto proto; /* the supervisor thread's own once started */
 };
 
 int portfwd_parse_line(const char *line, int *local, int *remote)
@@ -191,7 +206,9 @@ static bool run_child(portfwd *pf, int lg, int lt)
     struct attempt a = {.seen_t = !pf->rtunnel};
     kube_proc p;
     char err[sizeof(pf->reason)];
-    int rc = kube_spawn(&pf->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, sizeof(err));
+    const char *spdy[] = {PF_PROTO_ENV "=false", NULL}, *ws[] = {PF_PROTO_ENV "=true", NULL};
+    const char *const *env = pf->proto == PF_PROTO_SPDY ? spdy : pf->proto == PF_PROTO_WEBSOCKET ? ws : NULL;
+    int rc = kube_spawn_env(&pf->k, args, env, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &p, err, sizeof(err));
     pthread_mutex_lock(&pf->mu);
     if (rc < 0)
         snprintf(pf->reason, sizeof(pf->reason), "%s", err);
@@ -298,6 +315,13 @@ static void *supervise(void *arg)
         pthread_mutex_unlock(&pf->mu);
         if (stop)
             break;
+        if (!up && pf->proto == PF_PROTO_SPDY && strstr(last, "error upgrading connection")) {
+            pf->proto = PF_PROTO_WEBSOCKET; /* for good: the same server refuses it again */
+            atomic_store(&spdy_refused, true);
+            if (pf->k.verbose)
+                fprintf(stderr, "port-forward: the SPDY upgrade was refused; WebSockets from now on\n");
+            continue;
+        }
         ever_up |= up;
         failures = up ? 0 : failures + 1;
         if (!ever_up) {
@@ -348,6 +372,9 @@ int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *con
     pf->rgrpc = grpc_port;
     pf->rtunnel = tunnel_port;
     pf->timeout_ms = timeout_ms;
+    pf->proto = getenv(PF_PROTO_ENV)         ? PF_PROTO_USER
+                : atomic_load(&spdy_refused) ? PF_PROTO_WEBSOCKET
+                                             : PF_PROTO_SPDY;
     pf->child.pid = -1;
     pthread_mutex_init(&pf->mu, NULL);
     time_cond_init_monotonic(&pf->cv);
@@ -390,7 +417,13 @@ int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *
         if (pf->state == PF_FAILED) {
             char what[300];
             snprintf(what, sizeof(what), "port-forward to pod/%s", pf->pod);
-            kerr_explain(what, pf->reason, pf->k.ns, err, errlen);
+            kerr_kind kind = kerr_explain(what, pf->reason, pf->k.ns, err, errlen);
+            size_t len = strlen(err);
+            if (kind == KERR_OTHER && pf->proto == PF_PROTO_WEBSOCKET &&
+                strstr(pf->reason, "upgrading connection") && len < errlen)
+                snprintf(err + len, errlen - len,
+                         " (tried SPDY, then WebSockets: the API server or a proxy in front of it refused both; "
+                         "WebSockets need kubectl 1.30 or newer)");
             rc = -EIO;
             break;
         }

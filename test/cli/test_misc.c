@@ -1,5 +1,5 @@
-/* Unit tests: kubectl error translation (kerr.c), port-forward output
- * (portfwd.c), log timestamps and colours (logs.c), ps output (ps.c), shell
+/* Unit tests: kubectl error translation (kerr.c), the child's environment
+ * (kube.c), port-forward output (portfwd.c), log timestamps and colours (logs.c), ps output (ps.c), shell
  * target selection (shell.c). */
 #include <errno.h>
 #include <setjmp.h>
@@ -9,11 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
 
 #include "kerr.h"
+#include "kube.h"
 #include "logs-internal.h"
 #include "portfwd-internal.h"
 #include "ps.h"
@@ -328,6 +330,41 @@ static void shell_target(void **state)
     assert_null(shell_target_id(true, NULL));
 }
 
+/* kube_spawn_env: the variable named is replaced (not added twice), the
+ * rest of the environment is kept; kube_spawn leaves it alone. */
+static void spawn_env(void **state)
+{
+    (void)state;
+    setenv("KDIAG_TEST_PROTO", "user", 1);
+    setenv("KDIAG_TEST_KEPT", "yes", 1);
+    kube k = {.kubectl = "/usr/bin/env"};
+    const char *args[] = {NULL}, *set[] = {"KDIAG_TEST_PROTO=false", "KDIAG_TEST_NEW=1", NULL};
+    for (int with = 0; with < 2; with++) {
+        kube_proc p;
+        char err[256], out[65536];
+        int rc = with ? kube_spawn_env(&k, args, set, KUBE_PIPE_OUT, &p, err, sizeof(err))
+                      : kube_spawn(&k, args, KUBE_PIPE_OUT, &p, err, sizeof(err));
+        assert_int_equal(rc, 0);
+        size_t len = 1; /* every variable after a newline, the first too */
+        ssize_t n;
+        out[0] = '\n';
+        while ((n = read(p.out_fd, out + len, sizeof(out) - 1 - len)) > 0)
+            len += (size_t)n;
+        out[len] = '\0';
+        kube_proc_close(&p);
+        assert_int_equal(kube_wait(p.pid), 0);
+        assert_non_null(strstr(out, "\nKDIAG_TEST_KEPT=yes\n"));
+        const char *proto = strstr(out, "\nKDIAG_TEST_PROTO=");
+        assert_non_null(proto);
+        assert_null(strstr(proto + 1, "\nKDIAG_TEST_PROTO="));
+        const char *want = with ? "\nKDIAG_TEST_PROTO=false\n" : "\nKDIAG_TEST_PROTO=user\n";
+        assert_true(strncmp(proto, want, strlen(want)) == 0);
+        assert_true((strstr(out, "\nKDIAG_TEST_NEW=1\n") != NULL) == with);
+    }
+    unsetenv("KDIAG_TEST_PROTO");
+    unsetenv("KDIAG_TEST_KEPT");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -341,6 +378,7 @@ int main(void)
         cmocka_unit_test(ps_output),
         cmocka_unit_test(ps_escapes_control_characters),
         cmocka_unit_test(shell_target),
+        cmocka_unit_test(spawn_env),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

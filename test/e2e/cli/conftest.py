@@ -56,9 +56,9 @@ class Cluster:
                                                                      r.stdout, r.stderr)
         return r.stdout
 
-    def diag(self, *args, timeout=120, input=None, kubectl=None):
-        """Runs kubectl-diag to completion."""
-        extra = {'KUBECTL': kubectl} if kubectl else None
+    def diag(self, *args, timeout=120, input=None, kubectl=None, env=None):
+        """Runs kubectl-diag to completion (env: added to its environment)."""
+        extra = dict(env or {}, **({'KUBECTL': kubectl} if kubectl else {}))
         return subprocess.run([CLI] + list(args), capture_output=True, text=True, timeout=timeout,
                               env=self.env(extra), input=input)
 

@@ -6,7 +6,13 @@ session alone.
 A FIN from either side is passed on as a half-close by default. With KUBESIM_PORTFORWARD=containerd
 in kubesim's environment the forward ends as containerd's does (pkg/cri/server
 sandbox_portforward_linux.go): no half-close reaches the other side, and 1 s after one direction
-ended both are closed, whatever the other was still sending."""
+ended both are closed, whatever the other was still sending.
+
+KUBESIM_PORTFORWARD_UPGRADES=websocket serves the WebSocket upgrade alone, as behind a proxy that
+passes WebSockets and drops other upgrades (a SPDY request then arrives without its Upgrade header
+and is refused as the API server refuses it: 400 "Upgrade request required"); =spdy the SPDY
+upgrade alone, as an API server before 1.30. Every session is logged to STATE/portforward.log,
+one line "NAMESPACE/POD websocket|spdy", so that tests see which protocol a client chose."""
 import os
 import socket
 import sys
@@ -21,6 +27,7 @@ import websocket
 WS_PROTOCOL = 'SPDY/3.1+portforward.k8s.io'
 SPDY_PROTOCOL = 'portforward.k8s.io'
 CONTAINERD = os.environ.get('KUBESIM_PORTFORWARD') == 'containerd'
+UPGRADES = os.environ.get('KUBESIM_PORTFORWARD_UPGRADES', 'websocket,spdy').split(',')
 CONTAINERD_GRACE = 1.0  # seconds containerd waits for the other direction before closing both
 
 
@@ -33,6 +40,8 @@ def serve(sim, req, ns, name):
         uid = pod['metadata']['uid']
     up = (req.header('Upgrade') or '').lower()
     sock = req.h.connection
+    if ('websocket' in up and 'websocket' not in UPGRADES) or ('spdy/3.1' in up and 'spdy' not in UPGRADES):
+        up = ''  # dropped on the way
     if 'websocket' in up:
         if WS_PROTOCOL not in req.header_all('Sec-WebSocket-Protocol'):
             raise apierrors.bad_request('unable to upgrade connection: subprotocol %s required' % WS_PROTOCOL)
@@ -51,6 +60,9 @@ def serve(sim, req, ns, name):
         read, write = req.h.rfile.read, sock.sendall
     else:
         raise apierrors.bad_request('Upgrade request required')
+    with sim.lock:
+        with open(os.path.join(sim.runtime.state_dir, 'portforward.log'), 'a') as f:
+            f.write('%s/%s %s\n' % (ns, name, 'websocket' if 'websocket' in up else 'spdy'))
     Session(sim, pod, uid, sock, read, write).run()
 
 
