@@ -108,6 +108,12 @@ static void status_out(rpc_status *st, grpc_status_code code, grpc_slice details
         n = sizeof st->message - 1;
     memcpy(st->message, GRPC_SLICE_START_PTR(details), n);
     st->message[n] = 0;
+    /* RST_STREAM ENHANCE_YOUR_CALM: the server's gRPC core ran out of its
+     * memory quota and cancelled this call ("Buffers full") */
+    if (code == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(st->message, "RST_STREAM with error code 11"))
+        snprintf(st->message, sizeof st->message,
+                 "the manager cancelled the call: its gRPC memory, shared by all its calls, ran out while data "
+                 "waited to be taken (many large transfers at once?); retry with fewer at once");
 }
 
 static void stream_destroy(rpc_stream *s)

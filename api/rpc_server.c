@@ -137,6 +137,8 @@ int rpc_server_new(rpc_server **ret, const rpc_server_opts *opts)
         s->o.max_streams = 256;
     if (s->o.max_conns <= 0)
         s->o.max_conns = RPC_MAX_CONNS;
+    if (s->o.memory == 0)
+        s->o.memory = RPC_SERVER_MEMORY;
     s->bind = strdup(opts->bind ? opts->bind : "127.0.0.1:0");
     if (opts->token && asprintf(&s->auth, "Bearer %s", opts->token) < 0)
         s->auth = NULL;
@@ -668,7 +670,7 @@ static int server_bind(rpc_server *s)
      * copies into one pod at once fit (manager peak RSS 33-51 MB); a 64 MiB
      * quota cancelled one of four. */
     grpc_resource_quota *rq = grpc_resource_quota_create("kdiag-manager");
-    grpc_resource_quota_resize(rq, RPC_SERVER_MEMORY);
+    grpc_resource_quota_resize(rq, s->o.memory);
     grpc_arg args[] = {
         RPC_ARG_INT(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, s->o.max_msg_bytes),
         RPC_ARG_INT(GRPC_ARG_KEEPALIVE_TIME_MS, s->o.keepalive_ms),

@@ -42,6 +42,7 @@ typedef struct {
     int max_streams;   /* concurrent streaming calls (one thread each); more get
                                RESOURCE_EXHAUSTED; 0 = 256 */
     int max_conns;     /* open connections at most (api/rpc_accept.h); 0 = RPC_MAX_CONNS */
+    size_t memory;     /* gRPC core's buffers, all connections together; 0 = 128 MiB */
 } rpc_server_opts;
 
 /* *ret is NULL on failure. */

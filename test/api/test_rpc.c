@@ -3,7 +3,7 @@
  * reaching the handler's cancel fd, deadlines, auth, unknown methods, status
  * messages, message size limit, stream limit, keepalive detecting a frozen
  * peer, shutdown with calls in flight, a server whose requests for calls
- * fail. Run under ASan this also checks the layer frees everything. */
+ * fail, a server out of gRPC memory. Run under ASan this also checks the layer frees everything. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -205,6 +205,8 @@ typedef struct {
     char target[64];
 } fixture;
 
+static size_t fx_memory; /* the next fx_start's rpc_server_opts.memory */
+
 static fixture *fx_start(const char *token, int max_msg, int max_streams, int keepalive_ms)
 {
     fixture *f = calloc(1, sizeof *f);
@@ -212,7 +214,8 @@ static fixture *fx_start(const char *token, int max_msg, int max_streams, int ke
                          .token = token,
                          .max_msg_bytes = max_msg,
                          .max_streams = max_streams,
-                         .keepalive_ms = keepalive_ms};
+                         .keepalive_ms = keepalive_ms,
+                         .memory = fx_memory};
     assert_int_equal(rpc_server_new(&f->s, &o), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Whoami", RPC_UNARY, h_whoami, NULL), 0);
@@ -222,6 +225,7 @@ static fixture *fx_start(const char *token, int max_msg, int max_streams, int ke
     assert_int_equal(rpc_server_add(f->s, "/t.T/Count", RPC_SERVER_STREAM, h_count, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Upper", RPC_BIDI_STREAM, h_upper, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Wait", RPC_SERVER_STREAM, h_wait, NULL), 0);
+    assert_int_equal(rpc_server_add(f->s, "/t.T/Stall", RPC_BIDI_STREAM, h_wait, NULL), 0); /* never reads */
     assert_int_equal(rpc_server_add(f->s, "/t.T/Slow", RPC_UNARY, h_slow, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), -EEXIST);
     assert_int_equal(rpc_server_start(f->s, &f->port), 0);
@@ -850,6 +854,66 @@ static int idle_client(const char *target)
     return 0;
 }
 
+/* A server whose gRPC memory runs out while handlers do not read: core
+ * cancels calls (RST_STREAM ENHANCE_YOUR_CALM), and the client's status says
+ * so in words, not as an HTTP/2 error code. Each stalled call holds what its
+ * stream's window let in; eight of them outgrow a 4 MiB quota. */
+#define STALLED 8
+
+struct stalled {
+    rpc_client *cl;
+    rpc_status st;
+    size_t sent;
+};
+
+static void *stall_one(void *arg)
+{
+    struct stalled *w = arg;
+    rpc_stream *s;
+    uint8_t *buf;
+    size_t len;
+    w->st.code = GRPC_STATUS_UNKNOWN;
+    if (rpc_client_bidi_open(&s, w->cl, "/t.T/Stall", 15000) < 0)
+        return NULL;
+    if (rpc_stream_read(s, &buf, &len, &w->st) == 0) { /* "ready" */
+        free(buf);
+        uint8_t *data = calloc(1, 1 << 20);
+        while (w->sent < (256u << 20) && rpc_stream_write(s, data, 1 << 20) == 0)
+            w->sent += 1 << 20;
+        free(data);
+        rpc_stream_read(s, &buf, &len, &w->st);
+    }
+    rpc_stream_free(s);
+    return NULL;
+}
+
+static void test_memory_quota_cancel_is_named(void **state)
+{
+    (void)state;
+    fx_memory = 4 << 20;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    fx_memory = 0;
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
+    struct stalled w[STALLED];
+    pthread_t th[STALLED];
+    for (int i = 0; i < STALLED; i++) {
+        w[i] = (struct stalled){.cl = cl};
+        assert_int_equal(pthread_create(&th[i], NULL, stall_one, &w[i]), 0);
+    }
+    int named = 0;
+    for (int i = 0; i < STALLED; i++) {
+        pthread_join(th[i], NULL);
+        fprintf(stderr, "stalled call %d: %zu MiB sent, status %d: %s\n", i, w[i].sent >> 20, (int)w[i].st.code,
+                w[i].st.message);
+        named += w[i].st.code == GRPC_STATUS_RESOURCE_EXHAUSTED &&
+                 strstr(w[i].st.message, "the manager cancelled the call: its gRPC memory") != NULL;
+    }
+    assert_true(named > 0);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--wait-client"))
@@ -880,6 +944,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_idle_client_keeps_its_connection),
         cmocka_unit_test(test_bad_bind),
         cmocka_unit_test(test_request_failures_are_loud_and_recover),
+        cmocka_unit_test(test_memory_quota_cancel_is_named),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
