@@ -45,11 +45,13 @@ static int build_argv(const kube *k, const char *const *args, char **argv, char 
     return n;
 }
 
-static void trace(const kube *k, char **argv)
+static void trace(const kube *k, const char *const *env, char **argv)
 {
     if (k->verbose <= 0)
         return;
     fputs("+", stderr);
+    for (int i = 0; env && env[i]; i++)
+        fprintf(stderr, " %s", env[i]);
     for (int i = 0; argv[i]; i++)
         fprintf(stderr, " %s", argv[i]);
     fputc('\n', stderr);
@@ -142,7 +144,7 @@ int kube_spawn_env(const kube *k, const char *const *args, const char *const *en
         snprintf(errbuf, errlen, "cannot run kubectl: too many arguments");
         goto out;
     }
-    trace(k, argv);
+    trace(k, env, argv);
     if (env && !(envp = env_with(env))) {
         rc = -ENOMEM;
         spawn_error(k, ENOMEM, false, errbuf, errlen);

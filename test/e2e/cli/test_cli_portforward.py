@@ -41,6 +41,8 @@ def test_websockets_when_spdy_is_refused(ws_cluster, bg, local_http, tmp_path):
     r = c.diag('ps', '-v', 'pod/nginx')
     assert r.returncode == 0 and ':80' in r.stdout, r.stderr
     assert 'the SPDY upgrade was refused; WebSockets from now on' in r.stderr
+    traced = [line.split()[1] for line in r.stderr.splitlines() if line.startswith('+ ') and ' port-forward ' in line]
+    assert traced == ['KUBECTL_PORT_FORWARD_WEBSOCKETS=false', 'KUBECTL_PORT_FORWARD_WEBSOCKETS=true'], r.stderr
     assert new_sessions(c, before, 'nginx') == ['websocket'], sessions(c)
 
     # cp both ways and a redirect (its tunnel) over the WebSocket forward
