@@ -16,6 +16,7 @@
 #include "capture_client.h"
 #include "exitcode.h"
 #include "podsel.h"
+#include "podwatch.h"
 #include "session.h"
 
 #define CAPTURE_PODS_MAX 64
@@ -37,7 +38,10 @@ typedef struct {
     int rc;
     capture_client_stats s;
     rpc_status st;
-    char err[1024]; /* why the session or the call did not start */
+    char err[1024];    /* why the session or the call did not start */
+    uint32_t duration; /* ms; -d, or what is left of it for a pod that joined later */
+    char name[256];    /* --all-pods: the pod's, for the watch (sess and pod belong to the thread) */
+    bool deleted;      /* --all-pods: the watch saw it deleted (under cli->mu until the threads end) */
 } capture_pod;
 
 struct capture_cli {
@@ -48,10 +52,15 @@ struct capture_cli {
     int done_efd;       /* written once by each pod's thread when its stream ended */
     bool tty;           /* stderr is a terminal: a live packet count (one pod) */
     const char *iface;
-    pthread_mutex_t mu; /* stopping, and each pod's cc while they start */
+    pthread_mutex_t mu; /* stopping, npods and started once the watch runs, each pod's cc while they start */
     bool stopping;
-    capture_pod *pods;
+    capture_pod *pods; /* --all-pods: room for CAPTURE_PODS_MAX */
     size_t npods;
+    size_t started;   /* threads started */
+    int64_t start_ms; /* when the first streams started: -d counts from here */
+    char *selector;   /* --all-pods: what the watch follows */
+    podwatch *watch;  /* --all-pods: pods that start running later */
+    bool full_said;
 };
 
 static const char *linktype_name(uint32_t lt)
@@ -105,7 +114,7 @@ static int pod_start(capture_pod *p)
                               .filter = c->f->filter,
                               .snaplen = c->f->snaplen,
                               .count = c->f->count,
-                              .duration_ms = (uint32_t)c->f->duration_ms};
+                              .duration_ms = p->duration};
     char name[300];
     snprintf(name, sizeof name, "pod/%s", p->sess.pod.name);
     pthread_mutex_lock(&c->mu);
@@ -153,26 +162,95 @@ static void print_summary(const capture_cli *c, const capture_pod *p, const char
     fprintf(stderr, "%s\n", line);
 }
 
-/* Runs every pod's stream until they end or a stop signal (sfd) cancels them. */
+/* Caller holds c->mu: starts p's thread. */
+static void start_locked(capture_cli *c, capture_pod *p)
+{
+    if ((p->started = pthread_create(&p->th, NULL, capture_thread, p) == 0)) {
+        c->started++;
+        return;
+    }
+    p->rc = -EAGAIN;
+    snprintf(p->err, sizeof p->err, "cannot start a thread");
+}
+
+/* -d has passed since the start: no pod joins any more. */
+static bool duration_over(const capture_cli *c)
+{
+    return c->f->duration_ms > 0 && time_now_ms() - c->start_ms >= c->f->duration_ms;
+}
+
+/* The watch's thread: a pod of the selector that runs and is not captured
+ * yet joins (what is left of -d is its duration); a pod that goes is noted. */
+static void on_pod(void *ud, podwatch_event *ev)
+{
+    capture_cli *c = ud;
+    pod_info *pod = &ev->pod;
+    pthread_mutex_lock(&c->mu);
+    capture_pod *known = NULL;
+    for (size_t i = 0; i < c->npods && !known; i++)
+        if (strcmp(c->pods[i].name, pod->name) == 0)
+            known = &c->pods[i];
+    if (ev->type == PODWATCH_DELETED || pod->deleting) {
+        if (known && !known->deleted)
+            fprintf(stderr, "pod/%s is being deleted: its capture ends with it\n", known->name);
+        if (known)
+            known->deleted = true;
+    } else if (!known && pod_is_running(pod) && !c->stopping && !duration_over(c)) {
+        if (c->npods == CAPTURE_PODS_MAX) {
+            if (!c->full_said)
+                fprintf(stderr, "pod/%s is not captured: %d pods are (the most)\n", pod->name, CAPTURE_PODS_MAX);
+            c->full_said = true;
+        } else {
+            capture_pod *p = &c->pods[c->npods++];
+            p->cli = c;
+            snprintf(p->name, sizeof p->name, "%s", pod->name);
+            p->pod = *pod;
+            memset(pod, 0, sizeof(*pod)); /* taken over */
+            if (c->f->duration_ms > 0)
+                p->duration = (uint32_t)(c->f->duration_ms - (time_now_ms() - c->start_ms));
+            fprintf(stderr, "pod/%s started: capturing it too\n", p->name);
+            start_locked(c, p);
+        }
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Whether the command is done once ended streams have ended: every stream
+ * started ended, and (following pods) -c or -d said when to stop. */
+static bool all_done(capture_cli *c, size_t ended)
+{
+    pthread_mutex_lock(&c->mu);
+    bool done = ended >= c->started && (!c->watch || (c->f->duration_ms > 0 ? duration_over(c) : c->f->count > 0));
+    pthread_mutex_unlock(&c->mu);
+    return done;
+}
+
+/* Runs every pod's stream (and, with --all-pods, those of pods that start
+ * later) until they end or a stop signal (sfd) cancels them. */
 static void run_until_end(capture_cli *c, int sfd)
 {
-    size_t running = 0;
+    char err[512];
+    c->start_ms = time_now_ms();
+    pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->npods; i++) {
-        capture_pod *p = &c->pods[i];
-        if ((p->started = pthread_create(&p->th, NULL, capture_thread, p) == 0)) {
-            running++;
-            continue;
-        }
-        p->rc = -EAGAIN;
-        snprintf(p->err, sizeof p->err, "cannot start a thread");
+        c->pods[i].duration = (uint32_t)c->f->duration_ms;
+        start_locked(c, &c->pods[i]);
     }
-    for (size_t left = running; left;) {
+    pthread_mutex_unlock(&c->mu);
+    if (c->selector && podwatch_new(&c->watch, c->k, c->k->ns, c->selector, on_pod, c, err, sizeof err) < 0)
+        fprintf(stderr, "pods that start later are not captured: %s\n", err);
+    for (size_t ended = 0; !all_done(c, ended);) {
+        int wait = -1;
+        if (c->watch && c->f->duration_ms > 0) { /* wake at the end of -d: it ends the following */
+            int64_t left = c->f->duration_ms - (time_now_ms() - c->start_ms);
+            wait = left > 0 ? (int)left : -1;
+        }
         struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = c->done_efd, .events = POLLIN}};
-        if (poll(pf, 2, -1) < 0 && errno != EINTR)
+        if (poll(pf, 2, wait) < 0 && errno != EINTR)
             break;
         uint64_t n;
         if (pf[1].revents && read(c->done_efd, &n, sizeof n) == sizeof n)
-            left -= n < left ? n : left;
+            ended += n;
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             (void)!read(sfd, &si, sizeof si);
@@ -185,6 +263,11 @@ static void run_until_end(capture_cli *c, int sfd)
             break;
         }
     }
+    pthread_mutex_lock(&c->mu);
+    c->stopping = true; /* no pod joins any more */
+    pthread_mutex_unlock(&c->mu);
+    podwatch_free(c->watch); /* without c->mu: its callback takes it */
+    c->watch = NULL;
     for (size_t i = 0; i < c->npods; i++)
         if (c->pods[i].started)
             pthread_join(c->pods[i].th, NULL);
@@ -194,6 +277,8 @@ static void run_until_end(capture_cli *c, int sfd)
 static int capture_result(const capture_pod *p, const char *path, char *err, size_t errlen)
 {
     if (p->rc == 0 || p->rc == -EPIPE) /* -EPIPE: the reader of stdout went away */
+        return 0;
+    if (p->deleted) /* its stream ended with it (said when the watch saw it): no failure */
         return 0;
     if (!p->s.ready && p->err[0]) {
         snprintf(err, errlen, "%s", p->err);
@@ -225,11 +310,14 @@ static int list_pods(capture_cli *c, char *err, size_t errlen)
     if (rc == 0)
         rc = podsel_running(c->k, sel ? sel : f->labels[0].value, workload, CAPTURE_PODS_MAX, f->timeout_ms, &pods,
                             &n, err, errlen);
-    if (rc == 0 && !(c->pods = calloc(n, sizeof *c->pods)))
+    if (rc == 0 && !(c->pods = calloc(CAPTURE_PODS_MAX, sizeof *c->pods)))
+        rc = -ENOMEM;
+    if (rc == 0 && !(c->selector = strdup(sel ? sel : f->labels[0].value)))
         rc = -ENOMEM;
     for (size_t i = 0; rc == 0 && i < n; i++) {
         capture_pod *p = &c->pods[c->npods++];
         p->cli = c;
+        snprintf(p->name, sizeof p->name, "%s", pods[i].name);
         p->pod = pods[i];
         memset(&pods[i], 0, sizeof pods[i]); /* taken over */
     }
@@ -335,6 +423,7 @@ out:;
         pod_free(&p->pod);
     }
     free(c.pods);
+    free(c.selector);
     capture_pcapng_free(c.ng);
     if (created)
         close(c.out_fd);

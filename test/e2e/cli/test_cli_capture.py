@@ -1,9 +1,12 @@
 """kubectl-diag capture through the real kubectl on the simulated cluster: a scripted UDP
-exchange from the node to the curl and distroless pods, read back with tcpdump -r."""
+exchange from the node to the curl and distroless pods, read back with tcpdump -r; --all-pods
+with pods that start and are deleted during the capture."""
 import os
 import subprocess
+import time
 
 from conftest import CLI, pcapng_blocks, start_capture, wait_for
+from e2e_common import children, forwards_to
 
 PORT = 9999
 SIZES = [1, 100, 500, 1000, 1400]
@@ -132,6 +135,55 @@ def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, 
     assert rc == 0 and len(lines) == 6, err
     for i, n in enumerate(pods):
         assert 'pod/%s: %d packets captured' % (n, i + 1) in p.err(), p.err()
+
+
+def test_capture_all_pods_follows_pods_that_start_later(cluster, bg, label, tmp_path):
+    """A pod of the selector that starts after the capture joins it; one that is deleted ends its
+    stream without failing the command."""
+    first, later = label + '-a', label + '-b'
+    cluster.run_pods(label, [first])
+    out = str(tmp_path / 'follow.pcapng')
+    p = start_capture(cluster, bg, '--all-pods', '-l', 'app=' + label, '-f', 'udp port %d' % PORT, '-w', out)
+    cluster.run_pods(label, [later])
+    wait_for(lambda: p.err().count('capturing on') == 2, 90, what='the later pod captured')
+    assert 'pod/%s started: capturing it too' % later in p.err(), p.err()
+    sizes = {first: [123], later: [321, 432]}
+    for n, s in sizes.items():
+        cluster.send_udp(n, s, PORT)
+
+    def all_in():
+        with open(out, 'rb') as f:
+            return len(pcapng_blocks(f.read())[1]) >= 3
+    wait_for(all_in, 30, what='3 packets in the file')
+    cluster.ok('delete', 'pod', first, '--now')
+    wait_for(lambda: 'pod/%s is being deleted: its capture ends with it' % first in p.err(), 30,
+             what='the deletion seen')
+    wait_for(lambda: cluster.kubectl('get', 'pod', first).returncode != 0 and
+             not forwards_to(first, children(p.proc.pid)), 60, what='%s gone, its port-forward too' % first)
+    assert p.interrupt() == 0, p.err()
+    assert 'error:' not in p.err(), p.err()
+    with open(out, 'rb') as f:
+        ifaces, pkts = pcapng_blocks(f.read())
+    got = {n: [] for n in sizes}
+    for iface, caplen in pkts:
+        got[ifaces[iface][1].split(' ')[0][len('pod/'):]].append(caplen - 20 - 28)  # SLL2 + IPv4 + UDP
+    assert got == sizes, (got, ifaces)
+    assert 'pod/%s: 2 packets captured' % later in p.err(), p.err()
+
+
+def test_capture_all_pods_duration_is_the_commands(cluster, bg, label, tmp_path):
+    """-d counts from the start for every pod: one that joins later captures for what is left, and
+    the command ends when -d has passed."""
+    first, later = label + '-a', label + '-b'
+    cluster.run_pods(label, [first])
+    t0 = time.monotonic()
+    p = start_capture(cluster, bg, '--all-pods', '-l', 'app=' + label, '-d', '8s', '-w', str(tmp_path / 'd.pcapng'))
+    cluster.run_pods(label, [later])
+    assert p.proc.wait(60) == 0, p.err()
+    took = time.monotonic() - t0
+    assert 'pod/%s started: capturing it too' % later in p.err(), p.err()
+    assert p.err().count('capturing on') == 2 and p.err().count('packets captured') == 2, p.err()
+    assert 8 <= took < 20, (took, p.err())
 
 
 def test_capture_all_pods_needs_a_selector_and_pcapng(cluster, tmp_path):
