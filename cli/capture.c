@@ -187,8 +187,8 @@ static void on_pod(void *ud, podwatch_event *ev)
     pod_info *pod = &ev->pod;
     pthread_mutex_lock(&c->mu);
     capture_pod *known = NULL;
-    for (size_t i = 0; i < c->npods && !known; i++)
-        if (strcmp(c->pods[i].name, pod->name) == 0)
+    for (size_t i = 0; i < c->npods && !known; i++) /* a deleted one's name may come back (a StatefulSet) */
+        if (strcmp(c->pods[i].name, pod->name) == 0 && !c->pods[i].deleted)
             known = &c->pods[i];
     if (ev->type == PODWATCH_DELETED || pod->deleting) {
         if (known && !known->deleted)

@@ -251,7 +251,10 @@ static int pod_check(portfwd *pf, char *why, size_t n)
     } else if (!pod_is_running(&p)) {
         snprintf(why, n, "pod/%s is no longer running (phase %s)", pf->pod, p.phase ? p.phase : "unknown");
         rc = -ENOENT;
-    } else if (c && c->state == POD_STATE_TERMINATED) {
+    } else if (!c) { /* a pod of the same name (a StatefulSet's), not ours */
+        snprintf(why, n, "pod/%s was recreated: the debug container %s went with the old one", pf->pod, pf->container);
+        rc = -ENOENT;
+    } else if (c->state == POD_STATE_TERMINATED) {
         snprintf(why, n, "the debug container %s in pod/%s exited (code %d); see kubectl logs %s -c %s",
                  pf->container, pf->pod, c->exit_code, pf->pod, pf->container);
         rc = -ENOENT;

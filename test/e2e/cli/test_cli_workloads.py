@@ -7,7 +7,7 @@ import subprocess
 import pytest
 
 from conftest import KUBECTLS, pcapng_blocks, start_capture, wait_for
-from e2e_common import prefixed
+from e2e_common import children, forwards_to, prefixed
 
 SUFFIX = str(os.getpid())
 WORKLOADS = """
@@ -180,6 +180,30 @@ def test_capture_all_pods_of_a_deployment_into_one_pcapng(workloads, bg, tmp_pat
         ifaces, pkts = pcapng_blocks(f.read())
     got = sorted((ifaces[i][1], caplen - 48) for i, caplen in pkts)  # SLL2 + IPv4 + UDP
     assert got == [('pod/%s eth0' % pod, 100 + i) for i, pod in enumerate(pods)], (got, p.err())
+
+
+def test_capture_all_pods_of_a_statefulset_takes_a_recreated_pod_again(workloads, bg, tmp_path):
+    """db-0 deleted comes back under the same name: the capture says the old one goes and takes the
+    new one."""
+    out = str(tmp_path / 'db.pcapng')
+    p = start_capture(workloads, bg, 'sts/db', '--all-pods', '-f', 'udp port 9999', '-w', out, pods=2)
+    old = workloads.pod('db-0')['metadata']['uid']
+    workloads.ok('delete', 'pod', 'db-0', '--wait=false')
+    wait_for(lambda: 'pod/db-0 is being deleted: its capture ends with it' in p.err(), 30, what='the deletion seen')
+    wait_for(lambda: 'pod/db-0 started: capturing it too' in p.err() and p.err().count('capturing on') == 3, 90,
+             what='the new db-0 captured')
+    assert workloads.pod('db-0')['metadata']['uid'] != old
+    # the old db-0's stream ended: its port-forward is not restarted to the new pod
+    wait_for(lambda: len(forwards_to('db-0', children(p.proc.pid))) == 1, 30, what='one port-forward to db-0')
+    workloads.send_udp('db-0', [777], 9999)
+
+    def got():
+        with open(out, 'rb') as f:
+            ifaces, pkts = pcapng_blocks(f.read())
+        return [(ifaces[i][1], caplen - 48) for i, caplen in pkts]  # SLL2 + IPv4 + UDP
+    wait_for(lambda: ('pod/db-0 eth0', 777) in got(), 30, what="the new db-0's datagram in the file")
+    assert p.interrupt() == 0, p.err()
+    assert 'error:' not in p.err(), p.err()
 
 
 def test_after_a_rollout_the_new_replicas_are_picked(workloads):
