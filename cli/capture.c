@@ -173,10 +173,10 @@ static void start_locked(capture_cli *c, capture_pod *p)
     snprintf(p->err, sizeof p->err, "cannot start a thread");
 }
 
-/* -d has passed since the start: no pod joins any more. */
-static bool duration_over(const capture_cli *c)
+/* What is left of -d since the start (ms); INT64_MAX without -d. */
+static int64_t duration_left(const capture_cli *c)
 {
-    return c->f->duration_ms > 0 && time_now_ms() - c->start_ms >= c->f->duration_ms;
+    return c->f->duration_ms > 0 ? c->f->duration_ms - (time_now_ms() - c->start_ms) : INT64_MAX;
 }
 
 /* The watch's thread: a pod of the selector that runs and is not captured
@@ -195,7 +195,7 @@ static void on_pod(void *ud, podwatch_event *ev)
             fprintf(stderr, "pod/%s is being deleted: its capture ends with it\n", known->name);
         if (known)
             known->deleted = true;
-    } else if (!known && pod_is_running(pod) && !c->stopping && !duration_over(c)) {
+    } else if (!known && pod_is_running(pod) && !c->stopping && duration_left(c) > 0) {
         if (c->npods == CAPTURE_PODS_MAX) {
             if (!c->full_said)
                 fprintf(stderr, "pod/%s is not captured: %d pods are (the most)\n", pod->name, CAPTURE_PODS_MAX);
@@ -207,7 +207,7 @@ static void on_pod(void *ud, podwatch_event *ev)
             p->pod = *pod;
             memset(pod, 0, sizeof(*pod)); /* taken over */
             if (c->f->duration_ms > 0)
-                p->duration = (uint32_t)(c->f->duration_ms - (time_now_ms() - c->start_ms));
+                p->duration = (uint32_t)duration_left(c);
             fprintf(stderr, "pod/%s started: capturing it too\n", p->name);
             start_locked(c, p);
         }
@@ -220,7 +220,8 @@ static void on_pod(void *ud, podwatch_event *ev)
 static bool all_done(capture_cli *c, size_t ended)
 {
     pthread_mutex_lock(&c->mu);
-    bool done = ended >= c->started && (!c->watch || (c->f->duration_ms > 0 ? duration_over(c) : c->f->count > 0));
+    bool done = ended >= c->started &&
+                (!c->watch || (c->f->duration_ms > 0 ? duration_left(c) <= 0 : c->f->count > 0));
     pthread_mutex_unlock(&c->mu);
     return done;
 }
@@ -240,11 +241,8 @@ static void run_until_end(capture_cli *c, int sfd)
     if (c->selector && podwatch_new(&c->watch, c->k, c->k->ns, c->selector, on_pod, c, err, sizeof err) < 0)
         fprintf(stderr, "pods that start later are not captured: %s\n", err);
     for (size_t ended = 0; !all_done(c, ended);) {
-        int wait = -1;
-        if (c->watch && c->f->duration_ms > 0) { /* wake at the end of -d: it ends the following */
-            int64_t left = c->f->duration_ms - (time_now_ms() - c->start_ms);
-            wait = left > 0 ? (int)left : -1;
-        }
+        int64_t left = duration_left(c); /* wake at the end of -d: it ends the following */
+        int wait = c->watch && left > 0 && left < INT64_MAX ? (int)left : -1;
         struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN}, {.fd = c->done_efd, .events = POLLIN}};
         if (poll(pf, 2, wait) < 0 && errno != EINTR)
             break;

@@ -156,6 +156,17 @@ static void say_too_old(const struct kctx *c, char *buf, size_t n)
              c->what, first);
 }
 
+static void say_upgrade(const struct kctx *c, char *buf, size_t n)
+{
+    char first[512];
+    first_line(c->e, first, sizeof(first));
+    snprintf(buf, n,
+             "cannot %s: %s (the API server, or a proxy in front of it, refused the protocol; kubectl diag "
+             "tries SPDY, then WebSockets, unless KUBECTL_PORT_FORWARD_WEBSOCKETS is set; WebSockets need "
+             "kubectl 1.30 or newer)",
+             c->what, first);
+}
+
 /* kubectl's "* field: message" lines are precise: keep them. */
 static void say_invalid(const struct kctx *c, char *buf, size_t n)
 {
@@ -192,6 +203,7 @@ static const struct rule rules[] = {
      KERR_UNAUTHORIZED, NULL, say_unauthorized},
     {"the object has been modified|Operation cannot be fulfilled", KERR_CONFLICT, NULL, say_conflict},
     {"unknown flag|unknown command|unknown shorthand flag", KERR_TOO_OLD, NULL, say_too_old},
+    {"error upgrading connection", KERR_UPGRADE, "port-forward", say_upgrade},
     {"is invalid:", KERR_INVALID, NULL, say_invalid},
 };
 

@@ -3,7 +3,8 @@
  * Recognised: RBAC denials (which verb on which resource is missing), Pod
  * Security admission (which profile rejected what, and the way out), missing
  * pods, clusters without ephemeral containers, unreachable or unauthorised
- * API servers, a kubelet the API server cannot reach, validation errors.
+ * API servers, a kubelet the API server cannot reach, validation errors, a
+ * refused port-forward upgrade.
  * Anything else is passed through. The patterns are a table compiled once. */
 #ifndef KDIAG_CLI_KERR_H
 #define KDIAG_CLI_KERR_H
@@ -22,6 +23,7 @@ typedef enum {
     KERR_INVALID,
     KERR_CONFLICT,
     KERR_TOO_OLD,
+    KERR_UPGRADE, /* port-forward: the API server or a proxy refused the streaming upgrade */
 } kerr_kind;
 
 /* what: what was being attempted ("create the debug container in pod/x");

@@ -283,6 +283,14 @@ static void note_down(portfwd *pf, enum pf_note note, const char *last, const ch
                 *last ? last : "no message", PF_RETRY_MAX_MS / 1000);
 }
 
+/* kubectl said the API server (or a proxy) refused the port-forward's upgrade. */
+static bool upgrade_refused(const portfwd *pf, const char *said)
+{
+    char what[300], msg[1024];
+    snprintf(what, sizeof(what), "port-forward to pod/%s", pf->pod);
+    return kerr_explain(what, said, pf->k.ns, msg, sizeof(msg)) == KERR_UPGRADE;
+}
+
 /* The supervisor gave up on pf: state (PF_FAILED or PF_GONE) with reason. */
 static void finish(portfwd *pf, enum pf_state state, const char *reason)
 {
@@ -318,7 +326,7 @@ static void *supervise(void *arg)
         pthread_mutex_unlock(&pf->mu);
         if (stop)
             break;
-        if (!up && pf->proto == PF_PROTO_SPDY && strstr(last, "error upgrading connection")) {
+        if (!up && pf->proto == PF_PROTO_SPDY && upgrade_refused(pf, last)) {
             pf->proto = PF_PROTO_WEBSOCKET; /* for good: the same server refuses it again */
             atomic_store(&spdy_refused, true);
             if (pf->k.verbose)
@@ -420,13 +428,7 @@ int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *
         if (pf->state == PF_FAILED) {
             char what[300];
             snprintf(what, sizeof(what), "port-forward to pod/%s", pf->pod);
-            kerr_kind kind = kerr_explain(what, pf->reason, pf->k.ns, err, errlen);
-            size_t len = strlen(err);
-            if (kind == KERR_OTHER && pf->proto == PF_PROTO_WEBSOCKET &&
-                strstr(pf->reason, "upgrading connection") && len < errlen)
-                snprintf(err + len, errlen - len,
-                         " (tried SPDY, then WebSockets: the API server or a proxy in front of it refused both; "
-                         "WebSockets need kubectl 1.30 or newer)");
+            kerr_explain(what, pf->reason, pf->k.ns, err, errlen);
             rc = -EIO;
             break;
         }

@@ -330,6 +330,21 @@ static void shell_target(void **state)
     assert_null(shell_target_id(true, NULL));
 }
 
+/* A refused port-forward upgrade is its own kind (portfwd falls back to
+ * WebSockets on it); an RBAC denial that kubectl words the same stays RBAC. */
+static void upgrade_refused(void **state)
+{
+    (void)state;
+    char buf[1024];
+    const char *e = "error: error upgrading connection: Upgrade request required\n";
+    assert_int_equal(kerr_explain("port-forward to pod/web", e, "prod", buf, sizeof(buf)), KERR_UPGRADE);
+    assert_non_null(strstr(buf, "Upgrade request required"));
+    assert_non_null(strstr(buf, "WebSockets need kubectl 1.30 or newer"));
+    const char *rbac = "error: error upgrading connection: pods \"web\" is forbidden: User \"dev\" cannot create "
+                       "resource \"pods/portforward\" in API group \"\" in the namespace \"prod\"\n";
+    assert_int_equal(kerr_explain("port-forward to pod/web", rbac, "prod", buf, sizeof(buf)), KERR_RBAC);
+}
+
 /* kube_spawn_env: the variable named is replaced (not added twice), the
  * rest of the environment is kept; kube_spawn leaves it alone. */
 static void spawn_env(void **state)
@@ -379,6 +394,7 @@ int main(void)
         cmocka_unit_test(ps_escapes_control_characters),
         cmocka_unit_test(shell_target),
         cmocka_unit_test(spawn_env),
+        cmocka_unit_test(upgrade_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
