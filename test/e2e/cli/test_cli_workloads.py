@@ -2,6 +2,7 @@
 pick the pods the object's selector matches, on the simulated cluster's controllers."""
 import json
 import os
+import signal
 import subprocess
 
 import pytest
@@ -204,6 +205,36 @@ def test_capture_all_pods_of_a_statefulset_takes_a_recreated_pod_again(workloads
     wait_for(lambda: ('pod/db-0 eth0', 777) in got(), 30, what="the new db-0's datagram in the file")
     assert p.interrupt() == 0, p.err()
     assert 'error:' not in p.err(), p.err()
+
+
+def test_redir_on_a_named_pod_ends_when_it_is_recreated(workloads, bg, local_http):
+    """pod/db-1 replaced under its name while the port-forward is stopped: when kubectl port-forward
+    comes back to a broken connection, the pod it finds is the new one, without our debug container.
+    The redirect ends saying so; it does not restart the forward to a pod with no manager."""
+    srv = local_http()
+    r = bg(workloads, 'redir', 'pod/db-1', '5432:%d' % srv.port)
+    r.wait_out('→ localhost:%d (incoming)' % srv.port)
+    pfs = forwards_to('db-1', children(r.proc.pid))
+    assert pfs, r.err()
+    old = workloads.pod('db-1')['metadata']['uid']
+    for pid in pfs:  # its pod check can then run only once the new db-1 is there
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        workloads.ok('delete', 'pod', 'db-1', '--wait=true', timeout=60)
+        def replaced():
+            r = workloads.kubectl('get', 'pod', 'db-1', '-o', 'json')
+            p = json.loads(r.stdout) if r.returncode == 0 else {}
+            return p and p['metadata']['uid'] != old and p['status'].get('phase') == 'Running'
+        wait_for(replaced, 90, what='a new db-1 running')
+    finally:
+        for pid in pfs:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+    assert r.proc.wait(30) == 1, r.err()
+    assert 'error: pod/db-1 was recreated: the debug container' in r.err(), r.err()
+    assert 'restarting it' not in r.err(), r.err()
 
 
 def test_after_a_rollout_the_new_replicas_are_picked(workloads):
