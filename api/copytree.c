@@ -169,6 +169,15 @@ static int send_content(sender *s, int fd, off_t size)
 
 static int send_at(sender *s, int dirfd, const char *name, int depth);
 
+static const char *special_kind(mode_t m)
+{
+    return S_ISCHR(m)    ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
 /* The entries of the open directory fd, after its own entry. */
 static int send_dir_entries(sender *s, int fd, int depth)
 {
@@ -221,8 +230,13 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
         link[n] = '\0';
         return emit_entry(s, &st, link);
     }
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
-        return 0; /* FIFOs, sockets, devices */
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && depth > 0)
+        return 0; /* FIFOs, sockets, devices in a tree */
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        snprintf(s->err, s->errlen, "cannot copy %s: it is %s; cp copies regular files, directories and symbolic links",
+                 s->shown, special_kind(st.st_mode));
+        return -EINVAL;
+    }
     /* Opened without following, then described by the fd: what is sent is
      * what was opened, even if the name changed since the fstatat. */
     int flags = S_ISDIR(st.st_mode) ? O_RDONLY | O_DIRECTORY : O_RDONLY | O_NONBLOCK | O_NOCTTY;

@@ -2,7 +2,8 @@
  * names that climb, entries outside the tree, entries through a symlink the
  * stream itself made, more or less content than announced. Each is refused
  * (-EPROTO, or the error making the entry met) and leaves nothing, inside the
- * destination or beside it. */
+ * destination or beside it. And copytree_send of special files: named, they
+ * are refused with what they are; in a tree, passed over. */
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -176,6 +177,37 @@ static void test_valid_stream_lands(void **state)
     assert_int_equal(count_entries(dst), 5);
 }
 
+static int count_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    if (c->entry)
+        ++*(int *)ud;
+    return 0;
+}
+
+static void test_send_special_files(void **state)
+{
+    (void)state;
+    char p[256], err[512] = "";
+    int entries = 0;
+    snprintf(p, sizeof p, "%s/fifo", dst);
+    assert_int_equal(mkfifo(p, 0644), 0);
+    /* named: refused, nothing sent */
+    int rc = copytree_send(AT_FDCWD, p, 0, count_emit, &entries, NULL, err, sizeof err);
+    assert_int_equal(rc, -EINVAL);
+    assert_int_equal(entries, 0);
+    assert_non_null(strstr(err, "/fifo: it is a FIFO; cp copies regular files, directories and symbolic links"));
+    rc = copytree_send(AT_FDCWD, "/dev/null", 0, count_emit, &entries, NULL, err, sizeof err);
+    assert_int_equal(rc, -EINVAL);
+    assert_string_equal(err, "cannot copy /dev/null: it is a character device; cp copies regular files, "
+                             "directories and symbolic links");
+    /* in a tree: the directory and its regular file, not the FIFO */
+    snprintf(p, sizeof p, "%s/f", dst);
+    assert_int_equal(tshell("echo x > %s", p), 0);
+    rc = copytree_send(AT_FDCWD, dst, 0, count_emit, &entries, NULL, err, sizeof err);
+    assert_int_equal(rc, 0);
+    assert_int_equal(entries, 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -184,6 +216,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_no_entry_through_a_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_must_match_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_stream_lands, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_special_files, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -177,6 +177,51 @@ def test_cp_missing_path_says_which_and_why(cluster, tmp_path):
     assert r.returncode == 2 and 'POD:PATH' in r.stderr, r.stderr
 
 
+def test_cp_of_a_device_or_fifo_says_what_it_is(cluster, tmp_path):
+    r = cluster.diag('cp', 'pod/distroless:/dev/null', str(tmp_path / 'out'))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        'error: cp from pod/distroless: cannot copy /dev/null: it is a character device; '
+        'cp copies regular files, directories and symbolic links'), r.stderr
+    assert not (tmp_path / 'out').exists()
+    fifo = str(tmp_path / 'fifo')
+    os.mkfifo(fifo)
+    r = cluster.diag('cp', fifo, 'pod/distroless:/tmp/fifo')
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == (
+        'error: cp to pod/distroless: cannot copy %s: it is a FIFO; '
+        'cp copies regular files, directories and symbolic links' % fifo), r.stderr
+
+
+def test_cp_from_a_pod_deleted_meanwhile_says_the_pod_went(cluster, fresh_pod, tmp_path):
+    """The manager frozen mid-copy, then its pod deleted: the error names the pod's end, and no
+    temporary file is left here."""
+    big = write_big(tmp_path / 'big', 64)
+    r = cluster.diag('cp', str(big), 'pod/%s:/tmp/big' % fresh_pod, timeout=120)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / 'out'
+    out.mkdir()
+    p = subprocess.Popen([CLI, 'cp', 'pod/%s:/tmp/big' % fresh_pod, str(out)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        managers = cluster.pids_in_pod(fresh_pod, 'kdiag-manager')
+        assert managers
+        wait_for(lambda: no_temporaries(str(out)) or p.poll() is not None, 60, interval=0.01,
+                 what='the temporary file here')
+        for pid in managers:
+            os.kill(pid, signal.SIGSTOP)  # the copy stops where it is; the deletion kills it
+        assert p.poll() is None, 'the copy ended before its pod could be deleted'
+        cluster.ok('delete', 'pod', fresh_pod, '--now')
+        assert p.wait(timeout=60) == 1
+        err = p.stderr.read().decode().strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            'error: cp from pod/%s: the copy ended: pod/%s is ' % (fresh_pod, fresh_pod)), err
+        assert os.listdir(out) == []
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_cp_progress_line_on_a_terminal(cluster, tmp_path):
     master, slave = pty.openpty()
     p = subprocess.Popen([CLI, 'cp', 'pod/distroless:/hello-server', str(tmp_path)], stdin=subprocess.DEVNULL,
