@@ -41,7 +41,9 @@ typedef struct {
     char err[1024];    /* why the session or the call did not start */
     uint32_t duration; /* ms; -d, or what is left of it for a pod that joined later */
     char name[256];    /* --all-pods: the pod's, for the watch (sess and pod belong to the thread) */
-    bool deleted;      /* --all-pods: the watch saw it deleted (under cli->mu until the threads end) */
+    bool deleted;      /* --all-pods: it went, seen by the watch or its forward (under cli->mu) */
+    unsigned gen;      /* the forward's generation the call went over */
+    char gone[1024];   /* the stream broke: the forward's word on why the pod or its debug container went */
 } capture_pod;
 
 struct capture_cli {
@@ -106,8 +108,7 @@ static int pod_start(capture_pod *p)
             return rc;
         p->opened = true;
     }
-    unsigned gen;
-    int rc = session_client(&p->sess, &p->cl, &gen, p->err, sizeof p->err);
+    int rc = session_client(&p->sess, &p->cl, &p->gen, p->err, sizeof p->err);
     if (rc < 0)
         return rc;
     capture_client_req req = {.interface = c->f->iface,
@@ -127,12 +128,36 @@ static int pod_start(capture_pod *p)
     return rc;
 }
 
+/* A started stream broke (UNAVAILABLE: the connection went): was it the pod
+ * going? The watch may not have seen that yet; the forward's pod check tells. */
+static void stream_broke(capture_pod *p)
+{
+    capture_cli *c = p->cli;
+    char why[1024];
+    pthread_mutex_lock(&c->mu);
+    bool stopping = c->stopping;
+    pthread_mutex_unlock(&c->mu);
+    if (stopping || !p->s.ready || p->st.code != GRPC_STATUS_UNAVAILABLE ||
+        session_gone(&p->sess, p->gen, SESSION_GONE_WAIT_MS, why, sizeof why) != -ENOENT)
+        return;
+    snprintf(p->gone, sizeof p->gone, "%s", why);
+    if (!c->selector || !portfwd_pod_went(p->sess.pf)) /* one pod, or its debug container exited: a failure */
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (!p->deleted)
+        fprintf(stderr, "%s: its capture ends with it\n", why);
+    p->deleted = true;
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void *capture_thread(void *arg)
 {
     capture_pod *p = arg;
     p->rc = pod_start(p);
     if (p->rc == 0 && p->cc)
         p->rc = capture_client_run(p->cc, p->cli->out_fd, on_progress, p, &p->s, &p->st);
+    if (p->rc < 0 && p->rc != -EPIPE)
+        stream_broke(p);
     uint64_t one = 1;
     (void)!write(p->cli->done_efd, &one, sizeof one);
     return NULL;
@@ -280,6 +305,12 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
         return 0;
     if (!p->s.ready && p->err[0]) {
         snprintf(err, errlen, "%s", p->err);
+        return p->rc;
+    }
+    if (p->gone[0]) { /* the stream broke as the pod or its debug container went */
+        snprintf(err, errlen, "the capture ended: %s%s%s", p->gone,
+                 p->s.bytes ? "; what was captured until then is in " : "",
+                 p->s.bytes ? (strcmp(path, "-") ? path : "stdout") : "");
         return p->rc;
     }
     if (p->rc == -EPROTO && p->st.code == GRPC_STATUS_INVALID_ARGUMENT) {

@@ -89,7 +89,8 @@ static void job_progress(void *ud, const copytree_stats *st)
 }
 
 /* The copy. A forward that just restarted may refuse the first call: when
- * nothing moved yet, once more over a fresh one (as ps does). */
+ * nothing moved yet, once more over a fresh one (as ps does). When the pod
+ * or its debug container went, the error says so. */
 static void *job_main(void *arg)
 {
     cp_job *j = arg;
@@ -111,12 +112,15 @@ static void *job_main(void *arg)
         pthread_mutex_lock(&j->cancel.mu);
         bool stopped = j->cancel.cancelled;
         pthread_mutex_unlock(&j->cancel.mu);
-        int lg, lt;
-        char werr[512];
-        if (rc != -ECONNRESET || moved || stopped)
+        if (rc != -ECONNRESET || stopped)
             break;
-        portfwd_kick(j->s->pf, gen);
-        if (portfwd_wait(j->s->pf, gen, j->s->timeout_ms, &lg, &lt, werr, sizeof werr) < 0)
+        /* The connection went: with the pod? Else, when nothing moved yet, once more. */
+        char why[1024];
+        if (session_gone(j->s, gen, moved ? SESSION_GONE_WAIT_MS : j->s->timeout_ms, why, sizeof why) < 0) {
+            snprintf(j->err, sizeof j->err, "the copy ended: %s", why);
+            break;
+        }
+        if (moved)
             break;
     }
     pthread_mutex_lock(&j->mu);

@@ -55,6 +55,7 @@ struct portfwd {
     kube_proc child; /* pid -1 while none */
     int stop_efd, gone_efd;
     char reason[1024];
+    bool pod_went;       /* gone because the pod went, not only its debug container */
     enum pf_note said;   /* the supervisor thread's own */
     enum pf_proto proto; /* the supervisor thread's own once started */
 };
@@ -232,8 +233,8 @@ static bool run_child(portfwd *pf, int lg, int lt)
 }
 
 /* After the child died: is the pod (and our manager) still there? 0 yes;
- * -ENOENT gone (why says how); -EAGAIN the API server did not answer (why
- * says what kubectl said). */
+ * -ENOENT the pod went, -ESRCH our debug container exited (why says how);
+ * -EAGAIN the API server did not answer (why says what kubectl said). */
 static int pod_check(portfwd *pf, char *why, size_t n)
 {
     pod_info p;
@@ -257,7 +258,7 @@ static int pod_check(portfwd *pf, char *why, size_t n)
     } else if (c->state == POD_STATE_TERMINATED) {
         snprintf(why, n, "the debug container %s in pod/%s exited (code %d); see kubectl logs %s -c %s",
                  pf->container, pf->pod, c->exit_code, pf->pod, pf->container);
-        rc = -ENOENT;
+        rc = -ESRCH;
     }
     pod_free(&p);
     return rc;
@@ -340,7 +341,10 @@ static void *supervise(void *arg)
             break;
         }
         int rc = pod_check(pf, why, sizeof(why));
-        if (rc == -ENOENT) {
+        if (rc == -ENOENT || rc == -ESRCH) {
+            pthread_mutex_lock(&pf->mu);
+            pf->pod_went = rc == -ENOENT;
+            pthread_mutex_unlock(&pf->mu);
             finish(pf, PF_GONE, why);
             break;
         }
@@ -457,6 +461,14 @@ unsigned portfwd_current(portfwd *pf, int *lg, int *lt)
     *lt = pf->ltunnel;
     pthread_mutex_unlock(&pf->mu);
     return g;
+}
+
+bool portfwd_pod_went(portfwd *pf)
+{
+    pthread_mutex_lock(&pf->mu);
+    bool went = pf->state == PF_GONE && pf->pod_went;
+    pthread_mutex_unlock(&pf->mu);
+    return went;
 }
 
 int portfwd_gone_fd(portfwd *pf)

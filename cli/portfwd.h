@@ -8,6 +8,7 @@
 #ifndef KDIAG_CLI_PORTFWD_H
 #define KDIAG_CLI_PORTFWD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -29,6 +30,9 @@ int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *local_grp
                  size_t errlen);
 /* Current generation and ports without waiting (generation 0 while down). */
 unsigned portfwd_current(portfwd *pf, int *local_grpc, int *local_tunnel);
+/* Whether the forward is gone because the pod went (deleted, finished or
+ * recreated under its name), not only its debug container. */
+bool portfwd_pod_went(portfwd *pf);
 /* An fd that turns readable once the pod is gone (for poll loops). */
 int portfwd_gone_fd(portfwd *pf);
 /* Kills the child and makes every portfwd_wait return -ECANCELED; pf stays

@@ -284,3 +284,12 @@ int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_
         snprintf(err, errlen, "cannot make a gRPC client for pod/%s: %s", s->pod.name, strerror(-rc));
     return rc;
 }
+
+int session_gone(session *s, unsigned gen, int64_t wait_ms, char *why, size_t whylen)
+{
+    int lg, lt;
+    if (!s->pf)
+        return 0;
+    portfwd_kick(s->pf, gen);
+    return portfwd_wait(s->pf, gen, wait_ms, &lg, &lt, why, whylen) == -ENOENT ? -ENOENT : 0;
+}

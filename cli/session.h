@@ -57,6 +57,12 @@ void session_close(session *s);
  * -ENOTCONN when the forward is down (another -errno when the client cannot
  * be made), err saying so. Caller frees *ret with rpc_client_free. */
 int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_t errlen);
+/* A call over generation gen broke (UNAVAILABLE): did the pod or its debug
+ * container go? Restarts the forward, which checks the pod: -ENOENT with the
+ * forward's word in why (and portfwd_pod_went tells which went), or 0 when
+ * it came back within wait_ms or could not tell (the failure is the call's). */
+int session_gone(session *s, unsigned gen, int64_t wait_ms, char *why, size_t whylen);
+#define SESSION_GONE_WAIT_MS 5000 /* enough for kubectl port-forward to end and the pod check */
 /* A gRPC client to the manager through the forward's local port lport (as
  * portfwd_wait gives it): 0 or -errno, *ret NULL then. */
 int session_client_at(const session *s, int lport, rpc_client **ret);

@@ -160,7 +160,7 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     struct termios saved;
     struct sigaction sa = {.sa_handler = on_signal}, old[sizeof forwarded / sizeof *forwarded];
     shell_run r = {.done = {-1, -1}, .wake = {-1, -1}};
-    char err[1024] = "";
+    char err[1024] = "", why[900];
     pthread_t th;
     bool raw = false, threaded = false;
     int rc = -EIO;
@@ -216,6 +216,10 @@ restore:
         rc = -EAGAIN;
     } else if (rc == 0 && r.cancelled) {
         rc = EXITCODE_INTERRUPTED;
+    } else if (rc == 0 && r.failed && r.st.code == GRPC_STATUS_UNAVAILABLE &&
+               session_gone(s, gen, SESSION_GONE_WAIT_MS, why, sizeof why) == -ENOENT) {
+        snprintf(err, sizeof err, "the command ended: %s", why);
+        rc = -EIO;
     } else if (rc == 0 && r.failed) {
         snprintf(err, sizeof err, "Exec call to the manager (%s in pod/%s) failed: %s (gRPC status %d)%s",
                  s->mgr.container, s->pod.name, *r.st.message ? r.st.message : "no message", (int)r.st.code,

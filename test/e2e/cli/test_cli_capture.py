@@ -2,11 +2,12 @@
 exchange from the node to the curl and distroless pods, read back with tcpdump -r; --all-pods
 with pods that start and are deleted during the capture."""
 import os
+import signal
 import subprocess
 import time
 
 from conftest import CLI, pcapng_blocks, start_capture, wait_for
-from e2e_common import children, forwards_to
+from e2e_common import children, cmdline, forwards_to
 
 PORT = 9999
 SIZES = [1, 100, 500, 1000, 1400]
@@ -169,6 +170,46 @@ def test_capture_all_pods_follows_pods_that_start_later(cluster, bg, label, tmp_
         got[ifaces[iface][1].split(' ')[0][len('pod/'):]].append(caplen - 20 - 28)  # SLL2 + IPv4 + UDP
     assert got == sizes, (got, ifaces)
     assert 'pod/%s: 2 packets captured' % later in p.err(), p.err()
+
+
+def test_capture_all_pods_a_pod_deleted_before_the_watch_sees_it_is_no_failure(cluster, bg, label, tmp_path):
+    """The pod watch stopped: the deleted pod's stream breaks first. Its forward's pod check says
+    the pod went, so the stream's end is the pod's, not an error."""
+    pods = [label + '-a', label + '-b']
+    cluster.run_pods(label, pods)
+    p = start_capture(cluster, bg, '--all-pods', '-l', 'app=' + label, '-w', str(tmp_path / 'w.pcapng'), pods=2)
+    watches = [c for c in children(p.proc.pid) if 'watch=1' in cmdline(c)]
+    assert len(watches) == 1, [cmdline(c) for c in children(p.proc.pid)]
+    os.kill(watches[0], signal.SIGSTOP)
+    try:
+        cluster.ok('delete', 'pod', pods[0], '--now')
+        wait_for(lambda: ': its capture ends with it' in p.err(), 30, what='the stream end taken as the pod\'s')
+    finally:
+        os.kill(watches[0], signal.SIGCONT)
+    line = [l for l in p.err().splitlines() if l.endswith(': its capture ends with it')]
+    assert len(line) == 1 and line[0].startswith('pod/%s is ' % pods[0]), p.err()
+    assert p.interrupt() == 0, p.err()
+    assert 'error:' not in p.err(), p.err()
+
+
+def test_capture_of_a_deleted_pod_ends_saying_so(cluster, bg, label, tmp_path):
+    """One named pod deleted mid-capture: the one error line says the pod went (not a gRPC status)
+    and where the packets until then are."""
+    pod = label + '-a'
+    cluster.run_pods(label, [pod])
+    out = str(tmp_path / 'one.pcap')
+    p = start_capture(cluster, bg, 'pod/' + pod, '-f', 'udp port %d' % PORT, '-w', out)
+    cluster.send_udp(pod, [200], PORT)
+    wait_for(lambda: os.path.getsize(out) > 24, 30, what='the packet in the file')
+    cluster.ok('delete', 'pod', pod, '--now')
+    assert p.proc.wait(60) == 1, p.err()
+    err = [l for l in p.err().splitlines() if l.startswith('error:')]
+    assert len(err) == 1, p.err()
+    assert err[0].startswith('error: the capture ended: pod/%s is ' % pod), p.err()
+    assert err[0].endswith('; what was captured until then is in %s' % out), p.err()
+    assert 'gRPC status' not in p.err(), p.err()
+    rc, lines, _ = tcpdump_read(out)
+    assert rc == 0 and len(lines) == 1, lines
 
 
 def test_capture_all_pods_duration_is_the_commands(cluster, bg, label, tmp_path):

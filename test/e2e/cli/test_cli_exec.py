@@ -56,6 +56,18 @@ def test_exec_needs_a_command(cluster):
     assert "exec needs a command after '--'" in r.stderr
 
 
+def test_exec_in_a_pod_deleted_meanwhile_says_the_pod_went(cluster, bg, fresh_pod):
+    """The pod deleted while its command runs: one error line names the pod's end, not the broken
+    gRPC stream."""
+    p = bg(cluster, 'exec', '--tools', 'pod/' + fresh_pod, '--', 'sh', '-c', 'echo started; exec sleep 60')
+    p.wait_out('started')
+    cluster.ok('delete', 'pod', fresh_pod, '--now')
+    assert p.proc.wait(60) == 1, p.err()
+    err = p.err().strip().splitlines()
+    assert len(err) == 1 and err[0].startswith('error: the command ended: pod/%s is ' % fresh_pod), p.err()
+    assert 'gRPC status' not in p.err(), p.err()
+
+
 class Term:
     """kubectl-diag on a pty of its own, the way a person runs it."""
 
