@@ -80,7 +80,9 @@ struct rpc_call {
     size_t md_n;
     bool authed; /* the peer proved the token (or none is needed) */
     bool sent_md, half_closed, got_unary;
-    uint8_t *resp; /* unary response, sent with the status */
+    bool ended;                /* the status went (rpc_call_end) */
+    grpc_status_code end_code; /* which */
+    uint8_t *resp;             /* unary response, sent with the status */
     size_t resp_len;
     grpc_slice status_slice;
     bool has_status_slice;
@@ -614,7 +616,10 @@ static void call_run(rpc_call *c)
         code = GRPC_STATUS_INTERNAL;
         rpc_call_set_message(c, "%s: handler returned no response", c->method);
     }
-    call_finish(c, code);
+    if (c->ended)
+        code = c->end_code;
+    else
+        call_finish(c, code);
     call_log(c, atomic_load(&c->cancelled) && code == GRPC_STATUS_OK ? GRPC_STATUS_CANCELLED : code);
     call_unref(c);
 }
@@ -872,6 +877,16 @@ int rpc_call_send(rpc_call *c, const uint8_t *buf, size_t len)
     c->sent_md = true;
     grpc_byte_buffer_destroy(bb);
     return ok ? 0 : -ECANCELED;
+}
+
+void rpc_call_end(rpc_call *c, grpc_status_code code)
+{
+    if (c->ended || c->m->kind == RPC_UNARY)
+        return;
+    call_finish(c, code);
+    c->sent_md = true;
+    c->end_code = code;
+    c->ended = true;
 }
 
 int rpc_call_cancel_fd(rpc_call *c)

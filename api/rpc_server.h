@@ -67,6 +67,11 @@ void rpc_server_free(rpc_server *s);
 int rpc_call_recv(rpc_call *c, uint8_t **buf, size_t *len);
 /* Sends one response message; blocks until the transport took it. */
 int rpc_call_send(rpc_call *c, const uint8_t *buf, size_t len);
+/* Streams: sends the status now, with the message set so far, instead of when
+ * the handler returns (which then returns whatever: it is not sent again). A
+ * thread waiting in rpc_call_recv returns; later sends fail. For a handler
+ * whose answer is complete before the client half-closes. */
+void rpc_call_end(rpc_call *c, grpc_status_code code);
 /* An eventfd that becomes readable once the call is cancelled or the peer is
  * gone; for handlers that wait on other fds (epoll/poll) too. Owned by the call. */
 int rpc_call_cancel_fd(rpc_call *c);

@@ -826,8 +826,11 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
     eventfd_write(r->in.stop_fd, 1);
     while (waitpid(r->keeper, NULL, 0) < 0 && errno == EINTR)
         ;
+    /* The answer is complete: the status goes now, not a round trip later
+     * when the client has half-closed; the input thread's wait ends with it. */
+    rpc_call_end(r->call, code);
     if (threaded)
-        pthread_join(th, NULL); /* the client half-closes after the exit */
+        pthread_join(th, NULL);
     return code;
 }
 

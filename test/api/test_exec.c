@@ -189,6 +189,37 @@ static void test_exit_code_and_stderr(void **state)
     result_free(&r);
 }
 
+static void *cancel_after_5s(void *arg)
+{
+    sleep(5);
+    exec_client_cancel(arg);
+    return NULL;
+}
+
+/* The status follows the exit at once: the client need not half-close first
+ * (that cost the CLI a round trip per command). */
+static void test_status_comes_without_the_half_close(void **state)
+{
+    (void)state;
+    exec_client *ec;
+    pthread_t th;
+    exec_client_event ev;
+    rpc_status st;
+    exec_client_start s = {.argv = ARGV("true"), .pid = (uint64_t)fx->target};
+    assert_int_equal(exec_client_new(&ec, fx->cl, &s), 0);
+    assert_int_equal(exec_client_stdin_close(ec), 0);
+    assert_int_equal(exec_client_read(ec, &ev, &st), 0);
+    assert_int_equal(ev.kind, EXEC_CLIENT_EXIT);
+    assert_int_equal(ev.code, 0);
+    assert_int_equal(pthread_create(&th, NULL, cancel_after_5s, ec), 0);
+    memset(&st, 0, sizeof st);
+    assert_int_equal(exec_client_read(ec, &ev, &st), 1); /* the end, not another event */
+    assert_int_equal(st.code, GRPC_STATUS_OK);           /* not CANCELLED by the watchdog */
+    pthread_cancel(th);
+    pthread_join(th, NULL);
+    exec_client_free(ec);
+}
+
 static void test_exit_by_signal_is_reported(void **state)
 {
     (void)state;
@@ -659,6 +690,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_runs_in_the_targets_mount_namespace),
         cmocka_unit_test(test_exit_code_and_stderr),
+        cmocka_unit_test(test_status_comes_without_the_half_close),
         cmocka_unit_test(test_exit_by_signal_is_reported),
         cmocka_unit_test(test_missing_command_is_127_not_executable_126),
         cmocka_unit_test(test_env_and_workdir),
