@@ -7,17 +7,28 @@ the same debug container, on the simulated cluster, alternated in one run:
   bulk  N MiB of output: `kubectl diag exec --tools pod/distroless -- head -c N /dev/zero` against
         kubectl exec running the same applet
 
-  bench/exec_bench.py [--build DIR] [--runs N] [--mb N]
-As root (the simulated cluster). Prints one line per measurement and the ratios."""
+  bench/exec_bench.py [--build DIR] [--runs N] [--mb N] [--delay-ms N]
+As root (the simulated cluster). --delay-ms N: both reach the API server through a proxy that holds
+each byte N ms each way (test/e2e/cli/delayproxy.py), as a cluster over a network. Prints one line
+per measurement and the ratios."""
+import tempfile
 from statistics import median as med
 
 from benchlib import fmt, main, timed
+from cp_bench import delayed
 
 
 def run(c, cli, a):
+    with tempfile.TemporaryDirectory(prefix='kdiag-exec-bench-') as d, delayed(c.env(), a.delay_ms, d) as env:
+        if a.delay_ms:
+            print('the API server %d ms away each way' % a.delay_ms)
+        measure(c, cli, a, env)
+
+
+def measure(c, cli, a, env):
     assert c.diag('shell', 'pod/distroless', '--', '-c', 'true').returncode == 0   # the manager
     ctr = c.pod('distroless')['spec']['ephemeralContainers'][0]['name']
-    env = c.env()
+    timed([cli, 'shell', 'pod/distroless', '--', '-c', 'true'], env)   # remembered under this kubeconfig
     kexec = ['kubectl', 'exec', 'distroless', '-c', ctr, '--', '/usr/local/bin/ash', '-c']
     diag, kube = [], []
     for _ in range(a.runs):
@@ -40,4 +51,4 @@ def run(c, cli, a):
 
 
 if __name__ == '__main__':
-    main(run, runs=11, mb=64)
+    main(run, runs=11, mb=64, delay_ms=0)
