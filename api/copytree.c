@@ -230,9 +230,9 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
         link[n] = '\0';
         return emit_entry(s, &st, link);
     }
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && depth > 0)
-        return 0; /* FIFOs, sockets, devices in a tree */
-    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) { /* FIFOs, sockets, devices: passed over in a tree */
+        if (depth > 0)
+            return 0;
         snprintf(s->err, s->errlen, "cannot copy %s: it is %s; cp copies regular files, directories and symbolic links",
                  s->shown, special_kind(st.st_mode));
         return -EINVAL;
