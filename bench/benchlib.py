@@ -1,5 +1,6 @@
 """What the Python benches share: the simulated cluster they run on (test/e2e/cli/conftest.py's),
-running and timing commands, local servers and port-forwards, and the printed figures."""
+running and timing commands, the API server moved away (a delay proxy), local servers and
+port-forwards, and the printed figures."""
 import argparse
 import contextlib
 import os
@@ -13,6 +14,8 @@ import types
 REPO = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'test', 'e2e', 'cli'))
 sys.dont_write_bytecode = True
+
+from delayproxy import delayed_kubeconfig  # noqa: E402 (test/e2e/cli is on the path now)
 
 
 def main(run, **options):
@@ -92,3 +95,13 @@ def send_zeros(sock, nbytes):
         sock.sendall(chunk[:min(nbytes, len(chunk))])
         nbytes -= min(nbytes, len(chunk))
 
+
+@contextlib.contextmanager
+def delayed(env, ms, d):
+    """env, with its API server ms away each way (delayed_kubeconfig, its kubeconfig in d) when ms
+    is not 0."""
+    if not ms:
+        yield env
+        return
+    with delayed_kubeconfig(env['KUBECONFIG'], ms, os.path.join(d, 'kubeconfig')) as kc:
+        yield dict(env, KUBECONFIG=kc)

@@ -20,8 +20,8 @@ import subprocess
 import tempfile
 from statistics import median
 
-from benchlib import main, timed
-from delayproxy import SERVER, delayed_kubeconfig
+from benchlib import delayed, main, timed
+from delayproxy import SERVER
 
 TARBOX = '''apiVersion: v1
 kind: Pod
@@ -80,16 +80,6 @@ def link(port, mbit):
 def api_port(kubeconfig):
     with open(kubeconfig) as f:
         return int(SERVER.search(f.read()).group(2))
-
-
-@contextlib.contextmanager
-def delayed(env, ms, d):
-    """env, with its API server ms away each way (delayed_kubeconfig) when ms is not 0."""
-    if not ms:
-        yield env
-        return
-    with delayed_kubeconfig(env['KUBECONFIG'], ms, os.path.join(d, 'kubeconfig')) as kc:
-        yield dict(env, KUBECONFIG=kc)
 
 
 def run(c, cli, a):

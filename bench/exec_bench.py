@@ -14,8 +14,7 @@ per measurement and the ratios."""
 import tempfile
 from statistics import median as med
 
-from benchlib import fmt, main, timed
-from cp_bench import delayed
+from benchlib import delayed, fmt, main, timed
 
 
 def run(c, cli, a):

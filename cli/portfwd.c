@@ -292,10 +292,12 @@ static bool upgrade_refused(const portfwd *pf, const char *said)
     return kerr_explain(what, said, pf->k.ns, msg, sizeof(msg)) == KERR_UPGRADE;
 }
 
-/* The supervisor gave up on pf: state (PF_FAILED or PF_GONE) with reason. */
-static void finish(portfwd *pf, enum pf_state state, const char *reason)
+/* The supervisor gave up on pf: state (PF_FAILED or PF_GONE) with reason;
+ * pod_went: gone because the pod went, not only its debug container. */
+static void finish(portfwd *pf, enum pf_state state, const char *reason, bool pod_went)
 {
     pthread_mutex_lock(&pf->mu);
+    pf->pod_went = pod_went;
     if (reason)
         snprintf(pf->reason, sizeof(pf->reason), "%s", reason);
     pf->state = state;
@@ -337,15 +339,12 @@ static void *supervise(void *arg)
         ever_up |= up;
         failures = up ? 0 : failures + 1;
         if (!ever_up) {
-            finish(pf, PF_FAILED, NULL);
+            finish(pf, PF_FAILED, NULL, false);
             break;
         }
         int rc = pod_check(pf, why, sizeof(why));
         if (rc == -ENOENT || rc == -ESRCH) {
-            pthread_mutex_lock(&pf->mu);
-            pf->pod_went = rc == -ENOENT;
-            pthread_mutex_unlock(&pf->mu);
-            finish(pf, PF_GONE, why);
+            finish(pf, PF_GONE, why, rc == -ENOENT);
             break;
         }
         note_down(pf, rc == -EAGAIN ? PF_NOTE_API_DOWN : up ? PF_NOTE_ENDED : PF_NOTE_FAILING, last, why);
