@@ -29,6 +29,12 @@ LIMITED_TOKEN = 'limited-%d-0123456789' % os.getpid()
 VIEWER_TOKEN = 'viewer-%d-0123456789' % os.getpid()
 
 
+def error_lines(stderr):
+    """stderr's lines without the progress of a debug container still starting, which a slow
+    machine shows and a fast one does not."""
+    return [l for l in stderr.strip().splitlines() if not l.startswith('waiting for debug container ')]
+
+
 def images_json():
     return os.environ.get('KUBESIM_IMAGES') or os.path.join(REPO, 'build', 'images', 'images.json')
 

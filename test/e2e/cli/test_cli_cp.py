@@ -10,7 +10,7 @@ import signal
 import subprocess
 import time
 
-from conftest import CLI, images_json, wait_for
+from conftest import CLI, error_lines, images_json, wait_for
 from delayproxy import delayed_kubeconfig
 
 
@@ -213,7 +213,7 @@ def test_cp_from_a_pod_deleted_meanwhile_says_the_pod_went(cluster, fresh_pod, t
         assert p.poll() is None, 'the copy ended before its pod could be deleted'
         cluster.ok('delete', 'pod', fresh_pod, '--now')
         assert p.wait(timeout=60) == 1
-        err = p.stderr.read().decode().strip().splitlines()
+        err = error_lines(p.stderr.read().decode())
         assert len(err) == 1 and err[0].startswith(
             'error: cp from pod/%s: the copy ended: pod/%s is ' % (fresh_pod, fresh_pod)), err
         assert os.listdir(out) == []

@@ -14,7 +14,7 @@ import tempfile
 import termios
 import time
 
-from conftest import CLI, wait_for
+from conftest import CLI, error_lines, wait_for
 
 
 def test_shell_on_pipes_in_the_distroless_pod(cluster):
@@ -47,7 +47,7 @@ def test_exec_tools_ls(cluster):
 def test_exec_missing_command_is_127_with_one_line(cluster):
     r = cluster.diag('exec', 'pod/distroless', '--', 'no-such-command', 'x')
     assert r.returncode == 127, r.stdout + r.stderr
-    assert r.stderr.strip().splitlines() == ["error: no-such-command: command not found in the target's PATH"]
+    assert error_lines(r.stderr) == ["error: no-such-command: command not found in the target's PATH"]
 
 
 def test_exec_needs_a_command(cluster):
@@ -63,7 +63,7 @@ def test_exec_in_a_pod_deleted_meanwhile_says_the_pod_went(cluster, bg, fresh_po
     p.wait_out('started')
     cluster.ok('delete', 'pod', fresh_pod, '--now')
     assert p.proc.wait(60) == 1, p.err()
-    err = p.err().strip().splitlines()
+    err = error_lines(p.err())
     assert len(err) == 1 and err[0].startswith('error: the command ended: pod/%s is ' % fresh_pod), p.err()
     assert 'gRPC status' not in p.err(), p.err()
 
