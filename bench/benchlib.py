@@ -66,10 +66,10 @@ def wait_line(proc, text, timeout=120):
 
 
 @contextlib.contextmanager
-def port_forward(c, pod, port):
+def port_forward(c, pod, port, env=None):
     """`kubectl port-forward pod/<pod> :<port>` while in the with block; gives its local port."""
     pf = subprocess.Popen(['kubectl', 'port-forward', 'pod/' + pod, ':%d' % port], stdout=subprocess.PIPE,
-                          stderr=subprocess.DEVNULL, text=True, env=c.env())
+                          stderr=subprocess.DEVNULL, text=True, env=env or c.env())
     try:
         line, _ = wait_line(pf, 'Forwarding from 127.0.0.1:')
         yield int(line.split(':')[1].split()[0])

@@ -8,7 +8,7 @@ KDIAG_CP_ZSTD=0 (content as it is). Each command end to end, as a user runs it (
 pod lookup, the running manager, its port-forward, the copy). Runs alternate.
 
   bench/cp_bench.py [--build DIR] [--mb N] [--runs N] [--link-mbit N] [--delay-ms N]
-As root (the simulated cluster). --link-mbit N: the API server's traffic on loopback goes
+As root (the simulated cluster), with socat and nsenter installed. --link-mbit N: the API server's traffic on loopback goes
 through N Mbit/s each way (tc htb classes on lo, removed at the end), as to a
 cluster over a network. --delay-ms N: every command reaches the API server through a proxy that
 holds each byte N ms each way (test/e2e/cli/delayproxy.py; this kernel has no netem). Prints one line per run and the ratios (kubectl cp's time / kubectl
@@ -18,9 +18,10 @@ import filecmp
 import os
 import subprocess
 import tempfile
+import time
 from statistics import median
 
-from benchlib import delayed, main, timed
+from benchlib import delayed, main, port_forward, timed
 from delayproxy import SERVER
 
 TARBOX = '''apiVersion: v1
@@ -33,7 +34,8 @@ spec:
     env: [{name: PATH, value: /tmp/bin:/bin}]
     command: [sh, -c, 'mkdir -p /tmp/bin && for a in tar rm; do ln -sf /bin/busybox /tmp/bin/$a; done && exec sleep 86400']
 '''
-WAYS = ('kubectl', 'diag', 'diag plain')
+WAYS = ('kubectl', 'diag', 'diag plain', 'port-forward')
+BARE_PORT = 7777  # the pod's port of the "port-forward" way
 
 
 def make_files(d, mb):
@@ -90,17 +92,55 @@ def run(c, cli, a):
         copies(c, cli, a, d, env)
 
 
+def listening(pid, port):
+    """Whether a TCP socket listens on port in the network namespace of pid."""
+    with open('/proc/%d/net/tcp' % pid) as f:
+        return any(l.split()[1].endswith(':%04X' % port) and l.split()[3] == '0A' for l in f.readlines()[1:])
+
+
+def bare(c, pod_end, here_end):
+    """Seconds for one socat in the pod's network namespace (pod_end: its addresses, the listener
+    last) and one here (here_end, connecting to the forward's local port) to move a file."""
+    pid = c.pod_pid('tarbox')
+    sock = ['socat', '-b', '131072', '-u']
+    peer = subprocess.Popen(['nsenter', '-t', str(pid), '-n'] + sock + pod_end)
+    try:
+        deadline = time.monotonic() + 10
+        while not listening(peer.pid, BARE_PORT):
+            assert peer.poll() is None and time.monotonic() < deadline, 'socat in the pod did not listen'
+            time.sleep(0.01)
+        t0 = time.monotonic()
+        subprocess.run(sock + here_end, check=True, timeout=600)
+        assert peer.wait(600) == 0
+        return time.monotonic() - t0
+    finally:
+        peer.kill()
+        peer.wait()
+
+
 def copies(c, cli, a, d, env):
     envs = {'kubectl': env, 'diag': env, 'diag plain': dict(env, KDIAG_CP_ZSTD='0')}
+    with port_forward(c, 'tarbox', BARE_PORT, dict(env, KUBECTL_PORT_FORWARD_WEBSOCKETS='false')) as lport:
+        copies_with(c, cli, a, d, env, envs, lport)
+
+
+def copies_with(c, cli, a, d, env, envs, lport):
+    listen = 'TCP-LISTEN:%d,reuseaddr' % BARE_PORT
+    connect = 'TCP:127.0.0.1:%d' % lport
+    in_pod = '/proc/%d/root/tmp/' % c.pids_in_pod('tarbox', 'sleep 86400')[0]  # tarbox's files
 
     def into(way, src, name):
         if way == 'kubectl':
             return timed(['/usr/bin/kubectl', 'cp', src, 'tarbox:/tmp/' + name], env)
+        if way == 'port-forward':
+            return bare(c, [listen, 'CREATE:' + in_pod + name], ['OPEN:' + src, connect])
         return timed([cli, 'cp', src, 'pod/tarbox:/tmp/' + name], envs[way])
 
     def out(way, name, dst):
         if way == 'kubectl':
             return timed(['/usr/bin/kubectl', 'cp', 'tarbox:/tmp/' + name, dst], env)
+        if way == 'port-forward':
+            return bare(c, ['OPEN:' + in_pod + name, listen], [connect, 'CREATE:' + dst])
         return timed([cli, 'cp', 'pod/tarbox:/tmp/' + name, dst], envs[way])
 
     files = make_files(d, a.mb)
@@ -139,7 +179,8 @@ def copies(c, cli, a, d, env):
                                                                         a.mb * 1.048576 / k)
             for way in WAYS[1:]:
                 t = median(times[(data, way, direction)])
-                line += ', %s cp %.2f s (%.0f MB/s): ratio %.2f' % (way, t, a.mb * 1.048576 / t, k / t)
+                line += ', %s%s %.2f s (%.0f MB/s): ratio %.2f' % (way, '' if way == 'port-forward' else ' cp', t,
+                                                                  a.mb * 1.048576 / t, k / t)
             print(line)
 
 
