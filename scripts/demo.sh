@@ -28,8 +28,10 @@ for a in "$@"; do
 done
 [ "$(id -u)" = 0 ] || { echo "demo.sh: run as root (the simulated pods are real namespaces)" >&2; exit 2; }
 
-step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-show() { printf '\033[2m$ %s\033[0m\n' "$*"; }
+# bold steps and dim commands on a terminal, plain text otherwise or under NO_COLOR
+if [ -t 1 ] && [ -z "${NO_COLOR:-}" ]; then bold=$'\033[1m' dim=$'\033[2m' off=$'\033[0m'; else bold= dim= off=; fi
+step() { printf '\n%s== %s%s\n' "$bold" "$*" "$off"; }
+show() { printf '%s$ %s%s\n' "$dim" "$*" "$off"; }
 
 step "dependencies (scripts/deps.sh)"
 scripts/deps.sh
@@ -105,8 +107,8 @@ show kubectl logs curl --tail=8 "   # the curl pod got the laptop's answer, then
 kubectl logs curl --tail=8
 
 step "shell: a shell in the distroless pod, whose image is one static binary"
-show "kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'"
-kubectl diag shell -l app=distroless -- -c 'ls /; top -n 1'
+show "kubectl diag shell -l app=distroless -- -c 'ls /; top -b -n 1'"
+kubectl diag shell -l app=distroless -- -c 'ls /; top -b -n 1'
 
 step "exec, cp, capture: through the same debug container, still no pods/exec"
 show kubectl diag exec --tools pod/distroless -- ls -l /etc
