@@ -6,6 +6,7 @@
 #include "capture.h"
 #include "completion.h"
 #include "cp.h"
+#include "crash.h"
 #include "exitcode.h"
 #include "flags.h"
 #include "help.h"
@@ -64,6 +65,7 @@ int main(int argc, char **argv)
     flags f;
     char err[1024] = "";
     signal(SIGPIPE, SIG_IGN);
+    crash_report_init();
     rpc_client_env(); /* before any thread: it calls setenv */
     int rc = flags_parse(argc, argv, &f, err, sizeof(err));
     if (rc < 0) {

@@ -2,6 +2,8 @@
 kubectl port-forward killed while it cannot come back, frozen), the manager removes its nftables
 rules within 15 s, through the connection ending or gRPC keepalive (5 s ping + 5 s timeout)."""
 import os
+import re
+import resource
 import signal
 import time
 
@@ -51,6 +53,30 @@ def test_cli_killed_rules_gone_within_15s(cluster, bg, pod, local_http):
     assert secs < LEASE_S
     # its kubectl children (the gRPC forward and the tunnel pool) go with it
     wait_for(lambda: not forwards_to(pod), 10, what='the port-forwards of the killed CLI to exit')
+
+
+def test_cli_fatal_signal_says_so_with_its_stack(cluster, bg, pod, local_http):
+    """A fatal signal (here SIGSEGV sent by this test): one line on stderr naming it and its sender,
+    the stack of the thread that took it, then the signal's own end (status -11); the manager
+    removes the rules as after kill -9."""
+    core = resource.getrlimit(resource.RLIMIT_CORE)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, core[1]))  # no core file in the test's directory
+    try:
+        r = start(cluster, bg, pod, local_http)
+    finally:
+        resource.setrlimit(resource.RLIMIT_CORE, core)
+    t0 = time.monotonic()
+    os.kill(r.proc.pid, signal.SIGSEGV)
+    assert r.proc.wait(10) == -signal.SIGSEGV, r.err()
+    err = r.err()
+    assert 'kubectl-diag: SIGSEGV sent by process %d; the stack of the thread that took it:\n' % os.getpid() in err, err
+    frames = err.split('the stack of the thread that took it:\n')[1].splitlines()
+    assert any(re.search(r'/kubectl-diag\([^)]*\)\[0x[0-9a-f]+\]$', f) for f in frames), err
+    assert any(re.search(r'/libc\.so\.6\([^)]*\)\[0x[0-9a-f]+\]$', f) for f in frames), err
+    secs = seconds_until_rules_gone(cluster, pod, t0)
+    print('SIGSEGV of the CLI: rules gone after %.2f s' % secs)
+    assert secs < LEASE_S
+    wait_for(lambda: not forwards_to(pod), 10, what='the port-forwards of the CLI to exit')
 
 
 def test_port_forward_killed_rules_gone_within_15s(cluster, bg, pod, local_http):
