@@ -88,8 +88,9 @@ def run(c, cli, a):
     c.ok('apply', '-f', '-', input=TARBOX)
     c.wait_running('tarbox')
     with tempfile.TemporaryDirectory(prefix='kdiag-cp-bench-') as d, link(api_port(c.kubeconfig), a.link_mbit), \
-            delayed(c.env(), a.delay_ms, d) as env:
-        copies(c, cli, a, d, env)
+            delayed(c.env(), a.delay_ms, d) as env, \
+            port_forward(c, 'tarbox', BARE_PORT, dict(env, KUBECTL_PORT_FORWARD_WEBSOCKETS='false')) as lport:
+        copies(c, cli, a, d, env, lport)
 
 
 def listening(pid, port):
@@ -98,10 +99,9 @@ def listening(pid, port):
         return any(l.split()[1].endswith(':%04X' % port) and l.split()[3] == '0A' for l in f.readlines()[1:])
 
 
-def bare(c, pod_end, here_end):
-    """Seconds for one socat in the pod's network namespace (pod_end: its addresses, the listener
+def bare(pid, pod_end, here_end):
+    """Seconds for one socat in the network namespace of pid (pod_end: its addresses, the listener
     last) and one here (here_end, connecting to the forward's local port) to move a file."""
-    pid = c.pod_pid('tarbox')
     sock = ['socat', '-b', '131072', '-u']
     peer = subprocess.Popen(['nsenter', '-t', str(pid), '-n'] + sock + pod_end)
     try:
@@ -118,29 +118,26 @@ def bare(c, pod_end, here_end):
         peer.wait()
 
 
-def copies(c, cli, a, d, env):
+def copies(c, cli, a, d, env, lport):
+    """lport: the "port-forward" way's forward to the pod's BARE_PORT."""
     envs = {'kubectl': env, 'diag': env, 'diag plain': dict(env, KDIAG_CP_ZSTD='0')}
-    with port_forward(c, 'tarbox', BARE_PORT, dict(env, KUBECTL_PORT_FORWARD_WEBSOCKETS='false')) as lport:
-        copies_with(c, cli, a, d, env, envs, lport)
-
-
-def copies_with(c, cli, a, d, env, envs, lport):
     listen = 'TCP-LISTEN:%d,reuseaddr' % BARE_PORT
     connect = 'TCP:127.0.0.1:%d' % lport
-    in_pod = '/proc/%d/root/tmp/' % c.pids_in_pod('tarbox', 'sleep 86400')[0]  # tarbox's files
+    pid = c.pids_in_pod('tarbox', 'sleep 86400')[0]  # tarbox's: its network namespace and files
+    in_pod = '/proc/%d/root/tmp/' % pid
 
     def into(way, src, name):
         if way == 'kubectl':
             return timed(['/usr/bin/kubectl', 'cp', src, 'tarbox:/tmp/' + name], env)
         if way == 'port-forward':
-            return bare(c, [listen, 'CREATE:' + in_pod + name], ['OPEN:' + src, connect])
+            return bare(pid, [listen, 'CREATE:' + in_pod + name], ['OPEN:' + src, connect])
         return timed([cli, 'cp', src, 'pod/tarbox:/tmp/' + name], envs[way])
 
     def out(way, name, dst):
         if way == 'kubectl':
             return timed(['/usr/bin/kubectl', 'cp', 'tarbox:/tmp/' + name, dst], env)
         if way == 'port-forward':
-            return bare(c, ['OPEN:' + in_pod + name, listen], [connect, 'CREATE:' + dst])
+            return bare(pid, ['OPEN:' + in_pod + name, listen], [connect, 'CREATE:' + dst])
         return timed([cli, 'cp', 'pod/tarbox:/tmp/' + name, dst], envs[way])
 
     files = make_files(d, a.mb)
@@ -179,8 +176,7 @@ def copies_with(c, cli, a, d, env, envs, lport):
                                                                         a.mb * 1.048576 / k)
             for way in WAYS[1:]:
                 t = median(times[(data, way, direction)])
-                line += ', %s%s %.2f s (%.0f MB/s): ratio %.2f' % (way, '' if way == 'port-forward' else ' cp', t,
-                                                                  a.mb * 1.048576 / t, k / t)
+                line += ', %s %.2f s (%.0f MB/s): ratio %.2f' % (way, t, a.mb * 1.048576 / t, k / t)
             print(line)
 
 

@@ -1,5 +1,5 @@
 /* crash — see crash.h. The handler calls only what is safe in a signal
- * handler: write(2), backtrace_symbols_fd(3) (no malloc), backtrace(3)
+ * handler: write(2) (fd_write_all), backtrace_symbols_fd(3) (no malloc), backtrace(3)
  * once its library is loaded (done at init), raise(3). */
 #include "crash.h"
 
@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "basic/fd-util.h"
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define CRASH_SANITIZED 1
@@ -25,7 +27,7 @@ static const struct {
 
 static void say(const char *s)
 {
-    (void)!write(STDERR_FILENO, s, strlen(s));
+    (void)fd_write_all(STDERR_FILENO, s, strlen(s));
 }
 
 /* v in base 10 or 16 ("0x..."), into buf (at least 24 bytes). */
