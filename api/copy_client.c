@@ -172,11 +172,40 @@ typedef struct {
     size_t cap;
     copytree_stats stats;
     const copy_client_opts *o;
-    copyz *z; /* NULL: data goes as it is */
+    copyz *z;             /* NULL: data goes as it is */
+    uint64_t window;      /* at most this many bytes sent and not yet acknowledged */
+    uint64_t sent, acked; /* bytes of the messages after the first */
+    int ended;            /* waiting for an answer: 1, the call's status came (in st); < 0, a read failed */
+    rpc_status st;
 } to_state;
 
-/* copytree_send's emit: one CopyToRequest per chunk. -ECONNRESET when the
- * manager is no longer reading (it ended the call: its status says why). */
+/* Reads the manager's answers until at most ts->window bytes are in flight.
+ * -ECONNRESET when the call ended (ts->st says why) or failed. */
+static int to_wait(to_state *ts)
+{
+    while (ts->sent - ts->acked > ts->window) {
+        uint8_t *buf = NULL;
+        size_t n = 0;
+        int r = rpc_stream_read(ts->s, &buf, &n, &ts->st);
+        if (r == 0) {
+            Kdiag__Solo__Io__CopyToResponse *m = kdiag__solo__io__copy_to_response__unpack(NULL, n, buf);
+            if (m && m->taken > ts->acked && m->taken <= ts->sent)
+                ts->acked = m->taken;
+            if (m)
+                kdiag__solo__io__copy_to_response__free_unpacked(m, NULL);
+        }
+        free(buf);
+        if (r != 0) {
+            ts->ended = r;
+            return -ECONNRESET;
+        }
+    }
+    return 0;
+}
+
+/* copytree_send's emit: one CopyToRequest per chunk, while the window allows.
+ * -ECONNRESET when the manager is no longer reading (it ended the call: its
+ * status says why). */
 static int to_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
 {
     to_state *ts = ud;
@@ -193,6 +222,9 @@ static int to_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
     kdiag__solo__io__copy_to_request__pack(&m, ts->buf);
     if (rpc_stream_write(ts->s, ts->buf, len) < 0)
         return -ECONNRESET;
+    ts->sent += len;
+    if (to_wait(ts) < 0)
+        return -ECONNRESET;
     if (c->entry)
         ts->stats.entries++;
     ts->stats.bytes += c->data.len;
@@ -204,12 +236,14 @@ static int to_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
 int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *t, const char *remote,
                    const copy_client_opts *o, char *err, size_t errlen)
 {
-    to_state ts = {.o = o};
+    to_state ts = {.o = o, .window = o && o->window ? o->window : COPY_CLIENT_WINDOW};
     err[0] = '\0';
     Kdiag__Solo__Io__Target tm;
     Kdiag__Solo__Io__CopyToRequest m = KDIAG__SOLO__IO__COPY_TO_REQUEST__INIT;
     m.target = target_msg(&tm, t);
     m.path = (char *)remote;
+    /* answers four times per window: the window refills in steps of a quarter */
+    m.ack_bytes = (uint32_t)(ts.window / 4 ? ts.window / 4 : 1);
     int rc = rpc_client_bidi_open(&ts.s, cl, CONTRACT_METHOD_COPY_TO, o ? o->timeout_ms : 0);
     if (rc < 0) {
         snprintf(err, errlen, "cannot copy to %s: the call failed: %s", remote, strerror(-rc));
@@ -231,15 +265,14 @@ int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *
         goto out; /* a local failure: freeing the stream cancels the call, the manager removes its temporaries */
     if (rc == 0)
         rpc_stream_close_send(ts.s);
-    /* The CopyToResponse (when all went well), then the status. */
+    /* The answers left (the last when all went well), then the status. */
     for (;;) {
         uint8_t *buf = NULL;
         size_t n = 0;
-        rpc_status st = {0};
-        int r = rpc_stream_read(ts.s, &buf, &n, &st);
+        int r = ts.ended ? ts.ended : rpc_stream_read(ts.s, &buf, &n, &ts.st);
         free(buf);
         if (r == 1) {
-            rc = status_rc(&st, err, errlen);
+            rc = status_rc(&ts.st, err, errlen);
             break;
         }
         if (r < 0) {

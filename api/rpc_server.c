@@ -671,9 +671,9 @@ static int server_bind(rpc_server *s)
     /* What gRPC core may hold for all connections together. Each connection's
      * receive window is max(16 MiB, 2 x the BDP it measures) while the quota
      * is under 20% used, then shrinks towards the BDP, and to nothing at
-     * 100%; past it core cancels streams ("Buffers full"). Eight 256 MiB
-     * copies into one pod at once fit (manager peak RSS 33-51 MB); a 64 MiB
-     * quota cancelled one of four. */
+     * 100%; past it core cancels streams ("Buffers full"). Six 128 MiB
+     * copies into one pod once outgrew it in CI: CopyTo's clients now keep at
+     * most their window (8 MiB) unwritten (docs/cp.md). */
     grpc_resource_quota *rq = grpc_resource_quota_create("kdiag-manager");
     grpc_resource_quota_resize(rq, s->o.memory);
     grpc_arg args[] = {

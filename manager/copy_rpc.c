@@ -129,9 +129,25 @@ out:
     return finish(call, rc, err);
 }
 
-/* The chunks after the first message, until the client half-closes. */
-static int to_chunks(rpc_call *call, copytree_recv *r, char *err, size_t errlen)
+/* One CopyToResponse: what was written so far. */
+static int to_answer(rpc_call *call, const copytree_recv *r, uint64_t taken)
 {
+    const copytree_stats *st = copytree_recv_stats(r);
+    Kdiag__Solo__Io__CopyToResponse resp = KDIAG__SOLO__IO__COPY_TO_RESPONSE__INIT;
+    uint8_t buf[48];
+    resp.entries = st->entries;
+    resp.bytes = st->bytes;
+    resp.taken = taken;
+    return rpc_call_send(call, buf, kdiag__solo__io__copy_to_response__pack(&resp, buf)) < 0 ? -ECANCELED : 0;
+}
+
+/* The chunks after the first message, until the client half-closes; an
+ * answer each time ack_bytes more were taken (0: none), which a client waits
+ * for to keep at most its window in flight: what gRPC holds for this call,
+ * whatever core's own windows grew to (docs/cp.md "Memory and flow control"). */
+static int to_chunks(rpc_call *call, copytree_recv *r, uint32_t ack_bytes, uint64_t *taken, char *err, size_t errlen)
+{
+    uint64_t acked = 0;
     for (;;) {
         uint8_t *buf = NULL;
         size_t len = 0;
@@ -158,6 +174,12 @@ static int to_chunks(rpc_call *call, copytree_recv *r, char *err, size_t errlen)
             kdiag__solo__io__copy_to_request__free_unpacked(m, NULL);
         if (rc < 0)
             return rc;
+        *taken += len;
+        if (ack_bytes && *taken - acked >= ack_bytes) {
+            if (to_answer(call, r, *taken) < 0)
+                return -ECANCELED;
+            acked = *taken;
+        }
     }
 }
 
@@ -180,17 +202,11 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     rc = target_root(m->target, &rootfd, err, sizeof err);
     if (rc == 0)
         rc = copytree_recv_new(&r, rootfd, m->path, COPY_RESOLVE, true, err, sizeof err);
+    uint64_t taken = 0;
     if (rc == 0)
-        rc = to_chunks(call, r, err, sizeof err);
-    if (rc == 0) {
-        const copytree_stats *st = copytree_recv_stats(r);
-        Kdiag__Solo__Io__CopyToResponse resp = KDIAG__SOLO__IO__COPY_TO_RESPONSE__INIT;
-        uint8_t buf[32];
-        resp.entries = st->entries;
-        resp.bytes = st->bytes;
-        if (rpc_call_send(call, buf, kdiag__solo__io__copy_to_response__pack(&resp, buf)) < 0)
-            rc = -ECANCELED;
-    }
+        rc = to_chunks(call, r, m->ack_bytes, &taken, err, sizeof err);
+    if (rc == 0)
+        rc = to_answer(call, r, taken);
 out:
     copytree_recv_free(r); /* an unfinished copy: its temporary names go */
     if (pm)

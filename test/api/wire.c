@@ -115,7 +115,7 @@ const char *wire_check_kdiag_file(wspan fdp)
         {"HalfClose", ".kdiag.solo.io.HalfCloseRequest", ".kdiag.solo.io.HalfCloseResponse", false, false},
         {"Capture", ".kdiag.solo.io.CaptureRequest", ".kdiag.solo.io.CaptureResponse", true, false},
         {"CopyFrom", ".kdiag.solo.io.CopyFromRequest", ".kdiag.solo.io.CopyChunk", true, false},
-        {"CopyTo", ".kdiag.solo.io.CopyToRequest", ".kdiag.solo.io.CopyToResponse", false, true},
+        {"CopyTo", ".kdiag.solo.io.CopyToRequest", ".kdiag.solo.io.CopyToResponse", true, true},
         {"Exec", ".kdiag.solo.io.ExecRequest", ".kdiag.solo.io.ExecResponse", true, true},
         {"Hello", ".kdiag.solo.io.HelloRequest", ".kdiag.solo.io.HelloResponse", false, false},
     };

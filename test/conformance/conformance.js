@@ -176,13 +176,15 @@ function treeChunks(tree) {
   return chunks;
 }
 
-function copyTo(client, md, first, chunks) {
-  return new Promise((resolve) => {
-    const call = client.CopyTo(md, { deadline: Date.now() + 30000 }, (err, resp) => resolve({ err, resp }));
-    if (first) call.write(first);
-    for (const chunk of chunks) call.write({ chunk });
-    call.end();
-  });
+// CopyTo without ack_bytes: one answer at the end. { err, resp (the last answer) }.
+async function copyTo(client, md, first, chunks) {
+  const call = client.CopyTo(md, { deadline: Date.now() + 30000 });
+  const done = drain(call);
+  if (first) call.write(first);
+  for (const chunk of chunks) call.write({ chunk });
+  call.end();
+  const { msgs, err } = await done;
+  return { err, resp: msgs[msgs.length - 1], msgs };
 }
 
 // CopyFrom's stream back into entries (data joined, holes as zeros).
@@ -265,7 +267,7 @@ async function main() {
       const svc = fdp.service.find((s) => s.name === 'Manager');
       const kinds = svc.method.map((x) => `${x.name} ${x.clientStreaming ? 'stream' : 'one'}>${x.serverStreaming ? 'stream' : 'one'}`);
       assert.deepStrictEqual(kinds, ['Redirect one>stream', 'Ps one>one', 'Pprof one>one', 'HalfClose one>one',
-        'Capture one>stream', 'CopyFrom one>stream', 'CopyTo stream>one', 'Exec stream>stream', 'Hello one>one']);
+        'Capture one>stream', 'CopyFrom one>stream', 'CopyTo stream>stream', 'Exec stream>stream', 'Hello one>one']);
 
       const set = descriptor.FileDescriptorSet.encode({ file: fdps.map((b) => descriptor.FileDescriptorProto.decode(b)) }).finish();
       const dyn = grpc.loadPackageDefinition(protoLoader.loadFileDescriptorSetFromBuffer(set, loadOpts));
@@ -325,10 +327,13 @@ async function main() {
 
   await check('CopyTo then CopyFrom: a tree round trip, bytes, modes, mtimes and the link exact', async () => {
     const tree = testTree();
-    const { err, resp } = await copyTo(client, md(), { target: inTgt, path: '/mnt' }, treeChunks(tree));
+    const { err, resp, msgs } = await copyTo(client, md(), { target: inTgt, path: '/mnt' }, treeChunks(tree));
     assert.ifError(err);
     const bytes = tree.reduce((n, e) => n + (e.data ? e.data.length : 0), 0);
-    assert.deepStrictEqual(resp, { entries: tree.length, bytes });
+    assert.strictEqual(msgs.length, 1, 'one answer when no ack_bytes were asked for');
+    assert.strictEqual(resp.entries, tree.length);
+    assert.strictEqual(resp.bytes, bytes);
+    assert.ok(resp.taken > bytes, `taken ${resp.taken}: the chunk messages, larger than the content`);
     const root = `/proc/${tgt.pid}/root/mnt`;
     for (const e of tree) { // what the target sees
       const st = fs.lstatSync(`${root}/${e.path}`, { bigint: true });
@@ -351,6 +356,26 @@ async function main() {
       assert.strictEqual(g.link_target, e.link_target || '', e.path);
       if (e.data) assert.deepStrictEqual(g.data, e.data, e.path);
     }
+  });
+
+  await check('CopyTo with ack_bytes: an answer each time that many more bytes were taken, then the last', async () => {
+    const tree = testTree();
+    const { err, msgs } = await copyTo(client, md(), { target: inTgt, path: '/mnt/acked', ack_bytes: 65536 },
+      treeChunks(tree));
+    assert.ifError(err);
+    assert.ok(msgs.length >= 3, `${msgs.length} answers: one per 128 KiB data message (two), then the last`);
+    const last = msgs[msgs.length - 1];
+    let prev = 0;
+    for (const m of msgs.slice(0, -1)) {
+      assert.ok(m.taken - prev >= 65536, `an answer after ${m.taken - prev} bytes`);
+      assert.ok(m.taken - prev < 65536 + 140000, `an answer late: after ${m.taken - prev} bytes`);
+      assert.ok(m.bytes <= last.bytes);
+      prev = m.taken;
+    }
+    assert.ok(last.taken >= prev, 'the last answer counts everything');
+    assert.strictEqual(last.entries, tree.length);
+    assert.strictEqual(last.bytes, tree.reduce((n, e) => n + (e.data ? e.data.length : 0), 0));
+    assert.deepStrictEqual(fs.readFileSync(`/proc/${tgt.pid}/root/mnt/acked/sub/big.bin`), tree[4].data);
   });
 
   await check('CopyFrom of a missing path is NOT_FOUND naming it; CopyTo with a chunk first is INVALID_ARGUMENT', async () => {

@@ -29,6 +29,7 @@
 #include "copy_client.h"
 #include "mgr.h"
 #include "mgrproc.h"
+#include "rpc_server.h"
 #include "tsan.h"
 
 static char base[64];   /* a tmpfs */
@@ -740,6 +741,105 @@ static void test_cancel_leaves_no_temp(void **state)
     assert_dir_holds(dir, none);
 }
 
+/* ---- CopyTo's window (docs/cp.md "Memory and flow control") ---- */
+
+/* A manager that takes CopyTo's messages and never answers: what it got. */
+static struct {
+    pthread_mutex_t mu;
+    long long got; /* bytes of the messages after the first */
+} mute = {PTHREAD_MUTEX_INITIALIZER, 0};
+
+static grpc_status_code h_mute(rpc_call *call, void *ud)
+{
+    (void)ud;
+    uint8_t *buf;
+    size_t len;
+    for (bool first = true; rpc_call_recv(call, &buf, &len) == 0; first = false) {
+        free(buf);
+        pthread_mutex_lock(&mute.mu);
+        mute.got += first ? 0 : (long long)len;
+        pthread_mutex_unlock(&mute.mu);
+    }
+    return GRPC_STATUS_CANCELLED;
+}
+
+struct copy_run {
+    rpc_client *cl;
+    const char *src;
+    copy_client_opts o;
+    int rc;
+    char err[1024];
+};
+
+static void *copy_thread(void *arg)
+{
+    struct copy_run *r = arg;
+    r->rc = copy_client_to(r->cl, r->src, &tgt, "/windowed", &r->o, r->err, sizeof r->err);
+    return NULL;
+}
+
+/* The client keeps at most its window in flight: against a manager that does
+ * not answer it stops there (what the manager's gRPC holds for the copy,
+ * however large core's windows grew), and against the real one, which
+ * answers as it writes, a copy 32 times the window arrives whole. */
+static void test_copy_to_keeps_to_its_window(void **state)
+{
+    (void)state;
+    const long long window = MIB;
+    char src[256], dst[256];
+    snprintf(src, sizeof src, "%s/windowed", local);
+    snprintf(dst, sizeof dst, "%s/windowed", root);
+    int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    static uint8_t block[MIB];
+    for (int i = 0; i < 32; i++) {
+        assert_int_equal(getrandom(block, sizeof block, 0), (ssize_t)sizeof block);
+        assert_int_equal(write(fd, block, sizeof block), (ssize_t)sizeof block);
+    }
+    close(fd);
+
+    rpc_server *srv;
+    rpc_server_opts so = {.bind = "127.0.0.1:0"};
+    assert_int_equal(rpc_server_new(&srv, &so), 0);
+    assert_int_equal(rpc_server_add(srv, CONTRACT_METHOD_COPY_TO, RPC_BIDI_STREAM, h_mute, NULL), 0);
+    int port;
+    assert_int_equal(rpc_server_start(srv, &port), 0);
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    copy_client_cancel cancel = COPY_CLIENT_CANCEL_INIT;
+    struct copy_run run = {.src = src,
+                           .o = {.timeout_ms = 60000, .no_zstd = true, .window = window, .cancel = &cancel}};
+    assert_int_equal(rpc_client_new(&run.cl, addr, NULL), 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, copy_thread, &run), 0);
+    /* until nothing more came for half a second */
+    long long got = -1, deadline = time_now_ms() + 20000;
+    for (long long since = time_now_ms(); time_now_ms() < deadline && time_now_ms() - since < 500;) {
+        usleep(20000);
+        pthread_mutex_lock(&mute.mu);
+        if (mute.got != got)
+            since = time_now_ms();
+        got = mute.got;
+        pthread_mutex_unlock(&mute.mu);
+    }
+    copy_client_cancel_now(&cancel);
+    pthread_join(th, NULL);
+    rpc_client_free(run.cl);
+    rpc_server_free(srv);
+    fprintf(stderr, "a manager that does not answer got %lld bytes of a 32 MiB copy (window %lld)\n", got, window);
+    assert_true(got >= window);
+    assert_true(got <= window + CONTRACT_COPY_DATA_MAX + 1024); /* the window, and the message that crossed it */
+    assert_true(run.rc < 0);
+
+    run = (struct copy_run){.cl = cl, .src = src, .o = {.timeout_ms = 60000, .no_zstd = true, .window = window}};
+    copy_thread(&run);
+    if (run.rc < 0)
+        fail_msg("CopyTo with a %lld-byte window: %s", window, run.err);
+    assert_true(same_content(src, dst));
+    unlink(src);
+    unlink(dst);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -748,7 +848,7 @@ int main(void)
         cmocka_unit_test(test_paths_stay_inside_root),   cmocka_unit_test(test_errors_name_path_and_cause),
         cmocka_unit_test(test_sparse_file_stays_sparse), cmocka_unit_test(test_disk_full_leaves_nothing),
         cmocka_unit_test(test_cancel_leaves_no_temp),    cmocka_unit_test(test_permission_denied_names_path),
-        cmocka_unit_test(test_zstd_on_the_wire),
+        cmocka_unit_test(test_zstd_on_the_wire),         cmocka_unit_test(test_copy_to_keeps_to_its_window),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
