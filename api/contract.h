@@ -9,6 +9,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The contract's revision: bumped when a CLI and a manager of different
+ * revisions would misunderstand each other, not for what either side ignores
+ * safely (a field the other does not know). Part of the debug container's
+ * name and of a remembered session's key (cli/ephem.c, cli/remember.c), so a
+ * CLI never talks to a manager of another revision, however its version is
+ * called. 2: a CopyTo client that asks for answers (ack_bytes) waits for
+ * them; a manager before would never send one. */
+#define CONTRACT_REVISION "2"
+
 /* gRPC method paths of the Manager service. */
 #define CONTRACT_SERVICE "/kdiag.solo.io.Manager/"
 #define CONTRACT_METHOD_PS CONTRACT_SERVICE "Ps"

@@ -97,7 +97,9 @@ int main(int argc, char **argv)
     case FLAGS_CMD_LIST: code = list_main(&f, &k); break;
     case FLAGS_CMD_CP: code = cp_main(&f, &k); break;
     case FLAGS_CMD_MANAGE: code = manage_main(&f, &k); break;
-    case FLAGS_CMD_VERSION: printf("kubectl-diag %s\nmanager image %s\n", KDIAG_VERSION, f.dbg_image); break;
+    case FLAGS_CMD_VERSION:
+        printf("kubectl-diag %s\ncontract %s\nmanager image %s\n", KDIAG_VERSION, CONTRACT_REVISION, f.dbg_image);
+        break;
     case FLAGS_CMD_COMPLETION: code = exitcode_of(completion_script(stdout, f.topic)); break;
     case FLAGS_CMD_COMPLETE: code = completion_complete(stdout, &k, f.words, f.nwords); break;
     default: code = EXITCODE_USAGE; break;

@@ -11,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "basic/hash.h"
 #include "ephem-internal.h"
 #include "list-internal.h"
 #include "pod.h"
@@ -174,6 +175,11 @@ static void naming(void **state)
         assert_non_null(strchr("0123456789abcdef", *p));
     ephem_base_name("0.1.1", b, sizeof(b));
     assert_string_not_equal(a, b);
+    /* the contract's revision is in the name: not the name of the version alone (revision 1's) */
+    snprintf(b, sizeof(b), "dbg-tools-%08x", fnv1a32(FNV1A32_INIT, "0.1.0"));
+    assert_string_not_equal(a, b);
+    snprintf(b, sizeof(b), "dbg-tools-%08x", fnv1a32(FNV1A32_INIT, "0.1.0+contract" CONTRACT_REVISION));
+    assert_string_equal(a, b);
 }
 
 /* Rewrites the fixture's container names to this version's base name. */

@@ -235,9 +235,17 @@ def label(request, cluster):
 
 
 def debug_base_name():
-    """The CLI's debug container name for its version (ephem_base_name: FNV-1a of it)."""
-    version = subprocess.run([CLI, 'version'], capture_output=True, text=True, check=True).stdout.split()[1]
+    """The CLI's debug container name for its version and contract revision (ephem_base_name:
+    FNV-1a of VERSION+contractREV)."""
+    out = subprocess.run([CLI, 'version'], capture_output=True, text=True, check=True).stdout
+    rev = [line.split()[1] for line in out.splitlines() if line.startswith('contract ')]
+    assert len(rev) == 1, out
+    return 'dbg-tools-%08x' % fnv1a32(out.split()[1] + '+contract' + rev[0])
+
+
+def fnv1a32(text):
+    """basic/hash.h's fnv1a32 of text from FNV1A32_INIT."""
     h = 2166136261
-    for b in version.encode():
+    for b in text.encode():
         h = ((h ^ b) * 16777619) & 0xffffffff
-    return 'dbg-tools-%08x' % h
+    return h

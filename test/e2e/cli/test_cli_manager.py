@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import DEBUG_IMAGE, DEMO, KUBECTLS, Cluster, debug_base_name, images_json, kubesim_up, wait_for
+from conftest import (CLI, DEBUG_IMAGE, DEMO, KUBECTLS, Cluster, debug_base_name, fnv1a32, images_json, kubesim_up,
+                      wait_for)
 
 FIXED_PORT_IMAGE = 'kdiag-manager-fixed-port:1'
 EPHEMERAL = 61000
@@ -132,16 +133,40 @@ def add_forging_container(cluster, pod, lines):
     a secret in its spec), whose log holds `lines`, as a workload could make it hold them. Being
     the oldest that fits, it is the one kubectl-diag takes."""
     script = "printf '%s'; exec sleep 3600" % ''.join(l + '\\n' for l in lines)
-    container = {'name': debug_base_name(), 'image': DEBUG_IMAGE, 'targetContainerName': pod,
-                 'command': ['/usr/local/bin/ash', '-c', script],
+    name = add_debug_container(cluster, pod, debug_base_name(), ['/usr/local/bin/ash', '-c', script])
+    wait_for(lambda: lines[-1] in cluster.kubectl('logs', pod, '-c', name).stdout, 60,
+             what='the forged lines in the log')
+
+
+def add_debug_container(cluster, pod, name, command=None):
+    """A debug container such as the CLI makes for ps (its image, target, capabilities, a secret
+    in its spec) named name, running command, else the image's manager. Its name."""
+    container = {'name': name, 'image': DEBUG_IMAGE, 'targetContainerName': pod,
                  'env': [{'name': 'KDIAG_SECRET', 'value': FORGED_SECRET}],
                  'securityContext': {'capabilities': {'add': ['SYS_PTRACE', 'SYS_ADMIN', 'SYS_CHROOT']}}}
+    if command:
+        container['command'] = command
     path = '/api/v1/namespaces/default/pods/%s/ephemeralcontainers' % pod
     obj = json.loads(cluster.ok('get', '--raw', path))
     obj['spec'].setdefault('ephemeralContainers', []).append(container)
     cluster.ok('replace', '--raw', path, '-f', '-', input=json.dumps(obj))
-    wait_for(lambda: lines[-1] in cluster.kubectl('logs', pod, '-c', container['name']).stdout, 60,
-             what='the forged lines in the log')
+    return name
+
+
+def test_a_manager_of_another_contract_revision_is_not_reused(cluster, fresh_pod):
+    """A debug container named as revision 1 of the contract named them (FNV-1a of the version
+    alone), with the same image and a secret in its spec, running a real manager: kubectl-diag
+    adds one of its own revision beside it instead of talking to it (docs/contract.md,
+    "Revision"). Before the revision was in the name, it took that one."""
+    version = subprocess.run([CLI, 'version'], capture_output=True, text=True, check=True).stdout.split()[1]
+    old = add_debug_container(cluster, fresh_pod, 'dbg-tools-%08x' % fnv1a32(version))
+    assert old != debug_base_name()
+    wait_for(lambda: 'Proof: ' in cluster.kubectl('logs', fresh_pod, '-c', old).stdout, 60,
+             what="the other revision's manager running")
+    r = cluster.diag('ps', 'pod/' + fresh_pod)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert 'nginx' in r.stdout
+    assert [c['name'] for c in cluster.pod(fresh_pod)['spec']['ephemeralContainers']] == [old, debug_base_name()]
 
 
 def test_forged_start_up_lines_are_refused(cluster, fresh_pod):
