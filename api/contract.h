@@ -17,6 +17,8 @@
  * called. 2: a CopyTo client that asks for answers (ack_bytes) waits for
  * them; a manager before would never send one. */
 #define CONTRACT_REVISION "2"
+/* How a version string carries it: "0.1.0" CONTRACT_REVISION_TAG. */
+#define CONTRACT_REVISION_TAG "+contract" CONTRACT_REVISION
 
 /* gRPC method paths of the Manager service. */
 #define CONTRACT_SERVICE "/kdiag.solo.io.Manager/"

@@ -44,9 +44,8 @@ static void dir_path(char *buf, size_t n, bool make)
 static void key_of(const kube *k, const char *pod, char *buf, size_t n)
 {
     const char *env = getenv("KUBECONFIG");
-    snprintf(buf, n, "%s+contract%s|%s|%s|%s|%s|%s\n", KDIAG_VERSION, CONTRACT_REVISION,
-             k->kubeconfig ? k->kubeconfig : "", env ? env : "", k->context ? k->context : "", k->ns ? k->ns : "",
-             pod);
+    snprintf(buf, n, "%s" CONTRACT_REVISION_TAG "|%s|%s|%s|%s|%s\n", KDIAG_VERSION, k->kubeconfig ? k->kubeconfig : "",
+             env ? env : "", k->context ? k->context : "", k->ns ? k->ns : "", pod);
 }
 
 /* dir/<8 hex of FNV-1a(key)>: a collision only makes two pods share a file,

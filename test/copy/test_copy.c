@@ -781,7 +781,7 @@ static void *copy_thread(void *arg)
 /* The client keeps at most its window in flight: against a manager that does
  * not answer it stops there (what the manager's gRPC holds for the copy,
  * however large core's windows grew), and against the real one, which
- * answers as it writes, a copy 32 times the window arrives whole. */
+ * answers as it writes, a copy 8 times the window arrives whole. */
 static void test_copy_to_keeps_to_its_window(void **state)
 {
     (void)state;
@@ -789,14 +789,7 @@ static void test_copy_to_keeps_to_its_window(void **state)
     char src[256], dst[256];
     snprintf(src, sizeof src, "%s/windowed", local);
     snprintf(dst, sizeof dst, "%s/windowed", root);
-    int fd = open(src, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    assert_true(fd >= 0);
-    static uint8_t block[MIB];
-    for (int i = 0; i < 32; i++) {
-        assert_int_equal(getrandom(block, sizeof block, 0), (ssize_t)sizeof block);
-        assert_int_equal(write(fd, block, sizeof block), (ssize_t)sizeof block);
-    }
-    close(fd);
+    write_payload(src, false); /* 8 MiB of random bytes */
 
     rpc_server *srv;
     rpc_server_opts so = {.bind = "127.0.0.1:0"};
@@ -826,7 +819,7 @@ static void test_copy_to_keeps_to_its_window(void **state)
     pthread_join(th, NULL);
     rpc_client_free(run.cl);
     rpc_server_free(srv);
-    fprintf(stderr, "a manager that does not answer got %lld bytes of a 32 MiB copy (window %lld)\n", got, window);
+    fprintf(stderr, "a manager that does not answer got %lld bytes of an 8 MiB copy (window %lld)\n", got, window);
     assert_true(got >= window);
     assert_true(got <= window + CONTRACT_COPY_DATA_MAX + 1024); /* the window, and the message that crossed it */
     assert_true(run.rc < 0);
