@@ -30,6 +30,7 @@
 #include "mgr.h"
 #include "mgrproc.h"
 #include "rpc_server.h"
+#include "tmute.h"
 #include "tsan.h"
 
 static char base[64];   /* a tmpfs */
@@ -743,26 +744,6 @@ static void test_cancel_leaves_no_temp(void **state)
 
 /* ---- CopyTo's window (docs/cp.md "Memory and flow control") ---- */
 
-/* A manager that takes CopyTo's messages and never answers: what it got. */
-static struct {
-    pthread_mutex_t mu;
-    long long got; /* bytes of the messages after the first */
-} mute = {PTHREAD_MUTEX_INITIALIZER, 0};
-
-static grpc_status_code h_mute(rpc_call *call, void *ud)
-{
-    (void)ud;
-    uint8_t *buf;
-    size_t len;
-    for (bool first = true; rpc_call_recv(call, &buf, &len) == 0; first = false) {
-        free(buf);
-        pthread_mutex_lock(&mute.mu);
-        mute.got += first ? 0 : (long long)len;
-        pthread_mutex_unlock(&mute.mu);
-    }
-    return GRPC_STATUS_CANCELLED;
-}
-
 struct copy_run {
     rpc_client *cl;
     const char *src;
@@ -791,34 +772,20 @@ static void test_copy_to_keeps_to_its_window(void **state)
     snprintf(dst, sizeof dst, "%s/windowed", root);
     write_payload(src, false); /* 8 MiB of random bytes */
 
-    rpc_server *srv;
-    rpc_server_opts so = {.bind = "127.0.0.1:0"};
-    assert_int_equal(rpc_server_new(&srv, &so), 0);
-    assert_int_equal(rpc_server_add(srv, CONTRACT_METHOD_COPY_TO, RPC_BIDI_STREAM, h_mute, NULL), 0);
-    int port;
-    assert_int_equal(rpc_server_start(srv, &port), 0);
+    tmute *mute;
     char addr[64];
-    snprintf(addr, sizeof addr, "127.0.0.1:%d", port);
+    assert_int_equal(tmute_start(&mute, CONTRACT_METHOD_COPY_TO, addr, sizeof addr), 0);
     copy_client_cancel cancel = COPY_CLIENT_CANCEL_INIT;
     struct copy_run run = {.src = src,
                            .o = {.timeout_ms = 60000, .no_zstd = true, .window = window, .cancel = &cancel}};
     assert_int_equal(rpc_client_new(&run.cl, addr, NULL), 0);
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, copy_thread, &run), 0);
-    /* until nothing more came for half a second */
-    long long got = -1, deadline = time_now_ms() + 20000;
-    for (long long since = time_now_ms(); time_now_ms() < deadline && time_now_ms() - since < 500;) {
-        usleep(20000);
-        pthread_mutex_lock(&mute.mu);
-        if (mute.got != got)
-            since = time_now_ms();
-        got = mute.got;
-        pthread_mutex_unlock(&mute.mu);
-    }
+    long long got = (long long)tmute_settled(mute);
     copy_client_cancel_now(&cancel);
     pthread_join(th, NULL);
     rpc_client_free(run.cl);
-    rpc_server_free(srv);
+    tmute_free(mute);
     fprintf(stderr, "a manager that does not answer got %lld bytes of an 8 MiB copy (window %lld)\n", got, window);
     assert_true(got >= window);
     assert_true(got <= window + CONTRACT_COPY_DATA_MAX + 1024); /* the window, and the message that crossed it */
