@@ -15,8 +15,9 @@
  * name and of a remembered session's key (cli/ephem.c, cli/remember.c), so a
  * CLI never talks to a manager of another revision, however its version is
  * called. 2: a CopyTo client that asks for answers (ack_bytes) waits for
- * them; a manager before would never send one. */
-#define CONTRACT_REVISION "2"
+ * them; a manager before would never send one. 3: so does an Exec client
+ * (ExecStart.stdin_ack_bytes). */
+#define CONTRACT_REVISION "3"
 /* How a version string carries it: "0.1.0" CONTRACT_REVISION_TAG. */
 #define CONTRACT_REVISION_TAG "+contract" CONTRACT_REVISION
 
@@ -66,6 +67,11 @@
 /* Exec (docs/exec.md): the largest stdin or output chunk one message carries,
  * and the exit codes of a program that did not start (as in POSIX shells). */
 #define CONTRACT_EXEC_CHUNK (128 * 1024)
+/* Stdin a manager queues for one Exec whose client asked for answers
+ * (ExecStart.stdin_ack_bytes), at most, beside the chunk that crossed it: so
+ * much a client's window may hold for signals and resizes to go past the
+ * stdin a program does not read (docs/exec.md "Flow control"). */
+#define CONTRACT_EXEC_STDIN_WINDOW (4 * 1024 * 1024)
 #define CONTRACT_EXEC_NOT_FOUND 127
 #define CONTRACT_EXEC_NOT_EXECUTABLE 126
 

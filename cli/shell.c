@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <termios.h>
 #include <unistd.h>
@@ -84,8 +85,8 @@ static void send_size(exec_client *ec)
 }
 
 /* The signal thread: a second Ctrl-C cancels the call at once (the main
- * thread may be blocked sending stdin the program does not read, which also
- * holds back any message behind it); anything else is left in r->pending for
+ * thread may be blocked sending, where gRPC's flow control holds back any
+ * message behind it); anything else is left in r->pending for
  * the main thread, the call's one writer, woken through r->wake. */
 static void *signals_main(void *arg)
 {
@@ -111,15 +112,21 @@ static void *signals_main(void *arg)
     }
 }
 
-/* Stdin, signals and resizes to the program until the reader ends. */
+/* Stdin, signals and resizes to the program until the reader ends. Stdin is
+ * read only while its window has room, so that a program that stopped reading
+ * it still gets its signals (stdin waits, they go past it). */
 static void send_input(shell_run *r, bool forward_stdin)
 {
     bool in_open = forward_stdin;
     if (!forward_stdin)
         exec_client_stdin_close(r->ec);
     for (;;) {
-        struct pollfd pf[3] = {{r->done[0], POLLIN, 0}, {r->wake[0], POLLIN, 0}, {in_open ? 0 : -1, POLLIN, 0}};
-        if (poll(pf, 3, -1) < 0) {
+        bool room = in_open && exec_client_stdin_ready(r->ec);
+        struct pollfd pf[4] = {{r->done[0], POLLIN, 0},
+                               {r->wake[0], POLLIN, 0},
+                               {room ? STDIN_FILENO : -1, POLLIN, 0},
+                               {in_open && !room ? exec_client_window_fd(r->ec) : -1, POLLIN, 0}};
+        if (poll(pf, 4, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return;
@@ -149,6 +156,10 @@ static void send_input(shell_run *r, bool forward_stdin)
                 continue;
             in_open = false; /* EOF (Ctrl-D of a cooked terminal, end of a pipe) */
             exec_client_stdin_close(r->ec);
+        }
+        if (pf[3].revents) {
+            eventfd_t moved;
+            eventfd_read(pf[3].fd, &moved); /* then room is asked again */
         }
     }
 }

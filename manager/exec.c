@@ -39,6 +39,9 @@
 /* How long output is still read after the program exited and its session was
  * killed: a process that left it (setsid) may hold the pipe. */
 #define DRAIN_MS 500
+/* Stdin queued for a program, at most: the client's window (EXEC_CLIENT_WINDOW)
+ * and the message that crossed it. */
+#define STDIN_QUEUE_MAX (CONTRACT_EXEC_STDIN_WINDOW + CONTRACT_EXEC_CHUNK)
 /* The program's stdout and stderr pipes: two chunks. */
 #define PIPE_SIZE (2 * CONTRACT_EXEC_CHUNK)
 /* How long (10 ms rounds) the keeper reaps the program's orphans after its exit. */
@@ -76,13 +79,33 @@ typedef struct {
     exec_ids ids;   /* as_target: the target's */
 } exec_plan;
 
-/* The client's messages, on a thread of their own (recv and send block). */
+/* A stdin chunk or the end of stdin, queued for the stdin thread. */
+typedef struct stdin_item {
+    struct stdin_item *next;
+    Kdiag__Solo__Io__ExecRequest *m;
+} stdin_item;
+
+/* The client's messages, on a thread of their own (recv and send block).
+ * When the client keeps to a stdin window (ack_bytes), stdin goes through a
+ * queue to a thread of its own too, so that a signal or a resize never waits
+ * behind stdin the program does not read; the queue holds what the window
+ * lets in, at most STDIN_QUEUE_MAX (a client that sends more waits as if it
+ * had no window). */
 typedef struct {
     rpc_call *call;
     int in_fd; /* stdin pipe, or a dup of the pty master; this thread's */
     bool tty;
-    int stop_fd;          /* eventfd: the call is ending, drop stdin */
-    int bad_fd;           /* eventfd: a message did not decode, the call ends (INVALID_ARGUMENT) */
+    int stop_fd;            /* eventfd: the call is ending, drop stdin */
+    int bad_fd;             /* eventfd: a message did not decode, the call ends (INVALID_ARGUMENT) */
+    uint32_t ack_bytes;     /* ExecStart.stdin_ack_bytes: answer each time this many more were taken */
+    int taken_fd;           /* eventfd: answer now (-1 when ack_bytes is 0) */
+    uint64_t acked;         /* this thread's: taken when it last asked for an answer */
+    _Atomic uint64_t taken; /* stdin bytes written to the program or dropped */
+    pthread_mutex_t qmu;    /* the queue (ack_bytes): */
+    pthread_cond_t qcv;
+    stdin_item *head, **tail;
+    size_t queued;        /* bytes of the chunks in it */
+    bool qclosed;         /* no more items: the input thread ended */
     atomic_int pgid;      /* the program's session and process group, 0 before it started */
     atomic_int early_sig; /* a signal that came before the program started: sent when it does */
 } exec_input;
@@ -96,6 +119,7 @@ typedef struct {
     bool exited, join_failed;
     int status;
     exec_report failed; /* the JOIN_FAILED or EXEC_FAILED record */
+    uint64_t answered;  /* stdin taken, as the last answer told */
     uint8_t buf[CONTRACT_EXEC_CHUNK], msg[CONTRACT_EXEC_CHUNK + 16];
 } exec_run;
 
@@ -549,11 +573,94 @@ static void input_signal(exec_input *in, int sig)
     signal_group(pg, sig);
 }
 
-static void input_apply(exec_input *in, const Kdiag__Solo__Io__ExecRequest *m)
+/* n more bytes of stdin are gone (written, or dropped with the closed
+ * stdin): the handler answers when ack_bytes more went since its last answer. */
+static void input_took(exec_input *in, size_t n)
+{
+    uint64_t taken = atomic_fetch_add(&in->taken, n) + n;
+    if (in->taken_fd >= 0 && taken - in->acked >= in->ack_bytes) {
+        in->acked = taken;
+        eventfd_write(in->taken_fd, 1);
+    }
+}
+
+/* A stdin chunk or the end of stdin, to the program. */
+static void input_stdin(exec_input *in, const Kdiag__Solo__Io__ExecRequest *m)
+{
+    if (m->msg_case == KDIAG__SOLO__IO__EXEC_REQUEST__MSG_STDIN_CHUNK) {
+        input_write(in, m->stdin_chunk.data, m->stdin_chunk.len);
+        input_took(in, m->stdin_chunk.len);
+    } else if (in->tty && in->in_fd >= 0) { /* a terminal's end of input is its EOF character */
+        struct termios t;
+        uint8_t eof = tcgetattr(in->in_fd, &t) == 0 ? t.c_cc[VEOF] : 4;
+        input_write(in, &eof, 1);
+    } else {
+        fd_close(&in->in_fd);
+    }
+}
+
+static size_t stdin_len(const Kdiag__Solo__Io__ExecRequest *m)
+{
+    return m->msg_case == KDIAG__SOLO__IO__EXEC_REQUEST__MSG_STDIN_CHUNK ? m->stdin_chunk.len : 0;
+}
+
+/* Queues m for the stdin thread, which frees it; waits while the queue is
+ * full (the client broke its window). */
+static void stdin_push(exec_input *in, Kdiag__Solo__Io__ExecRequest *m)
+{
+    stdin_item *it = malloc(sizeof *it);
+    if (!it) { /* out of memory: written here, as without a window */
+        input_stdin(in, m);
+        kdiag__solo__io__exec_request__free_unpacked(m, NULL);
+        return;
+    }
+    *it = (stdin_item){.m = m};
+    pthread_mutex_lock(&in->qmu);
+    while (in->queued > STDIN_QUEUE_MAX)
+        pthread_cond_wait(&in->qcv, &in->qmu);
+    *in->tail = it;
+    in->tail = &it->next;
+    in->queued += stdin_len(m);
+    pthread_cond_broadcast(&in->qcv);
+    pthread_mutex_unlock(&in->qmu);
+}
+
+/* The stdin thread: the queue to the program until the input thread ended
+ * and the queue is empty. When the call ends, input_write returns at once. */
+static void *stdin_main(void *arg)
+{
+    exec_input *in = arg;
+    for (;;) {
+        pthread_mutex_lock(&in->qmu);
+        while (!in->head && !in->qclosed)
+            pthread_cond_wait(&in->qcv, &in->qmu);
+        stdin_item *it = in->head;
+        if (it && !(in->head = it->next))
+            in->tail = &in->head;
+        pthread_mutex_unlock(&in->qmu);
+        if (!it)
+            return NULL;
+        input_stdin(in, it->m);
+        pthread_mutex_lock(&in->qmu);
+        in->queued -= stdin_len(it->m);
+        pthread_cond_broadcast(&in->qcv);
+        pthread_mutex_unlock(&in->qmu);
+        kdiag__solo__io__exec_request__free_unpacked(it->m, NULL);
+        free(it);
+    }
+}
+
+/* Carries out m; true when it kept m (queued for the stdin thread). */
+static bool input_apply(exec_input *in, Kdiag__Solo__Io__ExecRequest *m, bool queue)
 {
     switch (m->msg_case) {
     case KDIAG__SOLO__IO__EXEC_REQUEST__MSG_STDIN_CHUNK:
-        input_write(in, m->stdin_chunk.data, m->stdin_chunk.len);
+    case KDIAG__SOLO__IO__EXEC_REQUEST__MSG_STDIN_CLOSE:
+        if (queue) {
+            stdin_push(in, m);
+            return true;
+        }
+        input_stdin(in, m);
         break;
     case KDIAG__SOLO__IO__EXEC_REQUEST__MSG_RESIZE:
         if (in->tty && in->in_fd >= 0 && m->resize) {
@@ -562,17 +669,9 @@ static void input_apply(exec_input *in, const Kdiag__Solo__Io__ExecRequest *m)
         }
         break;
     case KDIAG__SOLO__IO__EXEC_REQUEST__MSG_SIGNAL: input_signal(in, m->signal); break;
-    case KDIAG__SOLO__IO__EXEC_REQUEST__MSG_STDIN_CLOSE:
-        if (in->tty && in->in_fd >= 0) { /* a terminal's end of input is its EOF character */
-            struct termios t;
-            uint8_t eof = tcgetattr(in->in_fd, &t) == 0 ? t.c_cc[VEOF] : 4;
-            input_write(in, &eof, 1);
-        } else {
-            fd_close(&in->in_fd);
-        }
-        break;
     default: break; /* a second start: ignored */
     }
+    return false;
 }
 
 static void *input_main(void *arg)
@@ -580,6 +679,8 @@ static void *input_main(void *arg)
     exec_input *in = arg;
     uint8_t *buf;
     size_t len;
+    pthread_t th;
+    bool queue = in->ack_bytes && pthread_create(&th, NULL, stdin_main, in) == 0;
     while (rpc_call_recv(in->call, &buf, &len) == 0) {
         Kdiag__Solo__Io__ExecRequest *m = kdiag__solo__io__exec_request__unpack(NULL, len, buf);
         free(buf);
@@ -587,8 +688,15 @@ static void *input_main(void *arg)
             eventfd_write(in->bad_fd, 1);
             break;
         }
-        input_apply(in, m);
-        kdiag__solo__io__exec_request__free_unpacked(m, NULL);
+        if (!input_apply(in, m, queue))
+            kdiag__solo__io__exec_request__free_unpacked(m, NULL);
+    }
+    if (queue) {
+        pthread_mutex_lock(&in->qmu);
+        in->qclosed = true;
+        pthread_cond_broadcast(&in->qcv);
+        pthread_mutex_unlock(&in->qmu);
+        pthread_join(th, NULL);
     }
     fd_close(&in->in_fd);
     return NULL;
@@ -714,6 +822,22 @@ static int pump_output(exec_run *r, int *fd, bool err)
     return rpc_call_send(r->call, r->msg, len); /* blocks: a stalled client stalls the program */
 }
 
+/* The client's window moves: how much of its stdin was taken so far. */
+static int send_taken(exec_run *r)
+{
+    eventfd_t ignored;
+    eventfd_read(r->in.taken_fd, &ignored);
+    Kdiag__Solo__Io__ExecResponse m;
+    kdiag__solo__io__exec_response__init(&m);
+    m.msg_case = KDIAG__SOLO__IO__EXEC_RESPONSE__MSG_STDIN_TAKEN;
+    m.stdin_taken = atomic_load(&r->in.taken);
+    if (m.stdin_taken == r->answered) /* told already, with an earlier wake-up */
+        return 0;
+    r->answered = m.stdin_taken;
+    size_t len = kdiag__solo__io__exec_response__pack(&m, r->msg);
+    return rpc_call_send(r->call, r->msg, len);
+}
+
 /* Until the keeper is gone and the output is read (or DRAIN_MS after).
  * -ECANCELED when the call was cancelled, -EPROTO when a client message did
  * not decode. */
@@ -730,12 +854,9 @@ static int pump(exec_run *r)
             if (timeout <= 0)
                 break;
         }
-        struct pollfd pf[5] = {{r->out_fd, POLLIN, 0},
-                               {r->err_fd, POLLIN, 0},
-                               {r->report, POLLIN, 0},
-                               {cancel, POLLIN, 0},
-                               {r->in.bad_fd, POLLIN, 0}};
-        if (poll(pf, 5, timeout) < 0 && errno != EINTR)
+        struct pollfd pf[6] = {{r->out_fd, POLLIN, 0}, {r->err_fd, POLLIN, 0},    {r->report, POLLIN, 0},
+                               {cancel, POLLIN, 0},    {r->in.bad_fd, POLLIN, 0}, {r->in.taken_fd, POLLIN, 0}};
+        if (poll(pf, 6, timeout) < 0 && errno != EINTR)
             return -errno;
         if (pf[3].revents)
             return -ECANCELED;
@@ -746,6 +867,8 @@ static int pump(exec_run *r)
         if (pf[0].revents && pump_output(r, &r->out_fd, false) < 0)
             return -ECANCELED;
         if (pf[1].revents && pump_output(r, &r->err_fd, true) < 0)
+            return -ECANCELED;
+        if (pf[5].revents && send_taken(r) < 0)
             return -ECANCELED;
     }
     return 0;
@@ -797,7 +920,8 @@ static grpc_status_code run(exec_run *r, exec_plan *p, const Kdiag__Solo__Io__Ex
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make a pipe: %s", strerror(errno));
     r->report = rp[0]; /* both closed by the caller, also on failure */
     p->report = rp[1];
-    if ((r->in.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 || (r->in.bad_fd = eventfd(0, EFD_CLOEXEC)) < 0)
+    if ((r->in.stop_fd = eventfd(0, EFD_CLOEXEC)) < 0 || (r->in.bad_fd = eventfd(0, EFD_CLOEXEC)) < 0 ||
+        (r->in.ack_bytes && (r->in.taken_fd = eventfd(0, EFD_CLOEXEC)) < 0))
         return fail(r->call, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot make an eventfd: %s", strerror(errno));
     p->manager = getpid();
     r->keeper = raw_fork();
@@ -851,7 +975,10 @@ grpc_status_code exec_rpc_handle(rpc_call *call, void *ud)
                     .out_fd = -1,
                     .err_fd = -1,
                     .report = -1,
-                    .in = {.call = call, .in_fd = -1, .stop_fd = -1, .bad_fd = -1}};
+                    .in = {.call = call, .in_fd = -1, .stop_fd = -1, .bad_fd = -1, .taken_fd = -1}};
+    r->in.tail = &r->in.head;
+    pthread_mutex_init(&r->in.qmu, NULL);
+    pthread_cond_init(&r->in.qcv, NULL);
     int rc = rpc_call_recv(call, &buf, &len);
     if (rc == -ECANCELED) {
         code = GRPC_STATUS_CANCELLED;
@@ -873,6 +1000,7 @@ grpc_status_code exec_rpc_handle(rpc_call *call, void *ud)
         goto out;
     }
     r->in.tty = m->start->tty;
+    r->in.ack_bytes = m->start->stdin_ack_bytes;
     code = plan_make(&p, m->start, o, r);
     if (code == GRPC_STATUS_OK)
         code = run(r, &p, m->start);
@@ -881,6 +1009,9 @@ out:
     fd_close(&r->in.in_fd);
     fd_close(&r->in.stop_fd);
     fd_close(&r->in.bad_fd);
+    fd_close(&r->in.taken_fd);
+    pthread_cond_destroy(&r->in.qcv);
+    pthread_mutex_destroy(&r->in.qmu);
     fd_close(&r->out_fd);
     fd_close(&r->err_fd);
     fd_close(&r->report);

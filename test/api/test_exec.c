@@ -27,6 +27,7 @@
 #include "kdiag.pb-c.h"
 #include "mgr.h"
 #include "rpc.h"
+#include "tmute.h"
 #include "tproc.h"
 
 typedef struct {
@@ -263,21 +264,35 @@ static void test_env_and_workdir(void **state)
     result_free(&r);
 }
 
-static void test_stdin_round_trip_exact(void **state)
+/* n random bytes, malloc'd. */
+static uint8_t *random_bytes(size_t n)
 {
-    (void)state;
-    result r;
-    size_t n = 3 * 1024 * 1024 + 17;
     uint8_t *in = malloc(n);
+    assert_non_null(in);
     for (size_t i = 0; i < n; i += 256)
         assert_true(getrandom(in + i, n - i < 256 ? n - i : 256, 0) > 0);
-    exec_client_start st = {.argv = ARGV("cat")};
+    return in;
+}
+
+/* in through cat in the target, with a stdin window (0: the default): back byte-exact. */
+static void assert_cat_round_trip(const uint8_t *in, size_t n, size_t window)
+{
+    result r;
+    exec_client_start st = {.argv = ARGV("cat"), .stdin_window = window};
     run(&st, in, n, &r);
     assert_int_equal(r.code, 0);
     assert_int_equal(r.outlen, n);
     assert_memory_equal(r.out, in, n);
-    free(in);
     result_free(&r);
+}
+
+static void test_stdin_round_trip_exact(void **state)
+{
+    (void)state;
+    size_t n = 3 * 1024 * 1024 + 17;
+    uint8_t *in = random_bytes(n);
+    assert_cat_round_trip(in, n, 0);
+    free(in);
 }
 
 static void test_tty_has_a_name_and_size(void **state)
@@ -447,11 +462,77 @@ static void test_unread_stdin_stalls_the_client(void **state)
     long after = tproc_status(fx->m.pid, "VmRSS");
     fprintf(stderr, "stdin nobody reads: %zu KiB taken, then %zu KiB; manager RSS %ld kB, then %ld kB\n",
             sent >> 10, atomic_load(&p.sent) >> 10, before, after);
-    assert_true(atomic_load(&p.sent) < 64u * 1024 * 1024);
+    assert_true(atomic_load(&p.sent) <= EXEC_CLIENT_WINDOW); /* the window: 64 KiB of it in the pipe */
     assert_true(after - before < 4096);
     exec_client_cancel(p.ec);
     pthread_join(th, NULL);
     exec_client_free(p.ec);
+    result_free(&r);
+}
+
+/* The client keeps at most its window of stdin unanswered: against a manager
+ * that takes every message and never answers it stops there (what the
+ * manager's gRPC would hold, however large core's windows grew), and to the
+ * real one, which answers as the program reads, stdin 8 times the window
+ * goes through whole. */
+static void test_stdin_keeps_to_its_window(void **state)
+{
+    (void)state;
+    const size_t window = 1u << 20, n = 8 * window;
+    uint8_t *in = random_bytes(n);
+
+    tmute *mute;
+    char addr[64];
+    assert_int_equal(tmute_start(&mute, CONTRACT_METHOD_EXEC, addr, sizeof addr), 0);
+    rpc_client *cl;
+    assert_int_equal(rpc_client_new(&cl, addr, NULL), 0);
+    exec_client_start st = {.argv = ARGV("cat"), .pid = 1, .stdin_window = window};
+    exec_client *ec;
+    assert_int_equal(exec_client_new(&ec, cl, &st), 0);
+    feeder f = {ec, in, n, true};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, feed_main, &f), 0);
+    size_t got = tmute_settled(mute);
+    exec_client_cancel(ec); /* the waiting writer returns */
+    pthread_join(th, NULL);
+    exec_client_free(ec);
+    rpc_client_free(cl);
+    tmute_free(mute);
+    fprintf(stderr, "a manager that does not answer got %zu bytes of 8 MiB of stdin (window %zu)\n", got, window);
+    assert_true(got >= window);
+    assert_true(got <= window + window / CONTRACT_EXEC_CHUNK * 8); /* the window, each message's framing */
+
+    assert_cat_round_trip(in, n, window);
+    free(in);
+}
+
+/* Stdin fills its window and the program does not read it: a signal sent
+ * then does not wait behind it (the manager queues what the window holds). */
+static void test_signal_goes_past_unread_stdin(void **state)
+{
+    (void)state;
+    result r = {0};
+    static uint8_t chunk[CONTRACT_EXEC_CHUNK];
+    pthread_t th;
+    exec_client_start st = {
+        .argv = ARGV("sh", "-c", "trap 'echo INT; exit 7' INT; echo ready; while :; do sleep 0.1; done")};
+    exec_client *ec = start_until(st, &r, "ready");
+    /* a manager that takes no more stdin holds back the sends: then the
+     * watchdog ends the call, and the test fails below */
+    assert_int_equal(pthread_create(&th, NULL, cancel_after_5s, ec), 0);
+    size_t sent = 0;
+    while (exec_client_stdin_ready(ec) && exec_client_stdin(ec, chunk, sizeof chunk) == 0)
+        sent += sizeof chunk;
+    assert_int_equal(exec_client_signal(ec, SIGINT), 0);
+    free(r.out);
+    r = (result){0};
+    collect(ec, &r);
+    pthread_cancel(th);
+    pthread_join(th, NULL);
+    assert_int_equal(sent, EXEC_CLIENT_WINDOW);
+    assert_int_equal(r.code, 7); /* not -1: cancelled by the watchdog */
+    assert_string_equal(r.out, "INT\n");
+    exec_client_free(ec);
     result_free(&r);
 }
 
@@ -702,6 +783,8 @@ int main(void)
         cmocka_unit_test(test_cancel_kills_the_process_tree),
         cmocka_unit_test(test_stalled_reader_does_not_grow_the_manager),
         cmocka_unit_test(test_unread_stdin_stalls_the_client),
+        cmocka_unit_test(test_stdin_keeps_to_its_window),
+        cmocka_unit_test(test_signal_goes_past_unread_stdin),
         cmocka_unit_test(test_tools_run_busybox_in_the_target),
         cmocka_unit_test(test_bad_start_is_refused),
         cmocka_unit_test(test_runs_as_the_targets_user_unless_root_is_asked),

@@ -294,6 +294,34 @@ async function main() {
     assert.deepStrictEqual(r.exit, { code: 3, signal: 0, error: '' });
   });
 
+  // (exec() refuses a stdin_taken: without stdin_ack_bytes none comes.)
+  await check('Exec: with stdin_ack_bytes, stdin_taken as the program takes its stdin', async () => {
+    const input = Buffer.alloc(300000, 0x61);
+    const call = client.Exec(md(), { deadline: Date.now() + 30000 });
+    const taken = [];
+    let exit = null;
+    const done = drain(call, (m) => {
+      if (m.msg === 'stdin_taken') {
+        taken.push(m.stdin_taken);
+        if (m.stdin_taken === input.length) call.write({ stdin_close: true }); // then `read` ends
+      } else if (m.msg === 'exit') { exit = m.exit; call.end(); }
+    });
+    call.write({ start: { argv: ['sh', '-c', 'head -c 300000 >/dev/null; read x; echo done'], target: inTgt,
+      stdin_ack_bytes: 65536 } });
+    for (let off = 0; off < input.length; off += 100000) call.write({ stdin_chunk: input.subarray(off, off + 100000) });
+    const { err } = await done;
+    assert.ifError(err);
+    assert.deepStrictEqual(exit, { code: 0, signal: 0, error: '' });
+    // each chunk crosses 64 KiB: an answer after each, those pending when
+    // the handler gets to them told as one
+    assert.ok(taken.length >= 1 && taken.length <= 3, `answers ${taken}`);
+    assert.strictEqual(taken[taken.length - 1], input.length, `answers ${taken}`);
+    for (let i = 0; i < taken.length; i++) {
+      assert.strictEqual(taken[i] % 100000, 0, `answers ${taken}: whole chunks`);
+      assert.ok(i === 0 || taken[i] > taken[i - 1], `answers ${taken}: increasing`);
+    }
+  });
+
   await check('Exec: a signal message ends the program: exit 128+15, signal 15', async () => {
     let sent = false;
     const r = await exec(client, md(), { argv: ['sh', '-c', 'echo ready; exec sleep 100'], target: inTgt }, [],

@@ -2,6 +2,7 @@
 kubectl (port-forward only) on the simulated cluster: pipes, a real terminal (Python's pty: the
 shell's `tty`, resize, Ctrl-C, exit code, the terminal restored; and the same in tmux, a real
 terminal emulator), programs of the target, busybox tools, a missing command."""
+import contextlib
 import fcntl
 import os
 import pty
@@ -315,24 +316,40 @@ def stalled(pid):
     return written() == before
 
 
-def test_second_ctrl_c_ends_a_program_that_does_not_read_its_stdin(cluster):
-    """stdin fills the stream's window, so the CLI's send blocks; the second Ctrl-C still ends it."""
+@contextlib.contextmanager
+def exec_on_yes(cluster, script):
+    """kubectl diag exec -i --tools pod/distroless -- sh -c script, its stdin `yes` without end,
+    once the script said "started" and the CLI stopped reading `yes` (stdin's window is full)."""
     yes = subprocess.Popen(['yes'], stdout=subprocess.PIPE)
-    p = subprocess.Popen([CLI, 'exec', '-i', '--tools', 'pod/distroless', '--', 'sh', '-c',
-                          'echo started; exec sleep 100'],
+    p = subprocess.Popen([CLI, 'exec', '-i', '--tools', 'pod/distroless', '--', 'sh', '-c', script],
                          stdin=yes.stdout, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
     yes.stdout.close()
     try:
         assert p.stdout.readline() == b'started\n'
         wait_for(lambda: stalled(yes.pid), 30, interval=0, what='the CLI to stop reading its stdin')
-        p.send_signal(2)
-        time.sleep(0.5)
-        p.send_signal(2)
-        t0 = time.monotonic()
-        assert p.wait(20) == 130, p.stderr.read()
-        assert time.monotonic() - t0 < 10
+        yield p
     finally:
         for x in (p, yes):
             if x.poll() is None:
                 x.kill()
                 x.wait()
+
+
+def test_ctrl_c_goes_past_stdin_the_program_does_not_read(cluster):
+    """Stdin waits for its window; the first Ctrl-C does not wait behind it: the program's trap runs."""
+    with exec_on_yes(cluster, 'trap "echo got-INT; exit 7" INT; echo started; while :; do sleep 0.2; done') as p:
+        p.send_signal(2)
+        assert p.wait(10) == 7, p.stderr.read()
+        assert p.stdout.read() == b'got-INT\n'
+
+
+def test_second_ctrl_c_ends_a_program_that_ignores_the_first(cluster):
+    """The first Ctrl-C goes to the program, which ignores it; the second ends the call at once."""
+    with exec_on_yes(cluster, 'trap "" INT; echo started; exec sleep 100') as p:
+        p.send_signal(2)
+        time.sleep(0.5)
+        assert p.poll() is None
+        p.send_signal(2)
+        t0 = time.monotonic()
+        assert p.wait(20) == 130, p.stderr.read()
+        assert time.monotonic() - t0 < 10
