@@ -40,10 +40,11 @@ def main(run, **options):
             f()
 
 
-def timed(argv, env, want_bytes=None):
-    """Seconds argv took to run to success; its stdout must hold want_bytes bytes when given."""
+def timed(argv, env, want_bytes=None, stdin=None):
+    """Seconds argv took to run to success, with stdin (bytes) as its input when given; its stdout
+    must hold want_bytes bytes when given."""
     t0 = time.monotonic()
-    r = subprocess.run(argv, env=env, capture_output=True, timeout=600)
+    r = subprocess.run(argv, env=env, input=stdin, capture_output=True, timeout=600)
     secs = time.monotonic() - t0
     assert r.returncode == 0, '%s failed:\n%s' % (' '.join(argv), r.stderr.decode(errors='replace'))
     assert want_bytes is None or len(r.stdout) == want_bytes, (len(r.stdout), r.stderr)

@@ -6,6 +6,8 @@ the same debug container, on the simulated cluster, alternated in one run:
         `kubectl exec distroless -c <debug container> -- /usr/local/bin/ash -c true` (manager present)
   bulk  N MiB of output: `kubectl diag exec --tools pod/distroless -- head -c N /dev/zero` against
         kubectl exec running the same applet
+  stdin N MiB of input: `kubectl diag exec -i --tools pod/distroless -- wc -c` against kubectl
+        exec -i running the same applet (stdin's window, docs/exec.md)
 
   bench/exec_bench.py [--build DIR] [--runs N] [--mb N] [--delay-ms N]
 As root (the simulated cluster). --delay-ms N: both reach the API server through a proxy that holds
@@ -46,6 +48,16 @@ def measure(c, cli, a, env):
     print('bulk  kubectl diag exec, %d MiB stdout : median %.1f MB/s (runs: %s)' % (a.mb, med(diag), fmt(diag)))
     print('bulk  kubectl exec, %d MiB stdout      : median %.1f MB/s (runs: %s)' % (a.mb, med(kube), fmt(kube)))
     print('ratio diag exec / kubectl exec throughput: %.2f' % (med(diag) / med(kube)))
+
+    zeros, count = bytes(n), b'%d\n' % n
+    diag, kube = [], []
+    for _ in range(a.runs):
+        diag.append(n / timed([cli, 'exec', '-i', '--tools', 'pod/distroless', '--', 'wc', '-c'], env,
+                              len(count), zeros) / 1e6)
+        kube.append(n / timed(['kubectl', 'exec', '-i'] + kexec[2:] + ['wc -c'], env, len(count), zeros) / 1e6)
+    print('stdin kubectl diag exec -i, %d MiB : median %.1f MB/s (runs: %s)' % (a.mb, med(diag), fmt(diag)))
+    print('stdin kubectl exec -i, %d MiB      : median %.1f MB/s (runs: %s)' % (a.mb, med(kube), fmt(kube)))
+    print('ratio diag exec / kubectl exec stdin throughput: %.2f' % (med(diag) / med(kube)))
     print('load average after: %s' % open('/proc/loadavg').read().split(' ', 3)[:3])
 
 
