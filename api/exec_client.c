@@ -92,10 +92,16 @@ static void set_ended(exec_client *ec)
     pthread_mutex_unlock(&ec->mu);
 }
 
+/* Under ec->mu: stdin may go without waiting (or fails at once). */
+static bool ready_locked(const exec_client *ec)
+{
+    return ec->ended || ec->sent - ec->taken < ec->window;
+}
+
 bool exec_client_stdin_ready(exec_client *ec)
 {
     pthread_mutex_lock(&ec->mu);
-    bool ready = ec->ended || ec->sent - ec->taken < ec->window;
+    bool ready = ready_locked(ec);
     pthread_mutex_unlock(&ec->mu);
     return ready;
 }
@@ -111,7 +117,7 @@ int exec_client_window_fd(exec_client *ec)
 static int window_take(exec_client *ec, size_t n)
 {
     pthread_mutex_lock(&ec->mu);
-    while (!ec->ended && ec->sent - ec->taken >= ec->window)
+    while (!ready_locked(ec))
         pthread_cond_wait(&ec->cv, &ec->mu);
     int rc = ec->ended ? -EPIPE : 0;
     if (rc == 0)

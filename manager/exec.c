@@ -40,8 +40,10 @@
  * killed: a process that left it (setsid) may hold the pipe. */
 #define DRAIN_MS 500
 /* Stdin queued for a program, at most: the client's window (EXEC_CLIENT_WINDOW)
- * and the message that crossed it. */
+ * and the message that crossed it; and at most so many messages, which also
+ * bounds what small chunks cost beside their bytes. */
 #define STDIN_QUEUE_MAX (CONTRACT_EXEC_STDIN_WINDOW + CONTRACT_EXEC_CHUNK)
+#define STDIN_QUEUE_MESSAGES 1024
 /* The program's stdout and stderr pipes: two chunks. */
 #define PIPE_SIZE (2 * CONTRACT_EXEC_CHUNK)
 /* How long (10 ms rounds) the keeper reaps the program's orphans after its exit. */
@@ -79,18 +81,12 @@ typedef struct {
     exec_ids ids;   /* as_target: the target's */
 } exec_plan;
 
-/* A stdin chunk or the end of stdin, queued for the stdin thread. */
-typedef struct stdin_item {
-    struct stdin_item *next;
-    Kdiag__Solo__Io__ExecRequest *m;
-} stdin_item;
-
 /* The client's messages, on a thread of their own (recv and send block).
  * When the client keeps to a stdin window (ack_bytes), stdin goes through a
  * queue to a thread of its own too, so that a signal or a resize never waits
  * behind stdin the program does not read; the queue holds what the window
- * lets in, at most STDIN_QUEUE_MAX (a client that sends more waits as if it
- * had no window). */
+ * lets in, at most STDIN_QUEUE_MAX bytes in STDIN_QUEUE_MESSAGES messages (a
+ * client that sends more waits as if it had no window). */
 typedef struct {
     rpc_call *call;
     int in_fd; /* stdin pipe, or a dup of the pty master; this thread's */
@@ -103,7 +99,8 @@ typedef struct {
     _Atomic uint64_t taken; /* stdin bytes written to the program or dropped */
     pthread_mutex_t qmu;    /* the queue (ack_bytes): */
     pthread_cond_t qcv;
-    stdin_item *head, **tail;
+    Kdiag__Solo__Io__ExecRequest *ring[STDIN_QUEUE_MESSAGES]; /* stdin chunks and stdin_close */
+    size_t first, count;
     size_t queued;        /* bytes of the chunks in it */
     bool qclosed;         /* no more items: the input thread ended */
     atomic_int pgid;      /* the program's session and process group, 0 before it started */
@@ -605,21 +602,13 @@ static size_t stdin_len(const Kdiag__Solo__Io__ExecRequest *m)
 }
 
 /* Queues m for the stdin thread, which frees it; waits while the queue is
- * full (the client broke its window). */
+ * full (the client broke its window, or sends it in very small chunks). */
 static void stdin_push(exec_input *in, Kdiag__Solo__Io__ExecRequest *m)
 {
-    stdin_item *it = malloc(sizeof *it);
-    if (!it) { /* out of memory: written here, as without a window */
-        input_stdin(in, m);
-        kdiag__solo__io__exec_request__free_unpacked(m, NULL);
-        return;
-    }
-    *it = (stdin_item){.m = m};
     pthread_mutex_lock(&in->qmu);
-    while (in->queued > STDIN_QUEUE_MAX)
+    while (in->queued > STDIN_QUEUE_MAX || in->count == STDIN_QUEUE_MESSAGES)
         pthread_cond_wait(&in->qcv, &in->qmu);
-    *in->tail = it;
-    in->tail = &it->next;
+    in->ring[(in->first + in->count++) % STDIN_QUEUE_MESSAGES] = m;
     in->queued += stdin_len(m);
     pthread_cond_broadcast(&in->qcv);
     pthread_mutex_unlock(&in->qmu);
@@ -632,21 +621,20 @@ static void *stdin_main(void *arg)
     exec_input *in = arg;
     for (;;) {
         pthread_mutex_lock(&in->qmu);
-        while (!in->head && !in->qclosed)
+        while (!in->count && !in->qclosed)
             pthread_cond_wait(&in->qcv, &in->qmu);
-        stdin_item *it = in->head;
-        if (it && !(in->head = it->next))
-            in->tail = &in->head;
+        Kdiag__Solo__Io__ExecRequest *m = in->count ? in->ring[in->first] : NULL;
         pthread_mutex_unlock(&in->qmu);
-        if (!it)
+        if (!m)
             return NULL;
-        input_stdin(in, it->m);
+        input_stdin(in, m); /* still in the queue: it counts until written */
         pthread_mutex_lock(&in->qmu);
-        in->queued -= stdin_len(it->m);
+        in->first = (in->first + 1) % STDIN_QUEUE_MESSAGES;
+        in->count--;
+        in->queued -= stdin_len(m);
         pthread_cond_broadcast(&in->qcv);
         pthread_mutex_unlock(&in->qmu);
-        kdiag__solo__io__exec_request__free_unpacked(it->m, NULL);
-        free(it);
+        kdiag__solo__io__exec_request__free_unpacked(m, NULL);
     }
 }
 
@@ -976,7 +964,6 @@ grpc_status_code exec_rpc_handle(rpc_call *call, void *ud)
                     .err_fd = -1,
                     .report = -1,
                     .in = {.call = call, .in_fd = -1, .stop_fd = -1, .bad_fd = -1, .taken_fd = -1}};
-    r->in.tail = &r->in.head;
     pthread_mutex_init(&r->in.qmu, NULL);
     pthread_cond_init(&r->in.qcv, NULL);
     int rc = rpc_call_recv(call, &buf, &len);
