@@ -2,8 +2,11 @@
 """kubectl diag shell/exec (the manager's Exec over kubectl port-forward) against kubectl exec into
 the same debug container, on the simulated cluster, alternated in one run:
 
-  rtt   `kubectl diag shell pod/distroless -- -c true` against
-        `kubectl exec distroless -c <debug container> -- /usr/local/bin/ash -c true` (manager present)
+  rtt   `kubectl diag shell pod/distroless -- -c true`, also with a kept forward
+        (`KDIAG_KEEP_FORWARD`, cli/keep.h), against
+        `kubectl exec distroless -c <debug container> -- /usr/local/bin/ash -c true` (manager present),
+        run by the kubectl on PATH and by the server's own client version (this machine's
+        /usr/bin/kubectl first asks the server's version to choose one)
   bulk  N MiB of output: `kubectl diag exec --tools pod/distroless -- head -c N /dev/zero` against
         kubectl exec running the same applet
   stdin N MiB of input: `kubectl diag exec -i --tools pod/distroless -- wc -c` against kubectl
@@ -13,7 +16,9 @@ the same debug container, on the simulated cluster, alternated in one run:
 As root (the simulated cluster). --delay-ms N: both reach the API server through a proxy that holds
 each byte N ms each way (test/e2e/cli/delayproxy.py), as a cluster over a network. Prints one line
 per measurement and the ratios."""
+import os
 import tempfile
+import time
 from statistics import median as med
 
 from benchlib import delayed, fmt, main, timed
@@ -31,13 +36,27 @@ def measure(c, cli, a, env):
     ctr = c.pod('distroless')['spec']['ephemeralContainers'][0]['name']
     timed([cli, 'shell', 'pod/distroless', '--', '-c', 'true'], env)   # remembered under this kubeconfig
     kexec = ['kubectl', 'exec', 'distroless', '-c', ctr, '--', '/usr/local/bin/ash', '-c']
-    diag, kube = [], []
+    minor = c.ok('version', '-o', 'json').split('"minor": "')[2].split('"')[0]   # the server's
+    pinned = '/usr/lib/google-cloud-sdk/bin/kubectl.1.' + minor
+    keep = dict(env, KDIAG_KEEP_FORWARD='1m')
+    timed([cli, 'shell', 'pod/distroless', '--', '-c', 'true'], keep)   # leaves the keeper
+    time.sleep(5)                                                       # its forward comes up
+    diag, kept, kube, kpin = [], [], [], []
     for _ in range(a.runs):
         diag.append(timed([cli, 'shell', 'pod/distroless', '--', '-c', 'true'], env))
+        kept.append(timed([cli, 'shell', 'pod/distroless', '--', '-c', 'true'], keep))
         kube.append(timed(kexec + ['true'], env))
+        if os.path.exists(pinned):
+            kpin.append(timed([pinned] + kexec[1:] + ['true'], env))
     print('rtt   kubectl diag shell -- -c true : median %.3f s (runs: %s)' % (med(diag), fmt(diag)))
+    print('rtt   the same, kept forward        : median %.3f s (runs: %s)' % (med(kept), fmt(kept)))
     print('rtt   kubectl exec ... ash -c true  : median %.3f s (runs: %s)' % (med(kube), fmt(kube)))
+    if kpin:
+        print('rtt   kubectl.1.%s exec (pinned)    : median %.3f s (runs: %s)' % (minor, med(kpin), fmt(kpin)))
     print('ratio diag shell / kubectl exec round trip: %.2f (goal <= 1)' % (med(diag) / med(kube)))
+    print('ratio diag shell, kept forward / kubectl exec: %.2f' % (med(kept) / med(kube)))
+    if kpin:
+        print('ratio diag shell, kept forward / pinned kubectl exec: %.2f' % (med(kept) / med(kpin)))
 
     n = a.mb << 20
     diag, kube = [], []

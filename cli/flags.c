@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ephem.h"
+#include "keep.h"
 #include "podsel.h"
 
 #ifndef KDIAG_DEFAULT_IMAGE
@@ -51,6 +52,7 @@ enum opt_id {
     O_TOOLS,
     O_ALL_PODS,
     O_FORMAT,
+    O_KEEP,
 };
 
 struct opt {
@@ -73,6 +75,7 @@ static const struct opt opts[] = {
     {O_PULL, "pull-policy", 0, true, 0},
     {O_KUBECTL, "kubectl", 0, true, 0},
     {O_TIMEOUT, "timeout", 0, true, 0},
+    {O_KEEP, "keep-forward", 0, true, 0},
     {O_VERBOSE, "verbose", 'v', false, 0},
     {O_HELP, "help", 'h', false, 0},
     {O_NOCOLOR, "no-color", 0, false, 0},
@@ -203,6 +206,13 @@ int flags_parse_duration(const char *s, int64_t *ms)
     return 0;
 }
 
+static int parse_keep(flags *f, const char *val, const char *what, char *err, size_t errlen)
+{
+    if (flags_parse_duration(val, &f->keep_ms) < 0 || f->keep_ms < 0 || f->keep_ms > KEEP_MAX_MS)
+        return fail(err, errlen, "invalid %s \"%s\": use a duration up to 24h such as 10m, or 0 for none", what, val);
+    return 0;
+}
+
 int flags_parse_selector(const char *s, flags_selector *sel, char *err, size_t errlen)
 {
     sel->value = NULL;
@@ -294,6 +304,7 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
         if (flags_parse_duration(val, &f->timeout_ms) < 0 || f->timeout_ms <= 0)
             return fail(err, errlen, "invalid --timeout \"%s\": use a duration such as 30s, 2m or 1m30s", val);
         break;
+    case O_KEEP: return parse_keep(f, val, "--keep-forward", err, errlen);
     case O_VERBOSE: f->verbose++; break;
     case O_HELP: f->help = true; break;
     case O_NOCOLOR: f->no_color = true; break;
@@ -465,6 +476,9 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     f->drain_ms = 500;
     const char *nc = getenv("NO_COLOR");
     f->no_color = nc && *nc;
+    const char *keep = getenv("KDIAG_KEEP_FORWARD");
+    if (keep && *keep && parse_keep(f, keep, "$KDIAG_KEEP_FORWARD", err, errlen) < 0)
+        return -EINVAL;
     if (err && errlen)
         err[0] = '\0';
 

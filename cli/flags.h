@@ -50,6 +50,7 @@ typedef struct {
     const char *dbg_image;
     const char *pull_policy;
     int64_t timeout_ms;
+    int64_t keep_ms; /* --keep-forward / $KDIAG_KEEP_FORWARD; 0: none */
     int verbose;
     bool help;
     bool no_color;

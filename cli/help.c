@@ -26,6 +26,11 @@ static const char global_flags[] =
     "      --kubectl PATH       kubectl to run (default: $KUBECTL or kubectl)\n"
     "      --timeout DURATION   how long to wait for each kubectl call, the debug container and\n"
     "                           the port-forward (default: 2m)\n"
+    "      --keep-forward DURATION\n"
+    "                           keep the pod's port-forward in the background for later\n"
+    "                           commands until unused for DURATION (default:\n"
+    "                           $KDIAG_KEEP_FORWARD, else none); saves most of a command's\n"
+    "                           start when the API server is far away\n"
     "  -v, --verbose            print the kubectl commands run (-vv: also their errors)\n"
     "      --no-color           no colours (also when NO_COLOR is set)\n"
     "  -h, --help               help for a command\n";

@@ -10,6 +10,7 @@
 #include "exitcode.h"
 #include "flags.h"
 #include "help.h"
+#include "keep.h"
 #include "kube.h"
 #include "list.h"
 #include "logs.h"
@@ -65,6 +66,8 @@ int main(int argc, char **argv)
     flags f;
     char err[1024] = "";
     signal(SIGPIPE, SIG_IGN);
+    if (argc == 11 && strcmp(argv[1], "__keep") == 0) /* the keeper of a port-forward (cli/keep.h) */
+        return keep_main(argc, argv);
     crash_report_init();
     rpc_client_env(); /* before any thread: it calls setenv */
     int rc = flags_parse(argc, argv, &f, err, sizeof(err));

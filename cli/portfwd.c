@@ -54,6 +54,8 @@ struct portfwd {
     int lgrpc, ltunnel;
     kube_proc child; /* pid -1 while none */
     int stop_efd, gone_efd;
+    int kick_efd;         /* portfwd_kick of the adopted forward */
+    int adopt_g, adopt_t; /* local ports of a forward someone else runs (portfwd_adopt); 0: none */
     char reason[1024];
     bool pod_went;       /* gone because the pod went, not only its debug container */
     enum pf_note said;   /* the supervisor thread's own */
@@ -308,6 +310,25 @@ static void finish(portfwd *pf, enum pf_state state, const char *reason, bool po
         (void)!write(pf->gone_efd, &one, sizeof(one));
 }
 
+/* The first generation is a forward another process runs (cli/keep.h):
+ * up at once on its ports until kicked or stopped. */
+static bool run_adopted(portfwd *pf)
+{
+    pthread_mutex_lock(&pf->mu);
+    pf->lgrpc = pf->adopt_g;
+    pf->ltunnel = pf->adopt_t;
+    pf->gen++;
+    pf->state = PF_UP;
+    pf->adopt_g = pf->adopt_t = 0;
+    pf->reason[0] = '\0';
+    pthread_cond_broadcast(&pf->cv);
+    pthread_mutex_unlock(&pf->mu);
+    struct pollfd fds[2] = {{pf->stop_efd, POLLIN, 0}, {pf->kick_efd, POLLIN, 0}};
+    while (poll(fds, 2, -1) < 0)
+        ;
+    return true;
+}
+
 static void *supervise(void *arg)
 {
     portfwd *pf = arg;
@@ -316,10 +337,11 @@ static void *supervise(void *arg)
     char last[1024], why[1024];
     sig_block_stop(NULL); /* signals belong to the main thread */
     for (;;) {
-        bool up = run_child(pf, lg, lt);
+        bool adopted = pf->adopt_g != 0;
+        bool up = adopted ? run_adopted(pf) : run_child(pf, lg, lt);
         pthread_mutex_lock(&pf->mu);
         bool stop = pf->stopping;
-        if (up) {
+        if (up && !adopted) {
             lg = pf->lgrpc; /* come back on the same local ports */
             lt = pf->ltunnel;
         }
@@ -370,8 +392,8 @@ int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *conta
     return rc < 0 ? rc : 0;
 }
 
-int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
-                  int tunnel_port, int64_t timeout_ms, char *err, size_t errlen)
+static int start(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                 int tunnel_port, int adopt_g, int adopt_t, int64_t timeout_ms, char *err, size_t errlen)
 {
     int rc;
     portfwd *pf = calloc(1, sizeof(*pf));
@@ -390,11 +412,14 @@ int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *con
                 : atomic_load(&spdy_refused) ? PF_PROTO_WEBSOCKET
                                              : PF_PROTO_SPDY;
     pf->child.pid = -1;
+    pf->adopt_g = adopt_g;
+    pf->adopt_t = adopt_t;
     pthread_mutex_init(&pf->mu, NULL);
     time_cond_init_monotonic(&pf->cv);
     pf->stop_efd = eventfd(0, EFD_CLOEXEC);
     pf->gone_efd = pf->stop_efd < 0 ? -1 : eventfd(0, EFD_CLOEXEC);
-    if (pf->gone_efd < 0) {
+    pf->kick_efd = pf->gone_efd < 0 ? -1 : eventfd(0, EFD_CLOEXEC);
+    if (pf->kick_efd < 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot port-forward to pod/%s: eventfd: %s", pod, strerror(-rc));
         goto fail;
@@ -410,6 +435,18 @@ int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *con
 fail:
     portfwd_free(pf);
     return rc;
+}
+
+int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                  int tunnel_port, int64_t timeout_ms, char *err, size_t errlen)
+{
+    return start(ret, k, pod, container, grpc_port, tunnel_port, 0, 0, timeout_ms, err, errlen);
+}
+
+int portfwd_adopt(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                  int tunnel_port, int local_grpc, int local_tunnel, int64_t timeout_ms, char *err, size_t errlen)
+{
+    return start(ret, k, pod, container, grpc_port, tunnel_port, local_grpc, local_tunnel, timeout_ms, err, errlen);
 }
 
 int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *lg, int *lt, char *err, size_t errlen)
@@ -501,6 +538,8 @@ void portfwd_free(portfwd *pf)
         close(pf->stop_efd);
     if (pf->gone_efd >= 0)
         close(pf->gone_efd);
+    if (pf->kick_efd >= 0)
+        close(pf->kick_efd);
     pthread_mutex_destroy(&pf->mu);
     pthread_cond_destroy(&pf->cv);
     free(pf);
@@ -509,7 +548,10 @@ void portfwd_free(portfwd *pf)
 void portfwd_kick(portfwd *pf, unsigned gen)
 {
     pthread_mutex_lock(&pf->mu);
-    if (pf->state == PF_UP && pf->gen == gen)
+    uint64_t one = 1;
+    if (pf->state == PF_UP && pf->gen == gen && pf->child.pid > 0)
         kube_proc_kill(&pf->child, SIGTERM);
+    else if (pf->state == PF_UP && pf->gen == gen) /* the adopted one: ours from now on */
+        (void)!write(pf->kick_efd, &one, sizeof(one));
     pthread_mutex_unlock(&pf->mu);
 }

@@ -23,6 +23,12 @@ int portfwd_new(portfwd **ret, const kube *k, const char *pod, const char *conta
 /* portfwd_new without the wait: portfwd_wait(pf, 0, …) tells when it is up. */
 int portfwd_start(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
                   int tunnel_port, int64_t timeout_ms, char *err, size_t errlen);
+/* portfwd_start whose first generation is a forward another process runs
+ * (a kept one, cli/keep.h) on local_grpc and local_tunnel: up at once. When
+ * kicked it is left alone and the supervisor runs kubectl port-forward of its
+ * own from then on, on ports kubectl picks. */
+int portfwd_adopt(portfwd **ret, const kube *k, const char *pod, const char *container, int grpc_port,
+                  int tunnel_port, int local_grpc, int local_tunnel, int64_t timeout_ms, char *err, size_t errlen);
 /* Waits for a generation newer than `after` (0: any). Returns it (> 0) with
  * the local ports, -ENOENT when the pod is gone (err says why), -ECANCELED
  * after portfwd_cancel, -ETIMEDOUT; err is filled on every failure. */

@@ -67,6 +67,19 @@ static void undash(char *s)
         s[0] = '\0';
 }
 
+bool remember_path(const kube *k, const char *pod, const char *suffix, bool make, char *path, size_t n, char *key,
+                   size_t keylen)
+{
+    char dir[1100], rec[1200];
+    dir_path(dir, sizeof dir, make);
+    if (!*dir)
+        return false;
+    key_of(k, pod, key, keylen);
+    file_path(dir, key, rec, sizeof rec);
+    snprintf(path, n, "%s%s", rec, suffix);
+    return true;
+}
+
 bool remember_read(const kube *k, const char *pod, remembered *r)
 {
     char dir[1100], path[1200], key[2048], line[2048];

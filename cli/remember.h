@@ -37,5 +37,10 @@ bool remember_read(const kube *k, const char *pod, remembered *r);
  * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
  * cache. */
 void remember_save(const kube *k, const char *pod, const remembered *r);
+/* The path of pod's record with suffix appended (a file beside it, e.g. the
+ * kept forward's, cli/keep.h) and the key the record starts with; with
+ * make, the directory is made. false when there is no cache directory. */
+bool remember_path(const kube *k, const char *pod, const char *suffix, bool make, char *path, size_t n, char *key,
+                   size_t keylen);
 
 #endif

@@ -33,6 +33,7 @@ session_opts session_opts_from_flags(const flags *f, unsigned caps, bool forward
         .timeout_ms = f->timeout_ms,
         .caps = caps,
         .forward = forward,
+        .keep_ms = f->keep_ms,
         .quick = true,
     };
 }
@@ -84,7 +85,15 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
     int64_t wait = o->timeout_ms > 0 && o->timeout_ms < QUICK_WAIT_MS ? o->timeout_ms : QUICK_WAIT_MS;
     bool share_pid = r->share_pid != 0;
     const char *tid = r->target_id;
-    int rc = portfwd_start(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, o->timeout_ms, err, errlen);
+    int rc;
+    if (o->keep_ms > 0 && keep_take(k, o->pod, r->container, r->grpc, r->tunnel, &s->lease)) {
+        if (k->verbose > 0)
+            fprintf(stderr, "kubectl-diag: taking the kept port-forward to pod/%s (127.0.0.1:%d)\n", o->pod,
+                    s->lease.lgrpc);
+        rc = portfwd_adopt(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, s->lease.lgrpc, s->lease.ltunnel,
+                           o->timeout_ms, err, errlen);
+    } else
+        rc = portfwd_start(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, o->timeout_ms, err, errlen);
     if (rc < 0)
         return rc;
     unsigned gen = (unsigned)portfwd_wait(s->pf, 0, wait, &lg, &lt, err, errlen);
@@ -135,12 +144,15 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
     memcpy(m->secret, r->secret, sizeof(m->secret));
     m->caps = r->caps;
     m->privileged = r->privileged != 0;
+    s->keep_ms = o->keep_ms;
+    s->keep_k = *k;
     return 0;
 }
 
 int session_open(const kube *k, const session_opts *o, session *s, char *err, size_t errlen)
 {
     memset(s, 0, sizeof(*s));
+    s->lease = KEEP_LEASE_NONE;
     s->k = *k;
     s->timeout_ms = o->timeout_ms;
     char *sel = NULL;
@@ -166,6 +178,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
             fprintf(stderr, "kubectl-diag: not the remembered manager (%s); reading the pod\n", why);
         session_close(s);
         memset(s, 0, sizeof(*s));
+        s->lease = KEEP_LEASE_NONE;
         s->k = *k;
         s->timeout_ms = o->timeout_ms;
         known = false; /* its ports are no guess either */
@@ -239,6 +252,8 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         remembered rec;
         remembered_of(s, o, &rec);
         remember_save(k, o->pod, &rec);
+        s->keep_ms = o->keep_ms;
+        s->keep_k = *k;
     }
     portfwd_free(guess);
     return 0;
@@ -255,6 +270,11 @@ void session_close(session *s)
     s->client = NULL;
     portfwd_free(s->pf);
     s->pf = NULL;
+    if (s->lease.fd >= 0)
+        keep_release(&s->lease);
+    else if (s->keep_ms > 0 && s->pod.name)
+        keep_start(&s->keep_k, s->pod.name, s->mgr.container, s->mgr.grpc_port, s->mgr.tunnel_port, s->keep_ms);
+    s->keep_ms = 0;
     pod_free(&s->pod);
 }
 

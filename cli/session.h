@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "ephem.h"
+#include "keep.h"
 #include "flags.h"
 #include "kube.h"
 #include "pod.h"
@@ -31,6 +32,7 @@ typedef struct {
     unsigned extra_caps; /* EPHEM_* a later step needs: a new debug container gets them too */
     bool forward;        /* start the port-forward */
     bool tunnel;         /* the command redirects: wait for the manager's tunnel */
+    int64_t keep_ms;     /* --keep-forward: keep the forward for later commands (cli/keep.h); 0: no */
     bool quick;          /* a named pod may be reached through the remembered session alone (s->pod then
                  * has only the name, namespace and share_pid) */
 } session_opts;
@@ -45,6 +47,9 @@ typedef struct {
     rpc_client *client;  /* the remembered session's, with the token once Hello proved the secret */
     unsigned client_gen; /* the forward's generation it went over */
     int64_t timeout_ms;
+    keep_lease lease; /* the kept forward s->pf adopted, or none */
+    int64_t keep_ms;  /* > 0: session_close starts a keeper when none runs (cli/keep.h) */
+    kube keep_k;      /* the key's kube (the flags as given, not the pod's namespace) */
 } session;
 
 /* Resolves the pod and target, ensures the manager, starts the forward.

@@ -244,7 +244,8 @@ def remembered(path):
 
 def session_files(cache_home):
     d = cache_home / 'kdiag' / 'sessions'
-    return {p.read_text().split('\n')[0].rsplit('|', 1)[1]: p for p in d.iterdir()} if d.exists() else {}
+    records = [p for p in d.iterdir() if '.' not in p.name] if d.exists() else []   # not a kept forward's .fwd
+    return {p.read_text().split('\n')[0].rsplit('|', 1)[1]: p for p in records}
 
 
 def kubectl_calls(stderr):
@@ -353,3 +354,91 @@ def test_second_ctrl_c_ends_a_program_that_ignores_the_first(cluster):
         t0 = time.monotonic()
         assert p.wait(20) == 130, p.stderr.read()
         assert time.monotonic() - t0 < 10
+
+
+def kept(cache_home, pod):
+    """The kept forward's file of pod (cli/keep.h): (path, fields) once its keeper wrote it, else None."""
+    rec = session_files(cache_home).get(pod)
+    path = rec.with_name(rec.name + '.fwd') if rec else None
+    if not path or not path.exists():
+        return None
+    lines = path.read_text().split('\n')
+    return (path, lines[1].split()) if len(lines) > 2 and lines[1] else None
+
+
+def running(pid):
+    """pid exists and is not a zombie."""
+    try:
+        with open('/proc/%d/stat' % pid) as f:
+            return f.read().rsplit(')', 1)[1].split()[0] not in 'ZX'
+    except FileNotFoundError:
+        return False
+
+
+def test_kept_forward_serves_the_next_commands_and_ends_when_unused(cluster, tmp_path):
+    """--keep-forward: the first command leaves a keeper with its own kubectl port-forward; the
+    next ones run no kubectl at all and still prove the manager; a command in progress holds it;
+    once unused for the duration, the keeper, its kubectl and its file are gone."""
+    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path), 'KDIAG_KEEP_FORWARD': '3s'})
+    shell = [CLI, '-v', 'shell', 'pod/distroless', '--', '-c']
+    r = subprocess.run(shell + ['echo first'], env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'first\n'), r.stderr
+    path, f = wait_for(lambda: kept(tmp_path, 'distroless'), timeout=60, what='the keeper to write its file')
+    keeper, kubectl = int(f[0]), int(f[1])
+    assert running(keeper) and running(kubectl), f
+    assert os.getsid(keeper) == keeper                         # a session of its own: no terminal's signals
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert 'port-forward' in open('/proc/%d/cmdline' % kubectl).read().split('\0')
+
+    r = subprocess.run(shell + ['echo second'], env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'second\n'), r.stderr
+    assert 'taking the kept port-forward' in r.stderr and 'proved its secret' in r.stderr, r.stderr
+    assert kubectl_calls(r.stderr) == [], r.stderr             # not one kubectl process
+
+    # a command that outlasts the keep duration holds the forward until it ends
+    long = subprocess.Popen(shell + ['sleep 5; echo long'], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4.5)
+        assert running(keeper) and running(kubectl) and path.exists()
+        out, err = long.communicate(timeout=60)
+    finally:
+        long.kill()
+    assert (long.returncode, out) == (0, 'long\n'), err
+    assert 'taking the kept port-forward' in err, err
+    used = os.stat(path).st_mtime
+    assert time.time() - used < 2                              # its end counts as the last use
+
+    wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
+    assert time.time() - used >= 3
+    assert not path.exists()
+    # and without a keeper, the next command starts its own forward again
+    r = subprocess.run(shell + ['echo third'], env=dict(env, KDIAG_KEEP_FORWARD='0'), capture_output=True,
+                       text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'third\n'), r.stderr
+    assert kubectl_calls(r.stderr) == ['port-forward'], r.stderr
+    assert kept(tmp_path, 'distroless') is None
+
+
+def test_kept_forward_ends_with_its_pod(cluster, tmp_path, fresh_pod):
+    """A kept forward whose pod is deleted ends at once, keeper and all, whatever the duration."""
+    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
+    r = subprocess.run([CLI, '--keep-forward', '1h', 'exec', '--tools', 'pod/' + fresh_pod, '--', 'true'],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    path, f = wait_for(lambda: kept(tmp_path, fresh_pod), timeout=60, what='the keeper to write its file')
+    keeper, kubectl = int(f[0]), int(f[1])
+    assert running(keeper) and running(kubectl)
+    cluster.ok('delete', 'pod', fresh_pod, '--now')
+    wait_for(lambda: not running(keeper) and not running(kubectl), timeout=30, what='the keeper to end')
+    assert not path.exists()
+
+
+def test_keep_forward_bad_values_say_what_to_use(cluster):
+    r = cluster.diag('--keep-forward', '25h', 'ps', 'pod/distroless')
+    assert r.returncode == 2
+    assert error_lines(r.stderr) == ['error: invalid --keep-forward "25h": use a duration up to 24h such as 10m, '
+                                     'or 0 for none'], r.stderr
+    r = cluster.diag('ps', 'pod/distroless', env={'KDIAG_KEEP_FORWARD': 'soon'})
+    assert r.returncode == 2
+    assert 'invalid $KDIAG_KEEP_FORWARD "soon"' in r.stderr, r.stderr

@@ -1,0 +1,333 @@
+#include "keep.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "basic/time-util.h"
+#include "portfwd-internal.h"
+#include "remember.h"
+
+#define KEEP_SUFFIX ".fwd"
+#define KEEP_UP_MS 60000  /* for the keeper's kubectl port-forward to listen */
+#define KEEP_TICK_MS 1000 /* how often the keeper looks at the last use */
+#define PF_PROTO_ENV "KUBECTL_PORT_FORWARD_WEBSOCKETS"
+
+extern char **environ;
+
+struct kept {
+    int keeper, kubectl, grpc, tunnel, lg, lt;
+    char container[64];
+};
+
+/* The file's fields after its key line: true when they are all there. */
+static bool read_kept(int fd, const char *key, struct kept *kp)
+{
+    char buf[4096];
+    size_t kl = strlen(key);
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    if (n <= 0 || (size_t)n < kl || memcmp(buf, key, kl) != 0)
+        return false;
+    buf[n] = '\0';
+    return sscanf(buf + kl, "%d %d %63s %d %d %d %d", &kp->keeper, &kp->kubectl, kp->container, &kp->grpc,
+                  &kp->tunnel, &kp->lg, &kp->lt) == 7 &&
+           kp->keeper > 0 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535;
+}
+
+bool keep_take(const kube *k, const char *pod, const char *container, int grpc, int tunnel, keep_lease *l)
+{
+    char path[1300], key[2048];
+    struct kept kp;
+    struct stat st;
+    *l = KEEP_LEASE_NONE;
+    if (!remember_path(k, pod, KEEP_SUFFIX, false, path, sizeof path, key, sizeof key))
+        return false;
+    int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return false;
+    /* a keeper that is starting or ending holds it exclusively */
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0 || !read_kept(fd, key, &kp) ||
+        strcmp(kp.container, container) != 0 || kp.grpc != grpc || kp.tunnel != tunnel || kill(kp.keeper, 0) < 0) {
+        close(fd);
+        return false;
+    }
+    *l = (keep_lease){.fd = fd, .lgrpc = kp.lg, .ltunnel = kp.lt};
+    return true;
+}
+
+void keep_release(keep_lease *l)
+{
+    if (l->fd < 0)
+        return;
+    futimens(l->fd, NULL); /* the last use: the keeper counts the keep duration from here */
+    close(l->fd);
+    *l = KEEP_LEASE_NONE;
+}
+
+void keep_start(const kube *k, const char *pod, const char *container, int grpc, int tunnel, int64_t keep_ms)
+{
+    char a_keep[32], a_g[16], a_t[16];
+    snprintf(a_keep, sizeof a_keep, "%lld", (long long)keep_ms);
+    snprintf(a_g, sizeof a_g, "%d", grpc);
+    snprintf(a_t, sizeof a_t, "%d", tunnel);
+    const char *argv[] = {"kubectl-diag",
+                          "__keep",
+                          a_keep,
+                          pod,
+                          container,
+                          a_g,
+                          a_t,
+                          k->kubectl ? k->kubectl : "kubectl",
+                          k->kubeconfig ? k->kubeconfig : "",
+                          k->context ? k->context : "",
+                          k->ns ? k->ns : "",
+                          NULL};
+    keep_lease l;
+    if (keep_take(k, pod, container, grpc, tunnel, &l)) { /* one runs */
+        keep_release(&l);
+        return;
+    }
+    /* posix_spawn, not fork: the CLI has gRPC's threads. The keeper gets a
+     * session of its own (no terminal, no Ctrl-C of the user's), /dev/null
+     * for its stdio (whoever reads the CLI's output must not wait for it) and
+     * none of the CLI's other fds. */
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t at;
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGINT);
+    sigaddset(&dfl, SIGTERM);
+    sigaddset(&dfl, SIGHUP);
+    if (posix_spawn_file_actions_init(&fa) != 0)
+        return;
+    if (posix_spawnattr_init(&at) != 0) {
+        posix_spawn_file_actions_destroy(&fa);
+        return;
+    }
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDWR, 0);
+    posix_spawn_file_actions_adddup2(&fa, 0, 1);
+    posix_spawn_file_actions_adddup2(&fa, 0, 2);
+    posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+    posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setsigmask(&at, &none);
+    posix_spawnattr_setsigdefault(&at, &dfl);
+    pid_t pid;
+    if (posix_spawn(&pid, "/proc/self/exe", &fa, &at, (char *const *)argv, environ) != 0 && k->verbose > 0)
+        fprintf(stderr, "kubectl-diag: cannot start the keeper of the port-forward to pod/%s\n", pod);
+    posix_spawnattr_destroy(&at);
+    posix_spawn_file_actions_destroy(&fa);
+}
+
+/* ---- the keeper ---- */
+
+/* Makes the keeper's file, exclusively locked: its fd, or -1 when another
+ * keeper runs (or the file cannot be made). A file whose keeper is gone
+ * (killed) is replaced. */
+static int make_file(const char *path, const char *key)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd >= 0) {
+            if (flock(fd, LOCK_EX) == 0)
+                return fd;
+            close(fd);
+            unlink(path);
+            return -1;
+        }
+        if (errno != EEXIST)
+            return -1;
+        struct kept kp;
+        fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue; /* it went meanwhile */
+        bool alive = flock(fd, LOCK_EX | LOCK_NB) < 0 || (read_kept(fd, key, &kp) && kill(kp.keeper, 0) == 0);
+        if (!alive)
+            unlink(path);
+        close(fd);
+        if (alive)
+            return -1;
+    }
+    return -1;
+}
+
+/* Unlinks path if it is still the keeper's file fd. */
+static void unlink_ours(const char *path, int fd)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        unlink(path);
+}
+
+/* Milliseconds since the last use (the file's mtime), -1 when the file was
+ * unlinked or cannot be read. */
+static int64_t idle_ms(int fd)
+{
+    struct stat st;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    if (fstat(fd, &st) < 0 || st.st_nlink == 0)
+        return -1;
+    return (int64_t)(now.tv_sec - st.st_mtim.tv_sec) * 1000 + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+}
+
+struct lines {
+    char d[2048];
+    size_t len;
+};
+
+/* Reads what fd has; each complete stdout line goes to the port parser.
+ * false at EOF or error. */
+static bool take_lines(int fd, struct lines *b, int grpc, int tunnel, int *lg, int *lt)
+{
+    ssize_t n = read(fd, b->d + b->len, sizeof b->d - 1 - b->len);
+    if (n < 0)
+        return errno == EINTR || errno == EAGAIN;
+    if (n == 0)
+        return false;
+    b->len += (size_t)n;
+    b->d[b->len] = '\0';
+    char *start = b->d, *nl;
+    while ((nl = strchr(start, '\n'))) {
+        int l, r;
+        *nl = '\0';
+        if (portfwd_parse_line(start, &l, &r) == 0) {
+            if (r == grpc && !*lg)
+                *lg = l;
+            else if (r == tunnel && !*lt)
+                *lt = l;
+        }
+        start = nl + 1;
+    }
+    size_t rest = b->len - (size_t)(start - b->d);
+    if (rest == sizeof b->d - 1)
+        rest = 0; /* a line longer than the buffer: not one of ours */
+    memmove(b->d, start, rest);
+    b->len = rest;
+    return true;
+}
+
+/* Runs kubectl port-forward until both ports listen: 0, or -1 (killed and
+ * reaped) when it ended or did not come up, or a signal came. */
+static int forward_up(const kube *k, const char *pod, int grpc, int tunnel, const char *proto, int sfd,
+                      kube_proc *p, int *lg, int *lt)
+{
+    char podarg[300], a1[32], a2[32], err[512], penv[64];
+    snprintf(podarg, sizeof podarg, "pod/%s", pod);
+    snprintf(a1, sizeof a1, ":%d", grpc);
+    snprintf(a2, sizeof a2, ":%d", tunnel);
+    snprintf(penv, sizeof penv, "%s=%s", PF_PROTO_ENV, proto ? proto : "");
+    const char *args[] = {"port-forward", "--address", "127.0.0.1", podarg, a1, tunnel ? a2 : NULL, NULL};
+    const char *env[] = {penv, NULL};
+    if (kube_spawn_env(k, args, proto ? env : NULL, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, p, err,
+                       sizeof err) < 0)
+        return -1;
+    struct lines ob = {.len = 0}, eb = {.len = 0};
+    int ig1 = 0, ig2 = 0;
+    int64_t deadline = time_now_ms() + KEEP_UP_MS;
+    *lg = *lt = 0;
+    while (!*lg || (tunnel && !*lt)) {
+        int64_t left = deadline - time_now_ms();
+        struct pollfd fds[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (left <= 0 || poll(fds, 3, (int)left) < 0 || fds[2].revents ||
+            (fds[0].revents && !take_lines(p->out_fd, &ob, grpc, tunnel, lg, lt)) ||
+            (fds[1].revents && !take_lines(p->err_fd, &eb, -1, -1, &ig1, &ig2))) {
+            kube_proc_kill(p, SIGKILL);
+            kube_wait(p->pid);
+            kube_proc_close(p);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int keep_main(int argc, char **argv)
+{
+    if (argc != 11)
+        return 2;
+    char *end;
+    long long keep_ms = strtoll(argv[2], &end, 10);
+    const char *pod = argv[3], *container = argv[4];
+    int grpc = atoi(argv[5]), tunnel = atoi(argv[6]);
+    kube k = {.kubectl = argv[7],
+              .kubeconfig = *argv[8] ? argv[8] : NULL,
+              .context = *argv[9] ? argv[9] : NULL,
+              .ns = *argv[10] ? argv[10] : NULL};
+    if (*end || keep_ms <= 0 || keep_ms > KEEP_MAX_MS || grpc < 1 || grpc > 65535 || tunnel < 0 || tunnel > 65535 ||
+        !*pod || !*container || strlen(container) > 63)
+        return 2;
+    char path[1300], key[2048];
+    if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key))
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t ss;
+    sigemptyset(&ss);
+    sigaddset(&ss, SIGTERM);
+    sigaddset(&ss, SIGINT);
+    sigaddset(&ss, SIGHUP);
+    sigprocmask(SIG_BLOCK, &ss, NULL);
+    int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
+    int fd = sfd < 0 ? -1 : make_file(path, key);
+    if (fd < 0)
+        return sfd < 0 ? 1 : 0; /* another keeper runs */
+    kube_proc p;
+    int lg, lt;
+    /* SPDY, as the CLI's forwards (cli/portfwd.c), WebSockets when refused */
+    const char *user = getenv(PF_PROTO_ENV);
+    int rc = forward_up(&k, pod, grpc, tunnel, user ? NULL : "false", sfd, &p, &lg, &lt);
+    if (rc < 0 && !user)
+        rc = forward_up(&k, pod, grpc, tunnel, "true", sfd, &p, &lg, &lt);
+    if (rc < 0) {
+        unlink_ours(path, fd);
+        return 1;
+    }
+    char line[256];
+    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d\n", (int)getpid(), (int)p.pid, container, grpc, tunnel,
+                     lg, lt);
+    size_t kl = strlen(key);
+    if (pwrite(fd, key, kl, 0) != (ssize_t)kl || pwrite(fd, line, (size_t)n, (off_t)kl) != n) {
+        unlink_ours(path, fd);
+        rc = 1;
+    } else {
+        futimens(fd, NULL);
+        flock(fd, LOCK_UN);
+    }
+    struct lines ob = {.len = 0}, eb = {.len = 0};
+    int ig1 = 0, ig2 = 0;
+    while (rc == 0) {
+        struct pollfd fds[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+        if (poll(fds, 3, KEEP_TICK_MS) < 0 && errno != EINTR)
+            break;
+        /* the forward's output is drained and dropped; its end (the pod went) ends the keeper */
+        if ((fds[0].revents && !take_lines(p.out_fd, &ob, -1, -1, &ig1, &ig2)) ||
+            (fds[1].revents && !take_lines(p.err_fd, &eb, -1, -1, &ig1, &ig2)) || fds[2].revents)
+            break;
+        int64_t idle = idle_ms(fd);
+        if (idle < 0)
+            break; /* unlinked: replaced by hand */
+        if (idle < keep_ms || flock(fd, LOCK_EX | LOCK_NB) < 0)
+            continue; /* used lately, or in use now */
+        if (idle_ms(fd) >= keep_ms) /* a command may have let go between the two looks */
+            break;
+        flock(fd, LOCK_UN);
+    }
+    /* gone from the directory before the forward goes: no command takes it now */
+    unlink_ours(path, fd);
+    kube_proc_kill(&p, SIGKILL);
+    kube_wait(p.pid);
+    kube_proc_close(&p);
+    close(fd);
+    close(sfd);
+    return rc == 0 ? 0 : 1;
+}

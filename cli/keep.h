@@ -1,0 +1,55 @@
+/* keep — a port-forward kept for the next commands (--keep-forward DURATION,
+ * $KDIAG_KEEP_FORWARD; off by default).
+ *
+ * Each command otherwise starts its own `kubectl port-forward`, which reads
+ * the pod and upgrades a connection to the API server before it listens:
+ * round trips that dominate a short command when the API server is far away
+ * (bench/README.md). With a keep duration, a command that opened a session
+ * to a named pod starts a keeper as it ends: a background process (the
+ * hidden command `__keep`, in a session of its own, stdin/stdout/stderr on
+ * /dev/null) that runs its own kubectl port-forward to the same debug
+ * container and ends it once no command used it for the keep duration, or
+ * as soon as it ends by itself (pod gone). The next command that names the
+ * pod with the same key takes that forward instead of starting one, and
+ * still proves the manager with Hello before it sends the token
+ * (docs/contract.md, "Kept forwards").
+ *
+ * The keeper's file sits beside the pod's session record (record + ".fwd",
+ * 0600): the record's key, then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
+ * TUNNEL LOCAL_GRPC LOCAL_TUNNEL". A command holds a shared flock on it while
+ * it uses the forward and sets its mtime (the last use) when it lets go; the
+ * keeper ends the forward only under an exclusive lock, and unlinks the file
+ * first. */
+#ifndef KDIAG_CLI_KEEP_H
+#define KDIAG_CLI_KEEP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kube.h"
+
+#define KEEP_MAX_MS (24LL * 3600 * 1000) /* --keep-forward at most a day */
+
+typedef struct {
+    int fd; /* the keeper's file, shared-locked; -1: none held */
+    int lgrpc, ltunnel;
+} keep_lease;
+
+#define KEEP_LEASE_NONE ((keep_lease){.fd = -1})
+
+/* A kept forward to container's ports grpc and tunnel in pod (under k's
+ * key): true and *l holds it, or false (none, busy starting, another
+ * container or ports, its keeper gone). */
+bool keep_take(const kube *k, const char *pod, const char *container, int grpc, int tunnel, keep_lease *l);
+/* Marks the kept forward used now and lets go of it; no-op without one. */
+void keep_release(keep_lease *l);
+/* Starts a keeper for pod in the background, unless one runs; failures are
+ * silent (the next command starts its own forward). */
+void keep_start(const kube *k, const char *pod, const char *container, int grpc, int tunnel, int64_t keep_ms);
+/* The keeper: `kubectl-diag __keep FILE KEEP_MS POD CONTAINER GRPC TUNNEL
+ * KUBECTL KUBECONFIG CONTEXT NAMESPACE` ("" for an unset one). Exit code 0
+ * when it ended the forward or the forward ended, 1 when it could not start,
+ * 2 on bad arguments. */
+int keep_main(int argc, char **argv);
+
+#endif
