@@ -44,6 +44,20 @@ static bool read_kept(int fd, const char *key, struct kept *kp)
            kp->keeper > 0 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535;
 }
 
+/* The keeper holds an OFD read lock on the file's first byte for its life:
+ * the kernel drops it when the keeper dies, also while the dead keeper is a
+ * zombie and whatever process its PID names later. */
+static struct flock first_byte(short type)
+{
+    return (struct flock){.l_type = type, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1};
+}
+
+static bool keeper_alive(int fd)
+{
+    struct flock fl = first_byte(F_WRLCK);
+    return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
 bool keep_take(const kube *k, const char *pod, const char *container, int grpc, int tunnel, keep_lease *l)
 {
     char path[1300], key[2048];
@@ -57,7 +71,7 @@ bool keep_take(const kube *k, const char *pod, const char *container, int grpc, 
         return false;
     /* a keeper that is starting or ending holds it exclusively */
     if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0 || !read_kept(fd, key, &kp) ||
-        strcmp(kp.container, container) != 0 || kp.grpc != grpc || kp.tunnel != tunnel || kill(kp.keeper, 0) < 0) {
+        strcmp(kp.container, container) != 0 || kp.grpc != grpc || kp.tunnel != tunnel || !keeper_alive(fd)) {
         close(fd);
         return false;
     }
@@ -80,18 +94,19 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
     snprintf(a_keep, sizeof a_keep, "%lld", (long long)keep_ms);
     snprintf(a_g, sizeof a_g, "%d", grpc);
     snprintf(a_t, sizeof a_t, "%d", tunnel);
-    const char *argv[] = {"kubectl-diag",
-                          "__keep",
-                          a_keep,
-                          pod,
-                          container,
-                          a_g,
-                          a_t,
-                          k->kubectl ? k->kubectl : "kubectl",
-                          k->kubeconfig ? k->kubeconfig : "",
-                          k->context ? k->context : "",
-                          k->ns ? k->ns : "",
-                          NULL};
+    const char *argv[] = {
+        "kubectl-diag",
+        "__keep",
+        a_keep,
+        pod,
+        container,
+        a_g,
+        a_t,
+        k->kubectl ? k->kubectl : "kubectl",
+        k->kubeconfig ? k->kubeconfig : "",
+        k->context ? k->context : "",
+        k->ns ? k->ns : "",
+        NULL};
     keep_lease l;
     if (keep_take(k, pod, container, grpc, tunnel, &l)) { /* one runs */
         keep_release(&l);
@@ -132,42 +147,50 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
 
 /* ---- the keeper ---- */
 
-/* Makes the keeper's file, exclusively locked: its fd, or -1 when another
- * keeper runs (or the file cannot be made). A file whose keeper is gone
- * (killed) is replaced. */
-static int make_file(const char *path, const char *key)
-{
-    for (int tries = 0; tries < 2; tries++) {
-        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd >= 0) {
-            if (flock(fd, LOCK_EX) == 0)
-                return fd;
-            close(fd);
-            unlink(path);
-            return -1;
-        }
-        if (errno != EEXIST)
-            return -1;
-        struct kept kp;
-        fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            continue; /* it went meanwhile */
-        bool alive = flock(fd, LOCK_EX | LOCK_NB) < 0 || (read_kept(fd, key, &kp) && kill(kp.keeper, 0) == 0);
-        if (!alive)
-            unlink(path);
-        close(fd);
-        if (alive)
-            return -1;
-    }
-    return -1;
-}
-
-/* Unlinks path if it is still the keeper's file fd. */
+/* Unlinks path if it is still the file fd. */
 static void unlink_ours(const char *path, int fd)
 {
     struct stat a, b;
     if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
         unlink(path);
+}
+
+/* Makes the keeper's file, exclusively locked before it appears (a
+ * temporary file locked, then linked to path): its fd, or -1 when another
+ * keeper runs (or the file cannot be made). A file whose keeper is gone
+ * (killed) is replaced. */
+static int make_file(const char *path)
+{
+    char tmp[1400];
+    snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
+    int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -1;
+    struct flock life = first_byte(F_RDLCK);
+    if (flock(fd, LOCK_EX) < 0 || fcntl(fd, F_OFD_SETLK, &life) < 0)
+        goto fail;
+    for (int tries = 0; tries < 2; tries++) {
+        if (link(tmp, path) == 0) {
+            unlink(tmp);
+            return fd;
+        }
+        if (errno != EEXIST)
+            goto fail;
+        int old = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (old < 0)
+            continue; /* it went meanwhile */
+        /* locked: a keeper starts or ends, or a command uses it */
+        bool alive = flock(old, LOCK_EX | LOCK_NB) < 0 || keeper_alive(old);
+        if (!alive)
+            unlink_ours(path, old);
+        close(old);
+        if (alive)
+            goto fail;
+    }
+fail:
+    unlink(tmp);
+    close(fd);
+    return -1;
 }
 
 /* Milliseconds since the last use (the file's mtime), -1 when the file was
@@ -264,8 +287,8 @@ int keep_main(int argc, char **argv)
               .kubeconfig = *argv[8] ? argv[8] : NULL,
               .context = *argv[9] ? argv[9] : NULL,
               .ns = *argv[10] ? argv[10] : NULL};
-    if (*end || keep_ms <= 0 || keep_ms > KEEP_MAX_MS || grpc < 1 || grpc > 65535 || tunnel < 0 || tunnel > 65535 ||
-        !*pod || !*container || strlen(container) > 63)
+    if (*end || keep_ms <= 0 || keep_ms > KEEP_MAX_MS || grpc < 1 || grpc > 65535 || tunnel < 0 ||
+        tunnel > 65535 || !*pod || !*container || strlen(container) > 63)
         return 2;
     char path[1300], key[2048];
     if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key))
@@ -278,7 +301,7 @@ int keep_main(int argc, char **argv)
     sigaddset(&ss, SIGHUP);
     sigprocmask(SIG_BLOCK, &ss, NULL);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
-    int fd = sfd < 0 ? -1 : make_file(path, key);
+    int fd = sfd < 0 ? -1 : make_file(path);
     if (fd < 0)
         return sfd < 0 ? 1 : 0; /* another keeper runs */
     kube_proc p;
@@ -293,8 +316,8 @@ int keep_main(int argc, char **argv)
         return 1;
     }
     char line[256];
-    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d\n", (int)getpid(), (int)p.pid, container, grpc, tunnel,
-                     lg, lt);
+    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d\n", (int)getpid(), (int)p.pid, container, grpc,
+                     tunnel, lg, lt);
     size_t kl = strlen(key);
     if (pwrite(fd, key, kl, 0) != (ssize_t)kl || pwrite(fd, line, (size_t)n, (off_t)kl) != n) {
         unlink_ours(path, fd);
@@ -317,7 +340,7 @@ int keep_main(int argc, char **argv)
         if (idle < 0)
             break; /* unlinked: replaced by hand */
         if (idle < keep_ms || flock(fd, LOCK_EX | LOCK_NB) < 0)
-            continue; /* used lately, or in use now */
+            continue;               /* used lately, or in use now */
         if (idle_ms(fd) >= keep_ms) /* a command may have let go between the two looks */
             break;
         flock(fd, LOCK_UN);

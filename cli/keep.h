@@ -16,7 +16,9 @@
  *
  * The keeper's file sits beside the pod's session record (record + ".fwd",
  * 0600): the record's key, then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
- * TUNNEL LOCAL_GRPC LOCAL_TUNNEL". A command holds a shared flock on it while
+ * TUNNEL LOCAL_GRPC LOCAL_TUNNEL". The keeper holds an OFD lock on its
+ * first byte for its life (what tells a live keeper's file from a killed
+ * one's, zombie or not). A command holds a shared flock on it while
  * it uses the forward and sets its mtime (the last use) when it lets go; the
  * keeper ends the forward only under an exclusive lock, and unlinks the file
  * first. */

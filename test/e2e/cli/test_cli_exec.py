@@ -9,6 +9,7 @@ import pty
 import select
 import shlex
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -442,3 +443,32 @@ def test_keep_forward_bad_values_say_what_to_use(cluster):
     r = cluster.diag('ps', 'pod/distroless', env={'KDIAG_KEEP_FORWARD': 'soon'})
     assert r.returncode == 2
     assert 'invalid $KDIAG_KEEP_FORWARD "soon"' in r.stderr, r.stderr
+
+
+def test_kept_forward_one_keeper_and_a_killed_one_replaced(cluster, tmp_path):
+    """Two commands that end at once leave one keeper. A keeper killed with SIGKILL takes its
+    kubectl with it; its file stays, the next command does not take it and starts the next keeper."""
+    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path), 'KDIAG_KEEP_FORWARD': '1m'})
+    cmd = [CLI, '-v', 'exec', '--tools', 'pod/nginx', '--', 'sh', '-c']
+    assert subprocess.run(cmd + ['true'], env=env, capture_output=True, timeout=120).returncode == 0
+    path, f = wait_for(lambda: kept(tmp_path, 'nginx'), timeout=60, what='the keeper to write its file')
+    os.kill(int(f[0]), signal.SIGKILL)
+    wait_for(lambda: not running(int(f[0])) and not running(int(f[1])), timeout=15,
+             what='the killed keeper and its kubectl to go')
+    assert path.exists()                                       # left behind
+
+    both = [subprocess.Popen(cmd + ['sleep 1; echo x%d' % i], env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True) for i in range(2)]
+    outs = [p.communicate(timeout=120) for p in both]
+    for i, (p, (out, err)) in enumerate(zip(both, outs)):
+        assert (p.returncode, out) == (0, 'x%d\n' % i), err
+        assert 'taking the kept' not in err, err                # not the dead keeper's forward
+    path, g = wait_for(lambda: (lambda k: k if k and k[1][0] != f[0] else None)(kept(tmp_path, 'nginx')),
+                       timeout=60, what='a new keeper')
+    time.sleep(2)
+    keepers = [p for p in os.listdir('/proc') if p.isdigit() and running(int(p)) and
+               open('/proc/%s/cmdline' % p, 'rb').read().split(b'\0')[1:4] == [b'__keep', b'60000', b'nginx']]
+    assert keepers == [g[0]], (keepers, g)
+    os.kill(int(g[0]), signal.SIGTERM)                         # a keeper told to end unlinks its file
+    wait_for(lambda: not running(int(g[0])) and not running(int(g[1])), timeout=15, what='the keeper to end')
+    assert not path.exists()
