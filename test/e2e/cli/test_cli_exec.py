@@ -16,6 +16,8 @@ import tempfile
 import termios
 import time
 
+import pytest
+
 from conftest import CLI, error_lines, wait_for
 
 
@@ -376,15 +378,27 @@ def running(pid):
         return False
 
 
-def test_kept_forward_serves_the_next_commands_and_ends_when_unused(cluster, tmp_path):
+@pytest.fixture
+def keep_home(tmp_path):
+    """A cache home for commands with a kept forward; at the end every keeper whose file is under it
+    is ended with its kubectl, also when the test failed."""
+    yield tmp_path
+    for fwd in tmp_path.glob('kdiag/sessions/*.fwd'):
+        fields = (fwd.read_text().split('\n') + ['', ''])[1].split()
+        for pid, sig in zip(fields[:2], (signal.SIGTERM, signal.SIGKILL)):
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid), sig)
+
+
+def test_kept_forward_serves_the_next_commands_and_ends_when_unused(cluster, keep_home):
     """--keep-forward: the first command leaves a keeper with its own kubectl port-forward; the
     next ones run no kubectl at all and still prove the manager; a command in progress holds it;
     once unused for the duration, the keeper, its kubectl and its file are gone."""
-    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path), 'KDIAG_KEEP_FORWARD': '3s'})
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '3s'})
     shell = [CLI, '-v', 'shell', 'pod/distroless', '--', '-c']
     r = subprocess.run(shell + ['echo first'], env=env, capture_output=True, text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'first\n'), r.stderr
-    path, f = wait_for(lambda: kept(tmp_path, 'distroless'), timeout=60, what='the keeper to write its file')
+    path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
     keeper, kubectl = int(f[0]), int(f[1])
     assert running(keeper) and running(kubectl), f
     assert os.getsid(keeper) == keeper                         # a session of its own: no terminal's signals
@@ -418,16 +432,16 @@ def test_kept_forward_serves_the_next_commands_and_ends_when_unused(cluster, tmp
                        text=True, timeout=120)
     assert (r.returncode, r.stdout) == (0, 'third\n'), r.stderr
     assert kubectl_calls(r.stderr) == ['port-forward'], r.stderr
-    assert kept(tmp_path, 'distroless') is None
+    assert kept(keep_home, 'distroless') is None
 
 
-def test_kept_forward_ends_with_its_pod(cluster, tmp_path, fresh_pod):
+def test_kept_forward_ends_with_its_pod(cluster, keep_home, fresh_pod):
     """A kept forward whose pod is deleted ends at once, keeper and all, whatever the duration."""
-    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home)})
     r = subprocess.run([CLI, '--keep-forward', '1h', 'exec', '--tools', 'pod/' + fresh_pod, '--', 'true'],
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
-    path, f = wait_for(lambda: kept(tmp_path, fresh_pod), timeout=60, what='the keeper to write its file')
+    path, f = wait_for(lambda: kept(keep_home, fresh_pod), timeout=60, what='the keeper to write its file')
     keeper, kubectl = int(f[0]), int(f[1])
     assert running(keeper) and running(kubectl)
     cluster.ok('delete', 'pod', fresh_pod, '--now')
@@ -445,13 +459,13 @@ def test_keep_forward_bad_values_say_what_to_use(cluster):
     assert 'invalid $KDIAG_KEEP_FORWARD "soon"' in r.stderr, r.stderr
 
 
-def test_kept_forward_one_keeper_and_a_killed_one_replaced(cluster, tmp_path):
+def test_kept_forward_one_keeper_and_a_killed_one_replaced(cluster, keep_home):
     """Two commands that end at once leave one keeper. A keeper killed with SIGKILL takes its
     kubectl with it; its file stays, the next command does not take it and starts the next keeper."""
-    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path), 'KDIAG_KEEP_FORWARD': '1m'})
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
     cmd = [CLI, '-v', 'exec', '--tools', 'pod/nginx', '--', 'sh', '-c']
     assert subprocess.run(cmd + ['true'], env=env, capture_output=True, timeout=120).returncode == 0
-    path, f = wait_for(lambda: kept(tmp_path, 'nginx'), timeout=60, what='the keeper to write its file')
+    path, f = wait_for(lambda: kept(keep_home, 'nginx'), timeout=60, what='the keeper to write its file')
     os.kill(int(f[0]), signal.SIGKILL)
     wait_for(lambda: not running(int(f[0])) and not running(int(f[1])), timeout=15,
              what='the killed keeper and its kubectl to go')
@@ -463,7 +477,7 @@ def test_kept_forward_one_keeper_and_a_killed_one_replaced(cluster, tmp_path):
     for i, (p, (out, err)) in enumerate(zip(both, outs)):
         assert (p.returncode, out) == (0, 'x%d\n' % i), err
         assert 'taking the kept' not in err, err                # not the dead keeper's forward
-    path, g = wait_for(lambda: (lambda k: k if k and k[1][0] != f[0] else None)(kept(tmp_path, 'nginx')),
+    path, g = wait_for(lambda: (lambda k: k if k and k[1][0] != f[0] else None)(kept(keep_home, 'nginx')),
                        timeout=60, what='a new keeper')
     time.sleep(2)
     keepers = [p for p in os.listdir('/proc') if p.isdigit() and running(int(p)) and
@@ -472,3 +486,9 @@ def test_kept_forward_one_keeper_and_a_killed_one_replaced(cluster, tmp_path):
     os.kill(int(g[0]), signal.SIGTERM)                         # a keeper told to end unlinks its file
     wait_for(lambda: not running(int(g[0])) and not running(int(g[1])), timeout=15, what='the keeper to end')
     assert not path.exists()
+
+    # deleting the file ends its keeper too (docs/contract.md)
+    assert subprocess.run(cmd + ['true'], env=env, capture_output=True, timeout=120).returncode == 0
+    path, h = wait_for(lambda: kept(keep_home, 'nginx'), timeout=60, what='the keeper to write its file')
+    path.unlink()
+    wait_for(lambda: not running(int(h[0])) and not running(int(h[1])), timeout=15, what='the keeper to end')
