@@ -25,10 +25,41 @@
 
 extern char **environ;
 
+#define STAMP_MAX 1024
+
 struct kept {
     int keeper, kubectl, grpc, tunnel, lg, lt;
     char container[64];
+    char stamp[STAMP_MAX];
 };
+
+/* What the kubeconfig files kubectl reads are now (--kubeconfig, else each
+ * of $KUBECONFIG's, else ~/.kube/config): "DEV:INO:MTIME:SIZE" each, ","
+ * between, "-" for a missing one. A kept forward runs with the credentials
+ * and current context its kubectl read at its start; after
+ * `kubectl config use-context` (or any other change of the files) the same
+ * key may mean another cluster, so the forward is not taken. */
+static void kubeconfig_stamp(const kube *k, char *buf, size_t n)
+{
+    char list[4096], home[1024];
+    const char *env = getenv("KUBECONFIG"), *h = getenv("HOME");
+    snprintf(home, sizeof home, "%s/.kube/config", h ? h : "");
+    snprintf(list, sizeof list, "%s", k->kubeconfig ? k->kubeconfig : env && *env ? env : home);
+    size_t used = 0;
+    buf[0] = '\0';
+    char *save = NULL;
+    for (char *f = strtok_r(list, ":", &save); f && used < n; f = strtok_r(NULL, ":", &save)) {
+        struct stat st;
+        int w = stat(f, &st) == 0
+                    ? snprintf(buf + used, n - used, "%s%llx:%llx:%lld.%09ld:%lld", used ? "," : "",
+                               (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
+                               (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size)
+                    : snprintf(buf + used, n - used, "%s-", used ? "," : "");
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (used >= n)
+        snprintf(buf, n, "too-many-%d", (int)getpid()); /* the keeper's and a command's differ: never taken */
+}
 
 /* The file's fields after its key line: true when they are all there. */
 static bool read_kept(int fd, const char *key, struct kept *kp)
@@ -39,9 +70,17 @@ static bool read_kept(int fd, const char *key, struct kept *kp)
     if (n <= 0 || (size_t)n < kl || memcmp(buf, key, kl) != 0)
         return false;
     buf[n] = '\0';
-    return sscanf(buf + kl, "%d %d %63s %d %d %d %d", &kp->keeper, &kp->kubectl, kp->container, &kp->grpc,
-                  &kp->tunnel, &kp->lg, &kp->lt) == 7 &&
+    return sscanf(buf + kl, "%d %d %63s %d %d %d %d %1023s", &kp->keeper, &kp->kubectl, kp->container, &kp->grpc,
+                  &kp->tunnel, &kp->lg, &kp->lt, kp->stamp) == 8 &&
            kp->keeper > 0 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535;
+}
+
+/* Unlinks path if it is still the file fd. */
+static void unlink_ours(const char *path, int fd)
+{
+    struct stat a, b;
+    if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+        unlink(path);
 }
 
 /* The keeper holds an OFD read lock on the file's first byte for its life:
@@ -60,7 +99,7 @@ static bool keeper_alive(int fd)
 
 bool keep_take(const kube *k, const char *pod, const char *container, int grpc, int tunnel, keep_lease *l)
 {
-    char path[1300], key[2048];
+    char path[1300], key[2048], stamp[STAMP_MAX];
     struct kept kp;
     struct stat st;
     *l = KEEP_LEASE_NONE;
@@ -72,6 +111,17 @@ bool keep_take(const kube *k, const char *pod, const char *container, int grpc, 
     /* a keeper that is starting or ending holds it exclusively */
     if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0 || !read_kept(fd, key, &kp) ||
         strcmp(kp.container, container) != 0 || kp.grpc != grpc || kp.tunnel != tunnel || !keeper_alive(fd)) {
+        close(fd);
+        return false;
+    }
+    kubeconfig_stamp(k, stamp, sizeof stamp);
+    if (strcmp(stamp, kp.stamp) != 0) { /* see kubeconfig_stamp: its keeper ends within a second */
+        if (k->verbose > 0)
+            fprintf(stderr,
+                    "kubectl-diag: the kubeconfig changed since the kept port-forward to pod/%s started; "
+                    "ending it\n",
+                    pod);
+        unlink_ours(path, fd);
         close(fd);
         return false;
     }
@@ -146,14 +196,6 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
 }
 
 /* ---- the keeper ---- */
-
-/* Unlinks path if it is still the file fd. */
-static void unlink_ours(const char *path, int fd)
-{
-    struct stat a, b;
-    if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev)
-        unlink(path);
-}
 
 /* Makes the keeper's file, exclusively locked before it appears (a
  * temporary file locked, then linked to path): its fd, or -1 when another
@@ -306,6 +348,8 @@ int keep_main(int argc, char **argv)
         return sfd < 0 ? 1 : 0; /* another keeper runs */
     kube_proc p;
     int lg, lt;
+    char stamp[STAMP_MAX];
+    kubeconfig_stamp(&k, stamp, sizeof stamp); /* before kubectl reads them */
     /* SPDY, as the CLI's forwards (cli/portfwd.c), WebSockets when refused */
     const char *user = getenv(PF_PROTO_ENV);
     int rc = forward_up(&k, pod, grpc, tunnel, user ? NULL : "false", sfd, &p, &lg, &lt);
@@ -315,9 +359,9 @@ int keep_main(int argc, char **argv)
         unlink_ours(path, fd);
         return 1;
     }
-    char line[256];
-    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d\n", (int)getpid(), (int)p.pid, container, grpc,
-                     tunnel, lg, lt);
+    char line[256 + STAMP_MAX];
+    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s\n", (int)getpid(), (int)p.pid, container, grpc,
+                     tunnel, lg, lt, stamp);
     size_t kl = strlen(key);
     if (pwrite(fd, key, kl, 0) != (ssize_t)kl || pwrite(fd, line, (size_t)n, (off_t)kl) != n) {
         unlink_ours(path, fd);

@@ -16,7 +16,9 @@
  *
  * The keeper's file sits beside the pod's session record (record + ".fwd",
  * 0600): the record's key, then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
- * TUNNEL LOCAL_GRPC LOCAL_TUNNEL". The keeper holds an OFD lock on its
+ * TUNNEL LOCAL_GRPC LOCAL_TUNNEL KUBECONFIG_STAMP" (the kubeconfig files'
+ * device, inode, mtime and size when the keeper started: a command does not
+ * take a forward started before they changed, and ends it). The keeper holds an OFD lock on its
  * first byte for its life (what tells a live keeper's file from a killed
  * one's, zombie or not). A command holds a shared flock on it while
  * it uses the forward and sets its mtime (the last use) when it lets go; the

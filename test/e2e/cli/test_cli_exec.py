@@ -449,6 +449,38 @@ def test_kept_forward_ends_with_its_pod(cluster, keep_home, fresh_pod):
     assert not path.exists()
 
 
+def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home):
+    """The key holds the flags, not the current context: once the kubeconfig file was written
+    (kubectl config use-context), the kept forward may lead to another cluster. The next command
+    does not take it, its keeper ends, and a new keeper serves the commands after."""
+    kc = keep_home / 'kubeconfig'
+    shutil.copy(cluster.kubeconfig, kc)
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m', 'KUBECONFIG': str(kc)})
+
+    def run(word):
+        r = subprocess.run([CLI, '-v', 'exec', '--tools', 'pod/distroless', '--', 'echo', word], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, word + '\n'), r.stderr
+        return r.stderr
+
+    run('one')
+    path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    assert 'taking the kept' in run('two')
+    # another context (to the same cluster here, so that the commands still work) made current
+    view = "{.contexts[0].context.cluster} {.contexts[0].context.user}"
+    cl, user = subprocess.run(['kubectl', 'config', 'view', '-o', 'jsonpath=' + view], env=env,
+                              capture_output=True, text=True, check=True).stdout.split()
+    for args in (['set-context', 'again', '--cluster', cl, '--user', user], ['use-context', 'again']):
+        subprocess.run(['kubectl', 'config'] + args, env=env, capture_output=True, check=True)
+    err = run('three')
+    assert 'the kubeconfig changed since the kept port-forward' in err and 'taking the kept' not in err, err
+    assert 'port-forward' in kubectl_calls(err), err
+    wait_for(lambda: not running(int(f[0])) and not running(int(f[1])), timeout=15, what='the old keeper to end')
+    wait_for(lambda: (lambda k: k and k[1][0] != f[0])(kept(keep_home, 'distroless')), timeout=60,
+             what='a new keeper')
+    assert 'taking the kept' in run('four')
+
+
 def test_keep_forward_bad_values_say_what_to_use(cluster):
     r = cluster.diag('--keep-forward', '25h', 'ps', 'pod/distroless')
     assert r.returncode == 2
