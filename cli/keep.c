@@ -14,14 +14,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "basic/time-util.h"
-#include "portfwd-internal.h"
+#include "portfwd.h"
 #include "remember.h"
 
 #define KEEP_SUFFIX ".fwd"
 #define KEEP_UP_MS 60000  /* for the keeper's kubectl port-forward to listen */
 #define KEEP_TICK_MS 1000 /* how often the keeper looks at the last use */
-#define PF_PROTO_ENV "KUBECTL_PORT_FORWARD_WEBSOCKETS"
 
 extern char **environ;
 
@@ -247,76 +245,6 @@ static int64_t idle_ms(int fd)
     return (int64_t)(now.tv_sec - st.st_mtim.tv_sec) * 1000 + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
 }
 
-struct lines {
-    char d[2048];
-    size_t len;
-};
-
-/* Reads what fd has; each complete stdout line goes to the port parser.
- * false at EOF or error. */
-static bool take_lines(int fd, struct lines *b, int grpc, int tunnel, int *lg, int *lt)
-{
-    ssize_t n = read(fd, b->d + b->len, sizeof b->d - 1 - b->len);
-    if (n < 0)
-        return errno == EINTR || errno == EAGAIN;
-    if (n == 0)
-        return false;
-    b->len += (size_t)n;
-    b->d[b->len] = '\0';
-    char *start = b->d, *nl;
-    while ((nl = strchr(start, '\n'))) {
-        int l, r;
-        *nl = '\0';
-        if (portfwd_parse_line(start, &l, &r) == 0) {
-            if (r == grpc && !*lg)
-                *lg = l;
-            else if (r == tunnel && !*lt)
-                *lt = l;
-        }
-        start = nl + 1;
-    }
-    size_t rest = b->len - (size_t)(start - b->d);
-    if (rest == sizeof b->d - 1)
-        rest = 0; /* a line longer than the buffer: not one of ours */
-    memmove(b->d, start, rest);
-    b->len = rest;
-    return true;
-}
-
-/* Runs kubectl port-forward until both ports listen: 0, or -1 (killed and
- * reaped) when it ended or did not come up, or a signal came. */
-static int forward_up(const kube *k, const char *pod, int grpc, int tunnel, const char *proto, int sfd,
-                      kube_proc *p, int *lg, int *lt)
-{
-    char podarg[300], a1[32], a2[32], err[512], penv[64];
-    snprintf(podarg, sizeof podarg, "pod/%s", pod);
-    snprintf(a1, sizeof a1, ":%d", grpc);
-    snprintf(a2, sizeof a2, ":%d", tunnel);
-    snprintf(penv, sizeof penv, "%s=%s", PF_PROTO_ENV, proto ? proto : "");
-    const char *args[] = {"port-forward", "--address", "127.0.0.1", podarg, a1, tunnel ? a2 : NULL, NULL};
-    const char *env[] = {penv, NULL};
-    if (kube_spawn_env(k, args, proto ? env : NULL, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, p, err,
-                       sizeof err) < 0)
-        return -1;
-    struct lines ob = {.len = 0}, eb = {.len = 0};
-    int ig1 = 0, ig2 = 0;
-    int64_t deadline = time_now_ms() + KEEP_UP_MS;
-    *lg = *lt = 0;
-    while (!*lg || (tunnel && !*lt)) {
-        int64_t left = deadline - time_now_ms();
-        struct pollfd fds[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-        if (left <= 0 || poll(fds, 3, (int)left) < 0 || fds[2].revents ||
-            (fds[0].revents && !take_lines(p->out_fd, &ob, grpc, tunnel, lg, lt)) ||
-            (fds[1].revents && !take_lines(p->err_fd, &eb, -1, -1, &ig1, &ig2))) {
-            kube_proc_kill(p, SIGKILL);
-            kube_wait(p->pid);
-            kube_proc_close(p);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 int keep_main(int argc, char **argv)
 {
     if (argc != 11)
@@ -346,40 +274,29 @@ int keep_main(int argc, char **argv)
     int fd = sfd < 0 ? -1 : make_file(path);
     if (fd < 0)
         return sfd < 0 ? 1 : 0; /* another keeper runs */
-    kube_proc p;
-    int lg, lt;
-    char stamp[STAMP_MAX];
+    /* the supervised forward every command runs (SPDY, WebSockets when refused); its restart on
+     * other ports would outdate the file, so the keeper ends instead */
+    portfwd *pf;
+    char err[512], stamp[STAMP_MAX];
+    int lg = 0, lt = 0;
     kubeconfig_stamp(&k, stamp, sizeof stamp); /* before kubectl reads them */
-    /* SPDY, as the CLI's forwards (cli/portfwd.c), WebSockets when refused */
-    const char *user = getenv(PF_PROTO_ENV);
-    int rc = forward_up(&k, pod, grpc, tunnel, user ? NULL : "false", sfd, &p, &lg, &lt);
-    if (rc < 0 && !user)
-        rc = forward_up(&k, pod, grpc, tunnel, "true", sfd, &p, &lg, &lt);
-    if (rc < 0) {
-        unlink_ours(path, fd);
-        return 1;
-    }
+    int rc = portfwd_start(&pf, &k, pod, container, grpc, tunnel, KEEP_UP_MS, err, sizeof err);
+    int gen = rc < 0 ? rc : portfwd_wait(pf, 0, KEEP_UP_MS, &lg, &lt, err, sizeof err);
     char line[256 + STAMP_MAX];
-    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s\n", (int)getpid(), (int)p.pid, container, grpc,
-                     tunnel, lg, lt, stamp);
+    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s\n", (int)getpid(), (int)portfwd_child_pid(pf),
+                     container, grpc, tunnel, lg, lt, stamp);
     size_t kl = strlen(key);
-    if (pwrite(fd, key, kl, 0) != (ssize_t)kl || pwrite(fd, line, (size_t)n, (off_t)kl) != n) {
-        unlink_ours(path, fd);
-        rc = 1;
-    } else {
+    rc = gen > 0 && pwrite(fd, key, kl, 0) == (ssize_t)kl && pwrite(fd, line, (size_t)n, (off_t)kl) == n ? 0 : 1;
+    if (rc == 0) {
         futimens(fd, NULL);
         flock(fd, LOCK_UN);
     }
-    struct lines ob = {.len = 0}, eb = {.len = 0};
-    int ig1 = 0, ig2 = 0;
     while (rc == 0) {
-        struct pollfd fds[3] = {{p.out_fd, POLLIN, 0}, {p.err_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-        if (poll(fds, 3, KEEP_TICK_MS) < 0 && errno != EINTR)
-            break;
-        /* the forward's output is drained and dropped; its end (the pod went) ends the keeper */
-        if ((fds[0].revents && !take_lines(p.out_fd, &ob, -1, -1, &ig1, &ig2)) ||
-            (fds[1].revents && !take_lines(p.err_fd, &eb, -1, -1, &ig1, &ig2)) || fds[2].revents)
-            break;
+        struct pollfd fds[2] = {{sfd, POLLIN, 0}, {portfwd_gone_fd(pf), POLLIN, 0}};
+        if (poll(fds, 2, KEEP_TICK_MS) > 0 && (fds[0].revents || fds[1].revents))
+            break; /* told to end, or the pod went */
+        if (portfwd_current(pf, &lg, &lt) != (unsigned)gen)
+            break; /* kubectl port-forward ended */
         int64_t idle = idle_ms(fd);
         if (idle < 0)
             break; /* unlinked: replaced by hand */
@@ -391,10 +308,8 @@ int keep_main(int argc, char **argv)
     }
     /* gone from the directory before the forward goes: no command takes it now */
     unlink_ours(path, fd);
-    kube_proc_kill(&p, SIGKILL);
-    kube_wait(p.pid);
-    kube_proc_close(&p);
+    portfwd_free(pf);
     close(fd);
     close(sfd);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

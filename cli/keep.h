@@ -7,7 +7,7 @@
  * (bench/README.md). With a keep duration, a command that opened a session
  * to a named pod starts a keeper as it ends: a background process (the
  * hidden command `__keep`, in a session of its own, stdin/stdout/stderr on
- * /dev/null) that runs its own kubectl port-forward to the same debug
+ * /dev/null) that runs its own forward (cli/portfwd.h) to the same debug
  * container and ends it once no command used it for the keep duration, or
  * as soon as it ends by itself (pod gone). The next command that names the
  * pod with the same key takes that forward instead of starting one, and

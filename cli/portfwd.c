@@ -499,6 +499,16 @@ unsigned portfwd_current(portfwd *pf, int *lg, int *lt)
     return g;
 }
 
+pid_t portfwd_child_pid(portfwd *pf)
+{
+    if (!pf)
+        return -1;
+    pthread_mutex_lock(&pf->mu);
+    pid_t pid = pf->child.pid;
+    pthread_mutex_unlock(&pf->mu);
+    return pid;
+}
+
 bool portfwd_pod_went(portfwd *pf)
 {
     pthread_mutex_lock(&pf->mu);

@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kube.h"
 
@@ -36,6 +37,8 @@ int portfwd_wait(portfwd *pf, unsigned after, int64_t timeout_ms, int *local_grp
                  size_t errlen);
 /* Current generation and ports without waiting (generation 0 while down). */
 unsigned portfwd_current(portfwd *pf, int *local_grpc, int *local_tunnel);
+/* The current kubectl port-forward's PID (-1 while none or adopted); NULL: -1. */
+pid_t portfwd_child_pid(portfwd *pf);
 /* Whether the forward is gone because the pod went (deleted, finished or
  * recreated under its name), not only its debug container. */
 bool portfwd_pod_went(portfwd *pf);
