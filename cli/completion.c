@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "ephem.h"
+#include "flags.h"
 #include "podsel.h"
 
 static const char bash_script[] =
@@ -42,14 +43,6 @@ int completion_script(FILE *out, const char *shell)
 
 static const char *const commands[] = {"redir", "ps",   "shell",   "exec",       "logs", "capture",
                                        "cp",    "list", "version", "completion", NULL};
-static const char *const flag_words[] = {
-    "--namespace",     "--context",   "--kubeconfig",  "--labels",         "--pod",
-    "--target",        "--dbg-image", "--pull-policy", "--kubectl",        "--timeout",
-    "--keep-forward",  "--verbose",   "--no-color",    "--privileged",     "--profile",
-    "--new-container", "--help",      "--outgoing",    "--include-probes", "--include-loopback",
-    "--all-pods",      "--output",    "--all",         "--container",      "--drain-duration",
-    "--interface",     "--filter",    "--snaplen",     "--count",          "--duration",
-    "--write",         "--stdin",     "--tty",         "--tools",          NULL};
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)
 {
@@ -122,7 +115,11 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
     else if (!strcmp(prev, "completion"))
         emit_list(out, shells, partial);
     else if (partial[0] == '-')
-        emit_list(out, flag_words, partial);
+        for (unsigned i = 0; flags_long_name(i); i++) { /* the parser's own table: every flag, once */
+            char word[64];
+            snprintf(word, sizeof word, "--%s", flags_long_name(i));
+            emit(out, "", word, partial);
+        }
     else if (strncmp(partial, "pod/", 4) == 0)
         from_kubectl(out, &kk, pods_args, "pod/", partial);
     else if (podsel_workload_ref(partial, &kind)) { /* deploy/, sts/ …: that kind's names after the prefix typed */

@@ -119,6 +119,11 @@ const char *flags_cmd_name(flags_cmd c)
     return cmd_names[c];
 }
 
+const char *flags_long_name(unsigned i)
+{
+    return i < sizeof opts / sizeof opts[0] ? opts[i].lng : NULL;
+}
+
 static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {

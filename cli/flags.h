@@ -108,6 +108,8 @@ typedef struct {
  * message in err. f must be released with flags_free either way. */
 /* "redir" for FLAGS_CMD_REDIR; "" for none. */
 const char *flags_cmd_name(flags_cmd c);
+/* The long name (without "--") of the i-th flag, NULL past the last (completion). */
+const char *flags_long_name(unsigned i);
 int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen);
 void flags_free(flags *f);
 /* What follows a pod/, pods/ or po/ prefix of s, or NULL without one. */
