@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -245,6 +246,39 @@ static int64_t idle_ms(int fd)
     return (int64_t)(now.tv_sec - st.st_mtim.tv_sec) * 1000 + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
 }
 
+/* The keeper runs in "/": it must not keep the user's directory busy (a
+ * mount that could then not be unmounted). Relative kubeconfig paths, given
+ * or in $KUBECONFIG, are made absolute first. k->kubeconfig then points into
+ * kc. false when the directory is gone or a path too long. */
+static bool leave_cwd(kube *k, char *kc, size_t n)
+{
+    char cwd[PATH_MAX], list[8192], out[8192];
+    if (!getcwd(cwd, sizeof cwd))
+        return false;
+    if (k->kubeconfig && k->kubeconfig[0] != '/') {
+        if ((size_t)snprintf(kc, n, "%s/%s", cwd, k->kubeconfig) >= n)
+            return false;
+        k->kubeconfig = kc;
+    }
+    const char *env = getenv("KUBECONFIG");
+    if (env && *env) {
+        size_t used = 0;
+        char *save = NULL;
+        if ((size_t)snprintf(list, sizeof list, "%s", env) >= sizeof list)
+            return false;
+        out[0] = '\0';
+        for (char *f = strtok_r(list, ":", &save); f; f = strtok_r(NULL, ":", &save)) {
+            int w = snprintf(out + used, sizeof out - used, "%s%s%s%s", used ? ":" : "", f[0] == '/' ? "" : cwd,
+                             f[0] == '/' ? "" : "/", f);
+            if (w < 0 || (size_t)w >= sizeof out - used)
+                return false;
+            used += (size_t)w;
+        }
+        setenv("KUBECONFIG", out, 1);
+    }
+    return chdir("/") == 0;
+}
+
 int keep_main(int argc, char **argv)
 {
     if (argc != 11)
@@ -261,7 +295,9 @@ int keep_main(int argc, char **argv)
         tunnel > 65535 || !*pod || !*container || strlen(container) > 63)
         return 2;
     char path[1300], key[2048];
-    if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key))
+    char kc[PATH_MAX + 1024];
+    /* the key has the kubeconfig as the commands give it; kubectl gets it absolute */
+    if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key) || !leave_cwd(&k, kc, sizeof kc))
         return 1;
     signal(SIGPIPE, SIG_IGN);
     sigset_t ss;

@@ -18,14 +18,16 @@
 #define RECORD_FMT "%d %d %63s %u %d %d %32s %32s %255s %255s %255s %255s %511s"
 
 /* The sessions directory ("" when there is neither $XDG_CACHE_HOME nor
- * $HOME); with make, its missing parents are made (0700). */
+ * $HOME); with make, its missing parents are made (0700). A relative one is
+ * ignored, as the XDG spec says (a keeper leaves the directory it started
+ * in, cli/keep.c). */
 static void dir_path(char *buf, size_t n, bool make)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char base[1024];
-    if (xdg && *xdg)
+    if (xdg && xdg[0] == '/')
         snprintf(base, sizeof base, "%s", xdg);
-    else if (home && *home)
+    else if (home && home[0] == '/')
         snprintf(base, sizeof base, "%s/.cache", home);
     else {
         buf[0] = '\0';

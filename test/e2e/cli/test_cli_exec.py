@@ -383,7 +383,7 @@ def keep_home(tmp_path):
     """A cache home for commands with a kept forward; at the end every keeper whose file is under it
     is ended with its kubectl, also when the test failed."""
     yield tmp_path
-    for fwd in tmp_path.glob('kdiag/sessions/*.fwd'):
+    for fwd in tmp_path.glob('**/kdiag/sessions/*.fwd'):
         fields = (fwd.read_text().split('\n') + ['', ''])[1].split()
         for pid, sig in zip(fields[:2], (signal.SIGTERM, signal.SIGKILL)):
             with contextlib.suppress(ProcessLookupError, ValueError):
@@ -479,6 +479,40 @@ def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home)
     wait_for(lambda: (lambda k: k and k[1][0] != f[0])(kept(keep_home, 'distroless')), timeout=60,
              what='a new keeper')
     assert 'taking the kept' in run('four')
+
+
+def test_keeper_runs_in_root_and_relative_kubeconfig_paths_still_reach_its_kubectl(cluster, keep_home):
+    """The keeper keeps no directory of the user's busy: it and its kubectl run in /. A relative
+    --kubeconfig, or a relative $KUBECONFIG entry, reaches that kubectl made absolute, and the next
+    command from the same directory, giving the same relative path, takes the kept forward."""
+    work = keep_home / 'work'
+    work.mkdir()
+    kc = work / 'kc'
+    shutil.copy(cluster.kubeconfig, kc)
+    for home, flags, extra in ((keep_home / 'a', ['--kubeconfig', 'kc'], {}), (keep_home / 'b', [], {'KUBECONFIG': 'kc'})):
+        env = cluster.env(dict({'XDG_CACHE_HOME': str(home), 'KDIAG_KEEP_FORWARD': '1m'}, **extra))
+
+        def run(word):
+            r = subprocess.run([CLI, '-v'] + flags + ['exec', '--tools', 'pod/distroless', '--', 'echo', word],
+                               cwd=work, env=env, capture_output=True, text=True, timeout=120)
+            assert (r.returncode, r.stdout) == (0, word + '\n'), r.stderr
+            return r.stderr
+
+        run('one')
+        path, f = wait_for(lambda: kept(home, 'distroless'), timeout=60, what='the keeper to write its file')
+        keeper, kubectl = int(f[0]), int(f[1])
+        assert os.readlink('/proc/%d/cwd' % keeper) == '/', f
+        assert os.readlink('/proc/%d/cwd' % kubectl) == '/', f
+        if flags:
+            args = open('/proc/%d/cmdline' % kubectl).read().split('\0')
+            assert any(a.endswith(str(kc)) for a in args), args
+        else:
+            environ = open('/proc/%d/environ' % kubectl).read().split('\0')
+            assert 'KUBECONFIG=%s' % kc in environ, [e for e in environ if e.startswith('KUBECONFIG')]
+        err = run('two')
+        assert 'taking the kept port-forward' in err and kubectl_calls(err) == [], err
+        os.kill(keeper, signal.SIGTERM)
+        wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
 
 
 def test_keep_forward_bad_values_say_what_to_use(cluster):
