@@ -78,22 +78,32 @@ grpc_byte_buffer *rpc_bb_from(const uint8_t *buf, size_t len)
     return bb;
 }
 
+/* The slices straight into one malloc'd buffer: one copy of each message
+ * (grpc_byte_buffer_reader_readall would make a flat slice first, then
+ * this a second copy). */
 int rpc_bb_take(grpc_byte_buffer *bb, uint8_t **buf, size_t *len)
 {
     grpc_byte_buffer_reader r;
+    grpc_slice *sl;
+    size_t n = 0, at = 0;
+    uint8_t *p = NULL;
     int rc = -EBADMSG; /* undecompressable */
     if (grpc_byte_buffer_reader_init(&r, bb)) {
-        grpc_slice sl = grpc_byte_buffer_reader_readall(&r);
-        size_t n = GRPC_SLICE_LENGTH(sl);
-        uint8_t *p = malloc(n ? n : 1);
-        rc = p ? 0 : -ENOMEM;
-        if (p) {
-            memcpy(p, GRPC_SLICE_START_PTR(sl), n);
-            *buf = p;
-            *len = n;
-        }
-        grpc_slice_unref(sl);
+        while (grpc_byte_buffer_reader_peek(&r, &sl))
+            n += GRPC_SLICE_LENGTH(*sl);
         grpc_byte_buffer_reader_destroy(&r);
+        rc = (p = malloc(n ? n : 1)) ? 0 : -ENOMEM;
+    }
+    if (p && grpc_byte_buffer_reader_init(&r, bb)) {
+        while (grpc_byte_buffer_reader_peek(&r, &sl) && at + GRPC_SLICE_LENGTH(*sl) <= n) {
+            memcpy(p + at, GRPC_SLICE_START_PTR(*sl), GRPC_SLICE_LENGTH(*sl));
+            at += GRPC_SLICE_LENGTH(*sl);
+        }
+        grpc_byte_buffer_reader_destroy(&r);
+    }
+    if (p) {
+        *buf = p;
+        *len = at;
     }
     grpc_byte_buffer_destroy(bb);
     return rc;
