@@ -41,8 +41,8 @@ int completion_script(FILE *out, const char *shell)
 
 #define COMPLETION_KUBECTL_MS 5000 /* a completion that waits longer is worse than none */
 
-static const char *const commands[] = {"redir", "ps",   "shell",   "exec",       "logs", "capture",
-                                       "cp",    "list", "version", "completion", NULL};
+static const char *const commands[] = {"redir", "ps",   "shell",    "exec",    "logs",       "capture",
+                                       "cp",    "list", "forwards", "version", "completion", NULL};
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)
 {

@@ -53,6 +53,7 @@ enum opt_id {
     O_ALL_PODS,
     O_FORMAT,
     O_KEEP,
+    O_STOP,
 };
 
 struct opt {
@@ -100,6 +101,7 @@ static const struct opt opts[] = {
     {O_STDIN, "stdin", 'i', false, ONLY(FLAGS_CMD_EXEC)},
     {O_TTY, "tty", 0, false, ONLY(FLAGS_CMD_EXEC)},
     {O_TOOLS, "tools", 0, false, ONLY(FLAGS_CMD_EXEC)},
+    {O_STOP, "stop", 0, false, ONLY(FLAGS_CMD_FORWARDS)},
 };
 
 _Static_assert(sizeof opts / sizeof opts[0] <= 64, "flags_parse marks the flags given in a uint64_t");
@@ -109,7 +111,7 @@ static const char *const cmd_names[] = {
     [FLAGS_CMD_SHELL] = "shell",   [FLAGS_CMD_LOGS] = "logs",           [FLAGS_CMD_LIST] = "list",
     [FLAGS_CMD_MANAGE] = "manage", [FLAGS_CMD_VERSION] = "version",     [FLAGS_CMD_COMPLETION] = "completion",
     [FLAGS_CMD_HELP] = "help",     [FLAGS_CMD_COMPLETE] = "__complete", [FLAGS_CMD_CAPTURE] = "capture",
-    [FLAGS_CMD_CP] = "cp",         [FLAGS_CMD_EXEC] = "exec",
+    [FLAGS_CMD_CP] = "cp",         [FLAGS_CMD_EXEC] = "exec",           [FLAGS_CMD_FORWARDS] = "forwards",
 };
 
 const char *flags_cmd_name(flags_cmd c)
@@ -368,6 +370,7 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_STDIN: f->stdin_open = true; break;
     case O_TTY: f->tty = true; break;
     case O_TOOLS: f->tools = true; break;
+    case O_STOP: f->stop = true; break;
     }
     return 0;
 }
@@ -557,6 +560,9 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     } else if (f->all && (f->npods || f->nlabels || f->nworkloads)) {
         return fail(err, errlen, "--all selects every pod: drop --pod/-l/deploy/…, or drop --all");
     }
+    if (f->cmd == FLAGS_CMD_FORWARDS && (f->nlabels || f->nworkloads))
+        return fail(err, errlen, "forwards takes one pod (pod/NAME or --pod NAME), not %s",
+                    f->nlabels ? "a selector" : "a workload");
     if (f->cmd == FLAGS_CMD_COMPLETION && f->topic && strcmp(f->topic, "bash") && strcmp(f->topic, "zsh"))
         return fail(err, errlen, "unknown shell \"%s\" for completion: use bash or zsh", f->topic);
     if (f->cmd == FLAGS_CMD_CP && f->ncp_args != 2)

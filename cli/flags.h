@@ -26,6 +26,7 @@ typedef enum {
     FLAGS_CMD_CAPTURE,
     FLAGS_CMD_CP,
     FLAGS_CMD_EXEC,
+    FLAGS_CMD_FORWARDS,
 } flags_cmd;
 
 typedef struct {
@@ -93,6 +94,7 @@ typedef struct {
     /* exec */
     bool stdin_open; /* -i: pass stdin to the command */
     bool tty;        /* --tty (-it): on a terminal */
+    bool stop;       /* forwards --stop: end the kept forwards */
     bool tools;      /* --tools: a busybox applet of the debug image */
     /* completion / help topic */
     const char *topic;

@@ -56,6 +56,7 @@ static const char main_help[] =
     "  logs        follow the logs of several pods and containers, optionally around a command\n"
     "  capture     capture the pod's packets into a pcap file (or stdout, for tcpdump/wireshark)\n"
     "  list        the debug containers kubectl diag added in the namespace\n"
+    "  forwards    the port-forwards kept on this machine by --keep-forward (--stop ends them)\n"
     "  version     versions of kubectl-diag and its debug image\n"
     "  completion  shell completion script (bash or zsh)\n"
     "\n"
@@ -220,6 +221,24 @@ static const char list_help[] =
     "  kubectl diag list -n prod\n"
     "\n";
 
+static const char forwards_help[] =
+    "Usage: kubectl diag forwards [--stop] [pod/NAME] [flags]\n"
+    "\n"
+    "Lists the port-forwards that commands run with --keep-forward (or $KDIAG_KEEP_FORWARD)\n"
+    "left running on this machine, for every kubeconfig, context and namespace: POD NAMESPACE\n"
+    "CONTEXT (\"-\": as the kubeconfig says) LOCAL KEEPER (its PID) IDLE (since the last\n"
+    "command used it) ENDS IN (when no command uses it before). With pod/NAME, only those to\n"
+    "that pod. --stop ends them: each keeper ends its kubectl port-forward and exits.\n"
+    "\n"
+    "Flags:\n"
+    "      --stop               end the kept port-forwards listed\n"
+    "\n"
+    "Examples:\n"
+    "  kubectl diag forwards\n"
+    "  kubectl diag forwards --stop pod/web-0\n"
+    "  kubectl diag forwards --stop\n"
+    "\n";
+
 static const char manage_help[] =
     "Usage: kubectl diag manage [flags]\n"
     "\n"
@@ -280,6 +299,7 @@ void help_print(FILE *out, flags_cmd cmd)
     case FLAGS_CMD_LOGS: body = logs_help; break;
     case FLAGS_CMD_CAPTURE: body = capture_help; break;
     case FLAGS_CMD_LIST: body = list_help; break;
+    case FLAGS_CMD_FORWARDS: body = forwards_help; break;
     case FLAGS_CMD_CP: body = cp_help; break;
     case FLAGS_CMD_MANAGE: body = manage_help; break;
     case FLAGS_CMD_VERSION: body = version_help; break;

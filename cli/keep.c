@@ -1,5 +1,6 @@
 #include "keep.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -15,12 +16,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "pod.h"
 #include "portfwd.h"
 #include "remember.h"
 
 #define KEEP_SUFFIX ".fwd"
 #define KEEP_UP_MS 60000  /* for the keeper's kubectl port-forward to listen */
 #define KEEP_TICK_MS 1000 /* how often the keeper looks at the last use */
+#define KEEP_STOP_MS 5000 /* for a keeper to end on SIGTERM (it ends its kubectl first) */
 
 extern char **environ;
 
@@ -28,6 +31,7 @@ extern char **environ;
 
 struct kept {
     int keeper, kubectl, grpc, tunnel, lg, lt;
+    long long keep_ms; /* 0: not in the file (an older keeper's) */
     char container[64];
     char stamp[STAMP_MAX];
 };
@@ -69,8 +73,9 @@ static bool read_kept(int fd, const char *key, struct kept *kp)
     if (n <= 0 || (size_t)n < kl || memcmp(buf, key, kl) != 0)
         return false;
     buf[n] = '\0';
-    return sscanf(buf + kl, "%d %d %63s %d %d %d %d %1023s", &kp->keeper, &kp->kubectl, kp->container, &kp->grpc,
-                  &kp->tunnel, &kp->lg, &kp->lt, kp->stamp) == 8 &&
+    kp->keep_ms = 0;
+    return sscanf(buf + kl, "%d %d %63s %d %d %d %d %1023s %lld", &kp->keeper, &kp->kubectl, kp->container,
+                  &kp->grpc, &kp->tunnel, &kp->lg, &kp->lt, kp->stamp, &kp->keep_ms) >= 8 &&
            kp->keeper > 0 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535;
 }
 
@@ -319,8 +324,8 @@ int keep_main(int argc, char **argv)
     int rc = portfwd_start(&pf, &k, pod, container, grpc, tunnel, KEEP_UP_MS, err, sizeof err);
     int gen = rc < 0 ? rc : portfwd_wait(pf, 0, KEEP_UP_MS, &lg, &lt, err, sizeof err);
     char line[256 + STAMP_MAX];
-    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s\n", (int)getpid(), (int)portfwd_child_pid(pf),
-                     container, grpc, tunnel, lg, lt, stamp);
+    int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s %lld\n", (int)getpid(),
+                     (int)portfwd_child_pid(pf), container, grpc, tunnel, lg, lt, stamp, keep_ms);
     size_t kl = strlen(key);
     rc = gen > 0 && pwrite(fd, key, kl, 0) == (ssize_t)kl && pwrite(fd, line, (size_t)n, (off_t)kl) == n ? 0 : 1;
     if (rc == 0) {
@@ -348,4 +353,103 @@ int keep_main(int argc, char **argv)
     close(fd);
     close(sfd);
     return rc;
+}
+
+/* The key's fields: "VERSION|KUBECONFIG|$KUBECONFIG|CONTEXT|NAMESPACE|POD\n"
+ * (cli/remember.c); the last three into ctx, ns and pod ("-" for an empty
+ * one). false when it has fewer. */
+static bool key_fields(const char *key, char *ctx, char *ns, char *pod, size_t n)
+{
+    const char *f[6];
+    size_t len[6], nf = 0;
+    for (const char *p = key; nf < 6; nf++) {
+        const char *bar = nf < 5 ? strchr(p, '|') : strchr(p, '\n');
+        if (!bar)
+            return false;
+        f[nf] = p;
+        len[nf] = (size_t)(bar - p);
+        p = bar + 1;
+    }
+    char *out[3] = {ctx, ns, pod};
+    for (int i = 0; i < 3; i++)
+        snprintf(out[i], n, "%.*s", len[i + 3] ? (int)len[i + 3] : 1, len[i + 3] ? f[i + 3] : "-");
+    return true;
+}
+
+static void format_secs(long long ms, char *buf, size_t n)
+{
+    if (ms < 0)
+        snprintf(buf, n, "-");
+    else
+        pod_format_age((long)(ms / 1000), buf, n);
+}
+
+/* Sends SIGTERM to the keeper of fd's file and waits until it is gone
+ * (it ends its kubectl first): true when it went within KEEP_STOP_MS. */
+static bool stop_keeper(int fd, const struct kept *kp)
+{
+    if (kill(kp->keeper, SIGTERM) < 0 && errno != ESRCH)
+        return false;
+    for (int waited = 0; waited < KEEP_STOP_MS; waited += 50) {
+        if (!keeper_alive(fd))
+            return true;
+        poll(NULL, 0, 50);
+    }
+    return !keeper_alive(fd);
+}
+
+int keep_forwards(FILE *out, const char *pod, bool stop)
+{
+    char dir[1100];
+    DIR *d = remember_dir(dir, sizeof dir) ? opendir(dir) : NULL;
+    struct dirent *de;
+    int rows = 0, failed = 0;
+    while (d && (de = readdir(d))) {
+        size_t nl = strlen(de->d_name);
+        if (nl <= strlen(KEEP_SUFFIX) || strcmp(de->d_name + nl - strlen(KEEP_SUFFIX), KEEP_SUFFIX) != 0)
+            continue;
+        int fd = openat(dirfd(d), de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        char key[2048], ctx[512], ns[256], name[256];
+        struct kept kp;
+        ssize_t n = fd < 0 ? -1 : pread(fd, key, sizeof key - 1, 0);
+        char *eol = n > 0 ? memchr(key, '\n', (size_t)n) : NULL;
+        if (eol)
+            eol[1] = '\0';
+        /* a dead keeper's file is no forward: the next command replaces it */
+        if (!eol || !read_kept(fd, key, &kp) || !keeper_alive(fd) || !key_fields(key, ctx, ns, name, sizeof ns) ||
+            (pod && strcmp(pod, name) != 0)) {
+            if (fd >= 0)
+                close(fd);
+            continue;
+        }
+        if (stop) {
+            bool gone = stop_keeper(fd, &kp);
+            if (gone)
+                fprintf(out, "pod/%s: kept port-forward ended (keeper %d)\n", name, kp.keeper);
+            else
+                fprintf(stderr,
+                        "kubectl-diag: pod/%s: the keeper %d of its kept port-forward did not end; "
+                        "kill it: kill %d\n",
+                        name, kp.keeper, kp.keeper);
+            failed += !gone;
+        } else {
+            char idle[32], left[32], local[32];
+            int64_t ms = idle_ms(fd);
+            format_secs(ms, idle, sizeof idle);
+            format_secs(kp.keep_ms && ms >= 0 ? (kp.keep_ms > ms ? kp.keep_ms - ms : 0) : -1, left, sizeof left);
+            snprintf(local, sizeof local, "127.0.0.1:%d", kp.lg);
+            if (rows == 0)
+                fprintf(out, "%-32s %-16s %-20s %-16s %-8s %-6s %s\n", "POD", "NAMESPACE", "CONTEXT", "LOCAL",
+                        "KEEPER", "IDLE", "ENDS IN");
+            fprintf(out, "%-32s %-16s %-20s %-16s %-8d %-6s %s\n", name, ns, ctx, local, kp.keeper, idle, left);
+        }
+        rows++;
+        close(fd);
+    }
+    if (d)
+        closedir(d);
+    if (rows == 0)
+        fprintf(stderr, "no kept port-forwards%s%s (kubectl diag --keep-forward DURATION keeps one)\n",
+                pod ? " to pod/" : "", pod ? pod : "");
+    return failed ? -ETIMEDOUT : rows;
 }

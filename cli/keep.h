@@ -16,9 +16,10 @@
  *
  * The keeper's file sits beside the pod's session record (record + ".fwd",
  * 0600): the record's key, then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
- * TUNNEL LOCAL_GRPC LOCAL_TUNNEL KUBECONFIG_STAMP" (the kubeconfig files'
- * device, inode, mtime and size when the keeper started: a command does not
- * take a forward started before they changed, and ends it). The keeper holds an OFD lock on its
+ * TUNNEL LOCAL_GRPC LOCAL_TUNNEL KUBECONFIG_STAMP KEEP_MS" (the kubeconfig
+ * files' device, inode, mtime and size when the keeper started: a command
+ * does not take a forward started before they changed, and ends it; the
+ * duration, for `kubectl diag forwards`). The keeper holds an OFD lock on its
  * first byte for its life (what tells a live keeper's file from a killed
  * one's, zombie or not). A command holds a shared flock on it while
  * it uses the forward and sets its mtime (the last use) when it lets go; the
@@ -29,6 +30,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kube.h"
 
@@ -55,5 +57,11 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
  * when it ended the forward or the forward ended, 1 when it could not start,
  * 2 on bad arguments. */
 int keep_main(int argc, char **argv);
+/* `kubectl diag forwards [--stop] [pod/NAME]`: the kept forwards under the
+ * cache directory whose keeper lives (of any kubeconfig, context and
+ * namespace; only those to pod when not NULL), as a table on out; with stop,
+ * each keeper is sent SIGTERM and waited for (it ends its kubectl first).
+ * The number found, or -ETIMEDOUT when a keeper did not end. */
+int keep_forwards(FILE *out, const char *pod, bool stop);
 
 #endif

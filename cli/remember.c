@@ -69,6 +69,12 @@ static void undash(char *s)
         s[0] = '\0';
 }
 
+bool remember_dir(char *buf, size_t n)
+{
+    dir_path(buf, n, false);
+    return *buf != '\0';
+}
+
 bool remember_path(const kube *k, const char *pod, const char *suffix, bool make, char *path, size_t n, char *key,
                    size_t keylen)
 {

@@ -37,6 +37,9 @@ bool remember_read(const kube *k, const char *pod, remembered *r);
  * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
  * cache. */
 void remember_save(const kube *k, const char *pod, const remembered *r);
+/* The directory of the records (n bytes at most): false when there is no
+ * cache directory. */
+bool remember_dir(char *buf, size_t n);
 /* The path of pod's record with suffix appended (a file beside it, e.g. the
  * kept forward's, cli/keep.h) and the key the record starts with; with
  * make, the directory is made. false when there is no cache directory. */

@@ -515,6 +515,48 @@ def test_keeper_runs_in_root_and_relative_kubeconfig_paths_still_reach_its_kubec
         wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
 
 
+def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home):
+    """kubectl diag forwards: each kept forward with its local port, keeper, idle time and end;
+    --stop pod/NAME ends that one (keeper and kubectl gone when it returns) and leaves the
+    others; --stop alone ends the rest; a pod without one is exit 1, a selector a usage error."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
+
+    def diag(*args):
+        return subprocess.run([CLI] + list(args), env=env, capture_output=True, text=True, timeout=120)
+
+    fields = {}
+    for pod in ('distroless', 'nginx'):
+        r = diag('exec', '--tools', 'pod/' + pod, '--', 'true')
+        assert r.returncode == 0, r.stderr
+        fields[pod] = wait_for(lambda: kept(keep_home, pod), timeout=60, what='the keeper to write its file')[1]
+    r = diag('forwards')
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ['POD', 'NAMESPACE', 'CONTEXT', 'LOCAL', 'KEEPER', 'IDLE', 'ENDS', 'IN'], r.stdout
+    rows = {l.split()[0]: l.split() for l in lines[1:]}
+    assert set(rows) == {'distroless', 'nginx'}, r.stdout
+    for pod, f in fields.items():
+        assert rows[pod][1:5] == ['-', '-', '127.0.0.1:' + f[5], f[0]], (rows[pod], f)
+        assert rows[pod][6] in ('9m', '10m'), rows[pod]
+
+    r = diag('forwards', '--stop', 'pod/nginx')
+    assert r.returncode == 0 and 'pod/nginx: kept port-forward ended' in r.stdout, (r.stdout, r.stderr)
+    assert not running(int(fields['nginx'][0])) and not running(int(fields['nginx'][1]))
+    assert running(int(fields['distroless'][0])) and running(int(fields['distroless'][1]))
+    assert [l.split()[0] for l in diag('forwards').stdout.splitlines()[1:]] == ['distroless']
+    r = diag('forwards', '--stop', 'pod/nginx')
+    assert r.returncode == 1 and 'no kept port-forwards to pod/nginx' in r.stderr, (r.stdout, r.stderr)
+
+    r = diag('forwards', '--stop')
+    assert r.returncode == 0 and 'pod/distroless: kept port-forward ended' in r.stdout, (r.stdout, r.stderr)
+    assert not running(int(fields['distroless'][0])) and not running(int(fields['distroless'][1]))
+    r = diag('forwards')
+    assert (r.returncode, r.stdout) == (0, '') and 'no kept port-forwards' in r.stderr, r.stderr
+    r = diag('forwards', '-l', 'app=web')
+    assert r.returncode == 2 and 'forwards takes one pod' in r.stderr, r.stderr
+    assert 'Usage: kubectl diag forwards' in diag('forwards', '--help').stdout
+
+
 def test_keep_forward_bad_values_say_what_to_use(cluster):
     r = cluster.diag('--keep-forward', '25h', 'ps', 'pod/distroless')
     assert r.returncode == 2
