@@ -15,7 +15,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <time.h>
@@ -294,6 +297,73 @@ static void test_unary_echo(void **state)
     assert_int_equal(unary(cl, "/t.T/Whoami", "", 0, &resp, &len, 5000, &st), 0);
     assert_int_equal(len, strlen("/t.T/Whoami|Bearer " TOKEN "|peer"));
     assert_memory_equal(resp, "/t.T/Whoami|Bearer " TOKEN "|peer", len);
+    free(resp);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+/* n bytes from fd within ms, else fail. */
+static void read_within(int fd, uint8_t *buf, size_t n, int ms)
+{
+    size_t got = 0;
+    int64_t end = time_now_ms() + ms;
+    while (got < n) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int left = (int)(end - time_now_ms());
+        if (left <= 0 || poll(&p, 1, left) <= 0)
+            fail_msg("%zu of %zu bytes within %d ms", got, n, ms);
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r <= 0)
+            fail_msg("read: %zd (%s)", r, r < 0 ? strerror(errno) : "EOF");
+        got += (size_t)r;
+    }
+}
+
+/* The server's SETTINGS come at accept, before the client's preface: a gRPC
+ * client starts no call before them (one round trip less through kubectl
+ * port-forward). Core's own SETTINGS follow once the preface is there, and
+ * the connection then serves calls. */
+static void test_server_settings_come_first(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)f->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    uint8_t frame[9];
+    static const uint8_t empty_settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    read_within(fd, frame, sizeof frame, 2000); /* nothing sent yet */
+    assert_memory_equal(frame, empty_settings, sizeof frame);
+    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const uint8_t ack[9] = {0, 0, 0, 4, 1, 0, 0, 0, 0};
+    assert_int_equal(write(fd, preface, sizeof preface - 1), (ssize_t)(sizeof preface - 1));
+    assert_int_equal(write(fd, empty_settings, sizeof empty_settings), 9);
+    assert_int_equal(write(fd, ack, sizeof ack), 9);
+    /* then core: its SETTINGS and the ACK of ours, in either order, no GOAWAY */
+    bool settings = false, acked = false;
+    while (!settings || !acked) {
+        read_within(fd, frame, sizeof frame, 5000);
+        uint32_t len = (uint32_t)frame[0] << 16 | (uint32_t)frame[1] << 8 | frame[2];
+        assert_int_not_equal(frame[3], 7); /* GOAWAY */
+        uint8_t payload[256];
+        assert_true(len <= sizeof payload);
+        if (len)
+            read_within(fd, payload, len, 2000);
+        if (frame[3] == 4 && (frame[4] & 1))
+            acked = true;
+        else if (frame[3] == 4)
+            settings = true;
+    }
+    close(fd);
+    rpc_client *cl;
+    rpc_status st;
+    char *resp;
+    size_t n;
+    assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
+    assert_int_equal(unary(cl, "/t.T/Echo", "hi", 2, &resp, &n, 5000, &st), 0);
+    assert_int_equal(n, 2);
     free(resp);
     rpc_client_free(cl);
     fx_stop(f);
@@ -930,6 +1000,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_echo),
+        cmocka_unit_test(test_server_settings_come_first),
         cmocka_unit_test(test_status_and_message),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_server_stream),
