@@ -355,27 +355,6 @@ int keep_main(int argc, char **argv)
     return rc;
 }
 
-/* The key's fields: "VERSION|KUBECONFIG|$KUBECONFIG|CONTEXT|NAMESPACE|POD\n"
- * (cli/remember.c); the last three into ctx, ns and pod ("-" for an empty
- * one). false when it has fewer. */
-static bool key_fields(const char *key, char *ctx, char *ns, char *pod, size_t n)
-{
-    const char *f[6];
-    size_t len[6], nf = 0;
-    for (const char *p = key; nf < 6; nf++) {
-        const char *bar = nf < 5 ? strchr(p, '|') : strchr(p, '\n');
-        if (!bar)
-            return false;
-        f[nf] = p;
-        len[nf] = (size_t)(bar - p);
-        p = bar + 1;
-    }
-    char *out[3] = {ctx, ns, pod};
-    for (int i = 0; i < 3; i++)
-        snprintf(out[i], n, "%.*s", len[i + 3] ? (int)len[i + 3] : 1, len[i + 3] ? f[i + 3] : "-");
-    return true;
-}
-
 static void format_secs(long long ms, char *buf, size_t n)
 {
     if (ms < 0)
@@ -398,12 +377,12 @@ static bool stop_keeper(int fd, const struct kept *kp)
     return !keeper_alive(fd);
 }
 
-int keep_forwards(FILE *out, const char *pod, bool stop)
+int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errlen)
 {
     char dir[1100];
     DIR *d = remember_dir(dir, sizeof dir) ? opendir(dir) : NULL;
     struct dirent *de;
-    int rows = 0, failed = 0;
+    int rows = 0, stuck = 0;
     while (d && (de = readdir(d))) {
         size_t nl = strlen(de->d_name);
         if (nl <= strlen(KEEP_SUFFIX) || strcmp(de->d_name + nl - strlen(KEEP_SUFFIX), KEEP_SUFFIX) != 0)
@@ -416,22 +395,19 @@ int keep_forwards(FILE *out, const char *pod, bool stop)
         if (eol)
             eol[1] = '\0';
         /* a dead keeper's file is no forward: the next command replaces it */
-        if (!eol || !read_kept(fd, key, &kp) || !keeper_alive(fd) || !key_fields(key, ctx, ns, name, sizeof ns) ||
-            (pod && strcmp(pod, name) != 0)) {
+        if (!eol || !read_kept(fd, key, &kp) || !keeper_alive(fd) ||
+            !remember_key_fields(key, ctx, ns, name, sizeof ns) || (pod && strcmp(pod, name) != 0)) {
             if (fd >= 0)
                 close(fd);
             continue;
         }
         if (stop) {
-            bool gone = stop_keeper(fd, &kp);
-            if (gone)
+            if (stop_keeper(fd, &kp))
                 fprintf(out, "pod/%s: kept port-forward ended (keeper %d)\n", name, kp.keeper);
-            else
-                fprintf(stderr,
-                        "kubectl-diag: pod/%s: the keeper %d of its kept port-forward did not end; "
-                        "kill it: kill %d\n",
-                        name, kp.keeper, kp.keeper);
-            failed += !gone;
+            else if (stuck++ == 0)
+                snprintf(err, errlen,
+                         "the keeper %d of the kept port-forward to pod/%s did not end within %d s; kill -9 %d",
+                         kp.keeper, name, KEEP_STOP_MS / 1000, kp.keeper);
         } else {
             char idle[32], left[32], local[32];
             int64_t ms = idle_ms(fd);
@@ -448,8 +424,14 @@ int keep_forwards(FILE *out, const char *pod, bool stop)
     }
     if (d)
         closedir(d);
+    if (stuck)
+        return -ETIMEDOUT;
+    if (rows == 0 && stop && pod) {
+        snprintf(err, errlen, "no kept port-forwards to pod/%s; kubectl diag forwards lists those there are", pod);
+        return -ENOENT;
+    }
     if (rows == 0)
         fprintf(stderr, "no kept port-forwards%s%s (kubectl diag --keep-forward DURATION keeps one)\n",
                 pod ? " to pod/" : "", pod ? pod : "");
-    return failed ? -ETIMEDOUT : rows;
+    return 0;
 }

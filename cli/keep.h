@@ -61,7 +61,8 @@ int keep_main(int argc, char **argv);
  * cache directory whose keeper lives (of any kubeconfig, context and
  * namespace; only those to pod when not NULL), as a table on out; with stop,
  * each keeper is sent SIGTERM and waited for (it ends its kubectl first).
- * The number found, or -ETIMEDOUT when a keeper did not end. */
-int keep_forwards(FILE *out, const char *pod, bool stop);
+ * 0, or -errno with err filled: -ETIMEDOUT when a keeper did not end,
+ * -ENOENT when stop names a pod that has none. */
+int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errlen);
 
 #endif

@@ -99,11 +99,10 @@ int main(int argc, char **argv)
     case FLAGS_CMD_CAPTURE: code = capture_main(&f, &k); break;
     case FLAGS_CMD_LIST: code = list_main(&f, &k); break;
     case FLAGS_CMD_CP: code = cp_main(&f, &k); break;
-    case FLAGS_CMD_FORWARDS: {
-        int n = keep_forwards(stdout, f.npods ? f.pods[0].value : NULL, f.stop);
-        code = n < 0 || (f.stop && f.npods && n == 0) ? EXITCODE_FAILURE : EXITCODE_OK;
+    case FLAGS_CMD_FORWARDS:
+        code = exitcode_report(stderr,
+                               keep_forwards(stdout, f.npods ? f.pods[0].value : NULL, f.stop, err, sizeof(err)), err);
         break;
-    }
     case FLAGS_CMD_MANAGE: code = manage_main(&f, &k); break;
     case FLAGS_CMD_VERSION:
         printf("kubectl-diag %s\ncontract %s\nmanager image %s\n", KDIAG_VERSION, CONTRACT_REVISION, f.dbg_image);

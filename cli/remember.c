@@ -69,6 +69,24 @@ static void undash(char *s)
         s[0] = '\0';
 }
 
+bool remember_key_fields(const char *key, char *ctx, char *ns, char *pod, size_t n)
+{
+    const char *f[6];
+    size_t len[6], nf = 0;
+    for (const char *p = key; nf < 6; nf++) { /* key_of's fields, the last ended by its newline */
+        const char *end = nf < 5 ? strchr(p, '|') : strchr(p, '\n');
+        if (!end)
+            return false;
+        f[nf] = p;
+        len[nf] = (size_t)(end - p);
+        p = end + 1;
+    }
+    char *out[3] = {ctx, ns, pod};
+    for (int i = 0; i < 3; i++)
+        snprintf(out[i], n, "%.*s", len[i + 3] ? (int)len[i + 3] : 1, len[i + 3] ? f[i + 3] : "-");
+    return true;
+}
+
 bool remember_dir(char *buf, size_t n)
 {
     dir_path(buf, n, false);

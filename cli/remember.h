@@ -37,6 +37,10 @@ bool remember_read(const kube *k, const char *pod, remembered *r);
  * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
  * cache. */
 void remember_save(const kube *k, const char *pod, const remembered *r);
+/* The context, namespace and pod of a record's key (its first line, with
+ * the newline) into ctx, ns and pod, n bytes each, "-" for an empty one
+ * (the kubeconfig's current one): false when it is no key. */
+bool remember_key_fields(const char *key, char *ctx, char *ns, char *pod, size_t n);
 /* The directory of the records (n bytes at most): false when there is no
  * cache directory. */
 bool remember_dir(char *buf, size_t n);
