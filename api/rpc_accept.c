@@ -251,7 +251,7 @@ static bool make_room(rpc_accept *a)
  * the connection handed over: through kubectl port-forward one more round trip
  * per command. Core's own SETTINGS follow as a second frame, which HTTP/2
  * allows; the client's ACK of this one makes core take its settings as acked
- * early, which only widens what it accepts (docs/rpc.md). */
+ * early: wider frames, and limits no first flight comes near (docs/rpc.md). */
 static const uint8_t early_settings[9] = {0, 0, 0, 0x4, 0, 0, 0, 0, 0};
 
 static void conn_add(rpc_accept *a, int fd)
