@@ -1,5 +1,6 @@
 #include "remember.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -43,11 +44,36 @@ static void dir_path(char *buf, size_t n, bool make)
     }
 }
 
-static void key_of(const kube *k, const char *pod, char *buf, size_t n)
+/* Appends s to buf (n bytes, *used so far) with '%', '|' and control
+ * characters as %XX: whatever a kubeconfig path or context name holds, the
+ * fields stay apart ("a|b" then "c" is not "a" then "b|c") and the key one
+ * line. */
+static void put_field(char *buf, size_t n, size_t *used, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p && *used < n; p++) {
+        int w = *p == '%' || *p == '|' || *p < 0x20 || *p == 0x7f
+                    ? snprintf(buf + *used, n - *used, "%%%02X", *p)
+                    : snprintf(buf + *used, n - *used, "%c", *p);
+        *used += (size_t)w;
+    }
+}
+
+/* The key: "VERSION|--kubeconfig|$KUBECONFIG|--context|-n|POD\n", the
+ * fields as put_field writes them. false when it does not fit in n bytes
+ * (then nothing is remembered for it). */
+static bool key_of(const kube *k, const char *pod, char *buf, size_t n)
 {
     const char *env = getenv("KUBECONFIG");
-    snprintf(buf, n, "%s" CONTRACT_REVISION_TAG "|%s|%s|%s|%s|%s\n", KDIAG_VERSION, k->kubeconfig ? k->kubeconfig : "",
-             env ? env : "", k->context ? k->context : "", k->ns ? k->ns : "", pod);
+    const char *f[] = {k->kubeconfig ? k->kubeconfig : "", env ? env : "", k->context ? k->context : "",
+                       k->ns ? k->ns : "", pod};
+    size_t used = (size_t)snprintf(buf, n, "%s" CONTRACT_REVISION_TAG, KDIAG_VERSION);
+    for (size_t i = 0; i < sizeof f / sizeof *f && used < n; i++) {
+        used += (size_t)snprintf(buf + used, n - used, "|");
+        put_field(buf, n, &used, f[i]);
+    }
+    if (used < n)
+        used += (size_t)snprintf(buf + used, n - used, "\n");
+    return used < n;
 }
 
 /* dir/<8 hex of FNV-1a(key)>: a collision only makes two pods share a file,
@@ -69,6 +95,30 @@ static void undash(char *s)
         s[0] = '\0';
 }
 
+/* Field f (len bytes, as put_field wrote it) into out (n bytes), "-" when
+ * empty; %XX of a printable byte is decoded, a control character stays
+ * %XX (the caller prints it). */
+static void get_field(const char *f, size_t len, char *out, size_t n)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && o + 1 < n; i++) {
+        char hex[3] = {0};
+        unsigned x = 0;
+        if (f[i] == '%' && i + 2 < len && isxdigit((unsigned char)f[i + 1]) && isxdigit((unsigned char)f[i + 2])) {
+            memcpy(hex, f + i + 1, 2);
+            x = (unsigned)strtoul(hex, NULL, 16);
+        }
+        if (x >= 0x20 && x != 0x7f) {
+            out[o++] = (char)x;
+            i += 2;
+        } else
+            out[o++] = f[i];
+    }
+    out[o] = '\0';
+    if (o == 0)
+        snprintf(out, n, "-");
+}
+
 bool remember_key_fields(const char *key, char *ctx, char *ns, char *pod, size_t n)
 {
     const char *f[6];
@@ -83,7 +133,7 @@ bool remember_key_fields(const char *key, char *ctx, char *ns, char *pod, size_t
     }
     char *out[3] = {ctx, ns, pod};
     for (int i = 0; i < 3; i++)
-        snprintf(out[i], n, "%.*s", len[i + 3] ? (int)len[i + 3] : 1, len[i + 3] ? f[i + 3] : "-");
+        get_field(f[i + 3], len[i + 3], out[i], n);
     return true;
 }
 
@@ -100,7 +150,8 @@ bool remember_path(const kube *k, const char *pod, const char *suffix, bool make
     dir_path(dir, sizeof dir, make);
     if (!*dir)
         return false;
-    key_of(k, pod, key, keylen);
+    if (!key_of(k, pod, key, keylen))
+        return false;
     file_path(dir, key, rec, sizeof rec);
     snprintf(path, n, "%s%s", rec, suffix);
     return true;
@@ -113,7 +164,8 @@ bool remember_read(const kube *k, const char *pod, remembered *r)
     dir_path(dir, sizeof dir, false);
     if (!*dir)
         return false;
-    key_of(k, pod, key, sizeof key);
+    if (!key_of(k, pod, key, sizeof key))
+        return false;
     file_path(dir, key, path, sizeof path);
     FILE *f = fopen(path, "re");
     if (!f)
@@ -150,7 +202,8 @@ void remember_save(const kube *k, const char *pod, const remembered *r)
     dir_path(dir, sizeof dir, true);
     if (!*dir)
         return;
-    key_of(k, pod, key, sizeof key);
+    if (!key_of(k, pod, key, sizeof key))
+        return;
     file_path(dir, key, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

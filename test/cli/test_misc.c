@@ -1,6 +1,6 @@
 /* Unit tests: kubectl error translation (kerr.c), the child's environment
  * (kube.c), port-forward output (portfwd.c), log timestamps and colours (logs.c), ps output (ps.c), shell
- * target selection (shell.c). */
+ * target selection (shell.c), session record keys (remember.c). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,6 +19,7 @@
 #include "logs-internal.h"
 #include "portfwd-internal.h"
 #include "ps.h"
+#include "remember.h"
 #include "shell-internal.h"
 
 static void rbac(void **state)
@@ -380,6 +381,48 @@ static void spawn_env(void **state)
     unsetenv("KDIAG_TEST_KEPT");
 }
 
+/* A session record's key keeps its fields apart whatever they hold: a '|'
+ * in a kubeconfig path or context name no longer makes two kubeconfigs
+ * share a record, a key too long to hold is not remembered, and the
+ * context, namespace and pod come back as given (`kubectl diag forwards`). */
+static void remember_keys(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/kdiag-remember-XXXXXX", cmd[64];
+    assert_non_null(mkdtemp(dir));
+    setenv("XDG_CACHE_HOME", dir, 1);
+    unsetenv("KUBECONFIG");
+    remembered r = {.grpc = 4000, .tunnel = 4001, .container = "dbg", .token = "t", .secret = "s", .ns = "ns"}, got;
+    kube a = {.kubeconfig = "/k/a|b", .context = "c", .ns = "ns"};
+    remember_save(&a, "web", &r);
+    assert_true(remember_read(&a, "web", &got));
+    assert_int_equal(got.grpc, 4000);
+    setenv("KUBECONFIG", "b", 1); /* the same fields joined with '|': "/k/a|b||c" */
+    kube b = {.kubeconfig = "/k/a", .context = "|c", .ns = "ns"};
+    assert_false(remember_read(&b, "web", &got));
+    unsetenv("KUBECONFIG");
+
+    char path[1300], key[2048], ctx[256], ns[256], pod[256];
+    kube odd = {.context = "we|ird%ctx\n", .ns = "ns"};
+    assert_true(remember_path(&odd, "web", ".fwd", false, path, sizeof path, key, sizeof key));
+    assert_ptr_equal(strchr(key, '\n'), key + strlen(key) - 1); /* one line */
+    assert_true(remember_key_fields(key, ctx, ns, pod, sizeof ctx));
+    assert_string_equal(ctx, "we|ird%ctx%0A");
+    assert_string_equal(ns, "ns");
+    assert_string_equal(pod, "web");
+
+    static char longpath[3000];
+    memset(longpath, 'x', sizeof longpath - 1);
+    longpath[0] = '/';
+    kube big = {.kubeconfig = longpath};
+    assert_false(remember_path(&big, "web", "", false, path, sizeof path, key, sizeof key));
+    remember_save(&big, "web", &r);
+    assert_false(remember_read(&big, "web", &got));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+    unsetenv("XDG_CACHE_HOME");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -395,6 +438,7 @@ int main(void)
         cmocka_unit_test(shell_target),
         cmocka_unit_test(spawn_env),
         cmocka_unit_test(upgrade_refused),
+        cmocka_unit_test(remember_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
