@@ -7,12 +7,14 @@
 
 #include <errno.h>
 #include <grpc/grpc.h>
+#include <grpc/grpc_posix.h>
 #include <grpc/grpc_security.h>
 #include <grpc/support/alloc.h>
 #include <grpc/support/time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "rpc_common.h"
 
@@ -45,14 +47,21 @@ static gpr_timespec deadline_after(int timeout_ms)
     return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
 }
 
-int rpc_client_new(rpc_client **ret, const char *target, const char *token)
+/* A client: on a channel to target, or with fd >= 0 on that connected
+ * socket (gRPC owns it from then on). */
+static int client_new(rpc_client **ret, const char *target, int fd, const char *token)
 {
     *ret = NULL;
     rpc_client *cl = calloc(1, sizeof *cl);
-    if (!cl)
+    if (!cl) {
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
+    }
     if (token && asprintf(&cl->auth, "Bearer %s", token) < 0) {
         free(cl);
+        if (fd >= 0)
+            close(fd);
         return -ENOMEM;
     }
     rpc_ref();
@@ -66,12 +75,23 @@ int rpc_client_new(rpc_client **ret, const char *target, const char *token)
     grpc_channel_args ca = {sizeof args / sizeof *args, args};
     grpc_channel_credentials *creds = grpc_insecure_credentials_create();
     sigset_t old;
-    rpc_signals_off(&old);                            /* the channel starts gRPC's event engine threads */
-    cl->ch = grpc_channel_create(target, creds, &ca); /* a bad target gives a channel whose calls fail */
+    rpc_signals_off(&old); /* the channel starts gRPC's event engine threads */
+    /* a bad target gives a channel whose calls fail */
+    cl->ch = fd >= 0 ? grpc_channel_create_from_fd(target, fd, creds, &ca) : grpc_channel_create(target, creds, &ca);
     rpc_signals_on(&old);
     grpc_channel_credentials_release(creds);
     *ret = cl;
     return 0;
+}
+
+int rpc_client_new(rpc_client **ret, const char *target, const char *token)
+{
+    return client_new(ret, target, -1, token);
+}
+
+int rpc_client_new_fd(rpc_client **ret, int fd, const char *token)
+{
+    return client_new(ret, "fd", fd, token);
 }
 
 int rpc_client_set_token(rpc_client *cl, const char *token)

@@ -28,6 +28,10 @@ void rpc_client_env(void);
 /* target "127.0.0.1:PORT"; token may be NULL (no authorization header).
  * *ret is NULL on failure. */
 int rpc_client_new(rpc_client **ret, const char *target, const char *token);
+/* A client on fd, a socket already connected to the server (a kept
+ * forward's spare connection, cli/keep.h); it owns fd, also on failure.
+ * Its calls fail once that connection ends: there is no reconnecting. */
+int rpc_client_new_fd(rpc_client **ret, int fd, const char *token);
 /* Sends token (NULL: none) with the calls started from now on; for a client
  * that first checked who it talks to (Hello). Not while calls start in other
  * threads. 0 or -ENOMEM. */

@@ -37,7 +37,6 @@
 #define RPC_PENDING_REQUESTS 8         /* grpc_server_request_call kept outstanding */
 #define RPC_REARM_RETRY_MS 100         /* retry when fewer are outstanding */
 #define RPC_REARM_REPORT_MS 10000      /* repeat the complaint while it lasts */
-#define RPC_PREFACE_MS 5000            /* clients send the preface at once, also through port-forward */
 #define RPC_SERVER_MEMORY (128u << 20) /* gRPC core's buffers, all connections together */
 
 typedef enum { TAG_NEW, TAG_OP, TAG_CLOSE, TAG_REJECT, TAG_SHUTDOWN } tag_kind;
@@ -141,6 +140,8 @@ int rpc_server_new(rpc_server **ret, const rpc_server_opts *opts)
         s->o.max_conns = RPC_MAX_CONNS;
     if (s->o.memory == 0)
         s->o.memory = RPC_SERVER_MEMORY;
+    if (s->o.preface_ms <= 0)
+        s->o.preface_ms = RPC_PREFACE_MS;
     s->bind = strdup(opts->bind ? opts->bind : "127.0.0.1:0");
     if (opts->token && asprintf(&s->auth, "Bearer %s", opts->token) < 0)
         s->auth = NULL;
@@ -707,7 +708,7 @@ static int server_bind(rpc_server *s)
     s->cq = grpc_completion_queue_create_for_next(NULL);
     grpc_server_register_completion_queue(s->server, s->cq, NULL);
     s->creds = grpc_insecure_server_credentials_create();
-    rpc_accept_opts ao = {s->bind, s->o.max_conns, RPC_PREFACE_MS, server_take_fd, s};
+    rpc_accept_opts ao = {s->bind, s->o.max_conns, s->o.preface_ms, server_take_fd, s};
     int p, rc = rpc_accept_new(&s->acc, &ao, &p);
     return rc < 0 ? rc : p;
 }

@@ -15,6 +15,9 @@
 /* Connections open at once, default: clients (one connection each per CLI
  * run, grpcurl, tests) need a handful; each costs gRPC core 12-18 KiB. */
 #define RPC_MAX_CONNS 256
+/* Silence allowed before the client's HTTP/2 preface, default: clients send
+ * it at once, also through port-forward. */
+#define RPC_PREFACE_MS 5000
 
 typedef struct rpc_server rpc_server;
 typedef struct rpc_call rpc_call;
@@ -43,6 +46,8 @@ typedef struct {
                                RESOURCE_EXHAUSTED; 0 = 256 */
     int max_conns;     /* open connections at most (api/rpc_accept.h); 0 = RPC_MAX_CONNS */
     size_t memory;     /* gRPC core's buffers, all connections together; 0 = 128 MiB */
+    int preface_ms;    /* a connection that has not sent the HTTP/2 preface by then is
+                               closed (api/rpc_accept.h); 0 = RPC_PREFACE_MS */
 } rpc_server_opts;
 
 /* *ret is NULL on failure. */

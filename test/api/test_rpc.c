@@ -208,7 +208,8 @@ typedef struct {
     char target[64];
 } fixture;
 
-static size_t fx_memory; /* the next fx_start's rpc_server_opts.memory */
+static size_t fx_memory;  /* the next fx_start's rpc_server_opts.memory */
+static int fx_preface_ms; /* and its preface_ms */
 
 static fixture *fx_start(const char *token, int max_msg, int max_streams, int keepalive_ms)
 {
@@ -218,7 +219,8 @@ static fixture *fx_start(const char *token, int max_msg, int max_streams, int ke
                          .max_msg_bytes = max_msg,
                          .max_streams = max_streams,
                          .keepalive_ms = keepalive_ms,
-                         .memory = fx_memory};
+                         .memory = fx_memory,
+                         .preface_ms = fx_preface_ms};
     assert_int_equal(rpc_server_new(&f->s, &o), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Echo", RPC_UNARY, h_echo, NULL), 0);
     assert_int_equal(rpc_server_add(f->s, "/t.T/Whoami", RPC_UNARY, h_whoami, NULL), 0);
@@ -364,6 +366,66 @@ static void test_server_settings_come_first(void **state)
     assert_int_equal(rpc_client_new(&cl, f->target, TOKEN), 0);
     assert_int_equal(unary(cl, "/t.T/Echo", "hi", 2, &resp, &n, 5000, &st), 0);
     assert_int_equal(n, 2);
+    free(resp);
+    rpc_client_free(cl);
+    fx_stop(f);
+}
+
+static int tcp_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+/* A connection that sends nothing is closed at the preface deadline
+ * (preface_ms), not before: the manager's is CONTRACT_PREFACE_MS, so that a
+ * kept forward's spare connection waits for its command. */
+static void test_silent_connection_closed_at_preface_deadline(void **state)
+{
+    (void)state;
+    fx_preface_ms = 600;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    fx_preface_ms = 0;
+    int fd = tcp_to(f->port);
+    uint8_t frame[9];
+    int64_t t0 = time_now_ms();
+    read_within(fd, frame, sizeof frame, 2000); /* the early SETTINGS */
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 3000), 1);
+    int64_t closed = time_now_ms() - t0;
+    assert_int_equal(read(fd, frame, 1), 0);
+    fprintf(stderr, "silent connection closed after %lld ms (deadline 600 ms)\n", (long long)closed);
+    assert_true(closed >= 550 && closed < 2500);
+    close(fd);
+    fx_stop(f);
+}
+
+/* A client made on a socket connected ahead (rpc_client_new_fd: a kept
+ * forward's spare), silent until then with the server's SETTINGS waiting
+ * in it, makes its calls on that very connection. */
+static void test_client_on_a_connected_socket(void **state)
+{
+    (void)state;
+    fixture *f = fx_start(TOKEN, 0, 0, 0);
+    int fd = tcp_to(f->port);
+    struct sockaddr_in me;
+    socklen_t ml = sizeof me;
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &ml), 0);
+    usleep(300000);
+    rpc_client *cl;
+    rpc_status st;
+    char *resp, want[64];
+    size_t n;
+    assert_int_equal(rpc_client_new_fd(&cl, fd, TOKEN), 0);
+    assert_int_equal(unary(cl, "/t.T/Peer", "", 0, &resp, &n, 5000, &st), 0);
+    snprintf(want, sizeof want, "127.0.0.1:%d", ntohs(me.sin_port));
+    resp = realloc(resp, n + 1);
+    resp[n] = '\0';
+    assert_non_null(strstr(resp, want));
     free(resp);
     rpc_client_free(cl);
     fx_stop(f);
@@ -1001,6 +1063,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_echo),
         cmocka_unit_test(test_server_settings_come_first),
+        cmocka_unit_test(test_silent_connection_closed_at_preface_deadline),
+        cmocka_unit_test(test_client_on_a_connected_socket),
         cmocka_unit_test(test_status_and_message),
         cmocka_unit_test(test_auth),
         cmocka_unit_test(test_server_stream),
