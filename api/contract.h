@@ -16,8 +16,9 @@
  * CLI never talks to a manager of another revision, however its version is
  * called. 2: a CopyTo client that asks for answers (ack_bytes) waits for
  * them; a manager before would never send one. 3: so does an Exec client
- * (ExecStart.stdin_ack_bytes). */
-#define CONTRACT_REVISION "3"
+ * (ExecStart.stdin_ack_bytes). 4: a connection may wait CONTRACT_PREFACE_MS
+ * for its HTTP/2 preface (a kept forward's spare). */
+#define CONTRACT_REVISION "4"
 /* How a version string carries it: "0.1.0" CONTRACT_REVISION_TAG. */
 #define CONTRACT_REVISION_TAG "+contract" CONTRACT_REVISION
 
@@ -32,6 +33,13 @@
 #define CONTRACT_METHOD_COPY_TO CONTRACT_SERVICE "CopyTo"
 #define CONTRACT_METHOD_EXEC CONTRACT_SERVICE "Exec"
 #define CONTRACT_METHOD_HELLO CONTRACT_SERVICE "Hello"
+
+/* The manager closes a connection to its gRPC port that has not sent the
+ * HTTP/2 client preface within this. A kept forward's keeper holds one such
+ * connection ready for the next command (cli/keep.c) and replaces it before
+ * then; anyone else's silent connections are bounded by the connection limit
+ * (the oldest waiting one makes room, api/rpc_accept.h). */
+#define CONTRACT_PREFACE_MS 120000
 
 /* Tunnel hello: the 16-byte tunnel_token of a RedirectResponse, then one
  * status byte; OK = the client reached its local target, anything else

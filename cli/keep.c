@@ -10,12 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stddef.h>
 #include <sys/file.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/time-util.h"
+#include "contract.h"
 #include "pod.h"
 #include "portfwd.h"
 #include "remember.h"
@@ -24,6 +32,12 @@
 #define KEEP_UP_MS 60000  /* for the keeper's kubectl port-forward to listen */
 #define KEEP_TICK_MS 1000 /* how often the keeper looks at the last use */
 #define KEEP_STOP_MS 5000 /* for a keeper to end on SIGTERM (it ends its kubectl first) */
+/* The spare connection: replaced before the manager closes it for silence,
+ * dialled again this long after the other end closed it, waited for by a
+ * command at most this long. */
+#define KEEP_SPARE_MS (CONTRACT_PREFACE_MS - 20000)
+#define KEEP_REDIAL_MS 5000
+#define KEEP_SPARE_WAIT_MS 500
 
 extern char **environ;
 
@@ -129,8 +143,61 @@ bool keep_take(const kube *k, const char *pod, const char *container, int grpc, 
         close(fd);
         return false;
     }
-    *l = (keep_lease){.fd = fd, .lgrpc = kp.lg, .ltunnel = kp.lt};
+    *l = (keep_lease){.fd = fd, .keeper = kp.keeper, .lgrpc = kp.lg, .ltunnel = kp.lt};
     return true;
+}
+
+/* The abstract socket where keeper hands out the spare connection to its
+ * forward's local port lg. */
+static socklen_t spare_addr(pid_t keeper, int lg, struct sockaddr_un *a)
+{
+    memset(a, 0, sizeof *a);
+    a->sun_family = AF_UNIX;
+    int n = snprintf(a->sun_path + 1, sizeof a->sun_path - 1, "kdiag-keep-%d-%d", (int)keeper, lg);
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + (size_t)n);
+}
+
+/* Whether fd is a TCP connection to 127.0.0.1:port. */
+static bool connected_to(int fd, int port)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof a;
+    int type = 0;
+    socklen_t tl = sizeof type;
+    return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
+           getpeername(fd, (struct sockaddr *)&a, &al) == 0 && a.sin_family == AF_INET &&
+           a.sin_addr.s_addr == htonl(INADDR_LOOPBACK) && ntohs(a.sin_port) == port;
+}
+
+int keep_spare(const keep_lease *l)
+{
+    struct sockaddr_un a;
+    socklen_t al = spare_addr(l->keeper, l->lgrpc, &a);
+    struct ucred uc;
+    socklen_t ul = sizeof uc;
+    int s = l->fd < 0 ? -1 : socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), fd = -1;
+    /* only the keeper itself (the PID its lock proves alive, our user) hands one out; a full
+     * backlog (a stopped keeper) fails at once instead of blocking */
+    if (s < 0 || connect(s, (struct sockaddr *)&a, al) < 0 ||
+        getsockopt(s, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0 || uc.pid != l->keeper || uc.uid != geteuid())
+        goto out;
+    struct pollfd p = {s, POLLIN, 0};
+    char byte, ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    if (poll(&p, 1, KEEP_SPARE_WAIT_MS) != 1 || recvmsg(s, &m, MSG_CMSG_CLOEXEC | MSG_DONTWAIT) != 1)
+        goto out;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    if (fd >= 0 && !connected_to(fd, l->lgrpc)) {
+        close(fd);
+        fd = -1;
+    }
+out:
+    if (s >= 0)
+        close(s);
+    return fd;
 }
 
 void keep_release(keep_lease *l)
@@ -284,6 +351,83 @@ static bool leave_cwd(kube *k, char *kc, size_t n)
     return chdir("/") == 0;
 }
 
+/* The keeper's spare: a connection to its forward's local gRPC port made
+ * ahead, so that kubectl has created its two streams and the manager has
+ * accepted it (two round trips to the API server) before a command asks
+ * for it (keep_spare). */
+typedef struct {
+    int listen;      /* where commands ask (spare_addr); -1: none */
+    int fd;          /* -1: none */
+    int64_t made_ms; /* when fd was dialled */
+    int64_t next_ms; /* when to dial the next */
+} spare;
+
+static void spare_drop(spare *sp, int64_t redial_ms)
+{
+    if (sp->fd >= 0)
+        close(sp->fd);
+    sp->fd = -1;
+    sp->next_ms = time_now_ms() + redial_ms;
+}
+
+static void spare_dial(spare *sp, int lg)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)lg),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int one = 1;
+    sp->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* TCP_NODELAY travels with the socket: gRPC does not set it on a socket it is given */
+    if (sp->fd >= 0 && (setsockopt(sp->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
+                        connect(sp->fd, (struct sockaddr *)&a, sizeof a) < 0))
+        spare_drop(sp, KEEP_REDIAL_MS);
+    sp->made_ms = time_now_ms();
+    sp->next_ms = sp->made_ms + KEEP_REDIAL_MS;
+}
+
+static void spare_listen(spare *sp, int lg)
+{
+    struct sockaddr_un a;
+    socklen_t al = spare_addr(getpid(), lg, &a);
+    sp->listen = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (sp->listen >= 0 && (bind(sp->listen, (struct sockaddr *)&a, al) < 0 || listen(sp->listen, 8) < 0)) {
+        close(sp->listen); /* commands then connect as they would without a keeper's spare */
+        sp->listen = -1;
+    }
+}
+
+/* Hands the spare to the command that connected (our own user only), then
+ * dials the next one at once; with none ready, the command gets a byte
+ * without a connection and makes its own. */
+static void spare_hand(spare *sp)
+{
+    int c = accept4(sp->listen, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    struct ucred uc;
+    socklen_t ul = sizeof uc;
+    if (c < 0)
+        return;
+    struct pollfd p = {sp->fd, POLLRDHUP, 0};
+    if (sp->fd >= 0 && poll(&p, 1, 0) != 0)
+        spare_drop(sp, KEEP_REDIAL_MS); /* the other end closed it meanwhile */
+    char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
+    memset(ctl, 0, sizeof ctl);
+    struct iovec iov = {&byte, 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (sp->fd >= 0) {
+        m.msg_control = ctl;
+        m.msg_controllen = sizeof ctl;
+        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(cm), &sp->fd, sizeof(int));
+    }
+    if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &uc, &ul) == 0 && uc.uid == geteuid() &&
+        sendmsg(c, &m, MSG_NOSIGNAL | MSG_DONTWAIT) == 1 && sp->fd >= 0)
+        spare_drop(sp, 0); /* the command's now */
+    close(c);
+}
+
 int keep_main(int argc, char **argv)
 {
     if (argc != 11)
@@ -323,6 +467,12 @@ int keep_main(int argc, char **argv)
     kubeconfig_stamp(&k, stamp, sizeof stamp); /* before kubectl reads them */
     int rc = portfwd_start(&pf, &k, pod, container, grpc, tunnel, KEEP_UP_MS, err, sizeof err);
     int gen = rc < 0 ? rc : portfwd_wait(pf, 0, KEEP_UP_MS, &lg, &lt, err, sizeof err);
+    spare sp = {.listen = -1, .fd = -1};
+    if (gen > 0) { /* ready before the file tells commands about the forward */
+        spare_listen(&sp, lg);
+        if (sp.listen >= 0)
+            spare_dial(&sp, lg);
+    }
     char line[256 + STAMP_MAX];
     int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s %lld\n", (int)getpid(),
                      (int)portfwd_child_pid(pf), container, grpc, tunnel, lg, lt, stamp, keep_ms);
@@ -333,9 +483,19 @@ int keep_main(int argc, char **argv)
         flock(fd, LOCK_UN);
     }
     while (rc == 0) {
-        struct pollfd fds[2] = {{sfd, POLLIN, 0}, {portfwd_gone_fd(pf), POLLIN, 0}};
-        if (poll(fds, 2, KEEP_TICK_MS) > 0 && (fds[0].revents || fds[1].revents))
+        int64_t now = time_now_ms();
+        if (sp.fd >= 0 && now - sp.made_ms >= KEEP_SPARE_MS)
+            spare_drop(&sp, 0); /* before the manager closes it for its silence */
+        if (sp.fd < 0 && sp.listen >= 0 && now >= sp.next_ms)
+            spare_dial(&sp, lg);
+        struct pollfd fds[4] = {
+            {sfd, POLLIN, 0}, {portfwd_gone_fd(pf), POLLIN, 0}, {sp.listen, POLLIN, 0}, {sp.fd, POLLRDHUP, 0}};
+        if (poll(fds, 4, KEEP_TICK_MS) > 0 && (fds[0].revents || fds[1].revents))
             break; /* told to end, or the pod went */
+        if (fds[3].revents)
+            spare_drop(&sp, KEEP_REDIAL_MS); /* the manager or kubectl closed it */
+        if (fds[2].revents)
+            spare_hand(&sp);
         if (portfwd_current(pf, &lg, &lt) != (unsigned)gen)
             break; /* kubectl port-forward ended */
         int64_t idle = idle_ms(fd);
@@ -349,6 +509,9 @@ int keep_main(int argc, char **argv)
     }
     /* gone from the directory before the forward goes: no command takes it now */
     unlink_ours(path, fd);
+    spare_drop(&sp, 0);
+    if (sp.listen >= 0)
+        close(sp.listen);
     portfwd_free(pf);
     close(fd);
     close(sfd);

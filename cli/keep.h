@@ -12,7 +12,9 @@
  * as soon as it ends by itself (pod gone). The next command that names the
  * pod with the same key takes that forward instead of starting one, and
  * still proves the manager with Hello before it sends the token
- * (docs/contract.md, "Kept forwards").
+ * (docs/contract.md, "Kept forwards"). The keeper also holds a spare
+ * connection through its forward, made ahead, and hands it to the next
+ * command (keep_spare).
  *
  * The keeper's file sits beside the pod's session record (record + ".fwd",
  * 0600): the record's key, then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
@@ -37,7 +39,8 @@
 #define KEEP_MAX_MS (24LL * 3600 * 1000) /* --keep-forward at most a day */
 
 typedef struct {
-    int fd; /* the keeper's file, shared-locked; -1: none held */
+    int fd;     /* the keeper's file, shared-locked; -1: none held */
+    int keeper; /* its PID */
     int lgrpc, ltunnel;
 } keep_lease;
 
@@ -47,6 +50,11 @@ typedef struct {
  * key): true and *l holds it, or false (none, busy starting, another
  * container or ports, its keeper gone). */
 bool keep_take(const kube *k, const char *pod, const char *container, int grpc, int tunnel, keep_lease *l);
+/* The keeper's spare connection to its local gRPC port (made ahead: its
+ * streams through kubectl and the manager's accept are done), which is the
+ * caller's from then on; -1 when it has none ready (make your own). Only
+ * the keeper l's lock proves alive hands one out (SO_PEERCRED). */
+int keep_spare(const keep_lease *l);
 /* Marks the kept forward used now and lets go of it; no-op without one. */
 void keep_release(keep_lease *l);
 /* Starts a keeper for pod in the background, unless one runs; failures are

@@ -85,28 +85,41 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
     int64_t wait = o->timeout_ms > 0 && o->timeout_ms < QUICK_WAIT_MS ? o->timeout_ms : QUICK_WAIT_MS;
     bool share_pid = r->share_pid != 0;
     const char *tid = r->target_id;
-    int rc;
+    int rc, spare = -1;
     if (o->keep_ms > 0 && keep_take(k, o->pod, r->container, r->grpc, r->tunnel, &s->lease)) {
+        spare = keep_spare(&s->lease);
         if (k->verbose > 0)
-            fprintf(stderr, "kubectl-diag: taking the kept port-forward to pod/%s (127.0.0.1:%d)\n", o->pod,
-                    s->lease.lgrpc);
+            fprintf(stderr, "kubectl-diag: taking the kept port-forward to pod/%s (127.0.0.1:%d)%s\n", o->pod,
+                    s->lease.lgrpc, spare >= 0 ? " and its keeper's ready connection" : "");
         rc = portfwd_adopt(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, s->lease.lgrpc, s->lease.ltunnel,
                            o->timeout_ms, err, errlen);
     } else
         rc = portfwd_start(&s->pf, k, o->pod, r->container, r->grpc, r->tunnel, o->timeout_ms, err, errlen);
-    if (rc < 0)
-        return rc;
-    unsigned gen = (unsigned)portfwd_wait(s->pf, 0, wait, &lg, &lt, err, errlen);
-    if ((int)gen < 0)
+    unsigned gen = rc < 0 ? (unsigned)rc : (unsigned)portfwd_wait(s->pf, 0, wait, &lg, &lt, err, errlen);
+    if ((int)gen < 0) {
+        if (spare >= 0)
+            close(spare);
         return (int)gen;
-    if ((rc = session_client_at(s, lg, &s->client)) < 0) {
-        snprintf(err, errlen, "cannot make a gRPC client: %s", strerror(-rc));
-        return rc;
     }
     contract_hello h;
     rpc_status st;
-    /* the target as Exec finds it: by id in a pod that shares one PID namespace, else PID 1 */
-    rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
+    /* the target as Exec finds it: by id in a pod that shares one PID namespace, else PID 1; on
+     * the keeper's connection, or on a new one when there is none or it failed */
+    for (bool own = spare < 0;; own = true) {
+        rc = own ? session_client_at(s, lg, &s->client) : rpc_client_new_fd(&s->client, spare, NULL);
+        if (rc < 0) {
+            snprintf(err, errlen, "cannot make a gRPC client: %s", strerror(-rc));
+            return rc;
+        }
+        rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
+        if (own || rc == 0 || rc == -EPERM)
+            break;
+        if (k->verbose > 0)
+            fprintf(stderr, "kubectl-diag: the keeper's connection failed (%s); making one\n",
+                    rc == -EPROTO ? st.message : strerror(-rc));
+        rpc_client_free(s->client);
+        s->client = NULL;
+    }
     if (rc == -EPROTO)
         snprintf(err, errlen, "Hello failed: status %d: %.400s", (int)st.code, st.message);
     else if (rc == -EPERM)

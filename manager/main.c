@@ -186,6 +186,7 @@ int main(int argc, char **argv)
         .bind = o.bind,
         .token = o.no_auth ? NULL : token,
         .verbose = o.verbose,
+        .preface_ms = CONTRACT_PREFACE_MS,
     };
     rpc_server *s;
     if (rpc_server_new(&s, &so) < 0) {

@@ -390,15 +390,22 @@ def keep_home(tmp_path):
                 os.kill(int(pid), sig)
 
 
+def first_keeps(env, keep_home):
+    """Runs a first `shell pod/distroless` with env's keep duration: the shell argv (-v, up to -c),
+    and the path and fields of the kept forward's file once its keeper wrote it."""
+    shell = [CLI, '-v', 'shell', 'pod/distroless', '--', '-c']
+    r = subprocess.run(shell + ['echo first'], env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'first\n'), r.stderr
+    path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    return shell, path, f
+
+
 def test_kept_forward_serves_the_next_commands_and_ends_when_unused(cluster, keep_home):
     """--keep-forward: the first command leaves a keeper with its own kubectl port-forward; the
     next ones run no kubectl at all and still prove the manager; a command in progress holds it;
     once unused for the duration, the keeper, its kubectl and its file are gone."""
     env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '3s'})
-    shell = [CLI, '-v', 'shell', 'pod/distroless', '--', '-c']
-    r = subprocess.run(shell + ['echo first'], env=env, capture_output=True, text=True, timeout=120)
-    assert (r.returncode, r.stdout) == (0, 'first\n'), r.stderr
-    path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    shell, path, f = first_keeps(env, keep_home)
     keeper, kubectl = int(f[0]), int(f[1])
     assert running(keeper) and running(kubectl), f
     assert os.getsid(keeper) == keeper                         # a session of its own: no terminal's signals
@@ -555,6 +562,62 @@ def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home)
     r = diag('forwards', '-l', 'app=web')
     assert r.returncode == 2 and 'forwards takes one pod' in r.stderr, r.stderr
     assert 'Usage: kubectl diag forwards' in diag('forwards', '--help').stdout
+
+
+def tcp_to(pid, port):
+    """Local ports of pid's established IPv4 TCP connections to 127.0.0.1:port (/proc/net/tcp and
+    the socket inodes among pid's fds)."""
+    inodes = set()
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+        for fd in os.listdir('/proc/%d/fd' % pid):
+            with contextlib.suppress(OSError):
+                link = os.readlink('/proc/%d/fd/%s' % (pid, fd))
+                if link.startswith('socket:['):
+                    inodes.add(link[8:-1])
+    ports = []
+    with open('/proc/net/tcp') as f:
+        for line in f.readlines()[1:]:
+            c = line.split()
+            if c[2] == '0100007F:%04X' % port and c[3] == '01' and c[9] in inodes:
+                ports.append(int(c[1].split(':')[1], 16))
+    return ports
+
+
+def test_kept_forward_hands_out_a_ready_connection(cluster, keep_home):
+    """The keeper holds a connection through its kubectl port-forward made ahead (its streams and
+    the manager's accept done); the next command takes that very socket (the kernel shows it among
+    the command's fds), and the keeper makes the next. A keeper that does not answer costs a command
+    at most half a second, and it makes its own connection."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
+    shell, path, f = first_keeps(env, keep_home)
+    keeper, local = int(f[0]), int(f[5])
+    spare = wait_for(lambda: tcp_to(keeper, local), timeout=30, what="the keeper's spare connection")
+    assert len(spare) == 1, spare
+
+    p = subprocess.Popen(shell + ['echo started; sleep 3; echo second'], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == 'started\n'
+        assert tcp_to(p.pid, local) == spare                  # the keeper's socket, in the command
+        assert spare[0] not in tcp_to(keeper, local)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode, out) == (0, 'second\n'), err
+    assert "and its keeper's ready connection" in err and 'proved its secret' in err, err
+    assert kubectl_calls(err) == [], err
+    wait_for(lambda: (lambda n: n and n != spare)(tcp_to(keeper, local)), timeout=30, what='the next spare')
+
+    os.kill(keeper, signal.SIGSTOP)                           # a keeper that does not answer
+    try:
+        t0 = time.monotonic()
+        r = subprocess.run(shell + ['echo third'], env=env, capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(keeper, signal.SIGCONT)
+    assert (r.returncode, r.stdout) == (0, 'third\n'), r.stderr
+    assert 'taking the kept port-forward' in r.stderr and "ready connection" not in r.stderr, r.stderr
+    assert took < 5, took
 
 
 def test_keep_forward_bad_values_say_what_to_use(cluster):
