@@ -375,11 +375,16 @@ static void spare_dial(spare *sp, int lg)
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)lg),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    int one = 1;
-    sp->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    /* TCP_NODELAY travels with the socket: gRPC does not set it on a socket it is given */
+    int one = 1, err = 0;
+    socklen_t el = sizeof err;
+    sp->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    /* TCP_NODELAY travels with the socket: gRPC does not set it on a socket it is given. A
+     * kubectl that does not accept costs the keeper a second, not its signals' turn */
+    struct pollfd p = {sp->fd, POLLOUT, 0};
     if (sp->fd >= 0 && (setsockopt(sp->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0 ||
-                        connect(sp->fd, (struct sockaddr *)&a, sizeof a) < 0))
+                        (connect(sp->fd, (struct sockaddr *)&a, sizeof a) < 0 &&
+                         (errno != EINPROGRESS || poll(&p, 1, KEEP_TICK_MS) != 1 ||
+                          getsockopt(sp->fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0 || err != 0))))
         spare_drop(sp, KEEP_REDIAL_MS);
     sp->made_ms = time_now_ms();
     sp->next_ms = sp->made_ms + KEEP_REDIAL_MS;
