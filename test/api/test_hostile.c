@@ -436,7 +436,7 @@ static void test_idle_connections_bounded(void **state)
     pthread_join(sampler, NULL);
     fprintf(stderr,
             "%d idle connections (opened in %lld ms, at most %d manager fds, baseline %d): all gone %lld ms "
-            "after the last; manager RSS %ld kB before, %ld kB peak, %ld kB after\n",
+            "after the test closed them; manager RSS %ld kB before, %ld kB peak, %ld kB after\n",
             n, opened, sm.peak_fds, base_fds, dropped, base, sm.peak_rss, after);
     assert_int_equal(refused, 0);
     assert_true(fds <= base_fds);

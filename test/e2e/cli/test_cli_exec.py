@@ -586,8 +586,8 @@ def tcp_to(pid, port):
 def test_kept_forward_hands_out_a_ready_connection(cluster, keep_home):
     """The keeper holds a connection through its kubectl port-forward made ahead (its streams and
     the manager's accept done); the next command takes that very socket (the kernel shows it among
-    the command's fds), and the keeper makes the next. A keeper that does not answer costs a command
-    at most half a second, and it makes its own connection."""
+    the command's fds), and the keeper makes the next, also when its spare is torn down. A keeper
+    that does not answer costs a command at most half a second, and it makes its own connection."""
     env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
     shell, path, f = first_keeps(env, keep_home)
     keeper, local = int(f[0]), int(f[5])
@@ -606,7 +606,15 @@ def test_kept_forward_hands_out_a_ready_connection(cluster, keep_home):
     assert (p.returncode, out) == (0, 'second\n'), err
     assert "and its keeper's ready connection" in err and 'proved its secret' in err, err
     assert kubectl_calls(err) == [], err
-    wait_for(lambda: (lambda n: n and n != spare)(tcp_to(keeper, local)), timeout=30, what='the next spare')
+    nxt = wait_for(lambda: (lambda n: n and n != spare and n)(tcp_to(keeper, local)), timeout=30,
+                   what='the next spare')
+    # a spare torn down under the keeper (the kernel destroys its socket) is made again
+    r = subprocess.run(['ss', '-K', 'dst', '127.0.0.1', 'dport', '=', ':%d' % local, 'sport', '=', ':%d' % nxt[0]],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert nxt[0] not in tcp_to(keeper, local)
+    wait_for(lambda: (lambda n: n and nxt[0] not in n)(tcp_to(keeper, local)), timeout=30,
+             what='a spare in place of the torn-down one')
 
     os.kill(keeper, signal.SIGSTOP)                           # a keeper that does not answer
     try:
