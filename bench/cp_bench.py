@@ -12,7 +12,10 @@ As root (the simulated cluster), with socat and nsenter installed. --link-mbit N
 through N Mbit/s each way (tc htb classes on lo, removed at the end), as to a
 cluster over a network. --delay-ms N: every command reaches the API server through a proxy that
 holds each byte N ms each way (test/e2e/cli/delayproxy.py; this kernel has no netem). Prints one line per run and the ratios (kubectl cp's time / kubectl
-diag cp's: above 1 means kubectl diag cp is faster)."""
+diag cp's: above 1 means kubectl diag cp is faster), then what each way cost the whole machine in
+CPU-seconds (every process: the simulated cluster, kubectl, the CLI, the manager, tar or socat), the
+same copies' medians: with 2 cores, a copy that costs more CPU than kubectl cp's can be faster only
+where kubectl cp leaves a core idle."""
 import contextlib
 import filecmp
 import os
@@ -21,7 +24,7 @@ import tempfile
 import time
 from statistics import median
 
-from benchlib import delayed, main, port_forward, timed
+from benchlib import delayed, machine_cpu, main, port_forward, timed
 from delayproxy import SERVER
 
 TARBOX = '''apiVersion: v1
@@ -153,21 +156,26 @@ def copies(c, cli, a, d, env, lport):
             fixed[way].append(into(way, tiny, 'tiny') + out(way, 'tiny', '%s.%s%d' % (tiny, way, i)))
     print('1 byte in and out: kubectl cp %.2f s, kubectl diag cp %.2f s (medians)' %
           (median(fixed['kubectl']), median(fixed['diag'])), flush=True)
-    times = {}
+    times, cpus = {}, {}
     for i in range(a.runs):
         for data, src in files.items():
             row = []
             for way in WAYS:
                 name = '%s-%s-%d' % (data, way.replace(' ', '-'), i)
+                c0 = machine_cpu()
                 t_in = into(way, src, name)
+                c1 = machine_cpu()
                 back = os.path.join(d, name)
                 t_out = out(way, name, back)
+                c2 = machine_cpu()
                 assert filecmp.cmp(src, back, shallow=False), '%s: the copy out differs' % name
                 os.unlink(back)
                 c.ok('exec', 'tarbox', '--', 'rm', '-f', '/tmp/' + name)
                 times.setdefault((data, way, 'into'), []).append(t_in)
                 times.setdefault((data, way, 'out of'), []).append(t_out)
-                row.append('%s %.2f/%.2f' % (way, t_in, t_out))
+                cpus.setdefault((data, way, 'into'), []).append(c1 - c0)
+                cpus.setdefault((data, way, 'out of'), []).append(c2 - c1)
+                row.append('%s %.2f/%.2f (CPU %.2f/%.2f)' % (way, t_in, t_out, c1 - c0, c2 - c1))
             print('run %d, %s (s into/out of the pod): %s' % (i, data, ', '.join(row)), flush=True)
     for data in files:
         for direction in ('into', 'out of'):
@@ -178,6 +186,8 @@ def copies(c, cli, a, d, env, lport):
                 t = median(times[(data, way, direction)])
                 line += ', %s %.2f s (%.0f MB/s): ratio %.2f' % (way, t, a.mb * 1.048576 / t, k / t)
             print(line)
+            print('  machine CPU-seconds, the same copies: ' + ', '.join(
+                '%s %.2f' % (way, median(cpus[(data, way, direction)])) for way in WAYS))
 
 
 if __name__ == '__main__':
