@@ -592,6 +592,11 @@ def test_kept_forward_hands_out_a_ready_connection(cluster, keep_home):
     shell, path, f = first_keeps(env, keep_home)
     keeper, local = int(f[0]), int(f[5])
     spare = wait_for(lambda: tcp_to(keeper, local), timeout=30, what="the keeper's spare connection")
+
+    def spare_other_than(old):
+        """The keeper's spare connection (its local ports) once it is none of old's."""
+        ports = tcp_to(keeper, local)
+        return ports if ports and not set(ports) & set(old) else None
     assert len(spare) == 1, spare
 
     p = subprocess.Popen(shell + ['echo started; sleep 3; echo second'], env=env, stdout=subprocess.PIPE,
@@ -606,15 +611,13 @@ def test_kept_forward_hands_out_a_ready_connection(cluster, keep_home):
     assert (p.returncode, out) == (0, 'second\n'), err
     assert "and its keeper's ready connection" in err and 'proved its secret' in err, err
     assert kubectl_calls(err) == [], err
-    nxt = wait_for(lambda: (lambda n: n and n != spare and n)(tcp_to(keeper, local)), timeout=30,
-                   what='the next spare')
+    nxt = wait_for(lambda: spare_other_than(spare), timeout=30, what='the next spare')
     # a spare torn down under the keeper (the kernel destroys its socket) is made again
     r = subprocess.run(['ss', '-K', 'dst', '127.0.0.1', 'dport', '=', ':%d' % local, 'sport', '=', ':%d' % nxt[0]],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert nxt[0] not in tcp_to(keeper, local)
-    wait_for(lambda: (lambda n: n and nxt[0] not in n)(tcp_to(keeper, local)), timeout=30,
-             what='a spare in place of the torn-down one')
+    wait_for(lambda: spare_other_than(nxt), timeout=30, what='a spare in place of the torn-down one')
 
     os.kill(keeper, signal.SIGSTOP)                           # a keeper that does not answer
     try:
