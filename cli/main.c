@@ -70,10 +70,9 @@ int main(int argc, char **argv)
     if (argc == 11 && strcmp(argv[1], "__keep") == 0) /* the keeper of a port-forward (cli/keep.h) */
         return keep_main(argc, argv);
     crash_report_init();
-    /* Every message received is a new buffer of up to 128 KiB (2,048 of them in a cp of 256 MiB):
-     * with glibc's sliding thresholds a thread's heap handed the freed space back to the kernel
-     * and faulted it in again for the next. Kept instead (up to 16 MiB): 2,300-8,200 page faults
-     * per such copy instead of 12,000-31,000, the CLI's CPU 0.39 -> 0.32 s (bench/README.md). */
+    /* Every message received is a buffer of its own (up to 128 KiB, 2,048 in a cp of 256 MiB):
+     * freed heap is kept for the next one instead of going back to the kernel and faulting in
+     * again (docs/cp.md, "Memory and flow control"). */
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, 16 << 20);
     rpc_client_env(); /* before any thread: it calls setenv */
