@@ -44,6 +44,10 @@
  * bounds what small chunks cost beside their bytes. */
 #define STDIN_QUEUE_MAX (CONTRACT_EXEC_STDIN_WINDOW + CONTRACT_EXEC_CHUNK)
 #define STDIN_QUEUE_MESSAGES 1024
+/* Stdin queued in all calls together, at most (and each call's first message
+ * beyond it, so that none waits for another's program to read): without it a
+ * client that ignores its windows holds 4 MiB per call, 256 calls at once. */
+#define STDIN_BUDGET (32u << 20)
 /* The program's stdout and stderr pipes: two chunks. */
 #define PIPE_SIZE (2 * CONTRACT_EXEC_CHUNK)
 /* How long (10 ms rounds) the keeper reaps the program's orphans after its exit. */
@@ -85,8 +89,9 @@ typedef struct {
  * When the client keeps to a stdin window (ack_bytes), stdin goes through a
  * queue to a thread of its own too, so that a signal or a resize never waits
  * behind stdin the program does not read; the queue holds what the window
- * lets in, at most STDIN_QUEUE_MAX bytes in STDIN_QUEUE_MESSAGES messages (a
- * client that sends more waits as if it had no window). */
+ * lets in, at most STDIN_QUEUE_MAX bytes in STDIN_QUEUE_MESSAGES messages,
+ * and all calls' queues together STDIN_BUDGET (a client that sends more
+ * waits as if it had no window). */
 typedef struct {
     rpc_call *call;
     int in_fd; /* stdin pipe, or a dup of the pty master; this thread's */
@@ -102,6 +107,7 @@ typedef struct {
     Kdiag__Solo__Io__ExecRequest *ring[STDIN_QUEUE_MESSAGES]; /* stdin chunks and stdin_close */
     size_t first, count;
     size_t queued;        /* bytes of the chunks in it */
+    size_t held;          /* of the budget: this call's share (budget_mu) */
     bool qclosed;         /* no more items: the input thread ended */
     atomic_int pgid;      /* the program's session and process group, 0 before it started */
     atomic_int early_sig; /* a signal that came before the program started: sent when it does */
@@ -601,10 +607,40 @@ static size_t stdin_len(const Kdiag__Solo__Io__ExecRequest *m)
     return m->msg_case == KDIAG__SOLO__IO__EXEC_REQUEST__MSG_STDIN_CHUNK ? m->stdin_chunk.len : 0;
 }
 
+static pthread_mutex_t budget_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t budget_cv = PTHREAD_COND_INITIALIZER;
+static size_t budget_used; /* stdin queued in all calls (budget_mu) */
+
+/* Counts n queued bytes against STDIN_BUDGET; waits while the call already
+ * holds some and n more would pass it. */
+static void budget_take(exec_input *in, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&budget_mu);
+    while (in->held && budget_used + n > STDIN_BUDGET)
+        pthread_cond_wait(&budget_cv, &budget_mu);
+    budget_used += n;
+    in->held += n;
+    pthread_mutex_unlock(&budget_mu);
+}
+
+static void budget_give(exec_input *in, size_t n)
+{
+    if (!n)
+        return;
+    pthread_mutex_lock(&budget_mu);
+    budget_used -= n;
+    in->held -= n;
+    pthread_cond_broadcast(&budget_cv);
+    pthread_mutex_unlock(&budget_mu);
+}
+
 /* Queues m for the stdin thread, which frees it; waits while the queue is
  * full (the client broke its window, or sends it in very small chunks). */
 static void stdin_push(exec_input *in, Kdiag__Solo__Io__ExecRequest *m)
 {
+    budget_take(in, stdin_len(m));
     pthread_mutex_lock(&in->qmu);
     while (in->queued > STDIN_QUEUE_MAX || in->count == STDIN_QUEUE_MESSAGES)
         pthread_cond_wait(&in->qcv, &in->qmu);
@@ -631,10 +667,12 @@ static void *stdin_main(void *arg)
         pthread_mutex_lock(&in->qmu);
         in->first = (in->first + 1) % STDIN_QUEUE_MESSAGES;
         in->count--;
-        in->queued -= stdin_len(m);
+        size_t n = stdin_len(m);
+        in->queued -= n;
         pthread_cond_broadcast(&in->qcv);
         pthread_mutex_unlock(&in->qmu);
         kdiag__solo__io__exec_request__free_unpacked(m, NULL);
+        budget_give(in, n);
     }
 }
 
