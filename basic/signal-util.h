@@ -1,7 +1,8 @@
 /* signal-util — which thread gets a signal.
  *
  * The pattern throughout: the stop signals (SIGINT from Ctrl-C, SIGTERM from
- * the kubelet or a supervisor) are blocked before any thread starts, so every
+ * the kubelet or a supervisor, SIGHUP from a closed terminal or ssh session)
+ * are blocked before any thread starts, so every
  * thread inherits the block, and one thread takes them with sigwait or a
  * signalfd. Worker threads block them (or everything) too; a child process
  * clears the mask before exec, since the mask survives exec. */
@@ -15,7 +16,7 @@
  * a number that is not a signal; nothing is blocked then). */
 int sig_block(sigset_t *set, ...);
 
-/* sig_block(set, SIGINT, SIGTERM, -1): the stop signals. */
+/* sig_block(set, SIGINT, SIGTERM, SIGHUP, -1): the stop signals. */
 int sig_block_stop(sigset_t *set);
 
 /* Blocks every signal in the calling thread: a worker whose signals belong to

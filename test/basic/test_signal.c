@@ -26,6 +26,7 @@ static void block_stop_keeps_sigterm_for_sigwait(void **state)
     assert_int_equal(sig_block_stop(&set), 0);
     assert_true(sigismember(&set, SIGINT));
     assert_true(sigismember(&set, SIGTERM));
+    assert_true(sigismember(&set, SIGHUP));
     assert_false(sigismember(&set, SIGCHLD));
     pthread_sigmask(SIG_SETMASK, NULL, &cur);
     assert_true(sigismember(&cur, SIGTERM));

@@ -1,6 +1,6 @@
 """kubectl diag cp through the real kubectl on the simulated cluster: files and a tree both ways in
 the distroless pod (no tar, no shell), a selector with ':PATH', paths kept inside the container's
-root, a missing path, the progress line only on a terminal, Ctrl-C mid-file, and into a pod whose
+root, a missing path, the progress line only on a terminal, Ctrl-C or SIGHUP mid-file, and into a pod whose
 API server is 50 ms away."""
 import hashlib
 import json
@@ -9,6 +9,8 @@ import pty
 import signal
 import subprocess
 import time
+
+import pytest
 
 from conftest import CLI, error_lines, images_json, wait_for
 from delayproxy import delayed_kubeconfig
@@ -266,7 +268,9 @@ def test_cp_ctrl_c_leaves_nothing_in_the_pod(cluster, tmp_path):
         p.wait()
 
 
-def test_cp_ctrl_c_leaves_nothing_here(cluster, tmp_path):
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGHUP], ids=['ctrl_c', 'hangup'])
+def test_cp_stop_signal_leaves_nothing_here(cluster, tmp_path, sig):
+    """Ctrl-C, or the terminal closing (SIGHUP), mid-copy out of the pod."""
     big = write_big(tmp_path / 'big')
     r = cluster.diag('cp', str(big), 'pod/nginx:/tmp/whole', timeout=300)
     assert r.returncode == 0, r.stderr
@@ -278,7 +282,7 @@ def test_cp_ctrl_c_leaves_nothing_here(cluster, tmp_path):
         wait_for(lambda: no_temporaries(str(out)) or p.poll() is not None, 60, interval=0.02,
                  what='the temporary file here')
         assert p.poll() is None, 'the copy ended before it could be interrupted'
-        p.send_signal(signal.SIGINT)
+        p.send_signal(sig)
         assert p.wait(timeout=30) == 1
         assert 'interrupted' in p.stderr.read().decode()
         assert os.listdir(out) == []
