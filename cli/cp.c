@@ -239,6 +239,10 @@ int cp_main(const flags *f, const kube *k)
         snprintf(err, sizeof err, "cp interrupted: nothing was left half-written");
     else if (rc < 0)
         snprintf(err, sizeof err, "cp %s pod/%s: %s", j.from ? "from" : "to", s.pod.name, j.err);
+    /* The operands were checked: what the copy refuses (a FIFO named here:
+     * -EINVAL) is a failure, exit 1, as when the manager refuses it. */
+    if (rc == -EINVAL)
+        rc = -EIO;
 out:
     fd_close(&j.done_fd);
     fd_close(&sfd);
