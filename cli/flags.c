@@ -499,6 +499,13 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
             f->nwords = argc - i;
             break;
         }
+        if (strcmp(a, "--") == 0 && f->cmd == FLAGS_CMD_CP) { /* operands only: "cp -- -f pod/web:/tmp" */
+            for (rc = 0; ++i < argc && rc == 0;)
+                rc = positional(f, argv[i], err, errlen);
+            if (rc < 0)
+                return rc;
+            break;
+        }
         if (strcmp(a, "--") == 0) {
             f->rest = argv + i + 1;
             f->nrest = argc - i - 1;
@@ -517,6 +524,10 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return 0;
     for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
         if ((seen >> k & 1) && opts[k].only && !(opts[k].only & ONLY(f->cmd))) {
+            if (opts[k].id == O_CONTAINER) /* kubectl exec and cp take -c */
+                return fail(err, errlen,
+                            "-c/--container is for logs; '%s' takes the container with -t/--target CONTAINER",
+                            f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
             flags_cmd owner = FLAGS_CMD_NONE;
             for (int c = 1; c < 32; c++)
                 if (opts[k].only & (1u << c))

@@ -77,6 +77,18 @@ static void test_flags_take_two_operands(void **state)
     assert_int_equal(flags_parse(5, three, &f, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "\"c\" is a third"));
     flags_free(&f);
+    /* after "--", operands only: a local file named -lead */
+    char *dash[] = {"kubectl-diag", "cp", "-n", "prod", "--", "-lead", "pod/web:/tmp/", NULL};
+    assert_int_equal(flags_parse(7, dash, &f, err, sizeof err), 0);
+    assert_int_equal(f.ncp_args, 2);
+    assert_string_equal(f.cp_args[0], "-lead");
+    assert_int_equal(f.nlabels, 0);
+    assert_int_equal(f.nrest, 0);
+    flags_free(&f);
+    char *dash3[] = {"kubectl-diag", "cp", "--", "a", "b", "c", NULL};
+    assert_int_equal(flags_parse(6, dash3, &f, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "\"c\" is a third"));
+    flags_free(&f);
 }
 
 static void test_completion_offers_cp(void **state)

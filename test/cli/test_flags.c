@@ -416,6 +416,10 @@ static void exec_flags(void **state)
     assert_int_equal(parse(&f, err, "ps", "-it", "pod/web", NULL), -EINVAL);
     assert_non_null(strstr(err, "belongs to 'exec'"));
     flags_free(&f);
+    /* kubectl exec's and cp's -c: pointed to -t */
+    assert_int_equal(parse(&f, err, "exec", "-c", "app", "pod/web", "--", "ls", NULL), -EINVAL);
+    assert_string_equal(err, "-c/--container is for logs; 'exec' takes the container with -t/--target CONTAINER");
+    flags_free(&f);
     assert_int_equal(parse(&f, err, "capture", "-i", "eth0", "pod/web", NULL), 0); /* -i stays capture's */
     assert_string_equal(f.iface, "eth0");
     flags_free(&f);
