@@ -18,7 +18,9 @@
  * with AT_FDCWD is the plain local meaning.
  *
  * Functions return 0 or -errno and, on failure, one line in err naming the
- * path and the cause: "cannot open /etc/x: No such file or directory (ENOENT)". */
+ * path and the cause: "cannot copy /etc/x: No such file or directory (ENOENT)".
+ * Paths in it have their control bytes escaped and, when long, their middle
+ * cut; the cause is never cut. */
 #ifndef KDIAG_COPYTREE_H
 #define KDIAG_COPYTREE_H
 

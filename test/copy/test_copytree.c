@@ -31,12 +31,13 @@ typedef struct {
     const char *link;
 } step;
 
-/* Feeds the steps; returns the first failure, or finish's result. */
-static int feed(const step *s, size_t n, char *err, size_t errlen)
+/* Feeds the steps into dest; returns the first failure, or finish's result. */
+static int feed_to(const char *dest, const step *s, size_t n, char *err, size_t errlen)
 {
     copytree_recv *r;
-    int rc = copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, errlen);
-    assert_int_equal(rc, 0);
+    int rc = copytree_recv_new(&r, AT_FDCWD, dest, 0, false, err, errlen);
+    if (rc < 0)
+        return rc;
     static uint8_t data[4096];
     memset(data, 'z', sizeof data);
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -61,6 +62,13 @@ static int feed(const step *s, size_t n, char *err, size_t errlen)
         rc = copytree_recv_finish(r, err, errlen);
     copytree_recv_free(r);
     return rc;
+}
+
+static int feed(const step *s, size_t n, char *err, size_t errlen)
+{
+    char dest[sizeof dst];
+    snprintf(dest, sizeof dest, "%s", dst);
+    return feed_to(dest, s, n, err, errlen);
 }
 
 static int count_entries(const char *dir)
@@ -208,6 +216,82 @@ static void test_send_special_files(void **state)
     assert_int_equal(entries, 2);
 }
 
+/* The first entry sent, and how many. */
+typedef struct {
+    int entries;
+    char root[64];
+    unsigned mode;
+} sent;
+
+static int record_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    sent *t = ud;
+    if (c->entry && t->entries++ == 0) {
+        snprintf(t->root, sizeof t->root, "%s", c->entry->path);
+        t->mode = c->entry->mode;
+    }
+    return 0;
+}
+
+static char *path_in(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dst, name);
+    return buf;
+}
+
+/* Names in messages are escaped: one line, no escape sequence reaches the
+ * terminal, a backslash doubled. */
+static void test_error_names_are_escaped(void **state)
+{
+    (void)state;
+    char p[256], want[512], err[512] = "";
+    const char *evil = "x\n\033[1A\033[2Kall good";
+    assert_int_equal(mkdir(path_in(p, sizeof p, evil), 0755), 0);
+    const step s[] = {{'e', evil, S_IFREG | 0644, 0, NULL}};
+    assert_int_equal(feed(s, 1, err, sizeof err), -EISDIR);
+    snprintf(want, sizeof want,
+             "cannot overwrite the directory %s/x\\n\\e[1A\\e[2Kall good with a file: Is a directory (EISDIR)", dst);
+    assert_string_equal(err, want);
+    const step bad[] = {{'e', "a\\\t\x01/b", S_IFREG | 0644, 0, NULL}};
+    assert_int_equal(feed(bad, 1, err, sizeof err), -EPROTO);
+    assert_non_null(strstr(err, "invalid name \"a\\\\\\t\\x01/b\""));
+}
+
+/* A tree deeper than PATH_MAX: the message names the entry, its middle cut
+ * ("…"), and ends with the cause, even in a small buffer. */
+static void test_long_path_keeps_cause(void **state)
+{
+    (void)state;
+    char name[201], p[256], err[2048] = "";
+    memset(name, 'n', 200);
+    name[200] = '\0';
+    assert_int_equal(mkdir(path_in(p, sizeof p, "deep"), 0755), 0);
+    int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < 22; i++) {
+        assert_int_equal(mkdirat(fd, name, 0755), 0);
+        int next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        close(fd);
+        fd = next;
+        assert_true(fd >= 0);
+    }
+    close(fd);
+    sent t = {0};
+    const char *cause = ": File name too long (ENAMETOOLONG)";
+    size_t sizes[] = {sizeof err, 1024, 100};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &t, NULL, err, sizes[i]), -ENAMETOOLONG);
+        size_t n = strlen(err);
+        assert_true(n < 1024);
+        assert_true(n > strlen(cause));
+        assert_string_equal(err + n - strlen(cause), cause);
+        if (i == 0) {
+            assert_true(!strncmp(err, "cannot copy ", 12) && !strncmp(err + 12, p, strlen(p)));
+            if (!strstr(err, "/deep/nnnn") || !strstr(err, "n…n") || !strstr(err, "n/n"))
+                fail_msg("%s", err);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +301,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_content_must_match_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_stream_lands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_special_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_names_are_escaped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_path_keeps_cause, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
