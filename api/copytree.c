@@ -123,7 +123,8 @@ static int openat2_fd(int dirfd, const char *path, int flags, uint64_t resolve)
 /* Splits a user path into its directory and last component, trailing slashes
  * dropped: "/a/b/" → "/a", "b"; "b" → ".", "b"; "/" → "/", "". The last
  * component is "" when the path names a directory's contents ("/", "x/.",
- * "x/.."): then dir is the whole path. */
+ * "x/.."): then dir is the whole path. What a trailing slash means is the
+ * caller's (names_dir). */
 static int split_path(const char *path, char *dir, size_t dirlen, char *base, size_t baselen)
 {
     size_t n = strlen(path);
@@ -149,6 +150,17 @@ static int split_path(const char *path, char *dir, size_t dirlen, char *base, si
         snprintf(dir, dirlen, "%.*s", (int)(slash - path), path);
     snprintf(base, baselen, "%.*s", (int)bl, b);
     return 0;
+}
+
+/* A path that can only name a directory: one whose last component is "."
+ * or "..", or "/", and (POSIX) one with a trailing '/', which resolves its
+ * last component, a symlink followed, and must find a directory. */
+static bool names_dir(const char *path)
+{
+    size_t n = strlen(path);
+    const char *last = memrchr(path, '/', n);
+    last = last ? last + 1 : path;
+    return n && (path[n - 1] == '/' || !strcmp(last, ".") || !strcmp(last, ".."));
 }
 
 /* ---- sending ---- */
@@ -349,8 +361,10 @@ int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_
     }
     snprintf(s->shown, sizeof s->shown, "%s", path);
     snprintf(s->rel, sizeof s->rel, "%s", base);
-    if (!base[0]) { /* a directory's contents: the directory itself, named "" */
-        fd = openat2_fd(rootfd, dir, O_RDONLY | O_DIRECTORY, resolve);
+    if (names_dir(path)) {
+        /* A directory, a final symlink followed (as the kernel does for
+         * "x/"): named "" for its contents, else by its last component. */
+        fd = openat2_fd(rootfd, path, O_RDONLY | O_DIRECTORY, resolve);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
             rc = fail(err, errlen, fd < 0 ? fd : -errno, "cannot copy %s", sender_shown(s));
@@ -454,6 +468,15 @@ static const char *shown(copytree_recv *r, const char *rel)
     return msg_path(r->quoted, r->shown);
 }
 
+/* The refusal of a destination cp does not write over (the sender's
+ * refusal of such a source, turned round). */
+static int refuse_special(char *err, size_t errlen, const char *shown_path, mode_t m)
+{
+    snprintf(err, errlen, "cannot copy to %s: it is %s; cp writes regular files, directories and symbolic links",
+             shown_path, special_kind(m));
+    return -EINVAL;
+}
+
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
                       char *err, size_t errlen)
 {
@@ -473,10 +496,10 @@ int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_
     if (rc == 0 && S_ISDIR(st.st_mode)) {
         r->destfd = fd; /* into it */
         fd = -1;
-    } else if (rc == 0 || rc == -ENOENT) {
+    } else if (rc == 0 && !S_ISREG(st.st_mode)) {
+        rc = refuse_special(err, errlen, msg_path(q, dest), st.st_mode);
+    } else if ((rc == 0 || rc == -ENOENT) && !names_dir(dest)) {
         rc = split_path(dest, dir, sizeof dir, base, sizeof base);
-        if (rc == 0 && !base[0])
-            rc = -ENOTDIR;
         if (rc == 0 && (r->destfd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve)) < 0)
             rc = r->destfd;
         if (rc == 0 && !(r->root_name = strdup(base)))
@@ -484,7 +507,7 @@ int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_
         if (rc < 0)
             fail(err, errlen, rc, "cannot copy to %s", msg_path(q, dest));
     } else {
-        rc = fail(err, errlen, rc, "cannot copy to %s", msg_path(q, dest));
+        rc = fail(err, errlen, rc < 0 ? rc : -ENOTDIR, "cannot copy to %s", msg_path(q, dest));
     }
     if (rc < 0)
         goto out;
@@ -718,6 +741,8 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
     bool exists = fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (!exists && errno != ENOENT)
         return fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
+    if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+        return refuse_special(err, errlen, shown(r, e->path), st.st_mode);
     if (S_ISDIR(e->mode)) {
         if (exists && !S_ISDIR(st.st_mode))
             return fail(err, errlen, -ENOTDIR, "cannot overwrite %s with a directory", shown(r, e->path));

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -233,10 +234,104 @@ static int record_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
     return 0;
 }
 
+/* A file "x" of 3 bytes ("zzz"). */
+static const step one_file[] = {{'e', "x", S_IFREG | 0644, 3, NULL}, {'d', NULL, 0, 3, NULL}};
+#define ONE_FILE one_file, sizeof one_file / sizeof one_file[0]
+
 static char *path_in(char *buf, size_t len, const char *name)
 {
     snprintf(buf, len, "%s/%s", dst, name);
     return buf;
+}
+
+static void assert_content(const char *name, const char *want)
+{
+    char p[256], got[64] = "";
+    int fd = open(path_in(p, sizeof p, name), O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, got, sizeof got - 1);
+    close(fd);
+    got[n < 0 ? 0 : n] = '\0';
+    assert_string_equal(got, want);
+}
+
+/* A device, FIFO or socket as the destination (or reached through a
+ * symlink), or as the existing name of an entry in a directory merged into,
+ * is refused with what it is, before any data, and left as it was: cp writes
+ * regular files. */
+static void test_recv_refuses_special_destination(void **state)
+{
+    (void)state;
+    char p[256], l[256], want[512], err[512] = "";
+    copytree_recv *r = NULL;
+    struct stat st;
+    path_in(p, sizeof p, "mynull");
+    assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -EINVAL);
+    assert_null(r);
+    snprintf(want, sizeof want,
+             "cannot copy to %s: it is a character device; cp writes regular files, directories and symbolic links",
+             p);
+    assert_string_equal(err, want);
+    assert_int_equal(symlink("mynull", path_in(l, sizeof l, "tonull")), 0);
+    assert_int_equal(feed_to(l, ONE_FILE, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "it is a character device"));
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+
+    assert_int_equal(mkfifo(path_in(p, sizeof p, "x"), 0644), 0);
+    assert_int_equal(feed(ONE_FILE, err, sizeof err), -EINVAL); /* into dst: x is its FIFO */
+    snprintf(want, sizeof want,
+             "cannot copy to %s/x: it is a FIFO; cp writes regular files, directories and symbolic links", dst);
+    assert_string_equal(err, want);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(count_entries(dst), 3);
+}
+
+/* A trailing '/' (POSIX): the path must resolve, a final symlink followed,
+ * to a directory. Sent, "file/" is ENOTDIR and "ld/" (ld -> d) the directory
+ * under the name ld; received into, "newdir/" (missing) is ENOENT and
+ * "file/" ENOTDIR, nothing made or changed. "nosuchdir/." is ENOENT. */
+static void test_trailing_slash_names_a_directory(void **state)
+{
+    (void)state;
+    char p[256], want[512], err[512] = "";
+    copytree_recv *r = NULL;
+    sent t = {0};
+    assert_int_equal(mkdir(path_in(p, sizeof p, "d"), 0755), 0);
+    assert_int_equal(tshell("echo x > %s/d/f && echo old > %s/file", dst, dst), 0);
+    assert_int_equal(symlink("d", path_in(p, sizeof p, "ld")), 0);
+
+    snprintf(p, sizeof p, "%s/file/", dst);
+    assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &t, NULL, err, sizeof err), -ENOTDIR);
+    snprintf(want, sizeof want, "cannot copy %s: Not a directory (ENOTDIR)", p);
+    assert_string_equal(err, want);
+    assert_int_equal(t.entries, 0);
+    snprintf(p, sizeof p, "%s/ld/", dst);
+    assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &t, NULL, err, sizeof err), 0);
+    assert_int_equal(t.entries, 2); /* ld (the directory) and ld/f */
+    assert_string_equal(t.root, "ld");
+    assert_true(S_ISDIR(t.mode));
+
+    snprintf(p, sizeof p, "%s/newdir/", dst);
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want, "cannot copy to %s: No such file or directory (ENOENT)", p);
+    assert_string_equal(err, want);
+    snprintf(p, sizeof p, "%s/file/", dst);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -ENOTDIR);
+    assert_non_null(strstr(err, "(ENOTDIR)"));
+    snprintf(p, sizeof p, "%s/nosuchdir/.", dst);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want, "cannot copy to %s: No such file or directory (ENOENT)", p);
+    assert_string_equal(err, want);
+    assert_null(r);
+    assert_content("file", "old\n");
+    assert_int_equal(count_entries(dst), 4); /* d, d/f, ld, file */
+
+    snprintf(p, sizeof p, "%s/ld/", dst); /* an existing directory (through ld) receives */
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), 0);
+    assert_content("d/x", "zzz");
 }
 
 /* Names in messages are escaped: one line, no escape sequence reaches the
@@ -301,6 +396,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_content_must_match_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_stream_lands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_special_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recv_refuses_special_destination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_slash_names_a_directory, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_names_are_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_path_keeps_cause, setup, teardown),
     };
