@@ -23,6 +23,8 @@
 #define COPYTREE_DEPTH_MAX 256
 /* The longest entry path (relative to the copied root). */
 #define COPYTREE_PATH_MAX PATH_MAX
+/* The most symlinks followed to a destination: the kernel's MAXSYMLINKS. */
+#define COPYTREE_LINK_HOPS 40
 
 const char *copytree_strerror(int rc, char *buf, size_t len)
 {
@@ -477,11 +479,57 @@ static int refuse_special(char *err, size_t errlen, const char *shown_path, mode
     return -EINVAL;
 }
 
+/* Where a dest that is not a directory goes: r->destfd, its directory, and
+ * r->root_name, the name there that the tree replaces or creates. A final
+ * symlink is written through, as cp does: followed hop by hop, each target
+ * resolved like dest (under rootfd with resolve, a relative one against the
+ * link's directory), to the name it ends at. A dangling one is refused, as
+ * GNU cp does, rather than create a file wherever a link points. */
+static int recv_dest_name(copytree_recv *r, int rootfd, uint64_t resolve, char *err, size_t errlen)
+{
+    char path[COPYTREE_PATH_MAX], dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1], target[COPYTREE_PATH_MAX];
+    char q[COPYTREE_SHOWN_MAX], qt[COPYTREE_SHOWN_MAX];
+    size_t dl = strlen(r->dest);
+    int rc = dl < sizeof path ? 0 : -ENAMETOOLONG, hops = 0;
+    if (rc == 0)
+        memcpy(path, r->dest, dl + 1);
+    for (; rc == 0; hops++) {
+        rc = split_path(path, dir, sizeof dir, base, sizeof base);
+        if (rc == 0 && !base[0]) /* a link to "x/.": x is missing, or the caller had taken it */
+            rc = -ENOENT;
+        if (rc < 0)
+            break;
+        fd_close(&r->destfd);
+        if ((r->destfd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve)) < 0) {
+            rc = r->destfd;
+            break;
+        }
+        ssize_t n = readlinkat(r->destfd, base, target, sizeof target);
+        if (n < 0 && (errno == EINVAL || (errno == ENOENT && hops == 0)))
+            break; /* a file, or nothing yet: that name is the tree's */
+        rc = n < 0 ? -errno : (size_t)n == sizeof target ? -ENAMETOOLONG : hops == COPYTREE_LINK_HOPS ? -ELOOP : 0;
+        if (rc == 0) {
+            target[n] = '\0';
+            int k = target[0] == '/' ? snprintf(path, sizeof path, "%s", target)
+                                     : snprintf(path, sizeof path, "%s/%s", dir, target);
+            rc = k < 0 || (size_t)k >= sizeof path ? -ENAMETOOLONG : 0;
+        }
+    }
+    if (rc == -ENOENT && hops > 0)
+        return fail(err, errlen, rc, "cannot copy to %s: not writing through the dangling symlink to %s",
+                    msg_path(q, r->dest), msg_path(qt, target));
+    if (rc < 0)
+        return fail(err, errlen, rc, "cannot copy to %s", msg_path(q, r->dest));
+    if (!(r->root_name = strdup(base)))
+        return fail(err, errlen, -ENOMEM, "cannot copy to %s", msg_path(q, r->dest));
+    return 0;
+}
+
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
                       char *err, size_t errlen)
 {
     copytree_recv *r = calloc(1, sizeof *r);
-    char q[COPYTREE_SHOWN_MAX], dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1];
+    char q[COPYTREE_SHOWN_MAX];
     int rc = -ENOMEM, fd = -1;
     struct stat st;
     *ret = NULL;
@@ -499,13 +547,7 @@ int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_
     } else if (rc == 0 && !S_ISREG(st.st_mode)) {
         rc = refuse_special(err, errlen, msg_path(q, dest), st.st_mode);
     } else if ((rc == 0 || rc == -ENOENT) && !names_dir(dest)) {
-        rc = split_path(dest, dir, sizeof dir, base, sizeof base);
-        if (rc == 0 && (r->destfd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve)) < 0)
-            rc = r->destfd;
-        if (rc == 0 && !(r->root_name = strdup(base)))
-            rc = -ENOMEM;
-        if (rc < 0)
-            fail(err, errlen, rc, "cannot copy to %s", msg_path(q, dest));
+        rc = recv_dest_name(r, rootfd, resolve, err, errlen);
     } else {
         rc = fail(err, errlen, rc < 0 ? rc : -ENOTDIR, "cannot copy to %s", msg_path(q, dest));
     }

@@ -49,13 +49,14 @@ int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_
 
 typedef struct copytree_recv copytree_recv;
 
-/* Prepares to write a stream to dest (resolved under rootfd, a final symlink
- * followed): an existing directory receives the tree under its root entry's
- * name, a file is replaced by it, a missing dest is created (its parent must
- * exist). A dest ending in '/', "." or ".." must be an existing directory. A
- * FIFO, socket or device is refused, as dest or where an entry would go.
- * Owners are set when keep_owner (failures for lack of privilege are
- * ignored). The destination is checked here, before any data. */
+/* Prepares to write a stream to dest (resolved under rootfd): an existing
+ * directory (a final symlink followed) receives the tree under its root
+ * entry's name; a file is replaced by it, through a final symlink (followed
+ * hop by hop under rootfd, a dangling one refused); a missing dest is
+ * created (its parent must exist). A dest ending in '/', "." or ".." must be
+ * an existing directory. A FIFO, socket or device is refused, as dest or
+ * where an entry would go. Owners are set when keep_owner (failures for lack
+ * of privilege are ignored). The destination is checked here, before any data. */
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
                       char *err, size_t errlen);
 /* The next chunk of the stream, its zstd decoded here (api/copyz.h). -EPROTO

@@ -334,6 +334,45 @@ static void test_trailing_slash_names_a_directory(void **state)
     assert_content("d/x", "zzz");
 }
 
+/* A symlink as the destination is written through to the file it names,
+ * replaced under its own name (relative targets against the link's
+ * directory, absolute ones, chains); the links stay. A dangling one is
+ * refused and nothing made; a loop is ELOOP. */
+static void test_recv_writes_through_symlink(void **state)
+{
+    (void)state;
+    char p[256], abs[256], want[512], err[512] = "";
+    char target[PATH_MAX] = "";
+    assert_int_equal(mkdir(path_in(p, sizeof p, "sub"), 0755), 0);
+    assert_int_equal(tshell("cd %s && for f in t1 t2 t3 t4; do echo old > $f; done", dst), 0);
+    assert_int_equal(symlink("t1", path_in(p, sizeof p, "l1")), 0);
+    assert_int_equal(symlink(path_in(abs, sizeof abs, "t2"), path_in(p, sizeof p, "l2")), 0);
+    assert_int_equal(symlink("c3", path_in(p, sizeof p, "l3")), 0);
+    assert_int_equal(symlink("sub/../t3", path_in(p, sizeof p, "c3")), 0);
+    assert_int_equal(symlink("../t4", path_in(p, sizeof p, "sub/l4")), 0);
+    const char *links[] = {"l1", "l2", "l3", "sub/l4"};
+    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+        char t[8];
+        snprintf(t, sizeof t, "t%zu", i + 1);
+        assert_int_equal(feed_to(path_in(p, sizeof p, links[i]), ONE_FILE, err, sizeof err), 0);
+        assert_content(t, "zzz");
+        assert_true(readlink(p, target, sizeof target - 1) > 0);
+    }
+    assert_int_equal(count_entries(dst), 10); /* no temporary left, no link replaced */
+
+    assert_int_equal(symlink("nothere", path_in(p, sizeof p, "dangling")), 0);
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want,
+             "cannot copy to %s: not writing through the dangling symlink to nothere: No such file or directory "
+             "(ENOENT)",
+             p);
+    assert_string_equal(err, want);
+    assert_int_equal(symlink("loop", path_in(p, sizeof p, "loop")), 0);
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), -ELOOP);
+    assert_non_null(strstr(err, "(ELOOP)"));
+    assert_int_equal(count_entries(dst), 12);
+}
+
 /* Names in messages are escaped: one line, no escape sequence reaches the
  * terminal, a backslash doubled. */
 static void test_error_names_are_escaped(void **state)
@@ -398,6 +437,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_send_special_files, setup, teardown),
         cmocka_unit_test_setup_teardown(test_recv_refuses_special_destination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_trailing_slash_names_a_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recv_writes_through_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_names_are_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_path_keeps_cause, setup, teardown),
     };
