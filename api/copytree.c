@@ -23,6 +23,8 @@
 #define COPYTREE_DEPTH_MAX 256
 /* The longest entry path (relative to the copied root). */
 #define COPYTREE_PATH_MAX PATH_MAX
+/* The most symlinks followed to a destination: the kernel's MAXSYMLINKS. */
+#define COPYTREE_LINK_HOPS 40
 
 const char *copytree_strerror(int rc, char *buf, size_t len)
 {
@@ -32,17 +34,84 @@ const char *copytree_strerror(int rc, char *buf, size_t len)
     return buf;
 }
 
-/* err = fmt + ": " + the cause; returns rc. */
+/* A path in a message: at most COPYTREE_SHOWN_HEAD bytes of its start and
+ * COPYTREE_SHOWN_TAIL of its end, "…" between, so that the cause still fits
+ * after the deepest path (the CLI's err is 2048 bytes, the manager's 1024). */
+#define COPYTREE_SHOWN_HEAD 128
+#define COPYTREE_SHOWN_TAIL 256
+#define COPYTREE_SHOWN_MAX (COPYTREE_SHOWN_HEAD + sizeof "…" + COPYTREE_SHOWN_TAIL)
+
+/* Byte c as it goes into a message, into out; returns its length. Control
+ * bytes are escaped: names come from the container, and a newline or an
+ * escape sequence in one would forge lines on the user's terminal. */
+static size_t esc_byte(unsigned char c, char out[4])
+{
+    static const char hex[] = "0123456789abcdef";
+    char named = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : c == 0x1b ? 'e' : 0;
+    if (!named && c >= 0x20 && c != 0x7f) {
+        out[0] = (char)c;
+        return 1;
+    }
+    out[0] = '\\';
+    out[1] = named ? named : 'x';
+    if (named)
+        return 2;
+    out[2] = hex[c >> 4];
+    out[3] = hex[c & 15];
+    return 4;
+}
+
+static bool utf8_continuation(char c)
+{
+    return ((unsigned char)c & 0xc0) == 0x80;
+}
+
+/* path for a message, into out: one line (esc_byte), bounded, a UTF-8
+ * character never cut. Every path that goes into err passes here. */
+static const char *msg_path(char out[COPYTREE_SHOWN_MAX], const char *path)
+{
+    char e[4];
+    size_t n = strlen(path), total = 0, head = n, tail = n, w = 0, o = 0;
+    for (size_t i = 0; i < n; i++)
+        total += esc_byte((unsigned char)path[i], e);
+    if (total > COPYTREE_SHOWN_HEAD + COPYTREE_SHOWN_TAIL) {
+        for (head = 0; head < n && w + esc_byte((unsigned char)path[head], e) <= COPYTREE_SHOWN_HEAD; head++)
+            w += esc_byte((unsigned char)path[head], e);
+        while (head > 0 && utf8_continuation(path[head]))
+            head--;
+        for (w = 0; tail > head && w + esc_byte((unsigned char)path[tail - 1], e) <= COPYTREE_SHOWN_TAIL; tail--)
+            w += esc_byte((unsigned char)path[tail - 1], e);
+        while (tail < n && utf8_continuation(path[tail]))
+            tail++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (i == head && i < tail) {
+            memcpy(out + o, "…", sizeof "…" - 1);
+            o += sizeof "…" - 1;
+            i = tail - 1;
+            continue;
+        }
+        o += esc_byte((unsigned char)path[i], out + o);
+    }
+    out[o] = '\0';
+    return out;
+}
+
+/* err = fmt + ": " + the cause; returns rc. The cause is kept whatever the
+ * length of the text before it (that is cut instead). */
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     char cause[128];
+    size_t cl = strlen(copytree_strerror(rc, cause, sizeof cause)) + 2, head = errlen > cl + 1 ? errlen - cl : 1;
+    if (errlen == 0)
+        return rc;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(err, errlen, fmt, ap);
+    int n = vsnprintf(err, head, fmt, ap);
     va_end(ap);
-    if (n >= 0 && (size_t)n < errlen)
-        snprintf(err + n, errlen - (size_t)n, ": %s", copytree_strerror(rc, cause, sizeof cause));
+    size_t at = n < 0 ? 0 : (size_t)n < head ? (size_t)n : head - 1;
+    snprintf(err + at, errlen - at, ": %s", cause);
     return rc;
 }
 
@@ -56,7 +125,8 @@ static int openat2_fd(int dirfd, const char *path, int flags, uint64_t resolve)
 /* Splits a user path into its directory and last component, trailing slashes
  * dropped: "/a/b/" → "/a", "b"; "b" → ".", "b"; "/" → "/", "". The last
  * component is "" when the path names a directory's contents ("/", "x/.",
- * "x/.."): then dir is the whole path. */
+ * "x/.."): then dir is the whole path. What a trailing slash means is the
+ * caller's (names_dir). */
 static int split_path(const char *path, char *dir, size_t dirlen, char *base, size_t baselen)
 {
     size_t n = strlen(path);
@@ -84,18 +154,37 @@ static int split_path(const char *path, char *dir, size_t dirlen, char *base, si
     return 0;
 }
 
+/* A path that can only name a directory: one whose last component is "."
+ * or "..", or "/", and (POSIX) one with a trailing '/', which resolves its
+ * last component, a symlink followed, and must find a directory. */
+static bool names_dir(const char *path)
+{
+    size_t n = strlen(path);
+    const char *last = memrchr(path, '/', n);
+    last = last ? last + 1 : path;
+    return n && (path[n - 1] == '/' || !strcmp(last, ".") || !strcmp(last, ".."));
+}
+
 /* ---- sending ---- */
 
 typedef struct {
     copytree_emit_fn emit;
     void *ud;
     copytree_stats stats;
-    char rel[COPYTREE_PATH_MAX];       /* entry path */
-    char shown[COPYTREE_PATH_MAX * 2]; /* the same as the user sees it, for messages */
+    char rel[COPYTREE_PATH_MAX]; /* entry path */
+    /* the same as the user sees it, for messages: the user's path (shorter
+     * than PATH_MAX), the rest of rel and one more name always fit */
+    char shown[COPYTREE_PATH_MAX * 2 + NAME_MAX + 2];
+    char quoted[COPYTREE_SHOWN_MAX]; /* shown as it goes into a message */
     uint8_t *buf;
     char *err;
     size_t errlen;
 } sender;
+
+static const char *sender_shown(sender *s)
+{
+    return msg_path(s->quoted, s->shown);
+}
 
 static int emit_entry(sender *s, const struct stat *st, const char *link)
 {
@@ -151,7 +240,7 @@ static int send_content(sender *s, int fd, off_t size)
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
-                return fail(s->err, s->errlen, -errno, "cannot read %s", s->shown);
+                return fail(s->err, s->errlen, -errno, "cannot read %s", sender_shown(s));
             if (n == 0)
                 return emit_hole(s, (uint64_t)(size - off));
             Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
@@ -182,34 +271,35 @@ static const char *special_kind(mode_t m)
 static int send_dir_entries(sender *s, int fd, int depth)
 {
     if (depth >= COPYTREE_DEPTH_MAX)
-        return fail(s->err, s->errlen, -ELOOP, "cannot copy %s: more than %d levels deep", s->shown,
+        return fail(s->err, s->errlen, -ELOOP, "cannot copy %s: more than %d levels deep", sender_shown(s),
                     COPYTREE_DEPTH_MAX);
     int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
-        int rc = fail(s->err, s->errlen, -errno, "cannot list %s", s->shown);
+        int rc = fail(s->err, s->errlen, -errno, "cannot list %s", sender_shown(s));
         if (dfd >= 0)
             close(dfd);
         return rc;
     }
-    size_t rl = strlen(s->rel), sl = strlen(s->shown);
+    size_t rl = strlen(s->rel), sl = strlen(sender_shown(s));
     int rc = 0;
     struct dirent *de;
     while (rc == 0 && (errno = 0, de = readdir(d))) {
         if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
             continue;
-        int a = snprintf(s->rel + rl, sizeof s->rel - rl, "%s%s", rl ? "/" : "", de->d_name);
-        int b = snprintf(s->shown + sl, sizeof s->shown - sl, "%s%s", sl && s->shown[sl - 1] == '/' ? "" : "/",
-                         de->d_name);
-        if (a < 0 || (size_t)a >= sizeof s->rel - rl || b < 0 || (size_t)b >= sizeof s->shown - sl)
-            rc = fail(s->err, s->errlen, -ENAMETOOLONG, "cannot copy %s", s->shown);
-        else
+        /* shown first, whole, so that a path too long names the entry */
+        snprintf(s->shown + sl, sizeof s->shown - sl, "%s%s", sl && s->shown[sl - 1] == '/' ? "" : "/", de->d_name);
+        if (rl + 1 + strlen(de->d_name) >= sizeof s->rel) {
+            rc = fail(s->err, s->errlen, -ENAMETOOLONG, "cannot copy %s", sender_shown(s));
+        } else {
+            snprintf(s->rel + rl, sizeof s->rel - rl, "%s%s", rl ? "/" : "", de->d_name);
             rc = send_at(s, fd, de->d_name, depth + 1);
+        }
         s->rel[rl] = '\0';
         s->shown[sl] = '\0';
     }
     if (rc == 0 && errno)
-        rc = fail(s->err, s->errlen, -errno, "cannot list %s", s->shown);
+        rc = fail(s->err, s->errlen, -errno, "cannot list %s", sender_shown(s));
     closedir(d);
     return rc;
 }
@@ -221,12 +311,12 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
     struct stat st;
     int fd = -1, rc = 0;
     if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return fail(s->err, s->errlen, -errno, "cannot copy %s", s->shown);
+        return fail(s->err, s->errlen, -errno, "cannot copy %s", sender_shown(s));
     if (S_ISLNK(st.st_mode)) {
         char link[PATH_MAX];
         ssize_t n = readlinkat(dirfd, name, link, sizeof link - 1);
         if (n < 0)
-            return fail(s->err, s->errlen, -errno, "cannot read the symlink %s", s->shown);
+            return fail(s->err, s->errlen, -errno, "cannot read the symlink %s", sender_shown(s));
         link[n] = '\0';
         return emit_entry(s, &st, link);
     }
@@ -234,7 +324,7 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
         if (depth > 0)
             return 0;
         snprintf(s->err, s->errlen, "cannot copy %s: it is %s; cp copies regular files, directories and symbolic links",
-                 s->shown, special_kind(st.st_mode));
+                 sender_shown(s), special_kind(st.st_mode));
         return -EINVAL;
     }
     /* Opened without following, then described by the fd: what is sent is
@@ -242,7 +332,7 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
     int flags = S_ISDIR(st.st_mode) ? O_RDONLY | O_DIRECTORY : O_RDONLY | O_NONBLOCK | O_NOCTTY;
     fd = openat(dirfd, name, flags | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0 || fstat(fd, &st) < 0) {
-        rc = fail(s->err, s->errlen, -errno, "cannot open %s", s->shown);
+        rc = fail(s->err, s->errlen, -errno, "cannot open %s", sender_shown(s));
         goto out;
     }
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
@@ -259,24 +349,27 @@ int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_
                   copytree_stats *stats, char *err, size_t errlen)
 {
     sender *s = calloc(1, sizeof *s);
-    char dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1];
+    char dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1], q[COPYTREE_SHOWN_MAX];
     int fd = -1, rc;
     if (!s || !(s->buf = malloc(CONTRACT_COPY_DATA_MAX))) {
-        rc = fail(err, errlen, -ENOMEM, "cannot copy %s", path);
+        rc = fail(err, errlen, -ENOMEM, "cannot copy %s", msg_path(q, path));
         goto out;
     }
     *s = (sender){.emit = emit, .ud = ud, .buf = s->buf, .err = err, .errlen = errlen};
-    snprintf(s->shown, sizeof s->shown, "%s", path);
     rc = split_path(path, dir, sizeof dir, base, sizeof base);
     if (rc < 0) {
-        rc = fail(err, errlen, rc, "cannot copy \"%s\"", path);
+        rc = fail(err, errlen, rc, "cannot copy %s", msg_path(q, path));
         goto out;
     }
-    if (!base[0]) { /* a directory's contents: the directory itself, named "" */
-        fd = openat2_fd(rootfd, dir, O_RDONLY | O_DIRECTORY, resolve);
+    snprintf(s->shown, sizeof s->shown, "%s", path);
+    snprintf(s->rel, sizeof s->rel, "%s", base);
+    if (names_dir(path)) {
+        /* A directory, a final symlink followed (as the kernel does for
+         * "x/"): named "" for its contents, else by its last component. */
+        fd = openat2_fd(rootfd, path, O_RDONLY | O_DIRECTORY, resolve);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0) {
-            rc = fail(err, errlen, fd < 0 ? fd : -errno, "cannot open %s", path);
+            rc = fail(err, errlen, fd < 0 ? fd : -errno, "cannot copy %s", sender_shown(s));
             goto out;
         }
         rc = emit_entry(s, &st, NULL);
@@ -286,10 +379,9 @@ int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_
     }
     fd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve);
     if (fd < 0) {
-        rc = fail(err, errlen, fd, "cannot open %s", dir);
+        rc = fail(err, errlen, fd, "cannot copy %s", sender_shown(s));
         goto out;
     }
-    snprintf(s->rel, sizeof s->rel, "%s", base);
     rc = send_at(s, fd, base, 0);
 out:
     if (rc == 0 && stats)
@@ -332,7 +424,8 @@ struct copytree_recv {
     uint64_t off;
     copytree_stats stats;
     char shown[COPYTREE_PATH_MAX * 2];
-    copyz *z; /* made at the first zstd chunk */
+    char quoted[COPYTREE_SHOWN_MAX]; /* what shown() returns */
+    copyz *z;                        /* made at the first zstd chunk */
 };
 
 static int tmp_name(char out[TMP_NAME_LEN])
@@ -374,49 +467,94 @@ static const char *shown(copytree_recv *r, const char *rel)
     }
     size_t dl = strlen(r->dest);
     snprintf(r->shown, sizeof r->shown, "%s%s%s", r->dest, tail[0] && dl && r->dest[dl - 1] != '/' ? "/" : "", tail);
-    return r->shown;
+    return msg_path(r->quoted, r->shown);
+}
+
+/* The refusal of a destination cp does not write over (the sender's
+ * refusal of such a source, turned round). */
+static int refuse_special(char *err, size_t errlen, const char *shown_path, mode_t m)
+{
+    snprintf(err, errlen, "cannot copy to %s: it is %s; cp writes regular files, directories and symbolic links",
+             shown_path, special_kind(m));
+    return -EINVAL;
+}
+
+/* Where a dest that is not a directory goes: r->destfd, its directory, and
+ * r->root_name, the name there that the tree replaces or creates. A final
+ * symlink is written through, as cp does: followed hop by hop, each target
+ * resolved like dest (under rootfd with resolve, a relative one against the
+ * link's directory), to the name it ends at. A dangling one is refused, as
+ * GNU cp does, rather than create a file wherever a link points. */
+static int recv_dest_name(copytree_recv *r, int rootfd, uint64_t resolve, char *err, size_t errlen)
+{
+    char path[COPYTREE_PATH_MAX], dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1], target[COPYTREE_PATH_MAX];
+    char q[COPYTREE_SHOWN_MAX], qt[COPYTREE_SHOWN_MAX];
+    size_t dl = strlen(r->dest);
+    int rc = dl < sizeof path ? 0 : -ENAMETOOLONG, hops = 0;
+    if (rc == 0)
+        memcpy(path, r->dest, dl + 1);
+    for (; rc == 0; hops++) {
+        rc = split_path(path, dir, sizeof dir, base, sizeof base);
+        if (rc == 0 && !base[0]) /* a link to "x/.": x is missing, or the caller had taken it */
+            rc = -ENOENT;
+        if (rc < 0)
+            break;
+        fd_close(&r->destfd);
+        if ((r->destfd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve)) < 0) {
+            rc = r->destfd;
+            break;
+        }
+        ssize_t n = readlinkat(r->destfd, base, target, sizeof target);
+        if (n < 0 && (errno == EINVAL || (errno == ENOENT && hops == 0)))
+            break; /* a file, or nothing yet: that name is the tree's */
+        rc = n < 0 ? -errno : (size_t)n == sizeof target ? -ENAMETOOLONG : hops == COPYTREE_LINK_HOPS ? -ELOOP : 0;
+        if (rc == 0) {
+            target[n] = '\0';
+            int k = target[0] == '/' ? snprintf(path, sizeof path, "%s", target)
+                                     : snprintf(path, sizeof path, "%s/%s", dir, target);
+            rc = k < 0 || (size_t)k >= sizeof path ? -ENAMETOOLONG : 0;
+        }
+    }
+    if (rc == -ENOENT && hops > 0)
+        return fail(err, errlen, rc, "cannot copy to %s: not writing through the dangling symlink to %s",
+                    msg_path(q, r->dest), msg_path(qt, target));
+    if (rc < 0)
+        return fail(err, errlen, rc, "cannot copy to %s", msg_path(q, r->dest));
+    if (!(r->root_name = strdup(base)))
+        return fail(err, errlen, -ENOMEM, "cannot copy to %s", msg_path(q, r->dest));
+    return 0;
 }
 
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
                       char *err, size_t errlen)
 {
     copytree_recv *r = calloc(1, sizeof *r);
-    char dir[COPYTREE_PATH_MAX], base[NAME_MAX + 1];
+    char q[COPYTREE_SHOWN_MAX];
     int rc = -ENOMEM, fd = -1;
+    struct stat st;
     *ret = NULL;
     if (!r || !(r->dest = strdup(dest))) {
-        fail(err, errlen, rc, "cannot copy to %s", dest);
+        fail(err, errlen, rc, "cannot copy to %s", msg_path(q, dest));
         goto out;
     }
     r->destfd = r->fd = -1;
     r->keep_owner = keep_owner;
-    struct stat st;
     fd = openat2_fd(rootfd, dest, O_PATH, resolve);
-    if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+    rc = fd < 0 ? fd : fstat(fd, &st) < 0 ? -errno : 0;
+    if (rc == 0 && S_ISDIR(st.st_mode)) {
         r->destfd = fd; /* into it */
         fd = -1;
-    } else if (fd >= 0 || fd == -ENOENT) {
-        rc = split_path(dest, dir, sizeof dir, base, sizeof base);
-        if (rc == 0 && !base[0])
-            rc = -ENOTDIR;
-        if (rc < 0) {
-            fail(err, errlen, rc, "cannot copy to %s", dest);
-            goto out;
-        }
-        r->destfd = openat2_fd(rootfd, dir, O_PATH | O_DIRECTORY, resolve);
-        if (r->destfd < 0) {
-            rc = fail(err, errlen, r->destfd, "cannot copy to %s: %s", dest, dir);
-            goto out;
-        }
-        if (!(r->root_name = strdup(base)))
-            goto out;
+    } else if (rc == 0 && !S_ISREG(st.st_mode)) {
+        rc = refuse_special(err, errlen, msg_path(q, dest), st.st_mode);
+    } else if ((rc == 0 || rc == -ENOENT) && !names_dir(dest)) {
+        rc = recv_dest_name(r, rootfd, resolve, err, errlen);
     } else {
-        rc = fail(err, errlen, fd, "cannot copy to %s", dest);
-        goto out;
+        rc = fail(err, errlen, rc < 0 ? rc : -ENOTDIR, "cannot copy to %s", msg_path(q, dest));
     }
+    if (rc < 0)
+        goto out;
     *ret = r;
     r = NULL;
-    rc = 0;
 out:
     fd_close(&fd);
     copytree_recv_free(r);
@@ -598,7 +736,7 @@ static int place(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, int *par
         } else if (!e->path[0]) { /* a directory's contents: into dest itself */
             *name = ".";
         } else if (!name_ok(e->path)) {
-            return fail(err, errlen, -EPROTO, "invalid name \"%s\" in the copy stream", e->path);
+            return fail(err, errlen, -EPROTO, "invalid name \"%s\" in the copy stream", msg_path(r->quoted, e->path));
         } else {
             *name = e->path;
         }
@@ -622,13 +760,15 @@ static int place(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, int *par
         if (rc < 0)
             return rc;
     }
-    return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream is outside the copied tree", e->path);
+    return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream is outside the copied tree",
+                msg_path(r->quoted, e->path));
 }
 
 static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, char *err, size_t errlen)
 {
     if (r->started && !r->depth) /* the root was a file or symlink: nothing follows it */
-        return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream is outside the copied tree", e->path);
+        return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream is outside the copied tree",
+                    msg_path(r->quoted, e->path));
     int rc = file_finish(r, err, errlen);
     if (rc < 0)
         return rc;
@@ -643,6 +783,8 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
     bool exists = fstatat(parentfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0;
     if (!exists && errno != ENOENT)
         return fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
+    if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+        return refuse_special(err, errlen, shown(r, e->path), st.st_mode);
     if (S_ISDIR(e->mode)) {
         if (exists && !S_ISDIR(st.st_mode))
             return fail(err, errlen, -ENOTDIR, "cannot overwrite %s with a directory", shown(r, e->path));
@@ -655,8 +797,8 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
         return make_link(r, parentfd, name, e, err, errlen);
     if (S_ISREG(e->mode))
         return open_file(r, parentfd, name, e, err, errlen);
-    return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream has an unknown type (mode %o)", e->path,
-                e->mode);
+    return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream has an unknown type (mode %o)",
+                msg_path(r->quoted, e->path), e->mode);
 }
 
 int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen)

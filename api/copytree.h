@@ -18,7 +18,9 @@
  * with AT_FDCWD is the plain local meaning.
  *
  * Functions return 0 or -errno and, on failure, one line in err naming the
- * path and the cause: "cannot open /etc/x: No such file or directory (ENOENT)". */
+ * path and the cause: "cannot copy /etc/x: No such file or directory (ENOENT)".
+ * Paths in it have their control bytes escaped and, when long, their middle
+ * cut; the cause is never cut. */
 #ifndef KDIAG_COPYTREE_H
 #define KDIAG_COPYTREE_H
 
@@ -38,18 +40,23 @@ typedef struct {
 typedef int (*copytree_emit_fn)(void *ud, const Kdiag__Solo__Io__CopyChunk *c);
 
 /* Streams path (resolved under rootfd). A path whose last component is "."
- * or "..", or "/", streams a directory's contents (root entry name ""). FIFOs,
- * sockets and devices are skipped. stats may be NULL. */
+ * or "..", or "/", streams a directory's contents (root entry name ""); one
+ * with a trailing '/' must be a directory (a final symlink followed), sent
+ * under its last component. FIFOs, sockets and devices are skipped in a tree
+ * and refused when named. stats may be NULL. */
 int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_fn emit, void *ud,
                   copytree_stats *stats, char *err, size_t errlen);
 
 typedef struct copytree_recv copytree_recv;
 
-/* Prepares to write a stream to dest (resolved under rootfd, a final symlink
- * followed): an existing directory receives the tree under its root entry's
- * name, anything else is replaced by it, a missing dest is created (its
- * parent must exist). Owners are set when keep_owner (failures for lack of
- * privilege are ignored). The destination is checked here, before any data. */
+/* Prepares to write a stream to dest (resolved under rootfd): an existing
+ * directory (a final symlink followed) receives the tree under its root
+ * entry's name; a file is replaced by it, through a final symlink (followed
+ * hop by hop under rootfd, a dangling one refused); a missing dest is
+ * created (its parent must exist). A dest ending in '/', "." or ".." must be
+ * an existing directory. A FIFO, socket or device is refused, as dest or
+ * where an entry would go. Owners are set when keep_owner (failures for lack
+ * of privilege are ignored). The destination is checked here, before any data. */
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
                       char *err, size_t errlen);
 /* The next chunk of the stream, its zstd decoded here (api/copyz.h). -EPROTO

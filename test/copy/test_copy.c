@@ -18,6 +18,7 @@
 #include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -414,7 +415,7 @@ static void test_errors_name_path_and_cause(void **state)
     char p[256], err[1024];
     snprintf(p, sizeof p, "%s/never", local);
     assert_int_equal(copy_from("/no/such/file", p, err, sizeof err), -ENOENT);
-    assert_non_null(strstr(err, "/no/such"));
+    assert_non_null(strstr(err, "cannot copy /no/such/file: No such file or directory (ENOENT)"));
     assert_non_null(strstr(err, "(ENOENT)"));
     assert_null(strchr(err, '\n'));
     assert_int_equal(access(p, F_OK), -1);
@@ -452,6 +453,88 @@ static void test_errors_name_path_and_cause(void **state)
     snprintf(p, sizeof p, "%s/clash", root);
     const char *const only_x[] = {"x", NULL};
     assert_dir_holds(p, only_x);
+}
+
+/* In the target's root, as docs/cp.md says for any destination: a symlink
+ * is written through to its file (an absolute target from the target's
+ * root), the link kept; a device or a FIFO is refused and left as it was;
+ * "dir/" must be an existing directory; "ld/" (ld -> a directory) sends the
+ * directory. */
+static void test_destination_rules_in_root(void **state)
+{
+    (void)state;
+    char p[256], f[256], err[1024];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/wt", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/wt/t.conf", root);
+    write_file(p, "old\n", 0644, 0, 0, 1500000000);
+    snprintf(p, sizeof p, "%s/wt/l.conf", root);
+    assert_int_equal(symlink("t.conf", p), 0);
+    snprintf(p, sizeof p, "%s/wt/abs.conf", root);
+    assert_int_equal(symlink("/wt/t.conf", p), 0); /* outside the root: nothing */
+    snprintf(f, sizeof f, "%s/new.conf", local);
+    write_file(f, "new\n", 0600, 0, 0, 1500000000);
+
+    copy_to_ok(f, "/wt/l.conf");
+    snprintf(p, sizeof p, "%s/wt/t.conf", root);
+    assert_string_equal(slurp(p), "new\n");
+    write_file(p, "old\n", 0644, 0, 0, 1500000000);
+    copy_to_ok(f, "/wt/abs.conf");
+    assert_string_equal(slurp(p), "new\n");
+    snprintf(p, sizeof p, "%s/wt/abs.conf", root);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISLNK(st.st_mode));
+    assert_int_equal(access("/wt/t.conf", F_OK), -1);
+
+    snprintf(p, sizeof p, "%s/wt/mynull", root);
+    assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
+    assert_int_equal(copy_to(f, "/wt/mynull", err, sizeof err), copy_client_errno(GRPC_STATUS_INVALID_ARGUMENT));
+    assert_string_equal(err, "cannot copy to /wt/mynull: it is a character device; cp writes regular files, "
+                             "directories and symbolic links");
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+
+    assert_int_equal(copy_to(f, "/wt/newdir/", err, sizeof err), -ENOENT);
+    assert_string_equal(err, "cannot copy to /wt/newdir/: No such file or directory (ENOENT)");
+    assert_int_equal(copy_to(f, "/wt/t.conf/", err, sizeof err), -ENOTDIR);
+    assert_non_null(strstr(err, "(ENOTDIR)"));
+    const char *const wt[] = {"t.conf", "l.conf", "abs.conf", "mynull", NULL};
+    snprintf(p, sizeof p, "%s/wt", root);
+    assert_dir_holds(p, wt);
+
+    snprintf(p, sizeof p, "%s/wt/sub", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/wt/ld", root);
+    assert_int_equal(symlink("sub", p), 0);
+    snprintf(p, sizeof p, "%s/ld-copy", local);
+    copy_from_ok("/wt/ld/", p);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(copy_from("/wt/t.conf/", p, err, sizeof err), -ENOTDIR);
+    assert_string_equal(err, "cannot copy /wt/t.conf/: Not a directory (ENOTDIR)");
+}
+
+/* A name from the target that meets an error is escaped in the message: one
+ * line, no escape sequence for the user's terminal. */
+static void test_names_from_target_escaped(void **state)
+{
+    (void)state;
+    char p[256], err[1024];
+    const char *evil = "x\n\033[1A\033[2Kall good";
+    snprintf(p, sizeof p, "%s/esc", root);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/esc/%s", root, evil);
+    write_file(p, "x\n", 0644, 0, 0, 1500000000);
+    snprintf(p, sizeof p, "%s/esc", local);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/esc/%s", local, evil);
+    assert_int_equal(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/esc", local);
+    assert_int_equal(copy_from("/esc/.", p, err, sizeof err), -EISDIR);
+    assert_null(strchr(err, '\n'));
+    assert_null(strchr(err, '\033'));
+    assert_non_null(strstr(err, "/esc/x\\n\\e[1A\\e[2Kall good with a file: Is a directory (EISDIR)"));
 }
 
 /* A manager without privilege over the target's files (uid 65534, no
@@ -807,11 +890,12 @@ int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_round_trip_keeps_tree),    cmocka_unit_test(test_existing_directory_receives),
-        cmocka_unit_test(test_paths_stay_inside_root),   cmocka_unit_test(test_errors_name_path_and_cause),
-        cmocka_unit_test(test_sparse_file_stays_sparse), cmocka_unit_test(test_disk_full_leaves_nothing),
-        cmocka_unit_test(test_cancel_leaves_no_temp),    cmocka_unit_test(test_permission_denied_names_path),
-        cmocka_unit_test(test_zstd_on_the_wire),         cmocka_unit_test(test_copy_to_keeps_to_its_window),
+        cmocka_unit_test(test_round_trip_keeps_tree),     cmocka_unit_test(test_existing_directory_receives),
+        cmocka_unit_test(test_paths_stay_inside_root),    cmocka_unit_test(test_errors_name_path_and_cause),
+        cmocka_unit_test(test_sparse_file_stays_sparse),  cmocka_unit_test(test_disk_full_leaves_nothing),
+        cmocka_unit_test(test_cancel_leaves_no_temp),     cmocka_unit_test(test_permission_denied_names_path),
+        cmocka_unit_test(test_zstd_on_the_wire),          cmocka_unit_test(test_copy_to_keeps_to_its_window),
+        cmocka_unit_test(test_names_from_target_escaped), cmocka_unit_test(test_destination_rules_in_root),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -31,12 +32,13 @@ typedef struct {
     const char *link;
 } step;
 
-/* Feeds the steps; returns the first failure, or finish's result. */
-static int feed(const step *s, size_t n, char *err, size_t errlen)
+/* Feeds the steps into dest; returns the first failure, or finish's result. */
+static int feed_to(const char *dest, const step *s, size_t n, char *err, size_t errlen)
 {
     copytree_recv *r;
-    int rc = copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, errlen);
-    assert_int_equal(rc, 0);
+    int rc = copytree_recv_new(&r, AT_FDCWD, dest, 0, false, err, errlen);
+    if (rc < 0)
+        return rc;
     static uint8_t data[4096];
     memset(data, 'z', sizeof data);
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -61,6 +63,13 @@ static int feed(const step *s, size_t n, char *err, size_t errlen)
         rc = copytree_recv_finish(r, err, errlen);
     copytree_recv_free(r);
     return rc;
+}
+
+static int feed(const step *s, size_t n, char *err, size_t errlen)
+{
+    char dest[sizeof dst];
+    snprintf(dest, sizeof dest, "%s", dst);
+    return feed_to(dest, s, n, err, errlen);
 }
 
 static int count_entries(const char *dir)
@@ -208,6 +217,215 @@ static void test_send_special_files(void **state)
     assert_int_equal(entries, 2);
 }
 
+/* The first entry sent, and how many. */
+typedef struct {
+    int entries;
+    char root[64];
+    unsigned mode;
+} sent;
+
+static int record_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    sent *t = ud;
+    if (c->entry && t->entries++ == 0) {
+        snprintf(t->root, sizeof t->root, "%s", c->entry->path);
+        t->mode = c->entry->mode;
+    }
+    return 0;
+}
+
+/* A file "x" of 3 bytes ("zzz"). */
+static const step one_file[] = {{'e', "x", S_IFREG | 0644, 3, NULL}, {'d', NULL, 0, 3, NULL}};
+#define ONE_FILE one_file, sizeof one_file / sizeof one_file[0]
+
+static char *path_in(char *buf, size_t len, const char *name)
+{
+    snprintf(buf, len, "%s/%s", dst, name);
+    return buf;
+}
+
+static void assert_content(const char *name, const char *want)
+{
+    char p[256], got[64] = "";
+    int fd = open(path_in(p, sizeof p, name), O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, got, sizeof got - 1);
+    close(fd);
+    got[n < 0 ? 0 : n] = '\0';
+    assert_string_equal(got, want);
+}
+
+/* A device, FIFO or socket as the destination (or reached through a
+ * symlink), or as the existing name of an entry in a directory merged into,
+ * is refused with what it is, before any data, and left as it was: cp writes
+ * regular files. */
+static void test_recv_refuses_special_destination(void **state)
+{
+    (void)state;
+    char p[256], l[256], want[512], err[512] = "";
+    copytree_recv *r = NULL;
+    struct stat st;
+    path_in(p, sizeof p, "mynull");
+    assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -EINVAL);
+    assert_null(r);
+    snprintf(want, sizeof want,
+             "cannot copy to %s: it is a character device; cp writes regular files, directories and symbolic links",
+             p);
+    assert_string_equal(err, want);
+    assert_int_equal(symlink("mynull", path_in(l, sizeof l, "tonull")), 0);
+    assert_int_equal(feed_to(l, ONE_FILE, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "it is a character device"));
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISCHR(st.st_mode));
+
+    assert_int_equal(mkfifo(path_in(p, sizeof p, "x"), 0644), 0);
+    assert_int_equal(feed(ONE_FILE, err, sizeof err), -EINVAL); /* into dst: x is its FIFO */
+    snprintf(want, sizeof want,
+             "cannot copy to %s/x: it is a FIFO; cp writes regular files, directories and symbolic links", dst);
+    assert_string_equal(err, want);
+    assert_int_equal(lstat(p, &st), 0);
+    assert_true(S_ISFIFO(st.st_mode));
+    assert_int_equal(count_entries(dst), 3);
+}
+
+/* A trailing '/' (POSIX): the path must resolve, a final symlink followed,
+ * to a directory. Sent, "file/" is ENOTDIR and "ld/" (ld -> d) the directory
+ * under the name ld; received into, "newdir/" (missing) is ENOENT and
+ * "file/" ENOTDIR, nothing made or changed. "nosuchdir/." is ENOENT. */
+static void test_trailing_slash_names_a_directory(void **state)
+{
+    (void)state;
+    char p[256], want[512], err[512] = "";
+    copytree_recv *r = NULL;
+    sent t = {0};
+    assert_int_equal(mkdir(path_in(p, sizeof p, "d"), 0755), 0);
+    assert_int_equal(tshell("echo x > %s/d/f && echo old > %s/file", dst, dst), 0);
+    assert_int_equal(symlink("d", path_in(p, sizeof p, "ld")), 0);
+
+    snprintf(p, sizeof p, "%s/file/", dst);
+    assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &t, NULL, err, sizeof err), -ENOTDIR);
+    snprintf(want, sizeof want, "cannot copy %s: Not a directory (ENOTDIR)", p);
+    assert_string_equal(err, want);
+    assert_int_equal(t.entries, 0);
+    snprintf(p, sizeof p, "%s/ld/", dst);
+    assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &t, NULL, err, sizeof err), 0);
+    assert_int_equal(t.entries, 2); /* ld (the directory) and ld/f */
+    assert_string_equal(t.root, "ld");
+    assert_true(S_ISDIR(t.mode));
+
+    snprintf(p, sizeof p, "%s/newdir/", dst);
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want, "cannot copy to %s: No such file or directory (ENOENT)", p);
+    assert_string_equal(err, want);
+    snprintf(p, sizeof p, "%s/file/", dst);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -ENOTDIR);
+    assert_non_null(strstr(err, "(ENOTDIR)"));
+    snprintf(p, sizeof p, "%s/nosuchdir/.", dst);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want, "cannot copy to %s: No such file or directory (ENOENT)", p);
+    assert_string_equal(err, want);
+    assert_null(r);
+    assert_content("file", "old\n");
+    assert_int_equal(count_entries(dst), 4); /* d, d/f, ld, file */
+
+    snprintf(p, sizeof p, "%s/ld/", dst); /* an existing directory (through ld) receives */
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), 0);
+    assert_content("d/x", "zzz");
+}
+
+/* A symlink as the destination is written through to the file it names,
+ * replaced under its own name (relative targets against the link's
+ * directory, absolute ones, chains); the links stay. A dangling one is
+ * refused and nothing made; a loop is ELOOP. */
+static void test_recv_writes_through_symlink(void **state)
+{
+    (void)state;
+    char p[256], abs[256], want[512], err[512] = "";
+    char target[PATH_MAX] = "";
+    assert_int_equal(mkdir(path_in(p, sizeof p, "sub"), 0755), 0);
+    assert_int_equal(tshell("cd %s && for f in t1 t2 t3 t4; do echo old > $f; done", dst), 0);
+    assert_int_equal(symlink("t1", path_in(p, sizeof p, "l1")), 0);
+    assert_int_equal(symlink(path_in(abs, sizeof abs, "t2"), path_in(p, sizeof p, "l2")), 0);
+    assert_int_equal(symlink("c3", path_in(p, sizeof p, "l3")), 0);
+    assert_int_equal(symlink("sub/../t3", path_in(p, sizeof p, "c3")), 0);
+    assert_int_equal(symlink("../t4", path_in(p, sizeof p, "sub/l4")), 0);
+    const char *links[] = {"l1", "l2", "l3", "sub/l4"};
+    for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+        char t[8];
+        snprintf(t, sizeof t, "t%zu", i + 1);
+        assert_int_equal(feed_to(path_in(p, sizeof p, links[i]), ONE_FILE, err, sizeof err), 0);
+        assert_content(t, "zzz");
+        assert_true(readlink(p, target, sizeof target - 1) > 0);
+    }
+    assert_int_equal(count_entries(dst), 10); /* no temporary left, no link replaced */
+
+    assert_int_equal(symlink("nothere", path_in(p, sizeof p, "dangling")), 0);
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), -ENOENT);
+    snprintf(want, sizeof want,
+             "cannot copy to %s: not writing through the dangling symlink to nothere: No such file or directory "
+             "(ENOENT)",
+             p);
+    assert_string_equal(err, want);
+    assert_int_equal(symlink("loop", path_in(p, sizeof p, "loop")), 0);
+    assert_int_equal(feed_to(p, ONE_FILE, err, sizeof err), -ELOOP);
+    assert_non_null(strstr(err, "(ELOOP)"));
+    assert_int_equal(count_entries(dst), 12);
+}
+
+/* Names in messages are escaped: one line, no escape sequence reaches the
+ * terminal, a backslash doubled. */
+static void test_error_names_are_escaped(void **state)
+{
+    (void)state;
+    char p[256], want[512], err[512] = "";
+    const char *evil = "x\n\033[1A\033[2Kall good";
+    assert_int_equal(mkdir(path_in(p, sizeof p, evil), 0755), 0);
+    const step s[] = {{'e', evil, S_IFREG | 0644, 0, NULL}};
+    assert_int_equal(feed(s, 1, err, sizeof err), -EISDIR);
+    snprintf(want, sizeof want,
+             "cannot overwrite the directory %s/x\\n\\e[1A\\e[2Kall good with a file: Is a directory (EISDIR)", dst);
+    assert_string_equal(err, want);
+    const step bad[] = {{'e', "a\\\t\x01/b", S_IFREG | 0644, 0, NULL}};
+    assert_int_equal(feed(bad, 1, err, sizeof err), -EPROTO);
+    assert_non_null(strstr(err, "invalid name \"a\\\\\\t\\x01/b\""));
+}
+
+/* A tree deeper than PATH_MAX: the message names the entry, its middle cut
+ * ("…"), and ends with the cause, even in a small buffer. */
+static void test_long_path_keeps_cause(void **state)
+{
+    (void)state;
+    char name[201], p[256], err[2048] = "";
+    memset(name, 'n', 200);
+    name[200] = '\0';
+    assert_int_equal(mkdir(path_in(p, sizeof p, "deep"), 0755), 0);
+    int fd = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < 22; i++) {
+        assert_int_equal(mkdirat(fd, name, 0755), 0);
+        int next = openat(fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        close(fd);
+        fd = next;
+        assert_true(fd >= 0);
+    }
+    close(fd);
+    sent t = {0};
+    const char *cause = ": File name too long (ENAMETOOLONG)";
+    size_t sizes[] = {sizeof err, 1024, 100};
+    for (size_t i = 0; i < sizeof sizes / sizeof *sizes; i++) {
+        assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &t, NULL, err, sizes[i]), -ENAMETOOLONG);
+        size_t n = strlen(err);
+        assert_true(n < 1024);
+        assert_true(n > strlen(cause));
+        assert_string_equal(err + n - strlen(cause), cause);
+        if (i == 0) {
+            assert_true(!strncmp(err, "cannot copy ", 12) && !strncmp(err + 12, p, strlen(p)));
+            if (!strstr(err, "/deep/nnnn") || !strstr(err, "n…n") || !strstr(err, "n/n"))
+                fail_msg("%s", err);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -217,6 +435,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_content_must_match_size, setup, teardown),
         cmocka_unit_test_setup_teardown(test_valid_stream_lands, setup, teardown),
         cmocka_unit_test_setup_teardown(test_send_special_files, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recv_refuses_special_destination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_trailing_slash_names_a_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_recv_writes_through_symlink, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_names_are_escaped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_path_keeps_cause, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
