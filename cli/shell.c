@@ -33,6 +33,7 @@ typedef struct {
     int code;              /* the program's exit code */
     bool failed;           /* the call ended without an exit: err says why */
     atomic_bool cancelled; /* by a second Ctrl-C */
+    int out_errno;         /* writing the output failed (EPIPE: its reader went): the call was cancelled */
     rpc_status st;
     char error[512]; /* why the program did not start */
 } shell_run;
@@ -64,8 +65,12 @@ static void *reader_main(void *arg)
             snprintf(r->error, sizeof r->error, "%s", ev.error);
             break;
         }
-        /* our stdout gone: the rest is dropped */
-        (void)fd_write_all(ev.kind == EXEC_CLIENT_STDOUT ? STDOUT_FILENO : STDERR_FILENO, ev.data, ev.len);
+        int w = fd_write_all(ev.kind == EXEC_CLIENT_STDOUT ? STDOUT_FILENO : STDERR_FILENO, ev.data, ev.len);
+        if (w < 0) { /* as kubectl exec dies of SIGPIPE: the program is stopped, not left writing into nothing */
+            r->out_errno = -w;
+            exec_client_cancel(r->ec);
+            break;
+        }
     }
     if (rc != 0) {
         r->failed = true;
@@ -227,6 +232,12 @@ restore:
         rc = -EAGAIN;
     } else if (rc == 0 && r.cancelled) {
         rc = EXITCODE_INTERRUPTED;
+    } else if (rc == 0 && r.out_errno == EPIPE) {
+        rc = 128 + SIGPIPE; /* silent, as for any program in a pipeline whose reader went */
+    } else if (rc == 0 && r.out_errno) {
+        snprintf(err, sizeof err, "cannot write the command's output: %s; the command was stopped",
+                 strerror(r.out_errno));
+        rc = -EIO;
     } else if (rc == 0 && r.failed && r.st.code == GRPC_STATUS_UNAVAILABLE &&
                session_gone(s, gen, SESSION_GONE_WAIT_MS, why, sizeof why) == -ENOENT) {
         snprintf(err, sizeof err, "the command ended: %s", why);

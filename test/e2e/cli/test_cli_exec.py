@@ -54,6 +54,27 @@ def test_exec_missing_command_is_127_with_one_line(cluster):
     assert error_lines(r.stderr) == ["error: no-such-command: command not found in the target's PATH"]
 
 
+@pytest.mark.parametrize('stream', ['stdout', 'stderr'])
+def test_exec_output_reader_gone_stops_the_program_with_141(cluster, stream):
+    """`exec ... | head -c 2`: the command ends with 141 as kubectl exec does (SIGPIPE), and the
+    program in the pod is stopped, instead of writing on into a pipe nobody reads."""
+    mark = 'kdiag-pipe-' + stream
+    script = 'exec yes %s%s' % (mark, '' if stream == 'stdout' else ' >&2')
+    pipe, null = subprocess.PIPE, subprocess.DEVNULL
+    p = subprocess.Popen([CLI, 'exec', 'pod/nginx', '--', 'sh', '-c', script], stdin=null,
+                         stdout=pipe if stream == 'stdout' else null, stderr=pipe if stream == 'stderr' else null,
+                         env=cluster.env())
+    try:
+        out = p.stdout if stream == 'stdout' else p.stderr
+        assert out.read(2) == b'kd'
+        out.close()
+        assert p.wait(timeout=20) == 141
+        wait_for(lambda: not cluster.pids_in_pod('nginx', mark), 10, what='the yes in the pod stopped')
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_exec_needs_a_command(cluster):
     r = cluster.diag('exec', 'pod/distroless')
     assert r.returncode == 2
