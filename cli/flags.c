@@ -299,7 +299,14 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_LABELS: return push_selector(&f->labels, &f->nlabels, val, err, errlen);
     case O_POD:
         return push_selector(&f->pods, &f->npods, flags_pod_ref(val) ? flags_pod_ref(val) : val, err, errlen);
-    case O_TARGET: f->target = val; break;
+    case O_TARGET:
+        if (val[0] == '-' || strchr(val, '/')) /* kubectl's -t is --tty: "-t pod/web", "-i -t pod/web" */
+            return fail(err, errlen,
+                        "-t is --target here and takes a container name, not \"%s\"; for a terminal write -it or "
+                        "--tty",
+                        val);
+        f->target = val;
+        break;
     case O_IMAGE: f->dbg_image = val; break;
     case O_PULL:
         if (strcmp(val, "Always") && strcmp(val, "IfNotPresent") && strcmp(val, "Never"))
@@ -414,6 +421,11 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
         f->topic = a;
         return 0;
     }
+    bool takes_pod = f->cmd == FLAGS_CMD_PS || f->cmd == FLAGS_CMD_SHELL || f->cmd == FLAGS_CMD_EXEC ||
+                     f->cmd == FLAGS_CMD_LOGS || f->cmd == FLAGS_CMD_CAPTURE || f->cmd == FLAGS_CMD_FORWARDS;
+    if (takes_pod && !strpbrk(a, "/=:"))
+        return fail(err, errlen, "unexpected argument \"%s\" for '%s': a pod is written pod/%s (or --pod %s)", a,
+                    flags_cmd_name(f->cmd), a, a);
     return fail(err, errlen, "unexpected argument \"%s\" for '%s': run 'kubectl diag %s --help'", a,
                 flags_cmd_name(f->cmd), flags_cmd_name(f->cmd));
 }
@@ -545,6 +557,9 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return fail(err, errlen, "arguments after '--' are only for shell, exec and logs");
     if (f->cmd == FLAGS_CMD_EXEC && !f->nrest)
         return fail(err, errlen, "exec needs a command after '--': kubectl diag exec pod/NAME -- CMD [ARGS...]");
+    if (f->cmd == FLAGS_CMD_EXEC && !f->rest[0][0])
+        return fail(err, errlen,
+                    "the command after '--' is an empty word: kubectl diag exec pod/NAME -- CMD [ARGS...]");
     if (f->cmd != FLAGS_CMD_LOGS) {
         if (f->npods > 1)
             return fail(err, errlen, "more than one pod given (%s, %s): '%s' works on one pod", f->pods[0].value,

@@ -78,11 +78,17 @@ int podsel_one(const kube *k, const char *name, const char *selector, const char
         int rc = podsel_fetch(k, name, timeout_ms, p, err, errlen);
         if (rc < 0)
             return rc;
+        bool ended = p->phase && (!strcmp(p->phase, "Succeeded") || !strcmp(p->phase, "Failed"));
+        if (!pod_is_running(p) && (ended || p->deleting)) { /* it will not run again */
+            snprintf(err, errlen, "pod/%s is not running (phase %s%s) and will not run again: pick another pod",
+                     name, p->phase ? p->phase : "unknown", p->deleting ? ", being deleted" : "");
+            pod_free(p);
+            return -ENOENT;
+        }
         if (!pod_is_running(p)) {
             snprintf(err, errlen,
-                     "pod/%s is not running (phase %s%s): wait for it (kubectl get pod %s -w) or pick "
-                     "another pod",
-                     name, p->phase ? p->phase : "unknown", p->deleting ? ", being deleted" : "", name);
+                     "pod/%s is not running (phase %s): wait for it (kubectl get pod %s -w) or pick another pod",
+                     name, p->phase ? p->phase : "unknown", name);
             pod_free(p);
             return -ENOENT;
         }

@@ -416,6 +416,22 @@ static void exec_flags(void **state)
     assert_int_equal(parse(&f, err, "ps", "-it", "pod/web", NULL), -EINVAL);
     assert_non_null(strstr(err, "belongs to 'exec'"));
     flags_free(&f);
+    /* kubectl's -t (--tty) swallowing the pod: said so */
+    assert_int_equal(parse(&f, err, "exec", "-i", "-t", "pod/web", "--", "ls", NULL), -EINVAL);
+    assert_string_equal(err, "-t is --target here and takes a container name, not \"pod/web\"; for a terminal "
+                             "write -it or --tty");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "exec", "-t", "-i", "pod/web", "--", "ls", NULL), -EINVAL);
+    assert_non_null(strstr(err, "not \"-i\""));
+    flags_free(&f);
+    /* a bare pod name: how to write it */
+    assert_int_equal(parse(&f, err, "exec", "web", "--", "ls", NULL), -EINVAL);
+    assert_string_equal(err, "unexpected argument \"web\" for 'exec': a pod is written pod/web (or --pod web)");
+    flags_free(&f);
+    /* an empty command word */
+    assert_int_equal(parse(&f, err, "exec", "pod/web", "--", "", NULL), -EINVAL);
+    assert_non_null(strstr(err, "the command after '--' is an empty word"));
+    flags_free(&f);
     /* kubectl exec's and cp's -c: pointed to -t */
     assert_int_equal(parse(&f, err, "exec", "-c", "app", "pod/web", "--", "ls", NULL), -EINVAL);
     assert_string_equal(err, "-c/--container is for logs; 'exec' takes the container with -t/--target CONTAINER");

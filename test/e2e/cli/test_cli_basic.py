@@ -3,7 +3,7 @@ the simulated cluster."""
 import json
 import os
 
-from conftest import CLI
+from conftest import CLI, error_lines
 
 
 def test_ps_lists_nginx_listener(cluster):
@@ -171,7 +171,8 @@ def test_pod_not_running(cluster):
         wait_for(lambda: cluster.pod(name)['status'].get('phase') == 'Succeeded', 60, what='pod to finish')
         r = cluster.diag('shell', 'pod/' + name, '--', '-c', 'true')
         assert r.returncode == 1
-        assert 'pod/%s is not running (phase Succeeded' % name in r.stderr, r.stderr
+        assert error_lines(r.stderr) == [
+            'error: pod/%s is not running (phase Succeeded) and will not run again: pick another pod' % name]
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
 
