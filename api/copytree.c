@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -23,6 +25,9 @@
 #define COPYTREE_DEPTH_MAX 256
 /* The longest entry path (relative to the copied root). */
 #define COPYTREE_PATH_MAX PATH_MAX
+/* A named file of procfs, sysfs or cgroupfs is read whole before it is sent,
+ * at most this much. */
+#define COPYTREE_PSEUDO_MAX (8u << 20)
 /* The most symlinks followed to a destination: the kernel's MAXSYMLINKS. */
 #define COPYTREE_LINK_HOPS 40
 
@@ -258,6 +263,72 @@ static int send_content(sender *s, int fd, off_t size)
 
 static int send_at(sender *s, int dirfd, const char *name, int depth);
 
+/* A file whose st_size says nothing of its content: procfs says 0
+ * (/proc/1/environ), sysfs 4096 (/sys/.../address), cgroupfs 0. */
+static bool pseudo_file(int fd)
+{
+    struct statfs sf;
+    if (fstatfs(fd, &sf) < 0)
+        return false;
+    switch ((unsigned long)sf.f_type) {
+    case PROC_SUPER_MAGIC:
+    case SYSFS_MAGIC:
+    case CGROUP_SUPER_MAGIC:
+    case CGROUP2_SUPER_MAGIC:
+    case DEBUGFS_MAGIC:
+    case TRACEFS_MAGIC: return true;
+    default: return false;
+    }
+}
+
+/* A pseudo file: read to its end (at most COPYTREE_PSEUDO_MAX), then its
+ * entry with the size read and its content, as it was when read. */
+static int send_pseudo(sender *s, int fd, struct stat *st)
+{
+    size_t len = 0, cap = CONTRACT_COPY_DATA_MAX;
+    uint8_t *buf = malloc(cap);
+    int rc = buf ? 0 : fail(s->err, s->errlen, -ENOMEM, "cannot read %s", sender_shown(s));
+    while (rc == 0) {
+        if (len == cap) {
+            uint8_t *nb = cap < COPYTREE_PSEUDO_MAX ? realloc(buf, cap * 2) : NULL;
+            if (!nb) {
+                rc = cap < COPYTREE_PSEUDO_MAX
+                         ? fail(s->err, s->errlen, -ENOMEM, "cannot read %s", sender_shown(s))
+                         : fail(s->err, s->errlen, -EFBIG,
+                                "cannot copy %s: a kernel file (procfs, sysfs, cgroupfs) is read whole first, and this one has more "
+                                "than %u MiB",
+                                sender_shown(s), COPYTREE_PSEUDO_MAX >> 20);
+                break;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            rc = fail(s->err, s->errlen, -errno, "cannot read %s", sender_shown(s));
+        else if (n == 0)
+            break;
+        else
+            len += (size_t)n;
+    }
+    if (rc == 0) {
+        st->st_size = (off_t)len;
+        rc = emit_entry(s, st, NULL);
+    }
+    for (size_t off = 0; rc == 0 && off < len;) {
+        Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
+        c.data.data = buf + off;
+        c.data.len = len - off < CONTRACT_COPY_DATA_MAX ? len - off : CONTRACT_COPY_DATA_MAX;
+        rc = s->emit(s->ud, &c);
+        off += c.data.len;
+        s->stats.bytes += c.data.len;
+    }
+    free(buf);
+    return rc;
+}
+
 static const char *special_kind(mode_t m)
 {
     return S_ISCHR(m)    ? "a character device"
@@ -337,6 +408,10 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
     }
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         goto out;
+    if (depth == 0 && S_ISREG(st.st_mode) && pseudo_file(fd)) { /* named: in a tree, as its size says */
+        rc = send_pseudo(s, fd, &st);
+        goto out;
+    }
     rc = emit_entry(s, &st, NULL);
     if (rc == 0)
         rc = S_ISDIR(st.st_mode) ? send_dir_entries(s, fd, depth) : send_content(s, fd, st.st_size);

@@ -255,6 +255,60 @@ static void assert_content(const char *name, const char *want)
     assert_string_equal(got, want);
 }
 
+/* copytree_send of path straight into a copytree_recv at dest. */
+typedef struct {
+    copytree_recv *r;
+    char *err;
+    size_t errlen;
+} piped;
+
+static int recv_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    piped *x = ud;
+    return copytree_recv_chunk(x->r, c, x->err, x->errlen);
+}
+
+static int send_into(const char *path, const char *dest, char *err, size_t errlen)
+{
+    piped x = {NULL, err, errlen};
+    int rc = copytree_recv_new(&x.r, AT_FDCWD, dest, 0, false, err, errlen);
+    if (rc == 0)
+        rc = copytree_send(AT_FDCWD, path, 0, recv_emit, &x, NULL, err, errlen);
+    if (rc == 0)
+        rc = copytree_recv_finish(x.r, err, errlen);
+    copytree_recv_free(x.r);
+    return rc;
+}
+
+/* A named file of procfs or sysfs, whose size says 0 or 4096, arrives with
+ * its content (it arrived empty, or padded with zeros to 4096 bytes). */
+static void test_pseudo_files_arrive_whole(void **state)
+{
+    (void)state;
+    char p[256], err[512] = "", want[4096];
+    int fd = open("/proc/self/cmdline", O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, want, sizeof want);
+    close(fd);
+    assert_true(n > 0);
+    assert_int_equal(send_into("/proc/self/cmdline", path_in(p, sizeof p, "cmdline"), err, sizeof err), 0);
+    char got[4096];
+    fd = open(p, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    assert_int_equal(read(fd, got, sizeof got), n);
+    close(fd);
+    assert_memory_equal(got, want, (size_t)n);
+    assert_int_equal(send_into("/proc/sys/kernel/ostype", path_in(p, sizeof p, "ostype"), err, sizeof err), 0);
+    assert_content("ostype", "Linux\n");
+    struct stat st;
+    if (stat("/sys/devices/system/cpu/online", &st) == 0 && st.st_size == 4096) { /* sysfs says 4096 */
+        assert_int_equal(send_into("/sys/devices/system/cpu/online", path_in(p, sizeof p, "online"), err, sizeof err),
+                         0);
+        assert_int_equal(stat(p, &st), 0);
+        assert_true(st.st_size > 0 && st.st_size < 64);
+    }
+}
+
 /* A device, FIFO or socket as the destination (or reached through a
  * symlink), or as the existing name of an entry in a directory merged into,
  * is refused with what it is, before any data, and left as it was: cp writes
@@ -440,6 +494,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_recv_writes_through_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_names_are_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_path_keeps_cause, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pseudo_files_arrive_whole, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
