@@ -214,19 +214,26 @@ static int send_ready(rpc_call *call, capture_run *r)
     return rc;
 }
 
-/* Compiles filter for r->linktype and attaches it to r->fd. 0, or -EINVAL
- * with the reason in err. */
-static int attach_filter(capture_run *r, const char *filter, char *err, size_t errlen)
+/* Compiles filter for r->linktype, without the traffic of own (a filter
+ * expression, "" for none), and attaches it to r->fd. 0, or -EINVAL with the
+ * reason in err. */
+static int attach_filter(capture_run *r, const char *filter, const char *own, char *err, size_t errlen)
 {
-    struct bpf_program prog = {0};
+    struct bpf_program prog = {0}, both = {0};
     pcap_t *p = pcap_open_dead((int)r->linktype, (int)r->snaplen);
     int rc = -ENOMEM;
     if (!p)
         goto out;
-    if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) {
+    if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) { /* the user's, on its own: its error */
         snprintf(err, errlen, "filter '%s': %s", filter, pcap_geterr(p));
         rc = -EINVAL;
         goto out;
+    }
+    char expr[CONTRACT_CAPTURE_FILTER_MAX + 128];
+    snprintf(expr, sizeof expr, filter[0] ? "(%s) and not (%s)" : "%snot (%s)", filter, own);
+    if (own[0] && pcap_compile(p, &both, expr, 1, PCAP_NETMASK_UNKNOWN) == 0) {
+        pcap_freecode(&prog);
+        prog = both;
     }
     uint32_t snap = r->cooked ? (r->snaplen > CAPTURE_SLL2_LEN ? r->snaplen - CAPTURE_SLL2_LEN : 1) : r->snaplen;
     struct sock_fprog fp = {.len = (unsigned short)prog.bf_len, .filter = (struct sock_filter *)prog.bf_insns};
@@ -266,7 +273,7 @@ static int if_hatype(const char *name)
 /* The socket, its ring and filter, bound to ifname ("" or "any": all).
  * 0, or -errno with the reason in err (-EINVAL: the request's fault, -EPERM:
  * no CAP_NET_RAW). */
-static int open_socket(capture_run *r, const char *ifname, const char *filter, char *err, size_t errlen)
+static int open_socket(capture_run *r, const char *ifname, const char *filter, const char *own, char *err, size_t errlen)
 {
     unsigned ifindex = 0;
     int rc;
@@ -311,7 +318,7 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
         return rc;
     }
     r->ring = ring;
-    if ((rc = attach_filter(r, filter, err, errlen)) < 0)
+    if ((rc = attach_filter(r, filter, own, err, errlen)) < 0)
         return rc;
     struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex};
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
@@ -395,10 +402,23 @@ static Kdiag__Solo__Io__CaptureRequest *read_request(rpc_call *call, grpc_status
     return req;
 }
 
+/* The filter expression of o's ports ("" for none). */
+static void own_ports(const capture_opts *o, char *out, size_t len)
+{
+    int g = o ? atomic_load(&o->grpc_port) : 0, t = o ? o->tunnel_port : 0;
+    if (g > 0 && t > 0)
+        snprintf(out, len, "tcp port %d or tcp port %d", g, t);
+    else if (g > 0 || t > 0)
+        snprintf(out, len, "tcp port %d", g > 0 ? g : t);
+    else
+        out[0] = '\0';
+}
+
 grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
 {
-    (void)ud;
     capture_run r = {.fd = -1};
+    char own[64];
+    own_ports(ud, own, sizeof own);
     char err[512] = "";
     grpc_status_code code;
     Kdiag__Solo__Io__CaptureRequest *req = read_request(call, &code);
@@ -406,7 +426,7 @@ grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
         return code;
     r.snaplen = req->snaplen ? req->snaplen : CAPTURE_SNAPLEN_MAX;
     r.count = req->count;
-    int rc = open_socket(&r, req->interface, req->filter, err, sizeof err);
+    int rc = open_socket(&r, req->interface, req->filter, own, err, sizeof err);
     if (rc == 0 && (rc = send_ready(call, &r)) == 0)
         rc = capture_loop(call, &r, req->duration_ms);
     if (rc == 0) { /* the final counts */

@@ -6,10 +6,21 @@
 #define KDIAG_CAPTURE_H
 
 #include <grpc/status.h>
+#include <stdatomic.h>
 
 #include "rpc.h"
 
 /* Handler of /kdiag.solo.io.Manager/Capture (RPC_SERVER_STREAM); ud unused. */
+/* The manager's own listeners, which a capture leaves out: the port-forward
+ * reaches them inside the pod, so a capture on lo or "any" would otherwise
+ * record the stream that carries it, and that stream would grow with what it
+ * recorded. */
+typedef struct {
+    atomic_int grpc_port; /* set once the server listens */
+    int tunnel_port;      /* 0: none (no redirect) */
+} capture_opts;
+
+/* ud: a capture_opts. */
 grpc_status_code capture_rpc_handle(rpc_call *call, void *ud);
 
 #endif

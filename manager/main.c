@@ -204,10 +204,11 @@ int main(int argc, char **argv)
                              (void *)(intptr_t)-rrc);
     if (rc == 0 && rm)
         rc = rpc_server_add(s, CONTRACT_METHOD_HALF_CLOSE, RPC_UNARY, redirect_half_close_handle, rm);
+    capture_opts co = {.tunnel_port = rm ? redirect_mgr_tunnel_port(rm) : 0}; /* grpc_port once it listens */
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PS, RPC_UNARY, ps_rpc_handle, NULL);
     if (rc == 0)
-        rc = rpc_server_add(s, CONTRACT_METHOD_CAPTURE, RPC_SERVER_STREAM, capture_rpc_handle, NULL);
+        rc = rpc_server_add(s, CONTRACT_METHOD_CAPTURE, RPC_SERVER_STREAM, capture_rpc_handle, &co);
     if (rc == 0)
         rc = rpc_server_add(s, CONTRACT_METHOD_PPROF, RPC_UNARY, pprof_handle, NULL);
     exec_opts eo = {.busybox = o.busybox};
@@ -239,6 +240,7 @@ int main(int argc, char **argv)
     if (rm)
         redirect_mgr_reserve_port(rm, (uint16_t)port);
     atomic_store(&ho.grpc_port, port);
+    atomic_store(&co.grpc_port, port);
     contract_banner banner = {.grpc_port = port};
     snprintf(banner.host, sizeof banner.host, "%s", o.host);
     if (!o.no_auth)

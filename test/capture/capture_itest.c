@@ -164,6 +164,24 @@ static pcap_sum read_back(void)
     return s;
 }
 
+/* The packets of the file that filter (libpcap's syntax) matches. */
+static uint64_t matching(const char *filter)
+{
+    char errbuf[PCAP_ERRBUF_SIZE];
+    pcap_t *p = pcap_open_offline(path, errbuf);
+    CHECK(p, "libpcap cannot open %s: %s", path, errbuf);
+    struct bpf_program prog;
+    CHECK(pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) == 0, "filter %s: %s", filter, pcap_geterr(p));
+    struct pcap_pkthdr *h;
+    const u_char *d;
+    uint64_t n = 0;
+    while (pcap_next_ex(p, &h, &d) == 1)
+        n += pcap_offline_filter(&prog, h, d) != 0;
+    pcap_freecode(&prog);
+    pcap_close(p);
+    return n;
+}
+
 /* tcpdump -r: it must exit 0 and print one line per packet. */
 static void tcpdump_reads(uint64_t packets)
 {
@@ -256,6 +274,30 @@ static void case_filter_nothing(netlab_mgr *m)
           (unsigned long long)s.packets, (unsigned long long)r.s.bytes);
     tcpdump_reads(0);
     printf("ok: nothing captured\n");
+}
+
+/* No filter, on every interface, lo included, where this client's stream to
+ * the manager runs (as kubectl port-forward's does in a pod): the capture
+ * leaves its own stream out, else each message it sends is packets of the
+ * next one, and the file grows by itself. The exchange is all there is. */
+static void case_own_stream(netlab_mgr *m)
+{
+    cap_run r;
+    capture_client_req req = {.interface = "any", .duration_ms = 1500};
+    cap_start(&r, m, &req);
+    CHECK(r.s.ready, "not ready: %s", r.st.message);
+    exchange(sizes, EXCHANGES);
+    cap_join(&r);
+    CHECK(r.rc == 0, "capture ended with %d: %s", r.rc, r.st.message);
+    pcap_sum s = read_back();
+    char own[32];
+    snprintf(own, sizeof own, "tcp port %d", m->grpc_port);
+    uint64_t mine = matching(own), ours = matching(FILTER);
+    printf("%llu packets in 1.5 s: %llu of the exchange, %llu of the capture's stream (port %d), %llu bytes\n",
+           (unsigned long long)s.packets, (unsigned long long)ours, (unsigned long long)mine, m->grpc_port,
+           (unsigned long long)s.caplen);
+    CHECK(mine == 0 && ours == 2 * EXCHANGES && s.packets < 2 * EXCHANGES + 20, "the stream was captured");
+    printf("ok: the capture's own stream left out\n");
 }
 
 /* A filter libpcap rejects: INVALID_ARGUMENT with libpcap's message on one line, no file header. */
@@ -446,6 +488,8 @@ int main(int argc, char **argv)
         case_loopback(&m, true);
     else if (strcmp(cs, "filter_nothing") == 0)
         case_filter_nothing(&m);
+    else if (strcmp(cs, "own_stream") == 0)
+        case_own_stream(&m);
     else if (strcmp(cs, "bad_filter") == 0)
         case_bad_filter(&m);
     else if (strcmp(cs, "snaplen") == 0)
