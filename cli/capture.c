@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "basic/signal-util.h"
@@ -63,6 +65,9 @@ struct capture_cli {
     char *selector;   /* --all-pods: what the watch follows */
     podwatch *watch;  /* --all-pods: pods that start running later */
     bool full_said;
+    const char *path; /* -w FILE */
+    char *tmp;        /* what FILE is written as until the first pod is ready, or NULL */
+    bool placed;      /* tmp renamed to path (under mu) */
 };
 
 static const char *linktype_name(uint32_t lt)
@@ -70,11 +75,68 @@ static const char *linktype_name(uint32_t lt)
     return lt == 1 ? "Ethernet" : lt == 276 ? "LINUX_SLL2" : "another link type";
 }
 
+/* The first pod captures: FILE takes the place of what was there. Until now
+ * a usage error (a filter or interface the manager refused) left it alone. */
+static void place_output(capture_cli *c)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->tmp && !c->placed) {
+        if (rename(c->tmp, c->path) == 0)
+            c->placed = true;
+        else
+            fprintf(stderr, "warning: cannot name the capture %s (%s): it is written as %s\n", c->path,
+                    strerror(errno), c->tmp);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
+/* Where -w FILE is written: a regular file, or none yet, through a new file
+ * beside it (".NAME.kdiag-<hex>", *tmp), renamed over it once a pod
+ * captures (place_output); anything else (a FIFO, /dev/stdout, a symlink)
+ * as it is, as before. The fd, or -errno. */
+static int open_output(const char *path, char **tmp)
+{
+    struct stat st;
+    *tmp = NULL;
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode))
+            return -EISDIR;
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        return fd < 0 ? -errno : fd;
+    }
+    const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
+    int dl = slash ? (int)(slash - path + 1) : 0;
+    for (int i = 0; i < 100; i++) {
+        uint8_t r[6];
+        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+            return -EIO;
+        free(*tmp);
+        if (asprintf(tmp, "%.*s.%s.kdiag-%02x%02x%02x%02x%02x%02x", dl, path, base, r[0], r[1], r[2], r[3], r[4],
+                     r[5]) < 0) {
+            *tmp = NULL;
+            return -ENOMEM;
+        }
+        int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0 || errno != EEXIST) {
+            int rc = fd >= 0 ? fd : -errno;
+            if (fd < 0) {
+                free(*tmp);
+                *tmp = NULL;
+            }
+            return rc;
+        }
+    }
+    free(*tmp);
+    *tmp = NULL;
+    return -EEXIST;
+}
+
 static int on_progress(void *ud, const capture_client_stats *s)
 {
     capture_pod *p = ud;
     capture_cli *c = p->cli;
     if (s->ready && s->packets == 0 && !p->counting) {
+        place_output(c);
         char line[1024];
         int n = snprintf(line, sizeof line, "capturing on %s in pod/%s (", c->iface, p->sess.pod.name);
         for (size_t i = 0; i < s->nifaces && n > 0 && (size_t)n < sizeof line; i++)
@@ -408,18 +470,19 @@ int capture_main(const flags *f, const kube *k)
                                "--all-pods writes pcapng (pcap has no interface names to tell the pods apart): "
                                "drop --format pcap");
     capture_cli c = {.f = f, .k = k, .out_fd = STDOUT_FILENO, .done_efd = -1, .tty = isatty(STDERR_FILENO)};
-    c.iface = f->iface ? f->iface : "any";
+    c.iface = f->iface && f->iface[0] ? f->iface : "any";
     pthread_mutex_init(&c.mu, NULL);
     int sfd = -1;
     bool created = false;
     int rc = f->all_pods ? list_pods(&c, err, sizeof err) : open_one(&c, err, sizeof err);
     if (rc < 0)
         goto out;
-    if (!to_stdout && (c.out_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0) {
-        rc = -errno;
-        snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(errno));
+    if (!to_stdout && (c.out_fd = open_output(path, &c.tmp)) < 0) {
+        rc = c.out_fd;
+        snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
         goto out;
     }
+    c.path = path;
     created = !to_stdout;
     if (ng && (rc = capture_pcapng_new(&c.ng, c.out_fd)) < 0) {
         snprintf(err, sizeof err, "cannot write %s: %s", to_stdout ? "stdout" : path, strerror(-rc));
@@ -456,8 +519,11 @@ out:;
     capture_pcapng_free(c.ng);
     if (created)
         close(c.out_fd);
-    if (created && rc < 0 && bytes == 0)
-        unlink(path); /* nothing captured: no empty file left behind */
+    if (created && c.tmp && !c.placed)
+        unlink(c.tmp); /* no pod captured: FILE left as it was */
+    else if (c.placed && rc < 0 && bytes == 0)
+        unlink(path); /* nothing captured: no empty file left behind (ours: never a device or a FIFO) */
+    free(c.tmp);
     if (sfd >= 0)
         close(sfd);
     if (c.done_efd >= 0)

@@ -366,7 +366,8 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     }
     case O_DURATION:
         if (flags_parse_duration(val, &f->duration_ms) < 0 || f->duration_ms <= 0 || f->duration_ms > UINT32_MAX)
-            return fail(err, errlen, "invalid %s \"%s\": use a duration such as 10s or 2m", flagname, val);
+            return fail(err, errlen, "invalid %s \"%s\": use a duration such as 10s or 2m, at most 1193h",
+                        flagname, val);
         break;
     case O_WRITE: f->write = val; break;
     case O_FORMAT:

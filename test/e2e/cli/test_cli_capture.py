@@ -3,6 +3,7 @@ exchange from the node to the curl and distroless pods, read back with tcpdump -
 with pods that start and are deleted during the capture."""
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -93,6 +94,21 @@ def test_capture_bad_filter_one_line_exit_2(cluster, tmp_path):
     lines = [l for l in r.stderr.splitlines() if l.startswith('error:')]
     assert len(lines) == 1 and "filter 'tcp porx 80'" in lines[0] and 'syntax error' in lines[0], r.stderr
     assert not os.path.exists(out)
+
+
+def test_capture_refused_leaves_the_output_path_as_it_was(cluster, tmp_path):
+    """A filter or interface the manager refuses: an existing file keeps its content (it was
+    truncated, then removed), a device node stays (it was unlinked), no temporary is left."""
+    keep = tmp_path / 'keep.pcap'
+    keep.write_bytes(b'precious')
+    node = tmp_path / 'null'
+    os.mknod(str(node), 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    for out, bad in ((keep, ['-f', 'tcp porx 80']), (keep, ['-i', 'nosuch0']), (node, ['-f', 'tcp porx 80'])):
+        r = cluster.diag('capture', 'pod/curl', *bad, '-w', str(out))
+        assert r.returncode == 2, r.stderr
+    assert keep.read_bytes() == b'precious'
+    assert stat.S_ISCHR(os.lstat(str(node)).st_mode)
+    assert sorted(os.listdir(tmp_path)) == ['keep.pcap', 'null']
 
 
 def test_capture_refuses_a_terminal_stdout(cluster):
