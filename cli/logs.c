@@ -108,34 +108,40 @@ struct logs {
     bool cmd_mode;
     char start_time[40]; /* RFC 3339: followers present at start show lines from here */
     bool first_poll_done;
+    bool out_gone; /* writing stdout failed (its reader went): nothing more is written */
 };
 
-static void emit(struct logs *L, struct stream *s, const char *text)
+/* text: tl bytes, NULs and all, as kubectl logs passes them. */
+static void emit(struct logs *L, struct stream *s, const char *text, size_t tl)
 {
     char prefix[600];
+    if (L->out_gone)
+        return;
     if (L->color)
         snprintf(prefix, sizeof(prefix), "\033[%sm[%s/%s]\033[0m ", s->color, s->pod, s->container);
     else
         snprintf(prefix, sizeof(prefix), "[%s/%s] ", s->pod, s->container);
     /* one write per line keeps lines whole next to the command's own output */
-    size_t pl = strlen(prefix), tl = strlen(text);
+    size_t pl = strlen(prefix);
     char *line = malloc(pl + tl + 2);
     if (!line)
         return;
     memcpy(line, prefix, pl);
     memcpy(line + pl, text, tl);
     line[pl + tl] = '\n';
-    fwrite(line, 1, pl + tl + 1, stdout);
-    fflush(stdout);
+    /* SIGPIPE is ignored: a reader that went (logs ... | head) is an error here */
+    if (fwrite(line, 1, pl + tl + 1, stdout) != pl + tl + 1 || fflush(stdout) != 0)
+        L->out_gone = true;
     free(line);
 }
 
-static void on_line(struct logs *L, struct stream *s, const char *line)
+/* One line of kubectl logs --timestamps (len bytes, a NUL after them). */
+static void on_line(struct logs *L, struct stream *s, const char *line, size_t len)
 {
     logs_ts ts;
     const char *text;
     if (logs_parse_ts(line, &ts, &text) < 0) {
-        emit(L, s, line);
+        emit(L, s, line, len);
         return;
     }
     if (s->skip_older && s->have_ts) {
@@ -155,7 +161,7 @@ static void on_line(struct logs *L, struct stream *s, const char *line)
         s->at_last = 1;
         s->have_ts = true;
     }
-    emit(L, s, text);
+    emit(L, s, text, len - (size_t)(text - line));
 }
 
 static int read_stream(struct logs *L, struct stream *s)
@@ -163,14 +169,15 @@ static int read_stream(struct logs *L, struct stream *s)
     int rc = dynbuf_read(&s->out, s->proc.out_fd);
     if (rc <= 0) {
         if (rc == 0 && s->out.len) /* the last line, without its newline */
-            on_line(L, s, s->out.p);
+            on_line(L, s, s->out.p, s->out.len);
         dynbuf_consume(&s->out, s->out.len);
         return rc;
     }
-    char *start = s->out.p, *nl;
-    while ((nl = strchr(start, '\n'))) {
+    /* memchr, not strchr: a NUL in a line (printf '\0') hid every newline after it */
+    char *start = s->out.p, *end = s->out.p + s->out.len, *nl;
+    while ((nl = memchr(start, '\n', (size_t)(end - start)))) {
         *nl = '\0';
-        on_line(L, s, start);
+        on_line(L, s, start, (size_t)(nl - start));
         start = nl + 1;
     }
     dynbuf_consume(&s->out, (size_t)(start - s->out.p));
@@ -274,8 +281,14 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
     start_follower(L, s, arg);
 }
 
-static void poll_pods(struct logs *L)
+/* Starts followers for what runs now. The first poll's errors are returned
+ * (err): a selector that does not parse or a permission missing will not
+ * mend by itself. Later ones are passed over: the next poll tries again. */
+static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
 {
+    int first_rc = 0;
+    if (L->out_gone)
+        return 0;
     for (size_t i = 0; i < L->nspecs; i++) {
         const struct spec *sp = &L->specs[i];
         pod_info *pods = NULL;
@@ -290,13 +303,23 @@ static void poll_pods(struct logs *L)
             n = rc == 0 ? 1 : 0;
             if (rc == -ENOENT && !L->first_poll_done)
                 fprintf(stderr, "pod/%s does not exist (yet): following it once it appears\n", sp->value);
-            else if (rc < 0 && !L->first_poll_done)
-                fprintf(stderr, "error: %s\n", err);
+            else if (rc < 0 && !L->first_poll_done && !first_rc) {
+                first_rc = rc;
+                snprintf(ferr, ferrlen, "%s", err);
+            }
         } else {
             rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, L->timeout_ms, &pods, &n, err,
                              sizeof(err));
-            if (rc < 0 && !L->first_poll_done)
-                fprintf(stderr, "error: %s\n", err);
+            if (rc < 0 && !L->first_poll_done && !first_rc) {
+                first_rc = rc;
+                snprintf(ferr, ferrlen, "%s", err);
+            } else if (rc == 0 && n == 0 && !L->first_poll_done) {
+                if (sp->kind == SPEC_LABEL)
+                    fprintf(stderr, "no pod matches %s%s (yet): following the pods that appear\n",
+                            sp->owned ? "" : "-l ", sp->value);
+                else
+                    fprintf(stderr, "no pods in the namespace (yet): following the pods that appear\n");
+            }
         }
         for (size_t j = 0; j < n; j++) {
             const pod_info *p = &pods[j];
@@ -310,6 +333,7 @@ static void poll_pods(struct logs *L)
         pod_list_free(pods, n);
     }
     L->first_poll_done = true;
+    return first_rc;
 }
 
 /* The command after `--`, with the signals this process blocks unblocked. */
@@ -460,8 +484,11 @@ static void follow(struct logs *L, int sfd, struct run *run)
         int64_t t = time_now_ms();
         if (run->drain_until >= 0 && t >= run->drain_until)
             return;
+        if (L->out_gone && run->cmd <= 0 && run->drain_until < 0)
+            return; /* nothing left to wait for */
         if (t >= next_poll) {
-            poll_pods(L);
+            char ignored[1024];
+            poll_pods(L, ignored, sizeof(ignored));
             next_poll = t + LOGS_POLL_MS;
         }
         size_t n = build_pollset(L, sfd, pfd, owner);
@@ -500,7 +527,15 @@ int logs_main(const flags *f, const kube *k)
     sig_block(&ss, SIGINT, SIGTERM, SIGCHLD, -1);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
 
-    poll_pods(&L);
+    char perr[1024] = "";
+    rc = poll_pods(&L, perr, sizeof(perr));
+    if (rc < 0) {
+        stop_followers(&L);
+        free_specs(&L);
+        if (sfd >= 0)
+            close(sfd);
+        return exitcode_report(stderr, rc, perr);
+    }
     struct run run = {.cmd = -1, .code = EXITCODE_OK, .drain_until = -1, .drain_ms = f->drain_ms};
     if (L.cmd_mode && (run.cmd = run_command(f->rest)) < 0) {
         fprintf(stderr, "error: cannot start \"%s\": %s\n", f->rest[0], strerror(errno));
@@ -514,5 +549,7 @@ int logs_main(const flags *f, const kube *k)
         run.code = kube_wait(run.cmd);
     if (sfd >= 0)
         close(sfd);
+    if (L.out_gone && !L.cmd_mode)
+        return 128 + SIGPIPE; /* silent, as any program in a pipeline whose reader went */
     return run.code;
 }

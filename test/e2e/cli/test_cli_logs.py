@@ -3,9 +3,10 @@ containers, resumed streams, through the real kubectl logs -f on the simulated c
 import os
 import re
 import signal
+import subprocess
 import time
 
-from conftest import wait_for
+from conftest import CLI, error_lines, wait_for
 from e2e_common import children, cmdline, prefixed
 
 
@@ -78,3 +79,48 @@ def test_ended_stream_resumes_without_repeats(cluster, bg):
 def test_nothing_selected_is_usage(cluster):
     r = cluster.diag('logs')
     assert r.returncode == 2 and '--all' in r.stderr
+
+
+def test_a_nul_byte_in_a_line_does_not_stop_the_stream(cluster, bg):
+    """A line with a NUL byte: it passes as it is, and the lines after it too (strchr stopped at
+    the NUL, so no newline after it was ever found and the output went silent for good)."""
+    name = 'nul-%d' % os.getpid()
+    cluster.ok('run', name, '--image=curl', '--restart=Never', '--command', '--', 'sh', '-c',
+               'i=0; while :; do i=$((i+1)); echo tick-$i; [ $i = 2 ] && printf "Z\\000Z\\n"; sleep 0.3; done')
+    try:
+        r = bg(cluster, 'logs', '--pod', name)
+        ticks = lambda: [l for l in prefixed(r.out(), name, name) if l.endswith(tuple('0123456789'))]  # noqa: E731
+        wait_for(lambda: len(ticks()) >= 6, 60, what='lines after the one with a NUL')
+        assert '[%s/%s] Z\0Z' % (name, name) in r.out().splitlines()
+        assert r.interrupt() == 0
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_reader_gone_ends_logs_with_141(cluster):
+    """`logs ... | head -1`: the reader went, so logs ends (141, as a program in a pipeline dies of
+    SIGPIPE) instead of following on with nobody reading."""
+    p = subprocess.Popen([CLI, 'logs', '--pod', 'curl'], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         env=cluster.env())
+    try:
+        assert p.stdout.readline().startswith(b'[curl/curl] ')
+        p.stdout.close()
+        assert p.wait(timeout=20) == 141
+        wait_for(lambda: not [c for c in children(p.pid) if ' logs ' in cmdline(c)], 10, what='followers ended')
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_first_listing_refused_ends_logs(cluster):
+    """A selector that does not parse will not mend by itself: one error line and the command
+    ends (it followed nothing, forever)."""
+    r = cluster.diag('logs', '-l', 'app in (', timeout=30)
+    assert r.returncode in (1, 2), r.stderr
+    assert len(error_lines(r.stderr)) == 1, r.stderr
+
+
+def test_selector_matching_nothing_says_so_and_follows(cluster, bg):
+    r = bg(cluster, 'logs', '-l', 'app=nothing-%d' % os.getpid())
+    wait_for(lambda: 'no pod matches -l app=nothing-' in r.err(), 30, what='the line saying nothing matches')
+    assert r.interrupt() == 0
