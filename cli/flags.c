@@ -414,6 +414,10 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
             return -ENOMEM;
         f->ports = p;
         int rc = flags_parse_port_pair(a, &p[f->nports], err, errlen);
+        for (size_t i = 0; rc == 0 && i < f->nports; i++)
+            if (p[i].pod_port == p[f->nports].pod_port) /* two streams of one session would take it over in turn */
+                return fail(err, errlen, "pod port %u is given twice (\"%s\"): redirect each pod port once",
+                            p[i].pod_port, a);
         if (rc == 0)
             f->nports++;
         return rc;

@@ -33,6 +33,7 @@
 #define OPEN_RETRY_MS 5000          /* a followed pod that could not be redirected is tried again after this */
 #define POOL_DEFAULT 8              /* tunnel forwards per pod (fwdpool.h); KDIAG_REDIR_POOL for the benchmark */
 #define SPARES_DEFAULT 1            /* spare tunnel connections per stream; KDIAG_REDIR_SPARES for the benchmark */
+#define SPARE_RETRY_MS 100          /* a spare waits for the first forward of the pool: tried again after this */
 
 struct redir;
 struct podrun;
@@ -217,7 +218,7 @@ static void conn_line(struct conn_ctx *c, const redirect_client_event *ev)
     fprintf(stderr, "%s\n", c->line);
 }
 
-static void top_up(struct rport *p);
+static void top_up(struct rport *p, bool wake);
 
 /* Bridge thread: the manager announced a connection on a spare. */
 static void on_spare_announce(void *ud, const redirect_client_event *ev)
@@ -225,13 +226,14 @@ static void on_spare_announce(void *ud, const redirect_client_event *ev)
     struct conn_ctx *c = ud;
     spare_gone(c);
     conn_line(c, ev);
-    top_up(c->p);
+    top_up(c->p, true);
 }
 
 /* Any thread: parks spares until the stream has its share (none when its
  * manager takes none, the stream is not ready, or the bridge is full: the
- * next connection tries again). */
-static void top_up(struct rport *p)
+ * next connection tries again; none while no forward of the pool is up: the
+ * main loop tries again, woken when wake). */
+static void top_up(struct rport *p, bool wake)
 {
     struct podrun *pr = p->pr;
     struct redir *r = pr->r;
@@ -250,6 +252,18 @@ static void top_up(struct rport *p)
         if (!c)
             return;
         c->slot = fwdpool_pick(pr->pool, &port);
+        if (c->slot < 0 && pr->pool) {
+            /* No forward of the pool is up yet. Parked on the gRPC forward,
+             * the spare would carry a later connection there for good, and a
+             * local reader that stalls would stop the stream's keepalive with
+             * it (fwdpool.h): top_up_all parks it once one is up. */
+            spare_gone(c);
+            free(c);
+            uint64_t one = 1;
+            if (wake) /* a stream's thread: the main loop's next turn tries again */
+                (void)!write(r->wake_efd, &one, sizeof(one));
+            return;
+        }
         if (bridge_park(pr->bridge, port, p->pp.local_port, token, hc, on_spare_announce, on_done, c) < 0) {
             spare_gone(c);
             fwdpool_release(pr->pool, c->slot);
@@ -257,6 +271,32 @@ static void top_up(struct rport *p)
             return;
         }
     }
+}
+
+/* Main thread: the spares top_up could not park before the pool was up.
+ * true while some stream still has fewer than its share. */
+static bool top_up_all(struct redir *r)
+{
+    bool short_of = false;
+    struct podrun *pr;
+    list_for_each_entry(pr, &r->runs, link) {
+        pthread_mutex_lock(&r->mu);
+        bool live = pr->handled && !pr->stopping && pr->pool;
+        pthread_mutex_unlock(&r->mu);
+        for (size_t i = 0; live && i < pr->nports; i++) {
+            struct rport *p = &pr->ports[i];
+            pthread_mutex_lock(&r->mu);
+            bool want = p->has_spare && p->parked < r->spares;
+            pthread_mutex_unlock(&r->mu);
+            if (!want)
+                continue;
+            top_up(p, false);
+            pthread_mutex_lock(&r->mu);
+            short_of |= p->has_spare && p->parked < r->spares;
+            pthread_mutex_unlock(&r->mu);
+        }
+    }
+    return short_of;
 }
 
 static void announce_conn(struct stream_run *sr, const redirect_client_event *ev)
@@ -277,7 +317,7 @@ static void announce_conn(struct stream_run *sr, const redirect_client_event *ev
         bridge_result res = {.err = -ECANCELED, .where = "connection"};
         on_done(c, &res);
     }
-    top_up(p); /* on the stream: no spare was parked (a burst, or the bridge was full) */
+    top_up(p, true); /* on the stream: no spare was parked (a burst, or the bridge was full) */
 }
 
 static int on_event(void *ud, const redirect_client_event *ev)
@@ -299,7 +339,7 @@ static int on_event(void *ud, const redirect_client_event *ev)
         p->spare_ltunnel = sr->ltunnel;
         p->spare_half_close = ev->half_close;
         pthread_mutex_unlock(&p->pr->r->mu);
-        top_up(p);
+        top_up(p, true);
     } else if (sr->ready && ev->peer_write_closed) {
         bridge_peer_closed(p->pr->bridge, ev->token, ev->peer_write_closed_after);
     } else if (sr->ready) {
@@ -779,6 +819,8 @@ static int wait_for_end(struct redir *r, int sfd)
         if (code >= 0)
             return code;
         int timeout = r->follow ? reconcile(r) : -1;
+        if (top_up_all(r) && (timeout < 0 || timeout > SPARE_RETRY_MS))
+            timeout = SPARE_RETRY_MS;
         size_t n = 2;
         struct podrun *pr, *ready[256];
         struct pollfd pf[2 + 256] = {{sfd, POLLIN, 0}, {r->wake_efd, POLLIN, 0}};

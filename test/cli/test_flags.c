@@ -416,6 +416,13 @@ static void exec_flags(void **state)
     assert_int_equal(parse(&f, err, "ps", "-it", "pod/web", NULL), -EINVAL);
     assert_non_null(strstr(err, "belongs to 'exec'"));
     flags_free(&f);
+    /* a pod port twice: a usage error, not two streams taking it over in turn */
+    assert_int_equal(parse(&f, err, "redir", "pod/web", "80", "80:18080", NULL), -EINVAL);
+    assert_string_equal(err, "pod port 80 is given twice (\"80:18080\"): redirect each pod port once");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "pod/web", "80", "81:80", NULL), 0); /* one local port twice is fine */
+    assert_int_equal(f.nports, 2);
+    flags_free(&f);
     /* kubectl's -t (--tty) swallowing the pod: said so */
     assert_int_equal(parse(&f, err, "exec", "-i", "-t", "pod/web", "--", "ls", NULL), -EINVAL);
     assert_string_equal(err, "-t is --target here and takes a container name, not \"pod/web\"; for a terminal "

@@ -2,6 +2,8 @@
 simulated pods' network namespaces, real traffic from the curl pod and from the node."""
 import os
 import re
+import socket
+import subprocess
 import time
 
 import pytest
@@ -118,6 +120,41 @@ def test_spare_tunnel_connection_is_parked_and_topped_up(cluster, bg, monkeypatc
         assert r.interrupt() == 0
         # the stream's end closes its spares
         wait_for(lambda: parked() == 0, 10, what='spares closed after the redirect ended')
+
+
+def test_a_local_reader_that_stalls_does_not_stop_the_redirect(cluster, bg):
+    """docs/redirect.md: tunnel connections go through the pool of forwards, the gRPC forward only
+    while none of the pool is up. The spare parked when the stream got ready went on the gRPC
+    forward, before the pool was up, and stayed there: the first connection took it, and a local
+    target that stopped reading stopped the stream's keepalive with it ("lost (keepalive watchdog
+    timeout)"), and every connection of the pod. Now the spare waits for the pool."""
+    stall = socket.socket()
+    stall.bind(('127.0.0.1', 0))
+    stall.listen(8)  # connections complete in the backlog, nobody ever reads them
+    feed = None
+    try:
+        with EchoServer() as echo:
+            r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8082:%d' % stall.getsockname()[1],
+                   '8081:%d' % echo.port)  # peers on the node
+            r.wait_out('redirecting pod/distroless:8082')
+            r.wait_out('redirecting pod/distroless:8081')
+            ip = cluster.pod('distroless')['status']['podIP']
+            send = ('import socket\ns = socket.create_connection((%r, 8082), timeout=60)\n'
+                    's.sendall(bytes(60 << 20))\n' % ip)
+            feed = subprocess.Popen(['ip', 'netns', 'exec', cluster.node_netns(), 'python3', '-c', send],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            until = time.monotonic() + 15  # past the keepalive watchdog (10 s)
+            while time.monotonic() < until:
+                res = cluster.in_node(['python3', CONN_CLIENT, ip, '8081', '4', '65536', '10'], timeout=60)
+                assert 'ok 4/4' in res.stdout, res.stdout + res.stderr + r.err()
+                time.sleep(1)
+            assert 'lost' not in r.err() and 'restarting' not in r.err(), r.err()
+            assert r.interrupt() == 0
+    finally:
+        if feed:
+            feed.kill()
+            feed.wait()
+        stall.close()
 
 
 def test_port_forward_killed_is_recovered(cluster, bg, local_http):
