@@ -232,7 +232,8 @@ static void on_spare_announce(void *ud, const redirect_client_event *ev)
 /* Any thread: parks spares until the stream has its share (none when its
  * manager takes none, the stream is not ready, or the bridge is full: the
  * next connection tries again; none while no forward of the pool is up: the
- * main loop tries again, woken when wake). */
+ * main loop tries again, woken when wake; with a pool of 0, KDIAG_REDIR_POOL=0,
+ * on the gRPC forward as every connection). */
 static void top_up(struct rport *p, bool wake)
 {
     struct podrun *pr = p->pr;
@@ -252,7 +253,7 @@ static void top_up(struct rport *p, bool wake)
         if (!c)
             return;
         c->slot = fwdpool_pick(pr->pool, &port);
-        if (c->slot < 0 && pr->pool) {
+        if (c->slot < 0 && pr->pool && r->pool_size > 0) {
             /* No forward of the pool is up yet. Parked on the gRPC forward,
              * the spare would carry a later connection there for good, and a
              * local reader that stalls would stop the stream's keepalive with
@@ -281,7 +282,7 @@ static bool top_up_all(struct redir *r)
     struct podrun *pr;
     list_for_each_entry(pr, &r->runs, link) {
         pthread_mutex_lock(&r->mu);
-        bool live = pr->handled && !pr->stopping && pr->pool;
+        bool live = pr->handled && !pr->stopping && pr->pool && r->pool_size > 0;
         pthread_mutex_unlock(&r->mu);
         for (size_t i = 0; live && i < pr->nports; i++) {
             struct rport *p = &pr->ports[i];
