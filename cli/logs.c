@@ -550,6 +550,6 @@ int logs_main(const flags *f, const kube *k)
     if (sfd >= 0)
         close(sfd);
     if (L.out_gone && !L.cmd_mode)
-        return 128 + SIGPIPE; /* silent, as any program in a pipeline whose reader went */
+        return EXITCODE_PIPE;
     return run.code;
 }

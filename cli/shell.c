@@ -233,7 +233,7 @@ restore:
     } else if (rc == 0 && r.cancelled) {
         rc = EXITCODE_INTERRUPTED;
     } else if (rc == 0 && r.out_errno == EPIPE) {
-        rc = 128 + SIGPIPE; /* silent, as for any program in a pipeline whose reader went */
+        rc = EXITCODE_PIPE;
     } else if (rc == 0 && r.out_errno) {
         snprintf(err, sizeof err, "cannot write the command's output: %s; the command was stopped",
                  strerror(r.out_errno));
