@@ -10,6 +10,7 @@
 
 #include "basic/hash.h"
 #include "basic/time-util.h"
+#include "kerr.h"
 #include "podsel.h"
 
 /* Indexed by bit number of the EPHEM_* capabilities. */
@@ -301,6 +302,69 @@ out:
     return rc;
 }
 
+/* What a new debug container needs of the user: adding it, its log, where
+ * its ports are read, and a port-forward for a command that talks to it. A
+ * container added for a command that then cannot reach it would stay in the
+ * pod for good, so kubectl auth can-i is asked first, while the pod is read,
+ * and every permission missing is named at once. */
+static const struct {
+    const char *verb, *resource, *flag;
+} NEEDS[] = {
+    {"update", "pods/ephemeralcontainers", "--subresource=ephemeralcontainers"},
+    {"get", "pods/log", "--subresource=log"},
+    {"create", "pods/portforward", "--subresource=portforward"},
+};
+#define N_NEEDS (sizeof(NEEDS) / sizeof(NEEDS[0]))
+
+static void may_start(const kube *k, const ephem_opts *o, kube_proc asks[N_NEEDS])
+{
+    char ignored[256];
+    for (size_t i = 0; i < N_NEEDS; i++) {
+        asks[i] = (kube_proc){.pid = -1, .in_fd = -1, .out_fd = -1, .err_fd = -1};
+        if (strcmp(NEEDS[i].resource, "pods/portforward") == 0 && !o->need_forward)
+            continue;
+        const char *args[] = {"auth", "can-i", NEEDS[i].verb, "pods", NEEDS[i].flag, NULL};
+        if (kube_start(k, args, &asks[i], ignored, sizeof(ignored)) < 0)
+            asks[i].pid = -1;
+    }
+}
+
+/* 0, or -EACCES with err set when kubectl auth can-i said no. Anything else
+ * (an API server that cannot answer) leaves the question to the calls
+ * themselves, as before the check. */
+static int may_finish(const kube *k, const pod_info *p, const ephem_opts *o, kube_proc asks[N_NEEDS], char *err,
+                      size_t errlen)
+{
+    int rc = 0;
+    for (size_t i = 0; i < N_NEEDS; i++) {
+        if (asks[i].pid <= 0)
+            continue;
+        kube_result r;
+        char ignored[256], what[256];
+        kube_finish(k, "ask kubectl auth can-i", &asks[i], NULL, 0, o->timeout_ms, &r, ignored, sizeof(ignored));
+        bool no = r.status == 1 && r.out && strncmp(r.out, "no", 2) == 0;
+        kube_result_free(&r);
+        if (!no)
+            continue;
+        if (rc == 0) {
+            snprintf(what, sizeof(what), "%s pod/%s", o->command ? o->command : "debug", p->name);
+            kerr_denied(what, NULL, NEEDS[i].verb, NEEDS[i].resource, p->ns ? p->ns : "default", err, errlen);
+            rc = -EACCES;
+        } else {
+            size_t len = strlen(err);
+            snprintf(err + len, errlen - len, "\nMissing too: verb \"%s\" on \"%s\".", NEEDS[i].verb,
+                     NEEDS[i].resource);
+        }
+    }
+    return rc;
+}
+
+static void may_abandon(kube_proc asks[N_NEEDS])
+{
+    for (size_t i = 0; i < N_NEEDS; i++)
+        kube_abandon(&asks[i]);
+}
+
 /* get --raw + replace --raw: appends the planned container with a fresh
  * secret. On a conflict (the pod changed since it was read) it reads the pod
  * and plans again: when another run has just added a container this command
@@ -311,11 +375,16 @@ static int create(const kube *k, const pod_info *p, const ephem_opts *o, ephem_p
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/ephemeralcontainers", p->ns ? p->ns : "default",
              p->name);
     int rc = -EAGAIN;
+    kube_proc asks[N_NEEDS];
+    may_start(k, o, asks);
     for (int attempt = 0; attempt < 4; attempt++) {
         json_t *pod = NULL;
         kube_result r;
         rc = get_and_plan(k, p, path, o, &pod, plan, err, errlen);
+        if (rc == 0 && plan->create)
+            rc = may_finish(k, p, o, asks, err, errlen);
         if (rc < 0 || !plan->create) {
+            may_abandon(asks);
             json_decref(pod);
             return rc;
         }
@@ -345,9 +414,10 @@ static int create(const kube *k, const pod_info *p, const ephem_opts *o, ephem_p
         free(body);
         kube_result_free(&r);
         if (rc != -EAGAIN) /* -EAGAIN: a conflict, err says so */
-            return rc;
+            break;
         sleep_ms(100 * (attempt + 1));
     }
+    may_abandon(asks);
     return rc;
 }
 

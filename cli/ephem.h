@@ -118,6 +118,7 @@ typedef struct {
     bool privileged;       /* needs a privileged container (--privileged, --profile sysadmin) */
     bool new_container;    /* add one when the pod's lack what the command needs */
     bool need_tunnel;      /* the command redirects: the manager's tunnel must be up */
+    bool need_forward;     /* the command port-forwards to the manager: asked before a container is added */
     int64_t timeout_ms;    /* for the container to run and print its ports */
     kube_proc *prefetch;   /* ephem_log_prefetch's, or NULL: ephem_ensure finishes it when it is of use; the
                             * caller abandons it (kube_abandon) in any case */

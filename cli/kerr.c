@@ -58,17 +58,36 @@ static void last_line(const char *s, char *out, size_t n)
     first_line(tmp, out, n);
 }
 
+void kerr_denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
+                 char *buf, size_t n)
+{
+    /* can-i reads "pods/portforward" as the pod named "portforward" */
+    char check[320];
+    const char *slash = strchr(resource, '/');
+    if (slash)
+        snprintf(check, sizeof(check), "%.*s --subresource=%s", (int)(slash - resource), resource, slash + 1);
+    else
+        snprintf(check, sizeof(check), "%s", resource);
+    char who[300];
+    if (user)
+        snprintf(who, sizeof(who), "user \"%s\" may not", user);
+    else
+        snprintf(who, sizeof(who), "you may not");
+    snprintf(buf, n,
+             "cannot %s: permission denied — %s '%s' the resource \"%s\" in namespace \"%s\"%s.\n"
+             "Ask a cluster administrator for a Role granting verb \"%s\" on \"%s\" (check with: kubectl auth "
+             "can-i %s %s -n %s).",
+             what, who, verb, resource, ns, user ? "" : ", so no debug container was added", verb, resource, verb,
+             check, ns);
+}
+
 static void say_rbac(const struct kctx *c, char *buf, size_t n)
 {
     char user[256], verb[64], res[256];
     sub(c, 1, user, sizeof(user));
     sub(c, 2, verb, sizeof(verb));
     sub(c, 3, res, sizeof(res));
-    snprintf(buf, n,
-             "cannot %s: permission denied — user \"%s\" may not '%s' the resource \"%s\" in namespace \"%s\".\n"
-             "Ask a cluster administrator for a Role granting verb \"%s\" on \"%s\" (check with: kubectl auth "
-             "can-i %s %s -n %s).",
-             c->what, user, verb, res, c->ns, verb, res, verb, res, c->ns);
+    kerr_denied(c->what, user, verb, res, c->ns, buf, n);
 }
 
 static void say_podsecurity(const struct kctx *c, char *buf, size_t n)

@@ -31,4 +31,12 @@ typedef enum {
  * lines, no trailing newline) and returns the kind recognised. */
 kerr_kind kerr_explain(const char *what, const char *kubectl_stderr, const char *ns, char *buf, size_t n);
 
+/* The RBAC denial's message: "cannot WHAT: permission denied — user "U" may
+ * not 'VERB' the resource "RESOURCE" in namespace "NS"." and the kubectl
+ * auth can-i command that checks it ("pods/log" as pods --subresource=log).
+ * user NULL: asked ahead with kubectl auth can-i (which does not name the
+ * user), before a debug container is added: the message says none was. */
+void kerr_denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
+                 char *buf, size_t n);
+
 #endif

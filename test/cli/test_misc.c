@@ -32,7 +32,7 @@ static void rbac(void **state)
     assert_non_null(strstr(buf, "\"create\"") ? strstr(buf, "\"create\"") : strstr(buf, "'create'"));
     assert_non_null(strstr(buf, "pods/portforward"));
     assert_non_null(strstr(buf, "\"prod\""));
-    assert_non_null(strstr(buf, "kubectl auth can-i create pods/portforward -n prod"));
+    assert_non_null(strstr(buf, "kubectl auth can-i create pods --subresource=portforward -n prod"));
 }
 
 static void podsecurity(void **state)

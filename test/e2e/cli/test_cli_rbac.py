@@ -1,6 +1,7 @@
 """The README's Role is exactly what kubectl diag needs: a user holding just that Role (its
 YAML read from README.md) runs ps, redir, shell, exec and logs (no pods/exec); a user holding it minus any one verb
-(watch: only a redir that follows -l) gets the error naming that verb and resource, and the `kubectl auth can-i` line to check it."""
+(watch: only a redir that follows -l) gets the error naming that verb and resource, and the `kubectl auth can-i` line to check it;
+what a new debug container would need (its log, a port-forward) is asked before one is added, so none is."""
 import os
 import re
 
@@ -93,9 +94,19 @@ def test_one_verb_less_is_named(cluster, bg, local_http, less):
             else:
                 r = cluster.diag(*as_user, 'ps', 'pod/' + name)
             code, err = r.returncode, r.stderr
+        added = cluster.pod(name)['spec'].get('ephemeralContainers') or []
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
     assert code != 0
-    assert 'user "less-%s"' % less in err, err
-    assert "'%s' the resource \"%s\"" % (verb, resource) in err, err
-    assert 'kubectl auth can-i %s %s -n default' % (verb, resource) in err, err
+    if (verb, resource) in (('update', 'pods/ephemeralcontainers'), ('get', 'pods/log'), ('create', 'pods/portforward')):
+        # what the new container would need: asked (kubectl auth can-i) before it is added
+        assert "you may not '%s' the resource \"%s\"" % (verb, resource) in err, err
+        assert 'so no debug container was added' in err, err
+    else:
+        assert 'user "less-%s"' % less in err, err
+        assert "'%s' the resource \"%s\"" % (verb, resource) in err, err
+    # only the redir that follows -l got as far as its container (it works, but cannot follow)
+    assert len(added) == (1 if (verb, resource) == ('watch', 'pods') else 0), added
+    base, _, sub = resource.partition('/')
+    check = '%s --subresource=%s' % (base, sub) if sub else base
+    assert 'kubectl auth can-i %s %s -n default' % (verb, check) in err, err

@@ -32,14 +32,21 @@ class Users:
         return u
 
     @staticmethod
-    def authorize(user, verb, resource, namespace, name, group=''):
-        """Raises 403 shaped like the RBAC authorizer's denial."""
+    def allows(user, verb, resource, namespace):
+        """Whether a rule of user grants verb on resource ("pods/portforward") in namespace."""
         for r in user.get('rules', []):
             verbs, res = r.get('verbs', []), r.get('resources', [])
             nss = r.get('namespaces')
             if ('*' in verbs or verb in verbs) and ('*' in res or resource in res) and \
                     (not nss or '*' in nss or (namespace and namespace in nss)):
-                return
+                return True
+        return False
+
+    @classmethod
+    def authorize(cls, user, verb, resource, namespace, name, group=''):
+        """Raises 403 shaped like the RBAC authorizer's denial."""
+        if cls.allows(user, verb, resource, namespace):
+            return
         base = resource.split('/')[0]
         scope = 'in the namespace "%s"' % namespace if namespace else 'at the cluster scope'
         msg = 'User "%s" cannot %s resource "%s" in API group "%s" %s' % (
@@ -141,3 +148,20 @@ def pod_security(namespace_obj, pod):
         msg = 'violates PodSecurity "%s:%s": %s' % (
             level, version, ', '.join('%s (%s)' % (r, d) for _, r, d in viol))
         raise apierrors.forbidden('pods', pod['metadata']['name'], msg)
+
+
+def access_review(req):
+    """POST selfsubjectaccessreviews (`kubectl auth can-i`): the review with its status, as the RBAC
+    authorizer fills it (a denial has no reason; kubectl prints "no")."""
+    review = req.json_body()
+    attrs = (review.get('spec') or {}).get('resourceAttributes')
+    if not attrs:
+        raise apierrors.bad_request('SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec: Invalid value: '
+                                    '"": exactly one of nonResourceAttributes or resourceAttributes must be specified')
+    resource = attrs.get('resource', '') + ('/' + attrs['subresource'] if attrs.get('subresource') else '')
+    allowed = Users.allows(req.user, attrs.get('verb', ''), resource, attrs.get('namespace', ''))
+    status = {'allowed': allowed}
+    if allowed:
+        status['reason'] = 'kubesim: allowed by a rule of user "%s"' % req.user['name']
+    req.send_json(201, {'kind': 'SelfSubjectAccessReview', 'apiVersion': 'authorization.k8s.io/v1',
+                        'metadata': {'creationTimestamp': None}, 'spec': review.get('spec'), 'status': status})

@@ -1,5 +1,5 @@
 """The little of Kubernetes' protobuf encoding kubectl uses towards us: typed clients (`kubectl
-create namespace`, `create deployment`, `create service`) POST application/vnd.kubernetes.protobuf
+create namespace`, `create deployment`, `create service`, `auth can-i`) POST application/vnd.kubernetes.protobuf
 bodies. Decodes the 'k8s\\0' + runtime.Unknown envelope and the fields those commands fill (SCHEMA)
 into the JSON shape the rest of the server uses."""
 
@@ -56,7 +56,7 @@ def _map_entry(b):
 
 # message → {field number: (JSON name, type)}; a type is 'str', 'int', 'bool', 'map' (string to
 # string), 'intstr' or a message, '[' in front when repeated. Fields not listed are dropped: these
-# are the fields kubectl's typed clients fill (create namespace, deployment, service).
+# are the fields kubectl's typed clients fill (create namespace, deployment, service; auth can-i).
 SCHEMA = {
     'ObjectMeta': {1: ('name', 'str'), 2: ('generateName', 'str'), 3: ('namespace', 'str'),
                    11: ('labels', 'map'), 12: ('annotations', 'map')},
@@ -78,6 +78,11 @@ SCHEMA = {
     'Service': {1: ('metadata', 'ObjectMeta'), 2: ('spec', 'ServiceSpec')},
     'ServiceSpec': {1: ('ports', '[ServicePort'), 2: ('selector', 'map'), 3: ('clusterIP', 'str'), 4: ('type', 'str')},
     'ServicePort': {1: ('name', 'str'), 2: ('protocol', 'str'), 3: ('port', 'int'), 4: ('targetPort', 'intstr')},
+    # kubectl auth can-i
+    'SelfSubjectAccessReview': {1: ('metadata', 'ObjectMeta'), 2: ('spec', 'SelfSubjectAccessReviewSpec')},
+    'SelfSubjectAccessReviewSpec': {1: ('resourceAttributes', 'ResourceAttributes')},
+    'ResourceAttributes': {1: ('namespace', 'str'), 2: ('verb', 'str'), 3: ('group', 'str'), 4: ('version', 'str'),
+                           5: ('resource', 'str'), 6: ('subresource', 'str'), 7: ('name', 'str')},
 }
 
 

@@ -7,6 +7,7 @@ import sys
 import time
 import urllib.parse
 
+import admission
 import apierrors
 import discovery
 import exec_api
@@ -206,6 +207,8 @@ def route(sim, req):
         return req.send_json(200, discovery.apps_v1())
     if p == ['openapi', 'v3', 'apis', 'apps', 'v1']:
         return req.send_json(200, discovery.openapi_v3_doc('apps'))
+    if req.method == 'POST' and p == ['apis', 'authorization.k8s.io', 'v1', 'selfsubjectaccessreviews']:
+        return admission.access_review(req)  # every user may ask about itself (system:basic-user)
     wl = workloads.parse_path(p)
     if wl:
         group, ns, resource, name, sub = wl

@@ -155,6 +155,20 @@ def test_rbac_denials(cluster, kv):
            'at the cluster scope' in r.stderr
 
 
+@versions('1.27', '1.32', '1.33')
+def test_auth_can_i(cluster, kv):
+    """kubectl auth can-i: a SelfSubjectAccessReview (protobuf from 1.32 on), answered per the
+    user's rules, subresources included; exit 0 "yes", exit 1 "no"."""
+    as_viewer = ['--token', VIEWER_TOKEN]
+    for args, want in ((['create', 'pods', '--subresource=portforward'], 'yes'),
+                       (['create', 'pods', '--subresource=portforward', *as_viewer], 'no'),
+                       (['get', 'pods', '--subresource=log', *as_viewer], 'yes'),
+                       (['list', 'pods', '-n', 'locked', *as_viewer], 'no'),
+                       (['list', 'pods', *as_viewer], 'yes')):
+        r = cluster.kubectl('auth', 'can-i', *args, version=kv)
+        assert (r.returncode, r.stdout.strip()) == ((0, 'yes') if want == 'yes' else (1, 'no')), (args, r.stderr)
+
+
 def test_unknown_token_is_unauthorized(cluster):
     r = cluster.kubectl('get', 'pods', '--token', 'not-a-token')
     assert r.returncode == 1
