@@ -107,6 +107,8 @@ static void pair_run(pair *p, uint32_t events, int errfd)
         rc = splice_pump_run(&p->ab, p->a, p->b);
     if (rc == 0)
         rc = splice_pump_run(&p->ba, p->b, p->a);
+    if (rc == 0 && p->o.b_fin_when_both && p->ba.eof && !p->ab.shut)
+        rc = -ECONNRESET;
     if (rc == 0 && p->ab.shut && p->o.a_eof && !p->eof_told) {
         p->eof_told = true;
         /* With b -> a done as well, a FIN on b cuts nothing off (both
@@ -182,6 +184,7 @@ int splice_loop_pair_opts(splice_loop *l, int a, int b, const splice_pair_opts *
     if (rc == 0)
         rc = splice_pump_init(&p->ba, l->o.pipe_bytes);
     p->ab.hold_fin = o->a_eof != NULL;
+    p->ba.hold_fin = o->b_fin_when_both; /* decided in pair_run */
     if (o->a_shut_known)
         p->ba.shut_at = o->a_shut_after;
     struct epoll_event ea = {.events = PAIR_EVENTS, .data.ptr = &p->wa};

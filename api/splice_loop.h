@@ -51,6 +51,11 @@ typedef struct {
     splice_done_fn done; /* may be NULL */
     splice_eof_fn a_eof; /* NULL: a's FIN becomes shutdown(b, SHUT_WR) */
     void *ud;
+    /* b's far end sends a FIN only once both directions ended there (it
+     * passes half-closes out of band, as a_eof): a FIN from b while a -> b
+     * still runs means that end was torn down (its own peer reset, or it
+     * died), and resets a rather than ending b -> a with a FIN. */
+    bool b_fin_when_both;
     bool a_shut_known;     /* b's side already closed its write side ... */
     uint64_t a_shut_after; /* ... after this many bytes: as splice_pair_shut_after */
 } splice_pair_opts;

@@ -223,6 +223,7 @@ static void pair_start(tunnel *t, waiting *w, int tunnel_fd)
     if (p) {
         splice_pair_opts po = {.done = on_pair_done,
                                .a_eof = report ? on_peer_eof : NULL,
+                               .b_fin_when_both = report,
                                .ud = p,
                                .a_shut_known = w->shut_known,
                                .a_shut_after = w->shut_after};

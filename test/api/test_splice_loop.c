@@ -31,6 +31,7 @@ typedef struct {
     bool added;
     int ended, err;
     bool oob;           /* a's FIN is reported (a_eof), not sent on b */
+    bool fin_both;      /* b_fin_when_both */
     int eofs;           /* a_eof calls */
     uint64_t eof_bytes; /* ... and their count */
     splice_pair *sp;
@@ -63,7 +64,7 @@ static bool on_a_eof(void *ud, uint64_t bytes)
 static void add_on_loop(void *ud)
 {
     obs *o = ud;
-    splice_pair_opts po = {.done = on_done, .a_eof = o->oob ? on_a_eof : NULL, .ud = o};
+    splice_pair_opts po = {.done = on_done, .a_eof = o->oob ? on_a_eof : NULL, .b_fin_when_both = o->fin_both, .ud = o};
     int rc = splice_loop_pair_opts(loop, o->a, o->b, &po, &o->sp);
     pthread_mutex_lock(&o->mu);
     o->rc = rc;
@@ -73,9 +74,9 @@ static void add_on_loop(void *ud)
 }
 
 /* Splices two fresh connections; *x and *y are their far ends. Returns splice_loop_pair's result. */
-static int add_pair_oob(obs *o, bool oob, int *x, int *y)
+static int add_pair_with(obs *o, bool oob, bool fin_both, int *x, int *y)
 {
-    *o = (obs){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .oob = oob};
+    *o = (obs){.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .oob = oob, .fin_both = fin_both};
     assert_int_equal(tsock_loopback_pair(x, &o->a, 0), 0);
     assert_int_equal(tsock_loopback_pair(y, &o->b, 0), 0);
     assert_int_equal(splice_loop_post(loop, add_on_loop, o), 0);
@@ -84,6 +85,11 @@ static int add_pair_oob(obs *o, bool oob, int *x, int *y)
         pthread_cond_wait(&o->cv, &o->mu);
     pthread_mutex_unlock(&o->mu);
     return o->rc;
+}
+
+static int add_pair_oob(obs *o, bool oob, int *x, int *y)
+{
+    return add_pair_with(o, oob, false, x, y);
 }
 
 static int add_pair(obs *o, int *x, int *y)
@@ -95,6 +101,14 @@ static void wait_ended(obs *o)
 {
     pthread_mutex_lock(&o->mu);
     while (!o->ended)
+        pthread_cond_wait(&o->cv, &o->mu);
+    pthread_mutex_unlock(&o->mu);
+}
+
+static void wait_eof_told(obs *o)
+{
+    pthread_mutex_lock(&o->mu);
+    while (!o->eofs)
         pthread_cond_wait(&o->cv, &o->mu);
     pthread_mutex_unlock(&o->mu);
 }
@@ -168,10 +182,7 @@ static void test_half_close_out_of_band(void **state)
     assert_int_equal(add_pair_oob(&o, true, &x, &y), 0);
     assert_int_equal(send(x, "hello", 5, 0), 5);
     shutdown(x, SHUT_WR);
-    pthread_mutex_lock(&o.mu);
-    while (!o.eofs)
-        pthread_cond_wait(&o.cv, &o.mu);
-    pthread_mutex_unlock(&o.mu);
+    wait_eof_told(&o);
     assert_int_equal(o.eof_bytes, 5);
     assert_int_equal(recv(y, buf, sizeof buf, 0), 5);
     struct pollfd p = {.fd = y, .events = POLLIN};
@@ -209,6 +220,50 @@ static void test_full_close_sends_fin_unreported(void **state)
     wait_ended(&o);
     assert_int_equal(o.err, 0);
     assert_int_equal(o.eofs, 0);
+    close(x);
+    close(y);
+}
+
+/* b_fin_when_both: b's side FINs while a -> b still runs (its end was torn
+ * down: through kubectl port-forward a reset arrives as a FIN), and a gets a
+ * reset, not a clean end after what came. */
+static void test_early_fin_from_b_resets_a(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[64];
+    assert_int_equal(add_pair_with(&o, true, true, &x, &y), 0);
+    assert_int_equal(send(x, "request", 7, 0), 7); /* a -> b runs: no FIN from x */
+    assert_int_equal(recv(y, buf, sizeof buf, 0), 7);
+    assert_int_equal(send(y, "part", 4, 0), 4);
+    shutdown(y, SHUT_WR);
+    assert_int_equal(read_all(x, buf, sizeof buf), -ECONNRESET);
+    wait_ended(&o);
+    assert_int_equal(o.err, -ECONNRESET);
+    close(x);
+    close(y);
+}
+
+/* b_fin_when_both: b's FIN after a's half-close (reported, a -> b done) is
+ * the usual full close: a gets the bytes and a clean end. */
+static void test_late_fin_from_b_ends_cleanly(void **state)
+{
+    (void)state;
+    obs o;
+    int x, y;
+    char buf[64];
+    assert_int_equal(add_pair_with(&o, true, true, &x, &y), 0);
+    assert_int_equal(send(x, "hi", 2, 0), 2);
+    shutdown(x, SHUT_WR);
+    wait_eof_told(&o);
+    assert_int_equal(recv(y, buf, sizeof buf, 0), 2);
+    assert_int_equal(send(y, "ok", 2, 0), 2);
+    shutdown(y, SHUT_WR);
+    assert_int_equal(read_all(x, buf, sizeof buf), 2); /* the bytes, then EOF */
+    assert_memory_equal(buf, "ok", 2);
+    wait_ended(&o);
+    assert_int_equal(o.err, 0);
     close(x);
     close(y);
 }
@@ -284,6 +339,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bytes_and_half_closes_both_ways, setup, teardown),
         cmocka_unit_test_setup_teardown(test_half_close_out_of_band, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_close_sends_fin_unreported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_fin_from_b_resets_a, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_late_fin_from_b_ends_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_passed_on, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limit_refuses_with_a_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_free_ends_everything, setup, teardown),

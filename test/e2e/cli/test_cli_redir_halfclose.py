@@ -7,6 +7,7 @@ kubectl's own ending counts) and one that ends connections the way containerd do
 behind the redirect runs here."""
 import hashlib
 import socket
+import struct
 import threading
 
 import pytest
@@ -87,6 +88,15 @@ def answer_after_eof(conn):
     return digest(req)
 
 
+def reset_mid_reply(conn):
+    """Reads the request, sends part of a reply and resets the connection, as a program that
+    crashes mid-reply (SO_LINGER 0: the close sends a RST)."""
+    conn.recv(1 << 16)
+    conn.sendall(payload('partial', 1 << 16))
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+    return 'reset'
+
+
 # The peer, on the node: connects to the pod's port, runs the mode, prints the digest of what came back.
 PEER = r'''
 import hashlib, socket, sys, threading
@@ -116,6 +126,19 @@ elif mode == 'read-then-send':  # the local side closes its write side first; th
     s.shutdown(socket.SHUT_WR)
     s.settimeout(60)
     assert s.recv(1) == b''
+elif mode == 'request-until-end':  # a request, then the reply until the connection ends
+    s.sendall(b'GET / HTTP/1.1\r\n\r\n')
+    n = 0
+    try:
+        while True:
+            b = s.recv(1 << 16)
+            if not b:
+                print('eof', n)
+                break
+            n += len(b)
+    except ConnectionResetError:
+        print('reset', n)
+    sys.exit(0)
 else:  # short request + half-close (nc -N, HTTP/1.0)
     s.sendall(b'GET / HTTP/1.0\r\n\r\n')
     s.shutdown(socket.SHUT_WR)
@@ -154,3 +177,14 @@ def test_short_request_and_half_close_gets_its_reply(cluster, bg):
     out, results, errors = run(cluster, bg, answer_after_eof, 'short')
     assert out == 'answer to GET / HTTP/1.0', out
     assert errors == []
+
+
+def test_local_program_reset_mid_reply_resets_the_peer(cluster, bg):
+    # The local program's reset cannot pass kubectl port-forward as one (the pod's end of the
+    # forward closes with a FIN), but with half-closes out of band the CLI never sends a FIN into
+    # the tunnel while the peer's direction runs: the manager takes an early one for what it is,
+    # and the peer sees a reset, not a clean end that would pass a cut reply off as whole.
+    out, results, errors = run(cluster, bg, reset_mid_reply, 'request-until-end')
+    verdict, n = out.split()
+    assert verdict == 'reset' and int(n) <= 1 << 16, out
+    assert (results, errors) == (['reset'], [])
