@@ -6,7 +6,8 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/random.h>
+
+#include "basic/hex-util.h"
 
 #define LISTEN_PREFIX "Listening on "
 #define TOKEN_PREFIX "Token: "
@@ -34,23 +35,9 @@ bool contract_secret_valid(const char *s)
     return s && strlen(s) == CONTRACT_SECRET_HEX_LEN && is_hex(s, CONTRACT_SECRET_HEX_LEN);
 }
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[b[i] >> 4];
-        out[2 * i + 1] = digits[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 int contract_secret_new(char out[CONTRACT_SECRET_HEX_LEN + 1])
 {
-    unsigned char r[CONTRACT_SECRET_HEX_LEN / 2];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return errno ? -errno : -EIO;
-    to_hex(r, sizeof r, out);
-    return 0;
+    return hex_random(out, CONTRACT_SECRET_HEX_LEN / 2);
 }
 
 /* Hex of HMAC-SHA256(secret, PROOF_CONTEXT + lines[0..n)). The lines are a
@@ -68,7 +55,7 @@ static int proof_of(const char *secret, const char *lines, size_t n, char out[CO
     hmac_sha256_set_key(&ctx, strlen(secret), (const uint8_t *)secret);
     hmac_sha256_update(&ctx, cl + n, msg);
     hmac_sha256_digest(&ctx, sizeof mac, mac);
-    to_hex(mac, sizeof mac, out);
+    hex_of(mac, sizeof mac, out);
     return 0;
 }
 

@@ -11,13 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "basic/fd-util.h"
+#include "basic/hex-util.h"
 #include "contract.h"
 #include "copyz.h"
 
@@ -505,12 +505,11 @@ struct copytree_recv {
 
 static int tmp_name(char out[TMP_NAME_LEN])
 {
-    uint8_t r[8];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return -errno;
-    snprintf(out, TMP_NAME_LEN, ".kdiag-cp-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2], r[3], r[4], r[5],
-             r[6], r[7]);
-    return 0;
+    char hex[17];
+    int rc = hex_random(hex, 8);
+    if (rc == 0)
+        snprintf(out, TMP_NAME_LEN, ".kdiag-cp-%s", hex);
+    return rc;
 }
 
 /* Removes name in dirfd and, for a directory, everything under it. */

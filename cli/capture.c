@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "basic/hex-util.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "capture_client.h"
@@ -107,12 +107,11 @@ static int open_output(const char *path, char **tmp)
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
     int dl = slash ? (int)(slash - path + 1) : 0;
     for (int i = 0; i < 100; i++) {
-        uint8_t r[6];
-        if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
+        char hex[13];
+        if (hex_random(hex, 6) < 0)
             return -EIO;
         free(*tmp);
-        if (asprintf(tmp, "%.*s.%s.kdiag-%02x%02x%02x%02x%02x%02x", dl, path, base, r[0], r[1], r[2], r[3], r[4],
-                     r[5]) < 0) {
+        if (asprintf(tmp, "%.*s.%s.kdiag-%s", dl, path, base, hex) < 0) {
             *tmp = NULL;
             return -ENOMEM;
         }

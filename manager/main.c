@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include "basic/addr-util.h"
+#include "basic/hex-util.h"
 #include "basic/signal-util.h"
 #include "capture.h"
 #include "contract.h"
@@ -101,12 +101,7 @@ static int parse_args(int argc, char **argv, manager_opts *o)
 
 static int make_token(char out[CONTRACT_TOKEN_HEX_LEN + 1])
 {
-    unsigned char r[CONTRACT_TOKEN_HEX_LEN / 2];
-    if (getrandom(r, sizeof r, 0) != (ssize_t)sizeof r)
-        return -errno;
-    for (size_t i = 0; i < sizeof r; i++)
-        sprintf(out + 2 * i, "%02x", r[i]);
-    return 0;
+    return hex_random(out, CONTRACT_TOKEN_HEX_LEN / 2);
 }
 
 /* Takes the secret the CLI put into the container's environment and wipes it
