@@ -473,16 +473,21 @@ int capture_main(const flags *f, const kube *k)
     pthread_mutex_init(&c.mu, NULL);
     int sfd = -1;
     bool created = false;
-    int rc = f->all_pods ? list_pods(&c, err, sizeof err) : open_one(&c, err, sizeof err);
-    if (rc < 0)
-        goto out;
+    int rc = 0;
+    /* FILE first: a debug container added for a capture that then cannot
+     * write stays in the pod (a regular FILE is only replaced once a pod
+     * captures) */
     if (!to_stdout && (c.out_fd = open_output(path, &c.tmp)) < 0) {
         rc = c.out_fd;
+        c.out_fd = STDOUT_FILENO;
         snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
         goto out;
     }
     c.path = path;
     created = !to_stdout;
+    rc = f->all_pods ? list_pods(&c, err, sizeof err) : open_one(&c, err, sizeof err);
+    if (rc < 0)
+        goto out;
     if (ng && (rc = capture_pcapng_new(&c.ng, c.out_fd)) < 0) {
         snprintf(err, sizeof err, "cannot write %s: %s", to_stdout ? "stdout" : path, strerror(-rc));
         goto out;

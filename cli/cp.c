@@ -7,16 +7,19 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "basic/fd-util.h"
 #include "basic/signal-util.h"
 #include "copy_client.h"
+#include "copytree.h"
 #include "exitcode.h"
 #include "podsel.h"
 #include "session.h"
@@ -200,6 +203,36 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
     return 0;
 }
 
+/* What this side can tell before a debug container may be added for the
+ * copy (one added for a copy that then fails here stays in the pod): the
+ * source to send exists, and the destination does, or its directory. */
+static int local_check(const cp_job *j, char *err, size_t errlen)
+{
+    struct stat st;
+    char cause[128], parent[PATH_MAX];
+    const char *bad = j->local;
+    int rc = 0;
+    if (!j->from) {
+        if (lstat(j->local, &st) < 0)
+            rc = -errno;
+    } else if (stat(j->local, &st) < 0 && (rc = -errno) == -ENOENT) {
+        size_t n = strlen(j->local);
+        while (n > 1 && j->local[n - 1] == '/')
+            n--;
+        while (n > 0 && j->local[n - 1] != '/')
+            n--;
+        if (n >= sizeof(parent))
+            return 0; /* the copy says what it finds */
+        snprintf(parent, sizeof(parent), "%.*s", (int)n, n ? j->local : ".");
+        rc = stat(parent, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
+        bad = parent;
+    }
+    if (rc < 0)
+        snprintf(err, errlen, "cannot copy %s%.1024s: %s%s", j->from ? "to " : "", bad,
+                 copytree_strerror(rc, cause, sizeof(cause)), bad == j->local ? "" : " (the destination's directory)");
+    return rc == -EINVAL ? -EIO : rc;
+}
+
 int cp_main(const flags *f, const kube *k)
 {
     cp_job j = {.cancel = COPY_CLIENT_CANCEL_INIT, .mu = PTHREAD_MUTEX_INITIALIZER, .done_fd = -1};
@@ -209,6 +242,8 @@ int cp_main(const flags *f, const kube *k)
     char err[2560] = "";
     session_opts so = session_opts_from_flags(f, EPHEM_CAPS_CP, true);
     int rc = operands(f, &so, &j, ops, err, sizeof err);
+    if (rc == 0)
+        rc = local_check(&j, err, sizeof err);
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
     rc = session_open(k, &so, &s, err, sizeof err);

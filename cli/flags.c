@@ -273,7 +273,7 @@ static const struct opt *find_short(char c, flags_cmd cmd)
     return first;
 }
 
-static flags_cmd find_cmd(const char *s)
+flags_cmd flags_cmd_of(const char *s)
 {
     for (size_t i = 1; i < sizeof(cmd_names) / sizeof(cmd_names[0]); i++)
         if (strcmp(cmd_names[i], s) == 0)
@@ -403,7 +403,7 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
         return push_selector(&f->workloads, &f->nworkloads, ref, err, errlen);
     }
     if (f->cmd == FLAGS_CMD_NONE) {
-        f->cmd = find_cmd(a);
+        f->cmd = flags_cmd_of(a);
         if (f->cmd == FLAGS_CMD_NONE)
             return fail(err, errlen, "unknown command \"%s\": run 'kubectl diag --help' for the list", a);
         return 0;
@@ -490,6 +490,20 @@ static int one_flag(flags *f, int argc, char **argv, int *i, uint64_t *seen, cha
     return 0;
 }
 
+/* The commands that start a port-forward to a manager, which a kept one can be. */
+#define KEEPS \
+    (ONLY(FLAGS_CMD_REDIR) | ONLY(FLAGS_CMD_PS) | ONLY(FLAGS_CMD_SHELL) | ONLY(FLAGS_CMD_CAPTURE) | \
+     ONLY(FLAGS_CMD_CP) | ONLY(FLAGS_CMD_EXEC))
+
+/* Whether an option of id was given (seen: flags_parse's bits of opts). */
+static bool given(uint64_t seen, enum opt_id id)
+{
+    for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
+        if ((seen >> k & 1) && opts[k].id == id)
+            return true;
+    return false;
+}
+
 int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
 {
     memset(f, 0, sizeof(*f));
@@ -501,9 +515,6 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     f->drain_ms = 500;
     const char *nc = getenv("NO_COLOR");
     f->no_color = nc && *nc;
-    const char *keep = getenv("KDIAG_KEEP_FORWARD");
-    if (keep && *keep && parse_keep(f, keep, "$KDIAG_KEEP_FORWARD", err, errlen) < 0)
-        return -EINVAL;
     if (err && errlen)
         err[0] = '\0';
 
@@ -539,6 +550,12 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return 0;
     if (f->help)
         return 0;
+    /* $KDIAG_KEEP_FORWARD: for the commands that start a forward, and
+     * --keep-forward wins (a bad value stops no other command) */
+    const char *keep = getenv("KDIAG_KEEP_FORWARD");
+    if (keep && *keep && !given(seen, O_KEEP) && (ONLY(f->cmd) & KEEPS) &&
+        parse_keep(f, keep, "$KDIAG_KEEP_FORWARD", err, errlen) < 0)
+        return -EINVAL;
     for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
         if ((seen >> k & 1) && opts[k].only && !(opts[k].only & ONLY(f->cmd))) {
             if (opts[k].id == O_CONTAINER) /* kubectl exec and cp take -c */

@@ -110,6 +110,8 @@ typedef struct {
  * message in err. f must be released with flags_free either way. */
 /* "redir" for FLAGS_CMD_REDIR; "" for none. */
 const char *flags_cmd_name(flags_cmd c);
+/* The command named s ("redir"), FLAGS_CMD_NONE for none. */
+flags_cmd flags_cmd_of(const char *s);
 /* The long name (without "--") of the i-th flag, NULL past the last (completion). */
 const char *flags_long_name(unsigned i);
 int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen);

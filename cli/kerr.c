@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* What a rule's message is made from: the action, kubectl's stderr, the
- * namespace ("default" when none was given) and the regex's submatches. */
+ * namespace (NULL when the command named none: the context's) and the regex's submatches. */
 struct kctx {
     const char *what;
     const char *e;
@@ -58,9 +58,30 @@ static void last_line(const char *s, char *out, size_t n)
     first_line(tmp, out, n);
 }
 
+/* "namespace "x"", or the context's when the command named none. */
+static const char *ns_words(const char *ns, char *buf, size_t n)
+{
+    if (ns)
+        snprintf(buf, n, "namespace \"%s\"", ns);
+    else
+        snprintf(buf, n, "the current namespace");
+    return buf;
+}
+
+/* " -n x" for the suggested commands, "" when the command named none. */
+static const char *ns_flag(const char *ns, char *buf, size_t n)
+{
+    if (ns)
+        snprintf(buf, n, " -n %s", ns);
+    else
+        buf[0] = '\0';
+    return buf;
+}
+
 void kerr_denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
                  char *buf, size_t n)
 {
+    char in[300], flag[300];
     /* can-i reads "pods/portforward" as the pod named "portforward" */
     char check[320];
     const char *slash = strchr(resource, '/');
@@ -74,11 +95,11 @@ void kerr_denied(const char *what, const char *user, const char *verb, const cha
     else
         snprintf(who, sizeof(who), "you may not");
     snprintf(buf, n,
-             "cannot %s: permission denied — %s '%s' the resource \"%s\" in namespace \"%s\"%s.\n"
+             "cannot %s: permission denied — %s '%s' the resource \"%s\" in %s%s.\n"
              "Ask a cluster administrator for a Role granting verb \"%s\" on \"%s\" (check with: kubectl auth "
-             "can-i %s %s -n %s).",
-             what, who, verb, resource, ns, user ? "" : ", so no debug container was added", verb, resource, verb,
-             check, ns);
+             "can-i %s %s%s).",
+             what, who, verb, resource, ns_words(ns, in, sizeof(in)), user ? "" : ", so no debug container was added",
+             verb, resource, verb, check, ns_flag(ns, flag, sizeof(flag)));
 }
 
 static void say_rbac(const struct kctx *c, char *buf, size_t n)
@@ -87,22 +108,28 @@ static void say_rbac(const struct kctx *c, char *buf, size_t n)
     sub(c, 1, user, sizeof(user));
     sub(c, 2, verb, sizeof(verb));
     sub(c, 3, res, sizeof(res));
-    kerr_denied(c->what, user, verb, res, c->ns, buf, n);
+    /* kubectl names the namespace ("... in the namespace "team"") */
+    char ns[256];
+    const char *at = strstr(c->e, "in the namespace \"");
+    if (at && sscanf(at, "in the namespace \"%255[^\"]\"", ns) == 1)
+        kerr_denied(c->what, user, verb, res, ns, buf, n);
+    else
+        kerr_denied(c->what, user, verb, res, c->ns, buf, n);
 }
 
 static void say_podsecurity(const struct kctx *c, char *buf, size_t n)
 {
-    char level[64], detail[512];
+    char level[64], detail[512], in[300];
     sub(c, 1, level, sizeof(level));
     sub(c, 3, detail, sizeof(detail));
     snprintf(buf, n,
-             "cannot %s: namespace \"%s\" enforces the Pod Security \"%s\" profile, which rejects the debug "
+             "cannot %s: %s enforces the Pod Security \"%s\" profile, which rejects the debug "
              "container (%s).\n"
              "The debug container needs added capabilities (and --privileged needs more; capture and logs work "
              "with --profile baseline). Use a namespace "
              "whose profile allows it, or ask an administrator to relax it, e.g.: kubectl label namespace %s "
              "pod-security.kubernetes.io/enforce=privileged --overwrite",
-             c->what, c->ns, level, detail, c->ns);
+             c->what, ns_words(c->ns, in, sizeof(in)), level, detail, c->ns ? c->ns : "NAMESPACE");
 }
 
 static void say_no_ephemeral(const struct kctx *c, char *buf, size_t n)
@@ -115,17 +142,17 @@ static void say_no_ephemeral(const struct kctx *c, char *buf, size_t n)
 
 static void say_not_found(const struct kctx *c, char *buf, size_t n)
 {
-    char pod[256];
-    snprintf(buf, n, "cannot %s: pod \"%s\" not found in namespace \"%s\". List pods with: kubectl get pods -n %s",
-             c->what, sub(c, 2, pod, sizeof(pod)), c->ns, c->ns);
+    char pod[256], in[300], flag[300];
+    snprintf(buf, n, "cannot %s: pod \"%s\" not found in %s. List pods with: kubectl get pods%s", c->what,
+             sub(c, 2, pod, sizeof(pod)), ns_words(c->ns, in, sizeof(in)), ns_flag(c->ns, flag, sizeof(flag)));
 }
 
 static void say_object_not_found(const struct kctx *c, char *buf, size_t n)
 {
-    char res[64], name[256];
+    char res[64], name[256], in[300], flag[300];
     sub(c, 1, res, sizeof(res));
-    snprintf(buf, n, "cannot %s: %s \"%s\" not found in namespace \"%s\". List them with: kubectl get %s -n %s",
-             c->what, res, sub(c, 2, name, sizeof(name)), c->ns, res, c->ns);
+    snprintf(buf, n, "cannot %s: %s \"%s\" not found in %s. List them with: kubectl get %s%s", c->what, res,
+             sub(c, 2, name, sizeof(name)), ns_words(c->ns, in, sizeof(in)), res, ns_flag(c->ns, flag, sizeof(flag)));
 }
 
 /* The API server answered, but could not reach the kubelet of the pod's node
@@ -242,7 +269,7 @@ static void compile_rules(void)
 kerr_kind kerr_explain(const char *what, const char *e, const char *ns, char *buf, size_t n)
 {
     regmatch_t m[MAX_SUB];
-    struct kctx c = {what, e ? e : "", ns && *ns ? ns : "default", m};
+    struct kctx c = {what, e ? e : "", ns && *ns ? ns : NULL, m};
     pthread_once(&compile_once, compile_rules);
     for (size_t i = 0; i < NRULES; i++) {
         if (!compiled_ok[i] || (rules[i].only_for && !strstr(what, rules[i].only_for)))

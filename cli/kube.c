@@ -45,6 +45,14 @@ static int build_argv(const kube *k, const char *const *args, char **argv, char 
     return n;
 }
 
+static int args_count(const char *const *args)
+{
+    int n = 0;
+    while (args[n])
+        n++;
+    return n;
+}
+
 static void trace(const kube *k, const char *const *env, char **argv)
 {
     if (k->verbose <= 0)
@@ -141,7 +149,10 @@ int kube_spawn_env(const kube *k, const char *const *args, const char *const *en
     p->in_fd = p->out_fd = p->err_fd = -1;
     p->own_pgrp = false;
     if (rc < 0) {
-        snprintf(errbuf, errlen, "cannot run kubectl: too many arguments");
+        snprintf(errbuf, errlen, "cannot run kubectl: %s",
+                 rc == -E2BIG && args_count(args) < MAX_ARGS - 4
+                     ? "--kubeconfig, --context and --namespace are too long (4 KiB at most together)"
+                     : "too many arguments");
         goto out;
     }
     trace(k, env, argv);

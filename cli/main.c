@@ -1,4 +1,5 @@
 /* kubectl-diag — entry point: parses the command line and runs a command. */
+#include <errno.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -62,6 +63,20 @@ static int manage_main(const flags *f, const kube *k)
     return EXITCODE_OK;
 }
 
+/* The exit code once stdout is flushed: output that did not all reach it
+ * (a full disk, a closed stdout) is a failure, as with kubectl; a reader
+ * that went (ps | head) ends the command as SIGPIPE would, quietly. */
+static int stdout_done(int code)
+{
+    errno = 0;
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return code;
+    if (errno == EPIPE)
+        return EXITCODE_PIPE;
+    fprintf(stderr, "error: cannot write the output to stdout: %s\n", errno ? strerror(errno) : "write error");
+    return code ? code : EXITCODE_FAILURE;
+}
+
 int main(int argc, char **argv)
 {
     flags f;
@@ -85,16 +100,12 @@ int main(int argc, char **argv)
     int code = 0;
     if (f.help || f.cmd == FLAGS_CMD_NONE || f.cmd == FLAGS_CMD_HELP) {
         flags_cmd topic = f.cmd;
-        if (f.cmd == FLAGS_CMD_HELP && f.topic) {
-            flags nf;
-            char *targv[] = {argv[0], (char *)f.topic, NULL};
-            topic = flags_parse(2, targv, &nf, err, sizeof(err)) == 0 ? nf.cmd : FLAGS_CMD_NONE;
-            flags_free(&nf);
-        }
+        if (f.cmd == FLAGS_CMD_HELP && f.topic)
+            topic = flags_cmd_of(f.topic);
         help_print(stdout, topic);
         code = f.cmd == FLAGS_CMD_NONE && !f.help ? EXITCODE_USAGE : EXITCODE_OK;
         flags_free(&f);
-        return code;
+        return stdout_done(code);
     }
     switch (f.cmd) {
     case FLAGS_CMD_REDIR: code = redir_main(&f, &k); break;
@@ -118,5 +129,5 @@ int main(int argc, char **argv)
     default: code = EXITCODE_USAGE; break;
     }
     flags_free(&f);
-    return code;
+    return stdout_done(code);
 }

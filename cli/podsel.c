@@ -27,15 +27,19 @@ int podsel_fetch(const kube *k, const char *name, int64_t timeout_ms, pod_info *
 int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_info **pods, size_t *n, char *err,
                 size_t errlen)
 {
-    char sel[512];
-    const char *args[] = {"get", "pods", "-o", "json", selector ? sel : NULL, NULL};
+    char *sel = NULL; /* whole, however long: a selector cut short matches other pods */
     kube_result r;
     char what[300];
-    snprintf(sel, sizeof(sel), "--selector=%s", selector ? selector : "");
     *pods = NULL;
     *n = 0;
+    if (selector && asprintf(&sel, "--selector=%s", selector) < 0) {
+        snprintf(err, errlen, "cannot list pods: out of memory");
+        return -ENOMEM;
+    }
+    const char *args[] = {"get", "pods", "-o", "json", sel, NULL};
     snprintf(what, sizeof(what), "list pods%s%s", selector ? " matching " : "", selector ? selector : "");
     int rc = kube_run(k, what, args, NULL, 0, timeout_ms, &r, err, errlen);
+    free(sel);
     if (rc == 0 && pod_list_parse(r.out, pods, n) < 0) {
         snprintf(err, errlen, "cannot %s: kubectl printed something that is not a PodList", what);
         rc = -EPROTO;

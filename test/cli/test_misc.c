@@ -56,7 +56,19 @@ static void other_errors(void **state)
     assert_int_equal(kerr_explain("get pod/x", "Error from server (NotFound): pods \"x\" not found\n", NULL, buf,
                                   sizeof(buf)),
                      KERR_NOT_FOUND);
-    assert_non_null(strstr(buf, "\"default\""));
+    /* no -n given: the context's namespace, whatever its name */
+    assert_non_null(strstr(buf, "not found in the current namespace. List pods with: kubectl get pods"));
+    assert_null(strstr(buf, "default"));
+    assert_null(strstr(buf, " -n "));
+    kerr_explain("get pod/x", "Error from server (NotFound): pods \"x\" not found\n", "team", buf, sizeof(buf));
+    assert_non_null(strstr(buf, "not found in namespace \"team\". List pods with: kubectl get pods -n team"));
+    /* an RBAC denial names its namespace itself */
+    kerr_explain("port-forward to pod/web",
+                 "Error from server (Forbidden): pods \"web\" is forbidden: User \"dev\" cannot create resource "
+                 "\"pods/portforward\" in API group \"\" in the namespace \"team\"\n",
+                 NULL, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "in namespace \"team\""));
+    assert_non_null(strstr(buf, "kubectl auth can-i create pods --subresource=portforward -n team"));
     assert_int_equal(kerr_explain("create the debug container d in pod/x",
                                   "Error from server (NotFound): the server could not find the requested resource\n",
                                   "ns", buf, sizeof(buf)),

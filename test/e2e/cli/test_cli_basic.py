@@ -2,6 +2,7 @@
 the simulated cluster."""
 import json
 import os
+import subprocess
 
 from conftest import CLI, error_lines
 
@@ -233,4 +234,40 @@ def test_pod_named_like_a_flag_is_a_name_not_a_kubectl_flag(cluster):
         for cmd in (['ps'], ['list', '--pod']):
             r = cluster.diag(*(cmd + ['pod/' + name if cmd == ['ps'] else name]))
             assert r.returncode == 1, (cmd, name, r.stdout, r.stderr)
-            assert 'pod "%s" not found in namespace "default"' % name in r.stderr, (cmd, name, r.stderr)
+            assert 'pod "%s" not found in the current namespace' % name in r.stderr, (cmd, name, r.stderr)
+
+
+def test_help_names_every_command(cluster):
+    # exec, cp and completion each failed their own checks when looked up as a topic, and
+    # 'help exec' printed the general help
+    for cmd in ('redir', 'ps', 'shell', 'exec', 'cp', 'capture', 'logs', 'list', 'forwards', 'completion'):
+        r = cluster.diag('help', cmd)
+        assert r.returncode == 0 and r.stdout.startswith('Usage: kubectl diag ' + cmd), (cmd, r.stdout[:200])
+
+
+def test_bad_keep_forward_in_the_environment_stops_only_what_keeps_one(cluster):
+    bad = {'KDIAG_KEEP_FORWARD': 'bogus'}
+    for args in (['--help'], ['version'], ['list', '--help'], ['__complete', '']):
+        r = cluster.diag(*args, env=bad)
+        assert r.returncode == 0, (args, r.stderr)
+    r = cluster.diag('ps', 'pod/nginx', env=bad)
+    assert r.returncode == 2 and 'invalid $KDIAG_KEEP_FORWARD "bogus"' in r.stderr, r.stderr
+    r = cluster.diag('ps', '--keep-forward', '0', 'pod/nginx', env=bad)  # the flag wins
+    assert r.returncode == 0, r.stderr
+
+
+def test_output_that_cannot_be_written_is_a_failure(cluster):
+    with open('/dev/full', 'w') as full:
+        for args in (['ps', 'pod/nginx', '-o', 'json'], ['version']):
+            r = subprocess.run([CLI] + args, stdout=full, stderr=subprocess.PIPE, text=True, env=cluster.env(),
+                               timeout=120)
+            assert r.returncode == 1, (args, r.stderr)
+            assert 'cannot write the output to stdout: No space left on device' in r.stderr, r.stderr
+
+
+def test_a_long_selector_is_passed_whole(cluster):
+    # a selector cut at 512 bytes lost its last term and matched every pod
+    sel = ','.join('!zz%03d' % i for i in range(100)) + ',app=nosuchapp'
+    assert len(sel) > 600
+    r = cluster.diag('ps', '-l', sel)
+    assert r.returncode == 1 and 'no pod matches' in r.stderr, r.stdout + r.stderr

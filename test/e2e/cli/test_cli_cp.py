@@ -388,3 +388,17 @@ def test_cp_six_at_once_into_one_pod(cluster, tmp_path):
             except ProcessLookupError:
                 pass
         cluster.diag('shell', 'pod/distroless', '--', '-c', 'rm -f ' + ' '.join(names))
+
+
+def test_a_bad_local_path_adds_no_debug_container(cluster, fresh_pod, tmp_path):
+    # checked here before the pod's debug container is added: one added for a copy that then
+    # fails on this side would stay in the pod for good
+    missing, nodir = tmp_path / 'nosuch', tmp_path / 'no' / 'dir'
+    r = cluster.diag('cp', str(missing), 'pod/%s:/tmp/' % fresh_pod)
+    assert r.returncode == 1 and 'cannot copy %s: No such file or directory' % missing in r.stderr, r.stderr
+    r = cluster.diag('cp', 'pod/%s:/etc/hostname' % fresh_pod, str(nodir / 'x'))
+    assert r.returncode == 1, r.stderr
+    assert 'cannot copy to %s/: No such file or directory' % nodir in r.stderr, r.stderr
+    r = cluster.diag('capture', 'pod/' + fresh_pod, '-c', '1', '-w', str(nodir / 'x.pcap'))
+    assert r.returncode == 1 and 'cannot write %s' % (nodir / 'x.pcap') in r.stderr, r.stderr
+    assert not cluster.pod(fresh_pod)['spec'].get('ephemeralContainers')

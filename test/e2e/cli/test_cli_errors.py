@@ -2,6 +2,7 @@
 simulated cluster."""
 import os
 import re
+import shutil
 import time
 
 import pytest
@@ -109,3 +110,19 @@ def test_debug_image_without_ports_waits_for_the_whole_timeout(cluster):
     assert r.returncode == 1, r.stderr
     assert 'did not print its ports' in r.stderr, r.stderr
     assert elapsed >= 34, elapsed
+
+
+def test_not_found_names_the_contexts_namespace_not_default(cluster, tmp_path):
+    # the context's namespace is not "default": without -n the message must not send the user there
+    ns = 'elsewhere-%d' % os.getpid()
+    cfg = tmp_path / 'kubeconfig'
+    shutil.copy(cluster.kubeconfig, cfg)
+    cluster.ok('--kubeconfig', str(cfg), 'config', 'set-context', '--current', '--namespace=' + ns)
+    cluster.ok('create', 'namespace', ns)
+    try:
+        r = cluster.diag('--kubeconfig', str(cfg), 'ps', 'pod/nginx')
+    finally:
+        cluster.kubectl('delete', 'namespace', ns, '--wait=false')
+    assert r.returncode == 1
+    assert 'pod "nginx" not found in the current namespace. List pods with: kubectl get pods\n' in r.stderr, r.stderr
+    assert 'default' not in r.stderr, r.stderr

@@ -249,6 +249,9 @@ def test_after_a_rollout_the_new_replicas_are_picked(workloads):
 def test_errors_name_the_object_and_the_fix(workloads):
     r = workloads.diag('ps', 'deploy/nope')
     assert r.returncode == 1
+    assert 'deployments.apps "nope" not found in the current namespace' in r.stderr, r.stderr
+    assert 'kubectl get deployments.apps\n' in r.stderr + '\n', r.stderr
+    r = workloads.diag('-n', 'default', 'ps', 'deploy/nope')
     assert 'deployments.apps "nope" not found in namespace "default"' in r.stderr, r.stderr
     assert 'kubectl get deployments.apps -n default' in r.stderr, r.stderr
     r = workloads.diag('redir', 'svc/missing', '80')
