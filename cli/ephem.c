@@ -510,9 +510,9 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
         int64_t now = time_now_ms();
         if (now >= deadline) {
             snprintf(err, errlen,
-                     "the debug container %s in pod/%s did not start within %llds (%s). Check the image (--dbg-image "
+                     "the debug container %s in pod/%s did not start within %gs (%s). Check the image (--dbg-image "
                      "%s), or wait longer with --timeout",
-                     name, p0->name, (long long)(o->timeout_ms / 1000), reason, o->image);
+                     name, p0->name, (double)o->timeout_ms / 1000, reason, o->image);
             rc = -ETIMEDOUT;
             break;
         }

@@ -187,6 +187,9 @@ int flags_parse_duration(const char *s, int64_t *ms)
         double v = strtod(p, &end);
         if (errno || end == p)
             return -EINVAL;
+        for (const char *q = p; q < end; q++) /* digits and a '.': no 0x10, no 1e2 */
+            if (*q != '.' && (*q < '0' || *q > '9'))
+                return -EINVAL;
         double mul;
         if (strncmp(end, "ms", 2) == 0) {
             mul = 1;
@@ -204,7 +207,7 @@ int flags_parse_duration(const char *s, int64_t *ms)
             return -EINVAL;
         }
         double add = v * mul;
-        if (add > 1e15)
+        if (add > 1e15 || (double)total + add > 1e15)
             return -ERANGE;
         total += (int64_t)add;
         p = end;
@@ -247,6 +250,19 @@ static int push_selector(flags_selector **arr, size_t *n, const char *s, char *e
     int rc = flags_parse_selector(s, &a[*n], err, errlen);
     (*n)++; /* counted even on failure so flags_free releases a partial entry */
     return rc;
+}
+
+/* A pod's name as given (pod/NAME, --pod NAME): kubectl cp's NAMESPACE/POD
+ * and an empty name are usage errors that say what to write. */
+static int push_pod(flags *f, const char *given, const char *name, char *err, size_t errlen)
+{
+    const char *slash = strchr(name, '/');
+    if (!*name || *name == ':')
+        return fail(err, errlen, "no pod name in \"%s\": write pod/NAME", given);
+    if (slash)
+        return fail(err, errlen, "a pod name has no '/' (\"%s\"): for pod %s in namespace %.*s write -n %.*s pod/%s",
+                    given, slash + 1, (int)(slash - name), name, (int)(slash - name), name, slash + 1);
+    return push_selector(&f->pods, &f->npods, name, err, errlen);
 }
 
 static const struct opt *find_long(const char *name, size_t n)
@@ -297,8 +313,7 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
     case O_CONTEXT: f->context = val; break;
     case O_KUBECONFIG: f->kubeconfig = val; break;
     case O_LABELS: return push_selector(&f->labels, &f->nlabels, val, err, errlen);
-    case O_POD:
-        return push_selector(&f->pods, &f->npods, flags_pod_ref(val) ? flags_pod_ref(val) : val, err, errlen);
+    case O_POD: return push_pod(f, val, flags_pod_ref(val) ? flags_pod_ref(val) : val, err, errlen);
     case O_TARGET:
         if (val[0] == '-' || strchr(val, '/')) /* kubectl's -t is --tty: "-t pod/web", "-i -t pod/web" */
             return fail(err, errlen,
@@ -393,7 +408,7 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
     }
     const char *pod = flags_pod_ref(a), *kind;
     if (pod)
-        return push_selector(&f->pods, &f->npods, pod, err, errlen);
+        return push_pod(f, a, pod, err, errlen);
     const char *name = podsel_workload_ref(a, &kind);
     if (name) {
         char ref[512];
@@ -408,7 +423,13 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
             return fail(err, errlen, "unknown command \"%s\": run 'kubectl diag --help' for the list", a);
         return 0;
     }
-    if (f->cmd == FLAGS_CMD_REDIR) {
+    bool has_pod = f->npods || f->nlabels || f->nworkloads;
+    if (f->cmd == FLAGS_CMD_REDIR && !has_pod && a[strspn(a, "0123456789")] && !strpbrk(a, "/:"))
+        return fail(err, errlen,
+                    "unexpected argument \"%s\" for 'redir': a pod is written pod/%s (or --pod %s), "
+                    "then PODPORT[:LOCALPORT]",
+                    a, a, a);
+    if (f->cmd == FLAGS_CMD_REDIR && !strchr(a, '/')) {
         flags_portpair *p = realloc(f->ports, (f->nports + 1) * sizeof(*p));
         if (!p)
             return -ENOMEM;
@@ -426,8 +447,25 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
         f->topic = a;
         return 0;
     }
+    if (has_pod && f->cmd == FLAGS_CMD_EXEC)
+        return fail(err, errlen,
+                    "unexpected argument \"%s\" for 'exec': the command goes after '--', e.g. "
+                    "kubectl diag exec pod/NAME -- %s",
+                    a, a);
+    if (has_pod && f->cmd == FLAGS_CMD_SHELL)
+        return fail(err, errlen,
+                    "unexpected argument \"%s\" for 'shell': ash's arguments go after '--', e.g. "
+                    "kubectl diag shell pod/NAME -- -c '%s'",
+                    a, a);
+    const char *slash = strchr(a, '/');
+    if (slash) /* not pod/ nor a workload kind */
+        return fail(err, errlen,
+                    "unknown kind \"%.*s\" in \"%s\": give a pod as pod/NAME (-n NAMESPACE for another "
+                    "namespace), a workload as deploy/, sts/, rs/ or svc/NAME, or pods by label with -l",
+                    (int)(slash - a), a, a);
     bool takes_pod = f->cmd == FLAGS_CMD_PS || f->cmd == FLAGS_CMD_SHELL || f->cmd == FLAGS_CMD_EXEC ||
-                     f->cmd == FLAGS_CMD_LOGS || f->cmd == FLAGS_CMD_CAPTURE || f->cmd == FLAGS_CMD_FORWARDS;
+                     f->cmd == FLAGS_CMD_LOGS || f->cmd == FLAGS_CMD_CAPTURE || f->cmd == FLAGS_CMD_FORWARDS ||
+                     f->cmd == FLAGS_CMD_REDIR;
     if (takes_pod && !strpbrk(a, "/=:"))
         return fail(err, errlen, "unexpected argument \"%s\" for '%s': a pod is written pod/%s (or --pod %s)", a,
                     flags_cmd_name(f->cmd), a, a);
@@ -478,8 +516,11 @@ static int one_flag(flags *f, int argc, char **argv, int *i, uint64_t *seen, cha
             continue;
         }
         const char *val = p + 1;
-        if (*val == '=')
+        bool eq = *val == '=';
+        if (eq)
             val++;
+        if (*val == '\0' && eq)
+            return fail(err, errlen, "flag -%c= has no value: write -%c VALUE", *p, *p);
         if (*val == '\0') {
             if (*i + 1 >= argc)
                 return fail(err, errlen, "flag -%c needs a value", *p);

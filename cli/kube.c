@@ -346,9 +346,9 @@ int kube_finish(const kube *k, const char *what, kube_proc *p, const char *in, s
         snprintf(err, errlen, "cannot %s: out of memory reading kubectl's output", what);
     } else if (rc == -ETIMEDOUT) {
         snprintf(err, errlen,
-                 "cannot %s: kubectl did not answer within %llds; is the cluster reachable? (raise --timeout if it "
+                 "cannot %s: kubectl did not answer within %gs; is the cluster reachable? (raise --timeout if it "
                  "is slow)",
-                 what, (long long)(timeout_ms / 1000));
+                 what, (double)timeout_ms / 1000);
     } else if (rc < 0) {
         snprintf(err, errlen, "cannot %s: waiting for kubectl failed: %s", what, strerror(-rc));
     } else if (r->status != 0 && !*r->err) {

@@ -159,7 +159,7 @@ static void kube_run_timeout_kills_the_wrapped_kubectl(void **state)
     canary(err, sizeof(err));
     const char *args[] = {"get", "pods", NULL};
     assert_int_equal(kube_run(&k, "list pods", args, NULL, 0, 500, &r, err, sizeof(err)), -ETIMEDOUT);
-    assert_non_null(strstr(err, "cannot list pods: kubectl did not answer within 0s"));
+    assert_non_null(strstr(err, "cannot list pods: kubectl did not answer within 0.5s;"));
     kube_result_free(&r);
     FILE *f = fopen(pidfile, "r");
     assert_non_null(f);

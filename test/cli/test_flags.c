@@ -100,6 +100,13 @@ static void durations(void **state)
     assert_int_equal(flags_parse_duration("-5s", &ms), -EINVAL);
     assert_int_equal(flags_parse_duration("5x", &ms), -EINVAL);
     assert_int_equal(flags_parse_duration("", &ms), -EINVAL);
+    assert_int_equal(flags_parse_duration("0x10s", &ms), -EINVAL); /* strtod's forms are not Go's */
+    assert_int_equal(flags_parse_duration("1e2s", &ms), -EINVAL);
+    /* each term in range, the sum not: refused, not wrapped */
+    assert_int_equal(flags_parse_duration("200000000000s200000000000s200000000000s200000000000s200000000000s"
+                                          "200000000000s",
+                                          &ms),
+                     -ERANGE);
 }
 
 static void globals_anywhere(void **state)
@@ -232,6 +239,24 @@ static void usage_errors(void **state)
     flags_free(&f);
     assert_int_equal(parse(&f, err, "logs", "--all", "-l", "a=b", NULL), -EINVAL);
     flags_free(&f);
+    /* the usual slips get a usage error that says what to write */
+    const char *slips[][5] = {
+        {"exec", "pod/x", "ls", NULL, "the command goes after '--'"},
+        {"shell", "pod/x", "ls", NULL, "ash's arguments go after '--'"},
+        {"redir", "nginx", "80", NULL, "a pod is written pod/nginx"},
+        {"ps", "default/nginx", NULL, NULL, "unknown kind \"default\""},
+        {"ps", "ds/x", NULL, NULL, "deploy/, sts/, rs/ or svc/NAME"},
+        {"ps", "pod/default/nginx", NULL, NULL, "write -n default pod/nginx"},
+        {"ps", "--pod", "default/nginx", NULL, "write -n default pod/nginx"},
+        {"ps", "pod/", NULL, NULL, "no pod name in \"pod/\""},
+        {"ps", "-n=", "pod/x", NULL, "-n= has no value"},
+    };
+    for (size_t i = 0; i < sizeof(slips) / sizeof(slips[0]); i++) {
+        assert_int_equal(parse(&f, err, slips[i][0], slips[i][1], slips[i][2], slips[i][3], NULL), -EINVAL);
+        if (!strstr(err, slips[i][4]))
+            fail_msg("%s %s: %s", slips[i][0], slips[i][1], err);
+        flags_free(&f);
+    }
     /* help wins over incomplete commands */
     assert_int_equal(parse(&f, err, "redir", "-h", NULL), 0);
     assert_true(f.help);
