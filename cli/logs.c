@@ -24,6 +24,7 @@
 
 #define MAX_STREAMS 256
 #define TAIL_LINES "10"
+#define NO_CONTAINER_SAID 32
 #define RETRY_MS 10000 /* before following a container again whose kubectl logs failed */
 
 static const char *const palette[] = {"32", "33", "34", "35", "36", "31", "92", "93", "94", "95", "96", "91"};
@@ -108,6 +109,8 @@ struct logs {
     bool cmd_mode;
     char start_time[40]; /* RFC 3339: followers present at start show lines from here */
     bool first_poll_done;
+    char said[NO_CONTAINER_SAID][256]; /* pods say_no_container named */
+    size_t nsaid;
     bool out_gone; /* writing stdout failed (its reader went): nothing more is written */
 };
 
@@ -281,6 +284,23 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
     start_follower(L, s, arg);
 }
 
+/* A pod without the container asked for (-c, POD:C): said once per pod,
+ * for the first NO_CONTAINER_SAID pods, so that a name that matches nothing
+ * does not follow nothing in silence. */
+static void say_no_container(struct logs *L, const pod_info *p, const char *want)
+{
+    for (size_t i = 0; i < L->nsaid; i++)
+        if (!strcmp(L->said[i], p->name))
+            return;
+    if (L->nsaid == NO_CONTAINER_SAID)
+        return;
+    snprintf(L->said[L->nsaid++], sizeof(L->said[0]), "%s", p->name);
+    fprintf(stderr, "pod/%s has no container \"%s\"; its containers:", p->name, want);
+    for (size_t c = 0; c < p->ncontainers; c++)
+        fprintf(stderr, "%s %s", c ? "," : "", p->containers[c].name);
+    fputc('\n', stderr);
+}
+
 /* Starts followers for what runs now. The first poll's errors are returned
  * (err): a selector that does not parse or a permission missing will not
  * mend by itself. Later ones are passed over: the next poll tries again. */
@@ -326,9 +346,14 @@ static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
             if (p->deleting)
                 continue;
             const char *want = sp->container ? sp->container : L->container;
+            bool any = false;
             for (size_t c = 0; c < p->ncontainers; c++)
-                if (!want || !strcmp(want, p->containers[c].name))
+                if (!want || !strcmp(want, p->containers[c].name)) {
                     consider(L, p, &p->containers[c]);
+                    any = true;
+                }
+            if (!any && want)
+                say_no_container(L, p, want);
         }
         pod_list_free(pods, n);
     }

@@ -124,3 +124,11 @@ def test_selector_matching_nothing_says_so_and_follows(cluster, bg):
     r = bg(cluster, 'logs', '-l', 'app=nothing-%d' % os.getpid())
     wait_for(lambda: 'no pod matches -l app=nothing-' in r.err(), 30, what='the line saying nothing matches')
     assert r.interrupt() == 0
+
+
+def test_a_container_name_that_matches_nothing_is_said(cluster):
+    # it followed nothing in silence
+    r = cluster.diag('logs', '-l', 'app=curl', '-c', 'nope', '--', 'true', timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert 'pod/curl has no container "nope"; its containers: curl' in r.stderr, r.stderr
+    assert r.stderr.count('has no container') == 1, r.stderr
