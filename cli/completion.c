@@ -12,8 +12,10 @@ static const char bash_script[] =
     "# bash completion for kubectl-diag\n"
     "_kubectl_diag() {\n"
     "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" out\n"
-    "  out=$(\"${COMP_WORDS[0]}\" __complete \"${COMP_WORDS[@]:1:COMP_CWORD}\" 2>/dev/null | grep -v '^:')\n"
-    "  COMPREPLY=( $(compgen -W \"$out\" -- \"$cur\") )\n"
+    "  out=$(\"${COMP_WORDS[0]}\" __complete \"${COMP_WORDS[@]:1:COMP_CWORD}\" 2>/dev/null)\n"
+    "  COMPREPLY=( $(compgen -W \"$(grep -v '^:' <<<\"$out\")\" -- \"$cur\") )\n"
+    "  # directive 0 (the last line): file names when nothing else fits\n"
+    "  [[ ${#COMPREPLY[@]} -eq 0 && \"${out##*$'\\n'}\" == :0 ]] && COMPREPLY=( $(compgen -f -- \"$cur\") )\n"
     "}\n"
     "complete -F _kubectl_diag kubectl-diag\n";
 
@@ -23,8 +25,9 @@ static const char zsh_script[] =
     "_kubectl_diag() {\n"
     "  local -a out\n"
     "  out=(\"${(@f)$(${words[1]} __complete \"${(@)words[2,CURRENT]}\" 2>/dev/null)}\")\n"
+    "  local dir=\"${out[-1]}\"\n"
     "  out=(\"${(@)out:#:*}\")\n"
-    "  compadd -- \"${(@)out}\"\n"
+    "  if (( ${#out} == 0 )) && [[ $dir == :0 ]]; then _files; else compadd -- \"${(@)out}\"; fi\n"
     "}\n"
     "compdef _kubectl_diag kubectl-diag\n";
 
@@ -41,8 +44,12 @@ int completion_script(FILE *out, const char *shell)
 
 #define COMPLETION_KUBECTL_MS 5000 /* a completion that waits longer is worse than none */
 
-static const char *const commands[] = {"redir", "ps",   "shell",    "exec",    "logs",       "capture",
-                                       "cp",    "list", "forwards", "version", "completion", NULL};
+static const char *const commands[] = {"redir", "ps",       "shell",   "exec",       "logs", "capture", "cp",
+                                       "list",  "forwards", "version", "completion", "help", NULL};
+
+/* cobra's directives, the last line of __complete's output */
+#define DIRECTIVE_FILES "0" /* nothing fits: the shell completes file names */
+#define DIRECTIVE_NO_FILES "4"
 
 static void emit(FILE *out, const char *prefix, const char *cand, const char *partial)
 {
@@ -79,12 +86,17 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
 {
     const char *partial = nwords > 0 ? words[nwords - 1] : "";
     const char *prev = nwords > 1 ? words[nwords - 2] : "", *kind;
-    bool have_cmd = false;
+    bool have_cmd = false, after_dashes = false;
+    flags_cmd cmd = FLAGS_CMD_NONE;
     kube kk = *k;
     for (int i = 0; i + 1 < nwords; i++) {
-        for (int c = 0; commands[c]; c++)
-            if (strcmp(words[i], commands[c]) == 0)
+        if (!strcmp(words[i], "--"))
+            after_dashes = true;
+        for (int c = 0; commands[c] && !have_cmd; c++)
+            if (strcmp(words[i], commands[c]) == 0) {
                 have_cmd = true;
+                cmd = flags_cmd_of(commands[c]);
+            }
         /* the user's own connection flags apply to the lookups */
         if ((!strcmp(words[i], "-n") || !strcmp(words[i], "--namespace")) && i + 2 < nwords)
             kk.ns = words[i + 1];
@@ -92,14 +104,19 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
             kk.context = words[i + 1];
         if (!strcmp(words[i], "--kubeconfig") && i + 2 < nwords)
             kk.kubeconfig = words[i + 1];
+        if (!strcmp(words[i], "--kubectl") && i + 2 < nwords)
+            kk.kubectl = words[i + 1];
     }
+    const char *directive = DIRECTIVE_NO_FILES;
     static const char *const pods_args[] = {"get", "pods", "-o", "name", NULL};
     static const char *const ns_args[] = {"get", "namespaces", "-o", "name", NULL};
     static const char *const ctx_args[] = {"config", "get-contexts", "-o", "name", NULL};
     static const char *const outputs[] = {"wide", "json", NULL};
     static const char *const shells[] = {"bash", "zsh", NULL};
     static const char *const pulls[] = {"Always", "IfNotPresent", "Never", NULL};
-    if (!strcmp(prev, "-n") || !strcmp(prev, "--namespace"))
+    if (after_dashes) /* the command's own words */
+        ;
+    else if (!strcmp(prev, "-n") || !strcmp(prev, "--namespace"))
         from_kubectl(out, &kk, ns_args, "", partial);
     else if (!strcmp(prev, "--context"))
         from_kubectl(out, &kk, ctx_args, "", partial);
@@ -114,23 +131,34 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
             emit(out, "", ephem_profile_name(i), partial);
     else if (!strcmp(prev, "completion"))
         emit_list(out, shells, partial);
-    else if (partial[0] == '-')
+    else if (!strcmp(prev, "help"))
+        emit_list(out, commands, partial);
+    else if (flags_takes_value(prev, cmd)) { /* a value of its own: no pods */
+        if (!strcmp(prev, "--kubeconfig") || !strcmp(prev, "--kubectl") || !strcmp(prev, "-w") ||
+            !strcmp(prev, "--write"))
+            directive = DIRECTIVE_FILES;
+    } else if (partial[0] == '-')
         for (unsigned i = 0; flags_long_name(i); i++) { /* the parser's own table: every flag, once */
             char word[64];
             snprintf(word, sizeof word, "--%s", flags_long_name(i));
             emit(out, "", word, partial);
         }
-    else if (strncmp(partial, "pod/", 4) == 0)
+    else if (strncmp(partial, "pod/", 4) == 0) {
         from_kubectl(out, &kk, pods_args, "pod/", partial);
-    else if (podsel_workload_ref(partial, &kind)) { /* deploy/, sts/ …: that kind's names after the prefix typed */
+        if (cmd == FLAGS_CMD_CP) /* or a local path that starts so */
+            directive = DIRECTIVE_FILES;
+    } else if (podsel_workload_ref(partial, &kind)) { /* deploy/, sts/ …: that kind's names after the prefix typed */
         const char *args[] = {"get", kind, "-o", "name", NULL};
         char prefix[64];
         snprintf(prefix, sizeof(prefix), "%.*s", (int)(strchr(partial, '/') + 1 - partial), partial);
         from_kubectl(out, &kk, args, prefix, partial);
     } else if (!have_cmd)
         emit_list(out, commands, partial);
-    else
+    else {
         from_kubectl(out, &kk, pods_args, "pod/", partial);
-    fprintf(out, ":4\n");
+        if (cmd == FLAGS_CMD_CP) /* the other operand is a local path */
+            directive = DIRECTIVE_FILES;
+    }
+    fprintf(out, ":%s\n", directive);
     return 0;
 }

@@ -297,6 +297,18 @@ flags_cmd flags_cmd_of(const char *s)
     return FLAGS_CMD_NONE;
 }
 
+bool flags_takes_value(const char *w, flags_cmd cmd)
+{
+    const struct opt *o = NULL;
+    if (w[0] != '-' || !w[1])
+        return false;
+    if (w[1] == '-')
+        o = find_long(w + 2, strlen(w + 2));
+    else if (!w[2])
+        o = find_short(w[1], cmd);
+    return o && o->arg;
+}
+
 const char *flags_pod_ref(const char *s)
 {
     static const char *const prefixes[] = {"pod/", "pods/", "po/"};

@@ -116,6 +116,9 @@ flags_cmd flags_cmd_of(const char *s);
 const char *flags_long_name(unsigned i);
 int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen);
 void flags_free(flags *f);
+/* Whether the flag word w ("--timeout", "-c") takes a value, for command cmd
+ * (a letter may mean one flag per command). */
+bool flags_takes_value(const char *w, flags_cmd cmd);
 /* What follows a pod/, pods/ or po/ prefix of s, or NULL without one. */
 const char *flags_pod_ref(const char *s);
 

@@ -271,3 +271,22 @@ def test_a_long_selector_is_passed_whole(cluster):
     assert len(sel) > 600
     r = cluster.diag('ps', '-l', sel)
     assert r.returncode == 1 and 'no pod matches' in r.stderr, r.stdout + r.stderr
+
+
+def test_completion_offers_pods_only_where_a_pod_goes(cluster, tmp_path):
+    # after a flag that takes a value of its own, or after '--', pods were offered
+    for words in (['ps', '-t', ''], ['ps', '--timeout', ''], ['shell', 'pod/nginx', '--', '']):
+        r = cluster.diag('__complete', *words)
+        assert r.stdout.splitlines() == [':4'], (words, r.stdout)
+    # file names for -w, --kubeconfig and cp's local operand (directive 0: the shell's own)
+    for words in (['capture', '-w', ''], ['--kubeconfig', '']):
+        assert cluster.diag('__complete', *words).stdout.splitlines() == [':0'], words
+    assert cluster.diag('__complete', 'cp', 'pod/ngi').stdout.splitlines() == ['pod/nginx', ':0']
+    assert 'exec' in cluster.diag('__complete', 'help', 'ex').stdout.split()
+    (tmp_path / 'trace.pcap').write_bytes(b'')
+    env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
+    script = ('source <(kubectl-diag completion bash)\n'
+              'COMP_WORDS=(kubectl-diag capture -w %s/tra); COMP_CWORD=3; _kubectl_diag; echo "${COMPREPLY[@]}"\n'
+              % tmp_path)
+    r = subprocess.run(['bash', '-c', script], capture_output=True, text=True, env=env, timeout=30)
+    assert r.stdout.split() == [str(tmp_path / 'trace.pcap')], r.stdout + r.stderr
