@@ -209,6 +209,17 @@ void keep_release(keep_lease *l)
     *l = KEEP_LEASE_NONE;
 }
 
+void keep_discard(keep_lease *l)
+{
+    if (l->fd < 0)
+        return;
+    int keeper = l->keeper;
+    close(l->fd); /* not a use: the mtime stays; the keeper needs the lock to end */
+    *l = KEEP_LEASE_NONE;
+    if (keeper > 0)
+        kill(keeper, SIGTERM);
+}
+
 void keep_start(const kube *k, const char *pod, const char *container, int grpc, int tunnel, int64_t keep_ms)
 {
     char a_keep[32], a_g[16], a_t[16];
@@ -320,13 +331,20 @@ static int64_t idle_ms(int fd)
 
 /* The keeper runs in "/": it must not keep the user's directory busy (a
  * mount that could then not be unmounted). Relative kubeconfig paths, given
- * or in $KUBECONFIG, are made absolute first. k->kubeconfig then points into
- * kc. false when the directory is gone or a path too long. */
-static bool leave_cwd(kube *k, char *kc, size_t n)
+ * or in $KUBECONFIG, and a relative kubectl (./kubectl; a bare name is
+ * looked up in PATH) are made absolute first. k->kubeconfig then points into
+ * kc, k->kubectl into kb. false when the directory is gone or a path too
+ * long. */
+static bool leave_cwd(kube *k, char *kc, size_t n, char *kb, size_t kbn)
 {
     char cwd[PATH_MAX], list[8192], out[8192];
     if (!getcwd(cwd, sizeof cwd))
         return false;
+    if (k->kubectl[0] != '/' && strchr(k->kubectl, '/')) {
+        if ((size_t)snprintf(kb, kbn, "%s/%s", cwd, k->kubectl) >= kbn)
+            return false;
+        k->kubectl = kb;
+    }
     if (k->kubeconfig && k->kubeconfig[0] != '/') {
         if ((size_t)snprintf(kc, n, "%s/%s", cwd, k->kubeconfig) >= n)
             return false;
@@ -449,9 +467,10 @@ int keep_main(int argc, char **argv)
         tunnel > 65535 || !*pod || !*container || strlen(container) > 63)
         return 2;
     char path[1300], key[2048];
-    char kc[PATH_MAX + 1024];
+    char kc[PATH_MAX + 1024], kb[PATH_MAX + 1024];
     /* the key has the kubeconfig as the commands give it; kubectl gets it absolute */
-    if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key) || !leave_cwd(&k, kc, sizeof kc))
+    if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key) ||
+        !leave_cwd(&k, kc, sizeof kc, kb, sizeof kb))
         return 1;
     signal(SIGPIPE, SIG_IGN);
     sigset_t ss;

@@ -57,6 +57,11 @@ bool keep_take(const kube *k, const char *pod, const char *container, int grpc, 
 int keep_spare(const keep_lease *l);
 /* Marks the kept forward used now and lets go of it; no-op without one. */
 void keep_release(keep_lease *l);
+/* Lets go of a kept forward that did not work (no answer through it, or
+ * another manager behind it) and ends its keeper (SIGTERM), so that the next
+ * command does not take it again and a new keeper can start; no-op without
+ * one. */
+void keep_discard(keep_lease *l);
 /* Starts a keeper for pod in the background, unless one runs; failures are
  * silent (the next command starts its own forward). */
 void keep_start(const kube *k, const char *pod, const char *container, int grpc, int tunnel, int64_t keep_ms);

@@ -26,15 +26,16 @@ static void dir_path(char *buf, size_t n, bool make)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char base[1024];
+    int w = -1;
     if (xdg && xdg[0] == '/')
-        snprintf(base, sizeof base, "%s", xdg);
+        w = snprintf(base, sizeof base, "%s", xdg);
     else if (home && home[0] == '/')
-        snprintf(base, sizeof base, "%s/.cache", home);
-    else {
+        w = snprintf(base, sizeof base, "%s/.cache", home);
+    /* a path cut short would be another directory: none then */
+    if (w < 0 || (size_t)w >= sizeof base || (size_t)snprintf(buf, n, "%s/kdiag/sessions", base) >= n) {
         buf[0] = '\0';
         return;
     }
-    snprintf(buf, n, "%s/kdiag/sessions", base);
     if (make) {
         char kd[1100];
         snprintf(kd, sizeof kd, "%s/kdiag", base);
@@ -167,9 +168,18 @@ bool remember_read(const kube *k, const char *pod, remembered *r)
     if (!key_of(k, pod, key, sizeof key))
         return false;
     file_path(dir, key, path, sizeof path);
-    FILE *f = fopen(path, "re");
-    if (!f)
+    /* a regular file of ours that no one else may read: never a FIFO to
+     * block on, a symlink elsewhere, or a token others could have read */
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    FILE *f = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 077)
+                  ? fdopen(fd, "r")
+                  : NULL;
+    if (!f) {
+        if (fd >= 0)
+            close(fd);
         return false;
+    }
     memset(r, 0, sizeof *r);
     if (fgets(line, sizeof line, f) && strcmp(line, key) == 0 && fgets(line, sizeof line, f))
         hit = sscanf(line, RECORD_FMT, &r->grpc, &r->tunnel, r->container, &r->caps, &r->privileged, &r->share_pid,

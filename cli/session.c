@@ -112,7 +112,9 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
             return rc;
         }
         rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
-        if (own || rc == 0 || rc == -EPERM)
+        /* no answer on the keeper's connection: its forward is stuck, and a
+         * new connection through it would wait as long */
+        if (own || rc == 0 || rc == -EPERM || (rc == -EPROTO && st.code == GRPC_STATUS_DEADLINE_EXCEEDED))
             break;
         if (k->verbose > 0)
             fprintf(stderr, "kubectl-diag: the keeper's connection failed (%s); making one\n",
@@ -188,7 +190,11 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
             return 0;
         }
         if (k->verbose > 0)
-            fprintf(stderr, "kubectl-diag: not the remembered manager (%s); reading the pod\n", why);
+            fprintf(stderr, "kubectl-diag: not the remembered manager (%s); reading the pod%s\n", why,
+                    s->lease.fd >= 0 ? " and ending the kept port-forward" : "");
+        /* a kept forward that failed (stuck, or to a manager that is gone) would be taken again and
+         * again, and no new keeper can start while it lives */
+        keep_discard(&s->lease);
         session_close(s);
         memset(s, 0, sizeof(*s));
         s->lease = KEEP_LEASE_NONE;

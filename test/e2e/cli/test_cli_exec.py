@@ -543,6 +543,72 @@ def test_keeper_runs_in_root_and_relative_kubeconfig_paths_still_reach_its_kubec
         wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
 
 
+def test_a_record_that_is_not_a_private_file_of_ours_is_not_read(cluster, tmp_path):
+    """A FIFO at the record's path blocked every command on the pod for good; a record others
+    may read (its token and secret) or a symlink to one was used as it was."""
+    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
+    shell = [CLI, '-v', 'shell', 'pod/distroless', '--', '-c', 'echo hi']
+    assert subprocess.run(shell, env=env, capture_output=True, timeout=120).returncode == 0
+    rec = session_files(tmp_path)['distroless']
+    good = tmp_path / 'good'
+    shutil.copy(rec, good)
+    for make in (lambda: os.mkfifo(rec), lambda: rec.symlink_to(good), lambda: os.chmod(shutil.copy(good, rec), 0o644)):
+        rec.unlink()
+        make()
+        r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=60)
+        assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+        assert 'the remembered manager' not in r.stderr, r.stderr  # read the pod instead
+        if not rec.is_file() or rec.is_symlink():
+            continue
+        assert (rec.stat().st_mode & 0o077) == 0  # written again, private
+
+
+def test_a_stuck_kept_forward_is_ended_and_replaced(cluster, keep_home):
+    """A kept forward whose kubectl no longer answers (stopped here; a dead API connection does
+    the same) cost every command two Hello timeouts and was taken again each time. Now the
+    first command after it waits one Hello timeout, ends that keeper and starts a new one, and
+    the next takes the new forward."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
+
+    def run(word):
+        t = time.monotonic()
+        r = subprocess.run([CLI, '-v', 'exec', '--tools', 'pod/distroless', '--', 'echo', word], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, word + '\n'), r.stderr
+        return time.monotonic() - t, r.stderr
+
+    run('one')
+    _, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    keeper, kubectl = int(f[0]), int(f[1])
+    os.kill(kubectl, signal.SIGSTOP)
+    try:
+        took, err = run('two')
+        assert took < 5 and 'ending the kept port-forward' in err, (took, err)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # the keeper may have killed it already
+            os.kill(kubectl, signal.SIGCONT)
+    wait_for(lambda: not running(keeper), timeout=15, what='the stuck keeper to end')
+    wait_for(lambda: (lambda k: k and int(k[1][0]) != keeper)(kept(keep_home, 'distroless')), timeout=60,
+             what='a new keeper')
+    took, err = run('three')
+    assert 'taking the kept port-forward' in err and took < 2, (took, err)
+
+
+def test_a_relative_kubectl_reaches_the_keeper(cluster, keep_home):
+    # the keeper runs in /: ./kubectl must reach it made absolute, or no forward was kept
+    work = keep_home / 'bin'
+    work.mkdir()
+    (work / 'kubectl').symlink_to(shutil.which('kubectl'))
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
+    for word in ('one', 'two'):
+        r = subprocess.run([CLI, '-v', '--kubectl', './kubectl', 'exec', '--tools', 'pod/distroless', '--', 'echo',
+                            word], cwd=work, env=env, capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, word + '\n'), r.stderr
+        if word == 'one':
+            wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    assert 'taking the kept port-forward' in r.stderr, r.stderr
+
+
 def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home):
     """kubectl diag forwards: each kept forward with its local port, keeper, idle time and end;
     --stop pod/NAME ends that one (keeper and kubectl gone when it returns) and leaves the
