@@ -265,12 +265,6 @@ int ephem_read_banner(const char *log, const char *secret, bool need_tunnel, con
     return rc;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* The pod as JSON with spec.ephemeralContainers, planned again: another run
  * may have added a container this one can use since `p` was read. Sets
  * *pod (a new reference) and *plan. */
@@ -415,7 +409,7 @@ static int create(const kube *k, const pod_info *p, const ephem_opts *o, ephem_p
         kube_result_free(&r);
         if (rc != -EAGAIN) /* -EAGAIN: a conflict, err says so */
             break;
-        sleep_ms(100 * (attempt + 1));
+        kube_sleep_ms(100 * (attempt + 1));
     }
     may_abandon(asks);
     return rc;
@@ -518,7 +512,7 @@ static int wait_running(const kube *k, const pod_info *p0, const char *name, con
         }
         progress(&pg, "waiting for debug container %s in pod/%s: %s (%llds)", name, p0->name, reason,
                  (long long)((now - start) / 1000));
-        sleep_ms(interval);
+        kube_sleep_ms(interval);
         if (interval < 1000)
             interval *= 2;
     }
@@ -558,7 +552,7 @@ static int read_ports(const kube *k, const pod_info *p, const ephem_plan *plan, 
         kube_result_free(&r);
         if (rc != -EAGAIN || time_now_ms() >= deadline)
             return rc == -EAGAIN ? -ETIMEDOUT : rc;
-        sleep_ms(delay);
+        kube_sleep_ms(delay);
     }
 }
 

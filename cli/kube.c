@@ -6,7 +6,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -259,6 +262,44 @@ static int kerr_errno(kerr_kind kind)
 }
 
 /* Feeds in to the child and collects its stdout and stderr until both end or the deadline. */
+/* kube_stop_all's: an eventfd that becomes readable for good. */
+static int stop_efd = -1;
+static atomic_bool stopped;
+static pthread_once_t stop_once = PTHREAD_ONCE_INIT;
+
+static void stop_init(void)
+{
+    stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+}
+
+int kube_stop_fd(void)
+{
+    pthread_once(&stop_once, stop_init);
+    return stop_efd;
+}
+
+void kube_stop_all(void)
+{
+    atomic_store(&stopped, true);
+    uint64_t one = 1;
+    int fd = kube_stop_fd();
+    if (fd >= 0)
+        (void)!write(fd, &one, sizeof(one));
+}
+
+bool kube_stopping(void)
+{
+    return atomic_load(&stopped);
+}
+
+bool kube_sleep_ms(int ms)
+{
+    struct pollfd p = {kube_stop_fd(), POLLIN, 0};
+    if (!kube_stopping())
+        poll(&p, 1, ms);
+    return !kube_stopping();
+}
+
 static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms, dynbuf *out, dynbuf *err)
 {
     size_t in_off = 0;
@@ -268,7 +309,10 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
         fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
     int64_t deadline = timeout_ms > 0 ? time_now_ms() + timeout_ms : -1;
     while (p->out_fd >= 0 || p->err_fd >= 0) {
-        struct pollfd pf[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {p->in_fd, POLLOUT, 0}};
+        struct pollfd pf[4] = {
+            {p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {p->in_fd, POLLOUT, 0}, {kube_stop_fd(), POLLIN, 0}};
+        if (kube_stopping())
+            return -ECANCELED;
         int wait = -1;
         if (deadline >= 0) {
             int64_t left = deadline - time_now_ms();
@@ -276,7 +320,7 @@ static int pump(kube_proc *p, const char *in, size_t in_len, int64_t timeout_ms,
                 return -ETIMEDOUT;
             wait = (int)left;
         }
-        int n = poll(pf, 3, wait);
+        int n = poll(pf, 4, wait);
         if (n < 0 && errno != EINTR)
             return -errno;
         if (n <= 0)
@@ -344,6 +388,8 @@ int kube_finish(const kube *k, const char *what, kube_proc *p, const char *in, s
         kube_result_free(r);
         rc = -ENOMEM;
         snprintf(err, errlen, "cannot %s: out of memory reading kubectl's output", what);
+    } else if (rc == -ECANCELED) {
+        snprintf(err, errlen, "cannot %s: stopped", what);
     } else if (rc == -ETIMEDOUT) {
         snprintf(err, errlen,
                  "cannot %s: kubectl did not answer within %gs; is the cluster reachable? (raise --timeout if it "

@@ -86,6 +86,17 @@ int kube_finish(const kube *k, const char *what, kube_proc *p, const char *in, s
                 kube_result *r, char *err, size_t errlen);
 void kube_abandon(kube_proc *p);
 
+/* The process is stopping (a stop signal): kubectl calls still running and
+ * every later one end at once with -ECANCELED ("stopped"), and waits in
+ * kube_sleep_ms end, so that threads blocked in them can be joined. Any
+ * thread, once; for good. */
+void kube_stop_all(void);
+bool kube_stopping(void);
+/* Readable once kube_stop_all ran: for the poll loops of other modules. */
+int kube_stop_fd(void);
+/* Sleeps ms unless stopping; false when stopping (before or during). */
+bool kube_sleep_ms(int ms);
+
 /* First line of s (for messages), trimmed, at most n-1 bytes. */
 void kube_first_line(const char *s, char *buf, size_t n);
 

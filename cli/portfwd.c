@@ -166,11 +166,12 @@ static void watch_child(portfwd *pf, kube_proc *p, const struct attempt *a)
     int64_t up_deadline = time_now_ms() + pf->timeout_ms;
     bool killed = false;
     while (p->out_fd >= 0 || p->err_fd >= 0) {
-        struct pollfd fds[3] = {{p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {pf->stop_efd, POLLIN, 0}};
+        struct pollfd fds[4] = {
+            {p->out_fd, POLLIN, 0}, {p->err_fd, POLLIN, 0}, {pf->stop_efd, POLLIN, 0}, {kube_stop_fd(), POLLIN, 0}};
         int wait = (a->seen_g && a->seen_t) || killed ? -1 : (int)(up_deadline - time_now_ms());
         if (wait < -1)
             wait = 0;
-        int n = poll(fds, 3, wait);
+        int n = poll(fds, killed ? 3 : 4, wait);
         if (n == 0 && !killed) { /* never came up */
             kube_proc_kill(p, SIGTERM);
             killed = true;
@@ -186,8 +187,8 @@ static void watch_child(portfwd *pf, kube_proc *p, const struct attempt *a)
             close(p->err_fd);
             p->err_fd = -1;
         }
-        if (fds[2].revents && !killed) {
-            kube_proc_kill(p, SIGKILL); /* see portfwd_cancel */
+        if ((fds[2].revents || fds[3].revents) && !killed) {
+            kube_proc_kill(p, SIGKILL); /* see portfwd_cancel; or the process stops */
             killed = true;
         }
     }
@@ -373,8 +374,12 @@ static void *supervise(void *arg)
         if (failures >= 2) /* the old local ports may be taken: let kubectl pick */
             lg = lt = 0;
         int backoff = failures ? (failures > 5 ? PF_RETRY_MAX_MS : 200 * failures) : 0;
-        struct pollfd sp = {pf->stop_efd, POLLIN, 0};
-        if (backoff && poll(&sp, 1, backoff) > 0)
+        struct pollfd sp[2] = {{pf->stop_efd, POLLIN, 0}, {kube_stop_fd(), POLLIN, 0}};
+        if (kube_stopping()) {
+            finish(pf, PF_FAILED, "stopped", false);
+            break;
+        }
+        if (backoff && poll(sp, 2, backoff) > 0)
             break;
     }
     return NULL;

@@ -73,8 +73,9 @@ struct podrun {
     /* guarded by r->mu */
     bool stopping;
     bool opened, handled; /* the opener finished its part / the main thread took the result */
+    bool failed;          /* following: a stream found its port taken (fail_msg): dropped, tried again */
     int open_rc;
-    char open_err[2048];
+    char open_err[2048], fail_msg[1024];
     list_node link; /* r->runs */
 };
 
@@ -455,6 +456,20 @@ static void *stream_main(void *arg)
             after = (unsigned)gen - 1;
             continue;
         }
+        /* following pods: a pod whose port another redirect holds is dropped and tried again, as
+         * one that cannot be opened; the others run on */
+        pthread_mutex_lock(&r->mu);
+        bool alone = !r->follow || status.code != GRPC_STATUS_ALREADY_EXISTS || pr->failed;
+        if (!alone) {
+            pr->failed = true;
+            snprintf(pr->fail_msg, sizeof(pr->fail_msg), "port %u: %s%s", p->pp.pod_port,
+                     *status.message ? status.message : "no message", hint_for(status.code, status.message));
+        }
+        pthread_mutex_unlock(&r->mu);
+        if (!alone) {
+            wake(r);
+            break;
+        }
         set_fatal(r, "redirect of pod/%s port %u failed: %s%s", pr->name, p->pp.pod_port,
                   *status.message ? status.message : "no message", hint_for(status.code, status.message));
         break;
@@ -784,8 +799,20 @@ static int take_opened(struct redir *r)
         pthread_mutex_lock(&r->mu);
         bool now = pr->opened && !pr->handled;
         pr->handled |= now;
-        bool dropped = pr->stopping;
+        bool dropped = pr->stopping, failed = pr->failed && !pr->stopping;
+        if (failed) {
+            struct known *k = known_find(r, pr->name);
+            if (k)
+                k->not_before = time_now_ms() + OPEN_RETRY_MS;
+            pr->stopping = true;
+        }
         pthread_mutex_unlock(&r->mu);
+        if (failed) {
+            fprintf(stderr, "pod/%s: cannot redirect: %s; trying again in %d s\n", pr->name, pr->fail_msg,
+                    OPEN_RETRY_MS / 1000);
+            podrun_free(pr);
+            continue;
+        }
         if (!now)
             continue;
         if (dropped) {
@@ -888,9 +915,16 @@ static void stop_all(struct redir *r)
     podwatch_free(r->watch); /* no callback after this */
     r->watch = NULL;
     struct podrun *pr;
+    bool opening = false;
     pthread_mutex_lock(&r->mu);
     r->stopping = true;
+    list_for_each_entry(pr, &r->runs, link)
+        opening |= !pr->opened;
     pthread_mutex_unlock(&r->mu);
+    /* an opener may wait for a debug container to start, up to --timeout:
+     * its kubectl calls end now (a stop signal means now) */
+    if (opening)
+        kube_stop_all();
     while ((pr = list_first_entry_or_null(&r->runs, struct podrun, link)))
         podrun_free(pr);
     while (r->nknown)

@@ -191,6 +191,17 @@ def test_pod_deleted_mid_redirect_exits_non_zero(cluster, bg, local_http):
     assert re.search(r'pod/%s is (gone|being deleted|no longer running)' % name, r.err()), r.err()
 
 
+def test_ctrl_c_while_the_debug_container_starts_ends_at_once(cluster, bg, fresh_pod):
+    # the opener waited for the container (an image that never prints the start-up lines) until
+    # --timeout, whatever signal came: 36 s of a 40 s timeout
+    r = bg(cluster, 'redir', 'pod/' + fresh_pod, '80:%d' % free_port(), '--dbg-image', 'curl', '--timeout', '60s')
+    wait_for(lambda: cluster.pod(fresh_pod)['spec'].get('ephemeralContainers'), 30, what='the debug container')
+    time.sleep(1)
+    t = time.monotonic()
+    assert r.interrupt(timeout=30) == 0, r.err()
+    assert time.monotonic() - t < 3, r.err()
+
+
 def test_local_target_refusing_resets_the_peer(cluster, bg):
     port = free_port()  # nothing listens there
     r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)  # the peer is on the node

@@ -159,3 +159,26 @@ def test_watch_resumes_from_its_resource_version(cluster, bg, label, local_http)
     r.wait_out('redirecting pod/%s:8080' % new, timeout=30)
     assert srv.marker in cluster.http_get(new, 8080)
     assert r.interrupt() == 0, r.err()
+
+
+def test_all_pods_one_pod_refused_does_not_end_the_others(cluster, bg, label, local_http):
+    """One pod's port is redirected by another run already: --all-pods said the error and ended
+    every pod's redirect (exit 1). Now that pod is dropped and tried again, the others run on."""
+    srv, other = local_http(), local_http()
+    pods = ['%s-%d' % (label, i) for i in range(2)]
+    cluster.run_pods(label, pods)
+    holder = bg(cluster, 'redir', '--include-probes', 'pod/' + pods[0], '8080:%d' % other.port)
+    holder.wait_out('redirecting pod/%s:8080' % pods[0])
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (pods[1], srv.port))
+    wait_for(lambda: 'pod/%s: cannot redirect: port 8080:' % pods[0] in r.err(), 30, what='the refusal line')
+    assert 'trying again in 5 s' in r.err(), r.err()
+    time.sleep(1)
+    assert r.proc.poll() is None, r.err()
+    assert srv.marker in cluster.http_get(pods[1], 8080)
+    assert other.marker in cluster.http_get(pods[0], 8080)  # the holder's redirect untouched
+    # the holder goes: the pod is taken at the next try
+    assert holder.interrupt() == 0, holder.err()
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (pods[0], srv.port), timeout=30)
+    assert srv.marker in cluster.http_get(pods[0], 8080)
+    assert r.interrupt() == 0, r.err()
