@@ -564,9 +564,9 @@ void portfwd_kick(portfwd *pf, unsigned gen)
 {
     pthread_mutex_lock(&pf->mu);
     uint64_t one = 1;
-    if (pf->state == PF_UP && pf->gen == gen && pf->child.pid > 0)
-        kube_proc_kill(&pf->child, SIGTERM);
-    else if (pf->state == PF_UP && pf->gen == gen) /* the adopted one: ours from now on */
+    if (pf->state == PF_UP && pf->gen == gen && pf->child.pid > 0) /* SIGKILL: a stopped or wedged */
+        kube_proc_kill(&pf->child, SIGKILL);                       /* kubectl never acts on SIGTERM */
+    else if (pf->state == PF_UP && pf->gen == gen)                 /* the adopted one: ours from now on */
         (void)!write(pf->kick_efd, &one, sizeof(one));
     pthread_mutex_unlock(&pf->mu);
 }

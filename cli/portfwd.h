@@ -49,8 +49,9 @@ int portfwd_gone_fd(portfwd *pf);
 void portfwd_cancel(portfwd *pf);
 /* Cancels, joins the supervisor and frees pf; NULL: nothing. */
 void portfwd_free(portfwd *pf);
-/* Calls over generation gen fail: kill that child so the supervisor checks
- * the pod and restarts it (no-op when gen is not current). */
+/* Calls over generation gen fail: kill that child (SIGKILL: one that is
+ * stopped or wedged would never act on SIGTERM) so the supervisor checks the
+ * pod and restarts it (no-op when gen is not current). */
 void portfwd_kick(portfwd *pf, unsigned gen);
 
 #endif

@@ -1,7 +1,9 @@
 """kubectl diag redir end to end: real kubectl port-forward, real manager, real nftables in the
 simulated pods' network namespaces, real traffic from the curl pod and from the node."""
+import contextlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -172,6 +174,26 @@ def test_port_forward_killed_is_recovered(cluster, bg, local_http):
     assert 'restarting it' in r.err()
     new_pf = grpc_forwards(r.proc.pid)
     assert len(new_pf) == 1 and new_pf != pf
+    n = len(srv.requests)
+    wait_for(lambda: len(srv.requests) > n, 30, what='requests after the restart')
+    assert r.interrupt() == 0
+    assert redirect_rules(cluster.pod_ruleset('nginx')) == []
+
+
+def test_port_forward_stopped_is_replaced(cluster, bg, local_http):
+    # a stopped kubectl (SIGSTOP; a wedged one the same) never acted on the SIGTERM that replaced
+    # it: the redirect was lost for good
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80')
+    pf = grpc_forwards(r.proc.pid)
+    assert len(pf) == 1, [cmdline(p) for p in children(r.proc.pid)]
+    os.kill(pf[0], signal.SIGSTOP)
+    try:
+        r.wait_out('re-established pod/nginx:80', timeout=60)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pf[0], signal.SIGCONT)
     n = len(srv.requests)
     wait_for(lambda: len(srv.requests) > n, 30, what='requests after the restart')
     assert r.interrupt() == 0
