@@ -22,10 +22,16 @@
 #include <unistd.h>
 
 #include "basic/list.h"
+#include "basic/time-util.h"
 #include "splice_loop.h"
 #include "splice_pump.h"
 
-#define FDS_PER_CONN 6   /* two sockets, two pipes */
+#define FDS_PER_CONN 6 /* two sockets, two pipes */
+/* A connect not done by then is given up: the manager's pairing timeout
+ * (TUNNEL_PAIR_TIMEOUT_MS) has reset the peer, and a local target that never
+ * accepts (its listen backlog full) would hold the socket for the kernel's
+ * SYN retries, about 2 minutes, and say so only then. */
+#define CONNECT_MS 10000
 #define FDS_RESERVED 256 /* kubectl's pipes, gRPC, stdio, ... */
 #define CONNECTING 1     /* conn.terr / conn.lerr while the connect is in flight */
 
@@ -33,8 +39,9 @@ typedef struct conn {
     bridge *b;
     splice_watch wt, wl; /* connect of the tunnel / local side in flight */
     int tfd, lfd;
-    int terr, lerr; /* 0 connected, CONNECTING, or -errno */
-    bool local_v6;  /* the local connect tries ::1 (127.0.0.1 refused) */
+    int terr, lerr;   /* 0 connected, CONNECTING, or -errno */
+    int64_t deadline; /* for the connects (CONNECT_MS), from the start or the announcement */
+    bool local_v6;    /* the local connect tries ::1 (127.0.0.1 refused) */
     bool hello_sent;
     bool half_close; /* the stream carries half-closes out of band */
     /* A spare (bridge_park): parked until the announcement, which makes it an
@@ -410,6 +417,7 @@ static void spare_event(conn *c)
     }
     /* Announced: from here on as bridge_start after its tunnel connect. */
     c->parked = false;
+    c->deadline = time_now_ms() + CONNECT_MS;
     splice_loop_rewatch(c->b->loop, c->tfd, 0, &c->wt);
     if (atomic_fetch_add(&c->b->active, 1) >= c->b->max_conns)
         c->lerr = -EBUSY; /* refused through the tunnel hello */
@@ -443,6 +451,33 @@ static void begin_spare(void *ud)
 /* ---- public ---- */
 
 /* A connection (or spare) of the bridge, before its connects. */
+/* The loop's tick: gives up the connects past their deadline (the local
+ * target then counts as refusing: the hello says so); ms to the next one. */
+static int tick(void *ud)
+{
+    bridge *b = ud;
+    int64_t now = time_now_ms(), next = -1;
+    conn *c, *tmp;
+    list_for_each_entry_safe(c, tmp, &b->connecting, link) {
+        if (c->parked || (c->lerr != CONNECTING && c->terr != CONNECTING))
+            continue;
+        if (now < c->deadline) {
+            next = next < 0 || c->deadline - now < next ? c->deadline - now : next;
+            continue;
+        }
+        if (c->lerr == CONNECTING) {
+            close_side(c, &c->lfd, &c->wl);
+            c->lerr = -ETIMEDOUT;
+        }
+        if (c->terr == CONNECTING) {
+            close_side(c, &c->tfd, &c->wt);
+            c->terr = -ETIMEDOUT;
+        }
+        proceed(c); /* c may be gone */
+    }
+    return next < 0 ? -1 : next > INT32_MAX ? INT32_MAX : (int)next;
+}
+
 static conn *conn_new(bridge *b, uint16_t tunnel_port, uint16_t local_port, bool half_close, bridge_done_fn done,
                       void *ud)
 {
@@ -458,7 +493,8 @@ static conn *conn_new(bridge *b, uint16_t tunnel_port, uint16_t local_port, bool
                 .local_port = local_port,
                 .done = done,
                 .ud = ud,
-                .half_close = half_close && b->o.half_close};
+                .half_close = half_close && b->o.half_close,
+                .deadline = time_now_ms() + CONNECT_MS};
     list_init(&c->link);
     return c;
 }
@@ -587,7 +623,7 @@ int bridge_new(bridge **ret, const bridge_opts *o)
         rc = -pthread_create(&b->sender, NULL, sender_main, b);
         b->sender_started = rc == 0;
     }
-    splice_loop_opts lo = {.max_pairs = b->max_conns};
+    splice_loop_opts lo = {.max_pairs = b->max_conns, .tick = tick, .ud = b};
     if (rc == 0)
         rc = splice_loop_new(&b->loop, &lo);
     if (rc < 0)

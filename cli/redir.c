@@ -164,6 +164,8 @@ static void on_done(void *ud, const bridge_result *res)
         spare_gone(c);
     else if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
         fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
+    else if (res->err == -ETIMEDOUT && strcmp(res->where, "local target") == 0)
+        fprintf(stderr, "%s: the local target did not accept within 10 s (is its listen backlog full?)\n", c->line);
     else if (res->err == -EBUSY)
         fprintf(stderr, "%s: refused: %d connections are bridged already (the limit)\n", c->line,
                 bridge_max_conns(c->pr->bridge));
@@ -189,6 +191,11 @@ static const char *hint_for(grpc_status_code code, const char *msg)
         return strstr(msg, "first") ? "" : " (another kubectl diag redir redirects this port: stop it first)";
     case GRPC_STATUS_UNAUTHENTICATED:
         return " (the manager's token did not match: the debug container may have been replaced)";
+    case GRPC_STATUS_RESOURCE_EXHAUSTED:
+        return strstr(msg, "streams")
+                   ? " (each port is a stream: redirect fewer ports at once, or end other kubectl "
+                     "diag commands on this pod)"
+                   : "";
     default: return "";
     }
 }

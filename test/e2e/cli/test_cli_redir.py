@@ -243,6 +243,40 @@ def test_local_target_refusing_resets_the_peer(cluster, bg):
     assert r.interrupt() == 0
 
 
+def test_local_target_that_never_accepts_is_given_up_with_the_peer(cluster, bg):
+    # its listen backlog full, the connect stayed in SYN-SENT for the kernel's retries (about
+    # 2 minutes) and said so only then, long after the manager had reset the peer at 10 s
+    full = socket.socket()
+    full.bind(('127.0.0.1', 0))
+    full.listen(0)
+    port = full.getsockname()[1]
+    fillers = []
+    try:
+        for _ in range(2):  # the backlog of listen(0) holds one; the next SYNs are dropped
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(('127.0.0.1', port))
+            fillers.append(s)
+        r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)
+        r.wait_out('redirecting pod/distroless:8080')
+        ip = cluster.pod('distroless')['status']['podIP']
+        peer = ('import socket, time\n'
+                's = socket.create_connection(("%s", 8080), timeout=30)\n'
+                't = time.monotonic()\n'
+                'try:\n'
+                '    print("eof" if s.recv(10) == b"" else "data", round(time.monotonic() - t, 1))\n'
+                'except ConnectionResetError:\n'
+                '    print("reset", round(time.monotonic() - t, 1))\n' % ip)
+        got = cluster.in_node(['python3', '-c', peer], timeout=60)
+        assert got.stdout.split()[0] in ('reset', 'eof'), got.stdout + got.stderr
+        wait_for(lambda: 'the local target did not accept within 10 s' in r.err(), 15, what='the line')
+        assert r.interrupt() == 0, r.err()
+    finally:
+        for s in fillers:
+            s.close()
+        full.close()
+
+
 def test_port_already_redirected_is_a_clear_error(cluster, bg, local_http):
     srv = local_http()
     first = bg(cluster, 'redir', 'pod/distroless', '8080:%d' % srv.port)
