@@ -334,7 +334,11 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
                         val);
         f->target = val;
         break;
-    case O_IMAGE: f->dbg_image = val; break;
+    case O_IMAGE:
+        if (!*val)
+            return fail(err, errlen, "--dbg-image needs an image, e.g. --dbg-image %s", KDIAG_DEFAULT_IMAGE);
+        f->dbg_image = val;
+        break;
     case O_PULL:
         if (strcmp(val, "Always") && strcmp(val, "IfNotPresent") && strcmp(val, "Never"))
             return fail(err, errlen, "invalid --pull-policy \"%s\": use Always, IfNotPresent or Never", val);

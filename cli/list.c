@@ -53,8 +53,19 @@ int list_main(const flags *f, const kube *k)
     } else {
         rc = podsel_list(k, sel, f->timeout_ms, &pods, &n, err, sizeof(err));
     }
-    if (rc == 0 && list_print(stdout, pods, n) == 0)
-        fprintf(stderr, "no kubectl diag debug containers in %s\n", k->ns ? k->ns : "the current namespace");
+    if (rc == 0 && list_print(stdout, pods, n) == 0) {
+        char in[512];
+        snprintf(in, sizeof(in), "namespace %s", k->ns);
+        fprintf(stderr, "no kubectl diag debug containers in %s%s%s%s\n",
+                f->npods ? "pod/"
+                : sel    ? "the pods matching "
+                : k->ns  ? in
+                         : "the current namespace",
+                f->npods ? f->pods[0].value
+                : sel    ? sel
+                         : "",
+                f->nworkloads ? " of " : "", f->nworkloads ? f->workloads[0].value : "");
+    }
     pod_list_free(pods, n);
     free(wsel);
     return exitcode_report(stderr, rc, err);

@@ -250,6 +250,7 @@ static void usage_errors(void **state)
         {"ps", "--pod", "default/nginx", NULL, "write -n default pod/nginx"},
         {"ps", "pod/", NULL, NULL, "no pod name in \"pod/\""},
         {"ps", "-n=", "pod/x", NULL, "-n= has no value"},
+        {"ps", "--dbg-image", "", NULL, "--dbg-image needs an image"},
     };
     for (size_t i = 0; i < sizeof(slips) / sizeof(slips[0]); i++) {
         assert_int_equal(parse(&f, err, slips[i][0], slips[i][1], slips[i][2], slips[i][3], NULL), -EINVAL);
