@@ -450,7 +450,6 @@ static void begin_spare(void *ud)
 
 /* ---- public ---- */
 
-/* A connection (or spare) of the bridge, before its connects. */
 /* The loop's tick: gives up the connects past their deadline (the local
  * target then counts as refusing: the hello says so); ms to the next one. */
 static int tick(void *ud)
@@ -478,6 +477,7 @@ static int tick(void *ud)
     return next < 0 ? -1 : next > INT32_MAX ? INT32_MAX : (int)next;
 }
 
+/* A connection (or spare) of the bridge, before its connects. */
 static conn *conn_new(bridge *b, uint16_t tunnel_port, uint16_t local_port, bool half_close, bridge_done_fn done,
                       void *ud)
 {
