@@ -337,8 +337,10 @@ static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
                 if (sp->kind == SPEC_LABEL)
                     fprintf(stderr, "no pod matches %s%s (yet): following the pods that appear\n",
                             sp->owned ? "" : "-l ", sp->value);
+                else if (L->k.ns)
+                    fprintf(stderr, "no pods in namespace %s (yet): following the pods that appear\n", L->k.ns);
                 else
-                    fprintf(stderr, "no pods in the namespace (yet): following the pods that appear\n");
+                    fprintf(stderr, "no pods in the current namespace (yet): following the pods that appear\n");
             }
         }
         for (size_t j = 0; j < n; j++) {
