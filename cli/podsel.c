@@ -249,7 +249,7 @@ static void sel_expression(struct selbuf *b, const json_t *e)
 int podsel_selector_of(const char *ref, const char *json, char **sel, char *err, size_t errlen)
 {
     struct selbuf b = {.used = 0, .ok = true};
-    int rc = -EINVAL;
+    int rc = -EPROTO; /* what the cluster answered, not the command line: exit 1 */
     *sel = NULL;
     json_t *root = json_loads(json, 0, NULL);
     const char *kind = json_string_value(json_object_get(root, "kind"));
@@ -274,6 +274,7 @@ int podsel_selector_of(const char *ref, const char *json, char **sel, char *err,
                  "cannot use the selector of %s: it is not one kubectl -l can express; select its pods "
                  "with -l",
                  ref);
+        rc = -ENOTSUP;
     } else if (b.used == 0) {
         snprintf(err, errlen,
                  service ? "%s has no selector: no pod belongs to it (its endpoints are set by hand); name a pod "

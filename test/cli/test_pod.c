@@ -557,9 +557,9 @@ static void workload_selectors(void **state)
                                         "{\"kind\":\"Deployment\",\"spec\":{\"selector\":{\"matchExpressions\":"
                                         "[{\"key\":\"t\",\"operator\":\"Near\"}]}}}",
                                         &sel, err, sizeof(err)),
-                     -EINVAL);
+                     -ENOTSUP);
     assert_non_null(strstr(err, "cannot use the selector of deployment/x"));
-    assert_int_equal(podsel_selector_of("deployment/x", "not json", &sel, err, sizeof(err)), -EINVAL);
+    assert_int_equal(podsel_selector_of("deployment/x", "not json", &sel, err, sizeof(err)), -EPROTO);
     assert_non_null(strstr(err, "not a Kubernetes object"));
 }
 
