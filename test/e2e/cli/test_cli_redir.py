@@ -224,19 +224,25 @@ def test_ctrl_c_while_the_debug_container_starts_ends_at_once(cluster, bg, fresh
     assert time.monotonic() - t < 3, r.err()
 
 
-def test_local_target_refusing_resets_the_peer(cluster, bg):
-    port = free_port()  # nothing listens there
-    r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)  # the peer is on the node
-    r.wait_out('redirecting pod/distroless:8080')
-    ip = cluster.pod('distroless')['status']['podIP']
+def first_answer(cluster, pod, port, timeout):
+    """A peer on the node connects to pod:port and prints what its first read got ("eof",
+    "data" or "reset") and after how many seconds."""
     peer = ('import socket, time\n'
-            's = socket.create_connection(("%s", 8080), timeout=10)\n'
+            's = socket.create_connection(("%s", %d), timeout=%d)\n'
             't = time.monotonic()\n'
             'try:\n'
             '    print("eof" if s.recv(10) == b"" else "data", round(time.monotonic() - t, 2))\n'
             'except ConnectionResetError:\n'
-            '    print("reset", round(time.monotonic() - t, 2))\n' % ip)
-    got = cluster.in_node(['python3', '-c', peer])
+            '    print("reset", round(time.monotonic() - t, 2))\n'
+            % (cluster.pod(pod)['status']['podIP'], port, timeout))
+    return cluster.in_node(['python3', '-c', peer], timeout=timeout + 30)
+
+
+def test_local_target_refusing_resets_the_peer(cluster, bg):
+    port = free_port()  # nothing listens there
+    r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)  # the peer is on the node
+    r.wait_out('redirecting pod/distroless:8080')
+    got = first_answer(cluster, 'distroless', 8080, 10)
     verdict, secs = got.stdout.split()
     assert verdict in ('reset', 'eof') and float(secs) < 5, got.stdout + got.stderr
     wait_for(lambda: 'refused by the local target' in r.err(), 10, what='the refusal on stderr')
@@ -259,15 +265,7 @@ def test_local_target_that_never_accepts_is_given_up_with_the_peer(cluster, bg):
             fillers.append(s)
         r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % port)
         r.wait_out('redirecting pod/distroless:8080')
-        ip = cluster.pod('distroless')['status']['podIP']
-        peer = ('import socket, time\n'
-                's = socket.create_connection(("%s", 8080), timeout=30)\n'
-                't = time.monotonic()\n'
-                'try:\n'
-                '    print("eof" if s.recv(10) == b"" else "data", round(time.monotonic() - t, 1))\n'
-                'except ConnectionResetError:\n'
-                '    print("reset", round(time.monotonic() - t, 1))\n' % ip)
-        got = cluster.in_node(['python3', '-c', peer], timeout=60)
+        got = first_answer(cluster, 'distroless', 8080, 30)
         assert got.stdout.split()[0] in ('reset', 'eof'), got.stdout + got.stderr
         wait_for(lambda: 'the local target did not accept within 10 s' in r.err(), 15, what='the line')
         assert r.interrupt() == 0, r.err()
