@@ -490,7 +490,26 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
 }
 
 /* Handles one flag word at argv[*i]; may consume the next word as its value. */
-static int one_flag(flags *f, int argc, char **argv, int *i, uint64_t *seen, char *err, size_t errlen)
+/* The command named after the flags given before it ("kubectl diag -c 5
+ * capture"): the first c for which, reading the short flags as c's
+ * (capture's -i takes a value, exec's does not), the first operand is c.
+ * A letter before the command then means what the command makes it mean. */
+static flags_cmd command_ahead(int argc, char **argv)
+{
+    for (size_t c = 1; c < sizeof(cmd_names) / sizeof(cmd_names[0]); c++)
+        for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++) {
+            if (argv[i][0] == '-' && argv[i][1]) {
+                i += flags_takes_value(argv[i], (flags_cmd)c);
+                continue;
+            }
+            if (flags_cmd_of(argv[i]) == (flags_cmd)c)
+                return (flags_cmd)c;
+            break;
+        }
+    return FLAGS_CMD_NONE;
+}
+
+static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint64_t *seen, char *err, size_t errlen)
 {
     char *a = argv[*i];
     if (strcmp(a, "-it") == 0 || strcmp(a, "-ti") == 0) { /* kubectl exec's; -t alone is --target */
@@ -521,7 +540,7 @@ static int one_flag(flags *f, int argc, char **argv, int *i, uint64_t *seen, cha
     }
     /* short flags: -n ns, -nns, -n=ns, and clusters of switches like -vv */
     for (const char *p = a + 1; *p; p++) {
-        const struct opt *o = find_short(*p, f->cmd);
+        const struct opt *o = find_short(*p, cmd);
         if (!o)
             return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag --help'", *p, a);
         *seen |= 1ull << (o - opts);
@@ -576,6 +595,7 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         err[0] = '\0';
 
     uint64_t seen = 0; /* bit k: opts[k] was given */
+    flags_cmd ahead = command_ahead(argc, argv);
     for (int i = 1; i < argc; i++) {
         char *a = argv[i];
         int rc;
@@ -597,7 +617,7 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
             break;
         }
         if (a[0] == '-' && a[1] != '\0')
-            rc = one_flag(f, argc, argv, &i, &seen, err, errlen);
+            rc = one_flag(f, f->cmd ? f->cmd : ahead, argc, argv, &i, &seen, err, errlen);
         else
             rc = positional(f, a, err, errlen);
         if (rc < 0)

@@ -328,6 +328,23 @@ static void capture_flags(void **state)
     assert_int_equal(parse(&f, err, "ps", "--filter", "tcp", NULL), -EINVAL);
     assert_non_null(strstr(err, "belongs to 'capture'"));
     flags_free(&f);
+    /* before the command, a letter means what the command makes it mean: -c and -d are
+     * capture's, -i is capture's interface (a value) or exec's stdin (none) */
+    assert_int_equal(parse(&f, err, "-c", "5", "-n", "prod", "-d", "2s", "-i", "eth0", "capture", "pod/web", NULL), 0);
+    assert_int_equal(f.cmd, FLAGS_CMD_CAPTURE);
+    assert_int_equal(f.count, 5);
+    assert_int_equal(f.duration_ms, 2000);
+    assert_string_equal(f.iface, "eth0");
+    assert_string_equal(f.ns, "prod");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "-c", "web", "-d", "1s", "logs", "-l", "app=web", NULL), 0);
+    assert_string_equal(f.container, "web");
+    assert_int_equal(f.drain_ms, 1000);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "-i", "exec", "pod/web", "--", "cat", NULL), 0);
+    assert_int_equal(f.cmd, FLAGS_CMD_EXEC);
+    assert_true(f.stdin_open);
+    flags_free(&f);
     /* --all-pods belongs to redir and capture, not to the others; --format is pcap or pcapng */
     assert_int_equal(parse(&f, err, "--all-pods", "capture", "-l", "app=web", "--format", "pcapng", NULL), 0);
     assert_true(f.all_pods);
