@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/hash.h"
 #include "basic/time-util.h"
 #include "contract.h"
 #include "pod.h"
@@ -41,7 +42,7 @@
 
 extern char **environ;
 
-#define STAMP_MAX 1024
+#define STAMP_MAX 64
 
 struct kept {
     int keeper, kubectl, grpc, tunnel, lg, lt;
@@ -51,31 +52,35 @@ struct kept {
 };
 
 /* What the kubeconfig files kubectl reads are now (--kubeconfig, else each
- * of $KUBECONFIG's, else ~/.kube/config): "DEV:INO:MTIME:SIZE" each, ","
- * between, "-" for a missing one. A kept forward runs with the credentials
+ * of $KUBECONFIG's, else ~/.kube/config): "FILES:HASH", HASH the 64-bit
+ * FNV-1a of "DEV:INO:MTIME:SIZE," for each file ("-," for a missing one),
+ * however many $KUBECONFIG lists. A kept forward runs with the credentials
  * and current context its kubectl read at its start; after
  * `kubectl config use-context` (or any other change of the files) the same
  * key may mean another cluster, so the forward is not taken. */
 static void kubeconfig_stamp(const kube *k, char *buf, size_t n)
 {
-    char list[4096], home[1024];
+    char home[1024], one[128];
     const char *env = getenv("KUBECONFIG"), *h = getenv("HOME");
     snprintf(home, sizeof home, "%s/.kube/config", h ? h : "");
-    snprintf(list, sizeof list, "%s", k->kubeconfig ? k->kubeconfig : env && *env ? env : home);
-    size_t used = 0;
-    buf[0] = '\0';
-    char *save = NULL;
-    for (char *f = strtok_r(list, ":", &save); f && used < n; f = strtok_r(NULL, ":", &save)) {
+    char *list = strdup(k->kubeconfig ? k->kubeconfig : env && *env ? env : home), *save = NULL;
+    uint64_t sum = FNV1A64_INIT;
+    unsigned files = 0;
+    for (char *f = list ? strtok_r(list, ":", &save) : NULL; f; f = strtok_r(NULL, ":", &save), files++) {
         struct stat st;
-        int w = stat(f, &st) == 0
-                    ? snprintf(buf + used, n - used, "%s%llx:%llx:%lld.%09ld:%lld", used ? "," : "",
-                               (unsigned long long)st.st_dev, (unsigned long long)st.st_ino,
-                               (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec, (long long)st.st_size)
-                    : snprintf(buf + used, n - used, "%s-", used ? "," : "");
-        used += w > 0 ? (size_t)w : 0;
+        if (stat(f, &st) == 0)
+            snprintf(one, sizeof one, "%llx:%llx:%lld.%09ld:%lld,", (unsigned long long)st.st_dev,
+                     (unsigned long long)st.st_ino, (long long)st.st_mtim.tv_sec, st.st_mtim.tv_nsec,
+                     (long long)st.st_size);
+        else
+            snprintf(one, sizeof one, "-,");
+        sum = fnv1a64(sum, one);
     }
-    if (used >= n)
-        snprintf(buf, n, "too-many-%d", (int)getpid()); /* the keeper's and a command's differ: never taken */
+    if (list)
+        snprintf(buf, n, "%u:%016llx", files, (unsigned long long)sum);
+    else /* the keeper's and a command's differ: never taken */
+        snprintf(buf, n, "no-memory-%d", (int)getpid());
+    free(list);
 }
 
 /* The file's fields after its key line: true when they are all there. */
@@ -88,7 +93,7 @@ static bool read_kept(int fd, const char *key, struct kept *kp)
         return false;
     buf[n] = '\0';
     kp->keep_ms = 0;
-    return sscanf(buf + kl, "%d %d %63s %d %d %d %d %1023s %lld", &kp->keeper, &kp->kubectl, kp->container,
+    return sscanf(buf + kl, "%d %d %63s %d %d %d %d %63s %lld", &kp->keeper, &kp->kubectl, kp->container,
                   &kp->grpc, &kp->tunnel, &kp->lg, &kp->lt, kp->stamp, &kp->keep_ms) >= 8 &&
            kp->keeper > 0 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535;
 }

@@ -395,7 +395,8 @@ static void spawn_env(void **state)
 
 /* A session record's key keeps its fields apart whatever they hold: a '|'
  * in a kubeconfig path or context name no longer makes two kubeconfigs
- * share a record, a key too long to hold is not remembered, and the
+ * share a record, a kubeconfig list of any length is remembered (the key
+ * holds its hash), a key too long to hold is not remembered, and the
  * context, namespace and pod come back as given (`kubectl diag forwards`). */
 static void remember_keys(void **state)
 {
@@ -426,10 +427,16 @@ static void remember_keys(void **state)
     static char longpath[3000];
     memset(longpath, 'x', sizeof longpath - 1);
     longpath[0] = '/';
-    kube big = {.kubeconfig = longpath};
-    assert_false(remember_path(&big, "web", "", false, path, sizeof path, key, sizeof key));
+    kube big = {.kubeconfig = longpath}, other = {.kubeconfig = longpath + 1};
+    setenv("KUBECONFIG", longpath, 1);
     remember_save(&big, "web", &r);
-    assert_false(remember_read(&big, "web", &got));
+    assert_true(remember_read(&big, "web", &got));
+    assert_false(remember_read(&other, "web", &got));
+    unsetenv("KUBECONFIG");
+    kube huge = {.context = longpath};
+    assert_false(remember_path(&huge, "web", "", false, path, sizeof path, key, sizeof key));
+    remember_save(&huge, "web", &r);
+    assert_false(remember_read(&huge, "web", &got));
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
     unsetenv("XDG_CACHE_HOME");

@@ -477,6 +477,14 @@ def test_kept_forward_ends_with_its_pod(cluster, keep_home, fresh_pod):
     assert not path.exists()
 
 
+def echo_in_distroless(env, word):
+    """kubectl diag -v exec --tools pod/distroless -- echo WORD, which must work: its stderr."""
+    r = subprocess.run([CLI, '-v', 'exec', '--tools', 'pod/distroless', '--', 'echo', word], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, word + '\n'), r.stderr
+    return r.stderr
+
+
 def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home):
     """The key holds the flags, not the current context: once the kubeconfig file was written
     (kubectl config use-context), the kept forward may lead to another cluster. The next command
@@ -486,10 +494,7 @@ def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home)
     env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m', 'KUBECONFIG': str(kc)})
 
     def run(word):
-        r = subprocess.run([CLI, '-v', 'exec', '--tools', 'pod/distroless', '--', 'echo', word], env=env,
-                           capture_output=True, text=True, timeout=120)
-        assert (r.returncode, r.stdout) == (0, word + '\n'), r.stderr
-        return r.stderr
+        return echo_in_distroless(env, word)
 
     run('one')
     path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
@@ -507,6 +512,26 @@ def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home)
     wait_for(lambda: (lambda k: k and k[1][0] != f[0])(kept(keep_home, 'distroless')), timeout=60,
              what='a new keeper')
     assert 'taking the kept' in run('four')
+
+
+def test_kept_forward_taken_with_a_kubeconfig_list_of_many_files(cluster, keep_home):
+    """$KUBECONFIG listing many files (one per cluster is common): the stamp of the files a keeper's
+    kubectl read overflowed at about 25 files, so no command took the kept forward and each ended
+    its keeper; past 2 KiB of paths nothing was remembered at all. The second command takes it."""
+    d = keep_home / 'kubeconfigs'
+    d.mkdir()
+    files = [str(shutil.copy(cluster.kubeconfig, d / ('cluster-%02d.kubeconfig' % i))) for i in range(40)]
+    assert len(':'.join(files)) > 2048
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m', 'KUBECONFIG': ':'.join(files)})
+
+    def run(word):
+        return echo_in_distroless(env, word)
+
+    run('one')
+    path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    err = run('two')
+    assert 'taking the kept port-forward' in err and kubectl_calls(err) == [], err
+    assert running(int(f[0])), 'the keeper ended'
 
 
 def test_keeper_runs_in_root_and_relative_kubeconfig_paths_still_reach_its_kubectl(cluster, keep_home):
