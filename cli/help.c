@@ -223,20 +223,24 @@ static const char list_help[] =
     "\n";
 
 static const char forwards_help[] =
-    "Usage: kubectl diag forwards [--stop] [pod/NAME] [flags]\n"
+    "Usage: kubectl diag forwards [--stop] [pod/NAME] [-n NAMESPACE] [--context NAME] [flags]\n"
     "\n"
     "Lists the port-forwards that commands run with --keep-forward (or $KDIAG_KEEP_FORWARD)\n"
     "left running on this machine, for every kubeconfig, context and namespace: POD NAMESPACE\n"
-    "CONTEXT (\"-\": as the kubeconfig says) LOCAL KEEPER (its PID) IDLE (since the last\n"
-    "command used it) ENDS IN (when no command uses it before). With pod/NAME, only those to\n"
-    "that pod. --stop ends them: each keeper ends its kubectl port-forward and exits.\n"
+    "CONTEXT (\"-\": the kubeconfig's current one) LOCAL KEEPER (its PID) IDLE (since the last\n"
+    "command used it) ENDS IN (when no command uses it before). With pod/NAME, -n or --context,\n"
+    "only those to that pod, in that namespace, or started with that --context. --stop ends\n"
+    "them: each keeper ends its kubectl port-forward and exits.\n"
     "\n"
     "Flags:\n"
     "      --stop               end the kept port-forwards listed\n"
+    "  -n, --namespace NAME     only those to pods in this namespace\n"
+    "      --context NAME       only those started with --context NAME\n"
     "\n"
     "Examples:\n"
     "  kubectl diag forwards\n"
     "  kubectl diag forwards --stop pod/web-0\n"
+    "  kubectl diag forwards --stop -n prod\n"
     "  kubectl diag forwards --stop\n"
     "\n";
 

@@ -569,7 +569,7 @@ static bool stop_keeper(int fd, const struct kept *kp)
     return !keeper_alive(fd);
 }
 
-int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errlen)
+int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *err, size_t errlen)
 {
     char dir[1100];
     DIR *d = remember_dir(dir, sizeof dir) ? opendir(dir) : NULL;
@@ -580,8 +580,9 @@ int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errle
         if (nl <= strlen(KEEP_SUFFIX) || strcmp(de->d_name + nl - strlen(KEEP_SUFFIX), KEEP_SUFFIX) != 0)
             continue;
         int fd = openat(dirfd(d), de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        char key[2048], ctx[512], ns[256], name[256];
+        char key[2048], ctx[512], ns[256], name[256], rec[1400];
         struct kept kp;
+        remembered r;
         ssize_t n = fd < 0 ? -1 : pread(fd, key, sizeof key - 1, 0);
         char *eol = n > 0 ? memchr(key, '\n', (size_t)n) : NULL;
         if (eol)
@@ -591,6 +592,14 @@ int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errle
             !remember_key_fields(key, ctx, ns, name, sizeof ns) || (pod && strcmp(pod, name) != 0)) {
             if (fd >= 0)
                 close(fd);
+            continue;
+        }
+        /* the pod's namespace as its record says, when the command took the current one */
+        snprintf(rec, sizeof rec, "%s/%.*s", dir, (int)(nl - strlen(KEEP_SUFFIX)), de->d_name);
+        if (strcmp(ns, "-") == 0 && remember_read_at(rec, key, &r) && r.ns[0])
+            snprintf(ns, sizeof ns, "%s", r.ns);
+        if ((k->ns && strcmp(k->ns, ns) != 0) || (k->context && strcmp(k->context, ctx) != 0)) {
+            close(fd);
             continue;
         }
         if (stop) {
@@ -618,12 +627,14 @@ int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errle
         closedir(d);
     if (stuck)
         return -ETIMEDOUT;
-    if (rows == 0 && stop && pod) {
-        snprintf(err, errlen, "no kept port-forwards to pod/%s; kubectl diag forwards lists those there are", pod);
+    char where[600];
+    snprintf(where, sizeof where, "%s%s%s%s%s%s", pod ? " to pod/" : "", pod ? pod : "", k->ns ? " in namespace " : "",
+             k->ns ? k->ns : "", k->context ? " of context " : "", k->context ? k->context : "");
+    if (rows == 0 && stop && (pod || k->ns || k->context)) {
+        snprintf(err, errlen, "no kept port-forwards%s; kubectl diag forwards lists those there are", where);
         return -ENOENT;
     }
     if (rows == 0)
-        fprintf(stderr, "no kept port-forwards%s%s (kubectl diag --keep-forward DURATION keeps one)\n",
-                pod ? " to pod/" : "", pod ? pod : "");
+        fprintf(stderr, "no kept port-forwards%s (kubectl diag --keep-forward DURATION keeps one)\n", where);
     return 0;
 }

@@ -70,12 +70,14 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
  * when it ended the forward or the forward ended, 1 when it could not start,
  * 2 on bad arguments. */
 int keep_main(int argc, char **argv);
-/* `kubectl diag forwards [--stop] [pod/NAME]`: the kept forwards under the
- * cache directory whose keeper lives (of any kubeconfig, context and
- * namespace; only those to pod when not NULL), as a table on out; with stop,
+/* `kubectl diag forwards [--stop] [pod/NAME] [-n NS] [--context CTX]`: the
+ * kept forwards under the cache directory whose keeper lives (of any
+ * kubeconfig; only those to pod when not NULL, in k->ns (the pod's
+ * namespace) and started with --context k->context when set), as a table
+ * on out; with stop,
  * each keeper is sent SIGTERM and waited for (it ends its kubectl first).
  * 0, or -errno with err filled: -ETIMEDOUT when a keeper did not end,
- * -ENOENT when stop names a pod that has none. */
-int keep_forwards(FILE *out, const char *pod, bool stop, char *err, size_t errlen);
+ * -ENOENT when stop narrows to none. */
+int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *err, size_t errlen);
 
 #endif

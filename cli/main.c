@@ -118,7 +118,8 @@ int main(int argc, char **argv)
     case FLAGS_CMD_CP: code = cp_main(&f, &k); break;
     case FLAGS_CMD_FORWARDS:
         code = exitcode_report(stderr,
-                               keep_forwards(stdout, f.npods ? f.pods[0].value : NULL, f.stop, err, sizeof(err)), err);
+                               keep_forwards(stdout, &k, f.npods ? f.pods[0].value : NULL, f.stop, err, sizeof(err)),
+                               err);
         break;
     case FLAGS_CMD_MANAGE: code = manage_main(&f, &k); break;
     case FLAGS_CMD_VERSION:

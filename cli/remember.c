@@ -162,14 +162,20 @@ bool remember_path(const kube *k, const char *pod, const char *suffix, bool make
 
 bool remember_read(const kube *k, const char *pod, remembered *r)
 {
-    char dir[1100], path[1200], key[2048], line[2048];
-    bool hit = false;
+    char dir[1100], path[1200], key[2048];
     dir_path(dir, sizeof dir, false);
     if (!*dir)
         return false;
     if (!key_of(k, pod, key, sizeof key))
         return false;
     file_path(dir, key, path, sizeof path);
+    return remember_read_at(path, key, r);
+}
+
+bool remember_read_at(const char *path, const char *key, remembered *r)
+{
+    char line[2048];
+    bool hit = false;
     /* a regular file of ours that no one else may read: never a FIFO to
      * block on, a symlink elsewhere, or a token others could have read */
     struct stat st;

@@ -33,6 +33,9 @@ typedef struct {
 /* The record for pod under k's kubeconfig, context and namespace: true and
  * *r filled, or false (none, another key, unreadable). */
 bool remember_read(const kube *k, const char *pod, remembered *r);
+/* remember_read of the record at path, whose first line must be key (with
+ * its newline). */
+bool remember_read_at(const char *path, const char *key, remembered *r);
 /* Saves r for pod (atomically: a temporary file renamed), then removes
  * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
  * cache. */

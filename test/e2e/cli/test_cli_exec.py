@@ -637,7 +637,8 @@ def test_a_relative_kubectl_reaches_the_keeper(cluster, keep_home):
 def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home):
     """kubectl diag forwards: each kept forward with its local port, keeper, idle time and end;
     --stop pod/NAME ends that one (keeper and kubectl gone when it returns) and leaves the
-    others; --stop alone ends the rest; a pod without one is exit 1, a selector a usage error."""
+    others; -n and --context narrow (they were ignored: --stop -n other ended them all); --stop
+    alone ends the rest; a pod without one is exit 1, a selector a usage error."""
     env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
 
     def diag(*args):
@@ -655,8 +656,16 @@ def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home)
     rows = {l.split()[0]: l.split() for l in lines[1:]}
     assert set(rows) == {'distroless', 'nginx'}, r.stdout
     for pod, f in fields.items():
-        assert rows[pod][1:5] == ['-', '-', '127.0.0.1:' + f[5], f[0]], (rows[pod], f)
+        assert rows[pod][1:5] == ['default', '-', '127.0.0.1:' + f[5], f[0]], (rows[pod], f)
         assert rows[pod][6] in ('9m', '10m'), rows[pod]
+    assert {l.split()[0] for l in diag('forwards', '-n', 'default').stdout.splitlines()[1:]} == set(rows)
+    for narrow, none in ((['-n', 'kube-system'], 'in namespace kube-system'),
+                         (['--context', 'elsewhere'], 'of context elsewhere')):
+        r = diag('forwards', *narrow)
+        assert (r.returncode, r.stdout) == (0, '') and 'no kept port-forwards ' + none in r.stderr, r.stderr
+        r = diag('forwards', '--stop', *narrow)
+        assert (r.returncode, r.stdout) == (1, '') and 'no kept port-forwards ' + none in r.stderr, r.stderr
+    assert all(running(int(f[0])) for f in fields.values())
 
     r = diag('forwards', '--stop', 'pod/nginx')
     assert r.returncode == 0 and 'pod/nginx: kept port-forward ended' in r.stdout, (r.stdout, r.stderr)
