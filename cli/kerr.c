@@ -147,6 +147,14 @@ static void say_not_found(const struct kctx *c, char *buf, size_t n)
              sub(c, 2, pod, sizeof(pod)), ns_words(c->ns, in, sizeof(in)), ns_flag(c->ns, flag, sizeof(flag)));
 }
 
+/* kubectl asks for the namespace after a 404 and says it is missing */
+static void say_no_namespace(const struct kctx *c, char *buf, size_t n)
+{
+    char ns[256];
+    snprintf(buf, n, "cannot %s: namespace \"%s\" does not exist. List namespaces with: kubectl get namespaces",
+             c->what, sub(c, 1, ns, sizeof(ns)));
+}
+
 static void say_object_not_found(const struct kctx *c, char *buf, size_t n)
 {
     char res[64], name[256], in[300], flag[300];
@@ -238,6 +246,7 @@ static const struct rule rules[] = {
      "ephemeralcontainers[^\n]*not found|404 page not found)",
      KERR_NO_EPHEMERAL, "debug container", say_no_ephemeral},
     {"(pods?|Pod) \"([^\"]+)\" not found", KERR_NOT_FOUND, NULL, say_not_found},
+    {"namespaces \"([^\"]+)\" not found", KERR_NOT_FOUND, NULL, say_no_namespace},
     {"(deployments\\.apps|statefulsets\\.apps|replicasets\\.apps|services) \"([^\"]+)\" not found", KERR_NOT_FOUND,
      NULL, say_object_not_found},
     {"(error dialing backend|/containerLogs/)[^\n]*dial tcp ([^ \n]+): ([^\n]*)", KERR_KUBELET_UNREACHABLE, NULL,

@@ -2,7 +2,7 @@
  *
  * Recognised: RBAC denials (which verb on which resource is missing), Pod
  * Security admission (which profile rejected what, and the way out), missing
- * pods, clusters without ephemeral containers, unreachable or unauthorised
+ * pods and namespaces, clusters without ephemeral containers, unreachable or unauthorised
  * API servers, a kubelet the API server cannot reach, validation errors, a
  * refused port-forward upgrade.
  * Anything else is passed through. The patterns are a table compiled once. */

@@ -112,6 +112,16 @@ def test_debug_image_without_ports_waits_for_the_whole_timeout(cluster):
     assert elapsed >= 34, elapsed
 
 
+def test_a_namespace_that_does_not_exist_is_named(cluster):
+    # kubectl says "namespaces "x" not found" for a pod in a missing namespace: not a pod to look for
+    ns = 'no-such-namespace-%d' % os.getpid()
+    for args in (['ps', 'pod/nginx'], ['shell', 'pod/nginx', '--', '-c', 'true'], ['capture', 'pod/nginx', '-c', '1']):
+        r = cluster.diag('-n', ns, *args)
+        assert r.returncode == 1, (args, r.stderr)
+        assert r.stderr.endswith('namespace "%s" does not exist. List namespaces with: kubectl get namespaces\n'
+                                 % ns), (args, r.stderr)
+
+
 def test_not_found_names_the_contexts_namespace_not_default(cluster, tmp_path):
     # the context's namespace is not "default": without -n the message must not send the user there
     ns = 'elsewhere-%d' % os.getpid()
