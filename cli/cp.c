@@ -223,7 +223,7 @@ static int local_check(const cp_job *j, char *err, size_t errlen)
             n--;
         if (n >= sizeof(parent))
             return 0; /* the copy says what it finds */
-        snprintf(parent, sizeof(parent), "%.*s", (int)n, n ? j->local : ".");
+        snprintf(parent, sizeof(parent), "%.*s", n ? (int)n : 1, n ? j->local : "."); /* "new": "." */
         rc = stat(parent, &st) < 0 ? -errno : S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
         bad = parent;
     }

@@ -87,6 +87,14 @@ def test_cp_file_out_of_distroless(cluster, tmp_path):
     assert 'cp:' not in r.stderr  # no progress line: stderr is not a terminal
 
 
+def test_cp_out_to_a_bare_new_name_in_the_current_directory(cluster, tmp_path):
+    """`cp pod:/f newname`: the destination's directory is ".", not ""."""
+    r = subprocess.run([CLI, 'cp', 'pod/distroless:/hello-server', 'hs'], capture_output=True, text=True,
+                       timeout=120, env=cluster.env(), cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / 'hs').read_bytes() == open(image_file('distroless', '/hello-server'), 'rb').read()
+
+
 def test_cp_tree_round_trip_through_distroless(cluster, tmp_path):
     src, back = str(tmp_path / 'tree'), str(tmp_path / 'back')
     make_tree(src)
