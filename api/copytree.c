@@ -475,7 +475,7 @@ out:
 /* A directory being written: where it goes and, when new, its temporary name
  * and the attributes it gets once its entries are in. */
 typedef struct {
-    int fd;                 /* O_PATH */
+    int fd;                 /* O_PATH when it existed; a new one readable: its attributes go through it */
     int parentfd;           /* borrowed: the level below, or the destination directory */
     char tmp[TMP_NAME_LEN]; /* "" when it existed (merged into, left as it was) */
     char *name;
@@ -699,7 +699,10 @@ static int level_pop(copytree_recv *r, char *err, size_t errlen)
     recv_level *l = &r->levels[--r->depth];
     int rc = 0;
     if (l->tmp[0]) {
-        rc = set_attrs(r, l->parentfd, l->tmp, -1, &l->meta);
+        /* Through the fd, not the name: whoever can write the destination
+         * directory may have put a symlink (or a hard link) at the temporary
+         * name, and fchmodat would change the file it names. */
+        rc = set_attrs(r, -1, NULL, l->fd, &l->meta);
         if (rc < 0)
             fail(err, errlen, rc, "cannot set the attributes of %s", shown(r, l->rel));
         else if (renameat2(l->parentfd, l->tmp, l->parentfd, l->name, RENAME_NOREPLACE) < 0)
@@ -734,7 +737,8 @@ static int push_dir(copytree_recv *r, int parentfd, const char *name, const Kdia
     }
     if (rc < 0)
         return fail(err, errlen, rc, "cannot create %s", shown(r, e->path));
-    l->fd = openat(parentfd, exists ? name : l->tmp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    l->fd = openat(parentfd, exists ? name : l->tmp,
+                   (exists ? O_PATH : O_RDONLY) | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (l->fd < 0) {
         rc = fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
         if (!exists)

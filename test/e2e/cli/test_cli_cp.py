@@ -174,6 +174,34 @@ def test_cp_paths_stay_inside_the_container(cluster, tmp_path):
     assert r.returncode == 0, r.stderr
 
 
+def test_cp_into_a_pod_sets_a_directorys_mode_on_it_not_on_a_symlink_put_in_its_place(cluster, tmp_path):
+    """A process of the pod swaps the copy's temporary directory for a symlink to another file
+    while the copy writes into it: the directory's mode must not land on that file (the manager
+    is root with FOWNER; the file could be /etc/passwd)."""
+    src = tmp_path / 'src'
+    src.mkdir()
+    write_big(src / 'big', mib=256)  # the time to swap
+    os.chmod(src, 0o751)
+    top = '/tmp/kdiag-swap-%d' % os.getpid()
+    r = cluster.diag('exec', '--tools', 'pod/nginx', '--', 'sh', '-c',
+                     'mkdir -p %s/dst && echo secret > %s/victim && chmod 600 %s/victim' % (top, top, top))
+    assert r.returncode == 0, r.stderr
+    swap = ('echo watching; while :; do for d in %s/dst/.kdiag-cp-*; do if [ -d "$d" ]; then '
+            'mv "$d" %s/moved && ln -s ../victim "$d" && echo swapped && exit 0; fi; done; done' % (top, top))
+    attacker = subprocess.Popen([CLI, 'exec', '--tools', 'pod/nginx', '--', 'sh', '-c', swap], text=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=cluster.env())
+    try:
+        assert attacker.stdout.readline() == 'watching\n'
+        r = cluster.diag('cp', str(src), 'pod/nginx:%s/dst/' % top, timeout=300)
+        assert attacker.wait(timeout=30) == 0 and attacker.stdout.read() == 'swapped\n', 'no swap: ' + r.stderr
+        r = cluster.diag('exec', '--tools', 'pod/nginx', '--', 'stat', '-c', '%a', top + '/victim')
+        assert r.stdout == '600\n', r.stderr
+    finally:
+        attacker.kill()
+        attacker.wait()
+        cluster.diag('exec', '--tools', 'pod/nginx', '--', 'rm', '-rf', top)
+
+
 def test_cp_missing_path_says_which_and_why(cluster, tmp_path):
     r = cluster.diag('cp', 'pod/distroless:/no/such/file', str(tmp_path / 'out'))
     assert r.returncode == 1
