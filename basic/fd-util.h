@@ -16,4 +16,9 @@ int fd_nonblock(int fd);
  * EINTR. 0 or -errno (-EPIPE: the reader went away). */
 int fd_write_all(int fd, const void *p, size_t n);
 
+/* Opens /dev/null on each of fds 0, 1 and 2 that is closed, so that no fd
+ * opened later (an eventfd of gRPC, a socket) is taken for stdin, stdout or
+ * stderr; Go's runtime does the same for kubectl. 0 or -errno. */
+int fd_stdio_open(void);
+
 #endif

@@ -4,7 +4,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "basic/fd-util.h"
 #include "capture.h"
 #include "completion.h"
 #include "cp.h"
@@ -76,6 +78,17 @@ static int stdout_done(int code)
     fprintf(stderr, "error: cannot write the output to stdout: %s\n", errno ? strerror(errno) : "write error");
     return code ? code : EXITCODE_FAILURE;
 }
+
+/* Fds 0, 1 and 2 closed by the caller (`<&-`) are /dev/null before anything
+ * else opens a file: gRPC's constructors open an eventfd, which a closed stdin
+ * became (exec -i read it and hung). .preinit_array runs before any
+ * constructor. */
+static void stdio_preinit(void)
+{
+    if (fd_stdio_open() < 0)
+        _exit(EXITCODE_FAILURE);
+}
+__attribute__((section(".preinit_array"), used)) static void (*stdio_at_start)(void) = stdio_preinit;
 
 int main(int argc, char **argv)
 {

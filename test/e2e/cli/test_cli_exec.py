@@ -41,6 +41,26 @@ def test_exec_target_path_and_stdin(cluster):
     assert r.stdout == 'got-abc\n'
 
 
+def run_with_fd_closed(cluster, fd, *args):
+    """kubectl diag ARGS with fd (0, 1 or 2) closed, as `<&-` or `>&-` in a shell."""
+    pipes = {'stdin': subprocess.DEVNULL, 'stdout': subprocess.PIPE, 'stderr': subprocess.PIPE}
+    return subprocess.run([CLI] + list(args), text=True, timeout=60, env=cluster.env(),
+                          preexec_fn=lambda: os.close(fd), **pipes)
+
+
+def test_exec_i_with_stdin_closed_gives_the_program_eof(cluster):
+    """`<&-`: the program reads EOF (was: the CLI read its own eventfd as stdin and hung)."""
+    r = run_with_fd_closed(cluster, 0, 'exec', '-i', 'pod/nginx', '--', 'sh', '-c', 'cat; echo eof; exit 3')
+    assert (r.returncode, r.stdout) == (3, 'eof\n'), r.stderr
+
+
+def test_exec_with_stdout_closed_keeps_the_exit_code(cluster):
+    """`>&-`: the output goes nowhere, as with kubectl exec (was: written into an eventfd, EINVAL, exit 1)."""
+    r = run_with_fd_closed(cluster, 1, 'exec', 'pod/nginx', '--', 'sh', '-c', 'echo out; exit 4')
+    assert r.returncode == 4, r.stderr
+    assert r.stderr == '', r.stderr
+
+
 def test_exec_tools_ls(cluster):
     r = cluster.diag('exec', '--tools', 'pod/distroless', '--', 'ls', '/')
     assert r.returncode == 0, r.stderr
