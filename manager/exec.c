@@ -57,7 +57,7 @@
 
 /* Records on the report pipe, one write each (atomic: smaller than PIPE_BUF). */
 enum { REPORT_JOIN_FAILED = 1, REPORT_STARTED, REPORT_EXEC_FAILED, REPORT_EXITED };
-enum { FAILED_EXEC, FAILED_WORKDIR, FAILED_USER };
+enum { FAILED_EXEC, FAILED_WORKDIR, FAILED_USER, FAILED_INTERP };
 typedef struct {
     int kind;
     int err;        /* JOIN_FAILED, EXEC_FAILED: errno */
@@ -140,8 +140,19 @@ static pid_t raw_fork(void)
     return (pid_t)syscall(SYS_clone, SIGCHLD, 0, NULL, NULL, 0);
 }
 
+/* execve, then: ENOENT of a file that is there means its #! interpreter or
+ * ELF loader is missing (FAILED_INTERP in *what); the errno to report. */
+static int exec_one(const char *path, const exec_plan *p, int *what)
+{
+    execve(path, p->argv, p->envp);
+    int err = errno;
+    if (err == ENOENT && access(path, F_OK) == 0)
+        *what = FAILED_INTERP;
+    return err;
+}
+
 /* execvp's search through p->path; the errno to report. */
-static int exec_path(const exec_plan *p)
+static int exec_path(const exec_plan *p, int *what)
 {
     char buf[PATH_MAX];
     size_t al = strlen(p->argv[0]);
@@ -154,9 +165,9 @@ static int exec_path(const exec_plan *p)
             dl = dl ? dl : 1;
             buf[dl] = '/';
             memcpy(buf + dl + 1, p->argv[0], al + 1);
-            execve(buf, p->argv, p->envp);
-            if (errno != ENOENT && errno != ENOTDIR)
-                err = errno;
+            int e = exec_one(buf, p, what);
+            if (e != ENOENT && e != ENOTDIR)
+                err = e;
         }
         if (!*end)
             break;
@@ -212,10 +223,9 @@ static void __attribute__((noreturn)) program_exec(const exec_plan *p)
         syscall(SYS_execveat, p->toolfd, "", p->argv, p->envp, AT_EMPTY_PATH);
         r.err = errno;
     } else if (strchr(p->argv[0], '/')) {
-        execve(p->argv[0], p->argv, p->envp);
-        r.err = errno;
+        r.err = exec_one(p->argv[0], p, &r.what);
     } else {
-        r.err = exec_path(p);
+        r.err = exec_path(p, &r.what);
     }
     report(p->report, &r);
     _exit(r.err == ENOENT && r.what == FAILED_EXEC ? CONTRACT_EXEC_NOT_FOUND : CONTRACT_EXEC_NOT_EXECUTABLE);
@@ -925,6 +935,10 @@ static int send_exit(exec_run *r, const Kdiag__Solo__Io__ExecStart *s)
         else if (r->failed.what == FAILED_WORKDIR)
             snprintf(err, sizeof err, "cannot change to the working directory %s: %s", s->workdir,
                      strerror(r->failed.err));
+        else if (r->failed.what == FAILED_INTERP && r->failed.err == ENOENT)
+            snprintf(err, sizeof err,
+                     "%s: cannot execute in the target: its #! interpreter or ELF loader (ld.so) is missing: %s",
+                     a0, strerror(r->failed.err));
         else if (r->failed.err == ENOENT && !strchr(a0, '/'))
             snprintf(err, sizeof err, "%s: command not found in the target's PATH", a0);
         else

@@ -74,6 +74,23 @@ def test_exec_missing_command_is_127_with_one_line(cluster):
     assert error_lines(r.stderr) == ["error: no-such-command: command not found in the target's PATH"]
 
 
+def test_exec_of_a_script_whose_interpreter_is_missing_says_so_with_126(cluster):
+    """The script is there (in PATH, and by its path); its #! interpreter is not: not 'not found'."""
+    name = 'kdiag-badinterp-%d' % os.getpid()
+    r = cluster.diag('exec', 'pod/nginx', '--', 'sh', '-c',
+                     'printf "#!/no/such/interpreter\\n" > /bin/%s && chmod 755 /bin/%s' % (name, name))
+    assert r.returncode == 0, r.stderr
+    try:
+        for cmd in (name, '/bin/' + name):
+            r = cluster.diag('exec', 'pod/nginx', '--', cmd)
+            assert r.returncode == 126, r.stderr
+            assert error_lines(r.stderr) == [
+                'error: %s: cannot execute in the target: its #! interpreter or ELF loader (ld.so) is missing: '
+                'No such file or directory' % cmd]
+    finally:
+        cluster.diag('exec', 'pod/nginx', '--', 'sh', '-c', 'rm -f /bin/' + name)
+
+
 @pytest.mark.parametrize('stream', ['stdout', 'stderr'])
 def test_exec_output_reader_gone_stops_the_program_with_141(cluster, stream):
     """`exec ... | head -c 2`: the command ends with 141 as kubectl exec does (SIGPIPE), and the
