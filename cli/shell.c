@@ -193,15 +193,17 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     sa.sa_flags = SA_RESTART;
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
         sigaction(forwarded[i], &sa, &old[i]);
-    if (st->tty && tcgetattr(STDIN_FILENO, &saved) == 0) {
+    struct winsize ws;
+    if (st->tty && ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
+        st->rows = ws.ws_row;
+        st->cols = ws.ws_col;
+    }
+    /* Raw only when the keys go to the program: without stdin (--tty
+     * without -i) they stay this terminal's, and Ctrl-C is a signal, sent on. */
+    if (st->tty && forward_stdin && tcgetattr(STDIN_FILENO, &saved) == 0) {
         struct termios t = saved;
-        struct winsize ws;
         cfmakeraw(&t);
         raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
-        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0) {
-            st->rows = ws.ws_row;
-            st->cols = ws.ws_col;
-        }
     }
     if ((rc = exec_client_new(&r.ec, cl, st)) < 0) {
         snprintf(err, sizeof err, "cannot start the Exec call: %s", strerror(-rc));

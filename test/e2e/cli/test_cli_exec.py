@@ -133,10 +133,10 @@ def test_exec_in_a_pod_deleted_meanwhile_says_the_pod_went(cluster, bg, fresh_po
 class Term:
     """kubectl-diag on a pty of its own, the way a person runs it."""
 
-    def __init__(self, cluster, args, rows=24, cols=80):
+    def __init__(self, cluster, args, rows=24, cols=80, before=''):
         env = cluster.env({'TERM': 'xterm'})
         # the parent shell prints the CLI's exit code and the terminal's mode after it ends
-        cmd = '"$0" "$@"; echo "rc=$?"; stty -a'
+        cmd = before + '"$0" "$@"; echo "rc=$?"; stty -a'
         self.pid, self.fd = pty.fork()
         if self.pid == 0:
             os.execve('/bin/sh', ['/bin/sh', '-c', cmd, CLI] + list(args), env)
@@ -230,6 +230,19 @@ def test_exec_it_runs_on_a_terminal(cluster):
     try:
         out = t.expect('rc=6')
         assert '/dev/pts/' in out, out
+    finally:
+        t.close()
+
+
+def test_exec_tty_without_i_leaves_ctrl_c_a_signal(cluster):
+    """--tty without -i: the program has a terminal, but this one stays cooked (its keys are not
+    sent), so Ctrl-C is SIGINT, sent on (was: raw, and the ^C byte went nowhere)."""
+    t = Term(cluster, ['exec', '--tty', 'pod/nginx', '--', 'sh', '-c', 'tty; sleep 60'],
+             before="trap '' INT; ")  # the parent shell lives on to print rc
+    try:
+        t.expect('/dev/pts/')
+        t.send('\x03')
+        t.expect('rc=130', timeout=20)
     finally:
         t.close()
 
