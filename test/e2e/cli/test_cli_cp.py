@@ -304,9 +304,9 @@ def test_cp_ctrl_c_leaves_nothing_in_the_pod(cluster, tmp_path):
         p.wait()
 
 
-@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGHUP], ids=['ctrl_c', 'hangup'])
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGHUP, signal.SIGQUIT], ids=['ctrl_c', 'hangup', 'ctrl_bs'])
 def test_cp_stop_signal_leaves_nothing_here(cluster, tmp_path, sig):
-    """Ctrl-C, or the terminal closing (SIGHUP), mid-copy out of the pod."""
+    """Ctrl-C, the terminal closing (SIGHUP) or Ctrl-\\ (SIGQUIT) mid-copy out of the pod."""
     big = write_big(tmp_path / 'big')
     r = cluster.diag('cp', str(big), 'pod/nginx:/tmp/whole', timeout=300)
     assert r.returncode == 0, r.stderr
