@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -26,6 +27,12 @@ int fd_write_all(int fd, const void *p, size_t n)
         ssize_t w = write(fd, b, n);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && errno == EAGAIN) { /* O_NONBLOCK, set by whoever shares the fd: wait for room */
+            struct pollfd pf = {.fd = fd, .events = POLLOUT};
+            if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+                return -errno;
+            continue;
+        }
         if (w < 0)
             return -errno;
         b += w;

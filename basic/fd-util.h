@@ -12,8 +12,10 @@ void fd_close(int *fd);
 /* Sets O_NONBLOCK on fd. 0 or -errno. */
 int fd_nonblock(int fd);
 
-/* Writes all n bytes of p to fd (a blocking fd), retrying short writes and
- * EINTR. 0 or -errno (-EPIPE: the reader went away). */
+/* Writes all n bytes of p to fd, retrying short writes and EINTR, and
+ * waiting in poll while an fd that is O_NONBLOCK (a stdout shared with a
+ * program that set it) is full. Async-signal-safe. 0 or -errno (-EPIPE: the
+ * reader went away). */
 int fd_write_all(int fd, const void *p, size_t n);
 
 /* Opens /dev/null on each of fds 0, 1 and 2 that is closed, so that no fd

@@ -61,6 +61,24 @@ def test_exec_with_stdout_closed_keeps_the_exit_code(cluster):
     assert r.stderr == '', r.stderr
 
 
+def test_exec_output_to_a_non_blocking_pipe_waits_for_its_reader(cluster):
+    """Stdout a pipe left O_NONBLOCK by whoever shares it, read late: the output waits, all of it
+    arrives and the exit code is the program's (was: EAGAIN, the program stopped, exit 1)."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    p = subprocess.Popen([CLI, 'exec', '--tools', 'pod/nginx', '--', 'sh', '-c', 'head -c 1000000 /dev/zero; exit 4'],
+                         stdin=subprocess.DEVNULL, stdout=w, stderr=subprocess.PIPE, env=cluster.env())
+    os.close(w)
+    try:
+        time.sleep(2)  # the pipe fills meanwhile
+        with os.fdopen(r, 'rb') as f:
+            out = f.read()
+        assert (p.wait(timeout=60), len(out)) == (4, 1000000), p.stderr.read()
+    finally:
+        p.kill()
+        p.wait()
+
+
 def test_exec_tools_ls(cluster):
     r = cluster.diag('exec', '--tools', 'pod/distroless', '--', 'ls', '/')
     assert r.returncode == 0, r.stderr
