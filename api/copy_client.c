@@ -46,7 +46,8 @@ grpc_status_code copy_client_status(int rc)
     case EEXIST: return GRPC_STATUS_ALREADY_EXISTS;
     case ENOTDIR:
     case EISDIR:
-    case ENOTEMPTY: return GRPC_STATUS_FAILED_PRECONDITION;
+    case ENOTEMPTY:
+    case EBUSY: return GRPC_STATUS_FAILED_PRECONDITION;
     case EINVAL:
     case EPROTO:
     case ENAMETOOLONG:

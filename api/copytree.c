@@ -842,6 +842,18 @@ static int place(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, int *par
                 msg_path(r->quoted, e->path));
 }
 
+/* Whether name in dirfd is on a mount of its own: a file bind-mounted over
+ * (/etc/hosts, a ConfigMap subPath). A rename over it from another mount
+ * namespace, as the manager's, is allowed and unmounts it in the container;
+ * in its own namespace it is EBUSY. */
+static bool mount_point(int dirfd, const char *name)
+{
+    struct statx in, dir;
+    return statx(dirfd, name, AT_SYMLINK_NOFOLLOW, STATX_MNT_ID, &in) == 0 &&
+           statx(dirfd, "", AT_EMPTY_PATH, STATX_MNT_ID, &dir) == 0 &&
+           (in.stx_mask & dir.stx_mask & STATX_MNT_ID) && in.stx_mnt_id != dir.stx_mnt_id;
+}
+
 static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, char *err, size_t errlen)
 {
     if (r->started && !r->depth) /* the root was a file or symlink: nothing follows it */
@@ -863,6 +875,11 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
         return fail(err, errlen, -errno, "cannot create %s", shown(r, e->path));
     if (exists && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
         return refuse_special(err, errlen, shown(r, e->path), st.st_mode);
+    if (exists && !S_ISDIR(st.st_mode) && mount_point(parentfd, name))
+        return fail(err, errlen, -EBUSY,
+                    "cannot copy to %s: it is a mount point (a file the runtime mounts, as /etc/hosts or a "
+                    "ConfigMap subPath), and replacing it would unmount it",
+                    shown(r, e->path));
     if (S_ISDIR(e->mode)) {
         if (exists && !S_ISDIR(st.st_mode))
             return fail(err, errlen, -ENOTDIR, "cannot overwrite %s with a directory", shown(r, e->path));

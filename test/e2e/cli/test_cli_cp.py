@@ -202,6 +202,27 @@ def test_cp_into_a_pod_sets_a_directorys_mode_on_it_not_on_a_symlink_put_in_its_
         cluster.diag('exec', '--tools', 'pod/nginx', '--', 'rm', '-rf', top)
 
 
+def test_cp_onto_a_file_the_runtime_mounts_is_refused_and_leaves_the_mount(cluster, tmp_path):
+    """/etc/hosts is bind-mounted into the container: a rename over it from the manager's mount
+    namespace would unmount it there (the copy then replaced the kubelet's file in the container)."""
+    def hosts():
+        r = cluster.diag('exec', '--tools', 'pod/nginx', '--', 'sh', '-c',
+                         'grep -c " /etc/hosts " /proc/self/mountinfo; cat /etc/hosts')
+        assert r.returncode in (0, 1), r.stderr
+        return r.stdout
+    before = hosts()
+    assert before.startswith('1\n'), before
+    f = tmp_path / 'hosts'
+    f.write_text('10.9.9.9 not-the-kubelets\n')
+    r = cluster.diag('cp', str(f), 'pod/nginx:/etc/hosts')
+    assert r.returncode == 1, r.stderr
+    assert error_lines(r.stderr)[-1] == (
+        'error: cp to pod/nginx: cannot copy to /etc/hosts: it is a mount point (a file the runtime mounts, '
+        'as /etc/hosts or a ConfigMap subPath), and replacing it would unmount it: Device or resource busy '
+        '(EBUSY)'), r.stderr
+    assert hosts() == before
+
+
 def test_cp_missing_path_says_which_and_why(cluster, tmp_path):
     r = cluster.diag('cp', 'pod/distroless:/no/such/file', str(tmp_path / 'out'))
     assert r.returncode == 1
