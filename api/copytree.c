@@ -487,7 +487,8 @@ struct copytree_recv {
     int destfd;      /* O_PATH directory the root goes into */
     char *root_name; /* its name there; NULL: dest is an existing directory, named by the root entry */
     char *dest;      /* as the user gave it */
-    bool keep_owner, started, finished;
+    unsigned keep;   /* COPYTREE_KEEP_* */
+    bool started, finished;
     bool root_unnamed; /* the root entry is "" (a directory's contents) */
     recv_level *levels;
     size_t depth;
@@ -599,7 +600,7 @@ static int recv_dest_name(copytree_recv *r, int rootfd, uint64_t resolve, char *
     return 0;
 }
 
-int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
+int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, unsigned keep,
                       char *err, size_t errlen)
 {
     copytree_recv *r = calloc(1, sizeof *r);
@@ -612,7 +613,7 @@ int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_
         goto out;
     }
     r->destfd = r->fd = -1;
-    r->keep_owner = keep_owner;
+    r->keep = keep;
     fd = openat2_fd(rootfd, dest, O_PATH, resolve);
     rc = fd < 0 ? fd : fstat(fd, &st) < 0 ? -errno : 0;
     if (rc == 0 && S_ISDIR(st.st_mode)) {
@@ -654,12 +655,13 @@ static int set_attrs(copytree_recv *r, int dirfd, const char *name, int fd, cons
     struct timespec ts[2] = {{0, UTIME_OMIT}, {m->mtime_sec, m->mtime_nsec}};
     bool link = S_ISLNK(m->mode);
     int rc = 0;
-    if (r->keep_owner) {
+    mode_t mode = m->mode & (r->keep & COPYTREE_KEEP_SETID ? 07777 : 01777);
+    if (r->keep & COPYTREE_KEEP_OWNER) {
         rc = fd >= 0 ? fchown(fd, m->uid, m->gid) : fchownat(dirfd, name, m->uid, m->gid, AT_SYMLINK_NOFOLLOW);
         if (rc < 0 && errno != EPERM && errno != EINVAL) /* no CAP_CHOWN, or an id unmapped here */
             return -errno;
     }
-    if (!link && (fd >= 0 ? fchmod(fd, m->mode & 07777) : fchmodat(dirfd, name, m->mode & 07777, 0)) < 0)
+    if (!link && (fd >= 0 ? fchmod(fd, mode) : fchmodat(dirfd, name, mode, 0)) < 0)
         return -errno;
     rc = fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, name, ts, AT_SYMLINK_NOFOLLOW);
     return rc < 0 ? -errno : 0;

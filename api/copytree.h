@@ -55,9 +55,15 @@ typedef struct copytree_recv copytree_recv;
  * hop by hop under rootfd, a dangling one refused); a missing dest is
  * created (its parent must exist). A dest ending in '/', "." or ".." must be
  * an existing directory. A FIFO, socket or device is refused, as dest or
- * where an entry would go. Owners are set when keep_owner (failures for lack
- * of privilege are ignored). The destination is checked here, before any data. */
-int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, bool keep_owner,
+ * where an entry would go. keep says what of the source's is kept besides
+ * the permission bits and mtime: owners (failures for lack of privilege are
+ * ignored), set-uid and set-gid bits. The destination is checked here,
+ * before any data. */
+enum {
+    COPYTREE_KEEP_OWNER = 1 << 0,
+    COPYTREE_KEEP_SETID = 1 << 1, /* else a set-uid root program from a pod is not one here */
+};
+int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, unsigned keep,
                       char *err, size_t errlen);
 /* The next chunk of the stream, its zstd decoded here (api/copyz.h). -EPROTO
  * for a stream that breaks the rules. */

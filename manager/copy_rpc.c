@@ -201,7 +201,8 @@ grpc_status_code copy_rpc_to(rpc_call *call, void *ud)
     }
     rc = target_root(m->target, &rootfd, err, sizeof err);
     if (rc == 0)
-        rc = copytree_recv_new(&r, rootfd, m->path, COPY_RESOLVE, true, err, sizeof err);
+        rc = copytree_recv_new(&r, rootfd, m->path, COPY_RESOLVE, COPYTREE_KEEP_OWNER | COPYTREE_KEEP_SETID, err,
+                               sizeof err);
     uint64_t taken = 0;
     if (rc == 0)
         rc = to_chunks(call, r, m->ack_bytes, &taken, err, sizeof err);

@@ -72,7 +72,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *d, size_t n)
     }
     char err[1024];
     copytree_recv *r;
-    if (copytree_recv_new(&r, AT_FDCWD, dst, 0, false, err, sizeof err) < 0)
+    if (copytree_recv_new(&r, AT_FDCWD, dst, 0, 0, err, sizeof err) < 0)
         abort();
     int rc = 0, first = 1, merge = 0;
     while (rc == 0 && n >= 2) {

@@ -36,7 +36,7 @@ typedef struct {
 static int feed_to(const char *dest, const step *s, size_t n, char *err, size_t errlen)
 {
     copytree_recv *r;
-    int rc = copytree_recv_new(&r, AT_FDCWD, dest, 0, false, err, errlen);
+    int rc = copytree_recv_new(&r, AT_FDCWD, dest, 0, 0, err, errlen);
     if (rc < 0)
         return rc;
     static uint8_t data[4096];
@@ -271,7 +271,7 @@ static int recv_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
 static int send_into(const char *path, const char *dest, char *err, size_t errlen)
 {
     piped x = {NULL, err, errlen};
-    int rc = copytree_recv_new(&x.r, AT_FDCWD, dest, 0, false, err, errlen);
+    int rc = copytree_recv_new(&x.r, AT_FDCWD, dest, 0, 0, err, errlen);
     if (rc == 0)
         rc = copytree_send(AT_FDCWD, path, 0, recv_emit, &x, NULL, err, errlen);
     if (rc == 0)
@@ -321,7 +321,7 @@ static void test_recv_refuses_special_destination(void **state)
     struct stat st;
     path_in(p, sizeof p, "mynull");
     assert_int_equal(mknod(p, S_IFCHR | 0666, makedev(1, 3)), 0);
-    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -EINVAL);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, 0, err, sizeof err), -EINVAL);
     assert_null(r);
     snprintf(want, sizeof want,
              "cannot copy to %s: it is a character device; cp writes regular files, directories and symbolic links",
@@ -373,10 +373,10 @@ static void test_trailing_slash_names_a_directory(void **state)
     snprintf(want, sizeof want, "cannot copy to %s: No such file or directory (ENOENT)", p);
     assert_string_equal(err, want);
     snprintf(p, sizeof p, "%s/file/", dst);
-    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -ENOTDIR);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, 0, err, sizeof err), -ENOTDIR);
     assert_non_null(strstr(err, "(ENOTDIR)"));
     snprintf(p, sizeof p, "%s/nosuchdir/.", dst);
-    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, false, err, sizeof err), -ENOENT);
+    assert_int_equal(copytree_recv_new(&r, AT_FDCWD, p, 0, 0, err, sizeof err), -ENOENT);
     snprintf(want, sizeof want, "cannot copy to %s: No such file or directory (ENOENT)", p);
     assert_string_equal(err, want);
     assert_null(r);

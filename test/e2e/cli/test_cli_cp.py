@@ -150,6 +150,28 @@ def test_cp_into_a_pod_50ms_away_as_fast_as_out_of_it(cluster, tmp_path):
     assert took['into'] < 2 * took['out of'] + 2, took
 
 
+def test_cp_out_of_a_pod_drops_set_id_bits_that_into_it_keeps(cluster, tmp_path):
+    """A set-uid root program copied out of a pod by root was one here too: a file of a
+    compromised pod gave whoever may run it root on this machine. Out of the pod set-uid and
+    set-gid are dropped, as kubectl cp does; into the pod they are kept; the sticky bit both ways."""
+    src, back = tmp_path / 'setid', tmp_path / 'back'
+    src.mkdir()
+    modes = {'suid': 0o4755, 'sgid': 0o2711, 'both': 0o6750, 'sticky': 0o1777}
+    for name, mode in modes.items():
+        (src / name).mkdir() if name == 'sticky' else (src / name).write_bytes(b'#!/bin/sh\n')
+        os.chmod(src / name, mode)
+    r = cluster.diag('cp', str(src), 'distroless:/tmp')
+    assert r.returncode == 0, r.stderr
+    r = cluster.diag('exec', '--tools', 'pod/distroless', '--', 'stat', '-c', '%n %a', *['/tmp/setid/' + n for n in modes])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split('\n')[:-1] == ['/tmp/setid/%s %o' % (n, m) for n, m in modes.items()], r.stdout
+    r = cluster.diag('cp', 'pod/distroless:/tmp/setid', str(back))
+    assert r.returncode == 0, r.stderr
+    got = {n: os.lstat(back / n).st_mode & 0o7777 for n in modes}
+    assert got == {'suid': 0o755, 'sgid': 0o711, 'both': 0o750, 'sticky': 0o1777}, {n: oct(m) for n, m in got.items()}
+    assert all(os.lstat(back / n).st_uid == 0 for n in modes)
+
+
 def test_cp_into_nginx_by_selector(cluster, tmp_path):
     f = tmp_path / 'note.txt'
     f.write_text('from the laptop\n')
