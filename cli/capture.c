@@ -29,7 +29,7 @@ typedef struct capture_cli capture_cli;
 typedef struct {
     capture_cli *cli;
     session sess;
-    bool opened;  /* sess is open (before the thread for one pod, in it for --all-pods) */
+    bool opened;  /* sess is open (on the pod's thread) */
     pod_info pod; /* --all-pods: the pod as listed, until the thread's session takes it */
     rpc_client *cl;
     capture_client *cc;
@@ -38,6 +38,7 @@ typedef struct {
     bool counting;
     int64_t last_count_ms;
     int rc;
+    bool cut; /* its start was ended by a stop signal: not a failure */
     capture_client_stats s;
     rpc_status st;
     char err[1024];    /* why the session or the call did not start */
@@ -58,6 +59,7 @@ struct capture_cli {
     const char *iface;
     pthread_mutex_t mu; /* stopping, npods and started once the watch runs, each pod's cc while they start */
     bool stopping;
+    bool interrupted;  /* a stop signal came */
     capture_pod *pods; /* --all-pods: room for CAPTURE_PODS_MAX */
     size_t npods;
     size_t started;   /* threads started */
@@ -155,21 +157,22 @@ static int on_progress(void *ud, const capture_client_stats *s)
     return 0;
 }
 
-/* Opens the pod's session (--all-pods) and client, unless Ctrl-C came first. */
+/* Opens the pod's session and client, unless Ctrl-C came first (a stop
+ * signal while they open ends their kubectl calls: kube_stop_all). */
 static int pod_start(capture_pod *p)
 {
     capture_cli *c = p->cli;
-    if (!p->opened) {
-        session_opts so = session_opts_from_flags(c->f, EPHEM_CAPS_CAPTURE, true);
+    session_opts so = session_opts_from_flags(c->f, EPHEM_CAPS_CAPTURE, true);
+    if (c->selector) { /* --all-pods: the pod as listed or watched */
         so.pod = NULL;
         so.selector = so.workload = NULL;
         so.pod_read = &p->pod;
-        int rc = session_open(c->k, &so, &p->sess, p->err, sizeof p->err);
-        if (rc < 0)
-            return rc;
-        p->opened = true;
     }
-    int rc = session_client(&p->sess, &p->cl, &p->gen, p->err, sizeof p->err);
+    int rc = session_open(c->k, &so, &p->sess, p->err, sizeof p->err);
+    if (rc < 0)
+        return rc;
+    p->opened = true;
+    rc = session_client(&p->sess, &p->cl, &p->gen, p->err, sizeof p->err);
     if (rc < 0)
         return rc;
     capture_client_req req = {.interface = c->f->iface,
@@ -215,6 +218,9 @@ static void *capture_thread(void *arg)
 {
     capture_pod *p = arg;
     p->rc = pod_start(p);
+    pthread_mutex_lock(&p->cli->mu);
+    p->cut = p->rc < 0 && p->cli->interrupted;
+    pthread_mutex_unlock(&p->cli->mu);
     if (p->rc == 0 && p->cc)
         p->rc = capture_client_run(p->cc, p->cli->out_fd, on_progress, p, &p->s, &p->st);
     if (p->rc < 0 && p->rc != -EPIPE)
@@ -338,12 +344,18 @@ static void run_until_end(capture_cli *c, int sfd)
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             (void)!read(sfd, &si, sizeof si);
+            bool opening = false;
             pthread_mutex_lock(&c->mu);
-            c->stopping = true; /* pods still opening their session capture nothing */
+            c->stopping = c->interrupted = true; /* pods still opening their session capture nothing */
             for (size_t i = 0; i < c->npods; i++)
                 if (c->pods[i].cc)
                     capture_client_cancel(c->pods[i].cc); /* the batch being written is finished first */
+                else
+                    opening |= c->pods[i].started;
             pthread_mutex_unlock(&c->mu);
+            /* an opener may wait for a debug container up to --timeout: a stop means now */
+            if (opening)
+                kube_stop_all();
             break;
         }
     }
@@ -360,7 +372,7 @@ static void run_until_end(capture_cli *c, int sfd)
 /* The exit code of how one pod's capture ended; the message for the user in err. */
 static int capture_result(const capture_pod *p, const char *path, char *err, size_t errlen)
 {
-    if (p->rc == 0 || p->rc == -EPIPE) /* -EPIPE: the reader of stdout went away */
+    if (p->rc == 0 || p->rc == -EPIPE || p->cut) /* -EPIPE: the reader of stdout went away */
         return 0;
     if (p->deleted) /* its stream ended with it (said when the watch saw it): no failure */
         return 0;
@@ -416,19 +428,14 @@ static int list_pods(capture_cli *c, char *err, size_t errlen)
     return rc;
 }
 
-/* One pod: its session is opened here, before the file is made, so that a
- * pod that cannot be reached leaves no file behind. */
-static int open_one(capture_cli *c, char *err, size_t errlen)
+/* One pod: its session is opened on its thread, as with --all-pods. */
+static int one_pod(capture_cli *c)
 {
     if (!(c->pods = calloc(1, sizeof *c->pods)))
         return -ENOMEM;
-    capture_pod *p = &c->pods[0];
     c->npods = 1;
-    p->cli = c;
-    session_opts so = session_opts_from_flags(c->f, EPHEM_CAPS_CAPTURE, true);
-    int rc = session_open(c->k, &so, &p->sess, err, errlen);
-    p->opened = rc == 0;
-    return rc;
+    c->pods[0].cli = c;
+    return 0;
 }
 
 /* The first failure as the command's result; the others on their own lines. */
@@ -473,10 +480,24 @@ int capture_main(const flags *f, const kube *k)
     pthread_mutex_init(&c.mu, NULL);
     int sfd = -1;
     bool created = false;
-    int rc = 0;
-    /* FILE first: a debug container added for a capture that then cannot
-     * write stays in the pod (a regular FILE is only replaced once a pod
-     * captures) */
+    int rc = f->all_pods ? list_pods(&c, err, sizeof err) : one_pod(&c);
+    if (rc < 0)
+        goto out;
+    /* From here every thread (ours, kubectl's and gRPC's) inherits blocked
+     * SIGINT/SIGTERM/SIGHUP; this one takes them from a signalfd, so that a
+     * stop while the debug container starts still removes what we made. */
+    sigset_t ss;
+    sig_block_stop(&ss);
+    sfd = signalfd(-1, &ss, SFD_CLOEXEC);
+    c.done_efd = eventfd(0, EFD_CLOEXEC);
+    if (sfd < 0 || c.done_efd < 0) {
+        rc = -errno;
+        snprintf(err, sizeof err, "%s", strerror(errno));
+        goto out;
+    }
+    /* FILE before the debug container: one added for a capture that then
+     * cannot write stays in the pod (a regular FILE is only replaced once a
+     * pod captures) */
     if (!to_stdout && (c.out_fd = open_output(path, &c.tmp)) < 0) {
         rc = c.out_fd;
         c.out_fd = STDOUT_FILENO;
@@ -485,22 +506,8 @@ int capture_main(const flags *f, const kube *k)
     }
     c.path = path;
     created = !to_stdout;
-    rc = f->all_pods ? list_pods(&c, err, sizeof err) : open_one(&c, err, sizeof err);
-    if (rc < 0)
-        goto out;
     if (ng && (rc = capture_pcapng_new(&c.ng, c.out_fd)) < 0) {
         snprintf(err, sizeof err, "cannot write %s: %s", to_stdout ? "stdout" : path, strerror(-rc));
-        goto out;
-    }
-    /* From here every thread (ours and gRPC's) inherits blocked SIGINT/SIGTERM;
-     * this one takes them from a signalfd. */
-    sigset_t ss;
-    sig_block_stop(&ss);
-    sfd = signalfd(-1, &ss, SFD_CLOEXEC);
-    c.done_efd = eventfd(0, EFD_CLOEXEC);
-    if (sfd < 0 || c.done_efd < 0) {
-        rc = -errno;
-        snprintf(err, sizeof err, "%s", strerror(errno));
         goto out;
     }
     run_until_end(&c, sfd);

@@ -7,6 +7,8 @@ import stat
 import subprocess
 import time
 
+import pytest
+
 from conftest import CLI, pcapng_blocks, start_capture, wait_for
 from e2e_common import children, cmdline, forwards_to
 
@@ -109,6 +111,27 @@ def test_capture_refused_leaves_the_output_path_as_it_was(cluster, tmp_path):
     assert keep.read_bytes() == b'precious'
     assert stat.S_ISCHR(os.lstat(str(node)).st_mode)
     assert sorted(os.listdir(tmp_path)) == ['keep.pcap', 'null']
+
+
+@pytest.mark.parametrize('how,sig', [('one', signal.SIGTERM), ('all_pods', signal.SIGINT)])
+def test_capture_stop_while_the_debug_container_starts_ends_at_once(cluster, bg, label, tmp_path, how, sig):
+    """A stop signal while the debug container starts (an image that never prints its start-up
+    lines): one pod exited 143 and left its temporary file beside FILE; --all-pods waited for
+    --timeout, then failed. Now: exit 0 at once, FILE as it was, nothing else left."""
+    pod = label + '-a'
+    cluster.run_pods(label, [pod])
+    out = tmp_path / 'keep.pcap'
+    out.write_bytes(b'precious')
+    target = ['pod/' + pod] if how == 'one' else ['--all-pods', '-l', 'app=' + label]
+    p = bg(cluster, 'capture', *target, '--dbg-image', 'curl', '--timeout', '60s', '-w', str(out))
+    wait_for(lambda: cluster.pod(pod)['spec'].get('ephemeralContainers'), 30, what='the debug container')
+    time.sleep(1)
+    t = time.monotonic()
+    p.proc.send_signal(sig)
+    assert p.proc.wait(30) == 0, p.err()
+    assert time.monotonic() - t < 3, p.err()
+    assert 'error:' not in p.err(), p.err()
+    assert os.listdir(tmp_path) == ['keep.pcap'] and out.read_bytes() == b'precious'
 
 
 def test_capture_refuses_a_terminal_stdout(cluster):
