@@ -400,7 +400,11 @@ static int apply(flags *f, const struct opt *o, const char *flagname, const char
             return fail(err, errlen, "invalid %s \"%s\": use a duration such as 10s or 2m, at most 1193h",
                         flagname, val);
         break;
-    case O_WRITE: f->write = val; break;
+    case O_WRITE:
+        if (!val[0]) /* it was written as "..kdiag-<hex>" in the working directory */
+            return fail(err, errlen, "invalid %s \"\": give a file name, or - for stdout", flagname);
+        f->write = val;
+        break;
     case O_FORMAT:
         if (strcmp(val, "pcap") && strcmp(val, "pcapng"))
             return fail(err, errlen, "invalid --format \"%s\": use pcap or pcapng", val);

@@ -134,6 +134,15 @@ def test_capture_stop_while_the_debug_container_starts_ends_at_once(cluster, bg,
     assert os.listdir(tmp_path) == ['keep.pcap'] and out.read_bytes() == b'precious'
 
 
+def test_capture_empty_output_name_is_a_usage_error(cluster, tmp_path):
+    """-w '' captured into a hidden "..kdiag-<hex>" in the working directory, with a warning, exit 0."""
+    r = subprocess.run([CLI, 'capture', 'pod/curl', '-c', '1', '-w', ''], cwd=str(tmp_path), capture_output=True,
+                       text=True, env=cluster.env(), timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr == 'error: invalid -w "": give a file name, or - for stdout\n', r.stderr
+    assert os.listdir(tmp_path) == []
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
