@@ -318,8 +318,15 @@ const char *flags_pod_ref(const char *s)
     return NULL;
 }
 
-static int apply(flags *f, const struct opt *o, const char *flagname, const char *val, char *err, size_t errlen)
+/* Sets what flag o says; arg is how it was given (--count=5, -c5, -c), for
+ * messages that name the flag without its value. */
+static int apply(flags *f, const struct opt *o, const char *arg, const char *val, char *err, size_t errlen)
 {
+    char flagname[40];
+    if (arg[1] == '-')
+        snprintf(flagname, sizeof flagname, "--%s", o->lng);
+    else
+        snprintf(flagname, sizeof flagname, "-%c", o->shrt);
     switch (o->id) {
     case O_NS: f->ns = val; break;
     case O_CONTEXT: f->context = val; break;

@@ -143,6 +143,16 @@ def test_capture_empty_output_name_is_a_usage_error(cluster, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize('arg,name', [('--count=0', '--count'), ('-c0', '-c'), ('-s=0', '-s'),
+                                      ('--duration=1x', '--duration')])
+def test_capture_bad_value_names_the_flag_without_the_value(cluster, arg, name):
+    """--count=0 was 'invalid --count=0 "0"': the flag as written, value and all."""
+    r = cluster.diag('capture', 'pod/curl', arg)
+    value = arg[len(name):].lstrip('=')
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith('error: invalid %s "%s": use ' % (name, value)), r.stderr
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
