@@ -78,8 +78,9 @@ int capture_client_new(capture_client **ret, rpc_client *cl, const capture_clien
  * capture_client_cancel; -EPROTO when the manager ended it with an error (in
  * *st: INVALID_ARGUMENT for a bad filter or interface, FAILED_PRECONDITION
  * without NET_RAW), -EBADMSG for an undecodable message, the callback's
- * negative return, a write error (-EPIPE: the reader went away), or another
- * -errno when the stream broke (st UNAVAILABLE). st may be NULL. */
+ * negative return, a write error (st->code stays GRPC_STATUS_OK; -EPIPE:
+ * the reader went away), or another -errno when the stream broke (st
+ * UNAVAILABLE). st may be NULL. */
 int capture_client_run(capture_client *cc, int fd, capture_client_fn fn, void *ud, capture_client_stats *s,
                        rpc_status *st);
 /* Before run: write into w (not owned, outlives cc) instead of run's fd;

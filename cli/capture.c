@@ -72,6 +72,12 @@ struct capture_cli {
     bool placed;      /* tmp renamed to path (under mu) */
 };
 
+/* -w's path for people: "stdout" for "-". */
+static const char *output_name(const char *path)
+{
+    return strcmp(path, "-") ? path : "stdout";
+}
+
 static const char *linktype_name(uint32_t lt)
 {
     return lt == 1 ? "Ethernet" : lt == 276 ? "LINUX_SLL2" : "another link type";
@@ -241,8 +247,8 @@ static void print_summary(const capture_cli *c, const capture_pod *p, const char
                      "%s%s%s%llu packets captured (%llu bytes written to %s), %llu dropped by the kernel, %llu "
                      "lost in the stream",
                      c->npods > 1 ? "pod/" : "", c->npods > 1 ? p->sess.pod.name : "", c->npods > 1 ? ": " : "",
-                     (unsigned long long)s->packets, (unsigned long long)s->bytes,
-                     strcmp(path, "-") ? path : "stdout", (unsigned long long)s->kernel_drops,
+                     (unsigned long long)s->packets, (unsigned long long)s->bytes, output_name(path),
+                     (unsigned long long)s->kernel_drops,
                      (unsigned long long)(s->captured > s->packets ? s->captured - s->packets : 0));
     const char *sep = "; ";
     for (size_t i = 0; i < s->nifaces && n > 0 && (size_t)n < sizeof line; i++)
@@ -382,8 +388,7 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
     }
     if (p->gone[0]) { /* the stream broke as the pod or its debug container went */
         snprintf(err, errlen, "the capture ended: %s%s%s", p->gone,
-                 p->s.bytes ? "; what was captured until then is in " : "",
-                 p->s.bytes ? (strcmp(path, "-") ? path : "stdout") : "");
+                 p->s.bytes ? "; what was captured until then is in " : "", p->s.bytes ? output_name(path) : "");
         return p->rc;
     }
     if (p->rc == -EPROTO && p->st.code == GRPC_STATUS_INVALID_ARGUMENT) {
@@ -394,9 +399,13 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
         snprintf(err, errlen, "%s (gRPC status %d)", p->st.message, (int)p->st.code);
         return -EPROTO;
     }
+    if (p->st.code == GRPC_STATUS_OK && p->rc != -ENOMEM) { /* the stream was fine: our write failed */
+        snprintf(err, errlen, "cannot write %s: %s%s", output_name(path), strerror(-p->rc),
+                 p->s.bytes ? "; what was captured until then is in it" : "");
+        return p->rc;
+    }
     snprintf(err, errlen, "the capture ended: %s%s%s", p->st.message[0] ? p->st.message : strerror(-p->rc),
-             p->s.bytes ? "; what was captured until then is in " : "",
-             p->s.bytes ? (strcmp(path, "-") ? path : "stdout") : "");
+             p->s.bytes ? "; what was captured until then is in " : "", p->s.bytes ? output_name(path) : "");
     return p->rc;
 }
 
@@ -507,7 +516,7 @@ int capture_main(const flags *f, const kube *k)
     c.path = path;
     created = !to_stdout;
     if (ng && (rc = capture_pcapng_new(&c.ng, c.out_fd)) < 0) {
-        snprintf(err, sizeof err, "cannot write %s: %s", to_stdout ? "stdout" : path, strerror(-rc));
+        snprintf(err, sizeof err, "cannot write %s: %s", output_name(path), strerror(-rc));
         goto out;
     }
     run_until_end(&c, sfd);

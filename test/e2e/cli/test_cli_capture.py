@@ -153,6 +153,16 @@ def test_capture_bad_value_names_the_flag_without_the_value(cluster, arg, name):
     assert r.stderr.startswith('error: invalid %s "%s": use ' % (name, value)), r.stderr
 
 
+def test_capture_write_error_names_the_file(cluster):
+    """A FILE that cannot take the bytes (a full disk; here /dev/full) was 'the capture ended: No
+    space left on device', as if the stream had broken."""
+    r = cluster.diag('capture', 'pod/curl', '-c', '1', '-w', '/dev/full')
+    assert r.returncode == 1, r.stderr
+    assert [l for l in r.stderr.splitlines() if l.startswith('error:')] == [
+        'error: cannot write /dev/full: No space left on device'], r.stderr
+    assert stat.S_ISCHR(os.lstat('/dev/full').st_mode)
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
