@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +46,20 @@ static size_t pad4(size_t n)
     return (n + 3) & ~(size_t)3;
 }
 
+/* Writes a block or batch of records whole, or not at all: when the write
+ * fails part way (a full disk) at the end of a regular file, the file is cut
+ * back to where it began, so it still ends on a whole record. */
+static int write_whole(int fd, const void *p, size_t n)
+{
+    struct stat st;
+    off_t at = lseek(fd, 0, SEEK_CUR);
+    bool at_end = at >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && at == st.st_size;
+    int rc = fd_write_all(fd, p, n);
+    if (rc < 0 && at_end && ftruncate(fd, at) == 0)
+        (void)lseek(fd, at, SEEK_SET);
+    return rc;
+}
+
 int capture_pcapng_new(capture_pcapng **ret, int fd)
 {
     uint8_t h[28] = {0};
@@ -62,7 +77,7 @@ int capture_pcapng_new(capture_pcapng **ret, int fd)
         return -ENOMEM;
     w->fd = fd;
     pthread_mutex_init(&w->mu, NULL);
-    int rc = fd_write_all(fd, h, sizeof h);
+    int rc = write_whole(fd, h, sizeof h);
     if (rc < 0)
         capture_pcapng_free(w);
     else
@@ -144,7 +159,7 @@ static int ng_on_ready(capture_client *c, capture_client_stats *s)
             rc = ng_add_idb(c, &used, s->ifaces[i].name, s, &c->ng_id[i]);
     }
     if (rc == 0)
-        rc = fd_write_all(c->ng->fd, c->buf, used);
+        rc = write_whole(c->ng->fd, c->buf, used);
     if (rc == 0)
         s->bytes += used;
     return rc;
@@ -181,7 +196,7 @@ static int ng_stats(capture_client *c, capture_client_stats *s)
         first = false;
     }
     pthread_mutex_lock(&c->ng->mu);
-    int rc = fd_write_all(c->ng->fd, c->buf, used);
+    int rc = write_whole(c->ng->fd, c->buf, used);
     pthread_mutex_unlock(&c->ng->mu);
     if (rc == 0)
         s->bytes += used;
@@ -240,7 +255,7 @@ static int on_ready(capture_client *c, int fd, const Kdiag__Solo__Io__CaptureRes
         pthread_mutex_unlock(&c->ng->mu);
         return rc;
     }
-    int rc = fd_write_all(fd, h, sizeof h);
+    int rc = write_whole(fd, h, sizeof h);
     if (rc == 0)
         s->bytes += sizeof h;
     return rc;
@@ -342,7 +357,7 @@ static int batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capt
     }
     if (rc < 0)
         return rc;
-    rc = fd_write_all(c->ng ? c->ng->fd : fd, c->buf, used);
+    rc = write_whole(c->ng ? c->ng->fd : fd, c->buf, used);
     if (rc < 0)
         return rc;
     s->packets += n;

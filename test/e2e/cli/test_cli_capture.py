@@ -163,6 +163,31 @@ def test_capture_write_error_names_the_file(cluster):
     assert stat.S_ISCHR(os.lstat('/dev/full').st_mode)
 
 
+def test_capture_full_disk_leaves_whole_records(cluster, bg, tmp_path):
+    """The disk fills mid-capture: the batch that did not fit was left in part, a torn last record
+    that tcpdump -r calls a truncated dump file. Now the file is cut back to its last whole batch."""
+    small = tmp_path / 'small'
+    small.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', str(small)], check=True)
+    try:
+        out = str(small / 'full.pcap')
+        p = start_capture(cluster, bg, 'pod/curl', '-f', 'udp port %d' % PORT, '-w', out)
+        cluster.send_udp('curl', [1000] * 20, PORT)  # 20 kB: whole batches that fit
+        wait_for(lambda: os.path.getsize(out) > 20000, 30, what='the first packets in the file')
+        for _ in range(5):
+            cluster.send_udp('curl', [1200] * 100, PORT)
+        assert p.proc.wait(30) == 1, p.err()
+        assert 'error: cannot write %s: No space left on device; what was captured until then is in it' % out \
+            in p.err(), p.err()
+        with open(out, 'rb') as f:
+            lt, recs = pcap_lengths(f.read())
+        rc, lines, err = tcpdump_read(out)
+        assert rc == 0 and len(lines) == len(recs) >= 20, err
+        assert '%d packets captured' % len(recs) in p.err(), p.err()
+    finally:
+        subprocess.run(['umount', '-l', str(small)])
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
