@@ -2,6 +2,8 @@
 #include "capture_client-internal.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "basic/alloc-util.h"
 #include "basic/fd-util.h"
+#include "basic/time-util.h"
 #include "contract.h"
 #include "kdiag.pb-c.h"
 #include "wire.h"
@@ -46,14 +49,52 @@ static size_t pad4(size_t n)
     return (n + 3) & ~(size_t)3;
 }
 
+#define CANCEL_STALL_MS 1000
+
+/* Writes to what is not a regular file (a pipe, a FIFO, a socket) in pieces
+ * that cannot block, PIPE_BUF once poll says there is room, so that a reader
+ * that stopped reading cannot hold a cancelled capture (c, or NULL: no
+ * cancel): CANCEL_STALL_MS after the cancel without room, -ECANCELED (the
+ * batch is cut short). */
+static int write_polled(capture_client *c, int fd, const uint8_t *p, size_t n)
+{
+    int64_t give_up = 0;
+    while (n) {
+        struct pollfd pf = {.fd = fd, .events = POLLOUT};
+        int r = poll(&pf, 1, 200); /* a cancel is seen within this */
+        if (r < 0 && errno != EINTR)
+            return -errno;
+        if (r <= 0) {
+            if (c && atomic_load(&c->cancelled) && !give_up)
+                give_up = time_now_ms() + CANCEL_STALL_MS;
+            if (give_up && time_now_ms() >= give_up)
+                return -ECANCELED;
+            continue;
+        }
+        ssize_t w = write(fd, p, n < PIPE_BUF ? n : PIPE_BUF);
+        if (w < 0 && errno != EINTR && errno != EAGAIN)
+            return -errno;
+        if (w > 0) {
+            p += w;
+            n -= (size_t)w;
+        }
+    }
+    return 0;
+}
+
 /* Writes a block or batch of records whole, or not at all: when the write
  * fails part way (a full disk) at the end of a regular file, the file is cut
- * back to where it began, so it still ends on a whole record. */
-static int write_whole(int fd, const void *p, size_t n)
+ * back to where it began, so it still ends on a whole record. Anything
+ * else: write_polled. */
+static int write_whole(capture_client *c, int fd, const void *p, size_t n)
 {
     struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return write_polled(c, fd, p, n);
     off_t at = lseek(fd, 0, SEEK_CUR);
-    bool at_end = at >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && at == st.st_size;
+    bool at_end = at >= 0 && at == st.st_size;
     int rc = fd_write_all(fd, p, n);
     if (rc < 0 && at_end && ftruncate(fd, at) == 0)
         (void)lseek(fd, at, SEEK_SET);
@@ -77,7 +118,7 @@ int capture_pcapng_new(capture_pcapng **ret, int fd)
         return -ENOMEM;
     w->fd = fd;
     pthread_mutex_init(&w->mu, NULL);
-    int rc = write_whole(fd, h, sizeof h);
+    int rc = write_whole(NULL, fd, h, sizeof h);
     if (rc < 0)
         capture_pcapng_free(w);
     else
@@ -159,7 +200,7 @@ static int ng_on_ready(capture_client *c, capture_client_stats *s)
             rc = ng_add_idb(c, &used, s->ifaces[i].name, s, &c->ng_id[i]);
     }
     if (rc == 0)
-        rc = write_whole(c->ng->fd, c->buf, used);
+        rc = write_whole(c, c->ng->fd, c->buf, used);
     if (rc == 0)
         s->bytes += used;
     return rc;
@@ -196,7 +237,7 @@ static int ng_stats(capture_client *c, capture_client_stats *s)
         first = false;
     }
     pthread_mutex_lock(&c->ng->mu);
-    int rc = write_whole(c->ng->fd, c->buf, used);
+    int rc = write_whole(c, c->ng->fd, c->buf, used);
     pthread_mutex_unlock(&c->ng->mu);
     if (rc == 0)
         s->bytes += used;
@@ -255,7 +296,7 @@ static int on_ready(capture_client *c, int fd, const Kdiag__Solo__Io__CaptureRes
         pthread_mutex_unlock(&c->ng->mu);
         return rc;
     }
-    int rc = write_whole(fd, h, sizeof h);
+    int rc = write_whole(c, fd, h, sizeof h);
     if (rc == 0)
         s->bytes += sizeof h;
     return rc;
@@ -357,7 +398,7 @@ static int batch(capture_client *c, int fd, const uint8_t *buf, size_t len, capt
     }
     if (rc < 0)
         return rc;
-    rc = write_whole(c->ng ? c->ng->fd : fd, c->buf, used);
+    rc = write_whole(c, c->ng ? c->ng->fd : fd, c->buf, used);
     if (rc < 0)
         return rc;
     s->packets += n;
@@ -432,6 +473,7 @@ int capture_client_run(capture_client *c, int fd, capture_client_fn fn, void *ud
 
 void capture_client_cancel(capture_client *c)
 {
+    atomic_store(&c->cancelled, true);
     rpc_stream_cancel(c->stream);
 }
 

@@ -10,9 +10,10 @@
  *
  * The file is pcap with nanosecond timestamps (magic 0xa1b23c4d) and the link
  * type the manager chose (Ethernet for one Ethernet interface, LINUX_SLL2 for
- * "any"); records are written whole, one batch per write, so a capture that
- * ends at any point (cancel, Ctrl-C) leaves a valid file. Functions return 0
- * or a negative errno. Stream: docs/capture.md.
+ * "any"); records are written whole, one batch per write (to a pipe or
+ * socket: in PIPE_BUF pieces, each once poll says there is room), so a
+ * capture that ends at any point (cancel, Ctrl-C) leaves a valid file.
+ * Functions return 0 or a negative errno. Stream: docs/capture.md.
  *
  * pcapng instead: capture_pcapng_new(&w, fd) writes the section header, then
  * capture_client_set_pcapng(cc, w, "pod/web-1") before run. Several clients
@@ -79,8 +80,9 @@ int capture_client_new(capture_client **ret, rpc_client *cl, const capture_clien
  * *st: INVALID_ARGUMENT for a bad filter or interface, FAILED_PRECONDITION
  * without NET_RAW), -EBADMSG for an undecodable message, the callback's
  * negative return, a write error (st->code stays GRPC_STATUS_OK; -EPIPE:
- * the reader went away), or another -errno when the stream broke (st
- * UNAVAILABLE). st may be NULL. */
+ * the reader went away; -ECANCELED: cancelled while fd, not a regular file,
+ * took nothing for a second, the last batch cut short), or another -errno
+ * when the stream broke (st UNAVAILABLE). st may be NULL. */
 int capture_client_run(capture_client *cc, int fd, capture_client_fn fn, void *ud, capture_client_stats *s,
                        rpc_status *st);
 /* Before run: write into w (not owned, outlives cc) instead of run's fd;

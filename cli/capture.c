@@ -382,6 +382,11 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
         return 0;
     if (p->deleted) /* its stream ended with it (said when the watch saw it): no failure */
         return 0;
+    if (p->rc == -ECANCELED && p->cli->interrupted) { /* capture_client gave up on an output nobody read */
+        fprintf(stderr, "warning: %s was not being read when the capture stopped: its last batch is cut short\n",
+                output_name(path));
+        return 0;
+    }
     if (!p->s.ready && p->err[0]) {
         snprintf(err, errlen, "%s", p->err);
         return p->rc;

@@ -188,6 +188,31 @@ def test_capture_full_disk_leaves_whole_records(cluster, bg, tmp_path):
         subprocess.run(['umount', '-l', str(small)])
 
 
+def test_capture_stop_with_a_reader_that_stopped_reading_ends(cluster, tmp_path):
+    """stdout a pipe whose reader stopped reading (a pager left open, a stuck tcpdump): the write
+    blocked for good, and Ctrl-C waited with it until the reader went."""
+    errf = str(tmp_path / 'err')
+    with open(errf, 'wb') as err:
+        p = subprocess.Popen([CLI, 'capture', 'pod/curl', '-f', 'udp port %d' % PORT, '-w', '-'],
+                             stdout=subprocess.PIPE, stderr=err, env=cluster.env())
+    try:
+        wait_for(lambda: 'capturing on' in open(errf).read() or p.poll() is not None, 90, what='capturing')
+        for _ in range(3):
+            cluster.send_udp('curl', [1200] * 200, PORT)  # 700 kB: more than the pipe holds
+        time.sleep(1)
+        assert p.poll() is None, open(errf).read()
+        t = time.monotonic()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(30) == 0, open(errf).read()
+        assert time.monotonic() - t < 5, open(errf).read()
+        assert 'warning: stdout was not being read when the capture stopped' in open(errf).read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
