@@ -270,6 +270,20 @@ static int if_hatype(const char *name)
     return type;
 }
 
+/* The namespace's interface names, ", " between them, into out. */
+static void if_names(char *out, size_t len)
+{
+    struct if_nameindex *ni = if_nameindex();
+    size_t n = 0;
+    out[0] = '\0';
+    for (size_t i = 0; ni && ni[i].if_index && n < len; i++) {
+        int w = snprintf(out + n, len - n, "%s%s", i ? ", " : "", ni[i].if_name);
+        n += w > 0 ? (size_t)w : 0;
+    }
+    if (ni)
+        if_freenameindex(ni);
+}
+
 /* The socket, its ring and filter, bound to ifname ("" or "any": all).
  * 0, or -errno with the reason in err (-EINVAL: the request's fault, -EPERM:
  * no CAP_NET_RAW). */
@@ -279,7 +293,12 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
     int rc;
     if (ifname[0] && strcmp(ifname, "any") != 0) {
         if (strlen(ifname) >= IF_NAMESIZE || !(ifindex = if_nametoindex(ifname))) {
-            snprintf(err, errlen, "no interface '%s' in the pod's network namespace", ifname);
+            char names[256];
+            if_names(names, sizeof names);
+            snprintf(err, errlen,
+                     "no interface '%s' in the pod's network namespace, which has %s: name one of them (-i), "
+                     "or any for all",
+                     ifname, names);
             return -EINVAL;
         }
     }

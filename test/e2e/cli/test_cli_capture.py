@@ -213,6 +213,16 @@ def test_capture_stop_with_a_reader_that_stopped_reading_ends(cluster, tmp_path)
         p.stdout.close()
 
 
+def test_capture_unknown_interface_names_the_pods_interfaces(cluster):
+    """-i with a name the pod has not said only that; now it lists the pod's interfaces."""
+    r = cluster.diag('capture', 'pod/curl', '-i', 'eth9', '-w', '-')
+    assert r.returncode == 2, r.stderr
+    assert [l for l in r.stderr.splitlines() if l.startswith('error:')] == [
+        "error: Capture: no interface 'eth9' in the pod's network namespace, which has lo, eth0: "
+        "name one of them (-i), or any for all"], r.stderr
+    assert r.stdout == ''
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
