@@ -99,14 +99,15 @@ static void place_output(capture_cli *c)
 }
 
 /* Where -w FILE is written: a regular file, or none yet, through a new file
- * beside it (".NAME.kdiag-<hex>", *tmp), renamed over it once a pod
- * captures (place_output); anything else (a FIFO, /dev/stdout, a symlink)
- * as it is, as before. The fd, or -errno. */
+ * beside it (".NAME.kdiag-<hex>", *tmp) with FILE's mode and owner, renamed
+ * over it once a pod captures (place_output); anything else (a FIFO,
+ * /dev/stdout, a symlink) as it is, as before. The fd, or -errno. */
 static int open_output(const char *path, char **tmp)
 {
     struct stat st;
     *tmp = NULL;
-    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    bool exists = lstat(path, &st) == 0;
+    if (exists && !S_ISREG(st.st_mode)) {
         if (S_ISDIR(st.st_mode))
             return -EISDIR;
         int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -124,6 +125,10 @@ static int open_output(const char *path, char **tmp)
             return -ENOMEM;
         }
         int fd = open(*tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (fd >= 0 && exists) { /* a capture is private when FILE was (0600) */
+            (void)!fchown(fd, st.st_uid, st.st_gid);
+            (void)!fchmod(fd, st.st_mode & 07777);
+        }
         if (fd >= 0 || errno != EEXIST) {
             int rc = fd >= 0 ? fd : -errno;
             if (fd < 0) {

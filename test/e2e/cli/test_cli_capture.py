@@ -223,6 +223,20 @@ def test_capture_unknown_interface_names_the_pods_interfaces(cluster):
     assert r.stdout == ''
 
 
+def test_capture_keeps_the_files_mode_and_owner(cluster, tmp_path):
+    """-w over an existing FILE made private (0600, another owner): the capture that replaced it
+    was 0644 and root's, readable by everyone."""
+    out = tmp_path / 'private.pcap'
+    out.write_bytes(b'')
+    os.chmod(str(out), 0o600)
+    os.chown(str(out), 65534, 65534)
+    r = cluster.diag('capture', 'pod/curl', '-c', '1', '-w', str(out))  # the pod's curl runs every second
+    assert r.returncode == 0, r.stderr
+    st = os.stat(str(out))
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (0o600, 65534, 65534)
+    assert st.st_size > 24
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
