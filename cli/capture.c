@@ -101,7 +101,8 @@ static void place_output(capture_cli *c)
 /* Where -w FILE is written: a regular file, or none yet, through a new file
  * beside it (".NAME.kdiag-<hex>", *tmp) with FILE's mode and owner, renamed
  * over it once a pod captures (place_output); anything else (a FIFO,
- * /dev/stdout, a symlink) as it is, as before. The fd, or -errno. */
+ * /dev/stdout, a symlink), or a FILE beside which no file can be made, as
+ * it is, as before. The fd, or -errno. */
 static int open_output(const char *path, char **tmp)
 {
     struct stat st;
@@ -128,6 +129,13 @@ static int open_output(const char *path, char **tmp)
         if (fd >= 0 && exists) { /* a capture is private when FILE was (0600) */
             (void)!fchown(fd, st.st_uid, st.st_gid);
             (void)!fchmod(fd, st.st_mode & 07777);
+        }
+        if (fd < 0 && exists && (errno == EACCES || errno == EPERM)) {
+            /* no new file beside FILE (a directory we may not write in): FILE itself, as before */
+            free(*tmp);
+            *tmp = NULL;
+            fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+            return fd < 0 ? -errno : fd;
         }
         if (fd >= 0 || errno != EEXIST) {
             int rc = fd >= 0 ? fd : -errno;

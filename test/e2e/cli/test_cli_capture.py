@@ -237,6 +237,24 @@ def test_capture_keeps_the_files_mode_and_owner(cluster, tmp_path):
     assert st.st_size > 24
 
 
+def test_capture_into_a_file_whose_directory_takes_no_new_files(cluster, tmp_path):
+    """FILE writable, its directory not (another user's directory; here immutable): the new file
+    beside FILE could not be made, and the capture failed although FILE takes the bytes."""
+    locked = tmp_path / 'locked'
+    locked.mkdir()
+    out = locked / 'out.pcap'
+    out.write_bytes(b'')
+    subprocess.run(['chattr', '+i', str(locked)], check=True)
+    try:
+        r = cluster.diag('capture', 'pod/curl', '-c', '1', '-w', str(out))  # the pod's curl runs every second
+        assert r.returncode == 0, r.stderr
+        rc, lines, err = tcpdump_read(str(out))
+        assert rc == 0 and len(lines) == 1, err
+        assert os.listdir(str(locked)) == ['out.pcap']
+    finally:
+        subprocess.run(['chattr', '-i', str(locked)])
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
