@@ -78,6 +78,10 @@ static const char *output_name(const char *path)
     return strcmp(path, "-") ? path : "stdout";
 }
 
+#define CAPTURE_NOT_A_TERMINAL \
+    "capture writes pcap, not to a terminal: give -w FILE, or pipe stdout to a reader " \
+    "(-w - | tcpdump -r -, or | wireshark -k -i -)"
+
 static const char *linktype_name(uint32_t lt)
 {
     return lt == 1 ? "Ethernet" : lt == 276 ? "LINUX_SLL2" : "another link type";
@@ -111,7 +115,7 @@ static int open_output(const char *path, char **tmp)
     if (exists && !S_ISREG(st.st_mode)) {
         if (S_ISDIR(st.st_mode))
             return -EISDIR;
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOCTTY, 0644);
         return fd < 0 ? -errno : fd;
     }
     const char *slash = strrchr(path, '/'), *base = slash ? slash + 1 : path;
@@ -491,12 +495,8 @@ int capture_main(const flags *f, const kube *k)
     char err[2048] = "";
     const char *path = f->write ? f->write : "-";
     bool to_stdout = strcmp(path, "-") == 0;
-    if (to_stdout && isatty(STDOUT_FILENO)) {
-        snprintf(err, sizeof err,
-                 "capture writes pcap: give -w FILE, or pipe stdout to a reader "
-                 "(-w - | tcpdump -r -, or | wireshark -k -i -)");
-        return exitcode_report(stderr, -EINVAL, err);
-    }
+    if (to_stdout && isatty(STDOUT_FILENO))
+        return exitcode_report(stderr, -EINVAL, CAPTURE_NOT_A_TERMINAL);
     bool ng = f->format ? strcmp(f->format, "pcapng") == 0 : f->all_pods;
     if (f->all_pods && !ng)
         return exitcode_report(stderr, -EINVAL,
@@ -533,6 +533,11 @@ int capture_main(const flags *f, const kube *k)
     }
     c.path = path;
     created = !to_stdout;
+    if (isatty(c.out_fd)) { /* -w /dev/stdout, /dev/tty */
+        rc = -EINVAL;
+        snprintf(err, sizeof err, "%s", CAPTURE_NOT_A_TERMINAL);
+        goto out;
+    }
     if (ng && (rc = capture_pcapng_new(&c.ng, c.out_fd)) < 0) {
         snprintf(err, sizeof err, "cannot write %s: %s", output_name(path), strerror(-rc));
         goto out;

@@ -268,6 +268,28 @@ def test_capture_refuses_a_terminal_stdout(cluster):
     assert r.returncode == 2 and b'-w FILE' in r.stderr, r.stderr
 
 
+@pytest.mark.parametrize('path', ['/dev/stdout', 'tty'])
+def test_capture_refuses_a_terminal_named_by_w(cluster, path):
+    """-w /dev/stdout (or the terminal's own name) with a terminal there: the pcap bytes went to
+    the screen; only a terminal stdout without -w was refused."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        r = subprocess.run([CLI, 'capture', 'pod/curl', '-c', '1', '-w',
+                            os.ttyname(slave) if path == 'tty' else path],
+                           stdout=slave, stderr=subprocess.PIPE, env=cluster.env(), timeout=60)
+        os.set_blocking(master, False)
+        try:
+            shown = os.read(master, 65536)
+        except BlockingIOError:
+            shown = b''
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 2 and b'not to a terminal' in r.stderr, r.stderr
+    assert shown == b''
+
+
 def test_capture_all_pods_one_pcapng_each_packet_on_its_pods_interface(cluster, bg, label, tmp_path):
     pods = ['%s-%d' % (label, i) for i in range(3)]
     cluster.run_pods(label, pods)
