@@ -510,6 +510,18 @@ int capture_main(const flags *f, const kube *k)
     int rc = f->all_pods ? list_pods(&c, err, sizeof err) : one_pod(&c);
     if (rc < 0)
         goto out;
+    /* FILE before the debug container: one added for a capture that then
+     * cannot write stays in the pod (a regular FILE is only replaced once a
+     * pod captures). Before the stop signals are blocked: opening a FIFO
+     * waits for its reader, and Ctrl-C must end that wait. */
+    if (!to_stdout && (c.out_fd = open_output(path, &c.tmp)) < 0) {
+        rc = c.out_fd;
+        c.out_fd = STDOUT_FILENO;
+        snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
+        goto out;
+    }
+    c.path = path;
+    created = !to_stdout;
     /* From here every thread (ours, kubectl's and gRPC's) inherits blocked
      * SIGINT/SIGTERM/SIGHUP; this one takes them from a signalfd, so that a
      * stop while the debug container starts still removes what we made. */
@@ -522,17 +534,6 @@ int capture_main(const flags *f, const kube *k)
         snprintf(err, sizeof err, "%s", strerror(errno));
         goto out;
     }
-    /* FILE before the debug container: one added for a capture that then
-     * cannot write stays in the pod (a regular FILE is only replaced once a
-     * pod captures) */
-    if (!to_stdout && (c.out_fd = open_output(path, &c.tmp)) < 0) {
-        rc = c.out_fd;
-        c.out_fd = STDOUT_FILENO;
-        snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
-        goto out;
-    }
-    c.path = path;
-    created = !to_stdout;
     if (isatty(c.out_fd)) { /* -w /dev/stdout, /dev/tty */
         rc = -EINVAL;
         snprintf(err, sizeof err, "%s", CAPTURE_NOT_A_TERMINAL);

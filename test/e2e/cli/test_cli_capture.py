@@ -255,6 +255,26 @@ def test_capture_into_a_file_whose_directory_takes_no_new_files(cluster, tmp_pat
         subprocess.run(['chattr', '-i', str(locked)])
 
 
+def test_capture_ctrl_c_while_a_fifo_waits_for_its_reader(cluster, tmp_path):
+    """-w FIFO with no reader yet: opening it waits for one, and Ctrl-C must end that wait (with the
+    stop signals blocked first, it was never taken). Nothing was made, so it ends as any program."""
+    fifo = str(tmp_path / 'fifo')
+    os.mkfifo(fifo)
+    p = subprocess.Popen([CLI, 'capture', 'pod/curl', '-w', fifo], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        time.sleep(1)
+        assert p.poll() is None, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10) == -signal.SIGINT
+        assert stat.S_ISFIFO(os.lstat(fifo).st_mode)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stderr.close()
+
+
 def test_capture_refuses_a_terminal_stdout(cluster):
     # no -w and stdout a terminal: the pcap bytes would go to the screen
     import pty
