@@ -35,8 +35,9 @@
 
 struct capture_pcapng {
     int fd;
-    pthread_mutex_t mu; /* one block (or batch of blocks) at a time; next_id */
+    pthread_mutex_t mu; /* one block (or batch of blocks) at a time; next_id, stalled */
     uint32_t next_id;
+    bool stalled; /* a cancelled capture gave up on fd: the others do at once */
 };
 
 static void put32(uint8_t *p, uint32_t v)
@@ -55,10 +56,13 @@ static size_t pad4(size_t n)
  * that cannot block, PIPE_BUF once poll says there is room, so that a reader
  * that stopped reading cannot hold a cancelled capture (c, or NULL: no
  * cancel): CANCEL_STALL_MS after the cancel without room, -ECANCELED (the
- * batch is cut short). */
+ * batch is cut short; at once for the other captures of a pcapng writer,
+ * whose lock the caller holds). */
 static int write_polled(capture_client *c, int fd, const uint8_t *p, size_t n)
 {
     int64_t give_up = 0;
+    if (c && c->ng && c->ng->stalled && atomic_load(&c->cancelled))
+        return -ECANCELED;
     while (n) {
         struct pollfd pf = {.fd = fd, .events = POLLOUT};
         int r = poll(&pf, 1, 200); /* a cancel is seen within this */
@@ -67,8 +71,11 @@ static int write_polled(capture_client *c, int fd, const uint8_t *p, size_t n)
         if (r <= 0) {
             if (c && atomic_load(&c->cancelled) && !give_up)
                 give_up = time_now_ms() + CANCEL_STALL_MS;
-            if (give_up && time_now_ms() >= give_up)
+            if (give_up && time_now_ms() >= give_up) {
+                if (c->ng)
+                    c->ng->stalled = true;
                 return -ECANCELED;
+            }
             continue;
         }
         ssize_t w = write(fd, p, n < PIPE_BUF ? n : PIPE_BUF);

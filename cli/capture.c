@@ -399,11 +399,8 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
         return 0;
     if (p->deleted) /* its stream ended with it (said when the watch saw it): no failure */
         return 0;
-    if (p->rc == -ECANCELED && p->cli->interrupted) { /* capture_client gave up on an output nobody read */
-        fprintf(stderr, "warning: %s was not being read when the capture stopped: its last batch is cut short\n",
-                output_name(path));
+    if (p->rc == -ECANCELED && p->cli->interrupted) /* gave up on an output nobody read: capture_results says so */
         return 0;
-    }
     if (!p->s.ready && p->err[0]) {
         snprintf(err, errlen, "%s", p->err);
         return p->rc;
@@ -473,8 +470,10 @@ static int one_pod(capture_cli *c)
 static int capture_results(const capture_cli *c, const char *path, char *err, size_t errlen)
 {
     int rc = 0;
+    bool stalled = false;
     for (size_t i = 0; i < c->npods; i++) {
         const capture_pod *p = &c->pods[i];
+        stalled |= p->rc == -ECANCELED && c->interrupted;
         char msg[1536];
         int prc = capture_result(p, path, msg, sizeof msg);
         const char *name = p->opened ? p->sess.pod.name : p->pod.name;
@@ -487,6 +486,9 @@ static int capture_results(const capture_cli *c, const char *path, char *err, si
         if (rc == 0)
             rc = prc;
     }
+    if (stalled)
+        fprintf(stderr, "warning: %s was not being read when the capture stopped: its last batch is cut short\n",
+                output_name(path));
     return rc;
 }
 

@@ -188,24 +188,30 @@ def test_capture_full_disk_leaves_whole_records(cluster, bg, tmp_path):
         subprocess.run(['umount', '-l', str(small)])
 
 
-def test_capture_stop_with_a_reader_that_stopped_reading_ends(cluster, tmp_path):
+@pytest.mark.parametrize('how', ['one', 'all_pods'])
+def test_capture_stop_with_a_reader_that_stopped_reading_ends(cluster, label, tmp_path, how):
     """stdout a pipe whose reader stopped reading (a pager left open, a stuck tcpdump): the write
-    blocked for good, and Ctrl-C waited with it until the reader went."""
+    blocked for good, and Ctrl-C waited with it until the reader went. With --all-pods each pod's
+    stream then waited its own second in turn, each saying so."""
+    pods = [label + '-%d' % i for i in range(3 if how == 'all_pods' else 1)]
+    cluster.run_pods(label, pods)
+    target = ['pod/' + pods[0]] if how == 'one' else ['--all-pods', '-l', 'app=' + label]
     errf = str(tmp_path / 'err')
     with open(errf, 'wb') as err:
-        p = subprocess.Popen([CLI, 'capture', 'pod/curl', '-f', 'udp port %d' % PORT, '-w', '-'],
+        p = subprocess.Popen([CLI, 'capture', *target, '-f', 'udp port %d' % PORT, '-w', '-'],
                              stdout=subprocess.PIPE, stderr=err, env=cluster.env())
     try:
-        wait_for(lambda: 'capturing on' in open(errf).read() or p.poll() is not None, 90, what='capturing')
-        for _ in range(3):
-            cluster.send_udp('curl', [1200] * 200, PORT)  # 700 kB: more than the pipe holds
+        wait_for(lambda: open(errf).read().count('capturing on') == len(pods) or p.poll() is not None, 120,
+                 what='capturing')
+        for pod in pods:
+            cluster.send_udp(pod, [1200] * 300, PORT)  # 360 kB each: more than the pipe holds
         time.sleep(1)
         assert p.poll() is None, open(errf).read()
         t = time.monotonic()
         p.send_signal(signal.SIGINT)
         assert p.wait(30) == 0, open(errf).read()
-        assert time.monotonic() - t < 5, open(errf).read()
-        assert 'warning: stdout was not being read when the capture stopped' in open(errf).read()
+        assert time.monotonic() - t < 3, open(errf).read()
+        assert open(errf).read().count('warning: stdout was not being read when the capture stopped') == 1
     finally:
         if p.poll() is None:
             p.kill()
