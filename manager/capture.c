@@ -217,15 +217,28 @@ static int send_ready(rpc_call *call, capture_run *r)
 /* Compiles filter for r->linktype, without the traffic of own (a filter
  * expression, "" for none), and attaches it to r->fd. 0, or -EINVAL with the
  * reason in err. */
+/* filter as a message quotes it: whole when short, else its start and its
+ * length, so that the reason after it still fits the message. */
+static const char *filter_quoted(const char *filter, char *buf, size_t len)
+{
+    size_t n = strlen(filter);
+    if (n <= 100)
+        return filter;
+    snprintf(buf, len, "%.80s... (%zu bytes)", filter, n);
+    return buf;
+}
+
 static int attach_filter(capture_run *r, const char *filter, const char *own, char *err, size_t errlen)
 {
     struct bpf_program prog = {0}, both = {0};
+    char q[128];
+    const char *quoted = filter_quoted(filter, q, sizeof q);
     pcap_t *p = pcap_open_dead((int)r->linktype, (int)r->snaplen);
     int rc = -ENOMEM;
     if (!p)
         goto out;
     if (pcap_compile(p, &prog, filter, 1, PCAP_NETMASK_UNKNOWN) < 0) { /* the user's, on its own: its error */
-        snprintf(err, errlen, "filter '%s': %s", filter, pcap_geterr(p));
+        snprintf(err, errlen, "filter '%s': %s", quoted, pcap_geterr(p));
         rc = -EINVAL;
         goto out;
     }
@@ -235,20 +248,28 @@ static int attach_filter(capture_run *r, const char *filter, const char *own, ch
         pcap_freecode(&prog);
         prog = both;
     }
+    if (prog.bf_len > BPF_MAXINSNS) { /* the kernel's limit for a classic program */
+        snprintf(err, errlen,
+                 "filter '%s' compiles to %u instructions, the kernel takes %d: make it shorter "
+                 "(a portrange or a net instead of many ports or hosts)",
+                 quoted, prog.bf_len, BPF_MAXINSNS);
+        rc = -EINVAL;
+        goto out;
+    }
     uint32_t snap = r->cooked ? (r->snaplen > CAPTURE_SLL2_LEN ? r->snaplen - CAPTURE_SLL2_LEN : 1) : r->snaplen;
     struct sock_fprog fp = {.len = (unsigned short)prog.bf_len, .filter = (struct sock_filter *)prog.bf_insns};
     if (capture_fix_program(fp.filter, fp.len, r->cooked, snap) < 0) {
         snprintf(err, errlen,
                  "filter '%s' reads link-layer fields the kernel does not give on interface 'any'; "
                  "capture on one interface (-i) to use it",
-                 filter);
+                 quoted);
         rc = -EINVAL;
         goto out;
     }
     rc = 0;
     if (setsockopt(r->fd, SOL_SOCKET, SO_ATTACH_FILTER, &fp, sizeof fp) < 0) {
         rc = -errno;
-        snprintf(err, errlen, "attaching filter '%s' to the socket: %s", filter, strerror(errno));
+        snprintf(err, errlen, "attaching filter '%s' to the socket: %s", quoted, strerror(errno));
     }
 out:
     pcap_freecode(&prog);

@@ -98,6 +98,27 @@ def test_capture_bad_filter_one_line_exit_2(cluster, tmp_path):
     assert not os.path.exists(out)
 
 
+def long_filter(last):
+    """'port 1 or port 2 or ...' up to 4096 bytes (the most the manager takes), then last."""
+    ports = []
+    while len(' or '.join(ports + ['port %d' % (len(ports) + 1), last])) <= 4096:
+        ports.append('port %d' % (len(ports) + 1))
+    return ' or '.join(ports + [last])
+
+
+@pytest.mark.parametrize('last,why', [('port 9999', 'compiles to'), ('porx 1', "unknown port 'porx'")])
+def test_capture_long_filter_refused_says_why(cluster, tmp_path, last, why):
+    """A filter near the 4096-byte limit was quoted whole in the 512-byte message, so the reason
+    after it (the kernel's 4096-instruction limit, libpcap's own error) was cut off."""
+    r = cluster.diag('capture', 'pod/curl', '-f', long_filter(last), '-w', str(tmp_path / 'x.pcap'))
+    assert r.returncode == 2, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.startswith('error:')]
+    assert len(lines) == 1 and why in lines[0] and len(lines[0]) < 400, r.stderr
+    assert "filter 'port 1 or port 2 or " in lines[0] and ' bytes)' in lines[0], r.stderr
+    if why == 'compiles to':
+        assert 'the kernel takes 4096: make it shorter' in lines[0], r.stderr
+
+
 def test_capture_refused_leaves_the_output_path_as_it_was(cluster, tmp_path):
     """A filter or interface the manager refuses: an existing file keeps its content (it was
     truncated, then removed), a device node stays (it was unlinked), no temporary is left."""
