@@ -95,6 +95,7 @@ struct stream {
     int skip_at_last;       /* on resume: lines at `last` to drop again */
     bool skip_older;        /* on resume: drop lines older than `last` */
     int64_t retry_after_ms; /* after a failing follower */
+    bool listed;            /* its container was in this poll's listing */
 };
 
 struct logs {
@@ -235,10 +236,12 @@ static struct stream *find_stream(struct logs *L, const char *pod, const char *c
 /* Starts, resumes or restarts the follower of one running container. */
 static void consider(struct logs *L, const pod_info *p, const pod_container *c)
 {
+    struct stream *s = find_stream(L, p->name, c->name);
+    if (s)
+        s->listed = true;
     if (c->state != POD_STATE_RUNNING)
         return;
     const char *cid = c->id ? c->id : "";
-    struct stream *s = find_stream(L, p->name, c->name);
     char arg[64];
     if (!s) {
         if (L->nstreams == MAX_STREAMS)
@@ -246,6 +249,7 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
         s = &L->streams[L->nstreams++];
         memset(s, 0, sizeof(*s));
         s->proc.pid = -1;
+        s->listed = true;
         snprintf(s->pod, sizeof(s->pod), "%s", p->name);
         snprintf(s->container, sizeof(s->container), "%s", c->name);
         snprintf(s->cid, sizeof(s->cid), "%s", cid);
@@ -301,14 +305,35 @@ static void say_no_container(struct logs *L, const pod_info *p, const char *want
     fputc('\n', stderr);
 }
 
+/* Frees the slots of containers that are gone: the follower ended and the
+ * container was not in a listing that succeeded in full. Pods come and go
+ * (a rollout, jobs); without this the slots of the gone ones filled
+ * MAX_STREAMS and new pods were never followed. */
+static void forget_gone(struct logs *L)
+{
+    for (size_t i = 0; i < L->nstreams;) {
+        struct stream *s = &L->streams[i];
+        if (s->listed || s->proc.pid > 0) {
+            i++;
+            continue;
+        }
+        dynbuf_free(&s->out);
+        dynbuf_free(&s->err);
+        *s = L->streams[--L->nstreams];
+    }
+}
+
 /* Starts followers for what runs now. The first poll's errors are returned
  * (err): a selector that does not parse or a permission missing will not
  * mend by itself. Later ones are passed over: the next poll tries again. */
 static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
 {
     int first_rc = 0;
+    bool all_listed = true;
     if (L->out_gone)
         return 0;
+    for (size_t i = 0; i < L->nstreams; i++)
+        L->streams[i].listed = false;
     for (size_t i = 0; i < L->nspecs; i++) {
         const struct spec *sp = &L->specs[i];
         pod_info *pods = NULL;
@@ -321,6 +346,7 @@ static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
                 continue;
             rc = podsel_fetch(&L->k, sp->value, L->timeout_ms, pods, err, sizeof(err));
             n = rc == 0 ? 1 : 0;
+            all_listed &= rc == 0 || rc == -ENOENT;
             if (rc == -ENOENT && !L->first_poll_done)
                 fprintf(stderr, "pod/%s does not exist (yet): following it once it appears\n", sp->value);
             else if (rc < 0 && !L->first_poll_done && !first_rc) {
@@ -330,6 +356,7 @@ static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
         } else {
             rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, L->timeout_ms, &pods, &n, err,
                              sizeof(err));
+            all_listed &= rc == 0;
             if (rc < 0 && !L->first_poll_done && !first_rc) {
                 first_rc = rc;
                 snprintf(ferr, ferrlen, "%s", err);
@@ -359,6 +386,8 @@ static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
         }
         pod_list_free(pods, n);
     }
+    if (all_listed)
+        forget_gone(L);
     L->first_poll_done = true;
     return first_rc;
 }

@@ -1,5 +1,6 @@
 """kubectl diag logs end to end: several pods, command mode with drain, new pods, restarted
 containers, resumed streams, through the real kubectl logs -f on the simulated cluster."""
+import json
 import os
 import re
 import signal
@@ -132,3 +133,29 @@ def test_a_container_name_that_matches_nothing_is_said(cluster):
     assert r.returncode == 0, r.stderr
     assert 'pod/curl has no container "nope"; its containers: curl' in r.stderr, r.stderr
     assert r.stderr.count('has no container') == 1, r.stderr
+
+
+def test_pods_that_come_and_go_do_not_use_up_the_followers(cluster, bg):
+    """Nine pods of 32 containers, one after the other, each deleted once followed: the ninth is
+    followed too (the slots of gone containers were never freed, so after 256 of them new pods
+    were passed over in silence)."""
+    label = 'churn-%d' % os.getpid()
+    script = 'echo up-$HOSTNAME-$C; trap "exit 0" TERM; while :; do sleep 1; done'
+    containers = [{'name': 'c%02d' % i, 'image': 'curl', 'command': ['sh', '-c', script],
+                   'env': [{'name': 'C', 'value': 'c%02d' % i}]} for i in range(32)]
+    r = bg(cluster, 'logs', '-l', 'app=' + label)
+    names = []
+    try:
+        for i in range(9):
+            name = '%s-%d' % (label, i)
+            names.append(name)
+            pod = {'apiVersion': 'v1', 'kind': 'Pod',
+                   'metadata': {'name': name, 'labels': {'app': label}},
+                   'spec': {'containers': containers, 'terminationGracePeriodSeconds': 2}}
+            cluster.ok('apply', '-f', '-', input=json.dumps(pod))
+            wait_for(lambda: len(re.findall(r'up-%s-c\d\d$' % name, r.out(), re.M)) == 32, 60,
+                     what='the lines of all 32 containers of ' + name)
+            cluster.ok('delete', 'pod', name, '--wait=true')
+        assert r.interrupt() == 0, r.err()
+    finally:
+        cluster.kubectl('delete', 'pod', *names, '--wait=false')
