@@ -508,7 +508,9 @@ struct run {
 };
 
 /* SIGINT/SIGTERM go to the command when there is one (it decides; we follow its
- * exit), else they end the run. true: stop now. */
+ * exit), else they end the run. A terminal's Ctrl-C (SI_KERNEL) already went to
+ * the whole foreground group, the command included: passed on again it got two.
+ * true: stop now. */
 static bool handle_signals(int sfd, struct run *run)
 {
     struct signalfd_siginfo si;
@@ -516,7 +518,7 @@ static bool handle_signals(int sfd, struct run *run)
     while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
         if (si.ssi_signo == SIGCHLD)
             continue;
-        if (run->cmd > 0)
+        if (run->cmd > 0 && si.ssi_code != SI_KERNEL)
             kill(run->cmd, (int)si.ssi_signo);
         else
             quit = true;

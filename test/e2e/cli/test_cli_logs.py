@@ -2,13 +2,15 @@
 containers, resumed streams, through the real kubectl logs -f on the simulated cluster."""
 import json
 import os
+import pty
 import re
 import signal
 import subprocess
+import sys
 import time
 
 from conftest import CLI, error_lines, wait_for
-from e2e_common import children, cmdline, prefixed
+from e2e_common import FdExpect, children, cmdline, prefixed
 
 
 def test_two_pods_while_a_command_runs(cluster):
@@ -159,3 +161,47 @@ def test_pods_that_come_and_go_do_not_use_up_the_followers(cluster, bg):
         assert r.interrupt() == 0, r.err()
     finally:
         cluster.kubectl('delete', 'pod', *names, '--wait=false')
+
+
+COUNT_SIGINTS = '''import signal, sys, time
+n = 0
+def on_int(sig, frame):
+    global n
+    n += 1
+signal.signal(signal.SIGINT, on_int)
+print('ready', flush=True)
+time.sleep(3)
+end = time.time() + 3
+while time.time() < end:
+    time.sleep(0.1)
+print('sigints=%d' % n, flush=True)
+sys.exit(10 + n)
+'''
+
+
+def test_ctrl_c_on_a_terminal_reaches_the_command_once(cluster):
+    """One Ctrl-C on a terminal: the command (in the terminal's foreground group with logs) gets
+    one SIGINT; logs passed the terminal's on too, so it got two (a second Ctrl-C often means
+    "quit now, skip the clean-up")."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        try:
+            os.execve(CLI, [CLI, 'logs', '--pod', 'curl', '--', sys.executable, '-c', COUNT_SIGINTS],
+                      cluster.env())
+        finally:
+            os._exit(127)
+    try:
+        out = FdExpect(fd)
+        out.expect(b'ready', timeout=60)
+        time.sleep(0.5)
+        os.write(fd, b'\x03')
+        out.expect(b'sigints=', timeout=30)
+        _, st = os.waitpid(pid, 0)
+        pid = 0
+        assert b'sigints=1' in out.buf, out.buf[-2000:]
+        assert os.waitstatus_to_exitcode(st) == 11
+    finally:
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(fd)
