@@ -665,6 +665,10 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return fail(err, errlen, "--include-loopback is for --outgoing redirects (the pod's connections to itself)");
     if (f->nrest && f->cmd != FLAGS_CMD_SHELL && f->cmd != FLAGS_CMD_LOGS && f->cmd != FLAGS_CMD_EXEC)
         return fail(err, errlen, "arguments after '--' are only for shell, exec and logs");
+    if (f->cmd == FLAGS_CMD_LOGS && given(seen, O_DRAIN) && !f->nrest)
+        return fail(err, errlen,
+                    "-d/--drain-duration is how long logs follows after the command ends, and none was given: "
+                    "add one after '--' (logs ... -d 2s -- CMD) or drop -d");
     if (f->cmd == FLAGS_CMD_EXEC && !f->nrest)
         return fail(err, errlen, "exec needs a command after '--': kubectl diag exec pod/NAME -- CMD [ARGS...]");
     if (f->cmd == FLAGS_CMD_EXEC && !f->rest[0][0])

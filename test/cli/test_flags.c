@@ -337,7 +337,7 @@ static void capture_flags(void **state)
     assert_string_equal(f.iface, "eth0");
     assert_string_equal(f.ns, "prod");
     flags_free(&f);
-    assert_int_equal(parse(&f, err, "-c", "web", "-d", "1s", "logs", "-l", "app=web", NULL), 0);
+    assert_int_equal(parse(&f, err, "-c", "web", "-d", "1s", "logs", "-l", "app=web", "--", "true", NULL), 0);
     assert_string_equal(f.container, "web");
     assert_int_equal(f.drain_ms, 1000);
     flags_free(&f);

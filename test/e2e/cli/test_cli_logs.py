@@ -84,6 +84,15 @@ def test_nothing_selected_is_usage(cluster):
     assert r.returncode == 2 and '--all' in r.stderr
 
 
+def test_drain_without_a_command_is_usage(cluster):
+    # -d was ignored: logs followed until Ctrl-C as if it had not been given
+    r = cluster.diag('logs', '--pod', 'curl', '-d', '2s', timeout=30)
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == ["error: -d/--drain-duration is how long logs follows after the command "
+                                     "ends, and none was given: add one after '--' (logs ... -d 2s -- CMD) "
+                                     "or drop -d"], r.stderr
+
+
 def test_a_nul_byte_in_a_line_does_not_stop_the_stream(cluster, bg):
     """A line with a NUL byte: it passes as it is, and the lines after it too (strchr stopped at
     the NUL, so no newline after it was ever found and the output went silent for good)."""
