@@ -18,9 +18,6 @@
 
 #include "rpc_common.h"
 
-/* Responses can be large (a Ps listing of thousands of processes). */
-#define RPC_CLIENT_MAX_MSG (64 << 20)
-
 struct rpc_client {
     grpc_channel *ch;
     char *auth; /* "Bearer <token>" or NULL */

@@ -10,6 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The largest message a client takes: responses can be large (a Ps listing of
+ * thousands of processes); the manager keeps its Ps response under it. */
+#define RPC_CLIENT_MAX_MSG (64 << 20)
+
 typedef struct rpc_client rpc_client;
 typedef struct rpc_stream rpc_stream;
 

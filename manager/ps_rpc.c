@@ -17,7 +17,35 @@ typedef struct {
 typedef struct {
     Kdiag__Solo__Io__ProcessInfo pi;
     char state[2];
+    char *cut; /* the command line cut to fit, when it was */
 } enc_proc;
+
+/* Cuts the command lines longer than cap bytes (at a character's start) until
+ * the response fits the client's RPC_CLIENT_MAX_MSG: thousands of processes
+ * with long command lines came to more, and the client refused the whole
+ * listing. Returns the packed size. */
+static size_t fit(Kdiag__Solo__Io__PsResponse *resp, enc_proc *procs, size_t n)
+{
+    size_t size = kdiag__solo__io__ps_response__get_packed_size(resp);
+    for (size_t cap = PROCFS_CMDLINE_MAX / 4; size > RPC_CLIENT_MAX_MSG && cap >= 64; cap /= 4) {
+        for (size_t i = 0; i < n; i++) {
+            const char *cmd = procs[i].pi.cmdline;
+            if (strlen(cmd) <= cap)
+                continue;
+            size_t len = cap;
+            while (len > 0 && ((unsigned char)cmd[len] & 0xc0) == 0x80)
+                len--;
+            char *c = strndup(cmd, len);
+            if (!c)
+                continue;
+            free(procs[i].cut);
+            procs[i].cut = c;
+            procs[i].pi.cmdline = c;
+        }
+        size = kdiag__solo__io__ps_response__get_packed_size(resp);
+    }
+    return size;
+}
 
 int ps_rpc_encode(const ps_list *l, uint8_t **buf, size_t *len)
 {
@@ -79,7 +107,7 @@ int ps_rpc_encode(const ps_list *l, uint8_t **buf, size_t *len)
     resp.n_processes = l->n;
     resp.processes = l->n ? pptrs : NULL;
 
-    size_t n = kdiag__solo__io__ps_response__get_packed_size(&resp);
+    size_t n = fit(&resp, procs, l->n);
     out = malloc(n ? n : 1);
     if (!out)
         goto out;
@@ -92,6 +120,8 @@ out:
     free(aptrs);
     free(addrs);
     free(pptrs);
+    for (size_t i = 0; procs && i < l->n; i++)
+        free(procs[i].cut);
     free(procs);
     return rc;
 }

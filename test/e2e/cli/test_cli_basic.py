@@ -4,7 +4,7 @@ import json
 import os
 import subprocess
 
-from conftest import CLI, error_lines
+from conftest import CLI, error_lines, wait_for
 
 
 def test_ps_lists_nginx_listener(cluster):
@@ -290,3 +290,27 @@ def test_completion_offers_pods_only_where_a_pod_goes(cluster, tmp_path):
               % tmp_path)
     r = subprocess.run(['bash', '-c', script], capture_output=True, text=True, env=env, timeout=30)
     assert r.stdout.split() == [str(tmp_path / 'trace.pcap')], r.stdout + r.stderr
+
+
+def test_ps_of_thousands_of_long_command_lines_cuts_them_to_fit(cluster):
+    """4500 processes with 16 KB command lines: 72 MB of listing, past the 64 MiB a response may
+    be, and ps failed whole ("Received message larger than max"). The command lines are cut
+    instead; a short one stays whole."""
+    name = 'fatps-%d' % os.getpid()
+    script = ('f=$(head -c 16000 /dev/zero | tr "\\0" x); i=0; while [ $i -lt 4500 ]; do '
+              'sh -c "sleep 3600; :" $f & i=$((i+1)); done; echo started; wait')
+    pod = {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
+           'spec': {'terminationGracePeriodSeconds': 1,
+                    'containers': [{'name': 'app', 'image': 'curl', 'command': ['sh', '-c', script]}]}}
+    cluster.ok('create', '-f', '-', input=json.dumps(pod))
+    try:
+        wait_for(lambda: 'started' in cluster.kubectl('logs', name).stdout, 120, what='4500 processes')
+        r = cluster.diag('ps', 'pod/' + name, '-o', 'json')
+        assert r.returncode == 0, r.stderr
+        procs = json.loads(r.stdout)['processes']
+        long = [p['cmdline'] for p in procs if p['cmdline'].startswith('sh -c sleep 3600; : xxx')]
+        assert len(long) >= 4500, len(procs)
+        assert max(len(c) for c in long) < 16000
+        assert [p['cmdline'] for p in procs if p['pid'] == 1] == ['sh -c ' + script]
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
