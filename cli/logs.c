@@ -399,8 +399,9 @@ static pid_t run_command(char **argv)
     if (pid == 0) {
         sig_unblock_all();
         execvp(argv[0], argv);
-        fprintf(stderr, "error: cannot run \"%s\": %s\n", argv[0], strerror(errno));
-        _exit(127);
+        int e = errno;
+        fprintf(stderr, "error: cannot run \"%s\": %s\n", argv[0], strerror(e));
+        _exit(e == ENOENT ? 127 : 126); /* as a shell says: not found, or found but not runnable */
     }
     return pid;
 }

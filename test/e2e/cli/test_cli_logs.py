@@ -84,6 +84,18 @@ def test_nothing_selected_is_usage(cluster):
     assert r.returncode == 2 and '--all' in r.stderr
 
 
+def test_a_command_that_cannot_be_executed_exits_126(cluster, tmp_path):
+    # as a shell does (and shell/exec): 127 only when it is not found; this was 127 too
+    script = tmp_path / 'not-executable'
+    script.write_text('echo hi\n')
+    script.chmod(0o644)
+    r = cluster.diag('logs', '--pod', 'curl', '-d', '0', '--', str(script), timeout=60)
+    assert r.returncode == 126, r.stderr
+    assert 'error: cannot run "%s": Permission denied' % script in r.stderr, r.stderr
+    r = cluster.diag('logs', '--pod', 'curl', '-d', '0', '--', str(tmp_path / 'absent'), timeout=60)
+    assert r.returncode == 127, r.stderr
+
+
 def test_drain_without_a_command_is_usage(cluster):
     # -d was ignored: logs followed until Ctrl-C as if it had not been given
     r = cluster.diag('logs', '--pod', 'curl', '-d', '2s', timeout=30)
