@@ -6,7 +6,8 @@
  *   2  usage error: -EINVAL (bad flags, no pod named, ...)
  *   1  any other failure: the message says what to do
  *  130 (128 + SIGINT) shell/exec: a second Ctrl-C gave up on a program that
- *      ignored the first
+ *      ignored the first; 143 and 129 (SIGTERM, SIGHUP) on a terminal that
+ *      was raw for the program: the call was ended
  *  141 (128 + SIGPIPE) shell/exec/logs: the reader of our output went (SIGPIPE
  *      is ignored, so the write fails instead), silently
  * shell and `logs -- CMD` return the remote shell's / the command's code
@@ -16,13 +17,7 @@
 
 #include <stdio.h>
 
-enum {
-    EXITCODE_OK = 0,
-    EXITCODE_FAILURE = 1,
-    EXITCODE_USAGE = 2,
-    EXITCODE_INTERRUPTED = 130,
-    EXITCODE_PIPE = 141
-};
+enum { EXITCODE_OK = 0, EXITCODE_FAILURE = 1, EXITCODE_USAGE = 2, EXITCODE_PIPE = 141 };
 
 /* The exit code for rc (0 or a negative errno). */
 int exitcode_of(int rc);

@@ -27,13 +27,14 @@ static const int forwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH};
  * sends stdin, sizes and signals. */
 typedef struct {
     exec_client *ec;
-    int done[2];           /* the reader ended */
-    int wake[2];           /* the signal thread left something in pending */
-    atomic_uint pending;   /* 1 << signal, for the main thread to send */
-    int code;              /* the program's exit code */
-    bool failed;           /* the call ended without an exit: err says why */
-    atomic_bool cancelled; /* by a second Ctrl-C */
-    int out_errno;         /* writing the output failed (EPIPE: its reader went): the call was cancelled */
+    int done[2];          /* the reader ended */
+    int wake[2];          /* the signal thread left something in pending */
+    atomic_uint pending;  /* 1 << signal, for the main thread to send */
+    int code;             /* the program's exit code */
+    bool failed;          /* the call ended without an exit: err says why */
+    bool raw;             /* this terminal's keys go to the program: it owns the terminal */
+    atomic_int cancelled; /* by this signal: a second Ctrl-C, or SIGTERM/SIGHUP when raw */
+    int out_errno;        /* writing the output failed (EPIPE: its reader went): the call was cancelled */
     rpc_status st;
     char error[512]; /* why the program did not start */
 } shell_run;
@@ -91,7 +92,10 @@ static void send_size(exec_client *ec)
 
 /* The signal thread: a second Ctrl-C cancels the call at once (the main
  * thread may be blocked sending, where gRPC's flow control holds back any
- * message behind it); anything else is left in r->pending for
+ * message behind it), and so does SIGTERM or SIGHUP when the program owns the
+ * terminal: they are for this process, as for kubectl exec -it and ssh (the
+ * remote terminal's foreground job, not its shell, would get them, and an
+ * interactive shell ignores SIGTERM). Anything else is left in r->pending for
  * the main thread, the call's one writer, woken through r->wake. */
 static void *signals_main(void *arg)
 {
@@ -106,8 +110,9 @@ static void *signals_main(void *arg)
         unsigned char sig;
         if (!pf[1].revents || read(sig_pipe[0], &sig, 1) != 1)
             continue;
-        if (sig == SIGINT && ++interrupts > 1) { /* it ignored the first: give up */
-            r->cancelled = true;
+        if ((sig == SIGINT && ++interrupts > 1) || /* it ignored the first: give up */
+            (r->raw && (sig == SIGTERM || sig == SIGHUP))) {
+            r->cancelled = sig;
             exec_client_cancel(r->ec);
             continue;
         }
@@ -205,6 +210,7 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
         cfmakeraw(&t);
         raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
     }
+    r.raw = raw;
     if ((rc = exec_client_new(&r.ec, cl, st)) < 0) {
         snprintf(err, sizeof err, "cannot start the Exec call: %s", strerror(-rc));
         goto restore;
@@ -233,7 +239,7 @@ restore:
         snprintf(err, sizeof err, "cannot start a thread: out of resources");
         rc = -EAGAIN;
     } else if (rc == 0 && r.cancelled) {
-        rc = EXITCODE_INTERRUPTED;
+        rc = 128 + r.cancelled;
     } else if (rc == 0 && r.out_errno == EPIPE) {
         rc = EXITCODE_PIPE;
     } else if (rc == 0 && r.out_errno) {

@@ -268,14 +268,16 @@ def test_exec_tty_without_i_leaves_ctrl_c_a_signal(cluster):
 class Tmux:
     """kubectl-diag in a detached tmux session on a private server (its socket in a temporary
     directory: -S, since -L leaves the socket file behind), read with capture-pane; the CLI's
-    exit code goes to a file."""
+    exit code goes to a file, followed by the output of the shell command after, if any."""
 
-    def __init__(self, cluster, args, rows, cols):
+    def __init__(self, cluster, args, rows, cols, after=None):
         self.dir = tempfile.mkdtemp(prefix='kdiag-tmux-')
         self.rc = os.path.join(self.dir, 'rc')
         self.sock = os.path.join(self.dir, 'tmux')
         self.env = cluster.env({'TERM': 'xterm'})
-        cmd = '%s; echo rc=$? > %s' % (shlex.join([CLI] + list(args)), shlex.quote(self.rc))
+        then = '; %s >> %s 2>&1' % (after, shlex.quote(self.rc)) if after else ''
+        cmd = '%s; echo rc=$? > %s%s; echo end >> %s' % (shlex.join([CLI] + list(args)), shlex.quote(self.rc), then,
+                                                       shlex.quote(self.rc))
         self.tmux('new-session', '-d', '-s', 'diag', '-x', str(cols), '-y', str(rows), cmd)
 
     def tmux(self, *args):
@@ -296,10 +298,14 @@ class Tmux:
 
     def exit_code(self, timeout=60):
         deadline = time.monotonic() + timeout
-        while not os.path.exists(self.rc) or not open(self.rc).read().endswith('\n'):
+        while not os.path.exists(self.rc) or not open(self.rc).read().endswith('end\n'):
             assert time.monotonic() < deadline, 'kubectl-diag did not end'
             time.sleep(0.2)
-        return open(self.rc).read().strip()
+        return open(self.rc).read().split('\n')[0]
+
+    def after(self):
+        """The output of the command after (once exit_code returned)."""
+        return open(self.rc).read().split('\n', 1)[1].rsplit('end\n', 1)[0]
 
     def close(self):
         subprocess.run(['tmux', '-S', self.sock, 'kill-server'], capture_output=True, timeout=30)
@@ -322,6 +328,30 @@ def test_shell_in_tmux_resize_ctrl_c_and_exit_code(cluster):
         t.expect('after-42', timeout=20)     # sleep interrupted, the shell still there
         t.send('exit 3', 'Enter')
         assert t.exit_code() == 'rc=3'
+    finally:
+        t.close()
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGHUP])
+def test_shell_killed_by_sigterm_or_sighup_ends_and_restores_the_terminal(cluster, sig):
+    """As kubectl exec -it and ssh: a shell on a terminal ends when the CLI is told to (kill,
+    timeout(1)), even with a job in the foreground that would not see the signal end the shell; the
+    remote session goes and the local terminal is cooked again."""
+    t = Tmux(cluster, ['shell', 'pod/distroless'], rows=24, cols=80, after='stty -a')
+    try:
+        t.expect('# ')
+        before = cluster.pids_in_pod('distroless', 'sleep 101')
+        t.send('sleep 101', 'Enter')
+        wait_started(cluster, 'distroless', 'sleep 101', before)
+        pid = int(t.tmux('display', '-p', '-t', 'diag', '#{pane_pid}'))
+        cli = [int(p) for p in subprocess.run(['pgrep', '-P', str(pid)], capture_output=True, text=True).stdout.split()]
+        assert len(cli) == 1, cli
+        os.kill(cli[0], sig)
+        assert t.exit_code(timeout=20) == 'rc=%d' % (128 + sig)
+        stty = t.after().split()
+        assert 'icanon' in stty and 'echo' in stty and 'isig' in stty, stty
+        wait_for(lambda: not set(cluster.pids_in_pod('distroless', 'sleep 101')) - set(before), 20,
+                 what='sleep 101 ended')
     finally:
         t.close()
 
