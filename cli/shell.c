@@ -20,8 +20,10 @@
 #include "exitcode.h"
 #include "session.h"
 
-/* Signals of this process that go to the program (SIGWINCH: the new size). */
-static const int forwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH};
+/* Signals of this process that go to the program (SIGWINCH: the new size;
+ * SIGCONT: the terminal made raw again, as the shell that continued this
+ * process gave it back cooked, and the size it has now). */
+static const int forwarded[] = {SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGWINCH, SIGCONT};
 
 /* A call in progress: the reader thread writes the output, the main thread
  * sends stdin, sizes and signals. */
@@ -33,6 +35,7 @@ typedef struct {
     int code;             /* the program's exit code */
     bool failed;          /* the call ended without an exit: err says why */
     bool raw;             /* this terminal's keys go to the program: it owns the terminal */
+    struct termios raw_t; /* the terminal's settings while raw */
     atomic_int cancelled; /* by this signal: a second Ctrl-C, or SIGTERM/SIGHUP when raw */
     int out_errno;        /* writing the output failed (EPIPE: its reader went): the call was cancelled */
     rpc_status st;
@@ -151,7 +154,9 @@ static void send_input(shell_run *r, bool forward_stdin)
             for (int sig = 1; sig < 32; sig++) {
                 if (!(sigs & (1u << sig)))
                     continue;
-                if (sig == SIGWINCH)
+                if (sig == SIGCONT && r->raw)
+                    tcsetattr(STDIN_FILENO, TCSADRAIN, &r->raw_t);
+                if (sig == SIGWINCH || sig == SIGCONT)
                     send_size(r->ec);
                 else
                     exec_client_signal(r->ec, sig);
@@ -206,9 +211,9 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     /* Raw only when the keys go to the program: without stdin (--tty
      * without -i) they stay this terminal's, and Ctrl-C is a signal, sent on. */
     if (st->tty && forward_stdin && tcgetattr(STDIN_FILENO, &saved) == 0) {
-        struct termios t = saved;
-        cfmakeraw(&t);
-        raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &t) == 0;
+        r.raw_t = saved;
+        cfmakeraw(&r.raw_t);
+        raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &r.raw_t) == 0;
     }
     r.raw = raw;
     if ((rc = exec_client_new(&r.ec, cl, st)) < 0) {

@@ -270,15 +270,29 @@ class Tmux:
     directory: -S, since -L leaves the socket file behind), read with capture-pane; the CLI's
     exit code goes to a file, followed by the output of the shell command after, if any."""
 
-    def __init__(self, cluster, args, rows, cols, after=None):
+    def __init__(self, cluster, args, rows, cols, after=None, job_control=False):
         self.dir = tempfile.mkdtemp(prefix='kdiag-tmux-')
         self.rc = os.path.join(self.dir, 'rc')
         self.sock = os.path.join(self.dir, 'tmux')
         self.env = cluster.env({'TERM': 'xterm'})
         then = '; %s >> %s 2>&1' % (after, shlex.quote(self.rc)) if after else ''
-        cmd = '%s; echo rc=$? > %s%s; echo end >> %s' % (shlex.join([CLI] + list(args)), shlex.quote(self.rc), then,
-                                                       shlex.quote(self.rc))
-        self.tmux('new-session', '-d', '-s', 'diag', '-x', str(cols), '-y', str(rows), cmd)
+        cli = shlex.join([CLI] + list(args))
+        self.report = 'echo rc=$? > %s%s; echo end >> %s' % (shlex.quote(self.rc), then, shlex.quote(self.rc))
+        if not job_control:
+            self.tmux('new-session', '-d', '-s', 'diag', '-x', str(cols), '-y', str(rows), cli + '; ' + self.report)
+            self.report = None
+            return
+        # Typed into an interactive bash: a job it can stop and continue. The report is typed once
+        # the job ended, since bash runs the rest of a list as soon as its first command stops.
+        self.tmux('new-session', '-d', '-s', 'diag', '-x', str(cols), '-y', str(rows), 'PS1=bash$ bash --norc -i')
+        self.expect('bash$')
+        self.send(cli, 'Enter')
+
+    def pids(self):
+        """The pids of kubectl-diag on this pane's terminal."""
+        tty = self.tmux('display', '-p', '-t', 'diag', '#{pane_tty}').strip().replace('/dev/', '')
+        out = subprocess.run(['pgrep', '-f', '-t', tty, '^' + CLI], capture_output=True, text=True).stdout
+        return [int(p) for p in out.split()]
 
     def tmux(self, *args):
         return subprocess.run(['tmux', '-S', self.sock, '-f', '/dev/null'] + list(args), env=self.env,
@@ -298,6 +312,9 @@ class Tmux:
 
     def exit_code(self, timeout=60):
         deadline = time.monotonic() + timeout
+        if self.report:
+            wait_for(lambda: not self.pids(), timeout, what='kubectl-diag ended')
+            self.send(self.report, 'Enter')
         while not os.path.exists(self.rc) or not open(self.rc).read().endswith('end\n'):
             assert time.monotonic() < deadline, 'kubectl-diag did not end'
             time.sleep(0.2)
@@ -343,8 +360,7 @@ def test_shell_killed_by_sigterm_or_sighup_ends_and_restores_the_terminal(cluste
         before = cluster.pids_in_pod('distroless', 'sleep 101')
         t.send('sleep 101', 'Enter')
         wait_started(cluster, 'distroless', 'sleep 101', before)
-        pid = int(t.tmux('display', '-p', '-t', 'diag', '#{pane_pid}'))
-        cli = [int(p) for p in subprocess.run(['pgrep', '-P', str(pid)], capture_output=True, text=True).stdout.split()]
+        cli = t.pids()
         assert len(cli) == 1, cli
         os.kill(cli[0], sig)
         assert t.exit_code(timeout=20) == 'rc=%d' % (128 + sig)
@@ -352,6 +368,30 @@ def test_shell_killed_by_sigterm_or_sighup_ends_and_restores_the_terminal(cluste
         assert 'icanon' in stty and 'echo' in stty and 'isig' in stty, stty
         wait_for(lambda: not set(cluster.pids_in_pod('distroless', 'sleep 101')) - set(before), 20,
                  what='sleep 101 ended')
+    finally:
+        t.close()
+
+
+def test_shell_stopped_and_continued_makes_the_terminal_raw_again(cluster):
+    """kill -TSTP stops the CLI and its shell (bash) takes the terminal back; `fg` hands it on cooked, and
+    the CLI makes it raw again, so keys reach the remote shell once (not echoed by both terminals)."""
+    t = Tmux(cluster, ['shell', 'pod/distroless'], rows=24, cols=80, job_control=True)
+    try:
+        t.expect('/ # ')
+        tty = t.tmux('display', '-p', '-t', 'diag', '#{pane_tty}').strip()
+        def local():
+            return subprocess.run(['stty', '-a', '-F', tty], capture_output=True, text=True).stdout.split()
+        assert '-icanon' in local()
+        cli = t.pids()
+        assert len(cli) == 1, cli
+        os.kill(cli[0], signal.SIGTSTP)
+        t.expect('Stopped')
+        t.send('fg', 'Enter')
+        wait_for(lambda: '-icanon' in local() and '-echo' in local(), 20, what='the terminal raw again after fg')
+        t.send('echo $((6*7))', 'Enter')
+        t.expect('\n42\n')
+        t.send('exit 5', 'Enter')
+        assert t.exit_code() == 'rc=5'
     finally:
         t.close()
 
