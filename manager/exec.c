@@ -212,7 +212,10 @@ static void __attribute__((noreturn)) program_exec(const exec_plan *p)
     syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    sigaction(SIGPIPE, &dfl, NULL); /* the manager ignores it; exec keeps that */
+    /* exec keeps what is ignored: SIGPIPE by the manager, and whatever its own
+     * parent ignored (SIGQUIT in a shell's background job, SIGXFSZ by Python) */
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL); /* EINVAL for SIGKILL, SIGSTOP and libc's own: nothing to do */
     if (p->as_target && program_drop(p, in) < 0) {
         r.what = FAILED_USER;
         r.err = errno;

@@ -86,6 +86,14 @@ def test_exec_tools_ls(cluster):
     assert 'kdiag-manager' not in r.stdout   # the target's root, not the debug image's
 
 
+def test_exec_program_starts_with_no_signal_ignored(cluster):
+    """As under kubectl exec: what the manager inherited ignored (kubesim's Python runtime ignores SIGXFSZ,
+    a shell's background job SIGQUIT) is not passed on, so Ctrl-\\ and RLIMIT_FSIZE still kill."""
+    r = cluster.diag('exec', '--tools', 'pod/distroless', '--', 'grep', 'SigIgn', '/proc/self/status')
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ['SigIgn:', '0000000000000000']
+
+
 def test_exec_missing_command_is_127_with_one_line(cluster):
     r = cluster.diag('exec', 'pod/distroless', '--', 'no-such-command', 'x')
     assert r.returncode == 127, r.stdout + r.stderr
