@@ -293,8 +293,12 @@ class Tmux:
         # Typed into an interactive bash: a job it can stop and continue. The report is typed once
         # the job ended, since bash runs the rest of a list as soon as its first command stops.
         self.tmux('new-session', '-d', '-s', 'diag', '-x', str(cols), '-y', str(rows), 'PS1=bash$ bash --norc -i')
-        self.expect('bash$')
-        self.send(cli, 'Enter')
+        try:
+            self.expect('bash$')
+            self.send(cli, 'Enter')
+        except BaseException:  # no Tmux to close(): its server and bash would outlive the test
+            self.close()
+            raise
 
     def pids(self):
         """The pids of kubectl-diag on this pane's terminal."""
