@@ -26,7 +26,7 @@ int sig_block(sigset_t *set, ...)
 
 int sig_block_stop(sigset_t *set)
 {
-    return sig_block(set, SIGINT, SIGTERM, SIGHUP, -1);
+    return sig_block(set, SIGINT, SIGTERM, SIGHUP, SIGQUIT, -1);
 }
 
 int sig_block_all(void)

@@ -16,7 +16,9 @@
  * a number that is not a signal; nothing is blocked then). */
 int sig_block(sigset_t *set, ...);
 
-/* sig_block(set, SIGINT, SIGTERM, SIGHUP, -1): the stop signals. */
+/* sig_block(set, SIGINT, SIGTERM, SIGHUP, SIGQUIT, -1): the stop signals.
+ * Ctrl-\ is one too: its default end, a core dump, would leave what a
+ * command cleans up on a stop (cp's and capture's temporary files). */
 int sig_block_stop(sigset_t *set);
 
 /* Blocks every signal in the calling thread: a worker whose signals belong to

@@ -246,9 +246,9 @@ int cp_main(const flags *f, const kube *k)
         rc = local_check(&j, err, sizeof err);
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
-    /* Ctrl-\ (SIGQUIT) cancels the copy like the stop signals, and the
-     * session's threads block only those: blocked before they start, it
-     * stays for wait_job, never ends the process with its temporaries. */
+    /* Ctrl-\ (SIGQUIT) is blocked before the session starts gRPC's threads,
+     * which block nothing: it stays for wait_job, never ends the process with
+     * its temporaries. Ctrl-C still ends a session that takes long to open. */
     sig_block(NULL, SIGQUIT, -1);
     rc = session_open(k, &so, &s, err, sizeof err);
     if (rc < 0)
@@ -256,9 +256,9 @@ int cp_main(const flags *f, const kube *k)
     j.s = &s;
     j.target.container_id = s.target_id;
     /* From here every thread (the copy's and gRPC's) inherits blocked stop
-     * signals; wait_job takes them and SIGQUIT. */
+     * signals; wait_job takes them. */
     sigset_t stop;
-    sig_block(&stop, SIGINT, SIGTERM, SIGHUP, SIGQUIT, -1);
+    sig_block_stop(&stop);
     pthread_t th;
     j.done_fd = eventfd(0, EFD_CLOEXEC);
     sfd = signalfd(-1, &stop, SFD_CLOEXEC);

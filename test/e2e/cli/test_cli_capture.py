@@ -134,7 +134,7 @@ def test_capture_refused_leaves_the_output_path_as_it_was(cluster, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['keep.pcap', 'null']
 
 
-@pytest.mark.parametrize('how,sig', [('one', signal.SIGTERM), ('all_pods', signal.SIGINT)])
+@pytest.mark.parametrize('how,sig', [('one', signal.SIGTERM), ('all_pods', signal.SIGINT), ('one', signal.SIGQUIT)])
 def test_capture_stop_while_the_debug_container_starts_ends_at_once(cluster, bg, label, tmp_path, how, sig):
     """A stop signal while the debug container starts (an image that never prints its start-up
     lines): one pod exited 143 and left its temporary file beside FILE; --all-pods waited for
