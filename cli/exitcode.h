@@ -19,6 +19,9 @@
 
 enum { EXITCODE_OK = 0, EXITCODE_FAILURE = 1, EXITCODE_USAGE = 2, EXITCODE_PIPE = 141 };
 
+/* What a shell says of a program that sig ended: 128 + sig. */
+#define EXITCODE_SIGNALED(sig) (128 + (sig))
+
 /* The exit code for rc (0 or a negative errno). */
 int exitcode_of(int rc);
 /* Prints "error: MSG" on out when rc < 0 and returns exitcode_of(rc). Debug

@@ -526,7 +526,7 @@ static bool handle_signals(int sfd, struct run *run)
     }
     int st;
     if (run->cmd > 0 && waitpid(run->cmd, &st, WNOHANG) == run->cmd) {
-        run->code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        run->code = WIFEXITED(st) ? WEXITSTATUS(st) : EXITCODE_SIGNALED(WTERMSIG(st));
         run->cmd = -1;
         run->drain_until = time_now_ms() + run->drain_ms;
     }

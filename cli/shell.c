@@ -244,7 +244,7 @@ restore:
         snprintf(err, sizeof err, "cannot start a thread: out of resources");
         rc = -EAGAIN;
     } else if (rc == 0 && r.cancelled) {
-        rc = 128 + r.cancelled;
+        rc = EXITCODE_SIGNALED(r.cancelled);
     } else if (rc == 0 && r.out_errno == EPIPE) {
         rc = EXITCODE_PIPE;
     } else if (rc == 0 && r.out_errno) {
