@@ -500,7 +500,6 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
                 flags_cmd_name(f->cmd), flags_cmd_name(f->cmd));
 }
 
-/* Handles one flag word at argv[*i]; may consume the next word as its value. */
 /* The command named after the flags given before it ("kubectl diag -c 5
  * capture"): the first c for which, reading the short flags as c's
  * (capture's -i takes a value, exec's does not), the first operand is c.
@@ -520,6 +519,8 @@ static flags_cmd command_ahead(int argc, char **argv)
     return FLAGS_CMD_NONE;
 }
 
+/* Handles one flag word at argv[*i], its letters read as cmd's; may consume
+ * the next word as its value. */
 static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint64_t *seen, char *err, size_t errlen)
 {
     char *a = argv[*i];

@@ -214,9 +214,6 @@ static int send_ready(rpc_call *call, capture_run *r)
     return rc;
 }
 
-/* Compiles filter for r->linktype, without the traffic of own (a filter
- * expression, "" for none), and attaches it to r->fd. 0, or -EINVAL with the
- * reason in err. */
 /* filter as a message quotes it: whole when short, else its start and its
  * length, so that the reason after it still fits the message. */
 static const char *filter_quoted(const char *filter, char *buf, size_t len)
@@ -228,6 +225,9 @@ static const char *filter_quoted(const char *filter, char *buf, size_t len)
     return buf;
 }
 
+/* Compiles filter for r->linktype, without the traffic of own (a filter
+ * expression, "" for none), and attaches it to r->fd. 0, or -EINVAL with the
+ * reason in err. */
 static int attach_filter(capture_run *r, const char *filter, const char *own, char *err, size_t errlen)
 {
     struct bpf_program prog = {0}, both = {0};
