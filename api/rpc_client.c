@@ -131,6 +131,14 @@ static void status_out(rpc_status *st, grpc_status_code code, grpc_slice details
         snprintf(st->message, sizeof st->message,
                  "the manager cancelled the call: its gRPC memory, shared by all its calls, ran out while data "
                  "waited to be taken (many large transfers at once?); retry with fewer at once");
+    /* a keepalive ping (also the one a new connection's handshake waits
+     * on) went unanswered: a frozen manager, not a broken socket */
+    else if (code == GRPC_STATUS_UNAVAILABLE && strstr(st->message, "keepalive watchdog timeout"))
+        snprintf(st->message, sizeof st->message,
+                 "the manager stopped answering: no reply to a keepalive ping within %d s. Its container may be "
+                 "stopped or starved of CPU, or the way to it (kubectl port-forward, the API server, the "
+                 "kubelet) stuck",
+                 RPC_KEEPALIVE_MS / 1000);
 }
 
 static void stream_destroy(rpc_stream *s)

@@ -3,11 +3,12 @@ simulated cluster."""
 import os
 import re
 import shutil
+import signal
 import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import error_lines, wait_for
 
 PSA_NS = 'psa-%d' % os.getpid()
 
@@ -136,3 +137,25 @@ def test_not_found_names_the_contexts_namespace_not_default(cluster, tmp_path):
     assert r.returncode == 1
     assert 'pod "nginx" not found in the current namespace. List pods with: kubectl get pods\n' in r.stderr, r.stderr
     assert 'default' not in r.stderr, r.stderr
+
+
+def test_a_manager_that_stopped_answering_is_named(cluster, fresh_pod):
+    """A manager that gets no CPU (stopped here; a frozen cgroup or a starved node alike) accepts
+    connections and answers nothing: gRPC's keepalive gives up on it after ~10 s. The error says
+    the manager stopped answering and where to look, not gRPC's "keepalive watchdog timeout"."""
+    assert cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true').returncode == 0
+    [manager] = cluster.pids_in_pod(fresh_pod, 'kdiag-manager')
+    os.kill(manager, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        r = cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true', timeout=90)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(manager, signal.SIGCONT)
+    assert r.returncode == 1, r.stderr
+    last = error_lines(r.stderr)[-1]
+    assert last.startswith('error: Exec call to the manager (dbg-'), r.stderr
+    assert 'the manager stopped answering: no reply to a keepalive ping within 5 s' in last, r.stderr
+    assert 'keepalive watchdog' not in r.stderr
+    assert took < 40, took
+    assert cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true').returncode == 0
