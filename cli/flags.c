@@ -556,6 +556,9 @@ static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint
         if (!o)
             return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag --help'", *p, a);
         *seen |= 1ull << (o - opts);
+        if (!o->arg && p[1] == '=') /* kubectl's -v=6 habit */
+            return fail(err, errlen, "flag -%c takes no value (got \"%s\")%s", *p, a,
+                        o->id == O_VERBOSE ? ": write -v, or -vv for more" : "");
         if (!o->arg) {
             int rc = apply(f, o, a, NULL, err, errlen);
             if (rc < 0)

@@ -250,6 +250,8 @@ static void usage_errors(void **state)
         {"ps", "--pod", "default/nginx", NULL, "write -n default pod/nginx"},
         {"ps", "pod/", NULL, NULL, "no pod name in \"pod/\""},
         {"ps", "-n=", "pod/x", NULL, "-n= has no value"},
+        {"ps", "-v=6", "pod/x", NULL, "flag -v takes no value (got \"-v=6\"): write -v, or -vv"},
+        {"exec", "-i=1", "pod/x", NULL, "flag -i takes no value (got \"-i=1\")"},
         {"ps", "--dbg-image", "", NULL, "--dbg-image needs an image"},
     };
     for (size_t i = 0; i < sizeof(slips) / sizeof(slips[0]); i++) {
