@@ -167,7 +167,8 @@ static void send_input(shell_run *r, bool forward_stdin)
             ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
             if (n > 0 && exec_client_stdin(r->ec, buf, (size_t)n) == 0)
                 continue;
-            if (n < 0 && errno == EINTR)
+            /* EAGAIN: a non-blocking stdin whose bytes another reader took first */
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
                 continue;
             in_open = false; /* EOF (Ctrl-D of a cooked terminal, end of a pipe) */
             exec_client_stdin_close(r->ec);

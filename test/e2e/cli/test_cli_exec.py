@@ -14,6 +14,7 @@ import struct
 import subprocess
 import tempfile
 import termios
+import threading
 import time
 
 import pytest
@@ -75,6 +76,49 @@ def test_exec_output_to_a_non_blocking_pipe_waits_for_its_reader(cluster):
             out = f.read()
         assert (p.wait(timeout=60), len(out)) == (4, 1000000), p.stderr.read()
     finally:
+        p.kill()
+        p.wait()
+
+
+def test_exec_stdin_a_non_blocking_pipe_that_another_reader_shares(cluster):
+    """Stdin a pipe left O_NONBLOCK and read by another process too (a job of the same shell): poll
+    says readable, the other reader takes the bytes first, read says EAGAIN. That is not the end of
+    stdin: the program reads on until the writer closes (was: EAGAIN closed stdin, and the command
+    ended while bytes still came)."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    p = subprocess.Popen([CLI, 'exec', '-i', '--tools', 'pod/nginx', '--', 'sh', '-c', 'cat >/dev/null; exit 5'],
+                         stdin=r, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    done = threading.Event()
+
+    def other_reader():
+        poller = select.poll()
+        poller.register(r, select.POLLIN)
+        while not done.is_set():
+            if poller.poll(100):
+                try:
+                    if os.read(r, 1) == b'':
+                        return
+                except BlockingIOError:
+                    pass
+
+    t = threading.Thread(target=other_reader)
+    t.start()
+    try:
+        for _ in range(1500):
+            os.write(w, b'x')
+            time.sleep(0.001)
+        assert p.poll() is None, p.communicate()  # its stdin is still open
+        os.close(w)
+        w = -1
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 5, err
+    finally:
+        done.set()
+        t.join()
+        if w >= 0:
+            os.close(w)
+        os.close(r)
         p.kill()
         p.wait()
 
