@@ -1,5 +1,5 @@
-"""The CLI with the oldest and newest kubectl it supports (1.27, 1.33): manager creation with
-get --raw + replace --raw, port-forward, exec, logs."""
+"""The CLI with the oldest and newest kubectl it supports (1.27, 1.33; the suite runs 1.32): manager creation with
+get --raw + replace --raw, port-forward, exec, logs, and the gRPC commands over the forward."""
 import os
 
 import pytest
@@ -40,5 +40,29 @@ def test_ps_shell_redir_logs(cluster, bg, local_http, kubectl):
                          % (cluster.node_netns(), ip))
         assert r.returncode == 0, r.stderr
         assert '[%s/%s] ' % (name, name) in r.stdout, r.stdout + r.stderr
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_exec_cp_capture(cluster, kubectl, tmp_path):
+    """The commands served over the manager's gRPC (exec with stdin, cp both ways, capture) through
+    each kubectl's port-forward, on a pod whose debug container that kubectl created."""
+    name = 'w%s-%d' % (os.path.basename(kubectl).replace('.', '-').replace('kubectl-', ''), os.getpid())
+    cluster.ok('run', name, '--image=curl', '--restart=Never')  # requests http://nginx/ every second
+    try:
+        cluster.wait_running(name)
+        r = cluster.diag('exec', '-i', '--tools', 'pod/' + name, '--kubectl', kubectl, '--', 'sh', '-c',
+                         'read x; echo got-$x; exit 4', input='abc\n')
+        assert (r.returncode, r.stdout) == (4, 'got-abc\n'), r.stderr
+        data = os.urandom(3 << 20)
+        (tmp_path / 'in').write_bytes(data)
+        r = cluster.diag('cp', '--kubectl', kubectl, str(tmp_path / 'in'), 'pod/%s:/tmp/f' % name)
+        assert r.returncode == 0, r.stderr
+        r = cluster.diag('cp', '--kubectl', kubectl, 'pod/%s:/tmp/f' % name, str(tmp_path / 'out'))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / 'out').read_bytes() == data
+        r = cluster.diag('capture', '--kubectl', kubectl, 'pod/' + name, '-c', '1', '-w', str(tmp_path / 'c.pcap'))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / 'c.pcap').stat().st_size > 24  # more than the file header: a packet
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
