@@ -263,9 +263,10 @@ static int send_content(sender *s, int fd, off_t size)
 
 static int send_at(sender *s, int dirfd, const char *name, int depth);
 
-/* A file whose st_size says nothing of its content: procfs says 0
- * (/proc/1/environ), sysfs 4096 (/sys/.../address), cgroupfs 0. */
-static bool pseudo_file(int fd)
+/* On a kernel filesystem: a file whose st_size says nothing of its content
+ * (procfs says 0 for /proc/1/environ, sysfs 4096 for /sys/.../address,
+ * cgroupfs 0), a directory that holds the kernel's view, not files. */
+static bool pseudo_fs(int fd)
 {
     struct statfs sf;
     if (fstatfs(fd, &sf) < 0)
@@ -408,11 +409,16 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
     }
     if (!S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode))
         goto out;
-    if (depth == 0 && S_ISREG(st.st_mode) && pseudo_file(fd)) { /* named: in a tree, as its size says */
+    if (depth == 0 && S_ISREG(st.st_mode) && pseudo_fs(fd)) { /* named: in a tree, as its size says */
         rc = send_pseudo(s, fd, &st);
         goto out;
     }
     rc = emit_entry(s, &st, NULL);
+    /* a kernel filesystem mounted in the tree (/proc, /sys of "/") arrives
+     * empty, as its mount point: what it holds is not the container's files,
+     * and some of it cannot be read at all */
+    if (rc == 0 && S_ISDIR(st.st_mode) && depth > 0 && pseudo_fs(fd) && !pseudo_fs(dirfd))
+        goto out;
     if (rc == 0)
         rc = S_ISDIR(st.st_mode) ? send_dir_entries(s, fd, depth) : send_content(s, fd, st.st_size);
 out:

@@ -108,6 +108,28 @@ def test_cp_tree_round_trip_through_distroless(cluster, tmp_path):
     assert no_temporaries(str(tmp_path)) == []
 
 
+def test_cp_of_a_containers_root_leaves_kernel_filesystems_empty(cluster, fresh_pod, tmp_path):
+    """`cp pod:/ DIR`, the whole filesystem of an image without tar: /proc and /sys (kernel
+    filesystems mounted in it) arrive as empty directories, the image's files as they are (was:
+    the first file of /proc that cannot be read, /proc/sys/kernel/..., ended the copy, exit 1)."""
+    back = tmp_path / 'root'
+    r = cluster.diag('cp', 'pod/%s:/' % fresh_pod, str(back))
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(back / 'proc')) == [] and sorted(os.listdir(back / 'sys')) == []
+    rootfs = image_file('nginx', '/')
+    files = 0
+    for top, dirs, names in os.walk(rootfs):
+        for n in names:
+            p = os.path.join(top, n)
+            runtime_mounted = os.path.relpath(p, rootfs) in ('etc/hosts', 'etc/hostname', 'etc/resolv.conf')
+            if os.path.isfile(p) and not os.path.islink(p) and not runtime_mounted:
+                with open(p, 'rb') as f, open(os.path.join(str(back), os.path.relpath(p, rootfs)), 'rb') as g:
+                    assert f.read() == g.read(), p
+                files += 1
+    assert files > 0
+    assert no_temporaries(str(tmp_path)) == []
+
+
 def test_cp_zstd_and_plain_chunks_round_trip(cluster, tmp_path):
     """Chunks that compress (log text) and chunks that do not (random bytes), interleaved in one
     file, into the pod and back out, through kubectl: byte for byte, with zstd (the default) and
