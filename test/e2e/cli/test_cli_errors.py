@@ -142,7 +142,8 @@ def test_not_found_names_the_contexts_namespace_not_default(cluster, tmp_path):
 def test_a_manager_that_stopped_answering_is_named(cluster, fresh_pod):
     """A manager that gets no CPU (stopped here; a frozen cgroup or a starved node alike) accepts
     connections and answers nothing: gRPC's keepalive gives up on it after ~10 s. The error says
-    the manager stopped answering and where to look, not gRPC's "keepalive watchdog timeout"."""
+    the manager stopped answering and where to look, not gRPC's "keepalive watchdog timeout", after
+    "kubectl port-forward to pod/x ended; restarting it" (the CLI's own restart, to check the pod)."""
     assert cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true').returncode == 0
     [manager] = cluster.pids_in_pod(fresh_pod, 'kdiag-manager')
     os.kill(manager, signal.SIGSTOP)
@@ -157,5 +158,7 @@ def test_a_manager_that_stopped_answering_is_named(cluster, fresh_pod):
     assert last.startswith('error: Exec call to the manager (dbg-'), r.stderr
     assert 'the manager stopped answering: no reply to a keepalive ping within 5 s' in last, r.stderr
     assert 'keepalive watchdog' not in r.stderr
+    # the CLI restarts the forward itself to check the pod: not "kubectl port-forward ended"
+    assert 'restarting it' not in r.stderr, r.stderr
     assert took < 40, took
     assert cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true').returncode == 0
