@@ -451,11 +451,9 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
         return 0;
     }
     bool has_pod = f->npods || f->nlabels || f->nworkloads;
+    /* a bare pod name, as kubectl exec, logs and port-forward take it: redir's first word that is no port */
     if (f->cmd == FLAGS_CMD_REDIR && !has_pod && a[strspn(a, "0123456789")] && !strpbrk(a, "/:"))
-        return fail(err, errlen,
-                    "unexpected argument \"%s\" for 'redir': a pod is written pod/%s (or --pod %s), "
-                    "then PODPORT[:LOCALPORT]",
-                    a, a, a);
+        return push_pod(f, a, a, err, errlen);
     if (f->cmd == FLAGS_CMD_REDIR && !strchr(a, '/')) {
         flags_portpair *p = realloc(f->ports, (f->nports + 1) * sizeof(*p));
         if (!p)
@@ -491,11 +489,9 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
                     "namespace), a workload as deploy/, sts/, rs/ or svc/NAME, or pods by label with -l",
                     (int)(slash - a), a, a);
     bool takes_pod = f->cmd == FLAGS_CMD_PS || f->cmd == FLAGS_CMD_SHELL || f->cmd == FLAGS_CMD_EXEC ||
-                     f->cmd == FLAGS_CMD_LOGS || f->cmd == FLAGS_CMD_CAPTURE || f->cmd == FLAGS_CMD_FORWARDS ||
-                     f->cmd == FLAGS_CMD_REDIR;
-    if (takes_pod && !strpbrk(a, "/=:"))
-        return fail(err, errlen, "unexpected argument \"%s\" for '%s': a pod is written pod/%s (or --pod %s)", a,
-                    flags_cmd_name(f->cmd), a, a);
+                     f->cmd == FLAGS_CMD_LOGS || f->cmd == FLAGS_CMD_CAPTURE || f->cmd == FLAGS_CMD_FORWARDS;
+    if (takes_pod && !strpbrk(a, "/=:")) /* a bare pod name (one pod only but for logs: flags_parse says) */
+        return push_pod(f, a, a, err, errlen);
     return fail(err, errlen, "unexpected argument \"%s\" for '%s': run 'kubectl diag %s --help'", a,
                 flags_cmd_name(f->cmd), flags_cmd_name(f->cmd));
 }

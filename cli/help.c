@@ -10,7 +10,7 @@ static const char global_flags[] =
     "      --context NAME       kubeconfig context\n"
     "      --kubeconfig FILE    kubeconfig file (default: $KUBECONFIG or ~/.kube/config)\n"
     "  -l, --labels SELECTOR    pick the newest Running pod matching SELECTOR\n"
-    "      --pod NAME           the pod (also as a pod/NAME argument)\n"
+    "      --pod NAME           the pod (also as a pod/NAME or NAME argument)\n"
     "  deploy/NAME              a workload: the newest Running pod its selector matches (logs:\n"
     "                           every one); also sts/NAME, rs/NAME, svc/NAME and the long forms\n"
     "                           (deployment/, statefulset/, replicaset/, service/)\n"

@@ -243,7 +243,9 @@ static void usage_errors(void **state)
     const char *slips[][5] = {
         {"exec", "pod/x", "ls", NULL, "the command goes after '--'"},
         {"shell", "pod/x", "ls", NULL, "ash's arguments go after '--'"},
-        {"redir", "nginx", "80", NULL, "a pod is written pod/nginx"},
+        {"ps", "pod/web", "db", NULL, "more than one pod given (web, db): 'ps' works on one pod"},
+        {"ps", "-l", "app=web", "db", "both a pod (db) and a selector (app=web) given"},
+        {"redir", "nginx", "80", "web", "invalid port \"web\": use PODPORT or PODPORT:LOCALPORT"},
         {"ps", "default/nginx", NULL, NULL, "unknown kind \"default\""},
         {"ps", "ds/x", NULL, NULL, "deploy/, sts/, rs/ or svc/NAME"},
         {"ps", "pod/default/nginx", NULL, NULL, "write -n default pod/nginx"},
@@ -476,9 +478,14 @@ static void exec_flags(void **state)
     assert_int_equal(parse(&f, err, "exec", "-t", "-i", "pod/web", "--", "ls", NULL), -EINVAL);
     assert_non_null(strstr(err, "not \"-i\""));
     flags_free(&f);
-    /* a bare pod name: how to write it */
-    assert_int_equal(parse(&f, err, "exec", "web", "--", "ls", NULL), -EINVAL);
-    assert_string_equal(err, "unexpected argument \"web\" for 'exec': a pod is written pod/web (or --pod web)");
+    /* a bare pod name, as kubectl exec takes it; redir's ports stay ports */
+    assert_int_equal(parse(&f, err, "exec", "web", "--", "ls", NULL), 0);
+    assert_int_equal(f.npods, 1);
+    assert_string_equal(f.pods[0].value, "web");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "redir", "web", "80", "8080:9090", NULL), 0);
+    assert_true(f.npods == 1 && f.nports == 2);
+    assert_string_equal(f.pods[0].value, "web");
     flags_free(&f);
     /* an empty command word */
     assert_int_equal(parse(&f, err, "exec", "pod/web", "--", "", NULL), -EINVAL);

@@ -17,6 +17,19 @@ def test_ps_lists_nginx_listener(cluster):
     assert 'kdiag-manager' not in r.stdout
 
 
+def test_a_bare_pod_name_as_kubectl_takes_it(cluster):
+    """`kubectl diag ps nginx`, `exec distroless -- ...`, as `kubectl exec NAME` (was: a usage error
+    that said to write pod/NAME)."""
+    r = cluster.diag('ps', 'nginx')
+    assert r.returncode == 0, r.stderr
+    assert any(':80' in l.split()[-1] for l in r.stdout.splitlines()[1:]), r.stdout
+    r = cluster.diag('exec', '--tools', 'distroless', '--', 'hostname')
+    assert (r.returncode, r.stdout) == (0, 'distroless\n'), r.stderr
+    r = cluster.diag('ps', 'nginx', 'curl')
+    assert r.returncode == 2
+    assert error_lines(r.stderr) == ["error: more than one pod given (nginx, curl): 'ps' works on one pod"]
+
+
 def test_ps_json_schema(cluster):
     r = cluster.diag('ps', 'pod/nginx', '-o', 'json')
     assert r.returncode == 0, r.stderr
