@@ -54,6 +54,7 @@ enum opt_id {
     O_FORMAT,
     O_KEEP,
     O_STOP,
+    O_FOLLOW,
 };
 
 struct opt {
@@ -102,6 +103,7 @@ static const struct opt opts[] = {
     {O_TTY, "tty", 0, false, ONLY(FLAGS_CMD_EXEC)},
     {O_TOOLS, "tools", 0, false, ONLY(FLAGS_CMD_EXEC)},
     {O_STOP, "stop", 0, false, ONLY(FLAGS_CMD_FORWARDS)},
+    {O_FOLLOW, "follow", 'f', false, ONLY(FLAGS_CMD_LOGS)}, /* kubectl logs -f: logs always follows */
 };
 
 _Static_assert(sizeof opts / sizeof opts[0] <= 64, "flags_parse marks the flags given in a uint64_t");
@@ -421,6 +423,7 @@ static int apply(flags *f, const struct opt *o, const char *arg, const char *val
     case O_TTY: f->tty = true; break;
     case O_TOOLS: f->tools = true; break;
     case O_STOP: f->stop = true; break;
+    case O_FOLLOW: break;
     }
     return 0;
 }

@@ -173,6 +173,7 @@ static const char logs_help[] =
     "  -c, --container NAME     only this container (default: all of each pod's containers)\n"
     "  -d, --drain-duration D   how long to keep following after the command (default 500ms;\n"
     "                           only with a command)\n"
+    "  -f, --follow             taken as kubectl logs takes it: logs always follows\n"
     "\n"
     "Examples:\n"
     "  kubectl diag logs -l app=nginx -l app=curl\n"

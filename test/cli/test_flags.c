@@ -198,6 +198,10 @@ static void shell_and_logs_rest(void **state)
     assert_string_equal(f.container, "main");
     assert_int_equal(f.nrest, 2);
     flags_free(&f);
+    /* kubectl logs -f: logs always follows; capture's -f stays its filter */
+    assert_int_equal(parse(&f, err, "logs", "-f", "web", "--follow", NULL), 0);
+    assert_true(f.npods == 1 && !f.filter);
+    flags_free(&f);
 }
 
 static void usage_errors(void **state)
