@@ -55,6 +55,7 @@ enum opt_id {
     O_KEEP,
     O_STOP,
     O_FOLLOW,
+    O_ALL_NS,
 };
 
 struct opt {
@@ -104,6 +105,7 @@ static const struct opt opts[] = {
     {O_TOOLS, "tools", 0, false, ONLY(FLAGS_CMD_EXEC)},
     {O_STOP, "stop", 0, false, ONLY(FLAGS_CMD_FORWARDS)},
     {O_FOLLOW, "follow", 'f', false, ONLY(FLAGS_CMD_LOGS)}, /* kubectl logs -f: logs always follows */
+    {O_ALL_NS, "all-namespaces", 'A', false, ONLY(FLAGS_CMD_LIST)},
 };
 
 _Static_assert(sizeof opts / sizeof opts[0] <= 64, "flags_parse marks the flags given in a uint64_t");
@@ -424,6 +426,7 @@ static int apply(flags *f, const struct opt *o, const char *arg, const char *val
     case O_TOOLS: f->tools = true; break;
     case O_STOP: f->stop = true; break;
     case O_FOLLOW: break;
+    case O_ALL_NS: f->all_namespaces = true; break;
     }
     return 0;
 }
@@ -703,6 +706,9 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     } else if (f->all && (f->npods || f->nlabels || f->nworkloads)) {
         return fail(err, errlen, "--all selects every pod: drop --pod/-l/deploy/…, or drop --all");
     }
+    if (f->all_namespaces && (f->npods || f->nworkloads))
+        return fail(err, errlen, "-A lists the debug containers of every namespace: drop %s%s, or -A",
+                    f->npods ? "pod/" : "", f->npods ? f->pods[0].value : f->workloads[0].value);
     if (f->cmd == FLAGS_CMD_FORWARDS && (f->nlabels || f->nworkloads))
         return fail(err, errlen, "forwards takes one pod (pod/NAME or --pod NAME), not %s",
                     f->nlabels ? "a selector" : "a workload");

@@ -72,6 +72,7 @@ typedef struct {
     bool include_probes;   /* incoming: redirect the node's connections (kubelet probes) too */
     bool include_loopback; /* outgoing: redirect the pod's connections to itself too */
     bool all_pods;         /* every running pod of -l at once */
+    bool all_namespaces;   /* list -A */
     flags_portpair *ports;
     size_t nports;
     /* ps */

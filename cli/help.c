@@ -215,13 +215,16 @@ static const char capture_help[] =
     "\n";
 
 static const char list_help[] =
-    "Usage: kubectl diag list [flags]\n"
+    "Usage: kubectl diag list [-A] [-l SELECTOR | pod/NAME | deploy/NAME ...] [flags]\n"
     "\n"
     "Lists the debug containers kubectl diag added to the namespace's pods: POD CONTAINER IMAGE\n"
     "STATE AGE. Ephemeral containers cannot be removed; they stop when their pod is replaced.\n"
     "\n"
+    "  -A, --all-namespaces     of every namespace (a NAMESPACE column first)\n"
+    "\n"
     "Examples:\n"
     "  kubectl diag list -n prod\n"
+    "  kubectl diag list -A\n"
     "\n";
 
 static const char forwards_help[] =

@@ -8,7 +8,8 @@
 #include "pod.h"
 
 /* Prints the table POD CONTAINER IMAGE STATE AGE for the dbg-tools-*
- * containers of pods; returns how many rows. */
-size_t list_print(FILE *out, const pod_info *pods, size_t n);
+ * containers of pods, with namespaces a NAMESPACE column first; returns
+ * how many rows. */
+size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces);
 
 #endif

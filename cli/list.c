@@ -7,7 +7,7 @@
 #include "exitcode.h"
 #include "podsel.h"
 
-size_t list_print(FILE *out, const pod_info *pods, size_t n)
+size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
 {
     size_t rows = 0;
     for (size_t i = 0; i < n; i++)
@@ -16,7 +16,8 @@ size_t list_print(FILE *out, const pod_info *pods, size_t n)
             if (strncmp(c->name, "dbg-tools-", 10) != 0)
                 continue;
             if (rows++ == 0)
-                fprintf(out, "%-32s %-24s %-44s %-12s %s\n", "POD", "CONTAINER", "IMAGE", "STATE", "AGE");
+                fprintf(out, "%s%-32s %-24s %-44s %-12s %s\n", namespaces ? "NAMESPACE            " : "", "POD",
+                        "CONTAINER", "IMAGE", "STATE", "AGE");
             char age[32] = "-";
             if (c->started)
                 pod_format_age(pod_age_seconds(c->started), age, sizeof(age));
@@ -27,6 +28,8 @@ size_t list_print(FILE *out, const pod_info *pods, size_t n)
                 snprintf(state, sizeof(state), "%s", c->reason);
             else
                 snprintf(state, sizeof(state), "%s", c->has_status ? pod_state_name(c->state) : "Pending");
+            if (namespaces)
+                fprintf(out, "%-20s ", pods[i].ns ? pods[i].ns : "-");
             fprintf(out, "%-32s %-24s %-44s %-12s %s\n", pods[i].name, c->name, c->image ? c->image : "-", state, age);
         }
     return rows;
@@ -51,16 +54,18 @@ int list_main(const flags *f, const kube *k)
             snprintf(err, sizeof(err), "cannot list debug containers: out of memory");
         n = rc == 0 ? 1 : 0; /* pod_list_free frees the array either way */
     } else {
-        rc = podsel_list(k, sel, f->timeout_ms, &pods, &n, err, sizeof(err));
+        rc = podsel_list_in(k, sel, f->all_namespaces, f->timeout_ms, &pods, &n, err, sizeof(err));
     }
-    if (rc == 0 && list_print(stdout, pods, n) == 0) {
+    if (rc == 0 && list_print(stdout, pods, n, f->all_namespaces) == 0) {
         char in[512];
         snprintf(in, sizeof(in), "namespace %s", k->ns);
         fprintf(stderr, "no kubectl diag debug containers in %s%s%s%s\n",
-                f->npods ? "pod/"
-                : sel    ? "the pods matching "
-                : k->ns  ? in
-                         : "the current namespace",
+                f->npods                   ? "pod/"
+                : sel && f->all_namespaces ? "any namespace's pods matching "
+                : sel                      ? "the pods matching "
+                : f->all_namespaces        ? "any namespace"
+                : k->ns                    ? in
+                                           : "the current namespace",
                 f->npods ? f->pods[0].value
                 : sel    ? sel
                          : "",

@@ -27,6 +27,12 @@ int podsel_fetch(const kube *k, const char *name, int64_t timeout_ms, pod_info *
 int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_info **pods, size_t *n, char *err,
                 size_t errlen)
 {
+    return podsel_list_in(k, selector, false, timeout_ms, pods, n, err, errlen);
+}
+
+int podsel_list_in(const kube *k, const char *selector, bool all_namespaces, int64_t timeout_ms, pod_info **pods,
+                   size_t *n, char *err, size_t errlen)
+{
     char *sel = NULL; /* whole, however long: a selector cut short matches other pods */
     kube_result r;
     char what[300];
@@ -36,8 +42,13 @@ int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_inf
         snprintf(err, errlen, "cannot list pods: out of memory");
         return -ENOMEM;
     }
-    const char *args[] = {"get", "pods", "-o", "json", sel, NULL};
-    snprintf(what, sizeof(what), "list pods%s%s", selector ? " matching " : "", selector ? selector : "");
+    const char *args[7] = {"get", "pods", "-o", "json"};
+    size_t na = 4;
+    if (all_namespaces)
+        args[na++] = "--all-namespaces";
+    args[na] = sel; /* NULL: the end */
+    snprintf(what, sizeof(what), "list pods%s%s%s", selector ? " matching " : "", selector ? selector : "",
+             all_namespaces ? " in all namespaces" : "");
     int rc = kube_run(k, what, args, NULL, 0, timeout_ms, &r, err, errlen);
     free(sel);
     if (rc == 0 && pod_list_parse(r.out, pods, n) < 0) {

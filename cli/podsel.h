@@ -17,6 +17,9 @@ int podsel_fetch(const kube *k, const char *name, int64_t timeout_ms, pod_info *
 /* kubectl get pods [--selector=SELECTOR] -o json (all pods when selector is NULL). */
 int podsel_list(const kube *k, const char *selector, int64_t timeout_ms, pod_info **pods, size_t *n, char *err,
                 size_t errlen);
+/* The same, with all_namespaces: of every namespace (--all-namespaces). */
+int podsel_list_in(const kube *k, const char *selector, bool all_namespaces, int64_t timeout_ms, pod_info **pods,
+                   size_t *n, char *err, size_t errlen);
 /* The pod named `name`, or the newest Running pod matching `selector`;
  * it must be Running. -EINVAL (a usage error) when neither is given.
  * workload: the KIND/NAME the selector came from (podsel_workload), named in

@@ -494,13 +494,21 @@ static void list_table(void **state)
     char *out = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&out, &len);
-    assert_int_equal(list_print(f, &p, 1), 2);
+    assert_int_equal(list_print(f, &p, 1, false), 2);
     fclose(f);
     assert_non_null(strstr(out, "POD"));
     assert_non_null(strstr(out, "nginx-7c5f"));
     assert_non_null(strstr(out, "dbg-tools-0a1b2c3d "));
     assert_non_null(strstr(out, "Running"));
     assert_non_null(strstr(out, "Exited(137)"));
+    assert_null(strstr(out, "NAMESPACE"));
+    free(out);
+    out = NULL;
+    f = open_memstream(&out, &len);
+    assert_int_equal(list_print(f, &p, 1, true), 2);
+    fclose(f);
+    assert_int_equal(strncmp(out, "NAMESPACE ", 10), 0);
+    assert_non_null(strstr(out, "\ndefault "));
     free(out);
     pod_free(&p);
 }

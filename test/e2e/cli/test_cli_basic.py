@@ -79,6 +79,30 @@ def test_list_shows_debug_containers(cluster):
     assert mine and mine[0][1].startswith('dbg-tools-') and mine[0][3] == 'Running', r.stdout
 
 
+def test_list_all_namespaces(cluster):
+    """list -A, as kubectl get -A: the debug containers of every namespace, NAMESPACE first."""
+    ns = 'list-a-%d' % os.getpid()
+    cluster.ok('create', 'namespace', ns)
+    try:
+        cluster.ok('run', 'web', '-n', ns, '--image=nginx', '--restart=Never')
+        cluster.wait_running('web', ns=ns)
+        assert cluster.diag('ps', '-n', ns, 'pod/web').returncode == 0
+        assert cluster.diag('ps', 'pod/distroless').returncode == 0
+        r = cluster.diag('list', '-A')
+        assert r.returncode == 0, r.stderr
+        rows = [l.split() for l in r.stdout.splitlines()]
+        assert rows[0] == ['NAMESPACE', 'POD', 'CONTAINER', 'IMAGE', 'STATE', 'AGE']
+        assert {(row[0], row[1]) for row in rows[1:]} >= {(ns, 'web'), ('default', 'distroless')}, r.stdout
+        r = cluster.diag('list', '--all-namespaces', '-l', 'run=web')
+        assert [l.split()[:2] for l in r.stdout.splitlines()[1:]] == [[ns, 'web']], r.stdout + r.stderr
+        r = cluster.diag('list', '-A', 'pod/web')
+        assert r.returncode == 2
+        assert error_lines(r.stderr) == ['error: -A lists the debug containers of every namespace: drop pod/web, '
+                                         'or -A']
+    finally:
+        cluster.kubectl('delete', 'namespace', ns, '--wait=false')
+
+
 def test_manager_is_reused(cluster):
     assert cluster.diag('ps', 'pod/curl').returncode == 0
     before = cluster.pod('curl')['spec'].get('ephemeralContainers', [])
