@@ -650,11 +650,22 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
     if (keep && *keep && !given(seen, O_KEEP) && (ONLY(f->cmd) & KEEPS) &&
         parse_keep(f, keep, "$KDIAG_KEEP_FORWARD", err, errlen) < 0)
         return -EINVAL;
+    /* kubectl exec and cp take the container with -c: the target, for the commands that have one */
+    bool has_target = ONLY(f->cmd) &
+                      (ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_SHELL) | ONLY(FLAGS_CMD_CP) | ONLY(FLAGS_CMD_PS));
+    if (given(seen, O_CONTAINER) && has_target) {
+        if (given(seen, O_TARGET) && strcmp(f->target, f->container))
+            return fail(err, errlen, "both -t %s and -c %s given: the container is one of them", f->target,
+                        f->container);
+        f->target = f->container;
+        f->container = NULL;
+    }
     for (size_t k = 0; k < sizeof(opts) / sizeof(opts[0]); k++)
         if ((seen >> k & 1) && opts[k].only && !(opts[k].only & ONLY(f->cmd))) {
-            if (opts[k].id == O_CONTAINER) /* kubectl exec and cp take -c */
-                return fail(err, errlen,
-                            "-c/--container is for logs; '%s' takes the container with -t/--target CONTAINER",
+            if (opts[k].id == O_CONTAINER && has_target)
+                continue;
+            if (opts[k].id == O_CONTAINER)
+                return fail(err, errlen, "-c/--container is for logs; '%s' takes no container",
                             f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
             flags_cmd owner = FLAGS_CMD_NONE;
             for (int c = 1; c < 32; c++)

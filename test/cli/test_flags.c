@@ -495,9 +495,20 @@ static void exec_flags(void **state)
     assert_int_equal(parse(&f, err, "exec", "pod/web", "--", "", NULL), -EINVAL);
     assert_non_null(strstr(err, "the command after '--' is an empty word"));
     flags_free(&f);
-    /* kubectl exec's and cp's -c: pointed to -t */
-    assert_int_equal(parse(&f, err, "exec", "-c", "app", "pod/web", "--", "ls", NULL), -EINVAL);
-    assert_string_equal(err, "-c/--container is for logs; 'exec' takes the container with -t/--target CONTAINER");
+    /* kubectl exec's and cp's -c: the target container; capture's -c stays its count */
+    assert_int_equal(parse(&f, err, "exec", "-c", "app", "pod/web", "--", "ls", NULL), 0);
+    assert_true(f.target && !strcmp(f.target, "app") && !f.container);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "cp", "--container=app", "web:/etc/hosts", "h", NULL), 0);
+    assert_true(f.target && !strcmp(f.target, "app"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "shell", "-t", "app", "-c", "app", "web", NULL), 0);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "-t", "app", "-c", "side", "web", NULL), -EINVAL);
+    assert_string_equal(err, "both -t app and -c side given: the container is one of them");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "capture", "--container", "app", "web", NULL), -EINVAL);
+    assert_string_equal(err, "-c/--container is for logs; 'capture' takes no container");
     flags_free(&f);
     assert_int_equal(parse(&f, err, "capture", "-i", "eth0", "pod/web", NULL), 0); /* -i stays capture's */
     assert_string_equal(f.iface, "eth0");

@@ -238,6 +238,9 @@ spec:
         assert 'hello-server' in r.stdout.split(), r.stdout
         r = cluster.diag('shell', 'pod/' + name, '-t', 'web', '--', '-c', 'ls /www')
         assert r.returncode == 0 and 'index.html' in r.stdout, r.stdout + r.stderr
+        # kubectl exec's -c names the container too
+        r = cluster.diag('exec', '--tools', '-c', 'web', name, '--', 'ls', '/www')
+        assert r.returncode == 0 and 'index.html' in r.stdout.split(), r.stdout + r.stderr
     finally:
         cluster.kubectl('delete', 'pod', name, '--wait=false')
 
