@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,8 @@ enum opt_id {
     O_STOP,
     O_FOLLOW,
     O_ALL_NS,
+    O_TAIL,
+    O_SINCE,
 };
 
 struct opt {
@@ -106,6 +109,8 @@ static const struct opt opts[] = {
     {O_STOP, "stop", 0, false, ONLY(FLAGS_CMD_FORWARDS)},
     {O_FOLLOW, "follow", 'f', false, ONLY(FLAGS_CMD_LOGS)}, /* kubectl logs -f: logs always follows */
     {O_ALL_NS, "all-namespaces", 'A', false, ONLY(FLAGS_CMD_LIST)},
+    {O_TAIL, "tail", 0, true, ONLY(FLAGS_CMD_LOGS)},
+    {O_SINCE, "since", 0, true, ONLY(FLAGS_CMD_LOGS)},
 };
 
 _Static_assert(sizeof opts / sizeof opts[0] <= 64, "flags_parse marks the flags given in a uint64_t");
@@ -427,6 +432,20 @@ static int apply(flags *f, const struct opt *o, const char *arg, const char *val
     case O_STOP: f->stop = true; break;
     case O_FOLLOW: break;
     case O_ALL_NS: f->all_namespaces = true; break;
+    case O_TAIL: {
+        char *end;
+        errno = 0;
+        long n = strtol(val, &end, 10);
+        if (!*val || *end || errno || n < -1 || n > INT32_MAX)
+            return fail(err, errlen, "invalid %s \"%s\": give a number of lines, or -1 for all", flagname, val);
+        f->tail = n;
+        f->tail_given = true;
+        break;
+    }
+    case O_SINCE:
+        if (flags_parse_duration(val, &f->since_ms) < 0 || f->since_ms <= 0)
+            return fail(err, errlen, "invalid %s \"%s\": use a duration such as 30s, 5m or 2h", flagname, val);
+        break;
     }
     return 0;
 }
@@ -686,6 +705,10 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         return fail(err, errlen,
                     "-d/--drain-duration is how long logs follows after the command ends, and none was given: "
                     "add one after '--' (logs ... -d 2s -- CMD) or drop -d");
+    if (f->cmd == FLAGS_CMD_LOGS && (given(seen, O_TAIL) || given(seen, O_SINCE)) && f->nrest)
+        return fail(err, errlen,
+                    "--%s is for logs without a command: with one, logs shows what was logged while it ran",
+                    given(seen, O_TAIL) ? "tail" : "since");
     if (f->cmd == FLAGS_CMD_EXEC && !f->nrest)
         return fail(err, errlen, "exec needs a command after '--': kubectl diag exec pod/NAME -- CMD [ARGS...]");
     if (f->cmd == FLAGS_CMD_EXEC && !f->rest[0][0])

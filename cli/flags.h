@@ -73,6 +73,9 @@ typedef struct {
     bool include_loopback; /* outgoing: redirect the pod's connections to itself too */
     bool all_pods;         /* every running pod of -l at once */
     bool all_namespaces;   /* list -A */
+    long tail;             /* logs --tail: lines of each container at start (-1: all) */
+    bool tail_given;
+    int64_t since_ms; /* logs --since: what was logged that long before the start; 0: not given */
     flags_portpair *ports;
     size_t nports;
     /* ps */

@@ -23,7 +23,7 @@
 #include "podsel.h"
 
 #define MAX_STREAMS 256
-#define TAIL_LINES "10"
+#define TAIL_LINES 10L
 #define NO_CONTAINER_SAID 32
 #define RETRY_MS 10000 /* before following a container again whose kubectl logs failed */
 
@@ -109,6 +109,7 @@ struct logs {
     int64_t timeout_ms; /* --timeout: for each pod listing */
     bool cmd_mode;
     char start_time[40]; /* RFC 3339: followers present at start show lines from here */
+    char first[2][80];   /* without a command: kubectl logs' --tail, --since-time ("": none) of those */
     bool first_poll_done;
     char said[NO_CONTAINER_SAID][256]; /* pods say_no_container named */
     size_t nsaid;
@@ -196,11 +197,12 @@ static void read_err(struct stream *s)
     }
 }
 
-static void start_follower(struct logs *L, struct stream *s, const char *mode_arg)
+/* mode_arg, and mode_arg2 unless NULL: where kubectl logs starts. */
+static void start_follower(struct logs *L, struct stream *s, const char *mode_arg, const char *mode_arg2)
 {
     char pod[300], msg[512];
     snprintf(pod, sizeof(pod), "pod/%s", s->pod);
-    const char *args[] = {"logs", "-f", "--timestamps", pod, "-c", s->container, mode_arg, NULL};
+    const char *args[] = {"logs", "-f", "--timestamps", pod, "-c", s->container, mode_arg, mode_arg2, NULL};
     dynbuf_free(&s->err);
     dynbuf_consume(&s->out, s->out.len);
     int rc = kube_spawn(&L->k, args, KUBE_PIPE_OUT | KUBE_PIPE_ERR | KUBE_OWN_PGRP, &s->proc, msg, sizeof(msg));
@@ -256,11 +258,12 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
         s->color = logs_color_for(p->name, c->name);
         if (!L->first_poll_done && L->cmd_mode)
             snprintf(arg, sizeof(arg), "--since-time=%s", L->start_time);
-        else if (!L->first_poll_done)
-            snprintf(arg, sizeof(arg), "--tail=%s", TAIL_LINES);
-        else
+        else if (!L->first_poll_done) {
+            start_follower(L, s, L->first[0], L->first[1][0] ? L->first[1] : NULL);
+            return;
+        } else
             snprintf(arg, sizeof(arg), "--tail=-1"); /* a new pod: all of it */
-        start_follower(L, s, arg);
+        start_follower(L, s, arg, NULL);
         return;
     }
     if (s->proc.pid > 0 || time_now_ms() < s->retry_after_ms)
@@ -269,11 +272,11 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
         snprintf(s->cid, sizeof(s->cid), "%s", cid);
         s->have_ts = false;
         s->skip_older = false;
-        start_follower(L, s, "--tail=-1");
+        start_follower(L, s, "--tail=-1", NULL);
         return;
     }
     if (!s->have_ts) {
-        start_follower(L, s, "--tail=-1");
+        start_follower(L, s, "--tail=-1", NULL);
         return;
     }
     /* same container, stream ended: resume; sinceTime has 1 s resolution */
@@ -285,7 +288,7 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
     snprintf(arg, sizeof(arg), "--since-time=%s", ts);
     s->skip_older = true;
     s->skip_at_last = s->at_last;
-    start_follower(L, s, arg);
+    start_follower(L, s, arg, NULL);
 }
 
 /* A pod without the container asked for (-c, POD:C): said once per pod,
@@ -577,10 +580,19 @@ int logs_main(const flags *f, const kube *k)
         free_specs(&L);
         return exitcode_report(stderr, rc, err);
     }
-    time_t now = time(NULL);
+    time_t now = time(NULL), since = now - (time_t)((f->since_ms + 999) / 1000);
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(L.start_time, sizeof(L.start_time), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    /* --since alone: all of that time (kubectl logs --since) */
+    snprintf(L.first[0], sizeof(L.first[0]), "--tail=%ld",
+             f->tail_given ? f->tail
+             : f->since_ms ? -1
+                           : TAIL_LINES);
+    if (f->since_ms) {
+        gmtime_r(&since, &tm);
+        strftime(L.first[1], sizeof(L.first[1]), "--since-time=%Y-%m-%dT%H:%M:%SZ", &tm);
+    }
 
     sigset_t ss;
     sig_block(&ss, SIGINT, SIGTERM, SIGCHLD, -1);

@@ -198,6 +198,18 @@ static void shell_and_logs_rest(void **state)
     assert_string_equal(f.container, "main");
     assert_int_equal(f.nrest, 2);
     flags_free(&f);
+    /* --tail and --since: numbers and durations, only without a command */
+    assert_int_equal(parse(&f, err, "logs", "web", "--tail=-1", "--since", "90s", NULL), 0);
+    assert_true(f.tail_given && f.tail == -1 && f.since_ms == 90000);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "logs", "web", "--tail", "-2", NULL), -EINVAL);
+    assert_string_equal(err, "invalid --tail \"-2\": give a number of lines, or -1 for all");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "logs", "web", "--since=0s", NULL), -EINVAL);
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "logs", "web", "--since=1m", "--", "true", NULL), -EINVAL);
+    assert_non_null(strstr(err, "--since is for logs without a command"));
+    flags_free(&f);
     /* kubectl logs -f: logs always follows; capture's -f stays its filter */
     assert_int_equal(parse(&f, err, "logs", "-f", "web", "--follow", NULL), 0);
     assert_true(f.npods == 1 && !f.filter);

@@ -28,6 +28,8 @@ def test_two_pods_while_a_command_runs(cluster):
 
 
 def test_command_exit_code_and_no_history(cluster):
+    # a line of the second the command starts in may be shown (sinceTime has 1 s resolution)
+    wait_for(lambda: len(cluster.logs_since('curl')) >= 3, 30, what='3 lines of curl, one a second')
     r = cluster.diag('logs', '--pod', 'curl', '--', 'true', timeout=60)
     assert r.returncode == 0, r.stderr
     # lines from before the command started are not replayed
@@ -103,6 +105,32 @@ def test_drain_without_a_command_is_usage(cluster):
     assert error_lines(r.stderr) == ["error: -d/--drain-duration is how long logs follows after the command "
                                      "ends, and none was given: add one after '--' (logs ... -d 2s -- CMD) "
                                      "or drop -d"], r.stderr
+
+
+def test_tail_and_since_as_kubectl_logs_takes_them(cluster, bg):
+    """--tail N and --since D pick where each container's log starts, as with kubectl logs (the
+    default stays the last 10 lines); not with a command, which shows what was logged while it ran."""
+    seq = lambda out: [int(m) for m in re.findall(r'\[curl/curl\] curl: #(\d+) ', out)]  # noqa: E731
+    first = int(re.search(r'curl: #(\d+) ', cluster.logs_since('curl')[0]).group(1))
+    for args, earliest in ((['--tail=-1'], lambda before: first), (['--since', '1h'], lambda before: first),
+                           (['--tail', '2'], lambda before: before - 1), (['--since=2s'], lambda before: before - 3)):
+        before = int(re.search(r'curl: #(\d+) ', cluster.logs_since('curl')[-1]).group(1))
+        r = bg(cluster, 'logs', '--pod', 'curl:curl', *args)
+        wait_for(lambda: len(seq(r.out())) >= 3 and seq(r.out())[-1] > before, 30, what='lines of curl')
+        assert r.interrupt() == 0, r.err()
+        got = seq(r.out())
+        assert got == list(range(got[0], got[0] + len(got))), (args, got)
+        if earliest(before) == first:
+            assert got[0] == first, (args, got, first)
+        else:
+            assert earliest(before) <= got[0] <= before + 1 and got[0] > first, (args, got, before)
+    r = cluster.diag('logs', '--pod', 'curl', '--tail', '5', '--', 'true', timeout=30)
+    assert r.returncode == 2
+    assert error_lines(r.stderr) == ['error: --tail is for logs without a command: with one, logs shows what was '
+                                     'logged while it ran']
+    r = cluster.diag('logs', '--pod', 'curl', '--since', 'yesterday', timeout=30)
+    assert r.returncode == 2
+    assert 'invalid --since "yesterday"' in r.stderr
 
 
 def test_a_nul_byte_in_a_line_does_not_stop_the_stream(cluster, bg):
