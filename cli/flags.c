@@ -103,8 +103,9 @@ static const struct opt opts[] = {
     {O_DURATION, "duration", 'd', true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_WRITE, "write", 'w', true, ONLY(FLAGS_CMD_CAPTURE)},
     {O_FORMAT, "format", 0, true, ONLY(FLAGS_CMD_CAPTURE)},
-    {O_STDIN, "stdin", 'i', false, ONLY(FLAGS_CMD_EXEC)},
-    {O_TTY, "tty", 0, false, ONLY(FLAGS_CMD_EXEC)},
+    /* shell takes them as kubectl exec -it: it forwards stdin, with a terminal when stdin is one */
+    {O_STDIN, "stdin", 'i', false, ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_SHELL)},
+    {O_TTY, "tty", 0, false, ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_SHELL)},
     {O_TOOLS, "tools", 0, false, ONLY(FLAGS_CMD_EXEC)},
     {O_STOP, "stop", 0, false, ONLY(FLAGS_CMD_FORWARDS)},
     {O_FOLLOW, "follow", 'f', false, ONLY(FLAGS_CMD_LOGS)}, /* kubectl logs -f: logs always follows */

@@ -324,12 +324,21 @@ static size_t term_env(bool tty, char *buf, size_t len, const char **env)
     return 1;
 }
 
+/* --tty asked for where stdin is no terminal: said, and run without one. */
+static bool tty_for(bool asked)
+{
+    bool tty = isatty(STDIN_FILENO);
+    if (asked && !tty)
+        fprintf(stderr, "warning: --tty: stdin is not a terminal; running without one\n");
+    return tty;
+}
+
 int shell_main(const flags *f, const kube *k)
 {
     char term[256];
     const char *env[1];
     size_t argc;
-    bool tty = isatty(STDIN_FILENO);
+    bool tty = tty_for(f->tty); /* -it or not: a terminal when stdin is one */
     const char **argv = words("ash", f, &argc);
     if (!argv)
         return exitcode_report(stderr, -ENOMEM, "out of memory");
@@ -345,11 +354,7 @@ int exec_main(const flags *f, const kube *k)
     char term[256];
     const char *env[1];
     size_t argc;
-    bool tty = f->tty;
-    if (tty && !isatty(STDIN_FILENO)) {
-        fprintf(stderr, "warning: --tty: stdin is not a terminal; running without one\n");
-        tty = false;
-    }
+    bool tty = f->tty && tty_for(true);
     const char **argv = words(NULL, f, &argc);
     if (!argv)
         return exitcode_report(stderr, -ENOMEM, "out of memory");

@@ -210,6 +210,10 @@ static void shell_and_logs_rest(void **state)
     assert_int_equal(parse(&f, err, "logs", "web", "--since=1m", "--", "true", NULL), -EINVAL);
     assert_non_null(strstr(err, "--since is for logs without a command"));
     flags_free(&f);
+    /* shell -it, as kubectl exec -it */
+    assert_int_equal(parse(&f, err, "shell", "-it", "web", NULL), 0);
+    assert_true(f.tty && f.stdin_open && f.npods == 1);
+    flags_free(&f);
     /* kubectl logs -f: logs always follows; capture's -f stays its filter */
     assert_int_equal(parse(&f, err, "logs", "-f", "web", "--follow", NULL), 0);
     assert_true(f.npods == 1 && !f.filter);

@@ -69,6 +69,16 @@ def test_shell_stdin(cluster):
     assert 'piped-42' in r.stdout
 
 
+def test_shell_takes_kubectl_exec_it(cluster):
+    """`shell -it`, as `kubectl exec -it POD -- sh` is typed: stdin forwarded, a terminal only when
+    stdin is one (was: "flag --tty belongs to 'exec'")."""
+    r = cluster.diag('shell', '-it', 'distroless', input='echo piped-$((6*7))\nexit 3\n')
+    assert (r.returncode, r.stdout) == (3, 'piped-42\n'), r.stderr
+    assert error_lines(r.stderr) == ['warning: --tty: stdin is not a terminal; running without one']
+    r = cluster.diag('shell', '-i', 'pod/distroless', input='exit 4\n')
+    assert (r.returncode, r.stderr) == (4, ''), r.stderr
+
+
 def test_list_shows_debug_containers(cluster):
     assert cluster.diag('ps', 'pod/distroless').returncode == 0
     r = cluster.diag('list')
