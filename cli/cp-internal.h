@@ -9,12 +9,14 @@
 
 /* One side of a copy: remote ("POD:PATH", "pod/POD:PATH", "deploy/NAME:PATH"
  * and the other workloads of podsel_workload_ref, ":PATH" for the pod of
- * --pod/-l) or a local path. An argument is remote when it has a ':' and the
- * part before it has no '/' (besides a pod/, pods/ or po/ prefix, or a
- * workload's): a local path with a ':' is written ./a:b. */
+ * --pod/-l, kubectl cp's "NAMESPACE/POD:PATH") or a local path. An argument
+ * is remote when it has a ':' and the part before it has no '/' (besides a
+ * pod/, pods/ or po/ prefix, or a workload's), or is NAMESPACE/POD: a local
+ * path with a ':' is written ./a:b. */
 typedef struct {
     bool remote;
     bool workload; /* pod holds KIND/NAME, not a pod's name */
+    char ns[64];   /* NAMESPACE/POD:PATH; "" when not named */
     char pod[256]; /* "" when not named */
     const char *path;
 } cp_operand;

@@ -24,6 +24,18 @@
 #include "podsel.h"
 #include "session.h"
 
+/* s[0..n) could name a namespace: a DNS label (lower-case letters, digits
+ * and '-' inside, at most 63), so that "./x" or "../x" never does. */
+static bool ns_label(const char *s, size_t n)
+{
+    if (n == 0 || n >= sizeof((cp_operand *)0)->ns || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!(s[i] >= 'a' && s[i] <= 'z') && !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+            return false;
+    return true;
+}
+
 int cp_parse_operand(const char *arg, cp_operand *op, char *err, size_t errlen)
 {
     *op = (cp_operand){.path = arg};
@@ -34,7 +46,16 @@ int cp_parse_operand(const char *arg, cp_operand *op, char *err, size_t errlen)
         if (op->workload || !name || name > colon)
             name = arg; /* a workload keeps its KIND/ */
         size_t nl = (size_t)(colon - name);
-        if (op->workload || !memchr(name, '/', nl)) {
+        const char *slash = op->workload ? NULL : memchr(name, '/', nl);
+        if (slash && name == arg && ns_label(arg, (size_t)(slash - arg)) && slash + 1 < colon &&
+            !memchr(slash + 1, '/', (size_t)(colon - slash - 1))) { /* kubectl cp's NAMESPACE/POD:PATH */
+            memcpy(op->ns, arg, (size_t)(slash - arg));
+            op->ns[slash - arg] = '\0';
+            nl -= (size_t)(slash + 1 - name);
+            name = slash + 1;
+            slash = NULL;
+        }
+        if (!slash) {
             if (nl >= sizeof op->pod) {
                 snprintf(err, errlen, "pod name too long in \"%s\"", arg);
                 return -EINVAL;
@@ -175,6 +196,9 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
         rc = cp_parse_operand(f->cp_args[1], &ops[1], err, errlen);
     if (rc < 0)
         return rc;
+    for (int i = 0; i < 2 && ops[0].remote && ops[1].remote; i++)
+        if (ops[i].ns[0]) /* "dir/a:b" beside a pod's path: a local one, as it was before NAMESPACE/POD */
+            ops[i] = (cp_operand){.path = f->cp_args[i]};
     if (ops[0].remote == ops[1].remote) {
         snprintf(err, errlen,
                  "cp copies between a pod and this machine: give one POD:PATH and one local path, e.g. "
@@ -242,6 +266,15 @@ int cp_main(const flags *f, const kube *k)
     char err[2560] = "";
     session_opts so = session_opts_from_flags(f, EPHEM_CAPS_CP, true);
     int rc = operands(f, &so, &j, ops, err, sizeof err);
+    kube in_ns = *k; /* NAMESPACE/POD:PATH */
+    const char *ns = ops[j.from ? 0 : 1].ns;
+    if (rc == 0 && *ns && k->ns && strcmp(k->ns, ns)) {
+        snprintf(err, sizeof err, "two namespaces given (-n %s and \"%s/\"): use one", k->ns, ns);
+        rc = -EINVAL;
+    } else if (rc == 0 && *ns) {
+        in_ns.ns = ns;
+        k = &in_ns;
+    }
     if (rc == 0)
         rc = local_check(&j, err, sizeof err);
     if (rc < 0)

@@ -18,28 +18,36 @@ static void test_operand_forms(void **state)
     static const struct {
         const char *arg;
         bool remote, workload;
-        const char *pod, *path;
+        const char *ns, *pod, *path;
     } cases[] = {
-        {"web:/etc/hosts", true, false, "web", "/etc/hosts"},
-        {"pod/web-0:/var/log", true, false, "web-0", "/var/log"},
-        {"pods/web:rel/x", true, false, "web", "rel/x"},
-        {"po/web:/", true, false, "web", "/"},
-        {":/etc", true, false, "", "/etc"},
-        {"./a:b", false, false, "", "./a:b"},
-        {"dir/a:b", false, false, "", "dir/a:b"},
-        {"/abs/path", false, false, "", "/abs/path"},
-        {"plain", false, false, "", "plain"},
-        {"ns/web:/x", false, false, "", "ns/web:/x"},
-        {"deploy/web:/etc/hosts", true, true, "deploy/web", "/etc/hosts"},
-        {"svc/web:x", true, true, "svc/web", "x"},
-        {"deploy/a/b:c", false, false, "", "deploy/a/b:c"},
+        {"web:/etc/hosts", true, false, "", "web", "/etc/hosts"},
+        {"pod/web-0:/var/log", true, false, "", "web-0", "/var/log"},
+        {"pods/web:rel/x", true, false, "", "web", "rel/x"},
+        {"po/web:/", true, false, "", "web", "/"},
+        {":/etc", true, false, "", "", "/etc"},
+        {"./a:b", false, false, "", "", "./a:b"},
+        {"/abs/path", false, false, "", "", "/abs/path"},
+        {"plain", false, false, "", "", "plain"},
+        /* kubectl cp's NAMESPACE/POD:PATH (beside another pod's path, operands() makes it local) */
+        {"ns/web:/x", true, false, "ns", "web", "/x"},
+        {"dir/a:b", true, false, "dir", "a", "b"},
+        {"Dir/a:b", false, false, "", "", "Dir/a:b"},
+        {"a.b/c:d", false, false, "", "", "a.b/c:d"},
+        {"-x/c:d", false, false, "", "", "-x/c:d"},
+        {"x/:d", false, false, "", "", "x/:d"},
+        {"x/y/z:d", false, false, "", "", "x/y/z:d"},
+        {"deploy/web:/etc/hosts", true, true, "", "deploy/web", "/etc/hosts"},
+        {"svc/web:x", true, true, "", "svc/web", "x"},
+        {"deploy/a/b:c", false, false, "", "", "deploy/a/b:c"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cp_operand op;
         char err[256] = "";
         assert_int_equal(cp_parse_operand(cases[i].arg, &op, err, sizeof err), 0);
-        assert_int_equal(op.remote, cases[i].remote);
+        if (op.remote != cases[i].remote)
+            fail_msg("%s: remote %d", cases[i].arg, op.remote);
         assert_int_equal(op.workload, cases[i].workload);
+        assert_string_equal(op.ns, cases[i].ns);
         assert_string_equal(op.pod, cases[i].pod);
         assert_string_equal(op.path, cases[i].path);
     }

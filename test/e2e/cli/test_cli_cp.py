@@ -130,6 +130,28 @@ def test_cp_of_a_containers_root_leaves_kernel_filesystems_empty(cluster, fresh_
     assert no_temporaries(str(tmp_path)) == []
 
 
+def test_cp_namespace_slash_pod_as_kubectl_cp_takes_it(cluster, tmp_path):
+    """kubectl cp's NAMESPACE/POD:PATH, both ways (was: taken for a local path, a usage error)."""
+    ns = 'cp-ns-%d' % os.getpid()
+    cluster.ok('create', 'namespace', ns)
+    try:
+        cluster.ok('run', 'web', '-n', ns, '--image=nginx', '--restart=Never')
+        cluster.wait_running('web', ns=ns)
+        r = cluster.diag('cp', '%s/web:/etc/hostname' % ns, str(tmp_path / 'h'))
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / 'h').read_text() == 'web\n'
+        (tmp_path / 'in').write_bytes(b'into another namespace\n')
+        r = cluster.diag('cp', str(tmp_path / 'in'), '%s/web:/tmp/in' % ns)
+        assert r.returncode == 0, r.stderr
+        r = cluster.diag('exec', '--tools', '-n', ns, 'web', '--', 'cat', '/tmp/in')
+        assert (r.returncode, r.stdout) == (0, 'into another namespace\n'), r.stderr
+        r = cluster.diag('cp', '-n', 'default', '%s/web:/etc/hostname' % ns, str(tmp_path / 'h2'))
+        assert r.returncode == 2
+        assert error_lines(r.stderr) == ['error: two namespaces given (-n default and "%s/"): use one' % ns]
+    finally:
+        cluster.kubectl('delete', 'namespace', ns, '--wait=false')
+
+
 def test_cp_zstd_and_plain_chunks_round_trip(cluster, tmp_path):
     """Chunks that compress (log text) and chunks that do not (random bytes), interleaved in one
     file, into the pod and back out, through kubectl: byte for byte, with zstd (the default) and
