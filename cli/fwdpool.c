@@ -11,7 +11,9 @@
 #include "basic/time-util.h"
 #include "portfwd.h"
 
-#define FWDPOOL_IDLE_MS 30000 /* a forward beyond the warm ones ends after this long without a connection */
+#define FWDPOOL_IDLE_MS 30000     /* a forward beyond the warm ones ends after this long without a connection */
+#define FWDPOOL_RETRY_MS 1000     /* a forward that failed to start: tried again after this, times the failures */
+#define FWDPOOL_RETRY_MAX_MS 5000 /* ... at most */
 
 struct fwdpool {
     kube k;
@@ -79,27 +81,34 @@ static void shrink(fwdpool *p)
     }
 }
 
-/* Starts forwards up to want, ends idle extra ones; a forward that fails
- * to start ends the growing (connections then share the members, or take
- * the gRPC forward). */
+/* Starts forwards up to want, ends idle extra ones. A forward that fails to
+ * start (the API server or the pod slow for a moment) is tried again after
+ * FWDPOOL_RETRY_MS times the failures in a row, at most FWDPOOL_RETRY_MAX_MS;
+ * meanwhile connections share the members, or take the gRPC forward. */
 static void *pool_main(void *arg)
 {
     fwdpool *p = arg;
-    int rc = 0;
+    int failures = 0;
+    int64_t retry_at = 0;
     char err[1024];
     sig_block_stop(NULL);
     pthread_mutex_lock(&p->mu);
-    while (rc == 0 && !p->stopping) {
-        if (p->n >= p->want) {
-            struct timespec dl = time_deadline_ts(CLOCK_MONOTONIC, FWDPOOL_IDLE_MS / 4);
-            if (pthread_cond_timedwait(&p->grow, &p->mu, &dl) == ETIMEDOUT)
+    while (!p->stopping) {
+        int64_t now = time_now_ms();
+        if (p->n >= p->want || now < retry_at) {
+            bool idle = p->n >= p->want;
+            struct timespec dl = time_deadline_ts(CLOCK_MONOTONIC, idle ? FWDPOOL_IDLE_MS / 4 : retry_at - now);
+            if (pthread_cond_timedwait(&p->grow, &p->mu, &dl) == ETIMEDOUT && idle)
                 shrink(p);
             continue;
         }
         pthread_mutex_unlock(&p->mu);
         portfwd *pf;
-        rc = portfwd_new(&pf, &p->k, p->pod, p->container, p->port, 0, p->timeout_ms, err, sizeof(err));
+        int rc = portfwd_new(&pf, &p->k, p->pod, p->container, p->port, 0, p->timeout_ms, err, sizeof(err));
         pthread_mutex_lock(&p->mu);
+        failures = rc == 0 ? 0 : failures + 1;
+        int64_t pause = (int64_t)failures * FWDPOOL_RETRY_MS;
+        retry_at = time_now_ms() + (pause < FWDPOOL_RETRY_MAX_MS ? pause : FWDPOOL_RETRY_MAX_MS);
         if (rc == 0) {
             p->idle_since[p->n] = time_now_ms();
             p->fwd[p->n++] = pf;

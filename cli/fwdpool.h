@@ -5,7 +5,8 @@
  * connection and never with the gRPC stream (bench/README.md). FWDPOOL_WARM
  * start at once; more start while there are fewer than connections + 1 (a
  * spare), up to the pool's max; beyond that, a new connection takes the least
- * loaded. The extra ones end when idle. The forwards start and end on a
+ * loaded. The extra ones end when idle; one that fails to start is tried
+ * again, 1 s later and then less often. The forwards start and end on a
  * thread of the pool's own. */
 #ifndef KDIAG_CLI_FWDPOOL_H
 #define KDIAG_CLI_FWDPOOL_H

@@ -162,6 +162,34 @@ def test_a_local_reader_that_stalls_does_not_stop_the_redirect(cluster, bg):
         stall.close()
 
 
+def test_a_pool_forward_that_fails_to_start_is_tried_again(cluster, bg, tmp_path):
+    """docs/redirect.md "Tunnel port-forwards": the first forward of the tunnel port alone (the
+    pool's) fails to start, as it does when the API server is slow for a moment. The pool's thread
+    ended at that first failure: no forward of the pool for the rest of the run, no spare ever
+    parked, and every connection on the gRPC forward (a local reader that stalls then stops the
+    stream's keepalive). Now it is tried again and both warm forwards and the spare come up."""
+    failed = tmp_path / 'failed'
+    wrapper = tmp_path / 'kubectl'
+    wrapper.write_text(
+        '#!/usr/bin/python3\nimport os, sys\n'
+        '# a pool forward: port-forward ... pod/P :TUNNEL (the gRPC forward names two ports)\n'
+        'if "port-forward" in sys.argv and sys.argv[-2].startswith("pod/") and not os.path.exists(%r):\n'
+        '    open(%r, "w").close()\n'
+        '    sys.exit("error: injected: the API server timed out")\n'
+        'os.execv(%r, [%r] + sys.argv[1:])\n' % (str(failed), str(failed), KUBECTLS['default'], KUBECTLS['default']))
+    wrapper.chmod(0o755)
+    with EchoServer() as echo:
+        r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8081:%d' % echo.port, kubectl=str(wrapper))
+        r.wait_out('redirecting pod/distroless:8081')
+        assert failed.exists(), r.err()
+        pool = lambda: [p for p in children(r.proc.pid) if 'port-forward' in cmdline(p)
+                        and cmdline(p).split()[-2].startswith('pod/')]
+        wait_for(lambda: len(pool()) == 2, 15, what='the pool\'s 2 warm forwards: %s'
+                 % [cmdline(p) for p in children(r.proc.pid)])
+        wait_for(lambda: tunnel_conns(cluster, 'distroless') == 1, 15, what='a spare parked')
+        assert r.interrupt() == 0
+
+
 def test_port_forward_killed_is_recovered(cluster, bg, local_http):
     srv = local_http()
     r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
