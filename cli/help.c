@@ -89,6 +89,8 @@ static const char redir_help[] =
     "With -l or a workload the redirect follows its pods: when the pod goes, the newest running\n"
     "one takes over; --all-pods redirects every running pod at once (connection lines name\n"
     "their pod), adds new ones as they start and drops deleted ones, one line each.\n"
+    "With svc/NAME a port of the Service stands for its targetPort in the pods, as with\n"
+    "kubectl port-forward svc/NAME (LOCALPORT defaults to the Service's port).\n"
     "Left alone unless asked: connections from the pod's node (the kubelet's probes; they keep\n"
     "reaching the pod) unless --include-probes, and with --outgoing the pod's connections to\n"
     "itself (localhost:PORT, e.g. a sidecar to the app) unless --include-loopback.\n"

@@ -28,10 +28,34 @@ static void container_free(pod_container *c)
     for (size_t i = 0; i < c->ncaps; i++)
         free(c->caps[i]);
     free(c->caps);
+    for (size_t i = 0; i < c->nports; i++)
+        free(c->ports[i].name);
+    free(c->ports);
     free(c->reason);
     free(c->message);
     free(c->id);
     free(c->started);
+}
+
+static int parse_named_ports(const json_t *ports, pod_container *c)
+{
+    size_t i;
+    const json_t *pt;
+    json_array_foreach(ports, i, pt)
+    {
+        const char *name = json_string_value(get(pt, "name"));
+        json_int_t port = json_integer_value(get(pt, "containerPort"));
+        if (!name || port < 1 || port > 65535)
+            continue;
+        pod_named_port *np = realloc(c->ports, (c->nports + 1) * sizeof(*np));
+        if (!np)
+            return -ENOMEM;
+        c->ports = np;
+        if (!(np[c->nports].name = strdup(name)))
+            return -ENOMEM;
+        np[c->nports++].port = (uint16_t)port;
+    }
+    return 0;
 }
 
 static int parse_spec(const json_t *j, pod_container *c)
@@ -59,6 +83,8 @@ static int parse_spec(const json_t *j, pod_container *c)
                 c->ncaps++;
         }
     }
+    if (parse_named_ports(get(j, "ports"), c) < 0)
+        return -ENOMEM;
     return c->name ? 0 : -EINVAL;
 }
 
@@ -286,6 +312,15 @@ const pod_container *pod_container_find(const pod_info *p, const char *name)
 const pod_container *pod_ephemeral_find(const pod_info *p, const char *name)
 {
     return find(p->ephemeral, p->nephemeral, name);
+}
+
+uint16_t pod_port_by_name(const pod_info *p, const char *name)
+{
+    for (size_t i = 0; i < p->ncontainers; i++)
+        for (size_t j = 0; j < p->containers[i].nports; j++)
+            if (strcmp(p->containers[i].ports[j].name, name) == 0)
+                return p->containers[i].ports[j].port;
+    return 0;
 }
 
 const pod_info *pod_newest_running(const pod_info *pods, size_t n)

@@ -5,8 +5,15 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { POD_STATE_NONE = 0, POD_STATE_WAITING, POD_STATE_RUNNING, POD_STATE_TERMINATED } pod_state;
+
+/* A container port that has a name (spec.containers[].ports[]). */
+typedef struct {
+    char *name;
+    uint16_t port;
+} pod_named_port;
 
 typedef struct {
     char *name;
@@ -16,6 +23,8 @@ typedef struct {
     char **caps;  /* securityContext.capabilities.add */
     size_t ncaps;
     bool privileged;
+    pod_named_port *ports; /* its named ports (a Service's targetPort may name one) */
+    size_t nports;
     /* from the matching status, when there is one */
     bool has_status;
     pod_state state;
@@ -60,6 +69,8 @@ bool pod_is_running(const pod_info *p);
 bool pod_is_ready(const pod_info *p);
 const pod_container *pod_container_find(const pod_info *p, const char *name);
 const pod_container *pod_ephemeral_find(const pod_info *p, const char *name);
+/* The number of the port called name in one of the pod's containers, or 0. */
+uint16_t pod_port_by_name(const pod_info *p, const char *name);
 /* Newest (creationTimestamp) pod in phase Running and not being deleted, or NULL. */
 const pod_info *pod_newest_running(const pod_info *pods, size_t n);
 /* Seconds since an RFC 3339 timestamp ("2026-11-25T21:00:00Z"), or -1. */

@@ -304,11 +304,14 @@ out:
     return rc;
 }
 
-int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char *err, size_t errlen)
+int podsel_workload_json(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char **json, char *err,
+                         size_t errlen)
 {
     char kind[32], what[300];
     const char *slash = strchr(ref, '/');
     *sel = NULL;
+    if (json)
+        *json = NULL;
     if (!slash || slash == ref || (size_t)(slash - ref) >= sizeof(kind) || !slash[1]) {
         snprintf(err, errlen, "\"%s\" names no workload: use deploy/NAME, sts/NAME, rs/NAME or svc/NAME", ref);
         return -EINVAL;
@@ -320,6 +323,50 @@ int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **s
     int rc = kube_run(k, what, args, NULL, 0, timeout_ms, &r, err, errlen);
     if (rc == 0)
         rc = podsel_selector_of(ref, r.out, sel, err, errlen);
+    if (rc == 0 && json) {
+        *json = r.out;
+        r.out = NULL;
+    }
     kube_result_free(&r);
+    return rc;
+}
+
+int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char *err, size_t errlen)
+{
+    return podsel_workload_json(k, ref, timeout_ms, sel, NULL, err, errlen);
+}
+
+int podsel_service_ports(const char *json, podsel_svc_port **out, size_t *n)
+{
+    int rc = 0;
+    size_t i;
+    const json_t *p;
+    *out = NULL;
+    *n = 0;
+    json_t *root = json_loads(json, 0, NULL);
+    const char *kind = json_string_value(json_object_get(root, "kind"));
+    json_t *ports = kind && strcmp(kind, "Service") == 0 ? json_object_get(json_object_get(root, "spec"), "ports") : NULL;
+    json_array_foreach(ports, i, p)
+    {
+        const char *proto = json_string_value(json_object_get(p, "protocol"));
+        const json_t *target = json_object_get(p, "targetPort");
+        json_int_t port = json_integer_value(json_object_get(p, "port"));
+        json_int_t to = target ? json_integer_value(target) : port;
+        const char *name = json_string_value(target);
+        if ((proto && strcmp(proto, "TCP") != 0) || port < 1 || port > 65535 || to < 0 || to > 65535 ||
+            (!to && (!name || strlen(name) >= sizeof((*out)->target_name))))
+            continue;
+        podsel_svc_port *np = realloc(*out, (*n + 1) * sizeof(*np));
+        if (!np) {
+            rc = -ENOMEM;
+            break;
+        }
+        *out = np;
+        np[*n] = (podsel_svc_port){.port = (uint16_t)port, .target = (uint16_t)to};
+        if (!to)
+            snprintf(np[*n].target_name, sizeof(np[*n].target_name), "%s", name);
+        (*n)++;
+    }
+    json_decref(root);
     return rc;
 }

@@ -49,6 +49,20 @@ int podsel_selector_of(const char *ref, const char *json, char **sel, char *err,
 /* kubectl get KIND -o json -- NAME for ref "KIND/NAME", then
  * podsel_selector_of. -ENOENT also when the object does not exist. */
 int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char *err, size_t errlen);
+/* podsel_workload that also hands over the object as kubectl printed it:
+ * *json, malloc'd, when it returns 0 (json NULL: not wanted). */
+int podsel_workload_json(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char **json, char *err,
+                         size_t errlen);
+
+/* A TCP port of a Service and where it goes in its pods: target, or, when
+ * that is 0, the container port called target_name (spec.ports[].targetPort). */
+typedef struct {
+    uint16_t port, target;
+    char target_name[64];
+} podsel_svc_port;
+/* The TCP ports of the Service in json (kubectl get svc -o json) into a
+ * malloc'd *out; none for another kind of object. 0 or -ENOMEM. */
+int podsel_service_ports(const char *json, podsel_svc_port **out, size_t *n);
 /* The container called want (first container when NULL); err lists the
  * pod's containers when it is unknown. */
 int podsel_target(const pod_info *p, const char *want, const pod_container **c, char *err, size_t errlen);

@@ -90,11 +90,13 @@ struct known {
 struct redir {
     const flags *f;
     kube k;
-    bool follow;          /* -l or a workload: the watch picks up new pods */
-    char *selector;       /* -l, or the workload's selector */
-    char ns[256];         /* -n, else the first pods' (the watch's namespace); "" when unknown */
-    const char *workload; /* deploy/NAME …, for messages; NULL for -l */
-    bool all_pods;        /* every ready pod, lines name their pod */
+    bool follow;                /* -l or a workload: the watch picks up new pods */
+    char *selector;             /* -l, or the workload's selector */
+    char ns[256];               /* -n, else the first pods' (the watch's namespace); "" when unknown */
+    const char *workload;       /* deploy/NAME …, for messages; NULL for -l */
+    podsel_svc_port *svc_ports; /* svc/NAME: its ports, which stand for their targetPorts */
+    size_t nsvc_ports;
+    bool all_pods; /* every ready pod, lines name their pod */
     uint8_t sid[REDIRECT_CLIENT_SESSION_ID_LEN];
     size_t pool_size;
     int spares; /* per stream */
@@ -548,6 +550,29 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
     return 0;
 }
 
+/* With svc/NAME, a port of the Service stands for its targetPort in the pod,
+ * as with kubectl port-forward svc/NAME (the local port stays); any other
+ * port is the pod's own. */
+static int service_target(const struct redir *r, const pod_info *pod, flags_portpair *pp, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < r->nsvc_ports; i++) {
+        const podsel_svc_port *sp = &r->svc_ports[i];
+        if (sp->port != pp->pod_port)
+            continue;
+        uint16_t to = sp->target ? sp->target : pod_port_by_name(pod, sp->target_name);
+        if (!to) {
+            snprintf(err, errlen,
+                     "%s port %u goes to the container port named \"%s\", which no container of pod/%s declares: "
+                     "give the pod's port number instead (kubectl diag redir pod/%s PODPORT:%u)",
+                     r->workload, sp->port, sp->target_name, pod->name, pod->name, pp->local_port);
+            return -ENOENT;
+        }
+        pp->pod_port = to;
+        break;
+    }
+    return 0;
+}
+
 /* The ports to redirect: the flags', or every public listener of the pod. */
 static int choose_ports(struct podrun *r, const flags *f, const kube *k, char *err, size_t errlen)
 {
@@ -558,9 +583,19 @@ static int choose_ports(struct podrun *r, const flags *f, const kube *k, char *e
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    for (size_t i = 0; i < f->nports; i++)
+    for (size_t i = 0; i < f->nports; i++) {
         r->ports[i].pp = f->ports[i];
-    r->nports = f->nports;
+        int rc = service_target(r->r, &r->s.pod, &r->ports[i].pp, err, errlen);
+        if (rc < 0)
+            return rc;
+        for (size_t j = 0; j < i; j++)
+            if (r->ports[j].pp.pod_port == r->ports[i].pp.pod_port) {
+                snprintf(err, errlen, "%s ports %u and %u both go to pod port %u: redirect it once",
+                         r->r->workload, f->ports[j].pod_port, f->ports[i].pod_port, r->ports[i].pp.pod_port);
+                return -EINVAL;
+            }
+        r->nports++;
+    }
     return 0;
 }
 
@@ -981,8 +1016,12 @@ int redir_main(const flags *f, const kube *k)
     if (rc == 0 && (rc = redirect_client_session_id(r.sid)) < 0)
         snprintf(err, sizeof(err), "cannot make a session id: %s", strerror(-rc));
     if (rc == 0 && !f->npods && f->nworkloads) {
+        char *obj = NULL;
         r.workload = f->workloads[0].value;
-        rc = podsel_workload(&r.k, r.workload, f->timeout_ms, &r.selector, err, sizeof(err));
+        rc = podsel_workload_json(&r.k, r.workload, f->timeout_ms, &r.selector, &obj, err, sizeof(err));
+        if (rc == 0 && (rc = podsel_service_ports(obj, &r.svc_ports, &r.nsvc_ports)) < 0)
+            snprintf(err, sizeof(err), "out of memory");
+        free(obj);
     } else if (rc == 0 && !f->npods && f->nlabels && !(r.selector = strdup(f->labels[0].value))) {
         rc = -ENOMEM;
         snprintf(err, sizeof(err), "out of memory");
@@ -999,6 +1038,7 @@ int redir_main(const flags *f, const kube *k)
     if (r.wake_efd >= 0)
         close(r.wake_efd);
     free(r.selector);
+    free(r.svc_ports);
     pthread_mutex_destroy(&r.mu);
     return code;
 }

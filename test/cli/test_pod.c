@@ -571,6 +571,42 @@ static void workload_selectors(void **state)
     assert_non_null(strstr(err, "not a Kubernetes object"));
 }
 
+/* A Service's TCP ports and their targetPorts: a number, a container port's
+ * name, or none (the port itself); UDP ones and other kinds are left out. */
+static void service_ports(void **state)
+{
+    (void)state;
+    podsel_svc_port *sp;
+    size_t n;
+    assert_int_equal(podsel_service_ports("{\"kind\":\"Service\",\"spec\":{\"ports\":[{\"port\":80,\"targetPort\":8080},"
+                                          "{\"port\":53,\"protocol\":\"UDP\"},{\"port\":443,\"targetPort\":\"https\"},"
+                                          "{\"port\":9090,\"protocol\":\"TCP\"}]}}",
+                                          &sp, &n),
+                     0);
+    assert_int_equal(n, 3);
+    assert_int_equal(sp[0].port, 80);
+    assert_int_equal(sp[0].target, 8080);
+    assert_int_equal(sp[1].port, 443);
+    assert_int_equal(sp[1].target, 0);
+    assert_string_equal(sp[1].target_name, "https");
+    assert_int_equal(sp[2].port, 9090);
+    assert_int_equal(sp[2].target, 9090);
+    free(sp);
+    assert_int_equal(podsel_service_ports("{\"kind\":\"Deployment\",\"spec\":{\"ports\":[{\"port\":80}]}}", &sp, &n),
+                     0);
+    assert_int_equal(n, 0);
+    assert_null(sp);
+
+    pod_info p;
+    assert_int_equal(pod_parse_str("{\"kind\":\"Pod\",\"metadata\":{\"name\":\"w\"},\"spec\":{\"containers\":[{\"name\":"
+                                   "\"a\",\"ports\":[{\"containerPort\":81},{\"name\":\"http\",\"containerPort\":80}]}]}}",
+                                   &p),
+                     0);
+    assert_int_equal(pod_port_by_name(&p, "http"), 80);
+    assert_int_equal(pod_port_by_name(&p, "https"), 0);
+    pod_free(&p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -587,6 +623,7 @@ int main(void)
         cmocka_unit_test(list_table),
         cmocka_unit_test(ages),
         cmocka_unit_test(workload_selectors),
+        cmocka_unit_test(service_ports),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -22,7 +22,7 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       terminationGracePeriodSeconds: 2
-      containers: [{name: httpd, image: nginx}]
+      containers: [{name: httpd, image: nginx, ports: [{name: http, containerPort: 80}]}]
 ---
 apiVersion: apps/v1
 kind: Deployment
@@ -84,6 +84,11 @@ spec:
     spec:
       containers: [{name: c, image: no-such-image-%s}]
 """ % SUFFIX
+# Services whose port 8081 reaches web's pods on port 80: by number, by the container port's name,
+# and by a name no container port has
+WORKLOADS += ''.join('---\napiVersion: v1\nkind: Service\nmetadata: {name: %s}\n'
+                     'spec: {selector: {app: web}, ports: [{port: 8081, targetPort: %s}]}\n' % s
+                     for s in (('web-port', '80'), ('web-named', 'http'), ('web-unnamed', 'https')))
 
 
 @pytest.fixture(scope='module')
@@ -155,6 +160,30 @@ def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
     got = workloads.http_get(pod, 80, '/x')
     assert srv.marker in got, got
     assert r.interrupt() == 0, r.err()
+
+
+@pytest.mark.parametrize('svc', ['web-port', 'web-named'])
+def test_redir_on_a_service_redirects_the_target_port_of_its_port(workloads, bg, local_http, svc):
+    """redir svc/NAME PORT: PORT is the Service's, as with kubectl port-forward svc/NAME, and its
+    traffic reaches the pods on the targetPort (8081 -> 80 here, a number or a container port's
+    name). The CLI redirected pod port 8081, where nothing comes: nothing was redirected, and
+    nothing said so."""
+    srv = local_http()
+    r = bg(workloads, 'redir', '--include-probes', 'svc/' + svc, '8081:%d' % srv.port)
+    r.wait_out('→ localhost:%d (incoming)' % srv.port)
+    line = [l for l in r.out().splitlines() if 'redirecting pod/' in l][0]
+    pod = line.split('pod/')[1].split(':')[0]
+    got = workloads.http_get(pod, 80, '/x')
+    assert srv.marker in got, got
+    assert pod in workloads.pod_names('app=web') and line.startswith('redirecting pod/%s:80 ' % pod), line
+    assert r.interrupt() == 0, r.err()
+
+
+def test_redir_on_a_service_whose_target_port_names_no_container_port(workloads):
+    r = workloads.diag('redir', 'svc/web-unnamed', '8081:8989', timeout=60)
+    assert r.returncode == 1, r.stderr
+    assert 'service/web-unnamed port 8081 goes to the container port named "https", which no container of pod/web-' \
+        in r.stderr and 'PODPORT:8989' in r.stderr, r.stderr
 
 
 def test_capture_on_a_service_captures_a_backing_pod(workloads, bg, tmp_path):
