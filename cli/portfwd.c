@@ -241,6 +241,16 @@ static bool run_child(portfwd *pf, int lg, int lt)
     return a.seen_g && a.seen_t;
 }
 
+/* The ended debug container's target is down, or started again after the
+ * debug container did: its end ended the debug container, which lives in the
+ * target's PID namespace. */
+static bool target_restarted(const pod_info *p, const pod_container *dbg)
+{
+    const pod_container *t = dbg->target ? pod_container_find(p, dbg->target) : NULL;
+    return t &&
+           (t->state != POD_STATE_RUNNING || (t->started && dbg->started && strcmp(t->started, dbg->started) >= 0));
+}
+
 /* After the child died: is the pod (and our manager) still there? 0 yes;
  * -ENOENT the pod went, -ESRCH our debug container exited (why says how);
  * -EAGAIN the API server did not answer (why says what kubectl said). */
@@ -264,6 +274,12 @@ static int pod_check(portfwd *pf, char *why, size_t n)
     } else if (!c) { /* a pod of the same name (a StatefulSet's), not ours */
         snprintf(why, n, "pod/%s was recreated: the debug container %s went with the old one", pf->pod, pf->container);
         rc = -ENOENT;
+    } else if (c->state == POD_STATE_TERMINATED && target_restarted(&p, c)) {
+        snprintf(why, n,
+                 "the debug container %s in pod/%s ended (code %d) when its target container %s stopped or "
+                 "restarted: it lives in the target's process namespace",
+                 pf->container, pf->pod, c->exit_code, c->target);
+        rc = -ESRCH;
     } else if (c->state == POD_STATE_TERMINATED) {
         snprintf(why, n, "the debug container %s in pod/%s exited (code %d); see kubectl logs %s -c %s",
                  pf->container, pf->pod, c->exit_code, pf->pod, pf->container);

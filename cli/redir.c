@@ -433,7 +433,7 @@ static void *stream_main(void *arg)
         int lg, lt;
         char e[1024];
         int gen = portfwd_wait(pr->s.pf, after, pr->s.timeout_ms, &lg, &lt, e, sizeof(e));
-        if (gen == -ECANCELED || (gen == -ENOENT && r->follow)) /* gone: the main thread drops the pod */
+        if (gen == -ECANCELED || gen == -ENOENT) /* gone: the main thread drops the pod, or ends (on_gone) */
             break;
         if (gen == -ETIMEDOUT && after) /* down for long: the forward's supervisor says why, and retries */
             continue;
@@ -819,7 +819,10 @@ static int on_gone(struct redir *r, struct podrun *pr)
     char e[1024];
     portfwd_wait(pr->s.pf, 0, 1, &lg, &lt, e, sizeof(e));
     if (!r->follow) {
-        fprintf(stderr, "error: %s; the redirect ended\n", e);
+        fprintf(stderr, "error: %s; the redirect ended%s\n", e,
+                portfwd_pod_went(pr->s.pf) ? ""
+                                           : " (run it again for a new debug container; with -l or a workload "
+                                             "redir re-attaches by itself)");
         return EXITCODE_FAILURE;
     }
     fprintf(stderr, "%s: its redirect is dropped\n", e);

@@ -241,6 +241,27 @@ def test_pod_deleted_mid_redirect_exits_non_zero(cluster, bg, local_http):
     assert re.search(r'pod/%s is (gone|being deleted|no longer running)' % name, r.err()), r.err()
 
 
+def test_target_restart_ends_a_named_pods_redirect_saying_so(cluster, bg, label, local_http):
+    """A restart of the target container ends the debug container, which lives in the target's
+    PID namespace, and with it the redirect of a named pod. It said "the debug container … exited
+    (code 137); see kubectl logs …", logs that tell nothing; now it names the restart and the fix."""
+    name = label + '-a'
+    cluster.ok('run', name, '--image=distroless', '--labels=app=' + label)  # restartPolicy Always
+    cluster.wait_running(name)
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/' + name, '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080' % name)
+    target = cluster.pids_in_pod(name, 'hello-server')
+    assert target, 'no hello-server in pod/%s' % name
+    for pid in target:
+        os.kill(pid, signal.SIGKILL)
+    code = r.proc.wait(60)
+    assert code == 1, (code, r.err())
+    assert re.search(r'error: the debug container \S+ in pod/%s ended \(code 137\) when its target container %s '
+                     r'stopped or restarted: .*; the redirect ended \(run it again for a new debug container'
+                     % (name, name), r.err()), r.err()
+
+
 def test_ctrl_c_while_the_debug_container_starts_ends_at_once(cluster, bg, fresh_pod):
     # the opener waited for the container (an image that never prints the start-up lines) until
     # --timeout, whatever signal came: 36 s of a 40 s timeout
