@@ -188,6 +188,7 @@ int pod_parse(const json_t *obj, pod_info *p)
     p->ip = dup_str(get(status, "podIP"));
     parse_host_ips(status, p);
     p->share_pid = json_is_true(get(spec, "shareProcessNamespace"));
+    p->host_net = json_is_true(get(spec, "hostNetwork"));
     p->unready = parse_unready(status);
     if (!p->name) {
         pod_free(p);

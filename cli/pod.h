@@ -48,6 +48,7 @@ typedef struct {
     char *created;  /* metadata.creationTimestamp */
     bool deleting;  /* metadata.deletionTimestamp set */
     bool share_pid; /* spec.shareProcessNamespace */
+    bool host_net;  /* spec.hostNetwork: the node's network namespace, not one of its own */
     bool unready;   /* status.conditions: Ready is "False" */
     pod_container *containers;
     size_t ncontainers;

@@ -234,6 +234,15 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         rc = -ENOENT;
         goto fail;
     }
+    if (o->tunnel && s->pod.host_net) { /* its rules would go into the node's network namespace */
+        snprintf(err, errlen,
+                 "pod/%s uses its node's network (hostNetwork: true): a redirect there would catch the port's "
+                 "traffic for every pod and process of the node, not this pod's alone; redirect a pod that has a "
+                 "network of its own",
+                 s->pod.name);
+        rc = -EPERM;
+        goto fail;
+    }
     ephem_opts eo = {
         .version = KDIAG_VERSION,
         .image = o->image,

@@ -31,7 +31,7 @@ typedef struct {
     unsigned caps;       /* EPHEM_* the manager must have (EPHEM_CAPS_<command>) */
     unsigned extra_caps; /* EPHEM_* a later step needs: a new debug container gets them too */
     bool forward;        /* start the port-forward */
-    bool tunnel;         /* the command redirects: wait for the manager's tunnel */
+    bool tunnel;         /* the command redirects: wait for the manager's tunnel (a hostNetwork pod is refused) */
     int64_t keep_ms;     /* --keep-forward: keep the forward for later commands (cli/keep.h); 0: no */
     bool quick;          /* a named pod may be reached through the remembered session alone (s->pod then
                  * has only the name, namespace and share_pid) */

@@ -1,6 +1,7 @@
 """kubectl diag redir end to end: real kubectl port-forward, real manager, real nftables in the
 simulated pods' network namespaces, real traffic from the curl pod and from the node."""
 import contextlib
+import json
 import os
 import re
 import signal
@@ -260,6 +261,22 @@ def test_target_restart_ends_a_named_pods_redirect_saying_so(cluster, bg, label,
     assert re.search(r'error: the debug container \S+ in pod/%s ended \(code 137\) when its target container %s '
                      r'stopped or restarted: .*; the redirect ended \(run it again for a new debug container'
                      % (name, name), r.err()), r.err()
+
+
+def test_host_network_pod_is_refused_before_a_debug_container(cluster, bg, label):
+    """A pod with hostNetwork: true has the node's network namespace: the manager's prerouting rule
+    for port P would catch P for every pod and process of the node. redir went ahead, added a debug
+    container and redirected; now it refuses before adding one."""
+    name = label + '-host'
+    pod = {'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name, 'labels': {'app': label}},
+           'spec': {'hostNetwork': True, 'containers': [{'name': 'c', 'image': 'distroless'}]}}
+    cluster.ok('apply', '-f', '-', input=json.dumps(pod))
+    cluster.wait_running(name)
+    r = bg(cluster, 'redir', 'pod/' + name, '8080:8989')
+    code = r.proc.wait(30)
+    assert code == 1, (code, r.err())
+    assert "error: pod/%s uses its node's network (hostNetwork: true)" % name in r.err(), r.err()
+    assert not cluster.pod(name)['spec'].get('ephemeralContainers'), cluster.pod(name)['spec']
 
 
 def test_ctrl_c_while_the_debug_container_starts_ends_at_once(cluster, bg, fresh_pod):
