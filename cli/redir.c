@@ -85,6 +85,7 @@ struct known {
     pod_info pod; /* the latest event's, until a run takes it (then zero) */
     bool ready;
     int64_t not_before; /* no new run before this (ms, monotonic) */
+    bool refused;       /* the pod itself refuses (-EPERM: hostNetwork, its debug container): no new run */
 };
 
 struct redir {
@@ -719,22 +720,27 @@ static void known_remove(struct redir *r, struct known *k)
     *k = r->known[--r->nknown];
 }
 
+/* r->mu held: the pod's entry, added (ready) when there is none; NULL when out of memory. */
+static struct known *known_get(struct redir *r, const char *name)
+{
+    struct known *k = known_find(r, name);
+    struct known *n = k ? NULL : realloc(r->known, (r->nknown + 1) * sizeof(*n));
+    if (n) {
+        r->known = n;
+        k = &n[r->nknown++];
+        *k = (struct known){.name = strdup(name), .ready = true};
+        if (!k->name)
+            r->nknown--, k = NULL;
+    }
+    return k;
+}
+
 /* The watch thread: keeps r->known as the API server sees the pods. */
 static void on_pod(void *ud, podwatch_event *ev)
 {
     struct redir *r = ud;
     pthread_mutex_lock(&r->mu);
-    struct known *k = known_find(r, ev->pod.name);
-    if (!k && ev->type != PODWATCH_DELETED) {
-        struct known *n = realloc(r->known, (r->nknown + 1) * sizeof(*n));
-        if (n) {
-            r->known = n;
-            k = &n[r->nknown++];
-            *k = (struct known){.name = strdup(ev->pod.name)};
-            if (!k->name)
-                r->nknown--, k = NULL;
-        }
-    }
+    struct known *k = ev->type != PODWATCH_DELETED ? known_get(r, ev->pod.name) : known_find(r, ev->pod.name);
     if (k) {
         free(k->created);
         k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
@@ -779,7 +785,7 @@ static int reconcile(struct redir *r)
     struct known *best = NULL;
     for (size_t i = 0; i < r->nknown; i++) {
         struct known *k = &r->known[i];
-        if (!k->ready || run_of(r, k->name))
+        if (!k->ready || k->refused || run_of(r, k->name))
             continue;
         if (k->not_before > now) {
             due = due < 0 || k->not_before < due ? k->not_before : due;
@@ -868,12 +874,20 @@ static int take_opened(struct redir *r)
         } else if (!r->follow || (!r->ever_up && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
             return exitcode_report(stderr, pr->open_rc, pr->open_err);
         } else {
-            fprintf(stderr, "pod/%s: cannot redirect: %s; trying again in %d s\n", pr->name, pr->open_err,
-                    OPEN_RETRY_MS / 1000);
+            bool refused = pr->open_rc == -EPERM; /* no retry changes the pod */
+            if (refused)
+                fprintf(stderr, "pod/%s: cannot redirect: %s; not tried again\n", pr->name, pr->open_err);
+            else
+                fprintf(stderr, "pod/%s: cannot redirect: %s; trying again in %d s\n", pr->name, pr->open_err,
+                        OPEN_RETRY_MS / 1000);
             pthread_mutex_lock(&r->mu);
-            struct known *k = known_find(r, pr->name);
-            if (k)
+            /* a refusal is kept also before the watch's first word on the pod (an entry
+             * never started); a retry only for a pod the watch reported */
+            struct known *k = refused ? known_get(r, pr->name) : known_find(r, pr->name);
+            if (k) {
                 k->not_before = time_now_ms() + OPEN_RETRY_MS;
+                k->refused = refused;
+            }
             pthread_mutex_unlock(&r->mu);
             podrun_free(pr);
         }

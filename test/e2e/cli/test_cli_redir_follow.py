@@ -1,6 +1,7 @@
 """kubectl diag redir following a selector's pods: --all-pods redirects every running pod at once,
 a deleted pod's redirect is dropped, a new matching pod is redirected within 2 s of running; without
 --all-pods a replaced pod's successor takes over. Real kubectl, real traffic from the node."""
+import json
 import os
 import re
 import time
@@ -181,4 +182,25 @@ def test_all_pods_one_pod_refused_does_not_end_the_others(cluster, bg, label, lo
     assert holder.interrupt() == 0, holder.err()
     r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (pods[0], srv.port), timeout=30)
     assert srv.marker in cluster.http_get(pods[0], 8080)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_all_pods_a_host_network_pod_is_refused_once(cluster, bg, label, local_http):
+    """A hostNetwork pod among the selected ones is refused (its rules would go into the node's
+    network namespace), and no retry changes that: the refusal was said again every 5 s, for as
+    long as the redirect ran. Now once; the other pods' redirects run on."""
+    srv = local_http()
+    ok, host = label + '-0', label + '-host'
+    cluster.run_pods(label, [ok])
+    cluster.ok('apply', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': host, 'labels': {'app': label}},
+        'spec': {'hostNetwork': True, 'containers': [{'name': 'c', 'image': 'distroless'}]}}))
+    cluster.wait_running(host)
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (ok, srv.port))
+    refusal = "pod/%s: cannot redirect: pod/%s uses its node's network (hostNetwork: true)" % (host, host)
+    wait_for(lambda: refusal in r.err(), 30, what='the refusal line')
+    time.sleep(7)  # past the retry period (5 s): a retry would have said it again
+    assert r.err().count(refusal) == 1 and 'not tried again' in r.err(), r.err()
+    assert srv.marker in cluster.http_get(ok, 8080)
     assert r.interrupt() == 0, r.err()
