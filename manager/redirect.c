@@ -37,6 +37,9 @@ _Static_assert(CONTRACT_REDIRECT_SKIP_SOURCES_MAX <= NFT_SKIP_SOURCES_MAX, "nft.
 /* How long a takeover waits for the stream it replaces to let go; that stream
  * only misses it while blocked sending to a client that stopped reading. */
 #define TAKEOVER_WAIT_MS 5000
+/* Connections that reach a redirect listener directly (anyone who can reach
+ * the pod can make them): one line per window, the rest counted in the next. */
+#define STRAY_WINDOW_MS 10000
 
 /* A (port, direction) held by a live stream. */
 typedef struct active {
@@ -58,12 +61,14 @@ struct redirect_mgr {
     nft_conn *nft;
     int nft_err;                    /* why nft is NULL */
     char table[NFT_TABLE_NAME_MAX]; /* ours: inet kdiag-<tunnel port> */
-    pthread_mutex_t lock;           /* guards reserved, actives and next_id */
+    pthread_mutex_t lock;           /* guards reserved, actives, next_id and the stray counts */
     pthread_cond_t released;        /* an active was removed */
     uint16_t reserved[MAX_RESERVED];
     int nreserved;
     list_node actives;
     uint64_t next_id;
+    int64_t stray_logged; /* when the last stray line went out */
+    unsigned stray_quiet; /* ... and the strays not logged since */
 };
 
 /* One Redirect stream. */
@@ -197,6 +202,30 @@ static int send_response(rpc_call *call, const Kdiag__Solo__Io__RedirectResponse
     return rpc_call_send(call, buf, len);
 }
 
+/* A connection that reached the listener without the rule: logged at most
+ * once per STRAY_WINDOW_MS (each one with -v), with the count of the others. */
+static void stray_log(redirect_mgr *m, const session *s, const char *peer)
+{
+    int64_t now = time_now_ms();
+    pthread_mutex_lock(&m->lock);
+    bool say = m->o.verbose || !m->stray_logged || now - m->stray_logged >= STRAY_WINDOW_MS;
+    unsigned quiet = m->stray_quiet;
+    if (say) {
+        m->stray_logged = now;
+        m->stray_quiet = 0;
+    } else {
+        m->stray_quiet++;
+    }
+    pthread_mutex_unlock(&m->lock);
+    char more[64] = "";
+    if (quiet)
+        snprintf(more, sizeof more, " (and %u more since the last such line)", quiet);
+    if (say)
+        fprintf(stderr,
+                "kdiag-manager: redirect %u: connection from %s did not come through the redirect rule: closed%s\n",
+                s->port, peer, more);
+}
+
 /* Accepts one redirected connection and announces it. 0, -EAGAIN when there
  * was none, or the error of rpc_call_send (the stream is gone). */
 static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
@@ -212,12 +241,8 @@ static int accept_one(redirect_mgr *m, rpc_call *call, session *s, int idx)
     addr_format((struct sockaddr *)&peer, peer_s, sizeof peer_s);
     int rc = original_dst(fd, idx == 0 ? AF_INET : AF_INET6, &orig);
     uint16_t oport = rc == 0 ? ntohs(((struct sockaddr_in *)&orig)->sin_port) : 0; /* same offset in both */
-    if (rc < 0 || oport == s->lport) {
-        /* Not redirected by our rule: someone dialled the listener itself. */
-        fprintf(stderr,
-                "kdiag-manager: redirect %u: connection from %s did not come through the redirect "
-                "rule: closed\n",
-                s->port, peer_s);
+    if (rc < 0 || oport == s->lport) { /* not redirected by our rule: someone dialled the listener itself */
+        stray_log(m, s, peer_s);
         close(fd);
         return 0;
     }

@@ -279,6 +279,29 @@ def test_host_network_pod_is_refused_before_a_debug_container(cluster, bg, label
     assert not cluster.pod(name)['spec'].get('ephemeralContainers'), cluster.pod(name)['spec']
 
 
+def test_direct_connections_to_a_redirect_listener_are_logged_once_per_10s(cluster, bg, local_http):
+    """An incoming redirect's listener listens on any address: anyone who reaches the pod can
+    connect to it directly (a port scan does), and the manager closes those. Each was a line in
+    the manager's log (200 connections, 200 lines); now one line per 10 s counts the others."""
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/nginx', '80:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80')
+    m = re.search(r'tcp dport 80 redirect to :(\d+)', cluster.pod_ruleset('nginx'))
+    assert m, cluster.pod_ruleset('nginx')
+    mgr = [c['name'] for c in cluster.pod('nginx')['status']['ephemeralContainerStatuses'] if 'running' in c['state']]
+    stray = lambda: cluster.ok('logs', 'nginx', '-c', mgr[-1]).count('did not come through the redirect rule')
+    before = stray()
+    code = ('import socket\nfor i in range(200):\n'
+            '    s = socket.create_connection((%r, %s), timeout=10)\n    s.recv(1)\n    s.close()\n'
+            % (cluster.pod('nginx')['status']['podIP'], m.group(1)))
+    res = cluster.in_node(['python3', '-c', code])
+    assert res.returncode == 0, res.stderr
+    wait_for(lambda: stray() > before, 10, what='the line about them')
+    time.sleep(0.5)  # the manager has closed all 200: a line each would be there by now
+    assert stray() == before + 1
+    assert r.interrupt() == 0, r.err()
+
+
 def test_ctrl_c_while_the_debug_container_starts_ends_at_once(cluster, bg, fresh_pod):
     # the opener waited for the container (an image that never prints the start-up lines) until
     # --timeout, whatever signal came: 36 s of a 40 s timeout
