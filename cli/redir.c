@@ -553,10 +553,11 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
 
 /* With svc/NAME, a port of the Service stands for its targetPort in the pod,
  * as with kubectl port-forward svc/NAME (the local port stays); any other
- * port is the pod's own. */
+ * port is the pod's own. Not with --outgoing: its ports are those the pod
+ * connects to, which the Service does not map. */
 static int service_target(const struct redir *r, const pod_info *pod, flags_portpair *pp, char *err, size_t errlen)
 {
-    for (size_t i = 0; i < r->nsvc_ports; i++) {
+    for (size_t i = 0; i < r->nsvc_ports && !r->f->outgoing; i++) {
         const podsel_svc_port *sp = &r->svc_ports[i];
         if (sp->port != pp->pod_port)
             continue;

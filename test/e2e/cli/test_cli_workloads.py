@@ -8,7 +8,7 @@ import subprocess
 import pytest
 
 from conftest import KUBECTLS, pcapng_blocks, start_capture, wait_for
-from e2e_common import children, forwards_to, prefixed
+from e2e_common import children, forwards_to, prefixed, redirect_rules
 
 SUFFIX = str(os.getpid())
 WORKLOADS = """
@@ -176,6 +176,20 @@ def test_redir_on_a_service_redirects_the_target_port_of_its_port(workloads, bg,
     got = workloads.http_get(pod, 80, '/x')
     assert srv.marker in got, got
     assert pod in workloads.pod_names('app=web') and line.startswith('redirecting pod/%s:80 ' % pod), line
+    assert r.interrupt() == 0, r.err()
+
+
+def test_redir_outgoing_on_a_service_takes_its_ports_as_given(workloads, bg, local_http):
+    """--outgoing catches the ports the pods connect to, which the Service does not map: 8081 stays
+    8081 (it became the targetPort, 80, and caught the pods' own connections to port 80)."""
+    srv = local_http()
+    r = bg(workloads, 'redir', '--outgoing', 'svc/web-port', '8081:%d' % srv.port)
+    r.wait_out('→ localhost:%d (outgoing)' % srv.port)
+    line = [l for l in r.out().splitlines() if 'redirecting pod/' in l][0]
+    pod = line.split('pod/')[1].split(':')[0]
+    assert line.startswith('redirecting pod/%s:8081 ' % pod), line
+    assert [l for l in redirect_rules(workloads.pod_ruleset(pod)) if 'dnat' in l and 'dport 8081 ' in l], \
+        workloads.pod_ruleset(pod)
     assert r.interrupt() == 0, r.err()
 
 
