@@ -59,27 +59,35 @@ static int proof_of(const char *secret, const char *lines, size_t n, char out[CO
     return 0;
 }
 
+/* HMAC-SHA256 with the secret (its hex characters as the key) over context,
+ * the nonce and tail[0..n): the Hello answers' MAC. */
+static void hello_mac(const char *secret, const char *context, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                      const uint8_t *tail, size_t n, uint8_t out[CONTRACT_HELLO_PROOF_LEN])
+{
+    _Static_assert(CONTRACT_HELLO_PROOF_LEN == SHA256_DIGEST_SIZE, "a hello proof is one SHA-256");
+    struct hmac_sha256_ctx ctx;
+    hmac_sha256_set_key(&ctx, strlen(secret), (const uint8_t *)secret);
+    hmac_sha256_update(&ctx, strlen(context), (const uint8_t *)context);
+    hmac_sha256_update(&ctx, CONTRACT_HELLO_NONCE_LEN, nonce);
+    hmac_sha256_update(&ctx, n, tail);
+    hmac_sha256_digest(&ctx, CONTRACT_HELLO_PROOF_LEN, out);
+}
+
+/* Is proof[0..len) want, made with result rc? Constant time over the proof. */
+static bool hello_proof_matches(int rc, const uint8_t want[CONTRACT_HELLO_PROOF_LEN], const uint8_t *proof, size_t len)
+{
+    return rc == 0 && len == CONTRACT_HELLO_PROOF_LEN && memeql_sec(want, proof, len) != 0;
+}
+
 int contract_hello_proof(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
                          const contract_hello *h, uint8_t out[CONTRACT_HELLO_PROOF_LEN])
 {
     if (!contract_secret_valid(secret) || h->grpc_port < 1 || h->grpc_port > 65535 || h->tunnel_port < 0 ||
         h->tunnel_port > 65535)
         return -EINVAL;
-    const size_t cl = sizeof CONTRACT_HELLO_CONTEXT - 1;
-    uint8_t msg[sizeof CONTRACT_HELLO_CONTEXT - 1 + CONTRACT_HELLO_NONCE_LEN + 5];
-    memcpy(msg, CONTRACT_HELLO_CONTEXT, cl);
-    memcpy(msg + cl, nonce, CONTRACT_HELLO_NONCE_LEN);
-    uint8_t *q = msg + cl + CONTRACT_HELLO_NONCE_LEN;
-    q[0] = h->target_found ? 1 : 0;
-    q[1] = (uint8_t)(h->grpc_port >> 8);
-    q[2] = (uint8_t)h->grpc_port;
-    q[3] = (uint8_t)(h->tunnel_port >> 8);
-    q[4] = (uint8_t)h->tunnel_port;
-    _Static_assert(CONTRACT_HELLO_PROOF_LEN == SHA256_DIGEST_SIZE, "a hello proof is one SHA-256");
-    struct hmac_sha256_ctx ctx;
-    hmac_sha256_set_key(&ctx, strlen(secret), (const uint8_t *)secret);
-    hmac_sha256_update(&ctx, sizeof msg, msg);
-    hmac_sha256_digest(&ctx, CONTRACT_HELLO_PROOF_LEN, out);
+    uint8_t q[5] = {h->target_found ? 1 : 0, (uint8_t)(h->grpc_port >> 8), (uint8_t)h->grpc_port,
+                    (uint8_t)(h->tunnel_port >> 8), (uint8_t)h->tunnel_port};
+    hello_mac(secret, CONTRACT_HELLO_CONTEXT, nonce, q, sizeof q, out);
     return 0;
 }
 
@@ -87,9 +95,23 @@ bool contract_hello_check(const char *secret, const uint8_t nonce[CONTRACT_HELLO
                           const contract_hello *h, const uint8_t *proof, size_t len)
 {
     uint8_t want[CONTRACT_HELLO_PROOF_LEN];
-    if (len != sizeof want || contract_hello_proof(secret, nonce, h, want) < 0)
-        return false;
-    return memeql_sec(want, proof, sizeof want) != 0;
+    return hello_proof_matches(contract_hello_proof(secret, nonce, h, want), want, proof, len);
+}
+
+int contract_hello_token_proof(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                               const char *token, uint8_t out[CONTRACT_HELLO_PROOF_LEN])
+{
+    if (!contract_secret_valid(secret) || !token || strlen(token) != CONTRACT_TOKEN_HEX_LEN)
+        return -EINVAL;
+    hello_mac(secret, CONTRACT_HELLO_TOKEN_CONTEXT, nonce, (const uint8_t *)token, CONTRACT_TOKEN_HEX_LEN, out);
+    return 0;
+}
+
+bool contract_hello_token_check(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                                const char *token, const uint8_t *proof, size_t len)
+{
+    uint8_t want[CONTRACT_HELLO_PROOF_LEN];
+    return hello_proof_matches(contract_hello_token_proof(secret, nonce, token, want), want, proof, len);
 }
 
 int contract_banner_format(const contract_banner *b, const char *secret, char *out, size_t outlen)

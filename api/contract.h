@@ -154,6 +154,18 @@ int contract_hello_proof(const char *secret, const uint8_t nonce[CONTRACT_HELLO_
 bool contract_hello_check(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
                           const contract_hello *h, const uint8_t *proof, size_t len);
 
+/* token_proof = HMAC-SHA256(secret, CONTRACT_HELLO_TOKEN_CONTEXT + nonce +
+ * token (its 32 hex digits)): the manager's token is the one the client
+ * remembers, and the token itself stays off the wire until it is. 0, or
+ * -EINVAL for a secret or token of the wrong form (a manager without a
+ * token sends none). */
+#define CONTRACT_HELLO_TOKEN_CONTEXT "kdiag-manager hello token v1\n"
+int contract_hello_token_proof(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                               const char *token, uint8_t out[CONTRACT_HELLO_PROOF_LEN]);
+/* Does proof[0..len) prove token for nonce? Constant time over the proof. */
+bool contract_hello_token_check(const char *secret, const uint8_t nonce[CONTRACT_HELLO_NONCE_LEN],
+                                const char *token, const uint8_t *proof, size_t len);
+
 /* Is s a secret of the right form (CONTRACT_SECRET_HEX_LEN hex digits)? */
 bool contract_secret_valid(const char *s);
 /* A fresh random secret (CONTRACT_SECRET_HEX_LEN hex digits + NUL). */

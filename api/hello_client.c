@@ -7,8 +7,8 @@
 
 #include "kdiag.pb-c.h"
 
-int hello_call(rpc_client *cl, const char *secret, const char *container_id, int timeout_ms, contract_hello *h,
-               rpc_status *st)
+int hello_call(rpc_client *cl, const char *secret, const char *token, const char *container_id, int timeout_ms,
+               contract_hello *h, rpc_status *st)
 {
     uint8_t nonce[CONTRACT_HELLO_NONCE_LEN], *req = NULL, *resp = NULL;
     size_t resp_len = 0;
@@ -39,10 +39,12 @@ int hello_call(rpc_client *cl, const char *secret, const char *container_id, int
     contract_hello got = {.target_found = r->target_found,
                           .grpc_port = r->grpc_port <= 65535 ? (int)r->grpc_port : -1,
                           .tunnel_port = r->tunnel_port <= 65535 ? (int)r->tunnel_port : -1};
-    bool ok = contract_hello_check(secret, nonce, &got, r->proof.data, r->proof.len);
+    rc = !contract_hello_check(secret, nonce, &got, r->proof.data, r->proof.len) ? -EPERM
+         : !contract_hello_token_check(secret, nonce, token, r->token_proof.data, r->token_proof.len)
+             ? -EACCES
+             : 0;
     kdiag__solo__io__hello_response__free_unpacked(r, NULL);
-    if (!ok)
-        return -EPERM;
-    *h = got;
-    return 0;
+    if (rc == 0)
+        *h = got;
+    return rc;
 }

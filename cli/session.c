@@ -111,10 +111,11 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
             snprintf(err, errlen, "cannot make a gRPC client: %s", strerror(-rc));
             return rc;
         }
-        rc = hello_call(s->client, r->secret, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
+        rc = hello_call(s->client, r->secret, r->token, share_pid ? tid : NULL, HELLO_TIMEOUT_MS, &h, &st);
         /* no answer on the keeper's connection: its forward is stuck, and a
          * new connection through it would wait as long */
-        if (own || rc == 0 || rc == -EPERM || (rc == -EPROTO && st.code == GRPC_STATUS_DEADLINE_EXCEEDED))
+        if (own || rc == 0 || rc == -EPERM || rc == -EACCES ||
+            (rc == -EPROTO && st.code == GRPC_STATUS_DEADLINE_EXCEEDED))
             break;
         if (k->verbose > 0)
             fprintf(stderr, "kubectl-diag: the keeper's connection failed (%s); making one\n",
@@ -126,6 +127,8 @@ static int quick_open(const kube *k, const session_opts *o, const remembered *r,
         snprintf(err, errlen, "Hello failed: status %d: %.400s", (int)st.code, st.message);
     else if (rc == -EPERM)
         snprintf(err, errlen, "the answer to Hello does not prove the remembered secret");
+    else if (rc == -EACCES)
+        snprintf(err, errlen, "the manager proved its secret but not the remembered token");
     else if (rc < 0)
         snprintf(err, errlen, "Hello: %s", strerror(-rc));
     if (rc < 0)

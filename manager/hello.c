@@ -54,7 +54,7 @@ grpc_status_code hello_rpc_handle(rpc_call *call, void *ud)
     contract_hello h = {.target_found = target_found(r->target),
                         .grpc_port = atomic_load(&o->grpc_port),
                         .tunnel_port = o->tunnel_port};
-    uint8_t proof[CONTRACT_HELLO_PROOF_LEN];
+    uint8_t proof[CONTRACT_HELLO_PROOF_LEN], token_proof[CONTRACT_HELLO_PROOF_LEN];
     if (!h.grpc_port) {
         rpc_call_set_message(call, "Hello: the manager is starting");
         code = GRPC_STATUS_UNAVAILABLE;
@@ -68,6 +68,10 @@ grpc_status_code hello_rpc_handle(rpc_call *call, void *ud)
     Kdiag__Solo__Io__HelloResponse m = KDIAG__SOLO__IO__HELLO_RESPONSE__INIT;
     m.proof.data = proof;
     m.proof.len = sizeof proof;
+    if (contract_hello_token_proof(o->secret, r->nonce.data, o->token, token_proof) == 0) {
+        m.token_proof.data = token_proof;
+        m.token_proof.len = sizeof token_proof;
+    }
     m.target_found = h.target_found;
     m.grpc_port = (uint32_t)h.grpc_port;
     m.tunnel_port = (uint32_t)h.tunnel_port;

@@ -13,6 +13,7 @@ typedef struct {
     char secret[CONTRACT_SECRET_HEX_LEN + 1]; /* from the container's spec */
     atomic_int grpc_port;                     /* set once the server listens (0 before) */
     int tunnel_port;                          /* 0: no tunnel */
+    char token[CONTRACT_TOKEN_HEX_LEN + 1];   /* "": none (--no-auth) */
 } hello_opts;
 
 /* Unary handler for rpc_server_add_open(s, CONTRACT_METHOD_HELLO, hello_rpc_handle, ud),

@@ -216,6 +216,8 @@ int main(int argc, char **argv)
     hello_opts ho = {.tunnel_port = rm ? redirect_mgr_tunnel_port(rm) : 0}; /* grpc_port once it listens */
     if (rc == 0 && secret[0]) {
         memcpy(ho.secret, secret, sizeof ho.secret);
+        if (!o.no_auth)
+            memcpy(ho.token, token, sizeof ho.token);
         rc = rpc_server_add_open(s, CONTRACT_METHOD_HELLO, hello_rpc_handle, &ho);
     }
     if (rc == 0)

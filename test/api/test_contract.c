@@ -251,6 +251,20 @@ static void hello_proof_covers_every_field(void **state)
     assert_int_equal(contract_hello_proof(SECRET, nonce, &bad_tunnel, proof), -EINVAL);
     assert_int_equal(contract_hello_proof("not-a-secret", nonce, &h, proof), -EINVAL);
     assert_false(contract_hello_check("not-a-secret", nonce, &h, proof, sizeof proof));
+
+    /* the token proof: another token, secret or nonce does not check, and it is not the proof */
+    const char *token = "0123456789abcdef0123456789abcdef";
+    uint8_t tp[CONTRACT_HELLO_PROOF_LEN];
+    assert_int_equal(contract_hello_token_proof(SECRET, nonce, token, tp), 0);
+    assert_true(contract_hello_token_check(SECRET, nonce, token, tp, sizeof tp));
+    assert_false(contract_hello_token_check(SECRET, nonce, "0123456789abcdef0123456789abcdee", tp, sizeof tp));
+    assert_false(contract_hello_token_check(SECRET, nonce, "0123456789abcdef0123456789abcde", tp, sizeof tp));
+    assert_false(contract_hello_token_check(OTHER_SECRET, nonce, token, tp, sizeof tp));
+    assert_false(contract_hello_token_check(SECRET, other, token, tp, sizeof tp));
+    assert_false(contract_hello_token_check(SECRET, nonce, token, tp, 0));
+    assert_int_equal(contract_hello_token_proof(SECRET, nonce, "", tp), -EINVAL);
+    assert_int_equal(contract_hello_token_proof(SECRET, nonce, NULL, tp), -EINVAL);
+    assert_int_equal(memcmp(tp, proof, sizeof tp) != 0, 1);
 }
 
 int main(void)

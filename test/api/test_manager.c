@@ -141,13 +141,16 @@ static void test_hello_proves_the_secret_without_the_token(void **state)
     assert_int_equal(rpc_client_new(&cl, m.target, NULL), 0);
     contract_hello h;
     rpc_status st;
-    assert_int_equal(hello_call(cl, secret, NULL, 5000, &h, &st), 0);
+    assert_int_equal(hello_call(cl, secret, m.token, NULL, 5000, &h, &st), 0);
     assert_int_equal(h.grpc_port, m.port);
     assert_int_equal(h.tunnel_port, m.tunnel_port);
     assert_true(h.target_found); /* PID 1 */
-    assert_int_equal(hello_call(cl, secret, "containerd://0123456789abcdef", 5000, &h, &st), 0);
+    assert_int_equal(hello_call(cl, secret, m.token, "containerd://0123456789abcdef", 5000, &h, &st), 0);
     assert_false(h.target_found);
-    assert_int_equal(hello_call(cl, "ffeeddccbbaa99887766554433221100", NULL, 5000, &h, &st), -EPERM);
+    assert_int_equal(hello_call(cl, "ffeeddccbbaa99887766554433221100", m.token, NULL, 5000, &h, &st), -EPERM);
+    /* the secret proven, the token not: a record gone bad, whose token must not be sent */
+    assert_int_equal(hello_call(cl, secret, "0123456789abcdef0123456789abcdef", NULL, 5000, &h, &st), -EACCES);
+    assert_int_equal(hello_call(cl, secret, "", NULL, 5000, &h, &st), -EACCES);
 
     uint8_t *resp = NULL;
     size_t rlen;
@@ -169,10 +172,10 @@ static void test_hello_proves_the_secret_without_the_token(void **state)
     /* a manager without a secret has nothing to prove: Hello is not served */
     mgr_proc *shared = *state;
     assert_int_equal(rpc_client_new(&cl, shared->target, NULL), 0);
-    assert_int_equal(hello_call(cl, secret, NULL, 5000, &h, &st), -EPROTO);
+    assert_int_equal(hello_call(cl, secret, shared->token, NULL, 5000, &h, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNAUTHENTICATED);
     assert_int_equal(rpc_client_set_token(cl, shared->token), 0);
-    assert_int_equal(hello_call(cl, secret, NULL, 5000, &h, &st), -EPROTO);
+    assert_int_equal(hello_call(cl, secret, shared->token, NULL, 5000, &h, &st), -EPROTO);
     assert_int_equal(st.code, GRPC_STATUS_UNIMPLEMENTED);
     rpc_client_free(cl);
 }

@@ -229,7 +229,7 @@ async function main() {
     }
   });
 
-  await check('Hello without a token: the proof is HMAC-SHA256 over the context, nonce and fields (docs/contract.md)', async () => {
+  await check('Hello without a token: the proofs are HMAC-SHA256 over the context, nonce and fields, and over the nonce and token (docs/contract.md)', async () => {
     const nonce = crypto.randomBytes(32);
     const { err, resp } = await unary(client, 'Hello', { nonce }, bearer(null));
     assert.ifError(err);
@@ -239,6 +239,9 @@ async function main() {
       resp.tunnel_port >> 8, resp.tunnel_port & 255]);
     const want = crypto.createHmac('sha256', SECRET).update('kdiag-manager hello v1\n').update(nonce).update(fields).digest();
     assert.deepStrictEqual(Buffer.from(resp.proof), want);
+    const tokenProof = crypto.createHmac('sha256', SECRET).update('kdiag-manager hello token v1\n').update(nonce)
+      .update(m.token).digest();
+    assert.deepStrictEqual(Buffer.from(resp.token_proof), tokenProof);
     const short = await unary(client, 'Hello', { nonce: nonce.subarray(0, 8) }, bearer(null));
     assert.strictEqual(short.err.code, grpc.status.INVALID_ARGUMENT);
   });

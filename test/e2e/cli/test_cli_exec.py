@@ -525,6 +525,28 @@ def test_remembered_session_needs_only_a_port_forward_and_a_proof(cluster, tmp_p
     assert not old.exists()                                           # removed when one was saved
 
 
+def test_a_remembered_token_the_manager_no_longer_takes_is_not_sent(cluster, tmp_path):
+    """A record whose token is wrong (cut, garbled, another manager's) while its secret is right
+    failed every command on the pod with UNAUTHENTICATED until the user removed the file. Hello
+    also proves the token now: the CLI never sends a token the manager does not hold, reads the pod
+    instead and remembers the right one."""
+    env = cluster.env({'XDG_CACHE_HOME': str(tmp_path)})
+    shell = [CLI, '-v', 'shell', 'pod/distroless', '--', '-c', 'echo hi']
+    r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    cache = session_files(tmp_path)['distroless']
+    key, saved = remembered(cache)
+    for token in ('0' * 32, saved[6][:31], 'x'):
+        cache.write_text('%s\n%s\n' % (key, ' '.join(saved[:6] + [token] + saved[7:])))
+        r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+        assert 'the remembered token' in r.stderr and 'get' in kubectl_calls(r.stderr), r.stderr
+        assert remembered(cache)[1] == saved                          # the true token again
+    r = subprocess.run(shell, env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    assert kubectl_calls(r.stderr) == ['port-forward'], r.stderr
+
+
 def stalled(pid):
     """Whether pid wrote nothing in 0.5 s: the pipe it writes is full and not read (/proc/PID/io)."""
     def written():
