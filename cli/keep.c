@@ -511,6 +511,9 @@ int keep_main(int argc, char **argv)
         futimens(fd, NULL);
         flock(fd, LOCK_UN);
     }
+    /* told to end (a signal, or the file unlinked): no longer offered, and ended once the
+     * commands that took it let go (they would be cut off mid-call) */
+    bool ending = false;
     while (rc == 0) {
         int64_t now = time_now_ms();
         if (sp.fd >= 0 && now - sp.made_ms >= KEEP_SPARE_MS)
@@ -519,8 +522,13 @@ int keep_main(int argc, char **argv)
             spare_dial(&sp, lg);
         struct pollfd fds[4] = {
             {sfd, POLLIN, 0}, {portfwd_gone_fd(pf), POLLIN, 0}, {sp.listen, POLLIN, 0}, {sp.fd, POLLRDHUP, 0}};
-        if (poll(fds, 4, KEEP_TICK_MS) > 0 && (fds[0].revents || fds[1].revents))
-            break; /* told to end, or the pod went */
+        struct signalfd_siginfo si;
+        if (poll(fds, 4, KEEP_TICK_MS) > 0 && fds[1].revents)
+            break; /* the pod went */
+        if (fds[0].revents && read(sfd, &si, sizeof si) == (ssize_t)sizeof si && !ending) {
+            unlink_ours(path, fd);
+            ending = true;
+        }
         if (fds[3].revents)
             spare_drop(&sp, KEEP_REDIAL_MS); /* the manager or kubectl closed it */
         if (fds[2].revents)
@@ -528,9 +536,10 @@ int keep_main(int argc, char **argv)
         if (portfwd_current(pf, &lg, &lt) != (unsigned)gen)
             break; /* kubectl port-forward ended */
         int64_t idle = idle_ms(fd);
-        if (idle < 0)
-            break; /* unlinked: replaced by hand */
-        if (idle < keep_ms || flock(fd, LOCK_EX | LOCK_NB) < 0)
+        ending |= idle < 0; /* unlinked: stopped, or by hand */
+        if (ending && flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (ending || idle < keep_ms || flock(fd, LOCK_EX | LOCK_NB) < 0)
             continue;               /* used lately, or in use now */
         if (idle_ms(fd) >= keep_ms) /* a command may have let go between the two looks */
             break;
@@ -555,18 +564,29 @@ static void format_secs(long long ms, char *buf, size_t n)
         pod_format_age((long)(ms / 1000), buf, n);
 }
 
-/* Sends SIGTERM to the keeper of fd's file and waits until it is gone
- * (it ends its kubectl first): true when it went within KEEP_STOP_MS. */
-static bool stop_keeper(int fd, const struct kept *kp)
+/* Whether a command holds fd's forward now (its shared lock). */
+static bool in_use(int fd)
 {
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        return true;
+    flock(fd, LOCK_UN);
+    return false;
+}
+
+/* Sends SIGTERM to the keeper of fd's file: 1 when it went within
+ * KEEP_STOP_MS (it ends its kubectl first), 0 when a command uses the forward
+ * (the keeper ends once none does), -1 when it did not end. */
+static int stop_keeper(int fd, const struct kept *kp)
+{
+    bool busy = in_use(fd);
     if (kill(kp->keeper, SIGTERM) < 0 && errno != ESRCH)
-        return false;
-    for (int waited = 0; waited < KEEP_STOP_MS; waited += 50) {
+        return -1;
+    for (int waited = 0; !busy && waited < KEEP_STOP_MS; waited += 50) {
         if (!keeper_alive(fd))
-            return true;
+            return 1;
         poll(NULL, 0, 50);
     }
-    return !keeper_alive(fd);
+    return !keeper_alive(fd) ? 1 : busy || in_use(fd) ? 0 : -1;
 }
 
 int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *err, size_t errlen)
@@ -603,8 +623,12 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
             continue;
         }
         if (stop) {
-            if (stop_keeper(fd, &kp))
+            int stopped = stop_keeper(fd, &kp);
+            if (stopped > 0)
                 fprintf(out, "pod/%s: kept port-forward ended (keeper %d)\n", name, kp.keeper);
+            else if (stopped == 0)
+                fprintf(out, "pod/%s: kept port-forward in use; it ends when the commands using it end (keeper %d)\n",
+                        name, kp.keeper);
             else if (stuck++ == 0)
                 snprintf(err, errlen,
                          "the keeper %d of the kept port-forward to pod/%s did not end within %d s; kill -9 %d",

@@ -26,7 +26,9 @@
  * one's, zombie or not). A command holds a shared flock on it while
  * it uses the forward and sets its mtime (the last use) when it lets go; the
  * keeper ends the forward only under an exclusive lock, and unlinks the file
- * first. */
+ * first. Told to end (SIGTERM, SIGINT, SIGHUP, or its file unlinked), it
+ * unlinks the file at once (no command takes the forward from then on) and
+ * ends the forward once the commands that hold it let go. */
 #ifndef KDIAG_CLI_KEEP_H
 #define KDIAG_CLI_KEEP_H
 
@@ -58,9 +60,9 @@ int keep_spare(const keep_lease *l);
 /* Marks the kept forward used now and lets go of it; no-op without one. */
 void keep_release(keep_lease *l);
 /* Lets go of a kept forward that did not work (no answer through it, or
- * another manager behind it) and ends its keeper (SIGTERM), so that the next
- * command does not take it again and a new keeper can start; no-op without
- * one. */
+ * another manager behind it) and tells its keeper to end (SIGTERM), so that
+ * the next command does not take it again and a new keeper can start; no-op
+ * without one. */
 void keep_discard(keep_lease *l);
 /* Starts a keeper for pod in the background, unless one runs; failures are
  * silent (the next command starts its own forward). */
@@ -75,9 +77,11 @@ int keep_main(int argc, char **argv);
  * kubeconfig; only those to pod when not NULL, in k->ns (the pod's
  * namespace) and started with --context k->context when set), as a table
  * on out; with stop,
- * each keeper is sent SIGTERM and waited for (it ends its kubectl first).
- * 0, or -errno with err filled: -ETIMEDOUT when a keeper did not end,
- * -ENOENT when stop narrows to none. */
+ * each keeper is sent SIGTERM and waited for (it ends its kubectl first),
+ * unless a command uses its forward: that one is no longer offered and ends
+ * with the last command using it (said on out). 0, or -errno with err
+ * filled: -ETIMEDOUT when a keeper did not end, -ENOENT when stop narrows
+ * to none. */
 int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *err, size_t errlen);
 
 #endif

@@ -901,6 +901,34 @@ def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home)
     assert 'Usage: kubectl diag forwards' in diag('forwards', '--help').stdout
 
 
+def test_forwards_stop_lets_the_commands_using_it_finish(cluster, keep_home):
+    """`forwards --stop` while a command used the kept forward cut that command off ("port-forward
+    ended; restarting it", then "Socket closed", exit 1). Now the forward is no longer offered at
+    once, --stop says it is in use and returns, the command finishes, and the keeper and its
+    kubectl end as it does."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
+    shell, path, f = first_keeps(env, keep_home)
+    keeper, kubectl = int(f[0]), int(f[1])
+    p = subprocess.Popen(shell + ['echo started; read x; echo done-$x'], env=env, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == 'started\n'
+        r = subprocess.run([CLI, 'forwards', '--stop', 'pod/distroless'], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        assert r.stdout == 'pod/distroless: kept port-forward in use; it ends when the commands using it end ' \
+                           '(keeper %d)\n' % keeper, r.stdout
+        assert not path.exists() and running(keeper) and running(kubectl)
+        r = subprocess.run([CLI, 'forwards'], env=env, capture_output=True, text=True, timeout=30)
+        assert (r.returncode, r.stdout) == (0, ''), r.stdout            # no longer offered
+        out, err = p.communicate('go\n', timeout=60)
+    finally:
+        p.kill()
+    assert (p.returncode, out) == (0, 'done-go\n'), err
+    assert 'ended' not in err and 'Socket closed' not in err, err
+    wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
+
+
 def tcp_to(pid, port):
     """Local ports of pid's established IPv4 TCP connections to 127.0.0.1:port (/proc/net/tcp and
     the socket inodes among pid's fds)."""
