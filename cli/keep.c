@@ -323,7 +323,8 @@ fail:
 }
 
 /* Milliseconds since the last use (the file's mtime), -1 when the file was
- * unlinked or cannot be read. */
+ * unlinked or cannot be read. A last use after now (the clock was set back)
+ * is made now: it is no sign to end. */
 static int64_t idle_ms(int fd)
 {
     struct stat st;
@@ -331,7 +332,10 @@ static int64_t idle_ms(int fd)
     clock_gettime(CLOCK_REALTIME, &now);
     if (fstat(fd, &st) < 0 || st.st_nlink == 0)
         return -1;
-    return (int64_t)(now.tv_sec - st.st_mtim.tv_sec) * 1000 + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+    int64_t ms = (int64_t)(now.tv_sec - st.st_mtim.tv_sec) * 1000 + (now.tv_nsec - st.st_mtim.tv_nsec) / 1000000;
+    if (ms < 0)
+        futimens(fd, NULL);
+    return ms < 0 ? 0 : ms;
 }
 
 /* The keeper runs in "/": it must not keep the user's directory busy (a

@@ -929,6 +929,24 @@ def test_forwards_stop_lets_the_commands_using_it_finish(cluster, keep_home):
     wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
 
 
+def test_a_last_use_in_the_future_does_not_end_the_kept_forward(cluster, keep_home):
+    """The clock set back (NTP, a VM restored) leaves the kept forward's last use (its file's
+    mtime) in the future: the keeper took that for its file being gone and ended at once. Now the
+    last use counts as now, and the forward lives its duration from there."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
+    shell, path, f = first_keeps(env, keep_home)
+    keeper, kubectl = int(f[0]), int(f[1])
+    later = time.time() + 3600
+    os.utime(path, (later, later))
+    wait_for(lambda: not path.exists() or path.stat().st_mtime < time.time() + 5, timeout=15,
+             what='the keeper to look at the last use')
+    assert path.exists() and running(keeper) and running(kubectl)
+    r = subprocess.run([CLI, 'forwards'], env=env, capture_output=True, text=True, timeout=30)
+    assert r.stdout.splitlines()[1].split()[6] in ('1m', '59s', '58s', '57s'), r.stdout   # ENDS IN
+    r = subprocess.run(shell + ['echo again'], env=env, capture_output=True, text=True, timeout=120)
+    assert 'taking the kept port-forward' in r.stderr, r.stderr
+
+
 def tcp_to(pid, port):
     """Local ports of pid's established IPv4 TCP connections to 127.0.0.1:port (/proc/net/tcp and
     the socket inodes among pid's fds)."""
