@@ -17,8 +17,10 @@
  * called. 2: a CopyTo client that asks for answers (ack_bytes) waits for
  * them; a manager before would never send one. 3: so does an Exec client
  * (ExecStart.stdin_ack_bytes). 4: a connection may wait CONTRACT_PREFACE_MS
- * for its HTTP/2 preface (a kept forward's spare). */
-#define CONTRACT_REVISION "4"
+ * for its HTTP/2 preface (a kept forward's spare). 5: a client that remembers
+ * a session sends the token only after HelloResponse.token_proof, which a
+ * manager before never sends. */
+#define CONTRACT_REVISION "5"
 /* How a version string carries it: "0.1.0" CONTRACT_REVISION_TAG. */
 #define CONTRACT_REVISION_TAG "+contract" CONTRACT_REVISION
 
