@@ -83,19 +83,27 @@ static void kubeconfig_stamp(const kube *k, char *buf, size_t n)
     free(list);
 }
 
-/* The file's fields after its key line: true when they are all there. */
-static bool read_kept(int fd, const char *key, struct kept *kp)
+enum kept_state { KEPT_NONE, KEPT_STARTING, KEPT_UP };
+
+/* The file's fields after its key line: KEPT_UP when they are all there,
+ * KEPT_STARTING when only the keeper's PID is (make_file: its kubectl is not
+ * up yet; only kp->keeper is set), else KEPT_NONE. */
+static enum kept_state read_kept(int fd, const char *key, struct kept *kp)
 {
     char buf[4096];
     size_t kl = strlen(key);
     ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
     if (n <= 0 || (size_t)n < kl || memcmp(buf, key, kl) != 0)
-        return false;
+        return KEPT_NONE;
     buf[n] = '\0';
-    kp->keep_ms = 0;
-    return sscanf(buf + kl, "%d %d %63s %d %d %d %d %63s %lld", &kp->keeper, &kp->kubectl, kp->container,
-                  &kp->grpc, &kp->tunnel, &kp->lg, &kp->lt, kp->stamp, &kp->keep_ms) >= 8 &&
-           kp->keeper > 0 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535;
+    memset(kp, 0, sizeof *kp);
+    int got = sscanf(buf + kl, "%d %d %63s %d %d %d %d %63s %lld", &kp->keeper, &kp->kubectl, kp->container,
+                     &kp->grpc, &kp->tunnel, &kp->lg, &kp->lt, kp->stamp, &kp->keep_ms);
+    if (kp->keeper <= 0)
+        return KEPT_NONE;
+    if (got == 1)
+        return KEPT_STARTING;
+    return got >= 8 && kp->lg > 0 && kp->lg <= 65535 && kp->lt >= 0 && kp->lt <= 65535 ? KEPT_UP : KEPT_NONE;
 }
 
 /* Unlinks path if it is still the file fd. */
@@ -132,8 +140,9 @@ bool keep_take(const kube *k, const char *pod, const char *container, int grpc, 
     if (fd < 0)
         return false;
     /* a keeper that is starting or ending holds it exclusively */
-    if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0 || !read_kept(fd, key, &kp) ||
-        strcmp(kp.container, container) != 0 || kp.grpc != grpc || kp.tunnel != tunnel || !keeper_alive(fd)) {
+    if (flock(fd, LOCK_SH | LOCK_NB) < 0 || fstat(fd, &st) < 0 || st.st_nlink == 0 ||
+        read_kept(fd, key, &kp) != KEPT_UP || strcmp(kp.container, container) != 0 || kp.grpc != grpc ||
+        kp.tunnel != tunnel || !keeper_alive(fd)) {
         close(fd);
         return false;
     }
@@ -285,10 +294,11 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
 /* ---- the keeper ---- */
 
 /* Makes the keeper's file, exclusively locked before it appears (a
- * temporary file locked, then linked to path): its fd, or -1 when another
- * keeper runs (or the file cannot be made). A file whose keeper is gone
- * (killed) is replaced. */
-static int make_file(const char *path)
+ * temporary file locked, then linked to path) and holding key and the
+ * keeper's PID (what `forwards --stop` needs to end a keeper that starts):
+ * its fd, or -1 when another keeper runs (or the file cannot be made). A
+ * file whose keeper is gone (killed) is replaced. */
+static int make_file(const char *path, const char *key)
 {
     char tmp[1400];
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
@@ -296,7 +306,7 @@ static int make_file(const char *path)
     if (fd < 0)
         return -1;
     struct flock life = first_byte(F_RDLCK);
-    if (flock(fd, LOCK_EX) < 0 || fcntl(fd, F_OFD_SETLK, &life) < 0)
+    if (flock(fd, LOCK_EX) < 0 || fcntl(fd, F_OFD_SETLK, &life) < 0 || dprintf(fd, "%s%d\n", key, (int)getpid()) < 0)
         goto fail;
     for (int tries = 0; tries < 2; tries++) {
         if (link(tmp, path) == 0) {
@@ -460,6 +470,21 @@ static void spare_hand(spare *sp)
     close(c);
 }
 
+/* Waits for the keeper's forward to come up (KEEP_UP_MS at most), and no
+ * longer once the keeper is told to end (sfd readable: a `forwards --stop`
+ * while it starts): its generation, or < 0. */
+static int keeper_up(portfwd *pf, int sfd, int *lg, int *lt)
+{
+    char err[512];
+    int64_t end = time_now_ms() + KEEP_UP_MS;
+    struct pollfd p = {sfd, POLLIN, 0};
+    for (;;) {
+        int gen = portfwd_wait(pf, 0, KEEP_TICK_MS / 10, lg, lt, err, sizeof err);
+        if (gen != -ETIMEDOUT || time_now_ms() >= end || poll(&p, 1, 0) != 0)
+            return gen;
+    }
+}
+
 int keep_main(int argc, char **argv)
 {
     if (argc != 11)
@@ -489,7 +514,7 @@ int keep_main(int argc, char **argv)
     sigaddset(&ss, SIGHUP);
     sigprocmask(SIG_BLOCK, &ss, NULL);
     int sfd = signalfd(-1, &ss, SFD_CLOEXEC);
-    int fd = sfd < 0 ? -1 : make_file(path);
+    int fd = sfd < 0 ? -1 : make_file(path, key);
     if (fd < 0)
         return sfd < 0 ? 1 : 0; /* another keeper runs */
     /* the supervised forward every command runs (SPDY, WebSockets when refused); its restart on
@@ -499,7 +524,7 @@ int keep_main(int argc, char **argv)
     int lg = 0, lt = 0;
     kubeconfig_stamp(&k, stamp, sizeof stamp); /* before kubectl reads them */
     int rc = portfwd_start(&pf, &k, pod, container, grpc, tunnel, KEEP_UP_MS, err, sizeof err);
-    int gen = rc < 0 ? rc : portfwd_wait(pf, 0, KEEP_UP_MS, &lg, &lt, err, sizeof err);
+    int gen = rc < 0 ? rc : keeper_up(pf, sfd, &lg, &lt);
     spare sp = {.listen = -1, .fd = -1};
     if (gen > 0) { /* ready before the file tells commands about the forward */
         spare_listen(&sp, lg);
@@ -509,8 +534,8 @@ int keep_main(int argc, char **argv)
     char line[256 + STAMP_MAX];
     int n = snprintf(line, sizeof line, "%d %d %s %d %d %d %d %s %lld\n", (int)getpid(),
                      (int)portfwd_child_pid(pf), container, grpc, tunnel, lg, lt, stamp, keep_ms);
-    size_t kl = strlen(key);
-    rc = gen > 0 && pwrite(fd, key, kl, 0) == (ssize_t)kl && pwrite(fd, line, (size_t)n, (off_t)kl) == n ? 0 : 1;
+    /* over the PID make_file wrote, which the line starts with */
+    rc = gen > 0 && pwrite(fd, line, (size_t)n, (off_t)strlen(key)) == n ? 0 : 1;
     if (rc == 0) {
         futimens(fd, NULL);
         flock(fd, LOCK_UN);
@@ -577,12 +602,13 @@ static bool in_use(int fd)
     return false;
 }
 
-/* Sends SIGTERM to the keeper of fd's file: 1 when it went within
- * KEEP_STOP_MS (it ends its kubectl first), 0 when a command uses the forward
- * (the keeper ends once none does), -1 when it did not end. */
-static int stop_keeper(int fd, const struct kept *kp)
+/* Sends SIGTERM to the keeper of fd's file (starting: its kubectl is not up
+ * yet): 1 when it went within KEEP_STOP_MS (it ends its kubectl first), 0
+ * when a command uses the forward (the keeper ends once none does), -1 when
+ * it did not end. */
+static int stop_keeper(int fd, const struct kept *kp, bool starting)
 {
-    bool busy = in_use(fd);
+    bool busy = !starting && in_use(fd); /* a starting keeper holds it exclusively */
     if (kill(kp->keeper, SIGTERM) < 0 && errno != ESRCH)
         return -1;
     for (int waited = 0; !busy && waited < KEEP_STOP_MS; waited += 50) {
@@ -590,7 +616,7 @@ static int stop_keeper(int fd, const struct kept *kp)
             return 1;
         poll(NULL, 0, 50);
     }
-    return !keeper_alive(fd) ? 1 : busy || in_use(fd) ? 0 : -1;
+    return !keeper_alive(fd) ? 1 : busy || (!starting && in_use(fd)) ? 0 : -1;
 }
 
 int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *err, size_t errlen)
@@ -612,8 +638,9 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
         if (eol)
             eol[1] = '\0';
         /* a dead keeper's file is no forward: the next command replaces it */
-        if (!eol || !read_kept(fd, key, &kp) || !keeper_alive(fd) ||
-            !remember_key_fields(key, ctx, ns, name, sizeof ns) || (pod && strcmp(pod, name) != 0)) {
+        enum kept_state state = eol ? read_kept(fd, key, &kp) : KEPT_NONE;
+        if (state == KEPT_NONE || !keeper_alive(fd) || !remember_key_fields(key, ctx, ns, name, sizeof ns) ||
+            (pod && strcmp(pod, name) != 0)) {
             if (fd >= 0)
                 close(fd);
             continue;
@@ -627,7 +654,7 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
             continue;
         }
         if (stop) {
-            int stopped = stop_keeper(fd, &kp);
+            int stopped = stop_keeper(fd, &kp, state == KEPT_STARTING);
             if (stopped > 0)
                 fprintf(out, "pod/%s: kept port-forward ended (keeper %d)\n", name, kp.keeper);
             else if (stopped == 0)
@@ -639,10 +666,13 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
                          kp.keeper, name, KEEP_STOP_MS / 1000, kp.keeper);
         } else {
             char idle[32], left[32], local[32];
-            int64_t ms = idle_ms(fd);
+            int64_t ms = state == KEPT_UP ? idle_ms(fd) : -1;
             format_secs(ms, idle, sizeof idle);
             format_secs(kp.keep_ms && ms >= 0 ? (kp.keep_ms > ms ? kp.keep_ms - ms : 0) : -1, left, sizeof left);
-            snprintf(local, sizeof local, "127.0.0.1:%d", kp.lg);
+            if (state == KEPT_UP)
+                snprintf(local, sizeof local, "127.0.0.1:%d", kp.lg);
+            else
+                snprintf(local, sizeof local, "starting");
             if (rows == 0)
                 fprintf(out, "%-32s %-16s %-20s %-16s %-8s %-6s %s\n", "POD", "NAMESPACE", "CONTEXT", "LOCAL",
                         "KEEPER", "IDLE", "ENDS IN");

@@ -17,7 +17,8 @@
  * command (keep_spare).
  *
  * The keeper's file sits beside the pod's session record (record + ".fwd",
- * 0600): the record's key, then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
+ * 0600): the record's key, then "KEEPER_PID" alone while its kubectl starts,
+ * then "KEEPER_PID KUBECTL_PID CONTAINER GRPC
  * TUNNEL LOCAL_GRPC LOCAL_TUNNEL KUBECONFIG_STAMP KEEP_MS" (the kubeconfig
  * files' device, inode, mtime and size when the keeper started: a command
  * does not take a forward started before they changed, and ends it; the

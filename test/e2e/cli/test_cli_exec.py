@@ -597,13 +597,24 @@ def test_second_ctrl_c_ends_a_program_that_ignores_the_first(cluster):
 
 
 def kept(cache_home, pod):
-    """The kept forward's file of pod (cli/keep.h): (path, fields) once its keeper wrote it, else None."""
+    """The kept forward's file of pod (cli/keep.h): (path, fields) once its keeper wrote it (a
+    starting keeper's holds its PID alone), else None."""
     rec = session_files(cache_home).get(pod)
     path = rec.with_name(rec.name + '.fwd') if rec else None
     if not path or not path.exists():
         return None
     lines = path.read_text().split('\n')
-    return (path, lines[1].split()) if len(lines) > 2 and lines[1] else None
+    return (path, lines[1].split()) if len(lines) > 2 and len(lines[1].split()) >= 8 else None
+
+
+def procs_with(*words):
+    """PIDs (strings) of the running processes whose command line holds each of words (bytes)."""
+    found = []
+    for p in os.listdir('/proc'):
+        with contextlib.suppress(OSError):
+            if p.isdigit() and running(int(p)) and all(w in open('/proc/%s/cmdline' % p, 'rb').read() for w in words):
+                found.append(p)
+    return found
 
 
 def running(pid):
@@ -625,6 +636,12 @@ def keep_home(tmp_path):
         for pid, sig in zip(fields[:2], (signal.SIGTERM, signal.SIGKILL)):
             with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pid), sig)
+    # and a keeper still starting (its file without its kubectl's PID yet), found by its cache home
+    for pid in procs_with(b'__keep'):
+        with contextlib.suppress(OSError):
+            env = open('/proc/%s/environ' % pid, 'rb').read().split(b'\0')
+            if any(e.startswith(('XDG_CACHE_HOME=%s' % tmp_path).encode()) for e in env):
+                os.kill(int(pid), signal.SIGKILL)
 
 
 def first_keeps(env, keep_home):
@@ -945,6 +962,39 @@ def test_a_last_use_in_the_future_does_not_end_the_kept_forward(cluster, keep_ho
     assert r.stdout.splitlines()[1].split()[6] in ('1m', '59s', '58s', '57s'), r.stdout   # ENDS IN
     r = subprocess.run(shell + ['echo again'], env=env, capture_output=True, text=True, timeout=120)
     assert 'taking the kept port-forward' in r.stderr, r.stderr
+
+
+def test_forwards_stop_right_after_the_command_ends_the_starting_keeper(cluster, keep_home):
+    """`forwards --stop` run as the command that leaves a keeper ends (a script's clean-up) found
+    no file it could read while the keeper still started its kubectl: it said "no kept
+    port-forwards" and the keeper came up after it and lived its whole duration. Now a starting
+    keeper is listed and stopped too, and gives up its start at once."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m',
+                       'KUBECTL': str(keep_home / 'slow-kubectl')})
+    real = shutil.which('kubectl')
+    # the keeper's kubectl port-forward takes 3 s to start: its start is seen for sure
+    (keep_home / 'slow-kubectl').write_text('#!/bin/sh\ncase " $* " in *" port-forward "*) '
+                                            '[ -e %s ] && sleep 3;; esac\nexec %s "$@"\n' % (keep_home / 'slow', real))
+    os.chmod(keep_home / 'slow-kubectl', 0o755)
+    r = subprocess.run([CLI, 'exec', '--tools', 'pod/distroless', '--', 'true'], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    (keep_home / 'slow').touch()                               # for the keeper's kubectl only
+    fwd = wait_for(lambda: list((keep_home / 'kdiag' / 'sessions').glob('*.fwd')), timeout=30,
+                   what='the keeper to make its file')[0]
+    keeper = int(wait_for(lambda: procs_with(b'__keep', str(keep_home).encode()), timeout=30, what='the keeper')[0])
+    assert kept(keep_home, 'distroless') is None               # not up yet
+    r = subprocess.run([CLI, 'forwards'], env=env, capture_output=True, text=True, timeout=30)
+    rows = r.stdout.splitlines()[1:]
+    assert r.returncode == 0 and [l.split()[:4] for l in rows] == [['distroless', 'default', '-', 'starting']], \
+        (r.stdout, r.stderr)
+    t0 = time.monotonic()
+    r = subprocess.run([CLI, 'forwards', '--stop'], env=env, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout == 'pod/distroless: kept port-forward ended (keeper %d)\n' % keeper, \
+        (r.stdout, r.stderr)
+    assert time.monotonic() - t0 < 2
+    assert not running(keeper) and not fwd.exists()
+    assert procs_with(b'port-forward', str(keep_home).encode()) == []   # its slow kubectl went with it
 
 
 def tcp_to(pid, port):
