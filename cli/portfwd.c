@@ -63,6 +63,7 @@ struct portfwd {
     bool kicked;         /* portfwd_kick ended the one up: its caller says why, if anything */
     int child_err;       /* a copy of the running kubectl's stderr pipe (-1: none), for portfwd_kick */
     enum pf_note said;   /* the supervisor thread's own */
+    atomic_bool quiet;   /* portfwd_quiet: no notes from here on */
     enum pf_proto proto; /* the supervisor thread's own once started */
 };
 
@@ -293,7 +294,7 @@ static int pod_check(portfwd *pf, char *why, size_t n)
  * `kubectl diag redir` keeps retrying for as long as the pod exists. */
 static void note_down(portfwd *pf, enum pf_note note, const char *last, const char *why)
 {
-    if (note == pf->said && note != PF_NOTE_ENDED)
+    if ((note == pf->said && note != PF_NOTE_ENDED) || atomic_load(&pf->quiet))
         return;
     pf->said = note;
     if (note == PF_NOTE_ENDED)
@@ -585,6 +586,11 @@ void portfwd_free(portfwd *pf)
     pthread_mutex_destroy(&pf->mu);
     pthread_cond_destroy(&pf->cv);
     free(pf);
+}
+
+void portfwd_quiet(portfwd *pf)
+{
+    atomic_store(&pf->quiet, true);
 }
 
 #define PF_KICK_GRACE_MS 100

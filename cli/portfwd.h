@@ -49,6 +49,9 @@ int portfwd_gone_fd(portfwd *pf);
 void portfwd_cancel(portfwd *pf);
 /* Cancels, joins the supervisor and frees pf; NULL: nothing. */
 void portfwd_free(portfwd *pf);
+/* From now on the supervisor tells the user nothing (that the forward ended
+ * and restarts, or does not come up): the caller reports its own failure. */
+void portfwd_quiet(portfwd *pf);
 /* Calls over generation gen fail: kill that child (SIGKILL: one that is
  * stopped or wedged would never act on SIGTERM) so the supervisor checks the
  * pod and restarts it (no-op when gen is not current). */

@@ -342,6 +342,7 @@ int session_gone(session *s, unsigned gen, int64_t wait_ms, char *why, size_t wh
     int lg, lt;
     if (!s->pf)
         return 0;
+    portfwd_quiet(s->pf); /* the restart below is for the pod check: the caller's call is lost */
     portfwd_kick(s->pf, gen);
     return portfwd_wait(s->pf, gen, wait_ms, &lg, &lt, why, whylen) == -ENOENT ? -ENOENT : 0;
 }

@@ -65,7 +65,9 @@ int session_client(session *s, rpc_client **ret, unsigned *gen, char *err, size_
 /* A call over generation gen broke (UNAVAILABLE): did the pod or its debug
  * container go? Restarts the forward, which checks the pod: -ENOENT with the
  * forward's word in why (and portfwd_pod_went tells which went), or 0 when
- * it came back within wait_ms or could not tell (the failure is the call's). */
+ * it came back within wait_ms or could not tell (the failure is the call's).
+ * The forward says nothing to the user from then on (portfwd_quiet): the
+ * caller reports the lost call. */
 int session_gone(session *s, unsigned gen, int64_t wait_ms, char *why, size_t whylen);
 #define SESSION_GONE_WAIT_MS 5000 /* enough for kubectl port-forward to end and the pod check */
 /* A gRPC client to the manager through the forward's local port lport (as

@@ -34,6 +34,7 @@ typedef struct {
     atomic_uint pending;  /* 1 << signal, for the main thread to send */
     int code;             /* the program's exit code */
     bool failed;          /* the call ended without an exit: err says why */
+    bool heard;           /* the program's output came: it ran */
     bool raw;             /* this terminal's keys go to the program: it owns the terminal */
     struct termios raw_t; /* the terminal's settings while raw */
     atomic_int cancelled; /* by this signal: a second Ctrl-C, or SIGTERM/SIGHUP when raw */
@@ -69,6 +70,7 @@ static void *reader_main(void *arg)
             snprintf(r->error, sizeof r->error, "%s", ev.error);
             break;
         }
+        r->heard = true;
         int w = fd_write_all(ev.kind == EXEC_CLIENT_STDOUT ? STDOUT_FILENO : STDERR_FILENO, ev.data, ev.len);
         if (w < 0) { /* as kubectl exec dies of SIGPIPE: the program is stopped, not left writing into nothing */
             r->out_errno = -w;
@@ -255,6 +257,13 @@ restore:
     } else if (rc == 0 && r.failed && r.st.code == GRPC_STATUS_UNAVAILABLE &&
                session_gone(s, gen, SESSION_GONE_WAIT_MS, why, sizeof why) == -ENOENT) {
         snprintf(err, sizeof err, "the command ended: %s", why);
+        rc = -EIO;
+    } else if (rc == 0 && r.failed && r.st.code == GRPC_STATUS_UNAVAILABLE && r.heard) {
+        snprintf(err, sizeof err,
+                 "the connection to the manager (%s in pod/%s) was lost during the command: %s (gRPC status %d); the "
+                 "%s it went through ended, and the command with it: run it again",
+                 s->mgr.container, s->pod.name, r.st.message, (int)r.st.code,
+                 s->lease.fd >= 0 ? "kept port-forward" : "kubectl port-forward");
         rc = -EIO;
     } else if (rc == 0 && r.failed) {
         snprintf(err, sizeof err, "Exec call to the manager (%s in pod/%s) failed: %s (gRPC status %d)%s",

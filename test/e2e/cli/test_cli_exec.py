@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 import pty
+import re
 import select
 import shlex
 import shutil
@@ -944,6 +945,27 @@ def test_forwards_stop_lets_the_commands_using_it_finish(cluster, keep_home):
     assert (p.returncode, out) == (0, 'done-go\n'), err
     assert 'ended' not in err and 'Socket closed' not in err, err
     wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
+
+
+def test_a_kept_forward_lost_mid_command_is_said_in_one_line(cluster, keep_home):
+    """The keeper's kubectl killed while a command used its forward: the command said "kubectl
+    port-forward to pod/distroless ended; restarting it" (of no use to it), then failed with "Socket
+    closed". Now it fails with one line that says what broke."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
+    shell, path, f = first_keeps(env, keep_home)
+    p = subprocess.Popen(shell + ['echo started; read x; echo done-$x'], env=env, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == 'started\n'
+        os.kill(int(f[1]), signal.SIGKILL)
+        out, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+    lines = [l for l in error_lines(err) if not l.startswith(('+ ', 'kubectl-diag: '))]   # -v's
+    assert p.returncode == 1 and out == '' and len(lines) == 1, err
+    assert re.fullmatch(r'error: the connection to the manager \(dbg-tools-\w+ in pod/distroless\) was lost during the '
+                        r'command: .+ \(gRPC status 14\); the kept port-forward it went through ended, and the '
+                        r'command with it: run it again', lines[0]), err
 
 
 def test_a_last_use_in_the_future_does_not_end_the_kept_forward(cluster, keep_home):
