@@ -194,10 +194,14 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         }
         if (k->verbose > 0)
             fprintf(stderr, "kubectl-diag: not the remembered manager (%s); reading the pod%s\n", why,
-                    s->lease.fd >= 0 ? " and ending the kept port-forward" : "");
+                    s->lease.fd >= 0 && qrc != -EACCES ? " and ending the kept port-forward" : "");
         /* a kept forward that failed (stuck, or to a manager that is gone) would be taken again and
-         * again, and no new keeper can start while it lives */
-        keep_discard(&s->lease);
+         * again, and no new keeper can start while it lives; one to the right manager, whose token
+         * the record had wrong, serves the next command once the record is rewritten */
+        if (qrc == -EACCES)
+            keep_release(&s->lease);
+        else
+            keep_discard(&s->lease);
         session_close(s);
         memset(s, 0, sizeof(*s));
         s->lease = KEEP_LEASE_NONE;

@@ -548,6 +548,24 @@ def test_a_remembered_token_the_manager_no_longer_takes_is_not_sent(cluster, tmp
     assert kubectl_calls(r.stderr) == ['port-forward'], r.stderr
 
 
+def test_a_wrong_remembered_token_leaves_the_kept_forward_to_the_right_manager(cluster, keep_home):
+    """The kept forward leads to the right manager when only the record's token is wrong: the
+    command reads the pod (it does not send that token), and the keeper stays for the next one."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
+    shell, path, f = first_keeps(env, keep_home)
+    cache = session_files(keep_home)['distroless']
+    key, saved = remembered(cache)
+    cache.write_text('%s\n%s\n' % (key, ' '.join(saved[:6] + ['0' * 32] + saved[7:])))
+    r = subprocess.run(shell + ['echo two'], env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'two\n'), r.stderr
+    assert 'not the remembered token' in r.stderr and 'ending the kept' not in r.stderr, r.stderr
+    assert remembered(cache)[1] == saved
+    r = subprocess.run(shell + ['echo three'], env=env, capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stdout) == (0, 'three\n'), r.stderr
+    assert 'taking the kept port-forward' in r.stderr and kubectl_calls(r.stderr) == [], r.stderr
+    assert kept(keep_home, 'distroless')[1][:2] == f[:2]      # the same keeper and kubectl
+
+
 def stalled(pid):
     """Whether pid wrote nothing in 0.5 s: the pipe it writes is full and not read (/proc/PID/io)."""
     def written():
