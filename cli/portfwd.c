@@ -244,12 +244,16 @@ static bool run_child(portfwd *pf, int lg, int lt)
 
 /* The ended debug container's target is down, or started again after the
  * debug container did: its end ended the debug container, which lives in the
- * target's PID namespace. */
+ * target's PID namespace. Times have 1 s resolution: in the second the debug
+ * container started, only a target that has restarted at all (a manager
+ * killed there, its target untouched, is not a restart). */
 static bool target_restarted(const pod_info *p, const pod_container *dbg)
 {
     const pod_container *t = dbg->target ? pod_container_find(p, dbg->target) : NULL;
-    return t &&
-           (t->state != POD_STATE_RUNNING || (t->started && dbg->started && strcmp(t->started, dbg->started) >= 0));
+    if (!t || t->state != POD_STATE_RUNNING)
+        return t != NULL;
+    int later = t->started && dbg->started ? strcmp(t->started, dbg->started) : -1;
+    return later > 0 || (later == 0 && t->restarts > 0);
 }
 
 /* After the child died: is the pod (and our manager) still there? 0 yes;
