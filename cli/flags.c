@@ -557,7 +557,8 @@ static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         const struct opt *o = find_long(name, n);
         if (!o)
-            return fail(err, errlen, "unknown flag \"%s\": run 'kubectl diag --help'", a);
+            return fail(err, errlen, "unknown flag \"%s\": run 'kubectl diag %s%s--help'", a, flags_cmd_name(cmd),
+                        cmd ? " " : "");
         const char *val = NULL;
         if (o->arg) {
             if (eq)
@@ -576,7 +577,8 @@ static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint
     for (const char *p = a + 1; *p; p++) {
         const struct opt *o = find_short(*p, cmd);
         if (!o)
-            return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag --help'", *p, a);
+            return fail(err, errlen, "unknown flag \"-%c\" in \"%s\": run 'kubectl diag %s%s--help'", *p, a,
+                        flags_cmd_name(cmd), cmd ? " " : "");
         *seen |= 1ull << (o - opts);
         if (!o->arg && p[1] == '=') /* kubectl's -v=6 habit */
             return fail(err, errlen, "flag -%c takes no value (got \"%s\")%s", *p, a,

@@ -210,6 +210,16 @@ static void shell_and_logs_rest(void **state)
     assert_int_equal(parse(&f, err, "logs", "web", "--since=1m", "--", "true", NULL), -EINVAL);
     assert_non_null(strstr(err, "--since is for logs without a command"));
     flags_free(&f);
+    /* an unknown flag points to the command's own help */
+    assert_int_equal(parse(&f, err, "redir", "pod/web", "80", "--nope", NULL), -EINVAL);
+    assert_string_equal(err, "unknown flag \"--nope\": run 'kubectl diag redir --help'");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "-q", "ps", "pod/web", NULL), -EINVAL);
+    assert_string_equal(err, "unknown flag \"-q\" in \"-q\": run 'kubectl diag ps --help'");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "--nope", NULL), -EINVAL);
+    assert_string_equal(err, "unknown flag \"--nope\": run 'kubectl diag --help'");
+    flags_free(&f);
     /* shell -it, as kubectl exec -it */
     assert_int_equal(parse(&f, err, "shell", "-it", "web", NULL), 0);
     assert_true(f.tty && f.stdin_open && f.npods == 1);
