@@ -47,3 +47,16 @@ int time_cond_init_monotonic(pthread_cond_t *cv)
     pthread_condattr_destroy(&ca);
     return -rc;
 }
+
+bool time_ratelimit_pass(time_ratelimit *rl, int64_t window_ms, unsigned *quiet)
+{
+    int64_t now = time_now_ms();
+    *quiet = rl->quiet;
+    if (rl->said && now - rl->said < window_ms) {
+        rl->quiet++;
+        return false;
+    }
+    rl->said = now;
+    rl->quiet = 0;
+    return true;
+}

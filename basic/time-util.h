@@ -4,6 +4,7 @@
 #define KDIAG_BASIC_TIME_UTIL_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
@@ -19,5 +20,17 @@ struct timespec time_deadline_ts(clockid_t clock, int64_t ms);
 /* pthread_cond_init for a condition variable whose timed waits take
  * time_deadline_ts(CLOCK_MONOTONIC, ...). 0 or -errno. */
 int time_cond_init_monotonic(pthread_cond_t *cv);
+
+/* An event that anyone may cause as often as they like (a port scan, a busy
+ * pod's peers): said at most once per window, the others counted. Zero is a
+ * limit that has said nothing yet. The caller locks. */
+typedef struct {
+    int64_t said;   /* when the last one was said (ms, monotonic); 0: never */
+    unsigned quiet; /* the ones not said since */
+} time_ratelimit;
+
+/* true: say this one now (the first, or window_ms after the last one said);
+ * *quiet then holds how many were not said since that one. false: counted. */
+bool time_ratelimit_pass(time_ratelimit *rl, int64_t window_ms, unsigned *quiet);
 
 #endif

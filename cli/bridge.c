@@ -272,6 +272,8 @@ static void proceed(conn *c)
         return;
     }
     bridge *b = c->b;
+    if (b->o.bridged)
+        b->o.bridged(c->ud);
     list_del(&c->link);
     list_add(&b->spliced, &c->link);
     int tfd = c->tfd, lfd = c->lfd;

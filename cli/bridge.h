@@ -38,6 +38,11 @@ typedef struct {
      * connections started with half_close. */
     bridge_half_close_fn half_close;
     void *half_close_ud;
+    /* NULL, or runs on the bridge's thread once a connection's local target
+     * accepted and its tunnel connection is up, before the splice starts,
+     * with the ud of its bridge_start / bridge_park: a connection that is
+     * not bridged gets its done alone. */
+    void (*bridged)(void *ud);
 } bridge_opts;
 
 typedef struct bridge bridge;

@@ -34,6 +34,7 @@
 #define POOL_DEFAULT 8              /* tunnel forwards per pod (fwdpool.h); KDIAG_REDIR_POOL for the benchmark */
 #define SPARES_DEFAULT 1            /* spare tunnel connections per stream; KDIAG_REDIR_SPARES for the benchmark */
 #define SPARE_RETRY_MS 100          /* a spare waits for the first forward of the pool: tried again after this */
+#define UNBRIDGED_WINDOW_MS 10000   /* connections the local target did not take: one line per window (-v: each) */
 
 struct redir;
 struct podrun;
@@ -107,7 +108,8 @@ struct redir {
     int wake_efd;
     int fatal;
     char fatal_msg[1024];
-    list_node runs; /* struct podrun, main thread */
+    time_ratelimit unbridged; /* guarded by mu: connections not bridged (a busy pod's could flood the terminal) */
+    list_node runs;           /* struct podrun, main thread */
     podwatch *watch;
     struct known *known; /* guarded by mu */
     size_t nknown;
@@ -160,20 +162,47 @@ static void spare_gone(struct conn_ctx *c)
     pthread_mutex_unlock(&c->pr->r->mu);
 }
 
+/* The bridge's thread: the connection is bridged; its line (docs/redirect.md). */
+static void on_bridged(void *ud)
+{
+    struct conn_ctx *c = ud;
+    fprintf(stderr, "%s\n", c->line);
+}
+
+/* A connection the local side did not take: said at most once per
+ * UNBRIDGED_WINDOW_MS (each one with -v), with the count of the others. */
+static void say_unbridged(struct conn_ctx *c, const char *why)
+{
+    struct redir *r = c->pr->r;
+    unsigned quiet = 0;
+    pthread_mutex_lock(&r->mu);
+    bool say = r->f->verbose > 0 || time_ratelimit_pass(&r->unbridged, UNBRIDGED_WINDOW_MS, &quiet);
+    pthread_mutex_unlock(&r->mu);
+    char more[64] = "";
+    if (quiet)
+        snprintf(more, sizeof more, " (and %u more since the last such line)", quiet);
+    if (say)
+        fprintf(stderr, "%s: %s%s\n", c->line, why, more);
+}
+
 static void on_done(void *ud, const bridge_result *res)
 {
     struct conn_ctx *c = ud;
-    if (c->spare) /* ended unannounced: the stream ended or its forward broke (the stream says so) */
+    bool local = strcmp(res->where, "local target") == 0;
+    char why[128];
+    if (c->spare) { /* ended unannounced: the stream ended or its forward broke (the stream says so) */
         spare_gone(c);
-    else if (res->err == -ECONNREFUSED && strcmp(res->where, "local target") == 0)
-        fprintf(stderr, "%s: refused by the local target (is something listening there?)\n", c->line);
-    else if (res->err == -ETIMEDOUT && strcmp(res->where, "local target") == 0)
-        fprintf(stderr, "%s: the local target did not accept within 10 s (is its listen backlog full?)\n", c->line);
-    else if (res->err == -EBUSY)
-        fprintf(stderr, "%s: refused: %d connections are bridged already (the limit)\n", c->line,
-                bridge_max_conns(c->pr->bridge));
-    else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE && res->err != -ECANCELED)
+    } else if (local && res->err == -ECONNREFUSED) {
+        say_unbridged(c, "refused by the local target (is something listening there?)");
+    } else if (local && res->err == -ETIMEDOUT) {
+        say_unbridged(c, "the local target did not accept within 10 s (is its listen backlog full?)");
+    } else if (res->err == -EBUSY) {
+        snprintf(why, sizeof why, "refused: %d connections are bridged already (the limit)",
+                 bridge_max_conns(c->pr->bridge));
+        say_unbridged(c, why);
+    } else if (res->err < 0 && res->err != -ECONNRESET && res->err != -EPIPE && res->err != -ECANCELED) {
         fprintf(stderr, "%s: %s error: %s\n", c->line, res->where, strerror(-res->err)); /* resets are the peers' business */
+    }
     fwdpool_release(c->pr->pool, c->slot);
     free(c);
 }
@@ -212,7 +241,7 @@ struct stream_run {
     bool half_close; /* the manager carries half-closes out of band */
 };
 
-/* The connection's line, printed once. */
+/* The connection's line: said once it is bridged, or with why it is not. */
 static void conn_line(struct conn_ctx *c, const redirect_client_event *ev)
 {
     struct rport *p = c->p;
@@ -226,7 +255,6 @@ static void conn_line(struct conn_ctx *c, const redirect_client_event *ev)
     else
         snprintf(c->line, sizeof(c->line), "%s:%u ← %s ⇒ localhost:%u", who, p->pp.pod_port, ev->peer,
                  p->pp.local_port);
-    fprintf(stderr, "%s\n", c->line);
 }
 
 static void top_up(struct rport *p, bool wake);
@@ -620,7 +648,7 @@ static void *opener_main(void *arg)
     so.tunnel = true;
     so.quick = false; /* the pod as read: its node's addresses are the probes' sources (skip_sources) */
     int rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
-    bridge_opts bo = {.half_close = send_half_close, .half_close_ud = pr};
+    bridge_opts bo = {.half_close = send_half_close, .half_close_ud = pr, .bridged = on_bridged};
     if (rc == 0 && (rc = bridge_new(&pr->bridge, &bo)) < 0)
         snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
     if (rc == 0) {

@@ -67,8 +67,7 @@ struct redirect_mgr {
     int nreserved;
     list_node actives;
     uint64_t next_id;
-    int64_t stray_logged; /* when the last stray line went out */
-    unsigned stray_quiet; /* ... and the strays not logged since */
+    time_ratelimit strays; /* connections that reached a listener directly */
 };
 
 /* One Redirect stream. */
@@ -206,16 +205,9 @@ static int send_response(rpc_call *call, const Kdiag__Solo__Io__RedirectResponse
  * once per STRAY_WINDOW_MS (each one with -v), with the count of the others. */
 static void stray_log(redirect_mgr *m, const session *s, const char *peer)
 {
-    int64_t now = time_now_ms();
+    unsigned quiet = 0;
     pthread_mutex_lock(&m->lock);
-    bool say = m->o.verbose || !m->stray_logged || now - m->stray_logged >= STRAY_WINDOW_MS;
-    unsigned quiet = m->stray_quiet;
-    if (say) {
-        m->stray_logged = now;
-        m->stray_quiet = 0;
-    } else {
-        m->stray_quiet++;
-    }
+    bool say = m->o.verbose || time_ratelimit_pass(&m->strays, STRAY_WINDOW_MS, &quiet);
     pthread_mutex_unlock(&m->lock);
     char more[64] = "";
     if (quiet)

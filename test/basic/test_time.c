@@ -1,4 +1,5 @@
-/* time-util: the clock is monotonic, ms and us agree, deadlines are ms ahead. */
+/* time-util: the clock is monotonic, ms and us agree, deadlines are ms ahead,
+ * a rate limit passes one event per window and counts the others. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -74,6 +75,24 @@ static void monotonic_cond_times_out_on_time(void **state)
     pthread_cond_destroy(&cv);
 }
 
+/* The first passes, the next ones in the window are counted, and the first
+ * after the window passes with that count (the window's end comes by moving
+ * the last pass back, not by waiting). */
+static void ratelimit_passes_one_per_window_and_counts_the_others(void **state)
+{
+    (void)state;
+    time_ratelimit rl = {0};
+    unsigned quiet = 99;
+    assert_true(time_ratelimit_pass(&rl, 10000, &quiet));
+    assert_int_equal(quiet, 0);
+    for (int i = 0; i < 3; i++)
+        assert_false(time_ratelimit_pass(&rl, 10000, &quiet));
+    rl.said -= 10000;
+    assert_true(time_ratelimit_pass(&rl, 10000, &quiet));
+    assert_int_equal(quiet, 3);
+    assert_false(time_ratelimit_pass(&rl, 10000, &quiet)); /* a new window */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -81,6 +100,7 @@ int main(void)
         cmocka_unit_test(never_goes_back),
         cmocka_unit_test(deadline_is_ms_ahead_and_normalised),
         cmocka_unit_test(monotonic_cond_times_out_on_time),
+        cmocka_unit_test(ratelimit_passes_one_per_window_and_counts_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -338,6 +338,46 @@ def test_local_target_refusing_resets_the_peer(cluster, bg):
     assert r.interrupt() == 0
 
 
+def refused_peers(cluster, pod, port, n):
+    """n connections from the node to pod:port, one after the other, each until the pod's end of
+    it goes (the local target refused: reset, or closed; the reset may beat connect's return)."""
+    code = ('import socket\nfor i in range(%d):\n'
+            '    try:\n        s = socket.create_connection((%r, %d), timeout=10)\n        s.recv(1)\n'
+            '        s.close()\n    except ConnectionResetError:\n        pass\n'
+            % (n, cluster.pod(pod)['status']['podIP'], port))
+    res = cluster.in_node(['python3', '-c', code])
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_refusing_local_target_is_said_once_per_10s(cluster, bg):
+    """Each connection a local target refused printed two lines (the connection, then the refusal),
+    however many came: 30 made 60 lines, a busy pod flooded the terminal. Now a connection's line
+    comes once it is bridged, and refusals are said once per 10 s with the count of the others."""
+    r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % free_port())  # nothing there
+    r.wait_out('redirecting pod/distroless:8080')
+    refusals = lambda: r.err().count('refused by the local target')
+    refused_peers(cluster, 'distroless', 8080, 30)
+
+    def one_more():  # until the next window says the others
+        refused_peers(cluster, 'distroless', 8080, 1)
+        return refusals() >= 2
+    wait_for(one_more, 30, interval=0.5, what='the second refusal line')
+    lines = [l for l in r.err().splitlines() if ' ← ' in l]
+    assert len(lines) == 2 and refusals() == 2, r.err()
+    m = re.search(r'refused by the local target \(is something listening there\?\) '
+                  r'\(and (\d+) more since the last such line\)$', lines[1])
+    assert m and int(m.group(1)) >= 29, lines
+    assert r.interrupt() == 0, r.err()
+
+
+def test_a_refusing_local_target_is_said_for_each_connection_with_v(cluster, bg):
+    r = bg(cluster, 'redir', '-v', '--include-probes', 'pod/distroless', '8080:%d' % free_port())
+    r.wait_out('redirecting pod/distroless:8080')
+    refused_peers(cluster, 'distroless', 8080, 5)
+    wait_for(lambda: r.err().count('refused by the local target') == 5, 10, what='a refusal line for each')
+    assert r.interrupt() == 0, r.err()
+
+
 def test_local_target_that_never_accepts_is_given_up_with_the_peer(cluster, bg):
     # its listen backlog full, the connect stayed in SYN-SENT for the kernel's retries (about
     # 2 minutes) and said so only then, long after the manager had reset the peer at 10 s
