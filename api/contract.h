@@ -36,6 +36,11 @@
 #define CONTRACT_METHOD_EXEC CONTRACT_SERVICE "Exec"
 #define CONTRACT_METHOD_HELLO CONTRACT_SERVICE "Hello"
 
+/* The manager serves at most this many streaming calls at once, for all its
+ * clients together; one more gets RESOURCE_EXHAUSTED. A redir takes one per
+ * port, so it refuses more ports than this before it starts. */
+#define CONTRACT_STREAMS_MAX 256
+
 /* The manager closes a connection to its gRPC port that has not sent the
  * HTTP/2 client preface within this. A kept forward's keeper holds one such
  * connection ready for the next command (cli/keep.c) and replaces it before

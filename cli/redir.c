@@ -17,6 +17,7 @@
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "bridge.h"
+#include "contract.h"
 #include "exitcode.h"
 #include "fwdpool.h"
 #include "kdiag.pb-c.h"
@@ -26,7 +27,6 @@
 #include "redirect_client.h"
 #include "session.h"
 
-#define MAX_PORTS 256
 #define STALE_STREAM_RETRIES 60     /* x 500 ms: beyond an old manager's keepalive timeout */
 #define HALF_CLOSE_TIMEOUT_MS 10000 /* a HalfClose call, and waiting for the forward to carry it */
 #define REATTACH_DELAY_MS 1000      /* a followed pod whose debug container ended gets a new one after this */
@@ -558,8 +558,8 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
     int rc = fetch_ps(r, f, k, &resp, err, errlen);
     if (rc < 0)
         return rc;
-    uint16_t ports[MAX_PORTS];
-    size_t n = ps_public_tcp_ports(resp, ports, MAX_PORTS);
+    uint16_t ports[CONTRACT_STREAMS_MAX];
+    size_t n = ps_public_tcp_ports(resp, ports, CONTRACT_STREAMS_MAX);
     kdiag__solo__io__ps_response__free_unpacked(resp, NULL);
     if (n == 0) {
         snprintf(err, errlen,
@@ -1046,6 +1046,13 @@ int redir_main(const flags *f, const kube *k)
         snprintf(r.ns, sizeof(r.ns), "%s", k->ns);
     if (f->outgoing && f->nports == 0) {
         snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
+        return exitcode_report(stderr, -EINVAL, err);
+    }
+    if (f->nports > CONTRACT_STREAMS_MAX) { /* the manager would refuse the streams beyond */
+        snprintf(err, sizeof(err),
+                 "kubectl diag redir takes at most %d ports at once (%zu given): each port is a stream of the pod's "
+                 "manager, which serves at most %d streams; redirect fewer ports",
+                 CONTRACT_STREAMS_MAX, f->nports, CONTRACT_STREAMS_MAX);
         return exitcode_report(stderr, -EINVAL, err);
     }
     r.all_pods = f->all_pods;

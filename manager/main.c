@@ -181,6 +181,7 @@ int main(int argc, char **argv)
         .bind = o.bind,
         .token = o.no_auth ? NULL : token,
         .verbose = o.verbose,
+        .max_streams = CONTRACT_STREAMS_MAX,
         .preface_ms = CONTRACT_PREFACE_MS,
     };
     rpc_server *s;

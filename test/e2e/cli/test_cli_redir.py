@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import KUBECTLS, free_port, wait_for
+from conftest import KUBECTLS, error_lines, free_port, wait_for
 from e2e_common import CONN_CLIENT, EchoServer, children, cmdline, grpc_forwards, redirect_rules
 
 
@@ -376,6 +376,18 @@ def test_a_refusing_local_target_is_said_for_each_connection_with_v(cluster, bg)
     refused_peers(cluster, 'distroless', 8080, 5)
     wait_for(lambda: r.err().count('refused by the local target') == 5, 10, what='a refusal line for each')
     assert r.interrupt() == 0, r.err()
+
+
+def test_more_ports_than_the_managers_streams_are_refused_before_a_debug_container(cluster, fresh_pod):
+    """Each port is a stream of the manager, which serves 256 at once: of 300 ports 160-220
+    came up, then redir ended (exit 1) on the manager's RESOURCE_EXHAUSTED, a debug container added.
+    Now refused before anything is done."""
+    r = cluster.diag('redir', 'pod/' + fresh_pod, *[str(p) for p in range(1000, 1300)], timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert error_lines(r.stderr) == [
+        'error: kubectl diag redir takes at most 256 ports at once (300 given): each port is a stream of the '
+        "pod's manager, which serves at most 256 streams; redirect fewer ports"], r.stderr
+    assert not cluster.pod(fresh_pod)['spec'].get('ephemeralContainers'), cluster.pod(fresh_pod)['spec']
 
 
 def test_local_target_that_never_accepts_is_given_up_with_the_peer(cluster, bg):
