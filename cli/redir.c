@@ -86,7 +86,7 @@ struct known {
     pod_info pod; /* the latest event's, until a run takes it (then zero) */
     bool ready;
     int64_t not_before; /* no new run before this (ms, monotonic) */
-    bool refused;       /* the pod itself refuses (-EPERM: hostNetwork, its debug container): no new run */
+    bool refused;       /* no retry changes the pod (refused_for_good): no new run */
 };
 
 struct redir {
@@ -595,10 +595,23 @@ static int service_target(const struct redir *r, const pod_info *pod, flags_port
                      "%s port %u goes to the container port named \"%s\", which no container of pod/%s declares: "
                      "give the pod's port number instead (kubectl diag redir pod/%s PODPORT:%u)",
                      r->workload, sp->port, sp->target_name, pod->name, pod->name, pp->local_port);
-            return -ENOENT;
+            return -ENXIO; /* a pod's container ports never change: refused_for_good */
         }
         pp->pod_port = to;
         break;
+    }
+    return 0;
+}
+
+/* Every port given goes somewhere in pod (service_target): checked on the pod
+ * as read, before a debug container is added to a pod that cannot take it. */
+static int check_targets(const struct redir *r, const pod_info *pod, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < r->f->nports; i++) {
+        flags_portpair pp = r->f->ports[i];
+        int rc = service_target(r, pod, &pp, err, errlen);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -647,7 +660,9 @@ static void *opener_main(void *arg)
     so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
     so.tunnel = true;
     so.quick = false; /* the pod as read: its node's addresses are the probes' sources (skip_sources) */
-    int rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
+    int rc = so.pod_read ? check_targets(r, so.pod_read, err, sizeof(err)) : 0;
+    if (rc == 0)
+        rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
     bridge_opts bo = {.half_close = send_half_close, .half_close_ud = pr, .bridged = on_bridged};
     if (rc == 0 && (rc = bridge_new(&pr->bridge, &bo)) < 0)
         snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
@@ -674,6 +689,7 @@ static int podrun_new(struct redir *r, const char *name, pod_info *pod_read)
     if (!pr)
         return -ENOMEM;
     pr->r = r;
+    pr->s = SESSION_NONE; /* podrun_free closes it also when the opener refused before opening it */
     if (pod_read) {
         pr->pod_read = *pod_read;
         memset(pod_read, 0, sizeof(*pod_read));
@@ -870,6 +886,13 @@ static int on_gone(struct redir *r, struct podrun *pr)
     return -1;
 }
 
+/* A pod that no retry changes: it refuses (-EPERM: hostNetwork, its debug
+ * container lacks NET_ADMIN), or lacks a Service's named targetPort (-ENXIO). */
+static bool refused_for_good(int rc)
+{
+    return rc == -EPERM || rc == -ENXIO;
+}
+
 /* Main thread: starts the streams of runs whose opener finished. An exit
  * code when the redirect cannot go on, else -1. */
 static int take_opened(struct redir *r)
@@ -903,7 +926,7 @@ static int take_opened(struct redir *r)
         } else if (!r->follow || (!r->ever_up && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
             return exitcode_report(stderr, pr->open_rc, pr->open_err);
         } else {
-            bool refused = pr->open_rc == -EPERM; /* no retry changes the pod */
+            bool refused = refused_for_good(pr->open_rc);
             if (refused)
                 fprintf(stderr, "pod/%s: cannot redirect: %s; not tried again\n", pr->name, pr->open_err);
             else

@@ -52,6 +52,9 @@ typedef struct {
     kube keep_k;      /* the key's kube (the flags as given, not the pod's namespace) */
 } session;
 
+/* A session not opened (yet), which session_close leaves alone. */
+#define SESSION_NONE ((session){.lease = KEEP_LEASE_NONE})
+
 /* Resolves the pod and target, ensures the manager, starts the forward.
  * On failure err holds the message for the user. */
 /* The options the global flags give, with what the command needs. */

@@ -204,3 +204,34 @@ def test_all_pods_a_host_network_pod_is_refused_once(cluster, bg, label, local_h
     assert r.err().count(refusal) == 1 and 'not tried again' in r.err(), r.err()
     assert srv.marker in cluster.http_get(ok, 8080)
     assert r.interrupt() == 0, r.err()
+
+
+def test_all_pods_a_pod_without_the_services_named_target_port_is_refused_once(cluster, bg, label, local_http):
+    """svc/NAME whose port goes to a named targetPort that one of its pods does not declare: that
+    pod was given a debug container, refused, and tried again every 5 s for as long as the redirect
+    ran (a pod's ports never change). Now it is refused once, before a debug container is added;
+    the other pods' redirects run on."""
+    srv = local_http()
+    named, bare = label + '-named', label + '-bare'
+    for name, ports in ((named, [{'name': 'http', 'containerPort': 8080}]), (bare, [])):
+        cluster.ok('apply', '-f', '-', input=json.dumps({
+            'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name, 'labels': {'app': label}},
+            'spec': {'containers': [{'name': 'c', 'image': 'distroless', 'ports': ports}]}}))
+    cluster.ok('apply', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': label},
+        'spec': {'selector': {'app': label}, 'ports': [{'port': 8081, 'targetPort': 'http'}]}}))
+    try:
+        cluster.wait_running(named)
+        cluster.wait_running(bare)
+        r = bg(cluster, 'redir', '--all-pods', 'svc/' + label, '--include-probes', '8081:%d' % srv.port)
+        r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (named, srv.port))
+        refusal = ('pod/%s: cannot redirect: service/%s port 8081 goes to the container port named "http", '
+                   'which no container of pod/%s declares' % (bare, label, bare))
+        wait_for(lambda: refusal in r.err(), 30, what='the refusal line')
+        time.sleep(7)  # past the retry period (5 s): a retry would have said it again
+        assert r.err().count(refusal) == 1 and 'not tried again' in r.err(), r.err()
+        assert not cluster.pod(bare)['spec'].get('ephemeralContainers'), cluster.pod(bare)['spec']
+        assert srv.marker in cluster.http_get(named, 8080)
+        assert r.interrupt() == 0, r.err()
+    finally:
+        cluster.kubectl('delete', 'service', label, '--wait=false')
