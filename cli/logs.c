@@ -85,6 +85,7 @@ struct stream {
     char pod[256];
     char container[256];
     char cid[256]; /* container id this stream follows */
+    char from[40]; /* RFC 3339: where a follower that printed nothing starts again ("": all of it) */
     const char *color;
     kube_proc proc; /* pid > 0 while a follower runs */
     dynbuf out;     /* the follower's output; complete lines are consumed */
@@ -256,6 +257,8 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
         snprintf(s->container, sizeof(s->container), "%s", c->name);
         snprintf(s->cid, sizeof(s->cid), "%s", cid);
         s->color = logs_color_for(p->name, c->name);
+        if (!L->first_poll_done) /* before the start: for --tail, --since or the command to say */
+            snprintf(s->from, sizeof(s->from), "%s", L->start_time);
         if (!L->first_poll_done && L->cmd_mode)
             snprintf(arg, sizeof(arg), "--since-time=%s", L->start_time);
         else if (!L->first_poll_done) {
@@ -270,13 +273,15 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
         return;
     if (strcmp(s->cid, cid) != 0) { /* restarted: the new container from its start */
         snprintf(s->cid, sizeof(s->cid), "%s", cid);
+        s->from[0] = '\0';
         s->have_ts = false;
         s->skip_older = false;
         start_follower(L, s, "--tail=-1", NULL);
         return;
     }
-    if (!s->have_ts) {
-        start_follower(L, s, "--tail=-1", NULL);
+    if (!s->have_ts) { /* nothing printed: from the start again (--tail=-1 replayed what --tail 0 left out) */
+        snprintf(arg, sizeof(arg), "--since-time=%s", s->from);
+        start_follower(L, s, s->from[0] ? arg : "--tail=-1", NULL);
         return;
     }
     /* same container, stream ended: resume; sinceTime has 1 s resolution */

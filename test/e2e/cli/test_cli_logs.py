@@ -133,6 +133,28 @@ def test_tail_and_since_as_kubectl_logs_takes_them(cluster, bg):
     assert 'invalid --since "yesterday"' in r.stderr
 
 
+def test_a_stream_that_printed_nothing_resumes_without_the_history(cluster, bg, fresh_pod):
+    """--tail 0 on a quiet pod, its stream ended: the new follower starts where logs started (it
+    took --tail=-1 and printed the whole log that --tail 0 had left out)."""
+    cluster.http_get(fresh_pod)
+    wait_for(lambda: cluster.logs_since(fresh_pod), 30, what='a line of history')
+    later = int(time.time()) + 1  # sinceTime has 1 s resolution: logs starts a second after it
+    wait_for(lambda: time.time() >= later, 5, what='the next second')
+    r = bg(cluster, 'logs', '--pod', fresh_pod, '--tail', '0')
+    followers = lambda: [p for p in children(r.proc.pid) if ' logs ' in cmdline(p)]  # noqa: E731
+    wait_for(followers, 30, what='the follower')
+    first = followers()
+    os.kill(first[0], signal.SIGKILL)
+    wait_for(lambda: followers() and followers() != first, 30, what='the follower started again')
+    cluster.http_get(fresh_pod)
+    wait_for(lambda: len(cluster.logs_since(fresh_pod)) >= 2, 30, what='the new line in the log')
+    *history, new = cluster.logs_since(fresh_pod)
+    r.wait_out(new)
+    assert prefixed(r.out(), fresh_pod, fresh_pod) == ['[%s/%s] %s' % (fresh_pod, fresh_pod, new)], \
+        (history, r.out())
+    assert r.interrupt() == 0, r.err()
+
+
 def test_a_nul_byte_in_a_line_does_not_stop_the_stream(cluster, bg):
     """A line with a NUL byte: it passes as it is, and the lines after it too (strchr stopped at
     the NUL, so no newline after it was ever found and the output went silent for good)."""
