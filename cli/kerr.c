@@ -78,8 +78,10 @@ static const char *ns_flag(const char *ns, char *buf, size_t n)
     return buf;
 }
 
-void kerr_denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
-                 char *buf, size_t n)
+/* kerr_denied; cluster: denied at the cluster scope (list -A), where a Role of
+ * one namespace does not reach. */
+static void denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
+                   bool cluster, char *buf, size_t n)
 {
     char in[300], flag[300];
     /* can-i reads "pods/portforward" as the pod named "portforward" */
@@ -96,10 +98,19 @@ void kerr_denied(const char *what, const char *user, const char *verb, const cha
         snprintf(who, sizeof(who), "you may not");
     snprintf(buf, n,
              "cannot %s: permission denied — %s '%s' the resource \"%s\" in %s%s.\n"
-             "Ask a cluster administrator for a Role granting verb \"%s\" on \"%s\" (check with: kubectl auth "
-             "can-i %s %s%s).",
-             what, who, verb, resource, ns_words(ns, in, sizeof(in)), user ? "" : ", so no debug container was added",
-             verb, resource, verb, check, ns_flag(ns, flag, sizeof(flag)));
+             "Ask a cluster administrator for a %s granting verb \"%s\" on \"%s\" (check with: kubectl auth "
+             "can-i %s %s%s)%s.",
+             what, who, verb, resource,
+             cluster ? "all namespaces (at the cluster scope)" : ns_words(ns, in, sizeof(in)),
+             user ? "" : ", so no debug container was added", cluster ? "ClusterRole" : "Role", verb, resource,
+             verb, check, cluster ? " -A" : ns_flag(ns, flag, sizeof(flag)),
+             cluster ? ", or name one namespace with -n instead of -A" : "");
+}
+
+void kerr_denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
+                 char *buf, size_t n)
+{
+    denied(what, user, verb, resource, ns, false, buf, n);
 }
 
 static void say_rbac(const struct kctx *c, char *buf, size_t n)
@@ -114,7 +125,7 @@ static void say_rbac(const struct kctx *c, char *buf, size_t n)
     if (at && sscanf(at, "in the namespace \"%255[^\"]\"", ns) == 1)
         kerr_denied(c->what, user, verb, res, ns, buf, n);
     else
-        kerr_denied(c->what, user, verb, res, c->ns, buf, n);
+        denied(c->what, user, verb, res, c->ns, strstr(c->e, "at the cluster scope") != NULL, buf, n);
 }
 
 static void say_podsecurity(const struct kctx *c, char *buf, size_t n)

@@ -162,3 +162,16 @@ def test_a_manager_that_stopped_answering_is_named(cluster, fresh_pod):
     assert 'restarting it' not in r.stderr, r.stderr
     assert took < 40, took
     assert cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true').returncode == 0
+
+
+def test_rbac_list_all_namespaces_says_the_cluster_scope(cluster):
+    """list -A denied at the cluster scope: the message said 'in the current namespace', where the
+    user may list pods, and a Role and can-i line that say yes there."""
+    r = cluster.diag('--context', 'kubesim-limited', 'list', '-A')
+    assert r.returncode == 1
+    assert error_lines(r.stderr) == [
+        'error: cannot list pods in all namespaces: permission denied — user "limited" may not \'list\' the '
+        'resource "pods" in all namespaces (at the cluster scope).',
+        'Ask a cluster administrator for a ClusterRole granting verb "list" on "pods" (check with: kubectl auth '
+        'can-i list pods -A), or name one namespace with -n instead of -A.'], r.stderr
+    assert cluster.diag('--context', 'kubesim-limited', 'list').returncode == 0
