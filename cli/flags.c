@@ -541,6 +541,15 @@ static flags_cmd command_ahead(int argc, char **argv)
     return FLAGS_CMD_NONE;
 }
 
+/* Whether the word after argv[i] (-v) is a number, kubectl's -v 6: a level, not
+ * a pod named "6"; for redir a port once its pod is given (redir web -v 80). */
+static bool level_next(const flags *f, flags_cmd cmd, int argc, char **argv, int i)
+{
+    const char *next = i + 1 < argc ? argv[i + 1] : "";
+    bool has_pod = f->npods || f->nlabels || f->nworkloads;
+    return *next && !next[strspn(next, "0123456789")] && !(cmd == FLAGS_CMD_REDIR && has_pod);
+}
+
 /* Handles one flag word at argv[*i], its letters read as cmd's; may consume
  * the next word as its value. */
 static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint64_t *seen, char *err, size_t errlen)
@@ -556,6 +565,9 @@ static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint
         const char *eq = strchr(name, '=');
         size_t n = eq ? (size_t)(eq - name) : strlen(name);
         const struct opt *o = find_long(name, n);
+        if (!o && n == 1 && *name == 'v') /* kubectl's --v=6 */
+            return fail(err, errlen,
+                        "unknown flag \"%s\": kubectl diag's -v takes no level: write -v, or -vv for more", a);
         if (!o)
             return fail(err, errlen, "unknown flag \"%s\": run 'kubectl diag %s%s--help'", a, flags_cmd_name(cmd),
                         cmd ? " " : "");
@@ -569,6 +581,9 @@ static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint
                 return fail(err, errlen, "flag --%s needs a value", o->lng);
         } else if (eq) {
             return fail(err, errlen, "flag --%s takes no value (got \"%s\")", o->lng, a);
+        } else if (o->id == O_VERBOSE && level_next(f, cmd, argc, argv, *i)) {
+            return fail(err, errlen, "flag --verbose takes no value (got \"%s %s\"): write -v, or -vv for more", a,
+                        argv[*i + 1]);
         }
         *seen |= 1ull << (o - opts);
         return apply(f, o, a, val, err, errlen);
@@ -583,6 +598,9 @@ static int one_flag(flags *f, flags_cmd cmd, int argc, char **argv, int *i, uint
         if (!o->arg && p[1] == '=') /* kubectl's -v=6 habit */
             return fail(err, errlen, "flag -%c takes no value (got \"%s\")%s", *p, a,
                         o->id == O_VERBOSE ? ": write -v, or -vv for more" : "");
+        if (o->id == O_VERBOSE && !p[1] && level_next(f, cmd, argc, argv, *i))
+            return fail(err, errlen, "flag -v takes no value (got \"%s %s\"): write -v, or -vv for more", a,
+                        argv[*i + 1]);
         if (!o->arg) {
             int rc = apply(f, o, a, NULL, err, errlen);
             if (rc < 0)

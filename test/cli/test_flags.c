@@ -284,6 +284,11 @@ static void usage_errors(void **state)
         {"ps", "-n=", "pod/x", NULL, "-n= has no value"},
         {"ps", "-v=6", "pod/x", NULL, "flag -v takes no value (got \"-v=6\"): write -v, or -vv"},
         {"exec", "-i=1", "pod/x", NULL, "flag -i takes no value (got \"-i=1\")"},
+        /* kubectl's -v 6 and --v=6: not a pod named "6", nor an unknown flag */
+        {"ps", "-v", "6", NULL, "flag -v takes no value (got \"-v 6\"): write -v, or -vv for more"},
+        {"logs", "pod/x", "--verbose", "6", "flag --verbose takes no value (got \"--verbose 6\")"},
+        {"redir", "-vv", "4", "web", "flag -v takes no value (got \"-vv 4\")"},
+        {"ps", "--v=6", "pod/x", NULL, "unknown flag \"--v=6\": kubectl diag's -v takes no level"},
         {"ps", "--dbg-image", "", NULL, "--dbg-image needs an image"},
     };
     for (size_t i = 0; i < sizeof(slips) / sizeof(slips[0]); i++) {
@@ -292,6 +297,10 @@ static void usage_errors(void **state)
             fail_msg("%s %s: %s", slips[i][0], slips[i][1], err);
         flags_free(&f);
     }
+    /* a number after -v is redir's port once the pod is given */
+    assert_int_equal(parse(&f, err, "redir", "web", "-v", "80", NULL), 0);
+    assert_true(f.verbose == 1 && f.npods == 1 && f.nports == 1 && f.ports[0].pod_port == 80);
+    flags_free(&f);
     /* help wins over incomplete commands */
     assert_int_equal(parse(&f, err, "redir", "-h", NULL), 0);
     assert_true(f.help);

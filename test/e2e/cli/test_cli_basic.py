@@ -30,6 +30,18 @@ def test_a_bare_pod_name_as_kubectl_takes_it(cluster):
     assert error_lines(r.stderr) == ["error: more than one pod given (nginx, curl): 'ps' works on one pod"]
 
 
+def test_kubectl_verbosity_is_refused_not_taken_for_a_pod(cluster):
+    """kubectl's `-v 6` and `--v=6`: the 6 was a bare pod name (ps looked for pod/6 and exited 1;
+    logs followed it, waiting for it to appear)."""
+    for args, said in ((['ps', '-v', '6'], '"-v 6"'), (['logs', 'nginx', '--verbose', '6'], '"--verbose 6"')):
+        r = cluster.diag(*args, timeout=30)
+        assert r.returncode == 2, (args, r.stderr)
+        assert error_lines(r.stderr) == ['error: flag %s takes no value (got %s): write -v, or -vv for more'
+                                         % (args[-2], said)], r.stderr
+    r = cluster.diag('ps', '--v=6', 'nginx')
+    assert r.returncode == 2 and "kubectl diag's -v takes no level: write -v, or -vv" in r.stderr, r.stderr
+
+
 def test_ps_json_schema(cluster):
     r = cluster.diag('ps', 'pod/nginx', '-o', 'json')
     assert r.returncode == 0, r.stderr
