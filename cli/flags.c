@@ -704,9 +704,10 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         if ((seen >> k & 1) && opts[k].only && !(opts[k].only & ONLY(f->cmd))) {
             if (opts[k].id == O_CONTAINER && has_target)
                 continue;
-            if (opts[k].id == O_CONTAINER)
-                return fail(err, errlen, "-c/--container is for logs; '%s' takes no container",
-                            f->cmd ? flags_cmd_name(f->cmd) : "(no command)");
+            if (opts[k].id == O_CONTAINER) /* redir and capture have a target all the same */
+                return fail(err, errlen, "-c/--container is for logs, ps, shell, exec and cp; '%s' takes %s",
+                            f->cmd ? flags_cmd_name(f->cmd) : "(no command)",
+                            ONLY(f->cmd) & KEEPS ? "the container with -t/--target CONTAINER" : "no container");
             flags_cmd owner = FLAGS_CMD_NONE;
             for (int c = 1; c < 32; c++)
                 if (opts[k].only & (1u << c))

@@ -543,7 +543,11 @@ static void exec_flags(void **state)
     assert_string_equal(err, "both -t app and -c side given: the container is one of them");
     flags_free(&f);
     assert_int_equal(parse(&f, err, "capture", "--container", "app", "web", NULL), -EINVAL);
-    assert_string_equal(err, "-c/--container is for logs; 'capture' takes no container");
+    assert_string_equal(err, "-c/--container is for logs, ps, shell, exec and cp; 'capture' takes the container "
+                             "with -t/--target CONTAINER");
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "list", "-c", "app", NULL), -EINVAL);
+    assert_string_equal(err, "-c/--container is for logs, ps, shell, exec and cp; 'list' takes no container");
     flags_free(&f);
     assert_int_equal(parse(&f, err, "capture", "-i", "eth0", "pod/web", NULL), 0); /* -i stays capture's */
     assert_string_equal(f.iface, "eth0");
