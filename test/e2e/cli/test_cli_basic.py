@@ -89,6 +89,8 @@ def test_shell_takes_kubectl_exec_it(cluster):
     assert error_lines(r.stderr) == ['warning: --tty: stdin is not a terminal; running without one']
     r = cluster.diag('shell', '-i', 'pod/distroless', input='exit 4\n')
     assert (r.returncode, r.stderr) == (4, ''), r.stderr
+    # and its --help says so (it named no flag of its own)
+    assert '  -it, -i, --tty ' in cluster.diag('shell', '--help').stdout
 
 
 def test_list_shows_debug_containers(cluster):
