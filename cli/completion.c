@@ -66,8 +66,10 @@ static void emit_list(FILE *out, const char *const *l, const char *partial)
         emit(out, "", l[i], partial);
 }
 
-/* Runs kubectl and offers each output line (with prefix). */
-static void from_kubectl(FILE *out, const kube *k, const char *const *args, const char *prefix, const char *partial)
+/* Runs kubectl and offers each output line (with prefix; with bare, also without
+ * it: a pod as kubectl exec NAME takes it). */
+static void from_kubectl(FILE *out, const kube *k, const char *const *args, const char *prefix, bool bare,
+                         const char *partial)
 {
     kube_result r;
     char err[512];
@@ -77,6 +79,8 @@ static void from_kubectl(FILE *out, const kube *k, const char *const *args, cons
         for (char *line = strtok_r(r.out, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
             const char *name = strchr(line, '/') ? strchr(line, '/') + 1 : line;
             emit(out, prefix, name, partial);
+            if (bare)
+                emit(out, "", name, partial);
         }
     }
     kube_result_free(&r);
@@ -117,11 +121,11 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
     if (after_dashes) /* the command's own words */
         ;
     else if (!strcmp(prev, "-n") || !strcmp(prev, "--namespace"))
-        from_kubectl(out, &kk, ns_args, "", partial);
+        from_kubectl(out, &kk, ns_args, "", false, partial);
     else if (!strcmp(prev, "--context"))
-        from_kubectl(out, &kk, ctx_args, "", partial);
+        from_kubectl(out, &kk, ctx_args, "", false, partial);
     else if (!strcmp(prev, "--pod"))
-        from_kubectl(out, &kk, pods_args, "", partial);
+        from_kubectl(out, &kk, pods_args, "", false, partial);
     else if (!strcmp(prev, "-o") || !strcmp(prev, "--output"))
         emit_list(out, outputs, partial);
     else if (!strcmp(prev, "--pull-policy"))
@@ -144,18 +148,20 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
             emit(out, "", word, partial);
         }
     else if (strncmp(partial, "pod/", 4) == 0) {
-        from_kubectl(out, &kk, pods_args, "pod/", partial);
+        from_kubectl(out, &kk, pods_args, "pod/", false, partial);
         if (cmd == FLAGS_CMD_CP) /* or a local path that starts so */
             directive = DIRECTIVE_FILES;
     } else if (podsel_workload_ref(partial, &kind)) { /* deploy/, sts/ …: that kind's names after the prefix typed */
         const char *args[] = {"get", kind, "-o", "name", NULL};
         char prefix[64];
         snprintf(prefix, sizeof(prefix), "%.*s", (int)(strchr(partial, '/') + 1 - partial), partial);
-        from_kubectl(out, &kk, args, prefix, partial);
+        from_kubectl(out, &kk, args, prefix, false, partial);
     } else if (!have_cmd)
         emit_list(out, commands, partial);
     else {
-        from_kubectl(out, &kk, pods_args, "pod/", partial);
+        /* a NAME begun: also the bare name, for the commands that take one (cp's is NAME:PATH) */
+        bool bare = partial[0] && flags_bare_pod(cmd);
+        from_kubectl(out, &kk, pods_args, "pod/", bare, partial);
         if (cmd == FLAGS_CMD_CP) /* the other operand is a local path */
             directive = DIRECTIVE_FILES;
     }

@@ -319,6 +319,13 @@ bool flags_takes_value(const char *w, flags_cmd cmd)
     return o && o->arg;
 }
 
+bool flags_bare_pod(flags_cmd cmd)
+{
+    return ONLY(cmd) &
+           (ONLY(FLAGS_CMD_PS) | ONLY(FLAGS_CMD_SHELL) | ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_LOGS) |
+            ONLY(FLAGS_CMD_CAPTURE) | ONLY(FLAGS_CMD_FORWARDS) | ONLY(FLAGS_CMD_LIST) | ONLY(FLAGS_CMD_REDIR));
+}
+
 const char *flags_pod_ref(const char *s)
 {
     static const char *const prefixes[] = {"pod/", "pods/", "po/"};
@@ -514,9 +521,8 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
                     "unknown kind \"%.*s\" in \"%s\": give a pod as pod/NAME (-n NAMESPACE for another "
                     "namespace), a workload as deploy/, sts/, rs/ or svc/NAME, or pods by label with -l",
                     (int)(slash - a), a, a);
-    bool takes_pod = f->cmd == FLAGS_CMD_PS || f->cmd == FLAGS_CMD_SHELL || f->cmd == FLAGS_CMD_EXEC ||
-                     f->cmd == FLAGS_CMD_LOGS || f->cmd == FLAGS_CMD_CAPTURE || f->cmd == FLAGS_CMD_FORWARDS;
-    if (takes_pod && !strpbrk(a, "/=:")) /* a bare pod name (one pod only but for logs: flags_parse says) */
+    /* a bare pod name (one pod only but for logs: flags_parse says) */
+    if (flags_bare_pod(f->cmd) && !strpbrk(a, "/=:"))
         return push_pod(f, a, a, err, errlen);
     return fail(err, errlen, "unexpected argument \"%s\" for '%s': run 'kubectl diag %s --help'", a,
                 flags_cmd_name(f->cmd), flags_cmd_name(f->cmd));

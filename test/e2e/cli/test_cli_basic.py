@@ -101,6 +101,11 @@ def test_list_shows_debug_containers(cluster):
     assert rows[0] == ['POD', 'CONTAINER', 'IMAGE', 'STATE', 'AGE']
     mine = [row for row in rows[1:] if row[0] == 'distroless']
     assert mine and mine[0][1].startswith('dbg-tools-') and mine[0][3] == 'Running', r.stdout
+    # one pod, as ps and exec take it: pod/NAME or the bare NAME (was: unexpected argument)
+    for pod in ('pod/distroless', 'distroless'):
+        r = cluster.diag('list', pod)
+        assert r.returncode == 0, r.stderr
+        assert {row.split()[0] for row in r.stdout.splitlines()[1:]} == {'distroless'}, r.stdout
 
 
 def test_list_all_namespaces(cluster):
@@ -347,6 +352,9 @@ def test_completion_offers_pods_only_where_a_pod_goes(cluster, tmp_path):
         assert cluster.diag('__complete', *words).stdout.splitlines() == [':0'], words
     assert cluster.diag('__complete', 'cp', 'pod/ngi').stdout.splitlines() == ['pod/nginx', ':0']
     assert 'exec' in cluster.diag('__complete', 'help', 'ex').stdout.split()
+    # a bare pod name begun, as ps and exec take it (nothing was offered: only pod/NAME)
+    assert cluster.diag('__complete', 'ps', 'ngi').stdout.splitlines() == ['nginx', ':4']
+    assert cluster.diag('__complete', 'exec', '-c', 'x', 'distr').stdout.splitlines() == ['distroless', ':4']
     (tmp_path / 'trace.pcap').write_bytes(b'')
     env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
     script = ('source <(kubectl-diag completion bash)\n'
