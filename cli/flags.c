@@ -521,8 +521,8 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
                     "unknown kind \"%.*s\" in \"%s\": give a pod as pod/NAME (-n NAMESPACE for another "
                     "namespace), a workload as deploy/, sts/, rs/ or svc/NAME, or pods by label with -l",
                     (int)(slash - a), a, a);
-    /* a bare pod name (one pod only but for logs: flags_parse says) */
-    if (flags_bare_pod(f->cmd) && !strpbrk(a, "/=:"))
+    /* a bare pod name, NAME:CONTAINER for logs as pod/NAME:CONTAINER (one pod but for logs: flags_parse says) */
+    if (flags_bare_pod(f->cmd) && !strpbrk(a, "/="))
         return push_pod(f, a, a, err, errlen);
     return fail(err, errlen, "unexpected argument \"%s\" for '%s': run 'kubectl diag %s --help'", a,
                 flags_cmd_name(f->cmd), flags_cmd_name(f->cmd));

@@ -162,7 +162,7 @@ static const char exec_help[] =
     "\n";
 
 static const char logs_help[] =
-    "Usage: kubectl diag logs [--all | -l SELECTOR[:CONTAINER] ... | --pod NAME[:CONTAINER] ... |\n"
+    "Usage: kubectl diag logs [--all | -l SELECTOR[:CONTAINER] ... | [--pod] NAME[:CONTAINER] ... |\n"
     "                          deploy/NAME[:CONTAINER] ...]\n"
     "                         [-c CONTAINER] [--tail N] [--since D] [-d DURATION]\n"
     "                         [-- COMMAND ARGS...]\n"

@@ -225,6 +225,13 @@ static void shell_and_logs_rest(void **state)
     assert_true(f.tty && f.stdin_open && f.npods == 1);
     flags_free(&f);
     /* kubectl logs -f: logs always follows; capture's -f stays its filter */
+    /* a bare NAME:CONTAINER, as pod/NAME:CONTAINER (was: unexpected argument); elsewhere said to be logs' */
+    assert_int_equal(parse(&f, err, "logs", "web:app", NULL), 0);
+    assert_true(f.npods == 1 && !strcmp(f.pods[0].value, "web") && !strcmp(f.pods[0].container, "app"));
+    flags_free(&f);
+    assert_int_equal(parse(&f, err, "ps", "web:app", NULL), -EINVAL);
+    assert_string_equal(err, "':CONTAINER' in a pod or selector is for logs; use -t/--target CONTAINER");
+    flags_free(&f);
     assert_int_equal(parse(&f, err, "logs", "-f", "web", "--follow", NULL), 0);
     assert_true(f.npods == 1 && !f.filter);
     flags_free(&f);

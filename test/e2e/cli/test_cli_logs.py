@@ -27,6 +27,13 @@ def test_two_pods_while_a_command_runs(cluster):
     assert '\033[' not in r.stdout
 
 
+def test_a_bare_pod_name_with_its_container(cluster):
+    """`logs curl:curl`, as pod/curl:curl and --pod curl:curl (was: unexpected argument, exit 2)."""
+    r = cluster.diag('logs', 'curl:curl', '-d', '1500ms', '--', 'sleep', '2', timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert prefixed(r.stdout, 'curl', 'curl'), r.stdout
+
+
 def test_command_exit_code_and_no_history(cluster):
     # a line of the second the command starts in may be shown (sinceTime has 1 s resolution)
     wait_for(lambda: len(cluster.logs_since('curl')) >= 3, 30, what='3 lines of curl, one a second')
