@@ -586,6 +586,8 @@ int logs_main(const flags *f, const kube *k)
         return exitcode_report(stderr, rc, err);
     }
     time_t now = time(NULL), since = now - (time_t)((f->since_ms + 999) / 1000);
+    if (since < 0) /* --since 20000000h: before the year 1, which kubectl cannot parse; all of it */
+        since = 0;
     struct tm tm;
     gmtime_r(&now, &tm);
     strftime(L.start_time, sizeof(L.start_time), "%Y-%m-%dT%H:%M:%SZ", &tm);

@@ -162,6 +162,15 @@ def test_a_stream_that_printed_nothing_resumes_without_the_history(cluster, bg, 
     assert r.interrupt() == 0, r.err()
 
 
+def test_since_longer_than_the_epoch_is_all_of_it(cluster, bg):
+    """--since 20000000h (2281 years): kubectl logs failed on each container, 'parsing time
+    "-255-..."' (and 10 s later started again from where logs started); it is all of the log."""
+    first = cluster.logs_since('curl')[0]
+    r = bg(cluster, 'logs', '--pod', 'curl:curl', '--since', '20000000h')
+    r.wait_out(first, timeout=30)
+    assert r.interrupt() == 0 and 'error' not in r.err(), r.err()
+
+
 def test_a_nul_byte_in_a_line_does_not_stop_the_stream(cluster, bg):
     """A line with a NUL byte: it passes as it is, and the lines after it too (strchr stopped at
     the NUL, so no newline after it was ever found and the output went silent for good)."""
