@@ -10,14 +10,20 @@
 size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
 {
     size_t rows = 0;
+    int nsw = 20; /* NAMESPACE's width: the longest name's, as kubectl get -A */
+    for (size_t i = 0; namespaces && i < n; i++)
+        if (pods[i].ns && (int)strlen(pods[i].ns) > nsw)
+            nsw = (int)strlen(pods[i].ns);
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < pods[i].nephemeral; j++) {
             const pod_container *c = &pods[i].ephemeral[j];
             if (strncmp(c->name, "dbg-tools-", 10) != 0)
                 continue;
-            if (rows++ == 0)
-                fprintf(out, "%s%-32s %-24s %-44s %-12s %s\n", namespaces ? "NAMESPACE            " : "", "POD",
-                        "CONTAINER", "IMAGE", "STATE", "AGE");
+            rows++;
+            if (rows == 1 && namespaces)
+                fprintf(out, "%-*s ", nsw, "NAMESPACE");
+            if (rows == 1)
+                fprintf(out, "%-32s %-24s %-44s %-12s %s\n", "POD", "CONTAINER", "IMAGE", "STATE", "AGE");
             char age[32] = "-";
             if (c->started)
                 pod_format_age(pod_age_seconds(c->started), age, sizeof(age));
@@ -29,7 +35,7 @@ size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
             else
                 snprintf(state, sizeof(state), "%s", c->has_status ? pod_state_name(c->state) : "Pending");
             if (namespaces)
-                fprintf(out, "%-20s ", pods[i].ns ? pods[i].ns : "-");
+                fprintf(out, "%-*s ", nsw, pods[i].ns ? pods[i].ns : "-");
             fprintf(out, "%-32s %-24s %-44s %-12s %s\n", pods[i].name, c->name, c->image ? c->image : "-", state, age);
         }
     return rows;

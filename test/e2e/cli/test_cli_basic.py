@@ -110,7 +110,7 @@ def test_list_shows_debug_containers(cluster):
 
 def test_list_all_namespaces(cluster):
     """list -A, as kubectl get -A: the debug containers of every namespace, NAMESPACE first."""
-    ns = 'list-a-%d' % os.getpid()
+    ns = 'list-all-namespaces-%d' % os.getpid()  # longer than the NAMESPACE column was (20)
     cluster.ok('create', 'namespace', ns)
     try:
         cluster.ok('run', 'web', '-n', ns, '--image=nginx', '--restart=Never')
@@ -122,6 +122,10 @@ def test_list_all_namespaces(cluster):
         rows = [l.split() for l in r.stdout.splitlines()]
         assert rows[0] == ['NAMESPACE', 'POD', 'CONTAINER', 'IMAGE', 'STATE', 'AGE']
         assert {(row[0], row[1]) for row in rows[1:]} >= {(ns, 'web'), ('default', 'distroless')}, r.stdout
+        # the columns line up, as kubectl get -A's: each row's POD under the header's
+        lines = r.stdout.splitlines()
+        col = lines[0].index('POD')
+        assert all(l[:col].rstrip() == l.split()[0] and l[col - 1:col + 1] != '  ' for l in lines[1:]), r.stdout
         r = cluster.diag('list', '--all-namespaces', '-l', 'run=web')
         assert [l.split()[:2] for l in r.stdout.splitlines()[1:]] == [[ns, 'web']], r.stdout + r.stderr
         r = cluster.diag('list', '-A', 'pod/web')
