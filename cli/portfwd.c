@@ -1,7 +1,6 @@
 #include "portfwd-internal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -14,7 +13,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "basic/fd-util.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
 #include "kerr.h"
@@ -60,8 +58,6 @@ struct portfwd {
     int adopt_g, adopt_t; /* local ports of a forward someone else runs (portfwd_adopt); 0: none */
     char reason[1024];
     bool pod_went;       /* gone because the pod went, not only its debug container */
-    bool kicked;         /* portfwd_kick ended the one up: its caller says why, if anything */
-    int child_err;       /* a copy of the running kubectl's stderr pipe (-1: none), for portfwd_kick */
     enum pf_note said;   /* the supervisor thread's own */
     atomic_bool quiet;   /* portfwd_quiet: no notes from here on */
     enum pf_proto proto; /* the supervisor thread's own once started */
@@ -223,7 +219,6 @@ static bool run_child(portfwd *pf, int lg, int lt)
         snprintf(pf->reason, sizeof(pf->reason), "%s", err);
     else
         pf->child = p;
-    pf->child_err = rc < 0 || p.err_fd < 0 ? -1 : fcntl(p.err_fd, F_DUPFD_CLOEXEC, 3);
     bool stop = pf->stopping;
     pthread_mutex_unlock(&pf->mu);
     if (rc < 0)
@@ -237,7 +232,6 @@ static bool run_child(portfwd *pf, int lg, int lt)
     kube_proc_close(&p);
     pthread_mutex_lock(&pf->mu);
     pf->child.pid = -1;
-    fd_close(&pf->child_err);
     pthread_mutex_unlock(&pf->mu);
     return a.seen_g && a.seen_t;
 }
@@ -374,8 +368,6 @@ static void *supervise(void *arg)
             lt = pf->ltunnel;
         }
         snprintf(last, sizeof(last), "%s", pf->reason);
-        bool kicked = pf->kicked;
-        pf->kicked = false;
         if (!stop && (ever_up || up))
             pf->state = PF_DOWN;
         pthread_mutex_unlock(&pf->mu);
@@ -399,9 +391,7 @@ static void *supervise(void *arg)
             finish(pf, PF_GONE, why, rc == -ENOENT);
             break;
         }
-        enum pf_note note = rc == -EAGAIN ? PF_NOTE_API_DOWN : up ? PF_NOTE_ENDED : PF_NOTE_FAILING;
-        if (note != PF_NOTE_ENDED || !kicked) /* "ended" would hide that a call through it failed */
-            note_down(pf, note, last, why);
+        note_down(pf, rc == -EAGAIN ? PF_NOTE_API_DOWN : up ? PF_NOTE_ENDED : PF_NOTE_FAILING, last, why);
         if (failures >= 2) /* the old local ports may be taken: let kubectl pick */
             lg = lt = 0;
         int backoff = failures ? (failures > 5 ? PF_RETRY_MAX_MS : 200 * failures) : 0;
@@ -448,7 +438,6 @@ static int start(portfwd **ret, const kube *k, const char *pod, const char *cont
                 : atomic_load(&spdy_refused) ? PF_PROTO_WEBSOCKET
                                              : PF_PROTO_SPDY;
     pf->child.pid = -1;
-    pf->child_err = -1;
     pf->adopt_g = adopt_g;
     pf->adopt_t = adopt_t;
     pthread_mutex_init(&pf->mu, NULL);
@@ -597,22 +586,13 @@ void portfwd_quiet(portfwd *pf)
     atomic_store(&pf->quiet, true);
 }
 
-#define PF_KICK_GRACE_MS 100
-
 void portfwd_kick(portfwd *pf, unsigned gen)
 {
     pthread_mutex_lock(&pf->mu);
     uint64_t one = 1;
-    if (pf->state == PF_UP && pf->gen == gen && pf->child.pid > 0) { /* SIGKILL: a stopped or wedged */
-        /* One that ended by itself (which failed the call) is still said: its
-         * stderr hangs up soon after its sockets close (1-4 ms after a SIGKILL
-         * here), not before. */
-        struct pollfd hup = {pf->child_err, 0, 0};
-        pf->kicked = pf->child_err >= 0 && poll(&hup, 1, PF_KICK_GRACE_MS) == 0;
-        kube_proc_kill(&pf->child, SIGKILL);           /* kubectl never acts on SIGTERM */
-    } else if (pf->state == PF_UP && pf->gen == gen) { /* the adopted one: ours from now on */
-        pf->kicked = true;
+    if (pf->state == PF_UP && pf->gen == gen && pf->child.pid > 0) /* SIGKILL: a stopped or wedged */
+        kube_proc_kill(&pf->child, SIGKILL);                       /* kubectl never acts on SIGTERM */
+    else if (pf->state == PF_UP && pf->gen == gen)                 /* the adopted one: ours from now on */
         (void)!write(pf->kick_efd, &one, sizeof(one));
-    }
     pthread_mutex_unlock(&pf->mu);
 }

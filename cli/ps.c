@@ -40,6 +40,7 @@ int ps_fetch(session *s, Kdiag__Solo__Io__PsResponse **resp, char *err, size_t e
                  s->mgr.container, s->pod.name, *st.message ? st.message : "no message", (int)st.code);
         if (st.code != GRPC_STATUS_UNAVAILABLE)
             return rc;
+        portfwd_quiet(s->pf); /* the restart is ps's own, and its error says why */
         portfwd_kick(s->pf, gen);
         int lg, lt;
         char werr[512];

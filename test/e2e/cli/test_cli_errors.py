@@ -161,6 +161,13 @@ def test_a_manager_that_stopped_answering_is_named(cluster, fresh_pod):
     # the CLI restarts the forward itself to check the pod: not "kubectl port-forward ended"
     assert 'restarting it' not in r.stderr, r.stderr
     assert took < 40, took
+    os.kill(manager, signal.SIGSTOP)
+    try:  # ps restarts the forward once itself: quiet too
+        r = cluster.diag('ps', 'pod/' + fresh_pod, timeout=90)
+    finally:
+        os.kill(manager, signal.SIGCONT)
+    assert r.returncode == 1, r.stderr
+    assert 'the manager stopped answering' in r.stderr and 'restarting it' not in r.stderr, r.stderr
     assert cluster.diag('exec', '--tools', 'pod/' + fresh_pod, '--', 'true').returncode == 0
 
 
