@@ -109,7 +109,9 @@ int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *re
     rpc_stream *s = NULL;
     uint8_t *req = NULL;
     err[0] = '\0';
-    int rc = copytree_recv_new(&r, AT_FDCWD, local, 0, geteuid() == 0 ? COPYTREE_KEEP_OWNER : 0, err, errlen);
+    int rc = o && o->to_stdout
+                 ? copytree_recv_new_stream(&r, STDOUT_FILENO, "stdout", err, errlen)
+                 : copytree_recv_new(&r, AT_FDCWD, local, 0, geteuid() == 0 ? COPYTREE_KEEP_OWNER : 0, err, errlen);
     if (rc < 0)
         return rc;
     Kdiag__Solo__Io__Target tm;

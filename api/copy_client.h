@@ -47,7 +47,8 @@ typedef struct {
     int timeout_ms;             /* of the whole call; <= 0: none */
     copy_client_cancel *cancel; /* may be NULL */
     bool no_zstd;               /* file content goes as it is both ways (docs/cp.md "Compression") */
-    size_t window; /* CopyTo: bytes in flight, not yet written by the manager; 0: COPY_CLIENT_WINDOW */
+    size_t window;  /* CopyTo: bytes in flight, not yet written by the manager; 0: COPY_CLIENT_WINDOW */
+    bool to_stdout; /* CopyFrom: one regular file's content to stdout, local unused (-EPIPE: its reader went) */
 } copy_client_opts;
 
 /* CopyTo's default window (docs/cp.md "Memory and flow control"): what the manager's
@@ -55,7 +56,7 @@ typedef struct {
  * copies at once hold half of the manager's gRPC memory. */
 #define COPY_CLIENT_WINDOW (8u << 20)
 
-/* remote (in t's root) → local (an existing directory receives it under its name). */
+/* remote (in t's root) → local (an existing directory receives it under its name), or to stdout. */
 int copy_client_from(rpc_client *cl, const copy_client_target *t, const char *remote, const char *local,
                      const copy_client_opts *o, char *err, size_t errlen);
 /* local → remote. */

@@ -496,6 +496,7 @@ struct copytree_recv {
     unsigned keep;   /* COPYTREE_KEEP_* */
     bool started, finished;
     bool root_unnamed; /* the root entry is "" (a directory's contents) */
+    bool stream;       /* copytree_recv_new_stream: one file's content to fd, no names made */
     recv_level *levels;
     size_t depth;
     /* the regular file being written (fd -1: none) */
@@ -642,6 +643,21 @@ out:
     return rc;
 }
 
+int copytree_recv_new_stream(copytree_recv **ret, int fd, const char *name, char *err, size_t errlen)
+{
+    copytree_recv *r = calloc(1, sizeof *r);
+    *ret = NULL;
+    if (!r || !(r->dest = strdup(name)) || !(r->root_name = strdup(""))) {
+        copytree_recv_free(r);
+        return fail(err, errlen, -ENOMEM, "cannot write to %s", name);
+    }
+    r->stream = true;
+    r->destfd = fd;
+    r->fd = -1;
+    *ret = r;
+    return 0;
+}
+
 /* A single name: not empty, no '/', not "." or "..". */
 static bool name_ok(const char *n)
 {
@@ -684,11 +700,17 @@ static int file_finish(copytree_recv *r, char *err, size_t errlen)
         rc = -EPROTO;
         fail(err, errlen, rc, "the stream ended %s after %llu of its %llu bytes", shown(r, rel),
              (unsigned long long)r->off, (unsigned long long)r->file_meta.size);
-    } else if (ftruncate(r->fd, (off_t)r->off) < 0 || (rc = set_attrs(r, -1, NULL, r->fd, &r->file_meta)) < 0) {
+    } else if (!r->stream &&
+               (ftruncate(r->fd, (off_t)r->off) < 0 || (rc = set_attrs(r, -1, NULL, r->fd, &r->file_meta)) < 0)) {
         rc = fail(err, errlen, rc < 0 ? rc : -errno, "cannot write %s", shown(r, rel));
     }
     int fd = r->fd;
     r->fd = -1;
+    if (r->stream) { /* the caller's fd stays open */
+        free(r->file_meta.path);
+        r->file_meta.path = NULL;
+        return rc;
+    }
     if (close(fd) < 0 && rc == 0)
         rc = fail(err, errlen, -errno, "cannot write %s", shown(r, rel));
     if (rc == 0 && renameat(r->file_parent, r->file_tmp, r->file_parent, r->file_name) < 0)
@@ -862,6 +884,32 @@ static bool mount_point(int dirfd, const char *name)
            (in.stx_mask & dir.stx_mask & STATX_MNT_ID) && in.stx_mnt_id != dir.stx_mnt_id;
 }
 
+/* The root entry of a stream to r->fd: a regular file, whose content follows. */
+static int stream_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, char *err, size_t errlen)
+{
+    r->started = true;
+    const char *what = e->path[0] ? msg_path(r->quoted, e->path) : "a directory's contents";
+    if (S_ISDIR(e->mode))
+        return fail(err, errlen, -EISDIR,
+                    "cannot write %s to %s: only one regular file's content goes there; name "
+                    "a local directory instead",
+                    what, r->dest);
+    if (S_ISLNK(e->mode))
+        return fail(err, errlen, -EINVAL, "cannot write %s to %s: it is a symbolic link to %s; name that file instead",
+                    what, r->dest, e->link_target);
+    if (!S_ISREG(e->mode))
+        return fail(err, errlen, -EPROTO, "entry \"%s\" of the copy stream has an unknown type (mode %o)", what,
+                    e->mode);
+    r->file_meta = *e;
+    r->file_meta.link_target = NULL;
+    r->off = 0;
+    r->stats.entries++;
+    if (!(r->file_meta.path = strdup(e->path)))
+        return fail(err, errlen, -ENOMEM, "cannot write to %s", r->dest);
+    r->fd = r->destfd;
+    return 0;
+}
+
 static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, char *err, size_t errlen)
 {
     if (r->started && !r->depth) /* the root was a file or symlink: nothing follows it */
@@ -872,6 +920,8 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
         return rc;
     if (!e->path || !e->link_target)
         return fail(err, errlen, -EPROTO, "an entry without a path in the copy stream");
+    if (r->stream)
+        return stream_entry(r, e, err, errlen);
     int parentfd = -1;
     const char *name = NULL;
     rc = place(r, e, &parentfd, &name, err, errlen);
@@ -904,6 +954,22 @@ static int recv_entry(copytree_recv *r, const Kdiag__Solo__Io__CopyEntry *e, cha
                 msg_path(r->quoted, e->path), e->mode);
 }
 
+/* A chunk's content onto a stream: a hole as zeros, as a pipe has no holes. */
+static int stream_write(int fd, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    static const uint8_t zeros[65536];
+    if (!c->hole)
+        return fd_write_all(fd, c->data.data, c->data.len);
+    for (uint64_t left = c->hole; left;) {
+        size_t n = left < sizeof zeros ? (size_t)left : sizeof zeros;
+        int rc = fd_write_all(fd, zeros, n);
+        if (rc < 0)
+            return rc;
+        left -= n;
+    }
+    return 0;
+}
+
 int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen)
 {
     Kdiag__Solo__Io__CopyChunk dc;
@@ -925,7 +991,12 @@ int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, c
     if (n > r->file_meta.size - r->off)
         return fail(err, errlen, -EPROTO, "more content than the %llu bytes of %s in the copy stream",
                     (unsigned long long)r->file_meta.size, shown(r, r->file_meta.path));
-    for (size_t done = 0; !c->hole && done < c->data.len;) {
+    if (r->stream) {
+        int rc = stream_write(r->fd, c);
+        if (rc < 0)
+            return fail(err, errlen, rc, "cannot write to %s", r->dest);
+    }
+    for (size_t done = 0; !r->stream && !c->hole && done < c->data.len;) {
         ssize_t w = pwrite(r->fd, c->data.data + done, c->data.len - done, (off_t)(r->off + done));
         if (w < 0 && errno == EINTR)
             continue;
@@ -960,6 +1031,8 @@ void copytree_recv_free(copytree_recv *r)
 {
     if (!r)
         return;
+    if (r->stream) /* the caller's */
+        r->fd = r->destfd = -1;
     if (r->fd >= 0) {
         close(r->fd);
         unlinkat(r->file_parent, r->file_tmp, 0);

@@ -65,6 +65,11 @@ enum {
 };
 int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_t resolve, unsigned keep,
                       char *err, size_t errlen);
+/* Prepares to write the content of a stream's one regular file to fd (a
+ * pipe, a terminal: holes become zeros), in order; a directory, symlink or a
+ * second entry is refused. name is fd's for messages ("stdout"). fd stays
+ * the caller's; what was written stays written. */
+int copytree_recv_new_stream(copytree_recv **ret, int fd, const char *name, char *err, size_t errlen);
 /* The next chunk of the stream, its zstd decoded here (api/copyz.h). -EPROTO
  * for a stream that breaks the rules. */
 int copytree_recv_chunk(copytree_recv *r, const Kdiag__Solo__Io__CopyChunk *c, char *err, size_t errlen);

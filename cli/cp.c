@@ -94,7 +94,8 @@ typedef struct {
     session *s;
     copy_client_target target;
     const char *remote, *local;
-    bool from; /* remote → local */
+    bool from;      /* remote → local */
+    bool to_stdout; /* local is "-" */
     copy_client_cancel cancel;
     pthread_mutex_t mu; /* guards st and done */
     copytree_stats st;
@@ -119,8 +120,11 @@ static void *job_main(void *arg)
 {
     cp_job *j = arg;
     const char *zstd = getenv("KDIAG_CP_ZSTD"); /* "0": file content as it is (docs/cp.md) */
-    copy_client_opts o = {
-        .progress = job_progress, .ud = j, .cancel = &j->cancel, .no_zstd = zstd && strcmp(zstd, "0") == 0};
+    copy_client_opts o = {.progress = job_progress,
+                          .ud = j,
+                          .cancel = &j->cancel,
+                          .no_zstd = zstd && strcmp(zstd, "0") == 0,
+                          .to_stdout = j->to_stdout};
     int rc = -ENOTCONN;
     for (int attempt = 0; attempt < 2; attempt++) {
         unsigned gen;
@@ -171,7 +175,7 @@ static void draw(const copytree_stats *st, bool final)
  * it. sfd: a signalfd of the stop signals. */
 static void wait_job(cp_job *j, int sfd)
 {
-    bool tty = isatty(2);
+    bool tty = isatty(2) && !(j->to_stdout && isatty(1)); /* not over content on the same terminal */
     for (;;) {
         struct pollfd p[2] = {{j->done_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
         struct signalfd_siginfo si;
@@ -224,6 +228,16 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
     j->from = ops[0].remote;
     j->remote = rem->path;
     j->local = ops[0].remote ? ops[1].path : ops[0].path;
+    if (strcmp(j->local, "-"))
+        return 0;
+    if (!j->from) {
+        snprintf(err, errlen,
+                 "cp takes \"-\" (stdout) only as a destination: save stdin to a file and copy that, e.g. "
+                 "cat > f && kubectl diag cp f %s (a file named - is written ./-)",
+                 f->cp_args[1]);
+        return -EINVAL;
+    }
+    j->to_stdout = true;
     return 0;
 }
 
@@ -275,7 +289,7 @@ int cp_main(const flags *f, const kube *k)
         in_ns.ns = ns;
         k = &in_ns;
     }
-    if (rc == 0)
+    if (rc == 0 && !j.to_stdout)
         rc = local_check(&j, err, sizeof err);
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
@@ -308,7 +322,9 @@ int cp_main(const flags *f, const kube *k)
     pthread_join(th, NULL);
     rc = j.rc;
     if (rc == -ECANCELED && j.cancel.cancelled) /* the thread that set it */
-        snprintf(err, sizeof err, "cp interrupted: nothing was left half-written");
+        snprintf(err, sizeof err, "cp interrupted%s", j.to_stdout ? "" : ": nothing was left half-written");
+    else if (rc == -EPIPE && j.to_stdout) /* its reader went (cp pod:/f - | head): quietly, as cat */
+        rc = EXITCODE_PIPE;
     else if (rc < 0)
         snprintf(err, sizeof err, "cp %s pod/%s: %s", j.from ? "from" : "to", s.pod.name, j.err);
     /* The operands were checked: what the copy refuses (a FIFO named here:
@@ -319,5 +335,5 @@ out:
     fd_close(&j.done_fd);
     fd_close(&sfd);
     session_close(&s);
-    return exitcode_report(stderr, rc, err);
+    return rc == EXITCODE_PIPE ? rc : exitcode_report(stderr, rc, err);
 }

@@ -95,6 +95,43 @@ def test_cp_out_to_a_bare_new_name_in_the_current_directory(cluster, tmp_path):
     assert (tmp_path / 'hs').read_bytes() == open(image_file('distroless', '/hello-server'), 'rb').read()
 
 
+def test_cp_to_stdout_writes_one_files_content(cluster, tmp_path):
+    """`cp POD:FILE -`: the file's content on stdout, a hole as zeros (was: a local file named "-").
+    A directory is refused; a reader that goes (| head) ends the copy quietly with 141, as cat;
+    "-" as the source is refused before a debug container is looked for."""
+    def cp(*args, **kw):
+        return subprocess.run([CLI, 'cp'] + list(args), capture_output=True, timeout=120, env=cluster.env(),
+                              cwd=str(tmp_path), **kw)
+    r = cp('pod/distroless:/hello-server', '-')
+    assert (r.returncode, error_lines(r.stderr.decode())) == (0, [])
+    assert r.stdout == open(image_file('distroless', '/hello-server'), 'rb').read()
+    holey = tmp_path / 'holey'
+    with open(holey, 'wb') as f:
+        f.write(b'head' + os.urandom(100000))
+        f.seek(8 << 20)
+        f.write(b'tail')
+    assert cluster.diag('cp', str(holey), 'distroless:/tmp/holey').returncode == 0
+    r = cp('pod/distroless:/tmp/holey', '-')
+    assert (r.returncode, r.stderr) == (0, b'') and r.stdout == holey.read_bytes()
+    r = cp('pod/distroless:/tmp', '-')
+    assert r.returncode == 1
+    assert error_lines(r.stderr.decode()) == [
+        'error: cp from pod/distroless: cannot write tmp to stdout: only one regular file\'s content goes '
+        'there; name a local directory instead: Is a directory (EISDIR)']
+    p = subprocess.Popen([CLI, 'cp', 'pod/distroless:/tmp/holey', '-'], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=cluster.env(), cwd=str(tmp_path))
+    assert p.stdout.read(100) == b'head' + holey.read_bytes()[4:100]
+    p.stdout.close()
+    assert p.wait(60) == 141
+    assert p.stderr.read() == b''
+    r = cp('-', 'pod/distroless:/tmp/in', input=b'x')
+    assert r.returncode == 2
+    assert error_lines(r.stderr.decode()) == [
+        'error: cp takes "-" (stdout) only as a destination: save stdin to a file and copy that, e.g. cat > f '
+        '&& kubectl diag cp f pod/distroless:/tmp/in (a file named - is written ./-)']
+    assert os.listdir(tmp_path) == ['holey']
+
+
 def test_cp_tree_round_trip_through_distroless(cluster, tmp_path):
     src, back = str(tmp_path / 'tree'), str(tmp_path / 'back')
     make_tree(src)
