@@ -49,6 +49,7 @@ typedef struct {
     bool no_zstd;               /* file content goes as it is both ways (docs/cp.md "Compression") */
     size_t window;  /* CopyTo: bytes in flight, not yet written by the manager; 0: COPY_CLIENT_WINDOW */
     bool to_stdout; /* CopyFrom: one regular file's content to stdout, local unused (-EPIPE: its reader went) */
+    int from_fd;    /* CopyTo: > 0, the regular file open there goes as one file named "stdin", local unused */
 } copy_client_opts;
 
 /* CopyTo's default window (docs/cp.md "Memory and flow control"): what the manager's

@@ -170,6 +170,8 @@ static bool names_dir(const char *path)
     return n && (path[n - 1] == '/' || !strcmp(last, ".") || !strcmp(last, ".."));
 }
 
+static bool name_ok(const char *n);
+
 /* ---- sending ---- */
 
 typedef struct {
@@ -468,6 +470,39 @@ out:
     if (rc == 0 && stats)
         *stats = s->stats;
     fd_close(&fd);
+    if (s)
+        free(s->buf);
+    free(s);
+    return rc;
+}
+
+int copytree_send_file(int fd, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
+                       copytree_stats *stats, char *err, size_t errlen)
+{
+    sender *s = calloc(1, sizeof *s);
+    struct stat st;
+    int rc = 0;
+    if (!s || !(s->buf = malloc(CONTRACT_COPY_DATA_MAX))) {
+        rc = fail(err, errlen, -ENOMEM, "cannot copy %s", shown);
+        goto out;
+    }
+    *s = (sender){.emit = emit, .ud = ud, .buf = s->buf, .err = err, .errlen = errlen};
+    snprintf(s->shown, sizeof s->shown, "%s", shown);
+    if (!name_ok(name) || strlen(name) > NAME_MAX)
+        rc = fail(err, errlen, -EINVAL, "cannot copy %s under the name \"%s\"", sender_shown(s), name);
+    else if (fstat(fd, &st) < 0)
+        rc = fail(err, errlen, -errno, "cannot copy %s", sender_shown(s));
+    else if (!S_ISREG(st.st_mode))
+        rc = fail(err, errlen, -EINVAL, "cannot copy %s: it is not a regular file", sender_shown(s));
+    if (rc < 0)
+        goto out;
+    snprintf(s->rel, sizeof s->rel, "%s", name);
+    rc = emit_entry(s, &st, NULL);
+    if (rc == 0)
+        rc = send_content(s, fd, st.st_size);
+    if (rc == 0 && stats)
+        *stats = s->stats;
+out:
     if (s)
         free(s->buf);
     free(s);

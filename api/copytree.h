@@ -47,6 +47,11 @@ typedef int (*copytree_emit_fn)(void *ud, const Kdiag__Solo__Io__CopyChunk *c);
 int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_fn emit, void *ud,
                   copytree_stats *stats, char *err, size_t errlen);
 
+/* Streams the regular file open at fd, from its start, as the one entry name
+ * (a single name), with fd's mode, owner and mtime; shown names it in err. */
+int copytree_send_file(int fd, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
+                       copytree_stats *stats, char *err, size_t errlen);
+
 typedef struct copytree_recv copytree_recv;
 
 /* Prepares to write a stream to dest (resolved under rootfd): an existing

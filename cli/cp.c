@@ -4,11 +4,13 @@
 #include "cp-internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
@@ -95,7 +97,8 @@ typedef struct {
     copy_client_target target;
     const char *remote, *local;
     bool from;      /* remote → local */
-    bool to_stdout; /* local is "-" */
+    bool to_stdout; /* local is "-" out of the pod */
+    int from_fd;    /* local is "-" into the pod: stdin, kept in an unnamed temporary file; else -1 */
     copy_client_cancel cancel;
     pthread_mutex_t mu; /* guards st and done */
     copytree_stats st;
@@ -124,7 +127,8 @@ static void *job_main(void *arg)
                           .ud = j,
                           .cancel = &j->cancel,
                           .no_zstd = zstd && strcmp(zstd, "0") == 0,
-                          .to_stdout = j->to_stdout};
+                          .to_stdout = j->to_stdout,
+                          .from_fd = j->from_fd};
     int rc = -ENOTCONN;
     for (int attempt = 0; attempt < 2; attempt++) {
         unsigned gen;
@@ -228,16 +232,51 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
     j->from = ops[0].remote;
     j->remote = rem->path;
     j->local = ops[0].remote ? ops[1].path : ops[0].path;
-    if (strcmp(j->local, "-"))
-        return 0;
-    if (!j->from) {
-        snprintf(err, errlen,
-                 "cp takes \"-\" (stdout) only as a destination: save stdin to a file and copy that, e.g. "
-                 "cat > f && kubectl diag cp f %s (a file named - is written ./-)",
-                 f->cp_args[1]);
-        return -EINVAL;
+    j->to_stdout = j->from && strcmp(j->local, "-") == 0;
+    return 0;
+}
+
+/* Stdin to its end, into an unnamed file of $TMPDIR (or /tmp) that goes
+ * with its last fd: a stream has no size for its CopyEntry until it ended,
+ * and the pod is not touched while it is read. */
+static int spool_stdin(int *ret, char *err, size_t errlen)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    char buf[65536];
+    char path[PATH_MAX];
+    int rc = 0, fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
+    if (fd < 0 && errno == EOPNOTSUPP && snprintf(path, sizeof path, "%s/.kdiag-cp-XXXXXX", dir) < (int)sizeof path &&
+        (fd = mkostemp(path, O_CLOEXEC)) >= 0) /* a filesystem without O_TMPFILE */
+        unlink(path);
+    if (fd < 0)
+        rc = -errno;
+    while (rc == 0) {
+        ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
+        if (n < 0 && errno == EAGAIN) { /* a non-blocking stdin shared with another reader */
+            struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+            poll(&p, 1, -1);
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            snprintf(err, errlen, "cannot read stdin: %s", strerror(errno));
+            fd_close(&fd);
+            return -EIO;
+        }
+        if (n == 0)
+            break;
+        rc = fd_write_all(fd, buf, (size_t)n);
     }
-    j->to_stdout = true;
+    if (rc < 0) {
+        snprintf(err, errlen,
+                 "cannot keep stdin in %s while it is read (cp sends a file of known size): %s; set TMPDIR to a "
+                 "writable directory with room",
+                 dir, strerror(-rc));
+        fd_close(&fd);
+        return -EIO;
+    }
+    *ret = fd;
     return 0;
 }
 
@@ -273,7 +312,7 @@ static int local_check(const cp_job *j, char *err, size_t errlen)
 
 int cp_main(const flags *f, const kube *k)
 {
-    cp_job j = {.cancel = COPY_CLIENT_CANCEL_INIT, .mu = PTHREAD_MUTEX_INITIALIZER, .done_fd = -1};
+    cp_job j = {.cancel = COPY_CLIENT_CANCEL_INIT, .mu = PTHREAD_MUTEX_INITIALIZER, .done_fd = -1, .from_fd = -1};
     int sfd = -1;
     cp_operand ops[2];
     session s;
@@ -289,8 +328,11 @@ int cp_main(const flags *f, const kube *k)
         in_ns.ns = ns;
         k = &in_ns;
     }
-    if (rc == 0 && !j.to_stdout)
+    bool stdin_in = rc == 0 && !j.from && strcmp(j.local, "-") == 0;
+    if (rc == 0 && !j.to_stdout && !stdin_in)
         rc = local_check(&j, err, sizeof err);
+    if (stdin_in)
+        rc = spool_stdin(&j.from_fd, err, sizeof err);
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
     /* Ctrl-\ (SIGQUIT) is blocked before the session starts gRPC's threads,
@@ -298,8 +340,10 @@ int cp_main(const flags *f, const kube *k)
      * its temporaries. Ctrl-C still ends a session that takes long to open. */
     sig_block(NULL, SIGQUIT, -1);
     rc = session_open(k, &so, &s, err, sizeof err);
-    if (rc < 0)
+    if (rc < 0) {
+        fd_close(&j.from_fd);
         return exitcode_report(stderr, rc, err);
+    }
     j.s = &s;
     j.target.container_id = s.target_id;
     /* From here every thread (the copy's and gRPC's) inherits blocked stop
@@ -334,6 +378,7 @@ int cp_main(const flags *f, const kube *k)
 out:
     fd_close(&j.done_fd);
     fd_close(&sfd);
+    fd_close(&j.from_fd);
     session_close(&s);
     return rc == EXITCODE_PIPE ? rc : exitcode_report(stderr, rc, err);
 }

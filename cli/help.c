@@ -274,6 +274,7 @@ static const char cp_help[] =
     "Usage: kubectl diag cp POD:/PATH LOCAL\n"
     "       kubectl diag cp POD:/FILE -\n"
     "       kubectl diag cp LOCAL POD:/PATH\n"
+    "       kubectl diag cp - POD:/PATH\n"
     "\n"
     "Copies files and directories (recursively) between the target container and this\n"
     "machine through the debug container's manager: the container needs no tar, nor any other\n"
@@ -285,8 +286,9 @@ static const char cp_help[] =
     "written under a temporary name and renamed when complete; on an error or Ctrl-C the\n"
     "temporaries are removed. POD is NAME, pod/NAME, NAMESPACE/NAME (as kubectl cp takes it) or\n"
     "a workload (deploy/NAME, sts/NAME, svc/NAME...: its newest Running pod); ':PATH' takes the\n"
-    "pod of --pod or -l. LOCAL '-' is stdout: one regular file's content goes there (holes as\n"
-    "zeros), a directory is refused; a file named - is written ./-.\n"
+    "pod of --pod or -l. LOCAL '-' is stdout out of the pod (one regular file's content, holes\n"
+    "as zeros; a directory is refused) and stdin into it (read to its end into $TMPDIR first,\n"
+    "then sent as a file named stdin); a file named - is written ./-.\n"
     "A progress line is drawn on stderr when it is a terminal. After '--' every word is a path,\n"
     "even one that starts with '-'.\n"
     "\n"
@@ -294,6 +296,7 @@ static const char cp_help[] =
     "  kubectl diag cp pod/web:/etc/nginx ./nginx    # a directory out of the pod\n"
     "  kubectl diag cp ./fix.conf web:/etc/nginx/     # a file into an existing directory\n"
     "  kubectl diag cp web:/etc/nginx/nginx.conf - | less\n"
+    "  echo 'debug = true' | kubectl diag cp - web:/tmp/app.conf\n"
     "  kubectl diag cp -l app=web -t app :/var/log/app.log .\n"
     "\n";
 

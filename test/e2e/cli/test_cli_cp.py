@@ -95,10 +95,11 @@ def test_cp_out_to_a_bare_new_name_in_the_current_directory(cluster, tmp_path):
     assert (tmp_path / 'hs').read_bytes() == open(image_file('distroless', '/hello-server'), 'rb').read()
 
 
-def test_cp_to_stdout_writes_one_files_content(cluster, tmp_path):
+def test_cp_dash_is_stdout_out_of_the_pod_and_stdin_into_it(cluster, tmp_path):
     """`cp POD:FILE -`: the file's content on stdout, a hole as zeros (was: a local file named "-").
-    A directory is refused; a reader that goes (| head) ends the copy quietly with 141, as cat;
-    "-" as the source is refused before a debug container is looked for."""
+    A directory is refused; a reader that goes (| head) ends the copy quietly with 141, as cat.
+    `cp - POD:PATH`: stdin into the pod (was: a local file "-" looked for), named stdin in a
+    directory, as cp /dev/stdin DIR names it; kept in $TMPDIR while read, a bad one said."""
     def cp(*args, **kw):
         return subprocess.run([CLI, 'cp'] + list(args), capture_output=True, timeout=120, env=cluster.env(),
                               cwd=str(tmp_path), **kw)
@@ -124,11 +125,19 @@ def test_cp_to_stdout_writes_one_files_content(cluster, tmp_path):
     p.stdout.close()
     assert p.wait(60) == 141
     assert p.stderr.read() == b''
-    r = cp('-', 'pod/distroless:/tmp/in', input=b'x')
-    assert r.returncode == 2
+    data = os.urandom(300000)
+    r = cp('-', 'pod/distroless:/tmp/in', input=data)
+    assert (r.returncode, error_lines(r.stderr.decode())) == (0, [])
+    assert cp('pod/distroless:/tmp/in', '-').stdout == data
+    r = cp('-', 'distroless:/tmp/', input=b'into a directory: its name is stdin, as cp /dev/stdin DIR makes it\n')
+    assert (r.returncode, error_lines(r.stderr.decode())) == (0, [])
+    assert cp('pod/distroless:/tmp/stdin', '-').stdout.startswith(b'into a directory')
+    r = subprocess.run([CLI, 'cp', '-', 'pod/distroless:/tmp/never'], input=b'x', capture_output=True, timeout=60,
+                       env=dict(cluster.env(), TMPDIR=str(tmp_path / 'missing')))
+    assert r.returncode == 1
     assert error_lines(r.stderr.decode()) == [
-        'error: cp takes "-" (stdout) only as a destination: save stdin to a file and copy that, e.g. cat > f '
-        '&& kubectl diag cp f pod/distroless:/tmp/in (a file named - is written ./-)']
+        'error: cannot keep stdin in %s while it is read (cp sends a file of known size): No such file or '
+        'directory; set TMPDIR to a writable directory with room' % (tmp_path / 'missing')]
     assert os.listdir(tmp_path) == ['holey']
 
 
