@@ -32,13 +32,10 @@ typedef struct {
     const char *link;
 } step;
 
-/* Feeds the steps into dest; returns the first failure, or finish's result. */
-static int feed_to(const char *dest, const step *s, size_t n, char *err, size_t errlen)
+/* Feeds the steps into r and frees it; returns the first failure, or finish's result. */
+static int feed_into(copytree_recv *r, const step *s, size_t n, char *err, size_t errlen)
 {
-    copytree_recv *r;
-    int rc = copytree_recv_new(&r, AT_FDCWD, dest, 0, 0, err, errlen);
-    if (rc < 0)
-        return rc;
+    int rc = 0;
     static uint8_t data[4096];
     memset(data, 'z', sizeof data);
     for (size_t i = 0; i < n && rc == 0; i++) {
@@ -62,6 +59,31 @@ static int feed_to(const char *dest, const step *s, size_t n, char *err, size_t 
     if (rc == 0)
         rc = copytree_recv_finish(r, err, errlen);
     copytree_recv_free(r);
+    return rc;
+}
+
+/* Feeds the steps into dest. */
+static int feed_to(const char *dest, const step *s, size_t n, char *err, size_t errlen)
+{
+    copytree_recv *r;
+    int rc = copytree_recv_new(&r, AT_FDCWD, dest, 0, 0, err, errlen);
+    return rc < 0 ? rc : feed_into(r, s, n, err, errlen);
+}
+
+/* Feeds the steps to a stream into a new unnamed file; its content in out
+ * (at most len bytes), its length in *got. */
+static int feed_stream(const step *s, size_t n, char *out, size_t len, size_t *got, char *err, size_t errlen)
+{
+    copytree_recv *r;
+    int fd = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    assert_true(fd >= 0);
+    int rc = copytree_recv_new_stream(&r, fd, "stdout", err, errlen);
+    if (rc == 0)
+        rc = feed_into(r, s, n, err, errlen);
+    ssize_t k = pread(fd, out, len, 0);
+    *got = k > 0 ? (size_t)k : 0;
+    assert_int_equal(fcntl(fd, F_GETFD), FD_CLOEXEC); /* still open: the caller's */
+    close(fd);
     return rc;
 }
 
@@ -480,6 +502,78 @@ static void test_long_path_keeps_cause(void **state)
     }
 }
 
+/* A stream to an fd: one regular file's content in order, a hole as zeros;
+ * anything else is refused, and nothing is named or left anywhere. */
+static void test_stream_takes_one_regular_file(void **state)
+{
+    (void)state;
+    char out[8192], want[8192], err[512] = "";
+    size_t got;
+    static const step holey[] = {{'e', "f", S_IFREG | 0600, 4096 + 100 + 10, NULL},
+                                 {'d', NULL, 0, 4096, NULL},
+                                 {'h', NULL, 0, 100, NULL},
+                                 {'d', NULL, 0, 10, NULL}};
+    assert_int_equal(feed_stream(holey, 4, out, sizeof out, &got, err, sizeof err), 0);
+    memset(want, 'z', sizeof want);
+    memset(want + 4096, 0, 100);
+    assert_int_equal(got, 4206);
+    assert_memory_equal(out, want, got);
+    static const step dir[] = {{'e', "etc", S_IFDIR | 0755, 0, NULL}};
+    assert_int_equal(feed_stream(dir, 1, out, sizeof out, &got, err, sizeof err), -EISDIR);
+    assert_string_equal(err, "cannot write etc to stdout: only one regular file's content goes there; name a local "
+                             "directory instead: Is a directory (EISDIR)");
+    static const step link[] = {{'e', "l", S_IFLNK | 0777, 0, "/etc/passwd"}};
+    assert_int_equal(feed_stream(link, 1, out, sizeof out, &got, err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "it is a symbolic link to /etc/passwd; name that file instead"));
+    static const step two[] = {{'e', "x", S_IFREG | 0644, 3, NULL},
+                               {'d', NULL, 0, 3, NULL},
+                               {'e', "x/y", S_IFREG, 0, NULL}};
+    assert_int_equal(feed_stream(two, 3, out, sizeof out, &got, err, sizeof err), -EPROTO);
+    static const step more[] = {{'e', "x", S_IFREG | 0644, 3, NULL}, {'d', NULL, 0, 4, NULL}};
+    assert_int_equal(feed_stream(more, 2, out, sizeof out, &got, err, sizeof err), -EPROTO);
+    assert_int_equal(got, 0);
+    static const step less[] = {{'e', "x", S_IFREG | 0644, 3, NULL}, {'d', NULL, 0, 2, NULL}};
+    assert_int_equal(feed_stream(less, 2, out, sizeof out, &got, err, sizeof err), -EPROTO);
+    assert_non_null(strstr(err, "after 2 of its 3 bytes"));
+    assert_int_equal(count_entries(dst), 0);
+}
+
+/* copytree_send_file: an open regular file as one entry of the given name. */
+static void test_send_file_under_a_name(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    sent t = {0};
+    int fd = open(dst, O_TMPFILE | O_RDWR | O_CLOEXEC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "abc", 3), 3);
+    assert_int_equal(copytree_send_file(fd, "stdin", "stdin", record_emit, &t, NULL, err, sizeof err), 0);
+    assert_int_equal(t.entries, 1);
+    assert_string_equal(t.root, "stdin");
+    assert_int_equal(t.mode, S_IFREG | 0640);
+    assert_int_equal(copytree_send_file(fd, "a/b", "stdin", record_emit, &t, NULL, err, sizeof err), -EINVAL);
+    assert_int_equal(copytree_send_file(fd, "..", "stdin", record_emit, &t, NULL, err, sizeof err), -EINVAL);
+    close(fd);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    assert_int_equal(copytree_send_file(p[0], "stdin", "stdin", record_emit, &t, NULL, err, sizeof err), -EINVAL);
+    assert_string_equal(err, "cannot copy stdin: it is not a regular file: Invalid argument (EINVAL)");
+    close(p[0]);
+    close(p[1]);
+    /* through a receiver: the content, under the destination's name */
+    fd = open(dst, O_TMPFILE | O_RDWR | O_CLOEXEC, 0640);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "zzz", 3), 3);
+    char dest[256];
+    piped x = {NULL, err, sizeof err};
+    assert_int_equal(copytree_recv_new(&x.r, AT_FDCWD, path_in(dest, sizeof dest, "new"), 0, 0, err, sizeof err), 0);
+    assert_int_equal(copytree_send_file(fd, "stdin", "stdin", recv_emit, &x, NULL, err, sizeof err), 0);
+    assert_int_equal(copytree_recv_finish(x.r, err, sizeof err), 0);
+    copytree_recv_free(x.r);
+    close(fd);
+    assert_content("new", "zzz");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -495,6 +589,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_error_names_are_escaped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_path_keeps_cause, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pseudo_files_arrive_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stream_takes_one_regular_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_file_under_a_name, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
