@@ -665,10 +665,18 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
                          "the keeper %d of the kept port-forward to pod/%s did not end within %d s; kill -9 %d",
                          kp.keeper, name, KEEP_STOP_MS / 1000, kp.keeper);
         } else {
-            char idle[32], left[32], local[32];
-            int64_t ms = state == KEPT_UP ? idle_ms(fd) : -1;
+            char idle[32], left[64], local[32];
+            /* a command holds it: not idle, and it ends KEEP_MS after the last one lets go */
+            bool busy = state == KEPT_UP && in_use(fd);
+            int64_t ms = state == KEPT_UP && !busy ? idle_ms(fd) : -1;
             format_secs(ms, idle, sizeof idle);
             format_secs(kp.keep_ms && ms >= 0 ? (kp.keep_ms > ms ? kp.keep_ms - ms : 0) : -1, left, sizeof left);
+            if (busy && kp.keep_ms) {
+                char after[32];
+                format_secs(kp.keep_ms, after, sizeof after);
+                snprintf(left, sizeof left, "in use (then %s)", after);
+            } else if (busy)
+                snprintf(left, sizeof left, "in use");
             if (state == KEPT_UP)
                 snprintf(local, sizeof local, "127.0.0.1:%d", kp.lg);
             else

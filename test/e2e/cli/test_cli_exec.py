@@ -937,6 +937,19 @@ def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home)
     assert 'Usage: kubectl diag forwards' in diag('forwards', '--help').stdout
 
 
+@contextlib.contextmanager
+def holding(env, shell):
+    """shell (first_keeps') running `echo started; read x; echo done-$x` once it said started: it
+    then holds the kept forward until its stdin says go. Killed at the end."""
+    p = subprocess.Popen(shell + ['echo started; read x; echo done-$x'], env=env, stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline() == 'started\n'
+        yield p
+    finally:
+        p.kill()
+
+
 def test_forwards_stop_lets_the_commands_using_it_finish(cluster, keep_home):
     """`forwards --stop` while a command used the kept forward cut that command off ("port-forward
     ended; restarting it", then "Socket closed", exit 1). Now the forward is no longer offered at
@@ -945,10 +958,7 @@ def test_forwards_stop_lets_the_commands_using_it_finish(cluster, keep_home):
     env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
     shell, path, f = first_keeps(env, keep_home)
     keeper, kubectl = int(f[0]), int(f[1])
-    p = subprocess.Popen(shell + ['echo started; read x; echo done-$x'], env=env, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline() == 'started\n'
+    with holding(env, shell) as p:
         r = subprocess.run([CLI, 'forwards', '--stop', 'pod/distroless'], env=env, capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == 0, (r.stdout, r.stderr)
@@ -958,11 +968,30 @@ def test_forwards_stop_lets_the_commands_using_it_finish(cluster, keep_home):
         r = subprocess.run([CLI, 'forwards'], env=env, capture_output=True, text=True, timeout=30)
         assert (r.returncode, r.stdout) == (0, ''), r.stdout            # no longer offered
         out, err = p.communicate('go\n', timeout=60)
-    finally:
-        p.kill()
     assert (p.returncode, out) == (0, 'done-go\n'), err
     assert 'ended' not in err and 'Socket closed' not in err, err
     wait_for(lambda: not running(keeper) and not running(kubectl), timeout=15, what='the keeper to end')
+
+
+def test_forwards_says_a_kept_forward_in_use_is_in_use(cluster, keep_home):
+    """A command that uses the kept forward longer than its duration: `forwards` showed it idle for
+    all that time and "ENDS IN 0s", though it lives until that command ends and the duration after.
+    Now IDLE is "-" and ENDS IN says it is in use and how long it lives once the commands end."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
+    shell, path, f = first_keeps(env, keep_home)
+    with holding(env, shell) as p:
+        before = time.time() - 11 * 60                          # last let go 11 min ago
+        os.utime(path, (before, before))
+        r = subprocess.run([CLI, 'forwards'], env=env, capture_output=True, text=True, timeout=30)
+        row = r.stdout.splitlines()[1]
+        assert r.returncode == 0 and row.split()[4:6] == [f[0], '-'], r.stdout
+        assert row.endswith(' in use (then 10m)'), r.stdout
+        out, err = p.communicate('go\n', timeout=60)
+    assert (p.returncode, out) == (0, 'done-go\n'), err
+    assert running(int(f[0])), 'the keeper ended'
+    r = subprocess.run([CLI, 'forwards'], env=env, capture_output=True, text=True, timeout=30)
+    idle, left = r.stdout.splitlines()[1].split()[5:]
+    assert idle in ('0s', '1s') and left in ('9m', '10m'), r.stdout
 
 
 def test_a_kept_forward_lost_mid_command_is_said_in_one_line(cluster, keep_home):
@@ -971,14 +1000,9 @@ def test_a_kept_forward_lost_mid_command_is_said_in_one_line(cluster, keep_home)
     closed". Now it fails with one line that says what broke."""
     env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
     shell, path, f = first_keeps(env, keep_home)
-    p = subprocess.Popen(shell + ['echo started; read x; echo done-$x'], env=env, stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert p.stdout.readline() == 'started\n'
+    with holding(env, shell) as p:
         os.kill(int(f[1]), signal.SIGKILL)
         out, err = p.communicate(timeout=60)
-    finally:
-        p.kill()
     lines = [l for l in error_lines(err) if not l.startswith(('+ ', 'kubectl-diag: '))]   # -v's
     assert p.returncode == 1 and out == '' and len(lines) == 1, err
     assert re.fullmatch(r'error: the connection to the manager \(dbg-tools-\w+ in pod/distroless\) was lost during the '
