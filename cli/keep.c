@@ -621,7 +621,12 @@ static int stop_keeper(int fd, const struct kept *kp, bool starting)
 
 int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *err, size_t errlen)
 {
-    char dir[1100];
+    char dir[1100], cur[256];
+    const char *only_ns = k->ns;
+    if (pod && !only_ns) { /* pod/NAME names a pod of one namespace, as kubectl takes it */
+        kube_context_ns(k, cur, sizeof cur);
+        only_ns = cur;
+    }
     DIR *d = remember_dir(dir, sizeof dir) ? opendir(dir) : NULL;
     struct dirent *de;
     int rows = 0, stuck = 0;
@@ -649,7 +654,7 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
         snprintf(rec, sizeof rec, "%s/%.*s", dir, (int)(nl - strlen(KEEP_SUFFIX)), de->d_name);
         if (strcmp(ns, "-") == 0 && remember_read_at(rec, key, &r) && r.ns[0])
             snprintf(ns, sizeof ns, "%s", r.ns);
-        if ((k->ns && strcmp(k->ns, ns) != 0) || (k->context && strcmp(k->context, ctx) != 0)) {
+        if ((only_ns && strcmp(only_ns, ns) != 0) || (k->context && strcmp(k->context, ctx) != 0)) {
             close(fd);
             continue;
         }
@@ -694,8 +699,9 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
     if (stuck)
         return -ETIMEDOUT;
     char where[600];
-    snprintf(where, sizeof where, "%s%s%s%s%s%s", pod ? " to pod/" : "", pod ? pod : "", k->ns ? " in namespace " : "",
-             k->ns ? k->ns : "", k->context ? " of context " : "", k->context ? k->context : "");
+    snprintf(where, sizeof where, "%s%s%s%s%s%s", pod ? " to pod/" : "", pod ? pod : "",
+             only_ns ? " in namespace " : "", only_ns ? only_ns : "", k->context ? " of context " : "",
+             k->context ? k->context : "");
     if (rows == 0 && stop && (pod || k->ns || k->context)) {
         snprintf(err, errlen, "no kept port-forwards%s; kubectl diag forwards lists those there are", where);
         return -ENOENT;

@@ -76,7 +76,8 @@ int keep_main(int argc, char **argv);
 /* `kubectl diag forwards [--stop] [pod/NAME] [-n NS] [--context CTX]`: the
  * kept forwards under the cache directory whose keeper lives (of any
  * kubeconfig; only those to pod when not NULL, in k->ns (the pod's
- * namespace) and started with --context k->context when set), as a table
+ * namespace; with pod and no k->ns, the current context's, as kubectl
+ * takes pod/NAME) and started with --context k->context when set), as a table
  * on out; with stop,
  * each keeper is sent SIGTERM and waited for (it ends its kubectl first),
  * unless a command uses its forward: that one is no longer offered and ends

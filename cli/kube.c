@@ -413,6 +413,18 @@ void kube_result_free(kube_result *r)
     memset(r, 0, sizeof(*r));
 }
 
+void kube_context_ns(const kube *k, char *ns, size_t n)
+{
+    const char *args[] = {"config", "view", "--minify", "-o", "jsonpath={..namespace}", NULL};
+    kube_result r;
+    char err[512];
+    snprintf(ns, n, "default");
+    if (kube_run(k, "read the context's namespace", args, NULL, 0, 10000, &r, err, sizeof err) == 0 && r.out &&
+        r.out[0] && !strchr(r.out, ' '))
+        snprintf(ns, n, "%s", r.out);
+    kube_result_free(&r);
+}
+
 void kube_first_line(const char *s, char *buf, size_t n)
 {
     if (!n)

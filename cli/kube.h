@@ -97,6 +97,11 @@ int kube_stop_fd(void);
 /* Sleeps ms unless stopping; false when stopping (before or during). */
 bool kube_sleep_ms(int ms);
 
+/* The namespace kubectl uses without -n (n bytes at most): the current
+ * context's (k's --kubeconfig and --context), else "default". Runs
+ * `kubectl config view --minify`. */
+void kube_context_ns(const kube *k, char *ns, size_t n);
+
 /* First line of s (for messages), trimmed, at most n-1 bytes. */
 void kube_first_line(const char *s, char *buf, size_t n);
 

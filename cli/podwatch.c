@@ -183,19 +183,6 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
-/* The namespace kubectl would use: the context's, else default. */
-static void context_ns(const kube *k, char *ns, size_t n)
-{
-    const char *args[] = {"config", "view", "--minify", "-o", "jsonpath={..namespace}", NULL};
-    kube_result r;
-    char err[512];
-    snprintf(ns, n, "default");
-    if (kube_run(k, "read the context's namespace", args, NULL, 0, 10000, &r, err, sizeof err) == 0 && r.out &&
-        r.out[0] && !strchr(r.out, ' '))
-        snprintf(ns, n, "%s", r.out);
-    kube_result_free(&r);
-}
-
 int podwatch_new(podwatch **ret, const kube *k, const char *ns, const char *selector, podwatch_fn fn, void *ud,
                  char *err, size_t errlen)
 {
@@ -215,7 +202,7 @@ int podwatch_new(podwatch **ret, const kube *k, const char *ns, const char *sele
     if (ns)
         snprintf(w->ns, sizeof w->ns, "%s", ns);
     else
-        context_ns(k, w->ns, sizeof w->ns);
+        kube_context_ns(k, w->ns, sizeof w->ns);
     w->stop_efd = eventfd(0, EFD_CLOEXEC);
     if (w->stop_efd < 0) {
         rc = -errno;

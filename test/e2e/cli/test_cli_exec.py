@@ -937,6 +937,55 @@ def test_forwards_lists_the_kept_forwards_and_stop_ends_them(cluster, keep_home)
     assert 'Usage: kubectl diag forwards' in diag('forwards', '--help').stdout
 
 
+def test_forwards_pod_name_is_the_pod_of_the_current_namespace(cluster, keep_home, tmp_path):
+    """`forwards --stop pod/NAME` without -n ended the kept forwards to the pods of that name in
+    every namespace. pod/NAME is now the pod of one namespace, as kubectl takes it: -n's, else the
+    current context's, else default; a plain `forwards` still lists them all."""
+    ns = 'fwd-other-%d' % os.getpid()
+    cluster.ok('create', 'namespace', ns)
+    try:
+        cluster.ok('run', 'nginx', '-n', ns, '--image=nginx', '--restart=Never')
+        cluster.wait_running('nginx', ns)
+        env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '10m'})
+        kc = tmp_path / 'kubeconfig-other'                     # its context's namespace is ns
+        shutil.copy(cluster.kubeconfig, kc)
+        other = dict(env, KUBECONFIG=str(kc))
+        subprocess.run(['kubectl', 'config', 'set-context', '--current', '--namespace', ns], env=other,
+                       capture_output=True, check=True)
+
+        def forwards(*args, env=env):
+            r = subprocess.run([CLI, 'forwards'] + list(args), env=env, capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            return {l.split()[1]: l.split()[4] for l in r.stdout.splitlines()[1:] if l.split()[3] != 'starting'}
+
+        for flags in ([], ['-n', ns]):
+            r = subprocess.run([CLI] + flags + ['exec', '--tools', 'pod/nginx', '--', 'true'], env=env,
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 0, r.stderr
+        keepers = wait_for(lambda: (lambda k: k if len(k) == 2 else None)(forwards()), timeout=60,
+                           what='both keepers up')
+        assert set(keepers) == {'default', ns}
+        assert forwards('pod/nginx') == {'default': keepers['default']}
+        assert forwards('pod/nginx', env=other) == {ns: keepers[ns]}
+
+        r = subprocess.run([CLI, 'forwards', '--stop', 'pod/nginx'], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert (r.returncode, r.stdout) == (0, 'pod/nginx: kept port-forward ended (keeper %s)\n' %
+                                            keepers['default']), (r.stdout, r.stderr)
+        assert not running(int(keepers['default'])) and running(int(keepers[ns]))
+        r = subprocess.run([CLI, 'forwards', '--stop', 'pod/nginx'], env=env, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 1 and 'no kept port-forwards to pod/nginx in namespace default' in r.stderr, r.stderr
+        assert running(int(keepers[ns]))
+        r = subprocess.run([CLI, 'forwards', '--stop', 'pod/nginx'], env=other, capture_output=True, text=True,
+                           timeout=30)
+        assert (r.returncode, r.stdout) == (0, 'pod/nginx: kept port-forward ended (keeper %s)\n' % keepers[ns]), \
+            (r.stdout, r.stderr)
+        assert not running(int(keepers[ns]))
+    finally:
+        cluster.kubectl('delete', 'namespace', ns, '--wait=false')
+
+
 @contextlib.contextmanager
 def holding(env, shell):
     """shell (first_keeps') running `echo started; read x; echo done-$x` once it said started: it
