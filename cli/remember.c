@@ -2,7 +2,9 @@
 
 #include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +21,10 @@
 #define RECORD_FMT "%d %d %63s %u %d %d %32s %32s %255s %255s %255s %255s %511s"
 
 /* The sessions directory ("" when there is neither $XDG_CACHE_HOME nor
- * $HOME); with make, its missing parents are made (0700). A relative one is
- * ignored, as the XDG spec says (a keeper leaves the directory it started
- * in, cli/keep.c). */
-static void dir_path(char *buf, size_t n, bool make)
+ * $HOME); with make, it and its missing parents are made (0700): 0, or the
+ * errno of the first that could not be. A relative one is ignored, as the
+ * XDG spec says (a keeper leaves the directory it started in, cli/keep.c). */
+static int dir_path(char *buf, size_t n, bool make)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
     char base[1024];
@@ -34,15 +36,15 @@ static void dir_path(char *buf, size_t n, bool make)
     /* a path cut short would be another directory: none then */
     if (w < 0 || (size_t)w >= sizeof base || (size_t)snprintf(buf, n, "%s/kdiag/sessions", base) >= n) {
         buf[0] = '\0';
-        return;
+        return 0;
     }
-    if (make) {
-        char kd[1100];
-        snprintf(kd, sizeof kd, "%s/kdiag", base);
-        mkdir(base, 0700);
-        mkdir(kd, 0700);
-        mkdir(buf, 0700);
-    }
+    char kd[1100];
+    snprintf(kd, sizeof kd, "%s/kdiag", base);
+    const char *dirs[] = {base, kd, buf};
+    for (size_t i = 0; make && i < sizeof dirs / sizeof *dirs; i++)
+        if (mkdir(dirs[i], 0700) < 0 && errno != EEXIST)
+            return errno;
+    return 0;
 }
 
 /* Appends s to buf (n bytes, *used so far) with '%', '|' and control
@@ -214,27 +216,46 @@ static void prune(const char *dir, time_t max_age)
         closedir(d);
 }
 
-void remember_save(const kube *k, const char *pod, const remembered *r)
+/* Says why a record could not be written (where, the cause, the fix), once
+ * per process: the command goes on, but every command on the pod reads it
+ * again (and keeps no forward) until the record can be written. */
+static void say_unsaved(const char *where, int err)
+{
+    static atomic_flag said = ATOMIC_FLAG_INIT;
+    if (atomic_flag_test_and_set(&said))
+        return;
+    fprintf(stderr,
+            "warning: cannot remember the session in %s: %s; each command reads the pod again until it can: %s\n",
+            where, strerror(err),
+            err == EISDIR ? "remove that directory" : "set $XDG_CACHE_HOME to a directory you can write");
+}
+
+bool remember_save(const kube *k, const char *pod, const remembered *r)
 {
     char dir[1100], path[1200], tmp[1300], key[2048];
-    dir_path(dir, sizeof dir, true);
+    int merr = dir_path(dir, sizeof dir, true);
     if (!*dir)
-        return;
+        return false;
     if (!key_of(k, pod, key, sizeof key))
-        return;
+        return false;
     file_path(dir, key, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
     if (!f) {
+        say_unsaved(dir, merr ? merr : errno);
         if (fd >= 0)
             close(fd);
-        return;
+        return false;
     }
     fprintf(f, "%s%d %d %s %u %d %d %s %s %s %s %s %s %s\n", key, r->grpc, r->tunnel, dash(r->container), r->caps,
             r->privileged, r->share_pid, dash(r->token), dash(r->secret), dash(r->ns), dash(r->req_target),
             dash(r->target), dash(r->target_id), dash(r->image));
-    if (fclose(f) != 0 || rename(tmp, path) < 0)
+    bool saved = fclose(f) == 0 && rename(tmp, path) == 0;
+    if (!saved) {
+        say_unsaved(path, errno);
         unlink(tmp);
+    }
     prune(dir, (time_t)REMEMBER_MAX_AGE_DAYS * 24 * 3600);
+    return saved;
 }

@@ -37,9 +37,12 @@ bool remember_read(const kube *k, const char *pod, remembered *r);
  * its newline). */
 bool remember_read_at(const char *path, const char *key, remembered *r);
 /* Saves r for pod (atomically: a temporary file renamed), then removes
- * records older than REMEMBER_MAX_AGE_DAYS. Failures are silent: it is a
- * cache. */
-void remember_save(const kube *k, const char *pod, const remembered *r);
+ * records older than REMEMBER_MAX_AGE_DAYS: true when it was saved. A
+ * record that cannot be written (the directory cannot be made or written,
+ * the record's path is a directory) is said on stderr, once per process, and
+ * the command goes on: it is a cache. No cache directory, or a key too long,
+ * is no record, silently. */
+bool remember_save(const kube *k, const char *pod, const remembered *r);
 /* The context, namespace and pod of a record's key (its first line, with
  * the newline) into ctx, ns and pod, n bytes each, "-" for an empty one
  * (the kubeconfig's current one): false when it is no key. */

@@ -287,8 +287,9 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     if (named && o->forward) {
         remembered rec;
         remembered_of(s, o, &rec);
-        remember_save(k, o->pod, &rec);
-        s->keep_ms = o->keep_ms;
+        /* a kept forward serves only the commands that read the record */
+        if (remember_save(k, o->pod, &rec))
+            s->keep_ms = o->keep_ms;
         s->keep_k = *k;
     }
     portfwd_free(guess);

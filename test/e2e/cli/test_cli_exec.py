@@ -840,6 +840,49 @@ def test_a_record_that_is_not_a_private_file_of_ours_is_not_read(cluster, tmp_pa
         assert (rec.stat().st_mode & 0o077) == 0  # written again, private
 
 
+def keepers_of(cache_home):
+    """PIDs of the keepers running with cache_home as $XDG_CACHE_HOME."""
+    found = []
+    for pid in procs_with(b'__keep'):
+        with contextlib.suppress(OSError):
+            if ('XDG_CACHE_HOME=%s' % cache_home).encode() in open('/proc/%s/environ' % pid, 'rb').read().split(b'\0'):
+                found.append(pid)
+    return found
+
+
+def test_a_session_that_cannot_be_remembered_is_said_once(cluster, keep_home):
+    """A cache directory that cannot be written ($XDG_CACHE_HOME a file, or read-only) or a record
+    path that is a directory: nothing was remembered, silently, and every command read the pod
+    again. Now each command says so in one line (the path, the cause, the fix) and still works; a
+    keep duration leaves no keeper that no command could take."""
+    ro = keep_home / 'ro'
+    ro.mkdir()
+    subprocess.run(['mount', '-t', 'tmpfs', '-o', 'ro', 'tmpfs', str(ro)], check=True)
+    try:
+        (keep_home / 'file').write_text('')
+        good = keep_home / 'good'
+        r = subprocess.run([CLI, 'exec', '--tools', 'pod/nginx', '--', 'echo', 'hi'], env=cluster.env({'XDG_CACHE_HOME': str(good)}),
+                           capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+        rec = session_files(good)['nginx']
+        rec.unlink()
+        rec.mkdir()                                             # the record's path a directory
+        fix = 'set $XDG_CACHE_HOME to a directory you can write'
+        for home, where, cause, how in ((keep_home / 'file', keep_home / 'file/kdiag/sessions', 'Not a directory', fix),
+                                        (ro, ro / 'kdiag/sessions', 'Read-only file system', fix),
+                                        (good, rec, 'Is a directory', 'remove that directory')):
+            env = cluster.env({'XDG_CACHE_HOME': str(home), 'KDIAG_KEEP_FORWARD': '10m'})
+            for _ in range(2):                                  # each command says it
+                r = subprocess.run([CLI, 'exec', '--tools', 'pod/nginx', '--', 'echo', 'hi'], env=env, capture_output=True,
+                                   text=True, timeout=120)
+                assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+                assert error_lines(r.stderr) == ['warning: cannot remember the session in %s: %s; each command reads '
+                                                 'the pod again until it can: %s' % (where, cause, how)], r.stderr
+            assert keepers_of(home) == [], home
+    finally:
+        subprocess.run(['umount', str(ro)])
+
+
 def test_a_stuck_kept_forward_is_ended_and_replaced(cluster, keep_home):
     """A kept forward whose kubectl no longer answers (stopped here; a dead API connection does
     the same) cost every command two Hello timeouts and was taken again each time. Now the
