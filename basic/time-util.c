@@ -1,5 +1,7 @@
 #include "basic/time-util.h"
 
+#include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #define NS_PER_S 1000000000L
@@ -59,4 +61,36 @@ bool time_ratelimit_pass(time_ratelimit *rl, int64_t window_ms, unsigned *quiet)
     rl->said = now;
     rl->quiet = 0;
     return true;
+}
+
+static void with_more(const char *line, unsigned quiet, char *out, size_t outlen)
+{
+    if (quiet)
+        snprintf(out, outlen, "%s (and %u more since the last such line)", line, quiet);
+    else
+        snprintf(out, outlen, "%s", line);
+}
+
+bool time_ratelimit_line(time_ratelimit *rl, int64_t window_ms, const char *line, char *out, size_t outlen)
+{
+    unsigned quiet;
+    if (!time_ratelimit_pass(rl, window_ms, &quiet)) {
+        snprintf(rl->held, sizeof rl->held, "%s", line);
+        return false;
+    }
+    with_more(line, quiet, out, outlen);
+    return true;
+}
+
+bool time_ratelimit_flush(time_ratelimit *rl, int64_t window_ms, bool at_end, char *out, size_t outlen, int *timeout)
+{
+    int64_t now = time_now_ms(), due = rl->said + window_ms;
+    bool say = rl->quiet && (at_end || now >= due);
+    if (say) {
+        with_more(rl->held, rl->quiet - 1, out, outlen);
+        rl->said = now;
+        rl->quiet = 0;
+    }
+    *timeout = !rl->quiet ? -1 : due > now ? (int)(due - now) : 0;
+    return say;
 }

@@ -22,15 +22,30 @@ struct timespec time_deadline_ts(clockid_t clock, int64_t ms);
 int time_cond_init_monotonic(pthread_cond_t *cv);
 
 /* An event that anyone may cause as often as they like (a port scan, a busy
- * pod's peers): said at most once per window, the others counted. Zero is a
- * limit that has said nothing yet. The caller locks. */
+ * pod's peers): said at most once per window, the others counted; the last of
+ * those is said when the window ends. Zero is a limit that has said nothing
+ * yet. The caller locks. */
+#define TIME_RATELIMIT_LINE_MAX 512
+#define TIME_RATELIMIT_OUT_MAX (TIME_RATELIMIT_LINE_MAX + 64)
 typedef struct {
-    int64_t said;   /* when the last one was said (ms, monotonic); 0: never */
-    unsigned quiet; /* the ones not said since */
+    int64_t said;                       /* when the last one was said (ms, monotonic); 0: never */
+    unsigned quiet;                     /* the ones not said since */
+    char held[TIME_RATELIMIT_LINE_MAX]; /* the last of them (time_ratelimit_line) */
 } time_ratelimit;
 
 /* true: say this one now (the first, or window_ms after the last one said);
  * *quiet then holds how many were not said since that one. false: counted. */
 bool time_ratelimit_pass(time_ratelimit *rl, int64_t window_ms, unsigned *quiet);
+
+/* time_ratelimit_pass for a line: true: say out, the line with " (and N more
+ * since the last such line)" when N were counted; false: counted, and held as
+ * the last of them. */
+bool time_ratelimit_line(time_ratelimit *rl, int64_t window_ms, const char *line, char *out, size_t outlen);
+
+/* The lines held back: true when their window has ended (or at_end: the
+ * caller stops): say out, the last of them with the count of the others; a
+ * new window starts. *timeout: ms until the ones held are due, -1 none (a
+ * poll timeout). */
+bool time_ratelimit_flush(time_ratelimit *rl, int64_t window_ms, bool at_end, char *out, size_t outlen, int *timeout);
 
 #endif

@@ -170,19 +170,39 @@ static void on_bridged(void *ud)
 }
 
 /* A connection the local side did not take: said at most once per
- * UNBRIDGED_WINDOW_MS (each one with -v), with the count of the others. */
+ * UNBRIDGED_WINDOW_MS (each one with -v), with the count of the others;
+ * the last of those when the window ends (flush_unbridged). */
 static void say_unbridged(struct conn_ctx *c, const char *why)
 {
     struct redir *r = c->pr->r;
-    unsigned quiet = 0;
+    char line[TIME_RATELIMIT_LINE_MAX], out[TIME_RATELIMIT_OUT_MAX];
+    snprintf(line, sizeof line, "%s: %s", c->line, why);
+    if (r->f->verbose > 0) {
+        fprintf(stderr, "%s\n", line);
+        return;
+    }
     pthread_mutex_lock(&r->mu);
-    bool say = r->f->verbose > 0 || time_ratelimit_pass(&r->unbridged, UNBRIDGED_WINDOW_MS, &quiet);
+    bool say = time_ratelimit_line(&r->unbridged, UNBRIDGED_WINDOW_MS, line, out, sizeof out);
+    bool first_held = !say && r->unbridged.quiet == 1;
     pthread_mutex_unlock(&r->mu);
-    char more[64] = "";
-    if (quiet)
-        snprintf(more, sizeof more, " (and %u more since the last such line)", quiet);
     if (say)
-        fprintf(stderr, "%s: %s%s\n", c->line, why, more);
+        fprintf(stderr, "%s\n", out);
+    if (first_held) /* the main loop now has a window's end to wait for */
+        wake(r);
+}
+
+/* The main thread: the connections held back once their window has ended
+ * (at_end: at once). Returns the poll timeout until they are due (-1: none). */
+static int flush_unbridged(struct redir *r, bool at_end)
+{
+    char out[TIME_RATELIMIT_OUT_MAX];
+    int timeout;
+    pthread_mutex_lock(&r->mu);
+    bool say = time_ratelimit_flush(&r->unbridged, UNBRIDGED_WINDOW_MS, at_end, out, sizeof out, &timeout);
+    pthread_mutex_unlock(&r->mu);
+    if (say)
+        fprintf(stderr, "%s\n", out);
+    return timeout;
 }
 
 static void on_done(void *ud, const bridge_result *res)
@@ -960,6 +980,9 @@ static int wait_for_end(struct redir *r, int sfd)
         int timeout = r->follow ? reconcile(r) : -1;
         if (top_up_all(r) && (timeout < 0 || timeout > SPARE_RETRY_MS))
             timeout = SPARE_RETRY_MS;
+        int held = flush_unbridged(r, false);
+        if (held >= 0 && (timeout < 0 || timeout > held))
+            timeout = held;
         size_t n = 2;
         struct podrun *pr, *ready[256];
         struct pollfd pf[2 + 256] = {{sfd, POLLIN, 0}, {r->wake_efd, POLLIN, 0}};
@@ -1109,6 +1132,7 @@ int redir_main(const flags *f, const kube *k)
         rc = podwatch_new(&r.watch, &r.k, r.ns[0] ? r.ns : NULL, r.selector, on_pod, &r, err, sizeof(err));
     code = rc < 0 ? exitcode_report(stderr, rc, err) : wait_for_end(&r, sfd);
     stop_all(&r);
+    flush_unbridged(&r, true); /* the last ones held back are not lost with the run */
     if (sfd >= 0)
         close(sfd);
     if (r.wake_efd >= 0)

@@ -202,20 +202,34 @@ static int send_response(rpc_call *call, const Kdiag__Solo__Io__RedirectResponse
 }
 
 /* A connection that reached the listener without the rule: logged at most
- * once per STRAY_WINDOW_MS (each one with -v), with the count of the others. */
+ * once per STRAY_WINDOW_MS (each one with -v), with the count of the others;
+ * the last of those when the window ends (stray_flush). */
 static void stray_log(redirect_mgr *m, const session *s, const char *peer)
 {
-    unsigned quiet = 0;
+    char line[TIME_RATELIMIT_LINE_MAX], out[TIME_RATELIMIT_OUT_MAX];
+    snprintf(line, sizeof line,
+             "kdiag-manager: redirect %u: connection from %s did not come through the redirect rule: closed",
+             s->port, peer);
     pthread_mutex_lock(&m->lock);
-    bool say = m->o.verbose || time_ratelimit_pass(&m->strays, STRAY_WINDOW_MS, &quiet);
+    bool say = m->o.verbose || time_ratelimit_line(&m->strays, STRAY_WINDOW_MS, line, out, sizeof out);
     pthread_mutex_unlock(&m->lock);
-    char more[64] = "";
-    if (quiet)
-        snprintf(more, sizeof more, " (and %u more since the last such line)", quiet);
     if (say)
-        fprintf(stderr,
-                "kdiag-manager: redirect %u: connection from %s did not come through the redirect rule: closed%s\n",
-                s->port, peer, more);
+        fprintf(stderr, "%s\n", m->o.verbose ? line : out);
+}
+
+/* The strays held back once their window has ended (at_end: at once, a
+ * stream or the manager ends). Returns the poll timeout until they are due
+ * (-1: none). */
+static int stray_flush(redirect_mgr *m, bool at_end)
+{
+    char out[TIME_RATELIMIT_OUT_MAX];
+    int timeout;
+    pthread_mutex_lock(&m->lock);
+    bool say = time_ratelimit_flush(&m->strays, STRAY_WINDOW_MS, at_end, out, sizeof out, &timeout);
+    pthread_mutex_unlock(&m->lock);
+    if (say)
+        fprintf(stderr, "%s\n", out);
+    return timeout;
 }
 
 /* Accepts one redirected connection and announces it. 0, -EAGAIN when there
@@ -439,6 +453,7 @@ static void session_end(redirect_mgr *m, session *s)
         close(s->reg->takeover_fd);
         free(s->reg);
     }
+    stray_flush(m, true); /* no stray of this stream's listener is left unsaid */
     if (m->o.verbose)
         fprintf(stderr, "kdiag-manager: redirect %u: stream ended, rules and listener removed\n", s->port);
 }
@@ -562,7 +577,7 @@ static grpc_status_code session_serve(redirect_mgr *m, rpc_call *call, session *
         {.fd = s->report[0], .events = POLLIN},
     };
     for (;;) {
-        if (poll(pf, 5, -1) < 0) {
+        if (poll(pf, 5, stray_flush(m, false)) < 0) {
             if (errno == EINTR)
                 continue;
             rpc_call_set_message(call, "poll: %s", strerror(errno));
@@ -691,6 +706,7 @@ void redirect_mgr_free(redirect_mgr *m)
 {
     if (!m)
         return;
+    stray_flush(m, true);
     tunnel_free(m->tun);
     nft_conn_close(m->nft);
     pthread_cond_destroy(&m->released);

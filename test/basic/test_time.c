@@ -2,6 +2,7 @@
  * a rate limit passes one event per window and counts the others. */
 #include <errno.h>
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -93,6 +94,38 @@ static void ratelimit_passes_one_per_window_and_counts_the_others(void **state)
     assert_false(time_ratelimit_pass(&rl, 10000, &quiet)); /* a new window */
 }
 
+/* The lines counted are said with the count, and the last of them when the
+ * window ends (or at once at the end) with the count of the others. */
+static void ratelimit_says_the_lines_held_back_when_the_window_ends(void **state)
+{
+    (void)state;
+    time_ratelimit rl = {0};
+    char out[TIME_RATELIMIT_OUT_MAX], line[16];
+    int timeout = 99;
+    assert_false(time_ratelimit_flush(&rl, 10000, true, out, sizeof out, &timeout)); /* nothing counted */
+    assert_int_equal(timeout, -1);
+    assert_true(time_ratelimit_line(&rl, 10000, "c0", out, sizeof out));
+    assert_string_equal(out, "c0");
+    for (int i = 1; i <= 4; i++) {
+        snprintf(line, sizeof line, "c%d", i);
+        assert_false(time_ratelimit_line(&rl, 10000, line, out, sizeof out));
+    }
+    assert_false(time_ratelimit_flush(&rl, 10000, false, out, sizeof out, &timeout)); /* the window runs */
+    assert_in_range(timeout, 9000, 10000);
+    rl.said -= 10000;
+    assert_true(time_ratelimit_flush(&rl, 10000, false, out, sizeof out, &timeout));
+    assert_string_equal(out, "c4 (and 3 more since the last such line)");
+    assert_int_equal(timeout, -1);
+    assert_false(time_ratelimit_line(&rl, 10000, "c5", out, sizeof out));           /* a new window */
+    assert_true(time_ratelimit_flush(&rl, 10000, true, out, sizeof out, &timeout)); /* at the end: at once */
+    assert_string_equal(out, "c5");
+    assert_false(time_ratelimit_line(&rl, 10000, "c6", out, sizeof out));
+    assert_false(time_ratelimit_line(&rl, 10000, "c7", out, sizeof out));
+    rl.said -= 10000; /* the next one after the window passes with the count */
+    assert_true(time_ratelimit_line(&rl, 10000, "c8", out, sizeof out));
+    assert_string_equal(out, "c8 (and 2 more since the last such line)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -101,6 +134,7 @@ int main(void)
         cmocka_unit_test(deadline_is_ms_ahead_and_normalised),
         cmocka_unit_test(monotonic_cond_times_out_on_time),
         cmocka_unit_test(ratelimit_passes_one_per_window_and_counts_the_others),
+        cmocka_unit_test(ratelimit_says_the_lines_held_back_when_the_window_ends),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,6 +299,12 @@ def test_direct_connections_to_a_redirect_listener_are_logged_once_per_10s(clust
     wait_for(lambda: stray() > before, 10, what='the line about them')
     time.sleep(0.5)  # the manager has closed all 200: a line each would be there by now
     assert stray() == before + 1
+    # the 199 held back: the last of them when the window ends, with the count of the others (they
+    # were said only with the next such connection, never if none came)
+    wait_for(lambda: stray() == before + 2, 15, what='the line about the ones held back')
+    last = [l for l in cluster.ok('logs', 'nginx', '-c', mgr[-1]).splitlines()
+            if 'did not come through the redirect rule' in l][-1]
+    assert last.endswith(': closed (and 198 more since the last such line)'), last
     assert r.interrupt() == 0, r.err()
 
 
@@ -368,6 +374,33 @@ def test_a_refusing_local_target_is_said_once_per_10s(cluster, bg):
                   r'\(and (\d+) more since the last such line\)$', lines[1])
     assert m and int(m.group(1)) >= 29, lines
     assert r.interrupt() == 0, r.err()
+
+
+def said_refusals(err):
+    """How many refusals the lines say: each line one, plus the others it counts."""
+    lines = [l for l in err.splitlines() if 'refused by the local target' in l]
+    more = [re.search(r'\(and (\d+) more since the last such line\)$', l) for l in lines]
+    return len(lines) + sum(int(m.group(1)) for m in more if m), lines
+
+
+@pytest.mark.parametrize('end', ['window', 'ctrl-c'])
+def test_refusals_held_back_are_said_when_the_window_ends(cluster, bg, end):
+    """A burst of refused connections, then nothing: the first was said and the others only counted
+    for the next such line, which never came (20 refusals, 1 said). Now the last one held back is
+    said when the 10 s window ends, or when redir stops, with the count of the others."""
+    r = bg(cluster, 'redir', '--include-probes', 'pod/distroless', '8080:%d' % free_port())  # nothing there
+    r.wait_out('redirecting pod/distroless:8080')
+    refused_peers(cluster, 'distroless', 8080, 20)
+    wait_for(lambda: said_refusals(r.err())[1], 10, what='the first refusal line')
+    if end == 'window':
+        wait_for(lambda: said_refusals(r.err())[0] >= 20, 15, what='the refusals held back')
+        assert r.interrupt() == 0, r.err()
+    else:
+        assert r.interrupt() == 0, r.err()
+    said, lines = said_refusals(r.err())
+    assert said == 20 and len(lines) == 2, r.err()
+    assert lines[1].endswith('refused by the local target (is something listening there?) (and 18 more since the '
+                             'last such line)'), lines
 
 
 def test_a_refusing_local_target_is_said_for_each_connection_with_v(cluster, bg):
