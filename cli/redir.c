@@ -578,9 +578,26 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
     int rc = fetch_ps(r, f, k, &resp, err, errlen);
     if (rc < 0)
         return rc;
-    uint16_t ports[CONTRACT_STREAMS_MAX];
-    size_t n = ps_public_tcp_ports(resp, ports, CONTRACT_STREAMS_MAX);
+    uint16_t *ports = malloc(UINT16_MAX * sizeof(*ports)); /* every one, lowest first */
+    size_t n = ports ? ps_public_tcp_ports(resp, ports, UINT16_MAX) : 0;
     kdiag__solo__io__ps_response__free_unpacked(resp, NULL);
+    if (!ports) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    if (n > CONTRACT_STREAMS_MAX) { /* each port is a stream of the manager, which serves that many */
+        fprintf(stderr,
+                "pod/%s listens on %zu TCP ports, and redir takes at most %d: only the lowest, %u-%u, are redirected, "
+                "not the %zu from %u to %u; name the ports to redirect others, e.g. kubectl diag redir pod/%s %u\n",
+                r->s.pod.name, n, CONTRACT_STREAMS_MAX, ports[0], ports[CONTRACT_STREAMS_MAX - 1],
+                n - CONTRACT_STREAMS_MAX, ports[CONTRACT_STREAMS_MAX], ports[n - 1], r->s.pod.name,
+                ports[CONTRACT_STREAMS_MAX]);
+        n = CONTRACT_STREAMS_MAX;
+    }
+    r->ports = n ? calloc(n, sizeof(*r->ports)) : NULL;
+    for (size_t i = 0; i < n && r->ports; i++)
+        r->ports[i].pp = (flags_portpair){ports[i], ports[i]};
+    free(ports);
     if (n == 0) {
         snprintf(err, errlen,
                  "pod/%s has no TCP port listening on a non-loopback address; name the ports, e.g. kubectl diag "
@@ -588,13 +605,10 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
                  r->s.pod.name);
         return -ENOENT;
     }
-    r->ports = calloc(n, sizeof(*r->ports));
     if (!r->ports) {
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    for (size_t i = 0; i < n; i++)
-        r->ports[i].pp = (flags_portpair){ports[i], ports[i]};
     r->nports = n;
     return 0;
 }

@@ -74,6 +74,35 @@ def test_all_listening_ports(cluster, bg, local_http):
         cluster.kubectl('delete', 'pod', name, '--wait=false')
 
 
+def listening_ports(cluster, pod):
+    """The TCP ports the pod listens on, as its network namespace's /proc/net/tcp{,6} list them."""
+    ports = set()
+    for table in ('tcp', 'tcp6'):
+        with open('/proc/%d/net/%s' % (cluster.pod_pid(pod), table)) as f:
+            ports |= {int(r.split()[1].rsplit(':', 1)[1], 16) for r in f.readlines()[1:] if r.split()[3] == '0A'}
+    return ports
+
+
+def test_a_pod_listening_on_more_ports_than_redir_takes_is_told_which(cluster, bg, label):
+    """No ports given: every port the pod listens on, but at most 256 (the manager's streams). A pod
+    listening on 260 had its lowest 256 redirected and the 4 others left alone without a word; now
+    stderr says so, which ones, and how to choose."""
+    name = label + '-many'
+    cluster.ok('run', name, '--image=nginx', '--restart=Never', '--labels=app=' + label, '--command', '--',
+               'sh', '-c', 'for p in $(seq 3000 3259); do httpd -p $p -h /; done; exec sleep 100000')
+    cluster.wait_running(name)
+    wait_for(lambda: len(listening_ports(cluster, name)) == 260, 30, what='260 listeners')
+    r = bg(cluster, 'redir', 'pod/' + name)
+    redirected = lambda: r.out().count('redirecting pod/%s:' % name)
+    wait_for(lambda: redirected() >= 256 or r.proc.poll() is not None, 120, what='256 ports redirected')
+    assert redirected() == 256 and 'redirecting pod/%s:3255 → localhost:3255 (incoming)' % name in r.out(), r.out()
+    assert ':3256 ' not in r.out(), r.out()
+    assert ('pod/%s listens on 260 TCP ports, and redir takes at most 256: only the lowest, 3000-3255, are '
+            'redirected, not the 4 from 3256 to 3259; name the ports to redirect others, e.g. kubectl diag redir '
+            'pod/%s 3256' % (name, name)) in error_lines(r.err()), r.err()
+    assert r.interrupt() == 0, r.err()
+
+
 def test_200_concurrent_connections_intact(cluster, bg):
     with EchoServer() as echo:
         port = echo.port
