@@ -134,7 +134,7 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
     char base[32];
     ephem_base_name(o->version, base, sizeof(base));
     unsigned need = o->privileged ? EPHEM_CAPS_ALL : o->caps;
-    int max_suffix = 0, best_suffix = 0;
+    int max_suffix = 0, best_suffix = 0, ended = 0;
     bool best_running = false;
     unsigned union_caps = 0;
     const pod_container *lacking = NULL; /* the first of ours that lacks what is needed */
@@ -146,6 +146,7 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
             continue;
         if (sfx > max_suffix)
             max_suffix = sfx;
+        ended += c->has_status && c->state == POD_STATE_TERMINATED;
         /* never one whose manager cannot prove a secret (none in its spec) */
         bool alive = c->state == POD_STATE_RUNNING || c->state == POD_STATE_WAITING || !c->has_status;
         if (!alive || !same(c->image, o->image) || !same(c->target, o->target) || !contract_secret_valid(c->secret))
@@ -180,6 +181,16 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
                  "restricted (only what the command needs)",
                  profiles[o->profile].name, missing, o->command ? o->command : "this command");
         return -EPERM;
+    }
+    if (o->max_ended && ended >= o->max_ended) { /* a target that keeps restarting: one more each time */
+        const char *t = o->target ? o->target : "", *cmd = o->command ? o->command : "this command";
+        snprintf(err, errlen,
+                 "pod/%s has %d debug containers of kubectl diag that ended (each when its target container %s "
+                 "stopped or restarted: it lives in that container's PID namespace), and ephemeral containers can "
+                 "never be removed: %s adds no more by itself; fix what restarts %s and recreate the pod, or name "
+                 "the pod (kubectl diag %s pod/%s ...) to add one anyway",
+                 p->name, ended, t, cmd, t, cmd, p->name);
+        return -EMLINK;
     }
     plan->create = true;
     plan->caps = add | (lacking ? need | union_caps : 0); /* a second one supersedes the first */

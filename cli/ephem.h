@@ -117,6 +117,7 @@ typedef struct {
     ephem_profile profile; /* what a new container gets */
     bool privileged;       /* needs a privileged container (--privileged, --profile sysadmin) */
     bool new_container;    /* add one when the pod's lack what the command needs */
+    int max_ended;         /* add none to a pod that has this many of ours that ended (-EMLINK); 0: no limit */
     bool need_tunnel;      /* the command redirects: the manager's tunnel must be up */
     bool need_forward;     /* the command port-forwards to the manager: asked before a container is added */
     int64_t timeout_ms;    /* for the container to run and print its ports */

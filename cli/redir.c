@@ -35,6 +35,7 @@
 #define SPARES_DEFAULT 1            /* spare tunnel connections per stream; KDIAG_REDIR_SPARES for the benchmark */
 #define SPARE_RETRY_MS 100          /* a spare waits for the first forward of the pool: tried again after this */
 #define UNBRIDGED_WINDOW_MS 10000   /* connections the local target did not take: one line per window (-v: each) */
+#define FOLLOW_ENDED_MAX 3          /* -l / --all-pods add no debug container to a pod with this many ended */
 
 struct redir;
 struct podrun;
@@ -86,7 +87,8 @@ struct known {
     pod_info pod; /* the latest event's, until a run takes it (then zero) */
     bool ready;
     int64_t not_before; /* no new run before this (ms, monotonic) */
-    bool refused;       /* no retry changes the pod (refused_for_good): no new run */
+    bool refused;       /* no retry changes the pod (refused_for_good): no new run, kept until it is gone */
+    bool gone;          /* the watch saw it deleted */
 };
 
 struct redir {
@@ -691,7 +693,8 @@ static void *opener_main(void *arg)
     so.pod = pr->name;
     so.pod_read = pr->pod_read.name ? &pr->pod_read : NULL;
     so.selector = so.workload = NULL;
-    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS; /* to list the ports */
+    so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS;   /* to list the ports */
+    so.max_ended = r->follow ? FOLLOW_ENDED_MAX : 0; /* each restart of the target ends one (docs/redirect.md) */
     so.tunnel = true;
     so.quick = false; /* the pod as read: its node's addresses are the probes' sources (skip_sources) */
     int rc = so.pod_read ? check_targets(r, so.pod_read, err, sizeof(err)) : 0;
@@ -824,6 +827,7 @@ static void on_pod(void *ud, podwatch_event *ev)
         free(k->created);
         k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
         k->ready = ev->type != PODWATCH_DELETED && ev->ready;
+        k->gone = ev->type == PODWATCH_DELETED;
         pod_free(&k->pod);
         k->pod = ev->pod;
         memset(&ev->pod, 0, sizeof(ev->pod));
@@ -856,8 +860,8 @@ static int reconcile(struct redir *r)
             pr->stopping = true; /* freed below, or once its opener ends */
         }
     }
-    for (size_t i = 0; i < r->nknown; i++)
-        if (!r->known[i].ready && !run_of(r, r->known[i].name))
+    for (size_t i = 0; i < r->nknown; i++) /* a refused pod stays refused while it is not ready (restarts) */
+        if (!r->known[i].ready && (r->known[i].gone || !r->known[i].refused) && !run_of(r, r->known[i].name))
             known_remove(r, &r->known[i--]);
     struct known *start[64];
     size_t n = 0;
@@ -921,10 +925,11 @@ static int on_gone(struct redir *r, struct podrun *pr)
 }
 
 /* A pod that no retry changes: it refuses (-EPERM: hostNetwork, its debug
- * container lacks NET_ADMIN), or lacks a Service's named targetPort (-ENXIO). */
+ * container lacks NET_ADMIN), lacks a Service's named targetPort (-ENXIO),
+ * or has FOLLOW_ENDED_MAX debug containers that ended (-EMLINK). */
 static bool refused_for_good(int rc)
 {
-    return rc == -EPERM || rc == -ENXIO;
+    return rc == -EPERM || rc == -ENXIO || rc == -EMLINK;
 }
 
 /* Main thread: starts the streams of runs whose opener finished. An exit

@@ -261,6 +261,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         .profile = o->profile,
         .privileged = o->privileged,
         .new_container = o->new_container,
+        .max_ended = o->max_ended,
         .need_tunnel = o->tunnel,
         .need_forward = o->forward,
         .timeout_ms = o->timeout_ms,

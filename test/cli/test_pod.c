@@ -270,6 +270,17 @@ static void plan(void **state)
     assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_int_equal(pl.caps, EPHEM_SYS_PTRACE | EPHEM_SYS_ADMIN);
 
+    /* a cap on ours that ended (redir -l on a restarting target): none added
+     * at it, with how many and what to do; one below it */
+    o.max_ended = 2; /* both of ours ended (-2 in the fixture) */
+    o.command = "redir";
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EMLINK);
+    assert_non_null(strstr(err, "has 2 debug containers of kubectl diag that ended"));
+    assert_non_null(strstr(err, "redir adds no more by itself"));
+    o.max_ended = 3;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_true(pl.create);
+
     /* another image or target is another manager */
     p.ephemeral[0].state = POD_STATE_RUNNING;
     o = opts_for("9.9.9", EPHEM_CAPS_SHELL);

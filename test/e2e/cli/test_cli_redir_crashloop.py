@@ -1,0 +1,75 @@
+"""kubectl diag redir -l on a pod whose container keeps restarting. The debug container lives in
+its target container's PID namespace and ends with each restart; -l re-attached with a new one
+each time, and ephemeral containers can never be removed (5 restarts: 5 debug containers). Now it
+adds none to a pod that has 3 of ours ended, and says so once. On a cluster of its own whose
+restart back-off is 1 s (KUBESIM_BACKOFF_SECONDS), not the kubelet's 10 s, 20 s, ..."""
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import DEMO, free_port, start_cluster, wait_for
+
+ENDED_MAX = 3  # cli/redir.c FOLLOW_ENDED_MAX
+
+
+@pytest.fixture(scope='module')
+def cluster(request):
+    return start_cluster(request, [DEMO], env={'KUBESIM_BACKOFF_SECONDS': '1'})
+
+
+def restarts(cluster, name):
+    st = cluster.pod(name)['status']
+    return sum(c.get('restartCount', 0) for c in st.get('containerStatuses', []))
+
+
+def ready(cluster, name):
+    st = cluster.pod(name)['status']
+    return any(c['type'] == 'Ready' and c['status'] == 'True' for c in st.get('conditions', []))
+
+
+def restart_target(cluster, name):
+    """Kills the pod's server and waits until it runs again (the pod ready, one restart more)."""
+    before = restarts(cluster, name)
+    wait_for(lambda: cluster.pids_in_pod(name, 'hello-server'), 30, what='the server in pod/' + name)
+    for pid in cluster.pids_in_pod(name, 'hello-server'):
+        os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: restarts(cluster, name) > before and ready(cluster, name), 30, what='the restart')
+
+
+def debug_containers(cluster, name):
+    st = cluster.pod(name)['status'].get('ephemeralContainerStatuses', [])
+    return sorted((c['name'], list(c['state'])[0]) for c in st)
+
+
+def test_a_restarting_target_gets_no_more_debug_containers_than_the_cap(cluster, bg, label):
+    name = label + '-a'
+    cluster.ok('run', name, '--image=distroless', '--labels=app=' + label)  # restartPolicy Always
+    cluster.wait_running(name)
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '8080:%d' % free_port())
+    refusal = 'adds no more by itself'
+    for n in range(1, ENDED_MAX + 1):
+        redirected = lambda: r.out().count('redirecting pod/%s:8080' % name) >= n
+        wait_for(lambda: redirected() or refusal in r.err() or r.proc.poll() is not None, 60,
+                 what='redirect %d of pod/%s' % (n, name))
+        assert redirected(), r.err()
+        assert len(debug_containers(cluster, name)) == n, debug_containers(cluster, name)
+        restart_target(cluster, name)  # ends debug container n
+    wait_for(lambda: refusal in r.err() or r.proc.poll() is not None, 60, what='the refusal')
+    assert r.err().count(refusal) == 1, r.err()
+    assert ('pod/%s: cannot redirect: pod/%s has 3 debug containers of kubectl diag that ended (each when its target '
+            "container %s stopped or restarted: it lives in that container's PID namespace), and ephemeral "
+            'containers can never be removed: redir adds no more by itself; fix what restarts %s and recreate the '
+            'pod, or name the pod (kubectl diag redir pod/%s ...) to add one anyway; not tried again'
+            % (name, name, name, name, name)) in r.err().splitlines(), r.err()
+    # more restarts: no debug container added, nothing said again, redir still follows the selector
+    for _ in range(2):
+        restart_target(cluster, name)
+    time.sleep(3)  # a re-attach starts within ~1.2 s of the pod being ready
+    assert debug_containers(cluster, name) == [(c, 'terminated') for c, _ in debug_containers(cluster, name)]
+    assert len(debug_containers(cluster, name)) == ENDED_MAX, debug_containers(cluster, name)
+    assert r.err().count(refusal) == 1, r.err()
+    assert r.out().count('redirecting pod/%s:8080' % name) == ENDED_MAX, r.out()
+    assert r.proc.poll() is None, r.err()
+    assert r.interrupt() == 0, r.err()
