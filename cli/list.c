@@ -7,23 +7,36 @@
 #include "exitcode.h"
 #include "podsel.h"
 
+/* A debug container kubectl diag added: a row of the table. */
+static bool list_shown(const pod_container *c)
+{
+    return strncmp(c->name, "dbg-tools-", 10) == 0;
+}
+
 size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
 {
     size_t rows = 0;
-    int nsw = 20; /* NAMESPACE's width: the longest name's, as kubectl get -A */
-    for (size_t i = 0; namespaces && i < n; i++)
-        if (pods[i].ns && (int)strlen(pods[i].ns) > nsw)
-            nsw = (int)strlen(pods[i].ns);
+    /* NAMESPACE and POD are as wide as the longest name shown (NAMESPACE at
+     * least 20), as kubectl get -A's columns, so every row lines up */
+    int nsw = 20, podw = (int)strlen("POD");
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = 0; j < pods[i].nephemeral; j++)
+            if (list_shown(&pods[i].ephemeral[j])) {
+                if (namespaces && pods[i].ns && (int)strlen(pods[i].ns) > nsw)
+                    nsw = (int)strlen(pods[i].ns);
+                if ((int)strlen(pods[i].name) > podw)
+                    podw = (int)strlen(pods[i].name);
+            }
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < pods[i].nephemeral; j++) {
             const pod_container *c = &pods[i].ephemeral[j];
-            if (strncmp(c->name, "dbg-tools-", 10) != 0)
+            if (!list_shown(c))
                 continue;
             rows++;
             if (rows == 1 && namespaces)
                 fprintf(out, "%-*s ", nsw, "NAMESPACE");
             if (rows == 1)
-                fprintf(out, "%-32s %-24s %-44s %-12s %s\n", "POD", "CONTAINER", "IMAGE", "STATE", "AGE");
+                fprintf(out, "%-*s %-24s %-44s %-12s %s\n", podw, "POD", "CONTAINER", "IMAGE", "STATE", "AGE");
             char age[32] = "-";
             if (c->started)
                 pod_format_age(pod_age_seconds(c->started), age, sizeof(age));
@@ -36,7 +49,8 @@ size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
                 snprintf(state, sizeof(state), "%s", c->has_status ? pod_state_name(c->state) : "Pending");
             if (namespaces)
                 fprintf(out, "%-*s ", nsw, pods[i].ns ? pods[i].ns : "-");
-            fprintf(out, "%-32s %-24s %-44s %-12s %s\n", pods[i].name, c->name, c->image ? c->image : "-", state, age);
+            fprintf(out, "%-*s %-24s %-44s %-12s %s\n", podw, pods[i].name, c->name, c->image ? c->image : "-",
+                    state, age);
         }
     return rows;
 }

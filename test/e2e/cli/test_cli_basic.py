@@ -2,6 +2,7 @@
 the simulated cluster."""
 import json
 import os
+import re
 import subprocess
 
 from conftest import CLI, error_lines, wait_for
@@ -106,6 +107,22 @@ def test_list_shows_debug_containers(cluster):
         r = cluster.diag('list', pod)
         assert r.returncode == 0, r.stderr
         assert {row.split()[0] for row in r.stdout.splitlines()[1:]} == {'distroless'}, r.stdout
+
+
+def test_list_pod_column_is_as_wide_as_the_longest_name(cluster, label):
+    """list's POD column was 32 wide: a longer name pushed its row's CONTAINER, IMAGE, ... right of
+    their headers, and short names left a wide gap. It is as wide as the longest name shown."""
+    long_name, short_name = 'a-pod-whose-name-is-longer-than-32-%d' % os.getpid(), 'p%d' % os.getpid()
+    cluster.run_pods(label, [long_name, short_name])
+    for pod in (long_name, short_name):
+        assert cluster.diag('ps', pod).returncode == 0
+    r = cluster.diag('list', '-l', 'app=' + label)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert sorted(l.split()[0] for l in lines[1:]) == sorted([long_name, short_name]), r.stdout
+    starts = [[m.start() for m in re.finditer(r'\S+', l)] for l in lines]
+    assert all(s == starts[0] for s in starts[1:]), r.stdout
+    assert lines[0].index('CONTAINER') == len(long_name) + 1, r.stdout
 
 
 def test_list_all_namespaces(cluster):
