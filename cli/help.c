@@ -171,6 +171,7 @@ static const char logs_help[] =
     "colour of its own (when stdout is a terminal), starting with the last 10 lines of each.\n"
     "Pods that appear later and restarted containers are followed from their start; a stream\n"
     "that breaks while its container runs is resumed where it stopped.\n"
+    "At most 256 containers are followed at once: when more match, it says how many, once.\n"
     "Without a command it follows until Ctrl-C (exit 0). With a command it starts following,\n"
     "runs the command (its output on stdout) and shows only what was logged since it started,\n"
     "keeps following for the drain duration after the command exits, then exits with the\n"

@@ -114,7 +114,14 @@ struct logs {
     bool first_poll_done;
     char said[NO_CONTAINER_SAID][256]; /* pods say_no_container named */
     size_t nsaid;
-    bool out_gone; /* writing stdout failed (its reader went): nothing more is written */
+    bool out_gone;  /* writing stdout failed (its reader went): nothing more is written */
+    bool said_over; /* say_over_limit said it */
+};
+
+/* One spec's pods in one poll. */
+struct listing {
+    pod_info *pods;
+    size_t n;
 };
 
 /* text: tl bytes, NULs and all, as kubectl logs passes them. */
@@ -248,7 +255,7 @@ static void consider(struct logs *L, const pod_info *p, const pod_container *c)
     char arg[64];
     if (!s) {
         if (L->nstreams == MAX_STREAMS)
-            return;
+            return; /* say_over_limit said so */
         s = &L->streams[L->nstreams++];
         memset(s, 0, sizeof(*s));
         s->proc.pid = -1;
@@ -331,6 +338,81 @@ static void forget_gone(struct logs *L)
     }
 }
 
+/* Lists the pods of one spec (pods, n; none when the listing failed). A pod
+ * that does not exist (yet) is no failure: it is followed once it appears. */
+static int list_spec(struct logs *L, const struct spec *sp, pod_info **pods, size_t *n, char *err, size_t errlen)
+{
+    int rc;
+    *pods = NULL;
+    *n = 0;
+    if (sp->kind == SPEC_POD) {
+        if (!(*pods = calloc(1, sizeof(**pods)))) {
+            snprintf(err, errlen, "cannot follow logs: out of memory");
+            return -ENOMEM;
+        }
+        rc = podsel_fetch(&L->k, sp->value, L->timeout_ms, *pods, err, errlen);
+        *n = rc == 0 ? 1 : 0; /* pod_list_free frees the array either way */
+        if (rc == -ENOENT && !L->first_poll_done)
+            fprintf(stderr, "pod/%s does not exist (yet): following it once it appears\n", sp->value);
+        return rc == -ENOENT ? 0 : rc;
+    }
+    rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, L->timeout_ms, pods, n, err, errlen);
+    if (rc == 0 && *n == 0 && !L->first_poll_done) {
+        if (sp->kind == SPEC_LABEL)
+            fprintf(stderr, "no pod matches %s%s (yet): following the pods that appear\n", sp->owned ? "" : "-l ",
+                    sp->value);
+        else if (L->k.ns)
+            fprintf(stderr, "no pods in namespace %s (yet): following the pods that appear\n", L->k.ns);
+        else
+            fprintf(stderr, "no pods in the current namespace (yet): following the pods that appear\n");
+    }
+    return rc;
+}
+
+/* Whether spec sp follows container c of pod p. */
+static bool spec_selects(const struct logs *L, const struct spec *sp, const pod_info *p, const pod_container *c)
+{
+    const char *want = sp->container ? sp->container : L->container;
+    return !p->deleting && c && (!want || !strcmp(want, c->name));
+}
+
+/* Whether a spec before i selects container c of pod p too. */
+static bool selected_before(const struct logs *L, const struct listing *ls, size_t i, const pod_info *p,
+                            const pod_container *c)
+{
+    for (size_t k = 0; k < i; k++)
+        for (size_t j = 0; j < ls[k].n; j++)
+            if (!strcmp(ls[k].pods[j].name, p->name) &&
+                spec_selects(L, &L->specs[k], &ls[k].pods[j], pod_container_find(&ls[k].pods[j], c->name)))
+                return true;
+    return false;
+}
+
+/* Says once, before their followers start, when more containers are selected
+ * (running, or followed already) than MAX_STREAMS: the rest would be left out
+ * in silence. */
+static void say_over_limit(struct logs *L, const struct listing *ls)
+{
+    size_t matched = 0;
+    for (size_t i = 0; i < L->nspecs && !L->said_over; i++)
+        for (size_t j = 0; j < ls[i].n; j++)
+            for (size_t c = 0; c < ls[i].pods[j].ncontainers; c++) {
+                const pod_info *p = &ls[i].pods[j];
+                const pod_container *pc = &p->containers[c];
+                if (spec_selects(L, &L->specs[i], p, pc) &&
+                    (pc->state == POD_STATE_RUNNING || find_stream(L, p->name, pc->name)) &&
+                    !selected_before(L, ls, i, p, pc))
+                    matched++;
+            }
+    if (matched <= MAX_STREAMS)
+        return;
+    L->said_over = true;
+    fprintf(stderr,
+            "warning: %zu containers match; logs follows at most %d at once, so only the first %d are followed: "
+            "narrow the pods with -l SELECTOR, or the containers with -c CONTAINER (or -l SELECTOR:CONTAINER)\n",
+            matched, MAX_STREAMS, MAX_STREAMS);
+}
+
 /* Starts followers for what runs now. The first poll's errors are returned
  * (err): a selector that does not parse or a permission missing will not
  * mend by itself. Later ones are passed over: the next poll tries again. */
@@ -340,60 +422,40 @@ static int poll_pods(struct logs *L, char *ferr, size_t ferrlen)
     bool all_listed = true;
     if (L->out_gone)
         return 0;
+    struct listing *ls = calloc(L->nspecs, sizeof(*ls));
+    if (!ls) {
+        snprintf(ferr, ferrlen, "cannot follow logs: out of memory");
+        return L->first_poll_done ? 0 : -ENOMEM;
+    }
     for (size_t i = 0; i < L->nstreams; i++)
         L->streams[i].listed = false;
     for (size_t i = 0; i < L->nspecs; i++) {
-        const struct spec *sp = &L->specs[i];
-        pod_info *pods = NULL;
-        size_t n = 0;
         char err[1024];
-        int rc;
-        if (sp->kind == SPEC_POD) {
-            pods = calloc(1, sizeof(*pods));
-            if (!pods)
-                continue;
-            rc = podsel_fetch(&L->k, sp->value, L->timeout_ms, pods, err, sizeof(err));
-            n = rc == 0 ? 1 : 0;
-            all_listed &= rc == 0 || rc == -ENOENT;
-            if (rc == -ENOENT && !L->first_poll_done)
-                fprintf(stderr, "pod/%s does not exist (yet): following it once it appears\n", sp->value);
-            else if (rc < 0 && !L->first_poll_done && !first_rc) {
-                first_rc = rc;
-                snprintf(ferr, ferrlen, "%s", err);
-            }
-        } else {
-            rc = podsel_list(&L->k, sp->kind == SPEC_LABEL ? sp->value : NULL, L->timeout_ms, &pods, &n, err,
-                             sizeof(err));
-            all_listed &= rc == 0;
-            if (rc < 0 && !L->first_poll_done && !first_rc) {
-                first_rc = rc;
-                snprintf(ferr, ferrlen, "%s", err);
-            } else if (rc == 0 && n == 0 && !L->first_poll_done) {
-                if (sp->kind == SPEC_LABEL)
-                    fprintf(stderr, "no pod matches %s%s (yet): following the pods that appear\n",
-                            sp->owned ? "" : "-l ", sp->value);
-                else if (L->k.ns)
-                    fprintf(stderr, "no pods in namespace %s (yet): following the pods that appear\n", L->k.ns);
-                else
-                    fprintf(stderr, "no pods in the current namespace (yet): following the pods that appear\n");
-            }
+        int rc = list_spec(L, &L->specs[i], &ls[i].pods, &ls[i].n, err, sizeof(err));
+        all_listed &= rc == 0;
+        if (rc < 0 && !L->first_poll_done && !first_rc) {
+            first_rc = rc;
+            snprintf(ferr, ferrlen, "%s", err);
         }
-        for (size_t j = 0; j < n; j++) {
-            const pod_info *p = &pods[j];
-            if (p->deleting)
-                continue;
-            const char *want = sp->container ? sp->container : L->container;
+    }
+    if (!first_rc)
+        say_over_limit(L, ls);
+    for (size_t i = 0; i < L->nspecs; i++)
+        for (size_t j = 0; j < ls[i].n; j++) {
+            const pod_info *p = &ls[i].pods[j];
+            const char *want = L->specs[i].container ? L->specs[i].container : L->container;
             bool any = false;
             for (size_t c = 0; c < p->ncontainers; c++)
-                if (!want || !strcmp(want, p->containers[c].name)) {
+                if (spec_selects(L, &L->specs[i], p, &p->containers[c])) {
                     consider(L, p, &p->containers[c]);
                     any = true;
                 }
-            if (!any && want)
+            if (!any && want && !p->deleting)
                 say_no_container(L, p, want);
         }
-        pod_list_free(pods, n);
-    }
+    for (size_t i = 0; i < L->nspecs; i++)
+        pod_list_free(ls[i].pods, ls[i].n);
+    free(ls);
     if (all_listed)
         forget_gone(L);
     L->first_poll_done = true;

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from conftest import CLI, error_lines, wait_for
+from conftest import CLI, KUBECTLS, error_lines, wait_for
 from e2e_common import FdExpect, children, cmdline, prefixed
 
 
@@ -44,6 +44,37 @@ def test_command_exit_code_and_no_history(cluster):
     assert first not in r.stdout
     r = cluster.diag('logs', '--pod', 'curl', '--', 'sh', '-c', 'exit 42', timeout=60)
     assert r.returncode == 42
+
+
+def test_more_containers_than_it_follows_is_said_once(cluster, bg, label, tmp_path):
+    """logs follows at most 256 containers at once: with 257 it followed 256 and left the last
+    out without a word. It says once, before the followers start, how many match and how to
+    narrow. The pods are listed by the real kubectl; the 256 followers' `kubectl logs -f` fail at
+    once (a --kubectl wrapper), as nothing here needs 256 real streams."""
+    name = 'many-%d' % os.getpid()
+    containers = [{'name': 'c%03d' % i, 'image': 'curl', 'command': ['/bin/busybox', 'sleep', '100000']}
+                  for i in range(257)]
+    cluster.ok('create', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name, 'labels': {'app': label}},
+        'spec': {'containers': containers, 'terminationGracePeriodSeconds': 1}}))
+    wait_for(lambda: sum('running' in c.get('state', {}) for c in
+                         cluster.pod(name).get('status', {}).get('containerStatuses', [])) == 257,
+             180, interval=2, what='257 running containers')
+    calls = tmp_path / 'calls'
+    wrapper = tmp_path / 'kubectl'
+    wrapper.write_text('#!/bin/sh\necho "$*" >> %s\ncase " $* " in *" logs -f "*) echo "no streams here" >&2; '
+                       'exit 1;; esac\nexec %s "$@"\n' % (calls, KUBECTLS['default']))
+    wrapper.chmod(0o755)
+    r = bg(cluster, 'logs', '-l', 'app=' + label, kubectl=str(wrapper))
+    # the first listing and two more (one every 2 s): the line is said once, not at each
+    wait_for(lambda: calls.exists() and calls.read_text().count('get pods ') >= 3, 60, what='3 listings')
+    assert r.interrupt() == 0, r.err()
+    said = [l for l in error_lines(r.err()) if not l.startswith('error: cannot follow the logs of ')]
+    assert said == ['warning: 257 containers match; logs follows at most 256 at once, so only the first 256 '
+                    'are followed: narrow the pods with -l SELECTOR, or the containers with -c CONTAINER (or '
+                    '-l SELECTOR:CONTAINER)'], r.err()
+    followed = {l.split(' -c ')[1].split()[0] for l in calls.read_text().splitlines() if 'logs -f ' in l}
+    assert len(followed) == 256, followed
 
 
 def test_follows_new_pods_and_ctrl_c_exits_0(cluster, bg):
