@@ -438,6 +438,8 @@ static int list_pods(capture_cli *c, char *err, size_t errlen)
     size_t n = 0;
     int rc = workload ? podsel_workload(c->k, workload, f->timeout_ms, &sel, err, errlen) : 0;
     if (rc == 0)
+        rc = podwatch_check_selector(sel ? sel : f->labels[0].value, workload ? workload : "-l", err, errlen);
+    if (rc == 0)
         rc = podsel_running(c->k, sel ? sel : f->labels[0].value, workload, CAPTURE_PODS_MAX, f->timeout_ms, &pods,
                             &n, err, errlen);
     if (rc == 0 && !(c->pods = calloc(CAPTURE_PODS_MAX, sizeof *c->pods)))

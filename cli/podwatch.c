@@ -69,11 +69,11 @@ out:
 int podwatch_path(char *buf, size_t n, const char *ns, const char *selector, const char *rv)
 {
     static const char hex[] = "0123456789ABCDEF";
-    char sel[1024];
+    char sel[3 * PODWATCH_SELECTOR_MAX + 1]; /* each byte at most %XX */
     size_t j = 0;
+    if (strlen(selector) > PODWATCH_SELECTOR_MAX)
+        return -E2BIG;
     for (const unsigned char *s = (const unsigned char *)selector; *s; s++) {
-        if (j + 4 > sizeof sel)
-            return -E2BIG;
         if ((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || strchr("-._~", *s)) {
             sel[j++] = (char)*s;
         } else {
@@ -112,9 +112,9 @@ static bool take_lines(podwatch *w, dynbuf *b)
 /* Runs one kubectl watch until it ends. true when it ended by podwatch_free. */
 static bool run_child(podwatch *w, bool *got, char *last, size_t lastlen)
 {
-    char path[2048];
+    char path[4096]; /* the encoded selector (3 KiB at most), the namespace (255) and rv fit */
     if (podwatch_path(path, sizeof path, w->ns, w->selector, w->rv) < 0) {
-        snprintf(last, lastlen, "the selector is too long");
+        snprintf(last, lastlen, "the watch's path is too long");
         return false;
     }
     const char *args[] = {"get", "--raw", path, NULL};
@@ -183,12 +183,26 @@ static void *watch_main(void *arg)
     return NULL;
 }
 
+int podwatch_check_selector(const char *selector, const char *from, char *err, size_t errlen)
+{
+    size_t len = strlen(selector);
+    if (len <= PODWATCH_SELECTOR_MAX)
+        return 0;
+    snprintf(err, errlen,
+             "%s: the selector is %zu characters long, more than the %d kubectl diag can watch the pods of: shorten "
+             "it (match fewer labels, or one label the pods share), or name one pod (pod/NAME)",
+             from, len, PODWATCH_SELECTOR_MAX);
+    return -EINVAL;
+}
+
 int podwatch_new(podwatch **ret, const kube *k, const char *ns, const char *selector, podwatch_fn fn, void *ud,
                  char *err, size_t errlen)
 {
     int rc;
-    podwatch *w = calloc(1, sizeof *w);
     *ret = NULL;
+    if ((rc = podwatch_check_selector(selector, "-l", err, errlen)) < 0)
+        return rc;
+    podwatch *w = calloc(1, sizeof *w);
     if (w)
         w->stop_efd = -1;
     if (!w || !(w->selector = strdup(selector))) {

@@ -26,8 +26,17 @@ typedef void (*podwatch_fn)(void *ud, podwatch_event *ev);
 
 typedef struct podwatch podwatch;
 
+/* The longest selector the watch takes (its URL-encoded form, at most 3
+ * times as long, goes into the path of kubectl get --raw). */
+#define PODWATCH_SELECTOR_MAX 1024
+
+/* 0 when selector (given by from: "-l", "deploy/web") is short enough to
+ * watch; -EINVAL with err saying its length, the limit and the fix. Commands
+ * that will watch call it before they change anything. */
+int podwatch_check_selector(const char *selector, const char *from, char *err, size_t errlen);
 /* Starts watching pods matching selector in ns (NULL: the context's
- * namespace). 0, or a negative errno with err saying why. */
+ * namespace). 0, or a negative errno with err saying why (-EINVAL: the
+ * selector is too long, as podwatch_check_selector says). */
 int podwatch_new(podwatch **ret, const kube *k, const char *ns, const char *selector, podwatch_fn fn, void *ud,
                  char *err, size_t errlen);
 /* Stops the child, joins the thread; NULL: nothing. No callback runs after. */

@@ -1145,6 +1145,8 @@ int redir_main(const flags *f, const kube *k)
         snprintf(err, sizeof(err), "out of memory");
     }
     r.follow = r.selector != NULL;
+    if (rc == 0 && r.follow)
+        rc = podwatch_check_selector(r.selector, r.workload ? r.workload : "-l", err, sizeof(err));
     if (rc == 0)
         rc = first_pods(&r, err, sizeof(err));
     if (rc == 0 && r.follow)

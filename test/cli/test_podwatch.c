@@ -79,6 +79,18 @@ static void path_encodes_the_selector_and_resumes(void **state)
     assert_int_equal(podwatch_path(buf, sizeof buf, "prod", "app=web", "1234"), 0);
     assert_non_null(strstr(buf, "&labelSelector=app%3Dweb&resourceVersion=1234"));
     assert_int_equal(podwatch_path(buf, 40, "prod", "app=web", ""), -E2BIG);
+    /* PODWATCH_SELECTOR_MAX characters fit however many need encoding; one more does not */
+    char sel[PODWATCH_SELECTOR_MAX + 2], path[4096];
+    memset(sel, '=', PODWATCH_SELECTOR_MAX);
+    sel[PODWATCH_SELECTOR_MAX] = '\0';
+    assert_int_equal(podwatch_path(path, sizeof path, "prod", sel, "1234"), 0);
+    strcat(sel, "=");
+    assert_int_equal(podwatch_path(path, sizeof path, "prod", sel, "1234"), -E2BIG);
+    char err[512];
+    assert_int_equal(podwatch_check_selector(sel, "-l", err, sizeof err), -EINVAL);
+    assert_non_null(strstr(err, "1025 characters long, more than the 1024"));
+    sel[PODWATCH_SELECTOR_MAX] = '\0';
+    assert_int_equal(podwatch_check_selector(sel, "-l", err, sizeof err), 0);
 }
 
 int main(void)

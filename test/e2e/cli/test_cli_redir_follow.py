@@ -28,6 +28,20 @@ def running_at(cluster, pod):
                     interval=0.05, what='pod %s running' % pod)
 
 
+def test_a_selector_too_long_to_watch_is_refused_at_once(cluster, bg, fresh_pod):
+    """A selector too long for the watch's path: redir redirected the pod, then retried the watch
+    forever ("the selector is too long" every 2 s). redir and capture --all-pods refuse it at once,
+    before adding anything, with its length, the limit and the fix (exit 2)."""
+    sel = 'run=%s,%s' % (fresh_pod, ','.join('k%d!=v' % i for i in range(150)))
+    said = ('error: -l: the selector is %d characters long, more than the 1024 kubectl diag can watch the pods '
+            'of: shorten it (match fewer labels, or one label the pods share), or name one pod (pod/NAME)' % len(sel))
+    for args in (['redir', '-l', sel, '8080:18989'], ['capture', '--all-pods', '-l', sel, '-w', os.devnull]):
+        r = bg(cluster, *args)
+        wait_for(lambda: r.proc.poll() is not None, 30, what='%s to end' % args[0])
+        assert (r.proc.returncode, r.err().strip().splitlines()) == (2, [said]), r.err()
+    assert not cluster.pod(fresh_pod)['spec'].get('ephemeralContainers'), 'a debug container was added'
+
+
 def test_all_pods_each_pod_reaches_the_local_port(cluster, bg, label, local_http):
     srv = local_http()
     pods = ['%s-%d' % (label, i) for i in range(3)]
