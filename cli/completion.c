@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cp-internal.h"
 #include "ephem.h"
 #include "flags.h"
 #include "podsel.h"
@@ -86,6 +87,36 @@ static void from_kubectl(FILE *out, const kube *k, const char *const *args, cons
     kube_result_free(&r);
 }
 
+/* The one pod the words name (pod/NAME, --pod NAME, a bare NAME, cp's
+ * [NAMESPACE/]POD:PATH), read by the command's own parser (--help added: a
+ * line still missing its command or operands parses); 0 when it names one,
+ * with its namespace in ns when cp's operand gave one. */
+static int line_pod(char **words, int n, char *pod, size_t podlen, char *ns, size_t nslen)
+{
+    char **argv = calloc((size_t)n + 3, sizeof *argv), err[512];
+    flags f = {0};
+    int rc = argv ? 0 : -ENOMEM;
+    if (rc == 0) {
+        argv[0] = "kubectl-diag";
+        memcpy(argv + 1, words, (size_t)n * sizeof *argv);
+        argv[n + 1] = "--help";
+        rc = flags_parse(n + 2, argv, &f, err, sizeof err);
+    }
+    pod[0] = ns[0] = '\0';
+    if (rc == 0 && f.npods == 1)
+        snprintf(pod, podlen, "%s", f.pods[0].value);
+    for (int i = 0; rc == 0 && f.cmd == FLAGS_CMD_CP && !f.npods && i < f.ncp_args; i++) {
+        cp_operand op;
+        if (cp_parse_operand(f.cp_args[i], &op, err, sizeof err) == 0 && op.remote && !op.workload && op.pod[0]) {
+            snprintf(pod, podlen, "%s", op.pod);
+            snprintf(ns, nslen, "%s", op.ns);
+        }
+    }
+    flags_free(&f);
+    free(argv);
+    return rc == 0 && pod[0] ? 0 : -ENOENT;
+}
+
 int completion_complete(FILE *out, const kube *k, char **words, int nwords)
 {
     const char *partial = nwords > 0 ? words[nwords - 1] : "";
@@ -137,7 +168,16 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
         emit_list(out, shells, partial);
     else if (!strcmp(prev, "help"))
         emit_list(out, commands, partial);
-    else if (flags_takes_value(prev, cmd)) { /* a value of its own: no pods */
+    else if (flags_names_container(prev, cmd)) { /* -c, -t: the containers of the pod on the line */
+        static const char names[] = "jsonpath={range .spec.containers[*]}{.name}{\"\\n\"}{end}";
+        char pod[256], ns[64];
+        const char *args[] = {"get", "pod", "-o", names, "--", pod, NULL};
+        if (line_pod(words, nwords - 2, pod, sizeof pod, ns, sizeof ns) == 0) {
+            if (ns[0])
+                kk.ns = ns;
+            from_kubectl(out, &kk, args, "", false, partial);
+        }
+    } else if (flags_takes_value(prev, cmd)) { /* a value of its own: no pods */
         if (!strcmp(prev, "--kubeconfig") || !strcmp(prev, "--kubectl") || !strcmp(prev, "-w") ||
             !strcmp(prev, "--write"))
             directive = DIRECTIVE_FILES;

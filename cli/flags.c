@@ -307,16 +307,29 @@ flags_cmd flags_cmd_of(const char *s)
     return FLAGS_CMD_NONE;
 }
 
+/* The flag the word w ("--timeout", "-c") is for command cmd, or NULL. */
+static const struct opt *flag_word(const char *w, flags_cmd cmd)
+{
+    if (w[0] != '-' || !w[1])
+        return NULL;
+    if (w[1] == '-')
+        return find_long(w + 2, strlen(w + 2));
+    return w[2] ? NULL : find_short(w[1], cmd);
+}
+
 bool flags_takes_value(const char *w, flags_cmd cmd)
 {
-    const struct opt *o = NULL;
-    if (w[0] != '-' || !w[1])
-        return false;
-    if (w[1] == '-')
-        o = find_long(w + 2, strlen(w + 2));
-    else if (!w[2])
-        o = find_short(w[1], cmd);
+    const struct opt *o = flag_word(w, cmd);
     return o && o->arg;
+}
+
+/* The commands with a target container, which -c names as kubectl exec and cp take it. */
+#define HAS_TARGET (ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_SHELL) | ONLY(FLAGS_CMD_CP) | ONLY(FLAGS_CMD_PS))
+
+bool flags_names_container(const char *w, flags_cmd cmd)
+{
+    const struct opt *o = flag_word(w, cmd);
+    return o && (o->id == O_TARGET || (o->id == O_CONTAINER && (ONLY(cmd) & (HAS_TARGET | ONLY(FLAGS_CMD_LOGS)))));
 }
 
 bool flags_bare_pod(flags_cmd cmd)
@@ -697,8 +710,7 @@ int flags_parse(int argc, char **argv, flags *f, char *err, size_t errlen)
         parse_keep(f, keep, "$KDIAG_KEEP_FORWARD", err, errlen) < 0)
         return -EINVAL;
     /* kubectl exec and cp take the container with -c: the target, for the commands that have one */
-    bool has_target = ONLY(f->cmd) &
-                      (ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_SHELL) | ONLY(FLAGS_CMD_CP) | ONLY(FLAGS_CMD_PS));
+    bool has_target = ONLY(f->cmd) & HAS_TARGET;
     if (given(seen, O_CONTAINER) && has_target) {
         if (given(seen, O_TARGET) && strcmp(f->target, f->container))
             return fail(err, errlen, "both -t %s and -c %s given: the container is one of them", f->target,

@@ -123,6 +123,9 @@ void flags_free(flags *f);
 /* Whether the flag word w ("--timeout", "-c") takes a value, for command cmd
  * (a letter may mean one flag per command). */
 bool flags_takes_value(const char *w, flags_cmd cmd);
+/* Whether the flag word w names a container for command cmd: -t/--target,
+ * and -c/--container where cmd takes it (not capture's -c, its count). */
+bool flags_names_container(const char *w, flags_cmd cmd);
 /* Whether cmd takes a bare pod name (NAME, as kubectl exec NAME takes it). */
 bool flags_bare_pod(flags_cmd cmd);
 /* What follows a pod/, pods/ or po/ prefix of s, or NULL without one. */

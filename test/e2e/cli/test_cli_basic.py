@@ -385,6 +385,32 @@ def test_completion_offers_pods_only_where_a_pod_goes(cluster, tmp_path):
     assert r.stdout.split() == [str(tmp_path / 'trace.pcap')], r.stdout + r.stderr
 
 
+def test_completion_offers_the_containers_of_the_pod_on_the_line(cluster):
+    """After -c/-t/--container/--target nothing was offered; now the containers of the pod given
+    on the line, as the command reads it (none without a pod; capture's -c is its count)."""
+    name = 'two-%d' % os.getpid()
+    cluster.ok('create', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
+        'spec': {'terminationGracePeriodSeconds': 1, 'containers': [{'name': 'app', 'image': 'distroless'},
+                                                                    {'name': 'sidecar', 'image': 'curl'}]}}))
+    try:
+        for words in (['exec', 'pod/' + name, '-c', ''], ['shell', name, '--container', ''],
+                      ['logs', name, '-c', ''], ['ps', '--pod', name, '--target', ''], ['redir', name, '-t', ''],
+                      ['cp', name + ':/etc', 'etc', '-c', ''], ['-n', 'default', 'exec', name, '-t', '']):
+            r = cluster.diag('__complete', *words)
+            assert r.stdout.splitlines() == ['app', 'sidecar', ':4'], (words, r.stdout, r.stderr)
+        assert cluster.diag('__complete', 'exec', name, '-c', 'si').stdout.splitlines() == ['sidecar', ':4']
+        for words in (['exec', '-c', ''], ['capture', 'pod/' + name, '-c', ''], ['exec', 'pod/nope', '-c', '']):
+            assert cluster.diag('__complete', *words).stdout.splitlines() == [':4'], words
+        # kubectl diag ... <TAB>: kubectl runs kubectl_complete-diag from PATH
+        env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
+        r = subprocess.run(['kubectl', '__complete', 'diag', 'exec', 'pod/' + name, '-c', ''], capture_output=True,
+                           text=True, env=env, timeout=30)
+        assert r.stdout.splitlines() == ['app', 'sidecar', ':4'], r.stdout + r.stderr
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
 def test_ps_of_thousands_of_long_command_lines_cuts_them_to_fit(cluster):
     """4500 processes with 16 KB command lines: 72 MB of listing, past the 64 MiB a response may
     be, and ps failed whole ("Received message larger than max"). The command lines are cut
