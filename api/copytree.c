@@ -994,10 +994,10 @@ static int stream_write(int fd, const Kdiag__Solo__Io__CopyChunk *c)
 {
     static const uint8_t zeros[65536];
     if (!c->hole)
-        return fd_write_all(fd, c->data.data, c->data.len);
+        return fd_write_all_or_signal(fd, c->data.data, c->data.len);
     for (uint64_t left = c->hole; left;) {
         size_t n = left < sizeof zeros ? (size_t)left : sizeof zeros;
-        int rc = fd_write_all(fd, zeros, n);
+        int rc = fd_write_all_or_signal(fd, zeros, n);
         if (rc < 0)
             return rc;
         left -= n;

@@ -73,7 +73,9 @@ int copytree_recv_new(copytree_recv **ret, int rootfd, const char *dest, uint64_
 /* Prepares to write the content of a stream's one regular file to fd (a
  * pipe, a terminal: holes become zeros), in order; a directory, symlink or a
  * second entry is refused. name is fd's for messages ("stdout"). fd stays
- * the caller's; what was written stays written. */
+ * the caller's; what was written stays written. A signal that interrupts a
+ * write to fd ends the stream (-EINTR): a write blocked on a reader that
+ * does not read is stopped by a signal to the writing thread. */
 int copytree_recv_new_stream(copytree_recv **ret, int fd, const char *name, char *err, size_t errlen);
 /* The next chunk of the stream, its zstd decoded here (api/copyz.h). -EPROTO
  * for a stream that breaks the rules. */

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <unistd.h>
 
@@ -20,16 +21,16 @@ int fd_nonblock(int fd)
     return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
 }
 
-int fd_write_all(int fd, const void *p, size_t n)
+static int write_all(int fd, const void *p, size_t n, bool signal_ends)
 {
     const uint8_t *b = p;
     while (n) {
         ssize_t w = write(fd, b, n);
-        if (w < 0 && errno == EINTR)
+        if (w < 0 && errno == EINTR && !signal_ends)
             continue;
         if (w < 0 && errno == EAGAIN) { /* O_NONBLOCK, set by whoever shares the fd: wait for room */
             struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            if (poll(&pf, 1, -1) < 0 && errno != EINTR)
+            if (poll(&pf, 1, -1) < 0 && (errno != EINTR || signal_ends))
                 return -errno;
             continue;
         }
@@ -39,6 +40,16 @@ int fd_write_all(int fd, const void *p, size_t n)
         n -= (size_t)w;
     }
     return 0;
+}
+
+int fd_write_all(int fd, const void *p, size_t n)
+{
+    return write_all(fd, p, n, false);
+}
+
+int fd_write_all_or_signal(int fd, const void *p, size_t n)
+{
+    return write_all(fd, p, n, true);
 }
 
 int fd_stdio_open(void)

@@ -17,6 +17,9 @@ int fd_nonblock(int fd);
  * program that set it) is full. Async-signal-safe. 0 or -errno (-EPIPE: the
  * reader went away). */
 int fd_write_all(int fd, const void *p, size_t n);
+/* fd_write_all, except that a signal caught while it waits ends it (-EINTR):
+ * a thread blocked on a reader that does not read can be stopped. */
+int fd_write_all_or_signal(int fd, const void *p, size_t n);
 
 /* Opens /dev/null on each of fds 0, 1 and 2 that is closed, so that no fd
  * opened later (an eventfd of gRPC, a socket) is taken for stdin, stdout or

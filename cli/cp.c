@@ -174,17 +174,29 @@ static void draw(const copytree_stats *st, bool final)
 
 #define PROGRESS_MS 200
 
+/* SIGURG (ignored by default, never sent to us otherwise): interrupts the
+ * copy thread's write to stdout (copytree_recv_new_stream). */
+static void on_kick(int sig)
+{
+    (void)sig;
+}
+
 /* Waits for the copy (its end at once, not at the next tick), drawing
  * progress on a terminal (and the totals at the end); a stop signal cancels
- * it. sfd: a signalfd of the stop signals. */
-static void wait_job(cp_job *j, int sfd)
+ * it. sfd: a signalfd of the stop signals. To stdout, the copy thread th may
+ * be blocked on a reader that does not read (| less, | a stopped process):
+ * once cancelled, it is interrupted at each tick until it ends. */
+static void wait_job(cp_job *j, int sfd, pthread_t th)
 {
     bool tty = isatty(2) && !(j->to_stdout && isatty(1)); /* not over content on the same terminal */
+    bool stopping = false;
     for (;;) {
         struct pollfd p[2] = {{j->done_fd, POLLIN, 0}, {sfd, POLLIN, 0}};
         struct signalfd_siginfo si;
-        if (poll(p, 2, PROGRESS_MS) > 0 && p[1].revents && read(sfd, &si, sizeof si) == (ssize_t)sizeof si)
+        if (poll(p, 2, PROGRESS_MS) > 0 && p[1].revents && read(sfd, &si, sizeof si) == (ssize_t)sizeof si) {
             copy_client_cancel_now(&j->cancel);
+            stopping = true;
+        }
         pthread_mutex_lock(&j->mu);
         copytree_stats st = j->st;
         bool done = j->done;
@@ -193,6 +205,8 @@ static void wait_job(cp_job *j, int sfd)
             draw(&st, done);
         if (done)
             return;
+        if (stopping && j->to_stdout)
+            pthread_kill(th, SIGURG);
     }
 }
 
@@ -351,6 +365,9 @@ int cp_main(const flags *f, const kube *k)
     sigset_t stop;
     sig_block_stop(&stop);
     pthread_t th;
+    struct sigaction kick = {.sa_handler = on_kick}; /* no SA_RESTART: the write returns EINTR */
+    if (j.to_stdout)
+        sigaction(SIGURG, &kick, NULL);
     j.done_fd = eventfd(0, EFD_CLOEXEC);
     sfd = signalfd(-1, &stop, SFD_CLOEXEC);
     if (j.done_fd < 0 || sfd < 0) {
@@ -362,10 +379,10 @@ int cp_main(const flags *f, const kube *k)
         snprintf(err, sizeof err, "cannot start the copy: %s", strerror(-rc));
         goto out;
     }
-    wait_job(&j, sfd);
+    wait_job(&j, sfd, th);
     pthread_join(th, NULL);
     rc = j.rc;
-    if (rc == -ECANCELED && j.cancel.cancelled) /* the thread that set it */
+    if ((rc == -ECANCELED || rc == -EINTR) && j.cancel.cancelled) /* the thread that set it */
         snprintf(err, sizeof err, "cp interrupted%s", j.to_stdout ? "" : ": nothing was left half-written");
     else if (rc == -EPIPE && j.to_stdout) /* its reader went (cp pod:/f - | head): quietly, as cat */
         rc = EXITCODE_PIPE;

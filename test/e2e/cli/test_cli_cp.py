@@ -2,12 +2,15 @@
 the distroless pod (no tar, no shell), a selector with ':PATH', paths kept inside the container's
 root, a missing path, the progress line only on a terminal, Ctrl-C or SIGHUP mid-file, and into a pod whose
 API server is 50 ms away."""
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import pty
 import signal
 import subprocess
+import termios
 import time
 
 import pytest
@@ -139,6 +142,38 @@ def test_cp_dash_is_stdout_out_of_the_pod_and_stdin_into_it(cluster, tmp_path):
         'error: cannot keep stdin in %s while it is read (cp sends a file of known size): No such file or '
         'directory; set TMPDIR to a writable directory with room' % (tmp_path / 'missing')]
     assert os.listdir(tmp_path) == ['holey']
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT], ids=['term', 'ctrl_c'])
+def test_cp_to_stdout_ends_on_a_stop_signal_while_its_reader_does_not_read(cluster, tmp_path, sig):
+    """`cp POD:FILE - | less` (or any reader that stopped reading): the copy's write to the full
+    pipe blocked, and SIGTERM or Ctrl-C ended nothing until the reader read or went. Now the
+    signal interrupts that write: "cp interrupted", exit 1, at once."""
+    r = subprocess.run([CLI, 'cp', '-', 'pod/distroless:/tmp/stall'], input=os.urandom(4 << 20),
+                       capture_output=True, timeout=120, env=cluster.env())
+    assert r.returncode == 0, r.stderr
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CLI, 'cp', 'pod/distroless:/tmp/stall', '-'], stdin=subprocess.DEVNULL, stdout=wfd,
+                         stderr=subprocess.PIPE, env=cluster.env())
+    os.close(wfd)
+    try:
+        size = fcntl.fcntl(rfd, fcntl.F_GETPIPE_SZ)
+        queued = lambda: int.from_bytes(fcntl.ioctl(rfd, termios.FIONREAD, bytes(4)), 'little')
+        def writing():  # a thread of it waits in the kernel's pipe_write (anon_pipe_write on 6.x)
+            wchans = []
+            for t in os.listdir('/proc/%d/task' % p.pid):
+                with contextlib.suppress(OSError), open('/proc/%d/task/%s/wchan' % (p.pid, t)) as f:
+                    wchans.append(f.read())
+            return any('pipe_write' in w for w in wchans)
+        wait_for(lambda: queued() == size or writing() or p.poll() is not None, 60, what='the pipe full')
+        assert p.poll() is None, p.stderr.read()
+        p.send_signal(sig)
+        assert p.wait(timeout=10) == 1
+        assert error_lines(p.stderr.read().decode()) == ['error: cp interrupted']
+    finally:
+        p.kill()
+        p.wait()
+        os.close(rfd)
 
 
 def test_cp_tree_round_trip_through_distroless(cluster, tmp_path):
