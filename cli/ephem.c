@@ -146,7 +146,8 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
             continue;
         if (sfx > max_suffix)
             max_suffix = sfx;
-        ended += c->has_status && c->state == POD_STATE_TERMINATED;
+        /* of this target: another container's restarts say nothing of this one */
+        ended += c->has_status && c->state == POD_STATE_TERMINATED && same(c->target, o->target);
         /* never one whose manager cannot prove a secret (none in its spec) */
         bool alive = c->state == POD_STATE_RUNNING || c->state == POD_STATE_WAITING || !c->has_status;
         if (!alive || !same(c->image, o->image) || !same(c->target, o->target) || !contract_secret_valid(c->secret))

@@ -117,11 +117,11 @@ typedef struct {
     ephem_profile profile; /* what a new container gets */
     bool privileged;       /* needs a privileged container (--privileged, --profile sysadmin) */
     bool new_container;    /* add one when the pod's lack what the command needs */
-    int max_ended;         /* add none to a pod that has this many of ours that ended (-EMLINK); 0: no limit */
-    bool need_tunnel;      /* the command redirects: the manager's tunnel must be up */
-    bool need_forward;     /* the command port-forwards to the manager: asked before a container is added */
-    int64_t timeout_ms;    /* for the container to run and print its ports */
-    kube_proc *prefetch;   /* ephem_log_prefetch's, or NULL: ephem_ensure finishes it when it is of use; the
+    int max_ended; /* add none to a pod that has this many of ours at target that ended (-EMLINK); 0: no limit */
+    bool need_tunnel;    /* the command redirects: the manager's tunnel must be up */
+    bool need_forward;   /* the command port-forwards to the manager: asked before a container is added */
+    int64_t timeout_ms;  /* for the container to run and print its ports */
+    kube_proc *prefetch; /* ephem_log_prefetch's, or NULL: ephem_ensure finishes it when it is of use; the
                             * caller abandons it (kube_abandon) in any case */
 } ephem_opts;
 

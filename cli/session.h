@@ -26,8 +26,8 @@ typedef struct {
     bool privileged;
     ephem_profile profile; /* what a new debug container gets */
     bool new_container;    /* may add one when the pod's lacks what is needed */
-    int max_ended;         /* adds none to a pod with this many of ours ended (ephem_opts); 0: no limit */
-    const char *command;   /* for messages */
+    int max_ended; /* adds none to a pod with this many of ours at the target ended (ephem_opts); 0: no limit */
+    const char *command; /* for messages */
     int64_t timeout_ms;
     unsigned caps;       /* EPHEM_* the manager must have (EPHEM_CAPS_<command>) */
     unsigned extra_caps; /* EPHEM_* a later step needs: a new debug container gets them too */

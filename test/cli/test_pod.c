@@ -280,6 +280,10 @@ static void plan(void **state)
     o.max_ended = 3;
     assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);
+    o.max_ended = 2; /* ours at another target ended with its restarts, not this one's */
+    o.target = "sidecar";
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_true(pl.create);
 
     /* another image or target is another manager */
     p.ephemeral[0].state = POD_STATE_RUNNING;

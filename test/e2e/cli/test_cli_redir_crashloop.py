@@ -29,11 +29,11 @@ def ready(cluster, name):
     return any(c['type'] == 'Ready' and c['status'] == 'True' for c in st.get('conditions', []))
 
 
-def restart_target(cluster, name):
+def restart_target(cluster, name, server='hello-server'):
     """Kills the pod's server and waits until it runs again (the pod ready, one restart more)."""
     before = restarts(cluster, name)
-    wait_for(lambda: cluster.pids_in_pod(name, 'hello-server'), 30, what='the server in pod/' + name)
-    for pid in cluster.pids_in_pod(name, 'hello-server'):
+    wait_for(lambda: cluster.pids_in_pod(name, server), 30, what='the server in pod/' + name)
+    for pid in cluster.pids_in_pod(name, server):
         os.kill(pid, signal.SIGKILL)
     wait_for(lambda: restarts(cluster, name) > before and ready(cluster, name), 30, what='the restart')
 
@@ -72,4 +72,34 @@ def test_a_restarting_target_gets_no_more_debug_containers_than_the_cap(cluster,
     assert r.err().count(refusal) == 1, r.err()
     assert r.out().count('redirecting pod/%s:8080' % name) == ENDED_MAX, r.out()
     assert r.proc.poll() is None, r.err()
+    assert r.interrupt() == 0, r.err()
+
+
+def test_debug_containers_that_another_container_ended_do_not_count(cluster, bg, label):
+    """The cap counts the debug containers of the container redir targets: a pod whose sidecar
+    restarted under 3 of ours (ps -t side) still gets one for its first container (was refused,
+    the line saying that its first container keeps restarting, which it never did)."""
+    name = label + '-b'
+    cluster.ok('apply', '-f', '-', input="""
+apiVersion: v1
+kind: Pod
+metadata: {name: %s, labels: {app: %s}}
+spec:
+  containers:
+  - {name: app, image: distroless}
+  - {name: side, image: nginx}
+""" % (name, label))
+    cluster.wait_running(name)
+    wait_for(lambda: ready(cluster, name), 30, what='pod/%s ready' % name)
+    for _ in range(ENDED_MAX):
+        r = cluster.diag('ps', '-t', 'side', 'pod/' + name)
+        assert r.returncode == 0, r.stderr
+        restart_target(cluster, name, 'nginx-httpd')  # ends the debug container of side
+    wait_for(lambda: [s for _, s in debug_containers(cluster, name)] == ['terminated'] * ENDED_MAX, 30,
+             what='3 debug containers ended')
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '8080:%d' % free_port())
+    redirected = lambda: 'redirecting pod/%s:8080' % name in r.out()
+    wait_for(lambda: redirected() or 'cannot redirect' in r.err() or r.proc.poll() is not None, 60,
+             what='the redirect of pod/' + name)
+    assert redirected(), r.err()
     assert r.interrupt() == 0, r.err()
