@@ -13,20 +13,44 @@ static bool list_shown(const pod_container *c)
     return strncmp(c->name, "dbg-tools-", 10) == 0;
 }
 
+/* The STATE cell of c: Running, Exited(CODE), the reason it waits, Pending. */
+static void list_state(const pod_container *c, char *buf, size_t n)
+{
+    if (c->state == POD_STATE_TERMINATED)
+        snprintf(buf, n, "Exited(%d)", c->exit_code);
+    else if (c->state == POD_STATE_WAITING && c->reason)
+        snprintf(buf, n, "%s", c->reason);
+    else
+        snprintf(buf, n, "%s", c->has_status ? pod_state_name(c->state) : "Pending");
+}
+
+static void list_widen(int *w, const char *s)
+{
+    if ((int)strlen(s) > *w)
+        *w = (int)strlen(s);
+}
+
 size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
 {
     size_t rows = 0;
-    /* NAMESPACE and POD are as wide as the longest name shown (NAMESPACE at
-     * least 20), as kubectl get -A's columns, so every row lines up */
-    int nsw = 20, podw = (int)strlen("POD");
+    char state[48];
+    /* every column is as wide as its longest cell shown (NAMESPACE at least
+     * 20), as kubectl get -A's, so every row lines up */
+    int nsw = 20, podw = (int)strlen("POD"), ctrw = (int)strlen("CONTAINER"), imgw = (int)strlen("IMAGE"),
+        statew = (int)strlen("STATE");
     for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < pods[i].nephemeral; j++)
-            if (list_shown(&pods[i].ephemeral[j])) {
-                if (namespaces && pods[i].ns && (int)strlen(pods[i].ns) > nsw)
-                    nsw = (int)strlen(pods[i].ns);
-                if ((int)strlen(pods[i].name) > podw)
-                    podw = (int)strlen(pods[i].name);
-            }
+        for (size_t j = 0; j < pods[i].nephemeral; j++) {
+            const pod_container *c = &pods[i].ephemeral[j];
+            if (!list_shown(c))
+                continue;
+            if (namespaces && pods[i].ns)
+                list_widen(&nsw, pods[i].ns);
+            list_widen(&podw, pods[i].name);
+            list_widen(&ctrw, c->name);
+            list_widen(&imgw, c->image ? c->image : "-");
+            list_state(c, state, sizeof state);
+            list_widen(&statew, state);
+        }
     for (size_t i = 0; i < n; i++)
         for (size_t j = 0; j < pods[i].nephemeral; j++) {
             const pod_container *c = &pods[i].ephemeral[j];
@@ -36,21 +60,16 @@ size_t list_print(FILE *out, const pod_info *pods, size_t n, bool namespaces)
             if (rows == 1 && namespaces)
                 fprintf(out, "%-*s ", nsw, "NAMESPACE");
             if (rows == 1)
-                fprintf(out, "%-*s %-24s %-44s %-12s %s\n", podw, "POD", "CONTAINER", "IMAGE", "STATE", "AGE");
+                fprintf(out, "%-*s %-*s %-*s %-*s %s\n", podw, "POD", ctrw, "CONTAINER", imgw, "IMAGE", statew,
+                        "STATE", "AGE");
             char age[32] = "-";
             if (c->started)
                 pod_format_age(pod_age_seconds(c->started), age, sizeof(age));
-            char state[48];
-            if (c->state == POD_STATE_TERMINATED)
-                snprintf(state, sizeof(state), "Exited(%d)", c->exit_code);
-            else if (c->state == POD_STATE_WAITING && c->reason)
-                snprintf(state, sizeof(state), "%s", c->reason);
-            else
-                snprintf(state, sizeof(state), "%s", c->has_status ? pod_state_name(c->state) : "Pending");
+            list_state(c, state, sizeof state);
             if (namespaces)
                 fprintf(out, "%-*s ", nsw, pods[i].ns ? pods[i].ns : "-");
-            fprintf(out, "%-*s %-24s %-44s %-12s %s\n", podw, pods[i].name, c->name, c->image ? c->image : "-",
-                    state, age);
+            fprintf(out, "%-*s %-*s %-*s %-*s %s\n", podw, pods[i].name, ctrw, c->name, imgw,
+                    c->image ? c->image : "-", statew, state, age);
         }
     return rows;
 }

@@ -125,6 +125,26 @@ def test_list_pod_column_is_as_wide_as_the_longest_name(cluster, label):
     assert lines[0].index('CONTAINER') == len(long_name) + 1, r.stdout
 
 
+def test_list_columns_are_as_wide_as_their_longest_value(cluster, label):
+    """CONTAINER (24), IMAGE (44) and STATE (12) had fixed widths: a longer debug image name or state
+    (ImagePullBackOff) pushed the rest of its row right of the headers. Every column is as wide as
+    its longest value."""
+    image = 'registry.example.com/a/very/long/path/kdiag-manager:0.1.0-something'
+    ok, long_image = 'ok-%d' % os.getpid(), 'long-image-%d' % os.getpid()
+    cluster.run_pods(label, [ok, long_image])
+    assert cluster.diag('ps', ok).returncode == 0
+    r = cluster.diag('ps', long_image, '--dbg-image', image, '--timeout', '60s', timeout=90)
+    assert r.returncode == 1 and 'cannot pull the debug image ' + image in r.stderr, r.stderr  # it stays, waiting
+    r = cluster.diag('list', '-l', 'app=' + label)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert sorted(l.split()[0] for l in lines[1:]) == sorted([ok, long_image]), r.stdout
+    assert [l.split()[2] for l in lines[1:] if l.startswith(long_image)] == [image], r.stdout
+    starts = [[m.start() for m in re.finditer(r'\S+', l)] for l in lines]
+    assert all(s == starts[0] for s in starts[1:]), r.stdout
+    assert lines[0].index('STATE') == lines[0].index('IMAGE') + len(image) + 1, r.stdout
+
+
 def test_list_all_namespaces(cluster):
     """list -A, as kubectl get -A: the debug containers of every namespace, NAMESPACE first."""
     ns = 'list-all-namespaces-%d' % os.getpid()  # longer than the NAMESPACE column was (20)
