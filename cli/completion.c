@@ -12,8 +12,15 @@
 static const char bash_script[] =
     "# bash completion for kubectl-diag\n"
     "_kubectl_diag() {\n"
-    "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" out\n"
-    "  out=$(\"${COMP_WORDS[0]}\" __complete \"${COMP_WORDS[@]:1:COMP_CWORD}\" 2>/dev/null)\n"
+    "  local cur=\"${COMP_WORDS[COMP_CWORD]}\" out i w=()\n"
+    "  # bash splits --flag=value at '=': the words as typed (the answer is what follows the '=')\n"
+    "  for ((i = 1; i <= COMP_CWORD; i++)); do\n"
+    "    if [[ ${#w[@]} -gt 0 && ( ${COMP_WORDS[i]} == = || ${COMP_WORDS[i-1]} == = ) ]]; then\n"
+    "      w[${#w[@]}-1]+=${COMP_WORDS[i]}\n"
+    "    else w+=(\"${COMP_WORDS[i]}\"); fi\n"
+    "  done\n"
+    "  [[ $cur == = ]] && cur=\n"
+    "  out=$(\"${COMP_WORDS[0]}\" __complete \"${w[@]}\" 2>/dev/null)\n"
     "  COMPREPLY=( $(compgen -W \"$(grep -v '^:' <<<\"$out\")\" -- \"$cur\") )\n"
     "  # directive 0 (the last line): file names when nothing else fits\n"
     "  [[ ${#COMPREPLY[@]} -eq 0 && \"${out##*$'\\n'}\" == :0 ]] && COMPREPLY=( $(compgen -f -- \"$cur\") )\n"
@@ -117,10 +124,25 @@ static int line_pod(char **words, int n, char *pod, size_t podlen, char *ns, siz
     return rc == 0 && pod[0] ? 0 : -ENOENT;
 }
 
+/* The containers of the pod the first n words name, with prefix. */
+static void containers(FILE *out, const kube *k, char **words, int n, const char *prefix, const char *partial)
+{
+    static const char names[] = "jsonpath={range .spec.containers[*]}{.name}{\"\\n\"}{end}";
+    char pod[256], ns[64];
+    const char *args[] = {"get", "pod", "-o", names, "--", pod, NULL};
+    kube kk = *k;
+    if (line_pod(words, n, pod, sizeof pod, ns, sizeof ns) == 0) {
+        if (ns[0])
+            kk.ns = ns;
+        from_kubectl(out, &kk, args, prefix, false, partial);
+    }
+}
+
 int completion_complete(FILE *out, const kube *k, char **words, int nwords)
 {
     const char *partial = nwords > 0 ? words[nwords - 1] : "";
     const char *prev = nwords > 1 ? words[nwords - 2] : "", *kind;
+    int at;
     bool have_cmd = false, after_dashes = false;
     flags_cmd cmd = FLAGS_CMD_NONE;
     kube kk = *k;
@@ -168,19 +190,17 @@ int completion_complete(FILE *out, const kube *k, char **words, int nwords)
         emit_list(out, shells, partial);
     else if (!strcmp(prev, "help"))
         emit_list(out, commands, partial);
-    else if (flags_names_container(prev, cmd)) { /* -c, -t: the containers of the pod on the line */
-        static const char names[] = "jsonpath={range .spec.containers[*]}{.name}{\"\\n\"}{end}";
-        char pod[256], ns[64];
-        const char *args[] = {"get", "pod", "-o", names, "--", pod, NULL};
-        if (line_pod(words, nwords - 2, pod, sizeof pod, ns, sizeof ns) == 0) {
-            if (ns[0])
-                kk.ns = ns;
-            from_kubectl(out, &kk, args, "", false, partial);
-        }
-    } else if (flags_takes_value(prev, cmd)) { /* a value of its own: no pods */
+    else if (flags_container_at(prev, cmd) == 0) /* -c, -t: the containers of the pod on the line */
+        containers(out, &kk, words, nwords - 2, "", partial);
+    else if (flags_takes_value(prev, cmd)) { /* a value of its own: no pods */
         if (!strcmp(prev, "--kubeconfig") || !strcmp(prev, "--kubectl") || !strcmp(prev, "-w") ||
             !strcmp(prev, "--write"))
             directive = DIRECTIVE_FILES;
+    } else if ((at = flags_container_at(partial, cmd)) > 0) { /* -cNAME, --container=NAME */
+        char prefix[64];
+        /* after '=' the name alone, as cobra answers: its scripts put back (zsh) or leave out (bash) the flag */
+        snprintf(prefix, sizeof prefix, "%.*s", partial[at - 1] == '=' ? 0 : at, partial);
+        containers(out, &kk, words, nwords - 1, prefix, partial + (partial[at - 1] == '=' ? at : 0));
     } else if (partial[0] == '-')
         for (unsigned i = 0; flags_long_name(i); i++) { /* the parser's own table: every flag, once */
             char word[64];

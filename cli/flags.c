@@ -326,10 +326,29 @@ bool flags_takes_value(const char *w, flags_cmd cmd)
 /* The commands with a target container, which -c names as kubectl exec and cp take it. */
 #define HAS_TARGET (ONLY(FLAGS_CMD_EXEC) | ONLY(FLAGS_CMD_SHELL) | ONLY(FLAGS_CMD_CP) | ONLY(FLAGS_CMD_PS))
 
-bool flags_names_container(const char *w, flags_cmd cmd)
+/* Whether o names a container for cmd. */
+static bool names_container(const struct opt *o, flags_cmd cmd)
 {
-    const struct opt *o = flag_word(w, cmd);
-    return o && (o->id == O_TARGET || (o->id == O_CONTAINER && (ONLY(cmd) & (HAS_TARGET | ONLY(FLAGS_CMD_LOGS)))));
+    return o->id == O_TARGET || (o->id == O_CONTAINER && (ONLY(cmd) & (HAS_TARGET | ONLY(FLAGS_CMD_LOGS))));
+}
+
+int flags_container_at(const char *w, flags_cmd cmd)
+{
+    if (w[0] != '-' || !w[1] || !strcmp(w, "-it") || !strcmp(w, "-ti")) /* -it, -ti: stdin and tty (one_flag) */
+        return -1;
+    if (w[1] == '-') {
+        const char *eq = strchr(w, '=');
+        const struct opt *o = find_long(w + 2, eq ? (size_t)(eq - w - 2) : strlen(w + 2));
+        return !o || !names_container(o, cmd) ? -1 : eq ? (int)(eq + 1 - w) : 0;
+    }
+    for (const char *p = w + 1; *p; p++) { /* switches first, as one_flag reads -vt */
+        const struct opt *o = find_short(*p, cmd);
+        if (!o || (o->arg && !names_container(o, cmd)) || (!o->arg && p[1] == '='))
+            return -1;
+        if (o->arg)
+            return !p[1] ? 0 : (int)(p + 1 + (p[1] == '=') - w);
+    }
+    return -1;
 }
 
 bool flags_bare_pod(flags_cmd cmd)

@@ -123,9 +123,12 @@ void flags_free(flags *f);
 /* Whether the flag word w ("--timeout", "-c") takes a value, for command cmd
  * (a letter may mean one flag per command). */
 bool flags_takes_value(const char *w, flags_cmd cmd);
-/* Whether the flag word w names a container for command cmd: -t/--target,
- * and -c/--container where cmd takes it (not capture's -c, its count). */
-bool flags_names_container(const char *w, flags_cmd cmd);
+/* Where the word w names a container for command cmd, as flags_parse reads
+ * it: -t/--target, and -c/--container where cmd takes it (not capture's -c,
+ * its count), also after switches (-vt). The offset of the name in w when w
+ * holds it (--target=NAME, -tNAME, -t=NAME; NAME may still be empty), 0 when
+ * the name is the next word (--target, -t), -1 when w names no container. */
+int flags_container_at(const char *w, flags_cmd cmd);
 /* Whether cmd takes a bare pod name (NAME, as kubectl exec NAME takes it). */
 bool flags_bare_pod(flags_cmd cmd);
 /* What follows a pod/, pods/ or po/ prefix of s, or NULL without one. */

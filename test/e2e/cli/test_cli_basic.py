@@ -4,6 +4,9 @@ import json
 import os
 import re
 import subprocess
+import time
+
+import pytest
 
 from conftest import CLI, error_lines, wait_for
 
@@ -405,30 +408,68 @@ def test_completion_offers_pods_only_where_a_pod_goes(cluster, tmp_path):
     assert r.stdout.split() == [str(tmp_path / 'trace.pcap')], r.stdout + r.stderr
 
 
-def test_completion_offers_the_containers_of_the_pod_on_the_line(cluster):
-    """After -c/-t/--container/--target nothing was offered; now the containers of the pod given
-    on the line, as the command reads it (none without a pod; capture's -c is its count)."""
-    name = 'two-%d' % os.getpid()
+@pytest.fixture
+def two_containers(cluster):
+    """A pod with the containers app and sidecar; deleted at the end."""
+    name = 'two-%d-%d' % (os.getpid(), time.monotonic_ns() % 100000)
     cluster.ok('create', '-f', '-', input=json.dumps({
         'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
         'spec': {'terminationGracePeriodSeconds': 1, 'containers': [{'name': 'app', 'image': 'distroless'},
                                                                     {'name': 'sidecar', 'image': 'curl'}]}}))
-    try:
-        for words in (['exec', 'pod/' + name, '-c', ''], ['shell', name, '--container', ''],
-                      ['logs', name, '-c', ''], ['ps', '--pod', name, '--target', ''], ['redir', name, '-t', ''],
-                      ['cp', name + ':/etc', 'etc', '-c', ''], ['-n', 'default', 'exec', name, '-t', '']):
-            r = cluster.diag('__complete', *words)
-            assert r.stdout.splitlines() == ['app', 'sidecar', ':4'], (words, r.stdout, r.stderr)
-        assert cluster.diag('__complete', 'exec', name, '-c', 'si').stdout.splitlines() == ['sidecar', ':4']
-        for words in (['exec', '-c', ''], ['capture', 'pod/' + name, '-c', ''], ['exec', 'pod/nope', '-c', '']):
-            assert cluster.diag('__complete', *words).stdout.splitlines() == [':4'], words
-        # kubectl diag ... <TAB>: kubectl runs kubectl_complete-diag from PATH
-        env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
-        r = subprocess.run(['kubectl', '__complete', 'diag', 'exec', 'pod/' + name, '-c', ''], capture_output=True,
-                           text=True, env=env, timeout=30)
-        assert r.stdout.splitlines() == ['app', 'sidecar', ':4'], r.stdout + r.stderr
-    finally:
-        cluster.kubectl('delete', 'pod', name, '--wait=false')
+    yield name
+    cluster.kubectl('delete', 'pod', name, '--wait=false')
+
+
+def test_completion_offers_the_containers_of_the_pod_on_the_line(cluster, two_containers):
+    """After -c/-t/--container/--target nothing was offered; now the containers of the pod given
+    on the line, as the command reads it (none without a pod; capture's -c is its count)."""
+    name = two_containers
+    for words in (['exec', 'pod/' + name, '-c', ''], ['shell', name, '--container', ''],
+                  ['logs', name, '-c', ''], ['ps', '--pod', name, '--target', ''], ['redir', name, '-t', ''],
+                  ['cp', name + ':/etc', 'etc', '-c', ''], ['-n', 'default', 'exec', name, '-t', '']):
+        r = cluster.diag('__complete', *words)
+        assert r.stdout.splitlines() == ['app', 'sidecar', ':4'], (words, r.stdout, r.stderr)
+    assert cluster.diag('__complete', 'exec', name, '-c', 'si').stdout.splitlines() == ['sidecar', ':4']
+    for words in (['exec', '-c', ''], ['capture', 'pod/' + name, '-c', ''], ['exec', 'pod/nope', '-c', '']):
+        assert cluster.diag('__complete', *words).stdout.splitlines() == [':4'], words
+    # kubectl diag ... <TAB>: kubectl runs kubectl_complete-diag from PATH
+    env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
+    r = subprocess.run(['kubectl', '__complete', 'diag', 'exec', 'pod/' + name, '-c', ''], capture_output=True,
+                       text=True, env=env, timeout=30)
+    assert r.stdout.splitlines() == ['app', 'sidecar', ':4'], r.stdout + r.stderr
+
+
+def test_completion_offers_the_containers_in_the_forms_with_the_name_attached(cluster, two_containers):
+    """--container=NAME, --target=NAME, -cNAME, -tNAME (and -c=NAME, -vtNAME, -vt NAME), which the
+    parser takes, offered nothing. After '=' the names alone, as cobra answers (kubectl's scripts
+    and ours put the flag back); -cNAME whole words."""
+    name = two_containers
+    for words, want in ((['exec', 'pod/' + name, '--container='], ['app', 'sidecar']),
+                        (['shell', name, '--target=si'], ['sidecar']),
+                        (['logs', name, '-c='], ['app', 'sidecar']),
+                        (['exec', name, '-ca'], ['-capp']),
+                        (['ps', '--pod', name, '-ts'], ['-tsidecar']),
+                        (['exec', name, '-vta'], ['-vtapp']), (['exec', name, '-vt', ''], ['app', 'sidecar']),
+                        (['cp', name + ':/etc', 'etc', '-cs'], ['-csidecar']),
+                        (['capture', name, '-c5'], []),                      # capture's -c is its count
+                        (['exec', name, '-nfoo'], []), (['exec', '--target='], [])):
+        r = cluster.diag('__complete', *words)
+        assert r.stdout.splitlines() == want + [':4'], (words, r.stdout, r.stderr)
+    # kubectl diag ... <TAB>: kubectl passes the word to kubectl_complete-diag as it is
+    env = cluster.env({'PATH': os.path.dirname(CLI) + ':' + os.environ['PATH']})
+    r = subprocess.run(['kubectl', '__complete', 'diag', 'exec', 'pod/' + name, '--container=s'],
+                       capture_output=True, text=True, env=env, timeout=30)
+    assert r.stdout.splitlines() == ['sidecar', ':4'], r.stdout + r.stderr
+    # our bash script: bash splits "--container=s" into "--container" "=" "s"
+    script = cluster.diag('completion', 'bash').stdout
+    for typed, words, want in (('--container=s', ['--container', '=', 's'], 'sidecar'),
+                               ('--container=', ['--container', '='], 'app sidecar'),
+                               ('-cs', ['-cs'], '-csidecar')):
+        comp = ['kubectl-diag', 'exec', 'pod/' + name] + words
+        r = subprocess.run(['bash', '-c', script + 'COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _kubectl_diag; '
+                            'echo "${COMPREPLY[*]}"', 'bash'] + comp, capture_output=True, text=True,
+                           env=env, timeout=30)
+        assert r.stdout.strip() == want, (typed, r.stdout, r.stderr)
 
 
 def test_ps_of_thousands_of_long_command_lines_cuts_them_to_fit(cluster):
