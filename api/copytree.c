@@ -18,6 +18,7 @@
 
 #include "basic/fd-util.h"
 #include "basic/hex-util.h"
+#include "basic/text-util.h"
 #include "contract.h"
 #include "copyz.h"
 
@@ -44,62 +45,13 @@ const char *copytree_strerror(int rc, char *buf, size_t len)
  * after the deepest path (the CLI's err is 2048 bytes, the manager's 1024). */
 #define COPYTREE_SHOWN_HEAD 128
 #define COPYTREE_SHOWN_TAIL 256
-#define COPYTREE_SHOWN_MAX (COPYTREE_SHOWN_HEAD + sizeof "…" + COPYTREE_SHOWN_TAIL)
+#define COPYTREE_SHOWN_MAX TEXT_SHOWN_SIZE(COPYTREE_SHOWN_HEAD, COPYTREE_SHOWN_TAIL)
 
-/* Byte c as it goes into a message, into out; returns its length. Control
- * bytes are escaped: names come from the container, and a newline or an
- * escape sequence in one would forge lines on the user's terminal. */
-static size_t esc_byte(unsigned char c, char out[4])
-{
-    static const char hex[] = "0123456789abcdef";
-    char named = c == '\\' ? '\\' : c == '\n' ? 'n' : c == '\t' ? 't' : c == '\r' ? 'r' : c == 0x1b ? 'e' : 0;
-    if (!named && c >= 0x20 && c != 0x7f) {
-        out[0] = (char)c;
-        return 1;
-    }
-    out[0] = '\\';
-    out[1] = named ? named : 'x';
-    if (named)
-        return 2;
-    out[2] = hex[c >> 4];
-    out[3] = hex[c & 15];
-    return 4;
-}
-
-static bool utf8_continuation(char c)
-{
-    return ((unsigned char)c & 0xc0) == 0x80;
-}
-
-/* path for a message, into out: one line (esc_byte), bounded, a UTF-8
- * character never cut. Every path that goes into err passes here. */
+/* path for a message, into out: one line, bounded (text_shown). Every path
+ * that goes into err passes here. */
 static const char *msg_path(char out[COPYTREE_SHOWN_MAX], const char *path)
 {
-    char e[4];
-    size_t n = strlen(path), total = 0, head = n, tail = n, w = 0, o = 0;
-    for (size_t i = 0; i < n; i++)
-        total += esc_byte((unsigned char)path[i], e);
-    if (total > COPYTREE_SHOWN_HEAD + COPYTREE_SHOWN_TAIL) {
-        for (head = 0; head < n && w + esc_byte((unsigned char)path[head], e) <= COPYTREE_SHOWN_HEAD; head++)
-            w += esc_byte((unsigned char)path[head], e);
-        while (head > 0 && utf8_continuation(path[head]))
-            head--;
-        for (w = 0; tail > head && w + esc_byte((unsigned char)path[tail - 1], e) <= COPYTREE_SHOWN_TAIL; tail--)
-            w += esc_byte((unsigned char)path[tail - 1], e);
-        while (tail < n && utf8_continuation(path[tail]))
-            tail++;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (i == head && i < tail) {
-            memcpy(out + o, "…", sizeof "…" - 1);
-            o += sizeof "…" - 1;
-            i = tail - 1;
-            continue;
-        }
-        o += esc_byte((unsigned char)path[i], out + o);
-    }
-    out[o] = '\0';
-    return out;
+    return text_shown(out, path, COPYTREE_SHOWN_HEAD, COPYTREE_SHOWN_TAIL);
 }
 
 /* err = fmt + ": " + the cause; returns rc. The cause is kept whatever the

@@ -14,11 +14,15 @@
 
 #include "basic/dynbuf.h"
 #include "basic/signal-util.h"
+#include "basic/text-util.h"
 #include "basic/time-util.h"
 #include "kerr.h"
 
 #define PODWATCH_RETRY_MAX_MS 2000 /* the slowest restart pace while the watch keeps failing */
 #define PODWATCH_LINE_MAX (8u << 20)
+/* A selector in the retry line: its first and last bytes, the cause after it whole. */
+#define PODWATCH_SHOWN_HEAD 64
+#define PODWATCH_SHOWN_TAIL 64
 
 struct podwatch {
     kube k;
@@ -171,7 +175,9 @@ static void *watch_main(void *arg)
             char why[1024];
             if (!*last || kerr_explain("watch the pods", last, w->ns, why, sizeof why) == KERR_OTHER)
                 snprintf(why, sizeof why, "%s", *last ? last : "kubectl ended");
-            fprintf(stderr, "watching the pods matching -l %s fails; retrying every %d s: %s\n", w->selector,
+            char sel[TEXT_SHOWN_SIZE(PODWATCH_SHOWN_HEAD, PODWATCH_SHOWN_TAIL)];
+            fprintf(stderr, "watching the pods matching -l %s fails; retrying every %d s: %s\n",
+                    text_shown(sel, w->selector, PODWATCH_SHOWN_HEAD, PODWATCH_SHOWN_TAIL),
                     PODWATCH_RETRY_MAX_MS / 1000, why);
         }
         said = failures >= 3;

@@ -110,3 +110,28 @@ def test_one_verb_less_is_named(cluster, bg, local_http, less):
     base, _, sub = resource.partition('/')
     check = '%s --subresource=%s' % (base, sub) if sub else base
     assert 'kubectl auth can-i %s %s -n default' % (verb, check) in err, err
+
+
+def test_a_long_selector_is_cut_in_the_watch_failure_line(cluster, bg, local_http):
+    """The line saying that watching fails (here: no 'watch' verb) held the whole selector, up to
+    1024 characters, before the cause. The selector is cut in the middle; the cause is whole."""
+    name = 'rbac-long-selector-%d' % os.getpid()
+    sel = 'run=%s,%s' % (name, ','.join('k%d!=v' % i for i in range(120)))
+    assert 700 < len(sel) <= 1024
+    cluster.ok('run', name, '--image=nginx', '--restart=Never')
+    try:
+        cluster.wait_running(name)
+        r = bg(cluster, '--context', 'kubesim-less-watch-pods', 'redir', '-l', sel, '80:%d' % local_http().port)
+        wait_for(lambda: 'watching the pods ' in r.err(), 60, what='the watch failure line')
+        assert r.interrupt() == 0, r.err()
+        err = r.err()
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
+    assert err.count('watching the pods ') == 1, err
+    said = err[err.index('watching the pods '):]
+    head = 'watching the pods matching -l %s…%s fails; retrying every 2 s: ' % (sel[:64], sel[-64:])
+    assert said.startswith(head), said
+    cause = said[len(head):].splitlines()  # the cause and its fix, whole
+    assert cause[0] == ('cannot watch the pods: permission denied — user "less-watch-pods" may not \'watch\' the '
+                        'resource "pods" in namespace "default".'), cause
+    assert cause[1].endswith('(check with: kubectl auth can-i watch pods -n default).'), cause
