@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "basic/alloc-util.h"
 #include "basic/list.h"
 #include "basic/signal-util.h"
 #include "basic/time-util.h"
@@ -115,6 +116,8 @@ struct redir {
     podwatch *watch;
     struct known *known; /* guarded by mu */
     size_t nknown;
+    char **many_ports; /* guarded by mu: the pods told they listen on more ports than redir takes */
+    size_t nmany_ports, many_ports_cap;
 };
 
 struct conn_ctx {
@@ -573,6 +576,24 @@ static int fetch_ps(struct podrun *r, const flags *f, const kube *k, Kdiag__Solo
     return rc;
 }
 
+/* Whether pod is yet to be told that it listens on more ports than redir
+ * takes; it then counts as told: once per pod, not on every re-attach. */
+static bool many_ports_untold(struct redir *r, const char *pod)
+{
+    bool untold = true;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = 0; i < r->nmany_ports && untold; i++)
+        untold = strcmp(r->many_ports[i], pod) != 0;
+    char *name = untold ? strdup(pod) : NULL;
+    if (name && GROW_ARRAY(r->many_ports, r->many_ports_cap, r->nmany_ports + 1, 8) == 0) {
+        r->many_ports[r->nmany_ports++] = name;
+        name = NULL;
+    }
+    free(name);
+    pthread_mutex_unlock(&r->mu);
+    return untold;
+}
+
 /* No ports given: every non-loopback TCP listener, to the same local port. */
 static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *err, size_t errlen)
 {
@@ -587,15 +608,15 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    if (n > CONTRACT_STREAMS_MAX) { /* each port is a stream of the manager, which serves that many */
+    if (n > CONTRACT_STREAMS_MAX && many_ports_untold(r->r, r->s.pod.name)) /* the manager serves that many streams */
         fprintf(stderr,
                 "pod/%s listens on %zu TCP ports, and redir takes at most %d: only the lowest, %u-%u, are redirected, "
                 "not the %zu from %u to %u; name the ports to redirect others, e.g. kubectl diag redir pod/%s %u\n",
                 r->s.pod.name, n, CONTRACT_STREAMS_MAX, ports[0], ports[CONTRACT_STREAMS_MAX - 1],
                 n - CONTRACT_STREAMS_MAX, ports[CONTRACT_STREAMS_MAX], ports[n - 1], r->s.pod.name,
                 ports[CONTRACT_STREAMS_MAX]);
+    if (n > CONTRACT_STREAMS_MAX)
         n = CONTRACT_STREAMS_MAX;
-    }
     r->ports = n ? calloc(n, sizeof(*r->ports)) : NULL;
     for (size_t i = 0; i < n && r->ports; i++)
         r->ports[i].pp = (flags_portpair){ports[i], ports[i]};
@@ -1083,6 +1104,9 @@ static void stop_all(struct redir *r)
     while (r->nknown)
         known_remove(r, &r->known[0]);
     free(r->known);
+    while (r->nmany_ports)
+        free(r->many_ports[--r->nmany_ports]);
+    free(r->many_ports);
 }
 
 /* Spare tunnel connections per stream: KDIAG_REDIR_SPARES (0-4, for the benchmark) or SPARES_DEFAULT. */

@@ -103,6 +103,27 @@ def test_a_pod_listening_on_more_ports_than_redir_takes_is_told_which(cluster, b
     assert r.interrupt() == 0, r.err()
 
 
+def test_many_ports_are_said_once_per_pod_across_reattaches(cluster, bg, label):
+    """Following -l, the line saying that a pod listens on more ports than redir takes came again on
+    every re-attach to the pod (here: its manager killed). It is said once per pod in a run."""
+    name = label + '-many'
+    cluster.ok('run', name, '--image=nginx', '--restart=Never', '--labels=app=' + label, '--command', '--',
+               'sh', '-c', 'for p in $(seq 3000 3259); do httpd -p $p -h /; done; exec sleep 100000')
+    cluster.wait_running(name)
+    wait_for(lambda: len(listening_ports(cluster, name)) == 260, 30, what='260 listeners')
+    r = bg(cluster, 'redir', '-l', 'app=' + label)
+    redirected = lambda: r.out().count('redirecting pod/%s:' % name)
+    wait_for(lambda: redirected() >= 256 or r.proc.poll() is not None, 120, what='256 ports redirected')
+    pids = cluster.pids_in_pod(name, 'kdiag-manager')
+    assert len(pids) == 1, pids
+    os.kill(pids[0], 9)
+    wait_for(lambda: redirected() >= 512 or r.proc.poll() is not None, 180, what='the ports redirected again')
+    assert redirected() == 512, r.out() + r.err()
+    assert 'its redirect is dropped' in r.err(), r.err()
+    assert len([l for l in r.err().splitlines() if 'pod/%s listens on 260 TCP ports' % name in l]) == 1, r.err()
+    assert r.interrupt() == 0, r.err()
+
+
 def test_200_concurrent_connections_intact(cluster, bg):
     with EchoServer() as echo:
         port = echo.port
