@@ -21,9 +21,10 @@
 #define RECORD_FMT "%d %d %63s %u %d %d %32s %32s %255s %255s %255s %255s %511s"
 
 /* The sessions directory ("" when there is neither $XDG_CACHE_HOME nor
- * $HOME); with make, it and its missing parents are made (0700): 0, or the
- * errno of the first that could not be. A relative one is ignored, as the
- * XDG spec says (a keeper leaves the directory it started in, cli/keep.c). */
+ * $HOME, or its path would not fit: then ENAMETOOLONG); with make, it and
+ * its missing parents are made (0700): 0, or the errno of the first that
+ * could not be. A relative one is ignored, as the XDG spec says (a keeper
+ * leaves the directory it started in, cli/keep.c). */
 static int dir_path(char *buf, size_t n, bool make)
 {
     const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
@@ -36,7 +37,7 @@ static int dir_path(char *buf, size_t n, bool make)
     /* a path cut short would be another directory: none then */
     if (w < 0 || (size_t)w >= sizeof base || (size_t)snprintf(buf, n, "%s/kdiag/sessions", base) >= n) {
         buf[0] = '\0';
-        return 0;
+        return w < 0 ? 0 : ENAMETOOLONG;
     }
     char kd[1100];
     snprintf(kd, sizeof kd, "%s/kdiag", base);
@@ -216,14 +217,23 @@ static void prune(const char *dir, time_t max_age)
         closedir(d);
 }
 
-/* Says why a record could not be written (where, the cause, the fix), once
- * per process: the command goes on, but every command on the pod reads it
- * again (and keeps no forward) until the record can be written. */
+/* Says why a record could not be written (where, the cause, the fix; where
+ * NULL: there is no cache directory), once per process: the command goes
+ * on, but every command on the pod reads it again (and keeps no forward)
+ * until the record can be written. */
 static void say_unsaved(const char *where, int err)
 {
     static atomic_flag said = ATOMIC_FLAG_INIT;
     if (atomic_flag_test_and_set(&said))
         return;
+    if (!where) {
+        fprintf(stderr,
+                "warning: cannot remember the session: %s; each command reads the pod again until it can: set "
+                "$XDG_CACHE_HOME (or $HOME) to the absolute path of a directory you can write\n",
+                err == ENAMETOOLONG ? "the path of the cache directory ($XDG_CACHE_HOME, else $HOME/.cache) is too long"
+                                    : "neither $XDG_CACHE_HOME nor $HOME is an absolute path");
+        return;
+    }
     fprintf(stderr,
             "warning: cannot remember the session in %s: %s; each command reads the pod again until it can: %s\n",
             where, strerror(err),
@@ -234,8 +244,10 @@ bool remember_save(const kube *k, const char *pod, const remembered *r)
 {
     char dir[1100], path[1200], tmp[1300], key[2048];
     int merr = dir_path(dir, sizeof dir, true);
-    if (!*dir)
+    if (!*dir) {
+        say_unsaved(NULL, merr);
         return false;
+    }
     if (!key_of(k, pod, key, sizeof key))
         return false;
     file_path(dir, key, path, sizeof path);

@@ -40,8 +40,9 @@ bool remember_read_at(const char *path, const char *key, remembered *r);
  * records older than REMEMBER_MAX_AGE_DAYS: true when it was saved. A
  * record that cannot be written (the directory cannot be made or written,
  * the record's path is a directory) is said on stderr, once per process, and
- * the command goes on: it is a cache. No cache directory, or a key too long,
- * is no record, silently. */
+ * the command goes on: it is a cache. So is no cache directory (neither
+ * $XDG_CACHE_HOME nor $HOME an absolute path, or its path too long). A key
+ * too long is no record, silently. */
 bool remember_save(const kube *k, const char *pod, const remembered *r);
 /* The context, namespace and pod of a record's key (its first line, with
  * the newline) into ctx, ns and pod, n bytes each, "-" for an empty one

@@ -883,6 +883,24 @@ def test_a_session_that_cannot_be_remembered_is_said_once(cluster, keep_home):
         subprocess.run(['umount', str(ro)])
 
 
+def test_no_cache_directory_is_said_once_per_command(cluster, tmp_path):
+    """Neither $XDG_CACHE_HOME nor $HOME an absolute path, or the cache directory's path too long:
+    nothing was remembered, silently, and every command read the pod again. Now each command says
+    so in one line naming the variables to set, and still works."""
+    fix = ('each command reads the pod again until it can: set $XDG_CACHE_HOME (or $HOME) to the absolute path '
+           'of a directory you can write')
+    for env, why in (({'XDG_CACHE_HOME': 'cache', 'HOME': 'home'}, 'neither $XDG_CACHE_HOME nor $HOME is an absolute '
+                      'path'),
+                     ({'XDG_CACHE_HOME': '/' + 'x' * 1100}, 'the path of the cache directory ($XDG_CACHE_HOME, else '
+                      '$HOME/.cache) is too long')):
+        for _ in range(2):                                      # each command says it
+            r = subprocess.run([CLI, 'exec', '--tools', 'pod/nginx', '--', 'echo', 'hi'], env=cluster.env(env),
+                               cwd=str(tmp_path), capture_output=True, text=True, timeout=120)
+            assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+            assert error_lines(r.stderr) == ['warning: cannot remember the session: %s; %s' % (why, fix)], r.stderr
+    assert not list(tmp_path.glob('**/kdiag')), list(tmp_path.glob('**/*'))  # nothing made in the working directory
+
+
 def test_a_stuck_kept_forward_is_ended_and_replaced(cluster, keep_home):
     """A kept forward whose kubectl no longer answers (stopped here; a dead API connection does
     the same) cost every command two Hello timeouts and was taken again each time. Now the
