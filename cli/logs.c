@@ -376,34 +376,40 @@ static bool spec_selects(const struct logs *L, const struct spec *sp, const pod_
     return !p->deleting && c && (!want || !strcmp(want, c->name));
 }
 
-/* Whether a spec before i selects container c of pod p too. */
-static bool selected_before(const struct logs *L, const struct listing *ls, size_t i, const pod_info *p,
-                            const pod_container *c)
+/* Whether a spec before i selects container ctr of pod in this poll's listing. */
+static bool selected_before(const struct logs *L, const struct listing *ls, size_t i, const char *pod, const char *ctr)
 {
     for (size_t k = 0; k < i; k++)
         for (size_t j = 0; j < ls[k].n; j++)
-            if (!strcmp(ls[k].pods[j].name, p->name) &&
-                spec_selects(L, &L->specs[k], &ls[k].pods[j], pod_container_find(&ls[k].pods[j], c->name)))
+            if (!strcmp(ls[k].pods[j].name, pod) &&
+                spec_selects(L, &L->specs[k], &ls[k].pods[j], pod_container_find(&ls[k].pods[j], ctr)))
                 return true;
     return false;
 }
 
 /* Says once, before their followers start, when more containers are selected
  * (running, or followed already) than MAX_STREAMS: the rest would be left out
- * in silence. */
+ * in silence. The followers of deleted pods whose containers still run count
+ * too: they hold their slots until the containers end. */
 static void say_over_limit(struct logs *L, const struct listing *ls)
 {
     size_t matched = 0;
-    for (size_t i = 0; i < L->nspecs && !L->said_over; i++)
+    if (L->said_over)
+        return;
+    for (size_t i = 0; i < L->nspecs; i++)
         for (size_t j = 0; j < ls[i].n; j++)
             for (size_t c = 0; c < ls[i].pods[j].ncontainers; c++) {
                 const pod_info *p = &ls[i].pods[j];
                 const pod_container *pc = &p->containers[c];
                 if (spec_selects(L, &L->specs[i], p, pc) &&
                     (pc->state == POD_STATE_RUNNING || find_stream(L, p->name, pc->name)) &&
-                    !selected_before(L, ls, i, p, pc))
+                    !selected_before(L, ls, i, p->name, pc->name))
                     matched++;
             }
+    for (size_t i = 0; i < L->nstreams; i++)
+        if (L->streams[i].proc.pid > 0 &&
+            !selected_before(L, ls, L->nspecs, L->streams[i].pod, L->streams[i].container))
+            matched++;
     if (matched <= MAX_STREAMS)
         return;
     L->said_over = true;
