@@ -4,6 +4,8 @@ there are, against kubectl cp, side by side in one run on the simulated cluster:
 random bytes out of a busybox pod, four ways, alternated:
   kubectl       kubectl cp (tar in the pod, kubectl untars it here)
   diag          kubectl diag cp, file content as it is (KDIAG_CP_ZSTD=0), end to end
+  diag kept     the same with KDIAG_KEEP_FORWARD=10m: the port-forward a keeper started for the
+                first run (the first run pays for the keeper's start, the others take its forward)
   socat         one socat in the pod's network namespace sending the file to a kubectl port-forward
                 started before, one socat here writing it (cp_bench.py's "port-forward" way)
   zero-copy     the same with sendfile(2) in the pod and splice(2) here (socket to pipe to file):
@@ -94,29 +96,39 @@ def run(c, cli, a):
         ways = {
             'kubectl': lambda dst: timed(['/usr/bin/kubectl', 'cp', 'tarbox:/tmp/random', dst], env),
             'diag': lambda dst: timed([cli, 'cp', 'pod/tarbox:/tmp/random', dst], dict(env, KDIAG_CP_ZSTD='0')),
+            'diag kept': lambda dst: timed([cli, 'cp', 'pod/tarbox:/tmp/random', dst],
+                                           dict(env, KDIAG_CP_ZSTD='0', KDIAG_KEEP_FORWARD='10m')),
             'socat': lambda dst: bare(pid, ['OPEN:' + in_pod, 'TCP-LISTEN:%d,reuseaddr' % BARE_PORT],
                                       ['TCP:127.0.0.1:%d' % lport, 'CREATE:' + dst]),
             'zero-copy': lambda dst: zero_copy(pid, in_pod, lport, dst),
         }
         times, cpus = {}, {}
-        for i in range(a.runs):
-            row = []
-            for way, copy in ways.items():
-                dst = os.path.join(d, 'out')
-                c0 = machine_cpu()
-                t = copy(dst)
-                c1 = machine_cpu()
-                assert filecmp.cmp(src, dst, shallow=False), '%s: the copy differs' % way
-                os.unlink(dst)
-                times.setdefault(way, []).append(t)
-                cpus.setdefault(way, []).append(c1 - c0)
-                row.append('%s %.2f s (CPU %.2f)' % (way, t, c1 - c0))
-            print('run %d: %s' % (i, ', '.join(row)), flush=True)
+        try:
+            measure(a, ways, src, d, times, cpus)
+        finally:
+            subprocess.run([cli, 'forwards', '--stop'], env=env, capture_output=True, timeout=60)
         k = median(times['kubectl'])
         print('%d MiB of random bytes out of the pod, medians of %d runs:' % (a.mb, a.runs))
         for way in ways:
             t = median(times[way])
             print('  %-9s %.2f s, %.2f CPU-s, ratio %.2f' % (way, t, median(cpus[way]), k / t))
+
+
+def measure(a, ways, src, d, times, cpus):
+    """a.runs rounds of every way, alternated; each copy checked against src."""
+    for i in range(a.runs):
+        row = []
+        for way, copy in ways.items():
+            dst = os.path.join(d, 'out')
+            c0 = machine_cpu()
+            t = copy(dst)
+            c1 = machine_cpu()
+            assert filecmp.cmp(src, dst, shallow=False), '%s: the copy differs' % way
+            os.unlink(dst)
+            times.setdefault(way, []).append(t)
+            cpus.setdefault(way, []).append(c1 - c0)
+            row.append('%s %.2f s (CPU %.2f)' % (way, t, c1 - c0))
+        print('run %d: %s' % (i, ', '.join(row)), flush=True)
 
 
 if __name__ == '__main__':
