@@ -845,6 +845,12 @@ static void on_pod(void *ud, podwatch_event *ev)
     pthread_mutex_lock(&r->mu);
     struct known *k = ev->type != PODWATCH_DELETED ? known_get(r, ev->pod.name) : known_find(r, ev->pod.name);
     if (k) {
+        /* another pod of that name (deleted and made again, as a StatefulSet's): nothing refused it
+         * yet, also when the old one's deletion came in the same batch of events, or not at all
+         * (a watch listed afresh) */
+        bool other = k->gone || (k->created && ev->pod.created && strcmp(k->created, ev->pod.created) != 0);
+        if (other && ev->type != PODWATCH_DELETED)
+            k->refused = false;
         free(k->created);
         k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
         k->ready = ev->type != PODWATCH_DELETED && ev->ready;

@@ -4,6 +4,7 @@ a deleted pod's redirect is dropped, a new matching pod is redirected within 2 s
 import json
 import os
 import re
+import signal
 import time
 
 from conftest import wait_for
@@ -199,11 +200,9 @@ def test_all_pods_one_pod_refused_does_not_end_the_others(cluster, bg, label, lo
     assert r.interrupt() == 0, r.err()
 
 
-def test_all_pods_a_host_network_pod_is_refused_once(cluster, bg, label, local_http):
-    """A hostNetwork pod among the selected ones is refused (its rules would go into the node's
-    network namespace), and no retry changes that: the refusal was said again every 5 s, for as
-    long as the redirect ran. Now once; the other pods' redirects run on."""
-    srv = local_http()
+def redirect_beside_a_host_network_pod(cluster, bg, label, srv):
+    """redir --all-pods of two pods, one with hostNetwork: once the other is redirected to srv and the
+    host one refused; (the redir, the other pod, the host pod, the refusal line)."""
     ok, host = label + '-0', label + '-host'
     cluster.run_pods(label, [ok])
     cluster.ok('apply', '-f', '-', input=json.dumps({
@@ -214,9 +213,36 @@ def test_all_pods_a_host_network_pod_is_refused_once(cluster, bg, label, local_h
     r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (ok, srv.port))
     refusal = "pod/%s: cannot redirect: pod/%s uses its node's network (hostNetwork: true)" % (host, host)
     wait_for(lambda: refusal in r.err(), 30, what='the refusal line')
+    return r, ok, host, refusal
+
+
+def test_all_pods_a_host_network_pod_is_refused_once(cluster, bg, label, local_http):
+    """A hostNetwork pod among the selected ones is refused (its rules would go into the node's
+    network namespace), and no retry changes that: the refusal was said again every 5 s, for as
+    long as the redirect ran. Now once; the other pods' redirects run on."""
+    srv = local_http()
+    r, ok, host, refusal = redirect_beside_a_host_network_pod(cluster, bg, label, srv)
     time.sleep(7)  # past the retry period (5 s): a retry would have said it again
     assert r.err().count(refusal) == 1 and 'not tried again' in r.err(), r.err()
     assert srv.marker in cluster.http_get(ok, 8080)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_all_pods_a_refused_pod_made_again_under_its_name_is_taken(cluster, bg, label, local_http):
+    """A pod refused for good (hostNetwork) that is deleted and made again under its name without
+    hostNetwork, as a StatefulSet makes its pods again: redirected. The watch's events of the
+    deletion and of the new pod reach redir together here (it is stopped meanwhile); the new pod
+    kept the old one's refusal for good when both were handled before the main loop looked."""
+    srv = local_http()
+    r, _, again, _ = redirect_beside_a_host_network_pod(cluster, bg, label, srv)
+    r.proc.send_signal(signal.SIGSTOP)
+    try:
+        cluster.ok('delete', 'pod', again, '--wait=true')
+        cluster.run_pods(label, [again])
+    finally:
+        r.proc.send_signal(signal.SIGCONT)
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (again, srv.port), timeout=60)
+    assert srv.marker in cluster.http_get(again, 8080)
     assert r.interrupt() == 0, r.err()
 
 
