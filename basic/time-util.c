@@ -94,3 +94,15 @@ bool time_ratelimit_flush(time_ratelimit *rl, int64_t window_ms, bool at_end, ch
     *timeout = !rl->quiet ? -1 : due > now ? (int)(due - now) : 0;
     return say;
 }
+
+int time_ratelimit_say_held(time_ratelimit *rl, pthread_mutex_t *mu, int64_t window_ms, bool at_end, FILE *stream)
+{
+    char out[TIME_RATELIMIT_OUT_MAX];
+    int timeout;
+    pthread_mutex_lock(mu);
+    bool say = time_ratelimit_flush(rl, window_ms, at_end, out, sizeof out, &timeout);
+    pthread_mutex_unlock(mu);
+    if (say)
+        fprintf(stream, "%s\n", out);
+    return timeout;
+}

@@ -4,6 +4,7 @@
 #define KDIAG_BASIC_TIME_UTIL_H
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -47,5 +48,9 @@ bool time_ratelimit_line(time_ratelimit *rl, int64_t window_ms, const char *line
  * new window starts. *timeout: ms until the ones held are due, -1 none (a
  * poll timeout). */
 bool time_ratelimit_flush(time_ratelimit *rl, int64_t window_ms, bool at_end, char *out, size_t outlen, int *timeout);
+
+/* time_ratelimit_flush under mu (the caller does not hold it), the line said
+ * on stream when due: the poll timeout until the ones held are due (-1: none). */
+int time_ratelimit_say_held(time_ratelimit *rl, pthread_mutex_t *mu, int64_t window_ms, bool at_end, FILE *stream);
 
 #endif

@@ -200,14 +200,7 @@ static void say_unbridged(struct conn_ctx *c, const char *why)
  * (at_end: at once). Returns the poll timeout until they are due (-1: none). */
 static int flush_unbridged(struct redir *r, bool at_end)
 {
-    char out[TIME_RATELIMIT_OUT_MAX];
-    int timeout;
-    pthread_mutex_lock(&r->mu);
-    bool say = time_ratelimit_flush(&r->unbridged, UNBRIDGED_WINDOW_MS, at_end, out, sizeof out, &timeout);
-    pthread_mutex_unlock(&r->mu);
-    if (say)
-        fprintf(stderr, "%s\n", out);
-    return timeout;
+    return time_ratelimit_say_held(&r->unbridged, &r->mu, UNBRIDGED_WINDOW_MS, at_end, stderr);
 }
 
 static void on_done(void *ud, const bridge_result *res)

@@ -222,14 +222,7 @@ static void stray_log(redirect_mgr *m, const session *s, const char *peer)
  * (-1: none). */
 static int stray_flush(redirect_mgr *m, bool at_end)
 {
-    char out[TIME_RATELIMIT_OUT_MAX];
-    int timeout;
-    pthread_mutex_lock(&m->lock);
-    bool say = time_ratelimit_flush(&m->strays, STRAY_WINDOW_MS, at_end, out, sizeof out, &timeout);
-    pthread_mutex_unlock(&m->lock);
-    if (say)
-        fprintf(stderr, "%s\n", out);
-    return timeout;
+    return time_ratelimit_say_held(&m->strays, &m->lock, STRAY_WINDOW_MS, at_end, stderr);
 }
 
 /* Accepts one redirected connection and announces it. 0, -EAGAIN when there
