@@ -30,7 +30,7 @@ void ephem_caps_format(unsigned caps, char *out, size_t n)
 
 void ephem_base_name(const char *version, char *out, size_t n)
 {
-    snprintf(out, n, "dbg-tools-%08x", fnv1a32(fnv1a32(FNV1A32_INIT, version), CONTRACT_REVISION_TAG));
+    snprintf(out, n, EPHEM_NAME_PREFIX "%08x", fnv1a32(fnv1a32(FNV1A32_INIT, version), CONTRACT_REVISION_TAG));
 }
 
 unsigned ephem_caps_of(const pod_container *c)

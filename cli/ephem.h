@@ -132,7 +132,9 @@ bool ephem_container_has(const pod_container *c, unsigned caps);
 /* "NET_ADMIN, SYS_PTRACE": the names of the bits in caps, in bit order. */
 void ephem_caps_format(unsigned caps, char *out, size_t n);
 
-/* "dbg-tools-" + 8 hex of FNV-1a(version CONTRACT_REVISION_TAG): the
+/* What the names of kubectl diag's debug containers start with. */
+#define EPHEM_NAME_PREFIX "dbg-tools-"
+/* EPHEM_NAME_PREFIX + 8 hex of FNV-1a(version CONTRACT_REVISION_TAG): the
  * name of a pod's first debug container. */
 void ephem_base_name(const char *version, char *out, size_t n);
 /* Starts reading the log of the debug container pod most likely has (the

@@ -4,13 +4,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ephem.h"
 #include "exitcode.h"
 #include "podsel.h"
 
 /* A debug container kubectl diag added: a row of the table. */
 static bool list_shown(const pod_container *c)
 {
-    return strncmp(c->name, "dbg-tools-", 10) == 0;
+    return strncmp(c->name, EPHEM_NAME_PREFIX, strlen(EPHEM_NAME_PREFIX)) == 0;
 }
 
 /* The STATE cell of c: Running, Exited(CODE), the reason it waits, Pending. */
