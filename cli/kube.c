@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -413,6 +414,35 @@ void kube_result_free(kube_result *r)
     memset(r, 0, sizeof(*r));
 }
 
+/* Inside a pod, a kubeconfig that names no namespace (or none at all) gives
+ * kubectl the pod's: client-go's in-cluster rule when the API server's
+ * address is in the environment and a service account token is mounted
+ * ($POD_NAMESPACE, else the token's namespace file, else "default").
+ * false outside a pod. */
+static bool in_cluster_ns(char *ns, size_t n)
+{
+    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+    const char *env = getenv("POD_NAMESPACE");
+    struct stat st;
+    char buf[256];
+    if (!host || !*host || !port || !*port || stat(KUBE_SA_DIR "/token", &st) < 0 || S_ISDIR(st.st_mode))
+        return false;
+    if (env && *env) {
+        snprintf(ns, n, "%s", env);
+        return true;
+    }
+    int fd = open(KUBE_SA_DIR "/namespace", O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd < 0 ? -1 : read(fd, buf, sizeof buf - 1);
+    if (fd >= 0)
+        close(fd);
+    buf[len > 0 ? len : 0] = '\0';
+    const char *b = buf + strspn(buf, " \t\r\n");
+    size_t bl = strcspn(b, " \t\r\n");
+    if (bl)
+        snprintf(ns, n, "%.*s", (int)bl, b);
+    return true;
+}
+
 void kube_context_ns(const kube *k, char *ns, size_t n)
 {
     const char *args[] = {"config", "view", "--minify", "-o", "jsonpath={..namespace}", NULL};
@@ -422,6 +452,8 @@ void kube_context_ns(const kube *k, char *ns, size_t n)
     if (kube_run(k, "read the context's namespace", args, NULL, 0, 10000, &r, err, sizeof err) == 0 && r.out &&
         r.out[0] && !strchr(r.out, ' '))
         snprintf(ns, n, "%s", r.out);
+    else
+        in_cluster_ns(ns, n);
     kube_result_free(&r);
 }
 

@@ -97,8 +97,11 @@ int kube_stop_fd(void);
 /* Sleeps ms unless stopping; false when stopping (before or during). */
 bool kube_sleep_ms(int ms);
 
+/* Where a pod finds its service account's token and namespace. */
+#define KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 /* The namespace kubectl uses without -n (n bytes at most): the current
- * context's (k's --kubeconfig and --context), else "default". Runs
+ * context's (k's --kubeconfig and --context), else, inside a pod, the pod's
+ * (as kubectl's in-cluster configuration takes it), else "default". Runs
  * `kubectl config view --minify`. */
 void kube_context_ns(const kube *k, char *ns, size_t n);
 
