@@ -26,6 +26,7 @@ int copy_client_errno(grpc_status_code code)
     case GRPC_STATUS_UNAVAILABLE: return -ECONNRESET;
     case GRPC_STATUS_DEADLINE_EXCEEDED: return -ETIMEDOUT;
     case GRPC_STATUS_UNIMPLEMENTED: return -EOPNOTSUPP;
+    case GRPC_STATUS_ABORTED: return -ENODATA;
     default: return -EIO;
     }
 }
@@ -54,6 +55,7 @@ grpc_status_code copy_client_status(int rc)
     case ELOOP:
     case EXDEV: return GRPC_STATUS_INVALID_ARGUMENT;
     case ECANCELED: return GRPC_STATUS_CANCELLED;
+    case ENODATA: return GRPC_STATUS_ABORTED; /* a file shrank while it was read: copy it again */
     default: return GRPC_STATUS_INTERNAL;
     }
 }

@@ -169,14 +169,31 @@ static int emit_hole(sender *s, uint64_t n)
     return n ? s->emit(s->ud, &c) : 0;
 }
 
-/* The content of a regular file of size bytes: its data ranges as data, its
- * holes as holes. A file that shrank meanwhile ends in a hole (zeros), so the
- * stream always carries exactly size bytes. */
-static int send_content(sender *s, int fd, off_t size)
+/* The file at fd ended at off, before size, the end its entry announced: it
+ * shrank while it was read (truncated, rewritten). Padding it with zeros (as
+ * tar does, with a warning) would make a copy that looks whole and is not:
+ * the copy fails instead, and nothing of it is left (docs/cp.md). */
+static int shrank(sender *s, int fd, off_t from, off_t size, off_t off)
 {
-    off_t off = 0;
+    struct stat st;
+    off_t now = fstat(fd, &st) == 0 && st.st_size < size ? st.st_size : off;
+    return fail(s->err, s->errlen, -ENODATA,
+                "cannot copy %s: it shrank from %lld to %lld bytes while it was read (truncated or rewritten "
+                "meanwhile); copy it again once it is not being written",
+                sender_shown(s), (long long)(size - from), (long long)(now > from ? now - from : 0));
+}
+
+/* The content of a regular file from offset from to size: its data ranges as
+ * data, its holes as holes. A file that grew meanwhile is cut at size; one
+ * that shrank fails the copy (shrank). */
+static int send_content(sender *s, int fd, off_t from, off_t size)
+{
+    off_t off = from;
     while (off < size) {
         off_t data = lseek(fd, off, SEEK_DATA);
+        struct stat st;
+        if (data < 0 && errno == ENXIO && fstat(fd, &st) == 0 && st.st_size < size)
+            return shrank(s, fd, from, size, off); /* past its end now, not in a last hole */
         if (data < 0 && errno == ENXIO)
             data = size;
         else if (data < 0)
@@ -201,7 +218,7 @@ static int send_content(sender *s, int fd, off_t size)
             if (n < 0)
                 return fail(s->err, s->errlen, -errno, "cannot read %s", sender_shown(s));
             if (n == 0)
-                return emit_hole(s, (uint64_t)(size - off));
+                return shrank(s, fd, from, size, off);
             Kdiag__Solo__Io__CopyChunk c = KDIAG__SOLO__IO__COPY_CHUNK__INIT;
             c.data.data = s->buf;
             c.data.len = (size_t)n;
@@ -374,7 +391,7 @@ static int send_at(sender *s, int dirfd, const char *name, int depth)
     if (rc == 0 && S_ISDIR(st.st_mode) && depth > 0 && pseudo_fs(fd) && !pseudo_fs(dirfd))
         goto out;
     if (rc == 0)
-        rc = S_ISDIR(st.st_mode) ? send_dir_entries(s, fd, depth) : send_content(s, fd, st.st_size);
+        rc = S_ISDIR(st.st_mode) ? send_dir_entries(s, fd, depth) : send_content(s, fd, 0, st.st_size);
 out:
     fd_close(&fd);
     return rc;
@@ -451,7 +468,7 @@ int copytree_send_file(int fd, const char *name, const char *shown, copytree_emi
     snprintf(s->rel, sizeof s->rel, "%s", name);
     rc = emit_entry(s, &st, NULL);
     if (rc == 0)
-        rc = send_content(s, fd, st.st_size);
+        rc = send_content(s, fd, 0, st.st_size);
     if (rc == 0 && stats)
         *stats = s->stats;
 out:

@@ -43,12 +43,14 @@ typedef int (*copytree_emit_fn)(void *ud, const Kdiag__Solo__Io__CopyChunk *c);
  * or "..", or "/", streams a directory's contents (root entry name ""); one
  * with a trailing '/' must be a directory (a final symlink followed), sent
  * under its last component. FIFOs, sockets and devices are skipped in a tree
- * and refused when named. stats may be NULL. */
+ * and refused when named. A file that shrinks while it is read fails the
+ * copy (-ENODATA) rather than be padded with zeros. stats may be NULL. */
 int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_fn emit, void *ud,
                   copytree_stats *stats, char *err, size_t errlen);
 
 /* Streams the regular file open at fd, from its start, as the one entry name
- * (a single name), with fd's mode, owner and mtime; shown names it in err. */
+ * (a single name), with fd's mode, owner and mtime; shown names it in err. A
+ * file that shrinks while it is read fails it (-ENODATA), as in copytree_send. */
 int copytree_send_file(int fd, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
                        copytree_stats *stats, char *err, size_t errlen);
 

@@ -1,0 +1,105 @@
+"""kubectl diag cp at its edges, through the real kubectl on the simulated cluster: a file that
+shrinks while it is copied, both ways."""
+import contextlib
+import os
+import signal
+import subprocess
+
+from conftest import CLI, error_lines, wait_for
+
+SIZE = 128 << 20
+
+
+def write_random(path, size=SIZE):
+    """size bytes without holes, each MiB its own (nothing for zstd): a copy long enough to stop."""
+    with open(path, 'wb') as f:
+        for _ in range(size >> 20):
+            f.write(os.urandom(1 << 20))
+    return path
+
+
+def rchar(pid):
+    """Bytes pid read so far (pread included): an upper bound of how far it read a file."""
+    with open('/proc/%d/io' % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith('rchar:'))
+
+
+def pod_path(cluster, path):
+    """path in the distroless pod's container, as this host sees it."""
+    return '/proc/%d/root%s' % (cluster.pids_in_pod('distroless', 'hello-server')[0], path)
+
+
+def temporaries(d):
+    return [n for n in os.listdir(d) if n.startswith('.kdiag-cp-')]
+
+
+def shrank_line(direction, shown):
+    return ('error: cp %s pod/distroless: cannot copy %s: it shrank from %d to %d bytes while it was read '
+            '(truncated or rewritten meanwhile); copy it again once it is not being written: '
+            'No data available (ENODATA)' % (direction, shown, SIZE, 1 << 20))
+
+
+def test_cp_into_the_pod_of_a_file_that_shrinks_meanwhile_fails_and_leaves_nothing(cluster, tmp_path):
+    """The CLI stopped mid-file, the file truncated to 1 MiB, the CLI let go: it used to send the
+    rest as zeros, exit 0, a file of the old size in the pod. Now: one error line naming the file
+    and both sizes, exit 1, nothing in the pod."""
+    big = write_random(tmp_path / 'big')
+    pod_tmp = pod_path(cluster, '/tmp')
+    p = subprocess.Popen([CLI, 'cp', str(big), 'pod/distroless:/tmp/shrinks'], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        wait_for(lambda: temporaries(pod_tmp) or p.poll() is not None, 60, interval=0.005,
+                 what='the temporary file in the pod')
+        os.kill(p.pid, signal.SIGSTOP)
+        assert p.poll() is None, 'the copy ended before it could be stopped'
+        assert rchar(p.pid) < SIZE, 'the CLI read all of the file before it was stopped'
+        os.truncate(big, 1 << 20)
+        os.kill(p.pid, signal.SIGCONT)
+        assert p.wait(timeout=60) == 1
+        assert error_lines(p.stderr.read().decode()) == [shrank_line('to', big)]
+        wait_for(lambda: not temporaries(pod_tmp), 20, what='no temporary in the pod')
+        assert not os.path.exists(os.path.join(pod_tmp, 'shrinks'))
+    finally:
+        p.kill()
+        p.wait()
+
+
+def test_cp_out_of_the_pod_of_a_file_that_shrinks_meanwhile_fails_and_leaves_nothing(cluster, tmp_path):
+    """The same with the manager as the sender: it stopped mid-file, the file in the pod
+    truncated, the manager let go. It used to pad the rest with zeros and the CLI kept a file of
+    the old size; now the manager ends the call ABORTED with the line, the CLI says it and keeps
+    nothing."""
+    src = write_random(tmp_path / 'src')
+    r = cluster.diag('cp', str(src), 'pod/distroless:/tmp/shrinks-out', timeout=120)
+    assert r.returncode == 0, r.stderr
+    os.unlink(src)
+    managers = cluster.pids_in_pod('distroless', 'kdiag-manager')
+    assert managers
+    before = {m: rchar(m) for m in managers}
+    out = tmp_path / 'out'
+    out.mkdir()
+    p = subprocess.Popen([CLI, 'cp', 'pod/distroless:/tmp/shrinks-out', str(out)], stdin=subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cluster.env())
+    try:
+        wait_for(lambda: temporaries(out) or p.poll() is not None, 60, interval=0.005,
+                 what='the temporary file here')
+        for m in managers:
+            os.kill(m, signal.SIGSTOP)
+        assert p.poll() is None, 'the copy ended before the manager could be stopped'
+        assert all(rchar(m) - before[m] < SIZE for m in managers), 'the manager read all of the file'
+        os.truncate(pod_path(cluster, '/tmp/shrinks-out'), 1 << 20)
+        for m in managers:
+            os.kill(m, signal.SIGCONT)
+        assert p.wait(timeout=60) == 1
+        assert error_lines(p.stderr.read().decode()) == [shrank_line('from', '/tmp/shrinks-out')]
+        assert os.listdir(out) == []
+    finally:
+        for m in managers:
+            try:
+                os.kill(m, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        p.kill()
+        p.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(pod_path(cluster, '/tmp/shrinks-out'))
