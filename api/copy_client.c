@@ -263,8 +263,9 @@ int copy_client_to(rpc_client *cl, const char *local, const copy_client_target *
         rc = rpc_stream_write(ts.s, ts.buf, len) < 0 ? -ECONNRESET : 0;
     }
     if (rc == 0)
-        rc = o && o->from_fd > 0 ? copytree_send_file(o->from_fd, "stdin", "stdin", to_emit, &ts, NULL, err, errlen)
-                                 : copytree_send(AT_FDCWD, local, 0, to_emit, &ts, NULL, err, errlen);
+        rc = o && o->from_fd > 0
+                 ? copytree_send_file(o->from_fd, o->from_off, "stdin", "stdin", to_emit, &ts, NULL, err, errlen)
+                 : copytree_send(AT_FDCWD, local, 0, to_emit, &ts, NULL, err, errlen);
     if (rc == -ENOMEM && !err[0])
         snprintf(err, errlen, "cannot copy %s: out of memory", local);
     if (rc < 0 && rc != -ECONNRESET)

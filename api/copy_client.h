@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "copytree.h"
 #include "rpc.h"
@@ -50,6 +51,7 @@ typedef struct {
     size_t window;  /* CopyTo: bytes in flight, not yet written by the manager; 0: COPY_CLIENT_WINDOW */
     bool to_stdout; /* CopyFrom: one regular file's content to stdout, local unused (-EPIPE: its reader went) */
     int from_fd;    /* CopyTo: > 0, the regular file open there goes as one file named "stdin", local unused */
+    off_t from_off; /* from this offset of from_fd to its end */
 } copy_client_opts;
 
 /* CopyTo's default window (docs/cp.md "Memory and flow control"): what the manager's

@@ -445,7 +445,7 @@ out:
     return rc;
 }
 
-int copytree_send_file(int fd, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
+int copytree_send_file(int fd, off_t from, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
                        copytree_stats *stats, char *err, size_t errlen)
 {
     sender *s = calloc(1, sizeof *s);
@@ -466,9 +466,14 @@ int copytree_send_file(int fd, const char *name, const char *shown, copytree_emi
     if (rc < 0)
         goto out;
     snprintf(s->rel, sizeof s->rel, "%s", name);
+    if (from > st.st_size)
+        from = st.st_size;
+    st.st_size -= from;
     rc = emit_entry(s, &st, NULL);
     if (rc == 0)
-        rc = send_content(s, fd, 0, st.st_size);
+        rc = send_content(s, fd, from, from + st.st_size);
+    if (rc == 0) /* read, as cat leaves it */
+        lseek(fd, from + st.st_size, SEEK_SET);
     if (rc == 0 && stats)
         *stats = s->stats;
 out:

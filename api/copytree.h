@@ -27,6 +27,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "kdiag.pb-c.h"
 
@@ -48,10 +49,11 @@ typedef int (*copytree_emit_fn)(void *ud, const Kdiag__Solo__Io__CopyChunk *c);
 int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_fn emit, void *ud,
                   copytree_stats *stats, char *err, size_t errlen);
 
-/* Streams the regular file open at fd, from its start, as the one entry name
- * (a single name), with fd's mode, owner and mtime; shown names it in err. A
- * file that shrinks while it is read fails it (-ENODATA), as in copytree_send. */
-int copytree_send_file(int fd, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
+/* Streams the regular file open at fd, from offset from to its end, as the
+ * one entry name (a single name), with fd's mode, owner and mtime; shown
+ * names it in err. Done, fd's offset is at the end of what was sent. A file
+ * that shrinks while it is read fails it (-ENODATA), as in copytree_send. */
+int copytree_send_file(int fd, off_t from, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
                        copytree_stats *stats, char *err, size_t errlen);
 
 typedef struct copytree_recv copytree_recv;

@@ -98,7 +98,8 @@ typedef struct {
     const char *remote, *local;
     bool from;      /* remote → local */
     bool to_stdout; /* local is "-" out of the pod */
-    int from_fd;    /* local is "-" into the pod: stdin, kept in an unnamed temporary file; else -1 */
+    int from_fd;    /* local is "-" into the pod: stdin's file, or what it gave kept in an unnamed one; else -1 */
+    off_t from_off; /* where in from_fd the content starts */
     copy_client_cancel cancel;
     pthread_mutex_t mu; /* guards st and done */
     copytree_stats st;
@@ -128,7 +129,8 @@ static void *job_main(void *arg)
                           .cancel = &j->cancel,
                           .no_zstd = zstd && strcmp(zstd, "0") == 0,
                           .to_stdout = j->to_stdout,
-                          .from_fd = j->from_fd};
+                          .from_fd = j->from_fd,
+                          .from_off = j->from_off};
     int rc = -ENOTCONN;
     for (int attempt = 0; attempt < 2; attempt++) {
         unsigned gen;
@@ -294,6 +296,24 @@ static int spool_stdin(int *ret, char *err, size_t errlen)
     return 0;
 }
 
+/* What goes for "-" into the pod: a regular file on stdin (< FILE) as it is,
+ * from its offset, with its size (nothing kept, no wait); a stream kept in
+ * $TMPDIR first. */
+static int stdin_source(cp_job *j, char *err, size_t errlen)
+{
+    struct stat st;
+    if (fstat(STDIN_FILENO, &st) < 0 || !S_ISREG(st.st_mode))
+        return spool_stdin(&j->from_fd, err, errlen);
+    off_t off = lseek(STDIN_FILENO, 0, SEEK_CUR);
+    j->from_off = off > 0 ? off : 0;
+    j->from_fd = fcntl(STDIN_FILENO, F_DUPFD_CLOEXEC, 3); /* > 0: copy_client's from_fd */
+    if (j->from_fd < 0) {
+        snprintf(err, errlen, "cannot read stdin: %s", strerror(errno));
+        return -EIO;
+    }
+    return 0;
+}
+
 /* What this side can tell before a debug container may be added for the
  * copy (one added for a copy that then fails here stays in the pod): the
  * source to send exists, and the destination does, or its directory. */
@@ -345,8 +365,8 @@ int cp_main(const flags *f, const kube *k)
     bool stdin_in = rc == 0 && !j.from && strcmp(j.local, "-") == 0;
     if (rc == 0 && !j.to_stdout && !stdin_in)
         rc = local_check(&j, err, sizeof err);
-    if (stdin_in)
-        rc = spool_stdin(&j.from_fd, err, sizeof err);
+    if (rc == 0 && stdin_in)
+        rc = stdin_source(&j, err, sizeof err);
     if (rc < 0)
         return exitcode_report(stderr, rc, err);
     /* Ctrl-\ (SIGQUIT) is blocked before the session starts gRPC's threads,

@@ -1,6 +1,7 @@
 """kubectl diag cp at its edges, through the real kubectl on the simulated cluster: a file that
-shrinks while it is copied, both ways."""
+shrinks while it is copied, both ways; a regular file on stdin sent as it is."""
 import contextlib
+import hashlib
 import os
 import signal
 import subprocess
@@ -103,3 +104,24 @@ def test_cp_out_of_the_pod_of_a_file_that_shrinks_meanwhile_fails_and_leaves_not
         p.wait()
         with contextlib.suppress(OSError):
             os.unlink(pod_path(cluster, '/tmp/shrinks-out'))
+
+
+def test_cp_a_file_on_stdin_goes_as_it_is_from_its_offset_with_no_tmpdir(cluster, tmp_path):
+    """`cp - POD:PATH < FILE`: the file goes as it is, from where stdin stands, with its size. It
+    used to be copied into $TMPDIR first (a missing one failed the copy: "cannot keep stdin in
+    ..."; a small one filled up). stdin is left at its end, as cat leaves it."""
+    src, data = tmp_path / 'src', os.urandom(32 << 20)
+    src.write_bytes(b'skipped\n' + data)
+    try:
+        with open(src, 'rb') as f:
+            os.lseek(f.fileno(), 8, os.SEEK_SET)
+            r = subprocess.run([CLI, 'cp', '-', 'pod/distroless:/tmp/from-stdin'], stdin=f, capture_output=True,
+                               timeout=120, env=cluster.env({'TMPDIR': str(tmp_path / 'missing')}))
+            assert (r.returncode, error_lines(r.stderr.decode())) == (0, [])
+            assert os.lseek(f.fileno(), 0, os.SEEK_CUR) == 8 + len(data)
+        with open(pod_path(cluster, '/tmp/from-stdin'), 'rb') as f:
+            assert hashlib.file_digest(f, 'sha256').digest() == hashlib.sha256(data).digest()
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(pod_path(cluster, '/tmp/from-stdin'))
+
