@@ -52,8 +52,10 @@ int fd_write_all_or_signal(int fd, const void *p, size_t n)
     return write_all(fd, p, n, true);
 }
 
-int fd_stdio_open(void)
+int fd_stdio_open(unsigned *opened)
 {
+    if (opened)
+        *opened = 0;
     for (int fd = 0; fd < 3; fd++) {
         if (fcntl(fd, F_GETFD) >= 0 || errno != EBADF)
             continue;
@@ -64,6 +66,8 @@ int fd_stdio_open(void)
             close(n);
             return -EBADF;
         }
+        if (opened)
+            *opened |= 1u << fd;
     }
     return 0;
 }

@@ -23,7 +23,9 @@ int fd_write_all_or_signal(int fd, const void *p, size_t n);
 
 /* Opens /dev/null on each of fds 0, 1 and 2 that is closed, so that no fd
  * opened later (an eventfd of gRPC, a socket) is taken for stdin, stdout or
- * stderr; Go's runtime does the same for kubectl. 0 or -errno. */
-int fd_stdio_open(void);
+ * stderr; Go's runtime does the same for kubectl. The fds it opened go in
+ * *opened (bit fd; may be NULL): a command that reads or writes the content
+ * there (cp -) can refuse it. 0 or -errno. */
+int fd_stdio_open(unsigned *opened);
 
 #endif

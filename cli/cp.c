@@ -314,6 +314,24 @@ static int stdin_source(cp_job *j, char *err, size_t errlen)
     return 0;
 }
 
+/* "-" on a stdin or stdout that was closed when cp started (<&-, >&-): the
+ * /dev/null main put there would make an empty file, or take the content
+ * away, and exit 0. Refused, as cat refuses it, before the pod is touched. */
+static int std_closed(const flags *f, bool in, char *err, size_t errlen)
+{
+    if (!(f->stdio_closed & (in ? 1u : 2u)))
+        return 0;
+    if (in)
+        snprintf(err, errlen,
+                 "cannot read stdin: it is closed (<&-): give cp - the content on stdin (cp - POD:PATH < FILE, or "
+                 "from a pipe), or name the local file instead of -");
+    else
+        snprintf(err, errlen,
+                 "cannot write to stdout: it is closed (>&-): give cp - somewhere to write (> FILE, or a pipe), or "
+                 "name a local path instead of -");
+    return -EBADF;
+}
+
 /* What this side can tell before a debug container may be added for the
  * copy (one added for a copy that then fails here stays in the pod): the
  * source to send exists, and the destination does, or its directory. */
@@ -363,6 +381,8 @@ int cp_main(const flags *f, const kube *k)
         k = &in_ns;
     }
     bool stdin_in = rc == 0 && !j.from && strcmp(j.local, "-") == 0;
+    if (rc == 0 && (stdin_in || j.to_stdout))
+        rc = std_closed(f, stdin_in, err, sizeof err);
     if (rc == 0 && !j.to_stdout && !stdin_in)
         rc = local_check(&j, err, sizeof err);
     if (rc == 0 && stdin_in)

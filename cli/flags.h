@@ -95,6 +95,7 @@ typedef struct {
     /* cp: SOURCE DEST as given */
     const char *cp_args[2];
     int ncp_args;
+    unsigned stdio_closed; /* not a flag: bit fd, 0-2 closed when the CLI started (set by main) */
     /* exec */
     bool stdin_open; /* -i: pass stdin to the command */
     bool tty;        /* --tty (-it): on a terminal */

@@ -83,9 +83,10 @@ static int stdout_done(int code)
  * else opens a file: gRPC's constructors open an eventfd, which a closed stdin
  * became (exec -i read it and hung). .preinit_array runs before any
  * constructor. */
+static unsigned stdio_closed; /* bit fd: closed at start (cp - refuses it) */
 static void stdio_preinit(void)
 {
-    if (fd_stdio_open() < 0)
+    if (fd_stdio_open(&stdio_closed) < 0)
         _exit(EXITCODE_FAILURE);
 }
 __attribute__((section(".preinit_array"), used)) static void (*stdio_at_start)(void) = stdio_preinit;
@@ -109,6 +110,7 @@ int main(int argc, char **argv)
         flags_free(&f);
         return exitcode_report(stderr, rc, err);
     }
+    f.stdio_closed = stdio_closed;
     kube k = {f.kubectl, f.kubeconfig, f.context, f.ns, f.verbose};
     int code = 0;
     if (f.help || f.cmd == FLAGS_CMD_NONE || f.cmd == FLAGS_CMD_HELP) {

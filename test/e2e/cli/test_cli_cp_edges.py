@@ -1,5 +1,6 @@
 """kubectl diag cp at its edges, through the real kubectl on the simulated cluster: a file that
-shrinks while it is copied, both ways; a regular file on stdin sent as it is."""
+shrinks while it is copied, both ways; a regular file on stdin sent as it is; a closed stdin or
+stdout refused."""
 import contextlib
 import hashlib
 import os
@@ -125,3 +126,20 @@ def test_cp_a_file_on_stdin_goes_as_it_is_from_its_offset_with_no_tmpdir(cluster
         with contextlib.suppress(OSError):
             os.unlink(pod_path(cluster, '/tmp/from-stdin'))
 
+
+def test_cp_dash_on_a_closed_stdin_or_stdout_fails_naming_it(cluster, tmp_path):
+    """`cp - POD:F <&-` wrote an empty file and exited 0 (the CLI puts /dev/null on closed fds);
+    `cp POD:F - >&-` sent the content there. cat fails on both: so does cp now, naming the fd and
+    the way out, and the pod gets nothing."""
+    def closed(redirect, *args):
+        return subprocess.run(['sh', '-c', 'exec "$@" ' + redirect, 'sh', CLI, 'cp'] + list(args),
+                              capture_output=True, text=True, timeout=60, env=cluster.env())
+    r = closed('<&-', '-', 'pod/distroless:/tmp/closed')
+    assert (r.returncode, error_lines(r.stderr)) == (1, [
+        'error: cannot read stdin: it is closed (<&-): give cp - the content on stdin (cp - POD:PATH < FILE, '
+        'or from a pipe), or name the local file instead of -'])
+    assert not os.path.exists(pod_path(cluster, '/tmp/closed'))
+    r = closed('>&-', 'pod/distroless:/hello-server', '-')
+    assert (r.returncode, error_lines(r.stderr)) == (1, [
+        'error: cannot write to stdout: it is closed (>&-): give cp - somewhere to write (> FILE, or a pipe), '
+        'or name a local path instead of -'])
