@@ -20,6 +20,7 @@
 
 #include "basic/fd-util.h"
 #include "basic/signal-util.h"
+#include "basic/time-util.h"
 #include "copy_client.h"
 #include "copytree.h"
 #include "exitcode.h"
@@ -252,14 +253,27 @@ static int operands(const flags *f, session_opts *so, cp_job *j, cp_operand ops[
     return 0;
 }
 
+/* "\r<bytes read>" over the previous line; final ends it. */
+static void draw_reading(unsigned long long n, bool final)
+{
+    char b[32];
+    fprintf(stderr, "\r\033[Kcp: reading stdin: %s%s", cp_human_bytes(n, b, sizeof b), final ? "\n" : "");
+    fflush(stderr);
+}
+
 /* Stdin to its end, into an unnamed file of $TMPDIR (or /tmp) that goes
  * with its last fd: a stream has no size for its CopyEntry until it ended,
- * and the pod is not touched while it is read. */
+ * and the pod is not touched while it is read. On a terminal (not the one
+ * typed into) what was read so far is redrawn every PROGRESS_MS: stdin
+ * without end (< /dev/zero) fills $TMPDIR, and the user sees it grow. */
 static int spool_stdin(int *ret, char *err, size_t errlen)
 {
     const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
     char buf[65536];
     char path[PATH_MAX];
+    bool tty = isatty(STDERR_FILENO) && !isatty(STDIN_FILENO), drawn = false;
+    unsigned long long total = 0;
+    int64_t next = time_now_ms() + PROGRESS_MS;
     int rc = 0, fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0666);
     if (fd < 0 && errno == EOPNOTSUPP && snprintf(path, sizeof path, "%s/.kdiag-cp-XXXXXX", dir) < (int)sizeof path &&
         (fd = mkostemp(path, O_CLOEXEC)) >= 0) /* a filesystem without O_TMPFILE */
@@ -267,15 +281,26 @@ static int spool_stdin(int *ret, char *err, size_t errlen)
     if (fd < 0)
         rc = -errno;
     while (rc == 0) {
+        struct pollfd p = {STDIN_FILENO, POLLIN, 0};
+        int64_t now = time_now_ms();
+        if (tty && now >= next) {
+            draw_reading(total, false);
+            drawn = true;
+            next = now + PROGRESS_MS;
+        }
+        if (tty && poll(&p, 1, (int)(next - now)) == 0)
+            continue; /* nothing came: the line is redrawn, the same */
         ssize_t n = read(STDIN_FILENO, buf, sizeof buf);
         if (n < 0 && errno == EAGAIN) { /* a non-blocking stdin shared with another reader */
-            struct pollfd p = {STDIN_FILENO, POLLIN, 0};
-            poll(&p, 1, -1);
+            if (!tty)
+                poll(&p, 1, -1); /* else it waits above, redrawing */
             continue;
         }
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
+            if (drawn)
+                draw_reading(total, true);
             snprintf(err, errlen, "cannot read stdin: %s", strerror(errno));
             fd_close(&fd);
             return -EIO;
@@ -283,7 +308,10 @@ static int spool_stdin(int *ret, char *err, size_t errlen)
         if (n == 0)
             break;
         rc = fd_write_all(fd, buf, (size_t)n);
+        total += (unsigned long long)n;
     }
+    if (drawn)
+        draw_reading(total, true);
     if (rc < 0) {
         snprintf(err, errlen,
                  "cannot keep stdin in %s while it is read (cp sends a file of known size): %s; set TMPDIR to a "

@@ -1,9 +1,11 @@
 """kubectl diag cp at its edges, through the real kubectl on the simulated cluster: a file that
 shrinks while it is copied, both ways; a regular file on stdin sent as it is; a closed stdin or
-stdout refused."""
+stdout refused; what was read of a piped stdin shown on a terminal."""
 import contextlib
 import hashlib
 import os
+import pty
+import select
 import signal
 import subprocess
 
@@ -143,3 +145,43 @@ def test_cp_dash_on_a_closed_stdin_or_stdout_fails_naming_it(cluster, tmp_path):
     assert (r.returncode, error_lines(r.stderr)) == (1, [
         'error: cannot write to stdout: it is closed (>&-): give cp - somewhere to write (> FILE, or a pipe), '
         'or name a local path instead of -'])
+
+
+def test_cp_dash_shows_what_was_read_of_a_piped_stdin_on_a_terminal(cluster, tmp_path):
+    """`cp - POD:PATH < /dev/zero` filled $TMPDIR with nothing shown until it failed. With stderr
+    a terminal, "cp: reading stdin: <n>" is redrawn while a piped stdin is read, so the user sees
+    it grow (here one MiB, then three, written as the test goes), and ends with the total."""
+    master, slave = pty.openpty()
+    rfd, wfd = os.pipe()
+    p = subprocess.Popen([CLI, 'cp', '-', 'pod/distroless:/tmp/piped'], stdin=rfd, stdout=subprocess.PIPE,
+                         stderr=slave, env=cluster.env())
+    os.close(slave)
+    os.close(rfd)
+    seen = bytearray()
+
+    def shown(text):
+        while select.select([master], [], [], 0)[0]:
+            try:
+                seen.extend(os.read(master, 4096))
+            except OSError:  # EIO: every writer is gone
+                break
+        return text in seen
+    try:
+        os.write(wfd, bytes(1 << 20))
+        wait_for(lambda: shown(b'\r\x1b[Kcp: reading stdin: 1.0 MiB'), 20, interval=0.05, what='1.0 MiB read')
+        os.write(wfd, bytes(2 << 20))
+        wait_for(lambda: shown(b'\r\x1b[Kcp: reading stdin: 3.0 MiB'), 20, interval=0.05, what='3.0 MiB read')
+        os.close(wfd)
+        wfd = -1
+        assert p.wait(timeout=60) == 0
+        shown(b'')
+        assert b'cp: reading stdin: 3.0 MiB\r\n' in seen, seen
+        assert os.path.getsize(pod_path(cluster, '/tmp/piped')) == 3 << 20
+    finally:
+        if wfd >= 0:
+            os.close(wfd)
+        p.kill()
+        p.wait()
+        os.close(master)
+        with contextlib.suppress(OSError):
+            os.unlink(pod_path(cluster, '/tmp/piped'))
