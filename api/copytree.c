@@ -466,6 +466,10 @@ int copytree_send_file(int fd, off_t from, const char *name, const char *shown, 
     if (rc < 0)
         goto out;
     snprintf(s->rel, sizeof s->rel, "%s", name);
+    if (pseudo_fs(fd)) { /* its size says nothing (< /proc/1/environ): read to its end first */
+        rc = send_pseudo(s, fd, &st);
+        goto done;
+    }
     if (from > st.st_size)
         from = st.st_size;
     st.st_size -= from;
@@ -474,6 +478,7 @@ int copytree_send_file(int fd, off_t from, const char *name, const char *shown, 
         rc = send_content(s, fd, from, from + st.st_size);
     if (rc == 0) /* read, as cat leaves it */
         lseek(fd, from + st.st_size, SEEK_SET);
+done:
     if (rc == 0 && stats)
         *stats = s->stats;
 out:

@@ -52,7 +52,9 @@ int copytree_send(int rootfd, const char *path, uint64_t resolve, copytree_emit_
 /* Streams the regular file open at fd, from offset from to its end, as the
  * one entry name (a single name), with fd's mode, owner and mtime; shown
  * names it in err. Done, fd's offset is at the end of what was sent. A file
- * that shrinks while it is read fails it (-ENODATA), as in copytree_send. */
+ * that shrinks while it is read fails it (-ENODATA), as in copytree_send. A
+ * kernel file (procfs, sysfs, ...), whose size says nothing, is read from
+ * fd's offset to its end first, as copytree_send reads one named. */
 int copytree_send_file(int fd, off_t from, const char *name, const char *shown, copytree_emit_fn emit, void *ud,
                        copytree_stats *stats, char *err, size_t errlen);
 

@@ -129,6 +129,24 @@ def test_cp_a_file_on_stdin_goes_as_it_is_from_its_offset_with_no_tmpdir(cluster
             os.unlink(pod_path(cluster, '/tmp/from-stdin'))
 
 
+def test_cp_a_kernel_file_on_stdin_goes_read_to_its_end(cluster, tmp_path):
+    """`cp - POD:PATH < /proc/self/environ`: procfs says 0 for its size, so sent as a regular file
+    as it is, it arrived empty; it is read to its end first, as a named one is."""
+    with open('/proc/self/environ', 'rb') as f:
+        want = f.read()
+    assert want
+    try:
+        with open('/proc/self/environ', 'rb') as f:
+            r = subprocess.run([CLI, 'cp', '-', 'pod/distroless:/tmp/environ'], stdin=f, capture_output=True,
+                               timeout=120, env=cluster.env())
+        assert (r.returncode, error_lines(r.stderr.decode())) == (0, [])
+        with open(pod_path(cluster, '/tmp/environ'), 'rb') as f:
+            assert f.read() == want
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(pod_path(cluster, '/tmp/environ'))
+
+
 def test_cp_dash_on_a_closed_stdin_or_stdout_fails_naming_it(cluster, tmp_path):
     """`cp - POD:F <&-` wrote an empty file and exited 0 (the CLI puts /dev/null on closed fds);
     `cp POD:F - >&-` sent the content there. cat fails on both: so does cp now, naming the fd and
