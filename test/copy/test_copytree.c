@@ -574,10 +574,44 @@ static void test_send_file_under_a_name(void **state)
     assert_content("new", "zzz");
 }
 
+/* Truncates the file named by ud to 2 KiB at the first data chunk. */
+static int shrink_emit(void *ud, const Kdiag__Solo__Io__CopyChunk *c)
+{
+    if (c->data.len)
+        assert_int_equal(truncate(ud, 2048), 0);
+    return 0;
+}
+
+/* A sparse file truncated while it is sent (the sender's SEEK_DATA then
+ * finds nothing, as at a last hole) fails the copy, with both sizes; one
+ * that ends in a hole and stays whole is sent as it is. */
+static void test_send_file_that_shrinks(void **state)
+{
+    (void)state;
+    char p[256], err[512] = "", want[512];
+    static const char block[4096];
+    int fd = open(path_in(p, sizeof p, "sparse"), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+    assert_true(fd >= 0);
+    assert_int_equal(pwrite(fd, block, sizeof block, 0), (ssize_t)sizeof block);
+    assert_int_equal(pwrite(fd, block, sizeof block, 1 << 20), (ssize_t)sizeof block);
+    close(fd);
+    assert_int_equal(copytree_send(AT_FDCWD, p, 0, shrink_emit, p, NULL, err, sizeof err), -ENODATA);
+    snprintf(want, sizeof want,
+             "cannot copy %s: it shrank from %d to 2048 bytes while it was read (truncated or rewritten meanwhile); "
+             "copy it again once it is not being written: No data available (ENODATA)",
+             p, (1 << 20) + 4096);
+    assert_string_equal(err, want);
+    assert_int_equal(truncate(p, 1 << 20), 0); /* a block of data, then a hole to its end */
+    copytree_stats st;
+    assert_int_equal(copytree_send(AT_FDCWD, p, 0, record_emit, &(sent){0}, &st, err, sizeof err), 0);
+    assert_true(st.bytes > 0 && st.bytes <= 4096); /* the rest went as a hole */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_names_that_climb, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_send_file_that_shrinks, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entries_outside_the_tree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_no_entry_through_a_symlink, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_must_match_size, setup, teardown),
