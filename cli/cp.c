@@ -344,19 +344,25 @@ static int stdin_source(cp_job *j, char *err, size_t errlen)
 
 /* "-" on a stdin or stdout that was closed when cp started (<&-, >&-): the
  * /dev/null main put there would make an empty file, or take the content
- * away, and exit 0. Refused, as cat refuses it, before the pod is touched. */
-static int std_closed(const flags *f, bool in, char *err, size_t errlen)
+ * away, and exit 0. Refused, as cat refuses it, before the pod is touched;
+ * so is one open the other way (0>>FILE, 1<FILE), which would fail only
+ * once a debug container was added for the copy. */
+static int std_unusable(const flags *f, bool in, char *err, size_t errlen)
 {
-    if (!(f->stdio_closed & (in ? 1u : 2u)))
+    int fd = in ? STDIN_FILENO : STDOUT_FILENO, fl = fcntl(fd, F_GETFL);
+    bool closed = f->stdio_closed & (1u << fd);
+    if (!closed && (fl < 0 || (fl & O_ACCMODE) != (in ? O_WRONLY : O_RDONLY)))
         return 0;
     if (in)
         snprintf(err, errlen,
-                 "cannot read stdin: it is closed (<&-): give cp - the content on stdin (cp - POD:PATH < FILE, or "
-                 "from a pipe), or name the local file instead of -");
+                 "cannot read stdin: it is %s: give cp - the content on stdin (cp - POD:PATH < FILE, or from a "
+                 "pipe), or name the local file instead of -",
+                 closed ? "closed (<&-)" : "open for writing only (0>FILE)");
     else
         snprintf(err, errlen,
-                 "cannot write to stdout: it is closed (>&-): give cp - somewhere to write (> FILE, or a pipe), or "
-                 "name a local path instead of -");
+                 "cannot write to stdout: it is %s: give cp - somewhere to write (> FILE, or a pipe), or name a "
+                 "local path instead of -",
+                 closed ? "closed (>&-)" : "open for reading only (1<FILE)");
     return -EBADF;
 }
 
@@ -410,7 +416,7 @@ int cp_main(const flags *f, const kube *k)
     }
     bool stdin_in = rc == 0 && !j.from && strcmp(j.local, "-") == 0;
     if (rc == 0 && (stdin_in || j.to_stdout))
-        rc = std_closed(f, stdin_in, err, sizeof err);
+        rc = std_unusable(f, stdin_in, err, sizeof err);
     if (rc == 0 && !j.to_stdout && !stdin_in)
         rc = local_check(&j, err, sizeof err);
     if (rc == 0 && stdin_in)

@@ -165,6 +165,28 @@ def test_cp_dash_on_a_closed_stdin_or_stdout_fails_naming_it(cluster, tmp_path):
         'or name a local path instead of -'])
 
 
+def test_cp_dash_on_a_stdin_or_stdout_open_the_other_way_fails_before_the_pod(cluster, fresh_pod, tmp_path):
+    """`cp - POD:F 0>>FILE` (stdin open for writing only) failed reading it only after a debug
+    container was added to the pod for the copy, where it stays; `cp POD:F - 1<FILE` likewise.
+    Both are refused first, naming the fd, and the pod gets no debug container."""
+    other = tmp_path / 'other'
+    other.write_bytes(b'x')
+
+    def run(redirect, *args):
+        return subprocess.run(['sh', '-c', 'exec "$@" ' + redirect, 'sh', CLI, 'cp'] + list(args),
+                              capture_output=True, text=True, timeout=60, env=cluster.env())
+    r = run('0>>"%s"' % other, '-', 'pod/%s:/tmp/x' % fresh_pod)
+    assert (r.returncode, error_lines(r.stderr)) == (1, [
+        'error: cannot read stdin: it is open for writing only (0>FILE): give cp - the content on stdin '
+        '(cp - POD:PATH < FILE, or from a pipe), or name the local file instead of -'])
+    r = run('1<"%s"' % other, 'pod/%s:/etc/hostname' % fresh_pod, '-')
+    assert (r.returncode, error_lines(r.stderr)) == (1, [
+        'error: cannot write to stdout: it is open for reading only (1<FILE): give cp - somewhere to write '
+        '(> FILE, or a pipe), or name a local path instead of -'])
+    assert cluster.pod(fresh_pod)['spec'].get('ephemeralContainers', []) == []
+    assert other.read_bytes() == b'x'
+
+
 def test_cp_dash_shows_what_was_read_of_a_piped_stdin_on_a_terminal(cluster, tmp_path):
     """`cp - POD:PATH < /dev/zero` filled $TMPDIR with nothing shown until it failed. With stderr
     a terminal, "cp: reading stdin: <n>" is redrawn while a piped stdin is read, so the user sees
