@@ -4,7 +4,8 @@
 
 #include "flags.h"
 
-/* "80" -> 80:80, "80:8080" -> 80:8080; ports 1..65535. */
+/* "80" -> 80:80, "80:8080" -> 80:8080; ports 1..65535; "http:8080" -> the
+ * port named http, 8080 here; "http" -> the port named http, local 0. */
 int flags_parse_port_pair(const char *s, flags_portpair *pp, char *err, size_t errlen);
 /* Go-style durations: "500ms", "2m", "1m30s", "1h", "0". */
 int flags_parse_duration(const char *s, int64_t *ms);

@@ -163,11 +163,32 @@ static int parse_port(const char *s, size_t n, uint16_t *out)
     return 0;
 }
 
+/* A port's name as Kubernetes writes one (a DNS label: a-z, 0-9 and inner
+ * '-'), with a letter, so that it is no number. */
+static bool port_name_ok(const char *s, size_t n)
+{
+    bool letter = false;
+    if (n == 0 || n >= FLAGS_PORT_NAME_MAX || s[0] == '-' || s[n - 1] == '-')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        bool lower = s[i] >= 'a' && s[i] <= 'z';
+        if (!lower && !(s[i] >= '0' && s[i] <= '9') && s[i] != '-')
+            return false;
+        letter |= lower;
+    }
+    return letter;
+}
+
 int flags_parse_port_pair(const char *s, flags_portpair *pp, char *err, size_t errlen)
 {
     const char *colon = strchr(s, ':');
     size_t n1 = colon ? (size_t)(colon - s) : strlen(s);
+    memset(pp, 0, sizeof *pp);
     int rc = parse_port(s, n1, &pp->pod_port);
+    if (rc == -EINVAL && port_name_ok(s, n1)) { /* resolved on the pod */
+        memcpy(pp->pod_name, s, n1);
+        rc = 0;
+    }
     if (rc == 0 && colon)
         rc = parse_port(colon + 1, strlen(colon + 1), &pp->local_port);
     else if (rc == 0)
@@ -175,8 +196,19 @@ int flags_parse_port_pair(const char *s, flags_portpair *pp, char *err, size_t e
     if (rc == -ERANGE)
         return fail(err, errlen, "port out of range in \"%s\": ports are 1-65535", s);
     if (rc < 0)
-        return fail(err, errlen, "invalid port \"%s\": use PODPORT or PODPORT:LOCALPORT, e.g. 80 or 80:8080", s);
+        return fail(err, errlen,
+                    "invalid port \"%s\": use PODPORT or PODPORT:LOCALPORT, e.g. 80, 80:8080 or http:8080 (a port's "
+                    "name)",
+                    s);
     return 0;
+}
+
+void flags_port_shown(const flags_portpair *pp, char *buf, size_t n)
+{
+    if (pp->pod_name[0])
+        snprintf(buf, n, "%s", pp->pod_name);
+    else
+        snprintf(buf, n, "%u", pp->pod_port);
 }
 
 int flags_parse_duration(const char *s, int64_t *ms)
@@ -526,9 +558,12 @@ static int positional(flags *f, char *a, char *err, size_t errlen)
         f->ports = p;
         int rc = flags_parse_port_pair(a, &p[f->nports], err, errlen);
         for (size_t i = 0; rc == 0 && i < f->nports; i++)
-            if (p[i].pod_port == p[f->nports].pod_port) /* two streams of one session would take it over in turn */
-                return fail(err, errlen, "pod port %u is given twice (\"%s\"): redirect each pod port once",
-                            p[i].pod_port, a);
+            if (p[i].pod_port == p[f->nports].pod_port && /* two streams of one session would take it over in turn */
+                strcmp(p[i].pod_name, p[f->nports].pod_name) == 0) {
+                char shown[FLAGS_PORT_NAME_MAX];
+                flags_port_shown(&p[i], shown, sizeof shown);
+                return fail(err, errlen, "pod port %s is given twice (\"%s\"): redirect each pod port once", shown, a);
+            }
         if (rc == 0)
             f->nports++;
         return rc;

@@ -29,10 +29,21 @@ typedef enum {
     FLAGS_CMD_FORWARDS,
 } flags_cmd;
 
+/* The longest port name, with its NUL: a Service port's (a DNS label);
+ * a container port's (an IANA service name) has at most 15 characters. */
+#define FLAGS_PORT_NAME_MAX 64
+
+/* PODPORT[:LOCALPORT]. PODPORT may be a port's name, as kubectl
+ * port-forward takes it: pod_name set and pod_port 0 until the pod is
+ * read (a container port's name; with svc/NAME, a Service port's), and a
+ * local_port of 0 then stands for the number the name has. */
 typedef struct {
     uint16_t pod_port;
     uint16_t local_port;
+    char pod_name[FLAGS_PORT_NAME_MAX];
 } flags_portpair;
+/* "80", or "http" for a port given by its name. */
+void flags_port_shown(const flags_portpair *pp, char *buf, size_t n);
 
 /* "SELECTOR[:CONTAINER]" or "NAME[:CONTAINER]"; container NULL when absent. */
 typedef struct {

@@ -352,9 +352,10 @@ int podsel_service_ports(const char *json, podsel_svc_port **out, size_t *n)
         const json_t *target = json_object_get(p, "targetPort");
         json_int_t port = json_integer_value(json_object_get(p, "port"));
         json_int_t to = target ? json_integer_value(target) : port;
-        const char *name = json_string_value(target);
+        const char *name = json_string_value(target), *own = json_string_value(json_object_get(p, "name"));
         if ((proto && strcmp(proto, "TCP") != 0) || port < 1 || port > 65535 || to < 0 || to > 65535 ||
-            (!to && (!name || strlen(name) >= sizeof((*out)->target_name))))
+            (!to && (!name || strlen(name) >= sizeof((*out)->target_name))) ||
+            (own && strlen(own) >= sizeof((*out)->name)))
             continue;
         podsel_svc_port *np = realloc(*out, (*n + 1) * sizeof(*np));
         if (!np) {
@@ -365,6 +366,8 @@ int podsel_service_ports(const char *json, podsel_svc_port **out, size_t *n)
         np[*n] = (podsel_svc_port){.port = (uint16_t)port, .target = (uint16_t)to};
         if (!to)
             snprintf(np[*n].target_name, sizeof(np[*n].target_name), "%s", name);
+        if (own)
+            snprintf(np[*n].name, sizeof(np[*n].name), "%s", own);
         (*n)++;
     }
     json_decref(root);

@@ -54,11 +54,13 @@ int podsel_workload(const kube *k, const char *ref, int64_t timeout_ms, char **s
 int podsel_workload_json(const kube *k, const char *ref, int64_t timeout_ms, char **sel, char **json, char *err,
                          size_t errlen);
 
-/* A TCP port of a Service and where it goes in its pods: target, or, when
- * that is 0, the container port called target_name (spec.ports[].targetPort). */
+/* A TCP port of a Service (name: its name, or "") and where it goes in its
+ * pods: target, or, when that is 0, the container port called target_name
+ * (spec.ports[].targetPort). */
 typedef struct {
     uint16_t port, target;
     char target_name[64];
+    char name[64];
 } podsel_svc_port;
 /* The TCP ports of the Service in json (kubectl get svc -o json) into a
  * malloc'd *out; none for another kind of object. 0 or -ENOMEM. */

@@ -612,7 +612,7 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
         n = CONTRACT_STREAMS_MAX;
     r->ports = n ? calloc(n, sizeof(*r->ports)) : NULL;
     for (size_t i = 0; i < n && r->ports; i++)
-        r->ports[i].pp = (flags_portpair){ports[i], ports[i]};
+        r->ports[i].pp = (flags_portpair){.pod_port = ports[i], .local_port = ports[i]};
     free(ports);
     if (n == 0) {
         snprintf(err, errlen,
@@ -629,37 +629,80 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
     return 0;
 }
 
-/* With svc/NAME, a port of the Service stands for its targetPort in the pod,
- * as with kubectl port-forward svc/NAME (the local port stays); any other
- * port is the pod's own. Not with --outgoing: its ports are those the pod
- * connects to, which the Service does not map. */
-static int service_target(const struct redir *r, const pod_info *pod, flags_portpair *pp, char *err, size_t errlen)
+/* The container port named name in pod, or 0; err then lists the names
+ * the pod declares (and r's Service's, with svc/NAME). */
+static uint16_t named_port(const struct redir *r, const pod_info *pod, const char *name, char *err, size_t errlen)
 {
+    uint16_t port = pod_port_by_name(pod, name);
+    size_t len = 0, nsvc = 0;
+    char known[1024] = "";
+    if (port)
+        return port;
+    for (size_t i = 0; i < pod->ncontainers; i++)
+        for (size_t k = 0; k < pod->containers[i].nports && len < sizeof known; k++)
+            len += (size_t)snprintf(known + len, sizeof known - len, "%s%s (%u)", len ? ", " : "",
+                                    pod->containers[i].ports[k].name, pod->containers[i].ports[k].port);
+    if (!len)
+        len = (size_t)snprintf(known, sizeof known, "none");
+    for (size_t i = 0; i < r->nsvc_ports && len < sizeof known; i++)
+        if (r->svc_ports[i].name[0])
+            len += (size_t)snprintf(known + len, sizeof known - len, "%s%s (%u)", nsvc++ ? ", " : "; its Service's are ",
+                                    r->svc_ports[i].name, r->svc_ports[i].port);
+    snprintf(err, errlen,
+             "no container of pod/%s declares a port named \"%s\"%s: the pod's named ports are %s; give the port's "
+             "number instead, e.g. kubectl diag redir pod/%s 80:8080",
+             pod->name, name, nsvc ? " (nor does its Service)" : "", known, pod->name);
+    return 0;
+}
+
+/* Where port pp goes in pod. A port's name is the pod's container port of
+ * that name, as kubectl port-forward takes it. With svc/NAME a port of the
+ * Service (its number, or its name) stands for its targetPort in the pod,
+ * as with kubectl port-forward svc/NAME (a local port given stays); any
+ * other number is the pod's own. Not with --outgoing: its ports are those
+ * the pod connects to, which the Service does not map (and names are
+ * refused before). A name given without a local port takes the number of
+ * the port it names: the Service's, or the container's. */
+static int port_target(const struct redir *r, const pod_info *pod, flags_portpair *pp, char *err, size_t errlen)
+{
+    char given[FLAGS_PORT_NAME_MAX + 8];
+    bool svc_named = false;
+    flags_port_shown(pp, given, sizeof given);
     for (size_t i = 0; i < r->nsvc_ports && !r->f->outgoing; i++) {
         const podsel_svc_port *sp = &r->svc_ports[i];
-        if (sp->port != pp->pod_port)
+        if (pp->pod_name[0] ? strcmp(sp->name, pp->pod_name) != 0 : sp->port != pp->pod_port)
             continue;
         uint16_t to = sp->target ? sp->target : pod_port_by_name(pod, sp->target_name);
         if (!to) {
             snprintf(err, errlen,
-                     "%s port %u goes to the container port named \"%s\", which no container of pod/%s declares: "
+                     "%s port %s goes to the container port named \"%s\", which no container of pod/%s declares: "
                      "give the pod's port number instead (kubectl diag redir pod/%s PODPORT:%u)",
-                     r->workload, sp->port, sp->target_name, pod->name, pod->name, pp->local_port);
+                     r->workload, given, sp->target_name, pod->name, pod->name,
+                     pp->local_port ? pp->local_port : sp->port);
             return -ENXIO; /* a pod's container ports never change: refused_for_good */
         }
         pp->pod_port = to;
+        if (!pp->local_port) /* as for a number: the Service's port */
+            pp->local_port = sp->port;
+        svc_named = true;
         break;
     }
+    if (pp->pod_name[0] && !svc_named && !(pp->pod_port = named_port(r, pod, pp->pod_name, err, errlen)))
+        return -ENXIO;
+    if (!pp->local_port)
+        pp->local_port = pp->pod_port;
     return 0;
 }
 
-/* Every port given goes somewhere in pod (service_target): checked on the pod
- * as read, before a debug container is added to a pod that cannot take it. */
-static int check_targets(const struct redir *r, const pod_info *pod, char *err, size_t errlen)
+/* Every port given goes somewhere in pod (port_target): checked on the pod
+ * as read, before a debug container is added to a pod that cannot take it
+ * (session_opts' check). */
+static int check_targets(void *ud, const pod_info *pod, char *err, size_t errlen)
 {
+    const struct redir *r = ud;
     for (size_t i = 0; i < r->f->nports; i++) {
         flags_portpair pp = r->f->ports[i];
-        int rc = service_target(r, pod, &pp, err, errlen);
+        int rc = port_target(r, pod, &pp, err, errlen);
         if (rc < 0)
             return rc;
     }
@@ -678,13 +721,16 @@ static int choose_ports(struct podrun *r, const flags *f, const kube *k, char *e
     }
     for (size_t i = 0; i < f->nports; i++) {
         r->ports[i].pp = f->ports[i];
-        int rc = service_target(r->r, &r->s.pod, &r->ports[i].pp, err, errlen);
+        int rc = port_target(r->r, &r->s.pod, &r->ports[i].pp, err, errlen);
         if (rc < 0)
             return rc;
         for (size_t j = 0; j < i; j++)
             if (r->ports[j].pp.pod_port == r->ports[i].pp.pod_port) {
-                snprintf(err, errlen, "%s ports %u and %u both go to pod port %u: redirect it once",
-                         r->r->workload, f->ports[j].pod_port, f->ports[i].pod_port, r->ports[i].pp.pod_port);
+                char a[FLAGS_PORT_NAME_MAX], b[FLAGS_PORT_NAME_MAX];
+                flags_port_shown(&f->ports[j], a, sizeof a);
+                flags_port_shown(&f->ports[i], b, sizeof b);
+                snprintf(err, errlen, "ports %s and %s both go to port %u of pod/%s: redirect it once", a, b,
+                         r->ports[i].pp.pod_port, r->s.pod.name);
                 return -EINVAL;
             }
         r->nports++;
@@ -711,9 +757,9 @@ static void *opener_main(void *arg)
     so.max_ended = r->follow ? FOLLOW_ENDED_MAX : 0; /* each restart of the target ends one (docs/redirect.md) */
     so.tunnel = true;
     so.quick = false; /* the pod as read: its node's addresses are the probes' sources (skip_sources) */
-    int rc = so.pod_read ? check_targets(r, so.pod_read, err, sizeof(err)) : 0;
-    if (rc == 0)
-        rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
+    so.check = check_targets;
+    so.check_ud = r;
+    int rc = session_open(&r->k, &so, &pr->s, err, sizeof(err));
     bridge_opts bo = {.half_close = send_half_close, .half_close_ud = pr, .bridged = on_bridged};
     if (rc == 0 && (rc = bridge_new(&pr->bridge, &bo)) < 0)
         snprintf(err, sizeof(err), "cannot start the bridge: %s", strerror(-rc));
@@ -1136,6 +1182,14 @@ int redir_main(const flags *f, const kube *k)
         snprintf(err, sizeof(err), "kubectl diag redir --outgoing needs the ports to catch, e.g. --outgoing 80:8080");
         return exitcode_report(stderr, -EINVAL, err);
     }
+    for (size_t i = 0; f->outgoing && i < f->nports; i++)
+        if (f->ports[i].pod_name[0]) { /* a name is a port of the pod's own; --outgoing catches others' */
+            snprintf(err, sizeof(err),
+                     "kubectl diag redir --outgoing catches the ports the pod connects to, which have no name in it: "
+                     "give \"%s\" as a number, e.g. --outgoing 80:8080",
+                     f->ports[i].pod_name);
+            return exitcode_report(stderr, -EINVAL, err);
+        }
     if (f->nports > CONTRACT_STREAMS_MAX) { /* the manager would refuse the streams beyond */
         snprintf(err, sizeof(err),
                  "kubectl diag redir takes at most %d ports at once (%zu given): each port is a stream of the pod's "

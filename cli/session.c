@@ -250,6 +250,8 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         rc = -EPERM;
         goto fail;
     }
+    if (o->check && (rc = o->check(o->check_ud, &s->pod, err, errlen)) < 0)
+        goto fail;
     ephem_opts eo = {
         .version = KDIAG_VERSION,
         .image = o->image,

@@ -36,6 +36,11 @@ typedef struct {
     int64_t keep_ms;     /* --keep-forward: keep the forward for later commands (cli/keep.h); 0: no */
     bool quick;          /* a named pod may be reached through the remembered session alone (s->pod then
                  * has only the name, namespace and share_pid) */
+    /* The command's own check of the pod as read, before a debug container
+     * is added to it (redir: that its ports are there), or NULL; a -errno
+     * and err refuse the pod. Not run on the quick path. */
+    int (*check)(void *ud, const pod_info *p, char *err, size_t errlen);
+    void *check_ud;
 } session_opts;
 
 typedef struct {

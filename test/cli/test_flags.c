@@ -37,6 +37,18 @@ static void port_pairs(void **state)
     assert_int_equal(pp.pod_port, 80);
     assert_int_equal(pp.local_port, 8080);
     assert_int_equal(flags_parse_port_pair("65535:1", &pp, err, sizeof(err)), 0);
+    /* a port's name, as kubectl port-forward takes one: resolved on the pod */
+    assert_int_equal(flags_parse_port_pair("http:8080", &pp, err, sizeof(err)), 0);
+    assert_true(pp.pod_port == 0 && pp.local_port == 8080 && strcmp(pp.pod_name, "http") == 0);
+    assert_int_equal(flags_parse_port_pair("metrics-2", &pp, err, sizeof(err)), 0);
+    assert_true(pp.pod_port == 0 && pp.local_port == 0 && strcmp(pp.pod_name, "metrics-2") == 0);
+    assert_int_equal(flags_parse_port_pair("80", &pp, err, sizeof(err)), 0);
+    assert_string_equal(pp.pod_name, "");
+    static const char *const not_names[] = {
+        "Http", "-http", "http-", "web_1", "h.t", "http:0", "a123456789b123456789c123456789d123456789e123456789f123456789abcd"};
+    for (size_t i = 0; i < sizeof not_names / sizeof *not_names; i++)
+        if (flags_parse_port_pair(not_names[i], &pp, err, sizeof(err)) != -EINVAL)
+            fail_msg("\"%s\" taken as a port", not_names[i]);
 
     assert_int_equal(flags_parse_port_pair("0", &pp, err, sizeof(err)), -EINVAL);
     assert_non_null(strstr(err, "\"0\""));
@@ -282,7 +294,7 @@ static void usage_errors(void **state)
         {"shell", "pod/x", "ls", NULL, "ash's arguments go after '--'"},
         {"ps", "pod/web", "db", NULL, "more than one pod given (web, db): 'ps' works on one pod"},
         {"ps", "-l", "app=web", "db", "both a pod (db) and a selector (app=web) given"},
-        {"redir", "nginx", "80", "web", "invalid port \"web\": use PODPORT or PODPORT:LOCALPORT"},
+        {"redir", "nginx", "80", "web_1", "invalid port \"web_1\": use PODPORT or PODPORT:LOCALPORT"},
         {"ps", "default/nginx", NULL, NULL, "unknown kind \"default\""},
         {"ps", "ds/x", NULL, NULL, "deploy/, sts/, rs/ or svc/NAME"},
         {"ps", "pod/default/nginx", NULL, NULL, "write -n default pod/nginx"},

@@ -38,6 +38,36 @@ def test_incoming_reaches_local_server_and_ctrl_c_removes_rules(cluster, bg, loc
     wait_for(lambda: curl_saw(cluster, 'Welcome to nginx', mark), 30, what='nginx to answer again')
 
 
+def test_a_port_given_by_its_name_is_the_containers(cluster, bg, local_http):
+    """redir pod/nginx http:LOCAL, as kubectl port-forward takes a container port's name (the demo's
+    nginx names port 80 "http"); before, "http" was an invalid port (exit 2)."""
+    srv = local_http()
+    r = bg(cluster, 'redir', 'pod/nginx', 'http:%d' % srv.port)
+    r.wait_out('redirecting pod/nginx:80 → localhost:%d (incoming)' % srv.port)
+    mark = len(cluster.logs_since('curl'))
+    wait_for(lambda: curl_saw(cluster, srv.marker, mark), 30, what='curl pod to get the local answer')
+    assert r.interrupt() == 0, r.err()
+
+
+def test_a_port_name_that_is_not_there_or_twice_is_refused_before_a_debug_container(cluster, fresh_pod):
+    r = cluster.diag('redir', 'pod/' + fresh_pod, 'http:8080')
+    assert (r.returncode, error_lines(r.stderr)) == (1, [
+        'error: no container of pod/%s declares a port named "http": the pod\'s named ports are none; give the '
+        'port\'s number instead, e.g. kubectl diag redir pod/%s 80:8080' % (fresh_pod, fresh_pod)])
+    assert cluster.pod(fresh_pod)['spec'].get('ephemeralContainers', []) == []
+    r = cluster.diag('redir', 'pod/nginx', 'http:8080', '80:8081')
+    assert (r.returncode, error_lines(r.stderr)) == (2, [
+        'error: ports http and 80 both go to port 80 of pod/nginx: redirect it once'])
+    r = cluster.diag('redir', '--outgoing', 'pod/nginx', 'http:8080')
+    assert (r.returncode, error_lines(r.stderr)) == (2, [
+        'error: kubectl diag redir --outgoing catches the ports the pod connects to, which have no name in it: '
+        'give "http" as a number, e.g. --outgoing 80:8080'])
+    r = cluster.diag('redir', 'pod/nginx', 'HTTP:8080')
+    assert (r.returncode, error_lines(r.stderr)) == (2, [
+        'error: invalid port "HTTP:8080": use PODPORT or PODPORT:LOCALPORT, e.g. 80, 80:8080 or http:8080 (a '
+        'port\'s name)'])
+
+
 def test_outgoing_reaches_local_server(cluster, bg, local_http):
     srv = local_http()
     nginx_ip = cluster.pod('nginx')['status']['podIP']

@@ -84,10 +84,10 @@ spec:
     spec:
       containers: [{name: c, image: no-such-image-%s}]
 """ % SUFFIX
-# Services whose port 8081 reaches web's pods on port 80: by number, by the container port's name,
-# and by a name no container port has
+# Services whose port 8081 (named front) reaches web's pods on port 80: by number, by the
+# container port's name, and by a name no container port has
 WORKLOADS += ''.join('---\napiVersion: v1\nkind: Service\nmetadata: {name: %s}\n'
-                     'spec: {selector: {app: web}, ports: [{port: 8081, targetPort: %s}]}\n' % s
+                     'spec: {selector: {app: web}, ports: [{name: front, port: 8081, targetPort: %s}]}\n' % s
                      for s in (('web-port', '80'), ('web-named', 'http'), ('web-unnamed', 'https')))
 
 
@@ -150,9 +150,10 @@ def test_logs_of_a_deployment_show_what_each_replica_logs(workloads):
         assert prefixed(r.stdout, p, 'httpd'), (p, r.stdout)
 
 
-def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
+@pytest.mark.parametrize('port', ['80', 'http'])
+def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http, port):
     srv = local_http()
-    r = bg(workloads, 'redir', '--include-probes', 'deploy/web', '80:%d' % srv.port)
+    r = bg(workloads, 'redir', '--include-probes', 'deploy/web', '%s:%d' % (port, srv.port))
     r.wait_out('→ localhost:%d (incoming)' % srv.port)
     line = [l for l in r.out().splitlines() if 'redirecting pod/' in l][0]
     pod = line.split('pod/')[1].split(':')[0]
@@ -162,14 +163,14 @@ def test_redir_on_a_deployment_reaches_a_replica(workloads, bg, local_http):
     assert r.interrupt() == 0, r.err()
 
 
-@pytest.mark.parametrize('svc', ['web-port', 'web-named'])
-def test_redir_on_a_service_redirects_the_target_port_of_its_port(workloads, bg, local_http, svc):
-    """redir svc/NAME PORT: PORT is the Service's, as with kubectl port-forward svc/NAME, and its
-    traffic reaches the pods on the targetPort (8081 -> 80 here, a number or a container port's
-    name). The CLI redirected pod port 8081, where nothing comes: nothing was redirected, and
-    nothing said so."""
+@pytest.mark.parametrize('svc,port', [('web-port', '8081'), ('web-named', '8081'), ('web-named', 'front')])
+def test_redir_on_a_service_redirects_the_target_port_of_its_port(workloads, bg, local_http, svc, port):
+    """redir svc/NAME PORT: PORT is the Service's (its number, or its name), as with kubectl
+    port-forward svc/NAME, and its traffic reaches the pods on the targetPort (8081 -> 80 here, a
+    number or a container port's name). The CLI redirected pod port 8081, where nothing comes:
+    nothing was redirected, and nothing said so."""
     srv = local_http()
-    r = bg(workloads, 'redir', '--include-probes', 'svc/' + svc, '8081:%d' % srv.port)
+    r = bg(workloads, 'redir', '--include-probes', 'svc/' + svc, '%s:%d' % (port, srv.port))
     r.wait_out('→ localhost:%d (incoming)' % srv.port)
     line = [l for l in r.out().splitlines() if 'redirecting pod/' in l][0]
     pod = line.split('pod/')[1].split(':')[0]
