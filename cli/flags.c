@@ -5,7 +5,9 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ephem.h"
 #include "keep.h"
@@ -59,6 +61,7 @@ enum opt_id {
     O_ALL_NS,
     O_TAIL,
     O_SINCE,
+    O_CONN, /* kubectl's own: passed to every kubectl run (flags.conn) */
 };
 
 struct opt {
@@ -112,6 +115,21 @@ static const struct opt opts[] = {
     {O_ALL_NS, "all-namespaces", 'A', false, ONLY(FLAGS_CMD_LIST)},
     {O_TAIL, "tail", 0, true, ONLY(FLAGS_CMD_LOGS)},
     {O_SINCE, "since", 0, true, ONLY(FLAGS_CMD_LOGS)},
+    /* who kubectl is and how it reaches the API server, as kubectl takes them */
+    {O_CONN, "as", 0, true, 0},
+    {O_CONN, "as-group", 0, true, 0},
+    {O_CONN, "as-uid", 0, true, 0},
+    {O_CONN, "user", 0, true, 0},
+    {O_CONN, "cluster", 0, true, 0},
+    {O_CONN, "server", 0, true, 0},
+    {O_CONN, "token", 0, true, 0},
+    {O_CONN, "certificate-authority", 0, true, 0},
+    {O_CONN, "client-certificate", 0, true, 0},
+    {O_CONN, "client-key", 0, true, 0},
+    {O_CONN, "tls-server-name", 0, true, 0},
+    {O_CONN, "insecure-skip-tls-verify", 0, false, 0},
+    {O_CONN, "request-timeout", 0, true, 0},
+    {O_CONN, "cache-dir", 0, true, 0},
 };
 
 _Static_assert(sizeof opts / sizeof opts[0] <= 64, "flags_parse marks the flags given in a uint64_t");
@@ -399,6 +417,19 @@ const char *flags_pod_ref(const char *s)
     return NULL;
 }
 
+/* "CWD/" when o is one of kubectl's connection flags that names a file
+ * (--client-key=key.pem) and val is relative: a port-forward's keeper
+ * (cli/keep.c) runs kubectl from another directory. Else "". */
+static const char *conn_dir(const struct opt *o, const char *val)
+{
+    static const char *const files[] = {"certificate-authority", "client-certificate", "client-key", "cache-dir"};
+    static char cwd[PATH_MAX + 1];
+    for (size_t i = 0; val && *val && *val != '/' && i < sizeof files / sizeof *files; i++)
+        if (strcmp(o->lng, files[i]) == 0 && getcwd(cwd, PATH_MAX))
+            return strcat(cwd, "/");
+    return "";
+}
+
 /* Sets what flag o says; arg is how it was given (--count=5, -c5, -c), for
  * messages that name the flag without its value. */
 static int apply(flags *f, const struct opt *o, const char *arg, const char *val, char *err, size_t errlen)
@@ -409,6 +440,14 @@ static int apply(flags *f, const struct opt *o, const char *arg, const char *val
     else
         snprintf(flagname, sizeof flagname, "-%c", o->shrt);
     switch (o->id) {
+    case O_CONN:
+        if (f->nconn >= FLAGS_CONN_MAX)
+            return fail(err, errlen, "too many of kubectl's connection flags (--%s): at most %d", o->lng,
+                        FLAGS_CONN_MAX);
+        if (asprintf(&f->conn[f->nconn], "--%s%s%s%s", o->lng, val ? "=" : "", conn_dir(o, val), val ? val : "") < 0)
+            return -ENOMEM;
+        f->nconn++;
+        break;
     case O_NS: f->ns = val; break;
     case O_CONTEXT: f->context = val; break;
     case O_KUBECONFIG: f->kubeconfig = val; break;
@@ -872,4 +911,9 @@ void flags_free(flags *f)
     f->workloads = NULL;
     f->ports = NULL;
     f->npods = f->nlabels = f->nworkloads = f->nports = 0;
+    for (size_t i = 0; i < f->nconn; i++) {
+        free(f->conn[i]);
+        f->conn[i] = NULL;
+    }
+    f->nconn = 0;
 }

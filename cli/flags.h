@@ -29,6 +29,9 @@ typedef enum {
     FLAGS_CMD_FORWARDS,
 } flags_cmd;
 
+/* How many of kubectl's connection flags (--as, --server, …) a command takes. */
+#define FLAGS_CONN_MAX 16
+
 /* The longest port name, with its NUL: a Service port's (a DNS label);
  * a container port's (an IANA service name) has at most 15 characters. */
 #define FLAGS_PORT_NAME_MAX 64
@@ -68,7 +71,11 @@ typedef struct {
     bool no_color;
     bool privileged;
     const char *profile; /* --profile, validated; NULL: general */
-    bool new_container;  /* --new-container */
+    /* kubectl's connection flags as given ("--as=alice", "--insecure-skip-tls-verify"),
+     * for every kubectl the CLI runs; NULL-terminated */
+    char *conn[FLAGS_CONN_MAX + 1];
+    size_t nconn;
+    bool new_container; /* --new-container */
     /* pods: --pod NAME[:C] and pod/NAME (repeatable for logs) */
     flags_selector *pods;
     size_t npods;

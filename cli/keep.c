@@ -25,6 +25,7 @@
 #include "basic/hash.h"
 #include "basic/time-util.h"
 #include "contract.h"
+#include "flags.h"
 #include "pod.h"
 #include "portfwd.h"
 #include "remember.h"
@@ -240,7 +241,8 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
     snprintf(a_keep, sizeof a_keep, "%lld", (long long)keep_ms);
     snprintf(a_g, sizeof a_g, "%d", grpc);
     snprintf(a_t, sizeof a_t, "%d", tunnel);
-    const char *argv[] = {
+    /* KEEP_ARGC words, then kubectl's connection flags as given */
+    const char *argv[KEEP_ARGC + FLAGS_CONN_MAX + 1] = {
         "kubectl-diag",
         "__keep",
         a_keep,
@@ -252,7 +254,9 @@ void keep_start(const kube *k, const char *pod, const char *container, int grpc,
         k->kubeconfig ? k->kubeconfig : "",
         k->context ? k->context : "",
         k->ns ? k->ns : "",
-        NULL};
+    };
+    for (size_t i = 0; k->conn && k->conn[i] && i < FLAGS_CONN_MAX; i++)
+        argv[KEEP_ARGC + i] = k->conn[i];
     keep_lease l;
     if (keep_take(k, pod, container, grpc, tunnel, &l)) { /* one runs */
         keep_release(&l);
@@ -487,7 +491,7 @@ static int keeper_up(portfwd *pf, int sfd, int *lg, int *lt)
 
 int keep_main(int argc, char **argv)
 {
-    if (argc != 11)
+    if (argc < KEEP_ARGC || argc > KEEP_ARGC + FLAGS_CONN_MAX)
         return 2;
     char *end;
     long long keep_ms = strtoll(argv[2], &end, 10);
@@ -496,7 +500,11 @@ int keep_main(int argc, char **argv)
     kube k = {.kubectl = argv[7],
               .kubeconfig = *argv[8] ? argv[8] : NULL,
               .context = *argv[9] ? argv[9] : NULL,
-              .ns = *argv[10] ? argv[10] : NULL};
+              .ns = *argv[10] ? argv[10] : NULL,
+              .conn = argv + KEEP_ARGC};
+    for (int i = KEEP_ARGC; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) != 0) /* only kubectl's connection flags, as flags_parse made them */
+            return 2;
     if (*end || keep_ms <= 0 || keep_ms > KEEP_MAX_MS || grpc < 1 || grpc > 65535 || tunnel < 0 ||
         tunnel > 65535 || !*pod || !*container || strlen(container) > 63)
         return 2;

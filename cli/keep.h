@@ -68,10 +68,12 @@ void keep_discard(keep_lease *l);
 /* Starts a keeper for pod in the background, unless one runs; failures are
  * silent (the next command starts its own forward). */
 void keep_start(const kube *k, const char *pod, const char *container, int grpc, int tunnel, int64_t keep_ms);
-/* The keeper: `kubectl-diag __keep FILE KEEP_MS POD CONTAINER GRPC TUNNEL
- * KUBECTL KUBECONFIG CONTEXT NAMESPACE` ("" for an unset one). Exit code 0
- * when it ended the forward or the forward ended, 1 when it could not start,
- * 2 on bad arguments. */
+/* The keeper: `kubectl-diag __keep KEEP_MS POD CONTAINER GRPC TUNNEL
+ * KUBECTL KUBECONFIG CONTEXT NAMESPACE` ("" for an unset one: KEEP_ARGC
+ * words), then kubectl's connection flags as the command had them
+ * (--as=…). Exit code 0 when it ended the forward or the forward ended, 1
+ * when it could not start, 2 on bad arguments. */
+#define KEEP_ARGC 11
 int keep_main(int argc, char **argv);
 /* `kubectl diag forwards [--stop] [pod/NAME] [-n NS] [--context CTX]`: the
  * kept forwards under the cache directory whose keeper lives (of any

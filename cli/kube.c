@@ -22,7 +22,7 @@
 #include "basic/time-util.h"
 #include "kerr.h"
 
-#define MAX_ARGS 64
+#define MAX_ARGS 96 /* kubectl, 3 of ours, FLAGS_CONN_MAX of kubectl's, the call's */
 
 static int build_argv(const kube *k, const char *const *args, char **argv, char *storage, size_t slen)
 {
@@ -40,6 +40,8 @@ static int build_argv(const kube *k, const char *const *args, char **argv, char 
         argv[n++] = storage + used;
         used += (size_t)w + 1;
     }
+    for (int i = 0; k->conn && k->conn[i]; i++)
+        argv[n++] = k->conn[i]; /* at most FLAGS_CONN_MAX: MAX_ARGS has room */
     for (int i = 0; args[i]; i++) {
         if (n >= MAX_ARGS - 1)
             return -E2BIG;

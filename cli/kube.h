@@ -17,6 +17,7 @@ typedef struct {
     const char *context;
     const char *ns;
     int verbose;
+    char *const *conn; /* kubectl's connection flags as given (--as=…, --server=…), NULL-terminated, or NULL */
 } kube;
 
 typedef struct {

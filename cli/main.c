@@ -96,7 +96,7 @@ int main(int argc, char **argv)
     flags f;
     char err[1024] = "";
     signal(SIGPIPE, SIG_IGN);
-    if (argc == 11 && strcmp(argv[1], "__keep") == 0) /* the keeper of a port-forward (cli/keep.h) */
+    if (argc >= KEEP_ARGC && strcmp(argv[1], "__keep") == 0) /* the keeper of a port-forward (cli/keep.h) */
         return keep_main(argc, argv);
     crash_report_init();
     /* Every message received is a buffer of its own (up to 128 KiB, 2,048 in a cp of 256 MiB):
@@ -111,7 +111,7 @@ int main(int argc, char **argv)
         return exitcode_report(stderr, rc, err);
     }
     f.stdio_closed = stdio_closed;
-    kube k = {f.kubectl, f.kubeconfig, f.context, f.ns, f.verbose};
+    kube k = {f.kubectl, f.kubeconfig, f.context, f.ns, f.verbose, f.conn};
     int code = 0;
     if (f.help || f.cmd == FLAGS_CMD_NONE || f.cmd == FLAGS_CMD_HELP) {
         flags_cmd topic = f.cmd;

@@ -63,16 +63,20 @@ static void put_field(char *buf, size_t n, size_t *used, const char *s)
 }
 
 /* The key: "VERSION|KC|KCENV|--context|-n|POD\n", KC and KCENV the 64-bit
- * FNV-1a of --kubeconfig and $KUBECONFIG in hex (a list of many files is
- * long), the others as put_field writes them. false when it does not fit in
- * n bytes (then nothing is remembered for it). */
+ * FNV-1a of --kubeconfig (and of kubectl's connection flags after it, one
+ * "\n" before each: another --as or --server is another session) and of
+ * $KUBECONFIG, in hex (a list of many files is long), the others as
+ * put_field writes them. false when it does not fit in n bytes (then
+ * nothing is remembered for it). */
 static bool key_of(const kube *k, const char *pod, char *buf, size_t n)
 {
     const char *env = getenv("KUBECONFIG");
     const char *f[] = {k->context ? k->context : "", k->ns ? k->ns : "", pod};
+    uint64_t kc = fnv1a64(FNV1A64_INIT, k->kubeconfig);
+    for (size_t i = 0; k->conn && k->conn[i]; i++)
+        kc = fnv1a64(fnv1a64(kc, "\n"), k->conn[i]);
     size_t used = (size_t)snprintf(buf, n, "%s" CONTRACT_REVISION_TAG "|%016llx|%016llx", KDIAG_VERSION,
-                                   (unsigned long long)fnv1a64(FNV1A64_INIT, k->kubeconfig),
-                                   (unsigned long long)fnv1a64(FNV1A64_INIT, env));
+                                   (unsigned long long)kc, (unsigned long long)fnv1a64(FNV1A64_INIT, env));
     for (size_t i = 0; i < sizeof f / sizeof *f && used < n; i++) {
         used += (size_t)snprintf(buf + used, n - used, "|");
         put_field(buf, n, &used, f[i]);

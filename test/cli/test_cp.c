@@ -104,7 +104,7 @@ static void test_completion_offers_cp(void **state)
     (void)state;
     char buf[4096] = "";
     FILE *out = fmemopen(buf, sizeof buf - 1, "w");
-    kube k = {"/bin/false", NULL, NULL, NULL, 0};
+    kube k = {.kubectl = "/bin/false"};
     char *words[] = {"c"};
     completion_complete(out, &k, words, 1);
     fclose(out);

@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import CLI, error_lines, wait_for
+from conftest import CLI, VIEWER_TOKEN, cmdline, error_lines, wait_for
 
 
 def test_shell_on_pipes_in_the_distroless_pod(cluster):
@@ -764,6 +764,45 @@ def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home)
     wait_for(lambda: (lambda k: k and k[1][0] != f[0])(kept(keep_home, 'distroless')), timeout=60,
              what='a new keeper')
     assert 'taking the kept' in run('four')
+
+
+def test_kubectls_connection_flags_reach_every_kubectl_run(cluster, fresh_pod):
+    """--user, --token, --as … as kubectl takes them: passed to every kubectl the CLI runs (before,
+    "unknown flag", exit 2). --user viewer is refused as the viewer; -v shows each kubectl with them."""
+    for who in (('--user', 'viewer'), ('--token=' + VIEWER_TOKEN,)):
+        r = cluster.diag(*who, 'ps', 'pod/' + fresh_pod)   # kubectl auth can-i answers as the viewer: no
+        assert r.returncode == 1 and "permission denied — you may not 'update'" in r.stderr, r.stderr
+        assert cluster.pod(fresh_pod)['spec'].get('ephemeralContainers', []) == []
+    r = cluster.diag('-v', '--as', 'alice', '--as-group=devs', '--request-timeout=30s', 'exec', '--tools',
+                     'pod/distroless', '--', 'echo', 'hi')
+    assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+    calls = [l for l in r.stderr.splitlines() if l.startswith('+ ')]
+    assert calls and all(' --as=alice --as-group=devs --request-timeout=30s ' in l for l in calls), r.stderr
+    r = cluster.diag('--insecure-skip-tls-verify=true', 'ps', 'pod/nginx')
+    assert (r.returncode, error_lines(r.stderr)) == (2, [
+        'error: flag --insecure-skip-tls-verify takes no value (got "--insecure-skip-tls-verify=true")'])
+
+
+def test_a_kept_forward_is_not_taken_as_another_user(cluster, keep_home):
+    """The remembered session and the kept forward are the identity's that made them: a command
+    with --user viewer after one as the context's admin reads the pod itself, as the viewer, and
+    is refused (with the flags passed and the same key, it took the admin's forward and ran). The
+    keeper's kubectl port-forward runs with the flags the command had."""
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home), 'KDIAG_KEEP_FORWARD': '1m'})
+    echo_in_distroless(env, 'one')
+    path, f = wait_for(lambda: kept(keep_home, 'distroless'), timeout=60, what='the keeper to write its file')
+    r = subprocess.run([CLI, '--user', 'viewer', 'exec', '--tools', 'pod/distroless', '--', 'true'], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and 'user "viewer" may not \'create\' the resource "pods/portforward"' in r.stderr, \
+        r.stderr
+    assert running(int(f[0])), 'the first keeper ended'
+    # a keeper of a command with --user admin passes it on to its kubectl port-forward
+    env2 = dict(env, XDG_CACHE_HOME=str(keep_home / 'second'))
+    r = subprocess.run([CLI, '--user', 'admin', 'exec', '--tools', 'pod/distroless', '--', 'true'], env=env2,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    _, f2 = wait_for(lambda: kept(keep_home / 'second', 'distroless'), timeout=60, what='the second keeper')
+    assert ' --user=admin ' in cmdline(int(f2[0])) + ' ' and '--user=admin' in cmdline(int(f2[1])), f2
 
 
 def test_kept_forward_taken_with_a_kubeconfig_list_of_many_files(cluster, keep_home):
