@@ -131,7 +131,7 @@ static bool keeper_alive(int fd)
 
 bool keep_take(const kube *k, const char *pod, const char *container, int grpc, int tunnel, keep_lease *l)
 {
-    char path[1300], key[2048], stamp[STAMP_MAX];
+    char path[1300], key[REMEMBER_KEY_MAX], stamp[STAMP_MAX];
     struct kept kp;
     struct stat st;
     *l = KEEP_LEASE_NONE;
@@ -508,7 +508,7 @@ int keep_main(int argc, char **argv)
     if (*end || keep_ms <= 0 || keep_ms > KEEP_MAX_MS || grpc < 1 || grpc > 65535 || tunnel < 0 ||
         tunnel > 65535 || !*pod || !*container || strlen(container) > 63)
         return 2;
-    char path[1300], key[2048];
+    char path[1300], key[REMEMBER_KEY_MAX];
     char kc[PATH_MAX + 1024], kb[PATH_MAX + 1024];
     /* the key has the kubeconfig as the commands give it; kubectl gets it absolute */
     if (!remember_path(&k, pod, KEEP_SUFFIX, true, path, sizeof path, key, sizeof key) ||
@@ -643,7 +643,7 @@ int keep_forwards(FILE *out, const kube *k, const char *pod, bool stop, char *er
         if (nl <= strlen(KEEP_SUFFIX) || strcmp(de->d_name + nl - strlen(KEEP_SUFFIX), KEEP_SUFFIX) != 0)
             continue;
         int fd = openat(dirfd(d), de->d_name, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        char key[2048], ctx[512], ns[256], name[256], rec[1400];
+        char key[REMEMBER_KEY_MAX], ctx[512], ns[256], name[256], rec[1400];
         struct kept kp;
         remembered r;
         ssize_t n = fd < 0 ? -1 : pread(fd, key, sizeof key - 1, 0);

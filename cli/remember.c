@@ -169,7 +169,7 @@ bool remember_path(const kube *k, const char *pod, const char *suffix, bool make
 
 bool remember_read(const kube *k, const char *pod, remembered *r)
 {
-    char dir[1100], path[1200], key[2048];
+    char dir[1100], path[1200], key[REMEMBER_KEY_MAX];
     dir_path(dir, sizeof dir, false);
     if (!*dir)
         return false;
@@ -181,7 +181,7 @@ bool remember_read(const kube *k, const char *pod, remembered *r)
 
 bool remember_read_at(const char *path, const char *key, remembered *r)
 {
-    char line[2048];
+    char line[REMEMBER_KEY_MAX];
     bool hit = false;
     /* a regular file of ours that no one else may read: never a FIFO to
      * block on, a symlink elsewhere, or a token others could have read */
@@ -222,38 +222,45 @@ static void prune(const char *dir, time_t max_age)
 }
 
 /* Says why a record could not be written (where, the cause, the fix; where
- * NULL: there is no cache directory), once per process: the command goes
- * on, but every command on the pod reads it again (and keeps no forward)
- * until the record can be written. */
+ * NULL: there is no cache directory, or with E2BIG no key), once per process:
+ * the command goes on, but every command on the pod reads it again (and
+ * keeps no forward) until the record can be written. */
 static void say_unsaved(const char *where, int err)
 {
     static atomic_flag said = ATOMIC_FLAG_INIT;
     if (atomic_flag_test_and_set(&said))
         return;
-    if (!where) {
+    const char *fix = err == EISDIR ? "remove that directory" : "set $XDG_CACHE_HOME to a directory you can write";
+    if (!where && err == E2BIG)
+        fprintf(stderr,
+                "warning: cannot remember the session: its key (the --context, namespace and pod names; %%, | and "
+                "control characters count 3 bytes each) is over %d bytes; each command reads the pod again until it "
+                "can: use a context with a shorter name (kubectl config rename-context)\n",
+                REMEMBER_KEY_MAX);
+    else if (!where)
         fprintf(stderr,
                 "warning: cannot remember the session: %s; each command reads the pod again until it can: set "
                 "$XDG_CACHE_HOME (or $HOME) to the absolute path of a directory you can write\n",
                 err == ENAMETOOLONG ? "the path of the cache directory ($XDG_CACHE_HOME, else $HOME/.cache) is too long"
                                     : "neither $XDG_CACHE_HOME nor $HOME is an absolute path");
-        return;
-    }
-    fprintf(stderr,
-            "warning: cannot remember the session in %s: %s; each command reads the pod again until it can: %s\n",
-            where, strerror(err),
-            err == EISDIR ? "remove that directory" : "set $XDG_CACHE_HOME to a directory you can write");
+    else
+        fprintf(stderr,
+                "warning: cannot remember the session in %s: %s; each command reads the pod again until it can: %s\n",
+                where, strerror(err), fix);
 }
 
 bool remember_save(const kube *k, const char *pod, const remembered *r)
 {
-    char dir[1100], path[1200], tmp[1300], key[2048];
+    char dir[1100], path[1200], tmp[1300], key[REMEMBER_KEY_MAX];
     int merr = dir_path(dir, sizeof dir, true);
     if (!*dir) {
         say_unsaved(NULL, merr);
         return false;
     }
-    if (!key_of(k, pod, key, sizeof key))
+    if (!key_of(k, pod, key, sizeof key)) {
+        say_unsaved(NULL, E2BIG);
         return false;
+    }
     file_path(dir, key, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid());
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);

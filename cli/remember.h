@@ -27,6 +27,10 @@ typedef struct {
     char image[512];     /* the debug image the session asked for */
 } remembered;
 
+/* A record's key (its first line) fits in this many bytes, its NUL included:
+ * a longer one (a context name of ~2000 bytes) is no record. */
+#define REMEMBER_KEY_MAX 2048
+
 /* Records older than this are removed when a record is saved. */
 #define REMEMBER_MAX_AGE_DAYS 30
 
@@ -41,8 +45,8 @@ bool remember_read_at(const char *path, const char *key, remembered *r);
  * record that cannot be written (the directory cannot be made or written,
  * the record's path is a directory) is said on stderr, once per process, and
  * the command goes on: it is a cache. So is no cache directory (neither
- * $XDG_CACHE_HOME nor $HOME an absolute path, or its path too long). A key
- * too long is no record, silently. */
+ * $XDG_CACHE_HOME nor $HOME an absolute path, or its path too long), and a
+ * key over REMEMBER_KEY_MAX. */
 bool remember_save(const kube *k, const char *pod, const remembered *r);
 /* The context, namespace and pod of a record's key (its first line, with
  * the newline) into ctx, ns and pod, n bytes each, "-" for an empty one

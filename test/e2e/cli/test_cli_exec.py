@@ -4,6 +4,7 @@ shell's `tty`, resize, Ctrl-C, exit code, the terminal restored; and the same in
 terminal emulator), programs of the target, busybox tools, a missing command."""
 import contextlib
 import fcntl
+import json
 import os
 import pty
 import re
@@ -938,6 +939,29 @@ def test_no_cache_directory_is_said_once_per_command(cluster, tmp_path):
             assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
             assert error_lines(r.stderr) == ['warning: cannot remember the session: %s; %s' % (why, fix)], r.stderr
     assert not list(tmp_path.glob('**/kdiag')), list(tmp_path.glob('**/*'))  # nothing made in the working directory
+
+
+def test_a_session_key_too_long_is_said_once_per_command(cluster, keep_home):
+    """A context name of 2000 bytes makes the record's key (context, namespace, pod) over 2 KiB:
+    nothing was remembered, silently, and every command read the pod again. Now each command
+    says so in one line naming the cause and the fix, and still works; no keeper is left."""
+    cfg = json.loads(cluster.ok('config', 'view', '--raw', '-o', 'json'))
+    ctx = dict(cfg['contexts'][0], name='c' * 2000)
+    cfg['contexts'].append(ctx)
+    kubeconfig = keep_home / 'kubeconfig'
+    kubeconfig.write_text(json.dumps(cfg))
+    env = cluster.env({'XDG_CACHE_HOME': str(keep_home / 'cache'), 'KUBECONFIG': str(kubeconfig),
+                       'KDIAG_KEEP_FORWARD': '10m'})
+    for _ in range(2):                                          # each command says it
+        r = subprocess.run([CLI, '--context', ctx['name'], 'exec', '--tools', 'pod/nginx', '--', 'echo', 'hi'],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr
+        assert error_lines(r.stderr) == [
+            'warning: cannot remember the session: its key (the --context, namespace and pod names; %, | and control '
+            'characters count 3 bytes each) is over 2048 bytes; each command reads the pod again until it can: use a '
+            'context with a shorter name (kubectl config rename-context)'], r.stderr
+    assert session_files(keep_home / 'cache') == {}
+    assert keepers_of(keep_home / 'cache') == []
 
 
 def test_a_stuck_kept_forward_is_ended_and_replaced(cluster, keep_home):
