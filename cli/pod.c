@@ -183,6 +183,7 @@ int pod_parse(const json_t *obj, pod_info *p)
     p->name = dup_str(get(md, "name"));
     p->ns = dup_str(get(md, "namespace"));
     p->created = dup_str(get(md, "creationTimestamp"));
+    p->uid = dup_str(get(md, "uid"));
     p->deleting = get(md, "deletionTimestamp") != NULL && !json_is_null(get(md, "deletionTimestamp"));
     p->phase = dup_str(get(status, "phase"));
     p->ip = dup_str(get(status, "podIP"));
@@ -271,6 +272,7 @@ void pod_free(pod_info *p)
     for (size_t i = 0; i < p->nhost_ips; i++)
         free(p->host_ips[i]);
     free(p->created);
+    free(p->uid);
     for (size_t i = 0; i < p->ncontainers; i++)
         container_free(&p->containers[i]);
     for (size_t i = 0; i < p->nephemeral; i++)

@@ -46,6 +46,7 @@ typedef struct {
     char *host_ips[POD_HOST_IPS_MAX]; /* status.hostIPs (else hostIP): the node, source of kubelet probes */
     size_t nhost_ips;
     char *created;  /* metadata.creationTimestamp */
+    char *uid;      /* metadata.uid: a pod made again under the same name has another */
     bool deleting;  /* metadata.deletionTimestamp set */
     bool share_pid; /* spec.shareProcessNamespace */
     bool host_net;  /* spec.hostNetwork: the node's network namespace, not one of its own */

@@ -116,7 +116,7 @@ struct redir {
     podwatch *watch;
     struct known *known; /* guarded by mu */
     size_t nknown;
-    char **many_ports; /* guarded by mu: the pods told they listen on more ports than redir takes */
+    char **many_ports; /* guarded by mu: the pods (uids) told they listen on more ports than redir takes */
     size_t nmany_ports, many_ports_cap;
 };
 
@@ -570,19 +570,21 @@ static int fetch_ps(struct podrun *r, const flags *f, const kube *k, Kdiag__Solo
 }
 
 /* Whether pod is yet to be told that it listens on more ports than redir
- * takes; it then counts as told: once per pod, not on every re-attach. */
-static bool many_ports_untold(struct redir *r, const char *pod)
+ * takes; it then counts as told: once per pod, not on every re-attach, but
+ * again for a pod made again under its name (its uid, else its name). */
+static bool many_ports_untold(struct redir *r, const pod_info *pod)
 {
+    const char *key = pod->uid ? pod->uid : pod->name;
     bool untold = true;
     pthread_mutex_lock(&r->mu);
     for (size_t i = 0; i < r->nmany_ports && untold; i++)
-        untold = strcmp(r->many_ports[i], pod) != 0;
-    char *name = untold ? strdup(pod) : NULL;
-    if (name && GROW_ARRAY(r->many_ports, r->many_ports_cap, r->nmany_ports + 1, 8) == 0) {
-        r->many_ports[r->nmany_ports++] = name;
-        name = NULL;
+        untold = strcmp(r->many_ports[i], key) != 0;
+    char *dup = untold ? strdup(key) : NULL;
+    if (dup && GROW_ARRAY(r->many_ports, r->many_ports_cap, r->nmany_ports + 1, 8) == 0) {
+        r->many_ports[r->nmany_ports++] = dup;
+        dup = NULL;
     }
-    free(name);
+    free(dup);
     pthread_mutex_unlock(&r->mu);
     return untold;
 }
@@ -601,7 +603,7 @@ static int ports_from_ps(struct podrun *r, const flags *f, const kube *k, char *
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    if (n > CONTRACT_STREAMS_MAX && many_ports_untold(r->r, r->s.pod.name)) /* the manager serves that many streams */
+    if (n > CONTRACT_STREAMS_MAX && many_ports_untold(r->r, &r->s.pod)) /* the manager serves that many streams */
         fprintf(stderr,
                 "pod/%s listens on %zu TCP ports, and redir takes at most %d: only the lowest, %u-%u, are redirected, "
                 "not the %zu from %u to %u; name the ports to redirect others, e.g. kubectl diag redir pod/%s %u\n",

@@ -154,6 +154,31 @@ def test_many_ports_are_said_once_per_pod_across_reattaches(cluster, bg, label):
     assert r.interrupt() == 0, r.err()
 
 
+def test_many_ports_are_said_again_for_a_pod_made_again_under_its_name(cluster, bg, label):
+    """Following -l, a pod deleted and made again under the same name (as a StatefulSet's) is
+    another pod: the line saying that it listens on more ports than redir takes was said once per
+    pod name, so the new pod was not told. It is said once per pod (uid)."""
+    name = label + '-many'
+    run = ('run', name, '--image=nginx', '--restart=Never', '--labels=app=' + label, '--command', '--',
+           'sh', '-c', 'for p in $(seq 3000 3259); do httpd -p $p -h /; done; exec sleep 100000')
+    told = lambda: len([l for l in r.err().splitlines() if 'pod/%s listens on 260 TCP ports' % name in l])
+    cluster.ok(*run)
+    cluster.wait_running(name)
+    wait_for(lambda: len(listening_ports(cluster, name)) == 260, 30, what='260 listeners')
+    r = bg(cluster, 'redir', '-l', 'app=' + label)
+    redirected = lambda: r.out().count('redirecting pod/%s:' % name)
+    wait_for(lambda: redirected() >= 256 or r.proc.poll() is not None, 120, what='256 ports redirected')
+    assert told() == 1, r.err()
+    cluster.ok('delete', 'pod', name)
+    wait_for(lambda: 'pod/%s is deleted' % name in r.err(), 30, what='the redirect dropped')
+    cluster.ok(*run)
+    cluster.wait_running(name)
+    wait_for(lambda: redirected() >= 512 or r.proc.poll() is not None, 180, what='the new pod redirected')
+    assert redirected() == 512, r.out() + r.err()
+    assert told() == 2, r.err()
+    assert r.interrupt() == 0, r.err()
+
+
 def test_200_concurrent_connections_intact(cluster, bg):
     with EchoServer() as echo:
         port = echo.port
