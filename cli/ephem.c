@@ -74,6 +74,45 @@ static bool same(const char *a, const char *b)
     return (!a && !b) || (a && b && strcmp(a, b) == 0);
 }
 
+/* Seconds since an RFC 3339 timestamp; 0 for none or one that does not
+ * parse (then it counts as just now: never as long ago). */
+static long since(const char *ts)
+{
+    long age = pod_age_seconds(ts);
+    return age < 0 ? 0 : age;
+}
+
+/* Whether c is one of ours (named from base) at target that ended within
+ * window_s seconds (by its finishedAt; 0: at any time). */
+static bool ended_within(const pod_container *c, const char *base, const char *target, long window_s)
+{
+    return suffix_of(c->name, base) && c->has_status && c->state == POD_STATE_TERMINATED &&
+           same(c->target, target) && (!window_s || since(c->finished) <= window_s);
+}
+
+long ephem_ended_wait(const pod_info *p, const char *version, const char *target, long window_s)
+{
+    const pod_container *t = pod_container_find(p, target);
+    if (!t || t->state != POD_STATE_RUNNING)
+        return -1;
+    char base[32];
+    ephem_base_name(version, base, sizeof base);
+    long quiet = since(t->started); /* since its last start, and since the last of ours at it ended */
+    for (size_t i = 0; i < p->nephemeral; i++)
+        if (ended_within(&p->ephemeral[i], base, target, 0) && since(p->ephemeral[i].finished) < quiet)
+            quiet = since(p->ephemeral[i].finished);
+    return quiet > window_s ? 0 : window_s - quiet + 1;
+}
+
+/* "15 min", "20 s": a window for people. */
+static void format_window(long s, char *buf, size_t n)
+{
+    if (s % 60 == 0)
+        snprintf(buf, n, "%ld min", s / 60);
+    else
+        snprintf(buf, n, "%ld s", s);
+}
+
 /* Indexed by ephem_profile: what a new container adds. */
 static const struct {
     const char *name;
@@ -147,7 +186,7 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
         if (sfx > max_suffix)
             max_suffix = sfx;
         /* of this target: another container's restarts say nothing of this one */
-        ended += c->has_status && c->state == POD_STATE_TERMINATED && same(c->target, o->target);
+        ended += ended_within(c, base, o->target, o->ended_window_s);
         /* never one whose manager cannot prove a secret (none in its spec) */
         bool alive = c->state == POD_STATE_RUNNING || c->state == POD_STATE_WAITING || !c->has_status;
         if (!alive || !same(c->image, o->image) || !same(c->target, o->target) || !contract_secret_valid(c->secret))
@@ -185,12 +224,14 @@ int ephem_plan_for(const pod_info *p, const ephem_opts *o, ephem_plan *plan, cha
     }
     if (o->max_ended && ended >= o->max_ended) { /* a target that keeps restarting: one more each time */
         const char *t = o->target ? o->target : "", *cmd = o->command ? o->command : "this command";
+        char w[32];
+        format_window(o->ended_window_s, w, sizeof w);
         snprintf(err, errlen,
-                 "pod/%s has %d debug containers of kubectl diag that ended (each when its target container %s "
-                 "stopped or restarted: it lives in that container's PID namespace), and ephemeral containers can "
-                 "never be removed: %s adds no more by itself; fix what restarts %s and recreate the pod, or name "
-                 "the pod (kubectl diag %s pod/%s ...) to add one anyway",
-                 p->name, ended, t, cmd, t, cmd, p->name);
+                 "pod/%s has %d debug containers of kubectl diag that ended within %s (each when its target container "
+                 "%s stopped or restarted: it lives in that container's PID namespace), and ephemeral containers can "
+                 "never be removed: %s adds no more by itself until %s has run %s without a restart; fix what "
+                 "restarts %s, or name the pod (kubectl diag %s pod/%s ...) to add one anyway",
+                 p->name, ended, w, t, cmd, t, w, t, cmd, p->name);
         return -EMLINK;
     }
     plan->create = true;

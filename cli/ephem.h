@@ -118,6 +118,7 @@ typedef struct {
     bool privileged;       /* needs a privileged container (--privileged, --profile sysadmin) */
     bool new_container;    /* add one when the pod's lack what the command needs */
     int max_ended; /* add none to a pod that has this many of ours at target that ended (-EMLINK); 0: no limit */
+    long ended_window_s; /* max_ended counts those that ended (finishedAt) within this many seconds */
     bool need_tunnel;    /* the command redirects: the manager's tunnel must be up */
     bool need_forward;   /* the command port-forwards to the manager: asked before a container is added */
     int64_t timeout_ms;  /* for the container to run and print its ports */
@@ -137,6 +138,11 @@ void ephem_caps_format(unsigned caps, char *out, size_t n);
 /* EPHEM_NAME_PREFIX + 8 hex of FNV-1a(version CONTRACT_REVISION_TAG): the
  * name of a pod's first debug container. */
 void ephem_base_name(const char *version, char *out, size_t n);
+/* Seconds until pod p's target container has run window_s without a
+ * restart and the last of our debug containers at it ended window_s ago
+ * (then none of them counts against max_ended): 0 when that holds now, -1
+ * while target is not running (no time can be told). */
+long ephem_ended_wait(const pod_info *p, const char *version, const char *target, long window_s);
 /* Starts reading the log of the debug container pod most likely has (the
  * base name for version) before the pod is read, so that the two kubectl
  * calls overlap. 0, or as kube_start. */

@@ -35,6 +35,7 @@ static void container_free(pod_container *c)
     free(c->message);
     free(c->id);
     free(c->started);
+    free(c->finished);
 }
 
 static int parse_named_ports(const json_t *ports, pod_container *c)
@@ -107,6 +108,7 @@ static void parse_status(const json_t *st, pod_container *c)
         c->reason = dup_str(get(s, "reason"));
         c->message = dup_str(get(s, "message"));
         c->started = dup_str(get(s, "startedAt"));
+        c->finished = dup_str(get(s, "finishedAt"));
         c->exit_code = (int)json_integer_value(get(s, "exitCode"));
     } else if ((s = get(state, "waiting"))) {
         c->state = POD_STATE_WAITING;

@@ -28,10 +28,11 @@ typedef struct {
     /* from the matching status, when there is one */
     bool has_status;
     pod_state state;
-    char *reason;  /* waiting/terminated reason */
-    char *message; /* waiting/terminated message */
-    char *id;      /* containerID without "<runtime>://" */
-    char *started; /* running.startedAt or terminated.startedAt */
+    char *reason;   /* waiting/terminated reason */
+    char *message;  /* waiting/terminated message */
+    char *id;       /* containerID without "<runtime>://" */
+    char *started;  /* running.startedAt or terminated.startedAt */
+    char *finished; /* terminated.finishedAt */
     int exit_code;
     int restarts;
 } pod_container;

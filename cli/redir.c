@@ -19,6 +19,7 @@
 #include "basic/time-util.h"
 #include "bridge.h"
 #include "contract.h"
+#include "ephem.h"
 #include "exitcode.h"
 #include "fwdpool.h"
 #include "kdiag.pb-c.h"
@@ -37,6 +38,7 @@
 #define SPARE_RETRY_MS 100          /* a spare waits for the first forward of the pool: tried again after this */
 #define UNBRIDGED_WINDOW_MS 10000   /* connections the local target did not take: one line per window (-v: each) */
 #define FOLLOW_ENDED_MAX 3          /* -l / --all-pods add no debug container to a pod with this many ended */
+#define FOLLOW_ENDED_WINDOW_S 900 /* ... within this (s; back-offs are 5 min at most); KDIAG_REDIR_ENDED_WINDOW */
 
 struct redir;
 struct podrun;
@@ -89,6 +91,8 @@ struct known {
     bool ready;
     int64_t not_before; /* no new run before this (ms, monotonic) */
     bool refused;       /* no retry changes the pod (refused_for_good): no new run, kept until it is gone */
+    bool crashloop;     /* refused for its ended debug containers (-EMLINK): tried again at retry_at */
+    int64_t retry_at;   /* ms, monotonic; 0: not before the watch says more (its target is not running) */
     bool gone;          /* the watch saw it deleted */
 };
 
@@ -104,7 +108,8 @@ struct redir {
     bool all_pods; /* every ready pod, lines name their pod */
     uint8_t sid[REDIRECT_CLIENT_SESSION_ID_LEN];
     size_t pool_size;
-    int spares; /* per stream */
+    int spares;          /* per stream */
+    long ended_window_s; /* FOLLOW_ENDED_MAX counts debug containers that ended within this */
     pthread_mutex_t mu;
     bool stopping;
     bool ever_up;
@@ -757,6 +762,7 @@ static void *opener_main(void *arg)
     so.selector = so.workload = NULL;
     so.extra_caps = f->nports ? 0 : EPHEM_CAPS_PS;   /* to list the ports */
     so.max_ended = r->follow ? FOLLOW_ENDED_MAX : 0; /* each restart of the target ends one (docs/redirect.md) */
+    so.ended_window_s = r->ended_window_s;
     so.tunnel = true;
     so.quick = false; /* the pod as read: its node's addresses are the probes' sources (skip_sources) */
     so.check = check_targets;
@@ -879,6 +885,19 @@ static struct known *known_get(struct redir *r, const char *name)
     return k;
 }
 
+/* When a pod refused for its ended debug containers (-EMLINK) is tried
+ * again: once its target has run the window without a restart (ephem_ended_wait);
+ * 0 while the target is not running: its next start will tell. */
+static int64_t crashloop_retry_at(const struct redir *r, const pod_info *p)
+{
+    const pod_container *t;
+    char e[512];
+    long wait = p->name && podsel_target(p, r->f->target, &t, e, sizeof e) == 0
+                    ? ephem_ended_wait(p, KDIAG_VERSION, t->name, r->ended_window_s)
+                    : -1;
+    return wait < 0 ? 0 : time_now_ms() + wait * 1000;
+}
+
 /* The watch thread: keeps r->known as the API server sees the pods. */
 static void on_pod(void *ud, podwatch_event *ev)
 {
@@ -891,7 +910,7 @@ static void on_pod(void *ud, podwatch_event *ev)
          * (a watch listed afresh) */
         bool other = k->gone || (k->created && ev->pod.created && strcmp(k->created, ev->pod.created) != 0);
         if (other && ev->type != PODWATCH_DELETED)
-            k->refused = false;
+            k->refused = k->crashloop = false;
         free(k->created);
         k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
         k->ready = ev->type != PODWATCH_DELETED && ev->ready;
@@ -899,6 +918,8 @@ static void on_pod(void *ud, podwatch_event *ev)
         pod_free(&k->pod);
         k->pod = ev->pod;
         memset(&ev->pod, 0, sizeof(ev->pod));
+        if (k->crashloop) /* its target restarted again, or has run on */
+            k->retry_at = crashloop_retry_at(r, &k->pod);
     }
     pthread_mutex_unlock(&r->mu);
     wake(r);
@@ -936,6 +957,10 @@ static int reconcile(struct redir *r)
     struct known *best = NULL;
     for (size_t i = 0; i < r->nknown; i++) {
         struct known *k = &r->known[i];
+        if (k->crashloop && k->retry_at && k->retry_at <= now)
+            k->refused = k->crashloop = false;
+        else if (k->crashloop && k->retry_at)
+            due = due < 0 || k->retry_at < due ? k->retry_at : due;
         if (!k->ready || k->refused || run_of(r, k->name))
             continue;
         if (k->not_before > now) {
@@ -1033,8 +1058,10 @@ static int take_opened(struct redir *r)
         } else if (!r->follow || (!r->ever_up && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
             return exitcode_report(stderr, pr->open_rc, pr->open_err);
         } else {
-            bool refused = refused_for_good(pr->open_rc);
-            if (refused)
+            bool refused = refused_for_good(pr->open_rc), crashloop = pr->open_rc == -EMLINK;
+            if (crashloop) /* the message says when it is tried again */
+                fprintf(stderr, "pod/%s: cannot redirect: %s\n", pr->name, pr->open_err);
+            else if (refused)
                 fprintf(stderr, "pod/%s: cannot redirect: %s; not tried again\n", pr->name, pr->open_err);
             else
                 fprintf(stderr, "pod/%s: cannot redirect: %s; trying again in %d s\n", pr->name, pr->open_err,
@@ -1046,6 +1073,8 @@ static int take_opened(struct redir *r)
             if (k) {
                 k->not_before = time_now_ms() + OPEN_RETRY_MS;
                 k->refused = refused;
+                k->crashloop = crashloop; /* until the watch tells more: a window from now */
+                k->retry_at = crashloop ? time_now_ms() + r->ended_window_s * 1000 : 0;
             }
             pthread_mutex_unlock(&r->mu);
             podrun_free(pr);
@@ -1164,6 +1193,14 @@ static int spares_per_stream(void)
     return n < 0 ? 0 : n > CONTRACT_TUNNEL_SPARES_MAX ? CONTRACT_TUNNEL_SPARES_MAX : (int)n;
 }
 
+/* The window of FOLLOW_ENDED_MAX: KDIAG_REDIR_ENDED_WINDOW (seconds, for the tests) or FOLLOW_ENDED_WINDOW_S. */
+static long ended_window(void)
+{
+    const char *v = getenv("KDIAG_REDIR_ENDED_WINDOW");
+    long n = v && *v ? strtol(v, NULL, 10) : FOLLOW_ENDED_WINDOW_S;
+    return n < 1 ? FOLLOW_ENDED_WINDOW_S : n;
+}
+
 /* The most tunnel forwards per pod: KDIAG_REDIR_POOL (0-16, for the benchmark) or POOL_DEFAULT. */
 static size_t pool_size(void)
 {
@@ -1178,6 +1215,7 @@ int redir_main(const flags *f, const kube *k)
     char err[2048] = "";
     int code, rc;
     list_init(&r.runs);
+    r.ended_window_s = ended_window();
     if (k->ns) /* else the pods' own: podwatch need not ask kubectl for the context's */
         snprintf(r.ns, sizeof(r.ns), "%s", k->ns);
     if (f->outgoing && f->nports == 0) {

@@ -264,6 +264,7 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
         .privileged = o->privileged,
         .new_container = o->new_container,
         .max_ended = o->max_ended,
+        .ended_window_s = o->ended_window_s,
         .need_tunnel = o->tunnel,
         .need_forward = o->forward,
         .timeout_ms = o->timeout_ms,

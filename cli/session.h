@@ -27,6 +27,7 @@ typedef struct {
     ephem_profile profile; /* what a new debug container gets */
     bool new_container;    /* may add one when the pod's lacks what is needed */
     int max_ended; /* adds none to a pod with this many of ours at the target ended (ephem_opts); 0: no limit */
+    long ended_window_s; /* ... that ended within this many seconds (ephem_opts) */
     const char *command; /* for messages */
     int64_t timeout_ms;
     unsigned caps;       /* EPHEM_* the manager must have (EPHEM_CAPS_<command>) */

@@ -272,11 +272,23 @@ static void plan(void **state)
 
     /* a cap on ours that ended (redir -l on a restarting target): none added
      * at it, with how many and what to do; one below it */
-    o.max_ended = 2; /* both of ours ended (-2 in the fixture) */
+    o.max_ended = 2; /* both of ours ended: -2 on 2026-11-25, the first without a finishedAt (counts as now) */
+    o.ended_window_s = 900;
     o.command = "redir";
+    /* the cap is a rate: one that ended longer ago than the window does not count */
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
+    assert_true(pl.create);
+    o.ended_window_s = 100L * 365 * 24 * 3600;
     assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EMLINK);
-    assert_non_null(strstr(err, "has 2 debug containers of kubectl diag that ended"));
-    assert_non_null(strstr(err, "redir adds no more by itself"));
+    o.ended_window_s = 900;
+    free(p.ephemeral[1].finished);
+    p.ephemeral[1].finished = NULL;
+    assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), -EMLINK);
+    assert_non_null(strstr(err, "has 2 debug containers of kubectl diag that ended within 15 min"));
+    assert_non_null(strstr(err, "redir adds no more by itself until nginx has run 15 min without a restart"));
+    /* nginx started on 2026-11-25, but ours ended just now: tried again a window from now */
+    assert_int_equal(ephem_ended_wait(&p, "9.9.9", "nginx", 900), 901);
+    assert_int_equal(ephem_ended_wait(&p, "9.9.9", "sidecar", 900), -1); /* not running: no time told */
     o.max_ended = 3;
     assert_int_equal(ephem_plan_for(&p, &o, &pl, err, sizeof err), 0);
     assert_true(pl.create);

@@ -1,8 +1,10 @@
 """kubectl diag redir -l on a pod whose container keeps restarting. The debug container lives in
 its target container's PID namespace and ends with each restart; -l re-attached with a new one
 each time, and ephemeral containers can never be removed (5 restarts: 5 debug containers). Now it
-adds none to a pod that has 3 of ours ended, and says so once. On a cluster of its own whose
+adds none to a pod that has 3 of ours that ended within 15 min, and says so once, until the
+target has run 15 min without a restart. On a cluster of its own whose
 restart back-off is 1 s (KUBESIM_BACKOFF_SECONDS), not the kubelet's 10 s, 20 s, ..."""
+import calendar
 import os
 import signal
 import time
@@ -43,6 +45,20 @@ def debug_containers(cluster, name):
     return sorted((c['name'], list(c['state'])[0]) for c in st)
 
 
+def refusal_line(pod, target, window):
+    return ('pod/%s: cannot redirect: pod/%s has 3 debug containers of kubectl diag that ended within %s (each when '
+            "its target container %s stopped or restarted: it lives in that container's PID namespace), and "
+            'ephemeral containers can never be removed: redir adds no more by itself until %s has run %s without a '
+            'restart; fix what restarts %s, or name the pod (kubectl diag redir pod/%s ...) to add one anyway'
+            % (pod, pod, window, target, target, window, target, pod))
+
+
+def started_at(cluster, name):
+    """When the pod's first container last started (its running.startedAt), in seconds since the epoch."""
+    st = cluster.pod(name)['status']['containerStatuses'][0]['state']['running']['startedAt']
+    return calendar.timegm(time.strptime(st, '%Y-%m-%dT%H:%M:%SZ'))
+
+
 def test_a_restarting_target_gets_no_more_debug_containers_than_the_cap(cluster, bg, label):
     name = label + '-a'
     cluster.ok('run', name, '--image=distroless', '--labels=app=' + label)  # restartPolicy Always
@@ -58,11 +74,7 @@ def test_a_restarting_target_gets_no_more_debug_containers_than_the_cap(cluster,
         restart_target(cluster, name)  # ends debug container n
     wait_for(lambda: refusal in r.err() or r.proc.poll() is not None, 60, what='the refusal')
     assert r.err().count(refusal) == 1, r.err()
-    assert ('pod/%s: cannot redirect: pod/%s has 3 debug containers of kubectl diag that ended (each when its target '
-            "container %s stopped or restarted: it lives in that container's PID namespace), and ephemeral "
-            'containers can never be removed: redir adds no more by itself; fix what restarts %s and recreate the '
-            'pod, or name the pod (kubectl diag redir pod/%s ...) to add one anyway; not tried again'
-            % (name, name, name, name, name)) in r.err().splitlines(), r.err()
+    assert refusal_line(name, name, '15 min') in r.err().splitlines(), r.err()
     # more restarts: no debug container added, nothing said again, redir still follows the selector
     for _ in range(2):
         restart_target(cluster, name)
@@ -102,4 +114,40 @@ spec:
     wait_for(lambda: redirected() or 'cannot redirect' in r.err() or r.proc.poll() is not None, 60,
              what='the redirect of pod/' + name)
     assert redirected(), r.err()
+    assert r.interrupt() == 0, r.err()
+
+
+def test_a_refused_pod_is_followed_again_once_its_target_ran_the_window(cluster, bg, label, monkeypatch):
+    """The cap is a rate: 3 of ours at the target that ended within the window (15 min; here
+    KDIAG_REDIR_ENDED_WINDOW=30 s). A refused pod was refused for good, also once its target had
+    run for weeks. Now it is tried again once its target has run the window without a restart
+    (a restart meanwhile starts the wait anew), and redirected. (--all-pods with a second pod:
+    a run whose only pod is refused at the start ends, as for any refusal.)"""
+    window = 30
+    monkeypatch.setenv('KDIAG_REDIR_ENDED_WINDOW', str(window))
+    name, other = label + '-c', label + '-d'
+    for n in (name, other):
+        cluster.ok('run', n, '--image=distroless', '--labels=app=' + label)
+    for n in (name, other):
+        cluster.wait_running(n)
+        wait_for(lambda: ready(cluster, n), 30, what='pod/%s ready' % n)
+    for _ in range(ENDED_MAX):  # each ps adds a debug container, each restart ends it
+        r = cluster.diag('ps', 'pod/' + name)
+        assert r.returncode == 0, r.stderr
+        restart_target(cluster, name)
+    wait_for(lambda: [s for _, s in debug_containers(cluster, name)] == ['terminated'] * ENDED_MAX, 30,
+             what='3 debug containers ended')
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '8080:%d' % free_port())
+    line = refusal_line(name, name, '%d s' % window)
+    redirected = lambda: 'redirecting pod/%s:8080' % name in r.out()
+    wait_for(lambda: line in r.err() or redirected() or r.proc.poll() is not None, 60, what='the refusal')
+    assert line in r.err().splitlines(), r.err()
+    restart_target(cluster, name)  # within the window: the wait starts anew
+    since = started_at(cluster, name)
+    wait_for(lambda: redirected() or r.proc.poll() is not None, window + 30, what='pod/%s redirected again' % name)
+    assert redirected(), r.err()
+    assert time.time() >= since + window, (time.time() - since, r.err())
+    assert r.err().count(line) == 1, r.err()
+    assert len(debug_containers(cluster, name)) == ENDED_MAX + 1, debug_containers(cluster, name)
+    assert 'redirecting pod/%s:8080' % other in r.out(), r.out()
     assert r.interrupt() == 0, r.err()
