@@ -151,3 +151,30 @@ def test_a_refused_pod_is_followed_again_once_its_target_ran_the_window(cluster,
     assert len(debug_containers(cluster, name)) == ENDED_MAX + 1, debug_containers(cluster, name)
     assert 'redirecting pod/%s:8080' % other in r.out(), r.out()
     assert r.interrupt() == 0, r.err()
+
+
+def test_debug_containers_that_ended_before_the_window_do_not_count(cluster, bg, label, monkeypatch):
+    """3 of ours at the target that ended longer ago than the window (15 min; here
+    KDIAG_REDIR_ENDED_WINDOW=5 s), the target running since: redir -l refused the pod for good
+    (exit 1 at the start), however long ago they ended. Now the pod is redirected at once."""
+    window = 5
+    monkeypatch.setenv('KDIAG_REDIR_ENDED_WINDOW', str(window))
+    name = label + '-e'
+    cluster.ok('run', name, '--image=distroless', '--labels=app=' + label)
+    cluster.wait_running(name)
+    wait_for(lambda: ready(cluster, name), 30, what='pod/%s ready' % name)
+    for _ in range(ENDED_MAX):  # each ps adds a debug container, each restart ends it
+        r = cluster.diag('ps', 'pod/' + name)
+        assert r.returncode == 0, r.stderr
+        restart_target(cluster, name)
+    wait_for(lambda: [s for _, s in debug_containers(cluster, name)] == ['terminated'] * ENDED_MAX, 30,
+             what='3 debug containers ended')
+    since = started_at(cluster, name)
+    wait_for(lambda: time.time() > since + window + 1, window + 10, what='the window to pass')
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '8080:%d' % free_port())
+    redirected = lambda: 'redirecting pod/%s:8080' % name in r.out()
+    wait_for(lambda: redirected() or r.proc.poll() is not None, 60, what='the redirect of pod/' + name)
+    assert redirected(), r.err()
+    assert 'cannot redirect' not in r.err(), r.err()
+    assert len(debug_containers(cluster, name)) == ENDED_MAX + 1, debug_containers(cluster, name)
+    assert r.interrupt() == 0, r.err()
