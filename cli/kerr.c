@@ -78,6 +78,26 @@ static const char *ns_flag(const char *ns, char *buf, size_t n)
     return buf;
 }
 
+/* " --context=C --user=U": the flags of kerr_set_identity, for the suggested
+ * kubectl auth can-i (set once, before any thread runs). */
+static char identity[1024];
+
+void kerr_set_identity(const char *kubeconfig, const char *context, char *const *conn)
+{
+    size_t used = 0;
+    const char *v[] = {kubeconfig, context};
+    const char *names[] = {"--kubeconfig", "--context"};
+    identity[0] = '\0';
+    for (int i = 0; i < 2; i++)
+        if (v[i] && *v[i] && used < sizeof identity)
+            used += (size_t)snprintf(identity + used, sizeof identity - used, " %s=%s", names[i], v[i]);
+    for (size_t i = 0; conn && conn[i] && used < sizeof identity; i++) /* the token is the user's to fill in */
+        used += (size_t)snprintf(identity + used, sizeof identity - used, " %s",
+                                 strncmp(conn[i], "--token=", 8) == 0 ? "--token=TOKEN" : conn[i]);
+    if (used >= sizeof identity)
+        identity[0] = '\0'; /* a check cut short would ask about someone else */
+}
+
 /* kerr_denied; cluster: denied at the cluster scope (list -A), where a Role of
  * one namespace does not reach. */
 static void denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
@@ -99,11 +119,11 @@ static void denied(const char *what, const char *user, const char *verb, const c
     snprintf(buf, n,
              "cannot %s: permission denied — %s '%s' the resource \"%s\" in %s%s.\n"
              "Ask a cluster administrator for a %s granting verb \"%s\" on \"%s\" (check with: kubectl auth "
-             "can-i %s %s%s)%s.",
+             "can-i %s %s%s%s)%s.",
              what, who, verb, resource,
              cluster ? "all namespaces (at the cluster scope)" : ns_words(ns, in, sizeof(in)),
              user ? "" : ", so no debug container was added", cluster ? "ClusterRole" : "Role", verb, resource,
-             verb, check, cluster ? " -A" : ns_flag(ns, flag, sizeof(flag)),
+             verb, check, identity, cluster ? " -A" : ns_flag(ns, flag, sizeof(flag)),
              cluster ? ", or name one namespace with -n instead of -A" : "");
 }
 

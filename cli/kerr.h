@@ -39,4 +39,10 @@ kerr_kind kerr_explain(const char *what, const char *kubectl_stderr, const char 
 void kerr_denied(const char *what, const char *user, const char *verb, const char *resource, const char *ns,
                  char *buf, size_t n);
 
+/* The flags that say which cluster and who (--kubeconfig, --context and
+ * kubectl's connection flags; a token only as "--token=TOKEN"), put into the
+ * kubectl auth can-i that a denial suggests, so that it asks as the command
+ * did. Called once, before any thread runs. */
+void kerr_set_identity(const char *kubeconfig, const char *context, char *const *conn);
+
 #endif

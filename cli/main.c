@@ -15,6 +15,7 @@
 #include "flags.h"
 #include "help.h"
 #include "keep.h"
+#include "kerr.h"
 #include "kube.h"
 #include "list.h"
 #include "logs.h"
@@ -112,6 +113,7 @@ int main(int argc, char **argv)
     }
     f.stdio_closed = stdio_closed;
     kube k = {f.kubectl, f.kubeconfig, f.context, f.ns, f.verbose, f.conn};
+    kerr_set_identity(f.kubeconfig, f.context, f.conn);
     int code = 0;
     if (f.help || f.cmd == FLAGS_CMD_NONE || f.cmd == FLAGS_CMD_HELP) {
         flags_cmd topic = f.cmd;

@@ -770,10 +770,13 @@ def test_kept_forward_not_taken_after_the_kubeconfig_changed(cluster, keep_home)
 def test_kubectls_connection_flags_reach_every_kubectl_run(cluster, fresh_pod):
     """--user, --token, --as … as kubectl takes them: passed to every kubectl the CLI runs (before,
     "unknown flag", exit 2). --user viewer is refused as the viewer; -v shows each kubectl with them."""
-    for who in (('--user', 'viewer'), ('--token=' + VIEWER_TOKEN,)):
+    for who, check in ((('--user', 'viewer'), '--user=viewer'), (('--token=' + VIEWER_TOKEN,), '--token=TOKEN')):
         r = cluster.diag(*who, 'ps', 'pod/' + fresh_pod)   # kubectl auth can-i answers as the viewer: no
         assert r.returncode == 1 and "permission denied — you may not 'update'" in r.stderr, r.stderr
         assert cluster.pod(fresh_pod)['spec'].get('ephemeralContainers', []) == []
+        # the check it suggests asks as the command did (a token not shown)
+        assert ('(check with: kubectl auth can-i update pods --subresource=ephemeralcontainers %s -n default)'
+                % check) in r.stderr and VIEWER_TOKEN not in r.stderr, r.stderr
     r = cluster.diag('-v', '--as', 'alice', '--as-group=devs', '--request-timeout=30s', 'exec', '--tools',
                      'pod/distroless', '--', 'echo', 'hi')
     assert (r.returncode, r.stdout) == (0, 'hi\n'), r.stderr

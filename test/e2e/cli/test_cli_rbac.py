@@ -109,7 +109,8 @@ def test_one_verb_less_is_named(cluster, bg, local_http, less):
     assert len(added) == (1 if (verb, resource) == ('watch', 'pods') else 0), added
     base, _, sub = resource.partition('/')
     check = '%s --subresource=%s' % (base, sub) if sub else base
-    assert 'kubectl auth can-i %s %s -n default' % (verb, check) in err, err
+    # the check asks as the command did: in its context
+    assert 'kubectl auth can-i %s %s --context=kubesim-less-%s -n default' % (verb, check, less) in err, err
 
 
 def test_a_long_selector_is_cut_in_the_watch_failure_line(cluster, bg, local_http):
@@ -134,4 +135,5 @@ def test_a_long_selector_is_cut_in_the_watch_failure_line(cluster, bg, local_htt
     cause = said[len(head):].splitlines()  # the cause and its fix, whole
     assert cause[0] == ('cannot watch the pods: permission denied — user "less-watch-pods" may not \'watch\' the '
                         'resource "pods" in namespace "default".'), cause
-    assert cause[1].endswith('(check with: kubectl auth can-i watch pods -n default).'), cause
+    assert cause[1].endswith('(check with: kubectl auth can-i watch pods --context=kubesim-less-watch-pods -n '
+                             'default).'), cause
