@@ -242,8 +242,11 @@ static int attach_filter(capture_run *r, const char *filter, const char *own, ch
         rc = -EINVAL;
         goto out;
     }
+    /* a filter of only blanks is none: "( ) and not (...)" would not compile,
+     * and the capture would record its own stream */
+    bool blank = filter[strspn(filter, " \t\r\n")] == '\0';
     char expr[CONTRACT_CAPTURE_FILTER_MAX + 128];
-    snprintf(expr, sizeof expr, filter[0] ? "(%s) and not (%s)" : "%snot (%s)", filter, own);
+    snprintf(expr, sizeof expr, blank ? "%.0snot (%s)" : "(%s) and not (%s)", filter, own);
     if (own[0] && pcap_compile(p, &both, expr, 1, PCAP_NETMASK_UNKNOWN) == 0) {
         pcap_freecode(&prog);
         prog = both;

@@ -98,6 +98,18 @@ def test_capture_bad_filter_one_line_exit_2(cluster, tmp_path):
     assert not os.path.exists(out)
 
 
+def test_capture_blank_filter_leaves_out_the_captures_own_stream(cluster, tmp_path):
+    """A filter of only blanks is every packet, as an empty one: the manager's own stream on lo
+    stays out. It compiled alone but not inside "( ) and not (own ports)", so the exclusion was
+    dropped and the capture recorded the stream that carried it (11 MB in 3 s on lo)."""
+    out = str(tmp_path / 'blank.pcap')
+    r = cluster.diag('capture', 'pod/distroless', '-i', 'lo', '-f', ' \t', '-d', '2s', '-w', out)
+    assert r.returncode == 0, r.stderr
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0 and lines == [], (len(lines), lines[:3])
+    assert '0 packets captured' in r.stderr, r.stderr
+
+
 def long_filter(last):
     """'port 1 or port 2 or ...' up to 4096 bytes (the most the manager takes), then last."""
     ports = []
