@@ -15,6 +15,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -141,13 +142,17 @@ static pid_t raw_fork(void)
 }
 
 /* execve, then: ENOENT of a file that is there means its #! interpreter or
- * ELF loader is missing (FAILED_INTERP in *what); the errno to report. */
+ * ELF loader is missing (FAILED_INTERP in *what); EACCES of a directory is
+ * EISDIR, as bash says; the errno to report. */
 static int exec_one(const char *path, const exec_plan *p, int *what)
 {
+    struct stat st;
     execve(path, p->argv, p->envp);
     int err = errno;
     if (err == ENOENT && access(path, F_OK) == 0)
         *what = FAILED_INTERP;
+    if (err == EACCES && stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        err = EISDIR;
     return err;
 }
 

@@ -146,6 +146,14 @@ def test_exec_missing_command_is_127_with_one_line(cluster):
     assert error_lines(r.stderr) == ["error: no-such-command: command not found in the target's PATH"]
 
 
+def test_exec_of_a_directory_says_it_is_one_with_126(cluster):
+    """execve gives EACCES for a directory: the line said 'Permission denied', as if a mode or a
+    capability were missing."""
+    r = cluster.diag('exec', 'pod/nginx', '--', '/etc', 'x')
+    assert r.returncode == 126, r.stdout + r.stderr
+    assert error_lines(r.stderr) == ['error: /etc: cannot execute in the target: Is a directory']
+
+
 def test_exec_of_a_script_whose_interpreter_is_missing_says_so_with_126(cluster):
     """The script is there (in PATH, and by its path); its #! interpreter is not: not 'not found'."""
     name = 'kdiag-badinterp-%d' % os.getpid()
