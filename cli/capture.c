@@ -415,7 +415,8 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
         return -EINVAL;
     }
     if (p->rc == -EPROTO || p->rc == -EBADMSG) {
-        snprintf(err, errlen, "%s (gRPC status %d)", p->st.message, (int)p->st.code);
+        snprintf(err, errlen, "%s (gRPC status %d)%s%s", p->st.message, (int)p->st.code,
+                 p->s.bytes ? "; what was captured until then is in " : "", p->s.bytes ? output_name(path) : "");
         return -EPROTO;
     }
     if (p->st.code == GRPC_STATUS_OK && p->rc != -ENOMEM) { /* the stream was fine: our write failed */

@@ -308,9 +308,19 @@ static void if_names(char *out, size_t len)
         if_freenameindex(ni);
 }
 
+/* The socket's pending error (read once: the kernel clears it), or 0. The
+ * kernel sets ENETDOWN on a socket bound to an interface that is down, goes
+ * down or is removed, and stops giving it that interface's packets. */
+static int socket_error(int fd)
+{
+    int e = 0;
+    socklen_t len = sizeof e;
+    return getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0 ? errno : e;
+}
+
 /* The socket, its ring and filter, bound to ifname ("" or "any": all).
  * 0, or -errno with the reason in err (-EINVAL: the request's fault, -EPERM:
- * no CAP_NET_RAW). */
+ * no CAP_NET_RAW, -ENETDOWN: the interface is down). */
 static int open_socket(capture_run *r, const char *ifname, const char *filter, const char *own, char *err, size_t errlen)
 {
     unsigned ifindex = 0;
@@ -369,6 +379,11 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
         snprintf(err, errlen, "binding the packet socket to '%s': %s", ifindex ? ifname : "any", strerror(errno));
         return rc;
     }
+    if (socket_error(fd) == ENETDOWN) {
+        snprintf(err, errlen,
+                 "interface '%s' is down: nothing on it can be captured; capture on any, or once it is up", ifname);
+        return -ENETDOWN;
+    }
     return 0;
 }
 
@@ -408,8 +423,10 @@ static int capture_loop(rpc_call *call, capture_run *r, uint32_t duration_ms)
             return -errno;
         if (pf[1].revents || rpc_call_cancelled(call))
             return -ECANCELED;
-        if (pf[0].revents & (POLLERR | POLLNVAL))
-            return -EIO;
+        if (pf[0].revents & (POLLERR | POLLNVAL)) {
+            int e = socket_error(r->fd);
+            return e ? -e : -EIO;
+        }
     }
 }
 
@@ -482,8 +499,10 @@ grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
     code = rc == 0                                        ? GRPC_STATUS_OK
            : rc == -ECANCELED || rpc_call_cancelled(call) ? GRPC_STATUS_CANCELLED
            : rc == -EINVAL                                ? GRPC_STATUS_INVALID_ARGUMENT
-           : rc == -EPERM                                 ? GRPC_STATUS_FAILED_PRECONDITION
+           : rc == -EPERM || rc == -ENETDOWN              ? GRPC_STATUS_FAILED_PRECONDITION
                                                           : GRPC_STATUS_INTERNAL;
+    if (rc == -ENETDOWN && !err[0])
+        snprintf(err, sizeof err, "interface '%s' went down or was removed: the capture on it ended", req->interface);
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_CANCELLED)
         rpc_call_set_message(call, "Capture: %s", err[0] ? err : strerror(-rc));
     if (r.ring)

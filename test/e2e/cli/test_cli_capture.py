@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import CLI, pcapng_blocks, start_capture, wait_for
+from conftest import CLI, error_lines, pcapng_blocks, start_capture, wait_for
 from e2e_common import children, cmdline, forwards_to
 
 PORT = 9999
@@ -250,6 +250,38 @@ def test_capture_stop_with_a_reader_that_stopped_reading_ends(cluster, label, tm
             p.kill()
             p.wait()
         p.stdout.close()
+
+
+def test_capture_on_an_interface_that_is_or_goes_down_says_so(cluster, bg, fresh_pod, tmp_path):
+    """An interface that is down is refused before anything is captured, and one that goes down
+    ends the capture, each in a line that says so. Both were 'Capture: Input/output error (gRPC
+    status 13)', the first after a ready line and with the file placed."""
+    net = '--net=/proc/%d/ns/net' % cluster.pod_pid(fresh_pod)
+
+    def link(*args):
+        r = subprocess.run(['nsenter', net, 'ip', 'link'] + list(args), capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+
+    link('add', 'kd0', 'type', 'veth', 'peer', 'name', 'kd1')
+    try:
+        out = str(tmp_path / 'down.pcap')
+        r = cluster.diag('capture', 'pod/' + fresh_pod, '-i', 'kd0', '-w', out)
+        assert r.returncode == 1, r.stderr
+        assert error_lines(r.stderr) == ["error: Capture: interface 'kd0' is down: nothing on it can be captured; "
+                                         "capture on any, or once it is up (gRPC status 9)"], r.stderr
+        assert 'capturing on' not in r.stderr and not os.path.exists(out), r.stderr
+        link('set', 'kd1', 'up')
+        link('set', 'kd0', 'up')
+        p = start_capture(cluster, bg, 'pod/' + fresh_pod, '-i', 'kd0', '-w', out)
+        link('set', 'kd0', 'down')
+        assert p.proc.wait(30) == 1, p.err()
+        assert [l for l in p.err().splitlines() if l.startswith('error:')] == [
+            "error: Capture: interface 'kd0' went down or was removed: the capture on it ended (gRPC status 9); "
+            "what was captured until then is in " + out], p.err()
+        rc, _, err = tcpdump_read(out)
+        assert rc == 0, err
+    finally:
+        subprocess.run(['nsenter', net, 'ip', 'link', 'del', 'kd0'], capture_output=True, timeout=20)
 
 
 def test_capture_unknown_interface_names_the_pods_interfaces(cluster):
