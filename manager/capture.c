@@ -387,11 +387,13 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
     return 0;
 }
 
-/* Streams blocks until the count, the duration or the call ends. 0 or -errno. */
+/* Streams blocks until the count, the duration or the call ends, or the
+ * interface goes (-ENETDOWN, after what the kernel held). 0 or -errno. */
 static int capture_loop(rpc_call *call, capture_run *r, uint32_t duration_ms)
 {
     int64_t deadline = duration_ms ? time_now_ms() + duration_ms : 0;
     bool closing = false; /* past the deadline: one last block timeout for what the kernel holds */
+    int end = 0;          /* what the loop returns once closed: 0, or -ENETDOWN */
     for (;;) {
         struct tpacket_block_desc *bd;
         while ((bd = (void *)(r->ring + (size_t)r->next * CAPTURE_BLOCK_SIZE)),
@@ -410,7 +412,7 @@ static int capture_loop(rpc_call *call, capture_run *r, uint32_t duration_ms)
         if (deadline) {
             int64_t left = deadline - time_now_ms();
             if (left <= 0 && closing)
-                return 0;
+                return end;
             if (left <= 0) {
                 closing = true;
                 deadline += 2 * CAPTURE_BLOCK_TOV_MS;
@@ -425,7 +427,12 @@ static int capture_loop(rpc_call *call, capture_run *r, uint32_t duration_ms)
             return -ECANCELED;
         if (pf[0].revents & (POLLERR | POLLNVAL)) {
             int e = socket_error(r->fd);
-            return e ? -e : -EIO;
+            if (e != ENETDOWN || end)
+                return e ? -e : -EIO;
+            /* the interface went: its last packets are in a block the kernel hands over within its timeout */
+            end = -ENETDOWN;
+            closing = true;
+            deadline = time_now_ms() + 2 * CAPTURE_BLOCK_TOV_MS;
         }
     }
 }
