@@ -70,6 +70,7 @@ struct capture_cli {
     const char *path; /* -w FILE */
     char *tmp;        /* what FILE is written as until the first pod is ready, or NULL */
     bool placed;      /* tmp renamed to path (under mu) */
+    bool kept;        /* tmp could not be renamed: the capture stays in tmp (under mu) */
 };
 
 /* -w's path for people: "stdout" for "-". */
@@ -95,9 +96,10 @@ static void place_output(capture_cli *c)
     if (c->tmp && !c->placed) {
         if (rename(c->tmp, c->path) == 0)
             c->placed = true;
-        else
+        else if (!c->kept)
             fprintf(stderr, "warning: cannot name the capture %s (%s): it is written as %s\n", c->path,
                     strerror(errno), c->tmp);
+        c->kept = !c->placed;
     }
     pthread_mutex_unlock(&c->mu);
 }
@@ -549,10 +551,11 @@ int capture_main(const flags *f, const kube *k)
         goto out;
     }
     run_until_end(&c, sfd);
+    const char *written = c.kept ? c.tmp : path; /* where the capture is */
     for (size_t i = 0; i < c.npods; i++)
         if (c.pods[i].s.ready)
-            print_summary(&c, &c.pods[i], path);
-    rc = capture_results(&c, path, err, sizeof err);
+            print_summary(&c, &c.pods[i], written);
+    rc = capture_results(&c, written, err, sizeof err);
 out:;
     uint64_t bytes = 0;
     for (size_t i = 0; i < c.npods; i++) {
@@ -568,10 +571,10 @@ out:;
     capture_pcapng_free(c.ng);
     if (created)
         close(c.out_fd);
-    if (created && c.tmp && !c.placed)
+    if (created && c.tmp && !c.placed && !c.kept)
         unlink(c.tmp); /* no pod captured: FILE left as it was */
-    else if (c.placed && rc < 0 && bytes == 0)
-        unlink(path); /* nothing captured: no empty file left behind (ours: never a device or a FIFO) */
+    else if ((c.placed || c.kept) && rc < 0 && bytes == 0)
+        unlink(c.kept ? c.tmp : path); /* nothing captured: no empty file left behind (ours: never a device or a FIFO) */
     free(c.tmp);
     if (sfd >= 0)
         close(sfd);

@@ -1,6 +1,7 @@
 """kubectl-diag capture through the real kubectl on the simulated cluster: a scripted UDP
 exchange from the node to the curl and distroless pods, read back with tcpdump -r; --all-pods
 with pods that start and are deleted during the capture."""
+import contextlib
 import os
 import signal
 import stat
@@ -321,6 +322,16 @@ def test_capture_keeps_the_files_mode_and_owner(cluster, tmp_path):
     assert st.st_size > 24
 
 
+@contextlib.contextmanager
+def immutable(path):
+    """path made immutable (chattr +i) while the block runs."""
+    subprocess.run(['chattr', '+i', str(path)], check=True)
+    try:
+        yield
+    finally:
+        subprocess.run(['chattr', '-i', str(path)])
+
+
 def test_capture_into_a_file_whose_directory_takes_no_new_files(cluster, tmp_path):
     """FILE writable, its directory not (another user's directory; here immutable): the new file
     beside FILE could not be made, and the capture failed although FILE takes the bytes."""
@@ -328,15 +339,32 @@ def test_capture_into_a_file_whose_directory_takes_no_new_files(cluster, tmp_pat
     locked.mkdir()
     out = locked / 'out.pcap'
     out.write_bytes(b'')
-    subprocess.run(['chattr', '+i', str(locked)], check=True)
-    try:
+    with immutable(locked):
         r = cluster.diag('capture', 'pod/curl', '-c', '1', '-w', str(out))  # the pod's curl runs every second
         assert r.returncode == 0, r.stderr
         rc, lines, err = tcpdump_read(str(out))
         assert rc == 0 and len(lines) == 1, err
         assert os.listdir(str(locked)) == ['out.pcap']
-    finally:
-        subprocess.run(['chattr', '-i', str(locked)])
+
+
+def test_capture_that_cannot_replace_the_file_is_kept_and_named(cluster, tmp_path):
+    """FILE that cannot be replaced (immutable; another user's in a sticky directory): the capture
+    written beside it stays there and the summary names it. It was removed at the end, exit 0,
+    with the summary saying the packets were written to FILE."""
+    out = tmp_path / 'fixed.pcap'
+    out.write_bytes(b'precious')
+    with immutable(out):
+        r = cluster.diag('capture', 'pod/curl', '-c', '1', '-w', str(out))  # the pod's curl runs every second
+        assert r.returncode == 0, r.stderr
+        kept = [n for n in os.listdir(str(tmp_path)) if n != 'fixed.pcap']
+        assert len(kept) == 1 and kept[0].startswith('.fixed.pcap.kdiag-'), (kept, r.stderr)
+        kept = str(tmp_path / kept[0])
+        assert 'warning: cannot name the capture %s (Operation not permitted): it is written as %s' % (
+            out, kept) in r.stderr, r.stderr
+        assert 'bytes written to %s)' % kept in r.stderr, r.stderr
+        rc, lines, err = tcpdump_read(kept)
+        assert rc == 0 and len(lines) == 1, err
+        assert out.read_bytes() == b'precious'
 
 
 def test_capture_ctrl_c_while_a_fifo_waits_for_its_reader(cluster, tmp_path):
