@@ -469,14 +469,16 @@ static Kdiag__Solo__Io__CaptureRequest *read_request(rpc_call *call, grpc_status
     return req;
 }
 
-/* The filter expression of o's ports ("" for none). */
+/* The filter expression of o's ports on loopback ("" for none): the
+ * port-forward reaches them there. Loopback only: a peer of the pod that
+ * happens to use one of them as its own port is the user's traffic. */
 static void own_ports(const capture_opts *o, char *out, size_t len)
 {
     int g = o ? atomic_load(&o->grpc_port) : 0, t = o ? o->tunnel_port : 0;
     if (g > 0 && t > 0)
-        snprintf(out, len, "tcp port %d or tcp port %d", g, t);
+        snprintf(out, len, "(tcp port %d or tcp port %d) and (host 127.0.0.1 or host ::1)", g, t);
     else if (g > 0 || t > 0)
-        snprintf(out, len, "tcp port %d", g > 0 ? g : t);
+        snprintf(out, len, "tcp port %d and (host 127.0.0.1 or host ::1)", g > 0 ? g : t);
     else
         out[0] = '\0';
 }
@@ -484,7 +486,7 @@ static void own_ports(const capture_opts *o, char *out, size_t len)
 grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
 {
     capture_run r = {.fd = -1};
-    char own[64];
+    char own[128];
     own_ports(ud, own, sizeof own);
     char err[512] = "";
     grpc_status_code code;

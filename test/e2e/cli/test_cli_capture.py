@@ -3,6 +3,7 @@ exchange from the node to the curl and distroless pods, read back with tcpdump -
 with pods that start and are deleted during the capture."""
 import contextlib
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -109,6 +110,29 @@ def test_capture_blank_filter_leaves_out_the_captures_own_stream(cluster, tmp_pa
     rc, lines, err = tcpdump_read(out)
     assert rc == 0 and lines == [], (len(lines), lines[:3])
     assert '0 packets captured' in r.stderr, r.stderr
+
+
+def test_capture_keeps_a_peer_that_uses_the_managers_port_as_its_own(cluster, bg, tmp_path):
+    """The manager's own stream is left out on loopback only: a peer whose source port happens to
+    be the manager's gRPC or tunnel port (both ephemeral, as client ports are) is the user's
+    traffic. 'not (tcp port G or tcp port T)' left such connections out of every capture."""
+    out = str(tmp_path / 'peer.pcap')
+    p = start_capture(cluster, bg, 'pod/curl', '-f', 'tcp port %d' % PORT, '-c', '6', '-w', out)
+    dbg = cluster.pod('curl')['spec']['ephemeralContainers'][0]['name']
+    log = cluster.ok('logs', 'curl', '-c', dbg)
+    ports = [int(re.search(r'^%s on 127\.0\.0\.1:(\d+)$' % w, log, re.M).group(1)) for w in ('Listening', 'Tunnel')]
+    ip = cluster.pod('curl')['status']['podIP']
+    for sport in ports + [ports[0] + 1]:  # nothing listens on PORT: a SYN and its reset each
+        code = ('import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n'
+                's.bind(("0.0.0.0", %d))\ntry: s.connect((%r, %d))\nexcept ConnectionRefusedError: pass\n'
+                % (sport, ip, PORT))
+        r = cluster.in_node(['python3', '-c', code])
+        assert r.returncode == 0, r.stderr
+    assert p.proc.wait(20) == 0, p.err()  # 6 packets: it waited for the 2 left out
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0, err
+    for sport in ports:
+        assert sum('.%d > ' % sport in l for l in lines) == 1, (sport, lines)
 
 
 def long_filter(last):
