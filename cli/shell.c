@@ -37,6 +37,7 @@ typedef struct {
     bool heard;           /* the program's output came: it ran */
     bool raw;             /* this terminal's keys go to the program: it owns the terminal */
     struct termios raw_t; /* the terminal's settings while raw */
+    struct termios saved; /* and before: restored at the end */
     atomic_int cancelled; /* by this signal: a second Ctrl-C, or SIGTERM/SIGHUP when raw */
     int out_errno;        /* writing the output failed (EPIPE: its reader went): the call was cancelled */
     rpc_status st;
@@ -95,6 +96,25 @@ static void send_size(exec_client *ec)
         exec_client_resize(ec, ws.ws_row, ws.ws_col);
 }
 
+#define GIVE_UP_MS 1000
+
+/* The call is cancelled by sig. The reader ends at once, unless it waits to
+ * write output nobody reads (a pager left open, a stuck reader): then, a
+ * second later, this process ends here, as kubectl exec does on Ctrl-C (the
+ * manager stops the program when the connection goes). It waited until the
+ * reader read. */
+static void give_up(shell_run *r, int sig)
+{
+    r->cancelled = sig;
+    exec_client_cancel(r->ec);
+    struct pollfd pf = {r->done[0], POLLIN, 0};
+    if (poll(&pf, 1, GIVE_UP_MS) != 0)
+        return;
+    if (r->raw)
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &r->saved);
+    _exit(EXITCODE_SIGNALED(sig));
+}
+
 /* The signal thread: a second Ctrl-C cancels the call at once (the main
  * thread may be blocked sending, where gRPC's flow control holds back any
  * message behind it), and so does SIGTERM or SIGHUP when the program owns the
@@ -117,8 +137,7 @@ static void *signals_main(void *arg)
             continue;
         if ((sig == SIGINT && ++interrupts > 1) || /* it ignored the first: give up */
             (r->raw && (sig == SIGTERM || sig == SIGHUP))) {
-            r->cancelled = sig;
-            exec_client_cancel(r->ec);
+            give_up(r, sig);
             continue;
         }
         atomic_fetch_or(&r->pending, 1u << sig);
@@ -186,7 +205,6 @@ static void send_input(shell_run *r, bool forward_stdin)
 static int run(session *s, exec_client_start *st, bool forward_stdin)
 {
     unsigned gen;
-    struct termios saved;
     struct sigaction sa = {.sa_handler = on_signal}, old[sizeof forwarded / sizeof *forwarded];
     shell_run r = {.done = {-1, -1}, .wake = {-1, -1}};
     char err[1024] = "", why[900];
@@ -213,8 +231,8 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
     }
     /* Raw only when the keys go to the program: without stdin (--tty
      * without -i) they stay this terminal's, and Ctrl-C is a signal, sent on. */
-    if (st->tty && forward_stdin && tcgetattr(STDIN_FILENO, &saved) == 0) {
-        r.raw_t = saved;
+    if (st->tty && forward_stdin && tcgetattr(STDIN_FILENO, &r.saved) == 0) {
+        r.raw_t = r.saved;
         cfmakeraw(&r.raw_t);
         raw = tcsetattr(STDIN_FILENO, TCSADRAIN, &r.raw_t) == 0;
     }
@@ -240,7 +258,7 @@ static int run(session *s, exec_client_start *st, bool forward_stdin)
         exec_client_finish(r.ec, &r.st);
 restore:
     if (raw)
-        tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &r.saved);
     for (size_t i = 0; i < sizeof forwarded / sizeof *forwarded; i++)
         sigaction(forwarded[i], &old[i], NULL);
     if (rc == 0 && !threaded) {

@@ -624,6 +624,30 @@ def test_second_ctrl_c_ends_a_program_that_ignores_the_first(cluster):
         assert time.monotonic() - t0 < 10
 
 
+def test_second_ctrl_c_ends_a_command_whose_output_nobody_reads(cluster):
+    """stdout a pipe whose reader stopped reading (a pager left open): the second Ctrl-C ends the
+    command, and the manager stops the program. It waited in its write of the output until the
+    reader read, however many Ctrl-C came."""
+    r, w = os.pipe()
+    p = subprocess.Popen([CLI, 'exec', 'pod/nginx', '--', 'busybox', 'yes'], stdin=subprocess.DEVNULL,
+                         stdout=w, stderr=subprocess.PIPE, env=cluster.env())
+    os.close(w)
+    try:
+        wait_for(lambda: struct.unpack('i', fcntl.ioctl(r, termios.FIONREAD, b'\0' * 4))[0] >= 65536, 60,
+                 what='the pipe full of yes')
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.2)  # two signals, not one that the kernel merged
+        p.send_signal(signal.SIGINT)
+        assert p.wait(10) == 130, p.stderr.read()
+        wait_for(lambda: 'yes' not in cluster.diag('exec', '--tools', 'pod/nginx', '--', 'ps', '-o', 'comm').stdout,
+                 10, what='yes gone from the pod')
+    finally:
+        os.close(r)
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
 def kept(cache_home, pod):
     """The kept forward's file of pod (cli/keep.h): (path, fields) once its keeper wrote it (a
     starting keeper's holds its PID alone), else None."""
