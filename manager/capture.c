@@ -215,13 +215,18 @@ static int send_ready(rpc_call *call, capture_run *r)
 }
 
 /* filter as a message quotes it: whole when short, else its start and its
- * length, so that the reason after it still fits the message. */
+ * length, so that the reason after it still fits the message; on one line
+ * (a filter read from a file has several: its line ends are blanks to libpcap). */
 static const char *filter_quoted(const char *filter, char *buf, size_t len)
 {
     size_t n = strlen(filter);
     if (n <= 100)
-        return filter;
-    snprintf(buf, len, "%.80s... (%zu bytes)", filter, n);
+        snprintf(buf, len, "%s", filter);
+    else
+        snprintf(buf, len, "%.80s... (%zu bytes)", filter, n);
+    for (char *c = buf; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '\t')
+            *c = ' ';
     return buf;
 }
 

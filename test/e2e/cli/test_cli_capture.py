@@ -135,6 +135,15 @@ def test_capture_keeps_a_peer_that_uses_the_managers_port_as_its_own(cluster, bg
         assert sum('.%d > ' % sport in l for l in lines) == 1, (sport, lines)
 
 
+def test_capture_bad_filter_of_several_lines_is_said_on_one_line(cluster, tmp_path):
+    """A filter read from a file ($(cat f), as tcpdump -F takes) has line ends, which libpcap takes
+    as blanks: its refusal quoted them, and the one error line became several."""
+    r = cluster.diag('capture', 'pod/curl', '-f', 'tcp\nporx 80\n', '-w', str(tmp_path / 'bad.pcap'))
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == ["error: Capture: filter 'tcp porx 80 ': can't parse filter expression: "
+                                     "syntax error"], r.stderr
+
+
 def long_filter(last):
     """'port 1 or port 2 or ...' up to 4096 bytes (the most the manager takes), then last."""
     ports = []
