@@ -223,6 +223,11 @@ int session_open(const kube *k, const session_opts *o, session *s, char *err, si
     } else if (rc == 0)
         rc = podsel_one(k, o->pod, sel ? sel : o->selector, o->workload, o->timeout_ms, &s->pod, err, errlen);
     free(sel);
+    if (rc == -EINVAL && !o->pod && !o->selector && !o->workload && o->target) { /* kubectl exec -i -t POD */
+        size_t n = strlen(err);
+        snprintf(err + n, errlen - n, " (-t %s names the target container: for a terminal, give --tty or -it)",
+                 o->target);
+    }
     if (rc < 0)
         goto fail;
     /* later kubectl calls name the pod's namespace explicitly */

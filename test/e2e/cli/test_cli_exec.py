@@ -192,6 +192,17 @@ def test_exec_output_reader_gone_stops_the_program_with_141(cluster, stream):
         p.wait()
 
 
+def test_exec_i_t_pod_says_that_t_names_the_container(cluster):
+    """kubectl exec -i -t POD: here -t alone names the target container, so no pod was given, and
+    the line said only that."""
+    r = cluster.diag('exec', '-i', '-t', 'nginx', '--', 'sh', '-c', 'echo x')
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [
+        'error: no pod given: name one with --pod NAME (or pod/NAME), name a workload (deploy/NAME, sts/NAME, '
+        'rs/NAME, svc/NAME) or select with -l LABEL=VALUE (-t nginx names the target container: for a terminal, '
+        'give --tty or -it)'], r.stderr
+
+
 def test_exec_needs_a_command(cluster):
     r = cluster.diag('exec', 'pod/distroless')
     assert r.returncode == 2
