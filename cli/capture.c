@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <libgen.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -104,10 +105,34 @@ static void place_output(capture_cli *c)
     pthread_mutex_unlock(&c->mu);
 }
 
+/* Whether path is a link of /proc (/dev/stdout, /dev/fd/N, /proc/self/fd/N):
+ * an fd of this process, written as it is. */
+static bool proc_link(const char *path)
+{
+    char text[7] = "", *copy = strdup(path);
+    (void)!readlink(path, text, sizeof text - 1);
+    char *rd = copy ? realpath(dirname(copy), NULL) : NULL;
+    bool in_proc = rd && strncmp(rd, "/proc/", 6) == 0;
+    free(rd);
+    free(copy);
+    return in_proc || strcmp(text, "/proc/") == 0;
+}
+
+/* The file -w FILE names: a symlink's regular file (*real, the caller frees),
+ * which is then replaced as FILE would be (the link was followed at once and
+ * its file truncated, also when the capture was then refused); else FILE. */
+static const char *output_file(const char *path, char **real)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode) || proc_link(path) || !(*real = realpath(path, NULL)))
+        return path;
+    return stat(*real, &st) == 0 && S_ISREG(st.st_mode) ? *real : path;
+}
+
 /* Where -w FILE is written: a regular file, or none yet, through a new file
  * beside it (".NAME.kdiag-<hex>", *tmp) with FILE's mode and owner, renamed
  * over it once a pod captures (place_output); anything else (a FIFO,
- * /dev/stdout, a symlink), or a FILE beside which no file can be made, as
+ * /dev/stdout, a symlink output_file left), or a FILE beside which no file can be made, as
  * it is, as before. The fd, or -errno. */
 static int open_output(const char *path, char **tmp)
 {
@@ -514,6 +539,7 @@ int capture_main(const flags *f, const kube *k)
     pthread_mutex_init(&c.mu, NULL);
     int sfd = -1;
     bool created = false;
+    char *real = NULL;
     int rc = f->all_pods ? list_pods(&c, err, sizeof err) : one_pod(&c);
     if (rc < 0)
         goto out;
@@ -521,13 +547,13 @@ int capture_main(const flags *f, const kube *k)
      * cannot write stays in the pod (a regular FILE is only replaced once a
      * pod captures). Before the stop signals are blocked: opening a FIFO
      * waits for its reader, and Ctrl-C must end that wait. */
-    if (!to_stdout && (c.out_fd = open_output(path, &c.tmp)) < 0) {
+    c.path = to_stdout ? path : output_file(path, &real);
+    if (!to_stdout && (c.out_fd = open_output(c.path, &c.tmp)) < 0) {
         rc = c.out_fd;
         c.out_fd = STDOUT_FILENO;
         snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
         goto out;
     }
-    c.path = path;
     created = !to_stdout;
     /* From here every thread (ours, kubectl's and gRPC's) inherits blocked
      * SIGINT/SIGTERM/SIGHUP; this one takes them from a signalfd, so that a
@@ -574,8 +600,9 @@ out:;
     if (created && c.tmp && !c.placed && !c.kept)
         unlink(c.tmp); /* no pod captured: FILE left as it was */
     else if ((c.placed || c.kept) && rc < 0 && bytes == 0)
-        unlink(c.kept ? c.tmp : path); /* nothing captured: no empty file left behind (ours: never a device or a FIFO) */
+        unlink(c.kept ? c.tmp : c.path); /* nothing captured: no empty file left behind (ours: never a device or a FIFO) */
     free(c.tmp);
+    free(real);
     if (sfd >= 0)
         close(sfd);
     if (c.done_efd >= 0)

@@ -341,6 +341,24 @@ def test_capture_unknown_interface_names_the_pods_interfaces(cluster):
     assert r.stdout == ''
 
 
+def test_capture_through_a_symlink_leaves_its_file_as_it_was_when_refused(cluster, tmp_path):
+    """-w LINK to a regular file: a refused filter leaves the file as it was, and a capture replaces
+    the file, the link staying a link. The link was followed at once and its file truncated."""
+    target = tmp_path / 'target.pcap'
+    target.write_bytes(b'precious')
+    link = tmp_path / 'latest.pcap'
+    link.symlink_to('target.pcap')
+    r = cluster.diag('capture', 'pod/curl', '-f', 'tcp porx 80', '-w', str(link))
+    assert r.returncode == 2, r.stderr
+    assert target.read_bytes() == b'precious'
+    r = cluster.diag('capture', 'pod/curl', '-c', '1', '-w', str(link))  # the pod's curl runs every second
+    assert r.returncode == 0, r.stderr
+    assert os.readlink(str(link)) == 'target.pcap'
+    rc, lines, err = tcpdump_read(str(target))
+    assert rc == 0 and len(lines) == 1, err
+    assert sorted(os.listdir(str(tmp_path))) == ['latest.pcap', 'target.pcap']
+
+
 def test_capture_keeps_the_files_mode_and_owner(cluster, tmp_path):
     """-w over an existing FILE made private (0600, another owner): the capture that replaced it
     was 0644 and root's, readable by everyone."""
