@@ -23,6 +23,7 @@ build=(
   busybox-static
   libpcap-dev          # the manager's capture filters (pcap_compile), linked statically
   libzstd-dev          # cp's compression (api/copyz.c), linked statically
+  netbase              # /etc/services, copied into the debug image: capture filters' port names (port http)
 )
 tests=(
   libcmocka-dev
@@ -58,7 +59,7 @@ tests=(
 # test/images/test_oci.py checks that both builds hold the same bytes.
 embedded=(gcc-12 cpp-12 binutils libc6-dev libgcc-12-dev libstdc++-12-dev libgrpc-dev libabsl-dev libre2-dev
   libc-ares-dev zlib1g-dev libprotobuf-c-dev libnftnl-dev libjansson-dev nettle-dev libpcap0.8-dev libzstd-dev
-  busybox-static)
+  busybox-static netbase)
 case ${1:-} in
   "") pkgs=("${build[@]}" "${tests[@]}") ;;
   --build) pkgs=("${build[@]}") ;;

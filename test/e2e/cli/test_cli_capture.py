@@ -57,6 +57,16 @@ def test_capture_curl_any_exact_packets_and_bytes(cluster, bg, tmp_path):
     assert 'eth0 %d' % len(SIZES) in p.err(), p.err()
 
 
+def test_capture_filter_names_a_port_by_its_service_name(cluster, bg, tmp_path):
+    """-f 'tcp port http', as tcpdump takes it: the debug image has /etc/services (it had none:
+    "unknown port 'http'", exit 2). The curl pod requests http://nginx/ every second."""
+    out = str(tmp_path / 'http.pcap')
+    p = start_capture(cluster, bg, 'pod/curl', '-i', 'eth0', '-f', 'tcp dst port http', '-c', '2', '-w', out)
+    assert p.proc.wait(30) == 0, p.err()
+    rc, lines, err = tcpdump_read(out)
+    assert rc == 0 and len(lines) == 2 and all('.80:' in l for l in lines), (lines, err)
+
+
 def test_capture_distroless_one_interface_to_stdout(cluster):
     r = subprocess.Popen([CLI, 'capture', 'pod/distroless', '-i', 'eth0', '-f', 'udp port %d' % PORT,
                           '-c', '3', '-s', '64', '-w', '-'],
