@@ -148,7 +148,7 @@ int podsel_running(const kube *k, const char *selector, const char *workload, si
     if (kept == 0) {
         free(*pods);
         *pods = NULL;
-        return -ENOENT;
+        return -ESRCH;
     }
     *n = kept;
     return 0;

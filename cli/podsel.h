@@ -26,9 +26,10 @@ int podsel_list_in(const kube *k, const char *selector, bool all_namespaces, int
  * the messages instead of -l; NULL for -l. */
 int podsel_one(const kube *k, const char *name, const char *selector, const char *workload, int64_t timeout_ms,
                pod_info *p, char *err, size_t errlen);
-/* --all-pods: the Running pods matching selector, at most max, in a
- * malloc'd array (pod_list_free(*pods, *n)). -ENOENT when none is, err
- * saying why as podsel_one does; workload as there. */
+/* --all-pods, and commands that follow a selector: the Running pods matching
+ * selector, at most max, in a malloc'd array (pod_list_free(*pods, *n)).
+ * -ESRCH when the list has none that runs (no failure for a command that
+ * waits for one), err saying why as podsel_one does; workload as there. */
 int podsel_running(const kube *k, const char *selector, const char *workload, size_t max, int64_t timeout_ms,
                    pod_info **pods, size_t *n, char *err, size_t errlen);
 

@@ -75,6 +75,7 @@ struct podrun {
     fwdpool *pool;         /* the tunnel connections' forwards, or NULL */
     pthread_t opener;      /* session, ports, bridge and pool */
     bool opener_started;
+    bool at_start; /* one of the pods the run started with (first_pods), not one the watch delivered */
     /* guarded by r->mu */
     bool stopping;
     bool opened, handled; /* the opener finished its part / the main thread took the result */
@@ -787,13 +788,14 @@ static void *opener_main(void *arg)
     return NULL;
 }
 
-/* pod_read: the pod as read, taken over (zeroed) when not NULL. */
-static int podrun_new(struct redir *r, const char *name, pod_info *pod_read)
+/* pod_read: the pod as read, taken over (zeroed) when not NULL; at_start: first_pods'. */
+static int podrun_new(struct redir *r, const char *name, pod_info *pod_read, bool at_start)
 {
     struct podrun *pr = calloc(1, sizeof(*pr));
     if (!pr)
         return -ENOMEM;
     pr->r = r;
+    pr->at_start = at_start;
     pr->s = SESSION_NONE; /* podrun_free closes it also when the opener refused before opening it */
     if (pod_read) {
         pr->pod_read = *pod_read;
@@ -979,7 +981,7 @@ static int reconcile(struct redir *r)
         start[n++] = best;
     for (size_t i = 0; i < n; i++) {
         fprintf(stderr, "pod/%s is running: redirecting it\n", start[i]->name);
-        if (podrun_new(r, start[i]->name, start[i]->pod.name ? &start[i]->pod : NULL) < 0)
+        if (podrun_new(r, start[i]->name, start[i]->pod.name ? &start[i]->pod : NULL, false) < 0)
             fprintf(stderr, "pod/%s: cannot start a thread: not redirected\n", start[i]->name);
     }
     pthread_mutex_unlock(&r->mu);
@@ -1055,7 +1057,10 @@ static int take_opened(struct redir *r)
         } else if (pr->open_rc == 0) {
             r->ever_up = true;
             podrun_start(pr);
-        } else if (!r->follow || (!r->ever_up && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
+        } else if (!r->follow ||
+                   (!r->ever_up && pr->at_start && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
+            /* the only pod the run started with cannot be redirected: said at once; a pod the
+             * watch delivered later is one of those followed */
             return exitcode_report(stderr, pr->open_rc, pr->open_err);
         } else {
             bool refused = refused_for_good(pr->open_rc), crashloop = pr->open_rc == -EMLINK;
@@ -1112,7 +1117,7 @@ static int wait_for_end(struct redir *r, int sfd)
         if (pf[0].revents) {
             struct signalfd_siginfo si;
             (void)!read(sfd, &si, sizeof(si));
-            fprintf(stderr, "stopping: removing the redirects\n");
+            fprintf(stderr, "stopping%s\n", list_empty(&r->runs) ? "" : ": removing the redirects");
             return EXITCODE_OK;
         }
         for (size_t i = 2; i < n; i++)
@@ -1133,7 +1138,8 @@ static int wait_for_end(struct redir *r, int sfd)
 }
 
 /* The pods to start with: the named one, the newest running one of the
- * selector, or with --all-pods every running one. */
+ * selector, or with --all-pods every running one. Following, none that runs
+ * is no failure: said, and the watch delivers them (docs/redirect.md). */
 static int first_pods(struct redir *r, char *err, size_t errlen)
 {
     const flags *f = r->f;
@@ -1141,19 +1147,22 @@ static int first_pods(struct redir *r, char *err, size_t errlen)
     size_t n = 0;
     int rc;
     if (f->npods) {
-        rc = podrun_new(r, f->pods[0].value, NULL);
-    } else if (r->all_pods) {
-        rc = podsel_running(&r->k, r->selector, r->workload, SIZE_MAX, f->timeout_ms, &pods, &n, err, errlen);
-        if (rc == 0 && !r->ns[0] && pods[0].ns)
+        rc = podrun_new(r, f->pods[0].value, NULL, true);
+    } else if (!r->selector) { /* says what to give */
+        rc = podsel_one(&r->k, NULL, NULL, NULL, f->timeout_ms, &one, err, errlen);
+    } else if ((rc = podsel_running(&r->k, r->selector, r->workload, SIZE_MAX, f->timeout_ms, &pods, &n, err,
+                                    errlen)) == -ESRCH) {
+        fprintf(stderr, "%s; waiting for one to run (Ctrl-C to stop)\n", err);
+        *err = 0;
+        rc = 0;
+    } else if (rc == 0) {
+        const pod_info *newest = pod_newest_running(pods, n);
+        if (!r->ns[0] && pods[0].ns)
             snprintf(r->ns, sizeof(r->ns), "%s", pods[0].ns);
         for (size_t i = 0; i < n && rc == 0; i++)
-            rc = podrun_new(r, pods[i].name, &pods[i]);
+            if (r->all_pods || &pods[i] == newest)
+                rc = podrun_new(r, pods[i].name, &pods[i], true);
         pod_list_free(pods, n);
-    } else if ((rc = podsel_one(&r->k, NULL, r->selector, r->workload, f->timeout_ms, &one, err, errlen)) == 0) {
-        if (!r->ns[0] && one.ns)
-            snprintf(r->ns, sizeof(r->ns), "%s", one.ns);
-        rc = podrun_new(r, one.name, &one);
-        pod_free(&one);
     }
     if (rc < 0 && !*err)
         snprintf(err, errlen, "cannot start a thread: %s", strerror(-rc));

@@ -7,7 +7,7 @@ import re
 import signal
 import time
 
-from conftest import wait_for
+from conftest import free_port, wait_for
 from e2e_common import children, cmdline, forwards_to
 
 FOLLOW_GOAL_S = 2.0
@@ -275,3 +275,82 @@ def test_all_pods_a_pod_without_the_services_named_target_port_is_refused_once(c
         assert r.interrupt() == 0, r.err()
     finally:
         cluster.kubectl('delete', 'service', label, '--wait=false')
+
+
+def waiting_line(what, hint):
+    """redir's and capture --all-pods' line when no pod of what runs at the start."""
+    return 'no pod matches %s in the current namespace: %s; waiting for one to run (Ctrl-C to stop)' % (what, hint)
+
+
+def label_hint():
+    return 'check the labels with kubectl get pods --show-labels'
+
+
+def processes_naming(text):
+    """Pids of the processes whose command line holds text (kubectl children left behind)."""
+    return [int(d) for d in os.listdir('/proc') if d.isdigit() and text in cmdline(int(d))]
+
+
+def test_a_selector_with_no_pod_yet_redirects_the_first_that_runs(cluster, bg, label, local_http):
+    """redir -l started before its pod exists ended at once: exit 1, "no pod matches -l …". Now it
+    says that it waits and redirects the first pod that runs; traffic reaches the local server."""
+    srv = local_http()
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    line = waiting_line('-l app=' + label, label_hint())
+    wait_for(lambda: line in r.err() or r.proc.poll() is not None, 30, what='the waiting line')
+    assert r.proc.poll() is None and r.err().splitlines() == [line], r.err()
+    pod = label + '-0'
+    cluster.run_pods(label, [pod])
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (pod, srv.port), timeout=30)
+    assert 'pod/%s is running: redirecting it' % pod in r.err(), r.err()
+    assert srv.marker in cluster.http_get(pod, 8080)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_ctrl_c_while_waiting_for_a_first_pod_exits_0_and_leaves_no_process(cluster, bg):
+    """redir --all-pods of a Deployment with 0 replicas ended at once (exit 1). Now it waits for a
+    replica; Ctrl-C ends the wait as it ends a redirect: exit 0, its pod watch gone with it."""
+    name = 'zero-%d' % os.getpid()
+    cluster.ok('create', 'deployment', name, '--image=distroless', '--replicas=0')
+    try:
+        r = bg(cluster, 'redir', '--all-pods', 'deploy/' + name, '8080:%d' % free_port())
+        line = waiting_line('deployment/%s (selector app=%s)' % (name, name),
+                            "check with kubectl get pods -l 'app=%s'" % name)
+        wait_for(lambda: line in r.err() or r.proc.poll() is not None, 30, what='the waiting line')
+        wait_for(lambda: r.proc.poll() is not None or processes_naming('labelSelector=app%3D' + name), 10,
+                 what='the pod watch')
+        assert r.proc.poll() is None and r.err().splitlines() == [line], r.err()
+        kids = children(r.proc.pid)  # the watch's kubectl
+        assert r.interrupt() == 0, r.err()
+        assert r.err().splitlines() == [line, 'stopping'], r.err()
+        wait_for(lambda: not [k for k in kids if os.path.exists('/proc/%d' % k)], 10, what='its children to end')
+        assert not processes_naming('labelSelector=app%3D' + name)
+    finally:
+        cluster.kubectl('delete', 'deployment', name, '--wait=false')
+
+
+def test_a_missing_named_pod_fails_at_once_where_a_selector_waits(cluster, bg, label):
+    """A named pod that does not exist (as kubectl port-forward), a workload that does not exist and
+    a Service without selector can never be redirected: each fails at once, exit 1; a selector that
+    matches nothing yet waits."""
+    svc = 'nosel-%d' % os.getpid()
+    cluster.ok('apply', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Service', 'metadata': {'name': svc},
+        'spec': {'ports': [{'port': 80}]}}))
+    try:
+        for target, said in (('pod/nope-' + label, 'error: cannot get pod/nope-%s: pod "nope-%s" not found' %
+                              (label, label)),
+                             ('deploy/nope-' + label, 'error: cannot get deployment/nope-%s: deployments.apps "nope-%s" not found'
+                              % (label, label)),
+                             ('svc/' + svc, 'error: service/%s has no selector' % svc)):
+            t0 = time.monotonic()
+            r = cluster.diag('redir', target, '8080:%d' % free_port(), timeout=30)
+            assert r.returncode == 1 and r.stderr.startswith(said), (target, r.stderr)
+            assert len(r.stderr.splitlines()) == 1 and time.monotonic() - t0 < 10, r.stderr
+        r = bg(cluster, 'redir', '-l', 'app=' + label, '8080:%d' % free_port())
+        line = waiting_line('-l app=' + label, label_hint())
+        wait_for(lambda: line in r.err() or r.proc.poll() is not None, 30, what='the waiting line')
+        assert r.proc.poll() is None, r.err()
+        assert r.interrupt() == 0, r.err()
+    finally:
+        cluster.kubectl('delete', 'service', svc, '--wait=false')
