@@ -67,6 +67,7 @@ struct capture_cli {
     int64_t start_ms; /* when the first streams started: -d counts from here */
     char *selector;   /* --all-pods: what the watch follows */
     podwatch *watch;  /* --all-pods: pods that start running later */
+    char none[1024];  /* --all-pods: why no pod runs at the start, or "": said once the watch waits for one */
     bool full_said;
     const char *path; /* -w FILE */
     char *tmp;        /* what FILE is written as until the first pod is ready, or NULL */
@@ -350,7 +351,7 @@ static void on_pod(void *ud, podwatch_event *ev)
             memset(pod, 0, sizeof(*pod)); /* taken over */
             if (c->f->duration_ms > 0)
                 p->duration = (uint32_t)duration_left(c);
-            fprintf(stderr, "pod/%s started: capturing it too\n", p->name);
+            fprintf(stderr, "pod/%s started: capturing it%s\n", p->name, c->npods > 1 ? " too" : "");
             start_locked(c, p);
         }
     }
@@ -358,21 +359,22 @@ static void on_pod(void *ud, podwatch_event *ev)
 }
 
 /* Whether the command is done once ended streams have ended: every stream
- * started ended, and (following pods) -c or -d said when to stop. */
+ * started ended, and (following pods) -c or -d said when to stop (-c alone:
+ * once a pod was captured; until then it waits for one). */
 static bool all_done(capture_cli *c, size_t ended)
 {
     pthread_mutex_lock(&c->mu);
     bool done = ended >= c->started &&
-                (!c->watch || (c->f->duration_ms > 0 ? duration_left(c) <= 0 : c->f->count > 0));
+                (!c->watch || (c->f->duration_ms > 0 ? duration_left(c) <= 0 : c->f->count > 0 && c->started));
     pthread_mutex_unlock(&c->mu);
     return done;
 }
 
 /* Runs every pod's stream (and, with --all-pods, those of pods that start
- * later) until they end or a stop signal (sfd) cancels them. */
-static void run_until_end(capture_cli *c, int sfd)
+ * later) until they end or a stop signal (sfd) cancels them. -errno when
+ * there is no pod to capture and no watch to wait for one (err says why). */
+static int run_until_end(capture_cli *c, int sfd, char *err, size_t errlen)
 {
-    char err[512];
     c->start_ms = time_now_ms();
     pthread_mutex_lock(&c->mu);
     for (size_t i = 0; i < c->npods; i++) {
@@ -380,8 +382,13 @@ static void run_until_end(capture_cli *c, int sfd)
         start_locked(c, &c->pods[i]);
     }
     pthread_mutex_unlock(&c->mu);
-    if (c->selector && podwatch_new(&c->watch, c->k, c->k->ns, c->selector, on_pod, c, err, sizeof err) < 0)
+    int rc = c->selector ? podwatch_new(&c->watch, c->k, c->k->ns, c->selector, on_pod, c, err, errlen) : 0;
+    if (rc < 0 && c->npods == 0)
+        return rc;
+    if (rc < 0)
         fprintf(stderr, "pods that start later are not captured: %s\n", err);
+    if (c->none[0])
+        fprintf(stderr, "%s; waiting for one to run (Ctrl-C to stop)\n", c->none);
     for (size_t ended = 0; !all_done(c, ended);) {
         int64_t left = duration_left(c); /* wake at the end of -d: it ends the following */
         int wait = c->watch && left > 0 && left < INT64_MAX ? (int)left : -1;
@@ -417,6 +424,7 @@ static void run_until_end(capture_cli *c, int sfd)
     for (size_t i = 0; i < c->npods; i++)
         if (c->pods[i].started)
             pthread_join(c->pods[i].th, NULL);
+    return 0;
 }
 
 /* The exit code of how one pod's capture ended; the message for the user in err. */
@@ -456,7 +464,8 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
     return p->rc;
 }
 
-/* --all-pods: the running pods of -l or the workload into c->pods. */
+/* --all-pods: the running pods of -l or the workload into c->pods (none:
+ * why in c->none, and the watch waits for them). */
 static int list_pods(capture_cli *c, char *err, size_t errlen)
 {
     const flags *f = c->f; /* flags_parse saw to -l or a workload */
@@ -470,6 +479,11 @@ static int list_pods(capture_cli *c, char *err, size_t errlen)
     if (rc == 0)
         rc = podsel_running(c->k, sel ? sel : f->labels[0].value, workload, CAPTURE_PODS_MAX, f->timeout_ms, &pods,
                             &n, err, errlen);
+    if (rc == -ESRCH) { /* none runs yet: the watch delivers them */
+        snprintf(c->none, sizeof c->none, "%s", err);
+        *err = 0;
+        rc = 0;
+    }
     if (rc == 0 && !(c->pods = calloc(CAPTURE_PODS_MAX, sizeof *c->pods)))
         rc = -ENOMEM;
     if (rc == 0 && !(c->selector = strdup(sel ? sel : f->labels[0].value)))
@@ -576,7 +590,11 @@ int capture_main(const flags *f, const kube *k)
         snprintf(err, sizeof err, "cannot write %s: %s", output_name(path), strerror(-rc));
         goto out;
     }
-    run_until_end(&c, sfd);
+    if ((rc = run_until_end(&c, sfd, err, sizeof err)) < 0)
+        goto out;
+    if (c.npods == 0) /* waited for a pod that did not come */
+        fprintf(stderr, "no pod ran: nothing was captured%s%s%s\n", c.tmp ? " (" : "", c.tmp ? path : "",
+                c.tmp ? " is left as it was)" : "");
     const char *written = c.kept ? c.tmp : path; /* where the capture is */
     for (size_t i = 0; i < c.npods; i++)
         if (c.pods[i].s.ready)

@@ -602,6 +602,51 @@ def test_capture_all_pods_duration_is_the_commands(cluster, bg, label, tmp_path)
     assert 8 <= took < 20, (took, p.err())
 
 
+def capture_waiting_line(label):
+    return ('no pod matches -l app=%s in the current namespace: check the labels with kubectl get pods '
+            '--show-labels; waiting for one to run (Ctrl-C to stop)' % label)
+
+
+def test_capture_all_pods_with_no_pod_yet_captures_the_first_that_runs(cluster, bg, label, tmp_path):
+    """--all-pods started before any pod of its selector runs ended at once (exit 1, "no pod
+    matches …"). Now it says that it waits, and captures the first pod that runs."""
+    out = str(tmp_path / 'first.pcapng')
+    p = bg(cluster, 'capture', '--all-pods', '-l', 'app=' + label, '-f', 'udp port %d' % PORT, '-w', out)
+    line = capture_waiting_line(label)
+    wait_for(lambda: line in p.err() or p.proc.poll() is not None, 30, what='the waiting line')
+    assert p.proc.poll() is None and p.err().splitlines() == [line], p.err()
+    pod = label + '-a'
+    cluster.run_pods(label, [pod])
+    wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='the pod captured')
+    assert 'pod/%s started: capturing it\n' % pod in p.err(), p.err()
+    cluster.send_udp(pod, [222], PORT)
+
+    def got():
+        with open(out, 'rb') as f:
+            return pcapng_blocks(f.read())
+    wait_for(lambda: len(got()[1]) >= 1, 30, what='the packet in the file')
+    assert p.interrupt() == 0, p.err()
+    ifaces, pkts = got()
+    assert [(ifaces[i][1], caplen - 20 - 28) for i, caplen in pkts] == [('pod/%s eth0' % pod, 222)], (ifaces, pkts)
+
+
+def test_capture_all_pods_ctrl_c_while_waiting_for_a_pod(cluster, bg, label, tmp_path):
+    """-c alone ends once every stream so far has ended: with no pod yet it waits for one (it would
+    end at once, having none). Ctrl-C ends the wait: exit 0, FILE left as it was, no watch left."""
+    out = tmp_path / 'none.pcapng'
+    out.write_bytes(b'before')
+    p = bg(cluster, 'capture', '--all-pods', '-l', 'app=' + label, '-c', '1', '-w', str(out))
+    line = capture_waiting_line(label)
+    wait_for(lambda: p.proc.poll() is not None or [c for c in children(p.proc.pid) if 'watch=1' in cmdline(c)], 30,
+             what='the pod watch')
+    watch = [c for c in children(p.proc.pid) if 'watch=1' in cmdline(c)]
+    assert p.proc.poll() is None and p.err().splitlines() == [line], p.err()
+    assert p.interrupt() == 0, p.err()
+    assert p.err().splitlines() == [line, 'no pod ran: nothing was captured (%s is left as it was)' % out], p.err()
+    assert out.read_bytes() == b'before' and os.listdir(tmp_path) == ['none.pcapng']
+    wait_for(lambda: not any(os.path.exists('/proc/%d' % c) for c in watch), 10, what='the watch to end')
+
+
 def test_capture_all_pods_needs_a_selector_and_pcapng(cluster, tmp_path):
     r = cluster.diag('capture', '--all-pods', 'pod/curl', '-w', str(tmp_path / 'x'))
     assert r.returncode == 2 and 'needs -l SELECTOR or a workload' in r.stderr, r.stderr
