@@ -1057,10 +1057,11 @@ static int take_opened(struct redir *r)
         } else if (pr->open_rc == 0) {
             r->ever_up = true;
             podrun_start(pr);
-        } else if (!r->follow ||
-                   (!r->ever_up && pr->at_start && pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
-            /* the only pod the run started with cannot be redirected: said at once; a pod the
-             * watch delivered later is one of those followed */
+        } else if (!r->follow || (!r->ever_up && pr->at_start && pr->open_rc != -EMLINK &&
+                                  pr->link.next == &r->runs && pr->link.prev == &r->runs)) {
+            /* the only pod the run started with cannot be redirected: said at once, unless it is
+             * tried again later (its ended debug containers: the line says when); a pod the watch
+             * delivered later is one of those followed */
             return exitcode_report(stderr, pr->open_rc, pr->open_err);
         } else {
             bool refused = refused_for_good(pr->open_rc), crashloop = pr->open_rc == -EMLINK;

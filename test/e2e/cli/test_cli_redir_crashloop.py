@@ -53,6 +53,26 @@ def refusal_line(pod, target, window):
             % (pod, pod, window, target, target, window, target, pod))
 
 
+def end_debug_containers(cluster, name):
+    """Gives the ready pod ENDED_MAX debug containers that ended: each ps adds one, each restart of
+    the target ends it."""
+    for _ in range(ENDED_MAX):
+        r = cluster.diag('ps', 'pod/' + name)
+        assert r.returncode == 0, r.stderr
+        restart_target(cluster, name)
+    wait_for(lambda: [s for _, s in debug_containers(cluster, name)] == ['terminated'] * ENDED_MAX, 30,
+             what='3 debug containers ended')
+
+
+def pod_with_ended_debug_containers(cluster, name, label):
+    """Runs pod name (app=label) and gives it ENDED_MAX debug containers that ended; its name."""
+    cluster.ok('run', name, '--image=distroless', '--labels=app=' + label)
+    cluster.wait_running(name)
+    wait_for(lambda: ready(cluster, name), 30, what='pod/%s ready' % name)
+    end_debug_containers(cluster, name)
+    return name
+
+
 def started_at(cluster, name):
     """When the pod's first container last started (its running.startedAt), in seconds since the epoch."""
     st = cluster.pod(name)['status']['containerStatuses'][0]['state']['running']['startedAt']
@@ -121,8 +141,8 @@ def test_a_refused_pod_is_followed_again_once_its_target_ran_the_window(cluster,
     """The cap is a rate: 3 of ours at the target that ended within the window (15 min; here
     KDIAG_REDIR_ENDED_WINDOW=30 s). A refused pod was refused for good, also once its target had
     run for weeks. Now it is tried again once its target has run the window without a restart
-    (a restart meanwhile starts the wait anew), and redirected. (--all-pods with a second pod:
-    a run whose only pod is refused at the start ends, as for any refusal.)"""
+    (a restart meanwhile starts the wait anew), and redirected; --all-pods with a second pod, whose
+    redirect runs meanwhile (a run whose only pod is refused: the test after this one)."""
     window = 30
     monkeypatch.setenv('KDIAG_REDIR_ENDED_WINDOW', str(window))
     name, other = label + '-c', label + '-d'
@@ -131,12 +151,7 @@ def test_a_refused_pod_is_followed_again_once_its_target_ran_the_window(cluster,
     for n in (name, other):
         cluster.wait_running(n)
         wait_for(lambda: ready(cluster, n), 30, what='pod/%s ready' % n)
-    for _ in range(ENDED_MAX):  # each ps adds a debug container, each restart ends it
-        r = cluster.diag('ps', 'pod/' + name)
-        assert r.returncode == 0, r.stderr
-        restart_target(cluster, name)
-    wait_for(lambda: [s for _, s in debug_containers(cluster, name)] == ['terminated'] * ENDED_MAX, 30,
-             what='3 debug containers ended')
+    end_debug_containers(cluster, name)
     r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '8080:%d' % free_port())
     line = refusal_line(name, name, '%d s' % window)
     redirected = lambda: 'redirecting pod/%s:8080' % name in r.out()
@@ -159,16 +174,7 @@ def test_debug_containers_that_ended_before_the_window_do_not_count(cluster, bg,
     (exit 1 at the start), however long ago they ended. Now the pod is redirected at once."""
     window = 5
     monkeypatch.setenv('KDIAG_REDIR_ENDED_WINDOW', str(window))
-    name = label + '-e'
-    cluster.ok('run', name, '--image=distroless', '--labels=app=' + label)
-    cluster.wait_running(name)
-    wait_for(lambda: ready(cluster, name), 30, what='pod/%s ready' % name)
-    for _ in range(ENDED_MAX):  # each ps adds a debug container, each restart ends it
-        r = cluster.diag('ps', 'pod/' + name)
-        assert r.returncode == 0, r.stderr
-        restart_target(cluster, name)
-    wait_for(lambda: [s for _, s in debug_containers(cluster, name)] == ['terminated'] * ENDED_MAX, 30,
-             what='3 debug containers ended')
+    name = pod_with_ended_debug_containers(cluster, label + '-e', label)
     since = started_at(cluster, name)
     wait_for(lambda: time.time() > since + window + 1, window + 10, what='the window to pass')
     r = bg(cluster, 'redir', '-l', 'app=' + label, '8080:%d' % free_port())
@@ -176,5 +182,26 @@ def test_debug_containers_that_ended_before_the_window_do_not_count(cluster, bg,
     wait_for(lambda: redirected() or r.proc.poll() is not None, 60, what='the redirect of pod/' + name)
     assert redirected(), r.err()
     assert 'cannot redirect' not in r.err(), r.err()
+    assert len(debug_containers(cluster, name)) == ENDED_MAX + 1, debug_containers(cluster, name)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_a_run_whose_only_pod_is_refused_at_the_start_waits_for_it(cluster, bg, label, monkeypatch):
+    """redir -l whose only pod has 3 of ours that ended within the window (here
+    KDIAG_REDIR_ENDED_WINDOW=20 s): the refusal line says when the pod is tried again, yet the run
+    ended at once (exit 1). Now it waits, and redirects the pod once its target has run the window."""
+    window = 20
+    monkeypatch.setenv('KDIAG_REDIR_ENDED_WINDOW', str(window))
+    name = pod_with_ended_debug_containers(cluster, label + '-f', label)
+    since = started_at(cluster, name)
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '8080:%d' % free_port())
+    line = refusal_line(name, name, '%d s' % window)
+    redirected = lambda: 'redirecting pod/%s:8080' % name in r.out()
+    wait_for(lambda: line in r.err() or redirected() or r.proc.poll() is not None, 60, what='the refusal')
+    assert line in r.err().splitlines(), r.err()
+    wait_for(lambda: redirected() or r.proc.poll() is not None, window + 30, what='pod/%s redirected' % name)
+    assert redirected(), r.err()
+    assert time.time() >= since + window, (time.time() - since, r.err())
+    assert r.err().count(line) == 1, r.err()
     assert len(debug_containers(cluster, name)) == ENDED_MAX + 1, debug_containers(cluster, name)
     assert r.interrupt() == 0, r.err()
