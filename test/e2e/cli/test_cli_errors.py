@@ -46,7 +46,8 @@ def test_rbac_missing_portforward_adds_no_container(cluster, fresh_pod):
     assert r.returncode == 1
     assert "you may not 'create' the resource \"pods/portforward\"" in r.stderr, r.stderr
     assert 'so no debug container was added' in r.stderr
-    assert 'kubectl auth can-i create pods --subresource=portforward -n default' in r.stderr
+    # the check asks as the command did, in its context
+    assert 'kubectl auth can-i create pods --subresource=portforward --context=kubesim-limited -n default' in r.stderr
     assert not cluster.pod(fresh_pod)['spec'].get('ephemeralContainers')
     # the check costs the admin nothing but a moment: the same command works
     assert cluster.diag('ps', 'pod/' + fresh_pod).returncode == 0
@@ -65,7 +66,8 @@ def test_rbac_missing_ephemeralcontainers_update(cluster):
     # asked before anything is added, and both of what the viewer lacks named at once
     assert "you may not 'update' the resource \"pods/ephemeralcontainers\"" in r.stderr, r.stderr
     assert 'Missing too: verb "create" on "pods/portforward".' in r.stderr
-    assert 'kubectl auth can-i update pods --subresource=ephemeralcontainers -n default' in r.stderr
+    assert ('kubectl auth can-i update pods --subresource=ephemeralcontainers --context=kubesim-viewer -n default'
+            in r.stderr), r.stderr
 
 
 def test_rbac_missing_portforward_for_shell(cluster):
@@ -76,7 +78,7 @@ def test_rbac_missing_portforward_for_shell(cluster):
     assert r.returncode == 1
     assert 'user "limited"' in r.stderr, r.stderr  # kubectl port-forward's own denial
     assert "'create' the resource \"pods/portforward\"" in r.stderr
-    assert 'kubectl auth can-i create pods --subresource=portforward -n default' in r.stderr
+    assert 'kubectl auth can-i create pods --subresource=portforward --context=kubesim-limited -n default' in r.stderr
 
 
 def test_image_that_cannot_be_pulled_is_named_at_once(cluster):
@@ -180,5 +182,5 @@ def test_rbac_list_all_namespaces_says_the_cluster_scope(cluster):
         'error: cannot list pods in all namespaces: permission denied — user "limited" may not \'list\' the '
         'resource "pods" in all namespaces (at the cluster scope).',
         'Ask a cluster administrator for a ClusterRole granting verb "list" on "pods" (check with: kubectl auth '
-        'can-i list pods -A), or name one namespace with -n instead of -A.'], r.stderr
+        'can-i list pods --context=kubesim-limited -A), or name one namespace with -n instead of -A.'], r.stderr
     assert cluster.diag('--context', 'kubesim-limited', 'list').returncode == 0
