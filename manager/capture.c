@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "basic/alloc-util.h"
+#include "basic/text-util.h"
 #include "basic/time-util.h"
 #include "contract.h"
 #include "kdiag.pb-c.h"
@@ -32,6 +33,11 @@
 #define CAPTURE_BLOCKS 128u
 #define CAPTURE_BLOCK_TOV_MS 10u
 #define CAPTURE_RESERVE 32u /* headroom before a cooked packet: its SLL2 header goes there */
+/* An interface name as a message shows it (text_shown: escaped, so that a
+ * newline or an escape sequence in -i cannot forge lines on the user's
+ * terminal; cut in the middle when long; a real one has at most 15 bytes). */
+#define CAPTURE_IF_SHOWN 24u
+typedef char capture_if_shown[TEXT_SHOWN_SIZE(CAPTURE_IF_SHOWN, CAPTURE_IF_SHOWN)];
 
 typedef struct {
     int fd;
@@ -216,18 +222,23 @@ static int send_ready(rpc_call *call, capture_run *r)
 
 /* filter as a message quotes it: whole when short, else its start and its
  * length, so that the reason after it still fits the message; on one line
- * (a filter read from a file has several: its line ends are blanks to libpcap). */
-static const char *filter_quoted(const char *filter, char *buf, size_t len)
+ * (a filter read from a file has several: its line ends are blanks to
+ * libpcap), other control bytes escaped (text_shown: an escape sequence
+ * would reach the user's terminal). buf: CAPTURE_FILTER_SHOWN bytes. */
+#define CAPTURE_FILTER_CUT 128u
+#define CAPTURE_FILTER_SHOWN TEXT_SHOWN_SIZE(4 * CAPTURE_FILTER_CUT, 0)
+static const char *filter_quoted(const char *filter, char *buf)
 {
+    char cut[CAPTURE_FILTER_CUT];
     size_t n = strlen(filter);
     if (n <= 100)
-        snprintf(buf, len, "%s", filter);
+        snprintf(cut, sizeof cut, "%s", filter);
     else
-        snprintf(buf, len, "%.80s... (%zu bytes)", filter, n);
-    for (char *c = buf; *c; c++)
+        snprintf(cut, sizeof cut, "%.80s... (%zu bytes)", filter, n);
+    for (char *c = cut; *c; c++)
         if (*c == '\n' || *c == '\r' || *c == '\t')
             *c = ' ';
-    return buf;
+    return text_shown(buf, cut, 4 * CAPTURE_FILTER_CUT, 0); /* never cut: 4 bytes a byte at most */
 }
 
 /* Compiles filter for r->linktype, without the traffic of own (a filter
@@ -236,8 +247,8 @@ static const char *filter_quoted(const char *filter, char *buf, size_t len)
 static int attach_filter(capture_run *r, const char *filter, const char *own, char *err, size_t errlen)
 {
     struct bpf_program prog = {0}, both = {0};
-    char q[128];
-    const char *quoted = filter_quoted(filter, q, sizeof q);
+    char q[CAPTURE_FILTER_SHOWN];
+    const char *quoted = filter_quoted(filter, q);
     pcap_t *p = pcap_open_dead((int)r->linktype, (int)r->snaplen);
     int rc = -ENOMEM;
     if (!p)
@@ -330,6 +341,8 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
 {
     unsigned ifindex = 0;
     int rc;
+    capture_if_shown shown;
+    text_shown(shown, ifname, CAPTURE_IF_SHOWN, CAPTURE_IF_SHOWN);
     if (ifname[0] && strcmp(ifname, "any") != 0) {
         if (strlen(ifname) >= IF_NAMESIZE || !(ifindex = if_nametoindex(ifname))) {
             char names[256];
@@ -337,7 +350,7 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
             snprintf(err, errlen,
                      "no interface '%s' in the pod's network namespace, which has %s: name one of them (-i), "
                      "or any for all",
-                     ifname, names);
+                     shown, names);
             return -EINVAL;
         }
     }
@@ -381,12 +394,12 @@ static int open_socket(capture_run *r, const char *ifname, const char *filter, c
     struct sockaddr_ll sll = {.sll_family = AF_PACKET, .sll_protocol = htons(ETH_P_ALL), .sll_ifindex = (int)ifindex};
     if (bind(fd, (struct sockaddr *)&sll, sizeof sll) < 0) {
         rc = -errno;
-        snprintf(err, errlen, "binding the packet socket to '%s': %s", ifindex ? ifname : "any", strerror(errno));
+        snprintf(err, errlen, "binding the packet socket to '%s': %s", ifindex ? shown : "any", strerror(errno));
         return rc;
     }
     if (socket_error(fd) == ENETDOWN) {
         snprintf(err, errlen,
-                 "interface '%s' is down: nothing on it can be captured; capture on any, or once it is up", ifname);
+                 "interface '%s' is down: nothing on it can be captured; capture on any, or once it is up", shown);
         return -ENETDOWN;
     }
     return 0;
@@ -515,8 +528,10 @@ grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
            : rc == -EINVAL                                ? GRPC_STATUS_INVALID_ARGUMENT
            : rc == -EPERM || rc == -ENETDOWN              ? GRPC_STATUS_FAILED_PRECONDITION
                                                           : GRPC_STATUS_INTERNAL;
+    capture_if_shown shown;
     if (rc == -ENETDOWN && !err[0])
-        snprintf(err, sizeof err, "interface '%s' went down or was removed: the capture on it ended", req->interface);
+        snprintf(err, sizeof err, "interface '%s' went down or was removed: the capture on it ended",
+                 text_shown(shown, req->interface, CAPTURE_IF_SHOWN, CAPTURE_IF_SHOWN));
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_CANCELLED)
         rpc_call_set_message(call, "Capture: %s", err[0] ? err : strerror(-rc));
     if (r.ring)

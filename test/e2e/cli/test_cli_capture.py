@@ -351,6 +351,20 @@ def test_capture_unknown_interface_names_the_pods_interfaces(cluster):
     assert r.stdout == ''
 
 
+def test_capture_control_characters_of_i_and_f_are_shown_escaped(cluster):
+    """An -i or -f value with a line end or an escape sequence was echoed raw in the error line: a
+    second line, and the terminal turned red. Now they are escaped as other untrusted names are."""
+    r = cluster.diag('capture', 'pod/curl', '-i', 'eth0\n\x1b[31m', '-w', '-')
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [
+        "error: Capture: no interface 'eth0\\n\\e[31m' in the pod's network namespace, which has lo, eth0: "
+        "name one of them (-i), or any for all"], r.stderr
+    r = cluster.diag('capture', 'pod/curl', '-f', 'udp port 1 \x1b[31m', '-w', '-')
+    assert r.returncode == 2, r.stderr
+    assert error_lines(r.stderr) == [
+        "error: Capture: filter 'udp port 1 \\e[31m': can't parse filter expression: syntax error"], r.stderr
+
+
 def test_capture_through_a_symlink_leaves_its_file_as_it_was_when_refused(cluster, tmp_path):
     """-w LINK to a regular file: a refused filter leaves the file as it was, and a capture replaces
     the file, the link staying a link. The link was followed at once and its file truncated."""
