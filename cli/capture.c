@@ -133,9 +133,10 @@ static const char *output_file(const char *path, char **real)
 /* Where -w FILE is written: a regular file, or none yet, through a new file
  * beside it (".NAME.kdiag-<hex>", *tmp) with FILE's mode and owner, renamed
  * over it once a pod captures (place_output); anything else (a FIFO,
- * /dev/stdout, a symlink output_file left), or a FILE beside which no file can be made, as
- * it is, as before. The fd, or -errno. */
-static int open_output(const char *path, char **tmp)
+ * /dev/stdout, a symlink output_file left), or a FILE beside which we may not make a file, as
+ * it is, as before. The fd, or -errno (with the message in err when it is not
+ * "cannot write FILE: <errno's text>"). */
+static int open_output(const char *path, char **tmp, char *err, size_t errlen)
 {
     struct stat st;
     *tmp = NULL;
@@ -175,6 +176,9 @@ static int open_output(const char *path, char **tmp)
                 free(*tmp);
                 *tmp = NULL;
             }
+            if (rc < 0 && exists) /* /proc/version: its directory's ENOENT read as if FILE were missing */
+                snprintf(err, errlen, "cannot write %s: no new file can be made in %.*s to replace it (%s)", path,
+                         dl > 1 ? dl - 1 : 1, dl ? path : ".", strerror(-rc));
             return rc;
         }
     }
@@ -562,10 +566,11 @@ int capture_main(const flags *f, const kube *k)
      * pod captures). Before the stop signals are blocked: opening a FIFO
      * waits for its reader, and Ctrl-C must end that wait. */
     c.path = to_stdout ? path : output_file(path, &real);
-    if (!to_stdout && (c.out_fd = open_output(c.path, &c.tmp)) < 0) {
+    if (!to_stdout && (c.out_fd = open_output(c.path, &c.tmp, err, sizeof err)) < 0) {
         rc = c.out_fd;
         c.out_fd = STDOUT_FILENO;
-        snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
+        if (!err[0])
+            snprintf(err, sizeof err, "cannot write %s: %s", path, strerror(-rc));
         goto out;
     }
     created = !to_stdout;

@@ -365,6 +365,18 @@ def test_capture_control_characters_of_i_and_f_are_shown_escaped(cluster):
         "error: Capture: filter 'udp port 1 \\e[31m': can't parse filter expression: syntax error"], r.stderr
 
 
+def test_capture_into_a_file_of_a_directory_that_takes_no_new_file(cluster, fresh_pod):
+    """-w /proc/version: FILE is replaced through a new file beside it, which /proc does not take;
+    the error was that file's 'cannot write /proc/version: No such file or directory', as if FILE
+    were missing. Now it names the directory and the cause, before any debug container is added."""
+    r = cluster.diag('capture', 'pod/' + fresh_pod, '-c', '1', '-w', '/proc/version')
+    assert r.returncode == 1, r.stderr
+    assert error_lines(r.stderr) == [
+        'error: cannot write /proc/version: no new file can be made in /proc to replace it '
+        '(No such file or directory)'], r.stderr
+    assert not cluster.pod(fresh_pod)['spec'].get('ephemeralContainers'), 'a debug container was added'
+
+
 def test_capture_through_a_symlink_leaves_its_file_as_it_was_when_refused(cluster, tmp_path):
     """-w LINK to a regular file: a refused filter leaves the file as it was, and a capture replaces
     the file, the link staying a link. The link was followed at once and its file truncated."""
