@@ -453,6 +453,11 @@ static int capture_result(const capture_pod *p, const char *path, char *err, siz
         snprintf(err, errlen, "%s", p->st.message);
         return -EINVAL;
     }
+    /* refused: the pod runs as many captures as its manager takes */
+    if (p->rc == -EPROTO && p->st.code == GRPC_STATUS_RESOURCE_EXHAUSTED && !p->s.ready) {
+        snprintf(err, errlen, "%s", p->st.message);
+        return -EBUSY;
+    }
     if (p->rc == -EPROTO || p->rc == -EBADMSG) {
         snprintf(err, errlen, "%s (gRPC status %d)%s%s", p->st.message, (int)p->st.code,
                  p->s.bytes ? "; what was captured until then is in " : "", p->s.bytes ? output_name(path) : "");

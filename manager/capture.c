@@ -33,6 +33,11 @@
 #define CAPTURE_BLOCKS 128u
 #define CAPTURE_BLOCK_TOV_MS 10u
 #define CAPTURE_RESERVE 32u /* headroom before a cooked packet: its SLL2 header goes there */
+/* Captures one manager runs at once: each holds a ring, kernel memory of the
+ * node that the pod's memory limit does not count (12 at once took ~600 MB).
+ * 4: 128 MiB at most, and room for a few people capturing one pod with
+ * different filters; one more is refused at once (docs/capture.md). */
+#define CAPTURE_RUNNING_MAX 4
 /* An interface name as a message shows it (text_shown: escaped, so that a
  * newline or an escape sequence in -i cannot forge lines on the user's
  * terminal; cut in the middle when long; a real one has at most 15 bytes). */
@@ -492,7 +497,7 @@ static Kdiag__Solo__Io__CaptureRequest *read_request(rpc_call *call, grpc_status
  * happens to use one of them as its own port is the user's traffic. */
 static void own_ports(const capture_opts *o, char *out, size_t len)
 {
-    int g = o ? atomic_load(&o->grpc_port) : 0, t = o ? o->tunnel_port : 0;
+    int g = atomic_load(&o->grpc_port), t = o->tunnel_port;
     if (g > 0 && t > 0)
         snprintf(out, len, "(tcp port %d or tcp port %d) and (host 127.0.0.1 or host ::1)", g, t);
     else if (g > 0 || t > 0)
@@ -501,16 +506,35 @@ static void own_ports(const capture_opts *o, char *out, size_t len)
         out[0] = '\0';
 }
 
+/* One more capture in *running, unless CAPTURE_RUNNING_MAX run. */
+static bool take_slot(atomic_int *running)
+{
+    int n = atomic_load(running);
+    while (n < CAPTURE_RUNNING_MAX && !atomic_compare_exchange_weak(running, &n, n + 1))
+        ;
+    return n < CAPTURE_RUNNING_MAX;
+}
+
 grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
 {
+    capture_opts *o = ud;
     capture_run r = {.fd = -1};
     char own[128];
-    own_ports(ud, own, sizeof own);
+    own_ports(o, own, sizeof own);
     char err[512] = "";
     grpc_status_code code;
     Kdiag__Solo__Io__CaptureRequest *req = read_request(call, &code);
     if (!req)
         return code;
+    bool slot = take_slot(&o->running);
+    if (!slot) {
+        rpc_call_set_message(call,
+                             "Capture: %d captures run in this pod already, the most at once (each holds %u MiB of "
+                             "the node's memory): end one of them (Ctrl-C where it runs), then capture again",
+                             CAPTURE_RUNNING_MAX, CAPTURE_BLOCK_SIZE / 1024 * CAPTURE_BLOCKS / 1024);
+        code = GRPC_STATUS_RESOURCE_EXHAUSTED;
+        goto out;
+    }
     r.snaplen = req->snaplen ? req->snaplen : CAPTURE_SNAPLEN_MAX;
     r.count = req->count;
     int rc = open_socket(&r, req->interface, req->filter, own, err, sizeof err);
@@ -534,6 +558,7 @@ grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
                  text_shown(shown, req->interface, CAPTURE_IF_SHOWN, CAPTURE_IF_SHOWN));
     if (code != GRPC_STATUS_OK && code != GRPC_STATUS_CANCELLED)
         rpc_call_set_message(call, "Capture: %s", err[0] ? err : strerror(-rc));
+out:
     if (r.ring)
         munmap(r.ring, (size_t)CAPTURE_BLOCK_SIZE * CAPTURE_BLOCKS);
     if (r.fd >= 0)
@@ -542,5 +567,7 @@ grpc_status_code capture_rpc_handle(rpc_call *call, void *ud)
     free(r.pptrs);
     free(r.out);
     kdiag__solo__io__capture_request__free_unpacked(req, NULL);
+    if (slot) /* however it ended (count, duration, cancel, error), once its ring is gone */
+        atomic_fetch_sub(&o->running, 1);
     return code;
 }

@@ -460,6 +460,80 @@ static void case_pcapng_two(netlab_mgr *m)
     printf("ok: pcapng of two captures, %llu + %llu packets\n", (unsigned long long)pa, (unsigned long long)pb);
 }
 
+#define RUNNING_MAX 4 /* manager/capture.c's CAPTURE_RUNNING_MAX */
+
+/* One capture past the manager's limit: refused at once, RESOURCE_EXHAUSTED,
+ * a message that says how many run and what to do, nothing written. */
+static void cap_refused(netlab_mgr *m)
+{
+    cap_run r;
+    capture_client_req req = {.filter = FILTER};
+    cap_start(&r, m, &req);
+    cap_join(&r);
+    CHECK(r.st.code == GRPC_STATUS_RESOURCE_EXHAUSTED && !r.s.ready && r.s.bytes == 0, "status %d: %s",
+          (int)r.st.code, r.st.message);
+    CHECK(strstr(r.st.message, "4 captures run") && strstr(r.st.message, "end one of them"), "message: %s",
+          r.st.message);
+}
+
+/* A capture in slot r that the manager accepts. */
+static void cap_accepted(cap_run *r, netlab_mgr *m, const capture_client_req *req)
+{
+    cap_start(r, m, req);
+    CHECK(r->s.ready, "refused: status %d: %s", (int)r->st.code, r->st.message);
+}
+
+/* The same once the manager saw a cancelled call go (it learns of it a moment
+ * after the client): refused until then, 5 s at most. */
+static void cap_accepted_soon(cap_run *r, netlab_mgr *m, const capture_client_req *req)
+{
+    int64_t deadline = time_now_ms() + 5000;
+    for (cap_start(r, m, req); !r->s.ready && time_now_ms() < deadline; cap_start(r, m, req)) {
+        cap_join(r);
+        CHECK(r->st.code == GRPC_STATUS_RESOURCE_EXHAUSTED, "status %d: %s", (int)r->st.code, r->st.message);
+        usleep(20 * 1000);
+    }
+    CHECK(r->s.ready, "still refused 5 s after a capture was cancelled: %s", r->st.message);
+}
+
+/* At most RUNNING_MAX captures at once; a slot comes back however a capture
+ * ends: its count, its duration, a cancel, an error after its request. */
+static void case_limit(netlab_mgr *m)
+{
+    cap_run r[RUNNING_MAX];
+    capture_client_req counted = {.filter = FILTER, .count = 1}, timed = {.filter = FILTER, .duration_ms = 2000},
+                       open = {.filter = FILTER}, bad = {.filter = "udp porx 1"};
+    cap_accepted(&r[0], m, &counted);
+    cap_accepted(&r[1], m, &timed);
+    cap_accepted(&r[2], m, &open);
+    cap_accepted(&r[3], m, &open);
+    cap_refused(m);
+    exchange(sizes, 1); /* r[0] has its packet */
+    cap_join(&r[0]);
+    CHECK(r[0].rc == 0, "the counted capture ended with %d: %s", r[0].rc, r[0].st.message);
+    cap_accepted(&r[0], m, &open);
+    cap_refused(m);
+    capture_client_cancel(r[2].cc);
+    cap_join(&r[2]);
+    cap_accepted_soon(&r[2], m, &open);
+    cap_refused(m);
+    cap_join(&r[1]); /* its 2 s */
+    CHECK(r[1].rc == 0, "the timed capture ended with %d: %s", r[1].rc, r[1].st.message);
+    for (int i = 0; i < 2; i++) { /* each takes the free slot, fails, and gives it back */
+        cap_start(&r[1], m, &bad);
+        cap_join(&r[1]);
+        CHECK(r[1].st.code == GRPC_STATUS_INVALID_ARGUMENT, "bad filter %d: status %d: %s", i, (int)r[1].st.code,
+              r[1].st.message);
+    }
+    cap_accepted(&r[1], m, &open);
+    cap_refused(m);
+    for (int i = 0; i < RUNNING_MAX; i++) {
+        capture_client_cancel(r[i].cc);
+        cap_join(&r[i]);
+    }
+    printf("ok: %d captures at once; count, duration, cancel and error each gave theirs back\n", RUNNING_MAX);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 3) {
@@ -498,6 +572,8 @@ int main(int argc, char **argv)
         case_cancel(&m);
     else if (strcmp(cs, "pcapng_two") == 0)
         case_pcapng_two(&m);
+    else if (strcmp(cs, "limit") == 0)
+        case_limit(&m);
     else
         CHECK(false, "unknown case %s", cs);
     rpc_client_free(m.client);

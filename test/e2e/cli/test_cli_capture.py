@@ -377,6 +377,31 @@ def test_capture_into_a_file_of_a_directory_that_takes_no_new_file(cluster, fres
     assert not cluster.pod(fresh_pod)['spec'].get('ephemeralContainers'), 'a debug container was added'
 
 
+def test_capture_at_most_4_at_once_per_pod_and_killed_ones_free_their_place(cluster, bg, fresh_pod, tmp_path):
+    """Each capture holds a 32 MiB ring of the node's memory: 12 at once on one pod took ~600 MB.
+    A fifth at once is refused, exit 1, one line that says why, no file left; a CLI killed with
+    SIGKILL gives its place back (the manager sees its call cancelled)."""
+    pod = 'pod/' + fresh_pod
+    caps = [start_capture(cluster, bg, pod, '-f', 'udp port %d' % PORT, '-w', str(tmp_path / ('%d.pcap' % i)))
+            for i in range(4)]
+    r = cluster.diag('capture', pod, '-w', str(tmp_path / 'fifth.pcap'))
+    assert r.returncode == 1, r.stderr
+    assert error_lines(r.stderr) == [
+        "error: Capture: 4 captures run in this pod already, the most at once (each holds 32 MiB of the "
+        "node's memory): end one of them (Ctrl-C where it runs), then capture again"], r.stderr
+    assert sorted(os.listdir(str(tmp_path))) == ['%d.pcap' % i for i in range(4)]
+    caps[0].proc.kill()
+    caps[1].proc.kill()
+
+    def accepted():  # a place is free once the manager saw a killed CLI's call go
+        r = cluster.diag('capture', pod, '-d', '1s', '-w', str(tmp_path / 'again.pcap'))
+        assert r.returncode in (0, 1) and ('4 captures run' in r.stderr) == (r.returncode == 1), r.stderr
+        return r.returncode == 0
+    wait_for(accepted, 30, what='a capture accepted after 2 of 4 were killed')
+    start_capture(cluster, bg, pod, '-w', str(tmp_path / 'third.pcap'))  # the 2 left and this one: 3
+    wait_for(accepted, 30, what='a fourth capture accepted: both killed ones gave their place back')
+
+
 def test_capture_through_a_symlink_leaves_its_file_as_it_was_when_refused(cluster, tmp_path):
     """-w LINK to a regular file: a refused filter leaves the file as it was, and a capture replaces
     the file, the link staying a link. The link was followed at once and its file truncated."""
