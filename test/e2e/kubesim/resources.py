@@ -423,6 +423,23 @@ def pod(sim, req, ns, name):
     raise apierrors.method_not_allowed()
 
 
+def pod_status(sim, req, ns, name):
+    """PATCH/PUT pods/status: only the conditions of the pod's readiness gates are taken (the rest
+    of the status is the kubelet's, here the runtime's)."""
+    body = req.json_body()
+    with sim.lock:
+        p = live_pod(sim, ns, name)
+        new = patch_mod.apply(_with_kind(copy.deepcopy(p), 'Pod'), body, req.header('Content-Type')) \
+            if req.method == 'PATCH' else body
+        _precondition('pods', p, new)
+        gates = {g.get('conditionType') for g in p['spec'].get('readinessGates') or []}
+        conds = [copy.deepcopy(c) for c in (new.get('status') or {}).get('conditions') or []
+                 if isinstance(c, dict) and c.get('type') in gates]
+    sim.runtime.set_gate_conditions(p, conds)
+    with sim.lock:
+        return req.send_json(200, _with_kind(copy.deepcopy(p), 'Pod'))
+
+
 def ephemeral_containers(sim, req, ns, name):
     if req.method == 'GET':
         with sim.lock:

@@ -51,6 +51,7 @@ class _Pod:
         self.thread = None
         self.ctrs = {}          # name -> containers.Ctr, spec containers then ephemeral ones
         self.cond = {}          # condition type -> (status, lastTransitionTime, reason, message)
+        self.gates = {}         # readiness gate condition type -> its condition, as set through pods/status
         self.start_time = host.now_rfc3339()
         self.exec_pids = set()
         self.gone = False       # delete_pod returned: no more notify
@@ -215,6 +216,11 @@ class Runtime:
         if p.sandbox_ready.is_set():
             containers.start_thread(self, p, c)
         # else: _sandbox_main starts every container once the sandbox is up
+
+    def set_gate_conditions(self, pod, conds):
+        """The conditions of pod's readiness gates, as a controller sets them (pods/status)."""
+        p = self._pod_of(pod)
+        self.update(p, lambda: p.gates.update({c['type']: c for c in conds}))
 
     # ------------------------------------------------------------------ delete
 

@@ -250,6 +250,8 @@ def route(sim, req):
             return resources.ephemeral_containers(sim, req, ns, name)
         if sub == 'status' and req.method == 'GET':
             return resources.pod(sim, req, ns, name)
+        if sub == 'status' and req.method in ('PATCH', 'PUT'):
+            return resources.pod_status(sim, req, ns, name)
         if sub == 'log' and req.method == 'GET':
             return logs.serve(sim, req, ns, name)
         if sub == 'exec' and req.method in ('GET', 'POST'):

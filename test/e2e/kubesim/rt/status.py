@@ -38,9 +38,22 @@ def _set_cond(p, typ, ok, reason=None, message=None):
     p.cond[typ] = (status, t, reason, message)
 
 
+def _gates_not_ready(p):
+    """The kubelet's message for the first readiness gate whose condition is not True, or None."""
+    for g in (p.pod.get('spec') or {}).get('readinessGates') or []:
+        t = g.get('conditionType')
+        c = p.gates.get(t)
+        if c is None:
+            return 'corresponding condition of pod readiness gate "%s" does not exist.' % t
+        if c.get('status') != 'True':
+            return 'the status of pod readiness gate "%s" is not "True", but %s' % (t, c.get('status'))
+    return None
+
+
 def _conditions(p, phase, main):
     unready = sorted(c.name for c in main if not c.running)
     ready = not unready and phase == 'Running'
+    gates = _gates_not_ready(p)
     if phase in ('Succeeded', 'Failed'):
         reason, msg = 'PodCompleted', None
     elif unready:
@@ -49,7 +62,10 @@ def _conditions(p, phase, main):
         reason = msg = None
     _set_cond(p, 'PodReadyToStartContainers', p.sandbox_ready.is_set())
     _set_cond(p, 'Initialized', True)
-    _set_cond(p, 'Ready', ready, reason, msg)
+    if ready and gates:
+        _set_cond(p, 'Ready', False, 'ReadinessGatesNotReady', gates)
+    else:
+        _set_cond(p, 'Ready', ready, reason, msg)
     _set_cond(p, 'ContainersReady', ready, reason, msg)
     _set_cond(p, 'PodScheduled', True)
     conds = []
@@ -61,7 +77,7 @@ def _conditions(p, phase, main):
         if msg:
             c['message'] = msg
         conds.append(c)
-    return conds
+    return conds + [dict(c) for c in p.gates.values()]
 
 
 def render(p):

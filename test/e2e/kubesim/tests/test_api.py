@@ -190,3 +190,29 @@ def test_discovery_and_other_resources(cluster, kv):
     assert 'Events:' in cluster.ok('describe', 'pod', 'nginx', version=kv)
     r = cluster.kubectl('get', 'cronjobs', version=kv)
     assert r.returncode == 1 and 'the server doesn\'t have a resource type "cronjobs"' in r.stderr
+
+
+def test_a_readiness_gate_holds_ready_until_its_condition_is_set_through_status(cluster):
+    """spec.readinessGates: the pod runs but is not Ready (ReadinessGatesNotReady) until a controller
+    sets the gate's condition True through pods/status; False again makes it unready again."""
+    name, gate = 'gated-%d' % (time.monotonic_ns() % 100000), 'example.com/ok'
+    cluster.ok('apply', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name},
+        'spec': {'readinessGates': [{'conditionType': gate}], 'containers': [{'name': 'c', 'image': 'distroless'}]}}))
+    try:
+        def ready():
+            pod = cluster.pod(name)
+            conds = {c['type']: c for c in pod['status'].get('conditions') or []}
+            return pod['status'].get('phase'), conds.get('Ready', {}), conds.get(gate)
+        wait_for(lambda: ready()[0] == 'Running', 30, what='Running')
+        _, cond, own = ready()
+        assert (cond['status'], cond['reason'], own) == ('False', 'ReadinessGatesNotReady', None), cond
+        assert cond['message'] == 'corresponding condition of pod readiness gate "%s" does not exist.' % gate
+        for status in ('True', 'False'):
+            cluster.ok('patch', 'pod', name, '--subresource=status', '--type=merge', '-p',
+                       json.dumps({'status': {'conditions': [{'type': gate, 'status': status}]}}))
+            wait_for(lambda: ready()[1]['status'] == status, 10, what='Ready %s' % status)
+            assert ready()[2]['status'] == status
+        assert ready()[1]['message'] == 'the status of pod readiness gate "%s" is not "True", but False' % gate
+    finally:
+        cluster.kubectl('delete', 'pod', name, '--wait=false')
