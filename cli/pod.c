@@ -161,18 +161,24 @@ static void parse_host_ips(const json_t *status, pod_info *p)
         p->nhost_ips = 1;
 }
 
-/* The Ready condition says "False". */
-static bool parse_unready(const json_t *status)
+/* The Ready condition says "False": p->unready, and why in p->unready_why
+ * ("REASON: MESSAGE", either alone, or NULL). */
+static void parse_unready(const json_t *status, pod_info *p)
 {
     const json_t *c;
     size_t i;
     json_array_foreach(get(status, "conditions"), i, c)
     {
         const char *type = json_string_value(get(c, "type")), *st = json_string_value(get(c, "status"));
-        if (type && st && strcmp(type, "Ready") == 0)
-            return strcmp(st, "False") == 0;
+        if (!type || !st || strcmp(type, "Ready") != 0)
+            continue;
+        p->unready = strcmp(st, "False") == 0;
+        const char *reason = json_string_value(get(c, "reason")), *msg = json_string_value(get(c, "message"));
+        if (p->unready && (reason || msg) &&
+            asprintf(&p->unready_why, "%s%s%s", reason ? reason : "", reason && msg ? ": " : "", msg ? msg : "") < 0)
+            p->unready_why = NULL;
+        return;
     }
-    return false;
 }
 
 int pod_parse(const json_t *obj, pod_info *p)
@@ -192,7 +198,7 @@ int pod_parse(const json_t *obj, pod_info *p)
     parse_host_ips(status, p);
     p->share_pid = json_is_true(get(spec, "shareProcessNamespace"));
     p->host_net = json_is_true(get(spec, "hostNetwork"));
-    p->unready = parse_unready(status);
+    parse_unready(status, p);
     if (!p->name) {
         pod_free(p);
         return -EINVAL;
@@ -275,6 +281,7 @@ void pod_free(pod_info *p)
         free(p->host_ips[i]);
     free(p->created);
     free(p->uid);
+    free(p->unready_why);
     for (size_t i = 0; i < p->ncontainers; i++)
         container_free(&p->containers[i]);
     for (size_t i = 0; i < p->nephemeral; i++)
@@ -328,11 +335,11 @@ uint16_t pod_port_by_name(const pod_info *p, const char *name)
     return 0;
 }
 
-const pod_info *pod_newest_running(const pod_info *pods, size_t n)
+static const pod_info *newest(const pod_info *pods, size_t n, bool (*ok)(const pod_info *))
 {
     const pod_info *best = NULL;
     for (size_t i = 0; i < n; i++) {
-        if (!pod_is_running(&pods[i]))
+        if (!ok(&pods[i]))
             continue;
         /* RFC 3339 UTC timestamps compare as strings; name breaks ties for stability */
         const char *c = pods[i].created ? pods[i].created : "";
@@ -342,6 +349,16 @@ const pod_info *pod_newest_running(const pod_info *pods, size_t n)
             best = &pods[i];
     }
     return best;
+}
+
+const pod_info *pod_newest_running(const pod_info *pods, size_t n)
+{
+    return newest(pods, n, pod_is_running);
+}
+
+const pod_info *pod_newest_ready(const pod_info *pods, size_t n)
+{
+    return newest(pods, n, pod_is_ready);
 }
 
 long pod_age_seconds(const char *ts)

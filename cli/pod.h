@@ -46,12 +46,13 @@ typedef struct {
     char *ip;
     char *host_ips[POD_HOST_IPS_MAX]; /* status.hostIPs (else hostIP): the node, source of kubelet probes */
     size_t nhost_ips;
-    char *created;  /* metadata.creationTimestamp */
-    char *uid;      /* metadata.uid: a pod made again under the same name has another */
-    bool deleting;  /* metadata.deletionTimestamp set */
-    bool share_pid; /* spec.shareProcessNamespace */
-    bool host_net;  /* spec.hostNetwork: the node's network namespace, not one of its own */
-    bool unready;   /* status.conditions: Ready is "False" */
+    char *created;     /* metadata.creationTimestamp */
+    char *uid;         /* metadata.uid: a pod made again under the same name has another */
+    bool deleting;     /* metadata.deletionTimestamp set */
+    bool share_pid;    /* spec.shareProcessNamespace */
+    bool host_net;     /* spec.hostNetwork: the node's network namespace, not one of its own */
+    bool unready;      /* status.conditions: Ready is "False" */
+    char *unready_why; /* then its reason and message ("REASON: MESSAGE"), or NULL */
     pod_container *containers;
     size_t ncontainers;
     pod_container *ephemeral;
@@ -76,6 +77,8 @@ const pod_container *pod_ephemeral_find(const pod_info *p, const char *name);
 uint16_t pod_port_by_name(const pod_info *p, const char *name);
 /* Newest (creationTimestamp) pod in phase Running and not being deleted, or NULL. */
 const pod_info *pod_newest_running(const pod_info *pods, size_t n);
+/* The same among the ready ones (pod_is_ready), or NULL. */
+const pod_info *pod_newest_ready(const pod_info *pods, size_t n);
 /* Seconds since an RFC 3339 timestamp ("2026-11-25T21:00:00Z"), or -1. */
 long pod_age_seconds(const char *rfc3339);
 /* "5s", "3m", "2h", "4d" */

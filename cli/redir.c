@@ -90,6 +90,8 @@ struct known {
     char *name, *created;
     pod_info pod; /* the latest event's, until a run takes it (then zero) */
     bool ready;
+    bool running;       /* Running, ready or not: kept while it is, so that unready_said lasts */
+    bool unready_said;  /* "is running but not ready" was said: "is ready now" when it is taken */
     int64_t not_before; /* no new run before this (ms, monotonic) */
     bool refused;       /* no retry changes the pod (refused_for_good): no new run, kept until it is gone */
     bool crashloop;     /* refused for its ended debug containers (-EMLINK): tried again at retry_at */
@@ -912,10 +914,11 @@ static void on_pod(void *ud, podwatch_event *ev)
          * (a watch listed afresh) */
         bool other = k->gone || (k->created && ev->pod.created && strcmp(k->created, ev->pod.created) != 0);
         if (other && ev->type != PODWATCH_DELETED)
-            k->refused = k->crashloop = false;
+            k->refused = k->crashloop = k->unready_said = false;
         free(k->created);
         k->created = ev->pod.created ? strdup(ev->pod.created) : NULL;
         k->ready = ev->type != PODWATCH_DELETED && ev->ready;
+        k->running = ev->type != PODWATCH_DELETED && pod_is_running(&ev->pod);
         k->gone = ev->type == PODWATCH_DELETED;
         pod_free(&k->pod);
         k->pod = ev->pod;
@@ -936,24 +939,44 @@ static struct podrun *run_of(struct redir *r, const char *name)
     return NULL;
 }
 
+/* r->mu held: " (WHY)" of a pod that is not ready, from its Ready condition, or "". */
+static const char *unready_why(const struct known *k, char *buf, size_t n)
+{
+    const char *why = k->pod.unready_why;
+    snprintf(buf, n, "%s%s%s", why ? " (" : "", why ? why : "", why ? ")" : "");
+    return buf;
+}
+
 /* Main thread: drops the runs of pods no longer ready, starts runs for new
- * ready pods (every one with --all-pods, else the newest when none runs).
- * Returns the poll timeout until a delayed start is due (-1: none). */
+ * ready pods (every one with --all-pods, else the newest when none runs),
+ * says once of a running pod that it waits to be ready (when it would be
+ * taken). Returns the poll timeout until a delayed start is due (-1: none). */
 static int reconcile(struct redir *r)
 {
     struct podrun *pr, *tmp;
     int64_t now = time_now_ms(), due = -1;
+    char why[600];
     pthread_mutex_lock(&r->mu);
     list_for_each_entry_safe(pr, tmp, &r->runs, link) {
         struct known *k = known_find(r, pr->name);
-        if (k && !k->ready && !pr->stopping) {
+        if (k && !k->ready && !pr->stopping && k->running) {
+            fprintf(stderr, "pod/%s is no longer ready%s: its redirect is dropped until it is\n", pr->name,
+                    unready_why(k, why, sizeof why));
+            k->unready_said = true;
+        } else if (k && !k->ready && !pr->stopping) {
             fprintf(stderr, "pod/%s is deleted or no longer running: its redirect is dropped\n", pr->name);
-            pr->stopping = true; /* freed below, or once its opener ends */
         }
+        if (k && !k->ready)
+            pr->stopping = true; /* freed below, or once its opener ends */
     }
-    for (size_t i = 0; i < r->nknown; i++) /* a refused pod stays refused while it is not ready (restarts) */
-        if (!r->known[i].ready && (r->known[i].gone || !r->known[i].refused) && !run_of(r, r->known[i].name))
+    /* a refused pod stays refused while it is not ready (restarts); one running unready is kept for unready_said */
+    for (size_t i = 0; i < r->nknown; i++)
+        if (!r->known[i].ready && !r->known[i].running && (r->known[i].gone || !r->known[i].refused) &&
+            !run_of(r, r->known[i].name))
             known_remove(r, &r->known[i--]);
+    bool none = true;
+    list_for_each_entry(pr, &r->runs, link)
+        none &= pr->stopping;
     struct known *start[64];
     size_t n = 0;
     struct known *best = NULL;
@@ -974,13 +997,20 @@ static int reconcile(struct redir *r)
         else if (!best || (k->created && best->created && strcmp(k->created, best->created) > 0))
             best = k;
     }
-    bool none = true;
-    list_for_each_entry(pr, &r->runs, link)
-        none &= pr->stopping;
+    for (size_t i = 0; i < r->nknown && (r->all_pods || (none && !best)); i++) {
+        struct known *k = &r->known[i];
+        if (k->running && !k->ready && !k->refused && !k->unready_said && !run_of(r, k->name)) {
+            fprintf(stderr, "pod/%s is running but not ready%s: it is redirected once it is\n", k->name,
+                    unready_why(k, why, sizeof why));
+            k->unready_said = true;
+        }
+    }
     if (!r->all_pods && best && none)
         start[n++] = best;
     for (size_t i = 0; i < n; i++) {
-        fprintf(stderr, "pod/%s is running: redirecting it\n", start[i]->name);
+        fprintf(stderr, "pod/%s is %s: redirecting it\n", start[i]->name,
+                start[i]->unready_said ? "ready now" : "running");
+        start[i]->unready_said = false;
         if (podrun_new(r, start[i]->name, start[i]->pod.name ? &start[i]->pod : NULL, false) < 0)
             fprintf(stderr, "pod/%s: cannot start a thread: not redirected\n", start[i]->name);
     }
@@ -1025,6 +1055,16 @@ static int on_gone(struct redir *r, struct podrun *pr)
 static bool refused_for_good(int rc)
 {
     return rc == -EPERM || rc == -ENXIO || rc == -EMLINK;
+}
+
+/* Following: says that the run waits for (another) pod to be ready. */
+static void say_waiting(const struct redir *r, const char *which)
+{
+    if (r->workload)
+        fprintf(stderr, "waiting for %s pod of %s (selector %s) to be ready (Ctrl-C to stop)\n", which,
+                r->workload, r->selector);
+    else
+        fprintf(stderr, "waiting for %s pod of -l %s to be ready (Ctrl-C to stop)\n", which, r->selector);
 }
 
 /* Main thread: starts the streams of runs whose opener finished. An exit
@@ -1138,9 +1178,10 @@ static int wait_for_end(struct redir *r, int sfd)
     }
 }
 
-/* The pods to start with: the named one, the newest running one of the
- * selector, or with --all-pods every running one. Following, none that runs
- * is no failure: said, and the watch delivers them (docs/redirect.md). */
+/* The pods to start with: the named one, the newest ready one of the
+ * selector, or with --all-pods every ready one (a Service sends them
+ * traffic). Following, none that is ready is no failure: said, and the
+ * watch delivers them, saying which run but are not ready (docs/redirect.md). */
 static int first_pods(struct redir *r, char *err, size_t errlen)
 {
     const flags *f = r->f;
@@ -1157,11 +1198,13 @@ static int first_pods(struct redir *r, char *err, size_t errlen)
         *err = 0;
         rc = 0;
     } else if (rc == 0) {
-        const pod_info *newest = pod_newest_running(pods, n);
+        const pod_info *newest = pod_newest_ready(pods, n);
         if (!r->ns[0] && pods[0].ns)
             snprintf(r->ns, sizeof(r->ns), "%s", pods[0].ns);
+        if (!newest) /* they run, none is ready: the watch's lines say why */
+            say_waiting(r, "a");
         for (size_t i = 0; i < n && rc == 0; i++)
-            if (r->all_pods || &pods[i] == newest)
+            if ((r->all_pods && pod_is_ready(&pods[i])) || &pods[i] == newest)
                 rc = podrun_new(r, pods[i].name, &pods[i], true);
         pod_list_free(pods, n);
     }

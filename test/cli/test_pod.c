@@ -103,17 +103,23 @@ static void newest_running(void **state)
 }
 
 /* Ready: running, not being deleted, and no Ready condition saying False;
- * a pod without conditions (kubesim) is ready when running. */
+ * a pod without conditions (kubesim) is ready when running. An unready pod's
+ * why: its Ready condition's "REASON: MESSAGE", either alone, or none. */
 static void ready_condition(void **state)
 {
     (void)state;
-    static const char *const cases[][2] = {
-        {"\"Running\"}", "1"},
-        {"\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\"}]}", "1"},
+    static const char *const cases[][3] = {
+        {"\"Running\"}", "1", NULL},
+        {"\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"True\",\"reason\":\"X\"}]}", "1", NULL},
         {"\"Running\",\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"True\"},{\"type\":\"Ready\","
          "\"status\":\"False\"}]}",
-         "0"},
-        {"\"Pending\"}", "0"},
+         "0", NULL},
+        {"\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"ContainersNotReady\","
+         "\"message\":\"containers with unready status: [c]\"}]}",
+         "0", "ContainersNotReady: containers with unready status: [c]"},
+        {"\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"reason\":\"R\"}]}", "0", "R"},
+        {"\"Running\",\"conditions\":[{\"type\":\"Ready\",\"status\":\"False\",\"message\":\"M\"}]}", "0", "M"},
+        {"\"Pending\"}", "0", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
         char json[512];
@@ -122,6 +128,10 @@ static void ready_condition(void **state)
                  cases[i][0]);
         assert_int_equal(pod_parse_str(json, &p), 0);
         assert_int_equal(pod_is_ready(&p), cases[i][1][0] == '1');
+        if (cases[i][2])
+            assert_string_equal(p.unready_why, cases[i][2]);
+        else
+            assert_null(p.unready_why);
         pod_free(&p);
     }
 }

@@ -27,6 +27,7 @@ DEBUG_IMAGE = subprocess.run([CLI, 'version'], capture_output=True, text=True,
                              check=True).stdout.split()[-1]   # "manager image <name>"
 LIMITED_TOKEN = 'limited-%d-0123456789' % os.getpid()
 VIEWER_TOKEN = 'viewer-%d-0123456789' % os.getpid()
+READINESS_GATE = 'kdiag.test/ready'  # run_unready_pod's pods are ready once the test sets it True
 
 
 def error_lines(stderr):
@@ -113,6 +114,19 @@ class Cluster:
             self.ok('run', n, '--image=' + image, '--restart=Never', '--labels=app=' + label)
         for n in names:
             self.wait_running(n)
+
+    def run_unready_pod(self, label, name):
+        """A distroless pod labelled app=label that runs but is not ready until
+        set_readiness_gate(name, 'True'): its readiness gate's condition, which only a controller
+        (here the test) sets."""
+        self.ok('apply', '-f', '-', input=json.dumps({
+            'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': name, 'labels': {'app': label}},
+            'spec': {'readinessGates': [{'conditionType': READINESS_GATE}],
+                     'containers': [{'name': 'c', 'image': 'distroless'}]}}))
+
+    def set_readiness_gate(self, name, status):
+        self.ok('patch', 'pod', name, '--subresource=status', '--type=merge', '-p',
+                json.dumps({'status': {'conditions': [{'type': READINESS_GATE, 'status': status}]}}))
 
     def pod_names(self, selector, running=False):
         """The sorted names of the pods selector matches that are not being deleted (and, with

@@ -658,6 +658,12 @@ def capture_waiting_line(label):
             '--show-labels; waiting for one to run (Ctrl-C to stop)' % label)
 
 
+def pcapng_file(path):
+    """pcapng_blocks of the file at path as it is now."""
+    with open(path, 'rb') as f:
+        return pcapng_blocks(f.read())
+
+
 def test_capture_all_pods_with_no_pod_yet_captures_the_first_that_runs(cluster, bg, label, tmp_path):
     """--all-pods started before any pod of its selector runs ended at once (exit 1, "no pod
     matches …"). Now it says that it waits, and captures the first pod that runs."""
@@ -671,14 +677,30 @@ def test_capture_all_pods_with_no_pod_yet_captures_the_first_that_runs(cluster, 
     wait_for(lambda: 'capturing on' in p.err() or p.proc.poll() is not None, 90, what='the pod captured')
     assert 'pod/%s started: capturing it\n' % pod in p.err(), p.err()
     cluster.send_udp(pod, [222], PORT)
-
-    def got():
-        with open(out, 'rb') as f:
-            return pcapng_blocks(f.read())
-    wait_for(lambda: len(got()[1]) >= 1, 30, what='the packet in the file')
+    wait_for(lambda: len(pcapng_file(out)[1]) >= 1, 30, what='the packet in the file')
     assert p.interrupt() == 0, p.err()
-    ifaces, pkts = got()
+    ifaces, pkts = pcapng_file(out)
     assert [(ifaces[i][1], caplen - 20 - 28) for i, caplen in pkts] == [('pod/%s eth0' % pod, 222)], (ifaces, pkts)
+
+
+def test_capture_all_pods_takes_a_pod_that_runs_but_is_not_ready(cluster, bg, label, tmp_path):
+    """--all-pods captures running pods, ready or not (an unready pod's packets show why it is not
+    ready), the same at the start and when the watch delivers one later (redir waits for Ready)."""
+    out, first, later = str(tmp_path / 'unready.pcapng'), label + '-a', label + '-b'
+    cluster.run_unready_pod(label, first)
+    cluster.wait_running(first)
+    p = start_capture(cluster, bg, '--all-pods', '-l', 'app=' + label, '-f', 'udp port %d' % PORT, '-w', out)
+    cluster.run_unready_pod(label, later)
+    wait_for(lambda: p.err().count('capturing on') == 2 or p.proc.poll() is not None, 90, what='the later pod')
+    assert 'pod/%s started: capturing it too\n' % later in p.err(), p.err()
+    for pod in (first, later):  # still not ready when captured
+        assert {c['type']: c['status'] for c in cluster.pod(pod)['status']['conditions']}['Ready'] == 'False'
+    for pod in (first, later):
+        cluster.send_udp(pod, [222], PORT)
+    wait_for(lambda: len(pcapng_file(out)[1]) >= 2, 30, what='the packets in the file')
+    assert p.interrupt() == 0, p.err()
+    ifaces, pkts = pcapng_file(out)
+    assert sorted(ifaces[i][1] for i, _ in pkts) == ['pod/%s eth0' % first, 'pod/%s eth0' % later], (ifaces, pkts)
 
 
 def test_capture_all_pods_ctrl_c_while_waiting_for_a_pod(cluster, bg, label, tmp_path):

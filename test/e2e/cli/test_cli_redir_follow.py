@@ -7,7 +7,7 @@ import re
 import signal
 import time
 
-from conftest import free_port, wait_for
+from conftest import READINESS_GATE, free_port, wait_for
 from e2e_common import children, cmdline, forwards_to
 
 FOLLOW_GOAL_S = 2.0
@@ -354,3 +354,50 @@ def test_a_missing_named_pod_fails_at_once_where_a_selector_waits(cluster, bg, l
         assert r.interrupt() == 0, r.err()
     finally:
         cluster.kubectl('delete', 'service', svc, '--wait=false')
+
+
+def not_ready_line(pod):
+    """redir's line for a run_unready_pod pod whose gate was never set."""
+    why = 'corresponding condition of pod readiness gate "%s" does not exist.' % READINESS_GATE
+    return 'pod/%s is running but not ready (ReadinessGatesNotReady: %s): it is redirected once it is' % (pod, why)
+
+
+def test_a_running_pod_that_is_not_ready_at_the_start_waits_until_it_is(cluster, bg, label, local_http):
+    """redir -l took a pod that ran but was not ready at the start, where the same pod delivered by
+    the watch later waited until ready, without a word. Now both wait: the run says it waits, the pod
+    says once why it is not taken, and again when it is ready and redirected."""
+    srv, pod = local_http(), label + '-0'
+    cluster.run_unready_pod(label, pod)
+    cluster.wait_running(pod)
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    line = not_ready_line(pod)
+    wait_for(lambda: line in r.err() or r.proc.poll() is not None, 30, what='the not-ready line')
+    assert r.err().splitlines() == ['waiting for a pod of -l app=%s to be ready (Ctrl-C to stop)' % label, line], \
+        r.err()
+    assert 'redirecting' not in r.out() and r.proc.poll() is None, r.out()
+    cluster.set_readiness_gate(pod, 'True')
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (pod, srv.port), timeout=30)
+    assert 'pod/%s is ready now: redirecting it' % pod in r.err(), r.err()
+    assert srv.marker in cluster.http_get(pod, 8080)
+    assert r.interrupt() == 0, r.err()
+
+
+def test_a_pod_delivered_running_but_not_ready_says_why_once(cluster, bg, label, local_http):
+    """A run waiting for its first pod got one that ran but never became ready: nothing was said, it
+    waited on. Now the pod's line says why (its Ready condition), once however often the pod changes
+    while not ready, and again when it is ready and redirected."""
+    srv, pod = local_http(), label + '-0'
+    r = bg(cluster, 'redir', '--all-pods', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    wait_for(lambda: 'waiting for one to run' in r.err() or r.proc.poll() is not None, 30, what='the waiting line')
+    cluster.run_unready_pod(label, pod)
+    line = not_ready_line(pod)
+    wait_for(lambda: line in r.err() or r.proc.poll() is not None, 30, what='the not-ready line')
+    cluster.set_readiness_gate(pod, 'False')  # another event of the pod, still not ready
+    wait_for(lambda: cluster.pod(pod)['status']['conditions'][-1]['status'] == 'False', 10, what='the gate False')
+    cluster.set_readiness_gate(pod, 'True')
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (pod, srv.port), timeout=30)
+    assert r.err().count('pod/%s is running but not ready' % pod) == 1, r.err()
+    assert 'pod/%s is ready now: redirecting it' % pod in r.err(), r.err()
+    assert srv.marker in cluster.http_get(pod, 8080)
+    assert r.interrupt() == 0, r.err()
+
