@@ -1067,6 +1067,19 @@ static void say_waiting(const struct redir *r, const char *which)
         fprintf(stderr, "waiting for %s pod of -l %s to be ready (Ctrl-C to stop)\n", which, r->selector);
 }
 
+/* r->mu held: whether a pod other than pr's is redirected or about to be. */
+static bool other_pod(struct redir *r, const struct podrun *pr)
+{
+    const struct podrun *o;
+    list_for_each_entry(o, &r->runs, link)
+        if (o != pr && !o->stopping)
+            return true;
+    for (size_t i = 0; i < r->nknown; i++)
+        if (r->known[i].ready && !r->known[i].refused && strcmp(r->known[i].name, pr->name) != 0)
+            return true;
+    return false;
+}
+
 /* Main thread: starts the streams of runs whose opener finished. An exit
  * code when the redirect cannot go on, else -1. */
 static int take_opened(struct redir *r)
@@ -1122,8 +1135,11 @@ static int take_opened(struct redir *r)
                 k->crashloop = crashloop; /* until the watch tells more: a window from now */
                 k->retry_at = crashloop ? time_now_ms() + r->ended_window_s * 1000 : 0;
             }
+            bool waiting = refused && !crashloop && !other_pod(r, pr);
             pthread_mutex_unlock(&r->mu);
             podrun_free(pr);
+            if (waiting)
+                say_waiting(r, "another");
         }
     }
     return -1;

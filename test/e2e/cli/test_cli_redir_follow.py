@@ -401,3 +401,23 @@ def test_a_pod_delivered_running_but_not_ready_says_why_once(cluster, bg, label,
     assert srv.marker in cluster.http_get(pod, 8080)
     assert r.interrupt() == 0, r.err()
 
+
+def test_a_waiting_run_whose_first_pod_is_refused_says_it_waits_on(cluster, bg, label, local_http):
+    """A run waiting for its first pod that got a hostNetwork one said "… not tried again" and then
+    nothing while it waited on. Now a line says that it waits for another pod; the next is taken."""
+    srv, host, ok = local_http(), label + '-host', label + '-0'
+    r = bg(cluster, 'redir', '-l', 'app=' + label, '--include-probes', '8080:%d' % srv.port)
+    wait_for(lambda: 'waiting for one to run' in r.err() or r.proc.poll() is not None, 30, what='the waiting line')
+    cluster.ok('apply', '-f', '-', input=json.dumps({
+        'apiVersion': 'v1', 'kind': 'Pod', 'metadata': {'name': host, 'labels': {'app': label}},
+        'spec': {'hostNetwork': True, 'containers': [{'name': 'c', 'image': 'distroless'}]}}))
+    refusal = "pod/%s: cannot redirect: pod/%s uses its node's network (hostNetwork: true)" % (host, host)
+    wait_for(lambda: refusal in r.err() or r.proc.poll() is not None, 30, what='the refusal line')
+    waiting = 'waiting for another pod of -l app=%s to be ready (Ctrl-C to stop)' % label
+    wait_for(lambda: waiting in r.err() or r.proc.poll() is not None, 10, what='the line that it waits on')
+    lines = r.err().splitlines()
+    assert lines[-2].startswith(refusal) and lines[-2].endswith('; not tried again') and lines[-1] == waiting, lines
+    cluster.run_pods(label, [ok])
+    r.wait_out('redirecting pod/%s:8080 → localhost:%d (incoming)' % (ok, srv.port), timeout=30)
+    assert srv.marker in cluster.http_get(ok, 8080)
+    assert r.interrupt() == 0, r.err()
