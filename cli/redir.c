@@ -1000,8 +1000,10 @@ static int reconcile(struct redir *r)
     for (size_t i = 0; i < r->nknown && (r->all_pods || (none && !best)); i++) {
         struct known *k = &r->known[i];
         if (k->running && !k->ready && !k->refused && !k->unready_said && !run_of(r, k->name)) {
-            fprintf(stderr, "pod/%s is running but not ready%s: it is redirected once it is\n", k->name,
-                    unready_why(k, why, sizeof why));
+            fprintf(stderr,
+                    "pod/%s is running but not ready%s: it is redirected once it is (name it, kubectl diag redir "
+                    "pod/%s, to redirect it now)\n",
+                    k->name, unready_why(k, why, sizeof why), k->name);
             k->unready_said = true;
         }
     }

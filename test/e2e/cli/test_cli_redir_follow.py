@@ -359,7 +359,8 @@ def test_a_missing_named_pod_fails_at_once_where_a_selector_waits(cluster, bg, l
 def not_ready_line(pod):
     """redir's line for a run_unready_pod pod whose gate was never set."""
     why = 'corresponding condition of pod readiness gate "%s" does not exist.' % READINESS_GATE
-    return 'pod/%s is running but not ready (ReadinessGatesNotReady: %s): it is redirected once it is' % (pod, why)
+    return ('pod/%s is running but not ready (ReadinessGatesNotReady: %s): it is redirected once it is (name it, '
+            'kubectl diag redir pod/%s, to redirect it now)' % (pod, why, pod))
 
 
 def test_a_running_pod_that_is_not_ready_at_the_start_waits_until_it_is(cluster, bg, label, local_http):
