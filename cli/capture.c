@@ -15,6 +15,7 @@
 
 #include "basic/hex-util.h"
 #include "basic/signal-util.h"
+#include "basic/text-util.h"
 #include "basic/time-util.h"
 #include "capture_client.h"
 #include "exitcode.h"
@@ -187,6 +188,16 @@ static int open_output(const char *path, char **tmp, char *err, size_t errlen)
     return -EEXIST;
 }
 
+/* An interface's name as a line shows it: the pod names its own, and one
+ * with an escape sequence (NET_ADMIN in the pod can make it) must not reach
+ * the terminal raw (text_shown). */
+#define IFACE_SHOWN 24u
+typedef char iface_shown_buf[TEXT_SHOWN_SIZE(IFACE_SHOWN, IFACE_SHOWN)];
+static const char *iface_shown(const capture_client_iface *i, iface_shown_buf out)
+{
+    return text_shown(out, i->name, IFACE_SHOWN, IFACE_SHOWN);
+}
+
 static int on_progress(void *ud, const capture_client_stats *s)
 {
     capture_pod *p = ud;
@@ -194,9 +205,10 @@ static int on_progress(void *ud, const capture_client_stats *s)
     if (s->ready && s->packets == 0 && !p->counting) {
         place_output(c);
         char line[1024];
+        iface_shown_buf shown;
         int n = snprintf(line, sizeof line, "capturing on %s in pod/%s (", c->iface, p->sess.pod.name);
         for (size_t i = 0; i < s->nifaces && n > 0 && (size_t)n < sizeof line; i++)
-            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", i ? ", " : "", s->ifaces[i].name);
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s", i ? ", " : "", iface_shown(&s->ifaces[i], shown));
         if (n > 0 && (size_t)n < sizeof line)
             snprintf(line + n, sizeof line - (size_t)n, "), %s, snaplen %u; Ctrl-C to stop\n",
                      linktype_name(s->linktype), s->snaplen);
@@ -300,9 +312,10 @@ static void print_summary(const capture_cli *c, const capture_pod *p, const char
                      (unsigned long long)s->kernel_drops,
                      (unsigned long long)(s->captured > s->packets ? s->captured - s->packets : 0));
     const char *sep = "; ";
+    iface_shown_buf shown;
     for (size_t i = 0; i < s->nifaces && n > 0 && (size_t)n < sizeof line; i++)
         if (s->ifaces[i].packets) {
-            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %llu", sep, s->ifaces[i].name,
+            n += snprintf(line + n, sizeof line - (size_t)n, "%s%s %llu", sep, iface_shown(&s->ifaces[i], shown),
                           (unsigned long long)s->ifaces[i].packets);
             sep = ", ";
         }

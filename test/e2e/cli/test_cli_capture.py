@@ -296,6 +296,21 @@ def test_capture_stop_with_a_reader_that_stopped_reading_ends(cluster, label, tm
         p.stdout.close()
 
 
+def test_capture_shows_an_interface_name_with_an_escape_sequence_escaped(cluster, fresh_pod, tmp_path):
+    """The pod names its interfaces, and a name may hold ESC (the kernel refuses only '/', ':' and
+    blanks; NET_ADMIN in the pod makes one): the ready line printed it raw, an escape sequence
+    reaching the user's terminal. It is shown escaped, as the manager's messages show -i."""
+    net = '--net=/proc/%d/ns/net' % cluster.pod_pid(fresh_pod)
+    odd = 'd\x1b[31m'
+    for args in (['add', odd, 'type', 'veth', 'peer', 'name', 'kdp0'], ['set', odd, 'up'], ['set', 'kdp0', 'up']):
+        r = subprocess.run(['nsenter', net, 'ip', 'link'] + args, capture_output=True, timeout=20)
+        assert r.returncode == 0, r.stderr
+    out = str(tmp_path / 'odd.pcap')
+    r = cluster.diag('capture', 'pod/' + fresh_pod, '-d', '1s', '-w', out)
+    assert r.returncode == 0, r.stderr
+    assert '\x1b' not in r.stderr and ', d\\e[31m)' in r.stderr, r.stderr
+
+
 def test_capture_on_an_interface_that_is_or_goes_down_says_so(cluster, bg, fresh_pod, tmp_path):
     """An interface that is down is refused before anything is captured, and one that goes down
     ends the capture with its last packets, each in a line that says so. Both were 'Capture:
