@@ -287,6 +287,8 @@ static void *capture_thread(void *arg)
     p->rc = pod_start(p);
     pthread_mutex_lock(&p->cli->mu);
     p->cut = p->rc < 0 && p->cli->interrupted;
+    if (p->rc < 0 && !p->cut && !p->cli->stopping && p->cli->selector) /* --all-pods: the others go on */
+        fprintf(stderr, "pod/%s: cannot capture: %s; the other pods' captures go on\n", p->name, p->err);
     pthread_mutex_unlock(&p->cli->mu);
     if (p->rc == 0 && p->cc)
         p->rc = capture_client_run(p->cc, p->cli->out_fd, on_progress, p, &p->s, &p->st);

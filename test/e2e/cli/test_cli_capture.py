@@ -698,6 +698,23 @@ def test_capture_all_pods_with_no_pod_yet_captures_the_first_that_runs(cluster, 
     assert [(ifaces[i][1], caplen - 20 - 28) for i, caplen in pkts] == [('pod/%s eth0' % pod, 222)], (ifaces, pkts)
 
 
+def test_capture_all_pods_says_at_once_a_later_pod_it_cannot_capture(cluster, bg, label, tmp_path):
+    """A pod the watch delivers that cannot be captured (here: no container named as -t) was said
+    only at the end, after Ctrl-C, while the command went on as if it captured it. It is said at
+    once, and the other pods' capture goes on; the end still reports it."""
+    out, first, later = str(tmp_path / 'later.pcapng'), label + '-a', label + '-b'
+    cluster.run_pods(label, [first])   # kubectl run names the container as the pod
+    p = start_capture(cluster, bg, '--all-pods', '-l', 'app=' + label, '-t', first, '-w', out)
+    cluster.run_pods(label, [later])
+    line = 'pod/%s: cannot capture: ' % later
+    wait_for(lambda: line in p.err() or p.proc.poll() is not None, 60, what='the later pod refused')
+    assert p.proc.poll() is None, p.err()
+    said = [l for l in p.err().splitlines() if l.startswith(line)]
+    assert len(said) == 1 and 'no container "%s"' % first in said[0] and \
+        said[0].endswith("; the other pods' captures go on"), p.err()
+    assert p.interrupt() == 1, p.err()
+
+
 def test_capture_all_pods_takes_a_pod_that_runs_but_is_not_ready(cluster, bg, label, tmp_path):
     """--all-pods captures running pods, ready or not (an unready pod's packets show why it is not
     ready), the same at the start and when the watch delivers one later (redir waits for Ready)."""
