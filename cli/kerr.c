@@ -58,6 +58,15 @@ static void last_line(const char *s, char *out, size_t n)
     first_line(tmp, out, n);
 }
 
+/* " --context=C --user=U": the flags of kerr_set_identity, for the kubectl
+ * commands the messages suggest (set once, before any thread runs). */
+static char identity[1024];
+
+const char *kerr_identity(void)
+{
+    return identity;
+}
+
 /* "namespace "x"", or the context's when the command named none. */
 static const char *ns_words(const char *ns, char *buf, size_t n)
 {
@@ -78,9 +87,6 @@ static const char *ns_flag(const char *ns, char *buf, size_t n)
     return buf;
 }
 
-/* " --context=C --user=U": the flags of kerr_set_identity, for the suggested
- * kubectl auth can-i (set once, before any thread runs). */
-static char identity[1024];
 
 void kerr_set_identity(const char *kubeconfig, const char *context, char *const *conn)
 {
@@ -174,24 +180,26 @@ static void say_no_ephemeral(const struct kctx *c, char *buf, size_t n)
 static void say_not_found(const struct kctx *c, char *buf, size_t n)
 {
     char pod[256], in[300], flag[300];
-    snprintf(buf, n, "cannot %s: pod \"%s\" not found in %s. List pods with: kubectl get pods%s", c->what,
-             sub(c, 2, pod, sizeof(pod)), ns_words(c->ns, in, sizeof(in)), ns_flag(c->ns, flag, sizeof(flag)));
+    snprintf(buf, n, "cannot %s: pod \"%s\" not found in %s. List pods with: kubectl get pods%s%s", c->what,
+             sub(c, 2, pod, sizeof(pod)), ns_words(c->ns, in, sizeof(in)), identity,
+             ns_flag(c->ns, flag, sizeof(flag)));
 }
 
 /* kubectl asks for the namespace after a 404 and says it is missing */
 static void say_no_namespace(const struct kctx *c, char *buf, size_t n)
 {
     char ns[256];
-    snprintf(buf, n, "cannot %s: namespace \"%s\" does not exist. List namespaces with: kubectl get namespaces",
-             c->what, sub(c, 1, ns, sizeof(ns)));
+    snprintf(buf, n, "cannot %s: namespace \"%s\" does not exist. List namespaces with: kubectl get namespaces%s",
+             c->what, sub(c, 1, ns, sizeof(ns)), identity);
 }
 
 static void say_object_not_found(const struct kctx *c, char *buf, size_t n)
 {
     char res[64], name[256], in[300], flag[300];
     sub(c, 1, res, sizeof(res));
-    snprintf(buf, n, "cannot %s: %s \"%s\" not found in %s. List them with: kubectl get %s%s", c->what, res,
-             sub(c, 2, name, sizeof(name)), ns_words(c->ns, in, sizeof(in)), res, ns_flag(c->ns, flag, sizeof(flag)));
+    snprintf(buf, n, "cannot %s: %s \"%s\" not found in %s. List them with: kubectl get %s%s%s", c->what, res,
+             sub(c, 2, name, sizeof(name)), ns_words(c->ns, in, sizeof(in)), res, identity,
+             ns_flag(c->ns, flag, sizeof(flag)));
 }
 
 /* The API server answered, but could not reach the kubelet of the pod's node

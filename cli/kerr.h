@@ -41,8 +41,11 @@ void kerr_denied(const char *what, const char *user, const char *verb, const cha
 
 /* The flags that say which cluster and who (--kubeconfig, --context and
  * kubectl's connection flags; a token only as "--token=TOKEN"), put into the
- * kubectl auth can-i that a denial suggests, so that it asks as the command
- * did. Called once, before any thread runs. */
+ * kubectl commands the messages suggest (a denial's kubectl auth can-i), so
+ * that they ask as the command did. Called once, before any thread runs. */
 void kerr_set_identity(const char *kubeconfig, const char *context, char *const *conn);
+/* Those flags as one string, " --context=C …" ("" when none), for the kubectl
+ * commands other messages suggest. */
+const char *kerr_identity(void);
 
 #endif

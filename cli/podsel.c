@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kerr.h"
+
 int podsel_fetch(const kube *k, const char *name, int64_t timeout_ms, pod_info *p, char *err, size_t errlen)
 {
     const char *args[] = {"get", "pod", "-o", "json", "--", name, NULL};
@@ -70,10 +72,11 @@ static void none_running(const kube *k, const char *selector, const char *worklo
     else
         snprintf(what, sizeof(what), "-l %s", selector);
     if (n == 0 && workload)
-        snprintf(err, errlen, "no pod matches %s in %s: check with kubectl get pods -l '%s'", what, ns, selector);
+        snprintf(err, errlen, "no pod matches %s in %s: check with kubectl get pods%s -l '%s'", what, ns,
+                 kerr_identity(), selector);
     else if (n == 0)
-        snprintf(err, errlen, "no pod matches %s in %s: check the labels with kubectl get pods --show-labels",
-                 what, ns);
+        snprintf(err, errlen, "no pod matches %s in %s: check the labels with kubectl get pods%s --show-labels",
+                 what, ns, kerr_identity());
     else
         snprintf(err, errlen, "%zu pod(s) match %s in %s but none is running (e.g. pod/%s is %s%s)", n, what, ns,
                  pods[0].name, pods[0].phase ? pods[0].phase : "unknown", pods[0].deleting ? ", being deleted" : "");
@@ -102,8 +105,8 @@ int podsel_one(const kube *k, const char *name, const char *selector, const char
         }
         if (!pod_is_running(p)) {
             snprintf(err, errlen,
-                     "pod/%s is not running (phase %s): wait for it (kubectl get pod %s -w) or pick another pod",
-                     name, p->phase ? p->phase : "unknown", name);
+                     "pod/%s is not running (phase %s): wait for it (kubectl get pod %s%s -w) or pick another pod",
+                     name, p->phase ? p->phase : "unknown", name, kerr_identity());
             pod_free(p);
             return -ENOENT;
         }

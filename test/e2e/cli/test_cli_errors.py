@@ -137,8 +137,20 @@ def test_not_found_names_the_contexts_namespace_not_default(cluster, tmp_path):
     finally:
         cluster.kubectl('delete', 'namespace', ns, '--wait=false')
     assert r.returncode == 1
-    assert 'pod "nginx" not found in the current namespace. List pods with: kubectl get pods\n' in r.stderr, r.stderr
+    # the command the message suggests lists the pods of that kubeconfig, as the command read them
+    assert ('pod "nginx" not found in the current namespace. List pods with: kubectl get pods --kubeconfig=%s\n'
+            % cfg) in r.stderr, r.stderr
     assert 'default' not in r.stderr, r.stderr
+
+
+def test_suggested_commands_ask_as_the_command_did(cluster):
+    """The kubectl commands a message suggests carry the command's --context (and kubeconfig and
+    kubectl's connection flags): without them they looked at another cluster or as another user."""
+    r = cluster.diag('--context', 'kubesim', '--request-timeout=20s', 'ps', '-l', 'app=nope-%d' % os.getpid())
+    assert r.returncode == 1
+    assert error_lines(r.stderr) == ['error: no pod matches -l app=nope-%d in the current namespace: check the labels '
+                                     'with kubectl get pods --context=kubesim --request-timeout=20s --show-labels'
+                                     % os.getpid()], r.stderr
 
 
 def test_a_manager_that_stopped_answering_is_named(cluster, fresh_pod):
