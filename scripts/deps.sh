@@ -2,12 +2,13 @@
 # Installs what building and testing kdiag-c needs on Debian 12 / Ubuntu, as root.
 #   scripts/deps.sh            everything: build, tests, images (the default)
 #   scripts/deps.sh --build    only what compiling the shipped binaries needs (Dockerfile)
-#   scripts/deps.sh --runtime  only the shared libraries the debug image's binaries load
-#                              beyond glibc (Dockerfile.release)
+#   scripts/deps.sh --runtime  only what the debug image takes from the system beyond glibc:
+#                              the shared libraries its binaries load, /etc/services (Dockerfile.release)
 # One package per line so each area adds its own without touching the others.
 set -euo pipefail
 runtime=(
   libmnl0              # the one library linked dynamically besides glibc (no libmnl.a)
+  netbase              # /etc/services, copied into the debug image: capture filters' port names (port http)
 )
 build=(
   build-essential
