@@ -354,8 +354,12 @@ int podsel_service_ports(const char *json, podsel_svc_port **out, size_t *n)
         const char *proto = json_string_value(json_object_get(p, "protocol"));
         const json_t *target = json_object_get(p, "targetPort");
         json_int_t port = json_integer_value(json_object_get(p, "port"));
-        json_int_t to = target ? json_integer_value(target) : port;
         const char *name = json_string_value(target), *own = json_string_value(json_object_get(p, "name"));
+        if (name && !*name) { /* "": none, as the API server defaults it (fuzz.cluster) */
+            target = NULL;
+            name = NULL;
+        }
+        json_int_t to = target ? json_integer_value(target) : port;
         if ((proto && strcmp(proto, "TCP") != 0) || port < 1 || port > 65535 || to < 0 || to > 65535 ||
             (!to && (!name || strlen(name) >= sizeof((*out)->target_name))) ||
             (own && strlen(own) >= sizeof((*out)->name)))
